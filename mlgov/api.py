@@ -1,0 +1,222 @@
+"""Kernel routes: health, API keys, audit log and webhooks. Domain routers live in their packages."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Any, Generic, TypeVar
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from mlgov import audit, auth, events
+from mlgov.auth import ADMINS, Principal, SessionDep, require
+from mlgov.db import check_at_head, ping
+from mlgov.errors import DomainError
+
+T = TypeVar("T")
+
+
+class Page(BaseModel, Generic[T]):
+    items: list[T]
+    total: int
+    limit: int
+    offset: int
+
+
+Limit = Annotated[int, Query(ge=1, le=1000, description="page size")]
+Offset = Annotated[int, Query(ge=0, description="rows to skip")]
+
+health = APIRouter(tags=["health"])
+
+
+class ServiceUnavailable(DomainError):
+    status, title = 503, "Not ready"
+
+
+@health.get("/healthz", summary="Liveness (no auth)")
+def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@health.get("/readyz", summary="Readiness: the database answers and is at the expected schema (no auth)")
+def readyz(request: Request) -> dict[str, str]:
+    db = auth.get_db(request)
+    try:
+        ping(db.engine)
+        check_at_head(db.engine)
+    except Exception as exc:
+        raise ServiceUnavailable(f"database not ready: {exc}",
+                                 fix="check MLGOV_DATABASE_URL and run `mlgov db upgrade`") from None
+    return {"status": "ready"}
+
+
+router = APIRouter(prefix="/api/v1")
+
+
+# --- keys ---------------------------------------------------------------------------------------------
+
+class KeyCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=128)
+    role: auth.Role
+
+
+class KeyRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    name: str
+    role: str
+    key_id: str
+    active: bool
+    created_at: dt.datetime
+    revoked_at: dt.datetime | None
+
+
+class KeyCreated(KeyRead):
+    key: str = Field(description="the API key; shown once, stored only as a hash")
+
+
+@router.get("/keys", tags=["keys"], response_model=list[KeyRead])
+def list_keys(session: SessionDep, _: Annotated[Principal, Depends(require(ADMINS))]) -> Any:
+    return auth.list_keys(session)
+
+
+@router.post("/keys", tags=["keys"], status_code=201, response_model=KeyCreated)
+def create_key(body: KeyCreate, session: SessionDep, p: Annotated[Principal, Depends(require(ADMINS))]) -> Any:
+    row, full = auth.create_key(session, body.name, body.role.value, actor=p.name)
+    return KeyCreated.model_validate({**KeyRead.model_validate(row).model_dump(), "key": full})
+
+
+@router.delete("/keys/{name}", tags=["keys"], status_code=204)
+def revoke_key(name: str, session: SessionDep, p: Annotated[Principal, Depends(require(ADMINS))]) -> Response:
+    auth.revoke_key(session, name, actor=p.name)
+    return Response(status_code=204)
+
+
+# --- audit --------------------------------------------------------------------------------------------
+
+class AuditEventRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: int
+    seq: int
+    ts: dt.datetime
+    actor: str
+    action: str
+    subject_type: str
+    subject_id: str
+    before: Any
+    after: Any
+    request_id: str | None
+    prev_hash: str
+    hash: str
+
+
+@router.get("/audit/events", tags=["audit"], response_model=Page[AuditEventRead])
+def audit_events(
+    session: SessionDep,
+    _: Annotated[Principal, Depends(require(ADMINS, auth.Role.approver, auth.Role.viewer))],
+    subject_type: str | None = None,
+    subject: Annotated[str | None, Query(description="subject id, e.g. 'churn/3'")] = None,
+    actor: str | None = None,
+    action: Annotated[str | None, Query(description="exact action or a pattern like 'version.*'")] = None,
+    since: Annotated[dt.datetime | None, Query(alias="from")] = None,
+    until: Annotated[dt.datetime | None, Query(alias="to")] = None,
+    limit: Limit = 100,
+    offset: Offset = 0,
+) -> Any:
+    rows, total = audit.query(session, subject_type=subject_type, subject_id=subject, actor=actor, action=action,
+                              since=_aware(since), until=_aware(until), limit=limit, offset=offset)
+    return {"items": rows, "total": total, "limit": limit, "offset": offset}
+
+
+def _aware(value: dt.datetime | None) -> dt.datetime | None:
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=dt.UTC)
+    return value
+
+
+@router.get("/audit/verify", tags=["audit"])
+def audit_verify(
+    session: SessionDep, _: Annotated[Principal, Depends(require(ADMINS, auth.Role.approver, auth.Role.viewer))]
+) -> dict[str, Any]:
+    return audit.verify(session)
+
+
+# --- webhooks -----------------------------------------------------------------------------------------
+
+class WebhookCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    url: str = Field(min_length=8, max_length=2048)
+    secret: str = Field(min_length=16, max_length=256)
+    events: list[str] = Field(min_length=1, max_length=100)
+    description: str | None = Field(default=None, max_length=1000)
+
+
+class WebhookRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: str
+    url: str
+    events: list[str]
+    description: str | None
+    active: bool
+    created_by: str
+    created_at: dt.datetime
+
+
+class AttemptRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    attempt: int
+    at: dt.datetime
+    status_code: int | None
+    error: str | None
+    duration_ms: int
+
+
+class DeliveryRead(BaseModel):
+    id: str
+    event_type: str
+    status: str
+    attempts: int
+    next_attempt_at: dt.datetime
+    last_status_code: int | None
+    last_error: str | None
+    delivered_at: dt.datetime | None
+    created_at: dt.datetime
+    history: list[AttemptRead]
+
+
+@router.post("/webhooks", tags=["webhooks"], status_code=201, response_model=WebhookRead)
+def create_webhook(body: WebhookCreate, session: SessionDep,
+                   p: Annotated[Principal, Depends(require(ADMINS))]) -> Any:
+    return events.create_webhook(session, url=body.url, secret=body.secret, events=body.events,
+                                 description=body.description, actor=p.name)
+
+
+@router.get("/webhooks", tags=["webhooks"], response_model=list[WebhookRead])
+def list_webhooks(session: SessionDep, _: Annotated[Principal, Depends(require(ADMINS))]) -> Any:
+    from sqlalchemy import select
+
+    return list(session.scalars(select(events.Webhook).order_by(events.Webhook.created_at)))
+
+
+@router.get("/webhooks/{webhook_id}", tags=["webhooks"], response_model=WebhookRead)
+def get_webhook(webhook_id: str, session: SessionDep, _: Annotated[Principal, Depends(require(ADMINS))]) -> Any:
+    return events.get_webhook(session, webhook_id)
+
+
+@router.delete("/webhooks/{webhook_id}", tags=["webhooks"], status_code=204)
+def delete_webhook(webhook_id: str, session: SessionDep,
+                   p: Annotated[Principal, Depends(require(ADMINS))]) -> Response:
+    events.delete_webhook(session, webhook_id, actor=p.name)
+    return Response(status_code=204)
+
+
+@router.get("/webhooks/{webhook_id}/deliveries", tags=["webhooks"], response_model=list[DeliveryRead])
+def webhook_deliveries(webhook_id: str, session: SessionDep, _: Annotated[Principal, Depends(require(ADMINS))],
+                       limit: Limit = 100, offset: Offset = 0) -> Any:
+    out = []
+    for d, attempts in events.list_deliveries(session, webhook_id, limit, offset):
+        out.append(DeliveryRead(
+            id=d.id, event_type=d.event_type, status=d.status, attempts=d.attempts, next_attempt_at=d.next_attempt_at,
+            last_status_code=d.last_status_code, last_error=d.last_error, delivered_at=d.delivered_at,
+            created_at=d.created_at, history=[AttemptRead.model_validate(a) for a in attempts]))
+    return out

@@ -1,0 +1,144 @@
+"""Composition root: builds the FastAPI app from settings and every domain's router."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from mlgov import __version__
+from mlgov.context import request_id_var
+from mlgov.db import Database, check_at_head
+from mlgov.errors import install_error_handlers, problem
+from mlgov.events import Dispatcher
+from mlgov.settings import Settings, get_settings
+from mlgov.storage import open_store
+
+log = logging.getLogger("mlgov")
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class BodyLimitMiddleware:
+    """Reject bodies over the limit before any handler sees them (declared or streamed length)."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        declared = headers.get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            await self._reject(scope, receive, send)
+            return
+        seen = 0
+        started = False
+
+        async def limited_receive() -> Message:
+            nonlocal seen
+            msg = await receive()
+            if msg["type"] == "http.request":
+                seen += len(msg.get("body", b""))
+                if seen > self.limit:
+                    raise _TooLarge
+            return msg
+
+        async def tracking_send(msg: Message) -> None:
+            nonlocal started
+            if msg["type"] == "http.response.start":
+                started = True
+            await send(msg)
+
+        try:
+            await self.app(scope, limited_receive, tracking_send)
+        except _TooLarge:
+            if not started:
+                await self._reject(scope, receive, send)
+
+    async def _reject(self, scope: Scope, receive: Receive, send: Send) -> None:
+        resp = problem(413, "Payload too large", f"the request body is larger than {self.limit} bytes",
+                       fix="send a smaller body, or raise MLGOV_MAX_BODY_BYTES on the server")
+        await resp(scope, receive, send)
+
+
+class RequestIdMiddleware:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        rid = headers.get(b"x-request-id", b"").decode("latin-1")[:64] or uuid.uuid4().hex
+        token = request_id_var.set(rid)
+
+        async def send_with_id(msg: Message) -> None:
+            if msg["type"] == "http.response.start":
+                msg.setdefault("headers", [])
+                msg["headers"] = [*msg["headers"], (b"x-request-id", rid.encode("latin-1"))]
+            await send(msg)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            request_id_var.reset(token)
+
+
+def create_app(settings: Settings | None = None, db: Database | None = None, *, check_schema: bool = True) -> FastAPI:
+    settings = settings or get_settings()
+    database = db or Database(settings.resolved_database_url, echo=settings.log_sql)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if check_schema:
+            check_at_head(database.engine)
+        dispatcher = Dispatcher(database, settings) if settings.background_workers else None
+        if dispatcher:
+            dispatcher.start()
+        try:
+            yield
+        finally:
+            if dispatcher:
+                dispatcher.stop()
+            if db is None:
+                database.dispose()
+
+    app = FastAPI(
+        title="mlgov",
+        version=__version__,
+        description="Governed model registry, lineage, monitoring and audit.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.db = database
+    app.state.store = None
+
+    def store() -> Any:
+        if app.state.store is None:
+            app.state.store = open_store(settings)
+        return app.state.store
+
+    app.state.get_store = store
+    install_error_handlers(app)
+
+    from mlgov.api import health, router
+    from registry.router import router as registry_router
+
+    app.include_router(health)
+    app.include_router(router)
+    app.include_router(registry_router)
+
+    app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
+    app.add_middleware(RequestIdMiddleware)
+    return app

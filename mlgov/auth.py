@@ -1,0 +1,214 @@
+"""API keys (stored as SHA-256 hashes), roles, and the ``require(...)`` dependency every route declares.
+
+Keys are 256-bit random secrets, so a fast hash is the right tool (there is nothing to brute-force);
+the public ``key_id`` prefix lets us find the row without scanning, and the digest is compared in
+constant time.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import hashlib
+import hmac
+import secrets
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+from sqlalchemy import Boolean, String, select
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from mlgov.db import Base, Database, new_id, utcnow
+from mlgov.errors import Conflict, Forbidden, Invalid, NotFound, Unauthorized
+
+KEY_PREFIX = "mlgov"
+
+
+class Role(enum.StrEnum):
+    admin = "admin"
+    approver = "approver"
+    publisher = "publisher"
+    viewer = "viewer"
+    ingest = "ingest"
+
+
+ALL_ROLES = frozenset(Role)
+READERS = frozenset({Role.admin, Role.approver, Role.publisher, Role.viewer})
+PUBLISHERS = frozenset({Role.admin, Role.publisher})
+DECIDERS = frozenset({Role.admin, Role.approver})
+ADMINS = frozenset({Role.admin})
+INGESTERS = frozenset({Role.admin, Role.ingest})
+
+
+class ApiKey(Base):
+    __tablename__ = "auth_api_keys"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    key_id: Mapped[str] = mapped_column(String(16), unique=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    role: Mapped[str] = mapped_column(String(16))
+    key_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(default=None)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+@dataclass(frozen=True)
+class Principal:
+    key_pk: str
+    name: str
+    role: Role
+
+
+SYSTEM = Principal(key_pk="system", name="system", role=Role.admin)
+
+
+def _digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def generate_key() -> tuple[str, str, str]:
+    """Return (full key, public key id, secret part)."""
+    key_id = secrets.token_hex(6)
+    secret = secrets.token_urlsafe(32)
+    return f"{KEY_PREFIX}_{key_id}_{secret}", key_id, secret
+
+
+def create_key(session: Session, name: str, role: str, *, actor: str) -> tuple[ApiKey, str]:
+    """Create a key; the plain key is returned once and never stored."""
+    from mlgov import audit
+
+    name = name.strip()
+    if not name or len(name) > 128:
+        raise Invalid("key name must be 1-128 characters", fix="pass --name with a short descriptive name")
+    try:
+        role_v = Role(role)
+    except ValueError:
+        raise Invalid(
+            f"unknown role {role!r}", fix=f"use one of: {', '.join(r.value for r in Role)}"
+        ) from None
+    if session.scalar(select(ApiKey.id).where(ApiKey.name == name)) is not None:
+        raise Conflict(f"an API key named {name!r} already exists", fix="choose another name or revoke the old key")
+    full, key_id, secret = generate_key()
+    row = ApiKey(id=new_id(), key_id=key_id, name=name, role=role_v.value, key_hash=_digest(secret), active=True)
+    session.add(row)
+    session.flush()
+    audit.record(session, actor=actor, action="key.created", subject_type="api_key", subject_id=name,
+                 after={"name": name, "role": role_v.value, "key_id": key_id})
+    return row, full
+
+
+def revoke_key(session: Session, name: str, *, actor: str) -> ApiKey:
+    from mlgov import audit
+
+    row = session.scalar(select(ApiKey).where(ApiKey.name == name))
+    if row is None:
+        raise NotFound(f"no API key named {name!r}", fix="list keys with `mlgov keys list` or GET /api/v1/keys")
+    if not row.active:
+        raise Conflict(f"API key {name!r} is already revoked")
+    row.active = False
+    row.revoked_at = utcnow()
+    session.flush()
+    audit.record(session, actor=actor, action="key.revoked", subject_type="api_key", subject_id=name,
+                 before={"active": True}, after={"active": False})
+    return row
+
+
+def list_keys(session: Session) -> list[ApiKey]:
+    return list(session.scalars(select(ApiKey).order_by(ApiKey.created_at, ApiKey.name)))
+
+
+def authenticate(session: Session, presented: str) -> Principal:
+    parts = presented.split("_", 2)
+    if len(parts) != 3 or parts[0] != KEY_PREFIX:
+        raise Unauthorized("the API key is malformed", fix="send `Authorization: Bearer mlgov_<id>_<secret>`")
+    row = session.scalar(select(ApiKey).where(ApiKey.key_id == parts[1]))
+    if row is None or not hmac.compare_digest(row.key_hash, _digest(parts[2])):
+        raise Unauthorized("the API key is not valid", fix="check the key or create one with `mlgov keys create`")
+    if not row.active:
+        raise Unauthorized(f"the API key {row.name!r} was revoked", fix="ask an admin for a new key")
+    return Principal(key_pk=row.id, name=row.name, role=Role(row.role))
+
+
+def bootstrap_admin_key(db: Database, path: Any) -> str | None:
+    """With no active admin key, create one and write it to ``path`` (0600); return the path."""
+    import os
+    from pathlib import Path
+
+    with db.session_scope() as session:
+        stmt = select(ApiKey.id).where(ApiKey.role == Role.admin.value, ApiKey.active.is_(True)).limit(1)
+        if session.scalar(stmt) is not None:
+            return None
+        name = "admin"
+        while session.scalar(select(ApiKey.id).where(ApiKey.name == name)) is not None:
+            name = f"admin-{secrets.token_hex(3)}"
+        _, full = create_key(session, name, Role.admin.value, actor="system")
+        p = Path(path)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(full + "\n")
+        os.chmod(p, 0o600)
+        return str(p)
+
+
+# --- FastAPI dependencies -------------------------------------------------------------------------
+
+def get_db(request: Request) -> Database:
+    db: Database = request.app.state.db
+    return db
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    """One transaction per request; committed before the response is sent (scope="function")."""
+    db = get_db(request)
+    session = db.session(write=request.method not in ("GET", "HEAD", "OPTIONS"))
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
+
+
+def _bearer(request: Request) -> str:
+    header = request.headers.get("authorization")
+    if not header:
+        raise Unauthorized("no API key was sent", fix="send `Authorization: Bearer <key>`")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("the Authorization header is not a Bearer token", fix="send `Authorization: Bearer <key>`")
+    return token.strip()
+
+
+def require(*roles: Role | frozenset[Role]) -> Callable[..., Principal]:
+    """Dependency factory: authenticate and check the role; the allowed set is kept for the route audit."""
+    allowed: set[Role] = set()
+    for r in roles:
+        allowed |= set(r) if isinstance(r, frozenset) else {r}
+    frozen = frozenset(allowed)
+
+    def dependency(request: Request) -> Principal:
+        token = _bearer(request)
+        db = get_db(request)
+        with db.session(write=False) as session:
+            principal = authenticate(session, token)
+            session.rollback()
+        if principal.role not in frozen:
+            raise Forbidden(
+                f"role {principal.role.value!r} (key {principal.name!r}) may not call {request.method} "
+                f"{request.url.path}",
+                fix=f"use a key with one of the roles: {', '.join(sorted(r.value for r in frozen))}",
+            )
+        request.state.principal = principal
+        return principal
+
+    dependency.roles = frozen  # type: ignore[attr-defined]
+    return dependency

@@ -1,0 +1,189 @@
+"""The ``mlgov`` command: serve, db, keys, audit, demo (domains add their own sub-commands)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Annotated
+
+import typer
+
+from mlgov.db import Database
+from mlgov.settings import get_settings
+
+app = typer.Typer(help="mlgov: governed model registry, lineage, monitoring and audit.", no_args_is_help=True)
+db_app = typer.Typer(help="Database schema (Alembic migrations shipped with mlgov).", no_args_is_help=True)
+keys_app = typer.Typer(help="API keys (stored hashed; shown once).", no_args_is_help=True)
+audit_app = typer.Typer(help="Tamper-evident audit log.", no_args_is_help=True)
+demo_app = typer.Typer(help="Demo data.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(keys_app, name="keys")
+app.add_typer(audit_app, name="audit")
+app.add_typer(demo_app, name="demo")
+
+
+def _database() -> Database:
+    s = get_settings()
+    s.home.mkdir(parents=True, exist_ok=True)
+    return Database(s.resolved_database_url)
+
+
+def _fail(msg: str, code: int = 1) -> None:
+    typer.echo(f"error: {msg}", err=True)
+    raise typer.Exit(code)
+
+
+def _require_schema(db: Database) -> None:
+    from mlgov.db import SchemaNotAtHead, check_at_head
+
+    try:
+        check_at_head(db.engine)
+    except SchemaNotAtHead as exc:
+        _fail(str(exc))
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
+    """Migrate the database up to REVISION (default: head)."""
+    from alembic import command
+
+    from mlgov.db import alembic_config
+
+    s = get_settings()
+    s.home.mkdir(parents=True, exist_ok=True)
+    command.upgrade(alembic_config(s.resolved_database_url), revision)
+    typer.echo(f"database at {revision}: {_redact(s.resolved_database_url)}")
+
+
+@db_app.command("downgrade")
+def db_downgrade(revision: Annotated[str, typer.Argument(help="target revision, e.g. -1 or base")]) -> None:
+    """Migrate the database down to REVISION."""
+    from alembic import command
+
+    from mlgov.db import alembic_config
+
+    command.downgrade(alembic_config(get_settings().resolved_database_url), revision)
+    typer.echo(f"database at {revision}")
+
+
+@db_app.command("current")
+def db_current() -> None:
+    """Print the database's revision and the code's head revision."""
+    from mlgov.db import current_revision, head_revision
+
+    db = _database()
+    cur, head = current_revision(db.engine), head_revision()
+    state = "up to date" if cur == head else "run `mlgov db upgrade`"
+    typer.echo(f"current: {cur or 'none'}\nhead:    {head}\n{state}")
+
+
+def _redact(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+@keys_app.command("create")
+def keys_create(name: Annotated[str, typer.Option(help="unique key name (shown in the audit log)")],
+                role: Annotated[str, typer.Option(help="admin|approver|publisher|viewer|ingest")]) -> None:
+    """Create a key; the key itself is printed once, as the last line."""
+    from mlgov import auth
+    from mlgov.errors import DomainError
+
+    db = _database()
+    _require_schema(db)
+    try:
+        with db.session_scope() as s:
+            row, full = auth.create_key(s, name, role, actor="cli")
+            typer.echo(f"created key {row.name!r} with role {row.role} (store it now; it is not shown again):")
+    except DomainError as exc:
+        _fail(f"{exc.detail}" + (f" — {exc.fix}" if exc.fix else ""))
+    typer.echo(full)
+
+
+@keys_app.command("list")
+def keys_list() -> None:
+    """List keys (never the secrets)."""
+    from mlgov import auth
+
+    db = _database()
+    _require_schema(db)
+    with db.session_scope(write=False) as s:
+        for k in auth.list_keys(s):
+            state = "active" if k.active else f"revoked {k.revoked_at:%Y-%m-%d %H:%M}" if k.revoked_at else "revoked"
+            typer.echo(f"{k.name}\t{k.role}\t{k.key_id}\t{state}")
+
+
+@keys_app.command("revoke")
+def keys_revoke(name: str) -> None:
+    """Revoke the key NAME."""
+    from mlgov import auth
+    from mlgov.errors import DomainError
+
+    db = _database()
+    _require_schema(db)
+    try:
+        with db.session_scope() as s:
+            auth.revoke_key(s, name, actor="cli")
+    except DomainError as exc:
+        _fail(exc.detail)
+    typer.echo(f"revoked {name}")
+
+
+@audit_app.command("verify")
+def audit_verify() -> None:
+    """Check the hash chain; exit 1 and name the first broken event if it was tampered with."""
+    from mlgov import audit
+
+    db = _database()
+    _require_schema(db)
+    with db.session_scope(write=False) as s:
+        result = audit.verify(s)
+    typer.echo(json.dumps(result))
+    if not result["ok"]:
+        raise typer.Exit(1)
+
+
+@demo_app.command("seed")
+def demo_seed(if_empty: Annotated[bool, typer.Option("--if-empty", help="do nothing if groups exist")] = False) -> None:
+    """Seed a small demo registry (groups, versions, a four-eyes approval, a production stage)."""
+    from mlgov.demo import seed
+
+    db = _database()
+    _require_schema(db)
+    typer.echo(seed(db, if_empty=if_empty))
+
+
+@app.command("serve")
+def serve(
+    host: Annotated[str, typer.Option(help="bind address")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port")] = 8000,
+    workers: Annotated[int, typer.Option(help="worker processes")] = 1,
+) -> None:
+    """Serve the API (refuses to start on a database not at the current schema)."""
+    import uvicorn
+
+    from mlgov import auth
+
+    s = get_settings()
+    db = _database()
+    _require_schema(db)
+    created = auth.bootstrap_admin_key(db, s.admin_key_path)
+    key_path = s.admin_key_path.resolve()
+    if created:
+        typer.echo(f"created the first admin key; it is in {key_path} (mode 0600)")
+    elif key_path.exists():
+        typer.echo(f"admin key: {key_path}")
+    db.dispose()
+    typer.echo(f"mlgov serving on http://{host}:{port}  (API docs: http://{host}:{port}/docs)")
+    sys.stdout.flush()
+    uvicorn.run("mlgov.asgi:app", host=host, port=port, workers=workers, log_level="info",
+                http="mlgov.server:NoDelayHttpToolsProtocol")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,182 @@
+"""Engine, declarative base, sessions and the schema-at-head check.
+
+SQLite allows one writer at a time; a deferred transaction that later tries to write can fail with
+"database is locked" instead of waiting. Write sessions therefore open with ``BEGIN IMMEDIATE`` on SQLite
+(they queue on ``busy_timeout``), while read sessions stay deferred so reads never wait for writers (WAL).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    Integer,
+    MetaData,
+    String,
+    TypeDecorator,
+    create_engine,
+    event,
+    text,
+)
+from sqlalchemy.engine import Dialect, Engine, make_url
+from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+from sqlalchemy.pool import NullPool
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+BIGINT_PK = BigInteger().with_variant(Integer(), "sqlite")  # SQLite autoincrements only INTEGER keys
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+class UTCDateTime(TypeDecorator[dt.datetime]):
+    """Timezone-aware UTC datetimes on every backend (SQLite drops the offset; we put it back)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given; mlgov stores aware UTC datetimes only")
+        value = value.astimezone(dt.UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: dt.datetime | None, dialect: Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {dt.datetime: UTCDateTime(), dict[str, Any]: JSON(), list[Any]: JSON(), str: String()}
+
+
+def _sqlite_pragmas(engine: Engine, immediate: bool) -> None:
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_conn: Any, _rec: Any) -> None:
+        dbapi_conn.isolation_level = None  # we emit BEGIN ourselves
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA busy_timeout=30000")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def make_engine(url: str, *, immediate: bool = False, echo: bool = False, pooled: bool = True) -> Engine:
+    u = make_url(url)
+    extra: dict[str, Any] = {} if pooled else {"poolclass": NullPool}
+    if u.get_backend_name() == "sqlite":
+        if u.database and u.database != ":memory:":
+            Path(u.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, echo=echo, connect_args={"check_same_thread": False, "timeout": 30}, **extra)
+        _sqlite_pragmas(engine, immediate)
+        return engine
+    if pooled:
+        extra = {"pool_pre_ping": True, "pool_size": 10, "max_overflow": 20}
+    return create_engine(url, echo=echo, **extra)
+
+
+class Database:
+    """Holds the engines and session factories; one per app (tests build their own)."""
+
+    def __init__(self, url: str, *, echo: bool = False) -> None:
+        self.url = url
+        self.backend = make_url(url).get_backend_name()
+        self.engine = make_engine(url, echo=echo)
+        self.write_engine = make_engine(url, immediate=True, echo=echo) if self.backend == "sqlite" else self.engine
+        self.read_sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self.write_sessions = sessionmaker(self.write_engine, expire_on_commit=False)
+
+    def session(self, *, write: bool = True) -> Session:
+        return (self.write_sessions if write else self.read_sessions)()
+
+    @contextmanager
+    def session_scope(self, *, write: bool = True) -> Iterator[Session]:
+        """The transaction boundary for jobs and CLI commands: commit on success, roll back on error."""
+        session = self.session(write=write)
+        try:
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+        finally:
+            session.close()
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+        if self.write_engine is not self.engine:
+            self.write_engine.dispose()
+
+
+def alembic_config(url: str) -> Any:
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
+    cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return cfg
+
+
+def head_revision() -> str | None:
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory.from_config(alembic_config("sqlite://"))
+    head: str | None = script.get_current_head()
+    return head
+
+
+def current_revision(engine: Engine) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
+    with engine.connect() as conn:
+        rev: str | None = MigrationContext.configure(conn).get_current_revision()
+        return rev
+
+
+class SchemaNotAtHead(RuntimeError):
+    pass
+
+
+def check_at_head(engine: Engine) -> None:
+    """Refuse to serve a database whose schema is older (or newer) than this code expects."""
+    current, head = current_revision(engine), head_revision()
+    if current != head:
+        raise SchemaNotAtHead(
+            f"database schema is at revision {current or 'none (empty database)'}, this mlgov needs {head}; "
+            "run `mlgov db upgrade` (same MLGOV_DATABASE_URL) and start again"
+        )
+
+
+def ping(engine: Engine) -> None:
+    with engine.connect() as conn:
+        conn.execute(text("SELECT 1"))

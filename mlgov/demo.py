@@ -1,0 +1,52 @@
+"""A small demo registry for `make run` (a composition root: it may call domain services)."""
+
+from __future__ import annotations
+
+import hashlib
+
+from sqlalchemy import select
+
+from mlgov import auth
+from mlgov.auth import Principal, Role
+from mlgov.db import Database
+
+
+def _principal(session, name: str, role: Role) -> Principal:  # type: ignore[no-untyped-def]
+    row = session.scalar(select(auth.ApiKey).where(auth.ApiKey.name == name))
+    if row is None:
+        row, _ = auth.create_key(session, name, role.value, actor="demo")
+    return Principal(key_pk=row.id, name=row.name, role=Role(row.role))
+
+
+def seed(db: Database, *, if_empty: bool) -> str:
+    from registry import service
+    from registry.orm import ModelGroup
+    from registry.schemas import ApprovalRequest, GroupCreate, ModelCard, StageRequest, VersionCreate
+
+    with db.session_scope() as s:
+        if if_empty and s.scalar(select(ModelGroup.id).limit(1)) is not None:
+            return "demo: registry not empty, nothing seeded"
+        publisher = _principal(s, "demo-publisher", Role.publisher)
+        approver = _principal(s, "demo-approver", Role.approver)
+        service.create_group(s, GroupCreate(name="churn-classifier", description="Predicts customer churn (demo)",
+                                            tags={"team": "growth", "risk": "medium"}), publisher)
+        for n, auc in ((1, 0.81), (2, 0.86)):
+            body = VersionCreate(
+                artifact_uri=f"s3://demo-models/churn/v{n}/model.tar.gz",
+                artifact_sha256=hashlib.sha256(f"churn-v{n}".encode()).hexdigest(),
+                framework="xgboost", framework_version="2.1", task="CLASSIFICATION", domain="MACHINE_LEARNING",
+                metrics={"auc": auc, "accuracy": auc - 0.05},
+                metadata={"git_commit": f"abc12{n}", "owner": "growth-ml"},
+                training_data=[f"s3://demo-data/churn/train-2026-0{n}.csv"],
+                model_card=ModelCard(status="PendingReview", content={"intended_use": "retention campaigns"},
+                                     markdown=f"# Churn classifier v{n}\nGradient-boosted trees on 40 features."),
+            )
+            service.register_version(s, "churn-classifier", body, publisher)
+        service.decide(s, "churn-classifier", 1, ApprovalRequest(status="Approved", comment="AUC above 0.8 on holdout"),
+                       approver)
+        service.move_stage(s, "churn-classifier", 1, StageRequest(stage="Staging"), approver)
+        service.move_stage(s, "churn-classifier", 1, StageRequest(stage="Production", comment="initial launch"),
+                           approver)
+        service.create_group(s, GroupCreate(name="fraud-detector", description="Card fraud scoring (demo)",
+                                            tags={"team": "risk"}), publisher)
+    return "demo: seeded groups churn-classifier (v1 Approved in Production, v2 pending) and fraud-detector"

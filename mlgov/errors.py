@@ -1,0 +1,122 @@
+"""Domain errors and the one place that turns errors into RFC 9457 problem+json responses."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger("mlgov.errors")
+PROBLEM = "application/problem+json"
+
+
+class DomainError(Exception):
+    """Base of every error a service raises; carries its HTTP status so routers stay thin."""
+
+    status = 400
+    title = "Bad request"
+
+    def __init__(self, detail: str, *, fix: str | None = None, **extra: Any) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.fix = fix
+        self.extra = extra
+
+
+class NotFound(DomainError):
+    status, title = 404, "Not found"
+
+
+class Conflict(DomainError):
+    status, title = 409, "Conflict"
+
+
+class Forbidden(DomainError):
+    status, title = 403, "Forbidden"
+
+
+class Unauthorized(DomainError):
+    status, title = 401, "Unauthorized"
+
+
+class Invalid(DomainError):
+    status, title = 422, "Invalid request"
+
+
+class PayloadTooLarge(DomainError):
+    status, title = 413, "Payload too large"
+
+
+def problem(status: int, title: str, detail: str, *, fix: str | None = None, **extra: Any) -> JSONResponse:
+    body: dict[str, Any] = {"type": "about:blank", "title": title, "status": status, "detail": detail}
+    if fix:
+        body["fix"] = fix
+    body.update(extra)
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
+
+
+def _loc(loc: tuple[Any, ...] | list[Any]) -> str:
+    return ".".join(str(p) for p in loc)
+
+
+def _validation_problem(exc: RequestValidationError) -> JSONResponse:
+    errors = exc.errors()
+    if any(e.get("type") == "json_invalid" for e in errors):
+        e = next(e for e in errors if e.get("type") == "json_invalid")
+        where = e.get("ctx", {}).get("error", "")
+        return problem(
+            400,
+            "Malformed JSON",
+            f"the request body is not valid JSON ({where})".replace(" ()", ""),
+            fix="send a well-formed JSON document with Content-Type: application/json",
+        )
+    items = [
+        {"field": _loc(e.get("loc", ())), "message": e.get("msg", ""), "type": e.get("type", "")} for e in errors
+    ]
+    summary = "; ".join(f"{i['field']}: {i['message']}" for i in items[:5])
+    return problem(
+        422,
+        "Invalid request",
+        f"the request does not match the expected shape: {summary}",
+        fix="correct the listed fields (see the API schema at /docs) and retry",
+        errors=json.loads(json.dumps(items, default=str)),
+    )
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(DomainError)
+    async def _domain(_: Request, exc: DomainError) -> JSONResponse:
+        return problem(exc.status, exc.title, exc.detail, fix=exc.fix, **exc.extra)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return _validation_problem(exc)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 404:
+            return problem(
+                404,
+                "Not found",
+                f"no route matches {request.method} {request.url.path}",
+                fix="check the path against the API reference at /docs",
+            )
+        if exc.status_code == 405:
+            return problem(
+                405,
+                "Method not allowed",
+                f"{request.method} is not supported on {request.url.path}",
+                fix="use one of the methods listed in the Allow header",
+            )
+        return problem(exc.status_code, "HTTP error", str(exc.detail))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return problem(500, "Internal error", "an unexpected error occurred; it has been logged")

@@ -1,0 +1,264 @@
+"""Transactional outbox and signed webhook delivery.
+
+``emit`` writes the event and one delivery row per subscribed webhook in the caller's transaction, so an
+action and its notifications commit together. A dispatcher claims due deliveries with a lease (``SKIP
+LOCKED`` on PostgreSQL), POSTs them outside any transaction, and records every attempt; failures back off
+exponentially and dead-letter after ``webhook_max_attempts``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text, select
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from mlgov.audit import canonical
+from mlgov.db import BIGINT_PK, Base, Database, new_id, utcnow
+from mlgov.errors import Invalid, NotFound
+from mlgov.settings import Settings
+
+log = logging.getLogger("mlgov.events")
+SIGNATURE_HEADER = "X-Mlgov-Signature"
+
+
+class OutboxEvent(Base):
+    __tablename__ = "events_outbox"
+
+    id: Mapped[int] = mapped_column(BIGINT_PK, primary_key=True, autoincrement=True)
+    event_id: Mapped[str] = mapped_column(String(32), unique=True, default=new_id)
+    type: Mapped[str] = mapped_column(String(64), index=True)
+    subject: Mapped[str] = mapped_column(String(256))
+    payload: Mapped[Any] = mapped_column(JSON)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class Webhook(Base):
+    __tablename__ = "events_webhooks"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    url: Mapped[str] = mapped_column(String(2048))
+    secret: Mapped[str] = mapped_column(String(256))  # needed in clear to sign; never returned or logged
+    events: Mapped[Any] = mapped_column(JSON)
+    description: Mapped[str | None] = mapped_column(Text, nullable=True)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_by: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class Delivery(Base):
+    __tablename__ = "events_deliveries"
+    __table_args__ = (Index("ix_events_deliveries_due", "status", "next_attempt_at"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    webhook_id: Mapped[str] = mapped_column(ForeignKey("events_webhooks.id", ondelete="CASCADE"), index=True)
+    outbox_id: Mapped[int] = mapped_column(ForeignKey("events_outbox.id"), index=True)
+    event_type: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending | delivered | dead
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    last_status_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    delivered_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class DeliveryAttempt(Base):
+    __tablename__ = "events_delivery_attempts"
+
+    id: Mapped[int] = mapped_column(BIGINT_PK, primary_key=True, autoincrement=True)
+    delivery_id: Mapped[str] = mapped_column(ForeignKey("events_deliveries.id", ondelete="CASCADE"), index=True)
+    attempt: Mapped[int] = mapped_column(Integer)
+    at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    status_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    duration_ms: Mapped[int] = mapped_column(Integer, default=0)
+
+
+def matches(patterns: list[str], event_type: str) -> bool:
+    return any(p in ("*", event_type) or (p.endswith(".*") and event_type.startswith(p[:-1])) for p in patterns)
+
+
+def emit(session: Session, event_type: str, subject: str, payload: dict[str, Any]) -> OutboxEvent:
+    """Queue an event (and its webhook deliveries) in the caller's transaction."""
+    ev = OutboxEvent(event_id=new_id(), type=event_type, subject=subject, payload=payload, created_at=utcnow())
+    session.add(ev)
+    session.flush()
+    for hook in session.scalars(select(Webhook).where(Webhook.active.is_(True))):
+        if matches(list(hook.events), event_type):
+            session.add(Delivery(id=new_id(), webhook_id=hook.id, outbox_id=ev.id, event_type=event_type,
+                                 status="pending", attempts=0, next_attempt_at=ev.created_at))
+    session.flush()
+    return ev
+
+
+def envelope(ev: OutboxEvent) -> bytes:
+    body = {"id": ev.event_id, "type": ev.type, "subject": ev.subject,
+            "created_at": ev.created_at.astimezone(dt.UTC).isoformat(), "data": ev.payload}
+    return canonical(body).encode()
+
+
+def sign(secret: str, body: bytes) -> str:
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+# --- webhook management (service functions used by the kernel router) --------------------------------
+
+def create_webhook(session: Session, *, url: str, secret: str, events: list[str], description: str | None,
+                   actor: str) -> Webhook:
+    from mlgov import audit
+
+    if not url.startswith(("http://", "https://")):
+        raise Invalid(f"webhook url {url!r} is not http(s)", fix="give an absolute http:// or https:// URL")
+    if len(secret) < 16:
+        raise Invalid("webhook secret is shorter than 16 characters", fix="use a random secret of 16+ characters")
+    if not events:
+        raise Invalid("events is empty", fix='subscribe to at least one event type, e.g. ["version.*"] or ["*"]')
+    hook = Webhook(id=new_id(), url=url, secret=secret, events=events, description=description, active=True,
+                   created_by=actor, created_at=utcnow())
+    session.add(hook)
+    session.flush()
+    audit.record(session, actor=actor, action="webhook.created", subject_type="webhook", subject_id=hook.id,
+                 after={"url": url, "events": events})
+    return hook
+
+
+def get_webhook(session: Session, webhook_id: str) -> Webhook:
+    hook = session.get(Webhook, webhook_id)
+    if hook is None:
+        raise NotFound(f"no webhook with id {webhook_id!r}", fix="list webhooks with GET /api/v1/webhooks")
+    return hook
+
+
+def delete_webhook(session: Session, webhook_id: str, *, actor: str) -> None:
+    from mlgov import audit
+
+    hook = get_webhook(session, webhook_id)
+    hook.active = False
+    session.flush()
+    audit.record(session, actor=actor, action="webhook.deactivated", subject_type="webhook", subject_id=hook.id,
+                 before={"active": True}, after={"active": False})
+
+
+def list_deliveries(
+    session: Session, webhook_id: str, limit: int, offset: int
+) -> list[tuple[Delivery, list[DeliveryAttempt]]]:
+    get_webhook(session, webhook_id)
+    rows = list(session.scalars(select(Delivery).where(Delivery.webhook_id == webhook_id)
+                                .order_by(Delivery.created_at.desc(), Delivery.id).limit(limit).offset(offset)))
+    attempts: dict[str, list[DeliveryAttempt]] = {r.id: [] for r in rows}
+    if rows:
+        for a in session.scalars(select(DeliveryAttempt).where(DeliveryAttempt.delivery_id.in_(list(attempts)))
+                                 .order_by(DeliveryAttempt.attempt)):
+            attempts[a.delivery_id].append(a)
+    return [(r, attempts[r.id]) for r in rows]
+
+
+# --- dispatcher ---------------------------------------------------------------------------------------
+
+@dataclass
+class _Claim:
+    delivery_id: str
+    attempt: int
+    url: str
+    secret: str
+    event_type: str
+    body: bytes
+
+
+def _claim(db: Database, settings: Settings, now: dt.datetime, limit: int) -> list[_Claim]:
+    lease = dt.timedelta(seconds=settings.webhook_timeout_s + 30)
+    with db.session_scope() as s:
+        stmt = (select(Delivery).where(Delivery.status == "pending", Delivery.next_attempt_at <= now)
+                .order_by(Delivery.next_attempt_at).limit(limit))
+        if db.backend == "postgresql":
+            stmt = stmt.with_for_update(skip_locked=True)
+        claims: list[_Claim] = []
+        for d in s.scalars(stmt):
+            hook = s.get(Webhook, d.webhook_id)
+            ev = s.get(OutboxEvent, d.outbox_id)
+            if hook is None or ev is None or not hook.active:
+                d.status, d.last_error = "dead", "webhook deactivated"
+                continue
+            d.next_attempt_at = now + lease
+            d.attempts += 1
+            claims.append(_Claim(d.id, d.attempts, hook.url, hook.secret, d.event_type, envelope(ev)))
+        return claims
+
+
+def backoff(settings: Settings, attempt: int) -> float:
+    return float(min(settings.webhook_backoff_max_s, settings.webhook_backoff_base_s * (2 ** (attempt - 1))))
+
+
+def _send(client: httpx.Client, c: _Claim) -> tuple[int | None, str | None, int]:
+    start = time.perf_counter()
+    try:
+        r = client.post(c.url, content=c.body, headers={
+            "Content-Type": "application/json", SIGNATURE_HEADER: sign(c.secret, c.body),
+            "X-Mlgov-Event": c.event_type, "X-Mlgov-Delivery": c.delivery_id, "User-Agent": "mlgov-webhooks/1"})
+        code: int | None = r.status_code
+        err = None if 200 <= r.status_code < 300 else f"HTTP {r.status_code}: {r.text[:200]}"
+    except httpx.HTTPError as exc:
+        code, err = None, f"{type(exc).__name__}: {exc}"[:500]
+    return code, err, int((time.perf_counter() - start) * 1000)
+
+
+def deliver_due(db: Database, settings: Settings, client: httpx.Client, now: dt.datetime | None = None,
+                limit: int = 50) -> int:
+    """Attempt every due delivery once; returns how many were attempted."""
+    now = now or utcnow()
+    claims = _claim(db, settings, now, limit)
+    for c in claims:
+        code, err, ms = _send(client, c)
+        with db.session_scope() as s:
+            d = s.get(Delivery, c.delivery_id)
+            if d is None:
+                continue
+            s.add(DeliveryAttempt(delivery_id=d.id, attempt=c.attempt, at=utcnow(), status_code=code, error=err,
+                                  duration_ms=ms))
+            d.last_status_code, d.last_error = code, err
+            if err is None:
+                d.status, d.delivered_at = "delivered", utcnow()
+            elif c.attempt >= settings.webhook_max_attempts:
+                d.status = "dead"
+                log.warning("webhook delivery %s dead after %d attempts: %s", d.id, c.attempt, err)
+            else:
+                d.next_attempt_at = utcnow() + dt.timedelta(seconds=backoff(settings, c.attempt))
+    return len(claims)
+
+
+class Dispatcher:
+    """Background thread that drains due deliveries; safe to run in several processes at once."""
+
+    def __init__(self, db: Database, settings: Settings) -> None:
+        self.db, self.settings = db, settings
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="mlgov-webhooks", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join(timeout=self.settings.webhook_timeout_s + 5)
+
+    def _run(self) -> None:
+        with httpx.Client(timeout=self.settings.webhook_timeout_s) as client:
+            while not self._stop.is_set():
+                try:
+                    n = deliver_due(self.db, self.settings, client)
+                except Exception:
+                    log.exception("webhook dispatcher iteration failed")
+                    n = 0
+                if n == 0:
+                    self._stop.wait(self.settings.dispatcher_poll_s)

@@ -1,0 +1,54 @@
+"""Settings read from the environment (prefix ``MLGOV_``); embedded defaults live under ``./.mlgov/``."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="MLGOV_", extra="ignore")
+
+    home: Path = Field(default=Path(".mlgov"), description="Directory for embedded state.")
+    database_url: str | None = Field(default=None, description="SQLAlchemy URL; default SQLite in home.")
+    store_url: str | None = Field(default=None, description="file:///dir or s3://bucket/prefix.")
+    s3_endpoint_url: str | None = None
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: str | None = None
+    s3_region: str = "us-east-1"
+
+    max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    background_workers: bool = Field(default=True, description="Run the webhook dispatcher in-process.")
+    webhook_max_attempts: int = Field(default=8, ge=1, le=100)
+    webhook_backoff_base_s: float = Field(default=2.0, gt=0)
+    webhook_backoff_max_s: float = Field(default=600.0, gt=0)
+    webhook_timeout_s: float = Field(default=10.0, gt=0)
+    dispatcher_poll_s: float = Field(default=1.0, gt=0)
+    log_sql: bool = False
+
+    @field_validator("database_url")
+    @classmethod
+    def _no_placeholder(cls, v: str | None) -> str | None:
+        if v is not None and "changeme" in v:
+            raise ValueError("MLGOV_DATABASE_URL still holds a placeholder ('changeme'); set a real URL")
+        return v
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.home / 'mlgov.db').resolve()}"
+
+    @property
+    def resolved_store_url(self) -> str:
+        return self.store_url or (self.home / "store").resolve().as_uri()
+
+    @property
+    def admin_key_path(self) -> Path:
+        return self.home / "admin.key"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,166 @@
+"""One object-store interface over a local directory or S3 (boto3, SigV4)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from mlgov.errors import Invalid, NotFound
+from mlgov.settings import Settings
+
+
+def _check_key(key: str) -> str:
+    parts = key.split("/")
+    if not key or key.startswith("/") or any(p in ("", ".", "..") for p in parts):
+        raise Invalid(f"object key {key!r} is not a clean relative path", fix="use keys like 'a/b/c.json'")
+    return key
+
+
+class ObjectStore(ABC):
+    """Keys are '/'-separated relative paths; writes are atomic (a reader never sees half an object)."""
+
+    @abstractmethod
+    def put(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None: ...
+
+    @abstractmethod
+    def get(self, key: str) -> bytes: ...
+
+    @abstractmethod
+    def exists(self, key: str) -> bool: ...
+
+    @abstractmethod
+    def list(self, prefix: str = "") -> Iterator[str]: ...
+
+    @abstractmethod
+    def delete(self, key: str) -> None: ...
+
+    @abstractmethod
+    def uri(self, key: str) -> str: ...
+
+
+class LocalStore(ObjectStore):
+    def __init__(self, root: Path) -> None:
+        self.root = root.resolve()
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def _path(self, key: str) -> Path:
+        return self.root / _check_key(key)
+
+    def put(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+    def get(self, key: str) -> bytes:
+        try:
+            return self._path(key).read_bytes()
+        except FileNotFoundError:
+            raise NotFound(f"object {key!r} does not exist in the store") from None
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).is_file()
+
+    def list(self, prefix: str = "") -> Iterator[str]:
+        for dirpath, _dirs, files in os.walk(self.root):
+            for f in sorted(files):
+                if f.startswith(".tmp-"):
+                    continue
+                rel = (Path(dirpath) / f).relative_to(self.root).as_posix()
+                if rel.startswith(prefix):
+                    yield rel
+
+    def delete(self, key: str) -> None:
+        self._path(key).unlink(missing_ok=True)
+
+    def uri(self, key: str) -> str:
+        return self._path(key).as_uri()
+
+
+class S3Store(ObjectStore):
+    def __init__(self, bucket: str, prefix: str, client: Any) -> None:
+        self.bucket, self.prefix, self.client = bucket, prefix.strip("/"), client
+
+    def _k(self, key: str) -> str:
+        key = _check_key(key)
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def put(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
+        self.client.put_object(Bucket=self.bucket, Key=self._k(key), Body=data, ContentType=content_type)
+
+    def get(self, key: str) -> bytes:
+        try:
+            body: bytes = self.client.get_object(Bucket=self.bucket, Key=self._k(key))["Body"].read()
+            return body
+        except self.client.exceptions.NoSuchKey:
+            raise NotFound(f"object {key!r} does not exist in s3://{self.bucket}/{self.prefix}") from None
+
+    def exists(self, key: str) -> bool:
+        from botocore.exceptions import ClientError
+
+        try:
+            self.client.head_object(Bucket=self.bucket, Key=self._k(key))
+            return True
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return False
+            raise
+
+    def list(self, prefix: str = "") -> Iterator[str]:
+        base = f"{self.prefix}/" if self.prefix else ""
+        paginator = self.client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=base + prefix):
+            for obj in page.get("Contents", []):
+                yield obj["Key"][len(base):]
+
+    def delete(self, key: str) -> None:
+        self.client.delete_object(Bucket=self.bucket, Key=self._k(key))
+
+    def uri(self, key: str) -> str:
+        return f"s3://{self.bucket}/{self._k(key)}"
+
+
+def s3_client(settings: Settings) -> Any:
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client(
+        "s3",
+        endpoint_url=settings.s3_endpoint_url,
+        aws_access_key_id=settings.s3_access_key_id,
+        aws_secret_access_key=settings.s3_secret_access_key,
+        region_name=settings.s3_region,
+        config=Config(signature_version="s3v4", s3={"addressing_style": "path"}, retries={"max_attempts": 5}),
+    )
+
+
+def open_store(settings: Settings) -> ObjectStore:
+    url = settings.resolved_store_url
+    parsed = urlparse(url)
+    if parsed.scheme == "file":
+        return LocalStore(Path(parsed.path))
+    if parsed.scheme == "s3":
+        if not parsed.netloc:
+            raise Invalid(f"store url {url!r} names no bucket", fix="use s3://bucket/prefix")
+        return S3Store(parsed.netloc, parsed.path, s3_client(settings))
+    if parsed.scheme == "":
+        return LocalStore(Path(url))
+    raise Invalid(f"unsupported store url {url!r}", fix="use file:///path or s3://bucket/prefix")

@@ -1,0 +1,1 @@
+"""Model registry: groups, numbered versions, four-eyes approvals, lifecycle stages and model cards."""

@@ -1,0 +1,104 @@
+"""Registry tables. "Model" means an ML model here, so rows are named after what they hold."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from mlgov.db import BIGINT_PK, Base, new_id, utcnow
+
+
+class ModelGroup(Base):
+    __tablename__ = "registry_model_groups"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(63), unique=True)
+    description: Mapped[str | None] = mapped_column(Text, nullable=True)
+    tags: Mapped[Any] = mapped_column(JSON, default=dict)
+    stage_config: Mapped[Any] = mapped_column(JSON)
+    latest_version: Mapped[int] = mapped_column(Integer, default=0)
+    created_by: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class ModelVersion(Base):
+    __tablename__ = "registry_model_versions"
+    __table_args__ = (
+        UniqueConstraint("group_id", "version"),
+        Index("ix_registry_model_versions_group_status", "group_id", "approval_status"),
+        Index("ix_registry_model_versions_group_stage", "group_id", "stage"),
+        Index("ix_registry_model_versions_group_created", "group_id", "created_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    group_id: Mapped[str] = mapped_column(ForeignKey("registry_model_groups.id", ondelete="CASCADE"))
+    version: Mapped[int] = mapped_column(Integer)
+    approval_status: Mapped[str] = mapped_column(String(32), default="PendingManualApproval")
+    approval_description: Mapped[str | None] = mapped_column(Text, nullable=True)
+    stage: Mapped[str | None] = mapped_column(String(63), nullable=True)
+    description: Mapped[str | None] = mapped_column(Text, nullable=True)
+    artifact_uri: Mapped[str] = mapped_column(String(2048))
+    artifact_sha256: Mapped[str] = mapped_column(String(64), index=True)
+    framework: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    framework_version: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    flavor: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    inference_spec: Mapped[Any] = mapped_column(JSON, nullable=True)
+    metrics: Mapped[Any] = mapped_column(JSON, default=dict)
+    model_metrics: Mapped[Any] = mapped_column(JSON, nullable=True)
+    domain: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    task: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    model_card: Mapped[Any] = mapped_column(JSON, nullable=True)
+    training_data: Mapped[Any] = mapped_column(JSON, default=list)
+    training_job: Mapped[Any] = mapped_column(JSON, nullable=True)
+    source: Mapped[Any] = mapped_column(JSON, nullable=True)
+    registered_by: Mapped[str] = mapped_column(String(128))
+    registered_by_key: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    metadata_items: Mapped[list[VersionMetadata]] = relationship(
+        lazy="raise", cascade="all, delete-orphan", order_by="VersionMetadata.key"
+    )
+
+
+class VersionMetadata(Base):
+    """Customer metadata pairs as rows, so ``metadata=key=value`` filters use an index on both backends."""
+
+    __tablename__ = "registry_version_metadata"
+    __table_args__ = (Index("ix_registry_version_metadata_kv", "key", "value"),)
+
+    version_id: Mapped[str] = mapped_column(ForeignKey("registry_model_versions.id", ondelete="CASCADE"),
+                                            primary_key=True)
+    key: Mapped[str] = mapped_column(String(128), primary_key=True)
+    value: Mapped[str] = mapped_column(String(256))
+
+
+class ApprovalDecision(Base):
+    __tablename__ = "registry_approval_decisions"
+
+    id: Mapped[int] = mapped_column(BIGINT_PK, primary_key=True, autoincrement=True)
+    version_id: Mapped[str] = mapped_column(ForeignKey("registry_model_versions.id", ondelete="CASCADE"), index=True)
+    from_status: Mapped[str] = mapped_column(String(32))
+    to_status: Mapped[str] = mapped_column(String(32))
+    comment: Mapped[str] = mapped_column(Text)
+    actor: Mapped[str] = mapped_column(String(128))
+    at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class StageTransition(Base):
+    __tablename__ = "registry_stage_transitions"
+    __table_args__ = (Index("ix_registry_stage_transitions_group_at", "group_id", "at"),)
+
+    id: Mapped[int] = mapped_column(BIGINT_PK, primary_key=True, autoincrement=True)
+    group_id: Mapped[str] = mapped_column(ForeignKey("registry_model_groups.id", ondelete="CASCADE"))
+    version_id: Mapped[str] = mapped_column(ForeignKey("registry_model_versions.id", ondelete="CASCADE"), index=True)
+    from_stage: Mapped[str | None] = mapped_column(String(63), nullable=True)
+    to_stage: Mapped[str] = mapped_column(String(63))
+    actor: Mapped[str] = mapped_column(String(128))
+    comment: Mapped[str | None] = mapped_column(Text, nullable=True)
+    reason: Mapped[str] = mapped_column(String(32), default="requested")  # requested | displaced | registered
+    at: Mapped[dt.datetime] = mapped_column(default=utcnow)

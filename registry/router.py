@@ -1,0 +1,173 @@
+"""Registry HTTP routes: parse, authorize, call one service function, shape the answer."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path as FsPath
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Path, Query
+from fastapi.responses import HTMLResponse
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+from mlgov.api import Limit, Offset, Page
+from mlgov.auth import ADMINS, DECIDERS, PUBLISHERS, READERS, Principal, Role, SessionDep, require
+from mlgov.errors import Invalid
+from registry import service
+from registry.schemas import (
+    ApprovalDecisionRead,
+    ApprovalRequest,
+    ApprovalStatus,
+    GroupCreate,
+    GroupRead,
+    GroupUpdate,
+    StageOccupant,
+    StageRequest,
+    StageTransitionRead,
+    VersionCreate,
+    VersionRead,
+)
+
+router = APIRouter(prefix="/api/v1", tags=["registry"])
+Reader = Annotated[Principal, Depends(require(READERS))]
+Publisher = Annotated[Principal, Depends(require(PUBLISHERS))]
+Decider = Annotated[Principal, Depends(require(DECIDERS))]
+Mover = Annotated[Principal, Depends(require(DECIDERS, Role.publisher))]
+GroupEditor = Annotated[Principal, Depends(require(ADMINS, Role.publisher))]
+VersionNo = Annotated[int, Path(ge=1, description="version number (1, 2, 3 …)")]
+
+_templates = Environment(loader=FileSystemLoader(FsPath(__file__).parent / "templates"),
+                         autoescape=select_autoescape(["html"]))
+
+
+def _pairs(values: list[str] | None, what: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in values or []:
+        k, sep, v = item.partition("=")
+        if not sep or not k:
+            raise Invalid(f"{what} filter {item!r} is not key=value", fix=f"pass {what}=key=value")
+        out[k] = v
+    return out
+
+
+def _aware(value: dt.datetime | None) -> dt.datetime | None:
+    return value.replace(tzinfo=dt.UTC) if value is not None and value.tzinfo is None else value
+
+
+# --- groups -------------------------------------------------------------------------------------------
+
+@router.post("/model-groups", status_code=201, response_model=GroupRead)
+def create_group(body: GroupCreate, session: SessionDep, p: Publisher) -> Any:
+    return service.create_group(session, body, p)
+
+
+@router.get("/model-groups", response_model=Page[GroupRead])
+def list_groups(
+    session: SessionDep, _: Reader,
+    name_contains: Annotated[str | None, Query(max_length=63)] = None,
+    tag: Annotated[list[str] | None, Query(description="key=value; repeat to AND several")] = None,
+    sort: Literal["name", "-name", "created_at", "-created_at"] = "name",
+    limit: Limit = 50, offset: Offset = 0,
+) -> Any:
+    rows, total = service.list_groups(session, name_contains=name_contains, tags=_pairs(tag, "tag"), sort=sort,
+                                      limit=limit, offset=offset)
+    return {"items": rows, "total": total, "limit": limit, "offset": offset}
+
+
+@router.get("/model-groups/{group}", response_model=GroupRead)
+def get_group(group: str, session: SessionDep, _: Reader) -> Any:
+    return service.get_group(session, group)
+
+
+@router.patch("/model-groups/{group}", response_model=GroupRead)
+def update_group(group: str, body: GroupUpdate, session: SessionDep, p: GroupEditor) -> Any:
+    return service.update_group(session, group, body, p)
+
+
+# --- versions -----------------------------------------------------------------------------------------
+
+@router.post("/model-groups/{group}/versions", status_code=201, response_model=VersionRead)
+def register_version(group: str, body: VersionCreate, session: SessionDep, p: Publisher) -> Any:
+    v = service.register_version(session, group, body, p)
+    return service.to_read(group, v)
+
+
+@router.get("/model-groups/{group}/versions", response_model=Page[VersionRead])
+def list_versions(
+    group: str, session: SessionDep, _: Reader,
+    status: ApprovalStatus | None = None,
+    stage: Annotated[str | None, Query(max_length=63)] = None,
+    created_after: dt.datetime | None = None,
+    created_before: dt.datetime | None = None,
+    metadata: Annotated[list[str] | None, Query(description="key=value; repeat to AND several")] = None,
+    sort: Literal["version", "-version", "created_at", "-created_at"] = "-version",
+    limit: Limit = 50, offset: Offset = 0,
+) -> Any:
+    g, rows, total = service.list_versions(
+        session, group, status=status, stage=stage, created_after=_aware(created_after),
+        created_before=_aware(created_before), metadata=_pairs(metadata, "metadata"), sort=sort, limit=limit,
+        offset=offset)
+    return {"items": [service.to_read(g.name, v) for v in rows], "total": total, "limit": limit, "offset": offset}
+
+
+@router.get("/model-groups/{group}/versions/latest", response_model=VersionRead)
+def latest_version(group: str, session: SessionDep, _: Reader, status: ApprovalStatus | None = None) -> Any:
+    grp, v = service.latest_version(session, group, status)
+    return service.to_read(grp.name, v)
+
+
+@router.get("/model-groups/{group}/versions/{version}", response_model=VersionRead)
+def get_version(group: str, version: VersionNo, session: SessionDep, _: Reader) -> Any:
+    g, v = service.get_version(session, group, version)
+    return service.to_read(g.name, v)
+
+
+@router.post("/model-groups/{group}/versions/{version}/approval", response_model=VersionRead)
+def decide(group: str, version: VersionNo, body: ApprovalRequest, session: SessionDep, p: Decider) -> Any:
+    v = service.decide(session, group, version, body, p)
+    _, fresh = service.get_version(session, group, v.version)
+    return service.to_read(group, fresh)
+
+
+@router.get("/model-groups/{group}/versions/{version}/approvals", response_model=list[ApprovalDecisionRead])
+def approvals(group: str, version: VersionNo, session: SessionDep, _: Reader) -> Any:
+    v = service.get_version(session, group, version)[1]
+    return service.approval_history(session, v)
+
+
+@router.post("/model-groups/{group}/versions/{version}/stage", response_model=VersionRead)
+def move_stage(group: str, version: VersionNo, body: StageRequest, session: SessionDep, p: Mover) -> Any:
+    v = service.move_stage(session, group, version, body, p)
+    _, fresh = service.get_version(session, group, v.version)
+    return service.to_read(group, fresh)
+
+
+@router.get("/model-groups/{group}/stage-history", response_model=list[StageTransitionRead])
+def stage_history(group: str, session: SessionDep, _: Reader,
+                  version: Annotated[int | None, Query(ge=1)] = None) -> Any:
+    return [StageTransitionRead(version=n, from_stage=t.from_stage, to_stage=t.to_stage, actor=t.actor,
+                                comment=t.comment, reason=t.reason, at=t.at)
+            for n, t in service.stage_history(session, group, version)]
+
+
+@router.get("/model-groups/{group}/stages/{stage}", response_model=StageOccupant)
+def stage_occupants(group: str, stage: str, session: SessionDep, _: Reader,
+                    at: Annotated[dt.datetime | None, Query(description="ISO-8601 time; default now")] = None) -> Any:
+    when = _aware(at) or dt.datetime.now(dt.UTC)
+    return StageOccupant(group=group, stage=stage, at=when, versions=service.occupants_at(session, group, stage, when))
+
+
+# --- compliance report --------------------------------------------------------------------------------
+
+@router.get("/audit/report", tags=["audit"], response_model=None)
+def audit_report(
+    session: SessionDep, _: Annotated[Principal, Depends(require(ADMINS, Role.approver, Role.viewer))],
+    model_group: Annotated[str, Query(min_length=1)],
+    since: Annotated[dt.datetime | None, Query(alias="from")] = None,
+    until: Annotated[dt.datetime | None, Query(alias="to")] = None,
+    format: Literal["json", "html"] = "json",
+) -> Any:
+    report = service.compliance_report(session, model_group, _aware(since), _aware(until))
+    if format == "html":
+        return HTMLResponse(_templates.get_template("report.html").render(r=report))
+    return report

@@ -1,0 +1,275 @@
+"""Request and response shapes of the registry API (Create / Read / Update families)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
+
+ApprovalStatus = Literal["PendingManualApproval", "Approved", "Rejected"]
+Decision = Literal["Approved", "Rejected"]
+CardStatus = Literal["Draft", "PendingReview", "Approved", "Archived"]
+
+GROUP_NAME_RE = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
+STAGE_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,62}$")
+
+ShortStr = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+Uri = Annotated[str, StringConstraints(min_length=1, max_length=2048)]
+
+
+def _sha256(v: str) -> str:
+    v = v.lower()
+    if not re.fullmatch(r"[0-9a-f]{64}", v):
+        raise ValueError("must be 64 hexadecimal characters (a SHA-256 digest)")
+    return v
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# --- stages -------------------------------------------------------------------------------------------
+
+class StageDef(Strict):
+    name: str = Field(pattern=STAGE_NAME_RE.pattern)
+    exclusive: bool = Field(default=False, description="holds at most one version; moving one in moves the other out")
+    requires_approval: bool = Field(default=False, description="only Approved versions may enter")
+    displace_to: str | None = Field(default=None, description="where an exclusive stage's previous version goes")
+
+
+class StageConfig(Strict):
+    stages: list[StageDef] = Field(min_length=1, max_length=20)
+    initial: str
+    transitions: dict[str, list[str]]
+
+    @model_validator(mode="after")
+    def _consistent(self) -> StageConfig:
+        names = [s.name for s in self.stages]
+        if len(set(names)) != len(names):
+            raise ValueError("stage names must be unique")
+        known = set(names)
+        if self.initial not in known:
+            raise ValueError(f"initial stage {self.initial!r} is not one of the stages {names}")
+        for src, dsts in self.transitions.items():
+            bad = [d for d in [src, *dsts] if d not in known]
+            if bad:
+                raise ValueError(f"transitions name unknown stage(s) {bad}; known stages are {names}")
+        for s in self.stages:
+            if s.displace_to is not None and s.displace_to not in known:
+                raise ValueError(f"stage {s.name!r} displaces to unknown stage {s.displace_to!r}")
+        return self
+
+
+DEFAULT_STAGES = StageConfig(
+    stages=[
+        StageDef(name="Development"),
+        StageDef(name="Staging"),
+        StageDef(name="Production", exclusive=True, requires_approval=True, displace_to="Archived"),
+        StageDef(name="Archived"),
+    ],
+    initial="Development",
+    transitions={
+        "Development": ["Staging", "Archived"],
+        "Staging": ["Production", "Development", "Archived"],
+        "Production": ["Staging", "Archived"],
+        "Archived": ["Development"],
+    },
+)
+
+
+# --- groups -------------------------------------------------------------------------------------------
+
+Tags = Annotated[dict[Annotated[str, StringConstraints(min_length=1, max_length=128)],
+                      Annotated[str, StringConstraints(max_length=256)]], Field(max_length=50)]
+
+
+class GroupCreate(Strict):
+    name: str = Field(min_length=1, max_length=63, description="letters, digits and hyphens (SageMaker's rule)")
+    description: str | None = Field(default=None, max_length=1024)
+    tags: Tags = Field(default_factory=dict)
+    stage_config: StageConfig | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not GROUP_NAME_RE.fullmatch(v):
+            raise ValueError("must start with a letter or digit and contain only letters, digits and hyphens")
+        return v
+
+
+class GroupUpdate(Strict):
+    description: str | None = Field(default=None, max_length=1024)
+    tags: Tags | None = None
+    stage_config: StageConfig | None = None
+
+
+class GroupRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    name: str
+    description: str | None
+    tags: dict[str, str]
+    stage_config: StageConfig
+    latest_version: int
+    created_by: str
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+
+# --- versions -----------------------------------------------------------------------------------------
+
+class InferenceSpec(Strict):
+    image: str | None = Field(default=None, max_length=255)
+    image_digest: str | None = Field(default=None, max_length=72)
+    environment: dict[str, str] = Field(default_factory=dict, max_length=100)
+    supported_content_types: list[ShortStr] = Field(default_factory=list, max_length=30)
+    supported_response_mime_types: list[ShortStr] = Field(default_factory=list, max_length=30)
+    supported_realtime_inference_instance_types: list[ShortStr] = Field(default_factory=list, max_length=30)
+    supported_transform_instance_types: list[ShortStr] = Field(default_factory=list, max_length=30)
+    input_schema: dict[str, Any] | None = None
+    output_schema: dict[str, Any] | None = None
+
+
+class MetricsSource(Strict):
+    content_type: str = Field(min_length=1, max_length=256)
+    uri: Uri
+    content_digest: Annotated[str, AfterValidator(_sha256)] | None = None
+
+
+class ModelMetrics(Strict):
+    """SageMaker's ModelMetrics: where the quality, data-quality, bias and explainability reports live."""
+
+    model_quality: dict[Literal["statistics", "constraints"], MetricsSource] = Field(default_factory=dict)
+    model_data_quality: dict[Literal["statistics", "constraints"], MetricsSource] = Field(default_factory=dict)
+    bias: dict[Literal["report", "pre_training_report", "post_training_report"], MetricsSource] = Field(
+        default_factory=dict)
+    explainability: dict[Literal["report"], MetricsSource] = Field(default_factory=dict)
+
+
+class ModelCard(Strict):
+    status: CardStatus = "Draft"
+    content: dict[str, Any] = Field(default_factory=dict, description="structured card (intended uses, risks …)")
+    markdown: str = Field(default="", max_length=100_000)
+
+
+class TrainingJobRef(Strict):
+    name: str = Field(min_length=1, max_length=256)
+    uri: Uri | None = None
+    started_at: dt.datetime | None = None
+    ended_at: dt.datetime | None = None
+    parameters: dict[str, str | int | float | bool] = Field(default_factory=dict, max_length=200)
+
+
+class SourceInfo(Strict):
+    """SageMaker's MetadataProperties: where the version came from."""
+
+    commit_id: str | None = Field(default=None, max_length=1024)
+    repository: str | None = Field(default=None, max_length=1024)
+    generated_by: str | None = Field(default=None, max_length=1024)
+    project_id: str | None = Field(default=None, max_length=1024)
+
+
+MetricValue = Annotated[float, Field(allow_inf_nan=False)]
+MetaKey = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+MetaValue = Annotated[str, StringConstraints(max_length=256)]
+
+
+class VersionCreate(Strict):
+    artifact_uri: Uri
+    artifact_sha256: Annotated[str, AfterValidator(_sha256)]
+    description: str | None = Field(default=None, max_length=1024)
+    framework: str | None = Field(default=None, max_length=64)
+    framework_version: str | None = Field(default=None, max_length=64)
+    flavor: str | None = Field(default=None, max_length=64)
+    inference_spec: InferenceSpec | None = None
+    metrics: dict[Annotated[str, StringConstraints(min_length=1, max_length=256)], MetricValue] = Field(
+        default_factory=dict, max_length=500)
+    model_metrics: ModelMetrics | None = None
+    metadata: dict[MetaKey, MetaValue] = Field(default_factory=dict, max_length=50)
+    domain: str | None = Field(default=None, max_length=128)
+    task: str | None = Field(default=None, max_length=128)
+    model_card: ModelCard | None = None
+    training_data: list[Uri] = Field(default_factory=list, max_length=100)
+    training_job: TrainingJobRef | None = None
+    source: SourceInfo | None = None
+
+
+class VersionRead(BaseModel):
+    group: str
+    version: int
+    approval_status: ApprovalStatus
+    approval_description: str | None
+    stage: str | None
+    description: str | None
+    artifact_uri: str
+    artifact_sha256: str
+    framework: str | None
+    framework_version: str | None
+    flavor: str | None
+    inference_spec: dict[str, Any] | None
+    metrics: dict[str, float]
+    model_metrics: dict[str, Any] | None
+    metadata: dict[str, str]
+    domain: str | None
+    task: str | None
+    model_card: dict[str, Any] | None
+    training_data: list[str]
+    training_job: dict[str, Any] | None
+    source: dict[str, Any] | None
+    registered_by: str
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+
+class ApprovalRequest(Strict):
+    status: Decision
+    comment: str = Field(min_length=1, max_length=4000, description="why; required for the audit trail")
+    expected_status: ApprovalStatus | None = Field(default=None, description="optimistic concurrency guard")
+
+    @field_validator("comment")
+    @classmethod
+    def _not_blank(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("must not be blank")
+        return v
+
+
+class StageRequest(Strict):
+    stage: str = Field(min_length=1, max_length=63)
+    comment: str | None = Field(default=None, max_length=4000)
+    expected_stage: str | None = Field(default=None, max_length=63)
+
+
+class ApprovalDecisionRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    from_status: str
+    to_status: str
+    comment: str
+    actor: str
+    at: dt.datetime
+
+
+class StageTransitionRead(BaseModel):
+    version: int
+    from_stage: str | None
+    to_stage: str
+    actor: str
+    comment: str | None
+    reason: str
+    at: dt.datetime
+
+
+class StageOccupant(BaseModel):
+    group: str
+    stage: str
+    at: dt.datetime
+    versions: list[int]

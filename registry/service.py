@@ -1,0 +1,407 @@
+"""Registry rules: numbering, four-eyes approvals, stage lifecycle, history; every change audited and emitted.
+
+Lock order, kept everywhere to avoid deadlocks on PostgreSQL: group row → version row → audit chain.
+Services only flush; the request or ``session_scope`` commits.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, TypeVar
+
+from sqlalchemy import Select, func, select, update
+from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm.attributes import set_committed_value
+
+from mlgov import audit, events
+from mlgov.auth import DECIDERS, Principal, Role
+from mlgov.db import new_id, utcnow
+from mlgov.errors import Conflict, Forbidden, Invalid
+from registry.errors import FourEyesViolation, GroupNotFound, TransitionNotAllowed, VersionNotFound
+from registry.orm import ApprovalDecision, ModelGroup, ModelVersion, StageTransition, VersionMetadata
+from registry.schemas import (
+    DEFAULT_STAGES,
+    ApprovalRequest,
+    GroupCreate,
+    GroupUpdate,
+    StageConfig,
+    StageRequest,
+    VersionCreate,
+    VersionRead,
+)
+
+PENDING, APPROVED, REJECTED = "PendingManualApproval", "Approved", "Rejected"
+APPROVAL_TRANSITIONS: dict[str, tuple[str, ...]] = {
+    PENDING: (APPROVED, REJECTED),
+    APPROVED: (REJECTED,),
+    REJECTED: (APPROVED,),
+}
+
+
+_T = TypeVar("_T")
+
+
+def _lock(stmt: Select[_T], session: Session) -> Select[_T]:
+    return stmt.with_for_update() if session.get_bind().dialect.name == "postgresql" else stmt
+
+
+# --- groups -------------------------------------------------------------------------------------------
+
+def get_group(session: Session, name: str, *, for_update: bool = False) -> ModelGroup:
+    stmt = select(ModelGroup).where(ModelGroup.name == name)
+    group = session.scalar(_lock(stmt, session) if for_update else stmt)
+    if group is None:
+        raise GroupNotFound(name)
+    return group
+
+
+def create_group(session: Session, body: GroupCreate, actor: Principal) -> ModelGroup:
+    if session.scalar(select(ModelGroup.id).where(ModelGroup.name == body.name)) is not None:
+        raise Conflict(f"model group {body.name!r} already exists", fix="pick another name or register a version in it")
+    now = utcnow()
+    cfg = (body.stage_config or DEFAULT_STAGES).model_dump()
+    group = ModelGroup(id=new_id(), name=body.name, description=body.description, tags=dict(body.tags),
+                       stage_config=cfg, latest_version=0, created_by=actor.name, created_at=now, updated_at=now)
+    session.add(group)
+    session.flush()
+    after = {"name": group.name, "description": group.description, "tags": group.tags, "stage_config": cfg}
+    audit.record(session, actor=actor.name, action="model_group.created", subject_type="model_group",
+                 subject_id=group.name, after=after)
+    events.emit(session, "model_group.created", group.name, after)
+    return group
+
+
+def update_group(session: Session, name: str, body: GroupUpdate, actor: Principal) -> ModelGroup:
+    group = get_group(session, name, for_update=True)
+    before = {"description": group.description, "tags": group.tags, "stage_config": group.stage_config}
+    fields = body.model_fields_set
+    if "description" in fields:
+        group.description = body.description
+    if "tags" in fields and body.tags is not None:
+        group.tags = dict(body.tags)
+    if "stage_config" in fields and body.stage_config is not None:
+        if actor.role != Role.admin:
+            raise Forbidden("only admin keys may change a group's stage configuration",
+                            fix="ask an admin, or leave stage_config out of the update")
+        _check_stages_still_valid(session, group, body.stage_config)
+        group.stage_config = body.stage_config.model_dump()
+    group.updated_at = utcnow()
+    session.flush()
+    after = {"description": group.description, "tags": group.tags, "stage_config": group.stage_config}
+    audit.record(session, actor=actor.name, action="model_group.updated", subject_type="model_group",
+                 subject_id=group.name, before=before, after=after)
+    events.emit(session, "model_group.updated", group.name, after)
+    return group
+
+
+def _check_stages_still_valid(session: Session, group: ModelGroup, cfg: StageConfig) -> None:
+    names = {s.name for s in cfg.stages}
+    used = set(session.scalars(select(ModelVersion.stage).where(ModelVersion.group_id == group.id,
+                                                                ModelVersion.stage.is_not(None)).distinct()))
+    missing = sorted(s for s in used if s is not None and s not in names)
+    if missing:
+        raise Conflict(f"versions of {group.name!r} are in stage(s) {missing} that the new configuration drops",
+                       fix="keep those stages or move the versions out of them first")
+
+
+def list_groups(session: Session, *, name_contains: str | None, tags: dict[str, str], sort: str, limit: int,
+                offset: int) -> tuple[list[ModelGroup], int]:
+    stmt = select(ModelGroup)
+    if name_contains:
+        stmt = stmt.where(func.lower(ModelGroup.name).contains(name_contains.lower(), autoescape=True))
+    for k, v in tags.items():
+        stmt = stmt.where(ModelGroup.tags[k].as_string() == v)
+    total = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
+    col = {"name": ModelGroup.name, "created_at": ModelGroup.created_at}[sort.lstrip("-")]
+    stmt = stmt.order_by(col.desc() if sort.startswith("-") else col.asc(), ModelGroup.id)
+    return list(session.scalars(stmt.limit(limit).offset(offset))), total
+
+
+# --- versions -----------------------------------------------------------------------------------------
+
+def to_read(group_name: str, v: ModelVersion) -> VersionRead:
+    return VersionRead(
+        group=group_name, version=v.version, approval_status=v.approval_status,
+        approval_description=v.approval_description, stage=v.stage, description=v.description,
+        artifact_uri=v.artifact_uri, artifact_sha256=v.artifact_sha256, framework=v.framework,
+        framework_version=v.framework_version, flavor=v.flavor, inference_spec=v.inference_spec,
+        metrics=v.metrics or {}, model_metrics=v.model_metrics, metadata={m.key: m.value for m in v.metadata_items},
+        domain=v.domain, task=v.task, model_card=v.model_card, training_data=list(v.training_data or []),
+        training_job=v.training_job, source=v.source, registered_by=v.registered_by, created_at=v.created_at,
+        updated_at=v.updated_at,
+    )
+
+
+def _payload(group_name: str, v: ModelVersion) -> dict[str, Any]:
+    data: dict[str, Any] = to_read(group_name, v).model_dump(mode="json")
+    return data
+
+
+def register_version(session: Session, group_name: str, body: VersionCreate, actor: Principal) -> ModelVersion:
+    group = get_group(session, group_name, for_update=True)
+    number = session.execute(
+        update(ModelGroup).where(ModelGroup.id == group.id)
+        .values(latest_version=ModelGroup.latest_version + 1, updated_at=utcnow())
+        .returning(ModelGroup.latest_version),
+        execution_options={"synchronize_session": False},
+    ).scalar_one()
+    cfg = StageConfig.model_validate(group.stage_config)
+    now = utcnow()
+    v = ModelVersion(
+        id=new_id(), group_id=group.id, version=number, approval_status=PENDING, stage=cfg.initial,
+        description=body.description, artifact_uri=body.artifact_uri, artifact_sha256=body.artifact_sha256,
+        framework=body.framework, framework_version=body.framework_version, flavor=body.flavor,
+        inference_spec=body.inference_spec.model_dump(mode="json") if body.inference_spec else None,
+        metrics=dict(body.metrics),
+        model_metrics=body.model_metrics.model_dump(mode="json") if body.model_metrics else None,
+        domain=body.domain, task=body.task,
+        model_card=body.model_card.model_dump(mode="json") if body.model_card else None,
+        training_data=list(body.training_data),
+        training_job=body.training_job.model_dump(mode="json") if body.training_job else None,
+        source=body.source.model_dump(mode="json") if body.source else None,
+        registered_by=actor.name, registered_by_key=actor.key_pk, created_at=now, updated_at=now,
+    )
+    v.metadata_items = [VersionMetadata(key=k, value=val) for k, val in sorted(body.metadata.items())]
+    session.add(v)
+    session.add(StageTransition(group_id=group.id, version_id=v.id, from_stage=None, to_stage=cfg.initial,
+                                actor=actor.name, comment=None, reason="registered", at=now))
+    session.flush()
+    payload = _payload(group.name, v)
+    audit.record(session, actor=actor.name, action="version.registered", subject_type="model_version",
+                 subject_id=f"{group.name}/{number}", after=payload)
+    events.emit(session, "version.registered", f"{group.name}/{number}", payload)
+    return v
+
+
+def _version_stmt(group: ModelGroup) -> Select[ModelVersion]:
+    return (select(ModelVersion).where(ModelVersion.group_id == group.id)
+            .options(selectinload(ModelVersion.metadata_items)))
+
+
+def get_version(session: Session, group_name: str, number: int) -> tuple[ModelGroup, ModelVersion]:
+    group = get_group(session, group_name)
+    v = session.scalar(_version_stmt(group).where(ModelVersion.version == number))
+    if v is None:
+        raise VersionNotFound(group_name, number)
+    return group, v
+
+
+def list_versions(
+    session: Session, group_name: str, *, status: str | None, stage: str | None,
+    created_after: dt.datetime | None, created_before: dt.datetime | None, metadata: dict[str, str],
+    sort: str, limit: int, offset: int,
+) -> tuple[ModelGroup, list[ModelVersion], int]:
+    group = get_group(session, group_name)
+    stmt = _version_stmt(group)
+    if status:
+        stmt = stmt.where(ModelVersion.approval_status == status)
+    if stage:
+        stmt = stmt.where(ModelVersion.stage == stage)
+    if created_after:
+        stmt = stmt.where(ModelVersion.created_at >= created_after)
+    if created_before:
+        stmt = stmt.where(ModelVersion.created_at < created_before)
+    for k, val in metadata.items():
+        stmt = stmt.where(select(VersionMetadata.version_id).where(
+            VersionMetadata.version_id == ModelVersion.id, VersionMetadata.key == k,
+            VersionMetadata.value == val).exists())
+    total = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
+    col = {"version": ModelVersion.version, "created_at": ModelVersion.created_at}[sort.lstrip("-")]
+    stmt = stmt.order_by(col.desc() if sort.startswith("-") else col.asc(), ModelVersion.version)
+    return group, list(session.scalars(stmt.limit(limit).offset(offset))), total
+
+
+def latest_version(session: Session, group_name: str, status: str | None) -> tuple[ModelGroup, ModelVersion]:
+    group = get_group(session, group_name)
+    stmt = _version_stmt(group)
+    if status:
+        stmt = stmt.where(ModelVersion.approval_status == status)
+    v = session.scalar(stmt.order_by(ModelVersion.version.desc()).limit(1))
+    if v is None:
+        what = f"with approval status {status}" if status else "at all"
+        raise VersionNotFound(group_name, f"{what} (no versions match)")
+    return group, v
+
+
+# --- approvals ----------------------------------------------------------------------------------------
+
+def decide(session: Session, group_name: str, number: int, req: ApprovalRequest, actor: Principal) -> ModelVersion:
+    if actor.role not in DECIDERS:
+        raise Forbidden(f"role {actor.role.value!r} may not decide approvals", fix="use an approver or admin key")
+    group = get_group(session, group_name, for_update=True)
+    v = session.scalar(_lock(_version_stmt(group).where(ModelVersion.version == number), session))
+    if v is None:
+        raise VersionNotFound(group_name, number)
+    if v.registered_by_key == actor.key_pk:
+        raise FourEyesViolation(actor.name, group_name, number)
+    current = v.approval_status
+    if req.expected_status is not None and req.expected_status != current:
+        raise Conflict(f"{group_name} version {number} is {current}, not {req.expected_status} as expected",
+                       fix="re-read the version and decide again if still appropriate", current_status=current)
+    allowed = APPROVAL_TRANSITIONS[current]
+    if req.status not in allowed:
+        raise TransitionNotAllowed(
+            f"cannot move {group_name} version {number} from {current} to {req.status}",
+            fix=f"from {current} the allowed statuses are: {', '.join(allowed)}",
+            current_status=current, allowed=list(allowed))
+    now = utcnow()
+    res = session.execute(
+        update(ModelVersion).where(ModelVersion.id == v.id, ModelVersion.approval_status == current)
+        .values(approval_status=req.status, approval_description=req.comment, updated_at=now),
+        execution_options={"synchronize_session": False})
+    if res.rowcount != 1:  # type: ignore[attr-defined]
+        raise Conflict(f"{group_name} version {number} was decided concurrently",
+                       fix="re-read the version; its status changed while this request ran")
+    for attr, val in (("approval_status", req.status), ("approval_description", req.comment), ("updated_at", now)):
+        set_committed_value(v, attr, val)
+    session.add(ApprovalDecision(version_id=v.id, from_status=current, to_status=req.status, comment=req.comment,
+                                 actor=actor.name, at=now))
+    session.flush()
+    cfg = StageConfig.model_validate(group.stage_config)
+    stage_def = next((s for s in cfg.stages if s.name == v.stage), None)
+    if req.status == REJECTED and stage_def is not None and stage_def.requires_approval:
+        # A rejected version may not stay where only approved ones belong (SageMaker's rollback case).
+        target = stage_def.displace_to or cfg.initial
+        _set_stage(session, group, v, target, actor, f"rejected: {req.comment}", "rejected")
+    subject = f"{group.name}/{number}"
+    audit.record(session, actor=actor.name, action="version.approval_changed", subject_type="model_version",
+                 subject_id=subject, before={"approval_status": current},
+                 after={"approval_status": req.status, "comment": req.comment})
+    events.emit(session, "version.approval_changed", subject,
+                {**_payload(group.name, v), "previous_approval_status": current, "decided_by": actor.name})
+    return v
+
+
+def approval_history(session: Session, version: ModelVersion) -> list[ApprovalDecision]:
+    return list(session.scalars(select(ApprovalDecision).where(ApprovalDecision.version_id == version.id)
+                                .order_by(ApprovalDecision.id)))
+
+
+# --- stages -------------------------------------------------------------------------------------------
+
+def _set_stage(session: Session, group: ModelGroup, v: ModelVersion, target: str, actor: Principal,
+               comment: str | None, reason: str) -> None:
+    previous = v.stage
+    v.stage = target
+    v.updated_at = utcnow()
+    session.add(StageTransition(group_id=group.id, version_id=v.id, from_stage=previous, to_stage=target,
+                                actor=actor.name, comment=comment, reason=reason, at=utcnow()))
+    session.flush()
+    subject = f"{group.name}/{v.version}"
+    audit.record(session, actor=actor.name, action="version.stage_changed", subject_type="model_version",
+                 subject_id=subject, before={"stage": previous},
+                 after={"stage": target, "reason": reason, "comment": comment})
+    events.emit(session, "version.stage_changed", subject,
+                {"group": group.name, "version": v.version, "from_stage": previous, "to_stage": target,
+                 "reason": reason, "actor": actor.name, "comment": comment})
+
+
+def move_stage(session: Session, group_name: str, number: int, req: StageRequest, actor: Principal) -> ModelVersion:
+    group = get_group(session, group_name, for_update=True)
+    v = session.scalar(_lock(_version_stmt(group).where(ModelVersion.version == number), session))
+    if v is None:
+        raise VersionNotFound(group_name, number)
+    cfg = StageConfig.model_validate(group.stage_config)
+    defs = {s.name: s for s in cfg.stages}
+    if req.stage not in defs:
+        raise Invalid(f"stage {req.stage!r} is not configured for {group_name!r}",
+                      fix=f"use one of: {', '.join(defs)}")
+    if req.expected_stage is not None and req.expected_stage != v.stage:
+        raise Conflict(f"{group_name} version {number} is in {v.stage}, not {req.expected_stage} as expected",
+                       fix="re-read the version and retry", current_stage=v.stage)
+    if v.stage == req.stage:
+        raise Conflict(f"{group_name} version {number} is already in {req.stage}")
+    allowed = cfg.transitions.get(v.stage or cfg.initial, [])
+    if req.stage not in allowed:
+        raise TransitionNotAllowed(f"cannot move {group_name} version {number} from {v.stage} to {req.stage}",
+                                   fix=f"from {v.stage} the allowed stages are: {', '.join(allowed) or 'none'}",
+                                   allowed=allowed)
+    target = defs[req.stage]
+    if target.requires_approval and actor.role not in DECIDERS:
+        raise Forbidden(f"stage {req.stage} is governed: only approver or admin keys may move versions into it",
+                        fix="ask an approver to make this move")
+    if target.requires_approval and v.approval_status != APPROVED:
+        raise Conflict(f"stage {req.stage} accepts only Approved versions; version {number} is {v.approval_status}",
+                       fix="have an approver approve the version first")
+    if target.exclusive:
+        displaced = list(session.scalars(_lock(select(ModelVersion).where(
+            ModelVersion.group_id == group.id, ModelVersion.stage == req.stage, ModelVersion.id != v.id), session)))
+        for other in displaced:
+            _set_stage(session, group, other, target.displace_to or cfg.initial, actor,
+                       f"displaced by version {number}", "displaced")
+    _set_stage(session, group, v, req.stage, actor, req.comment, "requested")
+    return v
+
+
+def stage_history(session: Session, group_name: str, number: int | None = None) -> list[tuple[int, StageTransition]]:
+    group = get_group(session, group_name)
+    stmt = (select(ModelVersion.version, StageTransition)
+            .join(ModelVersion, ModelVersion.id == StageTransition.version_id)
+            .where(StageTransition.group_id == group.id))
+    if number is not None:
+        stmt = stmt.where(ModelVersion.version == number)
+    return [(n, t) for n, t in session.execute(stmt.order_by(StageTransition.id))]
+
+
+def occupants_at(session: Session, group_name: str, stage: str, at: dt.datetime) -> list[int]:
+    """Versions that were in ``stage`` at time ``at``: each version's last transition at or before ``at``."""
+    group = get_group(session, group_name)
+    last = (select(StageTransition.version_id, func.max(StageTransition.id).label("tid"))
+            .where(StageTransition.group_id == group.id, StageTransition.at <= at)
+            .group_by(StageTransition.version_id).subquery())
+    stmt = (select(ModelVersion.version).join(last, last.c.version_id == ModelVersion.id)
+            .join(StageTransition, StageTransition.id == last.c.tid)
+            .where(StageTransition.to_stage == stage).order_by(ModelVersion.version))
+    return list(session.scalars(stmt))
+
+
+# --- compliance report --------------------------------------------------------------------------------
+
+def compliance_report(session: Session, group_name: str, since: dt.datetime | None,
+                      until: dt.datetime | None) -> dict[str, Any]:
+    """Every version with activity in the window: who registered it, every decision and stage move."""
+    group = get_group(session, group_name)
+    lo = since or dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+    hi = until or utcnow() + dt.timedelta(seconds=1)
+    versions = list(session.scalars(_version_stmt(group).where(ModelVersion.created_at < hi)
+                                    .order_by(ModelVersion.version)))
+    ids = [v.id for v in versions]
+    decisions: dict[str, list[ApprovalDecision]] = {i: [] for i in ids}
+    moves: dict[str, list[StageTransition]] = {i: [] for i in ids}
+    if ids:
+        for d in session.scalars(select(ApprovalDecision).where(ApprovalDecision.version_id.in_(ids),
+                                                                ApprovalDecision.at >= lo, ApprovalDecision.at < hi)
+                                 .order_by(ApprovalDecision.id)):
+            decisions[d.version_id].append(d)
+        for t in session.scalars(select(StageTransition).where(StageTransition.version_id.in_(ids),
+                                                               StageTransition.at >= lo, StageTransition.at < hi)
+                                 .order_by(StageTransition.id)):
+            moves[t.version_id].append(t)
+    rows = []
+    for v in versions:
+        if not (lo <= v.created_at < hi or decisions[v.id] or moves[v.id]):
+            continue
+        rows.append({
+            "version": v.version,
+            "artifact_uri": v.artifact_uri,
+            "artifact_sha256": v.artifact_sha256,
+            "registered_by": v.registered_by,
+            "registered_at": v.created_at.isoformat(),
+            "approval_status": v.approval_status,
+            "stage": v.stage,
+            "training_data": list(v.training_data or []),
+            "decisions": [{"from": d.from_status, "to": d.to_status, "by": d.actor, "at": d.at.isoformat(),
+                           "comment": d.comment} for d in decisions[v.id]],
+            "stage_history": [{"from": t.from_stage, "to": t.to_stage, "by": t.actor, "at": t.at.isoformat(),
+                               "reason": t.reason, "comment": t.comment} for t in moves[v.id]],
+            "four_eyes_ok": all(d.actor != v.registered_by for d in decisions[v.id]),
+        })
+    return {
+        "model_group": group.name,
+        "description": group.description,
+        "from": lo.isoformat(),
+        "to": hi.isoformat(),
+        "generated_at": utcnow().isoformat(),
+        "audit_chain": audit.verify(session),
+        "versions": rows,
+    }
