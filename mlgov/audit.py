@@ -123,25 +123,33 @@ def _iter_events(session: Session, batch: int = 5000) -> Iterator[AuditEvent]:
 
 
 def verify(session: Session) -> dict[str, Any]:
-    """Walk the chain in seq order; report the first event that does not fit and why."""
+    """Walk the chain in seq order and report every event that does not fit, and why.
+
+    After a break the walk re-anchors on the stored hash, so one edit and one deletion show as two problems.
+    """
     checked = 0
     prev_hash, expected_seq = GENESIS, 1
+    problems: list[dict[str, Any]] = []
     for ev in _iter_events(session):
-        if ev.seq != expected_seq:
-            return _bad(checked, ev, f"sequence gap: expected seq {expected_seq}, found {ev.seq} "
-                                     f"({ev.seq - expected_seq} event(s) deleted before this one)")
-        if ev.prev_hash != prev_hash:
-            return _bad(checked, ev, "prev_hash does not match the previous event's hash "
-                                     "(the previous event was deleted or altered)")
-        if compute_hash(ev) != ev.hash:
-            return _bad(checked, ev, "content hash mismatch: this event was modified after it was written")
         checked += 1
+        if ev.seq != expected_seq:
+            problems.append(_bad(ev, f"sequence gap: expected seq {expected_seq}, found {ev.seq} "
+                                     f"({ev.seq - expected_seq} event(s) deleted before this one)"))
+        elif ev.prev_hash != prev_hash:
+            problems.append(_bad(ev, "prev_hash does not match the previous event's hash "
+                                     "(the previous event was altered or replaced)"))
+        if compute_hash(ev) != ev.hash:
+            problems.append(_bad(ev, "content hash mismatch: this event was modified after it was written"))
         prev_hash, expected_seq = ev.hash, ev.seq + 1
-    return {"ok": True, "checked": checked, "head_seq": expected_seq - 1, "head_hash": prev_hash}
+    if not problems:
+        return {"ok": True, "checked": checked, "head_seq": expected_seq - 1, "head_hash": prev_hash}
+    first = problems[0]
+    return {"ok": False, "checked": checked, "first_bad_id": first["id"], "reason": first["reason"],
+            "problems": problems}
 
 
-def _bad(checked: int, ev: AuditEvent, reason: str) -> dict[str, Any]:
-    return {"ok": False, "checked": checked, "first_bad_id": ev.id, "first_bad_seq": ev.seq, "reason": reason}
+def _bad(ev: AuditEvent, reason: str) -> dict[str, Any]:
+    return {"id": ev.id, "seq": ev.seq, "reason": reason}
 
 
 def query(

@@ -1,0 +1,59 @@
+"""Small builders shared by API tests."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from fastapi.testclient import TestClient
+
+
+def sha(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def version_body(n: int = 1, **over: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "artifact_uri": f"s3://models/churn/v{n}/model.tar.gz",
+        "artifact_sha256": sha(f"model-{n}"),
+        "framework": "xgboost",
+        "metrics": {"auc": 0.9, "accuracy": 0.85},
+        "metadata": {"git_commit": f"c{n}", "team": "growth"},
+        "training_data": [f"s3://data/churn/train-{n}.csv"],
+        "inference_spec": {"image": "registry.local/churn:1", "supported_content_types": ["text/csv"],
+                           "supported_response_mime_types": ["text/csv"]},
+        "model_card": {"status": "Draft", "content": {"intended_use": "retention"}, "markdown": "# Churn"},
+        "training_job": {"name": f"train-{n}", "parameters": {"max_depth": 6}},
+    }
+    body.update(over)
+    return body
+
+
+def create_group(client: TestClient, headers: dict[str, str], name: str = "churn", **over: Any) -> dict[str, Any]:
+    r = client.post("/api/v1/model-groups", json={"name": name, "description": "d", **over}, headers=headers)
+    assert r.status_code == 201, r.text
+    return dict(r.json())
+
+
+def register(client: TestClient, headers: dict[str, str], group: str = "churn", n: int = 1,
+             **over: Any) -> dict[str, Any]:
+    r = client.post(f"/api/v1/model-groups/{group}/versions", json=version_body(n, **over), headers=headers)
+    assert r.status_code == 201, r.text
+    return dict(r.json())
+
+
+def approve(client: TestClient, headers: dict[str, str], group: str, version: int, status: str = "Approved",
+            **over: Any) -> Any:
+    return client.post(f"/api/v1/model-groups/{group}/versions/{version}/approval",
+                       json={"status": status, "comment": "looks good", **over}, headers=headers)
+
+
+def assert_problem(r: Any, status: int, *needles: str) -> dict[str, Any]:
+    assert r.status_code == status, r.text
+    assert r.headers["content-type"].startswith("application/problem+json"), r.headers
+    body = dict(r.json())
+    assert body["status"] == status and body["detail"], body
+    text = (body["detail"] + " " + str(body.get("fix", "")) + " " + str(body.get("errors", ""))).lower()
+    for n in needles:
+        assert n.lower() in text, (n, body)
+    return body

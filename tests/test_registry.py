@@ -1,0 +1,248 @@
+"""Registry API: groups, numbered versions, approvals (four-eyes), stages and history, on both backends."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+
+from sqlalchemy import func, select
+
+from mlgov.audit import AuditEvent
+from mlgov.events import OutboxEvent
+from registry.orm import ModelVersion
+from tests.helpers import approve, assert_problem, create_group, register, sha, version_body
+
+
+def test_group_create_get_list_filters(client, keys):
+    g = create_group(client, keys("publisher"), "churn", tags={"team": "growth", "risk": "high"})
+    assert g["name"] == "churn" and g["latest_version"] == 0
+    assert [s["name"] for s in g["stage_config"]["stages"]] == ["Development", "Staging", "Production", "Archived"]
+    create_group(client, keys("publisher"), "fraud", tags={"team": "risk"})
+    create_group(client, keys("admin"), "churn-eu", tags={"team": "growth"})
+    h = keys("viewer")
+    assert client.get("/api/v1/model-groups/churn", headers=h).json()["tags"] == {"team": "growth", "risk": "high"}
+    names = lambda r: [x["name"] for x in r.json()["items"]]  # noqa: E731
+    assert names(client.get("/api/v1/model-groups?name_contains=CHURN", headers=h)) == ["churn", "churn-eu"]
+    assert names(client.get("/api/v1/model-groups?tag=team=growth", headers=h)) == ["churn", "churn-eu"]
+    assert names(client.get("/api/v1/model-groups?tag=team=growth&tag=risk=high", headers=h)) == ["churn"]
+    r = client.get("/api/v1/model-groups?sort=-name&limit=2&offset=1", headers=h)
+    assert names(r) == ["churn-eu", "churn"] and r.json()["total"] == 3
+    assert_problem(client.post("/api/v1/model-groups", json={"name": "churn"}, headers=keys("publisher")), 409,
+                   "already exists")
+    assert_problem(client.get("/api/v1/model-groups/nope", headers=h), 404, "does not exist")
+    assert_problem(client.get("/api/v1/model-groups?tag=novalue", headers=h), 422, "key=value")
+
+
+def test_version_numbering_and_fields(client, keys):
+    create_group(client, keys("publisher"), "churn")
+    v1 = register(client, keys("publisher"), "churn", 1)
+    v2 = register(client, keys("publisher"), "churn", 2, metadata={"team": "risk"})
+    assert (v1["version"], v2["version"]) == (1, 2)
+    assert v1["approval_status"] == "PendingManualApproval" and v1["stage"] == "Development"
+    assert v1["registered_by"] == "test-publisher"
+    got = client.get("/api/v1/model-groups/churn/versions/1", headers=keys("viewer")).json()
+    for field in ("artifact_uri", "artifact_sha256", "metrics", "metadata", "training_data", "inference_spec",
+                  "model_card", "training_job", "framework"):
+        assert got[field] == v1[field]
+    assert got["inference_spec"]["supported_content_types"] == ["text/csv"]
+    assert got["model_card"]["markdown"] == "# Churn"
+    h = keys("viewer")
+    lst = client.get("/api/v1/model-groups/churn/versions?metadata=team=growth", headers=h).json()
+    assert [v["version"] for v in lst["items"]] == [1]
+    lst = client.get("/api/v1/model-groups/churn/versions?sort=version", headers=h).json()
+    assert [v["version"] for v in lst["items"]] == [1, 2] and lst["total"] == 2
+    future = (dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)).isoformat()
+    r = client.get("/api/v1/model-groups/churn/versions", params={"created_after": future}, headers=h)
+    assert r.json()["total"] == 0
+    r = client.get("/api/v1/model-groups/churn/versions", params={"created_before": future}, headers=h)
+    assert r.json()["total"] == 2
+    assert_problem(client.get("/api/v1/model-groups/churn/versions/9", headers=h), 404, "no version 9")
+    assert_problem(client.get("/api/v1/model-groups/churn/versions/latest?status=Approved", headers=h), 404)
+
+
+def test_numbers_never_reused_after_failed_registration(client, keys, db):
+    create_group(client, keys("publisher"), "churn")
+    register(client, keys("publisher"), "churn", 1)
+    bad = version_body(2, metrics={"auc": "high"})
+    assert client.post("/api/v1/model-groups/churn/versions", json=bad, headers=keys("publisher")).status_code == 422
+    assert register(client, keys("publisher"), "churn", 3)["version"] == 2
+
+
+def test_approval_flow_four_eyes_and_transitions(client, keys, db):
+    create_group(client, keys("publisher"), "churn")
+    register(client, keys("publisher"), "churn", 1)
+    # the registrant cannot decide, even holding a privileged role
+    register(client, keys("admin"), "churn", 2)
+    assert_problem(approve(client, keys("admin"), "churn", 2), 403, "four-eyes", "registered")
+    # roles that may not decide
+    for who in ("publisher2", "viewer", "ingest"):
+        assert approve(client, keys(who), "churn", 1).status_code == 403
+    r = approve(client, keys("approver"), "churn", 1)
+    assert r.status_code == 200 and r.json()["approval_status"] == "Approved"
+    assert r.json()["approval_description"] == "looks good"
+    # Approved -> Approved is not a transition
+    body = assert_problem(approve(client, keys("approver2"), "churn", 1), 409, "Rejected")
+    assert body["allowed"] == ["Rejected"]
+    # stale expectation
+    assert_problem(approve(client, keys("approver2"), "churn", 1, "Rejected",
+                           expected_status="PendingManualApproval"), 409, "not PendingManualApproval")
+    assert approve(client, keys("approver2"), "churn", 1, "Rejected", expected_status="Approved").status_code == 200
+    assert approve(client, keys("approver"), "churn", 1, "Approved").status_code == 200
+    latest = client.get("/api/v1/model-groups/churn/versions/latest?status=Approved", headers=keys("viewer")).json()
+    assert latest["version"] == 1
+    hist = client.get("/api/v1/model-groups/churn/versions/1/approvals", headers=keys("viewer")).json()
+    assert [(h["from_status"], h["to_status"], h["actor"]) for h in hist] == [
+        ("PendingManualApproval", "Approved", "test-approver"),
+        ("Approved", "Rejected", "test-approver2"),
+        ("Rejected", "Approved", "test-approver")]
+    with db.session_scope() as s:
+        decided = s.scalar(select(func.count()).select_from(AuditEvent)
+                           .where(AuditEvent.action == "version.approval_changed"))
+        assert decided == 3
+        types = list(s.scalars(select(OutboxEvent.type).order_by(OutboxEvent.id)))
+    assert types.count("version.approval_changed") == 3 and "version.registered" in types
+
+
+def test_comment_required_and_blank_rejected(client, keys):
+    create_group(client, keys("publisher"), "churn")
+    register(client, keys("publisher"), "churn", 1)
+    r = client.post("/api/v1/model-groups/churn/versions/1/approval", json={"status": "Approved"},
+                    headers=keys("approver"))
+    assert_problem(r, 422, "comment")
+    assert_problem(approve(client, keys("approver"), "churn", 1, comment="   "), 422, "blank")
+    assert_problem(approve(client, keys("approver"), "churn", 1, status="Pending"), 422, "status")
+
+
+def test_stages_exclusive_production_and_history(client, keys):
+    create_group(client, keys("publisher"), "churn")
+    for n in (1, 2):
+        register(client, keys("publisher"), "churn", n)
+    mv = lambda n, stage, who="approver", **kw: client.post(  # noqa: E731
+        f"/api/v1/model-groups/churn/versions/{n}/stage", json={"stage": stage, **kw}, headers=keys(who))
+    assert_problem(mv(1, "Production"), 409, "allowed stages")            # Development -> Production not allowed
+    assert mv(1, "Staging", "publisher").status_code == 200               # publishers may move ungoverned stages
+    assert_problem(mv(1, "Production"), 409, "only Approved")            # not approved yet
+    assert_problem(mv(1, "Production", "publisher"), 403, "governed")    # publishers cannot enter Production
+    assert_problem(mv(1, "Nowhere"), 422, "not configured")
+    approve(client, keys("approver"), "churn", 1)
+    assert mv(1, "Production").json()["stage"] == "Production"
+    t_v1_live = dt.datetime.now(dt.UTC)
+    time.sleep(0.01)
+    approve(client, keys("approver"), "churn", 2)
+    mv(2, "Staging")
+    assert_problem(mv(2, "Staging", expected_stage="Development"), 409)
+    r = mv(2, "Production", comment="better AUC")
+    assert r.status_code == 200
+    h = keys("viewer")
+    assert client.get("/api/v1/model-groups/churn/versions/1", headers=h).json()["stage"] == "Archived"
+    assert client.get("/api/v1/model-groups/churn/stages/Production", headers=h).json()["versions"] == [2]
+    at = client.get("/api/v1/model-groups/churn/stages/Production", params={"at": t_v1_live.isoformat()}, headers=h)
+    assert at.json()["versions"] == [1]
+    hist = client.get("/api/v1/model-groups/churn/stage-history?version=1", headers=h).json()
+    assert [(x["from_stage"], x["to_stage"], x["reason"]) for x in hist] == [
+        (None, "Development", "registered"), ("Development", "Staging", "requested"),
+        ("Staging", "Production", "requested"), ("Production", "Archived", "displaced")]
+    # rejecting the production version moves it out (SageMaker's rollback case)
+    approve(client, keys("approver2"), "churn", 2, "Rejected", comment="bias found")
+    assert client.get("/api/v1/model-groups/churn/versions/2", headers=h).json()["stage"] == "Archived"
+    assert client.get("/api/v1/model-groups/churn/stages/Production", headers=h).json()["versions"] == []
+
+
+def test_custom_stage_config_and_update_rules(client, keys):
+    cfg = {"stages": [{"name": "Dev"}, {"name": "Live", "exclusive": True, "requires_approval": True,
+                                        "displace_to": "Dev"}],
+           "initial": "Dev", "transitions": {"Dev": ["Live"], "Live": ["Dev"]}}
+    g = create_group(client, keys("publisher"), "custom", stage_config=cfg)
+    assert g["stage_config"]["initial"] == "Dev"
+    v = register(client, keys("publisher"), "custom", 1)
+    assert v["stage"] == "Dev"
+    bad = {**cfg, "initial": "Nope"}
+    assert_problem(client.post("/api/v1/model-groups", json={"name": "bad", "stage_config": bad},
+                               headers=keys("publisher")), 422, "initial stage")
+    # publishers may edit description but not the governed stage configuration
+    r = client.patch("/api/v1/model-groups/custom", json={"description": "new"}, headers=keys("publisher"))
+    assert r.status_code == 200 and r.json()["description"] == "new"
+    assert_problem(client.patch("/api/v1/model-groups/custom", json={"stage_config": cfg},
+                                headers=keys("publisher")), 403, "admin")
+    drop_dev = {"stages": [{"name": "Live"}], "initial": "Live", "transitions": {}}
+    assert_problem(client.patch("/api/v1/model-groups/custom", json={"stage_config": drop_dev},
+                                headers=keys("admin")), 409, "Dev")
+
+
+def test_bad_input_on_registry_routes_stores_nothing(client, keys, db, settings):
+    pub = keys("publisher")
+    create_group(client, pub, "churn")
+    good = version_body(1)
+    cases = [
+        ({**good, "metrics": {"auc": float("nan")}}, "metrics"),
+        ({**good, "metrics": {"auc": float("inf")}}, "metrics"),
+        ({**good, "artifact_sha256": "abc"}, "artifact_sha256"),
+        ({k: v for k, v in good.items() if k != "artifact_uri"}, "artifact_uri"),
+        ({**good, "metadata": {f"k{i}": "v" for i in range(51)}}, "metadata"),
+        ({**good, "metadata": {"k": "v" * 257}}, "metadata"),
+        ({**good, "training_data": "s3://not-a-list"}, "training_data"),
+        ({**good, "unknown_field": 1}, "unknown_field"),
+        ({**good, "model_card": {"status": "Bogus"}}, "model_card"),
+    ]
+    import json as _json
+    for body, field in cases:
+        raw = _json.dumps(body, allow_nan=True)
+        r = client.post("/api/v1/model-groups/churn/versions", content=raw,
+                        headers={**pub, "content-type": "application/json"})
+        assert_problem(r, 422, field)
+    r = client.post("/api/v1/model-groups/churn/versions", content=b'{"artifact_uri": ',
+                    headers={**pub, "content-type": "application/json"})
+    assert_problem(r, 400, "json")
+    assert_problem(client.post("/api/v1/model-groups/nope/versions", json=good, headers=pub), 404, "does not exist")
+    assert_problem(client.post("/api/v1/model-groups", json={"name": "bad name!"}, headers=pub), 422, "name")
+    assert_problem(client.post("/api/v1/model-groups", json={"name": 5}, headers=pub), 422, "name")
+    assert_problem(client.post("/api/v1/model-groups", json=[], headers=pub), 422)
+    assert_problem(client.get("/api/v1/model-groups/churn/versions/abc", headers=pub), 422, "version")
+    assert_problem(client.get("/api/v1/model-groups/churn/versions/0", headers=pub), 422, "version")
+    assert_problem(client.post("/api/v1/model-groups/churn/versions/1/approval",
+                               json={"status": "Approved", "comment": "x"}, headers=keys("approver")), 404)
+    with db.session_scope() as s:
+        assert s.scalar(select(func.count()).select_from(ModelVersion)) == 0
+        assert s.scalar(select(func.count()).select_from(AuditEvent)
+                        .where(AuditEvent.action == "version.registered")) == 0
+
+
+def test_oversize_body_rejected_before_handler(tmp_path, db, keys):
+    from fastapi.testclient import TestClient
+
+    from mlgov.app import create_app
+    from tests.conftest import make_settings
+
+    app = create_app(make_settings(tmp_path, max_body_bytes=2048), db=db)
+    with TestClient(app) as c:
+        create_group(c, keys("publisher"), "churn")
+        body = version_body(1, description="x" * 1000, model_card={"markdown": "y" * 5000})
+        assert_problem(c.post("/api/v1/model-groups/churn/versions", json=body, headers=keys("publisher")), 413,
+                       "larger than 2048")
+
+        def chunks():
+            yield b'{"artifact_uri": "s3://a", "description": "'
+            for _ in range(10):
+                yield b"z" * 500
+            yield b'"}'
+        r = c.post("/api/v1/model-groups/churn/versions", content=chunks(),
+                   headers={**keys("publisher"), "content-type": "application/json"})
+        assert_problem(r, 413)
+    with db.session_scope() as s:
+        assert s.scalar(select(func.count()).select_from(ModelVersion)) == 0
+
+
+def test_unknown_route_and_method(client, keys):
+    assert_problem(client.get("/api/v1/nothing-here", headers=keys("admin")), 404, "no route")
+    assert_problem(client.delete("/api/v1/model-groups", headers=keys("admin")), 405)
+
+
+def test_health_and_ready_need_no_key(client):
+    assert client.get("/healthz").json() == {"status": "ok"}
+    assert client.get("/readyz").json() == {"status": "ready"}
+
+
+def test_registered_sha_is_normalised(client, keys):
+    create_group(client, keys("publisher"), "churn")
+    v = register(client, keys("publisher"), "churn", 1, artifact_sha256=sha("x").upper())
+    assert v["artifact_sha256"] == sha("x")
