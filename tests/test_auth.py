@@ -1,0 +1,142 @@
+"""Every route declares a role; no route is open by accident and no role reaches beyond its rights."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from fastapi.routing import APIRoute
+from sqlalchemy import select
+
+from mlgov import auth
+from mlgov.auth import Role
+from tests.helpers import assert_problem
+
+PUBLIC = {"/healthz", "/readyz", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
+
+
+def declared_roles(route) -> frozenset[Role] | None:
+    stack = list(route.dependant.dependencies)
+    while stack:
+        dep = stack.pop()
+        roles = getattr(dep.call, "roles", None)
+        if roles is not None:
+            return frozenset(roles)
+        stack.extend(dep.dependencies)
+    return None
+
+
+def _walk(routes, prefix=""):
+    for r in routes:
+        if isinstance(r, APIRoute):
+            yield prefix, r
+        elif hasattr(r, "original_router"):  # FastAPI >= 0.160 keeps included routers nested
+            yield from _walk(r.original_router.routes, prefix + r.include_context.prefix)
+
+
+class _Bound:
+    """An APIRoute seen with its full path (prefix of the routers that include it)."""
+
+    def __init__(self, prefix: str, route: APIRoute) -> None:
+        self.path, self.route, self.dependant = prefix + route.path, route, route.dependant
+
+
+def api_routes(app):
+    for prefix, r in _walk(app.routes):
+        for m in sorted(r.methods - {"HEAD", "OPTIONS"}):
+            yield _Bound(prefix, r), m
+
+
+def test_every_route_declares_a_role(app):
+    missing = [f"{m} {r.path}" for r, m in api_routes(app) if r.path not in PUBLIC and declared_roles(r) is None]
+    assert missing == [], f"routes without a role: {missing}"
+    assert len(list(api_routes(app))) >= 25
+    assert all(r.path.startswith("/api/v1/") for r, _ in api_routes(app) if r.path not in PUBLIC)
+
+
+EXPECTED = {
+    # (method, path pattern) -> roles that may call it; anything not listed must be caught by the test below
+    ("POST", "/api/v1/model-groups"): {"admin", "publisher"},
+    ("GET", "/api/v1/model-groups"): {"admin", "approver", "publisher", "viewer"},
+    ("POST", "/api/v1/model-groups/{group}/versions/{version}/approval"): {"admin", "approver"},
+    ("GET", "/api/v1/audit/verify"): {"admin", "approver", "viewer"},
+    ("POST", "/api/v1/keys"): {"admin"},
+    ("POST", "/api/v1/webhooks"): {"admin"},
+}
+
+
+def test_expected_role_sets(app):
+    seen = {(m, r.path): {x.value for x in declared_roles(r) or ()} for r, m in api_routes(app)}
+    for k, roles in EXPECTED.items():
+        assert seen[k] == roles, k
+    # ingest never reads or writes the registry, keys, audit or webhooks
+    for (m, path), roles in seen.items():
+        if path.startswith(("/api/v1/model-groups", "/api/v1/keys", "/api/v1/audit", "/api/v1/webhooks")):
+            assert "ingest" not in roles, (m, path)
+        if m != "GET" and path.startswith(("/api/v1/keys", "/api/v1/webhooks")):
+            assert roles == {"admin"}, (m, path)
+
+
+def _concrete(path: str) -> str:
+    return re.sub(r"\{[^}]+\}", lambda m: "1" if m.group(0) == "{version}" else "x", path)
+
+
+def test_route_role_matrix_enforced(app, client, keys):
+    """Call every route with every role and with no key: 401 without, 403 outside its roles, never 401/403 inside."""
+    role_key = {"admin": "admin", "approver": "approver", "publisher": "publisher", "viewer": "viewer",
+                "ingest": "ingest"}
+    checked = 0
+    for route, method in api_routes(app):
+        if route.path in PUBLIC:
+            continue
+        allowed = {r.value for r in declared_roles(route) or ()}
+        url = _concrete(route.path)
+        body = {} if method in ("POST", "PUT", "PATCH") else None
+        r = client.request(method, url, json=body)
+        assert r.status_code == 401, (method, url, r.status_code)
+        r = client.request(method, url, json=body, headers={"Authorization": "Bearer mlgov_nope_nope"})
+        assert r.status_code == 401, (method, url)
+        for role, keyname in role_key.items():
+            r = client.request(method, url, json=body, headers=keys(keyname))
+            if role in allowed:
+                assert r.status_code not in (401, 403), (method, url, role, r.text)
+            else:
+                assert r.status_code == 403, (method, url, role, r.status_code)
+                assert role in r.json()["detail"]
+            checked += 1
+    assert checked > 100
+
+
+def test_keys_stored_hashed_and_revocation(client, keys, db):
+    plain = keys.plain["viewer"]
+    with db.session_scope() as s:
+        rows = auth.list_keys(s)
+        assert all(plain not in (r.key_hash + r.key_id + r.name) for r in rows)
+        row = s.scalar(select(auth.ApiKey).where(auth.ApiKey.name == "test-viewer"))
+        assert len(row.key_hash) == 64 and plain.split("_", 2)[2] not in row.key_hash
+    assert client.get("/api/v1/model-groups", headers=keys("viewer")).status_code == 200
+    assert client.delete("/api/v1/keys/test-viewer", headers=keys("admin")).status_code == 204
+    assert_problem(client.get("/api/v1/model-groups", headers=keys("viewer")), 401, "revoked")
+    # wrong secret with a real key id
+    kid = plain.split("_", 2)[1]
+    assert_problem(client.get("/api/v1/model-groups", headers={"Authorization": f"Bearer mlgov_{kid}_x"}), 401)
+    assert_problem(client.get("/api/v1/model-groups", headers={"Authorization": "Basic abc"}), 401, "bearer")
+
+
+def test_keys_api(client, keys):
+    r = client.post("/api/v1/keys", json={"name": "ci-bot", "role": "publisher"}, headers=keys("admin"))
+    assert r.status_code == 201 and r.json()["key"].startswith("mlgov_")
+    new_key = r.json()["key"]
+    assert client.get("/api/v1/model-groups", headers={"Authorization": f"Bearer {new_key}"}).status_code == 200
+    listed = client.get("/api/v1/keys", headers=keys("admin")).json()
+    assert "ci-bot" in [k["name"] for k in listed] and all("key" not in k for k in listed)
+    assert_problem(client.post("/api/v1/keys", json={"name": "ci-bot", "role": "viewer"}, headers=keys("admin")), 409)
+    assert_problem(client.post("/api/v1/keys", json={"name": "x", "role": "root"}, headers=keys("admin")), 422, "role")
+    assert_problem(client.delete("/api/v1/keys/none", headers=keys("admin")), 404)
+
+
+@pytest.mark.parametrize("header", ["", "Bearer", "Bearer    ", "Token abc"])
+def test_malformed_authorization(client, header):
+    r = client.get("/api/v1/model-groups", headers={"Authorization": header} if header else {})
+    assert_problem(r, 401)
+    assert r.headers.get("www-authenticate") == "Bearer"

@@ -1,0 +1,80 @@
+"""The `mlgov` command in a fresh directory: embedded defaults under ./.mlgov, keys, serve, audit verify."""
+
+from __future__ import annotations
+
+import os
+import signal
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from tests.infra import free_port
+
+MLGOV = str(Path(sys.executable).parent / "mlgov")
+
+
+def run(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLGOV_")}
+    p = subprocess.run([MLGOV, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
+    if check:
+        assert p.returncode == 0, p.stderr + p.stdout
+    return p
+
+
+def test_fresh_directory_keys_serve_and_verify(tmp_path):
+    refused = run(tmp_path, "keys", "create", "--name", "a", "--role", "viewer", check=False)
+    assert refused.returncode != 0 and "mlgov db upgrade" in refused.stderr
+    run(tmp_path, "db", "upgrade")
+    assert (tmp_path / ".mlgov" / "mlgov.db").exists()
+    out = run(tmp_path, "keys", "create", "--name", "ci", "--role", "publisher").stdout.strip().splitlines()
+    key = out[-1]
+    assert key.startswith("mlgov_") and len(key) > 40
+    dup = run(tmp_path, "keys", "create", "--name", "ci", "--role", "viewer", check=False)
+    assert dup.returncode == 1 and "already exists" in dup.stderr
+    bad = run(tmp_path, "keys", "create", "--name", "x", "--role", "root", check=False)
+    assert bad.returncode == 1 and "unknown role" in bad.stderr
+
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLGOV_")}
+    proc = subprocess.Popen([MLGOV, "serve", "--port", str(port)], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        admin_file = tmp_path / ".mlgov" / "admin.key"
+        deadline = time.time() + 30
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.time() < deadline and proc.poll() is None, "server did not start"
+            time.sleep(0.2)
+        assert stat.S_IMODE(admin_file.stat().st_mode) == 0o600
+        admin = admin_file.read_text().strip()
+        h = {"Authorization": f"Bearer {admin}"}
+        r = httpx.post(f"http://127.0.0.1:{port}/api/v1/model-groups", json={"name": "g"}, headers=h)
+        assert r.status_code == 201
+        r = httpx.post(f"http://127.0.0.1:{port}/api/v1/model-groups", json={"name": "g2"},
+                       headers={"Authorization": f"Bearer {key}"})
+        assert r.status_code == 201
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=30)
+    assert str(admin_file.resolve()) in out and admin not in out  # says where the key is, never prints it
+    listed = run(tmp_path, "keys", "list").stdout
+    assert "ci\tpublisher" in listed and "admin\tadmin" in listed
+    ver = run(tmp_path, "audit", "verify")
+    assert '"ok": true' in ver.stdout
+    run(tmp_path, "keys", "revoke", "ci")
+    assert "revoked" in run(tmp_path, "keys", "list").stdout
+    assert "up to date" in run(tmp_path, "db", "current").stdout
+
+
+def test_demo_seed_is_idempotent(tmp_path):
+    run(tmp_path, "db", "upgrade")
+    assert "seeded" in run(tmp_path, "demo", "seed", "--if-empty").stdout
+    assert "nothing seeded" in run(tmp_path, "demo", "seed", "--if-empty").stdout

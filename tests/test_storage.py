@@ -1,0 +1,70 @@
+"""The object store: a local directory and a real S3 server (SeaweedFS) behind one interface."""
+
+from __future__ import annotations
+
+import pytest
+
+from mlgov.errors import Invalid, NotFound
+from mlgov.settings import Settings
+from mlgov.storage import LocalStore, ObjectStore, S3Store, open_store
+from tests.infra import S3_KEY, S3_SECRET
+
+pytestmark = []
+
+
+@pytest.fixture(params=["local", "s3"])
+def store(request, tmp_path) -> ObjectStore:
+    if request.param == "local":
+        return open_store(Settings(home=tmp_path, store_url=(tmp_path / "objects").as_uri()))
+    sw = request.getfixturevalue("seaweed")
+    bucket = f"b{tmp_path.name[-8:].lower().replace('_', '')}"
+    sw.client().create_bucket(Bucket=bucket)
+    return open_store(Settings(home=tmp_path, store_url=f"s3://{bucket}/mlgov", s3_endpoint_url=sw.endpoint,
+                               s3_access_key_id=S3_KEY, s3_secret_access_key=S3_SECRET))
+
+
+def test_roundtrip_list_delete(store):
+    store.put("a/b/one.json", b'{"x": 1}', "application/json")
+    store.put("a/two.bin", b"\x00\x01" * 1000)
+    store.put("c/three.txt", b"three")
+    assert store.get("a/b/one.json") == b'{"x": 1}'
+    assert store.exists("a/two.bin") and not store.exists("a/missing")
+    assert sorted(store.list("a/")) == ["a/b/one.json", "a/two.bin"]
+    assert sorted(store.list()) == ["a/b/one.json", "a/two.bin", "c/three.txt"]
+    store.put("a/two.bin", b"overwritten")
+    assert store.get("a/two.bin") == b"overwritten"
+    store.delete("a/two.bin")
+    assert not store.exists("a/two.bin")
+    with pytest.raises(NotFound):
+        store.get("a/two.bin")
+    for bad in ("../etc/passwd", "/abs", "a//b", "a/./b", ""):
+        with pytest.raises(Invalid):
+            store.put(bad, b"x")
+    uri = store.uri("c/three.txt")
+    assert uri.startswith("s3://") if isinstance(store, S3Store) else uri.startswith("file://")
+
+
+def test_s3_store_rejects_wrong_credentials(seaweed, tmp_path):
+    seaweed.client().create_bucket(Bucket="authcheck")
+    bad = open_store(Settings(home=tmp_path, store_url="s3://authcheck/p", s3_endpoint_url=seaweed.endpoint,
+                              s3_access_key_id=S3_KEY, s3_secret_access_key="wrong-secret-000"))
+    from botocore.exceptions import ClientError
+
+    with pytest.raises(ClientError):
+        bad.put("x", b"y")
+
+
+def test_s3_missing_bucket_is_an_error_not_created(seaweed, tmp_path):
+    s = open_store(Settings(home=tmp_path, store_url="s3://no-such-bucket/p", s3_endpoint_url=seaweed.endpoint,
+                            s3_access_key_id=S3_KEY, s3_secret_access_key=S3_SECRET))
+    from botocore.exceptions import ClientError
+
+    with pytest.raises(ClientError):
+        s.put("x", b"y")
+
+
+def test_local_store_is_default_under_home(tmp_path):
+    s = open_store(Settings(home=tmp_path / ".mlgov"))
+    assert isinstance(s, LocalStore) and s.root == (tmp_path / ".mlgov" / "store").resolve()
+    with pytest.raises(Invalid):
+        open_store(Settings(home=tmp_path, store_url="ftp://x/y"))

@@ -1,0 +1,61 @@
+"""Webhook management API and the outbox: subscriptions, bad input, events queued with the action."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+
+from mlgov.events import Delivery, Webhook, matches
+from tests.helpers import assert_problem, create_group, register
+
+
+def test_create_list_get_delete(client, keys, db):
+    h = keys("admin")
+    r = client.post("/api/v1/webhooks", headers=h, json={"url": "http://127.0.0.1:9/x", "secret": "a" * 16,
+                                                          "events": ["version.registered"], "description": "ci"})
+    assert r.status_code == 201
+    wid = r.json()["id"]
+    assert "secret" not in r.json()
+    assert [w["id"] for w in client.get("/api/v1/webhooks", headers=h).json()] == [wid]
+    assert client.get(f"/api/v1/webhooks/{wid}", headers=h).json()["events"] == ["version.registered"]
+    create_group(client, keys("publisher"), "g")
+    register(client, keys("publisher"), "g", 1)
+    with db.session_scope() as s:
+        assert s.scalar(select(func.count()).select_from(Delivery)) == 1   # only the subscribed type
+    ds = client.get(f"/api/v1/webhooks/{wid}/deliveries", headers=h).json()
+    assert ds[0]["event_type"] == "version.registered" and ds[0]["status"] == "pending"
+    assert client.delete(f"/api/v1/webhooks/{wid}", headers=h).status_code == 204
+    with db.session_scope() as s:
+        assert s.get(Webhook, wid).active is False
+    register(client, keys("publisher"), "g", 2)
+    with db.session_scope() as s:
+        assert s.scalar(select(func.count()).select_from(Delivery)) == 1   # inactive hooks get nothing
+
+
+def test_bad_webhook_input(client, keys, db):
+    h = keys("admin")
+    for body, field in [
+        ({"url": "ftp://x/y", "secret": "a" * 16, "events": ["*"]}, "http"),
+        ({"url": "http://x/y", "secret": "short", "events": ["*"]}, "secret"),
+        ({"url": "http://x/y", "secret": "a" * 16, "events": []}, "events"),
+        ({"url": "http://x/y", "secret": "a" * 16}, "events"),
+        ({"url": "http://x/y", "secret": "a" * 16, "events": "version.*"}, "events"),
+    ]:
+        assert_problem(client.post("/api/v1/webhooks", headers=h, json=body), 422, field)
+    assert_problem(client.get("/api/v1/webhooks/nope", headers=h), 404, "no webhook")
+    assert_problem(client.get("/api/v1/webhooks/nope/deliveries", headers=h), 404)
+    assert_problem(client.delete("/api/v1/webhooks/nope", headers=h), 404)
+    with db.session_scope() as s:
+        assert s.scalar(select(func.count()).select_from(Webhook)) == 0
+
+
+def test_event_patterns():
+    assert matches(["*"], "version.registered")
+    assert matches(["version.*"], "version.stage_changed")
+    assert not matches(["version.*"], "model_group.created")
+    assert matches(["model_group.created"], "model_group.created")
+    assert not matches(["version"], "version.registered")
+
+
+def test_audit_events_bad_filters(client, keys):
+    assert_problem(client.get("/api/v1/audit/events", params={"limit": 0}, headers=keys("viewer")), 422, "limit")
+    assert_problem(client.get("/api/v1/audit/events", params={"from": "nope"}, headers=keys("viewer")), 422, "from")
