@@ -23,9 +23,9 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mlgov import auth  # noqa: E402
-from mlgov.auth import Principal, Role  # noqa: E402
-from mlgov.db import Database, alembic_config  # noqa: E402
+from mlgov import auth
+from mlgov.auth import Principal, Role
+from mlgov.db import Database, alembic_config
 
 
 def seed(url: str, n: int) -> str:
