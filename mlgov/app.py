@@ -138,12 +138,14 @@ def create_app(settings: Settings | None = None, db: Database | None = None, *, 
     app.state.get_store = store
     install_error_handlers(app)
 
+    from lineage.router import router as lineage_router
     from mlgov.api import health, router
     from registry.router import router as registry_router
 
     app.include_router(health)
     app.include_router(router)
     app.include_router(registry_router)
+    app.include_router(lineage_router)
 
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
     app.add_middleware(RequestIdMiddleware)

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import importlib
+
+TABLE_MODULES = ("mlgov.auth", "mlgov.audit", "mlgov.events", "registry.orm", "lineage.orm")
+
 
 def load_all_models() -> None:
-    import registry.orm  # noqa: F401
+    for name in TABLE_MODULES:
+        importlib.import_module(name)

@@ -13,6 +13,7 @@ from sqlalchemy import Select, func, select, update
 from sqlalchemy.orm import Session, selectinload
 from sqlalchemy.orm.attributes import set_committed_value
 
+from lineage import service as lineage
 from mlgov import audit, events
 from mlgov.auth import DECIDERS, Principal, Role
 from mlgov.db import new_id, utcnow
@@ -166,11 +167,56 @@ def register_version(session: Session, group_name: str, body: VersionCreate, act
     session.add(StageTransition(group_id=group.id, version_id=v.id, from_stage=None, to_stage=cfg.initial,
                                 actor=actor.name, comment=None, reason="registered", at=now))
     session.flush()
+    _record_training_lineage(session, group, v, actor.name)
     payload = _payload(group.name, v)
     audit.record(session, actor=actor.name, action="version.registered", subject_type="model_version",
                  subject_id=f"{group.name}/{number}", after=payload)
     events.emit(session, "version.registered", f"{group.name}/{number}", payload)
     return v
+
+
+def model_artifact(session: Session, group: ModelGroup, v: ModelVersion, actor: str) -> lineage.Entity:
+    art, _ = lineage.ensure_artifact(session, type="Model", uri=v.artifact_uri, sha256=v.artifact_sha256,
+                                     name=f"{group.name}/{v.version}", actor=actor,
+                                     properties={"model_group": group.name, "version": v.version})
+    return art
+
+
+def _record_training_lineage(session: Session, group: ModelGroup, v: ModelVersion, actor: str) -> None:
+    """training data → training job → model artifact → model-group context (SageMaker's auto-lineage)."""
+    model = model_artifact(session, group, v, actor)
+    ctx, _ = lineage.ensure_context(session, type="ModelGroup", name=group.name, key=f"model-group:{group.name}",
+                                    actor=actor)
+    job_ref = v.training_job or {}
+    job_name = job_ref.get("name") or f"{group.name}/{v.version}/training"
+    job, _ = lineage.ensure_action(
+        session, type="TrainingJob", key=f"training-job:{job_ref.get('uri') or job_name}", name=job_name,
+        status="Completed", start_time=_parse_time(job_ref.get("started_at")),
+        end_time=_parse_time(job_ref.get("ended_at")),
+        properties={k: val for k, val in {"uri": job_ref.get("uri"), "parameters": job_ref.get("parameters")}.items()
+                    if val}, actor=actor)
+    steps: list[tuple[lineage.Entity, lineage.Entity, str]] = []
+    for uri in v.training_data or []:
+        data, _ = lineage.ensure_artifact(session, type="Dataset", uri=uri, actor=actor)
+        steps.append((data, job, "ContributedTo"))
+    steps += [(job, model, "Produced"), (model, ctx, "AssociatedWith")]
+    lineage.chain(session, steps, actor=actor)
+
+
+def _governance_action(session: Session, group: ModelGroup, v: ModelVersion, actor: str, type: str, key: str,
+                       properties: dict[str, Any]) -> None:
+    """An approval or stage change as an action hanging off the model artifact."""
+    act, _ = lineage.ensure_action(session, type=type, key=key, name=f"{group.name}/{v.version} {type}",
+                                   status="Completed", start_time=utcnow(), end_time=utcnow(),
+                                   properties={**properties, "actor": actor}, actor=actor)
+    lineage.link(session, model_artifact(session, group, v, actor), act, "AssociatedWith", actor=actor)
+
+
+def _parse_time(value: Any) -> dt.datetime | None:
+    if not value:
+        return None
+    t = dt.datetime.fromisoformat(str(value))
+    return t if t.tzinfo else t.replace(tzinfo=dt.UTC)
 
 
 def _version_stmt(group: ModelGroup) -> Select[ModelVersion]:
@@ -254,9 +300,12 @@ def decide(session: Session, group_name: str, number: int, req: ApprovalRequest,
                        fix="re-read the version; its status changed while this request ran")
     for attr, val in (("approval_status", req.status), ("approval_description", req.comment), ("updated_at", now)):
         set_committed_value(v, attr, val)
-    session.add(ApprovalDecision(version_id=v.id, from_status=current, to_status=req.status, comment=req.comment,
-                                 actor=actor.name, at=now))
+    decision = ApprovalDecision(version_id=v.id, from_status=current, to_status=req.status, comment=req.comment,
+                                actor=actor.name, at=now)
+    session.add(decision)
     session.flush()
+    _governance_action(session, group, v, actor.name, "Approval", f"approval:{v.id}:{decision.id}",
+                       {"from": current, "to": req.status, "comment": req.comment})
     cfg = StageConfig.model_validate(group.stage_config)
     stage_def = next((s for s in cfg.stages if s.name == v.stage), None)
     if req.status == REJECTED and stage_def is not None and stage_def.requires_approval:
@@ -284,9 +333,12 @@ def _set_stage(session: Session, group: ModelGroup, v: ModelVersion, target: str
     previous = v.stage
     v.stage = target
     v.updated_at = utcnow()
-    session.add(StageTransition(group_id=group.id, version_id=v.id, from_stage=previous, to_stage=target,
-                                actor=actor.name, comment=comment, reason=reason, at=utcnow()))
+    move = StageTransition(group_id=group.id, version_id=v.id, from_stage=previous, to_stage=target,
+                           actor=actor.name, comment=comment, reason=reason, at=utcnow())
+    session.add(move)
     session.flush()
+    _governance_action(session, group, v, actor.name, "StageTransition", f"stage:{v.id}:{move.id}",
+                       {"from": previous, "to": target, "reason": reason})
     subject = f"{group.name}/{v.version}"
     audit.record(session, actor=actor.name, action="version.stage_changed", subject_type="model_version",
                  subject_id=subject, before={"stage": previous},
@@ -395,6 +447,8 @@ def compliance_report(session: Session, group_name: str, since: dt.datetime | No
             "stage_history": [{"from": t.from_stage, "to": t.to_stage, "by": t.actor, "at": t.at.isoformat(),
                                "reason": t.reason, "comment": t.comment} for t in moves[v.id]],
             "four_eyes_ok": all(d.actor != v.registered_by for d in decisions[v.id]),
+            "lineage": [n for n in lineage.upstream(session, v.artifact_uri, v.artifact_sha256)
+                        if n["kind"] != "action" or n["type"] not in ("Approval", "StageTransition")],
         })
     return {
         "model_group": group.name,

@@ -1,0 +1,97 @@
+"""OpenLineage RunEvents in: jobs become actions, datasets artifacts (``{namespace}/{name}``), facets kept.
+
+Shapes follow the OpenLineage 2-0-2 RunEvent schema (required: eventTime, run.runId, job.namespace,
+job.name, producer); unknown keys are kept, as the spec allows custom facets.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.orm import Session
+
+from lineage import service
+from mlgov import audit
+
+STATUS = {"START": "InProgress", "RUNNING": "InProgress", "COMPLETE": "Completed", "FAIL": "Failed",
+          "ABORT": "Stopped", "OTHER": None}
+
+
+class _Open(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class OLRun(_Open):
+    runId: uuid.UUID
+    facets: dict[str, Any] = Field(default_factory=dict)
+
+
+class OLJob(_Open):
+    namespace: str = Field(min_length=1, max_length=1024)
+    name: str = Field(min_length=1, max_length=1024)
+    facets: dict[str, Any] = Field(default_factory=dict)
+
+
+class OLDataset(_Open):
+    namespace: str = Field(min_length=1, max_length=1024)
+    name: str = Field(min_length=1, max_length=1024)
+    facets: dict[str, Any] = Field(default_factory=dict)
+    inputFacets: dict[str, Any] = Field(default_factory=dict)
+    outputFacets: dict[str, Any] = Field(default_factory=dict)
+
+
+class RunEvent(_Open):
+    eventType: Literal["START", "RUNNING", "COMPLETE", "ABORT", "FAIL", "OTHER"] | None = None
+    eventTime: dt.datetime
+    run: OLRun
+    job: OLJob
+    inputs: list[OLDataset] = Field(default_factory=list, max_length=1000)
+    outputs: list[OLDataset] = Field(default_factory=list, max_length=1000)
+    producer: str = Field(min_length=1, max_length=2048)
+    schemaURL: str | None = None
+
+
+def dataset_uri(ds: OLDataset) -> str:
+    return f"{ds.namespace}/{ds.name}"
+
+
+def ingest(session: Session, ev: RunEvent, actor: str) -> dict[str, Any]:
+    """Apply one RunEvent idempotently; later events of the same run update the same action."""
+    when = ev.eventTime if ev.eventTime.tzinfo else ev.eventTime.replace(tzinfo=dt.UTC)
+    status = STATUS[ev.eventType] if ev.eventType else None
+    job_type = (ev.job.facets.get("jobType") or {}).get("jobType") if isinstance(
+        ev.job.facets.get("jobType"), dict) else None
+    props = {"openlineage": {"namespace": ev.job.namespace, "job": ev.job.name, "run_id": str(ev.run.runId),
+                             "producer": ev.producer, "last_event_type": ev.eventType,
+                             "job_facets": ev.job.facets, "run_facets": ev.run.facets}}
+    action, created = service.ensure_action(
+        session, type=str(job_type or "Job"), key=f"openlineage:{ev.job.namespace}/{ev.job.name}:{ev.run.runId}",
+        name=ev.job.name, status=status,
+        start_time=when if ev.eventType in ("START", "RUNNING") else None,
+        end_time=when if ev.eventType in ("COMPLETE", "FAIL", "ABORT") else None,
+        properties=props, actor=actor)
+    job_ctx, _ = service.ensure_context(session, type="Job", name=f"{ev.job.namespace}/{ev.job.name}",
+                                        key=f"openlineage-job:{ev.job.namespace}/{ev.job.name}", actor=actor)
+    service.link(session, action, job_ctx, "AssociatedWith", actor=actor)
+    ins, outs = [], []
+    for ds, is_input in [(d, True) for d in ev.inputs] + [(d, False) for d in ev.outputs]:
+        art, _ = service.ensure_artifact(session, type="Dataset", uri=dataset_uri(ds), name=ds.name, actor=actor)
+        facets = {**ds.facets, **(ds.inputFacets if is_input else ds.outputFacets)}
+        if facets:
+            art.properties = {**(art.properties or {}), "openlineage_facets": facets}
+        if is_input:
+            service.link(session, art, action, "ContributedTo", actor=actor)
+            ins.append(art.id)
+        else:
+            service.link(session, action, art, "Produced", actor=actor)
+            outs.append(art.id)
+    session.flush()
+    audit.record(session, actor=actor, action="lineage.openlineage_event", subject_type="lineage",
+                 subject_id=action.id, after={"event_type": ev.eventType, "job": f"{ev.job.namespace}/{ev.job.name}",
+                                              "run_id": str(ev.run.runId), "inputs": len(ins),
+                                              "outputs": len(outs)})
+    return {"action": action.id, "created": created, "status": action.status, "inputs": ins, "outputs": outs,
+            "job_context": job_ctx.id}

@@ -1,0 +1,296 @@
+"""Lineage rules. ``ensure_*`` and ``link`` are idempotent, so every domain can record what it did in one
+call without first asking what exists; the ``create_*`` / ``add_association`` API paths are audited."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from lineage import graph
+from lineage.orm import Edge, Entity
+from lineage.schemas import (
+    ActionCreate,
+    ArtifactCreate,
+    AssociationCreate,
+    ContextCreate,
+    EdgeRead,
+    QueryRequest,
+    QueryResult,
+    Vertex,
+)
+from mlgov import audit
+from mlgov.db import new_id, utcnow
+from mlgov.errors import Conflict, Invalid, NotFound
+
+
+def artifact_identity(uri: str, sha256: str | None) -> str:
+    return f"{uri}#{sha256 or ''}"
+
+
+def _find(session: Session, kind: str, identity: str) -> Entity | None:
+    return session.scalar(select(Entity).where(Entity.kind == kind, Entity.identity == identity))
+
+
+def ensure_artifact(session: Session, *, type: str, uri: str, sha256: str | None = None, name: str | None = None,
+                    properties: dict[str, Any] | None = None, actor: str,
+                    description: str | None = None) -> tuple[Entity, bool]:
+    """The artifact for (uri, sha256); created if new. A new hash for a known URI is a new node, DerivedFrom
+    the newest earlier node of that URI, so "trained on exactly this data" stays answerable."""
+    sha = sha256.lower() if sha256 else None
+    identity = artifact_identity(uri, sha)
+    found = _find(session, "artifact", identity)
+    if found is not None:
+        return found, False
+    now = utcnow()
+    ent = Entity(id=new_id(), kind="artifact", type=type, name=name, identity=identity, uri=uri, sha256=sha,
+                 properties=properties or {}, description=description, created_by=actor, created_at=now,
+                 updated_at=now)
+    session.add(ent)
+    session.flush()
+    if sha is not None:
+        previous = session.scalar(select(Entity).where(
+            Entity.kind == "artifact", Entity.uri == uri, Entity.id != ent.id, Entity.sha256.is_not(None))
+            .order_by(Entity.created_at.desc(), Entity.id.desc()).limit(1))
+        if previous is not None:
+            link(session, previous, ent, "DerivedFrom", actor=actor,
+                 properties={"reason": "same URI, new content hash"})
+    return ent, True
+
+
+def ensure_action(session: Session, *, type: str, key: str, name: str, status: str | None = None,
+                  start_time: dt.datetime | None = None, end_time: dt.datetime | None = None,
+                  properties: dict[str, Any] | None = None, actor: str) -> tuple[Entity, bool]:
+    """The action for ``key``; created if new, else its status, times and properties are brought up to date."""
+    found = _find(session, "action", key)
+    if found is not None:
+        if status is not None:
+            found.status = status
+        if start_time is not None and found.start_time is None:
+            found.start_time = start_time
+        if end_time is not None:
+            found.end_time = end_time
+        if properties:
+            found.properties = {**(found.properties or {}), **properties}
+        found.updated_at = utcnow()
+        session.flush()
+        return found, False
+    now = utcnow()
+    ent = Entity(id=new_id(), kind="action", type=type, name=name, identity=key, status=status or "Unknown",
+                 start_time=start_time, end_time=end_time, properties=properties or {}, created_by=actor,
+                 created_at=now, updated_at=now)
+    session.add(ent)
+    session.flush()
+    return ent, True
+
+
+def ensure_context(session: Session, *, type: str, name: str, key: str | None = None,
+                   properties: dict[str, Any] | None = None, actor: str) -> tuple[Entity, bool]:
+    identity = key or f"{type}:{name}"
+    found = _find(session, "context", identity)
+    if found is not None:
+        return found, False
+    now = utcnow()
+    ent = Entity(id=new_id(), kind="context", type=type, name=name, identity=identity, properties=properties or {},
+                 created_by=actor, created_at=now, updated_at=now)
+    session.add(ent)
+    session.flush()
+    return ent, True
+
+
+def link(session: Session, source: Entity, target: Entity, type: str, *, actor: str,
+         properties: dict[str, Any] | None = None) -> Edge:
+    """An association, created unless it exists (idempotent)."""
+    found = session.scalar(select(Edge).where(Edge.source_id == source.id, Edge.target_id == target.id,
+                                              Edge.type == type))
+    if found is not None:
+        return found
+    edge = Edge(id=new_id(), source_id=source.id, target_id=target.id, type=type, properties=properties or {},
+                created_by=actor, created_at=utcnow())
+    session.add(edge)
+    session.flush()
+    return edge
+
+
+def chain(session: Session, steps: Sequence[tuple[Entity, Entity, str]], *, actor: str) -> None:
+    for src, dst, kind in steps:
+        link(session, src, dst, kind, actor=actor)
+
+
+# --- API paths (audited) ------------------------------------------------------------------------------
+
+def _audit(session: Session, actor: str, action: str, ent_id: str, after: dict[str, Any]) -> None:
+    audit.record(session, actor=actor, action=action, subject_type="lineage", subject_id=ent_id, after=after)
+
+
+def create_artifact(session: Session, body: ArtifactCreate, actor: str) -> tuple[Entity, bool]:
+    ent, created = ensure_artifact(session, type=body.type, uri=body.uri, sha256=body.sha256, name=body.name,
+                                   properties=body.properties, actor=actor, description=body.description)
+    if created:
+        _audit(session, actor, "lineage.artifact_created", ent.id, {"type": ent.type, "uri": ent.uri,
+                                                                      "sha256": ent.sha256})
+    return ent, created
+
+
+def create_action(session: Session, body: ActionCreate, actor: str) -> Entity:
+    key = body.key or f"api:{new_id()}"
+    if body.key and _find(session, "action", key) is not None:
+        raise Conflict(f"an action with key {key!r} already exists", fix="use another key or omit it")
+    if body.start_time and body.end_time and body.end_time < body.start_time:
+        raise Invalid("end_time is before start_time", fix="swap or correct the times")
+    ent, _ = ensure_action(session, type=body.type, key=key, name=body.name, status=body.status,
+                           start_time=body.start_time, end_time=body.end_time, properties=body.properties,
+                           actor=actor)
+    ent.description = body.description
+    _audit(session, actor, "lineage.action_created", ent.id, {"type": ent.type, "name": ent.name})
+    return ent
+
+
+def create_context(session: Session, body: ContextCreate, actor: str) -> Entity:
+    key = body.key or f"{body.type}:{body.name}"
+    if _find(session, "context", key) is not None:
+        raise Conflict(f"a context with key {key!r} already exists", fix="reuse it (GET) or pick another name/key")
+    ent, _ = ensure_context(session, type=body.type, name=body.name, key=key, properties=body.properties,
+                            actor=actor)
+    ent.description = body.description
+    _audit(session, actor, "lineage.context_created", ent.id, {"type": ent.type, "name": ent.name})
+    return ent
+
+
+def get_entity(session: Session, kind: str, entity_id: str) -> Entity:
+    ent = session.get(Entity, entity_id)
+    if ent is None or ent.kind != kind:
+        raise NotFound(f"no {kind} with id {entity_id!r}", fix=f"list them with GET /api/v1/lineage/{kind}s")
+    return ent
+
+
+def list_entities(session: Session, kind: str, *, type: str | None, uri: str | None, sha256: str | None,
+                  name_contains: str | None, status: str | None, created_after: dt.datetime | None,
+                  created_before: dt.datetime | None, limit: int, offset: int) -> tuple[list[Entity], int]:
+    stmt = select(Entity).where(Entity.kind == kind)
+    if type:
+        stmt = stmt.where(Entity.type == type)
+    if uri:
+        stmt = stmt.where(Entity.uri == uri)
+    if sha256:
+        stmt = stmt.where(Entity.sha256 == sha256.lower())
+    if name_contains:
+        stmt = stmt.where(func.lower(Entity.name).contains(name_contains.lower(), autoescape=True))
+    if status:
+        stmt = stmt.where(Entity.status == status)
+    if created_after:
+        stmt = stmt.where(Entity.created_at >= created_after)
+    if created_before:
+        stmt = stmt.where(Entity.created_at < created_before)
+    total = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
+    rows = list(session.scalars(stmt.order_by(Entity.created_at, Entity.id).limit(limit).offset(offset)))
+    return rows, total
+
+
+def add_association(session: Session, body: AssociationCreate, actor: str) -> Edge:
+    ends = {e.id: e for e in session.scalars(select(Entity).where(Entity.id.in_([body.source, body.target])))}
+    missing = [x for x in (body.source, body.target) if x not in ends]
+    if missing:
+        raise NotFound(f"no lineage entity with id {missing[0]!r}",
+                       fix="create the artifact/action/context first and use the id it returned",
+                       missing=missing)
+    if body.source == body.target:
+        raise Invalid("an association cannot link an entity to itself", fix="use two different entity ids")
+    exists = session.scalar(select(Edge.id).where(Edge.source_id == body.source, Edge.target_id == body.target,
+                                                  Edge.type == body.type))
+    if exists is not None:
+        raise Conflict(f"association {body.source} -{body.type}-> {body.target} already exists",
+                       fix="nothing to do; it is recorded", existing_id=exists)
+    edge = link(session, ends[body.source], ends[body.target], body.type, actor=actor, properties=body.properties)
+    _audit(session, actor, "lineage.association_added", edge.id,
+           {"source": body.source, "target": body.target, "type": body.type})
+    return edge
+
+
+def list_associations(session: Session, *, source: str | None, target: str | None, type: str | None, limit: int,
+                      offset: int) -> tuple[list[Edge], int]:
+    stmt = select(Edge)
+    if source:
+        stmt = stmt.where(Edge.source_id == source)
+    if target:
+        stmt = stmt.where(Edge.target_id == target)
+    if type:
+        stmt = stmt.where(Edge.type == type)
+    total = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
+    return list(session.scalars(stmt.order_by(Edge.created_at, Edge.id).limit(limit).offset(offset))), total
+
+
+def delete_association(session: Session, edge_id: str, actor: str) -> None:
+    edge = session.get(Edge, edge_id)
+    if edge is None:
+        raise NotFound(f"no association with id {edge_id!r}", fix="list them with GET /api/v1/lineage/associations")
+    before = {"source": edge.source_id, "target": edge.target_id, "type": edge.type}
+    session.delete(edge)
+    session.flush()
+    audit.record(session, actor=actor, action="lineage.association_deleted", subject_type="lineage",
+                 subject_id=edge_id, before=before)
+
+
+def edge_read(e: Edge) -> dict[str, Any]:
+    return {"id": e.id, "source": e.source_id, "target": e.target_id, "type": e.type, "properties": e.properties,
+            "created_by": e.created_by, "created_at": e.created_at}
+
+
+# --- query --------------------------------------------------------------------------------------------
+
+def resolve_start(session: Session, items: Sequence[str]) -> list[str]:
+    """Each start item is an entity id or an artifact URI (every content version of that URI)."""
+    ids: list[str] = []
+    for item in items:
+        if session.get(Entity, item) is not None:
+            ids.append(item)
+            continue
+        by_uri = list(session.scalars(select(Entity.id).where(Entity.kind == "artifact", Entity.uri == item)))
+        if not by_uri:
+            raise NotFound(f"start item {item!r} is neither a lineage entity id nor a known artifact URI",
+                           fix="use an id from /api/v1/lineage/* or the exact URI of a recorded artifact",
+                           missing=[item])
+        ids.extend(by_uri)
+    return list(dict.fromkeys(ids))
+
+
+def query(session: Session, req: QueryRequest) -> QueryResult:
+    f = req.filters
+    assoc = f.association_types if f else None
+    start = resolve_start(session, req.start)
+    reached = graph.walk(session, start, req.direction, req.max_depth, assoc)
+    rows = graph.entities(session, list(reached))
+
+    def keep(e: Entity) -> bool:
+        if f is None:
+            return True
+        return not ((f.kinds and e.kind not in f.kinds) or (f.types and e.type not in f.types)
+                    or (f.created_after and e.created_at < _aware(f.created_after))
+                    or (f.created_before and e.created_at >= _aware(f.created_before)))
+
+    kept = sorted((e for e in rows if keep(e)), key=lambda e: (reached[e.id], e.kind, e.type, e.id))
+    vertices = [Vertex(id=e.id, kind=e.kind, type=e.type, name=e.name, uri=e.uri,
+                       sha256=e.sha256, status=e.status, depth=reached[e.id]) for e in kept]
+    edges: list[EdgeRead] = []
+    if req.include_edges:
+        edges = [EdgeRead(source=e.source_id, target=e.target_id, type=e.type)
+                 for e in graph.edges_among(session, [v.id for v in vertices], assoc)]
+        edges.sort(key=lambda x: (x.source, x.target, x.type))
+    return QueryResult(vertices=vertices, edges=edges)
+
+
+def _aware(t: dt.datetime) -> dt.datetime:
+    return t.replace(tzinfo=dt.UTC) if t.tzinfo is None else t
+
+
+def upstream(session: Session, uri: str, sha256: str | None, max_depth: int = 10) -> list[dict[str, Any]]:
+    """Data and jobs a model artifact came from (for audit reports); empty if it was never recorded."""
+    ent = _find(session, "artifact", artifact_identity(uri, sha256.lower() if sha256 else None))
+    if ent is None:
+        return []
+    res = query(session, QueryRequest(start=[ent.id], direction="Ascendants", max_depth=max_depth,
+                                      include_edges=False))
+    return [v.model_dump() for v in res.vertices if v.id != ent.id]

@@ -1,0 +1,283 @@
+"""Lineage: entities, URI+hash identity, associations, recursive queries, exports, auto-lineage, OpenLineage."""
+
+from __future__ import annotations
+
+import itertools
+import uuid
+
+from sqlalchemy import func, select
+
+from tests.helpers import approve, assert_problem, create_group, register, sha
+
+API = "/api/v1/lineage"
+
+
+def art(client, h, uri, type="Dataset", sha256=None, expect=201):
+    body = {"type": type, "uri": uri}
+    if sha256:
+        body["sha256"] = sha256
+    r = client.post(f"{API}/artifacts", json=body, headers=h)
+    assert r.status_code == expect, r.text
+    return r.json()["id"]
+
+
+def act(client, h, name, type="ProcessingJob"):
+    r = client.post(f"{API}/actions", json={"type": type, "name": name, "status": "Completed"}, headers=h)
+    assert r.status_code == 201, r.text
+    return r.json()["id"]
+
+
+def assoc(client, h, s, t, type="ContributedTo", expect=201):
+    r = client.post(f"{API}/associations", json={"source": s, "target": t, "type": type}, headers=h)
+    assert r.status_code == expect, r.text
+    return r
+
+
+def q(client, h, start, direction="Descendants", **kw):
+    r = client.post(f"{API}/query", json={"start": start, "direction": direction, **kw}, headers=h)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def test_entity_crud_and_filters(client, keys):
+    h, v = keys("publisher"), keys("viewer")
+    a = art(client, h, "s3://d/a.csv", sha256=sha("a"))
+    assert art(client, h, "s3://d/a.csv", sha256=sha("a").upper(), expect=200) == a   # same node, idempotent
+    got = client.get(f"{API}/artifacts/{a}", headers=v).json()
+    assert got["kind"] == "artifact" and got["sha256"] == sha("a")
+    j = act(client, h, "prep")
+    c = client.post(f"{API}/contexts", json={"type": "Pipeline", "name": "daily"}, headers=h).json()["id"]
+    assert_problem(client.post(f"{API}/contexts", json={"type": "Pipeline", "name": "daily"}, headers=h), 409)
+    assert client.get(f"{API}/actions/{j}", headers=v).json()["status"] == "Completed"
+    assert client.get(f"{API}/contexts/{c}", headers=v).json()["type"] == "Pipeline"
+    assert client.get(f"{API}/artifacts", params={"uri": "s3://d/a.csv"}, headers=v).json()["total"] == 1
+    assert client.get(f"{API}/actions", params={"type": "ProcessingJob"}, headers=v).json()["total"] == 1
+    assert client.get(f"{API}/contexts", params={"name_contains": "DAI"}, headers=v).json()["total"] == 1
+    assert_problem(client.get(f"{API}/artifacts/{j}", headers=v), 404, "no artifact")   # wrong kind
+    assert_problem(client.get(f"{API}/actions/nope", headers=v), 404)
+
+
+def test_same_uri_new_hash_is_new_node_derived_from_old(client, keys):
+    h = keys("publisher")
+    old = art(client, h, "s3://d/train.csv", sha256=sha("v1"))
+    new = art(client, h, "s3://d/train.csv", sha256=sha("v2"))
+    assert old != new
+    edges = client.get(f"{API}/associations", params={"source": old}, headers=h).json()["items"]
+    assert [(e["target"], e["type"]) for e in edges] == [(new, "DerivedFrom")]
+    # "which model was trained on exactly this data": start from the old content node only
+    job = act(client, h, "train-1", "TrainingJob")
+    assoc(client, h, old, job)
+    model = art(client, h, "s3://m/model.tar.gz", "Model", sha("m1"))
+    assoc(client, h, job, model, "Produced")
+    res = q(client, h, [old], filters={"types": ["Model"]})
+    assert [v["id"] for v in res["vertices"]] == [model]
+    res = q(client, h, [new], filters={"types": ["Model"]})
+    assert res["vertices"] == []
+    # by URI the query starts from every content version of it
+    res = q(client, h, ["s3://d/train.csv"], filters={"types": ["Model"]})
+    assert [v["uri"] for v in res["vertices"]] == ["s3://m/model.tar.gz"]
+
+
+def test_associations_duplicates_missing_and_delete(client, keys):
+    h = keys("publisher")
+    a, b = art(client, h, "s3://x/a"), act(client, h, "job")
+    e = assoc(client, h, a, b).json()
+    dup = assoc(client, h, a, b, expect=409).json()
+    assert dup["existing_id"] == e["id"]
+    assoc(client, h, a, b, "AssociatedWith")   # another type is another association
+    r = assoc(client, h, a, "missing-id", expect=404).json()
+    assert "missing-id" in r["detail"] and r["missing"] == ["missing-id"]
+    assert_problem(client.post(f"{API}/associations", json={"source": a, "target": a, "type": "SameAs"},
+                               headers=h), 422, "itself")
+    assert_problem(client.post(f"{API}/associations", json={"source": a, "target": b, "type": "Likes"},
+                               headers=h), 422, "type")
+    assert client.delete(f"{API}/associations/{e['id']}", headers=h).status_code == 204
+    assert_problem(client.delete(f"{API}/associations/{e['id']}", headers=h), 404)
+
+
+def _chain(client, h, n, prefix="n"):
+    ids = [art(client, h, f"s3://{prefix}/{i}") for i in range(n)]
+    for s, t in itertools.pairwise(ids):
+        assoc(client, h, s, t, "DerivedFrom")
+    return ids
+
+
+def test_depth_limits_direction_and_cycles(client, keys):
+    h = keys("publisher")
+    ids = _chain(client, h, 6)
+    res = q(client, h, [ids[0]], max_depth=3)
+    assert [(v["id"], v["depth"]) for v in res["vertices"]] == [(ids[i], i) for i in range(4)]
+    assert len(res["edges"]) == 3
+    res = q(client, h, [ids[5]], "Ascendants", max_depth=2)
+    assert sorted(v["depth"] for v in res["vertices"]) == [0, 1, 2]
+    both = q(client, h, [ids[3]], "Both", max_depth=1)
+    assert sorted(v["id"] for v in both["vertices"]) == sorted([ids[2], ids[3], ids[4]])
+    # close a cycle 5 -> 0: the walk terminates and every vertex appears once with its shortest depth
+    assoc(client, h, ids[5], ids[0], "DerivedFrom")
+    res = q(client, h, [ids[0]], max_depth=50)
+    assert len(res["vertices"]) == 6 and len({v["id"] for v in res["vertices"]}) == 6
+    assert {v["id"]: v["depth"] for v in res["vertices"]}[ids[5]] == 5
+    assert len(res["edges"]) == 6
+
+
+def test_multi_start_union_and_filters(client, keys):
+    h = keys("publisher")
+    a = _chain(client, h, 3, "a")
+    b = _chain(client, h, 3, "b")
+    res = q(client, h, [a[0], b[0]], max_depth=1)
+    assert sorted(v["id"] for v in res["vertices"]) == sorted([a[0], a[1], b[0], b[1]])
+    job = act(client, h, "j")
+    assoc(client, h, a[2], job, "ContributedTo")
+    res = q(client, h, [a[0]], filters={"kinds": ["action"]})
+    assert [v["id"] for v in res["vertices"]] == [job]
+    res = q(client, h, [a[0]], filters={"association_types": ["DerivedFrom"]})
+    assert job not in [v["id"] for v in res["vertices"]]
+    res = q(client, h, [a[0]], filters={"created_after": "2100-01-01T00:00:00Z"})
+    assert res["vertices"] == []
+    res = q(client, h, [a[0]], include_edges=False)
+    assert res["edges"] == [] and len(res["vertices"]) == 4
+    assert_problem(client.post(f"{API}/query", json={"start": ["nope"]}, headers=h), 404, "nope")
+    assert_problem(client.post(f"{API}/query", json={"start": []}, headers=h), 422, "start")
+    assert_problem(client.post(f"{API}/query", json={"start": [a[0]], "direction": "Up"}, headers=h), 422,
+                   "direction")
+    assert_problem(client.post(f"{API}/query", json={"start": [a[0]], "max_depth": 0}, headers=h), 422,
+                   "max_depth")
+
+
+def test_exports(client, keys):
+    h = keys("publisher")
+    ids = _chain(client, h, 3, "e")
+    body = {"start": [ids[0]], "direction": "Descendants"}
+    dot = client.post(f"{API}/query/export?format=dot", json=body, headers=h)
+    assert dot.headers["content-type"].startswith("text/vnd.graphviz")
+    assert dot.text.startswith("digraph lineage {") and dot.text.count("->") == 2 and "s3://e/0" in dot.text
+    mer = client.post(f"{API}/query/export?format=mermaid", json=body, headers=h).text
+    assert mer.startswith("graph LR") and mer.count("-->|DerivedFrom|") == 2
+    js = client.post(f"{API}/query/export?format=json", json=body, headers=h).json()
+    assert len(js["vertices"]) == 3
+    assert_problem(client.post(f"{API}/query/export?format=svg", json=body, headers=h), 422, "format")
+
+
+def test_registration_records_lineage_automatically(client, keys):
+    pub = keys("publisher")
+    create_group(client, pub, "churn")
+    v = register(client, pub, "churn", 1, training_data=["s3://data/train.csv", "s3://data/extra.csv"])
+    res = q(client, keys("viewer"), ["s3://data/train.csv"])
+    by_uri = {x["uri"]: x for x in res["vertices"] if x["uri"]}
+    assert v["artifact_uri"] in by_uri and by_uri[v["artifact_uri"]]["type"] == "Model"
+    types = {(x["kind"], x["type"]) for x in res["vertices"]}
+    assert ("action", "TrainingJob") in types and ("context", "ModelGroup") in types
+    # approvals and stage changes hang off the model as actions
+    approve(client, keys("approver"), "churn", 1)
+    client.post("/api/v1/model-groups/churn/versions/1/stage", json={"stage": "Staging"}, headers=keys("approver"))
+    res = q(client, keys("viewer"), [v["artifact_uri"]], filters={"kinds": ["action"]})
+    assert sorted(x["type"] for x in res["vertices"]) == ["Approval", "StageTransition"]
+    # upstream lineage in the compliance report
+    rep = client.get("/api/v1/audit/report", params={"model_group": "churn"}, headers=keys("viewer")).json()
+    up = rep["versions"][0]["lineage"]
+    assert {n["uri"] for n in up if n["kind"] == "artifact"} == {"s3://data/train.csv", "s3://data/extra.csv"}
+    assert any(n["type"] == "TrainingJob" for n in up)
+    html = client.get("/api/v1/audit/report", params={"model_group": "churn", "format": "html"},
+                      headers=keys("viewer")).text
+    assert "Upstream lineage" in html and "s3://data/extra.csv" in html
+    # a second version on the same data shares the dataset node
+    register(client, pub, "churn", 2, training_data=["s3://data/train.csv"])
+    res = q(client, keys("viewer"), ["s3://data/train.csv"], filters={"types": ["Model"]})
+    assert len(res["vertices"]) == 2
+
+
+def _ol_event(event_type, run_id, inputs=("db/raw",), outputs=("warehouse/features",)):
+    return {
+        "eventType": event_type,
+        "eventTime": "2026-11-20T10:00:00.000Z",
+        "run": {"runId": run_id, "facets": {"nominalTime": {"nominalStartTime": "2026-11-20T10:00:00Z"}}},
+        "job": {"namespace": "airflow", "name": "features.build",
+                "facets": {"jobType": {"processingType": "BATCH", "integration": "AIRFLOW", "jobType": "TASK"}}},
+        "inputs": [{"namespace": "postgres://db:5432", "name": n, "facets": {"schema": {"fields": [
+            {"name": "id", "type": "int"}]}}} for n in inputs],
+        "outputs": [{"namespace": "s3://lake", "name": n, "facets": {}} for n in outputs],
+        "producer": "https://github.com/OpenLineage/OpenLineage/tree/1.24.0/integration/airflow",
+        "schemaURL": "https://openlineage.io/spec/2-0-2/OpenLineage.json#/$defs/RunEvent",
+    }
+
+
+def test_openlineage_run_events(client, keys, db):
+    h = keys("publisher")
+    run = str(uuid.uuid4())
+    r1 = client.post(f"{API}/openlineage", json=_ol_event("START", run), headers=h)
+    assert r1.status_code == 201 and r1.json()["status"] == "InProgress"
+    r2 = client.post(f"{API}/openlineage", json=_ol_event("COMPLETE", run), headers=h).json()
+    assert r2["action"] == r1.json()["action"] and r2["status"] == "Completed" and not r2["created"]
+    a = client.get(f"{API}/actions/{r2['action']}", headers=h).json()
+    assert a["type"] == "TASK" and a["properties"]["openlineage"]["run_id"] == run
+    assert a["start_time"] and a["end_time"]
+    res = q(client, h, ["postgres://db:5432/db/raw"])
+    uris = {v["uri"] for v in res["vertices"]}
+    assert "s3://lake/warehouse/features" in uris
+    ds = client.get(f"{API}/artifacts", params={"uri": "postgres://db:5432/db/raw"}, headers=h).json()["items"][0]
+    assert ds["properties"]["openlineage_facets"]["schema"]["fields"][0]["name"] == "id"
+    fail = client.post(f"{API}/openlineage", json=_ol_event("FAIL", str(uuid.uuid4())), headers=h).json()
+    assert fail["status"] == "Failed"
+
+
+def test_openlineage_events_from_the_official_client(client, keys):
+    """Events built with the openlineage-python client are accepted as it serialises them."""
+    from openlineage.client import event_v2 as ol
+    from openlineage.client.serde import Serde
+
+    ev = ol.RunEvent(eventType=ol.RunState.COMPLETE, eventTime="2026-11-20T10:00:00.000Z",
+                     run=ol.Run(runId=str(uuid.uuid4())), job=ol.Job(namespace="spark", name="etl"),
+                     producer="https://example.invalid/producer",
+                     inputs=[ol.InputDataset(namespace="hdfs://nn", name="/raw")],
+                     outputs=[ol.OutputDataset(namespace="hdfs://nn", name="/clean")])
+    r = client.post(f"{API}/openlineage", content=Serde.to_json(ev),
+                    headers={**keys("publisher"), "content-type": "application/json"})
+    assert r.status_code == 201, r.text
+    assert len(r.json()["inputs"]) == 1 and len(r.json()["outputs"]) == 1
+
+
+def test_openlineage_malformed_names_the_field(client, keys, db):
+    from lineage.orm import Entity
+
+    h = keys("publisher")
+    good = _ol_event("START", str(uuid.uuid4()))
+    for broken, field in [
+        ({k: v for k, v in good.items() if k != "eventTime"}, "eventTime"),
+        ({**good, "run": {"runId": "not-a-uuid"}}, "runId"),
+        ({**good, "job": {"namespace": "x"}}, "job.name"),
+        ({**good, "eventType": "DONE"}, "eventType"),
+        ({**good, "inputs": [{"name": "t"}]}, "inputs.0.namespace"),
+        ({k: v for k, v in good.items() if k != "producer"}, "producer"),
+    ]:
+        assert_problem(client.post(f"{API}/openlineage", json=broken, headers=h), 422, field)
+    with db.session_scope() as s:
+        assert s.scalar(select(func.count()).select_from(Entity)) == 0
+
+
+def test_lineage_bad_input(client, keys, db):
+    from lineage.orm import Entity
+
+    h = keys("publisher")
+    for path, body, field in [
+        ("artifacts", {"type": "Dataset"}, "uri"),
+        ("artifacts", {"type": "bad type!", "uri": "s3://x"}, "type"),
+        ("artifacts", {"type": "Dataset", "uri": "s3://x", "sha256": "zz"}, "sha256"),
+        ("actions", {"type": "Job", "name": "x", "status": "Done"}, "status"),
+        ("actions", {"type": "Job"}, "name"),
+        ("contexts", {"name": "x"}, "type"),
+    ]:
+        assert_problem(client.post(f"{API}/{path}", json=body, headers=h), 422, field)
+    assert_problem(client.post(f"{API}/actions", json={"type": "Job", "name": "x", "start_time": "2026-01-02T00:00:00Z",
+                                                       "end_time": "2026-01-01T00:00:00Z"}, headers=h), 422, "before")
+    with db.session_scope() as s:
+        assert s.scalar(select(func.count()).select_from(Entity)) == 0
+
+
+def test_lineage_roles(client, keys):
+    body = {"type": "Dataset", "uri": "s3://r"}
+    assert client.post(f"{API}/artifacts", json=body, headers=keys("viewer")).status_code == 403
+    assert client.post(f"{API}/artifacts", json=body, headers=keys("ingest")).status_code == 403
+    assert client.get(f"{API}/artifacts", headers=keys("ingest")).status_code == 403
+    assert client.post(f"{API}/query", json={"start": ["x"]}, headers=keys("ingest")).status_code == 403
+    assert client.post(f"{API}/artifacts", json=body, headers=keys("publisher")).status_code == 201
+    assert client.get(f"{API}/artifacts", headers=keys("viewer")).status_code == 200
