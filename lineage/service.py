@@ -12,6 +12,8 @@ from sqlalchemy.orm import Session
 
 from lineage import graph
 from lineage.orm import Edge, Entity
+
+__all__ = ["Edge", "Entity", "chain", "ensure_action", "ensure_artifact", "ensure_context", "link", "query", "upstream"]
 from lineage.schemas import (
     ActionCreate,
     ArtifactCreate,
@@ -25,6 +27,8 @@ from lineage.schemas import (
 from mlgov import audit
 from mlgov.db import new_id, utcnow
 from mlgov.errors import Conflict, Invalid, NotFound
+
+__all__ = ["Edge", "Entity", "chain", "ensure_action", "ensure_artifact", "ensure_context", "link", "query", "upstream"]
 
 
 def artifact_identity(uri: str, sha256: str | None) -> str:
