@@ -8,65 +8,72 @@ appears at most once per depth; the outer query keeps each vertex's smallest dep
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Select, and_, func, literal, select
+from sqlalchemy import CTE, Integer, Select, String, func, literal, null, select, union_all
 from sqlalchemy.orm import Session
 
 from lineage.orm import Edge, Entity
 
 
-def walk_stmt(start_ids: Sequence[str], descend: bool, max_depth: int,
-              association_types: Sequence[str] | None) -> Select[Any]:
+def _walk_rows(start_ids: Sequence[str], descend: bool, max_depth: int,
+               association_types: Sequence[str] | None) -> Select[Any]:
     e = Edge.__table__
     src, dst = (e.c.source_id, e.c.target_id) if descend else (e.c.target_id, e.c.source_id)
     seed = select(Entity.id.label("id"), literal(0).label("depth")).where(Entity.id.in_(list(start_ids)))
-    walk = seed.cte("walk", recursive=True)
+    walk = seed.cte("walk_down" if descend else "walk_up", recursive=True)
     step = (select(dst.label("id"), (walk.c.depth + 1).label("depth"))
             .select_from(e.join(walk, src == walk.c.id))
             .where(walk.c.depth < max_depth))
     if association_types:
         step = step.where(e.c.type.in_(list(association_types)))
     walk = walk.union(step)
-    return select(walk.c.id, func.min(walk.c.depth).label("depth")).group_by(walk.c.id)
+    return select(walk.c.id, walk.c.depth)
 
 
-def walk(session: Session, start_ids: Sequence[str], direction: str, max_depth: int,
-         association_types: Sequence[str] | None) -> dict[str, int]:
-    """Reached vertex id → smallest depth, for Ascendants, Descendants or Both."""
-    reached: dict[str, int] = {}
-    for descend in ([True] if direction == "Descendants" else [False] if direction == "Ascendants"
-                    else [True, False]):
-        for vid, depth in session.execute(walk_stmt(start_ids, descend, max_depth, association_types)):
-            if vid not in reached or depth < reached[vid]:
-                reached[vid] = int(depth)
-    return reached
+def reached(start_ids: Sequence[str], direction: str, max_depth: int,
+            association_types: Sequence[str] | None) -> CTE:
+    """Vertex id and smallest depth of everything reachable: Ascendants, Descendants or Both."""
+    parts = [_walk_rows(start_ids, d, max_depth, association_types)
+             for d in {"Descendants": [True], "Ascendants": [False]}.get(direction, [True, False])]
+    rows = (parts[0] if len(parts) == 1 else union_all(*parts)).subquery("walked")
+    return select(rows.c.id, func.min(rows.c.depth).label("depth")).group_by(rows.c.id).cte("reached")
 
 
-def _chunks(ids: list[str], n: int = 900) -> Iterable[list[str]]:
-    for i in range(0, len(ids), n):
-        yield ids[i:i + n]
-
-
-def edges_among(session: Session, ids: Sequence[str], association_types: Sequence[str] | None) -> list[Edge]:
-    """Associations whose two ends are both in ``ids`` (chunked to stay under bind-parameter limits)."""
-    idl = list(ids)
-    idset = set(idl)
-    out: list[Edge] = []
-    for chunk in _chunks(idl):
-        cond = [Edge.source_id.in_(chunk)]
+def subgraph(session: Session, r: CTE, *, include_edges: bool, association_types: Sequence[str] | None,
+             kinds: Sequence[str] | None = None, types: Sequence[str] | None = None, created_after: Any = None,
+             created_before: Any = None) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """Reached vertices (output filters applied) and the associations among them, in one statement: the walk
+    runs once (a CTE used twice is materialised) and only columns travel, never properties."""
+    text_null = null().cast(String)
+    v = (select(literal("v").label("row"), Entity.id, Entity.kind, Entity.type, Entity.name, Entity.uri,
+                Entity.sha256, Entity.status, r.c.depth).join(r, r.c.id == Entity.id))
+    if kinds:
+        v = v.where(Entity.kind.in_(list(kinds)))
+    if types:
+        v = v.where(Entity.type.in_(list(types)))
+    if created_after is not None:
+        v = v.where(Entity.created_at >= created_after)
+    if created_before is not None:
+        v = v.where(Entity.created_at < created_before)
+    stmt: Any = v
+    if include_edges:
+        e = Edge.__table__
+        r2 = r.alias("reached_target")
+        edges = (select(literal("e"), e.c.source_id, e.c.target_id, e.c.type, text_null, text_null, text_null,
+                        text_null, null().cast(Integer))
+                 .join(r, r.c.id == e.c.source_id).join(r2, r2.c.id == e.c.target_id))
         if association_types:
-            cond.append(Edge.type.in_(list(association_types)))
-        out.extend(e for e in session.scalars(select(Edge).where(and_(*cond))) if e.target_id in idset)
-    return out
-
-
-def entities(session: Session, ids: Sequence[str]) -> list[Entity]:
-    out: list[Entity] = []
-    for chunk in _chunks(list(ids)):
-        out.extend(session.scalars(select(Entity).where(Entity.id.in_(chunk))))
-    return out
+            edges = edges.where(e.c.type.in_(list(association_types)))
+        stmt = union_all(v, edges)
+    vertices: list[tuple[Any, ...]] = []
+    links: list[tuple[Any, ...]] = []
+    for row in session.execute(stmt):
+        (vertices if row[0] == "v" else links).append(tuple(row))
+    vertices.sort(key=lambda x: (x[8], x[2], x[3], x[1]))
+    links.sort(key=lambda x: (x[1], x[2], x[3]))
+    return vertices, links
 
 
 # --- exports ------------------------------------------------------------------------------------------
