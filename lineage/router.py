@@ -23,21 +23,19 @@ from lineage.schemas import (
 )
 from mlgov.api import Limit, Offset, Page
 from mlgov.auth import PUBLISHERS, READERS, Principal, SessionDep, require
+from mlgov.db import as_utc
 
 router = APIRouter(prefix="/api/v1/lineage", tags=["lineage"])
 Reader = Annotated[Principal, Depends(require(READERS))]
 Writer = Annotated[Principal, Depends(require(PUBLISHERS))]
 
 
-def _aware(t: dt.datetime | None) -> dt.datetime | None:
-    return t.replace(tzinfo=dt.UTC) if t is not None and t.tzinfo is None else t
-
 
 def _list(kind: str, session: Any, **kw: Any) -> dict[str, Any]:
     limit, offset = kw.pop("limit"), kw.pop("offset")
     rows, total = service.list_entities(session, kind, limit=limit, offset=offset,
-                                        created_after=_aware(kw.pop("created_after")),
-                                        created_before=_aware(kw.pop("created_before")), **kw)
+                                        created_after=as_utc(kw.pop("created_after")),
+                                        created_before=as_utc(kw.pop("created_before")), **kw)
     return {"items": rows, "total": total, "limit": limit, "offset": offset}
 
 

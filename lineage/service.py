@@ -25,7 +25,7 @@ from lineage.schemas import (
     Vertex,
 )
 from mlgov import audit
-from mlgov.db import new_id, utcnow
+from mlgov.db import as_utc, new_id, paginate, utcnow
 from mlgov.errors import Conflict, Invalid, NotFound
 
 __all__ = ["Edge", "Entity", "chain", "ensure_action", "ensure_artifact", "ensure_context", "link", "query", "upstream"]
@@ -189,9 +189,7 @@ def list_entities(session: Session, kind: str, *, type: str | None, uri: str | N
         stmt = stmt.where(Entity.created_at >= created_after)
     if created_before:
         stmt = stmt.where(Entity.created_at < created_before)
-    total = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
-    rows = list(session.scalars(stmt.order_by(Entity.created_at, Entity.id).limit(limit).offset(offset)))
-    return rows, total
+    return paginate(session, stmt, Entity.created_at, Entity.id, limit=limit, offset=offset)
 
 
 def add_association(session: Session, body: AssociationCreate, actor: str) -> Edge:
@@ -223,8 +221,7 @@ def list_associations(session: Session, *, source: str | None, target: str | Non
         stmt = stmt.where(Edge.target_id == target)
     if type:
         stmt = stmt.where(Edge.type == type)
-    total = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
-    return list(session.scalars(stmt.order_by(Edge.created_at, Edge.id).limit(limit).offset(offset))), total
+    return paginate(session, stmt, Edge.created_at, Edge.id, limit=limit, offset=offset)
 
 
 def delete_association(session: Session, edge_id: str, actor: str) -> None:
@@ -268,8 +265,8 @@ def query(session: Session, req: QueryRequest) -> QueryResult:
     rows, links = graph.subgraph(
         session, r, include_edges=req.include_edges, association_types=assoc, kinds=f.kinds if f else None,
         types=f.types if f else None,
-        created_after=_aware(f.created_after) if f and f.created_after else None,
-        created_before=_aware(f.created_before) if f and f.created_before else None)
+        created_after=as_utc(f.created_after) if f else None,
+        created_before=as_utc(f.created_before) if f else None)
     # Rows come from our own tables: construct without re-validating (≈3× faster on large results).
     verts = [Vertex.model_construct(id=x[1], kind=x[2], type=x[3], name=x[4], uri=x[5], sha256=x[6], status=x[7],
                                     depth=x[8]) for x in rows]
@@ -278,9 +275,6 @@ def query(session: Session, req: QueryRequest) -> QueryResult:
              if x[1] in kept and x[2] in kept]
     return QueryResult.model_construct(vertices=verts, edges=edges)
 
-
-def _aware(t: dt.datetime) -> dt.datetime:
-    return t.replace(tzinfo=dt.UTC) if t.tzinfo is None else t
 
 
 def upstream(session: Session, uri: str, sha256: str | None, max_depth: int = 10) -> list[dict[str, Any]]:

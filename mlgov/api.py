@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from mlgov import audit, auth, events
 from mlgov.auth import ADMINS, Principal, SessionDep, require
-from mlgov.db import check_at_head, ping
+from mlgov.db import as_utc, check_at_head, ping
 from mlgov.errors import DomainError
 
 T = TypeVar("T")
@@ -124,14 +124,9 @@ def audit_events(
     offset: Offset = 0,
 ) -> Any:
     rows, total = audit.query(session, subject_type=subject_type, subject_id=subject, actor=actor, action=action,
-                              since=_aware(since), until=_aware(until), limit=limit, offset=offset)
+                              since=as_utc(since), until=as_utc(until), limit=limit, offset=offset)
     return {"items": rows, "total": total, "limit": limit, "offset": offset}
 
-
-def _aware(value: dt.datetime | None) -> dt.datetime | None:
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=dt.UTC)
-    return value
 
 
 @router.get("/audit/verify", tags=["audit"])

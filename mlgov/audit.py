@@ -18,7 +18,7 @@ from sqlalchemy import JSON, BigInteger, Index, String, select, text
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from mlgov.context import request_id_var
-from mlgov.db import BIGINT_PK, Base, utcnow
+from mlgov.db import BIGINT_PK, Base, paginate, utcnow
 
 GENESIS = "0" * 64
 _PG_AUDIT_LOCK = 0x6D6C676F76  # "mlgov"
@@ -164,8 +164,6 @@ def query(
     limit: int = 100,
     offset: int = 0,
 ) -> tuple[list[AuditEvent], int]:
-    from sqlalchemy import func
-
     stmt = select(AuditEvent)
     if subject_type:
         stmt = stmt.where(AuditEvent.subject_type == subject_type)
@@ -180,6 +178,4 @@ def query(
         stmt = stmt.where(AuditEvent.ts >= since)
     if until:
         stmt = stmt.where(AuditEvent.ts < until)
-    total = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
-    rows = list(session.scalars(stmt.order_by(AuditEvent.seq).limit(limit).offset(offset)))
-    return rows, total
+    return paginate(session, stmt, AuditEvent.seq, limit=limit, offset=offset)

@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import (
     JSON,
@@ -20,10 +20,13 @@ from sqlalchemy import (
     DateTime,
     Integer,
     MetaData,
+    Select,
     String,
     TypeDecorator,
     create_engine,
     event,
+    func,
+    select,
     text,
 )
 from sqlalchemy.engine import Dialect, Engine, make_url
@@ -39,11 +42,25 @@ NAMING_CONVENTION = {
 }
 
 
+_R = TypeVar("_R")
 BIGINT_PK = BigInteger().with_variant(Integer(), "sqlite")  # SQLite autoincrements only INTEGER keys
 
 
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
+
+
+def as_utc(value: dt.datetime | None) -> dt.datetime | None:
+    """Query-string times without an offset are taken as UTC."""
+    if value is None:
+        return None
+    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+
+
+def paginate(session: Session, stmt: Select[_R], *order_by: Any, limit: int, offset: int) -> tuple[list[_R], int]:
+    """One page of ``stmt`` and the total number of matching rows."""
+    total = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
+    return list(session.scalars(stmt.order_by(*order_by).limit(limit).offset(offset))), total
 
 
 def new_id() -> str:

@@ -12,6 +12,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from mlgov.api import Limit, Offset, Page
 from mlgov.auth import ADMINS, DECIDERS, PUBLISHERS, READERS, Principal, Role, SessionDep, require
+from mlgov.db import as_utc
 from mlgov.errors import Invalid
 from registry import service
 from registry.schemas import (
@@ -49,9 +50,6 @@ def _pairs(values: list[str] | None, what: str) -> dict[str, str]:
         out[k] = v
     return out
 
-
-def _aware(value: dt.datetime | None) -> dt.datetime | None:
-    return value.replace(tzinfo=dt.UTC) if value is not None and value.tzinfo is None else value
 
 
 # --- groups -------------------------------------------------------------------------------------------
@@ -104,8 +102,8 @@ def list_versions(
     limit: Limit = 50, offset: Offset = 0,
 ) -> Any:
     g, rows, total = service.list_versions(
-        session, group, status=status, stage=stage, created_after=_aware(created_after),
-        created_before=_aware(created_before), metadata=_pairs(metadata, "metadata"), sort=sort, limit=limit,
+        session, group, status=status, stage=stage, created_after=as_utc(created_after),
+        created_before=as_utc(created_before), metadata=_pairs(metadata, "metadata"), sort=sort, limit=limit,
         offset=offset)
     return {"items": [service.to_read(g.name, v) for v in rows], "total": total, "limit": limit, "offset": offset}
 
@@ -153,7 +151,7 @@ def stage_history(group: str, session: SessionDep, _: Reader,
 @router.get("/model-groups/{group}/stages/{stage}", response_model=StageOccupant)
 def stage_occupants(group: str, stage: str, session: SessionDep, _: Reader,
                     at: Annotated[dt.datetime | None, Query(description="ISO-8601 time; default now")] = None) -> Any:
-    when = _aware(at) or dt.datetime.now(dt.UTC)
+    when = as_utc(at) or dt.datetime.now(dt.UTC)
     return StageOccupant(group=group, stage=stage, at=when, versions=service.occupants_at(session, group, stage, when))
 
 
@@ -167,7 +165,7 @@ def audit_report(
     until: Annotated[dt.datetime | None, Query(alias="to")] = None,
     format: Literal["json", "html"] = "json",
 ) -> Any:
-    report = service.compliance_report(session, model_group, _aware(since), _aware(until))
+    report = service.compliance_report(session, model_group, as_utc(since), as_utc(until))
     if format == "html":
         return HTMLResponse(_templates.get_template("report.html").render(r=report))
     return report

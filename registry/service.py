@@ -16,7 +16,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from lineage import service as lineage
 from mlgov import audit, events
 from mlgov.auth import DECIDERS, Principal, Role
-from mlgov.db import new_id, utcnow
+from mlgov.db import new_id, paginate, utcnow
 from mlgov.errors import Conflict, Forbidden, Invalid
 from registry.errors import FourEyesViolation, GroupNotFound, TransitionNotAllowed, VersionNotFound
 from registry.orm import ApprovalDecision, ModelGroup, ModelVersion, StageTransition, VersionMetadata
@@ -112,10 +112,9 @@ def list_groups(session: Session, *, name_contains: str | None, tags: dict[str, 
         stmt = stmt.where(func.lower(ModelGroup.name).contains(name_contains.lower(), autoescape=True))
     for k, v in tags.items():
         stmt = stmt.where(ModelGroup.tags[k].as_string() == v)
-    total = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
     col = {"name": ModelGroup.name, "created_at": ModelGroup.created_at}[sort.lstrip("-")]
-    stmt = stmt.order_by(col.desc() if sort.startswith("-") else col.asc(), ModelGroup.id)
-    return list(session.scalars(stmt.limit(limit).offset(offset))), total
+    return paginate(session, stmt, col.desc() if sort.startswith("-") else col.asc(), ModelGroup.id, limit=limit,
+                    offset=offset)
 
 
 # --- versions -----------------------------------------------------------------------------------------
@@ -251,10 +250,10 @@ def list_versions(
         stmt = stmt.where(select(VersionMetadata.version_id).where(
             VersionMetadata.version_id == ModelVersion.id, VersionMetadata.key == k,
             VersionMetadata.value == val).exists())
-    total = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
     col = {"version": ModelVersion.version, "created_at": ModelVersion.created_at}[sort.lstrip("-")]
-    stmt = stmt.order_by(col.desc() if sort.startswith("-") else col.asc(), ModelVersion.version)
-    return group, list(session.scalars(stmt.limit(limit).offset(offset))), total
+    rows, total = paginate(session, stmt, col.desc() if sort.startswith("-") else col.asc(), ModelVersion.version,
+                           limit=limit, offset=offset)
+    return group, rows, total
 
 
 def latest_version(session: Session, group_name: str, status: str | None) -> tuple[ModelGroup, ModelVersion]:
