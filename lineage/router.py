@@ -18,6 +18,7 @@ from lineage.schemas import (
     AssociationType,
     ContextCreate,
     EntityRead,
+    EntityUpdate,
     QueryRequest,
     QueryResult,
 )
@@ -136,3 +137,22 @@ def export(body: QueryRequest, session: SessionDep, _: Reader,
 @router.post("/openlineage", status_code=201)
 def openlineage_event(body: openlineage.RunEvent, session: SessionDep, p: Writer) -> dict[str, Any]:
     return openlineage.ingest(session, body, p.name)
+
+
+# Generic per-kind routes last, so /associations/... matches its own routes first.
+def _kind(plural: str) -> str:
+    return plural[:-1]
+
+
+Plural = Literal["artifacts", "actions", "contexts"]
+
+
+@router.patch("/{plural}/{entity_id}", response_model=EntityRead)
+def update_entity(plural: Plural, entity_id: str, body: EntityUpdate, session: SessionDep, p: Writer) -> Any:
+    return service.update_entity(session, _kind(plural), entity_id, body, p.name)
+
+
+@router.delete("/{plural}/{entity_id}", status_code=204)
+def delete_entity(plural: Plural, entity_id: str, session: SessionDep, p: Writer) -> Response:
+    service.delete_entity(session, _kind(plural), entity_id, p.name)
+    return Response(status_code=204)

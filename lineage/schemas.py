@@ -64,6 +64,17 @@ class ContextCreate(Strict):
     properties: dict[str, Any] = Field(default_factory=dict, max_length=100)
 
 
+class EntityUpdate(Strict):
+    """Fields that may change after creation; identity (kind, type, uri, hash, key) never does."""
+
+    name: str | None = Field(default=None, max_length=512)
+    description: str | None = Field(default=None, max_length=4000)
+    status: ActionStatus | None = Field(default=None, description="actions only")
+    end_time: dt.datetime | None = Field(default=None, description="actions only")
+    properties: dict[str, Any] | None = Field(default=None, max_length=100, description="merged into existing")
+    properties_to_remove: list[str] = Field(default_factory=list, max_length=100)
+
+
 class EntityRead(BaseModel):
     model_config = ConfigDict(from_attributes=True)
     id: str

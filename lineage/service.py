@@ -20,6 +20,7 @@ from lineage.schemas import (
     AssociationCreate,
     ContextCreate,
     EdgeRead,
+    EntityUpdate,
     QueryRequest,
     QueryResult,
     Vertex,
@@ -162,6 +163,50 @@ def create_context(session: Session, body: ContextCreate, actor: str) -> Entity:
     ent.description = body.description
     _audit(session, actor, "lineage.context_created", ent.id, {"type": ent.type, "name": ent.name})
     return ent
+
+
+def update_entity(session: Session, kind: str, entity_id: str, body: EntityUpdate, actor: str) -> Entity:
+    ent = get_entity(session, kind, entity_id)
+    if kind != "action" and (body.status is not None or body.end_time is not None):
+        raise Invalid(f"status and end_time apply to actions, not to {kind}s", fix="leave them out")
+    before = {"name": ent.name, "description": ent.description, "status": ent.status,
+              "properties": ent.properties}
+    fields = body.model_fields_set
+    if "name" in fields:
+        ent.name = body.name
+    if "description" in fields:
+        ent.description = body.description
+    if body.status is not None:
+        ent.status = body.status
+    if body.end_time is not None:
+        end = as_utc(body.end_time)
+        if ent.start_time is not None and end is not None and end < ent.start_time:
+            raise Invalid("end_time is before the action's start_time", fix="correct the time")
+        ent.end_time = end
+    props = {**(ent.properties or {}), **(body.properties or {})}
+    for k in body.properties_to_remove:
+        props.pop(k, None)
+    ent.properties = props
+    ent.updated_at = utcnow()
+    session.flush()
+    audit.record(session, actor=actor, action=f"lineage.{kind}_updated", subject_type="lineage", subject_id=ent.id,
+                 before=before, after={"name": ent.name, "description": ent.description, "status": ent.status,
+                                       "properties": ent.properties})
+    return ent
+
+
+def delete_entity(session: Session, kind: str, entity_id: str, actor: str) -> None:
+    """Delete an entity and its associations (audited with what was removed)."""
+    ent = get_entity(session, kind, entity_id)
+    edges = list(session.scalars(select(Edge).where((Edge.source_id == ent.id) | (Edge.target_id == ent.id))))
+    before = {"kind": ent.kind, "type": ent.type, "name": ent.name, "uri": ent.uri, "sha256": ent.sha256,
+              "associations": [{"source": e.source_id, "target": e.target_id, "type": e.type} for e in edges]}
+    for e in edges:
+        session.delete(e)
+    session.delete(ent)
+    session.flush()
+    audit.record(session, actor=actor, action=f"lineage.{kind}_deleted", subject_type="lineage", subject_id=entity_id,
+                 before=before)
 
 
 def get_entity(session: Session, kind: str, entity_id: str) -> Entity:

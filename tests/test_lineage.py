@@ -281,3 +281,25 @@ def test_lineage_roles(client, keys):
     assert client.post(f"{API}/query", json={"start": ["x"]}, headers=keys("ingest")).status_code == 403
     assert client.post(f"{API}/artifacts", json=body, headers=keys("publisher")).status_code == 201
     assert client.get(f"{API}/artifacts", headers=keys("viewer")).status_code == 200
+
+
+def test_update_and_delete_entities(client, keys, db):
+    h = keys("publisher")
+    a = art(client, h, "s3://u/a")
+    j = act(client, h, "job")
+    assoc(client, h, a, j)
+    r = client.patch(f"{API}/actions/{j}", json={"status": "Failed", "properties": {"error": "oom"}}, headers=h)
+    assert r.status_code == 200 and r.json()["status"] == "Failed" and r.json()["properties"] == {"error": "oom"}
+    r = client.patch(f"{API}/actions/{j}", json={"properties_to_remove": ["error"], "description": "retry"},
+                     headers=h)
+    assert r.json()["properties"] == {} and r.json()["description"] == "retry"
+    assert_problem(client.patch(f"{API}/artifacts/{a}", json={"status": "Failed"}, headers=h), 422, "actions")
+    assert_problem(client.patch(f"{API}/artifacts/{a}", json={"uri": "s3://other"}, headers=h), 422, "uri")
+    assert_problem(client.patch(f"{API}/contexts/{a}", json={"name": "x"}, headers=h), 404, "no context")
+    assert client.patch(f"{API}/artifacts/{a}", json={"name": "x"}, headers=keys("viewer")).status_code == 403
+    assert client.delete(f"{API}/artifacts/{a}", headers=h).status_code == 204
+    assert client.get(f"{API}/associations", params={"target": j}, headers=h).json()["total"] == 0
+    assert_problem(client.get(f"{API}/artifacts/{a}", headers=h), 404)
+    ev = client.get("/api/v1/audit/events", params={"action": "lineage.artifact_deleted"},
+                    headers=keys("admin")).json()["items"][0]
+    assert ev["before"]["uri"] == "s3://u/a" and ev["before"]["associations"][0]["target"] == j
