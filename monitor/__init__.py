@@ -1,0 +1,1 @@
+"""Monitoring: endpoints and capture, baselines, data-quality and drift analyses."""

@@ -1,0 +1,128 @@
+"""Tables in: CSV, Parquet, pandas or Arrow → typed columns with SageMaker's inferred types.
+
+Arrow does the parsing (multithreaded C++); each column is then either numeric (finite values sorted once,
+so every quantile, CDF and exact test below is a slice or a binary search) or categorical (value counts
+from Arrow's hash kernels). Types follow Deequ's rule as SageMaker applies it: any string → String;
+else any fractional → Fractional; else Integral; all missing → Unknown. Booleans and timestamps are Strings.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+INTEGRAL, FRACTIONAL, STRING, UNKNOWN = "Integral", "Fractional", "String", "Unknown"
+_INT_RE = r"^\s*[-+]?\d+\s*$"
+_FRAC_RE = r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$"
+
+
+class TableError(ValueError):
+    """The input cannot be read as a table (the message says why)."""
+
+
+@dataclass
+class ColumnData:
+    name: str
+    inferred_type: str
+    rows: int
+    missing: int                                   # nulls (and NaN for numbers)
+    sorted_values: np.ndarray | None = None        # numeric: finite values, ascending
+    non_finite: int = 0                            # numeric: ±inf (present, but outside distributions)
+    counts: dict[str, int] = field(default_factory=dict)   # String: value → count
+    strings: pa.Array | None = None                # String: the non-null values (for type-match checks)
+
+    @property
+    def present(self) -> int:
+        return self.rows - self.missing
+
+    @property
+    def is_numeric(self) -> bool:
+        return self.sorted_values is not None
+
+    def share_matching(self, expected_type: str) -> float:
+        """Share of present values whose type is ``expected_type`` (SageMaker's data_type_check).
+
+        Values are typed as Deequ types them: a number is Integral or Fractional, never String, so numbers
+        in a column the baseline calls String count against it. Integral values satisfy Fractional.
+        """
+        if self.present == 0 or expected_type == UNKNOWN:
+            return 1.0
+        if expected_type == STRING:
+            if self.is_numeric:
+                return 0.0
+            assert self.strings is not None
+            numeric = int(pc.sum(pc.match_substring_regex(self.strings, _FRAC_RE)).as_py() or 0)
+            return 1.0 - numeric / self.present
+        if self.is_numeric:
+            if expected_type == FRACTIONAL or self.inferred_type == INTEGRAL:
+                return 1.0
+            vals = self.sorted_values
+            assert vals is not None
+            whole = int(np.count_nonzero(vals == np.floor(vals)))
+            return whole / self.present
+        assert self.strings is not None
+        pattern = _INT_RE if expected_type == INTEGRAL else _FRAC_RE
+        return int(pc.sum(pc.match_substring_regex(self.strings, pattern)).as_py() or 0) / self.present
+
+
+def read_table(data: bytes, fmt: str | None = None, *, header: bool = True) -> pa.Table:
+    """Bytes of a CSV (with or without header) or Parquet file → Arrow table."""
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    fmt = fmt or ("parquet" if data[:4] == b"PAR1" else "csv")
+    try:
+        if fmt == "parquet":
+            return pq.read_table(io.BytesIO(data))
+        read_opts = pacsv.ReadOptions(autogenerate_column_names=not header)
+        conv = pacsv.ConvertOptions(strings_can_be_null=True,
+                                    null_values=["", "NA", "N/A", "NaN", "nan", "null", "NULL", "None"])
+        table = pacsv.read_csv(io.BytesIO(data), read_options=read_opts, convert_options=conv)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise TableError(f"could not read the {fmt} data: {exc}") from None
+    if not header:  # SageMaker names headerless columns _c0, _c1, …
+        table = table.rename_columns([f"_c{i}" for i in range(table.num_columns)])
+    return table
+
+
+def from_pandas(df: Any) -> pa.Table:
+    return pa.Table.from_pandas(df, preserve_index=False)
+
+
+def column(name: str, arr: pa.ChunkedArray | pa.Array) -> ColumnData:
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks() if arr.num_chunks != 1 else arr.chunk(0)
+    t = arr.type
+    rows = len(arr)
+    if pa.types.is_dictionary(t):
+        arr = arr.dictionary_decode()
+        t = arr.type
+    if pa.types.is_null(t) or arr.null_count == rows:
+        return ColumnData(name, UNKNOWN, rows, rows)
+    if pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t):
+        values = arr.to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
+        nan = np.isnan(values)
+        inf = np.isinf(values)
+        finite = values[~(nan | inf)]
+        finite.sort()
+        kind = INTEGRAL if pa.types.is_integer(t) else FRACTIONAL
+        return ColumnData(name, kind, rows, int(nan.sum()), sorted_values=finite, non_finite=int(inf.sum()))
+    if not (pa.types.is_string(t) or pa.types.is_large_string(t)):
+        arr = pc.cast(arr, pa.string()) if not pa.types.is_boolean(t) else pc.if_else(arr, "true", "false")
+    present = pc.drop_null(arr)
+    vc = pc.value_counts(present)
+    counts = dict(zip(vc.field("values").to_pylist(), vc.field("counts").to_pylist(), strict=True))
+    return ColumnData(name, STRING, rows, rows - len(present), counts=counts, strings=present)
+
+
+def columns(table: pa.Table) -> list[ColumnData]:
+    names = table.column_names
+    if len(set(names)) != len(names):
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        raise TableError(f"duplicate column names: {dupes}")
+    return [column(n, table.column(n)) for n in names]

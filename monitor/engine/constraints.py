@@ -1,0 +1,157 @@
+"""SageMaker constraints.json: suggestion from a baseline profile, and the six checks that produce
+constraint_violations.json, with SageMaker's thresholds, overrides and message wording."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from monitor.engine import drift
+from monitor.engine.columns import FRACTIONAL, INTEGRAL, STRING, UNKNOWN, ColumnData
+from monitor.engine.stats import CategoricalSummary, FeatureProfile, NumericSummary
+
+DOMAIN_MAX_DISTINCT = 64   # a String column with at most this many values gets a domain constraint
+
+DEFAULT_MONITORING_CONFIG: dict[str, Any] = {
+    "evaluate_constraints": "Enabled",
+    "emit_metrics": "Enabled",
+    "datatype_check_threshold": 1.0,
+    "domain_content_threshold": 1.0,
+    "distribution_constraints": {"perform_comparison": "Enabled", "comparison_threshold": 0.1,
+                                 "comparison_method": "Robust"},
+}
+
+
+def suggest(profiles: list[FeatureProfile]) -> dict[str, Any]:
+    features = []
+    for p in profiles:
+        f: dict[str, Any] = {"name": p.name, "inferred_type": p.inferred_type,
+                             "completeness": _completeness(p)}
+        s = p.summary
+        if isinstance(s, NumericSummary):
+            f["num_constraints"] = {"is_non_negative": bool(s.finite == 0 or s.min >= 0)}
+        elif isinstance(s, CategoricalSummary) and 0 < len(s.counts) <= DOMAIN_MAX_DISTINCT:
+            f["string_constraints"] = {"domains": sorted(s.counts)}
+        features.append(f)
+    import copy
+
+    return {"version": 0.0, "features": features, "monitoring_config": copy.deepcopy(DEFAULT_MONITORING_CONFIG)}
+
+
+def _completeness(p: FeatureProfile) -> float:
+    if p.rows == 0:
+        return 1.0
+    s = p.summary
+    present = 0 if s is None else s.present
+    return present / p.rows
+
+
+def _pct(x: float) -> str:
+    return f"{x * 100:.1f}%"
+
+
+def _setting(cfg: dict[str, Any], overrides: dict[str, Any], key: str, default: Any) -> Any:
+    if key in overrides:
+        return overrides[key]
+    dc = cfg.get("distribution_constraints", {})
+    if key in dc:
+        return dc[key]
+    return cfg.get(key, default)
+
+
+def check(constraints: dict[str, Any], baseline: list[FeatureProfile] | None, current: list[FeatureProfile],
+          current_columns: list[ColumnData],
+          pairs: dict[str, drift.Comparison | None] | None = None) -> list[dict[str, Any]]:
+    """All violations of ``constraints`` by the current data (SageMaker's decision rules)."""
+    cfg = {**DEFAULT_MONITORING_CONFIG, **constraints.get("monitoring_config", {})}
+    if str(cfg.get("evaluate_constraints", "Enabled")).lower() == "disabled":
+        return []
+    out: list[dict[str, Any]] = []
+    cons = {f["name"]: f for f in constraints.get("features", [])}
+    cur = {p.name: p for p in current}
+    cols = {c.name: c for c in current_columns}
+    base = {p.name: p for p in baseline or []}
+
+    missing = [n for n in cons if n not in cur]
+    extra = [n for n in cur if n not in cons]
+    for n in missing:
+        out.append({"feature_name": n, "constraint_check_type": "missing_column_check",
+                    "description": f"There are missing columns in current dataset. Number of columns in current "
+                                   f"dataset: {len(cur)}, Number of columns in baseline constraints: {len(cons)}"})
+    for n in extra:
+        out.append({"feature_name": n, "constraint_check_type": "extra_column_check",
+                    "description": f"There are extra columns in current dataset. Number of columns in current "
+                                   f"dataset: {len(cur)}, Number of columns in baseline constraints: {len(cons)}"})
+
+    for name, fc in cons.items():
+        if name not in cur:
+            continue
+        p, col = cur[name], cols[name]
+        overrides = fc.get("monitoringConfigOverrides", {}) or {}
+        expected = fc.get("inferred_type", UNKNOWN)
+        # data_type_check
+        thr = float(_setting(cfg, overrides, "datatype_check_threshold", 1.0))
+        if expected in (INTEGRAL, FRACTIONAL, STRING) and col.present:
+            share = col.share_matching(expected)
+            if share < thr:
+                out.append({"feature_name": name, "constraint_check_type": "data_type_check",
+                            "description": f"Data type match requirement is not met. Expected data type: {expected}, "
+                                           f"Expected match: {_pct(thr)}. Observed: Only {_pct(share)} of data is "
+                                           f"{expected}."})
+        # completeness_check
+        if "completeness" in fc and p.rows:
+            observed = _completeness(p)
+            if observed < float(fc["completeness"]) - 1e-12:
+                out.append({"feature_name": name, "constraint_check_type": "completeness_check",
+                            "description": f"Data completeness requirement is not met. Expected: "
+                                           f"{_pct(float(fc['completeness']))} of data is non-null. Observed: Only "
+                                           f"{_pct(observed)} of data is non-null."})
+        # categorical_values_check
+        domains = (fc.get("string_constraints") or {}).get("domains")
+        if domains is not None and isinstance(p.summary, CategoricalSummary) and p.summary.present:
+            allowed = set(map(str, domains))
+            inside = sum(v for k, v in p.summary.counts.items() if k in allowed)
+            share = inside / p.summary.present
+            dthr = float(_setting(cfg, overrides, "domain_content_threshold", 1.0))
+            if share < dthr:
+                unknown = sorted(k for k in p.summary.counts if k not in allowed)[:10]
+                out.append({"feature_name": name, "constraint_check_type": "categorical_values_check",
+                            "description": f"Data content requirement is not met. Expected: {_pct(dthr)} of data "
+                                           f"in the baseline domain. Observed: Only {_pct(share)} of data is in the "
+                                           f"domain; values outside it include {unknown}."})
+        # baseline_drift_check
+        if name in base and str(_setting(cfg, overrides, "perform_comparison", "Enabled")).lower() != "disabled":
+            v = baseline_drift(base[name], p, cfg, overrides, (pairs or {}).get(name))
+            if v is not None:
+                out.append(v)
+    return out
+
+
+def baseline_drift(ref: FeatureProfile, cur: FeatureProfile, cfg: dict[str, Any],
+                   overrides: dict[str, Any], pair: drift.Comparison | None = None) -> dict[str, Any] | None:
+    rs, cs = ref.summary, cur.summary
+    simple = str(_setting(cfg, overrides, "comparison_method", "Robust")).lower() == "simple"
+    method = "linf_simple" if simple else "linf_robust"
+    if isinstance(rs, NumericSummary) and isinstance(cs, NumericSummary):
+        thr = float(_setting(cfg, overrides, "comparison_threshold", 0.1))
+        res = drift.compare_numeric(ref.name, rs, cs, method, thr, pair=pair)
+        label = "Numerical"
+    elif isinstance(rs, CategoricalSummary) and isinstance(cs, CategoricalSummary):
+        thr = float(_setting(cfg, overrides, "categorical_comparison_threshold",
+                             _setting(cfg, overrides, "comparison_threshold", 0.1)))
+        cat_method = str(_setting(cfg, overrides, "categorical_drift_method", "LInfinity"))
+        if cat_method.lower() == "chisquared":
+            res = drift.compare_categorical(ref.name, rs, cs, "chisquare", thr)
+            if res.drifted:
+                return {"feature_name": ref.name, "constraint_check_type": "baseline_drift_check",
+                        "description": f"Categorical chi-squared p-value: {res.statistic:.4g} is below threshold: "
+                                       f"{thr}"}
+            return None
+        res = drift.compare_categorical(ref.name, rs, cs, method, thr)
+        label = "Categorical"
+    else:
+        return None
+    if math.isnan(res.statistic) or res.statistic <= thr:
+        return None
+    return {"feature_name": ref.name, "constraint_check_type": "baseline_drift_check",
+            "description": f"{label} distance: {res.statistic:.4g} exceeds {label.lower()} threshold: {thr}"}
