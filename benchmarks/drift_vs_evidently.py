@@ -24,7 +24,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from monitor.engine import constraints, stats
 from monitor.engine.analysis import analyze, profile
-from monitor.engine.columns import from_pandas
 
 EVIDENTLY_METHOD = {"Wasserstein distance (normed)": "wasserstein", "Jensen-Shannon distance": "jensenshannon",
                     "K-S p_value": "ks", "chi-square p_value": "chisquare", "Z-test p_value": "z", "PSI": "psi"}
@@ -84,10 +83,10 @@ def make_frames(rows: int, cols: int, seed: int = 0) -> tuple[pd.DataFrame, pd.D
 
 
 def run_ours(ref: pd.DataFrame, cur: pd.DataFrame) -> dict[str, tuple[str, float, bool]]:
-    _, base = profile(from_pandas(ref))
+    _, base = profile(ref)
     cons = constraints.suggest(base)
     stats.statistics_json(base)
-    result = analyze(base, cons, from_pandas(cur))
+    result = analyze(base, cons, cur)
     return {d.feature: (d.method, d.statistic, d.drifted) for d in result.drift}
 
 

@@ -1,8 +1,14 @@
-"""One analysis: profile the current window, check constraints, compare distributions with the baseline."""
+"""One analysis: profile the current window, check constraints, compare distributions with the baseline.
+
+Columns are processed one at a time on a small thread pool (numpy sorts and merges release the GIL):
+each current column is read, summarised, checked and compared, and its raw values are dropped before the
+next, so memory holds the reference summaries plus a few columns, not a second copy of the window.
+"""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -11,8 +17,8 @@ import pyarrow as pa
 
 from monitor.engine import constraints as cons
 from monitor.engine import drift
-from monitor.engine.columns import ColumnData, columns
-from monitor.engine.stats import FeatureProfile, profile_column, statistics_json
+from monitor.engine.columns import ColumnData, column
+from monitor.engine.stats import FeatureProfile, NumericSummary, feature_statistics, profile_column
 
 DEFAULT_DRIFT_SHARE = 0.5
 
@@ -30,30 +36,48 @@ class DriftConfig:
     def method_for(self, p: FeatureProfile) -> str | None:
         if p.name in self.per_feature:
             return self.per_feature[p.name]
-        from monitor.engine.stats import NumericSummary
-
         return self.numerical if isinstance(p.summary, NumericSummary) else self.categorical
 
     def threshold_for(self, name: str, method: str) -> float | None:
         return self.thresholds.get(name, self.thresholds.get(method))
 
 
-def profile(table: pa.Table, *, keep_values: bool = True, threads: int = 2) -> tuple[list[ColumnData],
-                                                                                      list[FeatureProfile]]:
-    """Columns and their mergeable profiles; numpy sorts release the GIL, so columns run in parallel."""
-    names = table.column_names
+class Source:
+    """Columns of a pandas DataFrame or an Arrow table, converted to Arrow one column at a time."""
+
+    def __init__(self, data: Any) -> None:
+        self.data = data
+        self.names: list[str] = [str(n) for n in (data.column_names if isinstance(data, pa.Table) else data.columns)]
+        if len(set(self.names)) != len(self.names):
+            from monitor.engine.columns import TableError
+
+            dupes = sorted({n for n in self.names if self.names.count(n) > 1})
+            raise TableError(f"duplicate column names: {dupes}")
+        self.rows = data.num_rows if isinstance(data, pa.Table) else len(data)
+
+    def column(self, name: str) -> ColumnData:
+        if isinstance(self.data, pa.Table):
+            return column(name, self.data.column(name))
+        return column(name, pa.array(self.data[name], from_pandas=True))
+
+
+def _map(fn: Callable[[Any], Any], items: list[Any], threads: int) -> list[Any]:
+    if threads > 1 and len(items) > 1:
+        with ThreadPoolExecutor(threads) as pool:
+            return list(pool.map(fn, items))
+    return [fn(i) for i in items]
+
+
+def profile(data: Any, *, keep_values: bool = True, threads: int = 2) -> tuple[list[ColumnData],
+                                                                               list[FeatureProfile]]:
+    """Columns and their mergeable profiles (exact sorted values kept for baselines when asked)."""
+    src = Source(data)
 
     def one(name: str) -> tuple[ColumnData, FeatureProfile]:
-        col = columns(table.select([name]))[0]
+        col = src.column(name)
         return col, profile_column(col, keep_values=keep_values)
 
-    if len(set(names)) != len(names):
-        columns(table)  # raises with the duplicate names
-    if threads > 1 and len(names) > 1:
-        with ThreadPoolExecutor(threads) as pool:
-            pairs = list(pool.map(one, names))
-    else:
-        pairs = [one(n) for n in names]
+    pairs = _map(one, src.names, threads)
     return [c for c, _ in pairs], [p for _, p in pairs]
 
 
@@ -63,36 +87,47 @@ class AnalysisResult:
     drift: list[drift.DriftResult]
     statistics: dict[str, Any]
     rows: int
+    drift_share_threshold: float = DEFAULT_DRIFT_SHARE
 
     @property
     def drift_share(self) -> float:
         judged = [d for d in self.drift if not math.isnan(d.statistic)]
         return sum(d.drifted for d in judged) / len(judged) if judged else 0.0
 
-    def summary(self, share: float = DEFAULT_DRIFT_SHARE) -> dict[str, Any]:
+    def summary(self) -> dict[str, Any]:
         drifted = [d.feature for d in self.drift if d.drifted]
         return {"rows": self.rows, "violations": len(self.violations), "drifted_features": drifted,
-                "drift_share": self.drift_share, "dataset_drift": bool(self.drift) and self.drift_share >= share}
+                "drift_share": self.drift_share,
+                "dataset_drift": bool(self.drift) and self.drift_share >= self.drift_share_threshold}
 
 
-def analyze(baseline: list[FeatureProfile], constraints: dict[str, Any], current: pa.Table,
-            config: DriftConfig | None = None, *, threads: int = 2) -> AnalysisResult:
+def analyze(baseline: list[FeatureProfile], constraints: dict[str, Any], current: Any,
+            config: DriftConfig | None = None, *, threads: int = 2, n_buckets: int = 10) -> AnalysisResult:
     config = config or DriftConfig()
-    cols, profiles = profile(current, threads=threads)
-    by_name = {p.name: p for p in profiles}
-    matched = [(ref, by_name[ref.name]) for ref in baseline if ref.name in by_name]
+    src = Source(current)
+    base = {p.name: p for p in baseline}
+    fcs = {f["name"]: f for f in constraints.get("features", [])}
 
-    def judge(pair: tuple[FeatureProfile, FeatureProfile]) -> tuple[drift.Comparison | None, drift.DriftResult]:
-        ref, cur = pair
-        merged = drift.pair_of(ref, cur)
-        chosen = config.method_for(ref) or drift.default_method(ref, cur, merged)
-        return merged, drift.compare(ref, cur, chosen, config.threshold_for(ref.name, chosen), merged)
+    def one(name: str) -> tuple[dict[str, Any], list[dict[str, Any]], drift.DriftResult | None]:
+        col = src.column(name)
+        cur = profile_column(col)
+        stats = feature_statistics(cur, n_buckets)
+        ref = base.get(name)
+        merged = drift.pair_of(ref, cur) if ref is not None else None
+        result = None
+        if ref is not None:
+            chosen = config.method_for(ref) or drift.default_method(ref, cur, merged)
+            result = drift.compare(ref, cur, chosen, config.threshold_for(name, chosen), merged)
+        found = cons.check_feature(constraints, fcs[name], ref, cur, col, merged) if name in fcs else []
+        return stats, found, result
 
-    if threads > 1 and len(matched) > 1:
-        with ThreadPoolExecutor(threads) as pool:   # merges and sorts release the GIL
-            judged = list(pool.map(judge, matched))
-    else:
-        judged = [judge(m) for m in matched]
-    pairs = {ref.name: merged for (ref, _), (merged, _) in zip(matched, judged, strict=True)}
-    violations = cons.check(constraints, baseline, profiles, cols, pairs)
-    return AnalysisResult(violations, [r for _, r in judged], statistics_json(profiles), current.num_rows)
+    done = _map(one, src.names, threads)
+    violations = cons.check_columns(constraints, src.names)
+    for _, found, _ in done:
+        violations += found
+    order = {"missing_column_check": 0, "extra_column_check": 1}
+    violations.sort(key=lambda v: (order.get(v["constraint_check_type"], 2), src.names.index(v["feature_name"])
+                                   if v["feature_name"] in src.names else -1))
+    statistics = {"version": 0.0, "dataset": {"item_count": src.rows}, "features": [s for s, _, _ in done]}
+    results = [r for _, _, r in done if r is not None]
+    return AnalysisResult(violations, results, statistics, src.rows, config.drift_share)

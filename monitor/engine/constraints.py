@@ -59,71 +59,93 @@ def _setting(cfg: dict[str, Any], overrides: dict[str, Any], key: str, default: 
     return cfg.get(key, default)
 
 
+def monitoring_config(constraints: dict[str, Any]) -> dict[str, Any]:
+    return {**DEFAULT_MONITORING_CONFIG, **constraints.get("monitoring_config", {})}
+
+
+def enabled(constraints: dict[str, Any]) -> bool:
+    return str(monitoring_config(constraints).get("evaluate_constraints", "Enabled")).lower() != "disabled"
+
+
+def check_columns(constraints: dict[str, Any], current_names: list[str]) -> list[dict[str, Any]]:
+    """missing_column_check and extra_column_check."""
+    if not enabled(constraints):
+        return []
+    cons = [f["name"] for f in constraints.get("features", [])]
+    cur = set(current_names)
+    out = []
+    for n in cons:
+        if n not in cur:
+            out.append({"feature_name": n, "constraint_check_type": "missing_column_check",
+                        "description": f"There are missing columns in current dataset. Number of columns in "
+                                       f"current dataset: {len(cur)}, Number of columns in baseline constraints: "
+                                       f"{len(cons)}"})
+    known = set(cons)
+    for n in current_names:
+        if n not in known:
+            out.append({"feature_name": n, "constraint_check_type": "extra_column_check",
+                        "description": f"There are extra columns in current dataset. Number of columns in "
+                                       f"current dataset: {len(cur)}, Number of columns in baseline constraints: "
+                                       f"{len(cons)}"})
+    return out
+
+
+def check_feature(constraints: dict[str, Any], fc: dict[str, Any], ref: FeatureProfile | None,
+                  p: FeatureProfile, col: ColumnData, pair: drift.Comparison | None = None) -> list[dict[str, Any]]:
+    """data_type, completeness, categorical_values and baseline_drift checks for one feature."""
+    if not enabled(constraints):
+        return []
+    cfg = monitoring_config(constraints)
+    out: list[dict[str, Any]] = []
+    name = p.name
+    overrides = fc.get("monitoringConfigOverrides", {}) or {}
+    expected = fc.get("inferred_type", UNKNOWN)
+    thr = float(_setting(cfg, overrides, "datatype_check_threshold", 1.0))
+    if expected in (INTEGRAL, FRACTIONAL, STRING) and col.present:
+        share = col.share_matching(expected)
+        if share < thr:
+            out.append({"feature_name": name, "constraint_check_type": "data_type_check",
+                        "description": f"Data type match requirement is not met. Expected data type: {expected}, "
+                                       f"Expected match: {_pct(thr)}. Observed: Only {_pct(share)} of data is "
+                                       f"{expected}."})
+    if "completeness" in fc and p.rows:
+        observed = _completeness(p)
+        if observed < float(fc["completeness"]) - 1e-12:
+            out.append({"feature_name": name, "constraint_check_type": "completeness_check",
+                        "description": f"Data completeness requirement is not met. Expected: "
+                                       f"{_pct(float(fc['completeness']))} of data is non-null. Observed: Only "
+                                       f"{_pct(observed)} of data is non-null."})
+    domains = (fc.get("string_constraints") or {}).get("domains")
+    if domains is not None and isinstance(p.summary, CategoricalSummary) and p.summary.present:
+        allowed = set(map(str, domains))
+        inside = sum(v for k, v in p.summary.counts.items() if k in allowed)
+        share = inside / p.summary.present
+        dthr = float(_setting(cfg, overrides, "domain_content_threshold", 1.0))
+        if share < dthr:
+            unknown = sorted(k for k in p.summary.counts if k not in allowed)[:10]
+            out.append({"feature_name": name, "constraint_check_type": "categorical_values_check",
+                        "description": f"Data content requirement is not met. Expected: {_pct(dthr)} of data "
+                                       f"in the baseline domain. Observed: Only {_pct(share)} of data is in the "
+                                       f"domain; values outside it include {unknown}."})
+    if ref is not None and str(_setting(cfg, overrides, "perform_comparison", "Enabled")).lower() != "disabled":
+        v = baseline_drift(ref, p, cfg, overrides, pair)
+        if v is not None:
+            out.append(v)
+    return out
+
+
 def check(constraints: dict[str, Any], baseline: list[FeatureProfile] | None, current: list[FeatureProfile],
           current_columns: list[ColumnData],
           pairs: dict[str, drift.Comparison | None] | None = None) -> list[dict[str, Any]]:
     """All violations of ``constraints`` by the current data (SageMaker's decision rules)."""
-    cfg = {**DEFAULT_MONITORING_CONFIG, **constraints.get("monitoring_config", {})}
-    if str(cfg.get("evaluate_constraints", "Enabled")).lower() == "disabled":
-        return []
-    out: list[dict[str, Any]] = []
-    cons = {f["name"]: f for f in constraints.get("features", [])}
+    out = check_columns(constraints, [p.name for p in current])
     cur = {p.name: p for p in current}
     cols = {c.name: c for c in current_columns}
     base = {p.name: p for p in baseline or []}
-
-    missing = [n for n in cons if n not in cur]
-    extra = [n for n in cur if n not in cons]
-    for n in missing:
-        out.append({"feature_name": n, "constraint_check_type": "missing_column_check",
-                    "description": f"There are missing columns in current dataset. Number of columns in current "
-                                   f"dataset: {len(cur)}, Number of columns in baseline constraints: {len(cons)}"})
-    for n in extra:
-        out.append({"feature_name": n, "constraint_check_type": "extra_column_check",
-                    "description": f"There are extra columns in current dataset. Number of columns in current "
-                                   f"dataset: {len(cur)}, Number of columns in baseline constraints: {len(cons)}"})
-
-    for name, fc in cons.items():
-        if name not in cur:
-            continue
-        p, col = cur[name], cols[name]
-        overrides = fc.get("monitoringConfigOverrides", {}) or {}
-        expected = fc.get("inferred_type", UNKNOWN)
-        # data_type_check
-        thr = float(_setting(cfg, overrides, "datatype_check_threshold", 1.0))
-        if expected in (INTEGRAL, FRACTIONAL, STRING) and col.present:
-            share = col.share_matching(expected)
-            if share < thr:
-                out.append({"feature_name": name, "constraint_check_type": "data_type_check",
-                            "description": f"Data type match requirement is not met. Expected data type: {expected}, "
-                                           f"Expected match: {_pct(thr)}. Observed: Only {_pct(share)} of data is "
-                                           f"{expected}."})
-        # completeness_check
-        if "completeness" in fc and p.rows:
-            observed = _completeness(p)
-            if observed < float(fc["completeness"]) - 1e-12:
-                out.append({"feature_name": name, "constraint_check_type": "completeness_check",
-                            "description": f"Data completeness requirement is not met. Expected: "
-                                           f"{_pct(float(fc['completeness']))} of data is non-null. Observed: Only "
-                                           f"{_pct(observed)} of data is non-null."})
-        # categorical_values_check
-        domains = (fc.get("string_constraints") or {}).get("domains")
-        if domains is not None and isinstance(p.summary, CategoricalSummary) and p.summary.present:
-            allowed = set(map(str, domains))
-            inside = sum(v for k, v in p.summary.counts.items() if k in allowed)
-            share = inside / p.summary.present
-            dthr = float(_setting(cfg, overrides, "domain_content_threshold", 1.0))
-            if share < dthr:
-                unknown = sorted(k for k in p.summary.counts if k not in allowed)[:10]
-                out.append({"feature_name": name, "constraint_check_type": "categorical_values_check",
-                            "description": f"Data content requirement is not met. Expected: {_pct(dthr)} of data "
-                                           f"in the baseline domain. Observed: Only {_pct(share)} of data is in the "
-                                           f"domain; values outside it include {unknown}."})
-        # baseline_drift_check
-        if name in base and str(_setting(cfg, overrides, "perform_comparison", "Enabled")).lower() != "disabled":
-            v = baseline_drift(base[name], p, cfg, overrides, (pairs or {}).get(name))
-            if v is not None:
-                out.append(v)
+    for fc in constraints.get("features", []):
+        name = fc["name"]
+        if name in cur:
+            out += check_feature(constraints, fc, base.get(name), cur[name], cols[name], (pairs or {}).get(name))
     return out
 
 
