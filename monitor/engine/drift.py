@@ -49,7 +49,8 @@ class Dist:
         if self.weights is None:
             return np.searchsorted(self.values, x, side="right") / max(len(self.values), 1)
         cum = np.concatenate([[0.0], np.cumsum(self.weights)])
-        return cum[np.searchsorted(self.values, x, side="right")] / cum[-1]
+        out: np.ndarray = cum[np.searchsorted(self.values, x, side="right")] / cum[-1]
+        return out
 
     def unique(self) -> np.ndarray:
         v = self.values
@@ -68,7 +69,8 @@ class Dist:
         if self.weights is None:
             return np.diff(idx).astype(float)
         cum = np.concatenate([[0.0], np.cumsum(self.weights)])
-        return np.diff(cum[idx]) * (self.n / cum[-1])
+        out: np.ndarray = np.diff(cum[idx]) * (self.n / cum[-1])
+        return out
 
     def counts(self) -> dict[Any, float]:
         u = self.unique()

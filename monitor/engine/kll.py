@@ -99,7 +99,8 @@ class KLL:
             return np.full(len(np.atleast_1d(x)), np.nan)
         cum = np.cumsum(w)
         idx = np.searchsorted(items, np.atleast_1d(x), side="right")
-        return np.where(idx > 0, cum[np.maximum(idx - 1, 0)], 0.0) / cum[-1]
+        out: np.ndarray = np.where(idx > 0, cum[np.maximum(idx - 1, 0)], 0.0) / cum[-1]
+        return out
 
     def quantiles(self, q: np.ndarray) -> np.ndarray:
         items, w = self.weighted()

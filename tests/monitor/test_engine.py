@@ -1,0 +1,308 @@
+"""The pure monitoring engine against references: SageMaker's own files, scipy, Evidently's formulas."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy import stats as sps
+from scipy.spatial import distance
+
+from monitor.engine import constraints, drift, kll
+from monitor.engine.analysis import DriftConfig, analyze, profile
+from monitor.engine.columns import columns, read_table
+from monitor.engine.stats import merge_profiles, profile_column, profiles_from_statistics, statistics_json
+
+FIX = Path(__file__).resolve().parents[3] / "shared" / "reference" / "sagemaker-fixtures"
+
+
+def fixture(name: str) -> dict:
+    return json.loads((FIX / name).read_text())
+
+
+def fixture_csv() -> bytes:
+    """The 100 raw rows behind SageMaker's statistics.json: its KLL level 0 holds every value."""
+    stats = fixture("data_quality_statistics.json")
+    cols = [f["numerical_statistics"]["distribution"]["kll"]["sketch"]["data"][0] for f in stats["features"]]
+    return "\n".join(",".join(f"{c[i]:.1f}" for c in cols) for i in range(len(cols[0]))).encode()
+
+
+def base_profiles():
+    cols = columns(read_table(fixture_csv(), header=False))
+    return cols, [profile_column(c) for c in cols]
+
+
+def test_reproduces_sagemaker_statistics_from_the_same_values():
+    sm = fixture("data_quality_statistics.json")
+    _, profiles = base_profiles()
+    ours = statistics_json(profiles)
+    assert ours["dataset"] == sm["dataset"]
+    for a, b in zip(ours["features"], sm["features"], strict=True):
+        assert a["name"] == b["name"] and a["inferred_type"] == b["inferred_type"]
+        na, nb = a["numerical_statistics"], b["numerical_statistics"]
+        assert na["common"] == nb["common"]
+        for k in ("mean", "sum", "std_dev", "min", "max"):
+            assert na[k] == pytest.approx(nb[k], rel=1e-12)
+        ka, kb = na["distribution"]["kll"], nb["distribution"]["kll"]
+        assert ka["buckets"] == kb["buckets"]
+        assert ka["sketch"]["parameters"] == kb["sketch"]["parameters"]
+        assert [sorted(x) for x in ka["sketch"]["data"]] == [sorted(x) for x in kb["sketch"]["data"]]
+
+
+def test_suggested_constraints_match_sagemaker():
+    _, profiles = base_profiles()
+    assert constraints.suggest(profiles) == fixture("data_quality_constraints_suggested.json")
+
+
+def test_bad_case_raises_data_type_check_for_c5_only():
+    cols, profiles = base_profiles()
+    v = constraints.check(fixture("data_quality_constraints_bad_case.json"), profiles, profiles, cols)
+    assert [(x["feature_name"], x["constraint_check_type"]) for x in v] == [("_c5", "data_type_check")]
+    assert "Expected data type: String" in v[0]["description"]
+    assert constraints.check(fixture("data_quality_constraints_suggested.json"), profiles, profiles, cols) == []
+
+
+def test_reads_sagemaker_statistics_back_into_profiles():
+    sm = fixture("data_quality_statistics.json")
+    back = profiles_from_statistics(sm)
+    assert statistics_json(back)["features"][0]["numerical_statistics"]["mean"] == pytest.approx(2.31)
+    # an imported (sketch-only) baseline still judges drift; with ≤ k values the sketch is exact
+    _, profiles = base_profiles()
+    r = drift.compare(back[0], profiles[0], "linf_simple", 0.1)
+    assert r.statistic == 0.0 and r.exact
+
+
+def _table(**cols) -> pa.Table:
+    return pa.table(cols)
+
+
+def _run(ref: pd.DataFrame, cur: pd.DataFrame, cons: dict | None = None, config: DriftConfig | None = None):
+    _, base = profile(ref)
+    return analyze(base, cons if cons is not None else constraints.suggest(base), cur, config)
+
+
+def test_each_violation_fires_and_not():
+    rng = np.random.default_rng(0)
+    ref = pd.DataFrame({"age": rng.integers(18, 90, 2000), "income": rng.normal(50, 10, 2000),
+                        "state": rng.choice(["CA", "NY", "TX"], 2000), "gone": np.arange(2000)})
+    ok = _run(ref, ref)
+    assert ok.violations == []
+    cur = ref.drop(columns=["gone"]).copy()
+    cur["extra"] = 1
+    cur.loc[:99, "income"] = np.nan                                   # completeness
+    cur["age"] = cur["age"].astype(float) + 0.5                      # data type: no longer Integral
+    cur["state"] = np.where(np.arange(2000) < 100, "ZZ", cur["state"])  # outside the domain
+    cur["income"] = cur["income"] + 30                               # drift
+    got = {(v["feature_name"], v["constraint_check_type"]) for v in _run(ref, cur).violations}
+    assert got == {("gone", "missing_column_check"), ("extra", "extra_column_check"),
+                   ("income", "completeness_check"), ("age", "data_type_check"),
+                   ("state", "categorical_values_check"), ("income", "baseline_drift_check")}
+
+
+def test_thresholds_overrides_and_disabled():
+    rng = np.random.default_rng(1)
+    ref = pd.DataFrame({"x": rng.normal(0, 1, 3000)})
+    cur = pd.DataFrame({"x": rng.normal(0.6, 1, 3000)})
+    _, base = profile(ref)
+    cons = constraints.suggest(base)
+    assert [v["constraint_check_type"] for v in analyze(base, cons, cur).violations] == ["baseline_drift_check"]
+    cons["features"][0]["monitoringConfigOverrides"] = {"comparison_threshold": 0.5}
+    assert analyze(base, cons, cur).violations == []
+    cons["features"][0]["monitoringConfigOverrides"] = {}
+    cons["monitoring_config"]["distribution_constraints"]["perform_comparison"] = "Disabled"
+    assert analyze(base, cons, cur).violations == []
+    cons["monitoring_config"]["evaluate_constraints"] = "Disabled"
+    assert analyze(base, cons, cur).violations == []
+
+
+def test_robust_is_simple_minus_ks_critical_distance():
+    rng = np.random.default_rng(2)
+    a, b = rng.normal(0, 1, 300), rng.normal(0.2, 1, 200)
+    ra, rb = (profile_column(columns(_table(x=v))[0]) for v in (a, b))
+    simple = drift.compare(ra, rb, "linf_simple", 0.1)
+    rob = drift.compare(ra, rb, "linf_robust", 0.1)
+    d = sps.ks_2samp(a, b).statistic
+    assert simple.statistic == pytest.approx(d, abs=1e-12)
+    assert rob.statistic == pytest.approx(max(0.0, d - 1.8 * math.sqrt(500 / (300 * 200))), abs=1e-12)
+
+
+@pytest.mark.parametrize("n,m", [(50, 70), (900, 400), (5000, 3000)])
+def test_ks_wasserstein_equal_scipy(n, m):
+    rng = np.random.default_rng(n)
+    a = np.round(rng.normal(0, 1, n), 2)     # ties on purpose
+    b = np.round(rng.normal(0.1, 1.2, m), 2)
+    ra, rb = (profile_column(columns(_table(x=v))[0]) for v in (a, b))
+    ks = drift.compare(ra, rb, "ks", 0.05)
+    ref = sps.ks_2samp(a, b)
+    assert ks.statistic == pytest.approx(ref.pvalue, abs=1e-6) and ks.exact
+    assert ks.linf == pytest.approx(ref.statistic, abs=1e-9)
+    w = drift.compare(ra, rb, "wasserstein", 0.1)
+    assert w.statistic == pytest.approx(sps.wasserstein_distance(a, b) / max(np.std(a), 0.001), abs=1e-9)
+
+
+def test_large_samples_use_a_grid_within_the_stated_bound():
+    rng = np.random.default_rng(3)
+    a, b = rng.normal(0, 1, 200_000), rng.normal(0.05, 1, 150_000)
+    ra, rb = (profile_column(columns(_table(x=v))[0]) for v in (a, b))
+    pair = drift.pair_of(ra, rb)
+    r = drift.compare(ra, rb, "linf_simple", 0.1, pair)
+    assert not r.exact and pair.bound() > 0
+    assert abs(r.statistic - sps.ks_2samp(a, b).statistic) <= pair.bound()
+    w = drift.compare(ra, rb, "wasserstein", 0.1, pair)
+    exact_w = sps.wasserstein_distance(a, b) / np.std(a)
+    assert abs(w.statistic - exact_w) <= pair.bound() * (max(a.max(), b.max()) - min(a.min(), b.min())) / np.std(a)
+
+
+def _evidently_binned(ref: np.ndarray, cur: np.ndarray, fill: bool):
+    """Evidently 0.7's get_binned_data, restated."""
+    if len(np.unique(ref)) > 20:
+        bins = np.histogram_bin_edges(np.concatenate([ref, cur]), bins="sturges")
+        p, q = np.histogram(ref, bins)[0] / len(ref), np.histogram(cur, bins)[0] / len(cur)
+    else:
+        keys = sorted(set(ref) | set(cur))
+        p = np.array([np.sum(ref == k) / len(ref) for k in keys])
+        q = np.array([np.sum(cur == k) / len(cur) for k in keys])
+    if fill:
+        for arr in (p, q):
+            nz = arr[arr != 0].min()
+            arr[arr == 0] = nz / 10**6 if nz <= 0.0001 else 0.0001
+    return p, q
+
+
+def test_psi_and_jensenshannon_follow_evidently():
+    rng = np.random.default_rng(4)
+    a, b = rng.gamma(2, 1, 3000), rng.gamma(2.3, 1, 2500)
+    ra, rb = (profile_column(columns(_table(x=v))[0]) for v in (a, b))
+    p, q = _evidently_binned(a, b, True)
+    assert drift.compare(ra, rb, "psi", 0.1).statistic == pytest.approx(np.sum((p - q) * np.log(p / q)), rel=1e-9)
+    p, q = _evidently_binned(a, b, False)
+    assert drift.compare(ra, rb, "jensenshannon", 0.1).statistic == pytest.approx(distance.jensenshannon(p, q),
+                                                                                    rel=1e-9)
+
+
+def test_categorical_methods():
+    rng = np.random.default_rng(5)
+    a = rng.choice(["a", "b", "c"], 800, p=[0.5, 0.3, 0.2])
+    b = rng.choice(["a", "b", "c", "d"], 600, p=[0.3, 0.3, 0.3, 0.1])
+    ra, rb = (profile_column(columns(_table(x=v))[0]) for v in (a, b))
+    keys = ["a", "b", "c", "d"]
+    ca, cb = [np.sum(a == k) for k in keys], [np.sum(b == k) for k in keys]
+    f_exp = np.array(ca) * len(b) / len(a)
+    with np.errstate(divide="ignore"):
+        assert drift.compare(ra, rb, "chisquare", 0.05).statistic == pytest.approx(sps.chisquare(cb, f_exp).pvalue)
+    linf = max(abs(x / len(a) - y / len(b)) for x, y in zip(ca, cb, strict=True))
+    assert drift.compare(ra, rb, "linf_simple", 0.1).statistic == pytest.approx(linf)
+    bin_a = rng.choice(["y", "n"], 500, p=[0.5, 0.5])
+    bin_b = rng.choice(["y", "n"], 500, p=[0.7, 0.3])
+    za, zb = (profile_column(columns(_table(x=v))[0]) for v in (bin_a, bin_b))
+    p1, p2 = np.mean(bin_a != "n"), np.mean(bin_b != "n")
+    pooled = (p1 * 500 + p2 * 500) / 1000
+    z = (p1 - p2) / np.sqrt(pooled * (1 - pooled) * (2 / 500))
+    assert drift.compare(za, zb, "z", 0.05).statistic == pytest.approx(2 * (1 - sps.norm.cdf(abs(z))))
+    with pytest.raises(ValueError, match="categorical"):
+        drift.compare(ra, rb, "wasserstein", 0.1)
+
+
+def test_default_methods_follow_evidentlys_rules():
+    rng = np.random.default_rng(6)
+    small = pd.DataFrame({"num": rng.normal(size=500), "few": rng.integers(0, 4, 500),
+                          "bin": rng.choice(["a", "b"], 500), "cat": rng.choice(list("abcd"), 500)})
+    big = pd.DataFrame({"num": rng.normal(size=3000), "few": rng.integers(0, 4, 3000),
+                        "cat": rng.choice(list("abcd"), 3000)})
+    got = {d.feature: d.method for d in _run(small, small).drift}
+    assert got == {"num": "ks", "few": "chisquare", "bin": "z", "cat": "chisquare"}
+    got = {d.feature: d.method for d in _run(big, big).drift}
+    assert got == {"num": "wasserstein", "few": "jensenshannon", "cat": "jensenshannon"}
+    cfg = DriftConfig(numerical="psi", per_feature={"cat": "chisquare"}, thresholds={"psi": 0.2})
+    res = {d.feature: (d.method, d.threshold) for d in _run(big, big, config=cfg).drift}
+    assert res == {"num": ("psi", 0.2), "few": ("psi", 0.2), "cat": ("chisquare", 0.05)}
+
+
+def test_same_verdicts_as_evidently():
+    evidently = pytest.importorskip("evidently")
+    from evidently import DataDefinition, Dataset, Report
+    from evidently.presets import DataDriftPreset
+
+    assert evidently.__version__.startswith("0.7")
+    rng = np.random.default_rng(7)
+    for n in (600, 4000):
+        ref = pd.DataFrame({"a": rng.normal(0, 1, n), "b": rng.normal(5, 2, n), "c": rng.choice(list("xyz"), n),
+                            "d": rng.integers(0, 3, n).astype(float)})
+        cur = pd.DataFrame({"a": rng.normal(0.4, 1, n), "b": rng.normal(5, 2, n),
+                            "c": rng.choice(list("xyz"), n, p=[0.6, 0.2, 0.2]), "d": rng.integers(0, 3, n) * 1.0})
+        dd = DataDefinition(numerical_columns=["a", "b", "d"], categorical_columns=["c"])
+        snap = Report([DataDriftPreset()]).run(current_data=Dataset.from_pandas(cur, data_definition=dd),
+                                               reference_data=Dataset.from_pandas(ref, data_definition=dd))
+        theirs = {m["config"]["column"]: float(m["value"]) for m in snap.dict()["metrics"]
+                  if m["config"].get("type") == "evidently:metric_v2:ValueDrift"}
+        ours = {d.feature: d for d in _run(ref, cur).drift}
+        for col, value in theirs.items():
+            assert ours[col].statistic == pytest.approx(value, rel=1e-7, abs=1e-12), (n, col)
+
+
+def test_missing_infinities_empty_and_new_categories():
+    ref = pd.DataFrame({"x": [1.0, 2.0, np.inf, np.nan, 3.0] * 100, "s": ["a", "b", None, "a", "b"] * 100})
+    cur = pd.DataFrame({"x": [np.nan] * 500, "s": ["c"] * 500})
+    res = _run(ref, cur)
+    by = {d.feature: d for d in res.drift}
+    assert by["x"].note and "all values missing" in by["x"].note and not by["x"].drifted
+    assert by["s"].drifted   # a new category is drift, not a crash
+    stats = {f["name"]: f for f in res.statistics["features"]}
+    assert stats["x"]["inferred_type"] == "Unknown"
+    _, base = profile(ref)
+    x = base[0].summary
+    assert x.present == 400 and x.missing == 100 and x.finite == 300   # inf is present but not distributed
+    empty = analyze(base, constraints.suggest(base), pd.DataFrame({"x": pd.Series([], dtype=float),
+                                                                    "s": pd.Series([], dtype=object)}))
+    assert empty.rows == 0 and all(math.isnan(d.statistic) for d in empty.drift)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.one_of(st.floats(-1e6, 1e6), st.none()), min_size=1, max_size=300),
+       st.lists(st.sampled_from(["a", "b", "c", None]), min_size=1, max_size=300), st.integers(1, 5))
+def test_partitions_merge_to_one_pass(nums, cats, parts):
+    n = min(len(nums), len(cats))
+    table = pa.table({"x": pa.array(nums[:n], type=pa.float64()), "s": pa.array(cats[:n], type=pa.string())})
+    _, whole = profile(table, threads=1)
+    cuts = np.linspace(0, n, parts + 1).astype(int)
+    merged = None
+    for lo, hi in itertools.pairwise(cuts):
+        _, part = profile(table.slice(lo, hi - lo), threads=1)
+        merged = part if merged is None else merge_profiles(merged, part)
+    for w, m in zip(whole, merged, strict=True):
+        assert w.rows == m.rows
+        if w.summary is None:
+            continue
+        ws, ms = w.summary, m.summary
+        assert (ws.present, ws.missing) == (ms.present, ms.missing)
+        if hasattr(ws, "counts"):
+            assert ws.counts == ms.counts
+        else:
+            assert (ws.finite, ws.min, ws.max) == (ms.finite, ms.min, ms.max)
+            assert ms.total == pytest.approx(ws.total, rel=1e-9, abs=1e-6)
+            assert ms.m2 == pytest.approx(ws.m2, rel=1e-6, abs=1e-3)
+            assert ms.sketch.n == ws.finite
+            assert np.array_equal(ms.exact, ws.exact)
+
+
+def test_kll_rank_error_within_bound_and_merge():
+    rng = np.random.default_rng(8)
+    x = rng.lognormal(size=400_000)
+    parts = np.array_split(x, 7)
+    sk = kll.from_values(np.sort(parts[0]))
+    for p in parts[1:]:
+        sk = sk.merge(kll.from_values(p))
+    assert sk.n == len(x)
+    xs = np.sort(x)
+    qs = np.linspace(0.001, 0.999, 200)
+    ranks = np.searchsorted(xs, sk.quantiles(qs), side="right") / len(x)
+    assert np.max(np.abs(ranks - qs)) <= 2 * kll.rank_error_bound()
+    assert len(kll.KLL.from_json(sk.to_json()).weighted()[0]) == len(sk.weighted()[0])
