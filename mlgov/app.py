@@ -140,12 +140,14 @@ def create_app(settings: Settings | None = None, db: Database | None = None, *, 
 
     from lineage.router import router as lineage_router
     from mlgov.api import health, router
+    from monitor.router import router as monitor_router
     from registry.router import router as registry_router
 
     app.include_router(health)
     app.include_router(router)
     app.include_router(registry_router)
     app.include_router(lineage_router)
+    app.include_router(monitor_router)
 
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
     app.add_middleware(RequestIdMiddleware)

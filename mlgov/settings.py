@@ -20,7 +20,7 @@ class Settings(BaseSettings):
     s3_secret_access_key: str | None = None
     s3_region: str = "us-east-1"
 
-    max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    max_body_bytes: int = Field(default=100 * 1024 * 1024, ge=1024)
     background_workers: bool = Field(default=True, description="Run the webhook dispatcher in-process.")
     webhook_max_attempts: int = Field(default=8, ge=1, le=100)
     webhook_backoff_base_s: float = Field(default=2.0, gt=0)

@@ -176,6 +176,10 @@ def statistics_json(profiles: list[FeatureProfile], n_buckets: int = 10) -> dict
             "features": [feature_statistics(p, n_buckets) for p in profiles]}
 
 
+def _num(v: Any, default: float) -> float:
+    return default if v is None else float(v)
+
+
 def profiles_from_statistics(stats: dict[str, Any]) -> list[FeatureProfile]:
     """Read a SageMaker statistics.json (ours or SageMaker's) back into mergeable profiles (sketch-only)."""
     rows = int(stats.get("dataset", {}).get("item_count", 0))
@@ -193,7 +197,7 @@ def profiles_from_statistics(stats: dict[str, Any]) -> list[FeatureProfile]:
             summary: Summary | None = NumericSummary(
                 present=int(common.get("num_present", 0)), missing=int(common.get("num_missing", 0)), finite=finite,
                 total=float(ns.get("sum", 0.0) or 0.0), mean=mean, m2=std * std * finite,
-                min=float(ns.get("min", math.inf)), max=float(ns.get("max", -math.inf)), sketch=sketch)
+                min=_num(ns.get("min"), math.inf), max=_num(ns.get("max"), -math.inf), sketch=sketch)
         elif "string_statistics" in f:
             ss = f["string_statistics"]
             common = ss.get("common", {})

@@ -1,0 +1,219 @@
+"""SageMaker data-capture records → rows of features (pure; no I/O).
+
+A record is SageMaker's JSONL line: ``captureData.endpointInput/endpointOutput`` with ``data`` and
+``encoding`` (CSV, JSON or BASE64) and ``eventMetadata`` (eventId, inferenceId, inferenceTime). The
+endpoint's schema names the features in order; JSON inputs are flattened with a separator so nested
+payloads map to names like ``customer.age``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import csv
+import datetime as dt
+import hashlib
+import io
+import json
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+FeatureType = str  # Integral | Fractional | String
+
+
+class FeatureSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=256)
+    type: str = Field(default="Fractional", pattern="^(Integral|Fractional|String)$")
+
+
+class OutputSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=256)
+    csv_index: int = Field(default=0, ge=0, description="position in a CSV response")
+    json_key: str | None = Field(default=None, description="flattened key in a JSON response")
+
+
+class CaptureSchema(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    features: list[FeatureSpec] = Field(min_length=1, max_length=2000)
+    prediction: OutputSpec | None = Field(default_factory=lambda: OutputSpec(name="prediction"))
+    probability: OutputSpec | None = None
+    flatten_separator: str = Field(default=".", min_length=1, max_length=3)
+
+    @model_validator(mode="after")
+    def _unique(self) -> CaptureSchema:
+        names = [f.name for f in self.features] + [o.name for o in (self.prediction, self.probability) if o]
+        if len(set(names)) != len(names):
+            raise ValueError("feature, prediction and probability names must be unique")
+        return self
+
+    def output_columns(self) -> list[OutputSpec]:
+        return [o for o in (self.prediction, self.probability) if o is not None]
+
+
+class RecordError(ValueError):
+    pass
+
+
+@dataclass
+class Parsed:
+    event_id: str
+    inference_id: str | None
+    inference_time: dt.datetime
+    row: dict[str, Any]
+    raw: dict[str, Any]
+
+
+def sampled(endpoint: str, event_id: str, percentage: float) -> bool:
+    """Deterministic per event: the same eventId always samples the same way (retries stay consistent)."""
+    if percentage >= 100:
+        return True
+    h = int.from_bytes(hashlib.sha256(f"{endpoint}\0{event_id}".encode()).digest()[:8], "big")
+    return (h / 2**64) * 100 < percentage
+
+
+def _decode(part: dict[str, Any], where: str) -> tuple[str, str]:
+    if not isinstance(part, dict):
+        raise RecordError(f"{where} must be an object")
+    data = part.get("data")
+    if not isinstance(data, str):
+        raise RecordError(f"{where}.data must be a string")
+    enc = str(part.get("encoding", "CSV")).upper()
+    ctype = str(part.get("observedContentType", "")).lower()
+    if enc == "BASE64":
+        try:
+            data = base64.b64decode(data, validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError):
+            raise RecordError(f"{where}.data is not valid BASE64-encoded UTF-8") from None
+        enc = "JSON" if "json" in ctype else "CSV"
+    if enc not in ("CSV", "JSON"):
+        raise RecordError(f"{where}.encoding {enc!r} is not CSV, JSON or BASE64")
+    return data, enc
+
+
+def _flatten(obj: Any, sep: str, prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            out.update(_flatten(v, sep, f"{prefix}{sep}{k}" if prefix else str(k)))
+    elif isinstance(obj, list) and prefix:
+        for i, v in enumerate(obj):
+            out.update(_flatten(v, sep, f"{prefix}{sep}{i}"))
+    else:
+        out[prefix] = obj
+    return out
+
+
+def _csv_values(data: str) -> list[str]:
+    rows = list(csv.reader(io.StringIO(data.strip())))
+    if len(rows) != 1:
+        raise RecordError(f"CSV payload has {len(rows)} lines; one inference per record is supported")
+    return rows[0]
+
+
+def _typed(value: Any, ftype: str, name: str) -> Any:
+    if value is None or (isinstance(value, str) and value.strip() == ""):
+        return None
+    if ftype == "String":
+        return str(value)
+    try:
+        num = float(value)
+    except (TypeError, ValueError):
+        return str(value)  # kept: the data-type check will count it against the feature
+    if math.isinf(num) or math.isnan(num):
+        return num
+    return num
+
+
+def parse(record: Any, schema: CaptureSchema) -> Parsed:
+    if not isinstance(record, dict):
+        raise RecordError("record must be a JSON object")
+    meta = record.get("eventMetadata")
+    if not isinstance(meta, dict):
+        raise RecordError("eventMetadata is missing")
+    event_id = meta.get("eventId")
+    if not isinstance(event_id, str) or not event_id or len(event_id) > 128:
+        raise RecordError("eventMetadata.eventId must be a non-empty string of at most 128 characters")
+    inference_id = meta.get("inferenceId")
+    if inference_id is not None and (not isinstance(inference_id, str) or not 1 <= len(inference_id) <= 64):
+        raise RecordError("eventMetadata.inferenceId must be 1-64 characters")
+    try:
+        when = dt.datetime.fromisoformat(str(meta.get("inferenceTime", "")).replace("Z", "+00:00"))
+    except ValueError:
+        raise RecordError("eventMetadata.inferenceTime must be an ISO-8601 time, e.g. 2026-11-22T10:00:00Z") from None
+    when = when.replace(tzinfo=dt.UTC) if when.tzinfo is None else when.astimezone(dt.UTC)
+    cap = record.get("captureData")
+    if not isinstance(cap, dict) or "endpointInput" not in cap:
+        raise RecordError("captureData.endpointInput is missing")
+    data, enc = _decode(cap["endpointInput"], "captureData.endpointInput")
+    row: dict[str, Any] = {}
+    names = [f.name for f in schema.features]
+    if enc == "CSV":
+        values = _csv_values(data)
+        if len(values) != len(names):
+            raise RecordError(f"schema mismatch: input has {len(values)} CSV values, the endpoint schema has "
+                              f"{len(names)} features")
+        row = {f.name: _typed(v, f.type, f.name) for f, v in zip(schema.features, values, strict=True)}
+    else:
+        try:
+            obj = json.loads(data)
+        except json.JSONDecodeError as exc:
+            raise RecordError(f"captureData.endpointInput.data is not valid JSON: {exc.msg}") from None
+        if isinstance(obj, list):
+            if len(obj) != len(names):
+                raise RecordError(f"schema mismatch: input list has {len(obj)} values, the schema has {len(names)}")
+            row = {f.name: _typed(v, f.type, f.name) for f, v in zip(schema.features, obj, strict=True)}
+        elif isinstance(obj, dict):
+            flat = _flatten(obj, schema.flatten_separator)
+            missing = [n for n in names if n not in flat]
+            if len(missing) == len(names):
+                raise RecordError(f"schema mismatch: none of the features {names[:5]} is in the JSON input")
+            row = {f.name: _typed(flat.get(f.name), f.type, f.name) for f in schema.features}
+        else:
+            raise RecordError("JSON input must be an object or a list")
+    if "endpointOutput" in cap and schema.output_columns():
+        out_data, out_enc = _decode(cap["endpointOutput"], "captureData.endpointOutput")
+        if out_enc != enc:
+            raise RecordError(f"encoding mismatch: input is {enc}, output is {out_enc}; use the same encoding "
+                              "for both (as SageMaker's analyzer requires)")
+        if out_enc == "CSV":
+            vals = _csv_values(out_data)
+            for o in schema.output_columns():
+                row[o.name] = _typed(vals[o.csv_index], "Fractional", o.name) if o.csv_index < len(vals) else None
+        else:
+            try:
+                out_obj = json.loads(out_data)
+            except json.JSONDecodeError as exc:
+                raise RecordError(f"captureData.endpointOutput.data is not valid JSON: {exc.msg}") from None
+            flat = _flatten(out_obj, schema.flatten_separator) if isinstance(out_obj, dict | list) else {"": out_obj}
+            for o in schema.output_columns():
+                key = o.json_key if o.json_key is not None else (o.name if o.name in flat else "")
+                row[o.name] = _typed(flat.get(key), "Fractional", o.name)
+    return Parsed(event_id, inference_id, when, row, record)
+
+
+def split_body(body: bytes, content_type: str) -> list[Any]:
+    """A JSON array or JSON Lines (one record per line); a broken line is returned as an error marker."""
+    text = body.decode("utf-8", errors="replace")
+    if "ndjson" in content_type or "jsonl" in content_type or "jsonlines" in content_type:
+        items: list[Any] = []
+        for line in text.splitlines():
+            if not line.strip():
+                continue
+            try:
+                items.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                items.append(RecordError(f"line is not valid JSON: {exc.msg}"))
+        return items
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise RecordError(f"body is not valid JSON ({exc.msg} at position {exc.pos}); send a JSON array of "
+                          "records or JSON Lines with Content-Type: application/x-ndjson") from None
+    if not isinstance(obj, list):
+        raise RecordError("body must be a JSON array of capture records (or JSON Lines)")
+    return obj

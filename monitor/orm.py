@@ -1,0 +1,114 @@
+"""Monitoring rows: baselines, analyses, endpoints and the index of captured records.
+
+Captured payloads live in the object store (JSONL as SageMaker writes it, plus Parquet for analyses);
+the database holds which batches exist and which event ids were accepted, so a batch is visible only once
+its row commits and a retried record is recognised.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import JSON, Boolean, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from mlgov.db import Base, new_id, utcnow
+
+
+class Baseline(Base):
+    __tablename__ = "monitor_baselines"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    name: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    source: Mapped[str] = mapped_column(String(16))          # computed | imported
+    dataset_uri: Mapped[str | None] = mapped_column(String(2048), nullable=True)
+    dataset_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    prefix: Mapped[str] = mapped_column(String(256))         # object-store folder of its files
+    exact: Mapped[bool] = mapped_column(Boolean, default=False)   # reference values kept for exact methods
+    row_count: Mapped[int] = mapped_column(Integer, default=0)
+    feature_count: Mapped[int] = mapped_column(Integer, default=0)
+    created_by: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
+
+
+class VersionBaseline(Base):
+    """SageMaker's DriftCheckBaselines: the baseline a model version is judged against."""
+
+    __tablename__ = "monitor_version_baselines"
+    __table_args__ = (UniqueConstraint("model_group", "model_version", "kind"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    model_group: Mapped[str] = mapped_column(String(63))
+    model_version: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(32), default="ModelDataQuality")
+    baseline_id: Mapped[str] = mapped_column(ForeignKey("monitor_baselines.id"), index=True)
+    attached_by: Mapped[str] = mapped_column(String(128))
+    attached_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class Analysis(Base):
+    __tablename__ = "monitor_analyses"
+    __table_args__ = (Index("ix_monitor_analyses_endpoint_created", "endpoint", "created_at"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    baseline_id: Mapped[str] = mapped_column(ForeignKey("monitor_baselines.id"), index=True)
+    status: Mapped[str] = mapped_column(String(32))   # Completed | CompletedWithViolations | Failed
+    failure_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    source: Mapped[str] = mapped_column(String(16))   # file | uri | endpoint
+    dataset_uri: Mapped[str | None] = mapped_column(String(2048), nullable=True)
+    endpoint: Mapped[str | None] = mapped_column(String(63), nullable=True)
+    window_start: Mapped[dt.datetime | None] = mapped_column(nullable=True)
+    window_end: Mapped[dt.datetime | None] = mapped_column(nullable=True)
+    row_count: Mapped[int] = mapped_column(Integer, default=0)
+    violation_count: Mapped[int] = mapped_column(Integer, default=0)
+    drift_share: Mapped[float | None] = mapped_column(Float, nullable=True)
+    dataset_drift: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
+    drifted_features: Mapped[Any] = mapped_column(JSON, default=list)
+    prefix: Mapped[str] = mapped_column(String(256))
+    duration_ms: Mapped[int] = mapped_column(Integer, default=0)
+    created_by: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
+
+
+class Endpoint(Base):
+    __tablename__ = "monitor_endpoints"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(63), unique=True)
+    model_group: Mapped[str] = mapped_column(String(63))
+    model_version: Mapped[int] = mapped_column(Integer)
+    variant: Mapped[str] = mapped_column(String(63), default="AllTraffic")
+    sampling_percentage: Mapped[float] = mapped_column(Float, default=100.0)
+    schema: Mapped[Any] = mapped_column(JSON)
+    created_by: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class CaptureBatch(Base):
+    __tablename__ = "monitor_capture_batches"
+    __table_args__ = (Index("ix_monitor_capture_batches_endpoint_hour", "endpoint_id", "hour"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    endpoint_id: Mapped[str] = mapped_column(ForeignKey("monitor_endpoints.id", ondelete="CASCADE"))
+    hour: Mapped[dt.datetime] = mapped_column()
+    jsonl_key: Mapped[str] = mapped_column(String(512))
+    parquet_key: Mapped[str] = mapped_column(String(512))
+    records: Mapped[int] = mapped_column(Integer)
+    first_time: Mapped[dt.datetime] = mapped_column()
+    last_time: Mapped[dt.datetime] = mapped_column()
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class CaptureEvent(Base):
+    __tablename__ = "monitor_capture_events"
+    __table_args__ = (UniqueConstraint("endpoint_id", "event_id"),
+                      Index("ix_monitor_capture_events_inference", "endpoint_id", "inference_id"))
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    endpoint_id: Mapped[str] = mapped_column(ForeignKey("monitor_endpoints.id", ondelete="CASCADE"))
+    event_id: Mapped[str] = mapped_column(String(128))
+    inference_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    inference_time: Mapped[dt.datetime] = mapped_column()
+    batch_id: Mapped[str] = mapped_column(ForeignKey("monitor_capture_batches.id", ondelete="CASCADE"), index=True)

@@ -1,0 +1,309 @@
+"""Monitoring HTTP routes: baselines, analyses, endpoints and capture."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.responses import HTMLResponse
+from pydantic import ValidationError
+from sqlalchemy.orm import Session
+
+from mlgov.api import Limit, Offset, Page
+from mlgov.auth import INGESTERS, PUBLISHERS, READERS, Principal, SessionDep, require
+from mlgov.db import as_utc
+from mlgov.errors import Invalid
+from mlgov.storage import ObjectStore
+from monitor import service
+from monitor.engine.analysis import DriftConfig
+from monitor.orm import Analysis
+from monitor.schemas import (
+    AnalysisRead,
+    AttachBaseline,
+    AttachedBaseline,
+    BaselineRead,
+    CaptureResult,
+    DriftSettings,
+    EndpointCreate,
+    EndpointRead,
+    WindowAnalysis,
+)
+
+router = APIRouter(prefix="/api/v1", tags=["monitoring"])
+Reader = Annotated[Principal, Depends(require(READERS))]
+Writer = Annotated[Principal, Depends(require(PUBLISHERS))]
+Ingester = Annotated[Principal, Depends(require(INGESTERS))]
+JSON_TYPE = "application/json"
+
+
+def store_of(request: Request) -> ObjectStore:
+    s: ObjectStore = request.app.state.get_store()
+    return s
+
+
+StoreDep = Annotated[ObjectStore, Depends(store_of)]
+
+
+async def parts(request: Request) -> dict[str, Any]:
+    """A multipart form (files as bytes) or a JSON object, whichever the client sent."""
+    ctype = request.headers.get("content-type", "")
+    if ctype.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
+        form = await request.form()
+        out: dict[str, Any] = {}
+        for key, value in form.multi_items():
+            out[key] = (await value.read(), getattr(value, "filename", None)) if hasattr(value, "read") else value
+        return out
+    if ctype.startswith(JSON_TYPE) or not ctype:
+        raw = await request.body()
+        try:
+            body = json.loads(raw or b"{}")
+        except ValueError as exc:
+            raise Invalid(f"the request body is not valid JSON ({exc})",
+                          fix="send JSON, or a multipart/form-data upload") from None
+        if not isinstance(body, dict):
+            raise Invalid("the JSON body must be an object", fix="send {\"baseline_id\": …, …}")
+        return {"__json__": body}
+    raise Invalid(f"unsupported Content-Type {ctype!r}",
+                  fix="use multipart/form-data (file upload) or application/json")
+
+
+Parts = Annotated[dict[str, Any], Depends(parts)]
+
+
+def _file(p: dict[str, Any], key: str) -> tuple[bytes, str | None] | None:
+    v = p.get(key)
+    if v is None:
+        return None
+    if isinstance(v, tuple):
+        return v
+    raise Invalid(f"form field {key!r} must be a file upload", fix=f"send {key} as a file part")
+
+
+def _fmt(filename: str | None, explicit: str | None) -> str | None:
+    if explicit:
+        if explicit not in ("csv", "parquet"):
+            raise Invalid(f"format {explicit!r} is not csv or parquet", fix="use format=csv or format=parquet")
+        return explicit
+    if filename and filename.lower().endswith((".parquet", ".pq")):
+        return "parquet"
+    return None
+
+
+def _bool(p: dict[str, Any], key: str, default: bool) -> bool:
+    v = p.get(key)
+    if v is None:
+        return default
+    if str(v).lower() in ("true", "1", "yes"):
+        return True
+    if str(v).lower() in ("false", "0", "no"):
+        return False
+    raise Invalid(f"form field {key!r} must be true or false", fix=f"send {key}=true or {key}=false")
+
+
+# --- baselines ------------------------------------------------------------------------------------------------
+
+@router.post("/baselines", response_model=BaselineRead, status_code=201)
+def create_baseline(p: Writer, session: SessionDep, store: StoreDep, form: Parts) -> Any:
+    """Multipart: `file` (CSV with header, or Parquet) → computed baseline; or `statistics` + `constraints`
+    (SageMaker JSON files) → imported baseline; or a `dataset_uri` in the object store."""
+    if "__json__" in form:
+        form = form["__json__"]
+    name = form.get("name") if isinstance(form.get("name"), str) else None
+    up, stats, constr = _file(form, "file"), _file(form, "statistics"), _file(form, "constraints")
+    if stats or constr:
+        if not (stats and constr):
+            raise Invalid("an imported baseline needs both `statistics` and `constraints` files",
+                          fix="send statistics.json and constraints.json together")
+        return service.import_baseline(session, store, statistics=stats[0], constraints=constr[0], name=name, actor=p)
+    uri = form.get("dataset_uri")
+    if up is None and not uri:
+        raise Invalid("no dataset given", fix="send a `file` part, `statistics`+`constraints` parts, or `dataset_uri`")
+    data, filename = up if up else (service.read_dataset_uri(store, str(uri)), str(uri))
+    return service.create_baseline(session, store, data=data, fmt=_fmt(filename, form.get("format")),
+                                   header=_bool(form, "header", True), name=name,
+                                   dataset_uri=str(uri) if uri else None, actor=p)
+
+
+@router.get("/baselines", response_model=Page[BaselineRead])
+def list_baselines(session: SessionDep, _: Reader, limit: Limit = 50, offset: Offset = 0) -> Any:
+    rows, total = service.list_baselines(session, limit, offset)
+    return {"items": rows, "total": total, "limit": limit, "offset": offset}
+
+
+@router.get("/baselines/{baseline_id}", response_model=BaselineRead)
+def get_baseline(baseline_id: str, session: SessionDep, _: Reader) -> Any:
+    return service.get_baseline(session, baseline_id)
+
+
+@router.get("/baselines/{baseline_id}/{name}", response_model=None)
+def baseline_file(baseline_id: str, name: Literal["statistics.json", "constraints.json", "gx-suite.json"],
+                  session: SessionDep, store: StoreDep, _: Reader) -> Response:
+    if name == "gx-suite.json":
+        body = json.dumps(service.gx_suite(session, store, baseline_id)).encode()
+    else:
+        body = service.baseline_file(session, store, baseline_id, name)
+    return Response(body, media_type=JSON_TYPE)
+
+
+@router.put("/baselines/{baseline_id}/constraints.json", response_model=None)
+async def put_constraints(baseline_id: str, request: Request, session: SessionDep, store: StoreDep,
+                          p: Writer) -> Response:
+    from starlette.concurrency import run_in_threadpool
+
+    body = await request.body()
+    new = await run_in_threadpool(service.update_constraints, session, store, baseline_id, body, p)
+    return Response(json.dumps(new).encode(), media_type=JSON_TYPE)
+
+
+@router.post("/model-groups/{group}/versions/{version}/drift-baseline", response_model=AttachedBaseline,
+             tags=["registry"])
+def attach_baseline(group: str, version: int, body: AttachBaseline, session: SessionDep, store: StoreDep,
+                    p: Writer) -> Any:
+    return service.attach_baseline(session, store, group, version, body.baseline_id, p)
+
+
+@router.get("/model-groups/{group}/versions/{version}/drift-baseline", response_model=AttachedBaseline,
+            tags=["registry"])
+def get_attached_baseline(group: str, version: int, session: SessionDep, _: Reader) -> Any:
+    from registry import service as registry
+
+    registry.get_version(session, group, version)
+    link = service.version_baseline(session, group, version)
+    if link is None:
+        raise Invalid(f"{group} version {version} has no drift baseline attached",
+                      fix=f"POST /api/v1/model-groups/{group}/versions/{version}/drift-baseline")
+    return link
+
+
+# --- analyses ---------------------------------------------------------------------------------------------------
+
+def _read(session: Session, row: Analysis, store: ObjectStore, full: bool) -> AnalysisRead:
+    out = AnalysisRead(id=row.id, status=row.status, failure_reason=row.failure_reason, baseline_id=row.baseline_id,
+                       source=row.source, dataset_uri=row.dataset_uri, endpoint=row.endpoint,
+                       window_start=row.window_start, window_end=row.window_end, rows=row.row_count,
+                       violation_count=row.violation_count, drift_share=row.drift_share,
+                       dataset_drift=row.dataset_drift, drifted_features=list(row.drifted_features or []),
+                       duration_ms=row.duration_ms, created_by=row.created_by, created_at=row.created_at)
+    if full:
+        out.violations = json.loads(store.get(f"{row.prefix}/constraint_violations.json"))["violations"]
+        if row.status != "Failed":
+            out.drift = json.loads(store.get(f"{row.prefix}/drift.json"))["features"]
+    return out
+
+
+def _config(d: DriftSettings | None) -> DriftConfig | None:
+    if d is None:
+        return None
+    return DriftConfig(numerical=d.numerical, categorical=d.categorical, per_feature=dict(d.per_feature),
+                       thresholds=dict(d.thresholds), drift_share=d.drift_share)
+
+
+@router.post("/analyses", response_model=AnalysisRead, status_code=201)
+def create_analysis(p: Writer, session: SessionDep, store: StoreDep, form: Parts) -> Any:
+    """Multipart with `baseline_id` and a `file` (or `dataset_uri`); or JSON with baseline_id, endpoint, start,
+    end for a captured window. The result carries SageMaker's violations and the drift table."""
+    if "__json__" in form:
+        body = form["__json__"]
+        if "endpoint" not in body and "dataset_uri" in body:
+            form = body
+        else:
+            try:
+                req = WindowAnalysis.model_validate(body)
+            except ValidationError as exc:
+                from fastapi.exceptions import RequestValidationError
+
+                raise RequestValidationError(exc.errors()) from None
+            row = service.analyze_window(session, store, baseline_id=req.baseline_id, endpoint=req.endpoint,
+                                         start=as_utc(req.start) or req.start, end=as_utc(req.end) or req.end,
+                                         config=_config(req.drift), actor=p)
+            return _read(session, row, store, True)
+    baseline_id = form.get("baseline_id")
+    if not isinstance(baseline_id, str) or not baseline_id:
+        raise Invalid("baseline_id is required", fix="send the id returned by POST /api/v1/baselines")
+    drift = None
+    if form.get("drift"):
+        try:
+            drift = DriftSettings.model_validate_json(form["drift"]) if isinstance(form["drift"], str) \
+                else DriftSettings.model_validate(form["drift"])
+        except ValidationError as exc:
+            raise Invalid(f"drift settings are invalid: {exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}",
+                          fix="see DriftSettings in the API schema") from None
+    up = _file(form, "file")
+    uri = form.get("dataset_uri")
+    if up is None and not uri:
+        raise Invalid("no data to analyse", fix="send a `file` part or a `dataset_uri`, or use the JSON window form")
+    data, filename = up if up else (service.read_dataset_uri(store, str(uri)), str(uri))
+    row = service.analyze_file(session, store, baseline_id=baseline_id, data=data,
+                               fmt=_fmt(filename, form.get("format")), header=_bool(form, "header", True),
+                               dataset_uri=str(uri) if uri else None, config=_config(drift), actor=p)
+    return _read(session, row, store, True)
+
+
+@router.get("/analyses", response_model=Page[AnalysisRead])
+def list_analyses(session: SessionDep, store: StoreDep, _: Reader, baseline_id: str | None = None,
+                  endpoint: str | None = None,
+                  status: Literal["Completed", "CompletedWithViolations", "Failed"] | None = None,
+                  limit: Limit = 50, offset: Offset = 0) -> Any:
+    rows, total = service.list_analyses(session, baseline_id=baseline_id, endpoint=endpoint, status=status,
+                                        limit=limit, offset=offset)
+    return {"items": [_read(session, r, store, False) for r in rows], "total": total, "limit": limit,
+            "offset": offset}
+
+
+@router.get("/analyses/{analysis_id}", response_model=AnalysisRead)
+def get_analysis(analysis_id: str, session: SessionDep, store: StoreDep, _: Reader) -> Any:
+    return _read(session, service.get_analysis(session, analysis_id), store, True)
+
+
+@router.get("/analyses/{analysis_id}/report", response_model=None)
+def analysis_report(analysis_id: str, session: SessionDep, store: StoreDep, _: Reader,
+                    format: Literal["html", "json"] = "html") -> Any:
+    if format == "json":
+        return service.analysis_report(session, store, analysis_id)
+    return HTMLResponse(service.analysis_html(session, store, analysis_id))
+
+
+@router.get("/analyses/{analysis_id}/{name}", response_model=None)
+def analysis_file(analysis_id: str, name: Literal["constraint_violations.json", "statistics.json", "drift.json"],
+                  session: SessionDep, store: StoreDep, _: Reader) -> Response:
+    row = service.get_analysis(session, analysis_id)
+    if row.status == "Failed" and name != "constraint_violations.json":
+        raise Invalid(f"analysis {analysis_id} failed ({row.failure_reason}); it has no {name}",
+                      fix="fix the cause and run a new analysis")
+    return Response(service.analysis_file(session, store, analysis_id, name), media_type=JSON_TYPE)
+
+
+# --- endpoints and capture -----------------------------------------------------------------------------------
+
+@router.post("/endpoints", response_model=EndpointRead, status_code=201, response_model_by_alias=True)
+def create_endpoint(body: EndpointCreate, session: SessionDep, p: Writer) -> Any:
+    return service.create_endpoint(session, name=body.name, model_group=body.model_group,
+                                   model_version=body.model_version, variant=body.variant,
+                                   sampling_percentage=body.sampling_percentage, schema=body.schema_, actor=p)
+
+
+@router.get("/endpoints", response_model=Page[EndpointRead], response_model_by_alias=True)
+def list_endpoints(session: SessionDep, _: Reader, limit: Limit = 50, offset: Offset = 0) -> Any:
+    rows, total = service.list_endpoints(session, limit, offset)
+    return {"items": rows, "total": total, "limit": limit, "offset": offset}
+
+
+@router.get("/endpoints/{name}", response_model=EndpointRead, response_model_by_alias=True)
+def get_endpoint(name: str, session: SessionDep, _: Reader) -> Any:
+    return service.get_endpoint(session, name)
+
+
+@router.post("/endpoints/{name}/capture", response_model=CaptureResult)
+async def capture(name: str, request: Request, session: SessionDep, store: StoreDep, _: Ingester) -> Any:
+    """SageMaker capture records as a JSON array or JSON Lines (application/x-ndjson)."""
+    from starlette.concurrency import run_in_threadpool
+
+    body = await request.body()
+    return await run_in_threadpool(service.ingest, session, store, name, body,
+                                   request.headers.get("content-type", JSON_TYPE))
+
+
+@router.get("/endpoints/{name}/capture/summary")
+def capture_summary(name: str, session: SessionDep, _: Reader) -> dict[str, Any]:
+    return {"endpoint": name, "records": service.captured_count(session, name)}

@@ -1,0 +1,486 @@
+"""Monitoring rules: baselines, analyses, endpoints and capture. Services flush; callers commit.
+
+Files go to the object store before the rows that point at them are flushed, so a committed row always
+finds its files, and files whose rows never committed are unreachable (and harmless).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import io
+import json
+import time
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from sqlalchemy import select, text
+from sqlalchemy.orm import Session
+
+from lineage import service as lineage
+from mlgov import audit, events
+from mlgov.auth import Principal
+from mlgov.db import new_id, paginate, utcnow
+from mlgov.errors import Conflict, Invalid
+from mlgov.storage import ObjectStore
+from monitor import capture, files, report
+from monitor.engine import constraints as cons
+from monitor.engine.analysis import AnalysisResult, DriftConfig, analyze, profile
+from monitor.engine.columns import TableError, read_table
+from monitor.engine.stats import profiles_from_statistics, statistics_json
+from monitor.errors import AnalysisNotFound, BaselineNotFound, EndpointNotFound
+from monitor.orm import Analysis, Baseline, CaptureBatch, CaptureEvent, Endpoint, VersionBaseline
+from registry import service as registry
+
+# --- baselines ----------------------------------------------------------------------------------------------
+
+
+def _table(data: bytes, fmt: str | None, header: bool) -> pa.Table:
+    if not data:
+        raise Invalid("the dataset is empty", fix="upload a CSV with a header row, or a Parquet file")
+    try:
+        table = read_table(data, fmt, header=header)
+    except TableError as exc:
+        raise Invalid(str(exc), fix="upload a CSV with a header row (or header=false), or a Parquet file") from None
+    if table.num_columns == 0 or table.num_rows == 0:
+        raise Invalid("the dataset has no rows", fix="upload at least one data row")
+    names = table.column_names
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise Invalid(f"the dataset has duplicate column names: {dupes}", fix="give every column a unique name")
+    return table
+
+
+def read_dataset_uri(store: ObjectStore, uri: str) -> bytes:
+    """A dataset named by its key in the object store, or by the store's own s3://… / file://… URI."""
+    key = uri
+    base = store.uri("x")[:-1]
+    if uri.startswith(base):
+        key = uri[len(base):]
+    elif "://" in uri:
+        raise Invalid(f"dataset URI {uri!r} is outside the configured object store ({base}…)",
+                      fix="upload the file, or put it in the store and give its key")
+    return store.get(key)
+
+
+def create_baseline(session: Session, store: ObjectStore, *, data: bytes, fmt: str | None, header: bool,
+                    name: str | None, dataset_uri: str | None, actor: Principal) -> Baseline:
+    table = _table(data, fmt, header)
+    _, profiles = profile(table)
+    stats = statistics_json(profiles)
+    constraints = cons.suggest(profiles)
+    bid = new_id()
+    prefix = f"baselines/{bid}"
+    store.put(f"{prefix}/statistics.json", files.dumps(stats), "application/json")
+    store.put(f"{prefix}/constraints.json", files.dumps(constraints), "application/json")
+    files.save_profile(store, prefix, profiles)
+    sha = hashlib.sha256(data).hexdigest()
+    row = Baseline(id=bid, name=name, source="computed", dataset_uri=dataset_uri, dataset_sha256=sha, prefix=prefix,
+                   exact=True, row_count=table.num_rows, feature_count=table.num_columns, created_by=actor.name,
+                   created_at=utcnow())
+    session.add(row)
+    session.flush()
+    _baseline_lineage(session, row, store, actor.name)
+    audit.record(session, actor=actor.name, action="baseline.created", subject_type="baseline", subject_id=bid,
+                 after={"rows": row.row_count, "features": row.feature_count, "dataset_sha256": sha,
+                        "dataset_uri": dataset_uri})
+    return row
+
+
+def import_baseline(session: Session, store: ObjectStore, *, statistics: bytes, constraints: bytes,
+                    name: str | None, actor: Principal) -> Baseline:
+    try:
+        stats = json.loads(statistics)
+        constr = json.loads(constraints)
+        profiles = profiles_from_statistics(stats)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise Invalid(f"the SageMaker statistics/constraints files could not be read: {exc}",
+                      fix="upload statistics.json and constraints.json as written by SageMaker or mlgov") from None
+    if not isinstance(constr, dict) or not isinstance(constr.get("features"), list) or not profiles:
+        raise Invalid("constraints.json must hold a 'features' list and statistics.json at least one feature",
+                      fix="check the files are SageMaker's data-quality statistics.json and constraints.json")
+    bid = new_id()
+    prefix = f"baselines/{bid}"
+    store.put(f"{prefix}/statistics.json", statistics, "application/json")
+    store.put(f"{prefix}/constraints.json", constraints, "application/json")
+    row = Baseline(id=bid, name=name, source="imported", prefix=prefix, exact=False,
+                   row_count=int(stats.get("dataset", {}).get("item_count", 0)), feature_count=len(profiles),
+                   created_by=actor.name, created_at=utcnow())
+    session.add(row)
+    session.flush()
+    _baseline_lineage(session, row, store, actor.name)
+    audit.record(session, actor=actor.name, action="baseline.imported", subject_type="baseline", subject_id=bid,
+                 after={"features": len(profiles)})
+    return row
+
+
+def _baseline_lineage(session: Session, row: Baseline, store: ObjectStore, actor: str) -> None:
+    art, _ = lineage.ensure_artifact(session, type="Baseline", uri=store.uri(f"{row.prefix}/statistics.json"),
+                                     name=row.name or row.id, actor=actor, properties={"baseline_id": row.id})
+    if row.dataset_uri:
+        data, _ = lineage.ensure_artifact(session, type="Dataset", uri=row.dataset_uri, actor=actor)
+        lineage.link(session, data, art, "ContributedTo", actor=actor)
+
+
+def get_baseline(session: Session, baseline_id: str) -> Baseline:
+    row = session.get(Baseline, baseline_id)
+    if row is None:
+        raise BaselineNotFound(baseline_id)
+    return row
+
+
+def list_baselines(session: Session, limit: int, offset: int) -> tuple[list[Baseline], int]:
+    return paginate(session, select(Baseline), Baseline.created_at.desc(), Baseline.id, limit=limit, offset=offset)
+
+
+def baseline_file(session: Session, store: ObjectStore, baseline_id: str, name: str) -> bytes:
+    return store.get(f"{get_baseline(session, baseline_id).prefix}/{name}")
+
+
+def update_constraints(session: Session, store: ObjectStore, baseline_id: str, body: bytes,
+                       actor: Principal) -> dict[str, Any]:
+    """Replace constraints.json (users tune thresholds and overrides, as in SageMaker)."""
+    row = get_baseline(session, baseline_id)
+    try:
+        new = json.loads(body)
+    except ValueError as exc:
+        raise Invalid(f"constraints.json is not valid JSON: {exc}", fix="send the edited constraints.json") from None
+    if not isinstance(new, dict) or not isinstance(new.get("features"), list) or any(
+            not isinstance(f, dict) or "name" not in f for f in new["features"]):
+        raise Invalid("constraints.json needs a 'features' list of objects with a 'name'",
+                      fix="start from GET …/constraints.json and edit it")
+    old = json.loads(store.get(f"{row.prefix}/constraints.json"))
+    store.put(f"{row.prefix}/constraints.json", files.dumps(new), "application/json")
+    audit.record(session, actor=actor.name, action="baseline.constraints_updated", subject_type="baseline",
+                 subject_id=row.id, before={"monitoring_config": old.get("monitoring_config")},
+                 after={"monitoring_config": new.get("monitoring_config")})
+    return dict(new)
+
+
+def gx_suite(session: Session, store: ObjectStore, baseline_id: str) -> dict[str, Any]:
+    """The baseline's constraints as a Great Expectations (1.x) ExpectationSuite."""
+    row = get_baseline(session, baseline_id)
+    constraints = json.loads(store.get(f"{row.prefix}/constraints.json"))
+    exps: list[dict[str, Any]] = []
+    gx_type = {"Integral": "int", "Fractional": "float", "String": "str"}
+    for f in constraints.get("features", []):
+        col = f["name"]
+        exps.append({"type": "expect_column_to_exist", "kwargs": {"column": col}, "meta": {}})
+        if f.get("inferred_type") in gx_type:
+            exps.append({"type": "expect_column_values_to_be_in_type_list",
+                         "kwargs": {"column": col, "type_list": [gx_type[f["inferred_type"]]]},
+                         "meta": {"sagemaker": "data_type_check"}})
+        if "completeness" in f:
+            exps.append({"type": "expect_column_values_to_not_be_null",
+                         "kwargs": {"column": col, "mostly": float(f["completeness"])},
+                         "meta": {"sagemaker": "completeness_check"}})
+        if (f.get("num_constraints") or {}).get("is_non_negative"):
+            exps.append({"type": "expect_column_values_to_be_between", "kwargs": {"column": col, "min_value": 0},
+                         "meta": {"sagemaker": "is_non_negative"}})
+        domains = (f.get("string_constraints") or {}).get("domains")
+        if domains:
+            thr = float(constraints.get("monitoring_config", {}).get("domain_content_threshold", 1.0))
+            exps.append({"type": "expect_column_values_to_be_in_set",
+                         "kwargs": {"column": col, "value_set": domains, "mostly": thr},
+                         "meta": {"sagemaker": "categorical_values_check"}})
+    return {"name": f"mlgov-baseline-{row.id}", "expectations": exps,
+            "meta": {"great_expectations_version": "1.x", "source": "mlgov constraints.json", "baseline_id": row.id}}
+
+
+def attach_baseline(session: Session, store: ObjectStore, group: str, version: int, baseline_id: str,
+                    actor: Principal) -> VersionBaseline:
+    g, v = registry.get_version(session, group, version)
+    row = get_baseline(session, baseline_id)
+    existing = session.scalar(select(VersionBaseline).where(VersionBaseline.model_group == g.name,
+                                                            VersionBaseline.model_version == v.version,
+                                                            VersionBaseline.kind == "ModelDataQuality"))
+    before = {"baseline_id": existing.baseline_id} if existing else None
+    if existing:
+        existing.baseline_id, existing.attached_by, existing.attached_at = row.id, actor.name, utcnow()
+        link = existing
+    else:
+        link = VersionBaseline(model_group=g.name, model_version=v.version, kind="ModelDataQuality",
+                               baseline_id=row.id, attached_by=actor.name, attached_at=utcnow())
+        session.add(link)
+    session.flush()
+    base_art, _ = lineage.ensure_artifact(session, type="Baseline", uri=store.uri(f"{row.prefix}/statistics.json"),
+                                          name=row.name or row.id, actor=actor.name)
+    model = registry.model_artifact(session, g, v, actor.name)
+    lineage.link(session, base_art, model, "AssociatedWith", actor=actor.name,
+                 properties={"role": "DriftCheckBaselines.ModelDataQuality"})
+    audit.record(session, actor=actor.name, action="version.drift_baseline_attached", subject_type="model_version",
+                 subject_id=f"{g.name}/{v.version}", before=before, after={"baseline_id": row.id})
+    events.emit(session, "version.drift_baseline_attached", f"{g.name}/{v.version}",
+                {"group": g.name, "version": v.version, "baseline_id": row.id})
+    return link
+
+
+def version_baseline(session: Session, group: str, version: int) -> VersionBaseline | None:
+    return session.scalar(select(VersionBaseline).where(VersionBaseline.model_group == group,
+                                                        VersionBaseline.model_version == version))
+
+
+# --- analyses -------------------------------------------------------------------------------------------------
+
+def _store_analysis(store: ObjectStore, prefix: str, result: AnalysisResult, baseline: Baseline,
+                    meta: dict[str, Any]) -> None:
+    store.put(f"{prefix}/constraint_violations.json", files.dumps({"violations": result.violations}),
+              "application/json")
+    store.put(f"{prefix}/statistics.json", files.dumps(result.statistics), "application/json")
+    drift = {"summary": result.summary(), "features": [d.as_dict() for d in result.drift], **meta}
+    store.put(f"{prefix}/drift.json", files.dumps(drift), "application/json")
+
+
+def run_analysis(session: Session, store: ObjectStore, *, baseline_id: str, actor: Principal,
+                 table: pa.Table | None = None, source: str, dataset_uri: str | None = None,
+                 endpoint: str | None = None, start: dt.datetime | None = None, end: dt.datetime | None = None,
+                 config: DriftConfig | None = None, failure: str | None = None) -> Analysis:
+    base = get_baseline(session, baseline_id)
+    aid = new_id()
+    prefix = f"analyses/{aid}"
+    t0 = time.perf_counter()
+    row = Analysis(id=aid, baseline_id=base.id, source=source, dataset_uri=dataset_uri, endpoint=endpoint,
+                   window_start=start, window_end=end, prefix=prefix, created_by=actor.name, created_at=utcnow())
+    if failure is not None or table is None:
+        row.status, row.failure_reason = "Failed", failure or "no data"
+        store.put(f"{prefix}/constraint_violations.json", files.dumps({"violations": []}), "application/json")
+    else:
+        baseline = files.load_profiles(store, base.prefix, base.exact)
+        constraints = json.loads(store.get(f"{base.prefix}/constraints.json"))
+        result = analyze(baseline, constraints, table, config)
+        meta = {"baseline_id": base.id, "window": {"start": start.isoformat() if start else None,
+                                                    "end": end.isoformat() if end else None}}
+        _store_analysis(store, prefix, result, base, meta)
+        summary = result.summary()
+        row.status = "CompletedWithViolations" if result.violations else "Completed"
+        row.row_count, row.violation_count = result.rows, len(result.violations)
+        row.drift_share, row.dataset_drift = summary["drift_share"], summary["dataset_drift"]
+        row.drifted_features = summary["drifted_features"]
+    row.duration_ms = int((time.perf_counter() - t0) * 1000)
+    session.add(row)
+    session.flush()
+    audit.record(session, actor=actor.name, action="analysis.completed", subject_type="analysis", subject_id=aid,
+                 after={"status": row.status, "violations": row.violation_count, "baseline_id": base.id})
+    events.emit(session, "analysis.completed", aid, {"id": aid, "status": row.status, "baseline_id": base.id,
+                                                     "violations": row.violation_count, "endpoint": endpoint,
+                                                     "drifted_features": row.drifted_features})
+    return row
+
+
+def analyze_file(session: Session, store: ObjectStore, *, baseline_id: str, data: bytes, fmt: str | None,
+                 header: bool, dataset_uri: str | None, config: DriftConfig | None, actor: Principal) -> Analysis:
+    get_baseline(session, baseline_id)
+    table = _table(data, fmt, header)
+    return run_analysis(session, store, baseline_id=baseline_id, actor=actor, table=table,
+                        source="uri" if dataset_uri else "file", dataset_uri=dataset_uri, config=config)
+
+
+def analyze_window(session: Session, store: ObjectStore, *, baseline_id: str, endpoint: str, start: dt.datetime,
+                   end: dt.datetime, config: DriftConfig | None, actor: Principal) -> Analysis:
+    get_baseline(session, baseline_id)
+    if end <= start:
+        raise Invalid(f"window end {end.isoformat()} is not after start {start.isoformat()}",
+                      fix="give start < end (ISO-8601 times)")
+    ep = get_endpoint(session, endpoint)
+    table = window_table(session, store, ep, start, end)
+    base = get_baseline(session, baseline_id)
+    failure = None
+    if table is None or table.num_rows == 0:
+        failure = f"no data captured between {start.isoformat()} and {end.isoformat()} for endpoint {endpoint!r}"
+        table = None
+    else:
+        wanted = [f["name"] for f in json.loads(store.get(f"{base.prefix}/constraints.json")).get("features", [])]
+        keep = [c for c in table.column_names if c in wanted or c in [f["name"] for f in ep.schema["features"]]]
+        table = table.select(keep)
+    return run_analysis(session, store, baseline_id=baseline_id, actor=actor, table=table, source="endpoint",
+                        endpoint=endpoint, start=start, end=end, config=config, failure=failure)
+
+
+def get_analysis(session: Session, analysis_id: str) -> Analysis:
+    row = session.get(Analysis, analysis_id)
+    if row is None:
+        raise AnalysisNotFound(analysis_id)
+    return row
+
+
+def list_analyses(session: Session, *, baseline_id: str | None, endpoint: str | None, status: str | None,
+                  limit: int, offset: int) -> tuple[list[Analysis], int]:
+    stmt = select(Analysis)
+    if baseline_id:
+        stmt = stmt.where(Analysis.baseline_id == baseline_id)
+    if endpoint:
+        stmt = stmt.where(Analysis.endpoint == endpoint)
+    if status:
+        stmt = stmt.where(Analysis.status == status)
+    return paginate(session, stmt, Analysis.created_at.desc(), Analysis.id, limit=limit, offset=offset)
+
+
+def analysis_file(session: Session, store: ObjectStore, analysis_id: str, name: str) -> bytes:
+    return store.get(f"{get_analysis(session, analysis_id).prefix}/{name}")
+
+
+def analysis_report(session: Session, store: ObjectStore, analysis_id: str) -> dict[str, Any]:
+    row = get_analysis(session, analysis_id)
+    violations = json.loads(store.get(f"{row.prefix}/constraint_violations.json"))["violations"]
+    out: dict[str, Any] = {"id": row.id, "status": row.status, "failure_reason": row.failure_reason,
+                           "baseline_id": row.baseline_id, "rows": row.row_count, "violations": violations}
+    if row.status != "Failed":
+        out["drift"] = json.loads(store.get(f"{row.prefix}/drift.json"))
+        out["statistics"] = json.loads(store.get(f"{row.prefix}/statistics.json"))
+        base = get_baseline(session, row.baseline_id)
+        out["baseline_statistics"] = json.loads(store.get(f"{base.prefix}/statistics.json"))
+    return out
+
+
+def analysis_html(session: Session, store: ObjectStore, analysis_id: str) -> str:
+    return report.render(analysis_report(session, store, analysis_id))
+
+
+# --- endpoints and capture ----------------------------------------------------------------------------------
+
+def create_endpoint(session: Session, *, name: str, model_group: str, model_version: int, variant: str,
+                    sampling_percentage: float, schema: capture.CaptureSchema, actor: Principal) -> Endpoint:
+    g, v = registry.get_version(session, model_group, model_version)
+    if session.scalar(select(Endpoint.id).where(Endpoint.name == name)) is not None:
+        raise Conflict(f"endpoint {name!r} already exists", fix="pick another name")
+    ep = Endpoint(id=new_id(), name=name, model_group=g.name, model_version=v.version, variant=variant,
+                  sampling_percentage=sampling_percentage, schema=schema.model_dump(), created_by=actor.name,
+                  created_at=utcnow(), updated_at=utcnow())
+    session.add(ep)
+    session.flush()
+    ctx, _ = lineage.ensure_context(session, type="Endpoint", name=name, key=f"endpoint:{name}", actor=actor.name,
+                                    properties={"variant": variant})
+    dep, _ = lineage.ensure_action(session, type="Deployment", key=f"deployment:{name}:{g.name}/{v.version}",
+                                   name=f"deploy {g.name}/{v.version} to {name}", status="Completed",
+                                   start_time=utcnow(), actor=actor.name)
+    lineage.chain(session, [(registry.model_artifact(session, g, v, actor.name), dep, "ContributedTo"),
+                            (dep, ctx, "AssociatedWith")], actor=actor.name)
+    audit.record(session, actor=actor.name, action="endpoint.created", subject_type="endpoint", subject_id=name,
+                 after={"model_group": g.name, "model_version": v.version, "variant": variant,
+                        "sampling_percentage": sampling_percentage})
+    return ep
+
+
+def get_endpoint(session: Session, name: str) -> Endpoint:
+    ep = session.scalar(select(Endpoint).where(Endpoint.name == name))
+    if ep is None:
+        raise EndpointNotFound(name)
+    return ep
+
+
+def list_endpoints(session: Session, limit: int, offset: int) -> tuple[list[Endpoint], int]:
+    return paginate(session, select(Endpoint), Endpoint.name, limit=limit, offset=offset)
+
+
+def _lock_endpoint(session: Session, ep: Endpoint) -> None:
+    if session.get_bind().dialect.name == "postgresql":
+        key = int.from_bytes(hashlib.sha256(ep.id.encode()).digest()[:7], "big")
+        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
+
+
+def ingest(session: Session, store: ObjectStore, endpoint: str, body: bytes, content_type: str) -> dict[str, Any]:
+    """Accept SageMaker capture records. Acknowledged (returned) means stored: files are fsynced/PUT before
+    the index rows flush, and the caller's commit happens before the response leaves."""
+    ep = get_endpoint(session, endpoint)
+    schema = capture.CaptureSchema.model_validate(ep.schema)
+    try:
+        items = capture.split_body(body, content_type)
+    except capture.RecordError as exc:
+        raise Invalid(str(exc), fix="send SageMaker capture records") from None
+    rejected: list[dict[str, Any]] = []
+    parsed: list[capture.Parsed] = []
+    sampled_out = 0
+    for i, item in enumerate(items):
+        if isinstance(item, capture.RecordError):
+            rejected.append({"index": i, "reason": str(item)})
+            continue
+        try:
+            rec = capture.parse(item, schema)
+        except capture.RecordError as exc:
+            rejected.append({"index": i, "reason": str(exc)})
+            continue
+        if not capture.sampled(ep.name, rec.event_id, ep.sampling_percentage):
+            sampled_out += 1
+            continue
+        parsed.append(rec)
+    _lock_endpoint(session, ep)
+    seen: set[str] = set()
+    fresh: list[capture.Parsed] = []
+    ids = list({p.event_id for p in parsed})
+    for chunk in range(0, len(ids), 500):
+        seen |= set(session.scalars(select(CaptureEvent.event_id).where(
+            CaptureEvent.endpoint_id == ep.id, CaptureEvent.event_id.in_(ids[chunk:chunk + 500]))))
+    duplicates = 0
+    for p in parsed:
+        if p.event_id in seen:
+            duplicates += 1
+            continue
+        seen.add(p.event_id)
+        fresh.append(p)
+    by_hour: dict[dt.datetime, list[capture.Parsed]] = {}
+    for p in fresh:
+        by_hour.setdefault(p.inference_time.replace(minute=0, second=0, microsecond=0), []).append(p)
+    for hour, recs in sorted(by_hour.items()):
+        batch = new_id()
+        folder = f"capture/{ep.name}/{ep.variant}/{hour:%Y/%m/%d/%H}"
+        jsonl = "".join(json.dumps(r.raw, separators=(",", ":")) + "\n" for r in recs).encode()
+        store.put(f"{folder}/{batch}.jsonl", jsonl, "application/jsonl")
+        store.put(f"{folder}/{batch}.parquet", _parquet(recs, schema), "application/vnd.apache.parquet")
+        session.add(CaptureBatch(id=batch, endpoint_id=ep.id, hour=hour, jsonl_key=f"{folder}/{batch}.jsonl",
+                                 parquet_key=f"{folder}/{batch}.parquet", records=len(recs),
+                                 first_time=min(r.inference_time for r in recs),
+                                 last_time=max(r.inference_time for r in recs), created_at=utcnow()))
+        session.flush()
+        session.add_all([CaptureEvent(endpoint_id=ep.id, event_id=r.event_id, inference_id=r.inference_id,
+                                      inference_time=r.inference_time, batch_id=batch) for r in recs])
+    session.flush()
+    return {"accepted": len(fresh), "sampled_out": sampled_out, "duplicates": duplicates, "rejected": rejected}
+
+
+def _parquet(recs: list[capture.Parsed], schema: capture.CaptureSchema) -> bytes:
+    cols: dict[str, Any] = {
+        "__event_id": pa.array([r.event_id for r in recs]),
+        "__inference_id": pa.array([r.inference_id for r in recs], type=pa.string()),
+        "__inference_time": pa.array([r.inference_time for r in recs], type=pa.timestamp("us", tz="UTC")),
+    }
+    specs: list[tuple[str, str]] = [(f.name, f.type) for f in schema.features]
+    specs += [(o.name, "Fractional") for o in schema.output_columns()]
+    for name, ftype in specs:
+        values = [r.row.get(name) for r in recs]
+        if ftype == "String" or any(isinstance(v, str) for v in values):
+            cols[name] = pa.array([None if v is None else str(v) for v in values], type=pa.string())
+        elif ftype == "Integral" and all(v is None or float(v).is_integer() for v in values):
+            cols[name] = pa.array([None if v is None else int(v) for v in values], type=pa.int64())
+        else:
+            cols[name] = pa.array(values, type=pa.float64())
+    buf = io.BytesIO()
+    pq.write_table(pa.table(cols), buf, compression="zstd")
+    return buf.getvalue()
+
+
+def window_table(session: Session, store: ObjectStore, ep: Endpoint, start: dt.datetime,
+                 end: dt.datetime) -> pa.Table | None:
+    """Captured rows with inference time in [start, end), read from the committed Parquet batches."""
+    batches = list(session.scalars(select(CaptureBatch).where(
+        CaptureBatch.endpoint_id == ep.id, CaptureBatch.last_time >= start, CaptureBatch.first_time < end)
+        .order_by(CaptureBatch.hour, CaptureBatch.created_at)))
+    if not batches:
+        return None
+    tables = [pq.read_table(io.BytesIO(store.get(b.parquet_key))) for b in batches]
+    table = pa.concat_tables(tables, promote_options="permissive")
+    t = table.column("__inference_time")
+    import pyarrow.compute as pc
+
+    mask = pc.and_(pc.greater_equal(t, pa.scalar(start, pa.timestamp("us", tz="UTC"))),
+                   pc.less(t, pa.scalar(end, pa.timestamp("us", tz="UTC"))))
+    table = table.filter(mask)
+    return table.drop_columns([c for c in table.column_names if c.startswith("__")])
+
+
+def captured_count(session: Session, endpoint: str) -> int:
+    from sqlalchemy import func
+
+    ep = get_endpoint(session, endpoint)
+    return int(session.scalar(select(func.count()).select_from(CaptureEvent).where(CaptureEvent.endpoint_id == ep.id))
+               or 0)

@@ -1,0 +1,328 @@
+"""Monitoring API: baselines, analyses, endpoints and capture, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import io
+import json
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tests.helpers import assert_problem, create_group, register
+
+FIX = Path(__file__).resolve().parents[3] / "shared" / "reference" / "sagemaker-fixtures"
+FEATURES = [{"name": "age", "type": "Integral"}, {"name": "income", "type": "Fractional"},
+            {"name": "state", "type": "String"}]
+
+
+def frame(n: int, shift: float = 0.0, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame({"age": rng.integers(18, 90, n), "income": rng.normal(50 + shift, 10, n),
+                         "state": rng.choice(["CA", "NY", "TX"], n)})
+
+
+def csv_bytes(df: pd.DataFrame) -> bytes:
+    return df.to_csv(index=False).encode()
+
+
+def make_baseline(client, keys, df: pd.DataFrame | None = None) -> str:
+    df = frame(2000) if df is None else df
+    r = client.post("/api/v1/baselines", files={"file": ("train.csv", csv_bytes(df), "text/csv")},
+                    data={"name": "train"}, headers=keys("publisher"))
+    assert r.status_code == 201, r.text
+    return str(r.json()["id"])
+
+
+def test_baseline_from_csv_parquet_and_sagemaker_files(client, keys):
+    bid = make_baseline(client, keys)
+    h = keys("viewer")
+    stats = client.get(f"/api/v1/baselines/{bid}/statistics.json", headers=h).json()
+    assert stats["dataset"]["item_count"] == 2000
+    assert [f["inferred_type"] for f in stats["features"]] == ["Integral", "Fractional", "String"]
+    assert stats["features"][0]["numerical_statistics"]["distribution"]["kll"]["sketch"]["parameters"] == \
+        {"c": 0.64, "k": 2048.0}
+    cons = client.get(f"/api/v1/baselines/{bid}/constraints.json", headers=h).json()
+    assert cons["features"][2]["string_constraints"]["domains"] == ["CA", "NY", "TX"]
+    assert cons["monitoring_config"]["distribution_constraints"]["comparison_method"] == "Robust"
+    meta = client.get(f"/api/v1/baselines/{bid}", headers=h).json()
+    assert meta["source"] == "computed" and meta["exact"] and meta["row_count"] == 2000
+    buf = io.BytesIO()
+    frame(500).to_parquet(buf)
+    r = client.post("/api/v1/baselines", files={"file": ("d.parquet", buf.getvalue())}, headers=keys("publisher"))
+    assert r.status_code == 201 and r.json()["feature_count"] == 3
+    r = client.post("/api/v1/baselines", headers=keys("publisher"), files={
+        "statistics": ("statistics.json", (FIX / "data_quality_statistics.json").read_bytes()),
+        "constraints": ("constraints.json", (FIX / "data_quality_constraints_suggested.json").read_bytes())})
+    assert r.status_code == 201 and r.json()["source"] == "imported" and not r.json()["exact"]
+    listed = client.get("/api/v1/baselines", headers=h).json()
+    assert listed["total"] == 3
+    suite = client.get(f"/api/v1/baselines/{bid}/gx-suite.json", headers=h).json()
+    types = {(e["type"], e["kwargs"]["column"]) for e in suite["expectations"]}
+    assert ("expect_column_values_to_be_in_set", "state") in types
+    assert ("expect_column_values_to_be_between", "age") in types
+
+
+def test_baseline_bad_input(client, keys, db):
+    from sqlalchemy import func, select
+
+    from monitor.orm import Baseline
+
+    pub = keys("publisher")
+    assert_problem(client.post("/api/v1/baselines", files={"file": ("x.csv", b"")}, headers=pub), 422, "empty")
+    assert_problem(client.post("/api/v1/baselines", files={"file": ("x.csv", b"a,b\n")}, headers=pub), 422, "no rows")
+    assert_problem(client.post("/api/v1/baselines", files={"file": ("x.csv", b"a,a\n1,2\n")}, headers=pub), 422,
+                   "duplicate")
+    assert_problem(client.post("/api/v1/baselines", data={"name": "x"}, headers=pub), 422, "no dataset")
+    assert_problem(client.post("/api/v1/baselines", files={"statistics": ("s.json", b"{}")}, headers=pub), 422,
+                   "both")
+    assert_problem(client.post("/api/v1/baselines", headers=pub, files={
+        "statistics": ("s.json", b"not json"), "constraints": ("c.json", b"{}")}), 422, "could not be read")
+    assert_problem(client.post("/api/v1/baselines", data={"dataset_uri": "ftp://elsewhere/x.csv"}, headers=pub),
+                   422, "outside")
+    assert_problem(client.post("/api/v1/baselines", data={"dataset_uri": "nope/x.csv"}, headers=pub), 404)
+    assert_problem(client.post("/api/v1/baselines", content=b"x", headers={**pub, "content-type": "text/plain"}),
+                   422, "Content-Type")
+    assert_problem(client.get("/api/v1/baselines/nope/statistics.json", headers=pub), 404, "no baseline")
+    assert_problem(client.get("/api/v1/baselines/nope/other.json", headers=pub), 422)
+    with db.session_scope() as s:
+        assert s.scalar(select(func.count()).select_from(Baseline)) == 0
+
+
+def test_baseline_from_store_uri_and_constraint_edits(client, keys, app):
+    store = app.state.get_store()
+    store.put("datasets/train.csv", csv_bytes(frame(1000)))
+    pub = keys("publisher")
+    r = client.post("/api/v1/baselines", data={"dataset_uri": "datasets/train.csv"}, headers=pub)
+    assert r.status_code == 201 and r.json()["dataset_uri"] == "datasets/train.csv"
+    bid = r.json()["id"]
+    cons = client.get(f"/api/v1/baselines/{bid}/constraints.json", headers=pub).json()
+    cons["monitoring_config"]["distribution_constraints"]["comparison_threshold"] = 0.3
+    r = client.put(f"/api/v1/baselines/{bid}/constraints.json", content=json.dumps(cons), headers=pub)
+    assert r.status_code == 200
+    again = client.get(f"/api/v1/baselines/{bid}/constraints.json", headers=pub).json()
+    assert again["monitoring_config"]["distribution_constraints"]["comparison_threshold"] == 0.3
+    assert_problem(client.put(f"/api/v1/baselines/{bid}/constraints.json", content=b"{", headers=pub), 422, "JSON")
+    assert_problem(client.put(f"/api/v1/baselines/{bid}/constraints.json", content=b'{"features": [1]}',
+                              headers=pub), 422, "features")
+    assert client.put(f"/api/v1/baselines/{bid}/constraints.json", content=b"{}",
+                      headers=keys("viewer")).status_code == 403
+
+
+def test_analysis_of_an_uploaded_file(client, keys):
+    bid = make_baseline(client, keys)
+    pub = keys("publisher")
+    same = client.post("/api/v1/analyses", data={"baseline_id": bid},
+                       files={"file": ("cur.csv", csv_bytes(frame(1500, seed=1)))}, headers=pub)
+    assert same.status_code == 201, same.text
+    assert same.json()["status"] == "Completed" and same.json()["violations"] == []
+    cur = frame(1500, shift=15, seed=2)
+    cur.loc[:200, "state"] = "ZZ"
+    r = client.post("/api/v1/analyses", data={"baseline_id": bid}, files={"file": ("cur.csv", csv_bytes(cur))},
+                    headers=pub)
+    body = r.json()
+    assert body["status"] == "CompletedWithViolations"
+    checks = {(v["feature_name"], v["constraint_check_type"]) for v in body["violations"]}
+    assert ("income", "baseline_drift_check") in checks and ("state", "categorical_values_check") in checks
+    assert "income" in body["drifted_features"]
+    drift = {d["feature"]: d for d in body["drift"]}
+    assert drift["income"]["method"] == "wasserstein" and drift["income"]["drifted"]
+    aid = body["id"]
+    cv = client.get(f"/api/v1/analyses/{aid}/constraint_violations.json", headers=keys("viewer")).json()
+    assert cv == {"violations": body["violations"]}
+    st = client.get(f"/api/v1/analyses/{aid}/statistics.json", headers=keys("viewer")).json()
+    assert st["dataset"]["item_count"] == 1500
+    custom = client.post("/api/v1/analyses", headers=pub, data={
+        "baseline_id": bid, "drift": json.dumps({"numerical": "psi", "thresholds": {"psi": 5.0}})},
+        files={"file": ("cur.csv", csv_bytes(cur))}).json()
+    assert {d["feature"]: d["method"] for d in custom["drift"]}["income"] == "psi"
+    assert "income" not in custom["drifted_features"]
+    lst = client.get("/api/v1/analyses", params={"baseline_id": bid, "status": "CompletedWithViolations"},
+                     headers=keys("viewer")).json()
+    assert lst["total"] == 2
+    html = client.get(f"/api/v1/analyses/{aid}/report", headers=keys("viewer"))
+    assert html.headers["content-type"].startswith("text/html") and "<svg" in html.text
+    assert client.get(f"/api/v1/analyses/{aid}/report?format=json", headers=keys("viewer")).json()["id"] == aid
+
+
+def test_analysis_bad_input(client, keys):
+    bid = make_baseline(client, keys)
+    pub = keys("publisher")
+    assert_problem(client.post("/api/v1/analyses", files={"file": ("c.csv", b"a\n1\n")}, headers=pub), 422,
+                   "baseline_id")
+    assert_problem(client.post("/api/v1/analyses", data={"baseline_id": "nope"},
+                               files={"file": ("c.csv", b"a\n1\n")}, headers=pub), 404, "no baseline")
+    assert_problem(client.post("/api/v1/analyses", data={"baseline_id": bid}, headers=pub), 422, "no data")
+    assert_problem(client.post("/api/v1/analyses", data={"baseline_id": bid, "drift": '{"numerical": "magic"}'},
+                               files={"file": ("c.csv", b"a\n1\n")}, headers=pub), 422, "drift")
+    assert_problem(client.post("/api/v1/analyses", json={"baseline_id": bid, "endpoint": "nope",
+                                                         "start": "2026-01-01T00:00:00Z", "end": "x"},
+                               headers=pub), 422, "end")
+    assert_problem(client.get("/api/v1/analyses/nope", headers=pub), 404)
+
+
+def _endpoint(client, keys, name="churn-prod", sampling=100.0):
+    create_group(client, keys("publisher"), "churn")
+    register(client, keys("publisher"), "churn", 1)
+    body = {"name": name, "model_group": "churn", "model_version": 1, "sampling_percentage": sampling,
+            "schema": {"features": FEATURES, "prediction": {"name": "prediction"}}}
+    r = client.post("/api/v1/endpoints", json=body, headers=keys("publisher"))
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+def record(i: int, when: dt.datetime, row: tuple, enc: str = "CSV", event_id: str | None = None) -> dict:
+    if enc == "CSV":
+        data, out = ",".join(str(x) for x in row), "0.7"
+    else:
+        data = json.dumps({"age": row[0], "income": row[1], "state": row[2]})
+        out = json.dumps({"prediction": 0.7})
+    inp = {"observedContentType": "text/csv" if enc == "CSV" else "application/json", "mode": "INPUT",
+           "data": data, "encoding": enc}
+    outp = {"observedContentType": inp["observedContentType"], "mode": "OUTPUT", "data": out, "encoding": enc}
+    if enc == "BASE64":
+        inp.update(data=base64.b64encode(b"30,42.5,CA").decode(), observedContentType="text/csv")
+        outp.update(data=base64.b64encode(b"0.7").decode(), observedContentType="text/csv")
+    return {"captureData": {"endpointInput": inp, "endpointOutput": outp},
+            "eventMetadata": {"eventId": event_id or f"ev-{i}", "inferenceId": f"inf-{i}",
+                              "inferenceTime": when.strftime("%Y-%m-%dT%H:%M:%SZ")},
+            "eventVersion": "0"}
+
+
+def test_endpoint_and_capture_formats(client, keys):
+    ep = _endpoint(client, keys)
+    assert ep["schema"]["features"][0]["name"] == "age"
+    t = dt.datetime(2026, 11, 20, 10, 5, tzinfo=dt.UTC)
+    recs = [record(0, t, (30, 41.5, "CA")), record(1, t, (31, 42.5, "NY"), "JSON"), record(2, t, (0, 0, ""), "BASE64")]
+    ing = keys("ingest")
+    r = client.post("/api/v1/endpoints/churn-prod/capture", json=recs, headers=ing)
+    assert r.json() == {"accepted": 3, "sampled_out": 0, "duplicates": 0, "rejected": []}
+    # retry: idempotent by eventId
+    r = client.post("/api/v1/endpoints/churn-prod/capture", json=recs, headers=ing)
+    assert r.json()["accepted"] == 0 and r.json()["duplicates"] == 3
+    # JSON Lines with broken lines and bad records: reported per record, good ones kept
+    bad_schema = record(10, t, (1, 2), event_id="short")
+    mismatch = record(11, t, (1, 2, "CA"), "JSON")
+    mismatch["captureData"]["endpointOutput"]["encoding"] = "CSV"
+    lines = [json.dumps(record(20, t, (40, 50.0, "TX"))), "{not json", json.dumps(bad_schema), json.dumps(mismatch),
+             json.dumps({"captureData": {}}), json.dumps(record(21, t, (41, 51.0, "TX")))]
+    r = client.post("/api/v1/endpoints/churn-prod/capture", content="\n".join(lines).encode(),
+                    headers={**ing, "content-type": "application/x-ndjson"})
+    body = r.json()
+    assert body["accepted"] == 2
+    reasons = {x["index"]: x["reason"] for x in body["rejected"]}
+    assert set(reasons) == {1, 2, 3, 4}
+    assert "not valid JSON" in reasons[1] and "schema mismatch" in reasons[2]
+    assert "encoding mismatch" in reasons[3] and "eventMetadata" in reasons[4]
+    assert client.get("/api/v1/endpoints/churn-prod/capture/summary", headers=keys("viewer")).json()["records"] == 5
+    assert_problem(client.post("/api/v1/endpoints/churn-prod/capture", content=b"{", headers={
+        **ing, "content-type": "application/json"}), 422, "not valid JSON")
+    assert_problem(client.post("/api/v1/endpoints/nope/capture", json=[], headers=ing), 404)
+    assert client.post("/api/v1/endpoints/churn-prod/capture", json=recs, headers=keys("viewer")).status_code == 403
+    assert client.get("/api/v1/endpoints", headers=ing).status_code == 403
+
+
+def test_sampling_is_deterministic_per_event(client, keys):
+    _endpoint(client, keys, sampling=30.0)
+    t = dt.datetime(2026, 11, 20, 10, 5, tzinfo=dt.UTC)
+    recs = [record(i, t, (30, 40.0, "CA")) for i in range(400)]
+    first = client.post("/api/v1/endpoints/churn-prod/capture", json=recs, headers=keys("ingest")).json()
+    assert 80 < first["accepted"] < 160 and first["accepted"] + first["sampled_out"] == 400
+    again = client.post("/api/v1/endpoints/churn-prod/capture", json=recs, headers=keys("ingest")).json()
+    assert again["sampled_out"] == first["sampled_out"] and again["duplicates"] == first["accepted"]
+
+
+def test_endpoint_bad_input(client, keys):
+    create_group(client, keys("publisher"), "churn")
+    register(client, keys("publisher"), "churn", 1)
+    pub = keys("publisher")
+    good = {"name": "ep", "model_group": "churn", "model_version": 1, "schema": {"features": FEATURES}}
+    assert_problem(client.post("/api/v1/endpoints", json={**good, "model_version": 9}, headers=pub), 404)
+    assert_problem(client.post("/api/v1/endpoints", json={**good, "sampling_percentage": 120}, headers=pub), 422,
+                   "sampling_percentage")
+    assert_problem(client.post("/api/v1/endpoints", json={**good, "schema": {"features": []}}, headers=pub), 422,
+                   "features")
+    assert_problem(client.post("/api/v1/endpoints", json={**good, "name": "bad name"}, headers=pub), 422, "name")
+    assert client.post("/api/v1/endpoints", json=good, headers=pub).status_code == 201
+    assert_problem(client.post("/api/v1/endpoints", json=good, headers=pub), 409)
+
+
+def test_window_analysis_from_captured_traffic(client, keys):
+    _endpoint(client, keys)
+    bid = make_baseline(client, keys)
+    t0 = dt.datetime(2026, 11, 20, 10, 0, tzinfo=dt.UTC)
+    normal = frame(600, seed=5)
+    recs = [record(i, t0 + dt.timedelta(seconds=5 * i), tuple(normal.iloc[i])) for i in range(600)]
+    assert client.post("/api/v1/endpoints/churn-prod/capture", json=recs,
+                       headers=keys("ingest")).json()["accepted"] == 600
+    r = client.post("/api/v1/analyses", headers=keys("publisher"), json={
+        "baseline_id": bid, "endpoint": "churn-prod", "start": "2026-11-20T10:00:00Z", "end": "2026-11-20T11:00:00Z"})
+    assert r.status_code == 201, r.text
+    body = r.json()
+    assert body["status"] == "Completed", body["violations"]
+    assert body["rows"] == 600 and body["window_start"].startswith("2026-11-20T10:00")
+    empty = client.post("/api/v1/analyses", headers=keys("publisher"), json={
+        "baseline_id": bid, "endpoint": "churn-prod", "start": "2026-11-21T10:00:00Z", "end": "2026-11-21T11:00:00Z"})
+    assert empty.status_code == 201
+    assert empty.json()["status"] == "Failed" and "no data captured between" in empty.json()["failure_reason"]
+    assert_problem(client.post("/api/v1/analyses", headers=keys("publisher"), json={
+        "baseline_id": bid, "endpoint": "churn-prod", "start": "2026-11-21T10:00:00Z",
+        "end": "2026-11-21T09:00:00Z"}), 422, "not after")
+
+
+def test_drift_baseline_attachment_and_lineage(client, keys):
+    create_group(client, keys("publisher"), "churn")
+    v = register(client, keys("publisher"), "churn", 1)
+    bid = make_baseline(client, keys)
+    r = client.post("/api/v1/model-groups/churn/versions/1/drift-baseline", json={"baseline_id": bid},
+                    headers=keys("publisher"))
+    assert r.status_code == 200 and r.json()["baseline_id"] == bid
+    assert client.get("/api/v1/model-groups/churn/versions/1/drift-baseline",
+                      headers=keys("viewer")).json()["baseline_id"] == bid
+    q = client.post("/api/v1/lineage/query", json={"start": [v["artifact_uri"]], "direction": "Ascendants",
+                                                   "filters": {"types": ["Baseline"]}}, headers=keys("viewer")).json()
+    assert len(q["vertices"]) == 1
+    assert_problem(client.post("/api/v1/model-groups/churn/versions/1/drift-baseline", json={"baseline_id": "x"},
+                               headers=keys("publisher")), 404)
+    assert_problem(client.post("/api/v1/model-groups/churn/versions/7/drift-baseline", json={"baseline_id": bid},
+                               headers=keys("publisher")), 404)
+
+
+@pytest.mark.parametrize("n", [1])
+def test_analysis_report_renders_in_chromium(client, keys, tmp_path, n):
+    from tests.browser import render
+
+    bid = make_baseline(client, keys)
+    cur = frame(800, shift=15, seed=3)
+    aid = client.post("/api/v1/analyses", data={"baseline_id": bid}, files={"file": ("c.csv", csv_bytes(cur))},
+                      headers=keys("publisher")).json()["id"]
+    html = client.get(f"/api/v1/analyses/{aid}/report", headers=keys("viewer")).text
+    dom, shot = render(html, tmp_path)
+    assert "CompletedWithViolations" in dom and "baseline_drift_check" in dom
+    assert dom.count("<svg") == 3 and 'data-feature="income"' in dom
+    assert shot.stat().st_size > 5000
+
+
+def test_capture_to_s3_store(tmp_path, db, keys, seaweed):
+    from fastapi.testclient import TestClient
+
+    from mlgov.app import create_app
+    from tests.conftest import make_settings
+    from tests.infra import S3_KEY, S3_SECRET
+
+    bucket = f"cap{uuid.uuid4().hex[:8]}"
+    seaweed.client().create_bucket(Bucket=bucket)
+    settings = make_settings(tmp_path, store_url=f"s3://{bucket}/mlgov", s3_endpoint_url=seaweed.endpoint,
+                             s3_access_key_id=S3_KEY, s3_secret_access_key=S3_SECRET)
+    with TestClient(create_app(settings, db=db)) as c:
+        _endpoint(c, keys)
+        t = dt.datetime(2026, 11, 20, 13, 59, 59, tzinfo=dt.UTC)
+        recs = [record(1, t, (30, 40.0, "CA")), record(2, t + dt.timedelta(seconds=2), (31, 41.0, "NY"))]
+        assert c.post("/api/v1/endpoints/churn-prod/capture", json=recs, headers=keys("ingest")).json()["accepted"] == 2
+    keys_in_bucket = [o["Key"] for o in seaweed.client().list_objects_v2(Bucket=bucket)["Contents"]]
+    hours = sorted({k.rsplit("/", 1)[0] for k in keys_in_bucket if k.endswith(".jsonl")})
+    assert hours == ["mlgov/capture/churn-prod/AllTraffic/2026/11/20/13", "mlgov/capture/churn-prod/AllTraffic/2026/11/20/14"]
