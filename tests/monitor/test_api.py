@@ -325,4 +325,5 @@ def test_capture_to_s3_store(tmp_path, db, keys, seaweed):
         assert c.post("/api/v1/endpoints/churn-prod/capture", json=recs, headers=keys("ingest")).json()["accepted"] == 2
     keys_in_bucket = [o["Key"] for o in seaweed.client().list_objects_v2(Bucket=bucket)["Contents"]]
     hours = sorted({k.rsplit("/", 1)[0] for k in keys_in_bucket if k.endswith(".jsonl")})
-    assert hours == ["mlgov/capture/churn-prod/AllTraffic/2026/11/20/13", "mlgov/capture/churn-prod/AllTraffic/2026/11/20/14"]
+    base = "mlgov/capture/churn-prod/AllTraffic/2026/11/20"
+    assert hours == [f"{base}/13", f"{base}/14"]
