@@ -22,6 +22,15 @@ app.add_typer(audit_app, name="audit")
 app.add_typer(demo_app, name="demo")
 
 
+def _domain_commands() -> None:
+    from monitor.cli import capture_app
+
+    app.add_typer(capture_app, name="capture")
+
+
+_domain_commands()
+
+
 def _database() -> Database:
     s = get_settings()
     s.home.mkdir(parents=True, exist_ok=True)

@@ -78,3 +78,42 @@ def test_demo_seed_is_idempotent(tmp_path):
     run(tmp_path, "db", "upgrade")
     assert "seeded" in run(tmp_path, "demo", "seed", "--if-empty").stdout
     assert "nothing seeded" in run(tmp_path, "demo", "seed", "--if-empty").stdout
+
+
+def test_capture_import_export_round_trip(tmp_path):
+    import datetime as dt
+    import json
+
+    from tests.monitor.test_api import FEATURES, record
+
+    run(tmp_path, "db", "upgrade")
+    # a group, version and endpoint through the services (the CLI has no registry commands)
+    from mlgov.auth import Principal, Role, create_key
+    from mlgov.db import Database
+    from monitor import capture, service
+    from registry import service as registry
+    from registry.schemas import GroupCreate, VersionCreate
+    from tests.helpers import version_body
+
+    db = Database(f"sqlite:///{tmp_path / '.mlgov' / 'mlgov.db'}")
+    with db.session_scope() as s:
+        row, _ = create_key(s, "t", "publisher", actor="test")
+        p = Principal(row.id, row.name, Role.publisher)
+        registry.create_group(s, GroupCreate(name="g"), p)
+        registry.register_version(s, "g", VersionCreate(**version_body(1)), p)
+        service.create_endpoint(s, name="ep", model_group="g", model_version=1, variant="AllTraffic",
+                                sampling_percentage=100, schema=capture.CaptureSchema(features=FEATURES), actor=p)
+    db.dispose()
+    tree = tmp_path / "sm" / "ep" / "AllTraffic" / "2026" / "11" / "20" / "10"
+    tree.mkdir(parents=True)
+    t = dt.datetime(2026, 11, 20, 10, 1, tzinfo=dt.UTC)
+    lines = [json.dumps(record(i, t, (30 + i, 40.0, "CA"))) for i in range(5)] + ["{broken"]
+    (tree / "capture.jsonl").write_text("\n".join(lines) + "\n")
+    out = run(tmp_path, "capture", "import", str(tmp_path / "sm"), "--endpoint", "ep")
+    assert "accepted=5" in out.stdout and "rejected=1" in out.stdout and "not valid JSON" in out.stderr
+    again = run(tmp_path, "capture", "import", str(tmp_path / "sm"), "--endpoint", "ep")
+    assert "accepted=0" in again.stdout and "duplicates=5" in again.stdout
+    run(tmp_path, "capture", "export", "--endpoint", "ep", "--to", str(tmp_path / "out"))
+    exported = list((tmp_path / "out" / "ep" / "AllTraffic" / "2026" / "11" / "20" / "10").glob("*.jsonl"))
+    records = [json.loads(line) for f in exported for line in f.read_text().splitlines()]
+    assert sorted(r["eventMetadata"]["eventId"] for r in records) == [f"ev-{i}" for i in range(5)]
