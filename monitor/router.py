@@ -137,7 +137,8 @@ def get_baseline(baseline_id: str, session: SessionDep, _: Reader) -> Any:
 
 
 @router.get("/baselines/{baseline_id}/{name}", response_model=None)
-def baseline_file(baseline_id: str, name: Literal["statistics.json", "constraints.json", "gx-suite.json"],
+def baseline_file(baseline_id: str,
+                  name: Literal["statistics.json", "constraints.json", "gx-suite.json", "expectations.json"],
                   session: SessionDep, store: StoreDep, _: Reader) -> Response:
     if name == "gx-suite.json":
         body = json.dumps(service.gx_suite(session, store, baseline_id)).encode()
@@ -154,6 +155,17 @@ async def put_constraints(baseline_id: str, request: Request, session: SessionDe
     body = await request.body()
     new = await run_in_threadpool(service.update_constraints, session, store, baseline_id, body, p)
     return Response(json.dumps(new).encode(), media_type=JSON_TYPE)
+
+
+@router.put("/baselines/{baseline_id}/expectations.json", response_model=None)
+async def put_expectations(baseline_id: str, request: Request, session: SessionDep, store: StoreDep,
+                           p: Writer) -> Response:
+    """Attach a Great Expectations suite; analyses against this baseline run it as an extra check."""
+    from starlette.concurrency import run_in_threadpool
+
+    body = await request.body()
+    suite = await run_in_threadpool(service.put_expectations, session, store, baseline_id, body, p)
+    return Response(json.dumps(suite).encode(), media_type=JSON_TYPE)
 
 
 @router.post("/model-groups/{group}/versions/{version}/drift-baseline", response_model=AttachedBaseline,
@@ -189,6 +201,8 @@ def _read(session: Session, row: Analysis, store: ObjectStore, full: bool) -> An
         out.violations = json.loads(store.get(f"{row.prefix}/constraint_violations.json"))["violations"]
         if row.status != "Failed":
             out.drift = json.loads(store.get(f"{row.prefix}/drift.json"))["features"]
+        if store.exists(f"{row.prefix}/expectations.json"):
+            out.expectations = json.loads(store.get(f"{row.prefix}/expectations.json"))
     return out
 
 
@@ -265,7 +279,8 @@ def analysis_report(analysis_id: str, session: SessionDep, store: StoreDep, _: R
 
 
 @router.get("/analyses/{analysis_id}/{name}", response_model=None)
-def analysis_file(analysis_id: str, name: Literal["constraint_violations.json", "statistics.json", "drift.json"],
+def analysis_file(analysis_id: str,
+                  name: Literal["constraint_violations.json", "statistics.json", "drift.json", "expectations.json"],
                   session: SessionDep, store: StoreDep, _: Reader) -> Response:
     row = service.get_analysis(session, analysis_id)
     if row.status == "Failed" and name != "constraint_violations.json":

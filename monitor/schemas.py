@@ -84,6 +84,7 @@ class AnalysisRead(BaseModel):
     created_at: dt.datetime
     violations: list[dict[str, Any]] | None = None
     drift: list[dict[str, Any]] | None = None
+    expectations: dict[str, Any] | None = Field(default=None, description="result of the baseline's GX suite")
 
 
 class EndpointCreate(Strict):

@@ -26,6 +26,7 @@ from mlgov.errors import Conflict, Invalid
 from mlgov.storage import ObjectStore
 from monitor import capture, files, report
 from monitor.engine import constraints as cons
+from monitor.engine import expectations
 from monitor.engine.analysis import AnalysisResult, DriftConfig, analyze, profile
 from monitor.engine.columns import TableError, read_table
 from monitor.engine.stats import profiles_from_statistics, statistics_json
@@ -188,6 +189,25 @@ def gx_suite(session: Session, store: ObjectStore, baseline_id: str) -> dict[str
             "meta": {"great_expectations_version": "1.x", "source": "mlgov constraints.json", "baseline_id": row.id}}
 
 
+def put_expectations(session: Session, store: ObjectStore, baseline_id: str, body: bytes,
+                     actor: Principal) -> dict[str, Any]:
+    """Attach a Great Expectations suite to a baseline: every analysis against it also runs the suite."""
+    row = get_baseline(session, baseline_id)
+    try:
+        suite = json.loads(body)
+    except ValueError as exc:
+        raise Invalid(f"the suite is not valid JSON: {exc}", fix="send an ExpectationSuite JSON") from None
+    if not isinstance(suite, dict) or not isinstance(suite.get("expectations"), list) or any(
+            not isinstance(e, dict) or not (e.get("type") or e.get("expectation_type")) for e in suite["expectations"]):
+        raise Invalid("an ExpectationSuite needs an 'expectations' list of objects with a 'type'",
+                      fix='e.g. {"name": "s", "expectations": [{"type": "expect_column_to_exist", '
+                          '"kwargs": {"column": "age"}}]}')
+    store.put(f"{row.prefix}/expectations.json", files.dumps(suite), "application/json")
+    audit.record(session, actor=actor.name, action="baseline.expectations_attached", subject_type="baseline",
+                 subject_id=row.id, after={"suite": suite.get("name"), "expectations": len(suite["expectations"])})
+    return dict(suite)
+
+
 def attach_baseline(session: Session, store: ObjectStore, group: str, version: int, baseline_id: str,
                     actor: Principal) -> VersionBaseline:
     g, v = registry.get_version(session, group, version)
@@ -252,8 +272,13 @@ def run_analysis(session: Session, store: ObjectStore, *, baseline_id: str, acto
         meta = {"baseline_id": base.id, "window": {"start": start.isoformat() if start else None,
                                                     "end": end.isoformat() if end else None}}
         _store_analysis(store, prefix, result, base, meta)
+        gx_ok = True
+        if store.exists(f"{base.prefix}/expectations.json"):
+            gx = expectations.run_suite(table, json.loads(store.get(f"{base.prefix}/expectations.json")))
+            store.put(f"{prefix}/expectations.json", files.dumps(gx), "application/json")
+            gx_ok = gx["success"]
         summary = result.summary()
-        row.status = "CompletedWithViolations" if result.violations else "Completed"
+        row.status = "CompletedWithViolations" if result.violations or not gx_ok else "Completed"
         row.row_count, row.violation_count = result.rows, len(result.violations)
         row.drift_share, row.dataset_drift = summary["drift_share"], summary["dataset_drift"]
         row.drifted_features = summary["drifted_features"]

@@ -327,3 +327,32 @@ def test_capture_to_s3_store(tmp_path, db, keys, seaweed):
     hours = sorted({k.rsplit("/", 1)[0] for k in keys_in_bucket if k.endswith(".jsonl")})
     base = "mlgov/capture/churn-prod/AllTraffic/2026/11/20"
     assert hours == [f"{base}/13", f"{base}/14"]
+
+
+def test_great_expectations_suite_export_and_run(client, keys):
+    bid = make_baseline(client, keys)
+    pub = keys("publisher")
+    exported = client.get(f"/api/v1/baselines/{bid}/gx-suite.json", headers=pub).json()
+    exported["expectations"] += [
+        {"type": "expect_column_mean_to_be_between", "kwargs": {"column": "income", "min_value": 45, "max_value": 55}},
+        {"type": "expect_table_row_count_to_be_between", "kwargs": {"min_value": 100}},
+        {"type": "expect_column_values_to_be_between", "kwargs": {"column": "age", "min_value": 18, "max_value": 90}}]
+    r = client.put(f"/api/v1/baselines/{bid}/expectations.json", content=json.dumps(exported), headers=pub)
+    assert r.status_code == 200
+    ok = client.post("/api/v1/analyses", data={"baseline_id": bid},
+                     files={"file": ("c.csv", csv_bytes(frame(500, seed=9)))}, headers=pub).json()
+    assert ok["status"] == "Completed" and ok["expectations"]["success"] is True
+    assert ok["expectations"]["statistics"]["failed"] == 0
+    bad = frame(500, shift=20, seed=9)
+    bad.loc[:10, "age"] = 150
+    res = client.post("/api/v1/analyses", data={"baseline_id": bid},
+                      files={"file": ("c.csv", csv_bytes(bad))}, headers=pub).json()
+    failed = {(e["type"], e["kwargs"].get("column")) for e in res["expectations"]["results"] if e["success"] is False}
+    assert failed == {("expect_column_mean_to_be_between", "income"), ("expect_column_values_to_be_between", "age")}
+    suite = {"expectations": [{"type": "expect_column_kl_divergence_to_be_less_than", "kwargs": {"column": "age"}}]}
+    client.put(f"/api/v1/baselines/{bid}/expectations.json", content=json.dumps(suite), headers=pub)
+    res = client.post("/api/v1/analyses", data={"baseline_id": bid},
+                      files={"file": ("c.csv", csv_bytes(frame(500)))}, headers=pub).json()
+    assert res["expectations"]["statistics"]["unsupported"] == 1 and res["expectations"]["success"] is False
+    assert_problem(client.put(f"/api/v1/baselines/{bid}/expectations.json", content=b'{"expectations": [{}]}',
+                              headers=pub), 422, "type")
