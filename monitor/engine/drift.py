@@ -303,6 +303,30 @@ def linf_categorical(ref: dict[str, int], nr: int, cur: dict[str, int], nc: int)
     return float(np.max(np.abs(p - q))) if len(p) else 0.0
 
 
+def regrouped_chi2(ref: dict[str, int], cur: dict[str, int]) -> float:
+    """Deequ's ChiSquared categorical distance as SageMaker uses it: a 2×k contingency test after sparse
+    categories are pooled — until every expected count is ≥ 10 for a 2×2 table (Cochran), or at most 20% of
+    expected counts are below 5 otherwise (Yates). NaN when fewer than 2 categories remain."""
+    keys = sorted(set(ref) | set(cur))
+    table = np.array([[ref.get(k, 0) for k in keys], [cur.get(k, 0) for k in keys]], dtype=float)
+
+    def expected(t: np.ndarray) -> np.ndarray:
+        return np.outer(t.sum(axis=1), t.sum(axis=0)) / t.sum()
+
+    while table.shape[1] >= 2:
+        e = expected(table)
+        ok = bool(np.all(e >= 10)) if table.shape[1] == 2 else bool(np.mean(e < 5) <= 0.2 and np.all(e >= 1))
+        if ok:
+            break
+        order = np.argsort(table.sum(axis=0), kind="stable")   # pool the two sparsest categories
+        a, b = order[0], order[1]
+        pooled = table[:, a] + table[:, b]
+        table = np.column_stack([np.delete(table, [a, b], axis=1), pooled])
+    if table.shape[1] < 2:
+        return math.nan
+    return float(stats.chi2_contingency(table, correction=False).pvalue)
+
+
 def compare_categorical(name: str, ref: CategoricalSummary, cur: CategoricalSummary, method: str,
                         threshold: float) -> DriftResult:
     nr, nc = sum(ref.counts.values()), sum(cur.counts.values())

@@ -306,3 +306,28 @@ def test_kll_rank_error_within_bound_and_merge():
     ranks = np.searchsorted(xs, sk.quantiles(qs), side="right") / len(x)
     assert np.max(np.abs(ranks - qs)) <= 2 * kll.rank_error_bound()
     assert len(kll.KLL.from_json(sk.to_json()).weighted()[0]) == len(sk.weighted()[0])
+
+
+def test_sagemaker_chisquared_regroups_sparse_categories():
+    ref = {"a": 500, "b": 480, "c": 30, "d": 2}
+    cur = {"a": 520, "b": 470, "c": 28}
+    p = drift.regrouped_chi2(ref, cur)
+    pooled = np.array([[500, 480, 32], [520, 470, 28]])   # d pooled with c: now no expected count below 5
+    expected = sps.chi2_contingency(pooled, correction=False).pvalue
+    assert 0.01 < expected < 0.99 and p == pytest.approx(expected, rel=1e-12)
+    # 2×2 needs every expected count ≥ 10 (Cochran): a sparse third category is pooled away
+    p2 = drift.regrouped_chi2({"a": 100, "b": 90, "c": 4}, {"a": 95, "b": 99, "c": 3})
+    assert p2 == pytest.approx(sps.chi2_contingency(np.array([[100, 94], [95, 102]]), correction=False).pvalue,
+                               rel=1e-12)
+    assert math.isnan(drift.regrouped_chi2({"a": 3}, {"a": 4}))
+    rng = np.random.default_rng(11)
+    a = pd.DataFrame({"s": rng.choice(list("xyz"), 3000)})
+    b = pd.DataFrame({"s": rng.choice(list("xyz"), 3000, p=[0.5, 0.3, 0.2])})
+    _, base = profile(a)
+    cons = constraints.suggest(base)
+    cons["monitoring_config"]["distribution_constraints"].update(categorical_drift_method="ChiSquared",
+                                                                 categorical_comparison_threshold=0.05)
+    got = analyze(base, cons, b).violations
+    assert [v["constraint_check_type"] for v in got] == ["baseline_drift_check"]
+    assert "chi-squared p-value" in got[0]["description"]
+    assert analyze(base, cons, a).violations == []
