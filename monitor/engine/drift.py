@@ -311,7 +311,8 @@ def regrouped_chi2(ref: dict[str, int], cur: dict[str, int]) -> float:
     table = np.array([[ref.get(k, 0) for k in keys], [cur.get(k, 0) for k in keys]], dtype=float)
 
     def expected(t: np.ndarray) -> np.ndarray:
-        return np.outer(t.sum(axis=1), t.sum(axis=0)) / t.sum()
+        out: np.ndarray = np.outer(t.sum(axis=1), t.sum(axis=0)) / t.sum()
+        return out
 
     while table.shape[1] >= 2:
         e = expected(table)
