@@ -139,18 +139,24 @@ def baseline_file(session: Session, store: ObjectStore, baseline_id: str, name: 
     return store.get(f"{get_baseline(session, baseline_id).prefix}/{name}")
 
 
+def _document(body: bytes, what: str, items: str, key: tuple[str, ...], fix: str) -> dict[str, Any]:
+    """A JSON object holding a list ``items`` whose entries are objects with one of the ``key`` fields."""
+    try:
+        doc = json.loads(body)
+    except ValueError as exc:
+        raise Invalid(f"{what} is not valid JSON: {exc}", fix=fix) from None
+    if not isinstance(doc, dict) or not isinstance(doc.get(items), list) or any(
+            not isinstance(e, dict) or not any(e.get(k) for k in key) for e in doc[items]):
+        raise Invalid(f"{what} needs a {items!r} list of objects with a {key[0]!r}", fix=fix)
+    return doc
+
+
 def update_constraints(session: Session, store: ObjectStore, baseline_id: str, body: bytes,
                        actor: Principal) -> dict[str, Any]:
     """Replace constraints.json (users tune thresholds and overrides, as in SageMaker)."""
     row = get_baseline(session, baseline_id)
-    try:
-        new = json.loads(body)
-    except ValueError as exc:
-        raise Invalid(f"constraints.json is not valid JSON: {exc}", fix="send the edited constraints.json") from None
-    if not isinstance(new, dict) or not isinstance(new.get("features"), list) or any(
-            not isinstance(f, dict) or "name" not in f for f in new["features"]):
-        raise Invalid("constraints.json needs a 'features' list of objects with a 'name'",
-                      fix="start from GET …/constraints.json and edit it")
+    new = _document(body, "constraints.json", "features", ("name",),
+                    "start from GET …/constraints.json and edit it")
     old = json.loads(store.get(f"{row.prefix}/constraints.json"))
     store.put(f"{row.prefix}/constraints.json", files.dumps(new), "application/json")
     audit.record(session, actor=actor.name, action="baseline.constraints_updated", subject_type="baseline",
@@ -193,15 +199,9 @@ def put_expectations(session: Session, store: ObjectStore, baseline_id: str, bod
                      actor: Principal) -> dict[str, Any]:
     """Attach a Great Expectations suite to a baseline: every analysis against it also runs the suite."""
     row = get_baseline(session, baseline_id)
-    try:
-        suite = json.loads(body)
-    except ValueError as exc:
-        raise Invalid(f"the suite is not valid JSON: {exc}", fix="send an ExpectationSuite JSON") from None
-    if not isinstance(suite, dict) or not isinstance(suite.get("expectations"), list) or any(
-            not isinstance(e, dict) or not (e.get("type") or e.get("expectation_type")) for e in suite["expectations"]):
-        raise Invalid("an ExpectationSuite needs an 'expectations' list of objects with a 'type'",
-                      fix='e.g. {"name": "s", "expectations": [{"type": "expect_column_to_exist", '
-                          '"kwargs": {"column": "age"}}]}')
+    suite = _document(body, "the ExpectationSuite", "expectations", ("type", "expectation_type"),
+                      'e.g. {"name": "s", "expectations": [{"type": "expect_column_to_exist", '
+                      '"kwargs": {"column": "age"}}]}')
     store.put(f"{row.prefix}/expectations.json", files.dumps(suite), "application/json")
     audit.record(session, actor=actor.name, action="baseline.expectations_attached", subject_type="baseline",
                  subject_id=row.id, after={"suite": suite.get("name"), "expectations": len(suite["expectations"])})

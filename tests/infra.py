@@ -40,6 +40,22 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def wait_healthy(url: str, proc: Any = None, timeout: float = 30.0) -> None:
+    """Poll ``url``/healthz until it answers 200 (fail early if ``proc`` exits)."""
+    import httpx
+
+    deadline = time.time() + timeout
+    while True:
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if time.time() > deadline or (proc is not None and proc.poll() is not None):
+            raise RuntimeError(f"server at {url} did not become healthy")
+        time.sleep(0.1)
+
+
 def pg_available() -> str | None:
     try:
         eng = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")

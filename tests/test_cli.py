@@ -7,12 +7,11 @@ import signal
 import stat
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 
-from tests.infra import free_port
+from tests.infra import free_port, wait_healthy
 
 MLGOV = str(Path(sys.executable).parent / "mlgov")
 
@@ -44,15 +43,7 @@ def test_fresh_directory_keys_serve_and_verify(tmp_path):
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         admin_file = tmp_path / ".mlgov" / "admin.key"
-        deadline = time.time() + 30
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.time() < deadline and proc.poll() is None, "server did not start"
-            time.sleep(0.2)
+        wait_healthy(f"http://127.0.0.1:{port}", proc)
         assert stat.S_IMODE(admin_file.stat().st_mode) == 0o600
         admin = admin_file.read_text().strip()
         h = {"Authorization": f"Bearer {admin}"}

@@ -20,7 +20,7 @@ from sqlalchemy import select
 from mlgov.db import Database
 from monitor.orm import CaptureBatch, CaptureEvent
 from tests.helpers import version_body
-from tests.infra import free_port
+from tests.infra import free_port, wait_healthy
 from tests.monitor.test_api import FEATURES, record
 
 pytestmark = pytest.mark.live
@@ -31,15 +31,12 @@ def _serve(home: Path, port: int) -> subprocess.Popen[bytes]:
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("MLGOV_")}, "MLGOV_HOME": str(home)}
     proc = subprocess.Popen([MLGOV, "serve", "--port", str(port)], env=env, cwd=home.parent,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 30
-    while time.time() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    proc.kill()
-    raise RuntimeError("server did not start")
+    try:
+        wait_healthy(f"http://127.0.0.1:{port}", proc)
+    except RuntimeError:
+        proc.kill()
+        raise
+    return proc
 
 
 def test_sigkill_loses_no_acknowledged_record(tmp_path):
