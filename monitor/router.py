@@ -265,8 +265,12 @@ def list_analyses(session: SessionDep, store: StoreDep, _: Reader, baseline_id: 
             "offset": offset}
 
 
-@router.get("/analyses/{analysis_id}", response_model=AnalysisRead)
-def get_analysis(analysis_id: str, session: SessionDep, store: StoreDep, _: Reader) -> Any:
+@router.get("/analyses/{analysis_id}", response_model=None)
+def get_analysis(analysis_id: str, session: SessionDep, store: StoreDep, _: Reader,
+                 format: Literal["json", "html"] = "json") -> Any:
+    """The stored analysis; ``format=html`` renders the readable report."""
+    if format == "html":
+        return HTMLResponse(service.analysis_html(session, store, analysis_id))
     return _read(session, service.get_analysis(session, analysis_id), store, True)
 
 

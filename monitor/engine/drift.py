@@ -176,6 +176,7 @@ class DriftResult:
     kind: str                 # numerical | categorical
     linf: float | None = None # SageMaker's L∞ (simple) for reference
     note: str | None = None
+    bound: float = 0.0        # bound on the L∞/CDF error when not exact (grid or sketch); 0 when exact
 
     def as_dict(self) -> dict[str, Any]:
         d = self.__dict__.copy()
@@ -290,7 +291,11 @@ def compare_numeric(name: str, ref: NumericSummary, cur: NumericSummary, method:
         stat = _z(a.counts(), a.n, b.counts(), b.n)
     else:
         raise ValueError(f"unknown drift method {method!r}")
-    return DriftResult(name, method, stat, threshold, _verdict(method, stat, threshold), exact, kind, linf)
+    bound = pair.bound() if pair.on_grid else 0.0
+    if not (a.exact and b.exact):
+        bound += 2 * kll.rank_error_bound()
+    return DriftResult(name, method, stat, threshold, _verdict(method, stat, threshold), exact, kind, linf,
+                       bound=bound)
 
 
 # --- categorical ---------------------------------------------------------------------------------------------

@@ -147,6 +147,7 @@ def test_analysis_of_an_uploaded_file(client, keys):
     html = client.get(f"/api/v1/analyses/{aid}/report", headers=keys("viewer"))
     assert html.headers["content-type"].startswith("text/html") and "<svg" in html.text
     assert client.get(f"/api/v1/analyses/{aid}/report?format=json", headers=keys("viewer")).json()["id"] == aid
+    assert "<svg" in client.get(f"/api/v1/analyses/{aid}?format=html", headers=keys("viewer")).text
 
 
 def test_analysis_bad_input(client, keys):
