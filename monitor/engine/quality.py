@@ -1,0 +1,208 @@
+"""Model-quality metrics with SageMaker's names and file shapes, vectorised and exact against scikit-learn.
+
+Binary metrics come from one sort of the scores: cumulative true/false positives at each distinct
+threshold give the confusion matrix at any cut, the ROC and PR curves and the AUC (trapezoid, as
+scikit-learn). Multiclass uses one bincount for the confusion matrix. Standard deviations follow SageMaker:
+with at least 200 samples, the metric on 5 random 80% subsets; otherwise the string "NaN".
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+MIN_SAMPLES_FOR_STD = 200
+LOWER_IS_BETTER = {"mae", "mse", "rmse", "false_positive_rate", "false_negative_rate"}
+
+
+def _div(a: float, b: float) -> float:
+    return a / b if b else 0.0   # scikit-learn's zero_division=0
+
+
+def _fbeta(p: float, r: float, beta: float) -> float:
+    b2 = beta * beta
+    return _div((1 + b2) * p * r, b2 * p + r)
+
+
+# --- regression -------------------------------------------------------------------------------------------
+
+def regression_values(y: np.ndarray, yhat: np.ndarray) -> dict[str, float]:
+    err = yhat - y
+    mse = float(np.mean(err * err))
+    ss_res = float(np.sum(err * err))
+    ss_tot = float(np.sum((y - y.mean()) ** 2))
+    r2 = 1.0 - ss_res / ss_tot if ss_tot else (1.0 if ss_res == 0 else 0.0)
+    return {"mae": float(np.mean(np.abs(err))), "mse": mse, "rmse": math.sqrt(mse), "r2": r2}
+
+
+# --- binary -------------------------------------------------------------------------------------------------
+
+def roc_points(y: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Cumulative (fp, tp) at each distinct score, highest first, and the thresholds (scikit-learn's)."""
+    order = np.argsort(-score, kind="stable")
+    s, yt = score[order], y[order]
+    distinct = np.r_[np.flatnonzero(np.diff(s)), len(s) - 1]
+    tps = np.cumsum(yt)[distinct]
+    fps = 1 + distinct - tps
+    return fps.astype(float), tps.astype(float), s[distinct]
+
+
+def auc_from_points(fps: np.ndarray, tps: np.ndarray) -> float:
+    if not len(tps) or tps[-1] == 0 or fps[-1] == 0:
+        return math.nan   # one class only: AUC undefined
+    fpr = np.r_[0.0, fps / fps[-1]]
+    tpr = np.r_[0.0, tps / tps[-1]]
+    return float(np.trapezoid(tpr, fpr))
+
+
+def _binary_scalars(tp: float, fp: float, tn: float, fn: float) -> dict[str, float]:
+    precision, recall = _div(tp, tp + fp), _div(tp, tp + fn)
+    return {"accuracy": _div(tp + tn, tp + tn + fp + fn), "precision": precision, "recall": recall,
+            "true_positive_rate": recall, "true_negative_rate": _div(tn, tn + fp),
+            "false_positive_rate": _div(fp, fp + tn), "false_negative_rate": _div(fn, fn + tp),
+            "f0_5": _fbeta(precision, recall, 0.5), "f1": _fbeta(precision, recall, 1.0),
+            "f2": _fbeta(precision, recall, 2.0)}
+
+
+def binary_values(y: np.ndarray, score: np.ndarray | None, label: np.ndarray | None,
+                  threshold: float = 0.5, curves: bool = True) -> dict[str, Any]:
+    y = y.astype(np.int64)
+    pred = (score >= threshold).astype(np.int64) if label is None and score is not None else label
+    assert pred is not None
+    tp = float(np.sum((pred == 1) & (y == 1)))
+    fp = float(np.sum((pred == 1) & (y == 0)))
+    fn = float(np.sum((pred == 0) & (y == 1)))
+    tn = float(len(y) - tp - fp - fn)
+    out: dict[str, Any] = {"confusion_matrix": {"0": {"0": int(tn), "1": int(fp)}, "1": {"0": int(fn), "1": int(tp)}}}
+    out.update(_binary_scalars(tp, fp, tn, fn))
+    ranked = score if score is not None else pred.astype(float)
+    fps, tps, _ = roc_points(y, ranked)
+    out["auc"] = auc_from_points(fps, tps)
+    if curves:
+        pos, neg = tps[-1] if len(tps) else 0.0, fps[-1] if len(fps) else 0.0
+        out["receiver_operating_characteristic_curve"] = {
+            "false_positive_rates": (np.r_[0.0, fps / neg] if neg else np.r_[0.0, fps * 0]).tolist(),
+            "true_positive_rates": (np.r_[0.0, tps / pos] if pos else np.r_[0.0, tps * 0]).tolist()}
+        prec = tps / np.maximum(tps + fps, 1)
+        rec = tps / pos if pos else tps * 0
+        out["precision_recall_curve"] = {"precisions": np.r_[prec[::-1], 1.0].tolist(),
+                                         "recalls": np.r_[rec[::-1], 0.0].tolist()}
+    n, p = float(len(y)), float(y.sum())
+    always_one = _binary_scalars(p, n - p, 0.0, 0.0)
+    always_zero = _binary_scalars(0.0, 0.0, n - p, p)
+    for m in ("recall", "precision", "accuracy", "f0_5", "f1", "f2"):
+        out[f"{m}_best_constant_classifier"] = max(always_one[m], always_zero[m])
+    return out
+
+
+# --- multiclass ---------------------------------------------------------------------------------------------
+
+def multiclass_values(y: np.ndarray, pred: np.ndarray) -> dict[str, Any]:
+    classes, inv = np.unique(np.concatenate([y, pred]), return_inverse=True)
+    k = len(classes)
+    yi, pi = inv[: len(y)], inv[len(y):]
+    cm = np.bincount(yi * k + pi, minlength=k * k).reshape(k, k).astype(float)
+    support = cm.sum(axis=1)
+    tp = np.diag(cm)
+    precision = np.divide(tp, cm.sum(axis=0), out=np.zeros(k), where=cm.sum(axis=0) > 0)
+    recall = np.divide(tp, support, out=np.zeros(k), where=support > 0)
+    weights = support / support.sum()
+
+    def weighted_f(beta: float, p: np.ndarray, r: np.ndarray) -> float:
+        b2 = beta * beta
+        den = b2 * p + r
+        f = np.divide((1 + b2) * p * r, den, out=np.zeros(k), where=den > 0)
+        return float(np.sum(weights * f))
+
+    out: dict[str, Any] = {
+        "confusion_matrix": {str(a): {str(b): int(cm[i, j]) for j, b in enumerate(classes)}
+                             for i, a in enumerate(classes)},
+        "accuracy": float(tp.sum() / len(y)), "weighted_recall": float(np.sum(weights * recall)),
+        "weighted_precision": float(np.sum(weights * precision)),
+        "weighted_f0_5": weighted_f(0.5, precision, recall), "weighted_f1": weighted_f(1.0, precision, recall),
+        "weighted_f2": weighted_f(2.0, precision, recall)}
+    # the best constant classifier predicts the most frequent true class
+    major = int(np.argmax(support))
+    cp = np.zeros(k)
+    cp[major] = support[major] / len(y)
+    cr = np.zeros(k)
+    cr[major] = 1.0
+    out.update({"accuracy_best_constant_classifier": float(support[major] / len(y)),
+                "weighted_recall_best_constant_classifier": float(np.sum(weights * cr)),
+                "weighted_precision_best_constant_classifier": float(np.sum(weights * cp)),
+                "weighted_f0_5_best_constant_classifier": weighted_f(0.5, cp, cr),
+                "weighted_f1_best_constant_classifier": weighted_f(1.0, cp, cr),
+                "weighted_f2_best_constant_classifier": weighted_f(2.0, cp, cr)})
+    return out
+
+
+# --- SageMaker statistics.json, constraints.json and violations ------------------------------------------------
+
+PROBLEMS = {"Regression": "regression", "BinaryClassification": "binary_classification",
+            "MulticlassClassification": "multiclass_classification"}
+
+
+def _std(fn: Callable[[np.ndarray], dict[str, Any]], n: int, seed: int) -> dict[str, Any]:
+    if n < MIN_SAMPLES_FOR_STD:
+        return {}
+    rng = np.random.default_rng(seed)
+    runs = [fn(rng.choice(n, int(0.8 * n), replace=False)) for _ in range(5)]
+    return {k: float(np.std([r[k] for r in runs])) for k, v in runs[0].items() if isinstance(v, float)}
+
+
+def statistics(problem: str, y: np.ndarray, *, prediction: np.ndarray | None = None,
+               probability: np.ndarray | None = None, threshold: float = 0.5, seed: int = 0) -> dict[str, Any]:
+    """SageMaker's model-quality statistics.json for one window."""
+    if problem not in PROBLEMS:
+        raise ValueError(f"problem type {problem!r} is not one of {', '.join(PROBLEMS)}")
+    n = len(y)
+
+    def compute(idx: np.ndarray | None, curves: bool) -> dict[str, Any]:
+        yy = y if idx is None else y[idx]
+        if problem == "Regression":
+            assert prediction is not None
+            return regression_values(yy.astype(float), (prediction if idx is None else prediction[idx]).astype(float))
+        if problem == "BinaryClassification":
+            sc = None if probability is None else (probability if idx is None else probability[idx]).astype(float)
+            lb = None if prediction is None else (prediction if idx is None else prediction[idx]).astype(np.int64)
+            return binary_values(yy, sc, lb, threshold, curves)
+        assert prediction is not None
+        return multiclass_values(yy, prediction if idx is None else prediction[idx])
+
+    values = compute(None, True)
+    stds = _std(lambda idx: compute(idx, False), n, seed)
+    metrics = {k: {"value": v, "standard_deviation": stds.get(k, "NaN") if isinstance(v, float) else "NaN"}
+               for k, v in values.items()}
+    return {"version": 0.0, "dataset": {"item_count": n}, f"{PROBLEMS[problem]}_metrics": metrics}
+
+
+def suggest_constraints(stats: dict[str, Any]) -> dict[str, Any]:
+    key = next(k for k in stats if k.endswith("_metrics"))
+    block: dict[str, Any] = {}
+    for name, m in stats[key].items():
+        v = m["value"]
+        if not isinstance(v, float) or math.isnan(v) or name.endswith("best_constant_classifier"):
+            continue
+        op = "GreaterThanThreshold" if name in LOWER_IS_BETTER else "LessThanThreshold"
+        block[name] = {"threshold": v, "comparison_operator": op}
+    return {"version": 0.0, key.replace("_metrics", "_constraints"): block}
+
+
+def violations(constraints: dict[str, Any], stats: dict[str, Any]) -> list[dict[str, Any]]:
+    ckey = next((k for k in constraints if k.endswith("_constraints")), None)
+    skey = next((k for k in stats if k.endswith("_metrics")), None)
+    if ckey is None or skey is None:
+        return []
+    out = []
+    for name, c in constraints[ckey].items():
+        m = stats[skey].get(name)
+        if m is None or not isinstance(m.get("value"), float) or math.isnan(m["value"]):
+            continue
+        v, thr, op = m["value"], float(c["threshold"]), c["comparison_operator"]
+        if (op == "GreaterThanThreshold" and v > thr) or (op == "LessThanThreshold" and v < thr):
+            out.append({"metric_name": name, "constraint_check_type": op,
+                        "description": f"Metric {name} with {v:.4g} was {op} {thr:.4g}"})
+    return out

@@ -1,0 +1,101 @@
+"""Model-quality metrics: SageMaker's shapes, equal to scikit-learn."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sklearn import metrics as skm
+
+from monitor.engine import quality
+
+FIX = Path(__file__).resolve().parents[3] / "shared" / "reference" / "sagemaker-fixtures"
+
+
+def test_regression_matches_sklearn_and_sagemaker_shape():
+    rng = np.random.default_rng(0)
+    y = rng.normal(size=150)
+    yhat = y + rng.normal(0, 0.5, 150)
+    st = quality.statistics("Regression", y, prediction=yhat)
+    m = st["regression_metrics"]
+    assert m["mae"]["value"] == pytest.approx(skm.mean_absolute_error(y, yhat), rel=1e-12)
+    assert m["mse"]["value"] == pytest.approx(skm.mean_squared_error(y, yhat), rel=1e-12)
+    assert m["rmse"]["value"] == pytest.approx(np.sqrt(skm.mean_squared_error(y, yhat)), rel=1e-12)
+    assert m["r2"]["value"] == pytest.approx(skm.r2_score(y, yhat), rel=1e-12)
+    fixture = json.loads((FIX / "model_quality_regression_statistics.json").read_text())
+    assert set(st) == set(fixture) and set(m) == set(fixture["regression_metrics"])
+    assert all(v["standard_deviation"] == "NaN" for v in m.values())   # < 200 samples, as in the fixture
+    big = quality.statistics("Regression", rng.normal(size=1000), prediction=rng.normal(size=1000))
+    assert all(isinstance(v["standard_deviation"], float) for v in big["regression_metrics"].values())
+
+
+def test_binary_matches_sklearn():
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 2, 5000)
+    score = np.clip(y * 0.3 + rng.normal(0.35, 0.25, 5000), 0, 1).round(3)   # ties on purpose
+    m = quality.binary_values(y, score, None)
+    pred = (score >= 0.5).astype(int)
+    assert m["accuracy"] == pytest.approx(skm.accuracy_score(y, pred))
+    assert m["precision"] == pytest.approx(skm.precision_score(y, pred))
+    assert m["recall"] == pytest.approx(skm.recall_score(y, pred))
+    for beta, key in ((0.5, "f0_5"), (1.0, "f1"), (2.0, "f2")):
+        assert m[key] == pytest.approx(skm.fbeta_score(y, pred, beta=beta), rel=1e-12)
+    assert m["auc"] == pytest.approx(skm.roc_auc_score(y, score), rel=1e-12)
+    tn, fp, fn, tp = skm.confusion_matrix(y, pred).ravel()
+    assert m["confusion_matrix"] == {"0": {"0": tn, "1": fp}, "1": {"0": fn, "1": tp}}
+    fpr, tpr, _ = skm.roc_curve(y, score, drop_intermediate=False)
+    roc = m["receiver_operating_characteristic_curve"]
+    np.testing.assert_allclose(roc["false_positive_rates"], fpr, rtol=1e-12)
+    np.testing.assert_allclose(roc["true_positive_rates"], tpr, rtol=1e-12)
+    prec, rec, _ = skm.precision_recall_curve(y, score, drop_intermediate=False)
+    pr = m["precision_recall_curve"]
+    np.testing.assert_allclose(pr["precisions"], prec, rtol=1e-12)
+    np.testing.assert_allclose(pr["recalls"], rec, rtol=1e-12)
+    assert m["true_negative_rate"] == pytest.approx(tn / (tn + fp))
+    assert m["accuracy_best_constant_classifier"] == pytest.approx(max(y.mean(), 1 - y.mean()))
+    p = y.mean()
+    assert m["f1_best_constant_classifier"] == pytest.approx(2 * p / (1 + p))
+
+
+def test_binary_edge_cases():
+    y = np.ones(10, dtype=int)
+    m = quality.binary_values(y, np.linspace(0, 1, 10), None)
+    assert np.isnan(m["auc"]) and m["true_negative_rate"] == 0.0
+    m = quality.binary_values(np.array([0, 1, 0, 1]), None, np.array([0, 1, 1, 1]))
+    assert m["precision"] == pytest.approx(2 / 3) and m["auc"] == pytest.approx(0.75)
+
+
+def test_multiclass_matches_sklearn():
+    rng = np.random.default_rng(2)
+    y = rng.choice(["cat", "dog", "eel"], 3000, p=[0.5, 0.3, 0.2])
+    pred = np.where(rng.random(3000) < 0.7, y, rng.choice(["cat", "dog", "eel"], 3000))
+    m = quality.multiclass_values(y, pred)
+    assert m["accuracy"] == pytest.approx(skm.accuracy_score(y, pred))
+    assert m["weighted_precision"] == pytest.approx(skm.precision_score(y, pred, average="weighted"))
+    assert m["weighted_recall"] == pytest.approx(skm.recall_score(y, pred, average="weighted"))
+    for beta, key in ((0.5, "weighted_f0_5"), (1.0, "weighted_f1"), (2.0, "weighted_f2")):
+        assert m[key] == pytest.approx(skm.fbeta_score(y, pred, beta=beta, average="weighted"), rel=1e-12)
+    cm = skm.confusion_matrix(y, pred, labels=["cat", "dog", "eel"])
+    assert m["confusion_matrix"]["dog"]["eel"] == cm[1, 2]
+    const = np.full(3000, "cat")
+    assert m["weighted_f1_best_constant_classifier"] == pytest.approx(
+        skm.f1_score(y, const, average="weighted", zero_division=0))
+
+
+def test_constraints_and_violations_in_sagemaker_shape():
+    rng = np.random.default_rng(3)
+    y = rng.normal(size=400)
+    base = quality.statistics("Regression", y, prediction=y + rng.normal(0, 0.3, 400))
+    cons = quality.suggest_constraints(base)
+    assert cons["regression_constraints"]["mae"]["comparison_operator"] == "GreaterThanThreshold"
+    assert cons["regression_constraints"]["r2"]["comparison_operator"] == "LessThanThreshold"
+    assert quality.violations(cons, base) == []
+    worse = quality.statistics("Regression", y, prediction=y + rng.normal(0, 1.0, 400))
+    got = {v["metric_name"]: v for v in quality.violations(cons, worse)}
+    assert set(got) == {"mae", "mse", "rmse", "r2"}
+    assert got["r2"]["constraint_check_type"] == "LessThanThreshold"
+    assert got["mae"]["description"].startswith("Metric mae with ")
+    with pytest.raises(ValueError, match="problem type"):
+        quality.statistics("Ranking", y, prediction=y)
