@@ -22,6 +22,9 @@ class Baseline(Base):
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
     name: Mapped[str | None] = mapped_column(String(256), nullable=True)
     source: Mapped[str] = mapped_column(String(16))          # computed | imported
+    kind: Mapped[str] = mapped_column(String(32), default="DataQuality", server_default="DataQuality")
+    problem_type: Mapped[str | None] = mapped_column(String(32), nullable=True)   # model quality only
+    settings: Mapped[Any] = mapped_column(JSON, nullable=True)   # model quality: columns and threshold
     dataset_uri: Mapped[str | None] = mapped_column(String(2048), nullable=True)
     dataset_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
     prefix: Mapped[str] = mapped_column(String(256))         # object-store folder of its files
@@ -54,6 +57,7 @@ class Analysis(Base):
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
     baseline_id: Mapped[str] = mapped_column(ForeignKey("monitor_baselines.id"), index=True)
     status: Mapped[str] = mapped_column(String(32))   # Completed | CompletedWithViolations | Failed
+    kind: Mapped[str] = mapped_column(String(32), default="DataQuality", server_default="DataQuality")
     failure_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     source: Mapped[str] = mapped_column(String(16))   # file | uri | endpoint
     dataset_uri: Mapped[str | None] = mapped_column(String(2048), nullable=True)
@@ -112,3 +116,18 @@ class CaptureEvent(Base):
     inference_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
     inference_time: Mapped[dt.datetime] = mapped_column()
     batch_id: Mapped[str] = mapped_column(ForeignKey("monitor_capture_batches.id", ondelete="CASCADE"), index=True)
+
+
+class GroundTruth(Base):
+    """A label that arrived for an endpoint, keyed by the capture's inferenceId (else its eventId)."""
+
+    __tablename__ = "monitor_ground_truth"
+    __table_args__ = (UniqueConstraint("endpoint_id", "event_id"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    endpoint_id: Mapped[str] = mapped_column(ForeignKey("monitor_endpoints.id", ondelete="CASCADE"))
+    event_id: Mapped[str] = mapped_column(String(128))
+    label: Mapped[str] = mapped_column(Text)
+    arrived_hour: Mapped[dt.datetime] = mapped_column()
+    object_key: Mapped[str] = mapped_column(String(512))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

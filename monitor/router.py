@@ -27,6 +27,7 @@ from monitor.schemas import (
     DriftSettings,
     EndpointCreate,
     EndpointRead,
+    GroundTruthResult,
     WindowAnalysis,
 )
 
@@ -111,6 +112,19 @@ def create_baseline(p: Writer, session: SessionDep, store: StoreDep, form: Parts
         form = form["__json__"]
     name = form.get("name") if isinstance(form.get("name"), str) else None
     up, stats, constr = _file(form, "file"), _file(form, "statistics"), _file(form, "constraints")
+    if form.get("type") == "ModelQuality":
+        if up is None:
+            raise Invalid("a ModelQuality baseline needs a `file` with labels and predictions",
+                          fix="upload the validation set (CSV with header or Parquet)")
+        try:
+            threshold = float(form.get("threshold", 0.5))
+        except ValueError:
+            raise Invalid("threshold must be a number", fix="e.g. threshold=0.5") from None
+        return service.create_quality_baseline(
+            session, store, data=up[0], fmt=_fmt(up[1], form.get("format")), header=_bool(form, "header", True),
+            problem_type=str(form.get("problem_type", "")), label=str(form.get("label", "label")),
+            prediction=form.get("prediction") or None, probability=form.get("probability") or None,
+            threshold=threshold, name=name, actor=p)
     if stats or constr:
         if not (stats and constr):
             raise Invalid("an imported baseline needs both `statistics` and `constraints` files",
@@ -191,7 +205,8 @@ def get_attached_baseline(group: str, version: int, session: SessionDep, _: Read
 # --- analyses ---------------------------------------------------------------------------------------------------
 
 def _read(session: Session, row: Analysis, store: ObjectStore, full: bool) -> AnalysisRead:
-    out = AnalysisRead(id=row.id, status=row.status, failure_reason=row.failure_reason, baseline_id=row.baseline_id,
+    out = AnalysisRead(id=row.id, kind=row.kind, status=row.status, failure_reason=row.failure_reason,
+                       baseline_id=row.baseline_id,
                        source=row.source, dataset_uri=row.dataset_uri, endpoint=row.endpoint,
                        window_start=row.window_start, window_end=row.window_end, rows=row.row_count,
                        violation_count=row.violation_count, drift_share=row.drift_share,
@@ -199,7 +214,7 @@ def _read(session: Session, row: Analysis, store: ObjectStore, full: bool) -> An
                        duration_ms=row.duration_ms, created_by=row.created_by, created_at=row.created_at)
     if full:
         out.violations = json.loads(store.get(f"{row.prefix}/constraint_violations.json"))["violations"]
-        if row.status != "Failed":
+        if row.status != "Failed" and row.kind == "DataQuality":
             out.drift = json.loads(store.get(f"{row.prefix}/drift.json"))["features"]
         if store.exists(f"{row.prefix}/expectations.json"):
             out.expectations = json.loads(store.get(f"{row.prefix}/expectations.json"))
@@ -228,9 +243,13 @@ def create_analysis(p: Writer, session: SessionDep, store: StoreDep, form: Parts
                 from fastapi.exceptions import RequestValidationError
 
                 raise RequestValidationError(exc.errors()) from None
-            row = service.analyze_window(session, store, baseline_id=req.baseline_id, endpoint=req.endpoint,
-                                         start=as_utc(req.start) or req.start, end=as_utc(req.end) or req.end,
-                                         config=_config(req.drift), actor=p)
+            start, end = as_utc(req.start) or req.start, as_utc(req.end) or req.end
+            if req.type == "ModelQuality":
+                row = service.quality_window(session, store, baseline_id=req.baseline_id, endpoint=req.endpoint,
+                                             start=start, end=end, actor=p)
+            else:
+                row = service.analyze_window(session, store, baseline_id=req.baseline_id, endpoint=req.endpoint,
+                                             start=start, end=end, config=_config(req.drift), actor=p)
             return _read(session, row, store, True)
     baseline_id = form.get("baseline_id")
     if not isinstance(baseline_id, str) or not baseline_id:
@@ -248,6 +267,10 @@ def create_analysis(p: Writer, session: SessionDep, store: StoreDep, form: Parts
     if up is None and not uri:
         raise Invalid("no data to analyse", fix="send a `file` part or a `dataset_uri`, or use the JSON window form")
     data, filename = up if up else (service.read_dataset_uri(store, str(uri)), str(uri))
+    if service.get_baseline(session, baseline_id).kind == "ModelQuality":
+        row = service.quality_file(session, store, baseline_id=baseline_id, data=data,
+                                   fmt=_fmt(filename, form.get("format")), header=_bool(form, "header", True), actor=p)
+        return _read(session, row, store, True)
     row = service.analyze_file(session, store, baseline_id=baseline_id, data=data,
                                fmt=_fmt(filename, form.get("format")), header=_bool(form, "header", True),
                                dataset_uri=str(uri) if uri else None, config=_config(drift), actor=p)
@@ -320,6 +343,16 @@ async def capture(name: str, request: Request, session: SessionDep, store: Store
 
     body = await request.body()
     return await run_in_threadpool(service.ingest, session, store, name, body,
+                                   request.headers.get("content-type", JSON_TYPE))
+
+
+@router.post("/endpoints/{name}/ground-truth", response_model=GroundTruthResult)
+async def ground_truth(name: str, request: Request, session: SessionDep, store: StoreDep, _: Ingester) -> Any:
+    """SageMaker ground-truth records (groundTruthData, eventMetadata.eventId) as a JSON array or JSON Lines."""
+    from starlette.concurrency import run_in_threadpool
+
+    body = await request.body()
+    return await run_in_threadpool(service.ingest_ground_truth, session, store, name, body,
                                    request.headers.get("content-type", JSON_TYPE))
 
 

@@ -23,6 +23,8 @@ class BaselineRead(BaseModel):
     id: str
     name: str | None
     source: str
+    kind: str
+    problem_type: str | None
     dataset_uri: str | None
     dataset_sha256: str | None
     exact: bool
@@ -57,6 +59,7 @@ class DriftSettings(Strict):
 
 
 class WindowAnalysis(Strict):
+    type: Literal["DataQuality", "ModelQuality"] = "DataQuality"
     baseline_id: str = Field(min_length=1, max_length=64)
     endpoint: str = Field(min_length=1, max_length=63)
     start: dt.datetime
@@ -66,6 +69,7 @@ class WindowAnalysis(Strict):
 
 class AnalysisRead(BaseModel):
     id: str
+    kind: str
     status: str
     failure_reason: str | None
     baseline_id: str
@@ -108,6 +112,14 @@ class EndpointRead(BaseModel):
     schema_: dict[str, Any] = Field(alias="schema", serialization_alias="schema")
     created_by: str
     created_at: dt.datetime
+
+
+class GroundTruthResult(BaseModel):
+    accepted: int
+    duplicates: int
+    rejected: list[dict[str, Any]]
+    unmatched: int = Field(description="labels whose id matches no captured request yet (kept, not dropped)")
+    unmatched_ids: list[str]
 
 
 class CaptureResult(BaseModel):

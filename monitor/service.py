@@ -31,7 +31,7 @@ from monitor.engine.analysis import AnalysisResult, DriftConfig, analyze, profil
 from monitor.engine.columns import TableError, read_table
 from monitor.engine.stats import profiles_from_statistics, statistics_json
 from monitor.errors import AnalysisNotFound, BaselineNotFound, EndpointNotFound
-from monitor.orm import Analysis, Baseline, CaptureBatch, CaptureEvent, Endpoint, VersionBaseline
+from monitor.orm import Analysis, Baseline, CaptureBatch, CaptureEvent, Endpoint, GroundTruth, VersionBaseline
 from registry import service as registry
 
 # --- baselines ----------------------------------------------------------------------------------------------
@@ -509,3 +509,241 @@ def captured_count(session: Session, endpoint: str) -> int:
     ep = get_endpoint(session, endpoint)
     return int(session.scalar(select(func.count()).select_from(CaptureEvent).where(CaptureEvent.endpoint_id == ep.id))
                or 0)
+
+
+# --- ground truth and model quality ---------------------------------------------------------------------------
+
+def _gt_label(record: Any) -> tuple[str, str]:
+    if not isinstance(record, dict):
+        raise capture.RecordError("record must be a JSON object")
+    meta = record.get("eventMetadata")
+    event_id = meta.get("eventId") if isinstance(meta, dict) else None
+    if not isinstance(event_id, str) or not event_id or len(event_id) > 128:
+        raise capture.RecordError("eventMetadata.eventId must be a non-empty string (the inferenceId or eventId "
+                                  "of the captured request)")
+    gt = record.get("groundTruthData")
+    if not isinstance(gt, dict) or not isinstance(gt.get("data"), str):
+        raise capture.RecordError("groundTruthData.data must be a string holding the label")
+    data, enc = capture._decode(gt, "groundTruthData")
+    label = data.strip()
+    if enc == "JSON":
+        try:
+            value = json.loads(label)
+        except ValueError:
+            raise capture.RecordError("groundTruthData.data is not valid JSON") from None
+        label = str(value.get("label", value) if isinstance(value, dict) else value)
+    else:
+        label = capture._csv_values(label)[0] if label else ""
+    if label == "":
+        raise capture.RecordError("groundTruthData.data is empty")
+    return event_id, label
+
+
+def ingest_ground_truth(session: Session, store: ObjectStore, endpoint: str, body: bytes,
+                        content_type: str) -> dict[str, Any]:
+    """Labels, stored hour-partitioned by arrival (as SageMaker does); unknown ids are kept and reported."""
+    ep = get_endpoint(session, endpoint)
+    try:
+        items = capture.split_body(body, content_type)
+    except capture.RecordError as exc:
+        raise Invalid(str(exc), fix="send SageMaker ground-truth records") from None
+    rejected: list[dict[str, Any]] = []
+    good: list[tuple[str, str, Any]] = []
+    for i, item in enumerate(items):
+        try:
+            if isinstance(item, capture.RecordError):
+                raise item
+            eid, label = _gt_label(item)
+            good.append((eid, label, item))
+        except capture.RecordError as exc:
+            rejected.append({"index": i, "reason": str(exc)})
+    _lock_endpoint(session, ep)
+    ids = list({g[0] for g in good})
+    known: set[str] = set()
+    matched: set[str] = set()
+    for c in range(0, len(ids), 500):
+        chunk = ids[c:c + 500]
+        known |= set(session.scalars(select(GroundTruth.event_id).where(GroundTruth.endpoint_id == ep.id,
+                                                                       GroundTruth.event_id.in_(chunk))))
+        matched |= set(session.scalars(select(CaptureEvent.inference_id).where(
+            CaptureEvent.endpoint_id == ep.id, CaptureEvent.inference_id.in_(chunk))))
+        matched |= set(session.scalars(select(CaptureEvent.event_id).where(
+            CaptureEvent.endpoint_id == ep.id, CaptureEvent.event_id.in_(chunk))))
+    fresh, duplicates = [], 0
+    for eid, label, raw in good:
+        if eid in known:
+            duplicates += 1
+            continue
+        known.add(eid)
+        fresh.append((eid, label, raw))
+    now = utcnow()
+    hour = now.replace(minute=0, second=0, microsecond=0)
+    unmatched = [eid for eid, _, _ in fresh if eid not in matched]
+    if fresh:
+        key = f"groundtruth/{ep.name}/{hour:%Y/%m/%d/%H}/{new_id()}.jsonl"
+        store.put(key, "".join(json.dumps(r, separators=(",", ":")) + "\n" for _, _, r in fresh).encode(),
+                  "application/jsonl")
+        session.add_all([GroundTruth(endpoint_id=ep.id, event_id=eid, label=label, arrived_hour=hour, object_key=key,
+                                     created_at=now) for eid, label, _ in fresh])
+        session.flush()
+    return {"accepted": len(fresh), "duplicates": duplicates, "rejected": rejected,
+            "unmatched": len(unmatched), "unmatched_ids": unmatched[:100]}
+
+
+def _quality_arrays(problem: str, labels: list[Any], preds: list[Any] | None, probs: list[Any] | None
+                    ) -> tuple[Any, Any, Any]:
+    import numpy as np
+
+    try:
+        if problem != "BinaryClassification" and preds is None:
+            raise Invalid(f"{problem} quality needs a prediction column", fix="configure prediction=")
+        if problem == "Regression":
+            return np.asarray(labels, dtype=float), np.asarray(preds, dtype=float), None
+        if problem == "BinaryClassification":
+            y = np.asarray([int(float(v)) for v in labels])
+            if not set(np.unique(y)) <= {0, 1}:
+                raise Invalid("binary labels must be 0 or 1", fix="map the positive class to 1")
+            pr = None if probs is None else np.asarray(probs, dtype=float)
+            lb = None if preds is None or (pr is not None) else np.asarray([int(float(v)) for v in preds])
+            if pr is None and lb is None:
+                raise Invalid("binary quality needs a prediction or a probability column", fix="configure one")
+            return y, lb, pr
+        return np.asarray([str(v) for v in labels]), np.asarray([str(v) for v in preds or []]), None
+    except (TypeError, ValueError) as exc:
+        raise Invalid(f"labels or predictions are not of the problem type {problem}: {exc}",
+                      fix="check the label, prediction and probability columns") from None
+
+
+def create_quality_baseline(session: Session, store: ObjectStore, *, data: bytes, fmt: str | None, header: bool,
+                            problem_type: str, label: str, prediction: str | None, probability: str | None,
+                            threshold: float, name: str | None, actor: Principal) -> Baseline:
+    from monitor.engine import quality
+
+    if problem_type not in quality.PROBLEMS:
+        raise Invalid(f"problem_type {problem_type!r} is not one of {', '.join(quality.PROBLEMS)}",
+                      fix="use Regression, BinaryClassification or MulticlassClassification")
+    table = _table(data, fmt, header)
+    cols = table.column_names
+    for needed in [label, prediction, probability]:
+        if needed is not None and needed not in cols:
+            raise Invalid(f"column {needed!r} is not in the dataset (columns: {cols[:20]})",
+                          fix="name the label/prediction/probability columns with label=, prediction=, probability=")
+    y, pred, prob = _quality_arrays(problem_type, table.column(label).to_pylist(),
+                                    table.column(prediction).to_pylist() if prediction else None,
+                                    table.column(probability).to_pylist() if probability else None)
+    stats = quality.statistics(problem_type, y, prediction=pred, probability=prob, threshold=threshold)
+    constraints = quality.suggest_constraints(stats)
+    bid = new_id()
+    prefix = f"baselines/{bid}"
+    store.put(f"{prefix}/statistics.json", files.dumps(stats), "application/json")
+    store.put(f"{prefix}/constraints.json", files.dumps(constraints), "application/json")
+    row = Baseline(id=bid, name=name, source="computed", kind="ModelQuality", problem_type=problem_type,
+                   settings={"label": label, "prediction": prediction, "probability": probability,
+                             "threshold": threshold},
+                   dataset_sha256=hashlib.sha256(data).hexdigest(), prefix=prefix, exact=False,
+                   row_count=table.num_rows, feature_count=table.num_columns, created_by=actor.name,
+                   created_at=utcnow())
+    session.add(row)
+    session.flush()
+    _baseline_lineage(session, row, store, actor.name)
+    audit.record(session, actor=actor.name, action="baseline.created", subject_type="baseline", subject_id=bid,
+                 after={"kind": "ModelQuality", "problem_type": problem_type, "rows": row.row_count})
+    return row
+
+
+def run_quality_analysis(session: Session, store: ObjectStore, *, baseline_id: str, actor: Principal,
+                         labels: list[Any] | None, preds: list[Any] | None, probs: list[Any] | None,
+                         source: str, endpoint: str | None = None, start: dt.datetime | None = None,
+                         end: dt.datetime | None = None, failure: str | None = None) -> Analysis:
+    from monitor.engine import quality
+
+    base = get_baseline(session, baseline_id)
+    if base.kind != "ModelQuality" or base.problem_type is None:
+        raise Invalid(f"baseline {baseline_id} is a {base.kind} baseline", fix="use a ModelQuality baseline")
+    aid = new_id()
+    prefix = f"analyses/{aid}"
+    t0 = time.perf_counter()
+    row = Analysis(id=aid, baseline_id=base.id, kind="ModelQuality", source=source, endpoint=endpoint,
+                   window_start=start, window_end=end, prefix=prefix, created_by=actor.name, created_at=utcnow(),
+                   drifted_features=[])
+    if failure is not None or not labels:
+        row.status, row.failure_reason = "Failed", failure or "no labelled predictions"
+        store.put(f"{prefix}/constraint_violations.json", files.dumps({"violations": []}), "application/json")
+    else:
+        settings = base.settings or {}
+        y, pred, prob = _quality_arrays(base.problem_type, labels, preds, probs)
+        stats = quality.statistics(base.problem_type, y, prediction=pred, probability=prob,
+                                   threshold=float(settings.get("threshold", 0.5)))
+        found = quality.violations(json.loads(store.get(f"{base.prefix}/constraints.json")), stats)
+        store.put(f"{prefix}/statistics.json", files.dumps(stats), "application/json")
+        store.put(f"{prefix}/constraint_violations.json", files.dumps({"violations": found}), "application/json")
+        row.status = "CompletedWithViolations" if found else "Completed"
+        row.row_count, row.violation_count = len(y), len(found)
+    row.duration_ms = int((time.perf_counter() - t0) * 1000)
+    session.add(row)
+    session.flush()
+    audit.record(session, actor=actor.name, action="analysis.completed", subject_type="analysis", subject_id=aid,
+                 after={"kind": "ModelQuality", "status": row.status, "violations": row.violation_count})
+    events.emit(session, "analysis.completed", aid, {"id": aid, "kind": "ModelQuality", "status": row.status,
+                                                     "baseline_id": base.id, "violations": row.violation_count,
+                                                     "endpoint": endpoint})
+    return row
+
+
+def quality_window(session: Session, store: ObjectStore, *, baseline_id: str, endpoint: str, start: dt.datetime,
+                   end: dt.datetime, actor: Principal) -> Analysis:
+    """Captured predictions in the window joined to their labels (inferenceId, else eventId)."""
+    base = get_baseline(session, baseline_id)
+    if end <= start:
+        raise Invalid("window end is not after start", fix="give start < end")
+    ep = get_endpoint(session, endpoint)
+    settings = base.settings or {}
+    pred_col, prob_col = settings.get("prediction"), settings.get("probability")
+    batches = list(session.scalars(select(CaptureBatch).where(
+        CaptureBatch.endpoint_id == ep.id, CaptureBatch.last_time >= start, CaptureBatch.first_time < end)))
+    rows: list[tuple[str, Any, Any]] = []
+    for b in batches:
+        t = pq.read_table(io.BytesIO(store.get(b.parquet_key))).to_pylist()
+        for r in t:
+            when = r["__inference_time"]
+            if start <= when < end:
+                rows.append((r["__inference_id"] or r["__event_id"], r.get(pred_col) if pred_col else None,
+                             r.get(prob_col) if prob_col else None))
+    window = f"between {start.isoformat()} and {end.isoformat()}"
+    if not rows:
+        return run_quality_analysis(session, store, baseline_id=baseline_id, actor=actor, labels=None, preds=None,
+                                    probs=None, source="endpoint", endpoint=endpoint, start=start, end=end,
+                                    failure=f"no data captured {window} for endpoint {endpoint!r}")
+    keys = [k for k, _, _ in rows]
+    labels: dict[str, str] = {}
+    for c in range(0, len(keys), 500):
+        for gt in session.scalars(select(GroundTruth).where(GroundTruth.endpoint_id == ep.id,
+                                                            GroundTruth.event_id.in_(keys[c:c + 500]))):
+            labels[gt.event_id] = gt.label
+    joined = [(labels[k], p, q) for k, p, q in rows if k in labels]
+    if not joined:
+        return run_quality_analysis(session, store, baseline_id=baseline_id, actor=actor, labels=None, preds=None,
+                                    probs=None, source="endpoint", endpoint=endpoint, start=start, end=end,
+                                    failure=f"no ground truth yet for the {len(rows)} records captured {window}")
+    return run_quality_analysis(session, store, baseline_id=baseline_id, actor=actor,
+                                labels=[j[0] for j in joined], preds=[j[1] for j in joined] if pred_col else None,
+                                probs=[j[2] for j in joined] if prob_col else None, source="endpoint",
+                                endpoint=endpoint, start=start, end=end)
+
+
+def quality_file(session: Session, store: ObjectStore, *, baseline_id: str, data: bytes, fmt: str | None,
+                 header: bool, actor: Principal) -> Analysis:
+    """A labelled file (the baseline's label/prediction/probability columns) judged against the baseline."""
+    base = get_baseline(session, baseline_id)
+    settings = base.settings or {}
+    table = _table(data, fmt, header)
+    cols = {k: settings.get(k) for k in ("label", "prediction", "probability")}
+    missing = [c for c in cols.values() if c and c not in table.column_names]
+    if missing:
+        raise Invalid(f"the file lacks the baseline's columns {missing}", fix=f"include columns {list(cols.values())}")
+
+    def col(name: str | None) -> list[Any] | None:
+        return table.column(name).to_pylist() if name else None
+
+    return run_quality_analysis(session, store, baseline_id=baseline_id, actor=actor, labels=col(cols["label"]),
+                                preds=col(cols["prediction"]), probs=col(cols["probability"]), source="file")

@@ -357,3 +357,62 @@ def test_great_expectations_suite_export_and_run(client, keys):
     assert res["expectations"]["statistics"]["unsupported"] == 1 and res["expectations"]["success"] is False
     assert_problem(client.put(f"/api/v1/baselines/{bid}/expectations.json", content=b'{"expectations": [{}]}',
                               headers=pub), 422, "type")
+
+
+def gt_record(event_id: str, label: str, enc: str = "CSV") -> dict:
+    return {"groundTruthData": {"data": label, "encoding": enc}, "eventMetadata": {"eventId": event_id},
+            "eventVersion": "0"}
+
+
+def test_ground_truth_and_model_quality(client, keys):
+    _endpoint(client, keys)
+    pub, ing = keys("publisher"), keys("ingest")
+    rng = np.random.default_rng(12)
+    val = pd.DataFrame({"label": rng.integers(0, 2, 600)})
+    val["prediction"] = np.where(rng.random(600) < 0.85, val["label"], 1 - val["label"])
+    r = client.post("/api/v1/baselines", headers=pub, data={
+        "type": "ModelQuality", "problem_type": "BinaryClassification", "label": "label", "prediction": "prediction"},
+        files={"file": ("val.csv", csv_bytes(val))})
+    assert r.status_code == 201, r.text
+    mq = r.json()["id"]
+    assert r.json()["kind"] == "ModelQuality"
+    cons = client.get(f"/api/v1/baselines/{mq}/constraints.json", headers=pub).json()
+    assert cons["binary_classification_constraints"]["f1"]["comparison_operator"] == "LessThanThreshold"
+    st = client.get(f"/api/v1/baselines/{mq}/statistics.json", headers=pub).json()
+    assert isinstance(st["binary_classification_metrics"]["accuracy"]["standard_deviation"], float)
+    # captured predictions (the capture's inferenceId is the join key), then late labels
+    t0 = dt.datetime(2026, 11, 20, 10, 0, tzinfo=dt.UTC)
+    truth = rng.integers(0, 2, 300)
+    recs = []
+    for i in range(300):
+        rec = record(i, t0 + dt.timedelta(seconds=i), (30, 40.0, "CA"))
+        rec["captureData"]["endpointOutput"]["data"] = str(1 - truth[i] if i % 2 else truth[i])   # 50% wrong
+        recs.append(rec)
+    client.post("/api/v1/endpoints/churn-prod/capture", json=recs, headers=ing)
+    window = {"type": "ModelQuality", "baseline_id": mq, "endpoint": "churn-prod",
+              "start": "2026-11-20T10:00:00Z", "end": "2026-11-20T11:00:00Z"}
+    early = client.post("/api/v1/analyses", json=window, headers=pub).json()
+    assert early["status"] == "Failed" and "no ground truth yet" in early["failure_reason"]
+    labels = [gt_record(f"inf-{i}", str(truth[i])) for i in range(300)] + [gt_record("stranger", "1")]
+    g = client.post("/api/v1/endpoints/churn-prod/ground-truth", json=labels, headers=ing).json()
+    assert g["accepted"] == 301 and g["unmatched"] == 1 and g["unmatched_ids"] == ["stranger"]
+    again = client.post("/api/v1/endpoints/churn-prod/ground-truth", json=labels[:5], headers=ing).json()
+    assert again["duplicates"] == 5
+    bad = client.post("/api/v1/endpoints/churn-prod/ground-truth", json=[{"eventMetadata": {}}, gt_record("x", "")],
+                      headers=ing).json()
+    assert [x["index"] for x in bad["rejected"]] == [0, 1]
+    res = client.post("/api/v1/analyses", json=window, headers=pub).json()
+    assert res["kind"] == "ModelQuality" and res["status"] == "CompletedWithViolations" and res["rows"] == 300
+    names = {v["metric_name"] for v in res["violations"]}
+    assert {"accuracy", "f1"} <= names
+    assert all(v["constraint_check_type"] in ("LessThanThreshold", "GreaterThanThreshold") for v in res["violations"])
+    st = client.get(f"/api/v1/analyses/{res['id']}/statistics.json", headers=pub).json()
+    assert abs(st["binary_classification_metrics"]["accuracy"]["value"] - 0.5) < 0.01
+    same = client.post("/api/v1/analyses", headers=pub, data={"baseline_id": mq},
+                       files={"file": ("val.csv", csv_bytes(val))}).json()
+    assert same["status"] == "Completed"
+    assert_problem(client.post("/api/v1/baselines", headers=pub, data={
+        "type": "ModelQuality", "problem_type": "Ranking"}, files={"file": ("v.csv", csv_bytes(val))}), 422, "Ranking")
+    assert_problem(client.post("/api/v1/baselines", headers=pub, data={
+        "type": "ModelQuality", "problem_type": "Regression", "label": "y", "prediction": "p"},
+        files={"file": ("v.csv", csv_bytes(val))}), 422, "not in the dataset")
