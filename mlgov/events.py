@@ -87,13 +87,15 @@ def matches(patterns: list[str], event_type: str) -> bool:
     return any(p in ("*", event_type) or (p.endswith(".*") and event_type.startswith(p[:-1])) for p in patterns)
 
 
-def emit(session: Session, event_type: str, subject: str, payload: dict[str, Any]) -> OutboxEvent:
-    """Queue an event (and its webhook deliveries) in the caller's transaction."""
+def emit(session: Session, event_type: str, subject: str, payload: dict[str, Any],
+         to: list[str] | None = None) -> OutboxEvent:
+    """Queue an event (and its webhook deliveries) in the caller's transaction; ``to`` addresses given
+    webhooks only (e.g. one model group's retraining pipeline) instead of every subscriber."""
     ev = OutboxEvent(event_id=new_id(), type=event_type, subject=subject, payload=payload, created_at=utcnow())
     session.add(ev)
     session.flush()
     for hook in session.scalars(select(Webhook).where(Webhook.active.is_(True))):
-        if matches(list(hook.events), event_type):
+        if (hook.id in to) if to is not None else matches(list(hook.events), event_type):
             session.add(Delivery(id=new_id(), webhook_id=hook.id, outbox_id=ev.id, event_type=event_type,
                                  status="pending", attempts=0, next_attempt_at=ev.created_at))
     session.flush()

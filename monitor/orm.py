@@ -131,3 +131,79 @@ class GroundTruth(Base):
     arrived_hour: Mapped[dt.datetime] = mapped_column()
     object_key: Mapped[str] = mapped_column(String(512))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class Schedule(Base):
+    """A monitoring schedule; ``next_run_at`` is the scheduler's job state, kept in the database."""
+
+    __tablename__ = "monitor_schedules"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(63), unique=True)
+    endpoint: Mapped[str] = mapped_column(String(63), index=True)
+    type: Mapped[str] = mapped_column(String(32))
+    expression: Mapped[str] = mapped_column(String(128))
+    window_start: Mapped[str] = mapped_column(String(32), default="-PT1H")
+    window_end: Mapped[str] = mapped_column(String(32), default="PT0S")
+    baseline_id: Mapped[str] = mapped_column(ForeignKey("monitor_baselines.id"))
+    drift: Mapped[Any] = mapped_column(JSON, nullable=True)
+    alerting: Mapped[Any] = mapped_column(JSON, nullable=True)
+    status: Mapped[str] = mapped_column(String(16), default="Scheduled")   # Scheduled | Stopped
+    next_run_at: Mapped[dt.datetime] = mapped_column(index=True)
+    last_run_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
+    created_by: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class Execution(Base):
+    """One run of a schedule. The unique (schedule, fire time) key is the claim: whichever scheduler process
+    inserts it runs it, so two processes never run the same due run twice."""
+
+    __tablename__ = "monitor_executions"
+    __table_args__ = (UniqueConstraint("schedule_id", "scheduled_for"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    schedule_id: Mapped[str] = mapped_column(ForeignKey("monitor_schedules.id", ondelete="CASCADE"), index=True)
+    scheduled_for: Mapped[dt.datetime] = mapped_column()
+    trigger: Mapped[str] = mapped_column(String(16), default="schedule")   # schedule | manual
+    status: Mapped[str] = mapped_column(String(32), default="Pending")
+    failure_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    window_start: Mapped[dt.datetime] = mapped_column()
+    window_end: Mapped[dt.datetime] = mapped_column()
+    analysis_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    violation_count: Mapped[int] = mapped_column(Integer, default=0)
+    worker: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    started_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
+    ended_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class Alert(Base):
+    __tablename__ = "monitor_alerts"
+    __table_args__ = (Index("ix_monitor_alerts_schedule_status", "schedule_id", "status"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    schedule_id: Mapped[str] = mapped_column(ForeignKey("monitor_schedules.id", ondelete="CASCADE"))
+    check: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16), default="open")   # open | resolved
+    model_group: Mapped[str | None] = mapped_column(String(63), nullable=True)
+    model_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    opened_execution_id: Mapped[str] = mapped_column(String(32))
+    last_execution_id: Mapped[str] = mapped_column(String(32))
+    details: Mapped[Any] = mapped_column(JSON, default=list)
+    occurrences: Mapped[int] = mapped_column(Integer, default=1)
+    opened_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    resolved_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
+
+
+class RetrainingTrigger(Base):
+    __tablename__ = "monitor_retraining_triggers"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    model_group: Mapped[str] = mapped_column(String(63), unique=True)
+    webhook_id: Mapped[str] = mapped_column(String(32))
+    cooldown_seconds: Mapped[int] = mapped_column(Integer, default=3600)
+    last_triggered_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
+    created_by: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

@@ -11,14 +11,15 @@ from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
 from mlgov.api import Limit, Offset, Page
-from mlgov.auth import INGESTERS, PUBLISHERS, READERS, Principal, SessionDep, require
+from mlgov.auth import ADMINS, INGESTERS, PUBLISHERS, READERS, Principal, SessionDep, require
 from mlgov.db import as_utc
 from mlgov.errors import Invalid
 from mlgov.storage import ObjectStore
-from monitor import service
+from monitor import schedules, service
 from monitor.engine.analysis import DriftConfig
 from monitor.orm import Analysis
 from monitor.schemas import (
+    AlertRead,
     AnalysisRead,
     AttachBaseline,
     AttachedBaseline,
@@ -27,7 +28,14 @@ from monitor.schemas import (
     DriftSettings,
     EndpointCreate,
     EndpointRead,
+    ExecutionRead,
     GroundTruthResult,
+    RunWindow,
+    ScheduleCreate,
+    ScheduleRead,
+    ScheduleUpdate,
+    TriggerRead,
+    TriggerSet,
     WindowAnalysis,
 )
 
@@ -359,3 +367,83 @@ async def ground_truth(name: str, request: Request, session: SessionDep, store: 
 @router.get("/endpoints/{name}/capture/summary")
 def capture_summary(name: str, session: SessionDep, _: Reader) -> dict[str, Any]:
     return {"endpoint": name, "records": service.captured_count(session, name)}
+
+
+# --- schedules, executions, alerts, retraining ------------------------------------------------------------------
+
+@router.post("/monitoring-schedules", response_model=ScheduleRead, status_code=201)
+def create_schedule(body: ScheduleCreate, session: SessionDep, p: Writer) -> Any:
+    return schedules.create(session, name=body.name, endpoint=body.endpoint, type=body.type,
+                            expression=body.schedule, baseline_id=body.baseline_id,
+                            window_start=body.window.get("start", "-PT1H"), window_end=body.window.get("end", "PT0S"),
+                            drift=body.drift.model_dump() if body.drift else None, alerting=body.alerting, actor=p)
+
+
+@router.get("/monitoring-schedules", response_model=Page[ScheduleRead])
+def list_schedules(session: SessionDep, _: Reader, limit: Limit = 50, offset: Offset = 0) -> Any:
+    rows, total = schedules.list_schedules(session, limit, offset)
+    return {"items": rows, "total": total, "limit": limit, "offset": offset}
+
+
+@router.get("/monitoring-schedules/{name}", response_model=ScheduleRead)
+def get_schedule(name: str, session: SessionDep, _: Reader) -> Any:
+    return schedules.get(session, name)
+
+
+@router.patch("/monitoring-schedules/{name}", response_model=ScheduleRead)
+def update_schedule(name: str, body: ScheduleUpdate, session: SessionDep, p: Writer) -> Any:
+    fields: dict[str, Any] = {}
+    if body.schedule is not None:
+        fields["expression"] = body.schedule
+    if body.window:
+        fields.update({f"window_{k}": v for k, v in body.window.items()})
+    if body.drift is not None:
+        fields["drift"] = body.drift.model_dump()
+    if body.alerting is not None:
+        fields["alerting"] = body.alerting
+    return schedules.update(session, name, fields, p)
+
+
+@router.post("/monitoring-schedules/{name}/stop", response_model=ScheduleRead)
+def stop_schedule(name: str, session: SessionDep, p: Writer) -> Any:
+    return schedules.set_status(session, name, "Stopped", p)
+
+
+@router.post("/monitoring-schedules/{name}/start", response_model=ScheduleRead)
+def start_schedule(name: str, session: SessionDep, p: Writer) -> Any:
+    return schedules.set_status(session, name, "Scheduled", p)
+
+
+@router.delete("/monitoring-schedules/{name}", status_code=204)
+def delete_schedule(name: str, session: SessionDep, p: Writer) -> Response:
+    schedules.delete(session, name, p)
+    return Response(status_code=204)
+
+
+@router.post("/monitoring-schedules/{name}/run", response_model=ExecutionRead, status_code=201)
+def run_schedule(name: str, body: RunWindow, request: Request, session: SessionDep, store: StoreDep,
+                 p: Writer) -> Any:
+    start, end = as_utc(body.start) or body.start, as_utc(body.end) or body.end
+    return schedules.run_now(session, request.app.state.db, store, name, start, end, p)
+
+
+@router.get("/monitoring-schedules/{name}/executions", response_model=Page[ExecutionRead])
+def list_executions(name: str, session: SessionDep, _: Reader, limit: Limit = 50, offset: Offset = 0) -> Any:
+    rows, total = schedules.executions(session, name, limit, offset)
+    return {"items": rows, "total": total, "limit": limit, "offset": offset}
+
+
+@router.get("/alerts", response_model=Page[AlertRead])
+def list_alerts(session: SessionDep, _: Reader, status: Literal["open", "resolved"] | None = None,
+                schedule: str | None = None, model_group: str | None = None, limit: Limit = 50,
+                offset: Offset = 0) -> Any:
+    rows, total = schedules.list_alerts(session, status=status, schedule=schedule, model_group=model_group,
+                                        limit=limit, offset=offset)
+    return {"items": rows, "total": total, "limit": limit, "offset": offset}
+
+
+@router.put("/model-groups/{group}/retraining-trigger", response_model=TriggerRead, tags=["registry"])
+def set_retraining_trigger(group: str, body: TriggerSet, session: SessionDep,
+                           p: Annotated[Principal, Depends(require(ADMINS))]) -> Any:
+    return schedules.set_trigger(session, group, url=body.url, secret=body.secret,
+                                 cooldown_seconds=body.cooldown_seconds, actor=p)

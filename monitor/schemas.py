@@ -127,3 +127,87 @@ class CaptureResult(BaseModel):
     sampled_out: int
     duplicates: int
     rejected: list[dict[str, Any]]
+
+
+class ScheduleCreate(Strict):
+    name: str = Field(min_length=1, max_length=63, pattern=r"^[a-zA-Z0-9](-*[a-zA-Z0-9])*$")
+    endpoint: str = Field(min_length=1, max_length=63)
+    type: Literal["DataQuality", "ModelQuality", "ModelBias", "ModelExplainability"]
+    schedule: str = Field(min_length=1, max_length=128, description="5-field cron (UTC), 'hourly' or 'daily'")
+    baseline_id: str = Field(min_length=1, max_length=64)
+    window: dict[Literal["start", "end"], str] = Field(default_factory=dict,
+                                                       description="ISO-8601 offsets, default -PT1H … PT0S")
+    drift: DriftSettings | None = None
+    alerting: dict[str, Any] | None = None
+
+
+class ScheduleUpdate(Strict):
+    schedule: str | None = Field(default=None, min_length=1, max_length=128)
+    window: dict[Literal["start", "end"], str] | None = None
+    drift: DriftSettings | None = None
+    alerting: dict[str, Any] | None = None
+
+
+class ScheduleRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    name: str
+    endpoint: str
+    type: str
+    expression: str
+    window_start: str
+    window_end: str
+    baseline_id: str
+    status: str
+    next_run_at: dt.datetime
+    last_run_at: dt.datetime | None
+    created_by: str
+    created_at: dt.datetime
+
+
+class RunWindow(Strict):
+    start: dt.datetime
+    end: dt.datetime
+
+
+class ExecutionRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: str
+    scheduled_for: dt.datetime
+    trigger: str
+    status: str
+    failure_reason: str | None
+    window_start: dt.datetime
+    window_end: dt.datetime
+    analysis_id: str | None
+    violation_count: int
+    started_at: dt.datetime | None
+    ended_at: dt.datetime | None
+
+
+class AlertRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: str
+    check: str
+    status: str
+    model_group: str | None
+    model_version: int | None
+    opened_execution_id: str
+    last_execution_id: str
+    details: list[dict[str, Any]]
+    occurrences: int
+    opened_at: dt.datetime
+    resolved_at: dt.datetime | None
+
+
+class TriggerSet(Strict):
+    url: str = Field(min_length=8, max_length=2048)
+    secret: str = Field(min_length=16, max_length=256)
+    cooldown_seconds: int = Field(default=3600, ge=0, le=30 * 86400)
+
+
+class TriggerRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    model_group: str
+    webhook_id: str
+    cooldown_seconds: int
+    last_triggered_at: dt.datetime | None

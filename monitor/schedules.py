@@ -1,0 +1,316 @@
+"""Monitoring schedules, executions, alerts and retraining triggers (service layer: flushes, never commits).
+
+Exactly once: a due run is claimed by inserting its execution row, unique per (schedule, fire time), in a
+transaction of its own; a second scheduler process inserting the same row fails and moves on. The run then
+executes and its outcome is written in the same transaction as its alert changes and outbox events.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import socket
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from mlgov import audit, events
+from mlgov.auth import SYSTEM, Principal
+from mlgov.db import Database, new_id, paginate, utcnow
+from mlgov.errors import Conflict, Invalid, NotFound
+from mlgov.storage import ObjectStore
+from monitor import schedule_rules as rules
+from monitor import service
+from monitor.engine.analysis import DriftConfig
+from monitor.orm import Alert, Execution, RetrainingTrigger, Schedule
+
+log = logging.getLogger("mlgov.scheduler")
+TYPES = ("DataQuality", "ModelQuality", "ModelBias", "ModelExplainability")
+NOT_YET = ("ModelBias", "ModelExplainability")
+DEFAULT_GRACE = dt.timedelta(hours=1)
+
+
+def _check_rules(expression: str, start: str, end: str) -> tuple[dt.timedelta, dt.timedelta]:
+    try:
+        rules.trigger(expression)
+        s, e = rules.duration(start), rules.duration(end)
+    except rules.RuleError as exc:
+        raise Invalid(str(exc), fix="use cron like '*/5 * * * *' or hourly/daily, offsets like -PT1H") from None
+    if e <= s:
+        raise Invalid(f"window end offset {end} is not after start offset {start}", fix="e.g. start -PT1H, end PT0S")
+    return s, e
+
+
+def create(session: Session, *, name: str, endpoint: str, type: str, expression: str, baseline_id: str,
+           window_start: str, window_end: str, drift: dict[str, Any] | None, alerting: dict[str, Any] | None,
+           actor: Principal, now: dt.datetime | None = None) -> Schedule:
+    if type in NOT_YET:
+        raise Invalid(f"{type} schedules run once the Clarify issue lands (bias and explainability monitors)",
+                      fix="use DataQuality or ModelQuality for now")
+    if type not in TYPES:
+        raise Invalid(f"type {type!r} is not one of {', '.join(TYPES)}", fix="pick a monitoring type")
+    _check_rules(expression, window_start, window_end)
+    service.get_endpoint(session, endpoint)
+    base = service.get_baseline(session, baseline_id)
+    wanted = "ModelQuality" if type == "ModelQuality" else "DataQuality"
+    if base.kind != wanted:
+        raise Invalid(f"a {type} schedule needs a {wanted} baseline; {baseline_id} is {base.kind}",
+                      fix=f"create a {wanted} baseline first")
+    if session.scalar(select(Schedule.id).where(Schedule.name == name)) is not None:
+        raise Conflict(f"monitoring schedule {name!r} already exists", fix="pick another name or update it")
+    now = now or utcnow()
+    row = Schedule(id=new_id(), name=name, endpoint=endpoint, type=type, expression=expression,
+                   window_start=window_start, window_end=window_end, baseline_id=baseline_id, drift=drift,
+                   alerting=alerting, status="Scheduled", next_run_at=rules.next_after(expression, now),
+                   created_by=actor.name, created_at=now, updated_at=now)
+    session.add(row)
+    session.flush()
+    audit.record(session, actor=actor.name, action="schedule.created", subject_type="schedule", subject_id=name,
+                 after={"endpoint": endpoint, "type": type, "expression": expression, "baseline_id": baseline_id})
+    return row
+
+
+def get(session: Session, name: str) -> Schedule:
+    row = session.scalar(select(Schedule).where(Schedule.name == name))
+    if row is None:
+        raise NotFound(f"no monitoring schedule named {name!r}", fix="list them with GET /api/v1/monitoring-schedules")
+    return row
+
+
+def list_schedules(session: Session, limit: int, offset: int) -> tuple[list[Schedule], int]:
+    return paginate(session, select(Schedule), Schedule.name, limit=limit, offset=offset)
+
+
+def set_status(session: Session, name: str, status: str, actor: Principal, now: dt.datetime | None = None) -> Schedule:
+    row = get(session, name)
+    before = row.status
+    row.status = status
+    if status == "Scheduled":
+        row.next_run_at = rules.next_after(row.expression, now or utcnow())
+    row.updated_at = utcnow()
+    session.flush()
+    audit.record(session, actor=actor.name, action=f"schedule.{'started' if status == 'Scheduled' else 'stopped'}",
+                 subject_type="schedule", subject_id=name, before={"status": before}, after={"status": status})
+    return row
+
+
+def update(session: Session, name: str, fields: dict[str, Any], actor: Principal) -> Schedule:
+    row = get(session, name)
+    before = {k: getattr(row, k) for k in fields}
+    for k, v in fields.items():
+        setattr(row, k, v)
+    _check_rules(row.expression, row.window_start, row.window_end)
+    if "expression" in fields:
+        row.next_run_at = rules.next_after(row.expression, utcnow())
+    row.updated_at = utcnow()
+    session.flush()
+    audit.record(session, actor=actor.name, action="schedule.updated", subject_type="schedule", subject_id=name,
+                 before=before, after=fields)
+    return row
+
+
+def delete(session: Session, name: str, actor: Principal) -> None:
+    row = get(session, name)
+    session.delete(row)
+    session.flush()
+    audit.record(session, actor=actor.name, action="schedule.deleted", subject_type="schedule", subject_id=name,
+                 before={"endpoint": row.endpoint, "type": row.type})
+
+
+def executions(session: Session, name: str, limit: int, offset: int) -> tuple[list[Execution], int]:
+    row = get(session, name)
+    return paginate(session, select(Execution).where(Execution.schedule_id == row.id),
+                    Execution.scheduled_for.desc(), Execution.id, limit=limit, offset=offset)
+
+
+# --- running ---------------------------------------------------------------------------------------------------
+
+def _config(d: dict[str, Any] | None) -> DriftConfig | None:
+    return None if not d else DriftConfig(numerical=d.get("numerical"), categorical=d.get("categorical"),
+                                          per_feature=dict(d.get("per_feature", {})),
+                                          thresholds=dict(d.get("thresholds", {})),
+                                          drift_share=float(d.get("drift_share", 0.5)))
+
+
+def execute(session: Session, store: ObjectStore, sched: Schedule, ex: Execution, actor: Principal) -> Execution:
+    """Run one claimed execution: analysis, status, alerts, retraining — all in the caller's transaction."""
+    ex.status, ex.started_at = "InProgress", utcnow()
+    try:
+        if sched.type == "ModelQuality":
+            analysis = service.quality_window(session, store, baseline_id=sched.baseline_id, endpoint=sched.endpoint,
+                                              start=ex.window_start, end=ex.window_end, actor=actor)
+        else:
+            analysis = service.analyze_window(session, store, baseline_id=sched.baseline_id, endpoint=sched.endpoint,
+                                              start=ex.window_start, end=ex.window_end, config=_config(sched.drift),
+                                              actor=actor)
+        ex.analysis_id, ex.status = analysis.id, analysis.status
+        ex.failure_reason, ex.violation_count = analysis.failure_reason, analysis.violation_count
+        violations = service.analysis_report(session, store, analysis.id)["violations"] \
+            if analysis.status == "CompletedWithViolations" else []
+    except Exception as exc:   # a broken run is a Failed execution, not a dead scheduler
+        log.exception("execution %s of %s failed", ex.id, sched.name)
+        ex.status, ex.failure_reason, violations = "Failed", f"{type(exc).__name__}: {exc}", []
+    ex.ended_at = utcnow()
+    sched.last_run_at = ex.scheduled_for
+    session.flush()
+    _alerts(session, sched, ex, violations)
+    events.emit(session, "execution.completed", sched.name,
+                {"schedule": sched.name, "execution": ex.id, "status": ex.status, "analysis": ex.analysis_id,
+                 "window": [ex.window_start.isoformat(), ex.window_end.isoformat()]})
+    return ex
+
+
+def _alerts(session: Session, sched: Schedule, ex: Execution, violations: list[dict[str, Any]]) -> None:
+    """Open one alert per (schedule, check) on a breach; keep it open while breaches continue; resolve it
+    when an execution passes. Failed executions (no data) neither open nor resolve."""
+    if ex.status == "Failed":
+        return
+    checks: dict[str, list[dict[str, Any]]] = {}
+    for v in violations:
+        checks.setdefault(v.get("constraint_check_type", "violation"), []).append(v)
+    open_alerts = {a.check: a for a in session.scalars(select(Alert).where(Alert.schedule_id == sched.id,
+                                                                           Alert.status == "open"))}
+    ep = service.get_endpoint(session, sched.endpoint)
+    for check, found in checks.items():
+        alert = open_alerts.get(check)
+        if alert is not None:
+            alert.last_execution_id, alert.occurrences, alert.details = ex.id, alert.occurrences + 1, found[:50]
+            continue
+        alert = Alert(id=new_id(), schedule_id=sched.id, check=check, status="open", model_group=ep.model_group,
+                      model_version=ep.model_version, opened_execution_id=ex.id, last_execution_id=ex.id,
+                      details=found[:50], occurrences=1, opened_at=utcnow())
+        session.add(alert)
+        session.flush()
+        payload = alert_payload(alert, sched, ex)
+        audit.record(session, actor="scheduler", action="alert.opened", subject_type="alert", subject_id=alert.id,
+                     after={"schedule": sched.name, "check": check, "violations": len(found)})
+        events.emit(session, "alert.opened", alert.id, payload)
+        _retrain(session, alert, sched, ex, payload)
+    if not violations:
+        for alert in open_alerts.values():
+            alert.status, alert.resolved_at, alert.last_execution_id = "resolved", utcnow(), ex.id
+            audit.record(session, actor="scheduler", action="alert.resolved", subject_type="alert",
+                         subject_id=alert.id, after={"execution": ex.id})
+            events.emit(session, "alert.resolved", alert.id, alert_payload(alert, sched, ex))
+    session.flush()
+
+
+def alert_payload(alert: Alert, sched: Schedule, ex: Execution) -> dict[str, Any]:
+    return {"alert": alert.id, "status": alert.status, "check": alert.check, "schedule": sched.name,
+            "endpoint": sched.endpoint, "model_group": alert.model_group, "model_version": alert.model_version,
+            "execution": ex.id, "analysis": ex.analysis_id, "violations": alert.details,
+            "window": {"start": ex.window_start.isoformat(), "end": ex.window_end.isoformat()}}
+
+
+def _retrain(session: Session, alert: Alert, sched: Schedule, ex: Execution, payload: dict[str, Any]) -> None:
+    trig = session.scalar(select(RetrainingTrigger).where(RetrainingTrigger.model_group == alert.model_group))
+    if trig is None:
+        return
+    now = utcnow()
+    if trig.last_triggered_at and now - trig.last_triggered_at < dt.timedelta(seconds=trig.cooldown_seconds):
+        log.info("retraining for %s suppressed by cooldown", trig.model_group)
+        return
+    trig.last_triggered_at = now
+    body = {**payload, "data_uri": f"capture/{sched.endpoint}/", "requested_at": now.isoformat()}
+    events.emit(session, "retraining.requested", alert.model_group or "", body, to=[trig.webhook_id])
+    audit.record(session, actor="scheduler", action="retraining.requested", subject_type="model_group",
+                 subject_id=alert.model_group or "", after={"alert": alert.id, "schedule": sched.name})
+
+
+def claim(db: Database, sched_id: str, fire: dt.datetime, start: dt.datetime, end: dt.datetime,
+          trigger: str) -> str | None:
+    """Insert the execution row in its own transaction; None if another process already claimed it."""
+    try:
+        with db.session_scope() as s:
+            ex = Execution(id=new_id(), schedule_id=sched_id, scheduled_for=fire, trigger=trigger, status="Pending",
+                           window_start=start, window_end=end, worker=f"{socket.gethostname()}:{os.getpid()}",
+                           created_at=utcnow())
+            s.add(ex)
+            s.flush()
+            return ex.id
+    except IntegrityError:
+        return None
+
+
+def tick(db: Database, store: ObjectStore, now: dt.datetime, grace: dt.timedelta = DEFAULT_GRACE) -> list[str]:
+    """Run every due schedule once. Safe to call from several processes at the same time."""
+    ran: list[str] = []
+    with db.session_scope(write=False) as s:
+        due_ids = list(s.scalars(select(Schedule.id).where(Schedule.status == "Scheduled",
+                                                            Schedule.next_run_at <= now)))
+    for sid in due_ids:
+        with db.session_scope() as s:
+            sched = s.get(Schedule, sid)
+            if sched is None or sched.status != "Scheduled" or sched.next_run_at > now:
+                continue
+            fire, nxt, skipped = rules.due(sched.expression, sched.next_run_at, now, grace)
+            sched.next_run_at = nxt
+            window = (rules.duration(sched.window_start), rules.duration(sched.window_end))
+        if fire is None:
+            continue
+        ex_id = claim(db, sid, fire, fire + window[0], fire + window[1], "schedule")
+        if ex_id is None:
+            continue
+        with db.session_scope() as s:
+            sched = s.get(Schedule, sid)
+            ex = s.get(Execution, ex_id)
+            if sched is not None and ex is not None:
+                execute(s, store, sched, ex, SYSTEM)
+                ran.append(ex_id)
+        if skipped:
+            log.warning("schedule %s: %d missed run(s) coalesced or skipped (grace %s)", sid, skipped, grace)
+    return ran
+
+
+def run_now(session: Session, db: Database, store: ObjectStore, name: str, start: dt.datetime, end: dt.datetime,
+            actor: Principal) -> Execution:
+    if end <= start:
+        raise Invalid("end is not after start", fix="give an ISO-8601 window with start < end")
+    sched = get(session, name)
+    ex = Execution(id=new_id(), schedule_id=sched.id, scheduled_for=utcnow(), trigger="manual", status="Pending",
+                   window_start=start, window_end=end, worker=f"api:{os.getpid()}", created_at=utcnow())
+    session.add(ex)
+    session.flush()
+    return execute(session, store, sched, ex, actor)
+
+
+# --- alerts and retraining triggers -----------------------------------------------------------------------------
+
+def list_alerts(session: Session, *, status: str | None, schedule: str | None, model_group: str | None,
+                limit: int, offset: int) -> tuple[list[Alert], int]:
+    stmt = select(Alert)
+    if status:
+        stmt = stmt.where(Alert.status == status)
+    if schedule:
+        stmt = stmt.where(Alert.schedule_id == get(session, schedule).id)
+    if model_group:
+        stmt = stmt.where(Alert.model_group == model_group)
+    return paginate(session, stmt, Alert.opened_at.desc(), Alert.id, limit=limit, offset=offset)
+
+
+def set_trigger(session: Session, group: str, *, url: str, secret: str, cooldown_seconds: int,
+                actor: Principal) -> RetrainingTrigger:
+    from registry import service as registry
+
+    registry.get_group(session, group)
+    trig = session.scalar(select(RetrainingTrigger).where(RetrainingTrigger.model_group == group))
+    hook = events.create_webhook(session, url=url, secret=secret, events=["retraining.requested"],
+                                 description=f"retraining pipeline of {group}", actor=actor.name)
+    if trig is None:
+        trig = RetrainingTrigger(id=new_id(), model_group=group, webhook_id=hook.id, cooldown_seconds=cooldown_seconds,
+                                 created_by=actor.name, created_at=utcnow())
+        session.add(trig)
+    else:
+        events.delete_webhook(session, trig.webhook_id, actor=actor.name)
+        trig.webhook_id, trig.cooldown_seconds = hook.id, cooldown_seconds
+    session.flush()
+    audit.record(session, actor=actor.name, action="retraining_trigger.set", subject_type="model_group",
+                 subject_id=group, after={"url": url, "cooldown_seconds": cooldown_seconds})
+    return trig
+
+
+Clock = Callable[[], dt.datetime]
