@@ -112,9 +112,16 @@ def create_app(settings: Settings | None = None, db: Database | None = None, *, 
         dispatcher = Dispatcher(database, settings) if settings.background_workers else None
         if dispatcher:
             dispatcher.start()
+        scheduler = None
+        if settings.with_scheduler:
+            from monitor import jobs
+
+            scheduler = jobs.background(database, store(), settings)
         try:
             yield
         finally:
+            if scheduler is not None:
+                scheduler.shutdown(wait=True)
             if dispatcher:
                 dispatcher.stop()
             if db is None:

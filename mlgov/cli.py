@@ -168,9 +168,16 @@ def serve(
     host: Annotated[str, typer.Option(help="bind address")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="port")] = 8000,
     workers: Annotated[int, typer.Option(help="worker processes")] = 1,
+    with_scheduler: Annotated[bool, typer.Option("--with-scheduler", help="also run monitoring schedules")] = False,
 ) -> None:
     """Serve the API (refuses to start on a database not at the current schema)."""
+    import os
+
     import uvicorn
+
+    if with_scheduler:
+        os.environ["MLGOV_WITH_SCHEDULER"] = "true"
+        get_settings.cache_clear()
 
     from mlgov import auth
 
@@ -188,6 +195,22 @@ def serve(
     sys.stdout.flush()
     uvicorn.run("mlgov.asgi:app", host=host, port=port, workers=workers, log_level="info",
                 http="mlgov.server:NoDelayHttpToolsProtocol")
+
+
+@app.command("scheduler")
+def scheduler() -> None:
+    """Run due monitoring schedules (as many of these processes as you like; each run executes once)."""
+    import logging
+
+    from mlgov.storage import open_store
+    from monitor import jobs
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    s = get_settings()
+    db = _database()
+    _require_schema(db)
+    typer.echo(f"mlgov scheduler: checking every {s.scheduler_interval_s:g} s")
+    jobs.blocking(db, open_store(s), s)
 
 
 def main() -> None:

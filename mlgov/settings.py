@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from functools import lru_cache
 from pathlib import Path
 
@@ -28,6 +29,13 @@ class Settings(BaseSettings):
     webhook_timeout_s: float = Field(default=10.0, gt=0)
     dispatcher_poll_s: float = Field(default=1.0, gt=0)
     log_sql: bool = False
+
+    with_scheduler: bool = Field(default=False, description="run the monitoring scheduler inside `mlgov serve`")
+    scheduler_interval_s: float = Field(default=10.0, gt=0, description="how often due schedules are looked for")
+    scheduler_grace_s: float = Field(default=3600.0, ge=0, description="missed runs older than this are skipped")
+    fake_clock_start: dt.datetime | None = Field(default=None, description="tests/demos: scheduler clock start")
+    fake_clock_anchor: float | None = Field(default=None, description="tests/demos: wall time of clock start")
+    fake_clock_speed: float = Field(default=1.0, gt=0, description="tests/demos: scheduler clock speed-up")
 
     @field_validator("database_url")
     @classmethod

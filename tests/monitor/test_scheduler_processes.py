@@ -1,0 +1,72 @@
+"""Exactly once: two real `mlgov scheduler` processes on one PostgreSQL run every due execution once."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from mlgov.auth import Principal, Role, create_key
+from mlgov.db import Database
+from mlgov.settings import Settings
+from mlgov.storage import open_store
+from monitor import capture, schedules, service
+from monitor.orm import Execution
+from registry import service as registry
+from registry.schemas import GroupCreate, VersionCreate
+from tests.helpers import version_body
+from tests.infra import fresh_database, upgrade
+from tests.monitor.test_api import FEATURES, csv_bytes, frame
+
+pytestmark = pytest.mark.live
+MLGOV = str(Path(sys.executable).parent / "mlgov")
+
+
+def test_two_scheduler_processes_run_each_due_execution_once(tmp_path):
+    with fresh_database("postgres", tmp_path) as url:
+        upgrade(url)
+        store_url = (tmp_path / "store").as_uri()
+        db = Database(url)
+        store = open_store(Settings(home=tmp_path, store_url=store_url))
+        start = dt.datetime(2026, 11, 20, 10, 0, 30, tzinfo=dt.UTC)
+        with db.session_scope() as s:
+            row, _ = create_key(s, "setup", "admin", actor="test")
+            p = Principal(row.id, row.name, Role.admin)
+            registry.create_group(s, GroupCreate(name="g"), p)
+            registry.register_version(s, "g", VersionCreate(**version_body(1)), p)
+            service.create_endpoint(s, name="ep", model_group="g", model_version=1, variant="AllTraffic",
+                                    sampling_percentage=100, schema=capture.CaptureSchema(features=FEATURES), actor=p)
+            base = service.create_baseline(s, store, data=csv_bytes(frame(300)), fmt=None, header=True, name="b",
+                                           dataset_uri=None, actor=p)
+            schedules.create(s, name="every-minute", endpoint="ep", type="DataQuality", expression="* * * * *",
+                             baseline_id=base.id, window_start="-PT1M", window_end="PT0S", drift=None, alerting=None,
+                             actor=p, now=start)
+        env = {**{k: v for k, v in os.environ.items() if not k.startswith("MLGOV_")},
+               "MLGOV_DATABASE_URL": url, "MLGOV_STORE_URL": store_url, "MLGOV_HOME": str(tmp_path / ".mlgov"),
+               "MLGOV_SCHEDULER_INTERVAL_S": "0.2", "MLGOV_FAKE_CLOCK_START": start.isoformat(),
+               "MLGOV_FAKE_CLOCK_ANCHOR": str(time.time() + 3), "MLGOV_FAKE_CLOCK_SPEED": "60"}
+        procs = [subprocess.Popen([MLGOV, "scheduler"], env=env, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.PIPE) for _ in range(2)]
+        try:
+            time.sleep(3 + 7.5)      # both up; then ~7.5 fake minutes pass
+        finally:
+            for proc in procs:
+                proc.send_signal(signal.SIGTERM)
+            logs = [proc.communicate(timeout=30)[1].decode(errors="replace") for proc in procs]
+        with db.session_scope(write=False) as s:
+            runs = list(s.execute(select(Execution.scheduled_for, Execution.worker, Execution.status)))
+        db.dispose()
+    fires = sorted(r[0] for r in runs)
+    assert len(fires) >= 5, logs
+    assert len(fires) == len(set(fires)), "a due run executed twice"
+    expected = [dt.datetime(2026, 11, 20, 10, 1, tzinfo=dt.UTC) + dt.timedelta(minutes=i) for i in range(len(fires))]
+    assert fires == expected, "a due run was skipped"
+    assert {r[2] for r in runs} == {"Failed"}     # no traffic captured: each run fails with a readable reason
+    assert len({r[1] for r in runs}) >= 1
