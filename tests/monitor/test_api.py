@@ -15,7 +15,7 @@ import pytest
 
 from tests.helpers import assert_problem, create_group, register
 
-FIX = Path(__file__).resolve().parents[3] / "shared" / "reference" / "sagemaker-fixtures"
+FIX = Path(__file__).resolve().parents[1] / "fixtures" / "sagemaker"
 FEATURES = [{"name": "age", "type": "Integral"}, {"name": "income", "type": "Fractional"},
             {"name": "state", "type": "String"}]
 

@@ -21,7 +21,7 @@ from monitor.engine.analysis import DriftConfig, analyze, profile
 from monitor.engine.columns import columns, read_table
 from monitor.engine.stats import merge_profiles, profile_column, profiles_from_statistics, statistics_json
 
-FIX = Path(__file__).resolve().parents[3] / "shared" / "reference" / "sagemaker-fixtures"
+FIX = Path(__file__).resolve().parents[1] / "fixtures" / "sagemaker"
 
 
 def fixture(name: str) -> dict:

@@ -11,7 +11,7 @@ from sklearn import metrics as skm
 
 from monitor.engine import quality
 
-FIX = Path(__file__).resolve().parents[3] / "shared" / "reference" / "sagemaker-fixtures"
+FIX = Path(__file__).resolve().parents[1] / "fixtures" / "sagemaker"
 
 
 def test_regression_matches_sklearn_and_sagemaker_shape():
