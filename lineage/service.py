@@ -13,7 +13,8 @@ from sqlalchemy.orm import Session
 from lineage import graph
 from lineage.orm import Edge, Entity
 
-__all__ = ["Edge", "Entity", "chain", "ensure_action", "ensure_artifact", "ensure_context", "link", "query", "upstream"]
+__all__ = ["Edge", "Entity", "chain", "ensure_action", "ensure_artifact", "ensure_context", "find_action", "link",
+           "query", "upstream"]
 from lineage.schemas import (
     ActionCreate,
     ArtifactCreate,
@@ -29,7 +30,8 @@ from mlgov import audit
 from mlgov.db import as_utc, new_id, paginate, utcnow
 from mlgov.errors import Conflict, Invalid, NotFound
 
-__all__ = ["Edge", "Entity", "chain", "ensure_action", "ensure_artifact", "ensure_context", "link", "query", "upstream"]
+__all__ = ["Edge", "Entity", "chain", "ensure_action", "ensure_artifact", "ensure_context", "find_action", "link",
+           "query", "upstream"]
 
 
 def artifact_identity(uri: str, sha256: str | None) -> str:
@@ -90,6 +92,10 @@ def ensure_action(session: Session, *, type: str, key: str, name: str, status: s
     session.add(ent)
     session.flush()
     return ent, True
+
+
+def find_action(session: Session, key: str) -> Entity | None:
+    return _find(session, "action", key)
 
 
 def ensure_context(session: Session, *, type: str, name: str, key: str | None = None,

@@ -18,6 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from lineage import service as lineage
 from mlgov import audit, events
 from mlgov.auth import SYSTEM, Principal
 from mlgov.db import Database, new_id, paginate, utcnow
@@ -185,6 +186,12 @@ def _alerts(session: Session, sched: Schedule, ex: Execution, violations: list[d
                       details=found[:50], occurrences=1, opened_at=utcnow())
         session.add(alert)
         session.flush()
+        node, _ = lineage.ensure_action(session, type="Alert", key=f"alert:{alert.id}", name=f"{sched.name}: {check}",
+                                        status="InProgress", start_time=alert.opened_at, actor="scheduler",
+                                        properties={"schedule": sched.name, "check": check})
+        endpoint_ctx, _ = lineage.ensure_context(session, type="Endpoint", name=sched.endpoint,
+                                                 key=f"endpoint:{sched.endpoint}", actor="scheduler")
+        lineage.link(session, endpoint_ctx, node, "AssociatedWith", actor="scheduler")
         payload = alert_payload(alert, sched, ex)
         audit.record(session, actor="scheduler", action="alert.opened", subject_type="alert", subject_id=alert.id,
                      after={"schedule": sched.name, "check": check, "violations": len(found)})
@@ -193,6 +200,8 @@ def _alerts(session: Session, sched: Schedule, ex: Execution, violations: list[d
     if not violations:
         for alert in open_alerts.values():
             alert.status, alert.resolved_at, alert.last_execution_id = "resolved", utcnow(), ex.id
+            lineage.ensure_action(session, type="Alert", key=f"alert:{alert.id}", name=alert.check,
+                                  status="Completed", end_time=alert.resolved_at, actor="scheduler")
             audit.record(session, actor="scheduler", action="alert.resolved", subject_type="alert",
                          subject_id=alert.id, after={"execution": ex.id})
             events.emit(session, "alert.resolved", alert.id, alert_payload(alert, sched, ex))

@@ -201,6 +201,8 @@ class VersionCreate(Strict):
     training_data: list[Uri] = Field(default_factory=list, max_length=100)
     training_job: TrainingJobRef | None = None
     source: SourceInfo | None = None
+    triggered_by_alert: str | None = Field(default=None, max_length=64,
+                                           description="id of the monitoring alert whose retraining made this version")
 
 
 class VersionRead(BaseModel):
@@ -225,6 +227,7 @@ class VersionRead(BaseModel):
     training_data: list[str]
     training_job: dict[str, Any] | None
     source: dict[str, Any] | None
+    triggered_by_alert: str | None = None
     registered_by: str
     created_at: dt.datetime
     updated_at: dt.datetime

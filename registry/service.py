@@ -127,7 +127,8 @@ def to_read(group_name: str, v: ModelVersion) -> VersionRead:
         framework_version=v.framework_version, flavor=v.flavor, inference_spec=v.inference_spec,
         metrics=v.metrics or {}, model_metrics=v.model_metrics, metadata={m.key: m.value for m in v.metadata_items},
         domain=v.domain, task=v.task, model_card=v.model_card, training_data=list(v.training_data or []),
-        training_job=v.training_job, source=v.source, registered_by=v.registered_by, created_at=v.created_at,
+        training_job=v.training_job, source=v.source, triggered_by_alert=v.triggered_by_alert,
+        registered_by=v.registered_by, created_at=v.created_at,
         updated_at=v.updated_at,
     )
 
@@ -139,6 +140,12 @@ def _payload(group_name: str, v: ModelVersion) -> dict[str, Any]:
 
 def register_version(session: Session, group_name: str, body: VersionCreate, actor: Principal) -> ModelVersion:
     group = get_group(session, group_name, for_update=True)
+    alert_node = None
+    if body.triggered_by_alert:
+        alert_node = lineage.find_action(session, f"alert:{body.triggered_by_alert}")
+        if alert_node is None:
+            raise Invalid(f"no monitoring alert with id {body.triggered_by_alert!r}",
+                          fix="pass the alert id from the retraining request (GET /api/v1/alerts)")
     number = session.execute(
         update(ModelGroup).where(ModelGroup.id == group.id)
         .values(latest_version=ModelGroup.latest_version + 1, updated_at=utcnow())
@@ -159,7 +166,8 @@ def register_version(session: Session, group_name: str, body: VersionCreate, act
         training_data=list(body.training_data),
         training_job=body.training_job.model_dump(mode="json") if body.training_job else None,
         source=body.source.model_dump(mode="json") if body.source else None,
-        registered_by=actor.name, registered_by_key=actor.key_pk, created_at=now, updated_at=now,
+        triggered_by_alert=body.triggered_by_alert, registered_by=actor.name, registered_by_key=actor.key_pk,
+        created_at=now, updated_at=now,
     )
     v.metadata_items = [VersionMetadata(key=k, value=val) for k, val in sorted(body.metadata.items())]
     session.add(v)
@@ -167,6 +175,13 @@ def register_version(session: Session, group_name: str, body: VersionCreate, act
                                 actor=actor.name, comment=None, reason="registered", at=now))
     session.flush()
     _record_training_lineage(session, group, v, actor.name)
+    if alert_node is not None:
+        run, _ = lineage.ensure_action(session, type="RetrainingRun",
+                                       key=f"retraining:{body.triggered_by_alert}:{v.id}",
+                                       name=f"retraining of {group.name} after alert {body.triggered_by_alert}",
+                                       status="Completed", end_time=now, actor=actor.name)
+        lineage.chain(session, [(alert_node, run, "ContributedTo"),
+                                (run, model_artifact(session, group, v, actor.name), "Produced")], actor=actor.name)
     payload = _payload(group.name, v)
     audit.record(session, actor=actor.name, action="version.registered", subject_type="model_version",
                  subject_id=f"{group.name}/{number}", after=payload)
