@@ -147,6 +147,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None, *, 
 
     from lineage.router import router as lineage_router
     from mlgov.api import health, router
+    from monitor.router import metrics_router
     from monitor.router import router as monitor_router
     from registry.router import router as registry_router
 
@@ -155,6 +156,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None, *, 
     app.include_router(registry_router)
     app.include_router(lineage_router)
     app.include_router(monitor_router)
+    app.include_router(metrics_router)
 
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
     app.add_middleware(RequestIdMiddleware)

@@ -447,3 +447,12 @@ def set_retraining_trigger(group: str, body: TriggerSet, session: SessionDep,
                            p: Annotated[Principal, Depends(require(ADMINS))]) -> Any:
     return schedules.set_trigger(session, group, url=body.url, secret=body.secret,
                                  cooldown_seconds=body.cooldown_seconds, actor=p)
+
+
+metrics_router = APIRouter(tags=["monitoring"])
+
+
+@metrics_router.get("/metrics", response_model=None)
+def prometheus_metrics(session: SessionDep, store: StoreDep, _: Reader) -> Response:
+    """Prometheus text format (scrape with a viewer key as bearer token)."""
+    return Response(schedules.prometheus(session, store), media_type="text/plain; version=0.0.4")

@@ -323,3 +323,59 @@ def set_trigger(session: Session, group: str, *, url: str, secret: str, cooldown
 
 
 Clock = Callable[[], dt.datetime]
+
+
+def prometheus(session: Session, store: ObjectStore) -> str:
+    """SageMaker's CloudWatch monitoring metrics, as Prometheus text exposition."""
+    from sqlalchemy import func
+
+    from monitor.orm import Analysis, CaptureEvent, Endpoint, GroundTruth
+
+    def esc(v: str) -> str:
+        return v.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+    lines: list[str] = []
+
+    def metric(name: str, help_: str, kind: str, samples: list[tuple[dict[str, str], float]]) -> None:
+        lines.append(f"# HELP {name} {help_}")
+        lines.append(f"# TYPE {name} {kind}")
+        for labels, value in samples:
+            lab = ",".join(f'{k}="{esc(v)}"' for k, v in labels.items())
+            lines.append(f"{name}{{{lab}}} {value:.10g}" if lab else f"{name} {value:.10g}")
+
+    status_s, time_s, viol_s, drift_s = [], [], [], []
+    for sched in session.scalars(select(Schedule).order_by(Schedule.name)):
+        last = session.scalar(select(Execution).where(Execution.schedule_id == sched.id)
+                              .order_by(Execution.created_at.desc()).limit(1))
+        if last is None:
+            continue
+        for st in ("Completed", "CompletedWithViolations", "Failed"):
+            status_s.append(({"schedule": sched.name, "status": st}, 1.0 if last.status == st else 0.0))
+        when = last.ended_at or last.created_at
+        time_s.append(({"schedule": sched.name}, when.timestamp()))
+        viol_s.append(({"schedule": sched.name}, float(last.violation_count)))
+        analysis = session.get(Analysis, last.analysis_id) if last.analysis_id else None
+        if analysis is not None and analysis.kind == "DataQuality" and analysis.status != "Failed":
+            import json
+
+            for d in json.loads(store.get(f"{analysis.prefix}/drift.json"))["features"]:
+                if d.get("statistic") is not None:
+                    drift_s.append(({"schedule": sched.name, "feature": d["feature"], "method": d["method"]},
+                                    float(d["statistic"])))
+    metric("mlgov_execution_last_status", "1 for the status of the schedule's latest execution", "gauge", status_s)
+    metric("mlgov_execution_last_timestamp_seconds", "end time of the latest execution", "gauge", time_s)
+    metric("mlgov_execution_violations", "constraint violations in the latest execution", "gauge", viol_s)
+    metric("mlgov_feature_drift", "drift statistic per feature in the latest execution", "gauge", drift_s)
+    open_alerts = session.execute(select(Schedule.name, Alert.check, func.count()).join(Schedule, Schedule.id ==
+                                  Alert.schedule_id).where(Alert.status == "open").group_by(Schedule.name, Alert.check))
+    metric("mlgov_alerts_open", "open alerts per schedule and check", "gauge",
+           [({"schedule": s, "check": ch}, float(n)) for s, ch, n in open_alerts])
+    caps = session.execute(select(Endpoint.name, func.count(CaptureEvent.id)).join(
+        CaptureEvent, CaptureEvent.endpoint_id == Endpoint.id, isouter=True).group_by(Endpoint.name))
+    metric("mlgov_capture_records_total", "captured records accepted per endpoint", "counter",
+           [({"endpoint": e}, float(n)) for e, n in caps])
+    gts = session.execute(select(Endpoint.name, func.count(GroundTruth.id)).join(
+        GroundTruth, GroundTruth.endpoint_id == Endpoint.id, isouter=True).group_by(Endpoint.name))
+    metric("mlgov_ground_truth_records_total", "ground-truth labels accepted per endpoint", "counter",
+           [({"endpoint": e}, float(n)) for e, n in gts])
+    return "\n".join(lines) + "\n"

@@ -134,4 +134,10 @@ def test_closed_loop(live_db, tmp_path):  # noqa: F811
                   "alert.opened", "retraining.requested", "retraining_trigger.set"):
             assert a in actions, a
         assert c.get("/audit/verify", headers=admin).json()["ok"] is True
+        prom = httpx.get(f"{srv.url}/metrics", headers=keys["admin"]).text
+        assert 'mlgov_execution_last_status{schedule="churn-dq",status="CompletedWithViolations"} 1' in prom
+        assert 'mlgov_alerts_open{schedule="churn-dq",check="baseline_drift_check"} 1' in prom
+        assert 'mlgov_capture_records_total{endpoint="churn-prod"} 900' in prom
+        assert 'mlgov_feature_drift{schedule="churn-dq",feature="income",method="wasserstein"}' in prom
+        assert httpx.get(f"{srv.url}/metrics").status_code == 401
         pipeline.server.shutdown()
