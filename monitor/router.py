@@ -28,6 +28,7 @@ from monitor.schemas import (
     DriftSettings,
     EndpointCreate,
     EndpointRead,
+    EstimateRequest,
     ExecutionRead,
     GroundTruthResult,
     RunWindow,
@@ -362,6 +363,15 @@ async def ground_truth(name: str, request: Request, session: SessionDep, store: 
     body = await request.body()
     return await run_in_threadpool(service.ingest_ground_truth, session, store, name, body,
                                    request.headers.get("content-type", JSON_TYPE))
+
+
+@router.post("/endpoints/{name}/performance-estimate")
+def performance_estimate(name: str, body: EstimateRequest, session: SessionDep, store: StoreDep,
+                         _: Reader) -> dict[str, Any]:
+    """Label-free estimate (CBPE) of accuracy, precision, recall, F1 and ROC AUC with 95% bands; realised
+    values beside them for the records whose labels have arrived."""
+    start, end = as_utc(body.start) or body.start, as_utc(body.end) or body.end
+    return service.performance_estimate(session, store, name, start, end, body.threshold)
 
 
 @router.get("/endpoints/{name}/capture/summary")

@@ -169,6 +169,10 @@ class RunWindow(Strict):
     end: dt.datetime
 
 
+class EstimateRequest(RunWindow):
+    threshold: float = Field(default=0.5, ge=0, le=1)
+
+
 class ExecutionRead(BaseModel):
     model_config = ConfigDict(from_attributes=True)
     id: str

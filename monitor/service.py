@@ -747,3 +747,50 @@ def quality_file(session: Session, store: ObjectStore, *, baseline_id: str, data
 
     return run_quality_analysis(session, store, baseline_id=baseline_id, actor=actor, labels=col(cols["label"]),
                                 preds=col(cols["prediction"]), probs=col(cols["probability"]), source="file")
+
+
+def performance_estimate(session: Session, store: ObjectStore, endpoint: str, start: dt.datetime,
+                         end: dt.datetime, threshold: float) -> dict[str, Any]:
+    """CBPE on the captured window's probabilities; realised metrics beside them for labelled records."""
+    import numpy as np
+
+    from monitor.engine import cbpe, quality
+
+    ep = get_endpoint(session, endpoint)
+    schema = capture.CaptureSchema.model_validate(ep.schema)
+    col = (schema.probability or schema.prediction)
+    if col is None:
+        raise Invalid(f"endpoint {endpoint!r} captures no probability or prediction", fix="add one to its schema")
+    if end <= start:
+        raise Invalid("window end is not after start", fix="give start < end")
+    table = None
+    batches = list(session.scalars(select(CaptureBatch).where(
+        CaptureBatch.endpoint_id == ep.id, CaptureBatch.last_time >= start, CaptureBatch.first_time < end)))
+    rows = []
+    for b in batches:
+        table = pq.read_table(io.BytesIO(store.get(b.parquet_key)))
+        for r in table.to_pylist():
+            if start <= r["__inference_time"] < end and r.get(col.name) is not None:
+                rows.append((r["__inference_id"] or r["__event_id"], float(r[col.name])))
+    if not rows:
+        raise Invalid(f"no captured {col.name} values between {start.isoformat()} and {end.isoformat()}",
+                      fix="pick a window with traffic")
+    p = np.array([v for _, v in rows])
+    if np.any((p < 0) | (p > 1)):
+        raise Invalid(f"{col.name} values are not probabilities in [0, 1]", fix="capture calibrated probabilities")
+    est = cbpe.estimate(p, threshold)
+    out: dict[str, Any] = {"endpoint": endpoint, "window": {"start": start.isoformat(), "end": end.isoformat()},
+                           "rows": len(rows), "threshold": threshold, "estimated": est}
+    keys = [k for k, _ in rows]
+    labels: dict[str, str] = {}
+    for c in range(0, len(keys), 500):
+        for gt in session.scalars(select(GroundTruth).where(GroundTruth.endpoint_id == ep.id,
+                                                            GroundTruth.event_id.in_(keys[c:c + 500]))):
+            labels[gt.event_id] = gt.label
+    labelled = [(int(float(labels[k])), v) for k, v in rows if k in labels]
+    out["labelled_rows"] = len(labelled)
+    if labelled:
+        y = np.array([a for a, _ in labelled])
+        realized = quality.binary_values(y, np.array([b for _, b in labelled]), None, threshold, curves=False)
+        out["comparison"] = cbpe.compare(est, realized)
+    return out

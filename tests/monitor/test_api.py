@@ -477,3 +477,34 @@ def test_schedules_executions_alerts_and_run_now(client, keys, db, app):
     assert r.json()["expression"] == "hourly"
     assert client.delete("/api/v1/monitoring-schedules/dq-hourly", headers=pub).status_code == 204
     assert_problem(client.get("/api/v1/monitoring-schedules/dq-hourly", headers=pub), 404)
+
+
+def test_performance_estimate_before_and_after_labels(client, keys):
+    create_group(client, keys("publisher"), "churn")
+    register(client, keys("publisher"), "churn", 1)
+    client.post("/api/v1/endpoints", headers=keys("publisher"), json={
+        "name": "scorer", "model_group": "churn", "model_version": 1,
+        "schema": {"features": FEATURES, "prediction": None, "probability": {"name": "probability"}}})
+    rng = np.random.default_rng(31)
+    p = rng.beta(2, 2, 1500)
+    y = (rng.random(1500) < p).astype(int)
+    t0 = dt.datetime(2026, 11, 20, 10, 0, tzinfo=dt.UTC)
+    recs = []
+    for i in range(1500):
+        rec = record(i, t0 + dt.timedelta(seconds=i), (30, 40.0, "CA"))
+        rec["captureData"]["endpointOutput"]["data"] = f"{p[i]:.6f}"
+        recs.append(rec)
+    assert client.post("/api/v1/endpoints/scorer/capture", json=recs, headers=keys("ingest")).json()["accepted"] == 1500
+    win = {"start": "2026-11-20T10:00:00Z", "end": "2026-11-20T11:00:00Z"}
+    est = client.post("/api/v1/endpoints/scorer/performance-estimate", json=win, headers=keys("viewer")).json()
+    assert est["rows"] == 1500 and est["labelled_rows"] == 0 and "comparison" not in est
+    acc = est["estimated"]["accuracy"]
+    assert acc["lower"] < acc["estimate"] < acc["upper"]
+    client.post("/api/v1/endpoints/scorer/ground-truth", headers=keys("ingest"),
+                json=[gt_record(f"inf-{i}", str(y[i])) for i in range(1500)])
+    both = client.post("/api/v1/endpoints/scorer/performance-estimate", json=win, headers=keys("viewer")).json()
+    assert both["labelled_rows"] == 1500
+    assert sum(v["within_band"] for v in both["comparison"].values()) >= 4
+    assert_problem(client.post("/api/v1/endpoints/scorer/performance-estimate", headers=keys("viewer"),
+                               json={"start": "2026-11-21T10:00:00Z", "end": "2026-11-21T11:00:00Z"}), 422,
+                   "no captured")
