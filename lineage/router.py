@@ -22,7 +22,7 @@ from lineage.schemas import (
     QueryRequest,
     QueryResult,
 )
-from mlgov.api import Limit, Offset, Page
+from mlgov.api import Limit, Offset, Page, page
 from mlgov.auth import PUBLISHERS, READERS, Principal, SessionDep, require
 from mlgov.db import as_utc
 
@@ -37,7 +37,7 @@ def _list(kind: str, session: Any, **kw: Any) -> dict[str, Any]:
     rows, total = service.list_entities(session, kind, limit=limit, offset=offset,
                                         created_after=as_utc(kw.pop("created_after")),
                                         created_before=as_utc(kw.pop("created_before")), **kw)
-    return {"items": rows, "total": total, "limit": limit, "offset": offset}
+    return page(rows, total, limit, offset)
 
 
 @router.post("/artifacts", response_model=EntityRead, status_code=201,
@@ -109,7 +109,7 @@ def list_associations(session: SessionDep, _: Reader, source: str | None = None,
                       type: AssociationType | None = None, limit: Limit = 100, offset: Offset = 0) -> Any:
     rows, total = service.list_associations(session, source=source, target=target, type=type, limit=limit,
                                             offset=offset)
-    return {"items": [service.edge_read(e) for e in rows], "total": total, "limit": limit, "offset": offset}
+    return page([service.edge_read(e) for e in rows], total, limit, offset)
 
 
 @router.delete("/associations/{edge_id}", status_code=204)

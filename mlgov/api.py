@@ -23,6 +23,11 @@ class Page(BaseModel, Generic[T]):
     offset: int
 
 
+def page(items: Any, total: int, limit: int, offset: int) -> dict[str, Any]:
+    """The body of every paginated list."""
+    return {"items": items, "total": total, "limit": limit, "offset": offset}
+
+
 Limit = Annotated[int, Query(ge=1, le=1000, description="page size")]
 Offset = Annotated[int, Query(ge=0, description="rows to skip")]
 
@@ -125,7 +130,7 @@ def audit_events(
 ) -> Any:
     rows, total = audit.query(session, subject_type=subject_type, subject_id=subject, actor=actor, action=action,
                               since=as_utc(since), until=as_utc(until), limit=limit, offset=offset)
-    return {"items": rows, "total": total, "limit": limit, "offset": offset}
+    return page(rows, total, limit, offset)
 
 
 

@@ -10,7 +10,7 @@ from fastapi.responses import HTMLResponse
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
-from mlgov.api import Limit, Offset, Page
+from mlgov.api import Limit, Offset, Page, page
 from mlgov.auth import ADMINS, INGESTERS, PUBLISHERS, READERS, Principal, SessionDep, require
 from mlgov.db import as_utc
 from mlgov.errors import Invalid
@@ -151,7 +151,7 @@ def create_baseline(p: Writer, session: SessionDep, store: StoreDep, form: Parts
 @router.get("/baselines", response_model=Page[BaselineRead])
 def list_baselines(session: SessionDep, _: Reader, limit: Limit = 50, offset: Offset = 0) -> Any:
     rows, total = service.list_baselines(session, limit, offset)
-    return {"items": rows, "total": total, "limit": limit, "offset": offset}
+    return page(rows, total, limit, offset)
 
 
 @router.get("/baselines/{baseline_id}", response_model=BaselineRead)
@@ -293,8 +293,7 @@ def list_analyses(session: SessionDep, store: StoreDep, _: Reader, baseline_id: 
                   limit: Limit = 50, offset: Offset = 0) -> Any:
     rows, total = service.list_analyses(session, baseline_id=baseline_id, endpoint=endpoint, status=status,
                                         limit=limit, offset=offset)
-    return {"items": [_read(session, r, store, False) for r in rows], "total": total, "limit": limit,
-            "offset": offset}
+    return page([_read(session, r, store, False) for r in rows], total, limit, offset)
 
 
 @router.get("/analyses/{analysis_id}", response_model=None)
@@ -337,7 +336,7 @@ def create_endpoint(body: EndpointCreate, session: SessionDep, p: Writer) -> Any
 @router.get("/endpoints", response_model=Page[EndpointRead], response_model_by_alias=True)
 def list_endpoints(session: SessionDep, _: Reader, limit: Limit = 50, offset: Offset = 0) -> Any:
     rows, total = service.list_endpoints(session, limit, offset)
-    return {"items": rows, "total": total, "limit": limit, "offset": offset}
+    return page(rows, total, limit, offset)
 
 
 @router.get("/endpoints/{name}", response_model=EndpointRead, response_model_by_alias=True)
@@ -392,7 +391,7 @@ def create_schedule(body: ScheduleCreate, session: SessionDep, p: Writer) -> Any
 @router.get("/monitoring-schedules", response_model=Page[ScheduleRead])
 def list_schedules(session: SessionDep, _: Reader, limit: Limit = 50, offset: Offset = 0) -> Any:
     rows, total = schedules.list_schedules(session, limit, offset)
-    return {"items": rows, "total": total, "limit": limit, "offset": offset}
+    return page(rows, total, limit, offset)
 
 
 @router.get("/monitoring-schedules/{name}", response_model=ScheduleRead)
@@ -440,7 +439,7 @@ def run_schedule(name: str, body: RunWindow, request: Request, session: SessionD
 @router.get("/monitoring-schedules/{name}/executions", response_model=Page[ExecutionRead])
 def list_executions(name: str, session: SessionDep, _: Reader, limit: Limit = 50, offset: Offset = 0) -> Any:
     rows, total = schedules.executions(session, name, limit, offset)
-    return {"items": rows, "total": total, "limit": limit, "offset": offset}
+    return page(rows, total, limit, offset)
 
 
 @router.get("/alerts", response_model=Page[AlertRead])
@@ -449,7 +448,7 @@ def list_alerts(session: SessionDep, _: Reader, status: Literal["open", "resolve
                 offset: Offset = 0) -> Any:
     rows, total = schedules.list_alerts(session, status=status, schedule=schedule, model_group=model_group,
                                         limit=limit, offset=offset)
-    return {"items": rows, "total": total, "limit": limit, "offset": offset}
+    return page(rows, total, limit, offset)
 
 
 @router.put("/model-groups/{group}/retraining-trigger", response_model=TriggerRead, tags=["registry"])

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from mlgov.api import Limit, Offset, Page
+from mlgov.api import Limit, Offset, Page, page
 from mlgov.auth import ADMINS, DECIDERS, PUBLISHERS, READERS, Principal, Role, SessionDep, require
 from mlgov.db import as_utc
 from mlgov.errors import Invalid
@@ -69,7 +69,7 @@ def list_groups(
 ) -> Any:
     rows, total = service.list_groups(session, name_contains=name_contains, tags=_pairs(tag, "tag"), sort=sort,
                                       limit=limit, offset=offset)
-    return {"items": rows, "total": total, "limit": limit, "offset": offset}
+    return page(rows, total, limit, offset)
 
 
 @router.get("/model-groups/{group}", response_model=GroupRead)
@@ -105,7 +105,7 @@ def list_versions(
         session, group, status=status, stage=stage, created_after=as_utc(created_after),
         created_before=as_utc(created_before), metadata=_pairs(metadata, "metadata"), sort=sort, limit=limit,
         offset=offset)
-    return {"items": [service.to_read(g.name, v) for v in rows], "total": total, "limit": limit, "offset": offset}
+    return page([service.to_read(g.name, v) for v in rows], total, limit, offset)
 
 
 @router.get("/model-groups/{group}/versions/latest", response_model=VersionRead)
