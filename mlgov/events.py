@@ -15,7 +15,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text, select
@@ -69,6 +69,16 @@ class Delivery(Base):
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
     delivered_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class SinkCursor(Base):
+    """How far an external sink (SNS, EventBridge) has published the outbox."""
+
+    __tablename__ = "events_sink_cursors"
+
+    sink: Mapped[str] = mapped_column(String(64), primary_key=True)
+    last_outbox_id: Mapped[int] = mapped_column(BIGINT_PK, default=0)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
 class DeliveryAttempt(Base):
@@ -237,6 +247,59 @@ def deliver_due(db: Database, settings: Settings, client: httpx.Client, now: dt.
     return len(claims)
 
 
+# --- AWS sinks (optional) -------------------------------------------------------------------------------
+
+AWS_EVENT_PREFIXES = ("alert.", "retraining.")
+
+
+def _aws_client(settings: Settings, service: Literal["sns", "events"]) -> Any:
+    import boto3
+
+    return boto3.client(service, region_name=settings.aws_region, endpoint_url=settings.aws_endpoint_url)
+
+
+def publish_aws(db: Database, settings: Settings, batch: int = 100) -> int:
+    """Publish new alert/retraining events to the configured SNS topic and/or EventBridge bus.
+
+    At least once: the cursor moves only after a batch is accepted; consumers de-duplicate by event id
+    (SNS message attribute ``event_id``, EventBridge ``detail.id``)."""
+    sinks = [s for s in (("sns", settings.alert_sns_topic_arn), ("eventbridge", settings.alert_eventbridge_bus))
+             if s[1]]
+    sent = 0
+    for sink, target in sinks:
+        with db.session_scope() as s:
+            cur = s.get(SinkCursor, sink) or SinkCursor(sink=sink, last_outbox_id=0)
+            rows = list(s.scalars(select(OutboxEvent).where(OutboxEvent.id > cur.last_outbox_id)
+                                  .order_by(OutboxEvent.id).limit(batch)))
+            wanted = [r for r in rows if r.type.startswith(AWS_EVENT_PREFIXES)]
+            bodies = [(r, envelope(r).decode()) for r in wanted]
+            last = rows[-1].id if rows else cur.last_outbox_id
+        if not rows:
+            continue
+        if sink == "sns":
+            client = _aws_client(settings, "sns")
+            for r, body in bodies:
+                client.publish(TopicArn=target, Message=body, Subject=r.type[:100], MessageAttributes={
+                    "event_type": {"DataType": "String", "StringValue": r.type},
+                    "event_id": {"DataType": "String", "StringValue": r.event_id}})
+        else:
+            client = _aws_client(settings, "events")
+            for i in range(0, len(bodies), 10):
+                chunk = bodies[i:i + 10]
+                res = client.put_events(Entries=[{"Source": "mlgov", "DetailType": r.type, "Detail": body,
+                                                  "EventBusName": target} for r, body in chunk])
+                if res.get("FailedEntryCount"):
+                    raise RuntimeError(f"EventBridge rejected {res['FailedEntryCount']} event(s)")
+        with db.session_scope() as s:
+            saved = s.get(SinkCursor, sink)
+            if saved is None:
+                s.add(SinkCursor(sink=sink, last_outbox_id=last, updated_at=utcnow()))
+            else:
+                saved.last_outbox_id, saved.updated_at = last, utcnow()
+        sent += len(bodies)
+    return sent
+
+
 class Dispatcher:
     """Background thread that drains due deliveries; safe to run in several processes at once."""
 
@@ -262,5 +325,10 @@ class Dispatcher:
                 except Exception:
                     log.exception("webhook dispatcher iteration failed")
                     n = 0
+                if self.settings.alert_sns_topic_arn or self.settings.alert_eventbridge_bus:
+                    try:
+                        n += publish_aws(self.db, self.settings)
+                    except Exception:
+                        log.exception("publishing to SNS/EventBridge failed; will retry")
                 if n == 0:
                     self._stop.wait(self.settings.dispatcher_poll_s)

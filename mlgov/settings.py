@@ -30,6 +30,11 @@ class Settings(BaseSettings):
     dispatcher_poll_s: float = Field(default=1.0, gt=0)
     log_sql: bool = False
 
+    alert_sns_topic_arn: str | None = Field(default=None, description="also publish alert events to this SNS topic")
+    alert_eventbridge_bus: str | None = Field(default=None, description="also put alert events on this bus")
+    aws_region: str = "us-east-1"
+    aws_endpoint_url: str | None = Field(default=None, description="AWS API endpoint override (local stacks)")
+
     with_scheduler: bool = Field(default=False, description="run the monitoring scheduler inside `mlgov serve`")
     scheduler_interval_s: float = Field(default=10.0, gt=0, description="how often due schedules are looked for")
     scheduler_grace_s: float = Field(default=3600.0, ge=0, description="missed runs older than this are skipped")
