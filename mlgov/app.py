@@ -145,6 +145,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None, *, 
     app.state.get_store = store
     install_error_handlers(app)
 
+    from clarify.router import router as clarify_router
     from lineage.router import router as lineage_router
     from mlgov.api import health, router
     from monitor.router import metrics_router
@@ -157,6 +158,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None, *, 
     app.include_router(lineage_router)
     app.include_router(monitor_router)
     app.include_router(metrics_router)
+    app.include_router(clarify_router)
 
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
     app.add_middleware(RequestIdMiddleware)

@@ -1,0 +1,1 @@
+"""Clarify: bias metrics equal to SageMaker's, explanations, bias and attribution drift."""

@@ -1,0 +1,1 @@
+"""Pure bias and attribution computations (arrays in, numbers out)."""

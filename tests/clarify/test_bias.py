@@ -1,0 +1,165 @@
+"""Clarify bias metrics: hand-computed cases, SageMaker's edge conventions, analysis.json shape."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from clarify.metrics import bias
+from clarify.metrics.analysis import ConfigError, analyze
+from tests.helpers import assert_problem
+
+FIX = Path(__file__).resolve().parents[1] / "fixtures" / "sagemaker"
+Y = np.array([1, 1, 0, 0, 1, 0, 1, 1, 0, 0], dtype=bool)
+D = np.array([0, 0, 0, 0, 0, 1, 1, 1, 1, 1], dtype=bool)
+P = np.array([1, 0, 0, 1, 1, 0, 1, 0, 0, 1], dtype=bool)
+
+
+def test_counts_and_pre_training_by_hand():
+    c = bias.Counts.of(D, Y, P)
+    assert (c.n, c.pos, c.pred_pos) == ((5, 5), (3, 2), (3, 2))
+    assert (c.tp, c.fp, c.tn, c.fn) == ((2, 1), (1, 1), (1, 2), (1, 1))
+    m = bias.pre_training(c, None)
+    assert m["CI"] == 0.0
+    assert m["DPL"] == pytest.approx(0.2)
+    assert m["KL"] == pytest.approx(0.6 * math.log(1.5) + 0.4 * math.log(0.4 / 0.6))
+    mid = np.array([0.5, 0.5])
+    js = 0.5 * (sum(p * math.log(p / q) for p, q in zip([0.6, 0.4], mid, strict=True))
+                + sum(p * math.log(p / q) for p, q in zip([0.4, 0.6], mid, strict=True)))
+    assert m["JS"] == pytest.approx(js)
+    assert m["LP"] == pytest.approx(math.sqrt(0.08))
+    assert m["TVD"] == pytest.approx(0.2) and m["KS"] == pytest.approx(0.2)
+
+
+def test_post_training_by_hand():
+    m = bias.post_training(bias.Counts.of(D, Y, P), Y, P, None, None)
+    assert m["DPPL"] == pytest.approx(0.6 - 0.4)
+    assert m["DI"] == pytest.approx(0.4 / 0.6)
+    assert m["DCA"] == pytest.approx(3 / 3 - 2 / 2)
+    assert m["DCR"] == pytest.approx(3 / 3 - 2 / 2)
+    assert m["SD"] == pytest.approx(2 / 3 - 1 / 2)                 # TNR_d − TNR_a
+    assert m["RD"] == pytest.approx(2 / 3 - 1 / 2)                 # TPR_a − TPR_d
+    assert m["DAR"] == pytest.approx(2 / 3 - 1 / 2)
+    assert m["DRR"] == pytest.approx(2 / 3 - 1 / 2)
+    assert m["AD"] == pytest.approx(3 / 5 - 3 / 5)
+    assert m["TE"] == pytest.approx(1 / 1 - 1 / 1)
+    assert m["GE"] == pytest.approx(0.2)                            # b = ŷ − y + 1, α = 2
+
+
+def test_edge_conventions():
+    assert bias.div(0, 0) == 0.0 and bias.div(3, 0) == math.inf and bias.div(-1, 0) == -math.inf
+    assert bias.diff(math.inf, math.inf) == 0.0 and bias.diff(math.inf, 1) == math.inf
+    # no false positives in either group: TE = ∞ − ∞ → 0
+    y = np.array([1, 1, 0, 1, 1, 0], dtype=bool)
+    d = np.array([0, 0, 0, 1, 1, 1], dtype=bool)
+    p = np.array([0, 1, 0, 0, 1, 0], dtype=bool)
+    assert bias.post_training(bias.Counts.of(d, y, p), y, p, None, None)["TE"] == 0.0
+    # empty sensitive group
+    c = bias.Counts.of(np.zeros(4, dtype=bool), np.array([1, 0, 1, 0], dtype=bool), None)
+    m = bias.pre_training(c, None)
+    assert m["CI"] == 1.0 and m["DPL"] == 0.5
+    # all labels positive
+    allpos = np.ones(6, dtype=bool)
+    m = bias.pre_training(bias.Counts.of(d, allpos, None), None)
+    assert m["DPL"] == 0.0 and m["KL"] == 0.0 and m["JS"] == 0.0
+    # GE undefined when every prediction is a false negative
+    assert math.isnan(bias.generalized_entropy(np.ones(3), np.zeros(3)))
+
+
+def test_conditional_demographic_disparity_by_hand():
+    d = np.array([1, 1, 0, 0, 1, 0, 0, 0], dtype=bool)
+    y = np.array([0, 1, 1, 0, 0, 0, 1, 1], dtype=bool)
+    g = np.array([0, 0, 0, 0, 1, 1, 1, 1])
+    # group 0: rejections rows {0,3}: d has 1 of 2; acceptances {1,2}: d has 1 of 2 → DD = 0
+    # group 1: rejections {4,5}: d 1/2; acceptances {6,7}: d 0/2 → DD = 0.5; CDD = (4·0 + 4·0.5)/8
+    assert bias.conditional_disparity(d, y, g) == pytest.approx(0.25)
+
+
+def test_flip_test_counts_favourable_flips():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 2))
+    d = np.arange(200) >= 100
+    pred = (x[:, 0] > 0) & ~d            # the model never accepts group d
+    ft = bias.flip_test(x, d, pred)
+    assert ft < -0.3                      # group d would be accepted more often as group a: unfavourable
+
+
+def _fixture_like() -> tuple[pd.DataFrame, dict]:
+    rng = np.random.default_rng(3)
+    n = 500
+    df = pd.DataFrame({"F1": rng.random(n), "F2": rng.normal(size=n), "Label": rng.integers(0, 2, n),
+                       "grp": rng.integers(0, 4, n)})
+    cfg = {"label": "Label", "label_values_or_threshold": [1], "group_variable": "grp",
+           "facet": [{"name_or_index": "F1", "value_or_threshold": 0.5}],
+           "methods": {"pre_training_bias": {"methods": "all"}}}
+    return df, cfg
+
+
+def test_analysis_json_has_the_shape_of_sagemakers():
+    df, cfg = _fixture_like()
+    ours = analyze(df, cfg)
+    theirs = json.loads((FIX / "clarify_data_bias_analysis.json").read_text())
+
+    def shape(o):
+        if isinstance(o, dict):
+            return {k: shape(v) for k, v in o.items() if k != "F1"} | ({"F1": shape(o["F1"])} if "F1" in o else {})
+        if isinstance(o, list):
+            return [shape(o[0])] if o else []
+        return type(o).__name__
+
+    assert shape(ours) == shape(theirs)
+    ours_metrics = ours["pre_training_bias_metrics"]["facets"]["F1"][0]["metrics"]
+    theirs_metrics = theirs["pre_training_bias_metrics"]["facets"]["F1"][0]["metrics"]
+    assert [(m["name"], m["description"]) for m in ours_metrics] == [(m["name"], m["description"])
+                                                                     for m in theirs_metrics]
+    assert ours["pre_training_bias_metrics"]["facets"]["F1"][0]["value_or_threshold"].startswith("(0.5, 0.99")
+    # SageMaker's own numbers obey the identities of binary labels: KS = TVD = |DPL|, LP = √2·|DPL|
+    v = {m["name"]: m["value"] for m in theirs_metrics}
+    assert v["KS"] == pytest.approx(v["TVD"]) == pytest.approx(abs(v["DPL"]))
+    assert v["LP"] == pytest.approx(math.sqrt(2) * abs(v["DPL"]))
+    w = {m["name"]: m["value"] for m in ours_metrics}
+    assert w["KS"] == pytest.approx(w["TVD"]) == pytest.approx(abs(w["DPL"]))
+
+
+def test_every_facet_value_when_none_given_and_config_errors():
+    df = pd.DataFrame({"sex": ["m", "f", "x", "f", "m", "f"], "y": [1, 0, 1, 1, 0, 0]})
+    cfg = {"label": "y", "label_values_or_threshold": [1], "facet": [{"name_or_index": "sex"}],
+           "methods": {"pre_training_bias": {"methods": ["CI", "DPL"]}}}
+    out = analyze(df, cfg)
+    groups = out["pre_training_bias_metrics"]["facets"]["sex"]
+    assert [g["value_or_threshold"] for g in groups] == ["f", "m", "x"]
+    assert [m["name"] for m in groups[0]["metrics"]] == ["CI", "DPL"]
+    for bad, needle in [({**cfg, "label": "nope"}, "not a column"), ({k: v for k, v in cfg.items() if k != "facet"},
+                                                                      "facet"),
+                        ({**cfg, "methods": {"pre_training_bias": {"methods": ["XX"]}}}, "methods"),
+                        ({**cfg, "methods": {"post_training_bias": {"methods": "all"}}}, "predicted_label")]:
+        with pytest.raises(ConfigError, match=needle):
+            analyze(df, bad)
+
+
+def test_bias_endpoint(client, keys):
+    df, cfg = _fixture_like()
+    df["pred"] = np.where(np.random.default_rng(1).random(len(df)) < 0.8, df["Label"], 1 - df["Label"])
+    cfg = {**cfg, "predicted_label": "pred", "methods": {"pre_training_bias": {"methods": "all"},
+                                                         "post_training_bias": {"methods": "all"}}}
+    r = client.post("/api/v1/clarify/bias", headers=keys("publisher"),
+                    files={"file": ("d.csv", df.to_csv(index=False).encode()),
+                           "config": ("analysis_config.json", json.dumps(cfg).encode())})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert set(body) == {"version", "pre_training_bias_metrics", "post_training_bias_metrics"}
+    post = {m["name"] for m in body["post_training_bias_metrics"]["facets"]["F1"][0]["metrics"]}
+    assert post == set(bias.POST)
+    assert r.headers["x-mlgov-analysis-id"]
+    assert_problem(client.post("/api/v1/clarify/bias", headers=keys("publisher"),
+                               files={"file": ("d.csv", b"a,b\n1,2\n")}), 422, "config")
+    assert_problem(client.post("/api/v1/clarify/bias", headers=keys("publisher"), files={
+        "file": ("d.csv", b"a,b\n1,2\n"), "config": ("c.json", json.dumps(cfg).encode())}), 422, "not a column")
+    assert client.post("/api/v1/clarify/bias", headers=keys("viewer"),
+                       files={"file": ("d.csv", b"a\n1\n"), "config": ("c.json", b"{}")}).status_code == 403
+    assert_problem(client.post("/api/v1/clarify/bias", headers=keys("publisher"), json={}), 422, "multipart")
