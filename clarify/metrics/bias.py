@@ -166,7 +166,7 @@ def flip_test(features: np.ndarray, sensitive: np.ndarray, predicted: np.ndarray
     if len(xd) == 0 or len(xa) == 0 or len(np.unique(ya)) < 1:
         return math.nan
     k = 1 if len(xa) <= 9 else 5
-    knn = KNeighborsClassifier(n_neighbors=min(k, len(xa))).fit(xa, ya.astype(int))
+    knn = KNeighborsClassifier(n_neighbors=min(k, len(xa)), n_jobs=-1).fit(xa, ya.astype(int))
     flipped = knn.predict(xd).astype(int)
     fplus = int(np.sum(yd.astype(int) > flipped))
     fminus = int(np.sum(yd.astype(int) < flipped))
