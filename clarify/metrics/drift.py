@@ -1,0 +1,55 @@
+"""Bias drift and feature-attribution drift, by SageMaker's rules.
+
+Bias drift: a metric violates when it is farther from 0 than the baseline value (same sign or not); a
+normal bootstrap confidence interval of the current value must lie entirely outside the allowed range
+[-|baseline|, |baseline|] for a violation, so small windows do not alert on noise.
+Attribution drift: nDCG of the current global-SHAP ranking scored with the baseline attributions.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+
+DEFAULT_NDCG_THRESHOLD = 0.90
+
+
+def ndcg(baseline: dict[str, float], current: dict[str, float]) -> float:
+    """DCG of the current ranking F′ using baseline scores a(f), over iDCG of the baseline ranking F."""
+    m = len(baseline)
+    ideal = sorted(baseline, key=lambda f: baseline[f], reverse=True)
+    live = sorted(current, key=lambda f: current[f], reverse=True)[:m]
+    gain = np.array([baseline.get(f, 0.0) for f in live])
+    ideal_gain = np.array([baseline[f] for f in ideal])
+    disc = 1.0 / np.log2(np.arange(2, m + 2))
+    idcg = float(np.sum(ideal_gain * disc))
+    return float(np.sum(gain * disc[: len(gain)]) / idcg) if idcg else 1.0
+
+
+def bootstrap_interval(metric: Callable[[np.ndarray], float], n: int, *, draws: int = 200, level: float = 0.95,
+                       seed: int = 0) -> tuple[float, float]:
+    """Normal bootstrap CI: value ± z·sd of the metric over resamples of row indices."""
+    rng = np.random.default_rng(seed)
+    point = metric(np.arange(n))
+    values = np.array([metric(rng.integers(0, n, n)) for _ in range(draws)], dtype=float)
+    values = values[np.isfinite(values)]
+    if not len(values) or not math.isfinite(point):
+        return point, point
+    from scipy.stats import norm
+
+    z = float(norm.ppf(0.5 + level / 2))
+    sd = float(np.std(values, ddof=1))
+    return point - z * sd, point + z * sd
+
+
+def bias_violation(baseline: float, current: float, interval: tuple[float, float] | None = None) -> bool:
+    """Farther from 0 than the baseline; with an interval, only if all of it is outside [-|b|, |b|]."""
+    if not (math.isfinite(baseline) and math.isfinite(current)):
+        return math.isfinite(baseline) and not math.isfinite(current)
+    bound = abs(baseline)
+    if interval is None:
+        return abs(current) > bound
+    lo, hi = interval
+    return lo > bound or hi < -bound
