@@ -65,3 +65,72 @@ def bias_analysis(p: Analyst, session: SessionDep, request: Request,
     audit.record(session, actor=p.name, action="clarify.bias_analysis", subject_type="clarify_analysis",
                  subject_id=aid, after={"rows": int(df.shape[0]), "facets": [f["name_or_index"] for f in cfg["facet"]]})
     return Response(body, media_type="application/json", headers={"X-Mlgov-Analysis-Id": aid})
+
+
+@router.post("/explain", response_model=None)
+def explain(p: Analyst, session: SessionDep, request: Request,
+            parts: Annotated[dict[str, Any], Depends(_parts)]) -> Response:
+    """SHAP attributions for a registered model version on an uploaded dataset (CSV with header).
+
+    Parts: `model_group`, `model_version`, `file`; `model` (the artifact, checked against the registered
+    sha256) unless the artifact URI is in mlgov's object store; `model_format` (skops, xgboost, lightgbm,
+    onnx; pickle/joblib only when an admin trusted the version); `agg_method`; `label` to drop."""
+    from clarify import models
+    from clarify.metrics.shap_values import AGGREGATIONS, analysis_json
+    from clarify.metrics.shap_values import explain as run
+    from registry import service as registry
+
+    def text(key: str, default: str | None = None) -> str | None:
+        v = parts.get(key)
+        return v.decode() if isinstance(v, bytes) else default
+
+    group, version = text("model_group"), text("model_version")
+    if not group or not version or not version.isdigit() or "file" not in parts:
+        raise Invalid("model_group, model_version (a number) and a `file` part are required",
+                      fix="send -F model_group=… -F model_version=1 -F file=@data.csv")
+    _, v = registry.get_version(session, group, int(version))
+    store = request.app.state.get_store()
+    artifact = parts.get("model")
+    if artifact is None:
+        base = store.uri("x")[:-1]
+        if not v.artifact_uri.startswith(base):
+            raise Invalid(f"the artifact {v.artifact_uri} is outside mlgov's object store",
+                          fix="upload it as the `model` part (it must match the registered sha256)")
+        artifact = store.get(v.artifact_uri[len(base):])
+    fmt = text("model_format", "skops") or "skops"
+    agg = text("agg_method", "mean_abs") or "mean_abs"
+    if agg not in AGGREGATIONS:
+        raise Invalid(f"agg_method {agg!r} is not one of {', '.join(AGGREGATIONS)}", fix="use mean_abs")
+    try:
+        models.check_digest(artifact, v.artifact_sha256)
+        model = models.load(artifact, fmt, trusted=bool(v.artifact_trusted))
+    except models.UntrustedModel as exc:
+        from mlgov.errors import Forbidden
+
+        raise Forbidden(str(exc), fix="use a safe format (skops, xgboost, lightgbm, onnx), or have an admin "
+                                      f"POST …/versions/{version}/artifact-trust") from None
+    except models.ModelLoadError as exc:
+        raise Invalid(str(exc), fix="upload the registered artifact in the stated model_format") from None
+    try:
+        df = pd.read_csv(io.BytesIO(parts["file"]))
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise Invalid(f"the dataset is not a readable CSV: {exc}", fix="upload a CSV with a header row") from None
+    label = text("label")
+    if label and label in df.columns:
+        df = df.drop(columns=[label])
+    if df.empty or any(df[c].dtype.kind not in "fiub" for c in df.columns):
+        raise Invalid("explanations need a non-empty, all-numeric feature table",
+                      fix="encode categorical features as the model expects, and drop the label column")
+    try:
+        result = run(model, df, agg_method=agg)
+    except Exception as exc:
+        raise Invalid(f"the model could not be explained on this data: {type(exc).__name__}: {exc}",
+                      fix="check the feature columns match the model's inputs") from None
+    aid = new_id()
+    body = json.dumps(analysis_json(result)).encode()
+    store.put(f"clarify/{aid}/analysis.json", body, "application/json")
+    store.put(f"clarify/{aid}/explanations_shap/out.csv", result["local"].to_csv(index=False).encode(), "text/csv")
+    audit.record(session, actor=p.name, action="clarify.explanation", subject_type="model_version",
+                 subject_id=f"{group}/{version}", after={"analysis": aid, "method": result["method"],
+                                                         "rows": int(df.shape[0])})
+    return Response(body, media_type="application/json", headers={"X-Mlgov-Analysis-Id": aid})

@@ -56,6 +56,7 @@ class ModelVersion(Base):
     training_job: Mapped[Any] = mapped_column(JSON, nullable=True)
     source: Mapped[Any] = mapped_column(JSON, nullable=True)
     triggered_by_alert: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    artifact_trusted: Mapped[bool] = mapped_column(default=False, server_default="0")
     registered_by: Mapped[str] = mapped_column(String(128))
     registered_by_key: Mapped[str] = mapped_column(String(32))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

@@ -25,6 +25,7 @@ from registry.schemas import (
     StageOccupant,
     StageRequest,
     StageTransitionRead,
+    TrustRequest,
     VersionCreate,
     VersionRead,
 )
@@ -125,6 +126,13 @@ def decide(group: str, version: VersionNo, body: ApprovalRequest, session: Sessi
     v = service.decide(session, group, version, body, p)
     _, fresh = service.get_version(session, group, v.version)
     return service.to_read(group, fresh)
+
+
+@router.post("/model-groups/{group}/versions/{version}/artifact-trust", response_model=VersionRead)
+def artifact_trust(group: str, version: VersionNo, body: TrustRequest, session: SessionDep,
+                   p: Annotated[Principal, Depends(require(ADMINS))]) -> Any:
+    v = service.set_artifact_trust(session, group, version, body.trusted, body.reason, p)
+    return service.to_read(group, service.get_version(session, group, v.version)[1])
 
 
 @router.get("/model-groups/{group}/versions/{version}/approvals", response_model=list[ApprovalDecisionRead])

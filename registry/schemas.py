@@ -228,6 +228,7 @@ class VersionRead(BaseModel):
     training_job: dict[str, Any] | None
     source: dict[str, Any] | None
     triggered_by_alert: str | None = None
+    artifact_trusted: bool = False
     registered_by: str
     created_at: dt.datetime
     updated_at: dt.datetime
@@ -244,6 +245,11 @@ class ApprovalRequest(Strict):
         if not v.strip():
             raise ValueError("must not be blank")
         return v
+
+
+class TrustRequest(Strict):
+    trusted: bool
+    reason: str = Field(min_length=1, max_length=2000, description="why this artifact may be unpickled")
 
 
 class StageRequest(Strict):

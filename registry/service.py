@@ -128,6 +128,7 @@ def to_read(group_name: str, v: ModelVersion) -> VersionRead:
         metrics=v.metrics or {}, model_metrics=v.model_metrics, metadata={m.key: m.value for m in v.metadata_items},
         domain=v.domain, task=v.task, model_card=v.model_card, training_data=list(v.training_data or []),
         training_job=v.training_job, source=v.source, triggered_by_alert=v.triggered_by_alert,
+        artifact_trusted=bool(v.artifact_trusted),
         registered_by=v.registered_by, created_at=v.created_at,
         updated_at=v.updated_at,
     )
@@ -332,6 +333,22 @@ def decide(session: Session, group_name: str, number: int, req: ApprovalRequest,
                  after={"approval_status": req.status, "comment": req.comment})
     events.emit(session, "version.approval_changed", subject,
                 {**_payload(group.name, v), "previous_approval_status": current, "decided_by": actor.name})
+    return v
+
+
+def set_artifact_trust(session: Session, group_name: str, number: int, trusted: bool, reason: str,
+                       actor: Principal) -> ModelVersion:
+    """Admin-only: allow (or withdraw) loading this version's pickle/joblib artifact. Audited."""
+    if actor.role != Role.admin:
+        raise Forbidden("only admin keys may mark an artifact as trusted", fix="ask an admin")
+    group, v = get_version(session, group_name, number)
+    before = bool(v.artifact_trusted)
+    v.artifact_trusted = trusted
+    v.updated_at = utcnow()
+    session.flush()
+    audit.record(session, actor=actor.name, action="version.artifact_trust_changed", subject_type="model_version",
+                 subject_id=f"{group.name}/{number}", before={"artifact_trusted": before},
+                 after={"artifact_trusted": trusted, "reason": reason, "artifact_sha256": v.artifact_sha256})
     return v
 
 

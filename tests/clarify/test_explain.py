@@ -1,0 +1,109 @@
+"""Explanations: SHAP additivity, safe loading (skops), sha256 check, refusal of untrusted pickle."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import pickle
+
+import numpy as np
+import pandas as pd
+import pytest
+import skops.io as sio
+from sklearn.ensemble import GradientBoostingClassifier
+from sklearn.linear_model import LogisticRegression
+from sklearn.neighbors import KNeighborsClassifier
+
+from clarify.metrics.drift import ndcg
+from clarify.metrics.shap_values import explain
+from tests.helpers import assert_problem, create_group
+
+
+def data(n: int = 400, seed: int = 0) -> tuple[pd.DataFrame, pd.Series]:
+    rng = np.random.default_rng(seed)
+    x = pd.DataFrame(rng.normal(size=(n, 4)), columns=["a", "b", "c", "d"])
+    return x, (x.a + 0.5 * x.b + rng.normal(0, 0.1, n) > 0).astype(int)
+
+
+def test_additivity_tree_linear_and_permutation():
+    x, y = data()
+    gb = GradientBoostingClassifier(n_estimators=20, random_state=0).fit(x, y)
+    r = explain(gb, x)
+    assert r["method"] == "tree"
+    np.testing.assert_allclose(r["local"].sum(axis=1) + r["expected_value"], gb.decision_function(x), atol=1e-9)
+    assert max(r["global_shap_values"], key=r["global_shap_values"].get) == "a"
+    lr = LogisticRegression().fit(x, y)
+    r = explain(lr, x)
+    assert r["method"] == "linear"
+    np.testing.assert_allclose(r["local"].sum(axis=1) + r["expected_value"], lr.decision_function(x), atol=1e-9)
+    knn = KNeighborsClassifier(5).fit(x, y)
+    r = explain(knn, x.head(60))
+    assert r["method"] == "permutation"
+    np.testing.assert_allclose(r["local"].sum(axis=1) + r["expected_value"],
+                               knn.predict_proba(x.head(60))[:, 1], atol=1e-9)
+    for agg in ("mean_sq", "median"):
+        assert explain(lr, x, agg_method=agg)["agg_method"] == agg
+
+
+def test_attribution_drift_between_two_windows():
+    x, y = data()
+    gb = GradientBoostingClassifier(n_estimators=20, random_state=0).fit(x, y)
+    base = explain(gb, x)["global_shap_values"]
+    same = explain(gb, data(seed=1)[0])["global_shap_values"]
+    assert ndcg(base, same) > 0.95
+    shifted = data(seed=2)[0].assign(a=0.0)      # feature a stops varying: its attribution collapses
+    assert ndcg(base, explain(gb, shifted)["global_shap_values"]) < 0.9
+
+
+def _register(client, keys, artifact: bytes) -> None:
+    create_group(client, keys("publisher"), "m")
+    r = client.post("/api/v1/model-groups/m/versions", headers=keys("publisher"), json={
+        "artifact_uri": "s3://models/m/1/model.skops", "artifact_sha256": hashlib.sha256(artifact).hexdigest()})
+    assert r.status_code == 201
+
+
+def test_explain_endpoint_safe_loading(client, keys):
+    x, y = data()
+    model = GradientBoostingClassifier(n_estimators=10, random_state=0).fit(x, y)
+    artifact = sio.dumps(model)
+    _register(client, keys, artifact)
+    csv = x.assign(label=y).to_csv(index=False).encode()
+    form = {"model_group": "m", "model_version": "1", "model_format": "skops", "label": "label"}
+    r = client.post("/api/v1/clarify/explain", headers=keys("publisher"), data=form,
+                    files={"file": ("d.csv", csv), "model": ("model.skops", artifact)})
+    assert r.status_code == 200, r.text
+    body = r.json()["explanations"]["kernel_shap"]["label0"]
+    assert body["method"] == "tree" and set(body["global_shap_values"]) == {"a", "b", "c", "d"}
+    # a different artifact than the registered one
+    other = sio.dumps(GradientBoostingClassifier(n_estimators=3).fit(x, y))
+    assert_problem(client.post("/api/v1/clarify/explain", headers=keys("publisher"), data=form,
+                               files={"file": ("d.csv", csv), "model": ("m", other)}), 422, "sha256")
+
+
+def test_untrusted_pickle_refused_until_an_admin_trusts_it(client, keys, db):
+    x, y = data()
+    artifact = pickle.dumps(LogisticRegression().fit(x, y))
+    _register(client, keys, artifact)
+    form = {"model_group": "m", "model_version": "1", "model_format": "pickle"}
+    files = {"file": ("d.csv", x.to_csv(index=False).encode()), "model": ("m.pkl", artifact)}
+    assert_problem(client.post("/api/v1/clarify/explain", headers=keys("publisher"), data=form, files=files),
+                   403, "trusted")
+    assert client.post("/api/v1/model-groups/m/versions/1/artifact-trust", json={"trusted": True, "reason": "ours"},
+                       headers=keys("approver")).status_code == 403
+    r = client.post("/api/v1/model-groups/m/versions/1/artifact-trust", json={"trusted": True,
+                                                                              "reason": "built by our CI"},
+                    headers=keys("admin"))
+    assert r.status_code == 200 and r.json()["artifact_trusted"] is True
+    r = client.post("/api/v1/clarify/explain", headers=keys("publisher"), data=form, files=files)
+    assert r.status_code == 200 and r.json()["explanations"]["kernel_shap"]["label0"]["method"] == "linear"
+    ev = client.get("/api/v1/audit/events", params={"action": "version.artifact_trust_changed"},
+                    headers=keys("admin")).json()["items"]
+    assert ev[0]["after"]["reason"] == "built by our CI"
+
+
+@pytest.mark.parametrize("bad", [{"model_group": "m"}, {"model_group": "nope", "model_version": "1"}])
+def test_explain_bad_input(client, keys, bad):
+    r = client.post("/api/v1/clarify/explain", headers=keys("publisher"), data=bad,
+                    files={"file": ("d.csv", b"a\n1\n")})
+    assert r.status_code in (404, 422)
+    assert json.loads(r.text)["detail"]
