@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import io
 import json
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import pandas as pd
 from fastapi import APIRouter, Depends, Request, Response
 
 from clarify.metrics.analysis import ConfigError, analyze
 from mlgov import audit
-from mlgov.auth import DECIDERS, PUBLISHERS, Principal, SessionDep, require
+from mlgov.auth import DECIDERS, PUBLISHERS, READERS, Principal, SessionDep, require
 from mlgov.db import new_id
 from mlgov.errors import Invalid
 
@@ -30,6 +30,67 @@ async def _parts(request: Request) -> dict[str, Any]:
     for key, value in form.multi_items():
         out[key] = await value.read() if hasattr(value, "read") else value.encode() if isinstance(value, str) else value
     return out
+
+
+DEFAULT_LIMITS = {"DPL": 0.1, "DPPL": 0.1, "DI": 0.2}
+
+
+def _text(parts: dict[str, Any], key: str) -> str | None:
+    v = parts.get(key)
+    return v.decode() if isinstance(v, bytes) else None
+
+
+def policy_failures(analysis: dict[str, Any], limits: dict[str, float]) -> list[str]:
+    """Metrics outside their limits: |value| (|1 − DI| for disparate impact) above the limit."""
+    out = []
+    for section in ("pre_training_bias_metrics", "post_training_bias_metrics"):
+        for facet, groups in analysis.get(section, {}).get("facets", {}).items():
+            for g in groups:
+                for m in g["metrics"]:
+                    if m["name"] not in limits:
+                        continue
+                    v = m["value"]
+                    dist = abs(1 - v) if m["name"] == "DI" else abs(v)
+                    if dist != dist or dist > limits[m["name"]]:
+                        out.append(f"{facet}={g['value_or_threshold']}: {m['name']}={v:.4g} beyond "
+                                   f"{limits[m['name']]}")
+    return out
+
+
+@router.get("/reports/{analysis_id}", response_model=None)
+def report(analysis_id: str, request: Request, _: Annotated[Principal, Depends(require(READERS))],
+           format: Literal["html", "json"] = "html") -> Response:
+    """The stored analysis.json, or a readable HTML report (bias tables, attribution bars, policy verdict)."""
+    from pathlib import Path
+
+    from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+    store = request.app.state.get_store()
+    analysis_id = _clean_id(analysis_id)
+    analysis = json.loads(store.get(f"clarify/{analysis_id}/analysis.json"))
+    if format == "json":
+        return Response(json.dumps(analysis).encode(), media_type="application/json")
+    verdict = json.loads(store.get(f"clarify/{analysis_id}/verdict.json")) \
+        if store.exists(f"clarify/{analysis_id}/verdict.json") else None
+    shap = None
+    ks = analysis.get("explanations", {}).get("kernel_shap", {})
+    if ks:
+        label = next(iter(ks.values()))
+        ranked = sorted(label["global_shap_values"].items(), key=lambda kv: -abs(kv[1]))
+        shap = {"ranked": ranked, "top": max([abs(v) for _, v in ranked] + [1e-12]),
+                "method": label.get("method", "kernel"), "agg_method": label.get("agg_method", "mean_abs"),
+                "expected_value": label["expected_value"]}
+    env = Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"),
+                      autoescape=select_autoescape(["html"]))
+    html = env.get_template("report.html").render(id=analysis_id, a=analysis, verdict=verdict, shap=shap,
+                                                  version=(verdict or {}).get("version"))
+    return Response(html, media_type="text/html")
+
+
+def _clean_id(value: str) -> str:
+    if not value.isalnum():
+        raise Invalid(f"{value!r} is not an analysis id", fix="use the X-Mlgov-Analysis-Id of a Clarify response")
+    return value
 
 
 @router.post("/bias", response_model=None)
@@ -61,7 +122,20 @@ def bias_analysis(p: Analyst, session: SessionDep, request: Request,
         raise Invalid(f"the dataset is not a readable CSV: {exc}", fix="upload a CSV with a header row") from None
     aid = new_id()
     body = json.dumps(result).encode()   # Infinity stays Infinity, as Clarify's Python writer emits it
-    request.app.state.get_store().put(f"clarify/{aid}/analysis.json", body, "application/json")
+    store = request.app.state.get_store()
+    store.put(f"clarify/{aid}/analysis.json", body, "application/json")
+    group, version = _text(parts, "model_group"), _text(parts, "model_version")
+    if group or version:
+        from registry import service as registry
+
+        if not group or not version or not version.isdigit():
+            raise Invalid("model_group and model_version (a number) go together", fix="send both or neither")
+        limits = {**DEFAULT_LIMITS, **registry.approval_policy(session, group).get("bias_limits", {})}
+        failures = policy_failures(result, limits)
+        registry.attach_bias_report(session, group, int(version), aid, not failures, failures, p)
+        store.put(f"clarify/{aid}/verdict.json", json.dumps({"passed": not failures, "failures": failures,
+                                                              "version": f"{group}/{version}"}).encode(),
+                  "application/json")
     audit.record(session, actor=p.name, action="clarify.bias_analysis", subject_type="clarify_analysis",
                  subject_id=aid, after={"rows": int(df.shape[0]), "facets": [f["name_or_index"] for f in cfg["facet"]]})
     return Response(body, media_type="application/json", headers={"X-Mlgov-Analysis-Id": aid})

@@ -107,10 +107,19 @@ class GroupCreate(Strict):
         return v
 
 
+class ApprovalPolicy(Strict):
+    """Evidence a version needs before it can be Approved (admins may override, audited)."""
+
+    require_bias_report: bool = False
+    bias_limits: dict[str, float] = Field(default_factory=dict, description="metric → largest allowed |value| "
+                                          "(for DI: largest allowed |1 − DI|); default DPPL/DPL 0.1, DI 0.2")
+
+
 class GroupUpdate(Strict):
     description: str | None = Field(default=None, max_length=1024)
     tags: Tags | None = None
     stage_config: StageConfig | None = None
+    approval_policy: ApprovalPolicy | None = None
 
 
 class GroupRead(BaseModel):
@@ -119,6 +128,7 @@ class GroupRead(BaseModel):
     description: str | None
     tags: dict[str, str]
     stage_config: StageConfig
+    approval_policy: ApprovalPolicy | None = None
     latest_version: int
     created_by: str
     created_at: dt.datetime
@@ -229,6 +239,7 @@ class VersionRead(BaseModel):
     source: dict[str, Any] | None
     triggered_by_alert: str | None = None
     artifact_trusted: bool = False
+    bias_report: dict[str, Any] | None = None
     registered_by: str
     created_at: dt.datetime
     updated_at: dt.datetime
@@ -238,6 +249,7 @@ class ApprovalRequest(Strict):
     status: Decision
     comment: str = Field(min_length=1, max_length=4000, description="why; required for the audit trail")
     expected_status: ApprovalStatus | None = Field(default=None, description="optimistic concurrency guard")
+    override_policy: bool = Field(default=False, description="admin only: approve despite the group's policy")
 
     @field_validator("comment")
     @classmethod

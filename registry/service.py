@@ -74,12 +74,18 @@ def create_group(session: Session, body: GroupCreate, actor: Principal) -> Model
 
 def update_group(session: Session, name: str, body: GroupUpdate, actor: Principal) -> ModelGroup:
     group = get_group(session, name, for_update=True)
-    before = {"description": group.description, "tags": group.tags, "stage_config": group.stage_config}
+    before = {"description": group.description, "tags": group.tags, "stage_config": group.stage_config,
+              "approval_policy": group.approval_policy}
     fields = body.model_fields_set
     if "description" in fields:
         group.description = body.description
     if "tags" in fields and body.tags is not None:
         group.tags = dict(body.tags)
+    if "approval_policy" in fields:
+        if actor.role != Role.admin:
+            raise Forbidden("only admin keys may change a group's approval policy",
+                            fix="ask an admin, or leave approval_policy out of the update")
+        group.approval_policy = body.approval_policy.model_dump() if body.approval_policy else None
     if "stage_config" in fields and body.stage_config is not None:
         if actor.role != Role.admin:
             raise Forbidden("only admin keys may change a group's stage configuration",
@@ -88,7 +94,8 @@ def update_group(session: Session, name: str, body: GroupUpdate, actor: Principa
         group.stage_config = body.stage_config.model_dump()
     group.updated_at = utcnow()
     session.flush()
-    after = {"description": group.description, "tags": group.tags, "stage_config": group.stage_config}
+    after = {"description": group.description, "tags": group.tags, "stage_config": group.stage_config,
+             "approval_policy": group.approval_policy}
     audit.record(session, actor=actor.name, action="model_group.updated", subject_type="model_group",
                  subject_id=group.name, before=before, after=after)
     events.emit(session, "model_group.updated", group.name, after)
@@ -128,7 +135,7 @@ def to_read(group_name: str, v: ModelVersion) -> VersionRead:
         metrics=v.metrics or {}, model_metrics=v.model_metrics, metadata={m.key: m.value for m in v.metadata_items},
         domain=v.domain, task=v.task, model_card=v.model_card, training_data=list(v.training_data or []),
         training_job=v.training_job, source=v.source, triggered_by_alert=v.triggered_by_alert,
-        artifact_trusted=bool(v.artifact_trusted),
+        artifact_trusted=bool(v.artifact_trusted), bias_report=v.bias_report,
         registered_by=v.registered_by, created_at=v.created_at,
         updated_at=v.updated_at,
     )
@@ -305,6 +312,7 @@ def decide(session: Session, group_name: str, number: int, req: ApprovalRequest,
             f"cannot move {group_name} version {number} from {current} to {req.status}",
             fix=f"from {current} the allowed statuses are: {', '.join(allowed)}",
             current_status=current, allowed=list(allowed))
+    overridden = _check_policy(group, v, req, actor)
     now = utcnow()
     res = session.execute(
         update(ModelVersion).where(ModelVersion.id == v.id, ModelVersion.approval_status == current)
@@ -330,7 +338,8 @@ def decide(session: Session, group_name: str, number: int, req: ApprovalRequest,
     subject = f"{group.name}/{number}"
     audit.record(session, actor=actor.name, action="version.approval_changed", subject_type="model_version",
                  subject_id=subject, before={"approval_status": current},
-                 after={"approval_status": req.status, "comment": req.comment})
+                 after={"approval_status": req.status, "comment": req.comment,
+                        **({"policy_overridden": overridden} if overridden else {})})
     events.emit(session, "version.approval_changed", subject,
                 {**_payload(group.name, v), "previous_approval_status": current, "decided_by": actor.name})
     return v
@@ -350,6 +359,46 @@ def set_artifact_trust(session: Session, group_name: str, number: int, trusted: 
                  subject_id=f"{group.name}/{number}", before={"artifact_trusted": before},
                  after={"artifact_trusted": trusted, "reason": reason, "artifact_sha256": v.artifact_sha256})
     return v
+
+
+def _check_policy(group: ModelGroup, v: ModelVersion, req: ApprovalRequest, actor: Principal) -> list[str]:
+    """The group's evidence requirements for approval; returns what an admin override waived."""
+    policy = group.approval_policy or {}
+    if req.status != APPROVED or not policy.get("require_bias_report"):
+        if req.override_policy and actor.role != Role.admin:
+            raise Forbidden("only admin keys may override the approval policy", fix="drop override_policy")
+        return []
+    report = v.bias_report or {}
+    missing: str | None = None
+    if not report:
+        missing = "no bias report is attached"
+    elif not report.get("passed"):
+        missing = f"the bias report fails: {', '.join(report.get('failures', []))}"
+    if missing is None:
+        return []
+    if req.override_policy:
+        if actor.role != Role.admin:
+            raise Forbidden("only admin keys may override the approval policy", fix="drop override_policy")
+        return [missing]
+    raise Conflict(f"{group.name} requires a passing bias report before approval; {missing}",
+                   fix="run POST /api/v1/clarify/bias with model_group and model_version, or have an admin "
+                       "approve with override_policy=true")
+
+
+def attach_bias_report(session: Session, group_name: str, number: int, analysis_id: str, passed: bool,
+                       failures: list[str], actor: Principal) -> ModelVersion:
+    group, v = get_version(session, group_name, number)
+    v.bias_report = {"analysis_id": analysis_id, "passed": passed, "failures": failures, "by": actor.name,
+                     "at": utcnow().isoformat()}
+    v.updated_at = utcnow()
+    session.flush()
+    audit.record(session, actor=actor.name, action="version.bias_report_attached", subject_type="model_version",
+                 subject_id=f"{group.name}/{number}", after=v.bias_report)
+    return v
+
+
+def approval_policy(session: Session, group_name: str) -> dict[str, Any]:
+    return dict(get_group(session, group_name).approval_policy or {})
 
 
 def approval_history(session: Session, version: ModelVersion) -> list[ApprovalDecision]:

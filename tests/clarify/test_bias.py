@@ -163,3 +163,45 @@ def test_bias_endpoint(client, keys):
     assert client.post("/api/v1/clarify/bias", headers=keys("viewer"),
                        files={"file": ("d.csv", b"a\n1\n"), "config": ("c.json", b"{}")}).status_code == 403
     assert_problem(client.post("/api/v1/clarify/bias", headers=keys("publisher"), json={}), 422, "multipart")
+
+
+def test_approval_policy_requires_a_passing_bias_report(client, keys, tmp_path):
+    from tests.browser import render
+    from tests.helpers import approve, create_group, register
+
+    create_group(client, keys("publisher"), "credit")
+    register(client, keys("publisher"), "credit", 1)
+    assert client.patch("/api/v1/model-groups/credit", json={"approval_policy": {"require_bias_report": True}},
+                        headers=keys("publisher")).status_code == 403
+    r = client.patch("/api/v1/model-groups/credit", headers=keys("admin"),
+                     json={"approval_policy": {"require_bias_report": True, "bias_limits": {"DPPL": 0.05}}})
+    assert r.json()["approval_policy"]["require_bias_report"] is True
+    assert_problem(approve(client, keys("approver"), "credit", 1), 409, "no bias report")
+    rng = np.random.default_rng(5)
+    n = 2000
+    df = pd.DataFrame({"sex": rng.choice(["f", "m"], n), "income": rng.normal(size=n), "y": rng.integers(0, 2, n)})
+    df["pred"] = np.where((df.sex == "f") & (rng.random(n) < 0.3), 0, df.y)     # the model disfavours f
+    cfg = {"label": "y", "label_values_or_threshold": [1], "predicted_label": "pred",
+           "facet": [{"name_or_index": "sex", "value_or_threshold": ["f"]}],
+           "methods": {"pre_training_bias": {"methods": "all"}, "post_training_bias": {"methods": ["DPPL", "DI"]}}}
+    r = client.post("/api/v1/clarify/bias", headers=keys("publisher"),
+                    data={"model_group": "credit", "model_version": "1"},
+                    files={"file": ("d.csv", df.to_csv(index=False).encode()),
+                           "config": ("c.json", json.dumps(cfg).encode())})
+    assert r.status_code == 200
+    aid = r.headers["x-mlgov-analysis-id"]
+    v = client.get("/api/v1/model-groups/credit/versions/1", headers=keys("viewer")).json()
+    assert v["bias_report"]["passed"] is False and any("DPPL" in f for f in v["bias_report"]["failures"])
+    assert_problem(approve(client, keys("approver"), "credit", 1), 409, "bias report fails")
+    assert_problem(approve(client, keys("approver"), "credit", 1, override_policy=True), 403, "admin")
+    ok = approve(client, keys("admin"), "credit", 1, comment="accepted risk, see ticket 42", override_policy=True)
+    assert ok.status_code == 200
+    ev = client.get("/api/v1/audit/events", params={"action": "version.approval_changed"},
+                    headers=keys("admin")).json()["items"][-1]
+    assert ev["after"]["policy_overridden"] and "DPPL" in ev["after"]["policy_overridden"][0]
+    html = client.get(f"/api/v1/clarify/reports/{aid}", headers=keys("viewer")).text
+    dom, shot = render(html, tmp_path)
+    assert shot.stat().st_size > 5000
+    assert "Post-training (model) bias" in dom and 'id="verdict"' in dom and "failed" in dom
+    assert "Difference in Positive Proportions in Predicted Labels (DPPL)" in dom
+    assert_problem(client.get("/api/v1/clarify/reports/..%2Fetc", headers=keys("viewer")), 404)
