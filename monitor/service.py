@@ -7,6 +7,7 @@ finds its files, and files whose rows never committed are unreachable (and harml
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import io
 import json
@@ -485,7 +486,7 @@ def _parquet(recs: list[capture.Parsed], schema: capture.CaptureSchema) -> bytes
 
 
 def window_table(session: Session, store: ObjectStore, ep: Endpoint, start: dt.datetime,
-                 end: dt.datetime) -> pa.Table | None:
+                 end: dt.datetime, *, keep_keys: bool = False) -> pa.Table | None:
     """Captured rows with inference time in [start, end), read from the committed Parquet batches."""
     batches = list(session.scalars(select(CaptureBatch).where(
         CaptureBatch.endpoint_id == ep.id, CaptureBatch.last_time >= start, CaptureBatch.first_time < end)
@@ -500,6 +501,8 @@ def window_table(session: Session, store: ObjectStore, ep: Endpoint, start: dt.d
     mask = pc.and_(pc.greater_equal(t, pa.scalar(start, pa.timestamp("us", tz="UTC"))),
                    pc.less(t, pa.scalar(end, pa.timestamp("us", tz="UTC"))))
     table = table.filter(mask)
+    if keep_keys:
+        return table
     return table.drop_columns([c for c in table.column_names if c.startswith("__")])
 
 
@@ -690,6 +693,27 @@ def run_quality_analysis(session: Session, store: ObjectStore, *, baseline_id: s
     return row
 
 
+def labelled_window(session: Session, store: ObjectStore, ep: Endpoint, start: dt.datetime,
+                    end: dt.datetime) -> Any:
+    """Captured rows with inference time in [start, end) as a DataFrame, with `__label` holding the ground
+    truth joined by inferenceId (else eventId), or None where no label has arrived."""
+    import pandas as pd
+
+    table = window_table(session, store, ep, start, end, keep_keys=True)
+    if table is None or table.num_rows == 0:
+        return pd.DataFrame()
+    df = table.to_pandas()
+    df["__key"] = df["__inference_id"].where(df["__inference_id"].notna(), df["__event_id"])
+    keys = df["__key"].tolist()
+    labels: dict[str, str] = {}
+    for c in range(0, len(keys), 500):
+        for gt in session.scalars(select(GroundTruth).where(GroundTruth.endpoint_id == ep.id,
+                                                            GroundTruth.event_id.in_(keys[c:c + 500]))):
+            labels[gt.event_id] = gt.label
+    df["__label"] = df["__key"].map(labels)
+    return df
+
+
 def quality_window(session: Session, store: ObjectStore, *, baseline_id: str, endpoint: str, start: dt.datetime,
                    end: dt.datetime, actor: Principal) -> Analysis:
     """Captured predictions in the window joined to their labels (inferenceId, else eventId)."""
@@ -699,36 +723,21 @@ def quality_window(session: Session, store: ObjectStore, *, baseline_id: str, en
     ep = get_endpoint(session, endpoint)
     settings = base.settings or {}
     pred_col, prob_col = settings.get("prediction"), settings.get("probability")
-    batches = list(session.scalars(select(CaptureBatch).where(
-        CaptureBatch.endpoint_id == ep.id, CaptureBatch.last_time >= start, CaptureBatch.first_time < end)))
-    rows: list[tuple[str, Any, Any]] = []
-    for b in batches:
-        t = pq.read_table(io.BytesIO(store.get(b.parquet_key))).to_pylist()
-        for r in t:
-            when = r["__inference_time"]
-            if start <= when < end:
-                rows.append((r["__inference_id"] or r["__event_id"], r.get(pred_col) if pred_col else None,
-                             r.get(prob_col) if prob_col else None))
+    df = labelled_window(session, store, ep, start, end)
     window = f"between {start.isoformat()} and {end.isoformat()}"
-    if not rows:
-        return run_quality_analysis(session, store, baseline_id=baseline_id, actor=actor, labels=None, preds=None,
-                                    probs=None, source="endpoint", endpoint=endpoint, start=start, end=end,
-                                    failure=f"no data captured {window} for endpoint {endpoint!r}")
-    keys = [k for k, _, _ in rows]
-    labels: dict[str, str] = {}
-    for c in range(0, len(keys), 500):
-        for gt in session.scalars(select(GroundTruth).where(GroundTruth.endpoint_id == ep.id,
-                                                            GroundTruth.event_id.in_(keys[c:c + 500]))):
-            labels[gt.event_id] = gt.label
-    joined = [(labels[k], p, q) for k, p, q in rows if k in labels]
-    if not joined:
-        return run_quality_analysis(session, store, baseline_id=baseline_id, actor=actor, labels=None, preds=None,
-                                    probs=None, source="endpoint", endpoint=endpoint, start=start, end=end,
-                                    failure=f"no ground truth yet for the {len(rows)} records captured {window}")
-    return run_quality_analysis(session, store, baseline_id=baseline_id, actor=actor,
-                                labels=[j[0] for j in joined], preds=[j[1] for j in joined] if pred_col else None,
-                                probs=[j[2] for j in joined] if prob_col else None, source="endpoint",
-                                endpoint=endpoint, start=start, end=end)
+    run = functools.partial(run_quality_analysis, session, store, baseline_id=baseline_id, actor=actor,
+                            source="endpoint", endpoint=endpoint, start=start, end=end)
+    if df.empty:
+        return run(labels=None, preds=None, probs=None, failure=f"no data captured {window} for endpoint {endpoint!r}")
+    joined = df[df["__label"].notna()]
+    if joined.empty:
+        return run(labels=None, preds=None, probs=None,
+                   failure=f"no ground truth yet for the {len(df)} records captured {window}")
+
+    def col(name: str | None) -> list[Any] | None:
+        return joined[name].tolist() if name and name in joined else None
+
+    return run(labels=joined["__label"].tolist(), preds=col(pred_col), probs=col(prob_col))
 
 
 def quality_file(session: Session, store: ObjectStore, *, baseline_id: str, data: bytes, fmt: str | None,
