@@ -121,6 +121,31 @@ def create_baseline(p: Writer, session: SessionDep, store: StoreDep, form: Parts
         form = form["__json__"]
     name = form.get("name") if isinstance(form.get("name"), str) else None
     up, stats, constr = _file(form, "file"), _file(form, "statistics"), _file(form, "constraints")
+    if form.get("type") in ("ModelBias", "ModelExplainability"):
+        from clarify import service as clarify
+
+        if up is None:
+            raise Invalid(f"a {form['type']} baseline needs a `file` (CSV with header)",
+                          fix="upload the reference data")
+        if form["type"] == "ModelBias":
+            cfg = _file(form, "config")
+            if cfg is None:
+                raise Invalid("a ModelBias baseline needs a `config` part (SageMaker analysis_config.json)",
+                              fix="send the label, predicted_label and facet configuration")
+            return clarify.create_bias_baseline(session, store, data=up[0], config=cfg[0], name=name, actor=p)
+        version = str(form.get("model_version", ""))
+        if not form.get("model_group") or not version.isdigit():
+            raise Invalid("a ModelExplainability baseline needs model_group and model_version",
+                          fix="name the registered version whose model is explained")
+        model = _file(form, "model")
+        try:
+            threshold = float(form.get("ndcg_threshold", 0.9))
+        except ValueError:
+            raise Invalid("ndcg_threshold must be a number", fix="e.g. 0.9") from None
+        return clarify.create_explainability_baseline(
+            session, store, data=up[0], group=str(form["model_group"]), version=int(version),
+            fmt=str(form.get("model_format", "skops")), artifact=model[0] if model else None,
+            label=form.get("label"), threshold=threshold, name=name, actor=p)
     if form.get("type") == "ModelQuality":
         if up is None:
             raise Invalid("a ModelQuality baseline needs a `file` with labels and predictions",

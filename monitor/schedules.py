@@ -31,7 +31,6 @@ from monitor.orm import Alert, Execution, RetrainingTrigger, Schedule
 
 log = logging.getLogger("mlgov.scheduler")
 TYPES = ("DataQuality", "ModelQuality", "ModelBias", "ModelExplainability")
-NOT_YET = ("ModelBias", "ModelExplainability")
 DEFAULT_GRACE = dt.timedelta(hours=1)
 
 
@@ -49,15 +48,12 @@ def _check_rules(expression: str, start: str, end: str) -> tuple[dt.timedelta, d
 def create(session: Session, *, name: str, endpoint: str, type: str, expression: str, baseline_id: str,
            window_start: str, window_end: str, drift: dict[str, Any] | None, alerting: dict[str, Any] | None,
            actor: Principal, now: dt.datetime | None = None) -> Schedule:
-    if type in NOT_YET:
-        raise Invalid(f"{type} schedules run once the Clarify issue lands (bias and explainability monitors)",
-                      fix="use DataQuality or ModelQuality for now")
     if type not in TYPES:
         raise Invalid(f"type {type!r} is not one of {', '.join(TYPES)}", fix="pick a monitoring type")
     _check_rules(expression, window_start, window_end)
     service.get_endpoint(session, endpoint)
     base = service.get_baseline(session, baseline_id)
-    wanted = "ModelQuality" if type == "ModelQuality" else "DataQuality"
+    wanted = type
     if base.kind != wanted:
         raise Invalid(f"a {type} schedule needs a {wanted} baseline; {baseline_id} is {base.kind}",
                       fix=f"create a {wanted} baseline first")
@@ -141,7 +137,13 @@ def execute(session: Session, store: ObjectStore, sched: Schedule, ex: Execution
     """Run one claimed execution: analysis, status, alerts, retraining — all in the caller's transaction."""
     ex.status, ex.started_at = "InProgress", utcnow()
     try:
-        if sched.type == "ModelQuality":
+        if sched.type in ("ModelBias", "ModelExplainability"):
+            from clarify import service as clarify
+
+            run = clarify.bias_window if sched.type == "ModelBias" else clarify.attribution_window
+            analysis = run(session, store, baseline_id=sched.baseline_id, endpoint=sched.endpoint,
+                           start=ex.window_start, end=ex.window_end, actor=actor)
+        elif sched.type == "ModelQuality":
             analysis = service.quality_window(session, store, baseline_id=sched.baseline_id, endpoint=sched.endpoint,
                                               start=ex.window_start, end=ex.window_end, actor=actor)
         else:
@@ -150,8 +152,7 @@ def execute(session: Session, store: ObjectStore, sched: Schedule, ex: Execution
                                               actor=actor)
         ex.analysis_id, ex.status = analysis.id, analysis.status
         ex.failure_reason, ex.violation_count = analysis.failure_reason, analysis.violation_count
-        violations = service.analysis_report(session, store, analysis.id)["violations"] \
-            if analysis.status == "CompletedWithViolations" else []
+        violations = service.violations_of(store, analysis) if analysis.status == "CompletedWithViolations" else []
     except Exception as exc:   # a broken run is a Failed execution, not a dead scheduler
         log.exception("execution %s of %s failed", ex.id, sched.name)
         ex.status, ex.failure_reason, violations = "Failed", f"{type(exc).__name__}: {exc}", []

@@ -342,16 +342,21 @@ def list_analyses(session: Session, *, baseline_id: str | None, endpoint: str | 
     return paginate(session, stmt, Analysis.created_at.desc(), Analysis.id, limit=limit, offset=offset)
 
 
+def violations_of(store: ObjectStore, row: Analysis) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = json.loads(store.get(f"{row.prefix}/constraint_violations.json"))["violations"]
+    return found
+
+
 def analysis_file(session: Session, store: ObjectStore, analysis_id: str, name: str) -> bytes:
     return store.get(f"{get_analysis(session, analysis_id).prefix}/{name}")
 
 
 def analysis_report(session: Session, store: ObjectStore, analysis_id: str) -> dict[str, Any]:
     row = get_analysis(session, analysis_id)
-    violations = json.loads(store.get(f"{row.prefix}/constraint_violations.json"))["violations"]
-    out: dict[str, Any] = {"id": row.id, "status": row.status, "failure_reason": row.failure_reason,
-                           "baseline_id": row.baseline_id, "rows": row.row_count, "violations": violations}
-    if row.status != "Failed":
+    out: dict[str, Any] = {"id": row.id, "kind": row.kind, "status": row.status,
+                           "failure_reason": row.failure_reason, "baseline_id": row.baseline_id,
+                           "rows": row.row_count, "violations": violations_of(store, row)}
+    if row.status != "Failed" and row.kind == "DataQuality":
         out["drift"] = json.loads(store.get(f"{row.prefix}/drift.json"))
         out["statistics"] = json.loads(store.get(f"{row.prefix}/statistics.json"))
         base = get_baseline(session, row.baseline_id)

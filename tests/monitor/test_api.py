@@ -431,7 +431,7 @@ def test_schedules_executions_alerts_and_run_now(client, keys, db, app):
     for bad, needle in [({**body, "name": "x2", "schedule": "every minute"}, "cron"),
                         ({**body, "name": "x3", "window": {"start": "-1h"}}, "ISO-8601"),
                         ({**body, "name": "x4", "window": {"start": "PT0S", "end": "-PT1H"}}, "not after"),
-                        ({**body, "name": "x5", "type": "ModelBias"}, "Clarify"),
+                        ({**body, "name": "x5", "type": "ModelBias"}, "needs a ModelBias baseline"),
                         ({**body, "name": "x6", "endpoint": "nope"}, "no endpoint"),
                         (body, "already exists")]:
         resp = client.post("/api/v1/monitoring-schedules", json=bad, headers=pub)

@@ -1,0 +1,124 @@
+"""ModelBias and ModelExplainability schedules on captured traffic with late labels."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+
+import numpy as np
+import pandas as pd
+import skops.io as sio
+from sklearn.ensemble import GradientBoostingClassifier
+
+from tests.helpers import create_group
+from tests.monitor.test_api import record
+
+FEATURES = [{"name": "age", "type": "Fractional"}, {"name": "income", "type": "Fractional"},
+            {"name": "sex", "type": "String"}]
+T0 = dt.datetime(2026, 11, 20, 10, 0, tzinfo=dt.UTC)
+
+
+def population(n: int, seed: int, favour: float) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    df = pd.DataFrame({"age": rng.normal(40, 10, n).round(1), "income": rng.normal(50, 10, n).round(2),
+                       "sex": rng.choice(["f", "m"], n)})
+    df["label"] = (rng.random(n) < 0.5).astype(int)
+    drop = (df.sex == "f") & (rng.random(n) < favour)          # the model under-accepts group f
+    df["prediction"] = np.where(drop, 0, df.label)
+    return df
+
+
+def setup(client, keys, artifact: bytes = b"model") -> None:
+    create_group(client, keys("publisher"), "credit")
+    client.post("/api/v1/model-groups/credit/versions", headers=keys("publisher"), json={
+        "artifact_uri": "s3://m/credit/1", "artifact_sha256": hashlib.sha256(artifact).hexdigest()})
+    client.post("/api/v1/endpoints", headers=keys("publisher"), json={
+        "name": "credit-prod", "model_group": "credit", "model_version": 1,
+        "schema": {"features": FEATURES, "prediction": {"name": "prediction"}}})
+
+
+def capture(client, keys, df: pd.DataFrame, start: dt.datetime, seed: int, labels: bool = True) -> None:
+    recs = []
+    for i, row in enumerate(df.itertuples()):
+        rec = record(seed * 10_000 + i, start + dt.timedelta(seconds=i), (row.age, row.income, row.sex))
+        rec["captureData"]["endpointOutput"]["data"] = str(row.prediction)
+        recs.append(rec)
+    client.post("/api/v1/endpoints/credit-prod/capture", json=recs, headers=keys("ingest"))
+    if labels:
+        gts = [{"groundTruthData": {"data": str(row.label), "encoding": "CSV"},
+                "eventMetadata": {"eventId": f"inf-{seed * 10_000 + i}"}, "eventVersion": "0"}
+               for i, row in enumerate(df.itertuples())]
+        client.post("/api/v1/endpoints/credit-prod/ground-truth", json=gts, headers=keys("ingest"))
+
+
+def test_bias_drift_schedule(client, keys):
+    setup(client, keys)
+    cfg = {"label": "label", "label_values_or_threshold": [1], "predicted_label": "prediction",
+           "facet": [{"name_or_index": "sex", "value_or_threshold": ["f"]}],
+           "methods": {"post_training_bias": {"methods": ["DPPL", "DI", "AD"]}}}
+    base = population(3000, 1, favour=0.05)
+    r = client.post("/api/v1/baselines", headers=keys("publisher"), data={"type": "ModelBias"},
+                    files={"file": ("v.csv", base.to_csv(index=False).encode()),
+                           "config": ("c.json", json.dumps(cfg).encode())})
+    assert r.status_code == 201, r.text
+    bid = r.json()["id"]
+    assert r.json()["kind"] == "ModelBias"
+    r = client.post("/api/v1/monitoring-schedules", headers=keys("publisher"), json={
+        "name": "credit-bias", "endpoint": "credit-prod", "type": "ModelBias", "schedule": "hourly",
+        "baseline_id": bid})
+    assert r.status_code == 201, r.text
+    capture(client, keys, population(1500, 2, favour=0.05), T0, 2)
+    ok = client.post("/api/v1/monitoring-schedules/credit-bias/run", headers=keys("publisher"),
+                     json={"start": T0.isoformat(), "end": (T0 + dt.timedelta(hours=1)).isoformat()}).json()
+    assert ok["status"] == "Completed", ok
+    t1 = T0 + dt.timedelta(hours=1)
+    capture(client, keys, population(1500, 3, favour=0.6), t1, 3)     # much more unfair now
+    bad = client.post("/api/v1/monitoring-schedules/credit-bias/run", headers=keys("publisher"),
+                      json={"start": t1.isoformat(), "end": (t1 + dt.timedelta(hours=1)).isoformat()}).json()
+    assert bad["status"] == "CompletedWithViolations", bad
+    v = client.get(f"/api/v1/analyses/{bad['analysis_id']}/constraint_violations.json",
+                   headers=keys("viewer")).json()["violations"]
+    assert {x["metric_name"] for x in v} >= {"DPPL"}
+    assert all(x["constraint_check_type"] == "bias_drift_check" and x["facet"] == "sex" for x in v)
+    assert client.get("/api/v1/alerts?status=open", headers=keys("viewer")).json()["items"][0]["check"] == \
+        "bias_drift_check"
+    t2 = t1 + dt.timedelta(hours=1)
+    capture(client, keys, population(40, 4, favour=0.6), t2, 4)       # tiny window: the interval is wide
+    small = client.post("/api/v1/monitoring-schedules/credit-bias/run", headers=keys("publisher"),
+                        json={"start": t2.isoformat(), "end": (t2 + dt.timedelta(hours=1)).isoformat()}).json()
+    assert small["status"] in ("Completed", "CompletedWithViolations")
+    assert small["violation_count"] <= bad["violation_count"]
+
+
+def test_attribution_drift_schedule(client, keys):
+    rng = np.random.default_rng(7)
+    ref = pd.DataFrame({"age": rng.normal(40, 10, 800), "income": rng.normal(50, 10, 800)})
+    y = (ref.income + rng.normal(0, 3, 800) > 50).astype(int)
+    model = GradientBoostingClassifier(n_estimators=20, random_state=0).fit(ref, y)
+    artifact = sio.dumps(model)
+    setup(client, keys, artifact)
+    r = client.post("/api/v1/baselines", headers=keys("publisher"), data={
+        "type": "ModelExplainability", "model_group": "credit", "model_version": "1", "model_format": "skops"},
+        files={"file": ("ref.csv", ref.to_csv(index=False).encode()), "model": ("m.skops", artifact)})
+    assert r.status_code == 201, r.text
+    bid = r.json()["id"]
+    client.post("/api/v1/monitoring-schedules", headers=keys("publisher"), json={
+        "name": "credit-attr", "endpoint": "credit-prod", "type": "ModelExplainability", "schedule": "daily",
+        "baseline_id": bid})
+    same = pd.DataFrame({"age": rng.normal(40, 10, 300), "income": rng.normal(50, 10, 300), "sex": "f",
+                         "prediction": 0, "label": 0})
+    capture(client, keys, same, T0, 5, labels=False)
+    ok = client.post("/api/v1/monitoring-schedules/credit-attr/run", headers=keys("publisher"),
+                     json={"start": T0.isoformat(), "end": (T0 + dt.timedelta(hours=1)).isoformat()}).json()
+    assert ok["status"] == "Completed", ok
+    t1 = T0 + dt.timedelta(hours=1)
+    shifted = same.assign(income=50.0, age=rng.normal(40, 25, 300))   # income stops varying
+    capture(client, keys, shifted, t1, 6, labels=False)
+    bad = client.post("/api/v1/monitoring-schedules/credit-attr/run", headers=keys("publisher"),
+                      json={"start": t1.isoformat(), "end": (t1 + dt.timedelta(hours=1)).isoformat()}).json()
+    assert bad["status"] == "CompletedWithViolations", bad
+    v = client.get(f"/api/v1/analyses/{bad['analysis_id']}/constraint_violations.json",
+                   headers=keys("viewer")).json()["violations"]
+    assert v[0]["constraint_check_type"] == "feature_attribution_drift_check" and v[0]["metric_name"] == "shap"
+    assert v[0]["description"].startswith("Feature attribution drift ")
