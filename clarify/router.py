@@ -147,8 +147,9 @@ def explain(p: Analyst, session: SessionDep, request: Request,
     """SHAP attributions for a registered model version on an uploaded dataset (CSV with header).
 
     Parts: `model_group`, `model_version`, `file`; `model` (the artifact, checked against the registered
-    sha256) unless the artifact URI is in mlgov's object store; `model_format` (skops, xgboost, lightgbm,
-    onnx; pickle/joblib only when an admin trusted the version); `agg_method`; `label` to drop."""
+    sha256) unless the artifact URI is in mlgov's object store, or `predict_url` for any model behind an
+    HTTP endpoint (permutation SHAP); `model_format` (skops, xgboost, lightgbm, onnx; pickle/joblib only when
+    an admin trusted the version); `agg_method`; `label` to drop."""
     from clarify import models
     from clarify.metrics.shap_values import AGGREGATIONS, analysis_json
     from clarify.metrics.shap_values import explain as run
@@ -164,8 +165,11 @@ def explain(p: Analyst, session: SessionDep, request: Request,
                       fix="send -F model_group=… -F model_version=1 -F file=@data.csv")
     _, v = registry.get_version(session, group, int(version))
     store = request.app.state.get_store()
-    artifact = parts.get("model")
-    if artifact is None:
+    artifact: bytes | None = parts.get("model")
+    predict_url = text("predict_url")
+    if predict_url is not None and not predict_url.startswith(("http://", "https://")):
+        raise Invalid(f"predict_url {predict_url!r} is not http(s)", fix="give the model server's predict URL")
+    if artifact is None and predict_url is None:
         base = store.uri("x")[:-1]
         if not v.artifact_uri.startswith(base):
             raise Invalid(f"the artifact {v.artifact_uri} is outside mlgov's object store",
@@ -176,8 +180,14 @@ def explain(p: Analyst, session: SessionDep, request: Request,
     if agg not in AGGREGATIONS:
         raise Invalid(f"agg_method {agg!r} is not one of {', '.join(AGGREGATIONS)}", fix="use mean_abs")
     try:
-        models.check_digest(artifact, v.artifact_sha256)
-        model = models.load(artifact, fmt, trusted=bool(v.artifact_trusted))
+        if artifact is None:
+            from clarify.metrics.shap_values import RemoteModel
+
+            assert predict_url is not None
+            model: Any = RemoteModel(predict_url)   # model-agnostic: permutation SHAP through the endpoint
+        else:
+            models.check_digest(artifact, v.artifact_sha256)
+            model = models.load(artifact, fmt, trusted=bool(v.artifact_trusted))
     except models.UntrustedModel as exc:
         from mlgov.errors import Forbidden
 

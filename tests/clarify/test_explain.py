@@ -107,3 +107,47 @@ def test_explain_bad_input(client, keys, bad):
                     files={"file": ("d.csv", b"a\n1\n")})
     assert r.status_code in (404, 422)
     assert json.loads(r.text)["detail"]
+
+
+def test_model_agnostic_explanations_through_a_predict_url(client, keys):
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from tests.infra import free_port
+
+    x, y = data()
+    served = LogisticRegression().fit(x, y)
+    calls = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):
+            raw = self.rfile.read(int(self.headers["Content-Length"])).decode()
+            rows = np.array([[float(v) for v in line.split(",")] for line in raw.splitlines()])
+            calls.append(len(rows))
+            body = json.dumps({"predictions": served.predict_proba(rows)[:, 1].tolist()}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *a):
+            pass
+
+    port = free_port()
+    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        _register(client, keys, b"remote model")
+        r = client.post("/api/v1/clarify/explain", headers=keys("publisher"), data={
+            "model_group": "m", "model_version": "1", "predict_url": f"http://127.0.0.1:{port}/predict"},
+            files={"file": ("d.csv", x.head(40).to_csv(index=False).encode())})
+    finally:
+        server.shutdown()
+    assert r.status_code == 200, r.text
+    label = r.json()["explanations"]["kernel_shap"]["label0"]
+    assert label["method"] == "permutation" and calls
+    assert max(label["global_shap_values"], key=label["global_shap_values"].get) == "a"
+    assert_problem(client.post("/api/v1/clarify/explain", headers=keys("publisher"), data={
+        "model_group": "m", "model_version": "1", "predict_url": "file:///etc/passwd"},
+        files={"file": ("d.csv", b"a\n1\n")}), 422, "http")
