@@ -57,6 +57,39 @@ def policy_failures(analysis: dict[str, Any], limits: dict[str, float]) -> list[
     return out
 
 
+def _from_store(request: Request, uri: str) -> bytes:
+    from monitor import service as monitor
+
+    data: bytes = monitor.read_dataset_uri(request.app.state.get_store(), uri)
+    return data
+
+
+def _window_frame(session: Any, request: Request, parts: dict[str, Any], cfg: dict[str, Any]) -> pd.DataFrame:
+    """A captured window with its ground truth as the label column named in the config."""
+    import datetime as dt
+
+    from monitor import service as monitor
+
+    try:
+        start = dt.datetime.fromisoformat((_text(parts, "start") or "").replace("Z", "+00:00"))
+        end = dt.datetime.fromisoformat((_text(parts, "end") or "").replace("Z", "+00:00"))
+    except ValueError:
+        raise Invalid("start and end must be ISO-8601 times", fix="e.g. start=2026-11-20T10:00:00Z") from None
+    ep = monitor.get_endpoint(session, _text(parts, "endpoint") or "")
+    start = start if start.tzinfo else start.replace(tzinfo=dt.UTC)
+    end = end if end.tzinfo else end.replace(tzinfo=dt.UTC)
+    df = monitor.labelled_window(session, request.app.state.get_store(), ep, start, end)
+    if df.empty or df["__label"].isna().all():
+        raise ConfigError(f"no labelled records captured between {start.isoformat()} and {end.isoformat()}")
+    df = df[df["__label"].notna()].copy()
+    df[cfg.get("label", "label")] = df["__label"]
+    if isinstance(cfg.get("label_values_or_threshold"), list):
+        cfg["label_values_or_threshold"] = [str(v) for v in cfg["label_values_or_threshold"]]
+    else:
+        df[cfg.get("label", "label")] = pd.to_numeric(df["__label"], errors="coerce")
+    return df.drop(columns=[c for c in df.columns if c.startswith("__")])
+
+
 @router.get("/reports/{analysis_id}", response_model=None)
 def report(analysis_id: str, request: Request, _: Annotated[Principal, Depends(require(READERS))],
            format: Literal["html", "json"] = "html") -> Response:
@@ -97,8 +130,9 @@ def _clean_id(value: str) -> str:
 def bias_analysis(p: Analyst, session: SessionDep, request: Request,
                   parts: Annotated[dict[str, Any], Depends(_parts)]) -> Response:
     """SageMaker Clarify pre-/post-training bias: returns analysis.json (and stores it)."""
-    if "file" not in parts or "config" not in parts:
-        raise Invalid("both a `file` part and a `config` part are required",
+    if "config" not in parts or not ({"file", "dataset_uri", "endpoint"} & set(parts)):
+        raise Invalid("a `config` part and data are required: a `file`, a `dataset_uri` in the object store, or "
+                      "an `endpoint` with `start` and `end` (its captured window joined to ground truth)",
                       fix="send the dataset as `file` and analysis_config.json as `config`")
     try:
         cfg = json.loads(parts["config"])
@@ -107,12 +141,16 @@ def bias_analysis(p: Analyst, session: SessionDep, request: Request,
     if not isinstance(cfg, dict):
         raise Invalid("config must be a JSON object", fix="send SageMaker's analysis_config.json")
     try:
-        headers = cfg.get("headers")
-        df = pd.read_csv(io.BytesIO(parts["file"]), header=None if headers else "infer")
-        if headers:
-            if len(headers) != df.shape[1]:
-                raise ConfigError(f"headers lists {len(headers)} names for {df.shape[1]} columns")
-            df.columns = headers
+        if "endpoint" in parts:
+            df = _window_frame(session, request, parts, cfg)
+        else:
+            data = parts["file"] if "file" in parts else _from_store(request, _text(parts, "dataset_uri") or "")
+            headers = cfg.get("headers")
+            df = pd.read_csv(io.BytesIO(data), header=None if headers else "infer")
+            if headers:
+                if len(headers) != df.shape[1]:
+                    raise ConfigError(f"headers lists {len(headers)} names for {df.shape[1]} columns")
+                df.columns = headers
         if df.empty:
             raise ConfigError("the dataset has no rows")
         result = analyze(df, cfg)

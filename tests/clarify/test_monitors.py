@@ -122,3 +122,25 @@ def test_attribution_drift_schedule(client, keys):
                    headers=keys("viewer")).json()["violations"]
     assert v[0]["constraint_check_type"] == "feature_attribution_drift_check" and v[0]["metric_name"] == "shap"
     assert v[0]["description"].startswith("Feature attribution drift ")
+
+
+def test_bias_endpoint_on_a_captured_window_and_a_store_uri(client, keys, app):
+    setup(client, keys)
+    capture(client, keys, population(800, 9, favour=0.5), T0, 9)
+    cfg = {"label": "label", "label_values_or_threshold": [1], "predicted_label": "prediction",
+           "facet": [{"name_or_index": "sex", "value_or_threshold": ["f"]}],
+           "methods": {"pre_training_bias": {"methods": ["CI", "DPL"]}, "post_training_bias": {"methods": ["DPPL"]}}}
+    r = client.post("/api/v1/clarify/bias", headers=keys("publisher"), data={
+        "endpoint": "credit-prod", "start": T0.isoformat(), "end": (T0 + dt.timedelta(hours=1)).isoformat()},
+        files={"config": ("c.json", json.dumps(cfg).encode())})
+    assert r.status_code == 200, r.text
+    dppl = r.json()["post_training_bias_metrics"]["facets"]["sex"][0]["metrics"][0]
+    assert dppl["name"] == "DPPL" and dppl["value"] > 0.1          # group f is under-accepted
+    app.state.get_store().put("datasets/val.csv", population(300, 10, 0.0).to_csv(index=False).encode())
+    r = client.post("/api/v1/clarify/bias", headers=keys("publisher"), data={"dataset_uri": "datasets/val.csv"},
+                    files={"config": ("c.json", json.dumps(cfg).encode())})
+    assert r.status_code == 200
+    r = client.post("/api/v1/clarify/bias", headers=keys("publisher"), data={
+        "endpoint": "credit-prod", "start": "2030-01-01T00:00:00Z", "end": "2030-01-01T01:00:00Z"},
+        files={"config": ("c.json", json.dumps(cfg).encode())})
+    assert r.status_code == 422 and "no labelled records" in r.json()["detail"]
