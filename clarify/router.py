@@ -186,7 +186,8 @@ def explain(p: Analyst, session: SessionDep, request: Request,
 
     Parts: `model_group`, `model_version`, `file`; `model` (the artifact, checked against the registered
     sha256) unless the artifact URI is in mlgov's object store, or `predict_url` for any model behind an
-    HTTP endpoint (permutation SHAP); `model_format` (skops, xgboost, lightgbm, onnx; pickle/joblib only when
+    HTTP endpoint (permutation SHAP); `baseline` (CSV reference rows; default: k-means summary of the data
+    into `num_clusters`); `model_format` (skops, xgboost, lightgbm, onnx; pickle/joblib only when
     an admin trusted the version); `agg_method`; `label` to drop."""
     from clarify import models
     from clarify.metrics.shap_values import AGGREGATIONS, analysis_json
@@ -243,8 +244,19 @@ def explain(p: Analyst, session: SessionDep, request: Request,
     if df.empty or any(df[c].dtype.kind not in "fiub" for c in df.columns):
         raise Invalid("explanations need a non-empty, all-numeric feature table",
                       fix="encode categorical features as the model expects, and drop the label column")
+    background = None
+    if "baseline" in parts:   # SageMaker's shap.baseline: explicit reference rows instead of k-means summaries
+        try:
+            background = pd.read_csv(io.BytesIO(parts["baseline"]))[list(df.columns)]
+        except (KeyError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+            raise Invalid(f"the baseline rows do not match the dataset's columns: {exc}",
+                          fix="send a CSV with the same feature columns as `baseline`") from None
     try:
-        result = run(model, df, agg_method=agg)
+        clusters = int(text("num_clusters", "10") or 10)
+    except ValueError:
+        raise Invalid("num_clusters must be an integer", fix="e.g. num_clusters=10") from None
+    try:
+        result = run(model, df, agg_method=agg, background=background, num_clusters=clusters)
     except Exception as exc:
         raise Invalid(f"the model could not be explained on this data: {type(exc).__name__}: {exc}",
                       fix="check the feature columns match the model's inputs") from None

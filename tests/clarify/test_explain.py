@@ -141,7 +141,8 @@ def test_model_agnostic_explanations_through_a_predict_url(client, keys):
         _register(client, keys, b"remote model")
         r = client.post("/api/v1/clarify/explain", headers=keys("publisher"), data={
             "model_group": "m", "model_version": "1", "predict_url": f"http://127.0.0.1:{port}/predict"},
-            files={"file": ("d.csv", x.head(40).to_csv(index=False).encode())})
+            files={"file": ("d.csv", x.head(40).to_csv(index=False).encode()),
+                   "baseline": ("b.csv", x.tail(5).to_csv(index=False).encode())})
     finally:
         server.shutdown()
     assert r.status_code == 200, r.text
@@ -151,3 +152,36 @@ def test_model_agnostic_explanations_through_a_predict_url(client, keys):
     assert_problem(client.post("/api/v1/clarify/explain", headers=keys("publisher"), data={
         "model_group": "m", "model_version": "1", "predict_url": "file:///etc/passwd"},
         files={"file": ("d.csv", b"a\n1\n")}), 422, "http")
+
+
+def test_native_xgboost_lightgbm_and_onnx_artifacts():
+    import lightgbm
+    import xgboost
+    from skl2onnx import to_onnx
+
+    from clarify import models
+
+    x, y = data(600)
+    # XGBoost's own format (UBJSON bytes), TreeExplainer on the Booster
+    booster = xgboost.train({"max_depth": 3, "objective": "binary:logistic"}, xgboost.DMatrix(x, label=y), 20)
+    raw = bytes(booster.save_raw("ubj"))
+    loaded = models.load(raw, "xgboost", trusted=False)
+    r = explain(loaded, x)
+    margin = loaded.predict(xgboost.DMatrix(x), output_margin=True)
+    assert r["method"] == "tree"
+    np.testing.assert_allclose(r["local"].sum(axis=1) + r["expected_value"], margin, atol=1e-4)
+    # LightGBM's text model
+    lgb = lightgbm.train({"objective": "binary", "verbose": -1, "num_leaves": 7}, lightgbm.Dataset(x, label=y), 20)
+    loaded = models.load(lgb.model_to_string().encode(), "lightgbm", trusted=False)
+    r = explain(loaded, x)
+    assert r["method"] == "tree"
+    np.testing.assert_allclose(r["local"].sum(axis=1) + r["expected_value"], loaded.predict(x, raw_score=True),
+                               atol=1e-6)
+    # ONNX through onnxruntime: model-agnostic permutation SHAP
+    onnx_bytes = to_onnx(LogisticRegression().fit(x, y), x.to_numpy()[:1].astype(np.float32)).SerializeToString()
+    session = models.load(onnx_bytes, "onnx", trusted=False)
+    r = explain(session, x.head(50))
+    assert r["method"] == "permutation"
+    assert max(r["global_shap_values"], key=r["global_shap_values"].get) == "a"
+    with pytest.raises(models.ModelLoadError, match="format"):
+        models.load(b"x", "tensorflow", trusted=False)
