@@ -17,7 +17,7 @@ import pyarrow as pa
 
 from monitor.engine import constraints as cons
 from monitor.engine import drift
-from monitor.engine.columns import ColumnData, column
+from monitor.engine.columns import ColumnData, column, text_column
 from monitor.engine.stats import FeatureProfile, NumericSummary, feature_statistics, profile_column
 
 DEFAULT_DRIFT_SHARE = 0.5
@@ -58,7 +58,12 @@ class Source:
     def column(self, name: str) -> ColumnData:
         if isinstance(self.data, pa.Table):
             return column(name, self.data.column(name))
-        return column(name, pa.array(self.data[name], from_pandas=True))
+        series = self.data[name]
+        from pandas.api.types import infer_dtype, is_string_dtype
+
+        if is_string_dtype(series.dtype) and infer_dtype(series, skipna=True) == "string":
+            return text_column(name, series)
+        return column(name, pa.array(series, from_pandas=True))
 
 
 def _map(fn: Callable[[Any], Any], items: list[Any], threads: int) -> list[Any]:

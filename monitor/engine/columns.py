@@ -34,7 +34,6 @@ class ColumnData:
     sorted_values: np.ndarray | None = None        # numeric: finite values, ascending
     non_finite: int = 0                            # numeric: ±inf (present, but outside distributions)
     counts: dict[str, int] = field(default_factory=dict)   # String: value → count
-    strings: pa.Array | None = None                # String: the non-null values (for type-match checks)
 
     @property
     def present(self) -> int:
@@ -55,9 +54,7 @@ class ColumnData:
         if expected_type == STRING:
             if self.is_numeric:
                 return 0.0
-            assert self.strings is not None
-            numeric = int(pc.sum(pc.match_substring_regex(self.strings, _FRAC_RE)).as_py() or 0)
-            return 1.0 - numeric / self.present
+            return 1.0 - self._count_matching(_FRAC_RE) / self.present
         if self.is_numeric:
             if expected_type == FRACTIONAL or self.inferred_type == INTEGRAL:
                 return 1.0
@@ -65,9 +62,16 @@ class ColumnData:
             assert vals is not None
             whole = int(np.count_nonzero(vals == np.floor(vals)))
             return whole / self.present
-        assert self.strings is not None
         pattern = _INT_RE if expected_type == INTEGRAL else _FRAC_RE
-        return int(pc.sum(pc.match_substring_regex(self.strings, pattern)).as_py() or 0) / self.present
+        return self._count_matching(pattern) / self.present
+
+    def _count_matching(self, pattern: str) -> int:
+        """Rows whose value matches: the regex runs once per distinct value, weighted by its count."""
+        if not self.counts:
+            return 0
+        values = pa.array(list(self.counts), type=pa.string())
+        hits = pc.match_substring_regex(values, pattern).to_numpy(zero_copy_only=False)
+        return int(np.dot(hits.astype(np.int64), np.fromiter(self.counts.values(), dtype=np.int64)))
 
 
 def read_table(data: bytes, fmt: str | None = None, *, header: bool = True) -> pa.Table:
@@ -117,7 +121,21 @@ def column(name: str, arr: pa.ChunkedArray | pa.Array) -> ColumnData:
     present = pc.drop_null(arr)
     vc = pc.value_counts(present)
     counts = dict(zip(vc.field("values").to_pylist(), vc.field("counts").to_pylist(), strict=True))
-    return ColumnData(name, STRING, rows, rows - len(present), counts=counts, strings=present)
+    return ColumnData(name, STRING, rows, rows - len(present), counts=counts)
+
+
+def text_column(name: str, values: Any) -> ColumnData:
+    """A pandas object/string column: one hash pass (factorize) gives the frequency table directly,
+    without first copying a million Python strings into Arrow."""
+    import pandas as pd
+
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    present = codes[codes >= 0]
+    counts = np.bincount(present, minlength=len(uniques)) if len(uniques) else np.zeros(0, dtype=np.int64)
+    if len(present) == 0:
+        return ColumnData(name, UNKNOWN, len(codes), len(codes))
+    return ColumnData(name, STRING, len(codes), len(codes) - len(present),
+                      counts={str(u): int(c) for u, c in zip(uniques, counts, strict=True) if c})
 
 
 def columns(table: pa.Table) -> list[ColumnData]:

@@ -123,10 +123,11 @@ class KLL:
         return cls(int(params.get("k", K_DEFAULT)), float(params.get("c", C_DEFAULT)), levels)
 
 
-def from_values(values: np.ndarray, k: int = K_DEFAULT, c: float = C_DEFAULT, seed: int = 0) -> KLL:
+def from_values(values: np.ndarray, k: int = K_DEFAULT, c: float = C_DEFAULT, seed: int = 0,
+                presorted: bool = False) -> KLL:
     """The sketch of one batch of finite values; pass them sorted and every compaction is a slice."""
     arr = np.asarray(values, dtype=np.float64)
-    is_sorted = bool(len(arr) < 2 or np.all(arr[1:] >= arr[:-1]))
+    is_sorted = presorted or bool(len(arr) < 2 or np.all(arr[1:] >= arr[:-1]))
     sk = KLL(k, c, [arr], seed=seed)
     sk._compress({0} if is_sorted else set())
     return sk

@@ -43,7 +43,7 @@ class NumericSummary:
         m2 = float(np.dot(v - mean, v - mean)) if n else 0.0
         return cls(present=col.present, missing=col.missing, finite=n, total=total, mean=mean, m2=m2,
                    min=float(v[0]) if n else math.inf, max=float(v[-1]) if n else -math.inf,
-                   sketch=kll.from_values(v), exact=v if keep_values else None)
+                   sketch=kll.from_values(v, presorted=True), exact=v if keep_values else None)
 
     def merge(self, other: NumericSummary) -> NumericSummary:
         n = self.finite + other.finite
