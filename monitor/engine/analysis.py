@@ -17,7 +17,7 @@ import pyarrow as pa
 
 from monitor.engine import constraints as cons
 from monitor.engine import drift
-from monitor.engine.columns import ColumnData, column, text_column
+from monitor.engine.columns import ColumnData, column, numeric_column, text_column
 from monitor.engine.stats import FeatureProfile, NumericSummary, feature_statistics, profile_column
 
 DEFAULT_DRIFT_SHARE = 0.5
@@ -63,6 +63,8 @@ class Source:
 
         if is_string_dtype(series.dtype) and infer_dtype(series, skipna=True) == "string":
             return text_column(name, series)
+        if series.dtype.kind in "fiu":
+            return numeric_column(name, series.to_numpy(), integral=series.dtype.kind in "iu")
         return column(name, pa.array(series, from_pandas=True))
 
 

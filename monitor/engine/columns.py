@@ -124,6 +124,19 @@ def column(name: str, arr: pa.ChunkedArray | pa.Array) -> ColumnData:
     return ColumnData(name, STRING, rows, rows - len(present), counts=counts)
 
 
+def numeric_column(name: str, values: np.ndarray, integral: bool) -> ColumnData:
+    """A numeric NumPy column (pandas float/int without Arrow in between): NaN is missing, ±inf present."""
+    v = np.asarray(values, dtype=np.float64)
+    nan = np.isnan(v)
+    n_missing = int(nan.sum())
+    finite = v[np.isfinite(v)]
+    finite.sort()
+    if n_missing == len(v):
+        return ColumnData(name, UNKNOWN, len(v), len(v))
+    return ColumnData(name, INTEGRAL if integral else FRACTIONAL, len(v), n_missing, sorted_values=finite,
+                      non_finite=len(v) - n_missing - len(finite))
+
+
 def text_column(name: str, values: Any) -> ColumnData:
     """A pandas object/string column: one hash pass (factorize) gives the frequency table directly,
     without first copying a million Python strings into Arrow."""
