@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 
 from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.schedulers.base import BaseScheduler
 from apscheduler.schedulers.blocking import BlockingScheduler
 
 from mlgov.db import Database
@@ -42,18 +43,18 @@ def _tick(db: Database, store: ObjectStore, now: Callable[[], dt.datetime], grac
         log.exception("scheduler tick failed")
 
 
-def background(db: Database, store: ObjectStore, settings: Settings) -> BackgroundScheduler:
-    s = BackgroundScheduler(timezone=dt.UTC)
+def _with_tick(s: BaseScheduler, db: Database, store: ObjectStore, settings: Settings) -> BaseScheduler:
     s.add_job(_tick, "interval", seconds=settings.scheduler_interval_s, id="mlgov-monitoring-tick",
               args=[db, store, clock(settings), dt.timedelta(seconds=settings.scheduler_grace_s)],
               max_instances=1, coalesce=True, next_run_time=dt.datetime.now(dt.UTC))
+    return s
+
+
+def background(db: Database, store: ObjectStore, settings: Settings) -> BaseScheduler:
+    s = _with_tick(BackgroundScheduler(timezone=dt.UTC), db, store, settings)
     s.start()
     return s
 
 
 def blocking(db: Database, store: ObjectStore, settings: Settings) -> None:
-    s = BlockingScheduler(timezone=dt.UTC)
-    s.add_job(_tick, "interval", seconds=settings.scheduler_interval_s, id="mlgov-monitoring-tick",
-              args=[db, store, clock(settings), dt.timedelta(seconds=settings.scheduler_grace_s)],
-              max_instances=1, coalesce=True, next_run_time=dt.datetime.now(dt.UTC))
-    s.start()
+    _with_tick(BlockingScheduler(timezone=dt.UTC), db, store, settings).start()
