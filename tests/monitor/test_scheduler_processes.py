@@ -70,3 +70,40 @@ def test_two_scheduler_processes_run_each_due_execution_once(tmp_path):
     assert fires == expected, "a due run was skipped"
     assert {r[2] for r in runs} == {"Failed"}     # no traffic captured: each run fails with a readable reason
     assert len({r[1] for r in runs}) >= 1
+
+
+def test_serve_with_scheduler_runs_due_schedules(tmp_path):
+    from fastapi.testclient import TestClient
+
+    from mlgov.app import create_app
+    from tests.conftest import make_settings
+
+    with fresh_database("sqlite", tmp_path) as url:
+        upgrade(url)
+        db = Database(url)
+        settings = make_settings(tmp_path, with_scheduler=True, scheduler_interval_s=0.1,
+                                 fake_clock_start=dt.datetime(2026, 11, 20, 10, 0, 30, tzinfo=dt.UTC),
+                                 fake_clock_anchor=time.time(), fake_clock_speed=600.0)
+        store = open_store(settings)
+        with db.session_scope() as s:
+            row, _ = create_key(s, "setup", "admin", actor="test")
+            p = Principal(row.id, row.name, Role.admin)
+            registry.create_group(s, GroupCreate(name="g"), p)
+            registry.register_version(s, "g", VersionCreate(**version_body(1)), p)
+            service.create_endpoint(s, name="ep", model_group="g", model_version=1, variant="AllTraffic",
+                                    sampling_percentage=100, schema=capture.CaptureSchema(features=FEATURES), actor=p)
+            base = service.create_baseline(s, store, data=csv_bytes(frame(200)), fmt=None, header=True, name="b",
+                                           dataset_uri=None, actor=p)
+            schedules.create(s, name="m", endpoint="ep", type="DataQuality", expression="*/5 * * * *",
+                             baseline_id=base.id, window_start="-PT5M", window_end="PT0S", drift=None,
+                             alerting=None, actor=p, now=dt.datetime(2026, 11, 20, 10, 0, 30, tzinfo=dt.UTC))
+        with TestClient(create_app(settings, db=db)):
+            deadline = time.time() + 20
+            while time.time() < deadline:
+                with db.session_scope(write=False) as s:
+                    n = len(list(s.scalars(select(Execution.id))))
+                if n >= 2:
+                    break
+                time.sleep(0.2)
+        db.dispose()
+    assert n >= 2
