@@ -11,6 +11,7 @@ from fastapi import APIRouter, Depends, Request, Response
 
 from clarify.metrics.analysis import ConfigError, analyze
 from mlgov import audit
+from mlgov.api import form_parts
 from mlgov.auth import DECIDERS, PUBLISHERS, READERS, Principal, SessionDep, require
 from mlgov.db import new_id
 from mlgov.errors import Invalid
@@ -20,16 +21,12 @@ Analyst = Annotated[Principal, Depends(require(PUBLISHERS, DECIDERS))]
 
 
 async def _parts(request: Request) -> dict[str, Any]:
-    ctype = request.headers.get("content-type", "")
-    if not ctype.startswith("multipart/form-data"):
+    """The kernel's form reader, as raw bytes per part (Clarify takes multipart uploads only)."""
+    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
         raise Invalid("send multipart/form-data with a `file` (CSV with header) and a `config` "
                       "(SageMaker analysis_config.json)",
                       fix="e.g. curl -F file=@data.csv -F config=@analysis_config.json")
-    form = await request.form()
-    out: dict[str, Any] = {}
-    for key, value in form.multi_items():
-        out[key] = await value.read() if hasattr(value, "read") else value.encode() if isinstance(value, str) else value
-    return out
+    return {k: v[0] if isinstance(v, tuple) else v.encode() for k, v in (await form_parts(request)).items()}
 
 
 DEFAULT_LIMITS = {"DPL": 0.1, "DPPL": 0.1, "DI": 0.2}
@@ -189,56 +186,35 @@ def explain(p: Analyst, session: SessionDep, request: Request,
     HTTP endpoint (permutation SHAP); `baseline` (CSV reference rows; default: k-means summary of the data
     into `num_clusters`); `model_format` (skops, xgboost, lightgbm, onnx; pickle/joblib only when
     an admin trusted the version); `agg_method`; `label` to drop."""
-    from clarify import models
-    from clarify.metrics.shap_values import AGGREGATIONS, analysis_json
+    from clarify import service as clarify
+    from clarify.metrics.shap_values import AGGREGATIONS, RemoteModel, analysis_json
     from clarify.metrics.shap_values import explain as run
     from registry import service as registry
 
-    def text(key: str, default: str | None = None) -> str | None:
-        v = parts.get(key)
-        return v.decode() if isinstance(v, bytes) else default
-
-    group, version = text("model_group"), text("model_version")
+    group, version = _text(parts, "model_group"), _text(parts, "model_version")
     if not group or not version or not version.isdigit() or "file" not in parts:
         raise Invalid("model_group, model_version (a number) and a `file` part are required",
                       fix="send -F model_group=… -F model_version=1 -F file=@data.csv")
-    _, v = registry.get_version(session, group, int(version))
+    registry.get_version(session, group, int(version))
     store = request.app.state.get_store()
     artifact: bytes | None = parts.get("model")
-    predict_url = text("predict_url")
+    predict_url = _text(parts, "predict_url")
     if predict_url is not None and not predict_url.startswith(("http://", "https://")):
         raise Invalid(f"predict_url {predict_url!r} is not http(s)", fix="give the model server's predict URL")
-    if artifact is None and predict_url is None:
-        base = store.uri("x")[:-1]
-        if not v.artifact_uri.startswith(base):
-            raise Invalid(f"the artifact {v.artifact_uri} is outside mlgov's object store",
-                          fix="upload it as the `model` part (it must match the registered sha256)")
-        artifact = store.get(v.artifact_uri[len(base):])
-    fmt = text("model_format", "skops") or "skops"
-    agg = text("agg_method", "mean_abs") or "mean_abs"
+    agg = _text(parts, "agg_method") or "mean_abs"
     if agg not in AGGREGATIONS:
         raise Invalid(f"agg_method {agg!r} is not one of {', '.join(AGGREGATIONS)}", fix="use mean_abs")
-    try:
-        if artifact is None:
-            from clarify.metrics.shap_values import RemoteModel
-
-            assert predict_url is not None
-            model: Any = RemoteModel(predict_url)   # model-agnostic: permutation SHAP through the endpoint
-        else:
-            models.check_digest(artifact, v.artifact_sha256)
-            model = models.load(artifact, fmt, trusted=bool(v.artifact_trusted))
-    except models.UntrustedModel as exc:
-        from mlgov.errors import Forbidden
-
-        raise Forbidden(str(exc), fix="use a safe format (skops, xgboost, lightgbm, onnx), or have an admin "
-                                      f"POST …/versions/{version}/artifact-trust") from None
-    except models.ModelLoadError as exc:
-        raise Invalid(str(exc), fix="upload the registered artifact in the stated model_format") from None
+    model: Any
+    if artifact is None and predict_url is not None:
+        model = RemoteModel(predict_url)   # model-agnostic: permutation SHAP through the endpoint
+    else:
+        model, _ = clarify.load_model(session, store, group, int(version), _text(parts, "model_format") or "skops",
+                                      artifact)
     try:
         df = pd.read_csv(io.BytesIO(parts["file"]))
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise Invalid(f"the dataset is not a readable CSV: {exc}", fix="upload a CSV with a header row") from None
-    label = text("label")
+    label = _text(parts, "label")
     if label and label in df.columns:
         df = df.drop(columns=[label])
     if df.empty or any(df[c].dtype.kind not in "fiub" for c in df.columns):
@@ -252,7 +228,7 @@ def explain(p: Analyst, session: SessionDep, request: Request,
             raise Invalid(f"the baseline rows do not match the dataset's columns: {exc}",
                           fix="send a CSV with the same feature columns as `baseline`") from None
     try:
-        clusters = int(text("num_clusters", "10") or 10)
+        clusters = int(_text(parts, "num_clusters") or 10)
     except ValueError:
         raise Invalid("num_clusters must be an integer", fix="e.g. num_clusters=10") from None
     try:

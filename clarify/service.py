@@ -79,22 +79,25 @@ def create_bias_baseline(session: Session, store: ObjectStore, *, data: bytes, c
                          cols=df.shape[1], settings={"config": cfg}, data=data, actor=actor)
 
 
-def _model(session: Session, store: ObjectStore, group: str, version: int, fmt: str, artifact: bytes | None) -> tuple[
-        Any, bytes]:
+def load_model(session: Session, store: ObjectStore, group: str, version: int, fmt: str,
+               artifact: bytes | None) -> tuple[Any, bytes]:
+    """The registered version's model: uploaded bytes or its artifact in mlgov's store, checked against the
+    registered sha256, loaded safely (pickle/joblib only if an admin trusted it)."""
     from registry import service as registry
 
     _, v = registry.get_version(session, group, version)
     if artifact is None:
-        base = store.uri("x")[:-1]
-        if not v.artifact_uri.startswith(base):
+        key = store.key_of(v.artifact_uri)
+        if key is None:
             raise Invalid(f"the artifact {v.artifact_uri} is outside mlgov's object store",
                           fix="upload it as the `model` part (it must match the registered sha256)")
-        artifact = store.get(v.artifact_uri[len(base):])
+        artifact = store.get(key)
     try:
         models.check_digest(artifact, v.artifact_sha256)
         return models.load(artifact, fmt, trusted=bool(v.artifact_trusted)), artifact
     except models.UntrustedModel as exc:
-        raise Forbidden(str(exc), fix="use a safe format, or have an admin trust this version's artifact") from None
+        raise Forbidden(str(exc), fix="use a safe format (skops, xgboost, lightgbm, onnx), or have an admin "
+                                      f"POST …/versions/{version}/artifact-trust") from None
     except models.ModelLoadError as exc:
         raise Invalid(str(exc), fix="upload the registered artifact in the stated model_format") from None
 
@@ -106,7 +109,7 @@ def create_explainability_baseline(session: Session, store: ObjectStore, *, data
     df = _csv(data)
     if label and label in df.columns:
         df = df.drop(columns=[label])
-    model, raw = _model(session, store, group, version, fmt, artifact)
+    model, raw = load_model(session, store, group, version, fmt, artifact)
     result = explain(model, df)
     bid = new_id()
     prefix = f"baselines/{bid}"

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from mlgov import audit, auth, events
 from mlgov.auth import ADMINS, Principal, SessionDep, require
 from mlgov.db import as_utc, check_at_head, ping
-from mlgov.errors import DomainError
+from mlgov.errors import DomainError, Invalid
 
 T = TypeVar("T")
 
@@ -26,6 +26,32 @@ class Page(BaseModel, Generic[T]):
 def page(items: Any, total: int, limit: int, offset: int) -> dict[str, Any]:
     """The body of every paginated list."""
     return {"items": items, "total": total, "limit": limit, "offset": offset}
+
+
+async def form_parts(request: Request) -> dict[str, Any]:
+    """A form (files as (bytes, filename), fields as str) or a JSON object under "__json__", whichever the
+    client sent; routes that take uploads read their input through this one dependency."""
+    import json
+
+    ctype = request.headers.get("content-type", "")
+    if ctype.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
+        form = await request.form()
+        out: dict[str, Any] = {}
+        for key, value in form.multi_items():
+            out[key] = (await value.read(), getattr(value, "filename", None)) if hasattr(value, "read") else value
+        return out
+    if ctype.startswith("application/json") or not ctype:
+        raw = await request.body()
+        try:
+            body = json.loads(raw or b"{}")
+        except ValueError as exc:
+            raise Invalid(f"the request body is not valid JSON ({exc})",
+                          fix="send JSON, or a multipart/form-data upload") from None
+        if not isinstance(body, dict):
+            raise Invalid("the JSON body must be an object", fix='send {"baseline_id": …, …}')
+        return {"__json__": body}
+    raise Invalid(f"unsupported Content-Type {ctype!r}",
+                  fix="use multipart/form-data (file upload) or application/json")
 
 
 Limit = Annotated[int, Query(ge=1, le=1000, description="page size")]

@@ -42,6 +42,16 @@ class ObjectStore(ABC):
     @abstractmethod
     def uri(self, key: str) -> str: ...
 
+    @property
+    def root_uri(self) -> str:
+        """The URI prefix of every object in this store."""
+        return self.uri("x")[:-1]
+
+    def key_of(self, uri: str) -> str | None:
+        """The key of one of this store's own URIs (as ``uri`` writes them); None for anything else."""
+        base = self.root_uri
+        return uri[len(base):] if uri.startswith(base) else None
+
 
 class LocalStore(ObjectStore):
     def __init__(self, root: Path) -> None:

@@ -10,7 +10,7 @@ from fastapi.responses import HTMLResponse
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
-from mlgov.api import Limit, Offset, Page, page
+from mlgov.api import Limit, Offset, Page, form_parts, page
 from mlgov.auth import ADMINS, INGESTERS, PUBLISHERS, READERS, Principal, SessionDep, require
 from mlgov.db import as_utc
 from mlgov.errors import Invalid
@@ -55,30 +55,7 @@ def store_of(request: Request) -> ObjectStore:
 StoreDep = Annotated[ObjectStore, Depends(store_of)]
 
 
-async def parts(request: Request) -> dict[str, Any]:
-    """A multipart form (files as bytes) or a JSON object, whichever the client sent."""
-    ctype = request.headers.get("content-type", "")
-    if ctype.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
-        form = await request.form()
-        out: dict[str, Any] = {}
-        for key, value in form.multi_items():
-            out[key] = (await value.read(), getattr(value, "filename", None)) if hasattr(value, "read") else value
-        return out
-    if ctype.startswith(JSON_TYPE) or not ctype:
-        raw = await request.body()
-        try:
-            body = json.loads(raw or b"{}")
-        except ValueError as exc:
-            raise Invalid(f"the request body is not valid JSON ({exc})",
-                          fix="send JSON, or a multipart/form-data upload") from None
-        if not isinstance(body, dict):
-            raise Invalid("the JSON body must be an object", fix="send {\"baseline_id\": …, …}")
-        return {"__json__": body}
-    raise Invalid(f"unsupported Content-Type {ctype!r}",
-                  fix="use multipart/form-data (file upload) or application/json")
-
-
-Parts = Annotated[dict[str, Any], Depends(parts)]
+Parts = Annotated[dict[str, Any], Depends(form_parts)]
 
 
 def _file(p: dict[str, Any], key: str) -> tuple[bytes, str | None] | None:

@@ -56,14 +56,11 @@ def _table(data: bytes, fmt: str | None, header: bool) -> pa.Table:
 
 def read_dataset_uri(store: ObjectStore, uri: str) -> bytes:
     """A dataset named by its key in the object store, or by the store's own s3://… / file://… URI."""
-    key = uri
-    base = store.uri("x")[:-1]
-    if uri.startswith(base):
-        key = uri[len(base):]
-    elif "://" in uri:
-        raise Invalid(f"dataset URI {uri!r} is outside the configured object store ({base}…)",
+    key = store.key_of(uri)
+    if key is None and "://" in uri:
+        raise Invalid(f"dataset URI {uri!r} is outside the configured object store ({store.root_uri}…)",
                       fix="upload the file, or put it in the store and give its key")
-    return store.get(key)
+    return store.get(key if key is not None else uri)
 
 
 def create_baseline(session: Session, store: ObjectStore, *, data: bytes, fmt: str | None, header: bool,
@@ -777,34 +774,21 @@ def performance_estimate(session: Session, store: ObjectStore, endpoint: str, st
         raise Invalid(f"endpoint {endpoint!r} captures no probability or prediction", fix="add one to its schema")
     if end <= start:
         raise Invalid("window end is not after start", fix="give start < end")
-    table = None
-    batches = list(session.scalars(select(CaptureBatch).where(
-        CaptureBatch.endpoint_id == ep.id, CaptureBatch.last_time >= start, CaptureBatch.first_time < end)))
-    rows = []
-    for b in batches:
-        table = pq.read_table(io.BytesIO(store.get(b.parquet_key)))
-        for r in table.to_pylist():
-            if start <= r["__inference_time"] < end and r.get(col.name) is not None:
-                rows.append((r["__inference_id"] or r["__event_id"], float(r[col.name])))
-    if not rows:
+    df = labelled_window(session, store, ep, start, end)
+    df = df[df[col.name].notna()] if not df.empty and col.name in df else df.iloc[0:0]
+    if df.empty:
         raise Invalid(f"no captured {col.name} values between {start.isoformat()} and {end.isoformat()}",
                       fix="pick a window with traffic")
-    p = np.array([v for _, v in rows])
+    p = df[col.name].to_numpy(dtype=float)
     if np.any((p < 0) | (p > 1)):
         raise Invalid(f"{col.name} values are not probabilities in [0, 1]", fix="capture calibrated probabilities")
     est = cbpe.estimate(p, threshold)
     out: dict[str, Any] = {"endpoint": endpoint, "window": {"start": start.isoformat(), "end": end.isoformat()},
-                           "rows": len(rows), "threshold": threshold, "estimated": est}
-    keys = [k for k, _ in rows]
-    labels: dict[str, str] = {}
-    for c in range(0, len(keys), 500):
-        for gt in session.scalars(select(GroundTruth).where(GroundTruth.endpoint_id == ep.id,
-                                                            GroundTruth.event_id.in_(keys[c:c + 500]))):
-            labels[gt.event_id] = gt.label
-    labelled = [(int(float(labels[k])), v) for k, v in rows if k in labels]
+                           "rows": len(df), "threshold": threshold, "estimated": est}
+    labelled = df[df["__label"].notna()]
     out["labelled_rows"] = len(labelled)
-    if labelled:
-        y = np.array([a for a, _ in labelled])
-        realized = quality.binary_values(y, np.array([b for _, b in labelled]), None, threshold, curves=False)
+    if len(labelled):
+        y = labelled["__label"].astype(float).astype(int).to_numpy()
+        realized = quality.binary_values(y, labelled[col.name].to_numpy(dtype=float), None, threshold, curves=False)
         out["comparison"] = cbpe.compare(est, realized)
     return out

@@ -57,3 +57,33 @@ def assert_problem(r: Any, status: int, *needles: str) -> dict[str, Any]:
     for n in needles:
         assert n.lower() in text, (n, body)
     return body
+
+
+def seed_endpoint(session: Any, features: list[dict[str, str]]) -> Any:
+    """Through the services: a key, group "g" with version 1, and endpoint "ep" serving it; returns the
+    admin principal (for callers that go on to create baselines or schedules)."""
+    from mlgov.auth import Principal, Role, create_key
+    from monitor import capture, service
+    from registry import service as registry
+    from registry.schemas import GroupCreate, VersionCreate
+
+    row, _ = create_key(session, "setup", "admin", actor="test")
+    p = Principal(row.id, row.name, Role.admin)
+    registry.create_group(session, GroupCreate(name="g"), p)
+    registry.register_version(session, "g", VersionCreate(**version_body(1)), p)
+    service.create_endpoint(session, name="ep", model_group="g", model_version=1, variant="AllTraffic",
+                            sampling_percentage=100, schema=capture.CaptureSchema(features=features), actor=p)
+    return p
+
+
+def seed_schedule(session: Any, store: Any, features: list[dict[str, str]], csv: bytes, *, name: str,
+                  expression: str, window_start: str, now: Any) -> None:
+    """seed_endpoint plus a data-quality baseline from ``csv`` and a schedule on "ep"."""
+    from monitor import schedules, service
+
+    p = seed_endpoint(session, features)
+    base = service.create_baseline(session, store, data=csv, fmt=None, header=True, name="b", dataset_uri=None,
+                                   actor=p)
+    schedules.create(session, name=name, endpoint="ep", type="DataQuality", expression=expression,
+                     baseline_id=base.id, window_start=window_start, window_end="PT0S", drift=None, alerting=None,
+                     actor=p, now=now)

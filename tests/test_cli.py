@@ -79,21 +79,12 @@ def test_capture_import_export_round_trip(tmp_path):
 
     run(tmp_path, "db", "upgrade")
     # a group, version and endpoint through the services (the CLI has no registry commands)
-    from mlgov.auth import Principal, Role, create_key
     from mlgov.db import Database
-    from monitor import capture, service
-    from registry import service as registry
-    from registry.schemas import GroupCreate, VersionCreate
-    from tests.helpers import version_body
+    from tests.helpers import seed_endpoint
 
     db = Database(f"sqlite:///{tmp_path / '.mlgov' / 'mlgov.db'}")
     with db.session_scope() as s:
-        row, _ = create_key(s, "t", "publisher", actor="test")
-        p = Principal(row.id, row.name, Role.publisher)
-        registry.create_group(s, GroupCreate(name="g"), p)
-        registry.register_version(s, "g", VersionCreate(**version_body(1)), p)
-        service.create_endpoint(s, name="ep", model_group="g", model_version=1, variant="AllTraffic",
-                                sampling_percentage=100, schema=capture.CaptureSchema(features=FEATURES), actor=p)
+        seed_endpoint(s, FEATURES)
     db.dispose()
     tree = tmp_path / "sm" / "ep" / "AllTraffic" / "2026" / "11" / "20" / "10"
     tree.mkdir(parents=True)

@@ -13,15 +13,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from mlgov.auth import Principal, Role, create_key
 from mlgov.db import Database
 from mlgov.settings import Settings
 from mlgov.storage import open_store
-from monitor import capture, schedules, service
 from monitor.orm import Execution
-from registry import service as registry
-from registry.schemas import GroupCreate, VersionCreate
-from tests.helpers import version_body
+from tests.helpers import seed_schedule
 from tests.infra import fresh_database, upgrade
 from tests.monitor.test_api import FEATURES, csv_bytes, frame
 
@@ -37,17 +33,8 @@ def test_two_scheduler_processes_run_each_due_execution_once(tmp_path):
         store = open_store(Settings(home=tmp_path, store_url=store_url))
         start = dt.datetime(2026, 11, 20, 10, 0, 30, tzinfo=dt.UTC)
         with db.session_scope() as s:
-            row, _ = create_key(s, "setup", "admin", actor="test")
-            p = Principal(row.id, row.name, Role.admin)
-            registry.create_group(s, GroupCreate(name="g"), p)
-            registry.register_version(s, "g", VersionCreate(**version_body(1)), p)
-            service.create_endpoint(s, name="ep", model_group="g", model_version=1, variant="AllTraffic",
-                                    sampling_percentage=100, schema=capture.CaptureSchema(features=FEATURES), actor=p)
-            base = service.create_baseline(s, store, data=csv_bytes(frame(300)), fmt=None, header=True, name="b",
-                                           dataset_uri=None, actor=p)
-            schedules.create(s, name="every-minute", endpoint="ep", type="DataQuality", expression="* * * * *",
-                             baseline_id=base.id, window_start="-PT1M", window_end="PT0S", drift=None, alerting=None,
-                             actor=p, now=start)
+            seed_schedule(s, store, FEATURES, csv_bytes(frame(300)), name="every-minute", expression="* * * * *",
+                          window_start="-PT1M", now=start)
         env = {**{k: v for k, v in os.environ.items() if not k.startswith("MLGOV_")},
                "MLGOV_DATABASE_URL": url, "MLGOV_STORE_URL": store_url, "MLGOV_HOME": str(tmp_path / ".mlgov"),
                "MLGOV_SCHEDULER_INTERVAL_S": "0.2", "MLGOV_FAKE_CLOCK_START": start.isoformat(),
@@ -86,17 +73,8 @@ def test_serve_with_scheduler_runs_due_schedules(tmp_path):
                                  fake_clock_anchor=time.time(), fake_clock_speed=600.0)
         store = open_store(settings)
         with db.session_scope() as s:
-            row, _ = create_key(s, "setup", "admin", actor="test")
-            p = Principal(row.id, row.name, Role.admin)
-            registry.create_group(s, GroupCreate(name="g"), p)
-            registry.register_version(s, "g", VersionCreate(**version_body(1)), p)
-            service.create_endpoint(s, name="ep", model_group="g", model_version=1, variant="AllTraffic",
-                                    sampling_percentage=100, schema=capture.CaptureSchema(features=FEATURES), actor=p)
-            base = service.create_baseline(s, store, data=csv_bytes(frame(200)), fmt=None, header=True, name="b",
-                                           dataset_uri=None, actor=p)
-            schedules.create(s, name="m", endpoint="ep", type="DataQuality", expression="*/5 * * * *",
-                             baseline_id=base.id, window_start="-PT5M", window_end="PT0S", drift=None,
-                             alerting=None, actor=p, now=dt.datetime(2026, 11, 20, 10, 0, 30, tzinfo=dt.UTC))
+            seed_schedule(s, store, FEATURES, csv_bytes(frame(200)), name="m", expression="*/5 * * * *",
+                          window_start="-PT5M", now=dt.datetime(2026, 11, 20, 10, 0, 30, tzinfo=dt.UTC))
         with TestClient(create_app(settings, db=db)):
             deadline = time.time() + 20
             while time.time() < deadline:
