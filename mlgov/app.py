@@ -132,6 +132,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None, *, 
         version=__version__,
         description="Governed model registry, lineage, monitoring and audit.",
         lifespan=lifespan,
+        docs_url=None, redoc_url=None,   # mlgov.web serves offline docs pages that fit its CSP
     )
     app.state.settings = settings
     app.state.db = database
@@ -162,4 +163,8 @@ def create_app(settings: Settings | None = None, db: Database | None = None, *, 
 
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
     app.add_middleware(RequestIdMiddleware)
+
+    from mlgov import web
+
+    web.install(app)   # static assets, offline /docs and /redoc; security headers outermost, on every response
     return app

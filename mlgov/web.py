@@ -1,0 +1,102 @@
+"""What every page the server sends has in common: autoescaped templates, security headers, same-origin assets.
+
+Reports carry values that clients captured or typed (category values, feature names, model-card text), so a
+page is only safe if (1) every template autoescapes and no code marks a built string as markup, and (2) the
+browser refuses anything that slips through: the Content-Security-Policy forbids inline script and every
+script not served by mlgov itself. The API docs (Swagger UI, ReDoc) are served from the package, so they
+work offline and fit the same policy.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
+from jinja2 import Environment, FileSystemLoader
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+STATIC = Path(__file__).parent / "static"
+STATIC_URL = "/static"
+
+# The docs pages show only the server's own OpenAPI document and keep script same-origin. Swagger UI's stylesheet
+# draws its icons from data: URIs; ReDoc (styled-components) writes its styles into <style> elements at run time
+# and runs its search index in a blob: worker made by its own bundle. Neither styles nor images run code.
+_SAME = "default-src 'self'; script-src 'self'; "
+_TAIL = "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
+# Pages: nothing but same-origin resources; no inline script or style, no plugins, no framing, no <base> rewriting.
+PAGE_CSP = _SAME + _TAIL
+DOCS_CSP = {
+    "/docs": f"{_SAME}img-src 'self' data:; {_TAIL}",
+    "/redoc": f"{_SAME}style-src 'self' 'unsafe-inline'; img-src 'self' data:; worker-src 'self' blob:; {_TAIL}",
+}
+
+_COMMON = [(b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"no-referrer"),
+           (b"x-frame-options", b"DENY")]
+
+
+def json_text(value: Any) -> str:
+    """Structured user data (a model card's fields) as plain JSON text; autoescaping then makes it safe."""
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
+
+
+def templates(directory: Path) -> Environment:
+    """The one way a package builds its Jinja environment: autoescape on for every template, whatever its name."""
+    env = Environment(loader=FileSystemLoader(directory), autoescape=True)
+    env.filters["json_text"] = json_text
+    return env
+
+
+_templates = templates(Path(__file__).parent / "templates")
+
+
+class SecurityHeadersMiddleware:
+    """nosniff, no-referrer and DENY framing on every response; the CSP on every response too (it only
+    matters where a browser renders the body, and covering all of them leaves no HTML route forgotten)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path: str = scope.get("path", "")
+        csp = DOCS_CSP.get(path, PAGE_CSP)
+        extra = [*_COMMON, (b"content-security-policy", csp.encode())]
+
+        async def send_with_headers(msg: Message) -> None:
+            if msg["type"] == "http.response.start":
+                present = {k.lower() for k, _ in msg.get("headers", [])}
+                msg["headers"] = [*msg.get("headers", []), *(h for h in extra if h[0] not in present)]
+            await send(msg)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+def install(app: FastAPI) -> None:
+    """Serve the package's static files and the offline docs pages, and add the security headers.
+
+    The app must be created with ``docs_url=None, redoc_url=None``: FastAPI's own docs pages load their
+    assets from a CDN and start with an inline script, which the CSP forbids."""
+    app.mount(STATIC_URL, StaticFiles(directory=STATIC), name="static")
+    openapi_url = app.openapi_url or "/openapi.json"
+    title = app.title
+
+    def page(name: str, request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "")
+        return HTMLResponse(_templates.get_template(name).render(title=title, static=root + STATIC_URL,
+                                                                 openapi_url=root + openapi_url))
+
+    @app.get("/docs", include_in_schema=False)
+    def swagger_ui(request: Request) -> HTMLResponse:
+        return page("swagger.html", request)
+
+    @app.get("/redoc", include_in_schema=False)
+    def redoc(request: Request) -> HTMLResponse:
+        return page("redoc.html", request)
+
+    app.add_middleware(SecurityHeadersMiddleware)
