@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import pandas as pd
@@ -15,6 +16,7 @@ from mlgov.api import form_parts
 from mlgov.auth import DECIDERS, PUBLISHERS, READERS, Principal, SessionDep, require
 from mlgov.db import new_id
 from mlgov.errors import Invalid
+from mlgov.web import templates
 
 router = APIRouter(prefix="/api/v1/clarify", tags=["clarify"])
 Analyst = Annotated[Principal, Depends(require(PUBLISHERS, DECIDERS))]
@@ -91,10 +93,6 @@ def _window_frame(session: Any, request: Request, parts: dict[str, Any], cfg: di
 def report(analysis_id: str, request: Request, _: Annotated[Principal, Depends(require(READERS))],
            format: Literal["html", "json"] = "html") -> Response:
     """The stored analysis.json, or a readable HTML report (bias tables, attribution bars, policy verdict)."""
-    from pathlib import Path
-
-    from jinja2 import Environment, FileSystemLoader, select_autoescape
-
     store = request.app.state.get_store()
     analysis_id = _clean_id(analysis_id)
     analysis = json.loads(store.get(f"clarify/{analysis_id}/analysis.json"))
@@ -107,14 +105,17 @@ def report(analysis_id: str, request: Request, _: Annotated[Principal, Depends(r
     if ks:
         label = next(iter(ks.values()))
         ranked = sorted(label["global_shap_values"].items(), key=lambda kv: -abs(kv[1]))
-        shap = {"ranked": ranked, "top": max([abs(v) for _, v in ranked] + [1e-12]),
+        top = max([abs(v) for _, v in ranked] + [1e-12])
+        # bar lengths as numbers for an SVG <rect>: the CSP allows no inline style attribute
+        shap = {"ranked": [(f, v, round(abs(v) / top * 300, 1)) for f, v in ranked],
                 "method": label.get("method", "kernel"), "agg_method": label.get("agg_method", "mean_abs"),
                 "expected_value": label["expected_value"]}
-    env = Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"),
-                      autoescape=select_autoescape(["html"]))
-    html = env.get_template("report.html").render(id=analysis_id, a=analysis, verdict=verdict, shap=shap,
+    html = _report_templates.get_template("report.html").render(id=analysis_id, a=analysis, verdict=verdict, shap=shap,
                                                   version=(verdict or {}).get("version"))
     return Response(html, media_type="text/html")
+
+
+_report_templates = templates(Path(__file__).parent / "templates")
 
 
 def _clean_id(value: str) -> str:

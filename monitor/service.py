@@ -358,6 +358,8 @@ def analysis_report(session: Session, store: ObjectStore, analysis_id: str) -> d
         out["statistics"] = json.loads(store.get(f"{row.prefix}/statistics.json"))
         base = get_baseline(session, row.baseline_id)
         out["baseline_statistics"] = json.loads(store.get(f"{base.prefix}/statistics.json"))
+    elif row.status != "Failed" and row.kind == "ModelQuality":   # the report shows the metrics it judged
+        out["statistics"] = json.loads(store.get(f"{row.prefix}/statistics.json"))
     return out
 
 

@@ -8,12 +8,12 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import HTMLResponse
-from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from mlgov.api import Limit, Offset, Page, page
 from mlgov.auth import ADMINS, DECIDERS, PUBLISHERS, READERS, Principal, Role, SessionDep, require
 from mlgov.db import as_utc
 from mlgov.errors import Invalid
+from mlgov.web import templates
 from registry import service
 from registry.schemas import (
     ApprovalDecisionRead,
@@ -38,8 +38,7 @@ Mover = Annotated[Principal, Depends(require(DECIDERS, Role.publisher))]
 GroupEditor = Annotated[Principal, Depends(require(ADMINS, Role.publisher))]
 VersionNo = Annotated[int, Path(ge=1, description="version number (1, 2, 3 …)")]
 
-_templates = Environment(loader=FileSystemLoader(FsPath(__file__).parent / "templates"),
-                         autoescape=select_autoescape(["html"]))
+_templates = templates(FsPath(__file__).parent / "templates")
 
 
 def _pairs(values: list[str] | None, what: str) -> dict[str, str]:

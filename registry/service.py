@@ -522,6 +522,8 @@ def compliance_report(session: Session, group_name: str, since: dt.datetime | No
             "approval_status": v.approval_status,
             "stage": v.stage,
             "training_data": list(v.training_data or []),
+            "metrics": dict(v.metrics or {}),
+            "model_card": v.model_card,
             "decisions": [{"from": d.from_status, "to": d.to_status, "by": d.actor, "at": d.at.isoformat(),
                            "comment": d.comment} for d in decisions[v.id]],
             "stage_history": [{"from": t.from_stage, "to": t.to_stage, "by": t.actor, "at": t.at.isoformat(),
