@@ -311,6 +311,59 @@ def test_compliance_report_of_hostile_card_metrics_and_comments(server, reports,
     assert "Model card (Draft)" in text and "0.91" in text
 
 
+class AuthForwarder:
+    """A browser cannot send our Bearer header, so Chromium talks to this forwarder, which adds the viewer's key
+    and passes the server's answer back untouched (headers included, so the browser enforces the real CSP)."""
+
+    def __init__(self, srv: Server) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        seen = self.seen = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                r = httpx.get(srv.url + self.path, headers=srv.keys["viewer"], timeout=60)
+                seen.append((self.path, r.status_code))
+                self.send_response(r.status_code)
+                for k, v in r.headers.items():
+                    if k.lower() not in ("content-length", "transfer-encoding", "connection", "content-encoding"):
+                        self.send_header(k, v)
+                self.send_header("content-length", str(len(r.content)))
+                self.end_headers()
+                self.wfile.write(r.content)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def __enter__(self) -> AuthForwarder:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.mark.parametrize("kind", ["drift", "quality", "bias", "explanations", "compliance"])
+def test_reports_load_under_the_csp_with_their_stylesheet(server, reports, tmp_path, kind):
+    """Served (not from a file), each report breaks no CSP rule (no inline script or style) and loads its CSS."""
+    with AuthForwarder(server) as fwd:
+        profile = tmp_path / "profile"
+        cmd = [chromium(), *FLAGS, f"--user-data-dir={profile}", "--enable-logging=stderr", "--v=0",
+               "--virtual-time-budget=5000", "--dump-dom", fwd.url + reports[kind][1]]
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and "</html>" in out.stdout
+    violations = [line for line in out.stderr.splitlines() if "Content Security Policy" in line]
+    assert violations == []
+    assert ("/static/report.css", 200) in fwd.seen, fwd.seen
+    assert not any("data-pwned" in attrs for _, attrs in Dom(out.stdout).tags)
+
+
 # --- headers on every HTML route, every response ---------------------------------------------------------------
 
 # Every route that answers text/html. The inventory test below fails when a new one appears, so it gets listed
