@@ -9,33 +9,22 @@ work offline and fit the same policy.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
+import mimetypes
 from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
-from jinja2 import Environment, FileSystemLoader
+from jinja2 import ChoiceLoader, Environment, FileSystemLoader
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 STATIC = Path(__file__).parent / "static"
 STATIC_URL = "/static"
-
-# The docs pages show only the server's own OpenAPI document and keep script same-origin. Swagger UI's stylesheet
-# draws its icons from data: URIs; ReDoc (styled-components) writes its styles into <style> elements at run time
-# and runs its search index in a blob: worker made by its own bundle. Neither styles nor images run code.
-_SAME = "default-src 'self'; script-src 'self'; "
-_TAIL = "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
-# Pages: nothing but same-origin resources; no inline script or style, no plugins, no framing, no <base> rewriting.
-PAGE_CSP = _SAME + _TAIL
-DOCS_CSP = {
-    "/docs": f"{_SAME}img-src 'self' data:; {_TAIL}",
-    "/redoc": f"{_SAME}style-src 'self' 'unsafe-inline'; img-src 'self' data:; worker-src 'self' blob:; {_TAIL}",
-}
-
-_COMMON = [(b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"no-referrer"),
-           (b"x-frame-options", b"DENY")]
+KERNEL_TEMPLATES = Path(__file__).parent / "templates"
 
 
 def json_text(value: Any) -> str:
@@ -44,13 +33,41 @@ def json_text(value: Any) -> str:
 
 
 def templates(directory: Path) -> Environment:
-    """The one way a package builds its Jinja environment: autoescape on for every template, whatever its name."""
-    env = Environment(loader=FileSystemLoader(directory), autoescape=True)
+    """The one way a package builds its Jinja environment: autoescape on for every template, whatever its name;
+    the kernel's templates (``{% include "report.css" %}``) visible behind the package's own."""
+    env = Environment(loader=ChoiceLoader([FileSystemLoader(directory), FileSystemLoader(KERNEL_TEMPLATES)]),
+                      autoescape=True)
     env.filters["json_text"] = json_text
     return env
 
 
-_templates = templates(Path(__file__).parent / "templates")
+_templates = templates(KERNEL_TEMPLATES)
+
+
+def _style_hash(template: str) -> str:
+    digest = hashlib.sha256(_templates.get_template(template).render().encode()).digest()
+    return f"'sha256-{base64.b64encode(digest).decode()}'"
+
+
+_SAME = "default-src 'self'; script-src 'self'; "
+_TAIL = "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
+# Pages: nothing but same-origin resources; no inline script, no plugins, no framing, no <base> rewriting. The
+# reports embed one stylesheet, allowed by its hash (no other inline style), so a saved report is one
+# self-contained file that still renders styled offline.
+PAGE_CSP = f"{_SAME}style-src 'self' {_style_hash('report.css')}; {_TAIL}"
+# The docs pages show only the server's own OpenAPI document and keep script same-origin. Swagger UI's stylesheet
+# draws its icons from data: URIs; ReDoc (styled-components) writes its styles into <style> elements at run time
+# and runs its search index in a blob: worker made by its own bundle. Neither styles nor images run code.
+DOCS_CSP = {
+    "/docs": f"{_SAME}img-src 'self' data:; {_TAIL}",
+    "/redoc": f"{_SAME}style-src 'self' 'unsafe-inline'; img-src 'self' data:; worker-src 'self' blob:; {_TAIL}",
+}
+
+_COMMON = [(b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"no-referrer"),
+           (b"x-frame-options", b"DENY")]
+# Starlette guesses types from the platform's table, which can say text/plain for .js (then nosniff blocks it).
+mimetypes.add_type("text/javascript", ".js")
+mimetypes.add_type("text/css", ".css")
 
 
 class SecurityHeadersMiddleware:
