@@ -67,14 +67,15 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         env = {**{k: v for k, v in os.environ.items() if not k.startswith("MLGOV_")},
                "MLGOV_DATABASE_URL": url, "MLGOV_HOME": str(tmp / ".mlgov"),
                "MLGOV_STORE_URL": (tmp / "store").as_uri()}
-        proc = subprocess.Popen([MLGOV, "serve", "--port", str(port)], env=env, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.PIPE)
+        log = (tmp / "serve.log").open("wb")      # a file, not a pipe: a full pipe would stall the server
+        proc = subprocess.Popen([MLGOV, "serve", "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT)
         try:
             wait_healthy(f"http://127.0.0.1:{port}", proc)
             yield Server(f"http://127.0.0.1:{port}", keys)
         finally:
             proc.terminate()
-            proc.communicate(timeout=30)
+            proc.wait(timeout=30)
+            log.close()
 
 
 class Dom(HTMLParser):
