@@ -95,7 +95,7 @@ class SecurityHeadersMiddleware:
 
 
 def install(app: FastAPI) -> None:
-    """Serve the package's static files and the offline docs pages, and add the security headers.
+    """Serve the package's static files and the offline docs pages, and wrap the app in the security headers.
 
     The app must be created with ``docs_url=None, redoc_url=None``: FastAPI's own docs pages load their
     assets from a CDN and start with an inline script, which the CSP forbids."""
@@ -116,4 +116,6 @@ def install(app: FastAPI) -> None:
     def redoc(request: Request) -> HTMLResponse:
         return page("redoc.html", request)
 
-    app.add_middleware(SecurityHeadersMiddleware)
+    # Outside Starlette's ServerErrorMiddleware too (add_middleware would sit inside it), so even a 500 has them.
+    build = app.build_middleware_stack
+    app.build_middleware_stack = lambda: SecurityHeadersMiddleware(build())  # type: ignore[method-assign]

@@ -425,6 +425,25 @@ def test_security_headers_on_every_kind_of_response(server):
         assert_security_headers(r)
 
 
+def test_security_headers_even_on_an_unexpected_500(tmp_path):
+    """The headers wrap the whole app, Starlette's last-resort error handler included."""
+    from fastapi.testclient import TestClient
+
+    from mlgov.app import create_app
+    from tests.conftest import make_settings
+
+    app = create_app(make_settings(tmp_path), check_schema=False)
+
+    @app.get("/broken")
+    def broken() -> None:
+        raise RuntimeError("a bug")
+
+    with TestClient(app, raise_server_exceptions=False) as c:
+        r = c.get("/broken")
+    assert r.status_code == 500
+    assert_security_headers(r)
+
+
 # --- offline API docs ------------------------------------------------------------------------------------------
 
 class Assets(HTMLParser):
