@@ -20,6 +20,7 @@ from mlgov.web import templates
 
 router = APIRouter(prefix="/api/v1/clarify", tags=["clarify"])
 Analyst = Annotated[Principal, Depends(require(PUBLISHERS, DECIDERS))]
+_report_templates = templates(Path(__file__).parent / "templates")
 
 
 async def _parts(request: Request) -> dict[str, Any]:
@@ -110,12 +111,9 @@ def report(analysis_id: str, request: Request, _: Annotated[Principal, Depends(r
         shap = {"ranked": [(f, v, round(abs(v) / top * 300, 1)) for f, v in ranked],
                 "method": label.get("method", "kernel"), "agg_method": label.get("agg_method", "mean_abs"),
                 "expected_value": label["expected_value"]}
-    html = _report_templates.get_template("report.html").render(id=analysis_id, a=analysis, verdict=verdict, shap=shap,
-                                                  version=(verdict or {}).get("version"))
+    html = _report_templates.get_template("report.html").render(id=analysis_id, a=analysis, verdict=verdict,
+                                                                shap=shap, version=(verdict or {}).get("version"))
     return Response(html, media_type="text/html")
-
-
-_report_templates = templates(Path(__file__).parent / "templates")
 
 
 def _clean_id(value: str) -> str:
