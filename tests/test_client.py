@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 
 from mlgov.client import ApiError, Client
+from tests.conftest import make_settings
 from tests.helpers import sha
+
+
+@pytest.fixture
+def settings(tmp_path):
+    """Receivers in these tests listen on 127.0.0.1, which the outbound policy refuses unless allowed."""
+    return make_settings(tmp_path, outbound_allow="127.0.0.1")
 
 
 def _client(app, key: str) -> Client:

@@ -134,7 +134,8 @@ def test_webhooks_survive_receiver_outage(live_db, tmp_path):
     port = free_port()
     rx = Receiver(port)
     settings = make_settings(tmp_path, background_workers=True, dispatcher_poll_s=0.1,
-                             webhook_backoff_base_s=0.2, webhook_backoff_max_s=0.5, webhook_max_attempts=100)
+                             webhook_backoff_base_s=0.2, webhook_backoff_max_s=0.5, webhook_max_attempts=100,
+                             outbound_allow="127.0.0.1")
     app = create_app(settings, db=live_db)
     with LiveServer(app) as srv, httpx.Client(base_url=srv.url, timeout=30) as c:
         r = c.post("/api/v1/webhooks", headers=keys["admin"],
@@ -175,7 +176,8 @@ def test_webhook_dead_letter_after_max_attempts(live_db, tmp_path):
     rx = Receiver(port, fail_with=500)
     rx.up()
     settings = make_settings(tmp_path, background_workers=True, dispatcher_poll_s=0.1,
-                             webhook_backoff_base_s=0.1, webhook_backoff_max_s=0.2, webhook_max_attempts=3)
+                             webhook_backoff_base_s=0.1, webhook_backoff_max_s=0.2, webhook_max_attempts=3,
+                             outbound_allow="127.0.0.1")
     app = create_app(settings, db=live_db)
     try:
         with LiveServer(app) as srv, httpx.Client(base_url=srv.url, timeout=30) as c:

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import func, select
 
 from mlgov.events import Delivery, Webhook, matches
+from tests.conftest import make_settings
 from tests.helpers import assert_problem, create_group, register
+
+
+@pytest.fixture
+def settings(tmp_path):
+    """Receivers in these tests listen on 127.0.0.1, which the outbound policy refuses unless allowed."""
+    return make_settings(tmp_path, outbound_allow="127.0.0.1")
 
 
 def test_create_list_get_delete(client, keys, db):
