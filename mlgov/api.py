@@ -202,7 +202,8 @@ class AttemptRead(BaseModel):
 class DeliveryRead(BaseModel):
     id: str
     event_type: str
-    sequence: int = Field(description="per-subscription number, in emit order (header X-Mlgov-Sequence)")
+    sequence: int | None = Field(description="per-subscription number in the order events were committed (header "
+                                 "X-Mlgov-Sequence); null until the dispatcher numbers it")
     status: str
     attempts: int
     next_attempt_at: dt.datetime

@@ -5,11 +5,14 @@ action and its notifications commit together. A dispatcher claims due deliveries
 LOCKED`` on PostgreSQL), POSTs them outside any transaction through the outbound policy, and records every
 attempt; failures back off exponentially and dead-letter after ``webhook_max_attempts``.
 
-Ordering: each delivery takes the next number of its subscription (``sequence``, sent as
-``X-Mlgov-Sequence``). Only a subscription's lowest pending delivery is ever claimed, so a failing delivery
-holds back the later ones of that subscription while other subscriptions keep flowing; once it is
-dead-lettered it stops holding back. An admin can redeliver a dead letter; it then goes out with its
-original sequence number, so a receiver can tell it arrives late.
+Ordering: the dispatcher numbers each subscription's new deliveries (``sequence``, sent as
+``X-Mlgov-Sequence``) in the order they became visible to it (outbox order within what has committed), under
+a lock on the subscription's row. Numbering there rather than in ``emit`` keeps request transactions free
+of any shared lock (no serialisation or deadlock between concurrent writers), and numbers only what has
+committed, so a number is never skipped or followed by an earlier event. Only a subscription's lowest
+pending delivery is ever claimed, so a failing delivery holds back the later ones of that subscription
+while other subscriptions keep flowing; once it is dead-lettered it stops holding back. An admin can
+redeliver a dead letter; it goes out with its original sequence number, so a receiver can tell it is late.
 
 Signing secrets are stored encrypted (``mlgov.secrets``); the dispatcher decrypts them to sign.
 """
@@ -38,7 +41,6 @@ from sqlalchemy import (
     UniqueConstraint,
     exists,
     select,
-    update,
 )
 from sqlalchemy.orm import Mapped, Session, aliased, mapped_column
 
@@ -88,7 +90,7 @@ class Delivery(Base):
     webhook_id: Mapped[str] = mapped_column(ForeignKey("events_webhooks.id", ondelete="CASCADE"), index=True)
     outbox_id: Mapped[int] = mapped_column(ForeignKey("events_outbox.id"), index=True)
     event_type: Mapped[str] = mapped_column(String(64))
-    sequence: Mapped[int] = mapped_column(BigInteger)   # per subscription, from 1, in emit order
+    sequence: Mapped[int | None] = mapped_column(BigInteger, nullable=True)   # per subscription from 1; see _sequence
     status: Mapped[str] = mapped_column(String(16), default="pending")  # pending | delivered | dead
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     attempt_base: Mapped[int] = mapped_column(Integer, default=0)   # attempts before the latest redelivery
@@ -132,16 +134,10 @@ def emit(session: Session, event_type: str, subject: str, payload: dict[str, Any
     ev = OutboxEvent(event_id=new_id(), type=event_type, subject=subject, payload=payload, created_at=utcnow())
     session.add(ev)
     session.flush()
-    for hook_id, patterns in session.execute(select(Webhook.id, Webhook.events).where(Webhook.active.is_(True))
-                                             .order_by(Webhook.id)):
+    for hook_id, patterns in session.execute(select(Webhook.id, Webhook.events).where(Webhook.active.is_(True))):
         if (hook_id in to) if to is not None else matches(list(patterns), event_type):
-            # one atomic increment: concurrent emitters queue on the row, so numbers are unique and commit in order
-            seq = session.execute(update(Webhook).where(Webhook.id == hook_id)
-                                  .values(last_sequence=Webhook.last_sequence + 1)
-                                  .returning(Webhook.last_sequence)
-                                  .execution_options(synchronize_session=False)).scalar_one()
             session.add(Delivery(id=new_id(), webhook_id=hook_id, outbox_id=ev.id, event_type=event_type,
-                                 sequence=seq, status="pending", attempts=0, attempt_base=0,
+                                 sequence=None, status="pending", attempts=0, attempt_base=0,
                                  next_attempt_at=ev.created_at))
     session.flush()
     return ev
@@ -248,13 +244,30 @@ class _Claim:
     body: bytes
 
 
+def _sequence(s: Session, postgres: bool) -> None:
+    """Number committed, unnumbered deliveries per subscription in outbox order, holding the subscription's row
+    lock (dispatchers in several processes take these locks in id order, so they cannot deadlock)."""
+    hook_ids = sorted(set(s.scalars(select(Delivery.webhook_id).where(Delivery.status == "pending",
+                                                                      Delivery.sequence.is_(None)))))
+    for hook_id in hook_ids:
+        lock = select(Webhook).where(Webhook.id == hook_id)
+        hook = s.scalars(lock.with_for_update() if postgres else lock).one()
+        fresh = s.scalars(select(Delivery).where(Delivery.webhook_id == hook_id, Delivery.sequence.is_(None))
+                          .order_by(Delivery.outbox_id, Delivery.id))
+        for d in fresh:
+            hook.last_sequence += 1
+            d.sequence = hook.last_sequence
+    s.flush()
+
+
 def _claim(db: Database, settings: Settings, box: SecretBox, now: dt.datetime, limit: int) -> list[_Claim]:
     """Lease due deliveries, at most one per subscription: its lowest pending one (in-order delivery)."""
     lease = dt.timedelta(seconds=settings.outbound_connect_timeout_s + 2 * settings.webhook_timeout_s + 30)
     earlier = aliased(Delivery)
     with db.session_scope() as s:
+        _sequence(s, db.backend == "postgresql")
         stmt = (select(Delivery).where(
-                    Delivery.status == "pending", Delivery.next_attempt_at <= now,
+                    Delivery.status == "pending", Delivery.next_attempt_at <= now, Delivery.sequence.is_not(None),
                     ~exists().where(earlier.webhook_id == Delivery.webhook_id, earlier.status == "pending",
                                     earlier.sequence < Delivery.sequence))
                 .order_by(Delivery.next_attempt_at).limit(limit))
@@ -279,7 +292,7 @@ def _claim(db: Database, settings: Settings, box: SecretBox, now: dt.datetime, l
             d.next_attempt_at = now + lease
             d.attempts += 1
             claims.append(_Claim(d.id, d.attempts, d.attempts - d.attempt_base, hook.url, secret, d.event_type,
-                                 d.sequence, envelope(ev)))
+                                 d.sequence or 0, envelope(ev)))
         return claims
 
 

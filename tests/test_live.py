@@ -288,3 +288,31 @@ def test_dead_letter_stops_holding_back_and_can_be_redelivered(live_db, tmp_path
     assert final["attempts"] == 4 and [a["status_code"] for a in final["history"]] == [500, 500, 500, 204]
     assert final["last_error"] is None
     assert len(audit_rows) == 1 and audit_rows[0]["actor"] == "admin" and audit_rows[0]["subject_id"] == hook
+
+
+def test_concurrent_writers_get_gap_free_sequence_numbers(live_db, tmp_path):
+    """Twenty registrations at once, one subscriber: each delivery gets its own number, none skipped, delivered
+    in increasing order (numbering happens in the dispatcher, so writers share no lock)."""
+    keys = _keys(live_db)
+    rx = Receiver(free_port())
+    rx.up()
+    settings = make_settings(tmp_path, background_workers=True, dispatcher_poll_s=0.1, outbound_allow="127.0.0.1")
+    try:
+        with LiveServer(create_app(settings, db=live_db)) as srv, httpx.Client(base_url=srv.url, timeout=60) as c:
+            assert c.post("/api/v1/webhooks", headers=keys["admin"], json={
+                "url": f"http://127.0.0.1:{rx.port}/", "secret": "z" * 20,
+                "events": ["version.registered"]}).status_code == 201
+            c.post("/api/v1/model-groups", json={"name": "g"}, headers=keys["pub"])
+
+            def reg(i: int) -> int:
+                with httpx.Client(base_url=srv.url, timeout=60) as cc:
+                    return cc.post("/api/v1/model-groups/g/versions", json=version_body(i),
+                                   headers=keys["pub"]).status_code
+
+            with ThreadPoolExecutor(max_workers=20) as pool:
+                assert set(pool.map(reg, range(20))) == {201}
+            _wait(lambda: len(rx.received) == 20)
+    finally:
+        rx.down()
+    assert [_seq(m) for m in rx.received] == list(range(1, 21))
+    assert sorted(json.loads(m["body"])["data"]["version"] for m in rx.received) == list(range(1, 21))

@@ -23,6 +23,9 @@ def test_create_list_get_delete(client, keys, db):
     assert r.status_code == 201
     wid = r.json()["id"]
     assert "secret" not in r.json()
+    with db.session_scope() as s:   # stored encrypted: the database alone does not give the secret away
+        stored = s.get(Webhook, wid).secret
+        assert stored.startswith("enc:v1:") and "a" * 16 not in stored
     assert [w["id"] for w in client.get("/api/v1/webhooks", headers=h).json()] == [wid]
     assert client.get(f"/api/v1/webhooks/{wid}", headers=h).json()["events"] == ["version.registered"]
     create_group(client, keys("publisher"), "g")

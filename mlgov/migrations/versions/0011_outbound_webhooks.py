@@ -4,8 +4,9 @@ Revision ID: 0011
 Revises: 0009
 Create Date: 2026-12-02 06:30:00
 
-- ``events_deliveries.sequence``: per-subscription number, unique per webhook. Existing rows are numbered
-  in creation order (created_at, id), and ``events_webhooks.last_sequence`` continues from the highest.
+- ``events_deliveries.sequence``: per-subscription number, unique per webhook; null until the dispatcher
+  numbers a new delivery. Existing rows are numbered in creation order (created_at, id), and
+  ``events_webhooks.last_sequence`` continues from the highest.
 - ``events_deliveries.attempt_base``: attempts made before the latest redelivery of a dead letter.
 - ``events_webhooks.secret`` becomes TEXT: an encrypted secret (``enc:v1:`` + Fernet token) is longer
   than the 256 characters a plaintext one was allowed.
@@ -50,7 +51,6 @@ def upgrade() -> None:
         "WHERE d.webhook_id = events_webhooks.id), 0)"))
 
     with op.batch_alter_table('events_deliveries', schema=None) as batch_op:
-        batch_op.alter_column('sequence', existing_type=sa.BigInteger(), nullable=False)
         batch_op.create_unique_constraint(batch_op.f('uq_events_deliveries_webhook_id_sequence'), ['webhook_id', 'sequence'])
 
 
