@@ -7,6 +7,7 @@ without MLGOV_OUTBOUND_ALLOW, reachable with it, and never echoed."""
 from __future__ import annotations
 
 import json
+import re
 import socket
 import threading
 import time
@@ -124,6 +125,9 @@ REFUSED = [
     ("http://0.0.0.0:80/", "0.0.0.0", "unspecified"),
     ("http://[::ffff:127.0.0.1]/", "127.0.0.1", "loopback"),
     ("http://100.64.0.1/", "100.64.0.1", "not globally routable"),
+    ("http://2130706433/", "127.0.0.1", "loopback"),   # the same address spelled as a number
+    ("http://127.1/", "127.0.0.1", "loopback"),
+    ("http://user:pw@169.254.169.254/", "169.254.169.254", "link-local"),
 ]
 
 
@@ -163,6 +167,17 @@ def test_policy_allow_list_by_cidr_and_hostname():
     for bad in ("ftp://example.com/x", "http:///x", "not a url"):
         with pytest.raises(OutboundRefused):
             OutboundPolicy().check_url(bad)
+
+
+def test_allow_list_comes_from_the_environment(monkeypatch):
+    from mlgov.settings import Settings
+
+    monkeypatch.setenv("MLGOV_OUTBOUND_ALLOW", "127.0.0.1, hooks.internal")
+    policy = OutboundPolicy.from_settings(Settings())
+    assert policy.check_url("http://127.0.0.1:9/x").is_loopback and "hooks.internal" in policy.allow_hosts
+    monkeypatch.delenv("MLGOV_OUTBOUND_ALLOW")
+    with pytest.raises(OutboundRefused):
+        OutboundPolicy.from_settings(Settings()).check_url("http://127.0.0.1:9/x")
 
 
 def test_connects_to_the_checked_address_with_the_original_host_header(hostile):
@@ -249,6 +264,9 @@ def test_predict_url_failures_say_what_failed_without_the_reply(live_db, tmp_pat
             r = _explain(c, keys["pub"], f"{hostile.url}{path}")
             assert_problem(r, 422, needle, "predict url")
             assert SECRET_TEXT not in r.text and "169.254" not in r.text, r.text
+            if path == "/short":
+                m = re.search(r"answered (\d+) values for (\d+) rows", r.json()["detail"])
+                assert m and int(m.group(1)) == int(m.group(2)) - 1, r.text
         r = _explain(c, keys["pub"], f"{hostile.url}/ok")   # allowed: the receiver is named by the operator
         assert r.status_code == 200, r.text
         source = r.json()["model_source"]
