@@ -272,6 +272,8 @@ def test_predict_url_failures_say_what_failed_without_the_reply(live_db, tmp_pat
         source = r.json()["model_source"]
         assert source["kind"] == "predict_url" and source["predict_url"] == f"{hostile.url}/ok"
         assert "not the registered artifact" in source["note"] and version_body(1)["artifact_sha256"] in source["note"]
+        page = c.get(f"/api/v1/clarify/reports/{r.headers['X-Mlgov-Analysis-Id']}", headers=keys["admin"]).text
+        assert f"the predict URL {hostile.url}/ok" in page and "not the registered artifact" in page
         events = c.get("/api/v1/audit/events", params={"action": "clarify.explanation"}, headers=keys["admin"]).json()
         assert events["items"][0]["after"]["model_source"]["kind"] == "predict_url"
 

@@ -81,6 +81,7 @@ def test_explain_endpoint_safe_loading(client, keys):
     assert r.status_code == 200, r.text
     body = r.json()["explanations"]["kernel_shap"]["label0"]
     assert body["method"] == "tree" and set(body["global_shap_values"]) == {"a", "b", "c", "d"}
+    assert r.json()["model_source"] == {"kind": "artifact", "artifact_sha256": hashlib.sha256(artifact).hexdigest()}
     # a different artifact than the registered one
     other = sio.dumps(GradientBoostingClassifier(n_estimators=3).fit(x, y))
     assert_problem(client.post("/api/v1/clarify/explain", headers=keys("publisher"), data=form,
