@@ -261,4 +261,4 @@ def retry_delivery(webhook_id: str, delivery_id: str, session: SessionDep,
                    p: Annotated[Principal, Depends(require(ADMINS))]) -> Any:
     """Redeliver a dead letter (audited); it keeps its sequence number and gets a fresh attempt budget."""
     d = events.retry_delivery(session, webhook_id, delivery_id, actor=p.name)
-    return _delivery(d, [])
+    return _delivery(d, events.delivery_history(session, d.id))

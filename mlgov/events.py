@@ -216,6 +216,11 @@ def retry_delivery(session: Session, webhook_id: str, delivery_id: str, *, actor
     return d
 
 
+def delivery_history(session: Session, delivery_id: str) -> list[DeliveryAttempt]:
+    return list(session.scalars(select(DeliveryAttempt).where(DeliveryAttempt.delivery_id == delivery_id)
+                                .order_by(DeliveryAttempt.attempt)))
+
+
 def list_deliveries(
     session: Session, webhook_id: str, limit: int, offset: int
 ) -> list[tuple[Delivery, list[DeliveryAttempt]]]:

@@ -15,8 +15,10 @@ an attacker who reads both the database and the key (the server process or its h
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
+import uuid
 from pathlib import Path
 from typing import Annotated
 
@@ -38,18 +40,22 @@ def is_encrypted(stored: str) -> bool:
 
 
 def _key_file(path: Path) -> bytes:
-    """Read the key file, or create it (0600, in a 0700 directory) without racing a concurrent creator."""
+    """Read the key file, or create it 0600 (in a 0700 directory when the directory is new). Concurrent first
+    starts (several workers) agree on one key: the key is written to a private temporary file and linked into
+    place, which fails if another process got there first; a reader never sees a half-written file."""
     if not path.exists():
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        key = Fernet.generate_key()
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            pass
-        else:
             with os.fdopen(fd, "wb") as f:
-                f.write(key + b"\n")
-            return key
+                f.write(Fernet.generate_key() + b"\n")
+                f.flush()
+                os.fsync(f.fileno())
+            with contextlib.suppress(FileExistsError):   # another process linked its key first: use that one
+                os.link(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
     return path.read_bytes().strip()
 
 

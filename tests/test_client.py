@@ -54,6 +54,9 @@ def test_client_round_trip(app, keys):
     hook = admin.create_webhook("http://127.0.0.1:9/h", "x" * 16, ["*"])
     assert admin.get_webhook(hook["id"])["url"] == "http://127.0.0.1:9/h"
     assert admin.list_webhooks()[0]["id"] == hook["id"]
+    with pytest.raises(ApiError) as err:
+        admin.retry_delivery(hook["id"], "nope")
+    assert err.value.status == 404
     admin.delete_webhook(hook["id"])
     assert admin.webhook_deliveries(hook["id"]) == []
     k = admin.create_key("bot", "viewer")

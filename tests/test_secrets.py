@@ -36,6 +36,25 @@ def test_key_file_created_0600_on_first_use(tmp_path):
     assert box.decrypt("legacy-plaintext-secret") == "legacy-plaintext-secret"
 
 
+def test_concurrent_first_use_agrees_on_one_key(tmp_path):
+    path = tmp_path / "home" / "secrets.key"
+    barrier = threading.Barrier(8)
+    tokens: list[str] = []
+
+    def first_use(i: int) -> None:
+        barrier.wait()
+        tokens.append(SecretBox(key_path=path).encrypt(f"secret-{i}"))
+
+    threads = [threading.Thread(target=first_use, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    reader = SecretBox(key_path=path)
+    assert sorted(reader.decrypt(t) for t in tokens) == sorted(f"secret-{i}" for i in range(8))
+    assert [p.name for p in path.parent.iterdir()] == ["secrets.key"]   # no temporary files left
+
+
 def test_env_key_rotation_and_wrong_key(tmp_path):
     old, new = Fernet.generate_key().decode(), Fernet.generate_key().decode()
     token = SecretBox.from_settings(make_settings(tmp_path, secrets_key=old)).encrypt("s" * 20)
