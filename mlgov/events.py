@@ -9,7 +9,7 @@ Ordering: the dispatcher numbers each subscription's new deliveries (``sequence`
 ``X-Mlgov-Sequence``) in the order they became visible to it (outbox order within what has committed), under
 a lock on the subscription's row. Numbering there rather than in ``emit`` keeps request transactions free
 of any shared lock (no serialisation or deadlock between concurrent writers), and numbers only what has
-committed, so a number is never skipped or followed by an earlier event. Only a subscription's lowest
+committed, so no number is ever skipped by a rolled-back transaction. Only a subscription's lowest
 pending delivery is ever claimed, so a failing delivery holds back the later ones of that subscription
 while other subscriptions keep flowing; once it is dead-lettered it stops holding back. An admin can
 redeliver a dead letter; it goes out with its original sequence number, so a receiver can tell it is late.
