@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+import ssl
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -102,6 +103,7 @@ class OutboundPolicy:
     connect_timeout_s: float = 5.0
     read_timeout_s: float = 60.0
     max_response_bytes: int = 16 * 1024 * 1024
+    verify: ssl.SSLContext | bool = True   # TLS trust: default CAs (SSL_CERT_FILE/SSL_CERT_DIR are honoured)
     _resolve: Any = field(default=None, repr=False)   # tests may substitute a resolver (hostname → addresses)
 
     @classmethod
@@ -228,7 +230,8 @@ class PinnedTransport(httpx.BaseTransport):
 
     def __init__(self, policy: OutboundPolicy, inner: httpx.BaseTransport | None = None) -> None:
         self.policy = policy
-        self.inner = inner or httpx.HTTPTransport(retries=0, trust_env=False)
+        # trust_env here only reads SSL_CERT_FILE/SSL_CERT_DIR; proxies from the environment are off in the client
+        self.inner = inner or httpx.HTTPTransport(retries=0, verify=policy.verify, trust_env=True)
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         ip = self.policy.check_url(str(request.url))

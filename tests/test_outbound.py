@@ -6,9 +6,11 @@ without MLGOV_OUTBOUND_ALLOW, reachable with it, and never echoed."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import re
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Iterator
@@ -326,3 +328,58 @@ def test_webhook_delivery_rechecks_and_stores_no_remote_body(live_db, tmp_path, 
     assert len(hostile.hits) == before
     with live_db.session_scope() as s:
         assert s.scalar(select(func.count()).select_from(Delivery).where(Delivery.status == "delivered")) == 2
+
+
+def _tls_server(tmp_path, name: str) -> tuple[ThreadingHTTPServer, ssl.SSLContext]:
+    """An HTTPS receiver on 127.0.0.1 whose self-signed certificate names only ``name``; and a client context
+    that trusts that certificate."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = dt.datetime.now(dt.UTC)
+    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(now + dt.timedelta(hours=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    pem = cert.public_bytes(serialization.Encoding.PEM)
+    (tmp_path / f"{name}.crt").write_bytes(pem)
+    (tmp_path / f"{name}.key").write_bytes(key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+
+    class H(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *a: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", free_port()), H)
+    sctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    sctx.load_cert_chain(tmp_path / f"{name}.crt", tmp_path / f"{name}.key")
+    server.socket = sctx.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, ssl.create_default_context(cadata=pem.decode())
+
+
+def test_https_to_a_pinned_address_verifies_the_original_name(tmp_path):
+    """Pinning connects to the IP, yet TLS sends the original name (SNI) and checks the certificate against it:
+    a certificate for another name is refused, so pinning never weakens verification."""
+    server, trust = _tls_server(tmp_path, "hooks.invalid")
+    port = server.server_address[1]
+    try:
+        policy = OutboundPolicy(allow_networks=parse_allow("127.0.0.1")[1], verify=trust,
+                                _resolve=lambda host: ["127.0.0.1"])
+        assert policy.post(f"https://hooks.invalid:{port}/", b"{}", {}).status_code == 204
+        with pytest.raises(RemoteCallFailed, match="could not be reached"):
+            policy.post(f"https://impostor.invalid:{port}/", b"{}", {})   # same address, name not in the cert
+    finally:
+        server.shutdown()
+        server.server_close()
