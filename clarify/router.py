@@ -11,11 +11,13 @@ import pandas as pd
 from fastapi import APIRouter, Depends, Request, Response
 
 from clarify.metrics.analysis import ConfigError, analyze
+from clarify.remote import RemoteModel
 from mlgov import audit
 from mlgov.api import form_parts
 from mlgov.auth import DECIDERS, PUBLISHERS, READERS, Principal, SessionDep, require
 from mlgov.db import new_id
-from mlgov.errors import Invalid
+from mlgov.errors import DomainError, Invalid
+from mlgov.outbound import get_policy
 from mlgov.web import templates
 
 router = APIRouter(prefix="/api/v1/clarify", tags=["clarify"])
@@ -186,7 +188,7 @@ def explain(p: Analyst, session: SessionDep, request: Request,
     into `num_clusters`); `model_format` (skops, xgboost, lightgbm, onnx; pickle/joblib only when
     an admin trusted the version); `agg_method`; `label` to drop."""
     from clarify import service as clarify
-    from clarify.metrics.shap_values import AGGREGATIONS, RemoteModel, analysis_json
+    from clarify.metrics.shap_values import AGGREGATIONS, analysis_json
     from clarify.metrics.shap_values import explain as run
     from registry import service as registry
 
@@ -194,19 +196,22 @@ def explain(p: Analyst, session: SessionDep, request: Request,
     if not group or not version or not version.isdigit() or "file" not in parts:
         raise Invalid("model_group, model_version (a number) and a `file` part are required",
                       fix="send -F model_group=… -F model_version=1 -F file=@data.csv")
-    registry.get_version(session, group, int(version))
+    _, registered = registry.get_version(session, group, int(version))
     store = request.app.state.get_store()
     artifact: bytes | None = parts.get("model")
     predict_url = _text(parts, "predict_url")
     if predict_url is not None and not predict_url.startswith(("http://", "https://")):
         raise Invalid(f"predict_url {predict_url!r} is not http(s)", fix="give the model server's predict URL")
+    remote = RemoteModel(predict_url, get_policy(request)) if artifact is None and predict_url else None
     agg = _text(parts, "agg_method") or "mean_abs"
     if agg not in AGGREGATIONS:
         raise Invalid(f"agg_method {agg!r} is not one of {', '.join(AGGREGATIONS)}", fix="use mean_abs")
     model: Any
-    if artifact is None and predict_url is not None:
-        model = RemoteModel(predict_url)   # model-agnostic: permutation SHAP through the endpoint
+    source: dict[str, str]
+    if remote is not None:
+        model, source = remote, remote.source   # model-agnostic: permutation SHAP through the endpoint
     else:
+        source = {"kind": "artifact", "artifact_sha256": registered.artifact_sha256}
         model, _ = clarify.load_model(session, store, group, int(version), _text(parts, "model_format") or "skops",
                                       artifact)
     try:
@@ -232,14 +237,20 @@ def explain(p: Analyst, session: SessionDep, request: Request,
         raise Invalid("num_clusters must be an integer", fix="e.g. num_clusters=10") from None
     try:
         result = run(model, df, agg_method=agg, background=background, num_clusters=clusters)
+    except DomainError:   # a remote call that failed: its message already says what failed, without the reply
+        raise
     except Exception as exc:
         raise Invalid(f"the model could not be explained on this data: {type(exc).__name__}: {exc}",
                       fix="check the feature columns match the model's inputs") from None
     aid = new_id()
-    body = json.dumps(analysis_json(result)).encode()
+    doc = analysis_json(result)
+    doc["model_source"] = source if remote is None else {   # a URL's model is not the registered artifact
+        **source, "note": "computed through the predict URL, not the registered artifact (sha256 "
+        f"{registered.artifact_sha256}); mlgov cannot verify they are the same"}
+    body = json.dumps(doc).encode()
     store.put(f"clarify/{aid}/analysis.json", body, "application/json")
     store.put(f"clarify/{aid}/explanations_shap/out.csv", result["local"].to_csv(index=False).encode(), "text/csv")
     audit.record(session, actor=p.name, action="clarify.explanation", subject_type="model_version",
                  subject_id=f"{group}/{version}", after={"analysis": aid, "method": result["method"],
-                                                         "rows": int(df.shape[0])})
+                                                         "rows": int(df.shape[0]), "model_source": source})
     return Response(body, media_type="application/json", headers={"X-Mlgov-Analysis-Id": aid})

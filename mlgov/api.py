@@ -12,6 +12,8 @@ from mlgov import audit, auth, events
 from mlgov.auth import ADMINS, Principal, SessionDep, require
 from mlgov.db import as_utc, check_at_head, ping
 from mlgov.errors import DomainError, Invalid
+from mlgov.outbound import OutboundDep
+from mlgov.secrets import SecretsDep
 
 T = TypeVar("T")
 
@@ -200,6 +202,8 @@ class AttemptRead(BaseModel):
 class DeliveryRead(BaseModel):
     id: str
     event_type: str
+    sequence: int | None = Field(description="per-subscription number in the order events were committed (header "
+                                 "X-Mlgov-Sequence); null until the dispatcher numbers it")
     status: str
     attempts: int
     next_attempt_at: dt.datetime
@@ -211,10 +215,11 @@ class DeliveryRead(BaseModel):
 
 
 @router.post("/webhooks", tags=["webhooks"], status_code=201, response_model=WebhookRead)
-def create_webhook(body: WebhookCreate, session: SessionDep,
-                   p: Annotated[Principal, Depends(require(ADMINS))]) -> Any:
+def create_webhook(body: WebhookCreate, session: SessionDep, p: Annotated[Principal, Depends(require(ADMINS))],
+                   policy: OutboundDep, box: SecretsDep) -> Any:
+    """The URL must pass the outbound policy (no loopback/private/link-local unless MLGOV_OUTBOUND_ALLOW)."""
     return events.create_webhook(session, url=body.url, secret=body.secret, events=body.events,
-                                 description=body.description, actor=p.name)
+                                 description=body.description, actor=p.name, policy=policy, box=box)
 
 
 @router.get("/webhooks", tags=["webhooks"], response_model=list[WebhookRead])
@@ -239,10 +244,21 @@ def delete_webhook(webhook_id: str, session: SessionDep,
 @router.get("/webhooks/{webhook_id}/deliveries", tags=["webhooks"], response_model=list[DeliveryRead])
 def webhook_deliveries(webhook_id: str, session: SessionDep, _: Annotated[Principal, Depends(require(ADMINS))],
                        limit: Limit = 100, offset: Offset = 0) -> Any:
-    out = []
-    for d, attempts in events.list_deliveries(session, webhook_id, limit, offset):
-        out.append(DeliveryRead(
-            id=d.id, event_type=d.event_type, status=d.status, attempts=d.attempts, next_attempt_at=d.next_attempt_at,
-            last_status_code=d.last_status_code, last_error=d.last_error, delivered_at=d.delivered_at,
-            created_at=d.created_at, history=[AttemptRead.model_validate(a) for a in attempts]))
-    return out
+    return [_delivery(d, attempts) for d, attempts in events.list_deliveries(session, webhook_id, limit, offset)]
+
+
+def _delivery(d: events.Delivery, attempts: list[events.DeliveryAttempt]) -> DeliveryRead:
+    return DeliveryRead(
+        id=d.id, event_type=d.event_type, sequence=d.sequence, status=d.status, attempts=d.attempts,
+        next_attempt_at=d.next_attempt_at, last_status_code=d.last_status_code, last_error=d.last_error,
+        delivered_at=d.delivered_at, created_at=d.created_at,
+        history=[AttemptRead.model_validate(a) for a in attempts])
+
+
+@router.post("/webhooks/{webhook_id}/deliveries/{delivery_id}/retry", tags=["webhooks"], status_code=202,
+             response_model=DeliveryRead)
+def retry_delivery(webhook_id: str, delivery_id: str, session: SessionDep,
+                   p: Annotated[Principal, Depends(require(ADMINS))]) -> Any:
+    """Redeliver a dead letter (audited); it keeps its sequence number and gets a fresh attempt budget."""
+    d = events.retry_delivery(session, webhook_id, delivery_id, actor=p.name)
+    return _delivery(d, events.delivery_history(session, d.id))

@@ -16,6 +16,8 @@ from mlgov.context import request_id_var
 from mlgov.db import Database, check_at_head
 from mlgov.errors import install_error_handlers, problem
 from mlgov.events import Dispatcher
+from mlgov.outbound import OutboundPolicy
+from mlgov.secrets import SecretBox
 from mlgov.settings import Settings, get_settings
 from mlgov.storage import open_store
 
@@ -104,12 +106,14 @@ class RequestIdMiddleware:
 def create_app(settings: Settings | None = None, db: Database | None = None, *, check_schema: bool = True) -> FastAPI:
     settings = settings or get_settings()
     database = db or Database(settings.resolved_database_url, echo=settings.log_sql)
+    outbound = OutboundPolicy.from_settings(settings)
+    secrets = SecretBox.from_settings(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if check_schema:
             check_at_head(database.engine)
-        dispatcher = Dispatcher(database, settings) if settings.background_workers else None
+        dispatcher = Dispatcher(database, settings, outbound, secrets) if settings.background_workers else None
         if dispatcher:
             dispatcher.start()
         scheduler = None
@@ -136,6 +140,8 @@ def create_app(settings: Settings | None = None, db: Database | None = None, *, 
     )
     app.state.settings = settings
     app.state.db = database
+    app.state.outbound = outbound   # mlgov.outbound.OutboundDep: the one policy for every URL the server calls
+    app.state.secrets = secrets     # mlgov.secrets.SecretsDep: encryption of secrets stored for reading back
     app.state.store = None
 
     def store() -> Any:

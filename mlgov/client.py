@@ -169,3 +169,7 @@ class Client:
     def webhook_deliveries(self, webhook_id: str, limit: int = 100, offset: int = 0) -> list[JSON]:
         return list(self._req("GET", f"/api/v1/webhooks/{webhook_id}/deliveries",
                               params={"limit": limit, "offset": offset}))
+
+    def retry_delivery(self, webhook_id: str, delivery_id: str) -> JSON:
+        """Redeliver a dead-lettered delivery (admin)."""
+        return dict(self._req("POST", f"/api/v1/webhooks/{webhook_id}/deliveries/{delivery_id}/retry"))

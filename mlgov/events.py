@@ -2,8 +2,19 @@
 
 ``emit`` writes the event and one delivery row per subscribed webhook in the caller's transaction, so an
 action and its notifications commit together. A dispatcher claims due deliveries with a lease (``SKIP
-LOCKED`` on PostgreSQL), POSTs them outside any transaction, and records every attempt; failures back off
-exponentially and dead-letter after ``webhook_max_attempts``.
+LOCKED`` on PostgreSQL), POSTs them outside any transaction through the outbound policy, and records every
+attempt; failures back off exponentially and dead-letter after ``webhook_max_attempts``.
+
+Ordering: the dispatcher numbers each subscription's new deliveries (``sequence``, sent as
+``X-Mlgov-Sequence``) in the order they became visible to it (outbox order within what has committed), under
+a lock on the subscription's row. Numbering there rather than in ``emit`` keeps request transactions free
+of any shared lock (no serialisation or deadlock between concurrent writers), and numbers only what has
+committed, so no number is ever skipped by a rolled-back transaction. Only a subscription's lowest
+pending delivery is ever claimed, so a failing delivery holds back the later ones of that subscription
+while other subscriptions keep flowing; once it is dead-lettered it stops holding back. An admin can
+redeliver a dead letter; it goes out with its original sequence number, so a receiver can tell it is late.
+
+Signing secrets are stored encrypted (``mlgov.secrets``); the dispatcher decrypts them to sign.
 """
 
 from __future__ import annotations
@@ -18,16 +29,31 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import httpx
-from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text, select
-from sqlalchemy.orm import Mapped, Session, mapped_column
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    exists,
+    select,
+)
+from sqlalchemy.orm import Mapped, Session, aliased, mapped_column
 
 from mlgov.audit import canonical
 from mlgov.db import BIGINT_PK, Base, Database, new_id, utcnow
-from mlgov.errors import Invalid, NotFound
+from mlgov.errors import Conflict, DomainError, Invalid, NotFound
+from mlgov.outbound import OutboundPolicy
+from mlgov.secrets import SecretBox, is_encrypted
 from mlgov.settings import Settings
 
 log = logging.getLogger("mlgov.events")
 SIGNATURE_HEADER = "X-Mlgov-Signature"
+SEQUENCE_HEADER = "X-Mlgov-Sequence"
 
 
 class OutboxEvent(Base):
@@ -46,24 +72,28 @@ class Webhook(Base):
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
     url: Mapped[str] = mapped_column(String(2048))
-    secret: Mapped[str] = mapped_column(String(256))  # needed in clear to sign; never returned or logged
+    secret: Mapped[str] = mapped_column(Text)  # "enc:v1:…" (mlgov.secrets); never returned or logged
     events: Mapped[Any] = mapped_column(JSON)
     description: Mapped[str | None] = mapped_column(Text, nullable=True)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_by: Mapped[str] = mapped_column(String(128))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    last_sequence: Mapped[int] = mapped_column(BigInteger, default=0)   # of its newest delivery
 
 
 class Delivery(Base):
     __tablename__ = "events_deliveries"
-    __table_args__ = (Index("ix_events_deliveries_due", "status", "next_attempt_at"),)
+    __table_args__ = (Index("ix_events_deliveries_due", "status", "next_attempt_at"),
+                      UniqueConstraint("webhook_id", "sequence"))
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
     webhook_id: Mapped[str] = mapped_column(ForeignKey("events_webhooks.id", ondelete="CASCADE"), index=True)
     outbox_id: Mapped[int] = mapped_column(ForeignKey("events_outbox.id"), index=True)
     event_type: Mapped[str] = mapped_column(String(64))
+    sequence: Mapped[int | None] = mapped_column(BigInteger, nullable=True)   # per subscription from 1; see _sequence
     status: Mapped[str] = mapped_column(String(16), default="pending")  # pending | delivered | dead
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    attempt_base: Mapped[int] = mapped_column(Integer, default=0)   # attempts before the latest redelivery
     next_attempt_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     last_status_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
@@ -104,10 +134,11 @@ def emit(session: Session, event_type: str, subject: str, payload: dict[str, Any
     ev = OutboxEvent(event_id=new_id(), type=event_type, subject=subject, payload=payload, created_at=utcnow())
     session.add(ev)
     session.flush()
-    for hook in session.scalars(select(Webhook).where(Webhook.active.is_(True))):
-        if (hook.id in to) if to is not None else matches(list(hook.events), event_type):
-            session.add(Delivery(id=new_id(), webhook_id=hook.id, outbox_id=ev.id, event_type=event_type,
-                                 status="pending", attempts=0, next_attempt_at=ev.created_at))
+    for hook_id, patterns in session.execute(select(Webhook.id, Webhook.events).where(Webhook.active.is_(True))):
+        if (hook_id in to) if to is not None else matches(list(patterns), event_type):
+            session.add(Delivery(id=new_id(), webhook_id=hook_id, outbox_id=ev.id, event_type=event_type,
+                                 sequence=None, status="pending", attempts=0, attempt_base=0,
+                                 next_attempt_at=ev.created_at))
     session.flush()
     return ev
 
@@ -125,7 +156,8 @@ def sign(secret: str, body: bytes) -> str:
 # --- webhook management (service functions used by the kernel router) --------------------------------
 
 def create_webhook(session: Session, *, url: str, secret: str, events: list[str], description: str | None,
-                   actor: str) -> Webhook:
+                   actor: str, policy: OutboundPolicy, box: SecretBox) -> Webhook:
+    """Subscribe ``url``: checked by the outbound policy now (and again at every send); secret stored encrypted."""
     from mlgov import audit
 
     if not url.startswith(("http://", "https://")):
@@ -134,8 +166,9 @@ def create_webhook(session: Session, *, url: str, secret: str, events: list[str]
         raise Invalid("webhook secret is shorter than 16 characters", fix="use a random secret of 16+ characters")
     if not events:
         raise Invalid("events is empty", fix='subscribe to at least one event type, e.g. ["version.*"] or ["*"]')
-    hook = Webhook(id=new_id(), url=url, secret=secret, events=events, description=description, active=True,
-                   created_by=actor, created_at=utcnow())
+    policy.check_url(url, "webhook url")
+    hook = Webhook(id=new_id(), url=url, secret=box.encrypt(secret), events=events, description=description,
+                   active=True, created_by=actor, created_at=utcnow(), last_sequence=0)
     session.add(hook)
     session.flush()
     audit.record(session, actor=actor, action="webhook.created", subject_type="webhook", subject_id=hook.id,
@@ -160,6 +193,34 @@ def delete_webhook(session: Session, webhook_id: str, *, actor: str) -> None:
                  before={"active": True}, after={"active": False})
 
 
+def retry_delivery(session: Session, webhook_id: str, delivery_id: str, *, actor: str) -> Delivery:
+    """Put a dead letter back in the queue with a fresh attempt budget; it keeps its sequence number."""
+    from mlgov import audit
+
+    hook = get_webhook(session, webhook_id)
+    d = session.get(Delivery, delivery_id)
+    if d is None or d.webhook_id != webhook_id:
+        raise NotFound(f"webhook {webhook_id} has no delivery {delivery_id!r}",
+                       fix=f"list them with GET /api/v1/webhooks/{webhook_id}/deliveries")
+    if d.status != "dead":
+        raise Conflict(f"delivery {delivery_id} is {d.status}; only dead-lettered deliveries can be redelivered",
+                       fix="wait for pending deliveries; delivered ones need no retry")
+    if not hook.active:
+        raise Conflict(f"webhook {webhook_id} is deactivated, so its deliveries cannot be redelivered",
+                       fix="create a new webhook subscription for this receiver")
+    d.status, d.attempt_base, d.next_attempt_at = "pending", d.attempts, utcnow()
+    session.flush()
+    audit.record(session, actor=actor, action="webhook.delivery_retried", subject_type="webhook",
+                 subject_id=webhook_id, before={"delivery": d.id, "status": "dead"},
+                 after={"delivery": d.id, "status": "pending", "sequence": d.sequence})
+    return d
+
+
+def delivery_history(session: Session, delivery_id: str) -> list[DeliveryAttempt]:
+    return list(session.scalars(select(DeliveryAttempt).where(DeliveryAttempt.delivery_id == delivery_id)
+                                .order_by(DeliveryAttempt.attempt)))
+
+
 def list_deliveries(
     session: Session, webhook_id: str, limit: int, offset: int
 ) -> list[tuple[Delivery, list[DeliveryAttempt]]]:
@@ -180,19 +241,43 @@ def list_deliveries(
 class _Claim:
     delivery_id: str
     attempt: int
+    budget_used: int
     url: str
     secret: str
     event_type: str
+    sequence: int
     body: bytes
 
 
-def _claim(db: Database, settings: Settings, now: dt.datetime, limit: int) -> list[_Claim]:
-    lease = dt.timedelta(seconds=settings.webhook_timeout_s + 30)
+def _sequence(s: Session, postgres: bool) -> None:
+    """Number committed, unnumbered deliveries per subscription in outbox order, holding the subscription's row
+    lock (dispatchers in several processes take these locks in id order, so they cannot deadlock)."""
+    hook_ids = sorted(set(s.scalars(select(Delivery.webhook_id).where(Delivery.status == "pending",
+                                                                      Delivery.sequence.is_(None)))))
+    for hook_id in hook_ids:
+        lock = select(Webhook).where(Webhook.id == hook_id)
+        hook = s.scalars(lock.with_for_update() if postgres else lock).one()
+        fresh = s.scalars(select(Delivery).where(Delivery.webhook_id == hook_id, Delivery.sequence.is_(None))
+                          .order_by(Delivery.outbox_id, Delivery.id))
+        for d in fresh:
+            hook.last_sequence += 1
+            d.sequence = hook.last_sequence
+    s.flush()
+
+
+def _claim(db: Database, settings: Settings, box: SecretBox, now: dt.datetime, limit: int) -> list[_Claim]:
+    """Lease due deliveries, at most one per subscription: its lowest pending one (in-order delivery)."""
+    lease = dt.timedelta(seconds=settings.outbound_connect_timeout_s + 2 * settings.webhook_timeout_s + 30)
+    earlier = aliased(Delivery)
     with db.session_scope() as s:
-        stmt = (select(Delivery).where(Delivery.status == "pending", Delivery.next_attempt_at <= now)
+        _sequence(s, db.backend == "postgresql")
+        stmt = (select(Delivery).where(
+                    Delivery.status == "pending", Delivery.next_attempt_at <= now, Delivery.sequence.is_not(None),
+                    ~exists().where(earlier.webhook_id == Delivery.webhook_id, earlier.status == "pending",
+                                    earlier.sequence < Delivery.sequence))
                 .order_by(Delivery.next_attempt_at).limit(limit))
         if db.backend == "postgresql":
-            stmt = stmt.with_for_update(skip_locked=True)
+            stmt = stmt.with_for_update(skip_locked=True, of=Delivery)
         claims: list[_Claim] = []
         for d in s.scalars(stmt):
             hook = s.get(Webhook, d.webhook_id)
@@ -200,9 +285,19 @@ def _claim(db: Database, settings: Settings, now: dt.datetime, limit: int) -> li
             if hook is None or ev is None or not hook.active:
                 d.status, d.last_error = "dead", "webhook deactivated"
                 continue
+            try:
+                secret = box.decrypt(hook.secret)
+            except DomainError as exc:
+                d.last_error = exc.detail   # stays pending: the operator can restore the key
+                d.next_attempt_at = now + dt.timedelta(seconds=settings.webhook_backoff_max_s)
+                log.error("webhook %s: %s", hook.id, exc.detail)
+                continue
+            if not is_encrypted(hook.secret):   # a row from before encryption: encrypt it now (migration 0011)
+                hook.secret = box.encrypt(secret)
             d.next_attempt_at = now + lease
             d.attempts += 1
-            claims.append(_Claim(d.id, d.attempts, hook.url, hook.secret, d.event_type, envelope(ev)))
+            claims.append(_Claim(d.id, d.attempts, d.attempts - d.attempt_base, hook.url, secret, d.event_type,
+                                 d.sequence or 0, envelope(ev)))
         return claims
 
 
@@ -210,41 +305,55 @@ def backoff(settings: Settings, attempt: int) -> float:
     return float(min(settings.webhook_backoff_max_s, settings.webhook_backoff_base_s * (2 ** (attempt - 1))))
 
 
-def _send(client: httpx.Client, c: _Claim) -> tuple[int | None, str | None, int]:
+def _send(policy: OutboundPolicy, client: httpx.Client, settings: Settings,
+          c: _Claim) -> tuple[int | None, str | None, int]:
+    """One attempt through the outbound policy (re-checked now); the receiver's body is never stored."""
     start = time.perf_counter()
     try:
-        r = client.post(c.url, content=c.body, headers={
+        r = policy.post(c.url, c.body, {
             "Content-Type": "application/json", SIGNATURE_HEADER: sign(c.secret, c.body),
-            "X-Mlgov-Event": c.event_type, "X-Mlgov-Delivery": c.delivery_id, "User-Agent": "mlgov-webhooks/1"})
+            "X-Mlgov-Event": c.event_type, "X-Mlgov-Delivery": c.delivery_id, SEQUENCE_HEADER: str(c.sequence),
+            "User-Agent": "mlgov-webhooks/1"}, purpose="webhook url", client=client,
+            read_timeout_s=settings.webhook_timeout_s, max_bytes=0)
         code: int | None = r.status_code
-        err = None if 200 <= r.status_code < 300 else f"HTTP {r.status_code}: {r.text[:200]}"
-    except httpx.HTTPError as exc:
-        code, err = None, f"{type(exc).__name__}: {exc}"[:500]
+        err = None if 200 <= r.status_code < 300 else f"HTTP {r.status_code} from the receiver"
+    except DomainError as exc:   # refused by the policy, timeout, oversize, redirect, connection error
+        code, err = exc.extra.get("status_code"), exc.detail[:500]
     return code, err, int((time.perf_counter() - start) * 1000)
 
 
-def deliver_due(db: Database, settings: Settings, client: httpx.Client, now: dt.datetime | None = None,
-                limit: int = 50) -> int:
+def deliver_due(db: Database, settings: Settings, policy: OutboundPolicy, box: SecretBox,
+                client: httpx.Client | None = None, now: dt.datetime | None = None, limit: int = 50) -> int:
     """Attempt every due delivery once; returns how many were attempted."""
     now = now or utcnow()
-    claims = _claim(db, settings, now, limit)
-    for c in claims:
-        code, err, ms = _send(client, c)
-        with db.session_scope() as s:
-            d = s.get(Delivery, c.delivery_id)
-            if d is None:
-                continue
-            s.add(DeliveryAttempt(delivery_id=d.id, attempt=c.attempt, at=utcnow(), status_code=code, error=err,
-                                  duration_ms=ms))
-            d.last_status_code, d.last_error = code, err
-            if err is None:
-                d.status, d.delivered_at = "delivered", utcnow()
-            elif c.attempt >= settings.webhook_max_attempts:
-                d.status = "dead"
-                log.warning("webhook delivery %s dead after %d attempts: %s", d.id, c.attempt, err)
-            else:
-                d.next_attempt_at = utcnow() + dt.timedelta(seconds=backoff(settings, c.attempt))
+    claims = _claim(db, settings, box, now, limit)
+    if not claims:
+        return 0
+    http = client or policy.client(settings.webhook_timeout_s)
+    try:
+        for c in claims:
+            _record(db, settings, c, *_send(policy, http, settings, c))
+    finally:
+        if client is None:
+            http.close()
     return len(claims)
+
+
+def _record(db: Database, settings: Settings, c: _Claim, code: int | None, err: str | None, ms: int) -> None:
+    with db.session_scope() as s:
+        d = s.get(Delivery, c.delivery_id)
+        if d is None:
+            return
+        s.add(DeliveryAttempt(delivery_id=d.id, attempt=c.attempt, at=utcnow(), status_code=code, error=err,
+                              duration_ms=ms))
+        d.last_status_code, d.last_error = code, err
+        if err is None:
+            d.status, d.delivered_at = "delivered", utcnow()
+        elif c.budget_used >= settings.webhook_max_attempts:
+            d.status = "dead"
+            log.warning("webhook delivery %s dead after %d attempts: %s", d.id, c.attempt, err)
+        else:
+            d.next_attempt_at = utcnow() + dt.timedelta(seconds=backoff(settings, c.budget_used))
 
 
 # --- AWS sinks (optional) -------------------------------------------------------------------------------
@@ -303,8 +412,8 @@ def publish_aws(db: Database, settings: Settings, batch: int = 100) -> int:
 class Dispatcher:
     """Background thread that drains due deliveries; safe to run in several processes at once."""
 
-    def __init__(self, db: Database, settings: Settings) -> None:
-        self.db, self.settings = db, settings
+    def __init__(self, db: Database, settings: Settings, policy: OutboundPolicy, box: SecretBox) -> None:
+        self.db, self.settings, self.policy, self.box = db, settings, policy, box
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -318,10 +427,10 @@ class Dispatcher:
             self._thread.join(timeout=self.settings.webhook_timeout_s + 5)
 
     def _run(self) -> None:
-        with httpx.Client(timeout=self.settings.webhook_timeout_s) as client:
+        with self.policy.client(self.settings.webhook_timeout_s) as client:
             while not self._stop.is_set():
                 try:
-                    n = deliver_due(self.db, self.settings, client)
+                    n = deliver_due(self.db, self.settings, self.policy, self.box, client)
                 except Exception:
                     log.exception("webhook dispatcher iteration failed")
                     n = 0

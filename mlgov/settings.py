@@ -6,7 +6,7 @@ import datetime as dt
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -29,6 +29,15 @@ class Settings(BaseSettings):
     webhook_timeout_s: float = Field(default=10.0, gt=0)
     dispatcher_poll_s: float = Field(default=1.0, gt=0)
     log_sql: bool = False
+
+    outbound_allow: str = Field(default="", description="hostnames and CIDRs the server may call although they "
+                                "are loopback/private/link-local (comma-separated), e.g. 'hooks.internal,10.0.0.0/8'")
+    outbound_connect_timeout_s: float = Field(default=5.0, gt=0, description="connect timeout of outbound requests")
+    outbound_read_timeout_s: float = Field(default=60.0, gt=0, description="read timeout of outbound requests")
+    outbound_max_response_bytes: int = Field(default=16 * 1024 * 1024, ge=1024,
+                                             description="outbound replies larger than this are cut off and refused")
+    secrets_key: SecretStr | None = Field(default=None, description="Fernet key(s), comma-separated, newest first, "
+                                          "for secrets stored encrypted; default: a 0600 file under home")
 
     alert_sns_topic_arn: str | None = Field(default=None, description="also publish alert events to this SNS topic")
     alert_eventbridge_bus: str | None = Field(default=None, description="also put alert events on this bus")
@@ -60,6 +69,10 @@ class Settings(BaseSettings):
     @property
     def admin_key_path(self) -> Path:
         return self.home / "admin.key"
+
+    @property
+    def secrets_key_path(self) -> Path:
+        return self.home / "secrets.key"
 
 
 @lru_cache(maxsize=1)

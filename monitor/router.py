@@ -14,6 +14,8 @@ from mlgov.api import Limit, Offset, Page, form_parts, page
 from mlgov.auth import ADMINS, INGESTERS, PUBLISHERS, READERS, Principal, SessionDep, require
 from mlgov.db import as_utc
 from mlgov.errors import Invalid
+from mlgov.outbound import OutboundDep
+from mlgov.secrets import SecretsDep
 from mlgov.storage import ObjectStore
 from monitor import schedules, service
 from monitor.engine.analysis import DriftConfig
@@ -455,9 +457,10 @@ def list_alerts(session: SessionDep, _: Reader, status: Literal["open", "resolve
 
 @router.put("/model-groups/{group}/retraining-trigger", response_model=TriggerRead, tags=["registry"])
 def set_retraining_trigger(group: str, body: TriggerSet, session: SessionDep,
-                           p: Annotated[Principal, Depends(require(ADMINS))]) -> Any:
+                           p: Annotated[Principal, Depends(require(ADMINS))], policy: OutboundDep,
+                           box: SecretsDep) -> Any:
     return schedules.set_trigger(session, group, url=body.url, secret=body.secret,
-                                 cooldown_seconds=body.cooldown_seconds, actor=p)
+                                 cooldown_seconds=body.cooldown_seconds, actor=p, policy=policy, box=box)
 
 
 metrics_router = APIRouter(tags=["monitoring"])

@@ -23,6 +23,8 @@ from mlgov import audit, events
 from mlgov.auth import SYSTEM, Principal
 from mlgov.db import Database, new_id, paginate, utcnow
 from mlgov.errors import Conflict, Invalid, NotFound
+from mlgov.outbound import OutboundPolicy
+from mlgov.secrets import SecretBox
 from mlgov.storage import ObjectStore
 from monitor import schedule_rules as rules
 from monitor import service
@@ -303,13 +305,16 @@ def list_alerts(session: Session, *, status: str | None, schedule: str | None, m
 
 
 def set_trigger(session: Session, group: str, *, url: str, secret: str, cooldown_seconds: int,
-                actor: Principal) -> RetrainingTrigger:
+                actor: Principal, policy: OutboundPolicy, box: SecretBox) -> RetrainingTrigger:
+    """The trigger is a webhook addressed to one group's pipeline: its URL passes the outbound policy now and at
+    every send (the webhook dispatcher sends it), its secret is stored encrypted."""
     from registry import service as registry
 
     registry.get_group(session, group)
     trig = session.scalar(select(RetrainingTrigger).where(RetrainingTrigger.model_group == group))
     hook = events.create_webhook(session, url=url, secret=secret, events=["retraining.requested"],
-                                 description=f"retraining pipeline of {group}", actor=actor.name)
+                                 description=f"retraining pipeline of {group}", actor=actor.name, policy=policy,
+                                 box=box)
     if trig is None:
         trig = RetrainingTrigger(id=new_id(), model_group=group, webhook_id=hook.id, cooldown_seconds=cooldown_seconds,
                                  created_by=actor.name, created_at=utcnow())

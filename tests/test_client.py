@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 
 from mlgov.client import ApiError, Client
+from tests.conftest import make_settings
 from tests.helpers import sha
+
+
+@pytest.fixture
+def settings(tmp_path):
+    """Receivers in these tests listen on 127.0.0.1, which the outbound policy refuses unless allowed."""
+    return make_settings(tmp_path, outbound_allow="127.0.0.1")
 
 
 def _client(app, key: str) -> Client:
@@ -47,6 +54,9 @@ def test_client_round_trip(app, keys):
     hook = admin.create_webhook("http://127.0.0.1:9/h", "x" * 16, ["*"])
     assert admin.get_webhook(hook["id"])["url"] == "http://127.0.0.1:9/h"
     assert admin.list_webhooks()[0]["id"] == hook["id"]
+    with pytest.raises(ApiError) as err:
+        admin.retry_delivery(hook["id"], "nope")
+    assert err.value.status == 404
     admin.delete_webhook(hook["id"])
     assert admin.webhook_deliveries(hook["id"]) == []
     k = admin.create_key("bot", "viewer")

@@ -7,7 +7,7 @@ import hmac
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -90,10 +90,12 @@ def test_concurrent_registration_numbers_unique(live_db, tmp_path):
 
 
 class Receiver:
-    """A real HTTP webhook receiver on a fixed port that can be taken down and brought back."""
+    """A real HTTP webhook receiver on a fixed port that can be taken down and brought back; ``fail_if`` (given
+    the request headers) chooses which requests answer 500, and can be swapped while it runs."""
 
-    def __init__(self, port: int, fail_with: int | None = None) -> None:
-        self.port, self.fail_with = port, fail_with
+    def __init__(self, port: int, fail_with: int | None = None,
+                 fail_if: Callable[[dict[str, str]], bool] | None = None) -> None:
+        self.port, self.fail_with, self.fail_if = port, fail_with, fail_if
         self.received: list[dict[str, Any]] = []
         self.server: ThreadingHTTPServer | None = None
 
@@ -103,8 +105,11 @@ class Receiver:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
-                outer.received.append({"body": body, "headers": dict(self.headers)})
-                self.send_response(outer.fail_with or 204)
+                headers = dict(self.headers)
+                failed = outer.fail_if is not None and outer.fail_if(headers)
+                code = 500 if failed else (outer.fail_with or 204)
+                outer.received.append({"body": body, "headers": headers, "status": code})
+                self.send_response(code)
                 self.end_headers()
 
             def log_message(self, *a: Any) -> None:
@@ -134,7 +139,8 @@ def test_webhooks_survive_receiver_outage(live_db, tmp_path):
     port = free_port()
     rx = Receiver(port)
     settings = make_settings(tmp_path, background_workers=True, dispatcher_poll_s=0.1,
-                             webhook_backoff_base_s=0.2, webhook_backoff_max_s=0.5, webhook_max_attempts=100)
+                             webhook_backoff_base_s=0.2, webhook_backoff_max_s=0.5, webhook_max_attempts=100,
+                             outbound_allow="127.0.0.1")
     app = create_app(settings, db=live_db)
     with LiveServer(app) as srv, httpx.Client(base_url=srv.url, timeout=30) as c:
         r = c.post("/api/v1/webhooks", headers=keys["admin"],
@@ -159,9 +165,12 @@ def test_webhooks_survive_receiver_outage(live_db, tmp_path):
         finally:
             rx.down()
     assert len(rx.received) == 4, [m["headers"]["X-Mlgov-Event"] for m in rx.received]
-    assert all(d["status"] == "delivered" and d["attempts"] >= 2 for d in deliveries)
-    types = sorted(m["headers"]["X-Mlgov-Event"] for m in rx.received)
-    assert types == ["version.approval_changed"] + ["version.registered"] * 3
+    assert all(d["status"] == "delivered" for d in deliveries)
+    first = min(deliveries, key=lambda d: d["sequence"])
+    assert first["attempts"] >= 8   # the first took every failed attempt; later ones were held back behind it
+    assert [m["headers"]["X-Mlgov-Sequence"] for m in rx.received] == ["1", "2", "3", "4"]
+    types = [m["headers"]["X-Mlgov-Event"] for m in rx.received]
+    assert types == ["version.registered"] * 3 + ["version.approval_changed"]   # in the order they happened
     for m in rx.received:
         expected = "sha256=" + hmac.new(secret.encode(), m["body"], hashlib.sha256).hexdigest()
         assert hmac.compare_digest(m["headers"]["X-Mlgov-Signature"], expected)
@@ -175,7 +184,8 @@ def test_webhook_dead_letter_after_max_attempts(live_db, tmp_path):
     rx = Receiver(port, fail_with=500)
     rx.up()
     settings = make_settings(tmp_path, background_workers=True, dispatcher_poll_s=0.1,
-                             webhook_backoff_base_s=0.1, webhook_backoff_max_s=0.2, webhook_max_attempts=3)
+                             webhook_backoff_base_s=0.1, webhook_backoff_max_s=0.2, webhook_max_attempts=3,
+                             outbound_allow="127.0.0.1")
     app = create_app(settings, db=live_db)
     try:
         with LiveServer(app) as srv, httpx.Client(base_url=srv.url, timeout=30) as c:
@@ -192,3 +202,117 @@ def test_webhook_dead_letter_after_max_attempts(live_db, tmp_path):
         rx.down()
     assert d["attempts"] == 3 and [a["status_code"] for a in d["history"]] == [500, 500, 500]
     assert "HTTP 500" in d["last_error"] and len(rx.received) == 3
+
+
+def _seq(m: dict[str, Any]) -> int:
+    return int(m["headers"]["X-Mlgov-Sequence"])
+
+
+def test_webhooks_deliver_in_order_per_subscription(live_db, tmp_path):
+    """A failing receiver holds back its own later deliveries, never another subscription's; once it recovers
+    it gets them in sequence order, signed with the secret that is stored only encrypted."""
+    keys = _keys(live_db)
+    stuck, healthy = Receiver(free_port(), fail_if=lambda h: True), Receiver(free_port())
+    stuck.up()
+    healthy.up()
+    secret = "ordered-webhook-secret-0123"
+    settings = make_settings(tmp_path, background_workers=True, dispatcher_poll_s=0.1, webhook_backoff_base_s=0.1,
+                             webhook_backoff_max_s=0.3, webhook_max_attempts=100, outbound_allow="127.0.0.1")
+    try:
+        with LiveServer(create_app(settings, db=live_db)) as srv, httpx.Client(base_url=srv.url, timeout=30) as c:
+            ids = [c.post("/api/v1/webhooks", headers=keys["admin"], json={
+                "url": f"http://127.0.0.1:{rx.port}/", "secret": secret, "events": ["version.*"]}).json()["id"]
+                for rx in (stuck, healthy)]
+            c.post("/api/v1/model-groups", json={"name": "g"}, headers=keys["pub"])
+            for i in range(3):
+                assert c.post("/api/v1/model-groups/g/versions", json=version_body(i),
+                              headers=keys["pub"]).status_code == 201
+            _wait(lambda: len(healthy.received) == 3 and len(stuck.received) >= 3)
+            assert {_seq(m) for m in stuck.received} == {1}   # 2 and 3 wait behind the failing 1
+            stuck.fail_if = None
+            _wait(lambda: sum(m["status"] == 204 for m in stuck.received) == 3)
+            stored = c.get(f"/api/v1/webhooks/{ids[0]}/deliveries", headers=keys["admin"]).json()
+    finally:
+        stuck.down()
+        healthy.down()
+    assert [_seq(m) for m in healthy.received] == [1, 2, 3]
+    assert [_seq(m) for m in stuck.received if m["status"] == 204] == [1, 2, 3]
+    assert sorted(d["sequence"] for d in stored) == [1, 2, 3] and all(d["status"] == "delivered" for d in stored)
+    for m in stuck.received + healthy.received:
+        expected = "sha256=" + hmac.new(secret.encode(), m["body"], hashlib.sha256).hexdigest()
+        assert hmac.compare_digest(m["headers"]["X-Mlgov-Signature"], expected)
+    from mlgov.events import Webhook
+
+    with live_db.session_scope() as s:
+        rows = [s.get(Webhook, i) for i in ids]
+        assert all(r is not None and r.secret.startswith("enc:v1:") and secret not in r.secret for r in rows)
+
+
+def test_dead_letter_stops_holding_back_and_can_be_redelivered(live_db, tmp_path):
+    keys = _keys(live_db)
+    rx = Receiver(free_port(), fail_if=lambda h: h["X-Mlgov-Sequence"] == "1")
+    rx.up()
+    settings = make_settings(tmp_path, background_workers=True, dispatcher_poll_s=0.1, webhook_backoff_base_s=0.1,
+                             webhook_backoff_max_s=0.2, webhook_max_attempts=3, outbound_allow="127.0.0.1")
+    try:
+        with LiveServer(create_app(settings, db=live_db)) as srv, httpx.Client(base_url=srv.url, timeout=30) as c:
+            hook = c.post("/api/v1/webhooks", headers=keys["admin"], json={
+                "url": f"http://127.0.0.1:{rx.port}/", "secret": "y" * 20, "events": ["version.*"]}).json()["id"]
+            c.post("/api/v1/model-groups", json={"name": "g"}, headers=keys["pub"])
+            for i in range(2):
+                c.post("/api/v1/model-groups/g/versions", json=version_body(i), headers=keys["pub"])
+
+            def by_seq() -> dict[int, dict[str, Any]]:
+                ds = c.get(f"/api/v1/webhooks/{hook}/deliveries", headers=keys["admin"]).json()
+                return {d["sequence"]: d for d in ds}
+            _wait(lambda: by_seq().get(2, {}).get("status") == "delivered")
+            dead = by_seq()[1]
+            assert dead["status"] == "dead" and dead["attempts"] == 3
+            url = f"/api/v1/webhooks/{hook}/deliveries/{dead['id']}/retry"
+            assert c.post(url, headers=keys["pub"]).status_code == 403
+            assert c.post(f"/api/v1/webhooks/{hook}/deliveries/nope/retry", headers=keys["admin"]).status_code == 404
+            delivered = by_seq()[2]["id"]
+            r = c.post(f"/api/v1/webhooks/{hook}/deliveries/{delivered}/retry", headers=keys["admin"])
+            assert r.status_code == 409 and "only dead-lettered" in r.json()["detail"]
+            rx.fail_if = None
+            r = c.post(url, headers=keys["admin"])
+            assert r.status_code == 202 and r.json()["status"] == "pending" and r.json()["sequence"] == 1
+            _wait(lambda: by_seq()[1]["status"] == "delivered")
+            final = by_seq()[1]
+            audit_rows = c.get("/api/v1/audit/events", params={"action": "webhook.delivery_retried"},
+                               headers=keys["admin"]).json()["items"]
+    finally:
+        rx.down()
+    seqs = [(_seq(m), m["status"]) for m in rx.received]
+    assert seqs == [(1, 500), (1, 500), (1, 500), (2, 204), (1, 204)]   # 2 waited until 1 was dead-lettered
+    assert final["attempts"] == 4 and [a["status_code"] for a in final["history"]] == [500, 500, 500, 204]
+    assert final["last_error"] is None
+    assert len(audit_rows) == 1 and audit_rows[0]["actor"] == "admin" and audit_rows[0]["subject_id"] == hook
+
+
+def test_concurrent_writers_get_gap_free_sequence_numbers(live_db, tmp_path):
+    """Twenty registrations at once, one subscriber: each delivery gets its own number, none skipped, delivered
+    in increasing order (numbering happens in the dispatcher, so writers share no lock)."""
+    keys = _keys(live_db)
+    rx = Receiver(free_port())
+    rx.up()
+    settings = make_settings(tmp_path, background_workers=True, dispatcher_poll_s=0.1, outbound_allow="127.0.0.1")
+    try:
+        with LiveServer(create_app(settings, db=live_db)) as srv, httpx.Client(base_url=srv.url, timeout=60) as c:
+            assert c.post("/api/v1/webhooks", headers=keys["admin"], json={
+                "url": f"http://127.0.0.1:{rx.port}/", "secret": "z" * 20,
+                "events": ["version.registered"]}).status_code == 201
+            c.post("/api/v1/model-groups", json={"name": "g"}, headers=keys["pub"])
+
+            def reg(i: int) -> int:
+                with httpx.Client(base_url=srv.url, timeout=60) as cc:
+                    return cc.post("/api/v1/model-groups/g/versions", json=version_body(i),
+                                   headers=keys["pub"]).status_code
+
+            with ThreadPoolExecutor(max_workers=20) as pool:
+                assert set(pool.map(reg, range(20))) == {201}
+            _wait(lambda: len(rx.received) == 20)
+    finally:
+        rx.down()
+    assert [_seq(m) for m in rx.received] == list(range(1, 21))
+    assert sorted(json.loads(m["body"])["data"]["version"] for m in rx.received) == list(range(1, 21))

@@ -59,7 +59,8 @@ class Pipeline:
 
 def test_closed_loop(live_db, tmp_path):  # noqa: F811
     keys = _keys(live_db)
-    settings = make_settings(tmp_path, background_workers=True, dispatcher_poll_s=0.1, webhook_backoff_base_s=0.2)
+    settings = make_settings(tmp_path, background_workers=True, dispatcher_poll_s=0.1, webhook_backoff_base_s=0.2,
+                             outbound_allow="127.0.0.1")
     app = create_app(settings, db=live_db)
     with LiveServer(app) as srv, httpx.Client(base_url=srv.url + "/api/v1", timeout=60) as c:
         pipeline = Pipeline(free_port(), srv.url, keys["pub"])

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import func, select
 
 from mlgov.events import Delivery, Webhook, matches
+from tests.conftest import make_settings
 from tests.helpers import assert_problem, create_group, register
+
+
+@pytest.fixture
+def settings(tmp_path):
+    """Receivers in these tests listen on 127.0.0.1, which the outbound policy refuses unless allowed."""
+    return make_settings(tmp_path, outbound_allow="127.0.0.1")
 
 
 def test_create_list_get_delete(client, keys, db):
@@ -15,6 +23,9 @@ def test_create_list_get_delete(client, keys, db):
     assert r.status_code == 201
     wid = r.json()["id"]
     assert "secret" not in r.json()
+    with db.session_scope() as s:   # stored encrypted: the database alone does not give the secret away
+        stored = s.get(Webhook, wid).secret
+        assert stored.startswith("enc:v1:") and "a" * 16 not in stored
     assert [w["id"] for w in client.get("/api/v1/webhooks", headers=h).json()] == [wid]
     assert client.get(f"/api/v1/webhooks/{wid}", headers=h).json()["events"] == ["version.registered"]
     create_group(client, keys("publisher"), "g")

@@ -10,35 +10,8 @@ import pandas as pd
 AGGREGATIONS = ("mean_abs", "mean_sq", "median")
 
 
-class RemoteModel:
-    """A model reachable through a predict URL: rows go out as CSV, scores come back as JSON
-    (`{"predictions": [...]}` or a list) or as one number per line."""
-
-    def __init__(self, url: str, timeout: float = 60.0) -> None:
-        self.url, self.timeout = url, timeout
-
-    def predict(self, x: np.ndarray) -> np.ndarray:
-        import httpx
-
-        body = "\n".join(",".join(repr(float(v)) for v in row) for row in np.asarray(x))
-        r = httpx.post(self.url, content=body.encode(), headers={"Content-Type": "text/csv"}, timeout=self.timeout)
-        r.raise_for_status()
-        if r.headers.get("content-type", "").startswith("application/json"):
-            data = r.json()
-            values = data["predictions"] if isinstance(data, dict) else data
-        else:
-            values = [float(line) for line in r.text.split()]
-        out = np.asarray(values, dtype=float)
-        if out.ndim == 2:
-            out = out[:, -1]
-        if len(out) != len(x):
-            raise ValueError(f"the predict URL returned {len(out)} predictions for {len(x)} rows")
-        return out
-
-
 def _predict_fn(model: Any) -> Any:
-    if isinstance(model, RemoteModel):
-        return model.predict
+    """The scoring function; models without predict_proba (e.g. clarify.remote.RemoteModel) use predict."""
     if hasattr(model, "predict_proba"):
         return lambda x: model.predict_proba(x)[:, 1]
     if hasattr(model, "predict"):

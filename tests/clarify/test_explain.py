@@ -16,7 +16,14 @@ from sklearn.neighbors import KNeighborsClassifier
 
 from clarify.metrics.drift import ndcg
 from clarify.metrics.shap_values import explain
+from tests.conftest import make_settings
 from tests.helpers import assert_problem, create_group
+
+
+@pytest.fixture
+def settings(tmp_path):
+    """The predict-URL test's model server listens on 127.0.0.1, refused by the outbound policy unless allowed."""
+    return make_settings(tmp_path, outbound_allow="127.0.0.1")
 
 
 def data(n: int = 400, seed: int = 0) -> tuple[pd.DataFrame, pd.Series]:
@@ -74,6 +81,7 @@ def test_explain_endpoint_safe_loading(client, keys):
     assert r.status_code == 200, r.text
     body = r.json()["explanations"]["kernel_shap"]["label0"]
     assert body["method"] == "tree" and set(body["global_shap_values"]) == {"a", "b", "c", "d"}
+    assert r.json()["model_source"] == {"kind": "artifact", "artifact_sha256": hashlib.sha256(artifact).hexdigest()}
     # a different artifact than the registered one
     other = sio.dumps(GradientBoostingClassifier(n_estimators=3).fit(x, y))
     assert_problem(client.post("/api/v1/clarify/explain", headers=keys("publisher"), data=form,
@@ -148,6 +156,7 @@ def test_model_agnostic_explanations_through_a_predict_url(client, keys):
     assert r.status_code == 200, r.text
     label = r.json()["explanations"]["kernel_shap"]["label0"]
     assert label["method"] == "permutation" and calls
+    assert r.json()["model_source"]["kind"] == "predict_url"
     assert max(label["global_shap_values"], key=label["global_shap_values"].get) == "a"
     assert_problem(client.post("/api/v1/clarify/explain", headers=keys("publisher"), data={
         "model_group": "m", "model_version": "1", "predict_url": "file:///etc/passwd"},

@@ -1,0 +1,111 @@
+"""Encryption at rest of secrets the server must read back (webhook and retraining-trigger signing secrets;
+later AWS credentials).
+
+Why: such secrets cannot be hashed like API keys, and a copy of the database (backup, replica, SQL
+injection elsewhere) must not hand them out. The key is held outside the database: ``MLGOV_SECRETS_KEY``
+(Fernet keys, comma-separated, newest first: the first encrypts, all decrypt, which allows rotation), or a
+0600 file ``secrets.key`` under ``MLGOV_HOME`` created on first use.
+
+Stored form: ``enc:v1:<Fernet token>``. A value without the prefix is a plaintext row written before
+encryption existed (migration 0011 cannot encrypt them: the key may live only in the server's environment,
+not where ``mlgov db upgrade`` runs). Such rows are still read, and re-encrypted the first time the server
+uses them (the webhook dispatcher does this when it signs a delivery). What this does not protect against:
+an attacker who reads both the database and the key (the server process or its home directory).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+import uuid
+from pathlib import Path
+from typing import Annotated
+
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+from fastapi import Depends, Request
+
+from mlgov.errors import DomainError
+from mlgov.settings import Settings
+
+PREFIX = "enc:v1:"
+
+
+class SecretsUnavailable(DomainError):
+    status, title = 503, "Secrets key unavailable"
+
+
+def is_encrypted(stored: str) -> bool:
+    return stored.startswith(PREFIX)
+
+
+def _key_file(path: Path) -> bytes:
+    """Read the key file, or create it 0600 (in a 0700 directory when the directory is new). Concurrent first
+    starts (several workers) agree on one key: the key is written to a private temporary file and linked into
+    place, which fails if another process got there first; a reader never sees a half-written file."""
+    if not path.exists():
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(Fernet.generate_key() + b"\n")
+                f.flush()
+                os.fsync(f.fileno())
+            with contextlib.suppress(FileExistsError):   # another process linked its key first: use that one
+                os.link(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+    return path.read_bytes().strip()
+
+
+class SecretBox:
+    """Encrypts and decrypts stored secrets; the key is loaded lazily (first use creates the key file)."""
+
+    def __init__(self, keys: list[bytes] | None = None, key_path: Path | None = None) -> None:
+        self._keys, self._path = keys, key_path
+        self._fernet: MultiFernet | None = None
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> SecretBox:
+        if settings.secrets_key is not None:
+            keys = [k.strip().encode() for k in settings.secrets_key.get_secret_value().split(",") if k.strip()]
+            return cls(keys=keys)
+        return cls(key_path=settings.secrets_key_path)
+
+    def _f(self) -> MultiFernet:
+        with self._lock:
+            if self._fernet is None:
+                keys = self._keys if self._keys is not None else [_key_file(self._path or Path("secrets.key"))]
+                try:
+                    self._fernet = MultiFernet([Fernet(k) for k in keys])
+                except (ValueError, TypeError):
+                    raise SecretsUnavailable(
+                        "the secrets key is not a valid Fernet key",
+                        fix="set MLGOV_SECRETS_KEY to keys made by `python -c \"from cryptography.fernet import "
+                            "Fernet; print(Fernet.generate_key().decode())\"`") from None
+            return self._fernet
+
+    def encrypt(self, plaintext: str) -> str:
+        return PREFIX + self._f().encrypt(plaintext.encode()).decode()
+
+    def decrypt(self, stored: str) -> str:
+        """The plaintext of a stored value; values without the prefix are legacy plaintext, returned as is."""
+        if not is_encrypted(stored):
+            return stored
+        try:
+            return self._f().decrypt(stored[len(PREFIX):].encode()).decode()
+        except InvalidToken:
+            raise SecretsUnavailable(
+                "a stored secret cannot be decrypted with the configured key",
+                fix="restore the key it was encrypted with (MLGOV_SECRETS_KEY or secrets.key under MLGOV_HOME); "
+                    "to rotate, list the new key first and keep the old one after it") from None
+
+
+def get_box(request: Request) -> SecretBox:
+    box: SecretBox = request.app.state.secrets
+    return box
+
+
+SecretsDep = Annotated[SecretBox, Depends(get_box)]
