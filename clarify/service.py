@@ -82,7 +82,8 @@ def create_bias_baseline(session: Session, store: ObjectStore, *, data: bytes, c
 def load_model(session: Session, store: ObjectStore, group: str, version: int, fmt: str,
                artifact: bytes | None) -> tuple[Any, bytes]:
     """The registered version's model: uploaded bytes or its artifact in mlgov's store, checked against the
-    registered sha256, loaded safely (pickle/joblib only if an admin trusted it)."""
+    registered sha256, loaded through the exact-type allow-lists (anything else only if an admin trusted
+    this exact artifact). Refusal is 403 naming the refused types; bytes of another format are 422."""
     from registry import service as registry
 
     _, v = registry.get_version(session, group, version)
@@ -96,10 +97,14 @@ def load_model(session: Session, store: ObjectStore, group: str, version: int, f
         models.check_digest(artifact, v.artifact_sha256)
         return models.load(artifact, fmt, trusted=bool(v.artifact_trusted)), artifact
     except models.UntrustedModel as exc:
-        raise Forbidden(str(exc), fix="use a safe format (skops, xgboost, lightgbm, onnx), or have an admin "
-                                      f"POST …/versions/{version}/artifact-trust") from None
+        raise Forbidden(str(exc), untrusted_types=exc.types, artifact_sha256=v.artifact_sha256,
+                        fix="save the model without functions stored as data (plain scikit-learn estimators) "
+                            "or in a native format (xgboost, lightgbm, onnx); or, if you vouch for this exact "
+                            f"artifact, have an admin POST /api/v1/model-groups/{group}/versions/{version}"
+                            "/artifact-trust") from None
     except models.ModelLoadError as exc:
-        raise Invalid(str(exc), fix="upload the registered artifact in the stated model_format") from None
+        raise Invalid(str(exc), fix="upload the registered artifact and name its format in model_format "
+                                    f"({', '.join(models.FORMATS)})") from None
 
 
 def create_explainability_baseline(session: Session, store: ObjectStore, *, data: bytes, group: str, version: int,
@@ -237,8 +242,11 @@ def attribution_window(session: Session, store: ObjectStore, *, baseline_id: str
     df = table.select(features).to_pandas().dropna()
     _, v = registry.get_version(session, s["model_group"], int(s["model_version"]))
     raw = store.get(f"{base.prefix}/model.bin")
-    models.check_digest(raw, v.artifact_sha256)
-    model = models.load(raw, s["model_format"], trusted=bool(v.artifact_trusted))
+    try:   # the trust decision is read again on every run: withdrawing it stops the monitor loading the model
+        models.check_digest(raw, v.artifact_sha256)
+        model = models.load(raw, s["model_format"], trusted=bool(v.artifact_trusted))
+    except models.ModelLoadError as exc:
+        return record(rows=len(df), violations=[], result=None, failure=f"the baseline's model: {exc}")
     cur = explain(model, df)
     baseline = json.loads(store.get(f"{base.prefix}/analysis.json"))["explanations"]["kernel_shap"]["label0"]
     score = ndcg(baseline["global_shap_values"], cur["global_shap_values"])

@@ -1,0 +1,210 @@
+"""Model loading never runs attacker code: hostile skops files sent to a real `mlgov serve` process are refused
+with 403 naming the untrusted types and leave nothing on disk; honest models still load; an admin's trust
+covers exactly one artifact; bytes of the wrong format are a clear 422."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pandas as pd
+import pytest
+import skops.io as sio
+from sklearn.ensemble import GradientBoostingClassifier
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import FunctionTransformer
+
+from clarify import models
+from tests.clarify import exploits
+from tests.helpers import assert_problem
+from tests.infra import free_port, wait_healthy
+
+pytestmark = pytest.mark.live
+MLGOV = str(Path(sys.executable).parent / "mlgov")
+
+
+@dataclass
+class Server:
+    url: str
+    home: Path
+    admin: dict[str, str]
+    publisher: dict[str, str]
+    versions: int = 0
+
+    def register(self, c: httpx.Client, artifact: bytes) -> int:
+        """A new version of group `m` whose registered sha256 is the artifact's."""
+        r = c.post("/api/v1/model-groups/m/versions", headers=self.publisher, json={
+            "artifact_uri": "s3://models/m/model.skops", "artifact_sha256": hashlib.sha256(artifact).hexdigest()})
+        assert r.status_code == 201, r.text
+        return int(r.json()["version"])
+
+    def store_files(self) -> set[str]:
+        store = self.home / "store"
+        return {str(p.relative_to(store)) for p in store.rglob("*")} if store.exists() else set()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    root = tmp_path_factory.mktemp("safety")
+    home = root / ".mlgov"
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("MLGOV_")}, "MLGOV_HOME": str(home)}
+    subprocess.run([MLGOV, "db", "upgrade"], env=env, check=True, capture_output=True, cwd=root)
+    port = free_port()
+    proc = subprocess.Popen([MLGOV, "serve", "--port", str(port)], env=env, cwd=root,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_healthy(url, proc, timeout=60)
+        admin = {"Authorization": f"Bearer {(home / 'admin.key').read_text().strip()}"}
+        r = httpx.post(f"{url}/api/v1/keys", headers=admin, json={"name": "pub", "role": "publisher"})
+        assert r.status_code == 201, r.text
+        publisher = {"Authorization": f"Bearer {r.json()['key']}"}
+        assert httpx.post(f"{url}/api/v1/model-groups", headers=publisher, json={"name": "m"}).status_code == 201
+        yield Server(url, home, admin, publisher)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def frame(n: int = 60, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame(rng.normal(size=(n, 4)), columns=exploits.FEATURES)
+
+
+def csv(df: pd.DataFrame) -> bytes:
+    return df.to_csv(index=False).encode()
+
+
+EXPLOITS = {
+    "exec via FunctionTransformer": (exploits.exec_pipeline, {"builtins.exec", "builtins.iter", "builtins.next",
+                                                              "numpy.full_like"}),
+    "operator callables": (exploits.operator_pipeline, {"operator.itemgetter", "operator.methodcaller",
+                                                        "pathlib.Path"}),
+    "nested estimator param": (exploits.nested_param, {"builtins.eval", "numpy.full_like"}),
+}
+
+
+@pytest.mark.parametrize("name", list(EXPLOITS))
+def test_hostile_skops_files_are_refused_without_side_effects(server, tmp_path, name):
+    build, expected = EXPLOITS[name]
+    marker = tmp_path / "pwned"
+    artifact = build(marker)
+    with httpx.Client(base_url=server.url, timeout=120) as c:
+        version = server.register(c, artifact)
+        before = server.store_files()
+        form = {"model_group": "m", "model_version": str(version), "model_format": "skops"}
+        r = c.post("/api/v1/clarify/explain", headers=server.publisher, data=form,
+                   files={"file": ("d.csv", csv(frame())), "model": ("model.skops", artifact)})
+        body = assert_problem(r, 403, "admin", "trust", *sorted(expected))
+        assert expected <= set(body["untrusted_types"]), body
+        assert body["artifact_sha256"] == hashlib.sha256(artifact).hexdigest()
+        # the explainability baseline loads the model too: same refusal, no baseline written
+        r = c.post("/api/v1/baselines", headers=server.publisher,
+                   data={**form, "type": "ModelExplainability"},
+                   files={"file": ("ref.csv", csv(frame())), "model": ("model.skops", artifact)})
+        assert expected <= set(assert_problem(r, 403, *sorted(expected))["untrusted_types"])
+        assert server.store_files() == before
+    assert not marker.exists(), "the hostile artifact ran code on the server"
+
+
+def test_honest_models_load_and_admin_trust_covers_exactly_one_artifact(server, tmp_path):
+    x = frame(200)
+    y = (x.a + 0.5 * x.b > 0).astype(int)
+    with httpx.Client(base_url=server.url, timeout=120) as c:
+        honest = sio.dumps(GradientBoostingClassifier(n_estimators=10, random_state=0).fit(x, y))
+        v = server.register(c, honest)
+        r = c.post("/api/v1/clarify/explain", headers=server.publisher,
+                   data={"model_group": "m", "model_version": str(v), "model_format": "skops"},
+                   files={"file": ("d.csv", csv(x.head(80))), "model": ("m.skops", honest)})
+        assert r.status_code == 200, r.text
+        assert r.json()["explanations"]["kernel_shap"]["label0"]["method"] == "tree"
+
+        # a function stored as data (even a NumPy ufunc) needs an admin's trust in this exact artifact
+        logged = sio.dumps(make_pipeline(FunctionTransformer(np.tanh), LogisticRegression()).fit(x, y))
+        v = server.register(c, logged)
+        form = {"model_group": "m", "model_version": str(v), "model_format": "skops"}
+        files = {"file": ("d.csv", csv(x.head(30))), "model": ("m.skops", logged)}
+        assert "numpy.tanh" in assert_problem(c.post("/api/v1/clarify/explain", headers=server.publisher,
+                                                     data=form, files=files), 403, "numpy.tanh")["untrusted_types"]
+        r = c.post(f"/api/v1/model-groups/m/versions/{v}/artifact-trust", headers=server.admin,
+                   json={"trusted": True, "reason": "our CI built it; tanh is ours"})
+        assert r.status_code == 200 and r.json()["artifact_trusted"] is True
+        r = c.post("/api/v1/clarify/explain", headers=server.publisher, data=form, files=files)
+        assert r.status_code == 200, r.text
+        # the trust is for those bytes: a hostile file sent for the trusted version is not the registered one
+        marker = tmp_path / "pwned"
+        hostile = exploits.exec_pipeline(marker)
+        assert_problem(c.post("/api/v1/clarify/explain", headers=server.publisher, data=form,
+                              files={"file": ("d.csv", csv(x.head(30))), "model": ("m.skops", hostile)}),
+                       422, "sha256")
+        assert not marker.exists()
+
+
+def _native_files() -> dict[str, bytes]:
+    import lightgbm
+    import xgboost
+    from skl2onnx import to_onnx
+
+    x = frame(200)
+    y = (x.a > 0).astype(int)
+    booster = xgboost.train({"max_depth": 2, "objective": "binary:logistic"}, xgboost.DMatrix(x, label=y), 3)
+    lgb = lightgbm.train({"objective": "binary", "verbose": -1, "num_leaves": 3}, lightgbm.Dataset(x, label=y), 3)
+    lr = LogisticRegression().fit(x, y)
+    return {"xgboost": bytes(booster.save_raw("ubj")), "lightgbm": lgb.model_to_string().encode(),
+            "onnx": to_onnx(lr, x.to_numpy()[:1].astype(np.float32)).SerializeToString(),
+            "skops": sio.dumps(lr)}
+
+
+LOOKS = {"xgboost": "ubjson", "lightgbm": "lightgbm text", "onnx": "protobuf", "skops": "zip"}
+
+
+def test_wrong_format_bytes_are_a_clear_422(client, keys):
+    files = _native_files()
+    junk = {"csv": b"a,b\n1,2\n", "json": b'{"not": "a model"}', "random": bytes(range(256)) * 4, "empty": b"x"}
+    from tests.helpers import create_group
+
+    create_group(client, keys("publisher"), "fmt")
+    n = 0
+    for declared in ("xgboost", "lightgbm", "onnx", "skops"):
+        for actual, data in {**{k: v for k, v in files.items() if k != declared}, **junk}.items():
+            n += 1
+            r = client.post("/api/v1/model-groups/fmt/versions", headers=keys("publisher"), json={
+                "artifact_uri": "s3://x/m", "artifact_sha256": hashlib.sha256(data).hexdigest()})
+            version = r.json()["version"]
+            r = client.post("/api/v1/clarify/explain", headers=keys("publisher"),
+                            data={"model_group": "fmt", "model_version": str(version), "model_format": declared},
+                            files={"file": ("d.csv", csv(frame(20))), "model": ("m.bin", data)})
+            body = assert_problem(r, 422, f"model_format={declared}", "expects")
+            if actual in LOOKS:
+                assert LOOKS[actual] in body["detail"].lower(), (declared, actual, body["detail"])
+    assert n == 4 * 3 + 4 * len(junk)
+
+
+def test_every_allow_listed_class_resolves_and_trees_are_checked():
+    allowed = models.allowed_instances()
+    assert "sklearn.ensemble._gb.GradientBoostingClassifier" in allowed
+    assert not any(t.endswith(("exec", "eval", "system")) for t in allowed | models.TYPES_AS_DATA)
+    # every public class in the list exists in this scikit-learn (a rename would silently drop it)
+    assert len({t for t in allowed if t.startswith("sklearn.") and not t.startswith("sklearn._loss")
+                and "_tree.Tree" not in t}) == len(models.ESTIMATORS)
+    # a decision tree whose child index points outside the tree is refused, not run
+    x = frame(100)
+    gb = GradientBoostingClassifier(n_estimators=2, max_depth=2).fit(x, (x.a > 0).astype(int))
+    tree = gb.estimators_[0, 0].tree_
+    state = tree.__getstate__()
+    nodes = state["nodes"].copy()
+    nodes["left_child"][0] = 10**6
+    tree.__setstate__({**state, "nodes": nodes})
+    with pytest.raises(models.ModelLoadError, match="outside the tree"):
+        models.load(sio.dumps(gb), "skops", trusted=False)
