@@ -49,6 +49,7 @@ ESTIMATORS = (
     "sklearn.linear_model.ElasticNet", "sklearn.linear_model.SGDClassifier", "sklearn.linear_model.SGDRegressor",
     "sklearn.naive_bayes.GaussianNB", "sklearn.naive_bayes.BernoulliNB",
     "sklearn.tree.DecisionTreeClassifier", "sklearn.tree.DecisionTreeRegressor",
+    "sklearn.tree.ExtraTreeClassifier", "sklearn.tree.ExtraTreeRegressor",   # the trees of ExtraTrees*
     "sklearn.ensemble.RandomForestClassifier", "sklearn.ensemble.RandomForestRegressor",
     "sklearn.ensemble.ExtraTreesClassifier", "sklearn.ensemble.ExtraTreesRegressor",
     "sklearn.ensemble.GradientBoostingClassifier", "sklearn.ensemble.GradientBoostingRegressor",
@@ -262,7 +263,7 @@ def inventory(tree: Any) -> Inventory:
             stack.extend((v, "instance") for v in node.values())
             continue
         if isinstance(node, type):   # a type a node keeps as a child: treat as data
-            inv.types.add(f"{node.__module__}.{node.__qualname__}")
+            inv.types.add(f"{node.__module__}.{node.__name__}")
             continue
         if not isinstance(node, Node) or id(node) in seen:
             continue   # str/BytesIO children are raw content
@@ -318,6 +319,8 @@ def load_skops(data: bytes, *, trusted: bool) -> Any:
         raise ModelLoadError(f"not a loadable skops file: {_first_line(exc)}") from None
     for node in inv.trees:
         _check_tree(node.construct())
+    if inv.trees:
+        _check_tree_models(model)
     return model
 
 
@@ -334,3 +337,67 @@ def _check_tree(tree: Any) -> None:
     if n == 0 or not np.all(leaf | split):
         raise ModelLoadError("a decision tree in the skops file has child or feature indices outside the tree; "
                              "the file is corrupt or crafted")
+
+
+def _objects(root: Any) -> list[Any]:
+    """Every object reachable from a loaded model through attributes, containers and object arrays."""
+    seen: set[int] = set()
+    out, stack = [], [root]
+    while stack:
+        obj = stack.pop()
+        if id(obj) in seen or isinstance(obj, str | bytes | int | float | type(None)):
+            continue
+        seen.add(id(obj))
+        out.append(obj)
+        if isinstance(obj, dict):
+            stack.extend(obj.values())
+        elif isinstance(obj, list | tuple):
+            stack.extend(obj)
+        elif isinstance(obj, np.ndarray):
+            if obj.dtype == object:
+                stack.extend(obj.ravel().tolist())
+        elif type(obj).__module__.startswith("sklearn.") and hasattr(obj, "__dict__"):
+            stack.extend(vars(obj).values())
+    return out
+
+
+def _check_tree_models(model: Any) -> None:
+    """scikit-learn's tree code trusts the owning estimator: it checks the input's width against the
+    estimator's ``n_features_in_`` (ensembles: the first tree's) and then reads columns by the tree's own
+    indices, and gradient boosting writes each stage's output by column without bounds checks. So every tree
+    must be as wide as its estimator and ensemble, and boosting's stages as many as its outputs."""
+    from sklearn.ensemble import (
+        ExtraTreesClassifier,
+        ExtraTreesRegressor,
+        GradientBoostingClassifier,
+        GradientBoostingRegressor,
+        RandomForestClassifier,
+        RandomForestRegressor,
+    )
+    from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor, ExtraTreeClassifier, ExtraTreeRegressor
+
+    trees = (DecisionTreeClassifier, DecisionTreeRegressor, ExtraTreeClassifier, ExtraTreeRegressor)
+    ensembles = (RandomForestClassifier, RandomForestRegressor, ExtraTreesClassifier, ExtraTreesRegressor,
+                 GradientBoostingClassifier, GradientBoostingRegressor)
+    bad = "a tree model in the skops file is inconsistent ({}); the file is corrupt or crafted"
+    for obj in _objects(model):
+        if isinstance(obj, trees) and hasattr(obj, "tree_"):
+            width = getattr(obj, "n_features_in_", None)
+            if not isinstance(width, int) or getattr(obj.tree_, "n_features", None) != width:
+                raise ModelLoadError(bad.format(f"{type(obj).__name__} declares {width} features, its tree "
+                                                f"{getattr(obj.tree_, 'n_features', None)}"))
+        if isinstance(obj, ensembles) and hasattr(obj, "estimators_"):
+            width = getattr(obj, "n_features_in_", None)
+            members = list(np.asarray(obj.estimators_, dtype=object).ravel())
+            if not isinstance(width, int) or not members or any(
+                    not isinstance(m, trees) or getattr(m, "n_features_in_", None) != width for m in members):
+                raise ModelLoadError(bad.format(f"the trees of a {type(obj).__name__} are not all "
+                                                f"{width} features wide"))
+        if isinstance(obj, GradientBoostingClassifier | GradientBoostingRegressor) and hasattr(obj, "estimators_"):
+            stages = np.asarray(obj.estimators_, dtype=object)
+            try:   # the init estimator's raw output (NumPy only) must have one column per tree of a stage
+                init = obj._raw_predict_init(np.zeros((1, obj.n_features_in_)))
+            except Exception as exc:
+                raise ModelLoadError(bad.format(f"its initial estimator fails: {_first_line(exc)}")) from None
+            if stages.ndim != 2 or init.shape != (1, stages.shape[1]):
+                raise ModelLoadError(bad.format(f"{stages.shape} stages for raw predictions of shape {init.shape}"))

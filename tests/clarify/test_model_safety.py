@@ -129,6 +129,13 @@ def test_honest_models_load_and_admin_trust_covers_exactly_one_artifact(server, 
                    files={"file": ("d.csv", csv(x.head(80))), "model": ("m.skops", honest)})
         assert r.status_code == 200, r.text
         assert r.json()["explanations"]["kernel_shap"]["label0"]["method"] == "tree"
+        # fewer columns than the model reads: SHAP's tree code would read past the rows and corrupt the heap
+        # (the server process aborted); now a 422 before any native code runs, and the server lives on
+        r = c.post("/api/v1/clarify/explain", headers=server.publisher,
+                   data={"model_group": "m", "model_version": str(v), "model_format": "skops"},
+                   files={"file": ("d.csv", csv(x[["a"]].head(50))), "model": ("m.skops", honest)})
+        assert_problem(r, 422, "takes 4 features", "1 columns")
+        assert c.get("/healthz").status_code == 200
 
         # a function stored as data (even a NumPy ufunc) needs an admin's trust in this exact artifact
         logged = sio.dumps(make_pipeline(FunctionTransformer(np.tanh), LogisticRegression()).fit(x, y))
@@ -198,8 +205,32 @@ def test_every_allow_listed_class_resolves_and_trees_are_checked():
     # every public class in the list exists in this scikit-learn (a rename would silently drop it)
     assert len({t for t in allowed if t.startswith("sklearn.") and not t.startswith("sklearn._loss")
                 and "_tree.Tree" not in t}) == len(models.ESTIMATORS)
-    # a decision tree whose child index points outside the tree is refused, not run
+    # ExtraTrees and multi-class boosting pass the structural checks
     x = frame(100)
+    three = np.digitize(x.a, [-0.5, 0.5])
+    from sklearn.ensemble import ExtraTreesRegressor
+
+    assert models.load(sio.dumps(ExtraTreesRegressor(n_estimators=3).fit(x, x.b)), "skops", trusted=False)
+    assert models.load(sio.dumps(GradientBoostingClassifier(n_estimators=2).fit(x, three)), "skops", trusted=False)
+    # a tree declaring more features than its estimator reads columns past the input (it segfaulted)
+    from sklearn.tree import DecisionTreeClassifier
+    from sklearn.tree._tree import Tree
+
+    dt = DecisionTreeClassifier(max_depth=2).fit(x, (x.a > 0).astype(int))
+    state = dt.tree_.__getstate__()
+    nodes = state["nodes"].copy()
+    nodes["feature"][0] = 10**7
+    wide = Tree(10**7 + 1, np.array([2], dtype=np.intp), 1)
+    wide.__setstate__({**state, "nodes": nodes})
+    dt.tree_ = wide
+    with pytest.raises(models.ModelLoadError, match="declares 4 features"):
+        models.load(sio.dumps(dt), "skops", trusted=False)
+    # boosting stages wider than the raw predictions they are written into
+    gb = GradientBoostingClassifier(n_estimators=2, max_depth=2).fit(x, (x.a > 0).astype(int))
+    gb.estimators_ = np.concatenate([gb.estimators_] * 3, axis=1)
+    with pytest.raises(models.ModelLoadError, match="stages"):
+        models.load(sio.dumps(gb), "skops", trusted=False)
+    # a decision tree whose child index points outside the tree is refused, not run
     gb = GradientBoostingClassifier(n_estimators=2, max_depth=2).fit(x, (x.a > 0).astype(int))
     tree = gb.estimators_[0, 0].tree_
     state = tree.__getstate__()
