@@ -81,9 +81,9 @@ def explain(model: Any, data: pd.DataFrame, *, agg_method: str = "mean_abs", bac
     if agg_method not in AGGREGATIONS:
         raise ValueError(f"agg_method {agg_method!r} is not one of {', '.join(AGGREGATIONS)}")
     x = data.astype(float)
-    expected = model_width(model)
-    if expected is not None and expected != x.shape[1]:   # SHAP's tree code indexes columns unchecked
-        raise ValueError(f"the model takes {expected} features, the data has {x.shape[1]} columns "
+    width = model_width(model)
+    if width is not None and width != x.shape[1]:   # SHAP's tree code indexes columns unchecked
+        raise ValueError(f"the model takes {width} features, the data has {x.shape[1]} columns "
                          f"({', '.join(map(str, data.columns[:10]))})")
     kind = type(model).__module__
     method = "kernel"
