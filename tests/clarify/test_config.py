@@ -140,3 +140,21 @@ def test_responses_are_strict_json_when_metrics_are_undefined(client, keys):
     assert r.status_code == 200, r.text
     report = client.get("/api/v1/model-groups/credit/versions/1", headers=keys("viewer")).json()["bias_report"]
     assert report["passed"] is False and any("DI=null (Infinity" in f for f in report["failures"]), report
+
+
+def test_clarify_metrics_stay_pure_computation():
+    """clarify/metrics (config model included) imports no web, database or kernel code, nor the domain's
+    service layer: arrays, frames and plain documents in, typed results out."""
+    import ast
+    from pathlib import Path
+
+    banned = ("fastapi", "starlette", "sqlalchemy", "alembic", "mlgov", "registry", "monitor", "lineage", "console",
+              "clarify.service", "clarify.router", "clarify.models", "uvicorn", "boto3")
+    root = Path(__file__).resolve().parents[2] / "clarify" / "metrics"
+    found = []
+    for path in sorted(root.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            found += [f"{path.name}: {n}" for n in names if n.split(".")[0] in banned or n.startswith(banned)]
+    assert len(list(root.glob("*.py"))) >= 5 and found == []

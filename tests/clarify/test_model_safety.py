@@ -239,3 +239,37 @@ def test_every_allow_listed_class_resolves_and_trees_are_checked():
     tree.__setstate__({**state, "nodes": nodes})
     with pytest.raises(models.ModelLoadError, match="outside the tree"):
         models.load(sio.dumps(gb), "skops", trusted=False)
+
+
+def test_attribution_monitor_rereads_the_trust_decision_on_every_run(client, keys):
+    """An explainability baseline keeps the model; withdrawing the admin's trust stops the monitor loading it
+    (the run fails and says why) instead of the schedule running a model nobody vouches for any more."""
+    import datetime as dt
+
+    from tests.clarify.test_monitors import T0, capture, setup
+
+    rng = np.random.default_rng(7)
+    ref = pd.DataFrame({"age": rng.normal(40, 10, 300), "income": rng.normal(50, 10, 300)})
+    y = (ref.income > 50).astype(int)
+    artifact = sio.dumps(make_pipeline(FunctionTransformer(np.tanh), LogisticRegression()).fit(ref / 50, y))
+    setup(client, keys, artifact)
+    form = {"type": "ModelExplainability", "model_group": "credit", "model_version": "1", "model_format": "skops"}
+    files = {"file": ("ref.csv", csv(ref.head(40))), "model": ("m.skops", artifact)}
+    assert_problem(client.post("/api/v1/baselines", headers=keys("publisher"), data=form, files=files), 403,
+                   "numpy.tanh")
+    trust = "/api/v1/model-groups/credit/versions/1/artifact-trust"
+    assert client.post(trust, headers=keys("admin"), json={"trusted": True, "reason": "ours"}).status_code == 200
+    r = client.post("/api/v1/baselines", headers=keys("publisher"), data=form, files=files)
+    assert r.status_code == 201, r.text
+    assert client.post("/api/v1/monitoring-schedules", headers=keys("publisher"), json={
+        "name": "attr", "endpoint": "credit-prod", "type": "ModelExplainability", "schedule": "daily",
+        "baseline_id": r.json()["id"]}).status_code == 201
+    window = pd.DataFrame({"age": rng.normal(40, 10, 30), "income": rng.normal(50, 10, 30), "sex": "f",
+                           "prediction": 0, "label": 0})
+    capture(client, keys, window, T0, 5, labels=False)
+    span = {"start": T0.isoformat(), "end": (T0 + dt.timedelta(hours=1)).isoformat()}
+    ok = client.post("/api/v1/monitoring-schedules/attr/run", headers=keys("publisher"), json=span).json()
+    assert ok["status"] in ("Completed", "CompletedWithViolations"), ok
+    assert client.post(trust, headers=keys("admin"), json={"trusted": False, "reason": "revoked"}).status_code == 200
+    failed = client.post("/api/v1/monitoring-schedules/attr/run", headers=keys("publisher"), json=span).json()
+    assert failed["status"] == "Failed" and "numpy.tanh" in failed["failure_reason"], failed
