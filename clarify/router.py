@@ -152,7 +152,8 @@ def bias_analysis(p: Analyst, session: SessionDep, request: Request,
             df = pd.read_csv(io.BytesIO(data), header=None if headers else "infer")
             if headers:
                 if len(headers) != df.shape[1]:
-                    raise ConfigError(f"headers lists {len(headers)} names for {df.shape[1]} columns")
+                    raise ConfigError([{"field": "headers", "message": f"lists {len(headers)} names for "
+                                                                         f"{df.shape[1]} columns"}])
                 df.columns = headers
         if df.empty:
             raise ConfigError("the dataset has no rows")
