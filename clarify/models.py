@@ -70,6 +70,9 @@ INTERNALS = (
     "sklearn._loss._loss.CyHalfMultinomialLoss", "sklearn._loss._loss.CyAbsoluteError",
     "sklearn._loss._loss.CyHuberLoss", "sklearn._loss._loss.CyPinballLoss", "sklearn._loss._loss.CyExponentialLoss",
     "sklearn._loss._loss.CyHalfPoissonLoss",
+    "sklearn.linear_model._sgd_fast.Hinge", "sklearn.linear_model._sgd_fast.SquaredHinge",
+    "sklearn.linear_model._sgd_fast.ModifiedHuber", "sklearn.linear_model._sgd_fast.EpsilonInsensitive",
+    "sklearn.linear_model._sgd_fast.SquaredEpsilonInsensitive",
 )
 # Data containers: their loaders only read JSON, .npy (allow_pickle=False) or .npz from the archive.
 CONTAINERS = frozenset({

@@ -203,8 +203,13 @@ def test_every_allow_listed_class_resolves_and_trees_are_checked():
     assert "sklearn.ensemble._gb.GradientBoostingClassifier" in allowed
     assert not any(t.endswith(("exec", "eval", "system")) for t in allowed | models.TYPES_AS_DATA)
     # every public class in the list exists in this scikit-learn (a rename would silently drop it)
-    assert len({t for t in allowed if t.startswith("sklearn.") and not t.startswith("sklearn._loss")
-                and "_tree.Tree" not in t}) == len(models.ESTIMATORS)
+    import importlib
+
+    from skops.io._utils import get_type_name
+
+    for path in models.ESTIMATORS:
+        module, _, name = path.rpartition(".")
+        assert get_type_name(getattr(importlib.import_module(module), name)) in allowed, path
     # ExtraTrees and multi-class boosting pass the structural checks
     x = frame(100)
     three = np.digitize(x.a, [-0.5, 0.5])
@@ -273,3 +278,49 @@ def test_attribution_monitor_rereads_the_trust_decision_on_every_run(client, key
     assert client.post(trust, headers=keys("admin"), json={"trusted": False, "reason": "revoked"}).status_code == 200
     failed = client.post("/api/v1/monitoring-schedules/attr/run", headers=keys("publisher"), json=span).json()
     assert failed["status"] == "Failed" and "numpy.tanh" in failed["failure_reason"], failed
+
+
+def _fitted(path: str) -> object:
+    """A small fitted instance of an allow-listed class (meta-estimators around honest parts)."""
+    import importlib
+
+    from sklearn.decomposition import PCA
+    from sklearn.preprocessing import StandardScaler
+
+    module, _, name = path.rpartition(".")
+    cls = getattr(importlib.import_module(module), name)
+    x = frame(60)
+    y = (x.a > 0).astype(int)
+    if name == "Pipeline":
+        return cls([("s", StandardScaler()), ("m", LogisticRegression())]).fit(x, y)
+    if name == "FeatureUnion":
+        return cls([("p", PCA(1)), ("s", StandardScaler())]).fit(x)
+    if name == "ColumnTransformer":
+        return cls([("s", StandardScaler(), ["a"])], remainder="passthrough").fit(x)
+    if name == "TransformedTargetRegressor":
+        from sklearn.linear_model import LinearRegression
+
+        return cls(regressor=LinearRegression()).fit(x, x.b)
+    if name in ("LabelEncoder", "LabelBinarizer"):
+        return cls().fit(y)
+    if name in ("OneHotEncoder", "OrdinalEncoder"):
+        return cls().fit(x.round())
+    if name in ("PCA", "TruncatedSVD"):
+        return cls(2).fit(x)
+    if "Regressor" in name or name in ("LinearRegression", "Ridge", "Lasso", "ElasticNet"):
+        return cls().fit(x, x.b)
+    return cls().fit(x, y)
+
+
+def test_every_allow_listed_estimator_loads_untrusted_when_fitted():
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        refused = {}
+        for path in models.ESTIMATORS:
+            try:
+                models.load(sio.dumps(_fitted(path)), "skops", trusted=False)
+            except models.ModelLoadError as exc:
+                refused[path] = str(exc)
+    assert refused == {}
