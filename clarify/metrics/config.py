@@ -105,6 +105,7 @@ class Methods(BaseModel):
     shap: Shap | None = None
     pdp: dict[str, Any] | None = None
     report: dict[str, Any] | None = None
+    asymmetric_shapley_value: dict[str, Any] | None = None   # time-series explanations (not computed here)
 
 
 class AnalysisConfig(BaseModel):
@@ -129,6 +130,7 @@ class AnalysisConfig(BaseModel):
     predicted_label_headers: list[str] | None = None
     facet_dataset_uri: str | None = None
     predictor: dict[str, Any] | None = None
+    time_series_data_config: dict[str, Any] | None = None
     methods: Methods
 
     @field_validator("methods", mode="before")
