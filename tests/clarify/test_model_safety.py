@@ -27,7 +27,6 @@ from tests.clarify import exploits
 from tests.helpers import assert_problem
 from tests.infra import free_port, wait_healthy
 
-pytestmark = pytest.mark.live
 MLGOV = str(Path(sys.executable).parent / "mlgov")
 
 
@@ -95,6 +94,7 @@ EXPLOITS = {
 }
 
 
+@pytest.mark.live
 @pytest.mark.parametrize("name", list(EXPLOITS))
 def test_hostile_skops_files_are_refused_without_side_effects(server, tmp_path, name):
     build, expected = EXPLOITS[name]
@@ -118,6 +118,7 @@ def test_hostile_skops_files_are_refused_without_side_effects(server, tmp_path, 
     assert not marker.exists(), "the hostile artifact ran code on the server"
 
 
+@pytest.mark.live
 def test_honest_models_load_and_admin_trust_covers_exactly_one_artifact(server, tmp_path):
     x = frame(200)
     y = (x.a + 0.5 * x.b > 0).astype(int)
