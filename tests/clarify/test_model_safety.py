@@ -325,3 +325,31 @@ def test_every_allow_listed_estimator_loads_untrusted_when_fitted():
             except models.ModelLoadError as exc:
                 refused[path] = str(exc)
     assert refused == {}
+
+
+@pytest.mark.parametrize("func, named", [
+    ("partial", {"functools.partial", "builtins.print"}),
+    ("attrgetter", {"operator.attrgetter"}),
+    ("bound method", {"sklearn.preprocessing._data.StandardScaler.transform"}),
+    ("ufunc", {"numpy.log1p"}),
+    ("builtin", {"builtins.getattr"}),
+    ("class as callable", {"subprocess.Popen"}),
+])
+def test_every_kind_of_stored_callable_needs_trust(func, named):
+    import functools
+    import operator
+    import subprocess
+
+    from sklearn.preprocessing import StandardScaler
+
+    x = frame(40)
+    honest = LogisticRegression().fit(x, (x.a > 0).astype(int))
+    held = {"partial": functools.partial(print, "x"), "attrgetter": operator.attrgetter("shape"),
+            "bound method": StandardScaler().fit(x).transform, "ufunc": np.log1p, "builtin": getattr,
+            "class as callable": subprocess.Popen}[func]
+    data = sio.dumps(make_pipeline(FunctionTransformer(held), LogisticRegression()))
+    with pytest.raises(models.UntrustedModel) as err:
+        models.load(data, "skops", trusted=False)
+    assert named <= set(err.value.types), err.value.types
+    # FunctionTransformer without a function is a plain, allowed transformer
+    assert models.load(sio.dumps(make_pipeline(FunctionTransformer(), honest)), "skops", trusted=False)
