@@ -10,8 +10,9 @@ from typing import Annotated, Any, Literal
 import pandas as pd
 from fastapi import APIRouter, Depends, Request, Response
 
-from clarify.metrics.analysis import ConfigError, analyze
+from clarify.metrics.analysis import ConfigError, analyze, metric_value, parse_config, strict
 from clarify.remote import RemoteModel
+from clarify.service import config_invalid
 from mlgov import audit
 from mlgov.api import form_parts
 from mlgov.auth import DECIDERS, PUBLISHERS, READERS, Principal, SessionDep, require
@@ -43,7 +44,8 @@ def _text(parts: dict[str, Any], key: str) -> str | None:
 
 
 def policy_failures(analysis: dict[str, Any], limits: dict[str, float]) -> list[str]:
-    """Metrics outside their limits: |value| (|1 − DI| for disparate impact) above the limit."""
+    """Metrics outside their limits: |value| (|1 − DI| for disparate impact) above the limit; an undefined or
+    infinite metric (null with a note) fails, since it cannot be shown to be within."""
     out = []
     for section in ("pre_training_bias_metrics", "post_training_bias_metrics"):
         for facet, groups in analysis.get(section, {}).get("facets", {}).items():
@@ -51,12 +53,18 @@ def policy_failures(analysis: dict[str, Any], limits: dict[str, float]) -> list[
                 for m in g["metrics"]:
                     if m["name"] not in limits:
                         continue
-                    v = m["value"]
+                    v = metric_value(m)
                     dist = abs(1 - v) if m["name"] == "DI" else abs(v)
                     if dist != dist or dist > limits[m["name"]]:
-                        out.append(f"{facet}={g['value_or_threshold']}: {m['name']}={v:.4g} beyond "
+                        shown = f"{v:.4g}" if m.get("value") is not None else f"null ({m.get('note', 'undefined')})"
+                        out.append(f"{facet}={g['value_or_threshold']}: {m['name']}={shown} beyond "
                                    f"{limits[m['name']]}")
     return out
+
+
+def _json(doc: Any) -> bytes:
+    """RFC 8259 JSON: non-finite numbers never leave the server (they are null, with a note where known)."""
+    return json.dumps(strict(doc), allow_nan=False).encode()
 
 
 def _from_store(request: Request, uri: str) -> bytes:
@@ -99,8 +107,8 @@ def report(analysis_id: str, request: Request, _: Annotated[Principal, Depends(r
     store = request.app.state.get_store()
     analysis_id = _clean_id(analysis_id)
     analysis = json.loads(store.get(f"clarify/{analysis_id}/analysis.json"))
-    if format == "json":
-        return Response(json.dumps(analysis).encode(), media_type="application/json")
+    if format == "json":   # analyses stored before undefined metrics became null may still hold NaN
+        return Response(_json(analysis), media_type="application/json")
     verdict = json.loads(store.get(f"clarify/{analysis_id}/verdict.json")) \
         if store.exists(f"clarify/{analysis_id}/verdict.json") else None
     shap = None
@@ -133,11 +141,9 @@ def bias_analysis(p: Analyst, session: SessionDep, request: Request,
                       "an `endpoint` with `start` and `end` (its captured window joined to ground truth)",
                       fix="send the dataset as `file` and analysis_config.json as `config`")
     try:
-        cfg = json.loads(parts["config"])
-    except ValueError as exc:
-        raise Invalid(f"config is not valid JSON: {exc}", fix="send SageMaker's analysis_config.json") from None
-    if not isinstance(cfg, dict):
-        raise Invalid("config must be a JSON object", fix="send SageMaker's analysis_config.json")
+        cfg = parse_config(parts["config"]).as_dict()
+    except ConfigError as exc:
+        raise config_invalid(exc) from None
     try:
         if "endpoint" in parts:
             df = _window_frame(session, request, parts, cfg)
@@ -147,17 +153,18 @@ def bias_analysis(p: Analyst, session: SessionDep, request: Request,
             df = pd.read_csv(io.BytesIO(data), header=None if headers else "infer")
             if headers:
                 if len(headers) != df.shape[1]:
-                    raise ConfigError(f"headers lists {len(headers)} names for {df.shape[1]} columns")
+                    raise ConfigError([{"field": "headers", "message": f"lists {len(headers)} names for "
+                                                                         f"{df.shape[1]} columns"}])
                 df.columns = headers
         if df.empty:
             raise ConfigError("the dataset has no rows")
         result = analyze(df, cfg)
     except ConfigError as exc:
-        raise Invalid(f"analysis config: {exc}", fix="check analysis_config.json against the dataset") from None
+        raise config_invalid(exc) from None
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise Invalid(f"the dataset is not a readable CSV: {exc}", fix="upload a CSV with a header row") from None
     aid = new_id()
-    body = json.dumps(result).encode()   # Infinity stays Infinity, as Clarify's Python writer emits it
+    body = _json(result)   # undefined/infinite metrics are null with a note, never NaN/Infinity
     store = request.app.state.get_store()
     store.put(f"clarify/{aid}/analysis.json", body, "application/json")
     group, version = _text(parts, "model_group"), _text(parts, "model_version")
@@ -247,7 +254,7 @@ def explain(p: Analyst, session: SessionDep, request: Request,
     doc["model_source"] = source if remote is None else {   # a URL's model is not the registered artifact
         **source, "note": "computed through the predict URL, not the registered artifact (sha256 "
         f"{registered.artifact_sha256}); mlgov cannot verify they are the same"}
-    body = json.dumps(doc).encode()
+    body = _json(doc)
     store.put(f"clarify/{aid}/analysis.json", body, "application/json")
     store.put(f"clarify/{aid}/explanations_shap/out.csv", result["local"].to_csv(index=False).encode(), "text/csv")
     audit.record(session, actor=p.name, action="clarify.explanation", subject_type="model_version",

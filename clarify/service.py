@@ -20,7 +20,8 @@ from sqlalchemy.orm import Session
 
 from clarify import models
 from clarify.metrics import bias
-from clarify.metrics.analysis import ConfigError, _facet_groups, analyze
+from clarify.metrics.analysis import ConfigError, _facet_groups, analyze, metric_value, parse_config, strict
+from clarify.metrics.config import PostTraining
 from clarify.metrics.drift import DEFAULT_NDCG_THRESHOLD, bias_violation, bootstrap_interval, ndcg
 from clarify.metrics.shap_values import analysis_json, explain
 from mlgov import audit, events
@@ -38,6 +39,13 @@ def _csv(data: bytes) -> pd.DataFrame:
     if df.empty:
         raise Invalid("the dataset has no rows", fix="upload at least one row")
     return df
+
+
+def config_invalid(exc: ConfigError) -> Invalid:
+    """A 422 listing every problem of an analysis config, each with its field path."""
+    return Invalid(f"analysis config: {exc}", errors=exc.problems,
+                   fix="correct each listed field of analysis_config.json (SageMaker Clarify's format: label, "
+                       "label_values_or_threshold, facet, methods.pre_training_bias/post_training_bias)")
 
 
 def _baseline_row(session: Session, *, kind: str, prefix: str, bid: str, name: str | None, rows: int, cols: int,
@@ -58,23 +66,22 @@ def create_bias_baseline(session: Session, store: ObjectStore, *, data: bytes, c
                          actor: Principal) -> Any:
     """A ModelBias baseline: the post-training analysis.json of a labelled validation set."""
     try:
-        cfg = json.loads(config)
-    except ValueError as exc:
-        raise Invalid(f"config is not valid JSON: {exc}", fix="send analysis_config.json") from None
-    if not isinstance(cfg, dict):
-        raise Invalid("config must be a JSON object", fix="send analysis_config.json")
-    cfg.setdefault("methods", {}).setdefault("post_training_bias", {"methods": ["DPPL", "DI", "DCA", "DCR", "RD",
-                                                                                 "DAR", "AD"]})
-    cfg["methods"].pop("pre_training_bias", None)
+        parsed = parse_config(config)
+    except ConfigError as exc:
+        raise config_invalid(exc) from None
+    if parsed.methods.post_training_bias is None:
+        parsed.methods.post_training_bias = PostTraining(methods=["DPPL", "DI", "DCA", "DCR", "RD", "DAR", "AD"])
+    parsed.methods.pre_training_bias = None
+    cfg = parsed.as_dict()
     df = _csv(data)
     try:
-        result = analyze(df, cfg)
+        result = analyze(df, parsed)
     except ConfigError as exc:
-        raise Invalid(f"analysis config: {exc}", fix="check analysis_config.json against the dataset") from None
+        raise config_invalid(exc) from None
     bid = new_id()
     prefix = f"baselines/{bid}"
-    store.put(f"{prefix}/analysis.json", json.dumps(result).encode(), "application/json")
-    store.put(f"{prefix}/analysis_config.json", json.dumps(cfg).encode(), "application/json")
+    store.put(f"{prefix}/analysis.json", json.dumps(result, allow_nan=False).encode(), "application/json")
+    store.put(f"{prefix}/analysis_config.json", json.dumps(cfg, allow_nan=False).encode(), "application/json")
     return _baseline_row(session, kind="ModelBias", prefix=prefix, bid=bid, name=name, rows=len(df),
                          cols=df.shape[1], settings={"config": cfg}, data=data, actor=actor)
 
@@ -82,7 +89,8 @@ def create_bias_baseline(session: Session, store: ObjectStore, *, data: bytes, c
 def load_model(session: Session, store: ObjectStore, group: str, version: int, fmt: str,
                artifact: bytes | None) -> tuple[Any, bytes]:
     """The registered version's model: uploaded bytes or its artifact in mlgov's store, checked against the
-    registered sha256, loaded safely (pickle/joblib only if an admin trusted it)."""
+    registered sha256, loaded through the exact-type allow-lists (anything else only if an admin trusted
+    this exact artifact). Refusal is 403 naming the refused types; bytes of another format are 422."""
     from registry import service as registry
 
     _, v = registry.get_version(session, group, version)
@@ -96,10 +104,14 @@ def load_model(session: Session, store: ObjectStore, group: str, version: int, f
         models.check_digest(artifact, v.artifact_sha256)
         return models.load(artifact, fmt, trusted=bool(v.artifact_trusted)), artifact
     except models.UntrustedModel as exc:
-        raise Forbidden(str(exc), fix="use a safe format (skops, xgboost, lightgbm, onnx), or have an admin "
-                                      f"POST …/versions/{version}/artifact-trust") from None
+        raise Forbidden(str(exc), untrusted_types=exc.types, artifact_sha256=v.artifact_sha256,
+                        fix="save the model without functions stored as data (plain scikit-learn estimators) "
+                            "or in a native format (xgboost, lightgbm, onnx); or, if you vouch for this exact "
+                            f"artifact, have an admin POST /api/v1/model-groups/{group}/versions/{version}"
+                            "/artifact-trust") from None
     except models.ModelLoadError as exc:
-        raise Invalid(str(exc), fix="upload the registered artifact in the stated model_format") from None
+        raise Invalid(str(exc), fix="upload the registered artifact and name its format in model_format "
+                                    f"({', '.join(models.FORMATS)})") from None
 
 
 def create_explainability_baseline(session: Session, store: ObjectStore, *, data: bytes, group: str, version: int,
@@ -113,7 +125,8 @@ def create_explainability_baseline(session: Session, store: ObjectStore, *, data
     result = explain(model, df)
     bid = new_id()
     prefix = f"baselines/{bid}"
-    store.put(f"{prefix}/analysis.json", json.dumps(analysis_json(result)).encode(), "application/json")
+    store.put(f"{prefix}/analysis.json", json.dumps(strict(analysis_json(result)), allow_nan=False).encode(),
+              "application/json")
     store.put(f"{prefix}/model.bin", raw, "application/octet-stream")
     settings = {"model_group": group, "model_version": version, "model_format": fmt, "features": list(df.columns),
                 "ndcg_threshold": threshold}
@@ -131,7 +144,7 @@ def _record(session: Session, store: ObjectStore, *, base: Any, kind: str, endpo
     store.put(f"{prefix}/constraint_violations.json", json.dumps({"violations": violations}).encode(),
               "application/json")
     if result is not None:
-        store.put(f"{prefix}/analysis.json", json.dumps(result).encode(), "application/json")
+        store.put(f"{prefix}/analysis.json", json.dumps(strict(result), allow_nan=False).encode(), "application/json")
     status = "Failed" if failure else ("CompletedWithViolations" if violations else "Completed")
     row = Analysis(id=aid, baseline_id=base.id, kind=kind, status=status, failure_reason=failure, source="endpoint",
                    endpoint=endpoint, window_start=start, window_end=end, row_count=rows,
@@ -197,7 +210,7 @@ def bias_window(session: Session, store: ObjectStore, *, baseline_id: str, endpo
                               base_groups[i] if len(base_groups) == len(cur_groups) else None)
             if base_group is None:
                 continue
-            base_vals = {m["name"]: m["value"] for m in base_group["metrics"]}
+            base_vals = {m["name"]: metric_value(m) for m in base_group["metrics"]}
             sensitive = masks[cur_group["value_or_threshold"]]
             for m in cur_group["metrics"]:
                 if m["name"] not in base_vals or m["name"] in ("FT", "CDDPL"):
@@ -208,11 +221,12 @@ def bias_window(session: Session, store: ObjectStore, *, baseline_id: str, endpo
                     return bias.post_training(c, y[idx], yhat[idx], None, None)[key]
 
                 ci = bootstrap_interval(metric, len(df), draws=draws)
-                if bias_violation(base_vals[m["name"]], m["value"], ci):
+                if bias_violation(base_vals[m["name"]], metric_value(m), ci):
                     violations.append({"facet": name, "facet_value": cur_group["value_or_threshold"],
                                        "metric_name": m["name"], "constraint_check_type": "bias_drift_check",
-                                       "description": f"Metric value {m['value']:.4g} doesn't meet the baseline "
-                                                      f"constraint requirement {base_vals[m['name']]:.4g} "
+                                       "description": f"Metric value {metric_value(m):.4g} doesn't meet the "
+                                                      f"baseline constraint requirement "
+                                                      f"{base_vals[m['name']]:.4g} "
                                                       f"(95% interval {ci[0]:.4g} to {ci[1]:.4g})"})
     return record(rows=len(df), violations=violations, result=current, failure=None)
 
@@ -237,8 +251,11 @@ def attribution_window(session: Session, store: ObjectStore, *, baseline_id: str
     df = table.select(features).to_pandas().dropna()
     _, v = registry.get_version(session, s["model_group"], int(s["model_version"]))
     raw = store.get(f"{base.prefix}/model.bin")
-    models.check_digest(raw, v.artifact_sha256)
-    model = models.load(raw, s["model_format"], trusted=bool(v.artifact_trusted))
+    try:   # the trust decision is read again on every run: withdrawing it stops the monitor loading the model
+        models.check_digest(raw, v.artifact_sha256)
+        model = models.load(raw, s["model_format"], trusted=bool(v.artifact_trusted))
+    except models.ModelLoadError as exc:
+        return record(rows=len(df), violations=[], result=None, failure=f"the baseline's model: {exc}")
     cur = explain(model, df)
     baseline = json.loads(store.get(f"{base.prefix}/analysis.json"))["explanations"]["kernel_shap"]["label0"]
     score = ndcg(baseline["global_shap_values"], cur["global_shap_values"])

@@ -2,37 +2,45 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from clarify.metrics import bias
+from clarify.metrics.config import AnalysisConfig, ConfigError, parse_config
 
-
-class ConfigError(ValueError):
-    """The analysis config does not fit the data (the message says which field)."""
+__all__ = ["ConfigError", "analyze", "metric_entry", "metric_value", "parse_config", "strict"]
 
 
 def _column(df: pd.DataFrame, ref: Any, what: str) -> pd.Series:
     if isinstance(ref, int) and not isinstance(ref, bool):
         if not 0 <= ref < df.shape[1]:
-            raise ConfigError(f"{what} index {ref} is outside the {df.shape[1]} columns")
+            raise ConfigError([{"field": what, "message": f"index {ref} is outside the {df.shape[1]} columns"}])
         return df.iloc[:, ref]
     if ref not in df.columns:
-        raise ConfigError(f"{what} {ref!r} is not a column (columns: {list(df.columns)[:20]})")
+        raise ConfigError([{"field": what, "message": f"{ref!r} is not a column (columns: {list(df.columns)[:20]})"}])
     return df[ref]
 
 
-def _methods(cfg: dict[str, Any], section: str, allowed: tuple[str, ...]) -> list[str]:
-    spec = (cfg.get("methods", {}).get(section) or {}).get("methods")
+def _columns(df: pd.DataFrame, refs: dict[str, Any]) -> dict[str, pd.Series]:
+    """Each named column, or one ConfigError listing every reference that is not in the data."""
+    out, problems = {}, []
+    for field, ref in refs.items():
+        try:
+            out[field] = _column(df, ref, field)
+        except ConfigError as exc:
+            problems += exc.problems
+    if problems:
+        raise ConfigError(problems)
+    return out
+
+
+def _methods(spec: Any, allowed: tuple[str, ...]) -> list[str]:
     if spec is None:
         return []
-    if spec == "all":
-        return list(allowed)
-    if not isinstance(spec, list) or any(m not in allowed for m in spec):
-        raise ConfigError(f"methods.{section}.methods must be 'all' or a list of {', '.join(allowed)}")
-    return list(spec)
+    return list(allowed) if spec.methods == "all" else list(spec.methods)
 
 
 def _facet_groups(values: pd.Series, spec: Any) -> list[tuple[str, np.ndarray]]:
@@ -52,41 +60,39 @@ def _label_text(spec: Any) -> str:
     return ",".join(str(v) for v in spec) if isinstance(spec, list) else str(spec)
 
 
-def analyze(df: pd.DataFrame, cfg: dict[str, Any]) -> dict[str, Any]:
-    if "label" not in cfg:
-        raise ConfigError("label is required (the label column's name or index)")
-    if "label_values_or_threshold" not in cfg:
-        raise ConfigError("label_values_or_threshold is required for bias metrics")
-    facets = cfg.get("facet")
-    if not isinstance(facets, list) or not facets or any("name_or_index" not in f for f in facets):
-        raise ConfigError("facet must be a list of {name_or_index, value_or_threshold?}")
-    pre = _methods(cfg, "pre_training_bias", bias.PRE)
-    post = _methods(cfg, "post_training_bias", bias.POST)
-    if not pre and not post:
-        raise ConfigError("methods must ask for pre_training_bias and/or post_training_bias")
-    spec = cfg["label_values_or_threshold"]
-    label_col = _column(df, cfg["label"], "label")
+def analyze(df: pd.DataFrame, config: dict[str, Any] | AnalysisConfig) -> dict[str, Any]:
+    """analysis.json's bias sections; ConfigError lists every config problem (shape first, then the data's fit)."""
+    cfg = parse_config(config)
+    pre = _methods(cfg.methods.pre_training_bias, bias.PRE)
+    post = _methods(cfg.methods.post_training_bias, bias.POST)
+    spec = cfg.label_values_or_threshold
+    refs = {"label": cfg.label, **{f"facet.{i}.name_or_index": f.name_or_index for i, f in enumerate(cfg.facet)}}
+    if post:
+        refs["predicted_label"] = cfg.predicted_label
+    if cfg.group_variable is not None:
+        refs["group_variable"] = cfg.group_variable
+    cols = _columns(df, refs)
+    label_col = cols["label"]
     y = bias.positive(label_col.to_numpy(), spec)
     yhat = None
     if post:
-        if "predicted_label" not in cfg:
-            raise ConfigError("post-training metrics need predicted_label (a column of predicted labels or scores)")
-        pcol = _column(df, cfg["predicted_label"], "predicted_label")
+        pcol = cols["predicted_label"]
         if pcol.dtype.kind == "f" and not isinstance(spec, list):
             yhat = pcol.to_numpy(dtype=float) > float(spec)
         elif pcol.dtype.kind == "f" and set(np.unique(pcol.dropna())) - {0.0, 1.0}:
-            yhat = pcol.to_numpy(dtype=float) > float(cfg.get("probability_threshold", 0.5))
+            threshold = cfg.probability_threshold if cfg.probability_threshold is not None else 0.5
+            yhat = pcol.to_numpy(dtype=float) > threshold
         else:
             yhat = bias.positive(pcol.to_numpy(), spec)
-    group = _column(df, cfg["group_variable"], "group_variable").to_numpy() if cfg.get("group_variable") else None
-    excluded = {cfg["label"], cfg.get("predicted_label"), cfg.get("group_variable"), *cfg.get("excluded_columns", [])}
+    group = cols["group_variable"].to_numpy() if "group_variable" in cols else None
+    excluded = {cfg.label, cfg.predicted_label, cfg.group_variable, *(cfg.excluded_columns or [])}
     out: dict[str, Any] = {"version": "1.0"}
     sections = {"pre_training_bias_metrics": pre, "post_training_bias_metrics": post}
     results: dict[str, dict[str, list[dict[str, Any]]]] = {k: {} for k, v in sections.items() if v}
-    for f in facets:
-        name = f["name_or_index"]
-        values = _column(df, name, "facet")
-        for text, sensitive in _facet_groups(values, f.get("value_or_threshold")):
+    for i, f in enumerate(cfg.facet):
+        name = f.name_or_index
+        values = cols[f"facet.{i}.name_or_index"]
+        for text, sensitive in _facet_groups(values, f.value_or_threshold):
             counts = bias.Counts.of(sensitive, y, yhat)
             if pre:
                 cdd = bias.conditional_disparity(sensitive, y, group) if group is not None and "CDDL" in pre else None
@@ -105,12 +111,53 @@ def analyze(df: pd.DataFrame, cfg: dict[str, Any]) -> dict[str, Any]:
                 m = bias.post_training(counts, y, yhat, cdd, ft)
                 results["post_training_bias_metrics"].setdefault(str(name), []).append(
                     {"value_or_threshold": text, "metrics": _listed(m, post)})
-    label_name = str(cfg["label"]) if not isinstance(cfg["label"], int) else str(label_col.name)
+    label_name = str(cfg.label) if not isinstance(cfg.label, int) else str(label_col.name)
     for key, facet_map in results.items():
         out[key] = {"label": label_name, "facets": facet_map, "label_value_or_threshold": _label_text(spec)}
     return out
 
 
+UNDEFINED = {
+    "CDDL": "CDDL needs group_variable in the config",
+    "CDDPL": "CDDPL needs group_variable in the config",
+    "FT": "the flip test needs rows in both groups and at least one numeric feature",
+    "GE": "every prediction is a false negative, so the mean benefit is 0",
+}
+INFINITE = {"DI": "group a has no positive predictions (x/0)"}
+
+
+def metric_entry(name: str, value: float | None) -> dict[str, Any]:
+    """One analysis.json metric. Undefined or infinite values are JSON null with a `note` saying why (RFC 8259
+    has no NaN or Infinity; the drift results of the monitor engine use the same null + note)."""
+    entry: dict[str, Any] = {"name": name, "description": bias.DESCRIPTIONS[name]}
+    if value is None or math.isnan(value):
+        return {**entry, "value": None, "note": f"undefined: {UNDEFINED.get(name, 'no value for this data')}"}
+    if math.isinf(value):
+        why = INFINITE.get(name, "a rate in the formula divides by zero")
+        return {**entry, "value": None, "note": f"{'' if value > 0 else '-'}Infinity: {why} "
+                                                "(smclarify's x/0 = ±∞ convention)"}
+    return {**entry, "value": float(value)}
+
+
+def metric_value(entry: dict[str, Any]) -> float:
+    """The float a stored metric stands for: null reads back as NaN, or ±inf when its note says so."""
+    value = entry.get("value")
+    if isinstance(value, int | float):
+        return float(value)
+    note = str(entry.get("note", ""))
+    return -math.inf if note.startswith("-Infinity") else math.inf if note.startswith("Infinity") else math.nan
+
+
 def _listed(values: dict[str, float], wanted: list[str]) -> list[dict[str, Any]]:
-    return [{"name": k, "description": bias.DESCRIPTIONS[k], "value": float(values.get(k, float("nan")))}
-            for k in sorted(wanted) if k in values or k in ("CDDL", "CDDPL", "FT")]
+    return [metric_entry(k, values.get(k)) for k in sorted(wanted) if k in values or k in ("CDDL", "CDDPL", "FT")]
+
+
+def strict(obj: Any) -> Any:
+    """``obj`` with every non-finite float replaced by null, for documents that had no note to give."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: strict(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [strict(v) for v in obj]
+    return obj

@@ -30,6 +30,23 @@ def _predict_fn(model: Any) -> Any:
     raise TypeError(f"cannot call model of type {type(model).__name__}")
 
 
+def model_width(model: Any) -> int | None:
+    """How many feature columns the model reads, when it says (scikit-learn, XGBoost, LightGBM, ONNX)."""
+    try:
+        if hasattr(model, "n_features_in_"):
+            return int(model.n_features_in_)
+        if hasattr(model, "num_features"):       # xgboost.Booster
+            return int(model.num_features())
+        if hasattr(model, "num_feature"):        # lightgbm.Booster
+            return int(model.num_feature())
+        if hasattr(model, "get_inputs"):         # onnxruntime session: [batch, width]
+            shape = model.get_inputs()[0].shape
+            return shape[1] if len(shape) == 2 and isinstance(shape[1], int) else None
+    except (TypeError, ValueError, AttributeError):
+        return None
+    return None
+
+
 def explain(model: Any, data: pd.DataFrame, *, agg_method: str = "mean_abs", background: pd.DataFrame | None = None,
             num_clusters: int = 10, seed: int = 0, max_evals: int | None = None) -> dict[str, Any]:
     import shap
@@ -37,6 +54,10 @@ def explain(model: Any, data: pd.DataFrame, *, agg_method: str = "mean_abs", bac
     if agg_method not in AGGREGATIONS:
         raise ValueError(f"agg_method {agg_method!r} is not one of {', '.join(AGGREGATIONS)}")
     x = data.astype(float)
+    width = model_width(model)
+    if width is not None and width != x.shape[1]:   # SHAP's tree code indexes columns unchecked
+        raise ValueError(f"the model takes {width} features, the data has {x.shape[1]} columns "
+                         f"({', '.join(map(str, data.columns[:10]))})")
     kind = type(model).__module__
     method = "kernel"
     values: np.ndarray
