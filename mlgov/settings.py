@@ -6,7 +6,7 @@ import datetime as dt
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -29,6 +29,11 @@ class Settings(BaseSettings):
     webhook_timeout_s: float = Field(default=10.0, gt=0)
     dispatcher_poll_s: float = Field(default=1.0, gt=0)
     log_sql: bool = False
+
+    audit_key: SecretStr | None = Field(default=None, description="HMAC key of the audit chain (hex or text); "
+                                        "default: a random key in <home>/audit.key (0600) made on first start")
+    audit_checkpoint_every: int = Field(default=100, ge=1, description="write a signed checkpoint of the audit "
+                                        "head to the object store every N events")
 
     alert_sns_topic_arn: str | None = Field(default=None, description="also publish alert events to this SNS topic")
     alert_eventbridge_bus: str | None = Field(default=None, description="also put alert events on this bus")
@@ -60,6 +65,10 @@ class Settings(BaseSettings):
     @property
     def admin_key_path(self) -> Path:
         return self.home / "admin.key"
+
+    @property
+    def audit_key_path(self) -> Path:
+        return self.home / "audit.key"
 
 
 @lru_cache(maxsize=1)
