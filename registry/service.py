@@ -435,8 +435,8 @@ def _check_policy(group: ModelGroup, v: ModelVersion, req: ApprovalRequest, acto
     elif not counted:
         missing = "no attached bias report counts as evidence (" + "; ".join(ignored) + ")"
     elif not counted[-1]["passed"]:
-        missing = (f"the newest bias report that counts ({counted[-1]['analysis_id']}) fails: "
-                   f"{', '.join(counted[-1]['failures'])}")
+        missing = (f"the bias report fails: {', '.join(counted[-1]['failures'])} (newest report that counts as "
+                   f"evidence: {counted[-1]['analysis_id']})")
     if missing is None:
         return []
     if req.override_policy:
