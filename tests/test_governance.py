@@ -75,7 +75,8 @@ def test_newest_counted_report_decides_and_a_cheat_cannot_mask_it(client, keys):
     gated_group(client, keys)
     bias(client, keys("publisher2"), frame(unfair=0.6))           # independent, fails
     bias(client, keys("publisher"), frame(seed=2))                 # registrant's clean-looking report
-    assert_problem(approve(client, keys("approver"), "credit", 1), 409, "bias report fails", "newest report that counts")
+    assert_problem(approve(client, keys("approver"), "credit", 1), 409, "bias report fails",
+                   "newest report that counts")
 
 
 def test_report_computed_by_mlgov_from_the_registered_artifact_counts(client, keys):
