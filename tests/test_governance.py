@@ -69,6 +69,9 @@ def test_registrant_report_on_chosen_data_does_not_pass_the_gate(client, keys):
     v1 = rep["versions"][0]
     assert {(e["analysis_id"], e["counted"]) for e in v1["evidence"]} == {(cheat, False), (honest, True)}
     assert v1["decisions"][0]["evidence"][1]["counted"] is True and v1["flags"] == []
+    html = client.get("/api/v1/audit/report", params={"model_group": "credit", "format": "html"},
+                      headers=keys("viewer")).text
+    assert 'class="evidence"' in html and "independent of the registrant" in html and honest in html
 
 
 def test_newest_counted_report_decides_and_a_cheat_cannot_mask_it(client, keys):
@@ -143,6 +146,9 @@ def test_override_is_flagged_in_the_compliance_report(client, keys):
     assert v1["decisions"][0]["passed_only_by_override"] is True and "no bias report" in v1["flags"][0]
     assert v2["flags"] == [] and "passed_only_by_override" not in v2["decisions"][0]
     assert rep["decisions_passed_only_by_override"] == 1
+    html = client.get("/api/v1/audit/report", params={"model_group": "credit", "format": "html"},
+                      headers=keys("viewer")).text
+    assert 'id="overrides"' in html and "admin override: no bias report is attached" in html
 
 
 # --- 2. four-eyes through a second key ---------------------------------------------------------------------
