@@ -92,6 +92,7 @@ class ApprovalDecision(Base):
     comment: Mapped[str] = mapped_column(Text)
     actor: Mapped[str] = mapped_column(String(128))
     actor_owner: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    actor_key: Mapped[str | None] = mapped_column(String(32), nullable=True)
     policy_overridden: Mapped[Any] = mapped_column(JSON, nullable=True)  # what an admin override waived
     evidence: Mapped[Any] = mapped_column(JSON, nullable=True)  # which evidence counted for the gate, and why
     at: Mapped[dt.datetime] = mapped_column(default=utcnow)

@@ -329,8 +329,8 @@ def decide(session: Session, group_name: str, number: int, req: ApprovalRequest,
     for attr, val in (("approval_status", req.status), ("approval_description", req.comment), ("updated_at", now)):
         set_committed_value(v, attr, val)
     decision = ApprovalDecision(version_id=v.id, from_status=current, to_status=req.status, comment=req.comment,
-                                actor=actor.name, actor_owner=actor.owner, policy_overridden=overridden or None,
-                                evidence=assessment or None, at=now)
+                                actor=actor.name, actor_owner=actor.owner, actor_key=actor.key_pk,
+                                policy_overridden=overridden or None, evidence=assessment or None, at=now)
     session.add(decision)
     session.flush()
     _governance_action(session, group, v, actor.name, "Approval", f"approval:{v.id}:{decision.id}",
@@ -570,6 +570,21 @@ def occupants_at(session: Session, group_name: str, stage: str, at: dt.datetime)
 
 # --- compliance report --------------------------------------------------------------------------------
 
+def _provisioning_warnings(session: Session, v: ModelVersion, decisions: list[ApprovalDecision]) -> list[str]:
+    """Owners are names an admin types, so one admin could mint a registrant and a decider under two made-up
+    owners. Not blocked (an admin who provisions every key is normal); made visible for the reviewer."""
+    registrant = auth.key_by_pk(session, v.registered_by_key)
+    out = []
+    for d in decisions:
+        decider = auth.key_by_pk(session, d.actor_key) if d.actor_key else None
+        if registrant is None or decider is None or registrant.created_by_key is None:
+            continue
+        if registrant.created_by_key == decider.created_by_key:
+            out.append(f"the registering key {registrant.name!r} and the deciding key {decider.name!r} were both "
+                       f"created by {registrant.created_by!r}")
+    return out
+
+
 def _decision_row(d: ApprovalDecision) -> dict[str, Any]:
     row: dict[str, Any] = {"from": d.from_status, "to": d.to_status, "by": d.actor, "at": d.at.isoformat(),
                            "comment": d.comment}
@@ -625,6 +640,7 @@ def compliance_report(session: Session, group_name: str, since: dt.datetime | No
                                 and d.actor != v.registered_by for d in decisions[v.id]),
             "flags": [f"{d.to_status} at {d.at.isoformat()} by {d.actor} passed only by admin override: "
                       f"{'; '.join(d.policy_overridden)}" for d in decisions[v.id] if d.policy_overridden],
+            "warnings": _provisioning_warnings(session, v, decisions[v.id]),
             "lineage": [n for n in lineage.upstream(session, v.artifact_uri, v.artifact_sha256)
                         if n["kind"] != "action" or n["type"] not in ("Approval", "StageTransition")],
         })

@@ -181,6 +181,13 @@ def test_four_eyes_compares_owners_and_creators(client, keys):
     ev = client.get("/api/v1/audit/events", params={"action": "key.created", "subject": "second"},
                     headers=keys("admin")).json()["items"][0]
     assert ev["after"]["created_by"] == "test-admin" and ev["after"]["owner"] == "second"
+    # two made-up people minted by one admin pass the rule (owners are typed by admins) but are shown
+    carol = _key(client, keys, "admin", "carol-appr", "approver", owner="carol")
+    assert approve(client, carol, "churn", 2).status_code == 200
+    rep = client.get("/api/v1/audit/report", params={"model_group": "churn"}, headers=keys("viewer")).json()
+    v1, v2 = rep["versions"]
+    assert v1["warnings"] == [] and v2["warnings"] == [
+        "the registering key 'puppet' and the deciding key 'carol-appr' were both created by 'test-admin'"]
 
 
 # --- 3. lineage evidence -----------------------------------------------------------------------------------

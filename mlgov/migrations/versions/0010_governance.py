@@ -47,6 +47,7 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column('evidence', sa.JSON(), nullable=True))
     with op.batch_alter_table('registry_approval_decisions', schema=None) as batch_op:
         batch_op.add_column(sa.Column('actor_owner', sa.String(length=128), nullable=True))
+        batch_op.add_column(sa.Column('actor_key', sa.String(length=32), nullable=True))
         batch_op.add_column(sa.Column('policy_overridden', sa.JSON(), nullable=True))
         batch_op.add_column(sa.Column('evidence', sa.JSON(), nullable=True))
     op.execute("UPDATE registry_approval_decisions SET actor_owner = actor")
@@ -86,6 +87,7 @@ def downgrade() -> None:
     with op.batch_alter_table('registry_approval_decisions', schema=None) as batch_op:
         batch_op.drop_column('evidence')
         batch_op.drop_column('policy_overridden')
+        batch_op.drop_column('actor_key')
         batch_op.drop_column('actor_owner')
     with op.batch_alter_table('registry_model_versions', schema=None) as batch_op:
         batch_op.drop_column('evidence')
