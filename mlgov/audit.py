@@ -15,6 +15,7 @@ rewritten either. See README "Audit log" for what this does and does not protect
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import hmac
@@ -23,7 +24,7 @@ import logging
 import os
 import secrets
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -75,7 +76,7 @@ class AuditEvent(Base):
 class AuditChain:
     """What keys and anchors the chain: the HMAC key, the store checkpoints go to, and how often."""
 
-    key: bytes
+    key: bytes = field(repr=False)
     store: ObjectStore | None = None
     every: int = 100
 
@@ -93,14 +94,21 @@ def load_key(settings: Settings) -> bytes:
             raise ValueError("MLGOV_AUDIT_KEY is shorter than 16 characters; use e.g. `openssl rand -hex 32`")
         return value.encode()
     path = settings.audit_key_path
-    private_dir(path.parent)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
+    if path.exists():
         return _read_key(path)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(secrets.token_hex(32) + "\n")
-    os.chmod(path, 0o600)
+    private_dir(path.parent)
+    # Written whole under a temporary name, then linked into place: two processes starting together agree on
+    # one key, and nobody reads a half-written file.
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_hex(32) + "\n")
+        os.chmod(tmp, 0o600)
+        with contextlib.suppress(FileExistsError):   # another process won the race: use its key
+            os.link(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return _read_key(path)
 
 
