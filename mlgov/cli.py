@@ -216,6 +216,9 @@ def serve(
             audit.write_checkpoint(session)  # anchor the head (and any pre-0010 legacy rows) at every start
     except audit.CheckpointRefused as exc:
         typer.echo(f"WARNING: audit checkpoint not written: {exc}", err=True)
+    except Exception as exc:  # store unreachable: serve anyway; the periodic checkpoints retry
+        typer.echo(f"WARNING: audit checkpoint not written, the object store failed: {type(exc).__name__}: {exc}",
+                   err=True)
     key_path = s.admin_key_path.resolve()
     if created:
         typer.echo(f"created the first admin key; it is in {key_path} (mode 0600)")
