@@ -74,8 +74,10 @@ def _from_store(request: Request, uri: str) -> bytes:
     return data
 
 
-def _window_frame(session: Any, request: Request, parts: dict[str, Any], cfg: dict[str, Any]) -> pd.DataFrame:
-    """A captured window with its ground truth as the label column named in the config."""
+def _window_frame(session: Any, request: Request, parts: dict[str, Any],
+                  cfg: dict[str, Any]) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """A captured window with its ground truth as the label column named in the config, and where it came from
+    (the evidence gate counts it when the endpoint serves the version the report is attached to)."""
     import datetime as dt
 
     from monitor import service as monitor
@@ -97,7 +99,34 @@ def _window_frame(session: Any, request: Request, parts: dict[str, Any], cfg: di
         cfg["label_values_or_threshold"] = [str(v) for v in cfg["label_values_or_threshold"]]
     else:
         df[cfg.get("label", "label")] = pd.to_numeric(df["__label"], errors="coerce")
-    return df.drop(columns=[c for c in df.columns if c.startswith("__")])
+    source = {"kind": "captured_window", "endpoint": ep.name, "model_version": f"{ep.model_group}/{ep.model_version}",
+              "start": start.isoformat(), "end": end.isoformat()}
+    return df.drop(columns=[c for c in df.columns if c.startswith("__")]), source
+
+
+def _predict_with_model(session: Any, request: Request, parts: dict[str, Any], cfg: dict[str, Any],
+                        df: pd.DataFrame, group: str, version: int) -> dict[str, Any]:
+    """Replace the predicted-label column by the registered artifact's own predictions on ``df`` (the submitter
+    then chooses the data, not the predictions), and say so for the evidence gate."""
+    import hashlib
+
+    from clarify import service as clarify
+    from clarify.metrics.shap_values import _predict_fn
+
+    store = request.app.state.get_store()
+    model, raw = clarify.load_model(session, store, group, version, _text(parts, "model_format") or "skops",
+                                    parts.get("model"))
+    column = str(cfg.get("predicted_label") or "mlgov_predicted_label")
+    excluded = {cfg.get("label"), column, cfg.get("group_variable"), *cfg.get("excluded_columns", [])}
+    features = [c for c in df.columns if c not in excluded]
+    try:
+        scores = _predict_fn(model)(df[features].to_numpy(dtype=float))
+    except Exception as exc:
+        raise Invalid(f"the registered model could not predict on this dataset: {type(exc).__name__}",
+                      fix="send the model's feature columns (numeric) plus the label; leave predictions out") from None
+    df[column] = pd.Series(scores, index=df.index).astype(float)
+    cfg["predicted_label"] = column
+    return {"artifact_sha256": hashlib.sha256(raw).hexdigest(), "features": features, "rows": len(df)}
 
 
 @router.get("/reports/{analysis_id}", response_model=None)
@@ -144,11 +173,24 @@ def bias_analysis(p: Analyst, session: SessionDep, request: Request,
         cfg = parse_config(parts["config"]).as_dict()
     except ConfigError as exc:
         raise config_invalid(exc) from None
+    group, version = _text(parts, "model_group"), _text(parts, "model_version")
+    if (group or version) and (not group or not version or not version.isdigit()):
+        raise Invalid("model_group and model_version (a number) go together", fix="send both or neither")
+    run_model = (_text(parts, "predict_with_model") or "").lower() in ("1", "true", "yes")
+    if run_model and not group:
+        raise Invalid("predict_with_model needs model_group and model_version",
+                      fix="name the registered version whose artifact should make the predictions")
     try:
+        source: dict[str, Any]
         if "endpoint" in parts:
-            df = _window_frame(session, request, parts, cfg)
+            df, source = _window_frame(session, request, parts, cfg)
         else:
-            data = parts["file"] if "file" in parts else _from_store(request, _text(parts, "dataset_uri") or "")
+            import hashlib
+
+            uri = _text(parts, "dataset_uri")
+            data = parts["file"] if "file" in parts else _from_store(request, uri or "")
+            source = {"kind": "upload" if "file" in parts else "dataset_uri",
+                      **({} if "file" in parts else {"uri": uri}), "sha256": hashlib.sha256(data).hexdigest()}
             headers = cfg.get("headers")
             df = pd.read_csv(io.BytesIO(data), header=None if headers else "infer")
             if headers:
@@ -158,6 +200,9 @@ def bias_analysis(p: Analyst, session: SessionDep, request: Request,
                 df.columns = headers
         if df.empty:
             raise ConfigError("the dataset has no rows")
+        if run_model and group and version:
+            ran = _predict_with_model(session, request, parts, cfg, df, group, int(version))
+            source = {"kind": "model_run", "dataset": source, **ran}
         result = analyze(df, cfg)
     except ConfigError as exc:
         raise config_invalid(exc) from None
@@ -167,15 +212,12 @@ def bias_analysis(p: Analyst, session: SessionDep, request: Request,
     body = _json(result)   # undefined/infinite metrics are null with a note, never NaN/Infinity
     store = request.app.state.get_store()
     store.put(f"clarify/{aid}/analysis.json", body, "application/json")
-    group, version = _text(parts, "model_group"), _text(parts, "model_version")
-    if group or version:
+    if group and version:
         from registry import service as registry
 
-        if not group or not version or not version.isdigit():
-            raise Invalid("model_group and model_version (a number) go together", fix="send both or neither")
         limits = {**DEFAULT_LIMITS, **registry.approval_policy(session, group).get("bias_limits", {})}
         failures = policy_failures(result, limits)
-        registry.attach_bias_report(session, group, int(version), aid, not failures, failures, p)
+        registry.attach_bias_report(session, group, int(version), aid, not failures, failures, p, source=source)
         store.put(f"clarify/{aid}/verdict.json", json.dumps({"passed": not failures, "failures": failures,
                                                               "version": f"{group}/{version}"}).encode(),
                   "application/json")

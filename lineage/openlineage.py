@@ -58,8 +58,10 @@ def dataset_uri(ds: OLDataset) -> str:
     return f"{ds.namespace}/{ds.name}"
 
 
-def ingest(session: Session, ev: RunEvent, actor: str) -> dict[str, Any]:
-    """Apply one RunEvent idempotently; later events of the same run update the same action."""
+def ingest(session: Session, ev: RunEvent, actor: str, owner: str | None = None) -> dict[str, Any]:
+    """Apply one RunEvent idempotently; later events of the same run update the same action. What it records is
+    the caller's (not mlgov's own evidence), so its creator may change it."""
+    who = owner or actor
     when = ev.eventTime if ev.eventTime.tzinfo else ev.eventTime.replace(tzinfo=dt.UTC)
     status = STATUS[ev.eventType] if ev.eventType else None
     job_type = (ev.job.facets.get("jobType") or {}).get("jobType") if isinstance(
@@ -72,21 +74,23 @@ def ingest(session: Session, ev: RunEvent, actor: str) -> dict[str, Any]:
         name=ev.job.name, status=status,
         start_time=when if ev.eventType in ("START", "RUNNING") else None,
         end_time=when if ev.eventType in ("COMPLETE", "FAIL", "ABORT") else None,
-        properties=props, actor=actor)
+        properties=props, actor=actor, system=False, owner=who)
     job_ctx, _ = service.ensure_context(session, type="Job", name=f"{ev.job.namespace}/{ev.job.name}",
-                                        key=f"openlineage-job:{ev.job.namespace}/{ev.job.name}", actor=actor)
-    service.link(session, action, job_ctx, "AssociatedWith", actor=actor)
+                                        key=f"openlineage-job:{ev.job.namespace}/{ev.job.name}", actor=actor,
+                                        system=False, owner=who)
+    service.link(session, action, job_ctx, "AssociatedWith", actor=actor, system=False, owner=who)
     ins, outs = [], []
     for ds, is_input in [(d, True) for d in ev.inputs] + [(d, False) for d in ev.outputs]:
-        art, _ = service.ensure_artifact(session, type="Dataset", uri=dataset_uri(ds), name=ds.name, actor=actor)
+        art, _ = service.ensure_artifact(session, type="Dataset", uri=dataset_uri(ds), name=ds.name, actor=actor,
+                                         system=False, owner=who)
         facets = {**ds.facets, **(ds.inputFacets if is_input else ds.outputFacets)}
         if facets:
             art.properties = {**(art.properties or {}), "openlineage_facets": facets}
         if is_input:
-            service.link(session, art, action, "ContributedTo", actor=actor)
+            service.link(session, art, action, "ContributedTo", actor=actor, system=False, owner=who)
             ins.append(art.id)
         else:
-            service.link(session, action, art, "Produced", actor=actor)
+            service.link(session, action, art, "Produced", actor=actor, system=False, owner=who)
             outs.append(art.id)
     session.flush()
     audit.record(session, actor=actor, action="lineage.openlineage_event", subject_type="lineage",

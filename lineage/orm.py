@@ -3,6 +3,9 @@
 One entity table keeps the recursive walk a single self-join on ``lineage_edges``.
 ``identity`` is what makes an entity the same entity: ``uri#sha256`` for artifacts (so an overwritten file
 is a new node), a caller-chosen key for actions and contexts; unique per kind.
+``system`` marks what mlgov recorded itself (registrations, approvals, stage moves, baselines, deployments,
+alerts): evidence that no API caller may patch or delete. ``creator_owner`` is the owner of the key that
+created a user entity, who (or an admin) may change it.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Boolean, ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from mlgov.db import Base, new_id, utcnow
@@ -37,6 +40,8 @@ class Entity(Base):
     description: Mapped[str | None] = mapped_column(Text, nullable=True)
     properties: Mapped[Any] = mapped_column(JSON, default=dict)
     created_by: Mapped[str] = mapped_column(String(128))
+    creator_owner: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    system: Mapped[bool] = mapped_column(Boolean, default=True, server_default="0")
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
@@ -54,4 +59,6 @@ class Edge(Base):
     type: Mapped[str] = mapped_column(String(32))
     properties: Mapped[Any] = mapped_column(JSON, default=dict)
     created_by: Mapped[str] = mapped_column(String(128))
+    creator_owner: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    system: Mapped[bool] = mapped_column(Boolean, default=True, server_default="0")
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

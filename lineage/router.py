@@ -43,7 +43,7 @@ def _list(kind: str, session: Any, **kw: Any) -> dict[str, Any]:
 @router.post("/artifacts", response_model=EntityRead, status_code=201,
              responses={200: {"description": "the artifact already existed (same URI and hash)"}})
 def create_artifact(body: ArtifactCreate, session: SessionDep, p: Writer, response: Response) -> Any:
-    ent, created = service.create_artifact(session, body, p.name)
+    ent, created = service.create_artifact(session, body, p)
     if not created:
         response.status_code = 200
     return ent
@@ -65,7 +65,7 @@ def get_artifact(entity_id: str, session: SessionDep, _: Reader) -> Any:
 
 @router.post("/actions", response_model=EntityRead, status_code=201)
 def create_action(body: ActionCreate, session: SessionDep, p: Writer) -> Any:
-    return service.create_action(session, body, p.name)
+    return service.create_action(session, body, p)
 
 
 @router.get("/actions", response_model=Page[EntityRead])
@@ -83,7 +83,7 @@ def get_action(entity_id: str, session: SessionDep, _: Reader) -> Any:
 
 @router.post("/contexts", response_model=EntityRead, status_code=201)
 def create_context(body: ContextCreate, session: SessionDep, p: Writer) -> Any:
-    return service.create_context(session, body, p.name)
+    return service.create_context(session, body, p)
 
 
 @router.get("/contexts", response_model=Page[EntityRead])
@@ -101,7 +101,7 @@ def get_context(entity_id: str, session: SessionDep, _: Reader) -> Any:
 
 @router.post("/associations", response_model=AssociationRead, status_code=201)
 def add_association(body: AssociationCreate, session: SessionDep, p: Writer) -> Any:
-    return service.edge_read(service.add_association(session, body, p.name))
+    return service.edge_read(service.add_association(session, body, p))
 
 
 @router.get("/associations", response_model=Page[AssociationRead])
@@ -114,7 +114,7 @@ def list_associations(session: SessionDep, _: Reader, source: str | None = None,
 
 @router.delete("/associations/{edge_id}", status_code=204)
 def delete_association(edge_id: str, session: SessionDep, p: Writer) -> Response:
-    service.delete_association(session, edge_id, p.name)
+    service.delete_association(session, edge_id, p)
     return Response(status_code=204)
 
 
@@ -136,7 +136,7 @@ def export(body: QueryRequest, session: SessionDep, _: Reader,
 
 @router.post("/openlineage", status_code=201)
 def openlineage_event(body: openlineage.RunEvent, session: SessionDep, p: Writer) -> dict[str, Any]:
-    return openlineage.ingest(session, body, p.name)
+    return openlineage.ingest(session, body, p.name, owner=p.owner)
 
 
 # Generic per-kind routes last, so /associations/... matches its own routes first.
@@ -149,10 +149,10 @@ Plural = Literal["artifacts", "actions", "contexts"]
 
 @router.patch("/{plural}/{entity_id}", response_model=EntityRead)
 def update_entity(plural: Plural, entity_id: str, body: EntityUpdate, session: SessionDep, p: Writer) -> Any:
-    return service.update_entity(session, _kind(plural), entity_id, body, p.name)
+    return service.update_entity(session, _kind(plural), entity_id, body, p)
 
 
 @router.delete("/{plural}/{entity_id}", status_code=204)
 def delete_entity(plural: Plural, entity_id: str, session: SessionDep, p: Writer) -> Response:
-    service.delete_entity(session, _kind(plural), entity_id, p.name)
+    service.delete_entity(session, _kind(plural), entity_id, p)
     return Response(status_code=204)

@@ -1,5 +1,9 @@
 """Lineage rules. ``ensure_*`` and ``link`` are idempotent, so every domain can record what it did in one
-call without first asking what exists; the ``create_*`` / ``add_association`` API paths are audited."""
+call without first asking what exists; the ``create_*`` / ``add_association`` API paths are audited.
+
+What mlgov records itself (``system``: registrations, approvals, stage moves, baselines, deployments, alerts) is
+evidence: no API caller may patch or delete it, admins included. What users record through the API may be
+changed by its creator (compared by key owner) or an admin."""
 
 from __future__ import annotations
 
@@ -27,8 +31,13 @@ from lineage.schemas import (
     Vertex,
 )
 from mlgov import audit
+from mlgov.auth import Principal, Role, same_person
 from mlgov.db import as_utc, new_id, paginate, utcnow
-from mlgov.errors import Conflict, Invalid, NotFound
+from mlgov.errors import Conflict, Forbidden, Invalid, NotFound
+
+# Keys mlgov gives the actions and contexts it records; API callers may not take them.
+SYSTEM_KEY_PREFIXES = ("approval:", "stage:", "alert:", "deployment:", "training-job:", "retraining:",
+                       "model-group:", "endpoint:")
 
 __all__ = ["Edge", "Entity", "chain", "ensure_action", "ensure_artifact", "ensure_context", "find_action", "link",
            "query", "upstream"]
@@ -42,20 +51,29 @@ def _find(session: Session, kind: str, identity: str) -> Entity | None:
     return session.scalar(select(Entity).where(Entity.kind == kind, Entity.identity == identity))
 
 
+def _claim(found: Entity, system: bool) -> None:
+    """Once mlgov records into an entity it becomes evidence, even if a user created it first."""
+    if system and not found.system:
+        found.system = True
+
+
 def ensure_artifact(session: Session, *, type: str, uri: str, sha256: str | None = None, name: str | None = None,
                     properties: dict[str, Any] | None = None, actor: str,
-                    description: str | None = None) -> tuple[Entity, bool]:
+                    description: str | None = None, system: bool = True,
+                    owner: str | None = None) -> tuple[Entity, bool]:
     """The artifact for (uri, sha256); created if new. A new hash for a known URI is a new node, DerivedFrom
-    the newest earlier node of that URI, so "trained on exactly this data" stays answerable."""
+    the newest earlier node of that URI, so "trained on exactly this data" stays answerable. ``system=False``
+    only for what an API caller records (``owner`` then names who may change it)."""
     sha = sha256.lower() if sha256 else None
     identity = artifact_identity(uri, sha)
     found = _find(session, "artifact", identity)
     if found is not None:
+        _claim(found, system)
         return found, False
     now = utcnow()
     ent = Entity(id=new_id(), kind="artifact", type=type, name=name, identity=identity, uri=uri, sha256=sha,
                  properties=properties or {}, description=description, created_by=actor, created_at=now,
-                 updated_at=now)
+                 updated_at=now, system=system, creator_owner=owner or actor)
     session.add(ent)
     session.flush()
     if sha is not None:
@@ -64,16 +82,18 @@ def ensure_artifact(session: Session, *, type: str, uri: str, sha256: str | None
             .order_by(Entity.created_at.desc(), Entity.id.desc()).limit(1))
         if previous is not None:
             link(session, previous, ent, "DerivedFrom", actor=actor,
-                 properties={"reason": "same URI, new content hash"})
+                 properties={"reason": "same URI, new content hash"}, system=system, owner=owner)
     return ent, True
 
 
 def ensure_action(session: Session, *, type: str, key: str, name: str, status: str | None = None,
                   start_time: dt.datetime | None = None, end_time: dt.datetime | None = None,
-                  properties: dict[str, Any] | None = None, actor: str) -> tuple[Entity, bool]:
+                  properties: dict[str, Any] | None = None, actor: str, system: bool = True,
+                  owner: str | None = None) -> tuple[Entity, bool]:
     """The action for ``key``; created if new, else its status, times and properties are brought up to date."""
     found = _find(session, "action", key)
     if found is not None:
+        _claim(found, system)
         if status is not None:
             found.status = status
         if start_time is not None and found.start_time is None:
@@ -88,7 +108,7 @@ def ensure_action(session: Session, *, type: str, key: str, name: str, status: s
     now = utcnow()
     ent = Entity(id=new_id(), kind="action", type=type, name=name, identity=key, status=status or "Unknown",
                  start_time=start_time, end_time=end_time, properties=properties or {}, created_by=actor,
-                 created_at=now, updated_at=now)
+                 created_at=now, updated_at=now, system=system, creator_owner=owner or actor)
     session.add(ent)
     session.flush()
     return ent, True
@@ -99,28 +119,32 @@ def find_action(session: Session, key: str) -> Entity | None:
 
 
 def ensure_context(session: Session, *, type: str, name: str, key: str | None = None,
-                   properties: dict[str, Any] | None = None, actor: str) -> tuple[Entity, bool]:
+                   properties: dict[str, Any] | None = None, actor: str, system: bool = True,
+                   owner: str | None = None) -> tuple[Entity, bool]:
     identity = key or f"{type}:{name}"
     found = _find(session, "context", identity)
     if found is not None:
+        _claim(found, system)
         return found, False
     now = utcnow()
     ent = Entity(id=new_id(), kind="context", type=type, name=name, identity=identity, properties=properties or {},
-                 created_by=actor, created_at=now, updated_at=now)
+                 created_by=actor, created_at=now, updated_at=now, system=system, creator_owner=owner or actor)
     session.add(ent)
     session.flush()
     return ent, True
 
 
 def link(session: Session, source: Entity, target: Entity, type: str, *, actor: str,
-         properties: dict[str, Any] | None = None) -> Edge:
+         properties: dict[str, Any] | None = None, system: bool = True, owner: str | None = None) -> Edge:
     """An association, created unless it exists (idempotent)."""
     found = session.scalar(select(Edge).where(Edge.source_id == source.id, Edge.target_id == target.id,
                                               Edge.type == type))
     if found is not None:
+        if system and not found.system:
+            found.system = True
         return found
     edge = Edge(id=new_id(), source_id=source.id, target_id=target.id, type=type, properties=properties or {},
-                created_by=actor, created_at=utcnow())
+                created_by=actor, created_at=utcnow(), system=system, creator_owner=owner or actor)
     session.add(edge)
     session.flush()
     return edge
@@ -137,42 +161,67 @@ def _audit(session: Session, actor: str, action: str, ent_id: str, after: dict[s
     audit.record(session, actor=actor, action=action, subject_type="lineage", subject_id=ent_id, after=after)
 
 
-def create_artifact(session: Session, body: ArtifactCreate, actor: str) -> tuple[Entity, bool]:
+def _user_key(key: str) -> str:
+    if key.startswith(SYSTEM_KEY_PREFIXES):
+        raise Invalid(f"keys starting with {key.split(':', 1)[0]}: are reserved for what mlgov records itself",
+                      fix="choose a key without the prefixes " + ", ".join(SYSTEM_KEY_PREFIXES))
+    return key
+
+
+def create_artifact(session: Session, body: ArtifactCreate, principal: Principal) -> tuple[Entity, bool]:
+    actor = principal.name
     ent, created = ensure_artifact(session, type=body.type, uri=body.uri, sha256=body.sha256, name=body.name,
-                                   properties=body.properties, actor=actor, description=body.description)
+                                   properties=body.properties, actor=actor, description=body.description,
+                                   system=False, owner=principal.owner)
     if created:
         _audit(session, actor, "lineage.artifact_created", ent.id, {"type": ent.type, "uri": ent.uri,
                                                                       "sha256": ent.sha256})
     return ent, created
 
 
-def create_action(session: Session, body: ActionCreate, actor: str) -> Entity:
-    key = body.key or f"api:{new_id()}"
+def create_action(session: Session, body: ActionCreate, principal: Principal) -> Entity:
+    actor = principal.name
+    key = _user_key(body.key) if body.key else f"api:{new_id()}"
     if body.key and _find(session, "action", key) is not None:
         raise Conflict(f"an action with key {key!r} already exists", fix="use another key or omit it")
     if body.start_time and body.end_time and body.end_time < body.start_time:
         raise Invalid("end_time is before start_time", fix="swap or correct the times")
     ent, _ = ensure_action(session, type=body.type, key=key, name=body.name, status=body.status,
                            start_time=body.start_time, end_time=body.end_time, properties=body.properties,
-                           actor=actor)
+                           actor=actor, system=False, owner=principal.owner)
     ent.description = body.description
     _audit(session, actor, "lineage.action_created", ent.id, {"type": ent.type, "name": ent.name})
     return ent
 
 
-def create_context(session: Session, body: ContextCreate, actor: str) -> Entity:
-    key = body.key or f"{body.type}:{body.name}"
+def create_context(session: Session, body: ContextCreate, principal: Principal) -> Entity:
+    actor = principal.name
+    key = _user_key(body.key or f"{body.type}:{body.name}")
     if _find(session, "context", key) is not None:
         raise Conflict(f"a context with key {key!r} already exists", fix="reuse it (GET) or pick another name/key")
     ent, _ = ensure_context(session, type=body.type, name=body.name, key=key, properties=body.properties,
-                            actor=actor)
+                            actor=actor, system=False, owner=principal.owner)
     ent.description = body.description
     _audit(session, actor, "lineage.context_created", ent.id, {"type": ent.type, "name": ent.name})
     return ent
 
 
-def update_entity(session: Session, kind: str, entity_id: str, body: EntityUpdate, actor: str) -> Entity:
+def _may_change(row: Entity | Edge, what: str, principal: Principal, verb: str) -> None:
+    """Recorded evidence is immutable through the API; user rows belong to their creator (and admins)."""
+    if row.system:
+        raise Forbidden(f"{what} was recorded by mlgov itself (registration, approval, stage move, baseline, "
+                        f"deployment or alert lineage) and is evidence: nobody may {verb} it through the API",
+                        fix="record a correction as a new action or association instead")
+    creator = row.creator_owner or row.created_by
+    if principal.role != Role.admin and not same_person(creator, principal.owner):
+        raise Forbidden(f"{what} was created by {creator!r}; only its creator or an admin may {verb} it",
+                        fix=f"ask {creator!r} or an admin")
+
+
+def update_entity(session: Session, kind: str, entity_id: str, body: EntityUpdate, principal: Principal) -> Entity:
+    actor = principal.name
     ent = get_entity(session, kind, entity_id)
+    _may_change(ent, f"{kind} {entity_id}", principal, "patch")
     if kind != "action" and (body.status is not None or body.end_time is not None):
         raise Invalid(f"status and end_time apply to actions, not to {kind}s", fix="leave them out")
     before = {"name": ent.name, "description": ent.description, "status": ent.status,
@@ -201,10 +250,17 @@ def update_entity(session: Session, kind: str, entity_id: str, body: EntityUpdat
     return ent
 
 
-def delete_entity(session: Session, kind: str, entity_id: str, actor: str) -> None:
+def delete_entity(session: Session, kind: str, entity_id: str, principal: Principal) -> None:
     """Delete an entity and its associations (audited with what was removed)."""
+    actor = principal.name
     ent = get_entity(session, kind, entity_id)
+    _may_change(ent, f"{kind} {entity_id}", principal, "delete")
     edges = list(session.scalars(select(Edge).where((Edge.source_id == ent.id) | (Edge.target_id == ent.id))))
+    recorded = [e.id for e in edges if e.system]
+    if recorded:
+        raise Forbidden(f"{kind} {entity_id} is linked into lineage mlgov recorded itself (associations "
+                        f"{', '.join(recorded[:5])}); deleting it would remove evidence",
+                        fix="leave it in place; record a correction as a new action instead")
     before = {"kind": ent.kind, "type": ent.type, "name": ent.name, "uri": ent.uri, "sha256": ent.sha256,
               "associations": [{"source": e.source_id, "target": e.target_id, "type": e.type} for e in edges]}
     for e in edges:
@@ -243,7 +299,8 @@ def list_entities(session: Session, kind: str, *, type: str | None, uri: str | N
     return paginate(session, stmt, Entity.created_at, Entity.id, limit=limit, offset=offset)
 
 
-def add_association(session: Session, body: AssociationCreate, actor: str) -> Edge:
+def add_association(session: Session, body: AssociationCreate, principal: Principal) -> Edge:
+    actor = principal.name
     ends = {e.id: e for e in session.scalars(select(Entity).where(Entity.id.in_([body.source, body.target])))}
     missing = [x for x in (body.source, body.target) if x not in ends]
     if missing:
@@ -257,7 +314,8 @@ def add_association(session: Session, body: AssociationCreate, actor: str) -> Ed
     if exists is not None:
         raise Conflict(f"association {body.source} -{body.type}-> {body.target} already exists",
                        fix="nothing to do; it is recorded", existing_id=exists)
-    edge = link(session, ends[body.source], ends[body.target], body.type, actor=actor, properties=body.properties)
+    edge = link(session, ends[body.source], ends[body.target], body.type, actor=actor, properties=body.properties,
+                system=False, owner=principal.owner)
     _audit(session, actor, "lineage.association_added", edge.id,
            {"source": body.source, "target": body.target, "type": body.type})
     return edge
@@ -275,10 +333,12 @@ def list_associations(session: Session, *, source: str | None, target: str | Non
     return paginate(session, stmt, Edge.created_at, Edge.id, limit=limit, offset=offset)
 
 
-def delete_association(session: Session, edge_id: str, actor: str) -> None:
+def delete_association(session: Session, edge_id: str, principal: Principal) -> None:
+    actor = principal.name
     edge = session.get(Edge, edge_id)
     if edge is None:
         raise NotFound(f"no association with id {edge_id!r}", fix="list them with GET /api/v1/lineage/associations")
+    _may_change(edge, f"association {edge_id}", principal, "delete")
     before = {"source": edge.source_id, "target": edge.target_id, "type": edge.type}
     session.delete(edge)
     session.flush()

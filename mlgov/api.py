@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from mlgov import audit, auth, events
 from mlgov.auth import ADMINS, Principal, SessionDep, require
 from mlgov.db import as_utc, check_at_head, ping
-from mlgov.errors import DomainError, Invalid
+from mlgov.errors import Conflict, DomainError, Invalid
 from mlgov.outbound import OutboundDep
 from mlgov.secrets import SecretsDep
 
@@ -92,12 +92,16 @@ class KeyCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(min_length=1, max_length=128)
     role: auth.Role
+    owner: str | None = Field(default=None, min_length=1, max_length=128,
+                              description="the person holding the key (default: the name); four-eyes compares owners")
 
 
 class KeyRead(BaseModel):
     model_config = ConfigDict(from_attributes=True)
     name: str
     role: str
+    owner: str
+    created_by: str = Field(description="owner of the key that created this one (or 'cli' / 'system')")
     key_id: str
     active: bool
     created_at: dt.datetime
@@ -115,7 +119,7 @@ def list_keys(session: SessionDep, _: Annotated[Principal, Depends(require(ADMIN
 
 @router.post("/keys", tags=["keys"], status_code=201, response_model=KeyCreated)
 def create_key(body: KeyCreate, session: SessionDep, p: Annotated[Principal, Depends(require(ADMINS))]) -> Any:
-    row, full = auth.create_key(session, body.name, body.role.value, actor=p.name)
+    row, full = auth.create_key(session, body.name, body.role.value, actor=p.name, owner=body.owner, creator=p)
     return KeyCreated.model_validate({**KeyRead.model_validate(row).model_dump(), "key": full})
 
 
@@ -167,6 +171,15 @@ def audit_verify(
     session: SessionDep, _: Annotated[Principal, Depends(require(ADMINS, auth.Role.approver, auth.Role.viewer))]
 ) -> dict[str, Any]:
     return audit.verify(session)
+
+
+@router.post("/audit/checkpoint", tags=["audit"])
+def audit_checkpoint(session: SessionDep, _: Annotated[Principal, Depends(require(ADMINS))]) -> dict[str, Any]:
+    """Sign the current head and write it to the object store (refused if the chain disagrees with the last one)."""
+    try:
+        return audit.write_checkpoint(session)
+    except audit.CheckpointRefused as exc:
+        raise Conflict(str(exc), fix="run GET /api/v1/audit/verify to see where the chain breaks") from None
 
 
 # --- webhooks -----------------------------------------------------------------------------------------

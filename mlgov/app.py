@@ -150,6 +150,9 @@ def create_app(settings: Settings | None = None, db: Database | None = None, *, 
         return app.state.store
 
     app.state.get_store = store
+    from mlgov import audit
+
+    database.audit_chain = audit.chain_for(settings, store())  # key outside the database, checkpoints in the store
     install_error_handlers(app)
 
     from clarify.router import router as clarify_router

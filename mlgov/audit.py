@@ -1,27 +1,50 @@
-"""Append-only, hash-chained audit log.
+"""Append-only audit log: an HMAC-keyed hash chain, anchored by signed checkpoints outside the database.
 
-Each event stores ``seq`` (gap-free, assigned under a lock), the previous event's hash and the SHA-256 of
-its own canonical JSON. Editing a row breaks its hash; deleting one breaks ``seq`` continuity and the next
-row's ``prev_hash``. Removing the newest rows can only be caught against an anchor kept elsewhere, so
-``verify`` returns the head hash for auditors to record.
+Each event stores ``seq`` (gap-free, assigned under a lock), the previous event's hash and an HMAC-SHA256 (key
+outside the database: ``MLGOV_AUDIT_KEY`` or ``<home>/audit.key``) of its canonical JSON, which includes
+``prev_hash``. Without the key nobody can recompute the chain after editing a row. Every
+``audit_checkpoint_every`` events (after commit), on ``mlgov audit checkpoint`` and when ``mlgov serve`` starts,
+a checkpoint ``{seq, head_hash, time, legacy_until}`` signed with the same key is written to the object store;
+``verify`` fails when the chain is shorter than, or differs from, the newest checkpoint (deleted newest rows).
+
+Rows written before the chain was keyed (revision 0010) keep ``chain = 1`` (plain SHA-256). They are accepted
+only as a prefix of the chain and only up to ``legacy_until`` of a checkpoint, which the first checkpoint after
+the upgrade records; the first keyed row's HMAC covers the last legacy hash, so the legacy prefix cannot be
+rewritten either. See README "Audit log" for what this does and does not protect against.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
+import hmac
 import json
+import logging
+import os
+import secrets
 from collections.abc import Iterator
-from typing import Any
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import JSON, BigInteger, Index, String, select, text
+from sqlalchemy import JSON, BigInteger, Index, Integer, String, event, func, select, text
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from mlgov.context import request_id_var
-from mlgov.db import BIGINT_PK, Base, paginate, utcnow
+from mlgov.db import BIGINT_PK, Base, paginate, private_dir, utcnow
+from mlgov.errors import NotFound
+
+if TYPE_CHECKING:
+    from mlgov.settings import Settings
+    from mlgov.storage import ObjectStore
+
+log = logging.getLogger("mlgov.audit")
 
 GENESIS = "0" * 64
 _PG_AUDIT_LOCK = 0x6D6C676F76  # "mlgov"
+LEGACY, KEYED = 1, 2
+CHECKPOINT_PREFIX = "audit/checkpoints/"
 
 
 class AuditEvent(Base):
@@ -29,6 +52,7 @@ class AuditEvent(Base):
     __table_args__ = (
         Index("ix_audit_events_subject", "subject_type", "subject_id"),
         Index("ix_audit_events_ts", "ts"),
+        Index("ix_audit_events_chain_seq", "chain", "seq"),
     )
 
     id: Mapped[int] = mapped_column(BIGINT_PK, primary_key=True, autoincrement=True)
@@ -43,7 +67,79 @@ class AuditEvent(Base):
     request_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))
+    chain: Mapped[int] = mapped_column(Integer, default=KEYED, server_default="1")
 
+
+# --- the key and the anchor ----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class AuditChain:
+    """What keys and anchors the chain: the HMAC key, the store checkpoints go to, and how often."""
+
+    key: bytes = field(repr=False)
+    store: ObjectStore | None = None
+    every: int = 100
+
+    @property
+    def fingerprint(self) -> str:
+        """Names the key in checkpoints (so a wrong key is reported as such) without revealing it."""
+        return hmac.new(self.key, b"mlgov-audit-key-id", hashlib.sha256).hexdigest()[:16]
+
+
+def load_key(settings: Settings) -> bytes:
+    """``MLGOV_AUDIT_KEY``, else ``<home>/audit.key``, created (0600, 256 random bits) on first use."""
+    if settings.audit_key is not None:
+        value = settings.audit_key.get_secret_value().strip()
+        if len(value) < 16:
+            raise ValueError("MLGOV_AUDIT_KEY is shorter than 16 characters; use e.g. `openssl rand -hex 32`")
+        return value.encode()
+    path = settings.audit_key_path
+    if path.exists():
+        return _read_key(path)
+    private_dir(path.parent)
+    # Written whole under a temporary name, then linked into place: two processes starting together agree on
+    # one key, and nobody reads a half-written file.
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_hex(32) + "\n")
+        os.chmod(tmp, 0o600)
+        with contextlib.suppress(FileExistsError):   # another process won the race: use its key
+            os.link(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return _read_key(path)
+
+
+def _read_key(path: Path) -> bytes:
+    value = path.read_text().strip()
+    if len(value) < 16:
+        raise ValueError(f"the audit key file {path} is empty or too short; restore it from your backup")
+    return value.encode()
+
+
+def chain_for(settings: Settings, store: ObjectStore | None) -> AuditChain:
+    return AuditChain(key=load_key(settings), store=store, every=settings.audit_checkpoint_every)
+
+
+_default: AuditChain | None = None
+
+
+def _chain(session: Session) -> AuditChain:
+    """The chain configured on the session's Database (app, CLI); else the process settings' key, no anchor."""
+    configured = session.info.get("audit_chain")
+    if isinstance(configured, AuditChain):
+        return configured
+    global _default
+    if _default is None:
+        from mlgov.settings import get_settings
+
+        _default = AuditChain(key=load_key(get_settings()))
+    return _default
+
+
+# --- hashing --------------------------------------------------------------------------------------------
 
 def _ts(value: dt.datetime) -> str:
     return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
@@ -68,8 +164,12 @@ def _content(ev: AuditEvent) -> dict[str, Any]:
     }
 
 
-def compute_hash(ev: AuditEvent) -> str:
-    return hashlib.sha256(canonical(_content(ev)).encode()).hexdigest()
+def compute_hash(ev: AuditEvent, key: bytes | None = None) -> str:
+    """HMAC-SHA256 with the chain key; plain SHA-256 (``key=None``) only for legacy rows."""
+    body = canonical(_content(ev)).encode()
+    if key is None:
+        return hashlib.sha256(body).hexdigest()
+    return hmac.new(key, body, hashlib.sha256).hexdigest()
 
 
 def _jsonable(value: Any) -> Any:
@@ -87,6 +187,7 @@ def record(
     after: Any = None,
 ) -> AuditEvent:
     """Append an event in the caller's transaction (it commits or rolls back with the action)."""
+    chain = _chain(session)
     if session.get_bind().dialect.name == "postgresql":
         # Serialise appenders so seq/prev_hash form one chain; released at commit/rollback.
         session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_AUDIT_LOCK})
@@ -103,12 +204,125 @@ def record(
         after=_jsonable(after),
         request_id=request_id_var.get(),
         prev_hash=prev,
+        chain=KEYED,
     )
-    ev.hash = compute_hash(ev)
+    ev.hash = compute_hash(ev, chain.key)
     session.add(ev)
     session.flush()
+    if chain.store is not None and seq % chain.every == 0:
+        problem = _disagrees_with_checkpoint(session, chain)
+        if problem:
+            log.error("not writing an audit checkpoint at seq %s: %s (run `mlgov audit verify`)", seq, problem)
+        else:
+            # Written only once the event is committed: a checkpoint of a rolled-back head would be a false alarm.
+            session.info["audit_checkpoint_due"] = (chain, seq, ev.hash, _legacy_until(session))
     return ev
 
+
+def _legacy_until(session: Session) -> int:
+    return int(session.scalar(select(func.max(AuditEvent.seq)).where(AuditEvent.chain == LEGACY)) or 0)
+
+
+@event.listens_for(Session, "after_commit")
+def _checkpoint_after_commit(session: Session) -> None:
+    due = session.info.pop("audit_checkpoint_due", None)
+    if due is None:
+        return
+    chain, seq, head_hash, legacy_until = due
+    try:
+        _put_checkpoint(chain, seq, head_hash, legacy_until)
+    except Exception:  # the action is committed; the next checkpoint will cover it
+        log.exception("could not write the audit checkpoint for seq %s; the next one will cover it", seq)
+
+
+@event.listens_for(Session, "after_rollback")
+def _no_checkpoint_after_rollback(session: Session) -> None:
+    session.info.pop("audit_checkpoint_due", None)
+
+
+# --- checkpoints ----------------------------------------------------------------------------------------
+# Each checkpoint is kept as its own object (never overwritten, so a rewritten chain cannot replace the old
+# anchor at the same seq) and copied to ``latest.json``, the one object ``verify`` reads.
+
+LATEST = f"{CHECKPOINT_PREFIX}latest.json"
+
+
+def _sign(chain: AuditChain, payload: dict[str, Any]) -> str:
+    return hmac.new(chain.key, canonical(payload).encode(), hashlib.sha256).hexdigest()
+
+
+class CheckpointRefused(RuntimeError):
+    """The chain in the database disagrees with the newest checkpoint; anchoring it would hide tampering."""
+
+
+def write_checkpoint(session: Session, chain: AuditChain | None = None) -> dict[str, Any]:
+    """Sign the committed head (seq, hash, time, legacy boundary) and put it in the object store, unless the
+    database disagrees with the newest checkpoint (then a new anchor would launder a truncation)."""
+    chain = chain or _chain(session)
+    if chain.store is None:
+        raise CheckpointRefused("no object store is configured for audit checkpoints")
+    problem = _disagrees_with_checkpoint(session, chain)
+    if problem:
+        raise CheckpointRefused(f"{problem}; run `mlgov audit verify` and investigate before anchoring again")
+    head = session.execute(select(AuditEvent.seq, AuditEvent.hash).order_by(AuditEvent.seq.desc()).limit(1)).first()
+    seq, head_hash = (int(head[0]), str(head[1])) if head else (0, GENESIS)
+    return _put_checkpoint(chain, seq, head_hash, _legacy_until(session))
+
+
+def _put_checkpoint(chain: AuditChain, seq: int, head_hash: str, legacy_until: int) -> dict[str, Any]:
+    assert chain.store is not None
+    now = utcnow()
+    payload = {"seq": seq, "head_hash": head_hash, "time": _ts(now), "legacy_until": legacy_until,
+               "key": chain.fingerprint}
+    doc = {**payload, "signature": _sign(chain, payload)}
+    body = json.dumps(doc).encode()
+    chain.store.put(f"{CHECKPOINT_PREFIX}{seq:020d}-{now:%Y%m%dT%H%M%S%f}.json", body, "application/json")
+    current, _ = newest_checkpoint(chain)
+    if current is None or int(current.get("seq", -1)) <= seq:  # concurrent writers: never move latest backwards
+        chain.store.put(LATEST, body, "application/json")
+    return doc
+
+
+def _disagrees_with_checkpoint(session: Session, chain: AuditChain) -> str | None:
+    """Cheap check (one object read, one indexed row) that the newest checkpoint's head is still in the chain."""
+    checkpoint, problem = newest_checkpoint(chain)
+    if problem or checkpoint is None:
+        return problem
+    seq = int(checkpoint["seq"])
+    if seq == 0:
+        return None
+    stored = session.scalar(select(AuditEvent.hash).where(AuditEvent.seq == seq))
+    if stored is None:
+        return f"event seq {seq} of the checkpoint of {checkpoint['time']} is missing from the database"
+    if not hmac.compare_digest(stored, str(checkpoint["head_hash"])):
+        return f"event seq {seq} differs from the checkpoint of {checkpoint['time']}"
+    return None
+
+
+def newest_checkpoint(chain: AuditChain) -> tuple[dict[str, Any] | None, str | None]:
+    """The newest checkpoint in the store and, if it cannot be trusted, why."""
+    if chain.store is None:
+        return None, None
+    try:
+        raw = chain.store.get(LATEST)
+    except NotFound:
+        if next(iter(chain.store.list(CHECKPOINT_PREFIX)), None) is not None:
+            return None, f"{LATEST} was deleted from the object store while older checkpoints remain"
+        return None, None
+    try:
+        doc = json.loads(raw)
+        payload = {k: doc[k] for k in ("seq", "head_hash", "time", "legacy_until", "key")}
+    except (ValueError, KeyError, TypeError):
+        return None, f"{LATEST} is not a valid checkpoint document"
+    if payload["key"] != chain.fingerprint:
+        return doc, (f"the newest checkpoint was signed with another audit key ({payload['key']}, this server "
+                     f"uses {chain.fingerprint}): MLGOV_AUDIT_KEY or <home>/audit.key was changed or lost")
+    if not hmac.compare_digest(str(doc.get("signature", "")), _sign(chain, payload)):
+        return doc, "the newest checkpoint has an invalid signature: it was forged or altered"
+    return doc, None
+
+
+# --- verification ---------------------------------------------------------------------------------------
 
 def _iter_events(session: Session, batch: int = 5000) -> Iterator[AuditEvent]:
     last = 0
@@ -123,12 +337,19 @@ def _iter_events(session: Session, batch: int = 5000) -> Iterator[AuditEvent]:
 
 
 def verify(session: Session) -> dict[str, Any]:
-    """Walk the chain in seq order and report every event that does not fit, and why.
+    """Walk the chain in seq order and report every event that does not fit, and why; then compare the head
+    with the newest signed checkpoint (catches deleted newest rows and a chain rebuilt from some point on).
 
     After a break the walk re-anchors on the stored hash, so one edit and one deletion show as two problems.
     """
-    checked = 0
+    chain = _chain(session)
+    checkpoint, cp_problem = newest_checkpoint(chain)
+    legacy_until = int(checkpoint["legacy_until"]) if checkpoint and not cp_problem else 0
+    cp_seq = int(checkpoint["seq"]) if checkpoint and not cp_problem else None
+    cp_hash_seen: str | None = None
+    checked = legacy = 0
     prev_hash, expected_seq = GENESIS, 1
+    keyed_seen = False
     problems: list[dict[str, Any]] = []
     for ev in _iter_events(session):
         checked += 1
@@ -138,18 +359,54 @@ def verify(session: Session) -> dict[str, Any]:
         elif ev.prev_hash != prev_hash:
             problems.append(_bad(ev, "prev_hash does not match the previous event's hash "
                                      "(the previous event was altered or replaced)"))
-        if compute_hash(ev) != ev.hash:
-            problems.append(_bad(ev, "content hash mismatch: this event was modified after it was written"))
+        if ev.chain == LEGACY:
+            legacy += 1
+            if keyed_seen:
+                problems.append(_bad(ev, "unkeyed (legacy) hash after keyed events: the row was rewritten "
+                                         "without the audit key"))
+            elif ev.seq > legacy_until:
+                problems.append(_bad(ev, "unkeyed (legacy) hash beyond the legacy boundary recorded in the "
+                                         f"newest checkpoint (seq {legacy_until}); rows written since the "
+                                         "upgrade are always keyed, so this row was rewritten without the key",
+                                     fix="if this database was just upgraded, run `mlgov audit checkpoint` once "
+                                         "to record where the legacy rows end"))
+            elif compute_hash(ev) != ev.hash:
+                problems.append(_bad(ev, "content hash mismatch: this event was modified after it was written"))
+        else:
+            keyed_seen = True
+            if not hmac.compare_digest(compute_hash(ev, chain.key), ev.hash):
+                problems.append(_bad(ev, "content hash mismatch: this event was modified after it was written "
+                                         "(or the chain was recomputed without the audit key)"))
+        if ev.seq == cp_seq:
+            cp_hash_seen = ev.hash
         prev_hash, expected_seq = ev.hash, ev.seq + 1
+    head_seq = expected_seq - 1
+    if cp_problem:
+        problems.append({"id": None, "seq": checkpoint["seq"] if checkpoint else None, "reason": cp_problem})
+    elif checkpoint is not None and cp_seq:
+        if head_seq < cp_seq or cp_hash_seen is None:
+            problems.append({"id": None, "seq": cp_seq, "reason": (
+                f"the chain ends at seq {head_seq} but the checkpoint of {checkpoint['time']} recorded seq "
+                f"{cp_seq}: events after seq {head_seq} were deleted (truncation)")})
+        elif not hmac.compare_digest(cp_hash_seen, str(checkpoint["head_hash"])):
+            problems.append({"id": None, "seq": cp_seq, "reason": (
+                f"event seq {cp_seq} differs from the checkpoint of {checkpoint['time']}: the chain up to it "
+                "was rewritten")})
+    anchor = None if checkpoint is None else {k: checkpoint.get(k) for k in ("seq", "head_hash", "time")}
+    base = {"checked": checked, "legacy_events": legacy, "checkpoint": anchor,
+            "anchored": chain.store is not None and checkpoint is not None}
     if not problems:
-        return {"ok": True, "checked": checked, "head_seq": expected_seq - 1, "head_hash": prev_hash}
+        return {"ok": True, **base, "head_seq": head_seq, "head_hash": prev_hash}
     first = problems[0]
-    return {"ok": False, "checked": checked, "first_bad_id": first["id"], "reason": first["reason"],
-            "problems": problems}
+    return {"ok": False, **base, "first_bad_id": first["id"], "first_bad_seq": first["seq"],
+            "reason": first["reason"], "problems": problems}
 
 
-def _bad(ev: AuditEvent, reason: str) -> dict[str, Any]:
-    return {"id": ev.id, "seq": ev.seq, "reason": reason}
+def _bad(ev: AuditEvent, reason: str, fix: str | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {"id": ev.id, "seq": ev.seq, "reason": reason}
+    if fix:
+        out["fix"] = fix
+    return out
 
 
 def query(

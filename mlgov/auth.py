@@ -2,7 +2,12 @@
 
 Keys are 256-bit random secrets, so a fast hash is the right tool (there is nothing to brute-force);
 the public ``key_id`` prefix lets us find the row without scanning, and the digest is compared in
-constant time.
+constant time. An unknown ``key_id`` is compared against a dummy digest, so it takes the same path as a
+wrong secret and the response time does not tell which key ids exist.
+
+A key belongs to an ``owner`` (the person; defaults to the key's name) and records who created it. Rules
+that need two people (four-eyes) compare owners and creators, never key names, so one person holding
+two keys is still one person.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from fastapi import Depends, Request
 from sqlalchemy import Boolean, String, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from mlgov.db import Base, Database, new_id, utcnow
+from mlgov.db import Base, Database, new_id, private_dir, utcnow
 from mlgov.errors import Conflict, Forbidden, Invalid, NotFound, Unauthorized
 
 KEY_PREFIX = "mlgov"
@@ -50,6 +55,9 @@ class ApiKey(Base):
     name: Mapped[str] = mapped_column(String(128), unique=True)
     role: Mapped[str] = mapped_column(String(16))
     key_hash: Mapped[str] = mapped_column(String(64))
+    owner: Mapped[str] = mapped_column(String(128), index=True)
+    created_by: Mapped[str] = mapped_column(String(128))
+    created_by_key: Mapped[str | None] = mapped_column(String(32), nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     revoked_at: Mapped[dt.datetime | None] = mapped_column(default=None)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
@@ -60,13 +68,41 @@ class Principal:
     key_pk: str
     name: str
     role: Role
+    owner: str = ""
+    created_by: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.owner:
+            object.__setattr__(self, "owner", self.name)
 
 
-SYSTEM = Principal(key_pk="system", name="system", role=Role.admin)
+SYSTEM = Principal(key_pk="system", name="system", role=Role.admin, owner="system", created_by="system")
+
+
+def same_person(a: str | None, b: str | None) -> bool:
+    """Owners are compared without case or surrounding blanks ("Alice" and "alice " are one person)."""
+    return a is not None and b is not None and a.strip().casefold() == b.strip().casefold()
+
+
+def independent(decider_owner: str, decider_creator: str | None, other_owner: str,
+                other_creator: str | None) -> str | None:
+    """Why two keys are not independent people (None when they are): same owner, or either key was created
+    by the other's owner (a key you mint for yourself, or for a puppet, is still you)."""
+    if same_person(decider_owner, other_owner):
+        return f"both keys belong to owner {other_owner!r}"
+    if same_person(decider_creator, other_owner):
+        return f"the deciding key was created by {other_owner!r}"
+    if same_person(other_creator, decider_owner):
+        return f"the other key was created by {decider_owner!r}"
+    return None
 
 
 def _digest(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
+
+
+# Compared when the key id is unknown, so that path costs one digest and one comparison like a wrong secret.
+_DUMMY_HASH = _digest(secrets.token_urlsafe(32))
 
 
 def generate_key() -> tuple[str, str, str]:
@@ -76,13 +112,18 @@ def generate_key() -> tuple[str, str, str]:
     return f"{KEY_PREFIX}_{key_id}_{secret}", key_id, secret
 
 
-def create_key(session: Session, name: str, role: str, *, actor: str) -> tuple[ApiKey, str]:
-    """Create a key; the plain key is returned once and never stored."""
+def create_key(session: Session, name: str, role: str, *, actor: str, owner: str | None = None,
+               creator: Principal | None = None) -> tuple[ApiKey, str]:
+    """Create a key; the plain key is returned once and never stored. ``creator`` is the key that asked (None
+    for the CLI or the server itself, recorded as ``actor``)."""
     from mlgov import audit
 
     name = name.strip()
     if not name or len(name) > 128:
         raise Invalid("key name must be 1-128 characters", fix="pass --name with a short descriptive name")
+    owner = (owner or name).strip()
+    if not owner or len(owner) > 128:
+        raise Invalid("key owner must be 1-128 characters", fix="pass the person's name as owner")
     try:
         role_v = Role(role)
     except ValueError:
@@ -92,11 +133,14 @@ def create_key(session: Session, name: str, role: str, *, actor: str) -> tuple[A
     if session.scalar(select(ApiKey.id).where(ApiKey.name == name)) is not None:
         raise Conflict(f"an API key named {name!r} already exists", fix="choose another name or revoke the old key")
     full, key_id, secret = generate_key()
-    row = ApiKey(id=new_id(), key_id=key_id, name=name, role=role_v.value, key_hash=_digest(secret), active=True)
+    created_by = creator.owner if creator else actor
+    row = ApiKey(id=new_id(), key_id=key_id, name=name, role=role_v.value, key_hash=_digest(secret), active=True,
+                 owner=owner, created_by=created_by, created_by_key=creator.key_pk if creator else None)
     session.add(row)
     session.flush()
     audit.record(session, actor=actor, action="key.created", subject_type="api_key", subject_id=name,
-                 after={"name": name, "role": role_v.value, "key_id": key_id})
+                 after={"name": name, "role": role_v.value, "key_id": key_id, "owner": owner,
+                        "created_by": created_by, "created_by_key": row.created_by_key})
     return row, full
 
 
@@ -108,6 +152,14 @@ def revoke_key(session: Session, name: str, *, actor: str) -> ApiKey:
         raise NotFound(f"no API key named {name!r}", fix="list keys with `mlgov keys list` or GET /api/v1/keys")
     if not row.active:
         raise Conflict(f"API key {name!r} is already revoked")
+    if row.role == Role.admin.value:
+        others = session.scalar(select(ApiKey.id).where(ApiKey.role == Role.admin.value, ApiKey.active.is_(True),
+                                                        ApiKey.id != row.id).limit(1))
+        if others is None:
+            raise Conflict(f"API key {name!r} is the last active admin key; revoking it would leave nobody able "
+                           "to manage keys, policies or artifact trust",
+                           fix="create another admin key first (POST /api/v1/keys with role admin), then revoke "
+                               "this one")
     row.active = False
     row.revoked_at = utcnow()
     session.flush()
@@ -125,11 +177,21 @@ def authenticate(session: Session, presented: str) -> Principal:
     if len(parts) != 3 or parts[0] != KEY_PREFIX:
         raise Unauthorized("the API key is malformed", fix="send `Authorization: Bearer mlgov_<id>_<secret>`")
     row = session.scalar(select(ApiKey).where(ApiKey.key_id == parts[1]))
-    if row is None or not hmac.compare_digest(row.key_hash, _digest(parts[2])):
+    # One digest and one constant-time comparison whether or not the key id exists.
+    matches = hmac.compare_digest(row.key_hash if row is not None else _DUMMY_HASH, _digest(parts[2]))
+    if row is None or not matches:
         raise Unauthorized("the API key is not valid", fix="check the key or create one with `mlgov keys create`")
     if not row.active:
         raise Unauthorized(f"the API key {row.name!r} was revoked", fix="ask an admin for a new key")
-    return Principal(key_pk=row.id, name=row.name, role=Role(row.role))
+    return principal_of(row)
+
+
+def principal_of(row: ApiKey) -> Principal:
+    return Principal(key_pk=row.id, name=row.name, role=Role(row.role), owner=row.owner, created_by=row.created_by)
+
+
+def key_by_pk(session: Session, key_pk: str) -> ApiKey | None:
+    return session.get(ApiKey, key_pk)
 
 
 def bootstrap_admin_key(db: Database, path: Any) -> str | None:
@@ -146,7 +208,7 @@ def bootstrap_admin_key(db: Database, path: Any) -> str | None:
             name = f"admin-{secrets.token_hex(3)}"
         _, full = create_key(session, name, Role.admin.value, actor="system")
         p = Path(path)
-        p.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(p.parent)
         fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as fh:
             fh.write(full + "\n")

@@ -32,9 +32,16 @@ _domain_commands()
 
 
 def _database() -> Database:
+    """The configured database, with the audit chain keyed and anchored as the server does it."""
+    from mlgov import audit
+    from mlgov.db import private_dir
+    from mlgov.storage import open_store
+
     s = get_settings()
-    s.home.mkdir(parents=True, exist_ok=True)
-    return Database(s.resolved_database_url)
+    private_dir(s.home)
+    db = Database(s.resolved_database_url)
+    db.audit_chain = audit.chain_for(s, open_store(s))
+    return db
 
 
 def _fail(msg: str, code: int = 1) -> None:
@@ -56,10 +63,10 @@ def db_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
     """Migrate the database up to REVISION (default: head)."""
     from alembic import command
 
-    from mlgov.db import alembic_config
+    from mlgov.db import alembic_config, private_dir
 
     s = get_settings()
-    s.home.mkdir(parents=True, exist_ok=True)
+    private_dir(s.home)
     command.upgrade(alembic_config(s.resolved_database_url), revision)
     typer.echo(f"database at {revision}: {_redact(s.resolved_database_url)}")
 
@@ -94,7 +101,9 @@ def _redact(url: str) -> str:
 
 @keys_app.command("create")
 def keys_create(name: Annotated[str, typer.Option(help="unique key name (shown in the audit log)")],
-                role: Annotated[str, typer.Option(help="admin|approver|publisher|viewer|ingest")]) -> None:
+                role: Annotated[str, typer.Option(help="admin|approver|publisher|viewer|ingest")],
+                owner: Annotated[str | None, typer.Option(help="the person holding the key (default: the name); "
+                                                                "four-eyes compares owners")] = None) -> None:
     """Create a key; the key itself is printed once, as the last line."""
     from mlgov import auth
     from mlgov.errors import DomainError
@@ -103,7 +112,7 @@ def keys_create(name: Annotated[str, typer.Option(help="unique key name (shown i
     _require_schema(db)
     try:
         with db.session_scope() as s:
-            row, full = auth.create_key(s, name, role, actor="cli")
+            row, full = auth.create_key(s, name, role, actor="cli", owner=owner)
             typer.echo(f"created key {row.name!r} with role {row.role} (store it now; it is not shown again):")
     except DomainError as exc:
         _fail(f"{exc.detail}" + (f" — {exc.fix}" if exc.fix else ""))
@@ -120,7 +129,7 @@ def keys_list() -> None:
     with db.session_scope(write=False) as s:
         for k in auth.list_keys(s):
             state = "active" if k.active else f"revoked {k.revoked_at:%Y-%m-%d %H:%M}" if k.revoked_at else "revoked"
-            typer.echo(f"{k.name}\t{k.role}\t{k.key_id}\t{state}")
+            typer.echo(f"{k.name}\t{k.role}\t{k.key_id}\t{state}\towner={k.owner}\tcreated_by={k.created_by}")
 
 
 @keys_app.command("revoke")
@@ -135,13 +144,13 @@ def keys_revoke(name: str) -> None:
         with db.session_scope() as s:
             auth.revoke_key(s, name, actor="cli")
     except DomainError as exc:
-        _fail(exc.detail)
+        _fail(f"{exc.detail}" + (f" — {exc.fix}" if exc.fix else ""))
     typer.echo(f"revoked {name}")
 
 
 @audit_app.command("verify")
 def audit_verify() -> None:
-    """Check the hash chain; exit 1 and name the first broken event if it was tampered with."""
+    """Check the keyed hash chain against the newest signed checkpoint; exit 1 and say where it breaks."""
     from mlgov import audit
 
     db = _database()
@@ -151,6 +160,21 @@ def audit_verify() -> None:
     typer.echo(json.dumps(result))
     if not result["ok"]:
         raise typer.Exit(1)
+
+
+@audit_app.command("checkpoint")
+def audit_checkpoint() -> None:
+    """Sign the current head of the chain and write it to the object store (anchors it outside the database)."""
+    from mlgov import audit
+
+    db = _database()
+    _require_schema(db)
+    try:
+        with db.session_scope(write=False) as s:
+            doc = audit.write_checkpoint(s)
+    except audit.CheckpointRefused as exc:
+        _fail(str(exc))
+    typer.echo(json.dumps(doc))
 
 
 @demo_app.command("seed")
@@ -185,6 +209,16 @@ def serve(
     db = _database()
     _require_schema(db)
     created = auth.bootstrap_admin_key(db, s.admin_key_path)
+    from mlgov import audit
+
+    try:
+        with db.session_scope(write=False) as session:
+            audit.write_checkpoint(session)  # anchor the head (and any pre-0010 legacy rows) at every start
+    except audit.CheckpointRefused as exc:
+        typer.echo(f"WARNING: audit checkpoint not written: {exc}", err=True)
+    except Exception as exc:  # store unreachable: serve anyway; the periodic checkpoints retry
+        typer.echo(f"WARNING: audit checkpoint not written, the object store failed: {type(exc).__name__}: {exc}",
+                   err=True)
     key_path = s.admin_key_path.resolve()
     if created:
         typer.echo(f"created the first admin key; it is in {key_path} (mode 0600)")

@@ -64,8 +64,9 @@ class Client:
     def list_keys(self) -> list[JSON]:
         return list(self._req("GET", "/api/v1/keys"))
 
-    def create_key(self, name: str, role: str) -> JSON:
-        return dict(self._req("POST", "/api/v1/keys", json={"name": name, "role": role}))
+    def create_key(self, name: str, role: str, owner: str | None = None) -> JSON:
+        body = {"name": name, "role": role, **({"owner": owner} if owner else {})}
+        return dict(self._req("POST", "/api/v1/keys", json=body))
 
     def revoke_key(self, name: str) -> None:
         self._req("DELETE", f"/api/v1/keys/{name}")
@@ -146,6 +147,10 @@ class Client:
 
     def audit_verify(self) -> JSON:
         return dict(self._req("GET", "/api/v1/audit/verify"))
+
+    def audit_checkpoint(self) -> JSON:
+        """Admin: sign the chain's head and write it to the server's object store."""
+        return dict(self._req("POST", "/api/v1/audit/checkpoint"))
 
     def audit_report(self, model_group: str, since: dt.datetime | str | None = None,
                      until: dt.datetime | str | None = None, format: str = "json") -> Any:

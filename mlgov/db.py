@@ -8,6 +8,7 @@ SQLite allows one writer at a time; a deferred transaction that later tries to w
 from __future__ import annotations
 
 import datetime as dt
+import os
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -108,12 +109,34 @@ def _sqlite_pragmas(engine: Engine, immediate: bool) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
+def private_dir(path: Path | str) -> None:
+    """Create ``path`` (and parents) as 0700 if missing: it holds the database, API keys and the audit key.
+    An existing directory is left as the operator set it up."""
+    p = Path(path)
+    if not p.exists():
+        p.mkdir(parents=True, mode=0o700, exist_ok=True)
+        os.chmod(p, 0o700)
+
+
+def private_file(path: Path | str) -> None:
+    """Create an empty file readable by its owner only (0600) unless it exists; SQLite then keeps the mode and
+    gives its -wal/-shm files the same one."""
+    p = Path(path)
+    private_dir(p.parent)
+    try:
+        fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    os.close(fd)
+    os.chmod(p, 0o600)
+
+
 def make_engine(url: str, *, immediate: bool = False, echo: bool = False, pooled: bool = True) -> Engine:
     u = make_url(url)
     extra: dict[str, Any] = {} if pooled else {"poolclass": NullPool}
     if u.get_backend_name() == "sqlite":
-        if u.database and u.database != ":memory:":
-            Path(u.database).parent.mkdir(parents=True, exist_ok=True)
+        if u.database and u.database != ":memory:" and not u.database.startswith("file:"):
+            private_file(u.database)
         engine = create_engine(url, echo=echo, connect_args={"check_same_thread": False, "timeout": 30}, **extra)
         _sqlite_pragmas(engine, immediate)
         return engine
@@ -123,7 +146,12 @@ def make_engine(url: str, *, immediate: bool = False, echo: bool = False, pooled
 
 
 class Database:
-    """Holds the engines and session factories; one per app (tests build their own)."""
+    """Holds the engines and session factories; one per app (tests build their own).
+
+    ``audit_chain`` (set by the app and the CLI) is handed to every session, so ``mlgov.audit`` keys and
+    anchors the chain without each service passing the key along."""
+
+    audit_chain: Any = None
 
     def __init__(self, url: str, *, echo: bool = False) -> None:
         self.url = url
@@ -134,7 +162,9 @@ class Database:
         self.write_sessions = sessionmaker(self.write_engine, expire_on_commit=False)
 
     def session(self, *, write: bool = True) -> Session:
-        return (self.write_sessions if write else self.read_sessions)()
+        session = (self.write_sessions if write else self.read_sessions)()
+        session.info["audit_chain"] = self.audit_chain
+        return session
 
     @contextmanager
     def session_scope(self, *, write: bool = True) -> Iterator[Session]:

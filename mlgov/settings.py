@@ -38,6 +38,10 @@ class Settings(BaseSettings):
                                              description="outbound replies larger than this are cut off and refused")
     secrets_key: SecretStr | None = Field(default=None, description="Fernet key(s), comma-separated, newest first, "
                                           "for secrets stored encrypted; default: a 0600 file under home")
+    audit_key: SecretStr | None = Field(default=None, description="HMAC key of the audit chain (hex or text); "
+                                        "default: a random key in <home>/audit.key (0600) made on first start")
+    audit_checkpoint_every: int = Field(default=100, ge=1, description="write a signed checkpoint of the audit "
+                                        "head to the object store every N events")
 
     alert_sns_topic_arn: str | None = Field(default=None, description="also publish alert events to this SNS topic")
     alert_eventbridge_bus: str | None = Field(default=None, description="also put alert events on this bus")
@@ -73,6 +77,10 @@ class Settings(BaseSettings):
     @property
     def secrets_key_path(self) -> Path:
         return self.home / "secrets.key"
+
+    @property
+    def audit_key_path(self) -> Path:
+        return self.home / "audit.key"
 
 
 @lru_cache(maxsize=1)

@@ -18,10 +18,13 @@ class VersionNotFound(NotFound):
 
 
 class FourEyesViolation(Forbidden):
-    def __init__(self, actor: str, group: str, version: int) -> None:
+    def __init__(self, actor: str, group: str, version: int, why: str | None = None) -> None:
+        reason = f"key {actor!r} registered {group} version {version}" if why is None else (
+            f"key {actor!r} is not independent of whoever registered {group} version {version}: {why}")
         super().__init__(
-            f"four-eyes rule: key {actor!r} registered {group} version {version} and so cannot decide its approval",
-            fix="ask a different approver (a key with role approver or admin that did not register it)",
+            f"four-eyes rule: {reason}, so it cannot decide the version's approval",
+            fix="ask a different person: an approver or admin key owned by someone else, not created by the "
+                "registrant's owner",
         )
 
 

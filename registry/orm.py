@@ -59,6 +59,7 @@ class ModelVersion(Base):
     triggered_by_alert: Mapped[str | None] = mapped_column(String(64), nullable=True)
     artifact_trusted: Mapped[bool] = mapped_column(default=False, server_default="0")
     bias_report: Mapped[Any] = mapped_column(JSON, nullable=True)
+    evidence: Mapped[Any] = mapped_column(JSON, nullable=True)  # every attached report, with who and how
     registered_by: Mapped[str] = mapped_column(String(128))
     registered_by_key: Mapped[str] = mapped_column(String(32))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
@@ -90,6 +91,10 @@ class ApprovalDecision(Base):
     to_status: Mapped[str] = mapped_column(String(32))
     comment: Mapped[str] = mapped_column(Text)
     actor: Mapped[str] = mapped_column(String(128))
+    actor_owner: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    actor_key: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    policy_overridden: Mapped[Any] = mapped_column(JSON, nullable=True)  # what an admin override waived
+    evidence: Mapped[Any] = mapped_column(JSON, nullable=True)  # which evidence counted for the gate, and why
     at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 

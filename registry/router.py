@@ -124,7 +124,9 @@ def get_version(group: str, version: VersionNo, session: SessionDep, _: Reader) 
 def decide(group: str, version: VersionNo, body: ApprovalRequest, session: SessionDep, p: Decider) -> Any:
     v = service.decide(session, group, version, body, p)
     _, fresh = service.get_version(session, group, v.version)
-    return service.to_read(group, fresh)
+    read = service.to_read(group, fresh)
+    read.approval_evidence = service.decision_evidence(session, fresh)
+    return read
 
 
 @router.post("/model-groups/{group}/versions/{version}/artifact-trust", response_model=VersionRead)

@@ -243,6 +243,9 @@ class VersionRead(BaseModel):
     registered_by: str
     created_at: dt.datetime
     updated_at: dt.datetime
+    approval_evidence: dict[str, Any] | None = Field(
+        default=None, description="approval responses only: which evidence counted for the policy gate and why, "
+                                  "which did not, and what an admin override waived")
 
 
 class ApprovalRequest(Strict):

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session, selectinload
 from sqlalchemy.orm.attributes import set_committed_value
 
 from lineage import service as lineage
-from mlgov import audit, events
+from mlgov import audit, auth, events
 from mlgov.auth import DECIDERS, Principal, Role
 from mlgov.db import new_id, paginate, utcnow
 from mlgov.errors import Conflict, Forbidden, Invalid
@@ -302,6 +302,10 @@ def decide(session: Session, group_name: str, number: int, req: ApprovalRequest,
         raise VersionNotFound(group_name, number)
     if v.registered_by_key == actor.key_pk:
         raise FourEyesViolation(actor.name, group_name, number)
+    reg_owner, reg_creator = _registrant(session, v)
+    why = auth.independent(actor.owner, actor.created_by, reg_owner, reg_creator)
+    if why is not None:
+        raise FourEyesViolation(actor.name, group_name, number, why)
     current = v.approval_status
     if req.expected_status is not None and req.expected_status != current:
         raise Conflict(f"{group_name} version {number} is {current}, not {req.expected_status} as expected",
@@ -312,7 +316,8 @@ def decide(session: Session, group_name: str, number: int, req: ApprovalRequest,
             f"cannot move {group_name} version {number} from {current} to {req.status}",
             fix=f"from {current} the allowed statuses are: {', '.join(allowed)}",
             current_status=current, allowed=list(allowed))
-    overridden = _check_policy(group, v, req, actor)
+    assessment = assess_evidence(session, group.name, v)
+    overridden = _check_policy(group, v, req, actor, assessment)
     now = utcnow()
     res = session.execute(
         update(ModelVersion).where(ModelVersion.id == v.id, ModelVersion.approval_status == current)
@@ -324,7 +329,8 @@ def decide(session: Session, group_name: str, number: int, req: ApprovalRequest,
     for attr, val in (("approval_status", req.status), ("approval_description", req.comment), ("updated_at", now)):
         set_committed_value(v, attr, val)
     decision = ApprovalDecision(version_id=v.id, from_status=current, to_status=req.status, comment=req.comment,
-                                actor=actor.name, at=now)
+                                actor=actor.name, actor_owner=actor.owner, actor_key=actor.key_pk,
+                                policy_overridden=overridden or None, evidence=assessment or None, at=now)
     session.add(decision)
     session.flush()
     _governance_action(session, group, v, actor.name, "Approval", f"approval:{v.id}:{decision.id}",
@@ -338,8 +344,9 @@ def decide(session: Session, group_name: str, number: int, req: ApprovalRequest,
     subject = f"{group.name}/{number}"
     audit.record(session, actor=actor.name, action="version.approval_changed", subject_type="model_version",
                  subject_id=subject, before={"approval_status": current},
-                 after={"approval_status": req.status, "comment": req.comment,
-                        **({"policy_overridden": overridden} if overridden else {})})
+                 after={"approval_status": req.status, "comment": req.comment, "decided_by_owner": actor.owner,
+                        **({"policy_overridden": overridden} if overridden else {}),
+                        **({"evidence": _evidence_summary(assessment)} if assessment else {})})
     events.emit(session, "version.approval_changed", subject,
                 {**_payload(group.name, v), "previous_approval_status": current, "decided_by": actor.name})
     return v
@@ -361,19 +368,75 @@ def set_artifact_trust(session: Session, group_name: str, number: int, trusted: 
     return v
 
 
-def _check_policy(group: ModelGroup, v: ModelVersion, req: ApprovalRequest, actor: Principal) -> list[str]:
-    """The group's evidence requirements for approval; returns what an admin override waived."""
+def _registrant(session: Session, v: ModelVersion) -> tuple[str, str | None]:
+    """Owner and creator of the key that registered ``v`` (its name, for keys that no longer resolve)."""
+    key = auth.key_by_pk(session, v.registered_by_key)
+    return (key.owner, key.created_by) if key is not None else (v.registered_by, None)
+
+
+def assess_evidence(session: Session, group_name: str, v: ModelVersion) -> list[dict[str, Any]]:
+    """Every bias report attached to ``v``, oldest first, with whether it counts for the approval gate and why.
+
+    A report counts when mlgov computed it from the version's own predictions (its endpoint's captured window
+    joined to ground truth, or its registered artifact run on a dataset), or when someone independent of the
+    registrant produced it. A report the registrant's side computed on data it supplied does not count: it
+    could have set predictions = labels."""
+    reg_owner, reg_creator = _registrant(session, v)
+    items = list(v.evidence or []) or ([v.bias_report] if v.bias_report else [])
+    out = []
+    for item in items:
+        source = item.get("source") or {"kind": "unrecorded (attached before revision 0010)"}
+        kind = source.get("kind")
+        by_owner, by_creator = item.get("by_owner"), item.get("by_created_by")
+        if by_owner is None:  # legacy report: only the key name was kept
+            key = session.scalar(select(auth.ApiKey).where(auth.ApiKey.name == item.get("by")))
+            by_owner, by_creator = (key.owner, key.created_by) if key else (item.get("by") or "?", None)
+        counted, reason = False, ""
+        if kind == "captured_window" and source.get("model_version") == f"{group_name}/{v.version}":
+            counted, reason = True, (f"computed by mlgov from this version's own predictions: endpoint "
+                                     f"{source.get('endpoint')!r} captured traffic joined to ground truth")
+        elif kind == "model_run" and source.get("artifact_sha256") == v.artifact_sha256:
+            counted, reason = True, (f"computed by mlgov running this version's registered artifact (sha256 "
+                                     f"{v.artifact_sha256[:12]}…) on {source.get('dataset', 'a dataset')}")
+        else:
+            why = auth.independent(by_owner, by_creator, reg_owner, reg_creator)
+            if why is None:
+                counted, reason = True, f"produced by {by_owner!r}, independent of the registrant {reg_owner!r}"
+            else:
+                reason = (f"not independent of the registrant ({why}) and computed on data the submitter supplied "
+                          f"({kind}); predictions in supplied data prove nothing about the model")
+        out.append({"analysis_id": item.get("analysis_id"), "passed": bool(item.get("passed")),
+                    "failures": list(item.get("failures") or []), "by": item.get("by"), "by_owner": by_owner,
+                    "at": item.get("at"), "source": source, "counted": counted, "reason": reason})
+    return out
+
+
+def _evidence_summary(assessment: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"counted": [{"analysis_id": e["analysis_id"], "passed": e["passed"], "reason": e["reason"]}
+                        for e in assessment if e["counted"]],
+            "not_counted": [{"analysis_id": e["analysis_id"], "reason": e["reason"]}
+                            for e in assessment if not e["counted"]]}
+
+
+def _check_policy(group: ModelGroup, v: ModelVersion, req: ApprovalRequest, actor: Principal,
+                  assessment: list[dict[str, Any]]) -> list[str]:
+    """The group's evidence requirements for approval; returns what an admin override waived. The newest report
+    that counts as evidence decides; reports that do not count are listed with the reason."""
     policy = group.approval_policy or {}
     if req.status != APPROVED or not policy.get("require_bias_report"):
         if req.override_policy and actor.role != Role.admin:
             raise Forbidden("only admin keys may override the approval policy", fix="drop override_policy")
         return []
-    report = v.bias_report or {}
+    counted = [e for e in assessment if e["counted"]]
+    ignored = [f"report {e['analysis_id']} does not count: {e['reason']}" for e in assessment if not e["counted"]]
     missing: str | None = None
-    if not report:
+    if not assessment:
         missing = "no bias report is attached"
-    elif not report.get("passed"):
-        missing = f"the bias report fails: {', '.join(report.get('failures', []))}"
+    elif not counted:
+        missing = "no attached bias report counts as evidence (" + "; ".join(ignored) + ")"
+    elif not counted[-1]["passed"]:
+        missing = (f"the bias report fails: {', '.join(counted[-1]['failures'])} (newest report that counts as "
+                   f"evidence: {counted[-1]['analysis_id']})")
     if missing is None:
         return []
     if req.override_policy:
@@ -381,24 +444,42 @@ def _check_policy(group: ModelGroup, v: ModelVersion, req: ApprovalRequest, acto
             raise Forbidden("only admin keys may override the approval policy", fix="drop override_policy")
         return [missing]
     raise Conflict(f"{group.name} requires a passing bias report before approval; {missing}",
-                   fix="run POST /api/v1/clarify/bias with model_group and model_version, or have an admin "
-                       "approve with override_policy=true")
+                   fix="have mlgov compute it from the version's own predictions (POST /api/v1/clarify/bias with "
+                       "model_group, model_version and either an endpoint window of this version or "
+                       "predict_with_model=true), or have someone independent of the registrant run it; an admin "
+                       "may approve with override_policy=true (flagged in the compliance report)",
+                   evidence=_evidence_summary(assessment))
 
 
 def attach_bias_report(session: Session, group_name: str, number: int, analysis_id: str, passed: bool,
-                       failures: list[str], actor: Principal) -> ModelVersion:
+                       failures: list[str], actor: Principal, source: dict[str, Any] | None = None) -> ModelVersion:
+    """Attach a bias report as evidence, recording who produced it and from what data (``source``: kind
+    upload | dataset_uri | captured_window | model_run, plus what identifies the data)."""
     group, v = get_version(session, group_name, number)
-    v.bias_report = {"analysis_id": analysis_id, "passed": passed, "failures": failures, "by": actor.name,
-                     "at": utcnow().isoformat()}
+    item = {"analysis_id": analysis_id, "passed": passed, "failures": failures, "by": actor.name,
+            "by_key": actor.key_pk, "by_owner": actor.owner, "by_created_by": actor.created_by,
+            "source": source or {"kind": "unspecified"}, "at": utcnow().isoformat()}
+    v.bias_report = item
+    v.evidence = [*(v.evidence or []), item]
     v.updated_at = utcnow()
     session.flush()
     audit.record(session, actor=actor.name, action="version.bias_report_attached", subject_type="model_version",
-                 subject_id=f"{group.name}/{number}", after=v.bias_report)
+                 subject_id=f"{group.name}/{number}", after=item)
     return v
 
 
 def approval_policy(session: Session, group_name: str) -> dict[str, Any]:
     return dict(get_group(session, group_name).approval_policy or {})
+
+
+def decision_evidence(session: Session, version: ModelVersion) -> dict[str, Any] | None:
+    """For the approval response: what the newest decision counted as evidence, ignored, and overrode."""
+    d = session.scalar(select(ApprovalDecision).where(ApprovalDecision.version_id == version.id)
+                       .order_by(ApprovalDecision.id.desc()).limit(1))
+    if d is None:
+        return None
+    return {**_evidence_summary(d.evidence or []), "policy_overridden": list(d.policy_overridden or []),
+            "passed_only_by_override": bool(d.policy_overridden)}
 
 
 def approval_history(session: Session, version: ModelVersion) -> list[ApprovalDecision]:
@@ -489,6 +570,34 @@ def occupants_at(session: Session, group_name: str, stage: str, at: dt.datetime)
 
 # --- compliance report --------------------------------------------------------------------------------
 
+def _provisioning_warnings(session: Session, v: ModelVersion, decisions: list[ApprovalDecision]) -> list[str]:
+    """Owners are names an admin types, so one admin could mint a registrant and a decider under two made-up
+    owners. Not blocked (an admin who provisions every key is normal); made visible for the reviewer."""
+    registrant = auth.key_by_pk(session, v.registered_by_key)
+    out = []
+    for d in decisions:
+        decider = auth.key_by_pk(session, d.actor_key) if d.actor_key else None
+        if registrant is None or decider is None or registrant.created_by_key is None:
+            continue
+        if registrant.created_by_key == decider.created_by_key:
+            out.append(f"the registering key {registrant.name!r} and the deciding key {decider.name!r} were both "
+                       f"created by {registrant.created_by!r}")
+    return out
+
+
+def _decision_row(d: ApprovalDecision) -> dict[str, Any]:
+    row: dict[str, Any] = {"from": d.from_status, "to": d.to_status, "by": d.actor, "at": d.at.isoformat(),
+                           "comment": d.comment}
+    if d.actor_owner is not None and d.actor_owner != d.actor:
+        row["by_owner"] = d.actor_owner
+    if d.evidence is not None:
+        row["evidence"] = d.evidence
+    if d.policy_overridden:
+        row["policy_overridden"] = d.policy_overridden
+        row["passed_only_by_override"] = True
+    return row
+
+
 def compliance_report(session: Session, group_name: str, since: dt.datetime | None,
                       until: dt.datetime | None) -> dict[str, Any]:
     """Every version with activity in the window: who registered it, every decision and stage move."""
@@ -524,14 +633,20 @@ def compliance_report(session: Session, group_name: str, since: dt.datetime | No
             "training_data": list(v.training_data or []),
             "metrics": dict(v.metrics or {}),
             "model_card": v.model_card,
-            "decisions": [{"from": d.from_status, "to": d.to_status, "by": d.actor, "at": d.at.isoformat(),
-                           "comment": d.comment} for d in decisions[v.id]],
+            "decisions": [_decision_row(d) for d in decisions[v.id]],
             "stage_history": [{"from": t.from_stage, "to": t.to_stage, "by": t.actor, "at": t.at.isoformat(),
                                "reason": t.reason, "comment": t.comment} for t in moves[v.id]],
-            "four_eyes_ok": all(d.actor != v.registered_by for d in decisions[v.id]),
+            "registered_by_owner": _registrant(session, v)[0],
+            "evidence": assess_evidence(session, group.name, v),
+            "four_eyes_ok": all(not auth.same_person(d.actor_owner or d.actor, _registrant(session, v)[0])
+                                and d.actor != v.registered_by for d in decisions[v.id]),
+            "flags": [f"{d.to_status} at {d.at.isoformat()} by {d.actor} passed only by admin override: "
+                      f"{'; '.join(d.policy_overridden)}" for d in decisions[v.id] if d.policy_overridden],
+            "warnings": _provisioning_warnings(session, v, decisions[v.id]),
             "lineage": [n for n in lineage.upstream(session, v.artifact_uri, v.artifact_sha256)
                         if n["kind"] != "action" or n["type"] not in ("Approval", "StageTransition")],
         })
+    overrides = sum(1 for ds in decisions.values() for d in ds if d.policy_overridden)
     return {
         "model_group": group.name,
         "description": group.description,
@@ -539,5 +654,6 @@ def compliance_report(session: Session, group_name: str, since: dt.datetime | No
         "to": hi.isoformat(),
         "generated_at": utcnow().isoformat(),
         "audit_chain": audit.verify(session),
+        "decisions_passed_only_by_override": overrides,
         "versions": rows,
     }

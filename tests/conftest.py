@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,8 @@ from mlgov.settings import Settings
 from tests.infra import Seaweed, TransactionalDatabase, fresh_database, upgrade
 
 BACKENDS = ["sqlite", "postgres"]
+# One audit key for every app and direct session in the test process (apps and fixtures share databases).
+os.environ.setdefault("MLGOV_AUDIT_KEY", "test-audit-key-" + "0" * 32)
 
 
 @pytest.fixture(scope="session", params=BACKENDS)

@@ -104,7 +104,8 @@ class TransactionalDatabase(Database):
         self.outer = self.connection.begin()
 
     def session(self, *, write: bool = True) -> Session:
-        return Session(bind=self.connection, join_transaction_mode="create_savepoint", expire_on_commit=False)
+        return Session(bind=self.connection, join_transaction_mode="create_savepoint", expire_on_commit=False,
+                       info={"audit_chain": self.audit_chain})
 
     def close(self) -> None:
         self.outer.rollback()

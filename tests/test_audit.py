@@ -54,16 +54,23 @@ def test_verify_detects_edit_and_delete(client, keys, db):
     assert set(reasons) == {edited, ids[-1]}
 
 
-def test_verify_detects_forged_rehash(client, keys, db):
-    """Recomputing a tampered row's own hash does not help: the next row still points at the old one."""
+def test_verify_detects_forged_rehash(client, keys, db, app):
+    """Recomputing a tampered row's own hash does not help: without the key the HMAC is wrong; even with the key
+    the next row still points at the old hash."""
     from mlgov.audit import compute_hash
 
     _story(client, keys)
+    key = app.state.db.audit_chain.key
     with db.session_scope() as s:
         ev = s.scalars(select(AuditEvent).order_by(AuditEvent.seq)).all()[2]
         ev.actor = "mallory"
-        ev.hash = compute_hash(ev)
+        ev.hash = compute_hash(ev)      # plain SHA-256: what an attacker without the key can compute
         forged = ev.id
+    res = client.get("/api/v1/audit/verify", headers=keys("viewer")).json()
+    assert res["ok"] is False and res["first_bad_id"] == forged and "without the audit key" in res["reason"]
+    with db.session_scope() as s:
+        ev = s.get(AuditEvent, forged)
+        ev.hash = compute_hash(ev, key)  # an insider holding the key
     res = client.get("/api/v1/audit/verify", headers=keys("viewer")).json()
     assert res["ok"] is False and "prev_hash" in res["reason"] and res["first_bad_id"] != forged
 
@@ -90,3 +97,161 @@ def test_compliance_report_json_and_html(client, keys):
     assert_problem(client.get("/api/v1/audit/report", headers=keys("viewer")), 422, "model_group")
     assert_problem(client.get("/api/v1/audit/report", params={"model_group": "churn", "from": "yesterday"},
                               headers=keys("viewer")), 422, "from")
+
+
+# --- keyed chain and checkpoints -------------------------------------------------------------------------
+
+def _checkpoint(client, keys) -> dict:
+    r = client.post("/api/v1/audit/checkpoint", headers=keys("admin"))
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def test_truncating_newest_rows_fails_verify_against_the_checkpoint(client, keys, db):
+    _story(client, keys)
+    cp = _checkpoint(client, keys)
+    assert client.get("/api/v1/audit/verify", headers=keys("viewer")).json()["anchored"] is True
+    with db.session_scope() as s:   # the attack: delete the newest rows straight in the database
+        newest = list(s.scalars(select(AuditEvent.seq).order_by(AuditEvent.seq.desc()).limit(2)))
+        s.execute(delete(AuditEvent).where(AuditEvent.seq.in_(newest)))
+    res = client.get("/api/v1/audit/verify", headers=keys("viewer")).json()
+    assert res["ok"] is False and "truncation" in res["reason"]
+    assert res["first_bad_seq"] == cp["seq"] and f"ends at seq {cp['seq'] - 2}" in res["reason"]
+    # a new anchor would launder the truncation: refused
+    assert_problem(client.post("/api/v1/audit/checkpoint", headers=keys("admin")), 409, "missing", "verify")
+    rep = client.get("/api/v1/audit/report", params={"model_group": "churn"}, headers=keys("viewer")).json()
+    assert rep["audit_chain"]["ok"] is False
+
+
+def test_editing_a_row_and_recomputing_the_unkeyed_chain_fails_verify(client, keys, db):
+    """The attacker rewrites one event and recomputes every later hash with plain SHA-256 (all he can do
+    without the key): each recomputed row fails its HMAC; marking the rows 'legacy' does not help either."""
+    from mlgov.audit import compute_hash
+
+    _story(client, keys)
+    _checkpoint(client, keys)
+    with db.session_scope() as s:
+        rows = list(s.scalars(select(AuditEvent).order_by(AuditEvent.seq)))
+        rows[3].actor = "mallory"
+        prev = rows[2].hash
+        for ev in rows[3:]:
+            ev.prev_hash = prev
+            ev.hash = compute_hash(ev)
+            prev = ev.hash
+        target = rows[3].id
+    res = client.get("/api/v1/audit/verify", headers=keys("viewer")).json()
+    assert res["ok"] is False and res["first_bad_id"] == target and "content hash" in res["reason"]
+    with db.session_scope() as s:   # pretend the rewritten rows predate the keyed chain
+        rows = list(s.scalars(select(AuditEvent).order_by(AuditEvent.seq)))
+        prev = "0" * 64
+        for ev in rows:
+            ev.chain, ev.prev_hash = 1, prev
+            ev.hash = compute_hash(ev)
+            prev = ev.hash
+    res = client.get("/api/v1/audit/verify", headers=keys("viewer")).json()
+    assert res["ok"] is False and "legacy" in res["reason"]
+    assert any("differs from the checkpoint" in p["reason"] for p in res["problems"])
+
+
+def test_checkpoints_every_n_events_are_signed_and_in_the_store(tmp_path, db, keys):
+    import json
+
+    from fastapi.testclient import TestClient
+
+    from mlgov.app import create_app
+    from tests.conftest import make_settings
+
+    app = create_app(make_settings(tmp_path, audit_checkpoint_every=3), db=db)
+    with TestClient(app) as c:
+        _story(c, keys)
+        store = app.state.get_store()
+        names = sorted(k for k in store.list("audit/checkpoints/") if not k.endswith("latest.json"))
+        total = c.get("/api/v1/audit/verify", headers=keys("viewer")).json()
+        assert total["ok"] is True and total["anchored"] is True
+        # one checkpoint per 3 events the app wrote (the fixture's keys were written before the app existed)
+        seqs = [int(n.rsplit("/", 1)[1][:20]) for n in names]
+        head = total["head_seq"]
+        assert len(seqs) >= 2 and seqs == list(range(seqs[0], head + 1, 3)) and seqs[-1] > head - 3
+        latest = json.loads(store.get("audit/checkpoints/latest.json"))
+        assert latest["seq"] == 3 * (total["head_seq"] // 3) and len(latest["signature"]) == 64
+        assert total["checkpoint"]["seq"] == latest["seq"]
+        # a forged checkpoint (no key) is refused by verify
+        store.put("audit/checkpoints/latest.json", json.dumps({**latest, "seq": 1}).encode())
+        bad = c.get("/api/v1/audit/verify", headers=keys("viewer")).json()
+        assert bad["ok"] is False and "invalid signature" in bad["reason"]
+
+
+def test_checkpoint_written_to_s3(seaweed, tmp_path, db, keys):
+    import json
+
+    from fastapi.testclient import TestClient
+
+    from mlgov.app import create_app
+    from tests.conftest import make_settings
+    from tests.infra import S3_KEY, S3_SECRET
+
+    bucket = f"audit{tmp_path.name[-8:].lower().replace('_', '')}"
+    seaweed.client().create_bucket(Bucket=bucket)
+    app = create_app(make_settings(tmp_path, store_url=f"s3://{bucket}/mlgov", s3_endpoint_url=seaweed.endpoint,
+                                   s3_access_key_id=S3_KEY, s3_secret_access_key=S3_SECRET), db=db)
+    with TestClient(app) as c:
+        _story(c, keys)
+        cp = _checkpoint(c, keys)
+        body = seaweed.client().get_object(Bucket=bucket, Key="mlgov/audit/checkpoints/latest.json")["Body"].read()
+        assert json.loads(body)["head_hash"] == cp["head_hash"]
+        assert c.get("/api/v1/audit/verify", headers=keys("viewer")).json()["checkpoint"]["seq"] == cp["seq"]
+
+
+def test_rows_from_before_the_keyed_chain(tmp_path):
+    """Upgrade story: rows written by 0009 (plain SHA-256) stay valid as a prefix once a checkpoint records where
+    they end; new rows are keyed and bind the legacy head; a rewritten legacy row is still caught."""
+    import datetime as dt
+    import hashlib
+    import json
+
+    from sqlalchemy import text
+
+    from mlgov import audit
+    from mlgov.db import Database
+    from mlgov.storage import LocalStore
+    from tests.infra import upgrade
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    upgrade(url, "0009")
+    db = Database(url)
+    prev = "0" * 64
+    with db.engine.begin() as conn:
+        for seq in (1, 2, 3):
+            ts = dt.datetime(2026, 1, 1, 0, 0, seq, tzinfo=dt.UTC)
+            content = {"seq": seq, "ts": ts.strftime("%Y-%m-%dT%H:%M:%S.%fZ"), "actor": "old", "action": "x.y",
+                       "subject_type": "t", "subject_id": str(seq), "before": None, "after": {"n": seq},
+                       "request_id": None, "prev_hash": prev}
+            h = hashlib.sha256(audit.canonical(content).encode()).hexdigest()
+            conn.execute(text("INSERT INTO audit_events (seq, ts, actor, action, subject_type, subject_id, before, "
+                              "after, request_id, prev_hash, hash) VALUES (:seq, :ts, 'old', 'x.y', 't', :sid, "
+                              "NULL, :after, NULL, :prev, :h)"),
+                         {"seq": seq, "ts": ts.replace(tzinfo=None), "sid": str(seq), "after": json.dumps({"n": seq}),
+                          "prev": prev, "h": h})
+            prev = h
+    db.dispose()
+    upgrade(url)
+    db = Database(url)
+    db.audit_chain = audit.AuditChain(key=b"k" * 32, store=LocalStore(tmp_path / "store"))
+    with db.session_scope() as s:
+        res = audit.verify(s)
+        assert res["ok"] is False and "legacy boundary" in res["reason"] and "checkpoint" in res["problems"][0]["fix"]
+        assert audit.write_checkpoint(s)["legacy_until"] == 3
+    with db.session_scope() as s:
+        audit.record(s, actor="new", action="x.z", subject_type="t", subject_id="4")
+    with db.session_scope() as s:
+        res = audit.verify(s)
+        assert res["ok"] is True and res["legacy_events"] == 3 and res["head_seq"] == 4
+    with db.engine.begin() as conn:   # rewrite a legacy row and recompute its plain hash: row 4's HMAC binds it
+        conn.execute(text("UPDATE audit_events SET actor = 'mallory' WHERE seq = 3"))
+    with db.session_scope() as s:
+        ev = s.scalar(select(AuditEvent).where(AuditEvent.seq == 3))
+        ev.hash = audit.compute_hash(ev)
+    with db.session_scope() as s:
+        res = audit.verify(s)
+        assert res["ok"] is False and res["first_bad_seq"] == 4 and "prev_hash" in res["reason"]
+    db.dispose()

@@ -99,3 +99,31 @@ def test_capture_import_export_round_trip(tmp_path):
     exported = list((tmp_path / "out" / "ep" / "AllTraffic" / "2026" / "11" / "20" / "10").glob("*.jsonl"))
     records = [json.loads(line) for f in exported for line in f.read_text().splitlines()]
     assert sorted(r["eventMetadata"]["eventId"] for r in records) == [f"ev-{i}" for i in range(5)]
+
+
+def test_audit_key_checkpoint_and_verify_exit_codes_on_tamper(tmp_path):
+    """`mlgov audit verify` exits non-zero after the newest rows are deleted or a row is rewritten."""
+    import json
+    import sqlite3
+
+    run(tmp_path, "db", "upgrade")
+    home = tmp_path / ".mlgov"
+    assert stat.S_IMODE(home.stat().st_mode) == 0o700
+    assert stat.S_IMODE((home / "mlgov.db").stat().st_mode) == 0o600
+    for i in range(4):
+        run(tmp_path, "keys", "create", "--name", f"k{i}", "--role", "viewer", "--owner", "alice")
+    assert stat.S_IMODE((home / "audit.key").stat().st_mode) == 0o600
+    assert "owner=alice\tcreated_by=cli" in run(tmp_path, "keys", "list").stdout
+    cp = json.loads(run(tmp_path, "audit", "checkpoint").stdout)
+    assert cp["seq"] == 4 and (home / "store" / "audit" / "checkpoints" / "latest.json").exists()
+    assert json.loads(run(tmp_path, "audit", "verify").stdout)["ok"] is True
+    with sqlite3.connect(home / "mlgov.db") as conn:
+        conn.execute("DELETE FROM audit_events WHERE seq = 4")
+    bad = run(tmp_path, "audit", "verify", check=False)
+    assert bad.returncode == 1 and "truncation" in json.loads(bad.stdout)["reason"]
+    refused = run(tmp_path, "audit", "checkpoint", check=False)
+    assert refused.returncode == 1 and "missing" in refused.stderr
+    with sqlite3.connect(home / "mlgov.db") as conn:
+        conn.execute("UPDATE audit_events SET actor = 'mallory' WHERE seq = 2")
+    edited = json.loads(run(tmp_path, "audit", "verify", check=False).stdout)
+    assert edited["first_bad_seq"] == 2 and "content hash" in edited["reason"]

@@ -48,6 +48,7 @@ def test_client_round_trip(app, keys):
     assert pub.stage_occupants("churn", "Production")["versions"] == [1]
     assert [h["to_stage"] for h in pub.stage_history("churn", 1)] == ["Development", "Staging", "Production"]
     assert appr.approvals("churn", 1)[0]["actor"] == "test-approver"
+    assert admin.audit_checkpoint()["seq"] == admin.audit_verify()["checkpoint"]["seq"]
     assert admin.audit_verify()["ok"] is True
     assert admin.audit_events(subject="churn/1")["total"] == 4
     assert "Compliance report" in admin.audit_report("churn", format="html")
@@ -59,7 +60,8 @@ def test_client_round_trip(app, keys):
     assert err.value.status == 404
     admin.delete_webhook(hook["id"])
     assert admin.webhook_deliveries(hook["id"]) == []
-    k = admin.create_key("bot", "viewer")
+    k = admin.create_key("bot", "viewer", owner="ops-team")
+    assert k["owner"] == "ops-team" and k["created_by"] == "test-admin"
     assert k["key"].startswith("mlgov_") and "bot" in [x["name"] for x in admin.list_keys()]
     admin.revoke_key("bot")
     assert pub.update_model_group("churn", description="new")["description"] == "new"

@@ -184,7 +184,7 @@ def test_approval_policy_requires_a_passing_bias_report(client, keys, tmp_path):
     cfg = {"label": "y", "label_values_or_threshold": [1], "predicted_label": "pred",
            "facet": [{"name_or_index": "sex", "value_or_threshold": ["f"]}],
            "methods": {"pre_training_bias": {"methods": "all"}, "post_training_bias": {"methods": ["DPPL", "DI"]}}}
-    r = client.post("/api/v1/clarify/bias", headers=keys("publisher"),
+    r = client.post("/api/v1/clarify/bias", headers=keys("publisher2"),   # independent of the registrant
                     data={"model_group": "credit", "model_version": "1"},
                     files={"file": ("d.csv", df.to_csv(index=False).encode()),
                            "config": ("c.json", json.dumps(cfg).encode())})

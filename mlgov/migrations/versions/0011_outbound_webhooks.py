@@ -1,7 +1,7 @@
 """outbound webhooks: ordered deliveries, redelivery budget, encrypted secrets
 
 Revision ID: 0011
-Revises: 0009
+Revises: 0010
 Create Date: 2026-12-02 06:30:00
 
 - ``events_deliveries.sequence``: per-subscription number, unique per webhook; null until the dispatcher
@@ -27,7 +27,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = '0011'
-down_revision = '0009'
+down_revision = '0010'
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,300 @@
+"""Governance holes, each reproduced as the attack through the real API (SQLite and PostgreSQL):
+evidence the registrant chose, four-eyes through a second key, deleting lineage evidence, revoking the last
+admin, key-id probing by timing, and private files."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import stat
+
+import numpy as np
+import pandas as pd
+import skops.io as sio
+from sklearn.linear_model import LogisticRegression
+
+from mlgov import auth
+from tests.helpers import approve, assert_problem, create_group, register
+
+CFG = {"label": "y", "label_values_or_threshold": [1], "predicted_label": "pred",
+       "facet": [{"name_or_index": "g", "value_or_threshold": [1]}],
+       "methods": {"post_training_bias": {"methods": ["DPPL", "DI"]}}}
+
+
+def frame(n: int = 1000, seed: int = 0, unfair: float = 0.0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    df = pd.DataFrame({"a": rng.normal(size=n), "b": rng.normal(size=n), "g": rng.integers(0, 2, n)})
+    df["y"] = (df.a + 0.3 * rng.normal(size=n) > 0).astype(int)
+    df["pred"] = np.where((df.g == 1) & (rng.random(n) < unfair), 0, df.y)
+    return df
+
+
+def bias(client, headers, df: pd.DataFrame, group: str = "credit", version: int = 1, **form: str):
+    r = client.post("/api/v1/clarify/bias", headers=headers,
+                    data={"model_group": group, "model_version": str(version), **form},
+                    files={"file": ("d.csv", df.to_csv(index=False).encode()),
+                           "config": ("c.json", json.dumps(CFG).encode())})
+    assert r.status_code == 200, r.text
+    return r.headers["x-mlgov-analysis-id"]
+
+
+def gated_group(client, keys, **version) -> None:
+    create_group(client, keys("publisher"), "credit")
+    register(client, keys("publisher"), "credit", 1, **version)
+    r = client.patch("/api/v1/model-groups/credit", headers=keys("admin"),
+                     json={"approval_policy": {"require_bias_report": True}})
+    assert r.status_code == 200
+
+
+# --- 1. evidence the registrant chose ----------------------------------------------------------------------
+
+def test_registrant_report_on_chosen_data_does_not_pass_the_gate(client, keys):
+    gated_group(client, keys)
+    # the attack: predictions = labels, so every post-training metric is perfect
+    cheat = bias(client, keys("publisher"), frame(unfair=0.0))
+    v = client.get("/api/v1/model-groups/credit/versions/1", headers=keys("viewer")).json()
+    assert v["bias_report"]["passed"] is True
+    body = assert_problem(approve(client, keys("approver"), "credit", 1), 409, "does not count", "registrant")
+    assert body["evidence"]["not_counted"][0]["analysis_id"] == cheat and body["evidence"]["counted"] == []
+    # someone independent of the registrant runs it: that counts
+    honest = bias(client, keys("publisher2"), frame(seed=1))
+    r = approve(client, keys("approver"), "credit", 1)
+    assert r.status_code == 200, r.text
+    ev = r.json()["approval_evidence"]
+    assert [e["analysis_id"] for e in ev["counted"]] == [honest] and "independent" in ev["counted"][0]["reason"]
+    assert [e["analysis_id"] for e in ev["not_counted"]] == [cheat]
+    assert ev["passed_only_by_override"] is False
+    rep = client.get("/api/v1/audit/report", params={"model_group": "credit"}, headers=keys("viewer")).json()
+    v1 = rep["versions"][0]
+    assert {(e["analysis_id"], e["counted"]) for e in v1["evidence"]} == {(cheat, False), (honest, True)}
+    assert v1["decisions"][0]["evidence"][1]["counted"] is True and v1["flags"] == []
+    html = client.get("/api/v1/audit/report", params={"model_group": "credit", "format": "html"},
+                      headers=keys("viewer")).text
+    assert 'class="evidence"' in html and "independent of the registrant" in html and honest in html
+
+
+def test_newest_counted_report_decides_and_a_cheat_cannot_mask_it(client, keys):
+    gated_group(client, keys)
+    bias(client, keys("publisher2"), frame(unfair=0.6))           # independent, fails
+    bias(client, keys("publisher"), frame(seed=2))                 # registrant's clean-looking report
+    assert_problem(approve(client, keys("approver"), "credit", 1), 409, "bias report fails",
+                   "newest report that counts")
+
+
+def test_report_computed_by_mlgov_from_the_registered_artifact_counts(client, keys):
+    df = frame(seed=3)
+    model = LogisticRegression().fit(df[["a", "b", "g"]], df.y)
+    artifact = sio.dumps(model)
+    gated_group(client, keys, artifact_uri="s3://m/credit/1.skops",
+                artifact_sha256=hashlib.sha256(artifact).hexdigest())
+    cheat = df.assign(pred=df.y)      # the registrant supplies perfect "predictions"; mlgov replaces them
+    r = client.post("/api/v1/clarify/bias", headers=keys("publisher"),
+                    data={"model_group": "credit", "model_version": "1", "predict_with_model": "true"},
+                    files={"file": ("d.csv", cheat.to_csv(index=False).encode()),
+                           "config": ("c.json", json.dumps(CFG).encode()), "model": ("m.skops", artifact)})
+    assert r.status_code == 200, r.text
+    v = client.get("/api/v1/model-groups/credit/versions/1", headers=keys("viewer")).json()
+    src = v["bias_report"]["source"]
+    assert src["kind"] == "model_run" and src["features"] == ["a", "b", "g"]
+    assert src["artifact_sha256"] == hashlib.sha256(artifact).hexdigest() and src["dataset"]["kind"] == "upload"
+    r = approve(client, keys("approver"), "credit", 1)
+    assert r.status_code == 200, r.text
+    assert "registered artifact" in r.json()["approval_evidence"]["counted"][0]["reason"]
+    # another artifact than the registered one is refused before anything is attached
+    other = sio.dumps(LogisticRegression().fit(df[["a", "b", "g"]], 1 - df.y))
+    assert_problem(client.post("/api/v1/clarify/bias", headers=keys("publisher"),
+                               data={"model_group": "credit", "model_version": "1", "predict_with_model": "true"},
+                               files={"file": ("d.csv", cheat.to_csv(index=False).encode()),
+                                      "config": ("c.json", json.dumps(CFG).encode()), "model": ("m", other)}),
+                   422, "sha256")
+
+
+def test_report_from_the_versions_own_captured_window_counts(client, keys):
+    from tests.clarify.test_monitors import T0, capture, population, setup
+
+    setup(client, keys)                                   # publisher registers credit/1 and endpoint credit-prod
+    register(client, keys("publisher"), "credit", 2)      # not served by the endpoint
+    assert client.patch("/api/v1/model-groups/credit", headers=keys("admin"),
+                        json={"approval_policy": {"require_bias_report": True,
+                                                  "bias_limits": {"DPPL": 0.3, "DI": 0.6}}}).status_code == 200
+    capture(client, keys, population(600, 4, favour=0.0), T0, 4)
+    cfg = {"label": "label", "label_values_or_threshold": [1], "predicted_label": "prediction",
+           "facet": [{"name_or_index": "sex", "value_or_threshold": ["f"]}],
+           "methods": {"post_training_bias": {"methods": ["DPPL", "DI"]}}}
+    window = {"endpoint": "credit-prod", "start": T0.isoformat(), "end": (T0 + dt.timedelta(hours=1)).isoformat()}
+    for version in (1, 2):
+        r = client.post("/api/v1/clarify/bias", headers=keys("publisher"),
+                        data={**window, "model_group": "credit", "model_version": str(version)},
+                        files={"config": ("c.json", json.dumps(cfg).encode())})
+        assert r.status_code == 200, r.text
+    r = approve(client, keys("approver"), "credit", 1)
+    assert r.status_code == 200, r.text
+    assert "own predictions" in r.json()["approval_evidence"]["counted"][0]["reason"]
+    # the same window says nothing about version 2, which the endpoint does not serve
+    assert_problem(approve(client, keys("approver"), "credit", 2), 409, "does not count")
+
+
+def test_override_is_flagged_in_the_compliance_report(client, keys):
+    gated_group(client, keys)
+    register(client, keys("publisher"), "credit", 2)
+    r = approve(client, keys("admin"), "credit", 1, comment="accepted risk", override_policy=True)
+    assert r.status_code == 200 and r.json()["approval_evidence"]["passed_only_by_override"] is True
+    assert approve(client, keys("approver"), "credit", 2, status="Rejected").status_code == 200
+    rep = client.get("/api/v1/audit/report", params={"model_group": "credit"}, headers=keys("viewer")).json()
+    v1, v2 = rep["versions"]
+    assert v1["decisions"][0]["passed_only_by_override"] is True and "no bias report" in v1["flags"][0]
+    assert v2["flags"] == [] and "passed_only_by_override" not in v2["decisions"][0]
+    assert rep["decisions_passed_only_by_override"] == 1
+    html = client.get("/api/v1/audit/report", params={"model_group": "credit", "format": "html"},
+                      headers=keys("viewer")).text
+    assert 'id="overrides"' in html and "admin override: no bias report is attached" in html
+
+
+# --- 2. four-eyes through a second key ---------------------------------------------------------------------
+
+def _key(client, keys, creator: str, name: str, role: str, owner: str | None = None) -> dict[str, str]:
+    body = {"name": name, "role": role, **({"owner": owner} if owner else {})}
+    r = client.post("/api/v1/keys", json=body, headers=keys(creator))
+    assert r.status_code == 201, r.text
+    return {"Authorization": f"Bearer {r.json()['key']}"}
+
+
+def test_four_eyes_compares_owners_and_creators(client, keys):
+    create_group(client, keys("admin"), "churn")
+    register(client, keys("admin"), "churn", 1)              # the admin registers …
+    mine = _key(client, keys, "admin", "second", "approver")  # … mints an approver key for itself …
+    assert_problem(approve(client, mine, "churn", 1), 403, "four-eyes", "created by 'test-admin'")
+    same = _key(client, keys, "admin", "alias", "approver", owner="TEST-ADMIN ")
+    assert_problem(approve(client, same, "churn", 1), 403, "both keys belong")
+    # the reverse: the admin mints a publisher key for a puppet owner and approves what the puppet registers
+    puppet = _key(client, keys, "admin", "puppet", "publisher", owner="bob")
+    register(client, puppet, "churn", 2)
+    assert_problem(approve(client, keys("admin"), "churn", 2), 403, "other key was created by 'test-admin'")
+    listed = {k["name"]: k for k in client.get("/api/v1/keys", headers=keys("admin")).json()}
+    assert listed["second"]["owner"] == "second" and listed["second"]["created_by"] == "test-admin"
+    assert listed["puppet"]["owner"] == "bob" and listed["test-approver"]["created_by"] == "test"
+    ok = approve(client, keys("approver"), "churn", 1)
+    assert ok.status_code == 200
+    rep = client.get("/api/v1/audit/report", params={"model_group": "churn"}, headers=keys("viewer")).json()
+    assert rep["versions"][0]["four_eyes_ok"] is True and rep["versions"][0]["registered_by_owner"] == "test-admin"
+    ev = client.get("/api/v1/audit/events", params={"action": "key.created", "subject": "second"},
+                    headers=keys("admin")).json()["items"][0]
+    assert ev["after"]["created_by"] == "test-admin" and ev["after"]["owner"] == "second"
+    # two made-up people minted by one admin pass the rule (owners are typed by admins) but are shown
+    carol = _key(client, keys, "admin", "carol-appr", "approver", owner="carol")
+    assert approve(client, carol, "churn", 2).status_code == 200
+    rep = client.get("/api/v1/audit/report", params={"model_group": "churn"}, headers=keys("viewer")).json()
+    v1, v2 = rep["versions"]
+    assert v1["warnings"] == [] and v2["warnings"] == [
+        "the registering key 'puppet' and the deciding key 'carol-appr' were both created by 'test-admin'"]
+
+
+# --- 3. lineage evidence -----------------------------------------------------------------------------------
+
+def test_recorded_lineage_cannot_be_deleted_or_patched(client, keys):
+    create_group(client, keys("publisher"), "churn")
+    register(client, keys("publisher"), "churn", 1)
+    assert approve(client, keys("approver"), "churn", 1).status_code == 200
+    approval = client.get("/api/v1/lineage/actions", params={"type": "Approval"},
+                          headers=keys("viewer")).json()["items"][0]
+    for who in ("publisher", "admin"):   # the attack (it answered 204), and not even an admin
+        assert_problem(client.delete(f"/api/v1/lineage/actions/{approval['id']}", headers=keys(who)), 403,
+                       "recorded by mlgov", "evidence")
+        assert_problem(client.patch(f"/api/v1/lineage/actions/{approval['id']}", json={"status": "Failed"},
+                                    headers=keys(who)), 403, "recorded by mlgov")
+    assert client.get(f"/api/v1/lineage/actions/{approval['id']}", headers=keys("viewer")).json()["status"] == \
+        "Completed"
+    edge = client.get("/api/v1/lineage/associations", params={"target": approval["id"]},
+                      headers=keys("viewer")).json()["items"][0]
+    assert_problem(client.delete(f"/api/v1/lineage/associations/{edge['id']}", headers=keys("admin")), 403,
+                   "recorded by mlgov")
+    model = client.get("/api/v1/lineage/artifacts", params={"type": "Model"}, headers=keys("viewer")).json()
+    assert_problem(client.delete(f"/api/v1/lineage/artifacts/{model['items'][0]['id']}", headers=keys("admin")),
+                   403, "recorded by mlgov")
+    assert_problem(client.post("/api/v1/lineage/actions", json={"type": "Approval", "name": "x",
+                                                                "key": "approval:forged"},
+                               headers=keys("publisher")), 422, "reserved")
+
+
+def test_user_lineage_belongs_to_its_creator_and_admins(client, keys):
+    mk = {"type": "Processing", "name": "etl"}
+    a = client.post("/api/v1/lineage/actions", json=mk, headers=keys("publisher")).json()
+    assert_problem(client.delete(f"/api/v1/lineage/actions/{a['id']}", headers=keys("publisher2")), 403,
+                   "created by 'test-publisher'")
+    assert_problem(client.patch(f"/api/v1/lineage/actions/{a['id']}", json={"name": "y"},
+                                headers=keys("publisher2")), 403, "only its creator")
+    assert client.patch(f"/api/v1/lineage/actions/{a['id']}", json={"name": "etl2"},
+                        headers=keys("publisher")).status_code == 200
+    d = client.post("/api/v1/lineage/artifacts", json={"type": "Dataset", "uri": "s3://d/x.csv"},
+                    headers=keys("publisher")).json()
+    assoc = client.post("/api/v1/lineage/associations", json={"source": d["id"], "target": a["id"],
+                                                               "type": "ContributedTo"},
+                        headers=keys("publisher")).json()
+    assert_problem(client.delete(f"/api/v1/lineage/associations/{assoc['id']}", headers=keys("publisher2")), 403)
+    assert client.delete(f"/api/v1/lineage/associations/{assoc['id']}", headers=keys("publisher")).status_code == 204
+    assert client.delete(f"/api/v1/lineage/actions/{a['id']}", headers=keys("admin")).status_code == 204
+    # a dataset a user recorded becomes evidence once a registration trains on it
+    create_group(client, keys("publisher2"), "churn")
+    register(client, keys("publisher2"), "churn", 1, training_data=["s3://d/x.csv"])
+    assert_problem(client.delete(f"/api/v1/lineage/artifacts/{d['id']}", headers=keys("publisher")), 403,
+                   "recorded by mlgov")
+
+
+# --- 5. the last admin ------------------------------------------------------------------------------------
+
+def test_last_active_admin_cannot_revoke_itself(client, keys):
+    assert_problem(client.delete("/api/v1/keys/test-admin", headers=keys("admin")), 409, "last active admin",
+                   "create another admin")
+    assert client.get("/api/v1/keys", headers=keys("admin")).status_code == 200
+    other = _key(client, keys, "admin", "admin-2", "admin")
+    assert client.delete("/api/v1/keys/test-admin", headers=other).status_code == 204
+    assert_problem(client.delete("/api/v1/keys/admin-2", headers=other), 409, "last active admin")
+
+
+# --- 7. timing of unknown key ids --------------------------------------------------------------------------
+
+def test_unknown_key_id_and_wrong_secret_take_the_same_path(client, keys, monkeypatch):
+    calls: list[str] = []
+    digest, compare = auth._digest, auth.hmac.compare_digest
+
+    def counted_digest(secret: str) -> str:
+        calls.append("digest")
+        return digest(secret)
+
+    def counted_compare(a: str, b: str) -> bool:
+        calls.append("compare")
+        return compare(a, b)
+
+    monkeypatch.setattr(auth, "_digest", counted_digest)
+    monkeypatch.setattr(auth.hmac, "compare_digest", counted_compare)
+    kid = keys.plain["viewer"].split("_", 2)[1]
+    paths = {}
+    for name, token in (("wrong secret", f"mlgov_{kid}_{'x' * 43}"), ("unknown id", f"mlgov_000000000000_{'x' * 43}"),
+                        ("valid", keys.plain["viewer"])):
+        calls.clear()
+        r = client.get("/api/v1/model-groups", headers={"Authorization": f"Bearer {token}"})
+        assert r.status_code == (200 if name == "valid" else 401)
+        paths[name] = list(calls)
+    assert paths["wrong secret"] == paths["unknown id"] == paths["valid"] == ["digest", "compare"]
+    assert_problem(client.get("/api/v1/model-groups", headers={"Authorization": f"Bearer mlgov_0_{'x' * 43}"}),
+                   401, "not valid")
+
+
+# --- 6. private files -------------------------------------------------------------------------------------
+
+def test_home_database_and_key_files_are_private(tmp_path):
+    from mlgov.app import create_app
+    from mlgov.db import Database
+    from tests.conftest import make_settings
+
+    settings = make_settings(tmp_path, audit_key=None)
+    db = Database(settings.resolved_database_url)
+    create_app(settings, db=db)
+    with db.engine.connect() as conn:     # SQLite creates its -wal/-shm files with the database's mode
+        conn.exec_driver_sql("CREATE TABLE t (x INTEGER)")
+    assert stat.S_IMODE(settings.home.stat().st_mode) == 0o700
+    for f in ("mlgov.db", "mlgov.db-wal", "mlgov.db-shm", "audit.key"):
+        assert stat.S_IMODE((settings.home / f).stat().st_mode) == 0o600, f
+    assert len((settings.home / "audit.key").read_text().strip()) == 64
+    db.dispose()
