@@ -10,7 +10,7 @@ import pandas as pd
 from fastapi import APIRouter, Depends, Request, Response
 
 from clarify.metrics.analysis import ConfigError, analyze
-from mlgov import audit
+from mlgov import audit, inputs
 from mlgov.api import form_parts
 from mlgov.auth import DECIDERS, PUBLISHERS, READERS, Principal, SessionDep, require
 from mlgov.db import new_id
@@ -143,6 +143,7 @@ def bias_analysis(p: Analyst, session: SessionDep, request: Request,
         else:
             data = parts["file"] if "file" in parts else _from_store(request, _text(parts, "dataset_uri") or "")
             headers = cfg.get("headers")
+            inputs.check_csv(data, "the dataset")
             df = pd.read_csv(io.BytesIO(data), header=None if headers else "infer")
             if headers:
                 if len(headers) != df.shape[1]:
@@ -210,6 +211,7 @@ def explain(p: Analyst, session: SessionDep, request: Request,
     else:
         model, _ = clarify.load_model(session, store, group, int(version), _text(parts, "model_format") or "skops",
                                       artifact)
+    inputs.check_csv(parts["file"], "the dataset")
     try:
         df = pd.read_csv(io.BytesIO(parts["file"]))
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
@@ -222,6 +224,7 @@ def explain(p: Analyst, session: SessionDep, request: Request,
                       fix="encode categorical features as the model expects, and drop the label column")
     background = None
     if "baseline" in parts:   # SageMaker's shap.baseline: explicit reference rows instead of k-means summaries
+        inputs.check_csv(parts["baseline"], "the baseline rows")
         try:
             background = pd.read_csv(io.BytesIO(parts["baseline"]))[list(df.columns)]
         except (KeyError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:

@@ -23,7 +23,7 @@ from clarify.metrics import bias
 from clarify.metrics.analysis import ConfigError, _facet_groups, analyze
 from clarify.metrics.drift import DEFAULT_NDCG_THRESHOLD, bias_violation, bootstrap_interval, ndcg
 from clarify.metrics.shap_values import analysis_json, explain
-from mlgov import audit, events
+from mlgov import audit, events, inputs
 from mlgov.auth import Principal
 from mlgov.db import new_id, utcnow
 from mlgov.errors import Forbidden, Invalid
@@ -31,6 +31,7 @@ from mlgov.storage import ObjectStore
 
 
 def _csv(data: bytes) -> pd.DataFrame:
+    inputs.check_csv(data, "the dataset")
     try:
         df = pd.read_csv(io.BytesIO(data))
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:

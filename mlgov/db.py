@@ -21,6 +21,7 @@ from sqlalchemy import (
     Integer,
     MetaData,
     Select,
+    SmallInteger,
     String,
     TypeDecorator,
     create_engine,
@@ -90,6 +91,68 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
     type_annotation_map = {dt.datetime: UTCDateTime(), dict[str, Any]: JSON(), list[Any]: JSON(), str: String()}
+
+
+# --- what a column can hold: checked for every ORM row before it is written ------------------------------------
+
+_INT_RANGES = ((SmallInteger, 2**15), (BigInteger, 2**63), (Integer, 2**31))
+
+
+def check_column_value(table: str, key: str, col_type: Any, value: Any) -> None:
+    """Refuse, as a 422 naming the field, what the column cannot hold on one of the backends.
+
+    SQLite would take most of it silently and PostgreSQL answers with an error that becomes a 500: NUL in text or
+    JSON, strings over ``String(n)``, integers past the column's width, NaN/Infinity and over-deep JSON.
+    """
+    from mlgov import inputs
+    from mlgov.errors import Invalid
+
+    if value is None:
+        return
+    if isinstance(col_type, TypeDecorator):
+        col_type = col_type.impl_instance
+    if isinstance(col_type, JSON):
+        inputs.check_value(value, key)
+    elif isinstance(col_type, String) and isinstance(value, str):
+        if "\x00" in value:
+            raise Invalid(f"{key} contains a NUL character", fix="remove the NUL characters (\\u0000); "
+                          "PostgreSQL cannot store them", field=key)
+        if col_type.length is not None and len(value) > col_type.length:
+            raise Invalid(f"{key} is {len(value)} characters long; at most {col_type.length} fit",
+                          fix=f"shorten {key} to {col_type.length} characters", field=key, maximum=col_type.length)
+    elif isinstance(col_type, Integer) and isinstance(value, int) and not isinstance(value, bool):
+        bound = next(b for t, b in _INT_RANGES if isinstance(col_type, t))
+        if not -bound <= value < bound:
+            raise Invalid(f"{key} is outside [{-bound}, {bound - 1}] (a {bound.bit_length()}-bit column in {table})",
+                          fix=f"send {key} between {-bound} and {bound - 1}", field=key,
+                          minimum=-bound, maximum=bound - 1)
+
+
+@event.listens_for(Base, "before_insert", propagate=True)
+@event.listens_for(Base, "before_update", propagate=True)
+def _check_row(mapper: Any, _conn: Any, target: Any) -> None:
+    for attr in mapper.column_attrs:
+        col = attr.columns[0]
+        if getattr(col, "table", None) is None:
+            continue
+        check_column_value(col.table.name, attr.key, col.type, getattr(target, attr.key, None))
+
+
+@event.listens_for(Engine, "before_cursor_execute")
+def _check_params(_conn: Any, _cursor: Any, _stmt: str, params: Any, _ctx: Any, executemany: bool) -> None:
+    """Last line for values that never pass an ORM row (lookups by a path or form value): NUL characters and
+    integers past 64 bits would fail inside the driver ("string literal cannot contain NUL", OverflowError)."""
+    from mlgov.errors import Invalid
+
+    rows = params if executemany else [params]
+    for row in rows:
+        for v in (row.values() if isinstance(row, dict) else row or ()):
+            if isinstance(v, str) and "\x00" in v:
+                raise Invalid("a value sent contains a NUL character",
+                              fix="remove the NUL characters (\\u0000); PostgreSQL cannot store them")
+            if isinstance(v, int) and not isinstance(v, bool) and not -(2**63) <= v < 2**63:
+                raise Invalid("an integer sent is outside the signed 64-bit range",
+                              fix=f"send integers between {-(2**63)} and {2**63 - 1}")
 
 
 def _sqlite_pragmas(engine: Engine, immediate: bool) -> None:
