@@ -131,10 +131,7 @@ def bias_analysis(p: Analyst, session: SessionDep, request: Request,
         raise Invalid("a `config` part and data are required: a `file`, a `dataset_uri` in the object store, or "
                       "an `endpoint` with `start` and `end` (its captured window joined to ground truth)",
                       fix="send the dataset as `file` and analysis_config.json as `config`")
-    try:
-        cfg = json.loads(parts["config"])
-    except ValueError as exc:
-        raise Invalid(f"config is not valid JSON: {exc}", fix="send SageMaker's analysis_config.json") from None
+    cfg = inputs.loads(parts["config"], "config")   # the kernel's JSON policy: 400 malformed, 422 too deep / NaN / NUL
     if not isinstance(cfg, dict):
         raise Invalid("config must be a JSON object", fix="send SageMaker's analysis_config.json")
     try:

@@ -58,10 +58,7 @@ def _baseline_row(session: Session, *, kind: str, prefix: str, bid: str, name: s
 def create_bias_baseline(session: Session, store: ObjectStore, *, data: bytes, config: bytes, name: str | None,
                          actor: Principal) -> Any:
     """A ModelBias baseline: the post-training analysis.json of a labelled validation set."""
-    try:
-        cfg = json.loads(config)
-    except ValueError as exc:
-        raise Invalid(f"config is not valid JSON: {exc}", fix="send analysis_config.json") from None
+    cfg = inputs.loads(config, "config")   # the kernel's JSON policy: 400 malformed, 422 too deep / NaN / NUL
     if not isinstance(cfg, dict):
         raise Invalid("config must be a JSON object", fix="send analysis_config.json")
     cfg.setdefault("methods", {}).setdefault("post_training_bias", {"methods": ["DPPL", "DI", "DCA", "DCR", "RD",

@@ -65,12 +65,13 @@ def problem(status: int, title: str, detail: str, *, fix: str | None = None,
 
 def allowed_methods(request: Request) -> list[str]:
     """Every method some route accepts on this path (Starlette's Allow names only the first matching route)."""
+    from fastapi.routing import iter_route_contexts
     from starlette.routing import Match
 
     methods: set[str] = set()
-    for route in request.app.routes:
+    for route in iter_route_contexts(request.app.routes):
         match, _ = route.matches({**request.scope, "method": "\0"})
-        if match == Match.PARTIAL and getattr(route, "methods", None):
+        if match == Match.PARTIAL and route.methods:
             methods |= set(route.methods)
     return sorted(methods)
 
