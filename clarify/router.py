@@ -193,6 +193,9 @@ def explain(p: Analyst, session: SessionDep, request: Request,
     if not group or not version or not version.isdigit() or "file" not in parts:
         raise Invalid("model_group, model_version (a number) and a `file` part are required",
                       fix="send -F model_group=… -F model_version=1 -F file=@data.csv")
+    inputs.check_csv(parts["file"], "the dataset")
+    if "baseline" in parts:
+        inputs.check_csv(parts["baseline"], "the baseline rows")
     registry.get_version(session, group, int(version))
     store = request.app.state.get_store()
     artifact: bytes | None = parts.get("model")
@@ -208,7 +211,6 @@ def explain(p: Analyst, session: SessionDep, request: Request,
     else:
         model, _ = clarify.load_model(session, store, group, int(version), _text(parts, "model_format") or "skops",
                                       artifact)
-    inputs.check_csv(parts["file"], "the dataset")
     try:
         df = pd.read_csv(io.BytesIO(parts["file"]))
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
@@ -221,7 +223,6 @@ def explain(p: Analyst, session: SessionDep, request: Request,
                       fix="encode categorical features as the model expects, and drop the label column")
     background = None
     if "baseline" in parts:   # SageMaker's shap.baseline: explicit reference rows instead of k-means summaries
-        inputs.check_csv(parts["baseline"], "the baseline rows")
         try:
             background = pd.read_csv(io.BytesIO(parts["baseline"]))[list(df.columns)]
         except (KeyError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:

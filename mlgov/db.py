@@ -8,6 +8,7 @@ SQLite allows one writer at a time; a deferred transaction that later tries to w
 from __future__ import annotations
 
 import datetime as dt
+import re
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -98,7 +99,7 @@ class Base(DeclarativeBase):
 _INT_RANGES = ((SmallInteger, 2**15), (BigInteger, 2**63), (Integer, 2**31))
 
 
-def check_column_value(table: str, key: str, col_type: Any, value: Any) -> None:
+def check_column_value(key: str, col_type: Any, value: Any, *, lengths: bool = True) -> None:
     """Refuse, as a 422 naming the field, what the column cannot hold on one of the backends.
 
     SQLite would take most of it silently and PostgreSQL answers with an error that becomes a 500: NUL in text or
@@ -117,42 +118,45 @@ def check_column_value(table: str, key: str, col_type: Any, value: Any) -> None:
         if "\x00" in value:
             raise Invalid(f"{key} contains a NUL character", fix="remove the NUL characters (\\u0000); "
                           "PostgreSQL cannot store them", field=key)
-        if col_type.length is not None and len(value) > col_type.length:
+        if lengths and col_type.length is not None and len(value) > col_type.length:
             raise Invalid(f"{key} is {len(value)} characters long; at most {col_type.length} fit",
                           fix=f"shorten {key} to {col_type.length} characters", field=key, maximum=col_type.length)
     elif isinstance(col_type, Integer) and isinstance(value, int) and not isinstance(value, bool):
         bound = next(b for t, b in _INT_RANGES if isinstance(col_type, t))
         if not -bound <= value < bound:
-            raise Invalid(f"{key} is outside [{-bound}, {bound - 1}] (a {bound.bit_length()}-bit column in {table})",
+            raise Invalid(f"{key} is outside [{-bound}, {bound - 1}] (a {bound.bit_length()}-bit integer column)",
                           fix=f"send {key} between {-bound} and {bound - 1}", field=key,
                           minimum=-bound, maximum=bound - 1)
 
 
-@event.listens_for(Base, "before_insert", propagate=True)
-@event.listens_for(Base, "before_update", propagate=True)
-def _check_row(mapper: Any, _conn: Any, target: Any) -> None:
-    for attr in mapper.column_attrs:
-        col = attr.columns[0]
-        if getattr(col, "table", None) is None:
-            continue
-        check_column_value(col.table.name, attr.key, col.type, getattr(target, attr.key, None))
+_BIND_SUFFIX = re.compile(r"_\d+$")
 
 
 @event.listens_for(Engine, "before_cursor_execute")
-def _check_params(_conn: Any, _cursor: Any, _stmt: str, params: Any, _ctx: Any, executemany: bool) -> None:
-    """Last line for values that never pass an ORM row (lookups by a path or form value): NUL characters and
-    integers past 64 bits would fail inside the driver ("string literal cannot contain NUL", OverflowError)."""
-    from mlgov.errors import Invalid
-
-    rows = params if executemany else [params]
-    for row in rows:
-        for v in (row.values() if isinstance(row, dict) else row or ()):
-            if isinstance(v, str) and "\x00" in v:
-                raise Invalid("a value sent contains a NUL character",
-                              fix="remove the NUL characters (\\u0000); PostgreSQL cannot store them")
-            if isinstance(v, int) and not isinstance(v, bool) and not -(2**63) <= v < 2**63:
-                raise Invalid("an integer sent is outside the signed 64-bit range",
-                              fix=f"send integers between {-(2**63)} and {2**63 - 1}")
+def _check_params(_conn: Any, _cursor: Any, _stmt: str, params: Any, context: Any, executemany: bool) -> None:
+    """Every value bound to a statement is checked against the type it is bound as, before the driver sees it:
+    writes and lookups alike (a path's version compared with an INTEGER column, a form field with NUL), on every
+    backend, with the column's name in the 422. Statements without compiled binds get the NUL/64-bit check."""
+    if getattr(context, "_mlgov_checked", False):   # insertmanyvalues runs one context in several batches
+        return
+    if context is not None:
+        context._mlgov_checked = True
+    compiled = getattr(context, "compiled", None)
+    binds = getattr(compiled, "binds", None)
+    if not binds:
+        for row in (params if executemany else [params]):
+            for v in (row.values() if isinstance(row, dict) else row or ()):
+                check_column_value("a value", BigInteger() if isinstance(v, int) else String(), v)
+        return
+    writing = bool(context.isinsert or context.isupdate)
+    for row in context.compiled_parameters:
+        for key, value in row.items():
+            bind = binds.get(key)
+            if bind is None:
+                continue
+            name = _BIND_SUFFIX.sub("", key)
+            for v in (value if bind.expanding and isinstance(value, list | tuple) else [value]):
+                check_column_value(name, bind.type, v, lengths=writing)
 
 
 def _sqlite_pragmas(engine: Engine, immediate: bool) -> None:

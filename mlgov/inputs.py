@@ -132,20 +132,33 @@ def loads(raw: bytes | str, what: str) -> Any:
 
 
 def screen(raw: bytes, what: str, *, lines: bool = False) -> None:
-    """Cheap check of a whole request body: depth always; a full parse only when a byte pattern looks suspect.
+    """Check of a whole request body: depth always; a JSON document must parse (400 otherwise, on every route);
+    the walk for NaN/NUL/wide integers runs only when a byte pattern looks suspect, so big clean bodies stay cheap.
 
-    Syntax errors are left to the route (400 for documents, a per-record rejection for JSON Lines).
+    JSON Lines syntax errors are left to the route, which rejects such a record alone.
     """
+    if not raw.strip():
+        return
     check_depth(raw, what)
+    parsed: Any = None
+    if not lines:
+        try:
+            parsed = _parse(raw)
+        except (ValueError, RecursionError) as exc:
+            raise MalformedJSON(f"the request body is not valid JSON ({exc})",
+                                fix="send a well-formed UTF-8 JSON document with Content-Type: application/json",
+                                ) from None
     if b"\\u0000" not in raw and not _SUSPECT.search(_STRING.sub(b'""', raw)):
         return
-    docs = raw.splitlines() if lines else [raw]
-    for i, doc in enumerate(docs):
+    if not lines:
+        check_value(parsed, what)
+        return
+    for i, doc in enumerate(raw.splitlines()):
         try:
-            parsed = _parse(doc)
+            line = _parse(doc)
         except (ValueError, RecursionError):
             continue
-        check_value(parsed, f"{what} line {i + 1}" if lines else what)
+        check_value(line, f"{what} line {i + 1}")
 
 
 # --- CSV ----------------------------------------------------------------------------------------------------------
