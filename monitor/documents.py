@@ -75,6 +75,80 @@ class ModelQualityConstraints(_Doc):
     regression_constraints: dict[str, MetricConstraint] | None = None
 
 
+Count = Annotated[int, Field(strict=True, ge=0, le=2**31 - 1)]
+
+
+class Common(_Doc):
+    num_present: Count | None = None
+    num_missing: Count | None = None
+
+
+class KllBucket(_Doc):
+    lower_bound: Number
+    upper_bound: Number
+    count: Number
+
+
+class KllSketch(_Doc):
+    parameters: dict[str, Number] | None = None
+    data: list[list[Number]]
+
+
+class Kll(_Doc):
+    buckets: list[KllBucket] | None = None
+    sketch: KllSketch | None = None
+
+
+class NumericDistribution(_Doc):
+    kll: Kll | None = None
+
+
+class NumericalStatistics(_Doc):
+    common: Common | None = None
+    mean: Number | None = None
+    sum: Number | None = None
+    std_dev: Number | None = None
+    min: Number | None = None
+    max: Number | None = None
+    distribution: NumericDistribution | None = None
+
+
+class CategoricalBucket(_Doc):
+    value: str | int | float | bool | None
+    count: Number
+
+
+class Categorical(_Doc):
+    buckets: list[CategoricalBucket] | None = None
+
+
+class StringDistribution(_Doc):
+    categorical: Categorical | None = None
+
+
+class StringStatistics(_Doc):
+    common: Common | None = None
+    distinct_count: Number | None = None
+    distribution: StringDistribution | None = None
+
+
+class FeatureStatistics(_Doc):
+    name: str = Field(min_length=1, max_length=1024)
+    inferred_type: Literal["Integral", "Fractional", "String", "Unknown"] | None = None
+    numerical_statistics: NumericalStatistics | None = None
+    string_statistics: StringStatistics | None = None
+
+
+class Dataset(_Doc):
+    item_count: Count | None = None
+
+
+class DataQualityStatistics(_Doc):
+    version: Number | None = None
+    dataset: Dataset | None = None
+    features: list[FeatureStatistics]
+
+
 def _problems(exc: ValidationError) -> list[dict[str, str]]:
     return [{"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"]} for e in exc.errors()]
 
@@ -94,4 +168,17 @@ def validate_constraints(doc: Any, kind: str) -> dict[str, Any]:
         raise Invalid("constraints.json has no *_constraints block",
                       fix="send binary_classification_constraints, multiclass_classification_constraints or "
                           "regression_constraints")
+    return dict(doc)
+
+
+def validate_statistics(doc: Any) -> dict[str, Any]:
+    """A data-quality statistics.json, checked against SageMaker's shape; 422 lists every problem."""
+    try:
+        DataQualityStatistics.model_validate(doc)
+    except ValidationError as exc:
+        problems = _problems(exc)
+        summary = "; ".join(f"{p['field'] or '(document)'}: {p['message']}" for p in problems[:5])
+        raise Invalid(f"statistics.json does not match SageMaker's data-quality statistics shape: {summary}",
+                      fix="upload statistics.json as written by SageMaker or mlgov (numbers stay numbers)",
+                      errors=problems) from None
     return dict(doc)

@@ -96,6 +96,8 @@ def import_baseline(session: Session, store: ObjectStore, *, statistics: bytes, 
                     name: str | None, actor: Principal) -> Baseline:
     stats = inputs.loads(statistics, "statistics")
     constr = inputs.loads(constraints, "constraints")
+    if isinstance(stats, dict) and isinstance(stats.get("features"), list):
+        documents.validate_statistics(stats)
     if isinstance(constr, dict) and isinstance(constr.get("features"), list):
         documents.validate_constraints(constr, "DataQuality")
     try:
@@ -111,7 +113,7 @@ def import_baseline(session: Session, store: ObjectStore, *, statistics: bytes, 
     store.put(f"{prefix}/statistics.json", statistics, "application/json")
     store.put(f"{prefix}/constraints.json", constraints, "application/json")
     row = Baseline(id=bid, name=name, source="imported", prefix=prefix, exact=False,
-                   row_count=int(stats.get("dataset", {}).get("item_count", 0)), feature_count=len(profiles),
+                   row_count=int((stats.get("dataset") or {}).get("item_count") or 0), feature_count=len(profiles),
                    created_by=actor.name, created_at=utcnow())
     session.add(row)
     session.flush()

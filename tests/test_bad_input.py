@@ -406,3 +406,22 @@ def test_405_carries_allow_on_every_path(client: Any, app: Any, world: dict[str,
             continue
         refused(r, 405, "allow")
         assert set(r.headers["allow"].split(", ")) >= allowed - {"HEAD"}, (path, r.headers["allow"])
+
+
+@pytest.mark.parametrize("change,where", [
+    ({"dataset": {"item_count": "x"}}, "dataset.item_count"),
+    ({"dataset": {"item_count": 2**40}}, "dataset.item_count"),
+    ({"features": [{"name": "age", "numerical_statistics": {"mean": "x"}}]}, "features.0.numerical_statistics.mean"),
+    ({"features": [{"name": "age", "inferred_type": "Float"}]}, "features.0.inferred_type"),
+    ({"features": [{"name": "s", "string_statistics": {
+        "distribution": {"categorical": {"buckets": [{"value": "a"}]}}}}]},
+     "features.0.string_statistics.distribution.categorical.buckets.0.count"),
+])
+def test_imported_statistics_with_wrong_types_refused(client: Any, app: Any, db: Any, world: dict[str, Any],
+                                                      change: dict[str, Any], where: str) -> None:
+    before = snapshot(db, app)
+    body = refused(client.post(f"{API}/baselines", headers=world["pub"], files={
+        "statistics": ("s.json", json.dumps({**STATISTICS, **change}).encode()),
+        "constraints": ("c.json", json.dumps(CONSTRAINTS).encode())}), 422, where)
+    assert any(e["field"] == where for e in body["errors"])
+    assert snapshot(db, app) == before
