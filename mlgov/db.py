@@ -94,7 +94,7 @@ class Base(DeclarativeBase):
     type_annotation_map = {dt.datetime: UTCDateTime(), dict[str, Any]: JSON(), list[Any]: JSON(), str: String()}
 
 
-# --- what a column can hold: checked for every ORM row before it is written ------------------------------------
+# --- what a column can hold: every bound value is checked before the driver sees it ---------------------------
 
 _INT_RANGES = ((SmallInteger, 2**15), (BigInteger, 2**63), (Integer, 2**31))
 

@@ -9,7 +9,6 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import StatementError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger("mlgov.errors")
@@ -132,13 +131,6 @@ def install_error_handlers(app: FastAPI) -> None:
                 headers={"Allow": ", ".join(allow)},
             )
         return problem(exc.status_code, "HTTP error", str(exc.detail))
-
-    @app.exception_handler(StatementError)
-    async def _statement(request: Request, exc: StatementError) -> JSONResponse:
-        # The database layer's input checks (mlgov.db) raise DomainErrors; SQLAlchemy may wrap them.
-        if isinstance(exc.orig, DomainError):
-            return await _domain(request, exc.orig)
-        return await _unexpected(request, exc)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
