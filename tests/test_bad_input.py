@@ -425,3 +425,63 @@ def test_imported_statistics_with_wrong_types_refused(client: Any, app: Any, db:
         "constraints": ("c.json", json.dumps(CONSTRAINTS).encode())}), 422, where)
     assert any(e["field"] == where for e in body["errors"])
     assert snapshot(db, app) == before
+
+
+# --- on a real server process ----------------------------------------------------------------------------------
+
+@pytest.mark.live
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_live_server_refuses_bad_input_and_keeps_serving_during_uploads(backend: str, tmp_path: Any) -> None:
+    """Real sockets: the bad inputs that gave 500 are 4xx, and a heavy upload does not stall other requests
+    (parsing runs in worker threads, not on the event loop)."""
+    import threading
+
+    import httpx
+    from sqlalchemy import func, select
+
+    from mlgov import auth
+    from mlgov.app import create_app
+    from mlgov.db import Database
+    from monitor.orm import Baseline
+    from tests.conftest import make_settings
+    from tests.infra import LiveServer, fresh_database, upgrade
+
+    with fresh_database(backend, tmp_path) as url:
+        upgrade(url)
+        db = Database(url)
+        try:
+            with db.session_scope() as s:
+                pub = {"Authorization": f"Bearer {auth.create_key(s, 'pub', 'publisher', actor='test')[1]}"}
+            with LiveServer(create_app(make_settings(tmp_path), db=db)) as srv, \
+                    httpx.Client(base_url=srv.url, timeout=300) as c:
+                as_json = {**pub, "content-type": "application/json"}
+                refused(c.post(f"{API}/model-groups", content=DEEP, headers=as_json), 422, "levels deep")
+                refused(c.post(f"{API}/model-groups", content=b'{"name": "g", "tags": {"a": NaN}}', headers=as_json),
+                        422, "body.tags.a")
+                wide = (",".join(f"c{i}" for i in range(10_000)) + "\n" + ",".join(["1"] * 10_000) + "\n").encode()
+                refused(c.post(f"{API}/baselines", files={"file": ("w.csv", wide)}, headers=pub), 422,
+                        "10000 columns", "MLGOV_MAX_COLUMNS")
+                refused(c.post(f"{API}/baselines", files={"file": ("l.csv", "a\nQuébec\n".encode("latin-1"))},
+                               headers=pub), 422, "not UTF-8", "row 2")
+                with db.session_scope() as s:
+                    assert s.scalar(select(func.count()).select_from(Baseline)) == 0
+
+                heavy = (",".join(f"c{i}" for i in range(1900)) + "\n"
+                         + "".join(",".join(str((r * 7 + i) % 97) for i in range(1900)) + "\n" for r in range(300)))
+                result: dict[str, int] = {}
+
+                def upload() -> None:
+                    with httpx.Client(base_url=srv.url, timeout=300) as cc:
+                        result["status"] = cc.post(f"{API}/baselines", files={"file": ("h.csv", heavy.encode())},
+                                                   headers=pub).status_code
+
+                worker = threading.Thread(target=upload)
+                worker.start()
+                served = 0
+                while worker.is_alive():
+                    served += c.get("/healthz").status_code == 200
+                worker.join()
+                assert result["status"] == 201
+                assert served >= 5, served   # a blocked event loop would answer none until the upload finished
+        finally:
+            db.dispose()
