@@ -119,8 +119,8 @@ def payload_json(data: str, where: str) -> Any:
         return json.loads(data)
     except (DomainError, RecursionError) as exc:
         raise RecordError(str(getattr(exc, "detail", exc))) from None
-    except json.JSONDecodeError as exc:
-        raise RecordError(f"{where} is not valid JSON: {exc.msg}") from None
+    except ValueError as exc:   # JSONDecodeError, or an integer longer than Python will parse
+        raise RecordError(f"{where} is not valid JSON: {getattr(exc, 'msg', exc)}") from None
 
 
 def _csv_values(data: str) -> list[str]:
@@ -137,7 +137,7 @@ def _typed(value: Any, ftype: str, name: str) -> Any:
         return str(value)
     try:
         num = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):   # OverflowError: an integer wider than any float
         return str(value)  # kept: the data-type check will count it against the feature
     if math.isinf(num) or math.isnan(num):
         return num

@@ -485,3 +485,20 @@ def test_live_server_refuses_bad_input_and_keeps_serving_during_uploads(backend:
                 assert served >= 5, served   # a blocked event loop would answer none until the upload finished
         finally:
             db.dispose()
+
+
+def test_capture_payloads_with_huge_numbers_are_rejected_records_not_500(client: Any, app: Any, db: Any,
+                                                                         world: dict[str, Any]) -> None:
+    def rec(data: str, eid: str) -> dict[str, Any]:
+        return {"captureData": {"endpointInput": {"data": data, "encoding": "JSON"}},
+                "eventMetadata": {"eventId": eid, "inferenceTime": "2026-11-22T10:00:00Z"}}
+
+    before = snapshot(db, app)
+    r = client.post(f"{API}/endpoints/ep/capture", json=[rec("[" + "9" * 5000 + ', "CA"]', "e1")],
+                    headers=world["ingest"])
+    assert r.status_code == 200 and r.json()["accepted"] == 0, r.text
+    assert "not valid JSON" in r.json()["rejected"][0]["reason"]
+    assert snapshot(db, app) == before
+    r = client.post(f"{API}/endpoints/ep/capture", json=[rec("[" + "9" * 400 + ', "CA"]', "e2")],
+                    headers=world["ingest"])
+    assert r.status_code == 200 and r.json()["accepted"] == 1, r.text   # kept; counted against the Fractional type
