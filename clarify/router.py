@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from clarify.metrics.analysis import ConfigError, analyze, metric_value, parse_config, strict
 from clarify.remote import RemoteModel
 from clarify.service import config_invalid
-from mlgov import audit
+from mlgov import audit, inputs
 from mlgov.api import form_parts
 from mlgov.auth import DECIDERS, PUBLISHERS, READERS, Principal, SessionDep, require
 from mlgov.db import new_id
@@ -170,7 +170,7 @@ def bias_analysis(p: Analyst, session: SessionDep, request: Request,
                       "an `endpoint` with `start` and `end` (its captured window joined to ground truth)",
                       fix="send the dataset as `file` and analysis_config.json as `config`")
     try:
-        cfg = parse_config(parts["config"]).as_dict()
+        cfg = parse_config(inputs.loads(parts["config"], "config")).as_dict()   # kernel JSON policy first
     except ConfigError as exc:
         raise config_invalid(exc) from None
     group, version = _text(parts, "model_group"), _text(parts, "model_version")
@@ -192,6 +192,7 @@ def bias_analysis(p: Analyst, session: SessionDep, request: Request,
             source = {"kind": "upload" if "file" in parts else "dataset_uri",
                       **({} if "file" in parts else {"uri": uri}), "sha256": hashlib.sha256(data).hexdigest()}
             headers = cfg.get("headers")
+            inputs.check_csv(data, "the dataset")
             df = pd.read_csv(io.BytesIO(data), header=None if headers else "infer")
             if headers:
                 if len(headers) != df.shape[1]:
@@ -245,6 +246,9 @@ def explain(p: Analyst, session: SessionDep, request: Request,
     if not group or not version or not version.isdigit() or "file" not in parts:
         raise Invalid("model_group, model_version (a number) and a `file` part are required",
                       fix="send -F model_group=… -F model_version=1 -F file=@data.csv")
+    inputs.check_csv(parts["file"], "the dataset")
+    if "baseline" in parts:
+        inputs.check_csv(parts["baseline"], "the baseline rows")
     _, registered = registry.get_version(session, group, int(version))
     store = request.app.state.get_store()
     artifact: bytes | None = parts.get("model")

@@ -24,7 +24,7 @@ from clarify.metrics.analysis import ConfigError, _facet_groups, analyze, metric
 from clarify.metrics.config import PostTraining
 from clarify.metrics.drift import DEFAULT_NDCG_THRESHOLD, bias_violation, bootstrap_interval, ndcg
 from clarify.metrics.shap_values import analysis_json, explain
-from mlgov import audit, events
+from mlgov import audit, events, inputs
 from mlgov.auth import Principal
 from mlgov.db import new_id, utcnow
 from mlgov.errors import Forbidden, Invalid
@@ -32,6 +32,7 @@ from mlgov.storage import ObjectStore
 
 
 def _csv(data: bytes) -> pd.DataFrame:
+    inputs.check_csv(data, "the dataset")
     try:
         df = pd.read_csv(io.BytesIO(data))
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
@@ -66,7 +67,7 @@ def create_bias_baseline(session: Session, store: ObjectStore, *, data: bytes, c
                          actor: Principal) -> Any:
     """A ModelBias baseline: the post-training analysis.json of a labelled validation set."""
     try:
-        parsed = parse_config(config)
+        parsed = parse_config(inputs.loads(config, "config"))   # kernel JSON policy first
     except ConfigError as exc:
         raise config_invalid(exc) from None
     if parsed.methods.post_training_bias is None:

@@ -32,23 +32,23 @@ def page(items: Any, total: int, limit: int, offset: int) -> dict[str, Any]:
 
 async def form_parts(request: Request) -> dict[str, Any]:
     """A form (files as (bytes, filename), fields as str) or a JSON object under "__json__", whichever the
-    client sent; routes that take uploads read their input through this one dependency."""
-    import json
+    client sent; routes that take uploads read their input through this one dependency, so the input policy
+    (mlgov.inputs) holds for every one of them: malformed JSON is 400, NUL in a field or a too-deep or
+    non-standard JSON document is 422 naming the field."""
+    from mlgov import inputs
 
     ctype = request.headers.get("content-type", "")
     if ctype.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
         form = await request.form()
         out: dict[str, Any] = {}
         for key, value in form.multi_items():
+            if "\x00" in key or (isinstance(value, str) and "\x00" in value):
+                raise Invalid(f"form field {key!r} contains a NUL character",
+                              fix="remove the NUL characters (\\u0000); PostgreSQL cannot store them", field=key)
             out[key] = (await value.read(), getattr(value, "filename", None)) if hasattr(value, "read") else value
         return out
     if ctype.startswith("application/json") or not ctype:
-        raw = await request.body()
-        try:
-            body = json.loads(raw or b"{}")
-        except ValueError as exc:
-            raise Invalid(f"the request body is not valid JSON ({exc})",
-                          fix="send JSON, or a multipart/form-data upload") from None
+        body = inputs.loads(await request.body() or b"{}", "body")
         if not isinstance(body, dict):
             raise Invalid("the JSON body must be an object", fix='send {"baseline_id": …, …}')
         return {"__json__": body}
@@ -57,7 +57,7 @@ async def form_parts(request: Request) -> dict[str, Any]:
 
 
 Limit = Annotated[int, Query(ge=1, le=1000, description="page size")]
-Offset = Annotated[int, Query(ge=0, description="rows to skip")]
+Offset = Annotated[int, Query(ge=0, le=2**63 - 1, description="rows to skip")]
 
 health = APIRouter(tags=["health"])
 

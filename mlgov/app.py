@@ -8,13 +8,13 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from mlgov import __version__
+from mlgov import __version__, inputs
 from mlgov.context import request_id_var
 from mlgov.db import Database, check_at_head
-from mlgov.errors import install_error_handlers, problem
+from mlgov.errors import DomainError, install_error_handlers, problem
 from mlgov.events import Dispatcher
 from mlgov.outbound import OutboundPolicy
 from mlgov.secrets import SecretBox
@@ -79,6 +79,61 @@ class BodyLimitMiddleware:
         await resp(scope, receive, send)
 
 
+class JsonGuardMiddleware:
+    """Screen every JSON (and JSON Lines) request body under the input policy before routing, so no route can
+    forget it: too deep, NaN/Infinity, NUL characters, integers past 64 bits → 422 problem+json.
+
+    The body is buffered (BodyLimitMiddleware, outside this one, bounds it) and replayed to the app; large bodies
+    are screened in a worker thread so the event loop keeps serving.
+    """
+
+    JSON_TYPES = ("application/json", "application/x-ndjson", "application/jsonl", "application/jsonlines",
+                  "application/x-jsonlines")
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope.get("method") in ("GET", "HEAD", "OPTIONS", "DELETE"):
+            await self.app(scope, receive, send)
+            return
+        ctype = dict(scope.get("headers") or []).get(b"content-type", b"").decode("latin-1").lower()
+        mime = ctype.split(";")[0].strip()
+        if mime and mime not in self.JSON_TYPES and not mime.endswith("+json"):
+            await self.app(scope, receive, send)
+            return
+        chunks: list[bytes] = []
+        more = True
+        while more:
+            msg = await receive()
+            if msg["type"] != "http.request":
+                break
+            chunks.append(msg.get("body", b""))
+            more = msg.get("more_body", False)
+        body = b"".join(chunks)
+        lines = mime in self.JSON_TYPES[1:]
+        try:
+            if len(body) > 65536:
+                from starlette.concurrency import run_in_threadpool
+
+                await run_in_threadpool(inputs.screen, body, "body", lines=lines)
+            else:
+                inputs.screen(body, "body", lines=lines)
+        except DomainError as exc:
+            await problem(exc.status, exc.title, exc.detail, fix=exc.fix, **exc.extra)(scope, receive, send)
+            return
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+
 class RequestIdMiddleware:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -131,12 +186,14 @@ def create_app(settings: Settings | None = None, db: Database | None = None, *, 
             if db is None:
                 database.dispose()
 
+    inputs.configure(settings.max_json_depth, settings.max_columns)
     app = FastAPI(
         title="mlgov",
         version=__version__,
         description="Governed model registry, lineage, monitoring and audit.",
         lifespan=lifespan,
         docs_url=None, redoc_url=None,   # mlgov.web serves offline docs pages that fit its CSP
+        dependencies=[Depends(inputs.guard_params)],
     )
     app.state.settings = settings
     app.state.db = database
@@ -170,6 +227,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None, *, 
     app.include_router(metrics_router)
     app.include_router(clarify_router)
 
+    app.add_middleware(JsonGuardMiddleware)
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
     app.add_middleware(RequestIdMiddleware)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,6 +23,7 @@ from sqlalchemy import (
     Integer,
     MetaData,
     Select,
+    SmallInteger,
     String,
     TypeDecorator,
     create_engine,
@@ -91,6 +93,71 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
     type_annotation_map = {dt.datetime: UTCDateTime(), dict[str, Any]: JSON(), list[Any]: JSON(), str: String()}
+
+
+# --- what a column can hold: every bound value is checked before the driver sees it ---------------------------
+
+_INT_RANGES = ((SmallInteger, 2**15), (BigInteger, 2**63), (Integer, 2**31))
+
+
+def check_column_value(key: str, col_type: Any, value: Any, *, lengths: bool = True) -> None:
+    """Refuse, as a 422 naming the field, what the column cannot hold on one of the backends.
+
+    SQLite would take most of it silently and PostgreSQL answers with an error that becomes a 500: NUL in text or
+    JSON, strings over ``String(n)``, integers past the column's width, NaN/Infinity and over-deep JSON.
+    """
+    from mlgov import inputs
+    from mlgov.errors import Invalid
+
+    if value is None:
+        return
+    if isinstance(col_type, TypeDecorator):
+        col_type = col_type.impl_instance
+    if isinstance(col_type, JSON):
+        inputs.check_value(value, key)
+    elif isinstance(col_type, String) and isinstance(value, str):
+        if "\x00" in value:
+            raise Invalid(f"{key} contains a NUL character", fix="remove the NUL characters (\\u0000); "
+                          "PostgreSQL cannot store them", field=key)
+        if lengths and col_type.length is not None and len(value) > col_type.length:
+            raise Invalid(f"{key} is {len(value)} characters long; at most {col_type.length} fit",
+                          fix=f"shorten {key} to {col_type.length} characters", field=key, maximum=col_type.length)
+    elif isinstance(col_type, Integer) and isinstance(value, int) and not isinstance(value, bool):
+        bound = next(b for t, b in _INT_RANGES if isinstance(col_type, t))
+        if not -bound <= value < bound:
+            raise Invalid(f"{key} is outside [{-bound}, {bound - 1}] (a {bound.bit_length()}-bit integer column)",
+                          fix=f"send {key} between {-bound} and {bound - 1}", field=key,
+                          minimum=-bound, maximum=bound - 1)
+
+
+_BIND_SUFFIX = re.compile(r"_\d+$")
+
+
+@event.listens_for(Engine, "before_cursor_execute")
+def _check_params(_conn: Any, _cursor: Any, _stmt: str, params: Any, context: Any, executemany: bool) -> None:
+    """Every value bound to a statement is checked against the type it is bound as, before the driver sees it:
+    writes and lookups alike (a path's version compared with an INTEGER column, a form field with NUL), on every
+    backend, with the column's name in the 422. Statements without compiled binds get the NUL/64-bit check."""
+    if getattr(context, "_mlgov_checked", False):   # insertmanyvalues runs one context in several batches
+        return
+    if context is not None:
+        context._mlgov_checked = True
+    compiled = getattr(context, "compiled", None)
+    binds = getattr(compiled, "binds", None)
+    if not binds:
+        for row in (params if executemany else [params]):
+            for v in (row.values() if isinstance(row, dict) else row or ()):
+                check_column_value("a value", BigInteger() if isinstance(v, int) else String(), v)
+        return
+    writing = bool(context.isinsert or context.isupdate)
+    for row in context.compiled_parameters:
+        for key, value in row.items():
+            bind = binds.get(key)
+            if bind is None:
+                continue
+            name = _BIND_SUFFIX.sub("", key)
+            for v in (value if bind.expanding and isinstance(value, list | tuple) else [value]):
+                check_column_value(name, bind.type, v, lengths=writing)
 
 
 def _sqlite_pragmas(engine: Engine, immediate: bool) -> None:

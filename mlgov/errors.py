@@ -52,13 +52,27 @@ class PayloadTooLarge(DomainError):
     status, title = 413, "Payload too large"
 
 
-def problem(status: int, title: str, detail: str, *, fix: str | None = None, **extra: Any) -> JSONResponse:
+def problem(status: int, title: str, detail: str, *, fix: str | None = None,
+            headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
     body: dict[str, Any] = {"type": "about:blank", "title": title, "status": status, "detail": detail}
     if fix:
         body["fix"] = fix
     body.update(extra)
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-    return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
+    headers = {**({"WWW-Authenticate": "Bearer"} if status == 401 else {}), **(headers or {})}
+    return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers or None)
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route accepts on this path (Starlette's Allow names only the first matching route)."""
+    from fastapi.routing import iter_route_contexts
+    from starlette.routing import Match
+
+    methods: set[str] = set()
+    for route in iter_route_contexts(request.app.routes):
+        match, _ = route.matches({**request.scope, "method": "\0"})
+        if match == Match.PARTIAL and route.methods:
+            methods |= set(route.methods)
+    return sorted(methods)
 
 
 def _loc(loc: tuple[Any, ...] | list[Any]) -> str:
@@ -108,11 +122,13 @@ def install_error_handlers(app: FastAPI) -> None:
                 fix="check the path against the API reference at /docs",
             )
         if exc.status_code == 405:
+            allow = allowed_methods(request) or [m.strip() for m in (exc.headers or {}).get("Allow", "").split(",")]
             return problem(
                 405,
                 "Method not allowed",
-                f"{request.method} is not supported on {request.url.path}",
+                f"{request.method} is not supported on {request.url.path}; allowed: {', '.join(allow)}",
                 fix="use one of the methods listed in the Allow header",
+                headers={"Allow": ", ".join(allow)},
             )
         return problem(exc.status_code, "HTTP error", str(exc.detail))
 

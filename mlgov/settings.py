@@ -22,6 +22,8 @@ class Settings(BaseSettings):
     s3_region: str = "us-east-1"
 
     max_body_bytes: int = Field(default=100 * 1024 * 1024, ge=1024)
+    max_json_depth: int = Field(default=64, ge=8, le=512, description="deepest JSON nesting accepted in any input")
+    max_columns: int = Field(default=2000, ge=1, description="widest CSV/Parquet table accepted in an upload")
     background_workers: bool = Field(default=True, description="Run the webhook dispatcher in-process.")
     webhook_max_attempts: int = Field(default=8, ge=1, le=100)
     webhook_backoff_base_s: float = Field(default=2.0, gt=0)

@@ -21,6 +21,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from mlgov import inputs
+from mlgov.errors import DomainError
+
 FeatureType = str  # Integral | Fractional | String
 
 
@@ -108,6 +111,18 @@ def _flatten(obj: Any, sep: str, prefix: str = "") -> dict[str, Any]:
     return out
 
 
+def payload_json(data: str, where: str) -> Any:
+    """A JSON payload carried inside a record (capture data, a label): nesting is bounded before parsing, as for
+    bodies; NaN stays accepted here because model servers emit it and the analyzer counts it as missing."""
+    try:
+        inputs.check_depth(data.encode(), where)
+        return json.loads(data)
+    except (DomainError, RecursionError) as exc:
+        raise RecordError(str(getattr(exc, "detail", exc))) from None
+    except ValueError as exc:   # JSONDecodeError, or an integer longer than Python will parse
+        raise RecordError(f"{where} is not valid JSON: {getattr(exc, 'msg', exc)}") from None
+
+
 def _csv_values(data: str) -> list[str]:
     rows = list(csv.reader(io.StringIO(data.strip())))
     if len(rows) != 1:
@@ -122,7 +137,7 @@ def _typed(value: Any, ftype: str, name: str) -> Any:
         return str(value)
     try:
         num = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):   # OverflowError: an integer wider than any float
         return str(value)  # kept: the data-type check will count it against the feature
     if math.isinf(num) or math.isnan(num):
         return num
@@ -159,10 +174,7 @@ def parse(record: Any, schema: CaptureSchema) -> Parsed:
                               f"{len(names)} features")
         row = {f.name: _typed(v, f.type, f.name) for f, v in zip(schema.features, values, strict=True)}
     else:
-        try:
-            obj = json.loads(data)
-        except json.JSONDecodeError as exc:
-            raise RecordError(f"captureData.endpointInput.data is not valid JSON: {exc.msg}") from None
+        obj = payload_json(data, "captureData.endpointInput.data")
         if isinstance(obj, list):
             if len(obj) != len(names):
                 raise RecordError(f"schema mismatch: input list has {len(obj)} values, the schema has {len(names)}")
@@ -185,10 +197,7 @@ def parse(record: Any, schema: CaptureSchema) -> Parsed:
             for o in schema.output_columns():
                 row[o.name] = _typed(vals[o.csv_index], "Fractional", o.name) if o.csv_index < len(vals) else None
         else:
-            try:
-                out_obj = json.loads(out_data)
-            except json.JSONDecodeError as exc:
-                raise RecordError(f"captureData.endpointOutput.data is not valid JSON: {exc.msg}") from None
+            out_obj = payload_json(out_data, "captureData.endpointOutput.data")
             flat = _flatten(out_obj, schema.flatten_separator) if isinstance(out_obj, dict | list) else {"": out_obj}
             for o in schema.output_columns():
                 key = o.json_key if o.json_key is not None else (o.name if o.name in flat else "")
@@ -197,23 +206,26 @@ def parse(record: Any, schema: CaptureSchema) -> Parsed:
 
 
 def split_body(body: bytes, content_type: str) -> list[Any]:
-    """A JSON array or JSON Lines (one record per line); a broken line is returned as an error marker."""
-    text = body.decode("utf-8", errors="replace")
+    """A JSON array or JSON Lines (one record per line); a broken line is returned as an error marker.
+
+    Records pass the kernel's input policy (depth, NaN/Infinity, NUL, 64-bit integers): a whole-array body that
+    breaks it is refused (400 when it is not JSON, 422 naming the path), a JSON Lines record is rejected alone.
+    """
     if "ndjson" in content_type or "jsonl" in content_type or "jsonlines" in content_type:
         items: list[Any] = []
-        for line in text.splitlines():
+        for n, line in enumerate(body.splitlines(), 1):
             if not line.strip():
                 continue
             try:
-                items.append(json.loads(line))
-            except json.JSONDecodeError as exc:
-                items.append(RecordError(f"line is not valid JSON: {exc.msg}"))
+                items.append(inputs.loads(line, f"line {n}"))
+            except DomainError as exc:
+                items.append(RecordError(exc.detail))
         return items
     try:
-        obj = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise RecordError(f"body is not valid JSON ({exc.msg} at position {exc.pos}); send a JSON array of "
-                          "records or JSON Lines with Content-Type: application/x-ndjson") from None
+        obj = inputs.loads(body, "body")
+    except inputs.MalformedJSON as exc:
+        raise inputs.MalformedJSON(f"{exc.detail}; send a JSON array of records or JSON Lines with Content-Type: "
+                                   "application/x-ndjson", fix=exc.fix) from None
     if not isinstance(obj, list):
         raise RecordError("body must be a JSON array of capture records (or JSON Lines)")
     return obj

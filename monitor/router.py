@@ -10,6 +10,7 @@ from fastapi.responses import HTMLResponse
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
+from mlgov import inputs
 from mlgov.api import Limit, Offset, Page, form_parts, page
 from mlgov.auth import ADMINS, INGESTERS, PUBLISHERS, READERS, Principal, SessionDep, require
 from mlgov.db import as_utc
@@ -116,6 +117,9 @@ def create_baseline(p: Writer, session: SessionDep, store: StoreDep, form: Parts
         if not form.get("model_group") or not version.isdigit():
             raise Invalid("a ModelExplainability baseline needs model_group and model_version",
                           fix="name the registered version whose model is explained")
+        if len(version) > 10 or int(version) > inputs.INT32[1]:
+            raise Invalid(f"model_version {version[:20]} is past the largest version number {inputs.INT32[1]}",
+                          fix="send the number of a registered version", field="model_version")
         model = _file(form, "model")
         try:
             threshold = float(form.get("ndcg_threshold", 0.9))
@@ -269,9 +273,9 @@ def create_analysis(p: Writer, session: SessionDep, store: StoreDep, form: Parts
         raise Invalid("baseline_id is required", fix="send the id returned by POST /api/v1/baselines")
     drift = None
     if form.get("drift"):
+        raw = form["drift"]
         try:
-            drift = DriftSettings.model_validate_json(form["drift"]) if isinstance(form["drift"], str) \
-                else DriftSettings.model_validate(form["drift"])
+            drift = DriftSettings.model_validate(inputs.loads(raw, "drift") if isinstance(raw, str) else raw)
         except ValidationError as exc:
             raise Invalid(f"drift settings are invalid: {exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}",
                           fix="see DriftSettings in the API schema") from None

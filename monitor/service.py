@@ -20,12 +20,12 @@ from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from lineage import service as lineage
-from mlgov import audit, events
+from mlgov import audit, events, inputs
 from mlgov.auth import Principal
 from mlgov.db import new_id, paginate, utcnow
 from mlgov.errors import Conflict, Invalid
 from mlgov.storage import ObjectStore
-from monitor import capture, files, report
+from monitor import capture, documents, files, report
 from monitor.engine import constraints as cons
 from monitor.engine import expectations
 from monitor.engine.analysis import AnalysisResult, DriftConfig, analyze, profile
@@ -41,10 +41,15 @@ from registry import service as registry
 def _table(data: bytes, fmt: str | None, header: bool) -> pa.Table:
     if not data:
         raise Invalid("the dataset is empty", fix="upload a CSV with a header row, or a Parquet file")
+    parquet = (fmt or ("parquet" if data[:4] == b"PAR1" else "csv")) == "parquet"
+    if not parquet:
+        inputs.check_csv(data, "the dataset")
     try:
         table = read_table(data, fmt, header=header)
     except TableError as exc:
         raise Invalid(str(exc), fix="upload a CSV with a header row (or header=false), or a Parquet file") from None
+    if parquet:
+        inputs.check_columns(table.num_columns, "the dataset")
     if table.num_columns == 0 or table.num_rows == 0:
         raise Invalid("the dataset has no rows", fix="upload at least one data row")
     names = table.column_names
@@ -89,11 +94,15 @@ def create_baseline(session: Session, store: ObjectStore, *, data: bytes, fmt: s
 
 def import_baseline(session: Session, store: ObjectStore, *, statistics: bytes, constraints: bytes,
                     name: str | None, actor: Principal) -> Baseline:
+    stats = inputs.loads(statistics, "statistics")
+    constr = inputs.loads(constraints, "constraints")
+    if isinstance(stats, dict) and isinstance(stats.get("features"), list):
+        documents.validate_statistics(stats)
+    if isinstance(constr, dict) and isinstance(constr.get("features"), list):
+        documents.validate_constraints(constr, "DataQuality")
     try:
-        stats = json.loads(statistics)
-        constr = json.loads(constraints)
         profiles = profiles_from_statistics(stats)
-    except (ValueError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise Invalid(f"the SageMaker statistics/constraints files could not be read: {exc}",
                       fix="upload statistics.json and constraints.json as written by SageMaker or mlgov") from None
     if not isinstance(constr, dict) or not isinstance(constr.get("features"), list) or not profiles:
@@ -104,7 +113,7 @@ def import_baseline(session: Session, store: ObjectStore, *, statistics: bytes, 
     store.put(f"{prefix}/statistics.json", statistics, "application/json")
     store.put(f"{prefix}/constraints.json", constraints, "application/json")
     row = Baseline(id=bid, name=name, source="imported", prefix=prefix, exact=False,
-                   row_count=int(stats.get("dataset", {}).get("item_count", 0)), feature_count=len(profiles),
+                   row_count=int((stats.get("dataset") or {}).get("item_count") or 0), feature_count=len(profiles),
                    created_by=actor.name, created_at=utcnow())
     session.add(row)
     session.flush()
@@ -139,10 +148,7 @@ def baseline_file(session: Session, store: ObjectStore, baseline_id: str, name: 
 
 def _document(body: bytes, what: str, items: str, key: tuple[str, ...], fix: str) -> dict[str, Any]:
     """A JSON object holding a list ``items`` whose entries are objects with one of the ``key`` fields."""
-    try:
-        doc = json.loads(body)
-    except ValueError as exc:
-        raise Invalid(f"{what} is not valid JSON: {exc}", fix=fix) from None
+    doc = inputs.loads(body, what)
     if not isinstance(doc, dict) or not isinstance(doc.get(items), list) or any(
             not isinstance(e, dict) or not any(e.get(k) for k in key) for e in doc[items]):
         raise Invalid(f"{what} needs a {items!r} list of objects with a {key[0]!r}", fix=fix)
@@ -153,8 +159,10 @@ def update_constraints(session: Session, store: ObjectStore, baseline_id: str, b
                        actor: Principal) -> dict[str, Any]:
     """Replace constraints.json (users tune thresholds and overrides, as in SageMaker)."""
     row = get_baseline(session, baseline_id)
-    new = _document(body, "constraints.json", "features", ("name",),
-                    "start from GET …/constraints.json and edit it")
+    if row.kind not in ("DataQuality", "ModelQuality"):
+        raise Invalid(f"the constraints of a {row.kind} baseline are its analysis; they cannot be edited",
+                      fix="compute a new baseline instead")
+    new = documents.validate_constraints(inputs.loads(body, "constraints.json"), row.kind)
     old = json.loads(store.get(f"{row.prefix}/constraints.json"))
     store.put(f"{row.prefix}/constraints.json", files.dumps(new), "application/json")
     audit.record(session, actor=actor.name, action="baseline.constraints_updated", subject_type="baseline",
@@ -534,10 +542,7 @@ def _gt_label(record: Any) -> tuple[str, str]:
     data, enc = capture._decode(gt, "groundTruthData")
     label = data.strip()
     if enc == "JSON":
-        try:
-            value = json.loads(label)
-        except ValueError:
-            raise capture.RecordError("groundTruthData.data is not valid JSON") from None
+        value = capture.payload_json(label, "groundTruthData.data")
         label = str(value.get("label", value) if isinstance(value, dict) else value)
     else:
         label = capture._csv_values(label)[0] if label else ""

@@ -81,7 +81,7 @@ def test_baseline_bad_input(client, keys, db):
     assert_problem(client.post("/api/v1/baselines", files={"statistics": ("s.json", b"{}")}, headers=pub), 422,
                    "both")
     assert_problem(client.post("/api/v1/baselines", headers=pub, files={
-        "statistics": ("s.json", b"not json"), "constraints": ("c.json", b"{}")}), 422, "could not be read")
+        "statistics": ("s.json", b"not json"), "constraints": ("c.json", b"{}")}), 400, "not valid JSON")
     assert_problem(client.post("/api/v1/baselines", data={"dataset_uri": "ftp://elsewhere/x.csv"}, headers=pub),
                    422, "outside")
     assert_problem(client.post("/api/v1/baselines", data={"dataset_uri": "nope/x.csv"}, headers=pub), 404)
@@ -106,7 +106,7 @@ def test_baseline_from_store_uri_and_constraint_edits(client, keys, app):
     assert r.status_code == 200
     again = client.get(f"/api/v1/baselines/{bid}/constraints.json", headers=pub).json()
     assert again["monitoring_config"]["distribution_constraints"]["comparison_threshold"] == 0.3
-    assert_problem(client.put(f"/api/v1/baselines/{bid}/constraints.json", content=b"{", headers=pub), 422, "JSON")
+    assert_problem(client.put(f"/api/v1/baselines/{bid}/constraints.json", content=b"{", headers=pub), 400, "JSON")
     assert_problem(client.put(f"/api/v1/baselines/{bid}/constraints.json", content=b'{"features": [1]}',
                               headers=pub), 422, "features")
     assert client.put(f"/api/v1/baselines/{bid}/constraints.json", content=b"{}",
@@ -221,7 +221,7 @@ def test_endpoint_and_capture_formats(client, keys):
     assert "encoding mismatch" in reasons[3] and "eventMetadata" in reasons[4]
     assert client.get("/api/v1/endpoints/churn-prod/capture/summary", headers=keys("viewer")).json()["records"] == 5
     assert_problem(client.post("/api/v1/endpoints/churn-prod/capture", content=b"{", headers={
-        **ing, "content-type": "application/json"}), 422, "not valid JSON")
+        **ing, "content-type": "application/json"}), 400, "not valid JSON")
     assert_problem(client.post("/api/v1/endpoints/nope/capture", json=[], headers=ing), 404)
     assert client.post("/api/v1/endpoints/churn-prod/capture", json=recs, headers=keys("viewer")).status_code == 403
     assert client.get("/api/v1/endpoints", headers=ing).status_code == 403

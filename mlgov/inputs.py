@@ -1,0 +1,267 @@
+"""One policy for untrusted input: JSON documents, CSV uploads and path/query parameters.
+
+Every door into mlgov (the ASGI body guard, the form reader, services reading JSON or CSV parts, the
+database layer) calls these functions, so the same bad input gets the same 4xx everywhere instead of a
+RecursionError, a UnicodeDecodeError or a database overflow turning into a 500.
+
+Refused: JSON nested deeper than ``MLGOV_MAX_JSON_DEPTH``; ``NaN``/``Infinity`` (and numbers that overflow
+to infinity), which RFC 8259 does not allow and PostgreSQL's ``json`` rejects; NUL characters, which
+PostgreSQL ``text`` and ``json`` cannot hold; integers outside signed 64 bits; CSV that is not UTF-8 or
+holds NUL bytes; tables wider than ``MLGOV_MAX_COLUMNS``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from fastapi import Request
+from fastapi.routing import APIRoute
+
+from mlgov.errors import DomainError, Invalid
+
+INT64 = (-(2**63), 2**63 - 1)
+INT32 = (-(2**31), 2**31 - 1)
+
+
+class MalformedJSON(DomainError):
+    """A body or part that is not JSON at all: 400 on every route, as FastAPI answers for its own bodies."""
+
+    status, title = 400, "Malformed JSON"
+
+
+@dataclass
+class Limits:
+    max_json_depth: int = 64
+    max_columns: int = 2000
+
+
+LIMITS = Limits()
+
+
+def configure(max_json_depth: int, max_columns: int) -> None:
+    """Set by ``create_app`` from settings: parsers deep inside services read the same limits as the ASGI guard."""
+    LIMITS.max_json_depth, LIMITS.max_columns = max_json_depth, max_columns
+
+
+# --- JSON ---------------------------------------------------------------------------------------------------------
+
+_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.S)
+_SUSPECT = re.compile(rb"NaN|Infinity|\d{19,}|\d[eE]\+?\d{3,}")
+_OPEN, _CLOSE = (0x5B, 0x7B), (0x5D, 0x7D)
+_NUL_FIX = "remove the NUL characters (\\u0000); PostgreSQL cannot store them"
+
+
+def _depth_fix() -> str:
+    return (f"send a document nested at most {LIMITS.max_json_depth} levels deep "
+            "(the server's limit is MLGOV_MAX_JSON_DEPTH)")
+
+
+def check_depth(raw: bytes, what: str) -> None:
+    """Refuse nesting past the limit before any recursive parser sees the bytes (one vectorised pass)."""
+    stripped = _STRING.sub(b'""', raw)
+    a = np.frombuffer(stripped, dtype=np.uint8)
+    brackets = a[(a == _OPEN[0]) | (a == _OPEN[1]) | (a == _CLOSE[0]) | (a == _CLOSE[1])]
+    if brackets.size <= LIMITS.max_json_depth:
+        return
+    steps = np.where((brackets == _OPEN[0]) | (brackets == _OPEN[1]), 1, -1).astype(np.int64)
+    deepest = int(np.cumsum(steps).max())
+    if deepest > LIMITS.max_json_depth:
+        raise Invalid(f"{what} is nested {deepest} levels deep; the limit is {LIMITS.max_json_depth}",
+                      fix=_depth_fix(), limit=LIMITS.max_json_depth)
+
+
+class _BigInt(str):
+    """An integer literal too long to be a 64-bit integer, kept as text (Python refuses to parse >4300 digits)."""
+
+
+def _parse_int(text: str) -> int | _BigInt:
+    return int(text) if len(text.lstrip("-")) <= 20 else _BigInt(text)
+
+
+def _parse(doc: bytes) -> Any:
+    return json.loads(doc, parse_int=_parse_int)
+
+
+def check_value(value: Any, path: str) -> None:
+    """Walk a parsed document: non-finite numbers, NUL characters and integers past 64 bits name their path."""
+    stack: list[tuple[Any, str, int]] = [(value, path, 0)]
+    while stack:
+        v, where, depth = stack.pop()
+        if depth > LIMITS.max_json_depth:
+            raise Invalid(f"{where} is nested deeper than {LIMITS.max_json_depth} levels",
+                          fix=_depth_fix(), field=where, limit=LIMITS.max_json_depth)
+        if isinstance(v, _BigInt) or (isinstance(v, int) and not isinstance(v, bool)
+                                      and not INT64[0] <= v <= INT64[1]):
+            raise Invalid(f"{where} is an integer outside the signed 64-bit range [{INT64[0]}, {INT64[1]}]",
+                          fix="send a smaller integer (or the value as a string)", field=where)
+        if isinstance(v, str):
+            if "\x00" in v:
+                raise Invalid(f"{where} contains a NUL character", fix=_NUL_FIX, field=where)
+        elif isinstance(v, float):
+            if not math.isfinite(v):
+                raise Invalid(f"{where} is {v!r}, which is not a JSON number (RFC 8259 has no NaN or Infinity)",
+                              fix="send null for an undefined value, or a finite number", field=where)
+        elif isinstance(v, dict):
+            for k, item in v.items():
+                key = str(k)
+                if "\x00" in key:
+                    raise Invalid(f"a key under {where} contains a NUL character", fix=_NUL_FIX, field=where)
+                stack.append((item, f"{where}.{key}", depth + 1))
+        elif isinstance(v, list | tuple):
+            stack.extend((item, f"{where}[{i}]", depth + 1) for i, item in enumerate(v))
+
+
+def loads(raw: bytes | str, what: str) -> Any:
+    """Parse one JSON document under the policy: 400 when it is not JSON, 422 naming the path when it breaks a rule."""
+    data = raw.encode() if isinstance(raw, str) else raw
+    check_depth(data, what)
+    try:
+        doc = _parse(data)
+    except (ValueError, RecursionError) as exc:   # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise MalformedJSON(f"{what} is not valid JSON ({exc})",
+                            fix="send a well-formed UTF-8 JSON document") from None
+    if _suspect(data):
+        check_value(doc, what)
+    return doc
+
+
+def _suspect(raw: bytes) -> bool:
+    """Whether the bytes could hold a NaN/Infinity, a NUL escape, a wide integer or an overflowing exponent;
+    clean documents (nearly all) skip the walk over every value."""
+    return b"\\u0000" in raw or _SUSPECT.search(_STRING.sub(b'""', raw)) is not None
+
+
+def screen(raw: bytes, what: str, *, lines: bool = False) -> None:
+    """Check of a whole request body: depth always; a JSON document must parse (400 otherwise, on every route);
+    the walk for NaN/NUL/wide integers runs only when a byte pattern looks suspect, so big clean bodies stay cheap.
+
+    JSON Lines syntax errors are left to the route, which rejects such a record alone.
+    """
+    if not raw.strip():
+        return
+    check_depth(raw, what)
+    parsed: Any = None
+    if not lines:
+        try:
+            parsed = _parse(raw)
+        except (ValueError, RecursionError) as exc:
+            raise MalformedJSON(f"the request body is not valid JSON ({exc})",
+                                fix="send a well-formed UTF-8 JSON document with Content-Type: application/json",
+                                ) from None
+    if not _suspect(raw):
+        return
+    if not lines:
+        check_value(parsed, what)
+        return
+    for i, doc in enumerate(raw.splitlines()):
+        try:
+            line = _parse(doc)
+        except (ValueError, RecursionError):
+            continue
+        check_value(line, f"{what} line {i + 1}")
+
+
+# --- CSV ----------------------------------------------------------------------------------------------------------
+
+def _row(data: bytes, offset: int) -> int:
+    return data.count(b"\n", 0, offset) + 1
+
+
+def check_columns(count: int, what: str) -> None:
+    if count > LIMITS.max_columns:
+        raise Invalid(f"{what} has {count} columns; at most {LIMITS.max_columns} are accepted",
+                      fix="send fewer columns (split the table), or raise MLGOV_MAX_COLUMNS on the server",
+                      limit=LIMITS.max_columns)
+
+
+def check_csv(data: bytes, what: str = "the CSV") -> None:
+    """Every CSV upload passes here before a parser sees it: UTF-8, no NUL bytes, a bounded number of columns."""
+    nul = data.find(b"\x00")
+    if nul >= 0:
+        raise Invalid(f"{what} holds a NUL byte at byte offset {nul} (row {_row(data, nul)})",
+                      fix="send a text CSV without NUL bytes", offset=nul, row=_row(data, nul))
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        bad = data[exc.start:exc.start + 1].hex()
+        raise Invalid(f"{what} is not UTF-8: byte 0x{bad} at byte offset {exc.start} (row {_row(data, exc.start)})",
+                      fix="save the file as UTF-8 (e.g. `iconv -f latin1 -t utf-8 in.csv > out.csv`)",
+                      offset=exc.start, row=_row(data, exc.start)) from None
+    end = text.find("\n")
+    first = text if end < 0 else text[:end]
+    header = next(csv.reader(io.StringIO(first)), [])
+    check_columns(len(header), what)
+
+
+# --- path and query parameters ------------------------------------------------------------------------------------
+
+_INTEGER = re.compile(r"^\s*[-+]?\d+\s*$")
+
+
+def _int_params(dependant: Any) -> list[tuple[str, str, Any]]:
+    """(location, name, field) of every integer path/query parameter of a route, its dependencies included."""
+    out: list[tuple[str, str, Any]] = []
+    seen: set[int] = set()
+    todo = [dependant]
+    while todo:
+        d = todo.pop()
+        if id(d) in seen:
+            continue
+        seen.add(id(d))
+        for where, fields in (("path", d.path_params), ("query", d.query_params)):
+            for f in fields:
+                ann = f.field_info.annotation
+                if ann is int or int in getattr(ann, "__args__", ()):
+                    out.append((where, f.alias, f.field_info))
+        todo.extend(d.dependencies)
+    return out
+
+
+def _bounds(field_info: Any) -> tuple[int, int]:
+    """A parameter's declared bounds, clamped to 64 bits; undeclared sides default to 32 bits, because the
+    integers in mlgov's paths and queries (versions, counts) land in PostgreSQL INTEGER columns."""
+    lo, hi = INT32
+    for m in field_info.metadata:
+        if getattr(m, "le", None) is not None:
+            hi = min(int(m.le), INT64[1])
+        if getattr(m, "lt", None) is not None:
+            hi = min(int(m.lt) - 1, INT64[1])
+        if getattr(m, "ge", None) is not None:
+            lo = max(int(m.ge), INT64[0])
+        if getattr(m, "gt", None) is not None:
+            lo = max(int(m.gt) + 1, INT64[0])
+    return lo, hi
+
+
+def _in(v: str, lo: int, hi: int) -> bool:
+    digits = v.strip().lstrip("+-")
+    return len(digits) <= 20 and lo <= int(v) <= hi
+
+
+async def guard_params(request: Request) -> None:
+    """App-wide dependency: NUL characters and out-of-range integers in path and query parameters are 422
+    naming the parameter and its bound, before any database sees them."""
+    values: dict[tuple[str, str], list[str]] = {}
+    for k, v in request.path_params.items():
+        values.setdefault(("path", k), []).append(str(v))
+    for k, v in request.query_params.multi_items():
+        values.setdefault(("query", k), []).append(v)
+    for (where, name), vs in values.items():
+        if "\x00" in name or any("\x00" in v for v in vs):
+            raise Invalid(f"{where} parameter {name!r} contains a NUL character", fix=_NUL_FIX, field=name)
+    route = request.scope.get("route")
+    if not isinstance(route, APIRoute):
+        return
+    for where, name, info in _int_params(route.dependant):
+        lo, hi = _bounds(info)
+        for v in values.get((where, name), []):
+            if _INTEGER.match(v) and not _in(v, lo, hi):
+                raise Invalid(f"{where} parameter {name!r} = {v.strip()[:40]} is outside [{lo}, {hi}]",
+                              fix=f"send {name} between {lo} and {hi}", field=name, minimum=lo, maximum=hi)

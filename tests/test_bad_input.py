@@ -1,0 +1,504 @@
+"""Bad input on every route: a clear 4xx problem+json with a `fix`, and nothing stored (rows or files).
+
+Routes are enumerated from the app itself, so a route added later is covered by the depth, malformed-JSON
+and 405 cases without anyone remembering to list it. Runs on SQLite and PostgreSQL (conftest).
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import re
+from typing import Any
+
+import pytest
+from fastapi.routing import APIRoute, iter_route_contexts
+
+from mlgov.db import Base
+from tests.helpers import create_group, register
+
+API = "/api/v1"
+DEEP = b"[" * 100_000 + b"]" * 100_000
+FEATURES = [{"name": "age", "type": "Fractional"}, {"name": "state", "type": "String"}]
+CSV = b"age,state\n" + b"".join(b"%d,%s\n" % (20 + i % 50, [b"CA", b"NY"][i % 2]) for i in range(200))
+CONSTRAINTS = {"version": 0.0, "features": [{"name": "age", "inferred_type": "Fractional", "completeness": 1.0}]}
+STATISTICS = {"version": 0, "dataset": {"item_count": 2}, "features": [
+    {"name": "age", "inferred_type": "Fractional", "numerical_statistics": {
+        "common": {"num_present": 2, "num_missing": 0}, "mean": 1.5, "sum": 3.0, "std_dev": 0.5, "min": 1.0,
+        "max": 2.0}}]}
+BIAS_CONFIG = {"label": "y", "label_values_or_threshold": [1], "facet": [{"name_or_index": "state"}]}
+
+
+# --- the world every case runs against, and what "nothing stored" means -------------------------------------------
+
+@pytest.fixture
+def world(client: Any, keys: Any) -> dict[str, Any]:
+    pub = keys("publisher")
+    create_group(client, pub, "churn")
+    register(client, pub, "churn", 1)
+    r = client.post(f"{API}/endpoints", headers=pub, json={
+        "name": "ep", "model_group": "churn", "model_version": 1, "schema": {"features": FEATURES}})
+    assert r.status_code == 201, r.text
+    r = client.post(f"{API}/baselines", files={"file": ("train.csv", CSV, "text/csv")}, headers=pub)
+    assert r.status_code == 201, r.text
+    return {"baseline": r.json()["id"], "pub": pub, "admin": keys("admin"), "ingest": keys("ingest")}
+
+
+def snapshot(db: Any, app: Any) -> tuple[dict[str, int], list[str], str]:
+    """Row counts of every table, every object-store key, and the baseline constraints as stored."""
+    from sqlalchemy import func, select
+
+    with db.session_scope() as s:
+        counts = {t.name: int(s.scalar(select(func.count()).select_from(t)) or 0) for t in Base.metadata.sorted_tables}
+    store = app.state.get_store()
+    keys = sorted(store.list(""))
+    cons = "".join(store.get(k).decode() for k in keys if k.endswith("/constraints.json"))
+    return counts, keys, cons
+
+
+def refused(r: Any, status: int, *needles: str) -> dict[str, Any]:
+    assert r.status_code == status, (r.request.method, r.request.url, r.status_code, r.text[:500])
+    assert r.headers["content-type"].startswith("application/problem+json"), r.headers
+    body = dict(r.json())
+    assert body["status"] == status and body["detail"] and body.get("fix"), body
+    text = json.dumps(body).lower()
+    for n in needles:
+        assert n.lower() in text, (n, body)
+    return body
+
+
+def write_routes(app: Any) -> list[tuple[str, str]]:
+    """(method, path) of every route that takes a request body, straight from the app's route table."""
+    out = []
+    for rc in iter_route_contexts(app.routes):
+        if isinstance(rc.original_route, APIRoute):
+            for m in sorted(rc.methods & {"POST", "PUT", "PATCH"}):
+                out.append((m, rc.path))
+    return out
+
+
+def fill(path: str, w: dict[str, Any]) -> str:
+    values = {"group": "churn", "version": "1", "name": "ep", "baseline_id": w["baseline"]}
+    return re.sub(r"\{(\w+)(?::\w+)?\}", lambda m: values.get(m.group(1), "x"), path)
+
+
+# --- JSON nested 100,000 deep, and malformed JSON, on every body-taking route -----------------------------------
+
+def test_route_table_is_enumerated(app: Any) -> None:
+    routes = {p for _, p in write_routes(app)}
+    for expected in (f"{API}/endpoints/{{name}}/capture", f"{API}/endpoints/{{name}}/ground-truth",
+                     f"{API}/analyses", f"{API}/baselines", f"{API}/lineage/artifacts", f"{API}/model-groups",
+                     f"{API}/baselines/{{baseline_id}}/constraints.json", f"{API}/clarify/bias"):
+        assert expected in routes, (expected, sorted(routes))
+
+
+@pytest.mark.parametrize("ctype", ["application/json", "application/x-ndjson"])
+def test_deep_json_refused_on_every_route(client: Any, app: Any, db: Any, world: dict[str, Any], ctype: str) -> None:
+    before = snapshot(db, app)
+    for method, path in write_routes(app):
+        r = client.request(method, fill(path, world), content=DEEP, headers={**world["admin"], "content-type": ctype})
+        refused(r, 422, "100000 levels", "MLGOV_MAX_JSON_DEPTH")
+    assert snapshot(db, app) == before
+
+
+def test_malformed_json_is_400_on_every_route(client: Any, app: Any, db: Any, world: dict[str, Any]) -> None:
+    before = snapshot(db, app)
+    for method, path in write_routes(app):
+        for raw in (b'{"name": ', b"{'a': 1}", b"\xff\xfe{}"):
+            r = client.request(method, fill(path, world), content=raw,
+                               headers={**world["admin"], "content-type": "application/json"})
+            refused(r, 400, "not valid JSON")
+    assert snapshot(db, app) == before
+
+
+def test_deep_json_in_parts_and_payloads(client: Any, app: Any, db: Any, world: dict[str, Any]) -> None:
+    pub, deep = world["pub"], DEEP.decode()
+    before = snapshot(db, app)
+    cases = [
+        ("baselines", {"statistics": ("s.json", DEEP), "constraints": ("c.json", json.dumps(CONSTRAINTS).encode())}),
+        ("baselines", {"statistics": ("s.json", json.dumps(STATISTICS).encode()), "constraints": ("c.json", DEEP)}),
+        ("baselines", {"file": ("d.csv", CSV), "config": ("c.json", DEEP), "type": (None, "ModelBias")}),
+        ("analyses", {"file": ("d.csv", CSV), "baseline_id": (None, world["baseline"]), "drift": (None, deep)}),
+        ("clarify/bias", {"file": ("d.csv", CSV), "config": ("c.json", DEEP)}),
+    ]
+    for route, files in cases:
+        refused(client.post(f"{API}/{route}", files=files, headers=pub), 422, "levels deep", "MLGOV_MAX_JSON_DEPTH")
+    # inside a capture record the payload is a string; a deep one rejects that record alone, nothing is stored
+    rec = {"captureData": {"endpointInput": {"data": deep, "encoding": "JSON"}},
+           "eventMetadata": {"eventId": "e1", "inferenceTime": "2026-11-22T10:00:00Z"}}
+    r = client.post(f"{API}/endpoints/ep/capture", json=[rec], headers=world["ingest"])
+    assert r.status_code == 200 and r.json()["accepted"] == 0 and "levels deep" in r.json()["rejected"][0]["reason"]
+    gt = {"groundTruthData": {"data": deep, "encoding": "JSON"}, "eventMetadata": {"eventId": "e1"}}
+    r = client.post(f"{API}/endpoints/ep/ground-truth", json=[gt], headers=world["ingest"])
+    assert r.status_code == 200 and r.json()["accepted"] == 0 and "levels deep" in r.json()["rejected"][0]["reason"]
+    assert snapshot(db, app) == before
+
+
+def test_depth_limit_is_a_setting(tmp_path: Any, db: Any, keys: Any) -> None:
+    from fastapi.testclient import TestClient
+
+    from mlgov import inputs
+    from mlgov.app import create_app
+    from tests.conftest import make_settings
+
+    try:
+        with TestClient(create_app(make_settings(tmp_path, max_json_depth=8), db=db)) as c:
+            body = {"name": "g", "tags": {"a": [[[[[[[[1]]]]]]]]}}
+            refused(c.post(f"{API}/model-groups", json=body, headers=keys("publisher")), 422, "the limit is 8")
+    finally:
+        inputs.configure(64, 2000)
+
+
+# --- NaN / Infinity in stored JSON documents --------------------------------------------------------------------
+
+NAN_BODIES = [
+    ("POST", f"{API}/lineage/artifacts", {"type": "Dataset", "uri": "s3://d/x.csv", "properties": {"rows": "NAN"}},
+     "body.properties.rows"),
+    ("POST", f"{API}/model-groups/churn/versions", "VERSION", "body.metrics.auc"),
+    ("POST", f"{API}/model-groups", {"name": "g2", "tags": {"t": "NAN"}}, "body.tags.t"),
+    ("POST", f"{API}/endpoints/ep/capture", [{"captureData": {"endpointInput": {"data": "1,CA", "encoding": "CSV"}},
+                                              "eventMetadata": {"eventId": "e", "inferenceTime": "2026-11-22T10:00:00Z",
+                                                                "score": "NAN"}}],
+     "body[0].eventMetadata.score"),
+    ("POST", f"{API}/endpoints/ep/ground-truth", [{"groundTruthData": {"data": "1", "encoding": "CSV"},
+                                                   "eventMetadata": {"eventId": "e", "weight": "NAN"}}],
+     "body[0].eventMetadata.weight"),
+    ("PUT", f"{API}/baselines/BASELINE/constraints.json",
+     {**CONSTRAINTS, "monitoring_config": {"datatype_check_threshold": "NAN"}},
+     "body.monitoring_config.datatype_check_threshold"),
+]
+
+
+@pytest.mark.parametrize("token", ["NaN", "Infinity", "-Infinity", "1e999"])
+@pytest.mark.parametrize("case", NAN_BODIES, ids=[c[1].rsplit("/", 1)[-1] for c in NAN_BODIES])
+def test_non_standard_numbers_refused_with_their_path(client: Any, app: Any, db: Any, world: dict[str, Any],
+                                                      case: tuple[str, str, Any, str], token: str) -> None:
+    from tests.helpers import version_body
+
+    method, path, body, where = case
+    body = {**version_body(2), "metrics": {"auc": "NAN"}} if body == "VERSION" else body
+    raw = json.dumps(body).replace('"NAN"', token).encode()
+    before = snapshot(db, app)
+    r = client.request(method, path.replace("BASELINE", world["baseline"]), content=raw,
+                       headers={**world["admin"], "content-type": "application/json"})
+    refused(r, 422, where, "not a JSON number")
+    assert snapshot(db, app) == before
+
+
+def test_non_standard_numbers_in_uploaded_documents(client: Any, app: Any, db: Any, world: dict[str, Any]) -> None:
+    before = snapshot(db, app)
+    stats = json.dumps(STATISTICS).replace("1.5", "NaN").encode()
+    cons = json.dumps({**CONSTRAINTS, "features": [{"name": "age", "completeness": 1}]}).replace(": 1}", ": Infinity}")
+    for files, where in [
+        ({"statistics": ("s.json", stats), "constraints": ("c.json", json.dumps(CONSTRAINTS).encode())},
+         "statistics.features[0].numerical_statistics.mean"),
+        ({"statistics": ("s.json", json.dumps(STATISTICS).encode()), "constraints": ("c.json", cons.encode())},
+         "constraints.features[0].completeness"),
+    ]:
+        refused(client.post(f"{API}/baselines", files=files, headers=world["pub"]), 422, where)
+    ndjson = b'{"groundTruthData": {"data": "1", "encoding": "CSV"}, "eventMetadata": {"eventId": "e", "w": NaN}}\n'
+    refused(client.post(f"{API}/endpoints/ep/ground-truth", content=ndjson,
+                        headers={**world["ingest"], "content-type": "application/x-ndjson"}), 422,
+            "body line 1.eventMetadata.w")
+    assert snapshot(db, app) == before
+
+
+# --- NUL characters ---------------------------------------------------------------------------------------------
+
+def test_nul_refused_in_bodies_fields_and_parameters(client: Any, app: Any, db: Any, world: dict[str, Any]) -> None:
+    pub, nul = world["pub"], "a\u0000b"
+    before = snapshot(db, app)
+    for path, body, where in [
+        ("model-groups", {"name": "g3", "description": nul}, "body.description"),
+        ("lineage/artifacts", {"type": "Dataset", "uri": "s3://d/y.csv", "name": nul}, "body.name"),
+        ("lineage/artifacts", {"type": "Dataset", "uri": "s3://d/y", "properties": {"k": nul}}, "body.properties.k"),
+        ("lineage/artifacts", {"type": "Dataset", "uri": "s3://d/y", "properties": {nul: 1}}, "body.properties"),
+        ("endpoints/ep/capture", [{"captureData": {"endpointInput": {"data": "1,CA", "encoding": "CSV"}},
+                                   "eventMetadata": {"eventId": nul, "inferenceTime": "2026-11-22T10:00:00Z"}}],
+         "body[0].eventMetadata.eventId"),
+    ]:
+        refused(client.post(f"{API}/{path}", json=body, headers=world["admin"]), 422, where, "NUL")
+    refused(client.post(f"{API}/baselines", data={"name": nul}, files={"file": ("d.csv", CSV)}, headers=pub), 422,
+            "'name'", "NUL")
+    refused(client.post(f"{API}/analyses", data={"baseline_id": nul}, files={"file": ("d.csv", CSV)}, headers=pub),
+            422, "baseline_id", "NUL")
+    refused(client.get(f"{API}/model-groups/a%00b", headers=pub), 422, "path parameter 'group'", "NUL")
+    refused(client.get(f"{API}/audit/events?actor=a%00b", headers=world["admin"]), 422, "query parameter 'actor'")
+    refused(client.post(f"{API}/baselines", files={"file": ("d.csv", b"age,state\n1,C\x00A\n")}, headers=pub), 422,
+            "NUL byte", "row 2")
+    assert snapshot(db, app) == before
+
+
+# --- integers past 64 and 32 bits ---------------------------------------------------------------------------------
+
+BIG64, BIG32 = str(2**64), str(2**40)
+
+
+def int_query_routes(app: Any) -> list[tuple[str, str]]:
+    """(path, parameter) of every GET route taking an integer query parameter (offset, limit, version …)."""
+    from mlgov.inputs import _int_params
+
+    out = []
+    for rc in iter_route_contexts(app.routes):
+        if isinstance(rc.original_route, APIRoute) and "GET" in rc.methods:
+            out += [(rc.path, name) for where, name, _ in _int_params(rc.original_route.dependant) if where == "query"]
+    return out
+
+
+def test_wide_integers_in_query_and_path(client: Any, app: Any, db: Any, world: dict[str, Any]) -> None:
+    routes = int_query_routes(app)
+    assert (f"{API}/audit/events", "offset") in routes and len(routes) >= 8
+    before = snapshot(db, app)
+    for path, name in routes:
+        for big in (BIG64, "-" + BIG64, "9" * 5000):
+            r = client.get(fill(path, world), params={name: big}, headers=world["admin"])
+            refused(r, 422, f"query parameter '{name}'", "outside")
+    for rc in iter_route_contexts(app.routes):
+        if isinstance(rc.original_route, APIRoute) and "{version}" in rc.path:
+            for method in sorted(rc.methods):
+                for big in (BIG64, BIG32):
+                    r = client.request(method, fill(rc.path, world).replace("/versions/1", f"/versions/{big}"),
+                                       json={}, headers=world["admin"])
+                    refused(r, 422, "path parameter 'version'", "2147483647")
+    assert snapshot(db, app) == before
+
+
+def test_wide_integers_in_bodies_and_form_fields(client: Any, app: Any, db: Any, world: dict[str, Any]) -> None:
+    before = snapshot(db, app)
+    endpoint = {"name": "ep2", "model_group": "churn", "schema": {"features": FEATURES}}
+    refused(client.post(f"{API}/endpoints", json={**endpoint, "model_version": 2**40}, headers=world["pub"]), 422,
+            "model_version", "2147483647")
+    refused(client.post(f"{API}/endpoints", content=json.dumps({**endpoint, "model_version": 10**30}),
+                        headers={**world["pub"], "content-type": "application/json"}), 422, "body.model_version",
+            "64-bit")
+    refused(client.post(f"{API}/lineage/artifacts", json={"type": "Dataset", "uri": "s3://d/z", "properties": {
+        "n": 2**64}}, headers=world["pub"]), 422, "body.properties.n", "64-bit")
+    refused(client.post(f"{API}/baselines", headers=world["pub"], data={
+        "type": "ModelExplainability", "model_group": "churn", "model_version": BIG64},
+        files={"file": ("d.csv", CSV)}), 422, "model_version", "2147483647")
+    assert snapshot(db, app) == before
+
+
+def test_column_guard_names_the_field_on_direct_writes(db: Any) -> None:
+    """The database layer itself refuses what a column cannot hold, whichever door the value came through."""
+    from mlgov.db import utcnow
+    from mlgov.errors import Invalid
+    from monitor.orm import Baseline
+
+    for field, value, needle in [("row_count", 2**31, "2147483647"), ("name", "x\x00", "NUL"),
+                                 ("settings", {"t": float("nan")}, "settings.t"), ("source", "x" * 17, "at most 16")]:
+        with db.session_scope() as s:
+            row = Baseline(id=f"b{len(field)}", source="computed", prefix="p", created_by="t", created_at=utcnow())
+            setattr(row, field, value)
+            s.add(row)
+            with pytest.raises(Invalid, match=needle):
+                s.flush()
+            s.rollback()
+
+
+# --- CSV uploads: not UTF-8, too wide ---------------------------------------------------------------------------
+
+def csv_routes(world: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """Every upload that carries a CSV: (route, multipart with the CSV under CSV_PART)."""
+    cfg = ("c.json", json.dumps(BIAS_CONFIG).encode())
+    return [
+        ("baselines", {}),
+        ("baselines", {"type": (None, "ModelQuality"), "problem_type": (None, "Regression")}),
+        ("baselines", {"type": (None, "ModelBias"), "config": cfg}),
+        ("baselines", {"type": (None, "ModelExplainability"), "model_group": (None, "churn"),
+                       "model_version": (None, "1")}),
+        ("analyses", {"baseline_id": (None, world["baseline"])}),
+        ("clarify/bias", {"config": cfg}),
+        ("clarify/explain", {"model_group": (None, "churn"), "model_version": (None, "1")}),
+    ]
+
+
+def test_csv_not_utf8_names_row_and_byte(client: Any, app: Any, db: Any, world: dict[str, Any]) -> None:
+    latin1 = "age,state\n20,CA\n21,Québec\n".encode("latin-1")
+    offset = latin1.index(b"\xe9")
+    before = snapshot(db, app)
+    for route, extra in csv_routes(world):
+        body = refused(client.post(f"{API}/{route}", files={**extra, "file": ("d.csv", latin1)}, headers=world["pub"]),
+                       422, "not UTF-8", f"byte offset {offset}", "row 3")
+        assert body["row"] == 3 and body["offset"] == offset
+    refused(client.post(f"{API}/clarify/explain", headers=world["pub"], files={
+        "model_group": (None, "churn"), "model_version": (None, "1"), "file": ("d.csv", CSV),
+        "baseline": ("b.csv", latin1)}), 422, "not UTF-8", "row 3")
+    assert snapshot(db, app) == before
+
+
+def test_too_many_columns(client: Any, app: Any, db: Any, world: dict[str, Any]) -> None:
+    wide = (",".join(f"c{i}" for i in range(2001)) + "\n" + ",".join("1" for _ in range(2001)) + "\n").encode()
+    before = snapshot(db, app)
+    for route, extra in csv_routes(world):
+        refused(client.post(f"{API}/{route}", files={**extra, "file": ("d.csv", wide)}, headers=world["pub"]), 422,
+                "2001 columns", "MLGOV_MAX_COLUMNS")
+    import io
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    buf = io.BytesIO()
+    pq.write_table(pa.table({f"c{i}": [1.0] for i in range(2001)}), buf)
+    refused(client.post(f"{API}/baselines", files={"file": ("d.parquet", buf.getvalue())}, headers=world["pub"]),
+            422, "2001 columns")
+    assert snapshot(db, app) == before
+
+
+def test_upload_routes_do_not_compute_on_the_event_loop(app: Any) -> None:
+    """An `async def` route runs on the event loop: those that take bodies must hand parsing to a worker thread."""
+    for rc in iter_route_contexts(app.routes):
+        route = rc.original_route
+        if isinstance(route, APIRoute) and inspect.iscoroutinefunction(route.endpoint):
+            assert "run_in_threadpool" in inspect.getsource(route.endpoint), route.path
+
+
+# --- constraints.json typed like SageMaker's -----------------------------------------------------------------------
+
+@pytest.mark.parametrize("feature,where", [
+    ({"name": "age", "completeness": "x"}, "features.0.completeness"),
+    ({"name": "age", "completeness": 2}, "features.0.completeness"),
+    ({"name": "age", "inferred_type": "Float"}, "features.0.inferred_type"),
+    ({"name": "age", "num_constraints": {"is_non_negative": "yes"}}, "features.0.num_constraints.is_non_negative"),
+    ({"name": "age", "string_constraints": {"domains": "CA"}}, "features.0.string_constraints.domains"),
+    ({"name": 5}, "features.0.name"),
+])
+def test_constraints_with_wrong_types_refused(client: Any, app: Any, db: Any, world: dict[str, Any],
+                                              feature: dict[str, Any], where: str) -> None:
+    url = f"{API}/baselines/{world['baseline']}/constraints.json"
+    before = snapshot(db, app)
+    body = refused(client.put(url, json={**CONSTRAINTS, "features": [feature]}, headers=world["pub"]), 422, where)
+    assert any(e["field"] == where for e in body["errors"])
+    bad_config = {**CONSTRAINTS, "monitoring_config": {"evaluate_constraints": "On",
+                                                       "distribution_constraints": {"comparison_threshold": "0.1"}}}
+    body = refused(client.put(url, json=bad_config, headers=world["pub"]), 422)
+    assert {e["field"] for e in body["errors"]} == {"monitoring_config.evaluate_constraints",
+                                                    "monitoring_config.distribution_constraints.comparison_threshold"}
+    refused(client.post(f"{API}/baselines", headers=world["pub"], files={
+        "statistics": ("s.json", json.dumps(STATISTICS).encode()),
+        "constraints": ("c.json", json.dumps({**CONSTRAINTS, "features": [feature]}).encode())}), 422, where)
+    assert snapshot(db, app) == before
+
+
+def test_sagemaker_constraints_still_accepted(client: Any, world: dict[str, Any]) -> None:
+    from pathlib import Path
+
+    url = f"{API}/baselines/{world['baseline']}/constraints.json"
+    fixture = Path(__file__).resolve().parent / "fixtures" / "sagemaker" / "data_quality_constraints_suggested.json"
+    doc = json.loads(fixture.read_bytes())
+    r = client.put(url, json=doc, headers=world["pub"])
+    assert r.status_code == 200, r.text
+    assert client.get(url, headers=world["pub"]).json()["features"] == doc["features"]
+
+
+# --- 405 --------------------------------------------------------------------------------------------------------
+
+def test_405_carries_allow_on_every_path(client: Any, app: Any, world: dict[str, Any]) -> None:
+    methods: dict[str, set[str]] = {}
+    for rc in iter_route_contexts(app.routes):
+        if rc.path and rc.methods:
+            methods.setdefault(rc.path, set()).update(rc.methods)
+    assert len(methods) > 30
+    for path, allowed in methods.items():
+        wrong = next(m for m in ("PATCH", "PUT", "DELETE", "POST") if m not in allowed)
+        r = client.request(wrong, fill(path, world), headers=world["admin"])
+        if r.status_code != 405:   # a more specific sibling path matched first (e.g. /baselines/{id}/{name})
+            continue
+        refused(r, 405, "allow")
+        assert set(r.headers["allow"].split(", ")) >= allowed - {"HEAD"}, (path, r.headers["allow"])
+
+
+@pytest.mark.parametrize("change,where", [
+    ({"dataset": {"item_count": "x"}}, "dataset.item_count"),
+    ({"dataset": {"item_count": 2**40}}, "dataset.item_count"),
+    ({"features": [{"name": "age", "numerical_statistics": {"mean": "x"}}]}, "features.0.numerical_statistics.mean"),
+    ({"features": [{"name": "age", "inferred_type": "Float"}]}, "features.0.inferred_type"),
+    ({"features": [{"name": "s", "string_statistics": {
+        "distribution": {"categorical": {"buckets": [{"value": "a"}]}}}}]},
+     "features.0.string_statistics.distribution.categorical.buckets.0.count"),
+])
+def test_imported_statistics_with_wrong_types_refused(client: Any, app: Any, db: Any, world: dict[str, Any],
+                                                      change: dict[str, Any], where: str) -> None:
+    before = snapshot(db, app)
+    body = refused(client.post(f"{API}/baselines", headers=world["pub"], files={
+        "statistics": ("s.json", json.dumps({**STATISTICS, **change}).encode()),
+        "constraints": ("c.json", json.dumps(CONSTRAINTS).encode())}), 422, where)
+    assert any(e["field"] == where for e in body["errors"])
+    assert snapshot(db, app) == before
+
+
+# --- on a real server process ----------------------------------------------------------------------------------
+
+@pytest.mark.live
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_live_server_refuses_bad_input_and_keeps_serving_during_uploads(backend: str, tmp_path: Any) -> None:
+    """Real sockets: the bad inputs that gave 500 are 4xx, and a heavy upload does not stall other requests
+    (parsing runs in worker threads, not on the event loop)."""
+    import threading
+
+    import httpx
+    from sqlalchemy import func, select
+
+    from mlgov import auth
+    from mlgov.app import create_app
+    from mlgov.db import Database
+    from monitor.orm import Baseline
+    from tests.conftest import make_settings
+    from tests.infra import LiveServer, fresh_database, upgrade
+
+    with fresh_database(backend, tmp_path) as url:
+        upgrade(url)
+        db = Database(url)
+        try:
+            with db.session_scope() as s:
+                pub = {"Authorization": f"Bearer {auth.create_key(s, 'pub', 'publisher', actor='test')[1]}"}
+            with LiveServer(create_app(make_settings(tmp_path), db=db)) as srv, \
+                    httpx.Client(base_url=srv.url, timeout=300) as c:
+                as_json = {**pub, "content-type": "application/json"}
+                refused(c.post(f"{API}/model-groups", content=DEEP, headers=as_json), 422, "levels deep")
+                refused(c.post(f"{API}/model-groups", content=b'{"name": "g", "tags": {"a": NaN}}', headers=as_json),
+                        422, "body.tags.a")
+                wide = (",".join(f"c{i}" for i in range(10_000)) + "\n" + ",".join(["1"] * 10_000) + "\n").encode()
+                refused(c.post(f"{API}/baselines", files={"file": ("w.csv", wide)}, headers=pub), 422,
+                        "10000 columns", "MLGOV_MAX_COLUMNS")
+                refused(c.post(f"{API}/baselines", files={"file": ("l.csv", "a\nQuébec\n".encode("latin-1"))},
+                               headers=pub), 422, "not UTF-8", "row 2")
+                with db.session_scope() as s:
+                    assert s.scalar(select(func.count()).select_from(Baseline)) == 0
+
+                heavy = (",".join(f"c{i}" for i in range(1900)) + "\n"
+                         + "".join(",".join(str((r * 7 + i) % 97) for i in range(1900)) + "\n" for r in range(300)))
+                result: dict[str, int] = {}
+
+                def upload() -> None:
+                    with httpx.Client(base_url=srv.url, timeout=300) as cc:
+                        result["status"] = cc.post(f"{API}/baselines", files={"file": ("h.csv", heavy.encode())},
+                                                   headers=pub).status_code
+
+                worker = threading.Thread(target=upload)
+                worker.start()
+                served = 0
+                while worker.is_alive():
+                    served += c.get("/healthz").status_code == 200
+                worker.join()
+                assert result["status"] == 201
+                assert served >= 5, served   # a blocked event loop would answer none until the upload finished
+        finally:
+            db.dispose()
+
+
+def test_capture_payloads_with_huge_numbers_are_rejected_records_not_500(client: Any, app: Any, db: Any,
+                                                                         world: dict[str, Any]) -> None:
+    def rec(data: str, eid: str) -> dict[str, Any]:
+        return {"captureData": {"endpointInput": {"data": data, "encoding": "JSON"}},
+                "eventMetadata": {"eventId": eid, "inferenceTime": "2026-11-22T10:00:00Z"}}
+
+    before = snapshot(db, app)
+    r = client.post(f"{API}/endpoints/ep/capture", json=[rec("[" + "9" * 5000 + ', "CA"]', "e1")],
+                    headers=world["ingest"])
+    assert r.status_code == 200 and r.json()["accepted"] == 0, r.text
+    assert "not valid JSON" in r.json()["rejected"][0]["reason"]
+    assert snapshot(db, app) == before
+    r = client.post(f"{API}/endpoints/ep/capture", json=[rec("[" + "9" * 400 + ', "CA"]', "e2")],
+                    headers=world["ingest"])
+    assert r.status_code == 200 and r.json()["accepted"] == 1, r.text   # kept; counted against the Fractional type
