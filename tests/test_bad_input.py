@@ -26,7 +26,8 @@ STATISTICS = {"version": 0, "dataset": {"item_count": 2}, "features": [
     {"name": "age", "inferred_type": "Fractional", "numerical_statistics": {
         "common": {"num_present": 2, "num_missing": 0}, "mean": 1.5, "sum": 3.0, "std_dev": 0.5, "min": 1.0,
         "max": 2.0}}]}
-BIAS_CONFIG = {"label": "y", "label_values_or_threshold": [1], "facet": [{"name_or_index": "state"}]}
+BIAS_CONFIG = {"label": "y", "label_values_or_threshold": [1], "facet": [{"name_or_index": "state"}],
+               "methods": {"pre_training_bias": {"methods": "all"}}}
 
 
 # --- the world every case runs against, and what "nothing stored" means -------------------------------------------
