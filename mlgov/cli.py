@@ -34,7 +34,7 @@ _domain_commands()
 def _database() -> Database:
     s = get_settings()
     s.home.mkdir(parents=True, exist_ok=True)
-    return Database(s.resolved_database_url)
+    return Database.from_settings(s)
 
 
 def _fail(msg: str, code: int = 1) -> None:

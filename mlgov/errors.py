@@ -9,7 +9,11 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from mlgov.db import DatabaseBusy, busy_reason
 
 log = logging.getLogger("mlgov.errors")
 PROBLEM = "application/problem+json"
@@ -52,13 +56,29 @@ class PayloadTooLarge(DomainError):
     status, title = 413, "Payload too large"
 
 
-def problem(status: int, title: str, detail: str, *, fix: str | None = None, **extra: Any) -> JSONResponse:
+def problem(status: int, title: str, detail: str, *, fix: str | None = None, headers: dict[str, str] | None = None,
+            **extra: Any) -> JSONResponse:
     body: dict[str, Any] = {"type": "about:blank", "title": title, "status": status, "detail": detail}
     if fix:
         body["fix"] = fix
     body.update(extra)
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-    return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
+    headers = dict(headers or {})
+    if status == 401:
+        headers["WWW-Authenticate"] = "Bearer"
+    return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers or None)
+
+
+def _busy(request: Request, detail: str, fix: str) -> JSONResponse:
+    """503 + Retry-After: overload is the client's cue to come back later, not a server bug (never 500)."""
+    settings = getattr(request.app.state, "settings", None)
+    retry_after = int(getattr(settings, "retry_after_s", 2))
+    log.warning("overloaded on %s %s: %s", request.method, request.url.path, detail)
+    return problem(503, "Service busy", detail, fix=fix, headers={"Retry-After": str(retry_after)},
+                   retry_after_s=retry_after)
+
+
+_BUSY_FIX = ("nothing was stored; retry after the Retry-After interval. If it persists, send fewer concurrent "
+             "requests, or raise the server's MLGOV_DB_* limits (see the configuration reference)")
 
 
 def _loc(loc: tuple[Any, ...] | list[Any]) -> str:
@@ -116,7 +136,23 @@ def install_error_handlers(app: FastAPI) -> None:
             )
         return problem(exc.status_code, "HTTP error", str(exc.detail))
 
+    @app.exception_handler(DatabaseBusy)
+    async def _turn_timeout(request: Request, exc: DatabaseBusy) -> JSONResponse:
+        return _busy(request, exc.detail, exc.fix)
+
+    @app.exception_handler(PoolTimeout)
+    @app.exception_handler(DBAPIError)
+    async def _database(request: Request, exc: Exception) -> JSONResponse:
+        reason = busy_reason(exc)
+        if reason is None:
+            return _unexpected_error(request, exc)
+        return _busy(request, f"the database is busy: {reason}", _BUSY_FIX)
+
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return problem(500, "Internal error", "an unexpected error occurred; it has been logged")
+        return _unexpected_error(request, exc)
+
+
+def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+    log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return problem(500, "Internal error", "an unexpected error occurred; it has been logged")
