@@ -1,0 +1,244 @@
+"""100 concurrent writes against a real `mlgov serve` process: everyone waits their turn and succeeds; under
+genuine overload the answer is 503 problem+json with Retry-After and nothing half-written, never 500."""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import func, select, text
+
+from mlgov import auth
+from mlgov.audit import AuditEvent, verify
+from mlgov.db import Database
+from monitor.orm import CaptureEvent
+from registry.orm import ApprovalDecision, ModelVersion
+from tests.helpers import version_body
+from tests.infra import free_port, fresh_database, upgrade, wait_healthy
+from tests.monitor.test_api import FEATURES, record
+
+pytestmark = pytest.mark.live
+MLGOV = str(Path(sys.executable).parent / "mlgov")
+N = 100
+
+
+@dataclass
+class Served:
+    url: str
+    db: Database
+    keys: dict[str, dict[str, str]]
+
+    def post(self, path: str, key: str, **kw: Any) -> httpx.Response:
+        with httpx.Client(base_url=self.url, timeout=120) as c:
+            return c.post(path, headers=self.keys[key], **kw)
+
+    def get(self, path: str, key: str) -> httpx.Response:
+        with httpx.Client(base_url=self.url, timeout=120) as c:
+            return c.get(path, headers=self.keys[key])
+
+    def count(self, stmt: Any) -> int:
+        with self.db.session_scope(write=False) as s:
+            return int(s.scalar(stmt) or 0)
+
+
+@contextmanager
+def serve(backend: str, tmp: Path, **env: str) -> Iterator[Served]:
+    """A fresh database, keys per role, and `mlgov serve` in its own process (settings from ``env``)."""
+    with fresh_database(backend, tmp) as url:
+        upgrade(url)
+        db = Database(url)
+        keys = {}
+        with db.session_scope() as s:
+            for name, role in [("pub", "publisher"), ("appr", "approver"), ("appr2", "approver"),
+                               ("ingest", "ingest")]:
+                keys[name] = {"Authorization": f"Bearer {auth.create_key(s, name, role, actor='test')[1]}"}
+        port = free_port()
+        environ = {**{k: v for k, v in os.environ.items() if not k.startswith("MLGOV_")},
+                   "MLGOV_HOME": str(tmp / ".mlgov"), "MLGOV_DATABASE_URL": url,
+                   "MLGOV_BACKGROUND_WORKERS": "false", **{f"MLGOV_{k.upper()}": v for k, v in env.items()}}
+        proc = subprocess.Popen([MLGOV, "serve", "--port", str(port)], env=environ, cwd=tmp,
+                                stdout=subprocess.DEVNULL, stderr=(tmp / "server.log").open("wb"))
+        try:
+            wait_healthy(f"http://127.0.0.1:{port}", proc)
+            yield Served(f"http://127.0.0.1:{port}", db, keys)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            db.dispose()
+
+
+def burst(call: Callable[[int], httpx.Response], n: int = N) -> list[httpx.Response]:
+    """``n`` requests in flight at once, one client connection each."""
+    with ThreadPoolExecutor(max_workers=n) as pool:
+        return list(pool.map(call, range(n)))
+
+
+def codes(rs: list[httpx.Response]) -> dict[int, int]:
+    out: dict[int, int] = {}
+    for r in rs:
+        out[r.status_code] = out.get(r.status_code, 0) + 1
+    return out
+
+
+def assert_busy(r: httpx.Response) -> None:
+    """The overload answer: 503 problem+json with a Retry-After a client can honour, saying what to do."""
+    assert r.status_code == 503, r.text
+    assert r.headers["content-type"].startswith("application/problem+json")
+    assert int(r.headers["retry-after"]) >= 1
+    body = r.json()
+    assert body["status"] == 503 and body["detail"] and "retry" in body["fix"].lower(), body
+
+
+def registered(srv: Served, group: str) -> list[int]:
+    with srv.db.session_scope(write=False) as s:
+        from registry.orm import ModelGroup
+        gid = s.scalar(select(ModelGroup.id).where(ModelGroup.name == group))
+        return sorted(s.scalars(select(ModelVersion.version).where(ModelVersion.group_id == gid)))
+
+
+def audit_count(srv: Served, action: str) -> int:
+    return srv.count(select(func.count()).select_from(AuditEvent).where(AuditEvent.action == action))
+
+
+# --- everyone waits their turn and succeeds -------------------------------------------------------------------
+
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    with serve(request.param, tmp_path_factory.mktemp("load")) as srv:
+        yield srv
+
+
+def test_hundred_concurrent_registrations_into_one_group(server: Served) -> None:
+    assert server.post("/api/v1/model-groups", "pub", json={"name": "reg"}).status_code == 201
+    rs = burst(lambda i: server.post("/api/v1/model-groups/reg/versions", "pub", json=version_body(i)))
+    assert codes(rs) == {201: N}, [r.text for r in rs if r.status_code != 201][:3]
+    assert sorted(r.json()["version"] for r in rs) == list(range(1, N + 1))       # unique, gap-free
+    assert registered(server, "reg") == list(range(1, N + 1))
+    assert audit_count(server, "version.registered") == N
+    with server.db.session_scope(write=False) as s:
+        assert verify(s)["ok"] is True
+
+
+def test_hundred_concurrent_decisions_without_expected_status(server: Served) -> None:
+    assert server.post("/api/v1/model-groups", "pub", json={"name": "dec"}).status_code == 201
+    assert server.post("/api/v1/model-groups/dec/versions", "pub", json=version_body(1)).status_code == 201
+    before = audit_count(server, "version.approval_changed")
+
+    def decide(i: int) -> httpx.Response:
+        return server.post("/api/v1/model-groups/dec/versions/1/approval", "appr" if i % 2 else "appr2",
+                           json={"status": "Approved" if i % 3 else "Rejected", "comment": f"decision {i}"})
+
+    rs = burst(decide)
+    c = codes(rs)
+    assert set(c) <= {200, 409} and c.get(200, 0) >= 1, c          # 409: already in that status; never 5xx
+    assert all(r.json()["title"] for r in rs if r.status_code == 409)
+    successes = c[200]
+    assert audit_count(server, "version.approval_changed") - before == successes
+    assert server.count(select(func.count()).select_from(ApprovalDecision)) == successes
+    # the decisions form one serial history: each starts from the status the previous one left
+    with server.db.session_scope(write=False) as s:
+        chain = list(s.execute(select(ApprovalDecision.from_status, ApprovalDecision.to_status)
+                               .order_by(ApprovalDecision.id)))
+    assert chain[0][0] == "PendingManualApproval"
+    assert all(prev[1] == nxt[0] for prev, nxt in itertools.pairwise(chain))
+
+
+def test_hundred_concurrent_capture_batches(server: Served) -> None:
+    assert server.post("/api/v1/model-groups", "pub", json={"name": "cap"}).status_code == 201
+    assert server.post("/api/v1/model-groups/cap/versions", "pub", json=version_body(1)).status_code == 201
+    r = server.post("/api/v1/endpoints", "pub", json={"name": "ep", "model_group": "cap", "model_version": 1,
+                                                       "schema": {"features": FEATURES}})
+    assert r.status_code == 201, r.text
+    t0 = dt.datetime(2026, 11, 20, 10, 0, tzinfo=dt.UTC)
+
+    def ingest(i: int) -> httpx.Response:
+        recs = [record(i * 5 + j, t0 + dt.timedelta(seconds=i), (30, 40.5, "CA"), event_id=f"b{i}-{j}")
+                for j in range(5)]
+        return server.post("/api/v1/endpoints/ep/capture", "ingest", json=recs)
+
+    rs = burst(ingest)
+    assert codes(rs) == {200: N}, [r.text for r in rs if r.status_code != 200][:3]
+    assert sum(r.json()["accepted"] for r in rs) == 5 * N
+    assert server.count(select(func.count()).select_from(CaptureEvent)) == 5 * N
+
+
+# --- genuine overload: 503 with Retry-After, nothing half-written, never 500 -----------------------------------
+
+def _overloaded_registrations(srv: Served, reads: bool = False) -> list[httpx.Response]:
+    assert srv.post("/api/v1/model-groups", "pub", json={"name": "o"}).status_code == 201
+
+    def call(i: int) -> httpx.Response:
+        if reads and i % 2:
+            return srv.get("/api/v1/model-groups/o/versions", "pub")
+        return srv.post("/api/v1/model-groups/o/versions", "pub", json=version_body(i))
+
+    rs = burst(call)
+    c = codes(rs)
+    assert set(c) <= {200, 201, 503} and c.get(503, 0) >= 1, c
+    for r in rs:
+        if r.status_code == 503:
+            assert_busy(r)
+    ok = sum(1 for r in rs if r.status_code == 201)
+    # only whole registrations exist: numbered 1..ok with no gap, one audit row each
+    assert registered(srv, "o") == list(range(1, ok + 1))
+    assert audit_count(srv, "version.registered") == ok
+    return rs
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_waiting_past_the_turn_timeout_is_503(backend: str, tmp_path: Path) -> None:
+    with serve(backend, tmp_path, db_write_sessions="1", db_wait_timeout_s="0.05", retry_after_s="3") as srv:
+        rs = _overloaded_registrations(srv)
+    assert {r.headers["retry-after"] for r in rs if r.status_code == 503} == {"3"}
+    assert all("turn" in r.json()["detail"] for r in rs if r.status_code == 503)
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_pool_exhausted_past_its_timeout_is_503(backend: str, tmp_path: Path) -> None:
+    with serve(backend, tmp_path, db_pool_size="1", db_max_overflow="0", db_pool_timeout_s="0.05") as srv:
+        rs = _overloaded_registrations(srv, reads=True)
+    assert any("connection" in r.json()["detail"] for r in rs if r.status_code == 503)
+
+
+def test_sqlite_locked_past_busy_timeout_is_503(tmp_path: Path) -> None:
+    with serve("sqlite", tmp_path, db_busy_timeout_s="0.2") as srv:
+        assert srv.post("/api/v1/model-groups", "pub", json={"name": "l"}).status_code == 201
+        with srv.db.write_engine.connect() as holder:    # another process-like writer holds the lock
+            holder.exec_driver_sql("SELECT 1")           # BEGIN IMMEDIATE: the write lock is taken
+            r = srv.post("/api/v1/model-groups/l/versions", "pub", json=version_body(1))
+            assert_busy(r)
+            assert "locked" in r.json()["detail"] or "SQLite" in r.json()["detail"]
+            holder.rollback()
+        assert registered(srv, "l") == [] and audit_count(srv, "version.registered") == 0
+        r = srv.post("/api/v1/model-groups/l/versions", "pub", json=version_body(1))
+        assert r.status_code == 201 and r.json()["version"] == 1
+
+
+def test_postgres_row_lock_past_lock_timeout_is_503(tmp_path: Path) -> None:
+    with serve("postgres", tmp_path, db_lock_timeout_s="0.2") as srv:
+        assert srv.post("/api/v1/model-groups", "pub", json={"name": "l"}).status_code == 201
+        with srv.db.engine.connect() as holder:         # a long transaction holds the group row
+            holder.execute(text("SELECT id FROM registry_model_groups WHERE name = 'l' FOR UPDATE"))
+            r = srv.post("/api/v1/model-groups/l/versions", "pub", json=version_body(1))
+            assert_busy(r)
+            assert "lock" in r.json()["detail"]
+            holder.rollback()
+        assert registered(srv, "l") == [] and audit_count(srv, "version.registered") == 0
+        r = srv.post("/api/v1/model-groups/l/versions", "pub", json=version_body(1))
+        assert r.status_code == 201 and r.json()["version"] == 1
