@@ -7,6 +7,7 @@ constant time.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import enum
 import hashlib
@@ -176,7 +177,9 @@ async def get_session(request: Request) -> AsyncIterator[Session]:
     db = get_db(request)
     write = request.method not in READ_METHODS
     if write:
-        await request.body()   # cached on the Request; JSON, form and raw-body routes all read it from there
+        # Cached on the Request, where JSON and raw-body routes read it; form routes parsed it already.
+        with contextlib.suppress(RuntimeError):
+            await request.body()
     gate = db.gate(write=write)
     await gate.acquire()
     session = db.session(write=write)
