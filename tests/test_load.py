@@ -3,12 +3,14 @@ genuine overload the answer is 503 problem+json with Retry-After and nothing hal
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import itertools
 import os
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -22,14 +24,14 @@ from sqlalchemy import func, select, text
 
 from mlgov import auth
 from mlgov.audit import AuditEvent, verify
-from mlgov.db import Database
+from mlgov.db import Database, DatabaseBusy, Gate
 from monitor.orm import CaptureEvent
 from registry.orm import ApprovalDecision, ModelVersion
 from tests.helpers import version_body
 from tests.infra import free_port, fresh_database, upgrade, wait_healthy
 from tests.monitor.test_api import FEATURES, record
 
-pytestmark = pytest.mark.live
+live = pytest.mark.live
 MLGOV = str(Path(sys.executable).parent / "mlgov")
 N = 100
 
@@ -116,6 +118,50 @@ def audit_count(srv: Served, action: str) -> int:
     return srv.count(select(func.count()).select_from(AuditEvent).where(AuditEvent.action == action))
 
 
+# --- the turn itself ----------------------------------------------------------------------------------------
+
+def test_gate_admits_in_arrival_order_and_never_more_than_its_capacity() -> None:
+    async def main() -> tuple[list[int], int]:
+        gate, order, inside, peak = Gate(2, 5.0, "test"), [], [0], [0]
+
+        async def user(i: int) -> None:
+            await gate.acquire()
+            order.append(i)
+            inside[0] += 1
+            peak[0] = max(peak[0], inside[0])
+            await asyncio.sleep(0.01)
+            inside[0] -= 1
+            gate.release()
+
+        tasks = []
+        for i in range(8):
+            tasks.append(asyncio.create_task(user(i)))
+            await asyncio.sleep(0)          # arrive one after another
+        await asyncio.gather(*tasks)
+        return order, peak[0]
+
+    order, peak = asyncio.run(main())
+    assert order == list(range(8)) and peak == 2
+
+
+def test_gate_timeout_is_busy_and_leaks_no_turn_and_release_works_from_any_thread() -> None:
+    async def main() -> None:
+        gate = Gate(1, 0.05, "database write")
+        await gate.acquire()
+        with pytest.raises(DatabaseBusy, match=r"waited 0\.05 s for a database write turn"):
+            await gate.acquire()
+        gate.timeout_s = 30.0                             # from here on nobody should time out
+        waiter = asyncio.create_task(gate.acquire())
+        await asyncio.sleep(0)
+        threading.Thread(target=gate.release).start()   # sessions finish in worker threads
+        await waiter                                      # the turn was handed over, not lost
+        gate.release()
+        await gate.acquire()                              # free again: the timed-out waiter took nothing
+        gate.release()
+
+    asyncio.run(main())
+
+
 # --- everyone waits their turn and succeeds -------------------------------------------------------------------
 
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
@@ -124,6 +170,7 @@ def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
         yield srv
 
 
+@live
 def test_hundred_concurrent_registrations_into_one_group(server: Served) -> None:
     assert server.post("/api/v1/model-groups", "pub", json={"name": "reg"}).status_code == 201
     rs = burst(lambda i: server.post("/api/v1/model-groups/reg/versions", "pub", json=version_body(i)))
@@ -135,6 +182,7 @@ def test_hundred_concurrent_registrations_into_one_group(server: Served) -> None
         assert verify(s)["ok"] is True
 
 
+@live
 def test_hundred_concurrent_decisions_without_expected_status(server: Served) -> None:
     assert server.post("/api/v1/model-groups", "pub", json={"name": "dec"}).status_code == 201
     assert server.post("/api/v1/model-groups/dec/versions", "pub", json=version_body(1)).status_code == 201
@@ -159,6 +207,7 @@ def test_hundred_concurrent_decisions_without_expected_status(server: Served) ->
     assert all(prev[1] == nxt[0] for prev, nxt in itertools.pairwise(chain))
 
 
+@live
 def test_hundred_concurrent_capture_batches(server: Served) -> None:
     assert server.post("/api/v1/model-groups", "pub", json={"name": "cap"}).status_code == 201
     assert server.post("/api/v1/model-groups/cap/versions", "pub", json=version_body(1)).status_code == 201
@@ -201,6 +250,7 @@ def _overloaded_registrations(srv: Served, reads: bool = False) -> list[httpx.Re
     return rs
 
 
+@live
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"])
 def test_waiting_past_the_turn_timeout_is_503(backend: str, tmp_path: Path) -> None:
     with serve(backend, tmp_path, db_write_sessions="1", db_wait_timeout_s="0.05", retry_after_s="3") as srv:
@@ -209,6 +259,7 @@ def test_waiting_past_the_turn_timeout_is_503(backend: str, tmp_path: Path) -> N
     assert all("turn" in r.json()["detail"] for r in rs if r.status_code == 503)
 
 
+@live
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"])
 def test_pool_exhausted_past_its_timeout_is_503(backend: str, tmp_path: Path) -> None:
     with serve(backend, tmp_path, db_pool_size="1", db_max_overflow="0", db_pool_timeout_s="0.05") as srv:
@@ -216,6 +267,7 @@ def test_pool_exhausted_past_its_timeout_is_503(backend: str, tmp_path: Path) ->
     assert any("connection" in r.json()["detail"] for r in rs if r.status_code == 503)
 
 
+@live
 def test_sqlite_locked_past_busy_timeout_is_503(tmp_path: Path) -> None:
     with serve("sqlite", tmp_path, db_busy_timeout_s="0.2") as srv:
         assert srv.post("/api/v1/model-groups", "pub", json={"name": "l"}).status_code == 201
@@ -230,6 +282,7 @@ def test_sqlite_locked_past_busy_timeout_is_503(tmp_path: Path) -> None:
         assert r.status_code == 201 and r.json()["version"] == 1
 
 
+@live
 def test_postgres_row_lock_past_lock_timeout_is_503(tmp_path: Path) -> None:
     with serve("postgres", tmp_path, db_lock_timeout_s="0.2") as srv:
         assert srv.post("/api/v1/model-groups", "pub", json={"name": "l"}).status_code == 201
