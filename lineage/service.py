@@ -4,10 +4,11 @@ call without first asking what exists; the ``create_*`` / ``add_association`` AP
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from lineage import graph
@@ -42,6 +43,27 @@ def _find(session: Session, kind: str, identity: str) -> Entity | None:
     return session.scalar(select(Entity).where(Entity.kind == kind, Entity.identity == identity))
 
 
+_Row = TypeVar("_Row", Entity, Edge)
+
+
+def _insert(session: Session, row: _Row, existing: Callable[[], _Row | None]) -> tuple[_Row, bool]:
+    """Insert ``row``, or return the twin a concurrent request committed first (then False).
+
+    Two pipelines recording the same dataset at once must both succeed: on PostgreSQL the second INSERT
+    waits for the first commit and then violates the unique key; the savepoint keeps this transaction usable.
+    """
+    try:
+        with session.begin_nested():
+            session.add(row)
+            session.flush()
+    except IntegrityError:
+        twin = existing()
+        if twin is None:
+            raise
+        return twin, False
+    return row, True
+
+
 def ensure_artifact(session: Session, *, type: str, uri: str, sha256: str | None = None, name: str | None = None,
                     properties: dict[str, Any] | None = None, actor: str,
                     description: str | None = None) -> tuple[Entity, bool]:
@@ -56,8 +78,9 @@ def ensure_artifact(session: Session, *, type: str, uri: str, sha256: str | None
     ent = Entity(id=new_id(), kind="artifact", type=type, name=name, identity=identity, uri=uri, sha256=sha,
                  properties=properties or {}, description=description, created_by=actor, created_at=now,
                  updated_at=now)
-    session.add(ent)
-    session.flush()
+    ent, created = _insert(session, ent, lambda: _find(session, "artifact", identity))
+    if not created:
+        return ent, False
     if sha is not None:
         previous = session.scalar(select(Entity).where(
             Entity.kind == "artifact", Entity.uri == uri, Entity.id != ent.id, Entity.sha256.is_not(None))
@@ -89,8 +112,10 @@ def ensure_action(session: Session, *, type: str, key: str, name: str, status: s
     ent = Entity(id=new_id(), kind="action", type=type, name=name, identity=key, status=status or "Unknown",
                  start_time=start_time, end_time=end_time, properties=properties or {}, created_by=actor,
                  created_at=now, updated_at=now)
-    session.add(ent)
-    session.flush()
+    ent, created = _insert(session, ent, lambda: _find(session, "action", key))
+    if not created:    # created concurrently: bring it up to date as if it had been found
+        return ensure_action(session, type=type, key=key, name=name, status=status, start_time=start_time,
+                             end_time=end_time, properties=properties, actor=actor)
     return ent, True
 
 
@@ -107,23 +132,22 @@ def ensure_context(session: Session, *, type: str, name: str, key: str | None = 
     now = utcnow()
     ent = Entity(id=new_id(), kind="context", type=type, name=name, identity=identity, properties=properties or {},
                  created_by=actor, created_at=now, updated_at=now)
-    session.add(ent)
-    session.flush()
-    return ent, True
+    return _insert(session, ent, lambda: _find(session, "context", identity))
 
 
 def link(session: Session, source: Entity, target: Entity, type: str, *, actor: str,
          properties: dict[str, Any] | None = None) -> Edge:
     """An association, created unless it exists (idempotent)."""
-    found = session.scalar(select(Edge).where(Edge.source_id == source.id, Edge.target_id == target.id,
-                                              Edge.type == type))
+    def existing() -> Edge | None:
+        return session.scalar(select(Edge).where(Edge.source_id == source.id, Edge.target_id == target.id,
+                                                 Edge.type == type))
+
+    found = existing()
     if found is not None:
         return found
     edge = Edge(id=new_id(), source_id=source.id, target_id=target.id, type=type, properties=properties or {},
                 created_by=actor, created_at=utcnow())
-    session.add(edge)
-    session.flush()
-    return edge
+    return _insert(session, edge, existing)[0]
 
 
 def chain(session: Session, steps: Sequence[tuple[Entity, Entity, str]], *, actor: str) -> None:
@@ -152,9 +176,11 @@ def create_action(session: Session, body: ActionCreate, actor: str) -> Entity:
         raise Conflict(f"an action with key {key!r} already exists", fix="use another key or omit it")
     if body.start_time and body.end_time and body.end_time < body.start_time:
         raise Invalid("end_time is before start_time", fix="swap or correct the times")
-    ent, _ = ensure_action(session, type=body.type, key=key, name=body.name, status=body.status,
-                           start_time=body.start_time, end_time=body.end_time, properties=body.properties,
-                           actor=actor)
+    ent, created = ensure_action(session, type=body.type, key=key, name=body.name, status=body.status,
+                                 start_time=body.start_time, end_time=body.end_time, properties=body.properties,
+                                 actor=actor)
+    if not created:   # a concurrent request created it between the check above and the insert
+        raise Conflict(f"an action with key {key!r} already exists", fix="use another key or omit it")
     ent.description = body.description
     _audit(session, actor, "lineage.action_created", ent.id, {"type": ent.type, "name": ent.name})
     return ent
@@ -164,8 +190,10 @@ def create_context(session: Session, body: ContextCreate, actor: str) -> Entity:
     key = body.key or f"{body.type}:{body.name}"
     if _find(session, "context", key) is not None:
         raise Conflict(f"a context with key {key!r} already exists", fix="reuse it (GET) or pick another name/key")
-    ent, _ = ensure_context(session, type=body.type, name=body.name, key=key, properties=body.properties,
-                            actor=actor)
+    ent, created = ensure_context(session, type=body.type, name=body.name, key=key, properties=body.properties,
+                                  actor=actor)
+    if not created:   # a concurrent request created it between the check above and the insert
+        raise Conflict(f"a context with key {key!r} already exists", fix="reuse it (GET) or pick another name/key")
     ent.description = body.description
     _audit(session, actor, "lineage.context_created", ent.id, {"type": ent.type, "name": ent.name})
     return ent

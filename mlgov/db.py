@@ -171,6 +171,15 @@ def busy_reason(exc: BaseException) -> str | None:
     return None
 
 
+def is_unique_violation(exc: BaseException) -> bool:
+    """A concurrent request committed the same unique key first (the loser of an insert race)."""
+    if not isinstance(exc, DBAPIError):
+        return False
+    orig = exc.orig
+    code = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+    return code == "23505" or (type(orig).__module__.startswith("sqlite3") and "UNIQUE constraint failed" in str(orig))
+
+
 class Gate:
     """FIFO admission for at most ``capacity`` holders; waiters are coroutines, so they hold no thread.
 

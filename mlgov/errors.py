@@ -13,7 +13,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from mlgov.db import DatabaseBusy, busy_reason
+from mlgov.db import DatabaseBusy, busy_reason, is_unique_violation
 
 log = logging.getLogger("mlgov.errors")
 PROBLEM = "application/problem+json"
@@ -144,9 +144,13 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(DBAPIError)
     async def _database(request: Request, exc: Exception) -> JSONResponse:
         reason = busy_reason(exc)
-        if reason is None:
-            return _unexpected_error(request, exc)
-        return _busy(request, f"the database is busy: {reason}", _BUSY_FIX)
+        if reason is not None:
+            return _busy(request, f"the database is busy: {reason}", _BUSY_FIX)
+        if is_unique_violation(exc):   # lost an insert race a service did not resolve itself: not a server bug
+            log.warning("unique key race on %s %s: %s", request.method, request.url.path, exc)
+            return problem(409, "Conflict", "a concurrent request stored the same thing first; nothing was stored",
+                           fix="re-read the resource and retry if your change is still needed")
+        return _unexpected_error(request, exc)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -22,6 +22,7 @@ import httpx
 import pytest
 from sqlalchemy import func, select, text
 
+from lineage.orm import Entity
 from mlgov import auth
 from mlgov.audit import AuditEvent, verify
 from mlgov.db import Database, DatabaseBusy, Gate
@@ -225,6 +226,21 @@ def test_hundred_concurrent_capture_batches(server: Served) -> None:
     assert codes(rs) == {200: N}, [r.text for r in rs if r.status_code != 200][:3]
     assert sum(r.json()["accepted"] for r in rs) == 5 * N
     assert server.count(select(func.count()).select_from(CaptureEvent)) == 5 * N
+
+
+@live
+def test_hundred_concurrent_lineage_records_of_the_same_datasets(server: Served) -> None:
+    """Pipelines record the same dataset at once: one creates it, the others get it back (no lost insert race)."""
+    def create(i: int) -> httpx.Response:
+        return server.post("/api/v1/lineage/artifacts", "pub",
+                           json={"type": "Dataset", "uri": f"s3://load/{i % 10}.csv", "sha256": f"{i % 10}" * 64})
+
+    rs = burst(create)
+    assert codes(rs) == {201: 10, 200: N - 10}, [r.text for r in rs if r.status_code >= 300][:3]
+    assert len({r.json()["id"] for r in rs}) == 10
+    assert server.count(select(func.count()).select_from(Entity)
+                        .where(Entity.kind == "artifact", Entity.uri.like("s3://load/%"))) == 10
+    assert audit_count(server, "lineage.artifact_created") == 10
 
 
 # --- genuine overload: 503 with Retry-After, nothing half-written, never 500 -----------------------------------
