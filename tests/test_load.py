@@ -181,6 +181,9 @@ def test_hundred_concurrent_registrations_into_one_group(server: Served) -> None
     assert audit_count(server, "version.registered") == N
     with server.db.session_scope(write=False) as s:
         assert verify(s)["ok"] is True
+    # and 100 readers at once all get the whole list (reads wait their turn too, never on the pool)
+    reads = burst(lambda i: server.get(f"/api/v1/model-groups/reg/versions?limit=100&offset={i % 3}", "pub"))
+    assert codes(reads) == {200: N} and {r.json()["total"] for r in reads} == {N}
 
 
 @live
