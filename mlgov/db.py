@@ -137,7 +137,7 @@ class DbLimits:
         return {"pool_size": size, "max_overflow": overflow, "pool_timeout": self.pool_timeout_s}
 
 
-POOL_MARGIN = 4
+POOL_MARGIN = 6   # in-process jobs (webhook dispatcher, scheduler tick, startup); PostgreSQL total stays 30
 
 
 class DatabaseBusy(Exception):
