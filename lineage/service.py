@@ -8,10 +8,11 @@ changed by its creator (compared by key owner) or an admin."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from lineage import graph
@@ -57,6 +58,27 @@ def _claim(found: Entity, system: bool) -> None:
         found.system = True
 
 
+_Row = TypeVar("_Row", Entity, Edge)
+
+
+def _insert(session: Session, row: _Row, existing: Callable[[], _Row | None]) -> tuple[_Row, bool]:
+    """Insert ``row``, or return the twin a concurrent request committed first (then False).
+
+    Two pipelines recording the same dataset at once must both succeed: on PostgreSQL the second INSERT
+    waits for the first commit and then violates the unique key; the savepoint keeps this transaction usable.
+    """
+    try:
+        with session.begin_nested():
+            session.add(row)
+            session.flush()
+    except IntegrityError:
+        twin = existing()
+        if twin is None:
+            raise
+        return twin, False
+    return row, True
+
+
 def ensure_artifact(session: Session, *, type: str, uri: str, sha256: str | None = None, name: str | None = None,
                     properties: dict[str, Any] | None = None, actor: str,
                     description: str | None = None, system: bool = True,
@@ -74,8 +96,10 @@ def ensure_artifact(session: Session, *, type: str, uri: str, sha256: str | None
     ent = Entity(id=new_id(), kind="artifact", type=type, name=name, identity=identity, uri=uri, sha256=sha,
                  properties=properties or {}, description=description, created_by=actor, created_at=now,
                  updated_at=now, system=system, creator_owner=owner or actor)
-    session.add(ent)
-    session.flush()
+    ent, created = _insert(session, ent, lambda: _find(session, "artifact", identity))
+    if not created:
+        _claim(ent, system)
+        return ent, False
     if sha is not None:
         previous = session.scalar(select(Entity).where(
             Entity.kind == "artifact", Entity.uri == uri, Entity.id != ent.id, Entity.sha256.is_not(None))
@@ -109,8 +133,10 @@ def ensure_action(session: Session, *, type: str, key: str, name: str, status: s
     ent = Entity(id=new_id(), kind="action", type=type, name=name, identity=key, status=status or "Unknown",
                  start_time=start_time, end_time=end_time, properties=properties or {}, created_by=actor,
                  created_at=now, updated_at=now, system=system, creator_owner=owner or actor)
-    session.add(ent)
-    session.flush()
+    ent, created = _insert(session, ent, lambda: _find(session, "action", key))
+    if not created:    # created concurrently: bring it up to date as if it had been found
+        return ensure_action(session, type=type, key=key, name=name, status=status, start_time=start_time,
+                             end_time=end_time, properties=properties, actor=actor, system=system, owner=owner)
     return ent, True
 
 
@@ -129,24 +155,29 @@ def ensure_context(session: Session, *, type: str, name: str, key: str | None = 
     now = utcnow()
     ent = Entity(id=new_id(), kind="context", type=type, name=name, identity=identity, properties=properties or {},
                  created_by=actor, created_at=now, updated_at=now, system=system, creator_owner=owner or actor)
-    session.add(ent)
-    session.flush()
-    return ent, True
+    ent, created = _insert(session, ent, lambda: _find(session, "context", identity))
+    if not created:
+        _claim(ent, system)
+    return ent, created
 
 
 def link(session: Session, source: Entity, target: Entity, type: str, *, actor: str,
          properties: dict[str, Any] | None = None, system: bool = True, owner: str | None = None) -> Edge:
     """An association, created unless it exists (idempotent)."""
-    found = session.scalar(select(Edge).where(Edge.source_id == source.id, Edge.target_id == target.id,
-                                              Edge.type == type))
+    def existing() -> Edge | None:
+        return session.scalar(select(Edge).where(Edge.source_id == source.id, Edge.target_id == target.id,
+                                                 Edge.type == type))
+
+    found = existing()
     if found is not None:
         if system and not found.system:
             found.system = True
         return found
     edge = Edge(id=new_id(), source_id=source.id, target_id=target.id, type=type, properties=properties or {},
                 created_by=actor, created_at=utcnow(), system=system, creator_owner=owner or actor)
-    session.add(edge)
-    session.flush()
+    edge, created = _insert(session, edge, existing)
+    if not created and system and not edge.system:
+        edge.system = True
     return edge
 
 
@@ -186,9 +217,11 @@ def create_action(session: Session, body: ActionCreate, principal: Principal) ->
         raise Conflict(f"an action with key {key!r} already exists", fix="use another key or omit it")
     if body.start_time and body.end_time and body.end_time < body.start_time:
         raise Invalid("end_time is before start_time", fix="swap or correct the times")
-    ent, _ = ensure_action(session, type=body.type, key=key, name=body.name, status=body.status,
-                           start_time=body.start_time, end_time=body.end_time, properties=body.properties,
-                           actor=actor, system=False, owner=principal.owner)
+    ent, created = ensure_action(session, type=body.type, key=key, name=body.name, status=body.status,
+                                 start_time=body.start_time, end_time=body.end_time, properties=body.properties,
+                                 actor=actor, system=False, owner=principal.owner)
+    if not created:   # a concurrent request created it between the check above and the insert
+        raise Conflict(f"an action with key {key!r} already exists", fix="use another key or omit it")
     ent.description = body.description
     _audit(session, actor, "lineage.action_created", ent.id, {"type": ent.type, "name": ent.name})
     return ent
@@ -199,8 +232,10 @@ def create_context(session: Session, body: ContextCreate, principal: Principal) 
     key = _user_key(body.key or f"{body.type}:{body.name}")
     if _find(session, "context", key) is not None:
         raise Conflict(f"a context with key {key!r} already exists", fix="reuse it (GET) or pick another name/key")
-    ent, _ = ensure_context(session, type=body.type, name=body.name, key=key, properties=body.properties,
-                            actor=actor, system=False, owner=principal.owner)
+    ent, created = ensure_context(session, type=body.type, name=body.name, key=key, properties=body.properties,
+                                  actor=actor, system=False, owner=principal.owner)
+    if not created:   # a concurrent request created it between the check above and the insert
+        raise Conflict(f"a context with key {key!r} already exists", fix="reuse it (GET) or pick another name/key")
     ent.description = body.description
     _audit(session, actor, "lineage.context_created", ent.id, {"type": ent.type, "name": ent.name})
     return ent

@@ -160,7 +160,7 @@ class RequestIdMiddleware:
 
 def create_app(settings: Settings | None = None, db: Database | None = None, *, check_schema: bool = True) -> FastAPI:
     settings = settings or get_settings()
-    database = db or Database(settings.resolved_database_url, echo=settings.log_sql)
+    database = db or Database.from_settings(settings)
     outbound = OutboundPolicy.from_settings(settings)
     secrets = SecretBox.from_settings(settings)
 

@@ -12,15 +12,17 @@ two keys is still one person.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import enum
 import hashlib
 import hmac
 import secrets
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
 
+import anyio
 from fastapi import Depends, Request
 from sqlalchemy import Boolean, String, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
@@ -223,18 +225,49 @@ def get_db(request: Request) -> Database:
     return db
 
 
-def get_session(request: Request) -> Iterator[Session]:
-    """One transaction per request; committed before the response is sent (scope="function")."""
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+async def get_session(request: Request) -> AsyncIterator[Session]:
+    """One transaction per request, committed before the response is sent (scope="function").
+
+    The request first receives its whole body, then waits on the event loop for its database turn
+    (``Database.gate``), so a waiting request holds neither a worker thread nor a connection and a slow
+    client cannot hold a turn; past the wait timeout it gets 503. The transaction ends in a worker thread of
+    its own (never queued behind new requests) and only then is the turn handed on.
+    """
     db = get_db(request)
-    session = db.session(write=request.method not in ("GET", "HEAD", "OPTIONS"))
+    write = request.method not in READ_METHODS
+    if write:
+        # Cached on the Request, where JSON and raw-body routes read it; form routes parsed it already.
+        with contextlib.suppress(RuntimeError):
+            await request.body()
+    gate = db.gate(write=write)
+    await gate.acquire()
+    session = db.session(write=write)
     try:
-        yield session
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise
+        try:
+            yield session
+        except BaseException:
+            await _finish(session, commit=False)
+            raise
+        await _finish(session, commit=True)
     finally:
-        session.close()
+        gate.release()
+
+
+async def _finish(session: Session, *, commit: bool) -> None:
+    def run() -> None:
+        try:
+            if commit:
+                session.commit()
+            else:
+                session.rollback()
+        finally:
+            session.close()
+
+    with anyio.CancelScope(shield=True):
+        await anyio.to_thread.run_sync(run, limiter=anyio.CapacityLimiter(1))
 
 
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
@@ -257,12 +290,9 @@ def require(*roles: Role | frozenset[Role]) -> Callable[..., Principal]:
         allowed |= set(r) if isinstance(r, frozenset) else {r}
     frozen = frozenset(allowed)
 
-    def dependency(request: Request) -> Principal:
-        token = _bearer(request)
-        db = get_db(request)
-        with db.session(write=False) as session:
-            principal = authenticate(session, token)
-            session.rollback()
+    def dependency(request: Request, session: SessionDep) -> Principal:
+        # The request's own session: the key lookup shares the request's database turn and connection.
+        principal = authenticate(session, _bearer(request))
         if principal.role not in frozen:
             raise Forbidden(
                 f"role {principal.role.value!r} (key {principal.name!r}) may not call {request.method} "

@@ -39,7 +39,7 @@ def _database() -> Database:
 
     s = get_settings()
     private_dir(s.home)
-    db = Database(s.resolved_database_url)
+    db = Database.from_settings(s)
     db.audit_chain = audit.chain_for(s, open_store(s))
     return db
 

@@ -1,20 +1,32 @@
-"""Engine, declarative base, sessions and the schema-at-head check.
+"""Engine, declarative base, sessions, admission of requests to the database, and the schema-at-head check.
 
 SQLite allows one writer at a time; a deferred transaction that later tries to write can fail with
 "database is locked" instead of waiting. Write sessions therefore open with ``BEGIN IMMEDIATE`` on SQLite
 (they queue on ``busy_timeout``), while read sessions stay deferred so reads never wait for writers (WAL).
+
+Why requests pass a :class:`Gate` before they get a session: FastAPI runs a sync endpoint in one threadpool
+hop and validates its response in another, while the request's transaction stays open until the session
+dependency exits. If every worker thread is blocked on the pool, a row lock or SQLite's lock, the holder
+never gets a thread to finish and everyone times out (the "QueuePool limit reached" / "database is locked"
+500s). So a request first waits for its turn on the event loop (no thread, no connection), and at most
+``read_sessions + write_sessions`` requests per process hold a session; writers that can block each other
+are fewer than the worker threads, and the pool has room for every admitted session.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import os
 import re
+import threading
 import uuid
+from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import (
     JSON,
@@ -33,8 +45,13 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.engine import Dialect, Engine, make_url
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.pool import NullPool
+
+if TYPE_CHECKING:
+    from mlgov.settings import Settings
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -160,7 +177,136 @@ def _check_params(_conn: Any, _cursor: Any, _stmt: str, params: Any, context: An
                 check_column_value(name, bind.type, v, lengths=writing)
 
 
-def _sqlite_pragmas(engine: Engine, immediate: bool) -> None:
+@dataclass(frozen=True)
+class DbLimits:
+    """How many requests use the database at once per process and how long anything waits (see module doc)."""
+
+    read_sessions: int = 16
+    write_sessions: int = 8          # PostgreSQL; SQLite has one writer, so one write turn per process
+    wait_timeout_s: float = 30.0     # waiting for a turn (Gate)
+    pool_size: int | None = None
+    max_overflow: int | None = None
+    pool_timeout_s: float = 30.0
+    busy_timeout_s: float = 30.0     # SQLite: another process holds the write lock
+    lock_timeout_s: float = 30.0     # PostgreSQL lock_timeout
+
+    @classmethod
+    def from_settings(cls, s: Settings) -> DbLimits:
+        return cls(read_sessions=s.db_read_sessions, write_sessions=s.db_write_sessions,
+                   wait_timeout_s=s.db_wait_timeout_s, pool_size=s.db_pool_size, max_overflow=s.db_max_overflow,
+                   pool_timeout_s=s.db_pool_timeout_s, busy_timeout_s=s.db_busy_timeout_s,
+                   lock_timeout_s=s.db_lock_timeout_s)
+
+    def pool_args(self, sessions: int) -> dict[str, Any]:
+        """Room for every admitted session plus the in-process jobs (dispatcher, scheduler) that are not gated."""
+        capacity = sessions + POOL_MARGIN
+        size = self.pool_size if self.pool_size is not None else min(capacity, 10)
+        overflow = self.max_overflow if self.max_overflow is not None else max(capacity - size, 0)
+        return {"pool_size": size, "max_overflow": overflow, "pool_timeout": self.pool_timeout_s}
+
+
+POOL_MARGIN = 6   # in-process jobs (webhook dispatcher, scheduler tick, startup); PostgreSQL total stays 30
+
+
+class DatabaseBusy(Exception):
+    """The database could not take this request in time; the caller should retry later (HTTP 503)."""
+
+    def __init__(self, detail: str, fix: str) -> None:
+        super().__init__(detail)
+        self.detail, self.fix = detail, fix
+
+
+_SQLITE_BUSY = ("database is locked", "database table is locked", "database is busy")
+# serialization_failure, deadlock_detected, lock_not_available, query_canceled (statement/lock timeout),
+# too_many_connections, cannot_connect_now
+_PG_BUSY = {"40001": "a concurrent transaction conflicted with this one", "40P01": "a deadlock was detected",
+            "55P03": "a row or table lock was not granted within the lock timeout",
+            "57014": "the statement was cancelled by a timeout", "53300": "the database has no free connections",
+            "57P03": "the database is starting up or shutting down"}
+
+
+def busy_reason(exc: BaseException) -> str | None:
+    """Why ``exc`` is a transient overload of the database (retrying later will work), or None if it is not."""
+    if isinstance(exc, PoolTimeout):
+        return "no database connection became free in time"
+    if isinstance(exc, DBAPIError):
+        orig = exc.orig
+        code = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+        if isinstance(code, str) and code in _PG_BUSY:
+            return _PG_BUSY[code]
+        if type(orig).__module__.startswith("sqlite3") and any(m in str(orig).lower() for m in _SQLITE_BUSY):
+            return "another writer held the SQLite database past the busy timeout"
+    return None
+
+
+def is_unique_violation(exc: BaseException) -> bool:
+    """A concurrent request committed the same unique key first (the loser of an insert race)."""
+    if not isinstance(exc, DBAPIError):
+        return False
+    orig = exc.orig
+    code = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+    return code == "23505" or (type(orig).__module__.startswith("sqlite3") and "UNIQUE constraint failed" in str(orig))
+
+
+class Gate:
+    """FIFO admission for at most ``capacity`` holders; waiters are coroutines, so they hold no thread.
+
+    Thread-safe and not bound to one event loop: ``release`` may run in any thread (the session is finished
+    in a worker thread) and hands the slot straight to the oldest waiter.
+    """
+
+    def __init__(self, capacity: int, timeout_s: float, what: str) -> None:
+        self.capacity, self.timeout_s, self.what = capacity, timeout_s, what
+        self._held = 0
+        self._lock = threading.Lock()
+        self._waiters: deque[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = deque()
+
+    async def acquire(self) -> None:
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            if self._held < self.capacity and not self._waiters:
+                self._held += 1
+                return
+            waiter = (loop, loop.create_future())
+            self._waiters.append(waiter)
+        try:
+            await asyncio.wait_for(asyncio.shield(waiter[1]), self.timeout_s)
+        except BaseException as exc:
+            with self._lock:
+                try:
+                    self._waiters.remove(waiter)
+                    granted = False
+                except ValueError:
+                    granted = True          # the slot was handed over as we gave up: pass it on
+            if granted:
+                self.release()
+            if isinstance(exc, TimeoutError):
+                raise DatabaseBusy(
+                    f"the server is busy: this request waited {self.timeout_s:g} s for a {self.what} turn "
+                    f"({self.capacity} at a time per server process)",
+                    fix="retry after the Retry-After interval; if this persists, send fewer concurrent requests "
+                        "or raise MLGOV_DB_WAIT_TIMEOUT_S",
+                ) from None
+            raise
+
+    def release(self) -> None:
+        with self._lock:
+            while self._waiters:
+                loop, fut = self._waiters.popleft()
+                try:
+                    loop.call_soon_threadsafe(_grant, fut)
+                    return
+                except RuntimeError:        # that waiter's loop is gone; try the next one
+                    continue
+            self._held -= 1
+
+
+def _grant(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
+def _sqlite_pragmas(engine: Engine, immediate: bool, busy_timeout_s: float) -> None:
     @event.listens_for(engine, "connect")
     def _connect(dbapi_conn: Any, _rec: Any) -> None:
         dbapi_conn.isolation_level = None  # we emit BEGIN ourselves
@@ -168,7 +314,7 @@ def _sqlite_pragmas(engine: Engine, immediate: bool) -> None:
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute("PRAGMA journal_mode=WAL")
         cur.execute("PRAGMA synchronous=NORMAL")
-        cur.execute("PRAGMA busy_timeout=30000")
+        cur.execute(f"PRAGMA busy_timeout={int(busy_timeout_s * 1000)}")
         cur.close()
 
     @event.listens_for(engine, "begin")
@@ -198,35 +344,66 @@ def private_file(path: Path | str) -> None:
     os.chmod(p, 0o600)
 
 
-def make_engine(url: str, *, immediate: bool = False, echo: bool = False, pooled: bool = True) -> Engine:
+def make_engine(url: str, *, immediate: bool = False, echo: bool = False, pooled: bool = True,
+                limits: DbLimits | None = None, sessions: int | None = None) -> Engine:
+    """An engine whose pool has room for ``sessions`` admitted sessions (see :class:`DbLimits`)."""
+    limits = limits or DbLimits()
     u = make_url(url)
-    extra: dict[str, Any] = {} if pooled else {"poolclass": NullPool}
     if u.get_backend_name() == "sqlite":
+        extra: dict[str, Any] = {"poolclass": NullPool}
+        if pooled:
+            extra = limits.pool_args(sessions if sessions is not None else limits.read_sessions)
         if u.database and u.database != ":memory:" and not u.database.startswith("file:"):
             private_file(u.database)
-        engine = create_engine(url, echo=echo, connect_args={"check_same_thread": False, "timeout": 30}, **extra)
-        _sqlite_pragmas(engine, immediate)
+        engine = create_engine(url, echo=echo, **extra,
+                               connect_args={"check_same_thread": False, "timeout": limits.busy_timeout_s})
+        _sqlite_pragmas(engine, immediate, limits.busy_timeout_s)
         return engine
+    extra = {"poolclass": NullPool}
     if pooled:
-        extra = {"pool_pre_ping": True, "pool_size": 10, "max_overflow": 20}
-    return create_engine(url, echo=echo, **extra)
+        total = sessions if sessions is not None else limits.read_sessions + limits.write_sessions
+        extra = {"pool_pre_ping": True, **limits.pool_args(total)}
+    connect_args: dict[str, Any] = {}
+    if u.get_backend_name() == "postgresql":
+        connect_args["options"] = f"-c lock_timeout={int(limits.lock_timeout_s * 1000)}"
+    return create_engine(url, echo=echo, connect_args=connect_args, **extra)
 
 
 class Database:
-    """Holds the engines and session factories; one per app (tests build their own).
+    """Holds the engines, session factories and admission gates; one per app (tests build their own).
 
     ``audit_chain`` (set by the app and the CLI) is handed to every session, so ``mlgov.audit`` keys and
     anchors the chain without each service passing the key along."""
 
     audit_chain: Any = None
 
-    def __init__(self, url: str, *, echo: bool = False) -> None:
+    limits = DbLimits()
+    _gates: dict[bool, Gate] | None = None
+
+    def __init__(self, url: str, *, echo: bool = False, limits: DbLimits | None = None) -> None:
         self.url = url
+        self.limits = limits or DbLimits()
         self.backend = make_url(url).get_backend_name()
-        self.engine = make_engine(url, echo=echo)
-        self.write_engine = make_engine(url, immediate=True, echo=echo) if self.backend == "sqlite" else self.engine
+        if self.backend == "sqlite":
+            self.engine = make_engine(url, echo=echo, limits=self.limits)
+            self.write_engine = make_engine(url, immediate=True, echo=echo, limits=self.limits, sessions=1)
+        else:
+            self.engine = self.write_engine = make_engine(url, echo=echo, limits=self.limits)
         self.read_sessions = sessionmaker(self.engine, expire_on_commit=False)
         self.write_sessions = sessionmaker(self.write_engine, expire_on_commit=False)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Database:
+        return cls(settings.resolved_database_url, echo=settings.log_sql, limits=DbLimits.from_settings(settings))
+
+    def gate(self, *, write: bool) -> Gate:
+        """The per-process turn a request waits for before it gets a session (one writer at a time on SQLite)."""
+        if self._gates is None:
+            lim = self.limits
+            writers = 1 if self.backend == "sqlite" else lim.write_sessions
+            self._gates = {False: Gate(lim.read_sessions, lim.wait_timeout_s, "database read"),
+                           True: Gate(writers, lim.wait_timeout_s, "database write")}
+        return self._gates[write]
 
     def session(self, *, write: bool = True) -> Session:
         session = (self.write_sessions if write else self.read_sessions)()

@@ -9,7 +9,11 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from mlgov.db import DatabaseBusy, busy_reason, is_unique_violation
 
 log = logging.getLogger("mlgov.errors")
 PROBLEM = "application/problem+json"
@@ -52,8 +56,8 @@ class PayloadTooLarge(DomainError):
     status, title = 413, "Payload too large"
 
 
-def problem(status: int, title: str, detail: str, *, fix: str | None = None,
-            headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
+def problem(status: int, title: str, detail: str, *, fix: str | None = None, headers: dict[str, str] | None = None,
+            **extra: Any) -> JSONResponse:
     body: dict[str, Any] = {"type": "about:blank", "title": title, "status": status, "detail": detail}
     if fix:
         body["fix"] = fix
@@ -73,6 +77,19 @@ def allowed_methods(request: Request) -> list[str]:
         if match == Match.PARTIAL and route.methods:
             methods |= set(route.methods)
     return sorted(methods)
+
+
+def _busy(request: Request, detail: str, fix: str) -> JSONResponse:
+    """503 + Retry-After: overload is the client's cue to come back later, not a server bug (never 500)."""
+    settings = getattr(request.app.state, "settings", None)
+    retry_after = int(getattr(settings, "retry_after_s", 2))
+    log.warning("overloaded on %s %s: %s", request.method, request.url.path, detail)
+    return problem(503, "Service busy", detail, fix=fix, headers={"Retry-After": str(retry_after)},
+                   retry_after_s=retry_after)
+
+
+_BUSY_FIX = ("nothing was stored; retry after the Retry-After interval. If it persists, send fewer concurrent "
+             "requests, or raise the server's MLGOV_DB_* limits (see the configuration reference)")
 
 
 def _loc(loc: tuple[Any, ...] | list[Any]) -> str:
@@ -132,7 +149,27 @@ def install_error_handlers(app: FastAPI) -> None:
             )
         return problem(exc.status_code, "HTTP error", str(exc.detail))
 
+    @app.exception_handler(DatabaseBusy)
+    async def _turn_timeout(request: Request, exc: DatabaseBusy) -> JSONResponse:
+        return _busy(request, exc.detail, exc.fix)
+
+    @app.exception_handler(PoolTimeout)
+    @app.exception_handler(DBAPIError)
+    async def _database(request: Request, exc: Exception) -> JSONResponse:
+        reason = busy_reason(exc)
+        if reason is not None:
+            return _busy(request, f"the database is busy: {reason}", _BUSY_FIX)
+        if is_unique_violation(exc):   # lost an insert race a service did not resolve itself: not a server bug
+            log.warning("unique key race on %s %s: %s", request.method, request.url.path, exc)
+            return problem(409, "Conflict", "a concurrent request stored the same thing first; nothing was stored",
+                           fix="re-read the resource and retry if your change is still needed")
+        return _unexpected_error(request, exc)
+
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return problem(500, "Internal error", "an unexpected error occurred; it has been logged")
+        return _unexpected_error(request, exc)
+
+
+def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+    log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return problem(500, "Internal error", "an unexpected error occurred; it has been logged")

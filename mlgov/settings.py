@@ -44,6 +44,18 @@ class Settings(BaseSettings):
                                         "default: a random key in <home>/audit.key (0600) made on first start")
     audit_checkpoint_every: int = Field(default=100, ge=1, description="write a signed checkpoint of the audit "
                                         "head to the object store every N events")
+    # Requests wait their turn for the database (FIFO, on the event loop: no thread, no connection held) instead of
+    # piling up on the pool or SQLite's lock; past db_wait_timeout_s they get 503 with Retry-After.
+    db_read_sessions: int = Field(default=16, ge=1, le=64, description="requests holding a read session at once")
+    db_write_sessions: int = Field(default=8, ge=1, le=32,
+                                   description="PostgreSQL: requests writing at once (SQLite: always one per process)")
+    db_wait_timeout_s: float = Field(default=30.0, gt=0, description="wait for a database turn before answering 503")
+    db_pool_size: int | None = Field(default=None, ge=1, description="override; default sized from the session limits")
+    db_max_overflow: int | None = Field(default=None, ge=0, description="override; default sized from the limits")
+    db_pool_timeout_s: float = Field(default=30.0, gt=0, description="wait for a pooled connection before 503")
+    db_busy_timeout_s: float = Field(default=30.0, gt=0, description="SQLite: wait for another process's write lock")
+    db_lock_timeout_s: float = Field(default=30.0, gt=0, description="PostgreSQL lock_timeout for every session")
+    retry_after_s: int = Field(default=2, ge=1, le=3600, description="Retry-After sent with 503 when overloaded")
 
     alert_sns_topic_arn: str | None = Field(default=None, description="also publish alert events to this SNS topic")
     alert_eventbridge_bus: str | None = Field(default=None, description="also put alert events on this bus")
