@@ -70,7 +70,8 @@ def serve(backend: str, tmp: Path, **env: str) -> Iterator[Served]:
         port = free_port()
         environ = {**{k: v for k, v in os.environ.items() if not k.startswith("MLGOV_")},
                    "MLGOV_HOME": str(tmp / ".mlgov"), "MLGOV_DATABASE_URL": url,
-                   "MLGOV_BACKGROUND_WORKERS": "false", **{f"MLGOV_{k.upper()}": v for k, v in env.items()}}
+                   "MLGOV_BACKGROUND_WORKERS": "false", "MLGOV_AUDIT_KEY": os.environ["MLGOV_AUDIT_KEY"],
+                   **{f"MLGOV_{k.upper()}": v for k, v in env.items()}}
         proc = subprocess.Popen([MLGOV, "serve", "--port", str(port)], env=environ, cwd=tmp,
                                 stdout=subprocess.DEVNULL, stderr=(tmp / "server.log").open("wb"))
         try:

@@ -31,18 +31,21 @@ def test_two_scheduler_processes_run_each_due_execution_once(tmp_path):
         store_url = (tmp_path / "store").as_uri()
         db = Database(url)
         store = open_store(Settings(home=tmp_path, store_url=store_url))
-        start = dt.datetime(2026, 11, 20, 10, 0, 30, tzinfo=dt.UTC)
+        seeded = dt.datetime(2026, 11, 20, 10, 0, 30, tzinfo=dt.UTC)
         with db.session_scope() as s:
             seed_schedule(s, store, FEATURES, csv_bytes(frame(300)), name="every-minute", expression="* * * * *",
-                          window_start="-PT1M", now=start)
+                          window_start="-PT1M", now=seeded)
+        # The fake clock starts 3 s from now, 90 fake seconds (3 s) before the first run is due at 10:01, so both
+        # processes are up first even on a loaded machine; runs missed at start-up would be coalesced by design.
+        start = seeded - dt.timedelta(seconds=60)
         env = {**{k: v for k, v in os.environ.items() if not k.startswith("MLGOV_")},
                "MLGOV_DATABASE_URL": url, "MLGOV_STORE_URL": store_url, "MLGOV_HOME": str(tmp_path / ".mlgov"),
                "MLGOV_SCHEDULER_INTERVAL_S": "0.2", "MLGOV_FAKE_CLOCK_START": start.isoformat(),
-               "MLGOV_FAKE_CLOCK_ANCHOR": str(time.time() + 3), "MLGOV_FAKE_CLOCK_SPEED": "60"}
+               "MLGOV_FAKE_CLOCK_ANCHOR": str(time.time() + 3), "MLGOV_FAKE_CLOCK_SPEED": "30"}
         procs = [subprocess.Popen([MLGOV, "scheduler"], env=env, stdout=subprocess.DEVNULL,
                                   stderr=subprocess.PIPE) for _ in range(2)]
         try:
-            time.sleep(3 + 7.5)      # both up; then ~7.5 fake minutes pass
+            time.sleep(3 + 14)      # both up; then 7 fake minutes pass (10:01 to 10:06 fall due)
         finally:
             for proc in procs:
                 proc.send_signal(signal.SIGTERM)
