@@ -89,6 +89,19 @@ def _validation_problem(exc: RequestValidationError) -> JSONResponse:
     )
 
 
+def _allowed_methods(request: Request) -> list[str]:
+    """Methods of every route on this path (Starlette's own Allow header names only the first route it tried)."""
+    from fastapi.routing import iter_route_contexts
+    from starlette.routing import Match
+
+    methods: set[str] = set()
+    for route in iter_route_contexts(request.app.router.routes):
+        match, _ = route.matches(request.scope)
+        if match is not Match.NONE:
+            methods |= set(route.methods or ())
+    return sorted(methods)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(DomainError)
     async def _domain(_: Request, exc: DomainError) -> JSONResponse:
@@ -108,12 +121,15 @@ def install_error_handlers(app: FastAPI) -> None:
                 fix="check the path against the API reference at /docs",
             )
         if exc.status_code == 405:
-            return problem(
+            allowed = _allowed_methods(request)
+            resp = problem(
                 405,
                 "Method not allowed",
                 f"{request.method} is not supported on {request.url.path}",
-                fix="use one of the methods listed in the Allow header",
+                fix=f"use one of: {', '.join(allowed)}",
             )
+            resp.headers["Allow"] = ", ".join(allowed)
+            return resp
         return problem(exc.status_code, "HTTP error", str(exc.detail))
 
     @app.exception_handler(Exception)
