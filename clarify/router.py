@@ -15,6 +15,7 @@ from mlgov.api import form_parts
 from mlgov.auth import DECIDERS, PUBLISHERS, READERS, Principal, SessionDep, require
 from mlgov.db import new_id
 from mlgov.errors import Invalid
+from mlgov.openapi import BINARY, alternatives, request_body
 
 router = APIRouter(prefix="/api/v1/clarify", tags=["clarify"])
 Analyst = Annotated[Principal, Depends(require(PUBLISHERS, DECIDERS))]
@@ -28,6 +29,41 @@ async def _parts(request: Request) -> dict[str, Any]:
                       fix="e.g. curl -F file=@data.csv -F config=@analysis_config.json")
     return {k: v[0] if isinstance(v, tuple) else v.encode() for k, v in (await form_parts(request)).items()}
 
+
+_ANALYSIS_ID = {"X-Mlgov-Analysis-Id": {"description": "id of the stored analysis (GET /api/v1/clarify/reports/{id})",
+                                        "schema": {"type": "string"}}}
+_JSON_ANALYSIS: dict[int | str, dict[str, Any]] = {
+    200: {"description": "SageMaker Clarify analysis.json", "headers": _ANALYSIS_ID,
+          "content": {"application/json": {"schema": {"type": "object"}}}}}
+_BIAS_FORM = request_body(multipart={
+    "type": "object", "required": ["config"],
+    "properties": {
+        "config": {**BINARY, "description": "SageMaker analysis_config.json"},
+        "file": {**BINARY, "description": "the dataset (CSV; header row unless config.headers names the columns)"},
+        "dataset_uri": {"type": "string", "description": "a dataset in mlgov's object store, instead of file"},
+        "endpoint": {"type": "string", "description": "a captured window joined to ground truth, instead of file"},
+        "start": {"type": "string", "format": "date-time", "description": "window start (with endpoint)"},
+        "end": {"type": "string", "format": "date-time", "description": "window end (with endpoint)"},
+        "model_group": {"type": "string", "description": "attach the report to this version (with model_version)"},
+        "model_version": {"type": "integer", "minimum": 1},
+    }},
+    description="analysis_config.json and the data: a `file`, a `dataset_uri`, or an `endpoint` window")
+_EXPLAIN_FORM = request_body(multipart={
+    "type": "object", "required": ["model_group", "model_version", "file"],
+    "properties": {
+        "model_group": {"type": "string", "minLength": 1},
+        "model_version": {"type": "integer", "minimum": 1},
+        "file": {**BINARY, "description": "the rows to explain: all-numeric CSV with header"},
+        "model": {**BINARY, "description": "the artifact (checked against the registered sha256), unless it is "
+                                           "in mlgov's object store"},
+        "model_format": {"type": "string", "enum": ["skops", "xgboost", "lightgbm", "onnx", "pickle", "joblib"]},
+        "predict_url": {"type": "string", "format": "uri", "description": "a model server instead of the artifact"},
+        "baseline": {**BINARY, "description": "reference rows (CSV with the same columns)"},
+        "agg_method": {"type": "string", "enum": ["mean_abs", "mean_sq", "median"]},
+        "label": {"type": "string", "description": "a column to drop before explaining"},
+        "num_clusters": {"type": "integer", "minimum": 1, "description": "k-means background size (default 10)"},
+    }},
+    description="a registered version's model and the rows to explain")
 
 DEFAULT_LIMITS = {"DPL": 0.1, "DPPL": 0.1, "DI": 0.2}
 
@@ -87,7 +123,7 @@ def _window_frame(session: Any, request: Request, parts: dict[str, Any], cfg: di
     return df.drop(columns=[c for c in df.columns if c.startswith("__")])
 
 
-@router.get("/reports/{analysis_id}", response_model=None)
+@router.get("/reports/{analysis_id}", response_model=None, responses=alternatives("text/html"))
 def report(analysis_id: str, request: Request, _: Annotated[Principal, Depends(require(READERS))],
            format: Literal["html", "json"] = "html") -> Response:
     """The stored analysis.json, or a readable HTML report (bias tables, attribution bars, policy verdict)."""
@@ -123,7 +159,7 @@ def _clean_id(value: str) -> str:
     return value
 
 
-@router.post("/bias", response_model=None)
+@router.post("/bias", response_model=None, responses=_JSON_ANALYSIS, openapi_extra=_BIAS_FORM)
 def bias_analysis(p: Analyst, session: SessionDep, request: Request,
                   parts: Annotated[dict[str, Any], Depends(_parts)]) -> Response:
     """SageMaker Clarify pre-/post-training bias: returns analysis.json (and stores it)."""
@@ -176,7 +212,7 @@ def bias_analysis(p: Analyst, session: SessionDep, request: Request,
     return Response(body, media_type="application/json", headers={"X-Mlgov-Analysis-Id": aid})
 
 
-@router.post("/explain", response_model=None)
+@router.post("/explain", response_model=None, responses=_JSON_ANALYSIS, openapi_extra=_EXPLAIN_FORM)
 def explain(p: Analyst, session: SessionDep, request: Request,
             parts: Annotated[dict[str, Any], Depends(_parts)]) -> Response:
     """SHAP attributions for a registered model version on an uploaded dataset (CSV with header).

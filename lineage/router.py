@@ -25,6 +25,7 @@ from lineage.schemas import (
 from mlgov.api import Limit, Offset, Page, page
 from mlgov.auth import PUBLISHERS, READERS, Principal, SessionDep, require
 from mlgov.db import as_utc
+from mlgov.openapi import alternatives
 
 router = APIRouter(prefix="/api/v1/lineage", tags=["lineage"])
 Reader = Annotated[Principal, Depends(require(READERS))]
@@ -123,7 +124,7 @@ def query(body: QueryRequest, session: SessionDep, _: Reader) -> Any:
     return service.query(session, body)
 
 
-@router.post("/query/export", response_model=None)
+@router.post("/query/export", response_model=None, responses=alternatives("text/vnd.graphviz", "text/plain"))
 def export(body: QueryRequest, session: SessionDep, _: Reader,
            format: Annotated[Literal["json", "dot", "mermaid"], Query()] = "dot") -> Any:
     result = service.query(session, body).model_dump(mode="json")

@@ -17,6 +17,7 @@ from fastapi import FastAPI
 from fastapi.dependencies.models import Dependant
 from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute, RouteContext, iter_route_contexts
+from pydantic import BaseModel
 
 from mlgov.errors import PROBLEM
 
@@ -124,10 +125,54 @@ def complete(schema: dict[str, Any], routes: list[Any]) -> dict[str, Any]:
             responses = operation.setdefault("responses", {})
             for status in error_statuses(method.lower(), operation, protected):
                 responses[str(status)] = _problem_response(status)   # replaces FastAPI's HTTPValidationError
+    _hoist_defs(schema, schemas)
     if "#/components/schemas/HTTPValidationError" not in json.dumps(schema["paths"]):
         schemas.pop("HTTPValidationError", None)
         schemas.pop("ValidationError", None)
     return schema
+
+
+def _hoist_defs(node: Any, schemas: dict[str, Any]) -> None:
+    """Move `$defs` of schemas declared through `openapi_extra` (pydantic `model_json_schema`) into components."""
+    if isinstance(node, dict):
+        for name, sub in node.pop("$defs", {}).items():
+            schemas.setdefault(name, sub)
+            _hoist_defs(sub, schemas)
+        for value in node.values():
+            _hoist_defs(value, schemas)
+    elif isinstance(node, list):
+        for value in node:
+            _hoist_defs(value, schemas)
+
+
+BINARY: dict[str, Any] = {"type": "string", "format": "binary"}
+
+
+def model_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """A pydantic model's JSON schema for `openapi_extra`, its references pointing into components."""
+    return model.model_json_schema(ref_template="#/components/schemas/{model}")
+
+
+def request_body(*, multipart: dict[str, Any] | None = None, json_body: dict[str, Any] | None = None,
+                 ndjson: bool = False, description: str | None = None) -> dict[str, Any]:
+    """`openapi_extra` for a route that reads its own body (uploads through `mlgov.api.form_parts`, raw JSON):
+    FastAPI sees no body parameter there, so the route states the media types and schemas it accepts."""
+    content: dict[str, Any] = {}
+    if multipart is not None:
+        content["multipart/form-data"] = {"schema": multipart}
+    if json_body is not None:
+        content["application/json"] = {"schema": json_body}
+    if ndjson:
+        content["application/x-ndjson"] = {"schema": {"type": "string", "description": "one JSON record per line"}}
+    body: dict[str, Any] = {"required": True, "content": content}
+    if description:
+        body["description"] = description
+    return {"requestBody": body}
+
+
+def alternatives(*media_types: str) -> dict[int | str, dict[str, Any]]:
+    """`responses=` for a route whose 200 may also be another media type (HTML report, text export)."""
+    return {200: {"content": {m: {"schema": {"type": "string"}} for m in media_types}}}
 
 
 def install_openapi(app: FastAPI) -> None:

@@ -14,6 +14,7 @@ from mlgov.api import Limit, Offset, Page, page
 from mlgov.auth import ADMINS, DECIDERS, PUBLISHERS, READERS, Principal, Role, SessionDep, require
 from mlgov.db import as_utc
 from mlgov.errors import Invalid
+from mlgov.openapi import alternatives
 from registry import service
 from registry.schemas import (
     ApprovalDecisionRead,
@@ -165,7 +166,7 @@ def stage_occupants(group: str, stage: str, session: SessionDep, _: Reader,
 
 # --- compliance report --------------------------------------------------------------------------------
 
-@router.get("/audit/report", tags=["audit"], response_model=None)
+@router.get("/audit/report", tags=["audit"], response_model=None, responses=alternatives("text/html"))
 def audit_report(
     session: SessionDep, _: Annotated[Principal, Depends(require(ADMINS, Role.approver, Role.viewer))],
     model_group: Annotated[str, Query(min_length=1)],
