@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Response
 from fastapi.responses import PlainTextResponse
+from starlette.convertors import StringConvertor, register_url_convertor
 
 from lineage import graph, openlineage, service
 from lineage.schemas import (
@@ -148,12 +149,22 @@ def _kind(plural: str) -> str:
 Plural = Literal["artifacts", "actions", "contexts"]
 
 
-@router.patch("/{plural}/{entity_id}", response_model=EntityRead)
+class _PluralConvertor(StringConvertor):
+    """Only the three kinds match `{plural}`, so PATCH/DELETE on /associations/… or /query/export is a 405 with
+    the right Allow header rather than a 422 about `plural`."""
+
+    regex = "artifacts|actions|contexts"
+
+
+register_url_convertor("lineage_kind", _PluralConvertor())
+
+
+@router.patch("/{plural:lineage_kind}/{entity_id}", response_model=EntityRead)
 def update_entity(plural: Plural, entity_id: str, body: EntityUpdate, session: SessionDep, p: Writer) -> Any:
     return service.update_entity(session, _kind(plural), entity_id, body, p.name)
 
 
-@router.delete("/{plural}/{entity_id}", status_code=204)
+@router.delete("/{plural:lineage_kind}/{entity_id}", status_code=204)
 def delete_entity(plural: Plural, entity_id: str, session: SessionDep, p: Writer) -> Response:
     service.delete_entity(session, _kind(plural), entity_id, p.name)
     return Response(status_code=204)

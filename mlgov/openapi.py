@@ -126,10 +126,38 @@ def complete(schema: dict[str, Any], routes: list[Any]) -> dict[str, Any]:
             for status in error_statuses(method.lower(), operation, protected):
                 responses[str(status)] = _problem_response(status)   # replaces FastAPI's HTTPValidationError
     _hoist_defs(schema, schemas)
+    _expand_enum_paths(schema)
     if "#/components/schemas/HTTPValidationError" not in json.dumps(schema["paths"]):
         schemas.pop("HTTPValidationError", None)
         schemas.pop("ValidationError", None)
     return schema
+
+
+def _expand_enum_paths(schema: dict[str, Any]) -> None:
+    """Give each value of an enum path parameter its own path (`/baselines/{id}/{name}` with name ∈ {…,
+    constraints.json} → `/baselines/{id}/constraints.json`), so one concrete resource has one path item listing
+    every method it allows, as its 405 `Allow` header does; otherwise a GET documented under the template and a
+    PUT under the literal path look like two resources."""
+    paths: dict[str, Any] = schema["paths"]
+    for template in [t for t in paths if "{" in t]:
+        item = paths[template]
+        for method, op in list(item.items()):
+            enum_param = next((p for p in op.get("parameters", []) if p.get("in") == "path"
+                               and "enum" in p.get("schema", {}) and f"{{{p['name']}}}" in template), None)
+            if enum_param is None:
+                continue
+            for value in enum_param["schema"]["enum"]:
+                concrete = paths.setdefault(template.replace(f"{{{enum_param['name']}}}", str(value)), {})
+                if method in concrete:
+                    continue   # a route of its own already serves this method on the literal path
+                copy = json.loads(json.dumps(op))
+                copy["parameters"] = [p for p in copy["parameters"] if p != enum_param]
+                if "operationId" in copy:
+                    copy["operationId"] += "_" + "".join(c if c.isalnum() else "_" for c in str(value))
+                concrete[method] = copy
+            del item[method]
+        if not item:
+            del paths[template]
 
 
 def _hoist_defs(node: Any, schemas: dict[str, Any]) -> None:
