@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from lineage import service
 from mlgov import audit
+from mlgov.api import Timestamp
 
 STATUS = {"START": "InProgress", "RUNNING": "InProgress", "COMPLETE": "Completed", "FAIL": "Failed",
           "ABORT": "Stopped", "OTHER": None}
@@ -45,7 +46,7 @@ class OLDataset(_Open):
 
 class RunEvent(_Open):
     eventType: Literal["START", "RUNNING", "COMPLETE", "ABORT", "FAIL", "OTHER"] | None = None
-    eventTime: dt.datetime
+    eventTime: Timestamp
     run: OLRun
     job: OLJob
     inputs: list[OLDataset] = Field(default_factory=list, max_length=1000)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Response
@@ -23,7 +22,7 @@ from lineage.schemas import (
     QueryRequest,
     QueryResult,
 )
-from mlgov.api import Limit, Offset, Page, page
+from mlgov.api import Limit, Offset, Page, Timestamp, page
 from mlgov.auth import PUBLISHERS, READERS, Principal, SessionDep, require
 from mlgov.db import as_utc
 from mlgov.openapi import alternatives
@@ -54,7 +53,7 @@ def create_artifact(body: ArtifactCreate, session: SessionDep, p: Writer, respon
 @router.get("/artifacts", response_model=Page[EntityRead])
 def list_artifacts(session: SessionDep, _: Reader, type: str | None = None, uri: str | None = None,
                    sha256: str | None = None, name_contains: str | None = None,
-                   created_after: dt.datetime | None = None, created_before: dt.datetime | None = None,
+                   created_after: Timestamp | None = None, created_before: Timestamp | None = None,
                    limit: Limit = 100, offset: Offset = 0) -> Any:
     return _list("artifact", session, type=type, uri=uri, sha256=sha256, name_contains=name_contains, status=None,
                  created_after=created_after, created_before=created_before, limit=limit, offset=offset)
@@ -72,8 +71,8 @@ def create_action(body: ActionCreate, session: SessionDep, p: Writer) -> Any:
 
 @router.get("/actions", response_model=Page[EntityRead])
 def list_actions(session: SessionDep, _: Reader, type: str | None = None, status: ActionStatus | None = None,
-                 name_contains: str | None = None, created_after: dt.datetime | None = None,
-                 created_before: dt.datetime | None = None, limit: Limit = 100, offset: Offset = 0) -> Any:
+                 name_contains: str | None = None, created_after: Timestamp | None = None,
+                 created_before: Timestamp | None = None, limit: Limit = 100, offset: Offset = 0) -> Any:
     return _list("action", session, type=type, uri=None, sha256=None, name_contains=name_contains, status=status,
                  created_after=created_after, created_before=created_before, limit=limit, offset=offset)
 
@@ -90,7 +89,7 @@ def create_context(body: ContextCreate, session: SessionDep, p: Writer) -> Any:
 
 @router.get("/contexts", response_model=Page[EntityRead])
 def list_contexts(session: SessionDep, _: Reader, type: str | None = None, name_contains: str | None = None,
-                  created_after: dt.datetime | None = None, created_before: dt.datetime | None = None,
+                  created_after: Timestamp | None = None, created_before: Timestamp | None = None,
                   limit: Limit = 100, offset: Offset = 0) -> Any:
     return _list("context", session, type=type, uri=None, sha256=None, name_contains=name_contains, status=None,
                  created_after=created_after, created_before=created_before, limit=limit, offset=offset)

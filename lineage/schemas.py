@@ -7,6 +7,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
+from mlgov.api import Timestamp
+
 Kind = Literal["artifact", "action", "context"]
 AssociationType = Literal["ContributedTo", "AssociatedWith", "DerivedFrom", "Produced", "SameAs"]
 ActionStatus = Literal["Unknown", "InProgress", "Completed", "Failed", "Stopping", "Stopped"]
@@ -50,8 +52,8 @@ class ActionCreate(Strict):
     name: str = Field(min_length=1, max_length=512)
     key: str | None = Field(default=None, max_length=1024, description="idempotency key; same key, same action")
     status: ActionStatus = "Unknown"
-    start_time: dt.datetime | None = None
-    end_time: dt.datetime | None = None
+    start_time: Timestamp | None = None
+    end_time: Timestamp | None = None
     description: str | None = Field(default=None, max_length=4000)
     properties: dict[str, Any] = Field(default_factory=dict, max_length=100)
 
@@ -70,7 +72,7 @@ class EntityUpdate(Strict):
     name: str | None = Field(default=None, max_length=512)
     description: str | None = Field(default=None, max_length=4000)
     status: ActionStatus | None = Field(default=None, description="actions only")
-    end_time: dt.datetime | None = Field(default=None, description="actions only")
+    end_time: Timestamp | None = Field(default=None, description="actions only")
     properties: dict[str, Any] | None = Field(default=None, max_length=100, description="merged into existing")
     properties_to_remove: list[str] = Field(default_factory=list, max_length=100)
 
@@ -113,8 +115,8 @@ class QueryFilters(Strict):
     kinds: list[Kind] | None = None
     types: list[str] | None = Field(default=None, max_length=20)
     association_types: list[AssociationType] | None = None
-    created_after: dt.datetime | None = None
-    created_before: dt.datetime | None = None
+    created_after: Timestamp | None = None
+    created_before: Timestamp | None = None
 
 
 class QueryRequest(Strict):

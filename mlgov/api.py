@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Annotated, Any, Generic, TypeVar
 
 from fastapi import APIRouter, Depends, Query, Request, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from mlgov import audit, auth, events
 from mlgov.auth import ADMINS, Principal, SessionDep, require
@@ -53,6 +54,22 @@ async def form_parts(request: Request) -> dict[str, Any]:
     raise Invalid(f"unsupported Content-Type {ctype!r}",
                   fix="use multipart/form-data (file upload) or application/json")
 
+
+_DATE_TIME = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}")
+
+
+def _iso_time(value: Any) -> Any:
+    """ISO-8601 only: pydantic alone reads a bare number (`from=2026`) as Unix seconds and a date as midnight,
+    neither of which is what the OpenAPI `date-time` format promises or what a client meant."""
+    if isinstance(value, str) and not _DATE_TIME.match(value.strip()):
+        raise ValueError("must be an ISO-8601 date and time, e.g. 2026-11-20T10:00:00Z")
+    if isinstance(value, int | float):
+        raise ValueError("must be an ISO-8601 date and time string, e.g. 2026-11-20T10:00:00Z, not a number")
+    return value
+
+
+Timestamp = Annotated[dt.datetime, BeforeValidator(_iso_time)]
+"""A request time: ISO-8601 date and time (a naive one is read as UTC by `mlgov.db.as_utc`)."""
 
 Limit = Annotated[int, Query(ge=1, le=1000, description="page size")]
 Offset = Annotated[int, Query(ge=0, description="rows to skip")]
@@ -149,8 +166,8 @@ def audit_events(
     subject: Annotated[str | None, Query(description="subject id, e.g. 'churn/3'")] = None,
     actor: str | None = None,
     action: Annotated[str | None, Query(description="exact action or a pattern like 'version.*'")] = None,
-    since: Annotated[dt.datetime | None, Query(alias="from")] = None,
-    until: Annotated[dt.datetime | None, Query(alias="to")] = None,
+    since: Annotated[Timestamp | None, Query(alias="from")] = None,
+    until: Annotated[Timestamp | None, Query(alias="to")] = None,
     limit: Limit = 100,
     offset: Offset = 0,
 ) -> Any:

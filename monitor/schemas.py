@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from mlgov.api import Timestamp
 from monitor.capture import CaptureSchema
 from monitor.engine.drift import CATEGORICAL_METHODS, NUMERIC_METHODS
 
@@ -62,8 +63,8 @@ class WindowAnalysis(Strict):
     type: Literal["DataQuality", "ModelQuality"] = "DataQuality"
     baseline_id: str = Field(min_length=1, max_length=64)
     endpoint: str = Field(min_length=1, max_length=63)
-    start: dt.datetime
-    end: dt.datetime
+    start: Timestamp
+    end: Timestamp
     drift: DriftSettings | None = None
 
 
@@ -165,8 +166,8 @@ class ScheduleRead(BaseModel):
 
 
 class RunWindow(Strict):
-    start: dt.datetime
-    end: dt.datetime
+    start: Timestamp
+    end: Timestamp
 
 
 class EstimateRequest(RunWindow):

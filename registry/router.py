@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from mlgov.api import Limit, Offset, Page, page
+from mlgov.api import Limit, Offset, Page, Timestamp, page
 from mlgov.auth import ADMINS, DECIDERS, PUBLISHERS, READERS, Principal, Role, SessionDep, require
 from mlgov.db import as_utc
 from mlgov.errors import Invalid
@@ -97,8 +97,8 @@ def list_versions(
     group: str, session: SessionDep, _: Reader,
     status: ApprovalStatus | None = None,
     stage: Annotated[str | None, Query(max_length=63)] = None,
-    created_after: dt.datetime | None = None,
-    created_before: dt.datetime | None = None,
+    created_after: Timestamp | None = None,
+    created_before: Timestamp | None = None,
     metadata: Annotated[list[str] | None, Query(description="key=value; repeat to AND several")] = None,
     sort: Literal["version", "-version", "created_at", "-created_at"] = "-version",
     limit: Limit = 50, offset: Offset = 0,
@@ -159,7 +159,7 @@ def stage_history(group: str, session: SessionDep, _: Reader,
 
 @router.get("/model-groups/{group}/stages/{stage}", response_model=StageOccupant)
 def stage_occupants(group: str, stage: str, session: SessionDep, _: Reader,
-                    at: Annotated[dt.datetime | None, Query(description="ISO-8601 time; default now")] = None) -> Any:
+                    at: Annotated[Timestamp | None, Query(description="ISO-8601 time; default now")] = None) -> Any:
     when = as_utc(at) or dt.datetime.now(dt.UTC)
     return StageOccupant(group=group, stage=stage, at=when, versions=service.occupants_at(session, group, stage, when))
 
@@ -170,8 +170,8 @@ def stage_occupants(group: str, stage: str, session: SessionDep, _: Reader,
 def audit_report(
     session: SessionDep, _: Annotated[Principal, Depends(require(ADMINS, Role.approver, Role.viewer))],
     model_group: Annotated[str, Query(min_length=1)],
-    since: Annotated[dt.datetime | None, Query(alias="from")] = None,
-    until: Annotated[dt.datetime | None, Query(alias="to")] = None,
+    since: Annotated[Timestamp | None, Query(alias="from")] = None,
+    until: Annotated[Timestamp | None, Query(alias="to")] = None,
     format: Literal["json", "html"] = "json",
 ) -> Any:
     report = service.compliance_report(session, model_group, as_utc(since), as_utc(until))

@@ -16,6 +16,8 @@ from pydantic import (
     model_validator,
 )
 
+from mlgov.api import Timestamp
+
 ApprovalStatus = Literal["PendingManualApproval", "Approved", "Rejected"]
 Decision = Literal["Approved", "Rejected"]
 CardStatus = Literal["Draft", "PendingReview", "Approved", "Archived"]
@@ -174,8 +176,8 @@ class ModelCard(Strict):
 class TrainingJobRef(Strict):
     name: str = Field(min_length=1, max_length=256)
     uri: Uri | None = None
-    started_at: dt.datetime | None = None
-    ended_at: dt.datetime | None = None
+    started_at: Timestamp | None = None
+    ended_at: Timestamp | None = None
     parameters: dict[str, str | int | float | bool] = Field(default_factory=dict, max_length=200)
 
 
