@@ -7,7 +7,7 @@ import json
 from typing import Annotated, Any, Literal
 
 import pandas as pd
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, Path, Request, Response
 
 from clarify.metrics.analysis import ConfigError, analyze
 from mlgov import audit
@@ -37,8 +37,9 @@ _JSON_ANALYSIS: dict[int | str, dict[str, Any]] = {
           "content": {"application/json": {"schema": {"type": "object"}}}}}
 _BIAS_FORM = request_body(multipart={
     "type": "object", "required": ["config"],
+    "anyOf": [{"required": ["file"]}, {"required": ["dataset_uri"]}, {"required": ["endpoint", "start", "end"]}],
     "properties": {
-        "config": {**BINARY, "description": "SageMaker analysis_config.json"},
+        "config": {"type": "object", "description": "SageMaker analysis_config.json"},
         "file": {**BINARY, "description": "the dataset (CSV; header row unless config.headers names the columns)"},
         "dataset_uri": {"type": "string", "description": "a dataset in mlgov's object store, instead of file"},
         "endpoint": {"type": "string", "description": "a captured window joined to ground truth, instead of file"},
@@ -47,6 +48,7 @@ _BIAS_FORM = request_body(multipart={
         "model_group": {"type": "string", "description": "attach the report to this version (with model_version)"},
         "model_version": {"type": "integer", "minimum": 1},
     }},
+    encoding={"config": "application/json"},
     description="analysis_config.json and the data: a `file`, a `dataset_uri`, or an `endpoint` window")
 _EXPLAIN_FORM = request_body(multipart={
     "type": "object", "required": ["model_group", "model_version", "file"],
@@ -65,6 +67,7 @@ _EXPLAIN_FORM = request_body(multipart={
     }},
     description="a registered version's model and the rows to explain")
 
+AnalysisId = Annotated[str, Path(pattern="^[A-Za-z0-9]+$", description="X-Mlgov-Analysis-Id of a Clarify response")]
 DEFAULT_LIMITS = {"DPL": 0.1, "DPPL": 0.1, "DI": 0.2}
 
 
@@ -124,7 +127,7 @@ def _window_frame(session: Any, request: Request, parts: dict[str, Any], cfg: di
 
 
 @router.get("/reports/{analysis_id}", response_model=None, responses=alternatives("text/html"))
-def report(analysis_id: str, request: Request, _: Annotated[Principal, Depends(require(READERS))],
+def report(analysis_id: AnalysisId, request: Request, _: Annotated[Principal, Depends(require(READERS))],
            format: Literal["html", "json"] = "html") -> Response:
     """The stored analysis.json, or a readable HTML report (bias tables, attribution bars, policy verdict)."""
     from pathlib import Path

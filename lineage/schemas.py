@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
@@ -19,19 +20,23 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+TYPE_PATTERN = "^[A-Za-z0-9_.-]{1,64}$"
+
+
 def _type(v: str) -> str:
-    if not v or len(v) > 64 or not all(c.isalnum() or c in "_-." for c in v):
+    if not re.fullmatch(TYPE_PATTERN, v):
         raise ValueError("must be 1-64 letters, digits, '_', '-' or '.' (e.g. Dataset, TrainingJob)")
     return v
 
 
-TypeName = Annotated[str, AfterValidator(_type)]
+TypeName = Annotated[str, AfterValidator(_type), Field(json_schema_extra={"pattern": TYPE_PATTERN})]
 
 
 class ArtifactCreate(Strict):
     type: TypeName = Field(description="Dataset, Model, Image, Baseline, Report, Code, …")
     uri: str = Field(min_length=1, max_length=2048)
-    sha256: str | None = Field(default=None, description="content hash; a new hash for a known URI is a new node")
+    sha256: str | None = Field(default=None, description="content hash; a new hash for a known URI is a new node",
+                               json_schema_extra={"pattern": "^[0-9a-fA-F]{64}$"})
     name: str | None = Field(default=None, max_length=512)
     description: str | None = Field(default=None, max_length=4000)
     properties: dict[str, Any] = Field(default_factory=dict, max_length=100)

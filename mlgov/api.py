@@ -188,7 +188,7 @@ def audit_verify(
 
 class WebhookCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    url: str = Field(min_length=8, max_length=2048)
+    url: str = Field(min_length=8, max_length=2048, pattern="^https?://")
     secret: str = Field(min_length=16, max_length=256)
     events: list[str] = Field(min_length=1, max_length=100)
     description: str | None = Field(default=None, max_length=1000)

@@ -182,12 +182,15 @@ def model_schema(model: type[BaseModel]) -> dict[str, Any]:
 
 
 def request_body(*, multipart: dict[str, Any] | None = None, json_body: dict[str, Any] | None = None,
-                 ndjson: bool = False, description: str | None = None) -> dict[str, Any]:
+                 ndjson: bool = False, description: str | None = None,
+                 encoding: dict[str, str] | None = None) -> dict[str, Any]:
     """`openapi_extra` for a route that reads its own body (uploads through `mlgov.api.form_parts`, raw JSON):
     FastAPI sees no body parameter there, so the route states the media types and schemas it accepts."""
     content: dict[str, Any] = {}
     if multipart is not None:
         content["multipart/form-data"] = {"schema": multipart}
+        if encoding:   # parts sent with their own media type, e.g. a JSON document
+            content["multipart/form-data"]["encoding"] = {k: {"contentType": v} for k, v in encoding.items()}
     if json_body is not None:
         content["application/json"] = {"schema": json_body}
     if ndjson:

@@ -96,6 +96,7 @@ _HEADER = {"type": "boolean", "description": "whether the CSV has a header row (
 _BASELINE_FORM = request_body(
     multipart={
         "type": "object",
+        "anyOf": [{"required": ["file"]}, {"required": ["statistics", "constraints"]}, {"required": ["dataset_uri"]}],
         "properties": {
             "file": {**BINARY, "description": "the dataset: CSV with header, or Parquet"},
             "statistics": {**BINARY, "description": "SageMaker statistics.json (import, with constraints)"},
@@ -129,6 +130,7 @@ _BASELINE_FORM = request_body(
 _ANALYSIS_FORM = request_body(
     multipart={
         "type": "object", "required": ["baseline_id"],
+        "anyOf": [{"required": ["file"]}, {"required": ["dataset_uri"]}],
         "properties": {
             "baseline_id": {"type": "string", "minLength": 1},
             "file": {**BINARY, "description": "the dataset to check: CSV with header, or Parquet"},

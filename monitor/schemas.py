@@ -205,7 +205,7 @@ class AlertRead(BaseModel):
 
 
 class TriggerSet(Strict):
-    url: str = Field(min_length=8, max_length=2048)
+    url: str = Field(min_length=8, max_length=2048, pattern="^https?://")
     secret: str = Field(min_length=16, max_length=256)
     cooldown_seconds: int = Field(default=3600, ge=0, le=30 * 86400)
 

@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from pydantic import StringConstraints
 
 from mlgov.api import Limit, Offset, Page, Timestamp, page
 from mlgov.auth import ADMINS, DECIDERS, PUBLISHERS, READERS, Principal, Role, SessionDep, require
@@ -43,6 +44,9 @@ _templates = Environment(loader=FileSystemLoader(FsPath(__file__).parent / "temp
                          autoescape=select_autoescape(["html"]))
 
 
+KeyValue = Annotated[str, StringConstraints(pattern="^[^=]+=")]
+
+
 def _pairs(values: list[str] | None, what: str) -> dict[str, str]:
     out: dict[str, str] = {}
     for item in values or []:
@@ -65,7 +69,7 @@ def create_group(body: GroupCreate, session: SessionDep, p: Publisher) -> Any:
 def list_groups(
     session: SessionDep, _: Reader,
     name_contains: Annotated[str | None, Query(max_length=63)] = None,
-    tag: Annotated[list[str] | None, Query(description="key=value; repeat to AND several")] = None,
+    tag: Annotated[list[KeyValue] | None, Query(description="key=value; repeat to AND several")] = None,
     sort: Literal["name", "-name", "created_at", "-created_at"] = "name",
     limit: Limit = 50, offset: Offset = 0,
 ) -> Any:
@@ -99,7 +103,7 @@ def list_versions(
     stage: Annotated[str | None, Query(max_length=63)] = None,
     created_after: Timestamp | None = None,
     created_before: Timestamp | None = None,
-    metadata: Annotated[list[str] | None, Query(description="key=value; repeat to AND several")] = None,
+    metadata: Annotated[list[KeyValue] | None, Query(description="key=value; repeat to AND several")] = None,
     sort: Literal["version", "-version", "created_at", "-created_at"] = "-version",
     limit: Limit = 50, offset: Offset = 0,
 ) -> Any:

@@ -29,11 +29,17 @@ ShortStr = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 Uri = Annotated[str, StringConstraints(min_length=1, max_length=2048)]
 
 
+SHA256_PATTERN = "^[0-9a-fA-F]{64}$"
+
+
 def _sha256(v: str) -> str:
     v = v.lower()
     if not re.fullmatch(r"[0-9a-f]{64}", v):
         raise ValueError("must be 64 hexadecimal characters (a SHA-256 digest)")
     return v
+
+
+Sha256 = Annotated[str, AfterValidator(_sha256), Field(json_schema_extra={"pattern": SHA256_PATTERN})]
 
 
 class Strict(BaseModel):
@@ -96,7 +102,8 @@ Tags = Annotated[dict[Annotated[str, StringConstraints(min_length=1, max_length=
 
 
 class GroupCreate(Strict):
-    name: str = Field(min_length=1, max_length=63, description="letters, digits and hyphens (SageMaker's rule)")
+    name: str = Field(min_length=1, max_length=63, description="letters, digits and hyphens (SageMaker's rule)",
+                      json_schema_extra={"pattern": GROUP_NAME_RE.pattern})
     description: str | None = Field(default=None, max_length=1024)
     tags: Tags = Field(default_factory=dict)
     stage_config: StageConfig | None = None
@@ -154,7 +161,7 @@ class InferenceSpec(Strict):
 class MetricsSource(Strict):
     content_type: str = Field(min_length=1, max_length=256)
     uri: Uri
-    content_digest: Annotated[str, AfterValidator(_sha256)] | None = None
+    content_digest: Sha256 | None = None
 
 
 class ModelMetrics(Strict):
@@ -197,7 +204,7 @@ MetaValue = Annotated[str, StringConstraints(max_length=256)]
 
 class VersionCreate(Strict):
     artifact_uri: Uri
-    artifact_sha256: Annotated[str, AfterValidator(_sha256)]
+    artifact_sha256: Sha256
     description: str | None = Field(default=None, max_length=1024)
     framework: str | None = Field(default=None, max_length=64)
     framework_version: str | None = Field(default=None, max_length=64)
