@@ -41,7 +41,8 @@ _BIAS_FORM = request_body(multipart={
     "properties": {
         "config": {"type": "object", "description": "SageMaker analysis_config.json"},
         "file": {**BINARY, "description": "the dataset (CSV; header row unless config.headers names the columns)"},
-        "dataset_uri": {"type": "string", "description": "a dataset in mlgov's object store, instead of file"},
+        "dataset_uri": {"type": "string", "minLength": 1,
+                        "description": "a dataset in mlgov's object store, instead of file"},
         "endpoint": {"type": "string", "description": "a captured window joined to ground truth, instead of file"},
         "start": {"type": "string", "format": "date-time", "description": "window start (with endpoint)"},
         "end": {"type": "string", "format": "date-time", "description": "window end (with endpoint)"},

@@ -6,7 +6,7 @@ import datetime as dt
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictInt, field_validator
 
 from mlgov.api import Timestamp
 
@@ -127,8 +127,8 @@ class QueryFilters(Strict):
 class QueryRequest(Strict):
     start: list[str] = Field(min_length=1, max_length=100, description="entity ids or artifact URIs")
     direction: Direction = "Descendants"
-    max_depth: int = Field(default=10, ge=1, le=50)
-    include_edges: bool = True
+    max_depth: StrictInt = Field(default=10, ge=1, le=50)
+    include_edges: StrictBool = True
     filters: QueryFilters | None = None
 
 

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from mlgov.api import Limit, Offset, Page, form_parts, page
 from mlgov.auth import ADMINS, INGESTERS, PUBLISHERS, READERS, Principal, SessionDep, require
 from mlgov.db import as_utc
-from mlgov.errors import Invalid
+from mlgov.errors import Invalid, NotFound
 from mlgov.openapi import BINARY, alternatives, model_schema, request_body
 from mlgov.storage import ObjectStore
 from monitor import schedules, service
@@ -92,6 +92,7 @@ def _bool(p: dict[str, Any], key: str, default: bool) -> bool:
 # --- request bodies read through form_parts (declared here because FastAPI cannot infer them) ------------------
 
 _FORMAT = {"type": "string", "enum": ["csv", "parquet"], "description": "default: from the file name, else csv"}
+_URI = {"type": "string", "minLength": 1, "description": "a dataset in mlgov's object store (s3://… or a key)"}
 _HEADER = {"type": "boolean", "description": "whether the CSV has a header row (default true)"}
 _BASELINE_FORM = request_body(
     multipart={
@@ -101,7 +102,7 @@ _BASELINE_FORM = request_body(
             "file": {**BINARY, "description": "the dataset: CSV with header, or Parquet"},
             "statistics": {**BINARY, "description": "SageMaker statistics.json (import, with constraints)"},
             "constraints": {**BINARY, "description": "SageMaker constraints.json (import, with statistics)"},
-            "dataset_uri": {"type": "string", "description": "a dataset in mlgov's object store, instead of file"},
+            "dataset_uri": _URI,
             "name": {"type": "string", "maxLength": 128},
             "type": {"type": "string", "enum": ["DataQuality", "ModelQuality", "ModelBias", "ModelExplainability"],
                      "description": "default DataQuality"},
@@ -122,7 +123,7 @@ _BASELINE_FORM = request_body(
         },
     },
     json_body={"type": "object", "required": ["dataset_uri"],
-               "properties": {"dataset_uri": {"type": "string"}, "name": {"type": "string", "maxLength": 128},
+               "properties": {"dataset_uri": _URI, "name": {"type": "string", "maxLength": 128},
                               "format": _FORMAT, "header": _HEADER}},
     description="a dataset to compute a baseline from (`file` or `dataset_uri`), or SageMaker `statistics` + "
                 "`constraints` to import; `type` selects model-quality, bias or explainability baselines",
@@ -134,7 +135,7 @@ _ANALYSIS_FORM = request_body(
         "properties": {
             "baseline_id": {"type": "string", "minLength": 1},
             "file": {**BINARY, "description": "the dataset to check: CSV with header, or Parquet"},
-            "dataset_uri": {"type": "string", "description": "a dataset in mlgov's object store, instead of file"},
+            "dataset_uri": _URI,
             "format": _FORMAT,
             "header": _HEADER,
             "drift": {"type": "string", "description": "DriftSettings as JSON"},
@@ -143,7 +144,7 @@ _ANALYSIS_FORM = request_body(
     json_body={"anyOf": [
         model_schema(WindowAnalysis),
         {"type": "object", "required": ["baseline_id", "dataset_uri"],
-         "properties": {"baseline_id": {"type": "string", "minLength": 1}, "dataset_uri": {"type": "string"},
+         "properties": {"baseline_id": {"type": "string", "minLength": 1}, "dataset_uri": _URI,
                         "format": _FORMAT, "header": _HEADER,
                         "drift": {"$ref": "#/components/schemas/DriftSettings"}}},
     ]},
@@ -292,7 +293,7 @@ def get_attached_baseline(group: str, version: int, session: SessionDep, _: Read
     registry.get_version(session, group, version)
     link = service.version_baseline(session, group, version)
     if link is None:
-        raise Invalid(f"{group} version {version} has no drift baseline attached",
+        raise NotFound(f"{group} version {version} has no drift baseline attached",
                       fix=f"POST /api/v1/model-groups/{group}/versions/{version}/drift-baseline")
     return link
 

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
-from pydantic import StringConstraints
+from pydantic import Field
 
 from mlgov.api import Limit, Offset, Page, Timestamp, page
 from mlgov.auth import ADMINS, DECIDERS, PUBLISHERS, READERS, Principal, Role, SessionDep, require
@@ -44,7 +44,7 @@ _templates = Environment(loader=FileSystemLoader(FsPath(__file__).parent / "temp
                          autoescape=select_autoescape(["html"]))
 
 
-KeyValue = Annotated[str, StringConstraints(pattern="^[^=]+=")]
+KeyValue = Annotated[str, Field(json_schema_extra={"pattern": "^[^=]+="})]   # checked by _pairs, with its message
 
 
 def _pairs(values: list[str] | None, what: str) -> dict[str, str]:

@@ -11,6 +11,8 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StrictBool,
+    StrictFloat,
     StringConstraints,
     field_validator,
     model_validator,
@@ -50,8 +52,9 @@ class Strict(BaseModel):
 
 class StageDef(Strict):
     name: str = Field(pattern=STAGE_NAME_RE.pattern)
-    exclusive: bool = Field(default=False, description="holds at most one version; moving one in moves the other out")
-    requires_approval: bool = Field(default=False, description="only Approved versions may enter")
+    exclusive: StrictBool = Field(default=False,
+                                  description="holds at most one version; moving one in moves the other out")
+    requires_approval: StrictBool = Field(default=False, description="only Approved versions may enter")
     displace_to: str | None = Field(default=None, description="where an exclusive stage's previous version goes")
 
 
@@ -119,8 +122,8 @@ class GroupCreate(Strict):
 class ApprovalPolicy(Strict):
     """Evidence a version needs before it can be Approved (admins may override, audited)."""
 
-    require_bias_report: bool = False
-    bias_limits: dict[str, float] = Field(default_factory=dict, description="metric → largest allowed |value| "
+    require_bias_report: StrictBool = False
+    bias_limits: dict[str, StrictFloat] = Field(default_factory=dict, description="metric → largest allowed |value| "
                                           "(for DI: largest allowed |1 − DI|); default DPPL/DPL 0.1, DI 0.2")
 
 
@@ -197,7 +200,7 @@ class SourceInfo(Strict):
     project_id: str | None = Field(default=None, max_length=1024)
 
 
-MetricValue = Annotated[float, Field(allow_inf_nan=False)]
+MetricValue = Annotated[StrictFloat, Field(allow_inf_nan=False)]
 MetaKey = Annotated[str, StringConstraints(min_length=1, max_length=128)]
 MetaValue = Annotated[str, StringConstraints(max_length=256)]
 
@@ -258,7 +261,7 @@ class ApprovalRequest(Strict):
     status: Decision
     comment: str = Field(min_length=1, max_length=4000, description="why; required for the audit trail")
     expected_status: ApprovalStatus | None = Field(default=None, description="optimistic concurrency guard")
-    override_policy: bool = Field(default=False, description="admin only: approve despite the group's policy")
+    override_policy: StrictBool = Field(default=False, description="admin only: approve despite the group's policy")
 
     @field_validator("comment")
     @classmethod
@@ -269,7 +272,7 @@ class ApprovalRequest(Strict):
 
 
 class TrustRequest(Strict):
-    trusted: bool
+    trusted: StrictBool
     reason: str = Field(min_length=1, max_length=2000, description="why this artifact may be unpickled")
 
 
