@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from lineage import service
 from mlgov import audit
-from mlgov.api import Timestamp
+from mlgov.types import Timestamp
 
 STATUS = {"START": "InProgress", "RUNNING": "InProgress", "COMPLETE": "Completed", "FAIL": "Failed",
           "ABORT": "Stopped", "OTHER": None}

@@ -22,10 +22,11 @@ from lineage.schemas import (
     QueryRequest,
     QueryResult,
 )
-from mlgov.api import Limit, Offset, Page, Timestamp, page
+from mlgov.api import Limit, Offset, Page, page
 from mlgov.auth import PUBLISHERS, READERS, Principal, SessionDep, require
 from mlgov.db import as_utc
 from mlgov.openapi import alternatives
+from mlgov.types import Timestamp
 
 router = APIRouter(prefix="/api/v1/lineage", tags=["lineage"])
 Reader = Annotated[Principal, Depends(require(READERS))]

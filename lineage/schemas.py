@@ -6,9 +6,9 @@ import datetime as dt
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictInt, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, field_validator
 
-from mlgov.api import Timestamp
+from mlgov.types import Integer, Timestamp
 
 Kind = Literal["artifact", "action", "context"]
 AssociationType = Literal["ContributedTo", "AssociatedWith", "DerivedFrom", "Produced", "SameAs"]
@@ -127,7 +127,7 @@ class QueryFilters(Strict):
 class QueryRequest(Strict):
     start: list[str] = Field(min_length=1, max_length=100, description="entity ids or artifact URIs")
     direction: Direction = "Descendants"
-    max_depth: StrictInt = Field(default=10, ge=1, le=50)
+    max_depth: Integer = Field(default=10, ge=1, le=50)
     include_edges: StrictBool = True
     filters: QueryFilters | None = None
 

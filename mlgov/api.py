@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import datetime as dt
-import re
 from typing import Annotated, Any, Generic, TypeVar
 
 from fastapi import APIRouter, Depends, Query, Request, Response
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from mlgov import audit, auth, events
 from mlgov.auth import ADMINS, Principal, SessionDep, require
 from mlgov.db import as_utc, check_at_head, ping
-from mlgov.errors import DomainError, Invalid
+from mlgov.errors import DomainError, Invalid, NotFound
+from mlgov.types import Timestamp
 
 T = TypeVar("T")
 
@@ -54,22 +54,6 @@ async def form_parts(request: Request) -> dict[str, Any]:
     raise Invalid(f"unsupported Content-Type {ctype!r}",
                   fix="use multipart/form-data (file upload) or application/json")
 
-
-_DATE_TIME = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}")
-
-
-def _iso_time(value: Any) -> Any:
-    """ISO-8601 only: pydantic alone reads a bare number (`from=2026`) as Unix seconds and a date as midnight,
-    neither of which is what the OpenAPI `date-time` format promises or what a client meant."""
-    if isinstance(value, str) and not _DATE_TIME.match(value.strip()):
-        raise ValueError("must be an ISO-8601 date and time, e.g. 2026-11-20T10:00:00Z")
-    if isinstance(value, int | float):
-        raise ValueError("must be an ISO-8601 date and time string, e.g. 2026-11-20T10:00:00Z, not a number")
-    return value
-
-
-Timestamp = Annotated[dt.datetime, BeforeValidator(_iso_time)]
-"""A request time: ISO-8601 date and time (a naive one is read as UTC by `mlgov.db.as_utc`)."""
 
 Limit = Annotated[int, Query(ge=1, le=1000, description="page size")]
 Offset = Annotated[int, Query(ge=0, description="rows to skip")]
@@ -227,6 +211,15 @@ class DeliveryRead(BaseModel):
     history: list[AttemptRead]
 
 
+def _webhook(session: SessionDep, webhook_id: str) -> events.Webhook:
+    """A subscription that exists and was not deleted: DELETE keeps the row (inactive) for its delivery history,
+    but to the API it is gone, as its 204 said."""
+    hook = events.get_webhook(session, webhook_id)
+    if not hook.active:
+        raise NotFound(f"webhook {webhook_id!r} was deleted", fix="list webhooks with GET /api/v1/webhooks")
+    return hook
+
+
 @router.post("/webhooks", tags=["webhooks"], status_code=201, response_model=WebhookRead)
 def create_webhook(body: WebhookCreate, session: SessionDep,
                    p: Annotated[Principal, Depends(require(ADMINS))]) -> Any:
@@ -238,17 +231,19 @@ def create_webhook(body: WebhookCreate, session: SessionDep,
 def list_webhooks(session: SessionDep, _: Annotated[Principal, Depends(require(ADMINS))]) -> Any:
     from sqlalchemy import select
 
-    return list(session.scalars(select(events.Webhook).order_by(events.Webhook.created_at)))
+    return list(session.scalars(select(events.Webhook).where(events.Webhook.active.is_(True))
+                                .order_by(events.Webhook.created_at)))
 
 
 @router.get("/webhooks/{webhook_id}", tags=["webhooks"], response_model=WebhookRead)
 def get_webhook(webhook_id: str, session: SessionDep, _: Annotated[Principal, Depends(require(ADMINS))]) -> Any:
-    return events.get_webhook(session, webhook_id)
+    return _webhook(session, webhook_id)
 
 
 @router.delete("/webhooks/{webhook_id}", tags=["webhooks"], status_code=204)
 def delete_webhook(webhook_id: str, session: SessionDep,
                    p: Annotated[Principal, Depends(require(ADMINS))]) -> Response:
+    _webhook(session, webhook_id)
     events.delete_webhook(session, webhook_id, actor=p.name)
     return Response(status_code=204)
 
@@ -256,6 +251,7 @@ def delete_webhook(webhook_id: str, session: SessionDep,
 @router.get("/webhooks/{webhook_id}/deliveries", tags=["webhooks"], response_model=list[DeliveryRead])
 def webhook_deliveries(webhook_id: str, session: SessionDep, _: Annotated[Principal, Depends(require(ADMINS))],
                        limit: Limit = 100, offset: Offset = 0) -> Any:
+    _webhook(session, webhook_id)
     out = []
     for d, attempts in events.list_deliveries(session, webhook_id, limit, offset):
         out.append(DeliveryRead(

@@ -19,7 +19,9 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from mlgov.types import Integer
 
 FeatureType = str  # Integral | Fractional | String
 
@@ -33,7 +35,7 @@ class FeatureSpec(BaseModel):
 class OutputSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(min_length=1, max_length=256)
-    csv_index: StrictInt = Field(default=0, ge=0, description="position in a CSV response")
+    csv_index: Integer = Field(default=0, ge=0, description="position in a CSV response")
     json_key: str | None = Field(default=None, description="flattened key in a JSON response")
 
 

@@ -153,8 +153,8 @@ _ANALYSIS_FORM = request_body(
 )
 _RECORDS = request_body(
     json_body={"type": "array", "items": {
-        "type": "object",
-        "description": "a SageMaker record; records that do not parse are answered under `rejected`, not stored"}},
+        "description": "a SageMaker record (object); any item that is not a valid record is answered under "
+                       "`rejected` with its index and reason, and not stored"}},
     ndjson=True,
     description="SageMaker records as a JSON array, or JSON Lines with Content-Type: application/x-ndjson",
 )

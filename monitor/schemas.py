@@ -5,9 +5,9 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat
 
-from mlgov.api import Timestamp
+from mlgov.types import Integer, Timestamp
 from monitor.capture import CaptureSchema
 from monitor.engine.drift import CATEGORICAL_METHODS, NUMERIC_METHODS
 
@@ -95,7 +95,7 @@ class AnalysisRead(BaseModel):
 class EndpointCreate(Strict):
     name: str = Field(min_length=1, max_length=63, pattern=r"^[a-zA-Z0-9](-*[a-zA-Z0-9])*$")
     model_group: str = Field(min_length=1, max_length=63)
-    model_version: StrictInt = Field(ge=1)
+    model_version: Integer = Field(ge=1)
     variant: str = Field(default="AllTraffic", min_length=1, max_length=63, pattern=r"^[a-zA-Z0-9](-*[a-zA-Z0-9])*$")
     sampling_percentage: StrictFloat = Field(default=100.0, ge=0, le=100)
     schema_: CaptureSchema = Field(alias="schema")
@@ -207,7 +207,7 @@ class AlertRead(BaseModel):
 class TriggerSet(Strict):
     url: str = Field(min_length=8, max_length=2048, pattern="^https?://")
     secret: str = Field(min_length=16, max_length=256)
-    cooldown_seconds: StrictInt = Field(default=3600, ge=0, le=30 * 86400)
+    cooldown_seconds: Integer = Field(default=3600, ge=0, le=30 * 86400)
 
 
 class TriggerRead(BaseModel):

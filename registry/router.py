@@ -11,11 +11,12 @@ from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from pydantic import Field
 
-from mlgov.api import Limit, Offset, Page, Timestamp, page
+from mlgov.api import Limit, Offset, Page, page
 from mlgov.auth import ADMINS, DECIDERS, PUBLISHERS, READERS, Principal, Role, SessionDep, require
 from mlgov.db import as_utc
 from mlgov.errors import Invalid
 from mlgov.openapi import alternatives
+from mlgov.types import Timestamp
 from registry import service
 from registry.schemas import (
     ApprovalDecisionRead,

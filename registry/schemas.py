@@ -18,7 +18,7 @@ from pydantic import (
     model_validator,
 )
 
-from mlgov.api import Timestamp
+from mlgov.types import Timestamp
 
 ApprovalStatus = Literal["PendingManualApproval", "Approved", "Rejected"]
 Decision = Literal["Approved", "Rejected"]
