@@ -47,7 +47,7 @@ _BIAS_FORM = request_body(multipart={
         "start": {"type": "string", "format": "date-time", "description": "window start (with endpoint)"},
         "end": {"type": "string", "format": "date-time", "description": "window end (with endpoint)"},
         "model_group": {"type": "string", "description": "attach the report to this version (with model_version)"},
-        "model_version": {"type": "integer", "minimum": 1},
+        "model_version": {"type": "integer", "minimum": 1, "maximum": 2**31 - 1},
     }},
     encoding={"config": "application/json"},
     description="analysis_config.json and the data: a `file`, a `dataset_uri`, or an `endpoint` window")
@@ -55,7 +55,7 @@ _EXPLAIN_FORM = request_body(multipart={
     "type": "object", "required": ["model_group", "model_version", "file"],
     "properties": {
         "model_group": {"type": "string", "minLength": 1},
-        "model_version": {"type": "integer", "minimum": 1},
+        "model_version": {"type": "integer", "minimum": 1, "maximum": 2**31 - 1},
         "file": {**BINARY, "description": "the rows to explain: all-numeric CSV with header"},
         "model": {**BINARY, "description": "the artifact (checked against the registered sha256), unless it is "
                                            "in mlgov's object store"},

@@ -7,6 +7,7 @@ job.name, producer); unknown keys are kept, as the spec allows custom facets.
 from __future__ import annotations
 
 import datetime as dt
+import re
 import uuid
 from typing import Any, Literal
 
@@ -14,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
 from lineage import service
+from lineage.schemas import TYPE_PATTERN
 from mlgov import audit
 from mlgov.types import Timestamp
 
@@ -37,7 +39,7 @@ class OLJob(_Open):
 
 
 class OLDataset(_Open):
-    namespace: str = Field(min_length=1, max_length=1024)
+    namespace: str = Field(min_length=1, max_length=1023, description="with the name, the artifact's URI (≤ 2048)")
     name: str = Field(min_length=1, max_length=1024)
     facets: dict[str, Any] = Field(default_factory=dict)
     inputFacets: dict[str, Any] = Field(default_factory=dict)
@@ -59,27 +61,38 @@ def dataset_uri(ds: OLDataset) -> str:
     return f"{ds.namespace}/{ds.name}"
 
 
+NAME_LIMIT = 512   # lineage_entities.name
+
+
+def _label(text: str) -> str:
+    """A display name that fits the column; the full name stays in the URI, the key and the properties."""
+    return text if len(text) <= NAME_LIMIT else text[:NAME_LIMIT - 1] + "…"
+
+
 def ingest(session: Session, ev: RunEvent, actor: str) -> dict[str, Any]:
     """Apply one RunEvent idempotently; later events of the same run update the same action."""
     when = ev.eventTime if ev.eventTime.tzinfo else ev.eventTime.replace(tzinfo=dt.UTC)
     status = STATUS[ev.eventType] if ev.eventType else None
     job_type = (ev.job.facets.get("jobType") or {}).get("jobType") if isinstance(
         ev.job.facets.get("jobType"), dict) else None
+    if not (isinstance(job_type, str) and re.fullmatch(TYPE_PATTERN, job_type)):
+        job_type = None   # a facet value that is no lineage type name (e.g. 200 characters) leaves the default
     props = {"openlineage": {"namespace": ev.job.namespace, "job": ev.job.name, "run_id": str(ev.run.runId),
                              "producer": ev.producer, "last_event_type": ev.eventType,
                              "job_facets": ev.job.facets, "run_facets": ev.run.facets}}
     action, created = service.ensure_action(
         session, type=str(job_type or "Job"), key=f"openlineage:{ev.job.namespace}/{ev.job.name}:{ev.run.runId}",
-        name=ev.job.name, status=status,
+        name=_label(ev.job.name), status=status,
         start_time=when if ev.eventType in ("START", "RUNNING") else None,
         end_time=when if ev.eventType in ("COMPLETE", "FAIL", "ABORT") else None,
         properties=props, actor=actor)
-    job_ctx, _ = service.ensure_context(session, type="Job", name=f"{ev.job.namespace}/{ev.job.name}",
+    job_ctx, _ = service.ensure_context(session, type="Job", name=_label(f"{ev.job.namespace}/{ev.job.name}"),
                                         key=f"openlineage-job:{ev.job.namespace}/{ev.job.name}", actor=actor)
     service.link(session, action, job_ctx, "AssociatedWith", actor=actor)
     ins, outs = [], []
     for ds, is_input in [(d, True) for d in ev.inputs] + [(d, False) for d in ev.outputs]:
-        art, _ = service.ensure_artifact(session, type="Dataset", uri=dataset_uri(ds), name=ds.name, actor=actor)
+        art, _ = service.ensure_artifact(session, type="Dataset", uri=dataset_uri(ds), name=_label(ds.name),
+                                         actor=actor)
         facets = {**ds.facets, **(ds.inputFacets if is_input else ds.outputFacets)}
         if facets:
             art.properties = {**(art.properties or {}), "openlineage_facets": facets}

@@ -141,3 +141,22 @@ def test_booleans_and_numbers_are_not_interchangeable(client: TestClient, keys: 
                                                       body: dict[str, Any], field: str) -> None:
     r = client.post(path, json=body, headers=keys("admin"))
     assert r.status_code == 422 and f"body.{field}" in [e["field"] for e in r.json()["errors"]], r.text
+
+
+# --- server errors schemathesis found ----------------------------------------------------------------------------
+
+def test_openlineage_long_names_fit_the_lineage_columns(client: TestClient, keys: Keys) -> None:
+    """Names up to OpenLineage's declared 1024 characters were a 500 on PostgreSQL (name is varchar(512))."""
+    long = "n" * 1024
+    event = {"eventType": "COMPLETE", "eventTime": "2026-11-20T10:00:00Z", "producer": "test",
+             "run": {"runId": "3f7b1c9e-2d4a-4f4e-9a51-0c2b8d9e7f10"},
+             "job": {"namespace": "ns", "name": long, "facets": {"jobType": {"jobType": "J" * 200}}},
+             "outputs": [{"namespace": "s" * 1023, "name": long}]}
+    r = client.post("/api/v1/lineage/openlineage", json=event, headers=keys("publisher"))
+    assert r.status_code == 201, r.text
+    action = client.get(f"/api/v1/lineage/actions/{r.json()['action']}", headers=keys("viewer")).json()
+    assert action["type"] == "Job" and len(action["name"]) == 512 and action["name"].endswith("…")
+    art = client.get(f"/api/v1/lineage/artifacts/{r.json()['outputs'][0]}", headers=keys("viewer")).json()
+    assert art["uri"] == f"{'s' * 1023}/{long}" and len(art["name"]) == 512
+    event["outputs"][0]["namespace"] = "s" * 1024   # the URI would exceed its 2048 characters: refused up front
+    assert client.post("/api/v1/lineage/openlineage", json=event, headers=keys("publisher")).status_code == 422
