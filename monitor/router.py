@@ -166,9 +166,9 @@ _CONSTRAINTS = request_body(json_body={
 _EXPECTATIONS = request_body(json_body={
     "type": "object", "required": ["expectations"], "description": "a Great Expectations ExpectationSuite",
     "properties": {"name": {"type": "string"}, "expectations": {"type": "array", "items": {
-        "type": "object", "anyOf": [{"required": ["type"]}, {"required": ["expectation_type"]}],
-        "properties": {"type": {"type": "string", "minLength": 1},
-                       "expectation_type": {"type": "string", "minLength": 1}}}}}})
+        "type": "object", "properties": {"type": {"type": "string"}, "expectation_type": {"type": "string"}},
+        "anyOf": [{"required": ["type"], "properties": {"type": {"minLength": 1}}},
+                  {"required": ["expectation_type"], "properties": {"expectation_type": {"minLength": 1}}}]}}}})
 
 
 # --- baselines ------------------------------------------------------------------------------------------------

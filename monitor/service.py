@@ -143,9 +143,12 @@ def _document(body: bytes, what: str, items: str, key: tuple[str, ...], fix: str
         doc = json.loads(body)
     except ValueError as exc:
         raise Invalid(f"{what} is not valid JSON: {exc}", fix=fix) from None
-    if not isinstance(doc, dict) or not isinstance(doc.get(items), list) or any(
-            not isinstance(e, dict) or not any(e.get(k) for k in key) for e in doc[items]):
-        raise Invalid(f"{what} needs a {items!r} list of objects with a {key[0]!r}", fix=fix)
+    def entry_ok(e: Any) -> bool:   # a dict naming itself by a non-empty string; the naming keys are strings
+        return isinstance(e, dict) and any(isinstance(e.get(k), str) and e[k] for k in key) and all(
+            isinstance(e[k], str) for k in key if k in e)
+
+    if not isinstance(doc, dict) or not isinstance(doc.get(items), list) or not all(map(entry_ok, doc[items])):
+        raise Invalid(f"{what} needs a {items!r} list of objects with a non-empty string {key[0]!r}", fix=fix)
     return doc
 
 

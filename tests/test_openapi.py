@@ -160,3 +160,16 @@ def test_openlineage_long_names_fit_the_lineage_columns(client: TestClient, keys
     assert art["uri"] == f"{'s' * 1023}/{long}" and len(art["name"]) == 512
     event["outputs"][0]["namespace"] = "s" * 1024   # the URI would exceed its 2048 characters: refused up front
     assert client.post("/api/v1/lineage/openlineage", json=event, headers=keys("publisher")).status_code == 422
+
+
+@pytest.mark.parametrize(("name", "doc"), [
+    ("constraints.json", {"features": [{"name": [None, None]}]}),
+    ("expectations.json", {"expectations": [{"expectation_type": {}, "type": "expect_column_to_exist"}]}),
+    ("expectations.json", {"expectations": [{"type": 5}]}),
+])
+def test_baseline_documents_refuse_names_that_are_not_strings(client: TestClient, keys: Keys, name: str,
+                                                              doc: dict[str, Any]) -> None:
+    h = keys("publisher")
+    bid = client.post("/api/v1/baselines", files={"file": ("t.csv", b"a,b\n1,x\n2,y\n")}, headers=h).json()["id"]
+    r = client.put(f"/api/v1/baselines/{bid}/{name}", json=doc, headers=h)
+    assert r.status_code == 422 and "non-empty string" in r.json()["detail"], r.text

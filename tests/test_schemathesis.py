@@ -22,6 +22,7 @@ from mlgov import auth
 from mlgov.app import create_app
 from mlgov.db import Database
 from tests.conftest import make_settings
+from tests.helpers import version_body
 from tests.infra import LiveServer, fresh_database, upgrade
 
 pytestmark = pytest.mark.live
@@ -39,6 +40,46 @@ def live_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database
         db.dispose()
 
 
+def _seed(url: str, headers: dict[str, str]) -> dict[str, str]:
+    """Real resources for the path parameters, so operations reach their logic instead of a 404 on a random id."""
+    rows = "\n".join(f"{20 + i % 60},{40 + (i * 7) % 50}.5,{'CA' if i % 3 else 'NY'}" for i in range(200))
+    data = f"age,income,state\n{rows}\n".encode()
+    with httpx.Client(base_url=url, headers=headers, timeout=60) as c:
+        def ok(r: httpx.Response) -> dict[str, str]:
+            assert r.status_code in (200, 201), r.text
+            return dict(r.json())
+
+        ok(c.post("/api/v1/model-groups", json={"name": "churn"}))
+        ok(c.post("/api/v1/model-groups/churn/versions", json=version_body(1)))
+        ok(c.post("/api/v1/endpoints", json={
+            "name": "churn-prod", "model_group": "churn", "model_version": 1,
+            "schema": {"features": [{"name": "age", "type": "Integral"}, {"name": "income"},
+                                    {"name": "state", "type": "String"}], "prediction": {"name": "prediction"}}}))
+        baseline = ok(c.post("/api/v1/baselines", files={"file": ("train.csv", data)}, data={"name": "train"}))["id"]
+        analysis = ok(c.post("/api/v1/analyses", files={"file": ("now.csv", data)}, data={"baseline_id": baseline}))
+        ok(c.post("/api/v1/monitoring-schedules", json={"name": "dq-hourly", "endpoint": "churn-prod",
+                                                          "type": "DataQuality", "schedule": "hourly",
+                                                          "baseline_id": baseline}))
+    return {"baseline": baseline, "analysis": analysis["id"]}
+
+
+def _config(tmp: Path, seeded: dict[str, str]) -> Path:
+    """CONFIG plus the seeded ids as the values of the path parameters that name them. DELETEs keep generated
+    values: pinned, one would delete the seeded resource and every later call on it would be a 404."""
+    pins = [   # regexes over the documented paths
+        (r"^/api/v1/model-groups/\{group\}", {"group": "churn", "version": 1}),
+        (r"^/api/v1/baselines/\{baseline_id\}", {"baseline_id": seeded["baseline"]}),
+        (r"^/api/v1/analyses/\{analysis_id\}", {"analysis_id": seeded["analysis"]}),
+        (r"^/api/v1/endpoints/\{name\}", {"name": "churn-prod"}),
+        (r"^/api/v1/monitoring-schedules/\{name\}", {"name": "dq-hourly"}),
+    ]
+    blocks = [f"\n[[operations]]\ninclude-path-regex = '{regex}'\nexclude-method = 'DELETE'\nparameters = {{ "
+              + ", ".join(f"{k} = {json.dumps(v)}" for k, v in values.items()) + " }\n" for regex, values in pins]
+    path = tmp / "schemathesis.toml"
+    path.write_text(CONFIG.read_text() + "".join(blocks))
+    return path
+
+
 def _summary(report: dict[str, object], stdout: str) -> str:
     failures = "\n".join(f"  {f['code']} {f['title']} ×{f['count']}: {', '.join(f['operations'])}"
                          for f in report["failures"])  # type: ignore[attr-defined]
@@ -53,8 +94,9 @@ def test_live_server_conforms_to_its_openapi_document(live_db: Database, tmp_pat
     out = tmp_path / "schemathesis.json"
     with LiveServer(app) as srv:
         operations = sum(len(item) for item in httpx.get(f"{srv.url}/openapi.json").json()["paths"].values())
+        config = _config(tmp_path, _seed(srv.url, headers))
         proc = subprocess.run(
-            [sys.executable, "-m", "schemathesis.cli", "--config-file", str(CONFIG), "run",
+            [sys.executable, "-m", "schemathesis.cli", "--config-file", str(config), "run",
              f"{srv.url}/openapi.json", "-H", f"Authorization: Bearer {key}",
              "--report", "json", "--report-json-path", str(out)],
             capture_output=True, text=True, timeout=900, cwd=tmp_path)
