@@ -203,6 +203,8 @@ def put_expectations(session: Session, store: ObjectStore, baseline_id: str, bod
     suite = _document(body, "the ExpectationSuite", "expectations", ("type", "expectation_type"),
                       'e.g. {"name": "s", "expectations": [{"type": "expect_column_to_exist", '
                       '"kwargs": {"column": "age"}}]}')
+    if not isinstance(suite.get("name", ""), str):
+        raise Invalid("the ExpectationSuite's name must be a string", fix='e.g. "name": "churn-inputs"')
     store.put(f"{row.prefix}/expectations.json", files.dumps(suite), "application/json")
     audit.record(session, actor=actor.name, action="baseline.expectations_attached", subject_type="baseline",
                  subject_id=row.id, after={"suite": suite.get("name"), "expectations": len(suite["expectations"])})

@@ -173,3 +173,10 @@ def test_baseline_documents_refuse_names_that_are_not_strings(client: TestClient
     bid = client.post("/api/v1/baselines", files={"file": ("t.csv", b"a,b\n1,x\n2,y\n")}, headers=h).json()["id"]
     r = client.put(f"/api/v1/baselines/{bid}/{name}", json=doc, headers=h)
     assert r.status_code == 422 and "non-empty string" in r.json()["detail"], r.text
+
+
+def test_expectation_suite_name_is_a_string(client: TestClient, keys: Keys) -> None:
+    h = keys("publisher")
+    bid = client.post("/api/v1/baselines", files={"file": ("t.csv", b"a,b\n1,x\n2,y\n")}, headers=h).json()["id"]
+    r = client.put(f"/api/v1/baselines/{bid}/expectations.json", json={"name": {}, "expectations": []}, headers=h)
+    assert r.status_code == 422 and "name must be a string" in r.json()["detail"], r.text
