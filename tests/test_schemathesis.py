@@ -60,7 +60,9 @@ def _seed(url: str, headers: dict[str, str]) -> dict[str, str]:
         ok(c.post("/api/v1/monitoring-schedules", json={"name": "dq-hourly", "endpoint": "churn-prod",
                                                           "type": "DataQuality", "schedule": "hourly",
                                                           "baseline_id": baseline}))
-    return {"baseline": baseline, "analysis": analysis["id"]}
+        artifact = ok(c.post("/api/v1/lineage/artifacts", json={"type": "Dataset", "uri": "s3://data/train.csv"}))
+        context = ok(c.post("/api/v1/lineage/contexts", json={"type": "Project", "name": "churn"}))
+    return {"baseline": baseline, "analysis": analysis["id"], "artifact": artifact["id"], "context": context["id"]}
 
 
 def _config(tmp: Path, seeded: dict[str, str]) -> Path:
@@ -72,6 +74,8 @@ def _config(tmp: Path, seeded: dict[str, str]) -> Path:
         (r"^/api/v1/analyses/\{analysis_id\}", {"analysis_id": seeded["analysis"]}),
         (r"^/api/v1/endpoints/\{name\}", {"name": "churn-prod"}),
         (r"^/api/v1/monitoring-schedules/\{name\}", {"name": "dq-hourly"}),
+        (r"^/api/v1/lineage/artifacts/\{entity_id\}", {"entity_id": seeded["artifact"]}),
+        (r"^/api/v1/lineage/contexts/\{entity_id\}", {"entity_id": seeded["context"]}),
     ]
     blocks = [f"\n[[operations]]\ninclude-path-regex = '{regex}'\nexclude-method = 'DELETE'\nparameters = {{ "
               + ", ".join(f"{k} = {json.dumps(v)}" for k, v in values.items()) + " }\n" for regex, values in pins]
