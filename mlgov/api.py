@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from mlgov import audit, auth, events
 from mlgov.auth import ADMINS, Principal, SessionDep, require
 from mlgov.db import as_utc, check_at_head, ping
-from mlgov.errors import DomainError, Invalid, NotFound
+from mlgov.errors import DomainError, Invalid, MalformedJSON, NotFound
 from mlgov.types import Timestamp
 
 T = TypeVar("T")
@@ -46,8 +46,8 @@ async def form_parts(request: Request) -> dict[str, Any]:
         try:
             body = json.loads(raw or b"{}")
         except ValueError as exc:
-            raise Invalid(f"the request body is not valid JSON ({exc})",
-                          fix="send JSON, or a multipart/form-data upload") from None
+            raise MalformedJSON(f"the request body is not valid JSON ({exc})",
+                                fix="send JSON, or a multipart/form-data upload") from None
         if not isinstance(body, dict):
             raise Invalid("the JSON body must be an object", fix='send {"baseline_id": …, …}')
         return {"__json__": body}

@@ -61,6 +61,10 @@ class RecordError(ValueError):
     pass
 
 
+class BodyNotJSON(RecordError):
+    """The whole body does not parse (a 400), as opposed to one record that does not (reported per record)."""
+
+
 @dataclass
 class Parsed:
     event_id: str
@@ -214,7 +218,7 @@ def split_body(body: bytes, content_type: str) -> list[Any]:
     try:
         obj = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise RecordError(f"body is not valid JSON ({exc.msg} at position {exc.pos}); send a JSON array of "
+        raise BodyNotJSON(f"body is not valid JSON ({exc.msg} at position {exc.pos}); send a JSON array of "
                           "records or JSON Lines with Content-Type: application/x-ndjson") from None
     if not isinstance(obj, list):
         raise RecordError("body must be a JSON array of capture records (or JSON Lines)")

@@ -23,7 +23,7 @@ from lineage import service as lineage
 from mlgov import audit, events
 from mlgov.auth import Principal
 from mlgov.db import new_id, paginate, utcnow
-from mlgov.errors import Conflict, Invalid
+from mlgov.errors import Conflict, Invalid, MalformedJSON
 from mlgov.storage import ObjectStore
 from monitor import capture, files, report
 from monitor.engine import constraints as cons
@@ -142,7 +142,7 @@ def _document(body: bytes, what: str, items: str, key: tuple[str, ...], fix: str
     try:
         doc = json.loads(body)
     except ValueError as exc:
-        raise Invalid(f"{what} is not valid JSON: {exc}", fix=fix) from None
+        raise MalformedJSON(f"{what} is not valid JSON: {exc}", fix=fix) from None
     def entry_ok(e: Any) -> bool:   # a dict naming itself by a non-empty string; the naming keys are strings
         return isinstance(e, dict) and any(isinstance(e.get(k), str) and e[k] for k in key) and all(
             isinstance(e[k], str) for k in key if k in e)
@@ -419,6 +419,8 @@ def ingest(session: Session, store: ObjectStore, endpoint: str, body: bytes, con
     schema = capture.CaptureSchema.model_validate(ep.schema)
     try:
         items = capture.split_body(body, content_type)
+    except capture.BodyNotJSON as exc:
+        raise MalformedJSON(str(exc), fix="send SageMaker capture records") from None
     except capture.RecordError as exc:
         raise Invalid(str(exc), fix="send SageMaker capture records") from None
     rejected: list[dict[str, Any]] = []
@@ -555,6 +557,8 @@ def ingest_ground_truth(session: Session, store: ObjectStore, endpoint: str, bod
     ep = get_endpoint(session, endpoint)
     try:
         items = capture.split_body(body, content_type)
+    except capture.BodyNotJSON as exc:
+        raise MalformedJSON(str(exc), fix="send SageMaker ground-truth records") from None
     except capture.RecordError as exc:
         raise Invalid(str(exc), fix="send SageMaker ground-truth records") from None
     rejected: list[dict[str, Any]] = []

@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 
 from mlgov.openapi import SCHEME
 from tests.conftest import Keys
+from tests.helpers import version_body
 
 PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
 PUBLIC = {("GET", "/healthz"), ("GET", "/readyz")}
@@ -180,3 +181,30 @@ def test_expectation_suite_name_is_a_string(client: TestClient, keys: Keys) -> N
     bid = client.post("/api/v1/baselines", files={"file": ("t.csv", b"a,b\n1,x\n2,y\n")}, headers=h).json()["id"]
     r = client.put(f"/api/v1/baselines/{bid}/expectations.json", json={"name": {}, "expectations": []}, headers=h)
     assert r.status_code == 422 and "name must be a string" in r.json()["detail"], r.text
+
+
+def test_malformed_json_is_400_on_every_json_route(client: TestClient, keys: Keys, doc: dict[str, Any]) -> None:
+    """Every operation that takes a JSON body answers a body that does not parse with 400, whether FastAPI or
+    the route itself parses it; path parameters name real resources so no 404 comes first."""
+    h = keys("admin")
+    assert client.post("/api/v1/model-groups", json={"name": "churn"}, headers=h).status_code == 201
+    assert client.post("/api/v1/model-groups/churn/versions", json=version_body(1), headers=h).status_code == 201
+    assert client.post("/api/v1/endpoints", headers=h, json={
+        "name": "ep", "model_group": "churn", "model_version": 1,
+        "schema": {"features": [{"name": "a"}]}}).status_code == 201
+    baseline = client.post("/api/v1/baselines", files={"file": ("t.csv", b"a\n1\n2\n")}, headers=h).json()["id"]
+    path_values = {"{group}": "churn", "{version}": "1", "{baseline_id}": baseline, "{name}": "ep",
+                   "{entity_id}": "x", "{webhook_id}": "x"}
+    checked = []
+    for method, path, op in operations(doc):
+        if "application/json" not in op.get("requestBody", {}).get("content", {}):
+            continue
+        url = path
+        for param, value in path_values.items():
+            url = url.replace(param, value)
+        r = client.request(method, url, content=b'{"a": ', headers={**h, "content-type": "application/json"})
+        assert r.status_code == 400, (method, path, r.status_code, r.text)
+        assert r.json()["title"] == "Malformed JSON" and r.headers["content-type"] == "application/problem+json"
+        checked.append((method, path))
+    assert len(checked) > 30 and ("PUT", "/api/v1/baselines/{baseline_id}/constraints.json") in checked
+    assert ("POST", "/api/v1/endpoints/{name}/capture") in checked and ("POST", "/api/v1/analyses") in checked

@@ -221,7 +221,7 @@ def test_endpoint_and_capture_formats(client, keys):
     assert "encoding mismatch" in reasons[3] and "eventMetadata" in reasons[4]
     assert client.get("/api/v1/endpoints/churn-prod/capture/summary", headers=keys("viewer")).json()["records"] == 5
     assert_problem(client.post("/api/v1/endpoints/churn-prod/capture", content=b"{", headers={
-        **ing, "content-type": "application/json"}), 422, "not valid JSON")
+        **ing, "content-type": "application/json"}), 400, "not valid JSON")
     assert_problem(client.post("/api/v1/endpoints/nope/capture", json=[], headers=ing), 404)
     assert client.post("/api/v1/endpoints/churn-prod/capture", json=recs, headers=keys("viewer")).status_code == 403
     assert client.get("/api/v1/endpoints", headers=ing).status_code == 403
