@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import io
 import json
-from pathlib import Path
+from pathlib import Path as FsPath
 from typing import Annotated, Any, Literal
 
 import pandas as pd
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, Path, Request, Response
 
 from clarify.metrics.analysis import ConfigError, analyze, metric_value, parse_config, strict
 from clarify.remote import RemoteModel
@@ -18,12 +18,13 @@ from mlgov.api import form_parts
 from mlgov.auth import DECIDERS, PUBLISHERS, READERS, Principal, SessionDep, require
 from mlgov.db import new_id
 from mlgov.errors import DomainError, Invalid
+from mlgov.openapi import BINARY, alternatives, request_body
 from mlgov.outbound import get_policy
 from mlgov.web import templates
 
 router = APIRouter(prefix="/api/v1/clarify", tags=["clarify"])
 Analyst = Annotated[Principal, Depends(require(PUBLISHERS, DECIDERS))]
-_report_templates = templates(Path(__file__).parent / "templates")
+_report_templates = templates(FsPath(__file__).parent / "templates")
 
 
 async def _parts(request: Request) -> dict[str, Any]:
@@ -35,6 +36,45 @@ async def _parts(request: Request) -> dict[str, Any]:
     return {k: v[0] if isinstance(v, tuple) else v.encode() for k, v in (await form_parts(request)).items()}
 
 
+_ANALYSIS_ID = {"X-Mlgov-Analysis-Id": {"description": "id of the stored analysis (GET /api/v1/clarify/reports/{id})",
+                                        "schema": {"type": "string"}}}
+_JSON_ANALYSIS: dict[int | str, dict[str, Any]] = {
+    200: {"description": "SageMaker Clarify analysis.json", "headers": _ANALYSIS_ID,
+          "content": {"application/json": {"schema": {"type": "object"}}}}}
+_BIAS_FORM = request_body(multipart={
+    "type": "object", "required": ["config"],
+    "anyOf": [{"required": ["file"]}, {"required": ["dataset_uri"]}, {"required": ["endpoint", "start", "end"]}],
+    "properties": {
+        "config": {"type": "object", "description": "SageMaker analysis_config.json"},
+        "file": {**BINARY, "description": "the dataset (CSV; header row unless config.headers names the columns)"},
+        "dataset_uri": {"type": "string", "minLength": 1,
+                        "description": "a dataset in mlgov's object store, instead of file"},
+        "endpoint": {"type": "string", "description": "a captured window joined to ground truth, instead of file"},
+        "start": {"type": "string", "format": "date-time", "description": "window start (with endpoint)"},
+        "end": {"type": "string", "format": "date-time", "description": "window end (with endpoint)"},
+        "model_group": {"type": "string", "description": "attach the report to this version (with model_version)"},
+        "model_version": {"type": "integer", "minimum": 1, "maximum": 2**31 - 1},
+    }},
+    encoding={"config": "application/json"},
+    description="analysis_config.json and the data: a `file`, a `dataset_uri`, or an `endpoint` window")
+_EXPLAIN_FORM = request_body(multipart={
+    "type": "object", "required": ["model_group", "model_version", "file"],
+    "properties": {
+        "model_group": {"type": "string", "minLength": 1},
+        "model_version": {"type": "integer", "minimum": 1, "maximum": 2**31 - 1},
+        "file": {**BINARY, "description": "the rows to explain: all-numeric CSV with header"},
+        "model": {**BINARY, "description": "the artifact (checked against the registered sha256), unless it is "
+                                           "in mlgov's object store"},
+        "model_format": {"type": "string", "enum": ["skops", "xgboost", "lightgbm", "onnx", "pickle", "joblib"]},
+        "predict_url": {"type": "string", "format": "uri", "description": "a model server instead of the artifact"},
+        "baseline": {**BINARY, "description": "reference rows (CSV with the same columns)"},
+        "agg_method": {"type": "string", "enum": ["mean_abs", "mean_sq", "median"]},
+        "label": {"type": "string", "description": "a column to drop before explaining"},
+        "num_clusters": {"type": "integer", "minimum": 1, "description": "k-means background size (default 10)"},
+    }},
+    description="a registered version's model and the rows to explain")
+
+AnalysisId = Annotated[str, Path(pattern="^[A-Za-z0-9]+$", description="X-Mlgov-Analysis-Id of a Clarify response")]
 DEFAULT_LIMITS = {"DPL": 0.1, "DPPL": 0.1, "DI": 0.2}
 
 
@@ -129,8 +169,8 @@ def _predict_with_model(session: Any, request: Request, parts: dict[str, Any], c
     return {"artifact_sha256": hashlib.sha256(raw).hexdigest(), "features": features, "rows": len(df)}
 
 
-@router.get("/reports/{analysis_id}", response_model=None)
-def report(analysis_id: str, request: Request, _: Annotated[Principal, Depends(require(READERS))],
+@router.get("/reports/{analysis_id}", response_model=None, responses=alternatives("text/html"))
+def report(analysis_id: AnalysisId, request: Request, _: Annotated[Principal, Depends(require(READERS))],
            format: Literal["html", "json"] = "html") -> Response:
     """The stored analysis.json, or a readable HTML report (bias tables, attribution bars, policy verdict)."""
     store = request.app.state.get_store()
@@ -161,7 +201,7 @@ def _clean_id(value: str) -> str:
     return value
 
 
-@router.post("/bias", response_model=None)
+@router.post("/bias", response_model=None, responses=_JSON_ANALYSIS, openapi_extra=_BIAS_FORM)
 def bias_analysis(p: Analyst, session: SessionDep, request: Request,
                   parts: Annotated[dict[str, Any], Depends(_parts)]) -> Response:
     """SageMaker Clarify pre-/post-training bias: returns analysis.json (and stores it)."""
@@ -227,7 +267,7 @@ def bias_analysis(p: Analyst, session: SessionDep, request: Request,
     return Response(body, media_type="application/json", headers={"X-Mlgov-Analysis-Id": aid})
 
 
-@router.post("/explain", response_model=None)
+@router.post("/explain", response_model=None, responses=_JSON_ANALYSIS, openapi_extra=_EXPLAIN_FORM)
 def explain(p: Analyst, session: SessionDep, request: Request,
             parts: Annotated[dict[str, Any], Depends(_parts)]) -> Response:
     """SHAP attributions for a registered model version on an uploaded dataset (CSV with header).

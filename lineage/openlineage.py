@@ -7,6 +7,7 @@ job.name, producer); unknown keys are kept, as the spec allows custom facets.
 from __future__ import annotations
 
 import datetime as dt
+import re
 import uuid
 from typing import Any, Literal
 
@@ -14,7 +15,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
 from lineage import service
+from lineage.schemas import TYPE_PATTERN
 from mlgov import audit
+from mlgov.types import Timestamp
 
 STATUS = {"START": "InProgress", "RUNNING": "InProgress", "COMPLETE": "Completed", "FAIL": "Failed",
           "ABORT": "Stopped", "OTHER": None}
@@ -36,7 +39,7 @@ class OLJob(_Open):
 
 
 class OLDataset(_Open):
-    namespace: str = Field(min_length=1, max_length=1024)
+    namespace: str = Field(min_length=1, max_length=1023, description="with the name, the artifact's URI (≤ 2048)")
     name: str = Field(min_length=1, max_length=1024)
     facets: dict[str, Any] = Field(default_factory=dict)
     inputFacets: dict[str, Any] = Field(default_factory=dict)
@@ -45,7 +48,7 @@ class OLDataset(_Open):
 
 class RunEvent(_Open):
     eventType: Literal["START", "RUNNING", "COMPLETE", "ABORT", "FAIL", "OTHER"] | None = None
-    eventTime: dt.datetime
+    eventTime: Timestamp
     run: OLRun
     job: OLJob
     inputs: list[OLDataset] = Field(default_factory=list, max_length=1000)
@@ -58,6 +61,14 @@ def dataset_uri(ds: OLDataset) -> str:
     return f"{ds.namespace}/{ds.name}"
 
 
+NAME_LIMIT = 512   # lineage_entities.name
+
+
+def _label(text: str) -> str:
+    """A display name that fits the column; the full name stays in the URI, the key and the properties."""
+    return text if len(text) <= NAME_LIMIT else text[:NAME_LIMIT - 1] + "…"
+
+
 def ingest(session: Session, ev: RunEvent, actor: str, owner: str | None = None) -> dict[str, Any]:
     """Apply one RunEvent idempotently; later events of the same run update the same action. What it records is
     the caller's (not mlgov's own evidence), so its creator may change it."""
@@ -66,23 +77,25 @@ def ingest(session: Session, ev: RunEvent, actor: str, owner: str | None = None)
     status = STATUS[ev.eventType] if ev.eventType else None
     job_type = (ev.job.facets.get("jobType") or {}).get("jobType") if isinstance(
         ev.job.facets.get("jobType"), dict) else None
+    if not (isinstance(job_type, str) and re.fullmatch(TYPE_PATTERN, job_type)):
+        job_type = None   # a facet value that is no lineage type name (e.g. 200 characters) leaves the default
     props = {"openlineage": {"namespace": ev.job.namespace, "job": ev.job.name, "run_id": str(ev.run.runId),
                              "producer": ev.producer, "last_event_type": ev.eventType,
                              "job_facets": ev.job.facets, "run_facets": ev.run.facets}}
     action, created = service.ensure_action(
         session, type=str(job_type or "Job"), key=f"openlineage:{ev.job.namespace}/{ev.job.name}:{ev.run.runId}",
-        name=ev.job.name, status=status,
+        name=_label(ev.job.name), status=status,
         start_time=when if ev.eventType in ("START", "RUNNING") else None,
         end_time=when if ev.eventType in ("COMPLETE", "FAIL", "ABORT") else None,
         properties=props, actor=actor, system=False, owner=who)
-    job_ctx, _ = service.ensure_context(session, type="Job", name=f"{ev.job.namespace}/{ev.job.name}",
+    job_ctx, _ = service.ensure_context(session, type="Job", name=_label(f"{ev.job.namespace}/{ev.job.name}"),
                                         key=f"openlineage-job:{ev.job.namespace}/{ev.job.name}", actor=actor,
                                         system=False, owner=who)
     service.link(session, action, job_ctx, "AssociatedWith", actor=actor, system=False, owner=who)
     ins, outs = [], []
     for ds, is_input in [(d, True) for d in ev.inputs] + [(d, False) for d in ev.outputs]:
-        art, _ = service.ensure_artifact(session, type="Dataset", uri=dataset_uri(ds), name=ds.name, actor=actor,
-                                         system=False, owner=who)
+        art, _ = service.ensure_artifact(session, type="Dataset", uri=dataset_uri(ds), name=_label(ds.name),
+                                         actor=actor, system=False, owner=who)
         facets = {**ds.facets, **(ds.inputFacets if is_input else ds.outputFacets)}
         if facets:
             art.properties = {**(art.properties or {}), "openlineage_facets": facets}

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Response
 from fastapi.responses import PlainTextResponse
+from starlette.convertors import StringConvertor, register_url_convertor
 
 from lineage import graph, openlineage, service
 from lineage.schemas import (
@@ -25,6 +25,8 @@ from lineage.schemas import (
 from mlgov.api import Limit, Offset, Page, page
 from mlgov.auth import PUBLISHERS, READERS, Principal, SessionDep, require
 from mlgov.db import as_utc
+from mlgov.openapi import alternatives
+from mlgov.types import Timestamp
 
 router = APIRouter(prefix="/api/v1/lineage", tags=["lineage"])
 Reader = Annotated[Principal, Depends(require(READERS))]
@@ -52,7 +54,7 @@ def create_artifact(body: ArtifactCreate, session: SessionDep, p: Writer, respon
 @router.get("/artifacts", response_model=Page[EntityRead])
 def list_artifacts(session: SessionDep, _: Reader, type: str | None = None, uri: str | None = None,
                    sha256: str | None = None, name_contains: str | None = None,
-                   created_after: dt.datetime | None = None, created_before: dt.datetime | None = None,
+                   created_after: Timestamp | None = None, created_before: Timestamp | None = None,
                    limit: Limit = 100, offset: Offset = 0) -> Any:
     return _list("artifact", session, type=type, uri=uri, sha256=sha256, name_contains=name_contains, status=None,
                  created_after=created_after, created_before=created_before, limit=limit, offset=offset)
@@ -70,8 +72,8 @@ def create_action(body: ActionCreate, session: SessionDep, p: Writer) -> Any:
 
 @router.get("/actions", response_model=Page[EntityRead])
 def list_actions(session: SessionDep, _: Reader, type: str | None = None, status: ActionStatus | None = None,
-                 name_contains: str | None = None, created_after: dt.datetime | None = None,
-                 created_before: dt.datetime | None = None, limit: Limit = 100, offset: Offset = 0) -> Any:
+                 name_contains: str | None = None, created_after: Timestamp | None = None,
+                 created_before: Timestamp | None = None, limit: Limit = 100, offset: Offset = 0) -> Any:
     return _list("action", session, type=type, uri=None, sha256=None, name_contains=name_contains, status=status,
                  created_after=created_after, created_before=created_before, limit=limit, offset=offset)
 
@@ -88,7 +90,7 @@ def create_context(body: ContextCreate, session: SessionDep, p: Writer) -> Any:
 
 @router.get("/contexts", response_model=Page[EntityRead])
 def list_contexts(session: SessionDep, _: Reader, type: str | None = None, name_contains: str | None = None,
-                  created_after: dt.datetime | None = None, created_before: dt.datetime | None = None,
+                  created_after: Timestamp | None = None, created_before: Timestamp | None = None,
                   limit: Limit = 100, offset: Offset = 0) -> Any:
     return _list("context", session, type=type, uri=None, sha256=None, name_contains=name_contains, status=None,
                  created_after=created_after, created_before=created_before, limit=limit, offset=offset)
@@ -123,7 +125,7 @@ def query(body: QueryRequest, session: SessionDep, _: Reader) -> Any:
     return service.query(session, body)
 
 
-@router.post("/query/export", response_model=None)
+@router.post("/query/export", response_model=None, responses=alternatives("text/vnd.graphviz", "text/plain"))
 def export(body: QueryRequest, session: SessionDep, _: Reader,
            format: Annotated[Literal["json", "dot", "mermaid"], Query()] = "dot") -> Any:
     result = service.query(session, body).model_dump(mode="json")
@@ -147,12 +149,22 @@ def _kind(plural: str) -> str:
 Plural = Literal["artifacts", "actions", "contexts"]
 
 
-@router.patch("/{plural}/{entity_id}", response_model=EntityRead)
+class _PluralConvertor(StringConvertor):
+    """Only the three kinds match `{plural}`, so PATCH/DELETE on /associations/… or /query/export is a 405 with
+    the right Allow header rather than a 422 about `plural`."""
+
+    regex = "artifacts|actions|contexts"
+
+
+register_url_convertor("lineage_kind", _PluralConvertor())
+
+
+@router.patch("/{plural:lineage_kind}/{entity_id}", response_model=EntityRead)
 def update_entity(plural: Plural, entity_id: str, body: EntityUpdate, session: SessionDep, p: Writer) -> Any:
     return service.update_entity(session, _kind(plural), entity_id, body, p)
 
 
-@router.delete("/{plural}/{entity_id}", status_code=204)
+@router.delete("/{plural:lineage_kind}/{entity_id}", status_code=204)
 def delete_entity(plural: Plural, entity_id: str, session: SessionDep, p: Writer) -> Response:
     service.delete_entity(session, _kind(plural), entity_id, p)
     return Response(status_code=204)

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, field_validator
+
+from mlgov.types import Integer, Timestamp
 
 Kind = Literal["artifact", "action", "context"]
 AssociationType = Literal["ContributedTo", "AssociatedWith", "DerivedFrom", "Produced", "SameAs"]
@@ -17,19 +20,23 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+TYPE_PATTERN = "^[A-Za-z0-9_.-]{1,64}$"
+
+
 def _type(v: str) -> str:
-    if not v or len(v) > 64 or not all(c.isalnum() or c in "_-." for c in v):
+    if not re.fullmatch(TYPE_PATTERN, v):
         raise ValueError("must be 1-64 letters, digits, '_', '-' or '.' (e.g. Dataset, TrainingJob)")
     return v
 
 
-TypeName = Annotated[str, AfterValidator(_type)]
+TypeName = Annotated[str, AfterValidator(_type), Field(json_schema_extra={"pattern": TYPE_PATTERN})]
 
 
 class ArtifactCreate(Strict):
     type: TypeName = Field(description="Dataset, Model, Image, Baseline, Report, Code, …")
     uri: str = Field(min_length=1, max_length=2048)
-    sha256: str | None = Field(default=None, description="content hash; a new hash for a known URI is a new node")
+    sha256: str | None = Field(default=None, description="content hash; a new hash for a known URI is a new node",
+                               json_schema_extra={"pattern": "^[0-9a-fA-F]{64}$"})
     name: str | None = Field(default=None, max_length=512)
     description: str | None = Field(default=None, max_length=4000)
     properties: dict[str, Any] = Field(default_factory=dict, max_length=100)
@@ -50,8 +57,8 @@ class ActionCreate(Strict):
     name: str = Field(min_length=1, max_length=512)
     key: str | None = Field(default=None, max_length=1024, description="idempotency key; same key, same action")
     status: ActionStatus = "Unknown"
-    start_time: dt.datetime | None = None
-    end_time: dt.datetime | None = None
+    start_time: Timestamp | None = None
+    end_time: Timestamp | None = None
     description: str | None = Field(default=None, max_length=4000)
     properties: dict[str, Any] = Field(default_factory=dict, max_length=100)
 
@@ -70,7 +77,7 @@ class EntityUpdate(Strict):
     name: str | None = Field(default=None, max_length=512)
     description: str | None = Field(default=None, max_length=4000)
     status: ActionStatus | None = Field(default=None, description="actions only")
-    end_time: dt.datetime | None = Field(default=None, description="actions only")
+    end_time: Timestamp | None = Field(default=None, description="actions only")
     properties: dict[str, Any] | None = Field(default=None, max_length=100, description="merged into existing")
     properties_to_remove: list[str] = Field(default_factory=list, max_length=100)
 
@@ -113,15 +120,15 @@ class QueryFilters(Strict):
     kinds: list[Kind] | None = None
     types: list[str] | None = Field(default=None, max_length=20)
     association_types: list[AssociationType] | None = None
-    created_after: dt.datetime | None = None
-    created_before: dt.datetime | None = None
+    created_after: Timestamp | None = None
+    created_before: Timestamp | None = None
 
 
 class QueryRequest(Strict):
     start: list[str] = Field(min_length=1, max_length=100, description="entity ids or artifact URIs")
     direction: Direction = "Descendants"
-    max_depth: int = Field(default=10, ge=1, le=50)
-    include_edges: bool = True
+    max_depth: Integer = Field(default=10, ge=1, le=50)
+    include_edges: StrictBool = True
     filters: QueryFilters | None = None
 
 

@@ -11,9 +11,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from mlgov import audit, auth, events
 from mlgov.auth import ADMINS, Principal, SessionDep, require
 from mlgov.db import as_utc, check_at_head, ping
-from mlgov.errors import Conflict, DomainError, Invalid
+from mlgov.errors import Conflict, DomainError, Invalid, NotFound
 from mlgov.outbound import OutboundDep
 from mlgov.secrets import SecretsDep
+from mlgov.types import Timestamp
 
 T = TypeVar("T")
 
@@ -155,8 +156,8 @@ def audit_events(
     subject: Annotated[str | None, Query(description="subject id, e.g. 'churn/3'")] = None,
     actor: str | None = None,
     action: Annotated[str | None, Query(description="exact action or a pattern like 'version.*'")] = None,
-    since: Annotated[dt.datetime | None, Query(alias="from")] = None,
-    until: Annotated[dt.datetime | None, Query(alias="to")] = None,
+    since: Annotated[Timestamp | None, Query(alias="from")] = None,
+    until: Annotated[Timestamp | None, Query(alias="to")] = None,
     limit: Limit = 100,
     offset: Offset = 0,
 ) -> Any:
@@ -186,7 +187,7 @@ def audit_checkpoint(session: SessionDep, _: Annotated[Principal, Depends(requir
 
 class WebhookCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    url: str = Field(min_length=8, max_length=2048)
+    url: str = Field(min_length=8, max_length=2048, pattern="^https?://")
     secret: str = Field(min_length=16, max_length=256)
     events: list[str] = Field(min_length=1, max_length=100)
     description: str | None = Field(default=None, max_length=1000)
@@ -227,6 +228,15 @@ class DeliveryRead(BaseModel):
     history: list[AttemptRead]
 
 
+def _webhook(session: SessionDep, webhook_id: str) -> events.Webhook:
+    """A subscription that exists and was not deleted: DELETE keeps the row (inactive) for its delivery history,
+    but to the API it is gone, as its 204 said."""
+    hook = events.get_webhook(session, webhook_id)
+    if not hook.active:
+        raise NotFound(f"webhook {webhook_id!r} was deleted", fix="list webhooks with GET /api/v1/webhooks")
+    return hook
+
+
 @router.post("/webhooks", tags=["webhooks"], status_code=201, response_model=WebhookRead)
 def create_webhook(body: WebhookCreate, session: SessionDep, p: Annotated[Principal, Depends(require(ADMINS))],
                    policy: OutboundDep, box: SecretsDep) -> Any:
@@ -239,17 +249,19 @@ def create_webhook(body: WebhookCreate, session: SessionDep, p: Annotated[Princi
 def list_webhooks(session: SessionDep, _: Annotated[Principal, Depends(require(ADMINS))]) -> Any:
     from sqlalchemy import select
 
-    return list(session.scalars(select(events.Webhook).order_by(events.Webhook.created_at)))
+    return list(session.scalars(select(events.Webhook).where(events.Webhook.active.is_(True))
+                                .order_by(events.Webhook.created_at)))
 
 
 @router.get("/webhooks/{webhook_id}", tags=["webhooks"], response_model=WebhookRead)
 def get_webhook(webhook_id: str, session: SessionDep, _: Annotated[Principal, Depends(require(ADMINS))]) -> Any:
-    return events.get_webhook(session, webhook_id)
+    return _webhook(session, webhook_id)
 
 
 @router.delete("/webhooks/{webhook_id}", tags=["webhooks"], status_code=204)
 def delete_webhook(webhook_id: str, session: SessionDep,
                    p: Annotated[Principal, Depends(require(ADMINS))]) -> Response:
+    _webhook(session, webhook_id)
     events.delete_webhook(session, webhook_id, actor=p.name)
     return Response(status_code=204)
 
@@ -257,6 +269,7 @@ def delete_webhook(webhook_id: str, session: SessionDep,
 @router.get("/webhooks/{webhook_id}/deliveries", tags=["webhooks"], response_model=list[DeliveryRead])
 def webhook_deliveries(webhook_id: str, session: SessionDep, _: Annotated[Principal, Depends(require(ADMINS))],
                        limit: Limit = 100, offset: Offset = 0) -> Any:
+    _webhook(session, webhook_id)
     return [_delivery(d, attempts) for d, attempts in events.list_deliveries(session, webhook_id, limit, offset)]
 
 

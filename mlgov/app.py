@@ -16,6 +16,7 @@ from mlgov.context import request_id_var
 from mlgov.db import Database, check_at_head
 from mlgov.errors import DomainError, install_error_handlers, problem
 from mlgov.events import Dispatcher
+from mlgov.openapi import install_openapi
 from mlgov.outbound import OutboundPolicy
 from mlgov.secrets import SecretBox
 from mlgov.settings import Settings, get_settings
@@ -226,6 +227,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None, *, 
     app.include_router(monitor_router)
     app.include_router(metrics_router)
     app.include_router(clarify_router)
+    install_openapi(app)
 
     app.add_middleware(JsonGuardMiddleware)
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)

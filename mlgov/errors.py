@@ -40,6 +40,12 @@ class Conflict(DomainError):
     status, title = 409, "Conflict"
 
 
+class MalformedJSON(DomainError):
+    """A request body that does not parse: 400 on every route, as FastAPI-parsed bodies already answer."""
+
+    status, title = 400, "Malformed JSON"
+
+
 class Forbidden(DomainError):
     status, title = 403, "Forbidden"
 

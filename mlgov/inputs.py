@@ -24,16 +24,10 @@ import numpy as np
 from fastapi import Request
 from fastapi.routing import APIRoute
 
-from mlgov.errors import DomainError, Invalid
+from mlgov.errors import Invalid, MalformedJSON
 
 INT64 = (-(2**63), 2**63 - 1)
 INT32 = (-(2**31), 2**31 - 1)
-
-
-class MalformedJSON(DomainError):
-    """A body or part that is not JSON at all: 400 on every route, as FastAPI answers for its own bodies."""
-
-    status, title = 400, "Malformed JSON"
 
 
 @dataclass

@@ -22,7 +22,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from mlgov import inputs
-from mlgov.errors import DomainError
+from mlgov.errors import DomainError, MalformedJSON
+from mlgov.types import Integer
 
 FeatureType = str  # Integral | Fractional | String
 
@@ -36,7 +37,7 @@ class FeatureSpec(BaseModel):
 class OutputSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(min_length=1, max_length=256)
-    csv_index: int = Field(default=0, ge=0, description="position in a CSV response")
+    csv_index: Integer = Field(default=0, ge=0, description="position in a CSV response")
     json_key: str | None = Field(default=None, description="flattened key in a JSON response")
 
 
@@ -223,8 +224,8 @@ def split_body(body: bytes, content_type: str) -> list[Any]:
         return items
     try:
         obj = inputs.loads(body, "body")
-    except inputs.MalformedJSON as exc:
-        raise inputs.MalformedJSON(f"{exc.detail}; send a JSON array of records or JSON Lines with Content-Type: "
+    except MalformedJSON as exc:
+        raise MalformedJSON(f"{exc.detail}; send a JSON array of records or JSON Lines with Content-Type: "
                                    "application/x-ndjson", fix=exc.fix) from None
     if not isinstance(obj, list):
         raise RecordError("body must be a JSON array of capture records (or JSON Lines)")

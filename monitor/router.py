@@ -6,7 +6,7 @@ import json
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Request, Response
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, PlainTextResponse
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
@@ -14,7 +14,8 @@ from mlgov import inputs
 from mlgov.api import Limit, Offset, Page, form_parts, page
 from mlgov.auth import ADMINS, INGESTERS, PUBLISHERS, READERS, Principal, SessionDep, require
 from mlgov.db import as_utc
-from mlgov.errors import Invalid
+from mlgov.errors import Invalid, NotFound
+from mlgov.openapi import BINARY, alternatives, model_schema, request_body
 from mlgov.outbound import OutboundDep
 from mlgov.secrets import SecretsDep
 from mlgov.storage import ObjectStore
@@ -91,15 +92,100 @@ def _bool(p: dict[str, Any], key: str, default: bool) -> bool:
     raise Invalid(f"form field {key!r} must be true or false", fix=f"send {key}=true or {key}=false")
 
 
+# --- request bodies read through form_parts (declared here because FastAPI cannot infer them) ------------------
+
+_FORMAT = {"type": "string", "enum": ["csv", "parquet"], "description": "default: from the file name, else csv"}
+_URI = {"type": "string", "minLength": 1, "description": "a dataset in mlgov's object store (s3://… or a key)"}
+_HEADER = {"type": "boolean", "description": "whether the CSV has a header row (default true)"}
+_BASELINE_FORM = request_body(
+    multipart={
+        "type": "object",
+        "anyOf": [{"required": ["file"]}, {"required": ["statistics", "constraints"]}, {"required": ["dataset_uri"]}],
+        "properties": {
+            "file": {**BINARY, "description": "the dataset: CSV with header, or Parquet"},
+            "statistics": {**BINARY, "description": "SageMaker statistics.json (import, with constraints)"},
+            "constraints": {**BINARY, "description": "SageMaker constraints.json (import, with statistics)"},
+            "dataset_uri": _URI,
+            "name": {"type": "string", "maxLength": 128},
+            "type": {"type": "string", "enum": ["DataQuality", "ModelQuality", "ModelBias", "ModelExplainability"],
+                     "description": "default DataQuality"},
+            "format": _FORMAT,
+            "header": _HEADER,
+            "problem_type": {"type": "string", "enum": ["BinaryClassification", "MulticlassClassification",
+                                                        "Regression"], "description": "ModelQuality"},
+            "label": {"type": "string", "description": "label column (ModelQuality, ModelExplainability)"},
+            "prediction": {"type": "string", "description": "prediction column (ModelQuality)"},
+            "probability": {"type": "string", "description": "probability column (ModelQuality)"},
+            "threshold": {"type": "number", "description": "probability threshold (ModelQuality, default 0.5)"},
+            "config": {**BINARY, "description": "SageMaker analysis_config.json (ModelBias)"},
+            "model_group": {"type": "string", "description": "ModelExplainability: the explained version's group"},
+            "model_version": {"type": "integer", "minimum": 1, "maximum": 2**31 - 1,
+                              "description": "ModelExplainability"},
+            "model_format": {"type": "string", "enum": ["skops", "xgboost", "lightgbm", "onnx", "pickle", "joblib"]},
+            "model": {**BINARY, "description": "the model artifact, checked against the registered sha256"},
+            "ndcg_threshold": {"type": "number", "description": "ModelExplainability (default 0.9)"},
+        },
+    },
+    json_body={"type": "object", "required": ["dataset_uri"],
+               "properties": {"dataset_uri": _URI, "name": {"type": "string", "maxLength": 128},
+                              "format": _FORMAT, "header": _HEADER}},
+    description="a dataset to compute a baseline from (`file` or `dataset_uri`), or SageMaker `statistics` + "
+                "`constraints` to import; `type` selects model-quality, bias or explainability baselines",
+)
+_ANALYSIS_FORM = request_body(
+    multipart={
+        "type": "object", "required": ["baseline_id"],
+        "anyOf": [{"required": ["file"]}, {"required": ["dataset_uri"]}],
+        "properties": {
+            "baseline_id": {"type": "string", "minLength": 1},
+            "file": {**BINARY, "description": "the dataset to check: CSV with header, or Parquet"},
+            "dataset_uri": _URI,
+            "format": _FORMAT,
+            "header": _HEADER,
+            "drift": {"type": "string", "description": "DriftSettings as JSON"},
+        },
+    },
+    json_body={"anyOf": [
+        model_schema(WindowAnalysis),
+        {"type": "object", "required": ["baseline_id", "dataset_uri"],
+         "properties": {"baseline_id": {"type": "string", "minLength": 1}, "dataset_uri": _URI,
+                        "format": _FORMAT, "header": _HEADER,
+                        "drift": {"$ref": "#/components/schemas/DriftSettings"}}},
+    ]},
+    description="a dataset (`file` or `dataset_uri`) checked against a baseline, or (JSON) an endpoint's "
+                "captured window",
+)
+_RECORDS = request_body(
+    json_body={"type": "array", "items": {
+        "description": "a SageMaker record (object); any item that is not a valid record is answered under "
+                       "`rejected` with its index and reason, and not stored"}},
+    ndjson=True,
+    description="SageMaker records as a JSON array, or JSON Lines with Content-Type: application/x-ndjson",
+)
+_CONSTRAINTS = request_body(json_body={
+    "type": "object", "required": ["features"], "description": "SageMaker constraints.json",
+    "properties": {"features": {"type": "array", "items": {
+        "type": "object", "required": ["name"], "properties": {"name": {"type": "string", "minLength": 1}}}}}})
+_EXPECTATIONS = request_body(json_body={
+    "type": "object", "required": ["expectations"], "description": "a Great Expectations ExpectationSuite",
+    "properties": {"name": {"type": "string"}, "expectations": {"type": "array", "items": {
+        "type": "object", "properties": {"type": {"type": "string"}, "expectation_type": {"type": "string"}},
+        "anyOf": [{"required": ["type"], "properties": {"type": {"minLength": 1}}},
+                  {"required": ["expectation_type"], "properties": {"expectation_type": {"minLength": 1}}}]}}}})
+
+
 # --- baselines ------------------------------------------------------------------------------------------------
 
-@router.post("/baselines", response_model=BaselineRead, status_code=201)
+@router.post("/baselines", response_model=BaselineRead, status_code=201, openapi_extra=_BASELINE_FORM)
 def create_baseline(p: Writer, session: SessionDep, store: StoreDep, form: Parts) -> Any:
     """Multipart: `file` (CSV with header, or Parquet) → computed baseline; or `statistics` + `constraints`
     (SageMaker JSON files) → imported baseline; or a `dataset_uri` in the object store."""
     if "__json__" in form:
         form = form["__json__"]
     name = form.get("name") if isinstance(form.get("name"), str) else None
+    if form.get("type", "DataQuality") not in ("DataQuality", "ModelQuality", "ModelBias", "ModelExplainability"):
+        raise Invalid(f"baseline type {form['type']!r} is not DataQuality, ModelQuality, ModelBias or "
+                      "ModelExplainability", fix="omit type for a data-quality baseline")
     up, stats, constr = _file(form, "file"), _file(form, "statistics"), _file(form, "constraints")
     if form.get("type") in ("ModelBias", "ModelExplainability"):
         from clarify import service as clarify
@@ -178,7 +264,7 @@ def baseline_file(baseline_id: str,
     return Response(body, media_type=JSON_TYPE)
 
 
-@router.put("/baselines/{baseline_id}/constraints.json", response_model=None)
+@router.put("/baselines/{baseline_id}/constraints.json", response_model=None, openapi_extra=_CONSTRAINTS)
 async def put_constraints(baseline_id: str, request: Request, session: SessionDep, store: StoreDep,
                           p: Writer) -> Response:
     from starlette.concurrency import run_in_threadpool
@@ -188,7 +274,7 @@ async def put_constraints(baseline_id: str, request: Request, session: SessionDe
     return Response(json.dumps(new).encode(), media_type=JSON_TYPE)
 
 
-@router.put("/baselines/{baseline_id}/expectations.json", response_model=None)
+@router.put("/baselines/{baseline_id}/expectations.json", response_model=None, openapi_extra=_EXPECTATIONS)
 async def put_expectations(baseline_id: str, request: Request, session: SessionDep, store: StoreDep,
                            p: Writer) -> Response:
     """Attach a Great Expectations suite; analyses against this baseline run it as an extra check."""
@@ -214,7 +300,7 @@ def get_attached_baseline(group: str, version: int, session: SessionDep, _: Read
     registry.get_version(session, group, version)
     link = service.version_baseline(session, group, version)
     if link is None:
-        raise Invalid(f"{group} version {version} has no drift baseline attached",
+        raise NotFound(f"{group} version {version} has no drift baseline attached",
                       fix=f"POST /api/v1/model-groups/{group}/versions/{version}/drift-baseline")
     return link
 
@@ -245,7 +331,7 @@ def _config(d: DriftSettings | None) -> DriftConfig | None:
                        thresholds=dict(d.thresholds), drift_share=d.drift_share)
 
 
-@router.post("/analyses", response_model=AnalysisRead, status_code=201)
+@router.post("/analyses", response_model=AnalysisRead, status_code=201, openapi_extra=_ANALYSIS_FORM)
 def create_analysis(p: Writer, session: SessionDep, store: StoreDep, form: Parts) -> Any:
     """Multipart with `baseline_id` and a `file` (or `dataset_uri`); or JSON with baseline_id, endpoint, start,
     end for a captured window. The result carries SageMaker's violations and the drift table."""
@@ -304,7 +390,7 @@ def list_analyses(session: SessionDep, store: StoreDep, _: Reader, baseline_id: 
     return page([_read(session, r, store, False) for r in rows], total, limit, offset)
 
 
-@router.get("/analyses/{analysis_id}", response_model=None)
+@router.get("/analyses/{analysis_id}", response_model=None, responses=alternatives("text/html"))
 def get_analysis(analysis_id: str, session: SessionDep, store: StoreDep, _: Reader,
                  format: Literal["json", "html"] = "json") -> Any:
     """The stored analysis; ``format=html`` renders the readable report."""
@@ -313,7 +399,7 @@ def get_analysis(analysis_id: str, session: SessionDep, store: StoreDep, _: Read
     return _read(session, service.get_analysis(session, analysis_id), store, True)
 
 
-@router.get("/analyses/{analysis_id}/report", response_model=None)
+@router.get("/analyses/{analysis_id}/report", response_model=None, responses=alternatives("text/html"))
 def analysis_report(analysis_id: str, session: SessionDep, store: StoreDep, _: Reader,
                     format: Literal["html", "json"] = "html") -> Any:
     if format == "json":
@@ -352,7 +438,7 @@ def get_endpoint(name: str, session: SessionDep, _: Reader) -> Any:
     return service.get_endpoint(session, name)
 
 
-@router.post("/endpoints/{name}/capture", response_model=CaptureResult)
+@router.post("/endpoints/{name}/capture", response_model=CaptureResult, openapi_extra=_RECORDS)
 async def capture(name: str, request: Request, session: SessionDep, store: StoreDep, _: Ingester) -> Any:
     """SageMaker capture records as a JSON array or JSON Lines (application/x-ndjson)."""
     from starlette.concurrency import run_in_threadpool
@@ -362,7 +448,7 @@ async def capture(name: str, request: Request, session: SessionDep, store: Store
                                    request.headers.get("content-type", JSON_TYPE))
 
 
-@router.post("/endpoints/{name}/ground-truth", response_model=GroundTruthResult)
+@router.post("/endpoints/{name}/ground-truth", response_model=GroundTruthResult, openapi_extra=_RECORDS)
 async def ground_truth(name: str, request: Request, session: SessionDep, store: StoreDep, _: Ingester) -> Any:
     """SageMaker ground-truth records (groundTruthData, eventMetadata.eventId) as a JSON array or JSON Lines."""
     from starlette.concurrency import run_in_threadpool
@@ -470,7 +556,7 @@ def set_retraining_trigger(group: str, body: TriggerSet, session: SessionDep,
 metrics_router = APIRouter(tags=["monitoring"])
 
 
-@metrics_router.get("/metrics", response_model=None)
+@metrics_router.get("/metrics", response_model=None, response_class=PlainTextResponse)
 def prometheus_metrics(session: SessionDep, store: StoreDep, _: Reader) -> Response:
     """Prometheus text format (scrape with a viewer key as bearer token)."""
     return Response(schedules.prometheus(session, store), media_type="text/plain; version=0.0.4")

@@ -5,8 +5,9 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat
 
+from mlgov.types import Integer, Timestamp
 from monitor.capture import CaptureSchema
 from monitor.engine.drift import CATEGORICAL_METHODS, NUMERIC_METHODS
 
@@ -54,16 +55,16 @@ class DriftSettings(Strict):
     numerical: Method | None = None
     categorical: Literal["linf_simple", "linf_robust", "chisquare", "z", "psi", "jensenshannon"] | None = None
     per_feature: dict[str, Method] = Field(default_factory=dict)
-    thresholds: dict[str, float] = Field(default_factory=dict, description="by method name or feature name")
-    drift_share: float = Field(default=0.5, gt=0, le=1)
+    thresholds: dict[str, StrictFloat] = Field(default_factory=dict, description="by method name or feature name")
+    drift_share: StrictFloat = Field(default=0.5, gt=0, le=1)
 
 
 class WindowAnalysis(Strict):
     type: Literal["DataQuality", "ModelQuality"] = "DataQuality"
     baseline_id: str = Field(min_length=1, max_length=64)
     endpoint: str = Field(min_length=1, max_length=63)
-    start: dt.datetime
-    end: dt.datetime
+    start: Timestamp
+    end: Timestamp
     drift: DriftSettings | None = None
 
 
@@ -94,9 +95,9 @@ class AnalysisRead(BaseModel):
 class EndpointCreate(Strict):
     name: str = Field(min_length=1, max_length=63, pattern=r"^[a-zA-Z0-9](-*[a-zA-Z0-9])*$")
     model_group: str = Field(min_length=1, max_length=63)
-    model_version: int = Field(ge=1, le=2**31 - 1)  # an INTEGER column
+    model_version: Integer = Field(ge=1)
     variant: str = Field(default="AllTraffic", min_length=1, max_length=63, pattern=r"^[a-zA-Z0-9](-*[a-zA-Z0-9])*$")
-    sampling_percentage: float = Field(default=100.0, ge=0, le=100)
+    sampling_percentage: StrictFloat = Field(default=100.0, ge=0, le=100)
     schema_: CaptureSchema = Field(alias="schema")
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
@@ -165,12 +166,12 @@ class ScheduleRead(BaseModel):
 
 
 class RunWindow(Strict):
-    start: dt.datetime
-    end: dt.datetime
+    start: Timestamp
+    end: Timestamp
 
 
 class EstimateRequest(RunWindow):
-    threshold: float = Field(default=0.5, ge=0, le=1)
+    threshold: StrictFloat = Field(default=0.5, ge=0, le=1)
 
 
 class ExecutionRead(BaseModel):
@@ -204,9 +205,9 @@ class AlertRead(BaseModel):
 
 
 class TriggerSet(Strict):
-    url: str = Field(min_length=8, max_length=2048)
+    url: str = Field(min_length=8, max_length=2048, pattern="^https?://")
     secret: str = Field(min_length=16, max_length=256)
-    cooldown_seconds: int = Field(default=3600, ge=0, le=30 * 86400)
+    cooldown_seconds: Integer = Field(default=3600, ge=0, le=30 * 86400)
 
 
 class TriggerRead(BaseModel):

@@ -149,9 +149,13 @@ def baseline_file(session: Session, store: ObjectStore, baseline_id: str, name: 
 def _document(body: bytes, what: str, items: str, key: tuple[str, ...], fix: str) -> dict[str, Any]:
     """A JSON object holding a list ``items`` whose entries are objects with one of the ``key`` fields."""
     doc = inputs.loads(body, what)
-    if not isinstance(doc, dict) or not isinstance(doc.get(items), list) or any(
-            not isinstance(e, dict) or not any(e.get(k) for k in key) for e in doc[items]):
-        raise Invalid(f"{what} needs a {items!r} list of objects with a {key[0]!r}", fix=fix)
+
+    def entry_ok(e: Any) -> bool:   # a dict naming itself by a non-empty string; the naming keys are strings
+        return isinstance(e, dict) and any(isinstance(e.get(k), str) and e[k] for k in key) and all(
+            isinstance(e[k], str) for k in key if k in e)
+
+    if not isinstance(doc, dict) or not isinstance(doc.get(items), list) or not all(map(entry_ok, doc[items])):
+        raise Invalid(f"{what} needs a {items!r} list of objects with a non-empty string {key[0]!r}", fix=fix)
     return doc
 
 
@@ -208,6 +212,8 @@ def put_expectations(session: Session, store: ObjectStore, baseline_id: str, bod
     suite = _document(body, "the ExpectationSuite", "expectations", ("type", "expectation_type"),
                       'e.g. {"name": "s", "expectations": [{"type": "expect_column_to_exist", '
                       '"kwargs": {"column": "age"}}]}')
+    if not isinstance(suite.get("name", ""), str):
+        raise Invalid("the ExpectationSuite's name must be a string", fix='e.g. "name": "churn-inputs"')
     store.put(f"{row.prefix}/expectations.json", files.dumps(suite), "application/json")
     audit.record(session, actor=actor.name, action="baseline.expectations_attached", subject_type="baseline",
                  subject_id=row.id, after={"suite": suite.get("name"), "expectations": len(suite["expectations"])})

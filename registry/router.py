@@ -8,11 +8,14 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import HTMLResponse
+from pydantic import Field
 
 from mlgov.api import Limit, Offset, Page, page
 from mlgov.auth import ADMINS, DECIDERS, PUBLISHERS, READERS, Principal, Role, SessionDep, require
 from mlgov.db import as_utc
 from mlgov.errors import Invalid
+from mlgov.openapi import alternatives
+from mlgov.types import Timestamp
 from mlgov.web import templates
 from registry import service
 from registry.schemas import (
@@ -41,6 +44,9 @@ VersionNo = Annotated[int, Path(ge=1, description="version number (1, 2, 3 …)"
 _templates = templates(FsPath(__file__).parent / "templates")
 
 
+KeyValue = Annotated[str, Field(json_schema_extra={"pattern": "^[^=]+="})]   # checked by _pairs, with its message
+
+
 def _pairs(values: list[str] | None, what: str) -> dict[str, str]:
     out: dict[str, str] = {}
     for item in values or []:
@@ -63,7 +69,7 @@ def create_group(body: GroupCreate, session: SessionDep, p: Publisher) -> Any:
 def list_groups(
     session: SessionDep, _: Reader,
     name_contains: Annotated[str | None, Query(max_length=63)] = None,
-    tag: Annotated[list[str] | None, Query(description="key=value; repeat to AND several")] = None,
+    tag: Annotated[list[KeyValue] | None, Query(description="key=value; repeat to AND several")] = None,
     sort: Literal["name", "-name", "created_at", "-created_at"] = "name",
     limit: Limit = 50, offset: Offset = 0,
 ) -> Any:
@@ -95,9 +101,9 @@ def list_versions(
     group: str, session: SessionDep, _: Reader,
     status: ApprovalStatus | None = None,
     stage: Annotated[str | None, Query(max_length=63)] = None,
-    created_after: dt.datetime | None = None,
-    created_before: dt.datetime | None = None,
-    metadata: Annotated[list[str] | None, Query(description="key=value; repeat to AND several")] = None,
+    created_after: Timestamp | None = None,
+    created_before: Timestamp | None = None,
+    metadata: Annotated[list[KeyValue] | None, Query(description="key=value; repeat to AND several")] = None,
     sort: Literal["version", "-version", "created_at", "-created_at"] = "-version",
     limit: Limit = 50, offset: Offset = 0,
 ) -> Any:
@@ -159,19 +165,19 @@ def stage_history(group: str, session: SessionDep, _: Reader,
 
 @router.get("/model-groups/{group}/stages/{stage}", response_model=StageOccupant)
 def stage_occupants(group: str, stage: str, session: SessionDep, _: Reader,
-                    at: Annotated[dt.datetime | None, Query(description="ISO-8601 time; default now")] = None) -> Any:
+                    at: Annotated[Timestamp | None, Query(description="ISO-8601 time; default now")] = None) -> Any:
     when = as_utc(at) or dt.datetime.now(dt.UTC)
     return StageOccupant(group=group, stage=stage, at=when, versions=service.occupants_at(session, group, stage, when))
 
 
 # --- compliance report --------------------------------------------------------------------------------
 
-@router.get("/audit/report", tags=["audit"], response_model=None)
+@router.get("/audit/report", tags=["audit"], response_model=None, responses=alternatives("text/html"))
 def audit_report(
     session: SessionDep, _: Annotated[Principal, Depends(require(ADMINS, Role.approver, Role.viewer))],
     model_group: Annotated[str, Query(min_length=1)],
-    since: Annotated[dt.datetime | None, Query(alias="from")] = None,
-    until: Annotated[dt.datetime | None, Query(alias="to")] = None,
+    since: Annotated[Timestamp | None, Query(alias="from")] = None,
+    until: Annotated[Timestamp | None, Query(alias="to")] = None,
     format: Literal["json", "html"] = "json",
 ) -> Any:
     report = service.compliance_report(session, model_group, as_utc(since), as_utc(until))

@@ -11,10 +11,14 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StrictBool,
+    StrictFloat,
     StringConstraints,
     field_validator,
     model_validator,
 )
+
+from mlgov.types import Timestamp
 
 ApprovalStatus = Literal["PendingManualApproval", "Approved", "Rejected"]
 Decision = Literal["Approved", "Rejected"]
@@ -27,11 +31,17 @@ ShortStr = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 Uri = Annotated[str, StringConstraints(min_length=1, max_length=2048)]
 
 
+SHA256_PATTERN = "^[0-9a-fA-F]{64}$"
+
+
 def _sha256(v: str) -> str:
     v = v.lower()
     if not re.fullmatch(r"[0-9a-f]{64}", v):
         raise ValueError("must be 64 hexadecimal characters (a SHA-256 digest)")
     return v
+
+
+Sha256 = Annotated[str, AfterValidator(_sha256), Field(json_schema_extra={"pattern": SHA256_PATTERN})]
 
 
 class Strict(BaseModel):
@@ -42,8 +52,9 @@ class Strict(BaseModel):
 
 class StageDef(Strict):
     name: str = Field(pattern=STAGE_NAME_RE.pattern)
-    exclusive: bool = Field(default=False, description="holds at most one version; moving one in moves the other out")
-    requires_approval: bool = Field(default=False, description="only Approved versions may enter")
+    exclusive: StrictBool = Field(default=False,
+                                  description="holds at most one version; moving one in moves the other out")
+    requires_approval: StrictBool = Field(default=False, description="only Approved versions may enter")
     displace_to: str | None = Field(default=None, description="where an exclusive stage's previous version goes")
 
 
@@ -94,7 +105,8 @@ Tags = Annotated[dict[Annotated[str, StringConstraints(min_length=1, max_length=
 
 
 class GroupCreate(Strict):
-    name: str = Field(min_length=1, max_length=63, description="letters, digits and hyphens (SageMaker's rule)")
+    name: str = Field(min_length=1, max_length=63, description="letters, digits and hyphens (SageMaker's rule)",
+                      json_schema_extra={"pattern": GROUP_NAME_RE.pattern})
     description: str | None = Field(default=None, max_length=1024)
     tags: Tags = Field(default_factory=dict)
     stage_config: StageConfig | None = None
@@ -110,8 +122,8 @@ class GroupCreate(Strict):
 class ApprovalPolicy(Strict):
     """Evidence a version needs before it can be Approved (admins may override, audited)."""
 
-    require_bias_report: bool = False
-    bias_limits: dict[str, float] = Field(default_factory=dict, description="metric → largest allowed |value| "
+    require_bias_report: StrictBool = False
+    bias_limits: dict[str, StrictFloat] = Field(default_factory=dict, description="metric → largest allowed |value| "
                                           "(for DI: largest allowed |1 − DI|); default DPPL/DPL 0.1, DI 0.2")
 
 
@@ -152,7 +164,7 @@ class InferenceSpec(Strict):
 class MetricsSource(Strict):
     content_type: str = Field(min_length=1, max_length=256)
     uri: Uri
-    content_digest: Annotated[str, AfterValidator(_sha256)] | None = None
+    content_digest: Sha256 | None = None
 
 
 class ModelMetrics(Strict):
@@ -174,8 +186,8 @@ class ModelCard(Strict):
 class TrainingJobRef(Strict):
     name: str = Field(min_length=1, max_length=256)
     uri: Uri | None = None
-    started_at: dt.datetime | None = None
-    ended_at: dt.datetime | None = None
+    started_at: Timestamp | None = None
+    ended_at: Timestamp | None = None
     parameters: dict[str, str | int | float | bool] = Field(default_factory=dict, max_length=200)
 
 
@@ -188,14 +200,14 @@ class SourceInfo(Strict):
     project_id: str | None = Field(default=None, max_length=1024)
 
 
-MetricValue = Annotated[float, Field(allow_inf_nan=False)]
+MetricValue = Annotated[StrictFloat, Field(allow_inf_nan=False)]
 MetaKey = Annotated[str, StringConstraints(min_length=1, max_length=128)]
 MetaValue = Annotated[str, StringConstraints(max_length=256)]
 
 
 class VersionCreate(Strict):
     artifact_uri: Uri
-    artifact_sha256: Annotated[str, AfterValidator(_sha256)]
+    artifact_sha256: Sha256
     description: str | None = Field(default=None, max_length=1024)
     framework: str | None = Field(default=None, max_length=64)
     framework_version: str | None = Field(default=None, max_length=64)
@@ -252,7 +264,7 @@ class ApprovalRequest(Strict):
     status: Decision
     comment: str = Field(min_length=1, max_length=4000, description="why; required for the audit trail")
     expected_status: ApprovalStatus | None = Field(default=None, description="optimistic concurrency guard")
-    override_policy: bool = Field(default=False, description="admin only: approve despite the group's policy")
+    override_policy: StrictBool = Field(default=False, description="admin only: approve despite the group's policy")
 
     @field_validator("comment")
     @classmethod
@@ -263,7 +275,7 @@ class ApprovalRequest(Strict):
 
 
 class TrustRequest(Strict):
-    trusted: bool
+    trusted: StrictBool
     reason: str = Field(min_length=1, max_length=2000, description="why this artifact may be unpickled")
 
 

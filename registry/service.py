@@ -17,7 +17,7 @@ from lineage import service as lineage
 from mlgov import audit, auth, events
 from mlgov.auth import DECIDERS, Principal, Role
 from mlgov.db import new_id, paginate, utcnow
-from mlgov.errors import Conflict, Forbidden, Invalid
+from mlgov.errors import Conflict, Forbidden, Invalid, NotFound
 from registry.errors import FourEyesViolation, GroupNotFound, TransitionNotAllowed, VersionNotFound
 from registry.orm import ApprovalDecision, ModelGroup, ModelVersion, StageTransition, VersionMetadata
 from registry.schemas import (
@@ -152,8 +152,8 @@ def register_version(session: Session, group_name: str, body: VersionCreate, act
     if body.triggered_by_alert:
         alert_node = lineage.find_action(session, f"alert:{body.triggered_by_alert}")
         if alert_node is None:
-            raise Invalid(f"no monitoring alert with id {body.triggered_by_alert!r}",
-                          fix="pass the alert id from the retraining request (GET /api/v1/alerts)")
+            raise NotFound(f"no monitoring alert with id {body.triggered_by_alert!r}",
+                           fix="pass the alert id from the retraining request (GET /api/v1/alerts)")
     number = session.execute(
         update(ModelGroup).where(ModelGroup.id == group.id)
         .values(latest_version=ModelGroup.latest_version + 1, updated_at=utcnow())

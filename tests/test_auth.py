@@ -78,8 +78,11 @@ def test_expected_role_sets(app):
             assert roles == {"admin"}, (m, path)
 
 
+SAMPLE = {"{version}": "1", "{plural:lineage_kind}": "artifacts"}   # parameters whose path only matches some values
+
+
 def _concrete(path: str) -> str:
-    return re.sub(r"\{[^}]+\}", lambda m: "1" if m.group(0) == "{version}" else "x", path)
+    return re.sub(r"\{[^}]+\}", lambda m: SAMPLE.get(m.group(0), "x"), path)
 
 
 def test_route_role_matrix_enforced(app, client, keys):
