@@ -150,7 +150,7 @@ def install_error_handlers(app: FastAPI) -> None:
                 405,
                 "Method not allowed",
                 f"{request.method} is not supported on {request.url.path}; allowed: {', '.join(allow)}",
-                fix="use one of the methods listed in the Allow header",
+                fix=f"use one of the methods listed in the Allow header: {', '.join(allow)}",
                 headers={"Allow": ", ".join(allow)},
             )
         return problem(exc.status_code, "HTTP error", str(exc.detail))

@@ -39,9 +39,10 @@ PROBLEM_SCHEMA: dict[str, Any] = {
             "description": "every invalid field (422 on a request that does not match its schema)",
             "items": {
                 "type": "object",
-                "required": ["field", "message", "type"],
+                "required": ["field", "message"],
                 "properties": {"field": {"type": "string"}, "message": {"type": "string"},
-                               "type": {"type": "string"}},
+                               "type": {"type": "string", "description": "the validator's error code, where one "
+                                        "applies (request-schema errors)"}},
             },
         },
     },
@@ -126,6 +127,10 @@ def complete(schema: dict[str, Any], routes: list[Any]) -> dict[str, Any]:
             for status in error_statuses(method.lower(), operation, protected):
                 responses[str(status)] = _problem_response(status)   # replaces FastAPI's HTTPValidationError
     _hoist_defs(schema, schemas)
+    _no_nul(schemas)
+    for item in schema["paths"].values():
+        for op in item.values():
+            _no_nul(op.get("requestBody", {}))
     _expand_enum_paths(schema)
     if "#/components/schemas/HTTPValidationError" not in json.dumps(schema["paths"]):
         schemas.pop("HTTPValidationError", None)
@@ -158,6 +163,27 @@ def _expand_enum_paths(schema: dict[str, Any]) -> None:
             del item[method]
         if not item:
             del paths[template]
+
+
+NO_NUL = "^[^\\u0000]*$"
+
+
+def _no_nul(node: Any) -> None:
+    """State what the input policy enforces on every stored string: no NUL character (PostgreSQL cannot store
+    it; `mlgov.inputs` answers 422), in text values and in the keys of free-form objects. Strings that are
+    uploads (`format: binary`) or already carry a pattern or a fixed set of values are left as they are."""
+    if isinstance(node, dict):
+        types = node.get("type")
+        if (types == "string" or (isinstance(types, list) and "string" in types)) and not (
+                {"pattern", "enum", "const", "format"} & set(node)):
+            node["pattern"] = NO_NUL
+        if types == "object" and node.get("additionalProperties", True) is not False and "propertyNames" not in node:
+            node["propertyNames"] = {"pattern": NO_NUL}
+        for value in node.values():
+            _no_nul(value)
+    elif isinstance(node, list):
+        for value in node:
+            _no_nul(value)
 
 
 def _hoist_defs(node: Any, schemas: dict[str, Any]) -> None:
