@@ -21,6 +21,7 @@ from mlgov.outbound import OutboundPolicy
 from mlgov.secrets import SecretBox
 from mlgov.settings import Settings, get_settings
 from mlgov.storage import open_store
+from mlgov.web import adding_headers
 
 log = logging.getLogger("mlgov")
 
@@ -147,14 +148,8 @@ class RequestIdMiddleware:
         rid = headers.get(b"x-request-id", b"").decode("latin-1")[:64] or uuid.uuid4().hex
         token = request_id_var.set(rid)
 
-        async def send_with_id(msg: Message) -> None:
-            if msg["type"] == "http.response.start":
-                msg.setdefault("headers", [])
-                msg["headers"] = [*msg["headers"], (b"x-request-id", rid.encode("latin-1"))]
-            await send(msg)
-
         try:
-            await self.app(scope, receive, send_with_id)
+            await self.app(scope, receive, adding_headers(send, [(b"x-request-id", rid.encode("latin-1"))]))
         finally:
             request_id_var.reset(token)
 

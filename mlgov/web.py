@@ -70,6 +70,18 @@ mimetypes.add_type("text/javascript", ".js")
 mimetypes.add_type("text/css", ".css")
 
 
+def adding_headers(send: Send, extra: list[tuple[bytes, bytes]]) -> Send:
+    """``send`` that adds ``extra`` headers to the response (those the response does not set itself)."""
+
+    async def send_with_headers(msg: Message) -> None:
+        if msg["type"] == "http.response.start":
+            present = {k.lower() for k, _ in msg.get("headers", [])}
+            msg["headers"] = [*msg.get("headers", []), *(h for h in extra if h[0] not in present)]
+        await send(msg)
+
+    return send_with_headers
+
+
 class SecurityHeadersMiddleware:
     """nosniff, no-referrer and DENY framing on every response; the CSP on every response too (it only
     matters where a browser renders the body, and covering all of them leaves no HTML route forgotten)."""
@@ -85,13 +97,7 @@ class SecurityHeadersMiddleware:
         csp = DOCS_CSP.get(path, PAGE_CSP)
         extra = [*_COMMON, (b"content-security-policy", csp.encode())]
 
-        async def send_with_headers(msg: Message) -> None:
-            if msg["type"] == "http.response.start":
-                present = {k.lower() for k, _ in msg.get("headers", [])}
-                msg["headers"] = [*msg.get("headers", []), *(h for h in extra if h[0] not in present)]
-            await send(msg)
-
-        await self.app(scope, receive, send_with_headers)
+        await self.app(scope, receive, adding_headers(send, extra))
 
 
 def install(app: FastAPI) -> None:

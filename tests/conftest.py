@@ -31,6 +31,17 @@ def migrated(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
         db.dispose()
 
 
+@pytest.fixture(params=BACKENDS)
+def live_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
+    """A fresh, migrated, committed database per backend, for tests that serve it from a real server thread or
+    process (the rolled-back `db` fixture cannot be shared across connections)."""
+    with fresh_database(request.param, tmp_path) as url:
+        upgrade(url)
+        db = Database(url)
+        yield db
+        db.dispose()
+
+
 @pytest.fixture
 def db(migrated: Database) -> Iterator[TransactionalDatabase]:
     tdb = TransactionalDatabase(migrated)

@@ -7,7 +7,7 @@ import hmac
 import json
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -22,18 +22,10 @@ from mlgov.audit import AuditEvent
 from mlgov.db import Database
 from tests.conftest import make_settings
 from tests.helpers import version_body
-from tests.infra import LiveServer, free_port, fresh_database, upgrade
+from tests.infra import LiveServer, free_port
 
 pytestmark = pytest.mark.live
 
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def live_db(request, tmp_path) -> Iterator[Database]:
-    with fresh_database(request.param, tmp_path) as url:
-        upgrade(url)
-        db = Database(url)
-        yield db
-        db.dispose()
 
 
 def _keys(db: Database) -> dict[str, dict[str, str]]:

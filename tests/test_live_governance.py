@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -12,22 +11,13 @@ from sqlalchemy import delete, select
 from mlgov import auth
 from mlgov.app import create_app
 from mlgov.audit import AuditEvent
-from mlgov.db import Database
 from tests.conftest import make_settings
 from tests.helpers import version_body
-from tests.infra import LiveServer, fresh_database, upgrade
+from tests.infra import LiveServer
 from tests.test_governance import CFG, frame
 
 pytestmark = pytest.mark.live
 
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def live_db(request, tmp_path) -> Iterator[Database]:
-    with fresh_database(request.param, tmp_path) as url:
-        upgrade(url)
-        db = Database(url)
-        yield db
-        db.dispose()
 
 
 def test_governance_attacks_on_a_live_server(live_db, tmp_path):

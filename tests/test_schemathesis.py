@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -23,21 +22,13 @@ from mlgov.app import create_app
 from mlgov.db import Database
 from tests.conftest import make_settings
 from tests.helpers import version_body
-from tests.infra import LiveServer, fresh_database, upgrade
+from tests.infra import LiveServer
 
 pytestmark = pytest.mark.live
 
 CONFIG = Path(__file__).with_name("schemathesis.toml")
 EXCLUDED = {("DELETE", "/api/v1/keys/{name}")}   # would revoke the run's own key; see CONFIG
 
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def live_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
-    with fresh_database(request.param, tmp_path) as url:
-        upgrade(url)
-        db = Database(url)
-        yield db
-        db.dispose()
 
 
 def _seed(url: str, headers: dict[str, str]) -> dict[str, str]:
