@@ -286,5 +286,6 @@ def _delivery(d: events.Delivery, attempts: list[events.DeliveryAttempt]) -> Del
 def retry_delivery(webhook_id: str, delivery_id: str, session: SessionDep,
                    p: Annotated[Principal, Depends(require(ADMINS))]) -> Any:
     """Redeliver a dead letter (audited); it keeps its sequence number and gets a fresh attempt budget."""
+    _webhook(session, webhook_id)   # a deleted subscription is gone (404), as on its other routes
     d = events.retry_delivery(session, webhook_id, delivery_id, actor=p.name)
     return _delivery(d, events.delivery_history(session, d.id))

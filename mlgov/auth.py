@@ -196,6 +196,28 @@ def key_by_pk(session: Session, key_pk: str) -> ApiKey | None:
     return session.get(ApiKey, key_pk)
 
 
+def minted_by(session: Session, key_pk: str | None, *, limit: int = 64) -> list[str]:
+    """The owners of every key up ``key_pk``'s creation chain (its creator's owner first): a key minted by a
+    key minted by Alice is still Alice's doing, however many keys lie in between."""
+    owners: list[str] = []
+    row = key_by_pk(session, key_pk) if key_pk else None
+    while row is not None and len(owners) < limit:
+        owners.append(row.created_by)
+        row = key_by_pk(session, row.created_by_key) if row.created_by_key else None
+    return owners
+
+
+def independent_keys(session: Session, decider: Principal, other_key_pk: str | None, other_owner: str) -> str | None:
+    """Why the deciding key and another key are not independent people, following both creation chains."""
+    if same_person(decider.owner, other_owner):
+        return f"both keys belong to owner {other_owner!r}"
+    if any(same_person(o, other_owner) for o in minted_by(session, decider.key_pk) or [decider.created_by]):
+        return f"the deciding key was created by {other_owner!r} (directly or through keys it created)"
+    if any(same_person(o, decider.owner) for o in minted_by(session, other_key_pk)):
+        return f"the other key was created by {decider.owner!r} (directly or through keys it created)"
+    return None
+
+
 def bootstrap_admin_key(db: Database, path: Any) -> str | None:
     """With no active admin key, create one and write it to ``path`` (0600); return the path."""
     import os

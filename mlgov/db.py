@@ -355,7 +355,7 @@ def make_engine(url: str, *, immediate: bool = False, echo: bool = False, pooled
             extra = limits.pool_args(sessions if sessions is not None else limits.read_sessions)
         if u.database and u.database != ":memory:" and not u.database.startswith("file:"):
             private_file(u.database)
-        engine = create_engine(url, echo=echo, **extra,
+        engine = create_engine(url, echo=echo, hide_parameters=True, **extra,
                                connect_args={"check_same_thread": False, "timeout": limits.busy_timeout_s})
         _sqlite_pragmas(engine, immediate, limits.busy_timeout_s)
         return engine
@@ -366,7 +366,7 @@ def make_engine(url: str, *, immediate: bool = False, echo: bool = False, pooled
     connect_args: dict[str, Any] = {}
     if u.get_backend_name() == "postgresql":
         connect_args["options"] = f"-c lock_timeout={int(limits.lock_timeout_s * 1000)}"
-    return create_engine(url, echo=echo, connect_args=connect_args, **extra)
+    return create_engine(url, echo=echo, hide_parameters=True, connect_args=connect_args, **extra)
 
 
 class Database:

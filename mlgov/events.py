@@ -47,7 +47,7 @@ from sqlalchemy.orm import Mapped, Session, aliased, mapped_column
 from mlgov.audit import canonical
 from mlgov.db import BIGINT_PK, Base, Database, new_id, utcnow
 from mlgov.errors import Conflict, DomainError, Invalid, NotFound
-from mlgov.outbound import OutboundPolicy
+from mlgov.outbound import OutboundPolicy, safe_url
 from mlgov.secrets import SecretBox, is_encrypted
 from mlgov.settings import Settings
 
@@ -172,7 +172,7 @@ def create_webhook(session: Session, *, url: str, secret: str, events: list[str]
     session.add(hook)
     session.flush()
     audit.record(session, actor=actor, action="webhook.created", subject_type="webhook", subject_id=hook.id,
-                 after={"url": url, "events": events})
+                 after={"url": safe_url(url), "events": events})
     return hook
 
 

@@ -62,10 +62,18 @@ def safe_url(url: str | httpx.URL) -> str:
     return f"{u.scheme}://{host}{port}{u.path}"
 
 
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+
+
 def _category(ip: IPAddress) -> str | None:
     """Why an address is refused by default, or None when it is publicly routable."""
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        return _category(ip.ipv4_mapped)
+    if isinstance(ip, ipaddress.IPv6Address):
+        # IPv6 forms that carry an IPv4 address reach that address: mapped, 6to4, Teredo (client), NAT64
+        embedded = ip.ipv4_mapped or ip.sixtofour or (ip.teredo[1] if ip.teredo else None)
+        if embedded is None and ip in _NAT64:
+            embedded = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+        if embedded is not None:
+            return _category(embedded)
     if ip.is_unspecified:
         return "unspecified"
     if ip.is_loopback:
@@ -231,7 +239,10 @@ class PinnedTransport(httpx.BaseTransport):
     def __init__(self, policy: OutboundPolicy, inner: httpx.BaseTransport | None = None) -> None:
         self.policy = policy
         # trust_env here only reads SSL_CERT_FILE/SSL_CERT_DIR; proxies from the environment are off in the client
-        self.inner = inner or httpx.HTTPTransport(retries=0, verify=policy.verify, trust_env=True)
+        # No keep-alive: the pool is keyed by (scheme, IP, port), so a kept TLS connection verified for one
+        # hostname would be reused for another name on the same address without checking its certificate.
+        self.inner = inner or httpx.HTTPTransport(retries=0, verify=policy.verify, trust_env=True,
+                                                  limits=httpx.Limits(max_keepalive_connections=0))
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         ip = self.policy.check_url(str(request.url))

@@ -23,7 +23,7 @@ from mlgov import audit, events
 from mlgov.auth import SYSTEM, Principal
 from mlgov.db import Database, new_id, paginate, utcnow
 from mlgov.errors import Conflict, Invalid, NotFound
-from mlgov.outbound import OutboundPolicy
+from mlgov.outbound import OutboundPolicy, safe_url
 from mlgov.secrets import SecretBox
 from mlgov.storage import ObjectStore
 from monitor import schedule_rules as rules
@@ -324,7 +324,7 @@ def set_trigger(session: Session, group: str, *, url: str, secret: str, cooldown
         trig.webhook_id, trig.cooldown_seconds = hook.id, cooldown_seconds
     session.flush()
     audit.record(session, actor=actor.name, action="retraining_trigger.set", subject_type="model_group",
-                 subject_id=group, after={"url": url, "cooldown_seconds": cooldown_seconds})
+                 subject_id=group, after={"url": safe_url(url), "cooldown_seconds": cooldown_seconds})
     return trig
 
 

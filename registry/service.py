@@ -302,8 +302,7 @@ def decide(session: Session, group_name: str, number: int, req: ApprovalRequest,
         raise VersionNotFound(group_name, number)
     if v.registered_by_key == actor.key_pk:
         raise FourEyesViolation(actor.name, group_name, number)
-    reg_owner, reg_creator = _registrant(session, v)
-    why = auth.independent(actor.owner, actor.created_by, reg_owner, reg_creator)
+    why = auth.independent_keys(session, actor, v.registered_by_key, _registrant(session, v)[0])
     if why is not None:
         raise FourEyesViolation(actor.name, group_name, number, why)
     current = v.approval_status
@@ -570,6 +569,16 @@ def occupants_at(session: Session, group_name: str, stage: str, at: dt.datetime)
 
 # --- compliance report --------------------------------------------------------------------------------
 
+def _decided_independently(session: Session, v: ModelVersion, d: ApprovalDecision) -> bool:
+    """The compliance report applies the rule `decide` enforces (owners and both creation chains)."""
+    if d.actor == v.registered_by:
+        return False
+    key = auth.key_by_pk(session, d.actor_key) if d.actor_key else None
+    decider = auth.principal_of(key) if key is not None else auth.Principal(
+        key_pk="", name=d.actor, role=auth.Role.approver, owner=d.actor_owner or d.actor)
+    return auth.independent_keys(session, decider, v.registered_by_key, _registrant(session, v)[0]) is None
+
+
 def _provisioning_warnings(session: Session, v: ModelVersion, decisions: list[ApprovalDecision]) -> list[str]:
     """Owners are names an admin types, so one admin could mint a registrant and a decider under two made-up
     owners. Not blocked (an admin who provisions every key is normal); made visible for the reviewer."""
@@ -638,8 +647,7 @@ def compliance_report(session: Session, group_name: str, since: dt.datetime | No
                                "reason": t.reason, "comment": t.comment} for t in moves[v.id]],
             "registered_by_owner": _registrant(session, v)[0],
             "evidence": assess_evidence(session, group.name, v),
-            "four_eyes_ok": all(not auth.same_person(d.actor_owner or d.actor, _registrant(session, v)[0])
-                                and d.actor != v.registered_by for d in decisions[v.id]),
+            "four_eyes_ok": all(_decided_independently(session, v, d) for d in decisions[v.id]),
             "flags": [f"{d.to_status} at {d.at.isoformat()} by {d.actor} passed only by admin override: "
                       f"{'; '.join(d.policy_overridden)}" for d in decisions[v.id] if d.policy_overridden],
             "warnings": _provisioning_warnings(session, v, decisions[v.id]),

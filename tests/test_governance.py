@@ -190,6 +190,20 @@ def test_four_eyes_compares_owners_and_creators(client, keys):
         "the registering key 'puppet' and the deciding key 'carol-appr' were both created by 'test-admin'"]
 
 
+def test_four_eyes_follows_the_whole_creation_chain(client, keys):
+    """A key minted through an intermediate key is still its first minter's: admin → carol (admin) → dave."""
+    create_group(client, keys("admin"), "churn")
+    register(client, keys("admin"), "churn", 1)
+    carol = _key(client, keys, "admin", "carol-admin", "admin", owner="carol")
+    dave = client.post("/api/v1/keys", json={"name": "dave", "role": "approver", "owner": "dave"}, headers=carol)
+    assert dave.status_code == 201, dave.text
+    dave_h = {"Authorization": f"Bearer {dave.json()['key']}"}
+    assert_problem(approve(client, dave_h, "churn", 1), 403, "four-eyes",
+                   "created by 'test-admin' (directly or through keys it created)")
+    assert client.get("/api/v1/model-groups/churn/versions/1", headers=keys("viewer")).json()[
+        "approval_status"] == "PendingManualApproval"
+
+
 # --- 3. lineage evidence -----------------------------------------------------------------------------------
 
 def test_recorded_lineage_cannot_be_deleted_or_patched(client, keys):

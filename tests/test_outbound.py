@@ -31,7 +31,7 @@ from mlgov.outbound import OutboundPolicy, OutboundRefused, RemoteCallFailed, pa
 from tests.conftest import make_settings
 from tests.helpers import assert_problem, version_body
 from tests.infra import LiveServer, free_port
-from tests.test_live import _keys, _wait, live_db  # noqa: F401  (fixture)
+from tests.test_live import _keys, _wait
 
 pytestmark = pytest.mark.live
 SECRET_TEXT = "INTERNAL-SECRET-7f3a"
@@ -130,6 +130,9 @@ REFUSED = [
     ("http://2130706433/", "127.0.0.1", "loopback"),   # the same address spelled as a number
     ("http://127.1/", "127.0.0.1", "loopback"),
     ("http://user:pw@169.254.169.254/", "169.254.169.254", "link-local"),
+    ("http://[2002:a9fe:a9fe::]/", "2002:a9fe:a9fe::", "link-local"),        # 6to4 around 169.254.169.254
+    ("http://[64:ff9b::a9fe:a9fe]/", "64:ff9b::a9fe:a9fe", "link-local"),    # NAT64 around it
+    ("http://[2001:0:4136:e378:8000:63bf:80ff:fffe]/", "2001:0:4136:e378:8000:63bf:80ff:fffe", "loopback"),  # Teredo
 ]
 
 
@@ -236,7 +239,7 @@ def _setup_group(c: httpx.Client, keys: dict[str, dict[str, str]]) -> None:
     assert c.post("/api/v1/model-groups/m/versions", json=version_body(1), headers=keys["pub"]).status_code == 201
 
 
-def test_refused_on_every_door_without_the_allow_list(live_db, tmp_path, hostile):  # noqa: F811
+def test_refused_on_every_door_without_the_allow_list(live_db, tmp_path, hostile):
     keys = _keys(live_db)
     with _serve(live_db, tmp_path) as srv, httpx.Client(base_url=srv.url, timeout=60) as c:
         _setup_group(c, keys)
@@ -254,7 +257,7 @@ def test_refused_on_every_door_without_the_allow_list(live_db, tmp_path, hostile
         assert s.scalar(select(func.count()).select_from(Webhook)) == 0
 
 
-def test_predict_url_failures_say_what_failed_without_the_reply(live_db, tmp_path, hostile):  # noqa: F811
+def test_predict_url_failures_say_what_failed_without_the_reply(live_db, tmp_path, hostile):
     keys = _keys(live_db)
     with _serve(live_db, tmp_path, outbound_allow="127.0.0.1", outbound_read_timeout_s=0.5,
                 outbound_max_response_bytes=64 * 1024) as srv, httpx.Client(base_url=srv.url, timeout=60) as c:
@@ -280,7 +283,7 @@ def test_predict_url_failures_say_what_failed_without_the_reply(live_db, tmp_pat
         assert events["items"][0]["after"]["model_source"]["kind"] == "predict_url"
 
 
-def test_webhook_delivery_rechecks_and_stores_no_remote_body(live_db, tmp_path, hostile):  # noqa: F811
+def test_webhook_delivery_rechecks_and_stores_no_remote_body(live_db, tmp_path, hostile):
     keys = _keys(live_db)
     quick = {"background_workers": True, "dispatcher_poll_s": 0.1, "webhook_backoff_base_s": 0.1,
              "webhook_backoff_max_s": 0.2, "webhook_max_attempts": 2, "webhook_timeout_s": 0.5}

@@ -20,7 +20,7 @@ from tests.conftest import make_settings
 from tests.helpers import version_body
 from tests.infra import LiveServer, free_port
 from tests.monitor.test_api import FEATURES, csv_bytes, frame, gt_record, record
-from tests.test_live import _keys, live_db  # noqa: F401  (fixture)
+from tests.test_live import _keys
 
 pytestmark = pytest.mark.live
 SECRET = "retrain-pipeline-secret-42"
@@ -57,7 +57,7 @@ class Pipeline:
         httpx.post(f"{self.api}/api/v1/model-groups/churn/versions", json=body, headers=self.key, timeout=30)
 
 
-def test_closed_loop(live_db, tmp_path):  # noqa: F811
+def test_closed_loop(live_db, tmp_path):
     keys = _keys(live_db)
     settings = make_settings(tmp_path, background_workers=True, dispatcher_poll_s=0.1, webhook_backoff_base_s=0.2,
                              outbound_allow="127.0.0.1")

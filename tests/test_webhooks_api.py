@@ -42,6 +42,21 @@ def test_create_list_get_delete(client, keys, db):
         assert s.scalar(select(func.count()).select_from(Delivery)) == 1   # inactive hooks get nothing
 
 
+def test_audit_keeps_no_credentials_of_a_url(client, keys):
+    """Webhook URLs often are secrets themselves (tokens in the query, user:pass): the audit log is permanent and
+    readable by viewers, so it records the URL without them."""
+    url = "http://hook-user:hook-pass@127.0.0.1:9/x?token=TOKEN-IN-QUERY"
+    r = client.post("/api/v1/webhooks", headers=keys("admin"), json={"url": url, "secret": "a" * 16, "events": ["*"]})
+    assert r.status_code == 201, r.text
+    create_group(client, keys("admin"), "g")
+    trig = client.put("/api/v1/model-groups/g/retraining-trigger", headers=keys("admin"),
+                      json={"url": url, "secret": "b" * 16})
+    assert trig.status_code == 200, trig.text
+    events = client.get("/api/v1/audit/events", headers=keys("viewer")).json()["items"]
+    logged = [e["after"]["url"] for e in events if e["action"] in ("webhook.created", "retraining_trigger.set")]
+    assert len(logged) >= 2 and all(u == "http://127.0.0.1:9/x" for u in logged), logged
+
+
 def test_bad_webhook_input(client, keys, db):
     h = keys("admin")
     for body, field in [
