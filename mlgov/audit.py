@@ -317,9 +317,39 @@ def newest_checkpoint(chain: AuditChain) -> tuple[dict[str, Any] | None, str | N
     if payload["key"] != chain.fingerprint:
         return doc, (f"the newest checkpoint was signed with another audit key ({payload['key']}, this server "
                      f"uses {chain.fingerprint}): MLGOV_AUDIT_KEY or <home>/audit.key was changed or lost")
-    if not hmac.compare_digest(str(doc.get("signature", "")), _sign(chain, payload)):
+    if not _signed(chain, doc):
         return doc, "the newest checkpoint has an invalid signature: it was forged or altered"
+    newer = _newer_than(chain, int(payload["seq"]))
+    if newer is not None:   # an older (validly signed) checkpoint was copied over latest.json to hide a truncation
+        name, found = newer
+        return found, (f"{LATEST} (seq {payload['seq']}) is older than the signed checkpoint {name} (seq "
+                       f"{found['seq']}): it was rolled back")
     return doc, None
+
+
+def _signed(chain: AuditChain, doc: dict[str, Any]) -> bool:
+    try:
+        payload = {k: doc[k] for k in ("seq", "head_hash", "time", "legacy_until", "key")}
+    except (KeyError, TypeError):
+        return False
+    return hmac.compare_digest(str(doc.get("signature", "")), _sign(chain, payload))
+
+
+def _newer_than(chain: AuditChain, seq: int) -> tuple[str, dict[str, Any]] | None:
+    """The highest validly signed checkpoint object above ``seq`` (each is kept under its own, never overwritten
+    name, ``<seq:020d>-<time>.json``), or None. Forged names are skipped: only the signature counts."""
+    assert chain.store is not None
+    names = sorted((n for n in chain.store.list(CHECKPOINT_PREFIX) if n != LATEST), reverse=True)
+    for name in names:
+        try:
+            if int(name[len(CHECKPOINT_PREFIX):][:20]) <= seq:
+                return None
+            doc = json.loads(chain.store.get(name))
+        except (ValueError, NotFound):
+            continue
+        if isinstance(doc, dict) and _signed(chain, doc) and int(doc["seq"]) > seq:
+            return name, doc
+    return None
 
 
 # --- verification ---------------------------------------------------------------------------------------

@@ -175,6 +175,11 @@ def test_checkpoints_every_n_events_are_signed_and_in_the_store(tmp_path, db, ke
         latest = json.loads(store.get("audit/checkpoints/latest.json"))
         assert latest["seq"] == 3 * (total["head_seq"] // 3) and len(latest["signature"]) == 64
         assert total["checkpoint"]["seq"] == latest["seq"]
+        # an older, validly signed checkpoint copied over latest.json (to hide a truncation) is noticed
+        oldest = store.get(names[0])
+        store.put("audit/checkpoints/latest.json", oldest)
+        rolled = c.get("/api/v1/audit/verify", headers=keys("viewer")).json()
+        assert rolled["ok"] is False and "rolled back" in rolled["reason"], rolled
         # a forged checkpoint (no key) is refused by verify
         store.put("audit/checkpoints/latest.json", json.dumps({**latest, "seq": 1}).encode())
         bad = c.get("/api/v1/audit/verify", headers=keys("viewer")).json()
