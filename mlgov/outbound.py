@@ -19,6 +19,7 @@ Why one place: a URL supplied by a user makes the server a proxy into its own ne
 
 from __future__ import annotations
 
+import contextvars
 import ipaddress
 import socket
 import ssl
@@ -27,6 +28,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
+import httpcore
 import httpx
 from fastapi import Depends, Request
 
@@ -195,6 +197,7 @@ class OutboundPolicy:
         own = client is None
         http = client or self.client(read_s)
         where = safe_url(url)
+        token = _DEADLINE.set(deadline)   # every socket read and write of this call stops at the deadline
         try:
             with http.stream("POST", url, content=content, headers=headers) as r:
                 if 300 <= r.status_code < 400:
@@ -226,8 +229,68 @@ class OutboundPolicy:
                 f"the {purpose} {where} could not be reached ({type(exc).__name__})",
                 fix="check the URL, that the receiver is listening, and that it speaks HTTP") from None
         finally:
+            _DEADLINE.reset(token)
             if own:
                 http.close()
+
+
+# The overall deadline of the current outbound call. httpx's read timeout applies to each socket read, so a
+# receiver trickling one header line at a time could hold a call (and the single webhook dispatcher thread)
+# forever; the network backend below caps every read and write at what is left of the call's deadline.
+_DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar("mlgov_outbound_deadline", default=None)
+
+
+def _left(timeout: float | None, deadline: float, error: type[Exception]) -> float:
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise error("the outbound call's overall deadline passed")
+    return left if timeout is None else min(timeout, left)
+
+
+class _DeadlineStream(httpcore.NetworkStream):
+    def __init__(self, inner: httpcore.NetworkStream, deadline: float) -> None:
+        self.inner, self.deadline = inner, deadline
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self.inner.read(max_bytes, _left(timeout, self.deadline, httpcore.ReadTimeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self.inner.write(buffer, _left(timeout, self.deadline, httpcore.WriteTimeout))
+
+    def close(self) -> None:
+        self.inner.close()
+
+    def start_tls(self, ssl_context: ssl.SSLContext, server_hostname: str | None = None,
+                  timeout: float | None = None) -> httpcore.NetworkStream:
+        tls = self.inner.start_tls(ssl_context, server_hostname, _left(timeout, self.deadline, httpcore.ConnectTimeout))
+        return _DeadlineStream(tls, self.deadline)
+
+    def get_extra_info(self, info: str) -> Any:
+        return self.inner.get_extra_info(info)
+
+
+class _DeadlineBackend(httpcore.NetworkBackend):
+    """Connections opened during an outbound call inherit its deadline (keep-alive is off, so a connection
+    never outlives the call that opened it)."""
+
+    def __init__(self) -> None:
+        self.inner = httpcore.SyncBackend()
+
+    def connect_tcp(self, host: str, port: int, timeout: float | None = None, local_address: str | None = None,
+                    socket_options: Iterable[Any] | None = None) -> httpcore.NetworkStream:
+        deadline = _DEADLINE.get()
+        if deadline is None:
+            return self.inner.connect_tcp(host, port, timeout, local_address, socket_options)
+        stream = self.inner.connect_tcp(host, port, _left(timeout, deadline, httpcore.ConnectTimeout),
+                                        local_address, socket_options)
+        return _DeadlineStream(stream, deadline)
+
+    def connect_unix_socket(self, path: str, timeout: float | None = None,
+                            socket_options: Iterable[Any] | None = None) -> httpcore.NetworkStream:
+        return self.inner.connect_unix_socket(path, timeout, socket_options)
+
+    def sleep(self, seconds: float) -> None:
+        self.inner.sleep(seconds)
 
 
 class PinnedTransport(httpx.BaseTransport):
@@ -241,8 +304,14 @@ class PinnedTransport(httpx.BaseTransport):
         # trust_env here only reads SSL_CERT_FILE/SSL_CERT_DIR; proxies from the environment are off in the client
         # No keep-alive: the pool is keyed by (scheme, IP, port), so a kept TLS connection verified for one
         # hostname would be reused for another name on the same address without checking its certificate.
-        self.inner = inner or httpx.HTTPTransport(retries=0, verify=policy.verify, trust_env=True,
-                                                  limits=httpx.Limits(max_keepalive_connections=0))
+        if inner is None:
+            inner = httpx.HTTPTransport(retries=0, verify=policy.verify, trust_env=True,
+                                        limits=httpx.Limits(max_keepalive_connections=0))
+            # httpx offers no public hook for the network backend; its pool's is replaced so every socket
+            # operation honours the call's overall deadline (tests/test_outbound.py proves it on a trickling
+            # receiver, so an httpx change that drops this attribute fails there).
+            inner._pool._network_backend = _DeadlineBackend()
+        self.inner = inner
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         ip = self.policy.check_url(str(request.url))

@@ -44,6 +44,7 @@ class Hostile:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.hits: list[dict[str, Any]] = []
+        self.trickled = 0
         self.model = LogisticRegression().fit(*_data())
         outer = self
 
@@ -76,6 +77,16 @@ class Hostile:
                     try:
                         for _ in range(2000):   # ~2 MB, no Content-Length: only the reader can stop it
                             self.wfile.write(b"0.5\n" * 256)
+                    except OSError:
+                        pass
+                elif self.path == "/trickle":   # headers one line at a time: each read is quick, the whole is not
+                    self.wfile.write(b"HTTP/1.1 200 OK\r\n")
+                    try:
+                        for i in range(40):
+                            time.sleep(0.25)
+                            self.wfile.write(f"X-Line-{i}: x\r\n".encode())
+                            self.wfile.flush()
+                            outer.trickled += 1
                     except OSError:
                         pass
                 elif self.path == "/slow":
@@ -218,6 +229,17 @@ def test_redirect_size_and_time_are_bounded(hostile):
         policy.post(f"{hostile.url}/slow", b"1\n", {})
     with pytest.raises(RemoteCallFailed, match="could not be reached"):
         policy.post(f"http://127.0.0.1:{free_port()}/", b"1\n", {})
+
+
+def test_a_trickling_receiver_is_cut_off_at_the_overall_deadline(hostile):
+    """Each header line comes well within the read timeout, so only the call's overall deadline (connect + 2 ×
+    read = 1.5 s here) stops it; without it the call would take the receiver's full 10 s (40 lines)."""
+    policy = OutboundPolicy(allow_networks=parse_allow("127.0.0.1")[1], read_timeout_s=0.5, connect_timeout_s=0.5)
+    for max_bytes in (None, 0):   # predict calls read the body; webhooks read only the status
+        hostile.trickled = 0
+        with pytest.raises(RemoteCallFailed, match="did not answer in time"):
+            policy.post(f"{hostile.url}/trickle", b"1\n", {}, max_bytes=max_bytes)
+        assert hostile.trickled < 40
 
 
 # --- through the live server ----------------------------------------------------------------------------
