@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from lineage import service
 from lineage.schemas import TYPE_PATTERN
 from mlgov import audit
+from mlgov.auth import Principal
 from mlgov.types import Timestamp
 
 STATUS = {"START": "InProgress", "RUNNING": "InProgress", "COMPLETE": "Completed", "FAIL": "Failed",
@@ -69,10 +70,16 @@ def _label(text: str) -> str:
     return text if len(text) <= NAME_LIMIT else text[:NAME_LIMIT - 1] + "…"
 
 
-def ingest(session: Session, ev: RunEvent, actor: str, owner: str | None = None) -> dict[str, Any]:
+def ingest(session: Session, ev: RunEvent, principal: Principal) -> dict[str, Any]:
     """Apply one RunEvent idempotently; later events of the same run update the same action. What it records is
-    the caller's (not mlgov's own evidence), so its creator may change it."""
-    who = owner or actor
+    the caller's (not mlgov's own evidence), so its creator may change it — and only they: an event naming
+    another user's run, or a dataset mlgov recorded, may link to it but not rewrite it."""
+    actor, who = principal.name, principal.owner
+    key = f"openlineage:{ev.job.namespace}/{ev.job.name}:{ev.run.runId}"
+    existing = service.find_action(session, key)
+    if existing is not None:
+        service.may_change(existing, f"the run {ev.run.runId} of {ev.job.namespace}/{ev.job.name}", principal,
+                           "update")
     when = ev.eventTime if ev.eventTime.tzinfo else ev.eventTime.replace(tzinfo=dt.UTC)
     status = STATUS[ev.eventType] if ev.eventType else None
     job_type = (ev.job.facets.get("jobType") or {}).get("jobType") if isinstance(
@@ -83,7 +90,7 @@ def ingest(session: Session, ev: RunEvent, actor: str, owner: str | None = None)
                              "producer": ev.producer, "last_event_type": ev.eventType,
                              "job_facets": ev.job.facets, "run_facets": ev.run.facets}}
     action, created = service.ensure_action(
-        session, type=str(job_type or "Job"), key=f"openlineage:{ev.job.namespace}/{ev.job.name}:{ev.run.runId}",
+        session, type=str(job_type or "Job"), key=key,
         name=_label(ev.job.name), status=status,
         start_time=when if ev.eventType in ("START", "RUNNING") else None,
         end_time=when if ev.eventType in ("COMPLETE", "FAIL", "ABORT") else None,
@@ -97,7 +104,7 @@ def ingest(session: Session, ev: RunEvent, actor: str, owner: str | None = None)
         art, _ = service.ensure_artifact(session, type="Dataset", uri=dataset_uri(ds), name=_label(ds.name),
                                          actor=actor, system=False, owner=who)
         facets = {**ds.facets, **(ds.inputFacets if is_input else ds.outputFacets)}
-        if facets:
+        if facets and service.changeable(art, principal):   # facets annotate the caller's own datasets only
             art.properties = {**(art.properties or {}), "openlineage_facets": facets}
         if is_input:
             service.link(session, art, action, "ContributedTo", actor=actor, system=False, owner=who)

@@ -138,7 +138,7 @@ def export(body: QueryRequest, session: SessionDep, _: Reader,
 
 @router.post("/openlineage", status_code=201)
 def openlineage_event(body: openlineage.RunEvent, session: SessionDep, p: Writer) -> dict[str, Any]:
-    return openlineage.ingest(session, body, p.name, owner=p.owner)
+    return openlineage.ingest(session, body, p)
 
 
 # Generic per-kind routes last, so /associations/... matches its own routes first.

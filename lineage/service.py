@@ -241,7 +241,13 @@ def create_context(session: Session, body: ContextCreate, principal: Principal) 
     return ent
 
 
-def _may_change(row: Entity | Edge, what: str, principal: Principal, verb: str) -> None:
+def changeable(row: Entity | Edge, principal: Principal) -> bool:
+    """Whether ``principal`` may change ``row`` (see `may_change`)."""
+    return not row.system and (principal.role == Role.admin
+                               or same_person(row.creator_owner or row.created_by, principal.owner))
+
+
+def may_change(row: Entity | Edge, what: str, principal: Principal, verb: str) -> None:
     """Recorded evidence is immutable through the API; user rows belong to their creator (and admins)."""
     if row.system:
         raise Forbidden(f"{what} was recorded by mlgov itself (registration, approval, stage move, baseline, "
@@ -256,7 +262,7 @@ def _may_change(row: Entity | Edge, what: str, principal: Principal, verb: str) 
 def update_entity(session: Session, kind: str, entity_id: str, body: EntityUpdate, principal: Principal) -> Entity:
     actor = principal.name
     ent = get_entity(session, kind, entity_id)
-    _may_change(ent, f"{kind} {entity_id}", principal, "patch")
+    may_change(ent, f"{kind} {entity_id}", principal, "patch")
     if kind != "action" and (body.status is not None or body.end_time is not None):
         raise Invalid(f"status and end_time apply to actions, not to {kind}s", fix="leave them out")
     before = {"name": ent.name, "description": ent.description, "status": ent.status,
@@ -289,7 +295,7 @@ def delete_entity(session: Session, kind: str, entity_id: str, principal: Princi
     """Delete an entity and its associations (audited with what was removed)."""
     actor = principal.name
     ent = get_entity(session, kind, entity_id)
-    _may_change(ent, f"{kind} {entity_id}", principal, "delete")
+    may_change(ent, f"{kind} {entity_id}", principal, "delete")
     edges = list(session.scalars(select(Edge).where((Edge.source_id == ent.id) | (Edge.target_id == ent.id))))
     recorded = [e.id for e in edges if e.system]
     if recorded:
@@ -373,7 +379,7 @@ def delete_association(session: Session, edge_id: str, principal: Principal) -> 
     edge = session.get(Edge, edge_id)
     if edge is None:
         raise NotFound(f"no association with id {edge_id!r}", fix="list them with GET /api/v1/lineage/associations")
-    _may_change(edge, f"association {edge_id}", principal, "delete")
+    may_change(edge, f"association {edge_id}", principal, "delete")
     before = {"source": edge.source_id, "target": edge.target_id, "type": edge.type}
     session.delete(edge)
     session.flush()

@@ -220,6 +220,26 @@ def test_openlineage_run_events(client, keys, db):
     assert fail["status"] == "Failed"
 
 
+def test_openlineage_events_cannot_rewrite_others_lineage(client, keys):
+    """Another user's run id, or a dataset mlgov recorded, may be linked to but not rewritten by an event."""
+    run = str(uuid.uuid4())
+    started = client.post(f"{API}/openlineage", json=_ol_event("START", run), headers=keys("publisher"))
+    assert started.status_code == 201
+    hijack = client.post(f"{API}/openlineage", json=_ol_event("COMPLETE", run), headers=keys("publisher2"))
+    assert hijack.status_code == 403 and "only its creator or an admin" in hijack.json()["detail"]
+    a = client.get(f"{API}/actions/{started.json()['action']}", headers=keys("viewer")).json()
+    assert a["status"] == "InProgress" and a["end_time"] is None
+    create_group(client, keys("publisher"), "churn")
+    register(client, keys("publisher"), "churn", 1)   # records s3://data/churn/train-1.csv as mlgov's evidence
+    ev = _ol_event("START", str(uuid.uuid4()), inputs=(), outputs=())
+    ev["inputs"] = [{"namespace": "s3://data", "name": "churn/train-1.csv", "facets": {"schema": {"fields": []}}}]
+    r = client.post(f"{API}/openlineage", json=ev, headers=keys("publisher2"))
+    assert r.status_code == 201, r.text
+    ds = client.get(f"{API}/artifacts", params={"uri": "s3://data/churn/train-1.csv"},
+                    headers=keys("viewer")).json()["items"][0]
+    assert r.json()["inputs"] == [ds["id"]] and "openlineage_facets" not in (ds["properties"] or {})
+
+
 def test_openlineage_events_from_the_official_client(client, keys):
     """Events built with the openlineage-python client are accepted as it serialises them."""
     from openlineage.client import event_v2 as ol
