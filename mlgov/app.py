@@ -11,7 +11,7 @@ from typing import Any
 from fastapi import Depends, FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from mlgov import __version__, inputs
+from mlgov import __version__, events, inputs
 from mlgov.context import request_id_var
 from mlgov.db import Database, check_at_head
 from mlgov.errors import DomainError, install_error_handlers, problem
@@ -164,6 +164,9 @@ def create_app(settings: Settings | None = None, db: Database | None = None, *, 
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if check_schema:
             check_at_head(database.engine)
+            with database.session_scope() as session:
+                if sealed := events.seal_legacy_secrets(session, secrets):
+                    log.info("encrypted %d secret(s) stored in plaintext before migration 0011", sealed)
         dispatcher = Dispatcher(database, settings, outbound, secrets) if settings.background_workers else None
         if dispatcher:
             dispatcher.start()

@@ -14,8 +14,10 @@ from typing import Any
 
 import pytest
 from cryptography.fernet import Fernet
+from fastapi.testclient import TestClient
 from sqlalchemy import select, text
 
+from mlgov.app import create_app
 from mlgov.db import Database
 from mlgov.events import Delivery, DeliveryAttempt, Webhook, deliver_due
 from mlgov.outbound import OutboundPolicy
@@ -102,6 +104,10 @@ def test_migration_keeps_legacy_plaintext_rows_working(kind, tmp_path):
                            "created_at) VALUES ('h1', :url, :secret, :events, NULL, :on, 'admin', :at)"),
                       {"url": f"http://127.0.0.1:{sink.port}/", "secret": legacy, "events": json.dumps(["*"]),
                        "on": True, "at": stamp(t0)})
+            c.execute(text("INSERT INTO events_webhooks (id, url, secret, events, description, active, created_by, "
+                           "created_at) VALUES ('h2', 'http://127.0.0.1:9/', :secret, :events, NULL, :on, 'admin', "
+                           ":at)"), {"secret": legacy + "-unused", "events": json.dumps(["nothing.*"]), "on": True,
+                                     "at": stamp(t0)})
             for i in (1, 2, 3):
                 c.execute(text("INSERT INTO events_outbox (id, event_id, type, subject, payload, created_at) "
                                "VALUES (:i, :e, 'version.registered', 'g/1', :p, :at)"),
@@ -128,6 +134,12 @@ def test_migration_keeps_legacy_plaintext_rows_working(kind, tmp_path):
             hook = s.get(Webhook, "h1")
             assert hook is not None and hook.secret.startswith("enc:v1:") and legacy not in hook.secret
             assert box.decrypt(hook.secret) == legacy
+            assert s.get(Webhook, "h2").secret == legacy + "-unused"   # never sent, still plaintext …
+        with TestClient(create_app(settings, db=db)):   # … until a server starts and seals it
+            pass
+        with db.session_scope() as s:
+            sealed = s.get(Webhook, "h2").secret
+            assert sealed.startswith("enc:v1:") and box.decrypt(sealed) == legacy + "-unused"
         db.dispose()
     sink.server.shutdown()
     assert [m["headers"]["X-Mlgov-Sequence"] for m in sink.got] == ["1", "2", "3"]
