@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import enum
+import functools
 import hashlib
 import hmac
 import secrets
@@ -27,7 +28,7 @@ from fastapi import Depends, Request
 from sqlalchemy import Boolean, String, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from mlgov.db import Base, Database, new_id, private_dir, utcnow
+from mlgov.db import Base, Database, finish, new_id, private_dir, utcnow
 from mlgov.errors import Conflict, Forbidden, Invalid, NotFound, Unauthorized
 
 KEY_PREFIX = "mlgov"
@@ -257,17 +258,9 @@ async def get_session(request: Request) -> AsyncIterator[Session]:
 
 
 async def _finish(session: Session, *, commit: bool) -> None:
-    def run() -> None:
-        try:
-            if commit:
-                session.commit()
-            else:
-                session.rollback()
-        finally:
-            session.close()
-
     with anyio.CancelScope(shield=True):
-        await anyio.to_thread.run_sync(run, limiter=anyio.CapacityLimiter(1))
+        await anyio.to_thread.run_sync(functools.partial(finish, session, commit=commit),
+                                       limiter=anyio.CapacityLimiter(1))
 
 
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
