@@ -11,15 +11,12 @@ import datetime as dt
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from lineage import graph
 from lineage.orm import Edge, Entity
-
-__all__ = ["Edge", "Entity", "chain", "ensure_action", "ensure_artifact", "ensure_context", "find_action", "link",
-           "query", "upstream"]
 from lineage.schemas import (
     ActionCreate,
     ArtifactCreate,
@@ -33,7 +30,7 @@ from lineage.schemas import (
 )
 from mlgov import audit
 from mlgov.auth import Principal, Role, same_person
-from mlgov.db import as_utc, new_id, paginate, utcnow
+from mlgov.db import as_utc, equal, icontains, in_window, new_id, paginate, utcnow
 from mlgov.errors import Conflict, Forbidden, Invalid, NotFound
 
 # Keys mlgov gives the actions and contexts it records; API callers may not take them.
@@ -313,25 +310,14 @@ def get_entity(session: Session, kind: str, entity_id: str) -> Entity:
     return ent
 
 
-def list_entities(session: Session, kind: str, *, type: str | None, uri: str | None, sha256: str | None,
+def list_entities(session: Session, kind: str, *, entity_type: str | None, uri: str | None, sha256: str | None,
                   name_contains: str | None, status: str | None, created_after: dt.datetime | None,
                   created_before: dt.datetime | None, limit: int, offset: int) -> tuple[list[Entity], int]:
     stmt = select(Entity).where(Entity.kind == kind)
-    if type:
-        stmt = stmt.where(Entity.type == type)
-    if uri:
-        stmt = stmt.where(Entity.uri == uri)
-    if sha256:
-        stmt = stmt.where(Entity.sha256 == sha256.lower())
-    if name_contains:
-        stmt = stmt.where(func.lower(Entity.name).contains(name_contains.lower(), autoescape=True))
-    if status:
-        stmt = stmt.where(Entity.status == status)
-    if created_after:
-        stmt = stmt.where(Entity.created_at >= created_after)
-    if created_before:
-        stmt = stmt.where(Entity.created_at < created_before)
-    return paginate(session, stmt, Entity.created_at, Entity.id, limit=limit, offset=offset)
+    return paginate(session, stmt, Entity.created_at, Entity.id, limit=limit, offset=offset, where=[
+        *equal((Entity.type, entity_type), (Entity.uri, uri), (Entity.sha256, sha256.lower() if sha256 else None)),
+        icontains(Entity.name, name_contains), *equal((Entity.status, status)),
+        *in_window(Entity.created_at, created_after, created_before)])
 
 
 def add_association(session: Session, body: AssociationCreate, principal: Principal) -> Edge:
@@ -356,16 +342,10 @@ def add_association(session: Session, body: AssociationCreate, principal: Princi
     return edge
 
 
-def list_associations(session: Session, *, source: str | None, target: str | None, type: str | None, limit: int,
-                      offset: int) -> tuple[list[Edge], int]:
-    stmt = select(Edge)
-    if source:
-        stmt = stmt.where(Edge.source_id == source)
-    if target:
-        stmt = stmt.where(Edge.target_id == target)
-    if type:
-        stmt = stmt.where(Edge.type == type)
-    return paginate(session, stmt, Edge.created_at, Edge.id, limit=limit, offset=offset)
+def list_associations(session: Session, *, source: str | None, target: str | None, association_type: str | None,
+                      limit: int, offset: int) -> tuple[list[Edge], int]:
+    return paginate(session, select(Edge), Edge.created_at, Edge.id, limit=limit, offset=offset, where=equal(
+        (Edge.source_id, source), (Edge.target_id, target), (Edge.type, association_type)))
 
 
 def delete_association(session: Session, edge_id: str, principal: Principal) -> None:
