@@ -37,8 +37,14 @@ from mlgov.errors import Conflict, Forbidden, Invalid, NotFound
 SYSTEM_KEY_PREFIXES = ("approval:", "stage:", "alert:", "deployment:", "training-job:", "retraining:",
                        "model-group:", "endpoint:")
 
-__all__ = ["Edge", "Entity", "chain", "ensure_action", "ensure_artifact", "ensure_context", "find_action", "link",
-           "query", "upstream"]
+__all__ = ["Edge", "Entity", "alert_key", "chain", "ensure_action", "ensure_artifact", "ensure_context", "find_action",
+           "link", "query", "upstream"]
+
+
+def alert_key(alert_id: str) -> str:
+    """The key of a monitoring alert's action: monitor records the alert under it, the registry finds it when a
+    retrained version names the alert."""
+    return f"alert:{alert_id}"
 
 
 def artifact_identity(uri: str, sha256: str | None) -> str:

@@ -85,6 +85,7 @@ def readyz(request: Request) -> dict[str, str]:
 
 
 router = APIRouter(prefix="/api/v1")
+Admin = Annotated[Principal, Depends(require(ADMINS))]
 
 
 # --- keys ---------------------------------------------------------------------------------------------
@@ -114,19 +115,20 @@ class KeyCreated(KeyRead):
 
 
 @router.get("/keys", tags=["keys"], response_model=list[KeyRead])
-def list_keys(session: SessionDep, _: Annotated[Principal, Depends(require(ADMINS))]) -> Any:
+def list_keys(session: SessionDep, _: Admin) -> Any:
     return auth.list_keys(session)
 
 
 @router.post("/keys", tags=["keys"], status_code=201, response_model=KeyCreated)
-def create_key(body: KeyCreate, session: SessionDep, p: Annotated[Principal, Depends(require(ADMINS))]) -> Any:
-    row, full = auth.create_key(session, body.name, body.role.value, actor=p.name, owner=body.owner, creator=p)
+def create_key(body: KeyCreate, session: SessionDep, principal: Admin) -> Any:
+    row, full = auth.create_key(session, body.name, body.role.value, actor=principal.name, owner=body.owner,
+                                creator=principal)
     return KeyCreated.model_validate({**KeyRead.model_validate(row).model_dump(), "key": full})
 
 
 @router.delete("/keys/{name}", tags=["keys"], status_code=204)
-def revoke_key(name: str, session: SessionDep, p: Annotated[Principal, Depends(require(ADMINS))]) -> Response:
-    auth.revoke_key(session, name, actor=p.name)
+def revoke_key(name: str, session: SessionDep, principal: Admin) -> Response:
+    auth.revoke_key(session, name, actor=principal.name)
     return Response(status_code=204)
 
 
@@ -175,7 +177,7 @@ def audit_verify(
 
 
 @router.post("/audit/checkpoint", tags=["audit"])
-def audit_checkpoint(session: SessionDep, _: Annotated[Principal, Depends(require(ADMINS))]) -> dict[str, Any]:
+def audit_checkpoint(session: SessionDep, _: Admin) -> dict[str, Any]:
     """Sign the current head and write it to the object store (refused if the chain disagrees with the last one)."""
     try:
         return audit.write_checkpoint(session)
@@ -238,15 +240,15 @@ def _webhook(session: SessionDep, webhook_id: str) -> events.Webhook:
 
 
 @router.post("/webhooks", tags=["webhooks"], status_code=201, response_model=WebhookRead)
-def create_webhook(body: WebhookCreate, session: SessionDep, p: Annotated[Principal, Depends(require(ADMINS))],
+def create_webhook(body: WebhookCreate, session: SessionDep, principal: Admin,
                    policy: OutboundDep, box: SecretsDep) -> Any:
     """The URL must pass the outbound policy (no loopback/private/link-local unless MLGOV_OUTBOUND_ALLOW)."""
     return events.create_webhook(session, url=body.url, secret=body.secret, events=body.events,
-                                 description=body.description, actor=p.name, policy=policy, box=box)
+                                 description=body.description, actor=principal.name, policy=policy, box=box)
 
 
 @router.get("/webhooks", tags=["webhooks"], response_model=list[WebhookRead])
-def list_webhooks(session: SessionDep, _: Annotated[Principal, Depends(require(ADMINS))]) -> Any:
+def list_webhooks(session: SessionDep, _: Admin) -> Any:
     from sqlalchemy import select
 
     return list(session.scalars(select(events.Webhook).where(events.Webhook.active.is_(True))
@@ -254,20 +256,20 @@ def list_webhooks(session: SessionDep, _: Annotated[Principal, Depends(require(A
 
 
 @router.get("/webhooks/{webhook_id}", tags=["webhooks"], response_model=WebhookRead)
-def get_webhook(webhook_id: str, session: SessionDep, _: Annotated[Principal, Depends(require(ADMINS))]) -> Any:
+def get_webhook(webhook_id: str, session: SessionDep, _: Admin) -> Any:
     return _webhook(session, webhook_id)
 
 
 @router.delete("/webhooks/{webhook_id}", tags=["webhooks"], status_code=204)
 def delete_webhook(webhook_id: str, session: SessionDep,
-                   p: Annotated[Principal, Depends(require(ADMINS))]) -> Response:
+                   principal: Admin) -> Response:
     _webhook(session, webhook_id)
-    events.delete_webhook(session, webhook_id, actor=p.name)
+    events.delete_webhook(session, webhook_id, actor=principal.name)
     return Response(status_code=204)
 
 
 @router.get("/webhooks/{webhook_id}/deliveries", tags=["webhooks"], response_model=list[DeliveryRead])
-def webhook_deliveries(webhook_id: str, session: SessionDep, _: Annotated[Principal, Depends(require(ADMINS))],
+def webhook_deliveries(webhook_id: str, session: SessionDep, _: Admin,
                        limit: Limit = 100, offset: Offset = 0) -> Any:
     _webhook(session, webhook_id)
     return [_delivery(d, attempts) for d, attempts in events.list_deliveries(session, webhook_id, limit, offset)]
@@ -284,7 +286,7 @@ def _delivery(d: events.Delivery, attempts: list[events.DeliveryAttempt]) -> Del
 @router.post("/webhooks/{webhook_id}/deliveries/{delivery_id}/retry", tags=["webhooks"], status_code=202,
              response_model=DeliveryRead)
 def retry_delivery(webhook_id: str, delivery_id: str, session: SessionDep,
-                   p: Annotated[Principal, Depends(require(ADMINS))]) -> Any:
+                   principal: Admin) -> Any:
     """Redeliver a dead letter (audited); it keeps its sequence number and gets a fresh attempt budget."""
-    d = events.retry_delivery(session, webhook_id, delivery_id, actor=p.name)
+    d = events.retry_delivery(session, webhook_id, delivery_id, actor=principal.name)
     return _delivery(d, events.delivery_history(session, d.id))
