@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Query, Response
 from fastapi.responses import PlainTextResponse
 from sqlalchemy.orm import Session
 from starlette.convertors import StringConvertor, register_url_convertor
@@ -29,14 +29,12 @@ from lineage.schemas import (
     QueryResult,
 )
 from mlgov.api import Limit, Offset, Page, page
-from mlgov.auth import PUBLISHERS, READERS, Principal, SessionDep, require
+from mlgov.auth import Principal, Publisher, Reader, SessionDep
 from mlgov.db import as_utc
 from mlgov.openapi import alternatives
 from mlgov.types import Strict, Timestamp
 
 router = APIRouter(prefix="/api/v1/lineage", tags=["lineage"])
-Reader = Annotated[Principal, Depends(require(READERS))]
-Writer = Annotated[Principal, Depends(require(PUBLISHERS))]
 
 
 # --- artifacts, actions, contexts: the same create / list / get routes, generated from one table ----------------
@@ -91,7 +89,7 @@ def _add_entity_routes(r: _EntityRoutes) -> None:
         return service.get_entity(session, r.kind, entity_id)
 
     create.__signature__ = inspect.Signature([  # type: ignore[attr-defined]
-        _param("body", r.body), _param("session", SessionDep), _param("principal", Writer),
+        _param("body", r.body), _param("session", SessionDep), _param("principal", Publisher),
         _param("response", Response)])
     list_entities.__signature__ = inspect.Signature([  # type: ignore[attr-defined]
         _param("session", SessionDep), _param("_", Reader), _param("type", str | None, None), *r.filters,
@@ -113,7 +111,7 @@ for _routes in ENTITY_ROUTES:
 
 
 @router.post("/associations", response_model=AssociationRead, status_code=201)
-def add_association(body: AssociationCreate, session: SessionDep, principal: Writer) -> Any:
+def add_association(body: AssociationCreate, session: SessionDep, principal: Publisher) -> Any:
     return service.edge_read(service.add_association(session, body, principal))
 
 
@@ -127,7 +125,7 @@ def list_associations(session: SessionDep, _: Reader, source: str | None = None,
 
 
 @router.delete("/associations/{edge_id}", status_code=204)
-def delete_association(edge_id: str, session: SessionDep, principal: Writer) -> Response:
+def delete_association(edge_id: str, session: SessionDep, principal: Publisher) -> Response:
     service.delete_association(session, edge_id, principal)
     return Response(status_code=204)
 
@@ -149,7 +147,7 @@ def export(body: QueryRequest, session: SessionDep, _: Reader,
 
 
 @router.post("/openlineage", status_code=201)
-def openlineage_event(body: openlineage.RunEvent, session: SessionDep, principal: Writer) -> dict[str, Any]:
+def openlineage_event(body: openlineage.RunEvent, session: SessionDep, principal: Publisher) -> dict[str, Any]:
     return openlineage.ingest(session, body, principal.name, owner=principal.owner)
 
 
@@ -172,11 +170,11 @@ register_url_convertor("lineage_kind", _PluralConvertor())
 
 
 @router.patch("/{plural:lineage_kind}/{entity_id}", response_model=EntityRead)
-def update_entity(plural: Plural, entity_id: str, body: EntityUpdate, session: SessionDep, principal: Writer) -> Any:
+def update_entity(plural: Plural, entity_id: str, body: EntityUpdate, session: SessionDep, principal: Publisher) -> Any:
     return service.update_entity(session, _kind(plural), entity_id, body, principal)
 
 
 @router.delete("/{plural:lineage_kind}/{entity_id}", status_code=204)
-def delete_entity(plural: Plural, entity_id: str, session: SessionDep, principal: Writer) -> Response:
+def delete_entity(plural: Plural, entity_id: str, session: SessionDep, principal: Publisher) -> Response:
     service.delete_entity(session, _kind(plural), entity_id, principal)
     return Response(status_code=204)

@@ -5,11 +5,11 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Any, Generic, TypeVar
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from mlgov import audit, auth, events
-from mlgov.auth import ADMINS, Principal, SessionDep, require
+from mlgov.auth import Admin, Auditor, SessionDep
 from mlgov.db import as_utc, check_at_head, ping
 from mlgov.errors import Conflict, DomainError, Invalid, NotFound
 from mlgov.outbound import OutboundDep
@@ -85,7 +85,6 @@ def readyz(request: Request) -> dict[str, str]:
 
 
 router = APIRouter(prefix="/api/v1")
-Admin = Annotated[Principal, Depends(require(ADMINS))]
 
 
 # --- keys ---------------------------------------------------------------------------------------------
@@ -153,7 +152,7 @@ class AuditEventRead(BaseModel):
 @router.get("/audit/events", tags=["audit"], response_model=Page[AuditEventRead])
 def audit_events(
     session: SessionDep,
-    _: Annotated[Principal, Depends(require(ADMINS, auth.Role.approver, auth.Role.viewer))],
+    _: Auditor,
     subject_type: str | None = None,
     subject: Annotated[str | None, Query(description="subject id, e.g. 'churn/3'")] = None,
     actor: str | None = None,
@@ -171,7 +170,7 @@ def audit_events(
 
 @router.get("/audit/verify", tags=["audit"])
 def audit_verify(
-    session: SessionDep, _: Annotated[Principal, Depends(require(ADMINS, auth.Role.approver, auth.Role.viewer))]
+    session: SessionDep, _: Auditor
 ) -> dict[str, Any]:
     return audit.verify(session)
 

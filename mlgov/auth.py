@@ -48,6 +48,7 @@ PUBLISHERS = frozenset({Role.admin, Role.publisher})
 DECIDERS = frozenset({Role.admin, Role.approver})
 ADMINS = frozenset({Role.admin})
 INGESTERS = frozenset({Role.admin, Role.ingest})
+AUDITORS = frozenset({Role.admin, Role.approver, Role.viewer})
 
 
 class ApiKey(Base):
@@ -297,3 +298,12 @@ def require(*roles: Role | frozenset[Role]) -> Callable[..., Principal]:
 
     dependency.roles = frozen  # type: ignore[attr-defined]
     return dependency
+
+
+# The role dependencies routes declare: ``_: Reader`` to check the role only, ``principal: Publisher`` to use it.
+Reader = Annotated[Principal, Depends(require(READERS))]
+Publisher = Annotated[Principal, Depends(require(PUBLISHERS))]
+Decider = Annotated[Principal, Depends(require(DECIDERS))]
+Admin = Annotated[Principal, Depends(require(ADMINS))]
+Auditor = Annotated[Principal, Depends(require(AUDITORS))]
+Ingester = Annotated[Principal, Depends(require(INGESTERS))]

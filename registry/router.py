@@ -11,7 +11,19 @@ from fastapi.responses import HTMLResponse
 from pydantic import Field
 
 from mlgov.api import Limit, Offset, Page, page
-from mlgov.auth import ADMINS, DECIDERS, PUBLISHERS, READERS, Principal, Role, SessionDep, require
+from mlgov.auth import (
+    ADMINS,
+    DECIDERS,
+    Admin,
+    Auditor,
+    Decider,
+    Principal,
+    Publisher,
+    Reader,
+    Role,
+    SessionDep,
+    require,
+)
 from mlgov.db import as_utc
 from mlgov.errors import Invalid
 from mlgov.openapi import alternatives
@@ -34,9 +46,6 @@ from registry.schemas import (
 )
 
 router = APIRouter(prefix="/api/v1", tags=["registry"])
-Reader = Annotated[Principal, Depends(require(READERS))]
-Publisher = Annotated[Principal, Depends(require(PUBLISHERS))]
-Decider = Annotated[Principal, Depends(require(DECIDERS))]
 Mover = Annotated[Principal, Depends(require(DECIDERS, Role.publisher))]
 GroupEditor = Annotated[Principal, Depends(require(ADMINS, Role.publisher))]
 VersionNo = Annotated[int, Path(ge=1, description="version number (1, 2, 3 …)")]
@@ -137,7 +146,7 @@ def decide(group: str, version: VersionNo, body: ApprovalRequest, session: Sessi
 
 @router.post("/model-groups/{group}/versions/{version}/artifact-trust", response_model=VersionRead)
 def artifact_trust(group: str, version: VersionNo, body: TrustRequest, session: SessionDep,
-                   principal: Annotated[Principal, Depends(require(ADMINS))]) -> Any:
+                   principal: Admin) -> Any:
     v = service.set_artifact_trust(session, group, version, body.trusted, body.reason, principal)
     return service.to_read(group, service.get_version(session, group, v.version)[1])
 
@@ -174,7 +183,7 @@ def stage_occupants(group: str, stage: str, session: SessionDep, _: Reader,
 
 @router.get("/audit/report", tags=["audit"], response_model=None, responses=alternatives("text/html"))
 def audit_report(
-    session: SessionDep, _: Annotated[Principal, Depends(require(ADMINS, Role.approver, Role.viewer))],
+    session: SessionDep, _: Auditor,
     model_group: Annotated[str, Query(min_length=1)],
     since: Annotated[Timestamp | None, Query(alias="from")] = None,
     until: Annotated[Timestamp | None, Query(alias="to")] = None,
