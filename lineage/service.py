@@ -214,33 +214,40 @@ def create_artifact(session: Session, body: ArtifactCreate, principal: Principal
 
 
 def create_action(session: Session, body: ActionCreate, principal: Principal) -> Entity:
-    actor = principal.name
     key = _user_key(body.key) if body.key else f"api:{new_id()}"
-    if body.key and _find(session, "action", key) is not None:
-        raise Conflict(f"an action with key {key!r} already exists", fix="use another key or omit it")
-    if body.start_time and body.end_time and body.end_time < body.start_time:
-        raise Invalid("end_time is before start_time", fix="swap or correct the times")
-    ent, created = ensure_action(session, type=body.type, key=key, name=body.name, status=body.status,
-                                 start_time=body.start_time, end_time=body.end_time, properties=body.properties,
-                                 actor=actor, system=False, owner=principal.owner)
-    if not created:   # a concurrent request created it between the check above and the insert
-        raise Conflict(f"an action with key {key!r} already exists", fix="use another key or omit it")
-    ent.description = body.description
-    _audit(session, actor, "lineage.action_created", ent.id, {"type": ent.type, "name": ent.name})
-    return ent
+
+    def insert() -> tuple[Entity, bool]:
+        if body.start_time and body.end_time and body.end_time < body.start_time:
+            raise Invalid("end_time is before start_time", fix="swap or correct the times")
+        return ensure_action(session, type=body.type, key=key, name=body.name, status=body.status,
+                             start_time=body.start_time, end_time=body.end_time, properties=body.properties,
+                             actor=principal.name, system=False, owner=principal.owner)
+
+    return _create_new(session, "action", key, principal, body.description, "use another key or omit it", insert)
 
 
 def create_context(session: Session, body: ContextCreate, principal: Principal) -> Entity:
-    actor = principal.name
     key = _user_key(body.key or f"{body.type}:{body.name}")
-    if _find(session, "context", key) is not None:
-        raise Conflict(f"a context with key {key!r} already exists", fix="reuse it (GET) or pick another name/key")
-    ent, created = ensure_context(session, type=body.type, name=body.name, key=key, properties=body.properties,
-                                  actor=actor, system=False, owner=principal.owner)
-    if not created:   # a concurrent request created it between the check above and the insert
-        raise Conflict(f"a context with key {key!r} already exists", fix="reuse it (GET) or pick another name/key")
-    ent.description = body.description
-    _audit(session, actor, "lineage.context_created", ent.id, {"type": ent.type, "name": ent.name})
+    return _create_new(session, "context", key, principal, body.description,
+                       "reuse it (GET) or pick another name/key",
+                       lambda: ensure_context(session, type=body.type, name=body.name, key=key,
+                                              properties=body.properties, actor=principal.name, system=False,
+                                              owner=principal.owner))
+
+
+def _create_new(session: Session, kind: str, key: str, principal: Principal, description: str | None, fix: str,
+                insert: Callable[[], tuple[Entity, bool]]) -> Entity:
+    """An action or context an API caller records under ``key`` (``insert`` checks the body, then ensures the
+    entity), audited; a key that exists is a 409, also when a concurrent request creates it between the check and
+    the insert."""
+    exists = f"{'an' if kind == 'action' else 'a'} {kind} with key {key!r} already exists"
+    if _find(session, kind, key) is not None:
+        raise Conflict(exists, fix=fix)
+    ent, created = insert()
+    if not created:
+        raise Conflict(exists, fix=fix)
+    ent.description = description
+    _audit(session, principal.name, f"lineage.{kind}_created", ent.id, {"type": ent.type, "name": ent.name})
     return ent
 
 
