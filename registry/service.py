@@ -9,8 +9,8 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any, TypeVar
 
-from sqlalchemy import Select, func, select, update
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy import Select, UnaryExpression, func, select, update
+from sqlalchemy.orm import QueryableAttribute, Session, selectinload
 from sqlalchemy.orm.attributes import set_committed_value
 
 from lineage import service as lineage
@@ -119,7 +119,7 @@ def list_groups(session: Session, *, name_contains: str | None, tags: dict[str, 
         icontains(ModelGroup.name, name_contains), *(ModelGroup.tags[k].as_string() == v for k, v in tags.items())])
 
 
-def _order(sort: str, columns: dict[str, Any]) -> Any:
+def _order(sort: str, columns: dict[str, QueryableAttribute[Any]]) -> UnaryExpression[Any]:
     """``name`` sorts ascending by that column, ``-name`` descending."""
     column = columns[sort.lstrip("-")]
     return column.desc() if sort.startswith("-") else column.asc()
