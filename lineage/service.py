@@ -164,20 +164,21 @@ def ensure_context(session: Session, *, type: str, name: str, key: str | None = 
     return ent, created
 
 
-def link(session: Session, source: Entity, target: Entity, type: str, *, actor: str,
+def link(session: Session, source: Entity, target: Entity, association_type: str, *, actor: str,
          properties: dict[str, Any] | None = None, system: bool = True, owner: str | None = None) -> Edge:
     """An association, created unless it exists (idempotent)."""
     def existing() -> Edge | None:
         return session.scalar(select(Edge).where(Edge.source_id == source.id, Edge.target_id == target.id,
-                                                 Edge.type == type))
+                                                 Edge.type == association_type))
 
     found = existing()
     if found is not None:
         if system and not found.system:
             found.system = True
         return found
-    edge = Edge(id=new_id(), source_id=source.id, target_id=target.id, type=type, properties=properties or {},
-                created_by=actor, created_at=utcnow(), system=system, creator_owner=owner or actor)
+    edge = Edge(id=new_id(), source_id=source.id, target_id=target.id, type=association_type,
+                properties=properties or {}, created_by=actor, created_at=utcnow(), system=system,
+                creator_owner=owner or actor)
     edge, created = _insert(session, edge, existing)
     if not created and system and not edge.system:
         edge.system = True
@@ -185,8 +186,8 @@ def link(session: Session, source: Entity, target: Entity, type: str, *, actor: 
 
 
 def chain(session: Session, steps: Sequence[tuple[Entity, Entity, str]], *, actor: str) -> None:
-    for src, dst, kind in steps:
-        link(session, src, dst, kind, actor=actor)
+    for src, dst, association_type in steps:
+        link(session, src, dst, association_type, actor=actor)
 
 
 # --- API paths (audited) ------------------------------------------------------------------------------
