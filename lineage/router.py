@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Query, Response
 from fastapi.responses import PlainTextResponse
+from sqlalchemy.orm import Session
 from starlette.convertors import StringConvertor, register_url_convertor
 
 from lineage import graph, openlineage, service
+from lineage.orm import Entity
 from lineage.schemas import (
     ActionCreate,
     ActionStatus,
@@ -19,104 +24,109 @@ from lineage.schemas import (
     ContextCreate,
     EntityRead,
     EntityUpdate,
+    Kind,
     QueryRequest,
     QueryResult,
 )
 from mlgov.api import Limit, Offset, Page, page
-from mlgov.auth import PUBLISHERS, READERS, Principal, SessionDep, require
+from mlgov.auth import Principal, Publisher, Reader, SessionDep
 from mlgov.db import as_utc
 from mlgov.openapi import alternatives
-from mlgov.types import Timestamp
+from mlgov.types import Strict, Timestamp
 
 router = APIRouter(prefix="/api/v1/lineage", tags=["lineage"])
-Reader = Annotated[Principal, Depends(require(READERS))]
-Writer = Annotated[Principal, Depends(require(PUBLISHERS))]
 
 
+# --- artifacts, actions, contexts: the same create / list / get routes, generated from one table ----------------
 
-def _list(kind: str, session: Any, **kw: Any) -> dict[str, Any]:
-    limit, offset = kw.pop("limit"), kw.pop("offset")
-    rows, total = service.list_entities(session, kind, limit=limit, offset=offset,
-                                        created_after=as_utc(kw.pop("created_after")),
-                                        created_before=as_utc(kw.pop("created_before")), **kw)
-    return page(rows, total, limit, offset)
+_REQUIRED = inspect.Parameter.empty
 
 
-@router.post("/artifacts", response_model=EntityRead, status_code=201,
-             responses={200: {"description": "the artifact already existed (same URI and hash)"}})
-def create_artifact(body: ArtifactCreate, session: SessionDep, p: Writer, response: Response) -> Any:
-    ent, created = service.create_artifact(session, body, p)
-    if not created:
-        response.status_code = 200
-    return ent
+def _param(name: str, annotation: Any, default: Any = _REQUIRED) -> inspect.Parameter:
+    return inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=default, annotation=annotation)
 
 
-@router.get("/artifacts", response_model=Page[EntityRead])
-def list_artifacts(session: SessionDep, _: Reader, type: str | None = None, uri: str | None = None,
-                   sha256: str | None = None, name_contains: str | None = None,
-                   created_after: Timestamp | None = None, created_before: Timestamp | None = None,
-                   limit: Limit = 100, offset: Offset = 0) -> Any:
-    return _list("artifact", session, type=type, uri=uri, sha256=sha256, name_contains=name_contains, status=None,
-                 created_after=created_after, created_before=created_before, limit=limit, offset=offset)
+@dataclass(frozen=True)
+class _EntityRoutes:
+    kind: Kind
+    body: type[Strict]
+    create: Callable[[Session, Any, Principal], tuple[Entity, bool]]   # the entity, and whether it is new
+    filters: tuple[inspect.Parameter, ...]     # the list's query filters between `type` and `name_contains`
+    create_responses: dict[int | str, dict[str, Any]] | None = None
 
 
-@router.get("/artifacts/{entity_id}", response_model=EntityRead)
-def get_artifact(entity_id: str, session: SessionDep, _: Reader) -> Any:
-    return service.get_entity(session, "artifact", entity_id)
+ENTITY_ROUTES = (
+    _EntityRoutes("artifact", ArtifactCreate, service.create_artifact,
+                  (_param("uri", str | None, None), _param("sha256", str | None, None)),
+                  {200: {"description": "the artifact already existed (same URI and hash)"}}),
+    _EntityRoutes("action", ActionCreate,
+                  lambda session, body, principal: (service.create_action(session, body, principal), True),
+                  (_param("status", ActionStatus | None, None),)),
+    _EntityRoutes("context", ContextCreate,
+                  lambda session, body, principal: (service.create_context(session, body, principal), True), ()),
+)
 
 
-@router.post("/actions", response_model=EntityRead, status_code=201)
-def create_action(body: ActionCreate, session: SessionDep, p: Writer) -> Any:
-    return service.create_action(session, body, p)
+def _add_entity_routes(r: _EntityRoutes) -> None:
+    """POST /{kind}s, GET /{kind}s and GET /{kind}s/{entity_id}; FastAPI reads each endpoint's parameters from the
+    signature set here, so the OpenAPI document names every filter exactly as a hand-written route would."""
+    def create(body: Strict, session: Session, principal: Principal, response: Response) -> Any:
+        ent, created = r.create(session, body, principal)
+        if not created:
+            response.status_code = 200
+        return ent
+
+    def list_entities(session: Session, _: Principal, **query: Any) -> Any:
+        limit, offset = query["limit"], query["offset"]
+        rows, total = service.list_entities(
+            session, r.kind, entity_type=query["type"], uri=query.get("uri"), sha256=query.get("sha256"),
+            name_contains=query["name_contains"], status=query.get("status"),
+            created_after=as_utc(query["created_after"]), created_before=as_utc(query["created_before"]),
+            limit=limit, offset=offset)
+        return page(rows, total, limit, offset)
+
+    def get(entity_id: str, session: Session, _: Principal) -> Any:
+        return service.get_entity(session, r.kind, entity_id)
+
+    create.__signature__ = inspect.Signature([  # type: ignore[attr-defined]
+        _param("body", r.body), _param("session", SessionDep), _param("principal", Publisher),
+        _param("response", Response)])
+    list_entities.__signature__ = inspect.Signature([  # type: ignore[attr-defined]
+        _param("session", SessionDep), _param("_", Reader), _param("type", str | None, None), *r.filters,
+        _param("name_contains", str | None, None), _param("created_after", Timestamp | None, None),
+        _param("created_before", Timestamp | None, None), _param("limit", Limit, 100), _param("offset", Offset, 0)])
+    get.__signature__ = inspect.Signature([  # type: ignore[attr-defined]
+        _param("entity_id", str), _param("session", SessionDep), _param("_", Reader)])
+    plural = f"/{r.kind}s"
+    router.add_api_route(plural, create, methods=["POST"], name=f"create_{r.kind}", response_model=EntityRead,
+                         status_code=201, responses=r.create_responses)
+    router.add_api_route(plural, list_entities, methods=["GET"], name=f"list_{r.kind}s",
+                         response_model=Page[EntityRead])
+    router.add_api_route(f"{plural}/{{entity_id}}", get, methods=["GET"], name=f"get_{r.kind}",
+                         response_model=EntityRead)
 
 
-@router.get("/actions", response_model=Page[EntityRead])
-def list_actions(session: SessionDep, _: Reader, type: str | None = None, status: ActionStatus | None = None,
-                 name_contains: str | None = None, created_after: Timestamp | None = None,
-                 created_before: Timestamp | None = None, limit: Limit = 100, offset: Offset = 0) -> Any:
-    return _list("action", session, type=type, uri=None, sha256=None, name_contains=name_contains, status=status,
-                 created_after=created_after, created_before=created_before, limit=limit, offset=offset)
-
-
-@router.get("/actions/{entity_id}", response_model=EntityRead)
-def get_action(entity_id: str, session: SessionDep, _: Reader) -> Any:
-    return service.get_entity(session, "action", entity_id)
-
-
-@router.post("/contexts", response_model=EntityRead, status_code=201)
-def create_context(body: ContextCreate, session: SessionDep, p: Writer) -> Any:
-    return service.create_context(session, body, p)
-
-
-@router.get("/contexts", response_model=Page[EntityRead])
-def list_contexts(session: SessionDep, _: Reader, type: str | None = None, name_contains: str | None = None,
-                  created_after: Timestamp | None = None, created_before: Timestamp | None = None,
-                  limit: Limit = 100, offset: Offset = 0) -> Any:
-    return _list("context", session, type=type, uri=None, sha256=None, name_contains=name_contains, status=None,
-                 created_after=created_after, created_before=created_before, limit=limit, offset=offset)
-
-
-@router.get("/contexts/{entity_id}", response_model=EntityRead)
-def get_context(entity_id: str, session: SessionDep, _: Reader) -> Any:
-    return service.get_entity(session, "context", entity_id)
+for _routes in ENTITY_ROUTES:
+    _add_entity_routes(_routes)
 
 
 @router.post("/associations", response_model=AssociationRead, status_code=201)
-def add_association(body: AssociationCreate, session: SessionDep, p: Writer) -> Any:
-    return service.edge_read(service.add_association(session, body, p))
+def add_association(body: AssociationCreate, session: SessionDep, principal: Publisher) -> Any:
+    return service.edge_read(service.add_association(session, body, principal))
 
 
 @router.get("/associations", response_model=Page[AssociationRead])
 def list_associations(session: SessionDep, _: Reader, source: str | None = None, target: str | None = None,
-                      type: AssociationType | None = None, limit: Limit = 100, offset: Offset = 0) -> Any:
-    rows, total = service.list_associations(session, source=source, target=target, type=type, limit=limit,
-                                            offset=offset)
+                      association_type: Annotated[AssociationType | None, Query(alias="type")] = None,
+                      limit: Limit = 100, offset: Offset = 0) -> Any:
+    rows, total = service.list_associations(session, source=source, target=target,
+                                            association_type=association_type, limit=limit, offset=offset)
     return page([service.edge_read(e) for e in rows], total, limit, offset)
 
 
 @router.delete("/associations/{edge_id}", status_code=204)
-def delete_association(edge_id: str, session: SessionDep, p: Writer) -> Response:
-    service.delete_association(session, edge_id, p)
+def delete_association(edge_id: str, session: SessionDep, principal: Publisher) -> Response:
+    service.delete_association(session, edge_id, principal)
     return Response(status_code=204)
 
 
@@ -137,8 +147,8 @@ def export(body: QueryRequest, session: SessionDep, _: Reader,
 
 
 @router.post("/openlineage", status_code=201)
-def openlineage_event(body: openlineage.RunEvent, session: SessionDep, p: Writer) -> dict[str, Any]:
-    return openlineage.ingest(session, body, p)
+def openlineage_event(body: openlineage.RunEvent, session: SessionDep, principal: Publisher) -> dict[str, Any]:
+    return openlineage.ingest(session, body, principal)
 
 
 # Generic per-kind routes last, so /associations/... matches its own routes first.
@@ -160,11 +170,11 @@ register_url_convertor("lineage_kind", _PluralConvertor())
 
 
 @router.patch("/{plural:lineage_kind}/{entity_id}", response_model=EntityRead)
-def update_entity(plural: Plural, entity_id: str, body: EntityUpdate, session: SessionDep, p: Writer) -> Any:
-    return service.update_entity(session, _kind(plural), entity_id, body, p)
+def update_entity(plural: Plural, entity_id: str, body: EntityUpdate, session: SessionDep, principal: Publisher) -> Any:
+    return service.update_entity(session, _kind(plural), entity_id, body, principal)
 
 
 @router.delete("/{plural:lineage_kind}/{entity_id}", status_code=204)
-def delete_entity(plural: Plural, entity_id: str, session: SessionDep, p: Writer) -> Response:
-    service.delete_entity(session, _kind(plural), entity_id, p)
+def delete_entity(plural: Plural, entity_id: str, session: SessionDep, principal: Publisher) -> Response:
+    service.delete_entity(session, _kind(plural), entity_id, principal)
     return Response(status_code=204)

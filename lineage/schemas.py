@@ -8,16 +8,12 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, field_validator
 
-from mlgov.types import Integer, Timestamp
+from mlgov.types import Integer, Strict, Timestamp
 
 Kind = Literal["artifact", "action", "context"]
 AssociationType = Literal["ContributedTo", "AssociatedWith", "DerivedFrom", "Produced", "SameAs"]
 ActionStatus = Literal["Unknown", "InProgress", "Completed", "Failed", "Stopping", "Stopped"]
 Direction = Literal["Ascendants", "Descendants", "Both"]
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 TYPE_PATTERN = "^[A-Za-z0-9_.-]{1,64}$"

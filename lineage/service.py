@@ -11,15 +11,12 @@ import datetime as dt
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from lineage import graph
 from lineage.orm import Edge, Entity
-
-__all__ = ["Edge", "Entity", "chain", "ensure_action", "ensure_artifact", "ensure_context", "find_action", "link",
-           "query", "upstream"]
 from lineage.schemas import (
     ActionCreate,
     ArtifactCreate,
@@ -33,15 +30,21 @@ from lineage.schemas import (
 )
 from mlgov import audit
 from mlgov.auth import Principal, Role, same_person
-from mlgov.db import as_utc, new_id, paginate, utcnow
+from mlgov.db import as_utc, equal, icontains, in_window, new_id, paginate, utcnow
 from mlgov.errors import Conflict, Forbidden, Invalid, NotFound
 
 # Keys mlgov gives the actions and contexts it records; API callers may not take them.
 SYSTEM_KEY_PREFIXES = ("approval:", "stage:", "alert:", "deployment:", "training-job:", "retraining:",
                        "model-group:", "endpoint:")
 
-__all__ = ["Edge", "Entity", "chain", "ensure_action", "ensure_artifact", "ensure_context", "find_action", "link",
-           "query", "upstream"]
+__all__ = ["Edge", "Entity", "alert_key", "chain", "ensure_action", "ensure_artifact", "ensure_context", "find_action",
+           "link", "query", "upstream"]
+
+
+def alert_key(alert_id: str) -> str:
+    """The key of a monitoring alert's action: monitor records the alert under it, the registry finds it when a
+    retrained version names the alert."""
+    return f"alert:{alert_id}"
 
 
 def artifact_identity(uri: str, sha256: str | None) -> str:
@@ -161,20 +164,21 @@ def ensure_context(session: Session, *, type: str, name: str, key: str | None = 
     return ent, created
 
 
-def link(session: Session, source: Entity, target: Entity, type: str, *, actor: str,
+def link(session: Session, source: Entity, target: Entity, association_type: str, *, actor: str,
          properties: dict[str, Any] | None = None, system: bool = True, owner: str | None = None) -> Edge:
     """An association, created unless it exists (idempotent)."""
     def existing() -> Edge | None:
         return session.scalar(select(Edge).where(Edge.source_id == source.id, Edge.target_id == target.id,
-                                                 Edge.type == type))
+                                                 Edge.type == association_type))
 
     found = existing()
     if found is not None:
         if system and not found.system:
             found.system = True
         return found
-    edge = Edge(id=new_id(), source_id=source.id, target_id=target.id, type=type, properties=properties or {},
-                created_by=actor, created_at=utcnow(), system=system, creator_owner=owner or actor)
+    edge = Edge(id=new_id(), source_id=source.id, target_id=target.id, type=association_type,
+                properties=properties or {}, created_by=actor, created_at=utcnow(), system=system,
+                creator_owner=owner or actor)
     edge, created = _insert(session, edge, existing)
     if not created and system and not edge.system:
         edge.system = True
@@ -182,8 +186,8 @@ def link(session: Session, source: Entity, target: Entity, type: str, *, actor: 
 
 
 def chain(session: Session, steps: Sequence[tuple[Entity, Entity, str]], *, actor: str) -> None:
-    for src, dst, kind in steps:
-        link(session, src, dst, kind, actor=actor)
+    for src, dst, association_type in steps:
+        link(session, src, dst, association_type, actor=actor)
 
 
 # --- API paths (audited) ------------------------------------------------------------------------------
@@ -211,33 +215,40 @@ def create_artifact(session: Session, body: ArtifactCreate, principal: Principal
 
 
 def create_action(session: Session, body: ActionCreate, principal: Principal) -> Entity:
-    actor = principal.name
     key = _user_key(body.key) if body.key else f"api:{new_id()}"
-    if body.key and _find(session, "action", key) is not None:
-        raise Conflict(f"an action with key {key!r} already exists", fix="use another key or omit it")
-    if body.start_time and body.end_time and body.end_time < body.start_time:
-        raise Invalid("end_time is before start_time", fix="swap or correct the times")
-    ent, created = ensure_action(session, type=body.type, key=key, name=body.name, status=body.status,
-                                 start_time=body.start_time, end_time=body.end_time, properties=body.properties,
-                                 actor=actor, system=False, owner=principal.owner)
-    if not created:   # a concurrent request created it between the check above and the insert
-        raise Conflict(f"an action with key {key!r} already exists", fix="use another key or omit it")
-    ent.description = body.description
-    _audit(session, actor, "lineage.action_created", ent.id, {"type": ent.type, "name": ent.name})
-    return ent
+
+    def insert() -> tuple[Entity, bool]:
+        if body.start_time and body.end_time and body.end_time < body.start_time:
+            raise Invalid("end_time is before start_time", fix="swap or correct the times")
+        return ensure_action(session, type=body.type, key=key, name=body.name, status=body.status,
+                             start_time=body.start_time, end_time=body.end_time, properties=body.properties,
+                             actor=principal.name, system=False, owner=principal.owner)
+
+    return _create_new(session, "action", key, principal, body.description, "use another key or omit it", insert)
 
 
 def create_context(session: Session, body: ContextCreate, principal: Principal) -> Entity:
-    actor = principal.name
     key = _user_key(body.key or f"{body.type}:{body.name}")
-    if _find(session, "context", key) is not None:
-        raise Conflict(f"a context with key {key!r} already exists", fix="reuse it (GET) or pick another name/key")
-    ent, created = ensure_context(session, type=body.type, name=body.name, key=key, properties=body.properties,
-                                  actor=actor, system=False, owner=principal.owner)
-    if not created:   # a concurrent request created it between the check above and the insert
-        raise Conflict(f"a context with key {key!r} already exists", fix="reuse it (GET) or pick another name/key")
-    ent.description = body.description
-    _audit(session, actor, "lineage.context_created", ent.id, {"type": ent.type, "name": ent.name})
+    return _create_new(session, "context", key, principal, body.description,
+                       "reuse it (GET) or pick another name/key",
+                       lambda: ensure_context(session, type=body.type, name=body.name, key=key,
+                                              properties=body.properties, actor=principal.name, system=False,
+                                              owner=principal.owner))
+
+
+def _create_new(session: Session, kind: str, key: str, principal: Principal, description: str | None, fix: str,
+                insert: Callable[[], tuple[Entity, bool]]) -> Entity:
+    """An action or context an API caller records under ``key`` (``insert`` checks the body, then ensures the
+    entity), audited; a key that exists is a 409, also when a concurrent request creates it between the check and
+    the insert."""
+    exists = f"{'an' if kind == 'action' else 'a'} {kind} with key {key!r} already exists"
+    if _find(session, kind, key) is not None:
+        raise Conflict(exists, fix=fix)
+    ent, created = insert()
+    if not created:
+        raise Conflict(exists, fix=fix)
+    ent.description = description
+    _audit(session, principal.name, f"lineage.{kind}_created", ent.id, {"type": ent.type, "name": ent.name})
     return ent
 
 
@@ -319,25 +330,14 @@ def get_entity(session: Session, kind: str, entity_id: str) -> Entity:
     return ent
 
 
-def list_entities(session: Session, kind: str, *, type: str | None, uri: str | None, sha256: str | None,
+def list_entities(session: Session, kind: str, *, entity_type: str | None, uri: str | None, sha256: str | None,
                   name_contains: str | None, status: str | None, created_after: dt.datetime | None,
                   created_before: dt.datetime | None, limit: int, offset: int) -> tuple[list[Entity], int]:
     stmt = select(Entity).where(Entity.kind == kind)
-    if type:
-        stmt = stmt.where(Entity.type == type)
-    if uri:
-        stmt = stmt.where(Entity.uri == uri)
-    if sha256:
-        stmt = stmt.where(Entity.sha256 == sha256.lower())
-    if name_contains:
-        stmt = stmt.where(func.lower(Entity.name).contains(name_contains.lower(), autoescape=True))
-    if status:
-        stmt = stmt.where(Entity.status == status)
-    if created_after:
-        stmt = stmt.where(Entity.created_at >= created_after)
-    if created_before:
-        stmt = stmt.where(Entity.created_at < created_before)
-    return paginate(session, stmt, Entity.created_at, Entity.id, limit=limit, offset=offset)
+    return paginate(session, stmt, Entity.created_at, Entity.id, limit=limit, offset=offset, where=[
+        *equal((Entity.type, entity_type), (Entity.uri, uri), (Entity.sha256, sha256.lower() if sha256 else None)),
+        icontains(Entity.name, name_contains), *equal((Entity.status, status)),
+        *in_window(Entity.created_at, created_after, created_before)])
 
 
 def add_association(session: Session, body: AssociationCreate, principal: Principal) -> Edge:
@@ -362,16 +362,10 @@ def add_association(session: Session, body: AssociationCreate, principal: Princi
     return edge
 
 
-def list_associations(session: Session, *, source: str | None, target: str | None, type: str | None, limit: int,
-                      offset: int) -> tuple[list[Edge], int]:
-    stmt = select(Edge)
-    if source:
-        stmt = stmt.where(Edge.source_id == source)
-    if target:
-        stmt = stmt.where(Edge.target_id == target)
-    if type:
-        stmt = stmt.where(Edge.type == type)
-    return paginate(session, stmt, Edge.created_at, Edge.id, limit=limit, offset=offset)
+def list_associations(session: Session, *, source: str | None, target: str | None, association_type: str | None,
+                      limit: int, offset: int) -> tuple[list[Edge], int]:
+    return paginate(session, select(Edge), Edge.created_at, Edge.id, limit=limit, offset=offset, where=equal(
+        (Edge.source_id, source), (Edge.target_id, target), (Edge.type, association_type)))
 
 
 def delete_association(session: Session, edge_id: str, principal: Principal) -> None:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Any, Generic, TypeVar
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from mlgov import audit, auth, events
-from mlgov.auth import ADMINS, Principal, SessionDep, require
+from mlgov.auth import Admin, Auditor, SessionDep
 from mlgov.db import as_utc, check_at_head, ping
 from mlgov.errors import Conflict, DomainError, Invalid, NotFound
 from mlgov.outbound import OutboundDep
@@ -114,19 +114,20 @@ class KeyCreated(KeyRead):
 
 
 @router.get("/keys", tags=["keys"], response_model=list[KeyRead])
-def list_keys(session: SessionDep, _: Annotated[Principal, Depends(require(ADMINS))]) -> Any:
+def list_keys(session: SessionDep, _: Admin) -> Any:
     return auth.list_keys(session)
 
 
 @router.post("/keys", tags=["keys"], status_code=201, response_model=KeyCreated)
-def create_key(body: KeyCreate, session: SessionDep, p: Annotated[Principal, Depends(require(ADMINS))]) -> Any:
-    row, full = auth.create_key(session, body.name, body.role.value, actor=p.name, owner=body.owner, creator=p)
+def create_key(body: KeyCreate, session: SessionDep, principal: Admin) -> Any:
+    row, full = auth.create_key(session, body.name, body.role.value, actor=principal.name, owner=body.owner,
+                                creator=principal)
     return KeyCreated.model_validate({**KeyRead.model_validate(row).model_dump(), "key": full})
 
 
 @router.delete("/keys/{name}", tags=["keys"], status_code=204)
-def revoke_key(name: str, session: SessionDep, p: Annotated[Principal, Depends(require(ADMINS))]) -> Response:
-    auth.revoke_key(session, name, actor=p.name)
+def revoke_key(name: str, session: SessionDep, principal: Admin) -> Response:
+    auth.revoke_key(session, name, actor=principal.name)
     return Response(status_code=204)
 
 
@@ -151,7 +152,7 @@ class AuditEventRead(BaseModel):
 @router.get("/audit/events", tags=["audit"], response_model=Page[AuditEventRead])
 def audit_events(
     session: SessionDep,
-    _: Annotated[Principal, Depends(require(ADMINS, auth.Role.approver, auth.Role.viewer))],
+    _: Auditor,
     subject_type: str | None = None,
     subject: Annotated[str | None, Query(description="subject id, e.g. 'churn/3'")] = None,
     actor: str | None = None,
@@ -169,13 +170,13 @@ def audit_events(
 
 @router.get("/audit/verify", tags=["audit"])
 def audit_verify(
-    session: SessionDep, _: Annotated[Principal, Depends(require(ADMINS, auth.Role.approver, auth.Role.viewer))]
+    session: SessionDep, _: Auditor
 ) -> dict[str, Any]:
     return audit.verify(session)
 
 
 @router.post("/audit/checkpoint", tags=["audit"])
-def audit_checkpoint(session: SessionDep, _: Annotated[Principal, Depends(require(ADMINS))]) -> dict[str, Any]:
+def audit_checkpoint(session: SessionDep, _: Admin) -> dict[str, Any]:
     """Sign the current head and write it to the object store (refused if the chain disagrees with the last one)."""
     try:
         return audit.write_checkpoint(session)
@@ -238,15 +239,15 @@ def _webhook(session: SessionDep, webhook_id: str) -> events.Webhook:
 
 
 @router.post("/webhooks", tags=["webhooks"], status_code=201, response_model=WebhookRead)
-def create_webhook(body: WebhookCreate, session: SessionDep, p: Annotated[Principal, Depends(require(ADMINS))],
+def create_webhook(body: WebhookCreate, session: SessionDep, principal: Admin,
                    policy: OutboundDep, box: SecretsDep) -> Any:
     """The URL must pass the outbound policy (no loopback/private/link-local unless MLGOV_OUTBOUND_ALLOW)."""
     return events.create_webhook(session, url=body.url, secret=body.secret, events=body.events,
-                                 description=body.description, actor=p.name, policy=policy, box=box)
+                                 description=body.description, actor=principal.name, policy=policy, box=box)
 
 
 @router.get("/webhooks", tags=["webhooks"], response_model=list[WebhookRead])
-def list_webhooks(session: SessionDep, _: Annotated[Principal, Depends(require(ADMINS))]) -> Any:
+def list_webhooks(session: SessionDep, _: Admin) -> Any:
     from sqlalchemy import select
 
     return list(session.scalars(select(events.Webhook).where(events.Webhook.active.is_(True))
@@ -254,20 +255,20 @@ def list_webhooks(session: SessionDep, _: Annotated[Principal, Depends(require(A
 
 
 @router.get("/webhooks/{webhook_id}", tags=["webhooks"], response_model=WebhookRead)
-def get_webhook(webhook_id: str, session: SessionDep, _: Annotated[Principal, Depends(require(ADMINS))]) -> Any:
+def get_webhook(webhook_id: str, session: SessionDep, _: Admin) -> Any:
     return _webhook(session, webhook_id)
 
 
 @router.delete("/webhooks/{webhook_id}", tags=["webhooks"], status_code=204)
 def delete_webhook(webhook_id: str, session: SessionDep,
-                   p: Annotated[Principal, Depends(require(ADMINS))]) -> Response:
+                   principal: Admin) -> Response:
     _webhook(session, webhook_id)
-    events.delete_webhook(session, webhook_id, actor=p.name)
+    events.delete_webhook(session, webhook_id, actor=principal.name)
     return Response(status_code=204)
 
 
 @router.get("/webhooks/{webhook_id}/deliveries", tags=["webhooks"], response_model=list[DeliveryRead])
-def webhook_deliveries(webhook_id: str, session: SessionDep, _: Annotated[Principal, Depends(require(ADMINS))],
+def webhook_deliveries(webhook_id: str, session: SessionDep, _: Admin,
                        limit: Limit = 100, offset: Offset = 0) -> Any:
     _webhook(session, webhook_id)
     return [_delivery(d, attempts) for d, attempts in events.list_deliveries(session, webhook_id, limit, offset)]
@@ -284,8 +285,8 @@ def _delivery(d: events.Delivery, attempts: list[events.DeliveryAttempt]) -> Del
 @router.post("/webhooks/{webhook_id}/deliveries/{delivery_id}/retry", tags=["webhooks"], status_code=202,
              response_model=DeliveryRead)
 def retry_delivery(webhook_id: str, delivery_id: str, session: SessionDep,
-                   p: Annotated[Principal, Depends(require(ADMINS))]) -> Any:
+                   principal: Admin) -> Any:
     """Redeliver a dead letter (audited); it keeps its sequence number and gets a fresh attempt budget."""
     _webhook(session, webhook_id)   # a deleted subscription is gone (404), as on its other routes
-    d = events.retry_delivery(session, webhook_id, delivery_id, actor=p.name)
+    d = events.retry_delivery(session, webhook_id, delivery_id, actor=principal.name)
     return _delivery(d, events.delivery_history(session, d.id))

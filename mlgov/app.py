@@ -21,7 +21,7 @@ from mlgov.outbound import OutboundPolicy
 from mlgov.secrets import SecretBox
 from mlgov.settings import Settings, get_settings
 from mlgov.storage import open_store
-from mlgov.web import adding_headers
+from mlgov.web import HttpMiddleware, adding_headers
 
 log = logging.getLogger("mlgov")
 
@@ -136,18 +136,11 @@ class JsonGuardMiddleware:
         await self.app(scope, replay, send)
 
 
-class RequestIdMiddleware:
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+class RequestIdMiddleware(HttpMiddleware):
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = dict(scope.get("headers") or [])
         rid = headers.get(b"x-request-id", b"").decode("latin-1")[:64] or uuid.uuid4().hex
         token = request_id_var.set(rid)
-
         try:
             await self.app(scope, receive, adding_headers(send, [(b"x-request-id", rid.encode("latin-1"))]))
         finally:

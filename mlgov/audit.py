@@ -28,11 +28,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import JSON, BigInteger, Index, Integer, String, event, func, select, text
+from sqlalchemy import JSON, BigInteger, Index, Integer, String, event, func, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from mlgov.context import request_id_var
-from mlgov.db import BIGINT_PK, Base, paginate, private_dir, utcnow
+from mlgov.db import (
+    BIGINT_PK,
+    Base,
+    Condition,
+    advisory_xact_lock,
+    equal,
+    in_window,
+    paginate,
+    private_dir,
+    utcnow,
+)
 from mlgov.errors import NotFound
 
 if TYPE_CHECKING:
@@ -188,9 +198,7 @@ def record(
 ) -> AuditEvent:
     """Append an event in the caller's transaction (it commits or rolls back with the action)."""
     chain = _chain(session)
-    if session.get_bind().dialect.name == "postgresql":
-        # Serialise appenders so seq/prev_hash form one chain; released at commit/rollback.
-        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_AUDIT_LOCK})
+    advisory_xact_lock(session, _PG_AUDIT_LOCK)   # appenders in turn, so seq/prev_hash form one chain
     last = session.execute(select(AuditEvent.seq, AuditEvent.hash).order_by(AuditEvent.seq.desc()).limit(1)).first()
     seq, prev = (last[0] + 1, last[1]) if last else (1, GENESIS)
     ev = AuditEvent(
@@ -451,18 +459,13 @@ def query(
     limit: int = 100,
     offset: int = 0,
 ) -> tuple[list[AuditEvent], int]:
-    stmt = select(AuditEvent)
-    if subject_type:
-        stmt = stmt.where(AuditEvent.subject_type == subject_type)
-    if subject_id:
-        stmt = stmt.where(AuditEvent.subject_id == subject_id)
-    if actor:
-        stmt = stmt.where(AuditEvent.actor == actor)
-    if action:
-        stmt = stmt.where(AuditEvent.action.like(action.replace("*", "%")) if "*" in action
-                          else AuditEvent.action == action)
-    if since:
-        stmt = stmt.where(AuditEvent.ts >= since)
-    if until:
-        stmt = stmt.where(AuditEvent.ts < until)
-    return paginate(session, stmt, AuditEvent.seq, limit=limit, offset=offset)
+    return paginate(session, select(AuditEvent), AuditEvent.seq, limit=limit, offset=offset, where=[
+        *equal((AuditEvent.subject_type, subject_type), (AuditEvent.subject_id, subject_id), (AuditEvent.actor, actor)),
+        _action_is(action), *in_window(AuditEvent.ts, since, until)])
+
+
+def _action_is(action: str | None) -> Condition:
+    """``*`` is a wildcard (``version.*``: every version action); without one the action matches exactly."""
+    if not action:
+        return None
+    return AuditEvent.action.like(action.replace("*", "%")) if "*" in action else AuditEvent.action == action

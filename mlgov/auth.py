@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import enum
+import functools
 import hashlib
 import hmac
 import secrets
@@ -27,7 +28,7 @@ from fastapi import Depends, Request
 from sqlalchemy import Boolean, String, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from mlgov.db import Base, Database, new_id, private_dir, utcnow
+from mlgov.db import Base, Database, finish, new_id, private_dir, utcnow
 from mlgov.errors import Conflict, Forbidden, Invalid, NotFound, Unauthorized
 
 KEY_PREFIX = "mlgov"
@@ -47,6 +48,7 @@ PUBLISHERS = frozenset({Role.admin, Role.publisher})
 DECIDERS = frozenset({Role.admin, Role.approver})
 ADMINS = frozenset({Role.admin})
 INGESTERS = frozenset({Role.admin, Role.ingest})
+AUDITORS = frozenset({Role.admin, Role.approver, Role.viewer})
 
 
 class ApiKey(Base):
@@ -279,17 +281,9 @@ async def get_session(request: Request) -> AsyncIterator[Session]:
 
 
 async def _finish(session: Session, *, commit: bool) -> None:
-    def run() -> None:
-        try:
-            if commit:
-                session.commit()
-            else:
-                session.rollback()
-        finally:
-            session.close()
-
     with anyio.CancelScope(shield=True):
-        await anyio.to_thread.run_sync(run, limiter=anyio.CapacityLimiter(1))
+        await anyio.to_thread.run_sync(functools.partial(finish, session, commit=commit),
+                                       limiter=anyio.CapacityLimiter(1))
 
 
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
@@ -326,3 +320,12 @@ def require(*roles: Role | frozenset[Role]) -> Callable[..., Principal]:
 
     dependency.roles = frozen  # type: ignore[attr-defined]
     return dependency
+
+
+# The role dependencies routes declare: ``_: Reader`` to check the role only, ``principal: Publisher`` to use it.
+Reader = Annotated[Principal, Depends(require(READERS))]
+Publisher = Annotated[Principal, Depends(require(PUBLISHERS))]
+Decider = Annotated[Principal, Depends(require(DECIDERS))]
+Admin = Annotated[Principal, Depends(require(ADMINS))]
+Auditor = Annotated[Principal, Depends(require(AUDITORS))]
+Ingester = Annotated[Principal, Depends(require(INGESTERS))]

@@ -31,31 +31,29 @@ def _domain_commands() -> None:
 _domain_commands()
 
 
-def _database() -> Database:
-    """The configured database, with the audit chain keyed and anchored as the server does it."""
+def database(*, at_head: bool = True) -> Database:
+    """The configured database, with the audit chain keyed and anchored as the server does it. Every command that
+    reads or writes data opens it here (domain commands too); unless ``at_head`` is False, a database whose schema
+    is not at this code's revision ends the command with the command that fixes it."""
     from mlgov import audit
-    from mlgov.db import private_dir
+    from mlgov.db import SchemaNotAtHead, check_at_head, private_dir
     from mlgov.storage import open_store
 
     s = get_settings()
     private_dir(s.home)
     db = Database.from_settings(s)
     db.audit_chain = audit.chain_for(s, open_store(s))
+    if at_head:
+        try:
+            check_at_head(db.engine)
+        except SchemaNotAtHead as exc:
+            _fail(str(exc))
     return db
 
 
 def _fail(msg: str, code: int = 1) -> None:
     typer.echo(f"error: {msg}", err=True)
     raise typer.Exit(code)
-
-
-def _require_schema(db: Database) -> None:
-    from mlgov.db import SchemaNotAtHead, check_at_head
-
-    try:
-        check_at_head(db.engine)
-    except SchemaNotAtHead as exc:
-        _fail(str(exc))
 
 
 @db_app.command("upgrade")
@@ -87,7 +85,7 @@ def db_current() -> None:
     """Print the database's revision and the code's head revision."""
     from mlgov.db import current_revision, head_revision
 
-    db = _database()
+    db = database(at_head=False)
     cur, head = current_revision(db.engine), head_revision()
     state = "up to date" if cur == head else "run `mlgov db upgrade`"
     typer.echo(f"current: {cur or 'none'}\nhead:    {head}\n{state}")
@@ -108,8 +106,7 @@ def keys_create(name: Annotated[str, typer.Option(help="unique key name (shown i
     from mlgov import auth
     from mlgov.errors import DomainError
 
-    db = _database()
-    _require_schema(db)
+    db = database()
     try:
         with db.session_scope() as s:
             row, full = auth.create_key(s, name, role, actor="cli", owner=owner)
@@ -124,8 +121,7 @@ def keys_list() -> None:
     """List keys (never the secrets)."""
     from mlgov import auth
 
-    db = _database()
-    _require_schema(db)
+    db = database()
     with db.session_scope(write=False) as s:
         for k in auth.list_keys(s):
             state = "active" if k.active else f"revoked {k.revoked_at:%Y-%m-%d %H:%M}" if k.revoked_at else "revoked"
@@ -138,8 +134,7 @@ def keys_revoke(name: str) -> None:
     from mlgov import auth
     from mlgov.errors import DomainError
 
-    db = _database()
-    _require_schema(db)
+    db = database()
     try:
         with db.session_scope() as s:
             auth.revoke_key(s, name, actor="cli")
@@ -153,8 +148,7 @@ def audit_verify() -> None:
     """Check the keyed hash chain against the newest signed checkpoint; exit 1 and say where it breaks."""
     from mlgov import audit
 
-    db = _database()
-    _require_schema(db)
+    db = database()
     with db.session_scope(write=False) as s:
         result = audit.verify(s)
     typer.echo(json.dumps(result))
@@ -167,8 +161,7 @@ def audit_checkpoint() -> None:
     """Sign the current head of the chain and write it to the object store (anchors it outside the database)."""
     from mlgov import audit
 
-    db = _database()
-    _require_schema(db)
+    db = database()
     try:
         with db.session_scope(write=False) as s:
             doc = audit.write_checkpoint(s)
@@ -182,8 +175,7 @@ def demo_seed(if_empty: Annotated[bool, typer.Option("--if-empty", help="do noth
     """Seed a small demo registry (groups, versions, a four-eyes approval, a production stage)."""
     from mlgov.demo import seed
 
-    db = _database()
-    _require_schema(db)
+    db = database()
     typer.echo(seed(db, if_empty=if_empty))
 
 
@@ -206,8 +198,7 @@ def serve(
     from mlgov import auth
 
     s = get_settings()
-    db = _database()
-    _require_schema(db)
+    db = database()
     created = auth.bootstrap_admin_key(db, s.admin_key_path)
     from mlgov import audit
 
@@ -241,8 +232,7 @@ def scheduler() -> None:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     s = get_settings()
-    db = _database()
-    _require_schema(db)
+    db = database()
     typer.echo(f"mlgov scheduler: checking every {s.scheduler_interval_s:g} s")
     jobs.blocking(db, open_store(s), s)
 

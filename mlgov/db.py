@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import hashlib
 import os
 import re
 import threading
 import uuid
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +37,7 @@ from sqlalchemy import (
     MetaData,
     Select,
     SmallInteger,
+    SQLColumnExpression,
     String,
     TypeDecorator,
     create_engine,
@@ -49,6 +51,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.pool import NullPool
+from sqlalchemy.sql.elements import ColumnElement
 
 if TYPE_CHECKING:
     from mlgov.settings import Settings
@@ -77,10 +80,65 @@ def as_utc(value: dt.datetime | None) -> dt.datetime | None:
     return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
 
 
-def paginate(session: Session, stmt: Select[_R], *order_by: Any, limit: int, offset: int) -> tuple[list[_R], int]:
-    """One page of ``stmt`` and the total number of matching rows."""
+# --- list queries: filter, then paginate ---------------------------------------------------------------------
+# A list endpoint's optional filters are conditions or None (the filter was not asked for); ``paginate`` applies
+# the given ones, so no service writes ``if x: stmt = stmt.where(...)`` again.
+
+Condition = ColumnElement[bool] | None
+_V = TypeVar("_V")
+
+
+def paginate(session: Session, stmt: Select[_R], *order_by: Any, limit: int, offset: int,
+             where: Iterable[Condition] = ()) -> tuple[list[_R], int]:
+    """One page of ``stmt`` narrowed by every condition in ``where`` that is not None, and the number of rows
+    matching in all."""
+    stmt = stmt.where(*(c for c in where if c is not None))
     total = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
     return list(session.scalars(stmt.order_by(*order_by).limit(limit).offset(offset))), total
+
+
+def equal(*pairs: tuple[SQLColumnExpression[Any], Any]) -> list[Condition]:
+    """``column == value`` for each (column, value) pair whose value was given (empty or None: no filter)."""
+    return [column == value for column, value in pairs if value]
+
+
+def icontains(column: SQLColumnExpression[Any], text: str | None) -> Condition:
+    """Case-insensitive substring match, ``%`` and ``_`` taken literally; None when no text was given."""
+    return func.lower(column).contains(text.lower(), autoescape=True) if text else None
+
+
+def in_window(column: SQLColumnExpression[Any], after: dt.datetime | None,
+              before: dt.datetime | None) -> list[Condition]:
+    """``after <= column < before``; a bound that was not given does not filter."""
+    return [column >= after if after else None, column < before if before else None]
+
+
+IN_CHUNK = 500   # values per ``IN (...)`` list: far below the bound-parameter limits of SQLite and PostgreSQL
+
+
+def chunks(values: Sequence[_V], size: int = IN_CHUNK) -> Iterator[Sequence[_V]]:
+    """``values`` in slices of at most ``size``, for ``column.in_(chunk)`` lookups over many keys."""
+    for start in range(0, len(values), size):
+        yield values[start:start + size]
+
+
+# --- locks --------------------------------------------------------------------------------------------------
+
+def is_postgres(session: Session) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
+
+def advisory_lock_key(name: str) -> int:
+    """A stable 56-bit PostgreSQL advisory-lock key for ``name`` (the same in every process)."""
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:7], "big")
+
+
+def advisory_xact_lock(session: Session, key: int | str) -> None:
+    """Serialise the transactions that take ``key`` until this one commits or rolls back (PostgreSQL; SQLite
+    has one writer at a time anyway). A string key is hashed with :func:`advisory_lock_key`."""
+    if is_postgres(session):
+        number = key if isinstance(key, int) else advisory_lock_key(key)
+        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": number})
 
 
 def new_id() -> str:
@@ -369,6 +427,19 @@ def make_engine(url: str, *, immediate: bool = False, echo: bool = False, pooled
     return create_engine(url, echo=echo, hide_parameters=True, connect_args=connect_args, **extra)
 
 
+def finish(session: Session, *, commit: bool) -> None:
+    """End a session's transaction, committing it or rolling it back, and close it (its connection goes back to
+    the pool even when the commit fails). Jobs and the CLI (``session_scope``) and requests (``get_session``,
+    in a worker thread of its own) end theirs through here."""
+    try:
+        if commit:
+            session.commit()
+        else:
+            session.rollback()
+    finally:
+        session.close()
+
+
 class Database:
     """Holds the engines, session factories and admission gates; one per app (tests build their own).
 
@@ -416,12 +487,10 @@ class Database:
         session = self.session(write=write)
         try:
             yield session
-            session.commit()
         except BaseException:
-            session.rollback()
+            finish(session, commit=False)
             raise
-        finally:
-            session.close()
+        finish(session, commit=True)
 
     def dispose(self) -> None:
         self.engine.dispose()

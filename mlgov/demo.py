@@ -1,17 +1,27 @@
-"""A small demo registry for `make run` (a composition root: it may call domain services)."""
+"""A small demo registry for `make run`.
+
+A composition root, like ``app.py`` and ``cli.py``: the kernel may import domains only in these, and here only
+through their public doors (``service`` and the request shapes in ``schemas``), never their rows (``orm``), so the
+demo seeds exactly what an API client could and every rule (four-eyes, audit, lineage) applies to it. It stays in
+the kernel because it will seed several domains (registry now; monitors and baselines later), which no single
+domain may import.
+"""
 
 from __future__ import annotations
 
 import hashlib
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from mlgov import auth
 from mlgov.auth import Principal, Role
 from mlgov.db import Database
+from registry import service
+from registry.schemas import ApprovalRequest, GroupCreate, ModelCard, StageRequest, VersionCreate
 
 
-def _principal(session, name: str, role: Role) -> Principal:  # type: ignore[no-untyped-def]
+def _principal(session: Session, name: str, role: Role) -> Principal:
     row = session.scalar(select(auth.ApiKey).where(auth.ApiKey.name == name))
     if row is None:
         row, _ = auth.create_key(session, name, role.value, actor="demo")
@@ -19,12 +29,8 @@ def _principal(session, name: str, role: Role) -> Principal:  # type: ignore[no-
 
 
 def seed(db: Database, *, if_empty: bool) -> str:
-    from registry import service
-    from registry.orm import ModelGroup
-    from registry.schemas import ApprovalRequest, GroupCreate, ModelCard, StageRequest, VersionCreate
-
     with db.session_scope() as s:
-        if if_empty and s.scalar(select(ModelGroup.id).limit(1)) is not None:
+        if if_empty and service.list_groups(s, name_contains=None, tags={}, sort="name", limit=1, offset=0)[1]:
             return "demo: registry not empty, nothing seeded"
         publisher = _principal(s, "demo-publisher", Role.publisher)
         approver = _principal(s, "demo-approver", Role.approver)

@@ -2,7 +2,8 @@
 
 Pydantic's lax mode reads `true` as 1, `10` as Unix seconds and `"2026-01-01"` as midnight; clients generated
 from the OpenAPI document (and fuzzers holding the server to it) rightly expect those to be refused. Plain
-`StrictBool`/`StrictFloat` cover booleans and numbers; these cover what pydantic has no strict form for.
+`StrictBool`/`StrictFloat` cover booleans and numbers; these cover what pydantic has no strict form for. `Strict`
+is the base of every request body: an unknown field is a 422, not silently dropped.
 Pure: no kernel imports, so schema modules anywhere can use them.
 """
 
@@ -12,7 +13,7 @@ import datetime as dt
 import re
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator
+from pydantic import BaseModel, BeforeValidator, ConfigDict
 
 _DATE_TIME = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}")
 
@@ -36,3 +37,9 @@ Timestamp = Annotated[dt.datetime, BeforeValidator(_iso_time)]
 
 Integer = Annotated[int, BeforeValidator(_no_bool)]
 """An integer that is not a boolean (10.0 stays acceptable: JSON Schema counts it as an integer)."""
+
+
+class Strict(BaseModel):
+    """A request body that refuses fields it does not declare."""
+
+    model_config = ConfigDict(extra="forbid")

@@ -70,21 +70,8 @@ mimetypes.add_type("text/javascript", ".js")
 mimetypes.add_type("text/css", ".css")
 
 
-def adding_headers(send: Send, extra: list[tuple[bytes, bytes]]) -> Send:
-    """``send`` that adds ``extra`` headers to the response (those the response does not set itself)."""
-
-    async def send_with_headers(msg: Message) -> None:
-        if msg["type"] == "http.response.start":
-            present = {k.lower() for k, _ in msg.get("headers", [])}
-            msg["headers"] = [*msg.get("headers", []), *(h for h in extra if h[0] not in present)]
-        await send(msg)
-
-    return send_with_headers
-
-
-class SecurityHeadersMiddleware:
-    """nosniff, no-referrer and DENY framing on every response; the CSP on every response too (it only
-    matters where a browser renders the body, and covering all of them leaves no HTML route forgotten)."""
+class HttpMiddleware:
+    """An ASGI middleware that acts on HTTP requests (``http``) and passes every other scope (lifespan) through."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -93,11 +80,32 @@ class SecurityHeadersMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        await self.http(scope, receive, send)
+
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        raise NotImplementedError
+
+
+def adding_headers(send: Send, headers: list[tuple[bytes, bytes]], *, unless_set: bool = False) -> Send:
+    """``send`` that appends ``headers`` to the response's start (``unless_set``: those the app did not set)."""
+    async def sending(msg: Message) -> None:
+        if msg["type"] == "http.response.start":
+            present = {k.lower() for k, _ in msg.get("headers", [])} if unless_set else set()
+            msg["headers"] = [*msg.get("headers", []), *(h for h in headers if h[0] not in present)]
+        await send(msg)
+
+    return sending
+
+
+class SecurityHeadersMiddleware(HttpMiddleware):
+    """nosniff, no-referrer and DENY framing on every response; the CSP on every response too (it only
+    matters where a browser renders the body, and covering all of them leaves no HTML route forgotten)."""
+
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope.get("path", "")
         csp = DOCS_CSP.get(path, PAGE_CSP)
         extra = [*_COMMON, (b"content-security-policy", csp.encode())]
-
-        await self.app(scope, receive, adding_headers(send, extra))
+        await self.app(scope, receive, adding_headers(send, extra, unless_set=True))
 
 
 def install(app: FastAPI) -> None:

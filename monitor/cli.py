@@ -36,13 +36,12 @@ def import_tree(source: Annotated[str, typer.Argument(help="a directory or s3://
                 endpoint: Annotated[str, typer.Option(help="the mlgov endpoint to import into")],
                 batch: Annotated[int, typer.Option(help="records per transaction")] = 1000) -> None:
     """Import every *.jsonl capture file under SOURCE (idempotent: re-importing skips known eventIds)."""
-    from mlgov.cli import _database, _require_schema
+    from mlgov.cli import database
     from mlgov.settings import get_settings
     from mlgov.storage import open_store
     from monitor import service
 
-    db = _database()
-    _require_schema(db)
+    db = database()
     store = open_store(get_settings())
     totals = {"accepted": 0, "sampled_out": 0, "duplicates": 0, "rejected": 0}
     for name, data in _sources(source):
@@ -64,14 +63,13 @@ def export_tree(endpoint: Annotated[str, typer.Option(help="endpoint to export")
     """Write the endpoint's captured records as SageMaker's tree: {endpoint}/{variant}/yyyy/mm/dd/hh/*.jsonl."""
     from sqlalchemy import select
 
-    from mlgov.cli import _database, _require_schema
+    from mlgov.cli import database
     from mlgov.settings import get_settings
     from mlgov.storage import open_store
     from monitor import service
     from monitor.orm import CaptureBatch
 
-    db = _database()
-    _require_schema(db)
+    db = database()
     store = open_store(get_settings())
     n = 0
     with db.session_scope(write=False) as s:

@@ -11,7 +11,19 @@ from fastapi.responses import HTMLResponse
 from pydantic import Field
 
 from mlgov.api import Limit, Offset, Page, page
-from mlgov.auth import ADMINS, DECIDERS, PUBLISHERS, READERS, Principal, Role, SessionDep, require
+from mlgov.auth import (
+    ADMINS,
+    DECIDERS,
+    Admin,
+    Auditor,
+    Decider,
+    Principal,
+    Publisher,
+    Reader,
+    Role,
+    SessionDep,
+    require,
+)
 from mlgov.db import as_utc
 from mlgov.errors import Invalid
 from mlgov.openapi import alternatives
@@ -34,9 +46,6 @@ from registry.schemas import (
 )
 
 router = APIRouter(prefix="/api/v1", tags=["registry"])
-Reader = Annotated[Principal, Depends(require(READERS))]
-Publisher = Annotated[Principal, Depends(require(PUBLISHERS))]
-Decider = Annotated[Principal, Depends(require(DECIDERS))]
 Mover = Annotated[Principal, Depends(require(DECIDERS, Role.publisher))]
 GroupEditor = Annotated[Principal, Depends(require(ADMINS, Role.publisher))]
 VersionNo = Annotated[int, Path(ge=1, description="version number (1, 2, 3 …)")]
@@ -61,8 +70,8 @@ def _pairs(values: list[str] | None, what: str) -> dict[str, str]:
 # --- groups -------------------------------------------------------------------------------------------
 
 @router.post("/model-groups", status_code=201, response_model=GroupRead)
-def create_group(body: GroupCreate, session: SessionDep, p: Publisher) -> Any:
-    return service.create_group(session, body, p)
+def create_group(body: GroupCreate, session: SessionDep, principal: Publisher) -> Any:
+    return service.create_group(session, body, principal)
 
 
 @router.get("/model-groups", response_model=Page[GroupRead])
@@ -84,15 +93,15 @@ def get_group(group: str, session: SessionDep, _: Reader) -> Any:
 
 
 @router.patch("/model-groups/{group}", response_model=GroupRead)
-def update_group(group: str, body: GroupUpdate, session: SessionDep, p: GroupEditor) -> Any:
-    return service.update_group(session, group, body, p)
+def update_group(group: str, body: GroupUpdate, session: SessionDep, principal: GroupEditor) -> Any:
+    return service.update_group(session, group, body, principal)
 
 
 # --- versions -----------------------------------------------------------------------------------------
 
 @router.post("/model-groups/{group}/versions", status_code=201, response_model=VersionRead)
-def register_version(group: str, body: VersionCreate, session: SessionDep, p: Publisher) -> Any:
-    v = service.register_version(session, group, body, p)
+def register_version(group: str, body: VersionCreate, session: SessionDep, principal: Publisher) -> Any:
+    v = service.register_version(session, group, body, principal)
     return service.to_read(group, v)
 
 
@@ -127,8 +136,8 @@ def get_version(group: str, version: VersionNo, session: SessionDep, _: Reader) 
 
 
 @router.post("/model-groups/{group}/versions/{version}/approval", response_model=VersionRead)
-def decide(group: str, version: VersionNo, body: ApprovalRequest, session: SessionDep, p: Decider) -> Any:
-    v = service.decide(session, group, version, body, p)
+def decide(group: str, version: VersionNo, body: ApprovalRequest, session: SessionDep, principal: Decider) -> Any:
+    v = service.decide(session, group, version, body, principal)
     _, fresh = service.get_version(session, group, v.version)
     read = service.to_read(group, fresh)
     read.approval_evidence = service.decision_evidence(session, fresh)
@@ -137,8 +146,8 @@ def decide(group: str, version: VersionNo, body: ApprovalRequest, session: Sessi
 
 @router.post("/model-groups/{group}/versions/{version}/artifact-trust", response_model=VersionRead)
 def artifact_trust(group: str, version: VersionNo, body: TrustRequest, session: SessionDep,
-                   p: Annotated[Principal, Depends(require(ADMINS))]) -> Any:
-    v = service.set_artifact_trust(session, group, version, body.trusted, body.reason, p)
+                   principal: Admin) -> Any:
+    v = service.set_artifact_trust(session, group, version, body.trusted, body.reason, principal)
     return service.to_read(group, service.get_version(session, group, v.version)[1])
 
 
@@ -149,8 +158,8 @@ def approvals(group: str, version: VersionNo, session: SessionDep, _: Reader) ->
 
 
 @router.post("/model-groups/{group}/versions/{version}/stage", response_model=VersionRead)
-def move_stage(group: str, version: VersionNo, body: StageRequest, session: SessionDep, p: Mover) -> Any:
-    v = service.move_stage(session, group, version, body, p)
+def move_stage(group: str, version: VersionNo, body: StageRequest, session: SessionDep, principal: Mover) -> Any:
+    v = service.move_stage(session, group, version, body, principal)
     _, fresh = service.get_version(session, group, v.version)
     return service.to_read(group, fresh)
 
@@ -174,7 +183,7 @@ def stage_occupants(group: str, stage: str, session: SessionDep, _: Reader,
 
 @router.get("/audit/report", tags=["audit"], response_model=None, responses=alternatives("text/html"))
 def audit_report(
-    session: SessionDep, _: Annotated[Principal, Depends(require(ADMINS, Role.approver, Role.viewer))],
+    session: SessionDep, _: Auditor,
     model_group: Annotated[str, Query(min_length=1)],
     since: Annotated[Timestamp | None, Query(alias="from")] = None,
     until: Annotated[Timestamp | None, Query(alias="to")] = None,

@@ -18,7 +18,7 @@ from pydantic import (
     model_validator,
 )
 
-from mlgov.types import Timestamp
+from mlgov.types import Strict, Timestamp
 
 ApprovalStatus = Literal["PendingManualApproval", "Approved", "Rejected"]
 Decision = Literal["Approved", "Rejected"]
@@ -42,10 +42,6 @@ def _sha256(v: str) -> str:
 
 
 Sha256 = Annotated[str, AfterValidator(_sha256), Field(json_schema_extra={"pattern": SHA256_PATTERN})]
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 # --- stages -------------------------------------------------------------------------------------------

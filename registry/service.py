@@ -9,14 +9,14 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any, TypeVar
 
-from sqlalchemy import Select, func, select, update
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy import Select, UnaryExpression, func, select, update
+from sqlalchemy.orm import QueryableAttribute, Session, selectinload
 from sqlalchemy.orm.attributes import set_committed_value
 
 from lineage import service as lineage
 from mlgov import audit, auth, events
 from mlgov.auth import DECIDERS, Principal, Role
-from mlgov.db import new_id, paginate, utcnow
+from mlgov.db import equal, icontains, in_window, is_postgres, new_id, paginate, utcnow
 from mlgov.errors import Conflict, Forbidden, Invalid, NotFound
 from registry.errors import FourEyesViolation, GroupNotFound, TransitionNotAllowed, VersionNotFound
 from registry.orm import ApprovalDecision, ModelGroup, ModelVersion, StageTransition, VersionMetadata
@@ -43,7 +43,7 @@ _T = TypeVar("_T")
 
 
 def _lock(stmt: Select[_T], session: Session) -> Select[_T]:
-    return stmt.with_for_update() if session.get_bind().dialect.name == "postgresql" else stmt
+    return stmt.with_for_update() if is_postgres(session) else stmt
 
 
 # --- groups -------------------------------------------------------------------------------------------
@@ -114,14 +114,15 @@ def _check_stages_still_valid(session: Session, group: ModelGroup, cfg: StageCon
 
 def list_groups(session: Session, *, name_contains: str | None, tags: dict[str, str], sort: str, limit: int,
                 offset: int) -> tuple[list[ModelGroup], int]:
-    stmt = select(ModelGroup)
-    if name_contains:
-        stmt = stmt.where(func.lower(ModelGroup.name).contains(name_contains.lower(), autoescape=True))
-    for k, v in tags.items():
-        stmt = stmt.where(ModelGroup.tags[k].as_string() == v)
-    col = {"name": ModelGroup.name, "created_at": ModelGroup.created_at}[sort.lstrip("-")]
-    return paginate(session, stmt, col.desc() if sort.startswith("-") else col.asc(), ModelGroup.id, limit=limit,
-                    offset=offset)
+    order = _order(sort, {"name": ModelGroup.name, "created_at": ModelGroup.created_at})
+    return paginate(session, select(ModelGroup), order, ModelGroup.id, limit=limit, offset=offset, where=[
+        icontains(ModelGroup.name, name_contains), *(ModelGroup.tags[k].as_string() == v for k, v in tags.items())])
+
+
+def _order(sort: str, columns: dict[str, QueryableAttribute[Any]]) -> UnaryExpression[Any]:
+    """``name`` sorts ascending by that column, ``-name`` descending."""
+    column = columns[sort.lstrip("-")]
+    return column.desc() if sort.startswith("-") else column.asc()
 
 
 # --- versions -----------------------------------------------------------------------------------------
@@ -150,7 +151,7 @@ def register_version(session: Session, group_name: str, body: VersionCreate, act
     group = get_group(session, group_name, for_update=True)
     alert_node = None
     if body.triggered_by_alert:
-        alert_node = lineage.find_action(session, f"alert:{body.triggered_by_alert}")
+        alert_node = lineage.find_action(session, lineage.alert_key(body.triggered_by_alert))
         if alert_node is None:
             raise NotFound(f"no monitoring alert with id {body.triggered_by_alert!r}",
                            fix="pass the alert id from the retraining request (GET /api/v1/alerts)")
@@ -225,10 +226,10 @@ def _record_training_lineage(session: Session, group: ModelGroup, v: ModelVersio
     lineage.chain(session, steps, actor=actor)
 
 
-def _governance_action(session: Session, group: ModelGroup, v: ModelVersion, actor: str, type: str, key: str,
+def _governance_action(session: Session, group: ModelGroup, v: ModelVersion, actor: str, action_type: str, key: str,
                        properties: dict[str, Any]) -> None:
     """An approval or stage change as an action hanging off the model artifact."""
-    act, _ = lineage.ensure_action(session, type=type, key=key, name=f"{group.name}/{v.version} {type}",
+    act, _ = lineage.ensure_action(session, type=action_type, key=key, name=f"{group.name}/{v.version} {action_type}",
                                    status="Completed", start_time=utcnow(), end_time=utcnow(),
                                    properties={**properties, "actor": actor}, actor=actor)
     lineage.link(session, model_artifact(session, group, v, actor), act, "AssociatedWith", actor=actor)
@@ -260,22 +261,13 @@ def list_versions(
     sort: str, limit: int, offset: int,
 ) -> tuple[ModelGroup, list[ModelVersion], int]:
     group = get_group(session, group_name)
-    stmt = _version_stmt(group)
-    if status:
-        stmt = stmt.where(ModelVersion.approval_status == status)
-    if stage:
-        stmt = stmt.where(ModelVersion.stage == stage)
-    if created_after:
-        stmt = stmt.where(ModelVersion.created_at >= created_after)
-    if created_before:
-        stmt = stmt.where(ModelVersion.created_at < created_before)
-    for k, val in metadata.items():
-        stmt = stmt.where(select(VersionMetadata.version_id).where(
-            VersionMetadata.version_id == ModelVersion.id, VersionMetadata.key == k,
-            VersionMetadata.value == val).exists())
-    col = {"version": ModelVersion.version, "created_at": ModelVersion.created_at}[sort.lstrip("-")]
-    rows, total = paginate(session, stmt, col.desc() if sort.startswith("-") else col.asc(), ModelVersion.version,
-                           limit=limit, offset=offset)
+    order = _order(sort, {"version": ModelVersion.version, "created_at": ModelVersion.created_at})
+    rows, total = paginate(session, _version_stmt(group), order, ModelVersion.version, limit=limit, offset=offset,
+                           where=[*equal((ModelVersion.approval_status, status), (ModelVersion.stage, stage)),
+                                  *in_window(ModelVersion.created_at, created_after, created_before),
+                                  *(select(VersionMetadata.version_id).where(
+                                      VersionMetadata.version_id == ModelVersion.id, VersionMetadata.key == k,
+                                      VersionMetadata.value == val).exists() for k, val in metadata.items())])
     return group, rows, total
 
 
@@ -316,7 +308,7 @@ def decide(session: Session, group_name: str, number: int, req: ApprovalRequest,
             fix=f"from {current} the allowed statuses are: {', '.join(allowed)}",
             current_status=current, allowed=list(allowed))
     assessment = assess_evidence(session, group.name, v)
-    overridden = _check_policy(group, v, req, actor, assessment)
+    overridden = _check_policy(group, req, actor, assessment)
     now = utcnow()
     res = session.execute(
         update(ModelVersion).where(ModelVersion.id == v.id, ModelVersion.approval_status == current)
@@ -417,7 +409,7 @@ def _evidence_summary(assessment: list[dict[str, Any]]) -> dict[str, Any]:
                             for e in assessment if not e["counted"]]}
 
 
-def _check_policy(group: ModelGroup, v: ModelVersion, req: ApprovalRequest, actor: Principal,
+def _check_policy(group: ModelGroup, req: ApprovalRequest, actor: Principal,
                   assessment: list[dict[str, Any]]) -> list[str]:
     """The group's evidence requirements for approval; returns what an admin override waived. The newest report
     that counts as evidence decides; reports that do not count are listed with the reason."""

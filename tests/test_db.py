@@ -1,0 +1,98 @@
+"""The kernel's query, lock and session helpers (mlgov.db) that every domain's services use."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+
+import pytest
+from sqlalchemy import select, text
+
+from mlgov import auth
+from mlgov.auth import ApiKey
+from mlgov.db import (
+    Database,
+    advisory_lock_key,
+    advisory_xact_lock,
+    chunks,
+    equal,
+    icontains,
+    in_window,
+    paginate,
+)
+from tests.infra import TransactionalDatabase
+
+
+def test_chunks_cover_every_value_in_slices_of_at_most_the_size():
+    values = list(range(1201))
+    parts = list(chunks(values))
+    assert [len(p) for p in parts] == [500, 500, 201]
+    assert [v for p in parts for v in p] == values
+    assert list(chunks([], 3)) == []
+    assert [list(p) for p in chunks("abcde", 2)] == [["a", "b"], ["c", "d"], ["e"]]
+
+
+def test_a_named_advisory_lock_key_is_stable_and_fits_in_a_bigint():
+    key = advisory_lock_key("endpoint-id")
+    assert key == int.from_bytes(hashlib.sha256(b"endpoint-id").digest()[:7], "big")
+    assert 0 <= key < 2**56
+    assert advisory_lock_key("other") != key
+
+
+def test_paginate_applies_only_the_filters_that_were_given(db: TransactionalDatabase):
+    with db.session_scope() as s:
+        for name, role in (("Filter-Alpha", "publisher"), ("filter-beta", "viewer"), ("filter-gamma", "publisher"),
+                           ("unrelated", "publisher")):
+            auth.create_key(s, name, role, actor="test")
+        rows, total = paginate(s, select(ApiKey), ApiKey.name, limit=10, offset=0, where=[
+            icontains(ApiKey.name, "FILTER-"), *equal((ApiKey.role, "publisher"), (ApiKey.owner, None)), None])
+        assert (total, [r.name for r in rows]) == (2, ["Filter-Alpha", "filter-gamma"])
+
+        mine = select(ApiKey).where(ApiKey.name.in_(["filter-beta", "filter-gamma", "unrelated"]))
+        rows, total = paginate(s, mine, ApiKey.name, limit=1, offset=1,
+                               where=[icontains(ApiKey.name, ""), *equal((ApiKey.role, ""))])   # empty: no filter
+        assert total == 3 and [r.name for r in rows] == ["filter-gamma"]
+        assert icontains(ApiKey.name, None) is None
+        assert icontains(ApiKey.name, "50%") is not None
+
+
+def test_in_window_is_half_open_and_skips_missing_bounds(db: TransactionalDatabase):
+    with db.session_scope() as s:
+        row, _ = auth.create_key(s, "windowed", "viewer", actor="test")
+        at = row.created_at
+        second = dt.timedelta(seconds=1)
+
+        def count(after: dt.datetime | None, before: dt.datetime | None) -> int:
+            return paginate(s, select(ApiKey).where(ApiKey.id == row.id), ApiKey.id, limit=1, offset=0,
+                            where=in_window(ApiKey.created_at, after, before))[1]
+
+        assert in_window(ApiKey.created_at, None, None) == [None, None]
+        assert count(None, None) == 1
+        assert count(at, at + second) == 1
+        assert count(at - second, at) == 0          # the upper bound is exclusive
+        assert count(at + second, None) == 0
+
+
+def test_advisory_xact_lock_holds_until_the_transaction_ends(migrated: Database):
+    if migrated.backend != "postgresql":
+        pytest.skip("advisory locks exist on PostgreSQL only (SQLite has one writer at a time)")
+    holder, other = migrated.session(write=False), migrated.session(write=False)
+    try:
+        try_lock = text("SELECT pg_try_advisory_xact_lock(:k)")
+        advisory_xact_lock(holder, "test-advisory-lock")
+        assert other.scalar(try_lock, {"k": advisory_lock_key("test-advisory-lock")}) is False
+        assert other.scalar(try_lock, {"k": advisory_lock_key("another-name")}) is True
+        other.rollback()
+        holder.rollback()
+        assert other.scalar(try_lock, {"k": advisory_lock_key("test-advisory-lock")}) is True
+    finally:
+        other.close()
+        holder.close()
+
+
+def test_advisory_xact_lock_is_a_no_op_on_sqlite(db: TransactionalDatabase):
+    if db.backend != "sqlite":
+        pytest.skip("SQLite only")
+    with db.session_scope() as s:
+        advisory_xact_lock(s, "anything")
+        advisory_xact_lock(s, 42)
