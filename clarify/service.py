@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 from sqlalchemy.orm import Session
 
-from clarify import models
+from clarify import loaders
 from clarify.metrics import bias
 from clarify.metrics.analysis import ConfigError, _facet_groups, analyze, metric_value, parse_config, strict
 from clarify.metrics.config import PostTraining
@@ -102,17 +102,17 @@ def load_model(session: Session, store: ObjectStore, group: str, version: int, f
                           fix="upload it as the `model` part (it must match the registered sha256)")
         artifact = store.get(key)
     try:
-        models.check_digest(artifact, v.artifact_sha256)
-        return models.load(artifact, fmt, trusted=bool(v.artifact_trusted)), artifact
-    except models.UntrustedModel as exc:
+        loaders.check_digest(artifact, v.artifact_sha256)
+        return loaders.load(artifact, fmt, trusted=bool(v.artifact_trusted)), artifact
+    except loaders.UntrustedModel as exc:
         raise Forbidden(str(exc), untrusted_types=exc.types, artifact_sha256=v.artifact_sha256,
                         fix="save the model without functions stored as data (plain scikit-learn estimators) "
                             "or in a native format (xgboost, lightgbm, onnx); or, if you vouch for this exact "
                             f"artifact, have an admin POST /api/v1/model-groups/{group}/versions/{version}"
                             "/artifact-trust") from None
-    except models.ModelLoadError as exc:
+    except loaders.ModelLoadError as exc:
         raise Invalid(str(exc), fix="upload the registered artifact and name its format in model_format "
-                                    f"({', '.join(models.FORMATS)})") from None
+                                    f"({', '.join(loaders.FORMATS)})") from None
 
 
 def create_explainability_baseline(session: Session, store: ObjectStore, *, data: bytes, group: str, version: int,
@@ -253,9 +253,9 @@ def attribution_window(session: Session, store: ObjectStore, *, baseline_id: str
     _, v = registry.get_version(session, s["model_group"], int(s["model_version"]))
     raw = store.get(f"{base.prefix}/model.bin")
     try:   # the trust decision is read again on every run: withdrawing it stops the monitor loading the model
-        models.check_digest(raw, v.artifact_sha256)
-        model = models.load(raw, s["model_format"], trusted=bool(v.artifact_trusted))
-    except models.ModelLoadError as exc:
+        loaders.check_digest(raw, v.artifact_sha256)
+        model = loaders.load(raw, s["model_format"], trusted=bool(v.artifact_trusted))
+    except loaders.ModelLoadError as exc:
         return record(rows=len(df), violations=[], result=None, failure=f"the baseline's model: {exc}")
     cur = explain(model, df)
     baseline = json.loads(store.get(f"{base.prefix}/analysis.json"))["explanations"]["kernel_shap"]["label0"]
