@@ -1,0 +1,220 @@
+"""Clarify's monitors: bias-drift and attribution-drift baselines, and their runs on captured windows.
+
+Baselines and analyses reuse the monitoring tables (kind ModelBias / ModelExplainability), so schedules,
+executions, alerts and retraining work the same way for every monitor. Flushes, never commits.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import hashlib
+import json
+import time
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sqlalchemy.orm import Session
+
+from clarify import loaders
+from clarify.errors import ConfigInvalid
+from clarify.metrics import bias
+from clarify.metrics.analysis import ConfigError, analyze, facet_groups, metric_value, parse_config, strict
+from clarify.metrics.drift import DEFAULT_NDCG_THRESHOLD, bias_violation, bootstrap_interval, ndcg
+from clarify.metrics.shap_values import analysis_json, explain
+from clarify.schemas import PostTraining
+from clarify.service.artifacts import load_model, read_csv
+from mlgov import audit, events, inputs
+from mlgov.auth import Principal
+from mlgov.db import new_id, utcnow
+from mlgov.storage import ObjectStore
+from monitor import service as monitor
+from registry import service as registry
+
+
+def _baseline_row(session: Session, *, kind: str, prefix: str, bid: str, name: str | None, rows: int, cols: int,
+                  settings: dict[str, Any], data: bytes, actor: Principal) -> Any:
+    from monitor.orm import Baseline
+
+    row = Baseline(id=bid, name=name, source="computed", kind=kind, settings=settings, prefix=prefix, exact=False,
+                   dataset_sha256=hashlib.sha256(data).hexdigest(), row_count=rows, feature_count=cols,
+                   created_by=actor.name, created_at=utcnow())
+    session.add(row)
+    session.flush()
+    audit.record(session, actor=actor.name, action="baseline.created", subject_type="baseline", subject_id=bid,
+                 after={"kind": kind, "rows": rows})
+    return row
+
+
+def create_bias_baseline(session: Session, store: ObjectStore, *, data: bytes, config: bytes, name: str | None,
+                         actor: Principal) -> Any:
+    """A ModelBias baseline: the post-training analysis.json of a labelled validation set."""
+    try:
+        parsed = parse_config(inputs.loads(config, "config"))   # kernel JSON policy first
+    except ConfigError as exc:
+        raise ConfigInvalid(exc) from None
+    if parsed.methods.post_training_bias is None:
+        parsed.methods.post_training_bias = PostTraining(methods=["DPPL", "DI", "DCA", "DCR", "RD", "DAR", "AD"])
+    parsed.methods.pre_training_bias = None
+    cfg = parsed.as_dict()
+    df = read_csv(data)
+    try:
+        result = analyze(df, parsed)
+    except ConfigError as exc:
+        raise ConfigInvalid(exc) from None
+    bid = new_id()
+    prefix = f"baselines/{bid}"
+    store.put(f"{prefix}/analysis.json", json.dumps(result, allow_nan=False).encode(), "application/json")
+    store.put(f"{prefix}/analysis_config.json", json.dumps(cfg, allow_nan=False).encode(), "application/json")
+    return _baseline_row(session, kind="ModelBias", prefix=prefix, bid=bid, name=name, rows=len(df),
+                         cols=df.shape[1], settings={"config": cfg}, data=data, actor=actor)
+
+
+def create_explainability_baseline(session: Session, store: ObjectStore, *, data: bytes, group: str, version: int,
+                                   fmt: str, artifact: bytes | None, label: str | None, threshold: float,
+                                   name: str | None, actor: Principal) -> Any:
+    """A ModelExplainability baseline: global SHAP of the model on reference data, and the model itself."""
+    df = read_csv(data)
+    if label and label in df.columns:
+        df = df.drop(columns=[label])
+    model, raw = load_model(session, store, group, version, fmt, artifact)
+    result = explain(model, df)
+    bid = new_id()
+    prefix = f"baselines/{bid}"
+    store.put(f"{prefix}/analysis.json", json.dumps(strict(analysis_json(result)), allow_nan=False).encode(),
+              "application/json")
+    store.put(f"{prefix}/model.bin", raw, "application/octet-stream")
+    settings = {"model_group": group, "model_version": version, "model_format": fmt, "features": list(df.columns),
+                "ndcg_threshold": threshold}
+    return _baseline_row(session, kind="ModelExplainability", prefix=prefix, bid=bid, name=name, rows=len(df),
+                         cols=df.shape[1], settings=settings, data=data, actor=actor)
+
+
+def _record(session: Session, store: ObjectStore, *, base: Any, kind: str, endpoint: str, start: dt.datetime,
+            end: dt.datetime, actor: Principal, rows: int, violations: list[dict[str, Any]],
+            result: dict[str, Any] | None, failure: str | None, t0: float) -> Any:
+    from monitor.orm import Analysis
+
+    aid = new_id()
+    prefix = f"analyses/{aid}"
+    store.put(f"{prefix}/constraint_violations.json", json.dumps({"violations": violations}).encode(),
+              "application/json")
+    if result is not None:
+        store.put(f"{prefix}/analysis.json", json.dumps(strict(result), allow_nan=False).encode(), "application/json")
+    status = "Failed" if failure else ("CompletedWithViolations" if violations else "Completed")
+    row = Analysis(id=aid, baseline_id=base.id, kind=kind, status=status, failure_reason=failure, source="endpoint",
+                   endpoint=endpoint, window_start=start, window_end=end, row_count=rows,
+                   violation_count=len(violations), drifted_features=[], prefix=prefix,
+                   duration_ms=int((time.perf_counter() - t0) * 1000), created_by=actor.name, created_at=utcnow())
+    session.add(row)
+    session.flush()
+    audit.record(session, actor=actor.name, action="analysis.completed", subject_type="analysis", subject_id=aid,
+                 after={"kind": kind, "status": status, "violations": len(violations)})
+    events.emit(session, "analysis.completed", aid, {"id": aid, "kind": kind, "status": status,
+                                                     "baseline_id": base.id, "violations": len(violations),
+                                                     "endpoint": endpoint})
+    return row
+
+
+def bias_window(session: Session, store: ObjectStore, *, baseline_id: str, endpoint: str, start: dt.datetime,
+                end: dt.datetime, actor: Principal, draws: int = 200) -> Any:
+    """Post-training bias of the labelled window vs the baseline: a metric violates when its bootstrap interval
+    lies entirely farther from 0 than the baseline value (SageMaker's rule, without alerts on noise)."""
+    base = monitor.get_baseline(session, baseline_id)
+    cfg = dict((base.settings or {}).get("config", {}))
+    ep = monitor.get_endpoint(session, endpoint)
+    t0 = time.perf_counter()
+    window = f"between {start.isoformat()} and {end.isoformat()}"
+    record = functools.partial(_record, session, store, base=base, kind="ModelBias", endpoint=endpoint, start=start,
+                               end=end, actor=actor, t0=t0)
+    df = monitor.labelled_window(session, store, ep, start, end)
+    if df.empty:
+        return record(rows=0, violations=[], result=None,
+                       failure=f"no data captured {window} for endpoint {endpoint!r}")
+    df = df[df["__label"].notna()].copy()
+    if df.empty:
+        return record(rows=0, violations=[], result=None,
+                       failure=f"no ground truth yet for the records captured {window}")
+    label_col = cfg["label"]
+    df[label_col] = pd.to_numeric(df["__label"], errors="coerce").fillna(df["__label"]) \
+        if not isinstance(cfg.get("label_values_or_threshold"), list) else df["__label"]
+    if isinstance(cfg.get("label_values_or_threshold"), list):
+        df[label_col] = df[label_col].astype(str)
+        cfg["label_values_or_threshold"] = [str(v) for v in cfg["label_values_or_threshold"]]
+    try:
+        current = analyze(df.drop(columns=[c for c in df.columns if c.startswith("__")]), cfg)
+    except ConfigError as exc:
+        return record(rows=len(df), violations=[], result=None,
+                       failure=f"the window does not fit the baseline's analysis config: {exc}")
+    baseline = json.loads(store.get(f"{base.prefix}/analysis.json"))
+    y = bias.positive(df[label_col].to_numpy(), cfg["label_values_or_threshold"])
+    pred = df[cfg["predicted_label"]]
+    yhat = pred.to_numpy(dtype=float) > float(cfg.get("probability_threshold", 0.5)) if pred.dtype.kind == "f" \
+        and set(np.unique(pred.dropna())) - {0.0, 1.0} else bias.positive(pred.to_numpy(),
+                                                                          cfg["label_values_or_threshold"])
+    violations: list[dict[str, Any]] = []
+    section = "post_training_bias_metrics"
+    for facet in cfg["facet"]:
+        name = str(facet["name_or_index"])
+        base_groups = baseline.get(section, {}).get("facets", {}).get(name, [])
+        cur_groups = current.get(section, {}).get("facets", {}).get(name, [])
+        masks = dict(facet_groups(df[facet["name_or_index"]], facet.get("value_or_threshold")))
+        for i, cur_group in enumerate(cur_groups):
+            base_group = next((g for g in base_groups if g["value_or_threshold"] == cur_group["value_or_threshold"]),
+                              base_groups[i] if len(base_groups) == len(cur_groups) else None)
+            if base_group is None:
+                continue
+            base_vals = {m["name"]: metric_value(m) for m in base_group["metrics"]}
+            sensitive = masks[cur_group["value_or_threshold"]]
+            for m in cur_group["metrics"]:
+                if m["name"] not in base_vals or m["name"] in ("FT", "CDDPL"):
+                    continue
+
+                def metric(idx: np.ndarray, key: str = m["name"], s: np.ndarray = sensitive) -> float:
+                    c = bias.Counts.of(s[idx], y[idx], yhat[idx])
+                    return bias.post_training(c, y[idx], yhat[idx], None, None)[key]
+
+                ci = bootstrap_interval(metric, len(df), draws=draws)
+                if bias_violation(base_vals[m["name"]], metric_value(m), ci):
+                    violations.append({"facet": name, "facet_value": cur_group["value_or_threshold"],
+                                       "metric_name": m["name"], "constraint_check_type": "bias_drift_check",
+                                       "description": f"Metric value {metric_value(m):.4g} doesn't meet the "
+                                                      f"baseline constraint requirement "
+                                                      f"{base_vals[m['name']]:.4g} "
+                                                      f"(95% interval {ci[0]:.4g} to {ci[1]:.4g})"})
+    return record(rows=len(df), violations=violations, result=current, failure=None)
+
+
+def attribution_window(session: Session, store: ObjectStore, *, baseline_id: str, endpoint: str,
+                       start: dt.datetime, end: dt.datetime, actor: Principal) -> Any:
+    """Global SHAP of the window with the baseline's model; violation when nDCG falls below the threshold."""
+
+    base = monitor.get_baseline(session, baseline_id)
+    s = base.settings or {}
+    ep = monitor.get_endpoint(session, endpoint)
+    t0 = time.perf_counter()
+    record = functools.partial(_record, session, store, base=base, kind="ModelExplainability", endpoint=endpoint,
+                               start=start, end=end, actor=actor, t0=t0)
+    table = monitor.window_table(session, store, ep, start, end)
+    if table is None or table.num_rows == 0:
+        return record(rows=0, violations=[], result=None,
+                       failure=f"no data captured between {start.isoformat()} and {end.isoformat()}")
+    features = [f for f in s.get("features", []) if f in table.column_names]
+    df = table.select(features).to_pandas().dropna()
+    _, v = registry.get_version(session, s["model_group"], int(s["model_version"]))
+    raw = store.get(f"{base.prefix}/model.bin")
+    try:   # the trust decision is read again on every run: withdrawing it stops the monitor loading the model
+        loaders.check_digest(raw, v.artifact_sha256)
+        model = loaders.load(raw, s["model_format"], trusted=bool(v.artifact_trusted))
+    except loaders.ModelLoadError as exc:
+        return record(rows=len(df), violations=[], result=None, failure=f"the baseline's model: {exc}")
+    cur = explain(model, df)
+    baseline = json.loads(store.get(f"{base.prefix}/analysis.json"))["explanations"]["kernel_shap"]["label0"]
+    score = ndcg(baseline["global_shap_values"], cur["global_shap_values"])
+    threshold = float(s.get("ndcg_threshold", DEFAULT_NDCG_THRESHOLD))
+    violations = [] if score >= threshold else [{
+        "label": "label0", "metric_name": "shap", "constraint_check_type": "feature_attribution_drift_check",
+        "description": f"Feature attribution drift {score:.2f} exceeds threshold {threshold}"}]
+    result = {**analysis_json(cur), "ndcg": score}
+    return record(rows=len(df), violations=violations, result=result, failure=None)
