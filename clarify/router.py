@@ -7,7 +7,7 @@ import datetime as dt
 from pathlib import Path as FsPath
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Path, Request, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 
 from clarify import service
 from clarify.errors import ConfigInvalid, DatasetUnreadable
@@ -125,10 +125,10 @@ def _shap_view(analysis: dict[str, Any]) -> dict[str, Any] | None:
 
 @router.get("/reports/{analysis_id}", response_model=None, responses=alternatives("text/html"))
 def report(analysis_id: AnalysisId, request: Request, _: Annotated[Principal, Depends(require(READERS))],
-           format: Literal["html", "json"] = "html") -> Response:
+           fmt: Annotated[Literal["html", "json"], Query(alias="format")] = "html") -> Response:
     """The stored analysis.json, or a readable HTML report (bias tables, attribution bars, policy verdict)."""
     stored = service.get_report(request.app.state.get_store(), analysis_id)
-    if format == "json":   # analyses stored before undefined metrics became null may still hold NaN
+    if fmt == "json":   # analyses stored before undefined metrics became null may still hold NaN
         return Response(service.dump(stored.analysis), media_type="application/json")
     html = _report_templates.get_template("report.html").render(
         id=stored.id, a=stored.analysis, verdict=stored.verdict, shap=_shap_view(stored.analysis),
