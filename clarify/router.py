@@ -86,7 +86,7 @@ def _bias_request(parts: dict[str, Any]) -> BiasAnalysisRequest:
                       fix="name the registered version whose artifact should make the predictions")
     try:   # text parts sent as files: bytes that are not UTF-8 are an unreadable dataset
         window = _window(parts) if "endpoint" in parts else None
-        dataset_uri = _text(parts, "dataset_uri")
+        dataset_uri = _text(parts, "dataset_uri") if window is None else None
         model_format = (_text(parts, "model_format") or "skops") if run_model else "skops"
     except UnicodeDecodeError as exc:
         raise DatasetUnreadable(exc) from None
