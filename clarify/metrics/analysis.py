@@ -11,7 +11,7 @@ import pandas as pd
 from clarify.metrics import bias
 from clarify.metrics.config import AnalysisConfig, ConfigError, parse_config
 
-__all__ = ["ConfigError", "analyze", "metric_entry", "metric_value", "parse_config", "strict"]
+__all__ = ["ConfigError", "analyze", "facet_groups", "metric_entry", "metric_value", "parse_config", "strict"]
 
 
 def _column(df: pd.DataFrame, ref: Any, what: str) -> pd.Series:
@@ -43,7 +43,7 @@ def _methods(spec: Any, allowed: tuple[str, ...]) -> list[str]:
     return list(allowed) if spec.methods == "all" else list(spec.methods)
 
 
-def _facet_groups(values: pd.Series, spec: Any) -> list[tuple[str, np.ndarray]]:
+def facet_groups(values: pd.Series, spec: Any) -> list[tuple[str, np.ndarray]]:
     """(label for analysis.json, boolean sensitive mask) for each facet group to report."""
     if spec is None:
         uniq = values.dropna().unique()
@@ -92,7 +92,7 @@ def analyze(df: pd.DataFrame, config: dict[str, Any] | AnalysisConfig) -> dict[s
     for i, f in enumerate(cfg.facet):
         name = f.name_or_index
         values = cols[f"facet.{i}.name_or_index"]
-        for text, sensitive in _facet_groups(values, f.value_or_threshold):
+        for text, sensitive in facet_groups(values, f.value_or_threshold):
             counts = bias.Counts.of(sensitive, y, yhat)
             if pre:
                 cdd = bias.conditional_disparity(sensitive, y, group) if group is not None and "CDDL" in pre else None

@@ -10,7 +10,7 @@ import pandas as pd
 AGGREGATIONS = ("mean_abs", "mean_sq", "median")
 
 
-def _predict_fn(model: Any) -> Any:
+def predict_fn(model: Any) -> Any:
     """The scoring function; models without predict_proba (e.g. clarify.remote.RemoteModel) use predict."""
     if hasattr(model, "predict_proba"):
         return lambda x: model.predict_proba(x)[:, 1]
@@ -80,7 +80,7 @@ def explain(model: Any, data: pd.DataFrame, *, agg_method: str = "mean_abs", bac
         expected, method = float(np.atleast_1d(explainer.expected_value)[-1]), "linear"
     else:
         bg = background.astype(float) if background is not None else shap.kmeans(x, min(num_clusters, len(x))).data
-        explainer = shap.PermutationExplainer(_predict_fn(model), np.asarray(bg), seed=seed)
+        explainer = shap.PermutationExplainer(predict_fn(model), np.asarray(bg), seed=seed)
         res = explainer(np.asarray(x), max_evals=max_evals or 2 * x.shape[1] + 1)
         values, expected, method = np.asarray(res.values), float(np.mean(res.base_values)), "permutation"
     agg = {"mean_abs": np.mean(np.abs(values), axis=0), "mean_sq": np.mean(values ** 2, axis=0),

@@ -168,29 +168,29 @@ def test_native_xgboost_lightgbm_and_onnx_artifacts():
     import xgboost
     from skl2onnx import to_onnx
 
-    from clarify import models
+    from clarify import loaders
 
     x, y = data(600)
     # XGBoost's own format (UBJSON bytes), TreeExplainer on the Booster
     booster = xgboost.train({"max_depth": 3, "objective": "binary:logistic"}, xgboost.DMatrix(x, label=y), 20)
     raw = bytes(booster.save_raw("ubj"))
-    loaded = models.load(raw, "xgboost", trusted=False)
+    loaded = loaders.load(raw, "xgboost", trusted=False)
     r = explain(loaded, x)
     margin = loaded.predict(xgboost.DMatrix(x), output_margin=True)
     assert r["method"] == "tree"
     np.testing.assert_allclose(r["local"].sum(axis=1) + r["expected_value"], margin, atol=1e-4)
     # LightGBM's text model
     lgb = lightgbm.train({"objective": "binary", "verbose": -1, "num_leaves": 7}, lightgbm.Dataset(x, label=y), 20)
-    loaded = models.load(lgb.model_to_string().encode(), "lightgbm", trusted=False)
+    loaded = loaders.load(lgb.model_to_string().encode(), "lightgbm", trusted=False)
     r = explain(loaded, x)
     assert r["method"] == "tree"
     np.testing.assert_allclose(r["local"].sum(axis=1) + r["expected_value"], loaded.predict(x, raw_score=True),
                                atol=1e-6)
     # ONNX through onnxruntime: model-agnostic permutation SHAP
     onnx_bytes = to_onnx(LogisticRegression().fit(x, y), x.to_numpy()[:1].astype(np.float32)).SerializeToString()
-    session = models.load(onnx_bytes, "onnx", trusted=False)
+    session = loaders.load(onnx_bytes, "onnx", trusted=False)
     r = explain(session, x.head(50))
     assert r["method"] == "permutation"
     assert max(r["global_shap_values"], key=r["global_shap_values"].get) == "a"
-    with pytest.raises(models.ModelLoadError, match="format"):
-        models.load(b"x", "tensorflow", trusted=False)
+    with pytest.raises(loaders.ModelLoadError, match="format"):
+        loaders.load(b"x", "tensorflow", trusted=False)

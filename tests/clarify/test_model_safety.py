@@ -22,7 +22,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer
 
-from clarify import models
+from clarify import loaders
 from tests.clarify import exploits
 from tests.helpers import assert_problem
 from tests.infra import free_port, wait_healthy
@@ -200,15 +200,15 @@ def test_wrong_format_bytes_are_a_clear_422(client, keys):
 
 
 def test_every_allow_listed_class_resolves_and_trees_are_checked():
-    allowed = models.allowed_instances()
+    allowed = loaders.allowed_instances()
     assert "sklearn.ensemble._gb.GradientBoostingClassifier" in allowed
-    assert not any(t.endswith(("exec", "eval", "system")) for t in allowed | models.TYPES_AS_DATA)
+    assert not any(t.endswith(("exec", "eval", "system")) for t in allowed | loaders.TYPES_AS_DATA)
     # every public class in the list exists in this scikit-learn (a rename would silently drop it)
     import importlib
 
     from skops.io._utils import get_type_name
 
-    for path in models.ESTIMATORS:
+    for path in loaders.ESTIMATORS:
         module, _, name = path.rpartition(".")
         assert get_type_name(getattr(importlib.import_module(module), name)) in allowed, path
     # ExtraTrees and multi-class boosting pass the structural checks
@@ -216,8 +216,8 @@ def test_every_allow_listed_class_resolves_and_trees_are_checked():
     three = np.digitize(x.a, [-0.5, 0.5])
     from sklearn.ensemble import ExtraTreesRegressor
 
-    assert models.load(sio.dumps(ExtraTreesRegressor(n_estimators=3).fit(x, x.b)), "skops", trusted=False)
-    assert models.load(sio.dumps(GradientBoostingClassifier(n_estimators=2).fit(x, three)), "skops", trusted=False)
+    assert loaders.load(sio.dumps(ExtraTreesRegressor(n_estimators=3).fit(x, x.b)), "skops", trusted=False)
+    assert loaders.load(sio.dumps(GradientBoostingClassifier(n_estimators=2).fit(x, three)), "skops", trusted=False)
     # a tree declaring more features than its estimator reads columns past the input (it segfaulted)
     from sklearn.tree import DecisionTreeClassifier
     from sklearn.tree._tree import Tree
@@ -229,13 +229,13 @@ def test_every_allow_listed_class_resolves_and_trees_are_checked():
     wide = Tree(10**7 + 1, np.array([2], dtype=np.intp), 1)
     wide.__setstate__({**state, "nodes": nodes})
     dt.tree_ = wide
-    with pytest.raises(models.ModelLoadError, match="declares 4 features"):
-        models.load(sio.dumps(dt), "skops", trusted=False)
+    with pytest.raises(loaders.ModelLoadError, match="declares 4 features"):
+        loaders.load(sio.dumps(dt), "skops", trusted=False)
     # boosting stages wider than the raw predictions they are written into
     gb = GradientBoostingClassifier(n_estimators=2, max_depth=2).fit(x, (x.a > 0).astype(int))
     gb.estimators_ = np.concatenate([gb.estimators_] * 3, axis=1)
-    with pytest.raises(models.ModelLoadError, match="stages"):
-        models.load(sio.dumps(gb), "skops", trusted=False)
+    with pytest.raises(loaders.ModelLoadError, match="stages"):
+        loaders.load(sio.dumps(gb), "skops", trusted=False)
     # a decision tree whose child index points outside the tree is refused, not run
     gb = GradientBoostingClassifier(n_estimators=2, max_depth=2).fit(x, (x.a > 0).astype(int))
     tree = gb.estimators_[0, 0].tree_
@@ -243,8 +243,8 @@ def test_every_allow_listed_class_resolves_and_trees_are_checked():
     nodes = state["nodes"].copy()
     nodes["left_child"][0] = 10**6
     tree.__setstate__({**state, "nodes": nodes})
-    with pytest.raises(models.ModelLoadError, match="outside the tree"):
-        models.load(sio.dumps(gb), "skops", trusted=False)
+    with pytest.raises(loaders.ModelLoadError, match="outside the tree"):
+        loaders.load(sio.dumps(gb), "skops", trusted=False)
 
 
 def test_attribution_monitor_rereads_the_trust_decision_on_every_run(client, keys):
@@ -319,10 +319,10 @@ def test_every_allow_listed_estimator_loads_untrusted_when_fitted():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         refused = {}
-        for path in models.ESTIMATORS:
+        for path in loaders.ESTIMATORS:
             try:
-                models.load(sio.dumps(_fitted(path)), "skops", trusted=False)
-            except models.ModelLoadError as exc:
+                loaders.load(sio.dumps(_fitted(path)), "skops", trusted=False)
+            except loaders.ModelLoadError as exc:
                 refused[path] = str(exc)
     assert refused == {}
 
@@ -348,8 +348,8 @@ def test_every_kind_of_stored_callable_needs_trust(func, named):
             "bound method": StandardScaler().fit(x).transform, "ufunc": np.log1p, "builtin": getattr,
             "class as callable": subprocess.Popen}[func]
     data = sio.dumps(make_pipeline(FunctionTransformer(held), LogisticRegression()))
-    with pytest.raises(models.UntrustedModel) as err:
-        models.load(data, "skops", trusted=False)
+    with pytest.raises(loaders.UntrustedModel) as err:
+        loaders.load(data, "skops", trusted=False)
     assert named <= set(err.value.types), err.value.types
     # FunctionTransformer without a function is a plain, allowed transformer
-    assert models.load(sio.dumps(make_pipeline(FunctionTransformer(), honest)), "skops", trusted=False)
+    assert loaders.load(sio.dumps(make_pipeline(FunctionTransformer(), honest)), "skops", trusted=False)

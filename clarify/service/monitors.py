@@ -1,7 +1,7 @@
 """Clarify's monitors: bias-drift and attribution-drift baselines, and their runs on captured windows.
 
 Baselines and analyses reuse the monitoring tables (kind ModelBias / ModelExplainability), so schedules,
-executions, alerts and retraining work the same way for every monitor.
+executions, alerts and retraining work the same way for every monitor. Flushes, never commits.
 """
 
 from __future__ import annotations
@@ -9,7 +9,6 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import hashlib
-import io
 import json
 import time
 from typing import Any
@@ -18,35 +17,20 @@ import numpy as np
 import pandas as pd
 from sqlalchemy.orm import Session
 
-from clarify import models
+from clarify import loaders
+from clarify.errors import ConfigInvalid
 from clarify.metrics import bias
-from clarify.metrics.analysis import ConfigError, _facet_groups, analyze, metric_value, parse_config, strict
-from clarify.metrics.config import PostTraining
+from clarify.metrics.analysis import ConfigError, analyze, facet_groups, metric_value, parse_config, strict
 from clarify.metrics.drift import DEFAULT_NDCG_THRESHOLD, bias_violation, bootstrap_interval, ndcg
 from clarify.metrics.shap_values import analysis_json, explain
+from clarify.schemas import PostTraining
+from clarify.service.artifacts import load_model, read_csv
 from mlgov import audit, events, inputs
 from mlgov.auth import Principal
 from mlgov.db import new_id, utcnow
-from mlgov.errors import Forbidden, Invalid
 from mlgov.storage import ObjectStore
-
-
-def _csv(data: bytes) -> pd.DataFrame:
-    inputs.check_csv(data, "the dataset")
-    try:
-        df = pd.read_csv(io.BytesIO(data))
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise Invalid(f"the dataset is not a readable CSV: {exc}", fix="upload a CSV with a header row") from None
-    if df.empty:
-        raise Invalid("the dataset has no rows", fix="upload at least one row")
-    return df
-
-
-def config_invalid(exc: ConfigError) -> Invalid:
-    """A 422 listing every problem of an analysis config, each with its field path."""
-    return Invalid(f"analysis config: {exc}", errors=exc.problems,
-                   fix="correct each listed field of analysis_config.json (SageMaker Clarify's format: label, "
-                       "label_values_or_threshold, facet, methods.pre_training_bias/post_training_bias)")
+from monitor import service as monitor
+from registry import service as registry
 
 
 def _baseline_row(session: Session, *, kind: str, prefix: str, bid: str, name: str | None, rows: int, cols: int,
@@ -69,16 +53,16 @@ def create_bias_baseline(session: Session, store: ObjectStore, *, data: bytes, c
     try:
         parsed = parse_config(inputs.loads(config, "config"))   # kernel JSON policy first
     except ConfigError as exc:
-        raise config_invalid(exc) from None
+        raise ConfigInvalid(exc) from None
     if parsed.methods.post_training_bias is None:
         parsed.methods.post_training_bias = PostTraining(methods=["DPPL", "DI", "DCA", "DCR", "RD", "DAR", "AD"])
     parsed.methods.pre_training_bias = None
     cfg = parsed.as_dict()
-    df = _csv(data)
+    df = read_csv(data)
     try:
         result = analyze(df, parsed)
     except ConfigError as exc:
-        raise config_invalid(exc) from None
+        raise ConfigInvalid(exc) from None
     bid = new_id()
     prefix = f"baselines/{bid}"
     store.put(f"{prefix}/analysis.json", json.dumps(result, allow_nan=False).encode(), "application/json")
@@ -87,39 +71,11 @@ def create_bias_baseline(session: Session, store: ObjectStore, *, data: bytes, c
                          cols=df.shape[1], settings={"config": cfg}, data=data, actor=actor)
 
 
-def load_model(session: Session, store: ObjectStore, group: str, version: int, fmt: str,
-               artifact: bytes | None) -> tuple[Any, bytes]:
-    """The registered version's model: uploaded bytes or its artifact in mlgov's store, checked against the
-    registered sha256, loaded through the exact-type allow-lists (anything else only if an admin trusted
-    this exact artifact). Refusal is 403 naming the refused types; bytes of another format are 422."""
-    from registry import service as registry
-
-    _, v = registry.get_version(session, group, version)
-    if artifact is None:
-        key = store.key_of(v.artifact_uri)
-        if key is None:
-            raise Invalid(f"the artifact {v.artifact_uri} is outside mlgov's object store",
-                          fix="upload it as the `model` part (it must match the registered sha256)")
-        artifact = store.get(key)
-    try:
-        models.check_digest(artifact, v.artifact_sha256)
-        return models.load(artifact, fmt, trusted=bool(v.artifact_trusted)), artifact
-    except models.UntrustedModel as exc:
-        raise Forbidden(str(exc), untrusted_types=exc.types, artifact_sha256=v.artifact_sha256,
-                        fix="save the model without functions stored as data (plain scikit-learn estimators) "
-                            "or in a native format (xgboost, lightgbm, onnx); or, if you vouch for this exact "
-                            f"artifact, have an admin POST /api/v1/model-groups/{group}/versions/{version}"
-                            "/artifact-trust") from None
-    except models.ModelLoadError as exc:
-        raise Invalid(str(exc), fix="upload the registered artifact and name its format in model_format "
-                                    f"({', '.join(models.FORMATS)})") from None
-
-
 def create_explainability_baseline(session: Session, store: ObjectStore, *, data: bytes, group: str, version: int,
                                    fmt: str, artifact: bytes | None, label: str | None, threshold: float,
                                    name: str | None, actor: Principal) -> Any:
     """A ModelExplainability baseline: global SHAP of the model on reference data, and the model itself."""
-    df = _csv(data)
+    df = read_csv(data)
     if label and label in df.columns:
         df = df.drop(columns=[label])
     model, raw = load_model(session, store, group, version, fmt, artifact)
@@ -165,8 +121,6 @@ def bias_window(session: Session, store: ObjectStore, *, baseline_id: str, endpo
                 end: dt.datetime, actor: Principal, draws: int = 200) -> Any:
     """Post-training bias of the labelled window vs the baseline: a metric violates when its bootstrap interval
     lies entirely farther from 0 than the baseline value (SageMaker's rule, without alerts on noise)."""
-    from monitor import service as monitor
-
     base = monitor.get_baseline(session, baseline_id)
     cfg = dict((base.settings or {}).get("config", {}))
     ep = monitor.get_endpoint(session, endpoint)
@@ -205,7 +159,7 @@ def bias_window(session: Session, store: ObjectStore, *, baseline_id: str, endpo
         name = str(facet["name_or_index"])
         base_groups = baseline.get(section, {}).get("facets", {}).get(name, [])
         cur_groups = current.get(section, {}).get("facets", {}).get(name, [])
-        masks = dict(_facet_groups(df[facet["name_or_index"]], facet.get("value_or_threshold")))
+        masks = dict(facet_groups(df[facet["name_or_index"]], facet.get("value_or_threshold")))
         for i, cur_group in enumerate(cur_groups):
             base_group = next((g for g in base_groups if g["value_or_threshold"] == cur_group["value_or_threshold"]),
                               base_groups[i] if len(base_groups) == len(cur_groups) else None)
@@ -235,8 +189,6 @@ def bias_window(session: Session, store: ObjectStore, *, baseline_id: str, endpo
 def attribution_window(session: Session, store: ObjectStore, *, baseline_id: str, endpoint: str,
                        start: dt.datetime, end: dt.datetime, actor: Principal) -> Any:
     """Global SHAP of the window with the baseline's model; violation when nDCG falls below the threshold."""
-    from monitor import service as monitor
-    from registry import service as registry
 
     base = monitor.get_baseline(session, baseline_id)
     s = base.settings or {}
@@ -253,9 +205,9 @@ def attribution_window(session: Session, store: ObjectStore, *, baseline_id: str
     _, v = registry.get_version(session, s["model_group"], int(s["model_version"]))
     raw = store.get(f"{base.prefix}/model.bin")
     try:   # the trust decision is read again on every run: withdrawing it stops the monitor loading the model
-        models.check_digest(raw, v.artifact_sha256)
-        model = models.load(raw, s["model_format"], trusted=bool(v.artifact_trusted))
-    except models.ModelLoadError as exc:
+        loaders.check_digest(raw, v.artifact_sha256)
+        model = loaders.load(raw, s["model_format"], trusted=bool(v.artifact_trusted))
+    except loaders.ModelLoadError as exc:
         return record(rows=len(df), violations=[], result=None, failure=f"the baseline's model: {exc}")
     cur = explain(model, df)
     baseline = json.loads(store.get(f"{base.prefix}/analysis.json"))["explanations"]["kernel_shap"]["label0"]

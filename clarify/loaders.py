@@ -170,7 +170,7 @@ def _first_line(exc: Exception) -> str:
     return text[:200]
 
 
-def _mismatch(fmt: str, data: bytes, looks: str) -> ModelLoadError:
+def _mismatch(fmt: str, looks: str) -> ModelLoadError:
     return ModelLoadError(f"model_format={fmt} expects {EXPECTED[fmt]}, but the bytes look like {looks}")
 
 
@@ -178,11 +178,11 @@ def _load(data: bytes, fmt: str, *, trusted: bool) -> Any:
     looks = describe(data)
     if fmt == "skops":
         if not data.startswith(b"PK\x03\x04"):
-            raise _mismatch(fmt, data, looks)
+            raise _mismatch(fmt, looks)
         return load_skops(data, trusted=trusted)
     if fmt == "xgboost":
         if looks not in ("UBJSON, as XGBoost writes", "an XGBoost JSON model", "JSON"):
-            raise _mismatch(fmt, data, looks)
+            raise _mismatch(fmt, looks)
         import xgboost
 
         booster = xgboost.Booster()
@@ -190,13 +190,13 @@ def _load(data: bytes, fmt: str, *, trusted: bool) -> Any:
         return booster
     if fmt == "lightgbm":
         if looks != "a LightGBM text model":
-            raise _mismatch(fmt, data, looks)
+            raise _mismatch(fmt, looks)
         import lightgbm
 
         return lightgbm.Booster(model_str=data.decode())
     if fmt == "onnx":
         if looks not in ("a protobuf message, as ONNX writes", "binary data of no format mlgov recognises"):
-            raise _mismatch(fmt, data, looks)
+            raise _mismatch(fmt, looks)
         import onnxruntime
 
         return onnxruntime.InferenceSession(data, providers=["CPUExecutionProvider"])

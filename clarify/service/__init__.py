@@ -1,0 +1,15 @@
+"""Clarify's service: analyses on request (``analyses``), the bias-drift and attribution-drift monitors
+(``monitors``), and the registered artifacts both load (``artifacts``). Routers and other domains call the names
+re-exported here."""
+
+from clarify.service.analyses import DEFAULT_LIMITS, bias_analysis, dump, explain_version, get_report, policy_failures
+from clarify.service.artifacts import load_model
+from clarify.service.monitors import (
+    attribution_window,
+    bias_window,
+    create_bias_baseline,
+    create_explainability_baseline,
+)
+
+__all__ = ["DEFAULT_LIMITS", "attribution_window", "bias_analysis", "bias_window", "create_bias_baseline",
+           "create_explainability_baseline", "dump", "explain_version", "get_report", "load_model", "policy_failures"]
