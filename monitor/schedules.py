@@ -26,8 +26,7 @@ from mlgov.errors import Conflict, Invalid, NotFound
 from mlgov.outbound import OutboundPolicy
 from mlgov.secrets import SecretBox
 from mlgov.storage import ObjectStore
-from monitor import schedule_rules as rules
-from monitor import service
+from monitor import recurrence, service
 from monitor.engine.analysis import DriftConfig
 from monitor.orm import Alert, Execution, RetrainingTrigger, Schedule
 
@@ -38,9 +37,9 @@ DEFAULT_GRACE = dt.timedelta(hours=1)
 
 def _check_rules(expression: str, start: str, end: str) -> tuple[dt.timedelta, dt.timedelta]:
     try:
-        rules.trigger(expression)
-        s, e = rules.duration(start), rules.duration(end)
-    except rules.RuleError as exc:
+        recurrence.trigger(expression)
+        s, e = recurrence.duration(start), recurrence.duration(end)
+    except recurrence.RuleError as exc:
         raise Invalid(str(exc), fix="use cron like '*/5 * * * *' or hourly/daily, offsets like -PT1H") from None
     if e <= s:
         raise Invalid(f"window end offset {end} is not after start offset {start}", fix="e.g. start -PT1H, end PT0S")
@@ -64,7 +63,7 @@ def create(session: Session, *, name: str, endpoint: str, type: str, expression:
     now = now or utcnow()
     row = Schedule(id=new_id(), name=name, endpoint=endpoint, type=type, expression=expression,
                    window_start=window_start, window_end=window_end, baseline_id=baseline_id, drift=drift,
-                   alerting=alerting, status="Scheduled", next_run_at=rules.next_after(expression, now),
+                   alerting=alerting, status="Scheduled", next_run_at=recurrence.next_after(expression, now),
                    created_by=actor.name, created_at=now, updated_at=now)
     session.add(row)
     session.flush()
@@ -89,7 +88,7 @@ def set_status(session: Session, name: str, status: str, actor: Principal, now: 
     before = row.status
     row.status = status
     if status == "Scheduled":
-        row.next_run_at = rules.next_after(row.expression, now or utcnow())
+        row.next_run_at = recurrence.next_after(row.expression, now or utcnow())
     row.updated_at = utcnow()
     session.flush()
     audit.record(session, actor=actor.name, action=f"schedule.{'started' if status == 'Scheduled' else 'stopped'}",
@@ -104,7 +103,7 @@ def update(session: Session, name: str, fields: dict[str, Any], actor: Principal
         setattr(row, k, v)
     _check_rules(row.expression, row.window_start, row.window_end)
     if "expression" in fields:
-        row.next_run_at = rules.next_after(row.expression, utcnow())
+        row.next_run_at = recurrence.next_after(row.expression, utcnow())
     row.updated_at = utcnow()
     session.flush()
     audit.record(session, actor=actor.name, action="schedule.updated", subject_type="schedule", subject_id=name,
@@ -259,9 +258,9 @@ def tick(db: Database, store: ObjectStore, now: dt.datetime, grace: dt.timedelta
             sched = s.get(Schedule, sid)
             if sched is None or sched.status != "Scheduled" or sched.next_run_at > now:
                 continue
-            fire, nxt, skipped = rules.due(sched.expression, sched.next_run_at, now, grace)
+            fire, nxt, skipped = recurrence.due(sched.expression, sched.next_run_at, now, grace)
             sched.next_run_at = nxt
-            window = (rules.duration(sched.window_start), rules.duration(sched.window_end))
+            window = (recurrence.duration(sched.window_start), recurrence.duration(sched.window_end))
         if fire is None:
             continue
         ex_id = claim(db, sid, fire, fire + window[0], fire + window[1], "schedule")

@@ -25,7 +25,7 @@ from mlgov.auth import Principal
 from mlgov.db import new_id, paginate, utcnow
 from mlgov.errors import Conflict, Invalid
 from mlgov.storage import ObjectStore
-from monitor import capture, documents, files, report
+from monitor import capture, documents, layout, report
 from monitor.engine import constraints as cons
 from monitor.engine import expectations
 from monitor.engine.analysis import AnalysisResult, DriftConfig, analyze, profile
@@ -76,9 +76,9 @@ def create_baseline(session: Session, store: ObjectStore, *, data: bytes, fmt: s
     constraints = cons.suggest(profiles)
     bid = new_id()
     prefix = f"baselines/{bid}"
-    store.put(f"{prefix}/statistics.json", files.dumps(stats), "application/json")
-    store.put(f"{prefix}/constraints.json", files.dumps(constraints), "application/json")
-    files.save_profile(store, prefix, profiles)
+    store.put(f"{prefix}/statistics.json", layout.dumps(stats), "application/json")
+    store.put(f"{prefix}/constraints.json", layout.dumps(constraints), "application/json")
+    layout.save_profile(store, prefix, profiles)
     sha = hashlib.sha256(data).hexdigest()
     row = Baseline(id=bid, name=name, source="computed", dataset_uri=dataset_uri, dataset_sha256=sha, prefix=prefix,
                    exact=True, row_count=table.num_rows, feature_count=table.num_columns, created_by=actor.name,
@@ -168,7 +168,7 @@ def update_constraints(session: Session, store: ObjectStore, baseline_id: str, b
                       fix="compute a new baseline instead")
     new = documents.validate_constraints(inputs.loads(body, "constraints.json"), row.kind)
     old = json.loads(store.get(f"{row.prefix}/constraints.json"))
-    store.put(f"{row.prefix}/constraints.json", files.dumps(new), "application/json")
+    store.put(f"{row.prefix}/constraints.json", layout.dumps(new), "application/json")
     audit.record(session, actor=actor.name, action="baseline.constraints_updated", subject_type="baseline",
                  subject_id=row.id, before={"monitoring_config": old.get("monitoring_config")},
                  after={"monitoring_config": new.get("monitoring_config")})
@@ -214,7 +214,7 @@ def put_expectations(session: Session, store: ObjectStore, baseline_id: str, bod
                       '"kwargs": {"column": "age"}}]}')
     if not isinstance(suite.get("name", ""), str):
         raise Invalid("the ExpectationSuite's name must be a string", fix='e.g. "name": "churn-inputs"')
-    store.put(f"{row.prefix}/expectations.json", files.dumps(suite), "application/json")
+    store.put(f"{row.prefix}/expectations.json", layout.dumps(suite), "application/json")
     audit.record(session, actor=actor.name, action="baseline.expectations_attached", subject_type="baseline",
                  subject_id=row.id, after={"suite": suite.get("name"), "expectations": len(suite["expectations"])})
     return dict(suite)
@@ -257,11 +257,11 @@ def version_baseline(session: Session, group: str, version: int) -> VersionBasel
 
 def _store_analysis(store: ObjectStore, prefix: str, result: AnalysisResult, baseline: Baseline,
                     meta: dict[str, Any]) -> None:
-    store.put(f"{prefix}/constraint_violations.json", files.dumps({"violations": result.violations}),
+    store.put(f"{prefix}/constraint_violations.json", layout.dumps({"violations": result.violations}),
               "application/json")
-    store.put(f"{prefix}/statistics.json", files.dumps(result.statistics), "application/json")
+    store.put(f"{prefix}/statistics.json", layout.dumps(result.statistics), "application/json")
     drift = {"summary": result.summary(), "features": [d.as_dict() for d in result.drift], **meta}
-    store.put(f"{prefix}/drift.json", files.dumps(drift), "application/json")
+    store.put(f"{prefix}/drift.json", layout.dumps(drift), "application/json")
 
 
 def run_analysis(session: Session, store: ObjectStore, *, baseline_id: str, actor: Principal,
@@ -276,9 +276,9 @@ def run_analysis(session: Session, store: ObjectStore, *, baseline_id: str, acto
                    window_start=start, window_end=end, prefix=prefix, created_by=actor.name, created_at=utcnow())
     if failure is not None or table is None:
         row.status, row.failure_reason = "Failed", failure or "no data"
-        store.put(f"{prefix}/constraint_violations.json", files.dumps({"violations": []}), "application/json")
+        store.put(f"{prefix}/constraint_violations.json", layout.dumps({"violations": []}), "application/json")
     else:
-        baseline = files.load_profiles(store, base.prefix, base.exact)
+        baseline = layout.load_profiles(store, base.prefix, base.exact)
         constraints = json.loads(store.get(f"{base.prefix}/constraints.json"))
         result = analyze(baseline, constraints, table, config)
         meta = {"baseline_id": base.id, "window": {"start": start.isoformat() if start else None,
@@ -287,7 +287,7 @@ def run_analysis(session: Session, store: ObjectStore, *, baseline_id: str, acto
         gx_ok = True
         if store.exists(f"{base.prefix}/expectations.json"):
             gx = expectations.run_suite(table, json.loads(store.get(f"{base.prefix}/expectations.json")))
-            store.put(f"{prefix}/expectations.json", files.dumps(gx), "application/json")
+            store.put(f"{prefix}/expectations.json", layout.dumps(gx), "application/json")
             gx_ok = gx["success"]
         summary = result.summary()
         row.status = "CompletedWithViolations" if result.violations or not gx_ok else "Completed"
@@ -653,8 +653,8 @@ def create_quality_baseline(session: Session, store: ObjectStore, *, data: bytes
     constraints = quality.suggest_constraints(stats)
     bid = new_id()
     prefix = f"baselines/{bid}"
-    store.put(f"{prefix}/statistics.json", files.dumps(stats), "application/json")
-    store.put(f"{prefix}/constraints.json", files.dumps(constraints), "application/json")
+    store.put(f"{prefix}/statistics.json", layout.dumps(stats), "application/json")
+    store.put(f"{prefix}/constraints.json", layout.dumps(constraints), "application/json")
     row = Baseline(id=bid, name=name, source="computed", kind="ModelQuality", problem_type=problem_type,
                    settings={"label": label, "prediction": prediction, "probability": probability,
                              "threshold": threshold},
@@ -686,15 +686,15 @@ def run_quality_analysis(session: Session, store: ObjectStore, *, baseline_id: s
                    drifted_features=[])
     if failure is not None or not labels:
         row.status, row.failure_reason = "Failed", failure or "no labelled predictions"
-        store.put(f"{prefix}/constraint_violations.json", files.dumps({"violations": []}), "application/json")
+        store.put(f"{prefix}/constraint_violations.json", layout.dumps({"violations": []}), "application/json")
     else:
         settings = base.settings or {}
         y, pred, prob = _quality_arrays(base.problem_type, labels, preds, probs)
         stats = quality.statistics(base.problem_type, y, prediction=pred, probability=prob,
                                    threshold=float(settings.get("threshold", 0.5)))
         found = quality.violations(json.loads(store.get(f"{base.prefix}/constraints.json")), stats)
-        store.put(f"{prefix}/statistics.json", files.dumps(stats), "application/json")
-        store.put(f"{prefix}/constraint_violations.json", files.dumps({"violations": found}), "application/json")
+        store.put(f"{prefix}/statistics.json", layout.dumps(stats), "application/json")
+        store.put(f"{prefix}/constraint_violations.json", layout.dumps({"violations": found}), "application/json")
         row.status = "CompletedWithViolations" if found else "Completed"
         row.row_count, row.violation_count = len(y), len(found)
     row.duration_ms = int((time.perf_counter() - t0) * 1000)
