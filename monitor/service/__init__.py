@@ -17,6 +17,7 @@ from monitor.service.analyses import (
     analysis_report,
     analyze_file,
     analyze_window,
+    drift_config,
     get_analysis,
     list_analyses,
     run_analysis,
@@ -55,6 +56,7 @@ from monitor.service.model_quality import (
 __all__ = [
     "analysis_file", "analysis_html", "analysis_report", "analyze_file", "analyze_window", "attach_baseline",
     "baseline_file", "captured_count", "create_baseline", "create_endpoint", "create_quality_baseline",
+    "drift_config",
     "get_analysis", "get_baseline", "get_endpoint", "gx_suite", "import_baseline", "ingest", "ingest_ground_truth",
     "labelled_window", "list_analyses", "list_baselines", "list_endpoints", "performance_estimate",
     "put_expectations", "quality_file", "quality_window", "read_dataset_uri", "run_analysis",

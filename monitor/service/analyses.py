@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import pyarrow as pa
@@ -23,14 +24,22 @@ from monitor import layout, report
 from monitor.engine import expectations
 from monitor.engine.analysis import AnalysisResult, DriftConfig, analyze
 from monitor.errors import AnalysisNotFound
-from monitor.orm import Analysis, Baseline
+from monitor.orm import Analysis
 from monitor.service.baselines import get_baseline
 from monitor.service.datasets import dataset_table
 from monitor.service.endpoints import get_endpoint, window_table
 
 
-def _store_analysis(store: ObjectStore, prefix: str, result: AnalysisResult, baseline: Baseline,
-                    meta: dict[str, Any]) -> None:
+def drift_config(settings: Mapping[str, Any] | None) -> DriftConfig | None:
+    """The engine's drift configuration from DriftSettings as sent or stored (None: Evidently's defaults)."""
+    return None if not settings else DriftConfig(numerical=settings.get("numerical"),
+                                                 categorical=settings.get("categorical"),
+                                                 per_feature=dict(settings.get("per_feature", {})),
+                                                 thresholds=dict(settings.get("thresholds", {})),
+                                                 drift_share=float(settings.get("drift_share", 0.5)))
+
+
+def _store_analysis(store: ObjectStore, prefix: str, result: AnalysisResult, meta: dict[str, Any]) -> None:
     store.put(f"{prefix}/constraint_violations.json", layout.dumps({"violations": result.violations}),
               "application/json")
     store.put(f"{prefix}/statistics.json", layout.dumps(result.statistics), "application/json")
@@ -57,7 +66,7 @@ def run_analysis(session: Session, store: ObjectStore, *, baseline_id: str, acto
         result = analyze(baseline, constraints, table, config)
         meta = {"baseline_id": base.id, "window": {"start": start.isoformat() if start else None,
                                                     "end": end.isoformat() if end else None}}
-        _store_analysis(store, prefix, result, base, meta)
+        _store_analysis(store, prefix, result, meta)
         gx_ok = True
         if store.exists(f"{base.prefix}/expectations.json"):
             gx = expectations.run_suite(table, json.loads(store.get(f"{base.prefix}/expectations.json")))
