@@ -8,6 +8,7 @@ service, then an exception, and a NOT NULL violation raised by the database at t
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -82,38 +83,36 @@ def _breaks_the_execution_row(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(monitor_service, "analyze_window", run)
 
 
-def test_a_failing_run_rolls_back_its_rows_and_records_failed(db, tmp_path, monkeypatch):
-    store = open_store(make_settings(tmp_path))
+def _tick_failing(db: Database, store: ObjectStore, inject: Callable[[], None]) -> Execution:
+    """Seed an every-minute schedule, inject the failure, tick once past its due time; the one execution, which
+    ended Failed with nothing of its run left behind."""
     _seed(db, store)
     before = _counts(db)
-    _flushes_then_raises(monkeypatch)
+    inject()
     ran = jobs.tick(db, store, DUE)
     assert len(ran) == 1
     ex, sched, completed = _outcome(db, ran[0])
-    assert ex.status == "Failed"
-    assert ex.failure_reason == "RuntimeError: the drift report could not be written"
-    assert ex.analysis_id is None and ex.ended_at is not None
+    assert ex.status == "Failed", "the claimed execution was not ended Failed"
     assert sched.last_run_at == ex.scheduled_for
+    assert ex.analysis_id is None and ex.ended_at is not None
     assert _counts(db) == before            # the run's analysis, audit row and event rolled back with it
     assert [(c["execution"], c["status"]) for c in completed] == [(ex.id, "Failed")]
+    return ex
+
+
+def test_a_failing_run_rolls_back_its_rows_and_records_failed(db, tmp_path, monkeypatch):
+    store = open_store(make_settings(tmp_path))
+    ex = _tick_failing(db, store, lambda: _flushes_then_raises(monkeypatch))
+    assert ex.failure_reason == "RuntimeError: the drift report could not be written"
     assert jobs.tick(db, store, DUE) == []  # claimed once
 
 
 def test_a_database_error_at_the_final_flush_ends_failed_not_pending(db, tmp_path, monkeypatch):
     store = open_store(make_settings(tmp_path))
-    _seed(db, store)
-    before = _counts(db)
-    _breaks_the_execution_row(monkeypatch)
-    ran = jobs.tick(db, store, DUE)
-    assert len(ran) == 1
-    ex, sched, completed = _outcome(db, ran[0])
-    assert ex.status == "Failed", "the claimed execution was left Pending"
+    ex = _tick_failing(db, store, lambda: _breaks_the_execution_row(monkeypatch))
     assert ex.failure_reason is not None and ex.failure_reason.startswith("IntegrityError: ")
     assert "violation_count" in ex.failure_reason
-    assert ex.started_at is not None and ex.ended_at is not None and ex.analysis_id is None
-    assert sched.last_run_at == ex.scheduled_for
-    assert _counts(db) == before            # nothing of the failed transaction survived
-    assert [(c["execution"], c["status"]) for c in completed] == [(ex.id, "Failed")]
+    assert ex.started_at is not None
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"])
