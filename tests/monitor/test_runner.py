@@ -133,3 +133,16 @@ def test_final_flush_failure_with_real_commits(backend: str, tmp_path: Path, mon
             db.dispose()
     assert [(r[0], r[1]) for r in rows] == [(ran[0], "Failed")]
     assert rows[0][2].startswith("IntegrityError: ")
+
+
+def test_a_failing_manual_run_answers_failed_and_leaves_no_analysis(client, keys, db, app, monkeypatch):
+    """The API's run-now executes in the request's transaction: same savepoint, same outcome."""
+    _seed(db, app.state.get_store())
+    before = _counts(db)
+    _flushes_then_raises(monkeypatch)
+    r = client.post("/api/v1/monitoring-schedules/dq/run", headers=keys("publisher"),
+                    json={"start": "2026-11-20T10:00:00Z", "end": "2026-11-20T11:00:00Z"})
+    assert r.status_code == 201, r.text
+    assert r.json()["status"] == "Failed" and r.json()["analysis_id"] is None
+    assert r.json()["failure_reason"] == "RuntimeError: the drift report could not be written"
+    assert _counts(db) == before
