@@ -8,7 +8,6 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import HTMLResponse, PlainTextResponse
 from pydantic import ValidationError
-from sqlalchemy.orm import Session
 
 from mlgov import inputs
 from mlgov.api import Limit, Offset, Page, form_parts, page
@@ -308,7 +307,7 @@ def get_attached_baseline(group: str, version: int, session: SessionDep, _: Read
 
 # --- analyses ---------------------------------------------------------------------------------------------------
 
-def _read(session: Session, row: Analysis, store: ObjectStore, full: bool) -> AnalysisRead:
+def _read(row: Analysis, store: ObjectStore, full: bool) -> AnalysisRead:
     out = AnalysisRead(id=row.id, kind=row.kind, status=row.status, failure_reason=row.failure_reason,
                        baseline_id=row.baseline_id,
                        source=row.source, dataset_uri=row.dataset_uri, endpoint=row.endpoint,
@@ -351,7 +350,7 @@ def create_analysis(actor: Writer, session: SessionDep, store: StoreDep, form: P
             else:
                 row = service.analyze_window(session, store, baseline_id=req.baseline_id, endpoint=req.endpoint,
                                              start=start, end=end, config=_drift(req.drift), actor=actor)
-            return _read(session, row, store, True)
+            return _read(row, store, True)
     baseline_id = form.get("baseline_id")
     if not isinstance(baseline_id, str) or not baseline_id:
         raise Invalid("baseline_id is required", fix="send the id returned by POST /api/v1/baselines")
@@ -372,11 +371,11 @@ def create_analysis(actor: Writer, session: SessionDep, store: StoreDep, form: P
         row = service.quality_file(session, store, baseline_id=baseline_id, data=data,
                                    fmt=_fmt(filename, form.get("format")), header=_bool(form, "header", True),
                                    actor=actor)
-        return _read(session, row, store, True)
+        return _read(row, store, True)
     row = service.analyze_file(session, store, baseline_id=baseline_id, data=data,
                                fmt=_fmt(filename, form.get("format")), header=_bool(form, "header", True),
                                dataset_uri=str(uri) if uri else None, config=_drift(drift), actor=actor)
-    return _read(session, row, store, True)
+    return _read(row, store, True)
 
 
 @router.get("/analyses", response_model=Page[AnalysisRead])
@@ -386,7 +385,7 @@ def list_analyses(session: SessionDep, store: StoreDep, _: Reader, baseline_id: 
                   limit: Limit = 50, offset: Offset = 0) -> Any:
     rows, total = service.list_analyses(session, baseline_id=baseline_id, endpoint=endpoint, status=status,
                                         limit=limit, offset=offset)
-    return page([_read(session, r, store, False) for r in rows], total, limit, offset)
+    return page([_read(r, store, False) for r in rows], total, limit, offset)
 
 
 @router.get("/analyses/{analysis_id}", response_model=None, responses=alternatives("text/html"))
@@ -395,7 +394,7 @@ def get_analysis(analysis_id: str, session: SessionDep, store: StoreDep, _: Read
     """The stored analysis; ``format=html`` renders the readable report."""
     if format == "html":
         return HTMLResponse(service.analysis_html(session, store, analysis_id))
-    return _read(session, service.get_analysis(session, analysis_id), store, True)
+    return _read(service.get_analysis(session, analysis_id), store, True)
 
 
 @router.get("/analyses/{analysis_id}/report", response_model=None, responses=alternatives("text/html"))
@@ -523,8 +522,7 @@ def delete_schedule(name: str, session: SessionDep, actor: Writer) -> Response:
 
 
 @router.post("/monitoring-schedules/{name}/run", response_model=ExecutionRead, status_code=201)
-def run_schedule(name: str, body: RunWindow, request: Request, session: SessionDep, store: StoreDep,
-                 actor: Writer) -> Any:
+def run_schedule(name: str, body: RunWindow, session: SessionDep, store: StoreDep, actor: Writer) -> Any:
     start, end = as_utc(body.start) or body.start, as_utc(body.end) or body.end
     return schedules.run_now(session, store, name, start, end, actor)
 

@@ -228,7 +228,7 @@ def _alerts(session: Session, sched: Schedule, ex: Execution, violations: list[d
         audit.record(session, actor="scheduler", action="alert.opened", subject_type="alert", subject_id=alert.id,
                      after={"schedule": sched.name, "check": check, "violations": len(found)})
         events.emit(session, "alert.opened", alert.id, payload)
-        _retrain(session, alert, sched, ex, payload)
+        _retrain(session, alert, sched, payload)
     if not violations:
         for alert in open_alerts.values():
             alert.status, alert.resolved_at, alert.last_execution_id = "resolved", utcnow(), ex.id
@@ -247,7 +247,7 @@ def alert_payload(alert: Alert, sched: Schedule, ex: Execution) -> dict[str, Any
             "window": {"start": ex.window_start.isoformat(), "end": ex.window_end.isoformat()}}
 
 
-def _retrain(session: Session, alert: Alert, sched: Schedule, ex: Execution, payload: dict[str, Any]) -> None:
+def _retrain(session: Session, alert: Alert, sched: Schedule, payload: dict[str, Any]) -> None:
     trig = session.scalar(select(RetrainingTrigger).where(RetrainingTrigger.model_group == alert.model_group))
     if trig is None:
         return
