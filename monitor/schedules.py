@@ -9,11 +9,12 @@ events.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import os
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
@@ -26,7 +27,7 @@ from mlgov.outbound import OutboundPolicy
 from mlgov.secrets import SecretBox
 from mlgov.storage import ObjectStore
 from monitor import recurrence, service
-from monitor.orm import Alert, Analysis, Execution, RetrainingTrigger, Schedule
+from monitor.orm import Alert, Analysis, CaptureEvent, Endpoint, Execution, GroundTruth, RetrainingTrigger, Schedule
 
 log = logging.getLogger("mlgov.scheduler")
 TYPES = ("DataQuality", "ModelQuality", "ModelBias", "ModelExplainability")
@@ -313,12 +314,8 @@ def set_trigger(session: Session, group: str, *, url: str, secret: str, cooldown
     return trig
 
 
-
 def prometheus(session: Session, store: ObjectStore) -> str:
     """SageMaker's CloudWatch monitoring metrics, as Prometheus text exposition."""
-    from sqlalchemy import func
-
-    from monitor.orm import Analysis, CaptureEvent, Endpoint, GroundTruth
 
     def esc(v: str) -> str:
         return v.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
@@ -345,8 +342,6 @@ def prometheus(session: Session, store: ObjectStore) -> str:
         viol_s.append(({"schedule": sched.name}, float(last.violation_count)))
         analysis = session.get(Analysis, last.analysis_id) if last.analysis_id else None
         if analysis is not None and analysis.kind == "DataQuality" and analysis.status != "Failed":
-            import json
-
             for d in json.loads(store.get(f"{analysis.prefix}/drift.json"))["features"]:
                 if d.get("statistic") is not None:
                     drift_s.append(({"schedule": sched.name, "feature": d["feature"], "method": d["method"]},
