@@ -131,7 +131,7 @@ def _csv_values(data: str) -> list[str]:
     return rows[0]
 
 
-def _typed(value: Any, ftype: str, name: str) -> Any:
+def _typed(value: Any, ftype: str) -> Any:
     if value is None or (isinstance(value, str) and value.strip() == ""):
         return None
     if ftype == "String":
@@ -173,19 +173,19 @@ def parse(record: Any, schema: CaptureSchema) -> Parsed:
         if len(values) != len(names):
             raise RecordError(f"schema mismatch: input has {len(values)} CSV values, the endpoint schema has "
                               f"{len(names)} features")
-        row = {f.name: _typed(v, f.type, f.name) for f, v in zip(schema.features, values, strict=True)}
+        row = {f.name: _typed(v, f.type) for f, v in zip(schema.features, values, strict=True)}
     else:
         obj = payload_json(data, "captureData.endpointInput.data")
         if isinstance(obj, list):
             if len(obj) != len(names):
                 raise RecordError(f"schema mismatch: input list has {len(obj)} values, the schema has {len(names)}")
-            row = {f.name: _typed(v, f.type, f.name) for f, v in zip(schema.features, obj, strict=True)}
+            row = {f.name: _typed(v, f.type) for f, v in zip(schema.features, obj, strict=True)}
         elif isinstance(obj, dict):
             flat = _flatten(obj, schema.flatten_separator)
             missing = [n for n in names if n not in flat]
             if len(missing) == len(names):
                 raise RecordError(f"schema mismatch: none of the features {names[:5]} is in the JSON input")
-            row = {f.name: _typed(flat.get(f.name), f.type, f.name) for f in schema.features}
+            row = {f.name: _typed(flat.get(f.name), f.type) for f in schema.features}
         else:
             raise RecordError("JSON input must be an object or a list")
     if "endpointOutput" in cap and schema.output_columns():
@@ -196,13 +196,13 @@ def parse(record: Any, schema: CaptureSchema) -> Parsed:
         if out_enc == "CSV":
             vals = _csv_values(out_data)
             for o in schema.output_columns():
-                row[o.name] = _typed(vals[o.csv_index], "Fractional", o.name) if o.csv_index < len(vals) else None
+                row[o.name] = _typed(vals[o.csv_index], "Fractional") if o.csv_index < len(vals) else None
         else:
             out_obj = payload_json(out_data, "captureData.endpointOutput.data")
             flat = _flatten(out_obj, schema.flatten_separator) if isinstance(out_obj, dict | list) else {"": out_obj}
             for o in schema.output_columns():
                 key = o.json_key if o.json_key is not None else (o.name if o.name in flat else "")
-                row[o.name] = _typed(flat.get(key), "Fractional", o.name)
+                row[o.name] = _typed(flat.get(key), "Fractional")
     return Parsed(event_id, inference_id, when, row, record)
 
 

@@ -8,7 +8,6 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import HTMLResponse, PlainTextResponse
 from pydantic import ValidationError
-from sqlalchemy.orm import Session
 
 from mlgov import inputs
 from mlgov.api import Limit, Offset, Page, form_parts, page
@@ -62,8 +61,8 @@ StoreDep = Annotated[ObjectStore, Depends(store_of)]
 Parts = Annotated[dict[str, Any], Depends(form_parts)]
 
 
-def _file(p: dict[str, Any], key: str) -> tuple[bytes, str | None] | None:
-    v = p.get(key)
+def _file(parts: dict[str, Any], key: str) -> tuple[bytes, str | None] | None:
+    v = parts.get(key)
     if v is None:
         return None
     if isinstance(v, tuple):
@@ -81,8 +80,8 @@ def _fmt(filename: str | None, explicit: str | None) -> str | None:
     return None
 
 
-def _bool(p: dict[str, Any], key: str, default: bool) -> bool:
-    v = p.get(key)
+def _bool(parts: dict[str, Any], key: str, default: bool) -> bool:
+    v = parts.get(key)
     if v is None:
         return default
     if str(v).lower() in ("true", "1", "yes"):
@@ -177,7 +176,7 @@ _EXPECTATIONS = request_body(json_body={
 # --- baselines ------------------------------------------------------------------------------------------------
 
 @router.post("/baselines", response_model=BaselineRead, status_code=201, openapi_extra=_BASELINE_FORM)
-def create_baseline(p: Writer, session: SessionDep, store: StoreDep, form: Parts) -> Any:
+def create_baseline(actor: Writer, session: SessionDep, store: StoreDep, form: Parts) -> Any:
     """Multipart: `file` (CSV with header, or Parquet) → computed baseline; or `statistics` + `constraints`
     (SageMaker JSON files) → imported baseline; or a `dataset_uri` in the object store."""
     if "__json__" in form:
@@ -198,7 +197,7 @@ def create_baseline(p: Writer, session: SessionDep, store: StoreDep, form: Parts
             if cfg is None:
                 raise Invalid("a ModelBias baseline needs a `config` part (SageMaker analysis_config.json)",
                               fix="send the label, predicted_label and facet configuration")
-            return clarify.create_bias_baseline(session, store, data=up[0], config=cfg[0], name=name, actor=p)
+            return clarify.create_bias_baseline(session, store, data=up[0], config=cfg[0], name=name, actor=actor)
         version = str(form.get("model_version", ""))
         if not form.get("model_group") or not version.isdigit():
             raise Invalid("a ModelExplainability baseline needs model_group and model_version",
@@ -214,7 +213,7 @@ def create_baseline(p: Writer, session: SessionDep, store: StoreDep, form: Parts
         return clarify.create_explainability_baseline(
             session, store, data=up[0], group=str(form["model_group"]), version=int(version),
             fmt=str(form.get("model_format", "skops")), artifact=model[0] if model else None,
-            label=form.get("label"), threshold=threshold, name=name, actor=p)
+            label=form.get("label"), threshold=threshold, name=name, actor=actor)
     if form.get("type") == "ModelQuality":
         if up is None:
             raise Invalid("a ModelQuality baseline needs a `file` with labels and predictions",
@@ -227,19 +226,20 @@ def create_baseline(p: Writer, session: SessionDep, store: StoreDep, form: Parts
             session, store, data=up[0], fmt=_fmt(up[1], form.get("format")), header=_bool(form, "header", True),
             problem_type=str(form.get("problem_type", "")), label=str(form.get("label", "label")),
             prediction=form.get("prediction") or None, probability=form.get("probability") or None,
-            threshold=threshold, name=name, actor=p)
+            threshold=threshold, name=name, actor=actor)
     if stats or constr:
         if not (stats and constr):
             raise Invalid("an imported baseline needs both `statistics` and `constraints` files",
                           fix="send statistics.json and constraints.json together")
-        return service.import_baseline(session, store, statistics=stats[0], constraints=constr[0], name=name, actor=p)
+        return service.import_baseline(session, store, statistics=stats[0], constraints=constr[0], name=name,
+                                       actor=actor)
     uri = form.get("dataset_uri")
     if up is None and not uri:
         raise Invalid("no dataset given", fix="send a `file` part, `statistics`+`constraints` parts, or `dataset_uri`")
     data, filename = up if up else (service.read_dataset_uri(store, str(uri)), str(uri))
     return service.create_baseline(session, store, data=data, fmt=_fmt(filename, form.get("format")),
                                    header=_bool(form, "header", True), name=name,
-                                   dataset_uri=str(uri) if uri else None, actor=p)
+                                   dataset_uri=str(uri) if uri else None, actor=actor)
 
 
 @router.get("/baselines", response_model=Page[BaselineRead])
@@ -266,30 +266,30 @@ def baseline_file(baseline_id: str,
 
 @router.put("/baselines/{baseline_id}/constraints.json", response_model=None, openapi_extra=_CONSTRAINTS)
 async def put_constraints(baseline_id: str, request: Request, session: SessionDep, store: StoreDep,
-                          p: Writer) -> Response:
+                          actor: Writer) -> Response:
     from starlette.concurrency import run_in_threadpool
 
     body = await request.body()
-    new = await run_in_threadpool(service.update_constraints, session, store, baseline_id, body, p)
+    new = await run_in_threadpool(service.update_constraints, session, store, baseline_id, body, actor)
     return Response(json.dumps(new).encode(), media_type=JSON_TYPE)
 
 
 @router.put("/baselines/{baseline_id}/expectations.json", response_model=None, openapi_extra=_EXPECTATIONS)
 async def put_expectations(baseline_id: str, request: Request, session: SessionDep, store: StoreDep,
-                           p: Writer) -> Response:
+                           actor: Writer) -> Response:
     """Attach a Great Expectations suite; analyses against this baseline run it as an extra check."""
     from starlette.concurrency import run_in_threadpool
 
     body = await request.body()
-    suite = await run_in_threadpool(service.put_expectations, session, store, baseline_id, body, p)
+    suite = await run_in_threadpool(service.put_expectations, session, store, baseline_id, body, actor)
     return Response(json.dumps(suite).encode(), media_type=JSON_TYPE)
 
 
 @router.post("/model-groups/{group}/versions/{version}/drift-baseline", response_model=AttachedBaseline,
              tags=["registry"])
 def attach_baseline(group: str, version: int, body: AttachBaseline, session: SessionDep, store: StoreDep,
-                    p: Writer) -> Any:
-    return service.attach_baseline(session, store, group, version, body.baseline_id, p)
+                    actor: Writer) -> Any:
+    return service.attach_baseline(session, store, group, version, body.baseline_id, actor)
 
 
 @router.get("/model-groups/{group}/versions/{version}/drift-baseline", response_model=AttachedBaseline,
@@ -307,7 +307,7 @@ def get_attached_baseline(group: str, version: int, session: SessionDep, _: Read
 
 # --- analyses ---------------------------------------------------------------------------------------------------
 
-def _read(session: Session, row: Analysis, store: ObjectStore, full: bool) -> AnalysisRead:
+def _read(row: Analysis, store: ObjectStore, full: bool) -> AnalysisRead:
     out = AnalysisRead(id=row.id, kind=row.kind, status=row.status, failure_reason=row.failure_reason,
                        baseline_id=row.baseline_id,
                        source=row.source, dataset_uri=row.dataset_uri, endpoint=row.endpoint,
@@ -324,15 +324,12 @@ def _read(session: Session, row: Analysis, store: ObjectStore, full: bool) -> An
     return out
 
 
-def _config(d: DriftSettings | None) -> DriftConfig | None:
-    if d is None:
-        return None
-    return DriftConfig(numerical=d.numerical, categorical=d.categorical, per_feature=dict(d.per_feature),
-                       thresholds=dict(d.thresholds), drift_share=d.drift_share)
+def _drift(settings: DriftSettings | None) -> DriftConfig | None:
+    return service.drift_config(settings.model_dump() if settings else None)
 
 
 @router.post("/analyses", response_model=AnalysisRead, status_code=201, openapi_extra=_ANALYSIS_FORM)
-def create_analysis(p: Writer, session: SessionDep, store: StoreDep, form: Parts) -> Any:
+def create_analysis(actor: Writer, session: SessionDep, store: StoreDep, form: Parts) -> Any:
     """Multipart with `baseline_id` and a `file` (or `dataset_uri`); or JSON with baseline_id, endpoint, start,
     end for a captured window. The result carries SageMaker's violations and the drift table."""
     if "__json__" in form:
@@ -349,11 +346,11 @@ def create_analysis(p: Writer, session: SessionDep, store: StoreDep, form: Parts
             start, end = as_utc(req.start) or req.start, as_utc(req.end) or req.end
             if req.type == "ModelQuality":
                 row = service.quality_window(session, store, baseline_id=req.baseline_id, endpoint=req.endpoint,
-                                             start=start, end=end, actor=p)
+                                             start=start, end=end, actor=actor)
             else:
                 row = service.analyze_window(session, store, baseline_id=req.baseline_id, endpoint=req.endpoint,
-                                             start=start, end=end, config=_config(req.drift), actor=p)
-            return _read(session, row, store, True)
+                                             start=start, end=end, config=_drift(req.drift), actor=actor)
+            return _read(row, store, True)
     baseline_id = form.get("baseline_id")
     if not isinstance(baseline_id, str) or not baseline_id:
         raise Invalid("baseline_id is required", fix="send the id returned by POST /api/v1/baselines")
@@ -372,12 +369,13 @@ def create_analysis(p: Writer, session: SessionDep, store: StoreDep, form: Parts
     data, filename = up if up else (service.read_dataset_uri(store, str(uri)), str(uri))
     if service.get_baseline(session, baseline_id).kind == "ModelQuality":
         row = service.quality_file(session, store, baseline_id=baseline_id, data=data,
-                                   fmt=_fmt(filename, form.get("format")), header=_bool(form, "header", True), actor=p)
-        return _read(session, row, store, True)
+                                   fmt=_fmt(filename, form.get("format")), header=_bool(form, "header", True),
+                                   actor=actor)
+        return _read(row, store, True)
     row = service.analyze_file(session, store, baseline_id=baseline_id, data=data,
                                fmt=_fmt(filename, form.get("format")), header=_bool(form, "header", True),
-                               dataset_uri=str(uri) if uri else None, config=_config(drift), actor=p)
-    return _read(session, row, store, True)
+                               dataset_uri=str(uri) if uri else None, config=_drift(drift), actor=actor)
+    return _read(row, store, True)
 
 
 @router.get("/analyses", response_model=Page[AnalysisRead])
@@ -387,7 +385,7 @@ def list_analyses(session: SessionDep, store: StoreDep, _: Reader, baseline_id: 
                   limit: Limit = 50, offset: Offset = 0) -> Any:
     rows, total = service.list_analyses(session, baseline_id=baseline_id, endpoint=endpoint, status=status,
                                         limit=limit, offset=offset)
-    return page([_read(session, r, store, False) for r in rows], total, limit, offset)
+    return page([_read(r, store, False) for r in rows], total, limit, offset)
 
 
 @router.get("/analyses/{analysis_id}", response_model=None, responses=alternatives("text/html"))
@@ -396,7 +394,7 @@ def get_analysis(analysis_id: str, session: SessionDep, store: StoreDep, _: Read
     """The stored analysis; ``format=html`` renders the readable report."""
     if format == "html":
         return HTMLResponse(service.analysis_html(session, store, analysis_id))
-    return _read(session, service.get_analysis(session, analysis_id), store, True)
+    return _read(service.get_analysis(session, analysis_id), store, True)
 
 
 @router.get("/analyses/{analysis_id}/report", response_model=None, responses=alternatives("text/html"))
@@ -421,10 +419,10 @@ def analysis_file(analysis_id: str,
 # --- endpoints and capture -----------------------------------------------------------------------------------
 
 @router.post("/endpoints", response_model=EndpointRead, status_code=201, response_model_by_alias=True)
-def create_endpoint(body: EndpointCreate, session: SessionDep, p: Writer) -> Any:
+def create_endpoint(body: EndpointCreate, session: SessionDep, actor: Writer) -> Any:
     return service.create_endpoint(session, name=body.name, model_group=body.model_group,
                                    model_version=body.model_version, variant=body.variant,
-                                   sampling_percentage=body.sampling_percentage, schema=body.schema_, actor=p)
+                                   sampling_percentage=body.sampling_percentage, schema=body.schema_, actor=actor)
 
 
 @router.get("/endpoints", response_model=Page[EndpointRead], response_model_by_alias=True)
@@ -475,11 +473,11 @@ def capture_summary(name: str, session: SessionDep, _: Reader) -> dict[str, Any]
 # --- schedules, executions, alerts, retraining ------------------------------------------------------------------
 
 @router.post("/monitoring-schedules", response_model=ScheduleRead, status_code=201)
-def create_schedule(body: ScheduleCreate, session: SessionDep, p: Writer) -> Any:
-    return schedules.create(session, name=body.name, endpoint=body.endpoint, type=body.type,
+def create_schedule(body: ScheduleCreate, session: SessionDep, actor: Writer) -> Any:
+    return schedules.create(session, name=body.name, endpoint=body.endpoint, monitoring_type=body.type,
                             expression=body.schedule, baseline_id=body.baseline_id,
                             window_start=body.window.get("start", "-PT1H"), window_end=body.window.get("end", "PT0S"),
-                            drift=body.drift.model_dump() if body.drift else None, alerting=body.alerting, actor=p)
+                            drift=body.drift.model_dump() if body.drift else None, alerting=body.alerting, actor=actor)
 
 
 @router.get("/monitoring-schedules", response_model=Page[ScheduleRead])
@@ -494,7 +492,7 @@ def get_schedule(name: str, session: SessionDep, _: Reader) -> Any:
 
 
 @router.patch("/monitoring-schedules/{name}", response_model=ScheduleRead)
-def update_schedule(name: str, body: ScheduleUpdate, session: SessionDep, p: Writer) -> Any:
+def update_schedule(name: str, body: ScheduleUpdate, session: SessionDep, actor: Writer) -> Any:
     fields: dict[str, Any] = {}
     if body.schedule is not None:
         fields["expression"] = body.schedule
@@ -504,30 +502,29 @@ def update_schedule(name: str, body: ScheduleUpdate, session: SessionDep, p: Wri
         fields["drift"] = body.drift.model_dump()
     if body.alerting is not None:
         fields["alerting"] = body.alerting
-    return schedules.update(session, name, fields, p)
+    return schedules.update(session, name, fields, actor)
 
 
 @router.post("/monitoring-schedules/{name}/stop", response_model=ScheduleRead)
-def stop_schedule(name: str, session: SessionDep, p: Writer) -> Any:
-    return schedules.set_status(session, name, "Stopped", p)
+def stop_schedule(name: str, session: SessionDep, actor: Writer) -> Any:
+    return schedules.set_status(session, name, "Stopped", actor)
 
 
 @router.post("/monitoring-schedules/{name}/start", response_model=ScheduleRead)
-def start_schedule(name: str, session: SessionDep, p: Writer) -> Any:
-    return schedules.set_status(session, name, "Scheduled", p)
+def start_schedule(name: str, session: SessionDep, actor: Writer) -> Any:
+    return schedules.set_status(session, name, "Scheduled", actor)
 
 
 @router.delete("/monitoring-schedules/{name}", status_code=204)
-def delete_schedule(name: str, session: SessionDep, p: Writer) -> Response:
-    schedules.delete(session, name, p)
+def delete_schedule(name: str, session: SessionDep, actor: Writer) -> Response:
+    schedules.delete(session, name, actor)
     return Response(status_code=204)
 
 
 @router.post("/monitoring-schedules/{name}/run", response_model=ExecutionRead, status_code=201)
-def run_schedule(name: str, body: RunWindow, request: Request, session: SessionDep, store: StoreDep,
-                 p: Writer) -> Any:
+def run_schedule(name: str, body: RunWindow, session: SessionDep, store: StoreDep, actor: Writer) -> Any:
     start, end = as_utc(body.start) or body.start, as_utc(body.end) or body.end
-    return schedules.run_now(session, request.app.state.db, store, name, start, end, p)
+    return schedules.run_now(session, store, name, start, end, actor)
 
 
 @router.get("/monitoring-schedules/{name}/executions", response_model=Page[ExecutionRead])
@@ -547,10 +544,10 @@ def list_alerts(session: SessionDep, _: Reader, status: Literal["open", "resolve
 
 @router.put("/model-groups/{group}/retraining-trigger", response_model=TriggerRead, tags=["registry"])
 def set_retraining_trigger(group: str, body: TriggerSet, session: SessionDep,
-                           p: Annotated[Principal, Depends(require(ADMINS))], policy: OutboundDep,
+                           actor: Annotated[Principal, Depends(require(ADMINS))], policy: OutboundDep,
                            box: SecretsDep) -> Any:
     return schedules.set_trigger(session, group, url=body.url, secret=body.secret,
-                                 cooldown_seconds=body.cooldown_seconds, actor=p, policy=policy, box=box)
+                                 cooldown_seconds=body.cooldown_seconds, actor=actor, policy=policy, box=box)
 
 
 metrics_router = APIRouter(tags=["monitoring"])

@@ -1,75 +1,72 @@
 """Monitoring schedules, executions, alerts and retraining triggers (service layer: flushes, never commits).
 
-Exactly once: a due run is claimed by inserting its execution row, unique per (schedule, fire time), in a
-transaction of its own; a second scheduler process inserting the same row fails and moves on. The run then
-executes and its outcome is written in the same transaction as its alert changes and outbox events.
+An execution runs in its caller's transaction (the API request for a manual run, the runner in `monitor.jobs`
+for a due one): the monitor's work runs in a savepoint, so a failure rolls back every row it flushed and leaves a
+Failed execution with the reason; the outcome is written in the same transaction as its alert changes and outbox
+events.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import os
-import socket
-from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import func, select
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from lineage import service as lineage
 from mlgov import audit, events
-from mlgov.auth import SYSTEM, Principal
-from mlgov.db import Database, new_id, paginate, utcnow
+from mlgov.auth import Principal
+from mlgov.db import new_id, paginate, utcnow
 from mlgov.errors import Conflict, Invalid, NotFound
 from mlgov.outbound import OutboundPolicy, safe_url
 from mlgov.secrets import SecretBox
 from mlgov.storage import ObjectStore
-from monitor import schedule_rules as rules
-from monitor import service
-from monitor.engine.analysis import DriftConfig
-from monitor.orm import Alert, Execution, RetrainingTrigger, Schedule
+from monitor import recurrence, service
+from monitor.orm import Alert, Analysis, CaptureEvent, Endpoint, Execution, GroundTruth, RetrainingTrigger, Schedule
 
 log = logging.getLogger("mlgov.scheduler")
 TYPES = ("DataQuality", "ModelQuality", "ModelBias", "ModelExplainability")
-DEFAULT_GRACE = dt.timedelta(hours=1)
 
 
 def _check_rules(expression: str, start: str, end: str) -> tuple[dt.timedelta, dt.timedelta]:
     try:
-        rules.trigger(expression)
-        s, e = rules.duration(start), rules.duration(end)
-    except rules.RuleError as exc:
+        recurrence.trigger(expression)
+        s, e = recurrence.duration(start), recurrence.duration(end)
+    except recurrence.RuleError as exc:
         raise Invalid(str(exc), fix="use cron like '*/5 * * * *' or hourly/daily, offsets like -PT1H") from None
     if e <= s:
         raise Invalid(f"window end offset {end} is not after start offset {start}", fix="e.g. start -PT1H, end PT0S")
     return s, e
 
 
-def create(session: Session, *, name: str, endpoint: str, type: str, expression: str, baseline_id: str,
+def create(session: Session, *, name: str, endpoint: str, monitoring_type: str, expression: str, baseline_id: str,
            window_start: str, window_end: str, drift: dict[str, Any] | None, alerting: dict[str, Any] | None,
            actor: Principal, now: dt.datetime | None = None) -> Schedule:
-    if type not in TYPES:
-        raise Invalid(f"type {type!r} is not one of {', '.join(TYPES)}", fix="pick a monitoring type")
+    if monitoring_type not in TYPES:
+        raise Invalid(f"type {monitoring_type!r} is not one of {', '.join(TYPES)}", fix="pick a monitoring type")
     _check_rules(expression, window_start, window_end)
     service.get_endpoint(session, endpoint)
     base = service.get_baseline(session, baseline_id)
-    wanted = type
-    if base.kind != wanted:
-        raise Invalid(f"a {type} schedule needs a {wanted} baseline; {baseline_id} is {base.kind}",
-                      fix=f"create a {wanted} baseline first")
+    if base.kind != monitoring_type:
+        raise Invalid(f"a {monitoring_type} schedule needs a {monitoring_type} baseline; {baseline_id} is {base.kind}",
+                      fix=f"create a {monitoring_type} baseline first")
     if session.scalar(select(Schedule.id).where(Schedule.name == name)) is not None:
         raise Conflict(f"monitoring schedule {name!r} already exists", fix="pick another name or update it")
     now = now or utcnow()
-    row = Schedule(id=new_id(), name=name, endpoint=endpoint, type=type, expression=expression,
+    row = Schedule(id=new_id(), name=name, endpoint=endpoint, type=monitoring_type, expression=expression,
                    window_start=window_start, window_end=window_end, baseline_id=baseline_id, drift=drift,
-                   alerting=alerting, status="Scheduled", next_run_at=rules.next_after(expression, now),
+                   alerting=alerting, status="Scheduled", next_run_at=recurrence.next_after(expression, now),
                    created_by=actor.name, created_at=now, updated_at=now)
     session.add(row)
     session.flush()
     audit.record(session, actor=actor.name, action="schedule.created", subject_type="schedule", subject_id=name,
-                 after={"endpoint": endpoint, "type": type, "expression": expression, "baseline_id": baseline_id})
+                 after={"endpoint": endpoint, "type": monitoring_type, "expression": expression,
+                        "baseline_id": baseline_id})
     return row
 
 
@@ -89,7 +86,7 @@ def set_status(session: Session, name: str, status: str, actor: Principal, now: 
     before = row.status
     row.status = status
     if status == "Scheduled":
-        row.next_run_at = rules.next_after(row.expression, now or utcnow())
+        row.next_run_at = recurrence.next_after(row.expression, now or utcnow())
     row.updated_at = utcnow()
     session.flush()
     audit.record(session, actor=actor.name, action=f"schedule.{'started' if status == 'Scheduled' else 'stopped'}",
@@ -104,7 +101,7 @@ def update(session: Session, name: str, fields: dict[str, Any], actor: Principal
         setattr(row, k, v)
     _check_rules(row.expression, row.window_start, row.window_end)
     if "expression" in fields:
-        row.next_run_at = rules.next_after(row.expression, utcnow())
+        row.next_run_at = recurrence.next_after(row.expression, utcnow())
     row.updated_at = utcnow()
     session.flush()
     audit.record(session, actor=actor.name, action="schedule.updated", subject_type="schedule", subject_id=name,
@@ -128,44 +125,77 @@ def executions(session: Session, name: str, limit: int, offset: int) -> tuple[li
 
 # --- running ---------------------------------------------------------------------------------------------------
 
-def _config(d: dict[str, Any] | None) -> DriftConfig | None:
-    return None if not d else DriftConfig(numerical=d.get("numerical"), categorical=d.get("categorical"),
-                                          per_feature=dict(d.get("per_feature", {})),
-                                          thresholds=dict(d.get("thresholds", {})),
-                                          drift_share=float(d.get("drift_share", 0.5)))
-
-
 def execute(session: Session, store: ObjectStore, sched: Schedule, ex: Execution, actor: Principal) -> Execution:
-    """Run one claimed execution: analysis, status, alerts, retraining — all in the caller's transaction."""
+    """Run one claimed execution in the caller's transaction: the monitor's work in a savepoint (a failure rolls
+    back every row it flushed and leaves the execution Failed with the reason), then the outcome, alerts,
+    retraining and the execution.completed event."""
     ex.status, ex.started_at = "InProgress", utcnow()
+    session.flush()
+    analysis: Analysis | None = None
+    violations: list[dict[str, Any]] = []
     try:
-        if sched.type in ("ModelBias", "ModelExplainability"):
-            from clarify import service as clarify
-
-            run = clarify.bias_window if sched.type == "ModelBias" else clarify.attribution_window
-            analysis = run(session, store, baseline_id=sched.baseline_id, endpoint=sched.endpoint,
-                           start=ex.window_start, end=ex.window_end, actor=actor)
-        elif sched.type == "ModelQuality":
-            analysis = service.quality_window(session, store, baseline_id=sched.baseline_id, endpoint=sched.endpoint,
-                                              start=ex.window_start, end=ex.window_end, actor=actor)
-        else:
-            analysis = service.analyze_window(session, store, baseline_id=sched.baseline_id, endpoint=sched.endpoint,
-                                              start=ex.window_start, end=ex.window_end, config=_config(sched.drift),
-                                              actor=actor)
-        ex.analysis_id, ex.status = analysis.id, analysis.status
-        ex.failure_reason, ex.violation_count = analysis.failure_reason, analysis.violation_count
-        violations = service.violations_of(store, analysis) if analysis.status == "CompletedWithViolations" else []
+        with session.begin_nested():
+            analysis = _run(session, store, sched, ex, actor)
+            if analysis.status == "CompletedWithViolations":
+                violations = service.violations_of(store, analysis)
     except Exception as exc:   # a broken run is a Failed execution, not a dead scheduler
         log.exception("execution %s of %s failed", ex.id, sched.name)
-        ex.status, ex.failure_reason, violations = "Failed", f"{type(exc).__name__}: {exc}", []
+        analysis, violations = None, []
+        ex.status, ex.failure_reason = "Failed", failure_reason(exc)
+    if analysis is not None:
+        ex.analysis_id, ex.status = analysis.id, analysis.status
+        ex.failure_reason, ex.violation_count = analysis.failure_reason, analysis.violation_count
     ex.ended_at = utcnow()
     sched.last_run_at = ex.scheduled_for
     session.flush()
     _alerts(session, sched, ex, violations)
+    _completed(session, sched, ex)
+    return ex
+
+
+def _run(session: Session, store: ObjectStore, sched: Schedule, ex: Execution, actor: Principal) -> Analysis:
+    """The analysis of the execution's window, by the schedule's monitoring type."""
+    if sched.type in ("ModelBias", "ModelExplainability"):
+        from clarify import service as clarify
+
+        run = clarify.bias_window if sched.type == "ModelBias" else clarify.attribution_window
+        analysis: Analysis = run(session, store, baseline_id=sched.baseline_id, endpoint=sched.endpoint,
+                                 start=ex.window_start, end=ex.window_end, actor=actor)
+        return analysis
+    if sched.type == "ModelQuality":
+        return service.quality_window(session, store, baseline_id=sched.baseline_id, endpoint=sched.endpoint,
+                                      start=ex.window_start, end=ex.window_end, actor=actor)
+    return service.analyze_window(session, store, baseline_id=sched.baseline_id, endpoint=sched.endpoint,
+                                  start=ex.window_start, end=ex.window_end, config=service.drift_config(sched.drift),
+                                  actor=actor)
+
+
+def failure_reason(exc: BaseException) -> str:
+    """What went wrong, for the execution row: a database error by the driver's message (not the SQL)."""
+    detail = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
+    return f"{type(exc).__name__}: {detail}"
+
+
+def record_failure(session: Session, execution_id: str, reason: str) -> Execution | None:
+    """End an execution as Failed with ``reason`` when its own transaction could not be committed (the runner calls
+    this in a fresh transaction); None if the execution is gone (its schedule was deleted)."""
+    ex = session.get(Execution, execution_id)
+    sched = session.get(Schedule, ex.schedule_id) if ex is not None else None
+    if ex is None or sched is None:
+        return None
+    now = utcnow()
+    ex.status, ex.failure_reason, ex.analysis_id, ex.violation_count = "Failed", reason, None, 0
+    ex.started_at, ex.ended_at = ex.started_at or now, now
+    sched.last_run_at = ex.scheduled_for
+    session.flush()
+    _completed(session, sched, ex)
+    return ex
+
+
+def _completed(session: Session, sched: Schedule, ex: Execution) -> None:
     events.emit(session, "execution.completed", sched.name,
                 {"schedule": sched.name, "execution": ex.id, "status": ex.status, "analysis": ex.analysis_id,
                  "window": [ex.window_start.isoformat(), ex.window_end.isoformat()]})
-    return ex
 
 
 def _alerts(session: Session, sched: Schedule, ex: Execution, violations: list[dict[str, Any]]) -> None:
@@ -199,7 +229,7 @@ def _alerts(session: Session, sched: Schedule, ex: Execution, violations: list[d
         audit.record(session, actor="scheduler", action="alert.opened", subject_type="alert", subject_id=alert.id,
                      after={"schedule": sched.name, "check": check, "violations": len(found)})
         events.emit(session, "alert.opened", alert.id, payload)
-        _retrain(session, alert, sched, ex, payload)
+        _retrain(session, alert, sched, payload)
     if not violations:
         for alert in open_alerts.values():
             alert.status, alert.resolved_at, alert.last_execution_id = "resolved", utcnow(), ex.id
@@ -218,7 +248,7 @@ def alert_payload(alert: Alert, sched: Schedule, ex: Execution) -> dict[str, Any
             "window": {"start": ex.window_start.isoformat(), "end": ex.window_end.isoformat()}}
 
 
-def _retrain(session: Session, alert: Alert, sched: Schedule, ex: Execution, payload: dict[str, Any]) -> None:
+def _retrain(session: Session, alert: Alert, sched: Schedule, payload: dict[str, Any]) -> None:
     trig = session.scalar(select(RetrainingTrigger).where(RetrainingTrigger.model_group == alert.model_group))
     if trig is None:
         return
@@ -233,53 +263,9 @@ def _retrain(session: Session, alert: Alert, sched: Schedule, ex: Execution, pay
                  subject_id=alert.model_group or "", after={"alert": alert.id, "schedule": sched.name})
 
 
-def claim(db: Database, sched_id: str, fire: dt.datetime, start: dt.datetime, end: dt.datetime,
-          trigger: str) -> str | None:
-    """Insert the execution row in its own transaction; None if another process already claimed it."""
-    try:
-        with db.session_scope() as s:
-            ex = Execution(id=new_id(), schedule_id=sched_id, scheduled_for=fire, trigger=trigger, status="Pending",
-                           window_start=start, window_end=end, worker=f"{socket.gethostname()}:{os.getpid()}",
-                           created_at=utcnow())
-            s.add(ex)
-            s.flush()
-            return ex.id
-    except IntegrityError:
-        return None
-
-
-def tick(db: Database, store: ObjectStore, now: dt.datetime, grace: dt.timedelta = DEFAULT_GRACE) -> list[str]:
-    """Run every due schedule once. Safe to call from several processes at the same time."""
-    ran: list[str] = []
-    with db.session_scope(write=False) as s:
-        due_ids = list(s.scalars(select(Schedule.id).where(Schedule.status == "Scheduled",
-                                                            Schedule.next_run_at <= now)))
-    for sid in due_ids:
-        with db.session_scope() as s:
-            sched = s.get(Schedule, sid)
-            if sched is None or sched.status != "Scheduled" or sched.next_run_at > now:
-                continue
-            fire, nxt, skipped = rules.due(sched.expression, sched.next_run_at, now, grace)
-            sched.next_run_at = nxt
-            window = (rules.duration(sched.window_start), rules.duration(sched.window_end))
-        if fire is None:
-            continue
-        ex_id = claim(db, sid, fire, fire + window[0], fire + window[1], "schedule")
-        if ex_id is None:
-            continue
-        with db.session_scope() as s:
-            sched = s.get(Schedule, sid)
-            ex = s.get(Execution, ex_id)
-            if sched is not None and ex is not None:
-                execute(s, store, sched, ex, SYSTEM)
-                ran.append(ex_id)
-        if skipped:
-            log.warning("schedule %s: %d missed run(s) coalesced or skipped (grace %s)", sid, skipped, grace)
-    return ran
-
-
-def run_now(session: Session, db: Database, store: ObjectStore, name: str, start: dt.datetime, end: dt.datetime,
+def run_now(session: Session, store: ObjectStore, name: str, start: dt.datetime, end: dt.datetime,
             actor: Principal) -> Execution:
+    """A manual run of the schedule over [start, end), executed in the caller's transaction."""
     if end <= start:
         raise Invalid("end is not after start", fix="give an ISO-8601 window with start < end")
     sched = get(session, name)
@@ -328,14 +314,8 @@ def set_trigger(session: Session, group: str, *, url: str, secret: str, cooldown
     return trig
 
 
-Clock = Callable[[], dt.datetime]
-
-
 def prometheus(session: Session, store: ObjectStore) -> str:
     """SageMaker's CloudWatch monitoring metrics, as Prometheus text exposition."""
-    from sqlalchemy import func
-
-    from monitor.orm import Analysis, CaptureEvent, Endpoint, GroundTruth
 
     def esc(v: str) -> str:
         return v.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
@@ -362,8 +342,6 @@ def prometheus(session: Session, store: ObjectStore) -> str:
         viol_s.append(({"schedule": sched.name}, float(last.violation_count)))
         analysis = session.get(Analysis, last.analysis_id) if last.analysis_id else None
         if analysis is not None and analysis.kind == "DataQuality" and analysis.status != "Failed":
-            import json
-
             for d in json.loads(store.get(f"{analysis.prefix}/drift.json"))["features"]:
                 if d.get("statistic") is not None:
                     drift_s.append(({"schedule": sched.name, "feature": d["feature"], "method": d["method"]},

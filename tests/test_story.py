@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from mlgov.app import create_app
-from monitor import schedules
+from monitor import jobs
 from tests.conftest import make_settings
 from tests.helpers import version_body
 from tests.infra import LiveServer, free_port
@@ -90,7 +90,7 @@ def test_closed_loop(live_db, tmp_path):
             c.post("/endpoints/churn-prod/capture", json=recs, headers=keys["admin"])
 
         def run_minute(minute: int) -> dict[str, Any]:
-            schedules.tick(live_db, store, first + dt.timedelta(minutes=minute, seconds=5))   # injected clock
+            jobs.tick(live_db, store, first + dt.timedelta(minutes=minute, seconds=5))   # injected clock
             return c.get("/monitoring-schedules/churn-dq/executions", headers=pub).json()["items"][0]
 
         traffic(0, 0.0, 1)

@@ -419,7 +419,7 @@ def test_ground_truth_and_model_quality(client, keys):
 
 
 def test_schedules_executions_alerts_and_run_now(client, keys, db, app):
-    from monitor import schedules
+    from monitor import jobs
 
     _endpoint(client, keys)
     bid = make_baseline(client, keys)
@@ -467,11 +467,11 @@ def test_schedules_executions_alerts_and_run_now(client, keys, db, app):
     sched_row = client.get("/api/v1/monitoring-schedules/dq-hourly", headers=pub).json()
     first = dt.datetime.fromisoformat(sched_row["next_run_at"])
     store = app.state.get_store()
-    ran = schedules.tick(db, store, first + dt.timedelta(minutes=12))
+    ran = jobs.tick(db, store, first + dt.timedelta(minutes=12))
     assert len(ran) == 1
-    assert schedules.tick(db, store, first + dt.timedelta(minutes=12)) == []
+    assert jobs.tick(db, store, first + dt.timedelta(minutes=12)) == []
     assert client.post("/api/v1/monitoring-schedules/dq-hourly/stop", headers=pub).json()["status"] == "Stopped"
-    assert schedules.tick(db, store, first + dt.timedelta(hours=3)) == []
+    assert jobs.tick(db, store, first + dt.timedelta(hours=3)) == []
     assert client.post("/api/v1/monitoring-schedules/dq-hourly/start", headers=pub).json()["status"] == "Scheduled"
     r = client.patch("/api/v1/monitoring-schedules/dq-hourly", json={"schedule": "hourly"}, headers=pub)
     assert r.json()["expression"] == "hourly"

@@ -1,4 +1,5 @@
-"""How baselines and reports are laid out in the object store, and read back (pure I/O helpers)."""
+"""How baselines and reports are laid out in the object store (keys, JSON as SageMaker writes it, the reference
+profile), and read back: pure I/O helpers, no Session."""
 
 from __future__ import annotations
 

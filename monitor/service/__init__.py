@@ -1,0 +1,64 @@
+"""Monitoring services, one module per concern; ``from monitor import service`` reaches every public function.
+
+- ``endpoints``: endpoints and capture ingest, captured windows read back
+- ``ground_truth``: labels keyed by inferenceId, windows joined to them
+- ``baselines``: data-quality baselines, constraints, expectation suites, the version's drift baseline
+- ``analyses``: data-quality and drift analyses and their reports
+- ``model_quality``: model-quality baselines and analyses, the label-free performance estimate
+- ``datasets``: uploaded or stored datasets read as checked tables
+
+Services flush; callers commit. Files go to the object store before the rows that point at them are flushed, so
+a committed row always finds its files, and files whose rows never committed are unreachable (and harmless).
+"""
+
+from monitor.service.analyses import (
+    analysis_file,
+    analysis_html,
+    analysis_report,
+    analyze_file,
+    analyze_window,
+    drift_config,
+    get_analysis,
+    list_analyses,
+    run_analysis,
+    violations_of,
+)
+from monitor.service.baselines import (
+    attach_baseline,
+    baseline_file,
+    create_baseline,
+    get_baseline,
+    gx_suite,
+    import_baseline,
+    list_baselines,
+    put_expectations,
+    update_constraints,
+    version_baseline,
+)
+from monitor.service.datasets import read_dataset_uri
+from monitor.service.endpoints import (
+    captured_count,
+    create_endpoint,
+    get_endpoint,
+    ingest,
+    list_endpoints,
+    window_table,
+)
+from monitor.service.ground_truth import ingest_ground_truth, labelled_window
+from monitor.service.model_quality import (
+    create_quality_baseline,
+    performance_estimate,
+    quality_file,
+    quality_window,
+    run_quality_analysis,
+)
+
+__all__ = [
+    "analysis_file", "analysis_html", "analysis_report", "analyze_file", "analyze_window", "attach_baseline",
+    "baseline_file", "captured_count", "create_baseline", "create_endpoint", "create_quality_baseline",
+    "drift_config",
+    "get_analysis", "get_baseline", "get_endpoint", "gx_suite", "import_baseline", "ingest", "ingest_ground_truth",
+    "labelled_window", "list_analyses", "list_baselines", "list_endpoints", "performance_estimate",
+    "put_expectations", "quality_file", "quality_window", "read_dataset_uri", "run_analysis",
+    "run_quality_analysis", "update_constraints", "version_baseline", "violations_of", "window_table",
+]

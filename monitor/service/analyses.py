@@ -1,0 +1,164 @@
+"""Data-quality and drift analyses of a file or a captured window against a baseline, and their reports.
+
+Services flush; callers commit.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import pyarrow as pa
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from mlgov import audit, events
+from mlgov.auth import Principal
+from mlgov.db import new_id, paginate, utcnow
+from mlgov.errors import Invalid
+from mlgov.storage import ObjectStore
+from monitor import layout, report
+from monitor.engine import expectations
+from monitor.engine.analysis import AnalysisResult, DriftConfig, analyze
+from monitor.errors import AnalysisNotFound
+from monitor.orm import Analysis
+from monitor.service.baselines import get_baseline
+from monitor.service.datasets import dataset_table
+from monitor.service.endpoints import get_endpoint, window_table
+
+
+def drift_config(settings: Mapping[str, Any] | None) -> DriftConfig | None:
+    """The engine's drift configuration from DriftSettings as sent or stored (None: Evidently's defaults)."""
+    return None if not settings else DriftConfig(numerical=settings.get("numerical"),
+                                                 categorical=settings.get("categorical"),
+                                                 per_feature=dict(settings.get("per_feature", {})),
+                                                 thresholds=dict(settings.get("thresholds", {})),
+                                                 drift_share=float(settings.get("drift_share", 0.5)))
+
+
+def _store_analysis(store: ObjectStore, prefix: str, result: AnalysisResult, meta: dict[str, Any]) -> None:
+    store.put(f"{prefix}/constraint_violations.json", layout.dumps({"violations": result.violations}),
+              "application/json")
+    store.put(f"{prefix}/statistics.json", layout.dumps(result.statistics), "application/json")
+    drift = {"summary": result.summary(), "features": [d.as_dict() for d in result.drift], **meta}
+    store.put(f"{prefix}/drift.json", layout.dumps(drift), "application/json")
+
+
+def run_analysis(session: Session, store: ObjectStore, *, baseline_id: str, actor: Principal,
+                 table: pa.Table | None = None, source: str, dataset_uri: str | None = None,
+                 endpoint: str | None = None, start: dt.datetime | None = None, end: dt.datetime | None = None,
+                 config: DriftConfig | None = None, failure: str | None = None) -> Analysis:
+    base = get_baseline(session, baseline_id)
+    aid = new_id()
+    prefix = f"analyses/{aid}"
+    t0 = time.perf_counter()
+    row = Analysis(id=aid, baseline_id=base.id, source=source, dataset_uri=dataset_uri, endpoint=endpoint,
+                   window_start=start, window_end=end, prefix=prefix, created_by=actor.name, created_at=utcnow())
+    if failure is not None or table is None:
+        row.status, row.failure_reason = "Failed", failure or "no data"
+        store.put(f"{prefix}/constraint_violations.json", layout.dumps({"violations": []}), "application/json")
+    else:
+        baseline = layout.load_profiles(store, base.prefix, base.exact)
+        constraints = json.loads(store.get(f"{base.prefix}/constraints.json"))
+        result = analyze(baseline, constraints, table, config)
+        meta = {"baseline_id": base.id, "window": {"start": start.isoformat() if start else None,
+                                                    "end": end.isoformat() if end else None}}
+        _store_analysis(store, prefix, result, meta)
+        gx_ok = True
+        if store.exists(f"{base.prefix}/expectations.json"):
+            gx = expectations.run_suite(table, json.loads(store.get(f"{base.prefix}/expectations.json")))
+            store.put(f"{prefix}/expectations.json", layout.dumps(gx), "application/json")
+            gx_ok = gx["success"]
+        summary = result.summary()
+        row.status = "CompletedWithViolations" if result.violations or not gx_ok else "Completed"
+        row.row_count, row.violation_count = result.rows, len(result.violations)
+        row.drift_share, row.dataset_drift = summary["drift_share"], summary["dataset_drift"]
+        row.drifted_features = summary["drifted_features"]
+    row.duration_ms = int((time.perf_counter() - t0) * 1000)
+    session.add(row)
+    session.flush()
+    audit.record(session, actor=actor.name, action="analysis.completed", subject_type="analysis", subject_id=aid,
+                 after={"status": row.status, "violations": row.violation_count, "baseline_id": base.id})
+    events.emit(session, "analysis.completed", aid, {"id": aid, "status": row.status, "baseline_id": base.id,
+                                                     "violations": row.violation_count, "endpoint": endpoint,
+                                                     "drifted_features": row.drifted_features})
+    return row
+
+
+def analyze_file(session: Session, store: ObjectStore, *, baseline_id: str, data: bytes, fmt: str | None,
+                 header: bool, dataset_uri: str | None, config: DriftConfig | None, actor: Principal) -> Analysis:
+    get_baseline(session, baseline_id)
+    table = dataset_table(data, fmt, header)
+    return run_analysis(session, store, baseline_id=baseline_id, actor=actor, table=table,
+                        source="uri" if dataset_uri else "file", dataset_uri=dataset_uri, config=config)
+
+
+def analyze_window(session: Session, store: ObjectStore, *, baseline_id: str, endpoint: str, start: dt.datetime,
+                   end: dt.datetime, config: DriftConfig | None, actor: Principal) -> Analysis:
+    get_baseline(session, baseline_id)
+    if end <= start:
+        raise Invalid(f"window end {end.isoformat()} is not after start {start.isoformat()}",
+                      fix="give start < end (ISO-8601 times)")
+    ep = get_endpoint(session, endpoint)
+    table = window_table(session, store, ep, start, end)
+    base = get_baseline(session, baseline_id)
+    failure = None
+    if table is None or table.num_rows == 0:
+        failure = f"no data captured between {start.isoformat()} and {end.isoformat()} for endpoint {endpoint!r}"
+        table = None
+    else:
+        wanted = [f["name"] for f in json.loads(store.get(f"{base.prefix}/constraints.json")).get("features", [])]
+        keep = [c for c in table.column_names if c in wanted or c in [f["name"] for f in ep.schema["features"]]]
+        table = table.select(keep)
+    return run_analysis(session, store, baseline_id=baseline_id, actor=actor, table=table, source="endpoint",
+                        endpoint=endpoint, start=start, end=end, config=config, failure=failure)
+
+
+def get_analysis(session: Session, analysis_id: str) -> Analysis:
+    row = session.get(Analysis, analysis_id)
+    if row is None:
+        raise AnalysisNotFound(analysis_id)
+    return row
+
+
+def list_analyses(session: Session, *, baseline_id: str | None, endpoint: str | None, status: str | None,
+                  limit: int, offset: int) -> tuple[list[Analysis], int]:
+    stmt = select(Analysis)
+    if baseline_id:
+        stmt = stmt.where(Analysis.baseline_id == baseline_id)
+    if endpoint:
+        stmt = stmt.where(Analysis.endpoint == endpoint)
+    if status:
+        stmt = stmt.where(Analysis.status == status)
+    return paginate(session, stmt, Analysis.created_at.desc(), Analysis.id, limit=limit, offset=offset)
+
+
+def violations_of(store: ObjectStore, row: Analysis) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = json.loads(store.get(f"{row.prefix}/constraint_violations.json"))["violations"]
+    return found
+
+
+def analysis_file(session: Session, store: ObjectStore, analysis_id: str, name: str) -> bytes:
+    return store.get(f"{get_analysis(session, analysis_id).prefix}/{name}")
+
+
+def analysis_report(session: Session, store: ObjectStore, analysis_id: str) -> dict[str, Any]:
+    row = get_analysis(session, analysis_id)
+    out: dict[str, Any] = {"id": row.id, "kind": row.kind, "status": row.status,
+                           "failure_reason": row.failure_reason, "baseline_id": row.baseline_id,
+                           "rows": row.row_count, "violations": violations_of(store, row)}
+    if row.status != "Failed" and row.kind == "DataQuality":
+        out["drift"] = json.loads(store.get(f"{row.prefix}/drift.json"))
+        out["statistics"] = json.loads(store.get(f"{row.prefix}/statistics.json"))
+        base = get_baseline(session, row.baseline_id)
+        out["baseline_statistics"] = json.loads(store.get(f"{base.prefix}/statistics.json"))
+    elif row.status != "Failed" and row.kind == "ModelQuality":   # the report shows the metrics it judged
+        out["statistics"] = json.loads(store.get(f"{row.prefix}/statistics.json"))
+    return out
+
+
+def analysis_html(session: Session, store: ObjectStore, analysis_id: str) -> str:
+    return report.render(analysis_report(session, store, analysis_id))

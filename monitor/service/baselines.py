@@ -1,0 +1,214 @@
+"""Data-quality baselines: computed from a dataset or imported from SageMaker files, their constraints and Great
+Expectations suites, and the baseline attached to a model version (DriftCheckBaselines).
+
+Services flush; callers commit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from lineage import service as lineage
+from mlgov import audit, events, inputs
+from mlgov.auth import Principal
+from mlgov.db import new_id, paginate, utcnow
+from mlgov.errors import Invalid
+from mlgov.storage import ObjectStore
+from monitor import documents, layout
+from monitor.engine import constraints as cons
+from monitor.engine.analysis import profile
+from monitor.engine.stats import profiles_from_statistics, statistics_json
+from monitor.errors import BaselineNotFound
+from monitor.orm import Baseline, VersionBaseline
+from monitor.service.datasets import dataset_table
+from registry import service as registry
+
+
+def create_baseline(session: Session, store: ObjectStore, *, data: bytes, fmt: str | None, header: bool,
+                    name: str | None, dataset_uri: str | None, actor: Principal) -> Baseline:
+    table = dataset_table(data, fmt, header)
+    _, profiles = profile(table)
+    stats = statistics_json(profiles)
+    constraints = cons.suggest(profiles)
+    bid = new_id()
+    prefix = f"baselines/{bid}"
+    store.put(f"{prefix}/statistics.json", layout.dumps(stats), "application/json")
+    store.put(f"{prefix}/constraints.json", layout.dumps(constraints), "application/json")
+    layout.save_profile(store, prefix, profiles)
+    sha = hashlib.sha256(data).hexdigest()
+    row = Baseline(id=bid, name=name, source="computed", dataset_uri=dataset_uri, dataset_sha256=sha, prefix=prefix,
+                   exact=True, row_count=table.num_rows, feature_count=table.num_columns, created_by=actor.name,
+                   created_at=utcnow())
+    session.add(row)
+    session.flush()
+    baseline_lineage(session, row, store, actor.name)
+    audit.record(session, actor=actor.name, action="baseline.created", subject_type="baseline", subject_id=bid,
+                 after={"rows": row.row_count, "features": row.feature_count, "dataset_sha256": sha,
+                        "dataset_uri": dataset_uri})
+    return row
+
+
+def import_baseline(session: Session, store: ObjectStore, *, statistics: bytes, constraints: bytes,
+                    name: str | None, actor: Principal) -> Baseline:
+    stats = inputs.loads(statistics, "statistics")
+    constr = inputs.loads(constraints, "constraints")
+    if isinstance(stats, dict) and isinstance(stats.get("features"), list):
+        documents.validate_statistics(stats)
+    if isinstance(constr, dict) and isinstance(constr.get("features"), list):
+        documents.validate_constraints(constr, "DataQuality")
+    try:
+        profiles = profiles_from_statistics(stats)
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise Invalid(f"the SageMaker statistics/constraints files could not be read: {exc}",
+                      fix="upload statistics.json and constraints.json as written by SageMaker or mlgov") from None
+    if not isinstance(constr, dict) or not isinstance(constr.get("features"), list) or not profiles:
+        raise Invalid("constraints.json must hold a 'features' list and statistics.json at least one feature",
+                      fix="check the files are SageMaker's data-quality statistics.json and constraints.json")
+    bid = new_id()
+    prefix = f"baselines/{bid}"
+    store.put(f"{prefix}/statistics.json", statistics, "application/json")
+    store.put(f"{prefix}/constraints.json", constraints, "application/json")
+    row = Baseline(id=bid, name=name, source="imported", prefix=prefix, exact=False,
+                   row_count=int((stats.get("dataset") or {}).get("item_count") or 0), feature_count=len(profiles),
+                   created_by=actor.name, created_at=utcnow())
+    session.add(row)
+    session.flush()
+    baseline_lineage(session, row, store, actor.name)
+    audit.record(session, actor=actor.name, action="baseline.imported", subject_type="baseline", subject_id=bid,
+                 after={"features": len(profiles)})
+    return row
+
+
+def baseline_lineage(session: Session, row: Baseline, store: ObjectStore, actor: str) -> None:
+    art, _ = lineage.ensure_artifact(session, type="Baseline", uri=store.uri(f"{row.prefix}/statistics.json"),
+                                     name=row.name or row.id, actor=actor, properties={"baseline_id": row.id})
+    if row.dataset_uri:
+        data, _ = lineage.ensure_artifact(session, type="Dataset", uri=row.dataset_uri, actor=actor)
+        lineage.link(session, data, art, "ContributedTo", actor=actor)
+
+
+def get_baseline(session: Session, baseline_id: str) -> Baseline:
+    row = session.get(Baseline, baseline_id)
+    if row is None:
+        raise BaselineNotFound(baseline_id)
+    return row
+
+
+def list_baselines(session: Session, limit: int, offset: int) -> tuple[list[Baseline], int]:
+    return paginate(session, select(Baseline), Baseline.created_at.desc(), Baseline.id, limit=limit, offset=offset)
+
+
+def baseline_file(session: Session, store: ObjectStore, baseline_id: str, name: str) -> bytes:
+    return store.get(f"{get_baseline(session, baseline_id).prefix}/{name}")
+
+
+def _document(body: bytes, what: str, items: str, key: tuple[str, ...], fix: str) -> dict[str, Any]:
+    """A JSON object holding a list ``items`` whose entries are objects with one of the ``key`` fields."""
+    doc = inputs.loads(body, what)
+
+    def entry_ok(e: Any) -> bool:   # a dict naming itself by a non-empty string; the naming keys are strings
+        return isinstance(e, dict) and any(isinstance(e.get(k), str) and e[k] for k in key) and all(
+            isinstance(e[k], str) for k in key if k in e)
+
+    if not isinstance(doc, dict) or not isinstance(doc.get(items), list) or not all(map(entry_ok, doc[items])):
+        raise Invalid(f"{what} needs a {items!r} list of objects with a non-empty string {key[0]!r}", fix=fix)
+    return doc
+
+
+def update_constraints(session: Session, store: ObjectStore, baseline_id: str, body: bytes,
+                       actor: Principal) -> dict[str, Any]:
+    """Replace constraints.json (users tune thresholds and overrides, as in SageMaker)."""
+    row = get_baseline(session, baseline_id)
+    if row.kind not in ("DataQuality", "ModelQuality"):
+        raise Invalid(f"the constraints of a {row.kind} baseline are its analysis; they cannot be edited",
+                      fix="compute a new baseline instead")
+    new = documents.validate_constraints(inputs.loads(body, "constraints.json"), row.kind)
+    old = json.loads(store.get(f"{row.prefix}/constraints.json"))
+    store.put(f"{row.prefix}/constraints.json", layout.dumps(new), "application/json")
+    audit.record(session, actor=actor.name, action="baseline.constraints_updated", subject_type="baseline",
+                 subject_id=row.id, before={"monitoring_config": old.get("monitoring_config")},
+                 after={"monitoring_config": new.get("monitoring_config")})
+    return dict(new)
+
+
+def gx_suite(session: Session, store: ObjectStore, baseline_id: str) -> dict[str, Any]:
+    """The baseline's constraints as a Great Expectations (1.x) ExpectationSuite."""
+    row = get_baseline(session, baseline_id)
+    constraints = json.loads(store.get(f"{row.prefix}/constraints.json"))
+    exps: list[dict[str, Any]] = []
+    gx_type = {"Integral": "int", "Fractional": "float", "String": "str"}
+    for f in constraints.get("features", []):
+        col = f["name"]
+        exps.append({"type": "expect_column_to_exist", "kwargs": {"column": col}, "meta": {}})
+        if f.get("inferred_type") in gx_type:
+            exps.append({"type": "expect_column_values_to_be_in_type_list",
+                         "kwargs": {"column": col, "type_list": [gx_type[f["inferred_type"]]]},
+                         "meta": {"sagemaker": "data_type_check"}})
+        if "completeness" in f:
+            exps.append({"type": "expect_column_values_to_not_be_null",
+                         "kwargs": {"column": col, "mostly": float(f["completeness"])},
+                         "meta": {"sagemaker": "completeness_check"}})
+        if (f.get("num_constraints") or {}).get("is_non_negative"):
+            exps.append({"type": "expect_column_values_to_be_between", "kwargs": {"column": col, "min_value": 0},
+                         "meta": {"sagemaker": "is_non_negative"}})
+        domains = (f.get("string_constraints") or {}).get("domains")
+        if domains:
+            thr = float(constraints.get("monitoring_config", {}).get("domain_content_threshold", 1.0))
+            exps.append({"type": "expect_column_values_to_be_in_set",
+                         "kwargs": {"column": col, "value_set": domains, "mostly": thr},
+                         "meta": {"sagemaker": "categorical_values_check"}})
+    return {"name": f"mlgov-baseline-{row.id}", "expectations": exps,
+            "meta": {"great_expectations_version": "1.x", "source": "mlgov constraints.json", "baseline_id": row.id}}
+
+
+def put_expectations(session: Session, store: ObjectStore, baseline_id: str, body: bytes,
+                     actor: Principal) -> dict[str, Any]:
+    """Attach a Great Expectations suite to a baseline: every analysis against it also runs the suite."""
+    row = get_baseline(session, baseline_id)
+    suite = _document(body, "the ExpectationSuite", "expectations", ("type", "expectation_type"),
+                      'e.g. {"name": "s", "expectations": [{"type": "expect_column_to_exist", '
+                      '"kwargs": {"column": "age"}}]}')
+    if not isinstance(suite.get("name", ""), str):
+        raise Invalid("the ExpectationSuite's name must be a string", fix='e.g. "name": "churn-inputs"')
+    store.put(f"{row.prefix}/expectations.json", layout.dumps(suite), "application/json")
+    audit.record(session, actor=actor.name, action="baseline.expectations_attached", subject_type="baseline",
+                 subject_id=row.id, after={"suite": suite.get("name"), "expectations": len(suite["expectations"])})
+    return dict(suite)
+
+
+def attach_baseline(session: Session, store: ObjectStore, group: str, version: int, baseline_id: str,
+                    actor: Principal) -> VersionBaseline:
+    g, v = registry.get_version(session, group, version)
+    row = get_baseline(session, baseline_id)
+    existing = session.scalar(select(VersionBaseline).where(VersionBaseline.model_group == g.name,
+                                                            VersionBaseline.model_version == v.version,
+                                                            VersionBaseline.kind == "ModelDataQuality"))
+    before = {"baseline_id": existing.baseline_id} if existing else None
+    if existing:
+        existing.baseline_id, existing.attached_by, existing.attached_at = row.id, actor.name, utcnow()
+        link = existing
+    else:
+        link = VersionBaseline(model_group=g.name, model_version=v.version, kind="ModelDataQuality",
+                               baseline_id=row.id, attached_by=actor.name, attached_at=utcnow())
+        session.add(link)
+    session.flush()
+    base_art, _ = lineage.ensure_artifact(session, type="Baseline", uri=store.uri(f"{row.prefix}/statistics.json"),
+                                          name=row.name or row.id, actor=actor.name)
+    model = registry.model_artifact(session, g, v, actor.name)
+    lineage.link(session, base_art, model, "AssociatedWith", actor=actor.name,
+                 properties={"role": "DriftCheckBaselines.ModelDataQuality"})
+    audit.record(session, actor=actor.name, action="version.drift_baseline_attached", subject_type="model_version",
+                 subject_id=f"{g.name}/{v.version}", before=before, after={"baseline_id": row.id})
+    events.emit(session, "version.drift_baseline_attached", f"{g.name}/{v.version}",
+                {"group": g.name, "version": v.version, "baseline_id": row.id})
+    return link
+
+
+def version_baseline(session: Session, group: str, version: int) -> VersionBaseline | None:
+    return session.scalar(select(VersionBaseline).where(VersionBaseline.model_group == group,
+                                                        VersionBaseline.model_version == version))

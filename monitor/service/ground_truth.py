@@ -1,0 +1,115 @@
+"""Ground truth: labels that arrive later keyed by inferenceId (else eventId), and captured windows joined to them.
+
+Services flush; callers commit.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from mlgov.db import new_id, utcnow
+from mlgov.errors import Invalid
+from mlgov.storage import ObjectStore
+from monitor import capture
+from monitor.orm import CaptureEvent, Endpoint, GroundTruth
+from monitor.service.endpoints import get_endpoint, lock_endpoint, window_table
+
+
+def _gt_label(record: Any) -> tuple[str, str]:
+    if not isinstance(record, dict):
+        raise capture.RecordError("record must be a JSON object")
+    meta = record.get("eventMetadata")
+    event_id = meta.get("eventId") if isinstance(meta, dict) else None
+    if not isinstance(event_id, str) or not event_id or len(event_id) > 128:
+        raise capture.RecordError("eventMetadata.eventId must be a non-empty string (the inferenceId or eventId "
+                                  "of the captured request)")
+    gt = record.get("groundTruthData")
+    if not isinstance(gt, dict) or not isinstance(gt.get("data"), str):
+        raise capture.RecordError("groundTruthData.data must be a string holding the label")
+    data, enc = capture._decode(gt, "groundTruthData")
+    label = data.strip()
+    if enc == "JSON":
+        value = capture.payload_json(label, "groundTruthData.data")
+        label = str(value.get("label", value) if isinstance(value, dict) else value)
+    else:
+        label = capture._csv_values(label)[0] if label else ""
+    if label == "":
+        raise capture.RecordError("groundTruthData.data is empty")
+    return event_id, label
+
+
+def ingest_ground_truth(session: Session, store: ObjectStore, endpoint: str, body: bytes,
+                        content_type: str) -> dict[str, Any]:
+    """Labels, stored hour-partitioned by arrival (as SageMaker does); unknown ids are kept and reported."""
+    ep = get_endpoint(session, endpoint)
+    try:
+        items = capture.split_body(body, content_type)
+    except capture.RecordError as exc:
+        raise Invalid(str(exc), fix="send SageMaker ground-truth records") from None
+    rejected: list[dict[str, Any]] = []
+    good: list[tuple[str, str, Any]] = []
+    for i, item in enumerate(items):
+        try:
+            if isinstance(item, capture.RecordError):
+                raise item
+            eid, label = _gt_label(item)
+            good.append((eid, label, item))
+        except capture.RecordError as exc:
+            rejected.append({"index": i, "reason": str(exc)})
+    lock_endpoint(session, ep)
+    ids = list({g[0] for g in good})
+    known: set[str] = set()
+    matched: set[str] = set()
+    for c in range(0, len(ids), 500):
+        chunk = ids[c:c + 500]
+        known |= set(session.scalars(select(GroundTruth.event_id).where(GroundTruth.endpoint_id == ep.id,
+                                                                       GroundTruth.event_id.in_(chunk))))
+        matched |= set(session.scalars(select(CaptureEvent.inference_id).where(
+            CaptureEvent.endpoint_id == ep.id, CaptureEvent.inference_id.in_(chunk))))
+        matched |= set(session.scalars(select(CaptureEvent.event_id).where(
+            CaptureEvent.endpoint_id == ep.id, CaptureEvent.event_id.in_(chunk))))
+    fresh, duplicates = [], 0
+    for eid, label, raw in good:
+        if eid in known:
+            duplicates += 1
+            continue
+        known.add(eid)
+        fresh.append((eid, label, raw))
+    now = utcnow()
+    hour = now.replace(minute=0, second=0, microsecond=0)
+    unmatched = [eid for eid, _, _ in fresh if eid not in matched]
+    if fresh:
+        key = f"groundtruth/{ep.name}/{hour:%Y/%m/%d/%H}/{new_id()}.jsonl"
+        store.put(key, "".join(json.dumps(r, separators=(",", ":")) + "\n" for _, _, r in fresh).encode(),
+                  "application/jsonl")
+        session.add_all([GroundTruth(endpoint_id=ep.id, event_id=eid, label=label, arrived_hour=hour, object_key=key,
+                                     created_at=now) for eid, label, _ in fresh])
+        session.flush()
+    return {"accepted": len(fresh), "duplicates": duplicates, "rejected": rejected,
+            "unmatched": len(unmatched), "unmatched_ids": unmatched[:100]}
+
+
+def labelled_window(session: Session, store: ObjectStore, ep: Endpoint, start: dt.datetime,
+                    end: dt.datetime) -> Any:
+    """Captured rows with inference time in [start, end) as a DataFrame, with `__label` holding the ground
+    truth joined by inferenceId (else eventId), or None where no label has arrived."""
+    import pandas as pd
+
+    table = window_table(session, store, ep, start, end, keep_keys=True)
+    if table is None or table.num_rows == 0:
+        return pd.DataFrame()
+    df = table.to_pandas()
+    df["__key"] = df["__inference_id"].where(df["__inference_id"].notna(), df["__event_id"])
+    keys = df["__key"].tolist()
+    labels: dict[str, str] = {}
+    for c in range(0, len(keys), 500):
+        for gt in session.scalars(select(GroundTruth).where(GroundTruth.endpoint_id == ep.id,
+                                                            GroundTruth.event_id.in_(keys[c:c + 500]))):
+            labels[gt.event_id] = gt.label
+    df["__label"] = df["__key"].map(labels)
+    return df

@@ -1,0 +1,148 @@
+"""The runner cannot half-commit: a failing monitor run leaves none of its rows beside a Failed execution, and a
+database error when the execution's outcome is saved still ends it Failed (in a fresh transaction), never Pending.
+
+Real databases (SQLite and PostgreSQL, schema by Alembic); the failures are real: rows flushed by the real analysis
+service, then an exception, and a NOT NULL violation raised by the database at the final flush.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from mlgov.audit import AuditEvent
+from mlgov.db import Database, new_id
+from mlgov.events import OutboxEvent
+from mlgov.storage import ObjectStore, open_store
+from monitor import jobs
+from monitor import service as monitor_service
+from monitor.orm import Analysis, Execution, Schedule
+from tests.conftest import make_settings
+from tests.helpers import seed_schedule
+from tests.infra import fresh_database, upgrade
+from tests.monitor.test_api import FEATURES, csv_bytes, frame
+
+SEEDED = dt.datetime(2026, 11, 20, 10, 0, 30, tzinfo=dt.UTC)
+DUE = dt.datetime(2026, 11, 20, 10, 1, 5, tzinfo=dt.UTC)      # the every-minute schedule's 10:01 run is due
+
+
+def _seed(db: Database, store: ObjectStore) -> None:
+    with db.session_scope() as s:
+        seed_schedule(s, store, FEATURES, csv_bytes(frame(300)), name="dq", expression="* * * * *",
+                      window_start="-PT1M", now=SEEDED)
+
+
+def _counts(db: Database) -> dict[str, int]:
+    with db.session_scope(write=False) as s:
+        return {
+            "analyses": s.scalar(select(func.count()).select_from(Analysis)) or 0,
+            "analysis_audit": s.scalar(select(func.count()).select_from(AuditEvent)
+                                       .where(AuditEvent.action == "analysis.completed")) or 0,
+            "analysis_events": s.scalar(select(func.count()).select_from(OutboxEvent)
+                                        .where(OutboxEvent.type == "analysis.completed")) or 0,
+        }
+
+
+def _outcome(db: Database, ex_id: str) -> tuple[Execution, Schedule, list[dict[str, Any]]]:
+    with db.session_scope(write=False) as s:
+        ex = s.get(Execution, ex_id)
+        assert ex is not None
+        sched = s.get(Schedule, ex.schedule_id)
+        assert sched is not None
+        completed = [e.payload for e in s.scalars(select(OutboxEvent).where(OutboxEvent.type == "execution.completed",
+                                                                             OutboxEvent.subject == "dq"))]
+        return ex, sched, completed
+
+
+def _flushes_then_raises(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A monitor run that does its real work (analysis row, audit row, outbox event flushed) and then fails."""
+    real = monitor_service.analyze_window
+
+    def run(*args: Any, **kwargs: Any) -> Analysis:
+        row = real(*args, **kwargs)
+        assert row.id is not None       # flushed: the row, its audit event and its outbox event are in the session
+        raise RuntimeError("the drift report could not be written")
+
+    monkeypatch.setattr(monitor_service, "analyze_window", run)
+
+
+def _breaks_the_execution_row(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A monitor run whose work succeeds but whose result cannot be stored: the execution's violation_count
+    becomes NULL, which the database refuses (NOT NULL) at the final flush, after the run's savepoint."""
+    real = monitor_service.analyze_window
+
+    def run(*args: Any, **kwargs: Any) -> Analysis:
+        real(*args, **kwargs)
+        return Analysis(id=new_id(), status="Completed", failure_reason=None, violation_count=None)
+
+    monkeypatch.setattr(monitor_service, "analyze_window", run)
+
+
+def _tick_failing(db: Database, store: ObjectStore, inject: Callable[[], None]) -> Execution:
+    """Seed an every-minute schedule, inject the failure, tick once past its due time; the one execution, which
+    ended Failed with nothing of its run left behind."""
+    _seed(db, store)
+    before = _counts(db)
+    inject()
+    ran = jobs.tick(db, store, DUE)
+    assert len(ran) == 1
+    ex, sched, completed = _outcome(db, ran[0])
+    assert ex.status == "Failed", "the claimed execution was not ended Failed"
+    assert sched.last_run_at == ex.scheduled_for
+    assert ex.analysis_id is None and ex.ended_at is not None
+    assert _counts(db) == before            # the run's analysis, audit row and event rolled back with it
+    assert [(c["execution"], c["status"]) for c in completed] == [(ex.id, "Failed")]
+    return ex
+
+
+def test_a_failing_run_rolls_back_its_rows_and_records_failed(db, tmp_path, monkeypatch):
+    store = open_store(make_settings(tmp_path))
+    ex = _tick_failing(db, store, lambda: _flushes_then_raises(monkeypatch))
+    assert ex.failure_reason == "RuntimeError: the drift report could not be written"
+    assert jobs.tick(db, store, DUE) == []  # claimed once
+
+
+def test_a_database_error_at_the_final_flush_ends_failed_not_pending(db, tmp_path, monkeypatch):
+    store = open_store(make_settings(tmp_path))
+    ex = _tick_failing(db, store, lambda: _breaks_the_execution_row(monkeypatch))
+    assert ex.failure_reason is not None and ex.failure_reason.startswith("IntegrityError: ")
+    assert "violation_count" in ex.failure_reason
+    assert ex.started_at is not None
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_final_flush_failure_with_real_commits(backend: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """The same on a database of its own, where the claim really commits Pending and the failed transaction really
+    rolls back: another process looking at the database sees the execution Failed with its reason."""
+    with fresh_database(backend, tmp_path) as url:
+        upgrade(url)
+        db = Database(url)
+        try:
+            store = open_store(make_settings(tmp_path))
+            _seed(db, store)
+            _breaks_the_execution_row(monkeypatch)
+            ran = jobs.tick(db, store, DUE)
+            with db.session_scope(write=False) as s:
+                rows = list(s.execute(select(Execution.id, Execution.status, Execution.failure_reason)))
+        finally:
+            db.dispose()
+    assert [(r[0], r[1]) for r in rows] == [(ran[0], "Failed")]
+    assert rows[0][2].startswith("IntegrityError: ")
+
+
+def test_a_failing_manual_run_answers_failed_and_leaves_no_analysis(client, keys, db, app, monkeypatch):
+    """The API's run-now executes in the request's transaction: same savepoint, same outcome."""
+    _seed(db, app.state.get_store())
+    before = _counts(db)
+    _flushes_then_raises(monkeypatch)
+    r = client.post("/api/v1/monitoring-schedules/dq/run", headers=keys("publisher"),
+                    json={"start": "2026-11-20T10:00:00Z", "end": "2026-11-20T11:00:00Z"})
+    assert r.status_code == 201, r.text
+    assert r.json()["status"] == "Failed" and r.json()["analysis_id"] is None
+    assert r.json()["failure_reason"] == "RuntimeError: the drift report could not be written"
+    assert _counts(db) == before
