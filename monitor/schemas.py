@@ -7,16 +7,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat
 
-from mlgov.types import Integer, Timestamp
+from mlgov.types import Integer, Strict, Timestamp
 from monitor.capture import CaptureSchema
 from monitor.engine.drift import CATEGORICAL_METHODS, NUMERIC_METHODS
 
 Method = Literal["linf_simple", "linf_robust", "ks", "wasserstein", "psi", "jensenshannon", "chisquare", "z"]
 assert set(NUMERIC_METHODS) | set(CATEGORICAL_METHODS) == set(Method.__args__)  # type: ignore[attr-defined]
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 class BaselineRead(BaseModel):

@@ -7,20 +7,19 @@ Services flush; callers commit.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import io
 import json
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from sqlalchemy import select, text
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from lineage import service as lineage
 from mlgov import audit
 from mlgov.auth import Principal
-from mlgov.db import new_id, paginate, utcnow
+from mlgov.db import advisory_xact_lock, chunks, new_id, paginate, utcnow
 from mlgov.errors import Conflict, Invalid
 from mlgov.storage import ObjectStore
 from monitor import capture
@@ -64,9 +63,8 @@ def list_endpoints(session: Session, limit: int, offset: int) -> tuple[list[Endp
 
 
 def lock_endpoint(session: Session, ep: Endpoint) -> None:
-    if session.get_bind().dialect.name == "postgresql":
-        key = int.from_bytes(hashlib.sha256(ep.id.encode()).digest()[:7], "big")
-        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
+    """Capture and ground truth of one endpoint are written one request at a time (idempotency by event id)."""
+    advisory_xact_lock(session, ep.id)
 
 
 def ingest(session: Session, store: ObjectStore, endpoint: str, body: bytes, content_type: str) -> dict[str, Any]:
@@ -98,9 +96,9 @@ def ingest(session: Session, store: ObjectStore, endpoint: str, body: bytes, con
     seen: set[str] = set()
     fresh: list[capture.Parsed] = []
     ids = list({p.event_id for p in parsed})
-    for chunk in range(0, len(ids), 500):
+    for chunk in chunks(ids):
         seen |= set(session.scalars(select(CaptureEvent.event_id).where(
-            CaptureEvent.endpoint_id == ep.id, CaptureEvent.event_id.in_(ids[chunk:chunk + 500]))))
+            CaptureEvent.endpoint_id == ep.id, CaptureEvent.event_id.in_(chunk))))
     duplicates = 0
     for p in parsed:
         if p.event_id in seen:

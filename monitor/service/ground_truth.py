@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from mlgov.db import new_id, utcnow
+from mlgov.db import chunks, new_id, utcnow
 from mlgov.errors import Invalid
 from mlgov.storage import ObjectStore
 from monitor import capture
@@ -65,8 +65,7 @@ def ingest_ground_truth(session: Session, store: ObjectStore, endpoint: str, bod
     ids = list({g[0] for g in good})
     known: set[str] = set()
     matched: set[str] = set()
-    for c in range(0, len(ids), 500):
-        chunk = ids[c:c + 500]
+    for chunk in chunks(ids):
         known |= set(session.scalars(select(GroundTruth.event_id).where(GroundTruth.endpoint_id == ep.id,
                                                                        GroundTruth.event_id.in_(chunk))))
         matched |= set(session.scalars(select(CaptureEvent.inference_id).where(
@@ -107,9 +106,9 @@ def labelled_window(session: Session, store: ObjectStore, ep: Endpoint, start: d
     df["__key"] = df["__inference_id"].where(df["__inference_id"].notna(), df["__event_id"])
     keys = df["__key"].tolist()
     labels: dict[str, str] = {}
-    for c in range(0, len(keys), 500):
+    for chunk in chunks(keys):
         for gt in session.scalars(select(GroundTruth).where(GroundTruth.endpoint_id == ep.id,
-                                                            GroundTruth.event_id.in_(keys[c:c + 500]))):
+                                                            GroundTruth.event_id.in_(chunk))):
             labels[gt.event_id] = gt.label
     df["__label"] = df["__key"].map(labels)
     return df
