@@ -50,7 +50,13 @@ AnalysisId = Annotated[str, Path(pattern="^[A-Za-z0-9]+$", description="X-Mlgov-
 
 def _text(parts: dict[str, Any], key: str) -> str | None:
     v = parts.get(key)
-    return v.decode() if isinstance(v, bytes) else None
+    if not isinstance(v, bytes):
+        return None
+    try:
+        return v.decode()
+    except UnicodeDecodeError as exc:   # a text field sent as a file of arbitrary bytes
+        raise Invalid(f"the `{key}` part is not UTF-8 text (byte {exc.start} is 0x{v[exc.start]:02x})",
+                      fix=f"send `{key}` as a plain text form field") from None
 
 
 def _analysis_response(stored: StoredAnalysis) -> Response:

@@ -158,3 +158,12 @@ def test_clarify_metrics_stay_pure_computation():
                 [node.module or ""] if isinstance(node, ast.ImportFrom) else []
             found += [f"{path.name}: {n}" for n in names if n.split(".")[0] in banned or n.startswith(banned)]
     assert len(list(root.glob("*.py"))) >= 5 and found == []
+
+
+@pytest.mark.parametrize("route", ["/api/v1/clarify/explain", "/api/v1/clarify/bias"])
+def test_text_parts_that_are_not_utf8_are_422(client, keys, route):
+    files = {"model_group": ("g.txt", b"\xff\xfe"), "model_version": ("v.txt", b"1"), "file": ("d.csv", b"a\n1\n"),
+             "config": ("c.json", json.dumps({"label": "y", "label_values_or_threshold": [1], "facet": [
+                 {"name_or_index": "a"}], "methods": {"pre_training_bias": {"methods": "all"}}}).encode())}
+    r = client.post(route, files=files, headers=keys("publisher"))
+    assert r.status_code == 422 and "model_group" in r.json()["detail"] and "UTF-8" in r.json()["detail"], r.text
