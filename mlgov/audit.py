@@ -15,13 +15,11 @@ rewritten either. See README "Audit log" for what this does and does not protect
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import hashlib
 import hmac
 import json
 import logging
-import os
 import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -39,8 +37,8 @@ from mlgov.db import (
     advisory_xact_lock,
     equal,
     in_window,
+    key_file,
     paginate,
-    private_dir,
     utcnow,
 )
 from mlgov.errors import NotFound
@@ -104,21 +102,7 @@ def load_key(settings: Settings) -> bytes:
             raise ValueError("MLGOV_AUDIT_KEY is shorter than 16 characters; use e.g. `openssl rand -hex 32`")
         return value.encode()
     path = settings.audit_key_path
-    if path.exists():
-        return _read_key(path)
-    private_dir(path.parent)
-    # Written whole under a temporary name, then linked into place: two processes starting together agree on
-    # one key, and nobody reads a half-written file.
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(secrets.token_hex(32) + "\n")
-        os.chmod(tmp, 0o600)
-        with contextlib.suppress(FileExistsError):   # another process won the race: use its key
-            os.link(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    key_file(path, lambda: secrets.token_hex(32).encode())
     return _read_key(path)
 
 

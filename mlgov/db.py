@@ -16,6 +16,7 @@ are fewer than the worker threads, and the pool has room for every admitted sess
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import hashlib
 import os
@@ -23,7 +24,7 @@ import re
 import threading
 import uuid
 from collections import deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -400,6 +401,26 @@ def private_file(path: Path | str) -> None:
         return
     os.close(fd)
     os.chmod(p, 0o600)
+
+
+def key_file(path: Path, make: Callable[[], bytes]) -> bytes:
+    """The key stored at ``path``, created 0600 (directory 0700) from ``make()`` on first use. Concurrent first
+    starts (several workers) agree on one key: it is written whole to a private temporary file and linked into
+    place, which fails if another process got there first; nobody reads a half-written file."""
+    if not path.exists():
+        private_dir(path.parent)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(make() + b"\n")
+                f.flush()
+                os.fsync(f.fileno())
+            with contextlib.suppress(FileExistsError):   # another process linked its key first: use that one
+                os.link(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+    return path.read_bytes().strip()
 
 
 def make_engine(url: str, *, immediate: bool = False, echo: bool = False, pooled: bool = True,

@@ -15,16 +15,14 @@ an attacker who reads both the database and the key (the server process or its h
 
 from __future__ import annotations
 
-import contextlib
-import os
 import threading
-import uuid
 from pathlib import Path
 from typing import Annotated
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from fastapi import Depends, Request
 
+from mlgov.db import key_file
 from mlgov.errors import DomainError
 from mlgov.settings import Settings
 
@@ -39,24 +37,6 @@ def is_encrypted(stored: str) -> bool:
     return stored.startswith(PREFIX)
 
 
-def _key_file(path: Path) -> bytes:
-    """Read the key file, or create it 0600 (in a 0700 directory when the directory is new). Concurrent first
-    starts (several workers) agree on one key: the key is written to a private temporary file and linked into
-    place, which fails if another process got there first; a reader never sees a half-written file."""
-    if not path.exists():
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(Fernet.generate_key() + b"\n")
-                f.flush()
-                os.fsync(f.fileno())
-            with contextlib.suppress(FileExistsError):   # another process linked its key first: use that one
-                os.link(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
-    return path.read_bytes().strip()
 
 
 class SecretBox:
@@ -77,7 +57,8 @@ class SecretBox:
     def _f(self) -> MultiFernet:
         with self._lock:
             if self._fernet is None:
-                keys = self._keys if self._keys is not None else [_key_file(self._path or Path("secrets.key"))]
+                keys = self._keys if self._keys is not None else [
+                    key_file(self._path or Path("secrets.key"), Fernet.generate_key)]
                 try:
                     self._fernet = MultiFernet([Fernet(k) for k in keys])
                 except (ValueError, TypeError):
