@@ -11,6 +11,7 @@ empty bins filled for PSI) so verdicts agree.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -224,7 +225,7 @@ def _fill_zeros(p: np.ndarray) -> np.ndarray:
     return np.where(p == 0, fill, p)
 
 
-def _shares(a: dict[Any, float], na: int, b: dict[Any, float], nb: int) -> tuple[np.ndarray, np.ndarray]:
+def _shares(a: Mapping[Any, float], na: int, b: Mapping[Any, float], nb: int) -> tuple[np.ndarray, np.ndarray]:
     keys = sorted(set(a) | set(b), key=lambda k: (str(type(k)), k))
     return (np.array([a.get(k, 0.0) / na for k in keys]), np.array([b.get(k, 0.0) / nb for k in keys]))
 
@@ -304,7 +305,7 @@ def linf_categorical(ref: dict[str, int], nr: int, cur: dict[str, int], nc: int)
     """L∞ between the two normalised frequency tables (Deequ's categorical distance)."""
     if nr == 0 or nc == 0:
         return 0.0
-    p, q = _shares(ref, nr, cur, nc)  # type: ignore[arg-type]
+    p, q = _shares(ref, nr, cur, nc)
     return float(np.max(np.abs(p - q))) if len(p) else 0.0
 
 
