@@ -31,7 +31,7 @@ class NumericSummary:
     min: float = math.inf
     max: float = -math.inf
     sketch: kll.KLL = field(default_factory=kll.KLL)
-    exact: np.ndarray | None = None   # sorted finite values, while we hold them (never serialised)
+    exact: kll.Floats | None = None   # sorted finite values, while we hold them (never serialised)
 
     @classmethod
     def of(cls, col: ColumnData, *, keep_values: bool = True) -> NumericSummary:
