@@ -102,7 +102,7 @@ class AnalysisSummary(TypedDict):
 
 @dataclass
 class AnalysisResult:
-    violations: list[cons.Violation]
+    violations: list[dict[str, Any]]
     drift: list[drift.DriftResult]
     statistics: dict[str, Any]
     rows: int
@@ -127,7 +127,7 @@ def analyze(baseline: list[FeatureProfile], constraints: dict[str, Any], current
     base = {p.name: p for p in baseline}
     fcs = {f["name"]: f for f in constraints.get("features", [])}
 
-    def one(name: str) -> tuple[dict[str, Any], list[cons.Violation], drift.DriftResult | None]:
+    def one(name: str) -> tuple[dict[str, Any], list[dict[str, Any]], drift.DriftResult | None]:
         col = src.column(name)
         cur = profile_column(col)
         stats = feature_statistics(cur, n_buckets)

@@ -4,7 +4,7 @@ constraint_violations.json, with SageMaker's thresholds, overrides and message w
 from __future__ import annotations
 
 import math
-from typing import Any, TypedDict
+from typing import Any
 
 from monitor.engine import drift
 from monitor.engine.columns import FRACTIONAL, INTEGRAL, STRING, UNKNOWN, ColumnData
@@ -20,13 +20,6 @@ DEFAULT_MONITORING_CONFIG: dict[str, Any] = {
     "distribution_constraints": {"perform_comparison": "Enabled", "comparison_threshold": 0.1,
                                  "comparison_method": "Robust"},
 }
-
-
-class Violation(TypedDict):
-    """One entry of constraint_violations.json, in SageMaker's shape."""
-    feature_name: str
-    constraint_check_type: str
-    description: str
 
 
 def suggest(profiles: list[FeatureProfile]) -> dict[str, Any]:
@@ -74,13 +67,13 @@ def enabled(constraints: dict[str, Any]) -> bool:
     return str(monitoring_config(constraints).get("evaluate_constraints", "Enabled")).lower() != "disabled"
 
 
-def check_columns(constraints: dict[str, Any], current_names: list[str]) -> list[Violation]:
+def check_columns(constraints: dict[str, Any], current_names: list[str]) -> list[dict[str, Any]]:
     """missing_column_check and extra_column_check."""
     if not enabled(constraints):
         return []
     cons = [f["name"] for f in constraints.get("features", [])]
     cur = set(current_names)
-    out: list[Violation] = []
+    out = []
     for n in cons:
         if n not in cur:
             out.append({"feature_name": n, "constraint_check_type": "missing_column_check",
@@ -98,12 +91,12 @@ def check_columns(constraints: dict[str, Any], current_names: list[str]) -> list
 
 
 def check_feature(constraints: dict[str, Any], fc: dict[str, Any], ref: FeatureProfile | None,
-                  p: FeatureProfile, col: ColumnData, pair: drift.Comparison | None = None) -> list[Violation]:
+                  p: FeatureProfile, col: ColumnData, pair: drift.Comparison | None = None) -> list[dict[str, Any]]:
     """data_type, completeness, categorical_values and baseline_drift checks for one feature."""
     if not enabled(constraints):
         return []
     cfg = monitoring_config(constraints)
-    out: list[Violation] = []
+    out: list[dict[str, Any]] = []
     name = p.name
     overrides = fc.get("monitoringConfigOverrides", {}) or {}
     expected = fc.get("inferred_type", UNKNOWN)
@@ -143,7 +136,7 @@ def check_feature(constraints: dict[str, Any], fc: dict[str, Any], ref: FeatureP
 
 def check(constraints: dict[str, Any], baseline: list[FeatureProfile] | None, current: list[FeatureProfile],
           current_columns: list[ColumnData],
-          pairs: dict[str, drift.Comparison | None] | None = None) -> list[Violation]:
+          pairs: dict[str, drift.Comparison | None] | None = None) -> list[dict[str, Any]]:
     """All violations of ``constraints`` by the current data (SageMaker's decision rules)."""
     out = check_columns(constraints, [p.name for p in current])
     cur = {p.name: p for p in current}
@@ -157,7 +150,7 @@ def check(constraints: dict[str, Any], baseline: list[FeatureProfile] | None, cu
 
 
 def baseline_drift(ref: FeatureProfile, cur: FeatureProfile, cfg: dict[str, Any],
-                   overrides: dict[str, Any], pair: drift.Comparison | None = None) -> Violation | None:
+                   overrides: dict[str, Any], pair: drift.Comparison | None = None) -> dict[str, Any] | None:
     rs, cs = ref.summary, cur.summary
     simple = str(_setting(cfg, overrides, "comparison_method", "Robust")).lower() == "simple"
     method = "linf_simple" if simple else "linf_robust"

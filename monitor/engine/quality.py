@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any, TypedDict
+from typing import Any
 
 import numpy as np
 
@@ -191,19 +191,12 @@ def suggest_constraints(stats: dict[str, Any]) -> dict[str, Any]:
     return {"version": 0.0, key.replace("_metrics", "_constraints"): block}
 
 
-class MetricViolation(TypedDict):
-    """One model-quality entry of constraint_violations.json, in SageMaker's shape."""
-    metric_name: str
-    constraint_check_type: str
-    description: str
-
-
-def violations(constraints: dict[str, Any], stats: dict[str, Any]) -> list[MetricViolation]:
+def violations(constraints: dict[str, Any], stats: dict[str, Any]) -> list[dict[str, Any]]:
     ckey = next((k for k in constraints if k.endswith("_constraints")), None)
     skey = next((k for k in stats if k.endswith("_metrics")), None)
     if ckey is None or skey is None:
         return []
-    out: list[MetricViolation] = []
+    out = []
     for name, c in constraints[ckey].items():
         m = stats[skey].get(name)
         if m is None or not isinstance(m.get("value"), float) or math.isnan(m["value"]):
