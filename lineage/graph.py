@@ -7,11 +7,12 @@ appears at most once per depth; the outer query keeps each vertex's smallest dep
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import CTE, Integer, Select, String, func, literal, null, select, union_all
+from sqlalchemy import CTE, CompoundSelect, Integer, Select, String, func, literal, null, select, union_all
 from sqlalchemy.orm import Session
 
 from lineage.orm import Edge, Entity
@@ -42,8 +43,9 @@ def reached(start_ids: Sequence[str], direction: str, max_depth: int,
 
 
 def subgraph(session: Session, r: CTE, *, include_edges: bool, association_types: Sequence[str] | None,
-             kinds: Sequence[str] | None = None, types: Sequence[str] | None = None, created_after: Any = None,
-             created_before: Any = None) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+             kinds: Sequence[str] | None = None, types: Sequence[str] | None = None,
+             created_after: dt.datetime | None = None, created_before: dt.datetime | None = None,
+             ) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
     """Reached vertices (output filters applied) and the associations among them, in one statement: the walk
     runs once (a CTE used twice is materialised) and only columns travel, never properties."""
     text_null = null().cast(String)
@@ -57,7 +59,7 @@ def subgraph(session: Session, r: CTE, *, include_edges: bool, association_types
         v = v.where(Entity.created_at >= created_after)
     if created_before is not None:
         v = v.where(Entity.created_at < created_before)
-    stmt: Any = v
+    stmt: Select[Any] | CompoundSelect[Any] = v
     if include_edges:
         e = Edge.__table__
         r2 = r.alias("reached_target")

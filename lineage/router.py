@@ -70,13 +70,13 @@ ENTITY_ROUTES = (
 def _add_entity_routes(r: _EntityRoutes) -> None:
     """POST /{kind}s, GET /{kind}s and GET /{kind}s/{entity_id}; FastAPI reads each endpoint's parameters from the
     signature set here, so the OpenAPI document names every filter exactly as a hand-written route would."""
-    def create(body: Strict, session: Session, principal: Principal, response: Response) -> Any:
+    def create(body: Strict, session: Session, principal: Principal, response: Response) -> Entity:
         ent, created = r.create(session, body, principal)
         if not created:
             response.status_code = 200
         return ent
 
-    def list_entities(session: Session, _: Principal, **query: Any) -> Any:
+    def list_entities(session: Session, _: Principal, **query: Any) -> dict[str, Any]:
         limit, offset = query["limit"], query["offset"]
         rows, total = service.list_entities(
             session, r.kind, entity_type=query["type"], uri=query.get("uri"), sha256=query.get("sha256"),
@@ -85,7 +85,7 @@ def _add_entity_routes(r: _EntityRoutes) -> None:
             limit=limit, offset=offset)
         return page(rows, total, limit, offset)
 
-    def get(entity_id: str, session: Session, _: Principal) -> Any:
+    def get(entity_id: str, session: Session, _: Principal) -> Entity:
         return service.get_entity(session, r.kind, entity_id)
 
     create.__signature__ = inspect.Signature([  # type: ignore[attr-defined]
@@ -111,14 +111,14 @@ for _routes in ENTITY_ROUTES:
 
 
 @router.post("/associations", response_model=AssociationRead, status_code=201)
-def add_association(body: AssociationCreate, session: SessionDep, principal: Publisher) -> Any:
+def add_association(body: AssociationCreate, session: SessionDep, principal: Publisher) -> dict[str, Any]:
     return service.edge_read(service.add_association(session, body, principal))
 
 
 @router.get("/associations", response_model=Page[AssociationRead])
 def list_associations(session: SessionDep, _: Reader, source: str | None = None, target: str | None = None,
                       association_type: Annotated[AssociationType | None, Query(alias="type")] = None,
-                      limit: Limit = 100, offset: Offset = 0) -> Any:
+                      limit: Limit = 100, offset: Offset = 0) -> dict[str, Any]:
     rows, total = service.list_associations(session, source=source, target=target,
                                             association_type=association_type, limit=limit, offset=offset)
     return page([service.edge_read(e) for e in rows], total, limit, offset)
@@ -131,13 +131,14 @@ def delete_association(edge_id: str, session: SessionDep, principal: Publisher) 
 
 
 @router.post("/query", response_model=QueryResult)
-def query(body: QueryRequest, session: SessionDep, _: Reader) -> Any:
+def query(body: QueryRequest, session: SessionDep, _: Reader) -> QueryResult:
     return service.query(session, body)
 
 
 @router.post("/query/export", response_model=None, responses=alternatives("text/vnd.graphviz", "text/plain"))
 def export(body: QueryRequest, session: SessionDep, _: Reader,
-           format: Annotated[Literal["json", "dot", "mermaid"], Query()] = "dot") -> Any:
+           format: Annotated[Literal["json", "dot", "mermaid"], Query()] = "dot",
+           ) -> PlainTextResponse | dict[str, Any]:
     result = service.query(session, body).model_dump(mode="json")
     if format == "json":
         return result
@@ -170,7 +171,8 @@ register_url_convertor("lineage_kind", _PluralConvertor())
 
 
 @router.patch("/{plural:lineage_kind}/{entity_id}", response_model=EntityRead)
-def update_entity(plural: Plural, entity_id: str, body: EntityUpdate, session: SessionDep, principal: Publisher) -> Any:
+def update_entity(plural: Plural, entity_id: str, body: EntityUpdate, session: SessionDep,
+                  principal: Publisher) -> Entity:
     return service.update_entity(session, _kind(plural), entity_id, body, principal)
 
 

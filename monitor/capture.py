@@ -68,7 +68,7 @@ class Parsed:
     event_id: str
     inference_id: str | None
     inference_time: dt.datetime
-    row: dict[str, Any]
+    row: dict[str, str | float | None]
     raw: dict[str, Any]
 
 
@@ -131,7 +131,7 @@ def _csv_values(data: str) -> list[str]:
     return rows[0]
 
 
-def _typed(value: Any, ftype: str) -> Any:
+def _typed(value: Any, ftype: str) -> str | float | None:
     if value is None or (isinstance(value, str) and value.strip() == ""):
         return None
     if ftype == "String":
@@ -166,7 +166,7 @@ def parse(record: Any, schema: CaptureSchema) -> Parsed:
     if not isinstance(cap, dict) or "endpointInput" not in cap:
         raise RecordError("captureData.endpointInput is missing")
     data, enc = _decode(cap["endpointInput"], "captureData.endpointInput")
-    row: dict[str, Any] = {}
+    row: dict[str, str | float | None] = {}
     names = [f.name for f in schema.features]
     if enc == "CSV":
         values = _csv_values(data)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat
 
@@ -12,7 +12,7 @@ from monitor.capture import CaptureSchema
 from monitor.engine.drift import CATEGORICAL_METHODS, NUMERIC_METHODS
 
 Method = Literal["linf_simple", "linf_robust", "ks", "wasserstein", "psi", "jensenshannon", "chisquare", "z"]
-assert set(NUMERIC_METHODS) | set(CATEGORICAL_METHODS) == set(Method.__args__)  # type: ignore[attr-defined]
+assert set(NUMERIC_METHODS) | set(CATEGORICAL_METHODS) == set(get_args(Method))
 
 
 class BaselineRead(BaseModel):

@@ -17,9 +17,9 @@ class ModelGroup(Base):
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
     name: Mapped[str] = mapped_column(String(63), unique=True)
     description: Mapped[str | None] = mapped_column(Text, nullable=True)
-    tags: Mapped[Any] = mapped_column(JSON, default=dict)
-    stage_config: Mapped[Any] = mapped_column(JSON)
-    approval_policy: Mapped[Any] = mapped_column(JSON, nullable=True)
+    tags: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+    stage_config: Mapped[dict[str, Any]] = mapped_column(JSON)
+    approval_policy: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     latest_version: Mapped[int] = mapped_column(Integer, default=0)
     created_by: Mapped[str] = mapped_column(String(128))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
@@ -47,19 +47,20 @@ class ModelVersion(Base):
     framework: Mapped[str | None] = mapped_column(String(64), nullable=True)
     framework_version: Mapped[str | None] = mapped_column(String(64), nullable=True)
     flavor: Mapped[str | None] = mapped_column(String(64), nullable=True)
-    inference_spec: Mapped[Any] = mapped_column(JSON, nullable=True)
-    metrics: Mapped[Any] = mapped_column(JSON, default=dict)
-    model_metrics: Mapped[Any] = mapped_column(JSON, nullable=True)
+    inference_spec: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    metrics: Mapped[dict[str, float]] = mapped_column(JSON, default=dict)
+    model_metrics: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     domain: Mapped[str | None] = mapped_column(String(128), nullable=True)
     task: Mapped[str | None] = mapped_column(String(128), nullable=True)
-    model_card: Mapped[Any] = mapped_column(JSON, nullable=True)
-    training_data: Mapped[Any] = mapped_column(JSON, default=list)
-    training_job: Mapped[Any] = mapped_column(JSON, nullable=True)
-    source: Mapped[Any] = mapped_column(JSON, nullable=True)
+    model_card: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    training_data: Mapped[list[str]] = mapped_column(JSON, default=list)
+    training_job: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    source: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     triggered_by_alert: Mapped[str | None] = mapped_column(String(64), nullable=True)
     artifact_trusted: Mapped[bool] = mapped_column(default=False, server_default="0")
-    bias_report: Mapped[Any] = mapped_column(JSON, nullable=True)
-    evidence: Mapped[Any] = mapped_column(JSON, nullable=True)  # every attached report, with who and how
+    bias_report: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    # every attached report, with who and how
+    evidence: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, nullable=True)
     registered_by: Mapped[str] = mapped_column(String(128))
     registered_by_key: Mapped[str] = mapped_column(String(32))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
@@ -93,8 +94,9 @@ class ApprovalDecision(Base):
     actor: Mapped[str] = mapped_column(String(128))
     actor_owner: Mapped[str | None] = mapped_column(String(128), nullable=True)
     actor_key: Mapped[str | None] = mapped_column(String(32), nullable=True)
-    policy_overridden: Mapped[Any] = mapped_column(JSON, nullable=True)  # what an admin override waived
-    evidence: Mapped[Any] = mapped_column(JSON, nullable=True)  # which evidence counted for the gate, and why
+    policy_overridden: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)  # what an admin override waived
+    # which evidence counted for the gate, and why
+    evidence: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, nullable=True)
     at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 

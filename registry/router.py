@@ -30,6 +30,7 @@ from mlgov.openapi import alternatives
 from mlgov.types import Timestamp
 from mlgov.web import templates
 from registry import service
+from registry.orm import ApprovalDecision, ModelGroup
 from registry.schemas import (
     ApprovalDecisionRead,
     ApprovalRequest,
@@ -70,7 +71,7 @@ def _pairs(values: list[str] | None, what: str) -> dict[str, str]:
 # --- groups -------------------------------------------------------------------------------------------
 
 @router.post("/model-groups", status_code=201, response_model=GroupRead)
-def create_group(body: GroupCreate, session: SessionDep, principal: Publisher) -> Any:
+def create_group(body: GroupCreate, session: SessionDep, principal: Publisher) -> ModelGroup:
     return service.create_group(session, body, principal)
 
 
@@ -81,26 +82,26 @@ def list_groups(
     tag: Annotated[list[KeyValue] | None, Query(description="key=value; repeat to AND several")] = None,
     sort: Literal["name", "-name", "created_at", "-created_at"] = "name",
     limit: Limit = 50, offset: Offset = 0,
-) -> Any:
+) -> dict[str, Any]:
     rows, total = service.list_groups(session, name_contains=name_contains, tags=_pairs(tag, "tag"), sort=sort,
                                       limit=limit, offset=offset)
     return page(rows, total, limit, offset)
 
 
 @router.get("/model-groups/{group}", response_model=GroupRead)
-def get_group(group: str, session: SessionDep, _: Reader) -> Any:
+def get_group(group: str, session: SessionDep, _: Reader) -> ModelGroup:
     return service.get_group(session, group)
 
 
 @router.patch("/model-groups/{group}", response_model=GroupRead)
-def update_group(group: str, body: GroupUpdate, session: SessionDep, principal: GroupEditor) -> Any:
+def update_group(group: str, body: GroupUpdate, session: SessionDep, principal: GroupEditor) -> ModelGroup:
     return service.update_group(session, group, body, principal)
 
 
 # --- versions -----------------------------------------------------------------------------------------
 
 @router.post("/model-groups/{group}/versions", status_code=201, response_model=VersionRead)
-def register_version(group: str, body: VersionCreate, session: SessionDep, principal: Publisher) -> Any:
+def register_version(group: str, body: VersionCreate, session: SessionDep, principal: Publisher) -> VersionRead:
     v = service.register_version(session, group, body, principal)
     return service.to_read(group, v)
 
@@ -115,7 +116,7 @@ def list_versions(
     metadata: Annotated[list[KeyValue] | None, Query(description="key=value; repeat to AND several")] = None,
     sort: Literal["version", "-version", "created_at", "-created_at"] = "-version",
     limit: Limit = 50, offset: Offset = 0,
-) -> Any:
+) -> dict[str, Any]:
     g, rows, total = service.list_versions(
         session, group, status=status, stage=stage, created_after=as_utc(created_after),
         created_before=as_utc(created_before), metadata=_pairs(metadata, "metadata"), sort=sort, limit=limit,
@@ -124,19 +125,20 @@ def list_versions(
 
 
 @router.get("/model-groups/{group}/versions/latest", response_model=VersionRead)
-def latest_version(group: str, session: SessionDep, _: Reader, status: ApprovalStatus | None = None) -> Any:
+def latest_version(group: str, session: SessionDep, _: Reader, status: ApprovalStatus | None = None) -> VersionRead:
     grp, v = service.latest_version(session, group, status)
     return service.to_read(grp.name, v)
 
 
 @router.get("/model-groups/{group}/versions/{version}", response_model=VersionRead)
-def get_version(group: str, version: VersionNo, session: SessionDep, _: Reader) -> Any:
+def get_version(group: str, version: VersionNo, session: SessionDep, _: Reader) -> VersionRead:
     g, v = service.get_version(session, group, version)
     return service.to_read(g.name, v)
 
 
 @router.post("/model-groups/{group}/versions/{version}/approval", response_model=VersionRead)
-def decide(group: str, version: VersionNo, body: ApprovalRequest, session: SessionDep, principal: Decider) -> Any:
+def decide(group: str, version: VersionNo, body: ApprovalRequest, session: SessionDep,
+           principal: Decider) -> VersionRead:
     v = service.decide(session, group, version, body, principal)
     _, fresh = service.get_version(session, group, v.version)
     read = service.to_read(group, fresh)
@@ -146,19 +148,20 @@ def decide(group: str, version: VersionNo, body: ApprovalRequest, session: Sessi
 
 @router.post("/model-groups/{group}/versions/{version}/artifact-trust", response_model=VersionRead)
 def artifact_trust(group: str, version: VersionNo, body: TrustRequest, session: SessionDep,
-                   principal: Admin) -> Any:
+                   principal: Admin) -> VersionRead:
     v = service.set_artifact_trust(session, group, version, body.trusted, body.reason, principal)
     return service.to_read(group, service.get_version(session, group, v.version)[1])
 
 
 @router.get("/model-groups/{group}/versions/{version}/approvals", response_model=list[ApprovalDecisionRead])
-def approvals(group: str, version: VersionNo, session: SessionDep, _: Reader) -> Any:
+def approvals(group: str, version: VersionNo, session: SessionDep, _: Reader) -> list[ApprovalDecision]:
     v = service.get_version(session, group, version)[1]
     return service.approval_history(session, v)
 
 
 @router.post("/model-groups/{group}/versions/{version}/stage", response_model=VersionRead)
-def move_stage(group: str, version: VersionNo, body: StageRequest, session: SessionDep, principal: Mover) -> Any:
+def move_stage(group: str, version: VersionNo, body: StageRequest, session: SessionDep,
+               principal: Mover) -> VersionRead:
     v = service.move_stage(session, group, version, body, principal)
     _, fresh = service.get_version(session, group, v.version)
     return service.to_read(group, fresh)
@@ -166,7 +169,7 @@ def move_stage(group: str, version: VersionNo, body: StageRequest, session: Sess
 
 @router.get("/model-groups/{group}/stage-history", response_model=list[StageTransitionRead])
 def stage_history(group: str, session: SessionDep, _: Reader,
-                  version: Annotated[int | None, Query(ge=1)] = None) -> Any:
+                  version: Annotated[int | None, Query(ge=1)] = None) -> list[StageTransitionRead]:
     return [StageTransitionRead(version=n, from_stage=t.from_stage, to_stage=t.to_stage, actor=t.actor,
                                 comment=t.comment, reason=t.reason, at=t.at)
             for n, t in service.stage_history(session, group, version)]
@@ -174,7 +177,8 @@ def stage_history(group: str, session: SessionDep, _: Reader,
 
 @router.get("/model-groups/{group}/stages/{stage}", response_model=StageOccupant)
 def stage_occupants(group: str, stage: str, session: SessionDep, _: Reader,
-                    at: Annotated[Timestamp | None, Query(description="ISO-8601 time; default now")] = None) -> Any:
+                    at: Annotated[Timestamp | None, Query(description="ISO-8601 time; default now")] = None,
+                    ) -> StageOccupant:
     when = as_utc(at) or dt.datetime.now(dt.UTC)
     return StageOccupant(group=group, stage=stage, at=when, versions=service.occupants_at(session, group, stage, when))
 
@@ -188,7 +192,7 @@ def audit_report(
     since: Annotated[Timestamp | None, Query(alias="from")] = None,
     until: Annotated[Timestamp | None, Query(alias="to")] = None,
     format: Literal["json", "html"] = "json",
-) -> Any:
+) -> HTMLResponse | dict[str, Any]:
     report = service.compliance_report(session, model_group, as_utc(since), as_utc(until))
     if format == "html":
         return HTMLResponse(_templates.get_template("report.html").render(r=report))

@@ -7,9 +7,9 @@ Services only flush; the request or ``session_scope`` commits.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
-from sqlalchemy import Select, UnaryExpression, func, select, update
+from sqlalchemy import CursorResult, Select, UnaryExpression, func, select, update
 from sqlalchemy.orm import QueryableAttribute, Session, selectinload
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -310,11 +310,12 @@ def decide(session: Session, group_name: str, number: int, req: ApprovalRequest,
     assessment = assess_evidence(session, group.name, v)
     overridden = _check_policy(group, req, actor, assessment)
     now = utcnow()
-    res = session.execute(
+    # Session.execute is typed Result[Any]; a bulk UPDATE returns a CursorResult, which carries rowcount
+    res = cast(CursorResult[Any], session.execute(
         update(ModelVersion).where(ModelVersion.id == v.id, ModelVersion.approval_status == current)
         .values(approval_status=req.status, approval_description=req.comment, updated_at=now),
-        execution_options={"synchronize_session": False})
-    if res.rowcount != 1:  # type: ignore[attr-defined]
+        execution_options={"synchronize_session": False}))
+    if res.rowcount != 1:
         raise Conflict(f"{group_name} version {number} was decided concurrently",
                        fix="re-read the version; its status changed while this request ran")
     for attr, val in (("approval_status", req.status), ("approval_description", req.comment), ("updated_at", now)):

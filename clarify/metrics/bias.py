@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 PRE = ("CDDL", "CI", "DPL", "JS", "KL", "KS", "LP", "TVD")
 POST = ("AD", "CDDPL", "DAR", "DCA", "DCR", "DI", "DPPL", "DRR", "FT", "GE", "RD", "SD", "TE")
@@ -42,12 +43,12 @@ def diff(x: float, y: float) -> float:
     return x - y
 
 
-def positive(values: np.ndarray, spec: Any) -> np.ndarray:
+def positive(values: np.ndarray, spec: Any) -> NDArray[np.bool_]:
     """Clarify's label (or facet) mapping: listed values, or numeric values above a threshold."""
     if isinstance(spec, list | tuple | set):
         wanted = {str(v) for v in spec}
         as_text = values.astype(str)
-        out: np.ndarray = np.isin(as_text, list(wanted))
+        out: NDArray[np.bool_] = np.isin(as_text, list(wanted))
         if values.dtype.kind in "fiu":   # 1 and 1.0 name the same label
             nums = [float(v) for v in spec if _is_number(v)]
             out |= np.isin(values.astype(float), nums)

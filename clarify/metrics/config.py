@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NoReturn
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -64,7 +64,7 @@ class Facet(BaseModel):
     value_or_threshold: ValuesOrThreshold | None = None
 
 
-def _codes(allowed: tuple[str, ...]) -> Any:
+def _codes(allowed: tuple[str, ...]) -> AfterValidator:
     def check(v: Any) -> Literal["all"] | list[str]:
         if v == "all":
             return "all"
@@ -135,7 +135,7 @@ class AnalysisConfig(BaseModel):
 
     @field_validator("methods", mode="before")
     @classmethod
-    def _methods_object(cls, v: Any) -> Any:
+    def _methods_object(cls, v: Any) -> dict[Any, Any]:
         if not isinstance(v, dict):
             raise ValueError(f"must be an object of sections, not {json.dumps(v)[:40]}; \"all\" goes inside a "
                              "section: {\"pre_training_bias\": {\"methods\": \"all\"}}")
@@ -194,5 +194,5 @@ def parse_config(raw: Any) -> AnalysisConfig:
     return model
 
 
-def _no_constant(name: str) -> Any:
+def _no_constant(name: str) -> NoReturn:
     raise ValueError(f"{name} is not JSON (RFC 8259); write a number or leave the field out")

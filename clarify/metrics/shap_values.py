@@ -2,20 +2,36 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypedDict
 
 import numpy as np
 import pandas as pd
 
 AGGREGATIONS = ("mean_abs", "mean_sq", "median")
 
+Predict = Callable[[np.ndarray], np.ndarray]
 
-def predict_fn(model: Any) -> Any:
+
+class ShapResult(TypedDict):
+    """What ``explain`` returns: global attributions, the base value, per-row values and the method that ran."""
+    method: str
+    agg_method: str
+    global_shap_values: dict[str, float]
+    expected_value: float
+    local: pd.DataFrame
+
+
+def predict_fn(model: Any) -> Predict:
     """The scoring function; models without predict_proba (e.g. clarify.remote.RemoteModel) use predict."""
     if hasattr(model, "predict_proba"):
-        return lambda x: model.predict_proba(x)[:, 1]
+        def proba(x: np.ndarray) -> np.ndarray:
+            positive: np.ndarray = model.predict_proba(x)[:, 1]
+            return positive
+        return proba
     if hasattr(model, "predict"):
-        return model.predict
+        predict: Predict = model.predict   # the model is untyped (any loader's object): its predict is the boundary
+        return predict
     if hasattr(model, "run"):   # onnxruntime session
         name = model.get_inputs()[0].name
 
@@ -48,7 +64,7 @@ def model_width(model: Any) -> int | None:
 
 
 def explain(model: Any, data: pd.DataFrame, *, agg_method: str = "mean_abs", background: pd.DataFrame | None = None,
-            num_clusters: int = 10, seed: int = 0, max_evals: int | None = None) -> dict[str, Any]:
+            num_clusters: int = 10, seed: int = 0, max_evals: int | None = None) -> ShapResult:
     import shap
 
     if agg_method not in AGGREGATIONS:
@@ -90,7 +106,7 @@ def explain(model: Any, data: pd.DataFrame, *, agg_method: str = "mean_abs", bac
             "expected_value": expected, "local": pd.DataFrame(values, columns=data.columns)}
 
 
-def analysis_json(result: dict[str, Any], label: str = "label0") -> dict[str, Any]:
+def analysis_json(result: ShapResult, label: str = "label0") -> dict[str, Any]:
     """SageMaker's explanations block: kernel_shap is the key Clarify uses; `method` says what really ran."""
     return {"version": "1.0", "explanations": {"kernel_shap": {label: {
         "global_shap_values": result["global_shap_values"], "expected_value": result["expected_value"],

@@ -11,7 +11,7 @@ import math
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypedDict, TypeVar
 
 import pyarrow as pa
 
@@ -68,7 +68,11 @@ class Source:
         return column(name, pa.array(series, from_pandas=True))
 
 
-def _map(fn: Callable[[Any], Any], items: list[Any], threads: int) -> list[Any]:
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def _map(fn: Callable[[T], R], items: list[T], threads: int) -> list[R]:
     if threads > 1 and len(items) > 1:
         with ThreadPoolExecutor(threads) as pool:
             return list(pool.map(fn, items))
@@ -88,6 +92,14 @@ def profile(data: Any, *, keep_values: bool = True, threads: int = 2) -> tuple[l
     return [c for c, _ in pairs], [p for _, p in pairs]
 
 
+class AnalysisSummary(TypedDict):
+    rows: int
+    violations: int
+    drifted_features: list[str]
+    drift_share: float
+    dataset_drift: bool
+
+
 @dataclass
 class AnalysisResult:
     violations: list[dict[str, Any]]
@@ -101,7 +113,7 @@ class AnalysisResult:
         judged = [d for d in self.drift if not math.isnan(d.statistic)]
         return sum(d.drifted for d in judged) / len(judged) if judged else 0.0
 
-    def summary(self) -> dict[str, Any]:
+    def summary(self) -> AnalysisSummary:
         drifted = [d.feature for d in self.drift if d.drifted]
         return {"rows": self.rows, "violations": len(self.violations), "drifted_features": drifted,
                 "drift_share": self.drift_share,

@@ -15,22 +15,24 @@ from typing import Any
 
 import numpy as np
 
+from monitor.engine.kll import Floats
+
 METRICS = ("accuracy", "precision", "recall", "f1", "roc_auc")
 
 
-def _div(a: np.ndarray | float, b: np.ndarray | float) -> np.ndarray:
+def _div(a: Floats | float, b: Floats | float) -> Floats:
     a_arr, b_arr = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    out: np.ndarray = np.divide(a_arr, b_arr, out=np.zeros(np.broadcast(a_arr, b_arr).shape), where=b_arr != 0)
+    out: Floats = np.divide(a_arr, b_arr, out=np.zeros(np.broadcast(a_arr, b_arr).shape), where=b_arr != 0)
     return out
 
 
-def _from_counts(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray, tn: np.ndarray) -> dict[str, np.ndarray]:
+def _from_counts(tp: Floats, fp: Floats, fn: Floats, tn: Floats) -> dict[str, Floats]:
     precision, recall = _div(tp, tp + fp), _div(tp, tp + fn)
     return {"accuracy": _div(tp + tn, tp + fp + fn + tn), "precision": precision, "recall": recall,
             "f1": _div(2 * precision * recall, precision + recall)}
 
 
-def _auc(p: np.ndarray, weights_pos: np.ndarray, weights_neg: np.ndarray) -> np.ndarray:
+def _auc(p: Floats, weights_pos: Floats, weights_neg: Floats) -> Floats:
     """AUC of the ranking by p when each item is positive with weight w+ and negative with weight w- (per row
     of the weight matrices); ties share credit as in the trapezoid rule."""
     order = np.argsort(-p, kind="stable")

@@ -16,6 +16,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from monitor.engine.kll import Floats
+
 INTEGRAL, FRACTIONAL, STRING, UNKNOWN = "Integral", "Fractional", "String", "Unknown"
 _INT_RE = r"^\s*[-+]?\d+\s*$"
 _FRAC_RE = r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$"
@@ -31,7 +33,7 @@ class ColumnData:
     inferred_type: str
     rows: int
     missing: int                                   # nulls (and NaN for numbers)
-    sorted_values: np.ndarray | None = None        # numeric: finite values, ascending
+    sorted_values: Floats | None = None            # numeric: finite values, ascending
     non_finite: int = 0                            # numeric: ±inf (present, but outside distributions)
     counts: dict[str, int] = field(default_factory=dict)   # String: value → count
 

@@ -11,6 +11,7 @@ empty bins filled for PSI) so verdicts agree.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +20,7 @@ from scipy import stats
 from scipy.spatial import distance
 
 from monitor.engine import kll
+from monitor.engine.kll import Floats
 from monitor.engine.stats import CategoricalSummary, FeatureProfile, NumericSummary
 
 NUMERIC_METHODS = ("linf_simple", "linf_robust", "ks", "wasserstein", "psi", "jensenshannon", "chisquare", "z")
@@ -33,8 +35,8 @@ ROBUST_C_ALPHA = 1.8
 class Dist:
     """A numeric sample: sorted values with optional weights (weights → sketch, not exact)."""
 
-    values: np.ndarray
-    weights: np.ndarray | None
+    values: Floats
+    weights: Floats | None
     n: int                      # how many observations it stands for
     exact: bool
 
@@ -45,14 +47,14 @@ class Dist:
         items, w = s.sketch.weighted()
         return cls(items, w, s.finite, s.sketch.n == len(items))
 
-    def cdf_at(self, x: np.ndarray) -> np.ndarray:
+    def cdf_at(self, x: Floats) -> Floats:
         if self.weights is None:
             return np.searchsorted(self.values, x, side="right") / max(len(self.values), 1)
         cum = np.concatenate([[0.0], np.cumsum(self.weights)])
-        out: np.ndarray = cum[np.searchsorted(self.values, x, side="right")] / cum[-1]
+        out: Floats = cum[np.searchsorted(self.values, x, side="right")] / cum[-1]
         return out
 
-    def unique(self) -> np.ndarray:
+    def unique(self) -> Floats:
         v = self.values
         return v[np.concatenate([[True], v[1:] != v[:-1]])] if len(v) else v
 
@@ -62,17 +64,17 @@ class Dist:
         m = np.average(self.values, weights=self.weights)
         return float(np.sqrt(np.average((self.values - m) ** 2, weights=self.weights)))
 
-    def histogram(self, edges: np.ndarray) -> np.ndarray:
+    def histogram(self, edges: Floats) -> Floats:
         """np.histogram semantics (last bin closed), weighted if a sketch."""
         idx = np.searchsorted(self.values, edges, side="left")
         idx[-1] = np.searchsorted(self.values, edges[-1], side="right")
         if self.weights is None:
             return np.diff(idx).astype(float)
         cum = np.concatenate([[0.0], np.cumsum(self.weights)])
-        out: np.ndarray = np.diff(cum[idx]) * (self.n / cum[-1])
+        out: Floats = np.diff(cum[idx]) * (self.n / cum[-1])
         return out
 
-    def counts(self) -> dict[Any, float]:
+    def counts(self) -> dict[float, float]:
         u = self.unique()
         if self.weights is None:
             starts = np.searchsorted(self.values, u, side="left")
@@ -100,7 +102,7 @@ class Comparison:
     def __init__(self, ref: NumericSummary, cur: NumericSummary) -> None:
         self.ref, self.cur = ref, cur
         self.a, self.b = Dist.of(ref), Dist.of(cur)
-        self._merged: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        self._merged: tuple[Floats, Floats, Floats] | None = None
         self.on_grid = False
 
     @property
@@ -113,14 +115,14 @@ class Comparison:
         self.merged()
         return 2.0 / GRID_POINTS if self.on_grid else 0.0
 
-    def _grid(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _grid(self) -> tuple[Floats, Floats, Floats]:
         a, b = self.a, self.b
         picks = [d.values[np.linspace(0, len(d.values) - 1, min(GRID_POINTS, len(d.values))).astype(np.int64)]
                  for d in (a, b)]
         grid = np.union1d(picks[0], picks[1])
         return grid, a.cdf_at(grid), b.cdf_at(grid)
 
-    def merged(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def merged(self) -> tuple[Floats, Floats, Floats]:
         """(grid values ascending, F_ref at them, F_cur at them)."""
         if self._merged is None and len(self.a.values) + len(self.b.values) > EXACT_MERGE_LIMIT:
             self.on_grid = True
@@ -207,7 +209,7 @@ def ks(a: Dist, b: Dist) -> tuple[float, bool]:
     return float(stats.kstwo.sf(dist, max(1, round(en)))), False
 
 
-def _sturges_edges(a: Dist, b: Dist) -> np.ndarray:
+def _sturges_edges(a: Dist, b: Dist) -> Floats:
     lo = min(a.values[0], b.values[0])
     hi = max(a.values[-1], b.values[-1])
     n_bins = int(np.ceil(np.log2(a.n + b.n) + 1))
@@ -216,7 +218,7 @@ def _sturges_edges(a: Dist, b: Dist) -> np.ndarray:
     return np.linspace(lo, hi, n_bins + 1)
 
 
-def _fill_zeros(p: np.ndarray) -> np.ndarray:
+def _fill_zeros(p: Floats) -> Floats:
     nz = p[p != 0]
     if not len(nz):
         return p
@@ -224,12 +226,12 @@ def _fill_zeros(p: np.ndarray) -> np.ndarray:
     return np.where(p == 0, fill, p)
 
 
-def _shares(a: dict[Any, float], na: int, b: dict[Any, float], nb: int) -> tuple[np.ndarray, np.ndarray]:
+def _shares(a: Mapping[Any, float], na: int, b: Mapping[Any, float], nb: int) -> tuple[Floats, Floats]:
     keys = sorted(set(a) | set(b), key=lambda k: (str(type(k)), k))
     return (np.array([a.get(k, 0.0) / na for k in keys]), np.array([b.get(k, 0.0) / nb for k in keys]))
 
 
-def _binned(a: Dist, b: Dist, fill: bool) -> tuple[np.ndarray, np.ndarray]:
+def _binned(a: Dist, b: Dist, fill: bool) -> tuple[Floats, Floats]:
     if len(a.unique()) > 20:
         edges = _sturges_edges(a, b)
         pa_, pb = a.histogram(edges) / a.n, b.histogram(edges) / b.n
@@ -238,7 +240,7 @@ def _binned(a: Dist, b: Dist, fill: bool) -> tuple[np.ndarray, np.ndarray]:
     return (_fill_zeros(pa_), _fill_zeros(pb)) if fill else (pa_, pb)
 
 
-def _psi(p: np.ndarray, q: np.ndarray) -> float:
+def _psi(p: Floats, q: Floats) -> float:
     return float(np.sum((p - q) * np.log(p / q)))
 
 
@@ -304,7 +306,7 @@ def linf_categorical(ref: dict[str, int], nr: int, cur: dict[str, int], nc: int)
     """L∞ between the two normalised frequency tables (Deequ's categorical distance)."""
     if nr == 0 or nc == 0:
         return 0.0
-    p, q = _shares(ref, nr, cur, nc)  # type: ignore[arg-type]
+    p, q = _shares(ref, nr, cur, nc)
     return float(np.max(np.abs(p - q))) if len(p) else 0.0
 
 

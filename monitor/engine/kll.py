@@ -12,12 +12,27 @@ Vectorised: a batch is sorted once and compacted by slicing, never item by item.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
+from numpy.typing import NDArray
 
 K_DEFAULT, C_DEFAULT = 2048, 0.64
+
+Floats = NDArray[np.float64]
+
+
+class KLLParameters(TypedDict):
+    c: float
+    k: float
+
+
+class KLLJson(TypedDict):
+    """The sketch as SageMaker's statistics.json writes it (``distribution.kll.sketch``)."""
+    parameters: KLLParameters
+    data: list[list[float]]
 
 
 def rank_error_bound(k: int = K_DEFAULT) -> float:
@@ -29,7 +44,7 @@ def rank_error_bound(k: int = K_DEFAULT) -> float:
 class KLL:
     k: int = K_DEFAULT
     c: float = C_DEFAULT
-    levels: list[np.ndarray] = field(default_factory=lambda: [np.empty(0)])
+    levels: list[Floats] = field(default_factory=lambda: [np.empty(0)])
     seed: int = 0
 
     def _capacity(self, h: int) -> int:
@@ -83,7 +98,7 @@ class KLL:
                 known.add(h + 1)
             h = 0   # adding a level shrinks the capacities below it: re-check from the bottom
 
-    def weighted(self) -> tuple[np.ndarray, np.ndarray]:
+    def weighted(self) -> tuple[Floats, Floats]:
         """All items sorted, with their weights."""
         if not any(len(lv) for lv in self.levels):
             return np.empty(0), np.empty(0)
@@ -92,17 +107,17 @@ class KLL:
         order = np.argsort(items, kind="stable")
         return items[order], weights[order]
 
-    def cdf(self, x: np.ndarray) -> np.ndarray:
+    def cdf(self, x: np.ndarray) -> Floats:
         """Estimated P(X ≤ x) for each x."""
         items, w = self.weighted()
         if not len(items):
             return np.full(len(np.atleast_1d(x)), np.nan)
         cum = np.cumsum(w)
         idx = np.searchsorted(items, np.atleast_1d(x), side="right")
-        out: np.ndarray = np.where(idx > 0, cum[np.maximum(idx - 1, 0)], 0.0) / cum[-1]
+        out: Floats = np.where(idx > 0, cum[np.maximum(idx - 1, 0)], 0.0) / cum[-1]
         return out
 
-    def quantiles(self, q: np.ndarray) -> np.ndarray:
+    def quantiles(self, q: np.ndarray) -> Floats:
         items, w = self.weighted()
         if not len(items):
             return np.full(len(np.atleast_1d(q)), np.nan)
@@ -112,12 +127,12 @@ class KLL:
 
     # --- SageMaker statistics.json shape ----------------------------------------------------------------
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> KLLJson:
         return {"parameters": {"c": self.c, "k": float(self.k)},
                 "data": [[float(v) for v in lv] for lv in self.levels]}
 
     @classmethod
-    def from_json(cls, obj: dict[str, Any]) -> KLL:
+    def from_json(cls, obj: Mapping[str, Any]) -> KLL:
         params = obj.get("parameters", {})
         levels = [np.asarray(lv, dtype=np.float64) for lv in obj.get("data", [])] or [np.empty(0)]
         return cls(int(params.get("k", K_DEFAULT)), float(params.get("c", C_DEFAULT)), levels)

@@ -31,7 +31,7 @@ class NumericSummary:
     min: float = math.inf
     max: float = -math.inf
     sketch: kll.KLL = field(default_factory=kll.KLL)
-    exact: np.ndarray | None = None   # sorted finite values, while we hold them (never serialised)
+    exact: kll.Floats | None = None   # sorted finite values, while we hold them (never serialised)
 
     @classmethod
     def of(cls, col: ColumnData, *, keep_values: bool = True) -> NumericSummary:
@@ -117,11 +117,18 @@ class FeatureProfile:
             if summary is not None:   # the all-missing side only adds missing rows
                 missing_rows = other.rows if other.summary is None else self.rows
                 summary = _add_missing(summary, missing_rows)
-        elif type(self.summary) is type(other.summary):
-            summary = self.summary.merge(other.summary)  # type: ignore[arg-type]
         else:
-            raise ValueError(f"column {self.name!r} is numeric in one partition and text in another")
+            summary = _merge_summaries(self.name, self.summary, other.summary)
         return FeatureProfile(self.name, kind, summary, self.rows + other.rows)
+
+
+def _merge_summaries(name: str, a: Summary, b: Summary) -> Summary:
+    match a, b:
+        case NumericSummary(), NumericSummary():
+            return a.merge(b)
+        case CategoricalSummary(), CategoricalSummary():
+            return a.merge(b)
+    raise ValueError(f"column {name!r} is numeric in one partition and text in another")
 
 
 def _add_missing(s: Summary, n: int) -> Summary:
