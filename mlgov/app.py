@@ -9,9 +9,14 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import Depends, FastAPI
+from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from mlgov import __version__, events, inputs
+from clarify import kinds as clarify_kinds
+from clarify.router import router as clarify_router
+from lineage.router import router as lineage_router
+from mlgov import __version__, audit, events, inputs, web
+from mlgov.api import health, router
 from mlgov.context import request_id_var
 from mlgov.db import Database, check_at_head
 from mlgov.errors import DomainError, install_error_handlers, problem
@@ -22,6 +27,10 @@ from mlgov.secrets import SecretBox
 from mlgov.settings import Settings, get_settings
 from mlgov.storage import open_store
 from mlgov.web import HttpMiddleware, adding_headers
+from monitor import jobs
+from monitor.router import metrics_router
+from monitor.router import router as monitor_router
+from registry.router import router as registry_router
 
 log = logging.getLogger("mlgov")
 
@@ -116,8 +125,6 @@ class JsonGuardMiddleware:
         lines = mime in self.JSON_TYPES[1:]
         try:
             if len(body) > 65536:
-                from starlette.concurrency import run_in_threadpool
-
                 await run_in_threadpool(inputs.screen, body, "body", lines=lines)
             else:
                 inputs.screen(body, "body", lines=lines)
@@ -165,8 +172,6 @@ def create_app(settings: Settings | None = None, db: Database | None = None, *, 
             dispatcher.start()
         scheduler = None
         if settings.with_scheduler:
-            from monitor import jobs
-
             scheduler = jobs.background(database, store(), settings)
         try:
             yield
@@ -199,18 +204,10 @@ def create_app(settings: Settings | None = None, db: Database | None = None, *, 
         return app.state.store
 
     app.state.get_store = store
-    from mlgov import audit
-
     database.audit_chain = audit.chain_for(settings, store())  # key outside the database, checkpoints in the store
     install_error_handlers(app)
 
-    from clarify.router import router as clarify_router
-    from lineage.router import router as lineage_router
-    from mlgov.api import health, router
-    from monitor.router import metrics_router
-    from monitor.router import router as monitor_router
-    from registry.router import router as registry_router
-
+    clarify_kinds.register()   # ModelBias and ModelExplainability monitors, beside monitor's own kinds
     app.include_router(health)
     app.include_router(router)
     app.include_router(registry_router)
@@ -223,8 +220,6 @@ def create_app(settings: Settings | None = None, db: Database | None = None, *, 
     app.add_middleware(JsonGuardMiddleware)
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
     app.add_middleware(RequestIdMiddleware)
-
-    from mlgov import web
 
     web.install(app)   # static assets, offline /docs and /redoc; security headers outermost, on every response
     return app

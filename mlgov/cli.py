@@ -1,15 +1,35 @@
-"""The ``mlgov`` command: serve, db, keys, audit, demo (domains add their own sub-commands)."""
+"""The ``mlgov`` command: serve, db, keys, audit, demo, scheduler (domains add their own sub-commands).
+
+A composition root: it imports domains. What only one command needs and takes seconds to load (alembic, uvicorn,
+the monitoring runner with pandas and pyarrow, Clarify's monitor kinds, the demo's registry) is imported in that
+command, so ``mlgov keys list`` does not pay for ``mlgov scheduler``.
+"""
 
 from __future__ import annotations
 
 import json
+import logging
+import os
 import sys
 from typing import Annotated
 
 import typer
+from sqlalchemy.engine import make_url
 
-from mlgov.db import Database
+from mlgov import audit, auth
+from mlgov.db import (
+    Database,
+    SchemaNotAtHead,
+    alembic_config,
+    check_at_head,
+    current_revision,
+    head_revision,
+    private_dir,
+)
+from mlgov.errors import DomainError
 from mlgov.settings import get_settings
+from mlgov.storage import open_store
+from monitor.cli import capture_app
 
 app = typer.Typer(help="mlgov: governed model registry, lineage, monitoring and audit.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema (Alembic migrations shipped with mlgov).", no_args_is_help=True)
@@ -20,25 +40,13 @@ app.add_typer(db_app, name="db")
 app.add_typer(keys_app, name="keys")
 app.add_typer(audit_app, name="audit")
 app.add_typer(demo_app, name="demo")
-
-
-def _domain_commands() -> None:
-    from monitor.cli import capture_app
-
-    app.add_typer(capture_app, name="capture")
-
-
-_domain_commands()
+app.add_typer(capture_app, name="capture")
 
 
 def database(*, at_head: bool = True) -> Database:
     """The configured database, with the audit chain keyed and anchored as the server does it. Every command that
     reads or writes data opens it here (domain commands too); unless ``at_head`` is False, a database whose schema
     is not at this code's revision ends the command with the command that fixes it."""
-    from mlgov import audit
-    from mlgov.db import SchemaNotAtHead, check_at_head, private_dir
-    from mlgov.storage import open_store
-
     s = get_settings()
     private_dir(s.home)
     db = Database.from_settings(s)
@@ -61,8 +69,6 @@ def db_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
     """Migrate the database up to REVISION (default: head)."""
     from alembic import command
 
-    from mlgov.db import alembic_config, private_dir
-
     s = get_settings()
     private_dir(s.home)
     command.upgrade(alembic_config(s.resolved_database_url), revision)
@@ -74,8 +80,6 @@ def db_downgrade(revision: Annotated[str, typer.Argument(help="target revision, 
     """Migrate the database down to REVISION."""
     from alembic import command
 
-    from mlgov.db import alembic_config
-
     command.downgrade(alembic_config(get_settings().resolved_database_url), revision)
     typer.echo(f"database at {revision}")
 
@@ -83,8 +87,6 @@ def db_downgrade(revision: Annotated[str, typer.Argument(help="target revision, 
 @db_app.command("current")
 def db_current() -> None:
     """Print the database's revision and the code's head revision."""
-    from mlgov.db import current_revision, head_revision
-
     db = database(at_head=False)
     cur, head = current_revision(db.engine), head_revision()
     state = "up to date" if cur == head else "run `mlgov db upgrade`"
@@ -92,8 +94,6 @@ def db_current() -> None:
 
 
 def _redact(url: str) -> str:
-    from sqlalchemy.engine import make_url
-
     return make_url(url).render_as_string(hide_password=True)
 
 
@@ -103,9 +103,6 @@ def keys_create(name: Annotated[str, typer.Option(help="unique key name (shown i
                 owner: Annotated[str | None, typer.Option(help="the person holding the key (default: the name); "
                                                                 "four-eyes compares owners")] = None) -> None:
     """Create a key; the key itself is printed once, as the last line."""
-    from mlgov import auth
-    from mlgov.errors import DomainError
-
     db = database()
     try:
         with db.session_scope() as s:
@@ -119,8 +116,6 @@ def keys_create(name: Annotated[str, typer.Option(help="unique key name (shown i
 @keys_app.command("list")
 def keys_list() -> None:
     """List keys (never the secrets)."""
-    from mlgov import auth
-
     db = database()
     with db.session_scope(write=False) as s:
         for k in auth.list_keys(s):
@@ -131,9 +126,6 @@ def keys_list() -> None:
 @keys_app.command("revoke")
 def keys_revoke(name: str) -> None:
     """Revoke the key NAME."""
-    from mlgov import auth
-    from mlgov.errors import DomainError
-
     db = database()
     try:
         with db.session_scope() as s:
@@ -146,8 +138,6 @@ def keys_revoke(name: str) -> None:
 @audit_app.command("verify")
 def audit_verify() -> None:
     """Check the keyed hash chain against the newest signed checkpoint; exit 1 and say where it breaks."""
-    from mlgov import audit
-
     db = database()
     with db.session_scope(write=False) as s:
         result = audit.verify(s)
@@ -159,8 +149,6 @@ def audit_verify() -> None:
 @audit_app.command("checkpoint")
 def audit_checkpoint() -> None:
     """Sign the current head of the chain and write it to the object store (anchors it outside the database)."""
-    from mlgov import audit
-
     db = database()
     try:
         with db.session_scope(write=False) as s:
@@ -187,21 +175,15 @@ def serve(
     with_scheduler: Annotated[bool, typer.Option("--with-scheduler", help="also run monitoring schedules")] = False,
 ) -> None:
     """Serve the API (refuses to start on a database not at the current schema)."""
-    import os
-
     import uvicorn
 
     if with_scheduler:
         os.environ["MLGOV_WITH_SCHEDULER"] = "true"
         get_settings.cache_clear()
 
-    from mlgov import auth
-
     s = get_settings()
     db = database()
     created = auth.bootstrap_admin_key(db, s.admin_key_path)
-    from mlgov import audit
-
     try:
         with db.session_scope(write=False) as session:
             audit.write_checkpoint(session)  # anchor the head (and any pre-0010 legacy rows) at every start
@@ -225,11 +207,10 @@ def serve(
 @app.command("scheduler")
 def scheduler() -> None:
     """Run due monitoring schedules (as many of these processes as you like; each run executes once)."""
-    import logging
-
-    from mlgov.storage import open_store
+    from clarify import kinds as clarify_kinds
     from monitor import jobs
 
+    clarify_kinds.register()   # ModelBias and ModelExplainability monitors, beside monitor's own kinds
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     s = get_settings()
     db = database()

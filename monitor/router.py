@@ -6,8 +6,10 @@ import json
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, PlainTextResponse
 from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
 
 from mlgov import inputs
 from mlgov.api import Limit, Offset, Page, form_parts, page
@@ -18,7 +20,7 @@ from mlgov.openapi import BINARY, alternatives, model_schema, request_body
 from mlgov.outbound import OutboundDep
 from mlgov.secrets import SecretsDep
 from mlgov.storage import ObjectStore
-from monitor import schedules, service
+from monitor import kinds, schedules, service
 from monitor.engine.analysis import DriftConfig
 from monitor.orm import Analysis
 from monitor.schemas import (
@@ -42,6 +44,7 @@ from monitor.schemas import (
     TriggerSet,
     WindowAnalysis,
 )
+from registry import service as registry
 
 router = APIRouter(prefix="/api/v1", tags=["monitoring"])
 Reader = Annotated[Principal, Depends(require(READERS))]
@@ -59,36 +62,6 @@ StoreDep = Annotated[ObjectStore, Depends(store_of)]
 
 
 Parts = Annotated[dict[str, Any], Depends(form_parts)]
-
-
-def _file(parts: dict[str, Any], key: str) -> tuple[bytes, str | None] | None:
-    v = parts.get(key)
-    if v is None:
-        return None
-    if isinstance(v, tuple):
-        return v
-    raise Invalid(f"form field {key!r} must be a file upload", fix=f"send {key} as a file part")
-
-
-def _fmt(filename: str | None, explicit: str | None) -> str | None:
-    if explicit:
-        if explicit not in ("csv", "parquet"):
-            raise Invalid(f"format {explicit!r} is not csv or parquet", fix="use format=csv or format=parquet")
-        return explicit
-    if filename and filename.lower().endswith((".parquet", ".pq")):
-        return "parquet"
-    return None
-
-
-def _bool(parts: dict[str, Any], key: str, default: bool) -> bool:
-    v = parts.get(key)
-    if v is None:
-        return default
-    if str(v).lower() in ("true", "1", "yes"):
-        return True
-    if str(v).lower() in ("false", "0", "no"):
-        return False
-    raise Invalid(f"form field {key!r} must be true or false", fix=f"send {key}=true or {key}=false")
 
 
 # --- request bodies read through form_parts (declared here because FastAPI cannot infer them) ------------------
@@ -182,64 +155,12 @@ def create_baseline(actor: Writer, session: SessionDep, store: StoreDep, form: P
     if "__json__" in form:
         form = form["__json__"]
     name = form.get("name") if isinstance(form.get("name"), str) else None
-    if form.get("type", "DataQuality") not in ("DataQuality", "ModelQuality", "ModelBias", "ModelExplainability"):
-        raise Invalid(f"baseline type {form['type']!r} is not DataQuality, ModelQuality, ModelBias or "
-                      "ModelExplainability", fix="omit type for a data-quality baseline")
-    up, stats, constr = _file(form, "file"), _file(form, "statistics"), _file(form, "constraints")
-    if form.get("type") in ("ModelBias", "ModelExplainability"):
-        from clarify import service as clarify
-
-        if up is None:
-            raise Invalid(f"a {form['type']} baseline needs a `file` (CSV with header)",
-                          fix="upload the reference data")
-        if form["type"] == "ModelBias":
-            cfg = _file(form, "config")
-            if cfg is None:
-                raise Invalid("a ModelBias baseline needs a `config` part (SageMaker analysis_config.json)",
-                              fix="send the label, predicted_label and facet configuration")
-            return clarify.create_bias_baseline(session, store, data=up[0], config=cfg[0], name=name, actor=actor)
-        version = str(form.get("model_version", ""))
-        if not form.get("model_group") or not version.isdigit():
-            raise Invalid("a ModelExplainability baseline needs model_group and model_version",
-                          fix="name the registered version whose model is explained")
-        if len(version) > 10 or int(version) > inputs.INT32[1]:
-            raise Invalid(f"model_version {version[:20]} is past the largest version number {inputs.INT32[1]}",
-                          fix="send the number of a registered version", field="model_version")
-        model = _file(form, "model")
-        try:
-            threshold = float(form.get("ndcg_threshold", 0.9))
-        except ValueError:
-            raise Invalid("ndcg_threshold must be a number", fix="e.g. 0.9") from None
-        return clarify.create_explainability_baseline(
-            session, store, data=up[0], group=str(form["model_group"]), version=int(version),
-            fmt=str(form.get("model_format", "skops")), artifact=model[0] if model else None,
-            label=form.get("label"), threshold=threshold, name=name, actor=actor)
-    if form.get("type") == "ModelQuality":
-        if up is None:
-            raise Invalid("a ModelQuality baseline needs a `file` with labels and predictions",
-                          fix="upload the validation set (CSV with header or Parquet)")
-        try:
-            threshold = float(form.get("threshold", 0.5))
-        except ValueError:
-            raise Invalid("threshold must be a number", fix="e.g. threshold=0.5") from None
-        return service.create_quality_baseline(
-            session, store, data=up[0], fmt=_fmt(up[1], form.get("format")), header=_bool(form, "header", True),
-            problem_type=str(form.get("problem_type", "")), label=str(form.get("label", "label")),
-            prediction=form.get("prediction") or None, probability=form.get("probability") or None,
-            threshold=threshold, name=name, actor=actor)
-    if stats or constr:
-        if not (stats and constr):
-            raise Invalid("an imported baseline needs both `statistics` and `constraints` files",
-                          fix="send statistics.json and constraints.json together")
-        return service.import_baseline(session, store, statistics=stats[0], constraints=constr[0], name=name,
-                                       actor=actor)
-    uri = form.get("dataset_uri")
-    if up is None and not uri:
-        raise Invalid("no dataset given", fix="send a `file` part, `statistics`+`constraints` parts, or `dataset_uri`")
-    data, filename = up if up else (service.read_dataset_uri(store, str(uri)), str(uri))
-    return service.create_baseline(session, store, data=data, fmt=_fmt(filename, form.get("format")),
-                                   header=_bool(form, "header", True), name=name,
-                                   dataset_uri=str(uri) if uri else None, actor=actor)
+    requested = form.get("type", "DataQuality")
+    if requested not in kinds.names():
+        known = kinds.names()
+        raise Invalid(f"baseline type {requested!r} is not {', '.join(known[:-1])} or {known[-1]}",
+                      fix="omit type for a data-quality baseline")
+    return kinds.get(requested).create_baseline(session, store, form, name, actor)
 
 
 @router.get("/baselines", response_model=Page[BaselineRead])
@@ -267,8 +188,6 @@ def baseline_file(baseline_id: str,
 @router.put("/baselines/{baseline_id}/constraints.json", response_model=None, openapi_extra=_CONSTRAINTS)
 async def put_constraints(baseline_id: str, request: Request, session: SessionDep, store: StoreDep,
                           actor: Writer) -> Response:
-    from starlette.concurrency import run_in_threadpool
-
     body = await request.body()
     new = await run_in_threadpool(service.update_constraints, session, store, baseline_id, body, actor)
     return Response(json.dumps(new).encode(), media_type=JSON_TYPE)
@@ -278,8 +197,6 @@ async def put_constraints(baseline_id: str, request: Request, session: SessionDe
 async def put_expectations(baseline_id: str, request: Request, session: SessionDep, store: StoreDep,
                            actor: Writer) -> Response:
     """Attach a Great Expectations suite; analyses against this baseline run it as an extra check."""
-    from starlette.concurrency import run_in_threadpool
-
     body = await request.body()
     suite = await run_in_threadpool(service.put_expectations, session, store, baseline_id, body, actor)
     return Response(json.dumps(suite).encode(), media_type=JSON_TYPE)
@@ -295,8 +212,6 @@ def attach_baseline(group: str, version: int, body: AttachBaseline, session: Ses
 @router.get("/model-groups/{group}/versions/{version}/drift-baseline", response_model=AttachedBaseline,
             tags=["registry"])
 def get_attached_baseline(group: str, version: int, session: SessionDep, _: Reader) -> Any:
-    from registry import service as registry
-
     registry.get_version(session, group, version)
     link = service.version_baseline(session, group, version)
     if link is None:
@@ -340,17 +255,11 @@ def create_analysis(actor: Writer, session: SessionDep, store: StoreDep, form: P
             try:
                 req = WindowAnalysis.model_validate(body)
             except ValidationError as exc:
-                from fastapi.exceptions import RequestValidationError
-
                 raise RequestValidationError(exc.errors()) from None
             start, end = as_utc(req.start) or req.start, as_utc(req.end) or req.end
-            if req.type == "ModelQuality":
-                row = service.quality_window(session, store, baseline_id=req.baseline_id, endpoint=req.endpoint,
-                                             start=start, end=end, actor=actor)
-            else:
-                row = service.analyze_window(session, store, baseline_id=req.baseline_id, endpoint=req.endpoint,
-                                             start=start, end=end, config=_drift(req.drift), actor=actor)
-            return _read(row, store, True)
+            window = kinds.Window(baseline_id=req.baseline_id, endpoint=req.endpoint, start=start, end=end,
+                                  drift=req.drift.model_dump() if req.drift else None)
+            return _read(kinds.get(req.type).run_window(session, store, window, actor), store, True)
     baseline_id = form.get("baseline_id")
     if not isinstance(baseline_id, str) or not baseline_id:
         raise Invalid("baseline_id is required", fix="send the id returned by POST /api/v1/baselines")
@@ -362,19 +271,20 @@ def create_analysis(actor: Writer, session: SessionDep, store: StoreDep, form: P
         except ValidationError as exc:
             raise Invalid(f"drift settings are invalid: {exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}",
                           fix="see DriftSettings in the API schema") from None
-    up = _file(form, "file")
+    up = kinds.file_part(form, "file")
     uri = form.get("dataset_uri")
     if up is None and not uri:
         raise Invalid("no data to analyse", fix="send a `file` part or a `dataset_uri`, or use the JSON window form")
     data, filename = up if up else (service.read_dataset_uri(store, str(uri)), str(uri))
     if service.get_baseline(session, baseline_id).kind == "ModelQuality":
         row = service.quality_file(session, store, baseline_id=baseline_id, data=data,
-                                   fmt=_fmt(filename, form.get("format")), header=_bool(form, "header", True),
-                                   actor=actor)
+                                   fmt=kinds.table_format(filename, form.get("format")),
+                                   header=kinds.flag(form, "header", True), actor=actor)
         return _read(row, store, True)
     row = service.analyze_file(session, store, baseline_id=baseline_id, data=data,
-                               fmt=_fmt(filename, form.get("format")), header=_bool(form, "header", True),
-                               dataset_uri=str(uri) if uri else None, config=_drift(drift), actor=actor)
+                               fmt=kinds.table_format(filename, form.get("format")),
+                               header=kinds.flag(form, "header", True), dataset_uri=str(uri) if uri else None,
+                               config=_drift(drift), actor=actor)
     return _read(row, store, True)
 
 
@@ -439,8 +349,6 @@ def get_endpoint(name: str, session: SessionDep, _: Reader) -> Any:
 @router.post("/endpoints/{name}/capture", response_model=CaptureResult, openapi_extra=_RECORDS)
 async def capture(name: str, request: Request, session: SessionDep, store: StoreDep, _: Ingester) -> Any:
     """SageMaker capture records as a JSON array or JSON Lines (application/x-ndjson)."""
-    from starlette.concurrency import run_in_threadpool
-
     body = await request.body()
     return await run_in_threadpool(service.ingest, session, store, name, body,
                                    request.headers.get("content-type", JSON_TYPE))
@@ -449,8 +357,6 @@ async def capture(name: str, request: Request, session: SessionDep, store: Store
 @router.post("/endpoints/{name}/ground-truth", response_model=GroundTruthResult, openapi_extra=_RECORDS)
 async def ground_truth(name: str, request: Request, session: SessionDep, store: StoreDep, _: Ingester) -> Any:
     """SageMaker ground-truth records (groundTruthData, eventMetadata.eventId) as a JSON array or JSON Lines."""
-    from starlette.concurrency import run_in_threadpool
-
     body = await request.body()
     return await run_in_threadpool(service.ingest_ground_truth, session, store, name, body,
                                    request.headers.get("content-type", JSON_TYPE))

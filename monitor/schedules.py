@@ -26,11 +26,11 @@ from mlgov.errors import Conflict, Invalid, NotFound
 from mlgov.outbound import OutboundPolicy, safe_url
 from mlgov.secrets import SecretBox
 from mlgov.storage import ObjectStore
-from monitor import recurrence, service
+from monitor import kinds, recurrence, service
 from monitor.orm import Alert, Analysis, CaptureEvent, Endpoint, Execution, GroundTruth, RetrainingTrigger, Schedule
+from registry import service as registry
 
 log = logging.getLogger("mlgov.scheduler")
-TYPES = ("DataQuality", "ModelQuality", "ModelBias", "ModelExplainability")
 
 
 def _check_rules(expression: str, start: str, end: str) -> tuple[dt.timedelta, dt.timedelta]:
@@ -47,8 +47,9 @@ def _check_rules(expression: str, start: str, end: str) -> tuple[dt.timedelta, d
 def create(session: Session, *, name: str, endpoint: str, monitoring_type: str, expression: str, baseline_id: str,
            window_start: str, window_end: str, drift: dict[str, Any] | None, alerting: dict[str, Any] | None,
            actor: Principal, now: dt.datetime | None = None) -> Schedule:
-    if monitoring_type not in TYPES:
-        raise Invalid(f"type {monitoring_type!r} is not one of {', '.join(TYPES)}", fix="pick a monitoring type")
+    if monitoring_type not in kinds.names():
+        raise Invalid(f"type {monitoring_type!r} is not one of {', '.join(kinds.names())}",
+                      fix="pick a monitoring type")
     _check_rules(expression, window_start, window_end)
     service.get_endpoint(session, endpoint)
     base = service.get_baseline(session, baseline_id)
@@ -154,20 +155,10 @@ def execute(session: Session, store: ObjectStore, sched: Schedule, ex: Execution
 
 
 def _run(session: Session, store: ObjectStore, sched: Schedule, ex: Execution, actor: Principal) -> Analysis:
-    """The analysis of the execution's window, by the schedule's monitoring type."""
-    if sched.type in ("ModelBias", "ModelExplainability"):
-        from clarify import service as clarify
-
-        run = clarify.bias_window if sched.type == "ModelBias" else clarify.attribution_window
-        analysis: Analysis = run(session, store, baseline_id=sched.baseline_id, endpoint=sched.endpoint,
-                                 start=ex.window_start, end=ex.window_end, actor=actor)
-        return analysis
-    if sched.type == "ModelQuality":
-        return service.quality_window(session, store, baseline_id=sched.baseline_id, endpoint=sched.endpoint,
-                                      start=ex.window_start, end=ex.window_end, actor=actor)
-    return service.analyze_window(session, store, baseline_id=sched.baseline_id, endpoint=sched.endpoint,
-                                  start=ex.window_start, end=ex.window_end, config=service.drift_config(sched.drift),
-                                  actor=actor)
+    """The analysis of the execution's window, by the kind the schedule monitors."""
+    window = kinds.Window(baseline_id=sched.baseline_id, endpoint=sched.endpoint, start=ex.window_start,
+                          end=ex.window_end, drift=sched.drift)
+    return kinds.get(sched.type).run_window(session, store, window, actor)
 
 
 def failure_reason(exc: BaseException) -> str:
@@ -295,8 +286,6 @@ def set_trigger(session: Session, group: str, *, url: str, secret: str, cooldown
                 actor: Principal, policy: OutboundPolicy, box: SecretBox) -> RetrainingTrigger:
     """The trigger is a webhook addressed to one group's pipeline: its URL passes the outbound policy now and at
     every send (the webhook dispatcher sends it), its secret is stored encrypted."""
-    from registry import service as registry
-
     registry.get_group(session, group)
     trig = session.scalar(select(RetrainingTrigger).where(RetrainingTrigger.model_group == group))
     hook = events.create_webhook(session, url=url, secret=secret, events=["retraining.requested"],

@@ -17,6 +17,7 @@ from clarify.metrics.shap_values import AGGREGATIONS, analysis_json, explain, pr
 from clarify.remote import RemoteModel
 from clarify.schemas import BiasAnalysisRequest, CapturedWindow, ExplainRequest, StoredAnalysis, StoredReport
 from clarify.service.artifacts import CSV_ERRORS, load_model
+from lineage import service as lineage
 from mlgov import audit, inputs
 from mlgov.auth import Principal
 from mlgov.db import new_id
@@ -109,6 +110,22 @@ def _predict_with_model(session: Session, store: ObjectStore, request: BiasAnaly
     return {"artifact_sha256": hashlib.sha256(raw).hexdigest(), "features": features, "rows": len(df)}
 
 
+def _report_lineage(session: Session, store: ObjectStore, aid: str, report_type: str, group: str, version: int,
+                    actor: str, properties: dict[str, Any], dataset: str | None = None) -> None:
+    """A Clarify report of a registered version in the lineage graph, as data quality records a drift baseline:
+    the report's analysis.json an artifact AssociatedWith the model (SageMaker's ModelMetrics role), and the
+    dataset it was computed on (a ``dataset_uri``) ContributedTo it."""
+    report, _ = lineage.ensure_artifact(session, type=report_type, uri=store.uri(f"clarify/{aid}/analysis.json"),
+                                        name=f"{group}/{version} {report_type}", actor=actor,
+                                        properties={"analysis_id": aid, **properties})
+    model = registry.model_artifact(session, *registry.get_version(session, group, version), actor)
+    lineage.link(session, report, model, "AssociatedWith", actor=actor,
+                 properties={"role": f"ModelMetrics.{report_type.removesuffix('Report')}"})
+    if dataset:
+        data, _ = lineage.ensure_artifact(session, type="Dataset", uri=dataset, actor=actor)
+        lineage.link(session, data, report, "ContributedTo", actor=actor)
+
+
 def bias_analysis(session: Session, store: ObjectStore, request: BiasAnalysisRequest,
                   principal: Principal) -> StoredAnalysis:
     """SageMaker Clarify pre-/post-training bias of the request's data, stored as analysis.json; attached to the
@@ -138,6 +155,9 @@ def bias_analysis(session: Session, store: ObjectStore, request: BiasAnalysisReq
         limits = {**DEFAULT_LIMITS, **registry.approval_policy(session, group).get("bias_limits", {})}
         failures = policy_failures(result, limits)
         registry.attach_bias_report(session, group, version, aid, not failures, failures, principal, source=source)
+        _report_lineage(session, store, aid, "BiasReport", group, version, principal.name,
+                        properties={"passed": not failures},
+                        dataset=source.get("uri") or source.get("dataset", {}).get("uri"))
         store.put(f"clarify/{aid}/verdict.json", json.dumps({"passed": not failures, "failures": failures,
                                                               "version": f"{group}/{version}"}).encode(),
                   "application/json")
@@ -203,6 +223,8 @@ def explain_version(session: Session, store: ObjectStore, policy: OutboundPolicy
     body = dump(doc)
     store.put(f"clarify/{aid}/analysis.json", body, "application/json")
     store.put(f"clarify/{aid}/explanations_shap/out.csv", result["local"].to_csv(index=False).encode(), "text/csv")
+    _report_lineage(session, store, aid, "ExplainabilityReport", group, version, principal.name,
+                    properties={"method": result["method"], "model_source": source["kind"]})
     audit.record(session, actor=principal.name, action="clarify.explanation", subject_type="model_version",
                  subject_id=f"{group}/{version}", after={"analysis": aid, "method": result["method"],
                                                          "rows": int(df.shape[0]), "model_source": source})

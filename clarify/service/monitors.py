@@ -1,7 +1,9 @@
 """Clarify's monitors: bias-drift and attribution-drift baselines, and their runs on captured windows.
 
-Baselines and analyses reuse the monitoring tables (kind ModelBias / ModelExplainability), so schedules,
-executions, alerts and retraining work the same way for every monitor. Flushes, never commits.
+Baselines and analyses are monitor's rows (kind ModelBias / ModelExplainability), written through monitor's one
+writer of each (``record_baseline``, ``record_analysis``), so lineage, audit, schedules, executions, alerts and
+retraining work the same way for every monitor; ``clarify.kinds`` registers both kinds with monitor. Flushes, never
+commits.
 """
 
 from __future__ import annotations
@@ -25,30 +27,16 @@ from clarify.metrics.drift import DEFAULT_NDCG_THRESHOLD, bias_violation, bootst
 from clarify.metrics.shap_values import analysis_json, explain
 from clarify.schemas import PostTraining
 from clarify.service.artifacts import load_model, read_csv
-from mlgov import audit, events, inputs
+from mlgov import inputs
 from mlgov.auth import Principal
-from mlgov.db import new_id, utcnow
+from mlgov.db import new_id
 from mlgov.storage import ObjectStore
 from monitor import service as monitor
 from registry import service as registry
 
 
-def _baseline_row(session: Session, *, kind: str, prefix: str, bid: str, name: str | None, rows: int, cols: int,
-                  settings: dict[str, Any], data: bytes, actor: Principal) -> Any:
-    from monitor.orm import Baseline
-
-    row = Baseline(id=bid, name=name, source="computed", kind=kind, settings=settings, prefix=prefix, exact=False,
-                   dataset_sha256=hashlib.sha256(data).hexdigest(), row_count=rows, feature_count=cols,
-                   created_by=actor.name, created_at=utcnow())
-    session.add(row)
-    session.flush()
-    audit.record(session, actor=actor.name, action="baseline.created", subject_type="baseline", subject_id=bid,
-                 after={"kind": kind, "rows": rows})
-    return row
-
-
 def create_bias_baseline(session: Session, store: ObjectStore, *, data: bytes, config: bytes, name: str | None,
-                         actor: Principal) -> Any:
+                         actor: Principal) -> monitor.Baseline:
     """A ModelBias baseline: the post-training analysis.json of a labelled validation set."""
     try:
         parsed = parse_config(inputs.loads(config, "config"))   # kernel JSON policy first
@@ -64,16 +52,18 @@ def create_bias_baseline(session: Session, store: ObjectStore, *, data: bytes, c
     except ConfigError as exc:
         raise ConfigInvalid(exc) from None
     bid = new_id()
-    prefix = f"baselines/{bid}"
+    prefix = monitor.baseline_prefix(bid)
     store.put(f"{prefix}/analysis.json", json.dumps(result, allow_nan=False).encode(), "application/json")
     store.put(f"{prefix}/analysis_config.json", json.dumps(cfg, allow_nan=False).encode(), "application/json")
-    return _baseline_row(session, kind="ModelBias", prefix=prefix, bid=bid, name=name, rows=len(df),
-                         cols=df.shape[1], settings={"config": cfg}, data=data, actor=actor)
+    return monitor.record_baseline(session, store, baseline_id=bid, kind="ModelBias", source="computed",
+                                   settings={"config": cfg}, dataset_sha256=hashlib.sha256(data).hexdigest(),
+                                   rows=len(df), features=df.shape[1], name=name, actor=actor,
+                                   summary={"kind": "ModelBias", "rows": len(df)}, document="analysis.json")
 
 
 def create_explainability_baseline(session: Session, store: ObjectStore, *, data: bytes, group: str, version: int,
                                    fmt: str, artifact: bytes | None, label: str | None, threshold: float,
-                                   name: str | None, actor: Principal) -> Any:
+                                   name: str | None, actor: Principal) -> monitor.Baseline:
     """A ModelExplainability baseline: global SHAP of the model on reference data, and the model itself."""
     df = read_csv(data)
     if label and label in df.columns:
@@ -81,44 +71,35 @@ def create_explainability_baseline(session: Session, store: ObjectStore, *, data
     model, raw = load_model(session, store, group, version, fmt, artifact)
     result = explain(model, df)
     bid = new_id()
-    prefix = f"baselines/{bid}"
+    prefix = monitor.baseline_prefix(bid)
     store.put(f"{prefix}/analysis.json", json.dumps(strict(analysis_json(result)), allow_nan=False).encode(),
               "application/json")
     store.put(f"{prefix}/model.bin", raw, "application/octet-stream")
     settings = {"model_group": group, "model_version": version, "model_format": fmt, "features": list(df.columns),
                 "ndcg_threshold": threshold}
-    return _baseline_row(session, kind="ModelExplainability", prefix=prefix, bid=bid, name=name, rows=len(df),
-                         cols=df.shape[1], settings=settings, data=data, actor=actor)
+    explained = registry.model_artifact(session, *registry.get_version(session, group, version), actor.name)
+    return monitor.record_baseline(session, store, baseline_id=bid, kind="ModelExplainability", source="computed",
+                                   settings=settings, dataset_sha256=hashlib.sha256(data).hexdigest(), rows=len(df),
+                                   features=df.shape[1], name=name, actor=actor,
+                                   summary={"kind": "ModelExplainability", "rows": len(df)}, document="analysis.json",
+                                   upstream=[explained])
 
 
-def _record(session: Session, store: ObjectStore, *, base: Any, kind: str, endpoint: str, start: dt.datetime,
-            end: dt.datetime, actor: Principal, rows: int, violations: list[dict[str, Any]],
-            result: dict[str, Any] | None, failure: str | None, t0: float) -> Any:
-    from monitor.orm import Analysis
-
+def _record(session: Session, store: ObjectStore, *, base: monitor.Baseline, kind: str, endpoint: str,
+            start: dt.datetime, end: dt.datetime, actor: Principal, rows: int, violations: list[dict[str, Any]],
+            result: dict[str, Any] | None, failure: str | None, t0: float) -> monitor.Analysis:
+    """The run's analysis.json (when it produced one), then its row through monitor's one analysis writer."""
     aid = new_id()
-    prefix = f"analyses/{aid}"
-    store.put(f"{prefix}/constraint_violations.json", json.dumps({"violations": violations}).encode(),
-              "application/json")
     if result is not None:
-        store.put(f"{prefix}/analysis.json", json.dumps(strict(result), allow_nan=False).encode(), "application/json")
-    status = "Failed" if failure else ("CompletedWithViolations" if violations else "Completed")
-    row = Analysis(id=aid, baseline_id=base.id, kind=kind, status=status, failure_reason=failure, source="endpoint",
-                   endpoint=endpoint, window_start=start, window_end=end, row_count=rows,
-                   violation_count=len(violations), drifted_features=[], prefix=prefix,
-                   duration_ms=int((time.perf_counter() - t0) * 1000), created_by=actor.name, created_at=utcnow())
-    session.add(row)
-    session.flush()
-    audit.record(session, actor=actor.name, action="analysis.completed", subject_type="analysis", subject_id=aid,
-                 after={"kind": kind, "status": status, "violations": len(violations)})
-    events.emit(session, "analysis.completed", aid, {"id": aid, "kind": kind, "status": status,
-                                                     "baseline_id": base.id, "violations": len(violations),
-                                                     "endpoint": endpoint})
-    return row
+        store.put(f"{monitor.analysis_prefix(aid)}/analysis.json", json.dumps(strict(result), allow_nan=False).encode(),
+                  "application/json")
+    return monitor.record_analysis(session, store, analysis_id=aid, baseline=base, kind=kind, source="endpoint",
+                                   actor=actor, started=t0, violations=violations, rows=rows, failure=failure,
+                                   endpoint=endpoint, start=start, end=end)
 
 
 def bias_window(session: Session, store: ObjectStore, *, baseline_id: str, endpoint: str, start: dt.datetime,
-                end: dt.datetime, actor: Principal, draws: int = 200) -> Any:
+                end: dt.datetime, actor: Principal, draws: int = 200) -> monitor.Analysis:
     """Post-training bias of the labelled window vs the baseline: a metric violates when its bootstrap interval
     lies entirely farther from 0 than the baseline value (SageMaker's rule, without alerts on noise)."""
     base = monitor.get_baseline(session, baseline_id)
@@ -187,7 +168,7 @@ def bias_window(session: Session, store: ObjectStore, *, baseline_id: str, endpo
 
 
 def attribution_window(session: Session, store: ObjectStore, *, baseline_id: str, endpoint: str,
-                       start: dt.datetime, end: dt.datetime, actor: Principal) -> Any:
+                       start: dt.datetime, end: dt.datetime, actor: Principal) -> monitor.Analysis:
     """Global SHAP of the window with the baseline's model; violation when nDCG falls below the threshold."""
 
     base = monitor.get_baseline(session, baseline_id)

@@ -7,31 +7,40 @@
 - ``model_quality``: model-quality baselines and analyses, the label-free performance estimate
 - ``datasets``: uploaded or stored datasets read as checked tables
 
+Other domains that add monitor kinds (``monitor.kinds``) write their baselines and analyses through the one
+writer of each row kind, ``record_baseline`` and ``record_analysis``, and name the rows by the types re-exported
+here (``Baseline``, ``Analysis``); they never import ``monitor.orm``.
+
 Services flush; callers commit. Files go to the object store before the rows that point at them are flushed, so
 a committed row always finds its files, and files whose rows never committed are unreachable (and harmless).
 """
 
+from monitor.orm import Analysis, Baseline
 from monitor.service.analyses import (
     analysis_file,
     analysis_html,
+    analysis_prefix,
     analysis_report,
     analyze_file,
     analyze_window,
     drift_config,
     get_analysis,
     list_analyses,
+    record_analysis,
     run_analysis,
     violations_of,
 )
 from monitor.service.baselines import (
     attach_baseline,
     baseline_file,
+    baseline_prefix,
     create_baseline,
     get_baseline,
     gx_suite,
     import_baseline,
     list_baselines,
     put_expectations,
+    record_baseline,
     update_constraints,
     version_baseline,
 )
@@ -54,11 +63,11 @@ from monitor.service.model_quality import (
 )
 
 __all__ = [
-    "analysis_file", "analysis_html", "analysis_report", "analyze_file", "analyze_window", "attach_baseline",
-    "baseline_file", "captured_count", "create_baseline", "create_endpoint", "create_quality_baseline",
-    "drift_config",
-    "get_analysis", "get_baseline", "get_endpoint", "gx_suite", "import_baseline", "ingest", "ingest_ground_truth",
-    "labelled_window", "list_analyses", "list_baselines", "list_endpoints", "performance_estimate",
-    "put_expectations", "quality_file", "quality_window", "read_dataset_uri", "run_analysis",
-    "run_quality_analysis", "update_constraints", "version_baseline", "violations_of", "window_table",
+    "Analysis", "Baseline", "analysis_file", "analysis_html", "analysis_prefix", "analysis_report", "analyze_file",
+    "analyze_window", "attach_baseline", "baseline_file", "baseline_prefix", "captured_count", "create_baseline",
+    "create_endpoint", "create_quality_baseline", "drift_config", "get_analysis", "get_baseline", "get_endpoint",
+    "gx_suite", "import_baseline", "ingest", "ingest_ground_truth", "labelled_window", "list_analyses",
+    "list_baselines", "list_endpoints", "performance_estimate", "put_expectations", "quality_file", "quality_window",
+    "read_dataset_uri", "record_analysis", "record_baseline", "run_analysis", "run_quality_analysis",
+    "update_constraints", "version_baseline", "violations_of", "window_table",
 ]

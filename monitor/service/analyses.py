@@ -6,6 +6,7 @@ Services flush; callers commit.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import time
 from collections.abc import Mapping
@@ -24,7 +25,7 @@ from monitor import layout, report
 from monitor.engine import expectations
 from monitor.engine.analysis import AnalysisResult, DriftConfig, analyze
 from monitor.errors import AnalysisNotFound
-from monitor.orm import Analysis
+from monitor.orm import Analysis, Baseline
 from monitor.service.baselines import get_baseline
 from monitor.service.datasets import dataset_table
 from monitor.service.endpoints import get_endpoint, window_table
@@ -40,11 +41,54 @@ def drift_config(settings: Mapping[str, Any] | None) -> DriftConfig | None:
 
 
 def _store_analysis(store: ObjectStore, prefix: str, result: AnalysisResult, meta: dict[str, Any]) -> None:
-    store.put(f"{prefix}/constraint_violations.json", layout.dumps({"violations": result.violations}),
-              "application/json")
     store.put(f"{prefix}/statistics.json", layout.dumps(result.statistics), "application/json")
     drift = {"summary": result.summary(), "features": [d.as_dict() for d in result.drift], **meta}
     store.put(f"{prefix}/drift.json", layout.dumps(drift), "application/json")
+
+
+def analysis_prefix(analysis_id: str) -> str:
+    """The object-store folder of an analysis's files (stored before its row is recorded)."""
+    return f"analyses/{analysis_id}"
+
+
+def record_analysis(session: Session, store: ObjectStore, *, analysis_id: str, baseline: Baseline, kind: str,
+                    source: str, actor: Principal, started: float, violations: list[dict[str, Any]],
+                    rows: int = 0, failure: str | None = None, passed: bool = True, endpoint: str | None = None,
+                    dataset_uri: str | None = None, start: dt.datetime | None = None,
+                    end: dt.datetime | None = None, drift_share: float | None = None,
+                    dataset_drift: bool | None = None, drifted_features: list[str] | None = None) -> Analysis:
+    """The one writer of analysis rows, for every monitor kind (monitor's and those other domains register): its
+    ``constraint_violations.json`` (what schedules read to open alerts), the row for the files already stored under
+    ``analysis_prefix(analysis_id)``, the audit row and the analysis.completed event.
+
+    The status: Failed with ``failure``, else CompletedWithViolations when there are violations or another check
+    did not pass (``passed``: a Great Expectations suite), else Completed. ``started`` is the run's
+    ``time.perf_counter()`` at its start."""
+    prefix = analysis_prefix(analysis_id)
+    store.put(f"{prefix}/constraint_violations.json", layout.dumps({"violations": violations}), "application/json")
+    status = "Failed" if failure is not None else \
+        "CompletedWithViolations" if violations or not passed else "Completed"
+    drifted = list(drifted_features or [])
+    row = Analysis(id=analysis_id, baseline_id=baseline.id, kind=kind, status=status, failure_reason=failure,
+                   source=source, dataset_uri=dataset_uri, endpoint=endpoint, window_start=start, window_end=end,
+                   row_count=rows, violation_count=len(violations), drift_share=drift_share,
+                   dataset_drift=dataset_drift, drifted_features=drifted, prefix=prefix,
+                   duration_ms=int((time.perf_counter() - started) * 1000), created_by=actor.name,
+                   created_at=utcnow())
+    session.add(row)
+    session.flush()
+    count = len(violations)
+    after: dict[str, Any] = {"kind": kind, "status": status, "violations": count}
+    payload: dict[str, Any] = {"id": analysis_id, "kind": kind, "status": status, "baseline_id": baseline.id,
+                               "violations": count, "endpoint": endpoint}
+    if kind == "DataQuality":   # the shapes data-quality audit rows and webhooks have always had
+        after = {"status": status, "violations": count, "baseline_id": baseline.id}
+        payload = {"id": analysis_id, "status": status, "baseline_id": baseline.id, "violations": count,
+                   "endpoint": endpoint, "drifted_features": drifted}
+    audit.record(session, actor=actor.name, action="analysis.completed", subject_type="analysis",
+                 subject_id=analysis_id, after=after)
+    events.emit(session, "analysis.completed", analysis_id, payload)
+    return row
 
 
 def run_analysis(session: Session, store: ObjectStore, *, baseline_id: str, actor: Principal,
@@ -53,39 +97,28 @@ def run_analysis(session: Session, store: ObjectStore, *, baseline_id: str, acto
                  config: DriftConfig | None = None, failure: str | None = None) -> Analysis:
     base = get_baseline(session, baseline_id)
     aid = new_id()
-    prefix = f"analyses/{aid}"
+    prefix = analysis_prefix(aid)
     t0 = time.perf_counter()
-    row = Analysis(id=aid, baseline_id=base.id, source=source, dataset_uri=dataset_uri, endpoint=endpoint,
-                   window_start=start, window_end=end, prefix=prefix, created_by=actor.name, created_at=utcnow())
+    record = functools.partial(record_analysis, session, store, analysis_id=aid, baseline=base, kind="DataQuality",
+                               source=source, actor=actor, started=t0, endpoint=endpoint, dataset_uri=dataset_uri,
+                               start=start, end=end)
     if failure is not None or table is None:
-        row.status, row.failure_reason = "Failed", failure or "no data"
-        store.put(f"{prefix}/constraint_violations.json", layout.dumps({"violations": []}), "application/json")
-    else:
-        baseline = layout.load_profiles(store, base.prefix, base.exact)
-        constraints = json.loads(store.get(f"{base.prefix}/constraints.json"))
-        result = analyze(baseline, constraints, table, config)
-        meta = {"baseline_id": base.id, "window": {"start": start.isoformat() if start else None,
-                                                    "end": end.isoformat() if end else None}}
-        _store_analysis(store, prefix, result, meta)
-        gx_ok = True
-        if store.exists(f"{base.prefix}/expectations.json"):
-            gx = expectations.run_suite(table, json.loads(store.get(f"{base.prefix}/expectations.json")))
-            store.put(f"{prefix}/expectations.json", layout.dumps(gx), "application/json")
-            gx_ok = gx["success"]
-        summary = result.summary()
-        row.status = "CompletedWithViolations" if result.violations or not gx_ok else "Completed"
-        row.row_count, row.violation_count = result.rows, len(result.violations)
-        row.drift_share, row.dataset_drift = summary["drift_share"], summary["dataset_drift"]
-        row.drifted_features = summary["drifted_features"]
-    row.duration_ms = int((time.perf_counter() - t0) * 1000)
-    session.add(row)
-    session.flush()
-    audit.record(session, actor=actor.name, action="analysis.completed", subject_type="analysis", subject_id=aid,
-                 after={"status": row.status, "violations": row.violation_count, "baseline_id": base.id})
-    events.emit(session, "analysis.completed", aid, {"id": aid, "status": row.status, "baseline_id": base.id,
-                                                     "violations": row.violation_count, "endpoint": endpoint,
-                                                     "drifted_features": row.drifted_features})
-    return row
+        return record(violations=[], failure=failure or "no data")
+    baseline = layout.load_profiles(store, base.prefix, base.exact)
+    constraints = json.loads(store.get(f"{base.prefix}/constraints.json"))
+    result = analyze(baseline, constraints, table, config)
+    meta = {"baseline_id": base.id, "window": {"start": start.isoformat() if start else None,
+                                                "end": end.isoformat() if end else None}}
+    _store_analysis(store, prefix, result, meta)
+    gx_ok = True
+    if store.exists(f"{base.prefix}/expectations.json"):
+        gx = expectations.run_suite(table, json.loads(store.get(f"{base.prefix}/expectations.json")))
+        store.put(f"{prefix}/expectations.json", layout.dumps(gx), "application/json")
+        gx_ok = gx["success"]
+    summary = result.summary()
+    return record(violations=result.violations, passed=gx_ok, rows=result.rows,
+                  drift_share=summary["drift_share"], dataset_drift=summary["dataset_drift"],
+                  drifted_features=summary["drifted_features"])
 
 
 def analyze_file(session: Session, store: ObjectStore, *, baseline_id: str, data: bytes, fmt: str | None,

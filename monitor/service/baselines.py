@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import select
@@ -36,21 +37,16 @@ def create_baseline(session: Session, store: ObjectStore, *, data: bytes, fmt: s
     stats = statistics_json(profiles)
     constraints = cons.suggest(profiles)
     bid = new_id()
-    prefix = f"baselines/{bid}"
+    prefix = baseline_prefix(bid)
     store.put(f"{prefix}/statistics.json", layout.dumps(stats), "application/json")
     store.put(f"{prefix}/constraints.json", layout.dumps(constraints), "application/json")
     layout.save_profile(store, prefix, profiles)
     sha = hashlib.sha256(data).hexdigest()
-    row = Baseline(id=bid, name=name, source="computed", dataset_uri=dataset_uri, dataset_sha256=sha, prefix=prefix,
-                   exact=True, row_count=table.num_rows, feature_count=table.num_columns, created_by=actor.name,
-                   created_at=utcnow())
-    session.add(row)
-    session.flush()
-    baseline_lineage(session, row, store, actor.name)
-    audit.record(session, actor=actor.name, action="baseline.created", subject_type="baseline", subject_id=bid,
-                 after={"rows": row.row_count, "features": row.feature_count, "dataset_sha256": sha,
-                        "dataset_uri": dataset_uri})
-    return row
+    return record_baseline(session, store, baseline_id=bid, source="computed", dataset_uri=dataset_uri,
+                           dataset_sha256=sha, exact=True, rows=table.num_rows, features=table.num_columns,
+                           name=name, actor=actor,
+                           summary={"rows": table.num_rows, "features": table.num_columns, "dataset_sha256": sha,
+                                    "dataset_uri": dataset_uri})
 
 
 def import_baseline(session: Session, store: ObjectStore, *, statistics: bytes, constraints: bytes,
@@ -70,26 +66,44 @@ def import_baseline(session: Session, store: ObjectStore, *, statistics: bytes, 
         raise Invalid("constraints.json must hold a 'features' list and statistics.json at least one feature",
                       fix="check the files are SageMaker's data-quality statistics.json and constraints.json")
     bid = new_id()
-    prefix = f"baselines/{bid}"
+    prefix = baseline_prefix(bid)
     store.put(f"{prefix}/statistics.json", statistics, "application/json")
     store.put(f"{prefix}/constraints.json", constraints, "application/json")
-    row = Baseline(id=bid, name=name, source="imported", prefix=prefix, exact=False,
-                   row_count=int((stats.get("dataset") or {}).get("item_count") or 0), feature_count=len(profiles),
-                   created_by=actor.name, created_at=utcnow())
+    return record_baseline(session, store, baseline_id=bid, source="imported",
+                           rows=int((stats.get("dataset") or {}).get("item_count") or 0), features=len(profiles),
+                           name=name, actor=actor, action="baseline.imported", summary={"features": len(profiles)})
+
+
+def baseline_prefix(baseline_id: str) -> str:
+    """The object-store folder of a baseline's files (stored before its row is recorded)."""
+    return f"baselines/{baseline_id}"
+
+
+def record_baseline(session: Session, store: ObjectStore, *, baseline_id: str, kind: str = "DataQuality",
+                    source: str, rows: int, features: int, name: str | None, actor: Principal,
+                    summary: dict[str, Any], action: str = "baseline.created", exact: bool = False,
+                    dataset_uri: str | None = None, dataset_sha256: str | None = None,
+                    problem_type: str | None = None, settings: dict[str, Any] | None = None,
+                    document: str = "statistics.json", upstream: Sequence[lineage.Entity] = ()) -> Baseline:
+    """The one writer of baseline rows, for every monitor kind (monitor's and those other domains register): the
+    row for files already stored under ``baseline_prefix(baseline_id)``, its lineage (``document``, the file that
+    is the baseline, as a Baseline artifact; the dataset at ``dataset_uri`` and the ``upstream`` nodes it was built
+    from contributing to it) and the audit row (``action``, ``summary``)."""
+    row = Baseline(id=baseline_id, name=name, source=source, kind=kind, problem_type=problem_type, settings=settings,
+                   dataset_uri=dataset_uri, dataset_sha256=dataset_sha256, prefix=baseline_prefix(baseline_id),
+                   exact=exact, row_count=rows, feature_count=features, created_by=actor.name, created_at=utcnow())
     session.add(row)
     session.flush()
-    baseline_lineage(session, row, store, actor.name)
-    audit.record(session, actor=actor.name, action="baseline.imported", subject_type="baseline", subject_id=bid,
-                 after={"features": len(profiles)})
-    return row
-
-
-def baseline_lineage(session: Session, row: Baseline, store: ObjectStore, actor: str) -> None:
-    art, _ = lineage.ensure_artifact(session, type="Baseline", uri=store.uri(f"{row.prefix}/statistics.json"),
-                                     name=row.name or row.id, actor=actor, properties={"baseline_id": row.id})
+    art, _ = lineage.ensure_artifact(session, type="Baseline", uri=store.uri(f"{row.prefix}/{document}"),
+                                     name=row.name or row.id, actor=actor.name, properties={"baseline_id": row.id})
+    sources = list(upstream)
     if row.dataset_uri:
-        data, _ = lineage.ensure_artifact(session, type="Dataset", uri=row.dataset_uri, actor=actor)
-        lineage.link(session, data, art, "ContributedTo", actor=actor)
+        data, _ = lineage.ensure_artifact(session, type="Dataset", uri=row.dataset_uri, actor=actor.name)
+        sources.insert(0, data)
+    lineage.chain(session, [(src, art, "ContributedTo") for src in sources], actor=actor.name)
+    audit.record(session, actor=actor.name, action=action, subject_type="baseline", subject_id=baseline_id,
+                 after=summary)
+    return row
 
 
 def get_baseline(session: Session, baseline_id: str) -> Baseline:

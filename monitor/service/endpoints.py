@@ -12,8 +12,9 @@ import json
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from lineage import service as lineage
@@ -158,8 +159,6 @@ def window_table(session: Session, store: ObjectStore, ep: Endpoint, start: dt.d
     tables = [pq.read_table(io.BytesIO(store.get(b.parquet_key))) for b in batches]
     table = pa.concat_tables(tables, promote_options="permissive")
     t = table.column("__inference_time")
-    import pyarrow.compute as pc
-
     mask = pc.and_(pc.greater_equal(t, pa.scalar(start, pa.timestamp("us", tz="UTC"))),
                    pc.less(t, pa.scalar(end, pa.timestamp("us", tz="UTC"))))
     table = table.filter(mask)
@@ -169,8 +168,6 @@ def window_table(session: Session, store: ObjectStore, ep: Endpoint, start: dt.d
 
 
 def captured_count(session: Session, endpoint: str) -> int:
-    from sqlalchemy import func
-
     ep = get_endpoint(session, endpoint)
     return int(session.scalar(select(func.count()).select_from(CaptureEvent).where(CaptureEvent.endpoint_id == ep.id))
                or 0)

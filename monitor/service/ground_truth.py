@@ -9,6 +9,7 @@ import datetime as dt
 import json
 from typing import Any
 
+import pandas as pd
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -94,11 +95,9 @@ def ingest_ground_truth(session: Session, store: ObjectStore, endpoint: str, bod
 
 
 def labelled_window(session: Session, store: ObjectStore, ep: Endpoint, start: dt.datetime,
-                    end: dt.datetime) -> Any:
+                    end: dt.datetime) -> pd.DataFrame:
     """Captured rows with inference time in [start, end) as a DataFrame, with `__label` holding the ground
     truth joined by inferenceId (else eventId), or None where no label has arrived."""
-    import pandas as pd
-
     table = window_table(session, store, ep, start, end, keep_keys=True)
     if table is None or table.num_rows == 0:
         return pd.DataFrame()

@@ -13,16 +13,18 @@ import json
 import time
 from typing import Any
 
+import numpy as np
 from sqlalchemy.orm import Session
 
-from mlgov import audit, events
 from mlgov.auth import Principal
-from mlgov.db import new_id, utcnow
+from mlgov.db import new_id
 from mlgov.errors import Invalid
 from mlgov.storage import ObjectStore
 from monitor import capture, layout
+from monitor.engine import cbpe, quality
 from monitor.orm import Analysis, Baseline
-from monitor.service.baselines import baseline_lineage, get_baseline
+from monitor.service.analyses import analysis_prefix, record_analysis
+from monitor.service.baselines import baseline_prefix, get_baseline, record_baseline
 from monitor.service.datasets import dataset_table
 from monitor.service.endpoints import get_endpoint
 from monitor.service.ground_truth import labelled_window
@@ -30,8 +32,6 @@ from monitor.service.ground_truth import labelled_window
 
 def _quality_arrays(problem: str, labels: list[Any], preds: list[Any] | None, probs: list[Any] | None
                     ) -> tuple[Any, Any, Any]:
-    import numpy as np
-
     try:
         if problem != "BinaryClassification" and preds is None:
             raise Invalid(f"{problem} quality needs a prediction column", fix="configure prediction=")
@@ -55,8 +55,6 @@ def _quality_arrays(problem: str, labels: list[Any], preds: list[Any] | None, pr
 def create_quality_baseline(session: Session, store: ObjectStore, *, data: bytes, fmt: str | None, header: bool,
                             problem_type: str, label: str, prediction: str | None, probability: str | None,
                             threshold: float, name: str | None, actor: Principal) -> Baseline:
-    from monitor.engine import quality
-
     if problem_type not in quality.PROBLEMS:
         raise Invalid(f"problem_type {problem_type!r} is not one of {', '.join(quality.PROBLEMS)}",
                       fix="use Regression, BinaryClassification or MulticlassClassification")
@@ -72,60 +70,38 @@ def create_quality_baseline(session: Session, store: ObjectStore, *, data: bytes
     stats = quality.statistics(problem_type, y, prediction=pred, probability=prob, threshold=threshold)
     constraints = quality.suggest_constraints(stats)
     bid = new_id()
-    prefix = f"baselines/{bid}"
+    prefix = baseline_prefix(bid)
     store.put(f"{prefix}/statistics.json", layout.dumps(stats), "application/json")
     store.put(f"{prefix}/constraints.json", layout.dumps(constraints), "application/json")
-    row = Baseline(id=bid, name=name, source="computed", kind="ModelQuality", problem_type=problem_type,
-                   settings={"label": label, "prediction": prediction, "probability": probability,
-                             "threshold": threshold},
-                   dataset_sha256=hashlib.sha256(data).hexdigest(), prefix=prefix, exact=False,
-                   row_count=table.num_rows, feature_count=table.num_columns, created_by=actor.name,
-                   created_at=utcnow())
-    session.add(row)
-    session.flush()
-    baseline_lineage(session, row, store, actor.name)
-    audit.record(session, actor=actor.name, action="baseline.created", subject_type="baseline", subject_id=bid,
-                 after={"kind": "ModelQuality", "problem_type": problem_type, "rows": row.row_count})
-    return row
+    return record_baseline(session, store, baseline_id=bid, kind="ModelQuality", source="computed",
+                           problem_type=problem_type,
+                           settings={"label": label, "prediction": prediction, "probability": probability,
+                                     "threshold": threshold},
+                           dataset_sha256=hashlib.sha256(data).hexdigest(), rows=table.num_rows,
+                           features=table.num_columns, name=name, actor=actor,
+                           summary={"kind": "ModelQuality", "problem_type": problem_type, "rows": table.num_rows})
 
 
 def run_quality_analysis(session: Session, store: ObjectStore, *, baseline_id: str, actor: Principal,
                          labels: list[Any] | None, preds: list[Any] | None, probs: list[Any] | None,
                          source: str, endpoint: str | None = None, start: dt.datetime | None = None,
                          end: dt.datetime | None = None, failure: str | None = None) -> Analysis:
-    from monitor.engine import quality
-
     base = get_baseline(session, baseline_id)
     if base.kind != "ModelQuality" or base.problem_type is None:
         raise Invalid(f"baseline {baseline_id} is a {base.kind} baseline", fix="use a ModelQuality baseline")
     aid = new_id()
-    prefix = f"analyses/{aid}"
     t0 = time.perf_counter()
-    row = Analysis(id=aid, baseline_id=base.id, kind="ModelQuality", source=source, endpoint=endpoint,
-                   window_start=start, window_end=end, prefix=prefix, created_by=actor.name, created_at=utcnow(),
-                   drifted_features=[])
+    record = functools.partial(record_analysis, session, store, analysis_id=aid, baseline=base, kind="ModelQuality",
+                               source=source, actor=actor, started=t0, endpoint=endpoint, start=start, end=end)
     if failure is not None or not labels:
-        row.status, row.failure_reason = "Failed", failure or "no labelled predictions"
-        store.put(f"{prefix}/constraint_violations.json", layout.dumps({"violations": []}), "application/json")
-    else:
-        settings = base.settings or {}
-        y, pred, prob = _quality_arrays(base.problem_type, labels, preds, probs)
-        stats = quality.statistics(base.problem_type, y, prediction=pred, probability=prob,
-                                   threshold=float(settings.get("threshold", 0.5)))
-        found = quality.violations(json.loads(store.get(f"{base.prefix}/constraints.json")), stats)
-        store.put(f"{prefix}/statistics.json", layout.dumps(stats), "application/json")
-        store.put(f"{prefix}/constraint_violations.json", layout.dumps({"violations": found}), "application/json")
-        row.status = "CompletedWithViolations" if found else "Completed"
-        row.row_count, row.violation_count = len(y), len(found)
-    row.duration_ms = int((time.perf_counter() - t0) * 1000)
-    session.add(row)
-    session.flush()
-    audit.record(session, actor=actor.name, action="analysis.completed", subject_type="analysis", subject_id=aid,
-                 after={"kind": "ModelQuality", "status": row.status, "violations": row.violation_count})
-    events.emit(session, "analysis.completed", aid, {"id": aid, "kind": "ModelQuality", "status": row.status,
-                                                     "baseline_id": base.id, "violations": row.violation_count,
-                                                     "endpoint": endpoint})
-    return row
+        return record(violations=[], failure=failure or "no labelled predictions")
+    settings = base.settings or {}
+    y, pred, prob = _quality_arrays(base.problem_type, labels, preds, probs)
+    stats = quality.statistics(base.problem_type, y, prediction=pred, probability=prob,
+                               threshold=float(settings.get("threshold", 0.5)))
+    found = quality.violations(json.loads(store.get(f"{base.prefix}/constraints.json")), stats)
+    store.put(f"{analysis_prefix(aid)}/statistics.json", layout.dumps(stats), "application/json")
+    return record(violations=found, rows=len(y))
 
 
 def quality_window(session: Session, store: ObjectStore, *, baseline_id: str, endpoint: str, start: dt.datetime,
@@ -175,10 +151,6 @@ def quality_file(session: Session, store: ObjectStore, *, baseline_id: str, data
 def performance_estimate(session: Session, store: ObjectStore, endpoint: str, start: dt.datetime,
                          end: dt.datetime, threshold: float) -> dict[str, Any]:
     """CBPE on the captured window's probabilities; realised metrics beside them for labelled records."""
-    import numpy as np
-
-    from monitor.engine import cbpe, quality
-
     ep = get_endpoint(session, endpoint)
     schema = capture.CaptureSchema.model_validate(ep.schema)
     col = (schema.probability or schema.prediction)

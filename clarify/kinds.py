@@ -1,0 +1,81 @@
+"""Clarify's two monitor kinds, registered with monitor's registry (``monitor.kinds``) at composition time:
+``ModelBias`` (bias drift) and ``ModelExplainability`` (feature-attribution drift).
+
+``register()`` is called by the composition roots (``mlgov.app.create_app``, ``mlgov.cli``); calling it again
+replaces the same entries.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy.orm import Session
+
+from clarify.service import monitors
+from mlgov import inputs
+from mlgov.auth import Principal
+from mlgov.errors import Invalid
+from mlgov.storage import ObjectStore
+from monitor import kinds
+from monitor.service import Analysis, Baseline
+
+
+def _reference(form: kinds.Form, kind: str) -> bytes:
+    up = kinds.file_part(form, "file")
+    if up is None:
+        raise Invalid(f"a {kind} baseline needs a `file` (CSV with header)", fix="upload the reference data")
+    return up[0]
+
+
+def _bias_baseline(session: Session, store: ObjectStore, form: kinds.Form, name: str | None,
+                   actor: Principal) -> Baseline:
+    """Parts: `file` (the labelled validation set, CSV with header), `config` (SageMaker analysis_config.json)."""
+    data = _reference(form, "ModelBias")
+    cfg = kinds.file_part(form, "config")
+    if cfg is None:
+        raise Invalid("a ModelBias baseline needs a `config` part (SageMaker analysis_config.json)",
+                      fix="send the label, predicted_label and facet configuration")
+    return monitors.create_bias_baseline(session, store, data=data, config=cfg[0], name=name, actor=actor)
+
+
+def _explainability_baseline(session: Session, store: ObjectStore, form: kinds.Form, name: str | None,
+                             actor: Principal) -> Baseline:
+    """Parts: `file` (reference rows), `model_group` + `model_version` (the explained version), `model_format`,
+    `model` (the artifact, unless it is in mlgov's store), `label` (dropped), `ndcg_threshold` (default 0.9)."""
+    data = _reference(form, "ModelExplainability")
+    version = str(form.get("model_version", ""))
+    if not form.get("model_group") or not version.isdigit():
+        raise Invalid("a ModelExplainability baseline needs model_group and model_version",
+                      fix="name the registered version whose model is explained")
+    if len(version) > 10 or int(version) > inputs.INT32[1]:
+        raise Invalid(f"model_version {version[:20]} is past the largest version number {inputs.INT32[1]}",
+                      fix="send the number of a registered version", field="model_version")
+    model = kinds.file_part(form, "model")
+    try:
+        threshold = float(form.get("ndcg_threshold", 0.9))
+    except ValueError:
+        raise Invalid("ndcg_threshold must be a number", fix="e.g. 0.9") from None
+    return monitors.create_explainability_baseline(
+        session, store, data=data, group=str(form["model_group"]), version=int(version),
+        fmt=str(form.get("model_format", "skops")), artifact=model[0] if model else None,
+        label=form.get("label"), threshold=threshold, name=name, actor=actor)
+
+
+def _bias_window(session: Session, store: ObjectStore, w: kinds.Window, actor: Principal) -> Analysis:
+    return monitors.bias_window(session, store, baseline_id=w.baseline_id, endpoint=w.endpoint, start=w.start,
+                                end=w.end, actor=actor)
+
+
+def _attribution_window(session: Session, store: ObjectStore, w: kinds.Window, actor: Principal) -> Analysis:
+    return monitors.attribution_window(session, store, baseline_id=w.baseline_id, endpoint=w.endpoint,
+                                       start=w.start, end=w.end, actor=actor)
+
+
+MODEL_BIAS = kinds.MonitorKind(name="ModelBias", create_baseline=_bias_baseline, run_window=_bias_window,
+                               checks=("bias_drift_check",))
+MODEL_EXPLAINABILITY = kinds.MonitorKind(name="ModelExplainability", create_baseline=_explainability_baseline,
+                                         run_window=_attribution_window,
+                                         checks=("feature_attribution_drift_check",))
+
+
+def register() -> None:
+    kinds.register(MODEL_BIAS)
+    kinds.register(MODEL_EXPLAINABILITY)

@@ -1,0 +1,163 @@
+"""The registry of monitor kinds: what a monitoring type needs so baselines, schedules, executions, alerts and
+retraining work the same way for every one of them.
+
+A kind says how to build its baseline from a ``POST /baselines`` form, how to run a captured window against that
+baseline (an analysis row whose ``constraint_violations.json`` holds SageMaker-shaped violations, each naming its
+``constraint_check_type``: alerts open one per check), and which checks its violations carry.
+
+Monitor registers its own two kinds here (``DataQuality``, ``ModelQuality``). Other domains register theirs at
+composition time (``mlgov.app``, ``mlgov.cli``): Clarify adds ``ModelBias`` and ``ModelExplainability`` through
+``clarify.kinds.register()``, so monitor never imports Clarify.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from mlgov.auth import Principal
+from mlgov.errors import Invalid
+from mlgov.storage import ObjectStore
+from monitor import service
+from monitor.service import Analysis, Baseline
+
+# A POST /baselines form as ``mlgov.api.form_parts`` reads it: text parts as str, files as (bytes, filename);
+# a JSON body's fields as sent.
+Form = Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Window:
+    """One run of a monitor: the baseline to judge against and the endpoint's captured window [start, end)."""
+
+    baseline_id: str
+    endpoint: str
+    start: dt.datetime
+    end: dt.datetime
+    drift: Mapping[str, Any] | None = None   # the schedule's DriftSettings (data quality)
+
+
+@dataclass(frozen=True)
+class MonitorKind:
+    name: str
+    create_baseline: Callable[[Session, ObjectStore, Form, str | None, Principal], Baseline]
+    """A baseline of this kind from the form's parts (``name`` already read); raises Invalid naming what is missing."""
+    run_window: Callable[[Session, ObjectStore, Window, Principal], Analysis]
+    """The analysis of a captured window; a window without data is a Failed analysis, not an error."""
+    checks: tuple[str, ...]
+    """The ``constraint_check_type`` values this kind's violations carry (data quality: per feature)."""
+
+
+_KINDS: dict[str, MonitorKind] = {}
+
+
+def register(kind: MonitorKind) -> None:
+    """Add (or replace, by name: composing twice is harmless) a kind."""
+    _KINDS[kind.name] = kind
+
+
+def names() -> tuple[str, ...]:
+    return tuple(_KINDS)
+
+
+def get(name: str) -> MonitorKind:
+    kind = _KINDS.get(name)
+    if kind is None:
+        known = names()
+        listed = f"{', '.join(known[:-1])} or {known[-1]}" if len(known) > 1 else "".join(known)
+        raise Invalid(f"monitoring type {name!r} is not {listed}", fix="omit type for a data-quality monitor")
+    return kind
+
+
+# --- form parts -------------------------------------------------------------------------------------------------
+
+def file_part(form: Form, key: str) -> tuple[bytes, str | None] | None:
+    """An uploaded part as (bytes, filename), None if absent; a text value where a file belongs is 422."""
+    v = form.get(key)
+    if v is None:
+        return None
+    if isinstance(v, tuple):
+        return v
+    raise Invalid(f"form field {key!r} must be a file upload", fix=f"send {key} as a file part")
+
+
+def table_format(filename: str | None, explicit: str | None) -> str | None:
+    if explicit:
+        if explicit not in ("csv", "parquet"):
+            raise Invalid(f"format {explicit!r} is not csv or parquet", fix="use format=csv or format=parquet")
+        return explicit
+    if filename and filename.lower().endswith((".parquet", ".pq")):
+        return "parquet"
+    return None
+
+
+def flag(form: Form, key: str, default: bool) -> bool:
+    v = form.get(key)
+    if v is None:
+        return default
+    if str(v).lower() in ("true", "1", "yes"):
+        return True
+    if str(v).lower() in ("false", "0", "no"):
+        return False
+    raise Invalid(f"form field {key!r} must be true or false", fix=f"send {key}=true or {key}=false")
+
+
+# --- monitor's own kinds ----------------------------------------------------------------------------------------
+
+def _data_quality_baseline(session: Session, store: ObjectStore, form: Form, name: str | None,
+                           actor: Principal) -> Baseline:
+    """A file or a ``dataset_uri`` → computed baseline; SageMaker ``statistics`` + ``constraints`` → imported."""
+    up, stats, constr = file_part(form, "file"), file_part(form, "statistics"), file_part(form, "constraints")
+    if stats or constr:
+        if not (stats and constr):
+            raise Invalid("an imported baseline needs both `statistics` and `constraints` files",
+                          fix="send statistics.json and constraints.json together")
+        return service.import_baseline(session, store, statistics=stats[0], constraints=constr[0], name=name,
+                                       actor=actor)
+    uri = form.get("dataset_uri")
+    if up is None and not uri:
+        raise Invalid("no dataset given", fix="send a `file` part, `statistics`+`constraints` parts, or `dataset_uri`")
+    data, filename = up if up else (service.read_dataset_uri(store, str(uri)), str(uri))
+    return service.create_baseline(session, store, data=data, fmt=table_format(filename, form.get("format")),
+                                   header=flag(form, "header", True), name=name,
+                                   dataset_uri=str(uri) if uri else None, actor=actor)
+
+
+def _model_quality_baseline(session: Session, store: ObjectStore, form: Form, name: str | None,
+                            actor: Principal) -> Baseline:
+    up = file_part(form, "file")
+    if up is None:
+        raise Invalid("a ModelQuality baseline needs a `file` with labels and predictions",
+                      fix="upload the validation set (CSV with header or Parquet)")
+    try:
+        threshold = float(form.get("threshold", 0.5))
+    except ValueError:
+        raise Invalid("threshold must be a number", fix="e.g. threshold=0.5") from None
+    return service.create_quality_baseline(
+        session, store, data=up[0], fmt=table_format(up[1], form.get("format")), header=flag(form, "header", True),
+        problem_type=str(form.get("problem_type", "")), label=str(form.get("label", "label")),
+        prediction=form.get("prediction") or None, probability=form.get("probability") or None,
+        threshold=threshold, name=name, actor=actor)
+
+
+def _data_quality_window(session: Session, store: ObjectStore, w: Window, actor: Principal) -> Analysis:
+    return service.analyze_window(session, store, baseline_id=w.baseline_id, endpoint=w.endpoint, start=w.start,
+                                  end=w.end, config=service.drift_config(w.drift), actor=actor)
+
+
+def _model_quality_window(session: Session, store: ObjectStore, w: Window, actor: Principal) -> Analysis:
+    return service.quality_window(session, store, baseline_id=w.baseline_id, endpoint=w.endpoint, start=w.start,
+                                  end=w.end, actor=actor)
+
+
+register(MonitorKind(
+    name="DataQuality", create_baseline=_data_quality_baseline, run_window=_data_quality_window,
+    checks=("data_type_check", "completeness_check", "baseline_drift_check", "missing_column_check",
+            "extra_column_check", "categorical_values_check")))
+register(MonitorKind(
+    name="ModelQuality", create_baseline=_model_quality_baseline, run_window=_model_quality_window,
+    checks=("LessThanThreshold", "GreaterThanThreshold")))
