@@ -28,7 +28,6 @@ import time
 from dataclasses import dataclass
 from typing import Any, Literal
 
-import httpx
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -47,7 +46,7 @@ from sqlalchemy.orm import Mapped, Session, aliased, mapped_column
 from mlgov.audit import canonical
 from mlgov.db import BIGINT_PK, Base, Database, new_id, utcnow
 from mlgov.errors import Conflict, DomainError, Invalid, NotFound
-from mlgov.outbound import OutboundPolicy, safe_url
+from mlgov.outbound import OutboundClient, OutboundPolicy, safe_url
 from mlgov.secrets import SecretBox, is_encrypted
 from mlgov.settings import Settings
 
@@ -315,7 +314,7 @@ def backoff(settings: Settings, attempt: int) -> float:
     return float(min(settings.webhook_backoff_max_s, settings.webhook_backoff_base_s * (2 ** (attempt - 1))))
 
 
-def _send(policy: OutboundPolicy, client: httpx.Client, settings: Settings,
+def _send(policy: OutboundPolicy, client: OutboundClient, settings: Settings,
           c: _Claim) -> tuple[int | None, str | None, int]:
     """One attempt through the outbound policy (re-checked now); the receiver's body is never stored."""
     start = time.perf_counter()
@@ -333,7 +332,7 @@ def _send(policy: OutboundPolicy, client: httpx.Client, settings: Settings,
 
 
 def deliver_due(db: Database, settings: Settings, policy: OutboundPolicy, box: SecretBox,
-                client: httpx.Client | None = None, now: dt.datetime | None = None, limit: int = 50) -> int:
+                client: OutboundClient | None = None, now: dt.datetime | None = None, limit: int = 50) -> int:
     """Attempt every due delivery once; returns how many were attempted."""
     now = now or utcnow()
     claims = _claim(db, settings, box, now, limit)

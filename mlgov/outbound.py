@@ -95,6 +95,9 @@ def _category(ip: IPAddress) -> str | None:
     return None
 
 
+OutboundClient = httpx.Client   # only ever made by `OutboundPolicy.client`: every request checked and pinned
+
+
 @dataclass(frozen=True)
 class Reply:
     """A bounded reply: status, headers and at most ``max_bytes`` of body."""
@@ -178,7 +181,7 @@ class OutboundPolicy:
 
     # --- sending --------------------------------------------------------------------------------------
 
-    def client(self, read_timeout_s: float | None = None) -> httpx.Client:
+    def client(self, read_timeout_s: float | None = None) -> OutboundClient:
         """An httpx client whose every request is checked and pinned; no redirects, no proxies from env."""
         timeout = httpx.Timeout(read_timeout_s or self.read_timeout_s, connect=self.connect_timeout_s)
         return httpx.Client(transport=PinnedTransport(self), timeout=timeout, follow_redirects=False,

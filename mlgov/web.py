@@ -13,6 +13,7 @@ import base64
 import hashlib
 import json
 import mimetypes
+from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any
 
@@ -70,7 +71,7 @@ mimetypes.add_type("text/javascript", ".js")
 mimetypes.add_type("text/css", ".css")
 
 
-class HttpMiddleware:
+class HttpMiddleware(ABC):
     """An ASGI middleware that acts on HTTP requests (``http``) and passes every other scope (lifespan) through."""
 
     def __init__(self, app: ASGIApp) -> None:
@@ -82,8 +83,9 @@ class HttpMiddleware:
             return
         await self.http(scope, receive, send)
 
+    @abstractmethod
     async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
-        raise NotImplementedError
+        """Handle one HTTP request (subclasses)."""
 
 
 def adding_headers(send: Send, headers: list[tuple[bytes, bytes]], *, unless_set: bool = False) -> Send:
