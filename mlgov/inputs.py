@@ -218,6 +218,18 @@ def _int_params(dependant: Any) -> list[tuple[str, str, Any]]:
     return out
 
 
+_ROUTE_INT_PARAMS: dict[int, tuple[APIRoute, list[tuple[str, str, Any]]]] = {}
+
+
+def _route_int_params(route: APIRoute) -> list[tuple[str, str, Any]]:
+    """`_int_params` of a route, worked out once per route instead of on every request (routes live as long as
+    the app; the route is kept beside its id so a reused id cannot return another route's parameters)."""
+    cached = _ROUTE_INT_PARAMS.get(id(route))
+    if cached is None or cached[0] is not route:
+        cached = _ROUTE_INT_PARAMS[id(route)] = (route, _int_params(route.dependant))
+    return cached[1]
+
+
 def _bounds(field_info: Any) -> tuple[int, int]:
     """A parameter's declared bounds, clamped to 64 bits; undeclared sides default to 32 bits, because the
     integers in mlgov's paths and queries (versions, counts) land in PostgreSQL INTEGER columns."""
@@ -253,7 +265,7 @@ async def guard_params(request: Request) -> None:
     route = request.scope.get("route")
     if not isinstance(route, APIRoute):
         return
-    for where, name, info in _int_params(route.dependant):
+    for where, name, info in _route_int_params(route):
         lo, hi = _bounds(info)
         for v in values.get((where, name), []):
             if _INTEGER.match(v) and not _in(v, lo, hi):

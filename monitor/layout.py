@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import json
-import math
 from typing import Any
 
 import numpy as np
@@ -13,22 +12,18 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mlgov.storage import ObjectStore
-from monitor.engine.stats import CategoricalSummary, FeatureProfile, NumericSummary, profiles_from_statistics
+from monitor.engine.stats import (
+    CategoricalSummary,
+    FeatureProfile,
+    NumericSummary,
+    json_safe,
+    profiles_from_statistics,
+)
 
 
 def dumps(obj: Any) -> bytes:
     """JSON as SageMaker writes it: NaN/inf become null (strict JSON), UTF-8, indented."""
-    return json.dumps(_clean(obj), indent=2, ensure_ascii=False).encode()
-
-
-def _clean(o: Any) -> Any:
-    if isinstance(o, float) and not math.isfinite(o):
-        return None
-    if isinstance(o, dict):
-        return {k: _clean(v) for k, v in o.items()}
-    if isinstance(o, list | tuple):
-        return [_clean(v) for v in o]
-    return o
+    return json.dumps(json_safe(obj), indent=2, ensure_ascii=False).encode()
 
 
 def save_profile(store: ObjectStore, prefix: str, profiles: list[FeatureProfile]) -> None:

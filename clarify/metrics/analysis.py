@@ -11,7 +11,7 @@ import pandas as pd
 from clarify.metrics import bias
 from clarify.metrics.config import AnalysisConfig, ConfigError, parse_config
 
-__all__ = ["ConfigError", "analyze", "facet_groups", "metric_entry", "metric_value", "parse_config", "strict"]
+__all__ = ["ConfigError", "analyze", "facet_groups", "metric_entry", "metric_value", "parse_config"]
 
 
 def _column(df: pd.DataFrame, ref: Any, what: str) -> pd.Series:
@@ -152,12 +152,3 @@ def _listed(values: dict[str, float], wanted: list[str]) -> list[dict[str, Any]]
     return [metric_entry(k, values.get(k)) for k in sorted(wanted) if k in values or k in ("CDDL", "CDDPL", "FT")]
 
 
-def strict(obj: Any) -> Any:
-    """``obj`` with every non-finite float replaced by null, for documents that had no note to give."""
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, dict):
-        return {k: strict(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [strict(v) for v in obj]
-    return obj

@@ -12,7 +12,7 @@ import pandas as pd
 from sqlalchemy.orm import Session
 
 from clarify.errors import ConfigInvalid, DatasetUnreadable
-from clarify.metrics.analysis import ConfigError, analyze, metric_value, strict
+from clarify.metrics.analysis import ConfigError, analyze, metric_value
 from clarify.metrics.shap_values import AGGREGATIONS, analysis_json, explain, predict_fn
 from clarify.remote import RemoteModel
 from clarify.schemas import BiasAnalysisRequest, CapturedWindow, ExplainRequest, StoredAnalysis, StoredReport
@@ -25,6 +25,7 @@ from mlgov.errors import DomainError, Invalid
 from mlgov.outbound import OutboundPolicy
 from mlgov.storage import ObjectStore
 from monitor import service as monitor
+from monitor.engine.stats import json_safe
 from registry import service as registry
 
 DEFAULT_LIMITS = {"DPL": 0.1, "DPPL": 0.1, "DI": 0.2}
@@ -32,7 +33,7 @@ DEFAULT_LIMITS = {"DPL": 0.1, "DPPL": 0.1, "DI": 0.2}
 
 def dump(doc: Any) -> bytes:
     """RFC 8259 JSON: non-finite numbers never leave the server (they are null, with a note where known)."""
-    return json.dumps(strict(doc), allow_nan=False).encode()
+    return json.dumps(json_safe(doc), allow_nan=False).encode()
 
 
 def policy_failures(analysis: dict[str, Any], limits: dict[str, float]) -> list[str]:

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from clarify import loaders
 from clarify.errors import ConfigInvalid
 from clarify.metrics import bias
-from clarify.metrics.analysis import ConfigError, analyze, facet_groups, metric_value, parse_config, strict
+from clarify.metrics.analysis import ConfigError, analyze, facet_groups, metric_value, parse_config
 from clarify.metrics.drift import DEFAULT_NDCG_THRESHOLD, bias_violation, bootstrap_interval, ndcg
 from clarify.metrics.shap_values import analysis_json, explain
 from clarify.schemas import PostTraining
@@ -32,6 +32,7 @@ from mlgov.auth import Principal
 from mlgov.db import new_id
 from mlgov.storage import ObjectStore
 from monitor import service as monitor
+from monitor.engine.stats import json_safe
 from registry import service as registry
 
 
@@ -72,7 +73,7 @@ def create_explainability_baseline(session: Session, store: ObjectStore, *, data
     result = explain(model, df)
     bid = new_id()
     prefix = monitor.baseline_prefix(bid)
-    store.put(f"{prefix}/analysis.json", json.dumps(strict(analysis_json(result)), allow_nan=False).encode(),
+    store.put(f"{prefix}/analysis.json", json.dumps(json_safe(analysis_json(result)), allow_nan=False).encode(),
               "application/json")
     store.put(f"{prefix}/model.bin", raw, "application/octet-stream")
     settings = {"model_group": group, "model_version": version, "model_format": fmt, "features": list(df.columns),
@@ -91,8 +92,8 @@ def _record(session: Session, store: ObjectStore, *, base: monitor.Baseline, kin
     """The run's analysis.json (when it produced one), then its row through monitor's one analysis writer."""
     aid = new_id()
     if result is not None:
-        store.put(f"{monitor.analysis_prefix(aid)}/analysis.json", json.dumps(strict(result), allow_nan=False).encode(),
-                  "application/json")
+        store.put(f"{monitor.analysis_prefix(aid)}/analysis.json",
+                  json.dumps(json_safe(result), allow_nan=False).encode(), "application/json")
     return monitor.record_analysis(session, store, analysis_id=aid, baseline=base, kind=kind, source="endpoint",
                                    actor=actor, started=t0, violations=violations, rows=rows, failure=failure,
                                    endpoint=endpoint, start=start, end=end)

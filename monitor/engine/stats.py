@@ -217,3 +217,15 @@ def profiles_from_statistics(stats: dict[str, Any]) -> list[FeatureProfile]:
             summary = None
         out.append(FeatureProfile(name, kind, summary, rows))
     return out
+
+
+def json_safe(obj: Any) -> Any:
+    """``obj`` with every non-finite float (NaN, ±Infinity) replaced by null: stored and served documents are
+    RFC 8259 JSON. Used for monitor's SageMaker files and Clarify's analysis.json alike."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [json_safe(v) for v in obj]
+    return obj
