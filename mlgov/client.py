@@ -27,12 +27,13 @@ from mlgov.sdk import (
     Unauthorized,
     Unavailable,
 )
+from monitor.client import MonitorClient, capture_records, ground_truth_records
 from registry.client import RegistryClient
 
 
-class Client(KernelClient, RegistryClient):
+class Client(KernelClient, RegistryClient, MonitorClient):
     """Every route of the mlgov API as a method returning the server's own response models."""
 
 
 __all__ = ["UNSET", "ApiError", "Client", "Conflict", "Forbidden", "InvalidInput", "NotFound", "Pager", "Route",
-           "ServerError", "Unauthorized", "Unavailable"]
+           "ServerError", "Unauthorized", "Unavailable", "capture_records", "ground_truth_records"]

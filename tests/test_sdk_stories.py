@@ -9,15 +9,18 @@ import datetime as dt
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+import numpy as np
+import pandas as pd
 import pytest
 
 from mlgov import auth
 from mlgov.app import create_app
-from mlgov.client import Client, Conflict, Forbidden, NotFound
+from mlgov.client import Client, Conflict, Forbidden, InvalidInput, NotFound, capture_records
 from mlgov.db import Database
 from tests.conftest import make_settings
 from tests.helpers import sha
 from tests.infra import LiveServer
+from tests.monitor.test_api import FEATURES, frame
 
 pytestmark = pytest.mark.live
 T0 = dt.datetime(2026, 11, 20, 10, tzinfo=dt.UTC)
@@ -114,3 +117,92 @@ def test_registry_story(live: Live) -> None:
     live.admin.revoke_key("carol")
     assert not next(k for k in live.admin.list_keys() if k.name == "carol").active
     assert "/api/v1/model-groups" in live.admin.openapi()["paths"]
+
+
+def test_monitor_story(live: Live, tmp_path) -> None:
+    pub, _ = _registered(live)
+    ingest, viewer = live.person("edge", "ingest"), live.person("carol", "viewer")
+    hour = (T0, T0 + dt.timedelta(hours=1))
+
+    # baselines: from a DataFrame (CSV or Parquet on the wire) or a path; SageMaker's files; GX expectations
+    train = frame(2000)
+    base = pub.create_baseline(train, name="train")
+    assert (base.kind, base.row_count, base.feature_count, base.created_by) == ("DataQuality", 2000, 3, "alice")
+    train.to_parquet(tmp_path / "train.parquet", index=False)
+    from_path = pub.create_baseline(tmp_path / "train.parquet")
+    assert from_path.row_count == 2000 and pub.create_baseline(train, format="parquet").row_count == 2000
+    assert {b.id for b in viewer.list_baselines(page_size=2)} >= {base.id, from_path.id}
+    constraints = viewer.get_baseline_file(base.id, "constraints.json")
+    assert {f["name"] for f in constraints["features"]} == {"age", "income", "state"}
+    assert pub.update_constraints(base.id, constraints)["features"] == constraints["features"]
+    pub.set_expectations(base.id, {"name": "inputs", "expectations": [
+        {"type": "expect_column_to_exist", "kwargs": {"column": "age"}}]})
+    assert viewer.get_baseline_file(base.id, "expectations.json")["name"] == "inputs"
+    assert pub.attach_baseline("churn", 1, base.id).baseline_id == viewer.get_attached_baseline("churn", 1).baseline_id
+
+    # an analysis of a file: violations, drift, the GX result, SageMaker's files, the report
+    shifted = frame(800, shift=30, seed=2)
+    a = pub.run_analysis(base.id, shifted, drift={"numerical": "psi"})
+    assert a.status == "CompletedWithViolations" and a.drifted_features == ["income"] and a.expectations is not None
+    assert viewer.get_analysis(a.id).violations == a.violations
+    assert "violations" in viewer.get_analysis_file(a.id, "constraint_violations.json")
+    assert viewer.get_analysis_report(a.id) and "<html" in viewer.get_analysis_report_html(a.id).lower()
+    with pytest.raises(ValueError, match="exactly one"):
+        pub.run_analysis(base.id, shifted, endpoint="churn-prod", start=hour[0], end=hour[1])
+
+    # an endpoint, its traffic from a DataFrame in batches, labels that arrive later
+    ep = pub.create_endpoint("churn-prod", "churn", 1, {"features": FEATURES, "probability": {"name": "probability"}})
+    assert ep.model_version == 1 and [f["name"] for f in ep.schema_["features"]] == ["age", "income", "state"]
+    assert [e.name for e in viewer.list_endpoints()] == ["churn-prod"] == [viewer.get_endpoint("churn-prod").name]
+    rng = np.random.default_rng(4)
+    traffic = frame(300, shift=30, seed=3).assign(
+        probability=rng.random(300), event_id=[f"ev-{i}" for i in range(300)],
+        inference_id=[f"inf-{i}" for i in range(300)],
+        inference_time=[T0 + dt.timedelta(seconds=i) for i in range(300)])
+    traffic["prediction"] = (traffic.probability > 0.5).astype(int)
+    seen: list[tuple[int, int]] = []
+    cap = ingest.capture("churn-prod", traffic, batch_size=120, progress=lambda done, total: seen.append((done, total)))
+    assert (cap.accepted, cap.duplicates, cap.rejected) == (300, 0, []) and seen == [(120, 300), (240, 300), (300, 300)]
+    again = ingest.capture("churn-prod", [*capture_records(traffic.head(3)), {"eventMetadata": {}}], batch_size=2)
+    assert again.duplicates == 3 and [r["index"] for r in again.rejected] == [3]   # indexes into the whole input
+    assert viewer.capture_summary("churn-prod")["records"] == 300
+    labels = {f"inf-{i}": int(p) if i % 5 else 1 - int(p) for i, p in enumerate(traffic.prediction)}
+    gt = ingest.upload_ground_truth("churn-prod", labels, batch_size=100)
+    assert (gt.accepted, gt.duplicates, gt.unmatched, gt.rejected) == (300, 0, 0, [])
+    late = ingest.upload_ground_truth("churn-prod", pd.DataFrame({"inference_id": ["inf-0", "nobody"],
+                                                                  "label": [1, 0]}))
+    assert (late.duplicates, late.unmatched, late.unmatched_ids) == (1, 1, ["nobody"])
+    estimate = viewer.estimate_performance("churn-prod", *hour)
+    assert estimate["rows"] == 300 and estimate["labelled_rows"] == 300 and "comparison" in estimate
+
+    # model quality of the labelled window against its own baseline
+    val = pd.DataFrame({"label": rng.integers(0, 2, 600)})
+    val["prediction"] = np.where(rng.random(600) < 0.85, val["label"], 1 - val["label"])
+    mq = pub.create_baseline(val, type="ModelQuality", problem_type="BinaryClassification", label="label",
+                             prediction="prediction")
+    q = pub.run_analysis(mq.id, endpoint="churn-prod", start=hour[0], end=hour[1], type="ModelQuality")
+    assert (q.kind, q.rows, q.endpoint) == ("ModelQuality", 300, "churn-prod")
+
+    # a schedule, run over the shifted hour: violations open an alert on the version
+    with pytest.raises(InvalidInput) as bad:
+        pub.create_schedule("churn-dq", "churn-prod", "DataQuality", "every tuesday", base.id)
+    assert bad.value.fix
+    sched = pub.create_schedule("churn-dq", "churn-prod", "DataQuality", "hourly", base.id,
+                                window={"start": "-PT1H", "end": "PT0S"})
+    assert (sched.status, sched.baseline_id) == ("Scheduled", base.id)
+    assert pub.update_schedule("churn-dq", schedule="*/5 * * * *").expression == "*/5 * * * *"
+    assert pub.stop_schedule("churn-dq").status == "Stopped" and pub.start_schedule("churn-dq").status == "Scheduled"
+    ex = pub.run_schedule("churn-dq", *hour)
+    assert ex.status == "CompletedWithViolations" and ex.violation_count > 0 and ex.trigger
+    assert [e.id for e in viewer.list_executions("churn-dq")] == [ex.id]
+    assert [s.name for s in viewer.list_schedules()] == ["churn-dq"] == [viewer.get_schedule("churn-dq").name]
+    alerts = list(viewer.list_alerts(status="open", schedule="churn-dq"))
+    assert alerts and {x.model_group for x in alerts} == {"churn"} and alerts[0].opened_execution_id == ex.id
+    assert {x.id for x in viewer.list_analyses(endpoint="churn-prod")} >= {q.id, ex.analysis_id}
+    trigger = live.admin.set_retraining_trigger("churn", "http://127.0.0.1:9/retrain", "a-long-random-secret",
+                                                cooldown_seconds=60)
+    assert (trigger.model_group, trigger.cooldown_seconds) == ("churn", 60)
+    assert "mlgov_alerts_open" in viewer.metrics()
+    pub.delete_schedule("churn-dq")
+    with pytest.raises(NotFound):
+        viewer.get_schedule("churn-dq")
