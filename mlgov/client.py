@@ -13,6 +13,8 @@ Errors raise ``ApiError`` subclasses carrying the problem+json ``status``, ``tit
 
 from __future__ import annotations
 
+from clarify.client import ClarifyClient
+from clarify.schemas import ClarifyAnalysis
 from mlgov.sdk import (
     UNSET,
     ApiError,
@@ -31,9 +33,9 @@ from monitor.client import MonitorClient, capture_records, ground_truth_records
 from registry.client import RegistryClient
 
 
-class Client(KernelClient, RegistryClient, MonitorClient):
+class Client(KernelClient, RegistryClient, MonitorClient, ClarifyClient):
     """Every route of the mlgov API as a method returning the server's own response models."""
 
 
-__all__ = ["UNSET", "ApiError", "Client", "Conflict", "Forbidden", "InvalidInput", "NotFound", "Pager", "Route",
-           "ServerError", "Unauthorized", "Unavailable", "capture_records", "ground_truth_records"]
+__all__ = ["UNSET", "ApiError", "ClarifyAnalysis", "Client", "Conflict", "Forbidden", "InvalidInput", "NotFound",
+           "Pager", "Route", "ServerError", "Unauthorized", "Unavailable", "capture_records", "ground_truth_records"]

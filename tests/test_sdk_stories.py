@@ -6,17 +6,22 @@ Only the first admin key is made directly (as `mlgov keys create` would); every 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import pytest
+import skops.io as sio
+from sklearn.ensemble import GradientBoostingClassifier
 
 from mlgov import auth
 from mlgov.app import create_app
 from mlgov.client import Client, Conflict, Forbidden, InvalidInput, NotFound, capture_records
 from mlgov.db import Database
+from tests.clarify.test_explain import data as explain_data
 from tests.conftest import make_settings
 from tests.helpers import sha
 from tests.infra import LiveServer
@@ -206,3 +211,46 @@ def test_monitor_story(live: Live, tmp_path) -> None:
     pub.delete_schedule("churn-dq")
     with pytest.raises(NotFound):
         viewer.get_schedule("churn-dq")
+
+
+def test_clarify_story(live: Live, tmp_path) -> None:
+    pub, _ = _registered(live, "credit")
+    viewer = live.person("carol", "viewer")
+    x, y = explain_data()
+    artifact = sio.dumps(GradientBoostingClassifier(n_estimators=10, random_state=0).fit(x, y))
+    pub.register_version("credit", "s3://models/credit/2/model.skops", hashlib.sha256(artifact).hexdigest())
+
+    # bias of a labelled DataFrame, attached to version 2 as approval evidence
+    rng = np.random.default_rng(0)
+    d = pd.DataFrame({"sex": rng.choice(["f", "m"], 500), "y": rng.integers(0, 2, 500)})
+    d["pred"] = np.where(rng.random(500) < 0.8, d.y, 1 - d.y)
+    config = {"label": "y", "label_values_or_threshold": [1], "predicted_label": "pred",
+              "facet": [{"name_or_index": "sex", "value_or_threshold": ["f"]}],
+              "methods": {"pre_training_bias": {"methods": "all"}, "post_training_bias": {"methods": "all"}}}
+    bias = pub.bias_analysis(config, d, model_group="credit", model_version=2)
+    assert {"pre_training_bias_metrics", "post_training_bias_metrics"} <= set(bias.analysis)
+    assert viewer.get_clarify_report(bias.id) == bias.analysis
+    assert "<html" in viewer.get_clarify_report_html(bias.id).lower()
+    assert viewer.get_version("credit", 2).bias_report is not None
+    # the same data and config from files; a config naming the columns sends the frame without its header row
+    (tmp_path / "analysis_config.json").write_text(json.dumps(config))
+    d.to_csv(tmp_path / "bias.csv", index=False)
+    from_files = pub.bias_analysis(tmp_path / "analysis_config.json", tmp_path / "bias.csv")
+    headless = pub.bias_analysis({**config, "headers": ["sex", "y", "pred"]}, d)
+    for other in (from_files, headless):
+        assert other.id != bias.id
+        assert other.analysis["post_training_bias_metrics"] == bias.analysis["post_training_bias_metrics"]
+    with pytest.raises(InvalidInput) as bad:
+        pub.bias_analysis({**config, "label": "nope"}, d)
+    assert "nope" in bad.value.detail and bad.value.fix
+
+    # SHAP attributions of version 2 from its artifact (checked against the registered sha256)
+    exp = pub.explain("credit", 2, x.assign(label=y), model=artifact, model_format="skops", label="label")
+    shap = exp.analysis["explanations"]["kernel_shap"]["label0"]
+    assert shap["method"] == "tree" and max(shap["global_shap_values"], key=shap["global_shap_values"].get) == "a"
+    assert viewer.get_clarify_report(exp.id)["explanations"] == exp.analysis["explanations"]
+    other = sio.dumps(GradientBoostingClassifier(n_estimators=3).fit(x, y))
+    with pytest.raises(InvalidInput, match="sha256"):
+        pub.explain("credit", 2, x, model=other)
+    with pytest.raises(NotFound):
+        viewer.get_clarify_report("0123456789abcdef")
