@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from clarify.client import ClarifyClient
 from clarify.schemas import ClarifyAnalysis
+from lineage.client import LineageClient
 from mlgov.sdk import (
     UNSET,
     ApiError,
@@ -33,7 +34,7 @@ from monitor.client import MonitorClient, capture_records, ground_truth_records
 from registry.client import RegistryClient
 
 
-class Client(KernelClient, RegistryClient, MonitorClient, ClarifyClient):
+class Client(KernelClient, RegistryClient, MonitorClient, ClarifyClient, LineageClient):
     """Every route of the mlgov API as a method returning the server's own response models."""
 
 

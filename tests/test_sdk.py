@@ -14,7 +14,9 @@ from typing import Any
 
 import pandas as pd
 import pytest
+from fastapi.routing import APIRoute, iter_route_contexts
 from fastapi.testclient import TestClient
+from starlette.routing import Route as StarletteRoute
 
 from mlgov.client import (
     ApiError,
@@ -23,11 +25,47 @@ from mlgov.client import (
     Forbidden,
     InvalidInput,
     NotFound,
+    Route,
     ServerError,
     Unauthorized,
     Unavailable,
 )
 from mlgov.sdk import error_class, retry_after, upload
+
+# Pages for people, not API routes: the SDK has no business calling them.
+NOT_API = {("GET", "/docs"): "Swagger UI page (HTML for a browser)",
+           ("GET", "/redoc"): "ReDoc page (HTML for a browser)"}
+
+
+def app_routes(app: Any) -> set[Route]:
+    """(method, path template) of every route the app serves, straight from its route table."""
+    found = set()
+    for rc in iter_route_contexts(app.routes):
+        if isinstance(rc.original_route, APIRoute | StarletteRoute):
+            found |= {Route(m, rc.path) for m in rc.methods or () if m not in ("HEAD", "OPTIONS")}
+    return found
+
+
+def test_every_route_has_an_sdk_method(app: Any) -> None:
+    served = app_routes(app)
+    declared = set(Client.routes().values())
+    assert len(served) > 80 and Route("GET", "/openapi.json") in served
+    missing = sorted(served - declared - set(NOT_API))
+    assert missing == [], "routes without an SDK method (add one with @route in the domain's client.py):\n" + \
+        "\n".join(f"  {m} {p}" for m, p in missing)
+    stale = sorted(declared - served)
+    assert stale == [], f"SDK methods declare routes the app does not serve: {stale}"
+    assert set(NOT_API) <= served, "an exclusion names a route that no longer exists"
+
+
+def test_the_route_map_is_what_the_methods_call() -> None:
+    routes = Client.routes()
+    assert routes["get_version"] == Route("GET", "/api/v1/model-groups/{group}/versions/{version}")
+    assert routes["capture"] == Route("POST", "/api/v1/endpoints/{name}/capture")
+    assert routes["create_version"] == routes["register_version"]       # aliases share their method's route
+    assert "approve" not in routes   # a convenience over `decide` declares nothing of its own
+    import inspect
+    assert "call" not in inspect.signature(Client.get_version).parameters
 
 
 def _client(app: Any, key: str, **kw: Any) -> Client:

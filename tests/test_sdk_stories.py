@@ -254,3 +254,62 @@ def test_clarify_story(live: Live, tmp_path) -> None:
         pub.explain("credit", 2, x, model=other)
     with pytest.raises(NotFound):
         viewer.get_clarify_report("0123456789abcdef")
+
+
+def test_lineage_story(live: Live) -> None:
+    pub, other, viewer = live.person("alice", "publisher"), live.person("dave", "publisher"), live.person("carol",
+                                                                                                          "viewer")
+    data = pub.create_artifact("Dataset", "s3://data/credit/train.csv", sha("train"), name="train")
+    assert pub.create_artifact("Dataset", "s3://data/credit/train.csv", sha("train")).id == data.id   # idempotent
+    model = pub.create_artifact("Model", "s3://models/credit/1/model.tar.gz", sha("model"), properties={"auc": 0.9})
+    job = pub.create_action("TrainingJob", "train-credit-1", key="train-credit-1", status="InProgress",
+                            start_time=T0)
+    with pytest.raises(Conflict, match="already exists"):
+        pub.create_action("TrainingJob", "train-credit-1", key="train-credit-1")
+    ctx = pub.create_context("Experiment", "credit-2026")
+    edges = [pub.create_association(data.id, job.id, "ContributedTo"),
+             pub.associate(job.id, model.id, "Produced", properties={"step": "fit"}),
+             pub.associate(model.id, ctx.id, "AssociatedWith")]
+    assert [e.type for e in edges] == ["ContributedTo", "Produced", "AssociatedWith"]
+
+    down = viewer.query_lineage("s3://data/credit/train.csv", "Descendants")
+    assert {v.id: v.depth for v in down.vertices} == {data.id: 0, job.id: 1, model.id: 2, ctx.id: 3}
+    assert {(e.source, e.target) for e in down.edges} == {(data.id, job.id), (job.id, model.id), (model.id, ctx.id)}
+    up = viewer.query_lineage([model.id], "Ascendants", max_depth=1, filters={"kinds": ["action"]})
+    assert [v.id for v in up.vertices if v.depth == 1] == [job.id]
+    assert data.id in viewer.export_lineage(data.id) and "graph" in viewer.export_lineage(data.id, format="mermaid")
+
+    assert [a.id for a in viewer.list_artifacts(type="Dataset")] == [data.id]
+    assert [a.id for a in viewer.list_artifacts(uri="s3://models/credit/1/model.tar.gz")] == [model.id]
+    assert [a.id for a in viewer.list_actions(status="InProgress")] == [job.id] == [viewer.get_action(job.id).id]
+    assert [c.id for c in viewer.list_contexts(name_contains="credit")] == [ctx.id] == [viewer.get_context(ctx.id).id]
+    assert viewer.get_artifact(model.id).properties == {"auc": 0.9}
+    assert {e.id for e in viewer.list_associations(source=job.id)} == {edges[1].id}
+    assert len(list(viewer.list_associations(page_size=1))) == 3
+
+    done = pub.update_action(job.id, status="Completed", end_time=T0 + dt.timedelta(hours=1))
+    assert done.status == "Completed" and done.end_time is not None
+    changed = pub.update_artifact(model.id, description="credit v1", properties={"f1": 0.8},
+                                  properties_to_remove=["auc"])
+    assert (changed.description, changed.properties) == ("credit v1", {"f1": 0.8})
+    assert pub.update_artifact(model.id, description=None).description is None
+    assert pub.update_context(ctx.id, name="credit-2026-q4").name == "credit-2026-q4"
+    with pytest.raises(Forbidden):          # only its creator (or an admin) may change what a user recorded
+        other.update_artifact(model.id, description="mine now")
+    pub.delete_association(edges[2].id)
+    pub.delete_artifact(data.id)            # with its associations
+    with pytest.raises(NotFound):
+        viewer.get_artifact(data.id)
+    assert [e.id for e in viewer.list_associations()] == [edges[1].id]
+    scratch = pub.create_context("Scratch", "tmp")
+    pub.delete_context(scratch.id)
+    pub.delete_action(pub.create_action("Note", "tmp").id)
+
+    run = "3f5e83fa-3480-44ff-99c5-ff943cd3a4f3"
+    event = {"eventType": "COMPLETE", "eventTime": "2026-11-20T10:00:00Z", "run": {"runId": run},
+             "job": {"namespace": "airflow", "name": "features.build"},
+             "inputs": [{"namespace": "postgres://db:5432", "name": "raw"}],
+             "outputs": [{"namespace": "s3://lake", "name": "features"}], "producer": "https://example.invalid/p"}
+    recorded = pub.send_openlineage(event)
+    assert len(recorded["inputs"]) == len(recorded["outputs"]) == 1
+    assert [a.uri for a in viewer.list_artifacts(uri="s3://lake/features")] == ["s3://lake/features"]
