@@ -14,6 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from clarify import kinds as clarify_kinds
 from clarify.router import router as clarify_router
+from lineage import sagemaker as lineage_sagemaker
 from lineage.router import router as lineage_router
 from mlgov import __version__, audit, auth, aws, events, inputs, web
 from mlgov.api import health, router
@@ -223,6 +224,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None, *, 
                                lookup=lambda session, akid: auth.aws_credentials(session, akid, secrets),
                                extras={"store": store}, retry_after_s=settings.retry_after_s)
     registry_sagemaker.register(sagemaker)
+    lineage_sagemaker.register(sagemaker)
     app.state.sagemaker = sagemaker
     sagemaker.install(app)
 

@@ -432,6 +432,21 @@ def paged(rows: list[Any], total: int, offset: int) -> str | None:
     return page_token(end) if end < total else None
 
 
+def drop_empty(d: dict[str, Any]) -> dict[str, Any]:
+    """Members with a value: AWS answers leave absent members out rather than sending null or empty."""
+    return {k: v for k, v in d.items() if v not in (None, [], {})}
+
+
+def user_context(name: str) -> dict[str, Any]:
+    """SageMaker's UserContext (CreatedBy, LastModifiedBy) for an mlgov key."""
+    return {"IamIdentity": {"PrincipalId": name}}
+
+
+def from_epoch(value: float | None) -> dt.datetime | None:
+    """A request timestamp (JSON 1.1 sends epoch seconds)."""
+    return dt.datetime.fromtimestamp(value, dt.UTC) if value is not None else None
+
+
 def _json_default(value: Any) -> Any:
     if isinstance(value, dt.datetime):
         return (value if value.tzinfo else value.replace(tzinfo=dt.UTC)).timestamp()
@@ -574,5 +589,18 @@ def require_absent(params: dict[str, Any], members: Iterable[str], why: str) -> 
                          "out of the request")
 
 
-__all__ = ["AwsError", "AwsService", "Call", "botocore_model", "page_offset", "paged", "require_absent",
-           "to_aws_error", "validate", "validation"]
+__all__ = [
+    "AwsError",
+    "AwsService",
+    "Call",
+    "botocore_model",
+    "drop_empty",
+    "from_epoch",
+    "page_offset",
+    "paged",
+    "require_absent",
+    "to_aws_error",
+    "user_context",
+    "validate",
+    "validation",
+]

@@ -7,14 +7,24 @@ Members the registry does not keep are refused by name (ValidationException), ne
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import json
 import re
 from typing import Any
 
 from mlgov.auth import ADMINS, DECIDERS, PUBLISHERS, READERS, Role
-from mlgov.aws import AwsError, AwsService, Call, page_offset, paged, require_absent, validation
+from mlgov.aws import (
+    AwsError,
+    AwsService,
+    Call,
+    drop_empty,
+    from_epoch,
+    page_offset,
+    paged,
+    require_absent,
+    user_context,
+    validation,
+)
 from mlgov.errors import Conflict, DomainError, NotFound
 from mlgov.storage import ObjectStore
 from registry import service
@@ -61,9 +71,6 @@ def package_ref(call: Call, value: str) -> tuple[str, int]:
     return group, int(number)
 
 
-def _user(name: str) -> dict[str, Any]:
-    return {"IamIdentity": {"PrincipalId": name}}
-
 
 def _tags_in(tags: list[dict[str, str]] | None) -> dict[str, str]:
     return {t["Key"]: t.get("Value", "") for t in tags or []}
@@ -72,9 +79,6 @@ def _tags_in(tags: list[dict[str, str]] | None) -> dict[str, str]:
 def _tags_out(tags: dict[str, str]) -> list[dict[str, str]]:
     return [{"Key": k, "Value": v} for k, v in sorted(tags.items())]
 
-
-def _drop_none(d: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in d.items() if v not in (None, [], {})}
 
 
 # --- shapes -------------------------------------------------------------------------------------------------
@@ -108,7 +112,7 @@ def _metrics_out(ours: dict[str, Any] | None) -> dict[str, Any] | None:
         for sm_file, file in _METRIC_FILES.items():
             src = (ours.get(group) or {}).get(file)
             if src:
-                out.setdefault(sm_group, {})[sm_file] = _drop_none({
+                out.setdefault(sm_group, {})[sm_file] = drop_empty({
                     "ContentType": src["content_type"], "S3Uri": src["uri"],
                     "ContentDigest": f"sha256:{src['content_digest']}" if src.get("content_digest") else None})
     return out or None
@@ -143,10 +147,10 @@ def _inference_in(spec: dict[str, Any], container: dict[str, Any]) -> InferenceS
 
 def _inference_out(v: ModelVersion) -> dict[str, Any]:
     spec = v.inference_spec or {}
-    container = _drop_none({"Image": spec.get("image"), "ImageDigest": spec.get("image_digest"),
+    container = drop_empty({"Image": spec.get("image"), "ImageDigest": spec.get("image_digest"),
                             "ModelDataUrl": v.artifact_uri, "Environment": spec.get("environment") or None,
                             "Framework": v.framework, "FrameworkVersion": v.framework_version})
-    return {"Containers": [container], **_drop_none({sm: spec.get(ours) for sm, ours in _SPEC_LISTS.items()})}
+    return {"Containers": [container], **drop_empty({sm: spec.get(ours) for sm, ours in _SPEC_LISTS.items()})}
 
 
 def _card_in(card: dict[str, Any] | None) -> ModelCard | None:
@@ -179,13 +183,13 @@ def _source_in(sm: dict[str, str] | None) -> SourceInfo | None:
 
 
 def _group_out(call: Call, g: ModelGroup) -> dict[str, Any]:
-    return _drop_none({"ModelPackageGroupName": g.name, "ModelPackageGroupArn": group_arn(call, g.name),
+    return drop_empty({"ModelPackageGroupName": g.name, "ModelPackageGroupArn": group_arn(call, g.name),
                        "ModelPackageGroupDescription": g.description, "CreationTime": g.created_at,
                        "ModelPackageGroupStatus": "Completed"})
 
 
 def _summary(call: Call, group: str, v: ModelVersion) -> dict[str, Any]:
-    return _drop_none({"ModelPackageName": group, "ModelPackageGroupName": group, "ModelPackageVersion": v.version,
+    return drop_empty({"ModelPackageName": group, "ModelPackageGroupName": group, "ModelPackageVersion": v.version,
                        "ModelPackageArn": package_arn(call, group, v.version),
                        "ModelPackageDescription": v.description, "CreationTime": v.created_at,
                        "ModelPackageStatus": "Completed", "ModelApprovalStatus": v.approval_status})
@@ -199,12 +203,12 @@ def _describe(call: Call, group: str, v: ModelVersion) -> dict[str, Any]:
         "CertifyForMarketplace": False,
         "ModelPackageRegistrationType": "Registered",
         "InferenceSpecification": _inference_out(v),
-        "CreatedBy": _user(v.registered_by),
-        **_drop_none({
-            "MetadataProperties": _drop_none({sm: (v.source or {}).get(ours) for sm, ours in _SOURCE.items()}),
+        "CreatedBy": user_context(v.registered_by),
+        **drop_empty({
+            "MetadataProperties": drop_empty({sm: (v.source or {}).get(ours) for sm, ours in _SOURCE.items()}),
             "ModelMetrics": _metrics_out(v.model_metrics),
             "LastModifiedTime": v.updated_at,
-            "LastModifiedBy": _user(decided_by[-1].actor) if decided_by else None,
+            "LastModifiedBy": user_context(decided_by[-1].actor) if decided_by else None,
             "ApprovalDescription": v.approval_description,
             "Domain": v.domain, "Task": v.task,
             "CustomerMetadataProperties": {m.key: m.value for m in v.metadata_items},
@@ -257,7 +261,7 @@ def register(api: AwsService) -> None:
     @api.operation("DescribeModelPackageGroup", roles=READERS, write=False)
     def describe_group(call: Call, p: dict[str, Any]) -> dict[str, Any]:
         g = service.get_group(call.session, group_name(call, p["ModelPackageGroupName"]))
-        return {**_group_out(call, g), "CreatedBy": _user(g.created_by)}
+        return {**_group_out(call, g), "CreatedBy": user_context(g.created_by)}
 
     @api.operation("ListModelPackageGroups", roles=READERS, write=False)
     def list_groups(call: Call, p: dict[str, Any]) -> dict[str, Any]:
@@ -269,7 +273,7 @@ def register(api: AwsService) -> None:
         desc = (p.get("SortOrder") or "Descending") == "Descending"
         rows, total = service.list_groups(call.session, name_contains=p.get("NameContains"), tags={},
                                           sort=f"-{sort}" if desc else sort, limit=limit, offset=offset)
-        return _drop_none({"NextToken": paged(rows, total, offset)}) | {
+        return drop_empty({"NextToken": paged(rows, total, offset)}) | {
             "ModelPackageGroupSummaryList": [_group_out(call, g) for g in rows]}
 
     @api.operation("DeleteModelPackageGroup", roles=EDITORS, write=True)
@@ -333,7 +337,7 @@ def register(api: AwsService) -> None:
             summary.pop("ModelPackageName")
             found[arn] = {**summary, "InferenceSpecification": _inference_out(v),
                           "ModelPackageRegistrationType": "Registered"}
-        return _drop_none({"ModelPackageSummaries": found, "BatchDescribeModelPackageErrorMap": errors})
+        return drop_empty({"ModelPackageSummaries": found, "BatchDescribeModelPackageErrorMap": errors})
 
     @api.operation("ListModelPackages", roles=READERS, write=False)
     def list_packages(call: Call, p: dict[str, Any]) -> dict[str, Any]:
@@ -348,12 +352,12 @@ def register(api: AwsService) -> None:
         desc = (p.get("SortOrder") or "Descending") == "Descending"
         g, rows, total = service.list_versions(
             call.session, group_name(call, p["ModelPackageGroupName"]), status=p.get("ModelApprovalStatus"),
-            stage=None, created_after=_time(p.get("CreationTimeAfter")),
-            created_before=_time(p.get("CreationTimeBefore")), metadata={},
+            stage=None, created_after=from_epoch(p.get("CreationTimeAfter")),
+            created_before=from_epoch(p.get("CreationTimeBefore")), metadata={},
             sort=f"-{column}" if desc else column, limit=limit, offset=offset)
         if kind == "Unversioned":
             rows, total = [], 0
-        return _drop_none({"NextToken": paged(rows, total, offset)}) | {
+        return drop_empty({"NextToken": paged(rows, total, offset)}) | {
             "ModelPackageSummaryList": [_summary(call, g.name, v) for v in rows]}
 
     @api.operation("UpdateModelPackage", roles=DECIDERS, write=True, idempotency_member="ClientToken")
@@ -412,7 +416,7 @@ def register(api: AwsService) -> None:
         items = _tags_out(dict(g.tags or {}))
         offset, limit = page_offset(p.get("NextToken")), p.get("MaxResults") or 50
         page = items[offset:offset + limit]
-        return _drop_none({"NextToken": paged(page, len(items), offset)}) | {"Tags": page}
+        return drop_empty({"NextToken": paged(page, len(items), offset)}) | {"Tags": page}
 
 
 def _tag_target(call: Call, arn: str) -> str:
@@ -422,5 +426,3 @@ def _tag_target(call: Call, arn: str) -> str:
     return name
 
 
-def _time(value: float | None) -> dt.datetime | None:
-    return dt.datetime.fromtimestamp(value, dt.UTC) if value is not None else None

@@ -322,3 +322,92 @@ def test_every_served_operation_declares_its_roles(app: Any) -> None:
     assert served and all(op.roles and auth.Role.ingest not in op.roles for op in served.values())
     reads = ("Describe", "BatchDescribe", "List", "Query", "Search")
     assert {name: op.write for name, op in served.items()} == {name: not name.startswith(reads) for name in served}
+
+
+# --- lineage --------------------------------------------------------------------------------------------------
+
+def test_lineage_built_and_queried(sm: SageMaker) -> None:
+    pat, vic, ann = sm.client("pat"), sm.client("vic"), sm.client("ann")
+    data = pat.create_artifact(ArtifactName="train-data", ArtifactType="DataSet",
+                               Source={"SourceUri": "s3://data/train.csv",
+                                       "SourceTypes": [{"SourceIdType": "Custom", "Value": "sha256:" + "ef" * 32}]},
+                               Properties={"rows": "1000"})["ArtifactArn"]
+    assert data.startswith(f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:artifact/")
+    job = pat.create_action(ActionName="train-42", ActionType="TrainingJob", Status="Completed",
+                            Source={"SourceUri": "arn:aws:sagemaker:eu-west-1:123456789012:training-job/t42"},
+                            Description="nightly")["ActionArn"]
+    model = pat.create_artifact(ArtifactType="Model", Source={"SourceUri": "s3://models/m.tar.gz"})["ArtifactArn"]
+    ctx = pat.create_context(ContextName="churn-project", ContextType="Project",
+                             Source={"SourceUri": "git@example.com:churn.git"})["ContextArn"]
+    pat.add_association(SourceArn=data, DestinationArn=job, AssociationType="ContributedTo")
+    pat.add_association(SourceArn=job, DestinationArn=model, AssociationType="Produced")
+    pat.add_association(SourceArn=model, DestinationArn=ctx, AssociationType="AssociatedWith")
+
+    d = vic.describe_artifact(ArtifactArn=data)
+    assert (d["ArtifactName"], d["ArtifactType"], d["Properties"]) == ("train-data", "DataSet", {"rows": "1000"})
+    assert d["Source"]["SourceTypes"] == [{"SourceIdType": "Custom", "Value": "sha256:" + "ef" * 32}]
+    a = vic.describe_action(ActionName="train-42")           # by name, as SageMaker does
+    assert (a["ActionArn"], a["Status"], a["Description"]) == (job, "Completed", "nightly")
+    assert a["Source"]["SourceUri"].endswith("training-job/t42")
+    assert vic.describe_context(ContextName=ctx)["ContextName"] == "churn-project"
+    pat.update_action(ActionName="train-42", Status="Failed", Properties={"reason": "oom"})
+    assert vic.describe_action(ActionName=job)["Properties"] == {"reason": "oom"}
+
+    up = vic.query_lineage(StartArns=[model], Direction="Ascendants", IncludeEdges=True)
+    assert {v["Arn"] for v in up["Vertices"]} == {model, job, data}
+    assert {(e["SourceArn"], e["AssociationType"], e["DestinationArn"]) for e in up["Edges"]} == \
+        {(data, "ContributedTo", job), (job, "Produced", model)}
+    only_artifacts = vic.query_lineage(StartArns=[data], Direction="Descendants",
+                                       Filters={"LineageTypes": ["Artifact"]})
+    assert {v["Arn"] for v in only_artifacts["Vertices"]} == {data, model}
+    assert {v["LineageType"] for v in only_artifacts["Vertices"]} == {"Artifact"}
+
+    listed = vic.list_associations(SourceArn=job)["AssociationSummaries"]
+    assert [(x["DestinationArn"], x["AssociationType"], x["SourceName"]) for x in listed] == \
+        [(model, "Produced", "train-42")]
+    arts = vic.list_artifacts(ArtifactType="DataSet")["ArtifactSummaries"]
+    assert [x["ArtifactArn"] for x in arts] == [data]
+    assert [x["ActionArn"] for x in vic.list_actions(ActionType="TrainingJob")["ActionSummaries"]] == [job]
+    assert [x["ContextArn"] for x in vic.list_contexts()["ContextSummaries"]] == [ctx]
+
+    # the same graph natively
+    with httpx.Client(base_url=sm.url) as native:
+        got = native.post("/api/v1/lineage/query", json={"start": [model.rsplit("/", 1)[1]],
+                                                          "direction": "Ascendants"}, headers=sm.headers["vic"])
+    assert {v["uri"] for v in got.json()["vertices"] if v["kind"] == "artifact"} == \
+        {"s3://data/train.csv", "s3://models/m.tar.gz"}
+
+    with pytest.raises(ClientError) as exc:       # only its creator (or an admin) changes a user entity
+        ann.update_artifact(ArtifactArn=data, ArtifactName="x")
+    assert _code(exc) == "AccessDeniedException"
+    pat.delete_association(SourceArn=model, DestinationArn=ctx)
+    pat.delete_context(ContextName="churn-project")
+    with pytest.raises(ClientError) as exc:
+        vic.describe_context(ContextName="churn-project")
+    assert _code(exc) == "ResourceNotFound"
+
+
+def test_native_registration_shows_in_query_lineage(sm: SageMaker) -> None:
+    with httpx.Client(base_url=sm.url) as native:
+        assert native.post("/api/v1/model-groups", json={"name": "native"}, headers=sm.headers["pat"]).status_code \
+            == 201
+        r = native.post("/api/v1/model-groups/native/versions", headers=sm.headers["pat"], json={
+            "artifact_uri": "s3://models/native.tar.gz", "artifact_sha256": "12" * 32,
+            "training_data": ["s3://data/native.csv"], "training_job": {"name": "native-train"}})
+        assert r.status_code == 201, r.text
+    vic = sm.client("vic")
+    model = vic.list_artifacts(SourceUri="s3://models/native.tar.gz")["ArtifactSummaries"]
+    assert [m["ArtifactType"] for m in model] == ["Model"]
+    assert model[0]["Source"]["SourceTypes"] == [{"SourceIdType": "Custom", "Value": "sha256:" + "12" * 32}]
+    up = vic.query_lineage(StartArns=[model[0]["ArtifactArn"]], Direction="Ascendants", IncludeEdges=True)
+    types = {(v["LineageType"], v["Type"]) for v in up["Vertices"]}
+    assert {("Artifact", "Dataset"), ("Action", "TrainingJob"), ("Artifact", "Model")} <= types
+    # what mlgov recorded itself is evidence: nobody deletes it through this door either
+    job = next(v["Arn"] for v in up["Vertices"] if v["Type"] == "TrainingJob")
+    with pytest.raises(ClientError) as exc:
+        sm.client("alice").delete_action(ActionName=job.rsplit("/", 1)[1])   # Delete takes a name: the id is one
+    assert _code(exc) == "AccessDeniedException"
+    assert vic.describe_artifact(ArtifactArn=model[0]["ArtifactArn"])["ArtifactName"] == \
+        model[0]["ArtifactArn"].rsplit("/", 1)[1]       # "native/1" is no SageMaker name: the id stands in
+    d = vic.describe_action(ActionName=job)
+    assert d["ActionName"] == "native-train" and d["Source"]["SourceUri"].startswith("mlgov:action/")
