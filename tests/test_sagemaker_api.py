@@ -411,3 +411,31 @@ def test_native_registration_shows_in_query_lineage(sm: SageMaker) -> None:
         model[0]["ArtifactArn"].rsplit("/", 1)[1]       # "native/1" is no SageMaker name: the id stands in
     d = vic.describe_action(ActionName=job)
     assert d["ActionName"] == "native-train" and d["Source"]["SourceUri"].startswith("mlgov:action/")
+
+
+def test_cli_issues_aws_credentials_the_server_accepts(tmp_path: Any) -> None:
+    import os
+    import signal
+    import subprocess
+
+    from tests.infra import free_port, wait_healthy
+    from tests.test_cli import MLGOV, run
+
+    run(tmp_path, "db", "upgrade")
+    out = run(tmp_path, "keys", "create", "--name", "ci", "--role", "publisher", "--aws").stdout.splitlines()
+    env = dict(line.split("=", 1) for line in out if line.startswith("AWS_"))
+    assert set(env) == {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"} and out[-1].startswith("mlgov_")
+    port = free_port()
+    proc = subprocess.Popen([MLGOV, "serve", "--port", str(port)], cwd=tmp_path, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL,
+                            env={k: v for k, v in os.environ.items() if not k.startswith("MLGOV_")})
+    try:
+        wait_healthy(f"http://127.0.0.1:{port}", proc)
+        c = boto3.client("sagemaker", endpoint_url=f"http://127.0.0.1:{port}", region_name=REGION,
+                         aws_access_key_id=env["AWS_ACCESS_KEY_ID"], aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+                         config=Config(retries={"max_attempts": 1}))
+        arn = c.create_model_package_group(ModelPackageGroupName="from-cli")["ModelPackageGroupArn"]
+        assert arn == f"arn:aws:sagemaker:{REGION}:000000000000:model-package-group/from-cli"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
