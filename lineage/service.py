@@ -330,11 +330,32 @@ def get_entity(session: Session, kind: str, entity_id: str) -> Entity:
     return ent
 
 
+def find_named(session: Session, kind: str, ref: str) -> Entity:
+    """An action or context by id, by key, or by name when exactly one has that name (SageMaker names them)."""
+    ent = session.get(Entity, ref)
+    if ent is not None and ent.kind == kind:
+        return ent
+    ent = _find(session, kind, ref)
+    if ent is not None:
+        return ent
+    named = list(session.scalars(select(Entity).where(Entity.kind == kind, Entity.name == ref).limit(2)))
+    if len(named) == 1:
+        return named[0]
+    raise NotFound(f"no {kind} with id, key or name {ref!r}" + (" (several have that name)" if named else ""),
+                   fix=f"list them with GET /api/v1/lineage/{kind}s and use the id")
+
+
+def entities_by_id(session: Session, ids: Sequence[str]) -> dict[str, Entity]:
+    return {e.id: e for e in session.scalars(select(Entity).where(Entity.id.in_(list(set(ids)))))} if ids else {}
+
+
 def list_entities(session: Session, kind: str, *, entity_type: str | None, uri: str | None, sha256: str | None,
                   name_contains: str | None, status: str | None, created_after: dt.datetime | None,
-                  created_before: dt.datetime | None, limit: int, offset: int) -> tuple[list[Entity], int]:
+                  created_before: dt.datetime | None, limit: int, offset: int,
+                  descending: bool = False) -> tuple[list[Entity], int]:
     stmt = select(Entity).where(Entity.kind == kind)
-    return paginate(session, stmt, Entity.created_at, Entity.id, limit=limit, offset=offset, where=[
+    order = (Entity.created_at.desc(), Entity.id.desc()) if descending else (Entity.created_at, Entity.id)
+    return paginate(session, stmt, *order, limit=limit, offset=offset, where=[
         *equal((Entity.type, entity_type), (Entity.uri, uri), (Entity.sha256, sha256.lower() if sha256 else None)),
         icontains(Entity.name, name_contains), *equal((Entity.status, status)),
         *in_window(Entity.created_at, created_after, created_before)])
@@ -363,8 +384,9 @@ def add_association(session: Session, body: AssociationCreate, principal: Princi
 
 
 def list_associations(session: Session, *, source: str | None, target: str | None, association_type: str | None,
-                      limit: int, offset: int) -> tuple[list[Edge], int]:
-    return paginate(session, select(Edge), Edge.created_at, Edge.id, limit=limit, offset=offset, where=equal(
+                      limit: int, offset: int, descending: bool = False) -> tuple[list[Edge], int]:
+    order = (Edge.created_at.desc(), Edge.id.desc()) if descending else (Edge.created_at, Edge.id)
+    return paginate(session, select(Edge), *order, limit=limit, offset=offset, where=equal(
         (Edge.source_id, source), (Edge.target_id, target), (Edge.type, association_type)))
 
 

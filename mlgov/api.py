@@ -95,6 +95,8 @@ class KeyCreate(BaseModel):
     role: auth.Role
     owner: str | None = Field(default=None, min_length=1, max_length=128,
                               description="the person holding the key (default: the name); four-eyes compares owners")
+    aws_credentials: bool = Field(default=False, description="also issue an AWS access key id and secret (SigV4) "
+                                  "for the SageMaker API; the secret is shown once")
 
 
 class KeyRead(BaseModel):
@@ -107,10 +109,12 @@ class KeyRead(BaseModel):
     active: bool
     created_at: dt.datetime
     revoked_at: dt.datetime | None
+    aws_access_key_id: str | None = None
 
 
 class KeyCreated(KeyRead):
     key: str = Field(description="the API key; shown once, stored only as a hash")
+    aws_secret_access_key: str | None = Field(default=None, description="shown once; stored encrypted")
 
 
 @router.get("/keys", tags=["keys"], response_model=list[KeyRead])
@@ -119,10 +123,11 @@ def list_keys(session: SessionDep, _: Admin) -> Any:
 
 
 @router.post("/keys", tags=["keys"], status_code=201, response_model=KeyCreated)
-def create_key(body: KeyCreate, session: SessionDep, principal: Admin) -> Any:
+def create_key(body: KeyCreate, session: SessionDep, principal: Admin, box: SecretsDep) -> Any:
     row, full = auth.create_key(session, body.name, body.role.value, actor=principal.name, owner=body.owner,
-                                creator=principal)
-    return KeyCreated.model_validate({**KeyRead.model_validate(row).model_dump(), "key": full})
+                                creator=principal, aws=box if body.aws_credentials else None)
+    return KeyCreated.model_validate({**KeyRead.model_validate(row).model_dump(), "key": full,
+                                      "aws_secret_access_key": auth.aws_secret_of(row, box)})
 
 
 @router.delete("/keys/{name}", tags=["keys"], status_code=204)

@@ -14,8 +14,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from clarify import kinds as clarify_kinds
 from clarify.router import router as clarify_router
+from lineage import sagemaker as lineage_sagemaker
 from lineage.router import router as lineage_router
-from mlgov import __version__, audit, events, inputs, web
+from mlgov import __version__, audit, auth, aws, events, inputs, web
 from mlgov.api import health, router
 from mlgov.context import request_id_var
 from mlgov.db import Database, check_at_head
@@ -30,6 +31,7 @@ from mlgov.web import HttpMiddleware, adding_headers
 from monitor import jobs
 from monitor.router import metrics_router
 from monitor.router import router as monitor_router
+from registry import sagemaker as registry_sagemaker
 from registry.router import router as registry_router
 
 log = logging.getLogger("mlgov")
@@ -216,6 +218,15 @@ def create_app(settings: Settings | None = None, db: Database | None = None, *, 
     app.include_router(metrics_router)
     app.include_router(clarify_router)
     install_openapi(app)
+
+    # The SageMaker API (AWS JSON 1.1 on POST /): each domain registers its operations.
+    sagemaker = aws.AwsService(aws.botocore_model("sagemaker"), account=settings.aws_account_id,
+                               lookup=lambda session, akid: auth.aws_credentials(session, akid, secrets),
+                               extras={"store": store}, retry_after_s=settings.retry_after_s)
+    registry_sagemaker.register(sagemaker)
+    lineage_sagemaker.register(sagemaker)
+    app.state.sagemaker = sagemaker
+    sagemaker.install(app)
 
     app.add_middleware(JsonGuardMiddleware)
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)

@@ -25,11 +25,12 @@ from typing import Annotated, Any
 
 import anyio
 from fastapi import Depends, Request
-from sqlalchemy import Boolean, String, select
+from sqlalchemy import Boolean, String, Text, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from mlgov.db import Base, Database, finish, new_id, private_dir, utcnow
 from mlgov.errors import Conflict, Forbidden, Invalid, NotFound, Unauthorized
+from mlgov.secrets import SecretBox
 
 KEY_PREFIX = "mlgov"
 
@@ -65,6 +66,10 @@ class ApiKey(Base):
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     revoked_at: Mapped[dt.datetime | None] = mapped_column(default=None)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # AWS-style credentials for SigV4 (mlgov.aws): the secret must be read back to verify signatures, so it is
+    # stored encrypted (mlgov.secrets), never hashed.
+    aws_access_key_id: Mapped[str | None] = mapped_column(String(20), unique=True, nullable=True, default=None)
+    aws_secret: Mapped[str | None] = mapped_column(Text, nullable=True, default=None)
 
 
 @dataclass(frozen=True)
@@ -117,9 +122,10 @@ def generate_key() -> tuple[str, str, str]:
 
 
 def create_key(session: Session, name: str, role: str, *, actor: str, owner: str | None = None,
-               creator: Principal | None = None) -> tuple[ApiKey, str]:
+               creator: Principal | None = None, aws: SecretBox | None = None) -> tuple[ApiKey, str]:
     """Create a key; the plain key is returned once and never stored. ``creator`` is the key that asked (None
-    for the CLI or the server itself, recorded as ``actor``)."""
+    for the CLI or the server itself, recorded as ``actor``). With ``aws`` (the secrets box) the key also gets an
+    AWS access key id and secret: read the secret once with `aws_secret_of`, right after creation."""
     from mlgov import audit
 
     name = name.strip()
@@ -140,12 +146,32 @@ def create_key(session: Session, name: str, role: str, *, actor: str, owner: str
     created_by = creator.owner if creator else actor
     row = ApiKey(id=new_id(), key_id=key_id, name=name, role=role_v.value, key_hash=_digest(secret), active=True,
                  owner=owner, created_by=created_by, created_by_key=creator.key_pk if creator else None)
+    if aws is not None:
+        row.aws_access_key_id = "MLGV" + "".join(secrets.choice(_AKID_ALPHABET) for _ in range(16))
+        row.aws_secret = aws.encrypt(secrets.token_urlsafe(30))
     session.add(row)
     session.flush()
     audit.record(session, actor=actor, action="key.created", subject_type="api_key", subject_id=name,
                  after={"name": name, "role": role_v.value, "key_id": key_id, "owner": owner,
-                        "created_by": created_by, "created_by_key": row.created_by_key})
+                        "created_by": created_by, "created_by_key": row.created_by_key,
+                        **({"aws_access_key_id": row.aws_access_key_id} if aws is not None else {})})
     return row, full
+
+
+_AKID_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
+
+
+def aws_secret_of(row: ApiKey, box: SecretBox) -> str | None:
+    return box.decrypt(row.aws_secret) if row.aws_secret else None
+
+
+def aws_credentials(session: Session, access_key_id: str, box: SecretBox) -> tuple[Principal, str] | None:
+    """The principal and secret behind an AWS access key id (None when unknown or revoked: both are refused the
+    same way, after the same signature computation)."""
+    row = session.scalar(select(ApiKey).where(ApiKey.aws_access_key_id == access_key_id))
+    if row is None or not row.active or not row.aws_secret:
+        return None
+    return principal_of(row), box.decrypt(row.aws_secret)
 
 
 def revoke_key(session: Session, name: str, *, actor: str) -> ApiKey:
@@ -252,6 +278,24 @@ def get_db(request: Request) -> Database:
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
+@contextlib.asynccontextmanager
+async def database_turn(db: Database, *, write: bool) -> AsyncIterator[Session]:
+    """Wait for a database turn, then hold one transaction: committed when the block ends, rolled back if it
+    raises (see `get_session`)."""
+    gate = db.gate(write=write)
+    await gate.acquire()
+    session = db.session(write=write)
+    try:
+        try:
+            yield session
+        except BaseException:
+            await _finish(session, commit=False)
+            raise
+        await _finish(session, commit=True)
+    finally:
+        gate.release()
+
+
 async def get_session(request: Request) -> AsyncIterator[Session]:
     """One transaction per request, committed before the response is sent (scope="function").
 
@@ -266,18 +310,8 @@ async def get_session(request: Request) -> AsyncIterator[Session]:
         # Cached on the Request, where JSON and raw-body routes read it; form routes parsed it already.
         with contextlib.suppress(RuntimeError):
             await request.body()
-    gate = db.gate(write=write)
-    await gate.acquire()
-    session = db.session(write=write)
-    try:
-        try:
-            yield session
-        except BaseException:
-            await _finish(session, commit=False)
-            raise
-        await _finish(session, commit=True)
-    finally:
-        gate.release()
+    async with database_turn(db, write=write) as session:
+        yield session
 
 
 async def _finish(session: Session, *, commit: bool) -> None:

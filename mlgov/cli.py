@@ -101,13 +101,21 @@ def _redact(url: str) -> str:
 def keys_create(name: Annotated[str, typer.Option(help="unique key name (shown in the audit log)")],
                 role: Annotated[str, typer.Option(help="admin|approver|publisher|viewer|ingest")],
                 owner: Annotated[str | None, typer.Option(help="the person holding the key (default: the name); "
-                                                                "four-eyes compares owners")] = None) -> None:
-    """Create a key; the key itself is printed once, as the last line."""
+                                                                "four-eyes compares owners")] = None,
+                aws: Annotated[bool, typer.Option("--aws", help="also issue AWS credentials (SigV4) for the "
+                                                                "SageMaker API")] = False) -> None:
+    """Create a key; the key itself is printed once, as the last line (with --aws, after the AWS credentials)."""
+    from mlgov.secrets import SecretBox
+
     db = database()
+    box = SecretBox.from_settings(get_settings()) if aws else None
     try:
         with db.session_scope() as s:
-            row, full = auth.create_key(s, name, role, actor="cli", owner=owner)
+            row, full = auth.create_key(s, name, role, actor="cli", owner=owner, aws=box)
             typer.echo(f"created key {row.name!r} with role {row.role} (store it now; it is not shown again):")
+            if box is not None:
+                typer.echo(f"AWS_ACCESS_KEY_ID={row.aws_access_key_id}")
+                typer.echo(f"AWS_SECRET_ACCESS_KEY={auth.aws_secret_of(row, box)}")
     except DomainError as exc:
         _fail(f"{exc.detail}" + (f" — {exc.fix}" if exc.fix else ""))
     typer.echo(full)

@@ -61,6 +61,8 @@ class Settings(BaseSettings):
     alert_eventbridge_bus: str | None = Field(default=None, description="also put alert events on this bus")
     aws_region: str = "us-east-1"
     aws_endpoint_url: str | None = Field(default=None, description="AWS API endpoint override (local stacks)")
+    aws_account_id: str = Field(default="000000000000", pattern=r"^[0-9]{12}$",
+                                description="the account in the ARNs of mlgov's SageMaker API")
 
     with_scheduler: bool = Field(default=False, description="run the monitoring scheduler inside `mlgov serve`")
     scheduler_interval_s: float = Field(default=10.0, gt=0, description="how often due schedules are looked for")

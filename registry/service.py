@@ -658,3 +658,44 @@ def compliance_report(session: Session, group_name: str, since: dt.datetime | No
         "decisions_passed_only_by_override": overrides,
         "versions": rows,
     }
+
+
+# --- deletion (SageMaker's DeleteModelPackage / DeleteModelPackageGroup) --------------------------------------
+
+def delete_version(session: Session, group_name: str, number: int, actor: Principal) -> None:
+    """Withdraw a version nobody has decided yet (its registrant or an admin). Decided versions stay: their
+    decisions are the audit trail. The number is never reused; lineage keeps the artifact as it was recorded."""
+    group = get_group(session, group_name, for_update=True)
+    v = session.scalar(_lock(_version_stmt(group).where(ModelVersion.version == number), session))
+    if v is None:
+        raise VersionNotFound(group_name, number)
+    registrant = _registrant(session, v)[0]
+    if actor.role != Role.admin and not auth.same_person(actor.owner, registrant):
+        raise Forbidden(f"{group_name} version {number} was registered by {registrant!r}; only its registrant or an "
+                        "admin may delete it", fix=f"ask {registrant!r} or an admin")
+    if v.approval_status != PENDING or approval_history(session, v):
+        raise Conflict(f"{group_name} version {number} has approval decisions ({v.approval_status}); decided "
+                       "versions are kept as the audit trail of those decisions",
+                       fix="reject it instead (its decisions and stage history stay on record)")
+    payload = _payload(group.name, v)
+    session.delete(v)
+    session.flush()
+    subject = f"{group.name}/{number}"
+    audit.record(session, actor=actor.name, action="version.deleted", subject_type="model_version",
+                 subject_id=subject, before=payload)
+    events.emit(session, "version.deleted", subject, {"group": group.name, "version": number, "actor": actor.name})
+
+
+def delete_group(session: Session, name: str, actor: Principal) -> None:
+    """Delete an empty group (SageMaker refuses groups that still hold model packages too)."""
+    group = get_group(session, name, for_update=True)
+    held = session.scalar(select(func.count()).select_from(ModelVersion).where(ModelVersion.group_id == group.id))
+    if held:
+        raise Conflict(f"model group {name!r} still holds {held} version(s)",
+                       fix="delete its undecided versions first; groups with decided versions are kept")
+    before = {"name": group.name, "description": group.description, "tags": group.tags}
+    session.delete(group)
+    session.flush()
+    audit.record(session, actor=actor.name, action="model_group.deleted", subject_type="model_group",
+                 subject_id=name, before=before)
+    events.emit(session, "model_group.deleted", name, before)

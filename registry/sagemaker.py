@@ -1,0 +1,428 @@
+"""The registry's SageMaker operations (model package groups, model packages, tags): shapes translated, the registry
+service called. No rule lives here: four-eyes, audit, events and lineage happen in `registry.service`, so a
+boto3 caller meets exactly what a native caller meets.
+
+Members the registry does not keep are refused by name (ValidationException), never silently dropped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from typing import Any
+
+from mlgov.auth import ADMINS, DECIDERS, PUBLISHERS, READERS, Role
+from mlgov.aws import (
+    AwsError,
+    AwsService,
+    Call,
+    drop_empty,
+    from_epoch,
+    page_offset,
+    paged,
+    require_absent,
+    user_context,
+    validation,
+)
+from mlgov.errors import Conflict, DomainError, NotFound
+from mlgov.storage import ObjectStore
+from registry import service
+from registry.orm import ModelGroup, ModelVersion
+from registry.schemas import (
+    ApprovalRequest,
+    GroupCreate,
+    GroupUpdate,
+    InferenceSpec,
+    MetricsSource,
+    ModelCard,
+    ModelMetrics,
+    SourceInfo,
+    VersionCreate,
+)
+
+GROUP, PACKAGE = "model-package-group", "model-package"
+SHA256_METADATA = "mlgov:artifact-sha256"   # the artifact's hash, for artifacts outside mlgov's object store
+EDITORS = ADMINS | {Role.publisher}
+
+
+# --- names and ARNs -----------------------------------------------------------------------------------------
+
+def group_arn(call: Call, name: str) -> str:
+    return call.arn(f"{GROUP}/{name}")
+
+
+def package_arn(call: Call, group: str, version: int) -> str:
+    return call.arn(f"{PACKAGE}/{group}/{version}")
+
+
+def group_name(call: Call, value: str) -> str:
+    rest = call.resource(value, GROUP)
+    return rest if rest is not None else value
+
+
+def package_ref(call: Call, value: str) -> tuple[str, int]:
+    """(group, version) from a model package ARN or ``group/version``."""
+    rest = call.resource(value, PACKAGE)
+    group, sep, number = (rest if rest is not None else value).rpartition("/")
+    if not sep or not group or not number.isdigit():
+        raise validation(f"{value!r} names no versioned model package: mlgov keeps model packages as versions of a "
+                         "group; pass its ARN (…:model-package/<group>/<version>) or <group>/<version>")
+    return group, int(number)
+
+
+
+def _tags_in(tags: list[dict[str, str]] | None) -> dict[str, str]:
+    return {t["Key"]: t.get("Value", "") for t in tags or []}
+
+
+def _tags_out(tags: dict[str, str]) -> list[dict[str, str]]:
+    return [{"Key": k, "Value": v} for k, v in sorted(tags.items())]
+
+
+
+# --- shapes -------------------------------------------------------------------------------------------------
+
+_METRIC_GROUPS = {"ModelQuality": "model_quality", "ModelDataQuality": "model_data_quality", "Bias": "bias",
+                  "Explainability": "explainability"}
+_METRIC_FILES = {"Statistics": "statistics", "Constraints": "constraints", "Report": "report",
+                 "PreTrainingReport": "pre_training_report", "PostTrainingReport": "post_training_report"}
+_DIGEST = re.compile(r"^sha256:", re.IGNORECASE)
+
+
+def _metrics_in(sm: dict[str, Any] | None) -> ModelMetrics | None:
+    if not sm:
+        return None
+    out: dict[str, dict[str, MetricsSource]] = {}
+    for sm_group, ours in _METRIC_GROUPS.items():
+        for sm_file, file in _METRIC_FILES.items():
+            src = (sm.get(sm_group) or {}).get(sm_file)
+            if src:
+                digest = _DIGEST.sub("", src.get("ContentDigest") or "") or None
+                out.setdefault(ours, {})[file] = MetricsSource(content_type=src["ContentType"], uri=src["S3Uri"],
+                                                               content_digest=digest)
+    return ModelMetrics.model_validate(out)
+
+
+def _metrics_out(ours: dict[str, Any] | None) -> dict[str, Any] | None:
+    if not ours:
+        return None
+    out: dict[str, Any] = {}
+    for sm_group, group in _METRIC_GROUPS.items():
+        for sm_file, file in _METRIC_FILES.items():
+            src = (ours.get(group) or {}).get(file)
+            if src:
+                out.setdefault(sm_group, {})[sm_file] = drop_empty({
+                    "ContentType": src["content_type"], "S3Uri": src["uri"],
+                    "ContentDigest": f"sha256:{src['content_digest']}" if src.get("content_digest") else None})
+    return out or None
+
+
+_CONTAINER_KEPT = {"Image", "ImageDigest", "ModelDataUrl", "Environment", "Framework", "FrameworkVersion"}
+_SPEC_LISTS = {"SupportedContentTypes": "supported_content_types",
+               "SupportedResponseMIMETypes": "supported_response_mime_types",
+               "SupportedRealtimeInferenceInstanceTypes": "supported_realtime_inference_instance_types",
+               "SupportedTransformInstanceTypes": "supported_transform_instance_types"}
+
+
+def _container_in(spec: dict[str, Any] | None) -> dict[str, Any]:
+    containers = (spec or {}).get("Containers") or []
+    if len(containers) != 1:
+        raise validation(f"mlgov keeps one container per model package; InferenceSpecification.Containers has "
+                         f"{len(containers)}: pass exactly one, with ModelDataUrl")
+    container: dict[str, Any] = containers[0]
+    require_absent(container, sorted(set(container) - _CONTAINER_KEPT), "of a container mlgov keeps Image, "
+                   "ImageDigest, ModelDataUrl, Environment, Framework and FrameworkVersion")
+    if not container.get("ModelDataUrl"):
+        raise validation("InferenceSpecification.Containers.1.ModelDataUrl is required: mlgov registers a model by "
+                         "its artifact (URI and content hash)")
+    return container
+
+
+def _inference_in(spec: dict[str, Any], container: dict[str, Any]) -> InferenceSpec:
+    return InferenceSpec.model_validate({"image": container.get("Image"), "image_digest": container.get("ImageDigest"),
+                                         "environment": container.get("Environment") or {},
+                                         **{ours: spec.get(sm) or [] for sm, ours in _SPEC_LISTS.items()}})
+
+
+def _inference_out(v: ModelVersion) -> dict[str, Any]:
+    spec = v.inference_spec or {}
+    container = drop_empty({"Image": spec.get("image"), "ImageDigest": spec.get("image_digest"),
+                            "ModelDataUrl": v.artifact_uri, "Environment": spec.get("environment") or None,
+                            "Framework": v.framework, "FrameworkVersion": v.framework_version})
+    return {"Containers": [container], **drop_empty({sm: spec.get(ours) for sm, ours in _SPEC_LISTS.items()})}
+
+
+def _card_in(card: dict[str, Any] | None) -> ModelCard | None:
+    if not card:
+        return None
+    content: Any = {}
+    if card.get("ModelCardContent"):
+        try:
+            content = json.loads(card["ModelCardContent"])
+        except ValueError:
+            raise validation("ModelCard.ModelCardContent must be a JSON document (SageMaker's model card "
+                             "schema)") from None
+        if not isinstance(content, dict):
+            raise validation("ModelCard.ModelCardContent must be a JSON object")
+    return ModelCard.model_validate({"status": card.get("ModelCardStatus") or "Draft", "content": content})
+
+
+def _card_out(card: dict[str, Any] | None) -> dict[str, Any] | None:
+    if not card:
+        return None
+    return {"ModelCardContent": json.dumps(card.get("content") or {}), "ModelCardStatus": card.get("status", "Draft")}
+
+
+_SOURCE = {"CommitId": "commit_id", "Repository": "repository", "GeneratedBy": "generated_by",
+           "ProjectId": "project_id"}
+
+
+def _source_in(sm: dict[str, str] | None) -> SourceInfo | None:
+    return SourceInfo.model_validate({ours: sm.get(key) for key, ours in _SOURCE.items()}) if sm else None
+
+
+def _group_out(call: Call, g: ModelGroup) -> dict[str, Any]:
+    return drop_empty({"ModelPackageGroupName": g.name, "ModelPackageGroupArn": group_arn(call, g.name),
+                       "ModelPackageGroupDescription": g.description, "CreationTime": g.created_at,
+                       "ModelPackageGroupStatus": "Completed"})
+
+
+def _summary(call: Call, group: str, v: ModelVersion) -> dict[str, Any]:
+    return drop_empty({"ModelPackageName": group, "ModelPackageGroupName": group, "ModelPackageVersion": v.version,
+                       "ModelPackageArn": package_arn(call, group, v.version),
+                       "ModelPackageDescription": v.description, "CreationTime": v.created_at,
+                       "ModelPackageStatus": "Completed", "ModelApprovalStatus": v.approval_status})
+
+
+def _describe(call: Call, group: str, v: ModelVersion) -> dict[str, Any]:
+    decided_by = service.approval_history(call.session, v)
+    return {
+        **_summary(call, group, v),
+        "ModelPackageStatusDetails": {"ValidationStatuses": [], "ImageScanStatuses": []},
+        "CertifyForMarketplace": False,
+        "ModelPackageRegistrationType": "Registered",
+        "InferenceSpecification": _inference_out(v),
+        "CreatedBy": user_context(v.registered_by),
+        **drop_empty({
+            "MetadataProperties": drop_empty({sm: (v.source or {}).get(ours) for sm, ours in _SOURCE.items()}),
+            "ModelMetrics": _metrics_out(v.model_metrics),
+            "LastModifiedTime": v.updated_at,
+            "LastModifiedBy": user_context(decided_by[-1].actor) if decided_by else None,
+            "ApprovalDescription": v.approval_description,
+            "Domain": v.domain, "Task": v.task,
+            "CustomerMetadataProperties": {m.key: m.value for m in v.metadata_items},
+            "ModelCard": _card_out(v.model_card),
+        }),
+    }
+
+
+# --- the artifact's content hash ------------------------------------------------------------------------------
+
+def artifact_sha256(call: Call, uri: str, metadata: dict[str, str]) -> str:
+    """mlgov keys every model by its content hash: read the artifact from the object store, or take the hash the
+    caller states in CustomerMetadataProperties (for artifacts kept elsewhere)."""
+    store: ObjectStore = call.extras["store"]()
+    key = store.key_of(uri)
+    if key is not None:
+        try:
+            digest = hashlib.sha256(store.get(key)).hexdigest()
+        except (FileNotFoundError, KeyError, OSError) as exc:
+            raise validation(f"ModelDataUrl {uri} cannot be read from the object store ({type(exc).__name__}); "
+                             "upload the artifact first") from None
+        stated = metadata.get(SHA256_METADATA)
+        if stated and stated.lower() != digest:
+            raise validation(f"CustomerMetadataProperties[{SHA256_METADATA!r}] says {stated} but the artifact at "
+                             f"{uri} hashes to {digest}")
+        return digest
+    stated = metadata.get(SHA256_METADATA)
+    if not stated:
+        raise validation(f"mlgov registers each model by its content hash, and ModelDataUrl {uri} is outside its "
+                         f"object store ({store.root_uri}…): put the artifact there, or state its SHA-256 as "
+                         f"CustomerMetadataProperties[{SHA256_METADATA!r}]")
+    return stated
+
+
+# --- operations ---------------------------------------------------------------------------------------------------
+
+def register(api: AwsService) -> None:
+    @api.operation("CreateModelPackageGroup", roles=PUBLISHERS, write=True)
+    def create_group(call: Call, p: dict[str, Any]) -> dict[str, Any]:
+        require_absent(p, ["ManagedConfiguration"], "mlgov manages its own storage")
+        body = GroupCreate(name=p["ModelPackageGroupName"], description=p.get("ModelPackageGroupDescription"),
+                           tags=_tags_in(p.get("Tags")))
+        try:
+            g = service.create_group(call.session, body, call.principal)
+        except Conflict:
+            # SageMaker's answer, which the SageMaker SDK recognises as "exists already"
+            raise validation(f"Model Package Group already exists: {group_arn(call, body.name)}") from None
+        return {"ModelPackageGroupArn": group_arn(call, g.name)}
+
+    @api.operation("DescribeModelPackageGroup", roles=READERS, write=False)
+    def describe_group(call: Call, p: dict[str, Any]) -> dict[str, Any]:
+        g = service.get_group(call.session, group_name(call, p["ModelPackageGroupName"]))
+        return {**_group_out(call, g), "CreatedBy": user_context(g.created_by)}
+
+    @api.operation("ListModelPackageGroups", roles=READERS, write=False)
+    def list_groups(call: Call, p: dict[str, Any]) -> dict[str, Any]:
+        require_absent(p, ["CreationTimeAfter", "CreationTimeBefore"], "filter by name instead")
+        if p.get("CrossAccountFilterOption") == "CrossAccount":
+            raise validation("mlgov serves one account: CrossAccountFilterOption must be SameAccount")
+        offset, limit = page_offset(p.get("NextToken")), p.get("MaxResults") or 10
+        sort = {"Name": "name", "CreationTime": "created_at"}[p.get("SortBy") or "CreationTime"]
+        desc = (p.get("SortOrder") or "Descending") == "Descending"
+        rows, total = service.list_groups(call.session, name_contains=p.get("NameContains"), tags={},
+                                          sort=f"-{sort}" if desc else sort, limit=limit, offset=offset)
+        return drop_empty({"NextToken": paged(rows, total, offset)}) | {
+            "ModelPackageGroupSummaryList": [_group_out(call, g) for g in rows]}
+
+    @api.operation("DeleteModelPackageGroup", roles=EDITORS, write=True)
+    def delete_group(call: Call, p: dict[str, Any]) -> dict[str, Any]:
+        service.delete_group(call.session, group_name(call, p["ModelPackageGroupName"]), call.principal)
+        return {}
+
+    @api.operation("CreateModelPackage", roles=PUBLISHERS, write=True, idempotency_member="ClientToken")
+    def create_package(call: Call, p: dict[str, Any]) -> dict[str, Any]:
+        if not p.get("ModelPackageGroupName"):
+            raise validation("mlgov keeps versioned model packages only: pass ModelPackageGroupName (and no "
+                             "ModelPackageName)")
+        require_absent(p, ["ModelPackageName", "ValidationSpecification", "SourceAlgorithmSpecification", "Tags",
+                           "SamplePayloadUrl", "DriftCheckBaselines", "AdditionalInferenceSpecifications",
+                           "SourceUri", "SecurityConfig", "ModelLifeCycle", "ManagedStorageType"],
+                       "the registry has no place for it")
+        if p.get("CertifyForMarketplace"):
+            raise validation("mlgov has no marketplace: CertifyForMarketplace must be false")
+        if p.get("ModelPackageRegistrationType") == "Logged":
+            raise validation("mlgov registers every model package: ModelPackageRegistrationType must be Registered")
+        spec = p.get("InferenceSpecification") or {}
+        container = _container_in(spec)
+        metadata = dict(p.get("CustomerMetadataProperties") or {})
+        group = group_name(call, p["ModelPackageGroupName"])
+        body = VersionCreate(
+            artifact_uri=container["ModelDataUrl"],
+            artifact_sha256=artifact_sha256(call, container["ModelDataUrl"], metadata),
+            description=p.get("ModelPackageDescription"), framework=container.get("Framework"),
+            framework_version=container.get("FrameworkVersion"), inference_spec=_inference_in(spec, container),
+            model_metrics=_metrics_in(p.get("ModelMetrics")), metadata=metadata, domain=p.get("Domain"),
+            task=p.get("Task"), model_card=_card_in(p.get("ModelCard")),
+            source=_source_in(p.get("MetadataProperties")))
+        v = service.register_version(call.session, group, body, call.principal)
+        status = p.get("ModelApprovalStatus")
+        if status in ("Approved", "Rejected"):
+            # A decision at registration is the registrant deciding: the registry's four-eyes rule refuses it.
+            service.decide(call.session, group, v.version, ApprovalRequest(status=status, comment=(
+                "ModelApprovalStatus given at registration")), call.principal)
+        return {"ModelPackageArn": package_arn(call, group, v.version)}
+
+    @api.operation("DescribeModelPackage", roles=READERS, write=False)
+    def describe_package(call: Call, p: dict[str, Any]) -> dict[str, Any]:
+        group, number = package_ref(call, p["ModelPackageName"])
+        g, v = service.get_version(call.session, group, number)
+        return _describe(call, g.name, v)
+
+    @api.operation("BatchDescribeModelPackage", roles=READERS, write=False)
+    def batch_describe(call: Call, p: dict[str, Any]) -> dict[str, Any]:
+        found: dict[str, Any] = {}
+        errors: dict[str, Any] = {}
+        for arn in p["ModelPackageArnList"]:
+            try:
+                group, number = package_ref(call, arn)
+                g, v = service.get_version(call.session, group, number)
+            except (DomainError, AwsError) as exc:
+                code = "ResourceNotFound" if isinstance(exc, NotFound) else "ValidationException"
+                errors[arn] = {"ErrorCode": code, "ErrorResponse": exc.detail if isinstance(exc, DomainError)
+                               else exc.message}
+                continue
+            summary = _summary(call, g.name, v)
+            summary.pop("ModelPackageName")
+            found[arn] = {**summary, "InferenceSpecification": _inference_out(v),
+                          "ModelPackageRegistrationType": "Registered"}
+        return drop_empty({"ModelPackageSummaries": found, "BatchDescribeModelPackageErrorMap": errors})
+
+    @api.operation("ListModelPackages", roles=READERS, write=False)
+    def list_packages(call: Call, p: dict[str, Any]) -> dict[str, Any]:
+        require_absent(p, ["NameContains"], "list a group's versions by ModelPackageGroupName instead")
+        kind = p.get("ModelPackageType")
+        if not p.get("ModelPackageGroupName"):
+            if kind in (None, "Unversioned"):
+                return {"ModelPackageSummaryList": []}   # mlgov has no unversioned model packages
+            raise validation("pass ModelPackageGroupName: mlgov lists model packages one group at a time")
+        offset, limit = page_offset(p.get("NextToken")), p.get("MaxResults") or 10
+        column = "version" if p.get("SortBy") == "Name" else "created_at"
+        desc = (p.get("SortOrder") or "Descending") == "Descending"
+        g, rows, total = service.list_versions(
+            call.session, group_name(call, p["ModelPackageGroupName"]), status=p.get("ModelApprovalStatus"),
+            stage=None, created_after=from_epoch(p.get("CreationTimeAfter")),
+            created_before=from_epoch(p.get("CreationTimeBefore")), metadata={},
+            sort=f"-{column}" if desc else column, limit=limit, offset=offset)
+        if kind == "Unversioned":
+            rows, total = [], 0
+        return drop_empty({"NextToken": paged(rows, total, offset)}) | {
+            "ModelPackageSummaryList": [_summary(call, g.name, v) for v in rows]}
+
+    @api.operation("UpdateModelPackage", roles=DECIDERS, write=True, idempotency_member="ClientToken")
+    def update_package(call: Call, p: dict[str, Any]) -> dict[str, Any]:
+        require_absent(p, ["ModelPackageRegistrationType", "CustomerMetadataProperties",
+                           "CustomerMetadataPropertiesToRemove", "AdditionalInferenceSpecificationsToAdd",
+                           "InferenceSpecification", "SourceUri", "ModelCard", "ModelLifeCycle"],
+                       "through UpdateModelPackage mlgov changes the approval status only")
+        group, number = package_ref(call, p["ModelPackageArn"])
+        status = p.get("ModelApprovalStatus")
+        if status is None:
+            raise validation("pass ModelApprovalStatus (Approved or Rejected) with ApprovalDescription")
+        if status == "PendingManualApproval":
+            raise validation("a decided model package cannot go back to PendingManualApproval: decide Approved or "
+                             "Rejected")
+        comment = (p.get("ApprovalDescription") or "").strip()
+        if not comment:
+            raise validation("mlgov requires ApprovalDescription with every decision: the reason, kept in the audit "
+                             "trail")
+        service.decide(call.session, group, number, ApprovalRequest(status=status, comment=comment), call.principal)
+        return {"ModelPackageArn": package_arn(call, group, number)}
+
+    @api.operation("DeleteModelPackage", roles=PUBLISHERS, write=True)
+    def delete_package(call: Call, p: dict[str, Any]) -> dict[str, Any]:
+        group, number = package_ref(call, p["ModelPackageName"])
+        service.delete_version(call.session, group, number, call.principal)
+        return {}
+
+    # --- tags (model package groups hold them) ---
+
+    def set_tags(call: Call, arn: str, change: Any) -> dict[str, str]:
+        name = _tag_target(call, arn)
+        g = service.get_group(call.session, name, for_update=True)
+        tags = change(dict(g.tags or {}))
+        if len(tags) > 50:
+            raise AwsError("ResourceLimitExceeded", f"a model package group holds at most 50 tags; {name} would "
+                                                    f"hold {len(tags)}")
+        service.update_group(call.session, name, GroupUpdate(tags=tags), call.principal)
+        return dict(tags)
+
+    @api.operation("AddTags", roles=EDITORS, write=True)
+    def add_tags(call: Call, p: dict[str, Any]) -> dict[str, Any]:
+        new = _tags_in(p["Tags"])
+        set_tags(call, p["ResourceArn"], lambda tags: {**tags, **new})
+        return {"Tags": _tags_out(new)}
+
+    @api.operation("DeleteTags", roles=EDITORS, write=True)
+    def delete_tags(call: Call, p: dict[str, Any]) -> dict[str, Any]:
+        gone = set(p["TagKeys"])
+        set_tags(call, p["ResourceArn"], lambda tags: {k: v for k, v in tags.items() if k not in gone})
+        return {}
+
+    @api.operation("ListTags", roles=READERS, write=False)
+    def list_tags(call: Call, p: dict[str, Any]) -> dict[str, Any]:
+        g = service.get_group(call.session, _tag_target(call, p["ResourceArn"]))
+        items = _tags_out(dict(g.tags or {}))
+        offset, limit = page_offset(p.get("NextToken")), p.get("MaxResults") or 50
+        page = items[offset:offset + limit]
+        return drop_empty({"NextToken": paged(page, len(items), offset)}) | {"Tags": page}
+
+
+def _tag_target(call: Call, arn: str) -> str:
+    name = call.resource(arn, GROUP) if f":{GROUP}/" in arn else None
+    if name is None:
+        raise validation(f"mlgov keeps tags on model package groups only; {arn!r} is not a model package group ARN")
+    return name
+
+
