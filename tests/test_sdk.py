@@ -34,7 +34,8 @@ from mlgov.sdk import error_class, retry_after, upload
 
 # Pages for people, not API routes: the SDK has no business calling them.
 NOT_API = {("GET", "/docs"): "Swagger UI page (HTML for a browser)",
-           ("GET", "/redoc"): "ReDoc page (HTML for a browser)"}
+           ("GET", "/redoc"): "ReDoc page (HTML for a browser)",
+           ("POST", "/"): "SageMaker's AWS JSON protocol: boto3 and the SageMaker SDK are its clients"}
 
 
 def app_routes(app: Any) -> set[Route]:
