@@ -1,6 +1,9 @@
 """Clarify's two monitor kinds, registered with monitor's registry (``monitor.kinds``) at composition time:
 ``ModelBias`` (bias drift) and ``ModelExplainability`` (feature-attribution drift).
 
+Each kind brings its report: the stored results (``clarify.service.monitors``) and the page drawn from them
+(``clarify.report``), so monitor's report route shows them without knowing Clarify.
+
 ``register()`` is called by the composition roots (``mlgov.app.create_app``, ``mlgov.cli``); calling it again
 replaces the same entries.
 """
@@ -9,6 +12,7 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
+from clarify import report
 from clarify.service import monitors
 from mlgov import inputs
 from mlgov.auth import Principal
@@ -70,10 +74,11 @@ def _attribution_window(session: Session, store: ObjectStore, w: kinds.Window, a
 
 
 MODEL_BIAS = kinds.MonitorKind(name="ModelBias", create_baseline=_bias_baseline, run_window=_bias_window,
-                               checks=("bias_drift_check",))
+                               checks=("bias_drift_check",), report=monitors.bias_report, render=report.bias_drift)
 MODEL_EXPLAINABILITY = kinds.MonitorKind(name="ModelExplainability", create_baseline=_explainability_baseline,
                                          run_window=_attribution_window,
-                                         checks=("feature_attribution_drift_check",))
+                                         checks=("feature_attribution_drift_check",),
+                                         report=monitors.attribution_report, render=report.attribution_drift)
 
 
 def register() -> None:

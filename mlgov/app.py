@@ -12,6 +12,7 @@ from fastapi import Depends, FastAPI
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from clarify import compliance as clarify_compliance
 from clarify import kinds as clarify_kinds
 from clarify.router import router as clarify_router
 from lineage import sagemaker as lineage_sagemaker
@@ -28,6 +29,7 @@ from mlgov.secrets import SecretBox
 from mlgov.settings import Settings, get_settings
 from mlgov.storage import open_store
 from mlgov.web import HttpMiddleware, adding_headers
+from monitor import compliance as monitor_compliance
 from monitor import jobs
 from monitor.router import metrics_router
 from monitor.router import router as monitor_router
@@ -210,6 +212,8 @@ def create_app(settings: Settings | None = None, db: Database | None = None, *, 
     install_error_handlers(app)
 
     clarify_kinds.register()   # ModelBias and ModelExplainability monitors, beside monitor's own kinds
+    monitor_compliance.register()   # alerts, monitoring runs, drift baselines and explanation reports of each
+    clarify_compliance.register()   # version in registry's compliance report
     app.include_router(health)
     app.include_router(router)
     app.include_router(registry_router)

@@ -33,11 +33,12 @@ def json_text(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
 
 
-def templates(directory: Path) -> Environment:
+def templates(directory: Path, *behind: Path) -> Environment:
     """The one way a package builds its Jinja environment: autoescape on for every template, whatever its name;
-    the kernel's templates (``{% include "report.css" %}``) visible behind the package's own."""
-    env = Environment(loader=ChoiceLoader([FileSystemLoader(directory), FileSystemLoader(KERNEL_TEMPLATES)]),
-                      autoescape=True)
+    the directories ``behind`` it (another package's layouts it extends) and the kernel's templates
+    (``{% include "report.css" %}``) visible behind the package's own."""
+    dirs = [directory, *behind, KERNEL_TEMPLATES]
+    env = Environment(loader=ChoiceLoader([FileSystemLoader(d) for d in dirs]), autoescape=True)
     env.filters["json_text"] = json_text
     return env
 

@@ -5,6 +5,11 @@ A kind says how to build its baseline from a ``POST /baselines`` form, how to ru
 baseline (an analysis row whose ``constraint_violations.json`` holds SageMaker-shaped violations, each naming its
 ``constraint_check_type``: alerts open one per check), and which checks its violations carry.
 
+A kind also says how its analyses read as a report: ``report`` adds the kind's stored results to what every report
+shows (status, window, violations), and ``render`` turns that into the HTML page, which extends monitor's layout
+``analysis_base.html`` (``monitor.report.TEMPLATES``). So a kind from another domain renders its own report without
+monitor knowing its templates.
+
 Monitor registers its own two kinds here (``DataQuality``, ``ModelQuality``). Other domains register theirs at
 composition time (``mlgov.app``, ``mlgov.cli``): Clarify adds ``ModelBias`` and ``ModelExplainability`` through
 ``clarify.kinds.register()``, so monitor never imports Clarify.
@@ -22,6 +27,7 @@ from sqlalchemy.orm import Session
 from mlgov.auth import Principal
 from mlgov.errors import Invalid
 from mlgov.storage import ObjectStore
+from monitor import report as reports
 from monitor import service
 from monitor.service import Analysis, Baseline
 
@@ -50,6 +56,10 @@ class MonitorKind:
     """The analysis of a captured window; a window without data is a Failed analysis, not an error."""
     checks: tuple[str, ...]
     """The ``constraint_check_type`` values this kind's violations carry (data quality: per feature)."""
+    report: Callable[[Session, ObjectStore, Analysis], dict[str, Any]] = lambda session, store, row: {}
+    """The kind's own part of a completed analysis's report (its stored results, the baseline's beside them)."""
+    render: Callable[[Mapping[str, Any]], str] = reports.generic
+    """The HTML report from the whole report (``analysis_report``); autoescaped Jinja extending analysis_base.html."""
 
 
 _KINDS: dict[str, MonitorKind] = {}
@@ -71,6 +81,23 @@ def get(name: str) -> MonitorKind:
         listed = f"{', '.join(known[:-1])} or {known[-1]}" if len(known) > 1 else "".join(known)
         raise Invalid(f"monitoring type {name!r} is not {listed}", fix="omit type for a data-quality monitor")
     return kind
+
+
+def analysis_report(session: Session, store: ObjectStore, analysis_id: str) -> dict[str, Any]:
+    """The report of an analysis of any kind: what every report shows, and its kind's results unless it failed."""
+    row = service.get_analysis(session, analysis_id)
+    out = service.analysis_summary(session, store, row)
+    kind = _KINDS.get(row.kind)
+    if kind is not None and row.status != "Failed":
+        out.update(kind.report(session, store, row))
+    return out
+
+
+def analysis_html(session: Session, store: ObjectStore, analysis_id: str) -> str:
+    """The readable report, drawn by the analysis's kind (a kind no longer registered: the common part only)."""
+    rep = analysis_report(session, store, analysis_id)
+    kind = _KINDS.get(rep["kind"])
+    return kind.render(rep) if kind is not None else reports.generic(rep)
 
 
 # --- form parts -------------------------------------------------------------------------------------------------
@@ -157,7 +184,8 @@ def _model_quality_window(session: Session, store: ObjectStore, w: Window, actor
 register(MonitorKind(
     name="DataQuality", create_baseline=_data_quality_baseline, run_window=_data_quality_window,
     checks=("data_type_check", "completeness_check", "baseline_drift_check", "missing_column_check",
-            "extra_column_check", "categorical_values_check")))
+            "extra_column_check", "categorical_values_check"),
+    report=service.data_quality_report, render=reports.data_quality))
 register(MonitorKind(
     name="ModelQuality", create_baseline=_model_quality_baseline, run_window=_model_quality_window,
-    checks=("LessThanThreshold", "GreaterThanThreshold")))
+    checks=("LessThanThreshold", "GreaterThanThreshold"), report=service.quality_report, render=reports.model_quality))

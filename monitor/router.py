@@ -303,7 +303,7 @@ def get_analysis(analysis_id: str, session: SessionDep, store: StoreDep, _: Read
                  format: Literal["json", "html"] = "json") -> Any:
     """The stored analysis; ``format=html`` renders the readable report."""
     if format == "html":
-        return HTMLResponse(service.analysis_html(session, store, analysis_id))
+        return HTMLResponse(kinds.analysis_html(session, store, analysis_id))
     return _read(service.get_analysis(session, analysis_id), store, True)
 
 
@@ -311,8 +311,8 @@ def get_analysis(analysis_id: str, session: SessionDep, store: StoreDep, _: Read
 def analysis_report(analysis_id: str, session: SessionDep, store: StoreDep, _: Reader,
                     format: Literal["html", "json"] = "html") -> Any:
     if format == "json":
-        return service.analysis_report(session, store, analysis_id)
-    return HTMLResponse(service.analysis_html(session, store, analysis_id))
+        return kinds.analysis_report(session, store, analysis_id)
+    return HTMLResponse(kinds.analysis_html(session, store, analysis_id))
 
 
 @router.get("/analyses/{analysis_id}/{name}", response_model=None)

@@ -7,6 +7,8 @@ Services only flush; the request or ``session_scope`` commits.
 from __future__ import annotations
 
 import datetime as dt
+import itertools
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar, cast
 
 from sqlalchemy import CursorResult, Select, UnaryExpression, func, select, update
@@ -600,9 +602,55 @@ def _decision_row(d: ApprovalDecision) -> dict[str, Any]:
     return row
 
 
+# What other domains know of a version. Monitor and Clarify call registry, so registry cannot call them: they add
+# providers at composition (``mlgov.app``) and the compliance report asks each for its side of every version.
+VersionFacts = Callable[[Session, str, int, dt.datetime, dt.datetime], Mapping[str, list[dict[str, Any]]]]
+"""(session, group, version, from, to) → lists by section: ``alerts`` and ``monitoring`` (activity in the window),
+``attachments`` (evidence attached to the version over time, each with ``kind``, ``id``, ``by``, ``at`` and ``until``
+(when it was superseded, or None), ISO-8601 times)."""
+_FACTS: dict[str, VersionFacts] = {}
+MAX_ATTACHMENTS = 500
+
+
+def add_version_facts(name: str, provider: VersionFacts) -> None:
+    """Add (or replace, by name: composing twice is harmless) a provider of facts about versions."""
+    _FACTS[name] = provider
+
+
+def audited_attachments(session: Session, group_name: str, number: int, action: str, kind: str, id_key: str, *,
+                        replaces: bool) -> list[dict[str, Any]]:
+    """Evidence attached to a version as the audit log recorded it (``action`` on the version): each in force from
+    its event on, until the next one when a new attachment ``replaces`` the previous."""
+    events, _ = audit.query(session, subject_type="model_version", subject_id=f"{group_name}/{number}", action=action,
+                            limit=MAX_ATTACHMENTS)
+    out: list[dict[str, Any]] = [{"kind": kind, "id": (e.after or {}).get(id_key), "by": e.actor,
+                                  "at": e.ts.isoformat(), "until": None} for e in events]
+    if replaces:
+        for before, after in itertools.pairwise(out):
+            before["until"] = after["at"]
+    return out
+
+
+def _add_version_facts(session: Session, group_name: str, row: dict[str, Any], lo: dt.datetime,
+                       hi: dt.datetime) -> None:
+    """The providers' sections on a compliance row, and on each decision the attachments in force when it was
+    taken (beside ``evidence``, the bias reports the decision assessed, recorded with it)."""
+    facts: dict[str, list[dict[str, Any]]] = {"alerts": [], "monitoring": [], "attachments": []}
+    for provider in _FACTS.values():
+        for key, items in provider(session, group_name, row["version"], lo, hi).items():
+            facts.setdefault(key, []).extend(items)
+    facts["attachments"].sort(key=lambda a: dt.datetime.fromisoformat(a["at"]))
+    row.update(facts)
+    for d in row["decisions"]:
+        at = dt.datetime.fromisoformat(d["at"])
+        d["attached"] = [a for a in facts["attachments"] if dt.datetime.fromisoformat(a["at"]) <= at
+                         and (a.get("until") is None or at < dt.datetime.fromisoformat(a["until"]))]
+
+
 def compliance_report(session: Session, group_name: str, since: dt.datetime | None,
                       until: dt.datetime | None) -> dict[str, Any]:
-    """Every version with activity in the window: who registered it, every decision and stage move."""
+    """Every version with activity in the window: who registered it, every decision and stage move, the evidence
+    each decision used, its bias verdicts, and what the other domains know of it (alerts, monitoring runs)."""
     group = get_group(session, group_name)
     lo = since or dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
     hi = until or utcnow() + dt.timedelta(seconds=1)
@@ -647,6 +695,8 @@ def compliance_report(session: Session, group_name: str, since: dt.datetime | No
             "lineage": [n for n in lineage.upstream(session, v.artifact_uri, v.artifact_sha256)
                         if n["kind"] != "action" or n["type"] not in ("Approval", "StageTransition")],
         })
+    for row in rows:
+        _add_version_facts(session, group.name, row, lo, hi)
     overrides = sum(1 for ds in decisions.values() for d in ds if d.policy_overridden)
     return {
         "model_group": group.name,

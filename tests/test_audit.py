@@ -83,7 +83,7 @@ def test_compliance_report_json_and_html(client, keys):
     v1 = next(v for v in rep["versions"] if v["version"] == 1)
     assert v1["registered_by"] == "test-publisher"
     assert v1["decisions"] == [{"from": "PendingManualApproval", "to": "Approved", "by": "test-approver",
-                                "at": v1["decisions"][0]["at"], "comment": "looks good"}]
+                                "at": v1["decisions"][0]["at"], "comment": "looks good", "attached": []}]
     assert [t["to"] for t in v1["stage_history"]] == ["Development", "Staging"]
     assert v1["four_eyes_ok"] is True
     html = client.get("/api/v1/audit/report", params={"model_group": "churn", "format": "html"},

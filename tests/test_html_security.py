@@ -158,34 +158,117 @@ def seed_drift_file(srv: Server) -> str:
     return str(a.json()["id"])
 
 
+T0 = dt.datetime(2026, 11, 20, 10, 0, tzinfo=dt.UTC)
+WINDOW = {"start": "2026-11-20T10:00:00Z", "end": "2026-11-20T11:00:00Z"}
+
+
+def endpoint_with_traffic(srv: Server, name: str, group: str, features: list[dict[str, str]], inputs: pd.DataFrame,
+                          outputs: list[dict[str, Any]], labels: list[int] | None = None) -> None:
+    """An endpoint of ``group``/1 that captured ``inputs`` as JSON records in the hour from T0 (and their labels)."""
+    recs = [{"captureData": {
+        "endpointInput": {"observedContentType": "application/json", "mode": "INPUT", "encoding": "JSON",
+                          "data": json.dumps(row)},
+        "endpointOutput": {"observedContentType": "application/json", "mode": "OUTPUT", "encoding": "JSON",
+                           "data": json.dumps(out)}},
+        "eventMetadata": {"eventId": f"{name}-{i}", "inferenceId": f"{name}-inf-{i}",
+                          "inferenceTime": (T0 + dt.timedelta(seconds=i)).strftime("%Y-%m-%dT%H:%M:%SZ")},
+        "eventVersion": "0"} for i, (row, out) in enumerate(zip(inputs.to_dict("records"), outputs, strict=True))]
+    schema: dict[str, Any] = {"features": features}
+    if outputs and "pred" in outputs[0]:
+        schema["prediction"] = {"name": "pred"}
+    with srv.client("publisher") as c:
+        r = c.post("/api/v1/endpoints", json={"name": name, "model_group": group, "model_version": 1,
+                                             "sampling_percentage": 100, "schema": schema})
+        assert r.status_code == 201, r.text
+    with srv.client("ingest") as c:
+        assert c.post(f"/api/v1/endpoints/{name}/capture", json=recs).json()["accepted"] == len(recs)
+        if labels is not None:
+            truth = [{"groundTruthData": {"data": str(y), "encoding": "CSV"}, "eventVersion": "0",
+                      "eventMetadata": {"eventId": f"{name}-inf-{i}"}} for i, y in enumerate(labels)]
+            assert c.post(f"/api/v1/endpoints/{name}/ground-truth", json=truth).status_code == 200
+
+
+def scheduled_run(srv: Server, endpoint: str, kind: str, baseline_id: str) -> str:
+    """The analysis of one manual run of a ``kind`` schedule over the captured hour."""
+    with srv.client("publisher") as c:
+        r = c.post("/api/v1/monitoring-schedules", json={"name": f"{endpoint}-run", "endpoint": endpoint,
+                                                         "type": kind, "schedule": "hourly",
+                                                         "baseline_id": baseline_id})
+        assert r.status_code == 201, r.text
+        r = c.post(f"/api/v1/monitoring-schedules/{endpoint}-run/run", json=WINDOW)
+        assert r.status_code == 201 and r.json()["analysis_id"], r.text
+    return str(r.json()["analysis_id"])
+
+
 def seed_drift_captured(srv: Server) -> str:
     """Hostile categorical values in captured traffic (JSON records), analysed over the capture window."""
     group_and_version(srv, "captured")
     rng = np.random.default_rng(1)
     train = pd.DataFrame({"age": rng.integers(18, 90, 300), "state": rng.choice(HOSTILE, 300)})
-    t0 = dt.datetime(2026, 11, 20, 10, 0, tzinfo=dt.UTC)
-    recs = [{"captureData": {
-        "endpointInput": {"observedContentType": "application/json", "mode": "INPUT", "encoding": "JSON",
-                          "data": json.dumps({"age": int(30 + i % 40), "state": HOSTILE[i % 4]})},
-        "endpointOutput": {"observedContentType": "application/json", "mode": "OUTPUT", "encoding": "JSON",
-                           "data": json.dumps({"prediction": 0.5})}},
-        "eventMetadata": {"eventId": f"ev-{i}", "inferenceId": f"inf-{i}",
-                          "inferenceTime": (t0 + dt.timedelta(seconds=i)).strftime("%Y-%m-%dT%H:%M:%SZ")},
-        "eventVersion": "0"} for i in range(200)]
+    traffic = pd.DataFrame({"age": [30 + i % 40 for i in range(200)], "state": [HOSTILE[i % 4] for i in range(200)]})
+    endpoint_with_traffic(srv, "captured-ep", "captured", [{"name": "age", "type": "Integral"},
+                                                           {"name": "state", "type": "String"}],
+                          traffic, [{"prediction": 0.5}] * 200)
     with srv.client("publisher") as c:
-        r = c.post("/api/v1/endpoints", json={"name": "captured-ep", "model_group": "captured", "model_version": 1,
-                                             "sampling_percentage": 100, "schema": {"features": [
-                                                 {"name": "age", "type": "Integral"},
-                                                 {"name": "state", "type": "String"}]}})
-        assert r.status_code == 201, r.text
         bid = c.post("/api/v1/baselines", files={"file": ("t.csv", csv(train))}).json()["id"]
-    with srv.client("ingest") as c:
-        assert c.post("/api/v1/endpoints/captured-ep/capture", json=recs).json()["accepted"] == 200
-    with srv.client("publisher") as c:
-        r = c.post("/api/v1/analyses", json={"baseline_id": bid, "endpoint": "captured-ep",
-                                             "start": "2026-11-20T10:00:00Z", "end": "2026-11-20T11:00:00Z"})
+        r = c.post("/api/v1/analyses", json={"baseline_id": bid, "endpoint": "captured-ep", **WINDOW})
         assert r.status_code == 201 and r.json()["rows"] == 200, r.text
     return str(r.json()["id"])
+
+
+def seed_bias_drift(srv: Server) -> str:
+    """A ModelBias monitor run on captured traffic whose facet name and values are hostile."""
+    group_and_version(srv, "fairness")
+    rng = np.random.default_rng(5)
+    facet, n = HOSTILE[2], 600
+
+    def people(unfair: float) -> pd.DataFrame:
+        df = pd.DataFrame({facet: rng.choice(HOSTILE[:2], n), "income": rng.normal(50, 10, n).round(2),
+                           "label": rng.integers(0, 2, n)})
+        df["pred"] = np.where((df[facet] == HOSTILE[0]) & (rng.random(n) < unfair), 0, df["label"])
+        return df
+
+    cfg = {"label": "label", "label_values_or_threshold": [1], "predicted_label": "pred",
+           "facet": [{"name_or_index": facet, "value_or_threshold": [HOSTILE[0]]}],
+           "methods": {"post_training_bias": {"methods": ["DPPL", "DI"]}}}
+    window = people(0.7)
+    endpoint_with_traffic(srv, "fair-ep", "fairness", [{"name": facet, "type": "String"},
+                                                       {"name": "income", "type": "Fractional"}],
+                          window[[facet, "income"]], [{"pred": int(p)} for p in window["pred"]],
+                          labels=window["label"].tolist())
+    with srv.client("publisher") as c:
+        r = c.post("/api/v1/baselines", data={"type": "ModelBias"}, files={
+            "file": ("v.csv", csv(people(0.05))), "config": ("c.json", json.dumps(cfg).encode())})
+        assert r.status_code == 201, r.text
+    return scheduled_run(srv, "fair-ep", "ModelBias", r.json()["id"])
+
+
+def hostile_model(srv: Server, group: str, seed: int) -> tuple[pd.DataFrame, bytes]:
+    """A model trained on hostile feature names, registered as ``group``/1: its training rows and artifact."""
+    import skops.io as sio
+    from sklearn.ensemble import GradientBoostingClassifier
+
+    rng = np.random.default_rng(seed)
+    x = pd.DataFrame(rng.normal(size=(300, 4)), columns=HOSTILE)
+    y = (x[HOSTILE[0]] + 0.5 * x[HOSTILE[1]] > 0).astype(int)
+    artifact = sio.dumps(GradientBoostingClassifier(n_estimators=10, random_state=0).fit(x, y))
+    group_and_version(srv, group, artifact_uri=f"s3://models/{group}/1/model.skops",
+                      artifact_sha256=hashlib.sha256(artifact).hexdigest())
+    return x, artifact
+
+
+def seed_attribution_drift(srv: Server) -> str:
+    """A ModelExplainability monitor run of a model whose feature names are hostile."""
+    x, artifact = hostile_model(srv, "attributed", 6)
+    shifted = x.head(120).assign(**{HOSTILE[0]: 0.0})
+    endpoint_with_traffic(srv, "attr-ep", "attributed", [{"name": h, "type": "Fractional"} for h in HOSTILE],
+                          shifted, [{"pred": 0}] * len(shifted))
+    with srv.client("publisher") as c:
+        r = c.post("/api/v1/baselines", data={"type": "ModelExplainability", "model_group": "attributed",
+                                              "model_version": "1", "model_format": "skops"},
+                   files={"file": ("ref.csv", csv(x)), "model": ("m.skops", artifact)})
+        assert r.status_code == 201, r.text
+    return scheduled_run(srv, "attr-ep", "ModelExplainability", r.json()["id"])
 
 
 def seed_quality(srv: Server) -> str:
@@ -226,15 +309,7 @@ def seed_bias(srv: Server) -> str:
 
 def seed_explanations(srv: Server) -> str:
     """A model trained on hostile feature names: they rank the attributions."""
-    import skops.io as sio
-    from sklearn.ensemble import GradientBoostingClassifier
-
-    rng = np.random.default_rng(4)
-    x = pd.DataFrame(rng.normal(size=(300, 4)), columns=HOSTILE)
-    y = (x[HOSTILE[0]] + 0.5 * x[HOSTILE[1]] > 0).astype(int)
-    artifact = sio.dumps(GradientBoostingClassifier(n_estimators=10, random_state=0).fit(x, y))
-    group_and_version(srv, "explained", artifact_uri="s3://models/explained/1/model.skops",
-                      artifact_sha256=hashlib.sha256(artifact).hexdigest())
+    x, artifact = hostile_model(srv, "explained", 4)
     with srv.client("publisher") as c:
         r = c.post("/api/v1/clarify/explain", data={"model_group": "explained", "model_version": "1",
                                                     "model_format": "skops"},
@@ -260,6 +335,7 @@ def reports(server: Server) -> dict[str, tuple[str, str]]:
     """Each report kind → (route template, URL of the report made from hostile values)."""
     drift, captured, quality = seed_drift_file(server), seed_drift_captured(server), seed_quality(server)
     bias, shap, group = seed_bias(server), seed_explanations(server), seed_compliance(server)
+    bias_drift, attribution_drift = seed_bias_drift(server), seed_attribution_drift(server)
     return {
         "drift": ("/api/v1/analyses/{analysis_id}/report", f"/api/v1/analyses/{drift}/report"),
         "drift-json-route": ("/api/v1/analyses/{analysis_id}", f"/api/v1/analyses/{drift}?format=html"),
@@ -268,6 +344,9 @@ def reports(server: Server) -> dict[str, tuple[str, str]]:
         "bias": ("/api/v1/clarify/reports/{analysis_id}", f"/api/v1/clarify/reports/{bias}"),
         "explanations": ("/api/v1/clarify/reports/{analysis_id}", f"/api/v1/clarify/reports/{shap}"),
         "compliance": ("/api/v1/audit/report", f"/api/v1/audit/report?model_group={group}&format=html"),
+        "bias-drift": ("/api/v1/analyses/{analysis_id}/report", f"/api/v1/analyses/{bias_drift}/report"),
+        "attribution-drift": ("/api/v1/analyses/{analysis_id}/report",
+                              f"/api/v1/analyses/{attribution_drift}/report"),
     }
 
 
@@ -292,7 +371,7 @@ def test_drift_report_of_hostile_captured_categories(server, reports, tmp_path):
 def test_model_quality_report_of_hostile_class_labels(server, reports, tmp_path):
     dom = check_page(fetch(server, reports, "quality"), tmp_path, shown=HOSTILE)
     text = " ".join(dom.text)
-    assert "weighted_f1" in text and "Confusion matrix" in text
+    assert "weighted_f1" in text and "Confusion matrices" in text and "Metrics against the baseline" in text
 
 
 def test_bias_report_of_hostile_facet_values_and_names(server, reports, tmp_path):
@@ -310,6 +389,19 @@ def test_compliance_report_of_hostile_card_metrics_and_comments(server, reports,
     dom = check_page(fetch(server, reports, "compliance"), tmp_path, shown=HOSTILE)
     text = " ".join(dom.text)
     assert "Model card (Draft)" in text and "0.91" in text
+
+
+def test_bias_drift_report_of_hostile_facet_names_and_values(server, reports, tmp_path):
+    dom = check_page(fetch(server, reports, "bias-drift"), tmp_path, shown=[HOSTILE[0], HOSTILE[2]])
+    text = " ".join(dom.text)
+    assert "Bias-drift analysis" in text and "allowed range" in text and "Data-quality" not in text
+
+
+def test_attribution_drift_report_of_hostile_feature_names(server, reports, tmp_path):
+    dom = check_page(fetch(server, reports, "attribution-drift"), tmp_path, shown=HOSTILE)
+    text = " ".join(dom.text)
+    assert "Feature-attribution drift analysis" in text and "nDCG" in text
+    assert sum(t == "rect" for t, _ in dom.tags) == 8              # baseline and window bar per feature
 
 
 class AuthForwarder:
@@ -350,7 +442,8 @@ class AuthForwarder:
         self.httpd.server_close()
 
 
-@pytest.mark.parametrize("kind", ["drift", "quality", "bias", "explanations", "compliance"])
+@pytest.mark.parametrize("kind", ["drift", "quality", "bias", "explanations", "compliance", "bias-drift",
+                                  "attribution-drift"])
 def test_reports_load_under_the_csp_with_their_stylesheet(server, reports, tmp_path, kind):
     """Served (not from a file), each report breaks no CSP rule: no inline script, no style but its own
     stylesheet, which the policy allows by hash (Chromium logs a violation if the hash and the text differ)."""

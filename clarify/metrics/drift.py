@@ -10,10 +10,22 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
 DEFAULT_NDCG_THRESHOLD = 0.90
+NOT_DRIFT_CHECKED = ("FT", "CDDPL")   # need the whole dataset's structure: no bootstrap interval, never compared
+
+
+def matching_group(baseline_groups: list[dict[str, Any]], group: dict[str, Any], index: int,
+                   groups: int) -> dict[str, Any] | None:
+    """The baseline's facet group a window's group is compared with: the same value or threshold, else the one at
+    the same position when both list as many groups."""
+    same = next((g for g in baseline_groups if g["value_or_threshold"] == group["value_or_threshold"]), None)
+    if same is not None:
+        return same
+    return baseline_groups[index] if len(baseline_groups) == groups else None
 
 
 def ndcg(baseline: dict[str, float], current: dict[str, float]) -> float:

@@ -23,7 +23,14 @@ from clarify import loaders
 from clarify.errors import ConfigInvalid
 from clarify.metrics import bias
 from clarify.metrics.analysis import ConfigError, analyze, facet_groups, metric_value, parse_config
-from clarify.metrics.drift import DEFAULT_NDCG_THRESHOLD, bias_violation, bootstrap_interval, ndcg
+from clarify.metrics.drift import (
+    DEFAULT_NDCG_THRESHOLD,
+    NOT_DRIFT_CHECKED,
+    bias_violation,
+    bootstrap_interval,
+    matching_group,
+    ndcg,
+)
 from clarify.metrics.shap_values import analysis_json, explain
 from clarify.schemas import PostTraining
 from clarify.service.artifacts import load_model, read_csv
@@ -143,14 +150,13 @@ def bias_window(session: Session, store: ObjectStore, *, baseline_id: str, endpo
         cur_groups = current.get(section, {}).get("facets", {}).get(name, [])
         masks = dict(facet_groups(df[facet["name_or_index"]], facet.get("value_or_threshold")))
         for i, cur_group in enumerate(cur_groups):
-            base_group = next((g for g in base_groups if g["value_or_threshold"] == cur_group["value_or_threshold"]),
-                              base_groups[i] if len(base_groups) == len(cur_groups) else None)
+            base_group = matching_group(base_groups, cur_group, i, len(cur_groups))
             if base_group is None:
                 continue
             base_vals = {m["name"]: metric_value(m) for m in base_group["metrics"]}
             sensitive = masks[cur_group["value_or_threshold"]]
             for m in cur_group["metrics"]:
-                if m["name"] not in base_vals or m["name"] in ("FT", "CDDPL"):
+                if m["name"] not in base_vals or m["name"] in NOT_DRIFT_CHECKED:
                     continue
 
                 def metric(idx: np.ndarray, key: str = m["name"], s: np.ndarray = sensitive) -> float:
@@ -200,3 +206,26 @@ def attribution_window(session: Session, store: ObjectStore, *, baseline_id: str
         "description": f"Feature attribution drift {score:.2f} exceeds threshold {threshold}"}]
     result = {**analysis_json(cur), "ndcg": score}
     return record(rows=len(df), violations=violations, result=result, failure=None)
+
+
+# --- reports (``clarify.kinds`` hands them to monitor's report route) ---------------------------------------------
+
+def _documents(session: Session, store: ObjectStore, row: monitor.Analysis) -> tuple[monitor.Baseline, dict[str, Any]]:
+    base = monitor.get_baseline(session, row.baseline_id)
+    return base, {"analysis": json.loads(store.get(f"{row.prefix}/analysis.json")),
+                  "baseline_analysis": json.loads(store.get(f"{base.prefix}/analysis.json"))}
+
+
+def bias_report(session: Session, store: ObjectStore, row: monitor.Analysis) -> dict[str, Any]:
+    """The window's post-training bias beside the baseline's, and the analysis config both were computed with."""
+    base, docs = _documents(session, store, row)
+    return {**docs, "config": (base.settings or {}).get("config", {})}
+
+
+def attribution_report(session: Session, store: ObjectStore, row: monitor.Analysis) -> dict[str, Any]:
+    """The window's global SHAP values (and nDCG) beside the baseline's, with the threshold and the explained
+    version."""
+    base, docs = _documents(session, store, row)
+    s = base.settings or {}
+    return {**docs, "ndcg_threshold": float(s.get("ndcg_threshold", DEFAULT_NDCG_THRESHOLD)),
+            "model_group": s.get("model_group"), "model_version": s.get("model_version")}

@@ -3,7 +3,7 @@
 - ``endpoints``: endpoints and capture ingest, captured windows read back
 - ``ground_truth``: labels keyed by inferenceId, windows joined to them
 - ``baselines``: data-quality baselines, constraints, expectation suites, the version's drift baseline
-- ``analyses``: data-quality and drift analyses and their reports
+- ``analyses``: data-quality and drift analyses, what every analysis report shows and the drift report's data
 - ``model_quality``: model-quality baselines and analyses, the label-free performance estimate
 - ``datasets``: uploaded or stored datasets read as checked tables
 
@@ -18,11 +18,11 @@ a committed row always finds its files, and files whose rows never committed are
 from monitor.orm import Analysis, Baseline
 from monitor.service.analyses import (
     analysis_file,
-    analysis_html,
     analysis_prefix,
-    analysis_report,
+    analysis_summary,
     analyze_file,
     analyze_window,
+    data_quality_report,
     drift_config,
     get_analysis,
     list_analyses,
@@ -58,16 +58,17 @@ from monitor.service.model_quality import (
     create_quality_baseline,
     performance_estimate,
     quality_file,
+    quality_report,
     quality_window,
     run_quality_analysis,
 )
 
 __all__ = [
-    "Analysis", "Baseline", "analysis_file", "analysis_html", "analysis_prefix", "analysis_report", "analyze_file",
-    "analyze_window", "attach_baseline", "baseline_file", "baseline_prefix", "captured_count", "create_baseline",
-    "create_endpoint", "create_quality_baseline", "drift_config", "get_analysis", "get_baseline", "get_endpoint",
+    "Analysis", "Baseline", "analysis_file", "analysis_prefix", "analysis_summary", "analyze_file", "analyze_window",
+    "attach_baseline", "baseline_file", "baseline_prefix", "captured_count", "create_baseline", "create_endpoint",
+    "create_quality_baseline", "data_quality_report", "drift_config", "get_analysis", "get_baseline", "get_endpoint",
     "gx_suite", "import_baseline", "ingest", "ingest_ground_truth", "labelled_window", "list_analyses",
-    "list_baselines", "list_endpoints", "performance_estimate", "put_expectations", "quality_file", "quality_window",
-    "read_dataset_uri", "record_analysis", "record_baseline", "run_analysis", "run_quality_analysis",
-    "update_constraints", "version_baseline", "violations_of", "window_table",
+    "list_baselines", "list_endpoints", "performance_estimate", "put_expectations", "quality_file", "quality_report",
+    "quality_window", "read_dataset_uri", "record_analysis", "record_baseline", "run_analysis",
+    "run_quality_analysis", "update_constraints", "version_baseline", "violations_of", "window_table",
 ]

@@ -21,7 +21,7 @@ from mlgov.auth import Principal
 from mlgov.db import new_id, paginate, utcnow
 from mlgov.errors import Invalid
 from mlgov.storage import ObjectStore
-from monitor import layout, report
+from monitor import layout
 from monitor.engine import expectations
 from monitor.engine.analysis import AnalysisResult, DriftConfig, analyze
 from monitor.errors import AnalysisNotFound
@@ -178,20 +178,21 @@ def analysis_file(session: Session, store: ObjectStore, analysis_id: str, name: 
     return store.get(f"{get_analysis(session, analysis_id).prefix}/{name}")
 
 
-def analysis_report(session: Session, store: ObjectStore, analysis_id: str) -> dict[str, Any]:
-    row = get_analysis(session, analysis_id)
+def analysis_summary(session: Session, store: ObjectStore, row: Analysis) -> dict[str, Any]:
+    """What every kind's report shows: status, baseline, window, rows and the violations."""
     out: dict[str, Any] = {"id": row.id, "kind": row.kind, "status": row.status,
                            "failure_reason": row.failure_reason, "baseline_id": row.baseline_id,
-                           "rows": row.row_count, "violations": violations_of(store, row)}
-    if row.status != "Failed" and row.kind == "DataQuality":
-        out["drift"] = json.loads(store.get(f"{row.prefix}/drift.json"))
-        out["statistics"] = json.loads(store.get(f"{row.prefix}/statistics.json"))
-        base = get_baseline(session, row.baseline_id)
-        out["baseline_statistics"] = json.loads(store.get(f"{base.prefix}/statistics.json"))
-    elif row.status != "Failed" and row.kind == "ModelQuality":   # the report shows the metrics it judged
-        out["statistics"] = json.loads(store.get(f"{row.prefix}/statistics.json"))
+                           "rows": row.row_count, "violations": violations_of(store, row), "source": row.source,
+                           "endpoint": row.endpoint, "dataset_uri": row.dataset_uri,
+                           "created_at": row.created_at.isoformat()}
+    if row.window_start is not None and row.window_end is not None:
+        out["window"] = {"start": row.window_start.isoformat(), "end": row.window_end.isoformat()}
     return out
 
 
-def analysis_html(session: Session, store: ObjectStore, analysis_id: str) -> str:
-    return report.render(analysis_report(session, store, analysis_id))
+def data_quality_report(session: Session, store: ObjectStore, row: Analysis) -> dict[str, Any]:
+    """The drift table and both statistics.json files (the report draws each feature's two distributions)."""
+    base = get_baseline(session, row.baseline_id)
+    return {"drift": json.loads(store.get(f"{row.prefix}/drift.json")),
+            "statistics": json.loads(store.get(f"{row.prefix}/statistics.json")),
+            "baseline_statistics": json.loads(store.get(f"{base.prefix}/statistics.json"))}

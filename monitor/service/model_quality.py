@@ -176,3 +176,13 @@ def performance_estimate(session: Session, store: ObjectStore, endpoint: str, st
         realized = quality.binary_values(y, labelled[col.name].to_numpy(dtype=float), None, threshold, curves=False)
         out["comparison"] = cbpe.compare(est, realized)
     return out
+
+
+def quality_report(session: Session, store: ObjectStore, row: Analysis) -> dict[str, Any]:
+    """The window's metrics beside the baseline's and its constraints (binary statistics carry the ROC and PR
+    curves)."""
+    base = get_baseline(session, row.baseline_id)
+    return {"problem_type": base.problem_type, "threshold": (base.settings or {}).get("threshold"),
+            "statistics": json.loads(store.get(f"{row.prefix}/statistics.json")),
+            "baseline_statistics": json.loads(store.get(f"{base.prefix}/statistics.json")),
+            "constraints": json.loads(store.get(f"{base.prefix}/constraints.json"))}

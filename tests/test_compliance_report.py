@@ -1,0 +1,87 @@
+"""The compliance report of a model group shows, per version, its bias verdicts, the evidence each approval decision
+used (the bias reports it assessed and what was attached at that moment), its alerts and monitoring runs: facts
+that monitor and Clarify hand to registry through providers composed by the app."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+
+from tests.clarify.test_monitors import T0, capture, population, setup
+from tests.helpers import approve
+from tests.monitor.test_api import csv_bytes, make_baseline
+
+CFG = {"label": "label", "label_values_or_threshold": [1], "predicted_label": "prediction",
+       "facet": [{"name_or_index": "sex", "value_or_threshold": ["f"]}],
+       "methods": {"post_training_bias": {"methods": ["DPPL", "DI"]}}}
+
+
+def attach_drift_baseline(client, keys, seed: int) -> str:
+    bid = make_baseline(client, keys, population(400, seed, 0.0)[["age", "income", "sex"]])
+    r = client.post("/api/v1/model-groups/credit/versions/1/drift-baseline", json={"baseline_id": bid},
+                    headers=keys("publisher"))
+    assert r.status_code == 200, r.text
+    return bid
+
+
+def test_compliance_report_shows_bias_verdicts_decision_evidence_and_alerts(client, keys):
+    setup(client, keys)                                           # credit/1 served by endpoint credit-prod
+    superseded, in_force = attach_drift_baseline(client, keys, 1), attach_drift_baseline(client, keys, 2)
+    r = client.post("/api/v1/clarify/bias", headers=keys("publisher"),
+                    data={"model_group": "credit", "model_version": "1"},
+                    files={"file": ("d.csv", csv_bytes(population(800, 3, favour=0.5))),
+                           "config": ("c.json", json.dumps(CFG).encode())})
+    assert r.status_code == 200, r.text
+    report_id = r.headers["x-mlgov-analysis-id"]
+    assert approve(client, keys("approver"), "credit", 1).status_code == 200
+    later = attach_drift_baseline(client, keys, 4)                # after the decision: not what it used
+
+    r = client.post("/api/v1/baselines", headers=keys("publisher"), data={"type": "ModelBias"},
+                    files={"file": ("v.csv", csv_bytes(population(3000, 5, favour=0.05))),
+                           "config": ("c.json", json.dumps(CFG).encode())})
+    client.post("/api/v1/monitoring-schedules", headers=keys("publisher"), json={
+        "name": "credit-bias", "endpoint": "credit-prod", "type": "ModelBias", "schedule": "hourly",
+        "baseline_id": r.json()["id"]})
+    capture(client, keys, population(1500, 6, favour=0.6), T0, 6)
+    run = client.post("/api/v1/monitoring-schedules/credit-bias/run", headers=keys("publisher"),
+                      json={"start": T0.isoformat(), "end": (T0 + dt.timedelta(hours=1)).isoformat()}).json()
+    assert run["status"] == "CompletedWithViolations", run
+
+    rep = client.get("/api/v1/audit/report", params={"model_group": "credit"}, headers=keys("viewer")).json()
+    v = rep["versions"][0]
+    verdict = v["evidence"][0]
+    assert verdict["analysis_id"] == report_id and not verdict["passed"]
+    assert any(f.startswith("sex=f: DPPL=") for f in verdict["failures"])
+    decision = v["decisions"][0]
+    assert decision["to"] == "Approved" and [e["analysis_id"] for e in decision["evidence"]] == [report_id]
+    assert [(a["kind"], a["id"]) for a in decision["attached"]] == [("drift baseline", in_force)]
+    assert [a["id"] for a in v["attachments"]] == [superseded, in_force, later]
+    assert v["attachments"][0]["until"] == v["attachments"][1]["at"] and v["attachments"][2]["until"] is None
+    assert [(a["check"], a["status"], a["endpoint"], a["schedule"]) for a in v["alerts"]] == \
+        [("bias_drift_check", "open", "credit-prod", "credit-bias")]
+    assert "DPPL" in v["alerts"][0]["subjects"]
+    assert v["monitoring"] == [{"endpoint": "credit-prod", "kind": "ModelBias", "runs": 1, "with_violations": 1,
+                                "failed": 0, "last": {**v["monitoring"][0]["last"], "analysis_id": run["analysis_id"],
+                                                      "status": "CompletedWithViolations"}}]
+
+    html = client.get("/api/v1/audit/report", params={"model_group": "credit", "format": "html"},
+                      headers=keys("viewer")).text
+    assert "<h3>Bias verdicts</h3>" in html and '<span class="bad">failed</span>' in html
+    assert all(f in html for f in verdict["failures"])
+    used = re.search(r'<td class="used">(.*?)</td>', html, re.S)
+    assert used is not None and report_id in used.group(1) and in_force in used.group(1)
+    assert superseded not in used.group(1) and later not in used.group(1)
+    assert "<h3>Alerts (1)</h3>" in html and "bias_drift_check" in html and "credit-bias" in html
+    assert "Bias-drift monitoring on endpoint" in html and "1 with drift" in html
+
+    before = client.get("/api/v1/audit/report", headers=keys("viewer"), params={
+        "model_group": "credit", "to": (T0 - dt.timedelta(days=3650)).isoformat()}).json()
+    assert before["versions"] == []
+
+
+def test_a_window_without_alerts_says_so(client, keys):
+    setup(client, keys)
+    html = client.get("/api/v1/audit/report", params={"model_group": "credit", "format": "html"},
+                      headers=keys("viewer")).text
+    assert "<h3>Alerts (0)</h3>" in html and "no alerts in this window" in html and "Bias verdicts" not in html
