@@ -55,6 +55,13 @@ def _check_rules(expression: str, start: str, end: str) -> tuple[dt.timedelta, d
     return s, e
 
 
+def _first_run(expression: str, now: dt.datetime) -> dt.datetime:
+    try:
+        return recurrence.first_run(expression, now)
+    except recurrence.RuleError as exc:   # e.g. starting again a cron whose years are over
+        raise Invalid(str(exc), fix="PATCH the schedule's expression to one that fires again") from None
+
+
 def _check_baseline(session: Session, monitoring_type: str, baseline_id: str, endpoint: str) -> None:
     """The baseline is of the schedule's kind and fits its endpoint (the kind's check: the columns the baseline
     reads are captured there), so a schedule never fails every run on a mismatch nobody was told about."""
@@ -85,7 +92,7 @@ def create(session: Session, *, name: str, endpoint: str, monitoring_type: str, 
     now = now or utcnow()
     row = Schedule(id=new_id(), name=name, endpoint=endpoint, type=monitoring_type, expression=expression,
                    window_start=window_start, window_end=window_end, baseline_id=baseline_id, drift=drift,
-                   alerting=alerting, status="Scheduled", next_run_at=recurrence.first_run(expression, now),
+                   alerting=alerting, status="Scheduled", next_run_at=_first_run(expression, now),
                    created_by=actor.name, created_at=now, updated_at=now)
     session.add(row)
     session.flush()
@@ -113,7 +120,7 @@ def set_status(session: Session, name: str, status: str, actor: Principal, now: 
     before = row.status
     row.status = status
     if status == "Scheduled":
-        row.next_run_at = recurrence.first_run(row.expression, now or utcnow())
+        row.next_run_at = _first_run(row.expression, now or utcnow())
     row.updated_at = utcnow()
     session.flush()
     audit.record(session, actor=actor.name, action=f"schedule.{'started' if status == 'Scheduled' else 'stopped'}",
@@ -140,7 +147,7 @@ def update(session: Session, name: str, fields: dict[str, Any], actor: Principal
         setattr(row, k, v)
     _check_rules(row.expression, row.window_start, row.window_end)
     if "expression" in fields:
-        row.next_run_at = recurrence.first_run(row.expression, utcnow())
+        row.next_run_at = _first_run(row.expression, utcnow())
     row.updated_at = utcnow()
     session.flush()
     audit.record(session, actor=actor.name, action="schedule.updated", subject_type="schedule", subject_id=name,

@@ -98,6 +98,16 @@ def test_schedule_expressions_through_the_api(client, keys, db, app):
     assert len(jobs.tick(db, store, dt.datetime.now(UTC))) == 1
     runs = client.get("/api/v1/monitoring-schedules/once/executions", headers=pub).json()
     assert runs["total"] == 2
+    # a cron whose years are over stops after its last run; starting it again is a 422, not a 500
+    from mlgov.errors import Invalid
+    from monitor import schedules
+
+    client.post("/api/v1/monitoring-schedules", json={**body, "name": "last", "schedule": "cron(0 0 1 1 ? 2199)"},
+                headers=pub)
+    assert len(jobs.tick(db, store, dt.datetime(2199, 1, 1, 0, 0, 5, tzinfo=UTC))) == 1
+    assert client.get("/api/v1/monitoring-schedules/last", headers=pub).json()["status"] == "Stopped"
+    with db.session_scope() as s, pytest.raises(Invalid, match="never fires again"):
+        schedules.set_status(s, "last", "Scheduled", SYSTEM, now=dt.datetime(2199, 6, 1, tzinfo=UTC))
 
 
 # --- alerts ----------------------------------------------------------------------------------------------------
