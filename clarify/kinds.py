@@ -19,6 +19,7 @@ from mlgov.auth import Principal
 from mlgov.errors import Invalid
 from mlgov.storage import ObjectStore
 from monitor import kinds
+from monitor.capture import CaptureSchema
 from monitor.service import Analysis, Baseline
 
 
@@ -63,6 +64,22 @@ def _explainability_baseline(session: Session, store: ObjectStore, form: kinds.F
         label=form.get("label"), threshold=threshold, name=name, actor=actor)
 
 
+def _bias_fits(base: Baseline, endpoint: str, schema: CaptureSchema) -> None:
+    """The predicted label and every facet of the analysis config must be captured columns (the label comes from
+    the endpoint's ground truth)."""
+    cfg = (base.settings or {}).get("config", {})
+    reads = {"predicted_label": str(cfg.get("predicted_label", ""))} if cfg.get("predicted_label") else {}
+    for i, facet in enumerate(cfg.get("facet", [])):
+        reads[f"facet[{i}]"] = str(facet.get("name_or_index"))
+    kinds.require_columns(base, endpoint, schema, reads)
+
+
+def _explainability_fits(base: Baseline, endpoint: str, schema: CaptureSchema) -> None:
+    """Every feature the model was explained on must be captured: a missing one would silently drop out of SHAP."""
+    features = (base.settings or {}).get("features", [])
+    kinds.require_columns(base, endpoint, schema, {f"feature[{i}]": str(f) for i, f in enumerate(features)})
+
+
 def _bias_window(session: Session, store: ObjectStore, w: kinds.Window, actor: Principal) -> Analysis:
     return monitors.bias_window(session, store, baseline_id=w.baseline_id, endpoint=w.endpoint, start=w.start,
                                 end=w.end, actor=actor)
@@ -73,12 +90,19 @@ def _attribution_window(session: Session, store: ObjectStore, w: kinds.Window, a
                                        start=w.start, end=w.end, actor=actor)
 
 
+def _bias_subject(violation: kinds.Violation) -> str:
+    """A bias violation is about one metric of one facet group: ``DPPL (sex=f)``."""
+    return f"{violation.get('metric_name', '')} ({violation.get('facet', '')}={violation.get('facet_value', '')})"[:256]
+
+
 MODEL_BIAS = kinds.MonitorKind(name="ModelBias", create_baseline=_bias_baseline, run_window=_bias_window,
-                               checks=("bias_drift_check",), report=monitors.bias_report, render=report.bias_drift)
+                               checks=("bias_drift_check",), report=monitors.bias_report, render=report.bias_drift,
+                               subject=_bias_subject, fits_endpoint=_bias_fits)
 MODEL_EXPLAINABILITY = kinds.MonitorKind(name="ModelExplainability", create_baseline=_explainability_baseline,
                                          run_window=_attribution_window,
                                          checks=("feature_attribution_drift_check",),
-                                         report=monitors.attribution_report, render=report.attribution_drift)
+                                         report=monitors.attribution_report, render=report.attribution_drift,
+                                         fits_endpoint=_explainability_fits)
 
 
 def register() -> None:

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Generic, TypeVar
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from mlgov import audit, auth, events
+from mlgov import audit, auth, events, workers
 from mlgov.auth import Admin, Auditor, SessionDep
 from mlgov.db import as_utc, check_at_head, ping
 from mlgov.errors import Conflict, DomainError, Invalid, NotFound
@@ -72,16 +72,26 @@ def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@health.get("/readyz", summary="Readiness: the database answers and is at the expected schema (no auth)")
-def readyz(request: Request) -> dict[str, str]:
+class Readiness(BaseModel):
+    status: str = Field(description="ready: the database answers and is at the expected schema")
+    scheduler: workers.WorkerStatus = Field(description="whether a monitoring scheduler (in any server or "
+                                            "`mlgov scheduler` process) ticked recently; informational, not a "
+                                            "condition of readiness")
+
+
+@health.get("/readyz", summary="Readiness: the database answers and is at the expected schema (no auth)",
+            response_model=Readiness)
+def readyz(request: Request) -> Any:
     db = auth.get_db(request)
     try:
         ping(db.engine)
         check_at_head(db.engine)
+        with db.session_scope(write=False) as s:
+            scheduler = workers.status(s, workers.SCHEDULER)
     except Exception as exc:
         raise ServiceUnavailable(f"database not ready: {exc}",
                                  fix="check MLGOV_DATABASE_URL and run `mlgov db upgrade`") from None
-    return {"status": "ready"}
+    return Readiness(status="ready", scheduler=scheduler)
 
 
 router = APIRouter(prefix="/api/v1")

@@ -174,14 +174,13 @@ def create_app(settings: Settings | None = None, db: Database | None = None, *, 
         dispatcher = Dispatcher(database, settings, outbound, secrets) if settings.background_workers else None
         if dispatcher:
             dispatcher.start()
-        scheduler = None
-        if settings.with_scheduler:
-            scheduler = jobs.background(database, store(), settings)
+        # The scheduler's threads tick and run due schedules beside request handling (exactly once across replicas).
+        scheduler = jobs.background(database, store(), settings) if settings.scheduler else None
         try:
             yield
         finally:
             if scheduler is not None:
-                scheduler.shutdown(wait=True)
+                scheduler.stop()
             if dispatcher:
                 dispatcher.stop()
             if db is None:

@@ -7,11 +7,12 @@ command, so ``mlgov keys list`` does not pay for ``mlgov scheduler``.
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import os
 import sys
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from sqlalchemy.engine import make_url
@@ -180,13 +181,16 @@ def serve(
     host: Annotated[str, typer.Option(help="bind address")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="port")] = 8000,
     workers: Annotated[int, typer.Option(help="worker processes")] = 1,
-    with_scheduler: Annotated[bool, typer.Option("--with-scheduler", help="also run monitoring schedules")] = False,
+    scheduler: Annotated[bool | None, typer.Option(
+        "--scheduler/--no-scheduler", help="run due monitoring schedules in this server (default: MLGOV_SCHEDULER, "
+        "true); turn it off when `mlgov scheduler` processes run them")] = None,
 ) -> None:
-    """Serve the API (refuses to start on a database not at the current schema)."""
+    """Serve the API and, unless told not to, run the monitoring schedules (refuses to start on a database not at
+    the current schema)."""
     import uvicorn
 
-    if with_scheduler:
-        os.environ["MLGOV_WITH_SCHEDULER"] = "true"
+    if scheduler is not None:   # the app is built in each worker process from the environment
+        os.environ["MLGOV_SCHEDULER"] = "true" if scheduler else "false"
         get_settings.cache_clear()
 
     s = get_settings()
@@ -206,10 +210,21 @@ def serve(
     elif key_path.exists():
         typer.echo(f"admin key: {key_path}")
     db.dispose()
-    typer.echo(f"mlgov serving on http://{host}:{port}  (API docs: http://{host}:{port}/docs)")
+    runs = "runs monitoring schedules" if s.scheduler else "does not run monitoring schedules (--no-scheduler)"
+    typer.echo(f"mlgov serving on http://{host}:{port}  (API docs: http://{host}:{port}/docs); it {runs}")
     sys.stdout.flush()
     uvicorn.run("mlgov.asgi:app", host=host, port=port, workers=workers, log_level="info",
-                http="mlgov.server:NoDelayHttpToolsProtocol")
+                log_config=_serve_logging(), http="mlgov.server:NoDelayHttpToolsProtocol")
+
+
+def _serve_logging() -> dict[str, Any]:
+    """uvicorn's logging, plus mlgov's own INFO lines (one per scheduled run) through uvicorn's handler."""
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config["loggers"]["mlgov"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
+    config["loggers"]["apscheduler"] = {"level": "WARNING"}
+    return config
 
 
 @app.command("scheduler")
@@ -219,10 +234,11 @@ def scheduler() -> None:
     from monitor import jobs
 
     clarify_kinds.register()   # ModelBias and ModelExplainability monitors, beside monitor's own kinds
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    # mlgov's own lines at INFO (one per run); libraries (alembic, apscheduler …) only when something is wrong
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger("mlgov").setLevel(logging.INFO)
     s = get_settings()
     db = database()
-    typer.echo(f"mlgov scheduler: checking every {s.scheduler_interval_s:g} s")
     jobs.blocking(db, open_store(s), s)
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import importlib
 
-TABLE_MODULES = ("mlgov.auth", "mlgov.audit", "mlgov.events", "mlgov.aws", "registry.orm", "lineage.orm", "monitor.orm")
+TABLE_MODULES = ("mlgov.auth", "mlgov.audit", "mlgov.events", "mlgov.aws", "mlgov.workers", "registry.orm",
+                 "lineage.orm", "monitor.orm")
 
 
 def load_all_models() -> None:

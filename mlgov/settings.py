@@ -64,7 +64,9 @@ class Settings(BaseSettings):
     aws_account_id: str = Field(default="000000000000", pattern=r"^[0-9]{12}$",
                                 description="the account in the ARNs of mlgov's SageMaker API")
 
-    with_scheduler: bool = Field(default=False, description="run the monitoring scheduler inside `mlgov serve`")
+    scheduler: bool = Field(default=True, description="run the monitoring scheduler inside every `mlgov serve` "
+                            "process (safe with several replicas: each due run executes once); false when "
+                            "`mlgov scheduler` processes run the schedules instead")
     scheduler_interval_s: float = Field(default=10.0, gt=0, description="how often due schedules are looked for")
     scheduler_grace_s: float = Field(default=3600.0, ge=0, description="missed runs older than this are skipped")
     fake_clock_start: dt.datetime | None = Field(default=None, description="tests/demos: scheduler clock start")

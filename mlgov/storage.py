@@ -42,6 +42,10 @@ class ObjectStore(ABC):
     @abstractmethod
     def uri(self, key: str) -> str: ...
 
+    def folder_uri(self, prefix: str) -> str:
+        """The URI of a folder of keys (``a/b`` → ``s3://bucket/prefix/a/b/``), for readers outside mlgov."""
+        return self.uri(prefix) + "/"
+
     @property
     def root_uri(self) -> str:
         """The URI prefix of every object in this store."""

@@ -1,12 +1,15 @@
 """The monitoring runner: `tick` claims and executes every due schedule, each step in a transaction of its own;
-an APScheduler interval job calls it.
+a `Ticker` calls it every ``MLGOV_SCHEDULER_INTERVAL_S`` seconds.
 
-Run it as its own process (`mlgov scheduler`) or inside the API (`mlgov serve --with-scheduler`). Several
-processes may run at once against one database. Exactly once: a due run is claimed by inserting its execution
-row, unique per (schedule, fire time), in a transaction of its own; a second process inserting the same row fails
-and moves on. The claimed execution then runs (`schedules.execute`) in one transaction with its alerts and
-events; if that transaction cannot commit, the execution is ended as Failed with the reason in a fresh one, so a
-claimed execution never stays Pending.
+It runs inside every `mlgov serve` process by default (``MLGOV_SCHEDULER=false`` or `--no-scheduler` turn it
+off) and as its own process (`mlgov scheduler`). Several processes may run at once against one database. Exactly
+once: a due run is claimed by inserting its execution row, unique per (schedule, fire time), in a transaction of
+its own; a second process inserting the same row fails and moves on. The claimed execution then runs
+(`schedules.execute`) in one transaction with its alerts and events; if that transaction cannot commit, the
+execution is ended as Failed with the reason in a fresh one, so a claimed execution never stays Pending.
+
+Every ticker records heartbeats (``mlgov.workers``), so ``/readyz`` and ``GET /monitoring-schedules`` say whether a
+scheduler is running anywhere; it logs one line per run, nothing when there is nothing to do.
 """
 
 from __future__ import annotations
@@ -14,16 +17,16 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
+import signal
 import socket
+import threading
 import time
 from collections.abc import Callable
 
-from apscheduler.schedulers.background import BackgroundScheduler
-from apscheduler.schedulers.base import BaseScheduler
-from apscheduler.schedulers.blocking import BlockingScheduler
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
+from mlgov import workers
 from mlgov.auth import SYSTEM
 from mlgov.db import Database, new_id, utcnow
 from mlgov.settings import Settings
@@ -52,7 +55,8 @@ def claim(db: Database, schedule_id: str, fire: dt.datetime, start: dt.datetime,
 
 def tick(db: Database, store: ObjectStore, now: dt.datetime, grace: dt.timedelta = DEFAULT_GRACE) -> list[str]:
     """Run every due schedule once; the ids of the executions this call claimed and ended. Safe to call from
-    several processes at the same time."""
+    several processes at the same time. A schedule with no fire time left (a one-time NOW schedule after its run,
+    a cron whose years are over) is stopped."""
     ran: list[str] = []
     with db.session_scope(write=False) as s:
         due_ids = list(s.scalars(select(Schedule.id).where(Schedule.status == "Scheduled",
@@ -62,9 +66,15 @@ def tick(db: Database, store: ObjectStore, now: dt.datetime, grace: dt.timedelta
             sched = s.get(Schedule, sid)
             if sched is None or sched.status != "Scheduled" or sched.next_run_at > now:
                 continue
+            name = sched.name
             fire, nxt, skipped = recurrence.due(sched.expression, sched.next_run_at, now, grace)
-            sched.next_run_at = nxt
+            if nxt is None:
+                schedules.finished(s, sched)
+            else:
+                sched.next_run_at = nxt
             window = (recurrence.duration(sched.window_start), recurrence.duration(sched.window_end))
+        if skipped:
+            log.warning("schedule %s: %d missed run(s) coalesced or skipped (grace %s)", name, skipped, grace)
         if fire is None:
             continue
         ex_id = claim(db, sid, fire, fire + window[0], fire + window[1], "schedule")
@@ -72,15 +82,13 @@ def tick(db: Database, store: ObjectStore, now: dt.datetime, grace: dt.timedelta
             continue
         if run_claimed(db, store, sid, ex_id):
             ran.append(ex_id)
-        if skipped:
-            log.warning("schedule %s: %d missed run(s) coalesced or skipped (grace %s)", sid, skipped, grace)
     return ran
 
 
 def run_claimed(db: Database, store: ObjectStore, schedule_id: str, execution_id: str) -> bool:
     """Execute a claimed execution in a transaction of its own. If that transaction fails (a database error at the
     final flush or the commit), end the execution as Failed with the reason in a fresh transaction; False if the
-    schedule or the execution is gone."""
+    schedule or the execution is gone. Logs the outcome: one line per run."""
     try:
         with db.session_scope() as s:
             sched = s.get(Schedule, schedule_id)
@@ -88,6 +96,8 @@ def run_claimed(db: Database, store: ObjectStore, schedule_id: str, execution_id
             if sched is None or ex is None:
                 return False
             schedules.execute(s, store, sched, ex, SYSTEM)
+            outcome = _outcome(sched, ex)
+        log.info("%s", outcome)
         return True
     except Exception as exc:
         log.exception("execution %s of schedule %s could not be saved; recording it as Failed", execution_id,
@@ -95,10 +105,22 @@ def run_claimed(db: Database, store: ObjectStore, schedule_id: str, execution_id
         reason = schedules.failure_reason(exc)
     try:
         with db.session_scope() as s:
-            return schedules.record_failure(s, execution_id, reason) is not None
+            ex = schedules.record_failure(s, execution_id, reason)
+            sched = s.get(Schedule, schedule_id) if ex is not None else None
+            failed = _outcome(sched, ex) if sched is not None and ex is not None else None
+        if failed:
+            log.info("%s", failed)
+        return failed is not None
     except Exception:
         log.exception("could not record execution %s as Failed; it stays Pending", execution_id)
         return False
+
+
+def _outcome(sched: Schedule, ex: Execution) -> str:
+    """The log line of one run: schedule, window, status, violations (and why it failed)."""
+    line = (f"schedule {sched.name} ({sched.type}) window {ex.window_start:%Y-%m-%dT%H:%M:%SZ} to "
+            f"{ex.window_end:%Y-%m-%dT%H:%M:%SZ}: {ex.status}, {ex.violation_count} violation(s)")
+    return f"{line}: {ex.failure_reason}" if ex.status == "Failed" and ex.failure_reason else line
 
 
 def clock(settings: Settings) -> Callable[[], dt.datetime]:
@@ -112,27 +134,90 @@ def clock(settings: Settings) -> Callable[[], dt.datetime]:
     return lambda: begin + dt.timedelta(seconds=(time.time() - anchor) * speed)
 
 
-def _tick(db: Database, store: ObjectStore, now: Callable[[], dt.datetime], grace: dt.timedelta) -> None:
-    try:
-        ran = tick(db, store, now(), grace)
-        if ran:
-            log.info("ran %d execution(s)", len(ran))
-    except Exception:
-        log.exception("scheduler tick failed")
+class Ticker:
+    """The scheduler loop of one process: a thread that ticks every interval (never two ticks at once, so a long
+    run delays the next tick instead of piling up), and a thread that beats the heartbeat, so a worker busy with a
+    long run still reads alive. ``stop`` lets the current run finish."""
+
+    _running: Ticker | None = None   # one ticker per process, however many apps the process composes
+    _guard = threading.Lock()
+
+    def __init__(self, db: Database, store: ObjectStore, settings: Settings) -> None:
+        self.db, self.store = db, store
+        self.interval = settings.scheduler_interval_s
+        self.grace = dt.timedelta(seconds=settings.scheduler_grace_s)
+        self.now: Callable[[], dt.datetime] = clock(settings)
+        self.instance = workers.instance_id()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    @classmethod
+    def start_once(cls, db: Database, store: ObjectStore, settings: Settings) -> Ticker | None:
+        """Start this process's ticker; None if one already runs here (it keeps that job; the claim would make a
+        second one harmless, only wasteful)."""
+        with cls._guard:
+            if cls._running is not None:
+                return None
+            cls._running = cls(db, store, settings)
+        cls._running.start()
+        return cls._running
+
+    def start(self) -> None:
+        self._threads = [threading.Thread(target=self._loop, name="mlgov-scheduler", daemon=True),
+                         threading.Thread(target=self._beating, name="mlgov-scheduler-heartbeat", daemon=True)]
+        for t in self._threads:
+            t.start()
+        log.info("scheduler %s: looking for due schedules every %g s", self.instance, self.interval)
+
+    def stop(self, timeout: float | None = 60.0) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(timeout)
+        self._beat(stopped=True)
+        with Ticker._guard:
+            if Ticker._running is self:
+                Ticker._running = None
+
+    def run_until_signalled(self) -> None:
+        """Block until SIGTERM or Ctrl-C (``mlgov scheduler``), then stop: the run in progress finishes first."""
+        signal.signal(signal.SIGTERM, lambda *_: self._stop.set())
+        try:
+            while not self._stop.wait(1.0):
+                pass
+        except KeyboardInterrupt:
+            pass
+        log.info("scheduler %s: stopping after the run in progress", self.instance)
+        self.stop(timeout=None)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            began = time.monotonic()
+            try:
+                tick(self.db, self.store, self.now(), self.grace)
+                self._beat(ticked=True)
+            except Exception:
+                log.exception("scheduler tick failed")
+            self._stop.wait(max(0.0, self.interval - (time.monotonic() - began)))
+
+    def _beating(self) -> None:
+        while not self._stop.wait(self.interval):
+            self._beat()
+
+    def _beat(self, *, ticked: bool = False, stopped: bool = False) -> None:
+        try:
+            with self.db.session_scope() as s:
+                workers.beat(s, workers.SCHEDULER, self.instance, self.interval, ticked=ticked, stopped=stopped)
+        except Exception as exc:   # e.g. SQLite busy with a long run: the next beat tries again
+            log.debug("scheduler heartbeat not written: %s", exc)
 
 
-def _with_tick(s: BaseScheduler, db: Database, store: ObjectStore, settings: Settings) -> BaseScheduler:
-    s.add_job(_tick, "interval", seconds=settings.scheduler_interval_s, id="mlgov-monitoring-tick",
-              args=[db, store, clock(settings), dt.timedelta(seconds=settings.scheduler_grace_s)],
-              max_instances=1, coalesce=True, next_run_time=dt.datetime.now(dt.UTC))
-    return s
-
-
-def background(db: Database, store: ObjectStore, settings: Settings) -> BaseScheduler:
-    s = _with_tick(BackgroundScheduler(timezone=dt.UTC), db, store, settings)
-    s.start()
-    return s
+def background(db: Database, store: ObjectStore, settings: Settings) -> Ticker | None:
+    """The scheduler inside `mlgov serve`: started by the app's lifespan, stopped at shutdown."""
+    return Ticker.start_once(db, store, settings)
 
 
 def blocking(db: Database, store: ObjectStore, settings: Settings) -> None:
-    _with_tick(BlockingScheduler(timezone=dt.UTC), db, store, settings).start()
+    """`mlgov scheduler`: tick until signalled."""
+    ticker = Ticker.start_once(db, store, settings)
+    if ticker is not None:
+        ticker.run_until_signalled()

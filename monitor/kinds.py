@@ -3,7 +3,9 @@ retraining work the same way for every one of them.
 
 A kind says how to build its baseline from a ``POST /baselines`` form, how to run a captured window against that
 baseline (an analysis row whose ``constraint_violations.json`` holds SageMaker-shaped violations, each naming its
-``constraint_check_type``: alerts open one per check), and which checks its violations carry.
+``constraint_check_type``), which checks its violations carry, what each violation is about (its subject: alerts
+open one per schedule, subject and check), and whether a baseline fits an endpoint (the columns it reads are
+captured there), so a schedule that could never run is refused when it is created, not on every run.
 
 A kind also says how its analyses read as a report: ``report`` adds the kind's stored results to what every report
 shows (status, window, violations), and ``render`` turns that into the HTML page, which extends monitor's layout
@@ -29,11 +31,18 @@ from mlgov.errors import Invalid
 from mlgov.storage import ObjectStore
 from monitor import report as reports
 from monitor import service
+from monitor.capture import CaptureSchema
 from monitor.service import Analysis, Baseline
 
 # A POST /baselines form as ``mlgov.api.form_parts`` reads it: text parts as str, files as (bytes, filename);
 # a JSON body's fields as sent.
 Form = Mapping[str, Any]
+Violation = Mapping[str, Any]
+
+
+def feature_or_metric(violation: Violation) -> str:
+    """The subject of a SageMaker violation: its feature (data quality) or its metric (model quality)."""
+    return str(violation.get("feature_name") or violation.get("metric_name") or "")[:256]
 
 
 @dataclass(frozen=True)
@@ -60,6 +69,11 @@ class MonitorKind:
     """The kind's own part of a completed analysis's report (its stored results, the baseline's beside them)."""
     render: Callable[[Mapping[str, Any]], str] = reports.generic
     """The HTML report from the whole report (``analysis_report``); autoescaped Jinja extending analysis_base.html."""
+    subject: Callable[[Violation], str] = feature_or_metric
+    """What a violation is about; alerts are keyed by (schedule, subject, check)."""
+    fits_endpoint: Callable[[Baseline, str, CaptureSchema], None] | None = None
+    """Raise Invalid (naming the columns on both sides and the fix) unless a run of the baseline on the endpoint
+    (name, capture schema) finds every column the baseline reads; None: any endpoint fits."""
 
 
 _KINDS: dict[str, MonitorKind] = {}
@@ -133,6 +147,31 @@ def flag(form: Form, key: str, default: bool) -> bool:
     raise Invalid(f"form field {key!r} must be true or false", fix=f"send {key}=true or {key}=false")
 
 
+def require_columns(base: Baseline, endpoint: str, schema: CaptureSchema, reads: Mapping[str, str]) -> None:
+    """422 unless the endpoint captures every column the baseline reads (``reads``: role → column, e.g.
+    ``{"probability": "prob"}``); the error names the columns on both sides and the endpoint's column for each
+    role it has."""
+    outputs = {role: o.name for role, o in (("prediction", schema.prediction), ("probability", schema.probability))
+               if o is not None}
+    features = [f.name for f in schema.features]
+    missing = {role: col for role, col in reads.items() if col not in features and col not in outputs.values()}
+    if not missing:
+        return
+    said = ", ".join(f"{role}={col!r}" for role, col in list(reads.items())[:20]) + \
+        (f" … ({len(reads)} columns in all)" if len(reads) > 20 else "")
+    has = ", ".join(f"{role}={col!r}" for role, col in outputs.items()) or "no prediction or probability"
+    shown = ", ".join(features[:20]) + (f" … ({len(features)} in all)" if len(features) > 20 else "")
+    renames = [f"{role}={outputs[role]}" for role in missing if role in outputs]
+    rebuild = f"rebuild the {base.kind} baseline with {', '.join(renames)}" if renames else \
+        f"rebuild the {base.kind} baseline from columns the endpoint captures"
+    raise Invalid(
+        f"{base.kind} baseline {base.id} reads {said}, but endpoint {endpoint!r} captures no column "
+        f"{', '.join(repr(c) for c in missing.values())} (its outputs: {has}; its features: {shown})",
+        fix=f"{rebuild}, or name those columns {', '.join(repr(c) for c in missing.values())} in the endpoint's "
+            "schema; then use that baseline (PATCH the schedule's baseline_id)",
+        baseline_columns=dict(reads), endpoint_columns={**outputs, "features": features})
+
+
 # --- monitor's own kinds ----------------------------------------------------------------------------------------
 
 def _data_quality_baseline(session: Session, store: ObjectStore, form: Form, name: str | None,
@@ -171,6 +210,14 @@ def _model_quality_baseline(session: Session, store: ObjectStore, form: Form, na
         threshold=threshold, name=name, actor=actor)
 
 
+def _model_quality_fits(base: Baseline, endpoint: str, schema: CaptureSchema) -> None:
+    """Every output column the baseline was built from must be captured under that name (labels come from the
+    endpoint's ground truth, not its capture)."""
+    settings = base.settings or {}
+    require_columns(base, endpoint, schema, {role: str(settings[role]) for role in ("prediction", "probability")
+                                             if settings.get(role)})
+
+
 def _data_quality_window(session: Session, store: ObjectStore, w: Window, actor: Principal) -> Analysis:
     return service.analyze_window(session, store, baseline_id=w.baseline_id, endpoint=w.endpoint, start=w.start,
                                   end=w.end, config=service.drift_config(w.drift), actor=actor)
@@ -188,4 +235,5 @@ register(MonitorKind(
     report=service.data_quality_report, render=reports.data_quality))
 register(MonitorKind(
     name="ModelQuality", create_baseline=_model_quality_baseline, run_window=_model_quality_window,
-    checks=("LessThanThreshold", "GreaterThanThreshold"), report=service.quality_report, render=reports.model_quality))
+    checks=("LessThanThreshold", "GreaterThanThreshold"), report=service.quality_report, render=reports.model_quality,
+    fits_endpoint=_model_quality_fits))

@@ -3,6 +3,7 @@ profile), and read back: pure I/O helpers, no Session."""
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import json
 from typing import Any
@@ -19,6 +20,13 @@ from monitor.engine.stats import (
     json_safe,
     profiles_from_statistics,
 )
+
+
+def capture_folder(endpoint: str, variant: str, hour: dt.datetime | None = None) -> str:
+    """Where an endpoint's captured records live, hour-partitioned as SageMaker writes them:
+    ``capture/{endpoint}/{variant}/yyyy/mm/dd/hh``."""
+    base = f"capture/{endpoint}/{variant}"
+    return f"{base}/{hour:%Y/%m/%d/%H}" if hour is not None else base
 
 
 def dumps(obj: Any) -> bytes:

@@ -180,12 +180,17 @@ class Execution(Base):
 
 
 class Alert(Base):
+    """One breach, keyed by (schedule, subject, check): the subject is the metric or feature that breached
+    (``auc``, ``income``), so one alert never mixes two metrics that share a comparison operator. An empty subject
+    marks an alert opened before alerts had subjects (migration 0012): it stands for its whole check."""
+
     __tablename__ = "monitor_alerts"
     __table_args__ = (Index("ix_monitor_alerts_schedule_status", "schedule_id", "status"),)
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
     schedule_id: Mapped[str] = mapped_column(ForeignKey("monitor_schedules.id", ondelete="CASCADE"))
     check: Mapped[str] = mapped_column(String(64))
+    subject: Mapped[str] = mapped_column(String(256), default="", server_default="")
     status: Mapped[str] = mapped_column(String(16), default="open")   # open | resolved
     model_group: Mapped[str | None] = mapped_column(String(63), nullable=True)
     model_version: Mapped[int | None] = mapped_column(Integer, nullable=True)

@@ -38,6 +38,7 @@ from monitor.schemas import (
     GroundTruthResult,
     RunWindow,
     ScheduleCreate,
+    SchedulePage,
     ScheduleRead,
     ScheduleUpdate,
     TriggerRead,
@@ -386,10 +387,10 @@ def create_schedule(body: ScheduleCreate, session: SessionDep, actor: Writer) ->
                             drift=body.drift.model_dump() if body.drift else None, alerting=body.alerting, actor=actor)
 
 
-@router.get("/monitoring-schedules", response_model=Page[ScheduleRead])
+@router.get("/monitoring-schedules", response_model=SchedulePage)
 def list_schedules(session: SessionDep, _: Reader, limit: Limit = 50, offset: Offset = 0) -> Any:
-    rows, total = schedules.list_schedules(session, limit, offset)
-    return page(rows, total, limit, offset)
+    rows, total, scheduler = schedules.list_schedules(session, limit, offset)
+    return {**page(rows, total, limit, offset), "scheduler": scheduler}
 
 
 @router.get("/monitoring-schedules/{name}", response_model=ScheduleRead)
@@ -402,6 +403,8 @@ def update_schedule(name: str, body: ScheduleUpdate, session: SessionDep, actor:
     fields: dict[str, Any] = {}
     if body.schedule is not None:
         fields["expression"] = body.schedule
+    if body.baseline_id is not None:
+        fields["baseline_id"] = body.baseline_id
     if body.window:
         fields.update({f"window_{k}": v for k, v in body.window.items()})
     if body.drift is not None:

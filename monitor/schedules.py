@@ -19,15 +19,26 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from lineage import service as lineage
-from mlgov import audit, events
+from mlgov import audit, events, workers
 from mlgov.auth import Principal
 from mlgov.db import new_id, paginate, utcnow
 from mlgov.errors import Conflict, Invalid, NotFound
 from mlgov.outbound import OutboundPolicy, safe_url
 from mlgov.secrets import SecretBox
 from mlgov.storage import ObjectStore
-from monitor import kinds, recurrence, service
-from monitor.orm import Alert, Analysis, CaptureEvent, Endpoint, Execution, GroundTruth, RetrainingTrigger, Schedule
+from monitor import kinds, layout, recurrence, service
+from monitor.capture import CaptureSchema
+from monitor.orm import (
+    Alert,
+    Analysis,
+    CaptureBatch,
+    CaptureEvent,
+    Endpoint,
+    Execution,
+    GroundTruth,
+    RetrainingTrigger,
+    Schedule,
+)
 from registry import service as registry
 
 log = logging.getLogger("mlgov.scheduler")
@@ -35,13 +46,36 @@ log = logging.getLogger("mlgov.scheduler")
 
 def _check_rules(expression: str, start: str, end: str) -> tuple[dt.timedelta, dt.timedelta]:
     try:
-        recurrence.trigger(expression)
+        recurrence.check(expression)
         s, e = recurrence.duration(start), recurrence.duration(end)
     except recurrence.RuleError as exc:
-        raise Invalid(str(exc), fix="use cron like '*/5 * * * *' or hourly/daily, offsets like -PT1H") from None
+        raise Invalid(str(exc), fix=f"use {recurrence.FORMS}; window offsets like -PT1H") from None
     if e <= s:
         raise Invalid(f"window end offset {end} is not after start offset {start}", fix="e.g. start -PT1H, end PT0S")
     return s, e
+
+
+def _first_run(expression: str, now: dt.datetime) -> dt.datetime:
+    try:
+        return recurrence.first_run(expression, now)
+    except recurrence.RuleError as exc:   # e.g. starting again a cron whose years are over
+        raise Invalid(str(exc), fix="PATCH the schedule's expression to one that fires again") from None
+
+
+def _check_baseline(session: Session, monitoring_type: str, baseline_id: str, endpoint: str) -> None:
+    """The baseline is of the schedule's kind and fits its endpoint (the kind's check: the columns the baseline
+    reads are captured there), so a schedule never fails every run on a mismatch nobody was told about."""
+    base = service.get_baseline(session, baseline_id)
+    if base.kind != monitoring_type:
+        raise Invalid(f"a {monitoring_type} schedule needs a {monitoring_type} baseline; {baseline_id} is {base.kind}",
+                      fix=f"create a {monitoring_type} baseline first")
+    _fits(session, kinds.get(monitoring_type), base, endpoint)
+
+
+def _fits(session: Session, kind: kinds.MonitorKind, base: service.Baseline, endpoint: str) -> None:
+    if kind.fits_endpoint is not None:
+        ep = service.get_endpoint(session, endpoint)
+        kind.fits_endpoint(base, endpoint, CaptureSchema.model_validate(ep.schema))
 
 
 def create(session: Session, *, name: str, endpoint: str, monitoring_type: str, expression: str, baseline_id: str,
@@ -52,16 +86,13 @@ def create(session: Session, *, name: str, endpoint: str, monitoring_type: str, 
                       fix="pick a monitoring type")
     _check_rules(expression, window_start, window_end)
     service.get_endpoint(session, endpoint)
-    base = service.get_baseline(session, baseline_id)
-    if base.kind != monitoring_type:
-        raise Invalid(f"a {monitoring_type} schedule needs a {monitoring_type} baseline; {baseline_id} is {base.kind}",
-                      fix=f"create a {monitoring_type} baseline first")
+    _check_baseline(session, monitoring_type, baseline_id, endpoint)
     if session.scalar(select(Schedule.id).where(Schedule.name == name)) is not None:
         raise Conflict(f"monitoring schedule {name!r} already exists", fix="pick another name or update it")
     now = now or utcnow()
     row = Schedule(id=new_id(), name=name, endpoint=endpoint, type=monitoring_type, expression=expression,
                    window_start=window_start, window_end=window_end, baseline_id=baseline_id, drift=drift,
-                   alerting=alerting, status="Scheduled", next_run_at=recurrence.next_after(expression, now),
+                   alerting=alerting, status="Scheduled", next_run_at=_first_run(expression, now),
                    created_by=actor.name, created_at=now, updated_at=now)
     session.add(row)
     session.flush()
@@ -78,8 +109,10 @@ def get(session: Session, name: str) -> Schedule:
     return row
 
 
-def list_schedules(session: Session, limit: int, offset: int) -> tuple[list[Schedule], int]:
-    return paginate(session, select(Schedule), Schedule.name, limit=limit, offset=offset)
+def list_schedules(session: Session, limit: int, offset: int) -> tuple[list[Schedule], int, workers.WorkerStatus]:
+    """A page of schedules, and whether a scheduler is running them (its heartbeats, from any process)."""
+    rows, total = paginate(session, select(Schedule), Schedule.name, limit=limit, offset=offset)
+    return rows, total, workers.status(session, workers.SCHEDULER)
 
 
 def set_status(session: Session, name: str, status: str, actor: Principal, now: dt.datetime | None = None) -> Schedule:
@@ -87,7 +120,7 @@ def set_status(session: Session, name: str, status: str, actor: Principal, now: 
     before = row.status
     row.status = status
     if status == "Scheduled":
-        row.next_run_at = recurrence.next_after(row.expression, now or utcnow())
+        row.next_run_at = _first_run(row.expression, now or utcnow())
     row.updated_at = utcnow()
     session.flush()
     audit.record(session, actor=actor.name, action=f"schedule.{'started' if status == 'Scheduled' else 'stopped'}",
@@ -95,14 +128,26 @@ def set_status(session: Session, name: str, status: str, actor: Principal, now: 
     return row
 
 
+def finished(session: Session, sched: Schedule) -> None:
+    """A schedule with no fire time left (a one-time NOW schedule after its run) stops; starting it again runs
+    it once more."""
+    sched.status, sched.updated_at = "Stopped", utcnow()
+    session.flush()
+    audit.record(session, actor="scheduler", action="schedule.stopped", subject_type="schedule",
+                 subject_id=sched.name, before={"status": "Scheduled"},
+                 after={"status": "Stopped", "reason": "no fire time left"})
+
+
 def update(session: Session, name: str, fields: dict[str, Any], actor: Principal) -> Schedule:
     row = get(session, name)
+    if "baseline_id" in fields:
+        _check_baseline(session, row.type, fields["baseline_id"], row.endpoint)
     before = {k: getattr(row, k) for k in fields}
     for k, v in fields.items():
         setattr(row, k, v)
     _check_rules(row.expression, row.window_start, row.window_end)
     if "expression" in fields:
-        row.next_run_at = recurrence.next_after(row.expression, utcnow())
+        row.next_run_at = _first_run(row.expression, utcnow())
     row.updated_at = utcnow()
     session.flush()
     audit.record(session, actor=actor.name, action="schedule.updated", subject_type="schedule", subject_id=name,
@@ -149,7 +194,7 @@ def execute(session: Session, store: ObjectStore, sched: Schedule, ex: Execution
     ex.ended_at = utcnow()
     sched.last_run_at = ex.scheduled_for
     session.flush()
-    _alerts(session, sched, ex, violations)
+    _alerts(session, store, sched, ex, violations)
     _completed(session, sched, ex)
     return ex
 
@@ -158,7 +203,9 @@ def _run(session: Session, store: ObjectStore, sched: Schedule, ex: Execution, a
     """The analysis of the execution's window, by the kind the schedule monitors."""
     window = kinds.Window(baseline_id=sched.baseline_id, endpoint=sched.endpoint, start=ex.window_start,
                           end=ex.window_end, drift=sched.drift)
-    return kinds.get(sched.type).run_window(session, store, window, actor)
+    kind = kinds.get(sched.type)
+    _fits(session, kind, service.get_baseline(session, sched.baseline_id), sched.endpoint)   # schema changed since?
+    return kind.run_window(session, store, window, actor)
 
 
 def failure_reason(exc: BaseException) -> str:
@@ -189,58 +236,101 @@ def _completed(session: Session, sched: Schedule, ex: Execution) -> None:
                  "window": [ex.window_start.isoformat(), ex.window_end.isoformat()]})
 
 
-def _alerts(session: Session, sched: Schedule, ex: Execution, violations: list[dict[str, Any]]) -> None:
-    """Open one alert per (schedule, check) on a breach; keep it open while breaches continue; resolve it
-    when an execution passes. Failed executions (no data) neither open nor resolve."""
+def _alerts(session: Session, store: ObjectStore, sched: Schedule, ex: Execution,
+            violations: list[dict[str, Any]]) -> None:
+    """One alert per (schedule, subject, check), the subject being the metric or feature that breached: opened on
+    a breach, kept open (one more occurrence) while breaches continue, resolved by a run that no longer breaches
+    it — only a run whose window ends at or after the alert's newest breached window: re-running an older window
+    never resolves a newer alert. Failed executions (no data) neither open nor resolve."""
     if ex.status == "Failed":
         return
-    checks: dict[str, list[dict[str, Any]]] = {}
+    subject_of = kinds.get(sched.type).subject
+    breaches: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for v in violations:
-        checks.setdefault(v.get("constraint_check_type", "violation"), []).append(v)
-    open_alerts = {a.check: a for a in session.scalars(select(Alert).where(Alert.schedule_id == sched.id,
-                                                                           Alert.status == "open"))}
+        breaches.setdefault((v.get("constraint_check_type", "violation"), subject_of(v)), []).append(v)
+    open_alerts = list(session.scalars(select(Alert).where(Alert.schedule_id == sched.id, Alert.status == "open")
+                                       .order_by(Alert.opened_at, Alert.id)))
+    ends: dict[str, dt.datetime] = {eid: end for eid, end in session.execute(
+        select(Execution.id, Execution.window_end).where(Execution.id.in_({a.last_execution_id for a in open_alerts})))}
+    # an alert from before subjects (subject "") stands for its whole check until a run passes that check
+    keyed = {(a.check, a.subject): a for a in open_alerts}
+    breached: set[str] = set()
     ep = service.get_endpoint(session, sched.endpoint)
-    for check, found in checks.items():
-        alert = open_alerts.get(check)
-        if alert is not None:
-            alert.last_execution_id, alert.occurrences, alert.details = ex.id, alert.occurrences + 1, found[:50]
+    for (check, subject), found in breaches.items():
+        alert = keyed.get((check, subject)) or keyed.get((check, ""))
+        if alert is None:
+            _open_alert(session, store, sched, ex, ep, check, subject, found)
             continue
-        alert = Alert(id=new_id(), schedule_id=sched.id, check=check, status="open", model_group=ep.model_group,
-                      model_version=ep.model_version, opened_execution_id=ex.id, last_execution_id=ex.id,
-                      details=found[:50], occurrences=1, opened_at=utcnow())
-        session.add(alert)
-        session.flush()
-        node, _ = lineage.ensure_action(session, type="Alert", key=lineage.alert_key(alert.id),
-                                        name=f"{sched.name}: {check}",
-                                        status="InProgress", start_time=alert.opened_at, actor="scheduler",
-                                        properties={"schedule": sched.name, "check": check})
-        endpoint_ctx, _ = lineage.ensure_context(session, type="Endpoint", name=sched.endpoint,
-                                                 key=f"endpoint:{sched.endpoint}", actor="scheduler")
-        lineage.link(session, endpoint_ctx, node, "AssociatedWith", actor="scheduler")
-        payload = alert_payload(alert, sched, ex)
-        audit.record(session, actor="scheduler", action="alert.opened", subject_type="alert", subject_id=alert.id,
-                     after={"schedule": sched.name, "check": check, "violations": len(found)})
-        events.emit(session, "alert.opened", alert.id, payload)
-        _retrain(session, alert, sched, payload)
-    if not violations:
-        for alert in open_alerts.values():
-            alert.status, alert.resolved_at, alert.last_execution_id = "resolved", utcnow(), ex.id
-            lineage.ensure_action(session, type="Alert", key=lineage.alert_key(alert.id), name=alert.check,
-                                  status="Completed", end_time=alert.resolved_at, actor="scheduler")
-            audit.record(session, actor="scheduler", action="alert.resolved", subject_type="alert",
-                         subject_id=alert.id, after={"execution": ex.id})
-            events.emit(session, "alert.resolved", alert.id, alert_payload(alert, sched, ex))
+        first = alert.id not in breached   # a pre-subject alert may gather several subjects of one run
+        breached.add(alert.id)
+        alert.occurrences += first
+        if ex.window_end >= ends.get(alert.last_execution_id, ex.window_end):   # the newest window speaks for it
+            alert.details = (found if first else [*alert.details, *found])[:50]
+            alert.last_execution_id = ex.id
+    for alert in open_alerts:
+        if alert.id in breached or ex.window_end < ends.get(alert.last_execution_id, ex.window_end):
+            continue
+        alert.status, alert.resolved_at, alert.last_execution_id = "resolved", utcnow(), ex.id
+        lineage.ensure_action(session, type="Alert", key=lineage.alert_key(alert.id), name=_alert_name(sched, alert),
+                              status="Completed", end_time=alert.resolved_at, actor="scheduler")
+        audit.record(session, actor="scheduler", action="alert.resolved", subject_type="alert",
+                     subject_id=alert.id, after={"execution": ex.id})
+        events.emit(session, "alert.resolved", alert.id, alert_payload(alert, sched, ex))
     session.flush()
 
 
+def _alert_name(sched: Schedule, alert: Alert) -> str:
+    return f"{sched.name}: {alert.check}" + (f" on {alert.subject}" if alert.subject else "")
+
+
+def _open_alert(session: Session, store: ObjectStore, sched: Schedule, ex: Execution, ep: Endpoint, check: str,
+                subject: str, found: list[dict[str, Any]]) -> None:
+    alert = Alert(id=new_id(), schedule_id=sched.id, check=check, subject=subject, status="open",
+                  model_group=ep.model_group, model_version=ep.model_version, opened_execution_id=ex.id,
+                  last_execution_id=ex.id, details=found[:50], occurrences=1, opened_at=utcnow())
+    session.add(alert)
+    session.flush()
+    node, _ = lineage.ensure_action(session, type="Alert", key=lineage.alert_key(alert.id),
+                                    name=_alert_name(sched, alert), status="InProgress", start_time=alert.opened_at,
+                                    actor="scheduler", properties={"schedule": sched.name, "check": check,
+                                                                   "subject": subject})
+    endpoint_ctx, _ = lineage.ensure_context(session, type="Endpoint", name=sched.endpoint,
+                                             key=f"endpoint:{sched.endpoint}", actor="scheduler")
+    lineage.link(session, endpoint_ctx, node, "AssociatedWith", actor="scheduler")
+    payload = alert_payload(alert, sched, ex)
+    audit.record(session, actor="scheduler", action="alert.opened", subject_type="alert", subject_id=alert.id,
+                 after={"schedule": sched.name, "check": check, "subject": subject, "violations": len(found)})
+    events.emit(session, "alert.opened", alert.id, payload)
+    _retrain(session, store, alert, sched, ep, ex, payload)
+
+
 def alert_payload(alert: Alert, sched: Schedule, ex: Execution) -> dict[str, Any]:
-    return {"alert": alert.id, "status": alert.status, "check": alert.check, "schedule": sched.name,
-            "endpoint": sched.endpoint, "model_group": alert.model_group, "model_version": alert.model_version,
-            "execution": ex.id, "analysis": ex.analysis_id, "violations": alert.details,
+    return {"alert": alert.id, "status": alert.status, "check": alert.check, "subject": alert.subject,
+            "schedule": sched.name, "endpoint": sched.endpoint, "model_group": alert.model_group,
+            "model_version": alert.model_version, "execution": ex.id, "analysis": ex.analysis_id,
+            "violations": alert.details,
             "window": {"start": ex.window_start.isoformat(), "end": ex.window_end.isoformat()}}
 
 
-def _retrain(session: Session, alert: Alert, sched: Schedule, payload: dict[str, Any]) -> None:
+def retraining_data(session: Session, store: ObjectStore, sched: Schedule, ep: Endpoint,
+                    ex: Execution) -> dict[str, Any]:
+    """Where a retraining pipeline finds the data: full URIs (``s3://bucket/…`` or ``file:///…``) of the endpoint's
+    capture tree (SageMaker's layout: endpoint/variant/yyyy/mm/dd/hh/), of the hour partitions holding the
+    breached window, and of the baseline's files and the dataset it was built from."""
+    hours = sorted(set(session.scalars(select(CaptureBatch.hour).where(
+        CaptureBatch.endpoint_id == ep.id, CaptureBatch.last_time >= ex.window_start,
+        CaptureBatch.first_time < ex.window_end))))
+    base = service.get_baseline(session, sched.baseline_id)
+    return {
+        "data_uri": store.folder_uri(layout.capture_folder(ep.name, ep.variant)),
+        "data_uris": [store.folder_uri(layout.capture_folder(ep.name, ep.variant, h)) for h in hours],
+        "baseline": {"id": base.id, "kind": base.kind, "dataset_uri": base.dataset_uri,
+                     "uris": [store.uri(k) for k in sorted(store.list(f"{base.prefix}/"))]},
+    }
+
+
+def _retrain(session: Session, store: ObjectStore, alert: Alert, sched: Schedule, ep: Endpoint, ex: Execution,
+             payload: dict[str, Any]) -> None:
     trig = session.scalar(select(RetrainingTrigger).where(RetrainingTrigger.model_group == alert.model_group))
     if trig is None:
         return
@@ -249,7 +339,7 @@ def _retrain(session: Session, alert: Alert, sched: Schedule, payload: dict[str,
         log.info("retraining for %s suppressed by cooldown", trig.model_group)
         return
     trig.last_triggered_at = now
-    body = {**payload, "data_uri": f"capture/{sched.endpoint}/", "requested_at": now.isoformat()}
+    body = {**payload, **retraining_data(session, store, sched, ep, ex), "requested_at": now.isoformat()}
     events.emit(session, "retraining.requested", alert.model_group or "", body, to=[trig.webhook_id])
     audit.record(session, actor="scheduler", action="retraining.requested", subject_type="model_group",
                  subject_id=alert.model_group or "", after={"alert": alert.id, "schedule": sched.name})

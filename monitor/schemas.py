@@ -5,9 +5,13 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, StrictFloat
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, model_validator
 
+from mlgov.api import Page
+from mlgov.db import utcnow
 from mlgov.types import Integer, Strict, Timestamp
+from mlgov.workers import WorkerStatus
+from monitor import recurrence
 from monitor.capture import CaptureSchema
 from monitor.engine.drift import CATEGORICAL_METHODS, NUMERIC_METHODS
 
@@ -126,11 +130,16 @@ class CaptureResult(BaseModel):
     rejected: list[dict[str, Any]]
 
 
+SCHEDULE_FORMS = ("when it runs, in UTC: 5-field cron ('*/5 * * * *'), 'hourly', 'daily', SageMaker's "
+                  "ScheduleExpression 'cron(Minutes Hours Day-of-month Month Day-of-week Year)' with '?' in one "
+                  "day field ('cron(0 * ? * * *)'), or 'NOW' (once, at once; the schedule then stops)")
+
+
 class ScheduleCreate(Strict):
     name: str = Field(min_length=1, max_length=63, pattern=r"^[a-zA-Z0-9](-*[a-zA-Z0-9])*$")
     endpoint: str = Field(min_length=1, max_length=63)
     type: Literal["DataQuality", "ModelQuality", "ModelBias", "ModelExplainability"]
-    schedule: str = Field(min_length=1, max_length=128, description="5-field cron (UTC), 'hourly' or 'daily'")
+    schedule: str = Field(min_length=1, max_length=128, description=SCHEDULE_FORMS)
     baseline_id: str = Field(min_length=1, max_length=64)
     window: dict[Literal["start", "end"], str] = Field(default_factory=dict,
                                                        description="ISO-8601 offsets, default -PT1H … PT0S")
@@ -139,7 +148,9 @@ class ScheduleCreate(Strict):
 
 
 class ScheduleUpdate(Strict):
-    schedule: str | None = Field(default=None, min_length=1, max_length=128)
+    schedule: str | None = Field(default=None, min_length=1, max_length=128, description=SCHEDULE_FORMS)
+    baseline_id: str | None = Field(default=None, min_length=1, max_length=64,
+                                    description="another baseline of the schedule's type that fits its endpoint")
     window: dict[Literal["start", "end"], str] | None = None
     drift: DriftSettings | None = None
     alerting: dict[str, Any] | None = None
@@ -159,6 +170,20 @@ class ScheduleRead(BaseModel):
     last_run_at: dt.datetime | None
     created_by: str
     created_at: dt.datetime
+    overdue: bool = Field(default=False, description="Scheduled, and due more than one period ago without having "
+                          "run: no scheduler is running it (see `scheduler` in the list, and /readyz)")
+
+    @model_validator(mode="after")
+    def _overdue(self) -> ScheduleRead:
+        if "overdue" not in self.model_fields_set:   # read from the row (a client parsing a response keeps the value)
+            self.overdue = self.status == "Scheduled" and recurrence.overdue(self.expression, self.next_run_at,
+                                                                             utcnow())
+        return self
+
+
+class SchedulePage(Page[ScheduleRead]):
+    scheduler: WorkerStatus = Field(description="whether a scheduler (in `mlgov serve` or `mlgov scheduler`, any "
+                                    "replica) is running the schedules: alive, and when it last looked for due runs")
 
 
 class RunWindow(Strict):
@@ -189,6 +214,8 @@ class AlertRead(BaseModel):
     model_config = ConfigDict(from_attributes=True)
     id: str
     check: str
+    subject: str = Field(description="the metric or feature that breached (e.g. auc, income); alerts are keyed by "
+                         "(schedule, subject, check); empty for an alert opened before alerts had subjects")
     status: str
     model_group: str | None
     model_version: int | None

@@ -50,7 +50,7 @@ def db(migrated: Database) -> Iterator[TransactionalDatabase]:
 
 
 def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
-    values: dict[str, Any] = {"home": tmp_path / ".mlgov", "background_workers": False}
+    values: dict[str, Any] = {"home": tmp_path / ".mlgov", "background_workers": False, "scheduler": False}
     values.update(overrides)
     return Settings(**values)
 

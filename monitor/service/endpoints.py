@@ -23,7 +23,7 @@ from mlgov.auth import Principal
 from mlgov.db import advisory_xact_lock, chunks, new_id, paginate, utcnow
 from mlgov.errors import Conflict, Invalid
 from mlgov.storage import ObjectStore
-from monitor import capture
+from monitor import capture, layout
 from monitor.errors import EndpointNotFound
 from monitor.orm import CaptureBatch, CaptureEvent, Endpoint
 from registry import service as registry
@@ -112,7 +112,7 @@ def ingest(session: Session, store: ObjectStore, endpoint: str, body: bytes, con
         by_hour.setdefault(p.inference_time.replace(minute=0, second=0, microsecond=0), []).append(p)
     for hour, recs in sorted(by_hour.items()):
         batch = new_id()
-        folder = f"capture/{ep.name}/{ep.variant}/{hour:%Y/%m/%d/%H}"
+        folder = layout.capture_folder(ep.name, ep.variant, hour)
         jsonl = "".join(json.dumps(r.raw, separators=(",", ":")) + "\n" for r in recs).encode()
         store.put(f"{folder}/{batch}.jsonl", jsonl, "application/jsonl")
         store.put(f"{folder}/{batch}.parquet", _parquet(recs, schema), "application/vnd.apache.parquet")

@@ -48,8 +48,9 @@ def test_bias_baseline_and_its_monitors_alert_are_in_the_graph(client, keys):
     bad = client.post("/api/v1/monitoring-schedules/credit-bias/run", headers=keys("publisher"),
                       json={"start": T0.isoformat(), "end": (T0 + dt.timedelta(hours=1)).isoformat()}).json()
     assert bad["status"] == "CompletedWithViolations", bad
-    [alert] = reached(client, keys, MODEL_URI, "Descendants", "Alert")   # model → deployment → endpoint → alert
-    assert alert["name"] == "credit-bias: bias_drift_check"
+    alerts = reached(client, keys, MODEL_URI, "Descendants", "Alert")   # model → deployment → endpoint → alert
+    assert alerts and all(a["name"].startswith("credit-bias: bias_drift_check on ") for a in alerts)   # one per metric
+    assert any(a["name"] == "credit-bias: bias_drift_check on DPPL (sex=f)" for a in alerts), alerts
 
 
 def test_explainability_baseline_descends_from_the_explained_model(client, keys):

@@ -456,13 +456,20 @@ def test_schedules_executions_alerts_and_run_now(client, keys, db, app):
     assert again["status"] == "CompletedWithViolations"
     alerts = client.get("/api/v1/alerts?status=open", headers=keys("viewer")).json()["items"]
     assert len(alerts) == 1 and alerts[0]["occurrences"] == 2                 # not duplicated
-    client.post("/api/v1/monitoring-schedules/dq-hourly/run", json=win, headers=pub)
+    assert client.post("/api/v1/monitoring-schedules/dq-hourly/run", json=win, headers=pub).json()["status"] == \
+        "Completed"
+    assert client.get("/api/v1/alerts?status=open", headers=keys("viewer")).json()["total"] == 1   # older window
+    t2 = dt.datetime(2026, 11, 20, 12, 0, tzinfo=dt.UTC)
+    recs = [record(2000 + i, t2 + dt.timedelta(seconds=5 * i), tuple(normal.iloc[i])) for i in range(400)]
+    client.post("/api/v1/endpoints/churn-prod/capture", json=recs, headers=keys("ingest"))
+    client.post("/api/v1/monitoring-schedules/dq-hourly/run", headers=pub,
+                json={"start": "2026-11-20T12:00:00Z", "end": "2026-11-20T13:00:00Z"})
     assert client.get("/api/v1/alerts?status=open", headers=keys("viewer")).json()["total"] == 0   # resolved
     empty = client.post("/api/v1/monitoring-schedules/dq-hourly/run", headers=pub,
                         json={"start": "2026-11-21T00:00:00Z", "end": "2026-11-21T01:00:00Z"}).json()
     assert empty["status"] == "Failed" and "no data captured between" in empty["failure_reason"]
     exs = client.get("/api/v1/monitoring-schedules/dq-hourly/executions", headers=keys("viewer")).json()
-    assert exs["total"] == 5
+    assert exs["total"] == 6
     # the scheduler tick with an injected clock: due runs execute once, missed runs coalesce
     sched_row = client.get("/api/v1/monitoring-schedules/dq-hourly", headers=pub).json()
     first = dt.datetime.fromisoformat(sched_row["next_run_at"])
