@@ -1,7 +1,7 @@
 """scheduler heartbeats; alerts keyed by (schedule, subject, check)
 
 Revision ID: 0013
-Revises: 0011
+Revises: 0012_aws
 Create Date: 2026-12-04 09:00:00
 
 - ``workers_heartbeats``: one row per background worker process (the monitoring scheduler, in `mlgov serve` or
