@@ -339,10 +339,11 @@ class MonitorClient(BaseClient):
     @route("PATCH", "/api/v1/monitoring-schedules/{name}")
     def update_schedule(self, call: Call, name: str, *, schedule: str | Unset = UNSET,
                         window: Mapping[str, str] | Unset = UNSET, drift: Drift | Unset = UNSET,
-                        alerting: Mapping[str, Any] | Unset = UNSET) -> ScheduleRead:
-        """Only the arguments given change."""
+                        alerting: Mapping[str, Any] | Unset = UNSET,
+                        baseline_id: str | Unset = UNSET) -> ScheduleRead:
+        """Only the arguments given change; a new ``baseline_id`` is checked against the endpoint as on create."""
         return call.model(ScheduleRead, {"name": name}, json=body(
-            {"schedule": schedule, "window": window, "drift": drift, "alerting": alerting}))
+            {"schedule": schedule, "window": window, "drift": drift, "alerting": alerting, "baseline_id": baseline_id}))
 
     @route("POST", "/api/v1/monitoring-schedules/{name}/stop")
     def stop_schedule(self, call: Call, name: str) -> ScheduleRead:

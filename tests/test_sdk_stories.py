@@ -61,7 +61,7 @@ def _registered(live: Live, group: str = "churn") -> tuple[Client, Client]:
 
 
 def test_registry_story(live: Live) -> None:
-    assert live.admin.health() == {"status": "ok"} and live.admin.ready() == {"status": "ready"}
+    assert live.admin.health() == {"status": "ok"} and live.admin.ready()["status"] == "ready"
     pub, appr = live.person("alice", "publisher"), live.person("bob", "approver")
     viewer = live.person("carol", "viewer")
     group = pub.create_model_group("churn", description="retention", tags={"team": "growth"})
@@ -196,6 +196,10 @@ def test_monitor_story(live: Live, tmp_path) -> None:
                                 window={"start": "-PT1H", "end": "PT0S"})
     assert (sched.status, sched.baseline_id) == ("Scheduled", base.id)
     assert pub.update_schedule("churn-dq", schedule="*/5 * * * *").expression == "*/5 * * * *"
+    assert pub.update_schedule("churn-dq", baseline_id=from_path.id).baseline_id == from_path.id
+    with pytest.raises(InvalidInput, match=r"ModelQuality|baseline"):   # a kind's baseline must fit the schedule
+        pub.update_schedule("churn-dq", baseline_id=mq.id)
+    assert pub.update_schedule("churn-dq", baseline_id=base.id).overdue is False
     assert pub.stop_schedule("churn-dq").status == "Stopped" and pub.start_schedule("churn-dq").status == "Scheduled"
     ex = pub.run_schedule("churn-dq", *hour)
     assert ex.status == "CompletedWithViolations" and ex.violation_count > 0 and ex.trigger
@@ -203,6 +207,7 @@ def test_monitor_story(live: Live, tmp_path) -> None:
     assert [s.name for s in viewer.list_schedules()] == ["churn-dq"] == [viewer.get_schedule("churn-dq").name]
     alerts = list(viewer.list_alerts(status="open", schedule="churn-dq"))
     assert alerts and {x.model_group for x in alerts} == {"churn"} and alerts[0].opened_execution_id == ex.id
+    assert {x.subject for x in alerts} == {"income"}   # one alert per (schedule, feature, check)
     assert {x.id for x in viewer.list_analyses(endpoint="churn-prod")} >= {q.id, ex.analysis_id}
     trigger = live.admin.set_retraining_trigger("churn", "http://127.0.0.1:9/retrain", "a-long-random-secret",
                                                 cooldown_seconds=60)
