@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from clarify.metrics.analysis import metric_value
-from clarify.metrics.drift import NOT_DRIFT_CHECKED, matching_group
+from clarify.metrics.drift import NOT_DRIFT_CHECKED, allowed_range, bias_violation, matching_group
 from mlgov.web import templates
 from monitor import report as monitor_report
 
@@ -37,12 +37,12 @@ def _shown(entry: Mapping[str, Any] | None) -> tuple[float | None, str]:
 def _verdict(name: str, base: float | None, cur: float | None, violation: Mapping[str, Any] | None
              ) -> tuple[str, str]:
     """(text, css class) by the rule ``bias_window`` applies: drift only when the 95% bootstrap interval of the
-    window's value lies wholly outside [-|baseline|, |baseline|]."""
+    window's value lies wholly outside the allowed range (``allowed_range``)."""
     if violation is not None:
         return "drift", "bad"
     if name in NOT_DRIFT_CHECKED or base is None:
         return "not compared", "muted"
-    if cur is not None and abs(cur) > abs(base):
+    if cur is not None and bias_violation(base, cur, metric=name):
         return "outside, not significant", "muted"
     return "within", "ok"
 
@@ -67,7 +67,8 @@ def bias_view(rep: Mapping[str, Any]) -> dict[str, Any] | None:
                 verdict, cls = _verdict(m["name"], b, c, violation)
                 rows.append({"name": m["name"], "description": m.get("description") or m["name"],
                              "baseline": b, "baseline_text": b_text, "current": c, "current_text": c_text,
-                             "limit": abs(b) if b is not None and verdict != "not compared" else None,
+                             "limit": allowed_range(m["name"], b) if b is not None and verdict != "not compared"
+                             else None,
                              "verdict": verdict, "cls": cls,
                              "detail": violation.get("description") if violation else None})
             facets.append({"facet": facet, "value": group["value_or_threshold"], "rows": rows,

@@ -1,8 +1,10 @@
 """Bias drift and feature-attribution drift, by SageMaker's rules.
 
-Bias drift: a metric violates when it is farther from 0 than the baseline value (same sign or not); a
+Bias drift: a metric violates when it is farther from parity than the baseline value (same side or not); a
 normal bootstrap confidence interval of the current value must lie entirely outside the allowed range
-[-|baseline|, |baseline|] for a violation, so small windows do not alert on noise.
+parity ± |baseline − parity| for a violation, so small windows do not alert on noise. Parity is 0 for every
+metric but disparate impact (DI), a ratio whose parity is 1: SageMaker words the rule as "farther from 0",
+which for DI would call a fall from 0.92 to 0.40 (further from fair) no drift.
 Attribution drift: nDCG of the current global-SHAP ranking scored with the baseline attributions.
 """
 
@@ -16,6 +18,14 @@ import numpy as np
 
 DEFAULT_NDCG_THRESHOLD = 0.90
 NOT_DRIFT_CHECKED = ("FT", "CDDPL")   # need the whole dataset's structure: no bootstrap interval, never compared
+PARITY = {"DI": 1.0}   # the value of a metric when the groups are treated alike; 0 for the others
+
+
+def allowed_range(metric: str, baseline: float) -> tuple[float, float]:
+    """parity ± |baseline − parity|: values no farther from parity than the baseline's."""
+    parity = PARITY.get(metric, 0.0)
+    bound = abs(baseline - parity)
+    return parity - bound, parity + bound
 
 
 def matching_group(baseline_groups: list[dict[str, Any]], group: dict[str, Any], index: int,
@@ -56,12 +66,11 @@ def bootstrap_interval(metric: Callable[[np.ndarray], float], n: int, *, draws: 
     return point - z * sd, point + z * sd
 
 
-def bias_violation(baseline: float, current: float, interval: tuple[float, float] | None = None) -> bool:
-    """Farther from 0 than the baseline; with an interval, only if all of it is outside [-|b|, |b|]."""
+def bias_violation(baseline: float, current: float, interval: tuple[float, float] | None = None, *,
+                   metric: str = "") -> bool:
+    """Farther from parity than the baseline; with an interval, only if all of it is outside the allowed range."""
     if not (math.isfinite(baseline) and math.isfinite(current)):
         return math.isfinite(baseline) and not math.isfinite(current)
-    bound = abs(baseline)
-    if interval is None:
-        return abs(current) > bound
-    lo, hi = interval
-    return lo > bound or hi < -bound
+    low, high = allowed_range(metric, baseline)
+    lo, hi = interval if interval is not None else (current, current)
+    return lo > high or hi < low

@@ -164,7 +164,7 @@ def bias_window(session: Session, store: ObjectStore, *, baseline_id: str, endpo
                     return bias.post_training(c, y[idx], yhat[idx], None, None)[key]
 
                 ci = bootstrap_interval(metric, len(df), draws=draws)
-                if bias_violation(base_vals[m["name"]], metric_value(m), ci):
+                if bias_violation(base_vals[m["name"]], metric_value(m), ci, metric=m["name"]):
                     violations.append({"facet": name, "facet_value": cur_group["value_or_threshold"],
                                        "metric_name": m["name"], "constraint_check_type": "bias_drift_check",
                                        "description": f"Metric value {metric_value(m):.4g} doesn't meet the "

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from clarify.metrics import bias
-from clarify.metrics.drift import bias_violation, bootstrap_interval, ndcg
+from clarify.metrics.drift import allowed_range, bias_violation, bootstrap_interval, ndcg
 
 
 def test_sagemaker_worked_example_gives_069():
@@ -20,6 +20,14 @@ def test_sagemaker_worked_example_gives_069():
 def test_bias_rule_farther_from_zero():
     assert not bias_violation(0.2, 0.1) and bias_violation(0.2, -0.3) and bias_violation(-0.2, 0.25)
     assert not bias_violation(0.2, -0.2)
+
+
+def test_disparate_impact_is_judged_from_parity_one():
+    """DI is a ratio, fair at 1: a fall from 0.92 to 0.40 is drift (farther from parity), 0.92 → 1.05 is not."""
+    assert allowed_range("DI", 0.92) == pytest.approx((0.92, 1.08))
+    assert bias_violation(0.92, 0.40, metric="DI") and bias_violation(0.92, 0.40, (0.35, 0.45), metric="DI")
+    assert not bias_violation(0.92, 1.05, metric="DI") and not bias_violation(0.92, 0.40, (0.3, 0.95), metric="DI")
+    assert allowed_range("DPPL", -0.2) == (-0.2, 0.2)
 
 
 def test_bootstrap_interval_quiets_small_windows():
