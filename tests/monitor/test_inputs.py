@@ -5,9 +5,16 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 
+import numpy as np
+import pandas as pd
+import pytest
+
+from monitor.engine import drift
+from monitor.engine.analysis import DriftConfig, analyze, profile
 from tests.helpers import assert_problem, create_group, register
-from tests.monitor.test_api import FEATURES, _endpoint, record
+from tests.monitor.test_api import FEATURES, _endpoint, make_baseline, record
 
 T = dt.datetime(2026, 11, 20, 10, 5, tzinfo=dt.UTC)
 
@@ -102,3 +109,76 @@ def test_ground_truth_batch_with_every_record_rejected_is_422(client, keys):
                                       json=[{"eventMetadata": {}}, {"groundTruthData": {"data": "1"}}],
                                       headers=keys("ingest")), 422, "all 2 ground-truth records were rejected")
     assert body["rejected_count"] == 2
+
+
+# --- small samples ------------------------------------------------------------------------------------------------
+
+def test_one_record_window_claims_no_drift_and_says_why(client, keys):
+    _endpoint(client, keys)
+    bid = make_baseline(client, keys)      # 2,000 rows: Wasserstein and Jensen-Shannon by Evidently's rules
+    assert client.post("/api/v1/endpoints/churn-prod/capture", json=[record(0, T, (30, 41.5, "CA"))],
+                       headers=keys("ingest")).json()["accepted"] == 1
+    r = client.post("/api/v1/analyses", headers=keys("publisher"), json={
+        "baseline_id": bid, "endpoint": "churn-prod", "start": "2026-11-20T10:00:00Z", "end": "2026-11-20T11:00:00Z"})
+    assert r.status_code == 201, r.text
+    res = r.json()
+    assert res["rows"] == 1 and res["dataset_drift"] is False and res["drifted_features"] == []
+    assert res["small_sample"] is True and "small sample" in res["note"] and "No dataset drift" in res["note"]
+    for row in res["drift"]:
+        assert row["small_sample"] is True and row["drifted"] is False and row["min_values"] > 1
+        assert "not judged" in row["note"] and "sampling noise" in row["note"]
+    again = client.get(f"/api/v1/analyses/{res['id']}", headers=keys("viewer")).json()
+    assert again["small_sample"] is True and again["note"] == res["note"]
+    summary = client.get(f"/api/v1/analyses/{res['id']}/drift.json", headers=keys("viewer")).json()["summary"]
+    assert summary["skipped_features"] == ["age", "income", "state"]
+
+
+def _profiles(values: np.ndarray, states: np.ndarray) -> list:
+    return profile(pd.DataFrame({"x": values, "s": states}))[1]
+
+
+@pytest.mark.parametrize("method", ["linf_simple", "wasserstein", "psi", "jensenshannon"])
+def test_distances_are_not_judged_below_their_noise_floor(method):
+    rng = np.random.default_rng(3)
+    ref = _profiles(rng.normal(50, 10, 5000), rng.choice(["a", "b", "c"], 5000))
+    config_x = {"x": method, "s": method if method != "wasserstein" else "jensenshannon"}
+    for m in (1, 5, 20):
+        cur = pd.DataFrame({"x": rng.normal(50, 10, m), "s": rng.choice(["a", "b", "c"], m)})
+        res = analyze(ref, {"features": []}, cur, DriftConfig(per_feature=config_x))
+        assert all(d.small_sample and not d.drifted for d in res.drift), [d.as_dict() for d in res.drift]
+        assert res.summary()["dataset_drift"] is False and res.summary()["small_sample"] is True
+    # at the size each method says it needs, windows of the reference's own distribution are rarely called drifted
+    needed = {d.feature: d.min_values for d in res.drift}
+    false_alarms = {"x": 0, "s": 0}
+    for _ in range(60):
+        for f in ("x", "s"):
+            m = int(needed[f] or 0)
+            cur = pd.DataFrame({"x": rng.normal(50, 10, m), "s": rng.choice(["a", "b", "c"], m)})
+            d = next(d for d in analyze(ref, {"features": []}, cur, DriftConfig(per_feature=config_x)).drift
+                     if d.feature == f)
+            assert not d.small_sample
+            false_alarms[f] += d.drifted
+    assert false_alarms["x"] <= 6 and false_alarms["s"] <= 6, false_alarms   # ≈ 5% of 60, with slack
+    # and a real shift on a window of that size is still found
+    m = int(needed["x"] or 0)
+    shifted = pd.DataFrame({"x": rng.normal(60, 10, m), "s": rng.choice(["a", "b", "c"], m, p=[0.8, 0.1, 0.1])})
+    res = analyze(ref, {"features": []}, shifted, DriftConfig(per_feature=config_x))
+    assert all(d.drifted and not d.small_sample for d in res.drift), [d.as_dict() for d in res.drift]
+
+
+def test_noise_floor_matches_the_ks_critical_distance():
+    floor, needed = drift._noise_floor("linf_simple", drift.KS_C_95, 0.1, 10_000, 100)
+    assert math.isclose(floor, 1.358 * math.sqrt(1 / 10_000 + 1 / 100))
+    assert needed is not None and drift.KS_C_95 * math.sqrt(1 / 10_000 + 1 / needed) < 0.1
+    assert drift.KS_C_95 * math.sqrt(1 / 10_000 + 1 / (needed - 1)) >= 0.1
+    assert drift._noise_floor("linf_simple", drift.KS_C_95, 0.1, 50, 100)[1] is None   # reference too small
+
+
+def test_self_correcting_tests_keep_their_verdicts_on_small_windows():
+    """p-value tests and SageMaker's Robust L∞ account for both sizes themselves: judged at any size."""
+    rng = np.random.default_rng(4)
+    ref = _profiles(rng.normal(50, 10, 500), rng.choice(["a", "b", "c"], 500))
+    cur = pd.DataFrame({"x": rng.normal(50, 10, 3), "s": rng.choice(["a", "b", "c"], 3)})
+    for per in ({}, {"x": "linf_robust", "s": "linf_robust"}, {"x": "ks", "s": "z"}):
+        res = analyze(ref, {"features": []}, cur, DriftConfig(per_feature=per))
+        assert not any(d.small_sample for d in res.drift) and res.summary()["note"] is None
