@@ -16,9 +16,9 @@ from clarify.metrics.analysis import ConfigError, analyze, metric_value
 from clarify.metrics.shap_values import AGGREGATIONS, analysis_json, explain, predict_fn
 from clarify.remote import RemoteModel
 from clarify.schemas import BiasAnalysisRequest, CapturedWindow, ExplainRequest, StoredAnalysis, StoredReport
-from clarify.service.artifacts import CSV_ERRORS, load_model
+from clarify.service.artifacts import CSV_ERRORS, load_model, read_csv
 from lineage import service as lineage
-from mlgov import audit, inputs
+from mlgov import audit
 from mlgov.auth import Principal
 from mlgov.db import new_id
 from mlgov.errors import DomainError, Invalid
@@ -82,15 +82,7 @@ def _uploaded_frame(store: ObjectStore, request: BiasAnalysisRequest,
     source = {"kind": "upload" if request.file is not None else "dataset_uri",
               **({} if request.file is not None else {"uri": request.dataset_uri}),
               "sha256": hashlib.sha256(data).hexdigest()}
-    headers = cfg.get("headers")
-    inputs.check_csv(data, "the dataset")
-    df = pd.read_csv(io.BytesIO(data), header=None if headers else "infer")
-    if headers:
-        if len(headers) != df.shape[1]:
-            raise ConfigError([{"field": "headers", "message": f"lists {len(headers)} names for "
-                                                                 f"{df.shape[1]} columns"}])
-        df.columns = headers
-    return df, source
+    return read_csv(data, cfg.get("headers")), source
 
 
 def _predict_with_model(session: Session, store: ObjectStore, request: BiasAnalysisRequest, cfg: dict[str, Any],
