@@ -19,11 +19,12 @@ from clarify.schemas import (
     CapturedWindow,
     ConfigError,
     ExplainRequest,
+    ExplanationRowsPage,
     StoredAnalysis,
     parse_config,
 )
 from mlgov import inputs
-from mlgov.api import form_parts
+from mlgov.api import Limit, Offset, form_parts, page
 from mlgov.auth import DECIDERS, PUBLISHERS, READERS, Principal, SessionDep, require
 from mlgov.errors import Invalid
 from mlgov.openapi import alternatives
@@ -32,6 +33,7 @@ from mlgov.web import templates
 
 router = APIRouter(prefix="/api/v1/clarify", tags=["clarify"])
 Analyst = Annotated[Principal, Depends(require(PUBLISHERS, DECIDERS))]
+Reader = Annotated[Principal, Depends(require(READERS))]
 _report_templates = templates(FsPath(__file__).parent / "templates")
 
 
@@ -112,7 +114,8 @@ def _explain_request(parts: dict[str, Any]) -> ExplainRequest:
     return ExplainRequest(model_group=group, model_version=int(version), file=parts["file"], model=parts.get("model"),
                           model_format=_text(parts, "model_format") or "skops", predict_url=_text(parts, "predict_url"),
                           baseline=parts.get("baseline"), agg_method=_text(parts, "agg_method") or "mean_abs",
-                          label=_text(parts, "label"), num_clusters=_text(parts, "num_clusters"))
+                          label=_text(parts, "label"), num_clusters=_text(parts, "num_clusters"),
+                          output_space=_text(parts, "output_space"))
 
 
 def _shap_view(analysis: dict[str, Any]) -> dict[str, Any] | None:
@@ -126,11 +129,31 @@ def _shap_view(analysis: dict[str, Any]) -> dict[str, Any] | None:
     top = max([abs(v) for _, v in ranked] + [1e-12])
     return {"ranked": [(f, v, round(abs(v) / top * 300, 1)) for f, v in ranked],
             "method": label.get("method", "kernel"), "agg_method": label.get("agg_method", "mean_abs"),
-            "expected_value": label["expected_value"]}
+            "expected_value": label["expected_value"],
+            "output_space": SPACE_NAMES.get(label.get("output_space"), "an output space not recorded")}
+
+
+SPACE_NAMES = {"log_odds": "log-odds", "probability": "probability", "raw": "the model's raw output"}
+
+
+def _wants_csv(accept: str) -> bool:
+    """Accept negotiation between the two media types of a listing: CSV only when preferred over JSON."""
+    q = {"application/json": 0.0, "text/csv": 0.0}
+    for item in accept.split(","):
+        media, *params = (p.strip() for p in item.split(";"))
+        weight = next((p[2:] for p in params if p.startswith("q=")), "1")
+        try:
+            w = float(weight)
+        except ValueError:
+            w = 0.0
+        for known in q:
+            if media.lower() in (known, known.split("/")[0] + "/*", "*/*"):
+                q[known] = max(q[known], w - (0.001 if media != known else 0.0))   # exact beats wildcard
+    return q["text/csv"] > q["application/json"]
 
 
 @router.get("/reports/{analysis_id}", response_model=None, responses=alternatives("text/html"))
-def report(analysis_id: AnalysisId, request: Request, _: Annotated[Principal, Depends(require(READERS))],
+def report(analysis_id: AnalysisId, request: Request, _: Reader,
            fmt: Annotated[Literal["html", "json"], Query(alias="format")] = "html") -> Response:
     """The stored analysis.json, or a readable HTML report (bias tables, attribution bars, policy verdict)."""
     stored = service.get_report(request.app.state.get_store(), analysis_id)
@@ -160,3 +183,18 @@ def explain(principal: Analyst, session: SessionDep, request: Request, policy: O
     an admin trusted the version); `agg_method`; `label` to drop."""
     return _analysis_response(service.explain_version(session, request.app.state.get_store(), policy,
                                                       _explain_request(parts), principal))
+
+
+@router.get("/explanations/{analysis_id}/rows", response_model=ExplanationRowsPage,
+            responses=alternatives("text/csv"))
+def explanation_rows(analysis_id: AnalysisId, request: Request, _: Reader, limit: Limit = 50, offset: Offset = 0,
+                     fmt: Annotated[Literal["json", "csv"] | None, Query(alias="format", description=(
+                         "json or csv; default: the Accept header's preference, else json"))] = None) -> Any:
+    """Per-row SHAP values of an explanation, a page at a time; each row's values plus expected_value add up to
+    the model output in output_space. CSV: a `row` column then one column per feature, the total in X-Total-Count."""
+    rows = service.explanation_rows(request.app.state.get_store(), analysis_id, limit, offset)
+    if fmt == "csv" or (fmt is None and _wants_csv(request.headers.get("accept", ""))):
+        return Response(rows.frame.to_csv(index_label="row").encode(), media_type="text/csv",
+                        headers={"X-Total-Count": str(rows.total)})
+    return {**page(rows.items(), rows.total, limit, offset), "output_space": rows.output_space,
+            "expected_value": rows.expected_value}

@@ -12,17 +12,21 @@ validated a second time.
 from __future__ import annotations
 
 import datetime as dt
+import math
 from dataclasses import dataclass
 from typing import Any
 
+import pandas as pd
 from pydantic import BaseModel, Field
 
 from clarify.metrics.config import AnalysisConfig, ConfigError, PostTraining, PreTraining, parse_config
+from clarify.metrics.shap_values import OUTPUT_SPACES
+from mlgov.api import Page
 from mlgov.openapi import BINARY, request_body
 
 __all__ = ["BIAS_FORM", "EXPLAIN_FORM", "JSON_ANALYSIS", "AnalysisConfig", "BiasAnalysisRequest", "CapturedWindow",
-           "ClarifyAnalysis", "ConfigError", "ExplainRequest", "PostTraining", "PreTraining", "StoredAnalysis",
-           "StoredReport", "parse_config"]
+           "ClarifyAnalysis", "ConfigError", "ExplainRequest", "ExplanationRow", "ExplanationRows",
+           "ExplanationRowsPage", "PostTraining", "PreTraining", "StoredAnalysis", "StoredReport", "parse_config"]
 
 
 @dataclass(frozen=True)
@@ -64,6 +68,7 @@ class ExplainRequest:
     agg_method: str = "mean_abs"
     label: str | None = None
     num_clusters: str | None = None       # the part's text; default 10
+    output_space: str | None = None       # log_odds | probability | raw; None: the explainer's own
 
 
 @dataclass(frozen=True)
@@ -89,6 +94,37 @@ class StoredReport:
     id: str
     analysis: dict[str, Any]
     verdict: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class ExplanationRows:
+    """One page of an explanation's per-row SHAP values (``frame``: the page, indexed by row number)."""
+
+    id: str
+    frame: pd.DataFrame
+    total: int
+    limit: int
+    offset: int
+    output_space: str | None
+    expected_value: float | None
+
+    def items(self) -> list[dict[str, Any]]:
+        """The page as ExplanationRow objects (a non-finite value, which SHAP should never give, as null)."""
+        return [{"row": int(i), "shap_values": {str(k): float(v) if math.isfinite(v) else None
+                                                for k, v in values.items()}}
+                for i, values in self.frame.to_dict("index").items()]
+
+
+class ExplanationRow(BaseModel):
+    row: int = Field(description="position of the row in the explained file (0 = first data row)")
+    shap_values: dict[str, float | None]
+
+
+class ExplanationRowsPage(Page[ExplanationRow]):
+    output_space: str | None = Field(description="what each row's values plus expected_value add up to: log_odds, "
+                                                 "probability or raw (null for explanations stored before it was "
+                                                 "recorded)")
+    expected_value: float | None
 
 
 _ANALYSIS_ID = {"X-Mlgov-Analysis-Id": {"description": "id of the stored analysis (GET /api/v1/clarify/reports/{id})",
@@ -126,5 +162,11 @@ EXPLAIN_FORM = request_body(multipart={
         "agg_method": {"type": "string", "enum": ["mean_abs", "mean_sq", "median"]},
         "label": {"type": "string", "description": "a column to drop before explaining"},
         "num_clusters": {"type": "integer", "minimum": 1, "description": "k-means background size (default 10)"},
+        "output_space": {"type": "string", "enum": list(OUTPUT_SPACES),
+                         "description": "the space the SHAP values add up in; default: the explainer's own (tree "
+                                        "ensembles: their raw output, log-odds for boosted classifiers; linear "
+                                        "classifiers: log-odds; others: probability or the raw prediction). "
+                                        "probability is computed where SHAP supports it, else 422 naming what is "
+                                        "possible"},
     }},
     description="a registered version's model and the rows to explain")

@@ -17,26 +17,55 @@ import io
 import json
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, model_validator
 
 from mlgov import inputs
 from mlgov.errors import DomainError, MalformedJSON
 from mlgov.types import Integer
 
-FeatureType = str  # Integral | Fractional | String
+TYPE_ALIASES: dict[str, str] = {
+    "fractional": "Fractional", "float": "Fractional", "double": "Fractional",
+    "integral": "Integral", "int": "Integral", "integer": "Integral", "long": "Integral",
+    "string": "String", "str": "String", "category": "String", "bool": "String", "boolean": "String",
+}
+"""The names users write for a column type (any case), each mapped to SageMaker's canonical one."""
+
+
+def _any_case(word: str) -> str:
+    return "".join(f"[{c.upper()}{c.lower()}]" for c in word)
+
+
+def _canonical_type(value: Any) -> Any:
+    if isinstance(value, str):
+        if value.lower() not in TYPE_ALIASES:
+            raise ValueError(f"type {value[:40]!r} is not Integral, Fractional or String (also accepted, any case: "
+                             f"{', '.join(k for k in TYPE_ALIASES if k not in ('integral', 'fractional', 'string'))})")
+        return TYPE_ALIASES[value.lower()]
+    return value
+
+
+ColumnType = Annotated[
+    Literal["Integral", "Fractional", "String"], BeforeValidator(_canonical_type),
+    WithJsonSchema({"type": "string", "pattern": "^(" + "|".join(_any_case(w) for w in TYPE_ALIASES) + ")$",
+                    "description": "Integral, Fractional or String (SageMaker's names, stored and returned so); "
+                                   "any case of " + ", ".join(TYPE_ALIASES) + " is read as its canonical name"}),
+]
+"""A column type as SageMaker names it; users' aliases (float, int, str, ...) are read as the canonical name."""
 
 
 class FeatureSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(min_length=1, max_length=256)
-    type: str = Field(default="Fractional", pattern="^(Integral|Fractional|String)$")
+    type: ColumnType = "Fractional"
 
 
 class OutputSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(min_length=1, max_length=256)
+    type: ColumnType = Field(default="Fractional", description="how the captured value is stored; a probability "
+                                                               "is always Fractional")
     csv_index: Integer = Field(default=0, ge=0, description="position in a CSV response")
     json_key: str | None = Field(default=None, description="flattened key in a JSON response")
 
@@ -53,6 +82,9 @@ class CaptureSchema(BaseModel):
         names = [f.name for f in self.features] + [o.name for o in (self.prediction, self.probability) if o]
         if len(set(names)) != len(names):
             raise ValueError("feature, prediction and probability names must be unique")
+        if self.probability is not None and self.probability.type != "Fractional":
+            raise ValueError(f"probability type {self.probability.type} is not possible: a probability is a number "
+                             "in [0, 1]; leave type out or give Fractional (a class label belongs in prediction)")
         return self
 
     def output_columns(self) -> list[OutputSpec]:
@@ -135,7 +167,7 @@ def _typed(value: Any, ftype: str) -> str | float | None:
     if value is None or (isinstance(value, str) and value.strip() == ""):
         return None
     if ftype == "String":
-        return str(value)
+        return ("true" if value else "false") if isinstance(value, bool) else str(value)   # JSON's spelling, as CSV
     try:
         num = float(value)
     except (TypeError, ValueError, OverflowError):   # OverflowError: an integer wider than any float
@@ -196,13 +228,13 @@ def parse(record: Any, schema: CaptureSchema) -> Parsed:
         if out_enc == "CSV":
             vals = _csv_values(out_data)
             for o in schema.output_columns():
-                row[o.name] = _typed(vals[o.csv_index], "Fractional") if o.csv_index < len(vals) else None
+                row[o.name] = _typed(vals[o.csv_index], o.type) if o.csv_index < len(vals) else None
         else:
             out_obj = payload_json(out_data, "captureData.endpointOutput.data")
             flat = _flatten(out_obj, schema.flatten_separator) if isinstance(out_obj, dict | list) else {"": out_obj}
             for o in schema.output_columns():
                 key = o.json_key if o.json_key is not None else (o.name if o.name in flat else "")
-                row[o.name] = _typed(flat.get(key), "Fractional")
+                row[o.name] = _typed(flat.get(key), o.type)
     return Parsed(event_id, inference_id, when, row, record)
 
 

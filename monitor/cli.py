@@ -48,7 +48,8 @@ def import_tree(source: Annotated[str, typer.Argument(help="a directory or s3://
         lines = data.splitlines()
         for i in range(0, len(lines), batch):
             with db.session_scope() as s:
-                res = service.ingest(s, store, endpoint, b"\n".join(lines[i:i + batch]), "application/x-ndjson")
+                res = service.ingest(s, store, endpoint, b"\n".join(lines[i:i + batch]), "application/x-ndjson",
+                                     refuse_all_rejected=False)
             for k in ("accepted", "sampled_out", "duplicates"):
                 totals[k] += res[k]
             totals["rejected"] += len(res["rejected"])

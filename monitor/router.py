@@ -234,7 +234,9 @@ def _read(row: Analysis, store: ObjectStore, full: bool) -> AnalysisRead:
     if full:
         out.violations = json.loads(store.get(f"{row.prefix}/constraint_violations.json"))["violations"]
         if row.status != "Failed" and row.kind == "DataQuality":
-            out.drift = json.loads(store.get(f"{row.prefix}/drift.json"))["features"]
+            drift = json.loads(store.get(f"{row.prefix}/drift.json"))
+            out.drift, summary = drift["features"], drift["summary"]
+            out.small_sample, out.note = bool(summary.get("small_sample")), summary.get("note")
         if store.exists(f"{row.prefix}/expectations.json"):
             out.expectations = json.loads(store.get(f"{row.prefix}/expectations.json"))
     return out

@@ -89,6 +89,10 @@ class AnalysisRead(BaseModel):
     created_at: dt.datetime
     violations: list[dict[str, Any]] | None = None
     drift: list[dict[str, Any]] | None = None
+    small_sample: bool | None = Field(default=None, description=(
+        "some features had too few values for their drift method to tell drift from sampling noise and were not "
+        "judged (each drift row says so and how many values it needs); shown on single reads"))
+    note: str | None = Field(default=None, description="why a drift verdict was limited (small sample)")
     expectations: dict[str, Any] | None = Field(default=None, description="result of the baseline's GX suite")
 
 

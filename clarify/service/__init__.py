@@ -2,7 +2,15 @@
 (``monitors``), and the registered artifacts both load (``artifacts``). Routers and other domains call the names
 re-exported here."""
 
-from clarify.service.analyses import DEFAULT_LIMITS, bias_analysis, dump, explain_version, get_report, policy_failures
+from clarify.service.analyses import (
+    DEFAULT_LIMITS,
+    bias_analysis,
+    dump,
+    explain_version,
+    explanation_rows,
+    get_report,
+    policy_failures,
+)
 from clarify.service.artifacts import load_model
 from clarify.service.monitors import (
     attribution_window,
@@ -12,4 +20,5 @@ from clarify.service.monitors import (
 )
 
 __all__ = ["DEFAULT_LIMITS", "attribution_window", "bias_analysis", "bias_window", "create_bias_baseline",
-           "create_explainability_baseline", "dump", "explain_version", "get_report", "load_model", "policy_failures"]
+           "create_explainability_baseline", "dump", "explain_version", "explanation_rows", "get_report", "load_model",
+           "policy_failures"]

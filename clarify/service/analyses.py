@@ -13,15 +13,29 @@ from sqlalchemy.orm import Session
 
 from clarify.errors import ConfigInvalid, DatasetUnreadable
 from clarify.metrics.analysis import ConfigError, analyze, metric_value
-from clarify.metrics.shap_values import AGGREGATIONS, analysis_json, explain, predict_fn
+from clarify.metrics.shap_values import (
+    AGGREGATIONS,
+    OUTPUT_SPACES,
+    OutputSpaceUnavailable,
+    analysis_json,
+    explain,
+    predict_fn,
+)
 from clarify.remote import RemoteModel
-from clarify.schemas import BiasAnalysisRequest, CapturedWindow, ExplainRequest, StoredAnalysis, StoredReport
-from clarify.service.artifacts import CSV_ERRORS, load_model
+from clarify.schemas import (
+    BiasAnalysisRequest,
+    CapturedWindow,
+    ExplainRequest,
+    ExplanationRows,
+    StoredAnalysis,
+    StoredReport,
+)
+from clarify.service.artifacts import CSV_ERRORS, load_model, read_csv
 from lineage import service as lineage
-from mlgov import audit, inputs
+from mlgov import audit
 from mlgov.auth import Principal
 from mlgov.db import new_id
-from mlgov.errors import DomainError, Invalid
+from mlgov.errors import DomainError, Invalid, NotFound
 from mlgov.outbound import OutboundPolicy
 from mlgov.storage import ObjectStore
 from monitor import service as monitor
@@ -82,15 +96,7 @@ def _uploaded_frame(store: ObjectStore, request: BiasAnalysisRequest,
     source = {"kind": "upload" if request.file is not None else "dataset_uri",
               **({} if request.file is not None else {"uri": request.dataset_uri}),
               "sha256": hashlib.sha256(data).hexdigest()}
-    headers = cfg.get("headers")
-    inputs.check_csv(data, "the dataset")
-    df = pd.read_csv(io.BytesIO(data), header=None if headers else "infer")
-    if headers:
-        if len(headers) != df.shape[1]:
-            raise ConfigError([{"field": "headers", "message": f"lists {len(headers)} names for "
-                                                                 f"{df.shape[1]} columns"}])
-        df.columns = headers
-    return df, source
+    return read_csv(data, cfg.get("headers")), source
 
 
 def _predict_with_model(session: Session, store: ObjectStore, request: BiasAnalysisRequest, cfg: dict[str, Any],
@@ -181,6 +187,9 @@ def explain_version(session: Session, store: ObjectStore, policy: OutboundPolicy
     agg = request.agg_method
     if agg not in AGGREGATIONS:
         raise Invalid(f"agg_method {agg!r} is not one of {', '.join(AGGREGATIONS)}", fix="use mean_abs")
+    if request.output_space is not None and request.output_space not in OUTPUT_SPACES:
+        raise Invalid(f"output_space {request.output_space!r} is not one of {', '.join(OUTPUT_SPACES)}",
+                      fix="leave output_space out for the explainer's own, or ask for probability")
     model: Any
     source: dict[str, str]
     if remote is not None:
@@ -210,9 +219,13 @@ def explain_version(session: Session, store: ObjectStore, policy: OutboundPolicy
     except ValueError:
         raise Invalid("num_clusters must be an integer", fix="e.g. num_clusters=10") from None
     try:
-        result = explain(model, df, agg_method=agg, background=background, num_clusters=clusters)
+        result = explain(model, df, agg_method=agg, background=background, num_clusters=clusters,
+                         output_space=request.output_space)
     except DomainError:   # a remote call that failed: its message already says what failed, without the reply
         raise
+    except OutputSpaceUnavailable as exc:
+        raise Invalid(str(exc), possible=exc.possible,
+                      fix=f"ask for one of {', '.join(exc.possible)}, or leave output_space out") from None
     except Exception as exc:
         raise Invalid(f"the model could not be explained on this data: {type(exc).__name__}: {exc}",
                       fix="check the feature columns match the model's inputs") from None
@@ -228,8 +241,27 @@ def explain_version(session: Session, store: ObjectStore, policy: OutboundPolicy
                     properties={"method": result["method"], "model_source": source["kind"]})
     audit.record(session, actor=principal.name, action="clarify.explanation", subject_type="model_version",
                  subject_id=f"{group}/{version}", after={"analysis": aid, "method": result["method"],
+                                                         "output_space": result["output_space"],
                                                          "rows": int(df.shape[0]), "model_source": source})
     return StoredAnalysis(id=aid, body=body)
+
+
+def explanation_rows(store: ObjectStore, analysis_id: str, limit: int, offset: int) -> ExplanationRows:
+    """A page of an explanation's per-row SHAP values (stored beside its analysis.json)."""
+    fix = "use the X-Mlgov-Analysis-Id of a POST /api/v1/clarify/explain response"
+    if not analysis_id.isalnum() or not store.exists(f"clarify/{analysis_id}/analysis.json"):
+        raise NotFound(f"no Clarify explanation {analysis_id!r}", fix=fix)
+    key = f"clarify/{analysis_id}/explanations_shap/out.csv"
+    if not store.exists(key):
+        raise NotFound(f"Clarify analysis {analysis_id} is not an explanation: it has no per-row SHAP values",
+                       fix=fix)
+    frame = pd.read_csv(io.BytesIO(store.get(key)))
+    labels = json.loads(store.get(f"clarify/{analysis_id}/analysis.json")).get("explanations", {})
+    label: dict[str, Any] = next(iter(labels.get("kernel_shap", {}).values()), {})
+    expected = label.get("expected_value")
+    return ExplanationRows(id=analysis_id, frame=frame.iloc[offset:offset + limit], total=len(frame), limit=limit,
+                           offset=offset, output_space=label.get("output_space"),
+                           expected_value=None if expected is None else float(expected))
 
 
 def get_report(store: ObjectStore, analysis_id: str) -> StoredReport:

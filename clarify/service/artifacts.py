@@ -4,6 +4,7 @@ uploaded CSV datasets."""
 
 from __future__ import annotations
 
+import csv
 import io
 from typing import Any
 
@@ -11,7 +12,14 @@ import pandas as pd
 from sqlalchemy.orm import Session
 
 from clarify import loaders
-from clarify.errors import ArtifactNotLoadable, ArtifactOutsideStore, ArtifactUntrusted, DatasetUnreadable
+from clarify.errors import (
+    ArtifactNotLoadable,
+    ArtifactOutsideStore,
+    ArtifactUntrusted,
+    ConfigError,
+    ConfigInvalid,
+    DatasetUnreadable,
+)
 from mlgov import inputs
 from mlgov.errors import Invalid
 from mlgov.storage import ObjectStore
@@ -40,12 +48,36 @@ def load_model(session: Session, store: ObjectStore, group: str, version: int, f
         raise ArtifactNotLoadable(exc) from None
 
 
-def read_csv(data: bytes) -> pd.DataFrame:
+def read_csv(data: bytes, headers: list[str] | None = None) -> pd.DataFrame:
+    """An uploaded CSV: with a header row, or without one when the analysis config names the columns in
+    ``headers`` (SageMaker's convention)."""
     inputs.check_csv(data, "the dataset")
+    if headers and _first_row(data) == [h.strip().casefold() for h in headers]:
+        shown = ", ".join(headers[:8]) + (", …" if len(headers) > 8 else "")
+        raise Invalid(f"the dataset's first row repeats config.headers ({shown}): with `headers` set the file is "
+                      "read without a header row (SageMaker's convention), so that row would be read as data and "
+                      "turn numeric columns into text",
+                      fix="drop one of the two: remove the header row from the file, or remove `headers` from "
+                          "analysis_config.json (the file's header row then names the columns)")
     try:
-        df = pd.read_csv(io.BytesIO(data))
+        df = pd.read_csv(io.BytesIO(data), header=None if headers else "infer")
     except CSV_ERRORS as exc:
         raise DatasetUnreadable(exc) from None
     if df.empty:
         raise Invalid("the dataset has no rows", fix="upload at least one row")
+    if headers:
+        if len(headers) != df.shape[1]:
+            raise ConfigInvalid(ConfigError([{"field": "headers", "message": f"lists {len(headers)} names for "
+                                                                             f"{df.shape[1]} columns"}]))
+        df.columns = headers
     return df
+
+
+def _first_row(data: bytes) -> list[str]:
+    """The first CSV record's fields, trimmed and case-folded (empty when the first line is not UTF-8)."""
+    end = data.find(b"\n")
+    try:
+        line = data[: end if end >= 0 else len(data)].decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return []
+    return [f.strip().casefold() for f in next(csv.reader([line]), [])]

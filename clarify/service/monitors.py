@@ -54,7 +54,7 @@ def create_bias_baseline(session: Session, store: ObjectStore, *, data: bytes, c
         parsed.methods.post_training_bias = PostTraining(methods=["DPPL", "DI", "DCA", "DCR", "RD", "DAR", "AD"])
     parsed.methods.pre_training_bias = None
     cfg = parsed.as_dict()
-    df = read_csv(data)
+    df = read_csv(data, parsed.headers)
     try:
         result = analyze(df, parsed)
     except ConfigError as exc:

@@ -18,6 +18,7 @@ import pyarrow as pa
 from monitor.engine import constraints as cons
 from monitor.engine import drift
 from monitor.engine.columns import ColumnData, column, numeric_column, text_column
+from monitor.engine.drift import DriftResult
 from monitor.engine.stats import FeatureProfile, NumericSummary, feature_statistics, profile_column
 
 DEFAULT_DRIFT_SHARE = 0.5
@@ -98,6 +99,9 @@ class AnalysisSummary(TypedDict):
     drifted_features: list[str]
     drift_share: float
     dataset_drift: bool
+    small_sample: bool
+    skipped_features: list[str]
+    note: str | None
 
 
 @dataclass
@@ -109,15 +113,29 @@ class AnalysisResult:
     drift_share_threshold: float = DEFAULT_DRIFT_SHARE
 
     @property
+    def judged(self) -> list[DriftResult]:
+        """Features with a verdict: not those without values, nor those too small for their method."""
+        return [d for d in self.drift if not math.isnan(d.statistic) and not d.small_sample]
+
+    @property
     def drift_share(self) -> float:
-        judged = [d for d in self.drift if not math.isnan(d.statistic)]
+        judged = self.judged
         return sum(d.drifted for d in judged) / len(judged) if judged else 0.0
 
     def summary(self) -> AnalysisSummary:
         drifted = [d.feature for d in self.drift if d.drifted]
+        skipped = [d.feature for d in self.drift if d.small_sample]
+        note = None
+        if skipped:
+            note = (f"small sample: {len(skipped)} of {len(self.drift)} features have too few current values for "
+                    f"their drift method to tell drift from sampling noise and were not judged "
+                    f"({', '.join(skipped[:10])}{', …' if len(skipped) > 10 else ''}; each feature's note says how "
+                    "many values it needs). " + ("Dataset drift is judged on the other features only."
+                                                 if self.judged else "No dataset drift is claimed."))
         return {"rows": self.rows, "violations": len(self.violations), "drifted_features": drifted,
                 "drift_share": self.drift_share,
-                "dataset_drift": bool(self.drift) and self.drift_share >= self.drift_share_threshold}
+                "dataset_drift": bool(self.judged) and self.drift_share >= self.drift_share_threshold,
+                "small_sample": bool(skipped), "skipped_features": skipped, "note": note}
 
 
 def analyze(baseline: list[FeatureProfile], constraints: dict[str, Any], current: Any,

@@ -29,6 +29,9 @@ DEFAULT_THRESHOLDS = {"linf_simple": 0.1, "linf_robust": 0.1, "ks": 0.05, "chisq
                       "psi": 0.1, "jensenshannon": 0.1, "wasserstein": 0.1}
 P_VALUE_METHODS = {"ks", "chisquare", "z"}
 ROBUST_C_ALPHA = 1.8
+KS_C_95 = 1.358          # two-sample K-S critical coefficient at α = 0.05
+WASSERSTEIN_95 = 2.0     # 95th percentile / mean of the no-drift normed Wasserstein distance is 1.5-2.0 (normal,
+                         # uniform, exponential, lognormal, discrete); the upper end keeps the floor conservative
 
 
 @dataclass
@@ -179,6 +182,8 @@ class DriftResult:
     linf: float | None = None # SageMaker's L∞ (simple) for reference
     note: str | None = None
     bound: float = 0.0        # bound on the L∞/CDF error when not exact (grid or sketch); 0 when exact
+    small_sample: bool = False   # too few values for this method to tell drift from sampling noise: not judged
+    min_values: int | None = None   # the current size from which this method's verdict means something
 
     def as_dict(self) -> dict[str, Any]:
         d = self.__dict__.copy()
@@ -187,6 +192,50 @@ class DriftResult:
             if isinstance(d[k], float) and not math.isfinite(d[k]):
                 d[k] = None if math.isnan(d[k]) else d[k]
         return d
+
+
+# --- the sampling-noise floor of distances --------------------------------------------------------------------
+#
+# p-value tests (K-S, χ², Z) and SageMaker's Robust L∞ account for both sample sizes themselves. The plain
+# distances (L∞ Simple, Wasserstein, PSI, Jensen-Shannon) do not: two samples of the same distribution are apart by
+# about c·sqrt(1/n + 1/m), so a 1-record window is "drifted" whatever its value. Under no drift the 95th
+# percentile of each is known in closed form: L∞ ≈ 1.358·sqrt(u) (K-S), PSI ≈ χ²₀.₉₅(k−1)·u and Jensen-Shannon
+# divergence ≈ χ²₀.₉₅(k−1)·u/8 (both ≈ a χ² statistic over k bins), Wasserstein ≈ 2·sqrt(2u/π)·∫sqrt(F(1−F))dx/σ
+# (the mean of ∫|F_m − F| dx times the 95th-to-mean ratio), with u = 1/n + 1/m. A verdict whose threshold is
+# below that floor would call a window of the baseline's own distribution drifted more than 5% of the time, so
+# the feature is reported as small_sample and not judged; min_values is the window size that would be.
+
+def _noise_floor(method: str, scale: float, threshold: float, n: int, m: int) -> tuple[float, int | None]:
+    """(the method's 95% no-drift value at sizes n and m, the least m whose floor is below threshold, or None
+    when even an unbounded window would not do because the reference is too small)."""
+    linear = method == "psi"               # PSI grows like u, the others like sqrt(u)
+    u = 1.0 / n + 1.0 / m
+    floor = scale * (u if linear else math.sqrt(u))
+    if threshold <= 0:
+        return floor, None
+    room = (threshold / scale if linear else (threshold / scale) ** 2) - 1.0 / n if scale > 0 else math.inf
+    return floor, (None if room <= 0 else 1 if math.isinf(room) else math.floor(1.0 / room) + 1)
+
+
+def _bins_scale(method: str, k: int) -> float:
+    q = float(stats.chi2.ppf(0.95, k - 1)) if k > 1 else 0.0
+    return q if method == "psi" else math.sqrt(q / 8)
+
+
+def _gate(r: DriftResult, n: int, m: int, scale: float | None) -> DriftResult:
+    """Withdraw the verdict of a distance that sampling noise alone reaches at these sizes (see above)."""
+    if scale is None or math.isnan(r.statistic):
+        return r
+    floor, needed = _noise_floor(r.method, scale, r.threshold, n, m)
+    r.min_values = needed
+    if floor < r.threshold:
+        return r
+    r.drifted, r.small_sample = False, True
+    need = (f"a verdict needs at least {needed} current values" if needed is not None else
+            f"the reference's {n} values are too few for this threshold at any window size")
+    r.note = (f"not judged: with {m} current values, sampling noise alone reaches {r.method} {floor:.3g} (95%), "
+              f"at or above the threshold {r.threshold:g}; {need}")
+    return r
 
 
 # --- numeric -----------------------------------------------------------------------------------------------
@@ -274,19 +323,24 @@ def compare_numeric(name: str, ref: NumericSummary, cur: NumericSummary, method:
         return DriftResult(name, method, math.nan, threshold, False, exact, kind,
                            note="no finite values in " + ("reference" if a.n == 0 else "current"))
     linf = pair.linf()
+    scale: float | None = None   # of the sampling-noise floor, for distances without a sample-size correction
     if method == "linf_simple":
-        stat = linf
+        stat, scale = linf, KS_C_95
     elif method == "linf_robust":
         stat = robust(linf, a.n, b.n)
     elif method == "ks":
         stat, exact = ks(a, b)
         exact = exact and a.exact and b.exact
     elif method == "wasserstein":
-        stat = pair.wasserstein() / max(ref.std if ref.exact is not None else a.std(), 0.001)
-    elif method == "psi":
-        stat = _psi(*_binned(a, b, fill=True))
-    elif method == "jensenshannon":
-        stat = float(distance.jensenshannon(*_binned(a, b, fill=False)))
+        sd = max(ref.std if ref.exact is not None else a.std(), 0.001)
+        stat = pair.wasserstein() / sd
+        x, fa, _ = pair.merged()
+        spread = float(np.sum(np.sqrt(fa[:-1] * (1 - fa[:-1])) * np.diff(x))) if len(x) > 1 else 0.0
+        scale = WASSERSTEIN_95 * math.sqrt(2 / math.pi) * spread / sd
+    elif method in ("psi", "jensenshannon"):
+        p, q = _binned(a, b, fill=method == "psi")
+        stat = _psi(p, q) if method == "psi" else float(distance.jensenshannon(p, q))
+        scale = _bins_scale(method, len(p))
     elif method == "chisquare":
         stat = _chi2(a.counts(), a.n, b.counts(), b.n)
     elif method == "z":
@@ -296,8 +350,8 @@ def compare_numeric(name: str, ref: NumericSummary, cur: NumericSummary, method:
     bound = pair.bound() if pair.on_grid else 0.0
     if not (a.exact and b.exact):
         bound += 2 * kll.rank_error_bound()
-    return DriftResult(name, method, stat, threshold, _verdict(method, stat, threshold), exact, kind, linf,
-                       bound=bound)
+    return _gate(DriftResult(name, method, stat, threshold, _verdict(method, stat, threshold), exact, kind, linf,
+                             bound=bound), a.n, b.n, scale)
 
 
 # --- categorical ---------------------------------------------------------------------------------------------
@@ -344,8 +398,9 @@ def compare_categorical(name: str, ref: CategoricalSummary, cur: CategoricalSumm
     linf = linf_categorical(ref.counts, nr, cur.counts, nc)
     r = {k: float(v) for k, v in ref.counts.items()}
     c = {k: float(v) for k, v in cur.counts.items()}
+    scale: float | None = None
     if method == "linf_simple":
-        stat = linf
+        stat, scale = linf, KS_C_95
     elif method == "linf_robust":
         stat = robust(linf, nr, nc)
     elif method == "chisquare":
@@ -355,10 +410,12 @@ def compare_categorical(name: str, ref: CategoricalSummary, cur: CategoricalSumm
     elif method in ("psi", "jensenshannon"):
         p, q = _shares(r, nr, c, nc)
         stat = _psi(_fill_zeros(p), _fill_zeros(q)) if method == "psi" else float(distance.jensenshannon(p, q))
+        scale = _bins_scale(method, len(p))
     else:
         raise ValueError(f"method {method!r} does not apply to categorical features; use one of "
                          f"{', '.join(CATEGORICAL_METHODS)}")
-    return DriftResult(name, method, stat, threshold, _verdict(method, stat, threshold), True, "categorical", linf)
+    return _gate(DriftResult(name, method, stat, threshold, _verdict(method, stat, threshold), True, "categorical",
+                             linf), nr, nc, scale)
 
 
 def _verdict(method: str, stat: float, threshold: float) -> bool:

@@ -68,9 +68,28 @@ def lock_endpoint(session: Session, ep: Endpoint) -> None:
     advisory_xact_lock(session, ep.id)
 
 
-def ingest(session: Session, store: ObjectStore, endpoint: str, body: bytes, content_type: str) -> dict[str, Any]:
+REJECTIONS_SHOWN = 100
+"""Per-record reasons listed when a whole batch is refused (a 6,000-record batch would otherwise echo 6,000)."""
+
+
+def refuse_if_all_rejected(rejected: list[dict[str, Any]], total: int, kind: str) -> None:
+    """A batch in which no record was readable is the client's error, not a success with nothing stored: 422
+    with the reasons (first REJECTIONS_SHOWN), before anything is written. A partly rejected batch stays 200."""
+    if not total or len(rejected) < total:
+        return
+    first = rejected[0]
+    raise Invalid(f"all {total} {kind} records were rejected and nothing was stored; record {first['index']}: "
+                  f"{first['reason']}",
+                  fix="correct the records as each reason under `rejected` says (the endpoint's schema names the "
+                      "features in order) and send the batch again",
+                  rejected=rejected[:REJECTIONS_SHOWN], rejected_count=len(rejected))
+
+
+def ingest(session: Session, store: ObjectStore, endpoint: str, body: bytes, content_type: str, *,
+           refuse_all_rejected: bool = True) -> dict[str, Any]:
     """Accept SageMaker capture records. Acknowledged (returned) means stored: files are fsynced/PUT before
-    the index rows flush, and the caller's commit happens before the response leaves."""
+    the index rows flush, and the caller's commit happens before the response leaves. A bulk import that
+    totals rejections over many chunks passes refuse_all_rejected=False."""
     ep = get_endpoint(session, endpoint)
     schema = capture.CaptureSchema.model_validate(ep.schema)
     try:
@@ -93,6 +112,8 @@ def ingest(session: Session, store: ObjectStore, endpoint: str, body: bytes, con
             sampled_out += 1
             continue
         parsed.append(rec)
+    if refuse_all_rejected:
+        refuse_if_all_rejected(rejected, len(items), "capture")
     lock_endpoint(session, ep)
     seen: set[str] = set()
     fresh: list[capture.Parsed] = []
@@ -134,7 +155,7 @@ def _parquet(recs: list[capture.Parsed], schema: capture.CaptureSchema) -> bytes
         "__inference_time": pa.array([r.inference_time for r in recs], type=pa.timestamp("us", tz="UTC")),
     }
     specs: list[tuple[str, str]] = [(f.name, f.type) for f in schema.features]
-    specs += [(o.name, "Fractional") for o in schema.output_columns()]
+    specs += [(o.name, o.type) for o in schema.output_columns()]
     for name, ftype in specs:
         values = [r.row.get(name) for r in recs]
         if ftype == "String" or any(isinstance(v, str) for v in values):

@@ -18,7 +18,7 @@ from mlgov.errors import Invalid
 from mlgov.storage import ObjectStore
 from monitor import capture
 from monitor.orm import CaptureEvent, Endpoint, GroundTruth
-from monitor.service.endpoints import get_endpoint, lock_endpoint, window_table
+from monitor.service.endpoints import get_endpoint, lock_endpoint, refuse_if_all_rejected, window_table
 
 
 def _gt_label(record: Any) -> tuple[str, str]:
@@ -62,6 +62,7 @@ def ingest_ground_truth(session: Session, store: ObjectStore, endpoint: str, bod
             good.append((eid, label, item))
         except capture.RecordError as exc:
             rejected.append({"index": i, "reason": str(exc)})
+    refuse_if_all_rejected(rejected, len(items), "ground-truth")
     lock_endpoint(session, ep)
     ids = list({g[0] for g in good})
     known: set[str] = set()

@@ -398,8 +398,8 @@ def test_ground_truth_and_model_quality(client, keys):
     assert g["accepted"] == 301 and g["unmatched"] == 1 and g["unmatched_ids"] == ["stranger"]
     again = client.post("/api/v1/endpoints/churn-prod/ground-truth", json=labels[:5], headers=ing).json()
     assert again["duplicates"] == 5
-    bad = client.post("/api/v1/endpoints/churn-prod/ground-truth", json=[{"eventMetadata": {}}, gt_record("x", "")],
-                      headers=ing).json()
+    bad = assert_problem(client.post("/api/v1/endpoints/churn-prod/ground-truth",
+                                     json=[{"eventMetadata": {}}, gt_record("x", "")], headers=ing), 422, "rejected")
     assert [x["index"] for x in bad["rejected"]] == [0, 1]
     res = client.post("/api/v1/analyses", json=window, headers=pub).json()
     assert res["kind"] == "ModelQuality" and res["status"] == "CompletedWithViolations" and res["rows"] == 300
