@@ -7,12 +7,13 @@ Both analyses answer SageMaker's analysis.json and the id it was stored under, r
 from __future__ import annotations
 
 import datetime as dt
+import io
 import json
 from typing import Any
 
 import pandas as pd
 
-from clarify.schemas import AnalysisConfig, ClarifyAnalysis
+from clarify.schemas import AnalysisConfig, ClarifyAnalysis, ExplanationRowsPage
 from mlgov.sdk import BaseClient, Call, Document, Upload, document, route, upload
 
 Time = dt.datetime | str
@@ -63,11 +64,13 @@ class ClarifyClient(BaseClient):
     def explain(self, call: Call, model_group: str, model_version: int, data: Upload, *, model: Upload | None = None,
                 model_format: str | None = None, predict_url: str | None = None, baseline: Upload | None = None,
                 agg_method: str | None = None, label: str | None = None,
-                num_clusters: int | None = None) -> ClarifyAnalysis:
+                num_clusters: int | None = None, output_space: str | None = None) -> ClarifyAnalysis:
         """SHAP attributions of a registered version on ``data`` (all-numeric CSV with header, or a DataFrame):
         the model is ``model`` (checked against the registered sha256; ``model_format`` skops, xgboost, lightgbm,
         onnx), the artifact in mlgov's object store, or whatever answers at ``predict_url``. ``baseline`` rows
-        are the reference (default: a k-means summary of ``data`` into ``num_clusters``); ``label`` is dropped."""
+        are the reference (default: a k-means summary of ``data`` into ``num_clusters``); ``label`` is dropped.
+        ``output_space="probability"`` explains probabilities where SHAP can (tree ensembles in log-odds, logistic
+        models); the result's ``output_space`` says what the values add up to."""
         files = {"file": upload(data)}
         if model is not None:
             files["model"] = upload(model, name="model", format=model_format or "skops")
@@ -75,8 +78,22 @@ class ClarifyClient(BaseClient):
             files["baseline"] = upload(baseline, name="baseline")
         return _analysis(call, data={
             "model_group": model_group, "model_version": model_version, "model_format": model_format,
-            "predict_url": predict_url, "agg_method": agg_method, "label": label, "num_clusters": num_clusters},
-            files=files)
+            "predict_url": predict_url, "agg_method": agg_method, "label": label, "num_clusters": num_clusters,
+            "output_space": output_space}, files=files)
+
+    @route("GET", "/api/v1/clarify/explanations/{analysis_id}/rows")
+    def get_explanation_rows(self, call: Call, analysis_id: str, *, limit: int = 50,
+                             offset: int = 0) -> ExplanationRowsPage:
+        """One page of an explanation's per-row SHAP values, with its ``output_space`` and ``expected_value``."""
+        return call.model(ExplanationRowsPage, {"analysis_id": analysis_id},
+                          params={"limit": limit, "offset": offset, "format": "json"})
+
+    @route("GET", "/api/v1/clarify/explanations/{analysis_id}/rows")
+    def get_explanation_rows_frame(self, call: Call, analysis_id: str, *, limit: int = 1000,
+                                   offset: int = 0) -> pd.DataFrame:
+        """The same page as a DataFrame indexed by row number (fetched as CSV)."""
+        text = call.text({"analysis_id": analysis_id}, params={"limit": limit, "offset": offset, "format": "csv"})
+        return pd.read_csv(io.StringIO(text), index_col="row")
 
     @route("GET", "/api/v1/clarify/reports/{analysis_id}")
     def get_clarify_report(self, call: Call, analysis_id: str) -> dict[str, Any]:

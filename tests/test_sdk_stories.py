@@ -254,6 +254,13 @@ def test_clarify_story(live: Live, tmp_path) -> None:
     shap = exp.analysis["explanations"]["kernel_shap"]["label0"]
     assert shap["method"] == "tree" and max(shap["global_shap_values"], key=shap["global_shap_values"].get) == "a"
     assert viewer.get_clarify_report(exp.id)["explanations"] == exp.analysis["explanations"]
+    rows = viewer.get_explanation_rows(exp.id, limit=5)
+    assert (rows.total, len(rows.items), rows.output_space) == (len(x), 5, shap["output_space"])
+    frame = viewer.get_explanation_rows_frame(exp.id, offset=5)
+    assert len(frame) == len(x) - 5 and set(frame.columns) == set(x.columns) and frame.index[0] == 5
+    prob = pub.explain("credit", 2, x.assign(label=y), model=artifact, model_format="skops", label="label",
+                       output_space="probability")
+    assert prob.analysis["explanations"]["kernel_shap"]["label0"]["output_space"] == "probability"
     other = sio.dumps(GradientBoostingClassifier(n_estimators=3).fit(x, y))
     with pytest.raises(InvalidInput, match="sha256"):
         pub.explain("credit", 2, x, model=other)
