@@ -6,7 +6,7 @@ import datetime as dt
 from typing import Annotated, Any, Generic, TypeVar
 
 from fastapi import APIRouter, Query, Request, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from mlgov import audit, auth, events, workers
 from mlgov.auth import Admin, Auditor, SessionDep
@@ -105,7 +105,7 @@ class KeyCreate(BaseModel):
     role: auth.Role
     owner: str | None = Field(default=None, min_length=1, max_length=128,
                               description="the person holding the key (default: the name); four-eyes compares owners")
-    aws_credentials: bool = Field(default=False, description="also issue an AWS access key id and secret (SigV4) "
+    aws_credentials: StrictBool = Field(default=False, description="also issue an AWS access key id and secret (SigV4) "
                                   "for the SageMaker API; the secret is shown once")
 
 
