@@ -28,8 +28,12 @@ def _alerts(session: Session, group: str, version: int, lo: dt.datetime, hi: dt.
     return [{"id": a.id, "check": a.check, "status": a.status, "schedule": schedule, "endpoint": endpoint,
              "opened_at": a.opened_at.isoformat(), "resolved_at": a.resolved_at.isoformat() if a.resolved_at else None,
              "occurrences": a.occurrences,
-             "subjects": sorted({str(d.get("feature_name") or d.get("metric_name") or "") for d in a.details or []}
-                                - {""})} for a, schedule, endpoint in rows]
+             "subjects": [a.subject] if a.subject else _subjects(a.details)} for a, schedule, endpoint in rows]
+
+
+def _subjects(details: list[dict[str, object]] | None) -> list[str]:
+    """What an alert opened before 0013 (one per check, not per subject) was about: every violation's subject."""
+    return sorted({str(d.get("feature_name") or d.get("metric_name") or "") for d in details or []} - {""})
 
 
 def _monitoring(session: Session, group: str, version: int, lo: dt.datetime, hi: dt.datetime
