@@ -16,8 +16,8 @@ from tests.infra import free_port, wait_healthy
 MLGOV = str(Path(sys.executable).parent / "mlgov")
 
 
-def run(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MLGOV_")}
+def run(cwd: Path, *args: str, check: bool = True, **extra_env: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLGOV_")} | extra_env
     p = subprocess.run([MLGOV, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
     if check:
         assert p.returncode == 0, p.stderr + p.stdout
@@ -33,9 +33,10 @@ def test_fresh_directory_keys_serve_and_verify(tmp_path):
     key = out[-1]
     assert key.startswith("mlgov_") and len(key) > 40
     dup = run(tmp_path, "keys", "create", "--name", "ci", "--role", "viewer", check=False)
-    assert dup.returncode == 1 and "already exists" in dup.stderr
+    assert dup.returncode == 4 and "already exists" in dup.stderr   # refused (409)
     bad = run(tmp_path, "keys", "create", "--name", "x", "--role", "root", check=False)
-    assert bad.returncode == 1 and "unknown role" in bad.stderr
+    assert bad.returncode == 4 and "unknown role" in bad.stderr
+    assert len(bad.stderr.strip().splitlines()) == 1 and bad.stderr.startswith("error: ")
 
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLGOV_")}
@@ -91,9 +92,11 @@ def test_capture_import_export_round_trip(tmp_path):
     t = dt.datetime(2026, 11, 20, 10, 1, tzinfo=dt.UTC)
     lines = [json.dumps(record(i, t, (30 + i, 40.0, "CA"))) for i in range(5)] + ["{broken"]
     (tree / "capture.jsonl").write_text("\n".join(lines) + "\n")
-    out = run(tmp_path, "capture", "import", str(tmp_path / "sm"), "--endpoint", "ep")
+    out = run(tmp_path, "capture", "import", str(tmp_path / "sm"), "--endpoint", "ep", check=False)
+    assert out.returncode == 6   # partly done: one record rejected
     assert "accepted=5" in out.stdout and "rejected=1" in out.stdout and "not valid JSON" in out.stderr
-    again = run(tmp_path, "capture", "import", str(tmp_path / "sm"), "--endpoint", "ep")
+    again = run(tmp_path, "capture", "import", str(tmp_path / "sm"), "--endpoint", "ep", check=False)
+    assert again.returncode == 6   # the broken line is still rejected
     assert "accepted=0" in again.stdout and "duplicates=5" in again.stdout
     run(tmp_path, "capture", "export", "--endpoint", "ep", "--to", str(tmp_path / "out"))
     exported = list((tmp_path / "out" / "ep" / "AllTraffic" / "2026" / "11" / "20" / "10").glob("*.jsonl"))
