@@ -15,12 +15,14 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import BaseModel, Field
+
 from clarify.metrics.config import AnalysisConfig, ConfigError, PostTraining, PreTraining, parse_config
 from mlgov.openapi import BINARY, request_body
 
 __all__ = ["BIAS_FORM", "EXPLAIN_FORM", "JSON_ANALYSIS", "AnalysisConfig", "BiasAnalysisRequest", "CapturedWindow",
-           "ConfigError", "ExplainRequest", "PostTraining", "PreTraining", "StoredAnalysis", "StoredReport",
-           "parse_config"]
+           "ClarifyAnalysis", "ConfigError", "ExplainRequest", "PostTraining", "PreTraining", "StoredAnalysis",
+           "StoredReport", "parse_config"]
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,14 @@ class StoredAnalysis:
 
     id: str
     body: bytes
+
+
+class ClarifyAnalysis(BaseModel):
+    """A Clarify answer as a client reads it: the body of POST /clarify/bias or /clarify/explain and the id the
+    server stored it under (header X-Mlgov-Analysis-Id)."""
+
+    id: str = Field(description="GET /api/v1/clarify/reports/{id} shows it again")
+    analysis: dict[str, Any] = Field(description="SageMaker Clarify's analysis.json")
 
 
 @dataclass(frozen=True)

@@ -23,8 +23,10 @@ ROOT = Path(__file__).resolve().parents[1]
 KERNEL = "mlgov"
 DOMAINS = ("registry", "lineage", "monitor", "clarify", "console")
 PACKAGES = (KERNEL, *DOMAINS)
-# The kernel's composition roots: they build the app, the CLI, the demo and the migrations' complete metadata.
-COMPOSITION_ROOTS = ("mlgov.app", "mlgov.cli", "mlgov.demo", "mlgov.metadata", "mlgov.migrations.env")
+# The kernel's composition roots: they build the app, the CLI, the SDK client, the demo and the migrations'
+# complete metadata.
+COMPOSITION_ROOTS = ("mlgov.app", "mlgov.cli", "mlgov.client", "mlgov.demo", "mlgov.metadata",
+                     "mlgov.migrations.env")
 PURE = ("monitor.engine", "clarify.metrics")
 NOT_IN_PURE = ("mlgov", "sqlalchemy", "alembic", "fastapi", "starlette", "httpx", "requests", "urllib.request",
                "urllib3", "http.client", "aiohttp", "boto3", "botocore", *DOMAINS)
