@@ -31,7 +31,7 @@ from mlgov.db import (
 from mlgov.settings import get_settings
 from mlgov.storage import open_store
 from mlgov.terminal import EXIT_CODES_HELP, CliError, Connection, GuardedGroup
-from monitor.cli import capture_app
+from monitor import cli as monitor_cli
 from registry import cli as registry_cli
 
 app = typer.Typer(cls=GuardedGroup, no_args_is_help=True, epilog=EXIT_CODES_HELP,
@@ -47,12 +47,20 @@ app.add_typer(db_app, name="db")
 app.add_typer(keys_app, name="keys")
 app.add_typer(audit_app, name="audit")
 app.add_typer(demo_app, name="demo")
-app.add_typer(capture_app, name="capture")
-app.add_typer(registry_cli.groups_app, name="groups")
-app.add_typer(registry_cli.versions_app, name="versions")
-app.command("approve")(registry_cli.approve)
-app.command("reject")(registry_cli.reject)
-app.command("stage")(registry_cli.stage)
+app.add_typer(monitor_cli.capture_app, name="capture")
+
+# The everyday verbs, over the SDK, grouped in `mlgov --help` by domain.
+REGISTRY, MONITORING = "Registry (server)", "Monitoring (server)"
+app.add_typer(registry_cli.groups_app, name="groups", rich_help_panel=REGISTRY)
+app.add_typer(registry_cli.versions_app, name="versions", rich_help_panel=REGISTRY)
+app.command("approve", rich_help_panel=REGISTRY)(registry_cli.approve)
+app.command("reject", rich_help_panel=REGISTRY)(registry_cli.reject)
+app.command("stage", rich_help_panel=REGISTRY)(registry_cli.stage)
+app.add_typer(monitor_cli.endpoints_app, name="endpoints", rich_help_panel=MONITORING)
+app.add_typer(monitor_cli.baselines_app, name="baselines", rich_help_panel=MONITORING)
+app.add_typer(monitor_cli.analyses_app, name="analyses", rich_help_panel=MONITORING)
+app.add_typer(monitor_cli.schedules_app, name="schedules", rich_help_panel=MONITORING)
+app.add_typer(monitor_cli.alerts_app, name="alerts", rich_help_panel=MONITORING)
 
 
 @app.callback()

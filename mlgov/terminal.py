@@ -248,7 +248,7 @@ JsonOut = Annotated[bool, typer.Option("--json", help="print JSON (for scripts) 
 def plain(value: Any) -> Any:
     """SDK results (pydantic models, iterators, dicts of them) as JSON-ready Python values."""
     if hasattr(value, "model_dump"):
-        return value.model_dump(mode="json")
+        return value.model_dump(mode="json", by_alias=True)   # the names the server's JSON uses (``schema``)
     if isinstance(value, Mapping):
         return {str(k): plain(v) for k, v in value.items()}
     if isinstance(value, list | tuple) or (isinstance(value, Iterable) and not isinstance(value, str | bytes)):
@@ -261,8 +261,9 @@ def plain(value: Any) -> Any:
 _TIMESTAMP = re.compile(r"^(\d{4}-\d{2}-\d{2})T(\d{2}:\d{2}:\d{2})(\.\d+)?(Z|[+-]00:00)?$")
 
 
-def cell(value: Any) -> str:
-    """One value as table text: timestamps to the second, mappings as k=v, lists comma-joined, long text cut."""
+def cell(value: Any, limit: int = 80) -> str:
+    """One value as table text: timestamps to the second, mappings as k=v, lists comma-joined, text longer than
+    ``limit`` cut."""
     if value is None:
         return ""
     if isinstance(value, bool):
@@ -279,7 +280,7 @@ def cell(value: Any) -> str:
         text = ", ".join(cell(v) for v in value)
     else:
         text = str(value)
-    return text if len(text) <= 80 else text[:79] + "…"
+    return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
 def pick(row: Mapping[str, Any], path: str) -> Any:
@@ -339,7 +340,7 @@ def record(*fields: str) -> View:
         t.add_column(style="bold")
         t.add_column()
         for path in fields or tuple(data):
-            t.add_row(Text(path.replace("_", " ")), Text(cell(pick(data, path))))
+            t.add_row(Text(path.replace("_", " ")), Text(cell(pick(data, path), limit=2000)))
         _console().print(t)
     return show
 
@@ -417,7 +418,12 @@ def remote(view: View) -> Callable[[Callable[..., Any]], Callable[..., None]]:
         @functools.wraps(fn)
         def command(*, ctx: typer.Context, json_out: bool = False, **kwargs: Any) -> None:
             with sdk(ctx) as api:
-                result = fn(api, **kwargs)
+                try:
+                    result = fn(api, **kwargs)
+                except ValueError as exc:
+                    if hasattr(exc, "errors"):   # pydantic's: an answer the SDK could not read, not the user's fault
+                        raise
+                    raise CliError(str(exc), code=Exit.USAGE) from exc   # the SDK refused its arguments, sent nothing
                 outcome = result if isinstance(result, Outcome) else Outcome(plain(result))
             finish(outcome, view, json_out)
 
@@ -427,6 +433,45 @@ def remote(view: View) -> Callable[[Callable[..., Any]], Callable[..., None]]:
         del command.__wrapped__   # typer must read the signature above, not the wrapped function's
         return command
     return wrap
+
+
+Limit = Annotated[int, typer.Option(min=1, max=1000, help="rows to show")]
+Offset = Annotated[int, typer.Option(min=0, help="rows to skip")]
+Everything = Annotated[bool, typer.Option("--all", help="every row (all pages), not one page")]
+
+
+def listing(pager: Any, limit: int, offset: int, everything: bool) -> Any:
+    """One page of an SDK pager (with its total, for the table's footer), or with ``--all`` every item."""
+    return list(pager) if everything else pager.page(limit, offset)
+
+
+def list_and_show(app: typer.Typer, noun: str, rows: View, fields: View, lister: Callable[[Client], Any],
+                  getter: Callable[[Client, str], Any]) -> None:
+    """`list` (paged) and `show NAME` for a resource whose list takes no filters."""
+    @app.command("list", help=f"List {noun}s.")
+    @remote(rows)
+    def list_(api: Client, limit: Limit = 50, offset: Offset = 0, everything: Everything = False) -> Any:
+        return listing(lister(api), limit, offset, everything)
+
+    @app.command("show", help=f"Show one {noun}.")
+    @remote(fields)
+    def show(api: Client, name: str) -> Any:
+        return getter(api, name)
+
+
+def json_arg(value: str, what: str) -> Any:
+    """An option holding a JSON document: the JSON text itself, or the path of a file holding it."""
+    source = value
+    if not value.lstrip().startswith(("{", "[")):
+        try:
+            source = Path(value).expanduser().read_text()
+        except OSError as exc:
+            raise CliError(f"{what}: {value!r} is neither JSON nor a readable file ({exc.strerror})",
+                           fix=f"pass {what} '{{...}}' or {what} path/to/file.json", code=Exit.USAGE) from None
+    try:
+        return json.loads(source)
+    except ValueError as exc:
+        raise CliError(f"{what} is not valid JSON: {exc}", fix="correct the JSON", code=Exit.USAGE) from None
 
 
 def pairs(values: list[str] | None, what: str) -> dict[str, str]:
@@ -446,21 +491,28 @@ def pairs(values: list[str] | None, what: str) -> dict[str, str]:
 def progress(description: str, total: float | None, *, unit: str = "records",
              **fields: Any) -> Iterator[Callable[..., None]]:
     """A rich progress bar on stderr (only on a terminal; scripts' stderr stays clean). Yields
-    ``advance(n, **fields)``; extra ``fields`` are shown after the bar (``accepted=…``)."""
+    ``advance(n, **fields)``; extra ``fields`` are shown after the bar (``accepted=…``). With ``total`` None (work
+    the server does, whose progress it does not report) a pulsing bar and the time elapsed."""
     from rich.progress import (
         BarColumn,
         DownloadColumn,
         MofNCompleteColumn,
         Progress,
         TextColumn,
+        TimeElapsedColumn,
         TimeRemainingColumn,
     )
 
     console = _console(stderr=True)
-    count = [DownloadColumn()] if unit == "bytes" else [MofNCompleteColumn(), TextColumn(unit)]
+    if total is None:
+        count: list[Any] = [TimeElapsedColumn()]
+    elif unit == "bytes":
+        count = [DownloadColumn(), TimeRemainingColumn()]
+    else:
+        count = [MofNCompleteColumn(), TextColumn(unit), TimeRemainingColumn()]
     extra = [TextColumn(" ".join(f"{k}={{task.fields[{k}]}}" for k in fields))] if fields else []
-    with Progress(TextColumn("{task.description}"), BarColumn(bar_width=24), *count, TimeRemainingColumn(),
-                  *extra, console=console, disable=not console.is_terminal) as bar:
+    with Progress(TextColumn("{task.description}"), BarColumn(bar_width=24), *count, *extra, console=console,
+                  transient=total is None, disable=not console.is_terminal) as bar:
         task = bar.add_task(description, total=total, **fields)
 
         def advance(n: float = 1, **changed: Any) -> None:

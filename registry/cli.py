@@ -4,13 +4,27 @@ decides everything: four-eyes, policies and stages are enforced there, never her
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from mlgov.terminal import CliError, Exit, message, pairs, progress, record, remote, table
+from mlgov.terminal import (
+    CliError,
+    Everything,
+    Exit,
+    Limit,
+    Offset,
+    listing,
+    message,
+    pairs,
+    progress,
+    record,
+    remote,
+    table,
+)
 
 if TYPE_CHECKING:
     from mlgov.client import Client
@@ -19,8 +33,6 @@ groups_app = typer.Typer(help="Model groups (a model's versions, stages and appr
 versions_app = typer.Typer(help="Model versions: register, list, show, approvals and stage history.",
                            no_args_is_help=True)
 
-Limit = Annotated[int, typer.Option(min=1, max=1000, help="rows to show")]
-Offset = Annotated[int, typer.Option(min=0, help="rows to skip")]
 Tags = Annotated[list[str] | None, typer.Option("--tag", help="key=value (repeat for several)")]
 Group = Annotated[str, typer.Argument(help="model group name")]
 VersionNo = Annotated[int, typer.Argument(min=1, help="version number")]
@@ -43,9 +55,10 @@ VERSION_FIELDS = record("group", "version", "approval_status", "approval_descrip
 @remote(GROUP_ROWS)
 def groups_list(api: Client,
                 name_contains: Annotated[str | None, typer.Option(help="part of the name")] = None,
-                tag: Tags = None, limit: Limit = 50, offset: Offset = 0) -> Any:
+                tag: Tags = None, limit: Limit = 50, offset: Offset = 0, everything: Everything = False) -> Any:
     """List model groups."""
-    return api.list_model_groups(name_contains=name_contains, tags=pairs(tag, "--tag"), limit=limit, offset=offset)
+    return listing(api.list_model_groups(name_contains=name_contains, tags=pairs(tag, "--tag")), limit, offset,
+                   everything)
 
 
 @groups_app.command("show")
@@ -99,11 +112,11 @@ def versions_list(api: Client, group: Group,
                   metadata: Annotated[list[str] | None, typer.Option("--metadata", help="key=value")] = None,
                   created_after: Annotated[str | None, typer.Option(help="ISO-8601 time")] = None,
                   created_before: Annotated[str | None, typer.Option(help="ISO-8601 time")] = None,
-                  limit: Limit = 50, offset: Offset = 0) -> Any:
+                  limit: Limit = 50, offset: Offset = 0, everything: Everything = False) -> Any:
     """List a group's versions, newest first."""
-    return api.list_versions(group, status=status, stage=stage, metadata=pairs(metadata, "--metadata"),
-                             created_after=created_after, created_before=created_before, limit=limit,
-                             offset=offset)
+    return listing(api.list_versions(group, status=status, stage=stage, metadata=pairs(metadata, "--metadata"),
+                                     created_after=created_after, created_before=created_before),
+                   limit, offset, everything)
 
 
 @versions_app.command("show")
@@ -183,6 +196,12 @@ def versions_register(
     if not uri or not digest:
         raise CliError("a version needs its artifact's URI and SHA-256",
                        fix="pass --artifact-uri and --sha256, or --artifact-file PATH", code=Exit.USAGE)
+    known = set(inspect.signature(api.register_version).parameters) - {"group"}
+    unknown = sorted(set(fields) - known)
+    if unknown:
+        raise CliError(f"{body}: unknown version fields {', '.join(unknown)}",
+                       fix=f"use only: {', '.join(sorted(known | {'artifact_uri', 'artifact_sha256'}))}",
+                       code=Exit.USAGE)
     return api.register_version(group, uri, digest, **fields)
 
 
@@ -209,15 +228,17 @@ DECIDED = message("{group}/{version} is {approval_status}")
 
 
 @remote(DECIDED)
-def approve(api: Client, group: Group, version: VersionNo, comment: Comment, expect: Expect = None) -> Any:
+def approve(api: Client, group: Group, version: VersionNo, comment: Comment, expect: Expect = None,
+            override_policy: Annotated[bool, typer.Option(help="admin: approve although the group's approval policy "
+                                                               "is not met (recorded and flagged)")] = False) -> Any:
     """Approve a version (four-eyes: not the key owner who registered it; the group's policy must pass)."""
-    return api.decide(group, version, "Approved", comment, expected_status=expect)
+    return api.approve(group, version, comment, expected_status=expect, override_policy=override_policy)
 
 
 @remote(DECIDED)
 def reject(api: Client, group: Group, version: VersionNo, comment: Comment, expect: Expect = None) -> Any:
     """Reject a version (four-eyes applies, as for approve)."""
-    return api.decide(group, version, "Rejected", comment, expected_status=expect)
+    return api.reject(group, version, comment, expected_status=expect)
 
 
 @remote(message("{group}/{version} is in {stage}"))
