@@ -18,6 +18,8 @@ from typing import Annotated
 import typer
 from sqlalchemy.engine import make_url
 
+from clarify import cli as clarify_cli
+from lineage import cli as lineage_cli
 from mlgov import audit, auth
 from mlgov.db import (
     Database,
@@ -50,7 +52,7 @@ app.add_typer(demo_app, name="demo")
 app.add_typer(monitor_cli.capture_app, name="capture")
 
 # The everyday verbs, over the SDK, grouped in `mlgov --help` by domain.
-REGISTRY, MONITORING = "Registry (server)", "Monitoring (server)"
+REGISTRY, MONITORING, CLARIFY = "Registry (server)", "Monitoring (server)", "Clarify and lineage (server)"
 app.add_typer(registry_cli.groups_app, name="groups", rich_help_panel=REGISTRY)
 app.add_typer(registry_cli.versions_app, name="versions", rich_help_panel=REGISTRY)
 app.command("approve", rich_help_panel=REGISTRY)(registry_cli.approve)
@@ -61,6 +63,9 @@ app.add_typer(monitor_cli.baselines_app, name="baselines", rich_help_panel=MONIT
 app.add_typer(monitor_cli.analyses_app, name="analyses", rich_help_panel=MONITORING)
 app.add_typer(monitor_cli.schedules_app, name="schedules", rich_help_panel=MONITORING)
 app.add_typer(monitor_cli.alerts_app, name="alerts", rich_help_panel=MONITORING)
+app.add_typer(clarify_cli.bias_app, name="bias", rich_help_panel=CLARIFY)
+app.add_typer(clarify_cli.explain_app, name="explain", rich_help_panel=CLARIFY)
+app.add_typer(lineage_cli.lineage_app, name="lineage", rich_help_panel=CLARIFY)
 
 
 @app.callback()
