@@ -98,14 +98,24 @@ class LineageClient(BaseClient):
     def delete_entity(self, call: Call, kind: Kind, entity_id: str) -> None:
         call.none({"plural": f"{kind}s", "entity_id": entity_id})
 
-    def update_artifact(self, entity_id: str, **fields: Any) -> EntityRead:
-        return self.update_entity("artifact", entity_id, **fields)
+    def update_artifact(self, entity_id: str, *, name: str | Unset | None = UNSET,
+                        description: str | Unset | None = UNSET, properties: Properties | Unset = UNSET,
+                        properties_to_remove: Sequence[str] | Unset = UNSET) -> EntityRead:
+        return self.update_entity("artifact", entity_id, name=name, description=description, properties=properties,
+                                  properties_to_remove=properties_to_remove)
 
-    def update_action(self, entity_id: str, **fields: Any) -> EntityRead:
-        return self.update_entity("action", entity_id, **fields)
+    def update_action(self, entity_id: str, *, name: str | Unset | None = UNSET,
+                      description: str | Unset | None = UNSET, status: str | Unset = UNSET,
+                      end_time: Time | Unset = UNSET, properties: Properties | Unset = UNSET,
+                      properties_to_remove: Sequence[str] | Unset = UNSET) -> EntityRead:
+        return self.update_entity("action", entity_id, name=name, description=description, status=status,
+                                  end_time=end_time, properties=properties, properties_to_remove=properties_to_remove)
 
-    def update_context(self, entity_id: str, **fields: Any) -> EntityRead:
-        return self.update_entity("context", entity_id, **fields)
+    def update_context(self, entity_id: str, *, name: str | Unset | None = UNSET,
+                       description: str | Unset | None = UNSET, properties: Properties | Unset = UNSET,
+                       properties_to_remove: Sequence[str] | Unset = UNSET) -> EntityRead:
+        return self.update_entity("context", entity_id, name=name, description=description, properties=properties,
+                                  properties_to_remove=properties_to_remove)
 
     def delete_artifact(self, entity_id: str) -> None:
         self.delete_entity("artifact", entity_id)
