@@ -130,3 +130,23 @@ def test_audit_key_checkpoint_and_verify_exit_codes_on_tamper(tmp_path):
         conn.execute("UPDATE audit_events SET actor = 'mallory' WHERE seq = 2")
     edited = json.loads(run(tmp_path, "audit", "verify", check=False).stdout)
     assert edited["first_bad_seq"] == 2 and "content hash" in edited["reason"]
+
+
+def test_help_documents_exit_codes_and_loads_no_sdk(tmp_path):
+    """`mlgov --help` lists the verbs and the exit codes, and imports neither the SDK nor pandas/numpy (the verbs
+    import them when they run, so help stays quick)."""
+    import json
+
+    probe = ("import sys, json; sys.argv = ['mlgov', '--help']\n"
+             "from mlgov.cli import main\n"
+             "try:\n    main()\nexcept SystemExit:\n    pass\n"
+             "heavy = ('mlgov.client', 'mlgov.sdk', 'pandas', 'numpy', 'scipy', 'httpx')\n"
+             "print(json.dumps(sorted(m for m in heavy if m in sys.modules)), file=sys.stderr)\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLGOV_")} | {"COLUMNS": "200"}
+    p = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, env=env, capture_output=True, text=True,
+                       timeout=120)
+    assert json.loads(p.stderr.strip().splitlines()[-1]) == []
+    for verb in ("groups", "versions", "approve", "endpoints", "baselines", "analyses", "schedules", "alerts", "bias",
+                 "explain", "lineage"):
+        assert f"│ {verb} " in p.stdout, verb
+    assert "Exit codes: 0 ok · 1 error · 2 usage" in " ".join(p.stdout.split())
