@@ -131,14 +131,28 @@ class GuardedGroup(TyperGroup):
     """The root command: every exception a command lets escape becomes one line and an exit code (a traceback
     only with MLGOV_DEBUG=1)."""
 
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:   # the root's own options (`mlgov --bogus`)
+        try:
+            return list(super().parse_args(ctx, args))
+        except Exception as exc:
+            self._fail(ctx, exc)
+
     def invoke(self, ctx: Any) -> Any:   # a click Context (typer vendors click: its class is private)
         try:
             return super().invoke(ctx)
         except Exception as exc:
-            # typer's own exits and click's usage errors (bad option: exit 2) keep their meaning and their output
-            if isinstance(exc, typer.Exit | typer.Abort) or hasattr(exc, "exit_code") or os.environ.get("MLGOV_DEBUG"):
-                raise
-            report(describe(exc))
+            self._fail(ctx, exc)
+
+    @staticmethod
+    def _fail(ctx: Any, exc: Exception) -> NoReturn:
+        if isinstance(exc, typer.Exit | typer.Abort) or os.environ.get("MLGOV_DEBUG") or (
+                hasattr(exc, "format_message") and not exc.format_message().strip()):   # no args: help was shown
+            raise exc
+        if hasattr(exc, "exit_code") and hasattr(exc, "format_message"):   # click's usage errors (typer vendors it)
+            where = getattr(getattr(exc, "ctx", None), "command_path", None) or ctx.command_path
+            report(CliError(exc.format_message(), fix=f"see `{where} --help`",
+                            code=Exit.USAGE if exc.exit_code == 2 else Exit.ERROR))
+        report(describe(exc))
 
 
 # --- which server, which key ---------------------------------------------------------------------------------

@@ -64,6 +64,13 @@ def test_exit_codes_and_one_line_errors(cli: Cli, tmp_path):
 
     bad_option = cli.invoke("versions", "list", "g", "--limit", "0")
     assert bad_option.code == 2
+    one_line_error(bad_option, "--limit", " versions list --help`)")
+    no_comment = cli.invoke("approve", "g", "1")
+    assert no_comment.code == 2
+    one_line_error(no_comment, "missing option '--comment'")
+    typo = cli.invoke("grops", "list")
+    assert typo.code == 2
+    one_line_error(typo, "no such command 'grops'")
     bad_pair = cli.invoke("groups", "list", "--tag", "team")
     assert bad_pair.code == 2
     one_line_error(bad_pair, "--tag 'team' is not key=value")
