@@ -1,8 +1,10 @@
-"""The ``mlgov`` command: serve, db, keys, audit, demo, scheduler (domains add their own sub-commands).
+"""The ``mlgov`` command: serve, db, keys, audit, demo, scheduler, and each domain's everyday verbs (groups,
+versions, approve, … from the domains' ``cli.py``, over the Python SDK).
 
 A composition root: it imports domains. What only one command needs and takes seconds to load (alembic, uvicorn,
-the monitoring runner with pandas and pyarrow, Clarify's monitor kinds, the demo's registry) is imported in that
-command, so ``mlgov keys list`` does not pay for ``mlgov scheduler``.
+the monitoring runner with pandas and pyarrow, Clarify's monitor kinds, the demo's registry, the SDK) is imported
+in that command, so ``mlgov keys list`` does not pay for ``mlgov scheduler``. Errors, exit codes, output and
+progress are ``mlgov.terminal``'s.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from typing import Annotated, Any
 import typer
 from sqlalchemy.engine import make_url
 
+from clarify import cli as clarify_cli
+from lineage import cli as lineage_cli
 from mlgov import audit, auth
 from mlgov.db import (
     Database,
@@ -27,12 +31,17 @@ from mlgov.db import (
     head_revision,
     private_dir,
 )
-from mlgov.errors import DomainError
 from mlgov.settings import get_settings
 from mlgov.storage import open_store
-from monitor.cli import capture_app
+from mlgov.terminal import EXIT_CODES_HELP, CliError, Connection, GuardedGroup
+from monitor import cli as monitor_cli
+from registry import cli as registry_cli
 
-app = typer.Typer(help="mlgov: governed model registry, lineage, monitoring and audit.", no_args_is_help=True)
+app = typer.Typer(cls=GuardedGroup, no_args_is_help=True, epilog=EXIT_CODES_HELP,
+                  help="mlgov: governed model registry, lineage, monitoring and audit. The everyday verbs talk to "
+                       "a server (MLGOV_URL, default http://127.0.0.1:8000) with a key (MLGOV_API_KEY), or use a "
+                       "profile from ~/.config/mlgov/profiles.toml; the admin verbs (db, keys, audit, demo, capture) "
+                       "work on the configured database directly.")
 db_app = typer.Typer(help="Database schema (Alembic migrations shipped with mlgov).", no_args_is_help=True)
 keys_app = typer.Typer(help="API keys (stored hashed; shown once).", no_args_is_help=True)
 audit_app = typer.Typer(help="Tamper-evident audit log.", no_args_is_help=True)
@@ -41,7 +50,33 @@ app.add_typer(db_app, name="db")
 app.add_typer(keys_app, name="keys")
 app.add_typer(audit_app, name="audit")
 app.add_typer(demo_app, name="demo")
-app.add_typer(capture_app, name="capture")
+app.add_typer(monitor_cli.capture_app, name="capture")
+
+# The everyday verbs, over the SDK, grouped in `mlgov --help` by domain.
+REGISTRY, MONITORING, CLARIFY = "Registry (server)", "Monitoring (server)", "Clarify and lineage (server)"
+app.add_typer(registry_cli.groups_app, name="groups", rich_help_panel=REGISTRY)
+app.add_typer(registry_cli.versions_app, name="versions", rich_help_panel=REGISTRY)
+app.command("approve", rich_help_panel=REGISTRY)(registry_cli.approve)
+app.command("reject", rich_help_panel=REGISTRY)(registry_cli.reject)
+app.command("stage", rich_help_panel=REGISTRY)(registry_cli.stage)
+app.add_typer(monitor_cli.endpoints_app, name="endpoints", rich_help_panel=MONITORING)
+app.add_typer(monitor_cli.baselines_app, name="baselines", rich_help_panel=MONITORING)
+app.add_typer(monitor_cli.analyses_app, name="analyses", rich_help_panel=MONITORING)
+app.add_typer(monitor_cli.schedules_app, name="schedules", rich_help_panel=MONITORING)
+app.add_typer(monitor_cli.alerts_app, name="alerts", rich_help_panel=MONITORING)
+app.add_typer(clarify_cli.bias_app, name="bias", rich_help_panel=CLARIFY)
+app.add_typer(clarify_cli.explain_app, name="explain", rich_help_panel=CLARIFY)
+app.add_typer(lineage_cli.lineage_app, name="lineage", rich_help_panel=CLARIFY)
+
+
+@app.callback()
+def root(ctx: typer.Context,
+         profile: Annotated[str | None, typer.Option(
+             help="a profile of ~/.config/mlgov/profiles.toml (or MLGOV_PROFILES): [NAME] with url and api_key or "
+                  "api_key_file; also MLGOV_PROFILE")] = None,
+         url: Annotated[str | None, typer.Option(help="the server (default: MLGOV_URL, the profile's url, "
+                                                      "http://127.0.0.1:8000)")] = None) -> None:
+    ctx.obj = Connection(profile=profile, url=url)
 
 
 def database(*, at_head: bool = True) -> Database:
@@ -56,13 +91,8 @@ def database(*, at_head: bool = True) -> Database:
         try:
             check_at_head(db.engine)
         except SchemaNotAtHead as exc:
-            _fail(str(exc))
+            raise CliError(str(exc)) from None
     return db
-
-
-def _fail(msg: str, code: int = 1) -> None:
-    typer.echo(f"error: {msg}", err=True)
-    raise typer.Exit(code)
 
 
 @db_app.command("upgrade")
@@ -110,15 +140,12 @@ def keys_create(name: Annotated[str, typer.Option(help="unique key name (shown i
 
     db = database()
     box = SecretBox.from_settings(get_settings()) if aws else None
-    try:
-        with db.session_scope() as s:
-            row, full = auth.create_key(s, name, role, actor="cli", owner=owner, aws=box)
-            typer.echo(f"created key {row.name!r} with role {row.role} (store it now; it is not shown again):")
-            if box is not None:
-                typer.echo(f"AWS_ACCESS_KEY_ID={row.aws_access_key_id}")
-                typer.echo(f"AWS_SECRET_ACCESS_KEY={auth.aws_secret_of(row, box)}")
-    except DomainError as exc:
-        _fail(f"{exc.detail}" + (f" — {exc.fix}" if exc.fix else ""))
+    with db.session_scope() as s:
+        row, full = auth.create_key(s, name, role, actor="cli", owner=owner, aws=box)
+        typer.echo(f"created key {row.name!r} with role {row.role} (store it now; it is not shown again):")
+        if box is not None:
+            typer.echo(f"AWS_ACCESS_KEY_ID={row.aws_access_key_id}")
+            typer.echo(f"AWS_SECRET_ACCESS_KEY={auth.aws_secret_of(row, box)}")
     typer.echo(full)
 
 
@@ -136,11 +163,8 @@ def keys_list() -> None:
 def keys_revoke(name: str) -> None:
     """Revoke the key NAME."""
     db = database()
-    try:
-        with db.session_scope() as s:
-            auth.revoke_key(s, name, actor="cli")
-    except DomainError as exc:
-        _fail(f"{exc.detail}" + (f" — {exc.fix}" if exc.fix else ""))
+    with db.session_scope() as s:
+        auth.revoke_key(s, name, actor="cli")
     typer.echo(f"revoked {name}")
 
 
@@ -163,7 +187,7 @@ def audit_checkpoint() -> None:
         with db.session_scope(write=False) as s:
             doc = audit.write_checkpoint(s)
     except audit.CheckpointRefused as exc:
-        _fail(str(exc))
+        raise CliError(str(exc), fix="run `mlgov audit verify` to see where the chain breaks") from None
     typer.echo(json.dumps(doc))
 
 

@@ -16,8 +16,8 @@ from tests.infra import free_port, wait_healthy
 MLGOV = str(Path(sys.executable).parent / "mlgov")
 
 
-def run(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MLGOV_")}
+def run(cwd: Path, *args: str, check: bool = True, **extra_env: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLGOV_")} | extra_env
     p = subprocess.run([MLGOV, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
     if check:
         assert p.returncode == 0, p.stderr + p.stdout
@@ -33,9 +33,10 @@ def test_fresh_directory_keys_serve_and_verify(tmp_path):
     key = out[-1]
     assert key.startswith("mlgov_") and len(key) > 40
     dup = run(tmp_path, "keys", "create", "--name", "ci", "--role", "viewer", check=False)
-    assert dup.returncode == 1 and "already exists" in dup.stderr
+    assert dup.returncode == 4 and "already exists" in dup.stderr   # refused (409)
     bad = run(tmp_path, "keys", "create", "--name", "x", "--role", "root", check=False)
-    assert bad.returncode == 1 and "unknown role" in bad.stderr
+    assert bad.returncode == 4 and "unknown role" in bad.stderr
+    assert len(bad.stderr.strip().splitlines()) == 1 and bad.stderr.startswith("error: ")
 
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLGOV_")}
@@ -91,9 +92,11 @@ def test_capture_import_export_round_trip(tmp_path):
     t = dt.datetime(2026, 11, 20, 10, 1, tzinfo=dt.UTC)
     lines = [json.dumps(record(i, t, (30 + i, 40.0, "CA"))) for i in range(5)] + ["{broken"]
     (tree / "capture.jsonl").write_text("\n".join(lines) + "\n")
-    out = run(tmp_path, "capture", "import", str(tmp_path / "sm"), "--endpoint", "ep")
+    out = run(tmp_path, "capture", "import", str(tmp_path / "sm"), "--endpoint", "ep", check=False)
+    assert out.returncode == 6   # partly done: one record rejected
     assert "accepted=5" in out.stdout and "rejected=1" in out.stdout and "not valid JSON" in out.stderr
-    again = run(tmp_path, "capture", "import", str(tmp_path / "sm"), "--endpoint", "ep")
+    again = run(tmp_path, "capture", "import", str(tmp_path / "sm"), "--endpoint", "ep", check=False)
+    assert again.returncode == 6   # the broken line is still rejected
     assert "accepted=0" in again.stdout and "duplicates=5" in again.stdout
     run(tmp_path, "capture", "export", "--endpoint", "ep", "--to", str(tmp_path / "out"))
     exported = list((tmp_path / "out" / "ep" / "AllTraffic" / "2026" / "11" / "20" / "10").glob("*.jsonl"))
@@ -127,3 +130,23 @@ def test_audit_key_checkpoint_and_verify_exit_codes_on_tamper(tmp_path):
         conn.execute("UPDATE audit_events SET actor = 'mallory' WHERE seq = 2")
     edited = json.loads(run(tmp_path, "audit", "verify", check=False).stdout)
     assert edited["first_bad_seq"] == 2 and "content hash" in edited["reason"]
+
+
+def test_help_documents_exit_codes_and_loads_no_sdk(tmp_path):
+    """`mlgov --help` lists the verbs and the exit codes, and imports neither the SDK nor pandas/numpy (the verbs
+    import them when they run, so help stays quick)."""
+    import json
+
+    probe = ("import sys, json; sys.argv = ['mlgov', '--help']\n"
+             "from mlgov.cli import main\n"
+             "try:\n    main()\nexcept SystemExit:\n    pass\n"
+             "heavy = ('mlgov.client', 'mlgov.sdk', 'pandas', 'numpy', 'scipy', 'httpx')\n"
+             "print(json.dumps(sorted(m for m in heavy if m in sys.modules)), file=sys.stderr)\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLGOV_")} | {"COLUMNS": "200"}
+    p = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, env=env, capture_output=True, text=True,
+                       timeout=120)
+    assert json.loads(p.stderr.strip().splitlines()[-1]) == []
+    for verb in ("groups", "versions", "approve", "endpoints", "baselines", "analyses", "schedules", "alerts", "bias",
+                 "explain", "lineage"):
+        assert f"│ {verb} " in p.stdout, verb
+    assert "Exit codes: 0 ok · 1 error · 2 usage" in " ".join(p.stdout.split())
