@@ -82,8 +82,8 @@ def _insert(session: Session, row: _Row, existing: Callable[[], _Row | None]) ->
     return row, True
 
 
-def ensure_artifact(session: Session, *, type: str, uri: str, sha256: str | None = None, name: str | None = None,
-                    properties: dict[str, Any] | None = None, actor: str,
+def ensure_artifact(session: Session, *, artifact_type: str, uri: str, sha256: str | None = None,
+                    name: str | None = None, properties: dict[str, Any] | None = None, actor: str,
                     description: str | None = None, system: bool = True,
                     owner: str | None = None) -> tuple[Entity, bool]:
     """The artifact for (uri, sha256); created if new. A new hash for a known URI is a new node, DerivedFrom
@@ -96,7 +96,7 @@ def ensure_artifact(session: Session, *, type: str, uri: str, sha256: str | None
         _claim(found, system)
         return found, False
     now = utcnow()
-    ent = Entity(id=new_id(), kind="artifact", type=type, name=name, identity=identity, uri=uri, sha256=sha,
+    ent = Entity(id=new_id(), kind="artifact", type=artifact_type, name=name, identity=identity, uri=uri, sha256=sha,
                  properties=properties or {}, description=description, created_by=actor, created_at=now,
                  updated_at=now, system=system, creator_owner=owner or actor)
     ent, created = _insert(session, ent, lambda: _find(session, "artifact", identity))
@@ -113,7 +113,7 @@ def ensure_artifact(session: Session, *, type: str, uri: str, sha256: str | None
     return ent, True
 
 
-def ensure_action(session: Session, *, type: str, key: str, name: str, status: str | None = None,
+def ensure_action(session: Session, *, action_type: str, key: str, name: str, status: str | None = None,
                   start_time: dt.datetime | None = None, end_time: dt.datetime | None = None,
                   properties: dict[str, Any] | None = None, actor: str, system: bool = True,
                   owner: str | None = None) -> tuple[Entity, bool]:
@@ -133,12 +133,12 @@ def ensure_action(session: Session, *, type: str, key: str, name: str, status: s
         session.flush()
         return found, False
     now = utcnow()
-    ent = Entity(id=new_id(), kind="action", type=type, name=name, identity=key, status=status or "Unknown",
+    ent = Entity(id=new_id(), kind="action", type=action_type, name=name, identity=key, status=status or "Unknown",
                  start_time=start_time, end_time=end_time, properties=properties or {}, created_by=actor,
                  created_at=now, updated_at=now, system=system, creator_owner=owner or actor)
     ent, created = _insert(session, ent, lambda: _find(session, "action", key))
     if not created:    # created concurrently: bring it up to date as if it had been found
-        return ensure_action(session, type=type, key=key, name=name, status=status, start_time=start_time,
+        return ensure_action(session, action_type=action_type, key=key, name=name, status=status, start_time=start_time,
                              end_time=end_time, properties=properties, actor=actor, system=system, owner=owner)
     return ent, True
 
@@ -147,17 +147,18 @@ def find_action(session: Session, key: str) -> Entity | None:
     return _find(session, "action", key)
 
 
-def ensure_context(session: Session, *, type: str, name: str, key: str | None = None,
+def ensure_context(session: Session, *, context_type: str, name: str, key: str | None = None,
                    properties: dict[str, Any] | None = None, actor: str, system: bool = True,
                    owner: str | None = None) -> tuple[Entity, bool]:
-    identity = key or f"{type}:{name}"
+    identity = key or f"{context_type}:{name}"
     found = _find(session, "context", identity)
     if found is not None:
         _claim(found, system)
         return found, False
     now = utcnow()
-    ent = Entity(id=new_id(), kind="context", type=type, name=name, identity=identity, properties=properties or {},
-                 created_by=actor, created_at=now, updated_at=now, system=system, creator_owner=owner or actor)
+    ent = Entity(id=new_id(), kind="context", type=context_type, name=name, identity=identity,
+                 properties=properties or {}, created_by=actor, created_at=now, updated_at=now, system=system,
+                 creator_owner=owner or actor)
     ent, created = _insert(session, ent, lambda: _find(session, "context", identity))
     if not created:
         _claim(ent, system)
@@ -205,7 +206,7 @@ def _user_key(key: str) -> str:
 
 def create_artifact(session: Session, body: ArtifactCreate, principal: Principal) -> tuple[Entity, bool]:
     actor = principal.name
-    ent, created = ensure_artifact(session, type=body.type, uri=body.uri, sha256=body.sha256, name=body.name,
+    ent, created = ensure_artifact(session, artifact_type=body.type, uri=body.uri, sha256=body.sha256, name=body.name,
                                    properties=body.properties, actor=actor, description=body.description,
                                    system=False, owner=principal.owner)
     if created:
@@ -220,7 +221,7 @@ def create_action(session: Session, body: ActionCreate, principal: Principal) ->
     def insert() -> tuple[Entity, bool]:
         if body.start_time and body.end_time and body.end_time < body.start_time:
             raise Invalid("end_time is before start_time", fix="swap or correct the times")
-        return ensure_action(session, type=body.type, key=key, name=body.name, status=body.status,
+        return ensure_action(session, action_type=body.type, key=key, name=body.name, status=body.status,
                              start_time=body.start_time, end_time=body.end_time, properties=body.properties,
                              actor=principal.name, system=False, owner=principal.owner)
 
@@ -231,7 +232,7 @@ def create_context(session: Session, body: ContextCreate, principal: Principal) 
     key = _user_key(body.key or f"{body.type}:{body.name}")
     return _create_new(session, "context", key, principal, body.description,
                        "reuse it (GET) or pick another name/key",
-                       lambda: ensure_context(session, type=body.type, name=body.name, key=key,
+                       lambda: ensure_context(session, context_type=body.type, name=body.name, key=key,
                                               properties=body.properties, actor=principal.name, system=False,
                                               owner=principal.owner))
 

@@ -210,11 +210,11 @@ def _alerts(session: Session, sched: Schedule, ex: Execution, violations: list[d
                       details=found[:50], occurrences=1, opened_at=utcnow())
         session.add(alert)
         session.flush()
-        node, _ = lineage.ensure_action(session, type="Alert", key=lineage.alert_key(alert.id),
+        node, _ = lineage.ensure_action(session, action_type="Alert", key=lineage.alert_key(alert.id),
                                         name=f"{sched.name}: {check}",
                                         status="InProgress", start_time=alert.opened_at, actor="scheduler",
                                         properties={"schedule": sched.name, "check": check})
-        endpoint_ctx, _ = lineage.ensure_context(session, type="Endpoint", name=sched.endpoint,
+        endpoint_ctx, _ = lineage.ensure_context(session, context_type="Endpoint", name=sched.endpoint,
                                                  key=f"endpoint:{sched.endpoint}", actor="scheduler")
         lineage.link(session, endpoint_ctx, node, "AssociatedWith", actor="scheduler")
         payload = alert_payload(alert, sched, ex)
@@ -225,7 +225,7 @@ def _alerts(session: Session, sched: Schedule, ex: Execution, violations: list[d
     if not violations:
         for alert in open_alerts.values():
             alert.status, alert.resolved_at, alert.last_execution_id = "resolved", utcnow(), ex.id
-            lineage.ensure_action(session, type="Alert", key=lineage.alert_key(alert.id), name=alert.check,
+            lineage.ensure_action(session, action_type="Alert", key=lineage.alert_key(alert.id), name=alert.check,
                                   status="Completed", end_time=alert.resolved_at, actor="scheduler")
             audit.record(session, actor="scheduler", action="alert.resolved", subject_type="alert",
                          subject_id=alert.id, after={"execution": ex.id})

@@ -185,7 +185,7 @@ def register_version(session: Session, group_name: str, body: VersionCreate, act
     session.flush()
     _record_training_lineage(session, group, v, actor.name)
     if alert_node is not None:
-        run, _ = lineage.ensure_action(session, type="RetrainingRun",
+        run, _ = lineage.ensure_action(session, action_type="RetrainingRun",
                                        key=f"retraining:{body.triggered_by_alert}:{v.id}",
                                        name=f"retraining of {group.name} after alert {body.triggered_by_alert}",
                                        status="Completed", end_time=now, actor=actor.name)
@@ -199,7 +199,7 @@ def register_version(session: Session, group_name: str, body: VersionCreate, act
 
 
 def model_artifact(session: Session, group: ModelGroup, v: ModelVersion, actor: str) -> lineage.Entity:
-    art, _ = lineage.ensure_artifact(session, type="Model", uri=v.artifact_uri, sha256=v.artifact_sha256,
+    art, _ = lineage.ensure_artifact(session, artifact_type="Model", uri=v.artifact_uri, sha256=v.artifact_sha256,
                                      name=f"{group.name}/{v.version}", actor=actor,
                                      properties={"model_group": group.name, "version": v.version})
     return art
@@ -208,19 +208,19 @@ def model_artifact(session: Session, group: ModelGroup, v: ModelVersion, actor: 
 def _record_training_lineage(session: Session, group: ModelGroup, v: ModelVersion, actor: str) -> None:
     """training data → training job → model artifact → model-group context (SageMaker's auto-lineage)."""
     model = model_artifact(session, group, v, actor)
-    ctx, _ = lineage.ensure_context(session, type="ModelGroup", name=group.name, key=f"model-group:{group.name}",
-                                    actor=actor)
+    ctx, _ = lineage.ensure_context(session, context_type="ModelGroup", name=group.name,
+                                    key=f"model-group:{group.name}", actor=actor)
     job_ref = v.training_job or {}
     job_name = job_ref.get("name") or f"{group.name}/{v.version}/training"
     job, _ = lineage.ensure_action(
-        session, type="TrainingJob", key=f"training-job:{job_ref.get('uri') or job_name}", name=job_name,
+        session, action_type="TrainingJob", key=f"training-job:{job_ref.get('uri') or job_name}", name=job_name,
         status="Completed", start_time=_parse_time(job_ref.get("started_at")),
         end_time=_parse_time(job_ref.get("ended_at")),
         properties={k: val for k, val in {"uri": job_ref.get("uri"), "parameters": job_ref.get("parameters")}.items()
                     if val}, actor=actor)
     steps: list[tuple[lineage.Entity, lineage.Entity, str]] = []
     for uri in v.training_data or []:
-        data, _ = lineage.ensure_artifact(session, type="Dataset", uri=uri, actor=actor)
+        data, _ = lineage.ensure_artifact(session, artifact_type="Dataset", uri=uri, actor=actor)
         steps.append((data, job, "ContributedTo"))
     steps += [(job, model, "Produced"), (model, ctx, "AssociatedWith")]
     lineage.chain(session, steps, actor=actor)
@@ -229,9 +229,10 @@ def _record_training_lineage(session: Session, group: ModelGroup, v: ModelVersio
 def _governance_action(session: Session, group: ModelGroup, v: ModelVersion, actor: str, action_type: str, key: str,
                        properties: dict[str, Any]) -> None:
     """An approval or stage change as an action hanging off the model artifact."""
-    act, _ = lineage.ensure_action(session, type=action_type, key=key, name=f"{group.name}/{v.version} {action_type}",
-                                   status="Completed", start_time=utcnow(), end_time=utcnow(),
-                                   properties={**properties, "actor": actor}, actor=actor)
+    act, _ = lineage.ensure_action(session, action_type=action_type, key=key,
+                                   name=f"{group.name}/{v.version} {action_type}", status="Completed",
+                                   start_time=utcnow(), end_time=utcnow(), properties={**properties, "actor": actor},
+                                   actor=actor)
     lineage.link(session, model_artifact(session, group, v, actor), act, "AssociatedWith", actor=actor)
 
 
