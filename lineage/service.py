@@ -37,14 +37,23 @@ from mlgov.errors import Conflict, Forbidden, Invalid, NotFound
 SYSTEM_KEY_PREFIXES = ("approval:", "stage:", "alert:", "deployment:", "training-job:", "retraining:",
                        "model-group:", "endpoint:")
 
+# URIs of the artifacts mlgov names itself (model versions); API callers may refer to them but not create them.
+SYSTEM_URI_PREFIX = "mlgov://"
+
 __all__ = ["Edge", "Entity", "alert_key", "chain", "ensure_action", "ensure_artifact", "ensure_context", "find_action",
-           "link", "query", "upstream"]
+           "link", "model_version_uri", "query", "upstream"]
 
 
 def alert_key(alert_id: str) -> str:
     """The key of a monitoring alert's action: monitor records the alert under it, the registry finds it when a
     retrained version names the alert."""
     return f"alert:{alert_id}"
+
+
+def model_version_uri(group: str, version: int) -> str:
+    """The URI of a registered model version's own node (SageMaker's model package artifact). A version is not its
+    model file: two versions may ship the same file, and each keeps its own training data and decisions."""
+    return f"{SYSTEM_URI_PREFIX}model-groups/{group}/versions/{version}"
 
 
 def artifact_identity(uri: str, sha256: str | None) -> str:
@@ -95,6 +104,10 @@ def ensure_artifact(session: Session, *, artifact_type: str, uri: str, sha256: s
     if found is not None:
         _claim(found, system)
         return found, False
+    if not system and uri.startswith(SYSTEM_URI_PREFIX):
+        raise Invalid(f"URIs starting with {SYSTEM_URI_PREFIX} name what mlgov records itself (model versions); "
+                      f"{uri!r} is not one of them",
+                      fix=f"refer only to existing {SYSTEM_URI_PREFIX} artifacts, or use your own URI scheme")
     now = utcnow()
     ent = Entity(id=new_id(), kind="artifact", type=artifact_type, name=name, identity=identity, uri=uri, sha256=sha,
                  properties=properties or {}, description=description, created_by=actor, created_at=now,
@@ -425,7 +438,7 @@ def query(session: Session, req: QueryRequest) -> QueryResult:
 
 
 def upstream(session: Session, uri: str, sha256: str | None, max_depth: int = 10) -> list[dict[str, Any]]:
-    """Data and jobs a model artifact came from (for audit reports); empty if it was never recorded."""
+    """Data and jobs an artifact (e.g. a model version) came from, for audit reports; empty if never recorded."""
     ent = _find(session, "artifact", artifact_identity(uri, sha256.lower() if sha256 else None))
     if ent is None:
         return []

@@ -120,7 +120,7 @@ def _report_lineage(session: Session, store: ObjectStore, aid: str, report_type:
                                         uri=store.uri(f"clarify/{aid}/analysis.json"),
                                         name=f"{group}/{version} {report_type}", actor=actor,
                                         properties={"analysis_id": aid, **properties})
-    model = registry.model_artifact(session, *registry.get_version(session, group, version), actor)
+    model = registry.version_entity(session, *registry.get_version(session, group, version), actor)
     lineage.link(session, report, model, "AssociatedWith", actor=actor,
                  properties={"role": f"ModelMetrics.{report_type.removesuffix('Report')}"})
     if dataset:

@@ -214,7 +214,7 @@ def attach_baseline(session: Session, store: ObjectStore, group: str, version: i
     base_art, _ = lineage.ensure_artifact(session, artifact_type="Baseline",
                                           uri=store.uri(f"{row.prefix}/statistics.json"),
                                           name=row.name or row.id, actor=actor.name)
-    model = registry.model_artifact(session, g, v, actor.name)
+    model = registry.version_entity(session, g, v, actor.name)
     lineage.link(session, base_art, model, "AssociatedWith", actor=actor.name,
                  properties={"role": "DriftCheckBaselines.ModelDataQuality"})
     audit.record(session, actor=actor.name, action="version.drift_baseline_attached", subject_type="model_version",
