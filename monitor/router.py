@@ -79,8 +79,7 @@ _BASELINE_FORM = request_body(
             "constraints": {**BINARY, "description": "SageMaker constraints.json (import, with statistics)"},
             "dataset_uri": _URI,
             "name": {"type": "string", "maxLength": 128},
-            "type": {"type": "string", "enum": ["DataQuality", "ModelQuality", "ModelBias", "ModelExplainability"],
-                     "description": "default DataQuality"},
+            "type": {"$ref": "#/components/schemas/MonitorType", "description": "default DataQuality"},
             "format": _FORMAT,
             "header": _HEADER,
             "problem_type": {"type": "string", "enum": ["BinaryClassification", "MulticlassClassification",
@@ -157,8 +156,7 @@ def create_baseline(actor: Writer, session: SessionDep, store: StoreDep, form: P
     name = form.get("name") if isinstance(form.get("name"), str) else None
     requested = form.get("type", "DataQuality")
     if requested not in kinds.names():
-        known = kinds.names()
-        raise Invalid(f"baseline type {requested!r} is not {', '.join(known[:-1])} or {known[-1]}",
+        raise Invalid(f"baseline type {requested!r} is not {kinds.listed()}",
                       fix="omit type for a data-quality baseline")
     return kinds.get(requested).create_baseline(session, store, form, name, actor)
 
@@ -380,7 +378,7 @@ def capture_summary(name: str, session: SessionDep, _: Reader) -> dict[str, Any]
 
 @router.post("/monitoring-schedules", response_model=ScheduleRead, status_code=201)
 def create_schedule(body: ScheduleCreate, session: SessionDep, actor: Writer) -> Any:
-    return schedules.create(session, name=body.name, endpoint=body.endpoint, monitoring_type=body.type,
+    return schedules.create(session, name=body.name, endpoint=body.endpoint, monitoring_type=body.type.root,
                             expression=body.schedule, baseline_id=body.baseline_id,
                             window_start=body.window.get("start", "-PT1H"), window_end=body.window.get("end", "PT0S"),
                             drift=body.drift.model_dump() if body.drift else None, alerting=body.alerting, actor=actor)
