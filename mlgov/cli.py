@@ -17,15 +17,8 @@ import typer
 from sqlalchemy.engine import make_url
 
 from mlgov import audit, auth
-from mlgov.db import (
-    Database,
-    SchemaNotAtHead,
-    alembic_config,
-    check_at_head,
-    current_revision,
-    head_revision,
-    private_dir,
-)
+from mlgov.cli_support import database
+from mlgov.db import alembic_config, current_revision, head_revision, private_dir
 from mlgov.errors import DomainError
 from mlgov.settings import get_settings
 from mlgov.storage import open_store
@@ -41,22 +34,6 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(audit_app, name="audit")
 app.add_typer(demo_app, name="demo")
 app.add_typer(capture_app, name="capture")
-
-
-def database(*, at_head: bool = True) -> Database:
-    """The configured database, with the audit chain keyed and anchored as the server does it. Every command that
-    reads or writes data opens it here (domain commands too); unless ``at_head`` is False, a database whose schema
-    is not at this code's revision ends the command with the command that fixes it."""
-    s = get_settings()
-    private_dir(s.home)
-    db = Database.from_settings(s)
-    db.audit_chain = audit.chain_for(s, open_store(s))
-    if at_head:
-        try:
-            check_at_head(db.engine)
-        except SchemaNotAtHead as exc:
-            _fail(str(exc))
-    return db
 
 
 def _fail(msg: str, code: int = 1) -> None:

@@ -4,19 +4,21 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Annotated
+from urllib.parse import urlparse
 
 import typer
+from sqlalchemy import select
+
+from mlgov.cli_support import database
+from mlgov.settings import get_settings
+from mlgov.storage import open_store, s3_client
+from monitor.orm import CaptureBatch
 
 capture_app = typer.Typer(help="Endpoint capture data in SageMaker's layout.", no_args_is_help=True)
 
 
 def _sources(src: str) -> list[tuple[str, bytes]]:
     if src.startswith("s3://"):
-        from urllib.parse import urlparse
-
-        from mlgov.settings import get_settings
-        from mlgov.storage import s3_client
-
         u = urlparse(src)
         client = s3_client(get_settings())
         out = []
@@ -36,10 +38,7 @@ def import_tree(source: Annotated[str, typer.Argument(help="a directory or s3://
                 endpoint: Annotated[str, typer.Option(help="the mlgov endpoint to import into")],
                 batch: Annotated[int, typer.Option(help="records per transaction")] = 1000) -> None:
     """Import every *.jsonl capture file under SOURCE (idempotent: re-importing skips known eventIds)."""
-    from mlgov.cli import database
-    from mlgov.settings import get_settings
-    from mlgov.storage import open_store
-    from monitor import service
+    from monitor import service  # pandas and pyarrow: loaded by the commands that need them, not by `mlgov keys`
 
     db = database()
     store = open_store(get_settings())
@@ -61,13 +60,7 @@ def import_tree(source: Annotated[str, typer.Argument(help="a directory or s3://
 def export_tree(endpoint: Annotated[str, typer.Option(help="endpoint to export")],
                 to: Annotated[Path, typer.Option(help="target directory")]) -> None:
     """Write the endpoint's captured records as SageMaker's tree: {endpoint}/{variant}/yyyy/mm/dd/hh/*.jsonl."""
-    from sqlalchemy import select
-
-    from mlgov.cli import database
-    from mlgov.settings import get_settings
-    from mlgov.storage import open_store
     from monitor import service
-    from monitor.orm import CaptureBatch
 
     db = database()
     store = open_store(get_settings())
