@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, PlainTextResponse
 from pydantic import ValidationError
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from mlgov import inputs
@@ -163,8 +165,7 @@ def create_baseline(actor: Writer, session: SessionDep, store: StoreDep, form: P
 
 @router.get("/baselines", response_model=Page[BaselineRead])
 def list_baselines(session: SessionDep, _: Reader, limit: Limit = 50, offset: Offset = 0) -> Any:
-    rows, total = service.list_baselines(session, limit, offset)
-    return page(rows, total, limit, offset)
+    return page(*service.list_baselines(session, limit, offset), limit, offset)
 
 
 @router.get("/baselines/{baseline_id}", response_model=BaselineRead)
@@ -183,21 +184,25 @@ def baseline_file(baseline_id: str,
     return Response(body, media_type=JSON_TYPE)
 
 
+async def _put_document(put: Callable[[Session, ObjectStore, str, bytes, Principal], dict[str, Any]],
+                        baseline_id: str, request: Request, session: Session, store: ObjectStore,
+                        actor: Principal) -> Response:
+    """A baseline document replaced by the raw JSON body (read here, so the service gets the exact bytes)."""
+    stored = await run_in_threadpool(put, session, store, baseline_id, await request.body(), actor)
+    return Response(json.dumps(stored).encode(), media_type=JSON_TYPE)
+
+
 @router.put("/baselines/{baseline_id}/constraints.json", response_model=None, openapi_extra=_CONSTRAINTS)
 async def put_constraints(baseline_id: str, request: Request, session: SessionDep, store: StoreDep,
                           actor: Writer) -> Response:
-    body = await request.body()
-    new = await run_in_threadpool(service.update_constraints, session, store, baseline_id, body, actor)
-    return Response(json.dumps(new).encode(), media_type=JSON_TYPE)
+    return await _put_document(service.update_constraints, baseline_id, request, session, store, actor)
 
 
 @router.put("/baselines/{baseline_id}/expectations.json", response_model=None, openapi_extra=_EXPECTATIONS)
 async def put_expectations(baseline_id: str, request: Request, session: SessionDep, store: StoreDep,
                            actor: Writer) -> Response:
     """Attach a Great Expectations suite; analyses against this baseline run it as an extra check."""
-    body = await request.body()
-    suite = await run_in_threadpool(service.put_expectations, session, store, baseline_id, body, actor)
-    return Response(json.dumps(suite).encode(), media_type=JSON_TYPE)
+    return await _put_document(service.put_expectations, baseline_id, request, session, store, actor)
 
 
 @router.post("/model-groups/{group}/versions/{version}/drift-baseline", response_model=AttachedBaseline,
@@ -335,8 +340,7 @@ def create_endpoint(body: EndpointCreate, session: SessionDep, actor: Writer) ->
 
 @router.get("/endpoints", response_model=Page[EndpointRead], response_model_by_alias=True)
 def list_endpoints(session: SessionDep, _: Reader, limit: Limit = 50, offset: Offset = 0) -> Any:
-    rows, total = service.list_endpoints(session, limit, offset)
-    return page(rows, total, limit, offset)
+    return page(*service.list_endpoints(session, limit, offset), limit, offset)
 
 
 @router.get("/endpoints/{name}", response_model=EndpointRead, response_model_by_alias=True)
@@ -433,17 +437,15 @@ def run_schedule(name: str, body: RunWindow, session: SessionDep, store: StoreDe
 
 @router.get("/monitoring-schedules/{name}/executions", response_model=Page[ExecutionRead])
 def list_executions(name: str, session: SessionDep, _: Reader, limit: Limit = 50, offset: Offset = 0) -> Any:
-    rows, total = schedules.executions(session, name, limit, offset)
-    return page(rows, total, limit, offset)
+    return page(*schedules.executions(session, name, limit, offset), limit, offset)
 
 
 @router.get("/alerts", response_model=Page[AlertRead])
 def list_alerts(session: SessionDep, _: Reader, status: Literal["open", "resolved"] | None = None,
                 schedule: str | None = None, model_group: str | None = None, limit: Limit = 50,
                 offset: Offset = 0) -> Any:
-    rows, total = schedules.list_alerts(session, status=status, schedule=schedule, model_group=model_group,
-                                        limit=limit, offset=offset)
-    return page(rows, total, limit, offset)
+    return page(*schedules.list_alerts(session, status=status, schedule=schedule, model_group=model_group,
+                                       limit=limit, offset=offset), limit, offset)
 
 
 @router.put("/model-groups/{group}/retraining-trigger", response_model=TriggerRead, tags=["registry"])

@@ -8,10 +8,9 @@ import json
 
 import numpy as np
 import pandas as pd
-import skops.io as sio
 from sklearn.ensemble import GradientBoostingClassifier
 
-from tests.clarify.test_monitors import T0, capture, population, setup
+from tests.clarify.test_monitors import T0, capture, explainability_baseline, population, setup
 
 MODEL_URI = "s3://m/credit/1"   # the artifact of the version setup() registers
 VERSION_URI = "mlgov://model-groups/credit/versions/1"   # that version's own node, which uses the artifact
@@ -57,14 +56,9 @@ def test_explainability_baseline_descends_from_the_explained_model(client, keys)
     rng = np.random.default_rng(7)
     ref = pd.DataFrame({"age": rng.normal(40, 10, 200), "income": rng.normal(50, 10, 200)})
     model = GradientBoostingClassifier(n_estimators=5, random_state=0).fit(ref, (ref.income > 50).astype(int))
-    artifact = sio.dumps(model)
-    setup(client, keys, artifact)
-    r = client.post("/api/v1/baselines", headers=keys("publisher"), data={
-        "type": "ModelExplainability", "model_group": "credit", "model_version": "1", "model_format": "skops"},
-        files={"file": ("ref.csv", ref.to_csv(index=False).encode()), "model": ("m.skops", artifact)})
-    assert r.status_code == 201, r.text
+    bid, artifact = explainability_baseline(client, keys, ref, model)
     [base] = reached(client, keys, MODEL_URI, "Descendants", "Baseline")
-    assert base["uri"].endswith(f"baselines/{r.json()['id']}/analysis.json")
+    assert base["uri"].endswith(f"baselines/{bid}/analysis.json")
     r = client.post("/api/v1/clarify/explain", headers=keys("publisher"),
                     data={"model_group": "credit", "model_version": "1", "model_format": "skops"},
                     files={"file": ("x.csv", ref.head(20).to_csv(index=False).encode()),

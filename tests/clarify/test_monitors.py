@@ -38,6 +38,18 @@ def setup(client, keys, artifact: bytes = b"model") -> None:
         "schema": {"features": FEATURES, "prediction": {"name": "prediction"}}})
 
 
+def explainability_baseline(client, keys, ref: pd.DataFrame, model) -> tuple[str, bytes]:
+    """``model`` (fitted on ``ref``) registered as credit/1 behind credit-prod, and a ModelExplainability baseline
+    of it on ``ref``: the baseline's id and the model's skops bytes."""
+    artifact = sio.dumps(model)
+    setup(client, keys, artifact)
+    r = client.post("/api/v1/baselines", headers=keys("publisher"), data={
+        "type": "ModelExplainability", "model_group": "credit", "model_version": "1", "model_format": "skops"},
+        files={"file": ("ref.csv", ref.to_csv(index=False).encode()), "model": ("m.skops", artifact)})
+    assert r.status_code == 201, r.text
+    return r.json()["id"], artifact
+
+
 def capture(client, keys, df: pd.DataFrame, start: dt.datetime, seed: int, labels: bool = True) -> None:
     recs = []
     for i, row in enumerate(df.itertuples()):
@@ -95,14 +107,8 @@ def test_attribution_drift_schedule(client, keys):
     rng = np.random.default_rng(7)
     ref = pd.DataFrame({"age": rng.normal(40, 10, 800), "income": rng.normal(50, 10, 800)})
     y = (ref.income + rng.normal(0, 3, 800) > 50).astype(int)
-    model = GradientBoostingClassifier(n_estimators=20, random_state=0).fit(ref, y)
-    artifact = sio.dumps(model)
-    setup(client, keys, artifact)
-    r = client.post("/api/v1/baselines", headers=keys("publisher"), data={
-        "type": "ModelExplainability", "model_group": "credit", "model_version": "1", "model_format": "skops"},
-        files={"file": ("ref.csv", ref.to_csv(index=False).encode()), "model": ("m.skops", artifact)})
-    assert r.status_code == 201, r.text
-    bid = r.json()["id"]
+    bid, _ = explainability_baseline(client, keys, ref,
+                                     GradientBoostingClassifier(n_estimators=20, random_state=0).fit(ref, y))
     client.post("/api/v1/monitoring-schedules", headers=keys("publisher"), json={
         "name": "credit-attr", "endpoint": "credit-prod", "type": "ModelExplainability", "schedule": "daily",
         "baseline_id": bid})
