@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, PlainTextResponse
 from pydantic import ValidationError
-from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from mlgov import inputs
@@ -184,25 +182,24 @@ def baseline_file(baseline_id: str,
     return Response(body, media_type=JSON_TYPE)
 
 
-async def _put_document(put: Callable[[Session, ObjectStore, str, bytes, Principal], dict[str, Any]],
-                        baseline_id: str, request: Request, session: Session, store: ObjectStore,
-                        actor: Principal) -> Response:
-    """A baseline document replaced by the raw JSON body (read here, so the service gets the exact bytes)."""
-    stored = await run_in_threadpool(put, session, store, baseline_id, await request.body(), actor)
+def _document(stored: dict[str, Any]) -> Response:
+    """A baseline document as stored, answered to the PUT that replaced it."""
     return Response(json.dumps(stored).encode(), media_type=JSON_TYPE)
 
 
 @router.put("/baselines/{baseline_id}/constraints.json", response_model=None, openapi_extra=_CONSTRAINTS)
 async def put_constraints(baseline_id: str, request: Request, session: SessionDep, store: StoreDep,
                           actor: Writer) -> Response:
-    return await _put_document(service.update_constraints, baseline_id, request, session, store, actor)
+    body = await request.body()
+    return _document(await run_in_threadpool(service.update_constraints, session, store, baseline_id, body, actor))
 
 
 @router.put("/baselines/{baseline_id}/expectations.json", response_model=None, openapi_extra=_EXPECTATIONS)
 async def put_expectations(baseline_id: str, request: Request, session: SessionDep, store: StoreDep,
                            actor: Writer) -> Response:
     """Attach a Great Expectations suite; analyses against this baseline run it as an extra check."""
-    return await _put_document(service.put_expectations, baseline_id, request, session, store, actor)
+    body = await request.body()
+    return _document(await run_in_threadpool(service.put_expectations, session, store, baseline_id, body, actor))
 
 
 @router.post("/model-groups/{group}/versions/{version}/drift-baseline", response_model=AttachedBaseline,
