@@ -90,18 +90,18 @@ def ingest(session: Session, ev: RunEvent, principal: Principal) -> dict[str, An
                              "producer": ev.producer, "last_event_type": ev.eventType,
                              "job_facets": ev.job.facets, "run_facets": ev.run.facets}}
     action, created = service.ensure_action(
-        session, type=str(job_type or "Job"), key=key,
+        session, action_type=str(job_type or "Job"), key=key,
         name=_label(ev.job.name), status=status,
         start_time=when if ev.eventType in ("START", "RUNNING") else None,
         end_time=when if ev.eventType in ("COMPLETE", "FAIL", "ABORT") else None,
         properties=props, actor=actor, system=False, owner=who)
-    job_ctx, _ = service.ensure_context(session, type="Job", name=_label(f"{ev.job.namespace}/{ev.job.name}"),
+    job_ctx, _ = service.ensure_context(session, context_type="Job", name=_label(f"{ev.job.namespace}/{ev.job.name}"),
                                         key=f"openlineage-job:{ev.job.namespace}/{ev.job.name}", actor=actor,
                                         system=False, owner=who)
     service.link(session, action, job_ctx, "AssociatedWith", actor=actor, system=False, owner=who)
     ins, outs = [], []
     for ds, is_input in [(d, True) for d in ev.inputs] + [(d, False) for d in ev.outputs]:
-        art, _ = service.ensure_artifact(session, type="Dataset", uri=dataset_uri(ds), name=_label(ds.name),
+        art, _ = service.ensure_artifact(session, artifact_type="Dataset", uri=dataset_uri(ds), name=_label(ds.name),
                                          actor=actor, system=False, owner=who)
         facets = {**ds.facets, **(ds.inputFacets if is_input else ds.outputFacets)}
         if facets and service.changeable(art, principal):   # facets annotate the caller's own datasets only

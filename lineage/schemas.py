@@ -30,7 +30,8 @@ TypeName = Annotated[str, AfterValidator(_type), Field(json_schema_extra={"patte
 
 class ArtifactCreate(Strict):
     type: TypeName = Field(description="Dataset, Model, Image, Baseline, Report, Code, …")
-    uri: str = Field(min_length=1, max_length=2048)
+    uri: str = Field(min_length=1, max_length=2048, description="where the artifact is; URIs under mlgov:// name "
+                     "what mlgov records itself (model versions) and may only refer to existing ones")
     sha256: str | None = Field(default=None, description="content hash; a new hash for a known URI is a new node",
                                json_schema_extra={"pattern": "^[0-9a-fA-F]{64}$"})
     name: str | None = Field(default=None, max_length=512)

@@ -37,14 +37,23 @@ from mlgov.errors import Conflict, Forbidden, Invalid, NotFound
 SYSTEM_KEY_PREFIXES = ("approval:", "stage:", "alert:", "deployment:", "training-job:", "retraining:",
                        "model-group:", "endpoint:")
 
+# URIs of the artifacts mlgov names itself (model versions); API callers may refer to them but not create them.
+SYSTEM_URI_PREFIX = "mlgov://"
+
 __all__ = ["Edge", "Entity", "alert_key", "chain", "ensure_action", "ensure_artifact", "ensure_context", "find_action",
-           "link", "query", "upstream"]
+           "link", "model_version_uri", "query", "upstream"]
 
 
 def alert_key(alert_id: str) -> str:
     """The key of a monitoring alert's action: monitor records the alert under it, the registry finds it when a
     retrained version names the alert."""
     return f"alert:{alert_id}"
+
+
+def model_version_uri(group: str, version: int) -> str:
+    """The URI of a registered model version's own node (SageMaker's model package artifact). A version is not its
+    model file: two versions may ship the same file, and each keeps its own training data and decisions."""
+    return f"{SYSTEM_URI_PREFIX}model-groups/{group}/versions/{version}"
 
 
 def artifact_identity(uri: str, sha256: str | None) -> str:
@@ -82,8 +91,8 @@ def _insert(session: Session, row: _Row, existing: Callable[[], _Row | None]) ->
     return row, True
 
 
-def ensure_artifact(session: Session, *, type: str, uri: str, sha256: str | None = None, name: str | None = None,
-                    properties: dict[str, Any] | None = None, actor: str,
+def ensure_artifact(session: Session, *, artifact_type: str, uri: str, sha256: str | None = None,
+                    name: str | None = None, properties: dict[str, Any] | None = None, actor: str,
                     description: str | None = None, system: bool = True,
                     owner: str | None = None) -> tuple[Entity, bool]:
     """The artifact for (uri, sha256); created if new. A new hash for a known URI is a new node, DerivedFrom
@@ -95,8 +104,12 @@ def ensure_artifact(session: Session, *, type: str, uri: str, sha256: str | None
     if found is not None:
         _claim(found, system)
         return found, False
+    if not system and uri.startswith(SYSTEM_URI_PREFIX):
+        raise Invalid(f"URIs starting with {SYSTEM_URI_PREFIX} name what mlgov records itself (model versions); "
+                      f"{uri!r} is not one of them",
+                      fix=f"refer only to existing {SYSTEM_URI_PREFIX} artifacts, or use your own URI scheme")
     now = utcnow()
-    ent = Entity(id=new_id(), kind="artifact", type=type, name=name, identity=identity, uri=uri, sha256=sha,
+    ent = Entity(id=new_id(), kind="artifact", type=artifact_type, name=name, identity=identity, uri=uri, sha256=sha,
                  properties=properties or {}, description=description, created_by=actor, created_at=now,
                  updated_at=now, system=system, creator_owner=owner or actor)
     ent, created = _insert(session, ent, lambda: _find(session, "artifact", identity))
@@ -113,7 +126,7 @@ def ensure_artifact(session: Session, *, type: str, uri: str, sha256: str | None
     return ent, True
 
 
-def ensure_action(session: Session, *, type: str, key: str, name: str, status: str | None = None,
+def ensure_action(session: Session, *, action_type: str, key: str, name: str, status: str | None = None,
                   start_time: dt.datetime | None = None, end_time: dt.datetime | None = None,
                   properties: dict[str, Any] | None = None, actor: str, system: bool = True,
                   owner: str | None = None) -> tuple[Entity, bool]:
@@ -133,12 +146,12 @@ def ensure_action(session: Session, *, type: str, key: str, name: str, status: s
         session.flush()
         return found, False
     now = utcnow()
-    ent = Entity(id=new_id(), kind="action", type=type, name=name, identity=key, status=status or "Unknown",
+    ent = Entity(id=new_id(), kind="action", type=action_type, name=name, identity=key, status=status or "Unknown",
                  start_time=start_time, end_time=end_time, properties=properties or {}, created_by=actor,
                  created_at=now, updated_at=now, system=system, creator_owner=owner or actor)
     ent, created = _insert(session, ent, lambda: _find(session, "action", key))
     if not created:    # created concurrently: bring it up to date as if it had been found
-        return ensure_action(session, type=type, key=key, name=name, status=status, start_time=start_time,
+        return ensure_action(session, action_type=action_type, key=key, name=name, status=status, start_time=start_time,
                              end_time=end_time, properties=properties, actor=actor, system=system, owner=owner)
     return ent, True
 
@@ -147,17 +160,18 @@ def find_action(session: Session, key: str) -> Entity | None:
     return _find(session, "action", key)
 
 
-def ensure_context(session: Session, *, type: str, name: str, key: str | None = None,
+def ensure_context(session: Session, *, context_type: str, name: str, key: str | None = None,
                    properties: dict[str, Any] | None = None, actor: str, system: bool = True,
                    owner: str | None = None) -> tuple[Entity, bool]:
-    identity = key or f"{type}:{name}"
+    identity = key or f"{context_type}:{name}"
     found = _find(session, "context", identity)
     if found is not None:
         _claim(found, system)
         return found, False
     now = utcnow()
-    ent = Entity(id=new_id(), kind="context", type=type, name=name, identity=identity, properties=properties or {},
-                 created_by=actor, created_at=now, updated_at=now, system=system, creator_owner=owner or actor)
+    ent = Entity(id=new_id(), kind="context", type=context_type, name=name, identity=identity,
+                 properties=properties or {}, created_by=actor, created_at=now, updated_at=now, system=system,
+                 creator_owner=owner or actor)
     ent, created = _insert(session, ent, lambda: _find(session, "context", identity))
     if not created:
         _claim(ent, system)
@@ -205,7 +219,7 @@ def _user_key(key: str) -> str:
 
 def create_artifact(session: Session, body: ArtifactCreate, principal: Principal) -> tuple[Entity, bool]:
     actor = principal.name
-    ent, created = ensure_artifact(session, type=body.type, uri=body.uri, sha256=body.sha256, name=body.name,
+    ent, created = ensure_artifact(session, artifact_type=body.type, uri=body.uri, sha256=body.sha256, name=body.name,
                                    properties=body.properties, actor=actor, description=body.description,
                                    system=False, owner=principal.owner)
     if created:
@@ -220,7 +234,7 @@ def create_action(session: Session, body: ActionCreate, principal: Principal) ->
     def insert() -> tuple[Entity, bool]:
         if body.start_time and body.end_time and body.end_time < body.start_time:
             raise Invalid("end_time is before start_time", fix="swap or correct the times")
-        return ensure_action(session, type=body.type, key=key, name=body.name, status=body.status,
+        return ensure_action(session, action_type=body.type, key=key, name=body.name, status=body.status,
                              start_time=body.start_time, end_time=body.end_time, properties=body.properties,
                              actor=principal.name, system=False, owner=principal.owner)
 
@@ -231,7 +245,7 @@ def create_context(session: Session, body: ContextCreate, principal: Principal) 
     key = _user_key(body.key or f"{body.type}:{body.name}")
     return _create_new(session, "context", key, principal, body.description,
                        "reuse it (GET) or pick another name/key",
-                       lambda: ensure_context(session, type=body.type, name=body.name, key=key,
+                       lambda: ensure_context(session, context_type=body.type, name=body.name, key=key,
                                               properties=body.properties, actor=principal.name, system=False,
                                               owner=principal.owner))
 
@@ -446,7 +460,7 @@ def query(session: Session, req: QueryRequest) -> QueryResult:
 
 
 def upstream(session: Session, uri: str, sha256: str | None, max_depth: int = 10) -> list[dict[str, Any]]:
-    """Data and jobs a model artifact came from (for audit reports); empty if it was never recorded."""
+    """Data and jobs an artifact (e.g. a model version) came from, for audit reports; empty if never recorded."""
     ent = _find(session, "artifact", artifact_identity(uri, sha256.lower() if sha256 else None))
     if ent is None:
         return []

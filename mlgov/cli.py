@@ -22,15 +22,8 @@ from sqlalchemy.engine import make_url
 from clarify import cli as clarify_cli
 from lineage import cli as lineage_cli
 from mlgov import audit, auth
-from mlgov.db import (
-    Database,
-    SchemaNotAtHead,
-    alembic_config,
-    check_at_head,
-    current_revision,
-    head_revision,
-    private_dir,
-)
+from mlgov.cli_support import database
+from mlgov.db import alembic_config, current_revision, head_revision, private_dir
 from mlgov.settings import get_settings
 from mlgov.storage import open_store
 from mlgov.terminal import EXIT_CODES_HELP, CliError, Connection, GuardedGroup
@@ -79,20 +72,6 @@ def root(ctx: typer.Context,
     ctx.obj = Connection(profile=profile, url=url)
 
 
-def database(*, at_head: bool = True) -> Database:
-    """The configured database, with the audit chain keyed and anchored as the server does it. Every command that
-    reads or writes data opens it here (domain commands too); unless ``at_head`` is False, a database whose schema
-    is not at this code's revision ends the command with the command that fixes it."""
-    s = get_settings()
-    private_dir(s.home)
-    db = Database.from_settings(s)
-    db.audit_chain = audit.chain_for(s, open_store(s))
-    if at_head:
-        try:
-            check_at_head(db.engine)
-        except SchemaNotAtHead as exc:
-            raise CliError(str(exc)) from None
-    return db
 
 
 @db_app.command("upgrade")

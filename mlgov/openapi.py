@@ -131,6 +131,7 @@ def complete(schema: dict[str, Any], routes: list[Any]) -> dict[str, Any]:
     for item in schema["paths"].values():
         for op in item.values():
             _no_nul(op.get("requestBody", {}))
+            _no_nul([p.get("schema", {}) for p in op.get("parameters", [])])   # guard_params refuses NUL there too
     _expand_enum_paths(schema)
     if "#/components/schemas/HTTPValidationError" not in json.dumps(schema["paths"]):
         schemas.pop("HTTPValidationError", None)
@@ -170,15 +171,17 @@ NO_NUL = "^[^\\u0000]*$"
 
 def _no_nul(node: Any) -> None:
     """State what the input policy enforces on every stored string: no NUL character (PostgreSQL cannot store
-    it; `mlgov.inputs` answers 422), in text values and in the keys of free-form objects. Strings that are
+    it; `mlgov.inputs` answers 422), in text values, parameters and the keys of free-form objects. Strings that are
     uploads (`format: binary`) or already carry a pattern or a fixed set of values are left as they are."""
     if isinstance(node, dict):
         types = node.get("type")
         if (types == "string" or (isinstance(types, list) and "string" in types)) and not (
                 {"pattern", "enum", "const", "format"} & set(node)):
             node["pattern"] = NO_NUL
-        if types == "object" and node.get("additionalProperties", True) is not False and "propertyNames" not in node:
-            node["propertyNames"] = {"pattern": NO_NUL}
+        if types == "object" and node.get("additionalProperties", True) is not False:
+            names = node.setdefault("propertyNames", {})
+            if not {"pattern", "enum", "const", "format"} & set(names):
+                names["pattern"] = NO_NUL
         for value in node.values():
             _no_nul(value)
     elif isinstance(node, list):

@@ -8,9 +8,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
+from urllib.parse import urlparse
 
 import typer
+from sqlalchemy import func, select
 
+from mlgov.cli_support import database
+from mlgov.settings import get_settings
+from mlgov.storage import open_store, s3_client
 from mlgov.terminal import (
     CliError,
     Everything,
@@ -31,6 +36,7 @@ from mlgov.terminal import (
     table,
     text,
 )
+from monitor.orm import CaptureBatch
 
 if TYPE_CHECKING:
     from mlgov.client import Client
@@ -557,11 +563,6 @@ def _sources(src: str) -> list[Source]:
     """The *.jsonl files under a directory or an s3:// prefix, listed (with sizes, for the progress bar) before
     any is read."""
     if src.startswith("s3://"):
-        from urllib.parse import urlparse
-
-        from mlgov.settings import get_settings
-        from mlgov.storage import s3_client
-
         u = urlparse(src)
         client = s3_client(get_settings())
 
@@ -586,11 +587,8 @@ def import_tree(source: Annotated[str, typer.Argument(help="a directory or s3://
                 json_out: JsonOut = False) -> None:
     """Import every *.jsonl capture file under SOURCE (idempotent: re-importing skips known eventIds). Exits 6 when
     some records were rejected, 4 when all were."""
-    from mlgov.cli import database
     from mlgov.errors import Invalid
-    from mlgov.settings import get_settings
-    from mlgov.storage import open_store
-    from monitor import service
+    from monitor import service  # pandas and pyarrow: loaded by the commands that need them, not by `mlgov keys`
 
     db = database()
     store = open_store(get_settings())
@@ -620,13 +618,7 @@ def export_tree(endpoint: Annotated[str, typer.Option(help="endpoint to export")
                 to: Annotated[Path, typer.Option(help="target directory")],
                 json_out: JsonOut = False) -> None:
     """Write the endpoint's captured records as SageMaker's tree: {endpoint}/{variant}/yyyy/mm/dd/hh/*.jsonl."""
-    from sqlalchemy import func, select
-
-    from mlgov.cli import database
-    from mlgov.settings import get_settings
-    from mlgov.storage import open_store
     from monitor import service
-    from monitor.orm import CaptureBatch
 
     db = database()
     store = open_store(get_settings())

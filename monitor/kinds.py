@@ -64,7 +64,8 @@ class MonitorKind:
     run_window: Callable[[Session, ObjectStore, Window, Principal], Analysis]
     """The analysis of a captured window; a window without data is a Failed analysis, not an error."""
     checks: tuple[str, ...]
-    """The ``constraint_check_type`` values this kind's violations carry (data quality: per feature)."""
+    """The ``constraint_check_type`` values this kind's violations carry (data quality: per feature); the OpenAPI
+    document lists them for an alert's ``check`` (``monitor.schemas.AlertRead``)."""
     report: Callable[[Session, ObjectStore, Analysis], dict[str, Any]] = lambda session, store, row: {}
     """The kind's own part of a completed analysis's report (its stored results, the baseline's beside them)."""
     render: Callable[[Mapping[str, Any]], str] = reports.generic
@@ -88,12 +89,16 @@ def names() -> tuple[str, ...]:
     return tuple(_KINDS)
 
 
+def listed(quote: Callable[[str], str] = str) -> str:
+    """The registered kinds as a sentence: ``DataQuality, ModelQuality or ModelBias``."""
+    known = [quote(n) for n in names()]
+    return f"{', '.join(known[:-1])} or {known[-1]}" if len(known) > 1 else "".join(known)
+
+
 def get(name: str) -> MonitorKind:
     kind = _KINDS.get(name)
     if kind is None:
-        known = names()
-        listed = f"{', '.join(known[:-1])} or {known[-1]}" if len(known) > 1 else "".join(known)
-        raise Invalid(f"monitoring type {name!r} is not {listed}", fix="omit type for a data-quality monitor")
+        raise Invalid(f"monitoring type {name!r} is not {listed()}", fix="omit type for a data-quality monitor")
     return kind
 
 

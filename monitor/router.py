@@ -80,8 +80,7 @@ _BASELINE_FORM = request_body(
             "constraints": {**BINARY, "description": "SageMaker constraints.json (import, with statistics)"},
             "dataset_uri": _URI,
             "name": {"type": "string", "maxLength": 128},
-            "type": {"type": "string", "enum": ["DataQuality", "ModelQuality", "ModelBias", "ModelExplainability"],
-                     "description": "default DataQuality"},
+            "type": {"$ref": "#/components/schemas/MonitorType", "description": "default DataQuality"},
             "format": _FORMAT,
             "header": _HEADER,
             "problem_type": {"type": "string", "enum": ["BinaryClassification", "MulticlassClassification",
@@ -158,16 +157,14 @@ def create_baseline(actor: Writer, session: SessionDep, store: StoreDep, form: P
     name = form.get("name") if isinstance(form.get("name"), str) else None
     requested = form.get("type", "DataQuality")
     if requested not in kinds.names():
-        known = kinds.names()
-        raise Invalid(f"baseline type {requested!r} is not {', '.join(known[:-1])} or {known[-1]}",
+        raise Invalid(f"baseline type {requested!r} is not {kinds.listed()}",
                       fix="omit type for a data-quality baseline")
     return kinds.get(requested).create_baseline(session, store, form, name, actor)
 
 
 @router.get("/baselines", response_model=Page[BaselineRead])
 def list_baselines(session: SessionDep, _: Reader, limit: Limit = 50, offset: Offset = 0) -> Any:
-    rows, total = service.list_baselines(session, limit, offset)
-    return page(rows, total, limit, offset)
+    return page(*service.list_baselines(session, limit, offset), limit, offset)
 
 
 @router.get("/baselines/{baseline_id}", response_model=BaselineRead)
@@ -186,12 +183,16 @@ def baseline_file(baseline_id: str,
     return Response(body, media_type=JSON_TYPE)
 
 
+def _document(stored: dict[str, Any]) -> Response:
+    """A baseline document as stored, answered to the PUT that replaced it."""
+    return Response(json.dumps(stored).encode(), media_type=JSON_TYPE)
+
+
 @router.put("/baselines/{baseline_id}/constraints.json", response_model=None, openapi_extra=_CONSTRAINTS)
 async def put_constraints(baseline_id: str, request: Request, session: SessionDep, store: StoreDep,
                           actor: Writer) -> Response:
     body = await request.body()
-    new = await run_in_threadpool(service.update_constraints, session, store, baseline_id, body, actor)
-    return Response(json.dumps(new).encode(), media_type=JSON_TYPE)
+    return _document(await run_in_threadpool(service.update_constraints, session, store, baseline_id, body, actor))
 
 
 @router.put("/baselines/{baseline_id}/expectations.json", response_model=None, openapi_extra=_EXPECTATIONS)
@@ -199,8 +200,7 @@ async def put_expectations(baseline_id: str, request: Request, session: SessionD
                            actor: Writer) -> Response:
     """Attach a Great Expectations suite; analyses against this baseline run it as an extra check."""
     body = await request.body()
-    suite = await run_in_threadpool(service.put_expectations, session, store, baseline_id, body, actor)
-    return Response(json.dumps(suite).encode(), media_type=JSON_TYPE)
+    return _document(await run_in_threadpool(service.put_expectations, session, store, baseline_id, body, actor))
 
 
 @router.post("/model-groups/{group}/versions/{version}/drift-baseline", response_model=AttachedBaseline,
@@ -340,8 +340,7 @@ def create_endpoint(body: EndpointCreate, session: SessionDep, actor: Writer) ->
 
 @router.get("/endpoints", response_model=Page[EndpointRead], response_model_by_alias=True)
 def list_endpoints(session: SessionDep, _: Reader, limit: Limit = 50, offset: Offset = 0) -> Any:
-    rows, total = service.list_endpoints(session, limit, offset)
-    return page(rows, total, limit, offset)
+    return page(*service.list_endpoints(session, limit, offset), limit, offset)
 
 
 @router.get("/endpoints/{name}", response_model=EndpointRead, response_model_by_alias=True)
@@ -383,7 +382,7 @@ def capture_summary(name: str, session: SessionDep, _: Reader) -> dict[str, Any]
 
 @router.post("/monitoring-schedules", response_model=ScheduleRead, status_code=201)
 def create_schedule(body: ScheduleCreate, session: SessionDep, actor: Writer) -> Any:
-    return schedules.create(session, name=body.name, endpoint=body.endpoint, monitoring_type=body.type,
+    return schedules.create(session, name=body.name, endpoint=body.endpoint, monitoring_type=body.type.root,
                             expression=body.schedule, baseline_id=body.baseline_id,
                             window_start=body.window.get("start", "-PT1H"), window_end=body.window.get("end", "PT0S"),
                             drift=body.drift.model_dump() if body.drift else None, alerting=body.alerting, actor=actor)
@@ -440,17 +439,15 @@ def run_schedule(name: str, body: RunWindow, session: SessionDep, store: StoreDe
 
 @router.get("/monitoring-schedules/{name}/executions", response_model=Page[ExecutionRead])
 def list_executions(name: str, session: SessionDep, _: Reader, limit: Limit = 50, offset: Offset = 0) -> Any:
-    rows, total = schedules.executions(session, name, limit, offset)
-    return page(rows, total, limit, offset)
+    return page(*schedules.executions(session, name, limit, offset), limit, offset)
 
 
 @router.get("/alerts", response_model=Page[AlertRead])
 def list_alerts(session: SessionDep, _: Reader, status: Literal["open", "resolved"] | None = None,
                 schedule: str | None = None, model_group: str | None = None, limit: Limit = 50,
                 offset: Offset = 0) -> Any:
-    rows, total = schedules.list_alerts(session, status=status, schedule=schedule, model_group=model_group,
-                                        limit=limit, offset=offset)
-    return page(rows, total, limit, offset)
+    return page(*schedules.list_alerts(session, status=status, schedule=schedule, model_group=model_group,
+                                       limit=limit, offset=offset), limit, offset)
 
 
 @router.put("/model-groups/{group}/retraining-trigger", response_model=TriggerRead, tags=["registry"])

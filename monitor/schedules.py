@@ -271,8 +271,9 @@ def _alerts(session: Session, store: ObjectStore, sched: Schedule, ex: Execution
         if alert.id in breached or ex.window_end < ends.get(alert.last_execution_id, ex.window_end):
             continue
         alert.status, alert.resolved_at, alert.last_execution_id = "resolved", utcnow(), ex.id
-        lineage.ensure_action(session, type="Alert", key=lineage.alert_key(alert.id), name=_alert_name(sched, alert),
-                              status="Completed", end_time=alert.resolved_at, actor="scheduler")
+        lineage.ensure_action(session, action_type="Alert", key=lineage.alert_key(alert.id),
+                              name=_alert_name(sched, alert), status="Completed", end_time=alert.resolved_at,
+                              actor="scheduler")
         audit.record(session, actor="scheduler", action="alert.resolved", subject_type="alert",
                      subject_id=alert.id, after={"execution": ex.id})
         events.emit(session, "alert.resolved", alert.id, alert_payload(alert, sched, ex))
@@ -290,11 +291,11 @@ def _open_alert(session: Session, store: ObjectStore, sched: Schedule, ex: Execu
                   last_execution_id=ex.id, details=found[:50], occurrences=1, opened_at=utcnow())
     session.add(alert)
     session.flush()
-    node, _ = lineage.ensure_action(session, type="Alert", key=lineage.alert_key(alert.id),
+    node, _ = lineage.ensure_action(session, action_type="Alert", key=lineage.alert_key(alert.id),
                                     name=_alert_name(sched, alert), status="InProgress", start_time=alert.opened_at,
                                     actor="scheduler", properties={"schedule": sched.name, "check": check,
                                                                    "subject": subject})
-    endpoint_ctx, _ = lineage.ensure_context(session, type="Endpoint", name=sched.endpoint,
+    endpoint_ctx, _ = lineage.ensure_context(session, context_type="Endpoint", name=sched.endpoint,
                                              key=f"endpoint:{sched.endpoint}", actor="scheduler")
     lineage.link(session, endpoint_ctx, node, "AssociatedWith", actor="scheduler")
     payload = alert_payload(alert, sched, ex)

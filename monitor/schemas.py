@@ -3,20 +3,45 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Literal, get_args
+from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, StrictFloat, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, RootModel, StrictFloat, model_validator
+from pydantic_core import PydanticCustomError
 
 from mlgov.api import Page
 from mlgov.db import utcnow
 from mlgov.types import Integer, Strict, Timestamp
 from mlgov.workers import WorkerStatus
-from monitor import recurrence
+from monitor import kinds, recurrence
 from monitor.capture import CaptureSchema
 from monitor.engine.drift import CATEGORICAL_METHODS, NUMERIC_METHODS
 
 Method = Literal["linf_simple", "linf_robust", "ks", "wasserstein", "psi", "jensenshannon", "chisquare", "z"]
 assert set(NUMERIC_METHODS) | set(CATEGORICAL_METHODS) == set(get_args(Method))
+
+
+def _registered(name: str) -> str:
+    """Checked on each request, so kinds other domains register at composition time are accepted; the error is
+    the one a Literal of the registered names would give."""
+    if name not in kinds.names():
+        raise PydanticCustomError("literal_error", "Input should be {expected}", {"expected": kinds.listed(repr)})
+    return name
+
+
+def _document_registered(schema: dict[str, Any]) -> None:
+    schema["enum"] = list(kinds.names())   # when the OpenAPI document is generated, i.e. after composition
+
+
+def _document_checks(schema: dict[str, Any]) -> None:
+    """The checks each registered kind declares its violations carry, for clients routing alerts by check."""
+    per_kind = "; ".join(f"{n}: {', '.join(kinds.get(n).checks)}" for n in kinds.names())
+    schema["description"] = f"the constraint_check_type of the violations that opened the alert ({per_kind})"
+
+
+class MonitorType(RootModel[Annotated[str, AfterValidator(_registered)]]):
+    """A registered monitor kind (``monitor.kinds``): monitor's own and those other domains add."""
+
+    model_config = ConfigDict(json_schema_extra=_document_registered)
 
 
 class BaselineRead(BaseModel):
@@ -142,7 +167,7 @@ SCHEDULE_FORMS = ("when it runs, in UTC: 5-field cron ('*/5 * * * *'), 'hourly',
 class ScheduleCreate(Strict):
     name: str = Field(min_length=1, max_length=63, pattern=r"^[a-zA-Z0-9](-*[a-zA-Z0-9])*$")
     endpoint: str = Field(min_length=1, max_length=63)
-    type: Literal["DataQuality", "ModelQuality", "ModelBias", "ModelExplainability"]
+    type: MonitorType
     schedule: str = Field(min_length=1, max_length=128, description=SCHEDULE_FORMS)
     baseline_id: str = Field(min_length=1, max_length=64)
     window: dict[Literal["start", "end"], str] = Field(default_factory=dict,
@@ -217,7 +242,7 @@ class ExecutionRead(BaseModel):
 class AlertRead(BaseModel):
     model_config = ConfigDict(from_attributes=True)
     id: str
-    check: str
+    check: str = Field(json_schema_extra=_document_checks)
     subject: str = Field(description="the metric or feature that breached (e.g. auc, income); alerts are keyed by "
                          "(schedule, subject, check); empty for an alert opened before alerts had subjects")
     status: str

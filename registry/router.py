@@ -83,9 +83,8 @@ def list_groups(
     sort: Literal["name", "-name", "created_at", "-created_at"] = "name",
     limit: Limit = 50, offset: Offset = 0,
 ) -> dict[str, Any]:
-    rows, total = service.list_groups(session, name_contains=name_contains, tags=_pairs(tag, "tag"), sort=sort,
-                                      limit=limit, offset=offset)
-    return page(rows, total, limit, offset)
+    return page(*service.list_groups(session, name_contains=name_contains, tags=_pairs(tag, "tag"), sort=sort,
+                                     limit=limit, offset=offset), limit, offset)
 
 
 @router.get("/model-groups/{group}", response_model=GroupRead)

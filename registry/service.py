@@ -187,12 +187,12 @@ def register_version(session: Session, group_name: str, body: VersionCreate, act
     session.flush()
     _record_training_lineage(session, group, v, actor.name)
     if alert_node is not None:
-        run, _ = lineage.ensure_action(session, type="RetrainingRun",
+        run, _ = lineage.ensure_action(session, action_type="RetrainingRun",
                                        key=f"retraining:{body.triggered_by_alert}:{v.id}",
                                        name=f"retraining of {group.name} after alert {body.triggered_by_alert}",
                                        status="Completed", end_time=now, actor=actor.name)
         lineage.chain(session, [(alert_node, run, "ContributedTo"),
-                                (run, model_artifact(session, group, v, actor.name), "Produced")], actor=actor.name)
+                                (run, version_entity(session, group, v, actor.name), "Produced")], actor=actor.name)
     payload = _payload(group.name, v)
     audit.record(session, actor=actor.name, action="version.registered", subject_type="model_version",
                  subject_id=f"{group.name}/{number}", after=payload)
@@ -200,41 +200,51 @@ def register_version(session: Session, group_name: str, body: VersionCreate, act
     return v
 
 
-def model_artifact(session: Session, group: ModelGroup, v: ModelVersion, actor: str) -> lineage.Entity:
-    art, _ = lineage.ensure_artifact(session, type="Model", uri=v.artifact_uri, sha256=v.artifact_sha256,
-                                     name=f"{group.name}/{v.version}", actor=actor,
-                                     properties={"model_group": group.name, "version": v.version})
-    return art
+def version_entity(session: Session, group: ModelGroup, v: ModelVersion, actor: str) -> lineage.Entity:
+    """The version's own lineage node, which the model artifact (URI + sha256) ContributedTo. Training, approvals,
+    stage moves, baselines and deployments attach here, never to the artifact: versions that ship the same file
+    share the artifact node but not each other's lineage."""
+    node, created = lineage.ensure_artifact(session, artifact_type="ModelPackage",
+                                            uri=lineage.model_version_uri(group.name, v.version),
+                                            name=f"{group.name}/{v.version}", actor=actor,
+                                            properties={"model_group": group.name, "version": v.version})
+    if created:
+        model, _ = lineage.ensure_artifact(session, artifact_type="Model", uri=v.artifact_uri,
+                                           sha256=v.artifact_sha256, actor=actor)
+        lineage.link(session, model, node, "ContributedTo", actor=actor)
+    return node
 
 
 def _record_training_lineage(session: Session, group: ModelGroup, v: ModelVersion, actor: str) -> None:
-    """training data → training job → model artifact → model-group context (SageMaker's auto-lineage)."""
-    model = model_artifact(session, group, v, actor)
-    ctx, _ = lineage.ensure_context(session, type="ModelGroup", name=group.name, key=f"model-group:{group.name}",
-                                    actor=actor)
+    """training data → training job → version (← model artifact) → model-group context (SageMaker's
+    auto-lineage)."""
+    version = version_entity(session, group, v, actor)
+    ctx, _ = lineage.ensure_context(session, context_type="ModelGroup", name=group.name,
+                                    key=f"model-group:{group.name}", actor=actor)
     job_ref = v.training_job or {}
     job_name = job_ref.get("name") or f"{group.name}/{v.version}/training"
     job, _ = lineage.ensure_action(
-        session, type="TrainingJob", key=f"training-job:{job_ref.get('uri') or job_name}", name=job_name,
+        session, action_type="TrainingJob", key=f"training-job:{job_ref.get('uri') or job_name}", name=job_name,
         status="Completed", start_time=_parse_time(job_ref.get("started_at")),
         end_time=_parse_time(job_ref.get("ended_at")),
         properties={k: val for k, val in {"uri": job_ref.get("uri"), "parameters": job_ref.get("parameters")}.items()
                     if val}, actor=actor)
     steps: list[tuple[lineage.Entity, lineage.Entity, str]] = []
     for uri in v.training_data or []:
-        data, _ = lineage.ensure_artifact(session, type="Dataset", uri=uri, actor=actor)
+        data, _ = lineage.ensure_artifact(session, artifact_type="Dataset", uri=uri, actor=actor)
         steps.append((data, job, "ContributedTo"))
-    steps += [(job, model, "Produced"), (model, ctx, "AssociatedWith")]
+    steps += [(job, version, "Produced"), (version, ctx, "AssociatedWith")]
     lineage.chain(session, steps, actor=actor)
 
 
 def _governance_action(session: Session, group: ModelGroup, v: ModelVersion, actor: str, action_type: str, key: str,
                        properties: dict[str, Any]) -> None:
-    """An approval or stage change as an action hanging off the model artifact."""
-    act, _ = lineage.ensure_action(session, type=action_type, key=key, name=f"{group.name}/{v.version} {action_type}",
-                                   status="Completed", start_time=utcnow(), end_time=utcnow(),
-                                   properties={**properties, "actor": actor}, actor=actor)
-    lineage.link(session, model_artifact(session, group, v, actor), act, "AssociatedWith", actor=actor)
+    """An approval or stage change as an action hanging off the version's node."""
+    act, _ = lineage.ensure_action(session, action_type=action_type, key=key,
+                                   name=f"{group.name}/{v.version} {action_type}", status="Completed",
+                                   start_time=utcnow(), end_time=utcnow(), properties={**properties, "actor": actor},
+                                   actor=actor)
+    lineage.link(session, version_entity(session, group, v, actor), act, "AssociatedWith", actor=actor)
 
 
 def _parse_time(value: Any) -> dt.datetime | None:
@@ -692,7 +702,7 @@ def compliance_report(session: Session, group_name: str, since: dt.datetime | No
             "flags": [f"{d.to_status} at {d.at.isoformat()} by {d.actor} passed only by admin override: "
                       f"{'; '.join(d.policy_overridden)}" for d in decisions[v.id] if d.policy_overridden],
             "warnings": _provisioning_warnings(session, v, decisions[v.id]),
-            "lineage": [n for n in lineage.upstream(session, v.artifact_uri, v.artifact_sha256)
+            "lineage": [n for n in lineage.upstream(session, lineage.model_version_uri(group.name, v.version), None)
                         if n["kind"] != "action" or n["type"] not in ("Approval", "StageTransition")],
         })
     for row in rows:

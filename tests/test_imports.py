@@ -8,6 +8,7 @@ hidden in a function body is still a dependency, it only moves the failure to ru
 - pure computation (``monitor/engine/``, ``clarify/metrics/``) imports no kernel, database, web or HTTP code;
 - ``monitor`` never imports ``clarify`` (clarify registers its monitor kinds with monitor at composition time);
 - a domain reaches another domain through its service, never its rows (``orm``);
+- no domain imports a composition root (``mlgov.app``, ``mlgov.cli``, …): the roots import the domains;
 - the packages form no cycle (composition roots stand outside the graph: they import everything by design).
 """
 
@@ -101,6 +102,13 @@ def test_kernel_imports_no_domain_outside_its_composition_roots() -> None:
     bad = [_where(*i) for i in IMPORTS if _top(i[0]) == KERNEL and i[0] not in COMPOSITION_ROOTS
            and _top(i[2]) in DOMAINS]
     assert bad == [], "the kernel may import domains only in " + ", ".join(COMPOSITION_ROOTS) + ":\n" + "\n".join(bad)
+
+
+def test_no_domain_imports_a_composition_root() -> None:
+    """Roots import the domains; a domain needing what a root offers (e.g. the CLI's database) gets it from a
+    kernel module both import (``mlgov.cli_support``), else root and domain would import each other."""
+    bad = [_where(*i) for i in IMPORTS if _top(i[0]) in DOMAINS and _within(i[2], COMPOSITION_ROOTS)]
+    assert bad == [], "domains import the kernel, never its composition roots:\n" + "\n".join(bad)
 
 
 def test_lineage_is_a_sink() -> None:

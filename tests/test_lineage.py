@@ -164,26 +164,68 @@ def test_registration_records_lineage_automatically(client, keys):
     v = register(client, pub, "churn", 1, training_data=["s3://data/train.csv", "s3://data/extra.csv"])
     res = q(client, keys("viewer"), ["s3://data/train.csv"])
     by_uri = {x["uri"]: x for x in res["vertices"] if x["uri"]}
-    assert v["artifact_uri"] in by_uri and by_uri[v["artifact_uri"]]["type"] == "Model"
+    node = "mlgov://model-groups/churn/versions/1"
+    assert by_uri[node]["type"] == "ModelPackage" and by_uri[node]["name"] == "churn/1"
     types = {(x["kind"], x["type"]) for x in res["vertices"]}
     assert ("action", "TrainingJob") in types and ("context", "ModelGroup") in types
-    # approvals and stage changes hang off the model as actions
+    # the version uses the model artifact (URI + hash)
+    model = [x for x in q(client, keys("viewer"), [node], direction="Ascendants")["vertices"] if x["type"] == "Model"]
+    assert [(x["uri"], x["sha256"]) for x in model] == [(v["artifact_uri"], v["artifact_sha256"])]
+    # approvals and stage changes hang off the version as actions
     approve(client, keys("approver"), "churn", 1)
     client.post("/api/v1/model-groups/churn/versions/1/stage", json={"stage": "Staging"}, headers=keys("approver"))
-    res = q(client, keys("viewer"), [v["artifact_uri"]], filters={"kinds": ["action"]})
+    res = q(client, keys("viewer"), [node], filters={"kinds": ["action"]})
     assert sorted(x["type"] for x in res["vertices"]) == ["Approval", "StageTransition"]
     # upstream lineage in the compliance report
     rep = client.get("/api/v1/audit/report", params={"model_group": "churn"}, headers=keys("viewer")).json()
     up = rep["versions"][0]["lineage"]
-    assert {n["uri"] for n in up if n["kind"] == "artifact"} == {"s3://data/train.csv", "s3://data/extra.csv"}
+    assert {n["uri"] for n in up if n["kind"] == "artifact"} == {"s3://data/train.csv", "s3://data/extra.csv",
+                                                                  v["artifact_uri"]}
     assert any(n["type"] == "TrainingJob" for n in up)
     html = client.get("/api/v1/audit/report", params={"model_group": "churn", "format": "html"},
                       headers=keys("viewer")).text
     assert "Upstream lineage" in html and "s3://data/extra.csv" in html
     # a second version on the same data shares the dataset node
     register(client, pub, "churn", 2, training_data=["s3://data/train.csv"])
-    res = q(client, keys("viewer"), ["s3://data/train.csv"], filters={"types": ["Model"]})
-    assert len(res["vertices"]) == 2
+    res = q(client, keys("viewer"), ["s3://data/train.csv"], filters={"types": ["ModelPackage"]})
+    assert sorted(x["name"] for x in res["vertices"]) == ["churn/1", "churn/2"]
+
+
+def test_versions_sharing_an_artifact_keep_their_own_lineage(client, keys):
+    """Issue 11: v1 and v2 registered with the same artifact (URI and sha256) but different training data were one
+    lineage node, so the compliance report showed v2's data under the rejected v1."""
+    pub, viewer = keys("publisher"), keys("viewer")
+    create_group(client, pub, "credit-risk")
+    same = {"artifact_uri": "s3://models/credit/model.tar.gz", "artifact_sha256": sha("one file")}
+    register(client, pub, "credit-risk", 1, training_data=["s3://data/credit/2025.csv"], **same)
+    register(client, pub, "credit-risk", 2, training_data=["s3://data/credit/2026.csv"], **same)
+    assert approve(client, keys("approver"), "credit-risk", 1, status="Rejected").status_code == 200
+    rep = client.get("/api/v1/audit/report", params={"model_group": "credit-risk"}, headers=viewer).json()
+    data = {r["version"]: {n["uri"] for n in r["lineage"] if n["type"] == "Dataset"} for r in rep["versions"]}
+    assert data == {1: {"s3://data/credit/2025.csv"}, 2: {"s3://data/credit/2026.csv"}}
+    for row in rep["versions"]:   # each still shows the artifact it ships
+        assert {n["uri"] for n in row["lineage"] if n["type"] == "Model"} == {same["artifact_uri"]}
+    # each version is its own node, named after itself; both use the one artifact node
+    v1, v2 = (f"mlgov://model-groups/credit-risk/versions/{n}" for n in (1, 2))
+    up = q(client, viewer, [v1], direction="Ascendants")["vertices"]
+    assert {x["uri"] for x in up if x["type"] == "Dataset"} == {"s3://data/credit/2025.csv"}
+    down = q(client, viewer, [same["artifact_uri"]], filters={"types": ["ModelPackage"]})["vertices"]
+    assert sorted((x["name"], x["uri"]) for x in down) == [("credit-risk/1", v1), ("credit-risk/2", v2)]
+    # the rejection hangs off v1 only
+    decided = q(client, viewer, [v2], filters={"types": ["Approval"]})["vertices"]
+    assert decided == []
+    assert [x["type"] for x in q(client, viewer, [v1], filters={"types": ["Approval"]})["vertices"]] == ["Approval"]
+
+
+def test_version_uris_are_mlgovs_to_create(client, keys):
+    """A user node created under a future version's URI would be claimed as that version at registration."""
+    pub = keys("publisher")
+    body = {"type": "Dataset", "uri": "mlgov://model-groups/churn/versions/1"}
+    assert_problem(client.post(f"{API}/artifacts", json=body, headers=pub), 422, "mlgov://", "your own URI")
+    create_group(client, pub, "churn")
+    register(client, pub, "churn", 1)
+    r = client.post(f"{API}/artifacts", json=body, headers=pub)   # the existing node: referring to it is fine
+    assert r.status_code == 200 and r.json()["type"] == "ModelPackage", r.text
 
 
 def _ol_event(event_type, run_id, inputs=("db/raw",), outputs=("warehouse/features",)):

@@ -211,3 +211,34 @@ def test_malformed_json_is_400_on_every_json_route(client: TestClient, keys: Key
         checked.append((method, path))
     assert len(checked) > 30 and ("PUT", "/api/v1/baselines/{baseline_id}/constraints.json") in checked
     assert ("POST", "/api/v1/endpoints/{name}/capture") in checked and ("POST", "/api/v1/analyses") in checked
+
+
+def test_every_string_the_input_policy_checks_for_nul_says_so(doc: dict[str, Any]) -> None:
+    """mlgov.inputs answers 422 to a NUL in any query parameter and in any key of a JSON object; a schema that
+    allowed it would call valid what the server refuses (schemathesis found both: `?source=…%00…` on
+    /lineage/associations, a NUL in a key of a version's `metrics`)."""
+    from mlgov.openapi import NO_NUL
+
+    def strings(node: Any) -> list[dict[str, Any]]:
+        if isinstance(node, list):
+            return [s for v in node for s in strings(v)]
+        if not isinstance(node, dict):
+            return []
+        here = [node] if node.get("type") == "string" and not {"enum", "const", "format"} & set(node) else []
+        return here + [s for v in node.values() for s in strings(v)]
+
+    def key_rules(node: Any) -> list[dict[str, Any]]:
+        if isinstance(node, list):
+            return [s for v in node for s in key_rules(v)]
+        if not isinstance(node, dict):
+            return []
+        here = [node["propertyNames"]] if isinstance(node.get("propertyNames"), dict) else []
+        return here + [s for v in node.values() for s in key_rules(v)]
+
+    params = [p["schema"] for _, _, op in operations(doc) for p in op.get("parameters", []) if p["in"] == "query"]
+    unguarded = [s for s in strings(params) if "pattern" not in s]
+    assert unguarded == [], unguarded[:5]
+    assert all(rule.get("pattern") == NO_NUL or {"enum", "const"} & set(rule)
+               for rule in key_rules(doc["components"]["schemas"]))
+    metrics = doc["components"]["schemas"]["VersionCreate"]["properties"]["metrics"]["propertyNames"]
+    assert metrics == {"maxLength": 256, "minLength": 1, "pattern": NO_NUL}

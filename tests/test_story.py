@@ -125,7 +125,7 @@ def test_closed_loop(live_db, tmp_path):
                       headers=appr).status_code == 200
         lineage = c.get("/lineage/actions", params={"type": "Alert"}, headers=pub).json()["items"]
         q = c.post("/lineage/query", headers=pub, json={"start": [lineage[0]["id"]], "direction": "Descendants"}).json()
-        assert v2["artifact_uri"] in {v["uri"] for v in q["vertices"]}
+        assert "mlgov://model-groups/churn/versions/2" in {v["uri"] for v in q["vertices"]}
         assert {"RetrainingRun"} <= {v["type"] for v in q["vertices"]}
         rep = c.get("/audit/report", params={"model_group": "churn"}, headers=admin).json()
         story = {v["version"]: v for v in rep["versions"]}

@@ -122,14 +122,15 @@ def _report_lineage(session: Session, store: ObjectStore, aid: str, report_type:
     """A Clarify report of a registered version in the lineage graph, as data quality records a drift baseline:
     the report's analysis.json an artifact AssociatedWith the model (SageMaker's ModelMetrics role), and the
     dataset it was computed on (a ``dataset_uri``) ContributedTo it."""
-    report, _ = lineage.ensure_artifact(session, type=report_type, uri=store.uri(f"clarify/{aid}/analysis.json"),
+    report, _ = lineage.ensure_artifact(session, artifact_type=report_type,
+                                        uri=store.uri(f"clarify/{aid}/analysis.json"),
                                         name=f"{group}/{version} {report_type}", actor=actor,
                                         properties={"analysis_id": aid, **properties})
-    model = registry.model_artifact(session, *registry.get_version(session, group, version), actor)
+    model = registry.version_entity(session, *registry.get_version(session, group, version), actor)
     lineage.link(session, report, model, "AssociatedWith", actor=actor,
                  properties={"role": f"ModelMetrics.{report_type.removesuffix('Report')}"})
     if dataset:
-        data, _ = lineage.ensure_artifact(session, type="Dataset", uri=dataset, actor=actor)
+        data, _ = lineage.ensure_artifact(session, artifact_type="Dataset", uri=dataset, actor=actor)
         lineage.link(session, data, report, "ContributedTo", actor=actor)
 
 

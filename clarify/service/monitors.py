@@ -85,7 +85,7 @@ def create_explainability_baseline(session: Session, store: ObjectStore, *, data
     store.put(f"{prefix}/model.bin", raw, "application/octet-stream")
     settings = {"model_group": group, "model_version": version, "model_format": fmt, "features": list(df.columns),
                 "ndcg_threshold": threshold}
-    explained = registry.model_artifact(session, *registry.get_version(session, group, version), actor.name)
+    explained = registry.version_entity(session, *registry.get_version(session, group, version), actor.name)
     return monitor.record_baseline(session, store, baseline_id=bid, kind="ModelExplainability", source="computed",
                                    settings=settings, dataset_sha256=hashlib.sha256(data).hexdigest(), rows=len(df),
                                    features=df.shape[1], name=name, actor=actor,

@@ -72,22 +72,14 @@ def check_columns(constraints: dict[str, Any], current_names: list[str]) -> list
     if not enabled(constraints):
         return []
     cons = [f["name"] for f in constraints.get("features", [])]
-    cur = set(current_names)
-    out = []
-    for n in cons:
-        if n not in cur:
-            out.append({"feature_name": n, "constraint_check_type": "missing_column_check",
-                        "description": f"There are missing columns in current dataset. Number of columns in "
-                                       f"current dataset: {len(cur)}, Number of columns in baseline constraints: "
-                                       f"{len(cons)}"})
-    known = set(cons)
-    for n in current_names:
-        if n not in known:
-            out.append({"feature_name": n, "constraint_check_type": "extra_column_check",
-                        "description": f"There are extra columns in current dataset. Number of columns in "
-                                       f"current dataset: {len(cur)}, Number of columns in baseline constraints: "
-                                       f"{len(cons)}"})
-    return out
+    counts = (f"Number of columns in current dataset: {len(set(current_names))}, Number of columns in baseline "
+              f"constraints: {len(cons)}")
+    present, known = set(current_names), set(cons)
+    return [{"feature_name": n, "constraint_check_type": check,
+             "description": f"There are {which} columns in current dataset. {counts}"}
+            for check, which, names, other in (("missing_column_check", "missing", cons, present),
+                                               ("extra_column_check", "extra", current_names, known))
+            for n in names if n not in other]
 
 
 def check_feature(constraints: dict[str, Any], fc: dict[str, Any], ref: FeatureProfile | None,

@@ -94,11 +94,11 @@ def record_baseline(session: Session, store: ObjectStore, *, baseline_id: str, k
                    exact=exact, row_count=rows, feature_count=features, created_by=actor.name, created_at=utcnow())
     session.add(row)
     session.flush()
-    art, _ = lineage.ensure_artifact(session, type="Baseline", uri=store.uri(f"{row.prefix}/{document}"),
+    art, _ = lineage.ensure_artifact(session, artifact_type="Baseline", uri=store.uri(f"{row.prefix}/{document}"),
                                      name=row.name or row.id, actor=actor.name, properties={"baseline_id": row.id})
     sources = list(upstream)
     if row.dataset_uri:
-        data, _ = lineage.ensure_artifact(session, type="Dataset", uri=row.dataset_uri, actor=actor.name)
+        data, _ = lineage.ensure_artifact(session, artifact_type="Dataset", uri=row.dataset_uri, actor=actor.name)
         sources.insert(0, data)
     lineage.chain(session, [(src, art, "ContributedTo") for src in sources], actor=actor.name)
     audit.record(session, actor=actor.name, action=action, subject_type="baseline", subject_id=baseline_id,
@@ -211,9 +211,10 @@ def attach_baseline(session: Session, store: ObjectStore, group: str, version: i
                                baseline_id=row.id, attached_by=actor.name, attached_at=utcnow())
         session.add(link)
     session.flush()
-    base_art, _ = lineage.ensure_artifact(session, type="Baseline", uri=store.uri(f"{row.prefix}/statistics.json"),
+    base_art, _ = lineage.ensure_artifact(session, artifact_type="Baseline",
+                                          uri=store.uri(f"{row.prefix}/statistics.json"),
                                           name=row.name or row.id, actor=actor.name)
-    model = registry.model_artifact(session, g, v, actor.name)
+    model = registry.version_entity(session, g, v, actor.name)
     lineage.link(session, base_art, model, "AssociatedWith", actor=actor.name,
                  properties={"role": "DriftCheckBaselines.ModelDataQuality"})
     audit.record(session, actor=actor.name, action="version.drift_baseline_attached", subject_type="model_version",

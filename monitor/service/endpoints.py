@@ -39,12 +39,12 @@ def create_endpoint(session: Session, *, name: str, model_group: str, model_vers
                   created_at=utcnow(), updated_at=utcnow())
     session.add(ep)
     session.flush()
-    ctx, _ = lineage.ensure_context(session, type="Endpoint", name=name, key=f"endpoint:{name}", actor=actor.name,
-                                    properties={"variant": variant})
-    dep, _ = lineage.ensure_action(session, type="Deployment", key=f"deployment:{name}:{g.name}/{v.version}",
+    ctx, _ = lineage.ensure_context(session, context_type="Endpoint", name=name, key=f"endpoint:{name}",
+                                    actor=actor.name, properties={"variant": variant})
+    dep, _ = lineage.ensure_action(session, action_type="Deployment", key=f"deployment:{name}:{g.name}/{v.version}",
                                    name=f"deploy {g.name}/{v.version} to {name}", status="Completed",
                                    start_time=utcnow(), actor=actor.name)
-    lineage.chain(session, [(registry.model_artifact(session, g, v, actor.name), dep, "ContributedTo"),
+    lineage.chain(session, [(registry.version_entity(session, g, v, actor.name), dep, "ContributedTo"),
                             (dep, ctx, "AssociatedWith")], actor=actor.name)
     audit.record(session, actor=actor.name, action="endpoint.created", subject_type="endpoint", subject_id=name,
                  after={"model_group": g.name, "model_version": v.version, "variant": variant,

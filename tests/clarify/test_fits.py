@@ -7,6 +7,7 @@ import json
 
 import numpy as np
 import pandas as pd
+from sklearn.ensemble import GradientBoostingClassifier
 
 from tests.clarify.test_monitors import explainability_baseline, population, setup
 from tests.helpers import assert_problem
@@ -31,7 +32,8 @@ def test_explainability_baseline_features_must_be_captured(client, keys):
     rng = np.random.default_rng(7)
     ref = pd.DataFrame({"age": rng.normal(40, 10, 200), "income": rng.normal(50, 10, 200),
                         "tenure": rng.normal(5, 2, 200)})
-    bid = explainability_baseline(client, keys, ref, (ref.income > 50).astype(int), 5)
+    bid, _ = explainability_baseline(client, keys, ref, GradientBoostingClassifier(n_estimators=5, random_state=0)
+                                     .fit(ref, (ref.income > 50).astype(int)))
     # tenure is not captured by credit-prod: SHAP would silently leave it out of every run
     assert_problem(client.post("/api/v1/monitoring-schedules", headers=keys("publisher"), json={
         "name": "x", "endpoint": "credit-prod", "type": "ModelExplainability", "schedule": "hourly",

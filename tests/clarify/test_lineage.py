@@ -8,12 +8,12 @@ import json
 
 import numpy as np
 import pandas as pd
-import skops.io as sio
 from sklearn.ensemble import GradientBoostingClassifier
 
-from tests.clarify.test_monitors import T0, capture, population, setup
+from tests.clarify.test_monitors import T0, capture, explainability_baseline, population, setup
 
-MODEL_URI = "s3://m/credit/1"   # the version setup() registers
+MODEL_URI = "s3://m/credit/1"   # the artifact of the version setup() registers
+VERSION_URI = "mlgov://model-groups/credit/versions/1"   # that version's own node, which uses the artifact
 CFG = {"label": "label", "label_values_or_threshold": [1], "predicted_label": "prediction",
        "facet": [{"name_or_index": "sex", "value_or_threshold": ["f"]}],
        "methods": {"post_training_bias": {"methods": ["DPPL", "DI", "AD"]}}}
@@ -48,7 +48,7 @@ def test_bias_baseline_and_its_monitors_alert_are_in_the_graph(client, keys):
     bad = client.post("/api/v1/monitoring-schedules/credit-bias/run", headers=keys("publisher"),
                       json={"start": T0.isoformat(), "end": (T0 + dt.timedelta(hours=1)).isoformat()}).json()
     assert bad["status"] == "CompletedWithViolations", bad
-    alerts = reached(client, keys, MODEL_URI, "Descendants", "Alert")   # model → deployment → endpoint → alert
+    alerts = reached(client, keys, MODEL_URI, "Descendants", "Alert")   # artifact → version → deployment → …
     assert alerts and all(a["name"].startswith("credit-bias: bias_drift_check on ") for a in alerts)   # one per metric
     assert any(a["name"] == "credit-bias: bias_drift_check on DPPL (sex=f)" for a in alerts), alerts
 
@@ -57,20 +57,15 @@ def test_explainability_baseline_descends_from_the_explained_model(client, keys)
     rng = np.random.default_rng(7)
     ref = pd.DataFrame({"age": rng.normal(40, 10, 200), "income": rng.normal(50, 10, 200)})
     model = GradientBoostingClassifier(n_estimators=5, random_state=0).fit(ref, (ref.income > 50).astype(int))
-    artifact = sio.dumps(model)
-    setup(client, keys, artifact)
-    r = client.post("/api/v1/baselines", headers=keys("publisher"), data={
-        "type": "ModelExplainability", "model_group": "credit", "model_version": "1", "model_format": "skops"},
-        files={"file": ("ref.csv", ref.to_csv(index=False).encode()), "model": ("m.skops", artifact)})
-    assert r.status_code == 201, r.text
+    bid, artifact = explainability_baseline(client, keys, ref, model)
     [base] = reached(client, keys, MODEL_URI, "Descendants", "Baseline")
-    assert base["uri"].endswith(f"baselines/{r.json()['id']}/analysis.json")
+    assert base["uri"].endswith(f"baselines/{bid}/analysis.json")
     r = client.post("/api/v1/clarify/explain", headers=keys("publisher"),
                     data={"model_group": "credit", "model_version": "1", "model_format": "skops"},
                     files={"file": ("x.csv", ref.head(20).to_csv(index=False).encode()),
                            "model": ("m.skops", artifact)})
     assert r.status_code == 200, r.text
-    [report] = reached(client, keys, MODEL_URI, "Ascendants", "ExplainabilityReport")
+    [report] = reached(client, keys, VERSION_URI, "Ascendants", "ExplainabilityReport")
     assert report["uri"].endswith(f"clarify/{r.headers['X-Mlgov-Analysis-Id']}/analysis.json")
 
 
@@ -81,7 +76,7 @@ def test_a_bias_report_attached_to_a_version_is_in_the_graph_with_its_dataset(cl
                     data={"dataset_uri": "datasets/val.csv", "model_group": "credit", "model_version": "1"},
                     files={"config": ("c.json", json.dumps(CFG).encode())})
     assert r.status_code == 200, r.text
-    [report] = reached(client, keys, MODEL_URI, "Ascendants", "BiasReport")
+    [report] = reached(client, keys, VERSION_URI, "Ascendants", "BiasReport")
     assert report["uri"].endswith(f"clarify/{r.headers['X-Mlgov-Analysis-Id']}/analysis.json")
     assert [v["id"] for v in reached(client, keys, "datasets/val.csv", "Descendants", "BiasReport")] == [report["id"]]
     r = client.post("/api/v1/clarify/bias", headers=keys("publisher"), data={"dataset_uri": "datasets/val.csv"},

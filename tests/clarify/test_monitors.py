@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -39,6 +38,18 @@ def setup(client, keys, artifact: bytes = b"model") -> None:
         "schema": {"features": FEATURES, "prediction": {"name": "prediction"}}})
 
 
+def explainability_baseline(client, keys, ref: pd.DataFrame, model) -> tuple[str, bytes]:
+    """``model`` (fitted on ``ref``) registered as credit/1 behind credit-prod, and a ModelExplainability baseline
+    of it on ``ref``: the baseline's id and the model's skops bytes."""
+    artifact = sio.dumps(model)
+    setup(client, keys, artifact)
+    r = client.post("/api/v1/baselines", headers=keys("publisher"), data={
+        "type": "ModelExplainability", "model_group": "credit", "model_version": "1", "model_format": "skops"},
+        files={"file": ("ref.csv", ref.to_csv(index=False).encode()), "model": ("m.skops", artifact)})
+    assert r.status_code == 201, r.text
+    return r.json()["id"], artifact
+
+
 def capture(client, keys, df: pd.DataFrame, start: dt.datetime, seed: int, labels: bool = True) -> None:
     recs = []
     for i, row in enumerate(df.itertuples()):
@@ -51,17 +62,6 @@ def capture(client, keys, df: pd.DataFrame, start: dt.datetime, seed: int, label
                 "eventMetadata": {"eventId": f"inf-{seed * 10_000 + i}"}, "eventVersion": "0"}
                for i, row in enumerate(df.itertuples())]
         client.post("/api/v1/endpoints/credit-prod/ground-truth", json=gts, headers=keys("ingest"))
-
-
-def explainability_baseline(client, keys, ref: pd.DataFrame, y: Any, n_estimators: int) -> str:
-    """A model fitted on ``ref``, registered as credit/1 (setup), and a ModelExplainability baseline of it."""
-    artifact = sio.dumps(GradientBoostingClassifier(n_estimators=n_estimators, random_state=0).fit(ref, y))
-    setup(client, keys, artifact)
-    r = client.post("/api/v1/baselines", headers=keys("publisher"), data={
-        "type": "ModelExplainability", "model_group": "credit", "model_version": "1", "model_format": "skops"},
-        files={"file": ("ref.csv", ref.to_csv(index=False).encode()), "model": ("m.skops", artifact)})
-    assert r.status_code == 201, r.text
-    return str(r.json()["id"])
 
 
 def test_bias_drift_schedule(client, keys):
@@ -106,7 +106,9 @@ def test_bias_drift_schedule(client, keys):
 def test_attribution_drift_schedule(client, keys):
     rng = np.random.default_rng(7)
     ref = pd.DataFrame({"age": rng.normal(40, 10, 800), "income": rng.normal(50, 10, 800)})
-    bid = explainability_baseline(client, keys, ref, (ref.income + rng.normal(0, 3, 800) > 50).astype(int), 20)
+    y = (ref.income + rng.normal(0, 3, 800) > 50).astype(int)
+    bid, _ = explainability_baseline(client, keys, ref,
+                                     GradientBoostingClassifier(n_estimators=20, random_state=0).fit(ref, y))
     client.post("/api/v1/monitoring-schedules", headers=keys("publisher"), json={
         "name": "credit-attr", "endpoint": "credit-prod", "type": "ModelExplainability", "schedule": "daily",
         "baseline_id": bid})

@@ -277,14 +277,15 @@ def test_window_analysis_from_captured_traffic(client, keys):
 
 def test_drift_baseline_attachment_and_lineage(client, keys):
     create_group(client, keys("publisher"), "churn")
-    v = register(client, keys("publisher"), "churn", 1)
+    register(client, keys("publisher"), "churn", 1)
     bid = make_baseline(client, keys)
     r = client.post("/api/v1/model-groups/churn/versions/1/drift-baseline", json={"baseline_id": bid},
                     headers=keys("publisher"))
     assert r.status_code == 200 and r.json()["baseline_id"] == bid
     assert client.get("/api/v1/model-groups/churn/versions/1/drift-baseline",
                       headers=keys("viewer")).json()["baseline_id"] == bid
-    q = client.post("/api/v1/lineage/query", json={"start": [v["artifact_uri"]], "direction": "Ascendants",
+    q = client.post("/api/v1/lineage/query", json={"start": ["mlgov://model-groups/churn/versions/1"],
+                                                   "direction": "Ascendants",
                                                    "filters": {"types": ["Baseline"]}}, headers=keys("viewer")).json()
     assert len(q["vertices"]) == 1
     assert_problem(client.post("/api/v1/model-groups/churn/versions/1/drift-baseline", json={"baseline_id": "x"},

@@ -36,3 +36,41 @@ def test_an_unknown_kind_is_invalid_naming_the_known_ones(app: Any) -> None:
 
     with pytest.raises(Invalid, match="is not DataQuality, ModelQuality, ModelBias or ModelExplainability"):
         kinds.get("ModelDrift")
+
+
+def test_a_registered_kind_is_documented_and_accepted_without_editing_monitor(
+        monkeypatch: pytest.MonkeyPatch, settings: Any, db: Any, keys: Any) -> None:
+    """The /baselines form and ScheduleCreate.type list every kind registered at composition, not a fixed four."""
+    from fastapi.testclient import TestClient
+
+    from mlgov.app import create_app
+    from mlgov.errors import Invalid
+
+    made: list[str] = []
+
+    def baseline(session: Any, store: Any, form: Any, name: Any, actor: Any) -> Any:
+        made.append(str(form.get("label")))
+        raise Invalid("the test kind builds nothing", fix="none")
+
+    app = create_app(settings, db=db)
+    monkeypatch.setitem(kinds._KINDS, "Canary", kinds.MonitorKind(   # registered after composition, too
+        name="Canary", create_baseline=baseline, run_window=lambda *a: None, checks=("canary_check",)))
+    with TestClient(app) as client:
+        doc = client.get("/openapi.json").json()
+        listed = ["DataQuality", "ModelQuality", "ModelBias", "ModelExplainability", "Canary"]
+        assert doc["components"]["schemas"]["MonitorType"]["enum"] == listed
+        form = doc["paths"]["/api/v1/baselines"]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]
+        assert form["properties"]["type"]["$ref"] == "#/components/schemas/MonitorType"
+        check = doc["components"]["schemas"]["AlertRead"]["properties"]["check"]["description"]
+        assert "ModelBias: bias_drift_check; " in check and check.endswith("Canary: canary_check)")
+        create = doc["components"]["schemas"]["ScheduleCreate"]["properties"]["type"]
+        assert create == {"$ref": "#/components/schemas/MonitorType"}
+        pub = keys("publisher")
+        r = client.post("/api/v1/baselines", headers=pub, data={"type": "Canary", "label": "y"})
+        assert r.status_code == 422 and made == ["y"], r.text
+        body = {"name": "c", "endpoint": "nope", "type": "Canary", "schedule": "hourly", "baseline_id": "b"}
+        r = client.post("/api/v1/monitoring-schedules", headers=pub, json=body)
+        assert r.status_code == 404, r.text   # past the schema: the endpoint is what is missing
+        r = client.post("/api/v1/monitoring-schedules", headers=pub, json={**body, "type": "Nope"})
+        assert r.status_code == 422 and r.json()["errors"][0]["message"] == (
+            "Input should be 'DataQuality', 'ModelQuality', 'ModelBias', 'ModelExplainability' or 'Canary'"), r.text
