@@ -391,3 +391,19 @@ def test_mlflow_webhooks_signed_as_mlflow_documents(world: World) -> None:
     assert bodies[0]["data"] == {"name": "churn", "version": "1", "source": "s3://m/1", "run_id": None,
                                  "tags": {"k": "v"}, "description": None}
     assert bodies[1]["data"] == {"name": "churn", "alias": "candidate", "version": "1"}
+    with world.as_("admin"):
+        changed = world.client.update_webhook(hook.webhook_id, description="registry events", events=[
+            "model_version_tag.set"])
+        assert (changed.description, [str(e) for e in changed.events]) == ("registry events",
+                                                                          ["model_version_tag.set"])
+        assert world.client.get_webhook(hook.webhook_id).description == "registry events"
+        with pytest.raises(MlflowException) as exc:
+            world.client.update_webhook(hook.webhook_id, status="DISABLED")
+        assert _code(exc) == "INVALID_PARAMETER_VALUE" and "delete the webhook" in str(exc.value)
+        world.client.delete_webhook(hook.webhook_id)
+        assert world.client.list_webhooks() == []
+        with pytest.raises(MlflowException) as exc:
+            world.client.get_webhook(hook.webhook_id)
+        assert _code(exc) == "RESOURCE_DOES_NOT_EXIST"
+    assert [e["action"] for e in world.audit("webhook.*")] == ["webhook.created", "webhook.updated",
+                                                              "webhook.deactivated"]
