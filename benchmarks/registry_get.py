@@ -17,6 +17,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -74,20 +75,31 @@ def serve(url: str, home: Path, port: int, workers: int, nodelay: bool) -> subpr
 
 
 def load(port: int, key: str, n_versions: int, seconds: float, clients: int) -> tuple[float, list[float]]:
+    def get(c: httpx.Client, j: int) -> None:
+        r = c.get(f"/api/v1/model-groups/bench/versions/{j % n_versions + 1}")
+        assert r.status_code == 200 and r.json()["version"] == j % n_versions + 1
+
+    return run_clients(port, key, get, seconds, clients)
+
+
+def run_clients(port: int, key: str, call: Callable[[httpx.Client, int], None], seconds: float,
+                clients: int) -> tuple[float, list[float]]:
+    """``clients`` keep-alive clients calling ``call(client, j)`` (j pseudo-random) for ``seconds``:
+    (requests per second, latencies)."""
     lat: list[float] = []
     lock = threading.Lock()
     stop = time.perf_counter() + seconds
 
     def worker(i: int) -> None:
         local = []
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"Authorization": f"Bearer {key}"}) as c:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"Authorization": f"Bearer {key}"},
+                          timeout=60) as c:
             j = i
             while time.perf_counter() < stop:
-                j = (j * 7919 + 1) % n_versions + 1
+                j = (j * 7919 + 1) % 1_000_003
                 t = time.perf_counter()
-                r = c.get(f"/api/v1/model-groups/bench/versions/{j}")
+                call(c, j)
                 local.append(time.perf_counter() - t)
-                assert r.status_code == 200 and r.json()["version"] == j
         with lock:
             lat.extend(local)
 
@@ -100,17 +112,21 @@ def load(port: int, key: str, n_versions: int, seconds: float, clients: int) -> 
     return len(lat) / (time.perf_counter() - t0), lat
 
 
-def main() -> None:
+def prepare(clients: int) -> tuple[argparse.Namespace, Path, str, str, int]:
+    """The command line (--versions, --seconds, --clients, --pg), a seeded database: (args, home, url, key, port)."""
     ap = argparse.ArgumentParser()
     ap.add_argument("--versions", type=int, default=10_000)
     ap.add_argument("--seconds", type=float, default=5.0)
-    ap.add_argument("--clients", type=int, default=8)
+    ap.add_argument("--clients", type=int, default=clients)
     ap.add_argument("--pg", default=None, help="PostgreSQL URL of an empty database (default: SQLite)")
     a = ap.parse_args()
     home = Path(tempfile.mkdtemp(prefix="mlgov-bench-"))
     url = a.pg or f"sqlite:///{home / 'bench.db'}"
-    key = seed(url, a.versions)
-    port = 18000 + os.getpid() % 1000
+    return a, home, url, seed(url, a.versions), 18000 + os.getpid() % 1000
+
+
+def main() -> None:
+    a, home, url, key, port = prepare(clients=8)
     for workers, nodelay in ((1, True), (2, False), (2, True)):
         proc = serve(url, home, port, workers, nodelay)
         try:

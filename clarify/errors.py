@@ -34,7 +34,7 @@ class ArtifactOutsideStore(Invalid):
 class ArtifactUntrusted(Forbidden):
     """403 naming the refused types; the fix says how to save the model safely, or how an admin trusts it."""
 
-    def __init__(self, exc: UntrustedModel, *, group: str, version: int, artifact_sha256: str) -> None:
+    def __init__(self, exc: UntrustedModel, *, group: str, version: int, artifact_sha256: str | None) -> None:
         super().__init__(str(exc), untrusted_types=exc.types, artifact_sha256=artifact_sha256,
                          fix="save the model without functions stored as data (plain scikit-learn estimators) "
                              "or in a native format (xgboost, lightgbm, onnx); or, if you vouch for this exact "

@@ -106,7 +106,10 @@ class UntrustedModel(ModelLoadError):
         self.types = types or []
 
 
-def check_digest(data: bytes, expected_sha256: str) -> None:
+def check_digest(data: bytes, expected_sha256: str | None) -> None:
+    if expected_sha256 is None:
+        raise ModelLoadError("the version has no registered sha256 (registered through MLflow from a source mlgov "
+                             "could not read), so mlgov cannot tell these bytes are the registered model")
     actual = hashlib.sha256(data).hexdigest()
     if actual != expected_sha256.lower():
         raise ModelLoadError(f"the artifact's sha256 is {actual}, the registry says {expected_sha256}; "

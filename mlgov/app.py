@@ -33,7 +33,10 @@ from monitor import compliance as monitor_compliance
 from monitor import jobs
 from monitor.router import metrics_router
 from monitor.router import router as monitor_router
+from monitor.service.endpoints import model_references
+from registry import mlflow as registry_mlflow
 from registry import sagemaker as registry_sagemaker
+from registry import service as registry_service
 from registry.router import router as registry_router
 
 log = logging.getLogger("mlgov")
@@ -220,6 +223,8 @@ def create_app(settings: Settings | None = None, db: Database | None = None, *, 
     app.include_router(monitor_router)
     app.include_router(metrics_router)
     app.include_router(clarify_router)
+    registry_mlflow.install(app)   # MLflow's registry REST API on the same services (after every /api/v1 route)
+    registry_service.register_reference_check(model_references)   # rename/delete ask monitor
     install_openapi(app)
 
     # The SageMaker API (AWS JSON 1.1 on POST /): each domain registers its operations.

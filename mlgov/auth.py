@@ -12,6 +12,8 @@ two keys is still one person.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import contextlib
 import datetime as dt
 import enum
@@ -324,11 +326,21 @@ SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 
 
 def _bearer(request: Request) -> str:
+    """The key from ``Bearer <key>``, or from HTTP Basic with the key as the password (what MLflow's client sends
+    with MLFLOW_TRACKING_USERNAME/PASSWORD; the user name is ignored: the key says who is calling)."""
     header = request.headers.get("authorization")
     if not header:
         raise Unauthorized("no API key was sent", fix="send `Authorization: Bearer <key>`")
     scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
+    if scheme.lower() == "basic" and token.strip():
+        try:
+            token = base64.b64decode(token.strip(), validate=True).decode("utf-8").partition(":")[2]
+        except (binascii.Error, UnicodeDecodeError):
+            raise Unauthorized("the Basic credentials are not base64 of user:password",
+                               fix="send `Authorization: Bearer <key>`, or Basic with the key as password") from None
+    elif scheme.lower() != "bearer":
+        token = ""
+    if not token.strip():
         raise Unauthorized("the Authorization header is not a Bearer token", fix="send `Authorization: Bearer <key>`")
     return token.strip()
 

@@ -15,6 +15,11 @@ while other subscriptions keep flowing; once it is dead-lettered it stops holdin
 redeliver a dead letter; it goes out with its original sequence number, so a receiver can tell it is late.
 
 Signing secrets are stored encrypted (``mlgov.secrets``); the dispatcher decrypts them to sign.
+
+Wire formats: a subscription is delivered in mlgov's envelope and signature unless it was made through a foreign
+protocol's webhook API (MLflow's), whose adapter registers a ``WireFormat`` at composition time: which events it
+carries under which names, and how a delivery looks and is signed. The outbox, ordering, retries and dead letters
+are the same for every format.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import hmac
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -78,6 +84,8 @@ class Webhook(Base):
     created_by: Mapped[str] = mapped_column(String(128))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     last_sequence: Mapped[int] = mapped_column(BigInteger, default=0)   # of its newest delivery
+    wire_format: Mapped[str] = mapped_column(String(16), default="mlgov", server_default="mlgov")
+    name: Mapped[str | None] = mapped_column(String(256), nullable=True)
 
 
 class Delivery(Base):
@@ -126,6 +134,36 @@ def matches(patterns: list[str], event_type: str) -> bool:
     return any(p in ("*", event_type) or (p.endswith(".*") and event_type.startswith(p[:-1])) for p in patterns)
 
 
+@dataclass(frozen=True)
+class Rendered:
+    body: bytes
+    headers: dict[str, str]
+
+
+@dataclass(frozen=True)
+class WireFormat:
+    """A foreign protocol's webhooks. ``translate`` names an mlgov event in that protocol (None: not carried);
+    ``render`` builds the delivery at send time from (delivery id, event, secret)."""
+
+    translate: Callable[[str, dict[str, Any]], str | None]
+    render: Callable[[str, OutboxEvent, str], Rendered]
+
+
+FORMATS: dict[str, WireFormat] = {}
+
+
+def register_format(name: str, fmt: WireFormat) -> None:
+    FORMATS[name] = fmt
+
+
+def _wanted(wire: str, patterns: list[str], event_type: str, payload: dict[str, Any]) -> bool:
+    if wire == "mlgov":
+        return matches(patterns, event_type)
+    fmt = FORMATS.get(wire)
+    name = fmt.translate(event_type, payload) if fmt is not None else None
+    return name is not None and name in patterns
+
+
 def emit(session: Session, event_type: str, subject: str, payload: dict[str, Any],
          to: list[str] | None = None) -> OutboxEvent:
     """Queue an event (and its webhook deliveries) in the caller's transaction; ``to`` addresses given
@@ -133,8 +171,12 @@ def emit(session: Session, event_type: str, subject: str, payload: dict[str, Any
     ev = OutboxEvent(event_id=new_id(), type=event_type, subject=subject, payload=payload, created_at=utcnow())
     session.add(ev)
     session.flush()
-    for hook_id, patterns in session.execute(select(Webhook.id, Webhook.events).where(Webhook.active.is_(True))):
-        if (hook_id in to) if to is not None else matches(list(patterns), event_type):
+    # In id order: inserting a delivery share-locks its webhook row, and the dispatcher locks those rows in id order
+    # (_sequence); any other order can deadlock a request against the dispatcher on PostgreSQL.
+    hooks = session.execute(select(Webhook.id, Webhook.events, Webhook.wire_format).where(Webhook.active.is_(True))
+                            .order_by(Webhook.id))
+    for hook_id, patterns, wire in hooks:
+        if (hook_id in to) if to is not None else _wanted(wire, list(patterns), event_type, payload):
             session.add(Delivery(id=new_id(), webhook_id=hook_id, outbox_id=ev.id, event_type=event_type,
                                  sequence=None, status="pending", attempts=0, attempt_base=0,
                                  next_attempt_at=ev.created_at))
@@ -155,23 +197,60 @@ def sign(secret: str, body: bytes) -> str:
 # --- webhook management (service functions used by the kernel router) --------------------------------
 
 def create_webhook(session: Session, *, url: str, secret: str, events: list[str], description: str | None,
-                   actor: str, policy: OutboundPolicy, box: SecretBox) -> Webhook:
+                   actor: str, policy: OutboundPolicy, box: SecretBox, wire_format: str = "mlgov",
+                   name: str | None = None) -> Webhook:
     """Subscribe ``url``: checked by the outbound policy now (and again at every send); secret stored encrypted."""
     from mlgov import audit
 
-    if not url.startswith(("http://", "https://")):
-        raise Invalid(f"webhook url {url!r} is not http(s)", fix="give an absolute http:// or https:// URL")
-    if len(secret) < 16:
-        raise Invalid("webhook secret is shorter than 16 characters", fix="use a random secret of 16+ characters")
-    if not events:
-        raise Invalid("events is empty", fix='subscribe to at least one event type, e.g. ["version.*"] or ["*"]')
-    policy.check_url(url, "webhook url")
+    _check_subscription(policy, url, secret, events)
     hook = Webhook(id=new_id(), url=url, secret=box.encrypt(secret), events=events, description=description,
-                   active=True, created_by=actor, created_at=utcnow(), last_sequence=0)
+                   active=True, created_by=actor, created_at=utcnow(), last_sequence=0, wire_format=wire_format,
+                   name=name)
     session.add(hook)
     session.flush()
     audit.record(session, actor=actor, action="webhook.created", subject_type="webhook", subject_id=hook.id,
-                 after={"url": safe_url(url), "events": events})
+                 after={"url": safe_url(url), "events": events, "wire_format": wire_format})
+    return hook
+
+
+def _check_subscription(policy: OutboundPolicy, url: str | None, secret: str | None, events: list[str] | None) -> None:
+    """What a subscription needs, for each part given: an http(s) URL the outbound policy allows, a secret of 16+
+    characters, at least one event."""
+    if url is not None and not url.startswith(("http://", "https://")):
+        raise Invalid(f"webhook url {url!r} is not http(s)", fix="give an absolute http:// or https:// URL")
+    if secret is not None and len(secret) < 16:
+        raise Invalid("webhook secret is shorter than 16 characters", fix="use a random secret of 16+ characters")
+    if events is not None and not events:
+        raise Invalid("events is empty", fix='subscribe to at least one event type, e.g. ["version.*"] or ["*"]')
+    if url is not None:
+        policy.check_url(url, "webhook url")
+
+
+def update_webhook(session: Session, webhook_id: str, *, actor: str, policy: OutboundPolicy, box: SecretBox,
+                   url: str | None = None, secret: str | None = None, events: list[str] | None = None,
+                   description: str | None = None, name: str | None = None) -> Webhook:
+    """Change what was given (the URL is checked again; a new secret is stored encrypted); audited."""
+    from mlgov import audit
+
+    hook = get_webhook(session, webhook_id)
+    if not hook.active:
+        raise NotFound(f"webhook {webhook_id!r} was deleted", fix="create a new webhook subscription")
+    before = {"url": safe_url(hook.url), "events": hook.events, "name": hook.name, "description": hook.description}
+    _check_subscription(policy, url, secret, events)
+    if url is not None:
+        hook.url = url
+    if secret is not None:
+        hook.secret = box.encrypt(secret)
+    if events is not None:
+        hook.events = events
+    if description is not None:
+        hook.description = description
+    if name is not None:
+        hook.name = name
+    session.flush()
+    audit.record(session, actor=actor, action="webhook.updated", subject_type="webhook", subject_id=hook.id,
+                 before=before, after={"url": safe_url(hook.url), "events": hook.events, "name": hook.name,
+                                       "description": hook.description, "secret_changed": secret is not None})
     return hook
 
 
@@ -183,6 +262,15 @@ def seal_legacy_secrets(session: Session, box: SecretBox) -> int:
         hook.secret = box.encrypt(box.decrypt(hook.secret))
     session.flush()
     return len(rows)
+
+
+def list_webhooks(session: Session, *, wire_format: str | None = None, limit: int = 1000,
+                  offset: int = 0) -> list[Webhook]:
+    """Active subscriptions, oldest first (of one wire format, when given)."""
+    stmt = select(Webhook).where(Webhook.active.is_(True))
+    if wire_format is not None:
+        stmt = stmt.where(Webhook.wire_format == wire_format)
+    return list(session.scalars(stmt.order_by(Webhook.created_at, Webhook.id).limit(limit).offset(offset)))
 
 
 def get_webhook(session: Session, webhook_id: str) -> Webhook:
@@ -255,7 +343,17 @@ class _Claim:
     secret: str
     event_type: str
     sequence: int
-    body: bytes
+    event: OutboxEvent
+    wire_format: str = "mlgov"
+
+    def rendered(self) -> Rendered:
+        """The body and headers as they go out now (foreign formats sign a send-time timestamp)."""
+        fmt = FORMATS.get(self.wire_format)
+        if fmt is not None:
+            return fmt.render(self.delivery_id, self.event, self.secret)
+        body = envelope(self.event)
+        return Rendered(body, {SIGNATURE_HEADER: sign(self.secret, body), "X-Mlgov-Event": self.event_type,
+                               "X-Mlgov-Delivery": self.delivery_id, SEQUENCE_HEADER: str(self.sequence)})
 
 
 def _sequence(s: Session, postgres: bool) -> None:
@@ -306,7 +404,7 @@ def _claim(db: Database, settings: Settings, box: SecretBox, now: dt.datetime, l
             d.next_attempt_at = now + lease
             d.attempts += 1
             claims.append(_Claim(d.id, d.attempts, d.attempts - d.attempt_base, hook.url, secret, d.event_type,
-                                 d.sequence or 0, envelope(ev)))
+                                 d.sequence or 0, ev, hook.wire_format))
         return claims
 
 
@@ -318,12 +416,11 @@ def _send(policy: OutboundPolicy, client: OutboundClient, settings: Settings,
           c: _Claim) -> tuple[int | None, str | None, int]:
     """One attempt through the outbound policy (re-checked now); the receiver's body is never stored."""
     start = time.perf_counter()
+    out = c.rendered()
     try:
-        r = policy.post(c.url, c.body, {
-            "Content-Type": "application/json", SIGNATURE_HEADER: sign(c.secret, c.body),
-            "X-Mlgov-Event": c.event_type, "X-Mlgov-Delivery": c.delivery_id, SEQUENCE_HEADER: str(c.sequence),
-            "User-Agent": "mlgov-webhooks/1"}, purpose="webhook url", client=client,
-            read_timeout_s=settings.webhook_timeout_s, max_bytes=0)
+        r = policy.post(c.url, out.body, {"Content-Type": "application/json", **out.headers,
+                                          "User-Agent": "mlgov-webhooks/1"}, purpose="webhook url", client=client,
+                        read_timeout_s=settings.webhook_timeout_s, max_bytes=0)
         code: int | None = r.status_code
         err = None if 200 <= r.status_code < 300 else f"HTTP {r.status_code} from the receiver"
     except DomainError as exc:   # refused by the policy, timeout, oversize, redirect, connection error

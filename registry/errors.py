@@ -17,12 +17,23 @@ class VersionNotFound(NotFound):
                          fix=f"list versions with GET /api/v1/model-groups/{group}/versions")
 
 
+class GroupExists(Conflict):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"model group {name!r} already exists", fix="pick another name or register a version in it")
+
+
+class RuleRefusal(Conflict):
+    """A governance rule refused a well-formed change (not approved yet, policy not met): 409 on the native API;
+    protocol adapters that have no such status answer "permission denied" with this message, which names the rule."""
+
+
 class FourEyesViolation(Forbidden):
-    def __init__(self, actor: str, group: str, version: int, why: str | None = None) -> None:
+    def __init__(self, actor: str, group: str, version: int, why: str | None = None,
+                 act: str = "decide the version's approval") -> None:
         reason = f"key {actor!r} registered {group} version {version}" if why is None else (
             f"key {actor!r} is not independent of whoever registered {group} version {version}: {why}")
         super().__init__(
-            f"four-eyes rule: {reason}, so it cannot decide the version's approval",
+            f"four-eyes rule: {reason}, so it cannot {act}",
             fix="ask a different person: an approver or admin key owned by someone else, not created by the "
                 "registrant's owner",
         )

@@ -20,6 +20,7 @@ class ModelGroup(Base):
     tags: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
     stage_config: Mapped[dict[str, Any]] = mapped_column(JSON)
     approval_policy: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    governed_aliases: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)   # None: the default pair
     latest_version: Mapped[int] = mapped_column(Integer, default=0)
     created_by: Mapped[str] = mapped_column(String(128))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
@@ -43,7 +44,7 @@ class ModelVersion(Base):
     stage: Mapped[str | None] = mapped_column(String(63), nullable=True)
     description: Mapped[str | None] = mapped_column(Text, nullable=True)
     artifact_uri: Mapped[str] = mapped_column(String(2048))
-    artifact_sha256: Mapped[str] = mapped_column(String(64), index=True)
+    artifact_sha256: Mapped[str | None] = mapped_column(String(64), index=True, nullable=True)   # None: unverified
     framework: Mapped[str | None] = mapped_column(String(64), nullable=True)
     framework_version: Mapped[str | None] = mapped_column(String(64), nullable=True)
     flavor: Mapped[str | None] = mapped_column(String(64), nullable=True)
@@ -57,6 +58,8 @@ class ModelVersion(Base):
     training_job: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     source: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     triggered_by_alert: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    run_id: Mapped[str | None] = mapped_column(String(256), nullable=True, index=True)
+    run_link: Mapped[str | None] = mapped_column(String(2048), nullable=True)
     artifact_trusted: Mapped[bool] = mapped_column(default=False, server_default="0")
     bias_report: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     # every attached report, with who and how
@@ -112,4 +115,32 @@ class StageTransition(Base):
     actor: Mapped[str] = mapped_column(String(128))
     comment: Mapped[str | None] = mapped_column(Text, nullable=True)
     reason: Mapped[str] = mapped_column(String(32), default="requested")  # requested | displaced | registered
+    at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class Alias(Base):
+    """A named pointer at one version of a group (MLflow's ``@champion``); governed names need an Approved
+    version and an independent approver."""
+
+    __tablename__ = "registry_aliases"
+
+    group_id: Mapped[str] = mapped_column(ForeignKey("registry_model_groups.id", ondelete="CASCADE"),
+                                          primary_key=True)
+    alias: Mapped[str] = mapped_column(String(255), primary_key=True)
+    version_id: Mapped[str] = mapped_column(ForeignKey("registry_model_versions.id", ondelete="CASCADE"), index=True)
+    set_by: Mapped[str] = mapped_column(String(128))
+    set_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class AliasMove(Base):
+    """Every alias change, kept so "what did @champion point at, at time T" stays answerable."""
+
+    __tablename__ = "registry_alias_moves"
+    __table_args__ = (Index("ix_registry_alias_moves_group_alias_at", "group_id", "alias", "at"),)
+
+    id: Mapped[int] = mapped_column(BIGINT_PK, primary_key=True, autoincrement=True)
+    group_id: Mapped[str] = mapped_column(ForeignKey("registry_model_groups.id", ondelete="CASCADE"))
+    alias: Mapped[str] = mapped_column(String(255))
+    version: Mapped[int | None] = mapped_column(Integer, nullable=True)   # None: the alias was removed
+    actor: Mapped[str] = mapped_column(String(128))
     at: Mapped[dt.datetime] = mapped_column(default=utcnow)

@@ -32,6 +32,7 @@ from mlgov.web import templates
 from registry import service
 from registry.orm import ApprovalDecision, ModelGroup
 from registry.schemas import (
+    AliasesAt,
     ApprovalDecisionRead,
     ApprovalRequest,
     ApprovalStatus,
@@ -180,6 +181,14 @@ def stage_occupants(group: str, stage: str, session: SessionDep, _: Reader,
                     ) -> StageOccupant:
     when = as_utc(at) or dt.datetime.now(dt.UTC)
     return StageOccupant(group=group, stage=stage, at=when, versions=service.occupants_at(session, group, stage, when))
+
+
+@router.get("/model-groups/{group}/aliases", response_model=AliasesAt)
+def aliases_at(group: str, session: SessionDep, _: Reader,
+               at: Annotated[Timestamp | None, Query(description="ISO-8601 time; default now")] = None) -> AliasesAt:
+    """Where every alias (``@champion`` …) pointed at time ``at``, from the audited history of alias moves."""
+    when = as_utc(at) or dt.datetime.now(dt.UTC)
+    return AliasesAt(group=group, at=when, aliases=service.aliases_at(session, group, when))
 
 
 # --- compliance report --------------------------------------------------------------------------------

@@ -119,8 +119,15 @@ class ApprovalPolicy(Strict):
     """Evidence a version needs before it can be Approved (admins may override, audited)."""
 
     require_bias_report: StrictBool = False
+    require_artifact_hash: StrictBool = Field(default=False, description="refuse approval of versions without a "
+                                              "sha256 (registered through MLflow from a source mlgov could not read)")
     bias_limits: dict[str, StrictFloat] = Field(default_factory=dict, description="metric → largest allowed |value| "
                                           "(for DI: largest allowed |1 − DI|); default DPPL/DPL 0.1, DI 0.2")
+
+
+ALIAS_RE = re.compile(r"^[A-Za-z0-9_-]{1,255}$")
+DEFAULT_GOVERNED_ALIASES = ("champion", "production")
+AliasName = Annotated[str, StringConstraints(pattern=ALIAS_RE.pattern)]
 
 
 class GroupUpdate(Strict):
@@ -128,6 +135,9 @@ class GroupUpdate(Strict):
     tags: Tags | None = None
     stage_config: StageConfig | None = None
     approval_policy: ApprovalPolicy | None = None
+    governed_aliases: list[AliasName] | None = Field(
+        default=None, max_length=50, description="admin only: aliases that may point only at Approved versions and "
+        f"only be moved by an approver independent of the registrant (default {list(DEFAULT_GOVERNED_ALIASES)})")
 
 
 class GroupRead(BaseModel):
@@ -137,10 +147,16 @@ class GroupRead(BaseModel):
     tags: dict[str, str]
     stage_config: StageConfig
     approval_policy: ApprovalPolicy | None = None
+    governed_aliases: list[str] = Field(default_factory=lambda: list(DEFAULT_GOVERNED_ALIASES))
     latest_version: int
     created_by: str
     created_at: dt.datetime
     updated_at: dt.datetime
+
+    @field_validator("governed_aliases", mode="before")
+    @classmethod
+    def _default_aliases(cls, v: Any) -> Any:
+        return list(DEFAULT_GOVERNED_ALIASES) if v is None else v
 
 
 # --- versions -----------------------------------------------------------------------------------------
@@ -201,9 +217,13 @@ MetaKey = Annotated[str, StringConstraints(min_length=1, max_length=128)]
 MetaValue = Annotated[str, StringConstraints(max_length=256)]
 
 
-class VersionCreate(Strict):
+class VersionFields(Strict):
+    """Everything a registration carries. ``artifact_sha256`` may be missing only where mlgov is not given a hash
+    and could not compute one (the MLflow door, for a source outside mlgov's store): such a version is
+    unverified, and a group's policy may refuse to approve it."""
+
     artifact_uri: Uri
-    artifact_sha256: Sha256
+    artifact_sha256: Sha256 | None = None
     description: str | None = Field(default=None, max_length=1024)
     framework: str | None = Field(default=None, max_length=64)
     framework_version: str | None = Field(default=None, max_length=64)
@@ -221,6 +241,12 @@ class VersionCreate(Strict):
     source: SourceInfo | None = None
     triggered_by_alert: str | None = Field(default=None, max_length=64,
                                            description="id of the monitoring alert whose retraining made this version")
+    run_id: str | None = Field(default=None, max_length=256, description="the training run (e.g. an MLflow run id)")
+    run_link: Uri | None = Field(default=None, description="where the training run can be seen")
+
+
+class VersionCreate(VersionFields):
+    artifact_sha256: Sha256
 
 
 class VersionRead(BaseModel):
@@ -231,7 +257,7 @@ class VersionRead(BaseModel):
     stage: str | None
     description: str | None
     artifact_uri: str
-    artifact_sha256: str
+    artifact_sha256: str | None = Field(description="null: registered without a hash mlgov could verify")
     framework: str | None
     framework_version: str | None
     flavor: str | None
@@ -246,6 +272,8 @@ class VersionRead(BaseModel):
     training_job: dict[str, Any] | None
     source: dict[str, Any] | None
     triggered_by_alert: str | None = None
+    run_id: str | None = None
+    run_link: str | None = None
     artifact_trusted: bool = False
     bias_report: dict[str, Any] | None = None
     registered_by: str
@@ -300,8 +328,27 @@ class StageTransitionRead(BaseModel):
     at: dt.datetime
 
 
+class AliasesAt(BaseModel):
+    group: str
+    at: dt.datetime
+    aliases: dict[str, int] = Field(description="alias → the version it pointed at, at `at`")
+
+
 class StageOccupant(BaseModel):
     group: str
     stage: str
     at: dt.datetime
     versions: list[int]
+
+
+SearchOp = Literal["=", "!=", "LIKE", "ILIKE", "IN", "NOT IN"]
+
+
+class SearchClause(BaseModel):
+    """One condition of a search: ``field op value`` (``field`` "tag" compares the tag named ``key``)."""
+
+    model_config = ConfigDict(frozen=True)
+    field: str
+    op: SearchOp
+    value: str | list[str]
+    key: str | None = None

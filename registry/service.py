@@ -7,8 +7,11 @@ Services only flush; the request or ``session_scope`` commits.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import itertools
+import re
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
 from sqlalchemy import CursorResult, Select, UnaryExpression, func, select, update
@@ -18,18 +21,30 @@ from sqlalchemy.orm.attributes import set_committed_value
 from lineage import service as lineage
 from mlgov import audit, auth, events
 from mlgov.auth import DECIDERS, Principal, Role
-from mlgov.db import equal, icontains, in_window, is_postgres, new_id, paginate, utcnow
+from mlgov.db import chunks, equal, icontains, in_window, is_postgres, new_id, paginate, utcnow
 from mlgov.errors import Conflict, Forbidden, Invalid, NotFound
-from registry.errors import FourEyesViolation, GroupNotFound, TransitionNotAllowed, VersionNotFound
-from registry.orm import ApprovalDecision, ModelGroup, ModelVersion, StageTransition, VersionMetadata
+from mlgov.storage import ObjectStore
+from registry.errors import (
+    FourEyesViolation,
+    GroupExists,
+    GroupNotFound,
+    RuleRefusal,
+    TransitionNotAllowed,
+    VersionNotFound,
+)
+from registry.orm import Alias, AliasMove, ApprovalDecision, ModelGroup, ModelVersion, StageTransition, VersionMetadata
 from registry.schemas import (
+    ALIAS_RE,
+    DEFAULT_GOVERNED_ALIASES,
     DEFAULT_STAGES,
+    GROUP_NAME_RE,
     ApprovalRequest,
     GroupCreate,
     GroupUpdate,
+    SearchClause,
     StageConfig,
     StageRequest,
-    VersionCreate,
+    VersionFields,
     VersionRead,
 )
 
@@ -60,7 +75,7 @@ def get_group(session: Session, name: str, *, for_update: bool = False) -> Model
 
 def create_group(session: Session, body: GroupCreate, actor: Principal) -> ModelGroup:
     if session.scalar(select(ModelGroup.id).where(ModelGroup.name == body.name)) is not None:
-        raise Conflict(f"model group {body.name!r} already exists", fix="pick another name or register a version in it")
+        raise GroupExists(body.name)
     now = utcnow()
     cfg = (body.stage_config or DEFAULT_STAGES).model_dump()
     group = ModelGroup(id=new_id(), name=body.name, description=body.description, tags=dict(body.tags),
@@ -77,7 +92,7 @@ def create_group(session: Session, body: GroupCreate, actor: Principal) -> Model
 def update_group(session: Session, name: str, body: GroupUpdate, actor: Principal) -> ModelGroup:
     group = get_group(session, name, for_update=True)
     before = {"description": group.description, "tags": group.tags, "stage_config": group.stage_config,
-              "approval_policy": group.approval_policy}
+              "approval_policy": group.approval_policy, "governed_aliases": governed_aliases(group)}
     fields = body.model_fields_set
     if "description" in fields:
         group.description = body.description
@@ -94,10 +109,15 @@ def update_group(session: Session, name: str, body: GroupUpdate, actor: Principa
                             fix="ask an admin, or leave stage_config out of the update")
         _check_stages_still_valid(session, group, body.stage_config)
         group.stage_config = body.stage_config.model_dump()
+    if "governed_aliases" in fields:
+        if actor.role != Role.admin:
+            raise Forbidden("only admin keys may change which aliases of a group are governed",
+                            fix="ask an admin, or leave governed_aliases out of the update")
+        group.governed_aliases = None if body.governed_aliases is None else sorted(set(body.governed_aliases))
     group.updated_at = utcnow()
     session.flush()
     after = {"description": group.description, "tags": group.tags, "stage_config": group.stage_config,
-             "approval_policy": group.approval_policy}
+             "approval_policy": group.approval_policy, "governed_aliases": governed_aliases(group)}
     audit.record(session, actor=actor.name, action="model_group.updated", subject_type="model_group",
                  subject_id=group.name, before=before, after=after)
     events.emit(session, "model_group.updated", group.name, after)
@@ -138,7 +158,7 @@ def to_read(group_name: str, v: ModelVersion) -> VersionRead:
         metrics=v.metrics or {}, model_metrics=v.model_metrics, metadata={m.key: m.value for m in v.metadata_items},
         domain=v.domain, task=v.task, model_card=v.model_card, training_data=list(v.training_data or []),
         training_job=v.training_job, source=v.source, triggered_by_alert=v.triggered_by_alert,
-        artifact_trusted=bool(v.artifact_trusted), bias_report=v.bias_report,
+        run_id=v.run_id, run_link=v.run_link, artifact_trusted=bool(v.artifact_trusted), bias_report=v.bias_report,
         registered_by=v.registered_by, created_at=v.created_at,
         updated_at=v.updated_at,
     )
@@ -149,7 +169,7 @@ def _payload(group_name: str, v: ModelVersion) -> dict[str, Any]:
     return data
 
 
-def register_version(session: Session, group_name: str, body: VersionCreate, actor: Principal) -> ModelVersion:
+def register_version(session: Session, group_name: str, body: VersionFields, actor: Principal) -> ModelVersion:
     group = get_group(session, group_name, for_update=True)
     alert_node = None
     if body.triggered_by_alert:
@@ -176,7 +196,8 @@ def register_version(session: Session, group_name: str, body: VersionCreate, act
         model_card=body.model_card.model_dump(mode="json") if body.model_card else None,
         training_data=list(body.training_data),
         training_job=body.training_job.model_dump(mode="json") if body.training_job else None,
-        source=body.source.model_dump(mode="json") if body.source else None,
+        source=body.source.model_dump(mode="json") if body.source else None, run_id=body.run_id,
+        run_link=body.run_link,
         triggered_by_alert=body.triggered_by_alert, registered_by=actor.name, registered_by_key=actor.key_pk,
         created_at=now, updated_at=now,
     )
@@ -198,6 +219,31 @@ def register_version(session: Session, group_name: str, body: VersionCreate, act
                  subject_id=f"{group.name}/{number}", after=payload)
     events.emit(session, "version.registered", f"{group.name}/{number}", payload)
     return v
+
+
+MAX_HASHED_FILES = 1000
+
+
+def hash_artifact(store: ObjectStore, uri: str) -> str | None:
+    """The sha256 of an artifact mlgov can read from its own store (None when ``uri`` is elsewhere or too big to
+    hash here). A single object hashes its bytes; a directory (an MLflow model: MLmodel, weights, environment)
+    hashes its manifest, the sorted lines ``<sha256 of the file>  <path below uri>\n``, which anyone can
+    recompute from a copy."""
+    key = store.key_of(uri)
+    if key is None or not key.strip("/"):
+        return None
+    key = key.strip("/")
+    if store.exists(key):
+        return hashlib.sha256(store.get(key)).hexdigest()
+    files = []
+    for k in store.list(key + "/"):
+        files.append(k)
+        if len(files) > MAX_HASHED_FILES:
+            return None
+    if not files:
+        return None
+    lines = sorted(f"{hashlib.sha256(store.get(k)).hexdigest()}  {k[len(key) + 1:]}\n" for k in files)
+    return hashlib.sha256("".join(lines).encode()).hexdigest()
 
 
 def version_entity(session: Session, group: ModelGroup, v: ModelVersion, actor: str) -> lineage.Entity:
@@ -319,6 +365,12 @@ def decide(session: Session, group_name: str, number: int, req: ApprovalRequest,
             f"cannot move {group_name} version {number} from {current} to {req.status}",
             fix=f"from {current} the allowed statuses are: {', '.join(allowed)}",
             current_status=current, allowed=list(allowed))
+    if req.status == APPROVED and (group.approval_policy or {}).get("require_artifact_hash") and \
+            not v.artifact_sha256:
+        raise RuleRefusal(f"{group.name} requires a verified artifact sha256 before approval; version {number} has "
+                          f"none (mlgov could not read {v.artifact_uri!r} to hash it)",
+                          fix="register the artifact again from a location in mlgov's object store, or natively "
+                              "with its artifact_sha256")
     assessment = assess_evidence(session, group.name, v)
     overridden = _check_policy(group, req, actor, assessment)
     now = utcnow()
@@ -399,7 +451,7 @@ def assess_evidence(session: Session, group_name: str, v: ModelVersion) -> list[
         if kind == "captured_window" and source.get("model_version") == f"{group_name}/{v.version}":
             counted, reason = True, (f"computed by mlgov from this version's own predictions: endpoint "
                                      f"{source.get('endpoint')!r} captured traffic joined to ground truth")
-        elif kind == "model_run" and source.get("artifact_sha256") == v.artifact_sha256:
+        elif kind == "model_run" and v.artifact_sha256 and source.get("artifact_sha256") == v.artifact_sha256:
             counted, reason = True, (f"computed by mlgov running this version's registered artifact (sha256 "
                                      f"{v.artifact_sha256[:12]}…) on {source.get('dataset', 'a dataset')}")
         else:
@@ -447,7 +499,7 @@ def _check_policy(group: ModelGroup, req: ApprovalRequest, actor: Principal,
         if actor.role != Role.admin:
             raise Forbidden("only admin keys may override the approval policy", fix="drop override_policy")
         return [missing]
-    raise Conflict(f"{group.name} requires a passing bias report before approval; {missing}",
+    raise RuleRefusal(f"{group.name} requires a passing bias report before approval; {missing}",
                    fix="have mlgov compute it from the version's own predictions (POST /api/v1/clarify/bias with "
                        "model_group, model_version and either an endpoint window of this version or "
                        "predict_with_model=true), or have someone independent of the registrant run it; an admin "
@@ -538,8 +590,8 @@ def move_stage(session: Session, group_name: str, number: int, req: StageRequest
         raise Forbidden(f"stage {req.stage} is governed: only approver or admin keys may move versions into it",
                         fix="ask an approver to make this move")
     if target.requires_approval and v.approval_status != APPROVED:
-        raise Conflict(f"stage {req.stage} accepts only Approved versions; version {number} is {v.approval_status}",
-                       fix="have an approver approve the version first")
+        raise RuleRefusal(f"stage {req.stage} accepts only Approved versions; version {number} is "
+                          f"{v.approval_status}", fix="have an approver approve the version first")
     if target.exclusive:
         displaced = list(session.scalars(_lock(select(ModelVersion).where(
             ModelVersion.group_id == group.id, ModelVersion.stage == req.stage, ModelVersion.id != v.id), session)))
@@ -570,6 +622,403 @@ def occupants_at(session: Session, group_name: str, stage: str, at: dt.datetime)
             .join(StageTransition, StageTransition.id == last.c.tid)
             .where(StageTransition.to_stage == stage).order_by(ModelVersion.version))
     return list(session.scalars(stmt))
+
+
+# --- names, tags, deletion ----------------------------------------------------------------------------
+
+ReferenceCheck = Callable[[Session, str, "int | None"], list[str]]
+_REFERENCE_CHECKS: list[ReferenceCheck] = []
+
+
+def register_reference_check(check: ReferenceCheck) -> None:
+    """Other domains name a group (and version) in their rows; at composition time they register a check that
+    says who refers to it, so a rename or delete here never leaves their rows pointing at nothing."""
+    if check not in _REFERENCE_CHECKS:
+        _REFERENCE_CHECKS.append(check)
+
+
+def _refuse_if_referenced(session: Session, group: str, number: int | None, what: str) -> None:
+    refs = [r for check in _REFERENCE_CHECKS for r in check(session, group, number)]
+    if refs:
+        target = group if number is None else f"{group} version {number}"
+        raise RuleRefusal(f"cannot {what} {target}: {'; '.join(refs[:10])} refer(s) to it by name",
+                          fix="point those at another model version or remove them first")
+
+
+def governed_aliases(group: ModelGroup) -> list[str]:
+    return list(DEFAULT_GOVERNED_ALIASES) if group.governed_aliases is None else list(group.governed_aliases)
+
+
+def _check_pair(key: str, value: str | None, what: str) -> None:
+    if not 1 <= len(key) <= 128:
+        raise Invalid(f"{what} key must be 1-128 characters, got {len(key)}", fix="use a shorter key")
+    if value is not None and len(value) > 256:
+        raise Invalid(f"{what} value for {key!r} is {len(value)} characters; mlgov keeps at most 256",
+                      fix="store long text in the description or the model card, or point at it with a URI")
+
+
+def rename_group(session: Session, name: str, new_name: str, actor: Principal) -> ModelGroup:
+    """Audited; refused while another domain (endpoints, baselines, triggers) refers to the group by name."""
+    if not GROUP_NAME_RE.fullmatch(new_name):
+        raise Invalid(f"{new_name!r} is not a valid model group name: letters, digits and hyphens, at most 63, "
+                      "starting with a letter or digit", fix=f"try {suggest_name(new_name)!r}")
+    group = get_group(session, name, for_update=True)
+    if new_name == group.name:
+        return group
+    if session.scalar(select(ModelGroup.id).where(ModelGroup.name == new_name)) is not None:
+        raise GroupExists(new_name)
+    _refuse_if_referenced(session, group.name, None, "rename")
+    group.name, group.updated_at = new_name, utcnow()
+    session.flush()
+    audit.record(session, actor=actor.name, action="model_group.renamed", subject_type="model_group",
+                 subject_id=new_name, before={"name": name}, after={"name": new_name})
+    events.emit(session, "model_group.renamed", new_name, {"from": name, "to": new_name})
+    return group
+
+
+def suggest_name(name: str) -> str:
+    """A valid group name close to ``name`` (for error messages)."""
+    cleaned = "-".join(p for p in "".join(c if c.isalnum() else "-" for c in name).split("-") if p)
+    return cleaned[:63] or "my-model"
+
+
+def set_group_tag(session: Session, name: str, key: str, value: str | None, actor: Principal) -> ModelGroup:
+    """Set (or, with ``value`` None, remove) one tag under the group's lock, so concurrent tag calls all land."""
+    _check_pair(key, value, "tag")
+    group = get_group(session, name, for_update=True)
+    tags = dict(group.tags or {})
+    if value is None and key not in tags:
+        raise NotFound(f"model group {name!r} has no tag {key!r}", fix="list its tags (GET the model group)")
+    if value is None:
+        tags.pop(key)
+    else:
+        tags[key] = value
+    if len(tags) > 50:
+        raise Invalid(f"model group {name!r} would have {len(tags)} tags; mlgov keeps at most 50",
+                      fix="remove tags that are no longer needed")
+    return update_group(session, name, GroupUpdate(tags=tags), actor)
+
+
+def update_version(session: Session, group_name: str, number: int, description: str | None,
+                   actor: Principal) -> ModelVersion:
+    if description is not None and len(description) > 1024:
+        raise Invalid(f"description is {len(description)} characters; at most 1024", fix="shorten it")
+    group, v = _locked_version(session, group_name, number)
+    before = v.description
+    v.description, v.updated_at = description, utcnow()
+    session.flush()
+    audit.record(session, actor=actor.name, action="version.updated", subject_type="model_version",
+                 subject_id=f"{group.name}/{number}", before={"description": before},
+                 after={"description": description})
+    return v
+
+
+RESERVED_METADATA_PREFIX = "mlgov."
+
+
+def set_version_metadata(session: Session, group_name: str, number: int, key: str, value: str | None,
+                         actor: Principal) -> ModelVersion:
+    """Set (or, with ``value`` None, remove) one metadata pair. Keys under ``mlgov.`` are mlgov's own facts
+    (approval status, approver): nobody sets them, so a tag can never pose as an approval."""
+    if key.startswith(RESERVED_METADATA_PREFIX):
+        raise Forbidden(f"metadata keys starting with {RESERVED_METADATA_PREFIX!r} are set by mlgov itself "
+                        f"({key!r}); an approval cannot be made by writing a tag",
+                        fix="decide approvals through mlgov (POST /api/v1/model-groups/{group}/versions/{version}/"
+                            "approval, the CLI or the console), with a key independent of the registrant")
+    _check_pair(key, value, "metadata")
+    group, v = _locked_version(session, group_name, number)
+    items = {m.key: m for m in v.metadata_items}
+    previous = items[key].value if key in items else None
+    if value is None:
+        if key not in items:
+            raise NotFound(f"{group.name} version {number} has no metadata key {key!r}",
+                           fix="list its metadata (GET the version)")
+        v.metadata_items.remove(items[key])
+    elif key in items:
+        items[key].value = value
+    else:
+        if len(items) >= 50:
+            raise Invalid(f"{group.name} version {number} already has 50 metadata pairs, mlgov's limit",
+                          fix="remove pairs that are no longer needed")
+        v.metadata_items.append(VersionMetadata(key=key, value=value))
+    v.updated_at = utcnow()
+    session.flush()
+    subject = f"{group.name}/{number}"
+    audit.record(session, actor=actor.name, action="version.metadata_changed", subject_type="model_version",
+                 subject_id=subject, before={key: previous}, after={key: value})
+    events.emit(session, "version.metadata_changed", subject,
+                {"group": group.name, "version": number, "key": key, "value": value, "previous": previous})
+    return v
+
+
+def _locked_version(session: Session, group_name: str, number: int) -> tuple[ModelGroup, ModelVersion]:
+    group = get_group(session, group_name, for_update=True)
+    v = session.scalar(_lock(_version_stmt(group).where(ModelVersion.version == number), session))
+    if v is None:
+        raise VersionNotFound(group_name, number)
+    return group, v
+
+
+def _why_kept(session: Session, group: ModelGroup, v: ModelVersion) -> str | None:
+    """Why a version must stay: it was approved (its decisions are evidence) or an alias points at it."""
+    approved = session.scalar(select(ApprovalDecision.at).where(ApprovalDecision.version_id == v.id,
+                                                                ApprovalDecision.to_status == APPROVED).limit(1))
+    if approved is not None:
+        return (f"version {v.version} was approved ({approved.isoformat()}); approved versions stay in the registry "
+                "as the record of what was released")
+    aliases = list(session.scalars(select(Alias.alias).where(Alias.version_id == v.id).order_by(Alias.alias)))
+    if aliases:
+        return f"alias(es) {', '.join('@' + a for a in aliases)} point at version {v.version}"
+    return None
+
+
+def delete_version(session: Session, group_name: str, number: int, actor: Principal) -> None:
+    """Remove a version that was never approved and that nothing points at (by its registrant or an admin); its
+    audit trail stays and its number is never reused. Every door (native, SageMaker, MLflow) deletes here."""
+    group, v = _locked_version(session, group_name, number)
+    registrant = _registrant(session, v)[0]
+    if actor.role != Role.admin and not auth.same_person(actor.owner, registrant):
+        raise Forbidden(f"{group_name} version {number} was registered by {registrant!r}; only its registrant or an "
+                        "admin may delete it", fix=f"ask {registrant!r} or an admin")
+    why = _why_kept(session, group, v)
+    if why is not None:
+        raise RuleRefusal(f"cannot delete {group.name} version {number}: {why}",
+                          fix="reject or archive it instead (POST …/approval with Rejected, or move it to Archived); "
+                              "remove aliases first")
+    _refuse_if_referenced(session, group.name, number, "delete")
+    snapshot = _payload(group.name, v)
+    session.delete(v)
+    session.flush()
+    subject = f"{group.name}/{number}"
+    audit.record(session, actor=actor.name, action="version.deleted", subject_type="model_version",
+                 subject_id=subject, before=snapshot)
+    events.emit(session, "version.deleted", subject, {"group": group.name, "version": number, "actor": actor.name})
+
+
+def delete_group(session: Session, name: str, actor: Principal) -> None:
+    """Remove a group whose versions could all be deleted (none approved, no alias), and nothing refers to."""
+    group = get_group(session, name, for_update=True)
+    for v in session.scalars(_lock(select(ModelVersion).where(ModelVersion.group_id == group.id)
+                                   .order_by(ModelVersion.version), session)):
+        why = _why_kept(session, group, v)
+        if why is not None:
+            raise RuleRefusal(f"cannot delete model group {name!r}: {why}",
+                              fix="approved versions stay; archive the group's versions instead")
+    _refuse_if_referenced(session, group.name, None, "delete")
+    before = {"name": group.name, "description": group.description, "tags": group.tags,
+              "latest_version": group.latest_version}
+    session.delete(group)
+    session.flush()
+    audit.record(session, actor=actor.name, action="model_group.deleted", subject_type="model_group",
+                 subject_id=name, before=before)
+    events.emit(session, "model_group.deleted", name, {"name": name, "actor": actor.name})
+
+
+# --- aliases ------------------------------------------------------------------------------------------
+
+RESERVED_ALIAS = re.compile(r"^(latest|v\d+)$", re.IGNORECASE)
+
+
+def set_alias(session: Session, group_name: str, alias: str, number: int, actor: Principal) -> ModelVersion:
+    """Point ``alias`` at a version. A governed alias (default @champion, @production) is what deployments
+    follow, so it gets the rules of a governed stage and four-eyes: only an approver or admin, independent of
+    whoever registered the version, may point it, and only at an Approved version."""
+    if not ALIAS_RE.fullmatch(alias) or RESERVED_ALIAS.fullmatch(alias):
+        raise Invalid(f"alias {alias!r} is not allowed: letters, digits, '_' and '-', at most 255, and not 'latest' "
+                      "or v<number> (those name versions)", fix="pick another alias, e.g. 'champion'")
+    group, v = _locked_version(session, group_name, number)
+    if alias in governed_aliases(group):
+        if actor.role not in DECIDERS:
+            raise Forbidden(f"@{alias} is a governed alias of {group.name}: only approver or admin keys may move it "
+                            f"(key {actor.name!r} is {actor.role.value})", fix="ask an approver to set it")
+        if v.approval_status != APPROVED:
+            raise RuleRefusal(f"@{alias} is a governed alias of {group.name}: it may point only at an Approved "
+                              f"version; version {number} is {v.approval_status}",
+                              fix="have an approver independent of the registrant approve the version through "
+                                  "mlgov (API, CLI or console), then set the alias")
+        why = "the same key" if v.registered_by_key == actor.key_pk else auth.independent_keys(
+            session, actor, v.registered_by_key, _registrant(session, v)[0])
+        if why is not None:
+            raise FourEyesViolation(actor.name, group.name, number, None if why == "the same key" else why,
+                                    act=f"point the governed alias @{alias} at it")
+    current = session.get(Alias, (group.id, alias))
+    previous = None
+    if current is not None:
+        previous = session.scalar(select(ModelVersion.version).where(ModelVersion.id == current.version_id))
+        if current.version_id == v.id:
+            return v
+        current.version_id, current.set_by, current.set_at = v.id, actor.name, utcnow()
+    else:
+        session.add(Alias(group_id=group.id, alias=alias, version_id=v.id, set_by=actor.name, set_at=utcnow()))
+    _move_alias(session, group, alias, number, previous, actor)
+    return v
+
+
+def _move_alias(session: Session, group: ModelGroup, alias: str, number: int | None, previous: int | None,
+                actor: Principal) -> None:
+    session.add(AliasMove(group_id=group.id, alias=alias, version=number, actor=actor.name, at=utcnow()))
+    session.flush()
+    subject = f"{group.name}/{number if number is not None else previous}"
+    action = "version.alias_set" if number is not None else "version.alias_removed"
+    audit.record(session, actor=actor.name, action=action, subject_type="model_version", subject_id=subject,
+                 before={"alias": alias, "version": previous}, after={"alias": alias, "version": number})
+    events.emit(session, action, subject, {"group": group.name, "alias": alias, "version": number,
+                                           "previous_version": previous, "actor": actor.name})
+
+
+def delete_alias(session: Session, group_name: str, alias: str, actor: Principal) -> None:
+    group = get_group(session, group_name, for_update=True)
+    current = session.get(Alias, (group.id, alias))
+    if current is None:
+        raise NotFound(f"model group {group_name!r} has no alias {alias!r}",
+                       fix="list its aliases (GET the model group)")
+    if alias in governed_aliases(group) and actor.role not in DECIDERS:
+        raise Forbidden(f"@{alias} is a governed alias of {group.name}: only approver or admin keys may remove it",
+                        fix="ask an approver")
+    previous = session.scalar(select(ModelVersion.version).where(ModelVersion.id == current.version_id))
+    session.delete(current)
+    _move_alias(session, group, alias, None, previous, actor)
+
+
+def version_by_alias(session: Session, group_name: str, alias: str) -> tuple[ModelGroup, ModelVersion]:
+    group = get_group(session, group_name)
+    v = session.scalar(_version_stmt(group).join(Alias, Alias.version_id == ModelVersion.id)
+                       .where(Alias.group_id == group.id, Alias.alias == alias))
+    if v is None:
+        raise NotFound(f"model group {group_name!r} has no alias {alias!r}",
+                       fix="list its aliases (GET the model group)")
+    return group, v
+
+
+def aliases_at(session: Session, group_name: str, at: dt.datetime) -> dict[str, int]:
+    """What every alias pointed at, at time ``at`` (each alias's last move at or before it)."""
+    group = get_group(session, group_name)
+    last = (select(AliasMove.alias, func.max(AliasMove.id).label("mid"))
+            .where(AliasMove.group_id == group.id, AliasMove.at <= at).group_by(AliasMove.alias).subquery())
+    rows = session.execute(select(AliasMove.alias, AliasMove.version).join(last, last.c.mid == AliasMove.id))
+    return {a: n for a, n in rows if n is not None}
+
+
+def alias_history(session: Session, group_name: str) -> list[AliasMove]:
+    group = get_group(session, group_name)
+    return list(session.scalars(select(AliasMove).where(AliasMove.group_id == group.id).order_by(AliasMove.id)))
+
+
+# --- views across versions (MLflow's registered-model and search shapes) ------------------------------
+
+@dataclass(frozen=True)
+class VersionFacts:
+    """What a listing shows beside the row: its aliases and who approved it."""
+
+    aliases: list[str]
+    approved_by: str | None
+
+
+def version_facts(session: Session, versions: list[ModelVersion]) -> dict[str, VersionFacts]:
+    ids = [v.id for v in versions]
+    aliases: dict[str, list[str]] = {i: [] for i in ids}
+    approvers: dict[str, str] = {}
+    for part in chunks(ids):
+        for vid, alias in session.execute(select(Alias.version_id, Alias.alias).where(Alias.version_id.in_(part))
+                                          .order_by(Alias.alias)):
+            aliases[vid].append(alias)
+        newest = (select(func.max(ApprovalDecision.id)).where(ApprovalDecision.version_id.in_(part))
+                  .group_by(ApprovalDecision.version_id))
+        for vid, to, actor in session.execute(select(ApprovalDecision.version_id, ApprovalDecision.to_status,
+                                                     ApprovalDecision.actor).where(ApprovalDecision.id.in_(newest))):
+            if to == APPROVED:
+                approvers[vid] = actor
+    return {v.id: VersionFacts(aliases[v.id], approvers.get(v.id)) for v in versions}
+
+
+def latest_by_stage(session: Session, group_ids: list[str], stages: list[str] | None = None,
+                    ) -> dict[str, list[ModelVersion]]:
+    """For each group, the newest version in each stage (only ``stages``, when given), oldest stage first."""
+    out: dict[str, list[ModelVersion]] = {g: [] for g in group_ids}
+    for part in chunks(group_ids):
+        newest = (select(func.max(ModelVersion.version).label("n"), ModelVersion.group_id)
+                  .where(ModelVersion.group_id.in_(part), *([ModelVersion.stage.in_(stages)] if stages else []))
+                  .group_by(ModelVersion.group_id, ModelVersion.stage).subquery())
+        stmt = (select(ModelVersion).options(selectinload(ModelVersion.metadata_items))
+                .join(newest, (newest.c.group_id == ModelVersion.group_id) & (newest.c.n == ModelVersion.version))
+                .order_by(ModelVersion.version))
+        for v in session.scalars(stmt):
+            out[v.group_id].append(v)
+    return out
+
+
+def group_aliases(session: Session, group_ids: list[str]) -> dict[str, list[tuple[str, int]]]:
+    out: dict[str, list[tuple[str, int]]] = {g: [] for g in group_ids}
+    for part in chunks(group_ids):
+        for gid, alias, number in session.execute(
+                select(Alias.group_id, Alias.alias, ModelVersion.version)
+                .join(ModelVersion, ModelVersion.id == Alias.version_id).where(Alias.group_id.in_(part))
+                .order_by(Alias.alias)):
+            out[gid].append((alias, number))
+    return out
+
+
+_GROUP_COLUMNS: dict[str, Any] = {"name": ModelGroup.name, "created_at": ModelGroup.created_at,
+                                  "updated_at": ModelGroup.updated_at}
+_VERSION_COLUMNS: dict[str, Any] = {"name": ModelGroup.name, "version": ModelVersion.version,
+                                    "created_at": ModelVersion.created_at, "updated_at": ModelVersion.updated_at,
+                                    "stage": ModelVersion.stage, "run_id": ModelVersion.run_id,
+                                    "source": ModelVersion.artifact_uri}
+
+
+def _compare(column: Any, op: str, value: str | list[str]) -> Any:
+    if op in ("IN", "NOT IN"):
+        values = value if isinstance(value, list) else [value]
+        return column.in_(values) if op == "IN" else column.not_in(values)
+    text = str(value)
+    return {"=": lambda: column == text, "!=": lambda: column != text, "LIKE": lambda: column.like(text),
+            "ILIKE": lambda: column.ilike(text)}[op]()
+
+
+def _where(clauses: list[SearchClause], columns: dict[str, Any], tag: Any) -> list[Any]:
+    out = []
+    for c in clauses:
+        if c.field == "tag":
+            out.append(tag(c))
+        elif c.field in columns:
+            out.append(_compare(columns[c.field], c.op, c.value))
+        else:
+            raise Invalid(f"cannot search by {c.field!r}", fix=f"search by one of: {', '.join(columns)}, tags.<key>")
+    return out
+
+
+def _ordering(order: list[tuple[str, bool]], columns: dict[str, Any], tiebreak: list[Any]) -> list[Any]:
+    for key, _ in order:
+        if key not in columns:
+            raise Invalid(f"cannot order by {key!r}", fix=f"order by one of: {', '.join(columns)}")
+    return [columns[k].asc() if asc else columns[k].desc() for k, asc in order] + tiebreak
+
+
+def search_groups(session: Session, clauses: list[SearchClause], order: list[tuple[str, bool]], limit: int,
+                  offset: int) -> list[ModelGroup]:
+    """Groups matching every clause (name, tags.<key>), in ``order`` then by name."""
+    def tag(c: SearchClause) -> Any:
+        return _compare(ModelGroup.tags[c.key or ""].as_string(), c.op, c.value)
+
+    stmt = select(ModelGroup).where(*_where(clauses, {"name": ModelGroup.name}, tag))
+    stmt = stmt.order_by(*_ordering(order, _GROUP_COLUMNS, [ModelGroup.name.asc()]))
+    return list(session.scalars(stmt.limit(limit).offset(offset)))
+
+
+def search_versions(session: Session, clauses: list[SearchClause], order: list[tuple[str, bool]], limit: int,
+                    offset: int) -> list[tuple[ModelGroup, ModelVersion]]:
+    """(group, version) matching every clause (name, version, run_id, source, stage, tags.<key>), in
+    ``order`` then by name and newest version first."""
+    def tag(c: SearchClause) -> Any:
+        return select(VersionMetadata.version_id).where(
+            VersionMetadata.version_id == ModelVersion.id, VersionMetadata.key == c.key,
+            _compare(VersionMetadata.value, c.op, c.value)).exists()
+
+    stmt = (select(ModelGroup, ModelVersion).join(ModelGroup, ModelGroup.id == ModelVersion.group_id)
+            .options(selectinload(ModelVersion.metadata_items))
+            .where(*_where(clauses, _VERSION_COLUMNS, tag)))
+    stmt = stmt.order_by(*_ordering(order, _VERSION_COLUMNS, [ModelGroup.name.asc(), ModelVersion.version.desc()]))
+    return [(g, v) for g, v in session.execute(stmt.limit(limit).offset(offset))]
 
 
 # --- compliance report --------------------------------------------------------------------------------
@@ -614,15 +1063,15 @@ def _decision_row(d: ApprovalDecision) -> dict[str, Any]:
 
 # What other domains know of a version. Monitor and Clarify call registry, so registry cannot call them: they add
 # providers at composition (``mlgov.app``) and the compliance report asks each for its side of every version.
-VersionFacts = Callable[[Session, str, int, dt.datetime, dt.datetime], Mapping[str, list[dict[str, Any]]]]
+FactsProvider = Callable[[Session, str, int, dt.datetime, dt.datetime], Mapping[str, list[dict[str, Any]]]]
 """(session, group, version, from, to) → lists by section: ``alerts`` and ``monitoring`` (activity in the window),
 ``attachments`` (evidence attached to the version over time, each with ``kind``, ``id``, ``by``, ``at`` and ``until``
 (when it was superseded, or None), ISO-8601 times)."""
-_FACTS: dict[str, VersionFacts] = {}
+_FACTS: dict[str, FactsProvider] = {}
 MAX_ATTACHMENTS = 500
 
 
-def add_version_facts(name: str, provider: VersionFacts) -> None:
+def add_version_facts(name: str, provider: FactsProvider) -> None:
     """Add (or replace, by name: composing twice is harmless) a provider of facts about versions."""
     _FACTS[name] = provider
 
@@ -718,44 +1167,3 @@ def compliance_report(session: Session, group_name: str, since: dt.datetime | No
         "decisions_passed_only_by_override": overrides,
         "versions": rows,
     }
-
-
-# --- deletion (SageMaker's DeleteModelPackage / DeleteModelPackageGroup) --------------------------------------
-
-def delete_version(session: Session, group_name: str, number: int, actor: Principal) -> None:
-    """Withdraw a version nobody has decided yet (its registrant or an admin). Decided versions stay: their
-    decisions are the audit trail. The number is never reused; lineage keeps the artifact as it was recorded."""
-    group = get_group(session, group_name, for_update=True)
-    v = session.scalar(_lock(_version_stmt(group).where(ModelVersion.version == number), session))
-    if v is None:
-        raise VersionNotFound(group_name, number)
-    registrant = _registrant(session, v)[0]
-    if actor.role != Role.admin and not auth.same_person(actor.owner, registrant):
-        raise Forbidden(f"{group_name} version {number} was registered by {registrant!r}; only its registrant or an "
-                        "admin may delete it", fix=f"ask {registrant!r} or an admin")
-    if v.approval_status != PENDING or approval_history(session, v):
-        raise Conflict(f"{group_name} version {number} has approval decisions ({v.approval_status}); decided "
-                       "versions are kept as the audit trail of those decisions",
-                       fix="reject it instead (its decisions and stage history stay on record)")
-    payload = _payload(group.name, v)
-    session.delete(v)
-    session.flush()
-    subject = f"{group.name}/{number}"
-    audit.record(session, actor=actor.name, action="version.deleted", subject_type="model_version",
-                 subject_id=subject, before=payload)
-    events.emit(session, "version.deleted", subject, {"group": group.name, "version": number, "actor": actor.name})
-
-
-def delete_group(session: Session, name: str, actor: Principal) -> None:
-    """Delete an empty group (SageMaker refuses groups that still hold model packages too)."""
-    group = get_group(session, name, for_update=True)
-    held = session.scalar(select(func.count()).select_from(ModelVersion).where(ModelVersion.group_id == group.id))
-    if held:
-        raise Conflict(f"model group {name!r} still holds {held} version(s)",
-                       fix="delete its undecided versions first; groups with decided versions are kept")
-    before = {"name": group.name, "description": group.description, "tags": group.tags}
-    session.delete(group)
-    session.flush()
-    audit.record(session, actor=actor.name, action="model_group.deleted", subject_type="model_group",
-                 subject_id=name, before=before)
-    events.emit(session, "model_group.deleted", name, before)

@@ -196,7 +196,7 @@ def explain_version(session: Session, store: ObjectStore, policy: OutboundPolicy
     if remote is not None:
         model, source = remote, remote.source   # model-agnostic: permutation SHAP through the endpoint
     else:
-        source = {"kind": "artifact", "artifact_sha256": registered.artifact_sha256}
+        source = {"kind": "artifact", "artifact_sha256": registered.artifact_sha256 or "unverified"}
         model, _ = load_model(session, store, group, version, request.model_format, artifact)
     try:
         df = pd.read_csv(io.BytesIO(request.file))

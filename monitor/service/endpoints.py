@@ -25,7 +25,7 @@ from mlgov.errors import Conflict, Invalid
 from mlgov.storage import ObjectStore
 from monitor import capture, layout
 from monitor.errors import EndpointNotFound
-from monitor.orm import CaptureBatch, CaptureEvent, Endpoint
+from monitor.orm import CaptureBatch, CaptureEvent, Endpoint, RetrainingTrigger, VersionBaseline
 from registry import service as registry
 
 
@@ -192,3 +192,20 @@ def captured_count(session: Session, endpoint: str) -> int:
     ep = get_endpoint(session, endpoint)
     return int(session.scalar(select(func.count()).select_from(CaptureEvent).where(CaptureEvent.endpoint_id == ep.id))
                or 0)
+
+
+def model_references(session: Session, group: str, version: int | None) -> list[str]:
+    """What in monitoring names this model group (or one of its versions): endpoints serving it, drift baselines
+    attached to it, its retraining trigger. The registry asks before a rename or delete (registered in app.py)."""
+    refs = [f"endpoint {n!r}" for n in session.scalars(
+        select(Endpoint.name).where(Endpoint.model_group == group,
+                                    *([Endpoint.model_version == version] if version is not None else []))
+        .order_by(Endpoint.name))]
+    refs += [f"drift baseline of version {n}" for n in session.scalars(
+        select(VersionBaseline.model_version).where(
+            VersionBaseline.model_group == group,
+            *([VersionBaseline.model_version == version] if version is not None else []))
+        .order_by(VersionBaseline.model_version))]
+    if version is None and session.scalar(select(RetrainingTrigger.id).where(RetrainingTrigger.model_group == group)):
+        refs.append("its retraining trigger")
+    return refs

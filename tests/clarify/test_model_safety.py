@@ -353,3 +353,11 @@ def test_every_kind_of_stored_callable_needs_trust(func, named):
     assert named <= set(err.value.types), err.value.types
     # FunctionTransformer without a function is a plain, allowed transformer
     assert loaders.load(sio.dumps(make_pipeline(FunctionTransformer(), honest)), "skops", trusted=False)
+
+
+def test_an_unhashed_version_is_never_loaded() -> None:
+    """A version registered through MLflow from outside mlgov's store has no sha256: nothing can match it."""
+    from clarify.loaders import ModelLoadError, check_digest
+
+    with pytest.raises(ModelLoadError, match="no registered sha256"):
+        check_digest(b"any bytes", None)

@@ -1,0 +1,803 @@
+"""MLflow's model-registry REST API (``/api/2.0/mlflow/…``) served on mlgov's registry.
+
+Only translation: MLflow's request messages (``mlflow/protos/model_registry.proto``, ``webhooks.proto``) in,
+mlgov service calls, MLflow's response messages out. Four-eyes, governed stages and aliases, policies, audit,
+events and lineage all happen in ``registry.service``, as for every other door. A registered model is a model
+group, a model version a version; MLflow's stage "None" is the group's initial stage; tags are metadata, and
+``mlgov.*`` tags show mlgov's own facts (approval status, approver), which nobody can set.
+
+Errors have one shape here, MLflow's ``{"error_code", "message"}`` with MLflow's HTTP statuses, fed by the same
+domain errors as problem+json on the native API (``MlflowRoute`` turns them into ``MlflowError`` after the
+request's transaction was rolled back; ``install`` registers the handler).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import hashlib
+import hmac
+import json
+import re
+import time
+from collections.abc import Callable, Coroutine
+from typing import Annotated, Any, Literal, TypeVar
+
+from fastapi import APIRouter, Depends, FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+from mlgov import events, inputs
+from mlgov.auth import ADMINS, DECIDERS, PUBLISHERS, READERS, Principal, Role, SessionDep, require
+from mlgov.db import DatabaseBusy, busy_reason, is_unique_violation
+from mlgov.errors import Conflict, DomainError, Forbidden, Invalid, NotFound, PayloadTooLarge, Unauthorized
+from mlgov.outbound import OutboundDep
+from mlgov.secrets import SecretsDep
+from mlgov.storage import ObjectStore
+from registry import service
+from registry.errors import GroupExists, RuleRefusal, TransitionNotAllowed
+from registry.orm import ModelGroup, ModelVersion
+from registry.schemas import GroupCreate, GroupUpdate, SearchClause, StageConfig, StageRequest, VersionFields
+
+PREFIX = "/api/2.0/mlflow"
+MAX_PAGE = 1000            # rows per page, whatever max_results asks (the client follows next_page_token)
+MAX_RESULTS = {"models": 1000, "versions": 200_000}   # MLflow's own thresholds: beyond them is an error
+MAX_OFFSET = 2**31 - 1
+MLFLOW_WIRE = "mlflow"
+PROMPT_TAG = "mlflow.prompt.is_prompt"
+
+
+# --- errors --------------------------------------------------------------------------------------------
+
+class MlflowError(Exception):
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message, self.headers = status, code, message, headers or {}
+
+
+class EndpointNotFound(DomainError):
+    status, title = 404, "Not found"
+
+
+def _message(exc: DomainError) -> str:
+    return f"{exc.detail}. Fix: {exc.fix}" if exc.fix else exc.detail
+
+
+def to_mlflow(exc: Exception, retry_after_s: int) -> MlflowError:
+    """The one MLflow error mapping: domain errors and overload to MLflow's error codes and statuses."""
+    if isinstance(exc, EndpointNotFound):
+        return MlflowError(404, "ENDPOINT_NOT_FOUND", _message(exc))
+    if isinstance(exc, GroupExists):
+        return MlflowError(400, "RESOURCE_ALREADY_EXISTS", _message(exc))
+    if isinstance(exc, Forbidden | RuleRefusal):      # the message names the rule (four-eyes, not approved, policy)
+        return MlflowError(403, "PERMISSION_DENIED", _message(exc))
+    if isinstance(exc, Unauthorized):
+        return MlflowError(401, "UNAUTHENTICATED", _message(exc), {"WWW-Authenticate": "Bearer"})
+    if isinstance(exc, NotFound):
+        return MlflowError(404, "RESOURCE_DOES_NOT_EXIST", _message(exc))
+    if isinstance(exc, TransitionNotAllowed):
+        return MlflowError(400, "INVALID_PARAMETER_VALUE", _message(exc))
+    if isinstance(exc, Conflict):
+        return MlflowError(409, "RESOURCE_CONFLICT", _message(exc))
+    if isinstance(exc, PayloadTooLarge):
+        return MlflowError(400, "INVALID_PARAMETER_VALUE", _message(exc))
+    if isinstance(exc, DomainError):
+        return MlflowError(400, "INVALID_PARAMETER_VALUE", _message(exc))
+    busy = exc.detail if isinstance(exc, DatabaseBusy) else busy_reason(exc)
+    if busy is not None:
+        return MlflowError(503, "TEMPORARILY_UNAVAILABLE", f"the database is busy: {busy}; nothing was stored, retry",
+                           {"Retry-After": str(retry_after_s)})
+    if is_unique_violation(exc):
+        return MlflowError(400, "RESOURCE_ALREADY_EXISTS", "a concurrent request stored the same thing first")
+    raise exc
+
+
+class MlflowRoute(APIRoute):
+    """Errors of these routes (their dependencies included) leave as ``MlflowError``: raised, not returned, so
+    the request's transaction is rolled back exactly as on the native API."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def route(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except (DomainError, DatabaseBusy, PoolTimeout, DBAPIError) as exc:
+                retry = int(getattr(request.app.state.settings, "retry_after_s", 2))
+                raise to_mlflow(exc, retry) from exc
+
+        return route
+
+
+async def _handle(_: Request, exc: Exception) -> Response:
+    assert isinstance(exc, MlflowError)
+    return JSONResponse({"error_code": exc.code, "message": exc.message}, status_code=exc.status,
+                        headers=exc.headers or None)
+
+
+router = APIRouter(prefix=PREFIX, route_class=MlflowRoute, include_in_schema=False, tags=["mlflow"])
+Reader = Annotated[Principal, Depends(require(READERS))]
+Writer = Annotated[Principal, Depends(require(PUBLISHERS))]
+Mover = Annotated[Principal, Depends(require(DECIDERS, Role.publisher))]
+Admin = Annotated[Principal, Depends(require(ADMINS))]
+
+
+def install(app: FastAPI) -> None:
+    """Serve MLflow's registry routes, answer MLflow's error shape on them, deliver MLflow-format webhooks."""
+    app.include_router(router)
+    app.include_router(fallback)
+    app.add_exception_handler(MlflowError, _handle)
+    events.register_format(MLFLOW_WIRE, events.WireFormat(translate=_webhook_event_name, render=_render_delivery))
+
+
+# --- request messages ----------------------------------------------------------------------------------
+
+async def _fields(request: Request) -> dict[str, Any]:
+    """The request message: query parameters for GET (repeated ones as lists), the JSON body otherwise."""
+    if request.method == "GET":
+        out: dict[str, Any] = {}
+        for k, v in request.query_params.multi_items():
+            out[k] = [*out[k], v] if isinstance(out.get(k), list) else ([out[k], v] if k in out else v)
+        return out
+    raw = await request.body()
+    body = inputs.loads(raw or b"{}", "body")
+    if not isinstance(body, dict):
+        raise Invalid("the request body must be a JSON object", fix="send the fields of the MLflow request message")
+    return body
+
+
+Fields = Annotated[dict[str, Any], Depends(_fields)]
+
+
+class Message(BaseModel):
+    """An MLflow request message: unknown fields ignored (newer clients send more), strings coerced as the proto
+    JSON mapping allows (a GET carries every field as text)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+
+M = TypeVar("M", bound=Message)
+
+
+def _parse(model: type[M], fields: dict[str, Any]) -> M:
+    try:
+        return model.model_validate(fields)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ())) or "request"
+        raise Invalid(f"invalid value for parameter '{where}': {first.get('msg', '')}",
+                      fix="send the fields of MLflow's request message (see mlflow/protos/model_registry.proto)") \
+            from None
+
+
+Name = Annotated[str, Field(min_length=1, max_length=256)]
+
+
+class Tag(Message):
+    key: str = Field(min_length=1, max_length=250)
+    value: str = Field(default="", max_length=5000)
+
+
+class ByName(Message):
+    name: Name
+
+
+class CreateModel(ByName):
+    tags: list[Tag] = Field(default_factory=list, max_length=100)
+    description: str | None = Field(default=None, max_length=1024)
+
+
+class Rename(ByName):
+    new_name: Name
+
+
+class UpdateModel(ByName):
+    description: str | None = Field(default=None, max_length=1024)
+
+
+class Search(Message):
+    filter: str | None = Field(default=None, max_length=4000)
+    max_results: int | None = None
+    order_by: list[str] | str | None = None
+    page_token: str | None = Field(default=None, max_length=512)
+
+
+class LatestVersions(ByName):
+    stages: list[str] | str | None = None
+
+
+class ModelTag(ByName):
+    key: str = Field(min_length=1, max_length=250)
+    value: str = Field(default="", max_length=5000)
+
+
+class ModelTagKey(ByName):
+    key: str = Field(min_length=1, max_length=250)
+
+
+class SetAlias(ByName):
+    alias: str = Field(min_length=1, max_length=256)
+    version: str
+
+
+class AliasRef(ByName):
+    alias: str = Field(min_length=1, max_length=256)
+
+
+class CreateVersion(ByName):
+    source: str = Field(min_length=1, max_length=2048)
+    run_id: str | None = Field(default=None, max_length=256)
+    run_link: str | None = Field(default=None, max_length=2048)
+    tags: list[Tag] = Field(default_factory=list, max_length=50)
+    description: str | None = Field(default=None, max_length=1024)
+
+
+class VersionRef(ByName):
+    version: str
+
+
+class UpdateVersion(VersionRef):
+    description: str | None = Field(default=None, max_length=1024)
+
+
+class Transition(VersionRef):
+    stage: str = Field(min_length=1, max_length=63)
+    archive_existing_versions: bool = False
+
+
+class VersionTag(VersionRef):
+    key: str = Field(min_length=1, max_length=250)
+    value: str = Field(default="", max_length=5000)
+
+
+class VersionTagKey(VersionRef):
+    key: str = Field(min_length=1, max_length=250)
+
+
+def _version_number(text: str) -> int:
+    if not re.fullmatch(r"[0-9]{1,10}", text.strip()) or not 1 <= int(text) <= MAX_OFFSET:
+        raise Invalid(f"version {text!r} is not a version number", fix="pass the version as a number: '1', '2', …")
+    return int(text)
+
+
+def _no_prompts(keys: list[str]) -> None:
+    if PROMPT_TAG in keys:
+        raise Invalid("mlgov's registry holds models, not prompts", fix="keep prompts in MLflow's prompt registry")
+
+
+def _group_create(name: str, description: str | None, tags: dict[str, str]) -> GroupCreate:
+    _no_prompts(list(tags))
+    try:
+        return GroupCreate(name=name, description=description, tags=tags)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first.get("loc", ()))
+        fix = (f"mlgov names models like SageMaker does (letters, digits and hyphens, at most 63, starting with a "
+               f"letter or digit): try {service.suggest_name(name)!r}" if field == "name" else
+               "tags: at most 50, keys up to 128 and values up to 256 characters")
+        raise Invalid(f"invalid {field or 'request'} for registered model {name!r}: {first.get('msg', '')}",
+                      fix=fix) from None
+
+
+# --- pagination and search -----------------------------------------------------------------------------
+
+def _page(search: Search, kind: Literal["models", "versions"], default: int) -> tuple[int, int]:
+    """(page size, offset) from max_results and page_token. Sizes up to MLflow's thresholds are accepted and
+    served in pages of at most MAX_PAGE (the client follows next_page_token); larger ones are refused."""
+    wanted = default if search.max_results is None else search.max_results
+    if not 1 <= wanted <= MAX_RESULTS[kind]:
+        raise Invalid(f"invalid value {wanted} for parameter 'max_results': it must be between 1 and "
+                      f"{MAX_RESULTS[kind]}", fix="ask for fewer results and follow next_page_token")
+    offset = 0
+    if search.page_token:
+        try:
+            doc = json.loads(base64.urlsafe_b64decode(search.page_token.encode() + b"=" * 4))
+            offset = int(doc["offset"])
+            if not 0 <= offset <= MAX_OFFSET or type(doc["offset"]) is not int:
+                raise ValueError
+        except (ValueError, KeyError, TypeError, binascii.Error, UnicodeDecodeError):
+            raise Invalid(f"invalid page_token {search.page_token[:60]!r}",
+                          fix="pass the next_page_token of the previous response unchanged, or none") from None
+    return min(wanted, MAX_PAGE), offset
+
+
+def _token(offset: int) -> str:
+    return base64.urlsafe_b64encode(json.dumps({"offset": offset}).encode()).decode().rstrip("=")
+
+
+_CLAUSE = re.compile(
+    r"""\s*(?P<field>`[^`]+`|[A-Za-z_][\w.]*(?:\.`[^`]+`)?)\s*
+        (?P<op>!=|=|(?:NOT\s+)?IN\b|I?LIKE\b)\s*
+        (?P<value>'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*"|\((?:[^()'"]|'[^']*'|"[^"]*")*\)|-?\d+)\s*""",
+    re.IGNORECASE | re.VERBOSE)
+_ITEM = re.compile(r"""'((?:[^'\\]|\\.)*)'|"((?:[^"\\]|\\.)*)"|(-?\d+)""")
+_FIELDS = {"models": {"name": "name"},
+           "versions": {"name": "name", "run_id": "run_id", "source_path": "source", "version_number": "version",
+                        "current_stage": "stage"}}
+
+
+def parse_filter(text: str | None, kind: Literal["models", "versions"]) -> list[SearchClause]:
+    """MLflow's search filter (``name LIKE 'churn%' AND tags.team = 'growth'``) as clauses; anything else is
+    INVALID_PARAMETER_VALUE, never ignored."""
+    if not text or not text.strip():
+        return []
+    clauses: list[SearchClause] = []
+    for part in re.split(r"\s+AND\s+(?=(?:[^'\"]*['\"][^'\"]*['\"])*[^'\"]*$)", text.strip(), flags=re.IGNORECASE):
+        m = _CLAUSE.fullmatch(part)
+        if m is None:
+            raise Invalid(f"invalid clause {part[:200]!r} in filter string",
+                          fix="write clauses like name = 'x', name LIKE 'x%', tags.key = 'v', joined by AND")
+        field, op = m["field"], re.sub(r"\s+", " ", m["op"].upper())
+        raw = m["value"]
+        values = [a or b or c for a, b, c in _ITEM.findall(raw)] if raw.startswith("(") else \
+            [raw[1:-1] if raw[0] in "'\"" else raw]
+        key = None
+        if field.lower().startswith(("tags.", "tag.")):
+            key = field.split(".", 1)[1].strip("`")
+            name = "tag"
+            if key == PROMPT_TAG:   # the client adds "is_prompt != 'true'" to every search; mlgov holds no prompts
+                if (op, values[0].lower()) in (("!=", "true"), ("=", "false")):
+                    continue
+                clauses.append(SearchClause(field="name", op="IN", value=[]))
+                continue
+            if op not in ("=", "!=", "LIKE", "ILIKE"):
+                raise Invalid(f"tags cannot be compared with {op}", fix="use =, !=, LIKE or ILIKE on tags")
+        else:
+            attr = field.split(".", 1)[1] if field.lower().startswith("attribute.") else field
+            if attr.strip("`") not in _FIELDS[kind]:
+                raise Invalid(f"cannot search registered {kind} by {field!r}",
+                              fix=f"search by {', '.join(_FIELDS[kind])} or tags.<key>")
+            name = _FIELDS[kind][attr.strip("`")]
+        if op in ("IN", "NOT IN") and not raw.startswith("("):
+            raise Invalid(f"{op} needs a parenthesised list", fix="write run_id IN ('a', 'b')")
+        value: str | list[str] = values if op in ("IN", "NOT IN") else values[0]
+        clauses.append(SearchClause(field=name, op=op, value=value, key=key))
+    return clauses
+
+
+_ORDER = {"models": {"name": "name", "creation_timestamp": "created_at", "last_updated_timestamp": "updated_at",
+                     "timestamp": "updated_at"},
+          "versions": {"name": "name", "version_number": "version", "creation_timestamp": "created_at",
+                       "last_updated_timestamp": "updated_at", "timestamp": "updated_at", "current_stage": "stage"}}
+
+
+def parse_order(order_by: list[str] | str | None, kind: Literal["models", "versions"]) -> list[tuple[str, bool]]:
+    items = [order_by] if isinstance(order_by, str) else list(order_by or [])
+    out = []
+    for item in items:
+        parts = item.split()
+        if not 1 <= len(parts) <= 2 or (len(parts) == 2 and parts[1].upper() not in ("ASC", "DESC")):
+            raise Invalid(f"invalid order_by clause {item[:100]!r}", fix="write e.g. 'name ASC' or "
+                          "'last_updated_timestamp DESC'")
+        column = parts[0].removeprefix("attribute.").strip("`")
+        if column not in _ORDER[kind]:
+            raise Invalid(f"cannot order registered {kind} by {column!r}", fix=f"use {', '.join(_ORDER[kind])}")
+        out.append((_ORDER[kind][column], len(parts) == 1 or parts[1].upper() == "ASC"))
+    return out
+
+
+# --- response messages ---------------------------------------------------------------------------------
+
+def _ms(t: dt.datetime) -> int:
+    return int(t.timestamp() * 1000)
+
+
+def _initial(group: ModelGroup) -> str:
+    return str(group.stage_config.get("initial") or "")
+
+
+def _stage_out(group: ModelGroup, stage: str | None) -> str:
+    return "None" if stage is None or stage == _initial(group) else stage
+
+
+def _stage_in(group: ModelGroup, stage: str) -> str:
+    """MLflow's stage name as the group's: "None" is the initial stage; others match case-insensitively."""
+    if stage.strip().lower() == "none":
+        return _initial(group)
+    names = [s.name for s in StageConfig.model_validate(group.stage_config).stages]
+    for n in names:
+        if n.lower() == stage.strip().lower():
+            return n
+    raise Invalid(f"stage {stage!r} is not configured for {group.name!r}",
+                  fix=f"use None or one of: {', '.join(n for n in names if n != _initial(group))}")
+
+
+def model_version(group: ModelGroup, v: ModelVersion, facts: service.VersionFacts) -> dict[str, Any]:
+    tags = [{"key": m.key, "value": m.value} for m in v.metadata_items]
+    tags.append({"key": "mlgov.approval_status", "value": v.approval_status})
+    if facts.approved_by:
+        tags.append({"key": "mlgov.approved_by", "value": facts.approved_by})
+    if v.stage is not None:
+        tags.append({"key": "mlgov.stage", "value": v.stage})
+    tags.append({"key": "mlgov.artifact_sha256", "value": v.artifact_sha256 or "unverified"})
+    out: dict[str, Any] = {
+        "name": group.name, "version": str(v.version), "creation_timestamp": _ms(v.created_at),
+        "last_updated_timestamp": _ms(v.updated_at), "user_id": v.registered_by,
+        "current_stage": _stage_out(group, v.stage), "description": v.description or "", "source": v.artifact_uri,
+        "status": "READY", "tags": tags, "aliases": facts.aliases,
+    }
+    if v.artifact_sha256 is None:
+        out["status_message"] = "unverified: the source is outside mlgov's object store, so it was not hashed"
+    if v.run_id:
+        out["run_id"] = v.run_id
+    if v.run_link:
+        out["run_link"] = v.run_link
+    return out
+
+
+def _versions(session: SessionDep, pairs: list[tuple[ModelGroup, ModelVersion]]) -> list[dict[str, Any]]:
+    facts = service.version_facts(session, [v for _, v in pairs])
+    return [model_version(g, v, facts[v.id]) for g, v in pairs]
+
+
+def registered_models(session: SessionDep, groups: list[ModelGroup]) -> list[dict[str, Any]]:
+    ids = [g.id for g in groups]
+    latest = service.latest_by_stage(session, ids)
+    aliases = service.group_aliases(session, ids)
+    by_id = {g.id: g for g in groups}
+    versions = _versions(session, [(by_id[v.group_id], v) for vs in latest.values() for v in vs])
+    out = []
+    for g in groups:
+        out.append({
+            "name": g.name, "creation_timestamp": _ms(g.created_at), "last_updated_timestamp": _ms(g.updated_at),
+            "user_id": g.created_by, "description": g.description or "",
+            "latest_versions": [d for d in versions if d["name"] == g.name],
+            "tags": [{"key": k, "value": val} for k, val in sorted((g.tags or {}).items())],
+            "aliases": [{"alias": a, "version": str(n)} for a, n in aliases[g.id]],
+        })
+    return out
+
+
+def _one_version(session: SessionDep, name: str, version: str) -> dict[str, Any]:
+    group, v = service.get_version(session, name, _version_number(version))
+    return {"model_version": _versions(session, [(group, v)])[0]}
+
+
+def _one_model(session: SessionDep, name: str) -> dict[str, Any]:
+    return {"registered_model": registered_models(session, [service.get_group(session, name)])[0]}
+
+
+# --- registered models ---------------------------------------------------------------------------------
+
+@router.post("/registered-models/create")
+def create_registered_model(fields: Fields, session: SessionDep, principal: Writer) -> dict[str, Any]:
+    m = _parse(CreateModel, fields)
+    group = service.create_group(session, _group_create(m.name, m.description, {t.key: t.value for t in m.tags}),
+                                 principal)
+    return {"registered_model": registered_models(session, [group])[0]}
+
+
+@router.post("/registered-models/rename")
+def rename_registered_model(fields: Fields, session: SessionDep, principal: Writer) -> dict[str, Any]:
+    m = _parse(Rename, fields)
+    group = service.rename_group(session, m.name, m.new_name, principal)
+    return {"registered_model": registered_models(session, [group])[0]}
+
+
+@router.patch("/registered-models/update")
+def update_registered_model(fields: Fields, session: SessionDep, principal: Writer) -> dict[str, Any]:
+    m = _parse(UpdateModel, fields)
+    group = service.update_group(session, m.name, GroupUpdate(description=m.description), principal)
+    return {"registered_model": registered_models(session, [group])[0]}
+
+
+@router.delete("/registered-models/delete")
+def delete_registered_model(fields: Fields, session: SessionDep, principal: Writer) -> dict[str, Any]:
+    service.delete_group(session, _parse(ByName, fields).name, principal)
+    return {}
+
+
+@router.get("/registered-models/get")
+def get_registered_model(fields: Fields, session: SessionDep, _: Reader) -> dict[str, Any]:
+    return _one_model(session, _parse(ByName, fields).name)
+
+
+@router.get("/registered-models/search")
+def search_registered_models(fields: Fields, session: SessionDep, _: Reader) -> dict[str, Any]:
+    m = _parse(Search, fields)
+    size, offset = _page(m, "models", 100)
+    groups = service.search_groups(session, parse_filter(m.filter, "models"), parse_order(m.order_by, "models"),
+                                   size + 1, offset)
+    out: dict[str, Any] = {"registered_models": registered_models(session, groups[:size])}
+    if len(groups) > size:
+        out["next_page_token"] = _token(offset + size)
+    return out
+
+
+@router.api_route("/registered-models/get-latest-versions", methods=["POST", "GET"])
+def get_latest_versions(fields: Fields, session: SessionDep, _: Reader) -> dict[str, Any]:
+    m = _parse(LatestVersions, fields)
+    group = service.get_group(session, m.name)
+    wanted = [m.stages] if isinstance(m.stages, str) else list(m.stages or [])
+    stages = [_stage_in(group, s) for s in wanted] or None
+    latest = service.latest_by_stage(session, [group.id], stages)[group.id]
+    return {"model_versions": _versions(session, [(group, v) for v in latest])}
+
+
+@router.post("/registered-models/set-tag")
+def set_registered_model_tag(fields: Fields, session: SessionDep, principal: Writer) -> dict[str, Any]:
+    m = _parse(ModelTag, fields)
+    _no_prompts([m.key])
+    service.set_group_tag(session, m.name, m.key, m.value, principal)
+    return {}
+
+
+@router.delete("/registered-models/delete-tag")
+def delete_registered_model_tag(fields: Fields, session: SessionDep, principal: Writer) -> dict[str, Any]:
+    m = _parse(ModelTagKey, fields)
+    service.set_group_tag(session, m.name, m.key, None, principal)
+    return {}
+
+
+@router.post("/registered-models/alias")
+def set_registered_model_alias(fields: Fields, session: SessionDep, principal: Mover) -> dict[str, Any]:
+    m = _parse(SetAlias, fields)
+    service.set_alias(session, m.name, m.alias, _version_number(m.version), principal)
+    return {}
+
+
+@router.delete("/registered-models/alias")
+def delete_registered_model_alias(fields: Fields, session: SessionDep, principal: Mover) -> dict[str, Any]:
+    m = _parse(AliasRef, fields)
+    service.delete_alias(session, m.name, m.alias, principal)
+    return {}
+
+
+@router.get("/registered-models/alias")
+def get_model_version_by_alias(fields: Fields, session: SessionDep, _: Reader) -> dict[str, Any]:
+    m = _parse(AliasRef, fields)
+    group, v = service.version_by_alias(session, m.name, m.alias)
+    return {"model_version": _versions(session, [(group, v)])[0]}
+
+
+# --- model versions ------------------------------------------------------------------------------------
+
+def store_of(request: Request) -> ObjectStore:
+    s: ObjectStore = request.app.state.get_store()
+    return s
+
+
+@router.post("/model-versions/create")
+def create_model_version(fields: Fields, session: SessionDep, principal: Writer,
+                         store: Annotated[ObjectStore, Depends(store_of)]) -> dict[str, Any]:
+    m = _parse(CreateVersion, fields)
+    metadata = {t.key: t.value for t in m.tags}
+    if any(k.startswith(service.RESERVED_METADATA_PREFIX) for k in metadata):
+        raise Forbidden("tags starting with 'mlgov.' are set by mlgov itself (approval status, approver)",
+                        fix="leave them out; approve through mlgov (API, CLI or console)")
+    try:
+        body = VersionFields(artifact_uri=m.source, artifact_sha256=service.hash_artifact(store, m.source),
+                             description=m.description, metadata=metadata, run_id=m.run_id, run_link=m.run_link)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise Invalid(f"invalid {'.'.join(str(p) for p in first.get('loc', ()))}: {first.get('msg', '')}",
+                      fix="tags: at most 50, keys up to 128 and values up to 256 characters; run_link a URI") \
+            from None
+    v = service.register_version(session, m.name, body, principal)
+    return _one_version(session, m.name, str(v.version))
+
+
+@router.patch("/model-versions/update")
+def update_model_version(fields: Fields, session: SessionDep, principal: Writer) -> dict[str, Any]:
+    m = _parse(UpdateVersion, fields)
+    service.update_version(session, m.name, _version_number(m.version), m.description, principal)
+    return _one_version(session, m.name, m.version)
+
+
+@router.post("/model-versions/transition-stage")
+def transition_model_version_stage(fields: Fields, session: SessionDep, principal: Mover) -> dict[str, Any]:
+    """mlgov's stage rules apply (transitions, approval for governed stages); an exclusive stage (Production)
+    always moves its previous version out, whatever archive_existing_versions says."""
+    m = _parse(Transition, fields)
+    group = service.get_group(session, m.name)
+    service.move_stage(session, m.name, _version_number(m.version), StageRequest(stage=_stage_in(group, m.stage)),
+                       principal)
+    return _one_version(session, m.name, m.version)
+
+
+@router.delete("/model-versions/delete")
+def delete_model_version(fields: Fields, session: SessionDep, principal: Writer) -> dict[str, Any]:
+    m = _parse(VersionRef, fields)
+    service.delete_version(session, m.name, _version_number(m.version), principal)
+    return {}
+
+
+@router.get("/model-versions/get")
+def get_model_version(fields: Fields, session: SessionDep, _: Reader) -> dict[str, Any]:
+    m = _parse(VersionRef, fields)
+    return _one_version(session, m.name, m.version)
+
+
+@router.get("/model-versions/search")
+def search_model_versions(fields: Fields, session: SessionDep, _: Reader) -> dict[str, Any]:
+    m = _parse(Search, fields)
+    size, offset = _page(m, "versions", 10_000)
+    rows = service.search_versions(session, parse_filter(m.filter, "versions"), parse_order(m.order_by, "versions"),
+                                   size + 1, offset)
+    out: dict[str, Any] = {"model_versions": _versions(session, rows[:size])}
+    if len(rows) > size:
+        out["next_page_token"] = _token(offset + size)
+    return out
+
+
+@router.get("/model-versions/get-download-uri")
+def get_model_version_download_uri(fields: Fields, session: SessionDep, _: Reader) -> dict[str, Any]:
+    m = _parse(VersionRef, fields)
+    return {"artifact_uri": service.get_version(session, m.name, _version_number(m.version))[1].artifact_uri}
+
+
+@router.post("/model-versions/set-tag")
+def set_model_version_tag(fields: Fields, session: SessionDep, principal: Writer) -> dict[str, Any]:
+    m = _parse(VersionTag, fields)
+    service.set_version_metadata(session, m.name, _version_number(m.version), m.key, m.value, principal)
+    return {}
+
+
+@router.delete("/model-versions/delete-tag")
+def delete_model_version_tag(fields: Fields, session: SessionDep, principal: Writer) -> dict[str, Any]:
+    m = _parse(VersionTagKey, fields)
+    service.set_version_metadata(session, m.name, _version_number(m.version), m.key, None, principal)
+    return {}
+
+
+# --- webhooks ------------------------------------------------------------------------------------------
+
+# (mlgov event, payload) → MLflow's entity.action and data; events MLflow has no name for are not delivered.
+def _mlflow_event(event_type: str, p: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
+    if event_type == "model_group.created":
+        return "registered_model.created", {"name": p["name"], "tags": p.get("tags") or {},
+                                            "description": p.get("description")}
+    if event_type == "version.registered":
+        return "model_version.created", {"name": p["group"], "version": str(p["version"]),
+                                         "source": p["artifact_uri"], "run_id": p.get("run_id"),
+                                         "tags": p.get("metadata") or {}, "description": p.get("description")}
+    if event_type == "version.metadata_changed":
+        base = {"name": p["group"], "version": str(p["version"]), "key": p["key"]}
+        if p.get("value") is None:
+            return "model_version_tag.deleted", base
+        return "model_version_tag.set", {**base, "value": p["value"]}
+    if event_type == "version.alias_set":
+        return "model_version_alias.created", {"name": p["group"], "alias": p["alias"], "version": str(p["version"])}
+    if event_type == "version.alias_removed":
+        return "model_version_alias.deleted", {"name": p["group"], "alias": p["alias"]}
+    return None
+
+
+WEBHOOK_EVENTS = ("registered_model.created", "model_version.created", "model_version_tag.set",
+                  "model_version_tag.deleted", "model_version_alias.created", "model_version_alias.deleted")
+
+
+def _webhook_event_name(event_type: str, payload: dict[str, Any]) -> str | None:
+    found = _mlflow_event(event_type, payload)
+    return found[0] if found else None
+
+
+def _render_delivery(delivery_id: str, ev: events.OutboxEvent, secret: str) -> events.Rendered:
+    """MLflow's delivery: {entity, action, timestamp, data}, signed as MLflow documents it: base64 HMAC-SHA256 of
+    ``<delivery id>.<unix timestamp>.<body>`` under the subscription's secret, as ``v1,<signature>``."""
+    found = _mlflow_event(ev.type, ev.payload)
+    name, data = found if found else (ev.type, ev.payload)
+    entity, _, action = name.partition(".")
+    body = json.dumps({"entity": entity, "action": action, "timestamp": ev.created_at.astimezone(dt.UTC).isoformat(),
+                       "data": data})
+    stamp = str(int(time.time()))
+    digest = hmac.new(secret.encode(), f"{delivery_id}.{stamp}.{body}".encode(), hashlib.sha256).digest()
+    return events.Rendered(body.encode(), {"X-MLflow-Signature": "v1," + base64.b64encode(digest).decode(),
+                                           "X-MLflow-Timestamp": stamp, "X-MLflow-Delivery-Id": delivery_id})
+
+
+class WebhookEvent(Message):
+    entity: str
+    action: str
+
+
+class WebhookFields(Message):
+    name: str | None = Field(default=None, max_length=256)
+    description: str | None = Field(default=None, max_length=1000)
+    url: str | None = Field(default=None, max_length=2048)
+    events: list[WebhookEvent] | None = Field(default=None, max_length=20)
+    secret: str | None = Field(default=None, max_length=256)
+    status: str | None = None
+
+
+def _event_names(given: list[WebhookEvent] | None) -> list[str] | None:
+    if given is None:
+        return None
+    names = [f"{e.entity.lower()}.{e.action.lower()}" for e in given]
+    bad = [n for n in names if n not in WEBHOOK_EVENTS]
+    if bad:
+        raise Invalid(f"mlgov delivers no MLflow webhook event {', '.join(bad)}",
+                      fix=f"subscribe to {', '.join(WEBHOOK_EVENTS)}")
+    return names
+
+
+def _check_status(status: str | None) -> None:
+    if status is not None and status.upper() != "ACTIVE":
+        raise Invalid(f"webhook status {status!r} is not supported: mlgov has no paused subscriptions",
+                      fix="leave status ACTIVE, or delete the webhook")
+
+
+def _webhook(hook: events.Webhook) -> dict[str, Any]:
+    return {"webhook_id": hook.id, "name": hook.name or "", "description": hook.description or "", "url": hook.url,
+            "events": [{"entity": e.partition(".")[0].upper(), "action": e.partition(".")[2].upper()}
+                       for e in hook.events],
+            "status": "ACTIVE", "creation_timestamp": _ms(hook.created_at),
+            "last_updated_timestamp": _ms(hook.created_at)}
+
+
+def _mlflow_hook(session: SessionDep, webhook_id: str) -> events.Webhook:
+    hook = events.get_webhook(session, webhook_id)
+    if not hook.active or hook.wire_format != MLFLOW_WIRE:
+        raise NotFound(f"no MLflow webhook with id {webhook_id!r}", fix="list them with GET /api/2.0/mlflow/webhooks")
+    return hook
+
+
+@router.post("/webhooks")
+def create_webhook(fields: Fields, session: SessionDep, principal: Admin, policy: OutboundDep,
+                   box: SecretsDep) -> dict[str, Any]:
+    m = _parse(WebhookFields, fields)
+    _check_status(m.status)
+    names = _event_names(m.events)
+    if not m.url or not names or not m.name:
+        raise Invalid("name, url and events are required", fix="send name, url and at least one event")
+    if not m.secret:
+        raise Invalid("mlgov signs every delivery: a secret is required",
+                      fix="pass secret= (16+ random characters); receivers verify X-MLflow-Signature with it")
+    hook = events.create_webhook(session, url=m.url, secret=m.secret, events=names, description=m.description,
+                                 actor=principal.name, policy=policy, box=box, wire_format=MLFLOW_WIRE, name=m.name)
+    return {"webhook": _webhook(hook)}
+
+
+@router.get("/webhooks")
+def list_webhooks(fields: Fields, session: SessionDep, _: Admin) -> dict[str, Any]:
+    m = _parse(Search, fields)
+    size, offset = _page(m, "models", 100)
+    hooks = events.list_webhooks(session, wire_format=MLFLOW_WIRE, limit=size + 1, offset=offset)
+    out: dict[str, Any] = {"webhooks": [_webhook(h) for h in hooks[:size]]}
+    if len(hooks) > size:
+        out["next_page_token"] = _token(offset + size)
+    return out
+
+
+@router.get("/webhooks/{webhook_id}")
+def get_webhook(webhook_id: str, session: SessionDep, _: Admin) -> dict[str, Any]:
+    return {"webhook": _webhook(_mlflow_hook(session, webhook_id))}
+
+
+@router.patch("/webhooks/{webhook_id}")
+def update_webhook(webhook_id: str, fields: Fields, session: SessionDep, principal: Admin, policy: OutboundDep,
+                   box: SecretsDep) -> dict[str, Any]:
+    m = _parse(WebhookFields, fields)
+    _check_status(m.status)
+    _mlflow_hook(session, webhook_id)
+    hook = events.update_webhook(session, webhook_id, actor=principal.name, policy=policy, box=box, url=m.url,
+                                 secret=m.secret, events=_event_names(m.events), description=m.description,
+                                 name=m.name)
+    return {"webhook": _webhook(hook)}
+
+
+@router.delete("/webhooks/{webhook_id}")
+def delete_webhook(webhook_id: str, session: SessionDep, principal: Admin) -> dict[str, Any]:
+    _mlflow_hook(session, webhook_id)
+    events.delete_webhook(session, webhook_id, actor=principal.name)
+    return {}
+
+
+# --- everything else -----------------------------------------------------------------------------------
+
+fallback = APIRouter(route_class=MlflowRoute, include_in_schema=False, tags=["mlflow"])
+
+
+@fallback.api_route(PREFIX + "/{path:path}", methods=["GET", "POST", "PATCH", "DELETE"])
+@fallback.api_route("/api/3.0/mlflow/{path:path}", methods=["GET", "POST", "PATCH", "DELETE"])
+def not_served(path: str, request: Request, _: Reader) -> dict[str, Any]:
+    """Experiments, runs, logged models, traces: mlgov serves MLflow's model registry only."""
+    raise EndpointNotFound(f"mlgov serves MLflow's model registry only; {request.method} {request.url.path} is not "
+                           "one of its calls",
+                           fix="keep the tracking server for experiments and runs and point only the registry at "
+                               "mlgov: MlflowClient(tracking_uri=<tracking server>, registry_uri=<mlgov>) or "
+                               "MLFLOW_REGISTRY_URI")

@@ -1,0 +1,409 @@
+"""MLflow's own client (mlflow-skinny) against a live mlgov: the registry calls work, governed by mlgov's rules.
+
+Every call goes through ``mlflow.tracking.MlflowClient`` or ``mlflow.register_model`` over real sockets, with the
+key in ``MLFLOW_TRACKING_TOKEN`` (or Basic auth); what MLflow's client does not send (a bad page token, an
+oversized page) is sent raw. Approvals happen natively, as they must.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import hmac
+import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+
+from mlgov import auth
+from mlgov.app import create_app
+from mlgov.db import Database
+from tests.conftest import make_settings
+from tests.helpers import version_body
+from tests.infra import LiveServer, free_port
+from tests.test_live import Receiver, _wait
+
+mlflow = pytest.importorskip("mlflow")
+from mlflow.exceptions import MlflowException  # noqa: E402
+from mlflow.tracking import MlflowClient  # noqa: E402
+
+pytestmark = [pytest.mark.live, pytest.mark.filterwarnings("ignore::FutureWarning")]   # stages: deprecated by MLflow
+
+API = "/api/v1"
+ROLES = [("admin", "admin", None), ("pub", "publisher", None), ("appr", "approver", None),
+         ("appr2", "approver", None), ("viewer", "viewer", None),
+         ("pub-appr", "approver", "test-pub")]   # an approver key held by the publisher's owner
+
+
+@dataclass
+class World:
+    url: str
+    keys: dict[str, str]
+    http: httpx.Client
+    client: MlflowClient
+    db: Database
+    store_root: str
+    monkeypatch: pytest.MonkeyPatch
+
+    def h(self, who: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.keys[who]}"}
+
+    @contextmanager
+    def as_(self, who: str) -> Iterator[None]:
+        """Calls in this block carry ``who``'s key as MLFLOW_TRACKING_TOKEN (the client reads it per request)."""
+        before = os.environ.get("MLFLOW_TRACKING_TOKEN")
+        self.monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", self.keys[who])
+        try:
+            yield
+        finally:
+            if before is None:
+                self.monkeypatch.delenv("MLFLOW_TRACKING_TOKEN", raising=False)
+            else:
+                self.monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", before)
+
+    def approve(self, name: str, version: int, who: str = "appr") -> None:
+        r = self.http.post(f"{API}/model-groups/{name}/versions/{version}/approval", headers=self.h(who),
+                           json={"status": "Approved", "comment": "holdout AUC 0.91"})
+        assert r.status_code == 200, r.text
+
+    def audit(self, action: str, subject: str | None = None) -> list[dict[str, Any]]:
+        params = {"action": action, **({"subject": subject} if subject else {})}
+        r = self.http.get(f"{API}/audit/events", params=params, headers=self.h("admin"))
+        assert r.status_code == 200, r.text
+        return list(r.json()["items"])
+
+
+@pytest.fixture
+def world(live_db: Database, tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
+    keys = {}
+    with live_db.session_scope() as s:
+        for name, role, owner in ROLES:
+            keys[name] = auth.create_key(s, f"test-{name}", role, actor="test", owner=owner)[1]
+    for var in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    settings = make_settings(tmp_path, background_workers=True, dispatcher_poll_s=0.1, outbound_allow="127.0.0.1")
+    with LiveServer(create_app(settings, db=live_db)) as srv, httpx.Client(base_url=srv.url, timeout=60) as http:
+        monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", keys["pub"])
+        client = MlflowClient(tracking_uri=srv.url, registry_uri=srv.url)
+        yield World(srv.url, keys, http, client, live_db, settings.resolved_store_url, monkeypatch)
+
+
+def _code(exc: pytest.ExceptionInfo[MlflowException]) -> str:
+    return str(exc.value.error_code)
+
+
+# --- registered models and versions ---------------------------------------------------------------------------
+
+def test_register_model_twice_and_both_doors_see_the_same_versions(world: World) -> None:
+    c = world.client
+    mlflow.set_registry_uri(world.url)
+    mlflow.set_tracking_uri(world.url)
+    v1 = mlflow.register_model("s3://models/churn/1/model", "churn", tags={"team": "growth"})
+    v2 = mlflow.register_model("s3://models/churn/2/model", "churn")   # RESOURCE_ALREADY_EXISTS → version 2
+    assert (v1.version, v2.version, v1.status, v1.current_stage) == ("1", "2", "READY", "None")
+    assert v1.tags["team"] == "growth" and v1.tags["mlgov.approval_status"] == "PendingManualApproval"
+    assert v1.tags["mlgov.artifact_sha256"] == "unverified" and v1.user_id == "test-pub"
+    # through MLflow, visible natively: the source is the artifact, no hash mlgov could verify
+    native = world.http.get(f"{API}/model-groups/churn/versions/1", headers=world.h("viewer")).json()
+    assert native["artifact_uri"] == "s3://models/churn/1/model" and native["artifact_sha256"] is None
+    assert native["metadata"] == {"team": "growth"} and native["stage"] == "Development"
+    # natively, visible through MLflow (with its run)
+    r = world.http.post(f"{API}/model-groups/churn/versions", headers=world.h("pub"),
+                        json=version_body(3, run_id="r-123", run_link="https://tracking.local/#/runs/r-123"))
+    assert r.status_code == 201, r.text
+    v3 = c.get_model_version("churn", "3")
+    assert v3.source == "s3://models/churn/v3/model.tar.gz" and v3.run_id == "r-123"
+    assert v3.run_link == "https://tracking.local/#/runs/r-123" and v3.tags["git_commit"] == "c3"
+    assert v3.tags["mlgov.artifact_sha256"] == native_sha(world, 3)
+    assert c.get_model_version_download_uri("churn", "1") == "s3://models/churn/1/model"
+    assert [e["subject_id"] for e in world.audit("version.registered")] == ["churn/1", "churn/2", "churn/3"]
+
+
+def native_sha(world: World, version: int) -> str:
+    r = world.http.get(f"{API}/model-groups/churn/versions/{version}", headers=world.h("viewer"))
+    return str(r.json()["artifact_sha256"])
+
+
+def test_registered_model_crud_tags_and_existing_name(world: World) -> None:
+    c = world.client
+    m = c.create_registered_model("fraud", tags={"team": "risk"}, description="card fraud")
+    assert (m.name, m.description, m.tags) == ("fraud", "card fraud", {"team": "risk"})
+    with pytest.raises(MlflowException) as exc:
+        c.create_registered_model("fraud")
+    assert _code(exc) == "RESOURCE_ALREADY_EXISTS" and "already exists" in str(exc.value)
+    c.update_registered_model("fraud", description="card-not-present fraud")
+    c.set_registered_model_tag("fraud", "tier", "1")
+    c.delete_registered_model_tag("fraud", "team")
+    got = c.get_registered_model("fraud")
+    assert got.description == "card-not-present fraud" and got.tags == {"tier": "1"}
+    mv = c.create_model_version("fraud", "s3://models/fraud/1", run_id="run-1", description="first")
+    c.update_model_version("fraud", mv.version, description="first, retrained")
+    c.set_model_version_tag("fraud", mv.version, "dataset", "2026-11")
+    c.delete_model_version_tag("fraud", mv.version, "dataset")
+    c.set_model_version_tag("fraud", mv.version, "owner", "risk-team")
+    got_v = c.get_model_version("fraud", mv.version)
+    assert got_v.description == "first, retrained" and got_v.tags["owner"] == "risk-team"
+    assert "dataset" not in got_v.tags and got_v.run_id == "run-1"
+    assert [v.version for v in c.get_registered_model("fraud").latest_versions] == ["1"]
+    # rename, then delete the never-approved version and the model: each audited
+    c.rename_registered_model("fraud", "fraud-v2")
+    assert c.get_registered_model("fraud-v2").name == "fraud-v2"
+    with pytest.raises(MlflowException) as exc:
+        c.get_registered_model("fraud")
+    assert _code(exc) == "RESOURCE_DOES_NOT_EXIST"
+    c.delete_model_version("fraud-v2", "1")
+    c.delete_registered_model("fraud-v2")
+    assert world.audit("model_group.renamed")[0]["before"] == {"name": "fraud"}
+    assert world.audit("version.deleted")[0]["subject_id"] == "fraud-v2/1"
+    assert world.audit("model_group.deleted")[0]["subject_id"] == "fraud-v2"
+    assert [e["subject_id"] for e in world.audit("version.metadata_changed")] == ["fraud/1"] * 3
+    assert world.http.get(f"{API}/model-groups/fraud-v2", headers=world.h("viewer")).status_code == 404
+
+
+def test_search_filters_and_page_tokens(world: World) -> None:
+    c = world.client
+    for i in range(5):
+        c.create_registered_model(f"churn-{i}", tags={"team": "growth" if i % 2 else "risk"})
+        c.create_model_version(f"churn-{i}", f"s3://m/{i}", run_id=f"run-{i % 2}")
+    c.create_registered_model("other")
+    page = c.search_registered_models("name LIKE 'churn-%'", max_results=2, order_by=["name DESC"])
+    names = [m.name for m in page]
+    while page.token:
+        page = c.search_registered_models("name LIKE 'churn-%'", max_results=2, order_by=["name DESC"],
+                                          page_token=page.token)
+        names += [m.name for m in page]
+    assert names == [f"churn-{i}" for i in (4, 3, 2, 1, 0)]
+    assert {m.name for m in c.search_registered_models("tags.team = 'growth'")} == {"churn-1", "churn-3"}
+    assert [m.name for m in c.search_registered_models("name = 'other'")] == ["other"]
+    versions = c.search_model_versions("run_id = 'run-1'")    # the client's default max_results is 10,000
+    assert sorted(v.name for v in versions) == ["churn-1", "churn-3"]
+    assert [v.name for v in c.search_model_versions("name = 'churn-2'")] == ["churn-2"]
+    assert len(c.search_model_versions("run_id IN ('run-0', 'run-1')", max_results=2)) == 2
+    mlflow.set_registry_uri(world.url)
+    assert len(mlflow.search_model_versions(filter_string="name LIKE 'churn-%'")) == 5
+
+
+# --- governance through MLflow's verbs ---------------------------------------------------------------------------
+
+def test_champion_alias_is_governed(world: World) -> None:
+    c = world.client
+    c.create_registered_model("churn")
+    c.create_model_version("churn", "s3://m/1")
+    with pytest.raises(MlflowException) as exc, world.as_("appr"):   # not approved yet: refused, rule named
+        c.set_registered_model_alias("churn", "champion", "1")
+    assert _code(exc) == "PERMISSION_DENIED" and "Approved" in str(exc.value) and "@champion" in str(exc.value)
+    with pytest.raises(MlflowException) as exc:        # tags cannot pose as an approval
+        c.set_model_version_tag("churn", "1", "mlgov.approval_status", "Approved")
+    assert _code(exc) == "PERMISSION_DENIED" and "set by mlgov" in str(exc.value)
+    world.approve("churn", 1)                          # natively, by someone independent of the registrant
+    assert c.get_model_version("churn", "1").tags["mlgov.approved_by"] == "test-appr"
+    with pytest.raises(MlflowException) as exc:        # a publisher may not move @champion
+        c.set_registered_model_alias("churn", "champion", "1")
+    assert _code(exc) == "PERMISSION_DENIED" and "only approver or admin" in str(exc.value)
+    with pytest.raises(MlflowException) as exc, world.as_("pub-appr"):   # nor the registrant's own approver key
+        c.set_registered_model_alias("churn", "champion", "1")
+    assert _code(exc) == "PERMISSION_DENIED" and "four-eyes" in str(exc.value)
+    with world.as_("appr2"):
+        c.set_registered_model_alias("churn", "champion", "1")
+    assert c.get_model_version_by_alias("churn", "champion").version == "1"
+    assert c.get_registered_model("churn").aliases == {"champion": "1"}
+    c.set_registered_model_alias("churn", "candidate", "1")   # ungoverned aliases: any publisher
+    assert c.get_model_version("churn", "1").aliases == ["candidate", "champion"]
+    c.delete_registered_model_alias("churn", "candidate")
+    with pytest.raises(MlflowException) as exc:
+        c.get_model_version_by_alias("churn", "candidate")
+    assert _code(exc) == "RESOURCE_DOES_NOT_EXIST"
+    moves = world.audit("version.alias_set", "churn/1")
+    assert [(m["actor"], m["after"]) for m in moves] == [("test-appr2", {"alias": "champion", "version": 1}),
+                                                          ("test-pub", {"alias": "candidate", "version": 1})]
+    assert world.audit("version.alias_removed")[0]["before"] == {"alias": "candidate", "version": 1}
+    # what @champion pointed at, at a time, natively
+    r = world.http.get(f"{API}/model-groups/churn/aliases", headers=world.h("viewer"))
+    assert r.json()["aliases"] == {"champion": 1}
+    with pytest.raises(MlflowException) as exc:        # approved versions stay: they are the release record
+        c.delete_model_version("churn", "1")
+    assert _code(exc) == "PERMISSION_DENIED" and "approved" in str(exc.value)
+
+
+def test_transition_stage_keeps_mlgov_rules_and_history(world: World) -> None:
+    c = world.client
+    c.create_registered_model("churn")
+    for i in (1, 2):
+        c.create_model_version("churn", f"s3://m/{i}")
+    with pytest.raises(MlflowException) as exc, world.as_("appr"):   # mlgov's lifecycle: None → Staging first
+        c.transition_model_version_stage("churn", "1", "Production")
+    assert _code(exc) == "INVALID_PARAMETER_VALUE" and "allowed stages are" in str(exc.value)
+    with world.as_("appr"):
+        c.transition_model_version_stage("churn", "1", "staging")
+        with pytest.raises(MlflowException) as exc:
+            c.transition_model_version_stage("churn", "1", "Production")
+    assert _code(exc) == "PERMISSION_DENIED" and "accepts only Approved versions" in str(exc.value)
+    world.approve("churn", 1)
+    with world.as_("appr"):
+        mv = c.transition_model_version_stage("churn", "1", "Production", archive_existing_versions=True)
+    assert mv.current_stage == "Production"
+    latest = {v.current_stage: v.version for v in c.get_latest_versions("churn")}
+    assert latest == {"Production": "1", "None": "2"}
+    assert [v.version for v in c.get_latest_versions("churn", stages=["Production"])] == ["1"]
+    history = world.http.get(f"{API}/model-groups/churn/stage-history", headers=world.h("viewer")).json()
+    assert [(h["version"], h["to_stage"]) for h in history][-2:] == [(1, "Staging"), (1, "Production")]
+    now = dt.datetime.now(dt.UTC).isoformat()
+    r = world.http.get(f"{API}/model-groups/churn/stages/Production", params={"at": now}, headers=world.h("viewer"))
+    assert r.json()["versions"] == [1]
+
+
+def test_roles_and_auth(world: World) -> None:
+    c = world.client
+    c.create_registered_model("churn")
+    with world.as_("viewer"):
+        assert c.get_registered_model("churn").name == "churn"
+        with pytest.raises(MlflowException) as exc:
+            c.create_registered_model("other")
+    assert _code(exc) == "PERMISSION_DENIED" and "viewer" in str(exc.value)
+    # Basic auth: MLFLOW_TRACKING_USERNAME / PASSWORD with the key as password
+    world.monkeypatch.delenv("MLFLOW_TRACKING_TOKEN")
+    world.monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "anyone")
+    world.monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", world.keys["pub"])
+    mv = c.create_model_version("churn", "s3://m/basic")
+    assert mv.user_id == "test-pub"
+    world.monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "mlgov_nope_nope")
+    with pytest.raises(MlflowException) as exc:
+        c.get_registered_model("churn")
+    assert _code(exc) == "UNAUTHENTICATED"
+
+
+# --- what the client does not send: bad input answered in MLflow's shape -----------------------------------------
+
+@pytest.mark.parametrize(("method", "path", "params", "code", "needle"), [
+    ("GET", "registered-models/search", {"page_token": "not-a-token"}, "INVALID_PARAMETER_VALUE", "page_token"),
+    ("GET", "registered-models/search", {"page_token": base64.urlsafe_b64encode(b'{"offset": -5}').decode()},
+     "INVALID_PARAMETER_VALUE", "page_token"),
+    ("GET", "registered-models/search", {"max_results": "5000"}, "INVALID_PARAMETER_VALUE", "max_results"),
+    ("GET", "model-versions/search", {"max_results": "1000000"}, "INVALID_PARAMETER_VALUE", "max_results"),
+    ("GET", "model-versions/search", {"max_results": "0"}, "INVALID_PARAMETER_VALUE", "max_results"),
+    ("GET", "model-versions/search", {"filter": "name = 'x' OR 1=1"}, "INVALID_PARAMETER_VALUE", "clause"),
+    ("GET", "model-versions/search", {"filter": "user_id = 'x'"}, "INVALID_PARAMETER_VALUE", "user_id"),
+    ("GET", "registered-models/search", {"order_by": "name SIDEWAYS"}, "INVALID_PARAMETER_VALUE", "order_by"),
+    ("GET", "model-versions/get", {"name": "churn", "version": "latest"}, "INVALID_PARAMETER_VALUE", "version"),
+    ("GET", "model-versions/get", {"name": "churn", "version": str(2**40)}, "INVALID_PARAMETER_VALUE", "version"),
+    ("GET", "model-versions/get", {"name": "churn", "version": "9"}, "RESOURCE_DOES_NOT_EXIST", "no version 9"),
+    ("GET", "registered-models/get", {}, "INVALID_PARAMETER_VALUE", "name"),
+    ("POST", "registered-models/create", {"name": "my model!"}, "INVALID_PARAMETER_VALUE", "my-model"),
+    ("POST", "registered-models/create", {"name": "x" * 64}, "INVALID_PARAMETER_VALUE", "name"),
+    ("POST", "registered-models/alias", {"name": "churn", "alias": "latest", "version": "1"},
+     "INVALID_PARAMETER_VALUE", "latest"),
+    ("POST", "model-versions/transition-stage", {"name": "churn", "version": "1", "stage": "Limbo"},
+     "INVALID_PARAMETER_VALUE", "not configured"),
+    ("GET", "experiments/get", {"experiment_id": "0"}, "ENDPOINT_NOT_FOUND", "registry only"),
+    ("POST", "runs/create", {}, "ENDPOINT_NOT_FOUND", "registry_uri"),
+])
+def test_bad_requests_get_mlflow_errors(world: World, method: str, path: str, params: dict[str, str], code: str,
+                                        needle: str) -> None:
+    world.client.create_registered_model("churn")
+    world.client.create_model_version("churn", "s3://m/1")
+    before = world.http.get(f"{API}/audit/verify", headers=world.h("admin")).json()["checked"]
+    kwargs: dict[str, Any] = {"params": params} if method == "GET" else {"json": params}
+    r = world.http.request(method, f"/api/2.0/mlflow/{path}", headers=world.h("admin"), **kwargs)
+    body = r.json()
+    assert body["error_code"] == code and needle in body["message"], body
+    assert r.status_code == {"RESOURCE_DOES_NOT_EXIST": 404, "ENDPOINT_NOT_FOUND": 404}.get(code, 400)
+    assert world.http.get(f"{API}/audit/verify", headers=world.h("admin")).json()["checked"] == before
+
+
+def test_unauthenticated_and_refused_calls_have_mlflow_shape(world: World) -> None:
+    r = world.http.get("/api/2.0/mlflow/registered-models/search")
+    assert r.status_code == 401 and r.json()["error_code"] == "UNAUTHENTICATED"
+    r = world.http.post("/api/2.0/mlflow/registered-models/create", json={"name": "x"}, headers=world.h("viewer"))
+    assert r.status_code == 403 and r.json()["error_code"] == "PERMISSION_DENIED"
+
+
+# --- artifacts mlgov can read are hashed -------------------------------------------------------------------------
+
+def test_source_in_mlgov_store_is_hashed(world: World) -> None:
+    from pathlib import Path
+    from urllib.parse import urlparse
+
+    root = Path(urlparse(world.store_root).path)
+    files = {"MLmodel": b"flavors: {}\n", "model.skops": b"weights", "env/conda.yaml": b"deps: []\n"}
+    for rel, data in files.items():
+        (root / "models/churn/1" / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / "models/churn/1" / rel).write_bytes(data)
+    source = world.store_root.rstrip("/") + "/models/churn/1"
+    world.client.create_registered_model("churn")
+    mv = world.client.create_model_version("churn", source)
+    manifest = "".join(sorted(f"{hashlib.sha256(d).hexdigest()}  {rel}\n" for rel, d in files.items()))
+    assert mv.tags["mlgov.artifact_sha256"] == hashlib.sha256(manifest.encode()).hexdigest()
+    assert native_sha(world, 1) == mv.tags["mlgov.artifact_sha256"]
+    single = world.client.create_model_version("churn", source + "/model.skops")
+    assert single.tags["mlgov.artifact_sha256"] == hashlib.sha256(b"weights").hexdigest()
+
+
+def test_policy_can_require_a_verified_hash(world: World) -> None:
+    world.client.create_registered_model("churn")
+    world.client.create_model_version("churn", "s3://elsewhere/model")
+    r = world.http.patch(f"{API}/model-groups/churn", headers=world.h("admin"),
+                         json={"approval_policy": {"require_artifact_hash": True}})
+    assert r.status_code == 200, r.text
+    r = world.http.post(f"{API}/model-groups/churn/versions/1/approval", headers=world.h("appr"),
+                        json={"status": "Approved", "comment": "ok"})
+    assert r.status_code == 409 and "verified artifact sha256" in r.json()["detail"]
+
+
+# --- webhooks in MLflow's format ----------------------------------------------------------------------------------
+
+def test_mlflow_webhooks_signed_as_mlflow_documents(world: World) -> None:
+    from mlflow.entities.webhook import WebhookEvent
+
+    port = free_port()
+    rx = Receiver(port)
+    rx.up()
+    secret = "whsec-0123456789abcdef"
+    try:
+        with world.as_("admin"):
+            hook = world.client.create_webhook(
+                name="ci", url=f"http://127.0.0.1:{port}/hook", secret=secret,
+                events=[WebhookEvent("model_version", "created"), WebhookEvent("model_version_alias", "created")])
+            assert [h.webhook_id for h in world.client.list_webhooks()] == [hook.webhook_id]
+        world.client.create_registered_model("churn")
+        world.client.create_model_version("churn", "s3://m/1", tags={"k": "v"})
+        world.client.set_registered_model_alias("churn", "candidate", "1")
+        _wait(lambda: len(rx.received) >= 2)
+    finally:
+        rx.down()
+    bodies = []
+    for got in rx.received:
+        h = got["headers"]
+        payload = got["body"].decode()
+        signed = f"{h['X-MLflow-Delivery-Id']}.{h['X-MLflow-Timestamp']}.{payload}"
+        expected = base64.b64encode(hmac.new(secret.encode(), signed.encode(), hashlib.sha256).digest()).decode()
+        assert hmac.compare_digest(h["X-MLflow-Signature"], f"v1,{expected}")
+        bodies.append(json.loads(payload))
+    assert [(b["entity"], b["action"]) for b in bodies] == [("model_version", "created"),
+                                                          ("model_version_alias", "created")]
+    assert bodies[0]["data"] == {"name": "churn", "version": "1", "source": "s3://m/1", "run_id": None,
+                                 "tags": {"k": "v"}, "description": None}
+    assert bodies[1]["data"] == {"name": "churn", "alias": "candidate", "version": "1"}
+    with world.as_("admin"):
+        changed = world.client.update_webhook(hook.webhook_id, description="registry events", events=[
+            "model_version_tag.set"])
+        assert (changed.description, [str(e) for e in changed.events]) == ("registry events",
+                                                                          ["model_version_tag.set"])
+        assert world.client.get_webhook(hook.webhook_id).description == "registry events"
+        with pytest.raises(MlflowException) as exc:
+            world.client.update_webhook(hook.webhook_id, status="DISABLED")
+        assert _code(exc) == "INVALID_PARAMETER_VALUE" and "delete the webhook" in str(exc.value)
+        world.client.delete_webhook(hook.webhook_id)
+        assert world.client.list_webhooks() == []
+        with pytest.raises(MlflowException) as exc:
+            world.client.get_webhook(hook.webhook_id)
+        assert _code(exc) == "RESOURCE_DOES_NOT_EXIST"
+    assert [e["action"] for e in world.audit("webhook.*")] == ["webhook.created", "webhook.updated",
+                                                              "webhook.deactivated"]
