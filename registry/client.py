@@ -12,6 +12,7 @@ from typing import Any
 
 from mlgov.sdk import UNSET, BaseClient, Call, Pager, Unset, body, pairs, route
 from registry.schemas import (
+    AliasesAt,
     ApprovalDecisionRead,
     ApprovalPolicy,
     GroupRead,
@@ -158,6 +159,11 @@ class RegistryClient(BaseClient):
         return call.model(StageOccupant, {"group": group, "stage": stage}, params={"at": at})
 
     get_stage = stage_occupants
+
+    @route("GET", "/api/v1/model-groups/{group}/aliases")
+    def aliases_at(self, call: Call, group: str, at: Time | None = None) -> AliasesAt:
+        """Where every alias (``@champion`` …) pointed now, or at time ``at`` (from the audited alias moves)."""
+        return call.model(AliasesAt, {"group": group}, params={"at": at})
 
     # compliance report
     @route("GET", "/api/v1/audit/report")

@@ -38,6 +38,10 @@ NOT_API = {("GET", "/docs"): "Swagger UI page (HTML for a browser)",
            ("POST", "/"): "SageMaker's AWS JSON protocol: boto3 and the SageMaker SDK are its clients"}
 
 
+# MLflow's registry REST API is served to MLflow's own client (MlflowClient, mlflow.register_model): test_mlflow.py.
+MLFLOW_API = ("/api/2.0/mlflow/", "/api/3.0/mlflow/")
+
+
 def app_routes(app: Any) -> set[Route]:
     """(method, path template) of every route the app serves, straight from its route table."""
     found = set()
@@ -51,7 +55,7 @@ def test_every_route_has_an_sdk_method(app: Any) -> None:
     served = app_routes(app)
     declared = set(Client.routes().values())
     assert len(served) > 80 and Route("GET", "/openapi.json") in served
-    missing = sorted(served - declared - set(NOT_API))
+    missing = sorted(r for r in served - declared - set(NOT_API) if not r.path.startswith(MLFLOW_API))
     assert missing == [], "routes without an SDK method (add one with @route in the domain's client.py):\n" + \
         "\n".join(f"  {m} {p}" for m, p in missing)
     stale = sorted(declared - served)

@@ -103,6 +103,7 @@ def test_registry_story(live: Live) -> None:
     trusted = live.admin.set_artifact_trust("churn", 1, True, "built by our CI from a pinned image")
     assert trusted.artifact_trusted is True
 
+    assert viewer.aliases_at("churn").aliases == {}   # no alias moved (MLflow's @champion …) in this story
     report = viewer.compliance_report("churn")
     assert report and "Compliance report" in viewer.compliance_report_html("churn")
     events = list(live.admin.list_audit_events(subject="churn/1", page_size=2))
