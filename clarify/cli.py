@@ -11,7 +11,7 @@ import typer
 from mlgov.terminal import CliError, Exit, progress, remote, table, text
 
 if TYPE_CHECKING:
-    from mlgov.client import Client
+    from clarify.client import ClarifyClient as Client
 
 bias_app = typer.Typer(help="Bias metrics (SageMaker Clarify's pre- and post-training) from an analysis_config.json.",
                        no_args_is_help=True)

@@ -23,7 +23,7 @@ from mlgov.terminal import (
 )
 
 if TYPE_CHECKING:
-    from mlgov.client import Client
+    from lineage.client import LineageClient as Client
 
 lineage_app = typer.Typer(help="The lineage graph: what a model was trained on, what came of it, who decided.",
                           no_args_is_help=True)

@@ -39,7 +39,7 @@ from mlgov.terminal import (
 from monitor.orm import CaptureBatch
 
 if TYPE_CHECKING:
-    from mlgov.client import Client
+    from monitor.client import MonitorClient as Client
 
 capture_app = typer.Typer(help="Endpoint capture data in SageMaker's layout (works on the database directly).",
                           no_args_is_help=True)
@@ -146,7 +146,7 @@ def upload_records(sources: list[Source], batch: int, counts: tuple[str, ...], d
 
 
 def _sdk_refusal(exc: Exception) -> tuple[Mapping[str, Any], str] | None:
-    from mlgov.client import ApiError
+    from mlgov.sdk import ApiError
 
     return (exc.problem, exc.detail) if isinstance(exc, ApiError) and exc.status == 422 else None
 

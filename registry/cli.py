@@ -27,7 +27,7 @@ from mlgov.terminal import (
 )
 
 if TYPE_CHECKING:
-    from mlgov.client import Client
+    from registry.client import RegistryClient as Client
 
 groups_app = typer.Typer(help="Model groups (a model's versions, stages and approval policy).", no_args_is_help=True)
 versions_app = typer.Typer(help="Model versions: register, list, show, approvals and stage history.",

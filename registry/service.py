@@ -386,7 +386,7 @@ def decide(session: Session, group_name: str, number: int, req: ApprovalRequest,
         set_committed_value(v, attr, val)
     decision = ApprovalDecision(version_id=v.id, from_status=current, to_status=req.status, comment=req.comment,
                                 actor=actor.name, actor_owner=actor.owner, actor_key=actor.key_pk,
-                                policy_overridden=overridden or None, evidence=assessment or None, at=now)
+                                policy_overridden=overridden or None, evidence=assessment, at=now)
     session.add(decision)
     session.flush()
     _governance_action(session, group, v, actor.name, "Approval", f"approval:{v.id}:{decision.id}",

@@ -83,13 +83,16 @@ def test_compliance_report_json_and_html(client, keys):
     v1 = next(v for v in rep["versions"] if v["version"] == 1)
     assert v1["registered_by"] == "test-publisher"
     assert v1["decisions"] == [{"from": "PendingManualApproval", "to": "Approved", "by": "test-approver",
-                                "at": v1["decisions"][0]["at"], "comment": "looks good", "attached": []}]
+                                "at": v1["decisions"][0]["at"], "comment": "looks good", "evidence": [],
+                                "attached": []}]
     assert [t["to"] for t in v1["stage_history"]] == ["Development", "Staging"]
     assert v1["four_eyes_ok"] is True
     html = client.get("/api/v1/audit/report", params={"model_group": "churn", "format": "html"},
                       headers=keys("viewer"))
     assert html.headers["content-type"].startswith("text/html")
     assert "Compliance report" in html.text and "test-approver" in html.text and "looks good" in html.text
+    # a decision taken today with no bias report is "none attached", not a decision from before 0010
+    assert "none attached" in html.text and "before revision 0010" not in html.text
     empty = client.get("/api/v1/audit/report", params={"model_group": "churn", "to": "2000-01-01T00:00:00Z"},
                        headers=keys("viewer")).json()
     assert empty["versions"] == []

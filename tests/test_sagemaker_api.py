@@ -399,7 +399,10 @@ def test_native_registration_shows_in_query_lineage(sm: SageMaker) -> None:
     model = vic.list_artifacts(SourceUri="s3://models/native.tar.gz")["ArtifactSummaries"]
     assert [m["ArtifactType"] for m in model] == ["Model"]
     assert model[0]["Source"]["SourceTypes"] == [{"SourceIdType": "Custom", "Value": "sha256:" + "12" * 32}]
-    up = vic.query_lineage(StartArns=[model[0]["ArtifactArn"]], Direction="Ascendants", IncludeEdges=True)
+    # the version is its own node, which the model file ContributedTo; its training hangs off the version
+    version = vic.list_artifacts(SourceUri="mlgov://model-groups/native/versions/1")["ArtifactSummaries"]
+    assert [v["ArtifactType"] for v in version] == ["ModelPackage"]
+    up = vic.query_lineage(StartArns=[version[0]["ArtifactArn"]], Direction="Ascendants", IncludeEdges=True)
     types = {(v["LineageType"], v["Type"]) for v in up["Vertices"]}
     assert {("Artifact", "Dataset"), ("Action", "TrainingJob"), ("Artifact", "Model")} <= types
     # what mlgov recorded itself is evidence: nobody deletes it through this door either
@@ -407,8 +410,8 @@ def test_native_registration_shows_in_query_lineage(sm: SageMaker) -> None:
     with pytest.raises(ClientError) as exc:
         sm.client("alice").delete_action(ActionName=job.rsplit("/", 1)[1])   # Delete takes a name: the id is one
     assert _code(exc) == "AccessDeniedException"
-    assert vic.describe_artifact(ArtifactArn=model[0]["ArtifactArn"])["ArtifactName"] == \
-        model[0]["ArtifactArn"].rsplit("/", 1)[1]       # "native/1" is no SageMaker name: the id stands in
+    assert vic.describe_artifact(ArtifactArn=version[0]["ArtifactArn"])["ArtifactName"] == \
+        version[0]["ArtifactArn"].rsplit("/", 1)[1]       # "native/1" is no SageMaker name: the id stands in
     d = vic.describe_action(ActionName=job)
     assert d["ActionName"] == "native-train" and d["Source"]["SourceUri"].startswith("mlgov:action/")
 

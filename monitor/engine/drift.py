@@ -203,7 +203,9 @@ class DriftResult:
 # divergence ≈ χ²₀.₉₅(k−1)·u/8 (both ≈ a χ² statistic over k bins), Wasserstein ≈ 2·sqrt(2u/π)·∫sqrt(F(1−F))dx/σ
 # (the mean of ∫|F_m − F| dx times the 95th-to-mean ratio), with u = 1/n + 1/m. A verdict whose threshold is
 # below that floor would call a window of the baseline's own distribution drifted more than 5% of the time, so
-# the feature is reported as small_sample and not judged; min_values is the window size that would be.
+# the verdict is taken against the floor instead: a distance beyond it is drift (once the window is large enough
+# for the floor's large-sample form: ASYMPTOTIC_MIN values, 5 per bin), one within it is small_sample, not
+# judged; min_values is the window size from which the threshold itself holds.
 
 def _noise_floor(method: str, scale: float, threshold: float, n: int, m: int) -> tuple[float, int | None]:
     """(the method's 95% no-drift value at sizes n and m, the least m whose floor is below threshold, or None
@@ -222,13 +224,21 @@ def _bins_scale(method: str, k: int) -> float:
     return q if method == "psi" else math.sqrt(q / 8)
 
 
-def _gate(r: DriftResult, n: int, m: int, scale: float | None) -> DriftResult:
+ASYMPTOTIC_MIN = 30   # current values from which the floor's large-sample form holds (and 5 per bin for binned ones)
+
+
+def _gate(r: DriftResult, n: int, m: int, scale: float | None, bins: int = 0) -> DriftResult:
     """Withdraw the verdict of a distance that sampling noise alone reaches at these sizes (see above)."""
     if scale is None or math.isnan(r.statistic):
         return r
     floor, needed = _noise_floor(r.method, scale, r.threshold, n, m)
     r.min_values = needed
     if floor < r.threshold:
+        return r
+    if m >= max(ASYMPTOTIC_MIN, 5 * bins) and r.statistic > floor:   # beyond what noise reaches: drift
+        r.drifted = True
+        r.note = (f"judged against the sampling-noise level {r.method} {floor:.3g} (95% at {m} current values), "
+                  f"which is above the threshold {r.threshold:g}")
         return r
     r.drifted, r.small_sample = False, True
     need = (f"a verdict needs at least {needed} current values" if needed is not None else
@@ -324,6 +334,7 @@ def compare_numeric(name: str, ref: NumericSummary, cur: NumericSummary, method:
                            note="no finite values in " + ("reference" if a.n == 0 else "current"))
     linf = pair.linf()
     scale: float | None = None   # of the sampling-noise floor, for distances without a sample-size correction
+    bins = 0                     # of binned distances (PSI, Jensen-Shannon), for the floor's validity
     if method == "linf_simple":
         stat, scale = linf, KS_C_95
     elif method == "linf_robust":
@@ -340,7 +351,7 @@ def compare_numeric(name: str, ref: NumericSummary, cur: NumericSummary, method:
     elif method in ("psi", "jensenshannon"):
         p, q = _binned(a, b, fill=method == "psi")
         stat = _psi(p, q) if method == "psi" else float(distance.jensenshannon(p, q))
-        scale = _bins_scale(method, len(p))
+        scale, bins = _bins_scale(method, len(p)), len(p)
     elif method == "chisquare":
         stat = _chi2(a.counts(), a.n, b.counts(), b.n)
     elif method == "z":
@@ -351,7 +362,7 @@ def compare_numeric(name: str, ref: NumericSummary, cur: NumericSummary, method:
     if not (a.exact and b.exact):
         bound += 2 * kll.rank_error_bound()
     return _gate(DriftResult(name, method, stat, threshold, _verdict(method, stat, threshold), exact, kind, linf,
-                             bound=bound), a.n, b.n, scale)
+                             bound=bound), a.n, b.n, scale, bins)
 
 
 # --- categorical ---------------------------------------------------------------------------------------------
@@ -399,6 +410,7 @@ def compare_categorical(name: str, ref: CategoricalSummary, cur: CategoricalSumm
     r = {k: float(v) for k, v in ref.counts.items()}
     c = {k: float(v) for k, v in cur.counts.items()}
     scale: float | None = None
+    bins = 0
     if method == "linf_simple":
         stat, scale = linf, KS_C_95
     elif method == "linf_robust":
@@ -410,12 +422,12 @@ def compare_categorical(name: str, ref: CategoricalSummary, cur: CategoricalSumm
     elif method in ("psi", "jensenshannon"):
         p, q = _shares(r, nr, c, nc)
         stat = _psi(_fill_zeros(p), _fill_zeros(q)) if method == "psi" else float(distance.jensenshannon(p, q))
-        scale = _bins_scale(method, len(p))
+        scale, bins = _bins_scale(method, len(p)), len(p)
     else:
         raise ValueError(f"method {method!r} does not apply to categorical features; use one of "
                          f"{', '.join(CATEGORICAL_METHODS)}")
     return _gate(DriftResult(name, method, stat, threshold, _verdict(method, stat, threshold), True, "categorical",
-                             linf), nr, nc, scale)
+                             linf), nr, nc, scale, bins)
 
 
 def _verdict(method: str, stat: float, threshold: float) -> bool:

@@ -182,3 +182,16 @@ def test_self_correcting_tests_keep_their_verdicts_on_small_windows():
     for per in ({}, {"x": "linf_robust", "s": "linf_robust"}, {"x": "ks", "s": "z"}):
         res = analyze(ref, {"features": []}, cur, DriftConfig(per_feature=per))
         assert not any(d.small_sample for d in res.drift) and res.summary()["note"] is None
+
+
+def test_a_shift_far_beyond_the_noise_floor_is_drift_even_below_the_needed_size():
+    """500 values moved by 1.5σ: Wasserstein ≈ 1.5 while noise reaches ≈ 0.13 at this size. The threshold 0.1 is
+    below the noise level, so the verdict is taken against the noise level — and it is drift, not 'not judged'."""
+    rng = np.random.default_rng(5)
+    ref = _profiles(rng.normal(50, 10, 2000), rng.choice(["a", "b"], 2000))
+    cur = pd.DataFrame({"x": rng.normal(65, 10, 500), "s": rng.choice(["a", "b"], 500)})
+    res = analyze(ref, {"features": []}, cur, DriftConfig(per_feature={"x": "wasserstein"}))
+    x = next(d for d in res.drift if d.feature == "x")
+    assert x.drifted and not x.small_sample and x.min_values is not None and x.min_values > 500, x.as_dict()
+    assert x.note is not None and "sampling-noise level" in x.note
+    assert res.summary()["dataset_drift"] is True or res.summary()["drift_share"] > 0
