@@ -7,7 +7,6 @@ Members the registry does not keep are refused by name (ValidationException), ne
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from typing import Any
@@ -223,13 +222,10 @@ def artifact_sha256(call: Call, uri: str, metadata: dict[str, str]) -> str:
     """mlgov keys every model by its content hash: read the artifact from the object store, or take the hash the
     caller states in CustomerMetadataProperties (for artifacts kept elsewhere)."""
     store: ObjectStore = call.extras["store"]()
-    key = store.key_of(uri)
-    if key is not None:
-        try:
-            digest = hashlib.sha256(store.get(key)).hexdigest()
-        except (FileNotFoundError, KeyError, OSError) as exc:
-            raise validation(f"ModelDataUrl {uri} cannot be read from the object store ({type(exc).__name__}); "
-                             "upload the artifact first") from None
+    if store.key_of(uri) is not None:
+        digest = service.hash_artifact(store, uri)   # the same hash the MLflow door records (files or a folder)
+        if digest is None:
+            raise validation(f"ModelDataUrl {uri} cannot be read from the object store; upload the artifact first")
         stated = metadata.get(SHA256_METADATA)
         if stated and stated.lower() != digest:
             raise validation(f"CustomerMetadataProperties[{SHA256_METADATA!r}] says {stated} but the artifact at "
