@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, PlainTextResponse
+from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
@@ -464,4 +465,4 @@ metrics_router = APIRouter(tags=["monitoring"])
 @metrics_router.get("/metrics", response_model=None, response_class=PlainTextResponse)
 def prometheus_metrics(session: SessionDep, store: StoreDep, _: Reader) -> Response:
     """Prometheus text format (scrape with a viewer key as bearer token)."""
-    return Response(schedules.prometheus(session, store), media_type="text/plain; version=0.0.4")
+    return Response(schedules.prometheus(session, store), media_type=CONTENT_TYPE_LATEST)

@@ -12,8 +12,12 @@ import datetime as dt
 import json
 import logging
 import os
+from collections.abc import Iterable
 from typing import Any
 
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
@@ -395,20 +399,17 @@ def set_trigger(session: Session, group: str, *, url: str, secret: str, cooldown
     return trig
 
 
-def prometheus(session: Session, store: ObjectStore) -> str:
-    """SageMaker's CloudWatch monitoring metrics, as Prometheus text exposition."""
+def prometheus(session: Session, store: ObjectStore) -> bytes:
+    """SageMaker's CloudWatch monitoring metrics, exposed by prometheus-client (its escaping, HELP and TYPE lines)."""
+    registry = CollectorRegistry(auto_describe=False)
+    families: list[Metric] = []
 
-    def esc(v: str) -> str:
-        return v.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-
-    lines: list[str] = []
-
-    def metric(name: str, help_: str, kind: str, samples: list[tuple[dict[str, str], float]]) -> None:
-        lines.append(f"# HELP {name} {help_}")
-        lines.append(f"# TYPE {name} {kind}")
-        for labels, value in samples:
-            lab = ",".join(f'{k}="{esc(v)}"' for k, v in labels.items())
-            lines.append(f"{name}{{{lab}}} {value:.10g}" if lab else f"{name} {value:.10g}")
+    def metric(family: type[GaugeMetricFamily] | type[CounterMetricFamily], name: str, help_: str,
+               labels: list[str], samples: Iterable[tuple[list[str], float]]) -> None:
+        fam = family(name, help_, labels=labels)
+        for values, value in samples:
+            fam.add_metric(values, value)
+        families.append(fam)
 
     status_s, time_s, viol_s, drift_s = [], [], [], []
     for sched in session.scalars(select(Schedule).order_by(Schedule.name)):
@@ -417,30 +418,44 @@ def prometheus(session: Session, store: ObjectStore) -> str:
         if last is None:
             continue
         for st in ("Completed", "CompletedWithViolations", "Failed"):
-            status_s.append(({"schedule": sched.name, "status": st}, 1.0 if last.status == st else 0.0))
+            status_s.append(([sched.name, st], 1.0 if last.status == st else 0.0))
         when = last.ended_at or last.created_at
-        time_s.append(({"schedule": sched.name}, when.timestamp()))
-        viol_s.append(({"schedule": sched.name}, float(last.violation_count)))
+        time_s.append(([sched.name], when.timestamp()))
+        viol_s.append(([sched.name], float(last.violation_count)))
         analysis = session.get(Analysis, last.analysis_id) if last.analysis_id else None
         if analysis is not None and analysis.kind == "DataQuality" and analysis.status != "Failed":
             for d in json.loads(store.get(f"{analysis.prefix}/drift.json"))["features"]:
                 if d.get("statistic") is not None:
-                    drift_s.append(({"schedule": sched.name, "feature": d["feature"], "method": d["method"]},
-                                    float(d["statistic"])))
-    metric("mlgov_execution_last_status", "1 for the status of the schedule's latest execution", "gauge", status_s)
-    metric("mlgov_execution_last_timestamp_seconds", "end time of the latest execution", "gauge", time_s)
-    metric("mlgov_execution_violations", "constraint violations in the latest execution", "gauge", viol_s)
-    metric("mlgov_feature_drift", "drift statistic per feature in the latest execution", "gauge", drift_s)
+                    drift_s.append(([sched.name, d["feature"], d["method"]], float(d["statistic"])))
+    metric(GaugeMetricFamily, "mlgov_execution_last_status", "1 for the status of the schedule's latest execution",
+           ["schedule", "status"], status_s)
+    metric(GaugeMetricFamily, "mlgov_execution_last_timestamp_seconds", "end time of the latest execution",
+           ["schedule"], time_s)
+    metric(GaugeMetricFamily, "mlgov_execution_violations", "constraint violations in the latest execution",
+           ["schedule"], viol_s)
+    metric(GaugeMetricFamily, "mlgov_feature_drift", "drift statistic per feature in the latest execution",
+           ["schedule", "feature", "method"], drift_s)
     open_alerts = session.execute(select(Schedule.name, Alert.check, func.count()).join(Schedule, Schedule.id ==
                                   Alert.schedule_id).where(Alert.status == "open").group_by(Schedule.name, Alert.check))
-    metric("mlgov_alerts_open", "open alerts per schedule and check", "gauge",
-           [({"schedule": s, "check": ch}, float(n)) for s, ch, n in open_alerts])
+    metric(GaugeMetricFamily, "mlgov_alerts_open", "open alerts per schedule and check", ["schedule", "check"],
+           (([s, ch], float(n)) for s, ch, n in open_alerts))
     caps = session.execute(select(Endpoint.name, func.count(CaptureEvent.id)).join(
         CaptureEvent, CaptureEvent.endpoint_id == Endpoint.id, isouter=True).group_by(Endpoint.name))
-    metric("mlgov_capture_records_total", "captured records accepted per endpoint", "counter",
-           [({"endpoint": e}, float(n)) for e, n in caps])
+    metric(CounterMetricFamily, "mlgov_capture_records", "captured records accepted per endpoint", ["endpoint"],
+           (([e], float(n)) for e, n in caps))
     gts = session.execute(select(Endpoint.name, func.count(GroundTruth.id)).join(
         GroundTruth, GroundTruth.endpoint_id == Endpoint.id, isouter=True).group_by(Endpoint.name))
-    metric("mlgov_ground_truth_records_total", "ground-truth labels accepted per endpoint", "counter",
-           [({"endpoint": e}, float(n)) for e, n in gts])
-    return "\n".join(lines) + "\n"
+    metric(CounterMetricFamily, "mlgov_ground_truth_records", "ground-truth labels accepted per endpoint",
+           ["endpoint"], (([e], float(n)) for e, n in gts))
+    registry.register(_Families(families))
+    return generate_latest(registry)
+
+
+class _Families(Collector):
+    """Metric families computed for one scrape (a fresh registry each time: nothing global to go stale)."""
+
+    def __init__(self, families: list[Metric]) -> None:
+        self.families = families
+
+    def collect(self) -> Iterable[Metric]:
+        return self.families

@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from mlgov.app import create_app
 from monitor import jobs
@@ -135,10 +136,13 @@ def test_closed_loop(live_db, tmp_path):
                   "alert.opened", "retraining.requested", "retraining_trigger.set"):
             assert a in actions, a
         assert c.get("/audit/verify", headers=admin).json()["ok"] is True
-        prom = httpx.get(f"{srv.url}/metrics", headers=keys["admin"]).text
-        assert 'mlgov_execution_last_status{schedule="churn-dq",status="CompletedWithViolations"} 1' in prom
-        assert 'mlgov_alerts_open{schedule="churn-dq",check="baseline_drift_check"} 1' in prom
-        assert 'mlgov_capture_records_total{endpoint="churn-prod"} 900' in prom
-        assert 'mlgov_feature_drift{schedule="churn-dq",feature="income",method="wasserstein"}' in prom
+        prom = {(x.name, tuple(sorted(x.labels.items()))): x.value for f in text_string_to_metric_families(
+            httpx.get(f"{srv.url}/metrics", headers=keys["admin"]).text) for x in f.samples}
+        last = (("schedule", "churn-dq"), ("status", "CompletedWithViolations"))
+        assert prom["mlgov_execution_last_status", last] == 1
+        assert prom["mlgov_alerts_open", (("check", "baseline_drift_check"), ("schedule", "churn-dq"))] == 1
+        assert prom["mlgov_capture_records_total", (("endpoint", "churn-prod"),)] == 900
+        drift = (("feature", "income"), ("method", "wasserstein"), ("schedule", "churn-dq"))
+        assert ("mlgov_feature_drift", drift) in prom
         assert httpx.get(f"{srv.url}/metrics").status_code == 401
         pipeline.server.shutdown()
