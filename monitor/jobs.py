@@ -44,6 +44,7 @@ from monitor.orm import Execution, Schedule
 
 log = logging.getLogger("mlgov.scheduler")
 DEFAULT_GRACE = dt.timedelta(hours=1)
+TAKE_OVER_EVERY_S = 10.0   # how often a ticker looks for claims left by gone claimers (a scan of Pending runs)
 
 
 def claim(db: Database, schedule_id: str, fire: dt.datetime, start: dt.datetime, end: dt.datetime,
@@ -87,9 +88,8 @@ def tick(db: Database, store: ObjectStore, now: dt.datetime, grace: dt.timedelta
          worker: str | None = None) -> list[str]:
     """Run every due schedule once; the ids of the executions this call claimed and ended. Safe to call from
     several processes at the same time. A schedule with no fire time left (a one-time NOW schedule after its run,
-    a cron whose years are over) is stopped. With ``worker`` (a ticker's instance), executions left Pending by a
-    claimer that is gone are taken over first."""
-    ran: list[str] = take_over(db, store, worker) if worker else []
+    a cron whose years are over) is stopped. ``worker`` names the claimer (a ticker's heartbeat instance)."""
+    ran: list[str] = []
     with db.session_scope(write=False) as s:
         due_ids = list(s.scalars(select(Schedule.id).where(Schedule.status == "Scheduled",
                                                             Schedule.next_run_at <= now)))
@@ -231,9 +231,13 @@ class Ticker:
         self.stop(timeout=None)
 
     def _loop(self) -> None:
+        next_take_over = time.monotonic()
         while not self._stop.is_set():
             began = time.monotonic()
             try:
+                if began >= next_take_over:
+                    take_over(self.db, self.store, self.instance)
+                    next_take_over = began + TAKE_OVER_EVERY_S
                 tick(self.db, self.store, self.now(), self.grace, self.instance)
                 self._beat(ticked=True)
             except Exception:

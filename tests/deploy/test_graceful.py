@@ -226,3 +226,34 @@ def test_a_claim_left_by_a_killed_scheduler_is_taken_over_once(tmp_path):
         assert run.worker != dead and run.worker.split(":")[1] == str(second.pid)
         assert f"its claimer {dead} is gone; running it here" in log
         assert _completed_events(db) == 1
+
+
+def test_take_over_only_claims_of_gone_claimers(tmp_path):
+    """In one process: a claim whose claimer stopped or went silent is run by the taker, once; a claim of a live
+    claimer, or of one never seen, is left alone."""
+    from monitor import jobs
+
+    with _setup(tmp_path) as (db, _url, env):
+        store = open_store(Settings(home=tmp_path, store_url=env["MLGOV_STORE_URL"]))
+        with db.session_scope(write=False) as s:
+            sid = s.scalar(select(Schedule.id))
+        now = dt.datetime.now(dt.UTC)
+        long_ago = now - dt.timedelta(minutes=5)
+        with db.session_scope() as s:
+            workers.beat(s, workers.SCHEDULER, "silent:1:a", 1.0, now=long_ago)   # killed five minutes ago
+            workers.beat(s, workers.SCHEDULER, "stopped:2:b", 1.0, stopped=True)  # stopped (SIGTERM) just now
+            workers.beat(s, workers.SCHEDULER, "alive:3:c", 1.0)                  # beating
+        claims = {who: jobs.claim(db, sid, FIRE + dt.timedelta(hours=i), FIRE, FIRE, "schedule", who)
+                  for i, who in enumerate(["silent:1:a", "stopped:2:b", "alive:3:c", "unknown:4:d"])}
+        taken = jobs.take_over(db, store, "taker:5:e")
+        assert sorted(taken) == sorted([claims["silent:1:a"], claims["stopped:2:b"]])
+        assert jobs.take_over(db, store, "another:6:f") == []   # ended: nothing left to take
+        with db.session_scope(write=False) as s:
+            rows = {r.id: (r.status, r.worker) for r in s.scalars(select(Execution))}
+        assert rows[claims["silent:1:a"]] == ("Failed", "taker:5:e")
+        assert rows[claims["stopped:2:b"]] == ("Failed", "taker:5:e")
+        assert rows[claims["alive:3:c"]] == ("Pending", "alive:3:c")
+        assert rows[claims["unknown:4:d"]] == ("Pending", "unknown:4:d")
+        assert _completed_events(db) == 2
+        # a run whose claim was taken over meanwhile is not run by its first claimer
+        assert jobs.run_claimed(db, store, sid, claims["alive:3:c"], "someone-else:7:g") is False
