@@ -6,7 +6,7 @@ MLGOV  := $(VENV)/bin/mlgov
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: run test setup setup-dev lint typecheck pytest bench clean
+.PHONY: run test setup setup-dev lint typecheck pytest bench clean helm-tools
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -17,6 +17,20 @@ $(VENV)/.installed: pyproject.toml
 $(VENV)/.installed-dev: pyproject.toml $(VENV)/.installed
 	$(PY) -m pip install -q -e ".[dev]"
 	touch $@
+
+# The Helm chart's checks (tests/deploy/test_helm_chart.py) run Helm's library in a tool virtualenv of its own:
+# helm-python-sdk and helm-sdkpy need Python >= 3.12 (pyenv's, or a python3.12/3.13 on PATH).
+HELM_VENV   ?= .venv-helm
+HELM_PYTHON ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.13*/bin/python $(HOME)/.pyenv/versions/3.12*/bin/python) $(shell command -v python3.13 python3.12 2>/dev/null))
+HELM_TOOLS  := helm-python-sdk==0.2.2 helm-sdkpy==0.1.32 kubernetes-validate==1.37.0 PyYAML
+
+$(HELM_VENV)/.installed: Makefile
+	@test -n "$(HELM_PYTHON)" || { echo "helm-tools: no Python >= 3.12 found (set HELM_PYTHON)"; exit 1; }
+	test -x $(HELM_VENV)/bin/python || $(HELM_PYTHON) -m venv $(HELM_VENV)
+	$(HELM_VENV)/bin/python -m pip install -q $(HELM_TOOLS)
+	touch $@
+
+helm-tools: $(HELM_VENV)/.installed
 
 setup: $(VENV)/.installed
 setup-dev: $(VENV)/.installed-dev
@@ -32,10 +46,10 @@ lint: setup-dev
 typecheck: setup-dev
 	$(VENV)/bin/mypy
 
-pytest: setup-dev
+pytest: setup-dev helm-tools
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 test: setup-dev lint typecheck pytest
 
 clean:
-	rm -rf $(VENV) .mlgov .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(HELM_VENV) .mlgov .pytest_cache .mypy_cache .ruff_cache

@@ -76,6 +76,13 @@ def beat(session: Session, role: str, instance: str, interval_s: float, *, ticke
     session.flush()
 
 
+def gone(session: Session, instance: str, now: dt.datetime | None = None) -> bool:
+    """True if ``instance`` is known and no longer running: it stopped (cleanly, e.g. after SIGTERM) or its beats
+    went silent (killed). False for an instance still beating, and for one never seen (nothing to judge by)."""
+    row = session.get(Heartbeat, instance)
+    return row is not None and not _alive(row, now or utcnow())
+
+
 def status(session: Session, role: str, now: dt.datetime | None = None) -> WorkerStatus:
     now = now or utcnow()
     rows = list(session.scalars(select(Heartbeat).where(Heartbeat.role == role)))

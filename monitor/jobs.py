@@ -8,6 +8,13 @@ its own; a second process inserting the same row fails and moves on. The claimed
 (`schedules.execute`) in one transaction with its alerts and events; if that transaction cannot commit, the
 execution is ended as Failed with the reason in a fresh one, so a claimed execution never stays Pending.
 
+Stopping (SIGTERM): the run in progress finishes first. A claimer killed mid-run (a pod past its grace period,
+an OOM kill) leaves its execution Pending — its transaction rolls back, nothing of the run is kept — with its
+instance id in ``worker``; once that instance's heartbeat reads stopped or silent, another ticker takes the claim
+over with a compare-and-set on (status Pending, worker) and runs it. The run holds its execution row locked
+(``FOR UPDATE``) for its whole transaction, so a take-over waits for a claimer still finishing and never runs
+an execution twice.
+
 Every ticker records heartbeats (``mlgov.workers``), so ``/readyz`` and ``GET /monitoring-schedules`` say whether a
 scheduler is running anywhere; it logs one line per run, nothing when there is nothing to do.
 """
@@ -22,8 +29,9 @@ import socket
 import threading
 import time
 from collections.abc import Callable
+from typing import Any, cast
 
-from sqlalchemy import select
+from sqlalchemy import CursorResult, select, update
 from sqlalchemy.exc import IntegrityError
 
 from mlgov import workers
@@ -36,16 +44,18 @@ from monitor.orm import Execution, Schedule
 
 log = logging.getLogger("mlgov.scheduler")
 DEFAULT_GRACE = dt.timedelta(hours=1)
+TAKE_OVER_EVERY_S = 10.0   # how often a ticker looks for claims left by gone claimers (a scan of Pending runs)
 
 
 def claim(db: Database, schedule_id: str, fire: dt.datetime, start: dt.datetime, end: dt.datetime,
-          trigger: str) -> str | None:
-    """Insert the execution row in its own transaction; None if another process already claimed it."""
+          trigger: str, worker: str | None = None) -> str | None:
+    """Insert the execution row in its own transaction; None if another process already claimed it. ``worker``
+    names the claimer (a ticker's heartbeat instance, so a dead claimer's runs can be taken over)."""
     try:
         with db.session_scope() as s:
             ex = Execution(id=new_id(), schedule_id=schedule_id, scheduled_for=fire, trigger=trigger,
                            status="Pending", window_start=start, window_end=end,
-                           worker=f"{socket.gethostname()}:{os.getpid()}", created_at=utcnow())
+                           worker=worker or f"{socket.gethostname()}:{os.getpid()}", created_at=utcnow())
             s.add(ex)
             s.flush()
             return ex.id
@@ -53,10 +63,32 @@ def claim(db: Database, schedule_id: str, fire: dt.datetime, start: dt.datetime,
         return None
 
 
-def tick(db: Database, store: ObjectStore, now: dt.datetime, grace: dt.timedelta = DEFAULT_GRACE) -> list[str]:
+def take_over(db: Database, store: ObjectStore, worker: str) -> list[str]:
+    """Run the scheduled executions whose claimer is gone (its heartbeat stopped or went silent) while they were
+    still Pending; the ids of those this call took over and ended."""
+    with db.session_scope(write=False) as s:
+        pending = list(s.execute(select(Execution.id, Execution.schedule_id, Execution.worker).where(
+            Execution.status == "Pending", Execution.trigger == "schedule", Execution.worker != worker)))
+        orphans = [(ex_id, sid, old) for ex_id, sid, old in pending if old and workers.gone(s, old)]
+    ran: list[str] = []
+    for ex_id, sid, old in orphans:
+        with db.session_scope() as s:   # compare-and-set: waits while the old claimer's run still holds the row
+            taken = cast(CursorResult[Any], s.execute(
+                update(Execution).where(Execution.id == ex_id, Execution.status == "Pending", Execution.worker == old)
+                .values(worker=worker), execution_options={"synchronize_session": False})).rowcount
+        if taken != 1:
+            continue
+        log.warning("execution %s of schedule %s: its claimer %s is gone; running it here", ex_id, sid, old)
+        if run_claimed(db, store, sid, ex_id, worker):
+            ran.append(ex_id)
+    return ran
+
+
+def tick(db: Database, store: ObjectStore, now: dt.datetime, grace: dt.timedelta = DEFAULT_GRACE,
+         worker: str | None = None) -> list[str]:
     """Run every due schedule once; the ids of the executions this call claimed and ended. Safe to call from
     several processes at the same time. A schedule with no fire time left (a one-time NOW schedule after its run,
-    a cron whose years are over) is stopped."""
+    a cron whose years are over) is stopped. ``worker`` names the claimer (a ticker's heartbeat instance)."""
     ran: list[str] = []
     with db.session_scope(write=False) as s:
         due_ids = list(s.scalars(select(Schedule.id).where(Schedule.status == "Scheduled",
@@ -77,23 +109,25 @@ def tick(db: Database, store: ObjectStore, now: dt.datetime, grace: dt.timedelta
             log.warning("schedule %s: %d missed run(s) coalesced or skipped (grace %s)", name, skipped, grace)
         if fire is None:
             continue
-        ex_id = claim(db, sid, fire, fire + window[0], fire + window[1], "schedule")
+        ex_id = claim(db, sid, fire, fire + window[0], fire + window[1], "schedule", worker)
         if ex_id is None:
             continue
-        if run_claimed(db, store, sid, ex_id):
+        if run_claimed(db, store, sid, ex_id, worker):
             ran.append(ex_id)
     return ran
 
 
-def run_claimed(db: Database, store: ObjectStore, schedule_id: str, execution_id: str) -> bool:
-    """Execute a claimed execution in a transaction of its own. If that transaction fails (a database error at the
-    final flush or the commit), end the execution as Failed with the reason in a fresh transaction; False if the
-    schedule or the execution is gone. Logs the outcome: one line per run."""
+def run_claimed(db: Database, store: ObjectStore, schedule_id: str, execution_id: str,
+                worker: str | None = None) -> bool:
+    """Execute a claimed execution in a transaction of its own, holding its row locked. If that transaction fails
+    (a database error at the final flush or the commit), end the execution as Failed with the reason in a fresh
+    transaction; False if the schedule or the execution is gone, or (with ``worker``) another worker took the
+    claim over. Logs the outcome: one line per run."""
     try:
         with db.session_scope() as s:
             sched = s.get(Schedule, schedule_id)
-            ex = s.get(Execution, execution_id)
-            if sched is None or ex is None:
+            ex = s.get(Execution, execution_id, with_for_update=True)
+            if sched is None or ex is None or ex.status != "Pending" or (worker and ex.worker != worker):
                 return False
             schedules.execute(s, store, sched, ex, SYSTEM)
             outcome = _outcome(sched, ex)
@@ -163,6 +197,7 @@ class Ticker:
         return cls._running
 
     def start(self) -> None:
+        self._beat()   # known before its first claim, so a claim it leaves behind can be judged and taken over
         self._threads = [threading.Thread(target=self._loop, name="mlgov-scheduler", daemon=True),
                          threading.Thread(target=self._beating, name="mlgov-scheduler-heartbeat", daemon=True)]
         for t in self._threads:
@@ -170,9 +205,15 @@ class Ticker:
         log.info("scheduler %s: looking for due schedules every %g s", self.instance, self.interval)
 
     def stop(self, timeout: float | None = 60.0) -> None:
+        """Stop ticking; wait up to ``timeout`` s for the run in progress. A run still going then is cut off when
+        the process exits: its transaction rolls back and, this instance being stopped, another replica takes its
+        claim over (the row lock it holds until then keeps that from overlapping)."""
         self._stop.set()
         for t in self._threads:
             t.join(timeout)
+            if t.is_alive():
+                log.warning("scheduler %s: the run in progress did not finish within %s s; another replica takes "
+                            "its claim over", self.instance, timeout)
         self._beat(stopped=True)
         with Ticker._guard:
             if Ticker._running is self:
@@ -190,10 +231,14 @@ class Ticker:
         self.stop(timeout=None)
 
     def _loop(self) -> None:
+        next_take_over = time.monotonic()
         while not self._stop.is_set():
             began = time.monotonic()
             try:
-                tick(self.db, self.store, self.now(), self.grace)
+                if began >= next_take_over:
+                    take_over(self.db, self.store, self.instance)
+                    next_take_over = began + TAKE_OVER_EVERY_S
+                tick(self.db, self.store, self.now(), self.grace, self.instance)
                 self._beat(ticked=True)
             except Exception:
                 log.exception("scheduler tick failed")

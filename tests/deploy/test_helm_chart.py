@@ -1,0 +1,257 @@
+"""The Helm chart, checked offline with Helm's own library: `helm lint --strict` and rendering under several
+value sets (helm-python-sdk, Helm v4, in the tool virtualenv `make helm-tools` makes), every rendered manifest
+validated by kubernetes-validate --strict against Kubernetes 1.30 and the newest schemas it ships, and the values
+schema refusing a release without its database, object store or keys, or with values of the wrong type."""
+
+from __future__ import annotations
+
+import base64
+import copy
+import json
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+CHART = ROOT / "helm" / "mlgov"
+TOOL_PY = ROOT / ".venv-helm" / "bin" / "python"
+KUBE_VERSIONS = ["1.30.0", "latest"]
+
+REQUIRED: dict[str, Any] = {
+    "database": {"url": "postgresql+psycopg://mlgov:pw@db.example:5432/mlgov"},
+    "s3": {"storeUrl": "s3://mlgov-artifacts/prod", "endpointUrl": "https://s3.example:8333",
+           "accessKeyId": "AKIDEXAMPLE", "secretAccessKey": "wJalrXUtnFEMI/K7MDENG"},
+    "keys": {"secretsKey": "Yk1Wb0t3c2FtcGxla2V5Zm9ydGVzdHNvbmx5MTIzNDU=", "auditKey": "a1" * 32},
+}
+FULL: dict[str, Any] = {
+    **copy.deepcopy(REQUIRED),
+    "ingress": {"enabled": True, "className": "nginx", "hosts": [{"host": "mlgov.example.com",
+                "paths": [{"path": "/", "pathType": "Prefix"}]}],
+                "tls": [{"secretName": "mlgov-tls", "hosts": ["mlgov.example.com"]}]},
+    "autoscaling": {"enabled": True, "minReplicas": 3, "maxReplicas": 8, "targetMemoryUtilizationPercentage": 80},
+    "dask": {"enabled": True, "minRows": 1000000, "workers": {"replicas": 4, "threads": 2}},
+    "networkPolicy": {"egress": [{"to": [{"ipBlock": {"cidr": "10.0.0.0/8"}}]}],
+                      "apiIngressFrom": [{"namespaceSelector": {"matchLabels": {"name": "ingress-nginx"}}}]},
+}
+EXISTING: dict[str, Any] = {
+    "database": {"existingSecret": "prod-db", "existingSecretKey": "url"},
+    "s3": {"storeUrl": "s3://mlgov-artifacts", "existingSecret": "prod-s3"},
+    "keys": {"existingSecret": "prod-keys"},
+    "scheduler": {"enabled": False},
+}
+IRSA: dict[str, Any] = {
+    **copy.deepcopy(REQUIRED),
+    "s3": {"storeUrl": "s3://mlgov-artifacts", "useWorkloadIdentity": True},
+    "serviceAccount": {"annotations": {"eks.amazonaws.com/role-arn": "arn:aws:iam::123456789012:role/mlgov"}},
+}
+
+
+def without(values: dict[str, Any], key: str) -> dict[str, Any]:
+    out = copy.deepcopy(values)
+    del out[key]
+    return out
+
+
+def merged(values: dict[str, Any], **parts: Any) -> dict[str, Any]:
+    out = copy.deepcopy(values)
+    out.update(parts)
+    return out
+
+
+REJECTED: dict[str, dict[str, Any]] = {
+    "no values at all": {},
+    "no database": without(REQUIRED, "database"),
+    "no s3": without(REQUIRED, "s3"),
+    "no keys": without(REQUIRED, "keys"),
+    "s3 without credentials": merged(REQUIRED, s3={"storeUrl": "s3://mlgov-artifacts"}),
+    "a file store, not s3": merged(REQUIRED, s3={**REQUIRED["s3"], "storeUrl": "file:///data"}),
+    "a non-PostgreSQL database": merged(REQUIRED, database={"url": "sqlite:///x.db"}),
+    "replicas as a string": merged(REQUIRED, api={"replicas": "two"}),
+    "workers as a boolean": merged(REQUIRED, api={"workers": True}),
+    "a misspelt key": merged(REQUIRED, scheduler={"enable": False}),
+    "a non-MLGOV extra variable": merged(REQUIRED, config={"extraEnv": {"PATH": "/evil"}}),
+    "a non-string extra variable": merged(REQUIRED, config={"extraEnv": {"MLGOV_LOG_SQL": True}}),
+    "ingress on without hosts": merged(REQUIRED, ingress={"enabled": True}),
+    "an audit key too short": merged(REQUIRED, keys={**REQUIRED["keys"], "auditKey": "short"}),
+}
+
+
+@pytest.fixture(scope="module")
+def results() -> dict[str, Any]:
+    if not TOOL_PY.exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"{TOOL_PY} missing: `make test` runs `make helm-tools` first")
+        pytest.skip("the Helm tool virtualenv is missing: run `make helm-tools`")
+    cases = [{"name": n, "values": v} for n, v in
+             [("required", REQUIRED), ("full", FULL), ("existing", EXISTING), ("irsa", IRSA), *REJECTED.items()]]
+    request = {"chart": str(CHART), "kube_versions": KUBE_VERSIONS, "cases": cases}
+    proc = subprocess.run([str(TOOL_PY), str(Path(__file__).with_name("helm_tool.py"))], input=json.dumps(request),
+                          capture_output=True, text=True, timeout=600, check=False)
+    assert proc.returncode == 0, proc.stderr
+    answer: dict[str, Any] = json.loads(proc.stdout)
+    answer["by_name"] = {c["name"]: c for c in answer["cases"]}
+    return answer
+
+
+def docs(case: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
+    return {m["doc"]["metadata"]["name"]: m["doc"] for m in case["manifests"] if m["doc"]["kind"] == kind}
+
+
+def container(deployment: dict[str, Any]) -> dict[str, Any]:
+    (c,) = deployment["spec"]["template"]["spec"]["containers"]
+    return c
+
+
+def env_refs(c: dict[str, Any]) -> dict[str, tuple[str, str]]:
+    return {e["name"]: (e["valueFrom"]["secretKeyRef"]["name"], e["valueFrom"]["secretKeyRef"]["key"])
+            for e in c.get("env", []) if "valueFrom" in e}
+
+
+@pytest.mark.parametrize("name", ["required", "full", "existing", "irsa"])
+def test_lints_strict_renders_and_validates(results: dict[str, Any], name: str) -> None:
+    assert results["versions"][0] == "1.30.0" and results["versions"][1] != "1.30.0"   # and the newest it ships
+    case = results["by_name"][name]
+    for version, report in case["lint"].items():
+        assert report["errors"] == [], (version, report)
+        # --strict: warnings fail too; only INFO (severity 1, e.g. "icon is recommended") may remain
+        assert [m for m in report["messages"] if m["severity"] >= 2] == [], (version, report)
+    assert "render_error" not in case, case.get("render_error")
+    assert len(case["manifests"]) >= 8
+    for m in case["manifests"]:
+        for version, problem in m["invalid"].items():
+            assert problem is None, (m["template"], m["doc"]["kind"], version, problem)
+
+
+def test_defaults_install_the_api_scheduler_migration_and_guards(results: dict[str, Any]) -> None:
+    case = results["by_name"]["required"]
+    kinds = sorted((m["doc"]["kind"], m["doc"]["metadata"]["name"]) for m in case["manifests"])
+    assert kinds == [("ConfigMap", "rel-mlgov"), ("Deployment", "rel-mlgov-api"), ("Deployment", "rel-mlgov-scheduler"),
+                     ("Job", "rel-mlgov-migrate"), ("NetworkPolicy", "rel-mlgov-api"),
+                     ("NetworkPolicy", "rel-mlgov-workers"), ("PodDisruptionBudget", "rel-mlgov-api"),
+                     ("PodDisruptionBudget", "rel-mlgov-scheduler"), ("Secret", "rel-mlgov-migration"),
+                     ("Secret", "rel-mlgov-secrets"), ("Service", "rel-mlgov"), ("ServiceAccount", "rel-mlgov")]
+    deployments = docs(case, "Deployment")
+    api, sched = deployments["rel-mlgov-api"], deployments["rel-mlgov-scheduler"]
+    api_c, sched_c = container(api), container(sched)
+    assert api_c["args"] == ["serve", "--host=0.0.0.0", "--port=8000", "--workers=2", "--no-scheduler"]
+    assert sched_c["args"] == ["scheduler"] and sched["spec"]["replicas"] == 2
+    assert api_c["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert api_c["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    for d in (api, sched):
+        pod = d["spec"]["template"]["spec"]
+        c = container(d)
+        assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] != 0
+        assert c["securityContext"]["readOnlyRootFilesystem"] is True
+        assert c["securityContext"]["allowPrivilegeEscalation"] is False
+        assert c["securityContext"]["capabilities"]["drop"] == ["ALL"]
+        assert {v["mountPath"] for v in c["volumeMounts"]} == {"/tmp", "/var/lib/mlgov"}
+        assert {v["name"]: "emptyDir" in v for v in pod["volumes"]} == {"tmp": True, "home": True}
+        assert c["resources"]["limits"]["memory"] and c["resources"]["requests"]["cpu"]
+        assert pod["automountServiceAccountToken"] is False
+        assert c["envFrom"] == [{"configMapRef": {"name": "rel-mlgov"}}]
+        assert env_refs(c) == {"MLGOV_DATABASE_URL": ("rel-mlgov-secrets", "database-url"),
+                               "MLGOV_S3_ACCESS_KEY_ID": ("rel-mlgov-secrets", "s3-access-key-id"),
+                               "MLGOV_S3_SECRET_ACCESS_KEY": ("rel-mlgov-secrets", "s3-secret-access-key"),
+                               "MLGOV_SECRETS_KEY": ("rel-mlgov-secrets", "secrets-key"),
+                               "MLGOV_AUDIT_KEY": ("rel-mlgov-secrets", "audit-key")}
+    assert sched["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] == 600
+    secret = docs(case, "Secret")["rel-mlgov-secrets"]["data"]
+    assert {k: base64.b64decode(v).decode() for k, v in secret.items()} == {
+        "database-url": REQUIRED["database"]["url"], "s3-access-key-id": "AKIDEXAMPLE",
+        "s3-secret-access-key": "wJalrXUtnFEMI/K7MDENG", "secrets-key": REQUIRED["keys"]["secretsKey"],
+        "audit-key": REQUIRED["keys"]["auditKey"]}
+    config = docs(case, "ConfigMap")["rel-mlgov"]["data"]
+    assert config["MLGOV_STORE_URL"] == "s3://mlgov-artifacts/prod"
+    assert config["MLGOV_S3_ENDPOINT_URL"] == "https://s3.example:8333" and config["MLGOV_COMPUTE"] == "local"
+    assert not any("KEY" in k or "DATABASE" in k for k in config)   # no secret in the ConfigMap
+    job = docs(case, "Job")["rel-mlgov-migrate"]
+    assert job["metadata"]["annotations"]["helm.sh/hook"] == "pre-install,pre-upgrade"
+    job_c = job["spec"]["template"]["spec"]["containers"][0]
+    assert job_c["args"] == ["db", "upgrade"] and job_c["securityContext"]["readOnlyRootFilesystem"] is True
+    assert env_refs(job_c) == {"MLGOV_DATABASE_URL": ("rel-mlgov-migration", "database-url")}
+    hook_secret = docs(case, "Secret")["rel-mlgov-migration"]
+    # the hook Secret exists before the Job (a first install has no release Secret yet)
+    assert int(hook_secret["metadata"]["annotations"]["helm.sh/hook-weight"]) < int(
+        job["metadata"]["annotations"]["helm.sh/hook-weight"])
+    workers_policy = docs(case, "NetworkPolicy")["rel-mlgov-workers"]
+    assert workers_policy["spec"]["ingress"] == [] and workers_policy["spec"]["policyTypes"] == ["Ingress"]
+
+
+def test_ingress_hpa_and_dask(results: dict[str, Any]) -> None:
+    case = results["by_name"]["full"]
+    ingress = docs(case, "Ingress")["rel-mlgov"]
+    assert ingress["spec"]["rules"][0]["host"] == "mlgov.example.com"
+    assert ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]["name"] == "rel-mlgov"
+    hpa = docs(case, "HorizontalPodAutoscaler")["rel-mlgov-api"]
+    assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (3, 8)
+    assert [m["resource"]["name"] for m in hpa["spec"]["metrics"]] == ["cpu", "memory"]
+    deployments = docs(case, "Deployment")
+    assert "replicas" not in deployments["rel-mlgov-api"]["spec"]   # the HPA owns it
+    assert docs(case, "ConfigMap")["rel-mlgov"]["data"]["MLGOV_COMPUTE"] == "dask://rel-mlgov-dask-scheduler:8786"
+    assert docs(case, "ConfigMap")["rel-mlgov"]["data"]["MLGOV_COMPUTE_MIN_ROWS"] == "1000000"
+    assert docs(case, "Service")["rel-mlgov-dask-scheduler"]["spec"]["ports"][0]["port"] == 8786
+    worker = deployments["rel-mlgov-dask-worker"]
+    assert worker["spec"]["replicas"] == 4
+    wc = container(worker)
+    assert wc["command"] == ["dask", "worker"] and wc["args"][0] == "tcp://rel-mlgov-dask-scheduler:8786"
+    assert "--nthreads=2" in wc["args"]
+    assert set(env_refs(wc)) == {"MLGOV_S3_ACCESS_KEY_ID", "MLGOV_S3_SECRET_ACCESS_KEY"}   # no database, no keys
+    assert container(deployments["rel-mlgov-dask-scheduler"])["command"] == ["dask", "scheduler"]
+    policies = docs(case, "NetworkPolicy")
+    assert policies["rel-mlgov-api"]["spec"]["policyTypes"] == ["Ingress", "Egress"]
+    assert policies["rel-mlgov-api"]["spec"]["ingress"][0]["from"] == FULL["networkPolicy"]["apiIngressFrom"]
+    assert {"ports": [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}]} in \
+        policies["rel-mlgov-api"]["spec"]["egress"]
+    assert "rel-mlgov-dask" in policies
+    assert "dask://rel-mlgov-dask-scheduler:8786" in case["notes"]
+
+
+def test_existing_secrets_are_referenced_and_not_copied(results: dict[str, Any]) -> None:
+    case = results["by_name"]["existing"]
+    assert docs(case, "Secret") == {}   # every secret comes from the operator's Secrets
+    api = docs(case, "Deployment")["rel-mlgov-api"]
+    assert "rel-mlgov-scheduler" not in docs(case, "Deployment")
+    assert container(api)["args"][-1] == "--scheduler"   # no scheduler Deployment: the API runs schedules
+    assert env_refs(container(api)) == {"MLGOV_DATABASE_URL": ("prod-db", "url"),
+                                        "MLGOV_S3_ACCESS_KEY_ID": ("prod-s3", "access-key-id"),
+                                        "MLGOV_S3_SECRET_ACCESS_KEY": ("prod-s3", "secret-access-key"),
+                                        "MLGOV_SECRETS_KEY": ("prod-keys", "secrets-key"),
+                                        "MLGOV_AUDIT_KEY": ("prod-keys", "audit-key")}
+    job_c = docs(case, "Job")["rel-mlgov-migrate"]["spec"]["template"]["spec"]["containers"][0]
+    assert env_refs(job_c) == {"MLGOV_DATABASE_URL": ("prod-db", "url")}
+
+
+def test_workload_identity_drops_static_s3_keys(results: dict[str, Any]) -> None:
+    case = results["by_name"]["irsa"]
+    api = container(docs(case, "Deployment")["rel-mlgov-api"])
+    assert "MLGOV_S3_ACCESS_KEY_ID" not in env_refs(api)
+    assert set(docs(case, "Secret")["rel-mlgov-secrets"]["data"]) == {"database-url", "secrets-key", "audit-key"}
+    sa = docs(case, "ServiceAccount")["rel-mlgov"]
+    assert sa["metadata"]["annotations"] == IRSA["serviceAccount"]["annotations"]
+
+
+@pytest.mark.parametrize("name", sorted(REJECTED))
+def test_schema_rejects(results: dict[str, Any], name: str) -> None:
+    case = results["by_name"][name]
+    assert "render_error" in case and "HelmValuesError" in case["render_error"], case.get("render_error")
+    assert "values don't meet the specifications of the schema" in case["render_error"]
+    for report in case["lint"].values():
+        assert any(m["severity"] == 3 and m["path"] == "values.yaml" for m in report["messages"]), report
+
+
+def test_the_schema_names_what_is_missing(results: dict[str, Any]) -> None:
+    errors = {n: results["by_name"][n]["render_error"] for n in ("no database", "no s3", "no keys",
+                                                                 "replicas as a string")}
+    assert "/database" in errors["no database"] and "/s3" not in errors["no database"]
+    assert "/s3" in errors["no s3"] and "/keys" in errors["no keys"]
+    assert "/api/replicas" in errors["replicas as a string"]
+
+
+def test_the_chart_as_shipped_refuses_to_install(results: dict[str, Any]) -> None:
+    """helm-sdkpy's lint (the chart's own values.yaml, no overrides) finds the values invalid: without a database,
+    an object store and keys the chart does not install."""
+    report = results["helm_sdkpy_lint"]
+    assert any(m["Severity"] == 3 and m["Path"] == "values.yaml" for m in report["Messages"]), report
