@@ -31,6 +31,7 @@ from mlgov.storage import open_store
 from mlgov.web import HttpMiddleware, adding_headers
 from monitor import compliance as monitor_compliance
 from monitor import jobs
+from monitor import sagemaker as monitor_sagemaker
 from monitor.router import metrics_router
 from monitor.router import router as monitor_router
 from monitor.service.endpoints import model_references
@@ -233,6 +234,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None, *, 
                                extras={"store": store}, retry_after_s=settings.retry_after_s)
     registry_sagemaker.register(sagemaker)
     lineage_sagemaker.register(sagemaker)
+    monitor_sagemaker.register(sagemaker)
     app.state.sagemaker = sagemaker
     sagemaker.install(app)
 
