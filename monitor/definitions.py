@@ -55,13 +55,28 @@ def read_objects(store: ObjectStore, uri: str, what: str) -> list[bytes]:
 def import_baseline(session: Session, store: ObjectStore, *, statistics_uri: str, constraints_uri: str,
                     name: str | None, actor: Principal) -> service.Baseline:
     """A data-quality baseline from SageMaker's statistics.json and constraints.json in the object store."""
-    stats = read_objects(store, statistics_uri, "StatisticsResource")
-    constraints = read_objects(store, constraints_uri, "ConstraintsResource")
-    if len(stats) != 1 or len(constraints) != 1:
-        raise Invalid("StatisticsResource and ConstraintsResource must each name one file",
-                      fix="point them at statistics.json and constraints.json")
-    return service.import_baseline(session, store, statistics=stats[0], constraints=constraints[0], name=name,
+    return service.import_baseline(session, store, statistics=one_object(store, statistics_uri, "StatisticsResource"),
+                                   constraints=one_object(store, constraints_uri, "ConstraintsResource"), name=name,
                                    actor=actor)
+
+
+def one_object(store: ObjectStore, uri: str, what: str) -> bytes:
+    found = read_objects(store, uri, what)
+    if len(found) != 1:
+        raise Invalid(f"{what} {uri} must name one file, not a folder of {len(found)}", fix="point it at the file")
+    return found[0]
+
+
+def import_quality_baseline(session: Session, store: ObjectStore, *, constraints_uri: str, problem_type: str,
+                            prediction: str | None, probability: str | None, threshold: float, name: str | None,
+                            actor: Principal) -> service.Baseline:
+    """A model-quality baseline from SageMaker's constraints.json and the statistics.json beside it."""
+    constraints = one_object(store, constraints_uri, "ConstraintsResource")
+    statistics_uri = f"{constraints_uri.rsplit('/', 1)[0]}/statistics.json"
+    statistics = one_object(store, statistics_uri, "the statistics.json beside the constraints")
+    return service.import_quality_baseline(session, store, constraints=constraints, statistics=statistics,
+                                           problem_type=problem_type, prediction=prediction, probability=probability,
+                                           threshold=threshold, name=name, actor=actor)
 
 
 # --- job definitions -------------------------------------------------------------------------------------------

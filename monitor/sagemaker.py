@@ -201,6 +201,35 @@ DATA_QUALITY = DefinitionKind("DataQuality", "data-quality-job-definition", _dat
                               lambda app: check_analyzer(app["ImageUri"], "DataQualityAppSpecification.ImageUri"))
 
 
+def _model_quality_baseline(call: Call, p: dict[str, Any]) -> str:
+    """SageMaker's model-quality constraints.json (and the statistics.json beside it) in the object store; the
+    endpoint input names the captured prediction and probability columns."""
+    cfg = p.get("ModelQualityBaselineConfig") or {}
+    require_absent(cfg, ["BaseliningJobName"], "mlgov's analyzer runs data-quality baselining jobs; give "
+                   "ConstraintsResource, the constraints.json of ModelQualityMonitor.suggest_baseline")
+    uri = (cfg.get("ConstraintsResource") or {}).get("S3Uri")
+    if not uri:
+        raise validation("mlgov judges every run against a baseline: give ModelQualityBaselineConfig."
+                         "ConstraintsResource.S3Uri (statistics.json is read from beside it)")
+    problem = p["ModelQualityAppSpecification"].get("ProblemType")
+    if not problem:
+        raise validation("ModelQualityAppSpecification.ProblemType is required")
+    endpoint = p["ModelQualityJobInput"].get("EndpointInput") or {}
+    return definitions.import_quality_baseline(
+        call.session, _store(call), constraints_uri=uri, problem_type=problem,
+        prediction=endpoint.get("InferenceAttribute"), probability=endpoint.get("ProbabilityAttribute"),
+        threshold=float(endpoint.get("ProbabilityThresholdAttribute", 0.5)), name=p["JobDefinitionName"],
+        actor=call.principal).id
+
+
+def _model_quality_app(app: dict[str, Any]) -> None:
+    check_analyzer(app["ImageUri"], "ModelQualityAppSpecification.ImageUri")
+
+
+MODEL_QUALITY = DefinitionKind("ModelQuality", "model-quality-job-definition", _model_quality_baseline,
+                               _model_quality_app)
+
+
 # --- schedules ---------------------------------------------------------------------------------------------------
 
 def _schedule_arn(call: Call, name: str) -> str:
@@ -542,6 +571,7 @@ def _register_processing(api: AwsService) -> None:
 
 def register(api: AwsService) -> None:
     register_job_definitions(api, DATA_QUALITY)
+    register_job_definitions(api, MODEL_QUALITY)
     _register_schedules(api)
     _register_alerts(api)
     _register_processing(api)

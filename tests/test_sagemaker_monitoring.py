@@ -11,6 +11,7 @@ import json
 from typing import Any
 
 import httpx
+import numpy as np
 import pytest
 from botocore.exceptions import ClientError
 
@@ -18,6 +19,7 @@ from mlgov.aws import AwsService, botocore_model
 from mlgov.db import Database
 from monitor import jobs
 from monitor import sagemaker as monitor_sagemaker
+from monitor.engine import quality
 from monitor.sagemaker import ANALYZER_IMAGES
 from tests import test_sagemaker_api
 from tests.monitor.test_api import FEATURES, csv_bytes, frame, record
@@ -35,6 +37,8 @@ MONITORING_OPERATIONS = {
     "UpdateMonitoringSchedule", "ListMonitoringSchedules", "StopMonitoringSchedule", "StartMonitoringSchedule",
     "DeleteMonitoringSchedule", "ListMonitoringExecutions", "ListMonitoringAlerts", "ListMonitoringAlertHistory",
     "UpdateMonitoringAlert", "CreateProcessingJob", "DescribeProcessingJob", "ListProcessingJobs"}
+MODEL_QUALITY_OPERATIONS = {"CreateModelQualityJobDefinition", "DescribeModelQualityJobDefinition",
+                            "ListModelQualityJobDefinitions", "DeleteModelQualityJobDefinition"}
 
 
 def _baselining_request(name: str, dataset_uri: str, output_uri: str, *, image: str = ANALYZER,
@@ -273,10 +277,82 @@ def test_baseline_schedule_executions_reports_and_alerts(sm: SageMaker, live_db:
     assert vic.list_processing_jobs(NameContains="churn")["ProcessingJobSummaries"][0]["ProcessingJobStatus"] == \
         "Completed"
 
+    _all_checked(MONITORING_OPERATIONS)
+
+
+def _all_checked(operations: set[str]) -> None:
+    """Every one of ``operations`` that answers something was answered, and held to botocore's output shape."""
     model = botocore_model("sagemaker")
-    answering = {op for op in MONITORING_OPERATIONS if model.operation_model(op).output_shape is not None}
+    answering = {op for op in operations if model.operation_model(op).output_shape is not None}
     missing = answering - _conform.seen  # type: ignore[attr-defined]
     assert not missing, f"operations whose answers were never checked against botocore's shapes: {missing}"
+
+
+def test_model_quality_job_definition_judges_captured_predictions_against_ground_truth(sm: SageMaker) -> None:
+    _conform.seen.clear()  # type: ignore[attr-defined]
+    pat, vic = sm.client("pat"), sm.client("vic")
+    _endpoint(sm)
+    # the files ModelQualityMonitor.suggest_baseline writes (mlgov's engine computes the same format)
+    rng = np.random.default_rng(7)
+    y = rng.integers(0, 2, 500)
+    prob = np.clip(y * 0.8 + rng.normal(0.1, 0.05, 500), 0, 1)
+    stats = quality.statistics("BinaryClassification", y, probability=prob, threshold=0.5)
+    sm.store.put("mq/baseline/statistics.json", json.dumps(stats).encode())
+    sm.store.put("mq/baseline/constraints.json", json.dumps(quality.suggest_constraints(stats)).encode())
+    reports = sm.store.uri("mq/reports")
+    request = {
+        "JobDefinitionName": "churn-mq", "RoleArn": ROLE, "JobResources": {"ClusterConfig": CLUSTER},
+        "ModelQualityBaselineConfig": {"ConstraintsResource": {"S3Uri": sm.store.uri("mq/baseline/constraints.json")}},
+        "ModelQualityAppSpecification": {"ImageUri": ANALYZER, "ProblemType": "BinaryClassification"},
+        "ModelQualityJobInput": {
+            "EndpointInput": {"EndpointName": "churn-prod", "LocalPath": "/opt/ml/processing/input/endpoint",
+                              "ProbabilityAttribute": "prediction", "ProbabilityThresholdAttribute": 0.5,
+                              "StartTimeOffset": "-PT1H", "EndTimeOffset": "PT0S"},
+            "GroundTruthS3Input": {"S3Uri": sm.store.uri("mq/ground-truth")}},
+        "ModelQualityJobOutputConfig": {"MonitoringOutputs": [{"S3Output": {
+            "S3Uri": reports, "LocalPath": "/opt/ml/processing/output", "S3UploadMode": "EndOfJob"}}]}}
+    with pytest.raises(ClientError) as exc:
+        pat.create_model_quality_job_definition(**{**request, "ModelQualityJobInput": {
+            **request["ModelQualityJobInput"], "EndpointInput": {
+                **request["ModelQualityJobInput"]["EndpointInput"], "ProbabilityAttribute": "score"}}})
+    assert _code(exc) == "ValidationException" and "score" in str(exc.value)    # not captured by the endpoint
+    arn = pat.create_model_quality_job_definition(**request)["JobDefinitionArn"]
+    assert arn.endswith(":model-quality-job-definition/churn-mq")
+    assert vic.describe_model_quality_job_definition(JobDefinitionName="churn-mq")["ModelQualityJobInput"] == \
+        request["ModelQualityJobInput"]
+    assert [d["MonitoringJobDefinitionName"] for d in vic.list_model_quality_job_definitions()[
+        "JobDefinitionSummaries"]] == ["churn-mq"]
+    assert vic.list_data_quality_job_definitions()["JobDefinitionSummaries"] == []
+    pat.create_monitoring_schedule(MonitoringScheduleName="churn-quality", MonitoringScheduleConfig={
+        "ScheduleConfig": {"ScheduleExpression": "cron(0 * ? * * *)"}, "MonitoringJobDefinitionName": "churn-mq",
+        "MonitoringType": "ModelQuality"})
+
+    ingest = _ingest_key(sm)
+    t0 = dt.datetime(2026, 11, 20, 10, 0, tzinfo=dt.UTC)
+    _capture(sm, ingest, t0, shift=0.0, seed=8, first=0)        # every prediction is 0.7: class 1
+    labels = [{"groundTruthData": {"data": str(i % 2), "encoding": "CSV"},
+               "eventMetadata": {"eventId": f"inf-{i}"}, "eventVersion": "0"} for i in range(300)]
+    r = httpx.post(f"{sm.url}/api/v1/endpoints/churn-prod/ground-truth", json=labels, headers=ingest)
+    assert r.status_code == 200 and r.json()["accepted"] == 300, r.text
+    ran = _run(sm, "churn-quality", "2026-11-20T10:00:00Z", "2026-11-20T11:00:00Z")
+    assert ran["status"] == "CompletedWithViolations"
+    [ex] = vic.list_monitoring_executions(MonitoringTypeEquals="ModelQuality")["MonitoringExecutionSummaries"]
+    assert (ex["MonitoringExecutionStatus"], ex["MonitoringJobDefinitionName"]) == \
+        ("CompletedWithViolations", "churn-mq")
+    job = vic.describe_processing_job(ProcessingJobName=ex["ProcessingJobArn"].rsplit("/", 1)[1])
+    folder = job["ProcessingOutputConfig"]["Outputs"][0]["S3Output"]["S3Uri"]
+    violations = _json_at(sm, f"{folder}/constraint_violations.json")["violations"]
+    assert "accuracy" in {v["metric_name"] for v in violations}
+    breached = {v["constraint_check_type"] for v in violations}
+    assert "LessThanThreshold" in breached and breached <= {"LessThanThreshold", "GreaterThanThreshold"}
+    assert _json_at(sm, f"{folder}/statistics.json")["binary_classification_metrics"]["accuracy"]["value"] == 0.5
+    alerts = {a["MonitoringAlertName"]: a["AlertStatus"] for a in
+              vic.list_monitoring_alerts(MonitoringScheduleName="churn-quality")["MonitoringAlertSummaries"]}
+    assert alerts == {check: "InAlert" if check in breached else "OK"
+                      for check in ("LessThanThreshold", "GreaterThanThreshold")}
+    pat.delete_monitoring_schedule(MonitoringScheduleName="churn-quality")
+    pat.delete_model_quality_job_definition(JobDefinitionName="churn-mq")
+    _all_checked(MODEL_QUALITY_OPERATIONS)
 
 
 def test_a_baselining_job_that_cannot_profile_its_data_fails_with_the_reason(sm: SageMaker) -> None:
@@ -390,6 +466,6 @@ def test_the_served_monitoring_operations() -> None:
     """The list the README's table and the conformance check above use is what monitor registers."""
     api = AwsService(botocore_model("sagemaker"), account="000000000000", lookup=lambda session, akid: None)
     monitor_sagemaker.register(api)
-    assert set(api.served()) == MONITORING_OPERATIONS
+    assert set(api.served()) == MONITORING_OPERATIONS | MODEL_QUALITY_OPERATIONS
     reads = ("Describe", "List")
     assert all(op.write == (not name.startswith(reads)) for name, op in api.operations.items())
