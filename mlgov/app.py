@@ -14,6 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from clarify import compliance as clarify_compliance
 from clarify import kinds as clarify_kinds
+from clarify import sagemaker as clarify_sagemaker
 from clarify.router import router as clarify_router
 from lineage import sagemaker as lineage_sagemaker
 from lineage.router import router as lineage_router
@@ -235,6 +236,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None, *, 
     registry_sagemaker.register(sagemaker)
     lineage_sagemaker.register(sagemaker)
     monitor_sagemaker.register(sagemaker)
+    clarify_sagemaker.register(sagemaker)   # ModelBias job definitions, beside monitor's own
     app.state.sagemaker = sagemaker
     sagemaker.install(app)
 

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from botocore.exceptions import ClientError
 
+from clarify import sagemaker as clarify_sagemaker
 from mlgov.aws import AwsService, botocore_model
 from mlgov.db import Database
 from monitor import jobs
@@ -467,5 +468,84 @@ def test_the_served_monitoring_operations() -> None:
     api = AwsService(botocore_model("sagemaker"), account="000000000000", lookup=lambda session, akid: None)
     monitor_sagemaker.register(api)
     assert set(api.served()) == MONITORING_OPERATIONS | MODEL_QUALITY_OPERATIONS
+    clarify_sagemaker.register(api)      # Clarify adds its kinds' job definitions (monitor never imports it)
+    assert set(api.served()) == MONITORING_OPERATIONS | MODEL_QUALITY_OPERATIONS | MODEL_BIAS_OPERATIONS
     reads = ("Describe", "List")
     assert all(op.write == (not name.startswith(reads)) for name, op in api.operations.items())
+
+
+CLARIFY = "131013547314.dkr.ecr.eu-west-1.amazonaws.com/sagemaker-clarify-processing:1.0"
+MODEL_BIAS_OPERATIONS = {"CreateModelBiasJobDefinition", "DescribeModelBiasJobDefinition",
+                         "ListModelBiasJobDefinitions", "DeleteModelBiasJobDefinition"}
+
+
+def test_model_bias_job_definition_from_clarify_files(sm: SageMaker) -> None:
+    from clarify.metrics.analysis import analyze
+
+    _conform.seen.clear()  # type: ignore[attr-defined]
+    pat, vic = sm.client("pat"), sm.client("vic")
+    _endpoint(sm)
+    cfg = {"label": "label", "label_values_or_threshold": [1], "predicted_label": "prediction",
+           "probability_threshold": 0.5, "facet": [{"name_or_index": "state", "value_or_threshold": ["CA"]}],
+           "methods": {"post_training_bias": {"methods": ["DPPL", "DI"]}}}
+    reference = frame(1500, seed=11)
+    reference["label"] = np.random.default_rng(12).integers(0, 2, 1500)
+    reference["prediction"] = reference["label"]            # a fair model on the reference data
+    sm.store.put("bias/analysis_config.json", json.dumps(cfg).encode())
+    sm.store.put("bias/baseline/analysis.json", json.dumps(analyze(reference, cfg)).encode())
+    request = {
+        "JobDefinitionName": "churn-bias", "RoleArn": ROLE, "JobResources": {"ClusterConfig": CLUSTER},
+        "ModelBiasBaselineConfig": {"ConstraintsResource": {"S3Uri": sm.store.uri("bias/baseline/analysis.json")}},
+        "ModelBiasAppSpecification": {"ImageUri": CLARIFY, "ConfigUri": sm.store.uri("bias/analysis_config.json")},
+        "ModelBiasJobInput": {
+            "EndpointInput": {"EndpointName": "churn-prod", "LocalPath": "/opt/ml/processing/input/endpoint"},
+            "GroundTruthS3Input": {"S3Uri": sm.store.uri("bias/ground-truth")}},
+        "ModelBiasJobOutputConfig": {"MonitoringOutputs": [{"S3Output": {
+            "S3Uri": sm.store.uri("bias/reports"), "LocalPath": "/opt/ml/processing/output"}}]}}
+    with pytest.raises(ClientError) as exc:         # the analyzer's image is not Clarify's
+        pat.create_model_bias_job_definition(**{**request, "ModelBiasAppSpecification": {
+            **request["ModelBiasAppSpecification"], "ImageUri": ANALYZER}})
+    assert _code(exc) == "ValidationException" and ANALYZER in str(exc.value)
+    with pytest.raises(ClientError) as exc:         # a baseline that is not a Clarify bias analysis
+        pat.create_model_bias_job_definition(**{**request, "ModelBiasBaselineConfig": {
+            "ConstraintsResource": {"S3Uri": sm.store.uri("bias/analysis_config.json")}}})
+    assert _code(exc) == "ValidationException" and "post_training_bias_metrics" in str(exc.value)
+    arn = pat.create_model_bias_job_definition(**request)["JobDefinitionArn"]
+    assert arn.endswith(":model-bias-job-definition/churn-bias")
+    assert vic.describe_model_bias_job_definition(JobDefinitionName="churn-bias")["ModelBiasAppSpecification"] == \
+        request["ModelBiasAppSpecification"]
+    assert [d["EndpointName"] for d in vic.list_model_bias_job_definitions()["JobDefinitionSummaries"]] == \
+        ["churn-prod"]
+    pat.create_monitoring_schedule(MonitoringScheduleName="churn-bias-hourly", MonitoringScheduleConfig={
+        "ScheduleConfig": {"ScheduleExpression": "cron(0 * ? * * *)"}, "MonitoringJobDefinitionName": "churn-bias",
+        "MonitoringType": "ModelBias"})
+
+    # the endpoint now disfavours CA: its predictions there are negative
+    ingest = _ingest_key(sm)
+    t0 = dt.datetime(2026, 11, 20, 10, 0, tzinfo=dt.UTC)
+    rows = frame(300, seed=13)
+    recs = []
+    for i in range(300):
+        rec = record(i, t0 + dt.timedelta(seconds=5 * i), tuple(rows.iloc[i]))
+        rec["captureData"]["endpointOutput"]["data"] = "0.1" if rows.iloc[i]["state"] == "CA" else "0.9"
+        recs.append(rec)
+    assert httpx.post(f"{sm.url}/api/v1/endpoints/churn-prod/capture", json=recs, headers=ingest,
+                      timeout=60).json()["accepted"] == 300
+    labels = [{"groundTruthData": {"data": str(i % 2), "encoding": "CSV"}, "eventMetadata": {"eventId": f"inf-{i}"},
+               "eventVersion": "0"} for i in range(300)]
+    assert httpx.post(f"{sm.url}/api/v1/endpoints/churn-prod/ground-truth", json=labels,
+                      headers=ingest).json()["accepted"] == 300
+    assert _run(sm, "churn-bias-hourly", "2026-11-20T10:00:00Z", "2026-11-20T11:00:00Z")["status"] == \
+        "CompletedWithViolations"
+    [ex] = vic.list_monitoring_executions(MonitoringTypeEquals="ModelBias")["MonitoringExecutionSummaries"]
+    job = vic.describe_processing_job(ProcessingJobName=ex["ProcessingJobArn"].rsplit("/", 1)[1])
+    assert job["AppSpecification"]["ImageUri"] == CLARIFY
+    folder = job["ProcessingOutputConfig"]["Outputs"][0]["S3Output"]["S3Uri"]
+    found = _json_at(sm, f"{folder}/constraint_violations.json")["violations"]
+    assert {v["constraint_check_type"] for v in found} == {"bias_drift_check"}
+    assert "DPPL" in {v["metric_name"] for v in found}
+    alerts = vic.list_monitoring_alerts(MonitoringScheduleName="churn-bias-hourly")["MonitoringAlertSummaries"]
+    assert [(a["MonitoringAlertName"], a["AlertStatus"]) for a in alerts] == [("bias-drift-check", "InAlert")]
+    pat.delete_monitoring_schedule(MonitoringScheduleName="churn-bias-hourly")
+    pat.delete_model_bias_job_definition(JobDefinitionName="churn-bias")
+    _all_checked(MODEL_BIAS_OPERATIONS)
