@@ -16,7 +16,7 @@ from clarify import service
 from mlgov.aws import AwsService, Call, require_absent, validation
 from mlgov.storage import ObjectStore
 from monitor import definitions
-from monitor.sagemaker import DefinitionKind, register_job_definitions
+from monitor.sagemaker import DefinitionKind, check_image, ecr_images, register_job_definitions
 
 # SageMaker Clarify's processing image (sagemaker-clarify-processing:1.0): its registry's account per region, as the
 # SageMaker Python SDK v2 publishes them (sagemaker/image_uri_config/clarify.json).
@@ -32,19 +32,12 @@ CLARIFY_REGISTRIES = {
     "us-east-1": "205585389593", "us-east-2": "211330385671", "us-gov-west-1": "598674086554",
     "us-west-1": "740489534195", "us-west-2": "306415355426",
 }
-CLARIFY_IMAGES = frozenset(
-    f"{account}.dkr.ecr.{region}.amazonaws.com{'.cn' if region.startswith('cn-') else ''}/{CLARIFY_REPOSITORY}"
-    for region, account in CLARIFY_REGISTRIES.items())
+CLARIFY_IMAGES = ecr_images(CLARIFY_REGISTRIES, CLARIFY_REPOSITORY)
 
 
 def _check_clarify(app: dict[str, Any]) -> None:
-    image = app["ImageUri"]
-    if image not in CLARIFY_IMAGES:
-        raise validation(
-            f"ModelBiasAppSpecification.ImageUri {image!r} is not SageMaker Clarify's image: mlgov runs Clarify's "
-            "analysis with its own engine and runs no other container. Use Clarify's URI for your region, "
-            f"<account>.dkr.ecr.<region>.amazonaws.com/{CLARIFY_REPOSITORY} (the SageMaker Python SDK's "
-            "image_uris.retrieve('clarify', region))")
+    check_image(app["ImageUri"], CLARIFY_IMAGES, member="ModelBiasAppSpecification.ImageUri",
+                what="SageMaker Clarify's image", repository=CLARIFY_REPOSITORY, sdk="clarify")
 
 
 def _bias_baseline(call: Call, p: dict[str, Any]) -> str:

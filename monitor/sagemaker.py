@@ -56,20 +56,31 @@ ANALYZER_REGISTRIES = {
     "us-east-1": "156813124566", "us-east-2": "777275614652", "us-west-1": "890145073186",
     "us-west-2": "159807026194",
 }
-ANALYZER_IMAGES = frozenset(
-    f"{account}.dkr.ecr.{region}.amazonaws.com{'.cn' if region.startswith('cn-') else ''}/{ANALYZER_REPOSITORY}"
-    for region, account in ANALYZER_REGISTRIES.items())
+
+
+def ecr_images(registries: dict[str, str], repository: str) -> frozenset[str]:
+    """The exact image URIs of one SageMaker repository (``name`` or ``name:tag``) in every region listed."""
+    return frozenset(f"{account}.dkr.ecr.{region}.amazonaws.com{'.cn' if region.startswith('cn-') else ''}/"
+                     f"{repository}" for region, account in registries.items())
+
+
+def check_image(image: str, allowed: frozenset[str], *, member: str, what: str, repository: str, sdk: str) -> None:
+    """ValidationException naming ``image`` unless it is one of ``allowed`` (exactly: no prefix matching)."""
+    if image not in allowed:
+        raise validation(
+            f"{member} {image!r} is not {what}: mlgov runs it with its own engine and runs no other container. Use "
+            f"its URI for your region, <account>.dkr.ecr.<region>.amazonaws.com/{repository} (the SageMaker Python "
+            f"SDK's image_uris.retrieve({sdk!r}, region))")
+
+
+ANALYZER_IMAGES = ecr_images(ANALYZER_REGISTRIES, ANALYZER_REPOSITORY)
 CONTAINER_OUTPUT = "/opt/ml/processing/output"
 CONTAINER_ENDPOINT_INPUT = "/opt/ml/processing/input/endpoint"
 
 
 def check_analyzer(image: str, member: str) -> None:
-    if image not in ANALYZER_IMAGES:
-        raise validation(
-            f"{member} {image!r} is not SageMaker's model-monitor analyzer image: mlgov runs that analyzer with its "
-            f"own engine and runs no other container. Use the analyzer's URI for your region, "
-            f"<account>.dkr.ecr.<region>.amazonaws.com/{ANALYZER_REPOSITORY} (the SageMaker Python SDK's "
-            "image_uris.retrieve('model-monitor', region))")
+    check_image(image, ANALYZER_IMAGES, member=member, what="SageMaker's model-monitor analyzer image",
+                repository=ANALYZER_REPOSITORY, sdk="model-monitor")
 
 
 def _store(call: Call) -> ObjectStore:
