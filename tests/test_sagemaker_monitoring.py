@@ -440,7 +440,7 @@ def test_only_the_analyzer_image_and_what_mlgov_can_honour(sm: SageMaker) -> Non
     assert _code(exc) == "ResourceNotFound"
 
 
-def test_roles(sm: SageMaker) -> None:
+def test_viewers_and_approvers_cannot_change_monitors(sm: SageMaker) -> None:
     vic, ann = sm.client("vic"), sm.client("ann")
     calls = [
         lambda c: c.create_processing_job(**_baselining_request("x", sm.store.uri("d.csv"), sm.store.uri("o"))),
