@@ -212,9 +212,27 @@ class Mlgov:
         self.admin = h
 
     def stored(self) -> int:
-        r = httpx.get(f"http://127.0.0.1:{self.port}/api/v1/endpoints/ep/capture/summary", headers=self.admin,
-                      timeout=60)
-        return int(r.json()["records"])
+        """Records stored, once requests still in flight from the last run have finished (two equal counts)."""
+        last = -1
+        while True:
+            r = httpx.get(f"http://127.0.0.1:{self.port}/api/v1/endpoints/ep/capture/summary",
+                          headers=self.admin, timeout=60)
+            n = int(r.json()["records"])
+            if n == last:
+                return n
+            last = n
+            time.sleep(1.0)
+
+    def explain_failure(self, batch: int) -> str:
+        """One request like the load's, to show why some answers were not 2xx (and the server log's last lines)."""
+        rec = ('{"captureData":{"endpointInput":{"observedContentType":"text/csv","mode":"INPUT","data":"30,1.5,CA",'
+               '"encoding":"CSV"}},"eventMetadata":{"eventId":"probe-%d","inferenceTime":"2026-11-20T10:00:00Z"}}')
+        body = "[" + ",".join(rec % i for i in range(batch)) + "]"
+        r = httpx.post(f"http://127.0.0.1:{self.port}/api/v1/endpoints/ep/capture", content=body, timeout=120,
+                       headers={"Authorization": f"Bearer {self.key}", "Content-Type": "application/json"})
+        log = (self.home / "server.log").read_text(errors="replace").splitlines()
+        errors = [line for line in log if "Error" in line or "error" in line][-5:]
+        return f"probe: {r.status_code} {r.text[:300]}; server log: {errors}"
 
     def close(self) -> None:
         _stop(self.proc)
@@ -286,8 +304,10 @@ def main() -> None:
                         wrk(url, n, 2, a.connections, m.key, lua)    # warm-up
                         before = m.stored()
                         r = wrk(url, n, a.seconds, a.connections, m.key, lua)
-                        records = (m.stored() - before) / a.seconds
+                        records = (m.stored() - before) / a.seconds   # in-flight requests finish too
                         print(_line(f"mlgov {db}/{store} {mode}", r, records, floors.get(mode)))
+                        if r["non2xx"]:
+                            print("   ", m.explain_failure(n))
                 finally:
                     m.close()
     finally:
