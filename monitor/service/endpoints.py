@@ -11,12 +11,12 @@ import io
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from sqlalchemy import func, insert, select
+from sqlalchemy import Table, func, insert, select
 from sqlalchemy.orm import Session
 
 from lineage import service as lineage
@@ -209,8 +209,9 @@ def commit_capture(session: Session, store: ObjectStore, prep: PreparedCapture) 
                         "inference_id": r.inference_id, "inference_time": r.inference_time, "batch_id": b.id}
                        for r in b.records]
     if batch_rows:
-        session.execute(insert(CaptureBatch.__table__), batch_rows)
-        session.execute(insert(CaptureEvent.__table__), event_rows)
+        # Core executemany: one statement per table, no ORM object per record
+        session.execute(insert(cast(Table, CaptureBatch.__table__)), batch_rows)
+        session.execute(insert(cast(Table, CaptureEvent.__table__)), event_rows)
     return {"accepted": accepted, "sampled_out": prep.sampled_out, "duplicates": duplicates,
             "rejected": prep.rejected}
 
