@@ -134,9 +134,11 @@ class JsonGuardMiddleware:
         lines = mime in self.JSON_TYPES[1:]
         try:
             if len(body) > 65536:
-                await run_in_threadpool(inputs.screen, body, "body", lines=lines)
+                parsed = await run_in_threadpool(inputs.screen, body, "body", lines=lines)
             else:
-                inputs.screen(body, "body", lines=lines)
+                parsed = inputs.screen(body, "body", lines=lines)
+            if parsed is not inputs.NOT_PARSED:   # routes reading the raw body take it from here, parsed once
+                scope.setdefault("state", {})[inputs.PARSED_BODY] = parsed
         except DomainError as exc:
             await problem(exc.status, exc.title, exc.detail, fix=exc.fix, **exc.extra)(scope, receive, send)
             return

@@ -325,6 +325,16 @@ async def _finish(session: Session, *, commit: bool) -> None:
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 
 
+async def get_read_session(request: Request) -> AsyncIterator[Session]:
+    """A read transaction for a write route that takes its write turn itself, later and briefly (capture ingest
+    parses and stores its files first, then writes its index rows in `database_turn(write=True)`)."""
+    async with database_turn(get_db(request), write=False) as session:
+        yield session
+
+
+ReadSessionDep = Annotated[Session, Depends(get_read_session, scope="function")]
+
+
 def _bearer(request: Request) -> str:
     """The key from ``Bearer <key>``, or from HTTP Basic with the key as the password (what MLflow's client sends
     with MLFLOW_TRACKING_USERNAME/PASSWORD; the user name is ignored: the key says who is calling)."""
@@ -354,18 +364,34 @@ def require(*roles: Role | frozenset[Role]) -> Callable[..., Principal]:
 
     def dependency(request: Request, session: SessionDep) -> Principal:
         # The request's own session: the key lookup shares the request's database turn and connection.
-        principal = authenticate(session, _bearer(request))
-        if principal.role not in frozen:
-            raise Forbidden(
-                f"role {principal.role.value!r} (key {principal.name!r}) may not call {request.method} "
-                f"{request.url.path}",
-                fix=f"use a key with one of the roles: {', '.join(sorted(r.value for r in frozen))}",
-            )
-        request.state.principal = principal
-        return principal
+        return _admit(request, session, frozen)
 
     dependency.roles = frozen  # type: ignore[attr-defined]
     return dependency
+
+
+def require_reading(*roles: Role | frozenset[Role]) -> Callable[..., Principal]:
+    """`require` for a write route that holds only a read session (`ReadSessionDep`) and takes its write turn
+    itself: the key is checked in the same read transaction the route uses."""
+    frozen = require(*roles).roles  # type: ignore[attr-defined]
+
+    def dependency(request: Request, session: ReadSessionDep) -> Principal:
+        return _admit(request, session, frozen)
+
+    dependency.roles = frozen  # type: ignore[attr-defined]
+    return dependency
+
+
+def _admit(request: Request, session: Session, allowed: frozenset[Role]) -> Principal:
+    principal = authenticate(session, _bearer(request))
+    if principal.role not in allowed:
+        raise Forbidden(
+            f"role {principal.role.value!r} (key {principal.name!r}) may not call {request.method} "
+            f"{request.url.path}",
+            fix=f"use a key with one of the roles: {', '.join(sorted(r.value for r in allowed))}",
+        )
+    request.state.principal = principal
+    return principal
 
 
 # The role dependencies routes declare: ``_: Reader`` to check the role only, ``principal: Publisher`` to use it.

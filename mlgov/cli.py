@@ -217,7 +217,10 @@ def serve(
     typer.echo(f"mlgov serving on http://{host}:{port}  (API docs: http://{host}:{port}/docs); it {runs}")
     sys.stdout.flush()
     uvicorn.run("mlgov.asgi:app", host=host, port=port, workers=workers, log_level="info",
-                log_config=_serve_logging(), http="mlgov.server:NoDelayHttpToolsProtocol")
+                log_config=_serve_logging(), http="mlgov.server:NoDelayHttpToolsProtocol",
+                # a worker importing mlgov on a busy machine can miss uvicorn's 5 s health ping and be restarted
+                # in a loop; give it time to come up
+                timeout_worker_healthcheck=60)
 
 
 def _serve_logging() -> dict[str, Any]:

@@ -226,14 +226,37 @@ def _check_params(_conn: Any, _cursor: Any, _stmt: str, params: Any, context: An
                 check_column_value("a value", BigInteger() if isinstance(v, int) else String(), v)
         return
     writing = bool(context.isinsert or context.isupdate)
-    for row in context.compiled_parameters:
+    plans: dict[str, tuple[str, Any, bool, str | None, int] | None] = {}
+    for row in context.compiled_parameters:      # an executemany: one plan per bind, then a cheap test per value
         for key, value in row.items():
-            bind = binds.get(key)
-            if bind is None:
+            if value is None:
                 continue
-            name = _BIND_SUFFIX.sub("", key)
-            for v in (value if bind.expanding and isinstance(value, list | tuple) else [value]):
-                check_column_value(name, bind.type, v, lengths=writing)
+            if key not in plans:
+                bind = binds.get(key)
+                plans[key] = None if bind is None else (_BIND_SUFFIX.sub("", key), bind.type, bind.expanding,
+                                                        *_kind(bind.type, writing))
+            plan = plans[key]
+            if plan is None:
+                continue
+            name, col_type, expanding, kind, limit = plan
+            if kind is None or (kind == "str" and type(value) is str and "\x00" not in value
+                                and len(value) <= limit) or (
+                    kind == "int" and type(value) is int and -limit <= value < limit):
+                continue       # the common case, decided without the full check
+            for v in (value if expanding and isinstance(value, list | tuple) else [value]):
+                check_column_value(name, col_type, v, lengths=writing)
+
+
+def _kind(col_type: Any, writing: bool) -> tuple[str | None, int]:
+    """What `check_column_value` tests for a bind type: ("json"|"str"|"int", limit), or (None, 0) for nothing."""
+    impl = col_type.impl_instance if isinstance(col_type, TypeDecorator) else col_type
+    if isinstance(impl, JSON):
+        return "json", 0
+    if isinstance(impl, String):
+        return "str", (impl.length or 2**62) if writing else 2**62
+    if isinstance(impl, Integer):
+        return "int", next(b for t, b in _INT_RANGES if isinstance(impl, t))
+    return None, 0
 
 
 @dataclass(frozen=True)

@@ -52,14 +52,21 @@ _OPEN, _CLOSE = (0x5B, 0x7B), (0x5D, 0x7D)
 _NUL_FIX = "remove the NUL characters (\\u0000); PostgreSQL cannot store them"
 
 
+def _strip(raw: bytes) -> bytes:
+    """``raw`` with every JSON string emptied, so brackets and number patterns inside strings are not seen."""
+    return _STRING.sub(b'""', raw) if b'"' in raw else raw
+
+
 def _depth_fix() -> str:
     return (f"send a document nested at most {LIMITS.max_json_depth} levels deep "
             "(the server's limit is MLGOV_MAX_JSON_DEPTH)")
 
 
-def check_depth(raw: bytes, what: str) -> None:
-    """Refuse nesting past the limit before any recursive parser sees the bytes (one vectorised pass)."""
-    stripped = _STRING.sub(b'""', raw)
+def check_depth(raw: bytes, what: str, *, stripped: bytes | None = None) -> None:
+    """Refuse nesting past the limit before any recursive parser sees the bytes (one vectorised pass).
+    ``stripped`` is ``raw`` with its strings emptied (`_strip`), when the caller has it already."""
+    if stripped is None:
+        stripped = _strip(raw)
     a = np.frombuffer(stripped, dtype=np.uint8)
     brackets = a[(a == _OPEN[0]) | (a == _OPEN[1]) | (a == _CLOSE[0]) | (a == _CLOSE[1])]
     if brackets.size <= LIMITS.max_json_depth:
@@ -115,33 +122,47 @@ def check_value(value: Any, path: str) -> None:
 def loads(raw: bytes | str, what: str) -> Any:
     """Parse one JSON document under the policy: 400 when it is not JSON, 422 naming the path when it breaks a rule."""
     data = raw.encode() if isinstance(raw, str) else raw
-    check_depth(data, what)
+    stripped = _strip(data)
+    check_depth(data, what, stripped=stripped)
     try:
         doc = _parse(data)
     except (ValueError, RecursionError) as exc:   # JSONDecodeError and UnicodeDecodeError are ValueErrors
         raise MalformedJSON(f"{what} is not valid JSON ({exc})",
                             fix="send a well-formed UTF-8 JSON document") from None
-    if _suspect(data):
+    if _suspect(data, stripped):
         check_value(doc, what)
     return doc
 
 
-def _suspect(raw: bytes) -> bool:
+def _suspect(raw: bytes, stripped: bytes | None = None) -> bool:
     """Whether the bytes could hold a NaN/Infinity, a NUL escape, a wide integer or an overflowing exponent;
     clean documents (nearly all) skip the walk over every value."""
-    return b"\\u0000" in raw or _SUSPECT.search(_STRING.sub(b'""', raw)) is not None
+    return b"\\u0000" in raw or _SUSPECT.search(_strip(raw) if stripped is None else stripped) is not None
 
 
-def screen(raw: bytes, what: str, *, lines: bool = False) -> None:
+NOT_PARSED = object()
+"""What `screen` returns for a body it did not parse (empty, or JSON Lines)."""
+PARSED_BODY = "mlgov_parsed_body"
+"""Where the body guard leaves the screened document in the request's state (``request.state``)."""
+
+
+def parsed_body(request: Request) -> Any:
+    """The request body as the guard parsed and screened it, or NOT_PARSED (JSON Lines, not JSON, no guard)."""
+    return getattr(request.state, PARSED_BODY, NOT_PARSED)
+
+
+def screen(raw: bytes, what: str, *, lines: bool = False) -> Any:
     """Check of a whole request body: depth always; a JSON document must parse (400 otherwise, on every route);
     the walk for NaN/NUL/wide integers runs only when a byte pattern looks suspect, so big clean bodies stay cheap.
 
-    JSON Lines syntax errors are left to the route, which rejects such a record alone.
+    Returns the parsed document (it passed every rule, so a route may use it instead of parsing the body again),
+    or NOT_PARSED. JSON Lines syntax errors are left to the route, which rejects such a record alone.
     """
     if not raw.strip():
-        return
-    check_depth(raw, what)
-    parsed: Any = None
+        return NOT_PARSED
+    stripped = _strip(raw)
+    check_depth(raw, what, stripped=stripped)
+    parsed: Any = NOT_PARSED
     if not lines:
         try:
             parsed = _parse(raw)
@@ -149,17 +170,18 @@ def screen(raw: bytes, what: str, *, lines: bool = False) -> None:
             raise MalformedJSON(f"the request body is not valid JSON ({exc})",
                                 fix="send a well-formed UTF-8 JSON document with Content-Type: application/json",
                                 ) from None
-    if not _suspect(raw):
-        return
+    if not _suspect(raw, stripped):
+        return parsed
     if not lines:
         check_value(parsed, what)
-        return
+        return parsed
     for i, doc in enumerate(raw.splitlines()):
         try:
             line = _parse(doc)
         except (ValueError, RecursionError):
             continue
         check_value(line, f"{what} line {i + 1}")
+    return NOT_PARSED
 
 
 # --- CSV ----------------------------------------------------------------------------------------------------------

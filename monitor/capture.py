@@ -177,72 +177,102 @@ def _typed(value: Any, ftype: str) -> str | float | None:
     return num
 
 
-def parse(record: Any, schema: CaptureSchema) -> Parsed:
-    if not isinstance(record, dict):
-        raise RecordError("record must be a JSON object")
-    meta = record.get("eventMetadata")
-    if not isinstance(meta, dict):
-        raise RecordError("eventMetadata is missing")
-    event_id = meta.get("eventId")
-    if not isinstance(event_id, str) or not event_id or len(event_id) > 128:
-        raise RecordError("eventMetadata.eventId must be a non-empty string of at most 128 characters")
-    inference_id = meta.get("inferenceId")
-    if inference_id is not None and (not isinstance(inference_id, str) or not 1 <= len(inference_id) <= 64):
-        raise RecordError("eventMetadata.inferenceId must be 1-64 characters")
+def _when(meta: dict[str, Any]) -> dt.datetime:
     try:
         when = dt.datetime.fromisoformat(str(meta.get("inferenceTime", "")).replace("Z", "+00:00"))
     except ValueError:
         raise RecordError("eventMetadata.inferenceTime must be an ISO-8601 time, e.g. 2026-11-22T10:00:00Z") from None
-    when = when.replace(tzinfo=dt.UTC) if when.tzinfo is None else when.astimezone(dt.UTC)
-    cap = record.get("captureData")
-    if not isinstance(cap, dict) or "endpointInput" not in cap:
-        raise RecordError("captureData.endpointInput is missing")
-    data, enc = _decode(cap["endpointInput"], "captureData.endpointInput")
-    row: dict[str, str | float | None] = {}
-    names = [f.name for f in schema.features]
-    if enc == "CSV":
-        values = _csv_values(data)
-        if len(values) != len(names):
-            raise RecordError(f"schema mismatch: input has {len(values)} CSV values, the endpoint schema has "
-                              f"{len(names)} features")
-        row = {f.name: _typed(v, f.type) for f, v in zip(schema.features, values, strict=True)}
-    else:
-        obj = payload_json(data, "captureData.endpointInput.data")
-        if isinstance(obj, list):
-            if len(obj) != len(names):
-                raise RecordError(f"schema mismatch: input list has {len(obj)} values, the schema has {len(names)}")
-            row = {f.name: _typed(v, f.type) for f, v in zip(schema.features, obj, strict=True)}
-        elif isinstance(obj, dict):
-            flat = _flatten(obj, schema.flatten_separator)
-            missing = [n for n in names if n not in flat]
-            if len(missing) == len(names):
-                raise RecordError(f"schema mismatch: none of the features {names[:5]} is in the JSON input")
-            row = {f.name: _typed(flat.get(f.name), f.type) for f in schema.features}
-        else:
-            raise RecordError("JSON input must be an object or a list")
-    if "endpointOutput" in cap and schema.output_columns():
-        out_data, out_enc = _decode(cap["endpointOutput"], "captureData.endpointOutput")
-        if out_enc != enc:
-            raise RecordError(f"encoding mismatch: input is {enc}, output is {out_enc}; use the same encoding "
-                              "for both (as SageMaker's analyzer requires)")
-        if out_enc == "CSV":
-            vals = _csv_values(out_data)
-            for o in schema.output_columns():
-                row[o.name] = _typed(vals[o.csv_index], o.type) if o.csv_index < len(vals) else None
-        else:
-            out_obj = payload_json(out_data, "captureData.endpointOutput.data")
-            flat = _flatten(out_obj, schema.flatten_separator) if isinstance(out_obj, dict | list) else {"": out_obj}
-            for o in schema.output_columns():
-                key = o.json_key if o.json_key is not None else (o.name if o.name in flat else "")
-                row[o.name] = _typed(flat.get(key), o.type)
-    return Parsed(event_id, inference_id, when, row, record)
+    return when.replace(tzinfo=dt.UTC) if when.tzinfo is None else when.astimezone(dt.UTC)
 
 
-def split_body(body: bytes, content_type: str) -> list[Any]:
+def _csv_fields(data: str) -> list[str]:
+    """One CSV line's fields: a plain line (no quotes, no line breaks: nearly every capture) is split directly,
+    which gives what the csv module gives for it; anything else goes through the csv module."""
+    if '"' in data or "\r" in data or "\n" in data:
+        return _csv_values(data)
+    text = data.strip()
+    return text.split(",") if text else _csv_values(data)
+
+
+class Reader:
+    """Reads records against one endpoint schema (its names and types worked out once per request)."""
+
+    def __init__(self, schema: CaptureSchema) -> None:
+        self.schema = schema
+        self.features = [(f.name, f.type) for f in schema.features]
+        self.names = [f.name for f in schema.features]
+        self.outputs = schema.output_columns()
+
+    def parse(self, record: Any) -> Parsed:
+        schema, names = self.schema, self.names
+        if not isinstance(record, dict):
+            raise RecordError("record must be a JSON object")
+        meta = record.get("eventMetadata")
+        if not isinstance(meta, dict):
+            raise RecordError("eventMetadata is missing")
+        event_id = meta.get("eventId")
+        if not isinstance(event_id, str) or not event_id or len(event_id) > 128:
+            raise RecordError("eventMetadata.eventId must be a non-empty string of at most 128 characters")
+        inference_id = meta.get("inferenceId")
+        if inference_id is not None and (not isinstance(inference_id, str) or not 1 <= len(inference_id) <= 64):
+            raise RecordError("eventMetadata.inferenceId must be 1-64 characters")
+        when = _when(meta)
+        cap = record.get("captureData")
+        if not isinstance(cap, dict) or "endpointInput" not in cap:
+            raise RecordError("captureData.endpointInput is missing")
+        data, enc = _decode(cap["endpointInput"], "captureData.endpointInput")
+        row: dict[str, str | float | None]
+        if enc == "CSV":
+            values = _csv_fields(data)
+            if len(values) != len(names):
+                raise RecordError(f"schema mismatch: input has {len(values)} CSV values, the endpoint schema has "
+                                  f"{len(names)} features")
+            row = {n: _typed(v, t) for (n, t), v in zip(self.features, values, strict=True)}
+        else:
+            obj = payload_json(data, "captureData.endpointInput.data")
+            if isinstance(obj, list):
+                if len(obj) != len(names):
+                    raise RecordError(f"schema mismatch: input list has {len(obj)} values, the schema has "
+                                      f"{len(names)}")
+                row = {n: _typed(v, t) for (n, t), v in zip(self.features, obj, strict=True)}
+            elif isinstance(obj, dict):
+                flat = _flatten(obj, schema.flatten_separator)
+                missing = [n for n in names if n not in flat]
+                if len(missing) == len(names):
+                    raise RecordError(f"schema mismatch: none of the features {names[:5]} is in the JSON input")
+                row = {n: _typed(flat.get(n), t) for n, t in self.features}
+            else:
+                raise RecordError("JSON input must be an object or a list")
+        if "endpointOutput" in cap and self.outputs:
+            out_data, out_enc = _decode(cap["endpointOutput"], "captureData.endpointOutput")
+            if out_enc != enc:
+                raise RecordError(f"encoding mismatch: input is {enc}, output is {out_enc}; use the same encoding "
+                                  "for both (as SageMaker's analyzer requires)")
+            if out_enc == "CSV":
+                vals = _csv_fields(out_data)
+                for o in self.outputs:
+                    row[o.name] = _typed(vals[o.csv_index], o.type) if o.csv_index < len(vals) else None
+            else:
+                out_obj = payload_json(out_data, "captureData.endpointOutput.data")
+                flat = (_flatten(out_obj, schema.flatten_separator) if isinstance(out_obj, dict | list)
+                        else {"": out_obj})
+                for o in self.outputs:
+                    key = o.json_key if o.json_key is not None else (o.name if o.name in flat else "")
+                    row[o.name] = _typed(flat.get(key), o.type)
+        return Parsed(event_id, inference_id, when, row, record)
+
+
+def parse(record: Any, schema: CaptureSchema) -> Parsed:
+    """One record against ``schema`` (many records: build one `Reader`)."""
+    return Reader(schema).parse(record)
+
+
+def split_body(body: bytes, content_type: str, *, parsed: Any = inputs.NOT_PARSED) -> list[Any]:
     """A JSON array or JSON Lines (one record per line); a broken line is returned as an error marker.
 
     Records pass the kernel's input policy (depth, NaN/Infinity, NUL, 64-bit integers): a whole-array body that
     breaks it is refused (400 when it is not JSON, 422 naming the path), a JSON Lines record is rejected alone.
+    ``parsed`` is the body as the request guard already parsed and screened it under that policy, if it did.
     """
     if "ndjson" in content_type or "jsonl" in content_type or "jsonlines" in content_type:
         items: list[Any] = []
@@ -255,7 +285,7 @@ def split_body(body: bytes, content_type: str) -> list[Any]:
                 items.append(RecordError(exc.detail))
         return items
     try:
-        obj = inputs.loads(body, "body")
+        obj = inputs.loads(body, "body") if parsed is inputs.NOT_PARSED else parsed
     except MalformedJSON as exc:
         raise MalformedJSON(f"{exc.detail}; send a JSON array of records or JSON Lines with Content-Type: "
                                    "application/x-ndjson", fix=exc.fix) from None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from typing import Annotated, Any, Literal
 
@@ -14,7 +15,19 @@ from starlette.concurrency import run_in_threadpool
 
 from mlgov import inputs
 from mlgov.api import Limit, Offset, Page, form_parts, page
-from mlgov.auth import ADMINS, INGESTERS, PUBLISHERS, READERS, Principal, SessionDep, require
+from mlgov.auth import (
+    ADMINS,
+    INGESTERS,
+    PUBLISHERS,
+    READERS,
+    Principal,
+    ReadSessionDep,
+    SessionDep,
+    database_turn,
+    get_db,
+    require,
+    require_reading,
+)
 from mlgov.db import as_utc
 from mlgov.errors import Invalid, NotFound
 from mlgov.openapi import BINARY, alternatives, model_schema, request_body
@@ -52,6 +65,7 @@ router = APIRouter(prefix="/api/v1", tags=["monitoring"])
 Reader = Annotated[Principal, Depends(require(READERS))]
 Writer = Annotated[Principal, Depends(require(PUBLISHERS))]
 Ingester = Annotated[Principal, Depends(require(INGESTERS))]
+ReadingIngester = Annotated[Principal, Depends(require_reading(INGESTERS))]
 JSON_TYPE = "application/json"
 
 
@@ -350,11 +364,18 @@ def get_endpoint(name: str, session: SessionDep, _: Reader) -> Any:
 
 
 @router.post("/endpoints/{name}/capture", response_model=CaptureResult, openapi_extra=_RECORDS)
-async def capture(name: str, request: Request, session: SessionDep, store: StoreDep, _: Ingester) -> Any:
-    """SageMaker capture records as a JSON array or JSON Lines (application/x-ndjson)."""
+async def capture(name: str, request: Request, session: ReadSessionDep, store: StoreDep,
+                  _: ReadingIngester) -> Any:
+    """SageMaker capture records as a JSON array or JSON Lines (application/x-ndjson).
+
+    Parsing, validation and the fsynced (or PUT) files need no write lock, so they run on the read session; the
+    index rows that make the records visible are written in a short write turn, committed before the answer."""
     body = await request.body()
-    return await run_in_threadpool(service.ingest, session, store, name, body,
-                                   request.headers.get("content-type", JSON_TYPE))
+    prep = await run_in_threadpool(functools.partial(
+        service.prepare_capture, session, store, name, body, request.headers.get("content-type", JSON_TYPE),
+        parsed_body=inputs.parsed_body(request)))
+    async with database_turn(get_db(request), write=True) as writer:
+        return await run_in_threadpool(service.commit_capture, writer, store, prep)
 
 
 @router.post("/endpoints/{name}/ground-truth", response_model=GroundTruthResult, openapi_extra=_RECORDS)

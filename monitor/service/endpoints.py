@@ -9,16 +9,18 @@ from __future__ import annotations
 import datetime as dt
 import io
 import json
-from typing import Any
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, cast
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from sqlalchemy import func, select
+from sqlalchemy import Table, func, insert, select
 from sqlalchemy.orm import Session
 
 from lineage import service as lineage
-from mlgov import audit
+from mlgov import audit, inputs
 from mlgov.auth import Principal
 from mlgov.db import advisory_xact_lock, chunks, new_id, paginate, utcnow
 from mlgov.errors import Conflict, Invalid
@@ -85,26 +87,71 @@ def refuse_if_all_rejected(rejected: list[dict[str, Any]], total: int, kind: str
                   rejected=rejected[:REJECTIONS_SHOWN], rejected_count=len(rejected))
 
 
-def ingest(session: Session, store: ObjectStore, endpoint: str, body: bytes, content_type: str, *,
-           refuse_all_rejected: bool = True) -> dict[str, Any]:
-    """Accept SageMaker capture records. Acknowledged (returned) means stored: files are fsynced/PUT before
-    the index rows flush, and the caller's commit happens before the response leaves. A bulk import that
-    totals rejections over many chunks passes refuse_all_rejected=False."""
+@dataclass
+class _Batch:
+    """One hour's fresh records of a request, already written to the store (files named by ``id``)."""
+
+    id: str
+    hour: dt.datetime
+    folder: str
+    records: list[capture.Parsed]
+
+
+@dataclass
+class PreparedCapture:
+    """Capture records parsed, sampled, checked against the index and stored as files, not yet visible: the
+    index rows that make them visible are written by `commit_capture` in the write transaction."""
+
+    endpoint_id: str
+    endpoint: str
+    variant: str
+    schema: capture.CaptureSchema
+    batches: list[_Batch]
+    sampled_out: int
+    duplicates: int
+    rejected: list[dict[str, Any]]
+
+
+def _known_events(session: Session, endpoint_id: str, event_ids: Iterable[str]) -> set[str]:
+    ids = list(event_ids)
+    seen: set[str] = set()
+    for chunk in chunks(ids):
+        seen |= set(session.scalars(select(CaptureEvent.event_id).where(
+            CaptureEvent.endpoint_id == endpoint_id, CaptureEvent.event_id.in_(chunk))))
+    return seen
+
+
+def _write_batch(store: ObjectStore, b: _Batch, schema: capture.CaptureSchema) -> None:
+    """JSONL (SageMaker's capture layout) and Parquet of one batch, durable before anything refers to them."""
+    jsonl = "".join([_JSON.encode(r.raw) + "\n" for r in b.records]).encode()
+    store.put(f"{b.folder}/{b.id}.jsonl", jsonl, "application/jsonl")
+    store.put(f"{b.folder}/{b.id}.parquet", _parquet(b.records, schema), "application/vnd.apache.parquet")
+
+
+_JSON = json.JSONEncoder(separators=(",", ":"))
+
+
+def prepare_capture(session: Session, store: ObjectStore, endpoint: str, body: bytes, content_type: str, *,
+                    parsed_body: Any = inputs.NOT_PARSED, refuse_all_rejected: bool = True) -> PreparedCapture:
+    """Everything of an ingest that needs no write lock: parse and validate the records, drop the sampled-out
+    ones and the event ids already indexed, and store each hour's records as fsynced (or PUT) files. Runs on a
+    read session; ``parsed_body`` is the body as the request guard parsed it, when it did."""
     ep = get_endpoint(session, endpoint)
     schema = capture.CaptureSchema.model_validate(ep.schema)
     try:
-        items = capture.split_body(body, content_type)
+        items = capture.split_body(body, content_type, parsed=parsed_body)
     except capture.RecordError as exc:
         raise Invalid(str(exc), fix="send SageMaker capture records") from None
     rejected: list[dict[str, Any]] = []
     parsed: list[capture.Parsed] = []
     sampled_out = 0
+    reader = capture.Reader(schema)
     for i, item in enumerate(items):
         if isinstance(item, capture.RecordError):
             rejected.append({"index": i, "reason": str(item)})
             continue
         try:
-            rec = capture.parse(item, schema)
+            rec = reader.parse(item)
         except capture.RecordError as exc:
             rejected.append({"index": i, "reason": str(exc)})
             continue
@@ -114,13 +161,8 @@ def ingest(session: Session, store: ObjectStore, endpoint: str, body: bytes, con
         parsed.append(rec)
     if refuse_all_rejected:
         refuse_if_all_rejected(rejected, len(items), "capture")
-    lock_endpoint(session, ep)
-    seen: set[str] = set()
+    seen = _known_events(session, ep.id, {p.event_id for p in parsed})
     fresh: list[capture.Parsed] = []
-    ids = list({p.event_id for p in parsed})
-    for chunk in chunks(ids):
-        seen |= set(session.scalars(select(CaptureEvent.event_id).where(
-            CaptureEvent.endpoint_id == ep.id, CaptureEvent.event_id.in_(chunk))))
     duplicates = 0
     for p in parsed:
         if p.event_id in seen:
@@ -131,21 +173,57 @@ def ingest(session: Session, store: ObjectStore, endpoint: str, body: bytes, con
     by_hour: dict[dt.datetime, list[capture.Parsed]] = {}
     for p in fresh:
         by_hour.setdefault(p.inference_time.replace(minute=0, second=0, microsecond=0), []).append(p)
-    for hour, recs in sorted(by_hour.items()):
-        batch = new_id()
-        folder = layout.capture_folder(ep.name, ep.variant, hour)
-        jsonl = "".join(json.dumps(r.raw, separators=(",", ":")) + "\n" for r in recs).encode()
-        store.put(f"{folder}/{batch}.jsonl", jsonl, "application/jsonl")
-        store.put(f"{folder}/{batch}.parquet", _parquet(recs, schema), "application/vnd.apache.parquet")
-        session.add(CaptureBatch(id=batch, endpoint_id=ep.id, hour=hour, jsonl_key=f"{folder}/{batch}.jsonl",
-                                 parquet_key=f"{folder}/{batch}.parquet", records=len(recs),
-                                 first_time=min(r.inference_time for r in recs),
-                                 last_time=max(r.inference_time for r in recs), created_at=utcnow()))
-        session.flush()
-        session.add_all([CaptureEvent(endpoint_id=ep.id, event_id=r.event_id, inference_id=r.inference_id,
-                                      inference_time=r.inference_time, batch_id=batch) for r in recs])
-    session.flush()
-    return {"accepted": len(fresh), "sampled_out": sampled_out, "duplicates": duplicates, "rejected": rejected}
+    batches = [_Batch(new_id(), hour, layout.capture_folder(ep.name, ep.variant, hour), recs)
+               for hour, recs in sorted(by_hour.items())]
+    for b in batches:
+        _write_batch(store, b, schema)
+    return PreparedCapture(ep.id, ep.name, ep.variant, schema, batches, sampled_out, duplicates, rejected)
+
+
+def commit_capture(session: Session, store: ObjectStore, prep: PreparedCapture) -> dict[str, Any]:
+    """The short write half of an ingest, under the endpoint's lock: event ids indexed by a concurrent request
+    since `prepare_capture` looked are counted as duplicates (their batch is stored again without them), then the
+    batch and event index rows are inserted. The caller commits before acknowledging."""
+    advisory_xact_lock(session, prep.endpoint_id)
+    raced = _known_events(session, prep.endpoint_id, (r.event_id for b in prep.batches for r in b.records))
+    duplicates, accepted = prep.duplicates, 0
+    batch_rows: list[dict[str, Any]] = []
+    event_rows: list[dict[str, Any]] = []
+    now = utcnow()
+    for b in prep.batches:
+        if raced & {r.event_id for r in b.records}:
+            kept = [r for r in b.records if r.event_id not in raced]
+            duplicates += len(b.records) - len(kept)
+            for suffix in ("jsonl", "parquet"):       # the first files hold records stored by another request
+                store.delete(f"{b.folder}/{b.id}.{suffix}")
+            if not kept:
+                continue
+            b = _Batch(new_id(), b.hour, b.folder, kept)
+            _write_batch(store, b, prep.schema)
+        accepted += len(b.records)
+        batch_rows.append({"id": b.id, "endpoint_id": prep.endpoint_id, "hour": b.hour,
+                           "jsonl_key": f"{b.folder}/{b.id}.jsonl", "parquet_key": f"{b.folder}/{b.id}.parquet",
+                           "records": len(b.records), "first_time": min(r.inference_time for r in b.records),
+                           "last_time": max(r.inference_time for r in b.records), "created_at": now})
+        event_rows += [{"id": new_id(), "endpoint_id": prep.endpoint_id, "event_id": r.event_id,
+                        "inference_id": r.inference_id, "inference_time": r.inference_time, "batch_id": b.id}
+                       for r in b.records]
+    if batch_rows:
+        # Core executemany: one statement per table, no ORM object per record
+        session.execute(insert(cast(Table, CaptureBatch.__table__)), batch_rows)
+        session.execute(insert(cast(Table, CaptureEvent.__table__)), event_rows)
+    return {"accepted": accepted, "sampled_out": prep.sampled_out, "duplicates": duplicates,
+            "rejected": prep.rejected}
+
+
+def ingest(session: Session, store: ObjectStore, endpoint: str, body: bytes, content_type: str, *,
+           refuse_all_rejected: bool = True) -> dict[str, Any]:
+    """Accept SageMaker capture records in one (write) session. Acknowledged (returned) means stored: files are
+    fsynced/PUT before the index rows flush, and the caller's commit happens before the response leaves. A bulk
+    import that totals rejections over many chunks passes refuse_all_rejected=False. The HTTP route runs the two
+    halves itself (`prepare_capture` on a read session, `commit_capture` in a short write turn)."""
+    prep = prepare_capture(session, store, endpoint, body, content_type, refuse_all_rejected=refuse_all_rejected)
+    return commit_capture(session, store, prep)
 
 
 def _parquet(recs: list[capture.Parsed], schema: capture.CaptureSchema) -> bytes:

@@ -32,7 +32,7 @@ def _serve(home: Path, port: int) -> subprocess.Popen[bytes]:
     proc = subprocess.Popen([MLGOV, "serve", "--port", str(port)], env=env, cwd=home.parent,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        wait_healthy(f"http://127.0.0.1:{port}", proc)
+        wait_healthy(f"http://127.0.0.1:{port}", proc, timeout=180)   # a busy CI box starts slowly
     except RuntimeError:
         proc.kill()
         raise

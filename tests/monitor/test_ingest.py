@@ -1,0 +1,99 @@
+"""Capture ingest in two halves (files on a read session, index rows in a short write turn) keeps its guarantees:
+one parse of the body, idempotency when two requests race with the same event ids, CSV read as the csv module
+reads it, and a bad record still a 4xx problem naming it."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import json
+
+import pyarrow.parquet as pq
+import pytest
+from sqlalchemy import select
+
+from mlgov import inputs
+from monitor import capture
+from monitor import service as monitor
+from monitor.orm import CaptureBatch, CaptureEvent
+from tests.helpers import assert_problem
+from tests.monitor.test_api import _endpoint, record
+
+T0 = dt.datetime(2026, 11, 20, 10, 5, tzinfo=dt.UTC)
+
+
+def _body(ids: list[str]) -> bytes:
+    return json.dumps([record(i, T0, (30 + i, 40.5, "CA"), event_id=e) for i, e in enumerate(ids)]).encode()
+
+
+def test_racing_requests_store_each_event_once(client, keys, db, app):
+    """Both requests looked before either committed: the second one's overlap counts as duplicates and its
+    batch is stored again without them, so every committed file holds each event id once."""
+    ep = _endpoint(client, keys)
+    store = app.state.get_store()
+    first, second = _body([f"a{i}" for i in range(6)]), _body([f"a{i}" for i in range(3, 9)])
+    with db.session_scope(write=False) as s:
+        p1 = monitor.prepare_capture(s, store, ep["name"], first, "application/json")
+        p2 = monitor.prepare_capture(s, store, ep["name"], second, "application/json")
+    stale = [f"{b.folder}/{b.id}.parquet" for b in p2.batches]
+    with db.session_scope() as s:
+        assert monitor.commit_capture(s, store, p1)["accepted"] == 6
+    with db.session_scope() as s:
+        out = monitor.commit_capture(s, store, p2)
+    assert (out["accepted"], out["duplicates"]) == (3, 3)
+    assert not any(store.exists(k) for k in stale)          # the first files of the raced batch are gone
+    with db.session_scope(write=False) as s:
+        events = sorted(s.scalars(select(CaptureEvent.event_id)))
+        keys_ = list(s.scalars(select(CaptureBatch.parquet_key)))
+    assert events == sorted(f"a{i}" for i in range(9))
+    in_files = [e for k in keys_ for e in pq.read_table(io.BytesIO(store.get(k))).column("__event_id").to_pylist()]
+    assert sorted(in_files) == events
+    # and a retry of everything is all duplicates
+    r = client.post(f"/api/v1/endpoints/{ep['name']}/capture", content=second, headers={
+        **keys("ingest"), "Content-Type": "application/json"})
+    assert r.status_code == 200 and r.json()["duplicates"] == 6, r.text
+
+
+def test_body_is_parsed_once(client, keys, monkeypatch):
+    ep = _endpoint(client, keys)
+    calls: list[int] = []
+    real = inputs._parse
+
+    def counting(doc: bytes):
+        calls.append(len(doc))
+        return real(doc)
+
+    monkeypatch.setattr(inputs, "_parse", counting)
+    body = _body([f"p{i}" for i in range(50)])
+    r = client.post(f"/api/v1/endpoints/{ep['name']}/capture", content=body,
+                    headers={**keys("ingest"), "Content-Type": "application/json"})
+    assert r.status_code == 200 and r.json()["accepted"] == 50, r.text
+    assert calls.count(len(body)) == 1, calls
+
+
+def test_bad_record_is_named_and_nothing_stored(client, keys):
+    ep = _endpoint(client, keys)
+    bad = [record(0, T0, (30, 40.5, "CA"), event_id="ok")]
+    bad[0]["eventMetadata"]["inferenceTime"] = "yesterday"
+    r = client.post(f"/api/v1/endpoints/{ep['name']}/capture", json=bad, headers=keys("ingest"))
+    assert_problem(r, 422)
+    assert "record 0" in r.json()["detail"] and "inferenceTime" in r.json()["detail"]
+    r = client.get(f"/api/v1/endpoints/{ep['name']}/capture/summary", headers=keys("viewer"))
+    assert r.json()["records"] == 0
+
+
+def test_capture_needs_the_ingest_role_on_the_read_session(client, keys):
+    ep = _endpoint(client, keys)
+    body = _body(["x1"])
+    r = client.post(f"/api/v1/endpoints/{ep['name']}/capture", content=body,
+                    headers={**keys("viewer"), "Content-Type": "application/json"})
+    assert_problem(r, 403)
+    r = client.post(f"/api/v1/endpoints/{ep['name']}/capture", content=body,
+                    headers={"Content-Type": "application/json"})
+    assert_problem(r, 401)
+
+
+@pytest.mark.parametrize("line", ["30,40.5,CA", " 30, 40.5 ,CA ", "30,,CA", ",,", "a", '30,"40,5",CA',
+                                  '"x""y",1,2', "1,2\r\n", "\t1,2,3\t"])
+def test_plain_csv_lines_read_as_the_csv_module_reads_them(line):
+    assert capture._csv_fields(line) == capture._csv_values(line)
