@@ -10,11 +10,11 @@ import datetime as dt
 import hashlib
 import itertools
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
-from sqlalchemy import CursorResult, Select, UnaryExpression, func, select, update
+from sqlalchemy import CursorResult, Select, UnaryExpression, and_, false, func, or_, select, true, update
 from sqlalchemy.orm import QueryableAttribute, Session, selectinload
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -42,6 +42,8 @@ from registry.schemas import (
     GroupCreate,
     GroupUpdate,
     SearchClause,
+    SearchGroup,
+    SearchTerm,
     StageConfig,
     StageRequest,
     VersionFields,
@@ -959,32 +961,91 @@ def group_aliases(session: Session, group_ids: list[str]) -> dict[str, list[tupl
 
 
 _GROUP_COLUMNS: dict[str, Any] = {"name": ModelGroup.name, "created_at": ModelGroup.created_at,
-                                  "updated_at": ModelGroup.updated_at}
+                                  "updated_at": ModelGroup.updated_at, "description": ModelGroup.description,
+                                  "created_by": ModelGroup.created_by}
 _VERSION_COLUMNS: dict[str, Any] = {"name": ModelGroup.name, "version": ModelVersion.version,
                                     "created_at": ModelVersion.created_at, "updated_at": ModelVersion.updated_at,
                                     "stage": ModelVersion.stage, "run_id": ModelVersion.run_id,
-                                    "source": ModelVersion.artifact_uri}
+                                    "source": ModelVersion.artifact_uri,
+                                    "approval_status": ModelVersion.approval_status,
+                                    "approval_description": ModelVersion.approval_description,
+                                    "description": ModelVersion.description, "domain": ModelVersion.domain,
+                                    "task": ModelVersion.task, "registered_by": ModelVersion.registered_by,
+                                    "framework": ModelVersion.framework,
+                                    "framework_version": ModelVersion.framework_version,
+                                    "artifact_sha256": ModelVersion.artifact_sha256,
+                                    "image": ModelVersion.inference_spec["image"].as_string(),
+                                    "image_digest": ModelVersion.inference_spec["image_digest"].as_string()}
+_INT_FIELDS = frozenset({"version"})
+_TIME_FIELDS = frozenset({"created_at", "updated_at"})
+MAX_SEARCH_CLAUSES = 200   # conditions in one search expression, however nested
+MAX_SEARCH_DEPTH = 8       # groups inside groups
 
 
-def _compare(column: Any, op: str, value: str | list[str]) -> Any:
+def _typed(field: str, text: str) -> Any:
+    """A clause's text as the field's type: integers, and times as ISO-8601 or epoch seconds."""
+    if field in _INT_FIELDS:
+        try:
+            return int(text)
+        except ValueError:
+            raise Invalid(f"{field} is an integer; {text[:60]!r} is not", fix="compare it with a whole number") \
+                from None
+    if field in _TIME_FIELDS:
+        try:
+            when = (dt.datetime.fromtimestamp(float(text), dt.UTC) if re.fullmatch(r"-?\d+(\.\d+)?", text)
+                    else dt.datetime.fromisoformat(text.replace("Z", "+00:00")))
+        except (ValueError, OverflowError, OSError):
+            raise Invalid(f"{field} is a time; {text[:60]!r} is neither ISO-8601 nor epoch seconds",
+                          fix="write e.g. 2026-01-31T12:00:00Z or 1769860800") from None
+        return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
+    return text
+
+
+def _compare(column: Any, op: str, value: str | list[str], field: str = "") -> Any:
     if op in ("IN", "NOT IN"):
-        values = value if isinstance(value, list) else [value]
+        values = [_typed(field, v) for v in (value if isinstance(value, list) else [value])]
         return column.in_(values) if op == "IN" else column.not_in(values)
+    if op == "EXISTS":
+        return column.is_not(None)
+    if op == "NOT EXISTS":
+        return column.is_(None)
     text = str(value)
-    return {"=": lambda: column == text, "!=": lambda: column != text, "LIKE": lambda: column.like(text),
-            "ILIKE": lambda: column.ilike(text)}[op]()
+    if op in ("CONTAINS", "LIKE", "ILIKE") and field in _INT_FIELDS | _TIME_FIELDS:
+        raise Invalid(f"{field} is not text: it cannot be searched with {op}",
+                      fix="compare it with =, !=, <, <=, >, >= or IN")
+    if op == "CONTAINS":
+        return icontains(column, text) if text else true()
+    if op in ("LIKE", "ILIKE"):
+        return column.like(text) if op == "LIKE" else column.ilike(text)
+    typed = _typed(field, text)
+    return {"=": lambda: column == typed, "!=": lambda: column != typed, ">": lambda: column > typed,
+            ">=": lambda: column >= typed, "<": lambda: column < typed, "<=": lambda: column <= typed}[op]()
 
 
-def _where(clauses: list[SearchClause], columns: dict[str, Any], tag: Any) -> list[Any]:
-    out = []
-    for c in clauses:
-        if c.field == "tag":
-            out.append(tag(c))
-        elif c.field in columns:
-            out.append(_compare(columns[c.field], c.op, c.value))
-        else:
-            raise Invalid(f"cannot search by {c.field!r}", fix=f"search by one of: {', '.join(columns)}, tags.<key>")
-    return out
+def _condition(term: SearchTerm, columns: dict[str, Any], tag: Callable[[SearchClause], Any], depth: int = 0,
+               budget: list[int] | None = None) -> Any:
+    """One SQL condition for a clause or a tree of them; refuses trees past the depth and size limits."""
+    budget = budget if budget is not None else [MAX_SEARCH_CLAUSES]
+    if isinstance(term, SearchGroup):
+        if depth >= MAX_SEARCH_DEPTH:
+            raise Invalid(f"the search expression nests groups more than {MAX_SEARCH_DEPTH} deep",
+                          fix="flatten the expression")
+        parts = [_condition(t, columns, tag, depth + 1, budget) for t in term.items]
+        return and_(true(), *parts) if term.join == "AND" else or_(false(), *parts)
+    budget[0] -= 1
+    if budget[0] < 0:
+        raise Invalid(f"the search expression has more than {MAX_SEARCH_CLAUSES} conditions",
+                      fix="narrow the search with fewer conditions (an In list counts once)")
+    if term.field == "tag":
+        return tag(term)
+    if term.field in columns:
+        return _compare(columns[term.field], term.op, term.value, term.field)
+    raise Invalid(f"cannot search by {term.field!r}", fix=f"search by one of: {', '.join(columns)}, tags.<key>")
+
+
+def _where(clauses: Sequence[SearchTerm], columns: dict[str, Any], tag: Callable[[SearchClause], Any]) -> list[Any]:
+    budget = [MAX_SEARCH_CLAUSES]
+    return [_condition(c, columns, tag, 0, budget) for c in clauses]
 
 
 def _ordering(order: list[tuple[str, bool]], columns: dict[str, Any], tiebreak: list[Any]) -> list[Any]:
@@ -994,31 +1055,53 @@ def _ordering(order: list[tuple[str, bool]], columns: dict[str, Any], tiebreak: 
     return [columns[k].asc() if asc else columns[k].desc() for k, asc in order] + tiebreak
 
 
-def search_groups(session: Session, clauses: list[SearchClause], order: list[tuple[str, bool]], limit: int,
-                  offset: int) -> list[ModelGroup]:
-    """Groups matching every clause (name, tags.<key>), in ``order`` then by name."""
+def _groups_where(clauses: Sequence[SearchTerm]) -> list[Any]:
     def tag(c: SearchClause) -> Any:
         return _compare(ModelGroup.tags[c.key or ""].as_string(), c.op, c.value)
 
-    stmt = select(ModelGroup).where(*_where(clauses, {"name": ModelGroup.name}, tag))
+    return _where(clauses, _GROUP_COLUMNS, tag)
+
+
+def _versions_where(clauses: Sequence[SearchTerm]) -> list[Any]:
+    def tag(c: SearchClause) -> Any:
+        found = select(VersionMetadata.version_id).where(VersionMetadata.version_id == ModelVersion.id,
+                                                         VersionMetadata.key == c.key)
+        if c.op in ("EXISTS", "NOT EXISTS"):
+            return found.exists() if c.op == "EXISTS" else ~found.exists()
+        return found.where(_compare(VersionMetadata.value, c.op, c.value)).exists()
+
+    return _where(clauses, _VERSION_COLUMNS, tag)
+
+
+def search_groups(session: Session, clauses: Sequence[SearchTerm], order: list[tuple[str, bool]], limit: int,
+                  offset: int) -> list[ModelGroup]:
+    """Groups matching every clause or clause tree (name, description, created_at, updated_at, created_by,
+    tags.<key>), in ``order`` then by name."""
+    stmt = select(ModelGroup).where(*_groups_where(clauses))
     stmt = stmt.order_by(*_ordering(order, _GROUP_COLUMNS, [ModelGroup.name.asc()]))
     return list(session.scalars(stmt.limit(limit).offset(offset)))
 
 
-def search_versions(session: Session, clauses: list[SearchClause], order: list[tuple[str, bool]], limit: int,
-                    offset: int) -> list[tuple[ModelGroup, ModelVersion]]:
-    """(group, version) matching every clause (name, version, run_id, source, stage, tags.<key>), in
-    ``order`` then by name and newest version first."""
-    def tag(c: SearchClause) -> Any:
-        return select(VersionMetadata.version_id).where(
-            VersionMetadata.version_id == ModelVersion.id, VersionMetadata.key == c.key,
-            _compare(VersionMetadata.value, c.op, c.value)).exists()
+def count_groups(session: Session, clauses: Sequence[SearchTerm]) -> int:
+    return session.scalar(select(func.count()).select_from(ModelGroup).where(*_groups_where(clauses))) or 0
 
-    stmt = (select(ModelGroup, ModelVersion).join(ModelGroup, ModelGroup.id == ModelVersion.group_id)
-            .options(selectinload(ModelVersion.metadata_items))
-            .where(*_where(clauses, _VERSION_COLUMNS, tag)))
+
+def _versions_stmt() -> Select[ModelGroup, ModelVersion]:
+    return select(ModelGroup, ModelVersion).join(ModelGroup, ModelGroup.id == ModelVersion.group_id)
+
+
+def search_versions(session: Session, clauses: Sequence[SearchTerm], order: list[tuple[str, bool]], limit: int,
+                    offset: int) -> list[tuple[ModelGroup, ModelVersion]]:
+    """(group, version) matching every clause or clause tree (any of ``_VERSION_COLUMNS``, tags.<key> being the
+    version's metadata), in ``order`` then by name and newest version first."""
+    stmt = _versions_stmt().options(selectinload(ModelVersion.metadata_items)).where(*_versions_where(clauses))
     stmt = stmt.order_by(*_ordering(order, _VERSION_COLUMNS, [ModelGroup.name.asc(), ModelVersion.version.desc()]))
     return [(g, v) for g, v in session.execute(stmt.limit(limit).offset(offset))]
+
+
+def count_versions(session: Session, clauses: Sequence[SearchTerm]) -> int:
+    stmt = _versions_stmt().where(*_versions_where(clauses)).subquery()
+    return session.scalar(select(func.count()).select_from(stmt)) or 0
 
 
 # --- compliance report --------------------------------------------------------------------------------
