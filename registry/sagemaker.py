@@ -11,6 +11,7 @@ import json
 import re
 from typing import Any
 
+from mlgov import inputs
 from mlgov.auth import ADMINS, DECIDERS, PUBLISHERS, READERS, Role
 from mlgov.aws import (
     AwsError,
@@ -27,7 +28,7 @@ from mlgov.aws import (
 from mlgov.errors import Conflict, DomainError, NotFound
 from mlgov.storage import ObjectStore
 from registry import service
-from registry.orm import ModelGroup, ModelVersion
+from registry.orm import ModelCardRecord, ModelGroup, ModelVersion
 from registry.schemas import (
     ApprovalRequest,
     GroupCreate,
@@ -418,6 +419,7 @@ def register(api: AwsService) -> None:
         return drop_empty({"NextToken": paged(page, len(items), offset)}) | {"Tags": page}
 
     register_search(api)
+    register_cards(api)
 
 
 def _tag_target(call: Call, arn: str) -> str:
@@ -558,3 +560,101 @@ def register_search(api: AwsService) -> None:
                        for g in groups]
         return drop_empty({"NextToken": paged(results, total, offset)}) | {
             "Results": results, "TotalHits": {"Value": total, "Relation": "EqualTo"}}
+
+
+# --- model cards ------------------------------------------------------------------------------------------------
+# SageMaker's named, versioned cards are the registry's named cards. A card whose Content names a model package
+# (``model_package_details.model_package_arn``, SageMaker's own field) documents that version: the registry keeps
+# the version's card (DescribeModelPackage's ModelCard, the native API's model_card) in step with it.
+
+CARD = "model-card"
+CARD_WRITERS = PUBLISHERS | DECIDERS
+
+
+def card_name(call: Call, value: str) -> str:
+    rest = call.resource(value, CARD)
+    return rest if rest is not None else value
+
+
+def _card_content(call: Call, text: str) -> tuple[dict[str, Any], tuple[str, int] | None]:
+    """The Content string as a JSON object (mlgov's JSON policy: depth, NUL, numbers), and the model package it
+    documents, if it names one."""
+    try:
+        content = inputs.loads(text.encode(), "Content")
+    except DomainError as exc:
+        raise validation(f"Content must be a JSON document (SageMaker's model card schema): {exc.detail}") from None
+    if not isinstance(content, dict):
+        raise validation("Content must be a JSON object (SageMaker's model card schema)")
+    arn = (content.get("model_package_details") or {}).get("model_package_arn") \
+        if isinstance(content.get("model_package_details"), dict) else None
+    if arn is not None and not isinstance(arn, str):
+        raise validation("Content.model_package_details.model_package_arn must be a model package ARN")
+    return content, package_ref(call, arn) if arn else None
+
+
+def _named_card_out(call: Call, card: ModelCardRecord, status: str, content: dict[str, Any], version: int,
+              modified_by: str, modified_at: Any) -> dict[str, Any]:
+    return {"ModelCardArn": call.arn(f"{CARD}/{card.name}"), "ModelCardName": card.name,
+            "ModelCardVersion": version, "Content": json.dumps(content), "ModelCardStatus": status,
+            "CreationTime": card.created_at, "CreatedBy": user_context(card.created_by),
+            "LastModifiedTime": modified_at, "LastModifiedBy": user_context(modified_by)}
+
+
+def register_cards(api: AwsService) -> None:
+    @api.operation("CreateModelCard", roles=CARD_WRITERS, write=True)
+    def create_card(call: Call, p: dict[str, Any]) -> dict[str, Any]:
+        require_absent(p, ["SecurityConfig"], "mlgov encrypts nothing per card")
+        require_absent(p, ["Tags"], "mlgov keeps tags on model package groups only")
+        content, documents = _card_content(call, p["Content"])
+        card = service.create_card(call.session, p["ModelCardName"], p["ModelCardStatus"], content, documents,
+                                   call.principal)
+        return {"ModelCardArn": call.arn(f"{CARD}/{card.name}")}
+
+    @api.operation("DescribeModelCard", roles=READERS, write=False)
+    def describe_card(call: Call, p: dict[str, Any]) -> dict[str, Any]:
+        card = service.get_card(call.session, card_name(call, p["ModelCardName"]))
+        number = p.get("ModelCardVersion")
+        if number is None or number == card.latest_version:
+            return _named_card_out(call, card, card.status, card.content, card.latest_version, card.updated_by,
+                             card.updated_at)
+        row = service.card_version(call.session, card, number)
+        return _named_card_out(call, card, row.status, row.content, row.version, row.actor, row.at)
+
+    @api.operation("UpdateModelCard", roles=CARD_WRITERS, write=True)
+    def update_card(call: Call, p: dict[str, Any]) -> dict[str, Any]:
+        content, documents = _card_content(call, p["Content"]) if p.get("Content") is not None else (None, None)
+        card = service.update_card(call.session, card_name(call, p["ModelCardName"]), p.get("ModelCardStatus"),
+                                   content, documents, call.principal)
+        return {"ModelCardArn": call.arn(f"{CARD}/{card.name}")}
+
+    @api.operation("DeleteModelCard", roles=CARD_WRITERS, write=True)
+    def delete_card(call: Call, p: dict[str, Any]) -> dict[str, Any]:
+        service.delete_card(call.session, p["ModelCardName"], call.principal)
+        return {}
+
+    @api.operation("ListModelCards", roles=READERS, write=False)
+    def list_cards(call: Call, p: dict[str, Any]) -> dict[str, Any]:
+        offset, limit = page_offset(p.get("NextToken")), p.get("MaxResults") or 10
+        column = "name" if p.get("SortBy") == "Name" else "created_at"
+        desc = (p.get("SortOrder") or "Descending") == "Descending"
+        rows, total = service.list_cards(call.session, name_contains=p.get("NameContains"),
+                                         status=p.get("ModelCardStatus"),
+                                         created_after=from_epoch(p.get("CreationTimeAfter")),
+                                         created_before=from_epoch(p.get("CreationTimeBefore")),
+                                         sort=f"-{column}" if desc else column, limit=limit, offset=offset)
+        return drop_empty({"NextToken": paged(rows, total, offset)}) | {"ModelCardSummaries": [
+            {"ModelCardName": c.name, "ModelCardArn": call.arn(f"{CARD}/{c.name}"), "ModelCardStatus": c.status,
+             "CreationTime": c.created_at, "LastModifiedTime": c.updated_at} for c in rows]}
+
+    @api.operation("ListModelCardVersions", roles=READERS, write=False)
+    def list_card_versions(call: Call, p: dict[str, Any]) -> dict[str, Any]:
+        offset, limit = page_offset(p.get("NextToken")), p.get("MaxResults") or 10
+        card, rows, total = service.list_card_versions(
+            call.session, card_name(call, p["ModelCardName"]), status=p.get("ModelCardStatus"),
+            created_after=from_epoch(p.get("CreationTimeAfter")),
+            created_before=from_epoch(p.get("CreationTimeBefore")),
+            descending=(p.get("SortOrder") or "Descending") == "Descending", limit=limit, offset=offset)
+        arn = call.arn(f"{CARD}/{card.name}")
+        return drop_empty({"NextToken": paged(rows, total, offset)}) | {"ModelCardVersionSummaryList": [
+            {"ModelCardName": card.name, "ModelCardArn": arn, "ModelCardStatus": r.status,
+             "ModelCardVersion": r.version, "CreationTime": r.at, "LastModifiedTime": r.at} for r in rows]}

@@ -25,6 +25,8 @@ from mlgov.db import chunks, equal, icontains, in_window, is_postgres, new_id, p
 from mlgov.errors import Conflict, Forbidden, Invalid, NotFound
 from mlgov.storage import ObjectStore
 from registry.errors import (
+    CardExists,
+    CardNotFound,
     FourEyesViolation,
     GroupExists,
     GroupNotFound,
@@ -32,7 +34,17 @@ from registry.errors import (
     TransitionNotAllowed,
     VersionNotFound,
 )
-from registry.orm import Alias, AliasMove, ApprovalDecision, ModelGroup, ModelVersion, StageTransition, VersionMetadata
+from registry.orm import (
+    Alias,
+    AliasMove,
+    ApprovalDecision,
+    ModelCardRecord,
+    ModelCardVersion,
+    ModelGroup,
+    ModelVersion,
+    StageTransition,
+    VersionMetadata,
+)
 from registry.schemas import (
     ALIAS_RE,
     DEFAULT_GOVERNED_ALIASES,
@@ -1250,3 +1262,166 @@ def compliance_report(session: Session, group_name: str, since: dt.datetime | No
         "decisions_passed_only_by_override": overrides,
         "versions": rows,
     }
+
+
+# --- named model cards (SageMaker's ModelCard resource) -------------------------------------------------------
+# A card has a name, a status (Draft → PendingReview → Approved → Archived), a JSON content and a version per
+# change. When it documents a model version, that version's own ``model_card`` follows the card's current state.
+
+CARD_APPROVED, CARD_ARCHIVED = "Approved", "Archived"
+
+
+def get_card(session: Session, name: str, *, for_update: bool = False) -> ModelCardRecord:
+    stmt = select(ModelCardRecord).where(ModelCardRecord.name == name)
+    card = session.scalar(_lock(stmt, session) if for_update else stmt)
+    if card is None:
+        raise CardNotFound(name)
+    return card
+
+
+def card_version(session: Session, card: ModelCardRecord, number: int) -> ModelCardVersion:
+    row = session.scalar(select(ModelCardVersion).where(ModelCardVersion.card_id == card.id,
+                                                        ModelCardVersion.version == number))
+    if row is None:
+        raise CardNotFound(card.name, number)
+    return row
+
+
+def _check_card_approval(session: Session, card: ModelCardRecord | None, actor: Principal, name: str) -> None:
+    """Approving a card is a review: an approver or admin, independent of whoever created the card."""
+    if actor.role not in DECIDERS:
+        raise Forbidden(f"role {actor.role.value!r} may not approve model card {name!r}",
+                        fix="set Draft or PendingReview, and ask an approver to approve it")
+    if card is None or card.created_by_key == actor.key_pk:
+        raise Forbidden(f"four-eyes rule: key {actor.name!r} created model card {name!r}, so it cannot approve it",
+                        fix="create the card as Draft or PendingReview; an approver owned by someone else approves")
+    creator = auth.key_by_pk(session, card.created_by_key)
+    why = auth.independent_keys(session, actor, card.created_by_key, creator.owner if creator else card.created_by)
+    if why is not None:
+        raise Forbidden(f"four-eyes rule: key {actor.name!r} is not independent of the creator of model card "
+                        f"{name!r}: {why}", fix="ask an approver owned by someone else")
+
+
+def _document(session: Session, card: ModelCardRecord, documents: tuple[str, int] | None, actor: Principal) -> None:
+    """Point the card at the model version it documents (at most one card per version) and mirror it there."""
+    if documents is not None:
+        group, v = get_version(session, *documents)
+        other = session.scalar(select(ModelCardRecord.name).where(ModelCardRecord.version_id == v.id,
+                                                                  ModelCardRecord.id != card.id))
+        if other is not None:
+            raise Conflict(f"{group.name} version {v.version} is already documented by model card {other!r}",
+                           fix=f"update {other!r} instead, or point this card at another model package")
+        card.version_id = v.id
+    elif card.version_id is None:
+        return
+    row = session.scalar(select(ModelVersion).where(ModelVersion.id == card.version_id))
+    if row is None:
+        return
+    before = row.model_card
+    row.model_card = {"status": card.status, "content": card.content,
+                      "markdown": (before or {}).get("markdown", "")}
+    row.updated_at = utcnow()
+    session.flush()
+    subject = f"{session.scalar(select(ModelGroup.name).where(ModelGroup.id == row.group_id))}/{row.version}"
+    audit.record(session, actor=actor.name, action="version.model_card_changed", subject_type="model_version",
+                 subject_id=subject, before={"model_card": before},
+                 after={"model_card": row.model_card, "card": card.name, "card_version": card.latest_version})
+
+
+def _card_state(session: Session, card: ModelCardRecord, actor: Principal, at: dt.datetime) -> None:
+    session.add(ModelCardVersion(card_id=card.id, version=card.latest_version, status=card.status,
+                                 content=card.content, actor=actor.name, at=at))
+    session.flush()
+
+
+def create_card(session: Session, name: str, status: str, content: dict[str, Any],
+                documents: tuple[str, int] | None, actor: Principal) -> ModelCardRecord:
+    if session.scalar(select(ModelCardRecord.id).where(ModelCardRecord.name == name)) is not None:
+        raise CardExists(name)
+    if status == CARD_APPROVED:
+        _check_card_approval(session, None, actor, name)
+    now = utcnow()
+    card = ModelCardRecord(id=new_id(), name=name, status=status, content=content, latest_version=1,
+                           created_by=actor.name, created_by_key=actor.key_pk, updated_by=actor.name,
+                           created_at=now, updated_at=now)
+    session.add(card)
+    session.flush()
+    _card_state(session, card, actor, now)
+    _document(session, card, documents, actor)
+    after = {"status": status, "version": 1, "content": content}
+    audit.record(session, actor=actor.name, action="model_card.created", subject_type="model_card", subject_id=name,
+                 after=after)
+    events.emit(session, "model_card.created", name, after)
+    return card
+
+
+def update_card(session: Session, name: str, status: str | None, content: dict[str, Any] | None,
+                documents: tuple[str, int] | None, actor: Principal) -> ModelCardRecord:
+    """A new version of the card. Archived cards change no more; an Approved card's content changes only with a
+    new status (the approval covered the content it was given)."""
+    card = get_card(session, name, for_update=True)
+    if status is None and content is None:
+        raise Invalid("nothing to update", fix="pass Content, ModelCardStatus or both")
+    if card.status == CARD_ARCHIVED:
+        raise Conflict(f"model card {name!r} is Archived and changes no more",
+                       fix="create a new card for further changes")
+    if card.status == CARD_APPROVED and content is not None and content != card.content and status in (None,
+                                                                                                     CARD_APPROVED):
+        raise Invalid(f"model card {name!r} is Approved: its content changes only together with a new status",
+                      fix="pass ModelCardStatus Draft or PendingReview with the new Content; an approver approves "
+                          "it again")
+    if status == CARD_APPROVED and card.status != CARD_APPROVED:
+        _check_card_approval(session, card, actor, name)
+    before = {"status": card.status, "version": card.latest_version}
+    now = utcnow()
+    card.status = status or card.status
+    if content is not None:
+        card.content = content
+    card.latest_version += 1
+    card.updated_by, card.updated_at = actor.name, now
+    session.flush()
+    _card_state(session, card, actor, now)
+    _document(session, card, documents, actor)
+    after = {"status": card.status, "version": card.latest_version,
+             **({"content": content} if content is not None else {})}
+    audit.record(session, actor=actor.name, action="model_card.updated", subject_type="model_card", subject_id=name,
+                 before=before, after=after)
+    events.emit(session, "model_card.updated", name, after)
+    return card
+
+
+def delete_card(session: Session, name: str, actor: Principal) -> None:
+    """Cards in review history stay: an Approved card is archived, not deleted; only its creator or an admin
+    deletes one. The version a card documented keeps its last copy of the card."""
+    card = get_card(session, name, for_update=True)
+    if card.status == CARD_APPROVED:
+        raise Conflict(f"model card {name!r} is Approved", fix="archive it (ModelCardStatus Archived) instead")
+    if actor.role != Role.admin and actor.key_pk != card.created_by_key:
+        raise Forbidden(f"only the creator of model card {name!r} ({card.created_by}) or an admin may delete it",
+                        fix="ask the creator or an admin")
+    session.delete(card)
+    session.flush()
+    audit.record(session, actor=actor.name, action="model_card.deleted", subject_type="model_card", subject_id=name,
+                 before={"status": card.status, "version": card.latest_version})
+    events.emit(session, "model_card.deleted", name, {"name": name})
+
+
+def list_cards(session: Session, *, name_contains: str | None, status: str | None, created_after: dt.datetime | None,
+               created_before: dt.datetime | None, sort: str, limit: int, offset: int,
+               ) -> tuple[list[ModelCardRecord], int]:
+    order = _order(sort, {"name": ModelCardRecord.name, "created_at": ModelCardRecord.created_at})
+    return paginate(session, select(ModelCardRecord), order, ModelCardRecord.id, limit=limit, offset=offset, where=[
+        icontains(ModelCardRecord.name, name_contains), *equal((ModelCardRecord.status, status)),
+        *in_window(ModelCardRecord.created_at, created_after, created_before)])
+
+
+def list_card_versions(session: Session, name: str, *, status: str | None, created_after: dt.datetime | None,
+                       created_before: dt.datetime | None, descending: bool, limit: int, offset: int,
+                       ) -> tuple[ModelCardRecord, list[ModelCardVersion], int]:
+    card = get_card(session, name)
+    column = ModelCardVersion.version
+    rows, total = paginate(session, select(ModelCardVersion).where(ModelCardVersion.card_id == card.id),
+                           column.desc() if descending else column.asc(), limit=limit, offset=offset,
+                           where=[*equal((ModelCardVersion.status, status)),
+                                  *in_window(ModelCardVersion.at, created_after, created_before)])
+    return card, rows, total
