@@ -238,3 +238,50 @@ def test_sdk_lineage_artifacts_and_associations(sdk: Sdk) -> None:
         got = native.post("/api/v1/lineage/query", json={"start": [arns["model"].rsplit("/", 1)[1]],
                                                           "direction": "Ascendants"}, headers=sm.headers["vic"])
     assert "s3://data/train.csv" in {v.get("uri") for v in got.json()["vertices"]}
+
+
+def test_sdk_model_cards(sdk: Sdk) -> None:
+    sm = sdk.sm
+    out = sdk.run('''
+        from sagemaker.model_card import IntendedUses, ModelCard, ModelCardStatusEnum, ModelOverview
+        author, reviewer = session("pat"), session("ann")
+        card = ModelCard(name="sdk-card", status=ModelCardStatusEnum.DRAFT,
+                         model_overview=ModelOverview(model_description="gradient boosting"),
+                         intended_uses=IntendedUses(purpose_of_model="retention campaigns"),
+                         sagemaker_session=author)
+        OUT["arn"] = card.create()
+        card.update(status=ModelCardStatusEnum.PENDING_REVIEW)
+        try:                                   # the author cannot approve its own card
+            card.update(status=ModelCardStatusEnum.APPROVED)
+            OUT["self_review"] = "accepted"
+        except ClientError as exc:
+            OUT["self_review"] = error_code(exc)
+        reviewed = ModelCard.load(name="sdk-card", sagemaker_session=reviewer)
+        reviewed.update(status=ModelCardStatusEnum.APPROVED)
+        latest = ModelCard.load(name="sdk-card", sagemaker_session=author)
+        first = ModelCard.load(name="sdk-card", version=1, sagemaker_session=author)
+        OUT["latest"] = [latest.status, latest.version, latest.intended_uses.purpose_of_model]
+        OUT["first"] = [first.status, first.version]
+        OUT["history"] = [[v["ModelCardVersion"], v["ModelCardStatus"]]
+                          for v in latest.get_version_history(SortOrder="Ascending")]
+        draft = ModelCard(name="sdk-scratch", status=ModelCardStatusEnum.DRAFT, sagemaker_session=author)
+        draft.create()
+        draft.delete()
+        try:
+            ModelCard.load(name="sdk-scratch", sagemaker_session=author)
+            OUT["deleted"] = "still there"
+        except ClientError as exc:
+            OUT["deleted"] = error_code(exc)
+    ''')
+    assert out["arn"] == f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:model-card/sdk-card"
+    assert out["self_review"] == "AccessDeniedException"
+    assert out["latest"] == ["Approved", 3, "retention campaigns"] and out["first"] == ["Draft", 1]
+    assert out["history"] == [[1, "Draft"], [2, "PendingReview"], [3, "Approved"]]
+    assert out["deleted"] == "ResourceNotFound"
+    with httpx.Client(base_url=sm.url) as native:
+        events = native.get("/api/v1/audit/events", params={"action": "model_card.*"},
+                            headers=sm.headers["root"]).json()["items"]
+    assert sorted((e["action"], e["subject_id"], e["actor"]) for e in events) == [
+        ("model_card.created", "sdk-card", "pat"), ("model_card.created", "sdk-scratch", "pat"),
+        ("model_card.deleted", "sdk-scratch", "pat"), ("model_card.updated", "sdk-card", "ann"),
+        ("model_card.updated", "sdk-card", "pat")]
