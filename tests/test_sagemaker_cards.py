@@ -10,7 +10,7 @@ import httpx
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.test_sagemaker_api import ACCOUNT, REGION, SageMaker, _code, _package, _signed
+from tests.test_sagemaker_api import ACCOUNT, REGION, SageMaker, _code, _conform, _package, _signed
 from tests.test_sagemaker_api import sm as sm  # the live-server fixture
 
 pytestmark = pytest.mark.live
@@ -103,6 +103,9 @@ def test_model_card_lifecycle(sm: SageMaker) -> None:
     _refused("AccessDeniedException", ann.delete_model_card, ModelCardName="draft-two")
     pat.delete_model_card(ModelCardName="draft-two")
     _refused("ResourceNotFound", vic.describe_model_card, ModelCardName="draft-two")
+    # every answer above was also held to botocore's output shape, strictly (the fixture's clients)
+    assert {"CreateModelCard", "DescribeModelCard", "UpdateModelCard", "ListModelCards",
+            "ListModelCardVersions"} <= _conform.seen  # type: ignore[attr-defined]
 
 
 def test_model_card_abuse(sm: SageMaker) -> None:

@@ -12,7 +12,7 @@ import httpx
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.test_sagemaker_api import ACCOUNT, REGION, SageMaker, _code, _package, _signed
+from tests.test_sagemaker_api import ACCOUNT, REGION, SageMaker, _code, _conform, _package, _signed
 from tests.test_sagemaker_api import sm as sm  # the live-server fixture
 
 pytestmark = pytest.mark.live
@@ -106,6 +106,7 @@ def test_search_model_packages(catalogue: SageMaker) -> None:
     described = vic.describe_model_package(ModelPackageName=record["ModelPackageArn"])
     assert record == {k: v for k, v in described.items() if k != "ResponseMetadata"}
     assert record["CustomerMetadataProperties"] == {"owner": "risk", "dataset": "2025q4"}
+    assert "Search" in _conform.seen  # type: ignore[attr-defined]   # held to botocore's output shape, strictly
 
 
 def test_search_sorts_and_pages(catalogue: SageMaker) -> None:
