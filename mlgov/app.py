@@ -14,6 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from clarify import compliance as clarify_compliance
 from clarify import kinds as clarify_kinds
+from clarify import sagemaker as clarify_sagemaker
 from clarify.router import router as clarify_router
 from lineage import sagemaker as lineage_sagemaker
 from lineage.router import router as lineage_router
@@ -31,6 +32,7 @@ from mlgov.storage import open_store
 from mlgov.web import HttpMiddleware, adding_headers
 from monitor import compliance as monitor_compliance
 from monitor import jobs
+from monitor import sagemaker as monitor_sagemaker
 from monitor.router import metrics_router
 from monitor.router import router as monitor_router
 from monitor.service.endpoints import model_references
@@ -233,6 +235,8 @@ def create_app(settings: Settings | None = None, db: Database | None = None, *, 
                                extras={"store": store}, retry_after_s=settings.retry_after_s)
     registry_sagemaker.register(sagemaker)
     lineage_sagemaker.register(sagemaker)
+    monitor_sagemaker.register(sagemaker)
+    clarify_sagemaker.register(sagemaker)   # ModelBias job definitions, beside monitor's own
     app.state.sagemaker = sagemaker
     sagemaker.install(app)
 

@@ -149,11 +149,53 @@ class Schedule(Base):
     drift: Mapped[Any] = mapped_column(JSON, nullable=True)
     alerting: Mapped[Any] = mapped_column(JSON, nullable=True)
     status: Mapped[str] = mapped_column(String(16), default="Scheduled")   # Scheduled | Stopped
+    output_uri: Mapped[str | None] = mapped_column(String(2048), nullable=True)   # reports published there too
+    job_definition: Mapped[str | None] = mapped_column(String(63), nullable=True)   # the JobDefinition it runs
     next_run_at: Mapped[dt.datetime] = mapped_column(index=True)
     last_run_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
     created_by: Mapped[str] = mapped_column(String(128))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class JobDefinition(Base):
+    """A monitoring job definition (SageMaker's DataQuality/ModelQuality/… JobDefinition): what a schedule runs —
+    its endpoint, baseline, window offsets and where its reports are published. ``spec`` keeps the definition
+    as it was given, so it reads back unchanged."""
+
+    __tablename__ = "monitor_job_definitions"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(63), unique=True)
+    type: Mapped[str] = mapped_column(String(32))
+    endpoint: Mapped[str] = mapped_column(String(63), index=True)
+    baseline_id: Mapped[str] = mapped_column(ForeignKey("monitor_baselines.id"))
+    window_start: Mapped[str] = mapped_column(String(32), default="-PT1H")
+    window_end: Mapped[str] = mapped_column(String(32), default="PT0S")
+    output_uri: Mapped[str] = mapped_column(String(2048))
+    spec: Mapped[Any] = mapped_column(JSON)
+    created_by: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class ProcessingJob(Base):
+    """A baselining job run by mlgov's own engine (SageMaker's model-monitor analyzer, never pulled): the dataset
+    read from the object store, statistics.json and constraints.json written to ``output_uri`` and kept as a
+    baseline (``baseline_id``)."""
+
+    __tablename__ = "monitor_processing_jobs"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(63), unique=True)
+    status: Mapped[str] = mapped_column(String(16), default="InProgress")   # InProgress | Completed | Failed
+    failure_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    dataset_uri: Mapped[str] = mapped_column(String(2048))
+    output_uri: Mapped[str] = mapped_column(String(2048))
+    baseline_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    spec: Mapped[Any] = mapped_column(JSON)
+    created_by: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    ended_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
 
 
 class Execution(Base):

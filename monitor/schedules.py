@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from lineage import service as lineage
 from mlgov import audit, events, workers
 from mlgov.auth import Principal
-from mlgov.db import new_id, paginate, utcnow
+from mlgov.db import icontains, new_id, paginate, utcnow
 from mlgov.errors import Conflict, Invalid, NotFound
 from mlgov.outbound import OutboundPolicy, safe_url
 from mlgov.secrets import SecretBox
@@ -44,15 +44,12 @@ from registry import service as registry
 log = logging.getLogger("mlgov.scheduler")
 
 
-def _check_rules(expression: str, start: str, end: str) -> tuple[dt.timedelta, dt.timedelta]:
+def _check_rules(expression: str, start: str, end: str) -> None:
     try:
         recurrence.check(expression)
-        s, e = recurrence.duration(start), recurrence.duration(end)
     except recurrence.RuleError as exc:
         raise Invalid(str(exc), fix=f"use {recurrence.FORMS}; window offsets like -PT1H") from None
-    if e <= s:
-        raise Invalid(f"window end offset {end} is not after start offset {start}", fix="e.g. start -PT1H, end PT0S")
-    return s, e
+    check_window(start, end)
 
 
 def _first_run(expression: str, now: dt.datetime) -> dt.datetime:
@@ -62,7 +59,17 @@ def _first_run(expression: str, now: dt.datetime) -> dt.datetime:
         raise Invalid(str(exc), fix="PATCH the schedule's expression to one that fires again") from None
 
 
-def _check_baseline(session: Session, monitoring_type: str, baseline_id: str, endpoint: str) -> None:
+def check_window(start: str, end: str) -> None:
+    """Invalid unless ``start`` and ``end`` are ISO-8601 offsets with start before end."""
+    try:
+        s, e = recurrence.duration(start), recurrence.duration(end)
+    except recurrence.RuleError as exc:
+        raise Invalid(str(exc), fix="window offsets like -PT1H and PT0S") from None
+    if e <= s:
+        raise Invalid(f"window end offset {end} is not after start offset {start}", fix="e.g. start -PT1H, end PT0S")
+
+
+def check_baseline(session: Session, monitoring_type: str, baseline_id: str, endpoint: str) -> None:
     """The baseline is of the schedule's kind and fits its endpoint (the kind's check: the columns the baseline
     reads are captured there), so a schedule never fails every run on a mismatch nobody was told about."""
     base = service.get_baseline(session, baseline_id)
@@ -80,25 +87,30 @@ def _fits(session: Session, kind: kinds.MonitorKind, base: service.Baseline, end
 
 def create(session: Session, *, name: str, endpoint: str, monitoring_type: str, expression: str, baseline_id: str,
            window_start: str, window_end: str, drift: dict[str, Any] | None, alerting: dict[str, Any] | None,
-           actor: Principal, now: dt.datetime | None = None) -> Schedule:
+           actor: Principal, now: dt.datetime | None = None, output_uri: str | None = None,
+           job_definition: str | None = None) -> Schedule:
+    """A schedule; ``output_uri`` (a folder of the object store) also receives each run's reports in SageMaker's
+    layout (`report_folder`), ``job_definition`` names the job definition it was made from."""
     if monitoring_type not in kinds.names():
         raise Invalid(f"type {monitoring_type!r} is not one of {', '.join(kinds.names())}",
                       fix="pick a monitoring type")
     _check_rules(expression, window_start, window_end)
     service.get_endpoint(session, endpoint)
-    _check_baseline(session, monitoring_type, baseline_id, endpoint)
+    check_baseline(session, monitoring_type, baseline_id, endpoint)
     if session.scalar(select(Schedule.id).where(Schedule.name == name)) is not None:
         raise Conflict(f"monitoring schedule {name!r} already exists", fix="pick another name or update it")
     now = now or utcnow()
     row = Schedule(id=new_id(), name=name, endpoint=endpoint, type=monitoring_type, expression=expression,
                    window_start=window_start, window_end=window_end, baseline_id=baseline_id, drift=drift,
                    alerting=alerting, status="Scheduled", next_run_at=_first_run(expression, now),
-                   created_by=actor.name, created_at=now, updated_at=now)
+                   output_uri=output_uri, job_definition=job_definition, created_by=actor.name, created_at=now,
+                   updated_at=now)
     session.add(row)
     session.flush()
     audit.record(session, actor=actor.name, action="schedule.created", subject_type="schedule", subject_id=name,
                  after={"endpoint": endpoint, "type": monitoring_type, "expression": expression,
-                        "baseline_id": baseline_id})
+                        "baseline_id": baseline_id, **({"output_uri": output_uri} if output_uri else {}),
+                        **({"job_definition": job_definition} if job_definition else {})})
     return row
 
 
@@ -141,7 +153,7 @@ def finished(session: Session, sched: Schedule) -> None:
 def update(session: Session, name: str, fields: dict[str, Any], actor: Principal) -> Schedule:
     row = get(session, name)
     if "baseline_id" in fields:
-        _check_baseline(session, row.type, fields["baseline_id"], row.endpoint)
+        check_baseline(session, row.type, fields["baseline_id"], row.endpoint)
     before = {k: getattr(row, k) for k in fields}
     for k, v in fields.items():
         setattr(row, k, v)
@@ -182,6 +194,8 @@ def execute(session: Session, store: ObjectStore, sched: Schedule, ex: Execution
     try:
         with session.begin_nested():
             analysis = _run(session, store, sched, ex, actor)
+            if sched.output_uri and analysis.status != "Failed":
+                publish_reports(store, sched, ex, analysis)
             if analysis.status == "CompletedWithViolations":
                 violations = service.violations_of(store, analysis)
     except Exception as exc:   # a broken run is a Failed execution, not a dead scheduler
@@ -206,6 +220,34 @@ def _run(session: Session, store: ObjectStore, sched: Schedule, ex: Execution, a
     kind = kinds.get(sched.type)
     _fits(session, kind, service.get_baseline(session, sched.baseline_id), sched.endpoint)   # schema changed since?
     return kind.run_window(session, store, window, actor)
+
+
+REPORTS = ("constraint_violations.json", "statistics.json")   # what SageMaker's analyzer writes per execution
+
+
+def report_folder(store: ObjectStore, sched: Schedule, ex: Execution) -> str | None:
+    """The object-store folder of an execution's published reports, in SageMaker's layout:
+    ``<output>/<endpoint>/<schedule>/<yyyy>/<mm>/<dd>/<hh>`` (the hour the run was scheduled for; a schedule
+    firing more than hourly keeps that hour's latest run there); a manual run adds ``/<execution id>`` so it never
+    overwrites a scheduled run's reports. None when the schedule publishes nowhere."""
+    base = store.key_of(sched.output_uri.rstrip("/")) if sched.output_uri else None
+    if base is None:
+        return None
+    folder = f"{base}/{sched.endpoint}/{sched.name}/{ex.scheduled_for:%Y/%m/%d/%H}".lstrip("/")
+    return folder if ex.trigger == "schedule" else f"{folder}/{ex.id}"
+
+
+def publish_reports(store: ObjectStore, sched: Schedule, ex: Execution, analysis: Analysis) -> None:
+    """Copy the analysis's SageMaker files to the schedule's output folder, so code that reads
+    ``constraint_violations.json`` from there keeps working."""
+    folder = report_folder(store, sched, ex)
+    if folder is None:
+        raise Invalid(f"output URI {sched.output_uri} of schedule {sched.name!r} is outside the object store "
+                      f"({store.root_uri}…)", fix="update the schedule with an output URI in the store")
+    for name in REPORTS:
+        key = f"{analysis.prefix}/{name}"
+        if store.exists(key):
+            store.put(f"{folder}/{name}", store.get(key), "application/json")
 
 
 def failure_reason(exc: BaseException) -> str:
@@ -444,3 +486,116 @@ def prometheus(session: Session, store: ObjectStore) -> str:
     metric("mlgov_ground_truth_records_total", "ground-truth labels accepted per endpoint", "counter",
            [({"endpoint": e}, float(n)) for e, n in gts])
     return "\n".join(lines) + "\n"
+
+
+# --- executions across schedules -----------------------------------------------------------------------------------
+
+def find_executions(session: Session, *, schedule: str | None = None, endpoint: str | None = None,
+                    job_definition: str | None = None, monitoring_type: str | None = None, status: str | None = None,
+                    scheduled: tuple[dt.datetime | None, dt.datetime | None] = (None, None),
+                    created: tuple[dt.datetime | None, dt.datetime | None] = (None, None),
+                    order: tuple[Any, ...] = (), limit: int, offset: int) -> tuple[list[Execution], int]:
+    """A page of executions of every schedule matching the filters (``scheduled``/``created``: exclusive
+    after/before bounds)."""
+    stmt = select(Execution).join(Schedule, Schedule.id == Execution.schedule_id)
+    where = [Schedule.name == schedule if schedule else None, Schedule.endpoint == endpoint if endpoint else None,
+             Schedule.job_definition == job_definition if job_definition else None,
+             Schedule.type == monitoring_type if monitoring_type else None,
+             Execution.status == status if status else None,
+             Execution.scheduled_for > scheduled[0] if scheduled[0] else None,
+             Execution.scheduled_for < scheduled[1] if scheduled[1] else None,
+             Execution.created_at > created[0] if created[0] else None,
+             Execution.created_at < created[1] if created[1] else None]
+    return paginate(session, stmt, *(order or (Execution.scheduled_for.desc(),)), Execution.id, limit=limit,
+                    offset=offset, where=where)
+
+
+def get_execution(session: Session, execution_id: str) -> tuple[Execution, Schedule]:
+    ex = session.get(Execution, execution_id)
+    sched = session.get(Schedule, ex.schedule_id) if ex is not None else None
+    if ex is None or sched is None:
+        raise NotFound(f"no monitoring execution {execution_id!r}", fix="list a schedule's executions")
+    return ex, sched
+
+
+def latest_execution(session: Session, sched: Schedule) -> Execution | None:
+    return session.scalar(select(Execution).where(Execution.schedule_id == sched.id)
+                          .order_by(Execution.created_at.desc(), Execution.id).limit(1))
+
+
+# --- M-of-N alert rules (SageMaker's monitoring alerts) ---------------------------------------------------------------
+# A rule per check of the schedule's kind: in alert while at least ``datapoints`` of the last ``period`` judged
+# executions (Completed or CompletedWithViolations, by window end) breached that check. Default 1 of 1: the latest
+# judged run breached it. Rules live in the schedule's ``alerting`` settings under "rules".
+
+def alert_rule(sched: Schedule, check: str) -> dict[str, Any]:
+    rule = ((sched.alerting or {}).get("rules") or {}).get(check) or {}
+    return {"datapoints": int(rule.get("datapoints", 1)), "period": int(rule.get("period", 1)),
+            "updated_at": dt.datetime.fromisoformat(rule["updated_at"]) if rule.get("updated_at") else None}
+
+
+def set_alert_rule(session: Session, name: str, check: str, datapoints: int, period: int,
+                   actor: Principal) -> Schedule:
+    sched = get(session, name)
+    if check not in kinds.get(sched.type).checks:
+        raise NotFound(f"schedule {name!r} ({sched.type}) has no alert for check {check!r}",
+                       fix=f"its checks: {', '.join(kinds.get(sched.type).checks)}")
+    if datapoints > period:
+        raise Invalid(f"{datapoints} datapoints to alert cannot exceed the evaluation period of {period}",
+                      fix="give datapoints ≤ period")
+    alerting = dict(sched.alerting or {})
+    rules = dict(alerting.get("rules") or {})
+    rules[check] = {"datapoints": datapoints, "period": period, "updated_at": utcnow().isoformat()}
+    return update(session, name, {"alerting": {**alerting, "rules": rules}}, actor)
+
+
+def breached_checks(session: Session, store: ObjectStore, sched: Schedule,
+                    limit: int = 1000) -> list[tuple[Execution, set[str]]]:
+    """The schedule's latest judged executions, oldest first, each with the checks its violations breached."""
+    rows = list(session.scalars(select(Execution).where(
+        Execution.schedule_id == sched.id, Execution.status.in_(("Completed", "CompletedWithViolations")))
+        .order_by(Execution.window_end.desc(), Execution.created_at.desc()).limit(limit)))
+    out: list[tuple[Execution, set[str]]] = []
+    for ex in reversed(rows):
+        analysis = session.get(Analysis, ex.analysis_id) if ex.analysis_id else None
+        found = service.violations_of(store, analysis) if analysis is not None and \
+            ex.status == "CompletedWithViolations" else []
+        out.append((ex, {str(v.get("constraint_check_type", "violation")) for v in found}))
+    return out
+
+
+def alert_history(runs: list[tuple[Execution, set[str]]], check: str, datapoints: int,
+                  period: int) -> list[tuple[dt.datetime, bool]]:
+    """Each change of the rule's state (time, in alert), from OK before the first run."""
+    changes: list[tuple[dt.datetime, bool]] = []
+    state, hits = False, [check in found for _, found in runs]
+    for i, (ex, _) in enumerate(runs):
+        now = sum(hits[max(0, i - period + 1):i + 1]) >= datapoints
+        if now != state:
+            changes.append((ex.ended_at or ex.created_at, now))
+            state = now
+    return changes
+
+
+def find_schedules(session: Session, *, endpoint: str | None = None, name_contains: str | None = None,
+                   status: str | None = None, job_definition: str | None = None, monitoring_type: str | None = None,
+                   created: tuple[dt.datetime | None, dt.datetime | None] = (None, None),
+                   modified: tuple[dt.datetime | None, dt.datetime | None] = (None, None),
+                   order: tuple[Any, ...] = (), limit: int, offset: int) -> tuple[list[Schedule], int]:
+    """A page of schedules matching the filters (``created``/``modified``: exclusive after/before bounds)."""
+    where = [Schedule.endpoint == endpoint if endpoint else None, icontains(Schedule.name, name_contains),
+             Schedule.status == status if status else None,
+             Schedule.job_definition == job_definition if job_definition else None,
+             Schedule.type == monitoring_type if monitoring_type else None,
+             Schedule.created_at > created[0] if created[0] else None,
+             Schedule.created_at < created[1] if created[1] else None,
+             Schedule.updated_at > modified[0] if modified[0] else None,
+             Schedule.updated_at < modified[1] if modified[1] else None]
+    return paginate(session, select(Schedule), *(order or (Schedule.created_at.desc(),)), Schedule.id, limit=limit,
+                    offset=offset, where=where)
+
+
+def capture_uri(session: Session, store: ObjectStore, endpoint: str) -> str:
+    """The folder URI of an endpoint's captured records (SageMaker's layout: endpoint/variant/yyyy/mm/dd/hh/)."""
+    ep = service.get_endpoint(session, endpoint)
+    return store.folder_uri(layout.capture_folder(ep.name, ep.variant))

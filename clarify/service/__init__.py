@@ -17,8 +17,9 @@ from clarify.service.monitors import (
     bias_window,
     create_bias_baseline,
     create_explainability_baseline,
+    import_bias_baseline,
 )
 
 __all__ = ["DEFAULT_LIMITS", "attribution_window", "bias_analysis", "bias_window", "create_bias_baseline",
-           "create_explainability_baseline", "dump", "explain_version", "explanation_rows", "get_report", "load_model",
-           "policy_failures"]
+           "create_explainability_baseline", "dump", "explain_version", "explanation_rows", "get_report",
+           "import_bias_baseline", "load_model", "policy_failures"]

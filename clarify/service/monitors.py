@@ -37,15 +37,15 @@ from clarify.service.artifacts import load_model, read_csv
 from mlgov import inputs
 from mlgov.auth import Principal
 from mlgov.db import new_id
+from mlgov.errors import Invalid
 from mlgov.storage import ObjectStore
 from monitor import service as monitor
 from monitor.engine.stats import json_safe
 from registry import service as registry
 
 
-def create_bias_baseline(session: Session, store: ObjectStore, *, data: bytes, config: bytes, name: str | None,
-                         actor: Principal) -> monitor.Baseline:
-    """A ModelBias baseline: the post-training analysis.json of a labelled validation set."""
+def _bias_config(config: bytes) -> Any:
+    """The analysis config of a bias monitor: post-training metrics only (SageMaker's defaults if none named)."""
     try:
         parsed = parse_config(inputs.loads(config, "config"))   # kernel JSON policy first
     except ConfigError as exc:
@@ -53,6 +53,13 @@ def create_bias_baseline(session: Session, store: ObjectStore, *, data: bytes, c
     if parsed.methods.post_training_bias is None:
         parsed.methods.post_training_bias = PostTraining(methods=["DPPL", "DI", "DCA", "DCR", "RD", "DAR", "AD"])
     parsed.methods.pre_training_bias = None
+    return parsed
+
+
+def create_bias_baseline(session: Session, store: ObjectStore, *, data: bytes, config: bytes, name: str | None,
+                         actor: Principal) -> monitor.Baseline:
+    """A ModelBias baseline: the post-training analysis.json of a labelled validation set."""
+    parsed = _bias_config(config)
     cfg = parsed.as_dict()
     df = read_csv(data, parsed.headers)
     try:
@@ -67,6 +74,36 @@ def create_bias_baseline(session: Session, store: ObjectStore, *, data: bytes, c
                                    settings={"config": cfg}, dataset_sha256=hashlib.sha256(data).hexdigest(),
                                    rows=len(df), features=df.shape[1], name=name, actor=actor,
                                    summary={"kind": "ModelBias", "rows": len(df)}, document="analysis.json")
+
+
+def import_bias_baseline(session: Session, store: ObjectStore, *, analysis: bytes, config: bytes,
+                         name: str | None, actor: Principal) -> monitor.Baseline:
+    """A ModelBias baseline from SageMaker Clarify's files: the bias baseline's analysis.json (post-training
+    metrics per facet group) and the analysis_config.json it was computed with."""
+    cfg = _bias_config(config).as_dict()
+    doc = inputs.loads(analysis, "analysis.json")
+    facets = (doc.get("post_training_bias_metrics") or {}).get("facets") if isinstance(doc, dict) else None
+
+    def group_ok(g: Any) -> bool:
+        return isinstance(g, dict) and isinstance(g.get("metrics"), list) and all(
+            isinstance(m, dict) and isinstance(m.get("name"), str) and
+            (m.get("value") is None or isinstance(m.get("value"), int | float)) for m in g["metrics"])
+
+    if not isinstance(facets, dict) or not facets or not all(
+            isinstance(groups, list) and all(map(group_ok, groups)) for groups in facets.values()):
+        raise Invalid("analysis.json needs post_training_bias_metrics.facets: for each facet a list of groups, each "
+                      "with metrics [{name, value}]", fix="use the analysis.json a Clarify bias baseline job wrote")
+    missing = [str(f["name_or_index"]) for f in cfg["facet"] if str(f["name_or_index"]) not in facets]
+    if missing:
+        raise Invalid(f"analysis.json has no post-training metrics for facet(s) {missing} of the analysis config",
+                      fix="use the analysis.json computed with this analysis_config.json")
+    bid = new_id()
+    prefix = monitor.baseline_prefix(bid)
+    store.put(f"{prefix}/analysis.json", json.dumps(doc, allow_nan=False).encode(), "application/json")
+    store.put(f"{prefix}/analysis_config.json", json.dumps(cfg, allow_nan=False).encode(), "application/json")
+    return monitor.record_baseline(session, store, baseline_id=bid, kind="ModelBias", source="imported",
+                                   settings={"config": cfg}, rows=0, features=0, name=name, actor=actor,
+                                   action="baseline.imported", summary={"kind": "ModelBias"}, document="analysis.json")
 
 
 def create_explainability_baseline(session: Session, store: ObjectStore, *, data: bytes, group: str, version: int,

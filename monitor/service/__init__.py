@@ -56,6 +56,7 @@ from monitor.service.endpoints import (
 from monitor.service.ground_truth import ingest_ground_truth, labelled_window
 from monitor.service.model_quality import (
     create_quality_baseline,
+    import_quality_baseline,
     performance_estimate,
     quality_file,
     quality_report,
@@ -67,7 +68,8 @@ __all__ = [
     "Analysis", "Baseline", "analysis_file", "analysis_prefix", "analysis_summary", "analyze_file", "analyze_window",
     "attach_baseline", "baseline_file", "baseline_prefix", "captured_count", "create_baseline", "create_endpoint",
     "create_quality_baseline", "data_quality_report", "drift_config", "get_analysis", "get_baseline", "get_endpoint",
-    "gx_suite", "import_baseline", "ingest", "ingest_ground_truth", "labelled_window", "list_analyses",
+    "gx_suite", "import_baseline", "import_quality_baseline", "ingest", "ingest_ground_truth", "labelled_window",
+    "list_analyses",
     "list_baselines", "list_endpoints", "performance_estimate", "put_expectations", "quality_file", "quality_report",
     "quality_window", "read_dataset_uri", "record_analysis", "record_baseline", "run_analysis",
     "run_quality_analysis", "update_constraints", "version_baseline", "violations_of", "window_table",

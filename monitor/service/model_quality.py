@@ -16,11 +16,12 @@ from typing import Any
 import numpy as np
 from sqlalchemy.orm import Session
 
+from mlgov import inputs
 from mlgov.auth import Principal
 from mlgov.db import new_id
 from mlgov.errors import Invalid
 from mlgov.storage import ObjectStore
-from monitor import capture, layout
+from monitor import capture, documents, layout
 from monitor.engine import cbpe, quality
 from monitor.orm import Analysis, Baseline
 from monitor.service.analyses import analysis_prefix, record_analysis
@@ -80,6 +81,38 @@ def create_quality_baseline(session: Session, store: ObjectStore, *, data: bytes
                            dataset_sha256=hashlib.sha256(data).hexdigest(), rows=table.num_rows,
                            features=table.num_columns, name=name, actor=actor,
                            summary={"kind": "ModelQuality", "problem_type": problem_type, "rows": table.num_rows})
+
+
+def import_quality_baseline(session: Session, store: ObjectStore, *, constraints: bytes, statistics: bytes,
+                            problem_type: str, prediction: str | None, probability: str | None, threshold: float,
+                            name: str | None, actor: Principal) -> Baseline:
+    """A model-quality baseline from SageMaker's constraints.json and statistics.json (ModelQualityMonitor's
+    suggest_baseline output); labels come from the endpoint's ground truth, predictions from its captured
+    ``prediction``/``probability`` columns."""
+    if problem_type not in quality.PROBLEMS:
+        raise Invalid(f"problem_type {problem_type!r} is not one of {', '.join(quality.PROBLEMS)}",
+                      fix="use Regression, BinaryClassification or MulticlassClassification")
+    constr = documents.validate_constraints(inputs.loads(constraints, "constraints.json"), "ModelQuality")
+    key = f"{quality.PROBLEMS[problem_type]}_constraints"
+    if key not in constr:
+        raise Invalid(f"constraints.json holds no {key!r} block for a {problem_type} model",
+                      fix="use the constraints a model-quality baseline of this problem type wrote")
+    stats = inputs.loads(statistics, "statistics.json")
+    metrics = f"{quality.PROBLEMS[problem_type]}_metrics"
+    if not isinstance(stats, dict) or not isinstance(stats.get(metrics), dict):
+        raise Invalid(f"statistics.json holds no {metrics!r} object", fix="use the statistics.json written beside "
+                      "the constraints by a model-quality baseline of this problem type")
+    bid = new_id()
+    prefix = baseline_prefix(bid)
+    store.put(f"{prefix}/statistics.json", statistics, "application/json")
+    store.put(f"{prefix}/constraints.json", constraints, "application/json")
+    return record_baseline(session, store, baseline_id=bid, kind="ModelQuality", source="imported",
+                           problem_type=problem_type,
+                           settings={"label": None, "prediction": prediction, "probability": probability,
+                                     "threshold": threshold},
+                           rows=int((stats.get("dataset") or {}).get("item_count") or 0), features=0, name=name,
+                           actor=actor, action="baseline.imported",
+                           summary={"kind": "ModelQuality", "problem_type": problem_type})
 
 
 def run_quality_analysis(session: Session, store: ObjectStore, *, baseline_id: str, actor: Principal,

@@ -1,0 +1,227 @@
+"""Monitoring job definitions and baselining jobs (service layer: flushes, never commits).
+
+A job definition names what a schedule runs: an endpoint, a baseline of its kind, the window offsets and the
+folder of the object store its reports are published to (SageMaker's DataQuality/ModelQuality job definitions).
+A schedule made from one (`schedule_from_definition`) is an ordinary schedule: the scheduler, manual runs,
+alerts and the native API treat it like any other.
+
+A baselining job is SageMaker's model-monitor analyzer run by mlgov's own engine: the dataset is read from the
+object store, the baseline computed (a baseline row, visible natively, with its lineage), and statistics.json and
+constraints.json are written to the job's output folder. It runs in the caller's transaction; a dataset that
+cannot be read or profiled is a Failed job with the reason, not an error.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from mlgov import audit
+from mlgov.auth import Principal
+from mlgov.db import icontains, new_id, paginate, utcnow
+from mlgov.errors import Conflict, DomainError, Invalid, NotFound
+from mlgov.storage import ObjectStore
+from monitor import schedules, service
+from monitor.orm import JobDefinition, ProcessingJob, Schedule
+
+# --- object-store URIs -------------------------------------------------------------------------------------------
+
+
+def store_key(store: ObjectStore, uri: str, what: str) -> str:
+    """The object-store key (or folder) of ``uri``; Invalid naming the store when it lies elsewhere."""
+    key = store.key_of(uri.rstrip("/"))
+    if key is None:
+        raise Invalid(f"{what} {uri} is outside mlgov's object store ({store.root_uri}…)",
+                      fix=f"use a URI under {store.root_uri}")
+    return key
+
+
+def read_objects(store: ObjectStore, uri: str, what: str) -> list[bytes]:
+    """The object at ``uri``, or every object under it when it names a folder (SageMaker's S3Prefix), in key
+    order; Invalid when there is none."""
+    key = store_key(store, uri, what)
+    if key and store.exists(key):
+        return [store.get(key)]
+    keys = sorted(k for k in store.list(f"{key}/" if key else "") if not k.endswith("/"))
+    if not keys:
+        raise Invalid(f"{what} {uri} holds no object", fix="upload the file there first")
+    return [store.get(k) for k in keys]
+
+
+def import_baseline(session: Session, store: ObjectStore, *, statistics_uri: str, constraints_uri: str,
+                    name: str | None, actor: Principal) -> service.Baseline:
+    """A data-quality baseline from SageMaker's statistics.json and constraints.json in the object store."""
+    return service.import_baseline(session, store, statistics=one_object(store, statistics_uri, "StatisticsResource"),
+                                   constraints=one_object(store, constraints_uri, "ConstraintsResource"), name=name,
+                                   actor=actor)
+
+
+def one_object(store: ObjectStore, uri: str, what: str) -> bytes:
+    found = read_objects(store, uri, what)
+    if len(found) != 1:
+        raise Invalid(f"{what} {uri} must name one file, not a folder of {len(found)}", fix="point it at the file")
+    return found[0]
+
+
+def import_quality_baseline(session: Session, store: ObjectStore, *, constraints_uri: str, problem_type: str,
+                            prediction: str | None, probability: str | None, threshold: float, name: str | None,
+                            actor: Principal) -> service.Baseline:
+    """A model-quality baseline from SageMaker's constraints.json and the statistics.json beside it."""
+    constraints = one_object(store, constraints_uri, "ConstraintsResource")
+    statistics_uri = f"{constraints_uri.rsplit('/', 1)[0]}/statistics.json"
+    statistics = one_object(store, statistics_uri, "the statistics.json beside the constraints")
+    return service.import_quality_baseline(session, store, constraints=constraints, statistics=statistics,
+                                           problem_type=problem_type, prediction=prediction, probability=probability,
+                                           threshold=threshold, name=name, actor=actor)
+
+
+# --- job definitions -------------------------------------------------------------------------------------------
+
+
+def create_definition(session: Session, store: ObjectStore, *, name: str, monitoring_type: str, endpoint: str,
+                      baseline_id: str, output_uri: str, window_start: str, window_end: str, spec: dict[str, Any],
+                      actor: Principal) -> JobDefinition:
+    """A job definition whose baseline is of its type and fits its endpoint (as a schedule's must)."""
+    store_key(store, output_uri, "the output URI")
+    if session.scalar(select(JobDefinition.id).where(JobDefinition.name == name)) is not None:
+        raise Conflict(f"monitoring job definition {name!r} already exists", fix="pick another name or delete it")
+    service.get_endpoint(session, endpoint)
+    schedules.check_baseline(session, monitoring_type, baseline_id, endpoint)
+    schedules.check_window(window_start, window_end)
+    row = JobDefinition(id=new_id(), name=name, type=monitoring_type, endpoint=endpoint, baseline_id=baseline_id,
+                        output_uri=output_uri, window_start=window_start, window_end=window_end, spec=spec,
+                        created_by=actor.name, created_at=utcnow())
+    session.add(row)
+    session.flush()
+    audit.record(session, actor=actor.name, action="job_definition.created", subject_type="job_definition",
+                 subject_id=name, after={"type": monitoring_type, "endpoint": endpoint, "baseline_id": baseline_id,
+                                         "output_uri": output_uri})
+    return row
+
+
+def get_definition(session: Session, name: str, monitoring_type: str | None = None) -> JobDefinition:
+    row = session.scalar(select(JobDefinition).where(JobDefinition.name == name))
+    if row is None or (monitoring_type is not None and row.type != monitoring_type):
+        raise NotFound(f"no {monitoring_type or 'monitoring'} job definition named {name!r}",
+                       fix="list them, or create it first")
+    return row
+
+
+def list_definitions(session: Session, *, monitoring_type: str, endpoint: str | None, name_contains: str | None,
+                     created_after: dt.datetime | None, created_before: dt.datetime | None, order: Sequence[Any],
+                     limit: int, offset: int) -> tuple[list[JobDefinition], int]:
+    stmt = select(JobDefinition).where(JobDefinition.type == monitoring_type)
+    where = [JobDefinition.endpoint == endpoint if endpoint else None, icontains(JobDefinition.name, name_contains),
+             JobDefinition.created_at > created_after if created_after else None,
+             JobDefinition.created_at < created_before if created_before else None]
+    return paginate(session, stmt, *order, JobDefinition.id, limit=limit, offset=offset, where=where)
+
+
+def delete_definition(session: Session, name: str, monitoring_type: str, actor: Principal) -> None:
+    row = get_definition(session, name, monitoring_type)
+    users = list(session.scalars(select(Schedule.name).where(Schedule.job_definition == name)))
+    if users:
+        raise Conflict(f"job definition {name!r} is used by monitoring schedule(s) {', '.join(users)}",
+                       fix="delete those schedules first")
+    session.delete(row)
+    session.flush()
+    audit.record(session, actor=actor.name, action="job_definition.deleted", subject_type="job_definition",
+                 subject_id=name, before={"type": row.type, "endpoint": row.endpoint})
+
+
+def schedule_from_definition(session: Session, store: ObjectStore, *, name: str, definition: JobDefinition,
+                             expression: str, window_start: str | None, window_end: str | None,
+                             actor: Principal) -> Schedule:
+    """A schedule running ``definition`` (its window unless the schedule gives its own)."""
+    return schedules.create(session, name=name, endpoint=definition.endpoint, monitoring_type=definition.type,
+                            expression=expression, baseline_id=definition.baseline_id,
+                            window_start=window_start or definition.window_start,
+                            window_end=window_end or definition.window_end, drift=None, alerting=None, actor=actor,
+                            output_uri=definition.output_uri, job_definition=definition.name)
+
+
+def redefine_schedule(session: Session, name: str, *, definition: JobDefinition, expression: str,
+                      window_start: str | None, window_end: str | None, actor: Principal) -> Schedule:
+    """Point a schedule at a job definition (of its own type) and a new expression and window."""
+    sched = schedules.get(session, name)
+    if definition.type != sched.type:
+        raise Invalid(f"schedule {name!r} monitors {sched.type}; job definition {definition.name!r} is "
+                      f"{definition.type}", fix="create a new schedule for another monitoring type")
+    if definition.endpoint != sched.endpoint:
+        raise Invalid(f"schedule {name!r} monitors endpoint {sched.endpoint!r}; job definition "
+                      f"{definition.name!r} names {definition.endpoint!r}",
+                      fix="create a new schedule for another endpoint")
+    fields: dict[str, Any] = {"expression": expression, "baseline_id": definition.baseline_id,
+                              "window_start": window_start or definition.window_start,
+                              "window_end": window_end or definition.window_end,
+                              "output_uri": definition.output_uri, "job_definition": definition.name}
+    return schedules.update(session, name, {k: v for k, v in fields.items() if getattr(sched, k) != v}, actor)
+
+
+# --- baselining jobs ---------------------------------------------------------------------------------------------
+
+
+def run_baselining_job(session: Session, store: ObjectStore, *, name: str, dataset_uri: str, fmt: str,
+                       header: bool, output_uri: str, spec: dict[str, Any], actor: Principal) -> ProcessingJob:
+    """Profile the dataset at ``dataset_uri`` (an object, or every object of a folder: CSV files each with the
+    same header, or one Parquet file) into a baseline, and write statistics.json and constraints.json to
+    ``output_uri``."""
+    out = store_key(store, output_uri, "the output URI")
+    store_key(store, dataset_uri, "the dataset URI")
+    if session.scalar(select(ProcessingJob.id).where(ProcessingJob.name == name)) is not None:
+        raise Conflict(f"processing job {name!r} already exists", fix="pick another job name")
+    job = ProcessingJob(id=new_id(), name=name, status="InProgress", dataset_uri=dataset_uri, output_uri=output_uri,
+                        spec=spec, created_by=actor.name, created_at=utcnow())
+    session.add(job)
+    session.flush()
+    try:
+        with session.begin_nested():
+            parts = read_objects(store, dataset_uri, "the dataset")
+            if fmt == "parquet" and len(parts) > 1:
+                raise Invalid(f"{dataset_uri} holds {len(parts)} Parquet files; mlgov profiles one",
+                              fix="point the input at one Parquet file")
+            data = parts[0] if fmt == "parquet" else _joined_csv(parts, header)
+            base = service.create_baseline(session, store, data=data, fmt=fmt, header=header, name=name,
+                                           dataset_uri=dataset_uri, actor=actor)
+            for file in ("statistics.json", "constraints.json"):
+                store.put(f"{out}/{file}".lstrip("/"), store.get(f"{base.prefix}/{file}"), "application/json")
+        job.status, job.baseline_id = "Completed", base.id
+    except DomainError as exc:
+        job.status, job.failure_reason = "Failed", exc.detail
+    job.ended_at = utcnow()
+    session.flush()
+    audit.record(session, actor=actor.name, action="processing_job.ended", subject_type="processing_job",
+                 subject_id=name, after={"status": job.status, "baseline_id": job.baseline_id,
+                                         "dataset_uri": dataset_uri, "output_uri": output_uri})
+    return job
+
+
+def _joined_csv(parts: list[bytes], header: bool) -> bytes:
+    """Several CSV objects as one: the first keeps its header line, the others lose theirs."""
+    chunks = [parts[0].rstrip(b"\r\n")]
+    for part in parts[1:]:
+        body = part.split(b"\n", 1)[1] if header and b"\n" in part else (b"" if header else part)
+        if body.strip():
+            chunks.append(body.rstrip(b"\r\n"))
+    return b"\n".join(chunks) + b"\n"
+
+
+def get_processing_job(session: Session, name: str) -> ProcessingJob:
+    row = session.scalar(select(ProcessingJob).where(ProcessingJob.name == name))
+    if row is None:
+        raise NotFound(f"no processing job named {name!r}", fix="list them, or check the name")
+    return row
+
+
+def list_processing_jobs(session: Session, *, name_contains: str | None, status: str | None,
+                         created_after: dt.datetime | None, created_before: dt.datetime | None,
+                         order: Sequence[Any], limit: int, offset: int) -> tuple[list[ProcessingJob], int]:
+    where = [icontains(ProcessingJob.name, name_contains), ProcessingJob.status == status if status else None,
+             ProcessingJob.created_at > created_after if created_after else None,
+             ProcessingJob.created_at < created_before if created_before else None]
+    return paginate(session, select(ProcessingJob), *order, ProcessingJob.id, limit=limit, offset=offset,
+                    where=where)

@@ -1,0 +1,551 @@
+"""SageMaker Model Monitor operations with the real clients only: boto3 against a live server, S3 on SeaweedFS.
+
+The `sm` fixture and the strict response check (`_conform`: every answer parsed by botocore and held to the
+operation's output shape) come from tests/test_sagemaker_api.py.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+from botocore.exceptions import ClientError
+
+from clarify import sagemaker as clarify_sagemaker
+from mlgov.aws import AwsService, botocore_model
+from mlgov.db import Database
+from monitor import jobs
+from monitor import sagemaker as monitor_sagemaker
+from monitor.engine import quality
+from monitor.sagemaker import ANALYZER_IMAGES
+from tests import test_sagemaker_api
+from tests.monitor.test_api import FEATURES, csv_bytes, frame, record
+from tests.test_sagemaker_api import REGION, SageMaker, _code, _conform, _package
+
+sm = test_sagemaker_api.sm   # the live server with boto3 clients per role (the fixture, shared)
+
+pytestmark = pytest.mark.live
+ANALYZER = "468650794304.dkr.ecr.eu-west-1.amazonaws.com/sagemaker-model-monitor-analyzer"
+ROLE = "arn:aws:iam::123456789012:role/monitor"
+CLUSTER = {"InstanceCount": 1, "InstanceType": "ml.m5.xlarge", "VolumeSizeInGB": 20}
+MONITORING_OPERATIONS = {
+    "CreateDataQualityJobDefinition", "DescribeDataQualityJobDefinition", "ListDataQualityJobDefinitions",
+    "DeleteDataQualityJobDefinition", "CreateMonitoringSchedule", "DescribeMonitoringSchedule",
+    "UpdateMonitoringSchedule", "ListMonitoringSchedules", "StopMonitoringSchedule", "StartMonitoringSchedule",
+    "DeleteMonitoringSchedule", "ListMonitoringExecutions", "ListMonitoringAlerts", "ListMonitoringAlertHistory",
+    "UpdateMonitoringAlert", "CreateProcessingJob", "DescribeProcessingJob", "ListProcessingJobs"}
+MODEL_QUALITY_OPERATIONS = {"CreateModelQualityJobDefinition", "DescribeModelQualityJobDefinition",
+                            "ListModelQualityJobDefinitions", "DeleteModelQualityJobDefinition"}
+
+
+def _baselining_request(name: str, dataset_uri: str, output_uri: str, *, image: str = ANALYZER,
+                        dataset_format: dict[str, Any] | None = None) -> dict[str, Any]:
+    """CreateProcessingJob as the SageMaker Python SDK v2's DefaultModelMonitor.suggest_baseline builds it."""
+    return {
+        "ProcessingJobName": name, "RoleArn": ROLE, "AppSpecification": {"ImageUri": image},
+        "ProcessingResources": {"ClusterConfig": CLUSTER}, "StoppingCondition": {"MaxRuntimeInSeconds": 3600},
+        "Environment": {"dataset_format": json.dumps(dataset_format or {"csv": {"header": True,
+                                                                                "output_columns_position": "START"}}),
+                        "dataset_source": "/opt/ml/processing/input/baseline_dataset_input",
+                        "output_path": "/opt/ml/processing/output", "publish_cloudwatch_metrics": "Disabled"},
+        "ProcessingInputs": [{"InputName": "baseline_dataset_input", "AppManaged": False, "S3Input": {
+            "S3Uri": dataset_uri, "LocalPath": "/opt/ml/processing/input/baseline_dataset_input",
+            "S3DataType": "S3Prefix", "S3InputMode": "File", "S3DataDistributionType": "FullyReplicated"}}],
+        "ProcessingOutputConfig": {"Outputs": [{"OutputName": "monitoring_output", "AppManaged": False, "S3Output": {
+            "S3Uri": output_uri, "LocalPath": "/opt/ml/processing/output", "S3UploadMode": "EndOfJob"}}]},
+    }
+
+
+def _definition(name: str, endpoint: str, output_uri: str, baseline: dict[str, Any],
+                image: str = ANALYZER) -> dict[str, Any]:
+    """CreateDataQualityJobDefinition as DefaultModelMonitor.create_monitoring_schedule builds it."""
+    return {"JobDefinitionName": name, "DataQualityBaselineConfig": baseline,
+            "DataQualityAppSpecification": {"ImageUri": image,
+                                            "Environment": {"publish_cloudwatch_metrics": "Enabled"}},
+            "DataQualityJobInput": {"EndpointInput": {"EndpointName": endpoint, "LocalPath": "/opt/ml/processing/input",
+                                                      "S3InputMode": "File",
+                                                      "S3DataDistributionType": "FullyReplicated"}},
+            "DataQualityJobOutputConfig": {"MonitoringOutputs": [{"S3Output": {
+                "S3Uri": output_uri, "LocalPath": "/opt/ml/processing/output", "S3UploadMode": "EndOfJob"}}]},
+            "JobResources": {"ClusterConfig": CLUSTER}, "RoleArn": ROLE,
+            "StoppingCondition": {"MaxRuntimeInSeconds": 1800}}
+
+
+def _json_at(sm: SageMaker, uri: str) -> Any:
+    key = sm.store.key_of(uri)
+    assert key is not None, uri
+    return json.loads(sm.store.get(key))
+
+
+def _ingest_key(sm: SageMaker) -> dict[str, str]:
+    r = httpx.post(f"{sm.url}/api/v1/keys", json={"name": "capture", "role": "ingest"}, headers=sm.headers["root"])
+    assert r.status_code == 201, r.text
+    return {"Authorization": f"Bearer {r.json()['key']}"}
+
+
+def _endpoint(sm: SageMaker, name: str = "churn-prod") -> None:
+    pat = sm.client("pat")
+    pat.create_model_package_group(ModelPackageGroupName="churn")
+    pat.create_model_package(**_package(sm, "churn", b"churn-model"))
+    r = httpx.post(f"{sm.url}/api/v1/endpoints", headers=sm.headers["pat"], json={
+        "name": name, "model_group": "churn", "model_version": 1,
+        "schema": {"features": FEATURES, "prediction": {"name": "prediction"}}})
+    assert r.status_code == 201, r.text
+
+
+def _capture(sm: SageMaker, ingest: dict[str, str], start: dt.datetime, shift: float, seed: int, first: int) -> None:
+    rows = frame(300, shift=shift, seed=seed)
+    recs = [record(first + i, start + dt.timedelta(seconds=5 * i), tuple(rows.iloc[i])) for i in range(300)]
+    r = httpx.post(f"{sm.url}/api/v1/endpoints/churn-prod/capture", json=recs, headers=ingest, timeout=60)
+    assert r.status_code == 200 and r.json()["accepted"] == 300, r.text
+
+
+def _run(sm: SageMaker, schedule: str, start: str, end: str) -> dict[str, Any]:
+    r = httpx.post(f"{sm.url}/api/v1/monitoring-schedules/{schedule}/run", json={"start": start, "end": end},
+                   headers=sm.headers["pat"], timeout=120)
+    assert r.status_code == 201, r.text
+    return dict(r.json())
+
+
+def test_baseline_schedule_executions_reports_and_alerts(sm: SageMaker, live_db: Database) -> None:
+    _conform.seen.clear()  # type: ignore[attr-defined]
+    pat, vic = sm.client("pat"), sm.client("vic")
+
+    # suggest_baseline: the analyzer's processing job, run by mlgov's engine
+    data_uri, _ = sm.model_file("datasets/train/part-0.csv", csv_bytes(frame(1500, seed=1)))
+    sm.store.put("datasets/train/part-1.csv", csv_bytes(frame(500, seed=2)))
+    out = sm.store.uri("baselining/churn-baseline/output")
+    arn = pat.create_processing_job(**_baselining_request("churn-baseline", data_uri.rsplit("/", 1)[0], out))[
+        "ProcessingJobArn"]
+    assert arn == f"arn:aws:sagemaker:{REGION}:123456789012:processing-job/churn-baseline"
+    job = vic.describe_processing_job(ProcessingJobName="churn-baseline")
+    assert job["ProcessingJobStatus"] == "Completed" and job["ProcessingEndTime"] >= job["ProcessingStartTime"]
+    assert job["AppSpecification"]["ImageUri"] == ANALYZER
+    stats, constraints = _json_at(sm, f"{out}/statistics.json"), _json_at(sm, f"{out}/constraints.json")
+    assert stats["dataset"]["item_count"] == 2000      # both objects of the prefix
+    by_name = {f["name"]: f for f in stats["features"]}
+    assert by_name["income"]["inferred_type"] == "Fractional"
+    assert set(by_name["income"]["numerical_statistics"]) >= {"mean", "sum", "std_dev", "min", "max", "distribution"}
+    assert by_name["state"]["inferred_type"] == "String" and "string_statistics" in by_name["state"]
+    assert {f["name"] for f in constraints["features"]} == {"age", "income", "state"}
+    assert "monitoring_config" in constraints and "completeness" in constraints["features"][0]
+    baseline_id = job["ExitMessage"].split()[-1]
+    native = httpx.get(f"{sm.url}/api/v1/baselines/{baseline_id}", headers=sm.headers["vic"]).json()
+    assert native["row_count"] == 2000 and native["dataset_uri"] == data_uri.rsplit("/", 1)[0]
+
+    # an endpoint registered natively, a job definition and a schedule through boto3
+    _endpoint(sm)
+    reports = sm.store.uri("monitoring/reports")
+    definition = _definition("churn-dq", "churn-prod", reports, {
+        "ConstraintsResource": {"S3Uri": f"{out}/constraints.json"},
+        "StatisticsResource": {"S3Uri": f"{out}/statistics.json"}})
+    def_arn = pat.create_data_quality_job_definition(**definition)["JobDefinitionArn"]
+    assert def_arn.endswith(":data-quality-job-definition/churn-dq")
+    described = vic.describe_data_quality_job_definition(JobDefinitionName="churn-dq")
+    assert described["DataQualityJobInput"] == definition["DataQualityJobInput"]
+    assert described["DataQualityBaselineConfig"] == definition["DataQualityBaselineConfig"]
+    assert [d["MonitoringJobDefinitionName"] for d in
+            vic.list_data_quality_job_definitions(EndpointName="churn-prod")["JobDefinitionSummaries"]] == ["churn-dq"]
+    sched_arn = pat.create_monitoring_schedule(MonitoringScheduleName="churn-hourly", MonitoringScheduleConfig={
+        "ScheduleConfig": {"ScheduleExpression": "cron(0 * ? * * *)"}, "MonitoringJobDefinitionName": "churn-dq",
+        "MonitoringType": "DataQuality"})["MonitoringScheduleArn"]
+    assert sched_arn == f"arn:aws:sagemaker:{REGION}:123456789012:monitoring-schedule/churn-hourly"
+    with httpx.Client(base_url=sm.url, headers=sm.headers["vic"]) as native_client:
+        natively = native_client.get("/api/v1/monitoring-schedules/churn-hourly").json()
+    assert (natively["endpoint"], natively["type"], natively["status"]) == ("churn-prod", "DataQuality", "Scheduled")
+    imported = httpx.get(f"{sm.url}/api/v1/baselines/{natively['baseline_id']}", headers=sm.headers["vic"]).json()
+    assert imported["source"] == "imported" and imported["feature_count"] == 3
+
+    # captured traffic, then runs (the native run-now; StartMonitoringSchedule only resumes a stopped schedule)
+    ingest = _ingest_key(sm)
+    t0 = dt.datetime(2026, 11, 20, 10, 0, tzinfo=dt.UTC)
+    _capture(sm, ingest, t0, shift=0.0, seed=3, first=0)
+    _capture(sm, ingest, t0 + dt.timedelta(hours=1), shift=30.0, seed=4, first=1000)
+    good = _run(sm, "churn-hourly", "2026-11-20T10:00:00Z", "2026-11-20T11:00:00Z")
+    bad = _run(sm, "churn-hourly", "2026-11-20T11:00:00Z", "2026-11-20T12:00:00Z")
+    empty = _run(sm, "churn-hourly", "2026-11-21T00:00:00Z", "2026-11-21T01:00:00Z")
+    assert (good["status"], bad["status"], empty["status"]) == ("Completed", "CompletedWithViolations", "Failed")
+
+    listed = vic.list_monitoring_executions(MonitoringScheduleName="churn-hourly", SortBy="CreationTime",
+                                            SortOrder="Ascending")["MonitoringExecutionSummaries"]
+    assert [e["MonitoringExecutionStatus"] for e in listed] == ["Completed", "CompletedWithViolations", "Failed"]
+    assert "no data captured" in listed[2]["FailureReason"] and "FailureReason" not in listed[0]
+    assert all(e["MonitoringJobDefinitionName"] == "churn-dq" and e["EndpointName"] == "churn-prod" for e in listed)
+    assert [e["MonitoringExecutionStatus"] for e in vic.list_monitoring_executions(
+        EndpointName="churn-prod", StatusEquals="CompletedWithViolations")["MonitoringExecutionSummaries"]] == \
+        ["CompletedWithViolations"]
+    # each execution's processing job says where its reports are, under MonitoringOutputs' S3Uri
+    violated = vic.describe_processing_job(ProcessingJobName=listed[1]["ProcessingJobArn"].rsplit("/", 1)[1])
+    assert violated["ProcessingJobStatus"] == "Completed" and violated["ExitMessage"] == "CompletedWithViolations"
+    assert violated["MonitoringScheduleArn"] == sched_arn
+    folder = violated["ProcessingOutputConfig"]["Outputs"][0]["S3Output"]["S3Uri"]
+    assert folder.startswith(f"{reports}/churn-prod/churn-hourly/")
+    found = _json_at(sm, f"{folder}/constraint_violations.json")["violations"]
+    assert {v["feature_name"] for v in found if v["constraint_check_type"] == "baseline_drift_check"} >= {"income"}
+    assert _json_at(sm, f"{folder}/statistics.json")["dataset"]["item_count"] == 300
+    assert violated["Environment"]["baseline_constraints"].endswith("/constraints.json")
+    assert violated["ProcessingInputs"][0]["S3Input"]["S3Uri"].endswith("/churn-prod/AllTraffic/")
+    failed = vic.describe_processing_job(ProcessingJobName=listed[2]["ProcessingJobArn"].rsplit("/", 1)[1])
+    assert failed["ProcessingJobStatus"] == "Failed" and "no data captured" in failed["FailureReason"]
+    clean = vic.describe_processing_job(ProcessingJobName=listed[0]["ProcessingJobArn"].rsplit("/", 1)[1])
+    ok_folder = clean["ProcessingOutputConfig"]["Outputs"][0]["S3Output"]["S3Uri"]
+    assert ok_folder != folder and _json_at(sm, f"{ok_folder}/constraint_violations.json")["violations"] == []
+
+    d = vic.describe_monitoring_schedule(MonitoringScheduleName="churn-hourly")
+    assert d["MonitoringScheduleStatus"] == "Scheduled" and d["EndpointName"] == "churn-prod"
+    assert d["MonitoringScheduleConfig"]["MonitoringJobDefinitionName"] == "churn-dq"
+    assert d["LastMonitoringExecutionSummary"]["MonitoringExecutionStatus"] == "Failed"
+
+    # alerts: one per check, in alert while the latest judged run breached it (1 of 1 by default)
+    alerts = {a["MonitoringAlertName"]: a for a in
+              vic.list_monitoring_alerts(MonitoringScheduleName="churn-hourly")["MonitoringAlertSummaries"]}
+    assert alerts["baseline-drift-check"]["AlertStatus"] == "InAlert"
+    assert alerts["completeness-check"]["AlertStatus"] == "OK"
+    assert (alerts["baseline-drift-check"]["DatapointsToAlert"], alerts["baseline-drift-check"]["EvaluationPeriod"]) \
+        == (1, 1)
+    history = vic.list_monitoring_alert_history(MonitoringScheduleName="churn-hourly",
+                                                MonitoringAlertName="baseline-drift-check")["MonitoringAlertHistory"]
+    assert [h["AlertStatus"] for h in history] == ["InAlert"]
+    with pytest.raises(ClientError) as exc:        # a viewer does not tune alerts
+        vic.update_monitoring_alert(MonitoringScheduleName="churn-hourly", MonitoringAlertName="baseline-drift-check",
+                                    DatapointsToAlert=2, EvaluationPeriod=2)
+    assert _code(exc) == "AccessDeniedException"
+    with pytest.raises(ClientError) as exc:
+        pat.update_monitoring_alert(MonitoringScheduleName="churn-hourly", MonitoringAlertName="baseline-drift-check",
+                                    DatapointsToAlert=3, EvaluationPeriod=2)
+    assert _code(exc) == "ValidationException"
+    with pytest.raises(ClientError) as exc:
+        pat.update_monitoring_alert(MonitoringScheduleName="churn-hourly", MonitoringAlertName="no-such-check",
+                                    DatapointsToAlert=1, EvaluationPeriod=1)
+    assert _code(exc) == "ResourceNotFound"
+    updated = pat.update_monitoring_alert(MonitoringScheduleName="churn-hourly",
+                                          MonitoringAlertName="baseline-drift-check", DatapointsToAlert=2,
+                                          EvaluationPeriod=2)
+    assert updated["MonitoringScheduleArn"] == sched_arn
+    alerts = {a["MonitoringAlertName"]: a for a in
+              vic.list_monitoring_alerts(MonitoringScheduleName="churn-hourly")["MonitoringAlertSummaries"]}
+    assert alerts["baseline-drift-check"]["AlertStatus"] == "OK"        # 1 of the last 2 judged runs breached
+    assert (alerts["baseline-drift-check"]["DatapointsToAlert"], alerts["baseline-drift-check"]["EvaluationPeriod"]) \
+        == (2, 2)
+
+    # schedules: listed, updated, stopped, started; visible natively; a one-time NOW schedule run by the scheduler
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    _capture(sm, ingest, now - dt.timedelta(minutes=40), shift=0.0, seed=5, first=5000)
+    pat.create_monitoring_schedule(MonitoringScheduleName="churn-once", MonitoringScheduleConfig={
+        "ScheduleConfig": {"ScheduleExpression": "NOW", "DataAnalysisStartTime": "-PT1H",
+                           "DataAnalysisEndTime": "PT0S"},
+        "MonitoringJobDefinitionName": "churn-dq", "MonitoringType": "DataQuality"})
+    ran = jobs.tick(live_db, sm.store, dt.datetime.now(dt.UTC))
+    assert len(ran) == 1
+    once = vic.list_monitoring_executions(MonitoringScheduleName="churn-once")["MonitoringExecutionSummaries"]
+    assert [e["MonitoringExecutionStatus"] for e in once] == ["Completed"]
+    hour = once[0]["ScheduledTime"].astimezone(dt.UTC)
+    assert _json_at(sm, f"{reports}/churn-prod/churn-once/{hour:%Y/%m/%d/%H}/constraint_violations.json") == \
+        {"violations": []}                        # a scheduled run: exactly SageMaker's layout
+    names = [s["MonitoringScheduleName"] for s in vic.list_monitoring_schedules(
+        EndpointName="churn-prod", SortBy="Name", SortOrder="Ascending")["MonitoringScheduleSummaries"]]
+    assert names == ["churn-hourly", "churn-once"]
+    assert [s["MonitoringScheduleName"] for s in vic.list_monitoring_schedules(
+        StatusEquals="Stopped")["MonitoringScheduleSummaries"]] == ["churn-once"]   # a NOW schedule stops after it
+    pat.update_monitoring_schedule(MonitoringScheduleName="churn-hourly", MonitoringScheduleConfig={
+        "ScheduleConfig": {"ScheduleExpression": "cron(0 */2 ? * * *)", "DataAnalysisStartTime": "-PT2H",
+                           "DataAnalysisEndTime": "PT0S"},
+        "MonitoringJobDefinitionName": "churn-dq", "MonitoringType": "DataQuality"})
+    cfg = vic.describe_monitoring_schedule(MonitoringScheduleName="churn-hourly")["MonitoringScheduleConfig"]
+    assert cfg["ScheduleConfig"] == {"ScheduleExpression": "cron(0 */2 ? * * *)", "DataAnalysisStartTime": "-PT2H",
+                                     "DataAnalysisEndTime": "PT0S"}
+    pat.stop_monitoring_schedule(MonitoringScheduleName="churn-hourly")
+    assert httpx.get(f"{sm.url}/api/v1/monitoring-schedules/churn-hourly", headers=sm.headers["vic"]).json()[
+        "status"] == "Stopped"
+    pat.start_monitoring_schedule(MonitoringScheduleName="churn-hourly")
+    assert vic.describe_monitoring_schedule(MonitoringScheduleName="churn-hourly")["MonitoringScheduleStatus"] == \
+        "Scheduled"
+
+    # deleting: a definition in use is refused; schedules go, then the definition
+    with pytest.raises(ClientError) as exc:
+        pat.delete_data_quality_job_definition(JobDefinitionName="churn-dq")
+    assert _code(exc) == "ConflictException" and "churn-hourly" in str(exc.value)
+    pat.delete_monitoring_schedule(MonitoringScheduleName="churn-hourly")
+    pat.delete_monitoring_schedule(MonitoringScheduleName="churn-once")
+    pat.delete_data_quality_job_definition(JobDefinitionName="churn-dq")
+    with pytest.raises(ClientError) as exc:
+        vic.describe_monitoring_schedule(MonitoringScheduleName="churn-hourly")
+    assert _code(exc) == "ResourceNotFound"
+    assert vic.list_processing_jobs(NameContains="churn")["ProcessingJobSummaries"][0]["ProcessingJobStatus"] == \
+        "Completed"
+
+    _all_checked(MONITORING_OPERATIONS)
+
+
+def _all_checked(operations: set[str]) -> None:
+    """Every one of ``operations`` that answers something was answered, and held to botocore's output shape."""
+    model = botocore_model("sagemaker")
+    answering = {op for op in operations if model.operation_model(op).output_shape is not None}
+    missing = answering - _conform.seen  # type: ignore[attr-defined]
+    assert not missing, f"operations whose answers were never checked against botocore's shapes: {missing}"
+
+
+def test_model_quality_job_definition_judges_captured_predictions_against_ground_truth(sm: SageMaker) -> None:
+    _conform.seen.clear()  # type: ignore[attr-defined]
+    pat, vic = sm.client("pat"), sm.client("vic")
+    _endpoint(sm)
+    # the files ModelQualityMonitor.suggest_baseline writes (mlgov's engine computes the same format)
+    rng = np.random.default_rng(7)
+    y = rng.integers(0, 2, 500)
+    prob = np.clip(y * 0.8 + rng.normal(0.1, 0.05, 500), 0, 1)
+    stats = quality.statistics("BinaryClassification", y, probability=prob, threshold=0.5)
+    sm.store.put("mq/baseline/statistics.json", json.dumps(stats).encode())
+    sm.store.put("mq/baseline/constraints.json", json.dumps(quality.suggest_constraints(stats)).encode())
+    reports = sm.store.uri("mq/reports")
+    request = {
+        "JobDefinitionName": "churn-mq", "RoleArn": ROLE, "JobResources": {"ClusterConfig": CLUSTER},
+        "ModelQualityBaselineConfig": {"ConstraintsResource": {"S3Uri": sm.store.uri("mq/baseline/constraints.json")}},
+        "ModelQualityAppSpecification": {"ImageUri": ANALYZER, "ProblemType": "BinaryClassification"},
+        "ModelQualityJobInput": {
+            "EndpointInput": {"EndpointName": "churn-prod", "LocalPath": "/opt/ml/processing/input/endpoint",
+                              "ProbabilityAttribute": "prediction", "ProbabilityThresholdAttribute": 0.5,
+                              "StartTimeOffset": "-PT1H", "EndTimeOffset": "PT0S"},
+            "GroundTruthS3Input": {"S3Uri": sm.store.uri("mq/ground-truth")}},
+        "ModelQualityJobOutputConfig": {"MonitoringOutputs": [{"S3Output": {
+            "S3Uri": reports, "LocalPath": "/opt/ml/processing/output", "S3UploadMode": "EndOfJob"}}]}}
+    with pytest.raises(ClientError) as exc:
+        pat.create_model_quality_job_definition(**{**request, "ModelQualityJobInput": {
+            **request["ModelQualityJobInput"], "EndpointInput": {
+                **request["ModelQualityJobInput"]["EndpointInput"], "ProbabilityAttribute": "score"}}})
+    assert _code(exc) == "ValidationException" and "score" in str(exc.value)    # not captured by the endpoint
+    arn = pat.create_model_quality_job_definition(**request)["JobDefinitionArn"]
+    assert arn.endswith(":model-quality-job-definition/churn-mq")
+    assert vic.describe_model_quality_job_definition(JobDefinitionName="churn-mq")["ModelQualityJobInput"] == \
+        request["ModelQualityJobInput"]
+    assert [d["MonitoringJobDefinitionName"] for d in vic.list_model_quality_job_definitions()[
+        "JobDefinitionSummaries"]] == ["churn-mq"]
+    assert vic.list_data_quality_job_definitions()["JobDefinitionSummaries"] == []
+    pat.create_monitoring_schedule(MonitoringScheduleName="churn-quality", MonitoringScheduleConfig={
+        "ScheduleConfig": {"ScheduleExpression": "cron(0 * ? * * *)"}, "MonitoringJobDefinitionName": "churn-mq",
+        "MonitoringType": "ModelQuality"})
+
+    ingest = _ingest_key(sm)
+    t0 = dt.datetime(2026, 11, 20, 10, 0, tzinfo=dt.UTC)
+    _capture(sm, ingest, t0, shift=0.0, seed=8, first=0)        # every prediction is 0.7: class 1
+    labels = [{"groundTruthData": {"data": str(i % 2), "encoding": "CSV"},
+               "eventMetadata": {"eventId": f"inf-{i}"}, "eventVersion": "0"} for i in range(300)]
+    r = httpx.post(f"{sm.url}/api/v1/endpoints/churn-prod/ground-truth", json=labels, headers=ingest)
+    assert r.status_code == 200 and r.json()["accepted"] == 300, r.text
+    ran = _run(sm, "churn-quality", "2026-11-20T10:00:00Z", "2026-11-20T11:00:00Z")
+    assert ran["status"] == "CompletedWithViolations"
+    [ex] = vic.list_monitoring_executions(MonitoringTypeEquals="ModelQuality")["MonitoringExecutionSummaries"]
+    assert (ex["MonitoringExecutionStatus"], ex["MonitoringJobDefinitionName"]) == \
+        ("CompletedWithViolations", "churn-mq")
+    job = vic.describe_processing_job(ProcessingJobName=ex["ProcessingJobArn"].rsplit("/", 1)[1])
+    folder = job["ProcessingOutputConfig"]["Outputs"][0]["S3Output"]["S3Uri"]
+    violations = _json_at(sm, f"{folder}/constraint_violations.json")["violations"]
+    assert "accuracy" in {v["metric_name"] for v in violations}
+    breached = {v["constraint_check_type"] for v in violations}
+    assert "LessThanThreshold" in breached and breached <= {"LessThanThreshold", "GreaterThanThreshold"}
+    assert _json_at(sm, f"{folder}/statistics.json")["binary_classification_metrics"]["accuracy"]["value"] == 0.5
+    alerts = {a["MonitoringAlertName"]: a["AlertStatus"] for a in
+              vic.list_monitoring_alerts(MonitoringScheduleName="churn-quality")["MonitoringAlertSummaries"]}
+    assert alerts == {check: "InAlert" if check in breached else "OK"
+                      for check in ("LessThanThreshold", "GreaterThanThreshold")}
+    pat.delete_monitoring_schedule(MonitoringScheduleName="churn-quality")
+    pat.delete_model_quality_job_definition(JobDefinitionName="churn-mq")
+    _all_checked(MODEL_QUALITY_OPERATIONS)
+
+
+def test_a_baselining_job_that_cannot_profile_its_data_fails_with_the_reason(sm: SageMaker) -> None:
+    pat, vic = sm.client("pat"), sm.client("vic")
+    empty, _ = sm.model_file("datasets/empty.csv", b"")
+    pat.create_processing_job(**_baselining_request("empty-baseline", empty, sm.store.uri("out/empty")))
+    job = vic.describe_processing_job(ProcessingJobName="empty-baseline")
+    assert job["ProcessingJobStatus"] == "Failed" and "empty" in job["FailureReason"].lower()
+    assert [j["ProcessingJobStatus"] for j in vic.list_processing_jobs(StatusEquals="Failed")[
+        "ProcessingJobSummaries"]] == ["Failed"]
+    with pytest.raises(ClientError) as exc:         # a failed job is no baseline
+        pat.create_data_quality_job_definition(**_definition("from-failed", "churn-prod", sm.store.uri("r"), {
+            "BaseliningJobName": "empty-baseline"}))
+    assert _code(exc) == "ValidationException" and "Failed" in str(exc.value)
+    with pytest.raises(ClientError) as exc:
+        vic.describe_processing_job(ProcessingJobName="never-ran")
+    assert _code(exc) == "ResourceNotFound"
+
+
+def test_only_the_analyzer_image_and_what_mlgov_can_honour(sm: SageMaker) -> None:
+    pat = sm.client("pat")
+    data, _ = sm.model_file("datasets/d.csv", csv_bytes(frame(50)))
+    out = sm.store.uri("out/x")
+    assert ANALYZER in ANALYZER_IMAGES and len(ANALYZER_IMAGES) >= 28
+    for image in ["123456789012.dkr.ecr.eu-west-1.amazonaws.com/my-processor:1",
+                  f"{ANALYZER}:latest-evil", f"evil.example.com/{ANALYZER}", ANALYZER.replace("468650794304", "1" * 12),
+                  "sagemaker-model-monitor-analyzer"]:
+        with pytest.raises(ClientError) as exc:
+            pat.create_processing_job(**_baselining_request("x", data, out, image=image))
+        assert _code(exc) == "ValidationException" and image in str(exc.value)
+    with pytest.raises(ClientError) as exc:
+        pat.create_processing_job(**_baselining_request("x", data, out, dataset_format={"json": {"lines": True}}))
+    assert _code(exc) == "ValidationException" and "json" in str(exc.value)
+    with pytest.raises(ClientError) as exc:        # the input must lie in mlgov's object store
+        pat.create_processing_job(**_baselining_request("x", "s3://someone-elses-bucket/data.csv", out))
+    assert _code(exc) == "ValidationException" and "outside mlgov's object store" in str(exc.value)
+    with pytest.raises(ClientError) as exc:
+        pat.create_processing_job(**_baselining_request("execution-abc", data, out))
+    assert _code(exc) == "ValidationException"
+    request = _baselining_request("x", data, out)
+    request["Environment"]["record_preprocessor_script"] = "/opt/ml/processing/code/pre.py"
+    with pytest.raises(ClientError) as exc:
+        pat.create_processing_job(**request)
+    assert _code(exc) == "ValidationException" and "record_preprocessor_script" in str(exc.value)
+    assert sm.client("vic").list_processing_jobs()["ProcessingJobSummaries"] == []      # nothing ran
+
+    _endpoint(sm)
+    pat.create_processing_job(**_baselining_request("b", data, out))
+    with pytest.raises(ClientError) as exc:
+        pat.create_processing_job(**_baselining_request("b", data, out))
+    assert _code(exc) == "ConflictException"
+    good = {"BaseliningJobName": "b"}
+    for bad, word in [(_definition("d1", "churn-prod", out, good, image="my/image"), "my/image"),
+                      (_definition("d2", "no-such-endpoint", out, good), "no-such-endpoint"),
+                      (_definition("d3", "churn-prod", "s3://elsewhere/reports", good), "outside"),
+                      (_definition("d4", "churn-prod", out, {}), "baseline")]:
+        with pytest.raises(ClientError) as exc:
+            pat.create_data_quality_job_definition(**bad)
+        assert _code(exc) in ("ValidationException", "ResourceNotFound") and word in str(exc.value), str(exc.value)
+    scripted = _definition("d5", "churn-prod", out, good)
+    scripted["DataQualityAppSpecification"]["RecordPreprocessorSourceUri"] = "s3://b/pre.py"
+    with pytest.raises(ClientError) as exc:
+        pat.create_data_quality_job_definition(**scripted)
+    assert _code(exc) == "ValidationException" and "RecordPreprocessorSourceUri" in str(exc.value)
+    pat.create_data_quality_job_definition(**_definition("ok", "churn-prod", out, good))
+    with pytest.raises(ClientError) as exc:        # a schedule names its job definition; no inline definition
+        pat.create_monitoring_schedule(MonitoringScheduleName="s", MonitoringScheduleConfig={
+            "ScheduleConfig": {"ScheduleExpression": "cron(0 * ? * * *)"},
+            "MonitoringJobDefinition": {
+                "MonitoringInputs": [{"EndpointInput": {"EndpointName": "churn-prod", "LocalPath": "/x"}}],
+                "MonitoringOutputConfig": {"MonitoringOutputs": [{"S3Output": {"S3Uri": out, "LocalPath": "/y"}}]},
+                "MonitoringResources": {"ClusterConfig": CLUSTER},
+                "MonitoringAppSpecification": {"ImageUri": ANALYZER}, "RoleArn": ROLE}})
+    assert _code(exc) == "ValidationException" and "MonitoringJobDefinition" in str(exc.value)
+    with pytest.raises(ClientError) as exc:
+        pat.create_monitoring_schedule(MonitoringScheduleName="s", MonitoringScheduleConfig={
+            "ScheduleConfig": {"ScheduleExpression": "rate(5 minutes)"}, "MonitoringJobDefinitionName": "ok",
+            "MonitoringType": "DataQuality"})
+    assert _code(exc) == "ValidationException" and "rate(5 minutes)" in str(exc.value)
+    with pytest.raises(ClientError) as exc:
+        pat.create_monitoring_schedule(MonitoringScheduleName="s", MonitoringScheduleConfig={
+            "ScheduleConfig": {"ScheduleExpression": "cron(0 * ? * * *)"}, "MonitoringJobDefinitionName": "ok",
+            "MonitoringType": "ModelQuality"})
+    assert _code(exc) == "ResourceNotFound"
+
+
+def test_roles(sm: SageMaker) -> None:
+    vic, ann = sm.client("vic"), sm.client("ann")
+    calls = [
+        lambda c: c.create_processing_job(**_baselining_request("x", sm.store.uri("d.csv"), sm.store.uri("o"))),
+        lambda c: c.create_data_quality_job_definition(**_definition("x", "e", sm.store.uri("o"),
+                                                                     {"BaseliningJobName": "b"})),
+        lambda c: c.create_monitoring_schedule(MonitoringScheduleName="x", MonitoringScheduleConfig={
+            "ScheduleConfig": {"ScheduleExpression": "NOW"}, "MonitoringJobDefinitionName": "x"}),
+        lambda c: c.stop_monitoring_schedule(MonitoringScheduleName="x"),
+        lambda c: c.delete_monitoring_schedule(MonitoringScheduleName="x"),
+        lambda c: c.delete_data_quality_job_definition(JobDefinitionName="x"),
+    ]
+    for client in (vic, ann):           # viewers and approvers read; publishers and admins change monitors
+        for call in calls:
+            with pytest.raises(ClientError) as exc:
+                call(client)
+            assert _code(exc) == "AccessDeniedException"
+    assert vic.list_monitoring_schedules()["MonitoringScheduleSummaries"] == []
+    assert vic.list_data_quality_job_definitions()["JobDefinitionSummaries"] == []
+    assert vic.list_monitoring_executions()["MonitoringExecutionSummaries"] == []
+    assert vic.list_monitoring_alert_history().get("MonitoringAlertHistory", []) == []
+
+
+def test_the_served_monitoring_operations() -> None:
+    """The list the README's table and the conformance check above use is what monitor registers."""
+    api = AwsService(botocore_model("sagemaker"), account="000000000000", lookup=lambda session, akid: None)
+    monitor_sagemaker.register(api)
+    assert set(api.served()) == MONITORING_OPERATIONS | MODEL_QUALITY_OPERATIONS
+    clarify_sagemaker.register(api)      # Clarify adds its kinds' job definitions (monitor never imports it)
+    assert set(api.served()) == MONITORING_OPERATIONS | MODEL_QUALITY_OPERATIONS | MODEL_BIAS_OPERATIONS
+    reads = ("Describe", "List")
+    assert all(op.write == (not name.startswith(reads)) for name, op in api.operations.items())
+
+
+CLARIFY = "131013547314.dkr.ecr.eu-west-1.amazonaws.com/sagemaker-clarify-processing:1.0"
+MODEL_BIAS_OPERATIONS = {"CreateModelBiasJobDefinition", "DescribeModelBiasJobDefinition",
+                         "ListModelBiasJobDefinitions", "DeleteModelBiasJobDefinition"}
+
+
+def test_model_bias_job_definition_from_clarify_files(sm: SageMaker) -> None:
+    from clarify.metrics.analysis import analyze
+
+    _conform.seen.clear()  # type: ignore[attr-defined]
+    pat, vic = sm.client("pat"), sm.client("vic")
+    _endpoint(sm)
+    cfg = {"label": "label", "label_values_or_threshold": [1], "predicted_label": "prediction",
+           "probability_threshold": 0.5, "facet": [{"name_or_index": "state", "value_or_threshold": ["CA"]}],
+           "methods": {"post_training_bias": {"methods": ["DPPL", "DI"]}}}
+    reference = frame(1500, seed=11)
+    reference["label"] = np.random.default_rng(12).integers(0, 2, 1500)
+    reference["prediction"] = reference["label"]            # a fair model on the reference data
+    sm.store.put("bias/analysis_config.json", json.dumps(cfg).encode())
+    sm.store.put("bias/baseline/analysis.json", json.dumps(analyze(reference, cfg)).encode())
+    request = {
+        "JobDefinitionName": "churn-bias", "RoleArn": ROLE, "JobResources": {"ClusterConfig": CLUSTER},
+        "ModelBiasBaselineConfig": {"ConstraintsResource": {"S3Uri": sm.store.uri("bias/baseline/analysis.json")}},
+        "ModelBiasAppSpecification": {"ImageUri": CLARIFY, "ConfigUri": sm.store.uri("bias/analysis_config.json")},
+        "ModelBiasJobInput": {
+            "EndpointInput": {"EndpointName": "churn-prod", "LocalPath": "/opt/ml/processing/input/endpoint"},
+            "GroundTruthS3Input": {"S3Uri": sm.store.uri("bias/ground-truth")}},
+        "ModelBiasJobOutputConfig": {"MonitoringOutputs": [{"S3Output": {
+            "S3Uri": sm.store.uri("bias/reports"), "LocalPath": "/opt/ml/processing/output"}}]}}
+    with pytest.raises(ClientError) as exc:         # the analyzer's image is not Clarify's
+        pat.create_model_bias_job_definition(**{**request, "ModelBiasAppSpecification": {
+            **request["ModelBiasAppSpecification"], "ImageUri": ANALYZER}})
+    assert _code(exc) == "ValidationException" and ANALYZER in str(exc.value)
+    with pytest.raises(ClientError) as exc:         # a baseline that is not a Clarify bias analysis
+        pat.create_model_bias_job_definition(**{**request, "ModelBiasBaselineConfig": {
+            "ConstraintsResource": {"S3Uri": sm.store.uri("bias/analysis_config.json")}}})
+    assert _code(exc) == "ValidationException" and "post_training_bias_metrics" in str(exc.value)
+    arn = pat.create_model_bias_job_definition(**request)["JobDefinitionArn"]
+    assert arn.endswith(":model-bias-job-definition/churn-bias")
+    assert vic.describe_model_bias_job_definition(JobDefinitionName="churn-bias")["ModelBiasAppSpecification"] == \
+        request["ModelBiasAppSpecification"]
+    assert [d["EndpointName"] for d in vic.list_model_bias_job_definitions()["JobDefinitionSummaries"]] == \
+        ["churn-prod"]
+    pat.create_monitoring_schedule(MonitoringScheduleName="churn-bias-hourly", MonitoringScheduleConfig={
+        "ScheduleConfig": {"ScheduleExpression": "cron(0 * ? * * *)"}, "MonitoringJobDefinitionName": "churn-bias",
+        "MonitoringType": "ModelBias"})
+
+    # the endpoint now disfavours CA: its predictions there are negative
+    ingest = _ingest_key(sm)
+    t0 = dt.datetime(2026, 11, 20, 10, 0, tzinfo=dt.UTC)
+    rows = frame(300, seed=13)
+    recs = []
+    for i in range(300):
+        rec = record(i, t0 + dt.timedelta(seconds=5 * i), tuple(rows.iloc[i]))
+        rec["captureData"]["endpointOutput"]["data"] = "0.1" if rows.iloc[i]["state"] == "CA" else "0.9"
+        recs.append(rec)
+    assert httpx.post(f"{sm.url}/api/v1/endpoints/churn-prod/capture", json=recs, headers=ingest,
+                      timeout=60).json()["accepted"] == 300
+    labels = [{"groundTruthData": {"data": str(i % 2), "encoding": "CSV"}, "eventMetadata": {"eventId": f"inf-{i}"},
+               "eventVersion": "0"} for i in range(300)]
+    assert httpx.post(f"{sm.url}/api/v1/endpoints/churn-prod/ground-truth", json=labels,
+                      headers=ingest).json()["accepted"] == 300
+    assert _run(sm, "churn-bias-hourly", "2026-11-20T10:00:00Z", "2026-11-20T11:00:00Z")["status"] == \
+        "CompletedWithViolations"
+    [ex] = vic.list_monitoring_executions(MonitoringTypeEquals="ModelBias")["MonitoringExecutionSummaries"]
+    job = vic.describe_processing_job(ProcessingJobName=ex["ProcessingJobArn"].rsplit("/", 1)[1])
+    assert job["AppSpecification"]["ImageUri"] == CLARIFY
+    folder = job["ProcessingOutputConfig"]["Outputs"][0]["S3Output"]["S3Uri"]
+    found = _json_at(sm, f"{folder}/constraint_violations.json")["violations"]
+    assert {v["constraint_check_type"] for v in found} == {"bias_drift_check"}
+    assert "DPPL" in {v["metric_name"] for v in found}
+    alerts = vic.list_monitoring_alerts(MonitoringScheduleName="churn-bias-hourly")["MonitoringAlertSummaries"]
+    assert [(a["MonitoringAlertName"], a["AlertStatus"]) for a in alerts] == [("bias-drift-check", "InAlert")]
+    pat.delete_monitoring_schedule(MonitoringScheduleName="churn-bias-hourly")
+    pat.delete_model_bias_job_definition(JobDefinitionName="churn-bias")
+    _all_checked(MODEL_BIAS_OPERATIONS)
