@@ -104,7 +104,7 @@ def run_sdk(python: Path, sm: SageMaker, s3_endpoint: str, script: str, tmp_path
         "AWS_CONFIG_FILE": str(tmp_path / "none"), "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"),
         "HTTPS_PROXY": closed, "HTTP_PROXY": closed, "NO_PROXY": "127.0.0.1,localhost",
         "MLGOV_SDK_CREDS": json.dumps(sm.creds), "S3_KEY": S3_KEY, "S3_SECRET": S3_SECRET, "REGION": REGION,
-        "BUCKET": bucket}
+        "BUCKET": bucket, "COLUMNS": "300"}   # wide tracebacks: whole error messages
     code = PRELUDE + textwrap.dedent(script) + EPILOGUE
     done = subprocess.run([str(python), "-c", code], env=environ, capture_output=True, text=True, timeout=300,
                           cwd=tmp_path)
@@ -285,3 +285,4 @@ def test_sdk_model_cards(sdk: Sdk) -> None:
         ("model_card.created", "sdk-card", "pat"), ("model_card.created", "sdk-scratch", "pat"),
         ("model_card.deleted", "sdk-scratch", "pat"), ("model_card.updated", "sdk-card", "ann"),
         ("model_card.updated", "sdk-card", "pat")]
+

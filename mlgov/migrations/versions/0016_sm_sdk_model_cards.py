@@ -1,7 +1,7 @@
 """Named, versioned model cards (SageMaker's Create/Describe/Update/Delete/List ModelCard(s), ListModelCardVersions)
 
 Revision ID: 0016_sm_sdk
-Revises: 0015_mlflow
+Revises: 0016_sm_monitor
 
 - ``registry_model_cards``: one row per named card (current status and content, the model version it documents,
   if any: unique, so a version has at most one named card).
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = '0016_sm_sdk'
-down_revision = '0015_mlflow'
+down_revision = '0016_sm_monitor'
 branch_labels = None
 depends_on = None
 
