@@ -191,14 +191,14 @@ def _data_quality_baseline(call: Call, p: dict[str, Any]) -> str:
     constraints = (cfg.get("ConstraintsResource") or {}).get("S3Uri")
     statistics = (cfg.get("StatisticsResource") or {}).get("S3Uri")
     if cfg.get("BaseliningJobName"):
-        if constraints or statistics:
-            raise validation("give DataQualityBaselineConfig.BaseliningJobName or its Constraints/StatisticsResource, "
-                             "not both")
-        job = definitions.get_processing_job(call.session, cfg["BaseliningJobName"])
-        if job.baseline_id is None:
-            raise validation(f"baselining job {job.name!r} is {job.status}, so it has no baseline"
-                             + (f" ({job.failure_reason})" if job.failure_reason else ""))
-        return job.baseline_id
+        job = definitions.get_processing_job(call.session, cfg["BaseliningJobName"])   # or ResourceNotFound
+        if not (constraints or statistics):
+            if job.baseline_id is None:
+                raise validation(f"baselining job {job.name!r} is {job.status}, so it has no baseline"
+                                 + (f" ({job.failure_reason})" if job.failure_reason else ""))
+            return job.baseline_id
+        # The SageMaker SDK names the baselining job and its files together (create_monitoring_schedule after
+        # suggest_baseline): the files named are what every run is judged against.
     if not (constraints and statistics):
         raise validation("mlgov judges every run against a baseline: give DataQualityBaselineConfig with "
                          "ConstraintsResource and StatisticsResource S3Uri (suggest_baseline's constraints.json and "

@@ -41,3 +41,14 @@ class FourEyesViolation(Forbidden):
 
 class TransitionNotAllowed(Conflict):
     pass
+
+
+class CardNotFound(NotFound):
+    def __init__(self, name: str, version: int | None = None) -> None:
+        what = f"model card {name!r}" + (f" has no version {version}" if version is not None else " does not exist")
+        super().__init__(what, fix="list model cards (ListModelCards) or their versions (ListModelCardVersions)")
+
+
+class CardExists(Conflict):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"model card {name!r} already exists", fix="update it, or pick another name")

@@ -144,3 +144,39 @@ class AliasMove(Base):
     version: Mapped[int | None] = mapped_column(Integer, nullable=True)   # None: the alias was removed
     actor: Mapped[str] = mapped_column(String(128))
     at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class ModelCardRecord(Base):
+    """A named, versioned model card (SageMaker's ModelCard resource). When it documents a model version
+    (``version_id``), the version's own ``model_card`` is kept in step with the card's current version, so the
+    native API and DescribeModelPackage show the same card."""
+
+    __tablename__ = "registry_model_cards"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(63), unique=True)
+    status: Mapped[str] = mapped_column(String(32))
+    content: Mapped[dict[str, Any]] = mapped_column(JSON)
+    latest_version: Mapped[int] = mapped_column(Integer)
+    version_id: Mapped[str | None] = mapped_column(ForeignKey("registry_model_versions.id", ondelete="SET NULL"),
+                                                   nullable=True, unique=True)
+    created_by: Mapped[str] = mapped_column(String(128))
+    created_by_key: Mapped[str] = mapped_column(String(32))
+    updated_by: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class ModelCardVersion(Base):
+    """Every state a model card has had: content and status as of that version, and who made it."""
+
+    __tablename__ = "registry_model_card_versions"
+    __table_args__ = (UniqueConstraint("card_id", "version"),)
+
+    id: Mapped[int] = mapped_column(BIGINT_PK, primary_key=True, autoincrement=True)
+    card_id: Mapped[str] = mapped_column(ForeignKey("registry_model_cards.id", ondelete="CASCADE"))
+    version: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(32))
+    content: Mapped[dict[str, Any]] = mapped_column(JSON)
+    actor: Mapped[str] = mapped_column(String(128))
+    at: Mapped[dt.datetime] = mapped_column(default=utcnow)

@@ -11,6 +11,7 @@ import json
 import re
 from typing import Any
 
+from mlgov import inputs
 from mlgov.auth import ADMINS, DECIDERS, PUBLISHERS, READERS, Role
 from mlgov.aws import (
     AwsError,
@@ -27,7 +28,7 @@ from mlgov.aws import (
 from mlgov.errors import Conflict, DomainError, NotFound
 from mlgov.storage import ObjectStore
 from registry import service
-from registry.orm import ModelGroup, ModelVersion
+from registry.orm import ModelCardRecord, ModelGroup, ModelVersion
 from registry.schemas import (
     ApprovalRequest,
     GroupCreate,
@@ -36,6 +37,9 @@ from registry.schemas import (
     MetricsSource,
     ModelCard,
     ModelMetrics,
+    SearchClause,
+    SearchGroup,
+    SearchTerm,
     SourceInfo,
     VersionCreate,
 )
@@ -414,6 +418,9 @@ def register(api: AwsService) -> None:
         page = items[offset:offset + limit]
         return drop_empty({"NextToken": paged(page, len(items), offset)}) | {"Tags": page}
 
+    register_search(api)
+    register_cards(api)
+
 
 def _tag_target(call: Call, arn: str) -> str:
     name = call.resource(arn, GROUP) if f":{GROUP}/" in arn else None
@@ -422,3 +429,232 @@ def _tag_target(call: Call, arn: str) -> str:
     return name
 
 
+
+
+# --- Search (ModelPackage, ModelPackageGroup) -------------------------------------------------------------------
+# SageMaker's property names → the registry's search fields. ``None`` keys are prefixes handled by ``_property``.
+
+_PACKAGE_PROPERTIES = {
+    "ModelPackageGroupName": "name", "ModelPackageName": "name", "ModelPackageVersion": "version",
+    "ModelApprovalStatus": "approval_status", "ModelPackageDescription": "description",
+    "ApprovalDescription": "approval_description", "CreationTime": "created_at", "LastModifiedTime": "updated_at",
+    "Domain": "domain", "Task": "task", "CreatedBy.IamIdentity.PrincipalId": "registered_by",
+    "InferenceSpecification.Containers.ModelDataUrl": "source",
+    "InferenceSpecification.Containers.Image": "image",
+    "InferenceSpecification.Containers.ImageDigest": "image_digest",
+    "InferenceSpecification.Containers.Framework": "framework",
+    "InferenceSpecification.Containers.FrameworkVersion": "framework_version",
+}
+_GROUP_PROPERTIES = {
+    "ModelPackageGroupName": "name", "ModelPackageGroupDescription": "description", "CreationTime": "created_at",
+    "CreatedBy.IamIdentity.PrincipalId": "created_by",
+}
+_NESTED = {"ModelPackage": ("InferenceSpecification.Containers",), "ModelPackageGroup": ()}
+_OPERATORS = {"Equals": "=", "NotEquals": "!=", "GreaterThan": ">", "GreaterThanOrEqualTo": ">=", "LessThan": "<",
+              "LessThanOrEqualTo": "<=", "Contains": "CONTAINS", "Exists": "EXISTS", "NotExists": "NOT EXISTS",
+              "In": "IN"}
+
+
+def _searchable(resource: str) -> str:
+    props = _PACKAGE_PROPERTIES if resource == "ModelPackage" else _GROUP_PROPERTIES
+    prefixes = ["CustomerMetadataProperties.<key>"] if resource == "ModelPackage" else ["Tags.<key>"]
+    arn = "ModelPackageArn" if resource == "ModelPackage" else "ModelPackageGroupArn"
+    return ", ".join([*props, arn, *prefixes])
+
+
+def _filter(call: Call, resource: str, f: dict[str, Any]) -> SearchTerm:
+    """One SageMaker Filter as a registry search term."""
+    name, op = f["Name"], f.get("Operator") or "Equals"
+    ours = _OPERATORS[op]
+    value = f.get("Value")
+    if value is None and ours not in ("EXISTS", "NOT EXISTS"):
+        raise validation(f"Filter {name!r} with Operator {op} needs a Value")
+    values: str | list[str] = [v.strip() for v in value.split(",")] if ours == "IN" and value else (value or "")
+    tag_prefix = "CustomerMetadataProperties." if resource == "ModelPackage" else "Tags."
+    if name.startswith(tag_prefix) and len(name) > len(tag_prefix):
+        return SearchClause(field="tag", key=name[len(tag_prefix):], op=ours, value=values)
+    if resource == "ModelPackage" and name.startswith("Tags."):
+        raise validation(f"mlgov keeps tags on model package groups, not on model packages: search Resource "
+                         f"ModelPackageGroup by {name}, or the packages by CustomerMetadataProperties.<key>")
+    arn_property = {"ModelPackage": "ModelPackageArn", "ModelPackageGroup": "ModelPackageGroupArn"}[resource]
+    if name == arn_property:
+        return _arn_filter(call, resource, name, ours, values)
+    props = _PACKAGE_PROPERTIES if resource == "ModelPackage" else _GROUP_PROPERTIES
+    if name not in props:
+        raise validation(f"mlgov cannot search {resource} by {name!r}; searchable properties: "
+                         f"{_searchable(resource)}")
+    return SearchClause(field=props[name], op=ours, value=values)
+
+
+def _arn_filter(call: Call, resource: str, name: str, op: str, values: str | list[str]) -> SearchTerm:
+    """An ARN names a group (and a version): Equals and In compare the parts, NotEquals negates Equals."""
+    if op not in ("=", "IN", "!="):
+        raise validation(f"{name} can be searched with Equals, NotEquals or In only")
+    terms: list[SearchTerm] = []
+    for arn in values if isinstance(values, list) else [values]:
+        if resource == "ModelPackageGroup":
+            terms.append(SearchClause(field="name", op="=", value=group_name(call, arn)))
+        else:
+            group, number = package_ref(call, arn)
+            terms.append(SearchGroup(join="AND", items=[SearchClause(field="name", op="=", value=group),
+                                                        SearchClause(field="version", op="=", value=str(number))]))
+    if op != "!=":
+        return SearchGroup(join="OR", items=terms)
+    only = terms[0]
+    if isinstance(only, SearchClause):
+        return SearchClause(field="name", op="!=", value=only.value)
+    group_clause, version_clause = (t for t in only.items if isinstance(t, SearchClause))
+    return SearchGroup(join="OR", items=[SearchClause(field="name", op="!=", value=group_clause.value),
+                                         SearchClause(field="version", op="!=", value=version_clause.value)])
+
+
+def search_expression(call: Call, resource: str, expr: dict[str, Any]) -> SearchGroup:
+    """SageMaker's SearchExpression (Filters, NestedFilters and SubExpressions joined by Operator) as the
+    registry's search tree. Size and depth limits are the registry service's."""
+    items: list[SearchTerm] = [_filter(call, resource, f) for f in expr.get("Filters") or []]
+    for nested in expr.get("NestedFilters") or []:
+        prop = nested["NestedPropertyName"]
+        if prop not in _NESTED[resource]:
+            raise validation(f"mlgov cannot search {resource} by nested property {prop!r}; nested properties: "
+                             f"{', '.join(_NESTED[resource]) or 'none'}")
+        outside = [f["Name"] for f in nested["Filters"] if not f["Name"].startswith(prop + ".")]
+        if outside:
+            raise validation(f"NestedFilters on {prop} may only filter its members ({prop}.<member>); "
+                             f"{', '.join(outside)} is not one")
+        # mlgov keeps one container per package, so "the same element matches every filter" is "all match"
+        items.append(SearchGroup(join="AND", items=[_filter(call, resource, f) for f in nested["Filters"]]))
+    items += [search_expression(call, resource, sub) for sub in expr.get("SubExpressions") or []]
+    return SearchGroup(join="OR" if expr.get("Operator") == "Or" else "AND", items=items)
+
+
+def _search_order(resource: str, p: dict[str, Any]) -> list[tuple[str, bool]]:
+    props = _PACKAGE_PROPERTIES if resource == "ModelPackage" else _GROUP_PROPERTIES
+    by = p.get("SortBy") or "CreationTime"
+    if by not in props or by.startswith("InferenceSpecification."):
+        raise validation(f"mlgov cannot sort {resource} by {by!r}; sort by one of: "
+                         f"{', '.join(k for k in props if not k.startswith('InferenceSpecification.'))}")
+    return [(props[by], p.get("SortOrder") == "Ascending")]
+
+
+def register_search(api: AwsService) -> None:
+    @api.operation("Search", roles=READERS, write=False)
+    def search(call: Call, p: dict[str, Any]) -> dict[str, Any]:
+        resource = p["Resource"]
+        if resource not in _NESTED:
+            raise validation(f"mlgov serves Search for Resource ModelPackage and ModelPackageGroup, not {resource}")
+        require_absent(p, ["VisibilityConditions"], "mlgov has no visibility conditions")
+        if p.get("CrossAccountFilterOption") == "CrossAccount":
+            raise validation("mlgov serves one account: CrossAccountFilterOption must be SameAccount")
+        where = [search_expression(call, resource, p["SearchExpression"])] if p.get("SearchExpression") else []
+        order = _search_order(resource, p)
+        offset, limit = page_offset(p.get("NextToken")), p.get("MaxResults") or 10
+        if resource == "ModelPackage":
+            rows = service.search_versions(call.session, where, order, limit, offset)
+            total = service.count_versions(call.session, where)
+            results = [{"ModelPackage": _describe(call, g.name, v)} for g, v in rows]
+        else:
+            groups = service.search_groups(call.session, where, order, limit, offset)
+            total = service.count_groups(call.session, where)
+            results = [{"ModelPackageGroup": {**_group_out(call, g), "CreatedBy": user_context(g.created_by),
+                                              **drop_empty({"Tags": _tags_out(dict(g.tags or {}))})}}
+                       for g in groups]
+        return drop_empty({"NextToken": paged(results, total, offset)}) | {
+            "Results": results, "TotalHits": {"Value": total, "Relation": "EqualTo"}}
+
+
+# --- model cards ------------------------------------------------------------------------------------------------
+# SageMaker's named, versioned cards are the registry's named cards. A card whose Content names a model package
+# (``model_package_details.model_package_arn``, SageMaker's own field) documents that version: the registry keeps
+# the version's card (DescribeModelPackage's ModelCard, the native API's model_card) in step with it.
+
+CARD = "model-card"
+CARD_WRITERS = PUBLISHERS | DECIDERS
+
+
+def card_name(call: Call, value: str) -> str:
+    rest = call.resource(value, CARD)
+    return rest if rest is not None else value
+
+
+def _card_content(call: Call, text: str) -> tuple[dict[str, Any], tuple[str, int] | None]:
+    """The Content string as a JSON object (mlgov's JSON policy: depth, NUL, numbers), and the model package it
+    documents, if it names one."""
+    try:
+        content = inputs.loads(text.encode(), "Content")
+    except DomainError as exc:
+        raise validation(f"Content must be a JSON document (SageMaker's model card schema): {exc.detail}") from None
+    if not isinstance(content, dict):
+        raise validation("Content must be a JSON object (SageMaker's model card schema)")
+    arn = (content.get("model_package_details") or {}).get("model_package_arn") \
+        if isinstance(content.get("model_package_details"), dict) else None
+    if arn is not None and not isinstance(arn, str):
+        raise validation("Content.model_package_details.model_package_arn must be a model package ARN")
+    return content, package_ref(call, arn) if arn else None
+
+
+def _named_card_out(call: Call, card: ModelCardRecord, status: str, content: dict[str, Any], version: int,
+              modified_by: str, modified_at: Any) -> dict[str, Any]:
+    return {"ModelCardArn": call.arn(f"{CARD}/{card.name}"), "ModelCardName": card.name,
+            "ModelCardVersion": version, "Content": json.dumps(content), "ModelCardStatus": status,
+            "CreationTime": card.created_at, "CreatedBy": user_context(card.created_by),
+            "LastModifiedTime": modified_at, "LastModifiedBy": user_context(modified_by)}
+
+
+def register_cards(api: AwsService) -> None:
+    @api.operation("CreateModelCard", roles=CARD_WRITERS, write=True)
+    def create_card(call: Call, p: dict[str, Any]) -> dict[str, Any]:
+        require_absent(p, ["SecurityConfig"], "mlgov encrypts nothing per card")
+        require_absent(p, ["Tags"], "mlgov keeps tags on model package groups only")
+        content, documents = _card_content(call, p["Content"])
+        card = service.create_card(call.session, p["ModelCardName"], p["ModelCardStatus"], content, documents,
+                                   call.principal)
+        return {"ModelCardArn": call.arn(f"{CARD}/{card.name}")}
+
+    @api.operation("DescribeModelCard", roles=READERS, write=False)
+    def describe_card(call: Call, p: dict[str, Any]) -> dict[str, Any]:
+        card = service.get_card(call.session, card_name(call, p["ModelCardName"]))
+        number = p.get("ModelCardVersion")
+        if number is None or number == card.latest_version:
+            return _named_card_out(call, card, card.status, card.content, card.latest_version, card.updated_by,
+                             card.updated_at)
+        row = service.card_version(call.session, card, number)
+        return _named_card_out(call, card, row.status, row.content, row.version, row.actor, row.at)
+
+    @api.operation("UpdateModelCard", roles=CARD_WRITERS, write=True)
+    def update_card(call: Call, p: dict[str, Any]) -> dict[str, Any]:
+        content, documents = _card_content(call, p["Content"]) if p.get("Content") is not None else (None, None)
+        card = service.update_card(call.session, card_name(call, p["ModelCardName"]), p.get("ModelCardStatus"),
+                                   content, documents, call.principal)
+        return {"ModelCardArn": call.arn(f"{CARD}/{card.name}")}
+
+    @api.operation("DeleteModelCard", roles=CARD_WRITERS, write=True)
+    def delete_card(call: Call, p: dict[str, Any]) -> dict[str, Any]:
+        service.delete_card(call.session, p["ModelCardName"], call.principal)
+        return {}
+
+    @api.operation("ListModelCards", roles=READERS, write=False)
+    def list_cards(call: Call, p: dict[str, Any]) -> dict[str, Any]:
+        offset, limit = page_offset(p.get("NextToken")), p.get("MaxResults") or 10
+        column = "name" if p.get("SortBy") == "Name" else "created_at"
+        desc = (p.get("SortOrder") or "Descending") == "Descending"
+        rows, total = service.list_cards(call.session, name_contains=p.get("NameContains"),
+                                         status=p.get("ModelCardStatus"),
+                                         created_after=from_epoch(p.get("CreationTimeAfter")),
+                                         created_before=from_epoch(p.get("CreationTimeBefore")),
+                                         sort=f"-{column}" if desc else column, limit=limit, offset=offset)
+        return drop_empty({"NextToken": paged(rows, total, offset)}) | {"ModelCardSummaries": [
+            {"ModelCardName": c.name, "ModelCardArn": call.arn(f"{CARD}/{c.name}"), "ModelCardStatus": c.status,
+             "CreationTime": c.created_at, "LastModifiedTime": c.updated_at} for c in rows]}
+
+    @api.operation("ListModelCardVersions", roles=READERS, write=False)
+    def list_card_versions(call: Call, p: dict[str, Any]) -> dict[str, Any]:
+        offset, limit = page_offset(p.get("NextToken")), p.get("MaxResults") or 10
+        card, rows, total = service.list_card_versions(
+            call.session, card_name(call, p["ModelCardName"]), status=p.get("ModelCardStatus"),
+            created_after=from_epoch(p.get("CreationTimeAfter")),
+            created_before=from_epoch(p.get("CreationTimeBefore")),
+            descending=(p.get("SortOrder") or "Descending") == "Descending", limit=limit, offset=offset)
+        arn = call.arn(f"{CARD}/{card.name}")
+        return drop_empty({"NextToken": paged(rows, total, offset)}) | {"ModelCardVersionSummaryList": [
+            {"ModelCardName": card.name, "ModelCardArn": arn, "ModelCardStatus": r.status,
+             "ModelCardVersion": r.version, "CreationTime": r.at, "LastModifiedTime": r.at} for r in rows]}

@@ -341,14 +341,28 @@ class StageOccupant(BaseModel):
     versions: list[int]
 
 
-SearchOp = Literal["=", "!=", "LIKE", "ILIKE", "IN", "NOT IN"]
+SearchOp = Literal["=", "!=", "LIKE", "ILIKE", "IN", "NOT IN", ">", ">=", "<", "<=", "CONTAINS", "EXISTS",
+                   "NOT EXISTS"]
 
 
 class SearchClause(BaseModel):
-    """One condition of a search: ``field op value`` (``field`` "tag" compares the tag named ``key``)."""
+    """One condition of a search: ``field op value`` (``field`` "tag" compares the tag named ``key``). Values are
+    text as the caller sent them; the service reads them as the field's type (integers, ISO-8601 or epoch-second
+    times). ``CONTAINS`` is a case-insensitive substring; ``EXISTS``/``NOT EXISTS`` ignore the value."""
 
     model_config = ConfigDict(frozen=True)
     field: str
     op: SearchOp
-    value: str | list[str]
+    value: str | list[str] = ""
     key: str | None = None
+
+
+class SearchGroup(BaseModel):
+    """Clauses (or further groups) joined by AND or OR: a search expression is a tree of these."""
+
+    model_config = ConfigDict(frozen=True)
+    join: Literal["AND", "OR"] = "AND"
+    items: list[SearchClause | SearchGroup]
+
+
+SearchTerm = SearchClause | SearchGroup

@@ -10,11 +10,11 @@ import datetime as dt
 import hashlib
 import itertools
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
-from sqlalchemy import CursorResult, Select, UnaryExpression, func, select, update
+from sqlalchemy import CursorResult, Select, UnaryExpression, and_, false, func, or_, select, true, update
 from sqlalchemy.orm import QueryableAttribute, Session, selectinload
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -25,6 +25,8 @@ from mlgov.db import chunks, equal, icontains, in_window, is_postgres, new_id, p
 from mlgov.errors import Conflict, Forbidden, Invalid, NotFound
 from mlgov.storage import ObjectStore
 from registry.errors import (
+    CardExists,
+    CardNotFound,
     FourEyesViolation,
     GroupExists,
     GroupNotFound,
@@ -32,7 +34,17 @@ from registry.errors import (
     TransitionNotAllowed,
     VersionNotFound,
 )
-from registry.orm import Alias, AliasMove, ApprovalDecision, ModelGroup, ModelVersion, StageTransition, VersionMetadata
+from registry.orm import (
+    Alias,
+    AliasMove,
+    ApprovalDecision,
+    ModelCardRecord,
+    ModelCardVersion,
+    ModelGroup,
+    ModelVersion,
+    StageTransition,
+    VersionMetadata,
+)
 from registry.schemas import (
     ALIAS_RE,
     DEFAULT_GOVERNED_ALIASES,
@@ -42,6 +54,8 @@ from registry.schemas import (
     GroupCreate,
     GroupUpdate,
     SearchClause,
+    SearchGroup,
+    SearchTerm,
     StageConfig,
     StageRequest,
     VersionFields,
@@ -959,32 +973,91 @@ def group_aliases(session: Session, group_ids: list[str]) -> dict[str, list[tupl
 
 
 _GROUP_COLUMNS: dict[str, Any] = {"name": ModelGroup.name, "created_at": ModelGroup.created_at,
-                                  "updated_at": ModelGroup.updated_at}
+                                  "updated_at": ModelGroup.updated_at, "description": ModelGroup.description,
+                                  "created_by": ModelGroup.created_by}
 _VERSION_COLUMNS: dict[str, Any] = {"name": ModelGroup.name, "version": ModelVersion.version,
                                     "created_at": ModelVersion.created_at, "updated_at": ModelVersion.updated_at,
                                     "stage": ModelVersion.stage, "run_id": ModelVersion.run_id,
-                                    "source": ModelVersion.artifact_uri}
+                                    "source": ModelVersion.artifact_uri,
+                                    "approval_status": ModelVersion.approval_status,
+                                    "approval_description": ModelVersion.approval_description,
+                                    "description": ModelVersion.description, "domain": ModelVersion.domain,
+                                    "task": ModelVersion.task, "registered_by": ModelVersion.registered_by,
+                                    "framework": ModelVersion.framework,
+                                    "framework_version": ModelVersion.framework_version,
+                                    "artifact_sha256": ModelVersion.artifact_sha256,
+                                    "image": ModelVersion.inference_spec["image"].as_string(),
+                                    "image_digest": ModelVersion.inference_spec["image_digest"].as_string()}
+_INT_FIELDS = frozenset({"version"})
+_TIME_FIELDS = frozenset({"created_at", "updated_at"})
+MAX_SEARCH_CLAUSES = 200   # conditions in one search expression, however nested
+MAX_SEARCH_DEPTH = 8       # groups inside groups
 
 
-def _compare(column: Any, op: str, value: str | list[str]) -> Any:
+def _typed(field: str, text: str) -> Any:
+    """A clause's text as the field's type: integers, and times as ISO-8601 or epoch seconds."""
+    if field in _INT_FIELDS:
+        try:
+            return int(text)
+        except ValueError:
+            raise Invalid(f"{field} is an integer; {text[:60]!r} is not", fix="compare it with a whole number") \
+                from None
+    if field in _TIME_FIELDS:
+        try:
+            when = (dt.datetime.fromtimestamp(float(text), dt.UTC) if re.fullmatch(r"-?\d+(\.\d+)?", text)
+                    else dt.datetime.fromisoformat(text.replace("Z", "+00:00")))
+        except (ValueError, OverflowError, OSError):
+            raise Invalid(f"{field} is a time; {text[:60]!r} is neither ISO-8601 nor epoch seconds",
+                          fix="write e.g. 2026-01-31T12:00:00Z or 1769860800") from None
+        return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
+    return text
+
+
+def _compare(column: Any, op: str, value: str | list[str], field: str = "") -> Any:
     if op in ("IN", "NOT IN"):
-        values = value if isinstance(value, list) else [value]
+        values = [_typed(field, v) for v in (value if isinstance(value, list) else [value])]
         return column.in_(values) if op == "IN" else column.not_in(values)
+    if op == "EXISTS":
+        return column.is_not(None)
+    if op == "NOT EXISTS":
+        return column.is_(None)
     text = str(value)
-    return {"=": lambda: column == text, "!=": lambda: column != text, "LIKE": lambda: column.like(text),
-            "ILIKE": lambda: column.ilike(text)}[op]()
+    if op in ("CONTAINS", "LIKE", "ILIKE") and field in _INT_FIELDS | _TIME_FIELDS:
+        raise Invalid(f"{field} is not text: it cannot be searched with {op}",
+                      fix="compare it with =, !=, <, <=, >, >= or IN")
+    if op == "CONTAINS":
+        return icontains(column, text) if text else true()
+    if op in ("LIKE", "ILIKE"):
+        return column.like(text) if op == "LIKE" else column.ilike(text)
+    typed = _typed(field, text)
+    return {"=": lambda: column == typed, "!=": lambda: column != typed, ">": lambda: column > typed,
+            ">=": lambda: column >= typed, "<": lambda: column < typed, "<=": lambda: column <= typed}[op]()
 
 
-def _where(clauses: list[SearchClause], columns: dict[str, Any], tag: Any) -> list[Any]:
-    out = []
-    for c in clauses:
-        if c.field == "tag":
-            out.append(tag(c))
-        elif c.field in columns:
-            out.append(_compare(columns[c.field], c.op, c.value))
-        else:
-            raise Invalid(f"cannot search by {c.field!r}", fix=f"search by one of: {', '.join(columns)}, tags.<key>")
-    return out
+def _condition(term: SearchTerm, columns: dict[str, Any], tag: Callable[[SearchClause], Any], depth: int = 0,
+               budget: list[int] | None = None) -> Any:
+    """One SQL condition for a clause or a tree of them; refuses trees past the depth and size limits."""
+    budget = budget if budget is not None else [MAX_SEARCH_CLAUSES]
+    if isinstance(term, SearchGroup):
+        if depth >= MAX_SEARCH_DEPTH:
+            raise Invalid(f"the search expression nests groups more than {MAX_SEARCH_DEPTH} deep",
+                          fix="flatten the expression")
+        parts = [_condition(t, columns, tag, depth + 1, budget) for t in term.items]
+        return and_(true(), *parts) if term.join == "AND" else or_(false(), *parts)
+    budget[0] -= 1
+    if budget[0] < 0:
+        raise Invalid(f"the search expression has more than {MAX_SEARCH_CLAUSES} conditions",
+                      fix="narrow the search with fewer conditions (an In list counts once)")
+    if term.field == "tag":
+        return tag(term)
+    if term.field in columns:
+        return _compare(columns[term.field], term.op, term.value, term.field)
+    raise Invalid(f"cannot search by {term.field!r}", fix=f"search by one of: {', '.join(columns)}, tags.<key>")
+
+
+def _where(clauses: Sequence[SearchTerm], columns: dict[str, Any], tag: Callable[[SearchClause], Any]) -> list[Any]:
+    budget = [MAX_SEARCH_CLAUSES]
+    return [_condition(c, columns, tag, 0, budget) for c in clauses]
 
 
 def _ordering(order: list[tuple[str, bool]], columns: dict[str, Any], tiebreak: list[Any]) -> list[Any]:
@@ -994,31 +1067,53 @@ def _ordering(order: list[tuple[str, bool]], columns: dict[str, Any], tiebreak: 
     return [columns[k].asc() if asc else columns[k].desc() for k, asc in order] + tiebreak
 
 
-def search_groups(session: Session, clauses: list[SearchClause], order: list[tuple[str, bool]], limit: int,
-                  offset: int) -> list[ModelGroup]:
-    """Groups matching every clause (name, tags.<key>), in ``order`` then by name."""
+def _groups_where(clauses: Sequence[SearchTerm]) -> list[Any]:
     def tag(c: SearchClause) -> Any:
         return _compare(ModelGroup.tags[c.key or ""].as_string(), c.op, c.value)
 
-    stmt = select(ModelGroup).where(*_where(clauses, {"name": ModelGroup.name}, tag))
+    return _where(clauses, _GROUP_COLUMNS, tag)
+
+
+def _versions_where(clauses: Sequence[SearchTerm]) -> list[Any]:
+    def tag(c: SearchClause) -> Any:
+        found = select(VersionMetadata.version_id).where(VersionMetadata.version_id == ModelVersion.id,
+                                                         VersionMetadata.key == c.key)
+        if c.op in ("EXISTS", "NOT EXISTS"):
+            return found.exists() if c.op == "EXISTS" else ~found.exists()
+        return found.where(_compare(VersionMetadata.value, c.op, c.value)).exists()
+
+    return _where(clauses, _VERSION_COLUMNS, tag)
+
+
+def search_groups(session: Session, clauses: Sequence[SearchTerm], order: list[tuple[str, bool]], limit: int,
+                  offset: int) -> list[ModelGroup]:
+    """Groups matching every clause or clause tree (name, description, created_at, updated_at, created_by,
+    tags.<key>), in ``order`` then by name."""
+    stmt = select(ModelGroup).where(*_groups_where(clauses))
     stmt = stmt.order_by(*_ordering(order, _GROUP_COLUMNS, [ModelGroup.name.asc()]))
     return list(session.scalars(stmt.limit(limit).offset(offset)))
 
 
-def search_versions(session: Session, clauses: list[SearchClause], order: list[tuple[str, bool]], limit: int,
-                    offset: int) -> list[tuple[ModelGroup, ModelVersion]]:
-    """(group, version) matching every clause (name, version, run_id, source, stage, tags.<key>), in
-    ``order`` then by name and newest version first."""
-    def tag(c: SearchClause) -> Any:
-        return select(VersionMetadata.version_id).where(
-            VersionMetadata.version_id == ModelVersion.id, VersionMetadata.key == c.key,
-            _compare(VersionMetadata.value, c.op, c.value)).exists()
+def count_groups(session: Session, clauses: Sequence[SearchTerm]) -> int:
+    return session.scalar(select(func.count()).select_from(ModelGroup).where(*_groups_where(clauses))) or 0
 
-    stmt = (select(ModelGroup, ModelVersion).join(ModelGroup, ModelGroup.id == ModelVersion.group_id)
-            .options(selectinload(ModelVersion.metadata_items))
-            .where(*_where(clauses, _VERSION_COLUMNS, tag)))
+
+def _versions_stmt() -> Select[ModelGroup, ModelVersion]:
+    return select(ModelGroup, ModelVersion).join(ModelGroup, ModelGroup.id == ModelVersion.group_id)
+
+
+def search_versions(session: Session, clauses: Sequence[SearchTerm], order: list[tuple[str, bool]], limit: int,
+                    offset: int) -> list[tuple[ModelGroup, ModelVersion]]:
+    """(group, version) matching every clause or clause tree (any of ``_VERSION_COLUMNS``, tags.<key> being the
+    version's metadata), in ``order`` then by name and newest version first."""
+    stmt = _versions_stmt().options(selectinload(ModelVersion.metadata_items)).where(*_versions_where(clauses))
     stmt = stmt.order_by(*_ordering(order, _VERSION_COLUMNS, [ModelGroup.name.asc(), ModelVersion.version.desc()]))
     return [(g, v) for g, v in session.execute(stmt.limit(limit).offset(offset))]
+
+
+def count_versions(session: Session, clauses: Sequence[SearchTerm]) -> int:
+    stmt = _versions_stmt().where(*_versions_where(clauses)).subquery()
+    return session.scalar(select(func.count()).select_from(stmt)) or 0
 
 
 # --- compliance report --------------------------------------------------------------------------------
@@ -1167,3 +1262,166 @@ def compliance_report(session: Session, group_name: str, since: dt.datetime | No
         "decisions_passed_only_by_override": overrides,
         "versions": rows,
     }
+
+
+# --- named model cards (SageMaker's ModelCard resource) -------------------------------------------------------
+# A card has a name, a status (Draft → PendingReview → Approved → Archived), a JSON content and a version per
+# change. When it documents a model version, that version's own ``model_card`` follows the card's current state.
+
+CARD_APPROVED, CARD_ARCHIVED = "Approved", "Archived"
+
+
+def get_card(session: Session, name: str, *, for_update: bool = False) -> ModelCardRecord:
+    stmt = select(ModelCardRecord).where(ModelCardRecord.name == name)
+    card = session.scalar(_lock(stmt, session) if for_update else stmt)
+    if card is None:
+        raise CardNotFound(name)
+    return card
+
+
+def card_version(session: Session, card: ModelCardRecord, number: int) -> ModelCardVersion:
+    row = session.scalar(select(ModelCardVersion).where(ModelCardVersion.card_id == card.id,
+                                                        ModelCardVersion.version == number))
+    if row is None:
+        raise CardNotFound(card.name, number)
+    return row
+
+
+def _check_card_approval(session: Session, card: ModelCardRecord | None, actor: Principal, name: str) -> None:
+    """Approving a card is a review: an approver or admin, independent of whoever created the card."""
+    if actor.role not in DECIDERS:
+        raise Forbidden(f"role {actor.role.value!r} may not approve model card {name!r}",
+                        fix="set Draft or PendingReview, and ask an approver to approve it")
+    if card is None or card.created_by_key == actor.key_pk:
+        raise Forbidden(f"four-eyes rule: key {actor.name!r} created model card {name!r}, so it cannot approve it",
+                        fix="create the card as Draft or PendingReview; an approver owned by someone else approves")
+    creator = auth.key_by_pk(session, card.created_by_key)
+    why = auth.independent_keys(session, actor, card.created_by_key, creator.owner if creator else card.created_by)
+    if why is not None:
+        raise Forbidden(f"four-eyes rule: key {actor.name!r} is not independent of the creator of model card "
+                        f"{name!r}: {why}", fix="ask an approver owned by someone else")
+
+
+def _document(session: Session, card: ModelCardRecord, documents: tuple[str, int] | None, actor: Principal) -> None:
+    """Point the card at the model version it documents (at most one card per version) and mirror it there."""
+    if documents is not None:
+        group, v = get_version(session, *documents)
+        other = session.scalar(select(ModelCardRecord.name).where(ModelCardRecord.version_id == v.id,
+                                                                  ModelCardRecord.id != card.id))
+        if other is not None:
+            raise Conflict(f"{group.name} version {v.version} is already documented by model card {other!r}",
+                           fix=f"update {other!r} instead, or point this card at another model package")
+        card.version_id = v.id
+    elif card.version_id is None:
+        return
+    row = session.scalar(select(ModelVersion).where(ModelVersion.id == card.version_id))
+    if row is None:
+        return
+    before = row.model_card
+    row.model_card = {"status": card.status, "content": card.content,
+                      "markdown": (before or {}).get("markdown", "")}
+    row.updated_at = utcnow()
+    session.flush()
+    subject = f"{session.scalar(select(ModelGroup.name).where(ModelGroup.id == row.group_id))}/{row.version}"
+    audit.record(session, actor=actor.name, action="version.model_card_changed", subject_type="model_version",
+                 subject_id=subject, before={"model_card": before},
+                 after={"model_card": row.model_card, "card": card.name, "card_version": card.latest_version})
+
+
+def _card_state(session: Session, card: ModelCardRecord, actor: Principal, at: dt.datetime) -> None:
+    session.add(ModelCardVersion(card_id=card.id, version=card.latest_version, status=card.status,
+                                 content=card.content, actor=actor.name, at=at))
+    session.flush()
+
+
+def create_card(session: Session, name: str, status: str, content: dict[str, Any],
+                documents: tuple[str, int] | None, actor: Principal) -> ModelCardRecord:
+    if session.scalar(select(ModelCardRecord.id).where(ModelCardRecord.name == name)) is not None:
+        raise CardExists(name)
+    if status == CARD_APPROVED:
+        _check_card_approval(session, None, actor, name)
+    now = utcnow()
+    card = ModelCardRecord(id=new_id(), name=name, status=status, content=content, latest_version=1,
+                           created_by=actor.name, created_by_key=actor.key_pk, updated_by=actor.name,
+                           created_at=now, updated_at=now)
+    session.add(card)
+    session.flush()
+    _card_state(session, card, actor, now)
+    _document(session, card, documents, actor)
+    after = {"status": status, "version": 1, "content": content}
+    audit.record(session, actor=actor.name, action="model_card.created", subject_type="model_card", subject_id=name,
+                 after=after)
+    events.emit(session, "model_card.created", name, after)
+    return card
+
+
+def update_card(session: Session, name: str, status: str | None, content: dict[str, Any] | None,
+                documents: tuple[str, int] | None, actor: Principal) -> ModelCardRecord:
+    """A new version of the card. Archived cards change no more; an Approved card's content changes only with a
+    new status (the approval covered the content it was given)."""
+    card = get_card(session, name, for_update=True)
+    if status is None and content is None:
+        raise Invalid("nothing to update", fix="pass Content, ModelCardStatus or both")
+    if card.status == CARD_ARCHIVED:
+        raise Conflict(f"model card {name!r} is Archived and changes no more",
+                       fix="create a new card for further changes")
+    if card.status == CARD_APPROVED and content is not None and content != card.content and status in (None,
+                                                                                                     CARD_APPROVED):
+        raise Invalid(f"model card {name!r} is Approved: its content changes only together with a new status",
+                      fix="pass ModelCardStatus Draft or PendingReview with the new Content; an approver approves "
+                          "it again")
+    if status == CARD_APPROVED and card.status != CARD_APPROVED:
+        _check_card_approval(session, card, actor, name)
+    before = {"status": card.status, "version": card.latest_version}
+    now = utcnow()
+    card.status = status or card.status
+    if content is not None:
+        card.content = content
+    card.latest_version += 1
+    card.updated_by, card.updated_at = actor.name, now
+    session.flush()
+    _card_state(session, card, actor, now)
+    _document(session, card, documents, actor)
+    after = {"status": card.status, "version": card.latest_version,
+             **({"content": content} if content is not None else {})}
+    audit.record(session, actor=actor.name, action="model_card.updated", subject_type="model_card", subject_id=name,
+                 before=before, after=after)
+    events.emit(session, "model_card.updated", name, after)
+    return card
+
+
+def delete_card(session: Session, name: str, actor: Principal) -> None:
+    """Cards in review history stay: an Approved card is archived, not deleted; only its creator or an admin
+    deletes one. The version a card documented keeps its last copy of the card."""
+    card = get_card(session, name, for_update=True)
+    if card.status == CARD_APPROVED:
+        raise Conflict(f"model card {name!r} is Approved", fix="archive it (ModelCardStatus Archived) instead")
+    if actor.role != Role.admin and actor.key_pk != card.created_by_key:
+        raise Forbidden(f"only the creator of model card {name!r} ({card.created_by}) or an admin may delete it",
+                        fix="ask the creator or an admin")
+    session.delete(card)
+    session.flush()
+    audit.record(session, actor=actor.name, action="model_card.deleted", subject_type="model_card", subject_id=name,
+                 before={"status": card.status, "version": card.latest_version})
+    events.emit(session, "model_card.deleted", name, {"name": name})
+
+
+def list_cards(session: Session, *, name_contains: str | None, status: str | None, created_after: dt.datetime | None,
+               created_before: dt.datetime | None, sort: str, limit: int, offset: int,
+               ) -> tuple[list[ModelCardRecord], int]:
+    order = _order(sort, {"name": ModelCardRecord.name, "created_at": ModelCardRecord.created_at})
+    return paginate(session, select(ModelCardRecord), order, ModelCardRecord.id, limit=limit, offset=offset, where=[
+        icontains(ModelCardRecord.name, name_contains), *equal((ModelCardRecord.status, status)),
+        *in_window(ModelCardRecord.created_at, created_after, created_before)])
+
+
+def list_card_versions(session: Session, name: str, *, status: str | None, created_after: dt.datetime | None,
+                       created_before: dt.datetime | None, descending: bool, limit: int, offset: int,
+                       ) -> tuple[ModelCardRecord, list[ModelCardVersion], int]:
+    card = get_card(session, name)
+    column = ModelCardVersion.version
+    rows, total = paginate(session, select(ModelCardVersion).where(ModelCardVersion.card_id == card.id),
+                           column.desc() if descending else column.asc(), limit=limit, offset=offset,
+                           where=[*equal((ModelCardVersion.status, status)),
+                                  *in_window(ModelCardVersion.at, created_after, created_before)])
+    return card, rows, total

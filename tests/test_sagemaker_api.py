@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -68,7 +69,7 @@ class SageMaker:
 
 @pytest.fixture
 def sm(live_db: Database, tmp_path: Any, seaweed: Seaweed) -> Iterator[SageMaker]:
-    bucket = f"sm{tmp_path.name[-8:].lower().replace('_', '')}"
+    bucket = f"sm{uuid.uuid4().hex[:16]}"     # one per test: tmp_path names of short test names collide
     seaweed.client().create_bucket(Bucket=bucket)
     settings = make_settings(tmp_path, store_url=f"s3://{bucket}/mlgov", s3_endpoint_url=seaweed.endpoint,
                              s3_access_key_id=S3_KEY, s3_secret_access_key=S3_SECRET, aws_account_id=ACCOUNT)

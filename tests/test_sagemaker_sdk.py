@@ -1,0 +1,288 @@
+"""The SageMaker Python SDK v2, unchanged, against a live mlgov server (S3 on SeaweedFS).
+
+The SDK pins packaging/attrs/importlib-metadata/protobuf below mlgov's, so it lives in its own virtualenv
+(``make setup-sagemaker`` → ``.venv-sagemaker/``; the ``sdk_python`` fixture runs that target when the venv is
+missing) and each scenario runs there as a script in a subprocess. A script talks to mlgov only through the two
+environment variables a migrating user sets (``AWS_ENDPOINT_URL_SAGEMAKER``, ``AWS_ENDPOINT_URL_S3``); every
+other AWS endpoint points at a closed local port, and the script reports every AWS call the SDK made, so a test
+also proves the SDK needed nothing but SageMaker and S3.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.infra import S3_KEY, S3_SECRET, Seaweed, free_port
+from tests.test_sagemaker_api import ACCOUNT, REGION, SageMaker
+from tests.test_sagemaker_api import sm as sm  # the live-server fixture
+
+pytestmark = pytest.mark.live
+ROOT = Path(__file__).resolve().parent.parent
+SDK_VENV = ROOT / ".venv-sagemaker"
+
+
+@pytest.fixture(scope="session")
+def sdk_python() -> Path:
+    """The SDK venv's interpreter, created by the project's own Makefile target when missing."""
+    python = SDK_VENV / "bin" / "python"
+    if not (SDK_VENV / ".installed").exists():
+        done = subprocess.run(["make", "-s", "setup-sagemaker", f"PYTHON={sys.executable}"], cwd=ROOT,
+                              capture_output=True, text=True, timeout=1200)
+        assert done.returncode == 0, f"make setup-sagemaker failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    return python
+
+
+# Runs before every scenario, inside the SDK's venv. The Session is built the way the README tells a migrating
+# user to: S3 credentials on the boto session (the object store's), mlgov's on the SageMaker client, a
+# default_bucket (no STS lookup of the account id) and telemetry off (it calls STS and an AWS URL).
+PRELUDE = '''
+import json, os, sys
+import boto3, sagemaker
+from botocore.exceptions import ClientError
+
+CALLS = []
+
+def _record(model, **_):
+    CALLS.append(f"{model.service_model.service_name}.{model.name}")
+
+def session(who):
+    creds = json.loads(os.environ["MLGOV_SDK_CREDS"])[who]
+    boto_session = boto3.Session(aws_access_key_id=os.environ["S3_KEY"],
+                                 aws_secret_access_key=os.environ["S3_SECRET"], region_name=os.environ["REGION"])
+    boto_session.events.register("before-call", _record)
+    client = boto_session.client("sagemaker", aws_access_key_id=creds[0], aws_secret_access_key=creds[1])
+    return sagemaker.Session(
+        boto_session=boto_session, sagemaker_client=client, default_bucket=os.environ["BUCKET"],
+        sagemaker_config={"SchemaVersion": "1.0",
+                          "SageMaker": {"PythonSDK": {"Modules": {"TelemetryOptOut": True}}}})
+
+def error_code(exc):
+    return exc.response["Error"]["Code"]
+
+OUT = {}
+'''
+EPILOGUE = '''
+OUT["calls"] = sorted(set(CALLS))
+print("RESULT " + json.dumps(OUT, default=str))
+'''
+
+
+@dataclass
+class Sdk:
+    python: Path
+    sm: SageMaker
+    s3_endpoint: str
+    tmp_path: Path
+
+    def run(self, script: str) -> dict[str, Any]:
+        return run_sdk(self.python, self.sm, self.s3_endpoint, script, self.tmp_path)
+
+
+@pytest.fixture
+def sdk(sdk_python: Path, sm: SageMaker, seaweed: Seaweed, tmp_path: Path) -> Sdk:
+    return Sdk(sdk_python, sm, seaweed.endpoint, tmp_path)
+
+
+def run_sdk(python: Path, sm: SageMaker, s3_endpoint: str, script: str, tmp_path: Path) -> dict[str, Any]:
+    bucket = sm.store.root_uri.removeprefix("s3://").split("/", 1)[0]
+    closed = f"http://127.0.0.1:{free_port()}"    # nothing listens: any other AWS service fails at once
+    environ = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp_path),
+        "AWS_ENDPOINT_URL": closed, "AWS_ENDPOINT_URL_SAGEMAKER": sm.url,
+        "AWS_ENDPOINT_URL_S3": s3_endpoint, "AWS_MAX_ATTEMPTS": "1", "AWS_EC2_METADATA_DISABLED": "true",
+        "AWS_CONFIG_FILE": str(tmp_path / "none"), "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"),
+        "HTTPS_PROXY": closed, "HTTP_PROXY": closed, "NO_PROXY": "127.0.0.1,localhost",
+        "MLGOV_SDK_CREDS": json.dumps(sm.creds), "S3_KEY": S3_KEY, "S3_SECRET": S3_SECRET, "REGION": REGION,
+        "BUCKET": bucket, "COLUMNS": "300"}   # wide tracebacks: whole error messages
+    code = PRELUDE + textwrap.dedent(script) + EPILOGUE
+    done = subprocess.run([str(python), "-c", code], env=environ, capture_output=True, text=True, timeout=300,
+                          cwd=tmp_path)
+    assert done.returncode == 0, f"SDK script failed:\n{done.stdout[-4000:]}\n{done.stderr[-6000:]}"
+    line = next(x for x in reversed(done.stdout.splitlines()) if x.startswith("RESULT "))
+    out: dict[str, Any] = json.loads(line.removeprefix("RESULT "))
+    assert {c.split(".")[0] for c in out["calls"]} <= {"sagemaker", "s3"}, out["calls"]
+    return out
+
+
+def test_sdk_registers_and_approves_model_packages(sdk: Sdk) -> None:
+    sm = sdk.sm
+    (sdk.tmp_path / "model.tar.gz").write_bytes(b"sdk-model-bytes")
+    registered = sdk.run('''
+        from sagemaker.model import Model, ModelPackage
+        sess = session("pat")
+        data = sess.upload_data(os.path.join(os.getcwd(), "model.tar.gz"), key_prefix="mlgov/sdk")
+        model = Model(image_uri="123456789012.dkr.ecr.eu-west-1.amazonaws.com/xgboost:1.7", model_data=data,
+                      sagemaker_session=sess)
+        package = model.register(content_types=["text/csv"], response_types=["text/csv"],
+                                 inference_instances=["ml.m5.large"], transform_instances=["ml.m5.large"],
+                                 model_package_group_name="sdk-churn", description="registered by the SDK",
+                                 customer_metadata_properties={"owner": "risk"}, domain="MACHINE_LEARNING",
+                                 task="CLASSIFICATION", approval_status="PendingManualApproval")
+        OUT["data"] = data
+        OUT["arn"] = package.model_package_arn
+        # a second version through the SDK's ModelPackage.create path of the same group
+        second = model.register(content_types=["text/csv"], response_types=["text/csv"],
+                                model_package_group_name="sdk-churn")
+        OUT["second"] = second.model_package_arn
+        # the registrant (a publisher) may not decide
+        try:
+            ModelPackage(role=None, model_package_arn=package.model_package_arn,
+                         sagemaker_session=sess).update_approval_status("Approved", "my own model")
+            OUT["self_approval"] = "accepted"
+        except ClientError as exc:
+            OUT["self_approval"] = error_code(exc)
+        described = sess.sagemaker_client.describe_model_package(ModelPackageName=package.model_package_arn)
+        OUT["status"] = described["ModelApprovalStatus"]
+        OUT["metadata"] = described["CustomerMetadataProperties"]
+        OUT["container"] = described["InferenceSpecification"]["Containers"][0]
+    ''')
+    arn = registered["arn"]
+    assert arn == f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:model-package/sdk-churn/1"
+    assert registered["second"].endswith("model-package/sdk-churn/2")
+    assert registered["self_approval"] == "AccessDeniedException"
+    assert registered["status"] == "PendingManualApproval" and registered["metadata"] == {"owner": "risk"}
+    assert registered["container"]["ModelDataUrl"] == registered["data"]
+    # the SDK looked for the group with Search, created it, then registered
+    assert {"sagemaker.Search", "sagemaker.CreateModelPackageGroup", "sagemaker.CreateModelPackage",
+            "s3.PutObject"} <= set(registered["calls"])
+
+    # the same version natively: mlgov hashed the object the SDK uploaded
+    with httpx.Client(base_url=sm.url) as native:
+        got = native.get("/api/v1/model-groups/sdk-churn/versions/1", headers=sm.headers["vic"]).json()
+    assert got["artifact_sha256"] == hashlib.sha256(b"sdk-model-bytes").hexdigest()
+    assert got["registered_by"] == "pat" and got["task"] == "CLASSIFICATION"
+
+    # an admin who registered a version may not approve it either (four-eyes), an independent approver may
+    decided = sdk.run(f'''
+        from sagemaker.model import Model, ModelPackage
+        admin, approver = session("alice"), session("ann")
+        mine = Model(image_uri="123456789012.dkr.ecr.eu-west-1.amazonaws.com/xgboost:1.7",
+                     model_data={registered["data"]!r}, sagemaker_session=admin).register(
+            content_types=["text/csv"], response_types=["text/csv"], model_package_group_name="sdk-churn")
+        try:
+            ModelPackage(role=None, model_package_arn=mine.model_package_arn,
+                         sagemaker_session=admin).update_approval_status("Approved", "mine")
+            OUT["four_eyes"] = "accepted"
+        except ClientError as exc:
+            OUT["four_eyes"] = [error_code(exc), exc.response["Error"]["Message"]]
+        ModelPackage(role=None, model_package_arn={arn!r},
+                     sagemaker_session=approver).update_approval_status("Approved", "holdout AUC 0.91")
+        d = approver.sagemaker_client.describe_model_package(ModelPackageName={arn!r})
+        OUT["decided"] = [d["ModelApprovalStatus"], d["ApprovalDescription"]]
+    ''')
+    assert decided["four_eyes"][0] == "AccessDeniedException" and "four-eyes" in decided["four_eyes"][1]
+    assert decided["decided"] == ["Approved", "holdout AUC 0.91"]
+    with httpx.Client(base_url=sm.url) as native:
+        history = native.get("/api/v1/model-groups/sdk-churn/versions/1/approvals", headers=sm.headers["vic"]).json()
+    assert [(h["actor"], h["to_status"]) for h in history] == [("ann", "Approved")]
+
+
+def test_sdk_lineage_artifacts_and_associations(sdk: Sdk) -> None:
+    sm = sdk.sm
+    out = sdk.run('''
+        from sagemaker.lineage.action import Action
+        from sagemaker.lineage.artifact import Artifact
+        from sagemaker.lineage.association import Association
+        from sagemaker.lineage.query import LineageQuery, LineageQueryDirectionEnum
+        sess = session("pat")
+        data = Artifact.create(artifact_name="train-data", source_uri="s3://data/train.csv", artifact_type="DataSet",
+                               properties={"rows": "1000"}, sagemaker_session=sess)
+        model = Artifact.create(artifact_name="model", source_uri="s3://models/m.tar.gz", artifact_type="Model",
+                                sagemaker_session=sess)
+        job = Action.create(action_name="sdk-train", source_uri="s3://jobs/sdk-train", action_type="TrainingJob",
+                            status="Completed", sagemaker_session=sess)
+        Association.create(source_arn=data.artifact_arn, destination_arn=job.action_arn,
+                           association_type="ContributedTo", sagemaker_session=sess)
+        Association.create(source_arn=job.action_arn, destination_arn=model.artifact_arn,
+                           association_type="Produced", sagemaker_session=sess)
+        OUT["arns"] = {"data": data.artifact_arn, "model": model.artifact_arn, "job": job.action_arn}
+        loaded = Artifact.load(artifact_arn=data.artifact_arn, sagemaker_session=sess)
+        OUT["loaded"] = [loaded.artifact_name, loaded.artifact_type, loaded.properties]
+        OUT["listed"] = [a.artifact_arn for a in Artifact.list(source_uri="s3://data/train.csv",
+                                                               sagemaker_session=sess)]
+        OUT["from_job"] = [(a.destination_arn, a.association_type)
+                           for a in Association.list(source_arn=job.action_arn, sagemaker_session=sess)]
+        result = LineageQuery(sess).query(start_arns=[model.artifact_arn],
+                                          direction=LineageQueryDirectionEnum.ASCENDANTS, include_edges=True)
+        OUT["upstream"] = sorted(v.arn for v in result.vertices)
+        OUT["edges"] = sorted((e.source_arn, e.association_type, e.destination_arn) for e in result.edges)
+        # a viewer may read the graph, not change it
+        try:
+            Artifact.create(artifact_name="nope", source_uri="s3://x/y", artifact_type="DataSet",
+                            sagemaker_session=session("vic"))
+            OUT["viewer"] = "accepted"
+        except ClientError as exc:
+            OUT["viewer"] = error_code(exc)
+    ''')
+    arns = out["arns"]
+    assert out["loaded"] == ["train-data", "DataSet", {"rows": "1000"}]
+    assert out["listed"] == [arns["data"]]
+    assert out["from_job"] == [[arns["model"], "Produced"]]
+    assert out["upstream"] == sorted([arns["data"], arns["job"], arns["model"]])
+    assert out["edges"] == sorted([[arns["data"], "ContributedTo", arns["job"]],
+                                   [arns["job"], "Produced", arns["model"]]])
+    assert out["viewer"] == "AccessDeniedException"
+    # the same graph natively
+    with httpx.Client(base_url=sm.url) as native:
+        got = native.post("/api/v1/lineage/query", json={"start": [arns["model"].rsplit("/", 1)[1]],
+                                                          "direction": "Ascendants"}, headers=sm.headers["vic"])
+    assert "s3://data/train.csv" in {v.get("uri") for v in got.json()["vertices"]}
+
+
+def test_sdk_model_cards(sdk: Sdk) -> None:
+    sm = sdk.sm
+    out = sdk.run('''
+        from sagemaker.model_card import IntendedUses, ModelCard, ModelCardStatusEnum, ModelOverview
+        author, reviewer = session("pat"), session("ann")
+        card = ModelCard(name="sdk-card", status=ModelCardStatusEnum.DRAFT,
+                         model_overview=ModelOverview(model_description="gradient boosting"),
+                         intended_uses=IntendedUses(purpose_of_model="retention campaigns"),
+                         sagemaker_session=author)
+        OUT["arn"] = card.create()
+        card.update(status=ModelCardStatusEnum.PENDING_REVIEW)
+        try:                                   # the author cannot approve its own card
+            card.update(status=ModelCardStatusEnum.APPROVED)
+            OUT["self_review"] = "accepted"
+        except ClientError as exc:
+            OUT["self_review"] = error_code(exc)
+        reviewed = ModelCard.load(name="sdk-card", sagemaker_session=reviewer)
+        reviewed.update(status=ModelCardStatusEnum.APPROVED)
+        latest = ModelCard.load(name="sdk-card", sagemaker_session=author)
+        first = ModelCard.load(name="sdk-card", version=1, sagemaker_session=author)
+        OUT["latest"] = [latest.status, latest.version, latest.intended_uses.purpose_of_model]
+        OUT["first"] = [first.status, first.version]
+        OUT["history"] = [[v["ModelCardVersion"], v["ModelCardStatus"]]
+                          for v in latest.get_version_history(SortOrder="Ascending")]
+        draft = ModelCard(name="sdk-scratch", status=ModelCardStatusEnum.DRAFT, sagemaker_session=author)
+        draft.create()
+        draft.delete()
+        try:
+            ModelCard.load(name="sdk-scratch", sagemaker_session=author)
+            OUT["deleted"] = "still there"
+        except ClientError as exc:
+            OUT["deleted"] = error_code(exc)
+    ''')
+    assert out["arn"] == f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:model-card/sdk-card"
+    assert out["self_review"] == "AccessDeniedException"
+    assert out["latest"] == ["Approved", 3, "retention campaigns"] and out["first"] == ["Draft", 1]
+    assert out["history"] == [[1, "Draft"], [2, "PendingReview"], [3, "Approved"]]
+    assert out["deleted"] == "ResourceNotFound"
+    with httpx.Client(base_url=sm.url) as native:
+        events = native.get("/api/v1/audit/events", params={"action": "model_card.*"},
+                            headers=sm.headers["root"]).json()["items"]
+    assert sorted((e["action"], e["subject_id"], e["actor"]) for e in events) == [
+        ("model_card.created", "sdk-card", "pat"), ("model_card.created", "sdk-scratch", "pat"),
+        ("model_card.deleted", "sdk-scratch", "pat"), ("model_card.updated", "sdk-card", "ann"),
+        ("model_card.updated", "sdk-card", "pat")]
+
