@@ -108,6 +108,7 @@ def champion_of(n: int) -> int:
 
 MLFLOW_SEED = """
 import sys, time
+from sqlalchemy import insert
 from mlflow.store.model_registry.sqlalchemy_store import SqlAlchemyStore
 from mlflow.store.model_registry.dbmodels.models import SqlModelVersion, SqlModelVersionTag
 uri, n = sys.argv[1], int(sys.argv[2])
@@ -117,14 +118,15 @@ t0 = time.perf_counter()
 now = int(time.time() * 1000)
 for start in range(1, n + 1, 2000):
     with s.ManagedSessionMaker() as session:
-        rows = []
+        versions, tags = [], []
         for i in range(start, min(start + 2000, n + 1)):
-            rows.append(SqlModelVersion(name="bench", version=i, creation_time=now, last_updated_time=now,
-                                        source=f"s3://m/{i}", storage_location=f"s3://m/{i}", current_stage="None",
-                                        status="READY"))
-            rows += [SqlModelVersionTag(name="bench", version=i, key=k, value=v)
+            versions.append(dict(name="bench", version=i, creation_time=now, last_updated_time=now,
+                                 source=f"s3://m/{i}", storage_location=f"s3://m/{i}", current_stage="None",
+                                 status="READY"))
+            tags += [dict(name="bench", version=i, key=k, value=v)
                      for k, v in (("i", str(i)), ("batch", str((i - 1) // 100)), ("team", "bench"))]
-        session.add_all(rows)
+        session.execute(insert(SqlModelVersion.__table__), versions)
+        session.execute(insert(SqlModelVersionTag.__table__), tags)
 champion = n - n % 10
 if champion:
     s.set_registered_model_alias("bench", "champion", str(champion))
@@ -311,7 +313,7 @@ def calls_native() -> dict[str, Call]:
         "list": Call("GET", lua_str(base + "?limit=100")),
         "create": Call("POST", lua_str(base),
                        '\'{"artifact_uri":"s3://m/new/\' .. id .. \'-\' .. counter .. \'",'
-                       '"metadata":{"team":"bench","batch":"new"}}\''),
+                       f'"artifact_sha256":"{"ab" * 32}","metadata":{{"team":"bench","batch":"new"}}}}\''),
     }
 
 
