@@ -75,9 +75,10 @@ class ApiKey(Base):
 
 
 class KeyEpoch(Base):
-    """One row whose ``epoch`` a database trigger raises on every INSERT, UPDATE or DELETE of ``auth_api_keys``
-    (migration 0016): the cache of verified keys (`authenticate`) trusts an entry only while the epoch it was loaded
-    under is current, so a revocation, by mlgov or by hand in the database, takes effect on the very next request."""
+    """One row whose ``epoch`` a database trigger replaces (with a random value) on every INSERT, UPDATE or DELETE of
+    ``auth_api_keys`` (migration 0016): the cache of verified keys (`authenticate`) trusts an entry only while the
+    epoch it was loaded under is current, so a revocation, by mlgov or by hand in the database, takes effect on the
+    very next request."""
 
     __tablename__ = "auth_key_epoch"
 

@@ -1,9 +1,10 @@
-"""Key revocation epoch: a counter every change to an API key row bumps, so servers may cache keys
+"""Key revocation epoch: a value every change to an API key row replaces, so servers may cache keys
 
 Revision ID: 0016_regspeed
 Revises: 0015_mlflow
 
-- ``auth_key_epoch`` (one row, ``id = 1``): ``epoch`` is raised by a trigger on every INSERT, UPDATE or DELETE of
+- ``auth_key_epoch`` (one row, ``id = 1``): ``epoch`` is replaced by a random value (a counter could repeat a value
+  a rolled-back transaction had used) by a trigger on every INSERT, UPDATE or DELETE of
   ``auth_api_keys`` (revocation through mlgov, or an operator editing the table by hand), in the same transaction.
   A server keeps verified keys in memory tagged with the epoch it read before loading them and trusts an entry
   only while the epoch is unchanged, so a revocation takes effect on the next request, as before; unknown key
@@ -25,7 +26,7 @@ depends_on = None
 _PG_FUNCTION = """
 CREATE OR REPLACE FUNCTION auth_key_epoch_bump() RETURNS trigger AS $$
 BEGIN
-    UPDATE auth_key_epoch SET epoch = epoch + 1 WHERE id = 1;
+    UPDATE auth_key_epoch SET epoch = (random() * 4503599627370496)::bigint WHERE id = 1;
     RETURN NULL;
 END;
 $$ LANGUAGE plpgsql
@@ -51,7 +52,7 @@ def upgrade() -> None:
     else:
         for what in ("INSERT", "UPDATE", "DELETE"):   # constants, no input
             op.execute(f"CREATE TRIGGER auth_api_keys_epoch_{what.lower()} AFTER {what} ON auth_api_keys "  # noqa: S608
-                       "BEGIN UPDATE auth_key_epoch SET epoch = epoch + 1 WHERE id = 1; END")
+                       "BEGIN UPDATE auth_key_epoch SET epoch = random() WHERE id = 1; END")
 
 
 def downgrade() -> None:
