@@ -424,7 +424,8 @@ def main() -> None:
                 run_wrk(wrk, t.port, call, t.token, a.versions, 2, conns, home)   # warm-up
                 r = run_wrk(wrk, t.port, call, t.token, a.versions, a.seconds, conns, home)
                 results[(name, t.name)] = r
-                errors = f"  NON-2XX {r.non2xx}" if r.non2xx else ""
+                errors = "  NO REQUEST COMPLETED (figures invalid: is the machine overloaded?)" if r.rps == 0 else ""
+                errors += f"  NON-2XX {r.non2xx}" if r.non2xx else ""
                 errors += f"  SOCKET ERRORS {r.socket_errors}" if r.socket_errors else ""
                 print(f"{LABELS[name]:40s} {t.name:22s} {r.rps:8.1f} req/s  p50 {r.p50_ms:7.1f} ms  "
                       f"p99 {r.p99_ms:7.1f} ms  (load {r.load:.2f}){errors}", flush=True)
@@ -436,7 +437,7 @@ def main() -> None:
             cells = []
             for t in targets:
                 r = results[(name, t.name)]
-                ratio = f" ({r.rps / peer.rps:4.1f}x)" if peer and t.name != "MLflow" else ""
+                ratio = f" ({r.rps / peer.rps:4.1f}x)" if peer and peer.rps > 0 and t.name != "MLflow" else ""
                 cells.append(f"{r.rps:7.0f}/s{ratio}".rjust(22))
             print(f"{LABELS[name]:40s} " + " ".join(cells))
     shutil.rmtree(home, ignore_errors=True)
