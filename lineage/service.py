@@ -73,12 +73,19 @@ def _claim(found: Entity, system: bool) -> None:
 _Row = TypeVar("_Row", Entity, Edge)
 
 
-def _insert(session: Session, row: _Row, existing: Callable[[], _Row | None]) -> tuple[_Row, bool]:
+def _insert(session: Session, row: _Row, existing: Callable[[], _Row | None], *,
+            fresh: bool = False) -> tuple[_Row, bool]:
     """Insert ``row``, or return the twin a concurrent request committed first (then False).
 
     Two pipelines recording the same dataset at once must both succeed: on PostgreSQL the second INSERT
     waits for the first commit and then violates the unique key; the savepoint keeps this transaction usable.
+    ``fresh``: the caller knows no other transaction can insert this row (its identity names something only this
+    transaction creates, e.g. a version number it holds the lock for), so it is written without a savepoint.
     """
+    if fresh:
+        session.add(row)
+        session.flush()
+        return row, True
     try:
         with session.begin_nested():
             session.add(row)
@@ -94,10 +101,10 @@ def _insert(session: Session, row: _Row, existing: Callable[[], _Row | None]) ->
 def ensure_artifact(session: Session, *, artifact_type: str, uri: str, sha256: str | None = None,
                     name: str | None = None, properties: dict[str, Any] | None = None, actor: str,
                     description: str | None = None, system: bool = True,
-                    owner: str | None = None) -> tuple[Entity, bool]:
+                    owner: str | None = None, fresh: bool = False) -> tuple[Entity, bool]:
     """The artifact for (uri, sha256); created if new. A new hash for a known URI is a new node, DerivedFrom
     the newest earlier node of that URI, so "trained on exactly this data" stays answerable. ``system=False``
-    only for what an API caller records (``owner`` then names who may change it)."""
+    only for what an API caller records (``owner`` then names who may change it). ``fresh``: see `_insert`."""
     sha = sha256.lower() if sha256 else None
     identity = artifact_identity(uri, sha)
     found = _find(session, "artifact", identity)
@@ -112,7 +119,7 @@ def ensure_artifact(session: Session, *, artifact_type: str, uri: str, sha256: s
     ent = Entity(id=new_id(), kind="artifact", type=artifact_type, name=name, identity=identity, uri=uri, sha256=sha,
                  properties=properties or {}, description=description, created_by=actor, created_at=now,
                  updated_at=now, system=system, creator_owner=owner or actor)
-    ent, created = _insert(session, ent, lambda: _find(session, "artifact", identity))
+    ent, created = _insert(session, ent, lambda: _find(session, "artifact", identity), fresh=fresh)
     if not created:
         _claim(ent, system)
         return ent, False
@@ -129,8 +136,9 @@ def ensure_artifact(session: Session, *, artifact_type: str, uri: str, sha256: s
 def ensure_action(session: Session, *, action_type: str, key: str, name: str, status: str | None = None,
                   start_time: dt.datetime | None = None, end_time: dt.datetime | None = None,
                   properties: dict[str, Any] | None = None, actor: str, system: bool = True,
-                  owner: str | None = None) -> tuple[Entity, bool]:
-    """The action for ``key``; created if new, else its status, times and properties are brought up to date."""
+                  owner: str | None = None, fresh: bool = False) -> tuple[Entity, bool]:
+    """The action for ``key``; created if new, else its status, times and properties are brought up to date.
+    ``fresh``: see `_insert`."""
     found = _find(session, "action", key)
     if found is not None:
         _claim(found, system)
@@ -149,7 +157,7 @@ def ensure_action(session: Session, *, action_type: str, key: str, name: str, st
     ent = Entity(id=new_id(), kind="action", type=action_type, name=name, identity=key, status=status or "Unknown",
                  start_time=start_time, end_time=end_time, properties=properties or {}, created_by=actor,
                  created_at=now, updated_at=now, system=system, creator_owner=owner or actor)
-    ent, created = _insert(session, ent, lambda: _find(session, "action", key))
+    ent, created = _insert(session, ent, lambda: _find(session, "action", key), fresh=fresh)
     if not created:    # created concurrently: bring it up to date as if it had been found
         return ensure_action(session, action_type=action_type, key=key, name=name, status=status, start_time=start_time,
                              end_time=end_time, properties=properties, actor=actor, system=system, owner=owner)
@@ -179,13 +187,15 @@ def ensure_context(session: Session, *, context_type: str, name: str, key: str |
 
 
 def link(session: Session, source: Entity, target: Entity, association_type: str, *, actor: str,
-         properties: dict[str, Any] | None = None, system: bool = True, owner: str | None = None) -> Edge:
-    """An association, created unless it exists (idempotent)."""
+         properties: dict[str, Any] | None = None, system: bool = True, owner: str | None = None,
+         fresh: bool = False) -> Edge:
+    """An association, created unless it exists (idempotent). ``fresh``: one end was created in this transaction,
+    so no such edge can exist yet and none can be inserted concurrently: added without a lookup or savepoint."""
     def existing() -> Edge | None:
         return session.scalar(select(Edge).where(Edge.source_id == source.id, Edge.target_id == target.id,
                                                  Edge.type == association_type))
 
-    found = existing()
+    found = None if fresh else existing()
     if found is not None:
         if system and not found.system:
             found.system = True
@@ -193,15 +203,22 @@ def link(session: Session, source: Entity, target: Entity, association_type: str
     edge = Edge(id=new_id(), source_id=source.id, target_id=target.id, type=association_type,
                 properties=properties or {}, created_by=actor, created_at=utcnow(), system=system,
                 creator_owner=owner or actor)
+    if fresh:   # both ends are in the database already: written with the transaction's next flush, batched
+        session.add(edge)
+        return edge
     edge, created = _insert(session, edge, existing)
     if not created and system and not edge.system:
         edge.system = True
     return edge
 
 
-def chain(session: Session, steps: Sequence[tuple[Entity, Entity, str]], *, actor: str) -> None:
+def chain(session: Session, steps: Sequence[tuple[Entity, Entity, str]], *, actor: str,
+          fresh: Entity | None = None) -> None:
+    """Link each (source, target, type); steps touching ``fresh`` (a node created in this transaction) skip the
+    lookup and savepoint (see `link`)."""
     for src, dst, association_type in steps:
-        link(session, src, dst, association_type, actor=actor)
+        link(session, src, dst, association_type, actor=actor,
+             fresh=fresh is not None and fresh.id in (src.id, dst.id))
 
 
 # --- API paths (audited) ------------------------------------------------------------------------------

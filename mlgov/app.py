@@ -245,6 +245,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None, *, 
     app.add_middleware(JsonGuardMiddleware)
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
     app.add_middleware(RequestIdMiddleware)
+    registry_mlflow.install_error_shape(app)   # MLflow's error body on its paths, for errors raised before routing
 
     web.install(app)   # static assets, offline /docs and /redoc; security headers outermost, on every response
     return app

@@ -27,7 +27,7 @@ from typing import Annotated, Any
 
 import anyio
 from fastapi import Depends, Request
-from sqlalchemy import Boolean, String, Text, select
+from sqlalchemy import BigInteger, Boolean, Integer, String, Text, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from mlgov.db import Base, Database, finish, new_id, private_dir, utcnow
@@ -72,6 +72,18 @@ class ApiKey(Base):
     # stored encrypted (mlgov.secrets), never hashed.
     aws_access_key_id: Mapped[str | None] = mapped_column(String(20), unique=True, nullable=True, default=None)
     aws_secret: Mapped[str | None] = mapped_column(Text, nullable=True, default=None)
+
+
+class KeyEpoch(Base):
+    """One row whose ``epoch`` a database trigger replaces (with a random value) on every INSERT, UPDATE or DELETE of
+    ``auth_api_keys`` (migration 0016): the cache of verified keys (`authenticate`) trusts an entry only while the
+    epoch it was loaded under is current, so a revocation, by mlgov or by hand in the database, takes effect on the
+    very next request."""
+
+    __tablename__ = "auth_key_epoch"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    epoch: Mapped[int] = mapped_column(BigInteger)
 
 
 @dataclass(frozen=True)
@@ -204,18 +216,55 @@ def list_keys(session: Session) -> list[ApiKey]:
     return list(session.scalars(select(ApiKey).order_by(ApiKey.created_at, ApiKey.name)))
 
 
+@dataclass(frozen=True)
+class _KnownKey:
+    """A key row as `authenticate` needs it (``principal`` None: no such key id), cached per process under the
+    epoch read before it was loaded."""
+
+    epoch: int
+    key_hash: str
+    active: bool
+    principal: Principal | None
+
+
+_KEY_COLUMNS = (ApiKey.key_hash, ApiKey.active, ApiKey.id, ApiKey.name, ApiKey.role, ApiKey.owner, ApiKey.created_by)
+_known: dict[str, _KnownKey] = {}
+KNOWN_KEYS_MAX = 4096   # entries; past it the cache starts again (a flood of made-up key ids is never cached)
+
+
+def _known_key(session: Session, key_id: str) -> _KnownKey:
+    """The key with public id ``key_id``: from the process cache while the key epoch is unchanged, else from the
+    database. The epoch is read first, so an entry can only be older than the epoch it carries, never newer."""
+    epoch = session.execute(select(KeyEpoch.epoch).where(KeyEpoch.id == 1)).scalar_one()
+    known = _known.get(key_id)
+    if known is not None and known.epoch == epoch:
+        return known
+    row = session.execute(select(*_KEY_COLUMNS).where(ApiKey.key_id == key_id)).first()
+    if row is None:   # remembered too (creating a key bumps the epoch): unknown ids cost what known ones cost
+        known = _KnownKey(epoch, _DUMMY_HASH, False, None)
+    else:
+        key_hash, active, pk, name, role, owner, created_by = row
+        known = _KnownKey(epoch, key_hash, bool(active),
+                          Principal(key_pk=pk, name=name, role=Role(role), owner=owner, created_by=created_by))
+    if len(_known) >= KNOWN_KEYS_MAX:
+        _known.clear()
+    _known[key_id] = known
+    return known
+
+
 def authenticate(session: Session, presented: str) -> Principal:
     parts = presented.split("_", 2)
     if len(parts) != 3 or parts[0] != KEY_PREFIX:
         raise Unauthorized("the API key is malformed", fix="send `Authorization: Bearer mlgov_<id>_<secret>`")
-    row = session.scalar(select(ApiKey).where(ApiKey.key_id == parts[1]))
-    # One digest and one constant-time comparison whether or not the key id exists.
-    matches = hmac.compare_digest(row.key_hash if row is not None else _DUMMY_HASH, _digest(parts[2]))
-    if row is None or not matches:
+    known = _known_key(session, parts[1])
+    # One digest and one constant-time comparison whether or not the key id exists (an unknown id is compared
+    # against the dummy digest).
+    matches = hmac.compare_digest(known.key_hash, _digest(parts[2]))
+    if known.principal is None or not matches:
         raise Unauthorized("the API key is not valid", fix="check the key or create one with `mlgov keys create`")
-    if not row.active:
-        raise Unauthorized(f"the API key {row.name!r} was revoked", fix="ask an admin for a new key")
-    return principal_of(row)
+    if not known.active:
+        raise Unauthorized(f"the API key {known.principal.name!r} was revoked", fix="ask an admin for a new key")
+    return known.principal
 
 
 def principal_of(row: ApiKey) -> Principal:

@@ -216,10 +216,10 @@ def serve(
     runs = "runs monitoring schedules" if s.scheduler else "does not run monitoring schedules (--no-scheduler)"
     typer.echo(f"mlgov serving on http://{host}:{port}  (API docs: http://{host}:{port}/docs); it {runs}")
     sys.stdout.flush()
+    # A worker imports the whole app (pandas, pyarrow, …) before it answers uvicorn's health check; on a busy
+    # machine that takes longer than uvicorn's 5 s default, and the supervisor would kill and respawn it forever.
     uvicorn.run("mlgov.asgi:app", host=host, port=port, workers=workers, log_level="info",
                 log_config=_serve_logging(), http="mlgov.server:NoDelayHttpToolsProtocol",
-                # a worker importing mlgov on a busy machine can miss uvicorn's 5 s health ping and be restarted
-                # in a loop; give it time to come up
                 timeout_worker_healthcheck=60)
 
 

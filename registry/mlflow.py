@@ -34,7 +34,16 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from mlgov import events, inputs
 from mlgov.auth import ADMINS, DECIDERS, PUBLISHERS, READERS, Principal, Role, SessionDep, require
 from mlgov.db import DatabaseBusy, busy_reason, is_unique_violation
-from mlgov.errors import Conflict, DomainError, Forbidden, Invalid, NotFound, PayloadTooLarge, Unauthorized
+from mlgov.errors import (
+    Conflict,
+    DomainError,
+    Forbidden,
+    Invalid,
+    MalformedJSON,
+    NotFound,
+    PayloadTooLarge,
+    Unauthorized,
+)
 from mlgov.outbound import OutboundDep
 from mlgov.secrets import SecretsDep
 from mlgov.storage import ObjectStore
@@ -83,6 +92,8 @@ def to_mlflow(exc: Exception, retry_after_s: int) -> MlflowError:
         return MlflowError(400, "INVALID_PARAMETER_VALUE", _message(exc))
     if isinstance(exc, Conflict):
         return MlflowError(409, "RESOURCE_CONFLICT", _message(exc))
+    if isinstance(exc, MalformedJSON):
+        return MlflowError(400, "MALFORMED_REQUEST", _message(exc))
     if isinstance(exc, PayloadTooLarge):
         return MlflowError(400, "INVALID_PARAMETER_VALUE", _message(exc))
     if isinstance(exc, DomainError):
@@ -113,6 +124,68 @@ class MlflowRoute(APIRoute):
         return route
 
 
+# Errors raised before a route runs (no route, wrong method, malformed or over-deep JSON screened by the kernel's
+# middleware, an oversized body, overload) leave the kernel as problem+json; on MLflow's paths they are re-shaped
+# here, by status, so MLflow's client always reads an error_code.
+_CODE_BY_STATUS = {400: "INVALID_PARAMETER_VALUE", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED",
+                   404: "ENDPOINT_NOT_FOUND", 405: "ENDPOINT_NOT_FOUND", 409: "RESOURCE_CONFLICT",
+                   413: "INVALID_PARAMETER_VALUE", 422: "INVALID_PARAMETER_VALUE", 429: "REQUEST_LIMIT_EXCEEDED",
+                   503: "TEMPORARILY_UNAVAILABLE"}
+MLFLOW_PATHS = (PREFIX + "/", "/api/3.0/mlflow/")
+
+
+def mlflow_error_body(status: int, problem: dict[str, Any]) -> dict[str, str]:
+    """A problem+json body as MLflow's ``{"error_code", "message"}``."""
+    if status == 400 and problem.get("title") == "Malformed JSON":
+        code = "MALFORMED_REQUEST"
+    else:
+        code = _CODE_BY_STATUS.get(status, "INTERNAL_ERROR" if status >= 500 else "BAD_REQUEST")
+    detail, fix = str(problem.get("detail") or problem.get("title") or "error"), problem.get("fix")
+    return {"error_code": code, "message": f"{detail}. Fix: {fix}" if fix else detail}
+
+
+class MlflowErrorShape:
+    """ASGI middleware: a problem+json answer on an MLflow path becomes MLflow's error body (same status and
+    headers: Allow, Retry-After, WWW-Authenticate). Installed outside the kernel's body and JSON guards."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or not str(scope.get("path", "")).startswith(MLFLOW_PATHS):
+            await self.app(scope, receive, send)
+            return
+        start: dict[str, Any] | None = None
+        chunks: list[bytes] = []
+
+        async def reshaping(message: dict[str, Any]) -> None:
+            nonlocal start
+            if message["type"] == "http.response.start":
+                ctype = dict(message.get("headers") or []).get(b"content-type", b"")
+                if ctype.startswith(b"application/problem+json"):
+                    start = message
+                    return
+            elif message["type"] == "http.response.body" and start is not None:
+                chunks.append(message.get("body", b""))
+                if message.get("more_body", False):
+                    return
+                status = int(start["status"])
+                try:
+                    problem = json.loads(b"".join(chunks))
+                except ValueError:
+                    problem = {}
+                body = json.dumps(mlflow_error_body(status, problem if isinstance(problem, dict) else {})).encode()
+                headers = [(k, v) for k, v in start.get("headers") or []
+                           if k.lower() not in (b"content-type", b"content-length")]
+                await send({**start, "headers": [*headers, (b"content-type", b"application/json"),
+                                                 (b"content-length", str(len(body)).encode())]})
+                await send({"type": "http.response.body", "body": body})
+                return
+            await send(message)
+
+        await self.app(scope, receive, reshaping)
+
+
 async def _handle(_: Request, exc: Exception) -> Response:
     assert isinstance(exc, MlflowError)
     return JSONResponse({"error_code": exc.code, "message": exc.message}, status_code=exc.status,
@@ -127,11 +200,17 @@ Admin = Annotated[Principal, Depends(require(ADMINS))]
 
 
 def install(app: FastAPI) -> None:
-    """Serve MLflow's registry routes, answer MLflow's error shape on them, deliver MLflow-format webhooks."""
+    """Serve MLflow's registry routes, answer MLflow's error shape on them, deliver MLflow-format webhooks. Call
+    `install_error_shape` once the kernel's middlewares are added."""
     app.include_router(router)
     app.include_router(fallback)
     app.add_exception_handler(MlflowError, _handle)
     events.register_format(MLFLOW_WIRE, events.WireFormat(translate=_webhook_event_name, render=_render_delivery))
+
+
+def install_error_shape(app: FastAPI) -> None:
+    """MLflow's error body for what the kernel answers before routing, on MLflow's paths (outside its guards)."""
+    app.add_middleware(MlflowErrorShape)
 
 
 # --- request messages ----------------------------------------------------------------------------------

@@ -31,7 +31,8 @@ class ModelVersion(Base):
     __tablename__ = "registry_model_versions"
     __table_args__ = (
         UniqueConstraint("group_id", "version"),
-        Index("ix_registry_model_versions_group_status", "group_id", "approval_status"),
+        # the newest version with a status (latest Approved) is one probe of this index, not a sort of them all
+        Index("ix_registry_model_versions_group_status_version", "group_id", "approval_status", "version"),
         Index("ix_registry_model_versions_group_stage", "group_id", "stage"),
         Index("ix_registry_model_versions_group_created", "group_id", "created_at"),
     )

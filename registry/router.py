@@ -6,11 +6,11 @@ import datetime as dt
 from pathlib import Path as FsPath
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import APIRouter, Depends, Path, Query, Response
 from fastapi.responses import HTMLResponse
-from pydantic import Field
+from pydantic import Field, TypeAdapter
 
-from mlgov.api import Limit, Offset, Page, page
+from mlgov.api import Limit, Offset, Page, json_response, page
 from mlgov.auth import (
     ADMINS,
     DECIDERS,
@@ -106,6 +106,10 @@ def register_version(group: str, body: VersionCreate, session: SessionDep, princ
     return service.to_read(group, v)
 
 
+_VERSION = TypeAdapter(VersionRead)
+_VERSION_PAGE = TypeAdapter(Page[VersionRead])
+
+
 @router.get("/model-groups/{group}/versions", response_model=Page[VersionRead])
 def list_versions(
     group: str, session: SessionDep, _: Reader,
@@ -116,24 +120,22 @@ def list_versions(
     metadata: Annotated[list[KeyValue] | None, Query(description="key=value; repeat to AND several")] = None,
     sort: Literal["version", "-version", "created_at", "-created_at"] = "-version",
     limit: Limit = 50, offset: Offset = 0,
-) -> dict[str, Any]:
-    g, rows, total = service.list_versions(
+) -> Response:
+    rows, total = service.read_versions(
         session, group, status=status, stage=stage, created_after=as_utc(created_after),
         created_before=as_utc(created_before), metadata=_pairs(metadata, "metadata"), sort=sort, limit=limit,
         offset=offset)
-    return page([service.to_read(g.name, v) for v in rows], total, limit, offset)
+    return json_response(_VERSION_PAGE, {"items": rows, "total": total, "limit": limit, "offset": offset})
 
 
 @router.get("/model-groups/{group}/versions/latest", response_model=VersionRead)
-def latest_version(group: str, session: SessionDep, _: Reader, status: ApprovalStatus | None = None) -> VersionRead:
-    grp, v = service.latest_version(session, group, status)
-    return service.to_read(grp.name, v)
+def latest_version(group: str, session: SessionDep, _: Reader, status: ApprovalStatus | None = None) -> Response:
+    return json_response(_VERSION, service.read_latest(session, group, status))
 
 
 @router.get("/model-groups/{group}/versions/{version}", response_model=VersionRead)
-def get_version(group: str, version: VersionNo, session: SessionDep, _: Reader) -> VersionRead:
-    g, v = service.get_version(session, group, version)
-    return service.to_read(g.name, v)
+def get_version(group: str, version: VersionNo, session: SessionDep, _: Reader) -> Response:
+    return json_response(_VERSION, service.read_version(session, group, version))
 
 
 @router.post("/model-groups/{group}/versions/{version}/approval", response_model=VersionRead)

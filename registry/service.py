@@ -184,20 +184,27 @@ def _payload(group_name: str, v: ModelVersion) -> dict[str, Any]:
 
 
 def register_version(session: Session, group_name: str, body: VersionFields, actor: Principal) -> ModelVersion:
-    group = get_group(session, group_name, for_update=True)
+    """Number the version (gap-free), store it, record its lineage, audit and emit it, in the caller's transaction.
+
+    Registrations of one group are serialised by the group row, locked from numbering to commit, so a number is
+    never skipped. What does not depend on the number (the alert, the model artifact, datasets and the group's
+    lineage context) is looked up or recorded before that lock, and rows that only this transaction can create
+    are written without savepoints, so the lock is held for as few statements as possible."""
+    group = get_group(session, group_name)
     alert_node = None
     if body.triggered_by_alert:
         alert_node = lineage.find_action(session, lineage.alert_key(body.triggered_by_alert))
         if alert_node is None:
             raise NotFound(f"no monitoring alert with id {body.triggered_by_alert!r}",
                            fix="pass the alert id from the retraining request (GET /api/v1/alerts)")
-    number = session.execute(
+    before_lock = _lineage_before_number(session, group, body, actor.name)
+    number, stage_config = session.execute(   # takes the group row's lock until commit
         update(ModelGroup).where(ModelGroup.id == group.id)
         .values(latest_version=ModelGroup.latest_version + 1, updated_at=utcnow())
-        .returning(ModelGroup.latest_version),
+        .returning(ModelGroup.latest_version, ModelGroup.stage_config),
         execution_options={"synchronize_session": False},
-    ).scalar_one()
-    cfg = StageConfig.model_validate(group.stage_config)
+    ).one()
+    cfg = StageConfig.model_validate(stage_config)
     now = utcnow()
     v = ModelVersion(
         id=new_id(), group_id=group.id, version=number, approval_status=PENDING, stage=cfg.initial,
@@ -220,14 +227,14 @@ def register_version(session: Session, group_name: str, body: VersionFields, act
     session.add(StageTransition(group_id=group.id, version_id=v.id, from_stage=None, to_stage=cfg.initial,
                                 actor=actor.name, comment=None, reason="registered", at=now))
     session.flush()
-    _record_training_lineage(session, group, v, actor.name)
+    version = _record_training_lineage(session, group, v, actor.name, before_lock)
     if alert_node is not None:
         run, _ = lineage.ensure_action(session, action_type="RetrainingRun",
                                        key=f"retraining:{body.triggered_by_alert}:{v.id}",
                                        name=f"retraining of {group.name} after alert {body.triggered_by_alert}",
-                                       status="Completed", end_time=now, actor=actor.name)
-        lineage.chain(session, [(alert_node, run, "ContributedTo"),
-                                (run, version_entity(session, group, v, actor.name), "Produced")], actor=actor.name)
+                                       status="Completed", end_time=now, actor=actor.name, fresh=True)
+        lineage.chain(session, [(alert_node, run, "ContributedTo"), (run, version, "Produced")], actor=actor.name,
+                      fresh=run)
     payload = _payload(group.name, v)
     audit.record(session, actor=actor.name, action="version.registered", subject_type="model_version",
                  subject_id=f"{group.name}/{number}", after=payload)
@@ -264,37 +271,66 @@ def version_entity(session: Session, group: ModelGroup, v: ModelVersion, actor: 
     """The version's own lineage node, which the model artifact (URI + sha256) ContributedTo. Training, approvals,
     stage moves, baselines and deployments attach here, never to the artifact: versions that ship the same file
     share the artifact node but not each other's lineage."""
-    node, created = lineage.ensure_artifact(session, artifact_type="ModelPackage",
-                                            uri=lineage.model_version_uri(group.name, v.version),
-                                            name=f"{group.name}/{v.version}", actor=actor,
-                                            properties={"model_group": group.name, "version": v.version})
+    node, created = _version_node(session, group, v, actor, fresh=False)
     if created:
         model, _ = lineage.ensure_artifact(session, artifact_type="Model", uri=v.artifact_uri,
                                            sha256=v.artifact_sha256, actor=actor)
-        lineage.link(session, model, node, "ContributedTo", actor=actor)
+        lineage.link(session, model, node, "ContributedTo", actor=actor, fresh=True)
     return node
 
 
-def _record_training_lineage(session: Session, group: ModelGroup, v: ModelVersion, actor: str) -> None:
-    """training data → training job → version (← model artifact) → model-group context (SageMaker's
-    auto-lineage)."""
-    version = version_entity(session, group, v, actor)
+def _version_node(session: Session, group: ModelGroup, v: ModelVersion, actor: str,
+                  fresh: bool) -> tuple[lineage.Entity, bool]:
+    """``fresh`` only while registering: the transaction holding the group's lock is the only one that can create
+    the node of the number it assigned (the lookup stays for a group deleted and created again, whose numbers
+    restart)."""
+    return lineage.ensure_artifact(session, artifact_type="ModelPackage",
+                                   uri=lineage.model_version_uri(group.name, v.version),
+                                   name=f"{group.name}/{v.version}", actor=actor,
+                                   properties={"model_group": group.name, "version": v.version}, fresh=fresh)
+
+
+@dataclass(frozen=True)
+class _LineageParts:
+    """A registration's lineage nodes that do not depend on its version number."""
+
+    model: lineage.Entity
+    context: lineage.Entity
+    datasets: list[lineage.Entity]
+
+
+def _lineage_before_number(session: Session, group: ModelGroup, body: VersionFields, actor: str) -> _LineageParts:
+    model, _ = lineage.ensure_artifact(session, artifact_type="Model", uri=body.artifact_uri,
+                                       sha256=body.artifact_sha256, actor=actor)
     ctx, _ = lineage.ensure_context(session, context_type="ModelGroup", name=group.name,
                                     key=f"model-group:{group.name}", actor=actor)
+    datasets = [lineage.ensure_artifact(session, artifact_type="Dataset", uri=uri, actor=actor)[0]
+                for uri in body.training_data]
+    return _LineageParts(model, ctx, datasets)
+
+
+def _record_training_lineage(session: Session, group: ModelGroup, v: ModelVersion, actor: str,
+                             parts: _LineageParts) -> lineage.Entity:
+    """training data → training job → version (← model artifact) → model-group context (SageMaker's
+    auto-lineage); returns the version's node."""
+    version, created = _version_node(session, group, v, actor, fresh=True)
+    fresh = version if created else None
+    if created:
+        lineage.link(session, parts.model, version, "ContributedTo", actor=actor, fresh=True)
     job_ref = v.training_job or {}
     job_name = job_ref.get("name") or f"{group.name}/{v.version}/training"
-    job, _ = lineage.ensure_action(
+    named = bool(job_ref.get("uri") or job_ref.get("name"))   # a job others may record too: the careful path
+    job, job_created = lineage.ensure_action(
         session, action_type="TrainingJob", key=f"training-job:{job_ref.get('uri') or job_name}", name=job_name,
         status="Completed", start_time=_parse_time(job_ref.get("started_at")),
         end_time=_parse_time(job_ref.get("ended_at")),
         properties={k: val for k, val in {"uri": job_ref.get("uri"), "parameters": job_ref.get("parameters")}.items()
-                    if val}, actor=actor)
-    steps: list[tuple[lineage.Entity, lineage.Entity, str]] = []
-    for uri in v.training_data or []:
-        data, _ = lineage.ensure_artifact(session, artifact_type="Dataset", uri=uri, actor=actor)
-        steps.append((data, job, "ContributedTo"))
-    steps += [(job, version, "Produced"), (version, ctx, "AssociatedWith")]
-    lineage.chain(session, steps, actor=actor)
+                    if val}, actor=actor, fresh=not named and created)
+    steps: list[tuple[lineage.Entity, lineage.Entity, str]] = [(data, job, "ContributedTo") for data in parts.datasets]
+    lineage.chain(session, steps, actor=actor, fresh=job if job_created else None)
+    lineage.chain(session, [(job, version, "Produced"), (version, parts.context, "AssociatedWith")], actor=actor,
+                  fresh=fresh)
+    return version
 
 
 def _governance_action(session: Session, group: ModelGroup, v: ModelVersion, actor: str, action_type: str, key: str,
@@ -320,11 +356,27 @@ def _version_stmt(group: ModelGroup) -> Select[ModelVersion]:
 
 
 def get_version(session: Session, group_name: str, number: int) -> tuple[ModelGroup, ModelVersion]:
-    group = get_group(session, group_name)
-    v = session.scalar(_version_stmt(group).where(ModelVersion.version == number))
-    if v is None:
+    """The group and its version ``number`` in one round trip (plus the version's metadata)."""
+    found = session.execute(select(ModelGroup, ModelVersion).join(ModelVersion, ModelVersion.group_id == ModelGroup.id)
+                            .options(selectinload(ModelVersion.metadata_items))
+                            .where(ModelGroup.name == group_name, ModelVersion.version == number)).first()
+    if found is None:
+        get_group(session, group_name)   # GroupNotFound when the group is what is missing
         raise VersionNotFound(group_name, number)
-    return group, v
+    return found[0], found[1]
+
+
+def _list_filters(status: str | None, stage: str | None, created_after: dt.datetime | None,
+                  created_before: dt.datetime | None, metadata: dict[str, str]) -> list[Any]:
+    return [*equal((ModelVersion.approval_status, status), (ModelVersion.stage, stage)),
+            *in_window(ModelVersion.created_at, created_after, created_before),
+            *(select(VersionMetadata.version_id).where(
+                VersionMetadata.version_id == ModelVersion.id, VersionMetadata.key == k,
+                VersionMetadata.value == val).exists() for k, val in metadata.items())]
+
+
+_LIST_ORDER: dict[str, QueryableAttribute[Any]] = {"version": ModelVersion.version,
+                                                   "created_at": ModelVersion.created_at}
 
 
 def list_versions(
@@ -333,13 +385,9 @@ def list_versions(
     sort: str, limit: int, offset: int,
 ) -> tuple[ModelGroup, list[ModelVersion], int]:
     group = get_group(session, group_name)
-    order = _order(sort, {"version": ModelVersion.version, "created_at": ModelVersion.created_at})
-    rows, total = paginate(session, _version_stmt(group), order, ModelVersion.version, limit=limit, offset=offset,
-                           where=[*equal((ModelVersion.approval_status, status), (ModelVersion.stage, stage)),
-                                  *in_window(ModelVersion.created_at, created_after, created_before),
-                                  *(select(VersionMetadata.version_id).where(
-                                      VersionMetadata.version_id == ModelVersion.id, VersionMetadata.key == k,
-                                      VersionMetadata.value == val).exists() for k, val in metadata.items())])
+    rows, total = paginate(session, _version_stmt(group), _order(sort, _LIST_ORDER), ModelVersion.version,
+                           limit=limit, offset=offset,
+                           where=_list_filters(status, stage, created_after, created_before, metadata))
     return group, rows, total
 
 
@@ -353,6 +401,79 @@ def latest_version(session: Session, group_name: str, status: str | None) -> tup
         what = f"with approval status {status}" if status else "at all"
         raise VersionNotFound(group_name, f"{what} (no versions match)")
     return group, v
+
+
+# --- reads as columns: the native API's GETs build their answer from rows, not ORM objects -------------------
+
+_VERSION_TABLE = ModelVersion.__table__
+_READ_FIELDS = frozenset(VersionRead.model_fields) - {"group", "metadata", "approval_evidence"}
+
+
+def _group_id(session: Session, group_name: str) -> str:
+    gid = session.scalar(select(ModelGroup.id).where(ModelGroup.name == group_name))
+    if gid is None:
+        raise GroupNotFound(group_name)
+    return gid
+
+
+def _as_reads(session: Session, group_name: str, rows: list[Any]) -> list[VersionRead]:
+    """Version rows (all columns) and their metadata (one query) as VersionRead, without re-validating what the
+    database already holds in the declared types."""
+    meta: dict[str, dict[str, str]] = {r.id: {} for r in rows}
+    for part in chunks(list(meta)):
+        for vid, key, value in session.execute(select(VersionMetadata.version_id, VersionMetadata.key,
+                                                      VersionMetadata.value)
+                                               .where(VersionMetadata.version_id.in_(part))
+                                               .order_by(VersionMetadata.version_id, VersionMetadata.key)):
+            meta[vid][key] = value
+    out = []
+    for r in rows:
+        fields = {k: v for k, v in r._mapping.items() if k in _READ_FIELDS}
+        fields["metrics"] = fields.get("metrics") or {}
+        fields["training_data"] = list(fields.get("training_data") or [])
+        fields["artifact_trusted"] = bool(fields.get("artifact_trusted"))
+        out.append(VersionRead.model_construct(group=group_name, metadata=meta[r.id], approval_evidence=None,
+                                               **fields))
+    return out
+
+
+def read_version(session: Session, group_name: str, number: int) -> VersionRead:
+    row = session.execute(select(_VERSION_TABLE).join(ModelGroup, ModelGroup.id == ModelVersion.group_id)
+                          .where(ModelGroup.name == group_name, ModelVersion.version == number)).first()
+    if row is None:
+        _group_id(session, group_name)
+        raise VersionNotFound(group_name, number)
+    return _as_reads(session, group_name, [row])[0]
+
+
+def read_latest(session: Session, group_name: str, status: str | None) -> VersionRead:
+    """The newest version (with ``status``, when given): one index probe on (group, status, version)."""
+    stmt = (select(_VERSION_TABLE).join(ModelGroup, ModelGroup.id == ModelVersion.group_id)
+            .where(ModelGroup.name == group_name).order_by(ModelVersion.version.desc()).limit(1))
+    if status:
+        stmt = stmt.where(ModelVersion.approval_status == status)
+    row = session.execute(stmt).first()
+    if row is None:
+        _group_id(session, group_name)
+        what = f"with approval status {status}" if status else "at all"
+        raise VersionNotFound(group_name, f"{what} (no versions match)")
+    return _as_reads(session, group_name, [row])[0]
+
+
+def read_versions(
+    session: Session, group_name: str, *, status: str | None, stage: str | None,
+    created_after: dt.datetime | None, created_before: dt.datetime | None, metadata: dict[str, str],
+    sort: str, limit: int, offset: int,
+) -> tuple[list[VersionRead], int]:
+    """`list_versions` as VersionRead rows and the total."""
+    gid = _group_id(session, group_name)
+    stmt = select(_VERSION_TABLE).where(ModelVersion.group_id == gid,
+                                        *(c for c in _list_filters(status, stage, created_after, created_before,
+                                                                   metadata) if c is not None))
+    total = session.scalar(select(func.count()).select_from(stmt.with_only_columns(ModelVersion.id).subquery())) or 0
+    rows = list(session.execute(stmt.order_by(_order(sort, _LIST_ORDER), ModelVersion.version)
+                                .limit(limit).offset(offset)))
+    return _as_reads(session, group_name, rows), total
 
 
 # --- approvals ----------------------------------------------------------------------------------------
@@ -1201,6 +1322,24 @@ def _add_version_facts(session: Session, group_name: str, row: dict[str, Any], l
                          and (a.get("until") is None or at < dt.datetime.fromisoformat(a["until"]))]
 
 
+def _alias_moves_by_version(session: Session, group: ModelGroup, lo: dt.datetime,
+                            hi: dt.datetime) -> dict[int, list[dict[str, Any]]]:
+    """Every alias move in [lo, hi) (through any door: native, MLflow), listed on the version it pointed at before
+    and on the one it points at after: ``{alias, from, to, by, at}`` (``to`` None: removed)."""
+    out: dict[int, list[dict[str, Any]]] = {}
+    pointing: dict[str, int | None] = {}
+    for m in session.scalars(select(AliasMove).where(AliasMove.group_id == group.id, AliasMove.at < hi)
+                             .order_by(AliasMove.id)):
+        previous = pointing.get(m.alias)
+        pointing[m.alias] = m.version
+        if m.at < lo:
+            continue
+        item = {"alias": m.alias, "from": previous, "to": m.version, "by": m.actor, "at": m.at.isoformat()}
+        for number in {previous, m.version} - {None}:
+            out.setdefault(cast(int, number), []).append(item)
+    return out
+
+
 def compliance_report(session: Session, group_name: str, since: dt.datetime | None,
                       until: dt.datetime | None) -> dict[str, Any]:
     """Every version with activity in the window: who registered it, every decision and stage move, the evidence
@@ -1222,9 +1361,10 @@ def compliance_report(session: Session, group_name: str, since: dt.datetime | No
                                                                StageTransition.at >= lo, StageTransition.at < hi)
                                  .order_by(StageTransition.id)):
             moves[t.version_id].append(t)
+    alias_moves = _alias_moves_by_version(session, group, lo, hi)
     rows = []
     for v in versions:
-        if not (lo <= v.created_at < hi or decisions[v.id] or moves[v.id]):
+        if not (lo <= v.created_at < hi or decisions[v.id] or moves[v.id] or alias_moves.get(v.version)):
             continue
         rows.append({
             "version": v.version,
@@ -1240,6 +1380,7 @@ def compliance_report(session: Session, group_name: str, since: dt.datetime | No
             "decisions": [_decision_row(d) for d in decisions[v.id]],
             "stage_history": [{"from": t.from_stage, "to": t.to_stage, "by": t.actor, "at": t.at.isoformat(),
                                "reason": t.reason, "comment": t.comment} for t in moves[v.id]],
+            "alias_history": alias_moves.get(v.version, []),
             "registered_by_owner": _registrant(session, v)[0],
             "evidence": assess_evidence(session, group.name, v),
             "four_eyes_ok": all(_decided_independently(session, v, d) for d in decisions[v.id]),

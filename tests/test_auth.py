@@ -129,6 +129,35 @@ def test_keys_stored_hashed_and_revocation(client, keys, db):
     assert_problem(client.get("/api/v1/model-groups", headers={"Authorization": "Basic abc"}), 401, "bearer")
 
 
+def test_cached_keys_follow_every_change_to_the_keys_table(client, keys, db):
+    """Verified keys are cached per process under the key epoch; any change to a key row (through mlgov or by hand in
+    the database) replaces the epoch, so the next request sees it."""
+    from sqlalchemy import text
+
+    ok = client.get("/api/v1/model-groups", headers=keys("viewer"))
+    assert ok.status_code == 200
+    assert client.get("/api/v1/model-groups", headers=keys("viewer")).status_code == 200   # served from the cache
+    with db.session_scope() as s:
+        before = s.scalar(select(auth.KeyEpoch.epoch))
+        s.execute(text("UPDATE auth_api_keys SET active = false WHERE name = 'test-viewer'"))   # an operator, by hand
+        assert s.scalar(select(auth.KeyEpoch.epoch)) != before
+    assert_problem(client.get("/api/v1/model-groups", headers=keys("viewer")), 401, "revoked")
+    with db.session_scope() as s:
+        s.execute(text("UPDATE auth_api_keys SET role = 'viewer' WHERE name = 'test-publisher'"))
+    assert_problem(client.post("/api/v1/model-groups", json={"name": "x"}, headers=keys("publisher")), 403, "viewer")
+    # an unknown key id is refused, and stays refused once a key with another id is created
+    fake = "mlgov_0123456789ab_" + "x" * 43
+    assert_problem(client.get("/api/v1/model-groups", headers={"Authorization": f"Bearer {fake}"}), 401, "not valid")
+    r = client.post("/api/v1/keys", json={"name": "late", "role": "viewer"}, headers=keys("admin"))
+    late = r.json()["key"]
+    assert client.get("/api/v1/model-groups", headers={"Authorization": f"Bearer {late}"}).status_code == 200
+    assert_problem(client.get("/api/v1/model-groups", headers={"Authorization": f"Bearer {fake}"}), 401, "not valid")
+    # the right key id with a wrong secret is refused from the cache too
+    kid = late.split("_", 2)[1]
+    assert_problem(client.get("/api/v1/model-groups", headers={"Authorization": f"Bearer mlgov_{kid}_{'y' * 43}"}),
+                   401, "not valid")
+
+
 def test_keys_api(client, keys):
     r = client.post("/api/v1/keys", json={"name": "ci-bot", "role": "publisher"}, headers=keys("admin"))
     assert r.status_code == 201 and r.json()["key"].startswith("mlgov_")

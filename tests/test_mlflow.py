@@ -260,6 +260,51 @@ def test_transition_stage_keeps_mlgov_rules_and_history(world: World) -> None:
     assert r.json()["versions"] == [1]
 
 
+def test_mlflow_alias_and_stage_moves_are_in_the_record(world: World) -> None:
+    """Alias moves and stage transitions made through MLflow's verbs are audited, answer "what was where at T"
+    and appear in the group's compliance report (JSON and HTML)."""
+    c = world.client
+    c.create_registered_model("churn")
+    for i in (1, 2):
+        c.create_model_version("churn", f"s3://m/{i}")
+        world.approve("churn", i)
+    with world.as_("appr"):
+        c.transition_model_version_stage("churn", "1", "Staging")
+        c.transition_model_version_stage("churn", "1", "Production")
+        c.set_registered_model_alias("churn", "champion", "1")
+    between = dt.datetime.now(dt.UTC)
+    with world.as_("appr"):
+        c.transition_model_version_stage("churn", "2", "Staging")
+        c.transition_model_version_stage("churn", "2", "Production")   # version 1 is displaced to Archived
+        c.set_registered_model_alias("churn", "champion", "2")
+        c.delete_registered_model_alias("churn", "champion")
+    stage_moves = world.audit("version.stage_changed", "churn/1")
+    assert [(m["actor"], m["after"]["stage"]) for m in stage_moves][:2] == [("test-appr", "Staging"),
+                                                                            ("test-appr", "Production")]
+    assert [m["after"] for m in world.audit("version.alias_set")] == [{"alias": "champion", "version": 1},
+                                                                      {"alias": "champion", "version": 2}]
+    at = {"at": between.isoformat()}
+    r = world.http.get(f"{API}/model-groups/churn/stages/Production", params=at, headers=world.h("viewer"))
+    assert r.json()["versions"] == [1]
+    r = world.http.get(f"{API}/model-groups/churn/aliases", params=at, headers=world.h("viewer"))
+    assert r.json()["aliases"] == {"champion": 1}
+    r = world.http.get(f"{API}/model-groups/churn/stages/Production", headers=world.h("viewer"))
+    assert r.json()["versions"] == [2]
+    report = world.http.get(f"{API}/audit/report", params={"model_group": "churn"}, headers=world.h("viewer")).json()
+    rows = {v["version"]: v for v in report["versions"]}
+    assert [(a["from"], a["to"], a["by"]) for a in rows[1]["alias_history"]] == [(None, 1, "test-appr"),
+                                                                                  (1, 2, "test-appr")]
+    assert [(a["from"], a["to"]) for a in rows[2]["alias_history"]] == [(1, 2), (2, None)]
+    assert [t["to"] for t in rows[1]["stage_history"]][-3:] == ["Staging", "Production", "Archived"]
+    assert report["audit_chain"]["ok"] is True
+    later = world.http.get(f"{API}/audit/report", headers=world.h("viewer"),
+                           params={"model_group": "churn", "from": dt.datetime.now(dt.UTC).isoformat()}).json()
+    assert later["versions"] == []        # moves outside the window are not listed
+    html = world.http.get(f"{API}/audit/report", params={"model_group": "churn", "format": "html"},
+                          headers=world.h("viewer")).text
+    assert "@champion" in html and "removed" in html
+
+
 def test_roles_and_auth(world: World) -> None:
     c = world.client
     c.create_registered_model("churn")
@@ -323,6 +368,53 @@ def test_unauthenticated_and_refused_calls_have_mlflow_shape(world: World) -> No
     assert r.status_code == 401 and r.json()["error_code"] == "UNAUTHENTICATED"
     r = world.http.post("/api/2.0/mlflow/registered-models/create", json={"name": "x"}, headers=world.h("viewer"))
     assert r.status_code == 403 and r.json()["error_code"] == "PERMISSION_DENIED"
+
+
+def test_tracking_calls_get_endpoint_not_found_from_the_real_client(world: World) -> None:
+    """Experiments, runs and logged models stay on the tracking server: MLflow's client reads ENDPOINT_NOT_FOUND."""
+    c = world.client
+    calls = [lambda: c.search_experiments(), lambda: c.get_run("0" * 32), lambda: c.create_experiment("x"),
+             lambda: c.search_logged_models(experiment_ids=["0"])]
+    for call in calls:
+        with pytest.raises(MlflowException) as exc:
+            call()
+        assert _code(exc) == "ENDPOINT_NOT_FOUND" and "registry_uri" in str(exc.value)
+
+
+@pytest.mark.parametrize(("method", "path", "kwargs", "status", "code"), [
+    ("POST", "/api/2.0/mlflow/registered-models/create", {"content": b'{"name": "x"'}, 400, "MALFORMED_REQUEST"),
+    ("POST", "/api/2.0/mlflow/experiments/create", {"content": b"[1, 2"}, 400, "MALFORMED_REQUEST"),
+    ("POST", "/api/2.0/mlflow/registered-models/create", {"content": b"[" * 500 + b"]" * 500}, 422,
+     "INVALID_PARAMETER_VALUE"),
+    ("POST", "/api/2.0/mlflow/registered-models/create", {"content": b'{"name": NaN}'}, 422,
+     "INVALID_PARAMETER_VALUE"),
+    ("PUT", "/api/2.0/mlflow/registered-models/create", {"json": {"name": "x"}}, 405, "ENDPOINT_NOT_FOUND"),
+    ("PUT", "/api/3.0/mlflow/logged-models", {"json": {}}, 405, "ENDPOINT_NOT_FOUND"),
+    ("GET", "/api/3.0/mlflow/traces/search", {}, 404, "ENDPOINT_NOT_FOUND"),
+])
+def test_errors_before_routing_have_mlflow_shape(world: World, method: str, path: str, kwargs: dict[str, Any],
+                                                 status: int, code: str) -> None:
+    headers = {**world.h("admin"), "Content-Type": "application/json"}
+    r = world.http.request(method, path, headers=headers, **kwargs)
+    assert r.status_code == status, r.text
+    body = r.json()
+    assert body["error_code"] == code and body["message"], body
+    assert r.headers["content-type"] == "application/json"
+    if status == 405:
+        assert r.headers["allow"]
+    r = world.http.request(method, path, **kwargs)   # no key at all: 401 in MLflow's shape, whatever the path
+    assert r.status_code in (401, status) and r.json()["error_code"] in ("UNAUTHENTICATED", code)
+    # the native API keeps problem+json
+    r = world.http.put(f"{API}/model-groups", headers=world.h("admin"), json={})
+    assert r.status_code == 405 and r.headers["content-type"] == "application/problem+json"
+
+
+def test_unauthenticated_unknown_mlflow_paths_have_mlflow_shape(world: World) -> None:
+    for path in ("/api/2.0/mlflow/experiments/search", "/api/3.0/mlflow/logged-models/search",
+                 "/api/2.0/mlflow/no/such/call"):
+        r = world.http.post(path, json={})
+        assert r.status_code == 401 and r.json()["error_code"] == "UNAUTHENTICATED"
+        assert r.headers["www-authenticate"] == "Bearer"
 
 
 # --- artifacts mlgov can read are hashed -------------------------------------------------------------------------
