@@ -63,10 +63,17 @@ WORKER = textwrap.dedent('''
                         df[c] = df[c].astype(str)
                 df.to_parquet(f"{out}/{name}_{part}.parquet")
         sys.exit(0)
+    def read(path):
+        df = pd.read_parquet(path)
+        for c in df.columns:   # NannyML reshapes text columns: plain objects, not Arrow-backed strings
+            if not pd.api.types.is_numeric_dtype(df[c]):
+                df[c] = df[c].astype(object)
+        return df
+
     results = {}
     for sc in spec["scenarios"]:
-        ref = pd.read_parquet(sc["reference"])
-        ana = pd.read_parquet(sc["analysis"]).drop(columns=[sc["y"]])
+        ref = read(sc["reference"])
+        ana = read(sc["analysis"]).drop(columns=[sc["y"]])
         if sc["kind"] == "regression":
             est = nml.DLE(feature_column_names=sc["features"], y_pred=sc["pred"], y_true=sc["y"],
                           metrics=sc["metrics"], chunk_size=sc["chunk"])
@@ -279,7 +286,7 @@ def main() -> None:
     header = (f"{'scenario':34} {'metric':12} {'MAE mlgov':>10} {'MAE NannyML':>12} {'cover mlgov':>12} "
               f"{'cover NannyML':>14} {'width mlgov':>12} {'width NML':>10}")
     print(f"\nchunks of {args.chunk} rows; mlgov band 95% nominal, NannyML band ±3 sampling errors\n")
-    print(header)
+    print(header, flush=True)
     print("-" * len(header))
     totals: dict[str, list[float]] = {"mlgov_err": [], "nml_err": [], "mlgov_cov": [], "nml_cov": []}
     for sc in scenarios:
@@ -307,7 +314,7 @@ def main() -> None:
                 totals["nml_cov"].append(n_cov)
             rows.append((sc["name"], m, err, n_err, cov, n_cov))
             print(f"{sc['name']:34} {m:12} {err:10.5f} {n_err:12.5f} {cov:12.0%} {n_cov:14.0%} {width:12.4g} "
-                  f"{n_width:10.4g}")
+                  f"{n_width:10.4g}", flush=True)
         per_ours = ours["estimate_s"] / ours["chunks"] * 1000
         line = f"{'':34} {'time/chunk':12} {per_ours:9.1f}ms"
         if theirs is not None:
