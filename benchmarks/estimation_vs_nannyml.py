@@ -101,14 +101,16 @@ WORKER = textwrap.dedent('''
 def peer_python() -> Path:
     """NannyML's virtualenv (created once, under the gitignored .peers/)."""
     py = PEER / "bin" / "python"
-    if py.exists() and subprocess.run([str(py), "-c", "import nannyml, pyarrow"], capture_output=True).returncode == 0:
+    ready = "import nannyml, pyarrow, pandas; assert pandas.__version__ < '3'"
+    if py.exists() and subprocess.run([str(py), "-c", ready], capture_output=True).returncode == 0:
         return py
     base = next((c for c in ("python3.12", "python3.11", "python3.10") if shutil.which(c)), None)
     if base is None:
         raise SystemExit("NannyML needs Python 3.10–3.12 (none found); run with --skip-nannyml")
     print(f"creating NannyML's virtualenv in {PEER} (first run only; a few minutes)", flush=True)
     subprocess.run([base, "-m", "venv", str(PEER)], check=True)
-    subprocess.run([str(py), "-m", "pip", "install", "-q", NANNYML, "statsmodels", "pyarrow"], check=True)
+    subprocess.run([str(py), "-m", "pip", "install", "-q", NANNYML, "statsmodels", "pyarrow",
+                    "pandas<3"], check=True)   # NannyML 0.13 predates pandas 3 (its DLE reshapes Arrow strings)
     return py
 
 
