@@ -259,17 +259,20 @@ def _estimate_view(data: Any) -> None:
     """One row per metric: the estimate with its 95% band, and the realised value once labels arrived."""
     typer.echo(f"{data['endpoint']}: {data['rows']} records from {data['window']['start']} to {data['window']['end']}"
                f", {data['labelled_rows']} labelled, threshold {data['threshold']}")
-    metrics = data.get("comparison") or data["estimated"]
-    table("metric", "estimate", "lower", "upper", "realized", "within_band")(
-        [{"metric": m, **values} for m, values in metrics.items()])
+    metrics = data["estimated"]
+    table("metric", "estimate", "lower", "upper", "calibration", "realised", "within_band")(
+        [{"metric": m, **values, "calibration": values["calibrated"].get("method") or "none"}
+         for m, values in metrics.items()])
 
 
 @endpoints_app.command("estimate")
 @remote(_estimate_view)
 def endpoints_estimate(api: Client, name: str, start: Start, end: End,
-                       threshold: Annotated[float | None, typer.Option(min=0, max=1)] = None) -> Any:
-    """Label-free performance estimate (CBPE, 95% bands) of a binary classifier over a window."""
-    return api.estimate_performance(name, start, end, threshold=threshold)
+                       threshold: Annotated[float | None, typer.Option(min=0, max=1)] = None,
+                       baseline: Annotated[str | None, typer.Option(help="the ModelQuality baseline's id")] = None
+                       ) -> Any:
+    """Label-free performance estimate with 95% bands over a window (CBPE for classifiers, DLE for regressors)."""
+    return api.estimate_performance(name, start, end, threshold=threshold, baseline_id=baseline)
 
 
 # --- baselines ----------------------------------------------------------------------------------------------------
@@ -336,6 +339,10 @@ def baselines_create(
     model: Annotated[Path | None, typer.Option(exists=True, dir_okay=False,
                                                help="ModelExplainability: the model artifact")] = None,
     model_format: Annotated[str | None, typer.Option(help="skops, xgboost, lightgbm or onnx")] = None,
+    class_probabilities: Annotated[str | None, typer.Option(help="ModelQuality multiclass: class:column,… (the "
+                                                                  "label-free estimate's probability columns)")] = None,
+    features: Annotated[str | None, typer.Option(help="ModelQuality regression: col,… the loss model of the "
+                                                       "label-free estimate reads")] = None,
 ) -> Any:
     """Create a baseline from training data (or import SageMaker's statistics and constraints)."""
     what = _sized(data) or _sized(statistics) or dataset_uri or "the data"
@@ -344,7 +351,9 @@ def baselines_create(
             data, name=name, type=type, format="parquet" if data and data.suffix == ".parquet" else None,
             dataset_uri=dataset_uri, statistics=statistics, constraints=constraints, problem_type=problem_type,
             label=label, prediction=prediction, probability=probability, threshold=threshold, config=config,
-            model_group=model_group, model_version=model_version, model=model, model_format=model_format)
+            model_group=model_group, model_version=model_version, model=model, model_format=model_format,
+            class_probabilities=dict(p.split(":", 1) for p in class_probabilities.split(",") if ":" in p)
+            if class_probabilities else None, features=features.split(",") if features else None)
 
 
 @baselines_app.command("attach")

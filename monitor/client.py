@@ -163,13 +163,16 @@ class MonitorClient(BaseClient):
                         threshold: float | None = None, config: Document | None = None,
                         model_group: str | None = None, model_version: int | None = None,
                         model_format: str | None = None, model: Upload | None = None,
-                        ndcg_threshold: float | None = None) -> BaselineRead:
+                        ndcg_threshold: float | None = None, class_probabilities: Mapping[str, str] | None = None,
+                        features: Sequence[str] | None = None) -> BaselineRead:
         """A baseline from ``data`` (CSV with header or Parquet; a DataFrame is sent as CSV unless
         ``format="parquet"``) or a ``dataset_uri`` in the object store; or SageMaker ``statistics`` +
         ``constraints`` files imported as they are. ``type`` is DataQuality (default), ModelQuality
         (``problem_type``, ``label``, ``prediction``/``probability``, ``threshold``), ModelBias (``config``:
         analysis_config.json) or ModelExplainability (``model_group``, ``model_version``, ``model``/``model_format``,
-        ``label``, ``ndcg_threshold``)."""
+        ``label``, ``ndcg_threshold``). For the label-free estimate, a multiclass ModelQuality baseline names each
+        class's probability column (``class_probabilities``: class → column) and a regression one the features its
+        loss model reads (``features``)."""
         files = {}
         if data is not None:
             files["file"] = upload(data, name=name or "data", format=format, header=header is not False)
@@ -182,7 +185,10 @@ class MonitorClient(BaseClient):
             "name": name, "type": type, "format": format, "header": header, "dataset_uri": dataset_uri,
             "problem_type": problem_type, "label": label, "prediction": prediction, "probability": probability,
             "threshold": threshold, "model_group": model_group, "model_version": model_version,
-            "model_format": model_format, "ndcg_threshold": ndcg_threshold}, files=files)
+            "model_format": model_format, "ndcg_threshold": ndcg_threshold,
+            "class_probabilities": ",".join(f"{k}:{v}" for k, v in class_probabilities.items())
+            if class_probabilities else None,
+            "features": ",".join(features) if features else None}, files=files)
 
     @route("GET", "/api/v1/baselines")
     def list_baselines(self, call: Call, *, page_size: int = 100) -> Pager[BaselineRead]:
@@ -307,10 +313,12 @@ class MonitorClient(BaseClient):
 
     @route("POST", "/api/v1/endpoints/{name}/performance-estimate")
     def estimate_performance(self, call: Call, endpoint: str, start: Time, end: Time,
-                             threshold: float | None = None) -> dict[str, Any]:
-        """Label-free estimate (CBPE) of accuracy, precision, recall, F1 and ROC AUC with 95% bands over a window,
-        with the realised values of the records whose labels have arrived."""
-        return call.json({"name": endpoint}, json=body({"start": start, "end": end, "threshold": threshold}))
+                             threshold: float | None = None, baseline_id: str | None = None) -> dict[str, Any]:
+        """Label-free estimate with 95% bands over a window (CBPE: accuracy, precision, recall, specificity, F1,
+        ROC AUC; regression DLE: MAE, MSE, RMSE), each saying how scores were calibrated, with the realised values
+        of the records whose labels have arrived."""
+        return call.json({"name": endpoint}, json=body({"start": start, "end": end, "threshold": threshold,
+                                                        "baseline_id": baseline_id}))
 
     @route("GET", "/api/v1/endpoints/{name}/capture/summary")
     def capture_summary(self, call: Call, endpoint: str) -> dict[str, Any]:

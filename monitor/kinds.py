@@ -212,15 +212,48 @@ def _model_quality_baseline(session: Session, store: ObjectStore, form: Form, na
         session, store, data=up[0], fmt=table_format(up[1], form.get("format")), header=flag(form, "header", True),
         problem_type=str(form.get("problem_type", "")), label=str(form.get("label", "label")),
         prediction=form.get("prediction") or None, probability=form.get("probability") or None,
-        threshold=threshold, name=name, actor=actor)
+        threshold=threshold, name=name, actor=actor, class_probabilities=_class_probabilities(form),
+        features=_names(form, "features"))
+
+
+def _names(form: Form, key: str) -> list[str] | None:
+    """A comma-separated list of column names (``features=age,income``)."""
+    raw = form.get(key)
+    if raw is None or raw == "":
+        return None
+    names = [n.strip() for n in str(raw).split(",") if n.strip()]
+    if not names or len(names) > 2000 or any(len(n) > 256 for n in names):
+        raise Invalid(f"form field {key!r} must list 1 to 2000 column names, comma-separated",
+                      fix=f"e.g. {key}=age,income")
+    return names
+
+
+def _class_probabilities(form: Form) -> dict[str, str] | None:
+    """``class_probabilities=cat:p_cat,dog:p_dog``: each class's probability column (multiclass estimates)."""
+    pairs = _names(form, "class_probabilities")
+    if pairs is None:
+        return None
+    if any(":" not in p for p in pairs):
+        raise Invalid("class_probabilities must be class:column pairs, comma-separated",
+                      fix="e.g. class_probabilities=cat:p_cat,dog:p_dog")
+    out: dict[str, str] = {}
+    for p in pairs:
+        cls, col = p.rsplit(":", 1)
+        out[cls] = col
+    if len(out) < 2 or len(set(out.values())) != len(out):
+        raise Invalid("class_probabilities needs at least two classes, each with its own column",
+                      fix="e.g. class_probabilities=cat:p_cat,dog:p_dog")
+    return out
 
 
 def _model_quality_fits(base: Baseline, endpoint: str, schema: CaptureSchema) -> None:
     """Every output column the baseline was built from must be captured under that name (labels come from the
     endpoint's ground truth, not its capture)."""
     settings = base.settings or {}
-    require_columns(base, endpoint, schema, {role: str(settings[role]) for role in ("prediction", "probability")
-                                             if settings.get(role)})
+    reads = {role: str(settings[role]) for role in ("prediction", "probability") if settings.get(role)}
+    reads.update({f"probability of {c}": col for c, col in (settings.get("class_probabilities") or {}).items()})
+    reads.update({f"feature {f}": f for f in settings.get("features") or []})
+    require_columns(base, endpoint, schema, reads)
 
 
 def _data_quality_window(session: Session, store: ObjectStore, w: Window, actor: Principal) -> Analysis:
@@ -240,5 +273,6 @@ register(MonitorKind(
     report=service.data_quality_report, render=reports.data_quality))
 register(MonitorKind(
     name="ModelQuality", create_baseline=_model_quality_baseline, run_window=_model_quality_window,
-    checks=("LessThanThreshold", "GreaterThanThreshold"), report=service.quality_report, render=reports.model_quality,
+    checks=("LessThanThreshold", "GreaterThanThreshold", "EstimatedLessThanThreshold",
+            "EstimatedGreaterThanThreshold"), report=service.quality_report, render=reports.model_quality,
     fits_endpoint=_model_quality_fits))

@@ -111,6 +111,11 @@ _BASELINE_FORM = request_body(
             "model_format": {"type": "string", "enum": ["skops", "xgboost", "lightgbm", "onnx", "pickle", "joblib"]},
             "model": {**BINARY, "description": "the model artifact, checked against the registered sha256"},
             "ndcg_threshold": {"type": "number", "description": "ModelExplainability (default 0.9)"},
+            "class_probabilities": {"type": "string", "maxLength": 65536, "description":
+                                    "ModelQuality multiclass: class:column,… each class's probability column, "
+                                    "for the label-free estimate (CBPE one-vs-rest)"},
+            "features": {"type": "string", "maxLength": 65536, "description":
+                         "ModelQuality regression: column,… the loss model of the label-free estimate (DLE) reads"},
         },
     },
     json_body={"type": "object", "required": ["dataset_uri"],
@@ -389,10 +394,11 @@ async def ground_truth(name: str, request: Request, session: SessionDep, store: 
 @router.post("/endpoints/{name}/performance-estimate")
 def performance_estimate(name: str, body: EstimateRequest, session: SessionDep, store: StoreDep,
                          _: Reader) -> dict[str, Any]:
-    """Label-free estimate (CBPE) of accuracy, precision, recall, F1 and ROC AUC with 95% bands; realised
-    values beside them for the records whose labels have arrived."""
+    """Label-free estimate with 95% bands: CBPE for classifiers (accuracy, precision, recall, specificity, F1,
+    ROC AUC; multiclass one-vs-rest, macro) and direct loss estimation for regressors (MAE, MSE, RMSE). Each metric
+    says whether and how scores were calibrated, and carries ``realised`` and ``within_band`` once labels arrive."""
     start, end = as_utc(body.start) or body.start, as_utc(body.end) or body.end
-    return service.performance_estimate(session, store, name, start, end, body.threshold)
+    return service.performance_estimate(session, store, name, start, end, body.threshold, body.baseline_id)
 
 
 @router.get("/endpoints/{name}/capture/summary")

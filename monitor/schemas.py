@@ -221,7 +221,12 @@ class RunWindow(Strict):
 
 
 class EstimateRequest(RunWindow):
-    threshold: StrictFloat = Field(default=0.5, ge=0, le=1)
+    threshold: StrictFloat | None = Field(default=None, ge=0, le=1, description=(
+        "binary: the cut for rows whose capture carries no 0/1 prediction (default: the baseline's threshold, "
+        "else 0.5); the model's captured prediction always wins"))
+    baseline_id: str | None = Field(default=None, max_length=32, pattern=r"^[0-9a-f]{32}$", description=(
+        "the ModelQuality baseline whose estimator (calibration or loss models) to use; default: the baseline "
+        "of the endpoint's newest ModelQuality schedule, else raw scores uncalibrated"))
 
 
 class ExecutionRead(BaseModel):

@@ -1,24 +1,158 @@
-"""Label-free performance estimation for binary classifiers (NannyML's CBPE idea).
+"""Label-free performance estimation for classifiers (NannyML's CBPE): binary and multiclass (one-vs-rest).
 
-With calibrated probabilities p_i, each prediction is a correct positive with probability p_i when it
-predicts 1 (else a false positive), and a missed positive with probability p_i when it predicts 0. Summing
-gives the expected confusion matrix, hence expected accuracy, precision, recall and F1; the expected ROC
-curve uses Σp and Σ(1-p) above each threshold. The band comes from simulating the labels the
-probabilities imply (vectorised draws): if the model is calibrated, the realised metric falls inside the
-95% band 95% of the time.
+With calibrated probabilities p_i, a row the model calls positive is a true positive with probability p_i (else
+a false positive), and a row it calls negative is a missed positive with probability p_i. Summing gives the
+expected confusion matrix, hence expected accuracy, precision, recall, specificity and F1; the expected ROC
+curve ranks rows by the model's own scores and weighs each by p_i and 1 - p_i.
+
+CBPE is only right when the probabilities are calibrated, and real models' scores often are not. So the
+reference (the labelled model-quality baseline) decides per model whether to calibrate, as NannyML does: the
+expected calibration error of the raw scores against that of a cross-fitted isotonic calibration; and the
+isotonic map (its breakpoints, as data) is fitted on the whole reference and applied to every window.
+
+The band is the spread of the metric over labels the probabilities imply, and it carries two uncertainties: the
+sampling of labels in the window (vectorised Bernoulli or categorical draws) and the calibration itself (each
+draw uses one of the isotonic maps refitted on bootstrap resamples of the reference, shifting the probabilities by
+its difference from the full fit). The band is estimate ± z·sd of those draws.
+
+Decisions (which class a row is called) are the model's own where the capture carries its prediction, else the
+threshold (binary) or the highest probability (multiclass).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from statistics import NormalDist
 from typing import Any
 
 import numpy as np
+from sklearn.isotonic import IsotonicRegression
 
 from monitor.engine.kll import Floats
 
-METRICS = ("accuracy", "precision", "recall", "f1", "roc_auc")
+METRICS = ("accuracy", "precision", "recall", "specificity", "f1", "roc_auc")
+# The SageMaker model-quality constraint each estimated metric is judged against (binary; multiclass: accuracy).
+CONSTRAINT_NAMES = {"accuracy": "accuracy", "precision": "precision", "recall": "recall",
+                    "specificity": "true_negative_rate", "f1": "f1", "roc_auc": "auc"}
+ECE_BINS = 10
+FOLDS = 5
+BOOTSTRAPS = 20
+MAP_POINTS = 512     # an isotonic map is stored as at most this many breakpoints
 
+
+@dataclass(frozen=True)
+class Calibration:
+    """How a model's scores (one class's, for multiclass) become probabilities: the isotonic map fitted on the
+    whole reference (None: the raw scores are used as they are) and the maps refitted on bootstrap resamples."""
+
+    method: str                       # "isotonic" or "none"
+    ece_raw: float
+    ece_calibrated: float             # cross-fitted isotonic on the reference
+    full: tuple[Floats, Floats]       # breakpoints (x, y) of the isotonic map on the whole reference
+    bootstrap: tuple[tuple[Floats, Floats], ...]
+
+    def as_dict(self) -> dict[str, Any]:
+        def pts(m: tuple[Floats, Floats]) -> dict[str, list[float]]:
+            return {"x": [float(v) for v in m[0]], "y": [float(v) for v in m[1]]}
+        return {"method": self.method, "ece_raw": self.ece_raw, "ece_calibrated": self.ece_calibrated,
+                "map": pts(self.full), "bootstrap": [pts(b) for b in self.bootstrap]}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Calibration:
+        def arr(m: dict[str, Any]) -> tuple[Floats, Floats]:
+            x, y = np.asarray(m["x"], dtype=float), np.asarray(m["y"], dtype=float)
+            if x.ndim != 1 or x.shape != y.shape or len(x) == 0 or np.any(np.diff(x) < 0):
+                raise ValueError("an isotonic map needs increasing breakpoints x with one y each")
+            return x, np.clip(y, 0.0, 1.0)
+        method = str(d["method"])
+        if method not in ("isotonic", "none"):
+            raise ValueError(f"calibration method {method!r} is not isotonic or none")
+        return cls(method=method, ece_raw=float(d["ece_raw"]), ece_calibrated=float(d["ece_calibrated"]),
+                   full=arr(d["map"]), bootstrap=tuple(arr(b) for b in d["bootstrap"]))
+
+    def describe(self) -> dict[str, Any]:
+        """What each estimated metric says about calibration."""
+        return {"applied": self.method != "none", "method": self.method if self.method != "none" else None,
+                "ece_raw": round(self.ece_raw, 6), "ece_calibrated": round(self.ece_calibrated, 6)}
+
+    def probabilities(self, score: Floats) -> Floats:
+        return score if self.method == "none" else np.interp(score, *self.full)
+
+    def perturbed(self, score: Floats, base: Floats) -> Floats:
+        """(maps, n) probabilities: the base shifted by each bootstrap map's difference from the full map (one
+        row, the base, when there are no bootstrap maps)."""
+        if not self.bootstrap:
+            return base[None, :]
+        full = np.interp(score, *self.full)
+        shifts = np.stack([np.interp(score, *b) for b in self.bootstrap]) - full
+        out: Floats = np.clip(base[None, :] + shifts, 0.0, 1.0)
+        return out
+
+
+def _draw_binary(rng: np.random.Generator, probs: Floats, draws: int) -> np.ndarray:
+    """(draws, n) labels: an equal share of the draws from each row of ``probs`` (maps, n)."""
+    per = max(1, -(-draws // len(probs)))
+    u = rng.random((len(probs), per, probs.shape[1]))
+    return (u < probs[:, None, :]).reshape(-1, probs.shape[1])
+
+
+UNCALIBRATED = Calibration(method="none", ece_raw=math.nan, ece_calibrated=math.nan,
+                           full=(np.array([0.0, 1.0]), np.array([0.0, 1.0])), bootstrap=())
+
+
+def expected_calibration_error(y: Floats, p: Floats, bins: int = ECE_BINS) -> float:
+    """Mean |observed rate - mean probability| over equal-count bins of p (NannyML's binning), weighted by size."""
+    order = np.argsort(p, kind="stable")
+    parts = np.array_split(order, min(bins, len(p)))
+    return float(sum(len(ix) * abs(float(y[ix].mean()) - float(p[ix].mean())) for ix in parts if len(ix)) / len(p))
+
+
+def _ece_noise(p: Floats, bins: int = ECE_BINS) -> float:
+    """The expected calibration error of perfectly calibrated scores from label noise alone: per bin the mean
+    absolute deviation of a binomial rate, sqrt(2/π)·sqrt(Σp(1-p))/n_bin, weighted by size. Isotonic calibration
+    is fitted only when it lowers the error by more than this (else it would chase noise)."""
+    parts = np.array_split(np.sort(p), min(bins, len(p)))
+    return float(sum(math.sqrt(2 / math.pi) * math.sqrt(float(np.sum(b * (1 - b)))) for b in parts if len(b))
+                 / len(p))
+
+
+def _isotonic(score: Floats, y: Floats) -> tuple[Floats, Floats]:
+    iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(score, y)
+    x, v = np.asarray(iso.X_thresholds_, dtype=float), np.asarray(iso.y_thresholds_, dtype=float)
+    if len(x) > MAP_POINTS:   # thin a long map: interpolation between kept breakpoints
+        keep = np.unique(np.r_[np.linspace(0, len(x) - 1, MAP_POINTS).astype(int)])
+        x, v = x[keep], v[keep]
+    if len(x) == 1:
+        x, v = np.r_[x, x + 1e-12], np.r_[v, v]
+    return x, v
+
+
+def fit_calibration(y: np.ndarray, score: np.ndarray, *, seed: int = 0, bootstraps: int = BOOTSTRAPS,
+                    force: str | None = None) -> Calibration:
+    """Decide whether scores need calibrating (cross-fitted isotonic lowers the expected calibration error on the
+    reference by more than label noise explains) and fit the isotonic maps. ``force``: "isotonic" or "none"
+    overrides the decision."""
+    yf, s = np.asarray(y, dtype=float), np.asarray(score, dtype=float)
+    if len(s) < 2 * FOLDS or len(np.unique(yf)) < 2:
+        raise ValueError("calibration needs at least 10 labelled rows with both classes")
+    rng = np.random.default_rng(seed)
+    fold = rng.permutation(len(s)) % FOLDS
+    cross = np.empty_like(s)
+    for k in range(FOLDS):
+        cross[fold == k] = np.interp(s[fold == k], *_isotonic(s[fold != k], yf[fold != k]))
+    ece_raw, ece_cal = expected_calibration_error(yf, s), expected_calibration_error(yf, cross)
+    method = force or ("isotonic" if ece_raw - ece_cal > _ece_noise(s) else "none")
+    boot = []
+    for _ in range(bootstraps):
+        ix = rng.integers(0, len(s), len(s))
+        boot.append(_isotonic(s[ix], yf[ix]))
+    return Calibration(method=method, ece_raw=ece_raw, ece_calibrated=ece_cal, full=_isotonic(s, yf),
+                       bootstrap=tuple(boot))
+
+
+# --- metrics from (expected or simulated) confusion counts ------------------------------------------------------
 
 def _div(a: Floats | float, b: Floats | float) -> Floats:
     a_arr, b_arr = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
@@ -27,60 +161,193 @@ def _div(a: Floats | float, b: Floats | float) -> Floats:
 
 
 def _from_counts(tp: Floats, fp: Floats, fn: Floats, tn: Floats) -> dict[str, Floats]:
-    precision, recall = _div(tp, tp + fp), _div(tp, tp + fn)
-    return {"accuracy": _div(tp + tn, tp + fp + fn + tn), "precision": precision, "recall": recall,
-            "f1": _div(2 * precision * recall, precision + recall)}
+    """Accuracy, precision, recall, specificity and F1 from confusion counts (any leading shape; multiclass
+    counts carry a last axis of classes, averaged by the caller)."""
+    return {"accuracy": _div(tp + tn, tp + fp + fn + tn), "precision": _div(tp, tp + fp), "recall": _div(tp, tp + fn),
+            "specificity": _div(tn, tn + fp), "f1": _div(2 * tp, 2 * tp + fp + fn)}
 
 
-def _auc(p: Floats, weights_pos: Floats, weights_neg: Floats) -> Floats:
-    """AUC of the ranking by p when each item is positive with weight w+ and negative with weight w- (per row
-    of the weight matrices); ties share credit as in the trapezoid rule."""
-    order = np.argsort(-p, kind="stable")
-    s = p[order]
-    wp, wn = weights_pos[..., order], weights_neg[..., order]
+def _auc(score: Floats, weights_pos: Floats, weights_neg: Floats) -> Floats:
+    """AUC of the ranking by score when each item is positive with weight w+ and negative with weight w- (per
+    row of the weight matrices); ties share credit as in the trapezoid rule (scikit-learn's roc_auc_score)."""
+    order = np.argsort(-score, kind="stable")
+    s = score[order]
     last = np.r_[np.flatnonzero(np.diff(s)), len(s) - 1]
-    tps = np.cumsum(wp, axis=-1)[..., last]
-    fps = np.cumsum(wn, axis=-1)[..., last]
+    tps = np.cumsum(weights_pos[..., order], axis=-1)[..., last]
+    fps = np.cumsum(weights_neg[..., order], axis=-1)[..., last]
     pos, neg = tps[..., -1:], fps[..., -1:]
     tpr = np.concatenate([np.zeros_like(pos), _div(tps, pos)], axis=-1)
     fpr = np.concatenate([np.zeros_like(neg), _div(fps, neg)], axis=-1)
-    return np.asarray(np.trapezoid(tpr, fpr, axis=-1))
+    auc = np.asarray(np.trapezoid(tpr, fpr, axis=-1))
+    return np.where((pos[..., 0] > 0) & (neg[..., 0] > 0), auc, np.nan)
 
 
-def estimate(probability: np.ndarray, threshold: float = 0.5, *, draws: int = 200, seed: int = 0,
-             level: float = 0.95) -> dict[str, dict[str, float]]:
-    p = np.clip(np.asarray(probability, dtype=float), 0.0, 1.0)
-    if len(p) == 0:
-        raise ValueError("no predictions to estimate from")
-    pred = p >= threshold
-    tp, fp = p[pred].sum(), (1 - p[pred]).sum()
-    fn, tn = p[~pred].sum(), (1 - p[~pred]).sum()
-    point = {k: float(v) for k, v in _from_counts(np.array(tp), np.array(fp), np.array(fn), np.array(tn)).items()}
-    point["roc_auc"] = float(_auc(p, p, 1 - p))
-    rng = np.random.default_rng(seed)
-    y = rng.random((draws, len(p))) < p                     # labels the probabilities imply
-    sim_tp = (y & pred).sum(axis=1).astype(float)
-    sim_fp = (~y & pred).sum(axis=1).astype(float)
-    sim_fn = (y & ~pred).sum(axis=1).astype(float)
-    sim_tn = (~y & ~pred).sum(axis=1).astype(float)
-    sims = _from_counts(sim_tp, sim_fp, sim_fn, sim_tn)
-    sims["roc_auc"] = _auc(p, y.astype(float), (~y).astype(float))
-    lo_q, hi_q = (1 - level) / 2, 1 - (1 - level) / 2
+def _auc_draws(score: Floats, y: np.ndarray) -> Floats:
+    """AUC of the ranking by score for each row of simulated 0/1 labels ``y`` (draws, n): the Mann-Whitney
+    statistic from average ranks (ties share credit, as the trapezoid rule), one matrix product for all draws."""
+    order = np.argsort(score, kind="stable")
+    s = score[order]
+    first = np.r_[0, np.flatnonzero(np.diff(s)) + 1]
+    ends = np.r_[first[1:], len(s)]
+    avg = (first + ends + 1) / 2.0                       # 1-based average rank of each tie block
+    ranks = np.empty(len(s))
+    ranks[order] = np.repeat(avg, ends - first)
+    yf = y.astype(np.float64)
+    pos = yf.sum(axis=-1)
+    neg = y.shape[-1] - pos
+    with np.errstate(all="ignore"):
+        auc = (yf @ ranks - pos * (pos + 1) / 2) / (pos * neg)
+    return np.where((pos > 0) & (neg > 0), auc, np.nan)
+
+
+def _band(point: float, sims: Floats, level: float) -> tuple[float, float]:
+    sims = sims[np.isfinite(sims)]
+    if not len(sims) or not math.isfinite(point):
+        return math.nan, math.nan
+    half = NormalDist().inv_cdf(0.5 + level / 2) * float(np.std(sims, ddof=1)) if len(sims) > 1 else 0.0
+    return max(0.0, point - half), min(1.0, point + half)
+
+
+def _result(point: dict[str, float], sims: dict[str, Floats], level: float, calibration: Calibration
+            ) -> dict[str, dict[str, Any]]:
     out = {}
     for m in METRICS:
-        vals = sims[m]
-        if m == "roc_auc":
-            vals = vals[np.isfinite(vals)]
-        out[m] = {"estimate": point[m], "lower": float(np.quantile(vals, lo_q)) if len(vals) else math.nan,
-                  "upper": float(np.quantile(vals, hi_q)) if len(vals) else math.nan}
+        lo, hi = _band(point[m], sims[m], level)
+        out[m] = {"estimate": point[m], "lower": lo, "upper": hi, "band": {"lower": lo, "upper": hi},
+                  "calibrated": calibration.describe()}
     return out
 
 
-def compare(est: dict[str, dict[str, float]], realized: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Estimated vs realised, side by side, once labels arrive."""
-    key = {"accuracy": "accuracy", "precision": "precision", "recall": "recall", "f1": "f1", "roc_auc": "auc"}
+# --- binary -----------------------------------------------------------------------------------------------------
+
+def estimate(score: np.ndarray, threshold: float = 0.5, *, calibration: Calibration | None = None,
+             decision: np.ndarray | None = None, draws: int = 200, seed: int = 0, level: float = 0.95
+             ) -> dict[str, dict[str, Any]]:
+    """Estimated binary metrics with bands. ``score``: the model's scores; ``decision``: its own 0/1 calls where
+    captured (else ``score >= threshold``)."""
+    s = np.clip(np.asarray(score, dtype=float), 0.0, 1.0)
+    if len(s) == 0:
+        raise ValueError("no predictions to estimate from")
+    cal = calibration or UNCALIBRATED
+    pred = (s >= threshold) if decision is None else np.asarray(decision).astype(bool)
+    p = cal.probabilities(s)
+    tp, fp = p[pred].sum(), (1 - p[pred]).sum()
+    fn, tn = p[~pred].sum(), (1 - p[~pred]).sum()
+    point = {k: float(v) for k, v in _from_counts(np.array(tp), np.array(fp), np.array(fn), np.array(tn)).items()}
+    point["roc_auc"] = float(_auc(s, p, 1 - p))
+    rng = np.random.default_rng(seed)
+    y = _draw_binary(rng, cal.perturbed(s, p), draws)         # labels the probabilities imply
+    sim_tp = (y & pred).sum(axis=1).astype(float)
+    sim_fp = pred.sum() - sim_tp
+    sim_fn = y.sum(axis=1) - sim_tp
+    sims = _from_counts(sim_tp, sim_fp, sim_fn, len(p) - sim_tp - sim_fp - sim_fn)
+    sims["roc_auc"] = _auc_draws(s, y)
+    return _result(point, sims, level, cal)
+
+
+def realised(y: np.ndarray, score: np.ndarray, decision: np.ndarray) -> dict[str, float]:
+    """The same metrics from labels (AUC ranks by the model's scores, as the estimate does)."""
+    yb, pred = np.asarray(y).astype(bool), np.asarray(decision).astype(bool)
+    tp, fp = float((yb & pred).sum()), float((~yb & pred).sum())
+    fn, tn = float((yb & ~pred).sum()), float((~yb & ~pred).sum())
+    out = {k: float(v) for k, v in _from_counts(np.array(tp), np.array(fp), np.array(fn), np.array(tn)).items()}
+    out["roc_auc"] = float(_auc(np.asarray(score, dtype=float), yb.astype(float), (~yb).astype(float)))
+    return out
+
+
+# --- multiclass (one-vs-rest, macro-averaged as NannyML) -----------------------------------------------------------
+
+def fit_multiclass_calibration(y: np.ndarray, probs: np.ndarray, classes: Sequence[str], *, seed: int = 0
+                               ) -> list[Calibration]:
+    """One calibration per class, each fitted one-vs-rest on that class's probability column."""
+    labels = np.asarray(y).astype(str)
+    return [fit_calibration((labels == c).astype(float), probs[:, k], seed=seed + k)
+            for k, c in enumerate(classes)]
+
+
+def _normalise(p: Floats) -> Floats:
+    total = p.sum(axis=-1, keepdims=True)
+    out: Floats = np.divide(p, total, out=np.full_like(p, 1.0 / p.shape[-1]), where=total > 0)
+    return out
+
+
+def _macro(counts: dict[str, Floats]) -> dict[str, Floats]:
+    return {k: np.asarray(v.mean(axis=-1)) for k, v in counts.items()}
+
+
+def estimate_multiclass(probs: np.ndarray, *, calibrations: Sequence[Calibration] | None = None,
+                        decision: np.ndarray | None = None, draws: int = 200, seed: int = 0, level: float = 0.95
+                        ) -> dict[str, dict[str, Any]]:
+    """``probs``: (n, classes) scores; ``decision``: the predicted class index per row (else the highest score).
+    Each class's scores are calibrated one-vs-rest and rows renormalised, as NannyML does."""
+    s = np.clip(np.asarray(probs, dtype=float), 0.0, 1.0)
+    n, k = s.shape
+    if n == 0:
+        raise ValueError("no predictions to estimate from")
+    cals = list(calibrations) if calibrations is not None else [UNCALIBRATED] * k
+    if len(cals) != k:
+        raise ValueError(f"{k} probability columns but {len(cals)} calibrations")
+    pred = np.argmax(s, axis=1) if decision is None else np.asarray(decision, dtype=int)
+    onehot = np.eye(k, dtype=bool)[pred]
+    p = _normalise(np.stack([c.probabilities(s[:, j]) for j, c in enumerate(cals)], axis=1))
+    tp = (p * onehot).sum(axis=0)
+    fp = onehot.sum(axis=0) - tp
+    fn = p.sum(axis=0) - tp
+    point = {m: float(v) for m, v in _macro(_from_counts(tp, fp, fn, n - tp - fp - fn)).items()}
+    point["accuracy"] = float(tp.sum() / n)
+    point["roc_auc"] = float(np.nanmean([_auc(s[:, j], p[:, j], 1 - p[:, j]) for j in range(k)]))
+    rng = np.random.default_rng(seed)
+    maps = min(len(c.bootstrap) for c in cals)
+    if maps:
+        pd = _normalise(np.stack([np.asarray(c.perturbed(s[:, j], p[:, j]))[:maps] for j, c in enumerate(cals)],
+                                 axis=-1))                               # (maps, n, k)
+    else:
+        pd = p[None, :, :]
+    per = max(1, -(-draws // len(pd)))
+    u = rng.random((len(pd), per, n, 1))
+    cum = np.cumsum(pd, axis=-1)[:, None, :, :]
+    y = np.minimum((u > cum).sum(axis=-1), k - 1).reshape(-1, n)    # (draws, n) class drawn per row
+    yh = np.eye(k, dtype=bool)[y]                                       # (draws, n, k)
+    sim_tp = (yh & onehot).sum(axis=1).astype(float)
+    sim_fp = onehot.sum(axis=0) - sim_tp
+    sim_fn = yh.sum(axis=1) - sim_tp
+    sims = _macro(_from_counts(sim_tp, sim_fp, sim_fn, n - sim_tp - sim_fp - sim_fn))
+    sims["accuracy"] = sim_tp.sum(axis=-1) / n
+    with np.errstate(all="ignore"):
+        sims["roc_auc"] = np.nanmean(np.stack([_auc_draws(s[:, j], yh[..., j]) for j in range(k)], axis=-1), axis=-1)
+    return _result(point, sims, level, _summary(cals))
+
+
+def _summary(cals: Sequence[Calibration]) -> Calibration:
+    """One calibration description for a multiclass estimate: isotonic if any class was calibrated."""
+    applied = [c for c in cals if c.method != "none"]
+    return Calibration(method="isotonic" if applied else "none",
+                       ece_raw=float(np.mean([c.ece_raw for c in cals])),
+                       ece_calibrated=float(np.mean([c.ece_calibrated for c in cals])),
+                       full=UNCALIBRATED.full, bootstrap=())
+
+
+def realised_multiclass(y: np.ndarray, probs: np.ndarray, decision: np.ndarray) -> dict[str, float]:
+    """Macro one-vs-rest metrics from class indices (``y``; -1 for a label outside the baseline's classes)."""
+    s = np.asarray(probs, dtype=float)
+    n, k = s.shape
+    yh, onehot = np.eye(k + 1, dtype=bool)[np.asarray(y)][:, :k], np.eye(k, dtype=bool)[np.asarray(decision)]
+    tp = (yh & onehot).sum(axis=0).astype(float)
+    fp, fn = onehot.sum(axis=0) - tp, yh.sum(axis=0) - tp
+    out = {m: float(v) for m, v in _macro(_from_counts(tp, fp, fn, n - tp - fp - fn)).items()}
+    out["accuracy"] = float(tp.sum() / n)
+    with np.errstate(all="ignore"):
+        out["roc_auc"] = float(np.nanmean([_auc(s[:, j], yh[:, j].astype(float), (~yh[:, j]).astype(float))
+                                           for j in range(k)]))
+    return out
+
+
+def compare(est: dict[str, dict[str, Any]], realized: dict[str, float | None]) -> dict[str, dict[str, Any]]:
+    """Estimated vs realised, side by side, once labels arrive (``realized``/``realised`` both said)."""
     out = {}
     for m, e in est.items():
-        r = realized.get(key[m])
-        out[m] = {**e, "realized": r, "within_band": None if r is None else bool(e["lower"] <= r <= e["upper"])}
+        r = realized.get(m)
+        r = None if r is None or not math.isfinite(r) else r
+        inside = None if r is None or not math.isfinite(e["lower"]) else bool(e["lower"] <= r <= e["upper"])
+        out[m] = {**e, "realized": r, "realised": r, "within_band": inside}
     return out

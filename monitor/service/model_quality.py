@@ -1,5 +1,5 @@
-"""Model quality: baselines from a labelled validation set, analyses of a labelled file or window, and the
-label-free performance estimate (CBPE).
+"""Model quality: baselines from a labelled validation set (with the label-free estimator fitted on it), analyses
+of a labelled file or window, and the label-free performance estimate (CBPE for classifiers, DLE for regressors).
 
 Services flush; callers commit.
 """
@@ -14,6 +14,7 @@ import time
 from typing import Any
 
 import numpy as np
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mlgov import inputs
@@ -22,12 +23,19 @@ from mlgov.db import new_id
 from mlgov.errors import Invalid
 from mlgov.storage import ObjectStore
 from monitor import capture, documents, layout
-from monitor.engine import cbpe, quality
-from monitor.orm import Analysis, Baseline
+from monitor.engine import quality
+from monitor.orm import Analysis, Baseline, Schedule
 from monitor.service.analyses import analysis_prefix, record_analysis
 from monitor.service.baselines import baseline_prefix, get_baseline, record_baseline
 from monitor.service.datasets import dataset_table
 from monitor.service.endpoints import get_endpoint
+from monitor.service.estimation import (
+    estimated_violations,
+    fit_estimator,
+    load_estimator,
+    store_estimator,
+    window_estimate,
+)
 from monitor.service.ground_truth import labelled_window
 
 
@@ -43,7 +51,9 @@ def _quality_arrays(problem: str, labels: list[Any], preds: list[Any] | None, pr
             if not set(np.unique(y)) <= {0, 1}:
                 raise Invalid("binary labels must be 0 or 1", fix="map the positive class to 1")
             pr = None if probs is None else np.asarray(probs, dtype=float)
-            lb = None if preds is None or (pr is not None) else np.asarray([int(float(v)) for v in preds])
+            lb = None if preds is None else np.asarray([int(float(v)) for v in preds])
+            if lb is not None and pr is not None and not set(np.unique(lb)) <= {0, 1}:
+                lb = None   # not the model's 0/1 calls: the threshold on the probabilities decides
             if pr is None and lb is None:
                 raise Invalid("binary quality needs a prediction or a probability column", fix="configure one")
             return y, lb, pr
@@ -55,13 +65,18 @@ def _quality_arrays(problem: str, labels: list[Any], preds: list[Any] | None, pr
 
 def create_quality_baseline(session: Session, store: ObjectStore, *, data: bytes, fmt: str | None, header: bool,
                             problem_type: str, label: str, prediction: str | None, probability: str | None,
-                            threshold: float, name: str | None, actor: Principal) -> Baseline:
+                            threshold: float, name: str | None, actor: Principal,
+                            class_probabilities: dict[str, str] | None = None,
+                            features: list[str] | None = None) -> Baseline:
+    """The baseline's statistics and constraints (SageMaker's files) and its label-free estimator
+    (``estimation.json``): calibration of the scores (classifiers; ``class_probabilities`` names each class's
+    probability column for multiclass) or the loss models over ``features`` (regression)."""
     if problem_type not in quality.PROBLEMS:
         raise Invalid(f"problem_type {problem_type!r} is not one of {', '.join(quality.PROBLEMS)}",
                       fix="use Regression, BinaryClassification or MulticlassClassification")
     table = dataset_table(data, fmt, header)
     cols = table.column_names
-    for needed in [label, prediction, probability]:
+    for needed in [label, prediction, probability, *(class_probabilities or {}).values(), *(features or [])]:
         if needed is not None and needed not in cols:
             raise Invalid(f"column {needed!r} is not in the dataset (columns: {cols[:20]})",
                           fix="name the label/prediction/probability columns with label=, prediction=, probability=")
@@ -70,17 +85,36 @@ def create_quality_baseline(session: Session, store: ObjectStore, *, data: bytes
                                     table.column(probability).to_pylist() if probability else None)
     stats = quality.statistics(problem_type, y, prediction=pred, probability=prob, threshold=threshold)
     constraints = quality.suggest_constraints(stats)
+    settings: dict[str, Any] = {"label": label, "prediction": prediction, "probability": probability,
+                                "threshold": threshold}
+    if class_probabilities:
+        settings["class_probabilities"] = dict(class_probabilities)
+    if features:
+        settings["features"] = list(features)
+    estimator = fit_estimator(problem_type, {c: table.column(c).to_pylist() for c in
+                                             {*(class_probabilities or {}).values(), *(features or []),
+                                              *(c for c in (prediction, probability) if c)}},
+                              settings, table.column(label).to_pylist())
     bid = new_id()
     prefix = baseline_prefix(bid)
     store.put(f"{prefix}/statistics.json", layout.dumps(stats), "application/json")
     store.put(f"{prefix}/constraints.json", layout.dumps(constraints), "application/json")
+    store_estimator(store, prefix, estimator)
     return record_baseline(session, store, baseline_id=bid, kind="ModelQuality", source="computed",
-                           problem_type=problem_type,
-                           settings={"label": label, "prediction": prediction, "probability": probability,
-                                     "threshold": threshold},
+                           problem_type=problem_type, settings=settings,
                            dataset_sha256=hashlib.sha256(data).hexdigest(), rows=table.num_rows,
                            features=table.num_columns, name=name, actor=actor,
-                           summary={"kind": "ModelQuality", "problem_type": problem_type, "rows": table.num_rows})
+                           summary={"kind": "ModelQuality", "problem_type": problem_type, "rows": table.num_rows,
+                                    "estimator": _estimator_summary(estimator)})
+
+
+def _estimator_summary(state: dict[str, Any] | None) -> str | None:
+    if state is None:
+        return None
+    if "dle" in state:
+        return "direct loss estimation"
+    cals = [state["calibration"]] if "calibration" in state else state["calibrations"]
+    return "isotonic calibration" if any(c["method"] == "isotonic" for c in cals) else "scores already calibrated"
 
 
 def import_quality_baseline(session: Session, store: ObjectStore, *, constraints: bytes, statistics: bytes,
@@ -118,7 +152,10 @@ def import_quality_baseline(session: Session, store: ObjectStore, *, constraints
 def run_quality_analysis(session: Session, store: ObjectStore, *, baseline_id: str, actor: Principal,
                          labels: list[Any] | None, preds: list[Any] | None, probs: list[Any] | None,
                          source: str, endpoint: str | None = None, start: dt.datetime | None = None,
-                         end: dt.datetime | None = None, failure: str | None = None) -> Analysis:
+                         end: dt.datetime | None = None, failure: str | None = None,
+                         estimate: dict[str, Any] | None = None) -> Analysis:
+    """``estimate``: the window's label-free estimate (stored beside the statistics; its estimated breaches join
+    the violations while some captured rows still wait for labels)."""
     base = get_baseline(session, baseline_id)
     if base.kind != "ModelQuality" or base.problem_type is None:
         raise Invalid(f"baseline {baseline_id} is a {base.kind} baseline", fix="use a ModelQuality baseline")
@@ -126,15 +163,23 @@ def run_quality_analysis(session: Session, store: ObjectStore, *, baseline_id: s
     t0 = time.perf_counter()
     record = functools.partial(record_analysis, session, store, analysis_id=aid, baseline=base, kind="ModelQuality",
                                source=source, actor=actor, started=t0, endpoint=endpoint, start=start, end=end)
+    constraints = json.loads(store.get(f"{base.prefix}/constraints.json"))
+    early: list[dict[str, Any]] = []
+    if estimate is not None and failure is None:
+        store.put(f"{analysis_prefix(aid)}/estimate.json", layout.dumps(estimate), "application/json")
+        if estimate["labelled_rows"] < estimate["rows"]:
+            early = estimated_violations(constraints, base.problem_type, estimate["estimated"])
+        if not labels:
+            return record(violations=early, rows=estimate["rows"])
     if failure is not None or not labels:
         return record(violations=[], failure=failure or "no labelled predictions")
     settings = base.settings or {}
     y, pred, prob = _quality_arrays(base.problem_type, labels, preds, probs)
     stats = quality.statistics(base.problem_type, y, prediction=pred, probability=prob,
                                threshold=float(settings.get("threshold", 0.5)))
-    found = quality.violations(json.loads(store.get(f"{base.prefix}/constraints.json")), stats)
+    found = quality.violations(constraints, stats)
     store.put(f"{analysis_prefix(aid)}/statistics.json", layout.dumps(stats), "application/json")
-    return record(violations=found, rows=len(y))
+    return record(violations=found + early, rows=len(y))
 
 
 def quality_window(session: Session, store: ObjectStore, *, baseline_id: str, endpoint: str, start: dt.datetime,
@@ -148,14 +193,24 @@ def quality_window(session: Session, store: ObjectStore, *, baseline_id: str, en
     pred_col, prob_col = settings.get("prediction"), settings.get("probability")
     df = labelled_window(session, store, ep, start, end)
     window = f"between {start.isoformat()} and {end.isoformat()}"
-    run = functools.partial(run_quality_analysis, session, store, baseline_id=baseline_id, actor=actor,
-                            source="endpoint", endpoint=endpoint, start=start, end=end)
     if df.empty:
-        return run(labels=None, preds=None, probs=None, failure=f"no data captured {window} for endpoint {endpoint!r}")
+        return run_quality_analysis(session, store, baseline_id=baseline_id, actor=actor, source="endpoint",
+                                    endpoint=endpoint, start=start, end=end, labels=None, preds=None, probs=None,
+                                    failure=f"no data captured {window} for endpoint {endpoint!r}")
+    state = load_estimator(store, base)
+    estimate = None
+    if state is not None and base.problem_type is not None:
+        try:
+            estimate = window_estimate(df, problem_type=base.problem_type, settings=settings, state=state,
+                                       threshold=None)
+        except Invalid:
+            estimate = None   # the window cannot be estimated (columns missing): judged on its labels alone
+    run = functools.partial(run_quality_analysis, session, store, baseline_id=baseline_id, actor=actor,
+                            source="endpoint", endpoint=endpoint, start=start, end=end, estimate=estimate)
     joined = df[df["__label"].notna()]
     if joined.empty:
         return run(labels=None, preds=None, probs=None,
-                   failure=f"no ground truth yet for the {len(df)} records captured {window}")
+                   failure=None if estimate else f"no ground truth yet for the {len(df)} records captured {window}")
 
     def col(name: str | None) -> list[Any] | None:
         return joined[name].tolist() if name and name in joined else None
@@ -181,41 +236,61 @@ def quality_file(session: Session, store: ObjectStore, *, baseline_id: str, data
                                 preds=col(cols["prediction"]), probs=col(cols["probability"]), source="file")
 
 
+def _endpoint_baseline(session: Session, endpoint: str) -> Baseline | None:
+    """The ModelQuality baseline the endpoint's newest ModelQuality schedule judges it against, if any."""
+    bid = session.scalars(select(Schedule.baseline_id).where(Schedule.endpoint == endpoint,
+                                                              Schedule.type == "ModelQuality")
+                          .order_by(Schedule.created_at.desc()).limit(1)).first()
+    return None if bid is None else get_baseline(session, bid)
+
+
 def performance_estimate(session: Session, store: ObjectStore, endpoint: str, start: dt.datetime,
-                         end: dt.datetime, threshold: float) -> dict[str, Any]:
-    """CBPE on the captured window's probabilities; realised metrics beside them for labelled records."""
+                         end: dt.datetime, threshold: float | None, baseline_id: str | None = None) -> dict[str, Any]:
+    """The label-free estimate of the captured window (CBPE for classifiers, DLE for regressors) with the
+    baseline's estimator — ``baseline_id``, else the endpoint's ModelQuality schedule's baseline, else raw scores
+    uncalibrated; realised values and within_band beside each metric for labelled records."""
     ep = get_endpoint(session, endpoint)
-    schema = capture.CaptureSchema.model_validate(ep.schema)
-    col = (schema.probability or schema.prediction)
-    if col is None:
-        raise Invalid(f"endpoint {endpoint!r} captures no probability or prediction", fix="add one to its schema")
     if end <= start:
         raise Invalid("window end is not after start", fix="give start < end")
+    base = get_baseline(session, baseline_id) if baseline_id else _endpoint_baseline(session, endpoint)
+    if base is not None and (base.kind != "ModelQuality" or base.problem_type is None):
+        raise Invalid(f"baseline {base.id} is a {base.kind} baseline", fix="give a ModelQuality baseline_id")
+    schema = capture.CaptureSchema.model_validate(ep.schema)
+    score_col = (schema.probability or schema.prediction)
+    if base is None and score_col is None:
+        raise Invalid(f"endpoint {endpoint!r} captures no probability or prediction", fix="add one to its schema")
     df = labelled_window(session, store, ep, start, end)
-    df = df[df[col.name].notna()] if not df.empty and col.name in df else df.iloc[0:0]
     if df.empty:
-        raise Invalid(f"no captured {col.name} values between {start.isoformat()} and {end.isoformat()}",
+        raise Invalid(f"no captured values between {start.isoformat()} and {end.isoformat()}",
                       fix="pick a window with traffic")
-    p = df[col.name].to_numpy(dtype=float)
-    if np.any((p < 0) | (p > 1)):
-        raise Invalid(f"{col.name} values are not probabilities in [0, 1]", fix="capture calibrated probabilities")
-    est = cbpe.estimate(p, threshold)
-    out: dict[str, Any] = {"endpoint": endpoint, "window": {"start": start.isoformat(), "end": end.isoformat()},
-                           "rows": len(df), "threshold": threshold, "estimated": est}
-    labelled = df[df["__label"].notna()]
-    out["labelled_rows"] = len(labelled)
-    if len(labelled):
-        y = labelled["__label"].astype(float).astype(int).to_numpy()
-        realized = quality.binary_values(y, labelled[col.name].to_numpy(dtype=float), None, threshold, curves=False)
-        out["comparison"] = cbpe.compare(est, realized)
-    return out
+    state = load_estimator(store, base) if base is not None else None
+    problem = base.problem_type if base is not None and base.problem_type else "BinaryClassification"
+    settings = (base.settings or {}) if base is not None and state is not None else {}
+    if problem == "BinaryClassification":
+        col = settings.get("probability") or (score_col.name if score_col else None)
+        if col is not None and col in df:
+            df = df[df[col].notna()]
+        if df.empty:
+            raise Invalid(f"no captured {col} values between {start.isoformat()} and {end.isoformat()}",
+                          fix="pick a window with traffic")
+    out = window_estimate(df, problem_type=problem, settings=settings, state=state, threshold=threshold,
+                          fallback_score=score_col.name if score_col else None,
+                          fallback_prediction=schema.prediction.name if schema.probability and schema.prediction
+                          else None)
+    return {"endpoint": endpoint, "window": {"start": start.isoformat(), "end": end.isoformat()},
+            "baseline_id": base.id if base is not None and state is not None else None,
+            "threshold": out.get("threshold"), **out}
 
 
 def quality_report(session: Session, store: ObjectStore, row: Analysis) -> dict[str, Any]:
     """The window's metrics beside the baseline's and its constraints (binary statistics carry the ROC and PR
     curves)."""
     base = get_baseline(session, row.baseline_id)
+    has = functools.partial(store.exists)
     return {"problem_type": base.problem_type, "threshold": (base.settings or {}).get("threshold"),
-            "statistics": json.loads(store.get(f"{row.prefix}/statistics.json")),
+            "estimate": json.loads(store.get(f"{row.prefix}/estimate.json")) if has(f"{row.prefix}/estimate.json")
+            else None,
+            "statistics": json.loads(store.get(f"{row.prefix}/statistics.json"))
+            if has(f"{row.prefix}/statistics.json") else None,
             "baseline_statistics": json.loads(store.get(f"{base.prefix}/statistics.json")),
             "constraints": json.loads(store.get(f"{base.prefix}/constraints.json"))}

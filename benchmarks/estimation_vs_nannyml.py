@@ -1,0 +1,342 @@
+"""Label-free performance estimation: mlgov vs NannyML 0.13 on the same data and the same chunks.
+
+Scenarios: binary scores miscalibrated and calibrated, with and without covariate shift (generated, where the
+truth is known); multiclass (generated, miscalibrated); regression (generated, the error growing with a feature
+that shifts); and NannyML's own shipped datasets (synthetic binary "work from home", multiclass credit card,
+regression car price). Each tool fits on the labelled reference and estimates every analysis chunk without its
+labels; the realised value of each chunk comes from its labels (the same code for both tools). Printed per metric:
+the mean absolute error of each tool's estimate against the realised values, how often the realised value fell
+inside each tool's band (mlgov: 95% nominal; NannyML: its ±3 sampling-error band), and time per chunk (estimate
+only; fitting on the reference is reported apart).
+
+NannyML needs Python < 3.13 and pins its own numpy/scipy, so it runs in its own virtualenv, created by this script
+under ``.peers/nannyml`` (gitignored) on first use; data passes between the two processes as Parquet files.
+
+    .venv/bin/python benchmarks/estimation_vs_nannyml.py [--chunk 5000] [--chunks 10] [--skip-nannyml]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from monitor.engine import cbpe, dle  # noqa: E402
+
+PEER = ROOT / ".peers" / "nannyml"
+PEER_ENV = {**os.environ, "NML_DISABLE_USAGE_LOGGING": "1"}
+NANNYML = "nannyml==0.13.1"
+
+WORKER = textwrap.dedent('''
+    import json, os, sys, time, warnings
+    os.environ["NML_DISABLE_USAGE_LOGGING"] = "1"   # no usage analytics: this machine calls nothing outside
+    warnings.filterwarnings("ignore")
+    import pandas as pd
+    import nannyml as nml
+
+    spec = json.loads(open(sys.argv[1]).read())
+    if spec["mode"] == "datasets":
+        out = spec["dir"]
+        for name, loader in (("nml_binary", nml.load_synthetic_binary_classification_dataset),
+                             ("nml_multiclass", nml.load_synthetic_multiclass_classification_dataset),
+                             ("nml_regression", nml.load_synthetic_car_price_dataset)):
+            ref, ana, tgt = loader()
+            ana = ana.merge(tgt, on="id")
+            for part, df in (("reference", ref), ("analysis", ana)):
+                df = df.drop(columns=[c for c in ("timestamp", "period") if c in df])
+                for c in df.columns:
+                    if df[c].dtype == object or str(df[c].dtype).startswith("str"):
+                        df[c] = df[c].astype(str)
+                df.to_parquet(f"{out}/{name}_{part}.parquet")
+        sys.exit(0)
+    def read(path):
+        df = pd.read_parquet(path)
+        for c in df.columns:   # NannyML reshapes text columns: plain objects, not Arrow-backed strings
+            if not pd.api.types.is_numeric_dtype(df[c]):
+                df[c] = df[c].astype(object)
+        return df
+
+    results = {}
+    for sc in spec["scenarios"]:
+        ref = read(sc["reference"])
+        ana = read(sc["analysis"]).drop(columns=[sc["y"]])
+        if sc["kind"] == "regression":
+            est = nml.DLE(feature_column_names=sc["features"], y_pred=sc["pred"], y_true=sc["y"],
+                          metrics=sc["metrics"], chunk_size=sc["chunk"])
+        else:
+            est = nml.CBPE(y_pred_proba=sc["proba"], y_pred=sc["pred"], y_true=sc["y"], metrics=sc["metrics"],
+                           problem_type=sc["problem"], chunk_size=sc["chunk"])
+        t0 = time.perf_counter()
+        est.fit(ref)
+        fit = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        res = est.estimate(ana).filter(period="analysis").to_df()
+        took = time.perf_counter() - t0
+        keys = {"roc_auc": "roc_auc"}
+        out = {"fit_s": fit, "estimate_s": took, "chunks": len(res), "metrics": {}}
+        for m in sc["metrics"]:
+            col = m
+            out["metrics"][m] = {"value": res[(col, "value")].tolist(),
+                                 "lower": res[(col, "lower_confidence_boundary")].tolist(),
+                                 "upper": res[(col, "upper_confidence_boundary")].tolist()}
+        results[sc["name"]] = out
+    json.dump(results, open(spec["out"], "w"))
+''')
+
+
+def peer_python() -> Path:
+    """NannyML's virtualenv (created once, under the gitignored .peers/)."""
+    py = PEER / "bin" / "python"
+    ready = "import nannyml, pyarrow, pandas; assert pandas.__version__ < '3'"
+    if py.exists() and subprocess.run([str(py), "-c", ready], capture_output=True).returncode == 0:
+        return py
+    base = next((c for c in ("python3.12", "python3.11", "python3.10") if shutil.which(c)), None)
+    if base is None:
+        raise SystemExit("NannyML needs Python 3.10–3.12 (none found); run with --skip-nannyml")
+    print(f"creating NannyML's virtualenv in {PEER} (first run only; a few minutes)", flush=True)
+    subprocess.run([base, "-m", "venv", str(PEER)], check=True)
+    subprocess.run([str(py), "-m", "pip", "install", "-q", NANNYML, "statsmodels", "pyarrow",
+                    "pandas<3"], check=True)   # NannyML 0.13 predates pandas 3 (its DLE reshapes Arrow strings)
+    return py
+
+
+# --- generated data ---------------------------------------------------------------------------------------------
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return np.asarray(1 / (1 + np.exp(-z)))
+
+
+def binary_data(rng: np.random.Generator, n: int, shift: float, calibrated: bool) -> pd.DataFrame:
+    """True P(y=1) = σ(1.5·x1 - x2 - 1); the model sees the same signal, miscalibrated (squashed, offset) or not;
+    covariate shift moves x1."""
+    x1, x2 = rng.normal(shift, 1, n), rng.normal(0, 1, n)
+    z = 1.5 * x1 - x2 - 1
+    y = (rng.random(n) < _sigmoid(z)).astype(int)
+    p = _sigmoid(z) if calibrated else _sigmoid(0.45 * z + 0.3)
+    return pd.DataFrame({"x1": x1, "x2": x2, "p": p, "pred": (p >= 0.5).astype(int), "y": y})
+
+
+def multiclass_data(rng: np.random.Generator, n: int, shift: float) -> pd.DataFrame:
+    x = rng.normal(0, 1, (n, 3)) + np.array([shift, 0.0, 0.0])
+    logits = 1.6 * x
+    true = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    y = (rng.random((n, 1)) > np.cumsum(true, axis=1)).sum(axis=1).clip(0, 2)
+    model = np.exp(0.6 * logits) / np.exp(0.6 * logits).sum(axis=1, keepdims=True)
+    classes = np.array(["a", "b", "c"])
+    return pd.DataFrame({"x1": x[:, 0], "x2": x[:, 1], "x3": x[:, 2], "p_a": model[:, 0], "p_b": model[:, 1],
+                         "p_c": model[:, 2], "pred": classes[np.argmax(model, axis=1)], "y": classes[y]})
+
+
+def regression_data(rng: np.random.Generator, n: int, spread: float) -> pd.DataFrame:
+    x1, x2 = rng.normal(0, spread, n), rng.normal(0, 1, n)
+    yhat = 3 * x2 + x1
+    y = yhat + rng.normal(0, 0.3 + 0.7 * np.abs(x1), n)
+    return pd.DataFrame({"x1": x1, "x2": x2, "yhat": yhat, "y": y})
+
+
+def generated(rng: np.random.Generator, chunk: int, chunks: int, ref_rows: int) -> list[dict[str, Any]]:
+    out = []
+    for calibrated in (False, True):
+        for shift in (0.0, 0.7):
+            name = f"binary {'calibrated' if calibrated else 'miscalibrated'}, {'shift' if shift else 'no shift'}"
+            ana = pd.concat([binary_data(rng, chunk, shift * (i % 2 == 1 or i >= chunks // 2), calibrated)
+                             for i in range(chunks)], ignore_index=True)
+            out.append({"name": name, "kind": "binary", "reference": binary_data(rng, ref_rows, 0.0, calibrated),
+                        "analysis": ana, "proba": "p", "pred": "pred", "y": "y"})
+    mana = pd.concat([multiclass_data(rng, chunk, 0.8 * (i >= chunks // 2)) for i in range(chunks)],
+                     ignore_index=True)
+    out.append({"name": "multiclass miscalibrated, shift", "kind": "multiclass",
+                "reference": multiclass_data(rng, ref_rows, 0.0), "analysis": mana,
+                "proba": {"a": "p_a", "b": "p_b", "c": "p_c"}, "pred": "pred", "y": "y"})
+    rana = pd.concat([regression_data(rng, chunk, 1.0 + 0.8 * (i >= chunks // 2)) for i in range(chunks)],
+                     ignore_index=True)
+    out.append({"name": "regression, loss shift", "kind": "regression",
+                "reference": regression_data(rng, ref_rows, 1.0), "analysis": rana,
+                "features": ["x1", "x2"], "pred": "yhat", "y": "y"})
+    return out
+
+
+def shipped(folder: Path, chunk: int) -> list[dict[str, Any]]:
+    def load(name: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+        return (pd.read_parquet(folder / f"{name}_reference.parquet"),
+                pd.read_parquet(folder / f"{name}_analysis.parquet"))
+    b_ref, b_ana = load("nml_binary")
+    m_ref, m_ana = load("nml_multiclass")
+    r_ref, r_ana = load("nml_regression")
+    classes = ["prepaid_card", "highstreet_card", "upmarket_card"]
+    return [
+        {"name": "NannyML synthetic binary", "kind": "binary", "reference": b_ref, "analysis": b_ana,
+         "proba": "y_pred_proba", "pred": "y_pred", "y": "work_home_actual"},
+        {"name": "NannyML synthetic multiclass", "kind": "multiclass", "reference": m_ref, "analysis": m_ana,
+         "proba": {c: f"y_pred_proba_{c}" for c in classes}, "pred": "y_pred", "y": "y_true"},
+        {"name": "NannyML car price (regression)", "kind": "regression", "reference": r_ref, "analysis": r_ana,
+         "features": ["car_age", "km_driven", "price_new", "accident_count", "door_count", "fuel", "transmission"],
+         "pred": "y_pred", "y": "y_true"},
+    ]
+
+
+# --- mlgov ------------------------------------------------------------------------------------------------------
+
+def _numeric(ref: pd.DataFrame, df: pd.DataFrame, features: list[str]) -> np.ndarray:
+    """Numeric features; a text column becomes its category's code in the reference (unseen: missing)."""
+    cols = []
+    for f in features:
+        if pd.api.types.is_numeric_dtype(ref[f]):
+            cols.append(df[f].to_numpy(dtype=float))
+        else:
+            codes = {v: float(i) for i, v in enumerate(sorted(ref[f].astype(str).unique()))}
+            cols.append(df[f].astype(str).map(codes).to_numpy(dtype=float))
+    return np.column_stack(cols)
+
+
+def run_mlgov(sc: dict[str, Any], chunk: int) -> dict[str, Any]:
+    ref, ana = sc["reference"], sc["analysis"]
+    n_chunks = len(ana) // chunk
+    parts = [ana.iloc[i * chunk:(i + 1) * chunk] for i in range(n_chunks)]
+    t0 = time.perf_counter()
+    if sc["kind"] == "binary":
+        state: Any = cbpe.fit_calibration(ref[sc["y"]].to_numpy(), ref[sc["proba"]].to_numpy())
+    elif sc["kind"] == "multiclass":
+        classes = list(sc["proba"])
+        state = cbpe.fit_multiclass_calibration(ref[sc["y"]].astype(str).to_numpy(),
+                                                ref[list(sc["proba"].values())].to_numpy(), classes)
+    else:
+        x = np.column_stack([_numeric(ref, ref, sc["features"]), ref[sc["pred"]].to_numpy(dtype=float)])
+        state = dle.fit(x, ref[sc["y"]].to_numpy(dtype=float), ref[sc["pred"]].to_numpy(dtype=float))
+    fit = time.perf_counter() - t0
+    est_all, real_all, took = [], [], 0.0
+    for i, part in enumerate(parts):
+        t0 = time.perf_counter()
+        if sc["kind"] == "binary":
+            s = part[sc["proba"]].to_numpy(dtype=float)
+            decision = part[sc["pred"]].to_numpy(dtype=int)      # the model's own calls, as captured
+            est = cbpe.estimate(s, calibration=state, decision=decision, seed=i)
+            took += time.perf_counter() - t0
+            real = cbpe.realised(part[sc["y"]].to_numpy(dtype=int), s, decision)
+        elif sc["kind"] == "multiclass":
+            s = part[list(sc["proba"].values())].to_numpy(dtype=float)
+            index = {c: k for k, c in enumerate(sc["proba"])}
+            decision = np.asarray([index[str(v)] for v in part[sc["pred"]]])
+            est = cbpe.estimate_multiclass(s, calibrations=state, decision=decision, seed=i)
+            took += time.perf_counter() - t0
+            real = cbpe.realised_multiclass(np.asarray([index.get(str(v), -1) for v in part[sc["y"]]]), s, decision)
+        else:
+            yhat = part[sc["pred"]].to_numpy(dtype=float)
+            est = dle.estimate(state, np.column_stack([_numeric(ref, part, sc["features"]), yhat]))
+            took += time.perf_counter() - t0
+            real = dle.realised(part[sc["y"]].to_numpy(dtype=float), yhat)
+        est_all.append(est)
+        real_all.append(real)
+    return {"fit_s": fit, "estimate_s": took, "chunks": n_chunks, "est": est_all, "real": real_all}
+
+
+METRICS = {"binary": ["roc_auc", "f1", "precision", "recall", "specificity", "accuracy"],
+           "multiclass": ["roc_auc", "f1", "precision", "recall", "specificity", "accuracy"],
+           "regression": ["mae", "mse", "rmse"]}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--chunk", type=int, default=5000)
+    ap.add_argument("--chunks", type=int, default=10)
+    ap.add_argument("--reference", type=int, default=30_000, help="rows of generated reference data")
+    ap.add_argument("--skip-nannyml", action="store_true")
+    args = ap.parse_args()
+    rng = np.random.default_rng(20261202)
+    work = Path(tempfile.mkdtemp(prefix="estimation-bench-"))
+    py = None if args.skip_nannyml else peer_python()
+    scenarios = generated(rng, args.chunk, args.chunks, args.reference)
+    if py is not None:
+        spec = work / "datasets.json"
+        spec.write_text(json.dumps({"mode": "datasets", "dir": str(work)}))
+        (work / "worker.py").write_text(WORKER)
+        subprocess.run([str(py), str(work / "worker.py"), str(spec)], check=True, env=PEER_ENV)
+        scenarios += shipped(work, args.chunk)
+    nml: dict[str, Any] = {}
+    if py is not None:
+        jobs = []
+        for k, sc in enumerate(scenarios):
+            ana = sc["analysis"].iloc[: (len(sc["analysis"]) // args.chunk) * args.chunk]
+            sc["analysis"] = ana
+            ref_path, ana_path = work / f"s{k}_ref.parquet", work / f"s{k}_ana.parquet"
+            sc["reference"].to_parquet(ref_path)
+            ana.to_parquet(ana_path)
+            jobs.append({"name": sc["name"], "kind": sc["kind"], "reference": str(ref_path),
+                         "analysis": str(ana_path), "proba": sc.get("proba"), "pred": sc["pred"], "y": sc["y"],
+                         "features": sc.get("features"), "metrics": METRICS[sc["kind"]], "chunk": args.chunk,
+                         "problem": {"binary": "classification_binary",
+                                     "multiclass": "classification_multiclass"}.get(sc["kind"])})
+        spec = work / "run.json"
+        spec.write_text(json.dumps({"mode": "run", "scenarios": jobs, "out": str(work / "nannyml.json")}))
+        subprocess.run([str(py), str(work / "worker.py"), str(spec)], check=True, env=PEER_ENV)
+        nml = json.loads((work / "nannyml.json").read_text())
+    rows = []
+    header = (f"{'scenario':34} {'metric':12} {'MAE mlgov':>10} {'MAE NannyML':>12} {'cover mlgov':>12} "
+              f"{'cover NannyML':>14} {'width mlgov':>12} {'width NML':>10}")
+    print(f"\nchunks of {args.chunk} rows; mlgov band 95% nominal, NannyML band ±3 sampling errors\n")
+    print(header, flush=True)
+    print("-" * len(header))
+    totals: dict[str, list[float]] = {"mlgov_err": [], "nml_err": [], "mlgov_cov": [], "nml_cov": []}
+    for sc in scenarios:
+        ours = run_mlgov(sc, args.chunk)
+        theirs = nml.get(sc["name"])
+        for m in METRICS[sc["kind"]]:
+            real = np.array([r[m] for r in ours["real"]])
+            est = np.array([e[m]["estimate"] for e in ours["est"]])
+            lo, hi = np.array([e[m]["lower"] for e in ours["est"]]), np.array([e[m]["upper"] for e in ours["est"]])
+            err, cov, width = float(np.mean(np.abs(est - real))), float(np.mean((lo <= real) & (real <= hi))), \
+                float(np.mean(hi - lo))
+            totals["mlgov_err"].append(err)
+            totals["mlgov_cov"].append(cov)
+            n_err = n_cov = n_width = float("nan")
+            if theirs is not None:
+                t = theirs["metrics"][m]
+                tv = np.array(t["value"], dtype=float)
+                tl = np.array([np.nan if v is None else v for v in t["lower"]], dtype=float)
+                tu = np.array([np.nan if v is None else v for v in t["upper"]], dtype=float)
+                tl, tu = np.where(np.isnan(tl), -np.inf, tl), np.where(np.isnan(tu), np.inf, tu)
+                n_err = float(np.mean(np.abs(tv - real)))
+                n_cov = float(np.mean((tl <= real) & (real <= tu)))
+                n_width = float(np.mean(np.minimum(tu, 1e300) - np.maximum(tl, -1e300)))
+                totals["nml_err"].append(n_err)
+                totals["nml_cov"].append(n_cov)
+            rows.append((sc["name"], m, err, n_err, cov, n_cov))
+            print(f"{sc['name']:34} {m:12} {err:10.5f} {n_err:12.5f} {cov:12.0%} {n_cov:14.0%} {width:12.4g} "
+                  f"{n_width:10.4g}", flush=True)
+        per_ours = ours["estimate_s"] / ours["chunks"] * 1000
+        line = f"{'':34} {'time/chunk':12} {per_ours:9.1f}ms"
+        if theirs is not None:
+            line += f" {theirs['estimate_s'] / theirs['chunks'] * 1000:11.1f}ms"
+            line += f"   fit: mlgov {ours['fit_s']:.2f}s, NannyML {theirs['fit_s']:.2f}s"
+        else:
+            line += f"   fit: mlgov {ours['fit_s']:.2f}s"
+        print(line)
+    print()
+    print(f"mean over all metrics: error mlgov {np.mean(totals['mlgov_err']):.5f}"
+          + (f", NannyML {np.mean(totals['nml_err']):.5f}" if totals["nml_err"] else "")
+          + f"; coverage mlgov {np.mean(totals['mlgov_cov']):.1%} (nominal 95%)"
+          + (f", NannyML {np.mean(totals['nml_cov']):.1%} (±3σ)" if totals["nml_cov"] else ""))
+    if totals["nml_err"]:
+        worse = [(s, m, e, n) for s, m, e, n, _, _ in rows if e > n]
+        print(f"metrics where mlgov's error exceeds NannyML's: {len(worse)} of {len(rows)}")
+        for s, m, e, n in worse:
+            print(f"  {s} / {m}: {e:.5f} vs {n:.5f}")
+    shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
