@@ -1,6 +1,6 @@
 """Named, versioned model cards (SageMaker's Create/Describe/Update/Delete/List ModelCard(s), ListModelCardVersions)
 
-Revision ID: 0016_sm_sdk
+Revision ID: 0017_sm_sdk
 Revises: 0016_sm_monitor
 
 - ``registry_model_cards``: one row per named card (current status and content, the model version it documents,
@@ -14,7 +14,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0016_sm_sdk'
+revision = '0017_sm_sdk'
 down_revision = '0016_sm_monitor'
 branch_labels = None
 depends_on = None

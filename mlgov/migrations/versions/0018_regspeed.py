@@ -1,7 +1,7 @@
 """Key revocation epoch: a value every change to an API key row replaces, so servers may cache keys
 
-Revision ID: 0016_regspeed
-Revises: 0015_mlflow
+Revision ID: 0018_regspeed
+Revises: 0017_sm_sdk
 
 - ``auth_key_epoch`` (one row, ``id = 1``): ``epoch`` is replaced by a random value (a counter could repeat a value
   a rolled-back transaction had used) by a trigger on every INSERT, UPDATE or DELETE of
@@ -18,8 +18,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0016_regspeed'
-down_revision = '0015_mlflow'
+revision = '0018_regspeed'
+down_revision = '0017_sm_sdk'
 branch_labels = None
 depends_on = None
 
