@@ -503,6 +503,93 @@ class _Families(Collector):
         return self.families
 
 
+def find_executions(session: Session, *, schedule: str | None = None, endpoint: str | None = None,
+                    job_definition: str | None = None, monitoring_type: str | None = None, status: str | None = None,
+                    scheduled: tuple[dt.datetime | None, dt.datetime | None] = (None, None),
+                    created: tuple[dt.datetime | None, dt.datetime | None] = (None, None),
+                    order: tuple[Any, ...] = (), limit: int, offset: int) -> tuple[list[Execution], int]:
+    """A page of executions of every schedule matching the filters (``scheduled``/``created``: exclusive
+    after/before bounds)."""
+    stmt = select(Execution).join(Schedule, Schedule.id == Execution.schedule_id)
+    where = [Schedule.name == schedule if schedule else None, Schedule.endpoint == endpoint if endpoint else None,
+             Schedule.job_definition == job_definition if job_definition else None,
+             Schedule.type == monitoring_type if monitoring_type else None,
+             Execution.status == status if status else None,
+             Execution.scheduled_for > scheduled[0] if scheduled[0] else None,
+             Execution.scheduled_for < scheduled[1] if scheduled[1] else None,
+             Execution.created_at > created[0] if created[0] else None,
+             Execution.created_at < created[1] if created[1] else None]
+    return paginate(session, stmt, *(order or (Execution.scheduled_for.desc(),)), Execution.id, limit=limit,
+                    offset=offset, where=where)
+
+
+def get_execution(session: Session, execution_id: str) -> tuple[Execution, Schedule]:
+    ex = session.get(Execution, execution_id)
+    sched = session.get(Schedule, ex.schedule_id) if ex is not None else None
+    if ex is None or sched is None:
+        raise NotFound(f"no monitoring execution {execution_id!r}", fix="list a schedule's executions")
+    return ex, sched
+
+
+def latest_execution(session: Session, sched: Schedule) -> Execution | None:
+    return session.scalar(select(Execution).where(Execution.schedule_id == sched.id)
+                          .order_by(Execution.created_at.desc(), Execution.id).limit(1))
+
+
+# --- M-of-N alert rules (SageMaker's monitoring alerts) ---------------------------------------------------------------
+# A rule per check of the schedule's kind: in alert while at least ``datapoints`` of the last ``period`` judged
+# executions (Completed or CompletedWithViolations, by window end) breached that check. Default 1 of 1: the latest
+# judged run breached it. Rules live in the schedule's ``alerting`` settings under "rules".
+
+def alert_rule(sched: Schedule, check: str) -> dict[str, Any]:
+    rule = ((sched.alerting or {}).get("rules") or {}).get(check) or {}
+    return {"datapoints": int(rule.get("datapoints", 1)), "period": int(rule.get("period", 1)),
+            "updated_at": dt.datetime.fromisoformat(rule["updated_at"]) if rule.get("updated_at") else None}
+
+
+def set_alert_rule(session: Session, name: str, check: str, datapoints: int, period: int,
+                   actor: Principal) -> Schedule:
+    sched = get(session, name)
+    if check not in kinds.get(sched.type).checks:
+        raise NotFound(f"schedule {name!r} ({sched.type}) has no alert for check {check!r}",
+                       fix=f"its checks: {', '.join(kinds.get(sched.type).checks)}")
+    if datapoints > period:
+        raise Invalid(f"{datapoints} datapoints to alert cannot exceed the evaluation period of {period}",
+                      fix="give datapoints ≤ period")
+    alerting = dict(sched.alerting or {})
+    rules = dict(alerting.get("rules") or {})
+    rules[check] = {"datapoints": datapoints, "period": period, "updated_at": utcnow().isoformat()}
+    return update(session, name, {"alerting": {**alerting, "rules": rules}}, actor)
+
+
+def breached_checks(session: Session, store: ObjectStore, sched: Schedule,
+                    limit: int = 1000) -> list[tuple[Execution, set[str]]]:
+    """The schedule's latest judged executions, oldest first, each with the checks its violations breached."""
+    rows = list(session.scalars(select(Execution).where(
+        Execution.schedule_id == sched.id, Execution.status.in_(("Completed", "CompletedWithViolations")))
+        .order_by(Execution.window_end.desc(), Execution.created_at.desc()).limit(limit)))
+    out: list[tuple[Execution, set[str]]] = []
+    for ex in reversed(rows):
+        analysis = session.get(Analysis, ex.analysis_id) if ex.analysis_id else None
+        found = service.violations_of(store, analysis) if analysis is not None and \
+            ex.status == "CompletedWithViolations" else []
+        out.append((ex, {str(v.get("constraint_check_type", "violation")) for v in found}))
+    return out
+
+
+def alert_history(runs: list[tuple[Execution, set[str]]], check: str, datapoints: int,
+                  period: int) -> list[tuple[dt.datetime, bool]]:
+    """Each change of the rule's state (time, in alert), from OK before the first run."""
+    changes: list[tuple[dt.datetime, bool]] = []
+    state, hits = False, [check in found for _, found in runs]
+    for i, (ex, _) in enumerate(runs):
+        now = sum(hits[max(0, i - period + 1):i + 1]) >= datapoints
+        if now != state:
+            changes.append((ex.ended_at or ex.created_at, now))
+            state = now
+    return changes
+
+
 def find_schedules(session: Session, *, endpoint: str | None = None, name_contains: str | None = None,
                    status: str | None = None, job_definition: str | None = None, monitoring_type: str | None = None,
                    created: tuple[dt.datetime | None, dt.datetime | None] = (None, None),
