@@ -112,8 +112,19 @@ class Read:
     end: dt.datetime | None = None
 
 
+class PartUnreadable(RuntimeError):
+    """A worker could not read its partition from the store (raised on the worker, re-raised here)."""
+
+
 def summarise_part(location: Location, part: Part, read: Read) -> TableSummary:
     """Runs on a worker: read ``part`` one row group at a time and summarise it (memory: one row group)."""
+    try:
+        return _summarise(location, part, read)
+    except OSError as exc:   # pyarrow's file and S3 errors; the message names the object, never the credentials
+        raise PartUnreadable(f"{part.key}: {exc}") from None
+
+
+def _summarise(location: Location, part: Part, read: Read) -> TableSummary:
     fs = location.filesystem()
     with fs.open_input_file(location.path(part.key)) as fh:
         pf = pq.ParquetFile(fh)
@@ -141,15 +152,17 @@ def merge_summaries(a: TableSummary, b: TableSummary) -> TableSummary:
     return a.merge(b)
 
 
-def parquet_parts(table: pa.Table, rows_per_group: int = ROW_GROUP_ROWS) -> tuple[bytes, int]:
+def parquet_parts(table: pa.Table, rows_per_group: int | None = None) -> tuple[bytes, int]:
     """An uploaded table as Parquet bytes in row groups workers can share out, and how many groups it has."""
+    rows_per_group = rows_per_group or ROW_GROUP_ROWS
     buf = io.BytesIO()
     pq.write_table(table, buf, compression="zstd", row_group_size=rows_per_group)
     groups = max(1, -(-table.num_rows // rows_per_group))
     return buf.getvalue(), groups
 
 
-def row_group_parts(key: str, groups: int, per_task: int = GROUPS_PER_TASK) -> list[Part]:
+def row_group_parts(key: str, groups: int, per_task: int | None = None) -> list[Part]:
+    per_task = per_task or GROUPS_PER_TASK
     return [Part(key, tuple(range(i, min(i + per_task, groups)))) for i in range(0, groups, per_task)]
 
 
@@ -171,8 +184,9 @@ class Cluster:
                                         "installed", fix="pip install 'mlgov[dask]', or set MLGOV_COMPUTE=local") \
                         from None
                 try:
-                    self._client = Client(self.address,  # type: ignore[no-untyped-call] timeout=self.settings.compute_connect_timeout_s,
-                                          set_as_default=False)
+                    connect: Any = Client   # distributed has no type hints
+                    self._client = connect(self.address, timeout=self.settings.compute_connect_timeout_s,
+                                           set_as_default=False)
                 except (OSError, TimeoutError) as exc:
                     raise ComputeFailed(f"the Dask scheduler {self.address} cannot be reached: "
                                         f"{type(exc).__name__}: {exc}",
@@ -201,6 +215,11 @@ class Cluster:
                 futs = nxt + ([futs[-1]] if len(futs) % 2 else [])
             result: TableSummary = futs[0].result(timeout=self.settings.compute_timeout_s)
             return result
+        except PartUnreadable as exc:
+            raise ComputeFailed(f"a worker of the Dask cluster at {self.address} could not read its input from the "
+                                f"object store ({exc}); nothing was written",
+                                fix="check that every worker reaches the store (network, endpoint, credentials)") \
+                from None
         except KilledWorker as exc:
             raise ComputeFailed(f"the Dask cluster at {self.address} lost the workers running part of this input "
                                 f"too often ({exc.task}); nothing was written",
