@@ -35,7 +35,7 @@ from monitor import compute, schedules, service
 from monitor.engine import kll
 from monitor.orm import Analysis
 from tests.conftest import make_settings
-from tests.helpers import seed_endpoint
+from tests.helpers import seed_endpoint, seed_schedule
 from tests.infra import S3_KEY, S3_SECRET, Seaweed
 from tests.monitor.test_api import record
 
@@ -161,12 +161,8 @@ def test_scheduled_data_quality_and_drift_run_on_the_cluster_equals_local(db, mo
     modes.use("local")
     st = modes.store
     with db.session_scope() as s:
-        p = seed_endpoint(s, FEATURES)
-        base = service.create_baseline(s, st, data=parquet(frame(5_000)), fmt=None, header=True, name="b",
-                                       dataset_uri=None, actor=p)
-        schedules.create(s, name="dq", endpoint="ep", monitoring_type="DataQuality", expression="hourly",
-                         baseline_id=base.id, window_start="-PT1H", window_end="PT0S", drift=None, alerting=None,
-                         actor=p)
+        p = seed_schedule(s, st, FEATURES, parquet(frame(5_000)), name="dq", expression="hourly",
+                          window_start="-PT1H", now=T0)
         _captured(s, st, 1_200, frame(1_200, shift=3, seed=7, states=("CA", "NY", "TX", "ZZ")))
         end = T0 + dt.timedelta(hours=1)
         here = schedules.run_now(s, st, "dq", T0, end, p)
@@ -246,13 +242,9 @@ def test_an_unreachable_cluster_fails_the_execution_with_the_reason_and_writes_n
     local = s3_settings(tmp_path, seaweed, bucket)
     st = open_store(local)
     with db.session_scope() as s:
-        p = seed_endpoint(s, FEATURES)
         compute.configure(local)
-        base = service.create_baseline(s, st, data=parquet(frame(2_000)), fmt=None, header=True, name="b",
-                                       dataset_uri=None, actor=p)
-        schedules.create(s, name="dq", endpoint="ep", monitoring_type="DataQuality", expression="hourly",
-                         baseline_id=base.id, window_start="-PT1H", window_end="PT0S", drift=None, alerting=None,
-                         actor=p)
+        p = seed_schedule(s, st, FEATURES, parquet(frame(2_000)), name="dq", expression="hourly",
+                          window_start="-PT1H", now=T0)
         _captured(s, st, 400, frame(400, seed=2))
         before = s.scalar(select(func.count()).select_from(Analysis))
         files = sorted(st.list("analyses/"))
