@@ -245,9 +245,7 @@ def configure(settings: Settings) -> Cluster | None:
     """Use ``settings`` (MLGOV_COMPUTE, MLGOV_COMPUTE_MIN_ROWS) in this process; the cluster, or None for local."""
     global _configured
     with _guard:
-        if _configured is not None and _configured[0].compute == settings.compute \
-                and _configured[0].compute_min_rows == settings.compute_min_rows \
-                and _configured[0].s3_endpoint_url == settings.s3_endpoint_url:
+        if _configured is not None and _configured[0] == settings:
             return _configured[1]
         if _configured is not None and _configured[1] is not None:
             _configured[1].close()
