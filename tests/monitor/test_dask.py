@@ -225,7 +225,7 @@ def test_a_worker_killed_mid_analysis_costs_a_rerun_not_the_analysis(db, modes, 
         assert there.status == here.status and there.row_count == here.row_count == 60_000
         assert_statistics_equal(json.loads(st.get(f"{here.prefix}/statistics.json")),
                                 json.loads(st.get(f"{there.prefix}/statistics.json")))
-        client.wait_for_workers(2, timeout=600)   # the nanny restarts the killed worker for the next tests (slow when loaded)
+        client.wait_for_workers(2, timeout=600)   # the nanny restarts the killed worker (slow when loaded)
     finally:
         killer.join()
         client.close()
