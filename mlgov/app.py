@@ -31,7 +31,7 @@ from mlgov.settings import Settings, get_settings
 from mlgov.storage import open_store
 from mlgov.web import HttpMiddleware, adding_headers
 from monitor import compliance as monitor_compliance
-from monitor import jobs
+from monitor import compute, jobs
 from monitor import sagemaker as monitor_sagemaker
 from monitor.router import metrics_router
 from monitor.router import router as monitor_router
@@ -170,6 +170,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None, *, 
     database = db or Database.from_settings(settings)
     outbound = OutboundPolicy.from_settings(settings)
     secrets = SecretBox.from_settings(settings)
+    compute.configure(settings)   # MLGOV_COMPUTE: where monitoring summaries run (this process or a Dask cluster)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -73,6 +73,21 @@ class Settings(BaseSettings):
     fake_clock_anchor: float | None = Field(default=None, description="tests/demos: wall time of clock start")
     fake_clock_speed: float = Field(default=1.0, gt=0, description="tests/demos: scheduler clock speed-up")
 
+    compute: str = Field(default="local", description="where baselines and analyses compute their summaries: "
+                         "'local' (this process) or 'dask://host:8786' (a dask.distributed scheduler; extra "
+                         "mlgov[dask]; the workers read inputs from the object store)")
+    compute_min_rows: int = Field(default=0, ge=0, description="with a Dask scheduler, inputs with fewer rows "
+                                  "than this are still computed locally")
+    compute_connect_timeout_s: float = Field(default=10.0, gt=0, description="wait for the Dask scheduler")
+    compute_timeout_s: float = Field(default=3600.0, gt=0, description="longest one computation may take on Dask")
+
+    @field_validator("compute")
+    @classmethod
+    def _compute_url(cls, v: str) -> str:
+        if v != "local" and not (v.startswith(("dask://", "tcp://", "tls://")) and len(v.split("://", 1)[1]) > 0):
+            raise ValueError(f"MLGOV_COMPUTE must be 'local' or 'dask://host:port', not {v[:80]!r}")
+        return v
+
     @field_validator("database_url")
     @classmethod
     def _no_placeholder(cls, v: str | None) -> str | None:

@@ -77,8 +77,9 @@ def seed_endpoint(session: Any, features: list[dict[str, str]]) -> Any:
 
 
 def seed_schedule(session: Any, store: Any, features: list[dict[str, str]], csv: bytes, *, name: str,
-                  expression: str, window_start: str, now: Any) -> None:
-    """seed_endpoint plus a data-quality baseline from ``csv`` and a schedule on "ep"."""
+                  expression: str, window_start: str, now: Any) -> Any:
+    """seed_endpoint plus a data-quality baseline from ``csv`` (or Parquet bytes) and a schedule on "ep"; returns
+    the admin principal."""
     from monitor import schedules, service
 
     p = seed_endpoint(session, features)
@@ -87,3 +88,4 @@ def seed_schedule(session: Any, store: Any, features: list[dict[str, str]], csv:
     schedules.create(session, name=name, endpoint="ep", monitoring_type="DataQuality", expression=expression,
                      baseline_id=base.id, window_start=window_start, window_end="PT0S", drift=None, alerting=None,
                      actor=p, now=now)
+    return p

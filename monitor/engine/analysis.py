@@ -17,7 +17,7 @@ import pyarrow as pa
 
 from monitor.engine import constraints as cons
 from monitor.engine import drift
-from monitor.engine.columns import ColumnData, column, numeric_column, text_column
+from monitor.engine.columns import ColumnData, TypeCounts, column, numeric_column, text_column
 from monitor.engine.drift import DriftResult
 from monitor.engine.stats import FeatureProfile, NumericSummary, feature_statistics, profile_column
 
@@ -140,31 +140,62 @@ class AnalysisResult:
 
 def analyze(baseline: list[FeatureProfile], constraints: dict[str, Any], current: Any,
             config: DriftConfig | None = None, *, threads: int = 2, n_buckets: int = 10) -> AnalysisResult:
-    config = config or DriftConfig()
+    """The current window read whole (a pandas DataFrame or an Arrow table), one column at a time."""
     src = Source(current)
-    base = {p.name: p for p in baseline}
-    fcs = {f["name"]: f for f in constraints.get("features", [])}
+    judge = _Judge(baseline, constraints, config, n_buckets)
 
     def one(name: str) -> tuple[dict[str, Any], list[dict[str, Any]], drift.DriftResult | None]:
         col = src.column(name)
-        cur = profile_column(col)
-        stats = feature_statistics(cur, n_buckets)
-        ref = base.get(name)
+        return judge(profile_column(col), col)
+
+    return judge.result(src.names, src.rows, _map(one, src.names, threads))
+
+
+def analyze_profiles(baseline: list[FeatureProfile], constraints: dict[str, Any], current: list[FeatureProfile],
+                     types: dict[str, TypeCounts], rows: int, config: DriftConfig | None = None, *,
+                     n_buckets: int = 10) -> AnalysisResult:
+    """The current window as merged partition summaries (profiles without raw values, type counts): the same
+    checks and drift methods; numeric comparisons then read the current side from its sketch, and each result
+    states its bound."""
+    judge = _Judge(baseline, constraints, config, n_buckets)
+    done = [judge(p, types.get(p.name, TypeCounts())) for p in current]
+    return judge.result([p.name for p in current], rows, done)
+
+
+Judged = tuple[dict[str, Any], list[dict[str, Any]], "drift.DriftResult | None"]
+
+
+class _Judge:
+    """One current feature's statistics, constraint violations and drift result against the baseline."""
+
+    def __init__(self, baseline: list[FeatureProfile], constraints: dict[str, Any], config: DriftConfig | None,
+                 n_buckets: int) -> None:
+        self.config = config or DriftConfig()
+        self.base = {p.name: p for p in baseline}
+        self.constraints = constraints
+        self.fcs = {f["name"]: f for f in constraints.get("features", [])}
+        self.n_buckets = n_buckets
+
+    def __call__(self, cur: FeatureProfile, col: ColumnData | TypeCounts) -> Judged:
+        name = cur.name
+        stats = feature_statistics(cur, self.n_buckets)
+        ref = self.base.get(name)
         merged = drift.pair_of(ref, cur) if ref is not None else None
         result = None
         if ref is not None:
-            chosen = config.method_for(ref) or drift.default_method(ref, cur, merged)
-            result = drift.compare(ref, cur, chosen, config.threshold_for(name, chosen), merged)
-        found = cons.check_feature(constraints, fcs[name], ref, cur, col, merged) if name in fcs else []
+            chosen = self.config.method_for(ref) or drift.default_method(ref, cur, merged)
+            result = drift.compare(ref, cur, chosen, self.config.threshold_for(name, chosen), merged)
+        found = cons.check_feature(self.constraints, self.fcs[name], ref, cur, col, merged) \
+            if name in self.fcs else []
         return stats, found, result
 
-    done = _map(one, src.names, threads)
-    violations = cons.check_columns(constraints, src.names)
-    for _, found, _ in done:
-        violations += found
-    order = {"missing_column_check": 0, "extra_column_check": 1}
-    violations.sort(key=lambda v: (order.get(v["constraint_check_type"], 2), src.names.index(v["feature_name"])
-                                   if v["feature_name"] in src.names else -1))
-    statistics = {"version": 0.0, "dataset": {"item_count": src.rows}, "features": [s for s, _, _ in done]}
-    results = [r for _, _, r in done if r is not None]
-    return AnalysisResult(violations, results, statistics, src.rows, config.drift_share)
+    def result(self, names: list[str], rows: int, done: list[Judged]) -> AnalysisResult:
+        violations = cons.check_columns(self.constraints, names)
+        for _, found, _ in done:
+            violations += found
+        order = {"missing_column_check": 0, "extra_column_check": 1}
+        violations.sort(key=lambda v: (order.get(v["constraint_check_type"], 2), names.index(v["feature_name"])
+                                       if v["feature_name"] in names else -1))
+        statistics = {"version": 0.0, "dataset": {"item_count": rows}, "features": [s for s, _, _ in done]}
+        results = [r for _, _, r in done if r is not None]
+        return AnalysisResult(violations, results, statistics, rows, self.config.drift_share)

@@ -51,21 +51,25 @@ class ColumnData:
         Values are typed as Deequ types them: a number is Integral or Fractional, never String, so numbers
         in a column the baseline calls String count against it. Integral values satisfy Fractional.
         """
+        return self.matching(expected_type) / self.present if self.present else 1.0
+
+    def matching(self, expected_type: str) -> int:
+        """How many present values have type ``expected_type`` (all of them for Unknown): an exact count, so
+        partitions counted apart add up to the count of the whole."""
         if self.present == 0 or expected_type == UNKNOWN:
-            return 1.0
+            return self.present
         if expected_type == STRING:
             if self.is_numeric:
-                return 0.0
-            return 1.0 - self._count_matching(_FRAC_RE) / self.present
+                return 0
+            return self.present - self._count_matching(_FRAC_RE)
         if self.is_numeric:
             if expected_type == FRACTIONAL or self.inferred_type == INTEGRAL:
-                return 1.0
+                return self.present
             vals = self.sorted_values
             assert vals is not None
-            whole = int(np.count_nonzero(vals == np.floor(vals)))
-            return whole / self.present
+            return int(np.count_nonzero(vals == np.floor(vals)))
         pattern = _INT_RE if expected_type == INTEGRAL else _FRAC_RE
-        return self._count_matching(pattern) / self.present
+        return self._count_matching(pattern)
 
     def _count_matching(self, pattern: str) -> int:
         """Rows whose value matches: the regex runs once per distinct value, weighted by its count."""
@@ -74,6 +78,29 @@ class ColumnData:
         values = pa.array(list(self.counts), type=pa.string())
         hits = pc.match_substring_regex(values, pattern).to_numpy(zero_copy_only=False)
         return int(np.dot(hits.astype(np.int64), np.fromiter(self.counts.values(), dtype=np.int64)))
+
+
+@dataclass
+class TypeCounts:
+    """A column's present values and how many of them match each SageMaker type: what the data_type_check needs,
+    mergeable (partitions add up), so a column summarised on several workers is checked as if read whole."""
+
+    present: int = 0
+    matching: dict[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, col: ColumnData) -> TypeCounts:
+        return cls(col.present, {t: col.matching(t) for t in (INTEGRAL, FRACTIONAL, STRING)})
+
+    def merge(self, other: TypeCounts) -> TypeCounts:
+        keys = self.matching.keys() | other.matching.keys()
+        return TypeCounts(self.present + other.present,
+                          {k: self.matching.get(k, 0) + other.matching.get(k, 0) for k in sorted(keys)})
+
+    def share_matching(self, expected_type: str) -> float:
+        if self.present == 0 or expected_type == UNKNOWN:
+            return 1.0
+        return self.matching.get(expected_type, 0) / self.present
 
 
 def read_table(data: bytes, fmt: str | None = None, *, header: bool = True) -> pa.Table:

@@ -7,7 +7,7 @@ import math
 from typing import Any
 
 from monitor.engine import drift
-from monitor.engine.columns import FRACTIONAL, INTEGRAL, STRING, UNKNOWN, ColumnData
+from monitor.engine.columns import FRACTIONAL, INTEGRAL, STRING, UNKNOWN, ColumnData, TypeCounts
 from monitor.engine.stats import CategoricalSummary, FeatureProfile, NumericSummary
 
 DOMAIN_MAX_DISTINCT = 64   # a String column with at most this many values gets a domain constraint
@@ -83,8 +83,10 @@ def check_columns(constraints: dict[str, Any], current_names: list[str]) -> list
 
 
 def check_feature(constraints: dict[str, Any], fc: dict[str, Any], ref: FeatureProfile | None,
-                  p: FeatureProfile, col: ColumnData, pair: drift.Comparison | None = None) -> list[dict[str, Any]]:
-    """data_type, completeness, categorical_values and baseline_drift checks for one feature."""
+                  p: FeatureProfile, col: ColumnData | TypeCounts, pair: drift.Comparison | None = None
+                  ) -> list[dict[str, Any]]:
+    """data_type, completeness, categorical_values and baseline_drift checks for one feature (``col``: the column
+    read whole, or its merged type counts when it was summarised in partitions)."""
     if not enabled(constraints):
         return []
     cfg = monitoring_config(constraints)

@@ -21,14 +21,15 @@ from mlgov.auth import Principal
 from mlgov.db import new_id, paginate, utcnow
 from mlgov.errors import Invalid
 from mlgov.storage import ObjectStore
-from monitor import layout
+from monitor import compute, layout
 from monitor.engine import expectations
-from monitor.engine.analysis import AnalysisResult, DriftConfig, analyze
+from monitor.engine.analysis import AnalysisResult, DriftConfig, analyze, analyze_profiles
+from monitor.engine.partition import TableSummary
 from monitor.errors import AnalysisNotFound
 from monitor.orm import Analysis, Baseline
 from monitor.service.baselines import get_baseline
 from monitor.service.datasets import dataset_table
-from monitor.service.endpoints import get_endpoint, window_table
+from monitor.service.endpoints import get_endpoint, window_batches, window_table
 
 
 def drift_config(settings: Mapping[str, Any] | None) -> DriftConfig | None:
@@ -94,7 +95,10 @@ def record_analysis(session: Session, store: ObjectStore, *, analysis_id: str, b
 def run_analysis(session: Session, store: ObjectStore, *, baseline_id: str, actor: Principal,
                  table: pa.Table | None = None, source: str, dataset_uri: str | None = None,
                  endpoint: str | None = None, start: dt.datetime | None = None, end: dt.datetime | None = None,
-                 config: DriftConfig | None = None, failure: str | None = None) -> Analysis:
+                 config: DriftConfig | None = None, failure: str | None = None,
+                 summary: TableSummary | None = None) -> Analysis:
+    """Judge the current data — a ``table`` read here, or the ``summary`` a compute cluster merged from its
+    partitions — against the baseline."""
     base = get_baseline(session, baseline_id)
     aid = new_id()
     prefix = analysis_prefix(aid)
@@ -102,31 +106,55 @@ def run_analysis(session: Session, store: ObjectStore, *, baseline_id: str, acto
     record = functools.partial(record_analysis, session, store, analysis_id=aid, baseline=base, kind="DataQuality",
                                source=source, actor=actor, started=t0, endpoint=endpoint, dataset_uri=dataset_uri,
                                start=start, end=end)
-    if failure is not None or table is None:
+    if failure is not None or (table is None and summary is None):
         return record(violations=[], failure=failure or "no data")
     baseline = layout.load_profiles(store, base.prefix, base.exact)
     constraints = json.loads(store.get(f"{base.prefix}/constraints.json"))
-    result = analyze(baseline, constraints, table, config)
-    meta = {"baseline_id": base.id, "window": {"start": start.isoformat() if start else None,
-                                                "end": end.isoformat() if end else None}}
+    meta: dict[str, Any] = {"baseline_id": base.id, "window": {"start": start.isoformat() if start else None,
+                                                               "end": end.isoformat() if end else None}}
+    if summary is not None:
+        result = analyze_profiles(baseline, constraints, summary.profiles, summary.types, summary.rows, config)
+        meta["compute"] = "dask"
+    else:
+        assert table is not None
+        result = analyze(baseline, constraints, table, config)
     _store_analysis(store, prefix, result, meta)
     gx_ok = True
     if store.exists(f"{base.prefix}/expectations.json"):
-        gx = expectations.run_suite(table, json.loads(store.get(f"{base.prefix}/expectations.json")))
+        if table is not None:
+            gx = expectations.run_suite(table, json.loads(store.get(f"{base.prefix}/expectations.json")))
+            gx_ok = gx["success"]
+        else:
+            gx = {"evaluated": False, "reason": "the window was summarised on the Dask cluster; Great Expectations "
+                                                "suites run only on windows read whole (MLGOV_COMPUTE=local)"}
         store.put(f"{prefix}/expectations.json", layout.dumps(gx), "application/json")
-        gx_ok = gx["success"]
-    summary = result.summary()
+    summ = result.summary()
     return record(violations=result.violations, passed=gx_ok, rows=result.rows,
-                  drift_share=summary["drift_share"], dataset_drift=summary["dataset_drift"],
-                  drifted_features=summary["drifted_features"])
+                  drift_share=summ["drift_share"], dataset_drift=summ["dataset_drift"],
+                  drifted_features=summ["drifted_features"])
+
+
+def _on_cluster(store: ObjectStore, table: pa.Table, prefix: str) -> TableSummary | None:
+    """An uploaded table's summary from the compute cluster (stored first under ``prefix``, then read by the
+    workers), or None when this process computes it (MLGOV_COMPUTE=local, or fewer rows than
+    MLGOV_COMPUTE_MIN_ROWS)."""
+    cluster = compute.cluster_for(table.num_rows)
+    if cluster is None:
+        return None
+    data, groups = compute.parquet_parts(table)
+    key = f"{prefix}/dataset.parquet"
+    store.put(key, data, "application/vnd.apache.parquet")
+    return cluster.summarise(store, compute.row_group_parts(key, groups), compute.Read())
 
 
 def analyze_file(session: Session, store: ObjectStore, *, baseline_id: str, data: bytes, fmt: str | None,
                  header: bool, dataset_uri: str | None, config: DriftConfig | None, actor: Principal) -> Analysis:
     get_baseline(session, baseline_id)
     table = dataset_table(data, fmt, header)
-    return run_analysis(session, store, baseline_id=baseline_id, actor=actor, table=table,
-                        source="uri" if dataset_uri else "file", dataset_uri=dataset_uri, config=config)
+    summary = _on_cluster(store, table, f"inputs/{new_id()}")
+    return run_analysis(session, store, baseline_id=baseline_id, actor=actor, table=None if summary else table,
+                        summary=summary, source="uri" if dataset_uri else "file", dataset_uri=dataset_uri,
+                        config=config)
 
 
 def analyze_window(session: Session, store: ObjectStore, *, baseline_id: str, endpoint: str, start: dt.datetime,
@@ -136,18 +164,22 @@ def analyze_window(session: Session, store: ObjectStore, *, baseline_id: str, en
         raise Invalid(f"window end {end.isoformat()} is not after start {start.isoformat()}",
                       fix="give start < end (ISO-8601 times)")
     ep = get_endpoint(session, endpoint)
-    table = window_table(session, store, ep, start, end)
     base = get_baseline(session, baseline_id)
-    failure = None
+    wanted = {f["name"] for f in json.loads(store.get(f"{base.prefix}/constraints.json")).get("features", [])}
+    wanted |= {f["name"] for f in ep.schema["features"]}
+    no_data = f"no data captured between {start.isoformat()} and {end.isoformat()} for endpoint {endpoint!r}"
+    run = functools.partial(run_analysis, session, store, baseline_id=baseline_id, actor=actor, source="endpoint",
+                            endpoint=endpoint, start=start, end=end, config=config)
+    batches = window_batches(session, ep, start, end)
+    cluster = compute.cluster_for(sum(b.records for b in batches)) if batches else None
+    if cluster is not None:   # the workers read the captured batches from the store; only summaries come back
+        summary = cluster.summarise(store, [compute.Part(b.parquet_key) for b in batches],
+                                    compute.Read(frozenset(wanted), start, end))
+        return run(summary=summary, failure=no_data if summary.rows == 0 else None)
+    table = window_table(session, store, ep, start, end)
     if table is None or table.num_rows == 0:
-        failure = f"no data captured between {start.isoformat()} and {end.isoformat()} for endpoint {endpoint!r}"
-        table = None
-    else:
-        wanted = [f["name"] for f in json.loads(store.get(f"{base.prefix}/constraints.json")).get("features", [])]
-        keep = [c for c in table.column_names if c in wanted or c in [f["name"] for f in ep.schema["features"]]]
-        table = table.select(keep)
-    return run_analysis(session, store, baseline_id=baseline_id, actor=actor, table=table, source="endpoint",
-                        endpoint=endpoint, start=start, end=end, config=config, failure=failure)
+        return run(failure=no_data)
+    return run(table=table.select([c for c in table.column_names if c in wanted]))
 
 
 def get_analysis(session: Session, analysis_id: str) -> Analysis:

@@ -20,7 +20,7 @@ from mlgov.auth import Principal
 from mlgov.db import new_id, paginate, utcnow
 from mlgov.errors import Invalid
 from mlgov.storage import ObjectStore
-from monitor import documents, layout
+from monitor import compute, documents, layout
 from monitor.engine import constraints as cons
 from monitor.engine.analysis import profile
 from monitor.engine.stats import profiles_from_statistics, statistics_json
@@ -33,17 +33,24 @@ from registry import service as registry
 def create_baseline(session: Session, store: ObjectStore, *, data: bytes, fmt: str | None, header: bool,
                     name: str | None, dataset_uri: str | None, actor: Principal) -> Baseline:
     table = dataset_table(data, fmt, header)
-    _, profiles = profile(table)
-    stats = statistics_json(profiles)
-    constraints = cons.suggest(profiles)
     bid = new_id()
     prefix = baseline_prefix(bid)
+    cluster = compute.cluster_for(table.num_rows)
+    if cluster is None:
+        _, profiles = profile(table)
+    else:   # stored first, then summarised by the workers: a sketch-based (not exact) reference
+        parquet, groups = compute.parquet_parts(table)
+        store.put(f"{prefix}/dataset.parquet", parquet, "application/vnd.apache.parquet")
+        profiles = cluster.summarise(store, compute.row_group_parts(f"{prefix}/dataset.parquet", groups),
+                                     compute.Read()).profiles
+    stats = statistics_json(profiles)
+    constraints = cons.suggest(profiles)
     store.put(f"{prefix}/statistics.json", layout.dumps(stats), "application/json")
     store.put(f"{prefix}/constraints.json", layout.dumps(constraints), "application/json")
     layout.save_profile(store, prefix, profiles)
     sha = hashlib.sha256(data).hexdigest()
     return record_baseline(session, store, baseline_id=bid, source="computed", dataset_uri=dataset_uri,
-                           dataset_sha256=sha, exact=True, rows=table.num_rows, features=table.num_columns,
+                           dataset_sha256=sha, exact=cluster is None, rows=table.num_rows, features=table.num_columns,
                            name=name, actor=actor,
                            summary={"rows": table.num_rows, "features": table.num_columns, "dataset_sha256": sha,
                                     "dataset_uri": dataset_uri})

@@ -247,12 +247,18 @@ def _parquet(recs: list[capture.Parsed], schema: capture.CaptureSchema) -> bytes
     return buf.getvalue()
 
 
+def window_batches(session: Session, ep: Endpoint, start: dt.datetime, end: dt.datetime) -> list[CaptureBatch]:
+    """The committed Parquet batches holding captured rows of [start, end) (and maybe rows just outside it), in
+    capture order."""
+    return list(session.scalars(select(CaptureBatch).where(
+        CaptureBatch.endpoint_id == ep.id, CaptureBatch.last_time >= start, CaptureBatch.first_time < end)
+        .order_by(CaptureBatch.hour, CaptureBatch.created_at)))
+
+
 def window_table(session: Session, store: ObjectStore, ep: Endpoint, start: dt.datetime,
                  end: dt.datetime, *, keep_keys: bool = False) -> pa.Table | None:
     """Captured rows with inference time in [start, end), read from the committed Parquet batches."""
-    batches = list(session.scalars(select(CaptureBatch).where(
-        CaptureBatch.endpoint_id == ep.id, CaptureBatch.last_time >= start, CaptureBatch.first_time < end)
-        .order_by(CaptureBatch.hour, CaptureBatch.created_at)))
+    batches = window_batches(session, ep, start, end)
     if not batches:
         return None
     tables = [pq.read_table(io.BytesIO(store.get(b.parquet_key))) for b in batches]
