@@ -1,0 +1,12 @@
+"""The console's pages under /console: each page module has its own router, included here."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from console import inbox, signin
+from console.web import PREFIX
+
+router = APIRouter(prefix=PREFIX, include_in_schema=False)
+router.include_router(signin.router)
+router.include_router(inbox.router)
