@@ -631,14 +631,25 @@ def move_stage(session: Session, group_name: str, number: int, req: StageRequest
     return v
 
 
-def stage_history(session: Session, group_name: str, number: int | None = None) -> list[tuple[int, StageTransition]]:
+def stage_history(session: Session, group_name: str, number: int | None = None, *,
+                  newest: int | None = None) -> list[tuple[int, StageTransition]]:
+    """(version, transition) oldest first; ``newest``: only the last that many."""
     group = get_group(session, group_name)
     stmt = (select(ModelVersion.version, StageTransition)
             .join(ModelVersion, ModelVersion.id == StageTransition.version_id)
             .where(StageTransition.group_id == group.id))
     if number is not None:
         stmt = stmt.where(ModelVersion.version == number)
+    if newest is not None:
+        return [(n, t) for n, t in session.execute(stmt.order_by(StageTransition.id.desc()).limit(newest))][::-1]
     return [(n, t) for n, t in session.execute(stmt.order_by(StageTransition.id))]
+
+
+def stage_counts(session: Session, group: ModelGroup) -> dict[str | None, int]:
+    """How many versions of ``group`` are in each stage now (None: versions in no stage)."""
+    return {stage: n for stage, n in session.execute(
+        select(ModelVersion.stage, func.count()).where(ModelVersion.group_id == group.id)
+        .group_by(ModelVersion.stage))}
 
 
 def occupants_at(session: Session, group_name: str, stage: str, at: dt.datetime) -> list[int]:

@@ -1,12 +1,12 @@
 // Time-series charts with uPlot (vendor/uplot), drawn from data attributes (no inline script):
 //
-//   <div class="chart" data-chart='{{ chart | tojson }}' role="img" aria-label="…"></div>
+//   <div class="chart" data-chart="{{ chart | json_text }}" role="img" aria-label="…"></div>
 //
 // chart = {"title": "...", "x": [epoch seconds...],
 //          "series": [{"label": "psi", "values": [... or null], "color": "#1f5fbf"}],
 //          "lines": [{"label": "threshold", "value": 0.2, "color": "#b42318"}],   // horizontal lines (optional)
 //          "links": ["/console/...", ...]}                                       // click a point → open (optional)
-// Jinja's |tojson output is autoescaped inside the attribute; the browser decodes it and JSON.parse reads it.
+// json_text (mlgov.web) gives plain JSON text; autoescaping makes it safe in the attribute; the browser decodes it and JSON.parse reads it.
 "use strict";
 (function () {
   function draw(el) {
