@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from console import inbox, models, signin
+from console import audit, inbox, models, signin
 from console.web import PREFIX
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
 router.include_router(signin.router)
 router.include_router(inbox.router)
 router.include_router(models.router)
+router.include_router(audit.router)
