@@ -43,6 +43,7 @@ class Console:
     db: Database
     keys: dict[str, str]
     home: Path
+    app: Any
     api: Callable[[str], httpx.Client] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -55,7 +56,13 @@ class Console:
 
 
 @pytest.fixture(scope="module")
-def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
+def console_settings() -> dict[str, Any]:
+    """Settings of the module's server (override in a test module to change them)."""
+    return {}
+
+
+@pytest.fixture(scope="module")
+def console(tmp_path_factory: pytest.TempPathFactory, console_settings: dict[str, Any]) -> Iterator[Console]:
     tmp = tmp_path_factory.mktemp("console")
     with fresh_database(os.environ.get("MLGOV_CONSOLE_TEST_DB", "sqlite"), tmp) as url:
         upgrade(url)
@@ -65,8 +72,9 @@ def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
             for name, (role, owner) in ROLES.items():
                 keys[name] = auth.create_key(s, name, role, actor="test", owner=owner)[1]
         try:
-            with LiveServer(create_app(make_settings(tmp), db=db)) as srv:
-                yield Console(srv.url, db, keys, tmp)
+            app = create_app(make_settings(tmp, **console_settings), db=db)
+            with LiveServer(app) as srv:
+                yield Console(srv.url, db, keys, tmp, app)
         finally:
             db.dispose()
 

@@ -105,3 +105,22 @@ def test_group_page_filters_sorts_and_pages(console: Console, open_browser: Any)
     assert page.get_by_role("link", name="ranker").is_visible()
     page = b.goto("/console/models/no-such-group")
     assert "no-such-group" in page.locator(".flash").inner_text()
+
+
+def test_hostile_text_is_escaped_on_every_page(console: Console, open_browser: Any) -> None:
+    admin = console.api("admin")
+    register(admin, "hostile", n=1, description=XSS, model_card={"content": {XSS: XSS}, "markdown": XSS},
+             training_data=[f"s3://data/{XSS}.csv"])
+    register(admin, "hostile", n=2, description=XSS)
+    r = console.api("approver").post("/api/v1/model-groups/hostile/versions/1/approval",
+                                     json={"status": "Approved", "comment": XSS})
+    assert r.status_code == 200, r.text
+    b = open_browser("admin")
+    b.page.add_init_script("window.alert = () => { window.__xss = true; };")
+    for path in ("/console/", "/console/models", "/console/models/hostile", "/console/models/hostile/versions/1",
+                 "/console/models/hostile/versions/2", "/console/audit", "/console/audit?group=hostile",
+                 "/console/audit/report?group=hostile", "/console/admin"):
+        page = b.goto(path)
+        _no_injected_markup(page)
+        shown = page.locator("main").inner_text()   # as text (inside JSON on the audit page, so its quotes escaped)
+        assert "<script>alert(1)</script>" in shown or path in ("/console/models", "/console/admin"), path
