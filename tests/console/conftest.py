@@ -97,7 +97,8 @@ class Browser:
         self.console = console
         self.context = browser.new_context(viewport=viewport, accept_downloads=True)
         self.context.add_init_script(CSP_PROBE)
-        self.context.set_default_timeout(15_000)
+        self.context.set_default_timeout(30_000)   # the CI machine may be loaded; a hang still fails
+        self.context.set_default_navigation_timeout(60_000)
         self.page = self.context.new_page()
         self.messages: list[str] = []
         self.page.on("console", lambda m: self.messages.append(m.text))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -42,12 +43,13 @@ def test_log_filters_verify_and_compliance_pdf(console: Console, open_browser: A
     with page.expect_download(timeout=180_000) as got:
         page.get_by_role("link", name="Download PDF").click()
     download = got.value
-    assert download.suggested_filename.startswith("compliance-audited-") and download.suggested_filename.endswith(".pdf")
-    body = open(download.path(), "rb").read()
+    name = download.suggested_filename
+    assert name.startswith("compliance-audited-") and name.endswith(".pdf")
+    body = Path(download.path()).read_bytes()
     assert body.startswith(b"%PDF-") and len(body) > 2000
     with page.expect_download() as got:
         page.get_by_role("link", name="Download HTML").click()
-    html = open(got.value.path(), encoding="utf-8").read()
+    html = Path(got.value.path()).read_text(encoding="utf-8")
     assert "Compliance report: <span id=\"group\">audited</span>" in html and "<script>alert" not in html
 
 

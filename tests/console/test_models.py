@@ -22,7 +22,8 @@ def _no_injected_markup(page: Any) -> None:
 def test_approve_in_the_inbox_and_the_registrants_refusal(console: Console, open_browser: Any) -> None:
     admin = console.api("admin")
     register(admin, "churn", n=1, description=XSS, metrics={"auc": 0.91, "f1": 0.8},
-             training_data=["s3://data/churn/train.csv"], model_card={"content": {"intended_use": XSS, "limits": ["none", XSS]}, "markdown": XSS})
+             training_data=["s3://data/churn/train.csv"],
+             model_card={"content": {"intended_use": XSS, "limits": ["none", XSS]}, "markdown": XSS})
     b = open_browser("approver")
     page = b.goto("/console/")
     card = page.locator("section.card", has=page.get_by_role("link", name="churn version 1"))
@@ -52,28 +53,32 @@ def test_version_page_lineage_graph_click_opens_the_node(console: Console, open_
     admin = console.api("admin")
     register(admin, "fraud", n=1, description=XSS, training_data=["s3://data/fraud/train.csv"],
              model_card={"content": {"owner": "risk team", "caveats": XSS}})
+    r = console.api("approver").post("/api/v1/model-groups/fraud/versions/1/approval",
+                                     json={"status": "Approved", "comment": "validated on the holdout"})
+    assert r.status_code == 200, r.text
     b = open_browser("viewer")
     page = b.goto("/console/models/fraud/versions/1")
     assert page.get_by_role("heading", name="fraud version 1").is_visible()
     assert XSS in page.locator("main").inner_text()
     _no_injected_markup(page)
     page.wait_for_function("document.getElementById('lineage') && document.getElementById('lineage').__cy")
+    b.shot("version")
+    page.get_by_role("heading", name="Lineage").scroll_into_view_if_needed()
+    page.evaluate("window.scrollBy(0, document.getElementById('lineage-h').getBoundingClientRect().top - 10)")
     b.shot("lineage")
-    target = page.evaluate("""() => {
-        const cy = document.getElementById('lineage').__cy;
-        const n = cy.nodes().filter(n => n.data('label').includes('train.csv'))[0];
-        const p = n.renderedPosition();
-        return {x: p.x, y: p.y, href: n.data('href')};
-    }""")
+    zoom = page.evaluate("document.getElementById('lineage').__cy.zoom()")
     box = page.locator("#lineage").bounding_box()
-    page.mouse.wheel(0, -200)   # zoom in and back: the graph stays interactive
-    page.wait_for_timeout(200)
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.mouse.wheel(0, -200)   # zoom in: the graph stays interactive, positions are re-read below
+    page.wait_for_timeout(300)
+    box = page.locator("#lineage").bounding_box()
     target = page.evaluate("""() => {
         const cy = document.getElementById('lineage').__cy;
         const n = cy.nodes().filter(n => n.data('label').includes('train.csv'))[0];
         const p = n.renderedPosition();
-        return {x: p.x, y: p.y, href: n.data('href')};
+        return {x: p.x, y: p.y, href: n.data('href'), zoom: cy.zoom()};
     }""")
+    assert target["zoom"] > zoom
     page.mouse.click(box["x"] + target["x"], box["y"] + target["y"])
     page.wait_for_url(f"**{target['href']}")
     assert page.get_by_role("heading", level=1).inner_text().startswith("Dataset")
@@ -123,4 +128,4 @@ def test_hostile_text_is_escaped_on_every_page(console: Console, open_browser: A
         page = b.goto(path)
         _no_injected_markup(page)
         shown = page.locator("main").inner_text()   # as text (inside JSON on the audit page, so its quotes escaped)
-        assert "<script>alert(1)</script>" in shown or path in ("/console/models", "/console/admin"), path
+        assert "<script>alert(1)</script>" in shown or path in ("/console/", "/console/models", "/console/admin"), path
