@@ -361,6 +361,19 @@ def get_entity(session: Session, kind: str, entity_id: str) -> Entity:
     return ent
 
 
+def any_entity(session: Session, entity_id: str) -> Entity:
+    """An artifact, action or context by id."""
+    ent = session.get(Entity, entity_id)
+    if ent is None:
+        raise NotFound(f"no lineage entity with id {entity_id!r}", fix="open it from a lineage graph or list")
+    return ent
+
+
+def node_of(session: Session, uri: str) -> Entity | None:
+    """The artifact recorded for ``uri`` without a content hash (a model version's own node), if any."""
+    return _find(session, "artifact", artifact_identity(uri, None))
+
+
 def find_named(session: Session, kind: str, ref: str) -> Entity:
     """An action or context by id, by key, or by name when exactly one has that name (SageMaker names them)."""
     ent = session.get(Entity, ref)

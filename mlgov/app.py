@@ -16,6 +16,8 @@ from clarify import compliance as clarify_compliance
 from clarify import kinds as clarify_kinds
 from clarify import sagemaker as clarify_sagemaker
 from clarify.router import router as clarify_router
+from console import web as console_web
+from console.router import router as console_router
 from lineage import sagemaker as lineage_sagemaker
 from lineage.router import router as lineage_router
 from mlgov import __version__, audit, auth, aws, events, inputs, web
@@ -228,6 +230,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None, *, 
     app.include_router(monitor_router)
     app.include_router(metrics_router)
     app.include_router(clarify_router)
+    console_web.install(app, console_router)   # the web console under /console (GET / leads there)
     registry_mlflow.install(app)   # MLflow's registry REST API on the same services (after every /api/v1 route)
     registry_service.register_reference_check(model_references)   # rename/delete ask monitor
     install_openapi(app)

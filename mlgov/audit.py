@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import JSON, BigInteger, Index, Integer, String, event, func, select
+from sqlalchemy import JSON, BigInteger, Index, Integer, String, event, func, or_, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from mlgov.context import request_id_var
@@ -442,10 +442,16 @@ def query(
     until: dt.datetime | None = None,
     limit: int = 100,
     offset: int = 0,
+    subject_under: str | None = None,
+    newest_first: bool = False,
 ) -> tuple[list[AuditEvent], int]:
-    return paginate(session, select(AuditEvent), AuditEvent.seq, limit=limit, offset=offset, where=[
+    """``subject_under``: the subject itself and everything below it (``churn`` and ``churn/3``)."""
+    under = (or_(AuditEvent.subject_id == subject_under,
+                 AuditEvent.subject_id.startswith(subject_under + "/", autoescape=True)) if subject_under else None)
+    order = AuditEvent.seq.desc() if newest_first else AuditEvent.seq
+    return paginate(session, select(AuditEvent), order, limit=limit, offset=offset, where=[
         *equal((AuditEvent.subject_type, subject_type), (AuditEvent.subject_id, subject_id), (AuditEvent.actor, actor)),
-        _action_is(action), *in_window(AuditEvent.ts, since, until)])
+        _action_is(action), *in_window(AuditEvent.ts, since, until), under])
 
 
 def _action_is(action: str | None) -> Condition:

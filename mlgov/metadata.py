@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 
 TABLE_MODULES = ("mlgov.auth", "mlgov.audit", "mlgov.events", "mlgov.aws", "mlgov.workers", "registry.orm",
-                 "lineage.orm", "monitor.orm")
+                 "lineage.orm", "monitor.orm", "console.orm")
 
 
 def load_all_models() -> None:

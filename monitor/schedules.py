@@ -419,6 +419,11 @@ def list_alerts(session: Session, *, status: str | None, schedule: str | None, m
     return paginate(session, stmt, Alert.opened_at.desc(), Alert.id, limit=limit, offset=offset)
 
 
+def list_triggers(session: Session) -> list[RetrainingTrigger]:
+    """Every group's retraining trigger, by group."""
+    return list(session.scalars(select(RetrainingTrigger).order_by(RetrainingTrigger.model_group)))
+
+
 def set_trigger(session: Session, group: str, *, url: str, secret: str, cooldown_seconds: int,
                 actor: Principal, policy: OutboundPolicy, box: SecretBox) -> RetrainingTrigger:
     """The trigger is a webhook addressed to one group's pipeline: its URL passes the outbound policy now and at

@@ -609,25 +609,32 @@ def _evidence_summary(assessment: list[dict[str, Any]]) -> dict[str, Any]:
                             for e in assessment if not e["counted"]]}
 
 
+def policy_gap(group: ModelGroup, assessment: list[dict[str, Any]]) -> str | None:
+    """What the group's approval policy still misses for an approval on this evidence (None: nothing; the policy
+    asks for nothing or the evidence satisfies it). ``assessment`` is `assess_evidence`'s."""
+    if not (group.approval_policy or {}).get("require_bias_report"):
+        return None
+    counted = [e for e in assessment if e["counted"]]
+    ignored = [f"report {e['analysis_id']} does not count: {e['reason']}" for e in assessment if not e["counted"]]
+    if not assessment:
+        return "no bias report is attached"
+    if not counted:
+        return "no attached bias report counts as evidence (" + "; ".join(ignored) + ")"
+    if not counted[-1]["passed"]:
+        return (f"the bias report fails: {', '.join(counted[-1]['failures'])} (newest report that counts as "
+                f"evidence: {counted[-1]['analysis_id']})")
+    return None
+
+
 def _check_policy(group: ModelGroup, req: ApprovalRequest, actor: Principal,
                   assessment: list[dict[str, Any]]) -> list[str]:
     """The group's evidence requirements for approval; returns what an admin override waived. The newest report
     that counts as evidence decides; reports that do not count are listed with the reason."""
-    policy = group.approval_policy or {}
-    if req.status != APPROVED or not policy.get("require_bias_report"):
+    if req.status != APPROVED or not (group.approval_policy or {}).get("require_bias_report"):
         if req.override_policy and actor.role != Role.admin:
             raise Forbidden("only admin keys may override the approval policy", fix="drop override_policy")
         return []
-    counted = [e for e in assessment if e["counted"]]
-    ignored = [f"report {e['analysis_id']} does not count: {e['reason']}" for e in assessment if not e["counted"]]
-    missing: str | None = None
-    if not assessment:
-        missing = "no bias report is attached"
-    elif not counted:
-        missing = "no attached bias report counts as evidence (" + "; ".join(ignored) + ")"
-    elif not counted[-1]["passed"]:
-        missing = (f"the bias report fails: {', '.join(counted[-1]['failures'])} (newest report that counts as "
-                   f"evidence: {counted[-1]['analysis_id']})")
+    missing = policy_gap(group, assessment)
     if missing is None:
         return []
     if req.override_policy:
@@ -676,6 +683,28 @@ def decision_evidence(session: Session, version: ModelVersion) -> dict[str, Any]
 def approval_history(session: Session, version: ModelVersion) -> list[ApprovalDecision]:
     return list(session.scalars(select(ApprovalDecision).where(ApprovalDecision.version_id == version.id)
                                 .order_by(ApprovalDecision.id)))
+
+
+def pending_versions(session: Session, *, limit: int, offset: int) -> tuple[list[tuple[ModelGroup, ModelVersion]], int]:
+    """Versions waiting for an approval decision across every group, oldest first (the approvers' inbox)."""
+    where = ModelVersion.approval_status == PENDING
+    total = session.scalar(select(func.count()).select_from(ModelVersion).where(where)) or 0
+    stmt = (select(ModelGroup, ModelVersion).join(ModelGroup, ModelGroup.id == ModelVersion.group_id).where(where)
+            .order_by(ModelVersion.created_at, ModelVersion.id).limit(limit).offset(offset))
+    return [(g, v) for g, v in session.execute(stmt)], total
+
+
+def approved_now(session: Session, group_ids: list[str]) -> dict[str, ModelVersion]:
+    """For each group, its newest Approved version (what a pending version would replace), if any."""
+    out: dict[str, ModelVersion] = {}
+    for part in chunks(group_ids):
+        newest = (select(func.max(ModelVersion.version).label("n"), ModelVersion.group_id)
+                  .where(ModelVersion.group_id.in_(part), ModelVersion.approval_status == APPROVED)
+                  .group_by(ModelVersion.group_id).subquery())
+        for v in session.scalars(select(ModelVersion).join(
+                newest, (newest.c.group_id == ModelVersion.group_id) & (newest.c.n == ModelVersion.version))):
+            out[v.group_id] = v
+    return out
 
 
 # --- stages -------------------------------------------------------------------------------------------
@@ -737,14 +766,25 @@ def move_stage(session: Session, group_name: str, number: int, req: StageRequest
     return v
 
 
-def stage_history(session: Session, group_name: str, number: int | None = None) -> list[tuple[int, StageTransition]]:
+def stage_history(session: Session, group_name: str, number: int | None = None, *,
+                  newest: int | None = None) -> list[tuple[int, StageTransition]]:
+    """(version, transition) oldest first; ``newest``: only the last that many."""
     group = get_group(session, group_name)
     stmt = (select(ModelVersion.version, StageTransition)
             .join(ModelVersion, ModelVersion.id == StageTransition.version_id)
             .where(StageTransition.group_id == group.id))
     if number is not None:
         stmt = stmt.where(ModelVersion.version == number)
+    if newest is not None:
+        return [(n, t) for n, t in session.execute(stmt.order_by(StageTransition.id.desc()).limit(newest))][::-1]
     return [(n, t) for n, t in session.execute(stmt.order_by(StageTransition.id))]
+
+
+def stage_counts(session: Session, group: ModelGroup) -> dict[str | None, int]:
+    """How many versions of ``group`` are in each stage now (None: versions in no stage)."""
+    return {stage: n for stage, n in session.execute(
+        select(ModelVersion.stage, func.count()).where(ModelVersion.group_id == group.id)
+        .group_by(ModelVersion.stage))}
 
 
 def occupants_at(session: Session, group_name: str, stage: str, at: dt.datetime) -> list[int]:
@@ -1306,15 +1346,25 @@ def audited_attachments(session: Session, group_name: str, number: int, action: 
     return out
 
 
+def other_facts(session: Session, group_name: str, number: int, lo: dt.datetime | None = None,
+                hi: dt.datetime | None = None) -> dict[str, list[dict[str, Any]]]:
+    """What the other domains know of a version in [lo, hi) (default: all time): ``alerts``, ``monitoring`` (runs
+    per endpoint and kind, with the newest) and ``attachments`` (oldest first), from the composed providers."""
+    lo = lo or dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+    hi = hi or utcnow() + dt.timedelta(seconds=1)
+    facts: dict[str, list[dict[str, Any]]] = {"alerts": [], "monitoring": [], "attachments": []}
+    for provider in _FACTS.values():
+        for key, items in provider(session, group_name, number, lo, hi).items():
+            facts.setdefault(key, []).extend(items)
+    facts["attachments"].sort(key=lambda a: dt.datetime.fromisoformat(a["at"]))
+    return facts
+
+
 def _add_version_facts(session: Session, group_name: str, row: dict[str, Any], lo: dt.datetime,
                        hi: dt.datetime) -> None:
     """The providers' sections on a compliance row, and on each decision the attachments in force when it was
     taken (beside ``evidence``, the bias reports the decision assessed, recorded with it)."""
-    facts: dict[str, list[dict[str, Any]]] = {"alerts": [], "monitoring": [], "attachments": []}
-    for provider in _FACTS.values():
-        for key, items in provider(session, group_name, row["version"], lo, hi).items():
-            facts.setdefault(key, []).extend(items)
-    facts["attachments"].sort(key=lambda a: dt.datetime.fromisoformat(a["at"]))
+    facts = other_facts(session, group_name, row["version"], lo, hi)
     row.update(facts)
     for d in row["decisions"]:
         at = dt.datetime.fromisoformat(d["at"])

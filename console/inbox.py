@@ -1,0 +1,71 @@
+"""Page 1, the approvals inbox: versions waiting for a decision across groups, each with its evidence, and the
+decision form (the registry's `decide` applies four-eyes and the group's policy; the page only shows refusals)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Form, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse
+from sqlalchemy.orm import Session
+
+from console.web import PREFIX, DeciderForm, Viewer, back, done, page_of, parse, render
+from mlgov.auth import SessionDep
+from registry import service as registry
+from registry.schemas import ApprovalRequest
+
+router = APIRouter()
+PAGE = 20
+
+
+def metric_rows(metrics: dict[str, Any], reference: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """Each metric of the version beside the approved version's (and the difference when both are numbers)."""
+    names = sorted(set(metrics) | set(reference or {}))
+    rows = []
+    for name in names:
+        mine, theirs = metrics.get(name), (reference or {}).get(name)
+        delta = mine - theirs if isinstance(mine, int | float) and isinstance(theirs, int | float) else None
+        rows.append({"name": name, "value": mine, "approved": theirs, "delta": delta})
+    return rows
+
+
+def evidence_of(session: Session, group: Any, v: Any, approved: Any | None) -> dict[str, Any]:
+    """What an approver looks at before deciding, all from the domains' services."""
+    facts = registry.other_facts(session, group.name, v.version)
+    assessment = registry.assess_evidence(session, group.name, v)
+    counted = [e for e in assessment if e["counted"]]
+    baselines = [a for a in facts.get("attachments", []) if a.get("kind") == "drift baseline"]
+    quality = [m for m in facts.get("monitoring", []) if m.get("kind") == "DataQuality"]
+    newest_quality = max(quality, key=lambda m: m["last"]["at"]) if quality else None
+    policy = dict(group.approval_policy or {})
+    return {
+        "group": group, "version": v, "approved": approved,
+        "metrics": metric_rows(dict(v.metrics or {}), dict(approved.metrics or {}) if approved else None),
+        "baseline": next((b for b in reversed(baselines) if b.get("until") is None), None),
+        "data_quality": newest_quality,
+        "bias": counted[-1] if counted else None, "bias_ignored": [e for e in assessment if not e["counted"]],
+        "policy": policy, "policy_gap": registry.policy_gap(group, assessment),
+        "open_alerts": [a for a in facts.get("alerts", []) if a.get("status") != "Resolved"],
+    }
+
+
+@router.get("/", response_class=HTMLResponse)
+def inbox(request: Request, session: SessionDep, user: Viewer,
+          offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0) -> HTMLResponse:
+    rows, total = registry.pending_versions(session, limit=PAGE, offset=offset)
+    approved = registry.approved_now(session, sorted({g.id for g, _ in rows}))
+    items = [evidence_of(session, g, v, approved.get(g.id)) for g, v in rows]
+    return render(request, user, "inbox.html", title="Approvals", items=items, pager=page_of(offset, PAGE, total))
+
+
+@router.post("/models/{group}/versions/{number}/decision")
+def decide(request: Request, group: str, number: int, session: SessionDep, user: DeciderForm,
+           decision: Annotated[Literal["Approved", "Rejected"], Form()],
+           comment: Annotated[str, Form(max_length=4000)] = "",
+           shown_on: Annotated[Literal["inbox", "version"], Form()] = "inbox") -> RedirectResponse:
+    here = f"{PREFIX}/" if shown_on == "inbox" else f"{PREFIX}/models/{group}/versions/{number}"
+    back(request, here)
+    req = parse(ApprovalRequest, status=decision, comment=comment, expected_status="PendingManualApproval"
+                if shown_on == "inbox" else None)
+    v = registry.decide(session, group, number, req, user.principal)
+    return done(request, here, f"{group} version {number} is now {v.approval_status}")

@@ -1,0 +1,122 @@
+"""Page 2, model groups and versions: the versions table (filtered, sorted and paged in the database), what each
+stage holds now and how it got there, the model card, approval history, attached evidence, and the version's
+lineage as an interactive graph (lineage.js + Cytoscape)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Path, Query, Request
+from fastapi.responses import HTMLResponse
+from sqlalchemy.orm import Session
+
+from console.inbox import evidence_of
+from console.web import PREFIX, Viewer, page_of, render
+from lineage import service as lineage
+from lineage.schemas import QueryRequest
+from mlgov.auth import SessionDep
+from registry import service as registry
+from registry.schemas import ApprovalStatus, StageConfig
+
+router = APIRouter()
+PAGE = 50
+Offset = Annotated[int, Query(ge=0, le=10_000_000)]
+VERSION_SORTS = {"-version": "newest first", "version": "oldest first", "-created_at": "registered, newest first",
+                 "created_at": "registered, oldest first"}
+
+
+@router.get("/models", response_class=HTMLResponse)
+def groups(request: Request, session: SessionDep, user: Viewer, offset: Offset = 0,
+           q: Annotated[str, Query(max_length=63)] = "") -> HTMLResponse:
+    rows, total = registry.list_groups(session, name_contains=q or None, tags={}, sort="name", limit=PAGE,
+                                       offset=offset)
+    return render(request, user, "models.html", title="Models", groups=rows, q=q, pager=page_of(offset, PAGE, total),
+                  query=urlencode({"q": q}) + "&" if q else "")
+
+
+@router.get("/models/{group}", response_class=HTMLResponse)
+def group_page(request: Request, group: str, session: SessionDep, user: Viewer, offset: Offset = 0,
+               status: ApprovalStatus | Literal[""] = "", stage: Annotated[str, Query(max_length=63)] = "",
+               sort: Literal["-version", "version", "-created_at", "created_at"] = "-version") -> HTMLResponse:
+    g, versions, total = registry.list_versions(session, group, status=status or None, stage=stage or None,
+                                                created_after=None, created_before=None, metadata={}, sort=sort,
+                                                limit=PAGE, offset=offset)
+    cfg = StageConfig.model_validate(g.stage_config)
+    counts = registry.stage_counts(session, g)
+    newest = {v.stage: v.version for v in registry.latest_by_stage(session, [g.id]).get(g.id, [])}
+    stages = [{"name": s.name, "count": counts.get(s.name, 0), "newest": newest.get(s.name),
+               "exclusive": s.exclusive, "governed": s.requires_approval} for s in cfg.stages]
+    filters = {k: v for k, v in (("status", status), ("stage", stage), ("sort", sort)) if v and v != "-version"}
+    return render(request, user, "group.html", title=g.name, group=g, versions=versions, stages=stages,
+                  history=registry.stage_history(session, group, newest=25),
+                  aliases=registry.group_aliases(session, [g.id]).get(g.id, []),
+                  facts=registry.version_facts(session, versions), sorts=VERSION_SORTS,
+                  filters={"status": status, "stage": stage, "sort": sort}, stage_names=[s.name for s in cfg.stages],
+                  pager=page_of(offset, PAGE, total), query=urlencode(filters) + "&" if filters else "")
+
+
+@router.get("/models/{group}/versions/{number}", response_class=HTMLResponse)
+def version_page(request: Request, group: str, number: int, session: SessionDep, user: Viewer) -> HTMLResponse:
+    g, v = registry.get_version(session, group, number)
+    approved = registry.approved_now(session, [g.id]).get(g.id)
+    node = lineage.node_of(session, lineage.model_version_uri(g.name, v.version))
+    return render(request, user, "version.html", title=f"{g.name} version {v.version}", group=g, v=v,
+                  ev=evidence_of(session, g, v, approved if approved is not None and approved.id != v.id else None),
+                  facts=registry.other_facts(session, g.name, v.version),
+                  decisions=registry.approval_history(session, v),
+                  history=registry.stage_history(session, group, number),
+                  graph=graph_of(session, node.id) if node is not None else None)
+
+
+@router.get("/lineage/{entity_id}", response_class=HTMLResponse)
+def entity_page(request: Request, entity_id: Annotated[str, Path(max_length=32)], session: SessionDep,
+                user: Viewer) -> HTMLResponse:
+    ent = lineage.any_entity(session, entity_id)
+    return render(request, user, "entity.html", title=ent.name or ent.type, e=ent, href=_href(ent),
+                  graph=graph_of(session, ent.id))
+
+
+# --- the lineage graph -----------------------------------------------------------------------------------------
+
+_CLASS = {"Dataset": "data", "DataSet": "data", "Baseline": "data", "Model": "model", "ModelPackage": "model",
+          "Alert": "alert", "Endpoint": "endpoint", "MonitoringSchedule": "monitor", "Monitor": "monitor"}
+MAX_DEPTH = 4
+
+
+def _href(ent: Any) -> str:
+    """Where clicking a node leads: a version's page, an alert's page, or the node's own page."""
+    props = ent.properties or {}
+    if ent.type == "ModelPackage" and props.get("model_group") and props.get("version"):
+        return f"{PREFIX}/models/{props['model_group']}/versions/{props['version']}"
+    if ent.type == "Alert" and ent.identity.startswith("alert:"):
+        return f"{PREFIX}/alerts/{ent.identity.removeprefix('alert:')}"
+    return f"{PREFIX}/lineage/{ent.id}"
+
+
+def graph_of(session: Session, start: str) -> dict[str, Any]:
+    """The node's upstream (left) and downstream (right) lineage, columns by distance, for lineage.js."""
+    level: dict[str, int] = {start: 0}
+    edges: dict[tuple[str, str, str], None] = {}
+    for direction, sign in (("Ascendants", -1), ("Descendants", 1)):
+        res = lineage.query(session, QueryRequest(start=[start], direction=direction, max_depth=MAX_DEPTH))
+        for vert in res.vertices:
+            level.setdefault(vert.id, sign * vert.depth)
+        for e in res.edges:
+            edges[(e.source, e.target, e.type)] = None
+    ents = lineage.entities_by_id(session, list(level))
+    columns: dict[int, int] = {}
+    nodes = []
+    for node_id in sorted(level, key=lambda i: (level[i], ents[i].type if i in ents else "", i)):
+        ent = ents.get(node_id)
+        if ent is None:
+            continue
+        row = columns.get(level[node_id], 0)
+        columns[level[node_id]] = row + 1
+        nodes.append({"id": node_id, "label": f"{ent.type}\n{(ent.name or ent.uri or '')[-40:]}",
+                      "kind": ent.kind, "type": ent.type, "cls": _CLASS.get(ent.type, "action" if ent.kind == "action"
+                                                                          else "data"),
+                      "href": _href(ent), "x": level[node_id] * 240, "y": row * 90, "start": node_id == start})
+    kept = {n["id"] for n in nodes}
+    return {"nodes": nodes, "edges": [{"source": s, "target": t, "type": ty} for s, t, ty in edges
+                                      if s in kept and t in kept]}

@@ -1,0 +1,49 @@
+// Time-series charts with uPlot (vendor/uplot), drawn from data attributes (no inline script):
+//
+//   <div class="chart" data-chart="{{ chart | json_text }}" role="img" aria-label="…"></div>
+//
+// chart = {"title": "...", "x": [epoch seconds...],
+//          "series": [{"label": "psi", "values": [... or null], "color": "#1f5fbf"}],
+//          "lines": [{"label": "threshold", "value": 0.2, "color": "#b42318"}],   // horizontal lines (optional)
+//          "links": ["/console/...", ...]}                                       // click a point → open (optional)
+// json_text (mlgov.web) gives plain JSON text; autoescaping makes it safe in the attribute; the browser decodes it and JSON.parse reads it.
+"use strict";
+(function () {
+  function draw(el) {
+    var spec = JSON.parse(el.getAttribute("data-chart"));
+    var data = [spec.x];
+    var series = [{}];
+    (spec.series || []).forEach(function (s) {
+      data.push(s.values);
+      series.push({label: s.label, stroke: s.color || "#1f5fbf", width: 2, spanGaps: true,
+                   points: {show: true, size: 5}});
+    });
+    (spec.lines || []).forEach(function (l) {
+      data.push(spec.x.map(function () { return l.value; }));
+      series.push({label: l.label, stroke: l.color || "#b42318", width: 1, dash: [6, 4], points: {show: false}});
+    });
+    var opts = {
+      title: spec.title || "", width: Math.max(el.clientWidth, 200), height: spec.height || 220,
+      series: series, scales: {x: {time: true}}, legend: {live: false},
+      cursor: {points: {size: 8}},
+    };
+    el.textContent = "";
+    var plot = new uPlot(opts, data, el);
+    if (spec.links) {
+      plot.over.addEventListener("click", function () {
+        var i = plot.cursor.idx;
+        if (i != null && spec.links[i]) { window.location.assign(spec.links[i]); }
+      });
+    }
+    new ResizeObserver(function () {
+      plot.setSize({width: Math.max(el.clientWidth, 200), height: opts.height});
+    }).observe(el);
+  }
+  function all(root) {
+    root.querySelectorAll("[data-chart]").forEach(function (el) {
+      if (!el.__drawn) { el.__drawn = true; draw(el); }
+    });
+  }
+  document.addEventListener("DOMContentLoaded", function () { all(document); });
+  document.addEventListener("htmx:afterSwap", function (ev) { all(ev.target); });
+})();

@@ -1,0 +1,256 @@
+"""What every console page shares: the Jinja environment, the signed-in principal, CSRF, flash messages, the nav,
+and the console's one error mapping (a domain error becomes a readable message on the page, never an error page).
+
+How a page route looks::
+
+    @router.get("/things", response_class=HTMLResponse)
+    def things(request: Request, session: SessionDep, user: Viewer) -> HTMLResponse:
+        return render(request, user, "things.html", things=service.list_things(session))
+
+    @router.post("/things/{name}/delete")
+    def delete(request: Request, name: str, session: SessionDep, user: AdminForm) -> RedirectResponse:
+        back(request, f"/console/things")          # where a refusal is shown
+        service.delete_thing(session, name, user.principal)
+        return done(request, f"/console/things", f"deleted {name}")
+
+``*Form`` dependencies also check the form's ``csrf_token`` field; every POST route takes one of them.
+"""
+
+from __future__ import annotations
+
+import base64
+import inspect
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+from urllib.parse import quote
+
+from fastapi import Depends, FastAPI, Form, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from console import sessions
+from console.sessions import Signed, SignInRequired
+from mlgov import auth, web
+from mlgov.auth import Role, SessionDep
+from mlgov.errors import DomainError, Forbidden, Invalid
+
+HERE = Path(__file__).parent
+PREFIX = "/console"
+STATIC_URL = f"{PREFIX}/static"
+COOKIE = "mlgov_console"
+FLASH_COOKIE = "mlgov_console_flash"
+LOGIN_CSRF_COOKIE = "mlgov_console_login"
+_M = TypeVar("_M", bound=BaseModel)
+
+templates = web.templates(HERE / "templates")
+
+
+@dataclass(frozen=True)
+class NavItem:
+    label: str
+    path: str
+    roles: frozenset[Role]
+
+
+# The nav, in order; an entry shows only to the roles that may open it (the routes check the same sets).
+NAV: list[NavItem] = [
+    NavItem("Approvals", f"{PREFIX}/", auth.READERS),
+    NavItem("Models", f"{PREFIX}/models", auth.READERS),
+    NavItem("Monitoring", f"{PREFIX}/monitoring", auth.READERS),
+    NavItem("Alerts", f"{PREFIX}/alerts", auth.READERS),
+    NavItem("Audit", f"{PREFIX}/audit", auth.AUDITORS),
+    NavItem("Admin", f"{PREFIX}/admin", auth.ADMINS),
+]
+
+
+def may(user: Signed | None, roles: frozenset[Role]) -> bool:
+    return user is not None and user.principal.role in roles
+
+
+def _flash_of(request: Request) -> dict[str, Any] | None:
+    raw = request.cookies.get(FLASH_COOKIE)
+    if not raw:
+        return None
+    try:
+        value = json.loads(base64.urlsafe_b64decode(raw.encode()))
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if not isinstance(value, dict):
+        return None
+    return {k: str(value.get(k) or "") for k in ("kind", "text", "fix")}
+
+
+def _set_flash(response: Response, kind: str, text: str, fix: str | None = None) -> None:
+    raw = base64.urlsafe_b64encode(json.dumps({"kind": kind, "text": text[:1500], "fix": (fix or "")[:500]})
+                                   .encode()).decode()
+    response.set_cookie(FLASH_COOKIE, raw, max_age=60, httponly=True, samesite="strict", path=PREFIX)
+
+
+def render(request: Request, user: Signed | None, template: str, *, status: int = 200, **context: Any) -> HTMLResponse:
+    """A page in the base layout; reads (and clears) the flash message left by the previous action."""
+    root = request.scope.get("root_path", "")
+    flash = context.pop("flash", None) or _flash_of(request)
+    html = templates.get_template(template).render(
+        request=request, user=user, principal=user.principal if user else None, csrf=user.csrf if user else "",
+        nav=[n for n in NAV if may(user, n.roles)], path=request.url.path, root=root, static=root + STATIC_URL,
+        flash=flash, may=lambda roles: may(user, roles), roles=auth, **context)
+    response = HTMLResponse(html, status_code=status)
+    if request.cookies.get(FLASH_COOKIE):
+        response.delete_cookie(FLASH_COOKIE, path=PREFIX)
+    return response
+
+
+def back(request: Request, path: str) -> None:
+    """Where a refusal of this POST is shown (a console page; the error mapping redirects there with the message)."""
+    request.state.console_back = path
+
+
+def done(request: Request, path: str, text: str | None = None) -> RedirectResponse:
+    """Post/redirect/get: back to ``path`` with a success message."""
+    response = RedirectResponse(request.scope.get("root_path", "") + path, status_code=303)
+    if text:
+        _set_flash(response, "ok", text)
+    return response
+
+
+# --- who is signed in -----------------------------------------------------------------------------------------
+
+def signed_in(roles: frozenset[Role], *, form: bool) -> Callable[..., Signed]:
+    """Dependency: the session's principal, refused unless its role is in ``roles``; ``form``: POST routes, which
+    also check the CSRF token of the submitted form."""
+
+    def page(request: Request, session: SessionDep) -> Signed:
+        user = sessions.current(session, request.cookies.get(COOKIE))
+        request.state.principal = user.principal
+        request.state.console_user = user
+        if user.principal.role not in roles:
+            raise Forbidden(f"your role {user.principal.role.value!r} (key {user.principal.name!r}) may not open "
+                            f"{request.url.path}",
+                            fix=f"ask for a key with one of the roles: {', '.join(sorted(r.value for r in roles))}")
+        return user
+
+    def posted(request: Request, session: SessionDep, csrf_token: Annotated[str, Form()] = "") -> Signed:
+        user = sessions.current(session, request.cookies.get(COOKIE))
+        request.state.console_user = user
+        sessions.check_csrf(user, csrf_token)   # before the role: a forged form learns nothing
+        return page(request, session)
+
+    dep = posted if form else page
+    dep.roles = roles  # type: ignore[attr-defined]
+    return dep
+
+
+Viewer = Annotated[Signed, Depends(signed_in(auth.READERS, form=False))]
+AuditorPage = Annotated[Signed, Depends(signed_in(auth.AUDITORS, form=False))]
+AdminPage = Annotated[Signed, Depends(signed_in(auth.ADMINS, form=False))]
+ViewerForm = Annotated[Signed, Depends(signed_in(auth.READERS, form=True))]
+PublisherForm = Annotated[Signed, Depends(signed_in(auth.PUBLISHERS, form=True))]
+DeciderForm = Annotated[Signed, Depends(signed_in(auth.DECIDERS, form=True))]
+AuditorForm = Annotated[Signed, Depends(signed_in(auth.AUDITORS, form=True))]
+AdminForm = Annotated[Signed, Depends(signed_in(auth.ADMINS, form=True))]
+
+
+# --- the console's error mapping ----------------------------------------------------------------------------
+
+def local_path(path: str | None) -> str:
+    """A console path to go back to; anything else (another site, ``//host``) becomes the console's home."""
+    if not path or not path.startswith(PREFIX + "/") or path.startswith("//") or "\\" in path:
+        return PREFIX + "/"
+    return path
+
+
+def console_error(request: Request, exc: DomainError) -> Response:
+    root = request.scope.get("root_path", "")
+    if isinstance(exc, SignInRequired):
+        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        response: Response = RedirectResponse(
+            f"{root}{PREFIX}/sign-in?next={quote(local_path(target) if request.method == 'GET' else PREFIX + '/')}",
+            status_code=303)
+        if request.cookies.get(COOKIE):
+            response.delete_cookie(COOKIE, path=PREFIX)
+        if exc.detail != "you are not signed in":
+            _set_flash(response, "error", exc.detail, exc.fix)
+        return response
+    user: Signed | None = getattr(request.state, "console_user", None)
+    if request.method == "POST":
+        # The request's transaction was rolled back before this runs: nothing of the refused action was stored.
+        response = RedirectResponse(root + local_path(getattr(request.state, "console_back", None)), status_code=303)
+        _set_flash(response, "error", exc.detail, exc.fix)
+        return response
+    return render(request, user, "message.html", status=exc.status, title=exc.title,
+                  flash={"kind": "error", "text": exc.detail, "fix": exc.fix or ""})
+
+
+def _is_console(request: Request) -> bool:
+    return request.url.path.startswith(PREFIX + "/") or request.url.path == PREFIX
+
+
+async def _delegate(handler: Callable[[Request, Exception], Response | Awaitable[Response]], request: Request,
+                    exc: Exception) -> Response:
+    """The API's own handler for a request outside the console."""
+    result = handler(request, exc)
+    return await result if inspect.isawaitable(result) else result
+
+
+def install(app: FastAPI, router: Any) -> None:
+    """Mount the console: its pages, its static files, ``GET /`` → the console, and its error mapping in front of
+    the API's (problem+json stays the answer everywhere else)."""
+    from mlgov.errors import NotFound
+
+    app.mount(STATIC_URL, StaticFiles(directory=HERE / "static"), name="console-static")
+    app.include_router(router)
+
+    @app.get("/", include_in_schema=False)
+    def home(request: Request) -> RedirectResponse:
+        return RedirectResponse(request.scope.get("root_path", "") + PREFIX + "/", status_code=303)
+
+    native_domain = app.exception_handlers[DomainError]
+    native_validation = app.exception_handlers[RequestValidationError]
+    native_http = app.exception_handlers[StarletteHTTPException]
+
+    async def domain(request: Request, exc: Exception) -> Response:
+        if _is_console(request) and isinstance(exc, DomainError):
+            return console_error(request, exc)
+        return await _delegate(native_domain, request, exc)
+
+    async def validation(request: Request, exc: Exception) -> Response:
+        if _is_console(request) and isinstance(exc, RequestValidationError):
+            fields = "; ".join(f"{'.'.join(str(p) for p in e.get('loc', ())[1:])}: {e.get('msg', '')}"
+                               for e in exc.errors()[:5])
+            return console_error(request, Invalid(f"the form was not filled in correctly: {fields}",
+                                                  fix="correct the fields and send the form again"))
+        return await _delegate(native_validation, request, exc)
+
+    async def http(request: Request, exc: Exception) -> Response:
+        if _is_console(request) and isinstance(exc, StarletteHTTPException) and exc.status_code == 404:
+            return console_error(request, NotFound(f"there is no console page at {request.url.path}",
+                                                   fix="use the navigation above"))
+        return await _delegate(native_http, request, exc)
+
+    app.add_exception_handler(DomainError, domain)
+    app.add_exception_handler(RequestValidationError, validation)
+    app.add_exception_handler(StarletteHTTPException, http)
+
+
+def parse(model: type[_M], **fields: Any) -> _M:
+    """A domain schema built from form fields; a field the schema refuses is an Invalid naming it."""
+    try:
+        return model.model_validate(fields)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e.get('loc', ())) or 'form'}: {e.get('msg', '')}"
+                             for e in exc.errors()[:5])
+        raise Invalid(f"the form was not filled in correctly: {problems}",
+                      fix="correct the fields and send the form again") from None
+
+
+def page_of(offset: int, limit: int, total: int) -> dict[str, int | None]:
+    """Previous/next offsets for a pager (None where there is no such page)."""
+    return {"offset": offset, "limit": limit, "total": total, "first": offset + 1 if total else 0,
+            "last": min(offset + limit, total), "prev": max(offset - limit, 0) if offset > 0 else None,
+            "next": offset + limit if offset + limit < total else None}

@@ -1,0 +1,149 @@
+"""The admin page in Chromium: keys created with owner and role and revoked, webhooks subscribed (and refused by the
+outbound policy), a dead letter redelivered, retraining triggers, approval policies."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+
+from mlgov import events
+from tests.console.conftest import Console
+from tests.console.helpers import register
+from tests.infra import free_port
+
+pytestmark = pytest.mark.live
+
+
+@pytest.fixture(scope="module")
+def console_settings() -> dict[str, Any]:
+    # the receivers below listen on loopback; one attempt turns a failed delivery into a dead letter at once
+    return {"outbound_allow": "127.0.0.1", "webhook_max_attempts": 1}
+
+
+@pytest.fixture
+def receiver() -> Iterator[dict[str, Any]]:
+    """A real HTTP receiver that answers 500 until told otherwise."""
+    state: dict[str, Any] = {"status": 500, "seen": 0}
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("content-length") or 0))
+            state["seen"] += 1
+            self.send_response(state["status"])
+            self.send_header("content-length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    state["url"] = f"http://127.0.0.1:{httpd.server_address[1]}/hook"
+    yield state
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def _deliver(console: Console) -> int:
+    s = console.app.state
+    return events.deliver_due(console.db, s.settings, s.outbound, s.secrets)
+
+
+def test_keys_are_created_with_owner_and_role_and_revoked(console: Console, open_browser: Any) -> None:
+    b = open_browser("admin")
+    page = b.goto("/console/admin")
+    page.on("dialog", lambda d: d.accept())
+    page.get_by_label("Name").fill("erin-approver")
+    page.get_by_label("Owner").fill("erin")
+    page.get_by_label("Role").select_option("approver")
+    page.get_by_role("button", name="Create key").click()
+    key = page.get_by_label("New API key").input_value()
+    assert key.startswith("mlgov_")
+    b.check_csp()
+    b.shot("admin")
+    row = page.locator("tr", has=page.get_by_role("rowheader", name="erin-approver"))
+    assert "approver" in row.inner_text() and "erin" in row.inner_text() and "root" in row.inner_text()
+    erin = open_browser(key=key)
+    assert erin.page.get_by_role("heading", name="Approvals").is_visible()
+    assert "erin-approver (approver)" in erin.page.locator(".who").inner_text()
+    page = b.goto("/console/admin")
+    page.on("dialog", lambda d: d.accept())
+    page.get_by_role("button", name="Revoke erin-approver").click()
+    assert "key erin-approver is revoked" in page.locator(".flash").inner_text()
+    assert "/console/sign-in" in erin.goto("/console/").url
+    # a refusal of the service is a message on the page: a duplicate name
+    page.get_by_label("Name").fill("erin-approver")
+    page.get_by_role("button", name="Create key").click()
+    assert "already exists" in page.locator(".flash-error").inner_text()
+
+
+def test_webhook_dead_letter_is_redelivered(console: Console, open_browser: Any, receiver: dict[str, Any]) -> None:
+    b = open_browser("admin")
+    page = b.goto("/console/admin")
+    page.get_by_label("URL", exact=True).fill("http://169.254.169.254/latest")
+    page.get_by_label("Signing secret").first.fill("s" * 20)
+    page.get_by_label("Events").fill("version.*")
+    page.get_by_role("button", name="Subscribe").click()
+    assert "169.254.169.254" in page.locator(".flash-error").inner_text()   # the outbound policy's refusal
+    page.get_by_label("URL", exact=True).fill(receiver["url"])
+    page.get_by_label("Signing secret").first.fill("s" * 20)
+    page.get_by_label("Events").fill("version.*")
+    page.get_by_role("button", name="Subscribe").click()
+    assert "subscribed" in page.locator(".flash").inner_text()
+    register(console.api("admin"), "hooked", n=1)
+    assert _deliver(console) >= 1 and receiver["seen"] >= 1
+    page.get_by_role("link", name=receiver["url"]).click()
+    assert "dead letter" in page.locator("main").inner_text()
+    b.shot("deliveries")
+    receiver["status"] = 204
+    page.get_by_role("button", name="Redeliver").first.click()
+    assert "queued again" in page.locator(".flash").inner_text()
+    _deliver(console)
+    page.reload()
+    assert "delivered" in page.locator("tbody").inner_text()
+    b.check_csp()
+
+
+def test_triggers_and_policies(console: Console, open_browser: Any, receiver: dict[str, Any]) -> None:
+    register(console.api("admin"), "governed", n=1)
+    b = open_browser("admin")
+    page = b.goto("/console/admin")
+    page.get_by_label("Model group").select_option("governed")
+    page.get_by_label("Pipeline URL").fill(receiver["url"])
+    page.get_by_label("Signing secret").last.fill("t" * 20)
+    page.get_by_role("button", name="Set trigger").click()
+    assert "retraining trigger of governed set" in page.locator(".flash").inner_text()
+    assert receiver["url"] in page.locator("tr", has=page.get_by_role("rowheader", name="governed")).first.inner_text()
+    policy_row = page.locator("tr", has=page.get_by_role("button", name="Save policy of governed"))
+    policy_row.get_by_label("requires a passing bias report").check()
+    policy_row.get_by_role("button", name="Save policy of governed").click()
+    assert "approval policy of governed saved" in page.locator(".flash").inner_text()
+    assert console.api("admin").get("/api/v1/model-groups/governed").json()["approval_policy"][
+        "require_bias_report"] is True
+    # the inbox shows the policy as not met, and approving is refused with the policy's reason
+    a = open_browser("approver")
+    page = a.goto("/console/")
+    card = page.locator("section.card", has=page.get_by_role("link", name="governed version 1"))
+    assert "not met" in card.inner_text()
+    card.get_by_label("Comment").fill("ok")
+    card.get_by_role("button", name="Approve").click()
+    assert "requires a passing bias report" in page.locator(".flash-error").inner_text()
+
+
+def test_non_admins_cannot_use_admin_forms(console: Console, open_browser: Any) -> None:
+    b = open_browser("approver")
+    page = b.goto("/console/admin")
+    assert "may not open /console/admin" in page.locator(".flash").inner_text()
+    csrf = page.locator("input[name=csrf_token]").first.get_attribute("value")
+    text = page.evaluate("""async (csrf) => {
+        const r = await fetch('/console/admin/keys', {method: 'POST',
+            body: new URLSearchParams({csrf_token: csrf, name: 'sneaky', role: 'admin'})});
+        return await r.text();
+    }""", csrf)
+    assert "may not open /console/admin/keys" in text
+    assert all(k["name"] != "sneaky" for k in console.api("admin").get("/api/v1/keys").json())

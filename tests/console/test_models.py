@@ -1,0 +1,131 @@
+"""Approvals and the model pages in Chromium: approve as an approver, the four-eyes refusal as the registrant, the
+lineage graph clicked through to a node, and hostile text escaped on every page without a CSP violation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.console.conftest import Console
+from tests.console.helpers import XSS, register
+
+pytestmark = pytest.mark.live
+
+
+def _no_injected_markup(page: Any) -> None:
+    assert page.locator("script:not([src])").count() == 0
+    assert page.locator("img[src=x]").count() == 0
+    assert page.evaluate("window.__xss === undefined")
+
+
+def test_approve_in_the_inbox_and_the_registrants_refusal(console: Console, open_browser: Any) -> None:
+    admin = console.api("admin")
+    register(admin, "churn", n=1, description=XSS, metrics={"auc": 0.91, "f1": 0.8},
+             training_data=["s3://data/churn/train.csv"],
+             model_card={"content": {"intended_use": XSS, "limits": ["none", XSS]}, "markdown": XSS})
+    b = open_browser("approver")
+    page = b.goto("/console/")
+    card = page.locator("section.card", has=page.get_by_role("link", name="churn version 1"))
+    assert XSS in card.inner_text()   # shown as text
+    _no_injected_markup(page)
+    b.shot("inbox")
+    card.get_by_label("Comment").fill(f"looks fine {XSS}")
+    card.get_by_role("button", name="Approve").click()
+    assert "churn version 1 is now Approved" in page.locator(".flash").inner_text()
+    b.check_csp()
+
+    register(admin, "churn", n=2, metrics={"auc": 0.93, "f1": 0.79}, training_data=["s3://data/churn/train-2.csv"])
+    a = open_browser("admin")
+    page = a.goto("/console/")
+    card = page.locator("section.card", has=page.get_by_role("link", name="churn version 2"))
+    assert "Approved v1" in card.inner_text() and "0.91" in card.inner_text()   # beside the approved version's
+    card.get_by_label("Comment").fill("my own model is great")
+    card.get_by_role("button", name="Approve").click()
+    flash = page.locator(".flash-error")
+    assert "four-eyes" in flash.inner_text().lower() or "registrant" in flash.inner_text().lower(), flash.inner_text()
+    a.check_csp()
+    a.shot("inbox-four-eyes-refusal")
+    assert admin.get("/api/v1/model-groups/churn/versions/2").json()["approval_status"] == "PendingManualApproval"
+
+
+def test_version_page_lineage_graph_click_opens_the_node(console: Console, open_browser: Any) -> None:
+    admin = console.api("admin")
+    register(admin, "fraud", n=1, description=XSS, training_data=["s3://data/fraud/train.csv"],
+             model_card={"content": {"owner": "risk team", "caveats": XSS}})
+    r = console.api("approver").post("/api/v1/model-groups/fraud/versions/1/approval",
+                                     json={"status": "Approved", "comment": "validated on the holdout"})
+    assert r.status_code == 200, r.text
+    b = open_browser("viewer")
+    page = b.goto("/console/models/fraud/versions/1")
+    assert page.get_by_role("heading", name="fraud version 1").is_visible()
+    assert XSS in page.locator("main").inner_text()
+    _no_injected_markup(page)
+    page.wait_for_function("document.getElementById('lineage') && document.getElementById('lineage').__cy")
+    b.shot("version")
+    page.get_by_role("heading", name="Lineage").scroll_into_view_if_needed()
+    page.evaluate("window.scrollBy(0, document.getElementById('lineage-h').getBoundingClientRect().top - 10)")
+    b.shot("lineage")
+    zoom = page.evaluate("document.getElementById('lineage').__cy.zoom()")
+    box = page.locator("#lineage").bounding_box()
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.mouse.wheel(0, -200)   # zoom in: the graph stays interactive, positions are re-read below
+    page.wait_for_timeout(300)
+    box = page.locator("#lineage").bounding_box()
+    target = page.evaluate("""() => {
+        const cy = document.getElementById('lineage').__cy;
+        const n = cy.nodes().filter(n => n.data('label').includes('train.csv'))[0];
+        const p = n.renderedPosition();
+        return {x: p.x, y: p.y, href: n.data('href'), zoom: cy.zoom()};
+    }""")
+    assert target["zoom"] > zoom
+    page.mouse.click(box["x"] + target["x"], box["y"] + target["y"])
+    page.wait_for_url(f"**{target['href']}")
+    assert page.get_by_role("heading", level=1).inner_text().startswith("Dataset")
+    assert "s3://data/fraud/train.csv" in page.locator("main").inner_text()
+    b.check_csp()
+    b.shot("lineage-node")
+
+
+def test_group_page_filters_sorts_and_pages(console: Console, open_browser: Any) -> None:
+    admin = console.api("admin")
+    for n in range(1, 56):
+        register(admin, "ranker", n=n, description=f"v{n}")
+    b = open_browser("viewer")
+    page = b.goto("/console/models/ranker")
+    rows = page.locator("table:has(caption) tbody tr")
+    assert rows.count() == 50 and rows.first.locator("th").inner_text() == "55"
+    assert "1–50 of 55 versions" in page.content()
+    page.get_by_role("link", name="Next").click()
+    assert page.locator("table:has(caption) tbody tr").count() == 5
+    page = b.goto("/console/models/ranker")
+    page.get_by_label("Order").select_option("version")
+    page.get_by_role("button", name="Show").click()
+    assert page.locator("table:has(caption) tbody tr").first.locator("th").inner_text() == "1"
+    page.get_by_label("Approval status").select_option("Approved")
+    page.get_by_role("button", name="Show").click()
+    assert "No versions match." in page.locator("main").inner_text()
+    b.shot("group")
+    page = b.goto("/console/models?q=rank")
+    assert page.get_by_role("link", name="ranker").is_visible()
+    page = b.goto("/console/models/no-such-group")
+    assert "no-such-group" in page.locator(".flash").inner_text()
+
+
+def test_hostile_text_is_escaped_on_every_page(console: Console, open_browser: Any) -> None:
+    admin = console.api("admin")
+    register(admin, "hostile", n=1, description=XSS, model_card={"content": {XSS: XSS}, "markdown": XSS},
+             training_data=[f"s3://data/{XSS}.csv"])
+    register(admin, "hostile", n=2, description=XSS)
+    r = console.api("approver").post("/api/v1/model-groups/hostile/versions/1/approval",
+                                     json={"status": "Approved", "comment": XSS})
+    assert r.status_code == 200, r.text
+    b = open_browser("admin")
+    b.page.add_init_script("window.alert = () => { window.__xss = true; };")
+    for path in ("/console/", "/console/models", "/console/models/hostile", "/console/models/hostile/versions/1",
+                 "/console/models/hostile/versions/2", "/console/audit", "/console/audit?group=hostile",
+                 "/console/audit/report?group=hostile", "/console/admin"):
+        page = b.goto(path)
+        _no_injected_markup(page)
+        shown = page.locator("main").inner_text()   # as text (inside JSON on the audit page, so its quotes escaped)
+        assert "<script>alert(1)</script>" in shown or path in ("/console/", "/console/models", "/console/admin"), path
