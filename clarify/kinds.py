@@ -10,6 +10,9 @@ replaces the same entries.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from sqlalchemy.orm import Session
 
 from clarify import report
@@ -95,9 +98,17 @@ def _bias_subject(violation: kinds.Violation) -> str:
     return f"{violation.get('metric_name', '')} ({violation.get('facet', '')}={violation.get('facet_value', '')})"[:256]
 
 
+def _bias_points(rep: Mapping[str, Any]) -> list[kinds.Point]:
+    """Each post-training bias metric per facet group (SageMaker's analysis.json)."""
+    facets = ((rep.get("analysis") or {}).get("post_training_bias_metrics") or {}).get("facets") or {}
+    return [(f"{m['name']} ({col}={group.get('value_or_threshold')})", float(m["value"]), None)
+            for col, groups in facets.items() for group in groups for m in group.get("metrics", [])
+            if isinstance(m.get("value"), int | float) and not isinstance(m.get("value"), bool)]
+
+
 MODEL_BIAS = kinds.MonitorKind(name="ModelBias", create_baseline=_bias_baseline, run_window=_bias_window,
                                checks=("bias_drift_check",), report=monitors.bias_report, render=report.bias_drift,
-                               subject=_bias_subject, fits_endpoint=_bias_fits)
+                               subject=_bias_subject, fits_endpoint=_bias_fits, series=_bias_points)
 MODEL_EXPLAINABILITY = kinds.MonitorKind(name="ModelExplainability", create_baseline=_explainability_baseline,
                                          run_window=_attribution_window,
                                          checks=("feature_attribution_drift_check",),

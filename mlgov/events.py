@@ -322,14 +322,36 @@ def list_deliveries(
     session: Session, webhook_id: str, limit: int, offset: int
 ) -> list[tuple[Delivery, list[DeliveryAttempt]]]:
     get_webhook(session, webhook_id)
-    rows = list(session.scalars(select(Delivery).where(Delivery.webhook_id == webhook_id)
-                                .order_by(Delivery.created_at.desc(), Delivery.id).limit(limit).offset(offset)))
+    return _with_attempts(session, list(session.scalars(
+        select(Delivery).where(Delivery.webhook_id == webhook_id)
+        .order_by(Delivery.created_at.desc(), Delivery.id).limit(limit).offset(offset))))
+
+
+def _with_attempts(session: Session, rows: list[Delivery]) -> list[tuple[Delivery, list[DeliveryAttempt]]]:
     attempts: dict[str, list[DeliveryAttempt]] = {r.id: [] for r in rows}
     if rows:
         for a in session.scalars(select(DeliveryAttempt).where(DeliveryAttempt.delivery_id.in_(list(attempts)))
                                  .order_by(DeliveryAttempt.attempt)):
             attempts[a.delivery_id].append(a)
     return [(r, attempts[r.id]) for r in rows]
+
+
+@dataclass
+class EventDeliveries:
+    event: OutboxEvent
+    deliveries: list[tuple[Delivery, list[DeliveryAttempt]]]
+
+
+def event_deliveries(session: Session, event_type: str, subject: str, limit: int = 200) -> list[EventDeliveries]:
+    """The newest events of a type about a subject, each with its deliveries and their attempts."""
+    evs = list(session.scalars(select(OutboxEvent).where(OutboxEvent.type == event_type, OutboxEvent.subject == subject)
+                               .order_by(OutboxEvent.id.desc()).limit(limit)))
+    out = {e.id: EventDeliveries(e, []) for e in evs}
+    if evs:
+        for d, attempts in _with_attempts(session, list(session.scalars(
+                select(Delivery).where(Delivery.outbox_id.in_(list(out))).order_by(Delivery.created_at, Delivery.id)))):
+            out[d.outbox_id].deliveries.append((d, attempts))
+    return list(out.values())
 
 
 # --- dispatcher ---------------------------------------------------------------------------------------

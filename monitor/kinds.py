@@ -38,6 +38,8 @@ from monitor.service import Analysis, Baseline
 # a JSON body's fields as sent.
 Form = Mapping[str, Any]
 Violation = Mapping[str, Any]
+Point = tuple[str, float | None, float | None]
+"""One number of an analysis for trend charts: (series name, value, its threshold or None)."""
 
 
 def feature_or_metric(violation: Violation) -> str:
@@ -75,6 +77,9 @@ class MonitorKind:
     fits_endpoint: Callable[[Baseline, str, CaptureSchema], None] | None = None
     """Raise Invalid (naming the columns on both sides and the fix) unless a run of the baseline on the endpoint
     (name, capture schema) finds every column the baseline reads; None: any endpoint fits."""
+    series: Callable[[Mapping[str, Any]], list[Point]] = lambda report: []
+    """The numbers of a completed analysis's report worth charting over time (drift statistic per feature, metric
+    per name), each with the threshold it is judged against: the console's trend charts read them."""
 
 
 _KINDS: dict[str, MonitorKind] = {}
@@ -266,13 +271,32 @@ def _model_quality_window(session: Session, store: ObjectStore, w: Window, actor
                                   end=w.end, actor=actor)
 
 
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def _drift_points(report: Mapping[str, Any]) -> list[Point]:
+    """Each feature's drift statistic (distance or p-value, as its method gives) and the threshold it met."""
+    return [(f"{f['feature']} · {f['method']}", _number(f.get("statistic")), _number(f.get("threshold")))
+            for f in (report.get("drift") or {}).get("features", [])]
+
+
+def _quality_points(report: Mapping[str, Any]) -> list[Point]:
+    """Each metric of SageMaker's model-quality statistics.json, with the constraint's threshold when one is set."""
+    stats, cons = report.get("statistics") or {}, report.get("constraints") or {}
+    metrics = next((v for k, v in stats.items() if k.endswith("_metrics") and isinstance(v, dict)), {})
+    limits = next((v for k, v in cons.items() if k.endswith("_constraints") and isinstance(v, dict)), {})
+    return [(name, _number(m.get("value")), _number((limits.get(name) or {}).get("threshold")))
+            for name, m in metrics.items() if isinstance(m, dict) and _number(m.get("value")) is not None]
+
+
 register(MonitorKind(
     name="DataQuality", create_baseline=_data_quality_baseline, run_window=_data_quality_window,
     checks=("data_type_check", "completeness_check", "baseline_drift_check", "missing_column_check",
             "extra_column_check", "categorical_values_check"),
-    report=service.data_quality_report, render=reports.data_quality))
+    report=service.data_quality_report, render=reports.data_quality, series=_drift_points))
 register(MonitorKind(
     name="ModelQuality", create_baseline=_model_quality_baseline, run_window=_model_quality_window,
     checks=("LessThanThreshold", "GreaterThanThreshold", "EstimatedLessThanThreshold",
             "EstimatedGreaterThanThreshold"), report=service.quality_report, render=reports.model_quality,
-    fits_endpoint=_model_quality_fits))
+    fits_endpoint=_model_quality_fits, series=_quality_points))

@@ -405,7 +405,39 @@ def run_now(session: Session, store: ObjectStore, name: str, start: dt.datetime,
     return execute(session, store, sched, ex, actor)
 
 
+def trends(session: Session, store: ObjectStore, name: str, limit: int) -> list[tuple[Execution, list[kinds.Point]]]:
+    """The schedule's latest ``limit`` executions, oldest first, each with the numbers its kind charts (none for a
+    failed or pending run): what the console's trend charts draw."""
+    sched = get(session, name)
+    kind = kinds.get(sched.type)
+    rows = list(session.scalars(select(Execution).where(Execution.schedule_id == sched.id)
+                                .order_by(Execution.scheduled_for.desc(), Execution.id).limit(limit)))
+    out: list[tuple[Execution, list[kinds.Point]]] = []
+    for ex in reversed(rows):
+        points: list[kinds.Point] = []
+        if ex.analysis_id and ex.status in ("Completed", "CompletedWithViolations"):
+            points = kind.series(kinds.analysis_report(session, store, ex.analysis_id))
+        out.append((ex, points))
+    return out
+
+
 # --- alerts and retraining triggers -----------------------------------------------------------------------------
+
+def get_alert(session: Session, alert_id: str) -> tuple[Alert, Schedule]:
+    alert = session.get(Alert, alert_id)
+    if alert is None:
+        raise NotFound(f"alert {alert_id!r} not found", fix="list alerts with GET /api/v1/alerts")
+    sched = session.get(Schedule, alert.schedule_id)
+    assert sched is not None
+    return alert, sched
+
+
+def retraining_requests(session: Session, alert: Alert) -> list[events.EventDeliveries]:
+    """The retraining requests this alert sent (none when no trigger was set or the cooldown held it back), each
+    with its deliveries and their attempts."""
+    return [e for e in events.event_deliveries(session, "retraining.requested", alert.model_group or "")
+            if e.event.payload.get("alert") == alert.id]
+
 
 def list_alerts(session: Session, *, status: str | None, schedule: str | None, model_group: str | None,
                 limit: int, offset: int) -> tuple[list[Alert], int]:

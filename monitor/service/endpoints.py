@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from lineage import service as lineage
 from mlgov import audit, inputs
 from mlgov.auth import Principal
-from mlgov.db import advisory_xact_lock, chunks, new_id, paginate, utcnow
+from mlgov.db import advisory_xact_lock, as_utc, chunks, new_id, paginate, utcnow
 from mlgov.errors import Conflict, Invalid
 from mlgov.storage import ObjectStore
 from monitor import capture, layout
@@ -276,6 +276,21 @@ def captured_count(session: Session, endpoint: str) -> int:
     ep = get_endpoint(session, endpoint)
     return int(session.scalar(select(func.count()).select_from(CaptureEvent).where(CaptureEvent.endpoint_id == ep.id))
                or 0)
+
+
+def capture_volume(session: Session, endpoint: str, since: dt.datetime) -> list[tuple[dt.datetime, int]]:
+    """Records captured per hour since ``since`` (hours without traffic are absent)."""
+    ep = get_endpoint(session, endpoint)
+    rows = session.execute(select(CaptureBatch.hour, func.sum(CaptureBatch.records)).where(
+        CaptureBatch.endpoint_id == ep.id, CaptureBatch.hour >= since).group_by(CaptureBatch.hour)
+        .order_by(CaptureBatch.hour))
+    return [(h.replace(tzinfo=dt.UTC) if h.tzinfo is None else h, int(n or 0)) for h, n in rows]
+
+
+def last_capture_hour(session: Session, endpoint: str) -> dt.datetime | None:
+    ep = get_endpoint(session, endpoint)
+    hour = session.scalar(select(func.max(CaptureBatch.hour)).where(CaptureBatch.endpoint_id == ep.id))
+    return as_utc(hour) if hour is not None else None
 
 
 def model_references(session: Session, group: str, version: int | None) -> list[str]:

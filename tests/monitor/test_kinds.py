@@ -74,3 +74,24 @@ def test_a_registered_kind_is_documented_and_accepted_without_editing_monitor(
         r = client.post("/api/v1/monitoring-schedules", headers=pub, json={**body, "type": "Nope"})
         assert r.status_code == 422 and r.json()["errors"][0]["message"] == (
             "Input should be 'DataQuality', 'ModelQuality', 'ModelBias', 'ModelExplainability' or 'Canary'"), r.text
+
+
+def test_series_read_what_each_kind_charts() -> None:
+    """Trend charts (console) read each kind's numbers with the threshold they are judged against."""
+    from clarify import kinds as clarify_kinds
+
+    clarify_kinds.register()
+    dq = kinds.get("DataQuality").series({"drift": {"features": [
+        {"feature": "age", "method": "psi", "statistic": 0.31, "threshold": 0.2},
+        {"feature": "city", "method": "chisquare", "statistic": None, "threshold": 0.05}]}})
+    assert dq == [("age · psi", 0.31, 0.2), ("city · chisquare", None, 0.05)]
+    mq = kinds.get("ModelQuality").series({
+        "statistics": {"version": 0.0, "binary_classification_metrics": {
+            "accuracy": {"value": 0.81, "standard_deviation": 0.01}, "auc": {"value": 0.9},
+            "confusion_matrix": {"0": {"0": 5}}}},
+        "constraints": {"version": 0.0, "binary_classification_constraints": {
+            "accuracy": {"threshold": 0.85, "comparison_operator": "LessThanThreshold"}}}})
+    assert mq == [("accuracy", 0.81, 0.85), ("auc", 0.9, None)]
+    bias = kinds.get("ModelBias").series({"analysis": {"post_training_bias_metrics": {"facets": {"sex": [
+        {"value_or_threshold": "f", "metrics": [{"name": "DPPL", "value": 0.12}, {"name": "DI", "value": None}]}]}}}})
+    assert bias == [("DPPL (sex=f)", 0.12, None)]

@@ -5,7 +5,8 @@
 // chart = {"title": "...", "x": [epoch seconds...],
 //          "series": [{"label": "psi", "values": [... or null], "color": "#1f5fbf"}],
 //          "lines": [{"label": "threshold", "value": 0.2, "color": "#b42318"}],   // horizontal lines (optional)
-//          "links": ["/console/...", ...]}                                       // click a point → open (optional)
+//          "links": ["/console/...", ...],                                      // click a point → open (optional)
+//          "compact": true, "height": 60}                                        // sparkline: no axes/legend (optional)
 // json_text (mlgov.web) gives plain JSON text; autoescaping makes it safe in the attribute; the browser decodes it and JSON.parse reads it.
 "use strict";
 (function () {
@@ -27,6 +28,13 @@
       series: series, scales: {x: {time: true}}, legend: {live: false},
       cursor: {points: {size: 8}},
     };
+    if (spec.compact) {   // a sparkline: the line only
+      opts.legend = {show: false};
+      opts.axes = [{show: false}, {show: false}];
+      opts.cursor = {show: false};
+      opts.title = "";
+      series.forEach(function (s) { if (s.points) { s.points = {show: false}; s.width = 1.5; } });
+    }
     el.textContent = "";
     var plot = new uPlot(opts, data, el);
     if (spec.links) {

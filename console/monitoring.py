@@ -1,0 +1,117 @@
+"""Page 3, monitoring: endpoints and schedules at a glance, and per schedule its execution timeline with the trend of
+every number its kind charts (drift statistic per feature, model-quality metric, bias metric) against its threshold;
+each point opens that execution's report."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi.responses import HTMLResponse
+
+from console.web import PREFIX, Viewer, page_of, render
+from mlgov.auth import SessionDep
+from mlgov.db import utcnow
+from mlgov.storage import ObjectStore
+from monitor import kinds, schedules, service
+
+router = APIRouter()
+PAGE = 50
+TREND_RUNS = 60       # executions on the trend charts (the timeline table pages through all of them)
+VOLUME_HOURS = 48     # capture sparkline span
+Name = Annotated[str, Path(max_length=63)]
+Id = Annotated[str, Path(max_length=32, pattern=r"^[A-Za-z0-9_-]+$")]
+
+
+def _store(request: Request) -> ObjectStore:
+    store: ObjectStore = request.app.state.get_store()
+    return store
+
+
+Store = Annotated[ObjectStore, Depends(_store)]
+
+
+def _epoch(t: dt.datetime) -> int:
+    return int(t.replace(tzinfo=dt.UTC).timestamp() if t.tzinfo is None else t.timestamp())
+
+
+def _volume(session: Any, endpoint: str, now: dt.datetime) -> dict[str, Any]:
+    """Hourly capture counts over the 48 hours up to the latest captured hour (or now, before any traffic) as a
+    sparkline; hours without traffic drawn as 0."""
+    end = service.last_capture_hour(session, endpoint) or now
+    start = (end - dt.timedelta(hours=VOLUME_HOURS)).replace(minute=0, second=0, microsecond=0)
+    counts = dict(service.capture_volume(session, endpoint, start))
+    hours = [start + dt.timedelta(hours=i) for i in range(VOLUME_HOURS + 1)]
+    return {"x": [_epoch(h) for h in hours], "height": 60, "compact": True,
+            "series": [{"label": "records/hour", "values": [counts.get(h, 0) for h in hours]}]}
+
+
+@router.get("/monitoring", response_class=HTMLResponse)
+def overview(request: Request, session: SessionDep, user: Viewer) -> HTMLResponse:
+    now = utcnow()
+    eps, ep_total = service.list_endpoints(session, limit=200, offset=0)
+    scheds, sched_total, worker = schedules.list_schedules(session, limit=200, offset=0)
+    open_alerts, _ = schedules.list_alerts(session, status="open", schedule=None, model_group=None, limit=1000,
+                                           offset=0)
+    by_schedule: dict[str, int] = {}
+    for a in open_alerts:
+        by_schedule[a.schedule_id] = by_schedule.get(a.schedule_id, 0) + 1
+    endpoints = [{"ep": ep, "captured": service.captured_count(session, ep.name),
+                  "volume": _volume(session, ep.name, now),
+                  "alerts": sum(by_schedule.get(s.id, 0) for s in scheds if s.endpoint == ep.name)} for ep in eps]
+    rows = []
+    for s in scheds:
+        last, _ = schedules.executions(session, s.name, 1, 0)
+        rows.append({"s": s, "last": last[0] if last else None, "alerts": by_schedule.get(s.id, 0)})
+    return render(request, user, "monitoring.html", title="Monitoring", endpoints=endpoints, schedules=rows,
+                  ep_total=ep_total, sched_total=sched_total, worker=worker, now=now)
+
+
+def _charts(name: str, runs: list[tuple[Any, list[kinds.Point]]], root: str) -> list[dict[str, Any]]:
+    """One chart per series: its value per execution, its (latest) threshold as a line, each point linking to the
+    execution's report."""
+    names: list[str] = []
+    for _, points in runs:
+        names += [p[0] for p in points if p[0] not in names]
+    x = [_epoch(ex.window_start) for ex, _ in runs]   # the data's time, not when the run happened
+    links = [f"{root}{PREFIX}/monitoring/analyses/{ex.analysis_id}" if ex.analysis_id else None for ex, _ in runs]
+    charts = []
+    for series in names:
+        values: list[float | None] = []
+        threshold = None
+        for _, points in runs:
+            hit = next((p for p in points if p[0] == series), None)
+            values.append(hit[1] if hit else None)
+            threshold = hit[2] if hit and hit[2] is not None else threshold
+        chart: dict[str, Any] = {"x": x, "links": links,
+                                 "series": [{"label": series, "values": values}]}
+        if threshold is not None:
+            chart["lines"] = [{"label": "threshold", "value": threshold}]
+        charts.append({"name": series, "spec": chart, "threshold": threshold,
+                       "last": next((v for v in reversed(values) if v is not None), None)})
+    return charts
+
+
+@router.get("/monitoring/schedules/{name}", response_class=HTMLResponse)
+def schedule(request: Request, name: Name, session: SessionDep, store: Store, user: Viewer,
+             offset: Annotated[int, Query(ge=0, le=100_000_000)] = 0,
+             chart: Annotated[str, Query(max_length=300)] = "") -> HTMLResponse:
+    sched = schedules.get(session, name)
+    execs, total = schedules.executions(session, name, PAGE, offset)
+    runs = schedules.trends(session, store, name, TREND_RUNS)
+    charts = _charts(name, runs, request.scope.get("root_path", ""))
+    alerts, _ = schedules.list_alerts(session, status="open", schedule=name, model_group=None, limit=100, offset=0)
+    flagged = {a.subject for a in alerts}
+    # charts of what is alerting first, then the rest; ``chart`` filters by name
+    charts.sort(key=lambda c: (not any(c["name"].startswith(f) for f in flagged if f), c["name"]))
+    shown = [c for c in charts if chart.lower() in c["name"].lower()] if chart else charts
+    return render(request, user, "schedule.html", title=f"Schedule {name}", s=sched, executions=execs,
+                  pager=page_of(offset, PAGE, total), charts=shown, chart_filter=chart, chart_total=len(charts),
+                  alerts=alerts, runs=len(runs))
+
+
+@router.get("/monitoring/analyses/{analysis_id}", response_class=HTMLResponse)
+def analysis(analysis_id: Id, session: SessionDep, store: Store, user: Viewer) -> HTMLResponse:
+    """The execution's report as its kind draws it (the same page as the API's ``/analyses/{id}/report``)."""
+    return HTMLResponse(kinds.analysis_html(session, store, analysis_id))

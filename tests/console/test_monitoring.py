@@ -1,0 +1,132 @@
+"""Monitoring and alerts pages in Chromium: a drift breach drawn on its feature's trend chart with the threshold,
+a click through to the execution's report, the alert with its violations and its retraining request."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import pytest
+
+from tests.console.conftest import Console
+from tests.console.helpers import XSS, register
+from tests.monitor.test_api import FEATURES, csv_bytes, frame, record
+
+pytestmark = pytest.mark.live
+HOUR = dt.datetime(2026, 11, 20, 10, tzinfo=dt.UTC)
+
+
+@pytest.fixture(scope="module")
+def console_settings() -> dict[str, Any]:
+    return {"outbound_allow": "127.0.0.1"}
+
+
+@pytest.fixture(scope="module")
+def breached(console: Console) -> dict[str, Any]:
+    """Four hourly windows on one endpoint: two like the baseline, then two with income shifted by 30."""
+    pub, admin = console.api("publisher"), console.api("admin")
+    register(pub, "churn", n=1)
+    bid = pub.post("/api/v1/baselines", files={"file": ("t.csv", csv_bytes(frame(2000)))}).json()["id"]
+    # a trigger whose receiver is not listening: the request is queued (and retried) against a dead port
+    assert admin.put("/api/v1/model-groups/churn/retraining-trigger",
+                     json={"url": "http://127.0.0.1:9/retrain", "secret": "s" * 32,
+                           "cooldown_seconds": 3600}).status_code == 200
+    assert pub.post("/api/v1/endpoints", json={"name": "churn-prod", "model_group": "churn", "model_version": 1,
+                                               "schema": {"features": FEATURES}}).status_code == 201
+    r = pub.post("/api/v1/monitoring-schedules", json={
+        "name": "churn-dq", "endpoint": "churn-prod", "type": "DataQuality", "schedule": "hourly",
+        "baseline_id": bid, "window": {"start": "-PT1H", "end": "PT0S"}})
+    assert r.status_code == 201, r.text
+    statuses = []
+    for h, shift in enumerate((0.0, 0.0, 30.0, 30.0)):
+        start = HOUR + dt.timedelta(hours=h)
+        rows = frame(300, shift=shift, seed=h + 1)
+        recs = [record(h * 1000 + i, start + dt.timedelta(seconds=i), tuple(rows.iloc[i])) for i in range(300)]
+        assert admin.post("/api/v1/endpoints/churn-prod/capture", json=recs).status_code in (200, 201)
+        ex = pub.post("/api/v1/monitoring-schedules/churn-dq/run",
+                      json={"start": start.isoformat(), "end": (start + dt.timedelta(hours=1)).isoformat()})
+        assert ex.status_code == 201, ex.text
+        statuses.append(ex.json()["status"])
+    assert statuses == ["Completed", "Completed", "CompletedWithViolations", "CompletedWithViolations"]
+    alert = pub.get("/api/v1/alerts", params={"status": "open"}).json()["items"][0]
+    return {"alert": alert}
+
+
+def test_drift_trend_after_a_breach_and_click_through(console: Console, breached: dict[str, Any],
+                                                      open_browser: Any) -> None:
+    b = open_browser("viewer")
+    page = b.goto("/console/monitoring")
+    row = page.locator("tr", has=page.get_by_role("link", name="churn-dq"))
+    assert "2 violations" in row.inner_text() or "violation" in row.inner_text()
+    assert page.locator(".sparkline canvas").count() == 1          # capture volume drawn by uPlot
+    b.shot("monitoring")
+    page.get_by_role("link", name="churn-dq").click()
+    page.wait_for_load_state()
+    b.check_csp()
+    income = page.locator("section.chart-card", has=page.get_by_role("heading", name="income", exact=False)).first
+    assert "threshold" in income.inner_text()
+    assert income.locator("canvas").count() >= 1                   # uPlot drew the trend
+    # the alerting feature's chart comes first
+    assert page.locator("section.chart-card h3").first.inner_text().startswith("income")
+    b.shot("console-drift")
+    # one execution per window, newest first; its report opens from the timeline
+    assert page.locator("#executions ~ .table-wrap tbody tr, table[aria-labelledby=executions] tbody tr").count() == 4
+    with page.expect_navigation():
+        page.locator("table[aria-labelledby=executions] tbody tr").first.get_by_role("link", name="report").click()
+    assert "income" in page.content() and "baseline_drift_check" in page.content()
+    # filter the charts by name
+    page = b.goto("/console/monitoring/schedules/churn-dq?chart=age")
+    names = page.locator("section.chart-card h3").all_inner_texts()
+    assert names and all("age" in n for n in names)
+
+
+def test_alert_page_shows_violations_and_retraining_request(console: Console, breached: dict[str, Any],
+                                                            open_browser: Any) -> None:
+    alert = breached["alert"]
+    b = open_browser("viewer")
+    page = b.goto("/console/alerts")
+    assert page.locator("table tbody tr").count() == 1
+    page.locator("table tbody tr a").first.click()
+    page.wait_for_load_state()
+    b.check_csp()
+    text = page.locator("main").inner_text()
+    assert "baseline_drift_check" in text and "income" in text
+    assert "Requested" in text                                   # the retraining request and its delivery
+    assert page.get_by_role("button", name="Redeliver").count() == 0   # nothing dead yet, and a viewer anyway
+    b.shot("alert")
+    page = b.goto("/console/alerts?status=resolved")
+    assert "No resolved alerts" in page.locator("main").inner_text()
+    page = b.goto("/console/alerts?status=bogus")
+    assert "is not open, resolved or all" in page.locator("main").inner_text()
+    page = b.goto(f"/console/alerts/{alert['id'][:-1]}x")
+    assert "not found" in page.locator("main").inner_text()
+
+
+def test_hostile_names_are_escaped_and_phone_width(console: Console, breached: dict[str, Any],
+                                                   open_browser: Any) -> None:
+    from tests.console.conftest import PHONE
+
+    pub = console.api("publisher")
+    r = pub.post("/api/v1/endpoints", json={"name": "xss-ep", "model_group": "churn", "model_version": 1,
+                                            "schema": {"features": [{"name": XSS[:60], "type": "String"}]}})
+    assert r.status_code in (201, 422), r.text
+    b = open_browser("viewer", viewport=PHONE)
+    page = b.goto("/console/monitoring")
+    assert page.locator("script:not([src])").count() == 0
+    b.check_csp()
+    page = b.goto("/console/monitoring/schedules/churn-dq")
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= 420, width                                  # no sideways scrolling at 390 px
+    b.shot("monitoring-phone")
+
+
+def test_signed_out_and_forged_redeliver_refused(console: Console, breached: dict[str, Any],
+                                                 open_browser: Any) -> None:
+    b = open_browser(None)
+    page = b.goto("/console/monitoring")
+    assert "sign-in" in page.url
+    b2 = open_browser("viewer")
+    path = f"/console/alerts/{breached['alert']['id']}/webhooks/w/deliveries/d/redeliver"
+    r = b2.page.request.post(console.url + path, form={"csrf_token": "forged"}, max_redirects=0)
+    assert r.status in (303, 403)
+    assert "redelivery queued" not in (r.headers.get("set-cookie") or "").lower()
