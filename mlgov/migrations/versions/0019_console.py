@@ -1,7 +1,7 @@
 """Console sign-in sessions
 
-Revision ID: 0016_console
-Revises: 0015_mlflow
+Revision ID: 0019_console
+Revises: 0018_regspeed
 
 - ``console_sessions``: one row per signed-in browser (SHA-256 of the cookie's token, the API key it belongs to,
   the CSRF token of its forms, expiry, sign-out time). Deleted with the key.
@@ -12,8 +12,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0016_console'
-down_revision = '0015_mlflow'
+revision = '0019_console'
+down_revision = '0018_regspeed'
 branch_labels = None
 depends_on = None
 
