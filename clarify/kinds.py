@@ -101,7 +101,7 @@ def _bias_subject(violation: kinds.Violation) -> str:
 def _bias_points(rep: Mapping[str, Any]) -> list[kinds.Point]:
     """Each post-training bias metric per facet group (SageMaker's analysis.json)."""
     facets = ((rep.get("analysis") or {}).get("post_training_bias_metrics") or {}).get("facets") or {}
-    return [(f"{m['name']} ({col}={group.get('value_or_threshold')})", float(m["value"]), None)
+    return [kinds.Point(f"{m['name']} ({col}={group.get('value_or_threshold')})", float(m["value"]))
             for col, groups in facets.items() for group in groups for m in group.get("metrics", [])
             if isinstance(m.get("value"), int | float) and not isinstance(m.get("value"), bool)]
 

@@ -68,28 +68,40 @@ def overview(request: Request, session: SessionDep, user: Viewer) -> HTMLRespons
                   ep_total=ep_total, sched_total=sched_total, worker=worker, now=now)
 
 
+STYLE: dict[str, dict[str, Any]] = {"estimated": {"color": "#b25e09"}, "band lower": {"color": "#9aa4b2", "dash": True},
+         "band upper": {"color": "#9aa4b2", "dash": True}}
+
+
 def _charts(name: str, runs: list[tuple[Any, list[kinds.Point]]], root: str) -> list[dict[str, Any]]:
-    """One chart per series: its value per execution, its (latest) threshold as a line, each point linking to the
-    execution's report."""
-    names: list[str] = []
+    """One chart per series, or per group of series a kind draws together (a metric realised, estimated and its
+    band): values per execution, the (latest) threshold as a line, each point linking to the execution's report."""
+    charts_of: dict[str, list[str]] = {}
     for _, points in runs:
-        names += [p[0] for p in points if p[0] not in names]
+        for p in points:
+            members = charts_of.setdefault(p.chart or p.series, [])
+            if p.series not in members:
+                members.append(p.series)
     x = [_epoch(ex.window_start) for ex, _ in runs]   # the data's time, not when the run happened
     links = [f"{root}{PREFIX}/monitoring/analyses/{ex.analysis_id}" if ex.analysis_id else None for ex, _ in runs]
     charts = []
-    for series in names:
-        values: list[float | None] = []
-        threshold = None
-        for _, points in runs:
-            hit = next((p for p in points if p[0] == series), None)
-            values.append(hit[1] if hit else None)
-            threshold = hit[2] if hit and hit[2] is not None else threshold
-        chart: dict[str, Any] = {"x": x, "links": links,
-                                 "series": [{"label": series, "values": values}]}
+    for title, members in charts_of.items():
+        lines: list[dict[str, Any]] = []
+        threshold: float | None = None
+        last: float | None = None
+        for series in members:
+            values: list[float | None] = []
+            for _, points in runs:
+                hit = next((p for p in points if p.series == series), None)
+                values.append(hit.value if hit else None)
+                threshold = hit.threshold if hit and hit.threshold is not None else threshold
+            style = next((v for k, v in STYLE.items() if series.endswith(k)), {})
+            lines.append({"label": series, "values": values, **style})
+            if series == title or last is None:
+                last = next((v for v in reversed(values) if v is not None), last)
+        chart: dict[str, Any] = {"x": x, "links": links, "series": lines}
         if threshold is not None:
             chart["lines"] = [{"label": "threshold", "value": threshold}]
-        charts.append({"name": series, "spec": chart, "threshold": threshold,
-                       "last": next((v for v in reversed(values) if v is not None), None)})
+        charts.append({"name": title, "spec": chart, "threshold": threshold, "last": last})
     return charts
 
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy.orm import Session
 
@@ -38,8 +38,15 @@ from monitor.service import Analysis, Baseline
 # a JSON body's fields as sent.
 Form = Mapping[str, Any]
 Violation = Mapping[str, Any]
-Point = tuple[str, float | None, float | None]
-"""One number of an analysis for trend charts: (series name, value, its threshold or None)."""
+
+
+class Point(NamedTuple):
+    """One number of an analysis for trend charts."""
+
+    series: str
+    value: float | None
+    threshold: float | None = None   # what the value is judged against (drawn as a dashed line)
+    chart: str = ""                  # the chart it is drawn on, beside other series; "" = a chart of its own
 
 
 def feature_or_metric(violation: Violation) -> str:
@@ -277,17 +284,28 @@ def _number(value: Any) -> float | None:
 
 def _drift_points(report: Mapping[str, Any]) -> list[Point]:
     """Each feature's drift statistic (distance or p-value, as its method gives) and the threshold it met."""
-    return [(f"{f['feature']} · {f['method']}", _number(f.get("statistic")), _number(f.get("threshold")))
+    return [Point(f"{f['feature']} · {f['method']}", _number(f.get("statistic")), _number(f.get("threshold")))
             for f in (report.get("drift") or {}).get("features", [])]
 
 
 def _quality_points(report: Mapping[str, Any]) -> list[Point]:
-    """Each metric of SageMaker's model-quality statistics.json, with the constraint's threshold when one is set."""
+    """Each metric of SageMaker's model-quality statistics.json (realised, from labels) and of the window's label-free
+    estimate with its band, on one chart per metric with the constraint's threshold when one is set."""
     stats, cons = report.get("statistics") or {}, report.get("constraints") or {}
     metrics = next((v for k, v in stats.items() if k.endswith("_metrics") and isinstance(v, dict)), {})
     limits = next((v for k, v in cons.items() if k.endswith("_constraints") and isinstance(v, dict)), {})
-    return [(name, _number(m.get("value")), _number((limits.get(name) or {}).get("threshold")))
-            for name, m in metrics.items() if isinstance(m, dict) and _number(m.get("value")) is not None]
+
+    def limit(name: str) -> float | None:
+        return _number((limits.get(name) or {}).get("threshold"))
+
+    points = [Point(name, _number(m.get("value")), limit(name), name)
+              for name, m in metrics.items() if isinstance(m, dict) and _number(m.get("value")) is not None]
+    for name, e in ((report.get("estimate") or {}).get("estimated") or {}).items():
+        if isinstance(e, dict) and _number(e.get("estimate")) is not None:
+            points += [Point(f"{name} estimated", _number(e.get("estimate")), limit(name), name),
+                       Point(f"{name} band lower", _number(e.get("lower")), None, name),
+                       Point(f"{name} band upper", _number(e.get("upper")), None, name)]
+    return points
 
 
 register(MonitorKind(

@@ -130,3 +130,29 @@ def test_signed_out_and_forged_redeliver_refused(console: Console, breached: dic
     r = b2.page.request.post(console.url + path, form={"csrf_token": "forged"}, max_redirects=0)
     assert r.status in (303, 403)
     assert "redelivery queued" not in (r.headers.get("set-cookie") or "").lower()
+
+
+def test_estimated_metric_and_band_share_the_realised_chart() -> None:
+    """A ModelQuality metric is one chart: realised (from labels), estimated before labels, the band dashed."""
+    from types import SimpleNamespace
+
+    from console.monitoring import _charts
+    from monitor.kinds import Point
+
+    def run(hour: int, points: list[Point]) -> tuple[SimpleNamespace, list[Point]]:
+        return SimpleNamespace(window_start=HOUR + dt.timedelta(hours=hour), analysis_id=f"a{hour}"), points
+
+    runs = [run(0, [Point("accuracy", 0.9, 0.85, "accuracy")]),
+            run(1, [Point("accuracy estimated", 0.8, 0.85, "accuracy"), Point("accuracy band lower", 0.7, None,
+                                                                               "accuracy"),
+                    Point("accuracy band upper", 0.86, None, "accuracy")]),
+            run(2, [Point("age · psi", 0.3, 0.2)])]
+    charts = {c["name"]: c for c in _charts("s", runs, "")}
+    assert set(charts) == {"accuracy", "age · psi"}
+    acc = charts["accuracy"]["spec"]
+    assert [s["label"] for s in acc["series"]] == ["accuracy", "accuracy estimated", "accuracy band lower",
+                                                   "accuracy band upper"]
+    assert acc["series"][0]["values"] == [0.9, None, None] and acc["series"][1]["values"] == [None, 0.8, None]
+    assert acc["series"][2]["dash"] is True and acc["lines"] == [{"label": "threshold", "value": 0.85}]
+    assert acc["links"] == ["/console/monitoring/analyses/a0", "/console/monitoring/analyses/a1",
+                            "/console/monitoring/analyses/a2"]
