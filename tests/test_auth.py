@@ -6,13 +6,16 @@ import re
 
 import pytest
 from fastapi.routing import APIRoute
+from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from mlgov import auth
 from mlgov.auth import Role
 from tests.helpers import assert_problem
 
-PUBLIC = {"/healthz", "/readyz", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
+PUBLIC = {"/healthz", "/readyz", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc",
+          "/console/sign-in", "/"}   # the console's sign-in page and GET / (a redirect to the console)
+CONSOLE = "/console/"   # console pages authenticate by session cookie: test_console_route_role_matrix
 PROTOCOLS = ("/api/2.0/mlflow/", "/api/3.0/mlflow/")   # other protocols' paths (MLflow's registry REST API)
 
 
@@ -52,8 +55,8 @@ def test_every_route_declares_a_role(app):
     missing = [f"{m} {r.path}" for r, m in api_routes(app) if r.path not in PUBLIC and declared_roles(r) is None]
     assert missing == [], f"routes without a role: {missing}"
     assert len(list(api_routes(app))) >= 25
-    assert all(r.path.startswith(("/api/v1/", *PROTOCOLS)) or r.path == "/metrics" for r, _ in api_routes(app)
-               if r.path not in PUBLIC)
+    assert all(r.path.startswith(("/api/v1/", CONSOLE, *PROTOCOLS)) or r.path == "/metrics"
+               for r, _ in api_routes(app) if r.path not in PUBLIC)
 
 
 EXPECTED = {
@@ -92,7 +95,7 @@ def test_route_role_matrix_enforced(app, client, keys):
                 "ingest": "ingest"}
     checked = 0
     for route, method in api_routes(app):
-        if route.path in PUBLIC:
+        if route.path in PUBLIC or route.path.startswith(CONSOLE):
             continue
         allowed = {r.value for r in declared_roles(route) or ()}
         url = _concrete(route.path)
@@ -111,6 +114,42 @@ def test_route_role_matrix_enforced(app, client, keys):
                 assert role in body.get("detail", body.get("message", "")), body
             checked += 1
     assert checked > 100
+
+
+def _signed_in(app, plain_key: str) -> TestClient:
+    """A client holding a console session of that key (signed in through the sign-in form, login CSRF included)."""
+    c = TestClient(app)
+    token = re.search(r'name="csrf_token" value="([^"]+)"', c.get("/console/sign-in").text)
+    assert token is not None
+    r = c.post("/console/sign-in", data={"api_key": plain_key, "csrf_token": token.group(1)}, follow_redirects=False)
+    assert r.status_code == 303 and "sign-in" not in r.headers["location"], r.text
+    return c
+
+
+def test_console_route_role_matrix(app, client, keys):
+    """Every console page with every role's session and with none: to the sign-in page without a session, 403
+    outside its roles, never refused inside; every console form refuses a caller without a session."""
+    sessions = {role: _signed_in(app, keys.plain[role]) for role in ("admin", "approver", "publisher", "viewer")}
+    checked = 0
+    for route, method in api_routes(app):
+        if not route.path.startswith(CONSOLE) or route.path in PUBLIC or route.path.startswith("/console/static"):
+            continue
+        url = _concrete(route.path)
+        r = client.request(method, url, follow_redirects=False)
+        assert r.status_code == 303 and "/console/sign-in" in r.headers["location"], (method, url, r.status_code)
+        if method != "GET":
+            continue
+        allowed = {r.value for r in declared_roles(route) or ()}
+        assert allowed, (method, url)
+        for role, c in sessions.items():
+            r = c.get(url, follow_redirects=False)
+            if role in allowed:
+                assert r.status_code not in (401, 403) and "sign-in" not in r.headers.get("location", ""), \
+                    (url, role, r.status_code)
+            else:
+                assert r.status_code == 403 and "may not open" in r.text, (url, role, r.status_code)
+            checked += 1
+    assert checked > 40
 
 
 def test_keys_stored_hashed_and_revocation(client, keys, db):
