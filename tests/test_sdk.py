@@ -35,11 +35,13 @@ from mlgov.sdk import error_class, retry_after, upload
 # Pages for people, not API routes: the SDK has no business calling them.
 NOT_API = {("GET", "/docs"): "Swagger UI page (HTML for a browser)",
            ("GET", "/redoc"): "ReDoc page (HTML for a browser)",
-           ("POST", "/"): "SageMaker's AWS JSON protocol: boto3 and the SageMaker SDK are its clients"}
+           ("POST", "/"): "SageMaker's AWS JSON protocol: boto3 and the SageMaker SDK are its clients",
+           ("GET", "/"): "redirect to the console (pages for a browser)"}
 
 
-# MLflow's registry REST API is served to MLflow's own client (MlflowClient, mlflow.register_model): test_mlflow.py.
-MLFLOW_API = ("/api/2.0/mlflow/", "/api/3.0/mlflow/")
+# MLflow's registry REST API is served to MLflow's own client (MlflowClient, mlflow.register_model): test_mlflow.py;
+# the console's pages and forms are for a browser (tests/console).
+MLFLOW_API = ("/api/2.0/mlflow/", "/api/3.0/mlflow/", "/console/")
 
 
 def app_routes(app: Any) -> set[Route]:
