@@ -188,7 +188,15 @@ def test_scheduled_data_quality_and_drift_run_on_the_cluster_equals_local(db, mo
             assert y["bound"] > 0 and abs(x["statistic"] - y["statistic"]) <= 2 * y["bound"], (x, y)
 
 
-def test_a_worker_killed_mid_analysis_costs_a_rerun_not_the_analysis(db, modes, cluster):
+def test_a_worker_killed_mid_analysis_costs_a_rerun_not_the_analysis(db, modes):
+    """On a cluster of its own: the module's cluster is not left waiting for a killed worker's restart."""
+    with distributed.LocalCluster(n_workers=2, processes=True, threads_per_worker=1, dashboard_address=None,
+                                  worker_dashboard_address=None) as own:
+        modes.dask = modes.dask.model_copy(update={"compute": own.scheduler_address})
+        _kill_mid_analysis(db, modes, own)
+
+
+def _kill_mid_analysis(db: Any, modes: Modes, cluster: Any) -> None:
     modes.use("local")
     st = modes.store
     current = parquet(frame(60_000, shift=2, seed=3))
@@ -225,7 +233,6 @@ def test_a_worker_killed_mid_analysis_costs_a_rerun_not_the_analysis(db, modes, 
         assert there.status == here.status and there.row_count == here.row_count == 60_000
         assert_statistics_equal(json.loads(st.get(f"{here.prefix}/statistics.json")),
                                 json.loads(st.get(f"{there.prefix}/statistics.json")))
-        client.wait_for_workers(2, timeout=600)   # the nanny restarts the killed worker (slow when loaded)
     finally:
         killer.join()
         client.close()
