@@ -68,9 +68,11 @@ def test_version_page_lineage_graph_click_opens_the_node(console: Console, open_
     b.shot("lineage")
     zoom = page.evaluate("document.getElementById('lineage').__cy.zoom()")
     box = page.locator("#lineage").bounding_box()
-    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    viewport = page.viewport_size
+    # over the graph and inside the window (a point below the fold would scroll the page, not zoom the graph)
+    page.mouse.move(box["x"] + box["width"] / 2, min(box["y"] + box["height"] / 2, viewport["height"] - 20))
     page.mouse.wheel(0, -200)   # zoom in: the graph stays interactive, positions are re-read below
-    page.wait_for_timeout(300)
+    page.wait_for_function(f"document.getElementById('lineage').__cy.zoom() > {zoom}", timeout=5_000)
     box = page.locator("#lineage").bounding_box()
     target = page.evaluate("""() => {
         const cy = document.getElementById('lineage').__cy;
