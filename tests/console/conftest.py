@@ -79,8 +79,10 @@ def console(tmp_path_factory: pytest.TempPathFactory, console_settings: dict[str
             db.dispose()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Any]:
+    """One browser for the console's tests, closed when they end: Playwright's sync API keeps an event loop running
+    in this thread while it is open, and later tests call asyncio.run()."""
     from playwright.sync_api import sync_playwright
 
     exe = chromium()   # Debian's chromium; skips (or fails under CI=true) when absent; never a downloaded build

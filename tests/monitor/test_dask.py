@@ -71,7 +71,9 @@ def cluster() -> Iterator[Any]:
 @pytest.fixture(scope="module")
 def bucket(seaweed: Seaweed) -> str:
     name = "dask-compute"
-    seaweed.client().create_bucket(Bucket=name)
+    client = seaweed.client()
+    if name not in {b["Name"] for b in client.list_buckets().get("Buckets", [])}:   # per backend, same server
+        client.create_bucket(Bucket=name)
     return name
 
 
