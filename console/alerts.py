@@ -28,7 +28,7 @@ def alerts(request: Request, session: SessionDep, user: Viewer,
         raise Invalid(f"status {status!r} is not open, resolved or all", fix="pick one of the tabs")
     rows, total = schedules.list_alerts(session, status=None if status == "all" else status, schedule=None,
                                         model_group=None, limit=PAGE, offset=offset)
-    names = {a.schedule_id: schedules.get_alert(session, a.id)[1].name for a in rows}
+    names = schedules.schedule_names(session, {a.schedule_id for a in rows})
     return render(request, user, "alerts.html", title="Alerts", alerts=rows, names=names, tab=status,
                   pager=page_of(offset, PAGE, total), query=f"status={status}&")
 

@@ -7,13 +7,13 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import HTMLResponse
 
 from console.web import PREFIX, Viewer, page_of, render
 from mlgov.auth import SessionDep
 from mlgov.db import utcnow
-from mlgov.storage import ObjectStore
+from mlgov.storage import StoreDep
 from monitor import kinds, schedules, service
 
 router = APIRouter()
@@ -22,14 +22,6 @@ TREND_RUNS = 60       # executions on the trend charts (the timeline table pages
 VOLUME_HOURS = 48     # capture sparkline span
 Name = Annotated[str, Path(max_length=63)]
 Id = Annotated[str, Path(max_length=32, pattern=r"^[A-Za-z0-9_-]+$")]
-
-
-def _store(request: Request) -> ObjectStore:
-    store: ObjectStore = request.app.state.get_store()
-    return store
-
-
-Store = Annotated[ObjectStore, Depends(_store)]
 
 
 def _epoch(t: dt.datetime) -> int:
@@ -62,8 +54,7 @@ def overview(request: Request, session: SessionDep, user: Viewer) -> HTMLRespons
                   "alerts": sum(by_schedule.get(s.id, 0) for s in scheds if s.endpoint == ep.name)} for ep in eps]
     rows = []
     for s in scheds:
-        last, _ = schedules.executions(session, s.name, 1, 0)
-        rows.append({"s": s, "last": last[0] if last else None, "alerts": by_schedule.get(s.id, 0)})
+        rows.append({"s": s, "last": schedules.latest_execution(session, s), "alerts": by_schedule.get(s.id, 0)})
     return render(request, user, "monitoring.html", title="Monitoring", endpoints=endpoints, schedules=rows,
                   ep_total=ep_total, sched_total=sched_total, worker=worker, now=now)
 
@@ -106,7 +97,7 @@ def _charts(name: str, runs: list[tuple[Any, list[kinds.Point]]], root: str) -> 
 
 
 @router.get("/monitoring/schedules/{name}", response_class=HTMLResponse)
-def schedule(request: Request, name: Name, session: SessionDep, store: Store, user: Viewer,
+def schedule(request: Request, name: Name, session: SessionDep, store: StoreDep, user: Viewer,
              offset: Annotated[int, Query(ge=0, le=100_000_000)] = 0,
              chart: Annotated[str, Query(max_length=300)] = "") -> HTMLResponse:
     sched = schedules.get(session, name)
@@ -124,6 +115,6 @@ def schedule(request: Request, name: Name, session: SessionDep, store: Store, us
 
 
 @router.get("/monitoring/analyses/{analysis_id}", response_class=HTMLResponse)
-def analysis(analysis_id: Id, session: SessionDep, store: Store, user: Viewer) -> HTMLResponse:
+def analysis(analysis_id: Id, session: SessionDep, store: StoreDep, user: Viewer) -> HTMLResponse:
     """The execution's report as its kind draws it (the same page as the API's ``/analyses/{id}/report``)."""
     return HTMLResponse(kinds.analysis_html(session, store, analysis_id))

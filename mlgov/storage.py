@@ -7,8 +7,10 @@ import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import urlparse
+
+from fastapi import Depends, Request
 
 from mlgov.errors import Invalid, NotFound
 from mlgov.settings import Settings
@@ -178,3 +180,12 @@ def open_store(settings: Settings) -> ObjectStore:
     if parsed.scheme == "":
         return LocalStore(Path(url))
     raise Invalid(f"unsupported store url {url!r}", fix="use file:///path or s3://bucket/prefix")
+
+
+def store_of(request: Request) -> ObjectStore:
+    """The app's object store, for every door (native API, MLflow's, the console)."""
+    store: ObjectStore = request.app.state.get_store()
+    return store
+
+
+StoreDep = Annotated[ObjectStore, Depends(store_of)]

@@ -33,7 +33,7 @@ from mlgov.errors import Invalid, NotFound
 from mlgov.openapi import BINARY, alternatives, model_schema, request_body
 from mlgov.outbound import OutboundDep
 from mlgov.secrets import SecretsDep
-from mlgov.storage import ObjectStore
+from mlgov.storage import ObjectStore, StoreDep
 from monitor import kinds, schedules, service
 from monitor.engine.analysis import DriftConfig
 from monitor.orm import Analysis
@@ -69,12 +69,6 @@ ReadingIngester = Annotated[Principal, Depends(require_reading(INGESTERS))]
 JSON_TYPE = "application/json"
 
 
-def store_of(request: Request) -> ObjectStore:
-    s: ObjectStore = request.app.state.get_store()
-    return s
-
-
-StoreDep = Annotated[ObjectStore, Depends(store_of)]
 
 
 Parts = Annotated[dict[str, Any], Depends(form_parts)]

@@ -423,6 +423,12 @@ def trends(session: Session, store: ObjectStore, name: str, limit: int) -> list[
 
 # --- alerts and retraining triggers -----------------------------------------------------------------------------
 
+def schedule_names(session: Session, ids: set[str]) -> dict[str, str]:
+    """Schedule id → name, in one query (alert lists show their schedule's name)."""
+    return dict(session.execute(select(Schedule.id, Schedule.name).where(Schedule.id.in_(ids))).tuples().all()) \
+        if ids else {}
+
+
 def get_alert(session: Session, alert_id: str) -> tuple[Alert, Schedule]:
     alert = session.get(Alert, alert_id)
     if alert is None:
@@ -492,8 +498,7 @@ def prometheus(session: Session, store: ObjectStore) -> bytes:
 
     status_s, time_s, viol_s, drift_s = [], [], [], []
     for sched in session.scalars(select(Schedule).order_by(Schedule.name)):
-        last = session.scalar(select(Execution).where(Execution.schedule_id == sched.id)
-                              .order_by(Execution.created_at.desc()).limit(1))
+        last = latest_execution(session, sched)
         if last is None:
             continue
         for st in ("Completed", "CompletedWithViolations", "Failed"):

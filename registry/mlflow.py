@@ -46,7 +46,7 @@ from mlgov.errors import (
 )
 from mlgov.outbound import OutboundDep
 from mlgov.secrets import SecretsDep
-from mlgov.storage import ObjectStore
+from mlgov.storage import StoreDep
 from registry import service
 from registry.errors import GroupExists, RuleRefusal, TransitionNotAllowed
 from registry.orm import ModelGroup, ModelVersion
@@ -635,14 +635,9 @@ def get_model_version_by_alias(fields: Fields, session: SessionDep, _: Reader) -
 
 # --- model versions ------------------------------------------------------------------------------------
 
-def store_of(request: Request) -> ObjectStore:
-    s: ObjectStore = request.app.state.get_store()
-    return s
-
-
 @router.post("/model-versions/create")
 def create_model_version(fields: Fields, session: SessionDep, principal: Writer,
-                         store: Annotated[ObjectStore, Depends(store_of)]) -> dict[str, Any]:
+                         store: StoreDep) -> dict[str, Any]:
     m = _parse(CreateVersion, fields)
     metadata = {t.key: t.value for t in m.tags}
     if any(k.startswith(service.RESERVED_METADATA_PREFIX) for k in metadata):
