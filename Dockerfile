@@ -12,7 +12,7 @@ ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1
 RUN apt-get update \
  && apt-get install -y --no-install-recommends build-essential \
  && rm -rf /var/lib/apt/lists/*
-RUN python -m venv /opt/mlgov
+RUN python3 -m venv /opt/mlgov
 WORKDIR /src
 COPY pyproject.toml README.md LICENSE ./
 COPY mlgov ./mlgov
@@ -20,6 +20,7 @@ COPY registry ./registry
 COPY lineage ./lineage
 COPY monitor ./monitor
 COPY clarify ./clarify
+COPY console ./console
 # An extra the project does not define yet only warns; pip still installs mlgov.
 RUN /opt/mlgov/bin/pip install ".[${EXTRAS}]" \
  && /opt/mlgov/bin/python -m compileall -q /opt/mlgov/lib

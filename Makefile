@@ -6,7 +6,7 @@ MLGOV  := $(VENV)/bin/mlgov
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: run test setup setup-dev setup-sagemaker lint typecheck pytest bench clean helm-tools
+.PHONY: run test setup setup-dev setup-sagemaker lint typecheck pytest bench clean helm-tools image
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -60,6 +60,11 @@ pytest: setup-dev helm-tools setup-sagemaker
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 test: setup-dev lint typecheck pytest
+
+# The container image (Docker engine, else buildah; see helm/build-image.sh). IMAGE=registry/mlgov:tag to name it.
+IMAGE ?= localhost/mlgov:dev
+image:
+	helm/build-image.sh $(IMAGE)
 
 clean:
 	rm -rf $(VENV) $(HELM_VENV) $(SM_VENV) .mlgov .pytest_cache .mypy_cache .ruff_cache
