@@ -40,8 +40,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_healthy(url: str, proc: Any = None, timeout: float = 30.0) -> None:
-    """Poll ``url``/healthz until it answers 200 (fail early if ``proc`` exits)."""
+def wait_healthy(url: str, proc: Any = None, timeout: float = 120.0) -> None:
+    """Poll ``url``/healthz until it answers 200 (fail early if ``proc`` exits); a loaded 2-core machine can take a
+    minute to import and start a server."""
     import httpx
 
     deadline = time.time() + timeout
