@@ -9,7 +9,8 @@ Equal conditions: each tool runs in a fresh process that builds the same frames 
 (imports and one run on 2,000 rows) and is then timed once; memory is that process's peak above the level at
 the start of the timed block. Numeric libraries' own thread pools are pinned to one thread in both; mlgov's
 column pool is ``--threads`` (its default is 2). Each line says how many threads the tool had and how many
-cores it kept busy (CPU ÷ wall), and the ratio is given against mlgov on one thread too.
+cores it kept busy (CPU ÷ wall), and the ratio is given against mlgov on one thread too, and in CPU seconds
+(the figure to trust when other work shares the machine: wall time then depends on who got the cores).
 
     .venv/bin/python benchmarks/drift_vs_evidently.py --rows 100000 --cols 25
     .venv/bin/python benchmarks/drift_vs_evidently.py --rows 1000000 --cols 50 --skip-evidently
@@ -158,9 +159,11 @@ def main() -> None:
     drifted = sorted(c for c, v in ours["verdicts"].items() if v[2])
     print(f"drifted columns (ours): {len(drifted)} of {len(ours['verdicts'])}")
     ev_s = ev["seconds"] if ev else float("nan")
+    ev_cpu = ev["cpu_s"] if ev else float("nan")  # CPU seconds: less sensitive than wall time to a busy machine
     print(
         f"rows={a.rows} cols={a.cols} ours_s={ours['seconds']:.3f} ours_1thread_s={solo['seconds']:.3f} "
         f"evidently_s={ev_s:.3f} ratio={ev_s / ours['seconds']:.1f} ratio_1thread={ev_s / solo['seconds']:.1f} "
+        f"cpu_ratio={ev_cpu / ours['cpu_s']:.1f} "
         f"ours_threads={ours['threads']} evidently_threads={ev['threads'] if ev else 'n/a'} "
         f"ours_peak_mb={ours['peak_mb']:.0f} evidently_peak_mb={ev['peak_mb'] if ev else float('nan'):.0f} "
         f"same_verdicts={'true' if same else 'false' if same is not None else 'n/a'} "
