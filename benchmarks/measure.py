@@ -81,7 +81,7 @@ def load_average() -> str:
 def describe(name: str, m: dict[str, Any]) -> str:
     return (
         f"{name}: {m['seconds']:.3f} s wall, {m['cpu_s']:.2f} s CPU ({m['cpu_s'] / m['seconds']:.2f} cores busy), "
-        f"{m['threads']} threads at most, peak RSS +{m['peak_mb']:.0f} MB"
+        f"{m['threads']} OS threads at most, peak RSS +{m['peak_mb']:.0f} MB"
     )
 
 
