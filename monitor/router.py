@@ -332,6 +332,14 @@ def analysis_report(analysis_id: str, session: SessionDep, store: StoreDep, _: R
     return HTMLResponse(kinds.analysis_html(session, store, analysis_id))
 
 
+@router.get("/analyses/{analysis_id}/evidently-snapshot", response_model=None)
+def analysis_evidently_snapshot(analysis_id: str, session: SessionDep, store: StoreDep, _: Reader) -> Any:
+    """A drift analysis as an Evidently 0.7 snapshot (its ``Snapshot`` JSON), built from mlgov's stored results:
+    ``Snapshot.load`` reads it, and ``Workspace(path).add_run(project_id, snapshot)`` puts it in a project that
+    ``evidently ui --workspace path`` shows (drifted-column count and share, each column's drift score)."""
+    return service.evidently_snapshot(session, store, analysis_id)
+
+
 @router.get("/analyses/{analysis_id}/{name}", response_model=None)
 def analysis_file(analysis_id: str,
                   name: Literal["constraint_violations.json", "statistics.json", "drift.json", "expectations.json"],

@@ -18,12 +18,12 @@ from sqlalchemy.orm import Session
 
 from mlgov import audit, events
 from mlgov.auth import Principal
-from mlgov.db import new_id, paginate, utcnow
+from mlgov.db import as_utc, new_id, paginate, utcnow
 from mlgov.errors import Invalid
 from mlgov.storage import ObjectStore
-from monitor import compute, layout
+from monitor import compute, evidently_export, layout
 from monitor.engine import expectations
-from monitor.engine.analysis import AnalysisResult, DriftConfig, analyze, analyze_profiles
+from monitor.engine.analysis import DEFAULT_DRIFT_SHARE, AnalysisResult, DriftConfig, analyze, analyze_profiles
 from monitor.engine.partition import TableSummary
 from monitor.errors import AnalysisNotFound
 from monitor.orm import Analysis, Baseline
@@ -43,7 +43,8 @@ def drift_config(settings: Mapping[str, Any] | None) -> DriftConfig | None:
 
 def _store_analysis(store: ObjectStore, prefix: str, result: AnalysisResult, meta: dict[str, Any]) -> None:
     store.put(f"{prefix}/statistics.json", layout.dumps(result.statistics), "application/json")
-    drift = {"summary": result.summary(), "features": [d.as_dict() for d in result.drift], **meta}
+    drift = {"summary": result.summary(), "features": [d.as_dict() for d in result.drift],
+             "drift_share_threshold": result.drift_share_threshold, **meta}
     store.put(f"{prefix}/drift.json", layout.dumps(drift), "application/json")
 
 
@@ -220,6 +221,24 @@ def analysis_summary(session: Session, store: ObjectStore, row: Analysis) -> dic
     if row.window_start is not None and row.window_end is not None:
         out["window"] = {"start": row.window_start.isoformat(), "end": row.window_end.isoformat()}
     return out
+
+
+def evidently_snapshot(session: Session, store: ObjectStore, analysis_id: str) -> dict[str, Any]:
+    """A drift analysis as an Evidently 0.7 snapshot, from its stored files (``monitor.evidently_export``)."""
+    row = get_analysis(session, analysis_id)
+    if row.kind != "DataQuality":
+        raise Invalid(f"analysis {analysis_id} is a {row.kind} analysis; only drift (DataQuality) analyses export as "
+                      "Evidently snapshots", fix="pick an analysis of a data-quality baseline")
+    if row.status == "Failed":
+        raise Invalid(f"analysis {analysis_id} failed ({row.failure_reason}); it has no drift results to export",
+                      fix="fix the cause and run a new analysis")
+    report = data_quality_report(session, store, row)
+    when = as_utc(row.window_end or row.created_at) or row.created_at
+    info = {"id": row.id, "baseline_id": row.baseline_id, "endpoint": row.endpoint, "source": row.source,
+            "timestamp": when.replace(tzinfo=None).isoformat()}   # Evidently's timestamps are naive UTC
+    threshold = float(report["drift"].get("drift_share_threshold", DEFAULT_DRIFT_SHARE))
+    return evidently_export.snapshot(info, report["drift"], report["statistics"], report["baseline_statistics"],
+                                     threshold)
 
 
 def data_quality_report(session: Session, store: ObjectStore, row: Analysis) -> dict[str, Any]:
