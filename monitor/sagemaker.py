@@ -132,6 +132,12 @@ def register_job_definitions(api: AwsService, kind: DefinitionKind) -> None:
     _KINDS[kind.monitoring_type] = kind
     t = kind.monitoring_type
 
+    def no_tags(call: Call, name: str) -> dict[str, str]:
+        definitions.get_definition(call.session, name, t)     # ResourceNotFound when there is none
+        return {}                                              # Create refuses Tags: a definition has none
+
+    api.tags_of(kind.arn_kind, no_tags)
+
     @api.operation(f"Create{t}JobDefinition", roles=PUBLISHERS, write=True)
     def create(call: Call, p: dict[str, Any]) -> dict[str, Any]:
         require_absent(p, ["Tags"], "tag the endpoint's model group instead")
@@ -291,7 +297,15 @@ def _definition_of(call: Call, config: dict[str, Any]) -> tuple[JobDefinition, s
             schedule.get("DataAnalysisEndTime"))
 
 
+def _schedule_tags(call: Call, name: str) -> dict[str, str]:
+    """None: CreateMonitoringSchedule refuses Tags (the SDK's attach lists them, so the answer is an empty list)."""
+    schedules.get(call.session, name)
+    return {}
+
+
 def _register_schedules(api: AwsService) -> None:
+    api.tags_of(SCHEDULE, _schedule_tags)
+
     @api.operation("CreateMonitoringSchedule", roles=PUBLISHERS, write=True)
     def create(call: Call, p: dict[str, Any]) -> dict[str, Any]:
         require_absent(p, ["Tags"], "tag the endpoint's model group instead")
