@@ -693,6 +693,16 @@ def test_stop_processing_job(sm: SageMaker, live_db: Database) -> None:
     pat.create_monitoring_schedule(MonitoringScheduleName="stop-hourly", MonitoringScheduleConfig={
         "ScheduleConfig": {"ScheduleExpression": "cron(0 * ? * * *)"}, "MonitoringJobDefinitionName": "stop-dq",
         "MonitoringType": "DataQuality"})
+    # the SDK's attach lists a schedule's tags: schedules and job definitions refuse tags, so they have none
+    sched_arn = vic.describe_monitoring_schedule(MonitoringScheduleName="stop-hourly")["MonitoringScheduleArn"]
+    def_arn = vic.describe_data_quality_job_definition(JobDefinitionName="stop-dq")["JobDefinitionArn"]
+    assert vic.list_tags(ResourceArn=sched_arn)["Tags"] == [] and vic.list_tags(ResourceArn=def_arn)["Tags"] == []
+    with pytest.raises(ClientError) as exc:
+        vic.list_tags(ResourceArn=sched_arn.replace("stop-hourly", "no-such-schedule"))
+    assert _code(exc) == "ResourceNotFound"
+    with pytest.raises(ClientError) as exc:
+        vic.list_tags(ResourceArn=sched_arn.replace("monitoring-schedule/stop-hourly", "processing-job/stop-baseline"))
+    assert _code(exc) == "ValidationException" and "monitoring-schedule" in str(exc.value)
     _capture(sm, _ingest_key(sm), dt.datetime(2026, 11, 20, 10, 0, tzinfo=dt.UTC), shift=0.0, seed=32, first=0)
     ended = _run(sm, "stop-hourly", "2026-11-20T10:00:00Z", "2026-11-20T11:00:00Z")
     with live_db.session_scope(write=False) as s:

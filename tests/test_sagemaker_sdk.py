@@ -292,7 +292,8 @@ def test_sdk_model_cards(sdk: Sdk) -> None:
 def test_sdk_default_model_monitor_schedule_executions_and_violations(sdk: Sdk) -> None:
     """suggest_baseline, create_monitoring_schedule, then (captured traffic and two runs later) attach →
     list_executions → constraint_violations()/statistics() read back from S3, as a SageMaker user's code does."""
-    from tests.test_sagemaker_monitoring import _capture, _endpoint, _ingest_key, _run, csv_bytes, frame
+    from tests.monitor.test_api import csv_bytes, frame
+    from tests.test_sagemaker_monitoring import _capture, _endpoint, _ingest_key, _run
 
     sm = sdk.sm
     _endpoint(sm)
