@@ -1,22 +1,31 @@
-"""Clarify's SageMaker operations: Create/Describe/Delete/List ModelBiasJobDefinition(s), registered with monitor's
-job-definition operations (``monitor.sagemaker.register_job_definitions``), so monitor never imports Clarify.
+"""Clarify's SageMaker operations: Create/Describe/Delete/List ModelBias and ModelExplainability
+JobDefinition(s), registered with monitor's job-definition operations (``monitor.sagemaker.register_job_definitions``),
+so monitor never imports Clarify.
 
 A bias job definition's baseline is SageMaker Clarify's own pair of files in mlgov's object store: the bias
 baseline's ``analysis.json`` (``ModelBiasBaselineConfig.ConstraintsResource``) and the ``analysis_config.json`` it
 was computed with (``ModelBiasAppSpecification.ConfigUri``); each run joins the endpoint's captured predictions to
 its ground truth (mlgov's ground-truth API) and judges post-training bias against that baseline. The container is
 SageMaker's Clarify image, named by one of its published URIs; mlgov runs its own engine in its place.
+
+An explainability job definition's baseline is the explainability baseline's ``analysis.json`` (global SHAP values,
+``ModelExplainabilityBaselineConfig.ConstraintsResource``) with its ``analysis_config.json`` (``ConfigUri``); the
+explained model is the version the endpoint serves (SageMaker's shadow endpoint of ``predictor.model_name`` is not
+needed: mlgov loads the registered artifact, in the format ``Environment['model_format']`` names, skops by
+default). Each run computes the window's global SHAP and judges its nDCG against the baseline's (0.9, as Clarify).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-from clarify import service
+from clarify import loaders, service
 from mlgov.aws import AwsService, Call, require_absent, validation
 from mlgov.storage import ObjectStore
 from monitor import definitions
 from monitor.sagemaker import DefinitionKind, check_image, ecr_images, register_job_definitions
+from monitor.service import get_endpoint
 
 # SageMaker Clarify's processing image (sagemaker-clarify-processing:1.0): its registry's account per region, as the
 # SageMaker Python SDK v2 publishes them (sagemaker/image_uri_config/clarify.json).
@@ -35,9 +44,11 @@ CLARIFY_REGISTRIES = {
 CLARIFY_IMAGES = ecr_images(CLARIFY_REGISTRIES, CLARIFY_REPOSITORY)
 
 
-def _check_clarify(app: dict[str, Any]) -> None:
-    check_image(app["ImageUri"], CLARIFY_IMAGES, member="ModelBiasAppSpecification.ImageUri",
-                what="SageMaker Clarify's image", repository=CLARIFY_REPOSITORY, sdk="clarify")
+def _check_clarify(kind: str) -> Callable[[dict[str, Any]], None]:
+    def check(app: dict[str, Any]) -> None:
+        check_image(app["ImageUri"], CLARIFY_IMAGES, member=f"{kind}AppSpecification.ImageUri",
+                    what="SageMaker Clarify's image", repository=CLARIFY_REPOSITORY, sdk="clarify")
+    return check
 
 
 def _bias_baseline(call: Call, p: dict[str, Any]) -> str:
@@ -55,8 +66,34 @@ def _bias_baseline(call: Call, p: dict[str, Any]) -> str:
                                         name=p["JobDefinitionName"], actor=call.principal).id
 
 
-MODEL_BIAS = DefinitionKind("ModelBias", "model-bias-job-definition", _bias_baseline, _check_clarify)
+MODEL_BIAS = DefinitionKind("ModelBias", "model-bias-job-definition", _bias_baseline, _check_clarify("ModelBias"))
+
+
+def _explainability_baseline(call: Call, p: dict[str, Any]) -> str:
+    cfg = p.get("ModelExplainabilityBaselineConfig") or {}
+    require_absent(cfg, ["BaseliningJobName"], "mlgov runs no Clarify baselining jobs; give ConstraintsResource, "
+                   "the analysis.json of the explainability baseline")
+    uri = (cfg.get("ConstraintsResource") or {}).get("S3Uri")
+    if not uri:
+        raise validation("mlgov judges every run against a baseline: give ModelExplainabilityBaselineConfig."
+                         "ConstraintsResource.S3Uri (the explainability baseline's analysis.json)")
+    app = p["ModelExplainabilityAppSpecification"]
+    fmt = (app.get("Environment") or {}).get("model_format", "skops")
+    if fmt not in loaders.FORMATS:
+        raise validation(f"ModelExplainabilityAppSpecification.Environment['model_format'] {fmt!r} is not one of "
+                         f"{', '.join(loaders.FORMATS)} (the format of the endpoint's registered model artifact)")
+    store: ObjectStore = call.extras["store"]()
+    endpoint = get_endpoint(call.session, p["ModelExplainabilityJobInput"]["EndpointInput"]["EndpointName"])
+    return service.import_explainability_baseline(
+        call.session, store, analysis=definitions.one_object(store, uri, "ConstraintsResource"),
+        config=definitions.one_object(store, app["ConfigUri"], "ConfigUri"), group=endpoint.model_group,
+        version=endpoint.model_version, fmt=fmt, name=p["JobDefinitionName"], actor=call.principal).id
+
+
+MODEL_EXPLAINABILITY = DefinitionKind("ModelExplainability", "model-explainability-job-definition",
+                                      _explainability_baseline, _check_clarify("ModelExplainability"))
 
 
 def register(api: AwsService) -> None:
     register_job_definitions(api, MODEL_BIAS)
+    register_job_definitions(api, MODEL_EXPLAINABILITY)

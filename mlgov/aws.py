@@ -399,6 +399,8 @@ class Call:
 
 
 Handler = Callable[[Call, dict[str, Any]], dict[str, Any]]
+TagReader = Callable[[Call, str], dict[str, str]]
+"""The tags of one resource, by its name (the part of its ARN after ``<kind>/``); NotFound when there is none."""
 
 
 @dataclass(frozen=True)
@@ -465,6 +467,12 @@ class AwsService:
         self.account, self.lookup, self.extras = account, lookup, extras or {}
         self.retry_after_s, self.clock = retry_after_s, clock
         self.operations: dict[str, Operation] = {}
+        self.tag_readers: dict[str, TagReader] = {}
+
+    def tags_of(self, kind: str, read: TagReader) -> None:
+        """Let ListTags answer for ARNs of ``kind`` (``…:<kind>/<name>``): the domain that owns the resource
+        registers how to read its tags, so the domain serving ListTags imports none of the others."""
+        self.tag_readers[kind] = read
 
     def operation(self, name: str, *, roles: frozenset[Role], write: bool, idempotency_member: str | None = None,
                   ) -> Callable[[Handler], Handler]:
@@ -593,6 +601,7 @@ __all__ = [
     "AwsError",
     "AwsService",
     "Call",
+    "TagReader",
     "botocore_model",
     "drop_empty",
     "from_epoch",

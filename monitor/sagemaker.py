@@ -23,6 +23,7 @@ from typing import Any
 
 from mlgov.auth import PUBLISHERS, READERS
 from mlgov.aws import (
+    AwsError,
     AwsService,
     Call,
     drop_empty,
@@ -32,7 +33,7 @@ from mlgov.aws import (
     require_absent,
     validation,
 )
-from mlgov.errors import NotFound
+from mlgov.errors import Invalid, NotFound
 from mlgov.storage import ObjectStore
 from monitor import definitions, kinds, schedules, service
 from monitor.orm import Execution, JobDefinition, ProcessingJob, Schedule
@@ -131,6 +132,12 @@ def register_job_definitions(api: AwsService, kind: DefinitionKind) -> None:
     """Create/Describe/Delete/List<Type>JobDefinition(s) for one monitor kind."""
     _KINDS[kind.monitoring_type] = kind
     t = kind.monitoring_type
+
+    def no_tags(call: Call, name: str) -> dict[str, str]:
+        definitions.get_definition(call.session, name, t)     # ResourceNotFound when there is none
+        return {}                                              # Create refuses Tags: a definition has none
+
+    api.tags_of(kind.arn_kind, no_tags)
 
     @api.operation(f"Create{t}JobDefinition", roles=PUBLISHERS, write=True)
     def create(call: Call, p: dict[str, Any]) -> dict[str, Any]:
@@ -291,7 +298,15 @@ def _definition_of(call: Call, config: dict[str, Any]) -> tuple[JobDefinition, s
             schedule.get("DataAnalysisEndTime"))
 
 
+def _schedule_tags(call: Call, name: str) -> dict[str, str]:
+    """None: CreateMonitoringSchedule refuses Tags (the SDK's attach lists them, so the answer is an empty list)."""
+    schedules.get(call.session, name)
+    return {}
+
+
 def _register_schedules(api: AwsService) -> None:
+    api.tags_of(SCHEDULE, _schedule_tags)
+
     @api.operation("CreateMonitoringSchedule", roles=PUBLISHERS, write=True)
     def create(call: Call, p: dict[str, Any]) -> dict[str, Any]:
         require_absent(p, ["Tags"], "tag the endpoint's model group instead")
@@ -487,7 +502,7 @@ def _analyzer_request(p: dict[str, Any]) -> tuple[str, str, bool, str]:
 def _job_status(status: str) -> str:
     """A monitoring execution's status as its processing job's."""
     return {"Pending": "InProgress", "InProgress": "InProgress", "Completed": "Completed",
-            "CompletedWithViolations": "Completed", "Failed": "Failed"}.get(status, "InProgress")
+            "CompletedWithViolations": "Completed", "Failed": "Failed", "Stopped": "Stopped"}.get(status, "InProgress")
 
 
 def _job_out(call: Call, job: ProcessingJob) -> dict[str, Any]:
@@ -540,6 +555,11 @@ def _execution_job_out(call: Call, name: str) -> dict[str, Any]:
     }
 
 
+def _ended(name: str, status: str) -> AwsError:
+    return validation(f"The request was rejected because the processing job {name} is in status {status}: only an "
+                      "InProgress job can be stopped")
+
+
 def _register_processing(api: AwsService) -> None:
     @api.operation("CreateProcessingJob", roles=PUBLISHERS, write=True)
     def create(call: Call, p: dict[str, Any]) -> dict[str, Any]:
@@ -562,6 +582,23 @@ def _register_processing(api: AwsService) -> None:
         if name.startswith(EXECUTION_JOB):
             return _execution_job_out(call, name)
         return _job_out(call, definitions.get_processing_job(call.session, name))
+
+    @api.operation("StopProcessingJob", roles=PUBLISHERS, write=True)
+    def stop(call: Call, p: dict[str, Any]) -> dict[str, Any]:
+        """A monitoring execution's job stops while its run has not started; a baselining job runs within
+        CreateProcessingJob, so it has always ended (ValidationException, as SageMaker answers for an ended job)."""
+        name = p["ProcessingJobName"]
+        if name.startswith(EXECUTION_JOB):
+            ex, sched = schedules.get_execution(call.session, name[len(EXECUTION_JOB):])
+            if not sched.job_definition:
+                raise NotFound(f"no processing job named {name!r}: execution {ex.id} belongs to schedule "
+                               f"{sched.name!r}, which runs no job definition", fix="it is not a SageMaker job")
+            try:
+                schedules.stop_execution(call.session, ex.id, call.principal)
+            except Invalid:
+                raise _ended(name, _job_status(ex.status)) from None
+            return {}
+        raise _ended(name, definitions.get_processing_job(call.session, name).status)
 
     @api.operation("ListProcessingJobs", roles=READERS, write=False)
     def listed(call: Call, p: dict[str, Any]) -> dict[str, Any]:

@@ -226,7 +226,8 @@ def _run(session: Session, store: ObjectStore, sched: Schedule, ex: Execution, a
     return kind.run_window(session, store, window, actor)
 
 
-REPORTS = ("constraint_violations.json", "statistics.json")   # what SageMaker's analyzer writes per execution
+REPORTS = ("constraint_violations.json", "statistics.json", "analysis.json")   # SageMaker's file names: the
+# analyzer writes the first two per execution, Clarify's bias and explainability monitors the first and the last
 
 
 def report_folder(store: ObjectStore, sched: Schedule, ex: Execution) -> str | None:
@@ -571,6 +572,23 @@ def get_execution(session: Session, execution_id: str) -> tuple[Execution, Sched
     if ex is None or sched is None:
         raise NotFound(f"no monitoring execution {execution_id!r}", fix="list a schedule's executions")
     return ex, sched
+
+
+def stop_execution(session: Session, execution_id: str, actor: Principal) -> Execution:
+    """End a run that has not started (Pending: claimed and waiting, or left by a gone claimer) as Stopped, so no
+    runner takes it. A run in progress holds its row locked until it ends, so this waits for it and then finds it
+    finished: runs are never interrupted half-way (their reports and alerts are written in one transaction)."""
+    ex = session.get(Execution, execution_id, with_for_update=True, populate_existing=True)
+    if ex is None:
+        raise NotFound(f"no monitoring execution {execution_id!r}", fix="list a schedule's executions")
+    if ex.status != "Pending":
+        raise Invalid(f"monitoring execution {execution_id} is {ex.status}: only a run that has not started can be "
+                      "stopped", fix="nothing to stop; list the schedule's executions for its outcome")
+    ex.status, ex.ended_at = "Stopped", utcnow()
+    session.flush()
+    audit.record(session, actor=actor.name, action="execution.stopped", subject_type="execution",
+                 subject_id=execution_id, before={"status": "Pending"}, after={"status": "Stopped"})
+    return ex
 
 
 def latest_execution(session: Session, sched: Schedule) -> Execution | None:

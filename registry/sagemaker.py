@@ -410,10 +410,17 @@ def register(api: AwsService) -> None:
         set_tags(call, p["ResourceArn"], lambda tags: {k: v for k, v in tags.items() if k not in gone})
         return {}
 
+    api.tags_of(GROUP, lambda call, name: dict(service.get_group(call.session, name).tags or {}))
+
     @api.operation("ListTags", roles=READERS, write=False)
     def list_tags(call: Call, p: dict[str, Any]) -> dict[str, Any]:
-        g = service.get_group(call.session, _tag_target(call, p["ResourceArn"]))
-        items = _tags_out(dict(g.tags or {}))
+        arn = p["ResourceArn"]
+        kind = next((k for k in api.tag_readers if f":{k}/" in arn), None)
+        name = call.resource(arn, kind) if kind else None
+        if kind is None or name is None:
+            raise validation(f"{arn!r} is not the ARN of a resource mlgov keeps tags for (model package groups; "
+                             f"{', '.join(sorted(k for k in api.tag_readers if k != GROUP))} answer no tags)")
+        items = _tags_out(api.tag_readers[kind](call, name))
         offset, limit = page_offset(p.get("NextToken")), p.get("MaxResults") or 50
         page = items[offset:offset + limit]
         return drop_empty({"NextToken": paged(page, len(items), offset)}) | {"Tags": page}

@@ -124,8 +124,11 @@ class LiveServer:
 
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        # keep-alive past uvicorn's 5 s default: the SageMaker SDK polls every 5 s on one connection, and a request
+        # sent as the server closes the idle socket fails (ConnectionClosedError; the SDK tests allow no retry)
         self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
-                                                    http="mlgov.server:NoDelayHttpToolsProtocol"))
+                                                    http="mlgov.server:NoDelayHttpToolsProtocol",
+                                                    timeout_keep_alive=75))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
     def __enter__(self) -> LiveServer:

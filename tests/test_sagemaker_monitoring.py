@@ -37,7 +37,8 @@ MONITORING_OPERATIONS = {
     "DeleteDataQualityJobDefinition", "CreateMonitoringSchedule", "DescribeMonitoringSchedule",
     "UpdateMonitoringSchedule", "ListMonitoringSchedules", "StopMonitoringSchedule", "StartMonitoringSchedule",
     "DeleteMonitoringSchedule", "ListMonitoringExecutions", "ListMonitoringAlerts", "ListMonitoringAlertHistory",
-    "UpdateMonitoringAlert", "CreateProcessingJob", "DescribeProcessingJob", "ListProcessingJobs"}
+    "UpdateMonitoringAlert", "CreateProcessingJob", "DescribeProcessingJob", "ListProcessingJobs",
+    "StopProcessingJob"}
 MODEL_QUALITY_OPERATIONS = {"CreateModelQualityJobDefinition", "DescribeModelQualityJobDefinition",
                             "ListModelQualityJobDefinitions", "DeleteModelQualityJobDefinition"}
 
@@ -453,6 +454,10 @@ def test_viewers_and_approvers_cannot_change_monitors(sm: SageMaker) -> None:
         lambda c: c.stop_monitoring_schedule(MonitoringScheduleName="x"),
         lambda c: c.delete_monitoring_schedule(MonitoringScheduleName="x"),
         lambda c: c.delete_data_quality_job_definition(JobDefinitionName="x"),
+        lambda c: c.create_model_explainability_job_definition(**_explainability_request(sm, "x", "e")),
+        lambda c: c.delete_model_explainability_job_definition(JobDefinitionName="x"),
+        lambda c: c.stop_processing_job(ProcessingJobName="x"),
+        lambda c: c.stop_processing_job(ProcessingJobName="execution-x"),
     ]
     for client in (vic, ann):           # viewers and approvers read; publishers and admins change monitors
         for call in calls:
@@ -461,6 +466,7 @@ def test_viewers_and_approvers_cannot_change_monitors(sm: SageMaker) -> None:
             assert _code(exc) == "AccessDeniedException"
     assert vic.list_monitoring_schedules()["MonitoringScheduleSummaries"] == []
     assert vic.list_data_quality_job_definitions()["JobDefinitionSummaries"] == []
+    assert vic.list_model_explainability_job_definitions()["JobDefinitionSummaries"] == []
     assert vic.list_monitoring_executions()["MonitoringExecutionSummaries"] == []
     assert vic.list_monitoring_alert_history().get("MonitoringAlertHistory", []) == []
 
@@ -471,7 +477,8 @@ def test_the_served_monitoring_operations() -> None:
     monitor_sagemaker.register(api)
     assert set(api.served()) == MONITORING_OPERATIONS | MODEL_QUALITY_OPERATIONS
     clarify_sagemaker.register(api)      # Clarify adds its kinds' job definitions (monitor never imports it)
-    assert set(api.served()) == MONITORING_OPERATIONS | MODEL_QUALITY_OPERATIONS | MODEL_BIAS_OPERATIONS
+    assert set(api.served()) == MONITORING_OPERATIONS | MODEL_QUALITY_OPERATIONS | MODEL_BIAS_OPERATIONS | \
+        MODEL_EXPLAINABILITY_OPERATIONS
     reads = ("Describe", "List")
     assert all(op.write == (not name.startswith(reads)) for name, op in api.operations.items())
 
@@ -479,6 +486,8 @@ def test_the_served_monitoring_operations() -> None:
 CLARIFY = "131013547314.dkr.ecr.eu-west-1.amazonaws.com/sagemaker-clarify-processing:1.0"
 MODEL_BIAS_OPERATIONS = {"CreateModelBiasJobDefinition", "DescribeModelBiasJobDefinition",
                          "ListModelBiasJobDefinitions", "DeleteModelBiasJobDefinition"}
+MODEL_EXPLAINABILITY_OPERATIONS = {"CreateModelExplainabilityJobDefinition", "DescribeModelExplainabilityJobDefinition",
+                                   "ListModelExplainabilityJobDefinitions", "DeleteModelExplainabilityJobDefinition"}
 
 
 def test_model_bias_job_definition_from_clarify_files(sm: SageMaker) -> None:
@@ -551,3 +560,184 @@ def test_model_bias_job_definition_from_clarify_files(sm: SageMaker) -> None:
     pat.delete_monitoring_schedule(MonitoringScheduleName="churn-bias-hourly")
     pat.delete_model_bias_job_definition(JobDefinitionName="churn-bias")
     _all_checked(MODEL_BIAS_OPERATIONS)
+
+
+def _explainability_request(sm: SageMaker, name: str, endpoint: str, **app: Any) -> dict[str, Any]:
+    """CreateModelExplainabilityJobDefinition as ModelExplainabilityMonitor.create_monitoring_schedule builds it."""
+    return {
+        "JobDefinitionName": name, "RoleArn": ROLE, "JobResources": {"ClusterConfig": CLUSTER},
+        "ModelExplainabilityBaselineConfig": {"ConstraintsResource": {
+            "S3Uri": sm.store.uri("explain/baseline/analysis.json")}},
+        "ModelExplainabilityAppSpecification": {"ImageUri": CLARIFY, "ConfigUri": sm.store.uri(
+            "explain/analysis_config.json"), "Environment": {"model_format": "skops"}, **app},
+        "ModelExplainabilityJobInput": {"EndpointInput": {
+            "EndpointName": endpoint, "LocalPath": "/opt/ml/processing/input/endpoint"}},
+        "ModelExplainabilityJobOutputConfig": {"MonitoringOutputs": [{"S3Output": {
+            "S3Uri": sm.store.uri("explain/reports"), "LocalPath": "/opt/ml/processing/output"}}]}}
+
+
+def test_model_explainability_job_definition_judges_attribution_drift(sm: SageMaker) -> None:
+    import skops.io as sio
+    from sklearn.ensemble import GradientBoostingClassifier
+
+    from clarify.metrics.shap_values import analysis_json, explain
+
+    _conform.seen.clear()  # type: ignore[attr-defined]
+    pat, vic = sm.client("pat"), sm.client("vic")
+    # the endpoint's registered version is the explained model (SageMaker's predictor.model_name)
+    rng = np.random.default_rng(21)
+    ref = frame(800, seed=21)[["age", "income"]]
+    labels = ((ref.income - 50) / 10 + (ref.age - 54) / 40 + rng.normal(0, 0.3, 800) > 0).astype(int)
+    model = GradientBoostingClassifier(n_estimators=20, random_state=0).fit(ref, labels)   # income first, then age
+    pat.create_model_package_group(ModelPackageGroupName="credit")
+    pat.create_model_package(**_package(sm, "credit", sio.dumps(model)))
+    r = httpx.post(f"{sm.url}/api/v1/endpoints", headers=sm.headers["pat"], json={
+        "name": "credit-prod", "model_group": "credit", "model_version": 1,
+        "schema": {"features": FEATURES, "prediction": {"name": "prediction"}}})
+    assert r.status_code == 201, r.text
+    # Clarify's explainability baseline files: analysis.json (global SHAP) and the analysis config
+    config = {"headers": ["age", "income", "label"], "label": "label", "predictor": {
+        "model_name": "credit-model", "instance_type": "ml.m5.xlarge", "initial_instance_count": 1},
+        "methods": {"shap": {"baseline": [[50, 50.0]], "num_samples": 100, "agg_method": "mean_abs"}}}
+    sm.store.put("explain/analysis_config.json", json.dumps(config).encode())
+    sm.store.put("explain/baseline/analysis.json", json.dumps(analysis_json(explain(model, ref)), default=float)
+                 .encode())
+    request = _explainability_request(sm, "credit-explain", "credit-prod")
+    refusals = [
+        ({"ImageUri": ANALYZER}, ANALYZER),                               # not Clarify's image
+        ({"Environment": {"model_format": "pmml"}}, "pmml"),              # a format mlgov cannot load
+        ({"Environment": {"model_format": "xgboost"}}, "xgboost"),        # the artifact is not of that format
+        ({"ConfigUri": sm.store.uri("explain/baseline/analysis.json")}, "methods.shap")]
+    for app, word in refusals:
+        with pytest.raises(ClientError) as exc:
+            pat.create_model_explainability_job_definition(**_explainability_request(sm, "bad", "credit-prod", **app))
+        assert _code(exc) == "ValidationException" and word in str(exc.value), str(exc.value)
+    with pytest.raises(ClientError) as exc:       # a baseline that is not an explainability analysis
+        pat.create_model_explainability_job_definition(**{**request, "ModelExplainabilityBaselineConfig": {
+            "ConstraintsResource": {"S3Uri": sm.store.uri("explain/analysis_config.json")}}})
+    assert _code(exc) == "ValidationException" and "global_shap_values" in str(exc.value)
+    with pytest.raises(ClientError) as exc:
+        pat.create_model_explainability_job_definition(**_explainability_request(sm, "bad", "no-such-endpoint"))
+    assert _code(exc) == "ResourceNotFound" and "no-such-endpoint" in str(exc.value)
+    arn = pat.create_model_explainability_job_definition(**request)["JobDefinitionArn"]
+    assert arn.endswith(":model-explainability-job-definition/credit-explain")
+    described = vic.describe_model_explainability_job_definition(JobDefinitionName="credit-explain")
+    assert described["ModelExplainabilityAppSpecification"] == request["ModelExplainabilityAppSpecification"]
+    assert described["ModelExplainabilityBaselineConfig"] == request["ModelExplainabilityBaselineConfig"]
+    assert [d["MonitoringJobDefinitionName"] for d in vic.list_model_explainability_job_definitions(
+        EndpointName="credit-prod")["JobDefinitionSummaries"]] == ["credit-explain"]
+    assert vic.list_model_bias_job_definitions()["JobDefinitionSummaries"] == []
+    pat.create_monitoring_schedule(MonitoringScheduleName="credit-attr", MonitoringScheduleConfig={
+        "ScheduleConfig": {"ScheduleExpression": "cron(0 * ? * * *)"},
+        "MonitoringJobDefinitionName": "credit-explain", "MonitoringType": "ModelExplainability"})
+    with httpx.Client(base_url=sm.url, headers=sm.headers["vic"]) as native:
+        sched = native.get("/api/v1/monitoring-schedules/credit-attr").json()
+        base = native.get(f"/api/v1/baselines/{sched['baseline_id']}").json()
+    assert (sched["type"], base["kind"], base["source"]) == ("ModelExplainability", "ModelExplainability",
+                                                              "imported")
+
+    # traffic like the reference, then traffic whose income no longer varies: the attributions reorder
+    ingest = _ingest_key(sm)
+    t0 = dt.datetime(2026, 11, 20, 10, 0, tzinfo=dt.UTC)
+    for hour, df in [(0, frame(300, seed=22)), (1, frame(300, seed=23).assign(income=50.0))]:
+        start = t0 + dt.timedelta(hours=hour)
+        recs = [record(1000 * hour + i, start + dt.timedelta(seconds=5 * i), tuple(df.iloc[i])) for i in range(300)]
+        assert httpx.post(f"{sm.url}/api/v1/endpoints/credit-prod/capture", json=recs, headers=ingest,
+                          timeout=60).json()["accepted"] == 300
+    assert _run(sm, "credit-attr", "2026-11-20T10:00:00Z", "2026-11-20T11:00:00Z")["status"] == "Completed"
+    assert _run(sm, "credit-attr", "2026-11-20T11:00:00Z", "2026-11-20T12:00:00Z")["status"] == \
+        "CompletedWithViolations"
+    listed = vic.list_monitoring_executions(MonitoringTypeEquals="ModelExplainability", SortBy="ScheduledTime",
+                                            SortOrder="Ascending")["MonitoringExecutionSummaries"]
+    assert [e["MonitoringExecutionStatus"] for e in listed] == ["Completed", "CompletedWithViolations"]
+    folders = []
+    for ex in listed:
+        job = vic.describe_processing_job(ProcessingJobName=ex["ProcessingJobArn"].rsplit("/", 1)[1])
+        assert job["AppSpecification"]["ImageUri"] == CLARIFY and job["ProcessingJobStatus"] == "Completed"
+        folders.append(job["ProcessingOutputConfig"]["Outputs"][0]["S3Output"]["S3Uri"])
+    assert all(f.startswith(sm.store.uri("explain/reports/credit-prod/credit-attr") + "/") for f in folders)
+    # SageMaker's file names in MonitoringOutputs: constraint_violations.json and Clarify's analysis.json
+    assert _json_at(sm, f"{folders[0]}/constraint_violations.json") == {"violations": []}
+    [violation] = _json_at(sm, f"{folders[1]}/constraint_violations.json")["violations"]
+    assert (violation["constraint_check_type"], violation["metric_name"]) == ("feature_attribution_drift_check", "shap")
+    shap = _json_at(sm, f"{folders[1]}/analysis.json")["explanations"]["kernel_shap"]["label0"]
+    assert set(shap["global_shap_values"]) == {"age", "income"}
+    alerts = vic.list_monitoring_alerts(MonitoringScheduleName="credit-attr")["MonitoringAlertSummaries"]
+    assert [(a["MonitoringAlertName"], a["AlertStatus"]) for a in alerts] == \
+        [("feature-attribution-drift-check", "InAlert")]
+    with pytest.raises(ClientError) as exc:
+        pat.delete_model_explainability_job_definition(JobDefinitionName="credit-explain")
+    assert _code(exc) == "ConflictException"
+    pat.delete_monitoring_schedule(MonitoringScheduleName="credit-attr")
+    pat.delete_model_explainability_job_definition(JobDefinitionName="credit-explain")
+    with pytest.raises(ClientError) as exc:
+        vic.describe_model_explainability_job_definition(JobDefinitionName="credit-explain")
+    assert _code(exc) == "ResourceNotFound"
+    _all_checked(MODEL_EXPLAINABILITY_OPERATIONS)
+
+
+def test_stop_processing_job(sm: SageMaker, live_db: Database) -> None:
+    """An execution's job stops while its run has not started (InProgress → Stopped, and no runner takes it);
+    an ended job, a baselining job (it runs within CreateProcessingJob) or a stopped one answers
+    ValidationException."""
+    from sqlalchemy import select
+
+    from monitor.orm import Schedule
+
+    pat, vic = sm.client("pat"), sm.client("vic")
+    _endpoint(sm)
+    data, _ = sm.model_file("datasets/stop.csv", csv_bytes(frame(300, seed=31)))
+    pat.create_processing_job(**_baselining_request("stop-baseline", data, sm.store.uri("stop/baseline")))
+    pat.create_data_quality_job_definition(**_definition("stop-dq", "churn-prod", sm.store.uri("stop/reports"),
+                                                         {"BaseliningJobName": "stop-baseline"}))
+    pat.create_monitoring_schedule(MonitoringScheduleName="stop-hourly", MonitoringScheduleConfig={
+        "ScheduleConfig": {"ScheduleExpression": "cron(0 * ? * * *)"}, "MonitoringJobDefinitionName": "stop-dq",
+        "MonitoringType": "DataQuality"})
+    # the SDK's attach lists a schedule's tags: schedules and job definitions refuse tags, so they have none
+    sched_arn = vic.describe_monitoring_schedule(MonitoringScheduleName="stop-hourly")["MonitoringScheduleArn"]
+    def_arn = vic.describe_data_quality_job_definition(JobDefinitionName="stop-dq")["JobDefinitionArn"]
+    assert vic.list_tags(ResourceArn=sched_arn)["Tags"] == [] and vic.list_tags(ResourceArn=def_arn)["Tags"] == []
+    with pytest.raises(ClientError) as exc:
+        vic.list_tags(ResourceArn=sched_arn.replace("stop-hourly", "no-such-schedule"))
+    assert _code(exc) == "ResourceNotFound"
+    with pytest.raises(ClientError) as exc:
+        vic.list_tags(ResourceArn=sched_arn.replace("monitoring-schedule/stop-hourly", "processing-job/stop-baseline"))
+    assert _code(exc) == "ValidationException" and "monitoring-schedule" in str(exc.value)
+    _capture(sm, _ingest_key(sm), dt.datetime(2026, 11, 20, 10, 0, tzinfo=dt.UTC), shift=0.0, seed=32, first=0)
+    ended = _run(sm, "stop-hourly", "2026-11-20T10:00:00Z", "2026-11-20T11:00:00Z")
+    with live_db.session_scope(write=False) as s:
+        sid = s.scalar(select(Schedule.id).where(Schedule.name == "stop-hourly"))
+    assert sid is not None
+    fire = dt.datetime(2026, 11, 20, 12, 0, tzinfo=dt.UTC)    # a run claimed by a runner that has not started it
+    waiting = jobs.claim(live_db, sid, fire, fire - dt.timedelta(hours=1), fire, "schedule", worker="runner-a")
+    assert waiting is not None
+    job = f"execution-{waiting}"
+    assert vic.describe_processing_job(ProcessingJobName=job)["ProcessingJobStatus"] == "InProgress"
+    assert [e["MonitoringExecutionStatus"] for e in vic.list_monitoring_executions(
+        MonitoringScheduleName="stop-hourly", SortBy="ScheduledTime", SortOrder="Ascending")[
+        "MonitoringExecutionSummaries"]] == ["Pending", "Completed"]      # the claimed run's hour is earlier
+    with pytest.raises(ClientError) as exc:                    # a viewer cannot stop it
+        vic.stop_processing_job(ProcessingJobName=job)
+    assert _code(exc) == "AccessDeniedException"
+    assert set(pat.stop_processing_job(ProcessingJobName=job)) == {"ResponseMetadata"}
+    stopped = vic.describe_processing_job(ProcessingJobName=job)
+    assert stopped["ProcessingJobStatus"] == "Stopped" and "ProcessingEndTime" in stopped
+    statuses = {e["ProcessingJobArn"].rsplit("/", 1)[1]: e["MonitoringExecutionStatus"] for e in
+                vic.list_monitoring_executions(MonitoringScheduleName="stop-hourly")["MonitoringExecutionSummaries"]}
+    assert statuses == {job: "Stopped", f"execution-{ended['id']}": "Completed"}
+    assert vic.list_monitoring_executions(StatusEquals="Stopped")["MonitoringExecutionSummaries"][0][
+        "ProcessingJobArn"].endswith(job)
+    assert jobs.run_claimed(live_db, sm.store, sid, waiting, "runner-a") is False    # its runner finds it stopped
+    assert vic.describe_processing_job(ProcessingJobName=job)["ProcessingJobStatus"] == "Stopped"
+    for name, status in [(job, "Stopped"), (f"execution-{ended['id']}", "Completed"),
+                         ("stop-baseline", "Completed")]:
+        with pytest.raises(ClientError) as exc:
+            pat.stop_processing_job(ProcessingJobName=name)
+        assert _code(exc) == "ValidationException" and f"is in status {status}" in str(exc.value), str(exc.value)
+    for name in ("never-ran", "execution-nope"):
+        with pytest.raises(ClientError) as exc:
+            pat.stop_processing_job(ProcessingJobName=name)
+        assert _code(exc) == "ResourceNotFound"
+    events = httpx.get(f"{sm.url}/api/v1/audit/events", params={"action": "execution.stopped"},
+                       headers=sm.headers["root"]).json()["items"]
+    assert [(e["subject_id"], e["actor"]) for e in events] == [(waiting, "pat")]

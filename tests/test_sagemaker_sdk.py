@@ -10,6 +10,7 @@ also proves the SDK needed nothing but SageMaker and S3.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import os
@@ -74,7 +75,7 @@ OUT = {}
 '''
 EPILOGUE = '''
 OUT["calls"] = sorted(set(CALLS))
-print("RESULT " + json.dumps(OUT, default=str))
+print("\\nRESULT " + json.dumps(OUT, default=str))   # on a line of its own: the SDK's waits print dots and "!"
 '''
 
 
@@ -286,3 +287,72 @@ def test_sdk_model_cards(sdk: Sdk) -> None:
         ("model_card.deleted", "sdk-scratch", "pat"), ("model_card.updated", "sdk-card", "ann"),
         ("model_card.updated", "sdk-card", "pat")]
 
+
+
+def test_sdk_default_model_monitor_schedule_executions_and_violations(sdk: Sdk) -> None:
+    """suggest_baseline, create_monitoring_schedule, then (captured traffic and two runs later) attach →
+    list_executions → constraint_violations()/statistics() read back from S3, as a SageMaker user's code does."""
+    from tests.monitor.test_api import csv_bytes, frame
+    from tests.test_sagemaker_monitoring import _capture, _endpoint, _ingest_key, _run
+
+    sm = sdk.sm
+    _endpoint(sm)
+    data_uri, _ = sm.model_file("sdk-monitor/train.csv", csv_bytes(frame(1000, seed=1)))
+    root = sm.store.uri("sdk-monitor")
+    created = sdk.run(f'''
+        from sagemaker.model_monitor import CronExpressionGenerator, DefaultModelMonitor
+        from sagemaker.model_monitor.dataset_format import DatasetFormat
+        sess = session("pat")
+        monitor = DefaultModelMonitor(role="arn:aws:iam::123456789012:role/monitor", instance_count=1,
+                                      instance_type="ml.m5.xlarge", sagemaker_session=sess)
+        monitor.suggest_baseline(baseline_dataset={data_uri!r}, dataset_format=DatasetFormat.csv(header=True),
+                                 output_s3_uri={root + "/baseline"!r}, job_name="sdk-baseline", wait=True,
+                                 logs=False)
+        OUT["baseline_rows"] = monitor.baseline_statistics().body_dict["dataset"]["item_count"]
+        monitor.create_monitoring_schedule(monitor_schedule_name="sdk-hourly", endpoint_input="churn-prod",
+                                           output_s3_uri={root + "/reports"!r},
+                                           statistics=monitor.baseline_statistics(),
+                                           constraints=monitor.suggested_constraints(),
+                                           schedule_cron_expression=CronExpressionGenerator.hourly(),
+                                           enable_cloudwatch_metrics=False)
+        d = monitor.describe_schedule()
+        OUT["schedule"] = [d["MonitoringScheduleStatus"], d["MonitoringScheduleConfig"]["MonitoringType"],
+                           d["MonitoringScheduleConfig"]["MonitoringJobDefinitionName"] == monitor.job_definition_name]
+        OUT["no_executions"] = monitor.list_executions()
+    ''')
+    assert created["baseline_rows"] == 1000
+    assert created["schedule"] == ["Scheduled", "DataQuality", True] and created["no_executions"] == []
+    assert {"sagemaker.CreateProcessingJob", "sagemaker.DescribeProcessingJob",
+            "sagemaker.CreateDataQualityJobDefinition", "sagemaker.CreateMonitoringSchedule"} <= set(created["calls"])
+
+    ingest = _ingest_key(sm)
+    t0 = dt.datetime(2026, 11, 20, 10, 0, tzinfo=dt.UTC)
+    _capture(sm, ingest, t0, shift=0.0, seed=3, first=0)
+    _capture(sm, ingest, t0 + dt.timedelta(hours=1), shift=30.0, seed=4, first=1000)
+    assert _run(sm, "sdk-hourly", "2026-11-20T10:00:00Z", "2026-11-20T11:00:00Z")["status"] == "Completed"
+    assert _run(sm, "sdk-hourly", "2026-11-20T11:00:00Z", "2026-11-20T12:00:00Z")["status"] == \
+        "CompletedWithViolations"
+
+    read = sdk.run('''
+        from sagemaker.model_monitor import DefaultModelMonitor
+        monitor = DefaultModelMonitor.attach("sdk-hourly", sagemaker_session=session("vic"))
+        OUT["attached"] = [monitor.monitoring_schedule_name, monitor.job_definition_name, monitor.role]
+        executions = monitor.list_executions()          # oldest first
+        OUT["count"] = len(executions)
+        OUT["outputs"] = [e.outputs[0].destination for e in executions]
+        OUT["violations"] = [[v["feature_name"] for v in e.constraint_violations().body_dict["violations"]
+                              if v["constraint_check_type"] == "baseline_drift_check"] for e in executions]
+        OUT["rows"] = [e.statistics().body_dict["dataset"]["item_count"] for e in executions]
+        OUT["statuses"] = [e.describe()["ProcessingJobStatus"] for e in executions]
+        latest = monitor.latest_monitoring_constraint_violations()
+        OUT["latest"] = sorted({v["feature_name"] for v in latest.body_dict["violations"]})
+    ''')
+    assert read["attached"][0] == "sdk-hourly" and read["attached"][1]
+    assert read["attached"][2] == "arn:aws:iam::123456789012:role/monitor"
+    assert read["count"] == 2 and read["statuses"] == ["Completed", "Completed"]
+    assert all(o.startswith(f"{root}/reports/churn-prod/sdk-hourly/") for o in read["outputs"])
+    assert read["violations"][0] == [] and "income" in read["violations"][1]
+    assert read["rows"] == [300, 300] and "income" in read["latest"]
+    assert {"sagemaker.DescribeMonitoringSchedule", "sagemaker.DescribeDataQualityJobDefinition",
+            "sagemaker.ListMonitoringExecutions", "sagemaker.DescribeProcessingJob", "s3.GetObject"} <= \
+        set(read["calls"])

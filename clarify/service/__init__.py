@@ -18,8 +18,9 @@ from clarify.service.monitors import (
     create_bias_baseline,
     create_explainability_baseline,
     import_bias_baseline,
+    import_explainability_baseline,
 )
 
 __all__ = ["DEFAULT_LIMITS", "attribution_window", "bias_analysis", "bias_window", "create_bias_baseline",
            "create_explainability_baseline", "dump", "explain_version", "explanation_rows", "get_report",
-           "import_bias_baseline", "load_model", "policy_failures"]
+           "import_bias_baseline", "import_explainability_baseline", "load_model", "policy_failures"]

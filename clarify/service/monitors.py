@@ -114,20 +114,62 @@ def create_explainability_baseline(session: Session, store: ObjectStore, *, data
     if label and label in df.columns:
         df = df.drop(columns=[label])
     model, raw = load_model(session, store, group, version, fmt, artifact)
-    result = explain(model, df)
+    return _explainability_baseline(
+        session, store, analysis=json_safe(analysis_json(explain(model, df))), model=raw, group=group,
+        version=version, fmt=fmt, features=list(df.columns), threshold=threshold, name=name, actor=actor,
+        source="computed", rows=len(df), dataset_sha256=hashlib.sha256(data).hexdigest())
+
+
+def import_explainability_baseline(session: Session, store: ObjectStore, *, analysis: bytes, config: bytes,
+                                   group: str, version: int, fmt: str, name: str | None,
+                                   actor: Principal) -> monitor.Baseline:
+    """A ModelExplainability baseline from SageMaker Clarify's files: the explainability baseline's analysis.json
+    (global SHAP values per feature) and the analysis_config.json it was computed with, explaining the registered
+    version ``group``/``version`` (loaded now, so a model mlgov cannot load is refused before any run)."""
+    cfg = inputs.loads(config, "analysis_config.json")
+    if not isinstance(cfg, dict) or not isinstance((cfg.get("methods") or {}).get("shap"), dict):
+        raise Invalid("analysis_config.json needs methods.shap (the SHAP configuration of the explainability "
+                      "baseline)", fix="use the analysis_config.json a Clarify explainability baseline job used")
+    doc = inputs.loads(analysis, "analysis.json")
+    shap = ((doc.get("explanations") or {}).get("kernel_shap") or {}).get("label0") if isinstance(doc, dict) else None
+    values = shap.get("global_shap_values") if isinstance(shap, dict) else None
+    if not isinstance(values, dict) or not values or not all(
+            isinstance(v, int | float) and not isinstance(v, bool) and np.isfinite(v) for v in values.values()):
+        raise Invalid("analysis.json needs explanations.kernel_shap.label0.global_shap_values: a number per feature",
+                      fix="use the analysis.json a Clarify explainability baseline job wrote")
+    headers = cfg.get("headers")
+    if isinstance(headers, list):
+        unknown = [f for f in values if f not in headers]
+        if unknown:
+            raise Invalid(f"analysis.json explains feature(s) {unknown[:5]} that analysis_config.json's headers do "
+                          "not name", fix="use the analysis.json computed with this analysis_config.json")
+    _, raw = load_model(session, store, group, version, fmt, None)
+    return _explainability_baseline(
+        session, store, analysis=doc, model=raw, group=group, version=version, fmt=fmt, features=list(values),
+        threshold=DEFAULT_NDCG_THRESHOLD, name=name, actor=actor, source="imported", rows=0, dataset_sha256=None,
+        config=cfg)
+
+
+def _explainability_baseline(session: Session, store: ObjectStore, *, analysis: dict[str, Any], model: bytes,
+                             group: str, version: int, fmt: str, features: list[str], threshold: float,
+                             name: str | None, actor: Principal, source: str, rows: int, dataset_sha256: str | None,
+                             config: dict[str, Any] | None = None) -> monitor.Baseline:
+    """The baseline's files (analysis.json, the model, the analysis config when imported) and its row, upstream of
+    the explained version."""
     bid = new_id()
     prefix = monitor.baseline_prefix(bid)
-    store.put(f"{prefix}/analysis.json", json.dumps(json_safe(analysis_json(result)), allow_nan=False).encode(),
-              "application/json")
-    store.put(f"{prefix}/model.bin", raw, "application/octet-stream")
-    settings = {"model_group": group, "model_version": version, "model_format": fmt, "features": list(df.columns),
+    store.put(f"{prefix}/analysis.json", json.dumps(analysis, allow_nan=False).encode(), "application/json")
+    store.put(f"{prefix}/model.bin", model, "application/octet-stream")
+    if config is not None:
+        store.put(f"{prefix}/analysis_config.json", json.dumps(config, allow_nan=False).encode(), "application/json")
+    settings = {"model_group": group, "model_version": version, "model_format": fmt, "features": features,
                 "ndcg_threshold": threshold}
     explained = registry.version_entity(session, *registry.get_version(session, group, version), actor.name)
-    return monitor.record_baseline(session, store, baseline_id=bid, kind="ModelExplainability", source="computed",
-                                   settings=settings, dataset_sha256=hashlib.sha256(data).hexdigest(), rows=len(df),
-                                   features=df.shape[1], name=name, actor=actor,
-                                   summary={"kind": "ModelExplainability", "rows": len(df)}, document="analysis.json",
-                                   upstream=[explained])
+    extra: dict[str, Any] = {"dataset_sha256": dataset_sha256} if dataset_sha256 else {"action": "baseline.imported"}
+    return monitor.record_baseline(session, store, baseline_id=bid, kind="ModelExplainability", source=source,
+                                   settings=settings, rows=rows, features=len(features), name=name, actor=actor,
+                                   summary={"kind": "ModelExplainability", "rows": rows}, document="analysis.json",
+                                   upstream=[explained], **extra)
 
 
 def _record(session: Session, store: ObjectStore, *, base: monitor.Baseline, kind: str, endpoint: str,
