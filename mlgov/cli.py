@@ -218,9 +218,11 @@ def serve(
     sys.stdout.flush()
     # A worker imports the whole app (pandas, pyarrow, …) before it answers uvicorn's health check; on a busy
     # machine that takes longer than uvicorn's 5 s default, and the supervisor would kill and respawn it forever.
+    # Idle connections stay open 75 s (past a load balancer's usual 60 s): the SageMaker SDK polls every 5 s on one
+    # connection, and uvicorn's 5 s default closed it just as the next request went out.
     uvicorn.run("mlgov.asgi:app", host=host, port=port, workers=workers, log_level="info",
                 log_config=_serve_logging(), http="mlgov.server:NoDelayHttpToolsProtocol",
-                timeout_worker_healthcheck=60)
+                timeout_worker_healthcheck=60, timeout_keep_alive=75)
 
 
 def _serve_logging() -> dict[str, Any]:
