@@ -11,8 +11,8 @@ The band has two parts. Sampling: with per-row expected losses a(x) = E|e| and q
 realised MAE varies around its estimate by Var|e| = q - a² per row and MSE by Var e² ≈ 2q² (normal errors), both
 scaled by how those variances compare with the out-of-fold residuals on the reference (heavy tails), so a window
 of n rows gets sd = sqrt(Σ var) / n. The loss model's own error, measured on held-out reference rows: the
-uncertainty of its level and its bias in the regions of predicted loss that a (shifted) window holds more of than
-the reference did (``_model_error``). Sampling alone gave 50-80% coverage under shift.
+uncertainty of its level and its bias in the regions of predicted loss whose share a (shifted) window moved from the
+reference's (``_model_error``). Sampling alone gave 50-80% coverage under shift.
 """
 
 from __future__ import annotations
@@ -108,7 +108,7 @@ def _fit(x: np.ndarray, target: np.ndarray, seed: int) -> HistGradientBoostingRe
 
 
 def _hgb(x: np.ndarray, target: np.ndarray, seed: int) -> HistGradientBoostingRegressor:
-    return HistGradientBoostingRegressor(max_iter=200, learning_rate=0.1, max_leaf_nodes=31, min_samples_leaf=20,
+    return HistGradientBoostingRegressor(max_iter=200, learning_rate=0.1, max_leaf_nodes=31, min_samples_leaf=40,
                                          early_stopping=False, random_state=seed).fit(x, target)
 
 
@@ -140,8 +140,8 @@ def _model_error(loss: Floats, oof: Floats) -> dict[str, Any]:
     the uncertainty of its level, relative (the reference is a sample too: the residuals' sd over √rows).
     ``edges``/``bias``: the reference cut into tenths by predicted loss, and each tenth's relative bias (its own
     sampling noise taken out). A loss model is most wrong where the loss changes fastest and rows are fewest —
-    where shifted windows put their weight — so a window is charged the bias of the tenths it holds more of than
-    the reference did (``_shift_error``); an unshifted window is charged almost nothing."""
+    where shifted windows put their weight — so a window is charged the bias of the tenths whose share it moved
+    (``_shift_error``); an unshifted window is charged almost nothing."""
     mean = max(float(np.mean(oof)), 1e-300)
     resid = loss - oof
     edges = np.quantile(oof, np.linspace(0, 1, SHIFT_PARTS + 1)[1:-1])
@@ -149,8 +149,8 @@ def _model_error(loss: Floats, oof: Floats) -> dict[str, Any]:
     bias = []
     for g in range(SHIFT_PARTS):
         part = resid[region == g]
-        level = max(float(np.mean(oof[region == g])), 1e-300) if len(part) else mean
-        if len(part) < 2:
+        level = float(np.mean(oof[region == g])) if len(part) else 0.0
+        if len(part) < 2 or level <= 1e-9 * mean:   # no rows, or a loss predicted as nil: no relative bias to give
             bias.append(0.0)
             continue
         b, noise = float(np.mean(part)) / level, float(np.var(part, ddof=1)) / len(part) / level**2
@@ -160,8 +160,9 @@ def _model_error(loss: Floats, oof: Floats) -> dict[str, Any]:
 
 
 def _shift_error(model: dict[str, Any], predicted: Floats) -> float:
-    """The bias a window may carry from the regions of predicted loss it over-represents: per tenth of the
-    reference, the window's excess share times the tenth's relative bias times the window's mean loss there."""
+    """The bias a window may carry from weighting the regions of predicted loss otherwise than the reference (whose
+    tenths' biases cancel): per tenth, how far the window's share moved, times the tenth's relative bias, times the
+    window's mean loss there; summed as magnitudes, the signs being unknown."""
     edges, bias = np.asarray(model.get("edges") or [], dtype=float), np.asarray(model.get("bias") or [], dtype=float)
     if not len(bias) or len(bias) != len(edges) + 1:
         return 0.0
@@ -170,8 +171,8 @@ def _shift_error(model: dict[str, Any], predicted: Floats) -> float:
     counts = np.bincount(region, minlength=len(bias)).astype(float)
     sums = np.bincount(region, weights=predicted, minlength=len(bias))
     level = np.divide(sums, counts, out=np.zeros_like(sums), where=counts > 0)
-    excess = np.maximum(counts / n - 1.0 / len(bias), 0.0)
-    return float(np.sum(excess * bias * level))
+    moved = np.abs(counts / n - 1.0 / len(bias))
+    return float(np.sum(moved * bias * level))
 
 
 def _variances(a: Floats, q: Floats) -> tuple[Floats, Floats]:
@@ -200,8 +201,8 @@ def estimate(state: dict[str, Any], x: np.ndarray, *, level: float = 0.95) -> di
 
 def _sd(state: dict[str, Any], loss: str, predicted: Floats, var: Floats) -> float:
     """The band's standard deviation: the window's own sampling (per-row variances, scaled to the reference's
-    out-of-fold residuals) and the loss model's error (its level's uncertainty and its bias in the regions the
-    window over-represents; absent from estimators fitted before they were measured)."""
+    out-of-fold residuals) and the loss model's error (its level's uncertainty and its bias in the regions whose
+    share the window moved; absent from estimators fitted before they were measured)."""
     n = len(var)
     sampling = float(state[f"scale_{loss}"]) * float(var.sum()) / (n * n)
     model = state.get(f"model_error_{loss}") or {}

@@ -193,7 +193,7 @@ def test_loss_model_bands_hold_under_shift_beyond_the_reference():
     repeat their edge leaves, and the estimate runs 5-15% low): the bands must still hold the realised MAE, MSE
     and RMSE at their nominal rate over 40 windows, which they do only because they count the loss model's own
     error measured on held-out reference rows; the same bands without it (sampling alone, as before) fall below
-    the floor. Unshifted windows keep narrow bands (the shift term charges only over-represented regions)."""
+    the floor. Unshifted windows keep narrow bands (the shift term charges only regions whose share moved)."""
     rng = np.random.default_rng(8)
 
     def draw(n: int, spread: float):
