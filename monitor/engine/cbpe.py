@@ -306,10 +306,10 @@ def estimate_multiclass(probs: np.ndarray, *, calibrations: Sequence[Calibration
     per = max(1, -(-draws // len(pd)))
     u = rng.random((len(pd), per, n), dtype=np.float32)
     cum = np.cumsum(pd, axis=-1)[:, None, :, :].astype(np.float32)
-    y = np.zeros(u.shape, dtype=np.int64)
+    passed = np.zeros(u.shape, dtype=np.int64)
     for j in range(k - 1):                                              # class drawn: how many cut points u passes
-        y += u > cum[..., j]
-    y = y.reshape(-1, n)                                                # (draws, n)
+        passed += u > cum[..., j]
+    y = passed.reshape(-1, n)                                           # (draws, n)
     d = len(y)
     # each draw's confusion matrix (label × call) in one count: tp on the diagonal
     cm = np.bincount((np.arange(d)[:, None] * k * k + y * k + pred[None, :]).ravel(),
