@@ -2,8 +2,8 @@
 
 Scenarios: binary scores miscalibrated and calibrated, with and without covariate shift (generated, where the
 truth is known); multiclass (generated, miscalibrated); regression (generated, the error growing with a feature
-that shifts); and NannyML's own shipped datasets (synthetic binary "work from home", multiclass credit card,
-regression car price). Each tool fits on the labelled reference and estimates every analysis chunk without its
+that shifts); and NannyML's own shipped datasets (synthetic binary "work from home", car loan, multiclass credit
+card, regression car price). Each tool fits on the labelled reference and estimates every analysis chunk without its
 labels; the realised value of each chunk comes from its labels (the same code for both tools). Printed per metric:
 the mean absolute error of each tool's estimate against the realised values, how often the realised value fell
 inside each tool's band (mlgov: 95% nominal; NannyML: its ±3 sampling-error band), and time per chunk (estimate
@@ -52,6 +52,7 @@ WORKER = textwrap.dedent('''
     if spec["mode"] == "datasets":
         out = spec["dir"]
         for name, loader in (("nml_binary", nml.load_synthetic_binary_classification_dataset),
+                             ("nml_car_loan", nml.load_synthetic_car_loan_dataset),
                              ("nml_multiclass", nml.load_synthetic_multiclass_classification_dataset),
                              ("nml_regression", nml.load_synthetic_car_price_dataset)):
             ref, ana, tgt = loader()
@@ -175,12 +176,15 @@ def shipped(folder: Path, chunk: int) -> list[dict[str, Any]]:
         return (pd.read_parquet(folder / f"{name}_reference.parquet"),
                 pd.read_parquet(folder / f"{name}_analysis.parquet"))
     b_ref, b_ana = load("nml_binary")
+    c_ref, c_ana = load("nml_car_loan")
     m_ref, m_ana = load("nml_multiclass")
     r_ref, r_ana = load("nml_regression")
     classes = ["prepaid_card", "highstreet_card", "upmarket_card"]
     return [
         {"name": "NannyML synthetic binary", "kind": "binary", "reference": b_ref, "analysis": b_ana,
          "proba": "y_pred_proba", "pred": "y_pred", "y": "work_home_actual"},
+        {"name": "NannyML car loan (binary)", "kind": "binary", "reference": c_ref, "analysis": c_ana,
+         "proba": "y_pred_proba", "pred": "y_pred", "y": "repaid"},
         {"name": "NannyML synthetic multiclass", "kind": "multiclass", "reference": m_ref, "analysis": m_ana,
          "proba": {c: f"y_pred_proba_{c}" for c in classes}, "pred": "y_pred", "y": "y_true"},
         {"name": "NannyML car price (regression)", "kind": "regression", "reference": r_ref, "analysis": r_ana,

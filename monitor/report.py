@@ -2,8 +2,9 @@
 
 Data quality: summary, violations, drift table, per-feature distribution charts. Model quality: its metrics against
 the baseline's and the constraint thresholds, the confusion matrices, and the ROC and precision-recall curves of
-binary models. Both are inline SVG drawn here, no script. A kind registered by another domain (``monitor.kinds``)
-brings its own renderer; ``generic`` is the report of a kind without one.
+binary models. Both are inline SVG drawn here, no script. A model-quality window estimated without labels also
+lists each metric's estimate, band and calibration, and its realised value once labels exist. A kind registered by
+another domain (``monitor.kinds``) brings its own renderer; ``generic`` is the report of a kind without one.
 
 Category values, feature names and class labels come from captured traffic, so nothing here builds markup:
 Python computes the chart geometry as numbers and plain-text labels, and the autoescaped template emits
@@ -271,6 +272,37 @@ def quality_view(rep: Mapping[str, Any]) -> dict[str, Any] | None:
             "confusion": confusion, "curves": _curves(base, cur)}
 
 
+def estimate_view(rep: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The window's label-free estimate (estimate.json) as rows: per metric the estimate, its band, how scores
+    were calibrated (or which loss model estimated it), and once labels exist the realised value and whether it
+    fell in the band. None when the window was not estimated."""
+    est = rep.get("estimate")
+    if not isinstance(est, Mapping) or not isinstance(est.get("estimated"), Mapping):
+        return None
+    rows = []
+    for name, e in est["estimated"].items():
+        if not isinstance(e, Mapping):
+            continue
+        cal: Mapping[str, Any] = e["calibrated"] if isinstance(e.get("calibrated"), Mapping) else {}
+        raw, fixed = number(cal.get("ece_raw")), number(cal.get("ece_calibrated"))
+        if cal.get("loss_model"):
+            how = f"loss model: {cal['loss_model']}"
+        elif cal.get("applied"):
+            how = f"{cal.get('method')}" + (f" (ECE {raw:.3g} → {fixed:.3g})" if raw is not None and fixed is not None
+                                            else "")
+        else:
+            how = "raw scores" + (f" (ECE {raw:.3g})" if raw is not None else "")
+        inside = e.get("within_band")
+        rows.append({"name": str(name), "estimate": number(e.get("estimate")), "lower": number(e.get("lower")),
+                     "upper": number(e.get("upper")), "calibration": how,
+                     "realised": number(e.get("realised", e.get("realized"))),
+                     "within_band": inside if isinstance(inside, bool) else None})
+    decisions: Mapping[str, Any] = est["decisions"] if isinstance(est.get("decisions"), Mapping) else {}
+    return {"rows": rows, "problem": str(est.get("problem_type", "")), "labelled": est.get("labelled_rows"),
+            "total": est.get("rows"), "threshold": number(est.get("threshold")),
+            "decisions": [f"{k.replace('_', ' ')}: {v}" for k, v in decisions.items()]}
+
+
 # --- rendering --------------------------------------------------------------------------------------------------
 
 def data_quality(rep: Mapping[str, Any]) -> str:
@@ -285,7 +317,8 @@ def data_quality(rep: Mapping[str, Any]) -> str:
 
 
 def model_quality(rep: Mapping[str, Any]) -> str:
-    return _env.get_template("model_quality.html").render(r=rep, quality=quality_view(rep))
+    return _env.get_template("model_quality.html").render(r=rep, quality=quality_view(rep),
+                                                          estimate=estimate_view(rep))
 
 
 def generic(rep: Mapping[str, Any]) -> str:

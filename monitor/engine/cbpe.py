@@ -94,8 +94,8 @@ class Calibration:
 def _draw_binary(rng: np.random.Generator, probs: Floats, draws: int) -> np.ndarray:
     """(draws, n) labels: an equal share of the draws from each row of ``probs`` (maps, n)."""
     per = max(1, -(-draws // len(probs)))
-    u = rng.random((len(probs), per, probs.shape[1]))
-    return (u < probs[:, None, :]).reshape(-1, probs.shape[1])
+    u = rng.random((len(probs), per, probs.shape[1]), dtype=np.float32)   # single precision: half the work
+    return (u < probs[:, None, :].astype(np.float32)).reshape(-1, probs.shape[1])
 
 
 UNCALIBRATED = Calibration(method="none", ece_raw=math.nan, ece_calibrated=math.nan,
@@ -304,17 +304,23 @@ def estimate_multiclass(probs: np.ndarray, *, calibrations: Sequence[Calibration
     else:
         pd = p[None, :, :]
     per = max(1, -(-draws // len(pd)))
-    u = rng.random((len(pd), per, n, 1))
-    cum = np.cumsum(pd, axis=-1)[:, None, :, :]
-    y = np.minimum((u > cum).sum(axis=-1), k - 1).reshape(-1, n)    # (draws, n) class drawn per row
-    yh = np.eye(k, dtype=bool)[y]                                       # (draws, n, k)
-    sim_tp = (yh & onehot).sum(axis=1).astype(float)
-    sim_fp = onehot.sum(axis=0) - sim_tp
-    sim_fn = yh.sum(axis=1) - sim_tp
+    u = rng.random((len(pd), per, n), dtype=np.float32)
+    cum = np.cumsum(pd, axis=-1)[:, None, :, :].astype(np.float32)
+    passed = np.zeros(u.shape, dtype=np.int64)
+    for j in range(k - 1):                                              # class drawn: how many cut points u passes
+        passed += u > cum[..., j]
+    y = passed.reshape(-1, n)                                           # (draws, n)
+    d = len(y)
+    # each draw's confusion matrix (label × call) in one count: tp on the diagonal
+    cm = np.bincount((np.arange(d)[:, None] * k * k + y * k + pred[None, :]).ravel(),
+                     minlength=d * k * k).reshape(d, k, k).astype(float)
+    sim_tp = np.diagonal(cm, axis1=1, axis2=2)
+    sim_fp = cm.sum(axis=1) - sim_tp
+    sim_fn = cm.sum(axis=2) - sim_tp
     sims = _macro(_from_counts(sim_tp, sim_fp, sim_fn, n - sim_tp - sim_fp - sim_fn))
     sims["accuracy"] = sim_tp.sum(axis=-1) / n
     with np.errstate(all="ignore"):
-        sims["roc_auc"] = np.nanmean(np.stack([_auc_draws(s[:, j], yh[..., j]) for j in range(k)], axis=-1), axis=-1)
+        sims["roc_auc"] = np.nanmean(np.stack([_auc_draws(s[:, j], y == j) for j in range(k)], axis=-1), axis=-1)
     return _result(point, sims, level, _summary(cals))
 
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
+from html import unescape
 
 import numpy as np
 import pandas as pd
@@ -30,6 +32,15 @@ def scored(rng: np.random.Generator, n: int, centre: float = 0.0, spread: float 
     return pd.DataFrame({"age": rng.integers(18, 90, n), "income": 50 + 10 * x, "state": "CA",
                          "label": (rng.random(n) < _sigmoid(2 * x - 1)).astype(int),
                          "prediction": (p >= 0.45).astype(int), "prob": p})
+
+
+def _estimate_rows(html: str) -> dict[str, list[str]]:
+    """The report's table of estimates: metric → its cells as text (metric, estimate, band, calibration, realised,
+    within band)."""
+    table = html[html.index('<table id="estimates">'):]
+    table = table[:table.index("</table>")]
+    return {m: [unescape(re.sub(r"<[^>]+>", "", c)).strip() for c in re.findall(r"<td>(.*?)</td>", row, re.S)]
+            for m, row in re.findall(r'<tr data-estimate="(\w+)">(.*?)</tr>', table, re.S)}
 
 
 def _setup(client, keys, name: str, outputs: dict) -> None:
@@ -82,9 +93,18 @@ def test_binary_estimate_calibrated_alerts_before_labels_and_compares_after(clie
     checks = {(a["check"], a["subject"]) for a in alerts}
     assert ("EstimatedLessThanThreshold", "accuracy") in checks
     assert not any(c in ("LessThanThreshold", "GreaterThanThreshold") for c, _ in checks)
-    report = client.get(f"/api/v1/analyses/{ex['analysis_id']}/report", headers=keys("viewer"))
-    if report.status_code == 200 and report.headers["content-type"].startswith("application/json"):
-        assert report.json()["estimate"]["estimated"]["accuracy"]["calibrated"]["method"] == "isotonic"
+    stored = client.get(f"/api/v1/analyses/{ex['analysis_id']}/report", params={"format": "json"},
+                        headers=keys("viewer")).json()["estimate"]["estimated"]
+    assert stored["accuracy"]["calibrated"]["method"] == "isotonic"
+    page = client.get(f"/api/v1/analyses/{ex['analysis_id']}/report", headers=keys("viewer"))
+    assert page.headers["content-type"].startswith("text/html")
+    early = _estimate_rows(page.text)
+    assert set(early) == set(stored)
+    for m, cells in early.items():
+        e = stored[m]
+        assert cells[1] == f"{e['estimate']:.4g}" and cells[2] == f"{e['lower']:.4g} – {e['upper']:.4g}", (m, cells)
+        assert cells[3].startswith("isotonic (ECE ") and cells[4] == "—" and cells[5] == "—", (m, cells)
+    assert "0 of 1500 rows labelled" in page.text and "captured prediction: 1500" in page.text
     # labels arrive: realised values beside the estimates, from the model's own calls
     client.post("/api/v1/endpoints/scorer/ground-truth", headers=keys("ingest"),
                 json=[gt_record(f"inf-{i}", str(v)) for i, v in enumerate(window["label"])])
@@ -96,6 +116,12 @@ def test_binary_estimate_calibrated_alerts_before_labels_and_compares_after(clie
     assert acc["within_band"] == (acc["band"]["lower"] <= acc["realised"] <= acc["band"]["upper"])
     assert sum(v["within_band"] for v in both["estimated"].values()) >= 5
     assert both["comparison"]["accuracy"]["realized"] == acc["realised"]
+    # the scheduled run with labels: its report puts the realised value and the verdict beside each estimate
+    later = client.post("/api/v1/monitoring-schedules/mq-hourly/run", json=WIN, headers=pub).json()
+    rows = _estimate_rows(client.get(f"/api/v1/analyses/{later['analysis_id']}/report", headers=keys("viewer")).text)
+    assert rows["accuracy"][4] == f"{acc['realised']:.4g}"
+    for m, e in both["estimated"].items():
+        assert rows[m][5] == ("yes" if e["within_band"] else "no"), (m, rows[m], e)
     # a threshold sent for rows without captured calls changes nothing here: the captured calls win
     same = client.post("/api/v1/endpoints/scorer/performance-estimate", json={**WIN, "threshold": 0.9},
                        headers=keys("viewer")).json()
