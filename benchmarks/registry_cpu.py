@@ -39,15 +39,16 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-# MLGOV_CODE=<checkout>: measure that checkout's code with this harness (before/after comparisons)
-sys.path.insert(0, os.environ.get("MLGOV_CODE", str(ROOT)))
 # The throughput benchmark's seeding and shape (its file name shadows the registry package, so load it by path).
 _spec = importlib.util.spec_from_file_location("registry_throughput", ROOT / "benchmarks" / "registry.py")
 assert _spec is not None and _spec.loader is not None
 throughput = sys.modules["registry_throughput"] = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(throughput)
-GROUP, batch_of, pg_database, seed_mlgov = throughput.GROUP, throughput.batch_of, throughput.pg_database, \
-    throughput.seed_mlgov
+GROUP, batch_of, pg_database, seed_mlgov, analyze = throughput.GROUP, throughput.batch_of, throughput.pg_database, \
+    throughput.seed_mlgov, throughput.analyze
+# MLGOV_CODE=<checkout>: measure that checkout's code with this harness (before/after comparisons); first on the
+# path, ahead of the checkout the throughput module put there
+sys.path.insert(0, os.environ.get("MLGOV_CODE", str(ROOT)))
 
 API = "/api/2.0/mlflow"
 NATIVE = f"/api/v1/model-groups/{GROUP}/versions"
@@ -247,11 +248,13 @@ def main() -> None:
             admin.execute(f'CREATE DATABASE "{name}"')
             url = a.pg_admin.replace("postgresql://", "postgresql+psycopg://").rsplit("/", 1)[0] + "/" + name
             key, took = seed_mlgov(url, a.versions)
+            analyze(url)
             print(f"seeded {a.versions} versions in {took:.1f} s: --database {url} --key {key}")
             return
         with pg_database(a.pg_admin, f"bench_cpu_{os.getpid()}") as plain:
             url = plain.replace("postgresql://", "postgresql+psycopg://")
             key, took = seed_mlgov(url, a.versions)
+            analyze(url)
             print(f"seeded {a.versions} versions in {took:.1f} s", flush=True)
             run(a, url, key, admin, home)
 
