@@ -98,6 +98,15 @@ def pg_database(admin_url: str, name: str) -> Iterator[str]:
             c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+def analyze(url: str) -> None:
+    """Fresh planner statistics after the bulk seed (autovacuum would gather them within a minute or so; both sides
+    get them before the first measurement, as a live database has them)."""
+    import psycopg
+
+    with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://"), autocommit=True) as c:
+        c.execute("ANALYZE")
+
+
 def batch_of(i: int) -> int:
     return (i - 1) // 100
 
@@ -395,6 +404,7 @@ def main() -> None:
             python = mlflow_venv()
             url = stack.enter_context(pg_database(a.pg_admin, f"bench_mlflow_{tag}"))
             took = seed_mlflow(python, url, a.versions)
+            analyze(url)
             print(f"MLflow {MLFLOW_VERSION}: seeded {a.versions} versions in bulk through its SqlAlchemyStore in "
                   f"{took:.1f} s", flush=True)
             port = free_port()
@@ -408,6 +418,8 @@ def main() -> None:
             url = (stack.enter_context(pg_database(a.pg_admin, f"bench_mlgov_{tag}")).replace(
                 "postgresql://", "postgresql+psycopg://") if backend == "pg" else f"sqlite:///{side / 'mlgov.db'}")
             key, took = seed_mlgov(url, a.versions)
+            if backend == "pg":
+                analyze(url)
             print(f"mlgov {backend}: seeded {a.versions} versions in bulk in {took:.1f} s", flush=True)
             port = free_port()
             stack.enter_context(mlgov_server(url, port, a.workers, side))

@@ -229,13 +229,15 @@ class _KnownKey:
 
 _KEY_COLUMNS = (ApiKey.key_hash, ApiKey.active, ApiKey.id, ApiKey.name, ApiKey.role, ApiKey.owner, ApiKey.created_by)
 _known: dict[str, _KnownKey] = {}
+# Built once and run as plain Core on the request's connection: every authenticated request reads the epoch.
+_EPOCH = select(KeyEpoch.__table__.c.epoch).where(KeyEpoch.__table__.c.id == 1)
 KNOWN_KEYS_MAX = 4096   # entries; past it the cache starts again (a flood of made-up key ids is never cached)
 
 
 def _known_key(session: Session, key_id: str) -> _KnownKey:
     """The key with public id ``key_id``: from the process cache while the key epoch is unchanged, else from the
     database. The epoch is read first, so an entry can only be older than the epoch it carries, never newer."""
-    epoch = session.execute(select(KeyEpoch.epoch).where(KeyEpoch.id == 1)).scalar_one()
+    epoch = session.connection().execute(_EPOCH).scalar_one()
     known = _known.get(key_id)
     if known is not None and known.epoch == epoch:
         return known

@@ -49,7 +49,7 @@ from mlgov.secrets import SecretsDep
 from mlgov.storage import StoreDep
 from registry import service
 from registry.errors import GroupExists, RuleRefusal, TransitionNotAllowed
-from registry.orm import ModelGroup, ModelVersion
+from registry.orm import ModelGroup
 from registry.schemas import GroupCreate, GroupUpdate, SearchClause, StageConfig, StageRequest, VersionFields
 
 PREFIX = "/api/2.0/mlflow"
@@ -469,10 +469,6 @@ def _initial(group: ModelGroup) -> str:
     return str(group.stage_config.get("initial") or "")
 
 
-def _stage_out(group: ModelGroup, stage: str | None) -> str:
-    return "None" if stage is None or stage == _initial(group) else stage
-
-
 def _stage_in(group: ModelGroup, stage: str) -> str:
     """MLflow's stage name as the group's: "None" is the initial stage; others match case-insensitively."""
     if stage.strip().lower() == "none":
@@ -485,19 +481,21 @@ def _stage_in(group: ModelGroup, stage: str) -> str:
                   fix=f"use None or one of: {', '.join(n for n in names if n != _initial(group))}")
 
 
-def model_version(group: ModelGroup, v: ModelVersion, facts: service.VersionFacts) -> dict[str, Any]:
-    tags = [{"key": m.key, "value": m.value} for m in v.metadata_items]
+def model_version(v: service.VersionView) -> dict[str, Any]:
+    """MLflow's ModelVersion message from a version view (rows, not ORM objects: see `service.version_views`)."""
+    tags = [{"key": k, "value": val} for k, val in v.metadata]
     tags.append({"key": "mlgov.approval_status", "value": v.approval_status})
-    if facts.approved_by:
-        tags.append({"key": "mlgov.approved_by", "value": facts.approved_by})
+    if v.approved_by:
+        tags.append({"key": "mlgov.approved_by", "value": v.approved_by})
     if v.stage is not None:
         tags.append({"key": "mlgov.stage", "value": v.stage})
     tags.append({"key": "mlgov.artifact_sha256", "value": v.artifact_sha256 or "unverified"})
     out: dict[str, Any] = {
-        "name": group.name, "version": str(v.version), "creation_timestamp": _ms(v.created_at),
+        "name": v.group_name, "version": str(v.version), "creation_timestamp": _ms(v.created_at),
         "last_updated_timestamp": _ms(v.updated_at), "user_id": v.registered_by,
-        "current_stage": _stage_out(group, v.stage), "description": v.description or "", "source": v.artifact_uri,
-        "status": "READY", "tags": tags, "aliases": facts.aliases,
+        "current_stage": "None" if v.stage is None or v.stage == v.initial_stage else v.stage,
+        "description": v.description or "", "source": v.artifact_uri, "status": "READY", "tags": tags,
+        "aliases": v.aliases,
     }
     if v.artifact_sha256 is None:
         out["status_message"] = "unverified: the source is outside mlgov's object store, so it was not hashed"
@@ -508,23 +506,23 @@ def model_version(group: ModelGroup, v: ModelVersion, facts: service.VersionFact
     return out
 
 
-def _versions(session: SessionDep, pairs: list[tuple[ModelGroup, ModelVersion]]) -> list[dict[str, Any]]:
-    facts = service.version_facts(session, [v for _, v in pairs])
-    return [model_version(g, v, facts[v.id]) for g, v in pairs]
+def answer(message: dict[str, Any]) -> Response:
+    """A response message as JSON, encoded once (no response model to validate it against, no jsonable_encoder
+    walk: every value here is already a str, int, bool, list or dict)."""
+    return Response(json.dumps(message, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode(),
+                    media_type="application/json")
 
 
 def registered_models(session: SessionDep, groups: list[ModelGroup]) -> list[dict[str, Any]]:
     ids = [g.id for g in groups]
-    latest = service.latest_by_stage(session, ids)
+    latest = service.view_latest_by_stage(session, ids)
     aliases = service.group_aliases(session, ids)
-    by_id = {g.id: g for g in groups}
-    versions = _versions(session, [(by_id[v.group_id], v) for vs in latest.values() for v in vs])
     out = []
     for g in groups:
         out.append({
             "name": g.name, "creation_timestamp": _ms(g.created_at), "last_updated_timestamp": _ms(g.updated_at),
             "user_id": g.created_by, "description": g.description or "",
-            "latest_versions": [d for d in versions if d["name"] == g.name],
+            "latest_versions": [model_version(v) for v in latest[g.id]],
             "tags": [{"key": k, "value": val} for k, val in sorted((g.tags or {}).items())],
             "aliases": [{"alias": a, "version": str(n)} for a, n in aliases[g.id]],
         })
@@ -532,8 +530,7 @@ def registered_models(session: SessionDep, groups: list[ModelGroup]) -> list[dic
 
 
 def _one_version(session: SessionDep, name: str, version: str) -> dict[str, Any]:
-    group, v = service.get_version(session, name, _version_number(version))
-    return {"model_version": _versions(session, [(group, v)])[0]}
+    return {"model_version": model_version(service.view_version(session, name, _version_number(version)))}
 
 
 def _one_model(session: SessionDep, name: str) -> dict[str, Any]:
@@ -571,12 +568,12 @@ def delete_registered_model(fields: Fields, session: SessionDep, principal: Writ
 
 
 @router.get("/registered-models/get")
-def get_registered_model(fields: Fields, session: SessionDep, _: Reader) -> dict[str, Any]:
-    return _one_model(session, _parse(ByName, fields).name)
+def get_registered_model(fields: Fields, session: SessionDep, _: Reader) -> Response:
+    return answer(_one_model(session, _parse(ByName, fields).name))
 
 
 @router.get("/registered-models/search")
-def search_registered_models(fields: Fields, session: SessionDep, _: Reader) -> dict[str, Any]:
+def search_registered_models(fields: Fields, session: SessionDep, _: Reader) -> Response:
     m = _parse(Search, fields)
     size, offset = _page(m, "models", 100)
     groups = service.search_groups(session, parse_filter(m.filter, "models"), parse_order(m.order_by, "models"),
@@ -584,17 +581,17 @@ def search_registered_models(fields: Fields, session: SessionDep, _: Reader) -> 
     out: dict[str, Any] = {"registered_models": registered_models(session, groups[:size])}
     if len(groups) > size:
         out["next_page_token"] = _token(offset + size)
-    return out
+    return answer(out)
 
 
 @router.api_route("/registered-models/get-latest-versions", methods=["POST", "GET"])
-def get_latest_versions(fields: Fields, session: SessionDep, _: Reader) -> dict[str, Any]:
+def get_latest_versions(fields: Fields, session: SessionDep, _: Reader) -> Response:
     m = _parse(LatestVersions, fields)
     group = service.get_group(session, m.name)
     wanted = [m.stages] if isinstance(m.stages, str) else list(m.stages or [])
     stages = [_stage_in(group, s) for s in wanted] or None
-    latest = service.latest_by_stage(session, [group.id], stages)[group.id]
-    return {"model_versions": _versions(session, [(group, v) for v in latest])}
+    latest = service.view_latest_by_stage(session, [group.id], stages)[group.id]
+    return answer({"model_versions": [model_version(v) for v in latest]})
 
 
 @router.post("/registered-models/set-tag")
@@ -627,17 +624,16 @@ def delete_registered_model_alias(fields: Fields, session: SessionDep, principal
 
 
 @router.get("/registered-models/alias")
-def get_model_version_by_alias(fields: Fields, session: SessionDep, _: Reader) -> dict[str, Any]:
+def get_model_version_by_alias(fields: Fields, session: SessionDep, _: Reader) -> Response:
     m = _parse(AliasRef, fields)
-    group, v = service.version_by_alias(session, m.name, m.alias)
-    return {"model_version": _versions(session, [(group, v)])[0]}
+    return answer({"model_version": model_version(service.view_by_alias(session, m.name, m.alias))})
 
 
 # --- model versions ------------------------------------------------------------------------------------
 
 @router.post("/model-versions/create")
 def create_model_version(fields: Fields, session: SessionDep, principal: Writer,
-                         store: StoreDep) -> dict[str, Any]:
+                         store: StoreDep) -> Response:
     m = _parse(CreateVersion, fields)
     metadata = {t.key: t.value for t in m.tags}
     if any(k.startswith(service.RESERVED_METADATA_PREFIX) for k in metadata):
@@ -652,7 +648,7 @@ def create_model_version(fields: Fields, session: SessionDep, principal: Writer,
                       fix="tags: at most 50, keys up to 128 and values up to 256 characters; run_link a URI") \
             from None
     v = service.register_version(session, m.name, body, principal)
-    return _one_version(session, m.name, str(v.version))
+    return answer({"model_version": model_version(service.registered_view(m.name, v))})
 
 
 @router.patch("/model-versions/update")
@@ -681,21 +677,21 @@ def delete_model_version(fields: Fields, session: SessionDep, principal: Writer)
 
 
 @router.get("/model-versions/get")
-def get_model_version(fields: Fields, session: SessionDep, _: Reader) -> dict[str, Any]:
+def get_model_version(fields: Fields, session: SessionDep, _: Reader) -> Response:
     m = _parse(VersionRef, fields)
-    return _one_version(session, m.name, m.version)
+    return answer(_one_version(session, m.name, m.version))
 
 
 @router.get("/model-versions/search")
-def search_model_versions(fields: Fields, session: SessionDep, _: Reader) -> dict[str, Any]:
+def search_model_versions(fields: Fields, session: SessionDep, _: Reader) -> Response:
     m = _parse(Search, fields)
     size, offset = _page(m, "versions", 10_000)
-    rows = service.search_versions(session, parse_filter(m.filter, "versions"), parse_order(m.order_by, "versions"),
-                                   size + 1, offset)
-    out: dict[str, Any] = {"model_versions": _versions(session, rows[:size])}
-    if len(rows) > size:
+    views = service.view_search(session, parse_filter(m.filter, "versions"), parse_order(m.order_by, "versions"),
+                                size + 1, offset)
+    out: dict[str, Any] = {"model_versions": [model_version(v) for v in views[:size]]}
+    if len(views) > size:
         out["next_page_token"] = _token(offset + size)
-    return out
+    return answer(out)
 
 
 @router.get("/model-versions/get-download-uri")

@@ -107,7 +107,8 @@ def register_version(group: str, body: VersionCreate, session: SessionDep, princ
 
 
 _VERSION = TypeAdapter(VersionRead)
-_VERSION_PAGE = TypeAdapter(Page[VersionRead])
+_PAGE = Page[VersionRead]
+_VERSION_PAGE = TypeAdapter(_PAGE)
 
 
 @router.get("/model-groups/{group}/versions", response_model=Page[VersionRead])
@@ -125,7 +126,9 @@ def list_versions(
         session, group, status=status, stage=stage, created_after=as_utc(created_after),
         created_before=as_utc(created_before), metadata=_pairs(metadata, "metadata"), sort=sort, limit=limit,
         offset=offset)
-    return json_response(_VERSION_PAGE, {"items": rows, "total": total, "limit": limit, "offset": offset})
+    # A Page instance, not a dict: the adapter serialises it directly (a dict made pydantic warn on every call and
+    # build the warning's repr of all 100 rows).
+    return json_response(_VERSION_PAGE, _PAGE.model_construct(items=rows, total=total, limit=limit, offset=offset))
 
 
 @router.get("/model-groups/{group}/versions/latest", response_model=VersionRead)

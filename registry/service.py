@@ -14,9 +14,24 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
-from sqlalchemy import CursorResult, Select, UnaryExpression, and_, false, func, or_, select, true, update
+from sqlalchemy import (
+    CursorResult,
+    Select,
+    UnaryExpression,
+    and_,
+    bindparam,
+    false,
+    func,
+    literal_column,
+    or_,
+    select,
+    true,
+    union_all,
+    update,
+)
 from sqlalchemy.orm import QueryableAttribute, Session, selectinload
 from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.sql.elements import BindParameter
 
 from lineage import service as lineage
 from mlgov import audit, auth, events
@@ -1104,6 +1119,134 @@ def version_facts(session: Session, versions: list[ModelVersion]) -> dict[str, V
             if to == APPROVED:
                 approvers[vid] = actor
     return {v.id: VersionFacts(aliases[v.id], approvers.get(v.id)) for v in versions}
+
+
+# --- version views as columns: MLflow's door reads rows and one facts query, never ORM objects --------------
+
+@dataclass(frozen=True)
+class VersionView:
+    """A version as a listing shows it (MLflow's ModelVersion message): its columns, its group's name and initial
+    stage, its metadata (by key), aliases (by name) and who approved it. Built from rows (`version_views`)."""
+
+    id: str
+    group_name: str
+    initial_stage: str
+    version: int
+    approval_status: str
+    stage: str | None
+    description: str | None
+    artifact_uri: str
+    artifact_sha256: str | None
+    run_id: str | None
+    run_link: str | None
+    registered_by: str
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    metadata: list[tuple[str, str]]
+    aliases: list[str]
+    approved_by: str | None
+
+
+_MV, _MG, _VM = ModelVersion.__table__.c, ModelGroup.__table__.c, VersionMetadata.__table__.c
+_AL, _AD = Alias.__table__.c, ApprovalDecision.__table__.c
+# Table columns, not ORM attributes: these statements run on the session's connection as plain Core, built once
+# (the compiled form and its cache key are reused by every request).
+_VIEW_COLUMNS = (_MV.id, _MG.name, _MG.stage_config, _MV.version, _MV.approval_status, _MV.stage, _MV.description,
+                 _MV.artifact_uri, _MV.artifact_sha256, _MV.run_id, _MV.run_link, _MV.registered_by, _MV.created_at,
+                 _MV.updated_at)
+_VIEWS = select(*_VIEW_COLUMNS).join_from(ModelVersion.__table__, ModelGroup.__table__, _MG.id == _MV.group_id)
+_VIEW_BY_NUMBER = _VIEWS.where(_MG.name == bindparam("group"), _MV.version == bindparam("number"))
+_VIEW_BY_ALIAS = _VIEWS.join(Alias.__table__, (_AL.version_id == _MV.id) & (_AL.group_id == _MG.id)).where(
+    _MG.name == bindparam("group"), _AL.alias == bindparam("alias"))
+_IDS: BindParameter[str] = bindparam("ids", expanding=True)
+_VIEW_FACTS = union_all(   # metadata, aliases and the newest approval decision of the versions ``ids``
+    select(_VM.version_id, literal_column("'m'"), _VM.key, _VM.value).where(_VM.version_id.in_(_IDS)),
+    select(_AL.version_id, literal_column("'a'"), _AL.alias, literal_column("''")).where(_AL.version_id.in_(_IDS)),
+    select(_AD.version_id, literal_column("'d'"), _AD.to_status, _AD.actor).where(
+        _AD.id.in_(select(func.max(_AD.id)).where(_AD.version_id.in_(_IDS)).group_by(_AD.version_id))))
+
+
+def version_views(session: Session, rows: Sequence[Any]) -> list[VersionView]:
+    """Rows of `_VIEWS` as views: their metadata, aliases and newest approval decision in one query (a UNION ALL
+    per 500 versions) instead of one per kind."""
+    ids = [r[0] for r in rows]
+    meta: dict[str, list[tuple[str, str]]] = {i: [] for i in ids}
+    aliases: dict[str, list[str]] = {i: [] for i in ids}
+    approvers: dict[str, str] = {}
+    conn = session.connection()
+    for part in chunks(ids):
+        for vid, kind, key, value in conn.execute(_VIEW_FACTS, {"ids": list(part)}):
+            if kind == "m":
+                meta[vid].append((key, value))
+            elif kind == "a":
+                aliases[vid].append(key)
+            elif key == APPROVED:
+                approvers[vid] = value
+    return [VersionView(vid, name, str((cfg or {}).get("initial") or ""), number, status, stage, description, uri,
+                        sha, run_id, run_link, by, created, updated, sorted(meta[vid]), sorted(aliases[vid]),
+                        approvers.get(vid))
+            for vid, name, cfg, number, status, stage, description, uri, sha, run_id, run_link, by, created, updated
+            in rows]
+
+
+def registered_view(group_name: str, v: ModelVersion) -> VersionView:
+    """The view of a version `register_version` just returned, from what is in hand (no query): it sits at its
+    group's initial stage, with its metadata, no alias and no decision yet."""
+    return VersionView(v.id, group_name, v.stage or "", v.version, v.approval_status, v.stage, v.description,
+                       v.artifact_uri, v.artifact_sha256, v.run_id, v.run_link, v.registered_by, v.created_at,
+                       v.updated_at, [(m.key, m.value) for m in v.metadata_items], [], None)
+
+
+def view_version(session: Session, group_name: str, number: int) -> VersionView:
+    row = session.connection().execute(_VIEW_BY_NUMBER, {"group": group_name, "number": number}).first()
+    if row is None:
+        _group_id(session, group_name)   # GroupNotFound when the group is what is missing
+        raise VersionNotFound(group_name, number)
+    return version_views(session, [row])[0]
+
+
+def view_by_alias(session: Session, group_name: str, alias: str) -> VersionView:
+    row = session.connection().execute(_VIEW_BY_ALIAS, {"group": group_name, "alias": alias}).first()
+    if row is None:
+        _group_id(session, group_name)
+        raise NotFound(f"model group {group_name!r} has no alias {alias!r}",
+                       fix="list its aliases (GET the model group)")
+    return version_views(session, [row])[0]
+
+
+def view_search(session: Session, clauses: Sequence[SearchTerm], order: list[tuple[str, bool]], limit: int,
+                offset: int) -> list[VersionView]:
+    """`search_versions` as views. A ``name = 'x'`` clause (every MLflow client search names its model) is also
+    applied as that group's id, a constant to PostgreSQL's planner: ordered by version it then walks the (group,
+    version) index backwards and stops at the page, where the name alone made it sort every version of the group."""
+    stmt = _VIEWS.where(*_versions_where(clauses))
+    for c in clauses:
+        if isinstance(c, SearchClause) and c.field == "name" and c.op == "=" and isinstance(c.value, str):
+            gid = session.scalar(select(ModelGroup.id).where(ModelGroup.name == c.value))
+            if gid is None:
+                return []
+            stmt = stmt.where(_MV.group_id == gid)
+    stmt = stmt.order_by(*_ordering(order, _VERSION_COLUMNS, [ModelGroup.name.asc(), ModelVersion.version.desc()]))
+    return version_views(session, list(session.execute(stmt.limit(limit).offset(offset))))
+
+
+def view_latest_by_stage(session: Session, group_ids: list[str], stages: list[str] | None = None,
+                         ) -> dict[str, list[VersionView]]:
+    """`latest_by_stage` as views: one index probe per (group, stage) on (group, stage, version)."""
+    out: dict[str, list[VersionView]] = {g: [] for g in group_ids}
+    by_id: dict[str, list[Any]] = {g: [] for g in group_ids}
+    for part in chunks(group_ids):
+        newest = (select(func.max(ModelVersion.version).label("n"), ModelVersion.group_id)
+                  .where(ModelVersion.group_id.in_(part), *([ModelVersion.stage.in_(stages)] if stages else []))
+                  .group_by(ModelVersion.group_id, ModelVersion.stage).subquery())
+        stmt = (_VIEWS.add_columns(_MV.group_id)
+                .join(newest, (newest.c.group_id == ModelVersion.group_id) & (newest.c.n == ModelVersion.version))
+                .order_by(ModelVersion.version))
+        for row in session.execute(stmt):
+            by_id[row[-1]].append(row[:-1])
+    for gid, rows in by_id.items():
+        out[gid] = version_views(session, rows) if rows else []
+    return out
 
 
 def latest_by_stage(session: Session, group_ids: list[str], stages: list[str] | None = None,
