@@ -141,10 +141,9 @@ def _on_cluster(store: ObjectStore, table: pa.Table, prefix: str) -> TableSummar
     cluster = compute.cluster_for(table.num_rows)
     if cluster is None:
         return None
-    data, groups = compute.parquet_parts(table)
-    key = f"{prefix}/dataset.parquet"
-    store.put(key, data, "application/vnd.apache.parquet")
-    return cluster.summarise(store, compute.row_group_parts(key, groups), compute.Read())
+    summary: TableSummary = cluster.summarise(store, compute.stored_parts(store, table, f"{prefix}/dataset.parquet"),
+                                              compute.Read())
+    return summary
 
 
 def analyze_file(session: Session, store: ObjectStore, *, baseline_id: str, data: bytes, fmt: str | None,

@@ -34,6 +34,7 @@ from mlgov.storage import ObjectStore, open_store
 from monitor import compute, schedules, service
 from monitor.engine import kll
 from monitor.orm import Analysis
+from monitor.service import model_quality as mq
 from tests.conftest import make_settings
 from tests.helpers import seed_endpoint, seed_schedule
 from tests.infra import S3_KEY, S3_SECRET, Seaweed
@@ -286,3 +287,122 @@ def test_the_store_credentials_never_show_in_errors_reprs_or_worker_logs(modes, 
         client.close()
     assert "no/such/object.parquet" in logs or "mlgov-summarise" in logs   # the failure was logged …
     assert S3_SECRET not in logs                                            # … without the secret
+
+
+# --- model quality ------------------------------------------------------------------------------------------------
+
+def labelled(n: int, seed: int = 0, decimals: int | None = 3) -> pd.DataFrame:
+    """Binary labels with scores (rounded to ``decimals``: one distinct score per histogram bin, so the AUC is
+    exact), regression targets and multiclass labels."""
+    rng = np.random.default_rng(seed)
+    y = (rng.random(n) < 0.35).astype(int)
+    score = np.clip(0.3 * y + rng.normal(0.35, 0.2, n), 0, 1)
+    if decimals is not None:
+        score = np.round(score, decimals)
+    target = rng.normal(10, 3, n)
+    cls = rng.choice(["a", "b", "c"], n)
+    guess = np.where(rng.random(n) < 0.7, cls, rng.choice(["a", "b", "c", "d"], n))
+    return pd.DataFrame({"y": y, "score": score, "target": target, "estimate": target + rng.normal(0, 1, n),
+                         "cls": cls, "guess": guess})
+
+
+def _metrics(stats: dict[str, Any]) -> dict[str, Any]:
+    return next(v for k, v in stats.items() if k.endswith("_metrics"))
+
+
+def assert_quality_equal(local: dict[str, Any], remote: dict[str, Any], exact_auc: bool) -> None:
+    """Counts and count-made metrics exactly, sums to rounding, the AUC within the bound the cluster states."""
+    assert local["dataset"] == remote["dataset"]
+    a, b = _metrics(local), _metrics(remote)
+    assert set(a) == set(b)
+    for name, m in a.items():
+        x, y = m["value"], b[name]["value"]
+        if name == "auc":
+            bound = remote["compute"]["auc_max_error"]
+            assert (x == y and bound == 0) if exact_auc else (bound > 0 and abs(x - y) <= bound), (x, y, bound)
+        elif name in ("mae", "mse", "rmse", "r2"):
+            assert math.isclose(x, y, rel_tol=1e-9), (name, x, y)
+        elif name.endswith("_curve"):
+            if exact_auc:
+                assert x == y, name
+        else:
+            assert x == y, (name, x, y)
+        sd = b[name]["standard_deviation"]   # another draw of the same estimator: same order, not the same value
+        assert (sd == "NaN") == (m["standard_deviation"] == "NaN"), name
+
+
+@pytest.mark.parametrize(("problem", "columns", "decimals"), [
+    ("BinaryClassification", {"label": "y", "probability": "score"}, 3),
+    ("BinaryClassification", {"label": "y", "probability": "score"}, None),
+    ("Regression", {"label": "target", "prediction": "estimate"}, 3),
+    ("MulticlassClassification", {"label": "cls", "prediction": "guess"}, 3)])
+def test_model_quality_baseline_and_file_on_the_cluster_equal_local(db, modes, problem, columns, decimals):
+    data = parquet(labelled(20_000, decimals=decimals))
+    current = parquet(labelled(12_000, seed=5, decimals=decimals))
+    exact = decimals is not None
+    st = modes.store
+    kw: dict[str, Any] = {"prediction": None, "probability": None, **columns}
+    with db.session_scope() as s:
+        p = seed_endpoint(s, FEATURES)
+        runs = {}
+        for which in ("local", "dask"):
+            modes.use(which)
+            base = mq.create_quality_baseline(s, st, data=data, fmt=None, header=True, problem_type=problem,
+                                              threshold=0.5, name=which, actor=p, **kw)
+            here = mq.quality_file(s, st, baseline_id=base.id, data=current, fmt=None, header=True, actor=p)
+            runs[which] = (base, here)
+        (lb, la), (db_, da) = runs["local"], runs["dask"]
+        assert st.exists(f"{db_.prefix}/dataset.parquet") and not st.exists(f"{lb.prefix}/dataset.parquet")
+        assert (la.status, la.row_count, la.violation_count) == (da.status, da.row_count, da.violation_count)
+    assert_quality_equal(json.loads(st.get(f"{lb.prefix}/statistics.json")),
+                         json.loads(st.get(f"{db_.prefix}/statistics.json")), exact)
+    assert_quality_equal(json.loads(st.get(f"{la.prefix}/statistics.json")),
+                         json.loads(st.get(f"{da.prefix}/statistics.json")), exact)
+    ca, cb = (next(v for k, v in json.loads(st.get(f"{b.prefix}/constraints.json")).items()
+                   if k.endswith("_constraints")) for b in (lb, db_))
+    assert {k: c["comparison_operator"] for k, c in ca.items()} == {k: c["comparison_operator"] for k, c in cb.items()}
+    for k, c in ca.items():   # the same statistics give the same thresholds (the AUC's within its bound)
+        assert math.isclose(c["threshold"], cb[k]["threshold"], rel_tol=1e-9) or (k == "auc" and not exact), k
+
+
+def _captured_scores(s: Any, store: ObjectStore, df: pd.DataFrame, labelled_share: float = 0.8) -> None:
+    """One record every 12 s from 10:00 with its score as the endpoint's prediction, and labels for a share."""
+    start = T0 - dt.timedelta(minutes=30)
+    recs = [{"captureData": {"endpointInput": {"observedContentType": "text/csv", "mode": "INPUT", "encoding": "CSV",
+                                               "data": f"{30 + i % 40},{50.5},CA,{1.0}"},
+                             "endpointOutput": {"observedContentType": "text/csv", "mode": "OUTPUT", "encoding": "CSV",
+                                                "data": str(df.score[i])}},
+             "eventMetadata": {"eventId": f"ev-{i}", "inferenceId": f"inf-{i}",
+                               "inferenceTime": (start + dt.timedelta(seconds=12 * i)).strftime("%Y-%m-%dT%H:%M:%SZ")},
+             "eventVersion": "0"} for i in range(len(df))]
+    for chunk in range(0, len(recs), 250):
+        service.ingest(s, store, "ep", json.dumps(recs[chunk:chunk + 250]).encode(), "application/json")
+    truth = [{"eventMetadata": {"eventId": f"inf-{i}"}, "groundTruthData": {"data": str(df.y[i]), "encoding": "CSV"},
+              "eventVersion": "0"} for i in range(int(len(df) * labelled_share))]
+    service.ingest_ground_truth(s, store, "ep", json.dumps(truth).encode(), "application/json")
+
+
+def test_scheduled_model_quality_window_on_the_cluster_equals_local(db, modes):
+    st = modes.store
+    modes.use("local")
+    with db.session_scope() as s:
+        p = seed_endpoint(s, FEATURES)
+        base = mq.create_quality_baseline(s, st, data=parquet(labelled(4_000)), fmt=None, header=True,
+                                          problem_type="BinaryClassification", label="y", prediction=None,
+                                          probability="score", threshold=0.5, name="mq", actor=p)
+        base.settings = {**(base.settings or {}), "probability": "prediction"}   # the endpoint captures it so
+        _captured_scores(s, st, labelled(1_500, seed=9))
+        schedules.create(s, name="mq", endpoint="ep", monitoring_type="ModelQuality", expression="hourly",
+                         baseline_id=base.id, window_start="-PT1H", window_end="PT0S", drift=None, alerting=None,
+                         actor=p, now=T0)
+        end = T0 + dt.timedelta(hours=1)
+        here = schedules.run_now(s, st, "mq", T0, end, p)
+        modes.use("dask")
+        there = schedules.run_now(s, st, "mq", T0, end, p)
+        assert here.status == there.status, (here.failure_reason, there.failure_reason)
+        a, b = s.get(Analysis, here.analysis_id), s.get(Analysis, there.analysis_id)
+        assert a is not None and b is not None
+        assert a.row_count == b.row_count == 300 and a.violation_count == b.violation_count
+    local, remote = json.loads(st.get(f"{a.prefix}/statistics.json")), json.loads(st.get(f"{b.prefix}/statistics.json"))
+    assert "compute" not in local and remote["compute"]["engine"] == "dask"   # the labels were joined on the workers
+    assert_quality_equal(local, remote, True)
