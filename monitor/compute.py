@@ -36,6 +36,7 @@ from monitor.engine.partition import TableSummary
 ROW_GROUP_ROWS = 100_000       # rows per Parquet row group of a stored upload: one worker task reads a few of them
 GROUPS_PER_TASK = 4
 TIME_COLUMN = "__inference_time"
+LABEL = "__label"   # the ground truth joined to a captured row
 
 
 class ComputeFailed(DomainError):
@@ -164,6 +165,19 @@ def _in_window(table: pa.Table, read: Read) -> pa.Table:
     t = table.column(TIME_COLUMN)
     ts = pa.timestamp("us", tz="UTC")
     return table.filter(pc.and_(pc.greater_equal(t, pa.scalar(read.start, ts)), pc.less(t, pa.scalar(read.end, ts))))
+
+
+def labelled(table: pa.Table, labels: dict[str, str], *, fn: Summariser) -> Any:
+    """Runs on a worker: ``fn`` of the captured rows that have a label, the label in ``__label`` (joined by
+    ``__inference_id``, else ``__event_id``)."""
+    if table.num_rows == 0:
+        return fn(table.append_column(LABEL, pa.array([], pa.string())))
+    ids = table.column("__inference_id").to_pylist() if "__inference_id" in table.column_names \
+        else [None] * table.num_rows
+    found = [labels.get(i if i is not None else e) for i, e in zip(ids, table.column("__event_id").to_pylist(),
+                                                                      strict=True)]
+    return fn(table.append_column(LABEL, pa.array(found, pa.string())).filter(pa.array([v is not None
+                                                                                       for v in found])))
 
 
 def merge_summaries(a: S, b: S) -> S:

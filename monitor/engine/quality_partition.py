@@ -157,30 +157,13 @@ def arrays(problem: str, table: pa.Table, label: str, prediction: str | None, pr
         raise ValueError(str(exc)) from None
 
 
-def summarise_table(table: pa.Table, labels: dict[str, str] | None = None, *, problem: str, label: str,
-                    prediction: str | None, probability: str | None, threshold: float) -> QualitySummary:
-    """One row group's summary (runs on a worker). With ``labels`` (key → label, the window's ground truth) the
-    rows are a captured partition: each takes its label by inferenceId, else eventId; unlabelled rows drop out."""
-    if labels is not None:
-        table = with_labels(table, labels, label)
+def summarise_table(table: pa.Table, *, problem: str, label: str, prediction: str | None, probability: str | None,
+                    threshold: float) -> QualitySummary:
+    """One row group's summary (runs on a worker)."""
     if table.num_rows == 0:
         return QualitySummary(problem, threshold, _Core(), [_Core() for _ in range(SUBSETS)])
     y, pred, prob = arrays(problem, table, label, prediction, probability)
     return summarise(problem, y, prediction=pred, probability=prob, threshold=threshold)
-
-
-def with_labels(table: pa.Table, labels: dict[str, str], column: str) -> pa.Table:
-    """The captured rows that have a label, with it in ``column`` (keyed by ``__inference_id``, else
-    ``__event_id``)."""
-    if table.num_rows == 0:
-        return table.append_column(column, pa.array([], pa.string()))
-    inf = table.column("__inference_id").to_pylist() if "__inference_id" in table.column_names \
-        else [None] * table.num_rows
-    ev = table.column("__event_id").to_pylist()
-    found = [labels.get(i if i is not None else e) for i, e in zip(inf, ev, strict=True)]
-    keep = pa.array([v is not None for v in found])
-    out = table.append_column(column, pa.array(found, pa.string())).filter(keep)
-    return out
 
 
 def _values(problem: str, c: _Core, curves: bool) -> tuple[dict[str, Any], float]:

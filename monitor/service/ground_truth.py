@@ -6,6 +6,7 @@ Services flush; callers commit.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 from typing import Any
 
@@ -123,10 +124,11 @@ def labelled_window(session: Session, store: ObjectStore, ep: Endpoint, start: d
 
 
 def labelled_summary(session: Session, store: ObjectStore, ep: Endpoint, start: dt.datetime, end: dt.datetime,
-                     columns: frozenset[str], fn: compute.Summariser) -> Any:
-    """The labelled window summarised on the compute cluster — ``fn(table, labels)`` per row group of the captured
-    batches, merged there — or None when this process computes it (MLGOV_COMPUTE=local, fewer rows than
-    MLGOV_COMPUTE_MIN_ROWS, or nothing captured). Labels live in the database: the endpoint's labels that arrived
+                     columns: frozenset[str] | None, fn: compute.Summariser) -> Any:
+    """The labelled window summarised on the compute cluster — ``fn(table)`` per row group of the captured batches
+    (the labelled rows, the label in ``__label``; ``columns``: the others read, None for all), merged there — or
+    None when this process computes it (MLGOV_COMPUTE=local, fewer rows than MLGOV_COMPUTE_MIN_ROWS, or nothing
+    captured). Labels live in the database: the endpoint's labels that arrived
     from the window's first hour on (a label follows its prediction) go to every worker once, as key → label; the
     workers join them to the rows they read, and the rows never come here."""
     batches = window_batches(session, ep, start, end)
@@ -137,4 +139,5 @@ def labelled_summary(session: Session, store: ObjectStore, ep: Endpoint, start: 
     labels = {key: label for key, label in session.execute(select(GroundTruth.event_id, GroundTruth.label).where(
         GroundTruth.endpoint_id == ep.id, GroundTruth.arrived_hour >= since))}
     return cluster.summarise(store, [compute.Part(b.parquet_key) for b in batches],
-                             compute.Read(columns, start, end, hidden=KEYS), fn, broadcast=labels)
+                             compute.Read(columns, start, end, hidden=KEYS), functools.partial(compute.labelled, fn=fn),
+                             broadcast=labels)

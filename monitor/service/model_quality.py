@@ -259,7 +259,7 @@ def _window_on_cluster(session: Session, store: ObjectStore, base: Baseline, ep:
     ``run_quality_analysis`` arguments, or None when this process computes them. The label-free estimate is not
     computed there (it needs the window's scores whole): a window on the cluster is judged on its labels."""
     assert base.problem_type is not None
-    settings = {**(base.settings or {}), "label": "__label"}
+    settings = {**(base.settings or {}), "label": compute.LABEL}
     wanted = frozenset(c for c in (settings.get("prediction"), settings.get("probability")) if c)
     try:
         summary = labelled_summary(session, store, ep, start, end, wanted, _summariser(base.problem_type, settings))

@@ -406,3 +406,93 @@ def test_scheduled_model_quality_window_on_the_cluster_equals_local(db, modes):
     local, remote = json.loads(st.get(f"{a.prefix}/statistics.json")), json.loads(st.get(f"{b.prefix}/statistics.json"))
     assert "compute" not in local and remote["compute"]["engine"] == "dask"   # the labels were joined on the workers
     assert_quality_equal(local, remote, True)
+
+
+# --- bias (clarify's ModelBias kind, through its services) --------------------------------------------------------
+
+BIAS_FEATURES = [{"name": "age", "type": "Fractional"}, {"name": "income", "type": "Fractional"},
+                 {"name": "sex", "type": "String"}]
+POST = ["AD", "CDDPL", "DAR", "DCA", "DCR", "DI", "DPPL", "DRR", "GE", "RD", "SD", "TE"]
+
+
+def population(n: int, seed: int, favour: float) -> pd.DataFrame:
+    """The model under-accepts group f with probability ``favour``; ``band`` is CDDPL's subgroup."""
+    rng = np.random.default_rng(seed)
+    df = pd.DataFrame({"age": rng.normal(40, 10, n).round(1), "income": rng.normal(50, 10, n).round(2),
+                       "sex": rng.choice(["f", "m"], n)})
+    df["band"] = np.where(df.age > 40, "old", "young")
+    df["label"] = (rng.random(n) < 0.5).astype(int)
+    df["prediction"] = np.where((df.sex == "f") & (rng.random(n) < favour), 0, df.label)
+    return df
+
+
+def assert_bias_equal(local: dict[str, Any], remote: dict[str, Any]) -> None:
+    """Every metric of every facet group: exactly, CDD and GE (floating-point sums in another order) to 1e-12."""
+    for section in ("pre_training_bias_metrics", "post_training_bias_metrics"):
+        assert (section in local) == (section in remote)
+        if section not in local:
+            continue
+        a, b = local[section], remote[section]
+        assert (a["label"], a["label_value_or_threshold"]) == (b["label"], b["label_value_or_threshold"])
+        assert a["facets"].keys() == b["facets"].keys()
+        for facet, groups in a["facets"].items():
+            assert [g["value_or_threshold"] for g in groups] == [g["value_or_threshold"] for g in b["facets"][facet]]
+            for ga, gb in zip(groups, b["facets"][facet], strict=True):
+                assert [m["name"] for m in ga["metrics"]] == [m["name"] for m in gb["metrics"]]
+                for ma, mb in zip(ga["metrics"], gb["metrics"], strict=True):
+                    if ma["name"] in ("CDDL", "CDDPL", "GE") and ma.get("value") is not None:
+                        assert ma["value"] == pytest.approx(mb["value"], rel=1e-12, abs=1e-15), ma["name"]
+                    else:
+                        assert ma == mb
+
+
+def test_bias_baseline_and_window_on_the_cluster_equal_local(db, modes):
+    from clarify.service import monitors as bias_monitors
+
+    cfg = {"label": "label", "label_values_or_threshold": [1], "predicted_label": "prediction",
+           "group_variable": "band", "facet": [{"name_or_index": "sex", "value_or_threshold": ["f"]}],
+           "methods": {"post_training_bias": {"methods": POST}}}
+    reference = population(20_000, 1, favour=0.05).to_csv(index=False).encode()
+    st = modes.store
+    with db.session_scope() as s:
+        p = seed_endpoint(s, BIAS_FEATURES)
+        bases = {}
+        for which in ("local", "dask"):
+            modes.use(which)
+            bases[which] = bias_monitors.create_bias_baseline(s, st, data=reference, config=json.dumps(cfg).encode(),
+                                                              name=which, actor=p)
+        lb, db_ = bases["local"], bases["dask"]
+        assert st.exists(f"{db_.prefix}/dataset.parquet") and not st.exists(f"{lb.prefix}/dataset.parquet")
+        assert_bias_equal(json.loads(st.get(f"{lb.prefix}/analysis.json")),
+                          json.loads(st.get(f"{db_.prefix}/analysis.json")))
+        unfair = population(1_500, 3, favour=0.6)     # much more unfair than the baseline
+        start = T0 - dt.timedelta(minutes=30)
+        recs = []
+        for i, row in enumerate(unfair.itertuples()):
+            rec = record(i, start + dt.timedelta(seconds=2 * i), (row.age, row.income, row.sex))
+            rec["captureData"]["endpointOutput"]["data"] = str(row.prediction)
+            recs.append(rec)
+        for chunk in range(0, len(recs), 250):
+            service.ingest(s, st, "ep", json.dumps(recs[chunk:chunk + 250]).encode(), "application/json")
+        truth = [{"groundTruthData": {"data": str(row.label), "encoding": "CSV"},
+                  "eventMetadata": {"eventId": f"inf-{i}"}, "eventVersion": "0"}
+                 for i, row in enumerate(unfair.itertuples()) if i % 5]          # a fifth still unlabelled
+        service.ingest_ground_truth(s, st, "ep", json.dumps(truth).encode(), "application/json")
+        window_cfg = {**cfg, "group_variable": None,   # the capture has no band: no CDDPL
+                      "methods": {"post_training_bias": {"methods": POST[:1] + POST[2:]}}}
+        base = bias_monitors.create_bias_baseline(s, st, data=reference, config=json.dumps(window_cfg).encode(),
+                                                  name="w", actor=p)
+        runs = {}
+        for which in ("local", "dask"):
+            modes.use(which)
+            runs[which] = bias_monitors.bias_window(s, st, baseline_id=base.id, endpoint="ep", start=T0,
+                                                    end=T0 + dt.timedelta(hours=1), actor=p)
+        a, b = runs["local"], runs["dask"]
+        assert a.status == b.status == "CompletedWithViolations", (a.failure_reason, b.failure_reason)
+        assert a.row_count == b.row_count == 480      # the 600 records from 10:30 (every 2 s from 10:00), 4 in 5 labelled
+        va = json.loads(st.get(f"{a.prefix}/constraint_violations.json"))["violations"]
+        vb = json.loads(st.get(f"{b.prefix}/constraint_violations.json"))["violations"]
+        # the intervals are other bootstrap draws of the same distribution: the clear breaches are the same
+        assert {v["metric_name"] for v in va} == {v["metric_name"] for v in vb} and "DPPL" in {v["metric_name"]
+                                                                                                 for v in va}
+    assert_bias_equal(json.loads(st.get(f"{a.prefix}/analysis.json")), json.loads(st.get(f"{b.prefix}/analysis.json")))
