@@ -489,10 +489,66 @@ def test_bias_baseline_and_window_on_the_cluster_equal_local(db, modes):
                                                     end=T0 + dt.timedelta(hours=1), actor=p)
         a, b = runs["local"], runs["dask"]
         assert a.status == b.status == "CompletedWithViolations", (a.failure_reason, b.failure_reason)
-        assert a.row_count == b.row_count == 480      # the 600 records from 10:30 (every 2 s from 10:00), 4 in 5 labelled
+        assert a.row_count == b.row_count == 480   # the 600 records from 10:30 (every 2 s from 10:00), 4 in 5 labelled
         va = json.loads(st.get(f"{a.prefix}/constraint_violations.json"))["violations"]
         vb = json.loads(st.get(f"{b.prefix}/constraint_violations.json"))["violations"]
         # the intervals are other bootstrap draws of the same distribution: the clear breaches are the same
         assert {v["metric_name"] for v in va} == {v["metric_name"] for v in vb} and "DPPL" in {v["metric_name"]
                                                                                                  for v in va}
     assert_bias_equal(json.loads(st.get(f"{a.prefix}/analysis.json")), json.loads(st.get(f"{b.prefix}/analysis.json")))
+
+
+# --- Great Expectations suites ----------------------------------------------------------------------------------
+
+SUITE = {"name": "inputs", "expectations": [
+    {"type": "expect_table_row_count_to_be_between", "kwargs": {"min_value": 1000}},
+    {"type": "expect_table_columns_to_match_ordered_list", "kwargs": {"column_list": ["age", "income", "state",
+                                                                                      "score"]}},
+    {"type": "expect_column_to_exist", "kwargs": {"column": "zip"}},
+    {"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "income", "mostly": 0.97}},
+    {"type": "expect_column_values_to_be_null", "kwargs": {"column": "state", "mostly": 0.01}},
+    {"type": "expect_column_values_to_be_in_set", "kwargs": {"column": "state", "value_set": ["CA", "NY"],
+                                                              "mostly": 0.5}},
+    {"type": "expect_column_values_to_not_be_in_set", "kwargs": {"column": "state", "value_set": ["ZZ"]}},
+    {"type": "expect_column_values_to_be_between", "kwargs": {"column": "age", "min_value": 18, "max_value": 80,
+                                                               "mostly": 0.9}},
+    {"type": "expect_column_values_to_match_regex", "kwargs": {"column": "state", "regex": "^[A-Z]{2}$"}},
+    {"type": "expect_column_values_to_be_unique", "kwargs": {"column": "score", "mostly": 0.99}},
+    {"type": "expect_column_values_to_be_in_type_list", "kwargs": {"column": "age", "type_list": ["int"]}},
+    {"type": "expect_column_values_to_be_in_type_list", "kwargs": {"column": "state", "type_list": ["str"]}},
+    {"type": "expect_column_mean_to_be_between", "kwargs": {"column": "income", "min_value": 40, "max_value": 60}},
+    {"type": "expect_column_min_to_be_between", "kwargs": {"column": "age", "min_value": 18}},
+    {"type": "expect_column_max_to_be_between", "kwargs": {"column": "age", "max_value": 85}},
+    {"type": "expect_column_stdev_to_be_between", "kwargs": {"column": "income", "max_value": 9}},
+    {"type": "expect_column_sum_to_be_between", "kwargs": {"column": "age", "min_value": 0}},
+    {"type": "expect_column_values_to_be_between", "kwargs": {"column": "missing_col", "min_value": 0}},
+    {"type": "expect_column_median_to_be_between", "kwargs": {"column": "age", "min_value": 0}}]}
+
+
+def test_an_expectation_suite_on_the_cluster_equals_local(db, modes):
+    """Every type mlgov evaluates: the merged measures give local's results (floats to rounding); a type only GX
+    runs is reported unsupported on the cluster, never passed."""
+    st = modes.store
+    current = parquet(frame(20_000, shift=1, seed=11))
+    with db.session_scope() as s:
+        p = seed_endpoint(s, FEATURES)
+        modes.use("local")
+        base = service.create_baseline(s, st, data=parquet(frame(3_000)), fmt=None, header=True, name="b",
+                                       dataset_uri=None, actor=p)
+        service.put_expectations(s, st, base.id, json.dumps(SUITE).encode(), p)
+        runs = {}
+        for which in ("local", "dask"):
+            modes.use(which)
+            runs[which] = service.analyze_file(s, st, baseline_id=base.id, data=current, fmt=None, header=True,
+                                               dataset_uri=None, config=None, actor=p)
+        assert runs["local"].status == runs["dask"].status == "CompletedWithViolations"
+    here, there = (json.loads(st.get(f"{runs[w].prefix}/expectations.json")) for w in ("local", "dask"))
+    assert "compute" not in here and there["compute"] == "dask"
+    assert here["results"][-1]["evaluated_by"] == "great_expectations" and there["results"][-1]["success"] is None
+    assert here["statistics"]["failed"] == there["statistics"]["failed"] > 0
+    for a, b in zip(here["results"][:-1], there["results"][:-1], strict=True):
+        assert (a["type"], a["success"]) == (b["type"], b["success"]), (a, b)
+        ra, rb = a.get("result", {}), b.get("result", {})
+        assert ra.keys() == rb.keys(), (a, b)
+        for k, v in ra.items():
+            assert v == (pytest.approx(rb[k], rel=1e-12) if isinstance(v, float) else rb[k]), (a["type"], k)
