@@ -3,9 +3,13 @@
 
 With a cluster, the input of a baseline or an analysis is Parquet in the object store (uploads are stored first).
 Each worker reads its partitions straight from the store (pyarrow's S3 filesystem, or a directory every worker
-mounts), summarises them with the engine (``monitor.engine.partition``) and the summaries merge pairwise on the
-cluster; this process receives only the merged summary, never raw rows. ``MLGOV_COMPUTE_MIN_ROWS`` keeps inputs
-with fewer rows local.
+mounts), summarises them with a pure summariser and the summaries merge pairwise on the cluster; this process
+receives only the merged summary, never raw rows. The summarisers: profiles and type counts for data quality and
+drift (``monitor.engine.partition``), expectation-suite measures (``monitor.engine.expectations.SuiteCounts``),
+model-quality counts and histograms (``monitor.engine.quality_partition``) and bias group counts
+(``clarify.metrics.partition``, passed in by clarify: monitor never imports it). A captured window that needs its
+ground truth gets the labels broadcast once and joined on the workers (``labelled``). ``MLGOV_COMPUTE_MIN_ROWS``
+keeps inputs with fewer rows local.
 
 Faults: a worker lost mid-run has its tasks re-run by the scheduler on the others (Dask's own retry, up to its
 ``allowed-failures``); a cluster that cannot be reached or keeps losing workers raises ``ComputeFailed``, whose

@@ -154,8 +154,8 @@ def entropy_of_counts(k: np.ndarray, alpha: float = 2.0) -> float:
         return math.nan   # every prediction a false negative: undefined
     terms = [float(k[b]) * ((b / mu) ** alpha - 1) for b in range(3)]
     if alpha == 2:
-        return sum(terms) / (2 * n)
-    return sum(terms) / (n * alpha * (alpha - 1))
+        return float(sum(terms) / (2 * n))
+    return float(sum(terms) / (n * alpha * (alpha - 1)))
 
 
 def conditional_disparity(sensitive: np.ndarray, outcome: np.ndarray, group: np.ndarray) -> float:

@@ -173,11 +173,11 @@ def bias_window(session: Session, store: ObjectStore, *, baseline_id: str, endpo
     baseline = json.loads(store.get(f"{base.prefix}/analysis.json"))
     on_cluster = _bias_on_cluster(session, store, ep, start, end, cfg, draws)
     if on_cluster is not None:
-        rows, current, interval, failure = on_cluster
+        rows, found, drawn, failure = on_cluster
         if failure is not None:
             return record(rows=rows, violations=[], result=None, failure=failure)
-        assert current is not None and interval is not None
-        return record(rows=rows, violations=_bias_violations(cfg, baseline, current, interval), result=current,
+        assert found is not None and drawn is not None
+        return record(rows=rows, violations=_bias_violations(cfg, baseline, found, drawn), result=found,
                       failure=None)
     df = monitor.labelled_window(session, store, ep, start, end)
     if df.empty:

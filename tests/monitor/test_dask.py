@@ -10,6 +10,7 @@ and writes nothing.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import io
 import json
@@ -247,6 +248,23 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+@contextlib.contextmanager
+def unreachable_cluster(tmp_path: Path, seaweed: Seaweed, bucket: str) -> Iterator[None]:
+    """MLGOV_COMPUTE naming a port nobody listens on, for the block; local again after it."""
+    compute.configure(s3_settings(tmp_path, seaweed, bucket, f"dask://127.0.0.1:{_free_port()}",
+                                  compute_connect_timeout_s=1.0))
+    try:
+        yield
+    finally:
+        compute.configure(make_settings(tmp_path))
+
+
+def assert_failed_unreachable(ex: Any) -> None:
+    assert ex.status == "Failed" and ex.analysis_id is None
+    assert ex.failure_reason is not None and "cannot be reached" in ex.failure_reason, ex.failure_reason
+    assert "127.0.0.1" in ex.failure_reason
+
+
 def test_an_unreachable_cluster_fails_the_execution_with_the_reason_and_writes_nothing(db, tmp_path, seaweed,
                                                                                         bucket):
     local = s3_settings(tmp_path, seaweed, bucket)
@@ -258,15 +276,9 @@ def test_an_unreachable_cluster_fails_the_execution_with_the_reason_and_writes_n
         _captured(s, st, 400, frame(400, seed=2))
         before = s.scalar(select(func.count()).select_from(Analysis))
         files = sorted(st.list("analyses/"))
-        compute.configure(s3_settings(tmp_path, seaweed, bucket, f"dask://127.0.0.1:{_free_port()}",
-                                      compute_connect_timeout_s=1.0))
-        try:
+        with unreachable_cluster(tmp_path, seaweed, bucket):
             ex = schedules.run_now(s, st, "dq", T0, T0 + dt.timedelta(hours=1), p)
-        finally:
-            compute.configure(make_settings(tmp_path))
-        assert ex.status == "Failed" and ex.analysis_id is None
-        assert ex.failure_reason is not None and "cannot be reached" in ex.failure_reason, ex.failure_reason
-        assert "127.0.0.1" in ex.failure_reason
+        assert_failed_unreachable(ex)
         assert s.scalar(select(func.count()).select_from(Analysis)) == before
     assert sorted(st.list("analyses/")) == files
 
@@ -552,3 +564,40 @@ def test_an_expectation_suite_on_the_cluster_equals_local(db, modes):
         assert ra.keys() == rb.keys(), (a, b)
         for k, v in ra.items():
             assert v == (pytest.approx(rb[k], rel=1e-12) if isinstance(v, float) else rb[k]), (a["type"], k)
+
+
+def test_an_unreachable_cluster_fails_model_quality_and_bias_windows_and_writes_nothing(db, tmp_path, seaweed,
+                                                                                         bucket):
+    """The contract covers every kind: a ModelQuality execution ends Failed with the reason; a bias window raises
+    the same ComputeFailed (which an execution records the same way); no analysis row or file is written."""
+    from clarify.service import monitors as bias_monitors
+
+    local = s3_settings(tmp_path, seaweed, bucket)
+    st = open_store(local)
+    with db.session_scope() as s:
+        compute.configure(local)
+        p = seed_endpoint(s, FEATURES)
+        base = mq.create_quality_baseline(s, st, data=parquet(labelled(2_000).rename(columns={"score": "prediction"})),
+                                          fmt=None, header=True, problem_type="BinaryClassification", label="y",
+                                          prediction=None, probability="prediction", threshold=0.5, name="mq",
+                                          actor=p)
+        cfg = {"label": "label", "label_values_or_threshold": [1], "predicted_label": "prediction",
+               "facet": [{"name_or_index": "state", "value_or_threshold": ["CA"]}],
+               "methods": {"post_training_bias": {"methods": ["DPPL"]}}}
+        ref = pd.DataFrame({"state": ["CA", "NY"] * 50, "label": [0, 1] * 50, "prediction": [1, 1, 0, 0] * 25})
+        bias_base = bias_monitors.create_bias_baseline(s, st, data=ref.to_csv(index=False).encode(),
+                                                       config=json.dumps(cfg).encode(), name="bias", actor=p)
+        _captured_scores(s, st, labelled(400, seed=2))
+        schedules.create(s, name="mq", endpoint="ep", monitoring_type="ModelQuality", expression="hourly",
+                         baseline_id=base.id, window_start="-PT1H", window_end="PT0S", drift=None, alerting=None,
+                         actor=p, now=T0)
+        before = s.scalar(select(func.count()).select_from(Analysis))
+        files = sorted(st.list("analyses/"))
+        with unreachable_cluster(tmp_path, seaweed, bucket):
+            ex = schedules.run_now(s, st, "mq", T0, T0 + dt.timedelta(hours=1), p)
+            with pytest.raises(compute.ComputeFailed, match="cannot be reached"):
+                bias_monitors.bias_window(s, st, baseline_id=bias_base.id, endpoint="ep", start=T0,
+                                          end=T0 + dt.timedelta(hours=1), actor=p)
+        assert_failed_unreachable(ex)
+        assert s.scalar(select(func.count()).select_from(Analysis)) == before
+    assert sorted(st.list("analyses/")) == files
