@@ -192,25 +192,19 @@ def test_scheduled_data_quality_and_drift_run_on_the_cluster_equals_local(db, mo
             assert y["bound"] > 0 and abs(x["statistic"] - y["statistic"]) <= 2 * y["bound"], (x, y)
 
 
-def test_a_worker_killed_mid_analysis_costs_a_rerun_not_the_analysis(db, modes):
-    """On a cluster of its own: the module's cluster is not left waiting for a killed worker's restart."""
+@contextlib.contextmanager
+def own_cluster(modes: Modes) -> Iterator[Any]:
+    """A cluster of its own for a kill test: the module's cluster is not left waiting for a killed worker's
+    restart."""
     with distributed.LocalCluster(n_workers=2, processes=True, threads_per_worker=1, dashboard_address=None,
                                   worker_dashboard_address=None) as own:
         modes.dask = modes.dask.model_copy(update={"compute": own.scheduler_address})
-        _kill_mid_analysis(db, modes, own)
+        yield own
 
 
-def _kill_mid_analysis(db: Any, modes: Modes, cluster: Any) -> None:
-    modes.use("local")
-    st = modes.store
-    current = parquet(frame(60_000, shift=2, seed=3))
-    with db.session_scope() as s:
-        p = seed_endpoint(s, FEATURES)
-        base = service.create_baseline(s, st, data=parquet(frame(4_000)), fmt=None, header=True, name="b",
-                                       dataset_uri=None, actor=p)
-        here = service.analyze_file(s, st, baseline_id=base.id, data=current, fmt=None, header=True,
-                                    dataset_uri=None, config=None, actor=p)
-    modes.use("dask")
+@contextlib.contextmanager
+def killing_a_busy_worker(cluster: Any) -> Iterator[list[int]]:
+    """SIGKILL the first worker seen running an mlgov summary task, once, during the block; yields the killed pids."""
     client = distributed.Client(cluster.scheduler_address, set_as_default=False)
     killed: list[int] = []
 
@@ -229,17 +223,31 @@ def _kill_mid_analysis(db: Any, modes: Modes, cluster: Any) -> None:
     killer = threading.Thread(target=kill_one_worker_once_busy)
     killer.start()
     try:
-        with db.session_scope() as s:
-            there = service.analyze_file(s, st, baseline_id=base.id, data=current, fmt=None, header=True,
-                                         dataset_uri=None, config=None, actor=p)
-        killer.join()
-        assert killed, "no worker was busy with the analysis to kill"
-        assert there.status == here.status and there.row_count == here.row_count == 60_000
-        assert_statistics_equal(json.loads(st.get(f"{here.prefix}/statistics.json")),
-                                json.loads(st.get(f"{there.prefix}/statistics.json")))
+        yield killed
     finally:
         killer.join()
         client.close()
+
+
+def test_a_worker_killed_mid_analysis_costs_a_rerun_not_the_analysis(db, modes):
+    modes.use("local")
+    st = modes.store
+    current = parquet(frame(60_000, shift=2, seed=3))
+    with db.session_scope() as s:
+        p = seed_endpoint(s, FEATURES)
+        base = service.create_baseline(s, st, data=parquet(frame(4_000)), fmt=None, header=True, name="b",
+                                       dataset_uri=None, actor=p)
+        here = service.analyze_file(s, st, baseline_id=base.id, data=current, fmt=None, header=True,
+                                    dataset_uri=None, config=None, actor=p)
+    with own_cluster(modes) as own:
+        modes.use("dask")
+        with killing_a_busy_worker(own) as killed, db.session_scope() as s:
+            there = service.analyze_file(s, st, baseline_id=base.id, data=current, fmt=None, header=True,
+                                         dataset_uri=None, config=None, actor=p)
+        assert killed, "no worker was busy with the analysis to kill"
+    assert there.status == here.status and there.row_count == here.row_count == 60_000
+    assert_statistics_equal(json.loads(st.get(f"{here.prefix}/statistics.json")),
+                            json.loads(st.get(f"{there.prefix}/statistics.json")))
 
 
 def _free_port() -> int:
@@ -601,3 +609,23 @@ def test_an_unreachable_cluster_fails_model_quality_and_bias_windows_and_writes_
         assert_failed_unreachable(ex)
         assert s.scalar(select(func.count()).select_from(Analysis)) == before
     assert sorted(st.list("analyses/")) == files
+
+
+def test_a_worker_killed_mid_model_quality_costs_a_rerun_not_the_analysis(db, modes):
+    modes.use("local")
+    st = modes.store
+    current = parquet(labelled(80_000, seed=6))
+    with db.session_scope() as s:
+        p = seed_endpoint(s, FEATURES)
+        base = mq.create_quality_baseline(s, st, data=parquet(labelled(4_000)), fmt=None, header=True,
+                                          problem_type="BinaryClassification", label="y", prediction=None,
+                                          probability="score", threshold=0.5, name="mq", actor=p)
+        here = mq.quality_file(s, st, baseline_id=base.id, data=current, fmt=None, header=True, actor=p)
+    with own_cluster(modes) as own:
+        modes.use("dask")
+        with killing_a_busy_worker(own) as killed, db.session_scope() as s:
+            there = mq.quality_file(s, st, baseline_id=base.id, data=current, fmt=None, header=True, actor=p)
+        assert killed, "no worker was busy with the analysis to kill"
+    assert (there.status, there.row_count) == (here.status, here.row_count) == (here.status, 80_000)
+    assert_quality_equal(json.loads(st.get(f"{here.prefix}/statistics.json")),
+                         json.loads(st.get(f"{there.prefix}/statistics.json")), True)
