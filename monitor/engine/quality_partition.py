@@ -12,7 +12,7 @@ of them (accuracy, precision, recall, F-scores, rates, best-constant classifiers
 exactly equal; MAE, MSE, RMSE and R² equal up to floating-point rounding; the AUC is the trapezoid over the bin
 edges, within ``auc_max_error`` (stated in the result): a bin holding both classes and more than one distinct
 score can misorder at most pos_b·neg_b pairs, so |AUC − AUC_binned| ≤ Σ pos_b·neg_b / (2·P·N) over such bins — 0
-when every bin holds one score or one class (scores rounded to 1e-4 or coarser are exact). ROC and PR curves have
+when every bin holds one score or one class (scores rounded to 1e-3 or coarser are exact). ROC and PR curves have
 a point per non-empty bin instead of per distinct score. Standard deviations are the same estimator on other
 random subsets, so they agree in distribution, not in value.
 """
