@@ -15,7 +15,8 @@ the largest window each handles within ``--limit-gib`` per process is the larges
 it, and, for the local engine, the size at which its measured bytes-per-row would reach the limit.
 
     .venv/bin/python benchmarks/dask_window.py                       # 4M rows × 50 (a few minutes)
-    .venv/bin/python benchmarks/dask_window.py --rows 20000000 --local-max-rows 8000000
+    .venv/bin/python benchmarks/dask_window.py --rows 20000000 --fractions 1/16,1/8,1  # the issue's window
+    (local runs stop once their extrapolated peak passes twice the limit; --local-max-rows caps them too)
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import sys
 import tempfile
 import threading
 import time
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +67,8 @@ def make_table(rows: int, n_cols: int, seed: int, shift: float = 0.0) -> pa.Tabl
 
 
 def generate(root: Path, rows: int, n_cols: int, per_file: int) -> list[str]:
+    """The window's files, one ``per_file`` table at a time (generation's memory is one file's rows, whatever
+    ``rows`` is); files already there are kept, so a larger run reuses a smaller one's."""
     keys = []
     (root / "window").mkdir(parents=True, exist_ok=True)
     for i, start in enumerate(range(0, rows, per_file)):
@@ -155,6 +159,15 @@ def run_child(mode: str, root: Path, keys: list[str], limit_gib: float) -> dict[
     return data
 
 
+def _would_exceed(slope: list[tuple[int, float]], rows: int, mb: float) -> bool:
+    """Whether the local engine's peak, extrapolated from the runs so far, passes ``mb`` at ``rows`` (the shared
+    machine is not pushed into swap to show what the extrapolation already says)."""
+    if len(slope) < 2:
+        return False
+    (r0, m0), (r1, m1) = slope[0], slope[-1]
+    return r1 > r0 and m0 + (m1 - m0) / (r1 - r0) * (rows - r0) > mb
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rows", type=int, default=4_000_000)
@@ -162,6 +175,8 @@ def main() -> None:
     ap.add_argument("--rows-per-file", type=int, default=250_000)
     ap.add_argument("--limit-gib", type=float, default=2.0)
     ap.add_argument("--local-max-rows", type=int, default=None, help="skip local runs above this (RAM)")
+    ap.add_argument("--fractions", default="1/8,1/4,1/2,1",
+                    help="the window sizes run, as fractions of --rows (e.g. 1/8,1 to save time at 20M rows)")
     ap.add_argument("--root", type=Path, default=None, help="where the window is written (kept between runs)")
     ap.add_argument("--child", choices=["local", "dask"], help=argparse.SUPPRESS)
     ap.add_argument("--keys", help=argparse.SUPPRESS)
@@ -176,10 +191,12 @@ def main() -> None:
     keys = generate(root, args.rows, args.cols, args.rows_per_file)
     on_disk = sum((root / k).stat().st_size for k in keys) / 2**20
     print(f"window: {args.rows:,} rows × {args.cols} columns in {len(keys)} Parquet files ({on_disk:,.0f} MiB, "
-          f"zstd) under {root}; ready in {time.perf_counter() - t0:.0f} s; limit {args.limit_gib} GiB per process; "
+          f"zstd) under {root}; ready in {time.perf_counter() - t0:.0f} s (generator peak {peak_rss_mb():,.0f} MiB); "
+          f"limit {args.limit_gib} GiB per process; "
           f"{os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}")
     limit_mb = args.limit_gib * 1024
-    sizes = sorted({max(1, len(keys) * k // 8) for k in (1, 2, 4, 8)})
+    fractions = [Fraction(f) for f in args.fractions.split(",")]
+    sizes = sorted({max(1, int(len(keys) * f)) for f in fractions})
     rows_of = {n: min(n * args.rows_per_file, args.rows) for n in sizes}
     print(f"{'rows':>12} | {'local s':>8} {'local MiB':>10} | {'dask s':>7} {'driver MiB':>10} "
           f"{'worker MiB (each)':>18} | same verdict")
@@ -187,8 +204,8 @@ def main() -> None:
     slope: list[tuple[int, float]] = []
     for n in sizes:
         rows = rows_of[n]
-        local = {"skipped": True} if args.local_max_rows and rows > args.local_max_rows else \
-            run_child("local", root, keys[:n], args.limit_gib)
+        local = {"skipped": True} if (args.local_max_rows and rows > args.local_max_rows) or \
+            _would_exceed(slope, rows, 2 * limit_mb) else run_child("local", root, keys[:n], args.limit_gib)
         dask = run_child("dask", root, keys[:n], args.limit_gib)
         if "driver_mb" in local:
             slope.append((rows, local["driver_mb"]))
@@ -204,7 +221,7 @@ def main() -> None:
         each = " / ".join(f"{w:,.0f}" for w in dask.get("workers_mb", []))
         ds = f"{dask['seconds']:7.1f} {dask['driver_mb']:10,.0f} {each:>18}" if "seconds" in dask else \
             f"{dask.get('error', '')[:37]:>37}"
-        print(f"{rows:>12,} | {ls} | {ds} | {same}")
+        print(f"{rows:>12,} | {ls} | {ds} | {same} (load {os.getloadavg()[0]:.1f})")
         sys.stdout.flush()
     print(f"largest window run within {args.limit_gib} GiB per process: local {fits['local']:,} rows, "
           f"dask {fits['dask']:,} rows (of {args.rows:,})")

@@ -3,9 +3,13 @@
 
 With a cluster, the input of a baseline or an analysis is Parquet in the object store (uploads are stored first).
 Each worker reads its partitions straight from the store (pyarrow's S3 filesystem, or a directory every worker
-mounts), summarises them with the engine (``monitor.engine.partition``) and the summaries merge pairwise on the
-cluster; this process receives only the merged summary, never raw rows. ``MLGOV_COMPUTE_MIN_ROWS`` keeps inputs
-with fewer rows local.
+mounts), summarises them with a pure summariser and the summaries merge pairwise on the cluster; this process
+receives only the merged summary, never raw rows. The summarisers: profiles and type counts for data quality and
+drift (``monitor.engine.partition``), expectation-suite measures (``monitor.engine.expectations.SuiteCounts``),
+model-quality counts and histograms (``monitor.engine.quality_partition``) and bias group counts
+(``clarify.metrics.partition``, passed in by clarify: monitor never imports it). A captured window that needs its
+ground truth gets the labels broadcast once and joined on the workers (``labelled``). ``MLGOV_COMPUTE_MIN_ROWS``
+keeps inputs with fewer rows local.
 
 Faults: a worker lost mid-run has its tasks re-run by the scheduler on the others (Dask's own retry, up to its
 ``allowed-failures``); a cluster that cannot be reached or keeps losing workers raises ``ComputeFailed``, whose
@@ -19,9 +23,9 @@ import datetime as dt
 import io
 import threading
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, TypeVar
 from urllib.parse import urlparse
 
 import pyarrow as pa
@@ -36,6 +40,7 @@ from monitor.engine.partition import TableSummary
 ROW_GROUP_ROWS = 100_000       # rows per Parquet row group of a stored upload: one worker task reads a few of them
 GROUPS_PER_TASK = 4
 TIME_COLUMN = "__inference_time"
+LABEL = "__label"   # the ground truth joined to a captured row
 
 
 class ComputeFailed(DomainError):
@@ -105,41 +110,59 @@ class Part:
 
 @dataclass(frozen=True)
 class Read:
-    """What a task keeps of its rows: columns (None: all but the hidden ``__`` ones) and an inference-time window."""
+    """What a task keeps of its rows: columns (None: all but the hidden ``__`` ones), hidden columns it needs too
+    (the capture keys a label join uses) and an inference-time window."""
 
     columns: frozenset[str] | None = None
     start: dt.datetime | None = None
     end: dt.datetime | None = None
+    hidden: frozenset[str] = frozenset()
+
+
+class Mergeable(Protocol):
+    def merge(self, other: Any, /) -> Any: ...
+
+
+S = TypeVar("S", bound=Mergeable)
+Summariser = Callable[..., Any]
+"""``fn(table, *extra)``: one row group (an Arrow table) to its mergeable summary; runs on a worker, so it is a
+module-level function (or a ``functools.partial`` of one) of the engine."""
 
 
 class PartUnreadable(RuntimeError):
     """A worker could not read its partition from the store (raised on the worker, re-raised here)."""
 
 
-def summarise_part(location: Location, part: Part, read: Read) -> TableSummary:
-    """Runs on a worker: read ``part`` one row group at a time and summarise it (memory: one row group)."""
+def summarise_part(location: Location, part: Part, read: Read, fn: Summariser = TableSummary.of,
+                   *extra: Any) -> Any:
+    """Runs on a worker: read ``part`` one row group at a time and summarise it with ``fn(table, *extra)``
+    (memory: one row group). A ``ValueError`` of ``fn`` (input that does not fit the summary) travels back as is."""
     try:
-        return _summarise(location, part, read)
+        return _summarise(location, part, read, fn, extra)
     except OSError as exc:   # pyarrow's file and S3 errors; the message names the object, never the credentials
         raise PartUnreadable(f"{part.key}: {exc}") from None
 
 
-def _summarise(location: Location, part: Part, read: Read) -> TableSummary:
+def _summarise(location: Location, part: Part, read: Read, fn: Summariser, extra: tuple[Any, ...]) -> Any:
     fs = location.filesystem()
     with fs.open_input_file(location.path(part.key)) as fh:
         pf = pq.ParquetFile(fh)
-        names = [n for n in pf.schema_arrow.names
-                 if not n.startswith("__") and (read.columns is None or n in read.columns)]
-        timed = read.start is not None and read.end is not None and TIME_COLUMN in pf.schema_arrow.names
+        present = pf.schema_arrow.names
+        names = [n for n in present if n.startswith("__") and n in read.hidden] + \
+            [n for n in present if not n.startswith("__") and (read.columns is None or n in read.columns)]
+        timed = read.start is not None and read.end is not None and TIME_COLUMN in present
+        extra_time = [TIME_COLUMN] if timed and TIME_COLUMN not in names else []
         groups = part.row_groups if part.row_groups is not None else range(pf.num_row_groups)
-        out: TableSummary | None = None
+        out: Any = None
         for g in groups:
-            table = pf.read_row_group(g, columns=names + ([TIME_COLUMN] if timed else []))
+            table = pf.read_row_group(g, columns=names + extra_time)
             if timed:
-                table = _in_window(table, read).drop_columns([TIME_COLUMN])
-            one = TableSummary.of(table)
+                table = _in_window(table, read)
+                if extra_time:
+                    table = table.drop_columns(extra_time)
+            one = fn(table, *extra)
             out = one if out is None else out.merge(one)
-        return out if out is not None else TableSummary.of(pf.schema_arrow.empty_table().select(names))
+        return out if out is not None else fn(pf.schema_arrow.empty_table().select(names), *extra)
 
 
 def _in_window(table: pa.Table, read: Read) -> pa.Table:
@@ -148,8 +171,22 @@ def _in_window(table: pa.Table, read: Read) -> pa.Table:
     return table.filter(pc.and_(pc.greater_equal(t, pa.scalar(read.start, ts)), pc.less(t, pa.scalar(read.end, ts))))
 
 
-def merge_summaries(a: TableSummary, b: TableSummary) -> TableSummary:
-    return a.merge(b)
+def labelled(table: pa.Table, labels: dict[str, str], *, fn: Summariser) -> Any:
+    """Runs on a worker: ``fn`` of the captured rows that have a label, the label in ``__label`` (joined by
+    ``__inference_id``, else ``__event_id``)."""
+    if table.num_rows == 0:
+        return fn(table.append_column(LABEL, pa.array([], pa.string())))
+    ids = table.column("__inference_id").to_pylist() if "__inference_id" in table.column_names \
+        else [None] * table.num_rows
+    found = [labels.get(i if i is not None else e) for i, e in zip(ids, table.column("__event_id").to_pylist(),
+                                                                      strict=True)]
+    return fn(table.append_column(LABEL, pa.array(found, pa.string())).filter(pa.array([v is not None
+                                                                                       for v in found])))
+
+
+def merge_summaries(a: S, b: S) -> S:
+    merged: S = a.merge(b)
+    return merged
 
 
 def parquet_parts(table: pa.Table, rows_per_group: int | None = None) -> tuple[bytes, int]:
@@ -164,6 +201,14 @@ def parquet_parts(table: pa.Table, rows_per_group: int | None = None) -> tuple[b
 def row_group_parts(key: str, groups: int, per_task: int | None = None) -> list[Part]:
     per_task = per_task or GROUPS_PER_TASK
     return [Part(key, tuple(range(i, min(i + per_task, groups)))) for i in range(0, groups, per_task)]
+
+
+def stored_parts(store: ObjectStore, table: pa.Table, key: str) -> list[Part]:
+    """An uploaded table stored at ``key`` as Parquet (uploads are stored first, then read by the workers) and the
+    tasks' shares of its row groups."""
+    data, groups = parquet_parts(table)
+    store.put(key, data, "application/vnd.apache.parquet")
+    return row_group_parts(key, groups)
 
 
 class Cluster:
@@ -194,10 +239,13 @@ class Cluster:
                                             "scheduled run tries again") from None
             return self._client
 
-    def summarise(self, store: ObjectStore, parts: Sequence[Part], read: Read) -> TableSummary:
-        """Summaries of ``parts`` computed and merged in a tree on the workers; only the result comes back."""
+    def summarise(self, store: ObjectStore, parts: Sequence[Part], read: Read, fn: Summariser = TableSummary.of,
+                  broadcast: Any = None) -> Any:
+        """Summaries ``fn(table[, broadcast])`` of ``parts`` computed and merged in a tree on the workers; only the
+        result comes back. ``broadcast`` (e.g. the window's labels) is sent to every worker once, not per task."""
         if not parts:
-            return TableSummary()
+            return TableSummary() if fn == TableSummary.of else fn(pa.table({}), *(() if broadcast is None
+                                                                                      else (broadcast,)))
         from distributed import KilledWorker
         from distributed.comm.core import CommClosedError
 
@@ -205,7 +253,9 @@ class Cluster:
         client = self.client()
         run = uuid.uuid4().hex[:12]
         try:
-            futs = [client.submit(summarise_part, loc, p, read, key=f"mlgov-summarise-{run}-{i}", pure=False)
+            extra = () if broadcast is None else (client.scatter([broadcast], broadcast=True, hash=False)[0],)
+            futs = [client.submit(summarise_part, loc, p, read, fn, *extra, key=f"mlgov-summarise-{run}-{i}",
+                                  pure=False)
                     for i, p in enumerate(parts)]
             level = 0
             while len(futs) > 1:
@@ -213,8 +263,7 @@ class Cluster:
                 nxt = [client.submit(merge_summaries, a, b, key=f"mlgov-merge-{run}-{level}-{i}", pure=False)
                        for i, (a, b) in enumerate(zip(futs[0::2], futs[1::2], strict=False))]
                 futs = nxt + ([futs[-1]] if len(futs) % 2 else [])
-            result: TableSummary = futs[0].result(timeout=self.settings.compute_timeout_s)
-            return result
+            return futs[0].result(timeout=self.settings.compute_timeout_s)
         except PartUnreadable as exc:
             raise ComputeFailed(f"a worker of the Dask cluster at {self.address} could not read its input from the "
                                 f"object store ({exc}); nothing was written",

@@ -80,7 +80,12 @@ class Counts:
     def of(cls, sensitive: np.ndarray, label: np.ndarray, predicted: np.ndarray | None) -> Counts:
         pred = predicted if predicted is not None else label
         idx = sensitive.astype(np.int64) * 4 + label.astype(np.int64) * 2 + pred.astype(np.int64)
-        c = np.bincount(idx, minlength=8).astype(float).reshape(2, 2, 2)   # [group, label, predicted]
+        return cls.of_cells(np.bincount(idx, minlength=8).reshape(2, 2, 2))
+
+    @classmethod
+    def of_cells(cls, cells: np.ndarray) -> Counts:
+        """From the row counts ``cells[group, label, predicted]`` (group 1 is d), all a partition has to merge."""
+        c = cells.astype(float)
 
         def pair(f: Any) -> tuple[float, float]:
             return float(f(c[0])), float(f(c[1]))
@@ -108,8 +113,10 @@ def pre_training(c: Counts, cdd: float | None) -> dict[str, float]:
     return out
 
 
-def post_training(c: Counts, label: np.ndarray, predicted: np.ndarray, cdd: float | None,
-                  ft: float | None) -> dict[str, float]:
+def post_training(c: Counts, label: np.ndarray | None, predicted: np.ndarray | None, cdd: float | None,
+                  ft: float | None, ge: float | None = None) -> dict[str, float]:
+    """``ge``: the generalized entropy when computed apart (from merged counts), else from ``label`` and
+    ``predicted``."""
     (na, nd) = c.n
     (pa, pd), (ppa, ppd) = c.pos, c.pred_pos
     (tpa, tpd), (fpa, fpd), (tna, tnd), (fna, fnd) = c.tp, c.fp, c.tn, c.fn
@@ -124,7 +131,7 @@ def post_training(c: Counts, label: np.ndarray, predicted: np.ndarray, cdd: floa
         "DRR": diff(div(tnd, tnd + fnd), div(tna, tna + fna)),
         "AD": diff(div(tpa + tna, na), div(tpd + tnd, nd)),
         "TE": diff(div(fnd, fpd), div(fna, fpa)),
-        "GE": generalized_entropy(label, predicted),
+        "GE": ge if ge is not None else generalized_entropy(label, predicted),
     }
     if cdd is not None:
         out["CDDPL"] = cdd
@@ -133,14 +140,22 @@ def post_training(c: Counts, label: np.ndarray, predicted: np.ndarray, cdd: floa
     return out
 
 
-def generalized_entropy(label: np.ndarray, predicted: np.ndarray, alpha: float = 2.0) -> float:
-    b = predicted.astype(float) - label.astype(float) + 1.0
-    mu = b.mean() if len(b) else 0.0
+def generalized_entropy(label: np.ndarray | None, predicted: np.ndarray | None, alpha: float = 2.0) -> float:
+    assert label is not None and predicted is not None
+    b = predicted.astype(np.int64) - label.astype(np.int64) + 1
+    return entropy_of_counts(np.bincount(b, minlength=3)[:3], alpha)
+
+
+def entropy_of_counts(k: np.ndarray, alpha: float = 2.0) -> float:
+    """GE from how many rows have benefit b = ŷ − y + 1 of 0, 1 and 2 (all the formula reads)."""
+    n = float(k.sum())
+    mu = float(k[1] + 2 * k[2]) / n if n else 0.0
     if mu == 0:
         return math.nan   # every prediction a false negative: undefined
+    terms = [float(k[b]) * ((b / mu) ** alpha - 1) for b in range(3)]
     if alpha == 2:
-        return float(np.sum((b / mu) ** 2 - 1) / (2 * len(b)))
-    return float(np.sum((b / mu) ** alpha - 1) / (len(b) * alpha * (alpha - 1)))
+        return float(sum(terms) / (2 * n))
+    return float(sum(terms) / (n * alpha * (alpha - 1)))
 
 
 def conditional_disparity(sensitive: np.ndarray, outcome: np.ndarray, group: np.ndarray) -> float:
@@ -148,9 +163,14 @@ def conditional_disparity(sensitive: np.ndarray, outcome: np.ndarray, group: np.
     _, gi = np.unique(group, return_inverse=True)
     k = int(gi.max()) + 1 if len(gi) else 0
     idx = gi * 4 + sensitive.astype(np.int64) * 2 + outcome.astype(np.int64)
-    c = np.bincount(idx, minlength=4 * k).astype(float).reshape(k, 2, 2)   # [group, sensitive, outcome]
+    return disparity_of_counts(np.bincount(idx, minlength=4 * k).reshape(k, 2, 2))
+
+
+def disparity_of_counts(counts: np.ndarray) -> float:
+    """CDD from the row counts ``counts[subgroup, sensitive, outcome]``."""
+    c = counts.astype(float)
     total = 0.0
-    for i in range(k):
+    for i in range(c.shape[0]):
         rej, acc = c[i, :, 0].sum(), c[i, :, 1].sum()
         dd = div(c[i, 1, 0], rej) - div(c[i, 1, 1], acc)
         total += c[i].sum() * dd

@@ -56,6 +56,25 @@ def bootstrap_interval(metric: Callable[[np.ndarray], float], n: int, *, draws: 
     rng = np.random.default_rng(seed)
     point = metric(np.arange(n))
     values = np.array([metric(rng.integers(0, n, n)) for _ in range(draws)], dtype=float)
+    return _normal_interval(point, values, level)
+
+
+def bootstrap_interval_of_counts(metric: Callable[[np.ndarray], float], cells: np.ndarray, *, draws: int = 200,
+                                 level: float = 0.95, seed: int = 0) -> tuple[float, float]:
+    """The same interval when the metric reads only row counts per cell (``cells``, any shape): resampling n rows
+    with replacement is one multinomial draw of n over the cells' shares, so the draws need no rows."""
+    rng = np.random.default_rng(seed)
+    n = int(cells.sum())
+    point = metric(cells)
+    if n == 0:
+        return point, point
+    flat = cells.reshape(-1).astype(float)
+    values = np.array([metric(d.reshape(cells.shape)) for d in rng.multinomial(n, flat / n, size=draws)],
+                      dtype=float)
+    return _normal_interval(point, values, level)
+
+
+def _normal_interval(point: float, values: np.ndarray, level: float) -> tuple[float, float]:
     values = values[np.isfinite(values)]
     if not len(values) or not math.isfinite(point):
         return point, point

@@ -13,21 +13,24 @@ import functools
 import hashlib
 import json
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 from sqlalchemy.orm import Session
 
 from clarify import loaders
 from clarify.errors import ConfigInvalid
-from clarify.metrics import bias
+from clarify.metrics import bias, partition
 from clarify.metrics.analysis import ConfigError, analyze, facet_groups, metric_value, parse_config
 from clarify.metrics.drift import (
     DEFAULT_NDCG_THRESHOLD,
     NOT_DRIFT_CHECKED,
     bias_violation,
     bootstrap_interval,
+    bootstrap_interval_of_counts,
     matching_group,
     ndcg,
 )
@@ -39,6 +42,7 @@ from mlgov.auth import Principal
 from mlgov.db import new_id
 from mlgov.errors import Invalid
 from mlgov.storage import ObjectStore
+from monitor import compute
 from monitor import service as monitor
 from monitor.engine.stats import json_safe
 from registry import service as registry
@@ -62,12 +66,23 @@ def create_bias_baseline(session: Session, store: ObjectStore, *, data: bytes, c
     parsed = _bias_config(config)
     cfg = parsed.as_dict()
     df = read_csv(data, parsed.headers)
-    try:
-        result = analyze(df, parsed)
-    except ConfigError as exc:
-        raise ConfigInvalid(exc) from None
     bid = new_id()
     prefix = monitor.baseline_prefix(bid)
+    cluster = compute.cluster_for(len(df))
+    try:
+        if cluster is None:
+            result = analyze(df, parsed)
+        else:   # stored first, then counted by the workers (the flip test is not computed there)
+            try:
+                table = pa.Table.from_pandas(df, preserve_index=False)
+            except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+                raise Invalid(f"the dataset cannot be stored as Parquet for the compute cluster: {exc}",
+                              fix="give each column one type (numbers or text)") from None
+            summary = cluster.summarise(store, compute.stored_parts(store, table, f"{prefix}/dataset.parquet"),
+                                        compute.Read(), functools.partial(partition.summarise_table, config=cfg))
+            result = partition.analysis(summary, cfg)
+    except ConfigError as exc:
+        raise ConfigInvalid(exc) from None
     store.put(f"{prefix}/analysis.json", json.dumps(result, allow_nan=False).encode(), "application/json")
     store.put(f"{prefix}/analysis_config.json", json.dumps(cfg, allow_nan=False).encode(), "application/json")
     return monitor.record_baseline(session, store, baseline_id=bid, kind="ModelBias", source="computed",
@@ -188,7 +203,8 @@ def _record(session: Session, store: ObjectStore, *, base: monitor.Baseline, kin
 def bias_window(session: Session, store: ObjectStore, *, baseline_id: str, endpoint: str, start: dt.datetime,
                 end: dt.datetime, actor: Principal, draws: int = 200) -> monitor.Analysis:
     """Post-training bias of the labelled window vs the baseline: a metric violates when its bootstrap interval
-    lies entirely farther from 0 than the baseline value (SageMaker's rule, without alerts on noise)."""
+    lies entirely farther from 0 than the baseline value (SageMaker's rule, without alerts on noise). With
+    MLGOV_COMPUTE naming a cluster the window's group counts are computed and merged there (``_bias_on_cluster``)."""
     base = monitor.get_baseline(session, baseline_id)
     cfg = dict((base.settings or {}).get("config", {}))
     ep = monitor.get_endpoint(session, endpoint)
@@ -196,6 +212,15 @@ def bias_window(session: Session, store: ObjectStore, *, baseline_id: str, endpo
     window = f"between {start.isoformat()} and {end.isoformat()}"
     record = functools.partial(_record, session, store, base=base, kind="ModelBias", endpoint=endpoint, start=start,
                                end=end, actor=actor, t0=t0)
+    baseline = json.loads(store.get(f"{base.prefix}/analysis.json"))
+    on_cluster = _bias_on_cluster(session, store, ep, start, end, cfg, draws)
+    if on_cluster is not None:
+        rows, found, drawn, failure = on_cluster
+        if failure is not None:
+            return record(rows=rows, violations=[], result=None, failure=failure)
+        assert found is not None and drawn is not None
+        return record(rows=rows, violations=_bias_violations(cfg, baseline, found, drawn), result=found,
+                      failure=None)
     df = monitor.labelled_window(session, store, ep, start, end)
     if df.empty:
         return record(rows=0, violations=[], result=None,
@@ -215,34 +240,75 @@ def bias_window(session: Session, store: ObjectStore, *, baseline_id: str, endpo
     except ConfigError as exc:
         return record(rows=len(df), violations=[], result=None,
                        failure=f"the window does not fit the baseline's analysis config: {exc}")
-    baseline = json.loads(store.get(f"{base.prefix}/analysis.json"))
     y = bias.positive(df[label_col].to_numpy(), cfg["label_values_or_threshold"])
     pred = df[cfg["predicted_label"]]
     yhat = pred.to_numpy(dtype=float) > float(cfg.get("probability_threshold", 0.5)) if pred.dtype.kind == "f" \
         and set(np.unique(pred.dropna())) - {0.0, 1.0} else bias.positive(pred.to_numpy(),
                                                                           cfg["label_values_or_threshold"])
+    masks = [[m for _, m in facet_groups(df[f["name_or_index"]], f.get("value_or_threshold"))] for f in cfg["facet"]]
+
+    def interval(facet: int, group: int, name: str) -> tuple[float, float]:
+        sensitive = masks[facet][group]
+
+        def metric(idx: np.ndarray) -> float:
+            c = bias.Counts.of(sensitive[idx], y[idx], yhat[idx])
+            return bias.post_training(c, y[idx], yhat[idx], None, None)[name]
+
+        return bootstrap_interval(metric, len(df), draws=draws)
+
+    return record(rows=len(df), violations=_bias_violations(cfg, baseline, current, interval), result=current,
+                  failure=None)
+
+
+Interval = Callable[[int, int, str], tuple[float, float]]
+
+
+def _bias_on_cluster(session: Session, store: ObjectStore, ep: Any, start: dt.datetime, end: dt.datetime,
+                     cfg: dict[str, Any], draws: int
+                     ) -> tuple[int, dict[str, Any] | None, Interval | None, str | None] | None:
+    """The window's group counts from the compute cluster (the workers read the captured batches, join the labels
+    and count; the rows never come here): rows, analysis.json, the bootstrap interval of a group's metric (drawn
+    from its counts) and a failure; or None when this process computes the window."""
+    window = f"between {start.isoformat()} and {end.isoformat()}"
+    try:
+        summary = monitor.labelled_summary(session, store, ep, start, end, None,
+                                           functools.partial(partition.summarise_captured, config=cfg))
+    except ConfigError as exc:
+        return 0, None, None, f"the window does not fit the baseline's analysis config: {exc}"
+    if summary is None:
+        return None
+    if summary.rows == 0:
+        return 0, None, None, f"no ground truth yet for the records captured {window}"
+    current = partition.analysis(summary, cfg)
+
+    def interval(facet: int, group: int, name: str) -> tuple[float, float]:
+        def metric(cells: np.ndarray) -> float:
+            return bias.post_training(bias.Counts.of_cells(cells), None, None, None, None,
+                                      ge=partition.entropy(cells.sum(axis=0)))[name]
+
+        return bootstrap_interval_of_counts(metric, partition.group_cells(summary, facet, summary.order[facet][group]),
+                                            draws=draws)
+
+    return summary.rows, current, interval, None
+
+
+def _bias_violations(cfg: dict[str, Any], baseline: dict[str, Any], current: dict[str, Any],
+                     interval: Interval) -> list[dict[str, Any]]:
     violations: list[dict[str, Any]] = []
     section = "post_training_bias_metrics"
-    for facet in cfg["facet"]:
+    for fi, facet in enumerate(cfg["facet"]):
         name = str(facet["name_or_index"])
         base_groups = baseline.get(section, {}).get("facets", {}).get(name, [])
         cur_groups = current.get(section, {}).get("facets", {}).get(name, [])
-        masks = dict(facet_groups(df[facet["name_or_index"]], facet.get("value_or_threshold")))
         for i, cur_group in enumerate(cur_groups):
             base_group = matching_group(base_groups, cur_group, i, len(cur_groups))
             if base_group is None:
                 continue
             base_vals = {m["name"]: metric_value(m) for m in base_group["metrics"]}
-            sensitive = masks[cur_group["value_or_threshold"]]
             for m in cur_group["metrics"]:
                 if m["name"] not in base_vals or m["name"] in NOT_DRIFT_CHECKED:
                     continue
-
-                def metric(idx: np.ndarray, key: str = m["name"], s: np.ndarray = sensitive) -> float:
-                    c = bias.Counts.of(s[idx], y[idx], yhat[idx])
-                    return bias.post_training(c, y[idx], yhat[idx], None, None)[key]
-
-                ci = bootstrap_interval(metric, len(df), draws=draws)
+                ci = interval(fi, i, m["name"])
                 if bias_violation(base_vals[m["name"]], metric_value(m), ci, metric=m["name"]):
                     violations.append({"facet": name, "facet_value": cur_group["value_or_threshold"],
                                        "metric_name": m["name"], "constraint_check_type": "bias_drift_check",
@@ -250,7 +316,7 @@ def bias_window(session: Session, store: ObjectStore, *, baseline_id: str, endpo
                                                       f"baseline constraint requirement "
                                                       f"{base_vals[m['name']]:.4g} "
                                                       f"(95% interval {ci[0]:.4g} to {ci[1]:.4g})"})
-    return record(rows=len(df), violations=violations, result=current, failure=None)
+    return violations
 
 
 def attribution_window(session: Session, store: ObjectStore, *, baseline_id: str, endpoint: str,

@@ -41,92 +41,187 @@ def _between(value: float | None, kw: dict[str, Any]) -> bool:
     return not (hi is not None and (value >= hi if kw.get("strict_max") else value > hi))
 
 
-def run_expectation(table: pa.Table, exp: dict[str, Any]) -> dict[str, Any]:
-    etype = exp.get("type") or exp.get("expectation_type")
-    kw = dict(exp.get("kwargs", {}))
+MAP_TYPES = ("expect_column_values_to_not_be_null", "expect_column_values_to_be_null",
+             "expect_column_values_to_be_in_set", "expect_column_values_to_not_be_in_set",
+             "expect_column_values_to_be_between", "expect_column_values_to_match_regex",
+             "expect_column_values_to_be_unique", "expect_column_values_to_be_in_type_list")
+STATS = {"expect_column_mean_to_be_between": "mean", "expect_column_min_to_be_between": "min",
+         "expect_column_max_to_be_between": "max", "expect_column_stdev_to_be_between": "stddev",
+         "expect_column_sum_to_be_between": "sum"}
+TABLE_TYPES = ("expect_table_row_count_to_be_between", "expect_table_columns_to_match_ordered_list",
+               "expect_column_to_exist")
+
+
+def _type(exp: dict[str, Any]) -> Any:
+    return exp.get("type") or exp.get("expectation_type")
+
+
+def measure(table: pa.Table, exp: dict[str, Any]) -> dict[str, Any] | None:
+    """What judging ``exp`` needs from ``table``, as counts that add up over partitions (None: a table-level or
+    unsupported type, judged from the suite's row count and columns or by GX)."""
+    etype, kw = _type(exp), exp.get("kwargs", {})
     col_name = kw.get("column")
-    out: dict[str, Any] = {"type": etype, "kwargs": kw}
-    if etype == "expect_table_row_count_to_be_between":
-        return {**out, "success": _between(table.num_rows, kw), "result": {"observed_value": table.num_rows}}
-    if etype == "expect_table_columns_to_match_ordered_list":
-        cols = kw.get("column_list", [])
-        return {**out, "success": table.column_names == cols, "result": {"observed_value": table.column_names}}
-    if col_name is None:
-        return {**out, "success": None, "unsupported": f"expectation type {etype!r} is not supported"}
-    if etype == "expect_column_to_exist":
-        return {**out, "success": col_name in table.column_names}
-    if col_name not in table.column_names:
-        return {**out, "success": False, "result": {"details": f"column {col_name!r} is missing"}}
+    if etype in TABLE_TYPES or col_name is None or (etype not in MAP_TYPES and etype not in STATS):
+        return None
+    if col_name not in table.column_names:   # absent from this partition: its rows are missing values
+        return {"seen": False, "total": table.num_rows, "present": 0}
     col = table.column(col_name)
     nonnull = pc.drop_null(col)
     if pa.types.is_floating(col.type):
         nonnull = pc.filter(nonnull, pc.invert(pc.is_nan(nonnull)))
-    total, present = len(col), len(nonnull)
-    mostly = float(kw.get("mostly", 1.0))
-    if etype == "expect_column_values_to_not_be_null":
-        ok, res = _mostly(total - present, total, total, mostly)
-        return {**out, "success": ok, "result": {k: v for k, v in res.items() if k != "missing_count"}}
-    if etype == "expect_column_values_to_be_null":
-        ok, res = _mostly(present, total, total, mostly)
-        return {**out, "success": ok, "result": {k: v for k, v in res.items() if k != "missing_count"}}
+    out: dict[str, Any] = {"seen": True, "total": len(col), "present": len(nonnull), "type": col.type}
     if etype in ("expect_column_values_to_be_in_set", "expect_column_values_to_not_be_in_set"):
         values = pa.array(kw.get("value_set", []))
         try:
             inside = pc.is_in(nonnull, value_set=values.cast(nonnull.type))
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
             inside = pc.is_in(pc.cast(nonnull, pa.string()), value_set=values.cast(pa.string()))
-        hits = int(pc.sum(inside).as_py() or 0)
-        unexpected = present - hits if etype.endswith("be_in_set") and "not" not in etype else hits
+        out["hits"] = int(pc.sum(inside).as_py() or 0)
+    elif etype == "expect_column_values_to_be_between":
+        out["numeric"] = pa.types.is_integer(nonnull.type) or pa.types.is_floating(nonnull.type)
+        bad = pa.array([False] * len(nonnull))
+        lo, hi = kw.get("min_value"), kw.get("max_value")
+        if out["numeric"] and lo is not None:
+            bad = pc.or_(bad, pc.less_equal(nonnull, lo) if kw.get("strict_min") else pc.less(nonnull, lo))
+        if out["numeric"] and hi is not None:
+            bad = pc.or_(bad, pc.greater_equal(nonnull, hi) if kw.get("strict_max") else pc.greater(nonnull, hi))
+        out["bad"] = int(pc.sum(bad).as_py() or 0)
+    elif etype == "expect_column_values_to_match_regex":
+        out["hits"] = int(pc.sum(pc.match_substring_regex(pc.cast(nonnull, pa.string()), kw["regex"])).as_py() or 0)
+    elif etype == "expect_column_values_to_be_unique":   # every occurrence of a repeated value is unexpected (GX)
+        counts = pc.value_counts(nonnull)
+        out["counts"] = dict(zip(counts.field("values").to_pylist(), counts.field("counts").to_pylist(), strict=True))
+    elif etype in STATS and len(nonnull):
+        values = nonnull.to_numpy(zero_copy_only=False)
+        mean = float(np.mean(values, dtype=float))
+        out.update(sum=pc.sum(nonnull).as_py(), min=pc.min(nonnull).as_py(), max=pc.max(nonnull).as_py(),
+                   mean=mean, m2=float(np.sum((values - mean) ** 2)))
+    return out
+
+
+def merge_measures(a: dict[str, Any] | None, b: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Two partitions' measures of one expectation: counts add, extremes fold, moments merge (Chan)."""
+    if a is None or b is None:
+        return a if b is None else b
+    out = {**a, **{k: v for k, v in b.items() if k not in a}, "seen": a["seen"] or b["seen"],
+           "total": a["total"] + b["total"], "present": a["present"] + b["present"]}
+    out["type"] = a.get("type") if a["seen"] else b.get("type")
+    for k in ("hits", "bad"):
+        if k in a or k in b:
+            out[k] = a.get(k, 0) + b.get(k, 0)
+    if "numeric" in a and "numeric" in b:
+        out["numeric"] = a["numeric"] and b["numeric"]
+    if "counts" in a and "counts" in b:
+        counts = dict(a["counts"])
+        for v, c in b["counts"].items():
+            counts[v] = counts.get(v, 0) + c
+        out["counts"] = counts
+    if "mean" in a and "mean" in b:
+        na, nb = a["present"], b["present"]
+        delta = b["mean"] - a["mean"]
+        out.update(sum=a["sum"] + b["sum"], min=min(a["min"], b["min"]), max=max(a["max"], b["max"]),
+                   mean=a["mean"] + delta * nb / (na + nb), m2=a["m2"] + b["m2"] + delta * delta * na * nb / (na + nb))
+    return out
+
+
+def judge(exp: dict[str, Any], m: dict[str, Any] | None, rows: int, columns: list[str]) -> dict[str, Any]:
+    """The expectation's result (GX's semantics) from its measure and the table's row count and columns."""
+    etype = _type(exp)
+    kw = dict(exp.get("kwargs", {}))
+    col_name = kw.get("column")
+    out: dict[str, Any] = {"type": etype, "kwargs": kw}
+    if etype == "expect_table_row_count_to_be_between":
+        return {**out, "success": _between(rows, kw), "result": {"observed_value": rows}}
+    if etype == "expect_table_columns_to_match_ordered_list":
+        return {**out, "success": columns == kw.get("column_list", []), "result": {"observed_value": columns}}
+    if col_name is None or (etype != "expect_column_to_exist" and m is None):
+        return {**out, "success": None, "unsupported": f"expectation type {etype!r} is not supported"}
+    if etype == "expect_column_to_exist":
+        return {**out, "success": col_name in columns}
+    assert m is not None
+    if not m["seen"]:
+        return {**out, "success": False, "result": {"details": f"column {col_name!r} is missing"}}
+    total, present = m["total"], m["present"]
+    mostly = float(kw.get("mostly", 1.0))
+    if etype in ("expect_column_values_to_not_be_null", "expect_column_values_to_be_null"):
+        unexpected = total - present if "not" in etype else present
+        ok, res = _mostly(unexpected, total, total, mostly)
+        return {**out, "success": ok, "result": {k: v for k, v in res.items() if k != "missing_count"}}
+    if etype in ("expect_column_values_to_be_in_set", "expect_column_values_to_not_be_in_set"):
+        unexpected = m["hits"] if "not" in etype else present - m["hits"]
         ok, res = _mostly(unexpected, total, present, mostly)
         return {**out, "success": ok, "result": res}
     if etype == "expect_column_values_to_be_between":
-        if not (pa.types.is_integer(nonnull.type) or pa.types.is_floating(nonnull.type)):
+        if not m["numeric"]:
             return {**out, "success": False, "result": {"details": "column is not numeric"}}
-        lo, hi = kw.get("min_value"), kw.get("max_value")
-        bad = pa.array([False] * present)
-        if lo is not None:
-            bad = pc.or_(bad, pc.less_equal(nonnull, lo) if kw.get("strict_min") else pc.less(nonnull, lo))
-        if hi is not None:
-            bad = pc.or_(bad, pc.greater_equal(nonnull, hi) if kw.get("strict_max") else pc.greater(nonnull, hi))
-        ok, res = _mostly(int(pc.sum(bad).as_py() or 0), total, present, mostly)
+        ok, res = _mostly(m["bad"], total, present, mostly)
         return {**out, "success": ok, "result": res}
     if etype == "expect_column_values_to_match_regex":
-        hits = int(pc.sum(pc.match_substring_regex(pc.cast(nonnull, pa.string()), kw["regex"])).as_py() or 0)
-        ok, res = _mostly(present - hits, total, present, mostly)
+        ok, res = _mostly(present - m["hits"], total, present, mostly)
         return {**out, "success": ok, "result": res}
     if etype == "expect_column_values_to_be_unique":
-        counts = pc.value_counts(nonnull)  # GX: every occurrence of a repeated value is unexpected
-        dupes = int(pc.sum(pc.filter(counts.field("counts"), pc.greater(counts.field("counts"), 1))).as_py() or 0)
-        ok, res = _mostly(dupes, total, present, mostly)
+        ok, res = _mostly(sum(c for c in m["counts"].values() if c > 1), total, present, mostly)
         return {**out, "success": ok, "result": res}
     if etype == "expect_column_values_to_be_in_type_list":
         names = [str(t).lower() for t in kw.get("type_list", [])]
-        ok = any(_TYPES.get(n, lambda t: False)(col.type) for n in names)
-        if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
+        ctype = m["type"]
+        ok = any(_TYPES.get(n, lambda t: False)(ctype) for n in names)
+        if pa.types.is_string(ctype) or pa.types.is_large_string(ctype):
             # GX checks the values of an object column one by one: a map result
             ok, res = _mostly(0 if ok else present, total, present, mostly)
             return {**out, "success": ok, "result": res}
-        return {**out, "success": ok, "result": {"observed_value": np.dtype(col.type.to_pandas_dtype()).name}}
-    stats = {"expect_column_mean_to_be_between": "mean", "expect_column_min_to_be_between": "min",
-             "expect_column_max_to_be_between": "max", "expect_column_stdev_to_be_between": "stddev",
-             "expect_column_sum_to_be_between": "sum"}
-    if etype in stats:
-        fn = stats[etype]
-        value = (pc.stddev(nonnull, ddof=1) if fn == "stddev" else getattr(pc, fn)(nonnull)).as_py() \
-            if present else None
-        return {**out, "success": _between(value, kw), "result": {"observed_value": value}}
-    return {**out, "success": None, "unsupported": f"expectation type {etype!r} is not supported"}
+        return {**out, "success": ok, "result": {"observed_value": np.dtype(ctype.to_pandas_dtype()).name}}
+    fn = STATS[etype]
+    value = None
+    if present:
+        value = {"mean": m["mean"], "min": m["min"], "max": m["max"], "sum": m["sum"],
+                 "stddev": math.sqrt(m["m2"] / (present - 1)) if present > 1 else None}[fn]
+    return {**out, "success": _between(value, kw), "result": {"observed_value": value}}
+
+
+def run_expectation(table: pa.Table, exp: dict[str, Any]) -> dict[str, Any]:
+    return judge(exp, measure(table, exp), table.num_rows, table.column_names)
+
+
+class SuiteCounts:
+    """A suite's measures of one partition (or of merged partitions): row count, columns, one measure per
+    expectation. Merged, they judge every expectation mlgov evaluates exactly as one pass over the whole table
+    would (counts, minima and maxima exactly; sums, means and deviations to floating-point rounding; uniqueness
+    keeps a frequency table of the column's values)."""
+
+    def __init__(self, rows: int, columns: list[str], measures: list[dict[str, Any] | None]) -> None:
+        self.rows, self.columns, self.measures = rows, columns, measures
+
+    @classmethod
+    def of(cls, table: pa.Table, suite: dict[str, Any]) -> SuiteCounts:
+        return cls(table.num_rows, list(table.column_names), [measure(table, e) for e in suite.get("expectations", [])])
+
+    def merge(self, o: SuiteCounts) -> SuiteCounts:
+        columns = self.columns + [c for c in o.columns if c not in self.columns]
+        return SuiteCounts(self.rows + o.rows, columns,
+                           [merge_measures(a, b) for a, b in zip(self.measures, o.measures, strict=True)])
 
 
 def run_suite(table: pa.Table, suite: dict[str, Any]) -> dict[str, Any]:
+    return suite_result(suite, SuiteCounts.of(table, suite), table)
+
+
+def suite_result(suite: dict[str, Any], counts: SuiteCounts, table: pa.Table | None = None) -> dict[str, Any]:
+    """The suite's report from its (merged) measures. Types mlgov does not evaluate go to GX with the ``table``;
+    without one (a window summarised in partitions) they are reported unsupported, never passed."""
     exps = suite.get("expectations", [])
-    results = [{**run_expectation(table, e), "evaluated_by": "mlgov"} for e in exps]
+    results = [{**judge(e, m, counts.rows, counts.columns), "evaluated_by": "mlgov"}
+               for e, m in zip(exps, counts.measures, strict=True)]
     rest = [i for i, r in enumerate(results) if r["success"] is None]
-    if rest:
+    if rest and table is not None:
         from monitor.engine import gx
 
         for i, r in zip(rest, gx.validate(table, [exps[i] for i in rest]), strict=True):
             results[i] = r
+    elif rest:
+        for i in rest:
+            results[i]["unsupported"] = ("Great Expectations runs this type only on a table read whole; this window "
+                                         "was evaluated in partitions on the compute cluster")
     failed = sum(1 for r in results if r["success"] is False)
     unsupported = sum(1 for r in results if r["success"] is None)
     return {"suite": suite.get("name"), "success": failed == 0 and unsupported == 0,

@@ -104,7 +104,13 @@ def multiclass_values(y: np.ndarray, pred: np.ndarray) -> dict[str, Any]:
     classes, inv = np.unique(np.concatenate([y, pred]), return_inverse=True)
     k = len(classes)
     yi, pi = inv[: len(y)], inv[len(y):]
-    cm = np.bincount(yi * k + pi, minlength=k * k).reshape(k, k).astype(float)
+    return multiclass_from_matrix(classes, np.bincount(yi * k + pi, minlength=k * k).reshape(k, k).astype(float))
+
+
+def multiclass_from_matrix(classes: np.ndarray | list[Any], cm: np.ndarray) -> dict[str, Any]:
+    """Every multiclass metric from the confusion matrix ``cm[true, predicted]`` over the sorted ``classes`` (all a
+    partitioned window has to merge)."""
+    k = len(classes)
     support = cm.sum(axis=1)
     tp = np.diag(cm)
     precision = np.divide(tp, cm.sum(axis=0), out=np.zeros(k), where=cm.sum(axis=0) > 0)
@@ -120,17 +126,17 @@ def multiclass_values(y: np.ndarray, pred: np.ndarray) -> dict[str, Any]:
     out: dict[str, Any] = {
         "confusion_matrix": {str(a): {str(b): int(cm[i, j]) for j, b in enumerate(classes)}
                              for i, a in enumerate(classes)},
-        "accuracy": float(tp.sum() / len(y)), "weighted_recall": float(np.sum(weights * recall)),
+        "accuracy": float(tp.sum() / cm.sum()), "weighted_recall": float(np.sum(weights * recall)),
         "weighted_precision": float(np.sum(weights * precision)),
         "weighted_f0_5": weighted_f(0.5, precision, recall), "weighted_f1": weighted_f(1.0, precision, recall),
         "weighted_f2": weighted_f(2.0, precision, recall)}
     # the best constant classifier predicts the most frequent true class
     major = int(np.argmax(support))
     cp = np.zeros(k)
-    cp[major] = support[major] / len(y)
+    cp[major] = support[major] / cm.sum()
     cr = np.zeros(k)
     cr[major] = 1.0
-    out.update({"accuracy_best_constant_classifier": float(support[major] / len(y)),
+    out.update({"accuracy_best_constant_classifier": float(support[major] / cm.sum()),
                 "weighted_recall_best_constant_classifier": float(np.sum(weights * cr)),
                 "weighted_precision_best_constant_classifier": float(np.sum(weights * cp)),
                 "weighted_f0_5_best_constant_classifier": weighted_f(0.5, cp, cr),

@@ -58,7 +58,7 @@ from monitor.service.endpoints import (
     prepare_capture,
     window_table,
 )
-from monitor.service.ground_truth import ingest_ground_truth, labelled_window
+from monitor.service.ground_truth import ingest_ground_truth, labelled_summary, labelled_window
 from monitor.service.model_quality import (
     create_quality_baseline,
     import_quality_baseline,
@@ -75,8 +75,8 @@ __all__ = [
     "create_baseline", "create_endpoint", "create_quality_baseline", "data_quality_report", "drift_config",
     "evidently_snapshot",
     "get_analysis", "get_baseline", "get_endpoint", "gx_suite", "import_baseline", "import_quality_baseline",
-    "ingest", "ingest_ground_truth", "labelled_window", "last_capture_hour", "list_analyses", "list_baselines",
-    "list_endpoints", "performance_estimate", "prepare_capture", "put_expectations", "quality_file", "quality_report",
-    "quality_window", "read_dataset_uri", "record_analysis", "record_baseline", "run_analysis",
+    "ingest", "ingest_ground_truth", "labelled_summary", "labelled_window", "last_capture_hour", "list_analyses",
+    "list_baselines", "list_endpoints", "performance_estimate", "prepare_capture", "put_expectations", "quality_file",
+    "quality_report", "quality_window", "read_dataset_uri", "record_analysis", "record_baseline", "run_analysis",
     "run_quality_analysis", "update_constraints", "version_baseline", "violations_of", "window_table",
 ]

@@ -97,9 +97,9 @@ def run_analysis(session: Session, store: ObjectStore, *, baseline_id: str, acto
                  table: pa.Table | None = None, source: str, dataset_uri: str | None = None,
                  endpoint: str | None = None, start: dt.datetime | None = None, end: dt.datetime | None = None,
                  config: DriftConfig | None = None, failure: str | None = None,
-                 summary: TableSummary | None = None) -> Analysis:
-    """Judge the current data — a ``table`` read here, or the ``summary`` a compute cluster merged from its
-    partitions — against the baseline."""
+                 summary: TableSummary | None = None, suite: expectations.SuiteCounts | None = None) -> Analysis:
+    """Judge the current data — a ``table`` read here, or the ``summary`` (and the ``suite``'s measures, when the
+    baseline has an expectation suite) a compute cluster merged from its partitions — against the baseline."""
     base = get_baseline(session, baseline_id)
     aid = new_id()
     prefix = analysis_prefix(aid)
@@ -122,12 +122,11 @@ def run_analysis(session: Session, store: ObjectStore, *, baseline_id: str, acto
     _store_analysis(store, prefix, result, meta)
     gx_ok = True
     if store.exists(f"{base.prefix}/expectations.json"):
-        if table is not None:
-            gx = expectations.run_suite(table, json.loads(store.get(f"{base.prefix}/expectations.json")))
-            gx_ok = gx["success"]
-        else:
-            gx = {"evaluated": False, "reason": "the window was summarised on the Dask cluster; Great Expectations "
-                                                "suites run only on windows read whole (MLGOV_COMPUTE=local)"}
+        doc = json.loads(store.get(f"{base.prefix}/expectations.json"))
+        gx = expectations.run_suite(table, doc) if table is not None else \
+            {**expectations.suite_result(doc, suite), "compute": "dask"} if suite is not None else \
+            {"evaluated": False, "reason": "the suite was attached after the cluster summarised this input"}
+        gx_ok = bool(gx.get("success", True))
         store.put(f"{prefix}/expectations.json", layout.dumps(gx), "application/json")
     summ = result.summary()
     return record(violations=result.violations, passed=gx_ok, rows=result.rows,
@@ -135,27 +134,31 @@ def run_analysis(session: Session, store: ObjectStore, *, baseline_id: str, acto
                   drifted_features=summ["drifted_features"])
 
 
-def _on_cluster(store: ObjectStore, table: pa.Table, prefix: str) -> TableSummary | None:
-    """An uploaded table's summary from the compute cluster (stored first under ``prefix``, then read by the
-    workers), or None when this process computes it (MLGOV_COMPUTE=local, or fewer rows than
-    MLGOV_COMPUTE_MIN_ROWS)."""
-    cluster = compute.cluster_for(table.num_rows)
-    if cluster is None:
-        return None
-    data, groups = compute.parquet_parts(table)
-    key = f"{prefix}/dataset.parquet"
-    store.put(key, data, "application/vnd.apache.parquet")
-    return cluster.summarise(store, compute.row_group_parts(key, groups), compute.Read())
+def _summaries(store: ObjectStore, cluster: compute.Cluster, base: Baseline, parts: list[compute.Part],
+               read: compute.Read) -> dict[str, Any]:
+    """The profiles of ``parts`` and, when the baseline has an expectation suite, its measures (a second pass over
+    the same partitions), both merged on the cluster — as ``run_analysis`` arguments."""
+    out: dict[str, Any] = {"summary": cluster.summarise(store, parts, read)}
+    if store.exists(f"{base.prefix}/expectations.json"):
+        suite = json.loads(store.get(f"{base.prefix}/expectations.json"))
+        out["suite"] = cluster.summarise(store, parts, read, functools.partial(expectations.SuiteCounts.of,
+                                                                                suite=suite))
+    return out
 
 
 def analyze_file(session: Session, store: ObjectStore, *, baseline_id: str, data: bytes, fmt: str | None,
                  header: bool, dataset_uri: str | None, config: DriftConfig | None, actor: Principal) -> Analysis:
-    get_baseline(session, baseline_id)
+    """An uploaded file against the baseline; on the compute cluster (stored first, then read by the workers)
+    unless MLGOV_COMPUTE=local or it has fewer rows than MLGOV_COMPUTE_MIN_ROWS."""
+    base = get_baseline(session, baseline_id)
     table = dataset_table(data, fmt, header)
-    summary = _on_cluster(store, table, f"inputs/{new_id()}")
-    return run_analysis(session, store, baseline_id=baseline_id, actor=actor, table=None if summary else table,
-                        summary=summary, source="uri" if dataset_uri else "file", dataset_uri=dataset_uri,
-                        config=config)
+    run = functools.partial(run_analysis, session, store, baseline_id=baseline_id, actor=actor,
+                            source="uri" if dataset_uri else "file", dataset_uri=dataset_uri, config=config)
+    cluster = compute.cluster_for(table.num_rows)
+    if cluster is None:
+        return run(table=table)
+    parts = compute.stored_parts(store, table, f"inputs/{new_id()}/dataset.parquet")
+    return run(**_summaries(store, cluster, base, parts, compute.Read()))
 
 
 def analyze_window(session: Session, store: ObjectStore, *, baseline_id: str, endpoint: str, start: dt.datetime,
@@ -174,9 +177,9 @@ def analyze_window(session: Session, store: ObjectStore, *, baseline_id: str, en
     batches = window_batches(session, ep, start, end)
     cluster = compute.cluster_for(sum(b.records for b in batches)) if batches else None
     if cluster is not None:   # the workers read the captured batches from the store; only summaries come back
-        summary = cluster.summarise(store, [compute.Part(b.parquet_key) for b in batches],
-                                    compute.Read(frozenset(wanted), start, end))
-        return run(summary=summary, failure=no_data if summary.rows == 0 else None)
+        found = _summaries(store, cluster, base, [compute.Part(b.parquet_key) for b in batches],
+                           compute.Read(frozenset(wanted), start, end))
+        return run(**found, failure=no_data if found["summary"].rows == 0 else None)
     table = window_table(session, store, ep, start, end)
     if table is None or table.num_rows == 0:
         return run(failure=no_data)

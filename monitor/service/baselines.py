@@ -39,9 +39,7 @@ def create_baseline(session: Session, store: ObjectStore, *, data: bytes, fmt: s
     if cluster is None:
         _, profiles = profile(table)
     else:   # stored first, then summarised by the workers: a sketch-based (not exact) reference
-        parquet, groups = compute.parquet_parts(table)
-        store.put(f"{prefix}/dataset.parquet", parquet, "application/vnd.apache.parquet")
-        profiles = cluster.summarise(store, compute.row_group_parts(f"{prefix}/dataset.parquet", groups),
+        profiles = cluster.summarise(store, compute.stored_parts(store, table, f"{prefix}/dataset.parquet"),
                                      compute.Read()).profiles
     stats = statistics_json(profiles)
     constraints = cons.suggest(profiles)

@@ -6,6 +6,7 @@ Services flush; callers commit.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 from typing import Any
 
@@ -16,9 +17,17 @@ from sqlalchemy.orm import Session
 from mlgov.db import chunks, new_id, utcnow
 from mlgov.errors import Invalid
 from mlgov.storage import ObjectStore
-from monitor import capture
+from monitor import capture, compute
 from monitor.orm import CaptureEvent, Endpoint, GroundTruth
-from monitor.service.endpoints import get_endpoint, lock_endpoint, refuse_if_all_rejected, window_table
+from monitor.service.endpoints import (
+    get_endpoint,
+    lock_endpoint,
+    refuse_if_all_rejected,
+    window_batches,
+    window_table,
+)
+
+KEYS = frozenset({"__inference_id", "__event_id"})
 
 
 def _gt_label(record: Any) -> tuple[str, str]:
@@ -112,3 +121,23 @@ def labelled_window(session: Session, store: ObjectStore, ep: Endpoint, start: d
             labels[gt.event_id] = gt.label
     df["__label"] = df["__key"].map(labels)
     return df
+
+
+def labelled_summary(session: Session, store: ObjectStore, ep: Endpoint, start: dt.datetime, end: dt.datetime,
+                     columns: frozenset[str] | None, fn: compute.Summariser) -> Any:
+    """The labelled window summarised on the compute cluster — ``fn(table)`` per row group of the captured batches
+    (the labelled rows, the label in ``__label``; ``columns``: the others read, None for all), merged there — or
+    None when this process computes it (MLGOV_COMPUTE=local, fewer rows than MLGOV_COMPUTE_MIN_ROWS, or nothing
+    captured). Labels live in the database: the endpoint's labels that arrived
+    from the window's first hour on (a label follows its prediction) go to every worker once, as key → label; the
+    workers join them to the rows they read, and the rows never come here."""
+    batches = window_batches(session, ep, start, end)
+    cluster = compute.cluster_for(sum(b.records for b in batches)) if batches else None
+    if cluster is None:
+        return None
+    since = start.replace(minute=0, second=0, microsecond=0)
+    labels = {key: label for key, label in session.execute(select(GroundTruth.event_id, GroundTruth.label).where(
+        GroundTruth.endpoint_id == ep.id, GroundTruth.arrived_hour >= since))}
+    return cluster.summarise(store, [compute.Part(b.parquet_key) for b in batches],
+                             compute.Read(columns, start, end, hidden=KEYS), functools.partial(compute.labelled, fn=fn),
+                             broadcast=labels)

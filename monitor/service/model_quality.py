@@ -22,8 +22,8 @@ from mlgov.auth import Principal
 from mlgov.db import new_id
 from mlgov.errors import Invalid
 from mlgov.storage import ObjectStore
-from monitor import capture, documents, layout
-from monitor.engine import quality
+from monitor import capture, compute, documents, layout
+from monitor.engine import quality, quality_partition
 from monitor.orm import Analysis, Baseline, Schedule
 from monitor.service.analyses import analysis_prefix, record_analysis
 from monitor.service.baselines import baseline_prefix, get_baseline, record_baseline
@@ -36,7 +36,7 @@ from monitor.service.estimation import (
     store_estimator,
     window_estimate,
 )
-from monitor.service.ground_truth import labelled_window
+from monitor.service.ground_truth import labelled_summary, labelled_window
 
 
 def _quality_arrays(problem: str, labels: list[Any], preds: list[Any] | None, probs: list[Any] | None
@@ -63,6 +63,31 @@ def _quality_arrays(problem: str, labels: list[Any], preds: list[Any] | None, pr
                       fix="check the label, prediction and probability columns") from None
 
 
+def _summariser(problem: str, settings: dict[str, Any]) -> compute.Summariser:
+    """What a worker computes per row group: the quality summary of the baseline's label, prediction and
+    probability columns (the label column is ``__label`` in a captured window joined to its ground truth)."""
+    return functools.partial(quality_partition.summarise_table, problem=problem, label=settings["label"],
+                             prediction=settings.get("prediction"), probability=settings.get("probability"),
+                             threshold=float(settings.get("threshold", 0.5)))
+
+
+def _cluster_statistics(store: ObjectStore, table: Any, key: str, problem: str,
+                        settings: dict[str, Any]) -> dict[str, Any] | None:
+    """An uploaded labelled table's statistics.json computed on the compute cluster (stored first at ``key``), or
+    None when this process computes it."""
+    cluster = compute.cluster_for(table.num_rows)
+    if cluster is None:
+        return None
+    wanted = frozenset(c for c in (settings["label"], settings.get("prediction"), settings.get("probability")) if c)
+    try:
+        summary = cluster.summarise(store, compute.stored_parts(store, table, key), compute.Read(wanted),
+                                    _summariser(problem, settings))
+    except ValueError as exc:   # raised on a worker: the values do not fit the problem type
+        raise Invalid(f"labels or predictions are not of the problem type {problem}: {exc}",
+                      fix="check the label, prediction and probability columns") from None
+    return quality_partition.statistics(summary)
+
+
 def create_quality_baseline(session: Session, store: ObjectStore, *, data: bytes, fmt: str | None, header: bool,
                             problem_type: str, label: str, prediction: str | None, probability: str | None,
                             threshold: float, name: str | None, actor: Principal,
@@ -80,13 +105,17 @@ def create_quality_baseline(session: Session, store: ObjectStore, *, data: bytes
         if needed is not None and needed not in cols:
             raise Invalid(f"column {needed!r} is not in the dataset (columns: {cols[:20]})",
                           fix="name the label/prediction/probability columns with label=, prediction=, probability=")
-    y, pred, prob = _quality_arrays(problem_type, table.column(label).to_pylist(),
-                                    table.column(prediction).to_pylist() if prediction else None,
-                                    table.column(probability).to_pylist() if probability else None)
-    stats = quality.statistics(problem_type, y, prediction=pred, probability=prob, threshold=threshold)
-    constraints = quality.suggest_constraints(stats)
     settings: dict[str, Any] = {"label": label, "prediction": prediction, "probability": probability,
                                 "threshold": threshold}
+    bid = new_id()
+    prefix = baseline_prefix(bid)
+    stats = _cluster_statistics(store, table, f"{prefix}/dataset.parquet", problem_type, settings)
+    if stats is None:
+        y, pred, prob = _quality_arrays(problem_type, table.column(label).to_pylist(),
+                                        table.column(prediction).to_pylist() if prediction else None,
+                                        table.column(probability).to_pylist() if probability else None)
+        stats = quality.statistics(problem_type, y, prediction=pred, probability=prob, threshold=threshold)
+    constraints = quality.suggest_constraints(stats)
     if class_probabilities:
         settings["class_probabilities"] = dict(class_probabilities)
     if features:
@@ -95,8 +124,6 @@ def create_quality_baseline(session: Session, store: ObjectStore, *, data: bytes
                                              {*(class_probabilities or {}).values(), *(features or []),
                                               *(c for c in (prediction, probability) if c)}},
                               settings, table.column(label).to_pylist())
-    bid = new_id()
-    prefix = baseline_prefix(bid)
     store.put(f"{prefix}/statistics.json", layout.dumps(stats), "application/json")
     store.put(f"{prefix}/constraints.json", layout.dumps(constraints), "application/json")
     store_estimator(store, prefix, estimator)
@@ -153,9 +180,10 @@ def run_quality_analysis(session: Session, store: ObjectStore, *, baseline_id: s
                          labels: list[Any] | None, preds: list[Any] | None, probs: list[Any] | None,
                          source: str, endpoint: str | None = None, start: dt.datetime | None = None,
                          end: dt.datetime | None = None, failure: str | None = None,
-                         estimate: dict[str, Any] | None = None) -> Analysis:
+                         estimate: dict[str, Any] | None = None, stats: dict[str, Any] | None = None) -> Analysis:
     """``estimate``: the window's label-free estimate (stored beside the statistics; its estimated breaches join
-    the violations while some captured rows still wait for labels)."""
+    the violations while some captured rows still wait for labels). ``stats``: the statistics a compute cluster
+    merged from the partitions, instead of ``labels``."""
     base = get_baseline(session, baseline_id)
     if base.kind != "ModelQuality" or base.problem_type is None:
         raise Invalid(f"baseline {baseline_id} is a {base.kind} baseline", fix="use a ModelQuality baseline")
@@ -171,15 +199,16 @@ def run_quality_analysis(session: Session, store: ObjectStore, *, baseline_id: s
             early = estimated_violations(constraints, base.problem_type, estimate["estimated"])
         if not labels:
             return record(violations=early, rows=estimate["rows"])
-    if failure is not None or not labels:
+    if failure is not None or (not labels and stats is None):
         return record(violations=[], failure=failure or "no labelled predictions")
-    settings = base.settings or {}
-    y, pred, prob = _quality_arrays(base.problem_type, labels, preds, probs)
-    stats = quality.statistics(base.problem_type, y, prediction=pred, probability=prob,
-                               threshold=float(settings.get("threshold", 0.5)))
+    if stats is None:
+        settings = base.settings or {}
+        y, pred, prob = _quality_arrays(base.problem_type, labels or [], preds, probs)
+        stats = quality.statistics(base.problem_type, y, prediction=pred, probability=prob,
+                                   threshold=float(settings.get("threshold", 0.5)))
     found = quality.violations(constraints, stats)
     store.put(f"{analysis_prefix(aid)}/statistics.json", layout.dumps(stats), "application/json")
-    return record(violations=found + early, rows=len(y))
+    return record(violations=found + early, rows=int(stats["dataset"]["item_count"]))
 
 
 def quality_window(session: Session, store: ObjectStore, *, baseline_id: str, endpoint: str, start: dt.datetime,
@@ -191,8 +220,14 @@ def quality_window(session: Session, store: ObjectStore, *, baseline_id: str, en
     ep = get_endpoint(session, endpoint)
     settings = base.settings or {}
     pred_col, prob_col = settings.get("prediction"), settings.get("probability")
-    df = labelled_window(session, store, ep, start, end)
     window = f"between {start.isoformat()} and {end.isoformat()}"
+    if base.kind == "ModelQuality" and base.problem_type is not None:
+        on_cluster = _window_on_cluster(session, store, base, ep, start, end)
+        if on_cluster is not None:
+            return run_quality_analysis(session, store, baseline_id=baseline_id, actor=actor, source="endpoint",
+                                        endpoint=endpoint, start=start, end=end, labels=None, preds=None,
+                                        probs=None, **on_cluster)
+    df = labelled_window(session, store, ep, start, end)
     if df.empty:
         return run_quality_analysis(session, store, baseline_id=baseline_id, actor=actor, source="endpoint",
                                     endpoint=endpoint, start=start, end=end, labels=None, preds=None, probs=None,
@@ -218,6 +253,26 @@ def quality_window(session: Session, store: ObjectStore, *, baseline_id: str, en
     return run(labels=joined["__label"].tolist(), preds=col(pred_col), probs=col(prob_col))
 
 
+def _window_on_cluster(session: Session, store: ObjectStore, base: Baseline, ep: Any, start: dt.datetime,
+                       end: dt.datetime) -> dict[str, Any] | None:
+    """The captured window's statistics from the compute cluster (the workers join the labels), as
+    ``run_quality_analysis`` arguments, or None when this process computes them. The label-free estimate is not
+    computed there (it needs the window's scores whole): a window on the cluster is judged on its labels."""
+    assert base.problem_type is not None
+    settings = {**(base.settings or {}), "label": compute.LABEL}
+    wanted = frozenset(c for c in (settings.get("prediction"), settings.get("probability")) if c)
+    try:
+        summary = labelled_summary(session, store, ep, start, end, wanted, _summariser(base.problem_type, settings))
+    except ValueError as exc:
+        return {"failure": f"labels or predictions are not of the problem type {base.problem_type}: {exc}"}
+    if summary is None:
+        return None
+    if summary.whole.n == 0:
+        return {"failure": f"no ground truth yet for the records captured between {start.isoformat()} and "
+                           f"{end.isoformat()}"}
+    return {"stats": quality_partition.statistics(summary)}
+
+
 def quality_file(session: Session, store: ObjectStore, *, baseline_id: str, data: bytes, fmt: str | None,
                  header: bool, actor: Principal) -> Analysis:
     """A labelled file (the baseline's label/prediction/probability columns) judged against the baseline."""
@@ -229,11 +284,15 @@ def quality_file(session: Session, store: ObjectStore, *, baseline_id: str, data
     if missing:
         raise Invalid(f"the file lacks the baseline's columns {missing}", fix=f"include columns {list(cols.values())}")
 
-    def col(name: str | None) -> list[Any] | None:
-        return table.column(name).to_pylist() if name else None
+    stats = None if base.kind != "ModelQuality" or base.problem_type is None or not cols["label"] else \
+        _cluster_statistics(store, table, f"inputs/{new_id()}/dataset.parquet", base.problem_type, settings)
 
-    return run_quality_analysis(session, store, baseline_id=baseline_id, actor=actor, labels=col(cols["label"]),
-                                preds=col(cols["prediction"]), probs=col(cols["probability"]), source="file")
+    def col(name: str | None) -> list[Any] | None:
+        return table.column(name).to_pylist() if name and stats is None else None
+
+    return run_quality_analysis(session, store, baseline_id=baseline_id, actor=actor, stats=stats,
+                                labels=col(cols["label"]), preds=col(cols["prediction"]),
+                                probs=col(cols["probability"]), source="file")
 
 
 def _endpoint_baseline(session: Session, endpoint: str) -> Baseline | None:

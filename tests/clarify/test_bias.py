@@ -205,3 +205,27 @@ def test_approval_policy_requires_a_passing_bias_report(client, keys, tmp_path):
     assert "Post-training (model) bias" in dom and 'id="verdict"' in dom and "failed" in dom
     assert "Difference in Positive Proportions in Predicted Labels (DPPL)" in dom
     assert_problem(client.get("/api/v1/clarify/reports/..%2Fetc", headers=keys("viewer")), 404)
+
+
+def test_counts_from_partitions_merge_into_the_whole_datasets_analysis():
+    """Pre- and post-training metrics of a categorical facet (every value its group), a threshold facet and a listed
+    value, with CDD: three partitions' counts merged equal ``analyze`` on the whole table; FT says why it is absent."""
+    from clarify.metrics import partition
+    from tests.monitor.test_dask import assert_bias_equal
+
+    rng = np.random.default_rng(4)
+    n = 9_000
+    df = pd.DataFrame({"race": rng.choice(["a", "b", "c", "d"], n), "age": rng.integers(18, 80, n).astype(float),
+                       "band": rng.choice(["n", "s", "e"], n), "y": rng.integers(0, 2, n)})
+    df["p"] = np.clip(df.y * 0.4 + rng.random(n) * 0.6, 0, 1)   # probabilities: read against 0.5
+    cfg = {"label": "y", "label_values_or_threshold": [1], "predicted_label": "p", "group_variable": "band",
+           "facet": [{"name_or_index": "race"}, {"name_or_index": "age", "value_or_threshold": 40},
+                     {"name_or_index": "race", "value_or_threshold": ["b", "c"]}],
+           "methods": {"pre_training_bias": {"methods": "all"},
+                       "post_training_bias": {"methods": [m for m in bias.POST if m != "FT"]}}}
+    parts = [partition.summarise(df.iloc[i:i + 3_000].reset_index(drop=True), cfg) for i in range(0, n, 3_000)]
+    merged = parts[0].merge(parts[1]).merge(parts[2])
+    assert_bias_equal(analyze(df, cfg), partition.analysis(merged, cfg))
+    cfg["methods"]["post_training_bias"]["methods"] = ["FT", "DPPL"]
+    ft = partition.analysis(merged, cfg)["post_training_bias_metrics"]["facets"]["race"][0]["metrics"][1]
+    assert ft["name"] == "FT" and ft["value"] is None and "not computed from partitions" in ft["note"]

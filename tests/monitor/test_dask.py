@@ -10,6 +10,7 @@ and writes nothing.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import io
 import json
@@ -34,6 +35,7 @@ from mlgov.storage import ObjectStore, open_store
 from monitor import compute, schedules, service
 from monitor.engine import kll
 from monitor.orm import Analysis
+from monitor.service import model_quality as mq
 from tests.conftest import make_settings
 from tests.helpers import seed_endpoint, seed_schedule
 from tests.infra import S3_KEY, S3_SECRET, Seaweed
@@ -190,25 +192,19 @@ def test_scheduled_data_quality_and_drift_run_on_the_cluster_equals_local(db, mo
             assert y["bound"] > 0 and abs(x["statistic"] - y["statistic"]) <= 2 * y["bound"], (x, y)
 
 
-def test_a_worker_killed_mid_analysis_costs_a_rerun_not_the_analysis(db, modes):
-    """On a cluster of its own: the module's cluster is not left waiting for a killed worker's restart."""
+@contextlib.contextmanager
+def own_cluster(modes: Modes) -> Iterator[Any]:
+    """A cluster of its own for a kill test: the module's cluster is not left waiting for a killed worker's
+    restart."""
     with distributed.LocalCluster(n_workers=2, processes=True, threads_per_worker=1, dashboard_address=None,
                                   worker_dashboard_address=None) as own:
         modes.dask = modes.dask.model_copy(update={"compute": own.scheduler_address})
-        _kill_mid_analysis(db, modes, own)
+        yield own
 
 
-def _kill_mid_analysis(db: Any, modes: Modes, cluster: Any) -> None:
-    modes.use("local")
-    st = modes.store
-    current = parquet(frame(60_000, shift=2, seed=3))
-    with db.session_scope() as s:
-        p = seed_endpoint(s, FEATURES)
-        base = service.create_baseline(s, st, data=parquet(frame(4_000)), fmt=None, header=True, name="b",
-                                       dataset_uri=None, actor=p)
-        here = service.analyze_file(s, st, baseline_id=base.id, data=current, fmt=None, header=True,
-                                    dataset_uri=None, config=None, actor=p)
-    modes.use("dask")
+@contextlib.contextmanager
+def killing_a_busy_worker(cluster: Any) -> Iterator[list[int]]:
+    """SIGKILL the first worker seen running an mlgov summary task, once, during the block; yields the killed pids."""
     client = distributed.Client(cluster.scheduler_address, set_as_default=False)
     killed: list[int] = []
 
@@ -227,23 +223,54 @@ def _kill_mid_analysis(db: Any, modes: Modes, cluster: Any) -> None:
     killer = threading.Thread(target=kill_one_worker_once_busy)
     killer.start()
     try:
-        with db.session_scope() as s:
-            there = service.analyze_file(s, st, baseline_id=base.id, data=current, fmt=None, header=True,
-                                         dataset_uri=None, config=None, actor=p)
-        killer.join()
-        assert killed, "no worker was busy with the analysis to kill"
-        assert there.status == here.status and there.row_count == here.row_count == 60_000
-        assert_statistics_equal(json.loads(st.get(f"{here.prefix}/statistics.json")),
-                                json.loads(st.get(f"{there.prefix}/statistics.json")))
+        yield killed
     finally:
         killer.join()
         client.close()
+
+
+def test_a_worker_killed_mid_analysis_costs_a_rerun_not_the_analysis(db, modes):
+    modes.use("local")
+    st = modes.store
+    current = parquet(frame(60_000, shift=2, seed=3))
+    with db.session_scope() as s:
+        p = seed_endpoint(s, FEATURES)
+        base = service.create_baseline(s, st, data=parquet(frame(4_000)), fmt=None, header=True, name="b",
+                                       dataset_uri=None, actor=p)
+        here = service.analyze_file(s, st, baseline_id=base.id, data=current, fmt=None, header=True,
+                                    dataset_uri=None, config=None, actor=p)
+    with own_cluster(modes) as own:
+        modes.use("dask")
+        with killing_a_busy_worker(own) as killed, db.session_scope() as s:
+            there = service.analyze_file(s, st, baseline_id=base.id, data=current, fmt=None, header=True,
+                                         dataset_uri=None, config=None, actor=p)
+        assert killed, "no worker was busy with the analysis to kill"
+    assert there.status == here.status and there.row_count == here.row_count == 60_000
+    assert_statistics_equal(json.loads(st.get(f"{here.prefix}/statistics.json")),
+                            json.loads(st.get(f"{there.prefix}/statistics.json")))
 
 
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def unreachable_cluster(tmp_path: Path, seaweed: Seaweed, bucket: str) -> Iterator[None]:
+    """MLGOV_COMPUTE naming a port nobody listens on, for the block; local again after it."""
+    compute.configure(s3_settings(tmp_path, seaweed, bucket, f"dask://127.0.0.1:{_free_port()}",
+                                  compute_connect_timeout_s=1.0))
+    try:
+        yield
+    finally:
+        compute.configure(make_settings(tmp_path))
+
+
+def assert_failed_unreachable(ex: Any) -> None:
+    assert ex.status == "Failed" and ex.analysis_id is None
+    assert ex.failure_reason is not None and "cannot be reached" in ex.failure_reason, ex.failure_reason
+    assert "127.0.0.1" in ex.failure_reason
 
 
 def test_an_unreachable_cluster_fails_the_execution_with_the_reason_and_writes_nothing(db, tmp_path, seaweed,
@@ -257,15 +284,9 @@ def test_an_unreachable_cluster_fails_the_execution_with_the_reason_and_writes_n
         _captured(s, st, 400, frame(400, seed=2))
         before = s.scalar(select(func.count()).select_from(Analysis))
         files = sorted(st.list("analyses/"))
-        compute.configure(s3_settings(tmp_path, seaweed, bucket, f"dask://127.0.0.1:{_free_port()}",
-                                      compute_connect_timeout_s=1.0))
-        try:
+        with unreachable_cluster(tmp_path, seaweed, bucket):
             ex = schedules.run_now(s, st, "dq", T0, T0 + dt.timedelta(hours=1), p)
-        finally:
-            compute.configure(make_settings(tmp_path))
-        assert ex.status == "Failed" and ex.analysis_id is None
-        assert ex.failure_reason is not None and "cannot be reached" in ex.failure_reason, ex.failure_reason
-        assert "127.0.0.1" in ex.failure_reason
+        assert_failed_unreachable(ex)
         assert s.scalar(select(func.count()).select_from(Analysis)) == before
     assert sorted(st.list("analyses/")) == files
 
@@ -286,3 +307,325 @@ def test_the_store_credentials_never_show_in_errors_reprs_or_worker_logs(modes, 
         client.close()
     assert "no/such/object.parquet" in logs or "mlgov-summarise" in logs   # the failure was logged …
     assert S3_SECRET not in logs                                            # … without the secret
+
+
+# --- model quality ------------------------------------------------------------------------------------------------
+
+def labelled(n: int, seed: int = 0, decimals: int | None = 3) -> pd.DataFrame:
+    """Binary labels with scores (rounded to ``decimals``: one distinct score per histogram bin, so the AUC is
+    exact), regression targets and multiclass labels."""
+    rng = np.random.default_rng(seed)
+    y = (rng.random(n) < 0.35).astype(int)
+    score = np.clip(0.3 * y + rng.normal(0.35, 0.2, n), 0, 1)
+    if decimals is not None:
+        score = np.round(score, decimals)
+    target = rng.normal(10, 3, n)
+    cls = rng.choice(["a", "b", "c"], n)
+    guess = np.where(rng.random(n) < 0.7, cls, rng.choice(["a", "b", "c", "d"], n))
+    return pd.DataFrame({"y": y, "score": score, "target": target, "estimate": target + rng.normal(0, 1, n),
+                         "cls": cls, "guess": guess})
+
+
+def _metrics(stats: dict[str, Any]) -> dict[str, Any]:
+    return next(v for k, v in stats.items() if k.endswith("_metrics"))
+
+
+def assert_quality_equal(local: dict[str, Any], remote: dict[str, Any], exact_auc: bool) -> None:
+    """Counts and count-made metrics exactly, sums to rounding, the AUC within the bound the cluster states."""
+    assert local["dataset"] == remote["dataset"]
+    a, b = _metrics(local), _metrics(remote)
+    assert set(a) == set(b)
+    for name, m in a.items():
+        x, y = m["value"], b[name]["value"]
+        if name == "auc":
+            bound = remote["compute"]["auc_max_error"]
+            assert (x == y and bound == 0) if exact_auc else (bound > 0 and abs(x - y) <= bound), (x, y, bound)
+        elif name in ("mae", "mse", "rmse", "r2"):
+            assert math.isclose(x, y, rel_tol=1e-9), (name, x, y)
+        elif name.endswith("_curve"):
+            if exact_auc:
+                assert x == y, name
+        else:
+            assert x == y, (name, x, y)
+        sd = b[name]["standard_deviation"]   # another draw of the same estimator: same order, not the same value
+        assert (sd == "NaN") == (m["standard_deviation"] == "NaN"), name
+
+
+@pytest.mark.parametrize(("problem", "columns", "decimals"), [
+    ("BinaryClassification", {"label": "y", "probability": "score"}, 3),
+    ("BinaryClassification", {"label": "y", "probability": "score"}, None),
+    ("Regression", {"label": "target", "prediction": "estimate"}, 3),
+    ("MulticlassClassification", {"label": "cls", "prediction": "guess"}, 3)])
+def test_model_quality_baseline_and_file_on_the_cluster_equal_local(db, modes, problem, columns, decimals):
+    data = parquet(labelled(20_000, decimals=decimals))
+    current = parquet(labelled(12_000, seed=5, decimals=decimals))
+    exact = decimals is not None
+    st = modes.store
+    kw: dict[str, Any] = {"prediction": None, "probability": None, **columns}
+    with db.session_scope() as s:
+        p = seed_endpoint(s, FEATURES)
+        runs = {}
+        for which in ("local", "dask"):
+            modes.use(which)
+            base = mq.create_quality_baseline(s, st, data=data, fmt=None, header=True, problem_type=problem,
+                                              threshold=0.5, name=which, actor=p, **kw)
+            here = mq.quality_file(s, st, baseline_id=base.id, data=current, fmt=None, header=True, actor=p)
+            runs[which] = (base, here)
+        (lb, la), (db_, da) = runs["local"], runs["dask"]
+        assert st.exists(f"{db_.prefix}/dataset.parquet") and not st.exists(f"{lb.prefix}/dataset.parquet")
+        assert (la.status, la.row_count, la.violation_count) == (da.status, da.row_count, da.violation_count)
+    assert_quality_equal(json.loads(st.get(f"{lb.prefix}/statistics.json")),
+                         json.loads(st.get(f"{db_.prefix}/statistics.json")), exact)
+    assert_quality_equal(json.loads(st.get(f"{la.prefix}/statistics.json")),
+                         json.loads(st.get(f"{da.prefix}/statistics.json")), exact)
+    ca, cb = (next(v for k, v in json.loads(st.get(f"{b.prefix}/constraints.json")).items()
+                   if k.endswith("_constraints")) for b in (lb, db_))
+    assert {k: c["comparison_operator"] for k, c in ca.items()} == {k: c["comparison_operator"] for k, c in cb.items()}
+    for k, c in ca.items():   # the same statistics give the same thresholds (the AUC's within its bound)
+        assert math.isclose(c["threshold"], cb[k]["threshold"], rel_tol=1e-9) or (k == "auc" and not exact), k
+
+
+def _captured_scores(s: Any, store: ObjectStore, df: pd.DataFrame, labelled_share: float = 0.8) -> None:
+    """One record every 12 s from 10:00 with its score as the endpoint's prediction, and labels for a share."""
+    start = T0 - dt.timedelta(minutes=30)
+    recs = [{"captureData": {"endpointInput": {"observedContentType": "text/csv", "mode": "INPUT", "encoding": "CSV",
+                                               "data": f"{30 + i % 40},{50.5},CA,{1.0}"},
+                             "endpointOutput": {"observedContentType": "text/csv", "mode": "OUTPUT", "encoding": "CSV",
+                                                "data": str(df.score[i])}},
+             "eventMetadata": {"eventId": f"ev-{i}", "inferenceId": f"inf-{i}",
+                               "inferenceTime": (start + dt.timedelta(seconds=12 * i)).strftime("%Y-%m-%dT%H:%M:%SZ")},
+             "eventVersion": "0"} for i in range(len(df))]
+    for chunk in range(0, len(recs), 250):
+        service.ingest(s, store, "ep", json.dumps(recs[chunk:chunk + 250]).encode(), "application/json")
+    truth = [{"eventMetadata": {"eventId": f"inf-{i}"}, "groundTruthData": {"data": str(df.y[i]), "encoding": "CSV"},
+              "eventVersion": "0"} for i in range(int(len(df) * labelled_share))]
+    service.ingest_ground_truth(s, store, "ep", json.dumps(truth).encode(), "application/json")
+
+
+def test_scheduled_model_quality_window_on_the_cluster_equals_local(db, modes):
+    st = modes.store
+    modes.use("local")
+    with db.session_scope() as s:
+        p = seed_endpoint(s, FEATURES)
+        base = mq.create_quality_baseline(s, st, data=parquet(labelled(4_000)), fmt=None, header=True,
+                                          problem_type="BinaryClassification", label="y", prediction=None,
+                                          probability="score", threshold=0.5, name="mq", actor=p)
+        base.settings = {**(base.settings or {}), "probability": "prediction"}   # the endpoint captures it so
+        _captured_scores(s, st, labelled(1_500, seed=9))
+        schedules.create(s, name="mq", endpoint="ep", monitoring_type="ModelQuality", expression="hourly",
+                         baseline_id=base.id, window_start="-PT1H", window_end="PT0S", drift=None, alerting=None,
+                         actor=p, now=T0)
+        end = T0 + dt.timedelta(hours=1)
+        here = schedules.run_now(s, st, "mq", T0, end, p)
+        modes.use("dask")
+        there = schedules.run_now(s, st, "mq", T0, end, p)
+        assert here.status == there.status, (here.failure_reason, there.failure_reason)
+        a, b = s.get(Analysis, here.analysis_id), s.get(Analysis, there.analysis_id)
+        assert a is not None and b is not None
+        assert a.row_count == b.row_count == 300 and a.violation_count == b.violation_count
+    local, remote = json.loads(st.get(f"{a.prefix}/statistics.json")), json.loads(st.get(f"{b.prefix}/statistics.json"))
+    assert "compute" not in local and remote["compute"]["engine"] == "dask"   # the labels were joined on the workers
+    assert_quality_equal(local, remote, True)
+
+
+# --- bias (clarify's ModelBias kind, through its services) --------------------------------------------------------
+
+BIAS_FEATURES = [{"name": "age", "type": "Fractional"}, {"name": "income", "type": "Fractional"},
+                 {"name": "sex", "type": "String"}]
+POST = ["AD", "CDDPL", "DAR", "DCA", "DCR", "DI", "DPPL", "DRR", "GE", "RD", "SD", "TE"]
+
+
+def population(n: int, seed: int, favour: float) -> pd.DataFrame:
+    """The model under-accepts group f with probability ``favour``; ``band`` is CDDPL's subgroup."""
+    rng = np.random.default_rng(seed)
+    df = pd.DataFrame({"age": rng.normal(40, 10, n).round(1), "income": rng.normal(50, 10, n).round(2),
+                       "sex": rng.choice(["f", "m"], n)})
+    df["band"] = np.where(df.age > 40, "old", "young")
+    df["label"] = (rng.random(n) < 0.5).astype(int)
+    df["prediction"] = np.where((df.sex == "f") & (rng.random(n) < favour), 0, df.label)
+    return df
+
+
+def assert_bias_equal(local: dict[str, Any], remote: dict[str, Any]) -> None:
+    """Every metric of every facet group: exactly, CDD and GE (floating-point sums in another order) to 1e-12."""
+    for section in ("pre_training_bias_metrics", "post_training_bias_metrics"):
+        assert (section in local) == (section in remote)
+        if section not in local:
+            continue
+        a, b = local[section], remote[section]
+        assert (a["label"], a["label_value_or_threshold"]) == (b["label"], b["label_value_or_threshold"])
+        assert a["facets"].keys() == b["facets"].keys()
+        for facet, groups in a["facets"].items():
+            assert [g["value_or_threshold"] for g in groups] == [g["value_or_threshold"] for g in b["facets"][facet]]
+            for ga, gb in zip(groups, b["facets"][facet], strict=True):
+                assert [m["name"] for m in ga["metrics"]] == [m["name"] for m in gb["metrics"]]
+                for ma, mb in zip(ga["metrics"], gb["metrics"], strict=True):
+                    if ma["name"] in ("CDDL", "CDDPL", "GE") and ma.get("value") is not None:
+                        assert ma["value"] == pytest.approx(mb["value"], rel=1e-12, abs=1e-15), ma["name"]
+                    else:
+                        assert ma == mb
+
+
+def test_bias_baseline_and_window_on_the_cluster_equal_local(db, modes):
+    from clarify.service import monitors as bias_monitors
+
+    cfg = {"label": "label", "label_values_or_threshold": [1], "predicted_label": "prediction",
+           "group_variable": "band", "facet": [{"name_or_index": "sex", "value_or_threshold": ["f"]}],
+           "methods": {"post_training_bias": {"methods": POST}}}
+    reference = population(20_000, 1, favour=0.05).to_csv(index=False).encode()
+    st = modes.store
+    with db.session_scope() as s:
+        p = seed_endpoint(s, BIAS_FEATURES)
+        bases = {}
+        for which in ("local", "dask"):
+            modes.use(which)
+            bases[which] = bias_monitors.create_bias_baseline(s, st, data=reference, config=json.dumps(cfg).encode(),
+                                                              name=which, actor=p)
+        lb, db_ = bases["local"], bases["dask"]
+        assert st.exists(f"{db_.prefix}/dataset.parquet") and not st.exists(f"{lb.prefix}/dataset.parquet")
+        assert_bias_equal(json.loads(st.get(f"{lb.prefix}/analysis.json")),
+                          json.loads(st.get(f"{db_.prefix}/analysis.json")))
+        unfair = population(1_500, 3, favour=0.6)     # much more unfair than the baseline
+        start = T0 - dt.timedelta(minutes=30)
+        recs = []
+        for i, row in enumerate(unfair.itertuples()):
+            rec = record(i, start + dt.timedelta(seconds=2 * i), (row.age, row.income, row.sex))
+            rec["captureData"]["endpointOutput"]["data"] = str(row.prediction)
+            recs.append(rec)
+        for chunk in range(0, len(recs), 250):
+            service.ingest(s, st, "ep", json.dumps(recs[chunk:chunk + 250]).encode(), "application/json")
+        truth = [{"groundTruthData": {"data": str(row.label), "encoding": "CSV"},
+                  "eventMetadata": {"eventId": f"inf-{i}"}, "eventVersion": "0"}
+                 for i, row in enumerate(unfair.itertuples()) if i % 5]          # a fifth still unlabelled
+        service.ingest_ground_truth(s, st, "ep", json.dumps(truth).encode(), "application/json")
+        window_cfg = {**cfg, "group_variable": None,   # the capture has no band: no CDDPL
+                      "methods": {"post_training_bias": {"methods": POST[:1] + POST[2:]}}}
+        base = bias_monitors.create_bias_baseline(s, st, data=reference, config=json.dumps(window_cfg).encode(),
+                                                  name="w", actor=p)
+        runs = {}
+        for which in ("local", "dask"):
+            modes.use(which)
+            runs[which] = bias_monitors.bias_window(s, st, baseline_id=base.id, endpoint="ep", start=T0,
+                                                    end=T0 + dt.timedelta(hours=1), actor=p)
+        a, b = runs["local"], runs["dask"]
+        assert a.status == b.status == "CompletedWithViolations", (a.failure_reason, b.failure_reason)
+        assert a.row_count == b.row_count == 480   # the 600 records from 10:30 (every 2 s from 10:00), 4 in 5 labelled
+        va = json.loads(st.get(f"{a.prefix}/constraint_violations.json"))["violations"]
+        vb = json.loads(st.get(f"{b.prefix}/constraint_violations.json"))["violations"]
+        # the intervals are other bootstrap draws of the same distribution: the clear breaches are the same
+        assert {v["metric_name"] for v in va} == {v["metric_name"] for v in vb} and "DPPL" in {v["metric_name"]
+                                                                                                 for v in va}
+    assert_bias_equal(json.loads(st.get(f"{a.prefix}/analysis.json")), json.loads(st.get(f"{b.prefix}/analysis.json")))
+
+
+# --- Great Expectations suites ----------------------------------------------------------------------------------
+
+SUITE = {"name": "inputs", "expectations": [
+    {"type": "expect_table_row_count_to_be_between", "kwargs": {"min_value": 1000}},
+    {"type": "expect_table_columns_to_match_ordered_list", "kwargs": {"column_list": ["age", "income", "state",
+                                                                                      "score"]}},
+    {"type": "expect_column_to_exist", "kwargs": {"column": "zip"}},
+    {"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "income", "mostly": 0.97}},
+    {"type": "expect_column_values_to_be_null", "kwargs": {"column": "state", "mostly": 0.01}},
+    {"type": "expect_column_values_to_be_in_set", "kwargs": {"column": "state", "value_set": ["CA", "NY"],
+                                                              "mostly": 0.5}},
+    {"type": "expect_column_values_to_not_be_in_set", "kwargs": {"column": "state", "value_set": ["ZZ"]}},
+    {"type": "expect_column_values_to_be_between", "kwargs": {"column": "age", "min_value": 18, "max_value": 80,
+                                                               "mostly": 0.9}},
+    {"type": "expect_column_values_to_match_regex", "kwargs": {"column": "state", "regex": "^[A-Z]{2}$"}},
+    {"type": "expect_column_values_to_be_unique", "kwargs": {"column": "score", "mostly": 0.99}},
+    {"type": "expect_column_values_to_be_in_type_list", "kwargs": {"column": "age", "type_list": ["int"]}},
+    {"type": "expect_column_values_to_be_in_type_list", "kwargs": {"column": "state", "type_list": ["str"]}},
+    {"type": "expect_column_mean_to_be_between", "kwargs": {"column": "income", "min_value": 40, "max_value": 60}},
+    {"type": "expect_column_min_to_be_between", "kwargs": {"column": "age", "min_value": 18}},
+    {"type": "expect_column_max_to_be_between", "kwargs": {"column": "age", "max_value": 85}},
+    {"type": "expect_column_stdev_to_be_between", "kwargs": {"column": "income", "max_value": 9}},
+    {"type": "expect_column_sum_to_be_between", "kwargs": {"column": "age", "min_value": 0}},
+    {"type": "expect_column_values_to_be_between", "kwargs": {"column": "missing_col", "min_value": 0}},
+    {"type": "expect_column_median_to_be_between", "kwargs": {"column": "age", "min_value": 0}}]}
+
+
+def test_an_expectation_suite_on_the_cluster_equals_local(db, modes):
+    """Every type mlgov evaluates: the merged measures give local's results (floats to rounding); a type only GX
+    runs is reported unsupported on the cluster, never passed."""
+    st = modes.store
+    current = parquet(frame(20_000, shift=1, seed=11))
+    with db.session_scope() as s:
+        p = seed_endpoint(s, FEATURES)
+        modes.use("local")
+        base = service.create_baseline(s, st, data=parquet(frame(3_000)), fmt=None, header=True, name="b",
+                                       dataset_uri=None, actor=p)
+        service.put_expectations(s, st, base.id, json.dumps(SUITE).encode(), p)
+        runs = {}
+        for which in ("local", "dask"):
+            modes.use(which)
+            runs[which] = service.analyze_file(s, st, baseline_id=base.id, data=current, fmt=None, header=True,
+                                               dataset_uri=None, config=None, actor=p)
+        assert runs["local"].status == runs["dask"].status == "CompletedWithViolations"
+    here, there = (json.loads(st.get(f"{runs[w].prefix}/expectations.json")) for w in ("local", "dask"))
+    assert "compute" not in here and there["compute"] == "dask"
+    assert here["results"][-1]["evaluated_by"] == "great_expectations" and there["results"][-1]["success"] is None
+    assert here["statistics"]["failed"] == there["statistics"]["failed"] > 0
+    for a, b in zip(here["results"][:-1], there["results"][:-1], strict=True):
+        assert (a["type"], a["success"]) == (b["type"], b["success"]), (a, b)
+        ra, rb = a.get("result", {}), b.get("result", {})
+        assert ra.keys() == rb.keys(), (a, b)
+        for k, v in ra.items():
+            assert v == (pytest.approx(rb[k], rel=1e-12) if isinstance(v, float) else rb[k]), (a["type"], k)
+
+
+def test_an_unreachable_cluster_fails_model_quality_and_bias_windows_and_writes_nothing(db, tmp_path, seaweed,
+                                                                                         bucket):
+    """The contract covers every kind: a ModelQuality execution ends Failed with the reason; a bias window raises
+    the same ComputeFailed (which an execution records the same way); no analysis row or file is written."""
+    from clarify.service import monitors as bias_monitors
+
+    local = s3_settings(tmp_path, seaweed, bucket)
+    st = open_store(local)
+    with db.session_scope() as s:
+        compute.configure(local)
+        p = seed_endpoint(s, FEATURES)
+        base = mq.create_quality_baseline(s, st, data=parquet(labelled(2_000).rename(columns={"score": "prediction"})),
+                                          fmt=None, header=True, problem_type="BinaryClassification", label="y",
+                                          prediction=None, probability="prediction", threshold=0.5, name="mq",
+                                          actor=p)
+        cfg = {"label": "label", "label_values_or_threshold": [1], "predicted_label": "prediction",
+               "facet": [{"name_or_index": "state", "value_or_threshold": ["CA"]}],
+               "methods": {"post_training_bias": {"methods": ["DPPL"]}}}
+        ref = pd.DataFrame({"state": ["CA", "NY"] * 50, "label": [0, 1] * 50, "prediction": [1, 1, 0, 0] * 25})
+        bias_base = bias_monitors.create_bias_baseline(s, st, data=ref.to_csv(index=False).encode(),
+                                                       config=json.dumps(cfg).encode(), name="bias", actor=p)
+        _captured_scores(s, st, labelled(400, seed=2))
+        schedules.create(s, name="mq", endpoint="ep", monitoring_type="ModelQuality", expression="hourly",
+                         baseline_id=base.id, window_start="-PT1H", window_end="PT0S", drift=None, alerting=None,
+                         actor=p, now=T0)
+        before = s.scalar(select(func.count()).select_from(Analysis))
+        files = sorted(st.list("analyses/"))
+        with unreachable_cluster(tmp_path, seaweed, bucket):
+            ex = schedules.run_now(s, st, "mq", T0, T0 + dt.timedelta(hours=1), p)
+            with pytest.raises(compute.ComputeFailed, match="cannot be reached"):
+                bias_monitors.bias_window(s, st, baseline_id=bias_base.id, endpoint="ep", start=T0,
+                                          end=T0 + dt.timedelta(hours=1), actor=p)
+        assert_failed_unreachable(ex)
+        assert s.scalar(select(func.count()).select_from(Analysis)) == before
+    assert sorted(st.list("analyses/")) == files
+
+
+def test_a_worker_killed_mid_model_quality_costs_a_rerun_not_the_analysis(db, modes):
+    modes.use("local")
+    st = modes.store
+    current = parquet(labelled(80_000, seed=6))
+    with db.session_scope() as s:
+        p = seed_endpoint(s, FEATURES)
+        base = mq.create_quality_baseline(s, st, data=parquet(labelled(4_000)), fmt=None, header=True,
+                                          problem_type="BinaryClassification", label="y", prediction=None,
+                                          probability="score", threshold=0.5, name="mq", actor=p)
+        here = mq.quality_file(s, st, baseline_id=base.id, data=current, fmt=None, header=True, actor=p)
+    with own_cluster(modes) as own:
+        modes.use("dask")
+        with killing_a_busy_worker(own) as killed, db.session_scope() as s:
+            there = mq.quality_file(s, st, baseline_id=base.id, data=current, fmt=None, header=True, actor=p)
+        assert killed, "no worker was busy with the analysis to kill"
+    assert (there.status, there.row_count) == (here.status, here.row_count) == (here.status, 80_000)
+    assert_quality_equal(json.loads(st.get(f"{here.prefix}/statistics.json")),
+                         json.loads(st.get(f"{there.prefix}/statistics.json")), True)
