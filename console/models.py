@@ -61,9 +61,11 @@ def version_page(request: Request, group: str, number: int, session: SessionDep,
     g, v = registry.get_version(session, group, number)
     approved = registry.approved_now(session, [g.id]).get(g.id)
     node = lineage.node_of(session, lineage.model_version_uri(g.name, v.version))
+    facts = registry.other_facts(session, g.name, v.version)
     return render(request, user, "version.html", title=f"{g.name} version {v.version}", group=g, v=v,
-                  ev=evidence_of(session, g, v, approved if approved is not None and approved.id != v.id else None),
-                  facts=registry.other_facts(session, g.name, v.version),
+                  ev=evidence_of(session, g, v, approved if approved is not None and approved.id != v.id else None,
+                                 facts),
+                  facts=facts,
                   decisions=registry.approval_history(session, v),
                   history=registry.stage_history(session, group, number),
                   graph=graph_of(session, node.id) if node is not None else None)

@@ -407,18 +407,18 @@ def run_now(session: Session, store: ObjectStore, name: str, start: dt.datetime,
 
 def trends(session: Session, store: ObjectStore, name: str, limit: int) -> list[tuple[Execution, list[kinds.Point]]]:
     """The schedule's latest ``limit`` executions, oldest first, each with the numbers its kind charts (none for a
-    failed or pending run): what the console's trend charts draw."""
+    failed or pending run): what the console's trend charts draw. Their analyses load in one query, and only the
+    charted files are read (`kinds.series`)."""
     sched = get(session, name)
-    kind = kinds.get(sched.type)
-    rows = list(session.scalars(select(Execution).where(Execution.schedule_id == sched.id)
-                                .order_by(Execution.scheduled_for.desc(), Execution.id).limit(limit)))
-    out: list[tuple[Execution, list[kinds.Point]]] = []
-    for ex in reversed(rows):
-        points: list[kinds.Point] = []
-        if ex.analysis_id and ex.status in ("Completed", "CompletedWithViolations"):
-            points = kind.series(kinds.analysis_report(session, store, ex.analysis_id))
-        out.append((ex, points))
-    return out
+    rows = list(reversed(session.scalars(select(Execution).where(Execution.schedule_id == sched.id)
+                                         .order_by(Execution.scheduled_for.desc(), Execution.id).limit(limit)).all()))
+    done = [ex for ex in rows if ex.analysis_id and ex.status in ("Completed", "CompletedWithViolations")]
+    analyses = {a.id: a for a in session.scalars(select(service.Analysis).where(
+        service.Analysis.id.in_([ex.analysis_id for ex in done])))} if done else {}
+    charted = [ex for ex in done if ex.analysis_id in analyses]
+    points = dict(zip((ex.id for ex in charted), kinds.series(session, store, [analyses[ex.analysis_id or ""]
+                                                                                for ex in charted]), strict=True))
+    return [(ex, points.get(ex.id, [])) for ex in rows]
 
 
 # --- alerts and retraining triggers -----------------------------------------------------------------------------
