@@ -87,12 +87,14 @@ MAX_DEPTH = 4
 
 
 def _href(ent: Any) -> str:
-    """Where clicking a node leads: a version's page, an alert's page, or the node's own page."""
+    """Where clicking a node leads: a version's, an alert's or a schedule's page, or the node's own page."""
     props = ent.properties or {}
     if ent.type == "ModelPackage" and props.get("model_group") and props.get("version"):
         return f"{PREFIX}/models/{props['model_group']}/versions/{props['version']}"
     if ent.type == "Alert" and ent.identity.startswith("alert:"):
         return f"{PREFIX}/alerts/{ent.identity.removeprefix('alert:')}"
+    if ent.type == "MonitoringSchedule" and props.get("schedule"):
+        return f"{PREFIX}/monitoring/schedules/{props['schedule']}"
     return f"{PREFIX}/lineage/{ent.id}"
 
 

@@ -111,11 +111,24 @@ def create(session: Session, *, name: str, endpoint: str, monitoring_type: str, 
                    updated_at=now)
     session.add(row)
     session.flush()
+    _monitor_node(session, row, actor.name)
     audit.record(session, actor=actor.name, action="schedule.created", subject_type="schedule", subject_id=name,
                  after={"endpoint": endpoint, "type": monitoring_type, "expression": expression,
                         "baseline_id": baseline_id, **({"output_uri": output_uri} if output_uri else {}),
                         **({"job_definition": job_definition} if job_definition else {})})
     return row
+
+
+def _monitor_node(session: Session, sched: Schedule, actor: str) -> lineage.Entity:
+    """The schedule in lineage, downstream of its endpoint (version → deployment → endpoint → monitor → alert):
+    the version's graph then shows what watches it and what that raised. Keyed by id: a name can be reused."""
+    endpoint_ctx, _ = lineage.ensure_context(session, context_type="Endpoint", name=sched.endpoint,
+                                             key=f"endpoint:{sched.endpoint}", actor=actor)
+    node, created = lineage.ensure_context(session, context_type="MonitoringSchedule", name=sched.name,
+                                           key=f"schedule:{sched.id}", actor=actor,
+                                           properties={"type": sched.type, "schedule": sched.name})
+    lineage.link(session, endpoint_ctx, node, "AssociatedWith", actor=actor, fresh=created)
+    return node
 
 
 def get(session: Session, name: str) -> Schedule:
@@ -344,6 +357,7 @@ def _open_alert(session: Session, store: ObjectStore, sched: Schedule, ex: Execu
     endpoint_ctx, _ = lineage.ensure_context(session, context_type="Endpoint", name=sched.endpoint,
                                              key=f"endpoint:{sched.endpoint}", actor="scheduler")
     lineage.link(session, endpoint_ctx, node, "AssociatedWith", actor="scheduler")
+    lineage.link(session, _monitor_node(session, sched, "scheduler"), node, "AssociatedWith", actor="scheduler")
     payload = alert_payload(alert, sched, ex)
     audit.record(session, actor="scheduler", action="alert.opened", subject_type="alert", subject_id=alert.id,
                  after={"schedule": sched.name, "check": check, "subject": subject, "violations": len(found)})
