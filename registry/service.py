@@ -1456,9 +1456,9 @@ def compliance_report(session: Session, group_name: str, since: dt.datetime | No
             "lineage": [n for n in lineage.upstream(session, lineage.model_version_uri(group.name, v.version), None)
                         if n["kind"] != "action" or n["type"] not in ("Approval", "StageTransition")],
         })
-    facts = facts_of(session, [(group.name, row["version"]) for row in rows], lo, hi)
+    facts = facts_of(session, [(group.name, cast(int, row["version"])) for row in rows], lo, hi)
     for row in rows:
-        _add_version_facts(row, facts[(group.name, row["version"])])
+        _add_version_facts(row, facts[(group.name, cast(int, row["version"]))])
     overrides = sum(1 for ds in decisions.values() for d in ds if d.policy_overridden)
     return {
         "model_group": group.name,
