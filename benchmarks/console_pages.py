@@ -33,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np
 from fastapi.testclient import TestClient
+from sqlalchemy import event
 
 from mlgov import auth
 from mlgov.app import create_app
@@ -228,10 +229,19 @@ def main() -> None:
             )
             assert r.status_code == 303 and "mlgov_console" in r.cookies, r.text
             print(_load())
-            print(f"{'page':42} {'median ms':>10} {'p95 ms':>8} {'bytes':>8}")
+            # SQL statements per request: a figure the machine's load does not change
+            statements = [0]
+
+            def count(*_: object) -> None:
+                statements[0] += 1
+
+            for engine in {db.engine, db.write_engine}:
+                event.listen(engine, "before_cursor_execute", count)
+            print(f"{'page':42} {'median ms':>10} {'p95 ms':>8} {'SQL':>5} {'bytes':>8}")
             for label, path in pages(args.versions):
                 path = path or f"/console/alerts/{alert}"
                 times = []
+                statements[0] = 0
                 for i in range(args.repeat + 2):
                     t0 = time.perf_counter()
                     r = c.get(path)
@@ -242,7 +252,8 @@ def main() -> None:
                     assert "intact" in r.text, r.text[:2000]
                 times.sort()
                 p95 = times[min(len(times) - 1, int(len(times) * 0.95))]
-                print(f"{label:42} {statistics.median(times):10.1f} {p95:8.1f} {len(r.content):8d}")
+                sql = statements[0] // (args.repeat + 2)
+                print(f"{label:42} {statistics.median(times):10.1f} {p95:8.1f} {sql:5d} {len(r.content):8d}")
             print(_load())
         db.dispose()
 
