@@ -5,17 +5,20 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy.orm import Session
 
 from registry import service as registry
+from registry.service import VersionKey
 
 
-def version_facts(session: Session, group: str, version: int, lo: dt.datetime, hi: dt.datetime
-                  ) -> dict[str, list[dict[str, Any]]]:
-    return {"attachments": registry.audited_attachments(session, group, version, "clarify.explanation",
-                                                        "explanation report", "analysis", replaces=False)}
+def version_facts(session: Session, versions: Sequence[VersionKey], lo: dt.datetime, hi: dt.datetime
+                  ) -> dict[VersionKey, dict[str, list[dict[str, Any]]]]:
+    attached = registry.audited_attachments(session, versions, "clarify.explanation", "explanation report",
+                                            "analysis", replaces=False)
+    return {key: {"attachments": items} for key, items in attached.items()}
 
 
 def register() -> None:

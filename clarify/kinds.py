@@ -108,7 +108,8 @@ def _bias_points(rep: Mapping[str, Any]) -> list[kinds.Point]:
 
 MODEL_BIAS = kinds.MonitorKind(name="ModelBias", create_baseline=_bias_baseline, run_window=_bias_window,
                                checks=("bias_drift_check",), report=monitors.bias_report, render=report.bias_drift,
-                               subject=_bias_subject, fits_endpoint=_bias_fits, series=_bias_points)
+                               subject=_bias_subject, fits_endpoint=_bias_fits, points=_bias_points,
+                               charted=(("analysis", "analysis.json"),))
 MODEL_EXPLAINABILITY = kinds.MonitorKind(name="ModelExplainability", create_baseline=_explainability_baseline,
                                          run_window=_attribution_window,
                                          checks=("feature_attribution_drift_check",),

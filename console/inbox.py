@@ -29,9 +29,10 @@ def metric_rows(metrics: dict[str, Any], reference: dict[str, Any] | None) -> li
     return rows
 
 
-def evidence_of(session: Session, group: Any, v: Any, approved: Any | None) -> dict[str, Any]:
-    """What an approver looks at before deciding, all from the domains' services."""
-    facts = registry.other_facts(session, group.name, v.version)
+def evidence_of(session: Session, group: Any, v: Any, approved: Any | None,
+                facts: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    """What an approver looks at before deciding, all from the domains' services (``facts``: `registry.facts_of`
+    the version, asked for a whole page of versions at once)."""
     assessment = registry.assess_evidence(session, group.name, v)
     counted = [e for e in assessment if e["counted"]]
     baselines = [a for a in facts.get("attachments", []) if a.get("kind") == "drift baseline"]
@@ -54,7 +55,8 @@ def inbox(request: Request, session: SessionDep, user: Viewer,
           offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0) -> HTMLResponse:
     rows, total = registry.pending_versions(session, limit=PAGE, offset=offset)
     approved = registry.approved_now(session, sorted({g.id for g, _ in rows}))
-    items = [evidence_of(session, g, v, approved.get(g.id)) for g, v in rows]
+    facts = registry.facts_of(session, [(g.name, v.version) for g, v in rows])
+    items = [evidence_of(session, g, v, approved.get(g.id), facts[(g.name, v.version)]) for g, v in rows]
     return render(request, user, "inbox.html", title="Approvals", items=items, pager=page_of(offset, PAGE, total))
 
 

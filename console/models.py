@@ -61,9 +61,11 @@ def version_page(request: Request, group: str, number: int, session: SessionDep,
     g, v = registry.get_version(session, group, number)
     approved = registry.approved_now(session, [g.id]).get(g.id)
     node = lineage.node_of(session, lineage.model_version_uri(g.name, v.version))
+    facts = registry.other_facts(session, g.name, v.version)
     return render(request, user, "version.html", title=f"{g.name} version {v.version}", group=g, v=v,
-                  ev=evidence_of(session, g, v, approved if approved is not None and approved.id != v.id else None),
-                  facts=registry.other_facts(session, g.name, v.version),
+                  ev=evidence_of(session, g, v, approved if approved is not None and approved.id != v.id else None,
+                                 facts),
+                  facts=facts,
                   decisions=registry.approval_history(session, v),
                   history=registry.stage_history(session, group, number),
                   graph=graph_of(session, node.id) if node is not None else None)
@@ -85,12 +87,14 @@ MAX_DEPTH = 4
 
 
 def _href(ent: Any) -> str:
-    """Where clicking a node leads: a version's page, an alert's page, or the node's own page."""
+    """Where clicking a node leads: a version's, an alert's or a schedule's page, or the node's own page."""
     props = ent.properties or {}
     if ent.type == "ModelPackage" and props.get("model_group") and props.get("version"):
         return f"{PREFIX}/models/{props['model_group']}/versions/{props['version']}"
     if ent.type == "Alert" and ent.identity.startswith("alert:"):
         return f"{PREFIX}/alerts/{ent.identity.removeprefix('alert:')}"
+    if ent.type == "MonitoringSchedule" and props.get("schedule"):
+        return f"{PREFIX}/monitoring/schedules/{props['schedule']}"
     return f"{PREFIX}/lineage/{ent.id}"
 
 

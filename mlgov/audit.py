@@ -21,7 +21,7 @@ import hmac
 import json
 import logging
 import secrets
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -35,6 +35,7 @@ from mlgov.db import (
     Base,
     Condition,
     advisory_xact_lock,
+    chunks,
     equal,
     in_window,
     key_file,
@@ -452,6 +453,18 @@ def query(
     return paginate(session, select(AuditEvent), order, limit=limit, offset=offset, where=[
         *equal((AuditEvent.subject_type, subject_type), (AuditEvent.subject_id, subject_id), (AuditEvent.actor, actor)),
         _action_is(action), *in_window(AuditEvent.ts, since, until), under])
+
+
+def events_of(session: Session, subject_type: str, subject_ids: Sequence[str], action: str) -> list[AuditEvent]:
+    """Every ``action`` event (``*`` a wildcard) on any of the subjects, oldest first: one query per 500 subjects
+    (a page of versions' attachments), not one per subject."""
+    out: list[AuditEvent] = []
+    where = [AuditEvent.subject_type == subject_type, _action_is(action)]
+    for part in chunks(subject_ids):
+        out.extend(session.scalars(select(AuditEvent).where(*(c for c in where if c is not None),
+                                                            AuditEvent.subject_id.in_(part))
+                                   .order_by(AuditEvent.seq)))
+    return sorted(out, key=lambda e: e.seq)
 
 
 def _action_is(action: str | None) -> Condition:

@@ -20,14 +20,15 @@ composition time (``mlgov.app``, ``mlgov.cli``): Clarify adds ``ModelBias`` and 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Mapping
+import json
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from sqlalchemy.orm import Session
 
 from mlgov.auth import Principal
-from mlgov.errors import Invalid
+from mlgov.errors import Invalid, NotFound
 from mlgov.storage import ObjectStore
 from monitor import report as reports
 from monitor import service
@@ -84,9 +85,14 @@ class MonitorKind:
     fits_endpoint: Callable[[Baseline, str, CaptureSchema], None] | None = None
     """Raise Invalid (naming the columns on both sides and the fix) unless a run of the baseline on the endpoint
     (name, capture schema) finds every column the baseline reads; None: any endpoint fits."""
-    series: Callable[[Mapping[str, Any]], list[Point]] = lambda report: []
-    """The numbers of a completed analysis's report worth charting over time (drift statistic per feature, metric
-    per name), each with the threshold it is judged against: the console's trend charts read them."""
+    points: Callable[[Mapping[str, Any]], list[Point]] = lambda report: []
+    """The numbers of a completed analysis worth charting over time (drift statistic per feature, metric per name),
+    each with the threshold it is judged against, from the report's parts named in ``charted``: the console's
+    trend charts read them (`series`)."""
+    charted: tuple[tuple[str, str], ...] = ()
+    """The parts of the report ``points`` reads: (report key, file) in the analysis's folder; a missing file is None."""
+    charted_baseline: tuple[tuple[str, str], ...] = ()
+    """Likewise, files of the analysis's baseline (read once per baseline by `series`, not once per analysis)."""
 
 
 _KINDS: dict[str, MonitorKind] = {}
@@ -112,6 +118,33 @@ def get(name: str) -> MonitorKind:
     if kind is None:
         raise Invalid(f"monitoring type {name!r} is not {listed()}", fix="omit type for a data-quality monitor")
     return kind
+
+
+def _document(store: ObjectStore, key: str) -> Any:
+    try:
+        return json.loads(store.get(key))
+    except NotFound:
+        return None
+
+
+def series(session: Session, store: ObjectStore, rows: Sequence[Analysis]) -> list[list[Point]]:
+    """Each analysis's charted numbers (its kind's ``points``; none for a failed run or a kind no longer registered),
+    reading only the files they come from, and each baseline's once: a trend chart of 60 runs reads 60 small
+    files, not 60 whole reports with 60 copies of the baseline's statistics."""
+    baselines: dict[tuple[str, str], dict[str, Any]] = {}
+    out: list[list[Point]] = []
+    for row in rows:
+        kind = _KINDS.get(row.kind)
+        if kind is None or row.status == "Failed":
+            out.append([])
+            continue
+        if (kind.name, row.baseline_id) not in baselines:
+            prefix = service.get_baseline(session, row.baseline_id).prefix if kind.charted_baseline else ""
+            baselines[(kind.name, row.baseline_id)] = {k: _document(store, f"{prefix}/{f}")
+                                                       for k, f in kind.charted_baseline}
+        report = {k: _document(store, f"{row.prefix}/{f}") for k, f in kind.charted}
+        out.append(kind.points({**report, **baselines[(kind.name, row.baseline_id)]}))
+    return out
 
 
 def analysis_report(session: Session, store: ObjectStore, analysis_id: str) -> dict[str, Any]:
@@ -312,9 +345,12 @@ register(MonitorKind(
     name="DataQuality", create_baseline=_data_quality_baseline, run_window=_data_quality_window,
     checks=("data_type_check", "completeness_check", "baseline_drift_check", "missing_column_check",
             "extra_column_check", "categorical_values_check"),
-    report=service.data_quality_report, render=reports.data_quality, series=_drift_points))
+    report=service.data_quality_report, render=reports.data_quality, points=_drift_points,
+    charted=(("drift", "drift.json"),)))
 register(MonitorKind(
     name="ModelQuality", create_baseline=_model_quality_baseline, run_window=_model_quality_window,
     checks=("LessThanThreshold", "GreaterThanThreshold", "EstimatedLessThanThreshold",
             "EstimatedGreaterThanThreshold"), report=service.quality_report, render=reports.model_quality,
-    fits_endpoint=_model_quality_fits, series=_quality_points))
+    fits_endpoint=_model_quality_fits, points=_quality_points,
+    charted=(("statistics", "statistics.json"), ("estimate", "estimate.json")),
+    charted_baseline=(("constraints", "constraints.json"),)))

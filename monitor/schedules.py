@@ -111,11 +111,24 @@ def create(session: Session, *, name: str, endpoint: str, monitoring_type: str, 
                    updated_at=now)
     session.add(row)
     session.flush()
+    _monitor_node(session, row, actor.name)
     audit.record(session, actor=actor.name, action="schedule.created", subject_type="schedule", subject_id=name,
                  after={"endpoint": endpoint, "type": monitoring_type, "expression": expression,
                         "baseline_id": baseline_id, **({"output_uri": output_uri} if output_uri else {}),
                         **({"job_definition": job_definition} if job_definition else {})})
     return row
+
+
+def _monitor_node(session: Session, sched: Schedule, actor: str) -> lineage.Entity:
+    """The schedule in lineage, downstream of its endpoint (version → deployment → endpoint → monitor → alert):
+    the version's graph then shows what watches it and what that raised. Keyed by id: a name can be reused."""
+    endpoint_ctx, _ = lineage.ensure_context(session, context_type="Endpoint", name=sched.endpoint,
+                                             key=f"endpoint:{sched.endpoint}", actor=actor)
+    node, created = lineage.ensure_context(session, context_type="MonitoringSchedule", name=sched.name,
+                                           key=f"schedule:{sched.id}", actor=actor,
+                                           properties={"type": sched.type, "schedule": sched.name})
+    lineage.link(session, endpoint_ctx, node, "AssociatedWith", actor=actor, fresh=created)
+    return node
 
 
 def get(session: Session, name: str) -> Schedule:
@@ -345,6 +358,7 @@ def _open_alert(session: Session, store: ObjectStore, sched: Schedule, ex: Execu
     endpoint_ctx, _ = lineage.ensure_context(session, context_type="Endpoint", name=sched.endpoint,
                                              key=f"endpoint:{sched.endpoint}", actor="scheduler")
     lineage.link(session, endpoint_ctx, node, "AssociatedWith", actor="scheduler")
+    lineage.link(session, _monitor_node(session, sched, "scheduler"), node, "AssociatedWith", actor="scheduler")
     payload = alert_payload(alert, sched, ex)
     audit.record(session, actor="scheduler", action="alert.opened", subject_type="alert", subject_id=alert.id,
                  after={"schedule": sched.name, "check": check, "subject": subject, "violations": len(found)})
@@ -408,18 +422,18 @@ def run_now(session: Session, store: ObjectStore, name: str, start: dt.datetime,
 
 def trends(session: Session, store: ObjectStore, name: str, limit: int) -> list[tuple[Execution, list[kinds.Point]]]:
     """The schedule's latest ``limit`` executions, oldest first, each with the numbers its kind charts (none for a
-    failed or pending run): what the console's trend charts draw."""
+    failed or pending run): what the console's trend charts draw. Their analyses load in one query, and only the
+    charted files are read (`kinds.series`)."""
     sched = get(session, name)
-    kind = kinds.get(sched.type)
-    rows = list(session.scalars(select(Execution).where(Execution.schedule_id == sched.id)
-                                .order_by(Execution.scheduled_for.desc(), Execution.id).limit(limit)))
-    out: list[tuple[Execution, list[kinds.Point]]] = []
-    for ex in reversed(rows):
-        points: list[kinds.Point] = []
-        if ex.analysis_id and ex.status in ("Completed", "CompletedWithViolations"):
-            points = kind.series(kinds.analysis_report(session, store, ex.analysis_id))
-        out.append((ex, points))
-    return out
+    rows = list(reversed(session.scalars(select(Execution).where(Execution.schedule_id == sched.id)
+                                         .order_by(Execution.scheduled_for.desc(), Execution.id).limit(limit)).all()))
+    done = [ex for ex in rows if ex.analysis_id and ex.status in ("Completed", "CompletedWithViolations")]
+    analyses = {a.id: a for a in session.scalars(select(service.Analysis).where(
+        service.Analysis.id.in_([ex.analysis_id for ex in done])))} if done else {}
+    charted = [ex for ex in done if ex.analysis_id in analyses]
+    points = dict(zip((ex.id for ex in charted), kinds.series(session, store, [analyses[ex.analysis_id or ""]
+                                                                                for ex in charted]), strict=True))
+    return [(ex, points.get(ex.id, [])) for ex in rows]
 
 
 # --- alerts and retraining triggers -----------------------------------------------------------------------------

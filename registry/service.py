@@ -1462,10 +1462,13 @@ def _decision_row(d: ApprovalDecision) -> dict[str, Any]:
 
 # What other domains know of a version. Monitor and Clarify call registry, so registry cannot call them: they add
 # providers at composition (``mlgov.app``) and the compliance report asks each for its side of every version.
-FactsProvider = Callable[[Session, str, int, dt.datetime, dt.datetime], Mapping[str, list[dict[str, Any]]]]
-"""(session, group, version, from, to) → lists by section: ``alerts`` and ``monitoring`` (activity in the window),
-``attachments`` (evidence attached to the version over time, each with ``kind``, ``id``, ``by``, ``at`` and ``until``
-(when it was superseded, or None), ISO-8601 times)."""
+VersionKey = tuple[str, int]
+FactsProvider = Callable[[Session, Sequence[VersionKey], dt.datetime, dt.datetime],
+                         Mapping[VersionKey, Mapping[str, list[dict[str, Any]]]]]
+"""(session, [(group, version)], from, to) → per version, lists by section: ``alerts`` and ``monitoring`` (activity
+in the window), ``attachments`` (evidence attached to the version over time, each with ``kind``, ``id``, ``by``,
+``at`` and ``until`` (when it was superseded, or None), ISO-8601 times). Many versions at once, in a few set-based
+queries: the inbox and the compliance report ask for a page of versions."""
 _FACTS: dict[str, FactsProvider] = {}
 MAX_ATTACHMENTS = 500
 
@@ -1475,39 +1478,52 @@ def add_version_facts(name: str, provider: FactsProvider) -> None:
     _FACTS[name] = provider
 
 
-def audited_attachments(session: Session, group_name: str, number: int, action: str, kind: str, id_key: str, *,
-                        replaces: bool) -> list[dict[str, Any]]:
-    """Evidence attached to a version as the audit log recorded it (``action`` on the version): each in force from
-    its event on, until the next one when a new attachment ``replaces`` the previous."""
-    events, _ = audit.query(session, subject_type="model_version", subject_id=f"{group_name}/{number}", action=action,
-                            limit=MAX_ATTACHMENTS)
-    out: list[dict[str, Any]] = [{"kind": kind, "id": (e.after or {}).get(id_key), "by": e.actor,
-                                  "at": e.ts.isoformat(), "until": None} for e in events]
+def audited_attachments(session: Session, versions: Sequence[VersionKey], action: str, kind: str, id_key: str, *,
+                        replaces: bool) -> dict[VersionKey, list[dict[str, Any]]]:
+    """Evidence attached to each version as the audit log recorded it (``action`` on the version): each in force
+    from its event on, until the next one when a new attachment ``replaces`` the previous."""
+    subjects = {f"{g}/{n}": (g, n) for g, n in versions}
+    out: dict[VersionKey, list[dict[str, Any]]] = {key: [] for key in versions}
+    for e in audit.events_of(session, "model_version", list(subjects), action):
+        kept = out[subjects[e.subject_id]]
+        if len(kept) < MAX_ATTACHMENTS:
+            kept.append({"kind": kind, "id": (e.after or {}).get(id_key), "by": e.actor, "at": e.ts.isoformat(),
+                         "until": None})
     if replaces:
-        for before, after in itertools.pairwise(out):
-            before["until"] = after["at"]
+        for items in out.values():
+            for before, after in itertools.pairwise(items):
+                before["until"] = after["at"]
+    return out
+
+
+def facts_of(session: Session, versions: Sequence[VersionKey], lo: dt.datetime | None = None,
+             hi: dt.datetime | None = None) -> dict[VersionKey, dict[str, list[dict[str, Any]]]]:
+    """What the other domains know of each version in [lo, hi) (default: all time): ``alerts``, ``monitoring`` (runs
+    per endpoint and kind, with the newest) and ``attachments`` (oldest first), from the composed providers."""
+    lo = lo or dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+    hi = hi or utcnow() + dt.timedelta(seconds=1)
+    out: dict[VersionKey, dict[str, list[dict[str, Any]]]] = {
+        key: {"alerts": [], "monitoring": [], "attachments": []} for key in versions}
+    if not versions:
+        return out
+    for provider in _FACTS.values():
+        for key, sections in provider(session, versions, lo, hi).items():
+            for section, items in sections.items():
+                out[key].setdefault(section, []).extend(items)
+    for facts in out.values():
+        facts["attachments"].sort(key=lambda a: dt.datetime.fromisoformat(a["at"]))
     return out
 
 
 def other_facts(session: Session, group_name: str, number: int, lo: dt.datetime | None = None,
                 hi: dt.datetime | None = None) -> dict[str, list[dict[str, Any]]]:
-    """What the other domains know of a version in [lo, hi) (default: all time): ``alerts``, ``monitoring`` (runs
-    per endpoint and kind, with the newest) and ``attachments`` (oldest first), from the composed providers."""
-    lo = lo or dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-    hi = hi or utcnow() + dt.timedelta(seconds=1)
-    facts: dict[str, list[dict[str, Any]]] = {"alerts": [], "monitoring": [], "attachments": []}
-    for provider in _FACTS.values():
-        for key, items in provider(session, group_name, number, lo, hi).items():
-            facts.setdefault(key, []).extend(items)
-    facts["attachments"].sort(key=lambda a: dt.datetime.fromisoformat(a["at"]))
-    return facts
+    """`facts_of` one version."""
+    return facts_of(session, [(group_name, number)], lo, hi)[(group_name, number)]
 
 
-def _add_version_facts(session: Session, group_name: str, row: dict[str, Any], lo: dt.datetime,
-                       hi: dt.datetime) -> None:
+def _add_version_facts(row: dict[str, Any], facts: dict[str, list[dict[str, Any]]]) -> None:
     """The providers' sections on a compliance row, and on each decision the attachments in force when it was
     taken (beside ``evidence``, the bias reports the decision assessed, recorded with it)."""
-    facts = other_facts(session, group_name, row["version"], lo, hi)
     row.update(facts)
     for d in row["decisions"]:
         at = dt.datetime.fromisoformat(d["at"])
@@ -1583,8 +1599,9 @@ def compliance_report(session: Session, group_name: str, since: dt.datetime | No
             "lineage": [n for n in lineage.upstream(session, lineage.model_version_uri(group.name, v.version), None)
                         if n["kind"] != "action" or n["type"] not in ("Approval", "StageTransition")],
         })
+    facts = facts_of(session, [(group.name, cast(int, row["version"])) for row in rows], lo, hi)
     for row in rows:
-        _add_version_facts(session, group.name, row, lo, hi)
+        _add_version_facts(row, facts[(group.name, cast(int, row["version"]))])
     overrides = sum(1 for ds in decisions.values() for d in ds if d.policy_overridden)
     return {
         "model_group": group.name,

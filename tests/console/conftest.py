@@ -7,7 +7,6 @@ signed in as the role it needs. Every page a test visits is checked for Content-
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +19,7 @@ from mlgov import auth
 from mlgov.app import create_app
 from mlgov.db import Database
 from tests.browser import chromium
-from tests.conftest import make_settings
+from tests.conftest import BACKENDS, make_settings
 from tests.infra import LiveServer, fresh_database, upgrade
 
 SHOTS = Path(__file__).resolve().parents[2] / ".screenshots"
@@ -61,10 +60,13 @@ def console_settings() -> dict[str, Any]:
     return {}
 
 
-@pytest.fixture(scope="module")
-def console(tmp_path_factory: pytest.TempPathFactory, console_settings: dict[str, Any]) -> Iterator[Console]:
+@pytest.fixture(scope="module", params=BACKENDS)
+def console(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+            console_settings: dict[str, Any]) -> Iterator[Console]:
+    """A live server per module and backend: every page and page action runs on SQLite and on PostgreSQL, like the
+    API's tests (``tests.conftest.BACKENDS``)."""
     tmp = tmp_path_factory.mktemp("console")
-    with fresh_database(os.environ.get("MLGOV_CONSOLE_TEST_DB", "sqlite"), tmp) as url:
+    with fresh_database(request.param, tmp) as url:
         upgrade(url)
         db = Database(url)
         keys: dict[str, str] = {}

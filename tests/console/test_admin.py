@@ -147,3 +147,51 @@ def test_non_admins_cannot_use_admin_forms(console: Console, open_browser: Any) 
     }""", csrf)
     assert "may not open /console/admin/keys" in text
     assert all(k["name"] != "sneaky" for k in console.api("admin").get("/api/v1/keys").json())
+
+
+UNLABELLED = """() => [...document.querySelectorAll(
+        'main input:not([type=hidden]), main select, main textarea, main button')]
+    .filter(e => !(e.labels && e.labels.length) && !e.getAttribute('aria-label') && !e.textContent.trim())
+    .map(e => e.outerHTML.slice(0, 120))"""
+
+
+def test_a_key_is_created_by_keyboard_alone_and_every_page_is_labelled_and_fits_a_phone(
+        console: Console, open_browser: Any) -> None:
+    from tests.console.conftest import PHONE
+
+    register(console.api("admin"), "pocket", n=1, training_data=["s3://data/pocket/train.csv"])
+    b = open_browser("admin", viewport=PHONE)
+    page = b.goto("/console/admin")
+    # from the top of the page, Tab reaches the create-key form; type, pick the role with the arrow keys, Enter
+    page.locator("body").focus()
+    for _ in range(200):
+        page.keyboard.press("Tab")
+        if page.evaluate("document.activeElement.id") == "key-name":
+            break
+    else:
+        raise AssertionError("Tab never reached the key's Name field")
+    page.keyboard.type("kbd-approver")
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.id") == "key-owner"
+    page.keyboard.type("kim")
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.id") == "key-role"
+    page.select_option("#key-role", "approver")   # (the select's own arrow keys are the browser's)
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.textContent") == "Create key"
+    page.keyboard.press("Enter")
+    page.wait_for_load_state()
+    assert page.get_by_label("New API key").input_value().startswith("mlgov_")
+    row = page.locator("tr", has=page.get_by_role("rowheader", name="kbd-approver"))
+    assert "approver" in row.inner_text() and "kim" in row.inner_text()
+    b.shot("admin-390")
+    for path in ("/console/", "/console/models", "/console/models/pocket", "/console/models/pocket/versions/1",
+                 "/console/monitoring", "/console/alerts", "/console/audit", "/console/audit/report?group=pocket",
+                 "/console/admin"):
+        page = b.goto(path)
+        assert page.evaluate(UNLABELLED) == [], path                      # every control has a name
+        assert page.locator("h1").count() == 1, path                      # one heading per page
+        width = page.evaluate("document.documentElement.scrollWidth")
+        assert width <= PHONE["width"], (path, width)                     # no sideways scrolling at 390 px
+        if path.endswith("/versions/1"):
+            b.shot("version-390", full_page=True)

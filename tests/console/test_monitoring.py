@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from tests.console.conftest import Console
-from tests.console.helpers import XSS, register
+from tests.console.helpers import XSS, click_node, lineage_graph, register
 from tests.monitor.test_api import FEATURES, csv_bytes, frame, record
 
 pytestmark = pytest.mark.live
@@ -100,6 +100,24 @@ def test_alert_page_shows_violations_and_retraining_request(console: Console, br
     assert "is not open, resolved or all" in page.locator("main").inner_text()
     page = b.goto(f"/console/alerts/{alert['id'][:-1]}x")
     assert "not found" in page.locator("main").inner_text()
+
+
+def test_lineage_graph_leads_from_the_version_to_its_alert(console: Console, breached: dict[str, Any],
+                                                           open_browser: Any) -> None:
+    """Downstream of the version: its deployment, endpoint, the monitor watching it and the alerts it raised; a
+    click on an alert (after zooming and panning) opens the alert's page."""
+    b = open_browser("viewer")
+    page = b.goto("/console/models/churn/versions/1")
+    graph = lineage_graph(page, drag=(-120, -60))
+    kinds = {n["cls"] for n in graph["nodes"]}
+    assert {"endpoint", "monitor", "alert"} <= kinds, graph["nodes"]
+    assert any(n["label"].startswith("MonitoringSchedule") and "churn-dq" in n["label"] for n in graph["nodes"])
+    b.shot("lineage-downstream")
+    alert = next(n for n in graph["nodes"] if n["cls"] == "alert" and n["href"].endswith(breached["alert"]["id"]))
+    click_node(page, graph, alert)
+    b.check_csp()
+    text = page.locator("main").inner_text()
+    assert "baseline_drift_check" in text and "income" in text
 
 
 def test_hostile_names_are_escaped_and_phone_width(console: Console, breached: dict[str, Any],

@@ -81,23 +81,23 @@ def test_series_read_what_each_kind_charts() -> None:
     from clarify import kinds as clarify_kinds
 
     clarify_kinds.register()
-    dq = kinds.get("DataQuality").series({"drift": {"features": [
+    dq = kinds.get("DataQuality").points({"drift": {"features": [
         {"feature": "age", "method": "psi", "statistic": 0.31, "threshold": 0.2},
         {"feature": "city", "method": "chisquare", "statistic": None, "threshold": 0.05}]}})
     assert dq == [("age · psi", 0.31, 0.2, ""), ("city · chisquare", None, 0.05, "")]
-    mq = kinds.get("ModelQuality").series({
+    mq = kinds.get("ModelQuality").points({
         "statistics": {"version": 0.0, "binary_classification_metrics": {
             "accuracy": {"value": 0.81, "standard_deviation": 0.01}, "auc": {"value": 0.9},
             "confusion_matrix": {"0": {"0": 5}}}},
         "constraints": {"version": 0.0, "binary_classification_constraints": {
             "accuracy": {"threshold": 0.85, "comparison_operator": "LessThanThreshold"}}}})
     assert mq == [("accuracy", 0.81, 0.85, "accuracy"), ("auc", 0.9, None, "auc")]
-    est = kinds.get("ModelQuality").series({
+    est = kinds.get("ModelQuality").points({
         "statistics": None, "constraints": {"binary_classification_constraints": {"accuracy": {"threshold": 0.85}}},
         "estimate": {"rows": 10, "labelled_rows": 0, "estimated": {
             "accuracy": {"estimate": 0.8, "lower": 0.75, "upper": 0.86}, "auc": {"estimate": None}}}})
     assert est == [("accuracy estimated", 0.8, 0.85, "accuracy"), ("accuracy band lower", 0.75, None, "accuracy"),
                    ("accuracy band upper", 0.86, None, "accuracy")]
-    bias = kinds.get("ModelBias").series({"analysis": {"post_training_bias_metrics": {"facets": {"sex": [
+    bias = kinds.get("ModelBias").points({"analysis": {"post_training_bias_metrics": {"facets": {"sex": [
         {"value_or_threshold": "f", "metrics": [{"name": "DPPL", "value": 0.12}, {"name": "DI", "value": None}]}]}}}})
     assert bias == [("DPPL (sex=f)", 0.12, None, "")]

@@ -14,7 +14,7 @@
     }));
     var cy = cytoscape({
       container: el, elements: elements, layout: {name: "preset", fit: true, padding: 30},
-      minZoom: 0.2, maxZoom: 3, wheelSensitivity: 0.3,
+      minZoom: 0.2, maxZoom: 3,
       style: [
         {selector: "node", style: {"background-color": function (n) { return COLORS[n.data("cls")] || "#555"; },
           "label": "data(label)", "text-wrap": "wrap", "text-max-width": "180px", "font-size": 11,
