@@ -194,6 +194,7 @@ def pages(n: int) -> list[tuple[str, str | None]]:
         ("compliance page (monitored group)", "/console/audit/report?group=small-0"),
         ("admin", "/console/admin"),
         ("audit verify (walks the whole chain)", "/console/audit/verify"),
+        ("compliance page's chain status (fragment, walks the chain)", "/console/audit/chain"),
     ]
 
 
@@ -237,7 +238,7 @@ def main() -> None:
 
             for engine in {db.engine, db.write_engine}:
                 event.listen(engine, "before_cursor_execute", count)
-            print(f"{'page':42} {'median ms':>10} {'p95 ms':>8} {'SQL':>5} {'bytes':>8}")
+            print(f"{'page':58} {'median ms':>10} {'p95 ms':>8} {'SQL':>5} {'bytes':>8}")
             for label, path in pages(args.versions):
                 path = path or f"/console/alerts/{alert}"
                 times = []
@@ -248,12 +249,12 @@ def main() -> None:
                     if i >= 2:
                         times.append((time.perf_counter() - t0) * 1000)
                     assert r.status_code == 200 and "flash-error" not in r.text, (path, r.status_code, r.text[:500])
-                if path.endswith("/verify"):
+                if path.endswith(("/verify", "/chain")):
                     assert "intact" in r.text, r.text[:2000]
                 times.sort()
                 p95 = times[min(len(times) - 1, int(len(times) * 0.95))]
                 sql = statements[0] // (args.repeat + 2)
-                print(f"{label:42} {statistics.median(times):10.1f} {p95:8.1f} {sql:5d} {len(r.content):8d}")
+                print(f"{label:58} {statistics.median(times):10.1f} {p95:8.1f} {sql:5d} {len(r.content):8d}")
             print(_load())
         db.dispose()
 

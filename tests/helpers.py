@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from typing import Any
 
 from fastapi.testclient import TestClient
@@ -89,3 +90,13 @@ def seed_schedule(session: Any, store: Any, features: list[dict[str, str]], csv:
                      baseline_id=base.id, window_start=window_start, window_end="PT0S", drift=None, alerting=None,
                      actor=p, now=now)
     return p
+
+
+def signed_in(app: Any, plain_key: str) -> TestClient:
+    """A client holding a console session of that key (signed in through the sign-in form, login CSRF included)."""
+    c = TestClient(app)
+    token = re.search(r'name="csrf_token" value="([^"]+)"', c.get("/console/sign-in").text)
+    assert token is not None
+    r = c.post("/console/sign-in", data={"api_key": plain_key, "csrf_token": token.group(1)}, follow_redirects=False)
+    assert r.status_code == 303 and "sign-in" not in r.headers["location"], r.text
+    return c

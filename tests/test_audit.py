@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import delete, select, update
 
 from mlgov.audit import AuditEvent
-from tests.helpers import approve, assert_problem, create_group, register
+from tests.helpers import approve, assert_problem, create_group, register, signed_in
 
 
 def _story(client, keys):
@@ -37,10 +37,12 @@ def test_events_recorded_with_actor_subject_request_id(client, keys):
                       headers=keys("viewer")).json()["total"] == 0
 
 
-def test_verify_detects_edit_and_delete(client, keys, db):
+def test_verify_detects_edit_and_delete(client, keys, db, app):
     _story(client, keys)
     ok = client.get("/api/v1/audit/verify", headers=keys("viewer")).json()
     assert ok["ok"] is True and ok["checked"] >= 6
+    console = signed_in(app, keys.plain["viewer"])     # the compliance page's chain fragment says the same
+    assert "intact" in console.get("/console/audit/chain").text
     with db.session_scope() as s:
         ids = list(s.scalars(select(AuditEvent.id).order_by(AuditEvent.seq)))
         edited, deleted = ids[-5], ids[-2]
@@ -52,6 +54,8 @@ def test_verify_detects_edit_and_delete(client, keys, db):
     reasons = {p["id"]: p["reason"] for p in res["problems"]}
     assert ids[-1] in reasons and "deleted" in reasons[ids[-1]]
     assert set(reasons) == {edited, ids[-1]}
+    fragment = console.get("/console/audit/chain").text
+    assert "broken" in fragment and "modified" in fragment and "intact" not in fragment
 
 
 def test_verify_detects_forged_rehash(client, keys, db, app):

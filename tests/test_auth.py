@@ -6,12 +6,11 @@ import re
 
 import pytest
 from fastapi.routing import APIRoute
-from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from mlgov import auth
 from mlgov.auth import Role
-from tests.helpers import assert_problem
+from tests.helpers import assert_problem, signed_in
 
 PUBLIC = {"/healthz", "/readyz", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc",
           "/console/sign-in", "/"}   # the console's sign-in page and GET / (a redirect to the console)
@@ -116,20 +115,10 @@ def test_route_role_matrix_enforced(app, client, keys):
     assert checked > 100
 
 
-def _signed_in(app, plain_key: str) -> TestClient:
-    """A client holding a console session of that key (signed in through the sign-in form, login CSRF included)."""
-    c = TestClient(app)
-    token = re.search(r'name="csrf_token" value="([^"]+)"', c.get("/console/sign-in").text)
-    assert token is not None
-    r = c.post("/console/sign-in", data={"api_key": plain_key, "csrf_token": token.group(1)}, follow_redirects=False)
-    assert r.status_code == 303 and "sign-in" not in r.headers["location"], r.text
-    return c
-
-
 def test_console_route_role_matrix(app, client, keys):
     """Every console page with every role's session and with none: to the sign-in page without a session, 403
     outside its roles, never refused inside; every console form refuses a caller without a session."""
-    sessions = {role: _signed_in(app, keys.plain[role]) for role in ("admin", "approver", "publisher", "viewer")}
+    sessions = {role: signed_in(app, keys.plain[role]) for role in ("admin", "approver", "publisher", "viewer")}
     checked = 0
     for route, method in api_routes(app):
         if not route.path.startswith(CONSOLE) or route.path in PUBLIC or route.path.startswith("/console/static"):

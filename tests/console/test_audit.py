@@ -37,6 +37,9 @@ def test_log_filters_verify_and_compliance_pdf(console: Console, open_browser: A
     page.get_by_label("Model group").select_option("audited")
     page.get_by_role("button", name="Show report").click()
     assert "respected" in page.locator("main").inner_text()
+    # the chain's status arrives after the page, from /console/audit/chain (the walk covers the whole log)
+    page.locator("#chain-status .badge").wait_for(timeout=60_000)
+    assert "intact" in page.locator("#chain-status").inner_text()
     assert page.locator("script:not([src])").count() == 0
     b.check_csp()
     b.shot("compliance")
