@@ -266,6 +266,11 @@ class MonitorClient(BaseClient):
     def get_analysis_report_html(self, call: Call, analysis_id: str) -> str:
         return call.text({"analysis_id": analysis_id}, params={"format": "html"})
 
+    @route("GET", "/api/v1/analyses/{analysis_id}/evidently-snapshot")
+    def get_evidently_snapshot(self, call: Call, analysis_id: str) -> dict[str, Any]:
+        """A drift analysis as an Evidently 0.7 snapshot: save it as JSON and add it to a workspace project."""
+        return call.json({"analysis_id": analysis_id})
+
     @route("GET", "/api/v1/analyses/{analysis_id}/{name}")
     def get_analysis_file(self, call: Call, analysis_id: str, name: ANALYSIS_FILES) -> dict[str, Any]:
         """SageMaker's constraint_violations.json or statistics.json, the drift table, or the GX result."""

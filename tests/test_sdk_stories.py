@@ -153,6 +153,8 @@ def test_monitor_story(live: Live, tmp_path) -> None:
     assert viewer.get_analysis(a.id).violations == a.violations
     assert "violations" in viewer.get_analysis_file(a.id, "constraint_violations.json")
     assert viewer.get_analysis_report(a.id) and "<html" in viewer.get_analysis_report_html(a.id).lower()
+    snapshot = viewer.get_evidently_snapshot(a.id)
+    assert snapshot["metadata"]["mlgov_analysis_id"] == a.id and snapshot["metric_results"]
     with pytest.raises(ValueError, match="exactly one"):
         pub.run_analysis(base.id, shifted, endpoint="churn-prod", start=hour[0], end=hour[1])
 
