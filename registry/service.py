@@ -211,24 +211,27 @@ def register_version(session: Session, group_name: str, body: VersionFields, act
     never skipped. What does not depend on the number (the alert, the model artifact, datasets and the group's
     lineage context) is looked up or recorded before that lock, and lineage is written in bulk (nodes in one
     INSERT … ON CONFLICT DO NOTHING, edges in one more), so the lock is held for as few statements as possible."""
-    group = get_group(session, group_name)
+    group_id = _group_id(session, group_name)   # the id alone: the rest of the group row is read at numbering
     alert_node = None
     if body.triggered_by_alert:
         alert_node = lineage.find_action(session, lineage.alert_key(body.triggered_by_alert))
         if alert_node is None:
             raise NotFound(f"no monitoring alert with id {body.triggered_by_alert!r}",
                            fix="pass the alert id from the retraining request (GET /api/v1/alerts)")
-    before_lock = _lineage_before_number(session, group, body, actor.name)
-    number, stage_config = session.execute(   # takes the group row's lock until commit
-        update(ModelGroup).where(ModelGroup.id == group.id)
+    before_lock = _lineage_before_number(session, group_name, body, actor.name)
+    numbered = session.execute(   # takes the group row's lock until commit
+        update(ModelGroup).where(ModelGroup.id == group_id)
         .values(latest_version=ModelGroup.latest_version + 1, updated_at=utcnow())
         .returning(ModelGroup.latest_version, ModelGroup.stage_config),
         execution_options={"synchronize_session": False},
-    ).one()
+    ).one_or_none()
+    if numbered is None:   # deleted since it was looked up
+        raise GroupNotFound(group_name)
+    number, stage_config = numbered
     cfg = StageConfig.model_validate(stage_config)
     now = utcnow()
     row: dict[str, Any] = dict(
-        id=new_id(), group_id=group.id, version=number, approval_status=PENDING, approval_description=None,
+        id=new_id(), group_id=group_id, version=number, approval_status=PENDING, approval_description=None,
         stage=cfg.initial, description=body.description, artifact_uri=body.artifact_uri,
         artifact_sha256=body.artifact_sha256, framework=body.framework, framework_version=body.framework_version,
         flavor=body.flavor, inference_spec=body.inference_spec.model_dump(mode="json") if body.inference_spec else None,
@@ -248,25 +251,25 @@ def register_version(session: Session, group_name: str, body: VersionFields, act
     conn = session.connection()
     conn.execute(_INSERT_VERSION, row)
     conn.execute(_INSERT_TRANSITION, {
-        "group_id": group.id, "version_id": row["id"], "from_stage": None, "to_stage": cfg.initial,
+        "group_id": group_id, "version_id": row["id"], "from_stage": None, "to_stage": cfg.initial,
         "actor": actor.name, "comment": None, "reason": "registered", "at": now})
     if metadata:
         conn.execute(_INSERT_METADATA, metadata)
     v = ModelVersion(**row)
     v.metadata_items = [VersionMetadata(**m) for m in metadata]
-    version_id = _record_training_lineage(session, group, v, actor.name, before_lock)
+    version_id = _record_training_lineage(session, group_name, v, actor.name, before_lock)
     if alert_node is not None:
         version = session.get_one(lineage.Entity, version_id)
         run, _ = lineage.ensure_action(session, action_type="RetrainingRun",
                                        key=f"retraining:{body.triggered_by_alert}:{v.id}",
-                                       name=f"retraining of {group.name} after alert {body.triggered_by_alert}",
+                                       name=f"retraining of {group_name} after alert {body.triggered_by_alert}",
                                        status="Completed", end_time=now, actor=actor.name, fresh=True)
         lineage.chain(session, [(alert_node, run, "ContributedTo"), (run, version, "Produced")], actor=actor.name,
                       fresh=run)
-    payload = _payload(group.name, v)
+    payload = _payload(group_name, v)
     audit.record(session, actor=actor.name, action="version.registered", subject_type="model_version",
-                 subject_id=f"{group.name}/{number}", after=payload)
-    events.emit(session, "version.registered", f"{group.name}/{number}", payload)
+                 subject_id=f"{group_name}/{number}", after=payload)
+    events.emit(session, "version.registered", f"{group_name}/{number}", payload)
     return v
 
 
@@ -329,24 +332,24 @@ class _LineageParts:
     derived: list[lineage.EdgeSpec]
 
 
-def _lineage_before_number(session: Session, group: ModelGroup, body: VersionFields, actor: str) -> _LineageParts:
+def _lineage_before_number(session: Session, group: str, body: VersionFields, actor: str) -> _LineageParts:
     model = lineage.artifact_node("Model", body.artifact_uri, body.artifact_sha256)
-    ctx = lineage.Node("context", "ModelGroup", f"model-group:{group.name}", name=group.name)
+    ctx = lineage.Node("context", "ModelGroup", f"model-group:{group}", name=group)
     datasets = [lineage.artifact_node("Dataset", uri) for uri in body.training_data]
     ids, derived = lineage.ensure_nodes(session, [model, ctx, *datasets], actor=actor)
     return _LineageParts(ids[model.identity][0], ids[ctx.identity][0],
                          [ids[d.identity][0] for d in datasets], derived)
 
 
-def _record_training_lineage(session: Session, group: ModelGroup, v: ModelVersion, actor: str,
+def _record_training_lineage(session: Session, group: str, v: ModelVersion, actor: str,
                              parts: _LineageParts) -> str:
     """training data → training job → version (← model artifact) → model-group context (SageMaker's
     auto-lineage), nodes in one statement and edges in another; returns the version node's id."""
-    node = lineage.artifact_node("ModelPackage", lineage.model_version_uri(group.name, v.version),
-                                 name=f"{group.name}/{v.version}",
-                                 properties={"model_group": group.name, "version": v.version})
+    node = lineage.artifact_node("ModelPackage", lineage.model_version_uri(group, v.version),
+                                 name=f"{group}/{v.version}",
+                                 properties={"model_group": group, "version": v.version})
     job_ref = v.training_job or {}
-    job_name = job_ref.get("name") or f"{group.name}/{v.version}/training"
+    job_name = job_ref.get("name") or f"{group}/{v.version}/training"
     named = bool(job_ref.get("uri") or job_ref.get("name"))   # a job others may record too: the careful path
     job_fields: dict[str, Any] = dict(
         action_type="TrainingJob", key=f"training-job:{job_ref.get('uri') or job_name}", name=job_name,
