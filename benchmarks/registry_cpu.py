@@ -7,6 +7,7 @@ on a PostgreSQL database seeded like ``benchmarks/registry.py`` (one group, ``--
 
 - the server process's CPU per request (every thread: event loop, worker threads), and
 - PostgreSQL's CPU per request (the backends serving this process, from /proc),
+- the SQL statements per request (cursor executions; an executemany counts once),
 
 for the calls the throughput benchmark makes, natively and through the MLflow API (get version, get-by-alias /
 latest approved, get-latest-versions, search 100 hits by tag, list newest 100, create).
@@ -58,6 +59,7 @@ def calls(n: int) -> dict[str, Any]:
     """name -> () -> (method, path, query, body): the throughput benchmark's requests, both doors."""
     q = urllib.parse.quote
     counter = iter(range(10**9))
+    run = f"{os.getpid()}-{time.time_ns()}"   # a new artifact per create, also on a database reused across runs
 
     def pick() -> int:
         return random.randint(1, n)
@@ -71,7 +73,7 @@ def calls(n: int) -> dict[str, Any]:
         "native-search": lambda: ("GET", NATIVE, f"limit=100&metadata={q('batch=')}{batch()}", b""),
         "native-list": lambda: ("GET", NATIVE, "limit=100", b""),
         "native-create": lambda: ("POST", NATIVE, "", json.dumps(
-            {"artifact_uri": f"s3://m/new/{next(counter)}", "artifact_sha256": "ab" * 32,
+            {"artifact_uri": f"s3://m/new/{run}/{next(counter)}", "artifact_sha256": "ab" * 32,
              "metadata": {"team": "bench", "batch": "new"}}).encode()),
         "mlflow-get": lambda: ("GET", f"{API}/model-versions/get", f"name={GROUP}&version={pick()}", b""),
         "mlflow-alias": lambda: ("GET", f"{API}/registered-models/alias", f"name={GROUP}&alias=champion", b""),
@@ -82,7 +84,7 @@ def calls(n: int) -> dict[str, Any]:
         "mlflow-list": lambda: ("GET", f"{API}/model-versions/search",
                                 "max_results=100&filter=" + q(f"name = '{GROUP}'"), b""),
         "mlflow-create": lambda: ("POST", f"{API}/model-versions/create", "", json.dumps(
-            {"name": GROUP, "source": f"s3://m/new/m{next(counter)}",
+            {"name": GROUP, "source": f"s3://m/new/{run}/m{next(counter)}",
              "tags": [{"key": "team", "value": "bench"}, {"key": "batch", "value": "new"}]}).encode()),
     }
 
@@ -132,6 +134,18 @@ def pg_cpu_ticks(admin: Any, dbname: str) -> int:
     return total
 
 
+STATEMENTS = [0]   # SQL statements sent by any engine in this process (executemany counts once)
+
+
+def count_statements() -> None:
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
+    @event.listens_for(Engine, "before_cursor_execute")
+    def _count(*_: Any) -> None:
+        STATEMENTS[0] += 1
+
+
 async def measure(app: Any, token: str, make: Any, count: int, rounds: int, admin: Any,
                   dbname: str) -> dict[str, float]:
     """CPU per request over ``rounds`` rounds of ``count`` requests: the least-disturbed round (the minimum) and
@@ -141,6 +155,7 @@ async def measure(app: Any, token: str, make: Any, count: int, rounds: int, admi
         if status >= 300:
             raise SystemExit(f"{make()[1]} answered {status}: {out[:300]!r}")
     apps, pgs, walls = [], [], []
+    statements0 = STATEMENTS[0]
     for _ in range(rounds):
         ticks0, cpu0, wall0 = pg_cpu_ticks(admin, dbname), time.process_time(), time.perf_counter()
         for _ in range(count):
@@ -150,8 +165,9 @@ async def measure(app: Any, token: str, make: Any, count: int, rounds: int, admi
         apps.append((time.process_time() - cpu0) / count * 1000)
         walls.append((time.perf_counter() - wall0) / count * 1000)
         pgs.append((pg_cpu_ticks(admin, dbname) - ticks0) / os.sysconf("SC_CLK_TCK") / count * 1000)
-    return {"app_ms": min(apps), "app_med": statistics.median(apps), "pg_ms": min(pgs),
-            "pg_med": statistics.median(pgs), "wall_ms": min(walls), "bytes": len(out)}
+    return {"stmts": (STATEMENTS[0] - statements0) / (count * rounds), "app_ms": min(apps),
+            "app_med": statistics.median(apps), "pg_ms": min(pgs), "pg_med": statistics.median(pgs),
+            "wall_ms": min(walls), "bytes": len(out)}
 
 
 # --- where the time goes (py-spy raw stacks) ------------------------------------------------------------------
@@ -288,14 +304,17 @@ def run(a: argparse.Namespace, url: str, key: str, admin: Any, home: Path) -> No
     app = build_app(url, home)
     print(f"{time.strftime('%H:%M:%S')} load {os.getloadavg()[0]:.2f}; one request at a time, in-process")
     print(f"CPU ms per request: min over {a.rounds} rounds of {a.requests} (median in brackets)")
-    print(f"{'call':16s} {'app CPU':>16s} {'PostgreSQL CPU':>16s} {'total':>7s} {'wall':>7s} {'bytes':>7s}")
+    print(f"{'call':16s} {'app CPU':>16s} {'PostgreSQL CPU':>16s} {'total':>7s} {'wall':>7s} {'bytes':>7s} "
+          f"{'SQL':>5s}")
+    count_statements()
 
     async def go() -> None:
         for name in a.calls.split(","):
             count = a.requests // 3 if name.endswith("create") else a.requests
             r = await measure(app, key, table[name], count, a.rounds, admin, dbname)
             print(f"{name:16s} {r['app_ms']:7.2f} ({r['app_med']:6.2f}) {r['pg_ms']:7.2f} ({r['pg_med']:6.2f}) "
-                  f"{r['app_ms'] + r['pg_ms']:7.2f} {r['wall_ms']:7.2f} {int(r['bytes']):7d}", flush=True)
+                  f"{r['app_ms'] + r['pg_ms']:7.2f} {r['wall_ms']:7.2f} {int(r['bytes']):7d} "
+                  f"{r['stmts']:5.1f}", flush=True)
 
     asyncio.run(go())
     print(f"load {os.getloadavg()[0]:.2f}")

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, literal, select, tuple_, union_all, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -30,7 +31,7 @@ from lineage.schemas import (
 )
 from mlgov import audit
 from mlgov.auth import Principal, Role, same_person
-from mlgov.db import as_utc, equal, icontains, in_window, new_id, paginate, utcnow
+from mlgov.db import as_utc, equal, icontains, in_window, insert_or_skip, new_id, paginate, utcnow
 from mlgov.errors import Conflict, Forbidden, Invalid, NotFound
 
 # Keys mlgov gives the actions and contexts it records; API callers may not take them.
@@ -40,8 +41,8 @@ SYSTEM_KEY_PREFIXES = ("approval:", "stage:", "alert:", "deployment:", "training
 # URIs of the artifacts mlgov names itself (model versions); API callers may refer to them but not create them.
 SYSTEM_URI_PREFIX = "mlgov://"
 
-__all__ = ["Edge", "Entity", "alert_key", "chain", "ensure_action", "ensure_artifact", "ensure_context", "find_action",
-           "link", "model_version_uri", "query", "upstream"]
+__all__ = ["Edge", "Entity", "Node", "add_edges", "alert_key", "chain", "ensure_action", "ensure_artifact",
+           "ensure_context", "ensure_nodes", "find_action", "link", "model_version_uri", "query", "upstream"]
 
 
 def alert_key(alert_id: str) -> str:
@@ -219,6 +220,140 @@ def chain(session: Session, steps: Sequence[tuple[Entity, Entity, str]], *, acto
     for src, dst, association_type in steps:
         link(session, src, dst, association_type, actor=actor,
              fresh=fresh is not None and fresh.id in (src.id, dst.id))
+
+
+# --- bulk recording (registration's hot path) ---------------------------------------------------------
+# The same nodes and edges as ``ensure_*`` / ``link`` with ``system=True``, in one or two statements instead of a
+# lookup, a savepoint and an insert per node: INSERT … ON CONFLICT DO NOTHING (both backends) keeps them idempotent
+# and safe against a concurrent twin; rows go in sorted order so two writers never wait on each other crosswise.
+
+@dataclass(frozen=True)
+class Node:
+    """A system node to ensure: what ``ensure_artifact`` / ``ensure_action`` / ``ensure_context`` would create."""
+
+    kind: str
+    type: str
+    identity: str
+    name: str | None = None
+    uri: str | None = None
+    sha256: str | None = None
+    status: str | None = None
+    start_time: dt.datetime | None = None
+    end_time: dt.datetime | None = None
+    properties: dict[str, Any] = field(default_factory=dict)
+
+
+_ENTITIES, _EDGES = Entity.__table__, Edge.__table__
+
+
+def artifact_node(artifact_type: str, uri: str, sha256: str | None = None, *, name: str | None = None,
+                  properties: dict[str, Any] | None = None) -> Node:
+    sha = sha256.lower() if sha256 else None
+    return Node("artifact", artifact_type, artifact_identity(uri, sha), name=name, uri=uri, sha256=sha,
+                properties=properties or {})
+
+
+# Prebuilt (compiled once): the nodes by (kind, identity), and with them a hashed URI's newest hashed node.
+_FOUND = select(_ENTITIES.c.id, _ENTITIES.c.identity, _ENTITIES.c.system, literal("n").label("what")).where(
+    tuple_(_ENTITIES.c.kind, _ENTITIES.c.identity).in_(bindparam("keys", expanding=True)))
+
+
+def _newest_hashed(uri: Any) -> Any:
+    c = _ENTITIES.c
+    return (select(c.id, c.uri, literal(True), literal("p"))
+            .where(c.kind == "artifact", c.uri == uri, c.sha256.is_not(None))
+            .order_by(c.created_at.desc(), c.id.desc()).limit(1).subquery().select())
+
+
+_FOUND_AND_NEWEST = union_all(_FOUND, _newest_hashed(bindparam("uri")))
+
+
+EdgeSpec = tuple[str, str, str, dict[str, Any]]   # (source id, target id, association type, properties)
+
+
+def ensure_nodes(session: Session, nodes: Sequence[Node], *, actor: str,
+                 insert_first: bool = False) -> tuple[dict[str, tuple[str, bool]], list[EdgeSpec]]:
+    """Ensure every node (system evidence, claimed if a user created it first): ``{identity: (id, created)}`` and
+    the DerivedFrom edges ``(source, target, type, properties)`` a new content hash of a known URI needs (for
+    `add_edges`). One SELECT (with each hashed artifact's newest earlier node) and one INSERT; ``insert_first``
+    for nodes only this transaction should create (a version number it holds the lock for): the INSERT alone,
+    with a look-up only for a node that existed after all."""
+    session.flush()   # the statements below go straight to the connection: pending rows first (a no-op when none)
+    out: dict[str, tuple[str, bool]] = {}
+    derived: list[EdgeSpec] = []
+    nodes = list({(n.kind, n.identity): n for n in reversed(nodes)}.values())[::-1]   # the first of twins wins
+    missing = list(nodes)
+    if not insert_first:
+        out, previous = _look_up(session, nodes)
+        missing = [n for n in nodes if n.identity not in out]
+        created = _insert_nodes(session, missing, actor)
+        for n in missing:
+            if n.identity in created and n.sha256 is not None and previous.get(n.uri or ""):
+                derived.append((previous[n.uri or ""], created[n.identity], "DerivedFrom",
+                                {"reason": "same URI, new content hash"}))
+    else:
+        created = _insert_nodes(session, missing, actor)
+    out.update({i: (ent_id, True) for i, ent_id in created.items()})
+    twins = [n for n in missing if n.identity not in created]
+    if twins:   # committed concurrently (or, for insert_first, recorded before): found now, not created
+        found, _ = _look_up(session, twins, previous=False)
+        out.update(found)
+    lost = [n.identity for n in missing if n.identity not in out]
+    if lost:
+        raise RuntimeError(f"lineage nodes neither inserted nor found: {lost}")
+    return out, derived
+
+
+def _look_up(session: Session, nodes: Sequence[Node], *,
+             previous: bool = True) -> tuple[dict[str, tuple[str, bool]], dict[str, str]]:
+    """Existing nodes (claimed as system evidence) and, per hashed artifact URI, its newest hashed node."""
+    if not nodes:
+        return {}, {}
+    keys = [(n.kind, n.identity) for n in nodes]
+    uris = sorted({n.uri for n in nodes if previous and n.kind == "artifact" and n.sha256 and n.uri})
+    if not uris:
+        stmt: Any = _FOUND
+    elif len(uris) == 1:
+        stmt = _FOUND_AND_NEWEST
+    else:
+        stmt = union_all(_FOUND, *(_newest_hashed(uri) for uri in uris))
+    rows = session.connection().execute(stmt, {"keys": keys, "uri": uris[0] if uris else None}).all()
+    found = {identity: (ent_id, False) for ent_id, identity, _, what in rows if what == "n"}
+    newest = {uri: ent_id for ent_id, uri, _, what in rows if what == "p"}
+    unclaimed = [ent_id for ent_id, _, system, what in rows if what == "n" and not system]
+    if unclaimed:
+        session.execute(update(Entity).where(Entity.id.in_(unclaimed)).values(system=True))
+    return found, newest
+
+
+def _insert_nodes(session: Session, nodes: Sequence[Node], actor: str) -> dict[str, str]:
+    """INSERT … ON CONFLICT DO NOTHING: ``{identity: id}`` of the rows this statement created."""
+    if not nodes:
+        return {}
+    now = utcnow()
+    rows = [{"id": new_id(), "kind": n.kind, "type": n.type, "name": n.name, "identity": n.identity, "uri": n.uri,
+             "sha256": n.sha256, "status": n.status if n.kind == "action" else None, "start_time": n.start_time,
+             "end_time": n.end_time, "description": None, "properties": n.properties, "created_by": actor,
+             "creator_owner": actor, "system": True, "created_at": now, "updated_at": now}
+            for n in sorted(nodes, key=lambda n: (n.kind, n.identity))]
+    table = _ENTITIES
+    stmt = insert_or_skip(session, table, ["kind", "identity"]).returning(table.c.id, table.c.identity)
+    # one statement with a fixed text (cached compiled) and the rows as parameters ("insertmanyvalues")
+    return {identity: ent_id for ent_id, identity in session.connection().execute(stmt, rows)}
+
+
+def add_edges(session: Session, edges: Sequence[EdgeSpec], *, actor: str) -> None:
+    """System associations ``(source id, target id, type, properties)``, each created unless it exists (then
+    claimed as evidence), in one statement: `link` for many."""
+    if not edges:
+        return
+    now = utcnow()
+    unique = {e[:3]: e for e in reversed(edges)}   # the first of twins wins
+    rows = [{"id": new_id(), "source_id": src, "target_id": dst, "type": kind, "properties": props,
+             "created_by": actor, "creator_owner": actor, "system": True, "created_at": now}
+            for (src, dst, kind), (_, _, _, props) in sorted(unique.items())]
+    stmt = insert_or_skip(session, _EDGES, ["source_id", "target_id", "type"], claim=_EDGES.c.system)
+    session.connection().execute(stmt, rows)
 
 
 # --- API paths (audited) ------------------------------------------------------------------------------

@@ -142,6 +142,18 @@ def advisory_xact_lock(session: Session, key: int | str) -> None:
         session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": number})
 
 
+def insert_or_skip(session: Session, model: Any, conflict: list[str], claim: Any = None) -> Any:
+    """INSERT … ON CONFLICT (``conflict``) DO NOTHING on either backend: idempotent writes without a look-up or a
+    savepoint. ``claim`` (a boolean column): on conflict set it true where it is false instead (rows recorded by a
+    user become evidence once mlgov records the same thing)."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    ins = (postgresql.insert if is_postgres(session) else sqlite.insert)(model)
+    if claim is None:
+        return ins.on_conflict_do_nothing(index_elements=conflict)
+    return ins.on_conflict_do_update(index_elements=conflict, set_={claim.key: True}, where=claim.is_(False))
+
+
 def new_id() -> str:
     return uuid.uuid4().hex
 

@@ -365,3 +365,45 @@ def test_update_and_delete_entities(client, keys, db):
     ev = client.get("/api/v1/audit/events", params={"action": "lineage.artifact_deleted"},
                     headers=keys("admin")).json()["items"][0]
     assert ev["before"]["uri"] == "s3://u/a" and ev["before"]["associations"][0]["target"] == j
+
+
+def test_registration_lineage_in_bulk(client, keys):
+    """Registration writes its lineage in bulk (one INSERT … ON CONFLICT for nodes, one for edges): a dataset a user
+    recorded first becomes evidence, a new hash of a known model URI derives from the old node, a dataset named
+    twice is one node and one edge, and a group created again under its name re-registers its numbers onto the
+    nodes it left without duplicating an edge."""
+    pub, viewer = keys("publisher"), keys("viewer")
+    create_group(client, pub, "bulk")
+    data = art(client, pub, "s3://data/bulk.csv")
+    old_model = art(client, pub, "s3://models/bulk.tar.gz", "Model", sha("old"))
+    body = {"artifact_uri": "s3://models/bulk.tar.gz", "artifact_sha256": sha("new"), "training_job": None,
+            "training_data": ["s3://data/bulk.csv", "s3://data/bulk.csv"]}
+    register(client, pub, "bulk", 1, **body)
+    assert_problem(client.patch(f"{API}/artifacts/{data}", json={"name": "x"}, headers=pub), 403, "evidence")
+
+    def ids(uri):
+        return [x["id"] for x in client.get(f"{API}/artifacts", params={"uri": uri}, headers=viewer).json()["items"]]
+
+    def edges(**by):
+        items = client.get(f"{API}/associations", params=by, headers=viewer).json()["items"]
+        return sorted((e["source"], e["target"], e["type"]) for e in items)
+
+    (version,) = ids("mlgov://model-groups/bulk/versions/1")
+    (new_model,) = set(ids("s3://models/bulk.tar.gz")) - {old_model}
+    assert edges(source=old_model) == [(old_model, new_model, "DerivedFrom")]
+    into = edges(target=version)
+    job = next(s for s, _, t in into if t == "Produced")
+    ctx = client.get(f"{API}/contexts", params={"name_contains": "bulk"}, headers=viewer).json()["items"][0]["id"]
+    assert into == sorted([(new_model, version, "ContributedTo"), (job, version, "Produced")])
+    assert edges(source=version) == [(version, ctx, "AssociatedWith")]
+    assert edges(target=job) == [(data, job, "ContributedTo")]
+    got = client.get(f"{API}/actions/{job}", headers=viewer).json()
+    assert (got["type"], got["name"], got["status"]) == ("TrainingJob", "bulk/1/training", "Completed")
+    # the group deleted and created again: version 1's node, job and context exist; nothing is duplicated
+    r = client.request("DELETE", "/api/2.0/mlflow/registered-models/delete", json={"name": "bulk"}, headers=pub)
+    assert r.status_code == 200, r.text
+    create_group(client, pub, "bulk")
+    register(client, pub, "bulk", 1, **body)
+    assert ids("mlgov://model-groups/bulk/versions/1") == [version]
+    assert edges(target=version) == into and edges(source=version) == [(version, ctx, "AssociatedWith")]
+    assert edges(target=job) == [(data, job, "ContributedTo")]
