@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from statistics import NormalDist
 from typing import Any
 
@@ -80,14 +81,26 @@ class Calibration:
     def probabilities(self, score: Floats) -> Floats:
         return score if self.method == "none" else np.interp(score, *self.full)
 
+    @cached_property
+    def _grid(self) -> tuple[Floats, Floats]:
+        """Every map (the full one first) evaluated at the union of their breakpoints: each map is linear between
+        consecutive union points, so one search per window serves all of them (not one interpolation each)."""
+        maps = (self.full, *self.bootstrap)
+        xs = np.unique(np.concatenate([m[0] for m in maps]))
+        if len(xs) == 1:
+            xs = np.r_[xs, xs + 1e-12]
+        return xs, np.stack([np.interp(xs, *m) for m in maps])
+
     def perturbed(self, score: Floats, base: Floats) -> Floats:
         """(maps, n) probabilities: the base shifted by each bootstrap map's difference from the full map (one
         row, the base, when there are no bootstrap maps)."""
         if not self.bootstrap:
             return base[None, :]
-        full = np.interp(score, *self.full)
-        shifts = np.stack([np.interp(score, *b) for b in self.bootstrap]) - full
-        out: Floats = np.clip(base[None, :] + shifts, 0.0, 1.0)
+        xs, vals = self._grid
+        i = np.clip(np.searchsorted(xs, score, side="right") - 1, 0, len(xs) - 2)
+        t = np.clip((score - xs[i]) / (xs[i + 1] - xs[i]), 0.0, 1.0)
+        every = vals[:, i] * (1 - t) + vals[:, i + 1] * t                # as np.interp, for all maps at once
+        out: Floats = np.clip(base[None, :] + every[1:] - every[:1], 0.0, 1.0)
         return out
 
 
@@ -160,21 +173,6 @@ def _from_counts(tp: Floats, fp: Floats, fn: Floats, tn: Floats) -> dict[str, Fl
             "specificity": _div(tn, tn + fp), "f1": _div(2 * tp, 2 * tp + fp + fn)}
 
 
-def _auc(score: Floats, weights_pos: Floats, weights_neg: Floats) -> Floats:
-    """AUC of the ranking by score when each item is positive with weight w+ and negative with weight w- (per
-    row of the weight matrices); ties share credit as in the trapezoid rule (scikit-learn's roc_auc_score)."""
-    order = np.argsort(-score, kind="stable")
-    s = score[order]
-    last = np.r_[np.flatnonzero(np.diff(s)), len(s) - 1]
-    tps = np.cumsum(weights_pos[..., order], axis=-1)[..., last]
-    fps = np.cumsum(weights_neg[..., order], axis=-1)[..., last]
-    pos, neg = tps[..., -1:], fps[..., -1:]
-    tpr = np.concatenate([np.zeros_like(pos), _div(tps, pos)], axis=-1)
-    fpr = np.concatenate([np.zeros_like(neg), _div(fps, neg)], axis=-1)
-    auc = np.asarray(np.trapezoid(tpr, fpr, axis=-1))
-    return np.where((pos[..., 0] > 0) & (neg[..., 0] > 0), auc, np.nan)
-
-
 def _ranks(score: Floats) -> Floats:
     """1-based average ranks (ties share credit, as the trapezoid rule does)."""
     order = np.argsort(score, kind="stable")
@@ -186,22 +184,23 @@ def _ranks(score: Floats) -> Floats:
     return ranks
 
 
-def _auc_draws(score: Floats, y: np.ndarray) -> Floats:
-    """AUC of the ranking by score for each row of 0/1 labels ``y`` (draws, n): the Mann-Whitney statistic from
-    average ranks, one matrix product for all rows."""
-    yf = y.astype(np.float64)
-    pos = yf.sum(axis=-1)
-    neg = y.shape[-1] - pos
+def _auc(ranks: Floats, w: Floats) -> Floats:
+    """AUC of the ranking (average ranks of the scores) when row i is positive with weight w_i and negative with
+    1 - w_i, per row of ``w`` (..., n): the Mann-Whitney statistic (w·rank - W(W+1)/2) / (W(n-W)), W = Σw, which
+    for 0/1 labels is scikit-learn's roc_auc_score and for probabilities the expected-weights ROC area (the
+    trapezoid over tie blocks, self-pairs included, reduces to the same sum)."""
+    w = np.asarray(w, dtype=float)
+    total, n = w.sum(axis=-1), w.shape[-1]
     with np.errstate(all="ignore"):
-        auc = (yf @ _ranks(score) - pos * (pos + 1) / 2) / (pos * neg)
-    return np.where((pos > 0) & (neg > 0), auc, np.nan)
+        auc = (w @ ranks - total * (total + 1) / 2) / (total * (n - total))
+    return np.where((total > 0) & (total < n), auc, np.nan)
 
 
-def _auc_slopes(score: Floats, p: Floats) -> Floats:
+def _auc_slopes(r: Floats, p: Floats) -> Floats:
     """Per row, how much the AUC moves when that row turns positive: the Mann-Whitney AUC is
     g(S, P) = (S - P(P+1)/2) / (P(n-P)) of two sums over labels, S = Σ y·rank and P = Σ y, so to first order
     around their expectations under p it is a constant plus Σ y_i·(∂g/∂S·rank_i + ∂g/∂P)."""
-    n, r = len(score), _ranks(score)
+    n = len(r)
     big_s, big_p = float(p @ r), float(p.sum())
     den = big_p * (n - big_p)
     if den <= 0:
@@ -270,11 +269,12 @@ def estimate(score: np.ndarray, threshold: float = 0.5, *, calibration: Calibrat
     pos = probs @ calls                                                                    # (maps, call)
     cm = np.stack([calls.sum(axis=0) - pos, pos], axis=-2)                                 # (maps, label, call)
     each = _binary_metrics(cm)
-    each["roc_auc"] = _auc(s, probs, 1 - probs)
+    ranks = _ranks(s)
+    each["roc_auc"] = _auc(ranks, probs)
     point = {m: float(v[0]) for m, v in each.items()}
     p2 = np.column_stack([1 - p, p])
     sampling = {m: _row_variance(p2, g[:, pred].T) for m, g in _count_slopes(_binary_metrics, cm[0]).items()}
-    sampling["roc_auc"] = _row_variance(p2, np.column_stack([np.zeros(len(p)), _auc_slopes(s, p)]))
+    sampling["roc_auc"] = _row_variance(p2, np.column_stack([np.zeros(len(p)), _auc_slopes(ranks, p)]))
     return _bands(point, sampling, {m: v[1:] for m, v in each.items()}, level, cal)
 
 
@@ -284,7 +284,7 @@ def realised(y: np.ndarray, score: np.ndarray, decision: np.ndarray) -> dict[str
     tp, fp = float((yb & pred).sum()), float((~yb & pred).sum())
     fn, tn = float((yb & ~pred).sum()), float((~yb & ~pred).sum())
     out = {k: float(v) for k, v in _from_counts(np.array(tp), np.array(fp), np.array(fn), np.array(tn)).items()}
-    out["roc_auc"] = float(_auc(np.asarray(score, dtype=float), yb.astype(float), (~yb).astype(float)))
+    out["roc_auc"] = float(_auc(_ranks(np.asarray(score, dtype=float)), yb))
     return out
 
 
@@ -340,11 +340,11 @@ def estimate_multiclass(probs: np.ndarray, *, calibrations: Sequence[Calibration
     cm = np.swapaxes(every, -1, -2) @ np.eye(k)[pred]                       # expected (maps, label, call)
     each = _multiclass_metrics(cm)
     with np.errstate(all="ignore"):
-        each["roc_auc"] = np.nanmean(np.stack([_auc(s[:, j], every[..., j], 1 - every[..., j]) for j in range(k)],
-                                              axis=-1), axis=-1)
+        ranks = [_ranks(s[:, j]) for j in range(k)]
+        each["roc_auc"] = np.nanmean(np.stack([_auc(ranks[j], every[..., j]) for j in range(k)], axis=-1), axis=-1)
     point = {m: float(v[0]) for m, v in each.items()}
     sampling = {m: _row_variance(p, g[:, pred].T) for m, g in _count_slopes(_multiclass_metrics, cm[0]).items()}
-    sampling["roc_auc"] = _row_variance(p, np.column_stack([_auc_slopes(s[:, j], p[:, j]) for j in range(k)]) / k)
+    sampling["roc_auc"] = _row_variance(p, np.column_stack([_auc_slopes(ranks[j], p[:, j]) for j in range(k)]) / k)
     return _bands(point, sampling, {m: v[1:] for m, v in each.items()}, level, _summary(cals))
 
 
@@ -367,8 +367,7 @@ def realised_multiclass(y: np.ndarray, probs: np.ndarray, decision: np.ndarray) 
     out = {m: float(v) for m, v in _macro(_from_counts(tp, fp, fn, n - tp - fp - fn)).items()}
     out["accuracy"] = float(tp.sum() / n)
     with np.errstate(all="ignore"):
-        out["roc_auc"] = float(np.nanmean([_auc(s[:, j], yh[:, j].astype(float), (~yh[:, j]).astype(float))
-                                           for j in range(k)]))
+        out["roc_auc"] = float(np.nanmean([_auc(_ranks(s[:, j]), yh[:, j]) for j in range(k)]))
     return out
 
 
