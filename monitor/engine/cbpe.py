@@ -10,10 +10,13 @@ reference (the labelled model-quality baseline) decides per model whether to cal
 expected calibration error of the raw scores against that of a cross-fitted isotonic calibration; and the
 isotonic map (its breakpoints, as data) is fitted on the whole reference and applied to every window.
 
-The band is the spread of the metric over labels the probabilities imply, and it carries two uncertainties: the
-sampling of labels in the window (vectorised Bernoulli or categorical draws) and the calibration itself (each
-draw uses one of the isotonic maps refitted on bootstrap resamples of the reference, shifting the probabilities by
-its difference from the full fit). The band is estimate ± z·sd of those draws.
+The band is estimate ± z·sd and the variance has two parts, computed, not simulated (a window costs one sort and a
+few matrix products). The sampling of labels in the window: every metric is a smooth function of sums of
+independent per-row labels (confusion counts; for AUC the Mann-Whitney sums Σy·rank and Σy), so to first order it
+is Σ_i a[i, y_i] with a from its gradient, whose variance given the probabilities is exact (Poisson-binomial,
+one categorical per row for multiclass). And the calibration itself: the metric under each isotonic map refitted
+on a bootstrap resample of the reference (the probabilities shifted by its difference from the full fit), its
+spread and its squared bias about the estimate.
 
 Decisions (which class a row is called) are the model's own where the capture carries its prediction, else the
 threshold (binary) or the highest probability (multiclass).
@@ -230,13 +233,14 @@ def _count_slopes(metrics: Any, cm: Floats) -> dict[str, Floats]:
 
 def _bands(point: dict[str, float], sampling: dict[str, float], mapped: dict[str, Floats], level: float,
            calibration: Calibration) -> dict[str, dict[str, Any]]:
-    """estimate ± z·sd, the variance being the label sampling (delta method) plus the calibration's own
-    uncertainty (the metric's spread over the bootstrap maps)."""
+    """estimate ± z·sd, the variance being the label sampling (delta method) plus the calibration's own error:
+    the metric's spread over the bootstrap maps and its squared bootstrap bias (their mean's distance from the
+    estimate; isotonic fits are biased at their ends, which matters once a shift moves rows there)."""
     z = NormalDist().inv_cdf(0.5 + level / 2)
     out = {}
     for m in METRICS:
         est, boot = point[m], mapped[m][np.isfinite(mapped[m])]
-        var = sampling[m] + (float(np.var(boot, ddof=1)) if len(boot) > 1 else 0.0)
+        var = sampling[m] + (float(np.var(boot, ddof=1) + (np.mean(boot) - est) ** 2) if len(boot) > 1 else 0.0)
         if math.isfinite(est) and math.isfinite(var):
             half = z * math.sqrt(max(var, 0.0))
             lo, hi = max(0.0, est - half), min(1.0, est + half)
