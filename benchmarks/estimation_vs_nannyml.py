@@ -223,7 +223,7 @@ def run_mlgov(sc: dict[str, Any], chunk: int) -> dict[str, Any]:
         state = dle.fit(x, ref[sc["y"]].to_numpy(dtype=float), ref[sc["pred"]].to_numpy(dtype=float))
     fit = time.perf_counter() - t0
     est_all, real_all, took = [], [], 0.0
-    for i, part in enumerate(parts):
+    for part in parts:
         t0 = time.perf_counter()
         if sc["kind"] == "binary":
             s = part[sc["proba"]].to_numpy(dtype=float)

@@ -67,7 +67,7 @@ def test_band_coverage_is_nominal_over_many_windows(shift):
     cal = cbpe.fit_calibration(*world(rng, 20_000))
     windows = 100
     inside = {m: 0 for m in cbpe.METRICS}
-    for w in range(windows):
+    for _ in range(windows):
         y, s = world(rng, 2000, shift)
         for m, r in cbpe.compare(cbpe.estimate(s, calibration=cal), cbpe.realised(y, s, s >= 0.5)).items():
             inside[m] += bool(r["within_band"])
