@@ -223,19 +223,19 @@ def run_mlgov(sc: dict[str, Any], chunk: int) -> dict[str, Any]:
         state = dle.fit(x, ref[sc["y"]].to_numpy(dtype=float), ref[sc["pred"]].to_numpy(dtype=float))
     fit = time.perf_counter() - t0
     est_all, real_all, took = [], [], 0.0
-    for i, part in enumerate(parts):
+    for part in parts:
         t0 = time.perf_counter()
         if sc["kind"] == "binary":
             s = part[sc["proba"]].to_numpy(dtype=float)
             decision = part[sc["pred"]].to_numpy(dtype=int)      # the model's own calls, as captured
-            est = cbpe.estimate(s, calibration=state, decision=decision, seed=i)
+            est = cbpe.estimate(s, calibration=state, decision=decision)
             took += time.perf_counter() - t0
             real = cbpe.realised(part[sc["y"]].to_numpy(dtype=int), s, decision)
         elif sc["kind"] == "multiclass":
             s = part[list(sc["proba"].values())].to_numpy(dtype=float)
             index = {c: k for k, c in enumerate(sc["proba"])}
             decision = np.asarray([index[str(v)] for v in part[sc["pred"]]])
-            est = cbpe.estimate_multiclass(s, calibrations=state, decision=decision, seed=i)
+            est = cbpe.estimate_multiclass(s, calibrations=state, decision=decision)
             took += time.perf_counter() - t0
             real = cbpe.realised_multiclass(np.asarray([index.get(str(v), -1) for v in part[sc["y"]]]), s, decision)
         else:

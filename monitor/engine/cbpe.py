@@ -10,10 +10,13 @@ reference (the labelled model-quality baseline) decides per model whether to cal
 expected calibration error of the raw scores against that of a cross-fitted isotonic calibration; and the
 isotonic map (its breakpoints, as data) is fitted on the whole reference and applied to every window.
 
-The band is the spread of the metric over labels the probabilities imply, and it carries two uncertainties: the
-sampling of labels in the window (vectorised Bernoulli or categorical draws) and the calibration itself (each
-draw uses one of the isotonic maps refitted on bootstrap resamples of the reference, shifting the probabilities by
-its difference from the full fit). The band is estimate ± z·sd of those draws.
+The band is estimate ± z·sd and the variance has two parts, computed, not simulated (a window costs one sort and a
+few matrix products). The sampling of labels in the window: every metric is a smooth function of sums of
+independent per-row labels (confusion counts; for AUC the Mann-Whitney sums Σy·rank and Σy), so to first order it
+is Σ_i a[i, y_i] with a from its gradient, whose variance given the probabilities is exact (Poisson-binomial,
+one categorical per row for multiclass). And the calibration itself: the metric under each isotonic map refitted
+on a bootstrap resample of the reference (the probabilities shifted by its difference from the full fit), its
+spread and its squared bias about the estimate.
 
 Decisions (which class a row is called) are the model's own where the capture carries its prediction, else the
 threshold (binary) or the highest probability (multiclass).
@@ -24,6 +27,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from statistics import NormalDist
 from typing import Any
 
@@ -80,22 +84,27 @@ class Calibration:
     def probabilities(self, score: Floats) -> Floats:
         return score if self.method == "none" else np.interp(score, *self.full)
 
+    @cached_property
+    def _grid(self) -> tuple[Floats, Floats]:
+        """Every map (the full one first) evaluated at the union of their breakpoints: each map is linear between
+        consecutive union points, so one search per window serves all of them (not one interpolation each)."""
+        maps = (self.full, *self.bootstrap)
+        xs = np.unique(np.concatenate([m[0] for m in maps]))
+        if len(xs) == 1:
+            xs = np.r_[xs, xs + 1e-12]
+        return xs, np.stack([np.interp(xs, *m) for m in maps])
+
     def perturbed(self, score: Floats, base: Floats) -> Floats:
         """(maps, n) probabilities: the base shifted by each bootstrap map's difference from the full map (one
         row, the base, when there are no bootstrap maps)."""
         if not self.bootstrap:
             return base[None, :]
-        full = np.interp(score, *self.full)
-        shifts = np.stack([np.interp(score, *b) for b in self.bootstrap]) - full
-        out: Floats = np.clip(base[None, :] + shifts, 0.0, 1.0)
+        xs, vals = self._grid
+        i = np.clip(np.searchsorted(xs, score, side="right") - 1, 0, len(xs) - 2)
+        t = np.clip((score - xs[i]) / (xs[i + 1] - xs[i]), 0.0, 1.0)
+        every = vals[:, i] * (1 - t) + vals[:, i + 1] * t                # as np.interp, for all maps at once
+        out: Floats = np.clip(base[None, :] + every[1:] - every[:1], 0.0, 1.0)
         return out
-
-
-def _draw_binary(rng: np.random.Generator, probs: Floats, draws: int) -> np.ndarray:
-    """(draws, n) labels: an equal share of the draws from each row of ``probs`` (maps, n)."""
-    per = max(1, -(-draws // len(probs)))
-    u = rng.random((len(probs), per, probs.shape[1]), dtype=np.float32)   # single precision: half the work
-    return (u < probs[:, None, :].astype(np.float32)).reshape(-1, probs.shape[1])
 
 
 UNCALIBRATED = Calibration(method="none", ece_raw=math.nan, ece_calibrated=math.nan,
@@ -167,82 +176,110 @@ def _from_counts(tp: Floats, fp: Floats, fn: Floats, tn: Floats) -> dict[str, Fl
             "specificity": _div(tn, tn + fp), "f1": _div(2 * tp, 2 * tp + fp + fn)}
 
 
-def _auc(score: Floats, weights_pos: Floats, weights_neg: Floats) -> Floats:
-    """AUC of the ranking by score when each item is positive with weight w+ and negative with weight w- (per
-    row of the weight matrices); ties share credit as in the trapezoid rule (scikit-learn's roc_auc_score)."""
-    order = np.argsort(-score, kind="stable")
-    s = score[order]
-    last = np.r_[np.flatnonzero(np.diff(s)), len(s) - 1]
-    tps = np.cumsum(weights_pos[..., order], axis=-1)[..., last]
-    fps = np.cumsum(weights_neg[..., order], axis=-1)[..., last]
-    pos, neg = tps[..., -1:], fps[..., -1:]
-    tpr = np.concatenate([np.zeros_like(pos), _div(tps, pos)], axis=-1)
-    fpr = np.concatenate([np.zeros_like(neg), _div(fps, neg)], axis=-1)
-    auc = np.asarray(np.trapezoid(tpr, fpr, axis=-1))
-    return np.where((pos[..., 0] > 0) & (neg[..., 0] > 0), auc, np.nan)
-
-
-def _auc_draws(score: Floats, y: np.ndarray) -> Floats:
-    """AUC of the ranking by score for each row of simulated 0/1 labels ``y`` (draws, n): the Mann-Whitney
-    statistic from average ranks (ties share credit, as the trapezoid rule), one matrix product for all draws."""
+def _ranks(score: Floats) -> Floats:
+    """1-based average ranks (ties share credit, as the trapezoid rule does)."""
     order = np.argsort(score, kind="stable")
     s = score[order]
     first = np.r_[0, np.flatnonzero(np.diff(s)) + 1]
     ends = np.r_[first[1:], len(s)]
-    avg = (first + ends + 1) / 2.0                       # 1-based average rank of each tie block
     ranks = np.empty(len(s))
-    ranks[order] = np.repeat(avg, ends - first)
-    yf = y.astype(np.float64)
-    pos = yf.sum(axis=-1)
-    neg = y.shape[-1] - pos
+    ranks[order] = np.repeat((first + ends + 1) / 2.0, ends - first)
+    return ranks
+
+
+def _auc(ranks: Floats, w: Floats) -> Floats:
+    """AUC of the ranking (average ranks of the scores) when row i is positive with weight w_i and negative with
+    1 - w_i, per row of ``w`` (..., n): the Mann-Whitney statistic (w·rank - W(W+1)/2) / (W(n-W)), W = Σw, which
+    for 0/1 labels is scikit-learn's roc_auc_score and for probabilities the expected-weights ROC area (the
+    trapezoid over tie blocks, self-pairs included, reduces to the same sum)."""
+    w = np.asarray(w, dtype=float)
+    total, n = w.sum(axis=-1), w.shape[-1]
     with np.errstate(all="ignore"):
-        auc = (yf @ ranks - pos * (pos + 1) / 2) / (pos * neg)
-    return np.where((pos > 0) & (neg > 0), auc, np.nan)
+        auc = (w @ ranks - total * (total + 1) / 2) / (total * (n - total))
+    return np.where((total > 0) & (total < n), auc, np.nan)
 
 
-def _band(point: float, sims: Floats, level: float) -> tuple[float, float]:
-    sims = sims[np.isfinite(sims)]
-    if not len(sims) or not math.isfinite(point):
-        return math.nan, math.nan
-    half = NormalDist().inv_cdf(0.5 + level / 2) * float(np.std(sims, ddof=1)) if len(sims) > 1 else 0.0
-    return max(0.0, point - half), min(1.0, point + half)
+def _auc_slopes(r: Floats, p: Floats) -> Floats:
+    """Per row, how much the AUC moves when that row turns positive: the Mann-Whitney AUC is
+    g(S, P) = (S - P(P+1)/2) / (P(n-P)) of two sums over labels, S = Σ y·rank and P = Σ y, so to first order
+    around their expectations under p it is a constant plus Σ y_i·(∂g/∂S·rank_i + ∂g/∂P)."""
+    n = len(r)
+    big_s, big_p = float(p @ r), float(p.sum())
+    den = big_p * (n - big_p)
+    if den <= 0:
+        return np.zeros(n)
+    d_s = 1 / den
+    d_p = (-(big_p + 0.5) * den - (big_s - big_p * (big_p + 1) / 2) * (n - 2 * big_p)) / den**2
+    out: Floats = d_s * r + d_p
+    return out
 
 
-def _result(point: dict[str, float], sims: dict[str, Floats], level: float, calibration: Calibration
-            ) -> dict[str, dict[str, Any]]:
+def _row_variance(p: Floats, a: Floats) -> float:
+    """Var of Σ_i a[i, y_i] when each row's label y_i is drawn independently from p[i] ((n, k) both): the
+    sampling variance of a linearised metric (Poisson-binomial for binary, one multinomial per row else)."""
+    m = (p * a).sum(axis=1)
+    return float(np.sum((p * a * a).sum(axis=1) - m * m))
+
+
+def _count_slopes(metrics: Any, cm: Floats) -> dict[str, Floats]:
+    """∂metric/∂cm[label, call] for every metric, by central differences of a half count (the metrics are
+    smooth ratios of counts in the thousands: the step's error is negligible); ``metrics`` maps a stack of
+    confusion matrices (..., k, k) to a dict of arrays."""
+    k = cm.shape[-1]
+    step = np.eye(k * k).reshape(k * k, k, k) * 0.5
+    up, down = metrics(cm + step), metrics(cm - step)
+    return {m: ((up[m] - down[m]) / 1.0).reshape(k, k) for m in up}
+
+
+def _bands(point: dict[str, float], sampling: dict[str, float], mapped: dict[str, Floats], level: float,
+           calibration: Calibration) -> dict[str, dict[str, Any]]:
+    """estimate ± z·sd, the variance being the label sampling (delta method) plus the calibration's own error:
+    the metric's spread over the bootstrap maps and its squared bootstrap bias (their mean's distance from the
+    estimate; isotonic fits are biased at their ends, which matters once a shift moves rows there)."""
+    z = NormalDist().inv_cdf(0.5 + level / 2)
     out = {}
     for m in METRICS:
-        lo, hi = _band(point[m], sims[m], level)
-        out[m] = {"estimate": point[m], "lower": lo, "upper": hi, "band": {"lower": lo, "upper": hi},
+        est, boot = point[m], mapped[m][np.isfinite(mapped[m])]
+        var = sampling[m] + (float(np.var(boot, ddof=1) + (np.mean(boot) - est) ** 2) if len(boot) > 1 else 0.0)
+        if math.isfinite(est) and math.isfinite(var):
+            half = z * math.sqrt(max(var, 0.0))
+            lo, hi = max(0.0, est - half), min(1.0, est + half)
+        else:
+            lo = hi = math.nan
+        out[m] = {"estimate": est, "lower": lo, "upper": hi, "band": {"lower": lo, "upper": hi},
                   "calibrated": calibration.describe()}
     return out
 
 
 # --- binary -----------------------------------------------------------------------------------------------------
 
+def _binary_metrics(cm: Floats) -> dict[str, Floats]:
+    """Metrics of binary confusion matrices (..., label, call)."""
+    return _from_counts(cm[..., 1, 1], cm[..., 0, 1], cm[..., 1, 0], cm[..., 0, 0])
+
+
 def estimate(score: np.ndarray, threshold: float = 0.5, *, calibration: Calibration | None = None,
-             decision: np.ndarray | None = None, draws: int = 200, seed: int = 0, level: float = 0.95
-             ) -> dict[str, dict[str, Any]]:
+             decision: np.ndarray | None = None, level: float = 0.95) -> dict[str, dict[str, Any]]:
     """Estimated binary metrics with bands. ``score``: the model's scores; ``decision``: its own 0/1 calls where
     captured (else ``score >= threshold``)."""
     s = np.clip(np.asarray(score, dtype=float), 0.0, 1.0)
     if len(s) == 0:
         raise ValueError("no predictions to estimate from")
     cal = calibration or UNCALIBRATED
-    pred = (s >= threshold) if decision is None else np.asarray(decision).astype(bool)
+    pred = ((s >= threshold) if decision is None else np.asarray(decision).astype(bool)).astype(np.int64)
     p = cal.probabilities(s)
-    tp, fp = p[pred].sum(), (1 - p[pred]).sum()
-    fn, tn = p[~pred].sum(), (1 - p[~pred]).sum()
-    point = {k: float(v) for k, v in _from_counts(np.array(tp), np.array(fp), np.array(fn), np.array(tn)).items()}
-    point["roc_auc"] = float(_auc(s, p, 1 - p))
-    rng = np.random.default_rng(seed)
-    y = _draw_binary(rng, cal.perturbed(s, p), draws)         # labels the probabilities imply
-    sim_tp = (y & pred).sum(axis=1).astype(float)
-    sim_fp = pred.sum() - sim_tp
-    sim_fn = y.sum(axis=1) - sim_tp
-    sims = _from_counts(sim_tp, sim_fp, sim_fn, len(p) - sim_tp - sim_fp - sim_fn)
-    sims["roc_auc"] = _auc_draws(s, y)
-    return _result(point, sims, level, cal)
+    probs = np.vstack([p[None, :], cal.perturbed(s, p)]) if cal.bootstrap else p[None, :]   # full map, then maps
+    calls = np.eye(2)[pred]                                                                # (n, call)
+    pos = probs @ calls                                                                    # (maps, call)
+    cm = np.stack([calls.sum(axis=0) - pos, pos], axis=-2)                                 # (maps, label, call)
+    each = _binary_metrics(cm)
+    ranks = _ranks(s)
+    each["roc_auc"] = _auc(ranks, probs)
+    point = {m: float(v[0]) for m, v in each.items()}
+    p2 = np.column_stack([1 - p, p])
+    sampling = {m: _row_variance(p2, g[:, pred].T) for m, g in _count_slopes(_binary_metrics, cm[0]).items()}
+    sampling["roc_auc"] = _row_variance(p2, np.column_stack([np.zeros(len(p)), _auc_slopes(ranks, p)]))
+    return _bands(point, sampling, {m: v[1:] for m, v in each.items()}, level, cal)
 
 
 def realised(y: np.ndarray, score: np.ndarray, decision: np.ndarray) -> dict[str, float]:
@@ -251,7 +288,7 @@ def realised(y: np.ndarray, score: np.ndarray, decision: np.ndarray) -> dict[str
     tp, fp = float((yb & pred).sum()), float((~yb & pred).sum())
     fn, tn = float((yb & ~pred).sum()), float((~yb & ~pred).sum())
     out = {k: float(v) for k, v in _from_counts(np.array(tp), np.array(fp), np.array(fn), np.array(tn)).items()}
-    out["roc_auc"] = float(_auc(np.asarray(score, dtype=float), yb.astype(float), (~yb).astype(float)))
+    out["roc_auc"] = float(_auc(_ranks(np.asarray(score, dtype=float)), yb))
     return out
 
 
@@ -275,9 +312,18 @@ def _macro(counts: dict[str, Floats]) -> dict[str, Floats]:
     return {k: np.asarray(v.mean(axis=-1)) for k, v in counts.items()}
 
 
+def _multiclass_metrics(cm: Floats) -> dict[str, Floats]:
+    """Macro one-vs-rest metrics of confusion matrices (..., label, call); accuracy is the diagonal's share."""
+    n = cm.sum(axis=(-2, -1))
+    tp = np.diagonal(cm, axis1=-2, axis2=-1)
+    fp, fn = cm.sum(axis=-2) - tp, cm.sum(axis=-1) - tp
+    out = _macro(_from_counts(tp, fp, fn, n[..., None] - tp - fp - fn))
+    out["accuracy"] = _div(tp.sum(axis=-1), n)
+    return out
+
+
 def estimate_multiclass(probs: np.ndarray, *, calibrations: Sequence[Calibration] | None = None,
-                        decision: np.ndarray | None = None, draws: int = 200, seed: int = 0, level: float = 0.95
-                        ) -> dict[str, dict[str, Any]]:
+                        decision: np.ndarray | None = None, level: float = 0.95) -> dict[str, dict[str, Any]]:
     """``probs``: (n, classes) scores; ``decision``: the predicted class index per row (else the highest score).
     Each class's scores are calibrated one-vs-rest and rows renormalised, as NannyML does."""
     s = np.clip(np.asarray(probs, dtype=float), 0.0, 1.0)
@@ -288,40 +334,22 @@ def estimate_multiclass(probs: np.ndarray, *, calibrations: Sequence[Calibration
     if len(cals) != k:
         raise ValueError(f"{k} probability columns but {len(cals)} calibrations")
     pred = np.argmax(s, axis=1) if decision is None else np.asarray(decision, dtype=int)
-    onehot = np.eye(k, dtype=bool)[pred]
     p = _normalise(np.stack([c.probabilities(s[:, j]) for j, c in enumerate(cals)], axis=1))
-    tp = (p * onehot).sum(axis=0)
-    fp = onehot.sum(axis=0) - tp
-    fn = p.sum(axis=0) - tp
-    point = {m: float(v) for m, v in _macro(_from_counts(tp, fp, fn, n - tp - fp - fn)).items()}
-    point["accuracy"] = float(tp.sum() / n)
-    point["roc_auc"] = float(np.nanmean([_auc(s[:, j], p[:, j], 1 - p[:, j]) for j in range(k)]))
-    rng = np.random.default_rng(seed)
     maps = min(len(c.bootstrap) for c in cals)
+    every = p[None, :, :]                                                   # (1 + maps, n, k): full map first
     if maps:
-        pd = _normalise(np.stack([np.asarray(c.perturbed(s[:, j], p[:, j]))[:maps] for j, c in enumerate(cals)],
-                                 axis=-1))                               # (maps, n, k)
-    else:
-        pd = p[None, :, :]
-    per = max(1, -(-draws // len(pd)))
-    u = rng.random((len(pd), per, n), dtype=np.float32)
-    cum = np.cumsum(pd, axis=-1)[:, None, :, :].astype(np.float32)
-    passed = np.zeros(u.shape, dtype=np.int64)
-    for j in range(k - 1):                                              # class drawn: how many cut points u passes
-        passed += u > cum[..., j]
-    y = passed.reshape(-1, n)                                           # (draws, n)
-    d = len(y)
-    # each draw's confusion matrix (label × call) in one count: tp on the diagonal
-    cm = np.bincount((np.arange(d)[:, None] * k * k + y * k + pred[None, :]).ravel(),
-                     minlength=d * k * k).reshape(d, k, k).astype(float)
-    sim_tp = np.diagonal(cm, axis1=1, axis2=2)
-    sim_fp = cm.sum(axis=1) - sim_tp
-    sim_fn = cm.sum(axis=2) - sim_tp
-    sims = _macro(_from_counts(sim_tp, sim_fp, sim_fn, n - sim_tp - sim_fp - sim_fn))
-    sims["accuracy"] = sim_tp.sum(axis=-1) / n
+        boot = _normalise(np.stack([np.asarray(c.perturbed(s[:, j], p[:, j]))[:maps] for j, c in enumerate(cals)],
+                                   axis=-1))
+        every = np.concatenate([every, boot])
+    cm = np.swapaxes(every, -1, -2) @ np.eye(k)[pred]                       # expected (maps, label, call)
+    each = _multiclass_metrics(cm)
     with np.errstate(all="ignore"):
-        sims["roc_auc"] = np.nanmean(np.stack([_auc_draws(s[:, j], y == j) for j in range(k)], axis=-1), axis=-1)
-    return _result(point, sims, level, _summary(cals))
+        ranks = [_ranks(s[:, j]) for j in range(k)]
+        each["roc_auc"] = np.nanmean(np.stack([_auc(ranks[j], every[..., j]) for j in range(k)], axis=-1), axis=-1)
+    point = {m: float(v[0]) for m, v in each.items()}
+    sampling = {m: _row_variance(p, g[:, pred].T) for m, g in _count_slopes(_multiclass_metrics, cm[0]).items()}
+    sampling["roc_auc"] = _row_variance(p, np.column_stack([_auc_slopes(ranks[j], p[:, j]) for j in range(k)]) / k)
+    return _bands(point, sampling, {m: v[1:] for m, v in each.items()}, level, _summary(cals))
 
 
 def _summary(cals: Sequence[Calibration]) -> Calibration:
@@ -343,8 +371,7 @@ def realised_multiclass(y: np.ndarray, probs: np.ndarray, decision: np.ndarray) 
     out = {m: float(v) for m, v in _macro(_from_counts(tp, fp, fn, n - tp - fp - fn)).items()}
     out["accuracy"] = float(tp.sum() / n)
     with np.errstate(all="ignore"):
-        out["roc_auc"] = float(np.nanmean([_auc(s[:, j], yh[:, j].astype(float), (~yh[:, j]).astype(float))
-                                           for j in range(k)]))
+        out["roc_auc"] = float(np.nanmean([_auc(_ranks(s[:, j]), yh[:, j]) for j in range(k)]))
     return out
 
 
