@@ -256,9 +256,11 @@ def window_batches(session: Session, ep: Endpoint, start: dt.datetime, end: dt.d
 
 
 def window_table(session: Session, store: ObjectStore, ep: Endpoint, start: dt.datetime,
-                 end: dt.datetime, *, keep_keys: bool = False) -> pa.Table | None:
-    """Captured rows with inference time in [start, end), read from the committed Parquet batches."""
-    batches = window_batches(session, ep, start, end)
+                 end: dt.datetime, *, keep_keys: bool = False,
+                 batches: list[CaptureBatch] | None = None) -> pa.Table | None:
+    """Captured rows with inference time in [start, end), read from the committed Parquet batches (``batches``:
+    the window's, when the caller has them already)."""
+    batches = window_batches(session, ep, start, end) if batches is None else batches
     if not batches:
         return None
     tables = [pq.read_table(io.BytesIO(store.get(b.parquet_key))) for b in batches]

@@ -11,14 +11,14 @@ import json
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import select
+from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session
 
 from mlgov.db import chunks, new_id, utcnow
 from mlgov.errors import Invalid
 from mlgov.storage import ObjectStore
 from monitor import capture, compute
-from monitor.orm import CaptureEvent, Endpoint, GroundTruth
+from monitor.orm import CaptureBatch, CaptureEvent, Endpoint, GroundTruth
 from monitor.service.endpoints import (
     get_endpoint,
     lock_endpoint,
@@ -104,22 +104,32 @@ def ingest_ground_truth(session: Session, store: ObjectStore, endpoint: str, bod
             "unmatched": len(unmatched), "unmatched_ids": unmatched[:100]}
 
 
+def window_labels(session: Session, ep: Endpoint, batches: list[CaptureBatch]) -> dict[str, str]:
+    """Key → label for every captured row of ``batches`` that has one, the key being its inferenceId (else
+    eventId). Joined in the database through the capture index, whenever the label arrived: the local and the
+    cluster paths both take their labels here, so a window's labelled rows are the same on either."""
+    key = func.coalesce(CaptureEvent.inference_id, CaptureEvent.event_id)
+    labels: dict[str, str] = {}
+    for chunk in chunks([b.id for b in batches]):
+        rows = session.execute(
+            select(GroundTruth.event_id, GroundTruth.label)
+            .join(CaptureEvent, and_(CaptureEvent.endpoint_id == GroundTruth.endpoint_id, GroundTruth.event_id == key))
+            .where(GroundTruth.endpoint_id == ep.id, CaptureEvent.batch_id.in_(chunk)))
+        labels.update((k, v) for k, v in rows)
+    return labels
+
+
 def labelled_window(session: Session, store: ObjectStore, ep: Endpoint, start: dt.datetime,
                     end: dt.datetime) -> pd.DataFrame:
     """Captured rows with inference time in [start, end) as a DataFrame, with `__label` holding the ground
     truth joined by inferenceId (else eventId), or None where no label has arrived."""
-    table = window_table(session, store, ep, start, end, keep_keys=True)
+    batches = window_batches(session, ep, start, end)
+    table = window_table(session, store, ep, start, end, keep_keys=True, batches=batches)
     if table is None or table.num_rows == 0:
         return pd.DataFrame()
     df = table.to_pandas()
     df["__key"] = df["__inference_id"].where(df["__inference_id"].notna(), df["__event_id"])
-    keys = df["__key"].tolist()
-    labels: dict[str, str] = {}
-    for chunk in chunks(keys):
-        for gt in session.scalars(select(GroundTruth).where(GroundTruth.endpoint_id == ep.id,
-                                                            GroundTruth.event_id.in_(chunk))):
-            labels[gt.event_id] = gt.label
-    df["__label"] = df["__key"].map(labels)
+    df["__label"] = df["__key"].map(window_labels(session, ep, batches))
     return df
 
 
@@ -128,16 +138,14 @@ def labelled_summary(session: Session, store: ObjectStore, ep: Endpoint, start: 
     """The labelled window summarised on the compute cluster — ``fn(table)`` per row group of the captured batches
     (the labelled rows, the label in ``__label``; ``columns``: the others read, None for all), merged there — or
     None when this process computes it (MLGOV_COMPUTE=local, fewer rows than MLGOV_COMPUTE_MIN_ROWS, or nothing
-    captured). Labels live in the database: the endpoint's labels that arrived
-    from the window's first hour on (a label follows its prediction) go to every worker once, as key → label; the
-    workers join them to the rows they read, and the rows never come here."""
+    captured). Labels live in the database: the window's labels (``window_labels``, the same as the local path's)
+    go to every worker once, as key → label; the workers join them to the rows they read, and the rows never come
+    here."""
     batches = window_batches(session, ep, start, end)
     cluster = compute.cluster_for(sum(b.records for b in batches)) if batches else None
     if cluster is None:
         return None
-    since = start.replace(minute=0, second=0, microsecond=0)
-    labels = {key: label for key, label in session.execute(select(GroundTruth.event_id, GroundTruth.label).where(
-        GroundTruth.endpoint_id == ep.id, GroundTruth.arrived_hour >= since))}
+    labels = window_labels(session, ep, batches)
     return cluster.summarise(store, [compute.Part(b.parquet_key) for b in batches],
                              compute.Read(columns, start, end, hidden=KEYS), functools.partial(compute.labelled, fn=fn),
                              broadcast=labels)

@@ -428,6 +428,36 @@ def test_scheduled_model_quality_window_on_the_cluster_equals_local(db, modes):
     assert_quality_equal(local, remote, True)
 
 
+def test_labels_that_arrived_before_their_window_join_on_the_cluster_as_locally(db, modes, monkeypatch):
+    """A label ingested before its capture's hour (a backfill, a client clock ahead of the server) is joined by key
+    on both paths: the cluster's labels come from the same database join as the local ones."""
+    from monitor.service import ground_truth
+
+    monkeypatch.setattr(ground_truth, "utcnow", lambda: T0 - dt.timedelta(days=2))   # labels "arrived" 2 days early
+    st = modes.store
+    modes.use("local")
+    with db.session_scope() as s:
+        p = seed_endpoint(s, FEATURES)
+        base = mq.create_quality_baseline(s, st, data=parquet(labelled(4_000)), fmt=None, header=True,
+                                          problem_type="BinaryClassification", label="y", prediction=None,
+                                          probability="score", threshold=0.5, name="mq", actor=p)
+        base.settings = {**(base.settings or {}), "probability": "prediction"}
+        _captured_scores(s, st, labelled(1_500, seed=9))
+        schedules.create(s, name="mq", endpoint="ep", monitoring_type="ModelQuality", expression="hourly",
+                         baseline_id=base.id, window_start="-PT1H", window_end="PT0S", drift=None, alerting=None,
+                         actor=p, now=T0)
+        end = T0 + dt.timedelta(hours=1)
+        here = schedules.run_now(s, st, "mq", T0, end, p)
+        modes.use("dask")
+        there = schedules.run_now(s, st, "mq", T0, end, p)
+        a, b = s.get(Analysis, here.analysis_id), s.get(Analysis, there.analysis_id)
+        assert a is not None and b is not None, (here.failure_reason, there.failure_reason)
+        assert a.row_count == b.row_count == 300
+    local, remote = json.loads(st.get(f"{a.prefix}/statistics.json")), json.loads(st.get(f"{b.prefix}/statistics.json"))
+    assert remote["compute"]["engine"] == "dask"
+    assert_quality_equal(local, remote, True)
+
+
 # --- bias (clarify's ModelBias kind, through its services) --------------------------------------------------------
 
 BIAS_FEATURES = [{"name": "age", "type": "Fractional"}, {"name": "income", "type": "Fractional"},
