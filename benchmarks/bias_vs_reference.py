@@ -12,7 +12,8 @@ smclarify 0.5 pins old pandas and a plain ``pip install smclarify`` backtracks o
 runs in its own virtualenv, created by this script under ``.peers/smclarify`` (gitignored) on first use:
 ``pip install --no-deps smclarify==0.5`` then its runtime needs. Each process reads the CSV, warms up on its
 first 2,000 rows, then is timed; numeric libraries' own pools are pinned to one thread in both, and each line
-says how many threads each tool had (mlgov's kNN uses every core: ``n_jobs=-1``; smclarify's uses one).
+says how many threads each tool had (mlgov's FlipTest neighbours come from scipy's cKDTree on every core,
+``workers=-1``; smclarify's scikit-learn kNN uses one).
 
     .venv/bin/python benchmarks/bias_vs_reference.py [--rows 100000]
 """

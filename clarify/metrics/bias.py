@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from numpy.typing import NDArray
 
 PRE = ("CDDL", "CI", "DPL", "JS", "KL", "KS", "LP", "TVD")
@@ -46,14 +47,23 @@ def diff(x: float, y: float) -> float:
 def positive(values: np.ndarray, spec: Any) -> NDArray[np.bool_]:
     """Clarify's label (or facet) mapping: listed values, or numeric values above a threshold."""
     if isinstance(spec, list | tuple | set):
-        wanted = {str(v) for v in spec}
-        as_text = values.astype(str)
-        out: NDArray[np.bool_] = np.isin(as_text, list(wanted))
-        if values.dtype.kind in "fiu":   # 1 and 1.0 name the same label
-            nums = [float(v) for v in spec if _is_number(v)]
-            out |= np.isin(values.astype(float), nums)
+        if values.dtype.kind not in "biuf":
+            return _listed(values, spec)
+        # numbers: decided once per distinct value, then spread by the codes (turning a million numbers into text
+        # cost two thirds of the whole analysis); values hashing equal (0.0, -0.0) also compare equal numerically
+        codes, uniques = pd.factorize(values, use_na_sentinel=False)
+        out: NDArray[np.bool_] = _listed(np.asarray(uniques, dtype=values.dtype), spec)[codes]
         return out
     return np.asarray(values, dtype=float) > float(spec)
+
+
+def _listed(values: np.ndarray, spec: Any) -> NDArray[np.bool_]:
+    wanted = {str(v) for v in spec}
+    out: NDArray[np.bool_] = np.isin(values.astype(str), list(wanted))
+    if values.dtype.kind in "fiu":   # 1 and 1.0 name the same label
+        nums = [float(v) for v in spec if _is_number(v)]
+        out |= np.isin(values.astype(float), nums)
+    return out
 
 
 def _is_number(v: Any) -> bool:
@@ -160,7 +170,7 @@ def entropy_of_counts(k: np.ndarray, alpha: float = 2.0) -> float:
 
 def conditional_disparity(sensitive: np.ndarray, outcome: np.ndarray, group: np.ndarray) -> float:
     """CDD: per subgroup i, d's share of rejections minus d's share of acceptances, weighted by size."""
-    _, gi = np.unique(group, return_inverse=True)
+    gi, _ = pd.factorize(group, use_na_sentinel=False)   # hashing, not np.unique's sort; any code order will do
     k = int(gi.max()) + 1 if len(gi) else 0
     idx = gi * 4 + sensitive.astype(np.int64) * 2 + outcome.astype(np.int64)
     return disparity_of_counts(np.bincount(idx, minlength=4 * k).reshape(k, 2, 2))
@@ -179,16 +189,22 @@ def disparity_of_counts(counts: np.ndarray) -> float:
 
 def flip_test(features: np.ndarray, sensitive: np.ndarray, predicted: np.ndarray) -> float:
     """FT: kNN (k = 5, or 1 when group a has ≤ 9 rows) fitted on group a's features and predicted labels,
-    applied to group d; (more favourable by the model − less favourable) / n_d. Numeric features only."""
-    from sklearn.neighbors import KNeighborsClassifier
+    applied to group d; (more favourable by the model − less favourable) / n_d. Numeric features only.
 
-    xa, ya = features[~sensitive], predicted[~sensitive]
-    xd, yd = features[sensitive], predicted[sensitive]
-    if len(xd) == 0 or len(xa) == 0 or len(np.unique(ya)) < 1:
+    smclarify uses scikit-learn's KNeighborsClassifier (uniform vote); the same neighbours come from scipy's
+    cKDTree queried on every core, about three times less CPU at a million rows. Labels are 0/1 and k is odd, so
+    the vote is a strict majority: no tie to break."""
+    from scipy.spatial import cKDTree
+
+    if not np.isfinite(features).all():
+        raise ValueError("FlipTest's features contain NaN or infinity")
+    xa, ya = features[~sensitive], predicted[~sensitive].astype(np.int64)
+    xd, yd = features[sensitive], predicted[sensitive].astype(np.int64)
+    if len(xd) == 0 or len(xa) == 0:
         return math.nan
-    k = 1 if len(xa) <= 9 else 5
-    knn = KNeighborsClassifier(n_neighbors=min(k, len(xa)), n_jobs=-1).fit(xa, ya.astype(int))
-    flipped = knn.predict(xd).astype(int)
-    fplus = int(np.sum(yd.astype(int) > flipped))
-    fminus = int(np.sum(yd.astype(int) < flipped))
+    k = min(1 if len(xa) <= 9 else 5, len(xa))
+    _, idx = cKDTree(xa).query(xd, k=k, workers=-1)
+    flipped = (ya[np.asarray(idx).reshape(len(xd), k)].sum(axis=1) * 2 > k).astype(np.int64)
+    fplus = int(np.sum(yd > flipped))
+    fminus = int(np.sum(yd < flipped))
     return (fplus - fminus) / len(xd)
