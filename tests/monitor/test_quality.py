@@ -31,19 +31,24 @@ def test_regression_matches_sklearn_and_sagemaker_shape():
     assert all(isinstance(v["standard_deviation"], float) for v in big["regression_metrics"].values())
 
 
-def test_binary_matches_sklearn():
+@pytest.mark.parametrize(("decimals", "threshold"), [(3, 0.5), (3, 0.35), (None, 0.5), (3, 0.0), (3, 1.5),
+                                                    (1, 0.4)])
+def test_binary_matches_sklearn(decimals, threshold):
+    """Ties (rounded scores) or all distinct; the threshold on a score value, between values, below and above
+    every score: the confusion counts read off the ROC points equal scikit-learn's."""
     rng = np.random.default_rng(1)
     y = rng.integers(0, 2, 5000)
-    score = np.clip(y * 0.3 + rng.normal(0.35, 0.25, 5000), 0, 1).round(3)   # ties on purpose
-    m = quality.binary_values(y, score, None)
-    pred = (score >= 0.5).astype(int)
+    score = np.clip(y * 0.3 + rng.normal(0.35, 0.25, 5000), 0, 1)
+    score = score.round(decimals) if decimals is not None else score
+    m = quality.binary_values(y, score, None, threshold=threshold)
+    pred = (score >= threshold).astype(int)
     assert m["accuracy"] == pytest.approx(skm.accuracy_score(y, pred))
-    assert m["precision"] == pytest.approx(skm.precision_score(y, pred))
+    assert m["precision"] == pytest.approx(skm.precision_score(y, pred, zero_division=0))
     assert m["recall"] == pytest.approx(skm.recall_score(y, pred))
     for beta, key in ((0.5, "f0_5"), (1.0, "f1"), (2.0, "f2")):
-        assert m[key] == pytest.approx(skm.fbeta_score(y, pred, beta=beta), rel=1e-12)
+        assert m[key] == pytest.approx(skm.fbeta_score(y, pred, beta=beta, zero_division=0), rel=1e-12)
     assert m["auc"] == pytest.approx(skm.roc_auc_score(y, score), rel=1e-12)
-    tn, fp, fn, tp = skm.confusion_matrix(y, pred).ravel()
+    tn, fp, fn, tp = skm.confusion_matrix(y, pred, labels=[0, 1]).ravel()
     assert m["confusion_matrix"] == {"0": {"0": tn, "1": fp}, "1": {"0": fn, "1": tp}}
     fpr, tpr, _ = skm.roc_curve(y, score, drop_intermediate=False)
     roc = m["receiver_operating_characteristic_curve"]
@@ -63,6 +68,8 @@ def test_binary_edge_cases():
     y = np.ones(10, dtype=int)
     m = quality.binary_values(y, np.linspace(0, 1, 10), None)
     assert np.isnan(m["auc"]) and m["true_negative_rate"] == 0.0
+    m = quality.binary_values(np.array([0, 1, 1, 0, 1]), np.array([0.9, np.nan, 0.7, 0.2, 0.6]), None)
+    assert m["confusion_matrix"] == {"0": {"0": 1, "1": 1}, "1": {"0": 1, "1": 2}}   # NaN scores predict 0
     m = quality.binary_values(np.array([0, 1, 0, 1]), None, np.array([0, 1, 1, 1]))
     assert m["precision"] == pytest.approx(2 / 3) and m["auc"] == pytest.approx(0.75)
 
