@@ -193,25 +193,34 @@ def _auc(ranks: Floats, w: Floats) -> Floats:
     for 0/1 labels is scikit-learn's roc_auc_score and for probabilities the expected-weights ROC area (the
     trapezoid over tie blocks, self-pairs included, reduces to the same sum)."""
     w = np.asarray(w, dtype=float)
-    total, n = w.sum(axis=-1), w.shape[-1]
+    return _auc_of(w @ ranks, w.sum(axis=-1), w.shape[-1])
+
+
+def _auc_of(dot: Floats | float, total: Floats | float, n: float) -> Floats:
+    """The Mann-Whitney AUC from its sums: Σw·rank, W = Σw and the row count."""
+    dot, total = np.asarray(dot, dtype=float), np.asarray(total, dtype=float)
     with np.errstate(all="ignore"):
-        auc = (w @ ranks - total * (total + 1) / 2) / (total * (n - total))
-    return np.where((total > 0) & (total < n), auc, np.nan)
+        auc = (dot - total * (total + 1) / 2) / (total * (n - total))
+    out: Floats = np.where((total > 0) & (total < n), auc, np.nan)
+    return out
 
 
 def _auc_slopes(r: Floats, p: Floats) -> Floats:
     """Per row, how much the AUC moves when that row turns positive: the Mann-Whitney AUC is
     g(S, P) = (S - P(P+1)/2) / (P(n-P)) of two sums over labels, S = Σ y·rank and P = Σ y, so to first order
     around their expectations under p it is a constant plus Σ y_i·(∂g/∂S·rank_i + ∂g/∂P)."""
-    n = len(r)
-    big_s, big_p = float(p @ r), float(p.sum())
-    den = big_p * (n - big_p)
-    if den <= 0:
-        return np.zeros(n)
-    d_s = 1 / den
-    d_p = (-(big_p + 0.5) * den - (big_s - big_p * (big_p + 1) / 2) * (n - 2 * big_p)) / den**2
+    d_s, d_p = _auc_gradient(float(p @ r), float(p.sum()), len(r))
     out: Floats = d_s * r + d_p
     return out
+
+
+def _auc_gradient(big_s: float, big_p: float, n: float) -> tuple[float, float]:
+    """(∂g/∂S, ∂g/∂P) of the Mann-Whitney AUC g at S = Σp·rank, P = Σp (zeros when P is 0 or n)."""
+    den = big_p * (n - big_p)
+    if den <= 0:
+        return 0.0, 0.0
+    d_p = (-(big_p + 0.5) * den - (big_s - big_p * (big_p + 1) / 2) * (n - 2 * big_p)) / den**2
+    return 1 / den, d_p
 
 
 def _row_variance(p: Floats, a: Floats) -> float:
@@ -258,37 +267,138 @@ def _binary_metrics(cm: Floats) -> dict[str, Floats]:
     return _from_counts(cm[..., 1, 1], cm[..., 0, 1], cm[..., 1, 0], cm[..., 0, 0])
 
 
+@dataclass
+class BinarySums:
+    """A window's (or one partition's) sufficient statistics for the binary estimate, mergeable by addition.
+
+    Rows are grouped by score: ``bins`` > 0 cuts [0, 1] into that many equal-width bins (the same for every
+    partition, so partitions merge); ``bins`` 0 makes each distinct score its own group (one partition only: the
+    whole window, exactly). Per call (0, 1): rows, Σp under every calibration map (the full map first, then the
+    bootstrap maps) and Σp(1-p); per group: rows, Σp per map, Σp(1-p), the smallest and largest score; and for the
+    labelled rows the confusion counts (label, call) and the positives and negatives per group."""
+
+    bins: int
+    calls: Floats        # (2,)
+    pos: Floats          # (maps, 2)
+    pq: Floats           # (2,)
+    count: Floats        # (groups,)
+    weight: Floats       # (maps, groups)
+    var: Floats          # (groups,)
+    lo: Floats           # (groups,)
+    hi: Floats           # (groups,)
+    confusion: Floats    # (2, 2) labelled rows: (label, call)
+    label_pos: Floats    # (groups,)
+    label_neg: Floats    # (groups,)
+
+    def merge(self, o: BinarySums) -> BinarySums:
+        if not self.bins or self.bins != o.bins or self.pos.shape != o.pos.shape:
+            raise ValueError("only binned sums of the same bins and calibration maps merge")
+        return BinarySums(self.bins, self.calls + o.calls, self.pos + o.pos, self.pq + o.pq, self.count + o.count,
+                          self.weight + o.weight, self.var + o.var, np.fmin(self.lo, o.lo), np.fmax(self.hi, o.hi),
+                          self.confusion + o.confusion, self.label_pos + o.label_pos, self.label_neg + o.label_neg)
+
+
+def binary_sums(score: np.ndarray, decision: np.ndarray, *, calibration: Calibration | None = None,
+                labels: np.ndarray | None = None, bins: int = 0) -> BinarySums:
+    """The sums of one partition: ``score`` the model's scores, ``decision`` its 0/1 calls, ``labels`` 0/1 where a
+    row has its label and -1 where not (None: no labels)."""
+    s = np.clip(np.asarray(score, dtype=float), 0.0, 1.0)
+    cal = calibration or UNCALIBRATED
+    pred = np.asarray(decision).astype(bool).astype(np.int64)
+    p = cal.probabilities(s)
+    probs = np.vstack([p[None, :], cal.perturbed(s, p)]) if cal.bootstrap else p[None, :]   # full map, then maps
+    calls = np.eye(2)[pred]                                                                # (n, call)
+    if bins:
+        group, size = np.clip((s * bins).astype(np.int64), 0, bins - 1), bins
+        lo, hi = np.full(size, np.inf), np.full(size, -np.inf)
+        np.minimum.at(lo, group, s)
+        np.maximum.at(hi, group, s)
+    else:
+        keys, group = np.unique(s, return_inverse=True)
+        size, lo, hi = len(keys), keys, keys
+    y = np.full(len(s), -1, dtype=np.int64) if labels is None else np.asarray(labels, dtype=np.int64)
+    known = y >= 0
+    confusion = np.zeros((2, 2))
+    np.add.at(confusion, (y[known], pred[known]), 1.0)
+    pq = p * (1 - p)
+    return BinarySums(bins, calls.sum(axis=0), probs @ calls, pq @ calls,
+                      np.bincount(group, minlength=size).astype(float),
+                      np.stack([np.bincount(group, weights=row, minlength=size) for row in probs]),
+                      np.bincount(group, weights=pq, minlength=size), lo, hi, confusion,
+                      np.bincount(group[y == 1], minlength=size).astype(float),
+                      np.bincount(group[y == 0], minlength=size).astype(float))
+
+
+def _group_ranks(count: Floats) -> Floats:
+    """Each group's average rank (1-based) when rows are ordered by group: exact average ranks of tied scores
+    when the groups are the distinct scores."""
+    out: Floats = np.cumsum(count) - count + (count + 1) / 2
+    return out
+
+
 def estimate(score: np.ndarray, threshold: float = 0.5, *, calibration: Calibration | None = None,
              decision: np.ndarray | None = None, level: float = 0.95) -> dict[str, dict[str, Any]]:
     """Estimated binary metrics with bands. ``score``: the model's scores; ``decision``: its own 0/1 calls where
     captured (else ``score >= threshold``)."""
     s = np.clip(np.asarray(score, dtype=float), 0.0, 1.0)
-    if len(s) == 0:
+    pred = (s >= threshold) if decision is None else np.asarray(decision).astype(bool)
+    return estimate_sums(binary_sums(s, pred, calibration=calibration), calibration=calibration, level=level)
+
+
+def estimate_sums(sums: BinarySums, *, calibration: Calibration | None = None, level: float = 0.95
+                  ) -> dict[str, dict[str, Any]]:
+    """Estimated binary metrics with bands from a window's sums (``binary_sums``, merged). The expected
+    confusion matrix and its sampling variance (Σp(1-p) per call) are exact sums; the AUC takes each group's
+    average rank, exact for distinct-score groups and within ``auc_error`` for bins."""
+    n = float(sums.calls.sum())
+    if n == 0:
         raise ValueError("no predictions to estimate from")
     cal = calibration or UNCALIBRATED
-    pred = ((s >= threshold) if decision is None else np.asarray(decision).astype(bool)).astype(np.int64)
-    p = cal.probabilities(s)
-    probs = np.vstack([p[None, :], cal.perturbed(s, p)]) if cal.bootstrap else p[None, :]   # full map, then maps
-    calls = np.eye(2)[pred]                                                                # (n, call)
-    pos = probs @ calls                                                                    # (maps, call)
-    cm = np.stack([calls.sum(axis=0) - pos, pos], axis=-2)                                 # (maps, label, call)
+    cm = np.stack([sums.calls - sums.pos, sums.pos], axis=-2)                              # (maps, label, call)
     each = _binary_metrics(cm)
-    ranks = _ranks(s)
-    each["roc_auc"] = _auc(ranks, probs)
+    ranks = _group_ranks(sums.count)
+    dots, totals = sums.weight @ ranks, sums.pos.sum(axis=1)
+    each["roc_auc"] = _auc_of(dots, totals, n)
     point = {m: float(v[0]) for m, v in each.items()}
-    p2 = np.column_stack([1 - p, p])
-    sampling = {m: _row_variance(p2, g[:, pred].T) for m, g in _count_slopes(_binary_metrics, cm[0]).items()}
-    sampling["roc_auc"] = _row_variance(p2, np.column_stack([np.zeros(len(p)), _auc_slopes(ranks, p)]))
+    sampling = {m: float(sums.pq @ (g[1] - g[0]) ** 2) for m, g in _count_slopes(_binary_metrics, cm[0]).items()}
+    d_s, d_p = _auc_gradient(float(dots[0]), float(totals[0]), n)
+    sampling["roc_auc"] = float(sums.var @ (d_s * ranks + d_p) ** 2)
     return _bands(point, sampling, {m: v[1:] for m, v in each.items()}, level, cal)
+
+
+def auc_error(sums: BinarySums) -> dict[str, float]:
+    """How far the AUCs of binned sums can be from the exact ones: a bin whose rows hold more than one distinct
+    score ranks them all at its average rank, which moves Σw·rank by at most W_b(c_b - W_b)/2 (W_b of its c_b rows'
+    weight on the positive side), so |AUC - AUC_binned| ≤ Σ W_b(c_b - W_b) / (2·W(n - W)) over such bins — for the
+    estimate (W_b = Σp) and for the realised AUC of the labelled rows (W_b their positives); 0 when no bin holds two
+    distinct scores (distinct-score groups always)."""
+    mixed = sums.hi > sums.lo
+    n, total = float(sums.calls.sum()), float(sums.pos[0].sum())
+    w = sums.weight[0][mixed]
+    est = float(np.sum(w * (sums.count[mixed] - w))) / (2 * total * (n - total)) if 0 < total < n else 0.0
+    big_p, big_n = float(sums.label_pos.sum()), float(sums.label_neg.sum())
+    real = float(np.sum(sums.label_pos[mixed] * sums.label_neg[mixed])) / (2 * big_p * big_n) if big_p and big_n \
+        else 0.0
+    return {"estimate": max(est, 0.0), "realised": real}
+
+
+def realised_sums(sums: BinarySums) -> dict[str, float] | None:
+    """The realised metrics of the labelled rows from the sums (``realised`` on them), None without labels."""
+    cm = sums.confusion
+    if cm.sum() == 0:
+        return None
+    out = {k: float(v) for k, v in _from_counts(cm[1, 1], cm[0, 1], cm[1, 0], cm[0, 0]).items()}
+    big_p, labelled = float(sums.label_pos.sum()), float(cm.sum())
+    out["roc_auc"] = float(_auc_of(sums.label_pos @ _group_ranks(sums.label_pos + sums.label_neg), big_p, labelled))
+    return out
 
 
 def realised(y: np.ndarray, score: np.ndarray, decision: np.ndarray) -> dict[str, float]:
     """The same metrics from labels (AUC ranks by the model's scores, as the estimate does)."""
-    yb, pred = np.asarray(y).astype(bool), np.asarray(decision).astype(bool)
-    tp, fp = float((yb & pred).sum()), float((~yb & pred).sum())
-    fn, tn = float((yb & ~pred).sum()), float((~yb & ~pred).sum())
-    out = {k: float(v) for k, v in _from_counts(np.array(tp), np.array(fp), np.array(fn), np.array(tn)).items()}
-    out["roc_auc"] = float(_auc(_ranks(np.asarray(score, dtype=float)), yb))
+    labels = np.asarray(y).astype(bool).astype(np.int64)
+    out = realised_sums(binary_sums(np.asarray(score, dtype=float), decision, labels=labels))
+    if out is None:
+        raise ValueError("no labelled rows")
     return out
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from statistics import NormalDist
 from typing import Any
 
@@ -159,17 +160,23 @@ def _model_error(loss: Floats, oof: Floats) -> dict[str, Any]:
             "edges": [float(e) for e in edges], "bias": bias}
 
 
-def _shift_error(model: dict[str, Any], predicted: Floats) -> float:
-    """The bias a window may carry from weighting the regions of predicted loss otherwise than the reference (whose
-    tenths' biases cancel): per tenth, how far the window's share moved, times the tenth's relative bias, times the
-    window's mean loss there; summed as magnitudes, the signs being unknown."""
+def _regions(model: dict[str, Any], predicted: Floats) -> tuple[Floats, Floats]:
+    """Rows and Σ predicted loss per tenth of the reference's predicted loss (empty when the model has none)."""
     edges, bias = np.asarray(model.get("edges") or [], dtype=float), np.asarray(model.get("bias") or [], dtype=float)
     if not len(bias) or len(bias) != len(edges) + 1:
-        return 0.0
+        return np.zeros(0), np.zeros(0)
     region = np.searchsorted(edges, predicted, side="right")
-    n = len(predicted)
-    counts = np.bincount(region, minlength=len(bias)).astype(float)
-    sums = np.bincount(region, weights=predicted, minlength=len(bias))
+    return (np.bincount(region, minlength=len(bias)).astype(float),
+            np.bincount(region, weights=predicted, minlength=len(bias)))
+
+
+def _shift_error(model: dict[str, Any], counts: Floats, sums: Floats, n: float) -> float:
+    """The bias a window may carry from weighting the regions of predicted loss otherwise than the reference (whose
+    tenths' biases cancel): per tenth, how far the window's share moved, times the tenth's relative bias, times the
+    window's mean loss there; summed as magnitudes, the signs being unknown. ``counts``/``sums``: ``_regions``."""
+    bias = np.asarray(model.get("bias") or [], dtype=float)
+    if not len(counts) or n == 0:
+        return 0.0
     level = np.divide(sums, counts, out=np.zeros_like(sums), where=counts > 0)
     moved = np.abs(counts / n - 1.0 / len(bias))
     return float(np.sum(moved * bias * level))
@@ -180,17 +187,60 @@ def _variances(a: Floats, q: Floats) -> tuple[Floats, Floats]:
     return np.maximum(q - a * a, 1e-12 * (1 + q)), 2 * q * q + 1e-300
 
 
-def estimate(state: dict[str, Any], x: np.ndarray, *, level: float = 0.95) -> dict[str, dict[str, Any]]:
-    """Estimated MAE, MSE and RMSE of a window (``x`` as in ``fit``) with bands."""
+@dataclass
+class LossSums:
+    """A window's (or one partition's) sufficient statistics for the DLE estimate, mergeable by addition: rows,
+    Σ predicted |e| and e², Σ of their per-row variances, rows and Σ predicted loss per tenth of the reference's
+    predicted loss (abs, sq), and for the labelled rows their count, Σ|e| and Σe²."""
+
+    n: float
+    predicted: Floats                 # (2,): abs, sq
+    variance: Floats                  # (2,)
+    regions: tuple[Floats, Floats, Floats, Floats]   # counts_abs, sums_abs, counts_sq, sums_sq
+    labelled: Floats                  # (3,): rows, Σ|e|, Σe²
+
+    def merge(self, o: LossSums) -> LossSums:
+        return LossSums(self.n + o.n, self.predicted + o.predicted, self.variance + o.variance,
+                        (self.regions[0] + o.regions[0], self.regions[1] + o.regions[1],
+                         self.regions[2] + o.regions[2], self.regions[3] + o.regions[3]),
+                        self.labelled + o.labelled)
+
+
+def loss_sums(state: dict[str, Any], x: np.ndarray, *, y: np.ndarray | None = None) -> LossSums:
+    """The sums of one partition: ``x`` as in ``fit`` (its last column the model's prediction), ``y`` the labels
+    (NaN where a row has none)."""
     xf = np.asarray(x, dtype=float)
     if xf.shape[0] == 0:
-        raise ValueError("no predictions to estimate from")
-    a = np.maximum(Trees.from_dict(state["abs"]).predict(xf), 0.0)
-    q = np.maximum(Trees.from_dict(state["sq"]).predict(xf), 0.0)
+        a = q = np.zeros(0)
+    else:
+        a = np.maximum(Trees.from_dict(state["abs"]).predict(xf), 0.0)
+        q = np.maximum(Trees.from_dict(state["sq"]).predict(xf), 0.0)
     var_a, var_q = _variances(a, q)
+    ca, sa = _regions(state.get("model_error_abs") or {}, a)
+    cq, sq = _regions(state.get("model_error_sq") or {}, q)
+    labelled = np.zeros(3)
+    if y is not None and len(xf):
+        err = xf[:, -1] - np.asarray(y, dtype=float)
+        err = err[np.isfinite(err)]
+        labelled = np.array([float(len(err)), float(np.abs(err).sum()), float((err * err).sum())])
+    return LossSums(float(len(a)), np.array([a.sum(), q.sum()]), np.array([var_a.sum(), var_q.sum()]),
+                    (ca, sa, cq, sq), labelled)
+
+
+def estimate(state: dict[str, Any], x: np.ndarray, *, level: float = 0.95) -> dict[str, dict[str, Any]]:
+    """Estimated MAE, MSE and RMSE of a window (``x`` as in ``fit``) with bands."""
+    return estimate_sums(state, loss_sums(state, x), level=level)
+
+
+def estimate_sums(state: dict[str, Any], sums: LossSums, *, level: float = 0.95) -> dict[str, dict[str, Any]]:
+    """Estimated MAE, MSE and RMSE with bands from a window's sums (``loss_sums``, merged): every term is a sum
+    over rows, so partitions give the whole window's result to floating-point rounding."""
+    if sums.n == 0:
+        raise ValueError("no predictions to estimate from")
     z = NormalDist().inv_cdf(0.5 + level / 2)
-    mae, mse = float(a.mean()), float(q.mean())
-    sd_a, sd_q = _sd(state, "abs", a, var_a), _sd(state, "sq", q, var_q)
+    mae, mse = float(sums.predicted[0] / sums.n), float(sums.predicted[1] / sums.n)
+    sd_a = _sd(state, "abs", sums, 0)
+    sd_q = _sd(state, "sq", sums, 1)
     calibrated = {"applied": False, "method": None, "loss_model": str(state.get("model"))}
     bands = {"mae": (max(0.0, mae - z * sd_a), mae + z * sd_a), "mse": (max(0.0, mse - z * sd_q), mse + z * sd_q)}
     bands["rmse"] = (math.sqrt(bands["mse"][0]), math.sqrt(bands["mse"][1]))
@@ -199,15 +249,24 @@ def estimate(state: dict[str, Any], x: np.ndarray, *, level: float = 0.95) -> di
                 "band": {"lower": bands[m][0], "upper": bands[m][1]}, "calibrated": calibrated} for m in METRICS}
 
 
-def _sd(state: dict[str, Any], loss: str, predicted: Floats, var: Floats) -> float:
+def _sd(state: dict[str, Any], loss: str, sums: LossSums, i: int) -> float:
     """The band's standard deviation: the window's own sampling (per-row variances, scaled to the reference's
     out-of-fold residuals) and the loss model's error (its level's uncertainty and its bias in the regions whose
     share the window moved; absent from estimators fitted before they were measured)."""
-    n = len(var)
-    sampling = float(state[f"scale_{loss}"]) * float(var.sum()) / (n * n)
+    n = sums.n
+    sampling = float(state[f"scale_{loss}"]) * float(sums.variance[i]) / (n * n)
     model = state.get(f"model_error_{loss}") or {}
-    level = float(model.get("reference", 0.0)) * float(np.mean(predicted))
-    return math.sqrt(sampling + level * level + _shift_error(model, predicted) ** 2)
+    level = float(model.get("reference", 0.0)) * float(sums.predicted[i] / n)
+    shift = _shift_error(model, sums.regions[2 * i], sums.regions[2 * i + 1], n)
+    return math.sqrt(sampling + level * level + shift**2)
+
+
+def realised_sums(sums: LossSums) -> dict[str, float] | None:
+    """The realised MAE, MSE and RMSE of the labelled rows, None without any."""
+    rows, total_abs, total_sq = (float(v) for v in sums.labelled)
+    if rows == 0:
+        return None
+    return {"mae": total_abs / rows, "mse": total_sq / rows, "rmse": math.sqrt(total_sq / rows)}
 
 
 def realised(y: np.ndarray, yhat: np.ndarray) -> dict[str, float]:
