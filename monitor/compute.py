@@ -171,17 +171,17 @@ def _in_window(table: pa.Table, read: Read) -> pa.Table:
     return table.filter(pc.and_(pc.greater_equal(t, pa.scalar(read.start, ts)), pc.less(t, pa.scalar(read.end, ts))))
 
 
-def labelled(table: pa.Table, labels: dict[str, str], *, fn: Summariser) -> Any:
-    """Runs on a worker: ``fn`` of the captured rows that have a label, the label in ``__label`` (joined by
-    ``__inference_id``, else ``__event_id``)."""
+def labelled(table: pa.Table, labels: dict[str, str], *, fn: Summariser, every: bool = False) -> Any:
+    """Runs on a worker: ``fn`` of the captured rows that have a label (``every``: of all of them, null where no
+    label arrived), the label in ``__label`` (joined by ``__inference_id``, else ``__event_id``)."""
     if table.num_rows == 0:
         return fn(table.append_column(LABEL, pa.array([], pa.string())))
     ids = table.column("__inference_id").to_pylist() if "__inference_id" in table.column_names \
         else [None] * table.num_rows
     found = [labels.get(i if i is not None else e) for i, e in zip(ids, table.column("__event_id").to_pylist(),
                                                                       strict=True)]
-    return fn(table.append_column(LABEL, pa.array(found, pa.string())).filter(pa.array([v is not None
-                                                                                       for v in found])))
+    joined = table.append_column(LABEL, pa.array(found, pa.string()))
+    return fn(joined if every else joined.filter(pa.array([v is not None for v in found])))
 
 
 def merge_summaries(a: S, b: S) -> S:

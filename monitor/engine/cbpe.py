@@ -324,7 +324,7 @@ def binary_sums(score: np.ndarray, decision: np.ndarray, *, calibration: Calibra
     return BinarySums(bins, calls.sum(axis=0), probs @ calls, pq @ calls,
                       np.bincount(group, minlength=size).astype(float),
                       np.stack([np.bincount(group, weights=row, minlength=size) for row in probs]),
-                      np.bincount(group, weights=pq, minlength=size), lo, hi, confusion,
+                      np.bincount(group, weights=pq, minlength=size).astype(float), lo, hi, confusion,
                       np.bincount(group[y == 1], minlength=size).astype(float),
                       np.bincount(group[y == 0], minlength=size).astype(float))
 

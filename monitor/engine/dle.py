@@ -167,7 +167,7 @@ def _regions(model: dict[str, Any], predicted: Floats) -> tuple[Floats, Floats]:
         return np.zeros(0), np.zeros(0)
     region = np.searchsorted(edges, predicted, side="right")
     return (np.bincount(region, minlength=len(bias)).astype(float),
-            np.bincount(region, weights=predicted, minlength=len(bias)))
+            np.bincount(region, weights=predicted, minlength=len(bias)).astype(float))
 
 
 def _shift_error(model: dict[str, Any], counts: Floats, sums: Floats, n: float) -> float:

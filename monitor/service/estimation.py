@@ -9,6 +9,8 @@ Services flush; callers commit.
 
 from __future__ import annotations
 
+import datetime as dt
+import functools
 import json
 import math
 from collections.abc import Mapping, Sequence
@@ -16,12 +18,14 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from sqlalchemy.orm import Session
 
 from mlgov.errors import Invalid
 from mlgov.storage import ObjectStore
 from monitor import layout
-from monitor.engine import cbpe, dle
-from monitor.orm import Baseline
+from monitor.engine import cbpe, dle, estimation_partition
+from monitor.orm import Baseline, Endpoint
+from monitor.service.ground_truth import labelled_summary
 
 ESTIMATOR = "estimation.json"
 ESTIMATED_CHECKS = {"LessThanThreshold": "EstimatedLessThanThreshold",
@@ -29,8 +33,7 @@ ESTIMATED_CHECKS = {"LessThanThreshold": "EstimatedLessThanThreshold",
 DLE_CONSTRAINTS = {m: m for m in dle.METRICS}
 
 
-def _floats(values: Sequence[Any]) -> np.ndarray:
-    return np.asarray(pd.to_numeric(pd.Series(list(values), dtype=object), errors="coerce"), dtype=float)
+_floats = estimation_partition.floats
 
 
 def fit_estimator(problem_type: str, columns: Mapping[str, Sequence[Any]], settings: Mapping[str, Any],
@@ -88,16 +91,18 @@ def load_estimator(store: ObjectStore, base: Baseline) -> dict[str, Any] | None:
     return state
 
 
-def _binary_decisions(df: pd.DataFrame, score: np.ndarray, pred_col: str | None, threshold: float
-                      ) -> tuple[np.ndarray, int]:
-    """The model's own 0/1 calls where captured, the threshold rule elsewhere; and how many rows were captured
-    calls."""
-    rule = score >= threshold
-    if not pred_col or pred_col not in df:
-        return rule, 0
-    captured = _floats(df[pred_col].tolist())
-    usable = np.isin(captured, (0.0, 1.0))
-    return np.where(usable, captured == 1.0, rule), int(usable.sum())
+def estimation_spec(problem_type: str, settings: Mapping[str, Any], state: dict[str, Any] | None,
+                    threshold: float | None, fallback_score: str | None = None,
+                    fallback_prediction: str | None = None) -> estimation_partition.Spec:
+    """What a binary or regression window's estimate reads: the baseline's columns and estimator (``state`` None:
+    a binary model's raw ``fallback_score``, uncalibrated, and its ``fallback_prediction`` calls)."""
+    if problem_type == "Regression":
+        return estimation_partition.Spec(problem_type, state, prediction=settings.get("prediction"),
+                                         features=tuple(settings.get("features") or ()))
+    thr = threshold if threshold is not None else float(settings.get("threshold", 0.5))
+    return estimation_partition.Spec(problem_type, state, score=settings.get("probability") or fallback_score,
+                                     prediction=settings.get("prediction") if state is not None
+                                     else fallback_prediction, threshold=thr)
 
 
 def window_estimate(df: pd.DataFrame, *, problem_type: str, settings: Mapping[str, Any],
@@ -105,77 +110,63 @@ def window_estimate(df: pd.DataFrame, *, problem_type: str, settings: Mapping[st
                     fallback_score: str | None = None, fallback_prediction: str | None = None) -> dict[str, Any]:
     """The estimate of a captured window (``df`` from ``labelled_window``): metrics with bands and calibration,
     the decisions used, and for labelled rows the realised values and whether each fell in its band.
-    ``state`` None: the baseline has no estimator (raw scores of ``fallback_score``, uncalibrated)."""
+    ``state`` None: the baseline has no estimator (raw scores of ``fallback_score``, uncalibrated). Binary and
+    regression windows go through the partition sums (``estimation_partition``) as one exact partition, so the
+    compute cluster's merged partitions finish the same way."""
+    if problem_type != "MulticlassClassification":
+        spec = estimation_spec(problem_type, settings, state, threshold, fallback_score, fallback_prediction)
+        try:
+            return estimation_partition.finish(estimation_partition.summarise_frame(df, spec), spec)
+        except estimation_partition.Unestimable as exc:
+            raise Invalid(str(exc), fix=exc.fix) from None
     labelled = df["__label"].notna().to_numpy() if "__label" in df else np.zeros(len(df), bool)
     out: dict[str, Any] = {"problem_type": problem_type, "rows": len(df)}
-    if problem_type == "Regression":
-        if state is None or "dle" not in state:
-            raise Invalid("this regression baseline has no loss model", fix="rebuild the ModelQuality baseline "
-                          "with features= (the columns the loss model reads) and prediction=")
-        features = list(settings["features"])
-        missing = [c for c in [*features, settings["prediction"]] if c not in df]
-        if missing:
-            raise Invalid(f"the window lacks the columns {missing} the loss model reads",
-                          fix="capture them under the baseline's names")
-        yhat = _floats(df[settings["prediction"]].tolist())
-        x = np.column_stack([_floats(df[f].tolist()) for f in features] + [yhat])
-        est = dle.estimate(state["dle"], x)
-        realised = None
-        if labelled.any():
-            y = _floats(df.loc[labelled, "__label"].tolist())
-            ok = np.isfinite(y) & np.isfinite(yhat[labelled])
-            realised = dle.realised(y[ok], yhat[labelled][ok]) if ok.any() else None
-        out["decisions"] = {"loss_model": state["dle"].get("model")}
-    elif problem_type == "MulticlassClassification":
-        cp: dict[str, str] = dict(settings.get("class_probabilities") or {})
-        if state is None or not cp:
-            raise Invalid("this multiclass baseline names no class probability columns",
-                          fix="rebuild it with class_probabilities=class:column,… for every class")
-        classes = list(state["classes"])
-        missing = [c for c in cp.values() if c not in df]
-        if missing:
-            raise Invalid(f"the window lacks the class probability columns {missing}",
-                          fix="capture them under the baseline's names")
-        probs = np.nan_to_num(np.column_stack([_floats(df[cp[c]].tolist()) for c in classes]))
-        index = {c: i for i, c in enumerate(classes)}
-        decision = np.argmax(probs, axis=1)
-        pred_col = settings.get("prediction")
-        captured = 0
-        if pred_col and pred_col in df:
-            named = np.asarray([index.get(str(v), -1) for v in df[pred_col].tolist()])
-            captured = int((named >= 0).sum())
-            decision = np.where(named >= 0, named, decision)
-        cals = [cbpe.Calibration.from_dict(c) for c in state["calibrations"]]
-        est = cbpe.estimate_multiclass(probs, calibrations=cals, decision=decision)
-        realised = None
-        if labelled.any():
-            y = np.asarray([index.get(str(v), -1) for v in df.loc[labelled, "__label"].tolist()])
-            realised = cbpe.realised_multiclass(y, probs[labelled], decision[labelled])
-        out["decisions"] = {"captured_prediction": captured, "highest_probability": len(df) - captured}
-    else:
-        score_col = settings.get("probability") or fallback_score
-        if not score_col or score_col not in df:
-            raise Invalid(f"the window has no probability column {score_col!r}",
-                          fix="capture the model's probability of the positive class")
-        score = _floats(df[score_col].tolist())
-        if np.any(~np.isfinite(score)) or np.any((score < 0) | (score > 1)):
-            raise Invalid(f"{score_col} values are not probabilities in [0, 1]",
-                          fix="capture the probability of the positive class")
-        thr = threshold if threshold is not None else float(settings.get("threshold", 0.5))
-        pred_col = settings.get("prediction") if state is not None else fallback_prediction
-        decision, captured = _binary_decisions(df, score, pred_col if pred_col != score_col else None, thr)
-        cal = cbpe.Calibration.from_dict(state["calibration"]) if state else None
-        est = cbpe.estimate(score, thr, calibration=cal, decision=decision)
-        realised = None
-        if labelled.any():
-            y = _floats(df.loc[labelled, "__label"].tolist()).astype(int)
-            realised = cbpe.realised(y, score[labelled], decision[labelled])
-        out["threshold"] = thr
-        out["decisions"] = {"captured_prediction": captured, "threshold": len(df) - captured}
+    cp: dict[str, str] = dict(settings.get("class_probabilities") or {})
+    if state is None or not cp:
+        raise Invalid("this multiclass baseline names no class probability columns",
+                      fix="rebuild it with class_probabilities=class:column,… for every class")
+    classes = list(state["classes"])
+    missing = [c for c in cp.values() if c not in df]
+    if missing:
+        raise Invalid(f"the window lacks the class probability columns {missing}",
+                      fix="capture them under the baseline's names")
+    probs = np.nan_to_num(np.column_stack([_floats(df[cp[c]].tolist()) for c in classes]))
+    index = {c: i for i, c in enumerate(classes)}
+    decision = np.argmax(probs, axis=1)
+    pred_col = settings.get("prediction")
+    captured = 0
+    if pred_col and pred_col in df:
+        named = np.asarray([index.get(str(v), -1) for v in df[pred_col].tolist()])
+        captured = int((named >= 0).sum())
+        decision = np.where(named >= 0, named, decision)
+    cals = [cbpe.Calibration.from_dict(c) for c in state["calibrations"]]
+    est = cbpe.estimate_multiclass(probs, calibrations=cals, decision=decision)
+    realised = None
+    if labelled.any():
+        y = np.asarray([index.get(str(v), -1) for v in df.loc[labelled, "__label"].tolist()])
+        realised = cbpe.realised_multiclass(y, probs[labelled], decision[labelled])
+    out["decisions"] = {"captured_prediction": captured, "highest_probability": len(df) - captured}
     out["labelled_rows"] = int(labelled.sum())
     out["estimated"] = cbpe.compare(est, dict(realised)) if realised is not None else est
     if realised is not None:
         out["comparison"] = out["estimated"]
+    return out
+
+
+def cluster_estimate(session: Session, store: ObjectStore, ep: Endpoint, start: dt.datetime, end: dt.datetime,
+                     spec: estimation_partition.Spec) -> dict[str, Any] | None:
+    """The window's binary or regression estimate from the compute cluster: every captured row's sums (labelled
+    or not; the labels joined on the workers) computed and merged there, finished here — or None when this
+    process reads the window, or the window cannot be estimated (then it is judged on its labels alone)."""
+    fn = functools.partial(estimation_partition.summarise_table, spec=spec)
+    try:
+        sums = labelled_summary(session, store, ep, start, end, spec.columns(), fn, every=True)
+        if sums is None:
+            return None
+        out = estimation_partition.finish(sums, spec)
+    except ValueError:   # Unestimable on a worker or here: missing columns, values that are not probabilities
+        return None
+    out["compute"] = {"engine": "dask", **out.get("compute", {})}
     return out
 
 

@@ -134,18 +134,18 @@ def labelled_window(session: Session, store: ObjectStore, ep: Endpoint, start: d
 
 
 def labelled_summary(session: Session, store: ObjectStore, ep: Endpoint, start: dt.datetime, end: dt.datetime,
-                     columns: frozenset[str] | None, fn: compute.Summariser) -> Any:
+                     columns: frozenset[str] | None, fn: compute.Summariser, *, every: bool = False) -> Any:
     """The labelled window summarised on the compute cluster — ``fn(table)`` per row group of the captured batches
-    (the labelled rows, the label in ``__label``; ``columns``: the others read, None for all), merged there — or
-    None when this process computes it (MLGOV_COMPUTE=local, fewer rows than MLGOV_COMPUTE_MIN_ROWS, or nothing
-    captured). Labels live in the database: the window's labels (``window_labels``, the same as the local path's)
-    go to every worker once, as key → label; the workers join them to the rows they read, and the rows never come
-    here."""
+    (the labelled rows, the label in ``__label``; ``every``: all captured rows, ``__label`` null where none arrived;
+    ``columns``: the others read, None for all), merged there — or None when this process computes it
+    (MLGOV_COMPUTE=local, fewer rows than MLGOV_COMPUTE_MIN_ROWS, or nothing captured). Labels live in the
+    database: the window's labels (``window_labels``, the same as the local path's) go to every worker once,
+    as key → label; the workers join them to the rows they read, and the rows never come here."""
     batches = window_batches(session, ep, start, end)
     cluster = compute.cluster_for(sum(b.records for b in batches)) if batches else None
     if cluster is None:
         return None
     labels = window_labels(session, ep, batches)
     return cluster.summarise(store, [compute.Part(b.parquet_key) for b in batches],
-                             compute.Read(columns, start, end, hidden=KEYS), functools.partial(compute.labelled, fn=fn),
-                             broadcast=labels)
+                             compute.Read(columns, start, end, hidden=KEYS),
+                             functools.partial(compute.labelled, fn=fn, every=every), broadcast=labels)

@@ -30,7 +30,9 @@ from monitor.service.baselines import baseline_prefix, get_baseline, record_base
 from monitor.service.datasets import dataset_table
 from monitor.service.endpoints import get_endpoint
 from monitor.service.estimation import (
+    cluster_estimate,
     estimated_violations,
+    estimation_spec,
     fit_estimator,
     load_estimator,
     store_estimator,
@@ -197,7 +199,7 @@ def run_quality_analysis(session: Session, store: ObjectStore, *, baseline_id: s
         store.put(f"{analysis_prefix(aid)}/estimate.json", layout.dumps(estimate), "application/json")
         if estimate["labelled_rows"] < estimate["rows"]:
             early = estimated_violations(constraints, base.problem_type, estimate["estimated"])
-        if not labels:
+        if not labels and stats is None:
             return record(violations=early, rows=estimate["rows"])
     if failure is not None or (not labels and stats is None):
         return record(violations=[], failure=failure or "no labelled predictions")
@@ -255,9 +257,9 @@ def quality_window(session: Session, store: ObjectStore, *, baseline_id: str, en
 
 def _window_on_cluster(session: Session, store: ObjectStore, base: Baseline, ep: Any, start: dt.datetime,
                        end: dt.datetime) -> dict[str, Any] | None:
-    """The captured window's statistics from the compute cluster (the workers join the labels), as
-    ``run_quality_analysis`` arguments, or None when this process computes them. The label-free estimate is not
-    computed there (it needs the window's scores whole): a window on the cluster is judged on its labels."""
+    """The captured window's statistics and label-free estimate from the compute cluster (the workers join the
+    labels; the estimate's sums cover every captured row, labelled or not), as ``run_quality_analysis`` arguments,
+    or None when this process computes them. Multiclass windows are judged there on their labels alone."""
     assert base.problem_type is not None
     settings = {**(base.settings or {}), "label": compute.LABEL}
     wanted = frozenset(c for c in (settings.get("prediction"), settings.get("probability")) if c)
@@ -267,10 +269,15 @@ def _window_on_cluster(session: Session, store: ObjectStore, base: Baseline, ep:
         return {"failure": f"labels or predictions are not of the problem type {base.problem_type}: {exc}"}
     if summary is None:
         return None
+    state = load_estimator(store, base)
+    estimate = None if state is None or base.problem_type == "MulticlassClassification" else \
+        cluster_estimate(session, store, ep, start, end,
+                         estimation_spec(base.problem_type, base.settings or {}, state, None))
     if summary.whole.n == 0:
-        return {"failure": f"no ground truth yet for the records captured between {start.isoformat()} and "
-                           f"{end.isoformat()}"}
-    return {"stats": quality_partition.statistics(summary)}
+        return {"estimate": estimate} if estimate is not None else \
+            {"failure": f"no ground truth yet for the records captured between {start.isoformat()} and "
+                        f"{end.isoformat()}"}
+    return {"stats": quality_partition.statistics(summary), "estimate": estimate}
 
 
 def quality_file(session: Session, store: ObjectStore, *, baseline_id: str, data: bytes, fmt: str | None,

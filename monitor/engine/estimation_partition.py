@@ -1,0 +1,165 @@
+"""Label-free estimates of a captured window from partitions: CBPE (binary) and DLE (regression) sums per row group,
+merged, then finished into the estimate — the one path for a window read here (one partition, exact) and for a
+window read by the workers of a compute cluster (many partitions, merged there; no raw rows leave them).
+
+What a partition keeps: for binary classifiers ``cbpe.BinarySums`` after the baseline's calibration map (Σp and
+Σp(1-p) per call under the full and every bootstrap map, per score bin the rows, Σp per map and Σp(1-p), and for
+the labelled rows their confusion counts and positives/negatives per bin); for regressors ``dle.LossSums`` (the
+loss models' predictions summed, with their variances and regions, rebuilt from the stored arrays). Against the
+whole window in one piece: everything but the AUC is a sum, equal to floating-point rounding; the AUC (estimated and
+realised, and the AUC band's sampling term) ranks each bin's rows at its average rank, within the bound the result
+states (``compute.roc_auc_max_error``; 0 when no bin holds two distinct scores, e.g. scores rounded to 1e-4).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from monitor.engine import cbpe, dle
+
+BINS = 10_000   # equal-width score bins of [0, 1] on a cluster (as quality_partition's)
+LABEL = "__label"
+
+
+class Unestimable(ValueError):
+    """The window cannot be estimated (a column missing, values that are not probabilities); ``fix`` says what
+    to do. A ValueError, so it travels back from a worker as one."""
+
+    def __init__(self, message: str, fix: str) -> None:
+        super().__init__(message, fix)
+
+    @property
+    def fix(self) -> str:
+        return str(self.args[1])
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+@dataclass(frozen=True)
+class Spec:
+    """What to estimate: the problem type, the baseline's estimator (``estimation.json``; None: a binary model's
+    raw scores, uncalibrated), the score column and the captured 0/1 calls (binary), the prediction and feature
+    columns (regression) and the threshold."""
+
+    problem: str
+    state: dict[str, Any] | None
+    score: str | None = None
+    prediction: str | None = None
+    threshold: float = 0.5
+    features: tuple[str, ...] = ()
+
+    def columns(self) -> frozenset[str]:
+        return frozenset(c for c in (self.score, self.prediction, *self.features) if c)
+
+
+@dataclass
+class WindowSums:
+    """A partition's (or a merged window's) estimate sums: rows, labelled rows, rows decided by their captured
+    call, and the problem's sums."""
+
+    rows: int
+    labelled: int
+    captured: int
+    binary: cbpe.BinarySums | None = None
+    loss: dle.LossSums | None = None
+
+    def merge(self, o: WindowSums) -> WindowSums:
+        return WindowSums(self.rows + o.rows, self.labelled + o.labelled, self.captured + o.captured,
+                          None if self.binary is None or o.binary is None else self.binary.merge(o.binary),
+                          None if self.loss is None or o.loss is None else self.loss.merge(o.loss))
+
+
+def floats(values: Sequence[Any]) -> np.ndarray:
+    """Numbers of a captured or uploaded column (NaN where a value is not one)."""
+    return np.asarray(pd.to_numeric(pd.Series(list(values), dtype=object), errors="coerce"), dtype=float)
+
+
+def _binary_decisions(df: pd.DataFrame, score: np.ndarray, pred_col: str | None, threshold: float
+                      ) -> tuple[np.ndarray, int]:
+    """The model's own 0/1 calls where captured, the threshold rule elsewhere; and how many rows were captured
+    calls."""
+    rule = score >= threshold
+    if not pred_col or pred_col not in df:
+        return rule, 0
+    captured = floats(df[pred_col].tolist())
+    usable = np.isin(captured, (0.0, 1.0))
+    return np.where(usable, captured == 1.0, rule), int(usable.sum())
+
+
+def summarise_frame(df: pd.DataFrame, spec: Spec, bins: int = 0) -> WindowSums:
+    """The sums of one partition (``__label`` holds a row's ground truth, missing where none arrived); ``bins`` 0:
+    exact, for a window in one piece."""
+    labelled = df[LABEL].notna().to_numpy() if LABEL in df else np.zeros(len(df), bool)
+    if spec.problem == "Regression":
+        if spec.state is None or "dle" not in spec.state or not spec.prediction:
+            raise Unestimable("this regression baseline has no loss model", fix="rebuild the ModelQuality baseline "
+                              "with features= (the columns the loss model reads) and prediction=")
+        missing = [c for c in [*spec.features, spec.prediction] if c not in df]
+        if missing:
+            raise Unestimable(f"the window lacks the columns {missing} the loss model reads",
+                              fix="capture them under the baseline's names")
+        x = np.column_stack([floats(df[f].tolist()) for f in (*spec.features, spec.prediction)]) if len(df) \
+            else np.zeros((0, len(spec.features) + 1))
+        y = np.full(len(df), np.nan)
+        y[labelled] = floats(df.loc[labelled, LABEL].tolist())
+        return WindowSums(len(df), int(labelled.sum()), 0, loss=dle.loss_sums(spec.state["dle"], x, y=y))
+    if not spec.score or spec.score not in df:
+        raise Unestimable(f"the window has no probability column {spec.score!r}",
+                          fix="capture the model's probability of the positive class")
+    score = floats(df[spec.score].tolist())
+    if np.any(~np.isfinite(score)) or np.any((score < 0) | (score > 1)):
+        raise Unestimable(f"{spec.score} values are not probabilities in [0, 1]",
+                          fix="capture the probability of the positive class")
+    decision, captured = _binary_decisions(df, score, spec.prediction if spec.prediction != spec.score else None,
+                                           spec.threshold)
+    y = floats(df.loc[labelled, LABEL].tolist())
+    labels = np.full(len(df), -1, dtype=np.int64)
+    labels[labelled] = np.where(np.isfinite(y), np.trunc(y), 1.0) != 0   # any non-zero label is the positive class
+    return WindowSums(len(df), int(labelled.sum()), captured,
+                      binary=cbpe.binary_sums(score, decision, calibration=_calibration(spec), labels=labels,
+                                              bins=bins))
+
+
+def summarise_table(table: pa.Table, *, spec: Spec) -> WindowSums:
+    """One row group's sums over score bins (runs on a worker)."""
+    return summarise_frame(table.to_pandas(), spec, BINS)
+
+
+def _calibration(spec: Spec) -> cbpe.Calibration | None:
+    return cbpe.Calibration.from_dict(spec.state["calibration"]) if spec.state else None
+
+
+def finish(sums: WindowSums, spec: Spec) -> dict[str, Any]:
+    """The window's estimate from its merged sums: metrics with bands and calibration, the decisions used, and for
+    labelled rows the realised values and whether each fell in its band; binned sums state their AUC bound."""
+    if sums.rows == 0:
+        raise Unestimable("no predictions to estimate from", fix="pick a window with traffic")
+    out: dict[str, Any] = {"problem_type": spec.problem, "rows": sums.rows}
+    if sums.loss is not None:
+        assert spec.state is not None
+        est = dle.estimate_sums(spec.state["dle"], sums.loss)
+        realised = dle.realised_sums(sums.loss) if sums.labelled else None
+        out["decisions"] = {"loss_model": spec.state["dle"].get("model")}
+    else:
+        assert sums.binary is not None
+        est = cbpe.estimate_sums(sums.binary, calibration=_calibration(spec))
+        realised = cbpe.realised_sums(sums.binary) if sums.labelled else None
+        out["threshold"] = spec.threshold
+        out["decisions"] = {"captured_prediction": sums.captured, "threshold": sums.rows - sums.captured}
+        if sums.binary.bins:
+            bound = cbpe.auc_error(sums.binary)
+            out["compute"] = {"score_bins": sums.binary.bins, "roc_auc_max_error": bound["estimate"],
+                              "realised_roc_auc_max_error": bound["realised"],
+                              "roc_auc_band": "its sampling term ranks by the same bins (exact when the bound is 0)"}
+    out["labelled_rows"] = sums.labelled
+    out["estimated"] = cbpe.compare(est, dict(realised)) if realised is not None else est
+    if realised is not None:
+        out["comparison"] = out["estimated"]
+    return out
