@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 from scipy import stats
 from sklearn import metrics as skm
@@ -256,3 +257,62 @@ def test_band_coverage_holds_under_covariate_shift_over_many_references():
     assert all(n >= floor for n in inside.values()), inside
     ratio = {m: (sd2[m] / err2[m]) ** 0.5 for m in cbpe.METRICS}
     assert all(0.97 <= v <= 1.35 for v in ratio.values()), ratio
+
+
+def test_partition_sums_merged_equal_the_whole_window_within_the_stated_bound():
+    """The cluster's path: binned sums of many partitions, merged, finish to the whole window's exact estimate —
+    sums to rounding, the AUC (estimate and realised) within the bound ``auc_error`` states, which is positive for
+    continuous scores and 0 for scores one bin apart."""
+    from monitor.engine import estimation_partition as ep
+
+    rng = np.random.default_rng(21)
+    ref = rng.normal(0, 1, 4000)
+    cal = cbpe.fit_calibration((rng.random(4000) < 1 / (1 + np.exp(-(2 * ref - 1)))).astype(int),
+                               1 / (1 + np.exp(-(0.6 * ref - 0.2))))
+    assert cal.method == "isotonic"
+    x = rng.normal(0.5, 0.4, 3000)
+    raw = 1 / (1 + np.exp(-(0.6 * x - 0.2)))
+    for s, one_score_per_bin in ((raw, False), (np.round(raw, 3), True)):
+        y = np.where(rng.random(3000) < 0.6, (rng.random(3000) < 1 / (1 + np.exp(-(2 * x - 1)))).astype(int), -1)
+        spec = ep.Spec("BinaryClassification", {"calibration": cal.as_dict()}, score="s", threshold=0.5)
+        df = pd.DataFrame({"s": s, "__label": pd.Series([None if v < 0 else str(v) for v in y], dtype=object)})
+        whole = ep.finish(ep.summarise_frame(df, spec), spec)
+        parts = [ep.summarise_frame(df.iloc[i:i + 250], spec, ep.BINS) for i in range(0, 3000, 250)]
+        merged = parts[0]
+        for part in parts[1:]:
+            merged = merged.merge(part)
+        binned = ep.finish(merged, spec)
+        bound, real_bound = binned["compute"]["roc_auc_max_error"], binned["compute"]["realised_roc_auc_max_error"]
+        assert (bound == real_bound == 0) if one_score_per_bin else (0 < bound < 0.01 and 0 < real_bound < 0.01)
+        assert binned["labelled_rows"] == whole["labelled_rows"] == int((y >= 0).sum())
+        for m, e in whole["estimated"].items():
+            b = binned["estimated"][m]
+            if m == "roc_auc":
+                assert abs(e["estimate"] - b["estimate"]) <= bound + 1e-12   # the bound, and rounding
+                assert abs(e["realised"] - b["realised"]) <= real_bound + 1e-12
+                continue
+            for k in ("estimate", "lower", "upper", "realised"):
+                assert e[k] == pytest.approx(b[k], rel=1e-9, abs=1e-12), (m, k)
+    with pytest.raises(ValueError):   # exact (distinct-score) sums are one window's, never merged
+        ep.summarise_frame(df, spec).merge(ep.summarise_frame(df, spec))
+
+
+def test_loss_sums_of_partitions_equal_the_whole_window():
+    rng = np.random.default_rng(22)
+    x = rng.normal(0, 1, (3000, 2))
+    yhat = 2 * x[:, 0]
+    y = yhat + rng.normal(0, 0.2 + np.abs(x[:, 1]), 3000)
+    state = dle.fit(np.column_stack([x, yhat]), y, yhat)
+    wx = rng.normal(0, 1.6, (2000, 2))
+    wide = np.column_stack([wx, 2 * wx[:, 0]])
+    labels = np.where(rng.random(2000) < 0.5, 2 * wx[:, 0] + rng.normal(0, 1, 2000), np.nan)
+    whole = dle.loss_sums(state, wide, y=labels)
+    merged = dle.loss_sums(state, wide[:700], y=labels[:700]).merge(dle.loss_sums(state, wide[700:], y=labels[700:]))
+    a, b = dle.estimate_sums(state, whole), dle.estimate_sums(state, merged)
+    for m in dle.METRICS:
+        for k in ("estimate", "lower", "upper"):
+            assert a[m][k] == pytest.approx(b[m][k], rel=1e-12), (m, k)
+    ra, rb = dle.realised_sums(whole), dle.realised_sums(merged)
+    assert ra is not None and rb is not None
+    ok = np.isfinite(labels)
+    assert ra == pytest.approx(dle.realised(labels[ok], wide[ok, 2])) and ra == pytest.approx(rb)
