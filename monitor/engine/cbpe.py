@@ -366,20 +366,37 @@ def estimate_sums(sums: BinarySums, *, calibration: Calibration | None = None, l
     return _bands(point, sampling, {m: v[1:] for m, v in each.items()}, level, cal)
 
 
-def auc_error(sums: BinarySums) -> dict[str, float]:
-    """How far the AUCs of binned sums can be from the exact ones: a bin whose rows hold more than one distinct
-    score ranks them all at its average rank, which moves Σw·rank by at most W_b(c_b - W_b)/2 (W_b of its c_b rows'
-    weight on the positive side), so |AUC - AUC_binned| ≤ Σ W_b(c_b - W_b) / (2·W(n - W)) over such bins — for the
-    estimate (W_b = Σp) and for the realised AUC of the labelled rows (W_b their positives); 0 when no bin holds two
-    distinct scores (distinct-score groups always)."""
+def auc_error(sums: BinarySums, level: float = 0.95) -> dict[str, float]:
+    """How far the AUCs of binned sums can be from the exact ones. A bin whose rows hold more than one distinct
+    score ranks them all at its average rank, which moves Σw·rank by at most δS_b = W_b(c_b - W_b)/2 (W_b of its c_b
+    rows' weight on the positive side), so |AUC - AUC_binned| ≤ Σ δS_b / (W(n - W)) over such bins: ``estimate``
+    (W_b = Σp under the full map; ``maps`` the same per map) and ``realised`` (the labelled rows, W_b their
+    positives). ``band``: the AUC band's ends, which move by the estimate's error plus z times the sd's: its
+    sampling part (per row the slope d_S·rank + d_P is off by at most |d_S|·(c_b - 1)/2 plus |∂d_P/∂S|·ΣδS_b; a
+    weighted norm, by Minkowski) and its calibration part (each bootstrap map's AUC off by at most its own error).
+    All 0 when no bin holds two distinct scores (distinct-score groups always)."""
     mixed = sums.hi > sums.lo
-    n, total = float(sums.calls.sum()), float(sums.pos[0].sum())
-    w = sums.weight[0][mixed]
-    est = float(np.sum(w * (sums.count[mixed] - w))) / (2 * total * (n - total)) if 0 < total < n else 0.0
+    n = float(sums.calls.sum())
+    w, c = sums.weight[:, mixed], sums.count[mixed]
+    totals = sums.pos.sum(axis=1)
+    shift = np.sum(w * (c - w), axis=1) / 2                                   # δS per map
+    with np.errstate(all="ignore"):
+        maps = np.where((totals > 0) & (totals < n), shift / (totals * (n - totals)), 0.0)
+    est = max(float(maps[0]), 0.0)
     big_p, big_n = float(sums.label_pos.sum()), float(sums.label_neg.sum())
     real = float(np.sum(sums.label_pos[mixed] * sums.label_neg[mixed])) / (2 * big_p * big_n) if big_p and big_n \
         else 0.0
-    return {"estimate": max(est, 0.0), "realised": real}
+    den = float(totals[0]) * (n - float(totals[0]))
+    sampling = 0.0
+    if den > 0:
+        d_s, d_dp = 1 / den, abs(n - 2 * float(totals[0])) * float(shift[0]) / den**2
+        sampling = d_s * math.sqrt(float(sums.var[mixed] @ ((c - 1) / 2) ** 2)) + \
+            d_dp * math.sqrt(float(sums.var.sum()))
+    boot = float(np.max(maps[1:])) if len(maps) > 1 else 0.0
+    calibration = math.sqrt(boot**2 * (len(maps) - 1) / max(len(maps) - 2, 1) + (boot + est) ** 2) \
+        if len(maps) > 2 else 0.0
+    z = NormalDist().inv_cdf(0.5 + level / 2)
+    return {"estimate": est, "realised": real, "band": est + z * math.hypot(sampling, calibration)}
 
 
 def realised_sums(sums: BinarySums) -> dict[str, float] | None:

@@ -7,8 +7,9 @@ What a partition keeps: for binary classifiers ``cbpe.BinarySums`` after the bas
 the labelled rows their confusion counts and positives/negatives per bin); for regressors ``dle.LossSums`` (the
 loss models' predictions summed, with their variances and regions, rebuilt from the stored arrays). Against the
 whole window in one piece: everything but the AUC is a sum, equal to floating-point rounding; the AUC (estimated and
-realised, and the AUC band's sampling term) ranks each bin's rows at its average rank, within the bound the result
-states (``compute.roc_auc_max_error``; 0 when no bin holds two distinct scores, e.g. scores rounded to 1e-4).
+realised, and its band) ranks each bin's rows at its average rank, within the bounds the result states under
+``compute`` (``roc_auc_max_error``, ``roc_auc_band_max_error``, ``realised_roc_auc_max_error``; 0 when no bin holds
+two distinct scores, e.g. scores rounded to 1e-3).
 """
 
 from __future__ import annotations
@@ -156,8 +157,8 @@ def finish(sums: WindowSums, spec: Spec) -> dict[str, Any]:
         if sums.binary.bins:
             bound = cbpe.auc_error(sums.binary)
             out["compute"] = {"score_bins": sums.binary.bins, "roc_auc_max_error": bound["estimate"],
-                              "realised_roc_auc_max_error": bound["realised"],
-                              "roc_auc_band": "its sampling term ranks by the same bins (exact when the bound is 0)"}
+                              "roc_auc_band_max_error": bound["band"],
+                              "realised_roc_auc_max_error": bound["realised"]}
     out["labelled_rows"] = sums.labelled
     out["estimated"] = cbpe.compare(est, dict(realised)) if realised is not None else est
     if realised is not None:

@@ -290,6 +290,9 @@ def test_partition_sums_merged_equal_the_whole_window_within_the_stated_bound():
             if m == "roc_auc":
                 assert abs(e["estimate"] - b["estimate"]) <= bound + 1e-12   # the bound, and rounding
                 assert abs(e["realised"] - b["realised"]) <= real_bound + 1e-12
+                band = binned["compute"]["roc_auc_band_max_error"]
+                assert band >= bound and (band == 0 if one_score_per_bin else band < 0.01)
+                assert abs(e["lower"] - b["lower"]) <= band + 1e-12 and abs(e["upper"] - b["upper"]) <= band + 1e-12
                 continue
             for k in ("estimate", "lower", "upper", "realised"):
                 assert e[k] == pytest.approx(b[k], rel=1e-9, abs=1e-12), (m, k)
