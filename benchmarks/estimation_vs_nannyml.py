@@ -18,6 +18,7 @@ under ``.peers/nannyml`` (gitignored) on first use; data passes between the two 
 from __future__ import annotations
 
 import argparse
+import glob
 import json
 import os
 import shutil
@@ -105,7 +106,10 @@ def peer_python() -> Path:
     ready = "import nannyml, pyarrow, pandas; assert pandas.__version__ < '3'"
     if py.exists() and subprocess.run([str(py), "-c", ready], capture_output=True).returncode == 0:
         return py
-    base = next((c for c in ("python3.12", "python3.11", "python3.10") if shutil.which(c)), None)
+    base = next((c for c in (*sorted(glob.glob(os.path.expanduser("~/.pyenv/versions/3.1[012]*/bin/python")),
+                                      reverse=True), "python3.12", "python3.11", "python3.10")
+                 if shutil.which(c) and subprocess.run([c, "-c", "pass"], capture_output=True).returncode == 0),
+                None)   # pyenv's shims exist for versions that are not selected: try each one
     if base is None:
         raise SystemExit("NannyML needs Python 3.10–3.12 (none found); run with --skip-nannyml")
     print(f"creating NannyML's virtualenv in {PEER} (first run only; a few minutes)", flush=True)
