@@ -5,7 +5,9 @@ For each size it builds the same reference (four numeric columns of different sh
 the baseline's files as ``create_baseline`` does into a local object store twice — once with every value
 (``reference.parquet``, the old layout) and once bounded (``reference-quantiles.parquet``) — and prints each file's
 bytes. Then one drift run per layout against a 100k-row window (Wasserstein, Evidently's default for these columns,
-and PSI), with CPU seconds, every statistic's difference and the bound each bounded result states.
+PSI and L∞), with CPU seconds, every statistic's difference, the bound each result states, and scipy's K-S distance
+and Wasserstein distance on the raw values as the truth (a Wasserstein error is at most the CDF bound × the
+column's range ÷ its standard deviation).
 
     python benchmarks/baseline_size.py [--rows 1000000 10000000] [--window 100000]
 """
@@ -22,6 +24,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+from scipy import stats as sps
 
 from mlgov.storage import LocalStore
 from monitor import layout
@@ -74,7 +77,7 @@ def run(rows: int, window: int) -> dict[str, Any]:
             out[name]["load_cpu_s"] = round(load_cpu, 3)
             out[name]["drift_cpu_s"] = {m: round(c, 3) for m, (_, c) in drift.items()}
             results[name] = drift
-        diffs = {}
+        diffs: dict[str, Any] = {}
         for method in ("wasserstein", "psi", "linf_simple"):
             e, b = results["before_every_value"][method][0], results["after_bounded"][method][0]
             diffs[method] = {f: {"exact": e[f].statistic, "bounded": b[f].statistic,
@@ -82,6 +85,13 @@ def run(rows: int, window: int) -> dict[str, Any]:
                                  "bound_exact": e[f].bound, "bound_bounded": b[f].bound,
                                  "same_verdict": e[f].drifted == b[f].drifted}
                              for f in e if e[f].kind == "numerical"}
+        for f, row in diffs["linf_simple"].items():       # the truth on the raw values: scipy
+            a, c = ref.column(f).to_numpy().astype(float), cur.column(f).to_numpy().astype(float)
+            sd, span = float(np.std(a)), float(a.max() - a.min())
+            row["scipy"] = float(sps.ks_2samp(a, c).statistic)
+            w = diffs["wasserstein"][f]
+            w["scipy"] = float(sps.wasserstein_distance(a, c)) / max(sd, 0.001)
+            w["bound_bounded_in_wasserstein_units"] = w["bound_bounded"] * span / max(sd, 0.001)
         out["drift"] = diffs
     return out
 
@@ -95,6 +105,7 @@ def main() -> None:
                       "exact_limit": quantiles.EXACT_LIMIT}))
     for rows in args.rows:
         print(json.dumps(run(rows, args.window), indent=1))
+    print(json.dumps({"load_average_after": os.getloadavg()}))
 
 
 if __name__ == "__main__":
