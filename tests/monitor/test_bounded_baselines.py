@@ -9,6 +9,7 @@ import math
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -16,8 +17,9 @@ from scipy import stats as sps
 
 from mlgov.storage import LocalStore
 from monitor import layout
-from monitor.engine import drift, quantiles
-from monitor.engine.analysis import DriftConfig, analyze, profile
+from monitor.engine import drift, kll, quantiles
+from monitor.engine.analysis import DriftConfig, analyze, analyze_profiles, profile
+from monitor.engine.partition import TableSummary, merge_all
 from monitor.engine.stats import NumericSummary, bounded_reference, statistics_json
 
 N_REF = 200_000
@@ -194,3 +196,24 @@ def test_a_large_baseline_over_the_api_is_bounded_and_its_results_say_so(client,
     drift_json = json.loads(client.get(f"/api/v1/analyses/{a.json()['id']}/drift.json", headers=keys("viewer")).content)
     assert {f["feature"]: f["bound"] for f in drift_json["features"]} == {k: v["bound"] for k, v in rows.items()}
     assert math.isfinite(rows["normal"]["statistic"])
+
+
+def test_a_window_summarised_in_partitions_adds_its_sketch_bound(references):
+    """The cluster's path: the current side is a merged KLL sketch; each result states both sides' bounds."""
+    ref, _, bounded = references
+    cur = shifted("drifted", 9_000, seed=21)
+    parts = [TableSummary.of(pa.Table.from_pandas(cur.iloc[i:i + 3_000], preserve_index=False))
+             for i in range(0, 9_000, 3_000)]
+    whole = merge_all(parts)
+    found = analyze_profiles(bounded, {}, whole.profiles, whole.types, whole.rows,
+                             DriftConfig(numerical="linf_simple")).drift
+    for r in found:
+        if r.kind == "categorical":
+            continue
+        q = next(p.summary.quantiles for p in bounded if p.name == r.feature)
+        s = next(p.summary for p in whole.profiles if p.name == r.feature)
+        assert q is not None and isinstance(s, NumericSummary)
+        sketch = 0.0 if s.sketch.n == len(s.sketch.weighted()[0]) else 2 * kll.rank_error_bound()
+        assert r.bound == pytest.approx(q.bound + sketch) and r.drifted
+        d = sps.ks_2samp(ref[r.feature].to_numpy(float), cur[r.feature].to_numpy(float)).statistic
+        assert abs(r.statistic - d) <= r.bound
