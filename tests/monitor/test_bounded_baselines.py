@@ -43,16 +43,19 @@ def reference(n: int = N_REF, seed: int = 0) -> pd.DataFrame:
 
 @settings(max_examples=25, deadline=None)
 @given(n=st.integers(1, 60_000), distinct=st.sampled_from([3, 200, 20_000, None]), points=st.sampled_from([64, 1024]),
-       seed=st.integers(0, 2**16))
-def test_summary_cdf_is_within_its_bound_everywhere(n, distinct, points, seed):
+       tail=st.sampled_from([1, 16, 1024]), seed=st.integers(0, 2**16))
+def test_summary_cdf_is_within_its_bound_everywhere(n, distinct, points, tail, seed):
     rng = np.random.default_rng(seed)
     raw = rng.standard_cauchy(n) if distinct is None else rng.integers(0, distinct, n).astype(float)
     v = np.sort(raw)
-    q = quantiles.summarise(v, points)
+    q = quantiles.summarise(v, points, tail)
     assert q.weights.sum() == n and np.all(np.diff(q.values) > 0)
     assert (q.values[0], q.values[-1]) == (v[0], v[-1])                 # min and max kept as they are
-    assert len(q.values) <= points + 2
+    assert len(q.values) <= points + 2 * tail
     assert q.bound <= 1 / (2 * points) + 1 / (2 * n)
+    if q.bound > 0:      # the far tails are kept value by value: there the CDF is the column's exactly
+        far = np.concatenate([v[:tail][v[:tail] < v[tail]], v[-tail:][v[-tail:] > v[-tail - 1]]])
+        assert np.array_equal(summary_cdf(q, far), empirical_cdf(v, far))
     # every data value, every midpoint between neighbours and beyond both ends
     x = np.concatenate([v, (v[1:] + v[:-1]) / 2, [v[0] - 1, v[-1] + 1]])
     err = np.max(np.abs(summary_cdf(q, x) - empirical_cdf(v, x)))
@@ -171,7 +174,7 @@ def test_stored_summary_round_trips_and_old_exact_baselines_still_load(tmp_path,
             assert old[p.name] == new[p.name] == p.summary
     size_old = len(store.get("old/reference.parquet"))
     size_new = len(store.get(f"new/{layout.QUANTILES}"))
-    assert size_new * 10 < size_old
+    assert size_new * 5 < size_old      # at 200k rows; the summary does not grow with the rows (benchmark)
 
 
 def test_a_large_baseline_over_the_api_is_bounded_and_its_results_say_so(client, keys):
