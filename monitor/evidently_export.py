@@ -164,7 +164,7 @@ def snapshot(
         mid = _metric_id(params)
         verdict = "detected" if f.get("drifted") else "not detected"
         label = f"Data drift {verdict}. Drift detection method: {method}. Drift score: {f['statistic']:.3g}" + (
-            "" if f.get("exact", True) else f" (from a sketch; error bound {f.get('bound', 0):.2g})"
+            "" if f.get("exact", True) else f" (from a summary; CDF error bound {f.get('bound', 0):.2g})"
         )
         widget = [
             _widget(

@@ -13,6 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mlgov.storage import ObjectStore
+from monitor.engine.quantiles import QuantileSummary
 from monitor.engine.stats import (
     CategoricalSummary,
     FeatureProfile,
@@ -34,34 +35,76 @@ def dumps(obj: Any) -> bytes:
     return json.dumps(json_safe(obj), indent=2, ensure_ascii=False).encode()
 
 
+QUANTILES = "reference-quantiles.parquet"
+BOUNDS_KEY = b"mlgov.bounds"
+
+
 def save_profile(store: ObjectStore, prefix: str, profiles: list[FeatureProfile]) -> None:
-    """Keep the reference's sorted values and full frequency tables, so later analyses are exact."""
+    """Keep the reference's full frequency tables, and per numeric column its sorted values
+    (``reference.parquet``, exact) or its bounded quantile summary (``reference-quantiles.parquet``: feature,
+    value, weight rows, each feature's CDF bound in the file's metadata)."""
     numeric = {p.name: p.summary.exact for p in profiles
                if isinstance(p.summary, NumericSummary) and p.summary.exact is not None}
     if numeric:
         longest = max(len(v) for v in numeric.values())
         arrays = {n: pa.array(np.concatenate([v, np.full(longest - len(v), np.nan)]), mask=np.arange(longest) >= len(v))
                   for n, v in numeric.items()}
-        buf = io.BytesIO()
-        pq.write_table(pa.table(arrays), buf, compression="zstd")
-        store.put(f"{prefix}/reference.parquet", buf.getvalue(), "application/vnd.apache.parquet")
+        _put_parquet(store, f"{prefix}/reference.parquet", pa.table(arrays))
+    summaries = {p.name: p.summary.quantiles for p in profiles
+                 if isinstance(p.summary, NumericSummary) and p.summary.quantiles is not None}
+    if summaries:
+        names = list(summaries)
+        sizes = [len(q.values) for q in summaries.values()]
+        table = pa.table({
+            "feature": pa.DictionaryArray.from_arrays(np.repeat(np.arange(len(names), dtype=np.int32), sizes), names),
+            "value": np.concatenate([q.values for q in summaries.values()]),
+            "weight": np.concatenate([q.weights for q in summaries.values()]),
+        }).replace_schema_metadata({BOUNDS_KEY: json.dumps({n: q.bound for n, q in summaries.items()}).encode()})
+        _put_parquet(store, f"{prefix}/{QUANTILES}", table)
     counts = {p.name: p.summary.counts for p in profiles if isinstance(p.summary, CategoricalSummary)}
     store.put(f"{prefix}/categories.json", json.dumps(counts).encode(), "application/json")
 
 
-def load_profiles(store: ObjectStore, prefix: str, exact: bool) -> list[FeatureProfile]:
-    stats = json.loads(store.get(f"{prefix}/statistics.json"))
-    profiles = profiles_from_statistics(stats)
-    if not exact:
-        return profiles
+def _put_parquet(store: ObjectStore, key: str, table: pa.Table) -> None:
+    buf = io.BytesIO()
+    pq.write_table(table, buf, compression="zstd")
+    store.put(key, buf.getvalue(), "application/vnd.apache.parquet")
+
+
+def _get_parquet(store: ObjectStore, key: str) -> pa.Table | None:
+    return pq.read_table(io.BytesIO(store.get(key))) if store.exists(key) else None
+
+
+def load_profiles(store: ObjectStore, prefix: str) -> list[FeatureProfile]:
+    """The baseline's profiles from its statistics.json, with whatever it kept beyond it: sorted values (exact),
+    quantile summaries (bounded) and full frequency tables. A baseline that kept none (a cluster's numeric
+    columns, an imported SageMaker file) is read from its sketches."""
+    profiles = profiles_from_statistics(json.loads(store.get(f"{prefix}/statistics.json")))
     counts = json.loads(store.get(f"{prefix}/categories.json")) if store.exists(f"{prefix}/categories.json") else {}
-    table = pq.read_table(io.BytesIO(store.get(f"{prefix}/reference.parquet"))) \
-        if store.exists(f"{prefix}/reference.parquet") else None
+    table = _get_parquet(store, f"{prefix}/reference.parquet")
+    summaries = _quantile_summaries(_get_parquet(store, f"{prefix}/{QUANTILES}"))
     for p in profiles:
         s = p.summary
         if isinstance(s, NumericSummary) and table is not None and p.name in table.column_names:
             col = table.column(p.name)
             s.exact = col.drop_null().to_numpy() if col.null_count else col.to_numpy()
+        elif isinstance(s, NumericSummary) and p.name in summaries:
+            s.quantiles = summaries[p.name]
         elif isinstance(s, CategoricalSummary) and p.name in counts:
             s.counts = {str(k): int(v) for k, v in counts[p.name].items()}
     return profiles
+
+
+def _quantile_summaries(table: pa.Table | None) -> dict[str, QuantileSummary]:
+    if table is None:
+        return {}
+    bounds = json.loads((table.schema.metadata or {})[BOUNDS_KEY])
+    feature = table.column("feature").combine_chunks()
+    codes = feature.indices.to_numpy()
+    names = feature.dictionary.to_pylist()
+    values, weights = table.column("value").to_numpy(), table.column("weight").to_numpy()
+    out = {}
+    for i, name in enumerate(names):
+        rows = codes == i
+        out[name] = QuantileSummary(values[rows], weights[rows], float(bounds[name]))
+    return out

@@ -28,7 +28,7 @@ class Baseline(Base):
     dataset_uri: Mapped[str | None] = mapped_column(String(2048), nullable=True)
     dataset_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
     prefix: Mapped[str] = mapped_column(String(256))         # object-store folder of its files
-    exact: Mapped[bool] = mapped_column(Boolean, default=False)   # reference values kept for exact methods
+    exact: Mapped[bool] = mapped_column(Boolean, default=False)   # every reference value kept (or losslessly)
     row_count: Mapped[int] = mapped_column(Integer, default=0)
     feature_count: Mapped[int] = mapped_column(Integer, default=0)
     created_by: Mapped[str] = mapped_column(String(128))

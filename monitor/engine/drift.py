@@ -1,8 +1,9 @@
 """Drift methods over two summarised columns, and Evidently's default choice of method.
 
-Numeric columns are compared as sorted values (exact) or as KLL items with weights (sketch-approximate,
-rank error ≤ the sketch bound) when a baseline came from a SageMaker statistics.json without data. Every
-result says which it was. Formulas follow SageMaker/Deequ (L∞, Simple and Robust) and Evidently 0.7
+Numeric columns are compared as sorted values (exact), as a large baseline's weighted quantiles (within the CDF
+bound the summary states, ``quantiles``) or as KLL items with weights (sketch-approximate, rank error ≤ the sketch
+bound) when a baseline came from a cluster or a SageMaker statistics.json without data. Every result says which
+it was and the bound on its CDF (L∞) error. Formulas follow SageMaker/Deequ (L∞, Simple and Robust) and Evidently 0.7
 (K-S, χ², Z, PSI, Jensen-Shannon, Wasserstein normed by the reference std), including Evidently's binning
 (Sturges bins over both samples for numeric columns with > 20 reference values; value shares otherwise;
 empty bins filled for PSI) so verdicts agree.
@@ -29,6 +30,7 @@ DEFAULT_THRESHOLDS = {"linf_simple": 0.1, "linf_robust": 0.1, "ks": 0.05, "chisq
                       "psi": 0.1, "jensenshannon": 0.1, "wasserstein": 0.1}
 P_VALUE_METHODS = {"ks", "chisquare", "z"}
 ROBUST_C_ALPHA = 1.8
+KS_EXACT_MAX = 10_000    # scipy's ks_2samp computes exact p-values up to this size, asymptotic ones beyond
 KS_C_95 = 1.358          # two-sample K-S critical coefficient at α = 0.05
 WASSERSTEIN_95 = 2.0     # 95th percentile / mean of the no-drift normed Wasserstein distance is 1.5-2.0 (normal,
                          # uniform, exponential, lognormal, discrete); the upper end keeps the floor conservative
@@ -36,19 +38,25 @@ WASSERSTEIN_95 = 2.0     # 95th percentile / mean of the no-drift normed Wassers
 
 @dataclass
 class Dist:
-    """A numeric sample: sorted values with optional weights (weights → sketch, not exact)."""
+    """A numeric sample: sorted values with optional weights (a quantile summary or a sketch), and the bound on
+    how far its CDF may be from the data's."""
 
     values: Floats
     weights: Floats | None
     n: int                      # how many observations it stands for
     exact: bool
+    bound: float = 0.0          # max |F_here(x) − F_data(x)|: the summary's own, or the sketch's 2·rank error
 
     @classmethod
     def of(cls, s: NumericSummary) -> Dist:
         if s.exact is not None:
             return cls(s.exact, None, len(s.exact), True)
+        if s.quantiles is not None:
+            q = s.quantiles
+            return cls(q.values, q.weights, s.finite, q.bound == 0.0, q.bound)
         items, w = s.sketch.weighted()
-        return cls(items, w, s.finite, s.sketch.n == len(items))
+        exact = s.sketch.n == len(items)
+        return cls(items, w, s.finite, exact, 0.0 if exact else 2 * kll.rank_error_bound(s.sketch.k))
 
     def cdf_at(self, x: Floats) -> Floats:
         if self.weights is None:
@@ -181,7 +189,7 @@ class DriftResult:
     kind: str                 # numerical | categorical
     linf: float | None = None # SageMaker's L∞ (simple) for reference
     note: str | None = None
-    bound: float = 0.0        # bound on the L∞/CDF error when not exact (grid or sketch); 0 when exact
+    bound: float = 0.0        # bound on the L∞/CDF error when not exact (grid, quantile summary or sketch)
     small_sample: bool = False   # too few values for this method to tell drift from sampling noise: not judged
     min_values: int | None = None   # the current size from which this method's verdict means something
 
@@ -258,14 +266,15 @@ def robust(linf: float, n: int, m: int, c_alpha: float = ROBUST_C_ALPHA) -> floa
 
 
 def ks(a: Dist, b: Dist) -> tuple[float, bool]:
-    """Two-sample K-S p-value: scipy's own on raw values (exact); asymptotic on sketches."""
+    """Two-sample K-S p-value: scipy's own on raw values (exact); asymptotic on weighted points, which is scipy's
+    own too when both are lossless and either side is beyond scipy's exact-method size."""
     if a.weights is None and b.weights is None:
         return float(stats.ks_2samp(a.values, b.values).pvalue), True
     d = Comparison.__new__(Comparison)
     d.a, d.b, d._merged = a, b, None
     dist = d.linf()
     en = a.n * b.n / (a.n + b.n)
-    return float(stats.kstwo.sf(dist, max(1, round(en)))), False
+    return float(stats.kstwo.sf(dist, max(1, round(en)))), a.exact and b.exact and max(a.n, b.n) > KS_EXACT_MAX
 
 
 def _sturges_edges(a: Dist, b: Dist) -> Floats:
@@ -343,7 +352,8 @@ def compare_numeric(name: str, ref: NumericSummary, cur: NumericSummary, method:
         stat, exact = ks(a, b)
         exact = exact and a.exact and b.exact
     elif method == "wasserstein":
-        sd = max(ref.std if ref.exact is not None else a.std(), 0.001)
+        exact_std = ref.exact is not None or ref.quantiles is not None   # a computed baseline's moments are exact
+        sd = max(ref.std if exact_std else a.std(), 0.001)
         stat = pair.wasserstein() / sd
         x, fa, _ = pair.merged()
         spread = float(np.sum(np.sqrt(fa[:-1] * (1 - fa[:-1])) * np.diff(x))) if len(x) > 1 else 0.0
@@ -358,9 +368,7 @@ def compare_numeric(name: str, ref: NumericSummary, cur: NumericSummary, method:
         stat = _z(a.counts(), a.n, b.counts(), b.n)
     else:
         raise ValueError(f"unknown drift method {method!r}")
-    bound = pair.bound() if pair.on_grid else 0.0
-    if not (a.exact and b.exact):
-        bound += 2 * kll.rank_error_bound()
+    bound = (pair.bound() if pair.on_grid else 0.0) + a.bound + b.bound
     return _gate(DriftResult(name, method, stat, threshold, _verdict(method, stat, threshold), exact, kind, linf,
                              bound=bound), a.n, b.n, scale, bins)
 

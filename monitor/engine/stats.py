@@ -9,13 +9,15 @@ they are derived at the end: exactly from the values when this process holds the
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
 from monitor.engine import kll
+from monitor.engine import quantiles as qs
 from monitor.engine.columns import FRACTIONAL, INTEGRAL, STRING, UNKNOWN, ColumnData
+from monitor.engine.quantiles import QuantileSummary
 
 MAX_CATEGORICAL_BUCKETS = 1000
 
@@ -32,6 +34,7 @@ class NumericSummary:
     max: float = -math.inf
     sketch: kll.KLL = field(default_factory=kll.KLL)
     exact: kll.Floats | None = None   # sorted finite values, while we hold them (never serialised)
+    quantiles: QuantileSummary | None = None   # a large baseline's bounded reference, in place of ``exact``
 
     @classmethod
     def of(cls, col: ColumnData, *, keep_values: bool = True) -> NumericSummary:
@@ -155,6 +158,23 @@ def merge_profiles(a: list[FeatureProfile], b: list[FeatureProfile]) -> list[Fea
     if [p.name for p in a] != [p.name for p in b]:
         raise ValueError("partitions have different columns")
     return [x.merge(y) for x, y in zip(a, b, strict=True)]
+
+
+def bounded_reference(profiles: list[FeatureProfile], exact_limit: int = qs.EXACT_LIMIT,
+                      points: int = qs.POINTS) -> tuple[list[FeatureProfile], bool]:
+    """What a baseline keeps of its profiles: numeric columns with more than ``exact_limit`` finite values trade
+    their sorted values for a bounded quantile summary (``quantiles``). Also whether every column stays exact (kept
+    whole, or summarised losslessly)."""
+    out, exact = [], True
+    for p in profiles:
+        s = p.summary
+        if isinstance(s, NumericSummary) and s.exact is not None:
+            summary = qs.bounded(s.exact, exact_limit, points)
+            if summary is not None:
+                p = replace(p, summary=replace(s, exact=None, quantiles=summary))
+                exact = exact and summary.bound == 0.0
+        out.append(p)
+    return out, exact
 
 
 # --- SageMaker statistics.json -----------------------------------------------------------------------------

@@ -109,7 +109,7 @@ def run_analysis(session: Session, store: ObjectStore, *, baseline_id: str, acto
                                start=start, end=end)
     if failure is not None or (table is None and summary is None):
         return record(violations=[], failure=failure or "no data")
-    baseline = layout.load_profiles(store, base.prefix, base.exact)
+    baseline = layout.load_profiles(store, base.prefix)
     constraints = json.loads(store.get(f"{base.prefix}/constraints.json"))
     meta: dict[str, Any] = {"baseline_id": base.id, "window": {"start": start.isoformat() if start else None,
                                                                "end": end.isoformat() if end else None}}

@@ -23,7 +23,7 @@ from mlgov.storage import ObjectStore
 from monitor import compute, documents, layout
 from monitor.engine import constraints as cons
 from monitor.engine.analysis import profile
-from monitor.engine.stats import profiles_from_statistics, statistics_json
+from monitor.engine.stats import bounded_reference, profiles_from_statistics, statistics_json
 from monitor.errors import BaselineNotFound
 from monitor.orm import Baseline, VersionBaseline
 from monitor.service.datasets import dataset_table
@@ -45,10 +45,12 @@ def create_baseline(session: Session, store: ObjectStore, *, data: bytes, fmt: s
     constraints = cons.suggest(profiles)
     store.put(f"{prefix}/statistics.json", layout.dumps(stats), "application/json")
     store.put(f"{prefix}/constraints.json", layout.dumps(constraints), "application/json")
-    layout.save_profile(store, prefix, profiles)
+    kept, exact = bounded_reference(profiles)   # large columns keep a bounded summary, not every value
+    layout.save_profile(store, prefix, kept)
     sha = hashlib.sha256(data).hexdigest()
     return record_baseline(session, store, baseline_id=bid, source="computed", dataset_uri=dataset_uri,
-                           dataset_sha256=sha, exact=cluster is None, rows=table.num_rows, features=table.num_columns,
+                           dataset_sha256=sha, exact=cluster is None and exact, rows=table.num_rows,
+                           features=table.num_columns,
                            name=name, actor=actor,
                            summary={"rows": table.num_rows, "features": table.num_columns, "dataset_sha256": sha,
                                     "dataset_uri": dataset_uri})
