@@ -60,9 +60,10 @@ def assert_problem(r: Any, status: int, *needles: str) -> dict[str, Any]:
     return body
 
 
-def seed_endpoint(session: Any, features: list[dict[str, str]]) -> Any:
-    """Through the services: a key, group "g" with version 1, and endpoint "ep" serving it; returns the
-    admin principal (for callers that go on to create baselines or schedules)."""
+def seed_endpoint(session: Any, features: list[dict[str, str]], prediction: dict[str, str] | None = None) -> Any:
+    """Through the services: a key, group "g" with version 1, and endpoint "ep" serving it (``prediction``: its
+    captured prediction's spec, else the default); returns the admin principal (for callers that go on to create
+    baselines or schedules)."""
     from mlgov.auth import Principal, Role, create_key
     from monitor import capture, service
     from registry import service as registry
@@ -73,7 +74,9 @@ def seed_endpoint(session: Any, features: list[dict[str, str]]) -> Any:
     registry.create_group(session, GroupCreate(name="g"), p)
     registry.register_version(session, "g", VersionCreate(**version_body(1)), p)
     service.create_endpoint(session, name="ep", model_group="g", model_version=1, variant="AllTraffic",
-                            sampling_percentage=100, schema=capture.CaptureSchema(features=features), actor=p)
+                            sampling_percentage=100,
+                            schema=capture.CaptureSchema(features=features, **({"prediction": prediction} if prediction
+                                                                               else {})), actor=p)
     return p
 
 

@@ -308,14 +308,7 @@ def binary_sums(score: np.ndarray, decision: np.ndarray, *, calibration: Calibra
     p = cal.probabilities(s)
     probs = np.vstack([p[None, :], cal.perturbed(s, p)]) if cal.bootstrap else p[None, :]   # full map, then maps
     calls = np.eye(2)[pred]                                                                # (n, call)
-    if bins:
-        group, size = np.clip((s * bins).astype(np.int64), 0, bins - 1), bins
-        lo, hi = np.full(size, np.inf), np.full(size, -np.inf)
-        np.minimum.at(lo, group, s)
-        np.maximum.at(hi, group, s)
-    else:
-        keys, group = np.unique(s, return_inverse=True)
-        size, lo, hi = len(keys), keys, keys
+    group, size, lo, hi = _groups(s, bins)
     y = np.full(len(s), -1, dtype=np.int64) if labels is None else np.asarray(labels, dtype=np.int64)
     known = y >= 0
     confusion = np.zeros((2, 2))
@@ -329,10 +322,23 @@ def binary_sums(score: np.ndarray, decision: np.ndarray, *, calibration: Calibra
                       np.bincount(group[y == 0], minlength=size).astype(float))
 
 
+def _groups(s: Floats, bins: int) -> tuple[np.ndarray, int, Floats, Floats]:
+    """Each score's group — its equal-width bin of [0, 1] (``bins`` > 0), else its distinct value — and the
+    groups' number, smallest and largest score."""
+    if bins:
+        group = np.clip((s * bins).astype(np.int64), 0, bins - 1)
+        lo, hi = np.full(bins, np.inf), np.full(bins, -np.inf)
+        np.minimum.at(lo, group, s)
+        np.maximum.at(hi, group, s)
+        return group, bins, lo, hi
+    keys, inverse = np.unique(s, return_inverse=True)
+    return inverse, len(keys), keys, keys
+
+
 def _group_ranks(count: Floats) -> Floats:
-    """Each group's average rank (1-based) when rows are ordered by group: exact average ranks of tied scores
-    when the groups are the distinct scores."""
-    out: Floats = np.cumsum(count) - count + (count + 1) / 2
+    """Each group's average rank (1-based) when rows are ordered by group (along the last axis): exact average
+    ranks of tied scores when the groups are the distinct scores."""
+    out: Floats = np.cumsum(count, axis=-1) - count + (count + 1) / 2
     return out
 
 
@@ -392,11 +398,19 @@ def auc_error(sums: BinarySums, level: float = 0.95) -> dict[str, float]:
         d_s, d_dp = 1 / den, abs(n - 2 * float(totals[0])) * float(shift[0]) / den**2
         sampling = d_s * math.sqrt(float(sums.var[mixed] @ ((c - 1) / 2) ** 2)) + \
             d_dp * math.sqrt(float(sums.var.sum()))
+    return {"estimate": est, "realised": real, "band": _band_error(maps, sampling, level)}
+
+
+def _band_error(maps: Floats, sampling: float, level: float) -> float:
+    """How far a band's ends can move when the estimate under each map (the full one first) is off by at most
+    ``maps`` and the sampling sd by at most ``sampling``: the estimate's error plus z times the sd's, whose
+    calibration part (spread and bias of the bootstrap maps' estimates) moves by at most the bootstrap errors."""
+    est = max(float(maps[0]), 0.0)
     boot = float(np.max(maps[1:])) if len(maps) > 1 else 0.0
     calibration = math.sqrt(boot**2 * (len(maps) - 1) / max(len(maps) - 2, 1) + (boot + est) ** 2) \
         if len(maps) > 2 else 0.0
     z = NormalDist().inv_cdf(0.5 + level / 2)
-    return {"estimate": est, "realised": real, "band": est + z * math.hypot(sampling, calibration)}
+    return est + z * math.hypot(sampling, calibration)
 
 
 def realised_sums(sums: BinarySums) -> dict[str, float] | None:
@@ -449,34 +463,191 @@ def _multiclass_metrics(cm: Floats) -> dict[str, Floats]:
     return out
 
 
+def _class_calibrations(calibrations: Sequence[Calibration] | None, k: int) -> list[Calibration]:
+    cals = list(calibrations) if calibrations is not None else [UNCALIBRATED] * k
+    if len(cals) != k:
+        raise ValueError(f"{k} probability columns but {len(cals)} calibrations")
+    return cals
+
+
+def _class_probabilities(s: Floats, cals: Sequence[Calibration]) -> Floats:
+    """Each class's scores calibrated one-vs-rest and rows renormalised, as NannyML does (n, k)."""
+    return _normalise(np.stack([c.probabilities(s[:, j]) for j, c in enumerate(cals)], axis=1))
+
+
+def _class_maps(s: Floats, cals: Sequence[Calibration]) -> Floats:
+    """(1 + maps, n, k) probabilities: the full maps first, then each bootstrap map shared by all classes."""
+    p = _class_probabilities(s, cals)
+    maps = min(len(c.bootstrap) for c in cals)
+    every = p[None, :, :]
+    if maps:
+        boot = _normalise(np.stack([np.asarray(c.perturbed(s[:, j], p[:, j]))[:maps] for j, c in enumerate(cals)],
+                                   axis=-1))
+        every = np.concatenate([every, boot])
+    return every
+
+
+@dataclass
+class MulticlassSums:
+    """A window's (or one partition's) sufficient statistics for the multiclass estimate, mergeable by addition.
+
+    Per call (the predicted class): Σp of every class under every calibration map (the expected confusion matrix)
+    and Σ p_l·p_l' under the full map (the sampling variance of the count metrics: one categorical label per row).
+    Per class, its scores grouped as ``BinarySums``' (``bins`` equal-width bins, or 0: each distinct score its own
+    group, one window only): rows, Σp of that class per map, the smallest and largest score, and the labelled rows
+    of that class and of the others. The labelled rows' confusion counts (label, call), label k being one outside
+    the classes. The AUC's sampling variance couples a row's classes through their ranks, so it is a second pass
+    (``multiclass_spread``) over the rows with the slopes these sums give (``multiclass_auc_slopes``)."""
+
+    bins: int
+    expected: Floats     # (maps, label, call)
+    second: Floats       # (call, label, label)
+    count: Floats        # (k, groups)
+    weight: Floats       # (maps, k, groups)
+    lo: Floats           # (k, groups)
+    hi: Floats           # (k, groups)
+    confusion: Floats    # (k + 1, k) labelled rows: (label, call)
+    label_pos: Floats    # (k, groups)
+    label_neg: Floats    # (k, groups)
+
+    @property
+    def rows(self) -> float:
+        return float(self.count[0].sum())
+
+    def merge(self, o: MulticlassSums) -> MulticlassSums:
+        if not self.bins or self.bins != o.bins or self.weight.shape != o.weight.shape:
+            raise ValueError("only binned sums of the same bins, classes and calibration maps merge")
+        return MulticlassSums(self.bins, self.expected + o.expected, self.second + o.second, self.count + o.count,
+                              self.weight + o.weight, np.fmin(self.lo, o.lo), np.fmax(self.hi, o.hi),
+                              self.confusion + o.confusion, self.label_pos + o.label_pos,
+                              self.label_neg + o.label_neg)
+
+
+def multiclass_sums(probs: np.ndarray, decision: np.ndarray, *, calibrations: Sequence[Calibration] | None = None,
+                    labels: np.ndarray | None = None, bins: int = 0) -> MulticlassSums:
+    """The sums of one partition: ``probs`` (n, classes) scores, ``decision`` the predicted class index per row,
+    ``labels`` the true class index where a row has its label (k: a label outside the classes), -1 where not."""
+    s = np.clip(np.asarray(probs, dtype=float), 0.0, 1.0)
+    n, k = s.shape
+    cals = _class_calibrations(calibrations, k)
+    pred = np.asarray(decision, dtype=np.int64)
+    every = _class_maps(s, cals)
+    expected = np.swapaxes(every, -1, -2) @ np.eye(k)[pred]                 # (maps, label, call)
+    p = every[0]
+    second = np.stack([p[pred == c].T @ p[pred == c] for c in range(k)])
+    y = np.full(n, -1, dtype=np.int64) if labels is None else np.asarray(labels, dtype=np.int64)
+    known = y >= 0
+    confusion = np.zeros((k + 1, k))
+    np.add.at(confusion, (y[known], pred[known]), 1.0)
+    groups = [_groups(s[:, j], bins) for j in range(k)]
+    size = max(g[1] for g in groups)
+    count, pos, neg = np.zeros((k, size)), np.zeros((k, size)), np.zeros((k, size))
+    weight = np.zeros((len(every), k, size))
+    lo, hi = np.full((k, size), np.inf), np.full((k, size), -np.inf)    # distinct scores: unused groups padded
+    for j, (group, used, g_lo, g_hi) in enumerate(groups):
+        count[j] = np.bincount(group, minlength=size)
+        for m, maps in enumerate(every):
+            weight[m, j] = np.bincount(group, weights=maps[:, j], minlength=size)
+        lo[j, :used], hi[j, :used] = g_lo, g_hi
+        pos[j] = np.bincount(group[y == j], minlength=size)
+        neg[j] = np.bincount(group[known & (y != j)], minlength=size)
+    return MulticlassSums(bins, expected, second, count, weight, lo, hi, confusion, pos, neg)
+
+
+def _class_aucs(sums: MulticlassSums) -> tuple[Floats, Floats, Floats, Floats]:
+    """Per class the groups' average ranks (k, groups), Σp·rank and Σp per map (maps, k) and each AUC."""
+    ranks = _group_ranks(sums.count)
+    dots, totals = np.einsum("mkg,kg->mk", sums.weight, ranks), sums.weight.sum(axis=-1)
+    return ranks, dots, totals, _auc_of(dots, totals, sums.rows)
+
+
+def multiclass_auc_slopes(sums: MulticlassSums) -> Floats:
+    """(k, groups): how much the macro AUC moves when a row of a group turns into that class (``_auc_slopes``
+    per class, over k) — what the second pass over the rows (``multiclass_spread``) needs."""
+    ranks, dots, totals, _ = _class_aucs(sums)
+    k = len(ranks)
+    out = np.empty_like(ranks)
+    for j in range(k):
+        d_s, d_p = _auc_gradient(float(dots[0, j]), float(totals[0, j]), sums.rows)
+        out[j] = (d_s * ranks[j] + d_p) / k
+    return out
+
+
+def multiclass_spread(probs: np.ndarray, slopes: Floats, *, calibrations: Sequence[Calibration] | None = None,
+                      bins: int = 0) -> float:
+    """The second pass: the sampling variance of the linearised macro AUC over these rows (one categorical label
+    per row), each row taking its groups' slopes (``multiclass_auc_slopes`` of the window's sums, grouped as
+    they were). Sums over partitions."""
+    s = np.clip(np.asarray(probs, dtype=float), 0.0, 1.0)
+    k = s.shape[1]
+    p = _class_probabilities(s, _class_calibrations(calibrations, k))
+    a = np.column_stack([slopes[j][_groups(s[:, j], bins)[0]] for j in range(k)]) if len(s) else np.zeros((0, k))
+    return _row_variance(p, a)
+
+
 def estimate_multiclass(probs: np.ndarray, *, calibrations: Sequence[Calibration] | None = None,
                         decision: np.ndarray | None = None, level: float = 0.95) -> dict[str, dict[str, Any]]:
     """``probs``: (n, classes) scores; ``decision``: the predicted class index per row (else the highest score).
     Each class's scores are calibrated one-vs-rest and rows renormalised, as NannyML does."""
     s = np.clip(np.asarray(probs, dtype=float), 0.0, 1.0)
-    n, k = s.shape
-    if n == 0:
-        raise ValueError("no predictions to estimate from")
-    cals = list(calibrations) if calibrations is not None else [UNCALIBRATED] * k
-    if len(cals) != k:
-        raise ValueError(f"{k} probability columns but {len(cals)} calibrations")
     pred = np.argmax(s, axis=1) if decision is None else np.asarray(decision, dtype=int)
-    p = _normalise(np.stack([c.probabilities(s[:, j]) for j, c in enumerate(cals)], axis=1))
-    maps = min(len(c.bootstrap) for c in cals)
-    every = p[None, :, :]                                                   # (1 + maps, n, k): full map first
-    if maps:
-        boot = _normalise(np.stack([np.asarray(c.perturbed(s[:, j], p[:, j]))[:maps] for j, c in enumerate(cals)],
-                                   axis=-1))
-        every = np.concatenate([every, boot])
-    cm = np.swapaxes(every, -1, -2) @ np.eye(k)[pred]                       # expected (maps, label, call)
+    sums = multiclass_sums(s, pred, calibrations=calibrations)
+    if sums.rows == 0:
+        raise ValueError("no predictions to estimate from")
+    spread = multiclass_spread(s, multiclass_auc_slopes(sums), calibrations=calibrations)
+    return estimate_multiclass_sums(sums, spread, calibrations=calibrations, level=level)
+
+
+def estimate_multiclass_sums(sums: MulticlassSums, spread: float, *,
+                             calibrations: Sequence[Calibration] | None = None, level: float = 0.95
+                             ) -> dict[str, dict[str, Any]]:
+    """Estimated multiclass metrics with bands from a window's sums (``multiclass_sums``, merged) and the AUC's
+    sampling variance (``multiclass_spread``, summed). The expected confusion matrix and the count metrics'
+    sampling variance (Σ_call g'·(diag Σp - Σpp')·g) are exact sums; the AUCs rank each group at its average
+    rank, exact for distinct-score groups and within ``multiclass_auc_error`` for bins."""
+    if sums.rows == 0:
+        raise ValueError("no predictions to estimate from")
+    cals = _class_calibrations(calibrations, sums.count.shape[0])
+    cm = sums.expected
     each = _multiclass_metrics(cm)
     with np.errstate(all="ignore"):
-        ranks = [_ranks(s[:, j]) for j in range(k)]
-        each["roc_auc"] = np.nanmean(np.stack([_auc(ranks[j], every[..., j]) for j in range(k)], axis=-1), axis=-1)
+        each["roc_auc"] = np.nanmean(_class_aucs(sums)[3], axis=-1)
     point = {m: float(v[0]) for m, v in each.items()}
-    sampling = {m: _row_variance(p, g[:, pred].T) for m, g in _count_slopes(_multiclass_metrics, cm[0]).items()}
-    sampling["roc_auc"] = _row_variance(p, np.column_stack([_auc_slopes(ranks[j], p[:, j]) for j in range(k)]) / k)
+    sampling = {m: float(np.sum(cm[0] * g * g) - np.einsum("lc,cle,ec->", g, sums.second, g))
+                for m, g in _count_slopes(_multiclass_metrics, cm[0]).items()}
+    sampling["roc_auc"] = spread
     return _bands(point, sampling, {m: v[1:] for m, v in each.items()}, level, _summary(cals))
+
+
+def multiclass_auc_error(sums: MulticlassSums, level: float = 0.95) -> dict[str, float]:
+    """How far the macro AUCs of binned sums can be from the exact ones: per class as ``auc_error`` (δS_b =
+    W_b(c_b - W_b)/2 over bins holding two distinct scores), averaged over the classes whose AUC is defined (the
+    macro AUC is their mean). ``band``: the band's ends move by the estimate's error plus z times the sd's —
+    sampling: per row and class the slope is off by at most (|d_S|·(c_b - 1)/2 + |∂d_P/∂S|·ΣδS_b)/k, and the
+    sd of a difference is at most sqrt(Σ p·δ²) (Minkowski); calibration: each bootstrap map's AUC off by at most
+    its own error."""
+    mixed = sums.hi > sums.lo
+    n, k = sums.rows, sums.count.shape[0]
+    w, c = np.where(mixed, sums.weight, 0.0), np.where(mixed, sums.count, 0.0)
+    totals = sums.weight.sum(axis=-1)                                          # (maps, k)
+    shift = np.sum(w * (c - w), axis=-1) / 2                                   # δS per map and class
+    defined = (totals > 0) & (totals < n)
+    with np.errstate(all="ignore"):
+        per = np.where(defined, shift / (totals * (n - totals)), 0.0)
+    maps = per.sum(axis=-1) / np.maximum(defined.sum(axis=-1), 1)
+    big_p, big_n = sums.label_pos.sum(axis=-1), sums.label_neg.sum(axis=-1)
+    both = (big_p > 0) & (big_n > 0)
+    with np.errstate(all="ignore"):
+        real = np.where(both, np.sum(np.where(mixed, sums.label_pos * sums.label_neg, 0.0), axis=-1)
+                        / (2 * big_p * big_n), 0.0)
+    den = totals[0] * (n - totals[0])
+    with np.errstate(all="ignore"):
+        d_s = np.where(den > 0, 1 / den, 0.0) / k
+        d_dp = np.where(den > 0, np.abs(n - 2 * totals[0]) * shift[0] / den**2, 0.0) / k
+    sampling = math.sqrt(float(np.sum(d_s[:, None] ** 2 * w[0] * ((c - 1) / 2) ** 2))) + \
+        math.sqrt(float(np.sum(d_dp**2 * totals[0])))
+    return {"estimate": max(float(maps[0]), 0.0), "realised": float(real.sum() / max(int(both.sum()), 1)),
+            "band": _band_error(maps, sampling, level)}
 
 
 def _summary(cals: Sequence[Calibration]) -> Calibration:
@@ -488,17 +659,32 @@ def _summary(cals: Sequence[Calibration]) -> Calibration:
                        full=UNCALIBRATED.full, bootstrap=())
 
 
+def realised_multiclass_sums(sums: MulticlassSums) -> dict[str, float] | None:
+    """Macro one-vs-rest metrics of the labelled rows from the sums (AUC ranking them by each class's scores),
+    None without labels."""
+    cm = sums.confusion
+    labelled = float(cm.sum())
+    if labelled == 0:
+        return None
+    k = cm.shape[1]
+    tp = np.diagonal(cm[:k]).copy()
+    fp, fn = cm.sum(axis=0) - tp, cm[:k].sum(axis=1) - tp
+    out = {m: float(v) for m, v in _macro(_from_counts(tp, fp, fn, labelled - tp - fp - fn)).items()}
+    out["accuracy"] = float(tp.sum() / labelled)
+    dots = np.sum(sums.label_pos * _group_ranks(sums.label_pos + sums.label_neg), axis=-1)
+    with np.errstate(all="ignore"):
+        out["roc_auc"] = float(np.nanmean(_auc_of(dots, sums.label_pos.sum(axis=-1), labelled)))
+    return out
+
+
 def realised_multiclass(y: np.ndarray, probs: np.ndarray, decision: np.ndarray) -> dict[str, float]:
     """Macro one-vs-rest metrics from class indices (``y``; -1 for a label outside the baseline's classes)."""
     s = np.asarray(probs, dtype=float)
-    n, k = s.shape
-    yh, onehot = np.eye(k + 1, dtype=bool)[np.asarray(y)][:, :k], np.eye(k, dtype=bool)[np.asarray(decision)]
-    tp = (yh & onehot).sum(axis=0).astype(float)
-    fp, fn = onehot.sum(axis=0) - tp, yh.sum(axis=0) - tp
-    out = {m: float(v) for m, v in _macro(_from_counts(tp, fp, fn, n - tp - fp - fn)).items()}
-    out["accuracy"] = float(tp.sum() / n)
-    with np.errstate(all="ignore"):
-        out["roc_auc"] = float(np.nanmean([_auc(_ranks(s[:, j]), yh[:, j]) for j in range(k)]))
+    k = s.shape[1]
+    labels = np.asarray(y, dtype=np.int64)
+    out = realised_multiclass_sums(multiclass_sums(s, decision, labels=np.where(labels < 0, k, labels)))
+    if out is None:
+        raise ValueError("no labelled rows")
     return out
 
 

@@ -94,8 +94,13 @@ def load_estimator(store: ObjectStore, base: Baseline) -> dict[str, Any] | None:
 def estimation_spec(problem_type: str, settings: Mapping[str, Any], state: dict[str, Any] | None,
                     threshold: float | None, fallback_score: str | None = None,
                     fallback_prediction: str | None = None) -> estimation_partition.Spec:
-    """What a binary or regression window's estimate reads: the baseline's columns and estimator (``state`` None:
-    a binary model's raw ``fallback_score``, uncalibrated, and its ``fallback_prediction`` calls)."""
+    """What a window's estimate reads: the baseline's columns and estimator (``state`` None: a binary model's raw
+    ``fallback_score``, uncalibrated, and its ``fallback_prediction`` calls)."""
+    if problem_type == "MulticlassClassification":
+        cp: dict[str, str] = dict(settings.get("class_probabilities") or {})
+        classes = list(state["classes"]) if state is not None and cp else []
+        return estimation_partition.Spec(problem_type, state, prediction=settings.get("prediction"),
+                                         class_columns=tuple(cp.get(c, c) for c in classes))
     if problem_type == "Regression":
         return estimation_partition.Spec(problem_type, state, prediction=settings.get("prediction"),
                                          features=tuple(settings.get("features") or ()))
@@ -110,60 +115,33 @@ def window_estimate(df: pd.DataFrame, *, problem_type: str, settings: Mapping[st
                     fallback_score: str | None = None, fallback_prediction: str | None = None) -> dict[str, Any]:
     """The estimate of a captured window (``df`` from ``labelled_window``): metrics with bands and calibration,
     the decisions used, and for labelled rows the realised values and whether each fell in its band.
-    ``state`` None: the baseline has no estimator (raw scores of ``fallback_score``, uncalibrated). Binary and
-    regression windows go through the partition sums (``estimation_partition``) as one exact partition, so the
-    compute cluster's merged partitions finish the same way."""
-    if problem_type != "MulticlassClassification":
-        spec = estimation_spec(problem_type, settings, state, threshold, fallback_score, fallback_prediction)
-        try:
-            return estimation_partition.finish(estimation_partition.summarise_frame(df, spec), spec)
-        except estimation_partition.Unestimable as exc:
-            raise Invalid(str(exc), fix=exc.fix) from None
-    labelled = df["__label"].notna().to_numpy() if "__label" in df else np.zeros(len(df), bool)
-    out: dict[str, Any] = {"problem_type": problem_type, "rows": len(df)}
-    cp: dict[str, str] = dict(settings.get("class_probabilities") or {})
-    if state is None or not cp:
-        raise Invalid("this multiclass baseline names no class probability columns",
-                      fix="rebuild it with class_probabilities=class:column,… for every class")
-    classes = list(state["classes"])
-    missing = [c for c in cp.values() if c not in df]
-    if missing:
-        raise Invalid(f"the window lacks the class probability columns {missing}",
-                      fix="capture them under the baseline's names")
-    probs = np.nan_to_num(np.column_stack([_floats(df[cp[c]].tolist()) for c in classes]))
-    index = {c: i for i, c in enumerate(classes)}
-    decision = np.argmax(probs, axis=1)
-    pred_col = settings.get("prediction")
-    captured = 0
-    if pred_col and pred_col in df:
-        named = np.asarray([index.get(str(v), -1) for v in df[pred_col].tolist()])
-        captured = int((named >= 0).sum())
-        decision = np.where(named >= 0, named, decision)
-    cals = [cbpe.Calibration.from_dict(c) for c in state["calibrations"]]
-    est = cbpe.estimate_multiclass(probs, calibrations=cals, decision=decision)
-    realised = None
-    if labelled.any():
-        y = np.asarray([index.get(str(v), -1) for v in df.loc[labelled, "__label"].tolist()])
-        realised = cbpe.realised_multiclass(y, probs[labelled], decision[labelled])
-    out["decisions"] = {"captured_prediction": captured, "highest_probability": len(df) - captured}
-    out["labelled_rows"] = int(labelled.sum())
-    out["estimated"] = cbpe.compare(est, dict(realised)) if realised is not None else est
-    if realised is not None:
-        out["comparison"] = out["estimated"]
-    return out
+    ``state`` None: the baseline has no estimator (raw scores of ``fallback_score``, uncalibrated). Every
+    window goes through the partition sums (``estimation_partition``) as one exact partition, so the compute
+    cluster's merged partitions finish the same way."""
+    spec = estimation_spec(problem_type, settings, state, threshold, fallback_score, fallback_prediction)
+    try:
+        return estimation_partition.estimate_frame(df, spec)
+    except estimation_partition.Unestimable as exc:
+        raise Invalid(str(exc), fix=exc.fix) from None
 
 
 def cluster_estimate(session: Session, store: ObjectStore, ep: Endpoint, start: dt.datetime, end: dt.datetime,
                      spec: estimation_partition.Spec) -> dict[str, Any] | None:
-    """The window's binary or regression estimate from the compute cluster: every captured row's sums (labelled
-    or not; the labels joined on the workers) computed and merged there, finished here — or None when this
-    process reads the window, or the window cannot be estimated (then it is judged on its labels alone)."""
+    """The window's estimate from the compute cluster: every captured row's sums (labelled or not; the labels
+    joined on the workers) computed and merged there, finished here — or None when this process reads the window,
+    or the window cannot be estimated (then it is judged on its labels alone). A multiclass window is read twice:
+    the second pass sums the macro AUC's sampling variance with the slopes of the merged sums."""
     fn = functools.partial(estimation_partition.summarise_table, spec=spec)
     try:
         sums = labelled_summary(session, store, ep, start, end, spec.columns(), fn, every=True)
         if sums is None:
             return None
-        out = estimation_partition.finish(sums, spec)
+        slopes = estimation_partition.second_pass(sums)
+        spread = None if slopes is None else \
+            labelled_summary(session, store, ep, start, end, spec.columns(),
+                             functools.partial(estimation_partition.spread_table, spec=spec, slopes=slopes),
+                             every=True)
+        out = estimation_partition.finish(sums, spec, spread)
     except ValueError:   # Unestimable on a worker or here: missing columns, values that are not probabilities
         return None
     out["compute"] = {"engine": "dask", **out.get("compute", {})}

@@ -259,7 +259,7 @@ def _window_on_cluster(session: Session, store: ObjectStore, base: Baseline, ep:
                        end: dt.datetime) -> dict[str, Any] | None:
     """The captured window's statistics and label-free estimate from the compute cluster (the workers join the
     labels; the estimate's sums cover every captured row, labelled or not), as ``run_quality_analysis`` arguments,
-    or None when this process computes them. Multiclass windows are judged there on their labels alone."""
+    or None when this process computes them."""
     assert base.problem_type is not None
     settings = {**(base.settings or {}), "label": compute.LABEL}
     wanted = frozenset(c for c in (settings.get("prediction"), settings.get("probability")) if c)
@@ -270,7 +270,7 @@ def _window_on_cluster(session: Session, store: ObjectStore, base: Baseline, ep:
     if summary is None:
         return None
     state = load_estimator(store, base)
-    estimate = None if state is None or base.problem_type == "MulticlassClassification" else \
+    estimate = None if state is None else \
         cluster_estimate(session, store, ep, start, end,
                          estimation_spec(base.problem_type, base.settings or {}, state, None))
     if summary.whole.n == 0:

@@ -4,6 +4,7 @@ direct loss estimation follows a shift of the loss. Fixed seeds throughout, so n
 
 from __future__ import annotations
 
+import functools
 import json
 
 import numpy as np
@@ -319,3 +320,75 @@ def test_loss_sums_of_partitions_equal_the_whole_window():
     assert ra is not None and rb is not None
     ok = np.isfinite(labels)
     assert ra == pytest.approx(dle.realised(labels[ok], wide[ok, 2])) and ra == pytest.approx(rb)
+
+
+def test_multiclass_partition_sums_merged_equal_the_whole_window_within_the_stated_bound():
+    """Multiclass on the cluster's path: binned sums of many partitions merged, then the second pass's spreads
+    (with the merged sums' slopes) merged, finish to the whole window's exact estimate — the count metrics and
+    their bands to rounding, the macro AUC (estimate, band, realised) within the stated bounds, which are positive
+    for continuous scores and 0 for scores one bin apart; the exact path equals ``estimate_multiclass``."""
+    from monitor.engine import estimation_partition as ep
+
+    rng = np.random.default_rng(23)
+    classes = ["a", "b", "c"]
+
+    def draw(n: int, shift: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+        logits = rng.normal(0, 1, (n, 3)) * 1.5 + np.array([shift, 0, 0])
+        true = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+        y = (rng.random(n)[:, None] > np.cumsum(true, axis=1)).sum(axis=1)
+        return y, np.exp(0.5 * logits) / np.exp(0.5 * logits).sum(axis=1, keepdims=True)
+
+    y_ref, s_ref = draw(4000)
+    cals = cbpe.fit_multiclass_calibration(np.array(classes)[y_ref], s_ref, classes)
+    assert all(c.method == "isotonic" for c in cals)
+    state = {"classes": classes, "calibrations": [c.as_dict() for c in cals]}
+    spec = ep.Spec("MulticlassClassification", state, prediction="guess", class_columns=("pa", "pb", "pc"))
+    y, raw = draw(3000, 0.8)
+    for s, one_score_per_bin in ((raw, False), (np.round(raw, 3), True)):
+        df = pd.DataFrame({"pa": s[:, 0], "pb": s[:, 1], "pc": s[:, 2]})
+        guess = np.array(classes, dtype=object)[np.argmax(s, axis=1)]
+        guess[rng.random(3000) < 0.2] = "b"            # the model's own calls, where captured
+        guess[rng.random(3000) < 0.1] = None
+        df["guess"] = guess
+        label = np.array([*classes, "other"], dtype=object)[np.where(rng.random(3000) < 0.02, 3, y)]
+        label[rng.random(3000) < 0.4] = None
+        df["__label"] = label
+        whole = ep.estimate_frame(df, spec)
+        named = np.array([classes.index(g) if g is not None else -1 for g in guess])
+        decision = np.where(named >= 0, named, np.argmax(s, axis=1))
+        direct = cbpe.estimate_multiclass(s, calibrations=cals, decision=decision)
+        known = np.array([v is not None for v in label])
+        truth = cbpe.realised_multiclass(np.array([classes.index(v) if v in classes else -1 for v in label[known]]),
+                                         s[known], decision[known])
+        assert truth["roc_auc"] == pytest.approx(skm.roc_auc_score(
+            (np.array(label[known])[:, None] == np.array(classes)).astype(int), s[known], average="macro"))
+        chunks = [df.iloc[i:i + 250] for i in range(0, 3000, 250)]
+        merged = functools.reduce(ep.WindowSums.merge, [ep.summarise_frame(c, spec, ep.BINS) for c in chunks])
+        slopes = ep.second_pass(merged)
+        assert slopes is not None
+        spread = functools.reduce(ep.Spread.merge, [ep.spread_frame(c, spec, slopes, ep.BINS) for c in chunks])
+        binned = ep.finish(merged, spec, spread)
+        comp = binned["compute"]
+        bound, real_bound, band = comp["roc_auc_max_error"], comp["realised_roc_auc_max_error"], \
+            comp["roc_auc_band_max_error"]
+        assert (bound == real_bound == band == 0) if one_score_per_bin else \
+            (0 < bound < 0.01 and 0 < real_bound < 0.01 and bound < band < 0.01), comp
+        assert binned["labelled_rows"] == whole["labelled_rows"] == int(known.sum())
+        assert binned["decisions"] == whole["decisions"] == {"captured_prediction": int((named >= 0).sum()),
+                                                             "highest_probability": int((named < 0).sum())}
+        for m, e in whole["estimated"].items():
+            b = binned["estimated"][m]
+            for k in ("estimate", "lower", "upper"):
+                assert e[k] == pytest.approx(direct[m][k], rel=1e-12, abs=1e-14), (m, k)
+            assert e["realised"] == pytest.approx(truth[m], rel=1e-12), m
+            if m == "roc_auc":
+                assert abs(e["estimate"] - b["estimate"]) <= bound + 1e-12
+                assert abs(e["realised"] - b["realised"]) <= real_bound + 1e-12
+                assert abs(e["lower"] - b["lower"]) <= band + 1e-12 and abs(e["upper"] - b["upper"]) <= band + 1e-12
+                continue
+            for k in ("estimate", "lower", "upper", "realised"):
+                assert e[k] == pytest.approx(b[k], rel=1e-9, abs=1e-12), (m, k)
+    with pytest.raises(ValueError):   # the estimate needs its second pass; exact sums are never merged
+        ep.finish(merged, spec)
+    with pytest.raises(ValueError):
+        ep.summarise_frame(df, spec).merge(ep.summarise_frame(df, spec))

@@ -479,12 +479,13 @@ def scored(n: int, seed: int, centre: float = 0.0, spread: float = 1.0, decimals
                          "guess": np.round(guess, 4), "target": guess + rng.normal(0, 0.2 + np.abs(x), n)})
 
 
-def _captured_rows(s: Any, store: ObjectStore, df: pd.DataFrame, output: str, label: str, labelled_rows: int) -> None:
-    """One record every 12 s from 10:00 (its features as input, ``output`` as the endpoint's prediction) and labels
+def _captured_rows(s: Any, store: ObjectStore, df: pd.DataFrame, output: str, label: str, labelled_rows: int,
+                   inputs: tuple[str, ...] = ("age", "income", "state", "score")) -> None:
+    """One record every 12 s from 10:00 (its ``inputs`` as input, ``output`` as the endpoint's prediction) and labels
     for the first ``labelled_rows``: the hour from 10:30 holds rows 150-449, half of them labelled."""
     start = T0 - dt.timedelta(minutes=30)
     recs = [{"captureData": {"endpointInput": {"observedContentType": "text/csv", "mode": "INPUT", "encoding": "CSV",
-                                               "data": f"{df.age[i]},{df.income[i]},CA,{df.score[i]}"},
+                                               "data": ",".join(str(df[c][i]) for c in inputs)},
                              "endpointOutput": {"observedContentType": "text/csv", "mode": "OUTPUT", "encoding": "CSV",
                                                 "data": str(df[output][i])}},
              "eventMetadata": {"eventId": f"ev-{i}", "inferenceId": f"inf-{i}",
@@ -492,27 +493,31 @@ def _captured_rows(s: Any, store: ObjectStore, df: pd.DataFrame, output: str, la
              "eventVersion": "0"} for i in range(len(df))]
     for chunk in range(0, len(recs), 250):
         service.ingest(s, store, "ep", json.dumps(recs[chunk:chunk + 250]).encode(), "application/json")
-    truth = [{"eventMetadata": {"eventId": f"inf-{i}"}, "groundTruthData": {"data": f"{df[label][i]:.9g}",
-                                                                             "encoding": "CSV"},
+    truth = [{"eventMetadata": {"eventId": f"inf-{i}"},
+              "groundTruthData": {"data": v if isinstance(v := df[label][i], str) else f"{v:.9g}", "encoding": "CSV"},
               "eventVersion": "0"} for i in range(labelled_rows)]
     service.ingest_ground_truth(s, store, "ep", json.dumps(truth).encode(), "application/json")
 
 
 def _estimate_on_both(db: Any, modes: Modes, problem: str, columns: dict[str, Any], window: pd.DataFrame,
-                      output: str, label: str) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
-    """A ModelQuality baseline (its estimator fitted locally), the window captured, the schedule run on the cluster
-    then locally: both estimates, and the checks of the alerts the cluster's execution opened."""
+                      output: str, label: str, reference: pd.DataFrame | None = None,
+                      features: list[dict[str, str]] = FEATURES, prediction: dict[str, str] | None = None
+                      ) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
+    """A ModelQuality baseline on ``reference`` (its estimator fitted locally), the window captured (``features``
+    as input), the schedule run on the cluster then locally: both estimates, and the checks of the alerts the
+    cluster's execution opened."""
     from monitor.orm import Alert
 
     st = modes.store
     modes.use("local")
     with db.session_scope() as s:
-        p = seed_endpoint(s, FEATURES)
-        base = mq.create_quality_baseline(s, st, data=parquet(scored(4_000, seed=1)), fmt=None, header=True,
+        p = seed_endpoint(s, features, prediction)
+        ref = scored(4_000, seed=1) if reference is None else reference
+        base = mq.create_quality_baseline(s, st, data=parquet(ref), fmt=None, header=True,
                                           problem_type=problem, threshold=0.5, name="mq", actor=p, **columns)
         captured = "probability" if problem == "BinaryClassification" else "prediction"
         base.settings = {**(base.settings or {}), captured: "prediction"}   # the endpoint captures it so
-        _captured_rows(s, st, window, output, label, 300)
+        _captured_rows(s, st, window, output, label, 300, tuple(f["name"] for f in features))
         schedules.create(s, name="mq", endpoint="ep", monitoring_type="ModelQuality", expression="hourly",
                          baseline_id=base.id, window_start="-PT1H", window_end="PT0S", drift=None, alerting=None,
                          actor=p, now=T0)
@@ -580,6 +585,43 @@ def test_regression_estimate_of_a_scheduled_window_on_the_cluster_equals_local_a
     assert local["labelled_rows"] == 150 and local["decisions"] == {"loss_model": "HistGradientBoostingRegressor"}
     assert_estimates_equal(local, remote)
     assert "EstimatedGreaterThanThreshold:mae" in opened, opened
+
+
+def classes_scored(n: int, seed: int, scale: float = 1.5, decimals: int | None = None) -> pd.DataFrame:
+    """A timid three-class model (softmax of half the true logits, so the baseline's estimator calibrates each
+    class), its probabilities pa, pb, pc (rounded to ``decimals``), its call and the true class; a smaller
+    ``scale`` makes the classes harder to tell apart (lower accuracy)."""
+    rng = np.random.default_rng(seed)
+    logits = rng.normal(0, 1, (n, 3)) * scale
+    true = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    model = np.exp(0.5 * logits) / np.exp(0.5 * logits).sum(axis=1, keepdims=True)
+    if decimals is not None:
+        model = np.round(model, decimals)
+    names = np.array(["a", "b", "c"])
+    y = (rng.random(n)[:, None] > np.cumsum(true, axis=1)).sum(axis=1)
+    return pd.DataFrame({"pa": model[:, 0], "pb": model[:, 1], "pc": model[:, 2],
+                         "guess": names[np.argmax(model, axis=1)], "cls": names[y]})
+
+
+@pytest.mark.parametrize("decimals", [3, None])
+def test_multiclass_estimate_of_a_scheduled_window_on_the_cluster_equals_local_and_alerts(db, modes, decimals):
+    # classes harder to tell apart than in the reference: the calibrated estimate of accuracy falls below the
+    # baseline's
+    local, remote, opened = _estimate_on_both(
+        db, modes, "MulticlassClassification",
+        {"label": "cls", "prediction": "guess", "probability": None,
+         "class_probabilities": {"a": "pa", "b": "pb", "c": "pc"}},
+        classes_scored(1_500, seed=9, scale=0.7, decimals=decimals), "guess", "cls",
+        reference=classes_scored(4_000, seed=1, decimals=decimals),
+        features=[{"name": c, "type": "Fractional"} for c in ("pa", "pb", "pc")],
+        prediction={"name": "prediction", "type": "String"})
+    assert local["rows"] == 300 and local["labelled_rows"] == 150
+    assert local["decisions"] == {"captured_prediction": 300, "highest_probability": 0}
+    assert local["estimated"]["accuracy"]["calibrated"]["method"] == "isotonic"
+    assert_estimates_equal(local, remote)
+    bound = remote["compute"]["roc_auc_max_error"]
+    assert (bound == 0) if decimals is not None else (0 < bound < 0.01), bound
+    assert "EstimatedLessThanThreshold:accuracy" in opened, opened
 
 
 # --- bias (clarify's ModelBias kind, through its services) --------------------------------------------------------
