@@ -176,6 +176,24 @@ class _LeafMasks:
             right = ~tree["missing_left"][on]
             np.bitwise_and.at(table[-1], at[right], mask[right])   # missing values: right where so marked
             self.features.append((f, cuts, table))
+        self.groups = self._group(self.features)
+
+    JOINT = 1024   # most rows of a table shared by features of few thresholds
+
+    @staticmethod
+    def _group(features: list[tuple[int, np.ndarray, np.ndarray]]) -> list[tuple[list[tuple[int, np.ndarray]],
+                                                                                   np.ndarray]]:
+        """Features of few thresholds share one table (rows: every combination of their ranks, ANDed), so a window
+        gathers once for them all."""
+        groups: list[tuple[list[tuple[int, np.ndarray]], np.ndarray]] = []
+        for f, cuts, table in sorted(features, key=lambda t: len(t[2])):
+            if groups and len(groups[-1][1]) * len(table) <= _LeafMasks.JOINT:
+                members, joint = groups[-1]
+                both = joint[:, None, :] & table[None, :, :]   # row: earlier members' rank x this one's
+                groups[-1] = ([*members, (f, cuts)], both.reshape(-1, table.shape[1]))
+            else:
+                groups.append(([(f, cuts)], table))
+        return groups
 
     def _hash(self, low: np.ndarray) -> np.ndarray:
         """The de Bruijn hash of one-bit words: distinct for every bit position."""
@@ -185,23 +203,28 @@ class _LeafMasks:
 
     def predict(self, x: np.ndarray, baseline: float) -> Floats:
         out: Floats = np.empty(len(x))
+        ranks = []   # per group, each row's table row: its rank among each feature's thresholds, combined
+        for members, _ in self.groups:
+            combined = np.zeros(len(x), dtype=np.intp)
+            for f, cuts in members:
+                rank = np.searchsorted(cuts, x[:, f])   # thresholds below the value: nodes sending the row right
+                rank[np.isnan(x[:, f])] = len(cuts) + 1
+                combined = combined * (len(cuts) + 2) + rank
+            ranks.append(combined)
         for start in range(0, len(x), self.BLOCK):
-            block = x[start:start + self.BLOCK]
+            stop = min(start + self.BLOCK, len(x))
             alive = None
-            for f, cuts, table in self.features:
-                column = block[:, f]
-                rank = np.searchsorted(cuts, column)   # thresholds below the value: nodes sending the row right
-                rank[np.isnan(column)] = len(cuts) + 1
+            for (_, table), rank in zip(self.groups, ranks, strict=True):
                 if alive is None:
-                    alive = table[rank]
+                    alive = table[rank[start:stop]]
                 else:
-                    alive &= table[rank]
+                    alive &= table[rank[start:stop]]
             if alive is None:   # no tree splits: every row in each tree's only leaf
-                alive = np.ones((len(block), len(self.offsets)), dtype=self.word)
+                alive = np.ones((stop - start, len(self.offsets)), dtype=self.word)
             with np.errstate(over="ignore"):
                 lowest = alive & (~alive + self.word(1))
             leaf = self.values.take(self._hash(lowest) + self.offsets)
-            out[start:start + self.BLOCK] = baseline + leaf.sum(axis=1)
+            out[start:stop] = baseline + leaf.sum(axis=1)
         return out
 
 

@@ -186,9 +186,11 @@ def test_loss_model_scored_by_leaf_masks_as_by_the_tree_walk(leaves):
     missing values sent either way."""
     rng = np.random.default_rng(3)
     x = rng.normal(size=(4000, 3))
+    x[:, 1] = rng.integers(0, 4, 4000)   # few thresholds: shares a table with the others
     x[rng.random(4000) < 0.1, 0] = np.nan
     x[rng.random(4000) < 0.1, 2] = np.nan
-    target = np.where(np.isnan(x[:, 0]), 3.0, x[:, 0] ** 2) + np.nan_to_num(x[:, 2]) + rng.normal(size=4000)
+    target = (np.where(np.isnan(x[:, 0]), 3.0, x[:, 0] ** 2) + np.nan_to_num(x[:, 2]) + x[:, 1]
+              + rng.normal(size=4000))
     model = HistGradientBoostingRegressor(max_iter=20, max_leaf_nodes=leaves, min_samples_leaf=5,
                                           random_state=0).fit(x, target)
     stored = json.loads(json.dumps(dle.Trees.from_sklearn(model).as_dict()))
@@ -196,6 +198,7 @@ def test_loss_model_scored_by_leaf_masks_as_by_the_tree_walk(leaves):
     trees = dle.Trees.from_dict(stored)
     assert (trees._masks is not None) == (most <= 64), most
     assert most > 32 or trees._masks is None or trees._masks.word is np.uint32
+    assert trees._masks is None or any(len(members) > 1 for members, _ in trees._masks.groups)
     window = np.vstack([x, [[np.nan, np.nan, np.nan], [np.inf, -np.inf, 0.0]]])
     np.testing.assert_allclose(trees.predict(window), model.predict(window), atol=1e-9)
     reordered = dle.Trees.from_dict({**stored, "trees": [_breadth_first(t) for t in stored["trees"]]})
