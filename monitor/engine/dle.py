@@ -3,9 +3,9 @@ the labelled reference, predict each row's absolute and squared error from its f
 prediction; their means over a window estimate MAE and MSE (RMSE is the root of MSE's).
 
 The loss models are scikit-learn's HistGradientBoostingRegressor, kept as data: each tree's nodes (feature,
-threshold, side for missing values, children, leaf value) in JSON, rebuilt into scikit-learn's compiled tree
-walk after checking the table, so nothing is unpickled and the stored form is the model (``predict`` equals
-scikit-learn's to float precision; a test checks it).
+threshold, side for missing values, children, leaf value) in JSON, checked, then scored for all trees at once by
+leaf masks (scikit-learn's compiled tree walk for tables that do not allow it), so nothing is unpickled and the
+stored form is the model (``predict`` equals scikit-learn's to float precision; tests check both paths).
 
 The band has two parts. Sampling: with per-row expected losses a(x) = E|e| and q(x) = E[e²], the window's
 realised MAE varies around its estimate by Var|e| = q - a² per row and MSE by Var e² ≈ 2q² (normal errors), both
