@@ -3,9 +3,9 @@ the labelled reference, predict each row's absolute and squared error from its f
 prediction; their means over a window estimate MAE and MSE (RMSE is the root of MSE's).
 
 The loss models are scikit-learn's HistGradientBoostingRegressor, kept as data: each tree's nodes (feature,
-threshold, side for missing values, children, leaf value) in JSON, rebuilt into scikit-learn's compiled tree
-walk after checking the table, so nothing is unpickled and the stored form is the model (``predict`` equals
-scikit-learn's to float precision; a test checks it).
+threshold, side for missing values, children, leaf value) in JSON, checked, then scored for all trees at once by
+leaf masks (scikit-learn's compiled tree walk for tables that do not allow it), so nothing is unpickled and the
+stored form is the model (``predict`` equals scikit-learn's to float precision; tests check both paths).
 
 The band has two parts. Sampling: with per-row expected losses a(x) = E|e| and q(x) = E[e²], the window's
 realised MAE varies around its estimate by Var|e| = q - a² per row and MSE by Var e² ≈ 2q² (normal errors), both
@@ -17,6 +17,7 @@ reference's (``_model_error``). Sampling alone gave 50-80% coverage under shift.
 
 from __future__ import annotations
 
+import itertools
 import math
 import threading
 from collections import OrderedDict
@@ -46,35 +47,46 @@ _NO_CATEGORIES = np.zeros((0, 8), dtype=np.uint32)
 class Trees:
     """A boosted ensemble of regression trees as arrays: predict = baseline + Σ leaf values.
 
-    Each stored tree becomes the node table of scikit-learn's compiled tree walk (``TreePredictor``) — built from
-    the numbers, not unpickled — so a 5,000-row window is scored in milliseconds. That walk trusts its table, so
-    the table is checked first: every inner node's children lie after it inside its own tree (no cycle, no read
-    outside the array), and ``predict`` refuses a window narrower than the features the nodes read."""
+    The stored trees (plain numbers; nothing is unpickled) are checked first: every inner node's children lie
+    after it inside its own tree (no cycle, no read outside the array), and ``predict`` refuses a window narrower
+    than the features the nodes read. They are then scored all at once by leaf masks (``_LeafMasks``); tables not
+    in scikit-learn's depth-first order, or trees of more than 64 leaves, by scikit-learn's compiled tree walk
+    (``TreePredictor``), tree by tree. Both give the same leaves; the sums differ by float rounding only."""
 
     def __init__(self, baseline: float, trees: Sequence[dict[str, list[Any]]]) -> None:
         if not trees:
             raise ValueError("a loss model needs at least one tree")
         self.baseline = float(baseline)
         self.trees = [dict(t) for t in trees]
-        self.width = 0
-        self._walks = []
-        for t in self.trees:
-            nodes = np.zeros(len(t["left"]), dtype=PREDICTOR_RECORD_DTYPE)
-            for key, field in _FIELDS.items():
-                values = np.asarray(t[key])
-                if values.shape != nodes.shape:
-                    raise ValueError(f"a tree's {key!r} has {values.size} entries for {nodes.size} nodes")
-                nodes[field] = values
-            inner = ~nodes["is_leaf"].astype(bool)
-            own = np.arange(len(nodes))[inner]
-            for side in ("left", "right"):
-                child = np.asarray(t[side], dtype=np.int64)[inner]
-                if np.any((child <= own) | (child >= len(nodes))):
-                    raise ValueError("a tree node points outside its ensemble (or back up its tree)")
-            if np.any(np.asarray(t["feature"], dtype=np.int64)[inner] < 0):
-                raise ValueError("a tree node reads a negative feature index")
-            self.width = max(self.width, int(nodes["feature_idx"][inner].max(initial=-1)) + 1)
-            self._walks.append(TreePredictor(nodes, _NO_CATEGORIES, _NO_CATEGORIES))
+        sizes = np.asarray([len(t["left"]) for t in self.trees], dtype=np.intp)
+        if np.any(sizes == 0):
+            raise ValueError("a tree has no nodes")
+        nodes = np.zeros(int(sizes.sum()), dtype=PREDICTOR_RECORD_DTYPE)   # every tree's table, end to end
+        for key, field in _FIELDS.items():
+            values = [t[key] for t in self.trees]
+            if any(len(v) != n for v, n in zip(values, sizes, strict=True)):
+                raise ValueError(f"a tree's {key!r} has not one entry per node")
+            nodes[field] = np.fromiter(itertools.chain.from_iterable(values), dtype=nodes.dtype[field],
+                                       count=len(nodes))
+        start = np.repeat(np.cumsum(sizes) - sizes, sizes)   # each node's tree's first node
+        own = np.arange(len(nodes)) - start
+        leaf = nodes["is_leaf"].astype(bool)
+        for side in ("left", "right"):
+            child = nodes[side].astype(np.intp)[~leaf]
+            if np.any((child <= own[~leaf]) | (child >= (start + np.repeat(sizes, sizes))[~leaf])):
+                raise ValueError("a tree node points outside its ensemble (or back up its tree)")
+        if np.any(nodes["feature_idx"][~leaf] < 0):
+            raise ValueError("a tree node reads a negative feature index")
+        self.width = int(nodes["feature_idx"][~leaf].max(initial=-1)) + 1
+        tree = {"leaf": leaf, "left": nodes["left"].astype(np.intp) + start,
+                "right": nodes["right"].astype(np.intp) + start, "feature": nodes["feature_idx"].astype(np.intp),
+                "threshold": nodes["num_threshold"], "missing_left": nodes["missing_go_to_left"].astype(bool),
+                "value": nodes["value"], "tree": np.repeat(np.arange(len(sizes)), sizes), "start": start}
+        n_leaves = np.bincount(tree["tree"], weights=leaf, minlength=len(sizes))
+        self._masks = _LeafMasks(tree, sizes, n_leaves) if n_leaves.max() <= 64 and _depth_first(tree) else None
+        self._walks = [] if self._masks is not None else [
+            TreePredictor(nodes[s:s + n], _NO_CATEGORIES, _NO_CATEGORIES)
+            for s, n in zip((np.cumsum(sizes) - sizes).tolist(), sizes.tolist(), strict=True)]
 
     @classmethod
     def from_sklearn(cls, model: HistGradientBoostingRegressor) -> Trees:
@@ -98,6 +110,8 @@ class Trees:
         xf = np.ascontiguousarray(x, dtype=np.float64)
         if xf.ndim != 2 or self.width > xf.shape[1]:
             raise ValueError(f"the loss model reads {self.width} features, the window has {xf.shape[-1]}")
+        if self._masks is not None:
+            return self._masks.predict(xf, self.baseline)
         index = np.zeros(xf.shape[1], dtype=np.uint32)
         out: Floats = np.full(len(xf), self.baseline)
         for walk in self._walks:
@@ -125,6 +139,117 @@ def _trees(d: dict[str, Any]) -> Trees:
         while len(_BUILT) > 8:
             _BUILT.popitem(last=False)
     return trees
+
+
+def _depth_first(tree: dict[str, np.ndarray]) -> bool:
+    """Whether checked node tables (end to end, children as indices into the whole) are each in depth-first
+    order, left subtree first: every inner node's left child follows it, its right child follows the left subtree,
+    and each root's subtree is its whole table (so each subtree is a block of consecutive nodes and its leaves are
+    numbered consecutively)."""
+    leaf, left, right = tree["leaf"], tree["left"], tree["right"]
+    own = np.arange(len(leaf))
+    if np.any(left[~leaf] != own[~leaf] + 1):
+        return False
+    last = np.where(leaf, own, right)   # the subtree's last node: its rightmost leaf, by pointer jumping
+    while not np.array_equal(jumped := last[last], last):
+        last = jumped
+    roots = np.flatnonzero(own == tree["start"])
+    ends = np.append(roots[1:], len(leaf)) - 1
+    return bool(np.all(last[roots] == ends) and np.all(right[~leaf] == last[left[~leaf]] + 1))
+
+
+class _LeafMasks:
+    """All trees scored at once, without walking them (QuickScorer: Lucchese et al., SIGIR 2015). A tree's leaves,
+    numbered left to right, are bits of a word; a node whose test sends a row right rules out the leaves of its left
+    subtree, and the row's leaf is the lowest bit left standing. The nodes sending a row right are those whose
+    threshold lies below the row's value, so per feature the AND of their masks is a running AND over the sorted
+    thresholds, one table row per threshold rank (plus a row for missing values): a window is a searchsorted per
+    feature, one table row gathered per feature and row, and the leaf value looked up: 200 trees score 5,000 rows
+    in about 5 ms of CPU against 32 ms for the compiled walk tree by tree, with the same leaves. Needs the tables
+    in depth-first order, left subtree first (scikit-learn's own), which is checked; otherwise, or with more than
+    64 leaves, the walk is used."""
+
+    BLOCK = 256   # rows per pass: the (rows x trees) words stay in cache (256-512 fastest; 4,096 half as fast)
+
+    def __init__(self, tree: dict[str, np.ndarray], sizes: np.ndarray, n_leaves: np.ndarray) -> None:
+        self.word = np.uint32 if n_leaves.max() <= 32 else np.uint64
+        bits = 32 if self.word is np.uint32 else 64
+        self.debruijn, self.shift = (0x077CB531, 27) if bits == 32 else (0x03F79D71B4CB0A89, 58)
+        n_trees, full = len(sizes), (1 << bits) - 1
+        leaf, which = tree["leaf"], tree["tree"]
+        before = np.cumsum(leaf) - leaf
+        rank = before - before[tree["start"]]   # leaves before each node in its tree: its subtree's first leaf
+        bit = np.left_shift(np.uint64(1), rank[leaf].astype(np.uint64)).astype(self.word)
+        values = np.zeros((n_trees, bits))   # by the de Bruijn hash of the leaf's bit: no bit scan needed
+        values[which[leaf], self._hash(bit)] = tree["value"][leaf]
+        self.values = values.ravel()
+        self.offsets = (np.arange(n_trees) * bits).astype(np.intp)
+        inner = np.flatnonzero(~leaf)
+        first = rank[tree["left"][inner]]
+        count = (rank[tree["right"][inner]] - first).astype(np.uint64)
+        left_leaves = np.left_shift(np.left_shift(np.uint64(1), count) - np.uint64(1), first.astype(np.uint64))
+        masks = (np.uint64(full) & ~left_leaves).astype(self.word)
+        self.features = []
+        for f in np.unique(tree["feature"][inner]).tolist():
+            on = inner[tree["feature"][inner] == f]
+            mask, at, threshold = masks[tree["feature"][inner] == f], which[on], tree["threshold"][on]
+            cuts = np.unique(threshold)
+            table = np.full((len(cuts) + 2, n_trees), full, dtype=self.word)
+            np.bitwise_and.at(table, (np.searchsorted(cuts, threshold) + 1, at), mask)
+            table[: len(cuts) + 1] = np.bitwise_and.accumulate(table[: len(cuts) + 1], axis=0)
+            right = ~tree["missing_left"][on]
+            np.bitwise_and.at(table[-1], at[right], mask[right])   # missing values: right where so marked
+            self.features.append((f, cuts, table))
+        self.groups = self._group(self.features)
+
+    JOINT = 1024   # most rows of a table shared by features of few thresholds
+
+    @staticmethod
+    def _group(features: list[tuple[int, np.ndarray, np.ndarray]]) -> list[tuple[list[tuple[int, np.ndarray]],
+                                                                                   np.ndarray]]:
+        """Features of few thresholds share one table (rows: every combination of their ranks, ANDed), so a window
+        gathers once for them all."""
+        groups: list[tuple[list[tuple[int, np.ndarray]], np.ndarray]] = []
+        for f, cuts, table in sorted(features, key=lambda t: len(t[2])):
+            if groups and len(groups[-1][1]) * len(table) <= _LeafMasks.JOINT:
+                members, joint = groups[-1]
+                both = joint[:, None, :] & table[None, :, :]   # row: earlier members' rank x this one's
+                groups[-1] = ([*members, (f, cuts)], both.reshape(-1, table.shape[1]))
+            else:
+                groups.append(([(f, cuts)], table))
+        return groups
+
+    def _hash(self, low: np.ndarray) -> np.ndarray:
+        """The de Bruijn hash of one-bit words: distinct for every bit position."""
+        with np.errstate(over="ignore"):
+            hashed: np.ndarray = np.right_shift(low * self.word(self.debruijn), self.word(self.shift))
+            return hashed.astype(np.intp)
+
+    def predict(self, x: np.ndarray, baseline: float) -> Floats:
+        out: Floats = np.empty(len(x))
+        ranks = []   # per group, each row's table row: its rank among each feature's thresholds, combined
+        for members, _ in self.groups:
+            combined = np.zeros(len(x), dtype=np.intp)
+            for f, cuts in members:
+                rank = np.searchsorted(cuts, x[:, f])   # thresholds below the value: nodes sending the row right
+                rank[np.isnan(x[:, f])] = len(cuts) + 1
+                combined = combined * (len(cuts) + 2) + rank
+            ranks.append(combined)
+        for start in range(0, len(x), self.BLOCK):
+            stop = min(start + self.BLOCK, len(x))
+            alive = None
+            for (_, table), rank in zip(self.groups, ranks, strict=True):
+                if alive is None:
+                    alive = table[rank[start:stop]]
+                else:
+                    alive &= table[rank[start:stop]]
+            if alive is None:   # no tree splits: every row in each tree's only leaf
+                alive = np.ones((stop - start, len(self.offsets)), dtype=self.word)
+            with np.errstate(over="ignore"):
+                lowest = alive & (~alive + self.word(1))
+            leaf = self.values.take(self._hash(lowest) + self.offsets)
+            out[start:stop] = baseline + leaf.sum(axis=1)
+        return out
 
 
 def _fit(x: np.ndarray, target: np.ndarray, seed: int) -> HistGradientBoostingRegressor:

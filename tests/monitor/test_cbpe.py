@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import json
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -163,6 +164,47 @@ def test_loss_model_is_data_and_predicts_as_scikit_learn():
         dle.Trees.from_dict(loop)
     with pytest.raises(ValueError, match="reads 4 features"):
         trees.predict(x[:, :2])
+
+
+def _breadth_first(tree: dict[str, list[Any]]) -> dict[str, list[Any]]:
+    """The same tree with its nodes renumbered level by level (children still after their parents)."""
+    order, i = [0], 0
+    while i < len(order):
+        if not tree["leaf"][order[i]]:
+            order += [tree["left"][order[i]], tree["right"][order[i]]]
+        i += 1
+    new = {old: k for k, old in enumerate(order)}
+    out = {key: [tree[key][old] for old in order] for key in tree}
+    for side in ("left", "right"):
+        out[side] = [new[c] if not tree["leaf"][old] else 0 for old, c in zip(order, out[side], strict=True)]
+    return out
+
+
+@pytest.mark.parametrize("leaves", [31, 50, 100])
+def test_loss_model_scored_by_leaf_masks_as_by_the_tree_walk(leaves):
+    """Up to 32 leaves a tree scores by 32-bit leaf masks, up to 64 by 64-bit ones, beyond by scikit-learn's walk;
+    a table in another node order (valid, not depth-first) is walked too. All as scikit-learn predicts, with
+    missing values sent either way."""
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(4000, 3))
+    x[:, 1] = rng.integers(0, 4, 4000)   # few thresholds: shares a table with the others
+    x[rng.random(4000) < 0.1, 0] = np.nan
+    x[rng.random(4000) < 0.1, 2] = np.nan
+    target = (np.where(np.isnan(x[:, 0]), 3.0, x[:, 0] ** 2) + np.nan_to_num(x[:, 2]) + x[:, 1]
+              + rng.normal(size=4000))
+    model = HistGradientBoostingRegressor(max_iter=20, max_leaf_nodes=leaves, min_samples_leaf=5,
+                                          random_state=0).fit(x, target)
+    stored = json.loads(json.dumps(dle.Trees.from_sklearn(model).as_dict()))
+    most = max(sum(t["leaf"]) for t in stored["trees"])
+    trees = dle.Trees.from_dict(stored)
+    assert (trees._masks is not None) == (most <= 64), most
+    assert most > 32 or trees._masks is None or trees._masks.word is np.uint32
+    assert trees._masks is None or any(len(members) > 1 for members, _ in trees._masks.groups)
+    window = np.vstack([x, [[np.nan, np.nan, np.nan], [np.inf, -np.inf, 0.0]]])
+    np.testing.assert_allclose(trees.predict(window), model.predict(window), atol=1e-9)
+    reordered = dle.Trees.from_dict({**stored, "trees": [_breadth_first(t) for t in stored["trees"]]})
+    assert reordered._masks is None
+    np.testing.assert_allclose(reordered.predict(window), model.predict(window), atol=1e-9)
 
 
 def test_direct_loss_estimation_tracks_a_known_loss_shift():
