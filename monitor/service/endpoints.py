@@ -136,7 +136,7 @@ def _write_batch(store: ObjectStore, b: _Batch, schema: capture.CaptureSchema) -
     store.put(f"{b.folder}/{b.id}.parquet", _parquet(b.records, schema), "application/vnd.apache.parquet")
 
 
-_JSON = json.JSONEncoder(separators=(",", ":"))
+_JSON = json.JSONEncoder(separators=(",", ":"), check_circular=False)   # parsed JSON has no cycles
 
 
 _READERS: dict[tuple[str, str], capture.Reader] = {}
