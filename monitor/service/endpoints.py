@@ -132,8 +132,8 @@ def _known_events(session: Session, endpoint_id: str, event_ids: Iterable[str]) 
 def _write_batch(store: ObjectStore, b: _Batch, schema: capture.CaptureSchema) -> None:
     """JSONL (SageMaker's capture layout) and Parquet of one batch, durable before anything refers to them."""
     jsonl = "".join([_JSON.encode(r.raw) + "\n" for r in b.records]).encode()
-    store.put(f"{b.folder}/{b.id}.jsonl", jsonl, "application/jsonl")
-    store.put(f"{b.folder}/{b.id}.parquet", _parquet(b.records, schema), "application/vnd.apache.parquet")
+    store.put_many([(f"{b.folder}/{b.id}.jsonl", jsonl, "application/jsonl"),
+                    (f"{b.folder}/{b.id}.parquet", _parquet(b.records, schema), "application/vnd.apache.parquet")])
 
 
 _JSON = json.JSONEncoder(separators=(",", ":"), check_circular=False)   # parsed JSON has no cycles
