@@ -29,6 +29,12 @@ class ObjectStore(ABC):
     @abstractmethod
     def put(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None: ...
 
+    def put_many(self, items: list[tuple[str, bytes, str]]) -> None:
+        """Several objects (key, data, content type), each written as by `put`; a store may share the work
+        (the local store syncs a folder once for all the files put into it)."""
+        for key, data, content_type in items:
+            self.put(key, data, content_type)
+
     @abstractmethod
     def get(self, key: str) -> bytes: ...
 
@@ -68,23 +74,32 @@ class LocalStore(ObjectStore):
         return self.root / _check_key(key)
 
     def put(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
-        path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        self.put_many([(key, data, content_type)])
+
+    def put_many(self, items: list[tuple[str, bytes, str]]) -> None:
+        """Each file written to a temporary name, fsynced and renamed into place; then each folder fsynced once
+        (its renames durable), so two files of one folder cost three fsyncs, not four."""
+        folders: dict[Path, None] = {}
+        for key, data, _ in items:
+            path = self._path(key)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+            try:
+                with os.fdopen(fd, "wb") as fh:
+                    fh.write(data)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                os.replace(tmp, path)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
+            folders[path.parent] = None
+        for folder in folders:
+            dir_fd = os.open(folder, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
 
     def get(self, key: str) -> bytes:
         try:

@@ -118,7 +118,10 @@ def _decode(part: dict[str, Any], where: str) -> tuple[str, str]:
     data = part.get("data")
     if not isinstance(data, str):
         raise RecordError(f"{where}.data must be a string")
-    enc = str(part.get("encoding", "CSV")).upper()
+    enc = part.get("encoding", "CSV")
+    if enc == "CSV" or enc == "JSON":       # SageMaker's own spelling: nothing to normalise
+        return data, enc
+    enc = str(enc).upper()
     ctype = str(part.get("observedContentType", "")).lower()
     if enc == "BASE64":
         try:
@@ -185,6 +188,20 @@ def _when(meta: dict[str, Any]) -> dt.datetime:
     return when.replace(tzinfo=dt.UTC) if when.tzinfo is None else when.astimezone(dt.UTC)
 
 
+def _csv_text(value: str) -> str | None:
+    """A CSV field of a String feature: what `_typed` gives for a string, without its type dispatch."""
+    return value if value.strip() else None
+
+
+def _csv_number(value: str) -> str | float | None:
+    """A CSV field of a numeric feature: what `_typed` gives for a string (float() refuses blank text, so a
+    blank field still reads as missing and unparseable text is kept for the data-type check)."""
+    try:
+        return float(value)
+    except ValueError:
+        return value if value.strip() else None
+
+
 def _csv_fields(data: str) -> list[str]:
     """One CSV line's fields: a plain line (no quotes, no line breaks: nearly every capture) is split directly,
     which gives what the csv module gives for it; anything else goes through the csv module."""
@@ -202,6 +219,20 @@ class Reader:
         self.features = [(f.name, f.type) for f in schema.features]
         self.names = [f.name for f in schema.features]
         self.outputs = schema.output_columns()
+        self.csv_features = [(f.name, _csv_text if f.type == "String" else _csv_number) for f in schema.features]
+        self._times: dict[str, dt.datetime] = {}
+
+    def _when(self, meta: dict[str, Any]) -> dt.datetime:
+        """`_when`, remembered per text: a batch's records mostly share a handful of inference times."""
+        text = meta.get("inferenceTime")
+        if not isinstance(text, str):
+            return _when(meta)
+        when = self._times.get(text)
+        if when is None:
+            if len(self._times) >= 4096:
+                self._times.clear()
+            when = self._times[text] = _when(meta)
+        return when
 
     def parse(self, record: Any) -> Parsed:
         schema, names = self.schema, self.names
@@ -216,7 +247,7 @@ class Reader:
         inference_id = meta.get("inferenceId")
         if inference_id is not None and (not isinstance(inference_id, str) or not 1 <= len(inference_id) <= 64):
             raise RecordError("eventMetadata.inferenceId must be 1-64 characters")
-        when = _when(meta)
+        when = self._when(meta)
         cap = record.get("captureData")
         if not isinstance(cap, dict) or "endpointInput" not in cap:
             raise RecordError("captureData.endpointInput is missing")
@@ -227,7 +258,7 @@ class Reader:
             if len(values) != len(names):
                 raise RecordError(f"schema mismatch: input has {len(values)} CSV values, the endpoint schema has "
                                   f"{len(names)} features")
-            row = {n: _typed(v, t) for (n, t), v in zip(self.features, values, strict=True)}
+            row = {n: conv(v) for (n, conv), v in zip(self.csv_features, values, strict=True)}
         else:
             obj = payload_json(data, "captureData.endpointInput.data")
             if isinstance(obj, list):

@@ -10,6 +10,8 @@ import json
 
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy import select
 
 from mlgov import inputs
@@ -97,3 +99,12 @@ def test_capture_needs_the_ingest_role_on_the_read_session(client, keys):
                                   '"x""y",1,2', "1,2\r\n", "\t1,2,3\t"])
 def test_plain_csv_lines_read_as_the_csv_module_reads_them(line):
     assert capture._csv_fields(line) == capture._csv_values(line)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.binary(max_size=40).map(lambda b: bytes(b'"[]{}a1\n, 9eE+N'[x % 15] for x in b)))
+def test_vectorised_string_strip_equals_the_regex(raw):
+    """The body guard's vectorised string stripping (no backslash) and its digit gate decide exactly as the
+    regexes they shortcut, on any mix of quotes, brackets, line breaks and digits."""
+    assert inputs._strip(raw) == (inputs._STRING.sub(b'""', raw) if b'"' in raw else raw)
+    assert inputs._suspect(raw) == (b"\\u0000" in raw or inputs._SUSPECT.search(inputs._strip(raw)) is not None)
