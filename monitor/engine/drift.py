@@ -65,6 +65,19 @@ class Dist:
         out: Floats = cum[np.searchsorted(self.values, x, side="right")] / cum[-1]
         return out
 
+    def has_ties(self) -> bool:
+        v = self.values
+        return bool(np.any(v[1:] == v[:-1]))
+
+    def more_distinct_than(self, k: int) -> bool:
+        """Whether there are more than ``k`` distinct values: k + 1 binary searches, not a pass over them all."""
+        v, i = self.values, 0
+        for _ in range(k + 1):
+            if i >= len(v):
+                return False
+            i = int(np.searchsorted(v, v[i], side="right"))
+        return True
+
     def unique(self) -> Floats:
         v = self.values
         return v[np.concatenate([[True], v[1:] != v[:-1]])] if len(v) else v
@@ -127,11 +140,28 @@ class Comparison:
         return 2.0 / GRID_POINTS if self.on_grid else 0.0
 
     def _grid(self) -> tuple[Floats, Floats, Floats]:
+        """Both CDFs at the union of each side's quantile picks. A side's CDF at its own picks is its pick
+        index + 1 when it is unweighted and has no ties (no search needed); only the other side's picks are
+        searched, and the two sorted pick runs are merged (timsort: linear), so each CDF costs one search of
+        GRID_POINTS keys, not two."""
         a, b = self.a, self.b
-        picks = [d.values[np.linspace(0, len(d.values) - 1, min(GRID_POINTS, len(d.values))).astype(np.int64)]
-                 for d in (a, b)]
-        grid = np.union1d(picks[0], picks[1])
-        return grid, a.cdf_at(grid), b.cdf_at(grid)
+        xs, fas, fbs = [], [], []
+        for own, other in ((a, b), (b, a)):
+            idx = np.linspace(0, len(own.values) - 1, min(GRID_POINTS, len(own.values))).astype(np.int64)
+            x = own.values[idx]
+            f_own = (idx + 1) / len(own.values) if own.weights is None and not own.has_ties() else own.cdf_at(x)
+            f_other = other.cdf_at(x)
+            xs.append(x)
+            fas.append(f_own if own is a else f_other)
+            fbs.append(f_other if own is a else f_own)
+        values = np.concatenate(xs)
+        order = np.argsort(values, kind="stable")
+        v = values[order]
+        first = np.empty(len(v), dtype=bool)   # equal values have equal CDFs: keep one of each (the union)
+        first[0] = True
+        np.not_equal(v[1:], v[:-1], out=first[1:])
+        keep = order[first]
+        return v[first], np.concatenate(fas)[keep], np.concatenate(fbs)[keep]
 
     def merged(self) -> tuple[Floats, Floats, Floats]:
         """(grid values ascending, F_ref at them, F_cur at them)."""
@@ -169,13 +199,12 @@ class Comparison:
         return float(np.sum(np.abs(fa[:-1] - fb[:-1]) * np.diff(x))) if len(x) > 1 else 0.0
 
     def n_unique(self) -> int:
-        """Distinct values over both samples (exactly; cheap early answers when many)."""
+        """Distinct values over both samples: exact up to 5, else 6 (a lower bound; only "> 5" matters to callers)."""
         if not self.on_grid and self._merged is not None:
             return len(self._merged[0])
-        ua = self.a.unique()
-        if len(ua) > 5:
-            return len(ua) + 1 if len(self.b.values) else len(ua)  # only "> 5" matters to the caller
-        return len(np.union1d(ua, self.b.unique()))
+        if self.a.more_distinct_than(5):
+            return 6   # a lower bound: only "> 5" matters to the caller
+        return len(np.union1d(self.a.unique(), self.b.unique()))
 
 
 @dataclass
