@@ -256,3 +256,37 @@ def json_safe(obj: Any) -> Any:
     if isinstance(obj, list | tuple):
         return [json_safe(v) for v in obj]
     return obj
+
+
+LEAF_MIN = 8   # lists of at least this many numbers are written on one line by the C encoder
+
+
+def json_bytes(obj: Any) -> bytes:
+    """``obj`` as indented, strict JSON (non-finite floats → null), fast: Python's indenting encoder is pure Python
+    (~3 µs a value: most of an analysis's time when statistics.json holds 20 KLL sketches), so every list of
+    numbers is encoded apart by the C encoder, on one line, and spliced into the indented skeleton. The values and
+    their text are the same as ``json.dumps(json_safe(obj), indent=2)``; only those lists' line breaks differ."""
+    import json
+    import re
+    import uuid
+
+    leaves: list[str] = []
+    token = uuid.uuid4().hex
+
+    def pack(o: Any) -> Any:
+        if isinstance(o, dict):
+            return {k: pack(v) for k, v in o.items()}
+        if isinstance(o, list | tuple):
+            if len(o) >= LEAF_MIN and all(type(v) is float or type(v) is int for v in o):
+                try:
+                    leaves.append(json.dumps(o, allow_nan=False))
+                except ValueError:   # a NaN or ±inf among them: null, as json_safe writes it
+                    leaves.append(json.dumps(json_safe(o), allow_nan=False))
+                return f"{token}:{len(leaves) - 1}"
+            return [pack(v) for v in o]
+        return json_safe(o)
+
+    text = json.dumps(pack(obj), indent=2, ensure_ascii=False)
+    if leaves:
+        text = re.sub(f'"{token}:(\\d+)"', lambda m: leaves[int(m[1])], text)
+    return text.encode()
