@@ -113,6 +113,27 @@ EXACT_MERGE_LIMIT = 40_000    # above this many values in total, CDFs are read o
 GRID_POINTS = 16_384            # per side; the grid bound is 1/GRID_POINTS of rank per side
 
 
+def _in_gaps(d: Dist, picks: np.ndarray, keys: Floats, before: np.ndarray) -> Floats:
+    """``d.cdf_at(keys)`` for sorted ``keys`` when ``before[j]`` of d's picks (at sorted indices ``picks``) are
+    ≤ keys[j] and the next is > keys[j]: the count lies between those two picks, found by a branch-free binary
+    search over every gap at once (a handful of vector steps; no search over all of d). Weighted: cdf_at."""
+    if d.weights is not None or not len(keys):
+        return d.cdf_at(keys)
+    n = len(d.values)
+    bounds = np.concatenate([[-1], picks, [n]])
+    pos = bounds[before] + 1             # values up to d's last pick ≤ the key: all ≤ it
+    hi = bounds[before + 1]              # d's next pick is > the key
+    step = 1 << max(int((hi - pos).max()).bit_length() - 1, 0)
+    while step:
+        cand = pos + step
+        ok = cand <= hi
+        ok &= d.values[np.minimum(cand - 1, n - 1)] <= keys
+        pos += step * ok
+        step >>= 1
+    out: Floats = pos / n
+    return out
+
+
 class Comparison:
     """Two numeric samples compared once: both CDFs on a joint grid, from which L∞, Wasserstein and the
     joint unique count follow.
@@ -140,28 +161,38 @@ class Comparison:
         return 2.0 / GRID_POINTS if self.on_grid else 0.0
 
     def _grid(self) -> tuple[Floats, Floats, Floats]:
-        """Both CDFs at the union of each side's quantile picks. A side's CDF at its own picks is its pick
-        index + 1 when it is unweighted and has no ties (no search needed); only the other side's picks are
-        searched, and the two sorted pick runs are merged (timsort: linear), so each CDF costs one search of
-        GRID_POINTS keys, not two."""
+        """Both CDFs at the union of each side's quantile picks, with one merge of the two sorted pick runs
+        (timsort: linear) instead of binary searches over whole samples. A side's CDF at its own picks is its pick
+        index + 1 when it is unweighted and untied. At the other side's picks, the merge already places each pick
+        between two consecutive own picks, so the count of values ≤ it lies in that gap (≤ n/GRID_POINTS values)
+        and a binary search over the gaps, all picks at once, finishes it. Weighted sides are searched as before.
+        In each run of equal grid values the first is an ``a`` pick if any is (stable merge, ``a`` first) and the
+        last a ``b`` pick if any is: F_a is read at the first, F_b at the last, so each comes from the side's own
+        pick when the value is one, and otherwise from a search whose gap bounds hold. Counts are exact: the CDFs
+        are those of ``searchsorted`` over the whole samples, bit for bit."""
         a, b = self.a, self.b
-        xs, fas, fbs = [], [], []
-        for own, other in ((a, b), (b, a)):
-            idx = np.linspace(0, len(own.values) - 1, min(GRID_POINTS, len(own.values))).astype(np.int64)
-            x = own.values[idx]
-            f_own = (idx + 1) / len(own.values) if own.weights is None and not own.has_ties() else own.cdf_at(x)
-            f_other = other.cdf_at(x)
-            xs.append(x)
-            fas.append(f_own if own is a else f_other)
-            fbs.append(f_other if own is a else f_own)
+        idx = [np.linspace(0, len(d.values) - 1, min(GRID_POINTS, len(d.values))).astype(np.int64) for d in (a, b)]
+        xs = [a.values[idx[0]], b.values[idx[1]]]
+        own = [(i + 1) / len(d.values) if d.weights is None and not d.has_ties() else d.cdf_at(x)
+               for d, i, x in zip((a, b), idx, xs, strict=True)]
         values = np.concatenate(xs)
         order = np.argsort(values, kind="stable")
         v = values[order]
-        first = np.empty(len(v), dtype=bool)   # equal values have equal CDFs: keep one of each (the union)
+        from_a = order < len(xs[0])
+        # picks of the one side before each pick of the other, in merged order
+        a_before = np.flatnonzero(~from_a) - np.arange(len(xs[1]))   # for b's picks: a picks ≤ it (ties: a first)
+        b_before = np.flatnonzero(from_a) - np.arange(len(xs[0]))    # for a's picks: b picks < it
+        at_b = _in_gaps(a, idx[0], xs[1], a_before)    # F_a at b's picks
+        at_a = _in_gaps(b, idx[1], xs[0], b_before)    # F_b at a's picks (right where no b pick equals it)
+        fa = np.concatenate([own[0], at_b])[order]
+        fb = np.concatenate([at_a, own[1]])[order]
+        first = np.empty(len(v), dtype=bool)
         first[0] = True
         np.not_equal(v[1:], v[:-1], out=first[1:])
-        keep = order[first]
-        return v[first], np.concatenate(fas)[keep], np.concatenate(fbs)[keep]
+        last = np.empty(len(v), dtype=bool)
+        last[-1] = True
+        last[:-1] = first[1:]
+        return v[first], fa[first], fb[last]
 
     def merged(self) -> tuple[Floats, Floats, Floats]:
         """(grid values ascending, F_ref at them, F_cur at them)."""
