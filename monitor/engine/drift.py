@@ -373,7 +373,7 @@ def _psi(p: Floats, q: Floats) -> float:
 
 
 def _chi2(ref: dict[Any, float], nr: int, cur: dict[Any, float], nc: int) -> float:
-    keys = list(set(ref) | set(cur))
+    keys = sorted(set(ref) | set(cur), key=lambda k: (str(type(k)), k))   # set order varies by process (hash seed)
     f_exp = np.array([ref.get(k, 0.0) * nc / nr for k in keys])
     f_obs = np.array([cur.get(k, 0.0) for k in keys])
     with np.errstate(divide="ignore", invalid="ignore"):
