@@ -18,7 +18,7 @@ from monitor.engine.stats import (
     CategoricalSummary,
     FeatureProfile,
     NumericSummary,
-    json_safe,
+    json_bytes,
     profiles_from_statistics,
 )
 
@@ -32,7 +32,7 @@ def capture_folder(endpoint: str, variant: str, hour: dt.datetime | None = None)
 
 def dumps(obj: Any) -> bytes:
     """JSON as SageMaker writes it: NaN/inf become null (strict JSON), UTF-8, indented."""
-    return json.dumps(json_safe(obj), indent=2, ensure_ascii=False).encode()
+    return json_bytes(obj)
 
 
 QUANTILES = "reference-quantiles.parquet"

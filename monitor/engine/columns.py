@@ -139,11 +139,13 @@ def column(name: str, arr: pa.ChunkedArray | pa.Array) -> ColumnData:
         return ColumnData(name, UNKNOWN, rows, rows)
     if pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t):
         values = arr.to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
+        kind = INTEGRAL if pa.types.is_integer(t) else FRACTIONAL
+        if np.isfinite(values).all():   # no nulls, NaN or ±inf: one sorted copy
+            return ColumnData(name, kind, rows, 0, sorted_values=np.sort(values))
         nan = np.isnan(values)
         inf = np.isinf(values)
         finite = values[~(nan | inf)]
         finite.sort()
-        kind = INTEGRAL if pa.types.is_integer(t) else FRACTIONAL
         return ColumnData(name, kind, rows, int(nan.sum()), sorted_values=finite, non_finite=int(inf.sum()))
     if not (pa.types.is_string(t) or pa.types.is_large_string(t)):
         arr = pc.cast(arr, pa.string()) if not pa.types.is_boolean(t) else pc.if_else(arr, "true", "false")
@@ -156,6 +158,8 @@ def column(name: str, arr: pa.ChunkedArray | pa.Array) -> ColumnData:
 def numeric_column(name: str, values: np.ndarray, integral: bool) -> ColumnData:
     """A numeric NumPy column (pandas float/int without Arrow in between): NaN is missing, ±inf present."""
     v = np.asarray(values, dtype=np.float64)
+    if len(v) and np.isfinite(v).all():   # the common case: one check, then one sorted copy (no mask, no gather)
+        return ColumnData(name, INTEGRAL if integral else FRACTIONAL, len(v), 0, sorted_values=np.sort(v))
     nan = np.isnan(v)
     n_missing = int(nan.sum())
     finite = v[np.isfinite(v)]

@@ -65,6 +65,19 @@ class Dist:
         out: Floats = cum[np.searchsorted(self.values, x, side="right")] / cum[-1]
         return out
 
+    def has_ties(self) -> bool:
+        v = self.values
+        return bool(np.any(v[1:] == v[:-1]))
+
+    def more_distinct_than(self, k: int) -> bool:
+        """Whether there are more than ``k`` distinct values: k + 1 binary searches, not a pass over them all."""
+        v, i = self.values, 0
+        for _ in range(k + 1):
+            if i >= len(v):
+                return False
+            i = int(np.searchsorted(v, v[i], side="right"))
+        return True
+
     def unique(self) -> Floats:
         v = self.values
         return v[np.concatenate([[True], v[1:] != v[:-1]])] if len(v) else v
@@ -100,6 +113,27 @@ EXACT_MERGE_LIMIT = 40_000    # above this many values in total, CDFs are read o
 GRID_POINTS = 16_384            # per side; the grid bound is 1/GRID_POINTS of rank per side
 
 
+def _in_gaps(d: Dist, picks: np.ndarray, keys: Floats, before: np.ndarray) -> Floats:
+    """``d.cdf_at(keys)`` for sorted ``keys`` when ``before[j]`` of d's picks (at sorted indices ``picks``) are
+    ≤ keys[j] and the next is > keys[j]: the count lies between those two picks, found by a branch-free binary
+    search over every gap at once (a handful of vector steps; no search over all of d). Weighted: cdf_at."""
+    if d.weights is not None or not len(keys):
+        return d.cdf_at(keys)
+    n = len(d.values)
+    bounds = np.concatenate([[-1], picks, [n]])
+    pos = bounds[before] + 1             # values up to d's last pick ≤ the key: all ≤ it
+    hi = bounds[before + 1]              # d's next pick is > the key
+    step = 1 << max(int((hi - pos).max()).bit_length() - 1, 0)
+    while step:
+        cand = pos + step
+        ok = cand <= hi
+        ok &= d.values[np.minimum(cand - 1, n - 1)] <= keys
+        pos += step * ok
+        step >>= 1
+    out: Floats = pos / n
+    return out
+
+
 class Comparison:
     """Two numeric samples compared once: both CDFs on a joint grid, from which L∞, Wasserstein and the
     joint unique count follow.
@@ -127,11 +161,38 @@ class Comparison:
         return 2.0 / GRID_POINTS if self.on_grid else 0.0
 
     def _grid(self) -> tuple[Floats, Floats, Floats]:
+        """Both CDFs at the union of each side's quantile picks, with one merge of the two sorted pick runs
+        (timsort: linear) instead of binary searches over whole samples. A side's CDF at its own picks is its pick
+        index + 1 when it is unweighted and untied. At the other side's picks, the merge already places each pick
+        between two consecutive own picks, so the count of values ≤ it lies in that gap (≤ n/GRID_POINTS values)
+        and a binary search over the gaps, all picks at once, finishes it. Weighted sides are searched as before.
+        In each run of equal grid values the first is an ``a`` pick if any is (stable merge, ``a`` first) and the
+        last a ``b`` pick if any is: F_a is read at the first, F_b at the last, so each comes from the side's own
+        pick when the value is one, and otherwise from a search whose gap bounds hold. Counts are exact: the CDFs
+        are those of ``searchsorted`` over the whole samples, bit for bit."""
         a, b = self.a, self.b
-        picks = [d.values[np.linspace(0, len(d.values) - 1, min(GRID_POINTS, len(d.values))).astype(np.int64)]
-                 for d in (a, b)]
-        grid = np.union1d(picks[0], picks[1])
-        return grid, a.cdf_at(grid), b.cdf_at(grid)
+        idx = [np.linspace(0, len(d.values) - 1, min(GRID_POINTS, len(d.values))).astype(np.int64) for d in (a, b)]
+        xs = [a.values[idx[0]], b.values[idx[1]]]
+        own = [(i + 1) / len(d.values) if d.weights is None and not d.has_ties() else d.cdf_at(x)
+               for d, i, x in zip((a, b), idx, xs, strict=True)]
+        values = np.concatenate(xs)
+        order = np.argsort(values, kind="stable")
+        v = values[order]
+        from_a = order < len(xs[0])
+        # picks of the one side before each pick of the other, in merged order
+        a_before = np.flatnonzero(~from_a) - np.arange(len(xs[1]))   # for b's picks: a picks ≤ it (ties: a first)
+        b_before = np.flatnonzero(from_a) - np.arange(len(xs[0]))    # for a's picks: b picks < it
+        at_b = _in_gaps(a, idx[0], xs[1], a_before)    # F_a at b's picks
+        at_a = _in_gaps(b, idx[1], xs[0], b_before)    # F_b at a's picks (right where no b pick equals it)
+        fa = np.concatenate([own[0], at_b])[order]
+        fb = np.concatenate([at_a, own[1]])[order]
+        first = np.empty(len(v), dtype=bool)
+        first[0] = True
+        np.not_equal(v[1:], v[:-1], out=first[1:])
+        last = np.empty(len(v), dtype=bool)
+        last[-1] = True
+        last[:-1] = first[1:]
+        return v[first], fa[first], fb[last]
 
     def merged(self) -> tuple[Floats, Floats, Floats]:
         """(grid values ascending, F_ref at them, F_cur at them)."""
@@ -169,13 +230,12 @@ class Comparison:
         return float(np.sum(np.abs(fa[:-1] - fb[:-1]) * np.diff(x))) if len(x) > 1 else 0.0
 
     def n_unique(self) -> int:
-        """Distinct values over both samples (exactly; cheap early answers when many)."""
+        """Distinct values over both samples: exact up to 5, else 6 (a lower bound; only "> 5" matters to callers)."""
         if not self.on_grid and self._merged is not None:
             return len(self._merged[0])
-        ua = self.a.unique()
-        if len(ua) > 5:
-            return len(ua) + 1 if len(self.b.values) else len(ua)  # only "> 5" matters to the caller
-        return len(np.union1d(ua, self.b.unique()))
+        if self.a.more_distinct_than(5):
+            return 6   # a lower bound: only "> 5" matters to the caller
+        return len(np.union1d(self.a.unique(), self.b.unique()))
 
 
 @dataclass
@@ -313,7 +373,7 @@ def _psi(p: Floats, q: Floats) -> float:
 
 
 def _chi2(ref: dict[Any, float], nr: int, cur: dict[Any, float], nc: int) -> float:
-    keys = list(set(ref) | set(cur))
+    keys = sorted(set(ref) | set(cur), key=lambda k: (str(type(k)), k))   # set order varies by process (hash seed)
     f_exp = np.array([ref.get(k, 0.0) * nc / nr for k in keys])
     f_obs = np.array([cur.get(k, 0.0) for k in keys])
     with np.errstate(divide="ignore", invalid="ignore"):

@@ -129,7 +129,7 @@ class KLL:
 
     def to_json(self) -> KLLJson:
         return {"parameters": {"c": self.c, "k": float(self.k)},
-                "data": [[float(v) for v in lv] for lv in self.levels]}
+                "data": [lv.astype(np.float64, copy=False).tolist() for lv in self.levels]}   # Python floats
 
     @classmethod
     def from_json(cls, obj: Mapping[str, Any]) -> KLL:

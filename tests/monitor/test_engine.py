@@ -331,3 +331,18 @@ def test_sagemaker_chisquared_regroups_sparse_categories():
     assert [v["constraint_check_type"] for v in got] == ["baseline_drift_check"]
     assert "chi-squared p-value" in got[0]["description"]
     assert analyze(base, cons, a).violations == []
+
+
+def test_json_bytes_writes_the_same_strict_json_as_the_indenting_encoder():
+    from monitor.engine.stats import json_bytes, json_safe
+
+    rng = np.random.default_rng(3)
+    df = pd.DataFrame({"x": rng.normal(0, 1, 5000), "y": rng.integers(0, 9, 5000), "s": rng.choice(["a", "b"], 5000)})
+    _, profs = profile(df)
+    doc = {"stats": statistics_json(profs), "odd": [1.0, math.nan, 2, 3, math.inf, 4, 5, -math.inf, 6],
+           "flags": [True] * 9, "mixed": [1, "a", 2, 3, 4, 5, 6, 7, 8], "t": (1, 2), "name": "\x00\"ü", "n": math.nan}
+    out = json_bytes(doc)
+    expected = json.dumps(json_safe(doc), indent=2, ensure_ascii=False).encode()
+    assert json.loads(out, parse_constant=lambda c: pytest.fail(f"non-strict {c}")) == json.loads(expected)
+    assert out.decode().count("\n") < expected.decode().count("\n")   # number lists on one line each
+    assert json_bytes({"a": []}) == json.dumps({"a": []}, indent=2).encode()
