@@ -173,7 +173,7 @@ def bench_service(db: Database, reqs: list[QueryRequest], n: int) -> tuple[str, 
         with db.session(write=False) as s:
             service.query(s, r)
             s.rollback()
-    with sql_timer(db.read_engine) as spent:
+    with sql_timer(db.engine) as spent:
         for i in range(n):
             with db.session(write=False) as s:
                 before = len(spent)
@@ -199,14 +199,14 @@ def explain(db: Database, req: QueryRequest) -> None:
     def grab(_c: Any, _cur: Any, statement: str, parameters: Any, *_: Any) -> None:
         seen.append((statement, parameters))
 
-    event.listen(db.read_engine, "before_cursor_execute", grab)
+    event.listen(db.engine, "before_cursor_execute", grab)
     try:
         with db.session(write=False) as s:
             service.query(s, req)
             s.rollback()
     finally:
-        event.remove(db.read_engine, "before_cursor_execute", grab)
-    with db.read_engine.connect() as c:
+        event.remove(db.engine, "before_cursor_execute", grab)
+    with db.engine.connect() as c:
         for statement, params in seen:
             if "WITH" not in statement.upper() and "RECURSIVE" not in statement.upper():
                 continue   # the start look-ups: primary-key gets
@@ -255,7 +255,7 @@ def main() -> None:
                 live: httpx.Client | None = None
                 if not a.no_http:
                     port = free_port()
-                    stack.enter_context(mlgov_server(url, port, 1, Path(tmp) / "serve"))
+                    stack.enter_context(mlgov_server(url, port, 1, settings.home))   # the same audit key
                     live = stack.enter_context(httpx.Client(base_url=f"http://127.0.0.1:{port}", headers=headers,
                                                             timeout=60))
                 for label in LABELS:

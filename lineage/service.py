@@ -23,11 +23,9 @@ from lineage.schemas import (
     ArtifactCreate,
     AssociationCreate,
     ContextCreate,
-    EdgeRead,
     EntityUpdate,
     QueryRequest,
     QueryResult,
-    Vertex,
 )
 from mlgov import audit
 from mlgov.auth import Principal, Role, same_person
@@ -614,13 +612,13 @@ def query(session: Session, req: QueryRequest) -> QueryResult:
         types=f.types if f else None,
         created_after=as_utc(f.created_after) if f else None,
         created_before=as_utc(f.created_before) if f else None)
-    # Rows come from our own tables: construct without re-validating (≈3× faster on large results).
-    verts = [Vertex.model_construct(id=x[1], kind=x[2], type=x[3], name=x[4], uri=x[5], sha256=x[6], status=x[7],
-                                    depth=x[8]) for x in rows]
-    kept = {v.id for v in verts}
-    edges = [EdgeRead.model_construct(source=x[1], target=x[2], type=x[3]) for x in links
-             if x[1] in kept and x[2] in kept]
-    return QueryResult.model_construct(vertices=verts, edges=edges)
+    # One validation of plain dicts (pydantic-core, in Rust) is ≈2× cheaper than a Python model_construct per
+    # vertex and edge, which dominated the service's CPU time on thousand-vertex answers.
+    kept = {x[1] for x in rows}
+    return QueryResult.model_validate({
+        "vertices": [{"id": x[1], "kind": x[2], "type": x[3], "name": x[4], "uri": x[5], "sha256": x[6],
+                      "status": x[7], "depth": x[8]} for x in rows],
+        "edges": [{"source": x[1], "target": x[2], "type": x[3]} for x in links if x[1] in kept and x[2] in kept]})
 
 
 
