@@ -71,8 +71,8 @@ def subgraph(session: Session, r: CTE, *, include_edges: bool, association_types
         stmt = union_all(v, edges)
     vertices: list[tuple[Any, ...]] = []
     links: list[tuple[Any, ...]] = []
-    for row in session.execute(stmt):
-        (vertices if row[0] == "v" else links).append(tuple(row))
+    for row in session.execute(stmt).all():   # fetchall: one driver call, not one per row
+        (vertices if row[0] == "v" else links).append(row)
     vertices.sort(key=lambda x: (x[8], x[2], x[3], x[1]))
     links.sort(key=lambda x: (x[1], x[2], x[3]))
     return vertices, links

@@ -23,11 +23,9 @@ from lineage.schemas import (
     ArtifactCreate,
     AssociationCreate,
     ContextCreate,
-    EdgeRead,
     EntityUpdate,
     QueryRequest,
     QueryResult,
-    Vertex,
 )
 from mlgov import audit
 from mlgov.auth import Principal, Role, same_person
@@ -42,7 +40,8 @@ SYSTEM_KEY_PREFIXES = ("approval:", "stage:", "alert:", "deployment:", "training
 SYSTEM_URI_PREFIX = "mlgov://"
 
 __all__ = ["Edge", "Entity", "Node", "add_edges", "alert_key", "chain", "ensure_action", "ensure_artifact",
-           "ensure_context", "ensure_nodes", "find_action", "link", "model_version_uri", "query", "upstream"]
+           "ensure_context", "ensure_nodes", "find_action", "link", "model_version_uri", "query", "query_document",
+           "upstream"]
 
 
 def alert_key(alert_id: str) -> str:
@@ -605,7 +604,9 @@ def resolve_start(session: Session, items: Sequence[str]) -> list[str]:
     return list(dict.fromkeys(ids))
 
 
-def query(session: Session, req: QueryRequest) -> QueryResult:
+def query_document(session: Session, req: QueryRequest) -> dict[str, list[dict[str, Any]]]:
+    """The answer as plain dicts shaped like `QueryResult`, for routes that send it straight to JSON: thousands of
+    model objects per answer (and the garbage collections they trigger) cost more CPU than the walk itself."""
     f = req.filters
     assoc = f.association_types if f else None
     r = graph.reached(resolve_start(session, req.start), req.direction, req.max_depth, assoc)
@@ -614,14 +615,16 @@ def query(session: Session, req: QueryRequest) -> QueryResult:
         types=f.types if f else None,
         created_after=as_utc(f.created_after) if f else None,
         created_before=as_utc(f.created_before) if f else None)
-    # Rows come from our own tables: construct without re-validating (≈3× faster on large results).
-    verts = [Vertex.model_construct(id=x[1], kind=x[2], type=x[3], name=x[4], uri=x[5], sha256=x[6], status=x[7],
-                                    depth=x[8]) for x in rows]
-    kept = {v.id for v in verts}
-    edges = [EdgeRead.model_construct(source=x[1], target=x[2], type=x[3]) for x in links
-             if x[1] in kept and x[2] in kept]
-    return QueryResult.model_construct(vertices=verts, edges=edges)
+    kept = {x[1] for x in rows}
+    return {
+        "vertices": [{"id": x[1], "kind": x[2], "type": x[3], "name": x[4], "uri": x[5], "sha256": x[6],
+                      "status": x[7], "depth": x[8]} for x in rows],
+        "edges": [{"source": x[1], "target": x[2], "type": x[3]} for x in links if x[1] in kept and x[2] in kept]}
 
+
+def query(session: Session, req: QueryRequest) -> QueryResult:
+    """`query_document` as models, validated in one pydantic-core call (≈2× cheaper than model_construct each)."""
+    return QueryResult.model_validate(query_document(session, req))
 
 
 def upstream(session: Session, uri: str, sha256: str | None, max_depth: int = 10) -> list[dict[str, Any]]:
