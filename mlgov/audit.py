@@ -197,6 +197,7 @@ def record(
 ) -> AuditEvent:
     """Append an event in the caller's transaction (it commits or rolls back with the action)."""
     chain = _chain(session)
+    session.flush()   # the caller's pending rows before the chain lock, which is then held for the append alone
     advisory_xact_lock(session, _PG_AUDIT_LOCK)   # appenders in turn, so seq/prev_hash form one chain
     last = session.execute(select(AuditEvent.seq, AuditEvent.hash).order_by(AuditEvent.seq.desc()).limit(1)).first()
     seq, prev = (last[0] + 1, last[1]) if last else (1, GENESIS)
@@ -214,7 +215,6 @@ def record(
         chain=KEYED,
     )
     ev.hash = compute_hash(ev, chain.key)
-    session.flush()   # the caller's pending rows first, as the unit of work would
     # A prebuilt Core insert of the same values (the unit of work cost more than the append); ``ev`` answers, detached.
     session.connection().execute(_APPEND, {c: getattr(ev, c) for c in _COLUMNS})
     if chain.store is not None and seq % chain.every == 0:

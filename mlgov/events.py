@@ -45,6 +45,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    bindparam,
     exists,
     insert,
     select,
@@ -161,6 +162,18 @@ def register_format(name: str, fmt: WireFormat) -> None:
     FORMATS[name] = fmt
 
 
+_HOOKS = select(Webhook.id, Webhook.events, Webhook.wire_format).where(Webhook.active.is_(True)).order_by(Webhook.id)
+# PostgreSQL: insert the outbox row and read the active subscriptions in one statement (a data-modifying CTE); a
+# row per hook, or one row with NULL hook columns when there is none.
+_QUEUED = _QUEUE.values({c: bindparam(c) for c in ("event_id", "type", "subject", "payload", "created_at")}) \
+    .cte("queued")
+_QUEUE_WITH_HOOKS = (
+    select(_QUEUED.c.id, Webhook.id, Webhook.events, Webhook.wire_format)
+    .select_from(_QUEUED.outerjoin(Webhook, Webhook.active.is_(True)))
+    .order_by(Webhook.id)
+)
+
+
 def _wanted(wire: str, patterns: list[str], event_type: str, payload: dict[str, Any]) -> bool:
     if wire == "mlgov":
         return matches(patterns, event_type)
@@ -176,12 +189,19 @@ def emit(session: Session, event_type: str, subject: str, payload: dict[str, Any
     ev = OutboxEvent(event_id=new_id(), type=event_type, subject=subject, payload=payload, created_at=utcnow())
     session.flush()   # the caller's pending rows first, as the unit of work would
     # A prebuilt Core insert (the unit of work cost more than the row); ``ev`` answers, detached, with its id.
-    ev.id = session.connection().execute(_QUEUE, {"event_id": ev.event_id, "type": event_type, "subject": subject,
-                                                  "payload": payload, "created_at": ev.created_at}).scalar_one()
+    values = {"event_id": ev.event_id, "type": event_type, "subject": subject, "payload": payload,
+              "created_at": ev.created_at}
+    conn = session.connection()
     # In id order: inserting a delivery share-locks its webhook row, and the dispatcher locks those rows in id order
     # (_sequence); any other order can deadlock a request against the dispatcher on PostgreSQL.
-    hooks = session.execute(select(Webhook.id, Webhook.events, Webhook.wire_format).where(Webhook.active.is_(True))
-                            .order_by(Webhook.id))
+    hooks: list[tuple[str, Any, str]]
+    if conn.dialect.name == "postgresql":   # one round trip: the outbox row and the subscriptions it goes to
+        rows = conn.execute(_QUEUE_WITH_HOOKS, values).all()
+        ev.id = rows[0][0]
+        hooks = [(r[1], r[2], r[3]) for r in rows if r[1] is not None]
+    else:
+        ev.id = conn.execute(_QUEUE, values).scalar_one()
+        hooks = [(r[0], r[1], r[2]) for r in conn.execute(_HOOKS)]
     for hook_id, patterns, wire in hooks:
         if (hook_id in to) if to is not None else _wanted(wire, list(patterns), event_type, payload):
             session.add(Delivery(id=new_id(), webhook_id=hook_id, outbox_id=ev.id, event_type=event_type,

@@ -267,9 +267,10 @@ def register_version(session: Session, group_name: str, body: VersionFields, act
         lineage.chain(session, [(alert_node, run, "ContributedTo"), (run, version, "Produced")], actor=actor.name,
                       fresh=run)
     payload = _payload(group_name, v)
+    # The outbox row first, the audit append last: the chain lock is then held only from the append to commit.
+    events.emit(session, "version.registered", f"{group_name}/{number}", payload)
     audit.record(session, actor=actor.name, action="version.registered", subject_type="model_version",
                  subject_id=f"{group_name}/{number}", after=payload)
-    events.emit(session, "version.registered", f"{group_name}/{number}", payload)
     return v
 
 
