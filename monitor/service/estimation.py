@@ -9,7 +9,6 @@ Services flush; callers commit.
 
 from __future__ import annotations
 
-import datetime as dt
 import functools
 import json
 import math
@@ -18,22 +17,20 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy.orm import Session
 
 from mlgov.errors import Invalid
 from mlgov.storage import ObjectStore
 from monitor import layout
 from monitor.engine import cbpe, dle, estimation_partition
-from monitor.orm import Baseline, Endpoint
-from monitor.service.ground_truth import labelled_summary
+from monitor.engine.estimation_partition import floats
+from monitor.orm import Baseline
+from monitor.service.ground_truth import ClusterWindow, summarise_window
 
 ESTIMATOR = "estimation.json"
 ESTIMATED_CHECKS = {"LessThanThreshold": "EstimatedLessThanThreshold",
                     "GreaterThanThreshold": "EstimatedGreaterThanThreshold"}
 DLE_CONSTRAINTS = {m: m for m in dle.METRICS}
 
-
-_floats = estimation_partition.floats
 
 
 def fit_estimator(problem_type: str, columns: Mapping[str, Sequence[Any]], settings: Mapping[str, Any],
@@ -43,8 +40,8 @@ def fit_estimator(problem_type: str, columns: Mapping[str, Sequence[Any]], setti
     if problem_type == "BinaryClassification":
         if not settings.get("probability"):
             return None
-        y = _floats(labels).astype(int)
-        score = np.clip(_floats(columns[settings["probability"]]), 0.0, 1.0)
+        y = floats(labels).astype(int)
+        score = np.clip(floats(columns[settings["probability"]]), 0.0, 1.0)
         try:
             cal = cbpe.fit_calibration(y, score)
         except ValueError as exc:
@@ -56,7 +53,7 @@ def fit_estimator(problem_type: str, columns: Mapping[str, Sequence[Any]], setti
         if not cp:
             return None
         classes = list(cp)
-        probs = np.column_stack([_floats(columns[c]) for c in cp.values()])
+        probs = np.column_stack([floats(columns[c]) for c in cp.values()])
         try:
             cals = cbpe.fit_multiclass_calibration(np.asarray([str(v) for v in labels]), probs, classes)
         except ValueError as exc:
@@ -66,9 +63,9 @@ def fit_estimator(problem_type: str, columns: Mapping[str, Sequence[Any]], setti
     features = list(settings.get("features") or [])
     if not features or not settings.get("prediction"):
         return None
-    yhat = _floats(columns[settings["prediction"]])
-    x = np.column_stack([_floats(columns[f]) for f in features] + [yhat])
-    y = _floats(labels)
+    yhat = floats(columns[settings["prediction"]])
+    x = np.column_stack([floats(columns[f]) for f in features] + [yhat])
+    y = floats(labels)
     ok = np.isfinite(y) & np.isfinite(yhat)
     try:
         state = dle.fit(x[ok], y[ok], yhat[ok])
@@ -125,20 +122,18 @@ def window_estimate(df: pd.DataFrame, *, problem_type: str, settings: Mapping[st
         raise Invalid(str(exc), fix=exc.fix) from None
 
 
-def cluster_estimate(session: Session, store: ObjectStore, ep: Endpoint, start: dt.datetime, end: dt.datetime,
-                     spec: estimation_partition.Spec) -> dict[str, Any] | None:
+def cluster_estimate(store: ObjectStore, window: ClusterWindow, spec: estimation_partition.Spec
+                     ) -> dict[str, Any] | None:
     """The window's estimate from the compute cluster: every captured row's sums (labelled or not; the labels
-    joined on the workers) computed and merged there, finished here — or None when this process reads the window,
-    or the window cannot be estimated (then it is judged on its labels alone). A multiclass window is read twice:
-    the second pass sums the macro AUC's sampling variance with the slopes of the merged sums."""
+    joined on the workers) computed and merged there, finished here — or None when the window cannot be estimated
+    (then it is judged on its labels alone). A multiclass window is read twice: the second pass sums the macro
+    AUC's sampling variance with the slopes of the merged sums."""
     fn = functools.partial(estimation_partition.summarise_table, spec=spec)
     try:
-        sums = labelled_summary(session, store, ep, start, end, spec.columns(), fn, every=True)
-        if sums is None:
-            return None
+        sums = summarise_window(store, window, spec.columns(), fn, every=True)
         slopes = estimation_partition.second_pass(sums)
         spread = None if slopes is None else \
-            labelled_summary(session, store, ep, start, end, spec.columns(),
+            summarise_window(store, window, spec.columns(),
                              functools.partial(estimation_partition.spread_table, spec=spec, slopes=slopes),
                              every=True)
         out = estimation_partition.finish(sums, spec, spread)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import json
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
@@ -133,19 +134,42 @@ def labelled_window(session: Session, store: ObjectStore, ep: Endpoint, start: d
     return df
 
 
-def labelled_summary(session: Session, store: ObjectStore, ep: Endpoint, start: dt.datetime, end: dt.datetime,
-                     columns: frozenset[str] | None, fn: compute.Summariser, *, every: bool = False) -> Any:
-    """The labelled window summarised on the compute cluster — ``fn(table)`` per row group of the captured batches
-    (the labelled rows, the label in ``__label``; ``every``: all captured rows, ``__label`` null where none arrived;
-    ``columns``: the others read, None for all), merged there — or None when this process computes it
-    (MLGOV_COMPUTE=local, fewer rows than MLGOV_COMPUTE_MIN_ROWS, or nothing captured). Labels live in the
-    database: the window's labels (``window_labels``, the same as the local path's) go to every worker once,
-    as key → label; the workers join them to the rows they read, and the rows never come here."""
+@dataclass(frozen=True)
+class ClusterWindow:
+    """A captured window the compute cluster summarises: its batches, the cluster, and its labels (key → label,
+    ``window_labels``), looked up once however many passes read the window."""
+
+    start: dt.datetime
+    end: dt.datetime
+    batches: list[CaptureBatch]
+    cluster: compute.Cluster
+    labels: dict[str, str]
+
+
+def cluster_window(session: Session, ep: Endpoint, start: dt.datetime, end: dt.datetime) -> ClusterWindow | None:
+    """The window of [start, end) for the compute cluster, or None when this process computes it
+    (MLGOV_COMPUTE=local, fewer rows than MLGOV_COMPUTE_MIN_ROWS, or nothing captured)."""
     batches = window_batches(session, ep, start, end)
     cluster = compute.cluster_for(sum(b.records for b in batches)) if batches else None
     if cluster is None:
         return None
-    labels = window_labels(session, ep, batches)
-    return cluster.summarise(store, [compute.Part(b.parquet_key) for b in batches],
-                             compute.Read(columns, start, end, hidden=KEYS),
-                             functools.partial(compute.labelled, fn=fn, every=every), broadcast=labels)
+    return ClusterWindow(start, end, batches, cluster, window_labels(session, ep, batches))
+
+
+def summarise_window(store: ObjectStore, window: ClusterWindow, columns: frozenset[str] | None,
+                     fn: compute.Summariser, *, every: bool = False) -> Any:
+    """``fn(table)`` per row group of the window's captured batches, merged on the cluster: the labelled rows, the
+    label in ``__label`` (``every``: all captured rows, ``__label`` null where none arrived; ``columns``: the others
+    read, None for all). The labels go to every worker once, as key → label; the workers join them to the rows
+    they read, and the rows never come here."""
+    return window.cluster.summarise(store, [compute.Part(b.parquet_key) for b in window.batches],
+                                    compute.Read(columns, window.start, window.end, hidden=KEYS),
+                                    functools.partial(compute.labelled, fn=fn, every=every), broadcast=window.labels)
+
+
+def labelled_summary(session: Session, store: ObjectStore, ep: Endpoint, start: dt.datetime, end: dt.datetime,
+                     columns: frozenset[str] | None, fn: compute.Summariser, *, every: bool = False) -> Any:
+    """``summarise_window`` of the window's ``cluster_window``, or None when this process computes it. The labels
+    are the local path's (``window_labels``), so both paths see the same labelled rows."""
+    window = cluster_window(session, ep, start, end)
+    return None if window is None else summarise_window(store, window, columns, fn, every=every)

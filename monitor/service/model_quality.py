@@ -38,7 +38,7 @@ from monitor.service.estimation import (
     store_estimator,
     window_estimate,
 )
-from monitor.service.ground_truth import labelled_summary, labelled_window
+from monitor.service.ground_truth import cluster_window, labelled_window, summarise_window
 
 
 def _quality_arrays(problem: str, labels: list[Any], preds: list[Any] | None, probs: list[Any] | None
@@ -263,16 +263,16 @@ def _window_on_cluster(session: Session, store: ObjectStore, base: Baseline, ep:
     assert base.problem_type is not None
     settings = {**(base.settings or {}), "label": compute.LABEL}
     wanted = frozenset(c for c in (settings.get("prediction"), settings.get("probability")) if c)
+    window = cluster_window(session, ep, start, end)   # batches and labels looked up once for both reads
+    if window is None:
+        return None
     try:
-        summary = labelled_summary(session, store, ep, start, end, wanted, _summariser(base.problem_type, settings))
+        summary = summarise_window(store, window, wanted, _summariser(base.problem_type, settings))
     except ValueError as exc:
         return {"failure": f"labels or predictions are not of the problem type {base.problem_type}: {exc}"}
-    if summary is None:
-        return None
     state = load_estimator(store, base)
     estimate = None if state is None else \
-        cluster_estimate(session, store, ep, start, end,
-                         estimation_spec(base.problem_type, base.settings or {}, state, None))
+        cluster_estimate(store, window, estimation_spec(base.problem_type, base.settings or {}, state, None))
     if summary.whole.n == 0:
         return {"estimate": estimate} if estimate is not None else \
             {"failure": f"no ground truth yet for the records captured between {start.isoformat()} and "
