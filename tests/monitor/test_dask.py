@@ -449,6 +449,172 @@ def test_labels_that_arrived_before_their_window_join_on_the_cluster_as_locally(
     assert_quality_equal(local, remote, True)
 
 
+# --- label-free estimates (CBPE, DLE) of a scheduled ModelQuality window -------------------------------------------
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return np.asarray(1 / (1 + np.exp(-z)))
+
+
+def scored(n: int, seed: int, centre: float = 0.0, spread: float = 1.0, decimals: int | None = 3) -> pd.DataFrame:
+    """A miscalibrated classifier: truth P(y=1) = σ(2x - 1), the model scores σ(0.6x - 0.2) (so the baseline's
+    estimator calibrates); rounded to ``decimals`` (one distinct score per bin: the AUC is exact on the cluster).
+    ``target``/``guess``: a regressor whose error grows with |x| (income = 50 + 10x)."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(centre, spread, n)
+    score = _sigmoid(0.6 * x - 0.2)
+    age = rng.integers(18, 90, n)
+    guess = 3 * (age - 50) / 10
+    return pd.DataFrame({"age": age, "income": np.round(50 + 10 * x, 4), "state": "CA",
+                         "score": score if decimals is None else np.round(score, decimals),
+                         "y": (rng.random(n) < _sigmoid(2 * x - 1)).astype(int),
+                         "guess": np.round(guess, 4), "target": guess + rng.normal(0, 0.2 + np.abs(x), n)})
+
+
+def _captured_rows(s: Any, store: ObjectStore, df: pd.DataFrame, output: str, label: str, labelled_rows: int,
+                   inputs: tuple[str, ...] = ("age", "income", "state", "score")) -> None:
+    """One record every 12 s from 10:00 (its ``inputs`` as input, ``output`` as the endpoint's prediction) and labels
+    for the first ``labelled_rows``: the hour from 10:30 holds rows 150-449, half of them labelled."""
+    start = T0 - dt.timedelta(minutes=30)
+    recs = [{"captureData": {"endpointInput": {"observedContentType": "text/csv", "mode": "INPUT", "encoding": "CSV",
+                                               "data": ",".join(str(df[c][i]) for c in inputs)},
+                             "endpointOutput": {"observedContentType": "text/csv", "mode": "OUTPUT", "encoding": "CSV",
+                                                "data": str(df[output][i])}},
+             "eventMetadata": {"eventId": f"ev-{i}", "inferenceId": f"inf-{i}",
+                               "inferenceTime": (start + dt.timedelta(seconds=12 * i)).strftime("%Y-%m-%dT%H:%M:%SZ")},
+             "eventVersion": "0"} for i in range(len(df))]
+    for chunk in range(0, len(recs), 250):
+        service.ingest(s, store, "ep", json.dumps(recs[chunk:chunk + 250]).encode(), "application/json")
+    truth = [{"eventMetadata": {"eventId": f"inf-{i}"},
+              "groundTruthData": {"data": v if isinstance(v := df[label][i], str) else f"{v:.9g}", "encoding": "CSV"},
+              "eventVersion": "0"} for i in range(labelled_rows)]
+    service.ingest_ground_truth(s, store, "ep", json.dumps(truth).encode(), "application/json")
+
+
+def _estimate_on_both(db: Any, modes: Modes, problem: str, columns: dict[str, Any], window: pd.DataFrame,
+                      output: str, label: str, reference: pd.DataFrame | None = None,
+                      features: list[dict[str, str]] = FEATURES, prediction: dict[str, str] | None = None
+                      ) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
+    """A ModelQuality baseline on ``reference`` (its estimator fitted locally), the window captured (``features``
+    as input), the schedule run on the cluster then locally: both estimates, and the checks of the alerts the
+    cluster's execution opened."""
+    from monitor.orm import Alert
+
+    st = modes.store
+    modes.use("local")
+    with db.session_scope() as s:
+        p = seed_endpoint(s, features, prediction)
+        ref = scored(4_000, seed=1) if reference is None else reference
+        base = mq.create_quality_baseline(s, st, data=parquet(ref), fmt=None, header=True,
+                                          problem_type=problem, threshold=0.5, name="mq", actor=p, **columns)
+        captured = "probability" if problem == "BinaryClassification" else "prediction"
+        base.settings = {**(base.settings or {}), captured: "prediction"}   # the endpoint captures it so
+        _captured_rows(s, st, window, output, label, 300, tuple(f["name"] for f in features))
+        schedules.create(s, name="mq", endpoint="ep", monitoring_type="ModelQuality", expression="hourly",
+                         baseline_id=base.id, window_start="-PT1H", window_end="PT0S", drift=None, alerting=None,
+                         actor=p, now=T0)
+        end = T0 + dt.timedelta(hours=1)
+        modes.use("dask")
+        there = schedules.run_now(s, st, "mq", T0, end, p)
+        opened = [f"{x.check}:{x.subject}"
+                  for x in s.scalars(select(Alert).where(Alert.opened_execution_id == there.id))]
+        modes.use("local")
+        here = schedules.run_now(s, st, "mq", T0, end, p)
+        assert here.status == there.status, (here.failure_reason, there.failure_reason)
+        a, b = s.get(Analysis, here.analysis_id), s.get(Analysis, there.analysis_id)
+        assert a is not None and b is not None
+        assert a.row_count == b.row_count == 150 and a.violation_count == b.violation_count   # the labelled rows
+        va, vb = (json.loads(st.get(f"{x.prefix}/constraint_violations.json"))["violations"] for x in (a, b))
+        assert {(v["metric_name"], v["constraint_check_type"]) for v in va} == \
+            {(v["metric_name"], v["constraint_check_type"]) for v in vb}
+    return json.loads(st.get(f"{a.prefix}/estimate.json")), json.loads(st.get(f"{b.prefix}/estimate.json")), opened
+
+
+def assert_estimates_equal(local: dict[str, Any], remote: dict[str, Any]) -> None:
+    """Sums equal to rounding; the AUC (estimate, band and realised) within the bounds the cluster's result
+    states, to rounding when they are 0."""
+    assert remote["compute"]["engine"] == "dask" and "compute" not in local
+    for k in ("problem_type", "rows", "labelled_rows", "decisions", "threshold"):
+        assert local.get(k) == remote.get(k), k
+    bound = remote["compute"].get("roc_auc_max_error", 0.0)
+    real_bound = remote["compute"].get("realised_roc_auc_max_error", 0.0)
+    assert set(local["estimated"]) == set(remote["estimated"])
+    for m, x in local["estimated"].items():
+        y = remote["estimated"][m]
+        assert x["calibrated"] == y["calibrated"], m
+        if m == "roc_auc" and bound > 0:
+            assert abs(x["estimate"] - y["estimate"]) <= bound, (x["estimate"], y["estimate"], bound)
+            assert abs(x["realised"] - y["realised"]) <= real_bound, (x["realised"], y["realised"], real_bound)
+            band = remote["compute"]["roc_auc_band_max_error"]
+            assert abs(x["lower"] - y["lower"]) <= band and abs(x["upper"] - y["upper"]) <= band, (x, y, band)
+            continue
+        for k in ("estimate", "lower", "upper", "realised"):
+            assert math.isclose(x[k], y[k], rel_tol=1e-9, abs_tol=1e-12), (m, k, x[k], y[k])
+        assert x["within_band"] == y["within_band"], m
+
+
+@pytest.mark.parametrize("decimals", [3, None])
+def test_binary_estimate_of_a_scheduled_window_on_the_cluster_equals_local_and_alerts(db, modes, decimals):
+    # traffic near the true boundary: the calibrated estimate of accuracy falls below the baseline's
+    window = scored(1_500, seed=9, centre=0.5, spread=0.35, decimals=decimals)
+    local, remote, opened = _estimate_on_both(db, modes, "BinaryClassification",
+                                              {"label": "y", "prediction": None, "probability": "score"},
+                                              window, "score", "y")
+    assert local["rows"] == 300 and local["labelled_rows"] == 150
+    assert local["estimated"]["accuracy"]["calibrated"]["method"] == "isotonic"   # the miscalibration was fixed
+    assert_estimates_equal(local, remote)
+    bound = remote["compute"]["roc_auc_max_error"]
+    assert (bound == 0) if decimals is not None else (0 < bound < 0.01), bound
+    assert "EstimatedLessThanThreshold:accuracy" in opened, opened
+
+
+def test_regression_estimate_of_a_scheduled_window_on_the_cluster_equals_local_and_alerts(db, modes):
+    # a wider spread of income: the loss model predicts larger errors than the baseline's
+    window = scored(1_500, seed=9, spread=1.8)
+    local, remote, opened = _estimate_on_both(db, modes, "Regression",
+                                              {"label": "target", "prediction": "guess", "probability": None,
+                                               "features": ["age", "income"]}, window, "guess", "target")
+    assert local["labelled_rows"] == 150 and local["decisions"] == {"loss_model": "HistGradientBoostingRegressor"}
+    assert_estimates_equal(local, remote)
+    assert "EstimatedGreaterThanThreshold:mae" in opened, opened
+
+
+def classes_scored(n: int, seed: int, scale: float = 1.5, decimals: int | None = None) -> pd.DataFrame:
+    """A timid three-class model (softmax of half the true logits, so the baseline's estimator calibrates each
+    class), its probabilities pa, pb, pc (rounded to ``decimals``), its call and the true class; a smaller
+    ``scale`` makes the classes harder to tell apart (lower accuracy)."""
+    rng = np.random.default_rng(seed)
+    logits = rng.normal(0, 1, (n, 3)) * scale
+    true = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    model = np.exp(0.5 * logits) / np.exp(0.5 * logits).sum(axis=1, keepdims=True)
+    if decimals is not None:
+        model = np.round(model, decimals)
+    names = np.array(["a", "b", "c"])
+    y = (rng.random(n)[:, None] > np.cumsum(true, axis=1)).sum(axis=1)
+    return pd.DataFrame({"pa": model[:, 0], "pb": model[:, 1], "pc": model[:, 2],
+                         "guess": names[np.argmax(model, axis=1)], "cls": names[y]})
+
+
+@pytest.mark.parametrize("decimals", [3, None])
+def test_multiclass_estimate_of_a_scheduled_window_on_the_cluster_equals_local_and_alerts(db, modes, decimals):
+    # classes harder to tell apart than in the reference: the calibrated estimate of accuracy falls below the
+    # baseline's
+    local, remote, opened = _estimate_on_both(
+        db, modes, "MulticlassClassification",
+        {"label": "cls", "prediction": "guess", "probability": None,
+         "class_probabilities": {"a": "pa", "b": "pb", "c": "pc"}},
+        classes_scored(1_500, seed=9, scale=0.7, decimals=decimals), "guess", "cls",
+        reference=classes_scored(4_000, seed=1, decimals=decimals),
+        features=[{"name": c, "type": "Fractional"} for c in ("pa", "pb", "pc")],
+        prediction={"name": "prediction", "type": "String"})
+    assert local["rows"] == 300 and local["labelled_rows"] == 150
+    assert local["decisions"] == {"captured_prediction": 300, "highest_probability": 0}
+    assert local["estimated"]["accuracy"]["calibrated"]["method"] == "isotonic"
+    assert_estimates_equal(local, remote)
+    bound = remote["compute"]["roc_auc_max_error"]
+    assert (bound == 0) if decimals is not None else (0 < bound < 0.01), bound
+    assert "EstimatedLessThanThreshold:accuracy" in opened, opened
+
+
 # --- bias (clarify's ModelBias kind, through its services) --------------------------------------------------------
 
 BIAS_FEATURES = [{"name": "age", "type": "Fractional"}, {"name": "income", "type": "Fractional"},
