@@ -221,8 +221,9 @@ def run_mlgov(sc: dict[str, Any], chunk: int) -> dict[str, Any]:
         state: Any = cbpe.fit_calibration(ref[sc["y"]].to_numpy(), ref[sc["proba"]].to_numpy())
     elif sc["kind"] == "multiclass":
         classes = list(sc["proba"])
+        calls = np.asarray([classes.index(str(v)) for v in ref[sc["pred"]]])   # the model's own, as captured
         state = cbpe.fit_multiclass_calibration(ref[sc["y"]].astype(str).to_numpy(),
-                                                ref[list(sc["proba"].values())].to_numpy(), classes)
+                                                ref[list(sc["proba"].values())].to_numpy(), classes, decision=calls)
     else:
         x = np.column_stack([_numeric(ref, ref, sc["features"]), ref[sc["pred"]].to_numpy(dtype=float)])
         state = dle.fit(x, ref[sc["y"]].to_numpy(dtype=float), ref[sc["pred"]].to_numpy(dtype=float))

@@ -18,6 +18,10 @@ one categorical per row for multiclass). And the calibration itself: the metric 
 on a bootstrap resample of the reference (the probabilities shifted by its difference from the full fit), its
 spread and its squared bias about the estimate.
 
+Multiclass calibrates each class one-vs-rest; the count metrics need the label's probability given the model's
+call, so each class's map is also fitted separately on the reference rows the model calls that class and on the
+others, while the AUCs (class j ranked by its score alone) weigh rows by the whole reference's maps.
+
 Decisions (which class a row is called) are the model's own where the capture carries its prediction, else the
 threshold (binary) or the highest probability (multiclass).
 """
@@ -26,7 +30,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from statistics import NormalDist
 from typing import Any
@@ -49,19 +53,27 @@ MAP_POINTS = 512     # an isotonic map is stored as at most this many breakpoint
 @dataclass(frozen=True)
 class Calibration:
     """How a model's scores (one class's, for multiclass) become probabilities: the isotonic map fitted on the
-    whole reference (None: the raw scores are used as they are) and the maps refitted on bootstrap resamples."""
+    whole reference (None: the raw scores are used as they are) and the maps refitted on bootstrap resamples.
+
+    A multiclass class's calibration also holds ``split``: the same fit on the reference rows the model calls this
+    class and on the rows it calls another (None: the whole reference's map on both sides, as estimators stored
+    before the split load)."""
 
     method: str                       # "isotonic" or "none"
     ece_raw: float
     ece_calibrated: float             # cross-fitted isotonic on the reference
     full: tuple[Floats, Floats]       # breakpoints (x, y) of the isotonic map on the whole reference
     bootstrap: tuple[tuple[Floats, Floats], ...]
+    split: tuple[Calibration, Calibration] | None = None    # (called this class, called another)
 
     def as_dict(self) -> dict[str, Any]:
         def pts(m: tuple[Floats, Floats]) -> dict[str, list[float]]:
             return {"x": [float(v) for v in m[0]], "y": [float(v) for v in m[1]]}
-        return {"method": self.method, "ece_raw": self.ece_raw, "ece_calibrated": self.ece_calibrated,
-                "map": pts(self.full), "bootstrap": [pts(b) for b in self.bootstrap]}
+        out = {"method": self.method, "ece_raw": self.ece_raw, "ece_calibrated": self.ece_calibrated,
+               "map": pts(self.full), "bootstrap": [pts(b) for b in self.bootstrap]}
+        if self.split is not None:
+            out["called"], out["other"] = self.split[0].as_dict(), self.split[1].as_dict()
+        return out
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Calibration:
@@ -73,8 +85,14 @@ class Calibration:
         method = str(d["method"])
         if method not in ("isotonic", "none"):
             raise ValueError(f"calibration method {method!r} is not isotonic or none")
+        split = (cls.from_dict(d["called"]), cls.from_dict(d["other"])) if "called" in d else None
         return cls(method=method, ece_raw=float(d["ece_raw"]), ece_calibrated=float(d["ece_calibrated"]),
-                   full=arr(d["map"]), bootstrap=tuple(arr(b) for b in d["bootstrap"]))
+                   full=arr(d["map"]), bootstrap=tuple(arr(b) for b in d["bootstrap"]), split=split)
+
+    @property
+    def sides(self) -> tuple[Calibration, Calibration]:
+        """The maps of rows the model calls this class and of the others (the whole reference's, unsplit)."""
+        return self.split if self.split is not None else (self, self)
 
     def describe(self) -> dict[str, Any]:
         """What each estimated metric says about calibration."""
@@ -435,12 +453,31 @@ def realised(y: np.ndarray, score: np.ndarray, decision: np.ndarray) -> dict[str
 
 # --- multiclass (one-vs-rest, macro-averaged as NannyML) -----------------------------------------------------------
 
-def fit_multiclass_calibration(y: np.ndarray, probs: np.ndarray, classes: Sequence[str], *, seed: int = 0
-                               ) -> list[Calibration]:
-    """One calibration per class, each fitted one-vs-rest on that class's probability column."""
+def fit_multiclass_calibration(y: np.ndarray, probs: np.ndarray, classes: Sequence[str], *,
+                               decision: np.ndarray | None = None, seed: int = 0) -> list[Calibration]:
+    """One calibration per class, each fitted one-vs-rest on that class's probability column: on the whole
+    reference (the AUCs' weights: class j ranked by its score alone) and, when it calibrates, split by the model's
+    call (``decision``: the predicted class index per reference row, else the highest probability) — on the rows
+    it calls this class and on the others, since a count metric needs P(label | score, call) and the whole
+    reference's map averages the two sides. A side with under 10 rows or one label keeps the whole map."""
     labels = np.asarray(y).astype(str)
-    return [fit_calibration((labels == c).astype(float), probs[:, k], seed=seed + k)
-            for k, c in enumerate(classes)]
+    s = np.asarray(probs, dtype=float)
+    pred = np.argmax(s, axis=1) if decision is None else np.asarray(decision, dtype=np.int64)
+    out = []
+    for k, c in enumerate(classes):
+        hit = (labels == c).astype(float)
+        whole = fit_calibration(hit, s[:, k], seed=seed + k)
+        if whole.method == "none":
+            out.append(whole)
+            continue
+        sides = []
+        for rows in (pred == k, pred != k):
+            try:
+                sides.append(fit_calibration(hit[rows], s[rows, k], seed=seed + k, force=whole.method))
+            except ValueError:   # too few rows or one label on this side
+                sides.append(whole)
+        out.append(replace(whole, split=(sides[0], sides[1])))
+    return out
 
 
 def _normalise(p: Floats) -> Floats:
@@ -470,31 +507,52 @@ def _class_calibrations(calibrations: Sequence[Calibration] | None, k: int) -> l
     return cals
 
 
-def _class_probabilities(s: Floats, cals: Sequence[Calibration]) -> Floats:
-    """Each class's scores calibrated one-vs-rest and rows renormalised, as NannyML does (n, k)."""
-    return _normalise(np.stack([c.probabilities(s[:, j]) for j, c in enumerate(cals)], axis=1))
+def _mapped(cal: Calibration, score: Floats, maps: int) -> Floats:
+    """(1 + maps, n): the full map's probabilities, then the first ``maps`` bootstrap maps'."""
+    p = cal.probabilities(score)
+    return np.concatenate([p[None, :], cal.perturbed(score, p)[:maps]]) if maps else p[None, :]
 
 
-def _class_maps(s: Floats, cals: Sequence[Calibration]) -> Floats:
-    """(1 + maps, n, k) probabilities: the full maps first, then each bootstrap map shared by all classes."""
-    p = _class_probabilities(s, cals)
-    maps = min(len(c.bootstrap) for c in cals)
-    every = p[None, :, :]
-    if maps:
-        boot = _normalise(np.stack([np.asarray(c.perturbed(s[:, j], p[:, j]))[:maps] for j, c in enumerate(cals)],
-                                   axis=-1))
-        every = np.concatenate([every, boot])
-    return every
+def _class_maps(s: Floats, cals: Sequence[Calibration], decision: np.ndarray, *, bootstrap: bool = True
+                ) -> tuple[Floats, Floats]:
+    """Two (1 + maps, n, k) stacks of probabilities, the full maps first, then each bootstrap map shared by all
+    classes (none unless ``bootstrap``). Given the call: each class's map of the row's side (the model calls that
+    class or another), made a distribution keeping the called class's (``_given_call``) — the row's label
+    distribution, for the expected confusion counts and every sampling variance. Alone: each class's
+    whole-reference map of its own score, not renormalised — the AUCs' weights, as class j's AUC ranks rows by
+    s_j only."""
+    n, k = s.shape
+    maps = min(len(m.bootstrap) for c in cals for m in (c, *c.sides)) if bootstrap else 0
+    given, alone = np.zeros((1 + maps, n, k)), np.zeros((1 + maps, n, k))
+    for j, c in enumerate(cals):
+        alone[:, :, j] = _mapped(c, s[:, j], maps)
+        for side, rows in zip(c.sides, (decision == j, decision != j), strict=True):
+            given[:, rows, j] = _mapped(side, s[rows, j], maps)
+    return _given_call(given, decision), alone
+
+
+def _given_call(p: Floats, decision: np.ndarray) -> Floats:
+    """Rows (..., n, k) made distributions keeping each row's called class's probability (its side's map, right
+    on average over the rows called so: the expected true positives) and sharing the rest among the others in
+    proportion to their maps."""
+    called = np.eye(p.shape[-1], dtype=bool)[np.asarray(decision, dtype=np.int64)]
+    hit = np.clip(np.sum(p, axis=-1, where=called, keepdims=True), 0.0, 1.0)
+    rest = np.where(called, 0.0, p)
+    total = rest.sum(axis=-1, keepdims=True)
+    share = np.divide(rest, total, out=np.full_like(rest, 1.0 / max(p.shape[-1] - 1, 1)), where=total > 0)
+    out: Floats = np.where(called, hit, share * (1 - hit))
+    return out
 
 
 @dataclass
 class MulticlassSums:
     """A window's (or one partition's) sufficient statistics for the multiclass estimate, mergeable by addition.
 
-    Per call (the predicted class): Σp of every class under every calibration map (the expected confusion matrix)
-    and Σ p_l·p_l' under the full map (the sampling variance of the count metrics: one categorical label per row).
-    Per class, its scores grouped as ``BinarySums``' (``bins`` equal-width bins, or 0: each distinct score its own
-    group, one window only): rows, Σp of that class per map, the smallest and largest score, and the labelled rows
+    Per call (the predicted class): Σp of every class given the call under every calibration map (the expected
+    confusion matrix) and Σ p_l·p_l' under the full map (the sampling variance of the count metrics: one
+    categorical label per row; ``_class_maps``). Per class, its scores grouped as ``BinarySums``' (``bins``
+    equal-width bins, or 0: each distinct score its own group, one window only): rows, Σp of that class by its
+    score alone per map, the smallest and largest score, and the labelled rows
     of that class and of the others. The labelled rows' confusion counts (label, call), label k being one outside
     the classes. The AUC's sampling variance couples a row's classes through their ranks, so it is a second pass
     (``multiclass_spread``) over the rows with the slopes these sums give (``multiclass_auc_slopes``)."""
@@ -531,7 +589,7 @@ def multiclass_sums(probs: np.ndarray, decision: np.ndarray, *, calibrations: Se
     n, k = s.shape
     cals = _class_calibrations(calibrations, k)
     pred = np.asarray(decision, dtype=np.int64)
-    every = _class_maps(s, cals)
+    every, alone = _class_maps(s, cals, pred)
     expected = np.swapaxes(every, -1, -2) @ np.eye(k)[pred]                 # (maps, label, call)
     p = every[0]
     second = np.stack([p[pred == c].T @ p[pred == c] for c in range(k)])
@@ -542,11 +600,11 @@ def multiclass_sums(probs: np.ndarray, decision: np.ndarray, *, calibrations: Se
     groups = [_groups(s[:, j], bins) for j in range(k)]
     size = max(g[1] for g in groups)
     count, pos, neg = np.zeros((k, size)), np.zeros((k, size)), np.zeros((k, size))
-    weight = np.zeros((len(every), k, size))
+    weight = np.zeros((len(alone), k, size))
     lo, hi = np.full((k, size), np.inf), np.full((k, size), -np.inf)    # distinct scores: unused groups padded
     for j, (group, used, g_lo, g_hi) in enumerate(groups):
         count[j] = np.bincount(group, minlength=size)
-        for m, maps in enumerate(every):
+        for m, maps in enumerate(alone):
             weight[m, j] = np.bincount(group, weights=maps[:, j], minlength=size)
         lo[j, :used], hi[j, :used] = g_lo, g_hi
         pos[j] = np.bincount(group[y == j], minlength=size)
@@ -573,14 +631,15 @@ def multiclass_auc_slopes(sums: MulticlassSums) -> Floats:
     return out
 
 
-def multiclass_spread(probs: np.ndarray, slopes: Floats, *, calibrations: Sequence[Calibration] | None = None,
-                      bins: int = 0) -> float:
+def multiclass_spread(probs: np.ndarray, decision: np.ndarray, slopes: Floats, *,
+                      calibrations: Sequence[Calibration] | None = None, bins: int = 0) -> float:
     """The second pass: the sampling variance of the linearised macro AUC over these rows (one categorical label
-    per row), each row taking its groups' slopes (``multiclass_auc_slopes`` of the window's sums, grouped as
-    they were). Sums over partitions."""
+    per row, given the model's ``decision`` as in ``multiclass_sums``), each row taking its groups' slopes
+    (``multiclass_auc_slopes`` of the window's sums, grouped as they were). Sums over partitions."""
     s = np.clip(np.asarray(probs, dtype=float), 0.0, 1.0)
     k = s.shape[1]
-    p = _class_probabilities(s, _class_calibrations(calibrations, k))
+    p = _class_maps(s, _class_calibrations(calibrations, k), np.asarray(decision, dtype=np.int64),
+                    bootstrap=False)[0][0]
     a = np.column_stack([slopes[j][_groups(s[:, j], bins)[0]] for j in range(k)]) if len(s) else np.zeros((0, k))
     return _row_variance(p, a)
 
@@ -588,13 +647,13 @@ def multiclass_spread(probs: np.ndarray, slopes: Floats, *, calibrations: Sequen
 def estimate_multiclass(probs: np.ndarray, *, calibrations: Sequence[Calibration] | None = None,
                         decision: np.ndarray | None = None, level: float = 0.95) -> dict[str, dict[str, Any]]:
     """``probs``: (n, classes) scores; ``decision``: the predicted class index per row (else the highest score).
-    Each class's scores are calibrated one-vs-rest and rows renormalised, as NannyML does."""
+    Each class's scores are calibrated one-vs-rest (``_class_maps``)."""
     s = np.clip(np.asarray(probs, dtype=float), 0.0, 1.0)
     pred = np.argmax(s, axis=1) if decision is None else np.asarray(decision, dtype=int)
     sums = multiclass_sums(s, pred, calibrations=calibrations)
     if sums.rows == 0:
         raise ValueError("no predictions to estimate from")
-    spread = multiclass_spread(s, multiclass_auc_slopes(sums), calibrations=calibrations)
+    spread = multiclass_spread(s, pred, multiclass_auc_slopes(sums), calibrations=calibrations)
     return estimate_multiclass_sums(sums, spread, calibrations=calibrations, level=level)
 
 

@@ -126,12 +126,20 @@ def _multiclass_inputs(df: pd.DataFrame, spec: Spec) -> tuple[np.ndarray, np.nda
     if np.any((probs < 0) | (probs > 1)):
         raise Unestimable(f"the class probability columns {list(spec.class_columns)} hold values outside [0, 1]",
                           fix="capture each class's probability")
+    calls = df[spec.prediction].tolist() if spec.prediction and spec.prediction in df else None
+    return probs, *multiclass_decisions(probs, calls, spec.state["classes"])
+
+
+def multiclass_decisions(probs: np.ndarray, calls: Sequence[Any] | None, classes: Sequence[str]
+                         ) -> tuple[np.ndarray, int]:
+    """The predicted class index per row — the model's captured call where it names one of ``classes``, else the
+    highest probability — and how many rows were captured calls (the window's and the reference's alike)."""
     decision = np.argmax(probs, axis=1)
-    if not spec.prediction or spec.prediction not in df:
-        return probs, decision, 0
-    index = {c: i for i, c in enumerate(spec.state["classes"])}
-    named = np.asarray([index.get(str(v), -1) for v in df[spec.prediction].tolist()], dtype=np.int64)
-    return probs, np.where(named >= 0, named, decision), int((named >= 0).sum())
+    if calls is None:
+        return decision, 0
+    index = {c: i for i, c in enumerate(classes)}
+    named = np.asarray([index.get(str(v), -1) for v in calls], dtype=np.int64)
+    return np.where(named >= 0, named, decision), int((named >= 0).sum())
 
 
 def _calibrations(spec: Spec) -> list[cbpe.Calibration]:
@@ -191,8 +199,8 @@ def summarise_table(table: pa.Table, *, spec: Spec) -> WindowSums:
 def spread_frame(df: pd.DataFrame, spec: Spec, slopes: np.ndarray, bins: int = 0) -> Spread:
     """The multiclass second pass over one partition: the macro AUC's sampling variance with ``slopes``
     (``cbpe.multiclass_auc_slopes`` of the window's merged sums, grouped with the same ``bins``)."""
-    probs, _, _ = _multiclass_inputs(df, spec)
-    return Spread(cbpe.multiclass_spread(probs, slopes, calibrations=_calibrations(spec), bins=bins))
+    probs, decision, _ = _multiclass_inputs(df, spec)
+    return Spread(cbpe.multiclass_spread(probs, decision, slopes, calibrations=_calibrations(spec), bins=bins))
 
 
 def spread_table(table: pa.Table, *, spec: Spec, slopes: np.ndarray) -> Spread:

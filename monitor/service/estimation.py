@@ -54,8 +54,12 @@ def fit_estimator(problem_type: str, columns: Mapping[str, Sequence[Any]], setti
             return None
         classes = list(cp)
         probs = np.column_stack([floats(columns[c]) for c in cp.values()])
+        pred = settings.get("prediction")
+        decision, _ = estimation_partition.multiclass_decisions(
+            np.nan_to_num(probs), columns[pred] if pred and pred in columns else None, classes)
         try:
-            cals = cbpe.fit_multiclass_calibration(np.asarray([str(v) for v in labels]), probs, classes)
+            cals = cbpe.fit_multiclass_calibration(np.asarray([str(v) for v in labels]), probs, classes,
+                                                   decision=decision)
         except ValueError as exc:
             raise Invalid(f"cannot fit the performance estimator: {exc}",
                           fix="every class needs labelled rows in the reference") from None
