@@ -8,9 +8,9 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Response
 from fastapi.responses import HTMLResponse
-from pydantic import Field, TypeAdapter
+from pydantic import Field
 
-from mlgov.api import Limit, Offset, Page, json_response, page
+from mlgov.api import Limit, Offset, Page, encoded_response, page
 from mlgov.auth import (
     ADMINS,
     DECIDERS,
@@ -106,11 +106,6 @@ def register_version(group: str, body: VersionCreate, session: SessionDep, princ
     return service.to_read(group, v)
 
 
-_VERSION = TypeAdapter(VersionRead)
-_PAGE = Page[VersionRead]
-_VERSION_PAGE = TypeAdapter(_PAGE)
-
-
 @router.get("/model-groups/{group}/versions", response_model=Page[VersionRead])
 def list_versions(
     group: str, session: SessionDep, _: Reader,
@@ -126,19 +121,17 @@ def list_versions(
         session, group, status=status, stage=stage, created_after=as_utc(created_after),
         created_before=as_utc(created_before), metadata=_pairs(metadata, "metadata"), sort=sort, limit=limit,
         offset=offset)
-    # A Page instance, not a dict: the adapter serialises it directly (a dict made pydantic warn on every call and
-    # build the warning's repr of all 100 rows).
-    return json_response(_VERSION_PAGE, _PAGE.model_construct(items=rows, total=total, limit=limit, offset=offset))
+    return encoded_response(page(rows, total, limit, offset))
 
 
 @router.get("/model-groups/{group}/versions/latest", response_model=VersionRead)
 def latest_version(group: str, session: SessionDep, _: Reader, status: ApprovalStatus | None = None) -> Response:
-    return json_response(_VERSION, service.read_latest(session, group, status))
+    return encoded_response(service.read_latest(session, group, status))
 
 
 @router.get("/model-groups/{group}/versions/{version}", response_model=VersionRead)
 def get_version(group: str, version: VersionNo, session: SessionDep, _: Reader) -> Response:
-    return json_response(_VERSION, service.read_version(session, group, version))
+    return encoded_response(service.read_version(session, group, version))
 
 
 @router.post("/model-groups/{group}/versions/{version}/approval", response_model=VersionRead)

@@ -453,6 +453,10 @@ def latest_version(session: Session, group_name: str, status: str | None) -> tup
 _READ_FIELDS = frozenset(VersionRead.model_fields) - {"group", "metadata", "approval_evidence"}
 
 
+# The id of the group named by the bound parameter ``group_name``, as a scalar subquery (see `read_latest`).
+_GROUP_ID_OF = select(ModelGroup.id).where(ModelGroup.name == bindparam("group_name")).scalar_subquery()
+
+
 def _group_id(session: Session, group_name: str) -> str:
     gid = session.scalar(select(ModelGroup.id).where(ModelGroup.name == group_name))
     if gid is None:
@@ -460,43 +464,57 @@ def _group_id(session: Session, group_name: str) -> str:
     return gid
 
 
-def _as_reads(session: Session, group_name: str, rows: list[Any]) -> list[VersionRead]:
-    """Version rows (all columns) and their metadata (one query) as VersionRead, without re-validating what the
-    database already holds in the declared types."""
-    meta: dict[str, dict[str, str]] = {r.id: {} for r in rows}
+_VC = _VERSION_TABLE.c
+# The columns a VersionRead shows (not evidence, group id or key), after the id; plain Core statements built once,
+# run on the session's connection (no ORM result processing; the compiled form is reused).
+_READ_NAMES = tuple(c.key for c in _VC if c.key in _READ_FIELDS)
+_READ = select(_VC.id, *(_VC[name] for name in _READ_NAMES))
+_READ_ORDER = tuple(VersionRead.model_fields)
+_READ_BY_NUMBER = _READ.where(_VC.group_id == _GROUP_ID_OF, _VC.version == bindparam("number"))
+_READ_METADATA = (select(VersionMetadata.version_id, VersionMetadata.key, VersionMetadata.value)
+                  .where(VersionMetadata.version_id.in_(bindparam("ids", expanding=True)))
+                  .order_by(VersionMetadata.version_id, VersionMetadata.key))
+
+
+def _as_reads(session: Session, group_name: str, rows: Sequence[Any]) -> list[dict[str, Any]]:
+    """Rows of `_READ` and their metadata (one query) as VersionRead's fields, in its order and JSON types, as plain
+    dicts: the routes encode them with pydantic's core encoder as they are (no model built per row, nothing
+    re-validated that the database already holds in the declared types)."""
+    meta: dict[str, dict[str, str]] = {r[0]: {} for r in rows}
+    connection = session.connection()
     for part in chunks(list(meta)):
-        for vid, key, value in session.execute(select(VersionMetadata.version_id, VersionMetadata.key,
-                                                      VersionMetadata.value)
-                                               .where(VersionMetadata.version_id.in_(part))
-                                               .order_by(VersionMetadata.version_id, VersionMetadata.key)):
+        for vid, key, value in connection.execute(_READ_METADATA, {"ids": list(part)}):
             meta[vid][key] = value
     out = []
     for r in rows:
-        fields = {k: v for k, v in r._mapping.items() if k in _READ_FIELDS}
-        fields["metrics"] = fields.get("metrics") or {}
-        fields["training_data"] = list(fields.get("training_data") or [])
-        fields["artifact_trusted"] = bool(fields.get("artifact_trusted"))
-        out.append(VersionRead.model_construct(group=group_name, metadata=meta[r.id], approval_evidence=None,
-                                               **fields))
+        fields = dict(zip(_READ_NAMES, r[1:], strict=True))
+        out.append({name: fields.get(name) for name in _READ_ORDER} | {
+            "group": group_name, "metadata": meta[r[0]],
+            # dict[str, float]: 1 is written 1.0, as the model would
+            "metrics": {k: float(v) for k, v in (fields["metrics"] or {}).items()},
+            "training_data": list(fields["training_data"] or []), "artifact_trusted": bool(fields["artifact_trusted"])})
     return out
 
 
-def read_version(session: Session, group_name: str, number: int) -> VersionRead:
-    row = session.execute(select(_VERSION_TABLE).join(ModelGroup, ModelGroup.id == ModelVersion.group_id)
-                          .where(ModelGroup.name == group_name, ModelVersion.version == number)).first()
+def read_version(session: Session, group_name: str, number: int) -> dict[str, Any]:
+    """One version: one probe of the (group, version) index."""
+    row = session.connection().execute(_READ_BY_NUMBER, {"group_name": group_name, "number": number}).first()
     if row is None:
         _group_id(session, group_name)
         raise VersionNotFound(group_name, number)
     return _as_reads(session, group_name, [row])[0]
 
 
-def read_latest(session: Session, group_name: str, status: str | None) -> VersionRead:
-    """The newest version (with ``status``, when given): one index probe on (group, status, version)."""
-    stmt = (select(_VERSION_TABLE).join(ModelGroup, ModelGroup.id == ModelVersion.group_id)
-            .where(ModelGroup.name == group_name).order_by(ModelVersion.version.desc()).limit(1))
-    if status:
-        stmt = stmt.where(ModelVersion.approval_status == status)
-    row = session.execute(stmt).first()
+_READ_NEWEST = _READ.where(_VC.group_id == _GROUP_ID_OF).order_by(_VC.version.desc()).limit(1)
+_READ_NEWEST_WITH_STATUS = _READ_NEWEST.where(_VC.approval_status == bindparam("status"))
+
+
+def read_latest(session: Session, group_name: str, status: str | None) -> dict[str, Any]:
+    """The newest version (with ``status``, when given): one index probe on (group, status, version). The group id
+    is a scalar subquery, not a join: joined, PostgreSQL estimated a whole status's rows per group and read and
+    sorted all of them (1,000 approved of 10,000 versions: 14 ms) instead of walking the index backwards (0.1 ms)."""
+    stmt = _READ_NEWEST_WITH_STATUS if status else _READ_NEWEST
+    row = session.connection().execute(stmt, {"group_name": group_name, "status": status}).first()
     if row is None:
         _group_id(session, group_name)
         what = f"with approval status {status}" if status else "at all"
@@ -508,15 +526,17 @@ def read_versions(
     session: Session, group_name: str, *, status: str | None, stage: str | None,
     created_after: dt.datetime | None, created_before: dt.datetime | None, metadata: dict[str, str],
     sort: str, limit: int, offset: int,
-) -> tuple[list[VersionRead], int]:
-    """`list_versions` as VersionRead rows and the total."""
+) -> tuple[list[dict[str, Any]], int]:
+    """`list_versions` as VersionRead fields (see `_as_reads`) and the total."""
     gid = _group_id(session, group_name)
-    stmt = select(_VERSION_TABLE).where(ModelVersion.group_id == gid,
-                                        *(c for c in _list_filters(status, stage, created_after, created_before,
-                                                                   metadata) if c is not None))
-    total = session.scalar(select(func.count()).select_from(stmt.with_only_columns(ModelVersion.id).subquery())) or 0
-    rows = list(session.execute(stmt.order_by(_order(sort, _LIST_ORDER), ModelVersion.version)
-                                .limit(limit).offset(offset)))
+    stmt = _READ.where(_VC.group_id == gid,
+                       *(c for c in _list_filters(status, stage, created_after, created_before, metadata)
+                         if c is not None))
+    connection = session.connection()
+    total = connection.execute(select(func.count()).select_from(stmt.with_only_columns(_VC.id).subquery())
+                               ).scalar_one()
+    rows = connection.execute(stmt.order_by(_order(sort, _LIST_ORDER), ModelVersion.version)
+                              .limit(limit).offset(offset)).all()
     return _as_reads(session, group_name, rows), total
 
 
