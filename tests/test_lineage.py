@@ -407,3 +407,55 @@ def test_registration_lineage_in_bulk(client, keys):
     assert ids("mlgov://model-groups/bulk/versions/1") == [version]
     assert edges(target=version) == into and edges(source=version) == [(version, ctx, "AssociatedWith")]
     assert edges(target=job) == [(data, job, "ContributedTo")]
+
+
+def test_query_equals_shortest_paths_on_random_graphs(db):
+    """The walk against an independent oracle (scipy's unweighted shortest paths) on random graphs with cycles,
+    diamonds, self-loops, parallel edges of two types, several starts, both directions and type filters."""
+    import numpy as np
+    from scipy.sparse import csr_matrix
+    from scipy.sparse.csgraph import shortest_path
+
+    from lineage import service
+    from lineage.orm import Edge, Entity
+    from lineage.schemas import QueryFilters, QueryRequest
+
+    rng = np.random.default_rng(7)
+    n = 60
+    s = db.session()
+    ids = [uuid.uuid4().hex for _ in range(n)]
+    kinds = ["artifact" if i % 3 else "action" for i in range(n)]
+    s.add_all([Entity(id=ids[i], kind=kinds[i], type=f"T{i % 4}", identity=f"rand-{ids[i]}", created_by="t")
+               for i in range(n)])
+    types = rng.choice(["ContributedTo", "DerivedFrom"], 150)
+    pairs = {(int(a), int(b), str(t))
+             for a, b, t in zip(rng.integers(0, n, 150), rng.integers(0, n, 150), types, strict=True)}
+    s.flush()
+    s.add_all([Edge(source_id=ids[a], target_id=ids[b], type=t, created_by="t") for a, b, t in pairs])
+    s.flush()
+    for trial in range(40):
+        starts = sorted({int(x) for x in rng.integers(0, n, int(rng.integers(1, 4)))})
+        direction = ["Descendants", "Ascendants", "Both"][trial % 3]
+        depth = int(rng.integers(1, 7))
+        assoc = [["ContributedTo"], None][trial % 2]
+        kind_filter = ["artifact"] if trial % 5 == 0 else None
+        m = np.zeros((n, n))
+        for a, b, t in pairs:
+            if assoc is None or t in assoc:
+                m[a, b] = 1
+        g = csr_matrix(m)
+        dist = np.full(n, np.inf)
+        if direction != "Ascendants":
+            dist = np.minimum(dist, shortest_path(g, unweighted=True, indices=starts).min(axis=0))
+        if direction != "Descendants":
+            dist = np.minimum(dist, shortest_path(g.T.tocsr(), unweighted=True, indices=starts).min(axis=0))
+        reached = {i for i in range(n) if dist[i] <= depth}
+        kept = {i for i in reached if kind_filter is None or kinds[i] in kind_filter}
+        filters = QueryFilters(association_types=assoc, kinds=kind_filter) if (assoc or kind_filter) else None
+        got = service.query_document(s, QueryRequest(start=[ids[i] for i in starts], direction=direction,
+                                                     max_depth=depth, filters=filters))
+        assert {v["id"]: v["depth"] for v in got["vertices"]} == {ids[i]: int(dist[i]) for i in kept}, trial
+        expect = {(ids[a], ids[b], t) for a, b, t in pairs
+                  if a in kept and b in kept and (assoc is None or t in assoc)}
+        assert {(e["source"], e["target"], e["type"]) for e in got["edges"]} == expect, trial
+        assert len(got["edges"]) == len(expect)
