@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import json
 from typing import Annotated, Any, Literal
 
@@ -23,7 +22,6 @@ from mlgov.auth import (
     Principal,
     ReadSessionDep,
     SessionDep,
-    database_turn,
     get_db,
     require,
     require_reading,
@@ -34,7 +32,7 @@ from mlgov.openapi import BINARY, alternatives, model_schema, request_body
 from mlgov.outbound import OutboundDep
 from mlgov.secrets import SecretsDep
 from mlgov.storage import ObjectStore, StoreDep
-from monitor import kinds, schedules, service
+from monitor import group_commit, kinds, schedules, service
 from monitor.engine.analysis import DriftConfig
 from monitor.orm import Analysis
 from monitor.schemas import (
@@ -375,14 +373,19 @@ async def capture(name: str, request: Request, session: ReadSessionDep, store: S
                   _: ReadingIngester) -> Any:
     """SageMaker capture records as a JSON array or JSON Lines (application/x-ndjson).
 
-    Parsing, validation and the fsynced (or PUT) files need no write lock, so they run on the read session; the
-    index rows that make the records visible are written in a short write turn, committed before the answer."""
+    Parsing and validation run on the read session. The records are then stored (fsynced or PUT) and indexed
+    together with those of other requests to the endpoint arriving meanwhile (`group_commit`), in one short write
+    turn, committed before the answer."""
     body = await request.body()
-    prep = await run_in_threadpool(functools.partial(
-        service.prepare_capture, session, store, name, body, request.headers.get("content-type", JSON_TYPE),
-        parsed_body=inputs.parsed_body(request)))
-    async with database_turn(get_db(request), write=True) as writer:
-        return await run_in_threadpool(service.commit_capture, writer, store, prep)
+
+    def read() -> service.PreparedCapture:
+        prep = service.read_capture(session, name, body, request.headers.get("content-type", JSON_TYPE),
+                                    parsed_body=inputs.parsed_body(request))
+        session.commit()    # the read transaction ends here, not after the group's write (no snapshot held)
+        return prep
+
+    prep = await run_in_threadpool(read)
+    return await group_commit.commit(get_db(request), store, prep)
 
 
 @router.post("/endpoints/{name}/ground-truth", response_model=GroundTruthResult, openapi_extra=_RECORDS)

@@ -26,7 +26,7 @@ from lineage.orm import Entity
 from mlgov import auth
 from mlgov.audit import AuditEvent, verify
 from mlgov.db import Database, DatabaseBusy, Gate
-from monitor.orm import CaptureEvent
+from monitor.orm import CaptureBatch, CaptureEvent, Endpoint
 from registry.orm import ApprovalDecision, ModelVersion
 from tests.helpers import version_body
 from tests.infra import free_port, fresh_database, upgrade, wait_healthy
@@ -114,6 +114,15 @@ def registered(srv: Served, group: str) -> list[int]:
         from registry.orm import ModelGroup
         gid = s.scalar(select(ModelGroup.id).where(ModelGroup.name == group))
         return sorted(s.scalars(select(ModelVersion.version).where(ModelVersion.group_id == gid)))
+
+
+def capture_endpoint(srv: Served, group: str, name: str) -> None:
+    """A model group with version 1 and an endpoint ``name`` serving it (the test features' schema)."""
+    assert srv.post("/api/v1/model-groups", "pub", json={"name": group}).status_code == 201
+    assert srv.post(f"/api/v1/model-groups/{group}/versions", "pub", json=version_body(1)).status_code == 201
+    r = srv.post("/api/v1/endpoints", "pub", json={"name": name, "model_group": group, "model_version": 1,
+                                                    "schema": {"features": FEATURES}})
+    assert r.status_code == 201, r.text
 
 
 def audit_count(srv: Served, action: str) -> int:
@@ -214,11 +223,7 @@ def test_hundred_concurrent_decisions_without_expected_status(server: Served) ->
 
 @live
 def test_hundred_concurrent_capture_batches(server: Served) -> None:
-    assert server.post("/api/v1/model-groups", "pub", json={"name": "cap"}).status_code == 201
-    assert server.post("/api/v1/model-groups/cap/versions", "pub", json=version_body(1)).status_code == 201
-    r = server.post("/api/v1/endpoints", "pub", json={"name": "ep", "model_group": "cap", "model_version": 1,
-                                                       "schema": {"features": FEATURES}})
-    assert r.status_code == 201, r.text
+    capture_endpoint(server, "cap", "ep")
     t0 = dt.datetime(2026, 11, 20, 10, 0, tzinfo=dt.UTC)
 
     def ingest(i: int) -> httpx.Response:
@@ -230,6 +235,34 @@ def test_hundred_concurrent_capture_batches(server: Served) -> None:
     assert codes(rs) == {200: N}, [r.text for r in rs if r.status_code != 200][:3]
     assert sum(r.json()["accepted"] for r in rs) == 5 * N
     assert server.count(select(func.count()).select_from(CaptureEvent)) == 5 * N
+
+
+@live
+def test_hundred_concurrent_single_records(server: Served) -> None:
+    """Single records sent at once (grouped into shared writes): every acknowledged record is indexed once, a
+    record sent by two requests is accepted by exactly one, and a bad record is refused alone."""
+    capture_endpoint(server, "single", "ep1")
+    t0 = dt.datetime(2026, 11, 20, 10, 0, tzinfo=dt.UTC)
+
+    def ingest(i: int) -> httpx.Response:
+        rec = record(i, t0 + dt.timedelta(minutes=i % 90), (30, 40.5, "CA"), event_id=f"s{i % 90}")
+        if i % 10 == 7:
+            rec["eventMetadata"]["inferenceTime"] = "yesterday"
+        return server.post("/api/v1/endpoints/ep1/capture", "ingest", json=[rec])
+
+    rs = burst(ingest)
+    bad = [i for i in range(N) if i % 10 == 7]
+    assert codes(rs) == {200: N - len(bad), 422: len(bad)}, [r.text for r in rs if r.status_code != 200][:3]
+    assert all("inferenceTime" in rs[i].json()["detail"] for i in bad)
+    good = {f"s{i % 90}" for i in range(N) if i % 10 != 7}
+    ok = [r.json() for r in rs if r.status_code == 200]
+    assert sum(o["accepted"] for o in ok) == len(good)
+    assert sum(o["duplicates"] for o in ok) == N - len(bad) - len(good)
+    with server.db.session_scope(write=False) as s:
+        ep_id = s.scalar(select(Endpoint.id).where(Endpoint.name == "ep1"))
+        events = list(s.scalars(select(CaptureEvent.event_id).where(CaptureEvent.endpoint_id == ep_id)))
+        in_batches = s.scalar(select(func.sum(CaptureBatch.records)).where(CaptureBatch.endpoint_id == ep_id))
+    assert sorted(events) == sorted(good) and in_batches == len(good)
 
 
 @live

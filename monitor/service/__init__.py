@@ -47,6 +47,7 @@ from monitor.service.baselines import (
 )
 from monitor.service.datasets import read_dataset_uri
 from monitor.service.endpoints import (
+    PreparedCapture,
     capture_volume,
     captured_count,
     commit_capture,
@@ -56,6 +57,7 @@ from monitor.service.endpoints import (
     last_capture_hour,
     list_endpoints,
     prepare_capture,
+    read_capture,
     window_table,
 )
 from monitor.service.ground_truth import ingest_ground_truth, labelled_summary, labelled_window
@@ -70,13 +72,15 @@ from monitor.service.model_quality import (
 )
 
 __all__ = [
-    "Analysis", "Baseline", "analysis_file", "analysis_prefix", "analysis_summary", "analyze_file", "analyze_window",
+    "Analysis", "Baseline", "PreparedCapture",
+    "analysis_file", "analysis_prefix", "analysis_summary", "analyze_file", "analyze_window",
     "attach_baseline", "baseline_file", "baseline_prefix", "capture_volume", "captured_count", "commit_capture",
     "create_baseline", "create_endpoint", "create_quality_baseline", "data_quality_report", "drift_config",
     "evidently_snapshot",
     "get_analysis", "get_baseline", "get_endpoint", "gx_suite", "import_baseline", "import_quality_baseline",
     "ingest", "ingest_ground_truth", "labelled_summary", "labelled_window", "last_capture_hour", "list_analyses",
     "list_baselines", "list_endpoints", "performance_estimate", "prepare_capture", "put_expectations", "quality_file",
-    "quality_report", "quality_window", "read_dataset_uri", "record_analysis", "record_baseline", "run_analysis",
+    "quality_report", "quality_window", "read_capture", "read_dataset_uri", "record_analysis", "record_baseline",
+    "run_analysis",
     "run_quality_analysis", "update_constraints", "version_baseline", "violations_of", "window_table",
 ]

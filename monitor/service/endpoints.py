@@ -10,7 +10,7 @@ import datetime as dt
 import io
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 import pyarrow as pa
@@ -101,8 +101,9 @@ class _Batch:
 
 @dataclass
 class PreparedCapture:
-    """Capture records parsed, sampled, checked against the index and stored as files, not yet visible: the
-    index rows that make them visible are written by `commit_capture` in the write transaction."""
+    """Capture records parsed, sampled and checked against the index (``records``: the fresh ones), then stored as
+    files (``batches``, by `store_capture`), not yet visible: the index rows that make them visible are written by
+    `commit_capture` in the write transaction."""
 
     endpoint_id: str
     endpoint: str
@@ -112,6 +113,13 @@ class PreparedCapture:
     sampled_out: int
     duplicates: int
     rejected: list[dict[str, Any]]
+    records: list[capture.Parsed] = field(default_factory=list)
+
+    @property
+    def group_key(self) -> tuple[str, str, str, int]:
+        """Requests with equal keys can be stored and indexed as one (same endpoint, same schema object; the
+        schema is the cached reader's, so while a request holds it no other schema can have its id)."""
+        return (self.endpoint_id, self.endpoint, self.variant, id(self.schema))
 
 
 def _known_events(session: Session, endpoint_id: str, event_ids: Iterable[str]) -> set[str]:
@@ -154,14 +162,13 @@ def _reader(ep: Endpoint) -> capture.Reader:
     return reader
 
 
-def prepare_capture(session: Session, store: ObjectStore, endpoint: str, body: bytes, content_type: str, *,
-                    parsed_body: Any = inputs.NOT_PARSED, refuse_all_rejected: bool = True) -> PreparedCapture:
-    """Everything of an ingest that needs no write lock: parse and validate the records, drop the sampled-out
-    ones and the event ids already indexed, and store each hour's records as fsynced (or PUT) files. Runs on a
-    read session; ``parsed_body`` is the body as the request guard parsed it, when it did."""
+def read_capture(session: Session, endpoint: str, body: bytes, content_type: str, *,
+                 parsed_body: Any = inputs.NOT_PARSED, refuse_all_rejected: bool = True) -> PreparedCapture:
+    """The part of an ingest that reads: parse and validate the records, drop the sampled-out ones and the event
+    ids already indexed. Nothing is stored yet (`store_capture`). Runs on a read session; ``parsed_body`` is the
+    body as the request guard parsed it, when it did."""
     ep = get_endpoint(session, endpoint)
     reader = _reader(ep)
-    schema = reader.schema
     try:
         items = capture.split_body(body, content_type, parsed=parsed_body)
     except capture.RecordError as exc:
@@ -193,21 +200,68 @@ def prepare_capture(session: Session, store: ObjectStore, endpoint: str, body: b
             continue
         seen.add(p.event_id)
         fresh.append(p)
+    return PreparedCapture(ep.id, ep.name, ep.variant, reader.schema, [], sampled_out, duplicates, rejected, fresh)
+
+
+def store_capture(store: ObjectStore, prep: PreparedCapture) -> None:
+    """Each hour of the fresh records stored as one fsynced (or PUT) JSONL + Parquet batch."""
     by_hour: dict[dt.datetime, list[capture.Parsed]] = {}
-    for p in fresh:
+    for p in prep.records:
         by_hour.setdefault(p.inference_time.replace(minute=0, second=0, microsecond=0), []).append(p)
-    batches = [_Batch(new_id(), hour, layout.capture_folder(ep.name, ep.variant, hour), recs)
-               for hour, recs in sorted(by_hour.items())]
-    for b in batches:
-        _write_batch(store, b, schema)
-    return PreparedCapture(ep.id, ep.name, ep.variant, schema, batches, sampled_out, duplicates, rejected)
+    prep.batches = [_Batch(new_id(), hour, layout.capture_folder(prep.endpoint, prep.variant, hour), recs)
+                    for hour, recs in sorted(by_hour.items())]
+    for b in prep.batches:
+        _write_batch(store, b, prep.schema)
+
+
+def prepare_capture(session: Session, store: ObjectStore, endpoint: str, body: bytes, content_type: str, *,
+                    parsed_body: Any = inputs.NOT_PARSED, refuse_all_rejected: bool = True) -> PreparedCapture:
+    """Everything of an ingest that needs no write lock: `read_capture`, then `store_capture`."""
+    prep = read_capture(session, endpoint, body, content_type, parsed_body=parsed_body,
+                        refuse_all_rejected=refuse_all_rejected)
+    store_capture(store, prep)
+    return prep
+
+
+def merge_captures(preps: list[PreparedCapture]) -> tuple[PreparedCapture, list[set[str]]]:
+    """Several read (not yet stored) requests of one `PreparedCapture.group_key` as one, to be stored and indexed
+    together, and the event ids each request contributes: an event id sent by two of them belongs to the first,
+    and is the other's duplicate (`group_results`)."""
+    first = preps[0]
+    seen: set[str] = set()
+    owned: list[set[str]] = []
+    records: list[capture.Parsed] = []
+    for p in preps:
+        mine = {r.event_id for r in p.records} - seen
+        seen |= mine
+        records += [r for r in p.records if r.event_id in mine]
+        owned.append(mine)
+    return (PreparedCapture(first.endpoint_id, first.endpoint, first.variant, first.schema, [], 0, 0, [], records),
+            owned)
+
+
+def group_results(preps: list[PreparedCapture], owned: list[set[str]], indexed: set[str]) -> list[dict[str, Any]]:
+    """Each request's answer once the group is indexed: its fresh records that were indexed are accepted, the
+    rest (sent by an earlier request of the group, or indexed by a concurrent one) are duplicates."""
+    out = []
+    for p, mine in zip(preps, owned, strict=True):
+        accepted = len(mine & indexed)
+        out.append({"accepted": accepted, "sampled_out": p.sampled_out,
+                    "duplicates": p.duplicates + len(p.records) - accepted, "rejected": p.rejected})
+    return out
 
 
 def commit_capture(session: Session, store: ObjectStore, prep: PreparedCapture) -> dict[str, Any]:
+    """The short write half of an ingest (`index_capture`), answered as the request's counts."""
+    return group_results([prep], [{r.event_id for r in prep.records}], index_capture(session, store, prep))[0]
+
+
+def index_capture(session: Session, store: ObjectStore, prep: PreparedCapture) -> set[str]:
     """The short write half of an ingest, under the endpoint's lock: the batch and event index rows are inserted
     at once (a savepoint around them). Only when the unique (endpoint, event id) index refuses them, because a
-    concurrent request indexed some of the same event ids since `prepare_capture` looked, are those counted as
-    duplicates and their batch stored again without them. The caller commits before acknowledging."""
+    concurrent request indexed some of the same event ids since `read_capture` looked, are those left out and
+    their batch stored again without them. Returns the event ids indexed. The caller commits before
+    acknowledging."""
     advisory_xact_lock(session, prep.endpoint_id)
     if prep.batches:
         try:
@@ -217,8 +271,7 @@ def commit_capture(session: Session, store: ObjectStore, prep: PreparedCapture) 
             if not is_unique_violation(exc):
                 raise
             return _commit_raced(session, store, prep)
-    return {"accepted": sum(len(b.records) for b in prep.batches), "sampled_out": prep.sampled_out,
-            "duplicates": prep.duplicates, "rejected": prep.rejected}
+    return {r.event_id for b in prep.batches for r in b.records}
 
 
 def _insert_index(session: Session, prep: PreparedCapture, batches: list[_Batch]) -> None:
@@ -243,15 +296,14 @@ def _insert_index(session: Session, prep: PreparedCapture, batches: list[_Batch]
     session.execute(insert(cast(Table, CaptureEvent.__table__)), event_rows)
 
 
-def _commit_raced(session: Session, store: ObjectStore, prep: PreparedCapture) -> dict[str, Any]:
-    """A concurrent request indexed some of these event ids first: they count as duplicates, and each batch that
-    held any is stored again without them (its first files deleted) before the rest is indexed."""
+def _commit_raced(session: Session, store: ObjectStore, prep: PreparedCapture) -> set[str]:
+    """A concurrent request indexed some of these event ids first: they are left out, and each batch that held
+    any is stored again without them (its first files deleted) before the rest is indexed."""
     raced = _known_events(session, prep.endpoint_id, (r.event_id for b in prep.batches for r in b.records))
-    duplicates, kept_batches = prep.duplicates, []
+    kept_batches = []
     for b in prep.batches:
         if raced & {r.event_id for r in b.records}:
             kept = [r for r in b.records if r.event_id not in raced]
-            duplicates += len(b.records) - len(kept)
             for suffix in ("jsonl", "parquet"):       # the first files hold records stored by another request
                 store.delete(f"{b.folder}/{b.id}.{suffix}")
             if not kept:
@@ -261,8 +313,7 @@ def _commit_raced(session: Session, store: ObjectStore, prep: PreparedCapture) -
         kept_batches.append(b)
     if kept_batches:
         _insert_index(session, prep, kept_batches)
-    return {"accepted": sum(len(b.records) for b in kept_batches), "sampled_out": prep.sampled_out,
-            "duplicates": duplicates, "rejected": prep.rejected}
+    return {r.event_id for b in kept_batches for r in b.records}
 
 
 def ingest(session: Session, store: ObjectStore, endpoint: str, body: bytes, content_type: str, *,

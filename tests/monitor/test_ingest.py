@@ -4,6 +4,7 @@ reads it, and a bad record still a 4xx problem naming it."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import io
 import json
@@ -108,3 +109,64 @@ def test_vectorised_string_strip_equals_the_regex(raw):
     regexes they shortcut, on any mix of quotes, brackets, line breaks and digits."""
     assert inputs._strip(raw) == (inputs._STRING.sub(b'""', raw) if b'"' in raw else raw)
     assert inputs._suspect(raw) == (b"\\u0000" in raw or inputs._SUSPECT.search(inputs._strip(raw)) is not None)
+
+
+def test_requests_arriving_together_are_stored_and_indexed_as_one_group(client, keys, db, app):
+    """Requests queued while a group is written are stored as one batch per hour and indexed in one transaction;
+    each is answered with its own counts: an event id sent twice is the later request's duplicate, an event id
+    already indexed is a duplicate, and a request whose records were all rejected never joins a group."""
+    from monitor import group_commit
+
+    ep = _endpoint(client, keys)
+    store = app.state.get_store()
+    r = client.post(f"/api/v1/endpoints/{ep['name']}/capture", content=_body(["old"]),
+                    headers={**keys("ingest"), "Content-Type": "application/json"})
+    assert r.status_code == 200 and r.json()["accepted"] == 1, r.text
+    bodies = [_body([f"s{i}"]) for i in range(30)] + [_body(["s3", "old", "s30"])]
+    with db.session_scope(write=False) as s:
+        preps = [monitor.read_capture(s, ep["name"], b, "application/json") for b in bodies]
+
+    async def all_at_once():
+        return await asyncio.gather(*(group_commit.commit(db, store, p) for p in preps))
+
+    out = asyncio.run(all_at_once())
+    assert [o["accepted"] for o in out] == [1] * 30 + [1]
+    assert [o["duplicates"] for o in out] == [0] * 30 + [2]
+    with db.session_scope(write=False) as s:
+        events = sorted(s.scalars(select(CaptureEvent.event_id)))
+        batches = list(s.scalars(select(CaptureBatch).where(CaptureBatch.records > 1)))
+    assert events == sorted(["old", *(f"s{i}" for i in range(31))])
+    assert len(batches) == 1 and batches[0].records == 31          # one group: one batch, one set of files
+    stored = pq.read_table(io.BytesIO(store.get(batches[0].parquet_key))).column("__event_id").to_pylist()
+    assert sorted(stored) == sorted(f"s{i}" for i in range(31))
+
+
+def test_a_failed_group_write_fails_each_of_its_requests_and_indexes_nothing(client, keys, db, app, monkeypatch):
+    """Nothing of a group is acknowledged unless all of it is stored and committed; the next group is written."""
+    from monitor import group_commit
+
+    ep = _endpoint(client, keys)
+    store = app.state.get_store()
+    with db.session_scope(write=False) as s:
+        preps = [monitor.read_capture(s, ep["name"], _body([f"f{i}"]), "application/json") for i in range(5)]
+    real = type(store).put_many
+    calls: list[int] = []
+
+    def failing_once(self, items):
+        calls.append(len(items))
+        if len(calls) == 1:
+            raise OSError("disk full")
+        real(self, items)
+
+    monkeypatch.setattr(type(store), "put_many", failing_once)
+
+    async def all_at_once():
+        return await asyncio.gather(*(group_commit.commit(db, store, p) for p in preps), return_exceptions=True)
+
+    out = asyncio.run(all_at_once())
+    assert all(isinstance(o, OSError) for o in out), out
+    with db.session_scope(write=False) as s:
+        assert list(s.scalars(select(CaptureEvent.event_id))) == []
+        preps = [monitor.read_capture(s, ep["name"], _body([f"f{i}"]), "application/json") for i in range(5)]
+    out = asyncio.run(all_at_once())       # the retry goes through
+    assert [o["accepted"] for o in out] == [1] * 5
