@@ -147,9 +147,18 @@ def count_statements() -> None:
 
 
 async def measure(app: Any, token: str, make: Any, count: int, rounds: int, admin: Any,
-                  dbname: str) -> dict[str, float]:
+                  dbname: str, concurrency: int = 1) -> dict[str, float]:
     """CPU per request over ``rounds`` rounds of ``count`` requests: the least-disturbed round (the minimum) and
-    the median, since other work on a shared machine only ever adds cost (cache misses, frequency)."""
+    the median, since other work on a shared machine only ever adds cost (cache misses, frequency).
+    ``concurrency``: that many requests in flight at once (what group commit needs to form groups)."""
+
+    async def one() -> None:
+        status, out = await request(app, token, *make())
+        if status >= 300:
+            raise SystemExit(f"{make()[1]} answered {status}: {out[:300]!r}")
+        last[0] = out
+
+    last = [b""]
     for _ in range(min(30, count)):                     # warm-up: caches, pool, statement cache
         status, out = await request(app, token, *make())
         if status >= 300:
@@ -158,16 +167,15 @@ async def measure(app: Any, token: str, make: Any, count: int, rounds: int, admi
     statements0 = STATEMENTS[0]
     for _ in range(rounds):
         ticks0, cpu0, wall0 = pg_cpu_ticks(admin, dbname), time.process_time(), time.perf_counter()
-        for _ in range(count):
-            status, out = await request(app, token, *make())
-            if status >= 300:
-                raise SystemExit(f"{make()[1]} answered {status}: {out[:300]!r}")
+        for _ in range(0, count, concurrency):
+            await asyncio.gather(*(one() for _ in range(concurrency)))
+        count = -(-count // concurrency) * concurrency
         apps.append((time.process_time() - cpu0) / count * 1000)
         walls.append((time.perf_counter() - wall0) / count * 1000)
         pgs.append((pg_cpu_ticks(admin, dbname) - ticks0) / os.sysconf("SC_CLK_TCK") / count * 1000)
     return {"stmts": (STATEMENTS[0] - statements0) / (count * rounds), "app_ms": min(apps),
             "app_med": statistics.median(apps), "pg_ms": min(pgs), "pg_med": statistics.median(pgs),
-            "wall_ms": min(walls), "bytes": len(out)}
+            "wall_ms": min(walls), "bytes": len(last[0])}
 
 
 # --- where the time goes (py-spy raw stacks) ------------------------------------------------------------------
@@ -242,6 +250,7 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=100, help="per round and call (creates: a third)")
     ap.add_argument("--rounds", type=int, default=5, help="rounds per call; the least-disturbed one is reported")
     ap.add_argument("--calls", default=",".join(calls(1)))
+    ap.add_argument("--concurrency", type=int, default=1, help="requests in flight at once (creates form groups)")
     ap.add_argument("--pg-admin", default="postgresql://postgres@127.0.0.1:5432/postgres")
     ap.add_argument("--database", help="an already seeded database URL (postgresql+psycopg://…): no seeding")
     ap.add_argument("--key", help="with --database: the publisher key the seeding printed")
@@ -302,7 +311,8 @@ def run(a: argparse.Namespace, url: str, key: str, admin: Any, home: Path) -> No
         summarise(raw)
         return
     app = build_app(url, home)
-    print(f"{time.strftime('%H:%M:%S')} load {os.getloadavg()[0]:.2f}; one request at a time, in-process")
+    print(f"{time.strftime('%H:%M:%S')} load {os.getloadavg()[0]:.2f}; {a.concurrency} request(s) at a time, "
+          "in-process")
     print(f"CPU ms per request: min over {a.rounds} rounds of {a.requests} (median in brackets)")
     print(f"{'call':16s} {'app CPU':>16s} {'PostgreSQL CPU':>16s} {'total':>7s} {'wall':>7s} {'bytes':>7s} "
           f"{'SQL':>5s}")
@@ -311,7 +321,7 @@ def run(a: argparse.Namespace, url: str, key: str, admin: Any, home: Path) -> No
     async def go() -> None:
         for name in a.calls.split(","):
             count = a.requests // 3 if name.endswith("create") else a.requests
-            r = await measure(app, key, table[name], count, a.rounds, admin, dbname)
+            r = await measure(app, key, table[name], count, a.rounds, admin, dbname, a.concurrency)
             print(f"{name:16s} {r['app_ms']:7.2f} ({r['app_med']:6.2f}) {r['pg_ms']:7.2f} ({r['pg_med']:6.2f}) "
                   f"{r['app_ms'] + r['pg_ms']:7.2f} {r['wall_ms']:7.2f} {int(r['bytes']):7d} "
                   f"{r['stmts']:5.1f}", flush=True)

@@ -196,35 +196,55 @@ def record(
     after: Any = None,
 ) -> AuditEvent:
     """Append an event in the caller's transaction (it commits or rolls back with the action)."""
+    return record_many(session, [Entry(actor, action, subject_type, str(subject_id), before, after,
+                                       request_id_var.get())])[0]
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One event of `record_many`; ``request_id`` is the request that caused it (a group commit writes several
+    requests' events in one transaction)."""
+
+    actor: str
+    action: str
+    subject_type: str
+    subject_id: str
+    before: Any = None
+    after: Any = None
+    request_id: str | None = None
+
+
+def record_many(session: Session, entries: Sequence[Entry]) -> list[AuditEvent]:
+    """Append events in order in the caller's transaction, under one hold of the chain lock (one read of the head,
+    one insert)."""
     chain = _chain(session)
     session.flush()   # the caller's pending rows before the chain lock, which is then held for the append alone
     advisory_xact_lock(session, _PG_AUDIT_LOCK)   # appenders in turn, so seq/prev_hash form one chain
     last = session.execute(select(AuditEvent.seq, AuditEvent.hash).order_by(AuditEvent.seq.desc()).limit(1)).first()
-    seq, prev = (last[0] + 1, last[1]) if last else (1, GENESIS)
-    ev = AuditEvent(
-        seq=seq,
-        ts=utcnow(),
-        actor=actor,
-        action=action,
-        subject_type=subject_type,
-        subject_id=str(subject_id),
-        before=_jsonable(before),
-        after=_jsonable(after),
-        request_id=request_id_var.get(),
-        prev_hash=prev,
-        chain=KEYED,
-    )
-    ev.hash = compute_hash(ev, chain.key)
-    # A prebuilt Core insert of the same values (the unit of work cost more than the append); ``ev`` answers, detached.
-    session.connection().execute(_APPEND, {c: getattr(ev, c) for c in _COLUMNS})
-    if chain.store is not None and seq % chain.every == 0:
+    seq, prev = (last[0], last[1]) if last else (0, GENESIS)
+    events = []
+    for e in entries:
+        seq += 1
+        ev = AuditEvent(seq=seq, ts=utcnow(), actor=e.actor, action=e.action, subject_type=e.subject_type,
+                        subject_id=e.subject_id, before=_jsonable(e.before), after=_jsonable(e.after),
+                        request_id=e.request_id, prev_hash=prev, chain=KEYED)
+        ev.hash = prev = compute_hash(ev, chain.key)
+        events.append(ev)
+    if not events:
+        return events
+    # A prebuilt Core insert of the same values (the unit of work cost more than the append); the events answer,
+    # detached.
+    session.connection().execute(_APPEND, [{c: getattr(ev, c) for c in _COLUMNS} for ev in events])
+    due = [ev for ev in events if ev.seq % chain.every == 0]
+    if chain.store is not None and due:
         problem = _disagrees_with_checkpoint(session, chain)
         if problem:
-            log.error("not writing an audit checkpoint at seq %s: %s (run `mlgov audit verify`)", seq, problem)
+            log.error("not writing an audit checkpoint at seq %s: %s (run `mlgov audit verify`)", due[-1].seq,
+                      problem)
         else:
             # Written only once the event is committed: a checkpoint of a rolled-back head would be a false alarm.
-            session.info["audit_checkpoint_due"] = (chain, seq, ev.hash, _legacy_until(session))
-    return ev
+            session.info["audit_checkpoint_due"] = (chain, due[-1].seq, due[-1].hash, _legacy_until(session))
+    return events
 
 
 def _legacy_until(session: Session) -> int:

@@ -30,7 +30,7 @@ import hmac
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, cast
 
@@ -76,6 +76,8 @@ class OutboxEvent(Base):
 
 
 _QUEUE = insert(cast(Table, OutboxEvent.__table__)).returning(OutboxEvent.__table__.c.id)
+_QUEUE_MANY = insert(cast(Table, OutboxEvent.__table__)).returning(OutboxEvent.__table__.c.id,
+                                                                   sort_by_parameter_order=True)
 
 
 class Webhook(Base):
@@ -186,29 +188,40 @@ def emit(session: Session, event_type: str, subject: str, payload: dict[str, Any
          to: list[str] | None = None) -> OutboxEvent:
     """Queue an event (and its webhook deliveries) in the caller's transaction; ``to`` addresses given
     webhooks only (e.g. one model group's retraining pipeline) instead of every subscriber."""
-    ev = OutboxEvent(event_id=new_id(), type=event_type, subject=subject, payload=payload, created_at=utcnow())
+    return emit_many(session, event_type, [(subject, payload)], to)[0]
+
+
+def emit_many(session: Session, event_type: str, events: Sequence[tuple[str, dict[str, Any]]],
+              to: list[str] | None = None) -> list[OutboxEvent]:
+    """`emit` for several ``(subject, payload)`` of one type, in order: the outbox rows in one statement."""
+    now = utcnow()
+    evs = [OutboxEvent(event_id=new_id(), type=event_type, subject=subject, payload=payload, created_at=now)
+           for subject, payload in events]
     session.flush()   # the caller's pending rows first, as the unit of work would
-    # A prebuilt Core insert (the unit of work cost more than the row); ``ev`` answers, detached, with its id.
-    values = {"event_id": ev.event_id, "type": event_type, "subject": subject, "payload": payload,
-              "created_at": ev.created_at}
+    # Prebuilt Core inserts (the unit of work cost more than the rows); the events answer, detached, with their ids.
+    values = [{"event_id": ev.event_id, "type": event_type, "subject": ev.subject, "payload": ev.payload,
+               "created_at": now} for ev in evs]
     conn = session.connection()
     # In id order: inserting a delivery share-locks its webhook row, and the dispatcher locks those rows in id order
     # (_sequence); any other order can deadlock a request against the dispatcher on PostgreSQL.
     hooks: list[tuple[str, Any, str]]
-    if conn.dialect.name == "postgresql":   # one round trip: the outbox row and the subscriptions it goes to
-        rows = conn.execute(_QUEUE_WITH_HOOKS, values).all()
-        ev.id = rows[0][0]
+    if conn.dialect.name == "postgresql" and len(evs) == 1:   # one round trip: the row and its subscriptions
+        rows = conn.execute(_QUEUE_WITH_HOOKS, values[0]).all()
+        evs[0].id = rows[0][0]
         hooks = [(r[1], r[2], r[3]) for r in rows if r[1] is not None]
     else:
-        ev.id = conn.execute(_QUEUE, values).scalar_one()
+        ids = conn.execute(_QUEUE_MANY if len(evs) > 1 else _QUEUE, values).scalars().all()
+        for ev, ev_id in zip(evs, ids, strict=True):
+            ev.id = ev_id
         hooks = [(r[0], r[1], r[2]) for r in conn.execute(_HOOKS)]
     for hook_id, patterns, wire in hooks:
-        if (hook_id in to) if to is not None else _wanted(wire, list(patterns), event_type, payload):
-            session.add(Delivery(id=new_id(), webhook_id=hook_id, outbox_id=ev.id, event_type=event_type,
-                                 sequence=None, status="pending", attempts=0, attempt_base=0,
-                                 next_attempt_at=ev.created_at))
+        for ev in evs:
+            if (hook_id in to) if to is not None else _wanted(wire, list(patterns), event_type, ev.payload):
+                session.add(Delivery(id=new_id(), webhook_id=hook_id, outbox_id=ev.id, event_type=event_type,
+                                     sequence=None, status="pending", attempts=0, attempt_base=0,
+                                     next_attempt_at=now))
     session.flush()
-    return ev
+    return evs
 
 
 def envelope(ev: OutboxEvent) -> bytes:

@@ -11,79 +11,36 @@ acknowledged; a retry is idempotent by event id).
 
 from __future__ import annotations
 
-import asyncio
-from typing import Any
+from collections.abc import Hashable
+from typing import Any, cast
 
 from starlette.concurrency import run_in_threadpool
 
 from mlgov.auth import database_turn
 from mlgov.db import Database
+from mlgov.group_commit import GroupCommit
 from mlgov.storage import ObjectStore
 from monitor.service.endpoints import PreparedCapture, group_results, index_capture, merge_captures, store_capture
 
 GROUP_RECORDS = 5000
 """A group takes waiting requests up to this many records (a single request may be bigger and goes alone)."""
 
-_Waiting = list[tuple[PreparedCapture, "asyncio.Future[dict[str, Any]]"]]
-_queues: dict[tuple[Any, ...], _Waiting] = {}
-_tasks: set[asyncio.Task[None]] = set()
-
 
 async def commit(db: Database, store: ObjectStore, prep: PreparedCapture) -> dict[str, Any]:
     """Store and index a read request with whatever else of its endpoint is waiting; its counts once committed."""
     if not prep.records:    # all sampled out, duplicates or rejected: nothing to store or index
         return group_results([prep], [set()], set())[0]
-    loop = asyncio.get_running_loop()
-    key = (loop, db, store, *prep.group_key)
-    fut: asyncio.Future[dict[str, Any]] = loop.create_future()
-    queue = _queues.get(key)
-    if queue is not None:       # a group of this endpoint is being written: join the next one
-        queue.append((prep, fut))
-    else:
-        _queues[key] = [(prep, fut)]
-        task = loop.create_task(_drain(key, db, store))
-        _tasks.add(task)
-        task.add_done_callback(_tasks.discard)
-    return await asyncio.shield(fut)    # a disconnected client does not cancel the group's write
+    return await _groups.submit((db, store, *prep.group_key), prep)
 
 
-def _take(queue: _Waiting) -> _Waiting:
-    n, records = 0, 0
-    while n < len(queue) and (n == 0 or records + len(queue[n][0].records) <= GROUP_RECORDS):
-        records += len(queue[n][0].records)
-        n += 1
-    group = queue[:n]
-    del queue[:n]
-    return group
-
-
-async def _drain(key: tuple[Any, ...], db: Database, store: ObjectStore) -> None:
-    queue = _queues[key]
-    try:
-        while queue:
-            group = _take(queue)
-            try:
-                results = await _write([p for p, _ in group], db, store)
-            except BaseException as exc:
-                for _, fut in group:
-                    if not fut.done():
-                        fut.set_exception(exc)
-                if not isinstance(exc, Exception):
-                    raise
-                continue
-            for (_, fut), result in zip(group, results, strict=True):
-                if not fut.done():
-                    fut.set_result(result)
-    finally:
-        del _queues[key]
-        for _, fut in queue:    # only when the loop itself is going away
-            if not fut.done():
-                fut.set_exception(RuntimeError("capture group commit stopped"))
-
-
-async def _write(preps: list[PreparedCapture], db: Database, store: ObjectStore) -> list[dict[str, Any]]:
+async def _write(key: tuple[Hashable, ...], preps: list[PreparedCapture]) -> list[dict[str, Any] | BaseException]:
+    db, store = cast(Database, key[0]), cast(ObjectStore, key[1])
     merged, owned = merge_captures(preps)
     await run_in_threadpool(store_capture, store, merged)
     async with database_turn(db, write=True) as writer:
         indexed = await run_in_threadpool(index_capture, writer, store, merged)
-    return group_results(preps, owned, indexed)
+    return list(group_results(preps, owned, indexed))
+
+
+_groups: GroupCommit[PreparedCapture, dict[str, Any]] = GroupCommit(
+    _write, limit=GROUP_RECORDS, size=lambda p: len(p.records), name="capture group commit")

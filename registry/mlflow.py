@@ -30,9 +30,23 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
+from starlette.concurrency import run_in_threadpool
 
 from mlgov import events, inputs
-from mlgov.auth import ADMINS, DECIDERS, PUBLISHERS, READERS, Principal, Role, SessionDep, require
+from mlgov.auth import (
+    ADMINS,
+    DECIDERS,
+    PUBLISHERS,
+    READERS,
+    Principal,
+    ReadSessionDep,
+    Role,
+    SessionDep,
+    get_db,
+    require,
+    require_reading,
+)
+from mlgov.context import request_id_var
 from mlgov.db import DatabaseBusy, busy_reason, is_unique_violation
 from mlgov.errors import (
     Conflict,
@@ -47,7 +61,7 @@ from mlgov.errors import (
 from mlgov.outbound import OutboundDep
 from mlgov.secrets import SecretsDep
 from mlgov.storage import StoreDep
-from registry import service
+from registry import group_commit, service
 from registry.errors import GroupExists, RuleRefusal, TransitionNotAllowed
 from registry.orm import ModelGroup
 from registry.schemas import GroupCreate, GroupUpdate, SearchClause, StageConfig, StageRequest, VersionFields
@@ -195,6 +209,7 @@ async def _handle(_: Request, exc: Exception) -> Response:
 router = APIRouter(prefix=PREFIX, route_class=MlflowRoute, include_in_schema=False, tags=["mlflow"])
 Reader = Annotated[Principal, Depends(require(READERS))]
 Writer = Annotated[Principal, Depends(require(PUBLISHERS))]
+ReadingWriter = Annotated[Principal, Depends(require_reading(PUBLISHERS))]   # group-committed writes
 Mover = Annotated[Principal, Depends(require(DECIDERS, Role.publisher))]
 Admin = Annotated[Principal, Depends(require(ADMINS))]
 
@@ -632,22 +647,26 @@ def get_model_version_by_alias(fields: Fields, session: SessionDep, _: Reader) -
 # --- model versions ------------------------------------------------------------------------------------
 
 @router.post("/model-versions/create")
-def create_model_version(fields: Fields, session: SessionDep, principal: Writer,
-                         store: StoreDep) -> Response:
+async def create_model_version(fields: Fields, request: Request, principal: ReadingWriter, session: ReadSessionDep,
+                               store: StoreDep) -> Response:
+    """Written with the registrations into the same model arriving meanwhile (`group_commit`)."""
+    await run_in_threadpool(session.commit)   # the key check's read transaction ends here, not after the write
     m = _parse(CreateVersion, fields)
     metadata = {t.key: t.value for t in m.tags}
     if any(k.startswith(service.RESERVED_METADATA_PREFIX) for k in metadata):
         raise Forbidden("tags starting with 'mlgov.' are set by mlgov itself (approval status, approver)",
                         fix="leave them out; approve through mlgov (API, CLI or console)")
     try:
-        body = VersionFields(artifact_uri=m.source, artifact_sha256=service.hash_artifact(store, m.source),
+        body = VersionFields(artifact_uri=m.source,
+                             artifact_sha256=await run_in_threadpool(service.hash_artifact, store, m.source),
                              description=m.description, metadata=metadata, run_id=m.run_id, run_link=m.run_link)
     except ValidationError as exc:
         first = exc.errors()[0]
         raise Invalid(f"invalid {'.'.join(str(p) for p in first.get('loc', ()))}: {first.get('msg', '')}",
                       fix="tags: at most 50, keys up to 128 and values up to 256 characters; run_link a URI") \
             from None
-    v = service.register_version(session, m.name, body, principal)
+    v = await group_commit.register(get_db(request), m.name,
+                                    service.Registration(body, principal, request_id_var.get()))
     return answer({"model_version": model_version(service.registered_view(m.name, v))})
 
 

@@ -6,30 +6,36 @@ import datetime as dt
 from pathlib import Path as FsPath
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Path, Query, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.responses import HTMLResponse
 from pydantic import Field
+from starlette.concurrency import run_in_threadpool
 
 from mlgov.api import Limit, Offset, Page, encoded_response, page
 from mlgov.auth import (
     ADMINS,
     DECIDERS,
+    PUBLISHERS,
     Admin,
     Auditor,
     Decider,
     Principal,
     Publisher,
     Reader,
+    ReadSessionDep,
     Role,
     SessionDep,
+    get_db,
     require,
+    require_reading,
 )
+from mlgov.context import request_id_var
 from mlgov.db import as_utc
 from mlgov.errors import Invalid
 from mlgov.openapi import alternatives
 from mlgov.types import Timestamp
 from mlgov.web import templates
-from registry import service
+from registry import group_commit, service
 from registry.orm import ApprovalDecision, ModelGroup
 from registry.schemas import (
     AliasesAt,
@@ -49,6 +55,7 @@ from registry.schemas import (
 
 router = APIRouter(prefix="/api/v1", tags=["registry"])
 Mover = Annotated[Principal, Depends(require(DECIDERS, Role.publisher))]
+ReadingPublisher = Annotated[Principal, Depends(require_reading(PUBLISHERS))]   # group-committed writes
 GroupEditor = Annotated[Principal, Depends(require(ADMINS, Role.publisher))]
 VersionNo = Annotated[int, Path(ge=1, description="version number (1, 2, 3 …)")]
 
@@ -101,8 +108,13 @@ def update_group(group: str, body: GroupUpdate, session: SessionDep, principal: 
 # --- versions -----------------------------------------------------------------------------------------
 
 @router.post("/model-groups/{group}/versions", status_code=201, response_model=VersionRead)
-def register_version(group: str, body: VersionCreate, session: SessionDep, principal: Publisher) -> VersionRead:
-    v = service.register_version(session, group, body, principal)
+async def register_version(group: str, body: VersionCreate, request: Request, principal: ReadingPublisher,
+                           session: ReadSessionDep) -> VersionRead:
+    """Numbered and written with the registrations into the same group that arrive meanwhile (`group_commit`),
+    committed before the answer."""
+    await run_in_threadpool(session.commit)   # the key check's read transaction ends here, not after the write
+    v = await group_commit.register(get_db(request), group,
+                                    service.Registration(body, principal, request_id_var.get()))
     return service.to_read(group, v)
 
 

@@ -38,6 +38,7 @@ from sqlalchemy.sql.elements import BindParameter
 from lineage import service as lineage
 from mlgov import audit, auth, events
 from mlgov.auth import DECIDERS, Principal, Role
+from mlgov.context import request_id_var
 from mlgov.db import chunks, equal, icontains, in_window, is_postgres, new_id, paginate, utcnow
 from mlgov.errors import Conflict, Forbidden, Invalid, NotFound
 from mlgov.storage import ObjectStore
@@ -81,6 +82,7 @@ from registry.schemas import (
 
 PENDING, APPROVED, REJECTED = "PendingManualApproval", "Approved", "Rejected"
 _VERSION_TABLE = ModelVersion.__table__
+_GROUP_TABLE = cast(Table, ModelGroup.__table__)
 # A registration's rows, as prebuilt Core inserts (compiled once; no unit of work).
 _INSERT_VERSION, _INSERT_TRANSITION, _INSERT_METADATA = (
     insert(cast(Table, orm.__table__)) for orm in (ModelVersion, StageTransition, VersionMetadata))
@@ -205,73 +207,102 @@ def _payload(group_name: str, v: ModelVersion) -> dict[str, Any]:
 
 
 def register_version(session: Session, group_name: str, body: VersionFields, actor: Principal) -> ModelVersion:
-    """Number the version (gap-free), store it, record its lineage, audit and emit it, in the caller's transaction.
+    """Number the version (gap-free), store it, record its lineage, audit and emit it, in the caller's transaction."""
+    return register_versions(session, group_name, [Registration(body, actor, request_id_var.get())])[0]
+
+
+@dataclass(frozen=True)
+class Registration:
+    """One request's registration; ``request_id`` goes into its audit event (a group commit writes several)."""
+
+    body: VersionFields
+    actor: Principal
+    request_id: str | None = None
+
+
+def register_versions(session: Session, group_name: str, regs: Sequence[Registration]) -> list[ModelVersion]:
+    """Register versions of one group in order, numbered consecutively, as `register_version` would one after the
+    other, with one statement per kind of row for all of them (a group commit's batch).
 
     Registrations of one group are serialised by the group row, locked from numbering to commit, so a number is
     never skipped. What does not depend on the number (the alert, the model artifact, datasets and the group's
     lineage context) is looked up or recorded before that lock, and lineage is written in bulk (nodes in one
     INSERT … ON CONFLICT DO NOTHING, edges in one more), so the lock is held for as few statements as possible."""
     group_id = _group_id(session, group_name)   # the id alone: the rest of the group row is read at numbering
-    alert_node = None
-    if body.triggered_by_alert:
-        alert_node = lineage.find_action(session, lineage.alert_key(body.triggered_by_alert))
-        if alert_node is None:
-            raise NotFound(f"no monitoring alert with id {body.triggered_by_alert!r}",
-                           fix="pass the alert id from the retraining request (GET /api/v1/alerts)")
-    before_lock = _lineage_before_number(session, group_name, body, actor.name)
-    numbered = session.execute(   # takes the group row's lock until commit
-        update(ModelGroup).where(ModelGroup.id == group_id)
-        .values(latest_version=ModelGroup.latest_version + 1, updated_at=utcnow())
-        .returning(ModelGroup.latest_version, ModelGroup.stage_config),
-        execution_options={"synchronize_session": False},
+    alert_nodes: dict[int, lineage.Entity] = {}
+    for i, r in enumerate(regs):
+        if r.body.triggered_by_alert:
+            node = lineage.find_action(session, lineage.alert_key(r.body.triggered_by_alert))
+            if node is None:
+                raise NotFound(f"no monitoring alert with id {r.body.triggered_by_alert!r}",
+                               fix="pass the alert id from the retraining request (GET /api/v1/alerts)")
+            alert_nodes[i] = node
+    before_lock = _lineage_before_number(session, group_name, regs)
+    numbered = session.connection().execute(   # takes the group row's lock until commit
+        update(_GROUP_TABLE).where(_GROUP_TABLE.c.id == group_id)
+        .values(latest_version=_GROUP_TABLE.c.latest_version + len(regs), updated_at=utcnow())
+        .returning(_GROUP_TABLE.c.latest_version, _GROUP_TABLE.c.stage_config),
     ).one_or_none()
     if numbered is None:   # deleted since it was looked up
         raise GroupNotFound(group_name)
-    number, stage_config = numbered
+    last, stage_config = numbered
     cfg = StageConfig.model_validate(stage_config)
     now = utcnow()
-    row: dict[str, Any] = dict(
-        id=new_id(), group_id=group_id, version=number, approval_status=PENDING, approval_description=None,
-        stage=cfg.initial, description=body.description, artifact_uri=body.artifact_uri,
-        artifact_sha256=body.artifact_sha256, framework=body.framework, framework_version=body.framework_version,
-        flavor=body.flavor, inference_spec=body.inference_spec.model_dump(mode="json") if body.inference_spec else None,
-        metrics=dict(body.metrics),
-        model_metrics=body.model_metrics.model_dump(mode="json") if body.model_metrics else None,
-        domain=body.domain, task=body.task,
-        model_card=body.model_card.model_dump(mode="json") if body.model_card else None,
-        training_data=list(body.training_data),
-        training_job=body.training_job.model_dump(mode="json") if body.training_job else None,
-        source=body.source.model_dump(mode="json") if body.source else None, run_id=body.run_id,
-        run_link=body.run_link, triggered_by_alert=body.triggered_by_alert, artifact_trusted=False,
-        registered_by=actor.name, registered_by_key=actor.key_pk, created_at=now, updated_at=now,
-    )
-    metadata = [{"version_id": row["id"], "key": k, "value": val} for k, val in sorted(body.metadata.items())]
-    # Core inserts, not the unit of work (40% of a registration's CPU went to flushing ORM objects); the answer is
-    # a detached ModelVersion built from the same values (a later query in this transaction reads the rows).
+    rows: list[dict[str, Any]] = []
+    metadata: list[dict[str, Any]] = []
+    transitions: list[dict[str, Any]] = []
+    for number, r in enumerate(regs, start=last - len(regs) + 1):
+        body, actor = r.body, r.actor
+        row: dict[str, Any] = dict(
+            id=new_id(), group_id=group_id, version=number, approval_status=PENDING, approval_description=None,
+            stage=cfg.initial, description=body.description, artifact_uri=body.artifact_uri,
+            artifact_sha256=body.artifact_sha256, framework=body.framework,
+            framework_version=body.framework_version, flavor=body.flavor,
+            inference_spec=body.inference_spec.model_dump(mode="json") if body.inference_spec else None,
+            metrics=dict(body.metrics),
+            model_metrics=body.model_metrics.model_dump(mode="json") if body.model_metrics else None,
+            domain=body.domain, task=body.task,
+            model_card=body.model_card.model_dump(mode="json") if body.model_card else None,
+            training_data=list(body.training_data),
+            training_job=body.training_job.model_dump(mode="json") if body.training_job else None,
+            source=body.source.model_dump(mode="json") if body.source else None, run_id=body.run_id,
+            run_link=body.run_link, triggered_by_alert=body.triggered_by_alert, artifact_trusted=False,
+            registered_by=actor.name, registered_by_key=actor.key_pk, created_at=now, updated_at=now,
+        )
+        rows.append(row)
+        metadata += [{"version_id": row["id"], "key": k, "value": val} for k, val in sorted(body.metadata.items())]
+        transitions.append({"group_id": group_id, "version_id": row["id"], "from_stage": None,
+                            "to_stage": cfg.initial, "actor": actor.name, "comment": None, "reason": "registered",
+                            "at": now})
+    # Core inserts, not the unit of work (40% of a registration's CPU went to flushing ORM objects); the answers
+    # are detached ModelVersions built from the same values (a later query in this transaction reads the rows).
     conn = session.connection()
-    conn.execute(_INSERT_VERSION, row)
-    conn.execute(_INSERT_TRANSITION, {
-        "group_id": group_id, "version_id": row["id"], "from_stage": None, "to_stage": cfg.initial,
-        "actor": actor.name, "comment": None, "reason": "registered", "at": now})
+    conn.execute(_INSERT_VERSION, rows)
+    conn.execute(_INSERT_TRANSITION, transitions)
     if metadata:
         conn.execute(_INSERT_METADATA, metadata)
-    v = ModelVersion(**row)
-    v.metadata_items = [VersionMetadata(**m) for m in metadata]
-    version_id = _record_training_lineage(session, group_name, v, actor.name, before_lock)
-    if alert_node is not None:
-        version = session.get_one(lineage.Entity, version_id)
+    versions = []
+    for row in rows:
+        v = ModelVersion(**row)
+        v.metadata_items = [VersionMetadata(**m) for m in metadata if m["version_id"] == row["id"]]
+        versions.append(v)
+    version_ids = _record_training_lineage(session, group_name, versions, before_lock)
+    for i, alert_node in alert_nodes.items():
+        v, body, name = versions[i], regs[i].body, regs[i].actor.name
+        version = session.get_one(lineage.Entity, version_ids[i])
         run, _ = lineage.ensure_action(session, action_type="RetrainingRun",
                                        key=f"retraining:{body.triggered_by_alert}:{v.id}",
                                        name=f"retraining of {group_name} after alert {body.triggered_by_alert}",
-                                       status="Completed", end_time=now, actor=actor.name, fresh=True)
-        lineage.chain(session, [(alert_node, run, "ContributedTo"), (run, version, "Produced")], actor=actor.name,
+                                       status="Completed", end_time=now, actor=name, fresh=True)
+        lineage.chain(session, [(alert_node, run, "ContributedTo"), (run, version, "Produced")], actor=name,
                       fresh=run)
-    payload = _payload(group_name, v)
-    # The outbox row first, the audit append last: the chain lock is then held only from the append to commit.
-    events.emit(session, "version.registered", f"{group_name}/{number}", payload)
-    audit.record(session, actor=actor.name, action="version.registered", subject_type="model_version",
-                 subject_id=f"{group_name}/{number}", after=payload)
-    return v
+    payloads = [(f"{group_name}/{v.version}", _payload(group_name, v)) for v in versions]
+    # The outbox rows first, the audit append last: the chain lock is then held only from the append to commit.
+    events.emit_many(session, "version.registered", payloads)
+    audit.record_many(session, [audit.Entry(r.actor.name, "version.registered", "model_version", subject,
+                                            after=payload, request_id=r.request_id)
+                                for r, (subject, payload) in zip(regs, payloads, strict=True)])
+    return versions
 
 
 MAX_HASHED_FILES = 1000
@@ -324,58 +355,112 @@ def _version_node(session: Session, group: ModelGroup, v: ModelVersion, actor: s
 
 @dataclass(frozen=True)
 class _LineageParts:
-    """The ids of a registration's lineage nodes that do not depend on its version number, and the DerivedFrom
-    edge a new hash of a known model URI needs."""
+    """The ids of a batch's lineage nodes that do not depend on version numbers (per registration: the model and
+    its datasets; the group's context), and the DerivedFrom edges new hashes of known model URIs need."""
 
-    model: str
+    models: list[str]
     context: str
-    datasets: list[str]
+    datasets: list[list[str]]
     derived: list[lineage.EdgeSpec]
 
 
-def _lineage_before_number(session: Session, group: str, body: VersionFields, actor: str) -> _LineageParts:
-    model = lineage.artifact_node("Model", body.artifact_uri, body.artifact_sha256)
+def _by_actor(regs: Sequence[Registration]) -> dict[str, list[int]]:
+    """Registrations' positions per actor, in order of first appearance: lineage nodes record who created them,
+    so each actor's nodes are ensured in a call of their own."""
+    out: dict[str, list[int]] = {}
+    for i, r in enumerate(regs):
+        out.setdefault(r.actor.name, []).append(i)
+    return out
+
+
+def _lineage_before_number(session: Session, group: str, regs: Sequence[Registration]) -> _LineageParts:
+    models = [lineage.artifact_node("Model", r.body.artifact_uri, r.body.artifact_sha256) for r in regs]
     ctx = lineage.Node("context", "ModelGroup", f"model-group:{group}", name=group)
-    datasets = [lineage.artifact_node("Dataset", uri) for uri in body.training_data]
-    ids, derived = lineage.ensure_nodes(session, [model, ctx, *datasets], actor=actor)
-    return _LineageParts(ids[model.identity][0], ids[ctx.identity][0],
-                         [ids[d.identity][0] for d in datasets], derived)
+    datasets = [[lineage.artifact_node("Dataset", uri) for uri in r.body.training_data] for r in regs]
+    ids: dict[str, tuple[str, bool]] = {}
+    derived: list[lineage.EdgeSpec] = []
+    for actor, positions in _by_actor(regs).items():
+        got, new = lineage.ensure_nodes(session, [ctx, *(n for i in positions for n in (models[i], *datasets[i]))],
+                                        actor=actor)
+        ids.update(got)
+        derived += new
+    return _LineageParts([ids[m.identity][0] for m in models], ids[ctx.identity][0],
+                         [[ids[d.identity][0] for d in ds] for ds in datasets], _in_order(derived, models, ids))
 
 
-def _record_training_lineage(session: Session, group: str, v: ModelVersion, actor: str,
-                             parts: _LineageParts) -> str:
+def _in_order(derived: list[lineage.EdgeSpec], models: list[lineage.Node],
+              ids: dict[str, tuple[str, bool]]) -> list[lineage.EdgeSpec]:
+    """Each new hash of a URI derives from the URI's newest earlier node: within a batch, from the batch's
+    previous new node of that URI (as one registration after the other would record), not all from the same one."""
+    uris = [m.uri for m in models if m.sha256 is not None]
+    if len(uris) == len(set(uris)):
+        return derived
+    edge_of = {e[1]: e for e in derived}
+    latest: dict[str, str] = {}
+    seen: set[str] = set()
+    out = []
+    for m in models:
+        node_id, created = ids[m.identity]
+        if m.sha256 is None or not created or node_id in seen:
+            continue
+        seen.add(node_id)
+        uri = m.uri or ""
+        if uri in latest:
+            out.append((latest[uri], node_id, "DerivedFrom", {"reason": "same URI, new content hash"}))
+        elif node_id in edge_of:
+            out.append(edge_of[node_id])
+        latest[uri] = node_id
+    return out
+
+
+def _record_training_lineage(session: Session, group: str, versions: Sequence[ModelVersion],
+                             parts: _LineageParts) -> list[str]:
     """training data → training job → version (← model artifact) → model-group context (SageMaker's
-    auto-lineage), nodes in one statement and edges in another; returns the version node's id."""
-    node = lineage.artifact_node("ModelPackage", lineage.model_version_uri(group, v.version),
-                                 name=f"{group}/{v.version}",
-                                 properties={"model_group": group, "version": v.version})
-    job_ref = v.training_job or {}
-    job_name = job_ref.get("name") or f"{group}/{v.version}/training"
-    named = bool(job_ref.get("uri") or job_ref.get("name"))   # a job others may record too: the careful path
-    job_fields: dict[str, Any] = dict(
-        action_type="TrainingJob", key=f"training-job:{job_ref.get('uri') or job_name}", name=job_name,
-        status="Completed", start_time=_parse_time(job_ref.get("started_at")),
-        end_time=_parse_time(job_ref.get("ended_at")),
-        properties={k: val for k, val in {"uri": job_ref.get("uri"), "parameters": job_ref.get("parameters")}.items()
-                    if val})
-    job_node = lineage.Node("action", "TrainingJob", job_fields["key"], name=job_name, status="Completed",
-                            start_time=job_fields["start_time"], end_time=job_fields["end_time"],
-                            properties=job_fields["properties"])
-    # Only this transaction can create its number's nodes (it holds the group's lock); they exist already only
+    auto-lineage), nodes in one statement and edges in another per actor; returns the version nodes' ids."""
+    version_ids: list[str] = []
+    edges_by_actor: dict[str, list[lineage.EdgeSpec]] = {}
+    nodes_by_actor: dict[str, list[lineage.Node]] = {}
+    plans = []
+    for v in versions:
+        node = lineage.artifact_node("ModelPackage", lineage.model_version_uri(group, v.version),
+                                     name=f"{group}/{v.version}",
+                                     properties={"model_group": group, "version": v.version})
+        job_ref = v.training_job or {}
+        job_name = job_ref.get("name") or f"{group}/{v.version}/training"
+        named = bool(job_ref.get("uri") or job_ref.get("name"))   # a job others may record too: the careful path
+        job_fields: dict[str, Any] = dict(
+            action_type="TrainingJob", key=f"training-job:{job_ref.get('uri') or job_name}", name=job_name,
+            status="Completed", start_time=_parse_time(job_ref.get("started_at")),
+            end_time=_parse_time(job_ref.get("ended_at")),
+            properties={k: val for k, val in {"uri": job_ref.get("uri"),
+                                               "parameters": job_ref.get("parameters")}.items() if val})
+        job_node = lineage.Node("action", "TrainingJob", job_fields["key"], name=job_name, status="Completed",
+                                start_time=job_fields["start_time"], end_time=job_fields["end_time"],
+                                properties=job_fields["properties"])
+        nodes_by_actor.setdefault(v.registered_by, []).extend([node] if named else [node, job_node])
+        plans.append((v, node, job_node, job_fields, named))
+    # Only this transaction can create its numbers' nodes (it holds the group's lock); they exist already only
     # for a group deleted and created again, whose numbers restart.
-    ids, _ = lineage.ensure_nodes(session, [node] if named else [node, job_node], actor=actor, insert_first=True)
-    version_id, created = ids[node.identity]
-    if named or not ids[job_node.identity][1]:   # found: brought up to date as ensure_action does
-        job_id = lineage.ensure_action(session, **job_fields, actor=actor)[0].id
-    else:
-        job_id = ids[job_node.identity][0]
-    edges = list(parts.derived)
-    if created:
-        edges.append((parts.model, version_id, "ContributedTo", {}))
-    edges += [(data, job_id, "ContributedTo", {}) for data in parts.datasets]
-    edges += [(job_id, version_id, "Produced", {}), (version_id, parts.context, "AssociatedWith", {})]
-    lineage.add_edges(session, edges, actor=actor)
-    return version_id
+    ids: dict[str, tuple[str, bool]] = {}
+    for actor, nodes in nodes_by_actor.items():
+        ids.update(lineage.ensure_nodes(session, nodes, actor=actor, insert_first=True)[0])
+    for i, (v, node, job_node, job_fields, named) in enumerate(plans):
+        version_id, created = ids[node.identity]
+        if named or not ids[job_node.identity][1]:   # found: brought up to date as ensure_action does
+            job_id = lineage.ensure_action(session, **job_fields, actor=v.registered_by)[0].id
+        else:
+            job_id = ids[job_node.identity][0]
+        edges = edges_by_actor.setdefault(v.registered_by, [])
+        if i == 0:
+            edges += parts.derived
+        if created:
+            edges.append((parts.models[i], version_id, "ContributedTo", {}))
+        edges += [(data, job_id, "ContributedTo", {}) for data in parts.datasets[i]]
+        edges += [(job_id, version_id, "Produced", {}), (version_id, parts.context, "AssociatedWith", {})]
+        version_ids.append(version_id)
+    for actor, edges in edges_by_actor.items():
+        lineage.add_edges(session, edges, actor=actor)
+    return version_ids
 
 
 def _governance_action(session: Session, group: ModelGroup, v: ModelVersion, actor: str, action_type: str, key: str,

@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 
 from mlgov.audit import AuditEvent
 from mlgov.events import OutboxEvent
-from registry.orm import ModelVersion
+from registry.orm import ModelGroup, ModelVersion
 from tests.helpers import approve, assert_problem, create_group, register, sha, version_body
 
 
@@ -247,3 +247,70 @@ def test_registered_sha_is_normalised(client, keys):
     create_group(client, keys("publisher"), "churn")
     v = register(client, keys("publisher"), "churn", 1, artifact_sha256=sha("x").upper())
     assert v["artifact_sha256"] == sha("x")
+
+
+def test_registrations_arriving_together_are_one_group_numbered_in_order_each_with_its_own_answer(
+        client, keys, db, monkeypatch):
+    """Registrations into one group that queue while an earlier one is written are numbered and written in one
+    transaction, as one registration after the other would be: consecutive numbers in arrival order, each request's
+    own audit request id, each new hash of one artifact URI derived from the previous one. A registration that fails
+    (an unknown alert) gets its own 404 and costs the others nothing."""
+    import asyncio
+
+    from lineage.orm import Edge, Entity
+    from mlgov import auth
+    from mlgov.audit import verify
+    from mlgov.errors import NotFound
+    from registry import group_commit, service
+    from registry.schemas import VersionCreate
+
+    create_group(client, keys("publisher"), "batched")
+    with db.session_scope(write=False) as s:
+        publisher = auth.authenticate(s, keys.plain["publisher"])
+    groups: list[int] = []
+    real = service.register_versions
+
+    def counting(session, group_name, regs):
+        groups.append(len(regs))
+        return real(session, group_name, regs)
+
+    monkeypatch.setattr(service, "register_versions", counting)
+    uri = "s3://models/batched/model.tar.gz"
+
+    def reg(n: int, **over):
+        body = VersionCreate.model_validate(version_body(n, artifact_uri=uri, **over))
+        return service.Registration(body, publisher, f"req-{n}")
+
+    async def together(regs):
+        return await asyncio.gather(*(group_commit.register(db, "batched", r) for r in regs),
+                                    return_exceptions=True)
+
+    out = asyncio.run(together([reg(1), reg(2), reg(3, triggered_by_alert="no-such-alert"), reg(4), reg(5)]))
+    assert groups == [5, 1, 1, 1, 1, 1]     # one group of all five failed, so each went alone
+    assert isinstance(out[2], NotFound) and "no-such-alert" in str(out[2])
+    assert [o.version for i, o in enumerate(out) if i != 2] == [1, 2, 3, 4]
+
+    groups.clear()
+    out = asyncio.run(together([reg(n) for n in range(6, 11)]))
+    assert groups == [5] and [o.version for o in out] == [5, 6, 7, 8, 9]
+    assert [o.metadata_items[0].value for o in out] == [f"c{n}" for n in range(6, 11)]   # its own metadata
+
+    with db.session_scope(write=False) as s:
+        rows = s.execute(select(ModelVersion.version, ModelVersion.artifact_sha256)
+                         .join(ModelGroup, ModelGroup.id == ModelVersion.group_id).where(ModelGroup.name == "batched")
+                         .order_by(ModelVersion.version)).all()
+        assert [(v, h) for v, h in rows] == [
+            (v, sha(f"model-{n}")) for v, n in zip(range(1, 10), [1, 2, 4, 5, 6, 7, 8, 9, 10], strict=True)]
+        requests = dict(s.execute(select(AuditEvent.subject_id, AuditEvent.request_id)
+                                  .where(AuditEvent.action == "version.registered",
+                                         AuditEvent.subject_id.like("batched/%"))).all())
+        assert requests == {f"batched/{v}": f"req-{n}" for v, n in
+                            zip(range(1, 10), [1, 2, 4, 5, 6, 7, 8, 9, 10], strict=True)}
+        node = dict(s.execute(select(Entity.sha256, Entity.id).where(Entity.uri == uri)).all())
+        derived = set(s.execute(select(Edge.source_id, Edge.target_id).where(Edge.type == "DerivedFrom",
+                                                                              Edge.target_id.in_(node.values()))))
+        order = [sha(f"model-{n}") for n in [1, 2, 4, 5, 6, 7, 8, 9, 10]]
+        assert derived == {(node[a], node[b]) for a, b in zip(order, order[1:])}   # each from the one before
+        produced = s.scalar(select(func.count()).select_from(Edge).where(Edge.type == "Produced"))
+        assert produced >= 9
+        assert verify(s)["ok"] is True
