@@ -268,7 +268,10 @@ def main() -> None:
                     help="independent draws of the generated scenarios (each its own reference and chunks); one "
                          "draw's 10 chunks decide too little: errors and coverage are averaged over the draws")
     ap.add_argument("--skip-nannyml", action="store_true")
+    ap.add_argument("--scenarios", default="",
+                    help="comma-separated substrings of scenario names to run (e.g. 'regression'); all by default")
     args = ap.parse_args()
+    wanted = [w.strip().lower() for w in args.scenarios.split(",") if w.strip()]
     work = Path(tempfile.mkdtemp(prefix="estimation-bench-"))
     py = None if args.skip_nannyml else peer_python()
     scenarios = []
@@ -282,6 +285,8 @@ def main() -> None:
         (work / "worker.py").write_text(WORKER)
         subprocess.run([str(py), str(work / "worker.py"), str(spec)], check=True, env=PEER_ENV)
         scenarios += shipped(work, args.chunk)
+    if wanted:
+        scenarios = [sc for sc in scenarios if any(w in sc["name"].lower() for w in wanted)]
     nml: dict[str, Any] = {}
     if py is not None:
         jobs = []
