@@ -11,6 +11,8 @@ the start of the timed block. Numeric libraries' own thread pools are pinned to 
 column pool is ``--threads`` (its default is 2). Each line says how many threads the tool had and how many
 cores it kept busy (CPU ÷ wall), and the ratio is given against mlgov on one thread too, and in CPU seconds
 (the figure to trust when other work shares the machine: wall time then depends on who got the cores).
+Both workers get the same NumPy CPU dispatch (on AMD Zen 4, AVX2 sort kernels instead of the AVX-512 ones that
+are ~4x slower there, as mlgov itself chooses: mlgov/cpu.py); the first line says which.
 
     .venv/bin/python benchmarks/drift_vs_evidently.py --rows 100000 --cols 25
     .venv/bin/python benchmarks/drift_vs_evidently.py --rows 1000000 --cols 50 --skip-evidently
@@ -123,7 +125,7 @@ def main() -> None:
     if a.worker:
         worker(a.worker, a.rows, a.cols, a.threads)
         return
-    print(f"load average before: {measure.load_average()}")
+    print(f"load average before: {measure.load_average()}; every tool's NumPy: {measure.numpy_dispatch()}")
 
     def run(tool: str, threads: int) -> dict[str, Any]:
         return measure.run_worker(

@@ -56,10 +56,19 @@ def measured(out: dict[str, Any]) -> Iterator[None]:
 def single_threaded_env() -> dict[str, str]:
     """The environment each worker gets: numeric libraries' own pools pinned to one thread, so the threads a
     tool uses are the ones it chooses (mlgov's column pool), the same for every tool."""
+    from mlgov import cpu  # here, not at the top: peers' own virtualenvs import this module without mlgov
+
     env = dict(os.environ)
+    cpu.numpy_dispatch(env)   # the same NumPy dispatch for every tool (AVX2 sorts on AMD Zen 4: see mlgov/cpu.py)
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS"):
         env[var] = "1"
     return env
+
+
+def numpy_dispatch() -> str:
+    """What every worker's NumPy dispatches to, for the report."""
+    value = single_threaded_env().get("NPY_DISABLE_CPU_FEATURES")
+    return f"NPY_DISABLE_CPU_FEATURES={value}" if value else "NumPy's default CPU dispatch"
 
 
 def run_worker(python: str, script: str, args: list[str], env: dict[str, str] | None = None) -> dict[str, Any]:

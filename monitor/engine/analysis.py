@@ -60,10 +60,10 @@ class Source:
         if isinstance(self.data, pa.Table):
             return column(name, self.data.column(name))
         series = self.data[name]
-        from pandas.api.types import infer_dtype, is_string_dtype
+        from pandas.api.types import is_string_dtype
 
-        if is_string_dtype(series.dtype) and infer_dtype(series, skipna=True) == "string":
-            return text_column(name, series)
+        if is_string_dtype(series.dtype) and (text := text_column(name, series)) is not None:
+            return text
         if series.dtype.kind in "fiu":
             return numeric_column(name, series.to_numpy(), integral=series.dtype.kind in "iu")
         return column(name, pa.array(series, from_pandas=True))

@@ -170,18 +170,19 @@ def numeric_column(name: str, values: np.ndarray, integral: bool) -> ColumnData:
                       non_finite=len(v) - n_missing - len(finite))
 
 
-def text_column(name: str, values: Any) -> ColumnData:
+def text_column(name: str, values: Any) -> ColumnData | None:
     """A pandas object/string column: one hash pass (factorize) gives the frequency table directly,
-    without first copying a million Python strings into Arrow."""
+    without first copying a million Python strings into Arrow. None when a present value is not a string
+    (or none is present): the caller reads such a column through Arrow instead. Checking the distinct
+    values replaces a separate type-inference pass over every row."""
     import pandas as pd
 
     codes, uniques = pd.factorize(values, use_na_sentinel=True)
-    present = codes[codes >= 0]
-    counts = np.bincount(present, minlength=len(uniques)) if len(uniques) else np.zeros(0, dtype=np.int64)
-    if len(present) == 0:
-        return ColumnData(name, UNKNOWN, len(codes), len(codes))
-    return ColumnData(name, STRING, len(codes), len(codes) - len(present),
-                      counts={str(u): int(c) for u, c in zip(uniques, counts, strict=True) if c})
+    if not len(uniques) or not all(isinstance(u, str) for u in uniques):
+        return None
+    counts = np.bincount(codes + 1, minlength=len(uniques) + 1)   # slot 0: the missing (code -1)
+    return ColumnData(name, STRING, len(codes), int(counts[0]),
+                      counts={str(u): int(c) for u, c in zip(uniques, counts[1:].tolist(), strict=True)})
 
 
 def columns(table: pa.Table) -> list[ColumnData]:

@@ -189,6 +189,8 @@ class Comparison:
         first = np.empty(len(v), dtype=bool)
         first[0] = True
         np.not_equal(v[1:], v[:-1], out=first[1:])
+        if first.all():   # no equal grid values (continuous data): nothing to drop, skip three masked copies
+            return v, fa, fb
         last = np.empty(len(v), dtype=bool)
         last[-1] = True
         last[:-1] = first[1:]

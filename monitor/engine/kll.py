@@ -94,9 +94,11 @@ class KLL:
                 self.levels[h + 1] = np.concatenate([self.levels[h + 1], promoted])
                 known.discard(h + 1)
             else:
-                self.levels[h + 1] = promoted.copy()
+                self.levels[h + 1] = promoted   # a strided view: copied once, at its final size, below
                 known.add(h + 1)
             h = 0   # adding a level shrinks the capacities below it: re-check from the bottom
+        # views into a compacted batch would keep the whole batch alive; the levels are small by now
+        self.levels = [lv.copy() if lv.base is not None else lv for lv in self.levels]
 
     def weighted(self) -> tuple[Floats, Floats]:
         """All items sorted, with their weights."""
