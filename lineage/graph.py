@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import Sequence
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import CTE, CompoundSelect, Integer, Select, String, func, literal, null, select, union_all
@@ -73,8 +74,8 @@ def subgraph(session: Session, r: CTE, *, include_edges: bool, association_types
     links: list[tuple[Any, ...]] = []
     for row in session.execute(stmt).all():   # fetchall: one driver call, not one per row
         (vertices if row[0] == "v" else links).append(row)
-    vertices.sort(key=lambda x: (x[8], x[2], x[3], x[1]))
-    links.sort(key=lambda x: (x[1], x[2], x[3]))
+    vertices.sort(key=itemgetter(8, 2, 3, 1))   # depth, kind, type, id (a C key function: no Python call per row)
+    links.sort(key=itemgetter(1, 2, 3))
     return vertices, links
 
 
