@@ -170,3 +170,20 @@ def test_a_failed_group_write_fails_each_of_its_requests_and_indexes_nothing(cli
         preps = [monitor.read_capture(s, ep["name"], _body([f"f{i}"]), "application/json") for i in range(5)]
     out = asyncio.run(all_at_once())       # the retry goes through
     assert [o["accepted"] for o in out] == [1] * 5
+
+
+def test_stored_jsonl_holds_each_record_as_sent(client, keys, app):
+    """SageMaker's capture layout: one JSON object per line, equal to the record sent (non-ASCII text kept as UTF-8,
+    numbers as sent), in the order sent."""
+    ep = _endpoint(client, keys)
+    recs = [record(0, T0, (30, 41.5, "São Paulo")), record(1, T0, (31, 1e-7, "東京"), "JSON"),
+            record(2, T0, (2**53, 0.1, "CA"))]
+    recs[2]["eventMetadata"]["customAttributes"] = ["a\"b", "ä\\n", 12345678901234]
+    r = client.post(f"/api/v1/endpoints/{ep['name']}/capture", json=recs, headers=keys("ingest"))
+    assert r.status_code == 200 and r.json()["accepted"] == 3, r.text
+    with app.state.db.session_scope(write=False) as s:
+        (key,) = s.scalars(select(CaptureBatch.jsonl_key))
+    raw = app.state.get_store().get(key)
+    lines = raw.decode("utf-8").splitlines()
+    assert raw.endswith(b"\n") and [json.loads(x) for x in lines] == recs
+    assert "São Paulo" in lines[0] and "\\u" not in lines[0]
