@@ -25,6 +25,8 @@ class Entity(Base):
         UniqueConstraint("kind", "identity"),
         Index("ix_lineage_entities_uri", "uri"),
         Index("ix_lineage_entities_kind_type", "kind", "type"),
+        # lists page one kind in creation order: without it a page is a scan and sort of every entity of the kind
+        Index("ix_lineage_entities_kind_created", "kind", "created_at", "id"),
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
