@@ -2,9 +2,9 @@
 
 On AMD Zen 4 (family 19h with AVX-512) NumPy dispatches ``np.sort``/``argsort``/``partition`` to x86-simd-sort's
 AVX-512 kernels, whose memory-destination compress-store is microcoded there: a sort of 100k floats took 3.9 ms
-against 0.6-0.9 ms on the AVX2 kernels (measured on this project's CI machines; NumPy PR #32690 and
+against 0.6-1.0 ms on the AVX2 kernels (NumPy 2.2 and 2.4) (measured on this project's CI machines; NumPy PR #32690 and
 x86-simd-sort #6 describe it). Sorting is most of a drift analysis, so the whole analysis ran 2.3x slower. Zen 4
-executes AVX-512 at AVX2 width anyway, so disabling NumPy's AVX-512 group (``X86_V4``) loses nothing else.
+executes AVX-512 at AVX2 width anyway, so disabling NumPy's AVX-512 dispatch loses nothing else.
 
 NumPy reads ``NPY_DISABLE_CPU_FEATURES`` once, when it is first imported, so this runs on ``import mlgov`` and
 only when NumPy is not loaded yet; a value the operator set is never replaced. Child processes (server
@@ -18,7 +18,9 @@ import sys
 from collections.abc import MutableMapping
 
 ENV = "NPY_DISABLE_CPU_FEATURES"
-AVX512_GROUP = "X86_V4"
+AVX512_GROUP = "X86_V4 AVX512F"
+"""NumPy 2.4 names the AVX-512 group X86_V4; 2.0-2.3 know AVX512F, whose dependants go with it. Each ignores the
+other's name. NumPy 1.x is left alone: without AVX-512 its sort falls back to scalar code, slower still."""
 
 
 def slow_avx512_sort(cpuinfo: str) -> bool:
@@ -33,6 +35,16 @@ def slow_avx512_sort(cpuinfo: str) -> bool:
             and "avx512f" in fields.get("flags", "").split())
 
 
+def _numpy_2() -> bool:
+    """Whether the installed NumPy is 2.x or later, read from its metadata (importing it would fix the dispatch)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return int(version("numpy").split(".")[0]) >= 2
+    except (PackageNotFoundError, ValueError):
+        return False
+
+
 def numpy_dispatch(environ: MutableMapping[str, str]) -> str | None:
     """Disable NumPy's AVX-512 group in ``environ`` on Zen 4 unless the operator chose; the reason, or None.
     For a process that has not loaded NumPy yet, or the environment of one about to start."""
@@ -43,7 +55,7 @@ def numpy_dispatch(environ: MutableMapping[str, str]) -> str | None:
             info = f.read(65536)
     except OSError:
         return None
-    if not slow_avx512_sort(info):
+    if not slow_avx512_sort(info) or not _numpy_2():
         return None
     environ[ENV] = AVX512_GROUP
     return (f"{ENV}={AVX512_GROUP}: AMD Zen 4 runs NumPy's AVX-512 sort kernels ~4x slower than its AVX2 ones; "

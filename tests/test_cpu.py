@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from mlgov import cpu
 
 ZEN4 = ("processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 25\nmodel\t\t: 17\n"
@@ -36,10 +38,10 @@ def test_import_mlgov_first_sets_numpy_dispatch_on_this_machine() -> None:
     with open("/proc/cpuinfo", encoding="utf-8") as f:
         zen4 = cpu.slow_avx512_sort(f.read())
     code = ("import os, mlgov, numpy\nfrom numpy._core._multiarray_umath import __cpu_features__ as f\n"
-            "print(os.environ.get('NPY_DISABLE_CPU_FEATURES'), f.get('AVX512_SKX'))")
-    value, skx = _probe(code).split()
+            "print(os.environ.get('NPY_DISABLE_CPU_FEATURES'), f.get('AVX512_SKX'), sep='|')")
+    value, skx = _probe(code).split("|")
     if zen4:   # the dispatch NumPy actually uses, not only the variable
-        assert (value, skx) == ("X86_V4", "False")
+        assert (value, skx) == (cpu.AVX512_GROUP, "False")
     else:
         assert value == "None"
 
@@ -51,3 +53,13 @@ def test_operator_choice_and_an_already_loaded_numpy_are_left_alone() -> None:
     env: dict[str, str] = {}
     sys.modules.setdefault("numpy", __import__("numpy"))
     assert cpu.tune_numpy(env) is None and env == {}
+
+
+def test_numpy_1_is_left_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    """NumPy 1.x has no AVX2 sort to fall back to: disabling AVX-512 there would make sorts slower, not faster."""
+    monkeypatch.setattr(cpu, "slow_avx512_sort", lambda _info: True)
+    monkeypatch.setattr(cpu, "_numpy_2", lambda: False)
+    env: dict[str, str] = {}
+    assert cpu.numpy_dispatch(env) is None and env == {}
+    monkeypatch.setattr(cpu, "_numpy_2", lambda: True)
+    assert cpu.numpy_dispatch(env) and env == {cpu.ENV: cpu.AVX512_GROUP}
