@@ -88,9 +88,11 @@ def load_average() -> str:
 
 
 def describe(name: str, m: dict[str, Any]) -> str:
+    runs = m.get("all_seconds") or []
     return (
         f"{name}: {m['seconds']:.3f} s wall, {m['cpu_s']:.2f} s CPU ({m['cpu_s'] / m['seconds']:.2f} cores busy), "
         f"{m['threads']} OS threads at most, peak RSS +{m['peak_mb']:.0f} MB"
+        + (f" (median of {len(runs)} runs: {', '.join(f'{x:.3f}' for x in runs)} s)" if len(runs) > 1 else "")
     )
 
 
