@@ -20,8 +20,7 @@ from console import web as console_web
 from console.router import router as console_router
 from lineage import sagemaker as lineage_sagemaker
 from lineage.router import router as lineage_router
-from mlgov import __version__, audit, auth, aws, events, inputs, web
-from mlgov import cpu as _cpu
+from mlgov import __version__, audit, auth, aws, cpu, events, inputs, web
 from mlgov.api import health, router
 from mlgov.context import request_id_var
 from mlgov.db import Database, check_at_head
@@ -177,8 +176,8 @@ def create_app(settings: Settings | None = None, db: Database | None = None, *, 
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        if _cpu.TUNED:
-            log.info("%s", _cpu.TUNED)
+        if cpu.TUNED:
+            log.info("%s", cpu.TUNED)
         if check_schema:
             check_at_head(database.engine)
             with database.session_scope() as session:

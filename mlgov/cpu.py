@@ -13,6 +13,7 @@ workers, Dask workers, benchmark peers) inherit the environment and so the same 
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 from collections.abc import MutableMapping
@@ -35,6 +36,17 @@ def slow_avx512_sort(cpuinfo: str) -> bool:
             and "avx512f" in fields.get("flags", "").split())
 
 
+@functools.cache
+def _cpuinfo() -> str:
+    """/proc/cpuinfo, read once per process (benchmarks ask for every worker they start)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            return f.read(65536)
+    except OSError:
+        return ""
+
+
+@functools.cache
 def _numpy_2() -> bool:
     """Whether the installed NumPy is 2.x or later, read from its metadata (importing it would fix the dispatch)."""
     from importlib.metadata import PackageNotFoundError, version
@@ -48,14 +60,7 @@ def _numpy_2() -> bool:
 def numpy_dispatch(environ: MutableMapping[str, str]) -> str | None:
     """Disable NumPy's AVX-512 group in ``environ`` on Zen 4 unless the operator chose; the reason, or None.
     For a process that has not loaded NumPy yet, or the environment of one about to start."""
-    if ENV in environ:
-        return None
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
-            info = f.read(65536)
-    except OSError:
-        return None
-    if not slow_avx512_sort(info) or not _numpy_2():
+    if ENV in environ or not slow_avx512_sort(_cpuinfo()) or not _numpy_2():
         return None
     environ[ENV] = AVX512_GROUP
     return (f"{ENV}={AVX512_GROUP}: AMD Zen 4 runs NumPy's AVX-512 sort kernels ~4x slower than its AVX2 ones; "
