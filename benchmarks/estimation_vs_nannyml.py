@@ -13,6 +13,10 @@ NannyML needs Python < 3.13 and pins its own numpy/scipy, so it runs in its own 
 under ``.peers/nannyml`` (gitignored) on first use; data passes between the two processes as Parquet files.
 
     .venv/bin/python benchmarks/estimation_vs_nannyml.py [--chunk 5000] [--chunks 10] [--seeds 5] [--skip-nannyml]
+        [--scenarios 'multiclass,regression'] [--per-chunk]
+
+Where mlgov's error exceeds NannyML's, the difference is printed with its standard error, so a gap within noise
+reads as such.
 """
 
 from __future__ import annotations
@@ -198,6 +202,18 @@ def shipped(folder: Path, chunk: int) -> list[dict[str, Any]]:
     ]
 
 
+def _paired(acc: dict[str, list[Any]]) -> tuple[float, float, str]:
+    """mlgov's error minus NannyML's, chunk by chunk, and the standard error of its mean: over the independent
+    draws of a generated scenario (chunks of one draw share its reference and fitted models, so they are not
+    independent), over chunks for a single dataset."""
+    if not acc["n_err"]:
+        return float("nan"), float("nan"), ""
+    d = pd.Series(np.asarray(acc["err"]) - np.asarray(acc["n_err"]), index=acc["draw"])
+    per = d.groupby(level=0, sort=False).mean()
+    values, over = (per, f"{len(per)} draws") if len(per) > 1 else (d, f"{len(d)} chunks")
+    return float(d.mean()), float(values.std(ddof=1) / math.sqrt(len(values))), over
+
+
 # --- mlgov ------------------------------------------------------------------------------------------------------
 
 def _numeric(ref: pd.DataFrame, df: pd.DataFrame, features: list[str]) -> np.ndarray:
@@ -270,6 +286,8 @@ def main() -> None:
     ap.add_argument("--skip-nannyml", action="store_true")
     ap.add_argument("--scenarios", default="",
                     help="comma-separated substrings of scenario names to run (e.g. 'regression'); all by default")
+    ap.add_argument("--per-chunk", action="store_true",
+                    help="also print each chunk's realised value and both tools' estimates (first draw only)")
     args = ap.parse_args()
     wanted = [w.strip().lower() for w in args.scenarios.split(",") if w.strip()]
     work = Path(tempfile.mkdtemp(prefix="estimation-bench-"))
@@ -307,6 +325,7 @@ def main() -> None:
         nml = json.loads((work / "nannyml.json").read_text())
     # per scenario (draws of a generated one pooled) and metric: each tool's error, coverage and width per draw
     pooled: dict[tuple[str, str], dict[str, list[float]]] = {}
+    per_chunk: list[tuple[Any, ...]] = []
     timing: dict[str, dict[str, list[float]]] = {}
     for sc in scenarios:
         base = sc.get("base", sc["name"])
@@ -319,11 +338,15 @@ def main() -> None:
             t["theirs"].append(theirs["estimate_s"] / theirs["chunks"] * 1000)
             t["fit_theirs"].append(theirs["fit_s"])
         for m in METRICS[sc["kind"]]:
-            acc = pooled.setdefault((base, m), {k: [] for k in ("err", "cov", "width", "n_err", "n_cov", "n_width")})
+            acc = pooled.setdefault((base, m), {k: [] for k in ("err", "cov", "width", "n_err", "n_cov", "n_width",
+                                                                "draw")})
             real = np.array([r[m] for r in ours["real"]])
             est = np.array([e[m]["estimate"] for e in ours["est"]])
             lo, hi = np.array([e[m]["lower"] for e in ours["est"]]), np.array([e[m]["upper"] for e in ours["est"]])
             acc["err"] += list(np.abs(est - real))
+            acc["draw"] += [sc["name"]] * len(real)
+            if args.per_chunk and ("base" not in sc or sc["name"] == f"{sc['base']} #0"):
+                per_chunk.append((sc["name"], m, real, est, lo, hi, theirs["metrics"][m] if theirs else None))
             acc["cov"] += list((lo <= real) & (real <= hi))
             acc["width"] += list(hi - lo)
             if theirs is not None:
@@ -335,6 +358,14 @@ def main() -> None:
                 acc["n_err"] += list(np.abs(tv - real))
                 acc["n_cov"] += list((tl <= real) & (real <= tu))
                 acc["n_width"] += list(np.minimum(tu, 1e300) - np.maximum(tl, -1e300))
+    for name, m, real, est, lo, hi, tm in per_chunk:
+        print(f"\n{name} / {m}: chunk, realised, mlgov estimate [band], NannyML estimate [band]")
+        for i in range(len(real)):
+            line = f"  {i:3d} {real[i]:9.4f}   {est[i]:9.4f} [{lo[i]:.4f}, {hi[i]:.4f}]"
+            if tm is not None:
+                line += f"   {tm['value'][i]:9.4f} [{tm['lower'][i] or float('nan'):.4f}, " \
+                        f"{tm['upper'][i] or float('nan'):.4f}]"
+            print(line)
     header = (f"{'scenario':34} {'metric':12} {'MAE mlgov':>10} {'MAE NannyML':>12} {'cover mlgov':>12} "
               f"{'cover NannyML':>14} {'width mlgov':>12} {'width NML':>10} {'chunks':>7}")
     print(f"\nchunks of {args.chunk} rows, generated scenarios over {args.seeds} independent draws; mlgov band 95% "
@@ -347,8 +378,8 @@ def main() -> None:
         for (b, m), acc in pooled.items():
             if b != base:
                 continue
-            mean = {k: float(np.mean(v)) if v else nan for k, v in acc.items()}
-            rows.append((base, m, mean["err"], mean["n_err"], mean["cov"], mean["n_cov"]))
+            mean = {k: float(np.mean(v)) if v else nan for k, v in acc.items() if k != "draw"}
+            rows.append((base, m, mean["err"], mean["n_err"], mean["cov"], mean["n_cov"], _paired(acc)))
             print(f"{base:34} {m:12} {mean['err']:10.5f} {mean['n_err']:12.5f} {mean['cov']:12.1%} "
                   f"{mean['n_cov']:14.1%} {mean['width']:12.4g} {mean['n_width']:10.4g} {len(acc['err']):7d}")
         t = timing[base]
@@ -368,12 +399,14 @@ def main() -> None:
           + (f", NannyML {np.mean(n_covs):.1%} (±3σ)" if n_covs else ""))
     if n_errs:
         # the same estimate computed by two libraries differs in the last bits: within 0.1% counts as equal
-        worse = [(s, m, e, n) for s, m, e, n, _, _ in rows if e > n * 1.001]
+        worse = [(s, m, e, n, d) for s, m, e, n, _, _, d in rows if e > n * 1.001]
         tied = [r for r in rows if abs(r[2] - r[3]) <= r[3] * 0.001]
         print(f"metrics where mlgov's error exceeds NannyML's by more than 0.1%: {len(worse)} of {len(rows)} "
-              f"({len(tied)} equal within 0.1%)")
-        for s, m, e, n in worse:
-            print(f"  {s} / {m}: {e:.5f} vs {n:.5f}")
+              f"({len(tied)} equal within 0.1%); difference ± its standard error (over draws where there are "
+              f"several, else over chunks, which share one fitted model and so understate it)")
+        for s, m, e, n, (diff, se, over) in worse:
+            verdict = "beyond 2 standard errors" if diff > 2 * se else "within 2 standard errors: not a difference"
+            print(f"  {s} / {m}: {e:.5f} vs {n:.5f}: {diff:+.2g} ± {se:.2g} over {over} ({verdict})")
     shutil.rmtree(work, ignore_errors=True)
 
 
