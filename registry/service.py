@@ -17,9 +17,11 @@ from typing import Any, TypeVar, cast
 from sqlalchemy import (
     CursorResult,
     Select,
+    String,
     Table,
     UnaryExpression,
     and_,
+    any_,
     bindparam,
     false,
     func,
@@ -31,6 +33,7 @@ from sqlalchemy import (
     union_all,
     update,
 )
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import QueryableAttribute, Session, selectinload
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.sql.elements import BindParameter
@@ -1290,19 +1293,31 @@ _MV, _MG, _VM = ModelVersion.__table__.c, ModelGroup.__table__.c, VersionMetadat
 _AL, _AD = Alias.__table__.c, ApprovalDecision.__table__.c
 # Table columns, not ORM attributes: these statements run on the session's connection as plain Core, built once
 # (the compiled form and its cache key are reused by every request).
-_VIEW_COLUMNS = (_MV.id, _MG.name, _MG.stage_config, _MV.version, _MV.approval_status, _MV.stage, _MV.description,
-                 _MV.artifact_uri, _MV.artifact_sha256, _MV.run_id, _MV.run_link, _MV.registered_by, _MV.created_at,
-                 _MV.updated_at)
+# The group's initial stage is read out of its stage config in SQL: the whole JSON document, decoded once per row,
+# was a tenth of a 100-version page's CPU.
+_VIEW_COLUMNS = (_MV.id, _MG.name, _MG.stage_config["initial"].as_string(), _MV.version, _MV.approval_status,
+                 _MV.stage, _MV.description, _MV.artifact_uri, _MV.artifact_sha256, _MV.run_id, _MV.run_link,
+                 _MV.registered_by, _MV.created_at, _MV.updated_at)
 _VIEWS = select(*_VIEW_COLUMNS).join_from(ModelVersion.__table__, ModelGroup.__table__, _MG.id == _MV.group_id)
 _VIEW_BY_NUMBER = _VIEWS.where(_MG.name == bindparam("group"), _MV.version == bindparam("number"))
 _VIEW_BY_ALIAS = _VIEWS.join(Alias.__table__, (_AL.version_id == _MV.id) & (_AL.group_id == _MG.id)).where(
     _MG.name == bindparam("group"), _AL.alias == bindparam("alias"))
+
+
+def _facts(ids_in: Any) -> Any:
+    """Metadata, aliases and the newest approval decision of the versions ``ids``, as one UNION ALL."""
+    return union_all(
+        select(_VM.version_id, literal_column("'m'"), _VM.key, _VM.value).where(ids_in(_VM.version_id)),
+        select(_AL.version_id, literal_column("'a'"), _AL.alias, literal_column("''")).where(ids_in(_AL.version_id)),
+        select(_AD.version_id, literal_column("'d'"), _AD.to_status, _AD.actor).where(
+            _AD.id.in_(select(func.max(_AD.id)).where(ids_in(_AD.version_id)).group_by(_AD.version_id))))
+
+
 _IDS: BindParameter[str] = bindparam("ids", expanding=True)
-_VIEW_FACTS = union_all(   # metadata, aliases and the newest approval decision of the versions ``ids``
-    select(_VM.version_id, literal_column("'m'"), _VM.key, _VM.value).where(_VM.version_id.in_(_IDS)),
-    select(_AL.version_id, literal_column("'a'"), _AL.alias, literal_column("''")).where(_AL.version_id.in_(_IDS)),
-    select(_AD.version_id, literal_column("'d'"), _AD.to_status, _AD.actor).where(
-        _AD.id.in_(select(func.max(_AD.id)).where(_AD.version_id.in_(_IDS)).group_by(_AD.version_id))))
+_IDS_ARRAY: BindParameter[Any] = bindparam("ids", type_=ARRAY(String))
+# PostgreSQL gets the ids as one array (= ANY): an IN of 100 ids made a 300-parameter statement that psycopg parses
+# afresh on every execution (it caches statements of at most 50 parameters): a quarter of a 100-version page's CPU.
+_VIEW_FACTS = {"postgresql": _facts(lambda c: c == any_(_IDS_ARRAY)), "sqlite": _facts(lambda c: c.in_(_IDS))}
 
 
 def version_views(session: Session, rows: Sequence[Any]) -> list[VersionView]:
@@ -1313,19 +1328,20 @@ def version_views(session: Session, rows: Sequence[Any]) -> list[VersionView]:
     aliases: dict[str, list[str]] = {i: [] for i in ids}
     approvers: dict[str, str] = {}
     conn = session.connection()
+    facts = _VIEW_FACTS[conn.dialect.name]
     for part in chunks(ids):
-        for vid, kind, key, value in conn.execute(_VIEW_FACTS, {"ids": list(part)}):
+        for vid, kind, key, value in conn.execute(facts, {"ids": list(part)}):
             if kind == "m":
                 meta[vid].append((key, value))
             elif kind == "a":
                 aliases[vid].append(key)
             elif key == APPROVED:
                 approvers[vid] = value
-    return [VersionView(vid, name, str((cfg or {}).get("initial") or ""), number, status, stage, description, uri,
+    return [VersionView(vid, name, initial or "", number, status, stage, description, uri,
                         sha, run_id, run_link, by, created, updated, sorted(meta[vid]), sorted(aliases[vid]),
                         approvers.get(vid))
-            for vid, name, cfg, number, status, stage, description, uri, sha, run_id, run_link, by, created, updated
-            in rows]
+            for vid, name, initial, number, status, stage, description, uri, sha, run_id, run_link, by, created,
+            updated in rows]
 
 
 def registered_view(group_name: str, v: ModelVersion) -> VersionView:
