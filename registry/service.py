@@ -17,11 +17,9 @@ from typing import Any, TypeVar, cast
 from sqlalchemy import (
     CursorResult,
     Select,
-    String,
     Table,
     UnaryExpression,
     and_,
-    any_,
     bindparam,
     false,
     func,
@@ -33,16 +31,14 @@ from sqlalchemy import (
     union_all,
     update,
 )
-from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import QueryableAttribute, Session, selectinload
 from sqlalchemy.orm.attributes import set_committed_value
-from sqlalchemy.sql.elements import BindParameter
 
 from lineage import service as lineage
 from mlgov import audit, auth, events
 from mlgov.auth import DECIDERS, Principal, Role
 from mlgov.context import request_id_var
-from mlgov.db import chunks, equal, icontains, in_window, is_postgres, new_id, paginate, utcnow
+from mlgov.db import chunks, equal, icontains, in_window, is_postgres, new_id, paginate, per_backend, utcnow
 from mlgov.errors import Conflict, Forbidden, Invalid, NotFound
 from mlgov.storage import ObjectStore
 from registry.errors import (
@@ -564,9 +560,10 @@ _READ_NAMES = tuple(c.key for c in _VC if c.key in _READ_FIELDS)
 _READ = select(_VC.id, *(_VC[name] for name in _READ_NAMES))
 _READ_ORDER = tuple(VersionRead.model_fields)
 _READ_BY_NUMBER = _READ.where(_VC.group_id == _GROUP_ID_OF, _VC.version == bindparam("number"))
-_READ_METADATA = (select(VersionMetadata.version_id, VersionMetadata.key, VersionMetadata.value)
-                  .where(VersionMetadata.version_id.in_(bindparam("ids", expanding=True)))
-                  .order_by(VersionMetadata.version_id, VersionMetadata.key))
+_READ_METADATA = per_backend(lambda ids_in: select(VersionMetadata.version_id, VersionMetadata.key,
+                                                   VersionMetadata.value)
+                             .where(ids_in(VersionMetadata.version_id))
+                             .order_by(VersionMetadata.version_id, VersionMetadata.key))
 
 
 def _as_reads(session: Session, group_name: str, rows: Sequence[Any]) -> list[dict[str, Any]]:
@@ -575,8 +572,9 @@ def _as_reads(session: Session, group_name: str, rows: Sequence[Any]) -> list[di
     re-validated that the database already holds in the declared types)."""
     meta: dict[str, dict[str, str]] = {r[0]: {} for r in rows}
     connection = session.connection()
+    stmt = _READ_METADATA[connection.dialect.name]
     for part in chunks(list(meta)):
-        for vid, key, value in connection.execute(_READ_METADATA, {"ids": list(part)}):
+        for vid, key, value in connection.execute(stmt, {"ids": list(part)}):
             meta[vid][key] = value
     out = []
     for r in rows:
@@ -1304,20 +1302,12 @@ _VIEW_BY_ALIAS = _VIEWS.join(Alias.__table__, (_AL.version_id == _MV.id) & (_AL.
     _MG.name == bindparam("group"), _AL.alias == bindparam("alias"))
 
 
-def _facts(ids_in: Any) -> Any:
-    """Metadata, aliases and the newest approval decision of the versions ``ids``, as one UNION ALL."""
-    return union_all(
-        select(_VM.version_id, literal_column("'m'"), _VM.key, _VM.value).where(ids_in(_VM.version_id)),
-        select(_AL.version_id, literal_column("'a'"), _AL.alias, literal_column("''")).where(ids_in(_AL.version_id)),
-        select(_AD.version_id, literal_column("'d'"), _AD.to_status, _AD.actor).where(
-            _AD.id.in_(select(func.max(_AD.id)).where(ids_in(_AD.version_id)).group_by(_AD.version_id))))
-
-
-_IDS: BindParameter[str] = bindparam("ids", expanding=True)
-_IDS_ARRAY: BindParameter[Any] = bindparam("ids", type_=ARRAY(String))
-# PostgreSQL gets the ids as one array (= ANY): an IN of 100 ids made a 300-parameter statement that psycopg parses
-# afresh on every execution (it caches statements of at most 50 parameters): a quarter of a 100-version page's CPU.
-_VIEW_FACTS = {"postgresql": _facts(lambda c: c == any_(_IDS_ARRAY)), "sqlite": _facts(lambda c: c.in_(_IDS))}
+# metadata, aliases and the newest approval decision of the versions ``ids``, as one UNION ALL
+_VIEW_FACTS = per_backend(lambda ids_in: union_all(
+    select(_VM.version_id, literal_column("'m'"), _VM.key, _VM.value).where(ids_in(_VM.version_id)),
+    select(_AL.version_id, literal_column("'a'"), _AL.alias, literal_column("''")).where(ids_in(_AL.version_id)),
+    select(_AD.version_id, literal_column("'d'"), _AD.to_status, _AD.actor).where(
+        _AD.id.in_(select(func.max(_AD.id)).where(ids_in(_AD.version_id)).group_by(_AD.version_id)))))
 
 
 def version_views(session: Session, rows: Sequence[Any]) -> list[VersionView]:

@@ -19,6 +19,7 @@ from mlgov.db import (
     icontains,
     in_window,
     paginate,
+    per_backend,
 )
 from tests.infra import TransactionalDatabase
 
@@ -54,6 +55,25 @@ def test_paginate_applies_only_the_filters_that_were_given(db: TransactionalData
         assert total == 3 and [r.name for r in rows] == ["filter-gamma"]
         assert icontains(ApiKey.name, None) is None
         assert icontains(ApiKey.name, "50%") is not None
+
+
+def test_per_backend_membership_finds_the_same_rows_with_one_array_parameter_on_postgres(
+        db: TransactionalDatabase):
+    """PostgreSQL gets the ids as one array parameter (psycopg re-parses statements of more than 50 parameters on
+    every execution); SQLite an IN list. Both find exactly the listed rows, also when an id is listed twice or none
+    exists."""
+    stmt = per_backend(lambda ids_in: select(ApiKey.name).where(ids_in(ApiKey.id)).order_by(ApiKey.name))
+    with db.session_scope() as s:
+        keys = [auth.create_key(s, f"member-{i:03d}", "viewer", actor="test")[0] for i in range(120)]
+        conn = s.connection()
+        mine = stmt[conn.dialect.name]
+        ids = [k.id for k in keys[::2]] + [keys[0].id, "no-such-key"]
+        assert conn.execute(mine, {"ids": ids}).scalars().all() == [f"member-{i:03d}" for i in range(0, 120, 2)]
+        assert conn.execute(mine, {"ids": ["no-such-key"]}).scalars().all() == []
+        assert conn.execute(mine, {"ids": []}).scalars().all() == []
+        compiled = mine.compile(conn)
+        if conn.dialect.name == "postgresql":
+            assert "ANY" in str(compiled) and list(compiled.params) == ["ids"]
 
 
 def test_in_window_is_half_open_and_skips_missing_bounds(db: TransactionalDatabase):
