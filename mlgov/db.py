@@ -22,6 +22,7 @@ import hashlib
 import os
 import re
 import threading
+import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -51,7 +52,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Dialect, Engine, make_url
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.pool import NullPool
@@ -342,6 +343,8 @@ def busy_reason(exc: BaseException) -> str | None:
     if isinstance(exc, PoolTimeout):
         return "no database connection became free in time"
     if isinstance(exc, DBAPIError):
+        if exc.connection_invalidated:   # the pool replaces it; the next request gets a live one
+            return "the connection to the database was lost (a restart or a network cut)"
         orig = exc.orig
         code = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
         if isinstance(code, str) and code in _PG_BUSY:
@@ -494,11 +497,38 @@ def make_engine(url: str, *, immediate: bool = False, echo: bool = False, pooled
     extra = {"poolclass": NullPool}
     if pooled:
         total = sessions if sessions is not None else limits.read_sessions + limits.write_sessions
-        extra = {"pool_pre_ping": True, **limits.pool_args(total)}
+        extra = limits.pool_args(total)
     connect_args: dict[str, Any] = {}
     if u.get_backend_name() == "postgresql":
         connect_args["options"] = f"-c lock_timeout={int(limits.lock_timeout_s * 1000)}"
-    return create_engine(url, echo=echo, hide_parameters=True, connect_args=connect_args, **extra)
+    engine = create_engine(url, echo=echo, hide_parameters=True, connect_args=connect_args, **extra)
+    if pooled:
+        _ping_idle_connections(engine)
+    return engine
+
+
+PING_IDLE_S = 5.0   # a pooled connection idle this long is pinged before use; a busier one is not
+
+
+def _ping_idle_connections(engine: Engine) -> None:
+    """Hand out only live connections, pinging the ones that sat idle in the pool: after a database restart or an
+    idle-connection cut those are the dead ones. SQLAlchemy's ``pool_pre_ping`` pings every checkout, a round trip
+    of ~0.1 ms client CPU on requests of 1.5-2 ms; a connection checked in moments ago is as alive as a ping would
+    show. A dead one is discarded and the pool hands out another (`DisconnectionError`)."""
+    @event.listens_for(engine, "checkin")
+    def _checkin(_dbapi: Any, record: Any) -> None:
+        record.info["mlgov_idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _checkout(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.get("mlgov_idle_since")
+        if since is None or time.monotonic() - since < PING_IDLE_S:
+            return      # new (just connected) or busy
+        try:
+            if not engine.dialect.do_ping(dbapi_conn):
+                raise DisconnectionError("the pooled connection did not answer a ping")
+        except engine.dialect.loaded_dbapi.Error as exc:
+            raise DisconnectionError(f"the pooled connection is gone: {exc}") from exc
 
 
 def finish(session: Session, *, commit: bool) -> None:
