@@ -20,7 +20,9 @@ import contextlib
 import datetime as dt
 import hashlib
 import os
+import random
 import re
+import sqlite3
 import threading
 import time
 import uuid
@@ -434,7 +436,33 @@ def _sqlite_pragmas(engine: Engine, immediate: bool, busy_timeout_s: float) -> N
 
     @event.listens_for(engine, "begin")
     def _begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+        if immediate:
+            _begin_immediate(conn, busy_timeout_s)
+        else:
+            conn.exec_driver_sql("BEGIN")
+
+
+def _begin_immediate(conn: Any, busy_timeout_s: float) -> None:
+    """Take SQLite's write lock, retrying every 0.25-2 ms while another process holds it. SQLite's own busy handler
+    backs off to 100 ms sleeps, and a process whose next write is always ready re-takes the lock within
+    microseconds of releasing it, so the other process's waits ran to seconds (creates through two workers: p50
+    25 ms, p99 1.7-2.9 s). Past ``busy_timeout_s`` SQLite's own "database is locked" error is raised (a 503)."""
+    raw = conn.connection.driver_connection
+    raw.execute("PRAGMA busy_timeout=0")
+    try:
+        deadline, delay = time.monotonic() + busy_timeout_s, 0.0005
+        while True:
+            try:
+                raw.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as exc:
+                if not any(m in str(exc).lower() for m in _SQLITE_BUSY) or time.monotonic() >= deadline:
+                    break
+            time.sleep(delay * (0.5 + random.random()))
+            delay = min(delay * 2, 0.002)
+        conn.exec_driver_sql("BEGIN IMMEDIATE")   # once more, so the error reaches the caller wrapped as any other
+    finally:
+        raw.execute(f"PRAGMA busy_timeout={int(busy_timeout_s * 1000)}")
 
 
 def private_dir(path: Path | str) -> None:

@@ -153,6 +153,52 @@ def test_idle_pooled_connections_are_pinged_and_dead_ones_replaced(migrated: Dat
         killer.dispose()
 
 
+def test_sqlite_writer_takes_the_lock_as_soon_as_another_process_lets_go(tmp_path):
+    """Another process (here: a plain sqlite3 connection) holds the write lock for 0.45 s: the write waits for it and
+    starts within milliseconds of its release (SQLite's own busy handler slept up to 100 ms at a time, which let a
+    busier process keep the lock for seconds); held past the busy timeout, the write fails as retryable (503)."""
+    import sqlite3
+    import threading
+    import time
+
+    from mlgov.db import DbLimits
+    from tests.infra import upgrade
+
+    path = tmp_path / "lock.db"
+    upgrade(f"sqlite:///{path}")
+    db = Database(f"sqlite:///{path}", limits=DbLimits(busy_timeout_s=2.0))
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    released: list[float] = []
+
+    def release_after(seconds: float) -> None:
+        time.sleep(seconds)
+        released.append(time.monotonic())
+        other.execute("ROLLBACK")
+
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        threading.Thread(target=release_after, args=(0.45,)).start()
+        with db.session_scope() as s:
+            auth.create_key(s, "after-the-lock", "viewer", actor="test")
+            started = time.monotonic()
+        assert released and started - released[0] < 0.05, (started - released[0])
+        with db.session_scope(write=False) as s:
+            assert s.scalar(select(ApiKey.name).where(ApiKey.name == "after-the-lock")) == "after-the-lock"
+
+        short = Database(f"sqlite:///{path}", limits=DbLimits(busy_timeout_s=0.2))
+        other.execute("BEGIN IMMEDIATE")
+        began = time.monotonic()
+        with pytest.raises(DBAPIError) as busy, short.session_scope() as s:
+            auth.create_key(s, "never", "viewer", actor="test")
+        assert 0.2 <= time.monotonic() - began < 1.5
+        assert busy_reason(busy.value) == "another writer held the SQLite database past the busy timeout"
+        other.execute("ROLLBACK")
+        short.dispose()
+    finally:
+        other.close()
+        db.dispose()
+
+
 def test_advisory_xact_lock_is_a_no_op_on_sqlite(db: TransactionalDatabase):
     if db.backend != "sqlite":
         pytest.skip("SQLite only")
