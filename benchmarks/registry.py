@@ -231,8 +231,9 @@ def wait_up(port: int, proc: subprocess.Popen[bytes], path: str, what: str, time
 
 @contextmanager
 def running(cmd: list[str], env: dict[str, str], port: int, probe: str, what: str, log: Path) -> Iterator[None]:
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    with open(log, "wb") as out:   # run in the log's (temporary) folder: files a server makes by default land there
+        proc = subprocess.Popen(cmd, env=env, cwd=log.parent, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
         try:
             wait_up(port, proc, probe, what)
             yield
