@@ -415,3 +415,32 @@ def test_sqlite_tag_search_reads_the_tagged_versions_once(tmp_path):
     assert search("name = 'big' and tags.batch != '0' and tags.batch LIKE '1_'")[0] == list(range(2000, 1000, -1))
     assert search("name = 'big' and tags.odd != '1'")[0] == []
     db.dispose()
+
+
+def test_single_version_views_equal_the_page_views(client, keys, db):
+    """A get or an alias lookup reads a version's metadata, aliases and newest decision in the same statement as the
+    version (JSON columns per backend); a page reads them in one statement for all its versions. Both agree, for a
+    version approved, one approved then rejected, one with two aliases and one with nothing."""
+    from mlgov.auth import Principal, Role
+    from registry import service
+
+    create_group(client, keys("publisher"), "views")
+    for n in (1, 2, 3, 4):
+        register(client, keys("publisher"), "views", n, metadata={"team": "risk", "n": str(n)} if n < 4 else {})
+    assert approve(client, keys("approver"), "views", 1).status_code == 200
+    assert approve(client, keys("approver"), "views", 2).status_code == 200
+    assert approve(client, keys("approver2"), "views", 2, status="Rejected").status_code == 200
+    with db.session_scope() as s:
+        admin = Principal("k", "admin", Role.admin)
+        service.set_alias(s, "views", "beta", 1, admin)
+        service.set_alias(s, "views", "shadow", 1, admin)
+        service.set_alias(s, "views", "canary", 3, admin)
+    with db.session_scope(write=False) as s:
+        page = {v.version: v for v in service.view_search(s, [], [], 10, 0) if v.group_name == "views"}
+        assert sorted(page) == [1, 2, 3, 4]
+        for n, v in page.items():
+            assert service.view_version(s, "views", n) == v, n
+        assert page[1].approved_by == "test-approver" and page[2].approved_by is None and page[1].aliases == \
+            ["beta", "shadow"] and page[4].metadata == [] and page[3].metadata == [("n", "3"), ("team", "risk")]
+        assert service.view_by_alias(s, "views", "canary") == page[3]
+        assert service.view_by_alias(s, "views", "shadow") == page[1]
