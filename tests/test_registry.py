@@ -444,3 +444,23 @@ def test_single_version_views_equal_the_page_views(client, keys, db):
             ["beta", "shadow"] and page[4].metadata == [] and page[3].metadata == [("n", "3"), ("team", "risk")]
         assert service.view_by_alias(s, "views", "canary") == page[3]
         assert service.view_by_alias(s, "views", "shadow") == page[1]
+
+
+def test_native_single_reads_equal_the_listed_versions(client, keys, db):
+    """The native get and latest read a version's metadata in the same statement as the version (a JSON column per
+    backend); the list reads it in one statement for the page. Both give the same fields."""
+    from registry import service
+
+    create_group(client, keys("publisher"), "reads")
+    for n in (1, 2, 3):
+        register(client, keys("publisher"), "reads", n, metadata={"b": "2", "a": str(n)} if n != 2 else {})
+    assert approve(client, keys("approver"), "reads", 2).status_code == 200
+    with db.session_scope(write=False) as s:
+        listed, total = service.read_versions(s, "reads", status=None, stage=None, created_after=None,
+                                              created_before=None, metadata={}, sort="version", limit=10, offset=0)
+        assert total == 3
+        for item in listed:
+            assert service.read_version(s, "reads", item["version"]) == item
+        assert list(listed[0]["metadata"].items()) == [("a", "1"), ("b", "2")] and listed[1]["metadata"] == {}
+        assert service.read_latest(s, "reads", None) == listed[2]
+        assert service.read_latest(s, "reads", "Approved") == listed[1]
