@@ -129,10 +129,7 @@ def chunks(values: Sequence[_V], size: int = IN_CHUNK) -> Iterator[Sequence[_V]]
         yield values[start:start + size]
 
 
-_T = TypeVar("_T")
-
-
-def per_backend(build: Callable[[Callable[[Any], Any]], _T]) -> dict[str, _T]:
+def per_backend(build: Callable[[Callable[[Any], Any]], _R]) -> dict[str, _R]:
     """A statement testing membership in the bound list ``ids``, built once per backend (pick it by the
     connection's ``dialect.name``; pass each `chunks` slice as ``ids``): ``build(ids_in)`` where ``ids_in(column)``
     is, on PostgreSQL, ``column = ANY(<one array parameter>)``, elsewhere ``column IN (<one parameter per id>)``.
@@ -332,6 +329,12 @@ class DatabaseBusy(Exception):
 
 
 _SQLITE_BUSY = ("database is locked", "database table is locked", "database is busy")
+
+
+def _sqlite_busy(error: BaseException) -> bool:
+    """SQLite refused because another connection holds a lock it needs."""
+    return type(error).__module__.startswith("sqlite3") and any(m in str(error).lower() for m in _SQLITE_BUSY)
+
 # serialization_failure, deadlock_detected, lock_not_available, query_canceled (statement/lock timeout),
 # too_many_connections, cannot_connect_now
 _PG_BUSY = {"40001": "a concurrent transaction conflicted with this one", "40P01": "a deadlock was detected",
@@ -351,7 +354,7 @@ def busy_reason(exc: BaseException) -> str | None:
         code = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
         if isinstance(code, str) and code in _PG_BUSY:
             return _PG_BUSY[code]
-        if type(orig).__module__.startswith("sqlite3") and any(m in str(orig).lower() for m in _SQLITE_BUSY):
+        if orig is not None and _sqlite_busy(orig):
             return "another writer held the SQLite database past the busy timeout"
     return None
 
@@ -456,7 +459,7 @@ def _begin_immediate(conn: Any, busy_timeout_s: float) -> None:
                 raw.execute("BEGIN IMMEDIATE")
                 return
             except sqlite3.OperationalError as exc:
-                if not any(m in str(exc).lower() for m in _SQLITE_BUSY) or time.monotonic() >= deadline:
+                if not _sqlite_busy(exc) or time.monotonic() >= deadline:
                     break
             time.sleep(delay * (0.5 + random.random()))
             delay = min(delay * 2, 0.002)
