@@ -30,6 +30,7 @@ import importlib.util
 import json
 import os
 import random
+import shutil
 import statistics
 import subprocess
 import sys
@@ -257,6 +258,7 @@ def main() -> None:
     ap.add_argument("--profile", help="loop this call under py-spy and print where its CPU goes")
     ap.add_argument("--py-spy", default="py-spy")
     ap.add_argument("--seconds", type=float, default=15.0, help="--profile: how long to sample")
+    ap.add_argument("--save-raw", help="--profile: keep py-spy's raw stacks in this file")
     ap.add_argument("--seed-only", action="store_true", help="seed a database, print its URL and key, keep it")
     ap.add_argument("--loop", help=argparse.SUPPRESS)
     ap.add_argument("--raw", help=argparse.SUPPRESS)   # the child py-spy runs: loop one call
@@ -297,7 +299,7 @@ def run(a: argparse.Namespace, url: str, key: str, admin: Any, home: Path) -> No
                                     str(os.getpid()), "-d", str(int(a.seconds))], stdout=subprocess.DEVNULL,
                                    stderr=subprocess.DEVNULL)
             while spy.poll() is None:
-                await request(app, key, *table[a.loop]())
+                await asyncio.gather(*(request(app, key, *table[a.loop]()) for _ in range(a.concurrency)))
 
         asyncio.run(loop())
         return
@@ -305,10 +307,12 @@ def run(a: argparse.Namespace, url: str, key: str, admin: Any, home: Path) -> No
         raw = home / "py-spy.txt"
         cmd = [sys.executable, str(Path(__file__).resolve()), "--database", url, "--key", key,
                "--versions", str(a.versions), "--loop", a.profile, "--seconds", str(a.seconds), "--py-spy", a.py_spy,
-               "--raw", str(raw)]
+               "--raw", str(raw), "--concurrency", str(a.concurrency)]
         subprocess.run(cmd, check=True, capture_output=True)
         print(f"profile of {a.profile} ({a.seconds:g} s loop):")
         summarise(raw)
+        if a.save_raw:
+            shutil.copy(raw, a.save_raw)
         return
     app = build_app(url, home)
     print(f"{time.strftime('%H:%M:%S')} load {os.getloadavg()[0]:.2f}; {a.concurrency} request(s) at a time, "

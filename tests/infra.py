@@ -102,7 +102,13 @@ class TransactionalDatabase(Database):
         self.url, self.backend = base.url, base.backend
         self.engine = self.write_engine = base.engine
         self.connection = base.engine.connect()
+        self._query_only(False)   # a read engine's connection (SQLite: refuses writes) carries every session here
         self.outer = self.connection.begin()
+
+    def _query_only(self, on: bool) -> None:
+        if self.backend == "sqlite":
+            raw: Any = self.connection.connection.driver_connection
+            raw.execute(f"PRAGMA query_only={'ON' if on else 'OFF'}")
 
     def session(self, *, write: bool = True) -> Session:
         return Session(bind=self.connection, join_transaction_mode="create_savepoint", expire_on_commit=False,
@@ -110,6 +116,7 @@ class TransactionalDatabase(Database):
 
     def close(self) -> None:
         self.outer.rollback()
+        self._query_only(True)
         self.connection.close()
 
     def dispose(self) -> None:

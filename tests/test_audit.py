@@ -232,7 +232,7 @@ def test_rows_from_before_the_keyed_chain(tmp_path):
     upgrade(url, "0009")
     db = Database(url)
     prev = "0" * 64
-    with db.engine.begin() as conn:
+    with db.write_engine.begin() as conn:
         for seq in (1, 2, 3):
             ts = dt.datetime(2026, 1, 1, 0, 0, seq, tzinfo=dt.UTC)
             content = {"seq": seq, "ts": ts.strftime("%Y-%m-%dT%H:%M:%S.%fZ"), "actor": "old", "action": "x.y",
@@ -258,7 +258,7 @@ def test_rows_from_before_the_keyed_chain(tmp_path):
     with db.session_scope() as s:
         res = audit.verify(s)
         assert res["ok"] is True and res["legacy_events"] == 3 and res["head_seq"] == 4
-    with db.engine.begin() as conn:   # rewrite a legacy row and recompute its plain hash: row 4's HMAC binds it
+    with db.write_engine.begin() as conn:   # rewrite a legacy row and recompute its plain hash: row 4's HMAC binds it
         conn.execute(text("UPDATE audit_events SET actor = 'mallory' WHERE seq = 3"))
     with db.session_scope() as s:
         ev = s.scalar(select(AuditEvent).where(AuditEvent.seq == 3))

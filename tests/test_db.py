@@ -98,7 +98,7 @@ def test_in_window_is_half_open_and_skips_missing_bounds(db: TransactionalDataba
 def test_advisory_xact_lock_holds_until_the_transaction_ends(migrated: Database):
     if migrated.backend != "postgresql":
         pytest.skip("advisory locks exist on PostgreSQL only (SQLite has one writer at a time)")
-    holder, other = migrated.session(write=False), migrated.session(write=False)
+    holder, other = migrated.session(), migrated.session()
     try:
         try_lock = text("SELECT pg_try_advisory_xact_lock(:k)")
         advisory_xact_lock(holder, "test-advisory-lock")
@@ -110,6 +110,41 @@ def test_advisory_xact_lock_holds_until_the_transaction_ends(migrated: Database)
     finally:
         other.close()
         holder.close()
+
+
+def test_read_sessions_never_write_and_hold_no_transaction(migrated: Database):
+    """Read sessions: SQLite's connections refuse writes (a service writing in one fails here, loudly); PostgreSQL's
+    run in autocommit, so no BEGIN/COMMIT round trips and no transaction (nor its locks) between statements."""
+    read = migrated.session(write=False)
+    try:
+        assert read.scalar(select(auth.KeyEpoch.epoch).where(auth.KeyEpoch.id == 1)) is not None
+        raw = read.connection().connection.driver_connection
+        if migrated.backend == "sqlite":
+            with pytest.raises(DBAPIError, match="readonly"):
+                read.execute(text("UPDATE auth_key_epoch SET epoch = epoch + 1"))
+        else:
+            import psycopg
+
+            assert raw.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+            advisory_xact_lock(read, "read-session-lock")   # a transaction-scoped lock ends with its statement
+            other = migrated.session()
+            try:
+                key = advisory_lock_key("read-session-lock")
+                assert other.scalar(text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": key}) is True
+            finally:
+                other.close()
+    finally:
+        read.close()
+    write = migrated.session()
+    try:   # write sessions keep their transaction
+        write.scalar(select(auth.KeyEpoch.epoch).where(auth.KeyEpoch.id == 1))
+        if migrated.backend == "postgresql":
+            import psycopg
+
+            status = write.connection().connection.driver_connection.info.transaction_status
+            assert status == psycopg.pq.TransactionStatus.INTRANS
+    finally:
+        write.close()
 
 
 def test_idle_pooled_connections_are_pinged_and_dead_ones_replaced(migrated: Database, monkeypatch):

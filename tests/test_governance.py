@@ -305,7 +305,7 @@ def test_home_database_and_key_files_are_private(tmp_path):
     settings = make_settings(tmp_path, audit_key=None)
     db = Database(settings.resolved_database_url)
     create_app(settings, db=db)
-    with db.engine.connect() as conn:     # SQLite creates its -wal/-shm files with the database's mode
+    with db.write_engine.begin() as conn:     # SQLite creates its -wal/-shm files with the database's mode
         conn.exec_driver_sql("CREATE TABLE t (x INTEGER)")
     assert stat.S_IMODE(settings.home.stat().st_mode) == 0o700
     for f in ("mlgov.db", "mlgov.db-wal", "mlgov.db-shm", "audit.key"):

@@ -99,7 +99,7 @@ def test_migration_keeps_legacy_plaintext_rows_working(kind, tmp_path):
         db = Database(url)
         t0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
         stamp = (lambda d: d.replace(tzinfo=None)) if kind == "sqlite" else (lambda d: d)
-        with db.engine.begin() as c:
+        with db.write_engine.begin() as c:
             c.execute(text("INSERT INTO events_webhooks (id, url, secret, events, description, active, created_by, "
                            "created_at) VALUES ('h1', :url, :secret, :events, NULL, :on, 'admin', :at)"),
                       {"url": f"http://127.0.0.1:{sink.port}/", "secret": legacy, "events": json.dumps(["*"]),
