@@ -392,6 +392,15 @@ async def get_read_session(request: Request) -> AsyncIterator[Session]:
 ReadSessionDep = Annotated[Session, Depends(get_read_session, scope="function")]
 
 
+async def end_read(request: Request, session: Session) -> None:
+    """End a read session's transaction before the route's write turn (the key check's snapshot is not held over
+    the write): on the event loop for an autocommit session, which has nothing to end, else in a worker thread."""
+    if get_db(request).reads_autocommit:
+        session.commit()
+    else:
+        await anyio.to_thread.run_sync(session.commit)
+
+
 def _bearer(request: Request) -> str:
     """The key from ``Bearer <key>``, or from HTTP Basic with the key as the password (what MLflow's client sends
     with MLFLOW_TRACKING_USERNAME/PASSWORD; the user name is ignored: the key says who is calling)."""

@@ -58,6 +58,7 @@ from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.pool import NullPool
+from sqlalchemy.sql import sqltypes
 from sqlalchemy.sql.elements import ColumnElement
 
 if TYPE_CHECKING:
@@ -263,17 +264,23 @@ def _check_params(_conn: Any, _cursor: Any, _stmt: str, params: Any, context: An
                 continue
             if key not in plans:
                 bind = binds.get(key)
-                plans[key] = None if bind is None else (_BIND_SUFFIX.sub("", key), bind.type, bind.expanding,
-                                                        *_kind(bind.type, writing))
+                if bind is None:
+                    plans[key] = None
+                else:   # an expanding IN list and an array parameter are checked value by value
+                    col_type, many = bind.type, bind.expanding
+                    if isinstance(col_type, sqltypes.ARRAY):
+                        col_type, many = col_type.item_type, True
+                    plans[key] = (_BIND_SUFFIX.sub("", key), col_type, many, *_kind(col_type, writing))
             plan = plans[key]
             if plan is None:
                 continue
-            name, col_type, expanding, kind, limit = plan
-            if kind is None or (kind == "str" and type(value) is str and "\x00" not in value
-                                and len(value) <= limit) or (
-                    kind == "int" and type(value) is int and -limit <= value < limit):
-                continue       # the common case, decided without the full check
-            for v in (value if expanding and isinstance(value, list | tuple) else [value]):
+            name, col_type, many, kind, limit = plan
+            if kind is None:
+                continue
+            for v in (value if many and isinstance(value, list | tuple) else [value]):
+                if v is None or (kind == "str" and type(v) is str and "\x00" not in v and len(v) <= limit) or (
+                        kind == "int" and type(v) is int and -limit <= v < limit):
+                    continue       # the common case, decided without the full check
                 check_column_value(name, col_type, v, lengths=writing)
 
 

@@ -43,6 +43,7 @@ from mlgov.auth import (
     ReadSessionDep,
     Role,
     SessionDep,
+    end_read,
     get_db,
     require,
     require_reading,
@@ -651,7 +652,7 @@ def get_model_version_by_alias(fields: Fields, session: SessionDep, _: Reader) -
 async def create_model_version(fields: Fields, request: Request, principal: ReadingWriter, session: ReadSessionDep,
                                store: StoreDep) -> Response:
     """Written with the registrations into the same model arriving meanwhile (`group_commit`)."""
-    await run_in_threadpool(session.commit)   # the key check's read transaction ends here, not after the write
+    await end_read(request, session)
     m = _parse(CreateVersion, fields)
     metadata = {t.key: t.value for t in m.tags}
     if any(k.startswith(service.RESERVED_METADATA_PREFIX) for k in metadata):

@@ -9,7 +9,6 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.responses import HTMLResponse
 from pydantic import Field
-from starlette.concurrency import run_in_threadpool
 
 from mlgov.api import Limit, Offset, Page, encoded_response, page
 from mlgov.auth import (
@@ -25,6 +24,7 @@ from mlgov.auth import (
     ReadSessionDep,
     Role,
     SessionDep,
+    end_read,
     get_db,
     require,
     require_reading,
@@ -112,7 +112,7 @@ async def register_version(group: str, body: VersionCreate, request: Request, pr
                            session: ReadSessionDep) -> VersionRead:
     """Numbered and written with the registrations into the same group that arrive meanwhile (`group_commit`),
     committed before the answer."""
-    await run_in_threadpool(session.commit)   # the key check's read transaction ends here, not after the write
+    await end_read(request, session)
     v = await group_commit.register(get_db(request), group,
                                     service.Registration(body, principal, request_id_var.get()))
     return service.to_read(group, v)

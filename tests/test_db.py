@@ -240,3 +240,27 @@ def test_advisory_xact_lock_is_a_no_op_on_sqlite(db: TransactionalDatabase):
     with db.session_scope() as s:
         advisory_xact_lock(s, "anything")
         advisory_xact_lock(s, 42)
+
+
+def test_array_parameters_are_checked_value_by_value(migrated: Database):
+    """An array bound as one parameter (PostgreSQL's ``= ANY``, the capture index's unnest insert) is checked like
+    an IN list: each value against the array's item type, so a NUL still gets a 422 naming the parameter, in a
+    lookup or a write, and an over-long string in a write."""
+    from sqlalchemy import String, bindparam, literal
+    from sqlalchemy.dialects.postgresql import ARRAY
+
+    from mlgov.errors import Invalid
+    from monitor.service.endpoints import _INSERT_EVENTS_PG
+
+    if migrated.backend != "postgresql":
+        pytest.skip("array parameters exist on PostgreSQL only")
+    lookup = select(literal(1)).where(bindparam("names", type_=ARRAY(String(8))).is_not(None))
+    arrays = {"endpoint_id": "e", "id": ["i"], "event_id": ["ok"], "inference_id": [None],
+              "inference_time": [dt.datetime(2026, 1, 1, tzinfo=dt.UTC)], "batch_id": ["b"]}
+    with migrated.session_scope(write=False) as s:
+        assert s.scalar(lookup, {"names": ["ok", None, "much longer than 8"]}) == 1   # lookups: no length check
+        with pytest.raises(Invalid, match="names contains a NUL"):
+            s.scalar(lookup, {"names": ["ok", "a\x00b"]})
+        for bad, what in (("a\x00b", "event_id contains a NUL"), ("x" * 129, "event_id is 129 characters long")):
+            with pytest.raises(Invalid, match=what):
+                s.execute(_INSERT_EVENTS_PG, {**arrays, "event_id": ["ok", bad]})

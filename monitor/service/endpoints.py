@@ -18,6 +18,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pydantic_core
 from sqlalchemy import String, Table, any_, bindparam, func, insert, select
+from sqlalchemy import cast as sa_cast
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -294,7 +295,24 @@ def _insert_index(session: Session, prep: PreparedCapture, batches: list[_Batch]
                         "inference_id": r.inference_id, "inference_time": r.inference_time, "batch_id": b.id}
                        for i, r in enumerate(b.records)]
     session.execute(insert(cast(Table, CaptureBatch.__table__)), batch_rows)
-    session.execute(insert(cast(Table, CaptureEvent.__table__)), event_rows)
+    if is_postgres(session):
+        session.execute(_INSERT_EVENTS_PG, {
+            "endpoint_id": prep.endpoint_id, **{k: [e[k] for e in event_rows] for k in _EVENT_ARRAY_COLUMNS}})
+    else:
+        session.execute(insert(_EVENTS), event_rows)
+
+
+_EVENTS = cast(Table, CaptureEvent.__table__)
+_EVENT_ARRAY_COLUMNS = ("id", "event_id", "inference_id", "inference_time", "batch_id")
+# PostgreSQL: the event rows as one array per column, unnested in one INSERT … SELECT (5 parameters instead of
+# 6 per record: psycopg dumps each array at once, where a multi-row VALUES costs SQLAlchemy and psycopg per value).
+_EVENT_ARRAYS = func.unnest(*(sa_cast(bindparam(k, type_=ARRAY(_EVENTS.c[k].type)), ARRAY(_EVENTS.c[k].type))
+                              for k in _EVENT_ARRAY_COLUMNS)
+                            ).table_valued(*_EVENT_ARRAY_COLUMNS).render_derived()
+_INSERT_EVENTS_PG = insert(_EVENTS).from_select(
+    ["endpoint_id", *_EVENT_ARRAY_COLUMNS],
+    select(bindparam("endpoint_id", type_=_EVENTS.c.endpoint_id.type),
+           *(_EVENT_ARRAYS.c[k] for k in _EVENT_ARRAY_COLUMNS)))
 
 
 def _commit_raced(session: Session, store: ObjectStore, prep: PreparedCapture) -> set[str]:
