@@ -18,7 +18,6 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pydantic_core
 from sqlalchemy import String, Table, any_, bindparam, func, insert, select
-from sqlalchemy import cast as sa_cast
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -306,8 +305,8 @@ _EVENTS = cast(Table, CaptureEvent.__table__)
 _EVENT_ARRAY_COLUMNS = ("id", "event_id", "inference_id", "inference_time", "batch_id")
 # PostgreSQL: the event rows as one array per column, unnested in one INSERT … SELECT (5 parameters instead of
 # 6 per record: psycopg dumps each array at once, where a multi-row VALUES costs SQLAlchemy and psycopg per value).
-_EVENT_ARRAYS = func.unnest(*(sa_cast(bindparam(k, type_=ARRAY(_EVENTS.c[k].type)), ARRAY(_EVENTS.c[k].type))
-                              for k in _EVENT_ARRAY_COLUMNS)
+# Typed array binds: psycopg's dialect renders each as `%(k)s::TYPE[]`, and the bind check reads each value.
+_EVENT_ARRAYS = func.unnest(*(bindparam(k, type_=ARRAY(_EVENTS.c[k].type)) for k in _EVENT_ARRAY_COLUMNS)
                             ).table_valued(*_EVENT_ARRAY_COLUMNS).render_derived()
 _INSERT_EVENTS_PG = insert(_EVENTS).from_select(
     ["endpoint_id", *_EVENT_ARRAY_COLUMNS],
