@@ -18,7 +18,8 @@ share per layer (middleware, auth, session/transaction, database driver, SQLAlch
 the hottest functions.
 
     .venv/bin/python benchmarks/registry_cpu.py [--versions 10000] [--requests 300] [--calls get,alias,...]
-        [--profile get] [--py-spy /tmp/pyspy-venv/bin/py-spy] [--pg-admin postgresql://postgres@127.0.0.1/postgres]
+        [--profile get [--save-raw stacks.txt]] [--concurrency 8] [--py-spy /tmp/pyspy-venv/bin/py-spy]
+        [--pg-admin postgresql://postgres@127.0.0.1/postgres]
 """
 
 from __future__ import annotations
