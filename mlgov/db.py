@@ -612,7 +612,7 @@ class Database:
             # read -25-30%). SQLite's read engine refuses writes (query_only), which keeps this safe: a service
             # writing in a read session fails the SQLite tests instead of committing statement by statement here.
             read_bind = self.engine.execution_options(isolation_level="AUTOCOMMIT")
-        self.reads_autocommit = read_bind is not self.engine
+            self.reads_autocommit = True
         self.read_sessions = sessionmaker(read_bind, expire_on_commit=False)
         self.write_sessions = sessionmaker(self.write_engine, expire_on_commit=False)
 

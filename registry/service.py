@@ -612,10 +612,15 @@ def _with_metadata(stmt: Select[Any]) -> dict[str, Select[Any]]:
     return {backend: stmt.add_columns(_metadata_json(agg, array)) for backend, agg, array in _JSON_AGGREGATES}
 
 
+def _first_row(session: Session, statements: dict[str, Select[Any]], params: dict[str, Any]) -> Any:
+    """The first row of this backend's statement (of `_with_metadata` / `_with_facts`), or None."""
+    connection = session.connection()
+    return connection.execute(statements[connection.dialect.name], params).first()
+
+
 def _read_one(session: Session, group_name: str, statements: dict[str, Select[Any]],
               params: dict[str, Any]) -> dict[str, Any] | None:
-    connection = session.connection()
-    row = connection.execute(statements[connection.dialect.name], params).first()
+    row = _first_row(session, statements, params)
     if row is None:
         return None
     return _as_read(group_name, row[:-1], {k: v for k, v in sorted(row[-1] or [])})
@@ -1399,8 +1404,7 @@ _ONE_BY_NUMBER, _ONE_BY_ALIAS = _with_facts(_VIEW_BY_NUMBER), _with_facts(_VIEW_
 
 
 def _one_view(session: Session, statements: dict[str, Select[Any]], params: dict[str, Any]) -> VersionView | None:
-    connection = session.connection()
-    row = connection.execute(statements[connection.dialect.name], params).first()
+    row = _first_row(session, statements, params)
     if row is None:
         return None
     vid, name, initial, number, status, stage, description, uri, sha, run_id, run_link, by, created, updated, \
