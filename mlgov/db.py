@@ -49,8 +49,10 @@ from sqlalchemy import (
     create_engine,
     event,
     func,
+    literal_column,
     select,
     text,
+    true,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Dialect, Engine, make_url
@@ -140,6 +142,30 @@ def per_backend(build: Callable[[Callable[[Any], Any]], _R]) -> dict[str, _R]:
     ids_list: Any = bindparam("ids", expanding=True)
     return {"postgresql": build(lambda column: column == any_(ids_array)),
             "sqlite": build(lambda column: column.in_(ids_list))}
+
+
+def present_keys(column: Any, scope: Any) -> dict[str, Select[Any]]:
+    """Per backend, the statement giving which of the bound ``ids`` occur in ``column`` among the rows whose
+    ``scope`` column equals the bound ``scope`` (one `chunks` slice per execution), for a unique or plain index on
+    (scope, column). On PostgreSQL each id is probed through that index on its own (``LATERAL … LIMIT 1`` over the
+    unnested array), whatever the statistics say: the plain ``scope = $1 AND column = ANY($2)`` was planned as a
+    walk over every row of the scope with the array searched for each (measured on capture: 4.8 ms per 500 ids on
+    an empty endpoint, 385 ms at 40,000 captured events, growing with every batch), where the probes cost ~0.7 ms
+    at any size. SQLite plans the IN list on the index by itself."""
+    wanted = func.unnest(bindparam("ids", type_=ARRAY(column.type))).table_valued("id").render_derived()
+    hit = select(column).where(scope == bindparam("scope"), column == wanted.c.id).limit(literal_column("1")).lateral()
+    return {"postgresql": select(*hit.c).select_from(wanted).join(hit, true()),
+            "sqlite": select(column).where(scope == bindparam("scope"),
+                                           column.in_(bindparam("ids", expanding=True)))}
+
+
+def keys_present(session: Session, statements: dict[str, Select[Any]], scope: Any, ids: Iterable[Any]) -> set[Any]:
+    """Which of ``ids`` a `present_keys` statement finds under ``scope``, chunk by chunk."""
+    stmt = statements[session.get_bind().dialect.name]
+    found: set[Any] = set()
+    for chunk in chunks(list(ids)):
+        found.update(session.scalars(stmt, {"scope": scope, "ids": list(chunk)}))
+    return found
 
 
 # --- locks --------------------------------------------------------------------------------------------------

@@ -20,8 +20,10 @@ from mlgov.db import (
     equal,
     icontains,
     in_window,
+    keys_present,
     paginate,
     per_backend,
+    present_keys,
 )
 from tests.infra import TransactionalDatabase
 
@@ -76,6 +78,24 @@ def test_per_backend_membership_finds_the_same_rows_with_one_array_parameter_on_
         compiled = mine.compile(conn)
         if conn.dialect.name == "postgresql":
             assert "ANY" in str(compiled) and list(compiled.params) == ["ids"]
+
+
+def test_present_keys_finds_exactly_the_listed_keys_within_the_scope(db: TransactionalDatabase):
+    """Only the listed keys of rows in the bound scope, each once, also when listed twice, absent or more than a
+    chunk; on PostgreSQL the ids travel as one array parameter."""
+    stmts = present_keys(ApiKey.name, ApiKey.role)
+    with db.session_scope() as s:
+        for i in range(30):
+            auth.create_key(s, f"present-{i:02d}", "viewer" if i % 3 else "publisher", actor="test")
+        listed = [f"present-{i:02d}" for i in range(0, 30, 2)] + ["present-00", "absent"]
+        listed += [f"x{i}" for i in range(600)]   # more than a chunk
+        assert keys_present(s, stmts, "viewer", listed) == {f"present-{i:02d}" for i in range(0, 30, 2) if i % 3}
+        assert keys_present(s, stmts, "publisher", listed) == {f"present-{i:02d}" for i in range(0, 30, 6)}
+        assert keys_present(s, stmts, "viewer", []) == set()
+        assert keys_present(s, stmts, "no-such-role", listed) == set()
+        if s.get_bind().dialect.name == "postgresql":
+            compiled = stmts["postgresql"].compile(s.connection())
+            assert "LATERAL" in str(compiled) and sorted(compiled.params) == ["ids", "scope"]
 
 
 def test_in_window_is_half_open_and_skips_missing_bounds(db: TransactionalDatabase):

@@ -28,12 +28,12 @@ from mlgov.auth import Principal
 from mlgov.db import (
     advisory_xact_lock,
     as_utc,
-    chunks,
     is_postgres,
     is_unique_violation,
+    keys_present,
     new_id,
     paginate,
-    per_backend,
+    present_keys,
     utcnow,
 )
 from mlgov.errors import Conflict, Invalid
@@ -133,18 +133,13 @@ class PreparedCapture:
         return (self.endpoint_id, self.endpoint, self.variant, id(self.schema))
 
 
-_KNOWN_EVENTS = per_backend(lambda ids_in: select(CaptureEvent.event_id).where(
-    CaptureEvent.endpoint_id == bindparam("endpoint_id"), ids_in(CaptureEvent.event_id)))
+_KNOWN_EVENTS = present_keys(CaptureEvent.event_id, CaptureEvent.endpoint_id)
 
 
 def _known_events(session: Session, endpoint_id: str, event_ids: Iterable[str]) -> set[str]:
-    """The event ids of ``event_ids`` already indexed for the endpoint (one array parameter per chunk on
-    PostgreSQL, an IN list on SQLite: `per_backend`)."""
-    stmt = _KNOWN_EVENTS[session.get_bind().dialect.name]
-    seen: set[str] = set()
-    for chunk in chunks(list(event_ids)):
-        seen |= set(session.scalars(stmt, {"endpoint_id": endpoint_id, "ids": list(chunk)}))
-    return seen
+    """The event ids of ``event_ids`` already indexed for the endpoint: each probed on the unique (endpoint,
+    event id) index, so the cost does not grow with what the endpoint captured (`present_keys`)."""
+    return keys_present(session, _KNOWN_EVENTS, endpoint_id, event_ids)
 
 
 def _write_batch(store: ObjectStore, b: _Batch, schema: capture.CaptureSchema) -> None:

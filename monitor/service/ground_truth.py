@@ -15,7 +15,7 @@ import pandas as pd
 from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session
 
-from mlgov.db import chunks, new_id, utcnow
+from mlgov.db import chunks, keys_present, new_id, present_keys, utcnow
 from mlgov.errors import Invalid
 from mlgov.storage import ObjectStore
 from monitor import capture, compute
@@ -54,6 +54,12 @@ def _gt_label(record: Any) -> tuple[str, str]:
     return event_id, label
 
 
+# Each label's key probed on an (endpoint, key) index: the cost does not grow with the endpoint's history.
+_LABELLED = present_keys(GroundTruth.event_id, GroundTruth.endpoint_id)
+_CAPTURED_INFERENCE = present_keys(CaptureEvent.inference_id, CaptureEvent.endpoint_id)
+_CAPTURED_EVENT = present_keys(CaptureEvent.event_id, CaptureEvent.endpoint_id)
+
+
 def ingest_ground_truth(session: Session, store: ObjectStore, endpoint: str, body: bytes,
                         content_type: str) -> dict[str, Any]:
     """Labels, stored hour-partitioned by arrival (as SageMaker does); unknown ids are kept and reported."""
@@ -75,15 +81,9 @@ def ingest_ground_truth(session: Session, store: ObjectStore, endpoint: str, bod
     refuse_if_all_rejected(rejected, len(items), "ground-truth")
     lock_endpoint(session, ep)
     ids = list({g[0] for g in good})
-    known: set[str] = set()
-    matched: set[str] = set()
-    for chunk in chunks(ids):
-        known |= set(session.scalars(select(GroundTruth.event_id).where(GroundTruth.endpoint_id == ep.id,
-                                                                       GroundTruth.event_id.in_(chunk))))
-        matched |= set(session.scalars(select(CaptureEvent.inference_id).where(
-            CaptureEvent.endpoint_id == ep.id, CaptureEvent.inference_id.in_(chunk))))
-        matched |= set(session.scalars(select(CaptureEvent.event_id).where(
-            CaptureEvent.endpoint_id == ep.id, CaptureEvent.event_id.in_(chunk))))
+    known = keys_present(session, _LABELLED, ep.id, ids)
+    matched = keys_present(session, _CAPTURED_INFERENCE, ep.id, ids) | keys_present(session, _CAPTURED_EVENT, ep.id,
+                                                                                     ids)
     fresh, duplicates = [], 0
     for eid, label, raw in good:
         if eid in known:
