@@ -7,7 +7,7 @@ import datetime as dt
 from pathlib import Path as FsPath
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from fastapi import Depends, Path, Query, Request, Response
 
 from clarify import service
 from clarify.errors import ConfigInvalid, DatasetUnreadable
@@ -29,9 +29,9 @@ from mlgov.auth import DECIDERS, PUBLISHERS, READERS, Principal, SessionDep, req
 from mlgov.errors import Invalid
 from mlgov.openapi import alternatives
 from mlgov.outbound import OutboundDep
-from mlgov.web import templates
+from mlgov.web import Router, templates
 
-router = APIRouter(prefix="/api/v1/clarify", tags=["clarify"])
+router = Router(prefix="/api/v1/clarify", tags=["clarify"])
 Analyst = Annotated[Principal, Depends(require(PUBLISHERS, DECIDERS))]
 Reader = Annotated[Principal, Depends(require(READERS))]
 _report_templates = templates(FsPath(__file__).parent / "templates")

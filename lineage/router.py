@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Response
+from fastapi import Query, Response
 from fastapi.responses import PlainTextResponse
 from pydantic import TypeAdapter
 from sqlalchemy.orm import Session
@@ -34,8 +34,9 @@ from mlgov.auth import Principal, Publisher, Reader, SessionDep
 from mlgov.db import as_utc
 from mlgov.openapi import alternatives
 from mlgov.types import Strict, Timestamp
+from mlgov.web import Router
 
-router = APIRouter(prefix="/api/v1/lineage", tags=["lineage"])
+router = Router(prefix="/api/v1/lineage", tags=["lineage"])
 
 
 # --- artifacts, actions, contexts: the same create / list / get routes, generated from one table ----------------

@@ -6,7 +6,7 @@ import datetime as dt
 from typing import Annotated, Any, Generic, TypeVar
 
 import pydantic_core
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, TypeAdapter
 
 from mlgov import audit, auth, events, workers
@@ -16,6 +16,7 @@ from mlgov.errors import Conflict, DomainError, Invalid, NotFound
 from mlgov.outbound import OutboundDep
 from mlgov.secrets import SecretsDep
 from mlgov.types import Timestamp
+from mlgov.web import Router
 
 T = TypeVar("T")
 
@@ -75,7 +76,7 @@ async def form_parts(request: Request) -> dict[str, Any]:
 Limit = Annotated[int, Query(ge=1, le=1000, description="page size")]
 Offset = Annotated[int, Query(ge=0, le=2**63 - 1, description="rows to skip")]
 
-health = APIRouter(tags=["health"])
+health = Router(tags=["health"])
 
 
 class ServiceUnavailable(DomainError):
@@ -109,7 +110,7 @@ def readyz(request: Request) -> Any:
     return Readiness(status="ready", scheduler=scheduler)
 
 
-router = APIRouter(prefix="/api/v1")
+router = Router(prefix="/api/v1")
 
 
 # --- keys ---------------------------------------------------------------------------------------------

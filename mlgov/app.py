@@ -31,7 +31,7 @@ from mlgov.outbound import OutboundPolicy
 from mlgov.secrets import SecretBox
 from mlgov.settings import Settings, get_settings
 from mlgov.storage import open_store
-from mlgov.web import HttpMiddleware, adding_headers
+from mlgov.web import HttpMiddleware, adding_headers, include
 from monitor import compliance as monitor_compliance
 from monitor import compute, jobs
 from monitor import sagemaker as monitor_sagemaker
@@ -225,16 +225,16 @@ def create_app(settings: Settings | None = None, db: Database | None = None, *, 
     clarify_kinds.register()   # ModelBias and ModelExplainability monitors, beside monitor's own kinds
     monitor_compliance.register()   # alerts, monitoring runs, drift baselines and explanation reports of each
     clarify_compliance.register()   # version in registry's compliance report
-    app.include_router(health)
-    app.include_router(router)
-    app.include_router(registry_router)
+    include(app, health)
+    include(app, router)
+    include(app, registry_router)
     # MLflow's registry REST API on the same services. Its paths share nothing with /api/v1, so where it sits only
     # decides how many routes a request is matched against first: here, before the other domains' ~120 routes.
     registry_mlflow.install(app)
-    app.include_router(lineage_router)
-    app.include_router(monitor_router)
-    app.include_router(metrics_router)
-    app.include_router(clarify_router)
+    include(app, lineage_router)
+    include(app, monitor_router)
+    include(app, metrics_router)
+    include(app, clarify_router)
     console_web.install(app, console_router)   # the web console under /console (GET / leads there)
     registry_service.register_reference_check(model_references)   # rename/delete ask monitor
     install_openapi(app)

@@ -17,15 +17,51 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import HTMLResponse
+from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 from jinja2 import ChoiceLoader, Environment, FileSystemLoader
+from starlette._utils import get_route_path
+from starlette.routing import Match, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 STATIC = Path(__file__).parent / "static"
 STATIC_URL = "/static"
 KERNEL_TEMPLATES = Path(__file__).parent / "templates"
+
+
+class Router(APIRouter):
+    """An APIRouter that, once added at the app's root by `include`, declines at once a path none of its routes
+    can match (one ``str.startswith`` over the routes' literal prefixes). FastAPI matches a request against every
+    route of each router included before the right one, then the right one's routes a second time: an MLflow get
+    walked ~120 native routes first (~90 µs of a ~1.3 ms request). Included any other way (under a prefix, inside
+    another router), or holding anything but plain routes, it keeps FastAPI's full matching."""
+
+    _root: Any = None
+    _guard: tuple[int, tuple[str, ...] | None] = (-1, None)
+
+    def _prefixes(self) -> tuple[str, ...] | None:
+        count, prefixes = self._guard
+        if count != len(self.routes):   # routes are only ever added
+            literal = [r.path.split("{", 1)[0].rstrip("/") for r in self.routes if isinstance(r, APIRoute | Route)]
+            prefixes = tuple(sorted(set(literal))) if len(literal) == len(self.routes) else None
+            self._guard = (len(self.routes), prefixes)
+        return prefixes
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        if self._root is not None and scope.get("router") is self._root:   # matched from the root, unprefixed
+            prefixes = self._prefixes()
+            if prefixes is not None and not get_route_path(scope).startswith(prefixes):
+                return Match.NONE, {}
+        return super().matches(scope)
+
+
+def include(app: FastAPI, router: APIRouter) -> None:
+    """``app.include_router(router)`` at the root, without a prefix: a `Router`'s paths are then its routes' own."""
+    app.include_router(router)
+    if isinstance(router, Router):
+        router._root = app.router
 
 
 def json_text(value: Any) -> str:

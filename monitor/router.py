@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import Depends, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -32,6 +32,7 @@ from mlgov.openapi import BINARY, alternatives, model_schema, request_body
 from mlgov.outbound import OutboundDep
 from mlgov.secrets import SecretsDep
 from mlgov.storage import ObjectStore, StoreDep
+from mlgov.web import Router
 from monitor import group_commit, kinds, schedules, service
 from monitor.engine.analysis import DriftConfig
 from monitor.orm import Analysis
@@ -59,7 +60,7 @@ from monitor.schemas import (
 )
 from registry import service as registry
 
-router = APIRouter(prefix="/api/v1", tags=["monitoring"])
+router = Router(prefix="/api/v1", tags=["monitoring"])
 Reader = Annotated[Principal, Depends(require(READERS))]
 Writer = Annotated[Principal, Depends(require(PUBLISHERS))]
 Ingester = Annotated[Principal, Depends(require(INGESTERS))]
@@ -491,7 +492,7 @@ def set_retraining_trigger(group: str, body: TriggerSet, session: SessionDep,
                                  cooldown_seconds=body.cooldown_seconds, actor=actor, policy=policy, box=box)
 
 
-metrics_router = APIRouter(tags=["monitoring"])
+metrics_router = Router(tags=["monitoring"])
 
 
 @metrics_router.get("/metrics", response_model=None, response_class=PlainTextResponse)

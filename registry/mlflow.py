@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Annotated, Any, Literal, TypeVar
 
-from fastapi import APIRouter, Depends, FastAPI, Request, Response
+from fastapi import Depends, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -63,6 +63,7 @@ from mlgov.errors import (
 from mlgov.outbound import OutboundDep
 from mlgov.secrets import SecretsDep
 from mlgov.storage import StoreDep
+from mlgov.web import Router, include
 from registry import group_commit, service
 from registry.errors import GroupExists, RuleRefusal, TransitionNotAllowed
 from registry.orm import ModelGroup
@@ -208,7 +209,7 @@ async def _handle(_: Request, exc: Exception) -> Response:
                         headers=exc.headers or None)
 
 
-router = APIRouter(prefix=PREFIX, route_class=MlflowRoute, include_in_schema=False, tags=["mlflow"])
+router = Router(prefix=PREFIX, route_class=MlflowRoute, include_in_schema=False, tags=["mlflow"])
 Reader = Annotated[Principal, Depends(require(READERS))]
 Writer = Annotated[Principal, Depends(require(PUBLISHERS))]
 ReadingWriter = Annotated[Principal, Depends(require_reading(PUBLISHERS))]   # group-committed writes
@@ -219,8 +220,8 @@ Admin = Annotated[Principal, Depends(require(ADMINS))]
 def install(app: FastAPI) -> None:
     """Serve MLflow's registry routes, answer MLflow's error shape on them, deliver MLflow-format webhooks. Call
     `install_error_shape` once the kernel's middlewares are added."""
-    app.include_router(router)
-    app.include_router(fallback)
+    include(app, router)
+    include(app, fallback)
     app.add_exception_handler(MlflowError, _handle)
     events.register_format(MLFLOW_WIRE, events.WireFormat(translate=_webhook_event_name, render=_render_delivery))
 
@@ -880,7 +881,7 @@ def delete_webhook(webhook_id: str, session: SessionDep, principal: Admin) -> di
 
 # --- everything else -----------------------------------------------------------------------------------
 
-fallback = APIRouter(route_class=MlflowRoute, include_in_schema=False, tags=["mlflow"])
+fallback = Router(route_class=MlflowRoute, include_in_schema=False, tags=["mlflow"])
 
 
 @fallback.api_route(PREFIX + "/{path:path}", methods=["GET", "POST", "PATCH", "DELETE"])

@@ -6,7 +6,7 @@ import datetime as dt
 from pathlib import Path as FsPath
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from fastapi import Depends, Path, Query, Request, Response
 from fastapi.responses import HTMLResponse
 from pydantic import Field
 
@@ -34,7 +34,7 @@ from mlgov.db import as_utc
 from mlgov.errors import Invalid
 from mlgov.openapi import alternatives
 from mlgov.types import Timestamp
-from mlgov.web import templates
+from mlgov.web import Router, templates
 from registry import group_commit, service
 from registry.orm import ApprovalDecision, ModelGroup
 from registry.schemas import (
@@ -53,7 +53,7 @@ from registry.schemas import (
     VersionRead,
 )
 
-router = APIRouter(prefix="/api/v1", tags=["registry"])
+router = Router(prefix="/api/v1", tags=["registry"])
 Mover = Annotated[Principal, Depends(require(DECIDERS, Role.publisher))]
 ReadingPublisher = Annotated[Principal, Depends(require_reading(PUBLISHERS))]   # group-committed writes
 GroupEditor = Annotated[Principal, Depends(require(ADMINS, Role.publisher))]
