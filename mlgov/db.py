@@ -43,12 +43,15 @@ from sqlalchemy import (
     SmallInteger,
     SQLColumnExpression,
     String,
+    Text,
     TypeDecorator,
     any_,
     bindparam,
+    cast,
     create_engine,
     event,
     func,
+    insert,
     literal_column,
     select,
     text,
@@ -166,6 +169,39 @@ def keys_present(session: Session, statements: dict[str, Select[Any]], scope: An
     for chunk in chunks(list(ids)):
         found.update(session.scalars(stmt, {"scope": scope, "ids": list(chunk)}))
     return found
+
+
+class JsonRows:
+    """PostgreSQL: many rows of ``table`` by one INSERT with the rows as one JSON parameter (an array of arrays,
+    ``columns`` in order), unpacked by ``json_array_elements`` and cast to each column's type; ``constants`` are
+    columns with one bound value for every row. psycopg dumps an array parameter element by element in Python:
+    the capture index's five arrays cost ~5 ms of client CPU per 500 rows, their JSON ~0.9 ms (measured). The
+    bind check cannot see inside the JSON, so `params` runs it on every value first (`check_column_value`)."""
+
+    def __init__(self, table: Any, columns: Sequence[str], constants: Sequence[str] = ()) -> None:
+        from sqlalchemy.dialects.postgresql import JSON as PgJSON
+
+        self.columns = [table.c[c] for c in columns]
+        row = func.json_array_elements(cast(bindparam("rows", type_=Text()), PgJSON), type_=PgJSON).column_valued("r")
+        values = [cast(row.op("->>")(literal_column(str(i))), col.type) for i, col in enumerate(self.columns)]
+        self.statement = insert(table).from_select(
+            [*constants, *columns], select(*(bindparam(c, type_=table.c[c].type) for c in constants), *values))
+        self._kinds = [(col.name, col.type, *_kind(col.type, True)) for col in self.columns]
+
+    def params(self, rows: Sequence[Sequence[Any]], **constants: Any) -> dict[str, Any]:
+        """The statement's parameters for ``rows`` (values in ``columns`` order; aware datetimes for datetime
+        columns), each value checked as a bound one would be."""
+        import pydantic_core
+
+        for i, (name, col_type, kind, limit) in enumerate(self._kinds):
+            if kind is None:    # a type the bind check has nothing to test in (a datetime)
+                continue
+            for row in rows:
+                v = row[i]
+                if v is None or (kind == "str" and type(v) is str and "\x00" not in v and len(v) <= limit):
+                    continue
+                check_column_value(name, col_type, v)
+        return {**constants, "rows": pydantic_core.to_json(rows).decode()}
 
 
 # --- locks --------------------------------------------------------------------------------------------------

@@ -263,24 +263,56 @@ def test_advisory_xact_lock_is_a_no_op_on_sqlite(db: TransactionalDatabase):
 
 
 def test_array_parameters_are_checked_value_by_value(migrated: Database):
-    """An array bound as one parameter (PostgreSQL's ``= ANY``, the capture index's unnest insert) is checked like
-    an IN list: each value against the array's item type, so a NUL still gets a 422 naming the parameter, in a
-    lookup or a write, and an over-long string in a write."""
+    """An array bound as one parameter (PostgreSQL's ``= ANY``) is checked like an IN list: each value against the
+    array's item type, so a NUL still gets a 422 naming the parameter, and a lookup has no length check."""
     from sqlalchemy import String, bindparam, literal
     from sqlalchemy.dialects.postgresql import ARRAY
 
     from mlgov.errors import Invalid
-    from monitor.service.endpoints import _INSERT_EVENTS_PG
 
     if migrated.backend != "postgresql":
         pytest.skip("array parameters exist on PostgreSQL only")
     lookup = select(literal(1)).where(bindparam("names", type_=ARRAY(String(8))).is_not(None))
-    arrays = {"endpoint_id": "e", "id": ["i"], "event_id": ["ok"], "inference_id": [None],
-              "inference_time": [dt.datetime(2026, 1, 1, tzinfo=dt.UTC)], "batch_id": ["b"]}
     with migrated.session_scope(write=False) as s:
         assert s.scalar(lookup, {"names": ["ok", None, "much longer than 8"]}) == 1   # lookups: no length check
         with pytest.raises(Invalid, match="names contains a NUL"):
             s.scalar(lookup, {"names": ["ok", "a\x00b"]})
-        for bad, what in (("a\x00b", "event_id contains a NUL"), ("x" * 129, "event_id is 129 characters long")):
-            with pytest.raises(Invalid, match=what):
-                s.execute(_INSERT_EVENTS_PG, {**arrays, "event_id": ["ok", bad]})
+
+
+def test_json_rows_insert_stores_each_value_exactly_and_checks_it_first(migrated: Database):
+    """`JsonRows` (the capture index's PostgreSQL insert) carries its rows as one JSON parameter, which the bind
+    check cannot see into: it checks every value itself, so a NUL or an over-long id is a 422 naming the column
+    (PostgreSQL's CAST to VARCHAR(n) would silently cut it), and what it stores reads back exactly: microseconds,
+    NULLs, non-ASCII text."""
+    from sqlalchemy import delete
+
+    from mlgov.db import new_id, utcnow
+    from mlgov.errors import Invalid
+    from monitor.orm import CaptureBatch, CaptureEvent, Endpoint
+    from monitor.service.endpoints import _EVENT_JSON_COLUMNS, _EVENTS_PG
+
+    if migrated.backend != "postgresql":
+        pytest.skip("the JSON rows insert is PostgreSQL's (SQLite keeps its executemany)")
+    ep, batch, now = new_id(), new_id(), utcnow()
+    when = dt.datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=dt.UTC)
+    rows = [[f"{batch[:24]}{i:08x}", eid, inf, when + dt.timedelta(microseconds=i), batch]
+            for i, (eid, inf) in enumerate([("ev-é-1", None), ("x" * 128, "inf-2"), ("ev,\"3\"", "i" * 64)])]
+    try:
+        with migrated.session_scope() as s:
+            s.add(Endpoint(id=ep, name=f"json-rows-{ep[:8]}", model_group="g", model_version=1, variant="v",
+                           sampling_percentage=100.0, schema={}, created_by="t", created_at=now, updated_at=now))
+            s.flush()
+            s.add(CaptureBatch(id=batch, endpoint_id=ep, hour=now, jsonl_key="j", parquet_key="p", records=3,
+                               first_time=when, last_time=when, created_at=now))
+            s.flush()
+            for bad, what in (("a\x00b", "event_id contains a NUL"), ("x" * 129, "event_id is 129 characters long")):
+                with pytest.raises(Invalid, match=what):
+                    _EVENTS_PG.params([rows[0], [*rows[1][:1], bad, *rows[1][2:]]], endpoint_id=ep)
+            s.execute(_EVENTS_PG.statement, _EVENTS_PG.params(rows, endpoint_id=ep))
+        with migrated.session_scope(write=False) as s:
+            got = s.execute(select(*(CaptureEvent.__table__.c[c] for c in _EVENT_JSON_COLUMNS))
+                            .where(CaptureEvent.endpoint_id == ep).order_by(CaptureEvent.id)).all()
+        assert [list(r) for r in got] == rows
+    finally:
+        with migrated.session_scope() as s:
+            s.execute(delete(Endpoint).where(Endpoint.id == ep))
