@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import pydantic_core
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -58,6 +59,7 @@ from sqlalchemy import (
     true,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import JSON as PgJSON
 from sqlalchemy.engine import Dialect, Engine, make_url
 from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
@@ -152,9 +154,10 @@ def present_keys(column: Any, scope: Any) -> dict[str, Select[Any]]:
     ``scope`` column equals the bound ``scope`` (one `chunks` slice per execution), for a unique or plain index on
     (scope, column). On PostgreSQL each id is probed through that index on its own (``LATERAL … LIMIT 1`` over the
     unnested array), whatever the statistics say: the plain ``scope = $1 AND column = ANY($2)`` was planned as a
-    walk over every row of the scope with the array searched for each (measured on capture: 4.8 ms per 500 ids on
-    an empty endpoint, 385 ms at 40,000 captured events, growing with every batch), where the probes cost ~0.7 ms
-    at any size. SQLite plans the IN list on the index by itself."""
+    walk over every row of the scope with the array searched for each until ANALYZE gave the table statistics
+    (measured on capture: 4.8 ms per 500 ids on an empty endpoint, 385 ms at 40,000 events, growing with every
+    batch until autovacuum's analyze; 1.6 ms after it), where the probes cost 1.7-2.9 ms per 500 ids at any size,
+    analyzed or not. SQLite plans the IN list on the index by itself."""
     wanted = func.unnest(bindparam("ids", type_=ARRAY(column.type))).table_valued("id").render_derived()
     hit = select(column).where(scope == bindparam("scope"), column == wanted.c.id).limit(literal_column("1")).lateral()
     return {"postgresql": select(*hit.c).select_from(wanted).join(hit, true()),
@@ -179,8 +182,6 @@ class JsonRows:
     bind check cannot see inside the JSON, so `params` runs it on every value first (`check_column_value`)."""
 
     def __init__(self, table: Any, columns: Sequence[str], constants: Sequence[str] = ()) -> None:
-        from sqlalchemy.dialects.postgresql import JSON as PgJSON
-
         self.columns = [table.c[c] for c in columns]
         row = func.json_array_elements(cast(bindparam("rows", type_=Text()), PgJSON), type_=PgJSON).column_valued("r")
         values = [cast(row.op("->>")(literal_column(str(i))), col.type) for i, col in enumerate(self.columns)]
@@ -191,8 +192,6 @@ class JsonRows:
     def params(self, rows: Sequence[Sequence[Any]], **constants: Any) -> dict[str, Any]:
         """The statement's parameters for ``rows`` (values in ``columns`` order; aware datetimes for datetime
         columns), each value checked as a bound one would be."""
-        import pydantic_core
-
         for i, (name, col_type, kind, limit) in enumerate(self._kinds):
             if kind is None:    # a type the bind check has nothing to test in (a datetime)
                 continue
