@@ -562,23 +562,6 @@ _READ_NAMES = tuple(c.key for c in _VC if c.key in _READ_FIELDS)
 _READ = select(_VC.id, *(_VC[name] for name in _READ_NAMES))
 _READ_ORDER = tuple(VersionRead.model_fields)
 _READ_BY_NUMBER = _READ.where(_VC.group_id == _GROUP_ID_OF, _VC.version == bindparam("number"))
-_READ_METADATA = per_backend(lambda ids_in: select(VersionMetadata.version_id, VersionMetadata.key,
-                                                   VersionMetadata.value)
-                             .where(ids_in(VersionMetadata.version_id))
-                             .order_by(VersionMetadata.version_id, VersionMetadata.key))
-
-
-def _as_reads(session: Session, group_name: str, rows: Sequence[Any]) -> list[dict[str, Any]]:
-    """Rows of `_READ` and their metadata (one query) as VersionRead's fields, in its order and JSON types, as plain
-    dicts: the routes encode them with pydantic's core encoder as they are (no model built per row, nothing
-    re-validated that the database already holds in the declared types)."""
-    meta: dict[str, dict[str, str]] = {r[0]: {} for r in rows}
-    connection = session.connection()
-    stmt = _READ_METADATA[connection.dialect.name]
-    for part in chunks(list(meta)):
-        for vid, key, value in connection.execute(stmt, {"ids": list(part)}):
-            meta[vid][key] = value
-    return [_as_read(group_name, r, meta[r[0]]) for r in rows]
 
 
 def _as_read(group_name: str, row: Sequence[Any], metadata: dict[str, str]) -> dict[str, Any]:
@@ -623,10 +606,16 @@ def _read_one(session: Session, group_name: str, statements: dict[str, Select[An
     row = _first_row(session, statements, params)
     if row is None:
         return None
+    return _with_its_metadata(group_name, row)
+
+
+def _with_its_metadata(group_name: str, row: Sequence[Any]) -> dict[str, Any]:
+    """A row of a `_with_metadata` statement (its last column the metadata pairs) as VersionRead's fields."""
     return _as_read(group_name, row[:-1], {k: v for k, v in sorted(row[-1] or [])})
 
 
 _READ_ONE_BY_NUMBER = _with_metadata(_READ_BY_NUMBER)
+_READ_WITH_METADATA = _with_metadata(_READ)
 
 
 def read_version(session: Session, group_name: str, number: int) -> dict[str, Any]:
@@ -662,17 +651,23 @@ def read_versions(
     created_after: dt.datetime | None, created_before: dt.datetime | None, metadata: dict[str, str],
     sort: str, limit: int, offset: int,
 ) -> tuple[list[dict[str, Any]], int]:
-    """`list_versions` as VersionRead fields (see `_as_reads`) and the total."""
-    gid = _group_id(session, group_name)
-    stmt = _READ.where(_VC.group_id == gid,
-                       *(c for c in _list_filters(status, stage, created_after, created_before, metadata)
-                         if c is not None))
+    """`list_versions` as VersionRead fields and the total, in two statements: the count, and the page with each
+    version's metadata as a JSON column (`_with_metadata`), the group id a scalar subquery in both (as in
+    `read_latest`). Rows come as plain dicts in VersionRead's order and JSON types: the routes encode them with
+    pydantic's core encoder as they are (no model built per row, nothing re-validated that the database already
+    holds in the declared types)."""
+    where = (_VC.group_id == _GROUP_ID_OF,
+             *(c for c in _list_filters(status, stage, created_after, created_before, metadata) if c is not None))
     connection = session.connection()
-    total = connection.execute(select(func.count()).select_from(stmt.with_only_columns(_VC.id).subquery())
-                               ).scalar_one()
-    rows = connection.execute(stmt.order_by(_order(sort, _LIST_ORDER), ModelVersion.version)
-                              .limit(limit).offset(offset)).all()
-    return _as_reads(session, group_name, rows), total
+    params = {"group_name": group_name}
+    total = connection.execute(select(func.count()).select_from(_READ.with_only_columns(_VC.id).where(*where)
+                                                                .subquery()), params).scalar_one()
+    if not total:
+        _group_id(session, group_name)   # GroupNotFound when the group is what is missing
+        return [], 0
+    page = _READ_WITH_METADATA[connection.dialect.name].where(*where).order_by(
+        _order(sort, _LIST_ORDER), ModelVersion.version).limit(limit).offset(offset)
+    return [_with_its_metadata(group_name, r) for r in connection.execute(page, params)], total
 
 
 # --- approvals ----------------------------------------------------------------------------------------

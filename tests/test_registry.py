@@ -59,6 +59,12 @@ def test_version_numbering_and_fields(client, keys):
     assert r.json()["total"] == 2
     assert_problem(client.get("/api/v1/model-groups/churn/versions/9", headers=h), 404, "no version 9")
     assert_problem(client.get("/api/v1/model-groups/churn/versions/latest?status=Approved", headers=h), 404)
+    # the list names a missing group (its id is a subquery of the count); a page past the end keeps the total
+    assert_problem(client.get("/api/v1/model-groups/nope/versions", headers=h), 404, "does not exist")
+    r = client.get("/api/v1/model-groups/churn/versions", params={"offset": 5}, headers=h)
+    assert r.status_code == 200 and r.json()["items"] == [] and r.json()["total"] == 2
+    lst = client.get("/api/v1/model-groups/churn/versions", params={"limit": 1}, headers=h).json()
+    assert lst["total"] == 2 and len(lst["items"]) == 1 and lst["items"][0]["metadata"] == {"team": "risk"}
 
 
 def test_numbers_never_reused_after_failed_registration(client, keys, db):
