@@ -1429,15 +1429,14 @@ def view_by_alias(session: Session, group_name: str, alias: str) -> VersionView:
 def view_search(session: Session, clauses: Sequence[SearchTerm], order: list[tuple[str, bool]], limit: int,
                 offset: int) -> list[VersionView]:
     """`search_versions` as views. A ``name = 'x'`` clause (every MLflow client search names its model) is also
-    applied as that group's id, a constant to PostgreSQL's planner: ordered by version it then walks the (group,
-    version) index backwards and stops at the page, where the name alone made it sort every version of the group."""
+    applied as that group's id, a scalar subquery (as in `read_latest`; a constant to PostgreSQL's planner): ordered
+    by version it then walks the (group, version) index backwards and stops at the page, where the name alone made
+    it sort every version of the group."""
     stmt = _VIEWS.where(*_versions_where(clauses))
     for c in clauses:
         if isinstance(c, SearchClause) and c.field == "name" and c.op == "=" and isinstance(c.value, str):
-            gid = session.scalar(select(ModelGroup.id).where(ModelGroup.name == c.value))
-            if gid is None:
-                return []
-            stmt = stmt.where(_MV.group_id == gid)
+            stmt = stmt.where(_MV.group_id == select(ModelGroup.id).where(ModelGroup.name == c.value)
+                              .scalar_subquery())
     stmt = stmt.order_by(*_ordering(order, _VERSION_COLUMNS, [ModelGroup.name.asc(), ModelVersion.version.desc()]))
     return version_views(session, list(session.execute(stmt.limit(limit).offset(offset))))
 
