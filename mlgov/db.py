@@ -182,24 +182,19 @@ class JsonRows:
     bind check cannot see inside the JSON, so `params` runs it on every value first (`check_column_value`)."""
 
     def __init__(self, table: Any, columns: Sequence[str], constants: Sequence[str] = ()) -> None:
-        self.columns = [table.c[c] for c in columns]
+        cols = [table.c[c] for c in columns]
         row = func.json_array_elements(cast(bindparam("rows", type_=Text()), PgJSON), type_=PgJSON).column_valued("r")
-        values = [cast(row.op("->>")(literal_column(str(i))), col.type) for i, col in enumerate(self.columns)]
+        values = [cast(row.op("->>")(literal_column(str(i))), col.type) for i, col in enumerate(cols)]
         self.statement = insert(table).from_select(
             [*constants, *columns], select(*(bindparam(c, type_=table.c[c].type) for c in constants), *values))
-        self._kinds = [(col.name, col.type, *_kind(col.type, True)) for col in self.columns]
+        self._kinds = [(col.name, col.type, *_kind(col.type, True)) for col in cols]
 
     def params(self, rows: Sequence[Sequence[Any]], **constants: Any) -> dict[str, Any]:
         """The statement's parameters for ``rows`` (values in ``columns`` order; aware datetimes for datetime
         columns), each value checked as a bound one would be."""
         for i, (name, col_type, kind, limit) in enumerate(self._kinds):
-            if kind is None:    # a type the bind check has nothing to test in (a datetime)
-                continue
-            for row in rows:
-                v = row[i]
-                if v is None or (kind == "str" and type(v) is str and "\x00" not in v and len(v) <= limit):
-                    continue
-                check_column_value(name, col_type, v)
+            if kind is not None:    # None: a type the bind check has nothing to test in (a datetime)
+                _check_values(name, col_type, kind, limit, (row[i] for row in rows), lengths=True)
         return {**constants, "rows": pydantic_core.to_json(rows).decode()}
 
 
@@ -318,31 +313,31 @@ def _check_params(_conn: Any, _cursor: Any, _stmt: str, params: Any, context: An
                 check_column_value("a value", BigInteger() if isinstance(v, int) else String(), v)
         return
     writing = bool(context.isinsert or context.isupdate)
-    plans: dict[str, tuple[str, Any, bool, str | None, int] | None] = {}
-    for row in context.compiled_parameters:      # an executemany: one plan per bind, then a cheap test per value
-        for key, value in row.items():
-            if value is None:
-                continue
-            if key not in plans:
-                bind = binds.get(key)
-                if bind is None:
-                    plans[key] = None
-                else:   # an expanding IN list and an array parameter are checked value by value
-                    col_type, many = bind.type, bind.expanding
-                    if isinstance(col_type, sqltypes.ARRAY):
-                        col_type, many = col_type.item_type, True
-                    plans[key] = (_BIND_SUFFIX.sub("", key), col_type, many, *_kind(col_type, writing))
-            plan = plans[key]
-            if plan is None:
-                continue
-            name, col_type, many, kind, limit = plan
-            if kind is None:
-                continue
-            for v in (value if many and isinstance(value, list | tuple) else [value]):
-                if v is None or (kind == "str" and type(v) is str and "\x00" not in v and len(v) <= limit) or (
-                        kind == "int" and type(v) is int and -limit <= v < limit):
-                    continue       # the common case, decided without the full check
-                check_column_value(name, col_type, v, lengths=writing)
+    rows = context.compiled_parameters     # an executemany's rows carry the same binds: one plan per bind
+    for key in rows[0] if rows else ():
+        bind = binds.get(key)
+        if bind is None:
+            continue
+        col_type, many = bind.type, bind.expanding   # an expanding IN list and an array: checked value by value
+        if isinstance(col_type, sqltypes.ARRAY):
+            col_type, many = col_type.item_type, True
+        kind, limit = _kind(col_type, writing)
+        if kind is None:
+            continue
+        values: Iterable[Any] = (row.get(key) for row in rows)
+        if many:
+            values = (v for value in values for v in (value if isinstance(value, list | tuple) else [value]))
+        _check_values(_BIND_SUFFIX.sub("", key), col_type, kind, limit, values, lengths=writing)
+
+
+def _check_values(name: str, col_type: Any, kind: str, limit: int, values: Iterable[Any], *, lengths: bool) -> None:
+    """`check_column_value` over ``values`` (as `_kind` plans it), the common case decided without it: a string
+    without NUL within the limit, an integer within the column's width."""
+    for v in values:
+        if v is None or (kind == "str" and type(v) is str and "\x00" not in v and len(v) <= limit) or (
+                kind == "int" and type(v) is int and -limit <= v < limit):
+            continue
+        check_column_value(name, col_type, v, lengths=lengths)
 
 
 def _kind(col_type: Any, writing: bool) -> tuple[str | None, int]:
