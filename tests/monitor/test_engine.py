@@ -265,6 +265,28 @@ def test_missing_infinities_empty_and_new_categories():
     assert empty.rows == 0 and all(math.isnan(d.statistic) for d in empty.drift)
 
 
+@pytest.mark.parametrize("values", [
+    ["a", "b", None, np.nan, "a", pd.NA, pd.NaT, "é", ""],   # every missing marker pandas knows, non-ASCII, blank
+    ["a", 1, "b"],                                            # a non-string value: read through Arrow
+    [None, np.nan],                                           # nothing present
+])
+def test_text_columns_from_pandas_count_as_arrow_does(values):
+    """The pandas fast path (one hash pass) gives what reading the column through Arrow gives, or declines."""
+    from monitor.engine.columns import column, text_column
+
+    fast = text_column("s", pd.Series(values, dtype=object))
+    strings = [v if isinstance(v, str) else None for v in values]
+    if any(not isinstance(v, str) and not pd.isna(v) for v in values) or all(v is None for v in strings):
+        assert fast is None
+        return
+    assert fast is not None
+    slow = column("s", pa.array(strings, type=pa.string()))
+    assert (fast.present, fast.missing, fast.counts) == (slow.present, slow.missing, slow.counts)
+    for dtype in ("string", "string[pyarrow]"):   # pandas' own string dtypes take the same path
+        typed = text_column("s", pd.Series(strings, dtype=dtype))
+        assert typed is not None and (typed.missing, typed.counts) == (slow.missing, slow.counts)
+
+
 @settings(max_examples=40, deadline=None)
 @given(st.lists(st.one_of(st.floats(-1e6, 1e6), st.none()), min_size=1, max_size=300),
        st.lists(st.sampled_from(["a", "b", "c", None]), min_size=1, max_size=300), st.integers(1, 5))
