@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import datetime as dt
 import hashlib
 import hmac
 import json
 import re
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
 from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import Depends, FastAPI, Request, Response
@@ -65,12 +66,23 @@ from mlgov.secrets import SecretsDep
 from mlgov.storage import StoreDep
 from mlgov.web import Router, include
 from registry import group_commit, service
-from registry.errors import GroupExists, RuleRefusal, TransitionNotAllowed
+from registry.errors import GroupExists, GroupNotFound, RuleRefusal, TransitionNotAllowed, VersionNotFound
 from registry.orm import ModelGroup
-from registry.schemas import GroupCreate, GroupUpdate, SearchClause, StageConfig, StageRequest, VersionFields
+from registry.schemas import (
+    DESCRIPTION_MAX,
+    GroupCreate,
+    GroupUpdate,
+    SearchClause,
+    SearchGroup,
+    SearchTerm,
+    StageConfig,
+    StageRequest,
+    VersionFields,
+)
 
 PREFIX = "/api/2.0/mlflow"
-MAX_PAGE = 1000            # rows per page, whatever max_results asks (the client follows next_page_token)
+MAX_PAGE = {"models": 1000, "versions": 10_000}   # rows per page: MlflowClient's own default for versions (10,000)
+# fits in one, since MlflowClient.search_model_versions does not follow next_page_token (mlflow.search_… does)
 MAX_RESULTS = {"models": 1000, "versions": 200_000}   # MLflow's own thresholds: beyond them is an error
 MAX_OFFSET = 2**31 - 1
 MLFLOW_WIRE = "mlflow"
@@ -109,8 +121,8 @@ def to_mlflow(exc: Exception, retry_after_s: int) -> MlflowError:
         return MlflowError(400, "INVALID_PARAMETER_VALUE", _message(exc))
     if isinstance(exc, Conflict):
         return MlflowError(409, "RESOURCE_CONFLICT", _message(exc))
-    if isinstance(exc, MalformedJSON):
-        return MlflowError(400, "MALFORMED_REQUEST", _message(exc))
+    if isinstance(exc, MalformedJSON):   # MLflow's server reads a broken body as no fields: a parameter error
+        return MlflowError(400, "INVALID_PARAMETER_VALUE", _message(exc))
     if isinstance(exc, PayloadTooLarge):
         return MlflowError(400, "INVALID_PARAMETER_VALUE", _message(exc))
     if isinstance(exc, DomainError):
@@ -153,10 +165,7 @@ MLFLOW_PATHS = (PREFIX + "/", "/api/3.0/mlflow/")
 
 def mlflow_error_body(status: int, problem: dict[str, Any]) -> dict[str, str]:
     """A problem+json body as MLflow's ``{"error_code", "message"}``."""
-    if status == 400 and problem.get("title") == "Malformed JSON":
-        code = "MALFORMED_REQUEST"
-    else:
-        code = _CODE_BY_STATUS.get(status, "INTERNAL_ERROR" if status >= 500 else "BAD_REQUEST")
+    code = _CODE_BY_STATUS.get(status, "INTERNAL_ERROR" if status >= 500 else "BAD_REQUEST")
     detail, fix = str(problem.get("detail") or problem.get("title") or "error"), problem.get("fix")
     return {"error_code": code, "message": f"{detail}. Fix: {fix}" if fix else detail}
 
@@ -240,6 +249,10 @@ async def _fields(request: Request) -> dict[str, Any]:
         for k, v in request.query_params.multi_items():
             out[k] = [*out[k], v] if isinstance(out.get(k), list) else ([out[k], v] if k in out else v)
         return out
+    if request.method == "POST" and request.headers.get("content-type", "").split(";")[0].strip().lower() \
+            != "application/json":   # as MLflow's server: no form or text POSTs a browser could send cross-site
+        raise Invalid("Bad Request. Content-Type must be application/json",
+                      fix="send the request message as JSON with Content-Type: application/json")
     raw = await request.body()
     body = inputs.loads(raw or b"{}", "body")
     if not isinstance(body, dict):
@@ -285,7 +298,7 @@ class ByName(Message):
 
 class CreateModel(ByName):
     tags: list[Tag] = Field(default_factory=list, max_length=100)
-    description: str | None = Field(default=None, max_length=1024)
+    description: str | None = Field(default=None, max_length=DESCRIPTION_MAX)
 
 
 class Rename(ByName):
@@ -293,7 +306,7 @@ class Rename(ByName):
 
 
 class UpdateModel(ByName):
-    description: str | None = Field(default=None, max_length=1024)
+    description: str | None = Field(default=None, max_length=DESCRIPTION_MAX)
 
 
 class Search(Message):
@@ -330,7 +343,7 @@ class CreateVersion(ByName):
     run_id: str | None = Field(default=None, max_length=256)
     run_link: str | None = Field(default=None, max_length=2048)
     tags: list[Tag] = Field(default_factory=list, max_length=50)
-    description: str | None = Field(default=None, max_length=1024)
+    description: str | None = Field(default=None, max_length=DESCRIPTION_MAX)
 
 
 class VersionRef(ByName):
@@ -338,7 +351,7 @@ class VersionRef(ByName):
 
 
 class UpdateVersion(VersionRef):
-    description: str | None = Field(default=None, max_length=1024)
+    description: str | None = Field(default=None, max_length=DESCRIPTION_MAX)
 
 
 class Transition(VersionRef):
@@ -356,8 +369,12 @@ class VersionTagKey(VersionRef):
 
 
 def _version_number(text: str) -> int:
-    if not re.fullmatch(r"[0-9]{1,10}", text.strip()) or not 1 <= int(text) <= MAX_OFFSET:
+    """A version number; an integer that no version can have (0, -1, past 2^31) is a version that does not exist,
+    as MLflow answers it."""
+    if not re.fullmatch(r"-?[0-9]{1,30}", text.strip()):
         raise Invalid(f"version {text!r} is not a version number", fix="pass the version as a number: '1', '2', …")
+    if not 1 <= int(text) <= MAX_OFFSET:
+        raise NotFound(f"model version {text.strip()} does not exist", fix="versions are numbered from 1")
     return int(text)
 
 
@@ -399,39 +416,59 @@ def _page(search: Search, kind: Literal["models", "versions"], default: int) -> 
         except (ValueError, KeyError, TypeError, binascii.Error, UnicodeDecodeError):
             raise Invalid(f"invalid page_token {search.page_token[:60]!r}",
                           fix="pass the next_page_token of the previous response unchanged, or none") from None
-    return min(wanted, MAX_PAGE), offset
+    return min(wanted, MAX_PAGE[kind]), offset
 
 
 def _token(offset: int) -> str:
     return base64.urlsafe_b64encode(json.dumps({"offset": offset}).encode()).decode().rstrip("=")
 
 
+_QUOTED = r"'(?:[^'\\]|\\.|'')*'" + "|" + r'"(?:[^"\\]|\\.|"")*"'
 _CLAUSE = re.compile(
     r"""\s*(?P<field>`[^`]+`|[A-Za-z_][\w.]*(?:\.`[^`]+`)?)\s*
-        (?P<op>!=|=|(?:NOT\s+)?IN\b|I?LIKE\b)\s*
-        (?P<value>'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*"|\((?:[^()'"]|'[^']*'|"[^"]*")*\)|-?\d+)\s*""",
+        (?P<op>!=|>=|<=|=|>|<|(?:NOT\s+)?IN\b|I?LIKE\b)\s*
+        (?P<value>""" + _QUOTED + r"""|\((?:[^()'"]|'(?:[^']|'')*'|"(?:[^"]|"")*")*\)|-?\d+)\s*""",
     re.IGNORECASE | re.VERBOSE)
-_ITEM = re.compile(r"""'((?:[^'\\]|\\.)*)'|"((?:[^"\\]|\\.)*)"|(-?\d+)""")
+_ITEM = re.compile(r"""'((?:[^'\\]|\\.|'')*)'|"((?:[^"\\]|\\.|"")*)"|(-?\d+)""")
 _FIELDS = {"models": {"name": "name"},
            "versions": {"name": "name", "run_id": "run_id", "source_path": "source", "version_number": "version",
                         "current_stage": "stage"}}
+_COMPARISONS = (">", ">=", "<", "<=")
 
 
-def parse_filter(text: str | None, kind: Literal["models", "versions"]) -> list[SearchClause]:
-    """MLflow's search filter (``name LIKE 'churn%' AND tags.team = 'growth'``) as clauses; anything else is
-    INVALID_PARAMETER_VALUE, never ignored."""
+def _unquote(text: str) -> str:
+    """A quoted filter value's text: SQL's doubled quote (``'it''s'``) is one quote, as MLflow's parser reads it."""
+    if text[:1] in "'\"" and len(text) >= 2:
+        return text[1:-1].replace(text[0] * 2, text[0])
+    return text
+
+
+def _empty_run_id(clause: SearchClause) -> SearchTerm:
+    """MLflow stores a version without a run as run_id "", mlgov as no run id: a clause that "" satisfies also
+    matches the versions without one (``run_id = ''``, ``run_id != 'abc'``, ``run_id IN ('', …)``)."""
+    values = clause.value if isinstance(clause.value, list) else [clause.value]
+    empty_matches = {"=": "" in values, "IN": "" in values, "!=": "" not in values, "NOT IN": "" not in values}
+    if not empty_matches.get(clause.op, False):
+        return clause
+    return SearchGroup(join="OR", items=[clause, SearchClause(field="run_id", op="NOT EXISTS")])
+
+
+def parse_filter(text: str | None, kind: Literal["models", "versions"]) -> list[SearchTerm]:
+    """MLflow's search filter (``name LIKE 'churn%' AND tags.team = 'growth' AND version_number > 3``) as clauses;
+    anything else is INVALID_PARAMETER_VALUE, never ignored."""
     if not text or not text.strip():
         return []
-    clauses: list[SearchClause] = []
+    clauses: list[SearchTerm] = []
     for part in re.split(r"\s+AND\s+(?=(?:[^'\"]*['\"][^'\"]*['\"])*[^'\"]*$)", text.strip(), flags=re.IGNORECASE):
         m = _CLAUSE.fullmatch(part)
         if m is None:
             raise Invalid(f"invalid clause {part[:200]!r} in filter string",
-                          fix="write clauses like name = 'x', name LIKE 'x%', tags.key = 'v', joined by AND")
+                          fix="write clauses like name = 'x', name LIKE 'x%', tags.key = 'v', version_number > 3, "
+                              "joined by AND")
         field, op = m["field"], re.sub(r"\s+", " ", m["op"].upper())
         raw = m["value"]
-        values = [a or b or c for a, b, c in _ITEM.findall(raw)] if raw.startswith("(") else \
-            [raw[1:-1] if raw[0] in "'\"" else raw]
+        values = [a.replace("''", "'") if a else b.replace('""', '"') if b else c
+                  for a, b, c in _ITEM.findall(raw)] if raw.startswith("(") else [_unquote(raw)]
         key = None
         if field.lower().startswith(("tags.", "tag.")):
             key = field.split(".", 1)[1].strip("`")
@@ -449,10 +486,14 @@ def parse_filter(text: str | None, kind: Literal["models", "versions"]) -> list[
                 raise Invalid(f"cannot search registered {kind} by {field!r}",
                               fix=f"search by {', '.join(_FIELDS[kind])} or tags.<key>")
             name = _FIELDS[kind][attr.strip("`")]
+        if op in _COMPARISONS and name != "version":
+            raise Invalid(f"{field} cannot be compared with {op}", fix="compare version_number with <, <=, > or >=; "
+                          "other fields with =, !=, LIKE, ILIKE or IN")
         if op in ("IN", "NOT IN") and not raw.startswith("("):
             raise Invalid(f"{op} needs a parenthesised list", fix="write run_id IN ('a', 'b')")
         value: str | list[str] = values if op in ("IN", "NOT IN") else values[0]
-        clauses.append(SearchClause(field=name, op=op, value=value, key=key))
+        clause = SearchClause(field=name, op=op, value=value, key=key)
+        clauses.append(_empty_run_id(clause) if name == "run_id" else clause)
     return clauses
 
 
@@ -555,6 +596,18 @@ def _one_model(session: SessionDep, name: str) -> dict[str, Any]:
     return {"registered_model": registered_models(session, [service.get_group(session, name)])[0]}
 
 
+@contextlib.contextmanager
+def _already_gone() -> Iterator[None]:
+    """A delete of a tag or alias that is not there succeeds doing nothing, as on MLflow (retries and clean-up
+    scripts rely on it); a missing model or version is still RESOURCE_DOES_NOT_EXIST."""
+    try:
+        yield
+    except (GroupNotFound, VersionNotFound):
+        raise
+    except NotFound:
+        pass
+
+
 # --- registered models ---------------------------------------------------------------------------------
 
 @router.post("/registered-models/create")
@@ -623,7 +676,8 @@ def set_registered_model_tag(fields: Fields, session: SessionDep, principal: Wri
 @router.delete("/registered-models/delete-tag")
 def delete_registered_model_tag(fields: Fields, session: SessionDep, principal: Writer) -> dict[str, Any]:
     m = _parse(ModelTagKey, fields)
-    service.set_group_tag(session, m.name, m.key, None, principal)
+    with _already_gone():
+        service.set_group_tag(session, m.name, m.key, None, principal)
     return {}
 
 
@@ -637,14 +691,22 @@ def set_registered_model_alias(fields: Fields, session: SessionDep, principal: M
 @router.delete("/registered-models/alias")
 def delete_registered_model_alias(fields: Fields, session: SessionDep, principal: Mover) -> dict[str, Any]:
     m = _parse(AliasRef, fields)
-    service.delete_alias(session, m.name, m.alias, principal)
+    with _already_gone():
+        service.delete_alias(session, m.name, m.alias, principal)
     return {}
 
 
 @router.get("/registered-models/alias")
 def get_model_version_by_alias(fields: Fields, session: SessionDep, _: Reader) -> Response:
     m = _parse(AliasRef, fields)
-    return answer({"model_version": model_version(service.view_by_alias(session, m.name, m.alias))})
+    try:
+        view = service.view_by_alias(session, m.name, m.alias)
+    except GroupNotFound:
+        raise
+    except NotFound:   # the model exists: MLflow answers a missing alias as a parameter error
+        raise Invalid(f"Registered model alias {m.alias} not found.",
+                      fix="list the model's aliases (registered-models/get)") from None
+    return answer({"model_version": model_version(view)})
 
 
 # --- model versions ------------------------------------------------------------------------------------
@@ -652,17 +714,21 @@ def get_model_version_by_alias(fields: Fields, session: SessionDep, _: Reader) -
 @router.post("/model-versions/create")
 async def create_model_version(fields: Fields, request: Request, principal: ReadingWriter, session: ReadSessionDep,
                                store: StoreDep) -> Response:
-    """Written with the registrations into the same model arriving meanwhile (`group_commit`)."""
-    await end_read(request, session)
+    """Written with the registrations into the same model arriving meanwhile (`group_commit`). ``mlgov.*`` tags
+    are mlgov's own facts about a version (approval, stage, hash): a client copying a version
+    (``copy_model_version``) sends back those it read, so they are left out, never stored, and the new version
+    gets its own. A ``models:/`` source is the artifact of the version it names (its URI and hash)."""
     m = _parse(CreateVersion, fields)
-    metadata = {t.key: t.value for t in m.tags}
-    if any(k.startswith(service.RESERVED_METADATA_PREFIX) for k in metadata):
-        raise Forbidden("tags starting with 'mlgov.' are set by mlgov itself (approval status, approver)",
-                        fix="leave them out; approve through mlgov (API, CLI or console)")
+    source = (await run_in_threadpool(_models_uri, session, m.source)) if m.source.startswith("models:/") else None
+    await end_read(request, session)
+    metadata = {t.key: t.value for t in m.tags if not t.key.startswith(service.RESERVED_METADATA_PREFIX)}
+    uri = source.artifact_uri if source is not None else m.source
     try:
-        body = VersionFields(artifact_uri=m.source,
-                             artifact_sha256=await run_in_threadpool(service.hash_artifact, store, m.source),
-                             description=m.description, metadata=metadata, run_id=m.run_id, run_link=m.run_link)
+        body = VersionFields(artifact_uri=uri,
+                             artifact_sha256=source.artifact_sha256 if source is not None else
+                             await run_in_threadpool(service.hash_artifact, store, uri),
+                             description=m.description, metadata=metadata, run_id=m.run_id or None,
+                             run_link=m.run_link or None)
     except ValidationError as exc:
         first = exc.errors()[0]
         raise Invalid(f"invalid {'.'.join(str(p) for p in first.get('loc', ()))}: {first.get('msg', '')}",
@@ -671,6 +737,30 @@ async def create_model_version(fields: Fields, request: Request, principal: Read
     v = await group_commit.register(get_db(request), m.name,
                                     service.Registration(body, principal, request_id_var.get()))
     return answer({"model_version": model_version(service.registered_view(m.name, v))})
+
+
+_MODELS_URI = re.compile(r"models:/(?P<name>[^/@]+)(?:/(?P<ref>[^/@]+)|@(?P<alias>[^/@]+))/?")
+
+
+def _models_uri(session: SessionDep, uri: str) -> service.VersionView:
+    """The version a ``models:/<name>/<version | stage | latest>`` or ``models:/<name>@<alias>`` URI names."""
+    m = _MODELS_URI.fullmatch(uri)
+    if m is None:
+        raise Invalid(f"source {uri[:200]!r} is not a models:/ URI mlgov can read",
+                      fix="write models:/<name>/<version>, models:/<name>/<stage>, models:/<name>/latest or "
+                          "models:/<name>@<alias>")
+    name, ref = m["name"], m["ref"]
+    if m["alias"] is not None:
+        return service.view_by_alias(session, name, m["alias"])
+    if ref is not None and re.fullmatch(r"-?[0-9]+", ref):
+        return service.view_version(session, name, _version_number(ref))
+    group = service.get_group(session, name)
+    stages = None if ref.lower() == "latest" else [_stage_in(group, ref)]
+    latest = service.view_latest_by_stage(session, [group.id], stages)[group.id]
+    if not latest:
+        raise NotFound(f"model {name!r} has no version{'' if stages is None else ' in ' + stages[0]}",
+                       fix="name an existing version in the models:/ URI")
+    return max(latest, key=lambda v: v.version)
 
 
 @router.patch("/model-versions/update")
@@ -683,11 +773,18 @@ def update_model_version(fields: Fields, session: SessionDep, principal: Writer)
 @router.post("/model-versions/transition-stage")
 def transition_model_version_stage(fields: Fields, session: SessionDep, principal: Mover) -> dict[str, Any]:
     """mlgov's stage rules apply (transitions, approval for governed stages); an exclusive stage (Production)
-    always moves its previous version out, whatever archive_existing_versions says."""
+    always moves its previous version out, whatever archive_existing_versions says; into Staging the flag moves
+    the other Staging versions to Archived."""
     m = _parse(Transition, fields)
     group = service.get_group(session, m.name)
-    service.move_stage(session, m.name, _version_number(m.version), StageRequest(stage=_stage_in(group, m.stage)),
-                       principal)
+    stage, number = _stage_in(group, m.stage), _version_number(m.version)
+    if m.archive_existing_versions and m.stage.strip().lower() not in ("staging", "production"):
+        raise Invalid(f"archive_existing_versions applies to Staging and Production only, not {m.stage!r}",
+                      fix="leave archive_existing_versions out (or false) for this stage")
+    if service.view_version(session, m.name, number).stage != stage:   # already there: a retry succeeds, as on MLflow
+        service.move_stage(session, m.name, number, StageRequest(stage=stage,
+                                                                  archive_others=m.archive_existing_versions),
+                           principal)
     return _one_version(session, m.name, m.version)
 
 
@@ -732,7 +829,8 @@ def set_model_version_tag(fields: Fields, session: SessionDep, principal: Writer
 @router.delete("/model-versions/delete-tag")
 def delete_model_version_tag(fields: Fields, session: SessionDep, principal: Writer) -> dict[str, Any]:
     m = _parse(VersionTagKey, fields)
-    service.set_version_metadata(session, m.name, _version_number(m.version), m.key, None, principal)
+    with _already_gone():
+        service.set_version_metadata(session, m.name, _version_number(m.version), m.key, None, principal)
     return {}
 
 
@@ -884,10 +982,19 @@ def delete_webhook(webhook_id: str, session: SessionDep, principal: Admin) -> di
 fallback = Router(route_class=MlflowRoute, include_in_schema=False, tags=["mlflow"])
 
 
-@fallback.api_route(PREFIX + "/{path:path}", methods=["GET", "POST", "PATCH", "DELETE"])
-@fallback.api_route("/api/3.0/mlflow/{path:path}", methods=["GET", "POST", "PATCH", "DELETE"])
+_ANY = ["GET", "POST", "PATCH", "DELETE", "PUT"]
+
+
+@fallback.api_route(PREFIX + "/{path:path}", methods=_ANY)
+@fallback.api_route("/api/3.0/mlflow/{path:path}", methods=_ANY)
 def not_served(path: str, request: Request, _: Reader) -> dict[str, Any]:
-    """Experiments, runs, logged models, traces: mlgov serves MLflow's model registry only."""
+    """Experiments, runs, logged models, traces: mlgov serves MLflow's model registry only. A registry call with
+    the wrong method is a 405 naming the methods its path takes, as on MLflow."""
+    allowed = sorted({method for route in router.routes if isinstance(route, APIRoute)
+                      and route.path_regex.fullmatch(request.url.path) for method in route.methods or ()})
+    if allowed:
+        raise MlflowError(405, "ENDPOINT_NOT_FOUND", f"{request.method} is not allowed on {request.url.path}; "
+                          f"it takes {', '.join(allowed)}", {"Allow": ", ".join(allowed)})
     raise EndpointNotFound(f"mlgov serves MLflow's model registry only; {request.method} {request.url.path} is not "
                            "one of its calls",
                            fix="keep the tracking server for experiments and runs and point only the registry at "

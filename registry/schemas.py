@@ -44,6 +44,9 @@ def _sha256(v: str) -> str:
 Sha256 = Annotated[str, AfterValidator(_sha256), Field(json_schema_extra={"pattern": SHA256_PATTERN})]
 
 
+DESCRIPTION_MAX = 5000   # MLflow's limit (SageMaker's is 1024: its own clients check that before sending)
+
+
 # --- stages -------------------------------------------------------------------------------------------
 
 class StageDef(Strict):
@@ -103,7 +106,7 @@ Tags = Annotated[dict[Annotated[str, StringConstraints(min_length=1, max_length=
 class GroupCreate(Strict):
     name: str = Field(min_length=1, max_length=63, description="letters, digits and hyphens (SageMaker's rule)",
                       json_schema_extra={"pattern": GROUP_NAME_RE.pattern})
-    description: str | None = Field(default=None, max_length=1024)
+    description: str | None = Field(default=None, max_length=DESCRIPTION_MAX)
     tags: Tags = Field(default_factory=dict)
     stage_config: StageConfig | None = None
 
@@ -131,7 +134,7 @@ AliasName = Annotated[str, StringConstraints(pattern=ALIAS_RE.pattern)]
 
 
 class GroupUpdate(Strict):
-    description: str | None = Field(default=None, max_length=1024)
+    description: str | None = Field(default=None, max_length=DESCRIPTION_MAX)
     tags: Tags | None = None
     stage_config: StageConfig | None = None
     approval_policy: ApprovalPolicy | None = None
@@ -224,7 +227,7 @@ class VersionFields(Strict):
 
     artifact_uri: Uri
     artifact_sha256: Sha256 | None = None
-    description: str | None = Field(default=None, max_length=1024)
+    description: str | None = Field(default=None, max_length=DESCRIPTION_MAX)
     framework: str | None = Field(default=None, max_length=64)
     framework_version: str | None = Field(default=None, max_length=64)
     flavor: str | None = Field(default=None, max_length=64)
@@ -307,6 +310,9 @@ class StageRequest(Strict):
     stage: str = Field(min_length=1, max_length=63)
     comment: str | None = Field(default=None, max_length=4000)
     expected_stage: str | None = Field(default=None, max_length=63)
+    archive_others: StrictBool = Field(
+        default=False, description="also move the other versions in the target stage to Archived (if the group "
+        "has that stage; otherwise to its initial stage), as MLflow's archive_existing_versions does")
 
 
 class ApprovalDecisionRead(BaseModel):

@@ -68,6 +68,7 @@ from registry.schemas import (
     ALIAS_RE,
     DEFAULT_GOVERNED_ALIASES,
     DEFAULT_STAGES,
+    DESCRIPTION_MAX,
     GROUP_NAME_RE,
     ApprovalRequest,
     GroupCreate,
@@ -111,7 +112,21 @@ def get_group(session: Session, name: str, *, for_update: bool = False) -> Model
     return group
 
 
+RESERVED_METADATA_PREFIX = "mlgov."   # keys of mlgov's own facts (approval status, approver): nobody sets them
+ARCHIVED = "Archived"   # where the other versions go when a move archives them (MLflow's archive_existing_versions)
+
+
+def _no_reserved_tags(tags: Mapping[str, str], kept: Mapping[str, str] | None = None) -> None:
+    """Tags under ``mlgov.`` read as mlgov's own facts (a search for ``tags.`mlgov.approval_status` = 'Approved'``
+    must not match a model because someone wrote that tag): nobody sets them, on groups as on versions."""
+    added = [k for k, v in tags.items() if k.startswith(RESERVED_METADATA_PREFIX) and (kept or {}).get(k) != v]
+    if added:
+        raise Forbidden(f"tags starting with {RESERVED_METADATA_PREFIX!r} are set by mlgov itself ({added[0]!r})",
+                        fix="choose a key without that prefix")
+
+
 def create_group(session: Session, body: GroupCreate, actor: Principal) -> ModelGroup:
+    _no_reserved_tags(body.tags)
     if session.scalar(select(ModelGroup.id).where(ModelGroup.name == body.name)) is not None:
         raise GroupExists(body.name)
     now = utcnow()
@@ -135,6 +150,7 @@ def update_group(session: Session, name: str, body: GroupUpdate, actor: Principa
     if "description" in fields:
         group.description = body.description
     if "tags" in fields and body.tags is not None:
+        _no_reserved_tags(body.tags, group.tags or {})
         group.tags = dict(body.tags)
     if "approval_policy" in fields:
         if actor.role != Role.admin:
@@ -950,12 +966,12 @@ def move_stage(session: Session, group_name: str, number: int, req: StageRequest
     if target.requires_approval and v.approval_status != APPROVED:
         raise RuleRefusal(f"stage {req.stage} accepts only Approved versions; version {number} is "
                           f"{v.approval_status}", fix="have an approver approve the version first")
-    if target.exclusive:
+    to = target.displace_to or (ARCHIVED if req.archive_others and ARCHIVED in defs else cfg.initial)
+    if (target.exclusive or req.archive_others) and to != req.stage:
         displaced = list(session.scalars(_lock(select(ModelVersion).where(
             ModelVersion.group_id == group.id, ModelVersion.stage == req.stage, ModelVersion.id != v.id), session)))
         for other in displaced:
-            _set_stage(session, group, other, target.displace_to or cfg.initial, actor,
-                       f"displaced by version {number}", "displaced")
+            _set_stage(session, group, other, to, actor, f"displaced by version {number}", "displaced")
     _set_stage(session, group, v, req.stage, actor, req.comment, "requested")
     return v
 
@@ -1070,8 +1086,8 @@ def set_group_tag(session: Session, name: str, key: str, value: str | None, acto
 
 def update_version(session: Session, group_name: str, number: int, description: str | None,
                    actor: Principal) -> ModelVersion:
-    if description is not None and len(description) > 1024:
-        raise Invalid(f"description is {len(description)} characters; at most 1024", fix="shorten it")
+    if description is not None and len(description) > DESCRIPTION_MAX:
+        raise Invalid(f"description is {len(description)} characters; at most {DESCRIPTION_MAX}", fix="shorten it")
     group, v = _locked_version(session, group_name, number)
     before = v.description
     v.description, v.updated_at = description, utcnow()
@@ -1082,7 +1098,6 @@ def update_version(session: Session, group_name: str, number: int, description: 
     return v
 
 
-RESERVED_METADATA_PREFIX = "mlgov."
 
 
 def set_version_metadata(session: Session, group_name: str, number: int, key: str, value: str | None,

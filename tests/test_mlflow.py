@@ -220,7 +220,8 @@ def test_champion_alias_is_governed(world: World) -> None:
     c.delete_registered_model_alias("churn", "candidate")
     with pytest.raises(MlflowException) as exc:
         c.get_model_version_by_alias("churn", "candidate")
-    assert _code(exc) == "RESOURCE_DOES_NOT_EXIST"
+    assert _code(exc) == "INVALID_PARAMETER_VALUE" and "alias candidate not found" in str(exc.value)   # as MLflow
+    c.delete_registered_model_alias("churn", "candidate")   # deleting it again succeeds, as on MLflow
     moves = world.audit("version.alias_set", "churn/1")
     assert [(m["actor"], m["after"]) for m in moves] == [("test-appr2", {"alias": "champion", "version": 1}),
                                                           ("test-pub", {"alias": "candidate", "version": 1})]
@@ -258,6 +259,76 @@ def test_transition_stage_keeps_mlgov_rules_and_history(world: World) -> None:
     now = dt.datetime.now(dt.UTC).isoformat()
     r = world.http.get(f"{API}/model-groups/churn/stages/Production", params={"at": now}, headers=world.h("viewer"))
     assert r.json()["versions"] == [1]
+
+
+def test_stage_moves_as_mlflow_makes_them(world: World) -> None:
+    """A retried move succeeds; archive_existing_versions into Staging archives the other Staging versions (audited
+    moves); the flag is refused where MLflow refuses it."""
+    c = world.client
+    c.create_registered_model("churn")
+    for i in (1, 2):
+        c.create_model_version("churn", f"s3://m/{i}")
+    with world.as_("appr"):
+        c.transition_model_version_stage("churn", "1", "Staging")
+        assert c.transition_model_version_stage("churn", "1", "Staging").current_stage == "Staging"   # a retry
+        c.transition_model_version_stage("churn", "2", "Staging", archive_existing_versions=True)
+        with pytest.raises(MlflowException) as exc:
+            c.transition_model_version_stage("churn", "1", "Archived", archive_existing_versions=True)
+    assert _code(exc) == "INVALID_PARAMETER_VALUE" and "Staging and Production only" in str(exc.value)
+    assert {v.version: v.current_stage for v in c.get_latest_versions("churn")} == {"1": "Archived", "2": "Staging"}
+    history = world.http.get(f"{API}/model-groups/churn/stage-history", headers=world.h("viewer")).json()
+    assert [(h["version"], h["to_stage"], h["reason"]) for h in history][-3:] == [
+        (1, "Staging", "requested"), (1, "Archived", "displaced"), (2, "Staging", "requested")]
+
+
+def test_mlflow_client_calls_that_differed_from_mlflow(world: World) -> None:
+    """Found by running the same calls against MLflow 3.17.2's own server: copy_model_version, version_number
+    comparisons, quotes doubled in filters, versions without a run, deletes of what is already gone, long
+    descriptions; and mlgov's own tags stay unwritable on registered models too."""
+    c = world.client
+    c.create_registered_model("churn")
+    c.create_model_version("churn", "s3://m/1", run_id="r1")
+    c.create_model_version("churn", "s3://m/2")
+    c.create_model_version("churn", "s3://m/3", run_id="r3", description="d" * 5000)
+    # copy_model_version sends back the tags it read (mlgov.* included) and a models:/ source
+    copy = c.copy_model_version("models:/churn/1", "churn-copy")
+    assert copy.source == "s3://m/1" and c.get_model_version_download_uri("churn-copy", copy.version) == "s3://m/1"
+    tags = c.get_model_version("churn-copy", copy.version).tags
+    assert tags["mlgov.approval_status"] == "PendingManualApproval" and "mlgov.approved_by" not in tags
+    with pytest.raises(MlflowException) as exc:
+        c.create_model_version("churn", "models:/nope/1")
+    assert _code(exc) == "RESOURCE_DOES_NOT_EXIST"
+    found = c.search_model_versions("name = 'churn' AND version_number > 1", order_by=["version_number ASC"])
+    assert [v.version for v in found] == ["2", "3"]
+    assert [v.version for v in c.search_model_versions("name='churn' AND version_number <= 1")] == ["1"]
+    with pytest.raises(MlflowException) as exc:
+        c.search_model_versions("name > 'churn'")
+    assert _code(exc) == "INVALID_PARAMETER_VALUE"
+    assert [v.version for v in c.search_model_versions("name = 'churn' AND run_id = ''")] == ["2"]
+    assert sorted(v.version for v in c.search_model_versions("name = 'churn' AND run_id != 'r1'")) == ["2", "3"]
+    c.set_registered_model_tag("churn", "owner", "o'brien")
+    assert [m.name for m in c.search_registered_models("tags.owner = 'o''brien'")] == ["churn"]
+    c.delete_registered_model_tag("churn", "never-set")
+    c.delete_model_version_tag("churn", "1", "never-set")
+    with pytest.raises(MlflowException) as exc:
+        c.delete_model_version_tag("churn", "99", "never-set")
+    assert _code(exc) == "RESOURCE_DOES_NOT_EXIST"
+    c.update_registered_model("churn", description="x" * 5000)
+    with pytest.raises(MlflowException) as exc:
+        c.update_registered_model("churn", description="x" * 5001)
+    assert _code(exc) == "INVALID_PARAMETER_VALUE"
+    for call in (lambda: c.set_registered_model_tag("churn", "mlgov.approval_status", "Approved"),
+                 lambda: c.create_registered_model("other", tags={"mlgov.approved_by": "me"})):
+        with pytest.raises(MlflowException) as exc:
+            call()
+        assert _code(exc) == "PERMISSION_DENIED"
+    assert c.search_registered_models("tags.`mlgov.approval_status` = 'Approved'") == []
+    r = world.http.post("/api/2.0/mlflow/registered-models/create", headers=world.h("pub"),
+                        content=b'{"name": "form"}')   # no JSON content type: refused, as by MLflow
+    assert r.status_code == 400 and r.json()["error_code"] == "INVALID_PARAMETER_VALUE"
+    r = world.http.post("/api/2.0/mlflow/registered-models/create", content=b'{"name": "form"}',
+                        headers={**world.h("pub"), "Content-Type": "text/plain"})
+    assert r.status_code == 400 and "Content-Type" in r.json()["message"]
 
 
 def test_mlflow_alias_and_stage_moves_are_in_the_record(world: World) -> None:
@@ -338,7 +409,9 @@ def test_roles_and_auth(world: World) -> None:
     ("GET", "model-versions/search", {"filter": "user_id = 'x'"}, "INVALID_PARAMETER_VALUE", "user_id"),
     ("GET", "registered-models/search", {"order_by": "name SIDEWAYS"}, "INVALID_PARAMETER_VALUE", "order_by"),
     ("GET", "model-versions/get", {"name": "churn", "version": "latest"}, "INVALID_PARAMETER_VALUE", "version"),
-    ("GET", "model-versions/get", {"name": "churn", "version": str(2**40)}, "INVALID_PARAMETER_VALUE", "version"),
+    ("GET", "model-versions/get", {"name": "churn", "version": str(2**40)}, "RESOURCE_DOES_NOT_EXIST",
+     "does not exist"),   # an integer no version can have: MLflow's answer too, as for 0 and -1
+    ("GET", "model-versions/get", {"name": "churn", "version": "-1"}, "RESOURCE_DOES_NOT_EXIST", "does not exist"),
     ("GET", "model-versions/get", {"name": "churn", "version": "9"}, "RESOURCE_DOES_NOT_EXIST", "no version 9"),
     ("GET", "registered-models/get", {}, "INVALID_PARAMETER_VALUE", "name"),
     ("POST", "registered-models/create", {"name": "my model!"}, "INVALID_PARAMETER_VALUE", "my-model"),
@@ -382,14 +455,16 @@ def test_tracking_calls_get_endpoint_not_found_from_the_real_client(world: World
 
 
 @pytest.mark.parametrize(("method", "path", "kwargs", "status", "code"), [
-    ("POST", "/api/2.0/mlflow/registered-models/create", {"content": b'{"name": "x"'}, 400, "MALFORMED_REQUEST"),
-    ("POST", "/api/2.0/mlflow/experiments/create", {"content": b"[1, 2"}, 400, "MALFORMED_REQUEST"),
+    ("POST", "/api/2.0/mlflow/registered-models/create", {"content": b'{"name": "x"'}, 400,
+     "INVALID_PARAMETER_VALUE"),   # MLflow's server reads a broken body as a parameter error
+    ("POST", "/api/2.0/mlflow/experiments/create", {"content": b"[1, 2"}, 400, "INVALID_PARAMETER_VALUE"),
     ("POST", "/api/2.0/mlflow/registered-models/create", {"content": b"[" * 500 + b"]" * 500}, 422,
      "INVALID_PARAMETER_VALUE"),
     ("POST", "/api/2.0/mlflow/registered-models/create", {"content": b'{"name": NaN}'}, 422,
      "INVALID_PARAMETER_VALUE"),
     ("PUT", "/api/2.0/mlflow/registered-models/create", {"json": {"name": "x"}}, 405, "ENDPOINT_NOT_FOUND"),
-    ("PUT", "/api/3.0/mlflow/logged-models", {"json": {}}, 405, "ENDPOINT_NOT_FOUND"),
+    ("GET", "/api/2.0/mlflow/registered-models/create", {}, 405, "ENDPOINT_NOT_FOUND"),
+    ("PUT", "/api/3.0/mlflow/logged-models", {"json": {}}, 404, "ENDPOINT_NOT_FOUND"),
     ("GET", "/api/3.0/mlflow/traces/search", {}, 404, "ENDPOINT_NOT_FOUND"),
 ])
 def test_errors_before_routing_have_mlflow_shape(world: World, method: str, path: str, kwargs: dict[str, Any],
@@ -401,7 +476,7 @@ def test_errors_before_routing_have_mlflow_shape(world: World, method: str, path
     assert body["error_code"] == code and body["message"], body
     assert r.headers["content-type"] == "application/json"
     if status == 405:
-        assert r.headers["allow"]
+        assert r.headers["allow"] == "POST" and "it takes POST" in body["message"]
     r = world.http.request(method, path, **kwargs)   # no key at all: 401 in MLflow's shape, whatever the path
     assert r.status_code in (401, status) and r.json()["error_code"] in ("UNAUTHENTICATED", code)
     # the native API keeps problem+json
