@@ -151,10 +151,16 @@ def payload_json(data: str, where: str) -> Any:
     """A JSON payload carried inside a record (capture data, a label): nesting is bounded before parsing, as for
     bodies; NaN stays accepted here because model servers emit it and the analyzer counts it as missing."""
     try:
-        inputs.check_depth(data.encode(), where)
-        return json.loads(data)
+        raw = data.encode()
+        inputs.check_depth(raw, where)
+        obj = json.loads(data)
+        if "\\u" in data and inputs.has_surrogate_escape(raw):
+            json.dumps(obj, ensure_ascii=False).encode()   # a lone surrogate cannot be stored: UnicodeEncodeError
+        return obj
     except (DomainError, RecursionError) as exc:
         raise RecordError(str(getattr(exc, "detail", exc))) from None
+    except UnicodeEncodeError:
+        raise RecordError(f"{where} escapes a lone UTF-16 surrogate, which is not a character") from None
     except ValueError as exc:   # JSONDecodeError, or an integer longer than Python will parse
         raise RecordError(f"{where} is not valid JSON: {getattr(exc, 'msg', exc)}") from None
 

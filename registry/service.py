@@ -681,8 +681,13 @@ def read_versions(
     if not total:
         _group_id(session, group_name)   # GroupNotFound when the group is what is missing
         return [], 0
-    page = _READ_WITH_METADATA[connection.dialect.name].where(*where).order_by(
-        _order(sort, _LIST_ORDER), ModelVersion.version).limit(limit).offset(offset)
+    order = (_order(sort, _LIST_ORDER), ModelVersion.version)
+    page = _READ_WITH_METADATA[connection.dialect.name].order_by(*order)
+    if offset:   # the page's ids first: the metadata column is computed for its rows, not for every row skipped
+        ids = _READ.with_only_columns(_VC.id).where(*where).order_by(*order).limit(limit).offset(offset)
+        page = page.where(_VC.id.in_(ids.scalar_subquery()))
+    else:
+        page = page.where(*where).limit(limit)
     return [_with_its_metadata(group_name, r) for r in connection.execute(page, params)], total
 
 

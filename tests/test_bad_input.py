@@ -543,11 +543,66 @@ def test_clean_documents_parse_as_the_standard_parser_parses_them(value: Any, as
 
 def test_lone_surrogates_and_wide_numbers_are_refused_whichever_parser_reads_them() -> None:
     from mlgov import inputs
-    from mlgov.errors import Invalid, MalformedJSON
+    from mlgov.errors import Invalid
 
-    with pytest.raises(MalformedJSON):
-        inputs.loads(b'{"a": "\\ud800"}', "doc")           # clean: a 400, never a string Python cannot encode
+    for doc in (b'{"a": "\\ud800"}', b'{"a": "\\ud800", "n": 1000000000000000000}', b'{"\\udfff": 1}',
+                b'{"a": "\\ud83d\\ude00\\ud800"}'):   # alone, in a document read by either parser, as a key
+        with pytest.raises(Invalid, match="lone UTF-16 surrogate"):
+            inputs.loads(doc, "doc")
+        with pytest.raises(Invalid, match="lone UTF-16 surrogate"):
+            inputs.screen(doc, "body")
+    assert inputs.loads(b'{"a": "\\ud83d\\ude00", "n": 1000000000000000000}', "doc")["a"] == "\U0001f600"  # a pair
     with pytest.raises(Invalid, match="64-bit"):
         inputs.loads(b'{"a": ' + b"9" * 5000 + b"}", "doc")   # suspect: the standard parser's path names it
     with pytest.raises(Invalid, match="NaN"):
         inputs.screen(b'{"a": [1, NaN]}', "body")
+
+
+def test_documents_the_fast_parser_cannot_read_go_to_the_standard_one(tmp_path: Any, db: Any, keys: Any) -> None:
+    """Nesting past pydantic-core's own limit (200) where the configured limit allows it, and UTF-16/32 bodies
+    (RFC 8259 lets a server read them; the standard parser does), parse as before the fast parser was added;
+    a UTF-16 body is screened as suspect (its NUL bytes hide every byte pattern), so NaN in it is still a 422."""
+    from fastapi.testclient import TestClient
+
+    from mlgov import inputs
+    from mlgov.app import create_app
+    from tests.conftest import make_settings
+
+    deep: Any = 1
+    for _ in range(249):
+        deep = [deep]
+    try:
+        with TestClient(create_app(make_settings(tmp_path, max_json_depth=512), db=db)) as c:
+            r = c.post(f"{API}/lineage/artifacts", json={"type": "Dataset", "uri": "s3://d/deep.csv",
+                                                          "properties": {"deep": deep}}, headers=keys("publisher"))
+            assert r.status_code == 201 and r.json()["properties"]["deep"] == deep, r.text
+    finally:
+        inputs.configure(64, 2000)
+    with TestClient(create_app(make_settings(tmp_path), db=db)) as c:
+        for encoding in ("utf-16", "utf-16-le", "utf-32"):
+            body = json.dumps({"name": f"wide-{encoding}", "description": "é"}).encode(encoding)
+            r = c.post(f"{API}/model-groups", content=body,
+                       headers={**keys("publisher"), "Content-Type": "application/json"})
+            assert r.status_code == 201 and r.json()["description"] == "é", r.text
+        body = '{"name": "wide-nan", "tags": {"t": NaN}}'.encode("utf-16")
+        refused(c.post(f"{API}/model-groups", content=body,
+                       headers={**keys("publisher"), "Content-Type": "application/json"}), 422, "body.tags.t")
+
+
+def test_lone_surrogates_in_capture_records_and_payloads_are_rejected_not_500(client: Any, app: Any, db: Any,
+                                                                            world: dict[str, Any]) -> None:
+    """A lone surrogate cannot be stored anywhere (UTF-8 has no encoding for it): in an event id of a body the
+    standard parser reads, it is a 422 naming the field; escaped inside a record's JSON payload, that record is
+    rejected with the reason; nothing is half-written either way."""
+    def rec(data: str, eid: str) -> dict[str, Any]:
+        return {"captureData": {"endpointInput": {"data": data, "encoding": "JSON"}},
+                "eventMetadata": {"eventId": eid, "inferenceTime": "2026-11-22T10:00:00Z"}}
+
+    before = snapshot(db, app)
+    body = json.dumps([{**rec('[1, "CA"]', "PLACEHOLDER"), "extra": 10**18}]).replace("PLACEHOLDER", "\\ud800")
+    r = client.post(f"{API}/endpoints/ep/capture", content=body.encode(),
+                    headers={**world["ingest"], "Content-Type": "application/json"})
+    refused(r, 422, "surrogate")
+    r = client.post(f"{API}/endpoints/ep/capture", json=[rec('[1, "C\\udc00"]', "e1")], headers=world["ingest"])
+    assert "surrogate" in refused(r, 422, "surrogate")["rejected"][0]["reason"]
+    assert snapshot(db, app) == before

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import time
+from typing import Any
 
 from sqlalchemy import func, select
 
@@ -364,7 +365,6 @@ def test_sqlite_tag_search_reads_the_tagged_versions_once(tmp_path):
     walks the model's versions newest first checking each against that list, where a correlated EXISTS probed the
     tag index once per version (10k versions, 100 hits: 24 -> 12 ms). Same answers; PostgreSQL plans both as one
     semi-join."""
-    from typing import Any
 
     from sqlalchemy import event, insert
 
@@ -450,6 +450,51 @@ def test_single_version_views_equal_the_page_views(client, keys, db):
             ["beta", "shadow"] and page[4].metadata == [] and page[3].metadata == [("n", "3"), ("team", "risk")]
         assert service.view_by_alias(s, "views", "canary") == page[3]
         assert service.view_by_alias(s, "views", "shadow") == page[1]
+
+
+def test_list_pages_compute_metadata_for_their_own_rows(client, keys, db):
+    """A page past the first equals that slice of the whole list (metadata, filters, both sorts); on PostgreSQL
+    its metadata column is computed for the page's rows, not for every row the offset skips (a huge offset was a
+    cheap request costing an aggregate per version of the group)."""
+    from sqlalchemy import event
+
+    from registry import service
+
+    create_group(client, keys("publisher"), "pages")
+    for n in range(1, 13):
+        register(client, keys("publisher"), "pages", n, metadata={"i": str(n), "team": "a" if n % 3 else "b"})
+    args = dict(status=None, stage=None, created_after=None, created_before=None)
+    with db.session_scope(write=False) as s:
+        for sort, metadata in (("version", {}), ("-created_at", {}), ("version", {"team": "a"})):
+            whole, total = service.read_versions(s, "pages", **args, metadata=metadata, sort=sort, limit=100,
+                                                 offset=0)
+            for offset in (1, 4, 7, total, total + 5):
+                page, n = service.read_versions(s, "pages", **args, metadata=metadata, sort=sort, limit=3,
+                                                offset=offset)
+                assert n == total and page == whole[offset:offset + 3], (sort, metadata, offset)
+        if s.get_bind().dialect.name != "postgresql":
+            return
+        seen: list[tuple[str, Any]] = []
+
+        def keep(_conn, _cursor, statement, params, _context, _many):
+            seen.append((statement, params))
+
+        engine = s.get_bind()
+        event.listen(engine, "before_cursor_execute", keep)
+        try:
+            service.read_versions(s, "pages", **args, metadata={}, sort="version", limit=3, offset=6)
+        finally:
+            event.remove(engine, "before_cursor_execute", keep)
+        statement, params = seen[-1]
+        plan = s.connection().exec_driver_sql("EXPLAIN (ANALYZE, FORMAT JSON) " + statement, params).scalar_one()
+
+        def loops(node: dict[str, Any], under_subplan: bool = False) -> list[int]:
+            here = [node["Actual Loops"]] if under_subplan else []
+            inner = under_subplan or node.get("Parent Relationship") == "SubPlan"
+            return here + [n for child in node.get("Plans", []) for n in loops(child, inner)]
+
+        counted = loops(plan[0]["Plan"])
+        assert counted and max(counted) <= 3, plan   # once per row of the page
 
 
 def test_native_single_reads_equal_the_listed_versions(client, keys, db):

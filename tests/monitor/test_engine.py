@@ -266,7 +266,8 @@ def test_missing_infinities_empty_and_new_categories():
 
 
 @pytest.mark.parametrize("values", [
-    ["a", "b", None, np.nan, "a", pd.NA, pd.NaT, "é", ""],   # every missing marker pandas knows, non-ASCII, blank
+    ["a", "b", None, np.nan, "a", pd.NA, pd.NaT, "é", "",   # every missing marker pandas knows, non-ASCII, blank
+     np.float32("nan"), np.datetime64("NaT")],
     ["a", 1, "b"],                                            # a non-string value: read through Arrow
     [None, np.nan],                                           # nothing present
 ])
