@@ -436,11 +436,18 @@ _FIELDS = {"models": {"name": "name"},
 _COMPARISONS = (">", ">=", "<", "<=")
 
 
-def _unquote(text: str) -> str:
-    """A quoted filter value's text: SQL's doubled quote (``'it''s'``) is one quote, as MLflow's parser reads it."""
-    if text[:1] in "'\"" and len(text) >= 2:
-        return text[1:-1].replace(text[0] * 2, text[0])
-    return text
+_SPLIT = re.compile(r"""'(?:[^'\\]|\\.|'')*'|"(?:[^"\\]|\\.|"")*"|`[^`]*`|\s+AND\s+""", re.IGNORECASE)
+
+
+def _clauses(text: str) -> list[str]:
+    """The filter's clauses: split at each AND outside quoted values and backquoted names (a quote of the other
+    kind inside a value, ``"o'brien"``, is part of it)."""
+    parts, start = [], 0
+    for m in _SPLIT.finditer(text):
+        if m.group()[0].isspace():
+            parts.append(text[start:m.start()])
+            start = m.end()
+    return [*parts, text[start:]]
 
 
 def _empty_run_id(clause: SearchClause) -> SearchTerm:
@@ -459,7 +466,7 @@ def parse_filter(text: str | None, kind: Literal["models", "versions"]) -> list[
     if not text or not text.strip():
         return []
     clauses: list[SearchTerm] = []
-    for part in re.split(r"\s+AND\s+(?=(?:[^'\"]*['\"][^'\"]*['\"])*[^'\"]*$)", text.strip(), flags=re.IGNORECASE):
+    for part in _clauses(text.strip()):
         m = _CLAUSE.fullmatch(part)
         if m is None:
             raise Invalid(f"invalid clause {part[:200]!r} in filter string",
@@ -467,8 +474,9 @@ def parse_filter(text: str | None, kind: Literal["models", "versions"]) -> list[
                               "joined by AND")
         field, op = m["field"], re.sub(r"\s+", " ", m["op"].upper())
         raw = m["value"]
-        values = [a.replace("''", "'") if a else b.replace('""', '"') if b else c
-                  for a, b, c in _ITEM.findall(raw)] if raw.startswith("(") else [_unquote(raw)]
+        # a value is the text between its quotes, as MLflow's server takes it ('o''brien' is o''brien there)
+        values = [a or b or c for a, b, c in _ITEM.findall(raw)] if raw.startswith("(") else \
+            [raw[1:-1] if raw[0] in "'\"" else raw]
         key = None
         if field.lower().startswith(("tags.", "tag.")):
             key = field.split(".", 1)[1].strip("`")

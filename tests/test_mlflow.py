@@ -283,7 +283,7 @@ def test_stage_moves_as_mlflow_makes_them(world: World) -> None:
 
 def test_mlflow_client_calls_that_differed_from_mlflow(world: World) -> None:
     """Found by running the same calls against MLflow 3.17.2's own server: copy_model_version, version_number
-    comparisons, quotes doubled in filters, versions without a run, deletes of what is already gone, long
+    comparisons, quotes in filter values, versions without a run, deletes of what is already gone, long
     descriptions; and mlgov's own tags stay unwritable on registered models too."""
     c = world.client
     c.create_registered_model("churn")
@@ -306,8 +306,11 @@ def test_mlflow_client_calls_that_differed_from_mlflow(world: World) -> None:
     assert _code(exc) == "INVALID_PARAMETER_VALUE"
     assert [v.version for v in c.search_model_versions("name = 'churn' AND run_id = ''")] == ["2"]
     assert sorted(v.version for v in c.search_model_versions("name = 'churn' AND run_id != 'r1'")) == ["2", "3"]
-    c.set_registered_model_tag("churn", "owner", "o'brien")
-    assert [m.name for m in c.search_registered_models("tags.owner = 'o''brien'")] == ["churn"]
+    c.set_model_version_tag("churn", "1", "who", "o'brien")
+    c.set_model_version_tag("churn", "2", "who", "o''brien")   # MLflow's server takes the text between the quotes
+    for text in ("name = 'churn' AND tags.who = \"o'brien\"", "tags.who = \"o'brien\" AND name = 'churn'"):
+        assert [v.version for v in c.search_model_versions(text)] == ["1"], text
+    assert [v.version for v in c.search_model_versions("name = 'churn' AND tags.who = 'o''brien'")] == ["2"]
     c.delete_registered_model_tag("churn", "never-set")
     c.delete_model_version_tag("churn", "1", "never-set")
     with pytest.raises(MlflowException) as exc:
