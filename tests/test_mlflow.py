@@ -188,6 +188,7 @@ def test_search_filters_and_page_tokens(world: World) -> None:
     assert [v.name for v in c.search_model_versions("name = 'churn-2'")] == ["churn-2"]
     assert len(c.search_model_versions("run_id IN ('run-0', 'run-1')", max_results=2)) == 2
     mlflow.set_registry_uri(world.url)
+    mlflow.set_tracking_uri(world.url)   # unset, MLflow 3 opens ./mlflow.db (a file left in the checkout)
     assert len(mlflow.search_model_versions(filter_string="name LIKE 'churn-%'")) == 5
 
 
