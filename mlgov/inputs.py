@@ -168,7 +168,7 @@ def loads(raw: bytes | str, what: str) -> Any:
 
 def has_surrogate_escape(raw: bytes) -> bool:
     """Whether the JSON text escapes a UTF-16 surrogate (``\\ud83d``): a pair is one character, a lone one none."""
-    return _SURROGATE_ESCAPE.search(raw) is not None
+    return b"\\u" in raw and _SURROGATE_ESCAPE.search(raw) is not None
 
 
 def _utf16_or_32(raw: bytes) -> bool:
@@ -182,7 +182,7 @@ def _suspect(raw: bytes, stripped: bytes | None = None) -> bool:
     clean documents (nearly all) skip the walk over every value."""
     if b"\\u0000" in raw or _utf16_or_32(raw):   # wide encodings hide every pattern below behind NUL bytes
         return True
-    if b"\\u" in raw and has_surrogate_escape(raw):   # pairs are fine; a lone one is refused by `check_value`
+    if has_surrogate_escape(raw):   # pairs are fine; a lone one is refused by `check_value`
         return True
     text = _strip(raw) if stripped is None else stripped
     if b"NaN" in text or b"Infinity" in text:

@@ -154,7 +154,7 @@ def payload_json(data: str, where: str) -> Any:
         raw = data.encode()
         inputs.check_depth(raw, where)
         obj = json.loads(data)
-        if "\\u" in data and inputs.has_surrogate_escape(raw):
+        if inputs.has_surrogate_escape(raw):
             json.dumps(obj, ensure_ascii=False).encode()   # a lone surrogate cannot be stored: UnicodeEncodeError
         return obj
     except (DomainError, RecursionError) as exc:

@@ -43,6 +43,13 @@ class TransitionNotAllowed(Conflict):
     pass
 
 
+class AlreadyInStage(Conflict):
+    """A move to the stage the version is in: 409 natively; MLflow's transition-stage answers it as done."""
+
+    def __init__(self, group: str, version: int, stage: str) -> None:
+        super().__init__(f"{group} version {version} is already in {stage}")
+
+
 class CardNotFound(NotFound):
     def __init__(self, name: str, version: int | None = None) -> None:
         what = f"model card {name!r}" + (f" has no version {version}" if version is not None else " does not exist")

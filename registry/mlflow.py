@@ -66,7 +66,14 @@ from mlgov.secrets import SecretsDep
 from mlgov.storage import StoreDep
 from mlgov.web import Router, include
 from registry import group_commit, service
-from registry.errors import GroupExists, GroupNotFound, RuleRefusal, TransitionNotAllowed, VersionNotFound
+from registry.errors import (
+    AlreadyInStage,
+    GroupExists,
+    GroupNotFound,
+    RuleRefusal,
+    TransitionNotAllowed,
+    VersionNotFound,
+)
 from registry.orm import ModelGroup
 from registry.schemas import (
     DESCRIPTION_MAX,
@@ -436,7 +443,7 @@ _FIELDS = {"models": {"name": "name"},
 _COMPARISONS = (">", ">=", "<", "<=")
 
 
-_SPLIT = re.compile(r"""'(?:[^'\\]|\\.|'')*'|"(?:[^"\\]|\\.|"")*"|`[^`]*`|\s+AND\s+""", re.IGNORECASE)
+_SPLIT = re.compile(_QUOTED + r"|`[^`]*`|\s+AND\s+", re.IGNORECASE)
 
 
 def _clauses(text: str) -> list[str]:
@@ -760,7 +767,7 @@ def _models_uri(session: SessionDep, uri: str) -> service.VersionView:
     name, ref = m["name"], m["ref"]
     if m["alias"] is not None:
         return service.view_by_alias(session, name, m["alias"])
-    if ref is not None and re.fullmatch(r"-?[0-9]+", ref):
+    if ref is not None and ref.lstrip("-").isdigit():
         return service.view_version(session, name, _version_number(ref))
     group = service.get_group(session, name)
     stages = None if ref.lower() == "latest" else [_stage_in(group, ref)]
@@ -789,7 +796,7 @@ def transition_model_version_stage(fields: Fields, session: SessionDep, principa
     if m.archive_existing_versions and m.stage.strip().lower() not in ("staging", "production"):
         raise Invalid(f"archive_existing_versions applies to Staging and Production only, not {m.stage!r}",
                       fix="leave archive_existing_versions out (or false) for this stage")
-    if service.view_version(session, m.name, number).stage != stage:   # already there: a retry succeeds, as on MLflow
+    with contextlib.suppress(AlreadyInStage):   # already there: a retry succeeds, as on MLflow
         service.move_stage(session, m.name, number, StageRequest(stage=stage,
                                                                   archive_others=m.archive_existing_versions),
                            principal)

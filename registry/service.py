@@ -44,6 +44,7 @@ from mlgov.db import chunks, equal, icontains, in_window, is_postgres, new_id, p
 from mlgov.errors import Conflict, Forbidden, Invalid, NotFound
 from mlgov.storage import ObjectStore
 from registry.errors import (
+    AlreadyInStage,
     CardExists,
     CardNotFound,
     FourEyesViolation,
@@ -958,7 +959,7 @@ def move_stage(session: Session, group_name: str, number: int, req: StageRequest
         raise Conflict(f"{group_name} version {number} is in {v.stage}, not {req.expected_stage} as expected",
                        fix="re-read the version and retry", current_stage=v.stage)
     if v.stage == req.stage:
-        raise Conflict(f"{group_name} version {number} is already in {req.stage}")
+        raise AlreadyInStage(group_name, number, req.stage)
     allowed = cfg.transitions.get(v.stage or cfg.initial, [])
     if req.stage not in allowed:
         raise TransitionNotAllowed(f"cannot move {group_name} version {number} from {v.stage} to {req.stage}",
@@ -1101,8 +1102,6 @@ def update_version(session: Session, group_name: str, number: int, description: 
                  subject_id=f"{group.name}/{number}", before={"description": before},
                  after={"description": description})
     return v
-
-
 
 
 def set_version_metadata(session: Session, group_name: str, number: int, key: str, value: str | None,

@@ -183,7 +183,7 @@ def text_column(name: str, values: Any) -> ColumnData | None:
     for value, count in zip(vc.index.tolist(), vc.tolist(), strict=True):
         if isinstance(value, str):
             counts[value] = count
-        elif value is None or (not isinstance(value, list | tuple | dict | set | np.ndarray) and pd.isna(value)):
+        elif pd.api.types.is_scalar(value) and pd.isna(value):
             missing += count   # every marker pandas counts as missing (NaN of any float width, NaT, pd.NA)
         else:   # another type, or a missing marker not listed here: Arrow reads the column
             return None
