@@ -81,8 +81,11 @@ def test_per_backend_membership_finds_the_same_rows_with_one_array_parameter_on_
 
 
 def test_present_keys_finds_exactly_the_listed_keys_within_the_scope(db: TransactionalDatabase):
-    """Only the listed keys of rows in the bound scope, each once, also when listed twice, absent or more than a
-    chunk; on PostgreSQL the ids travel as one array parameter."""
+    """Only the listed keys of rows in the bound scope, each once, also when listed twice, absent, non-ASCII or more
+    than a chunk; on PostgreSQL the ids travel as one JSON parameter, still checked id by id (a NUL, which the JSON
+    would carry escaped and PostgreSQL refuse, is a 422 there)."""
+    from mlgov.errors import Invalid
+
     stmts = present_keys(ApiKey.name, ApiKey.role)
     with db.session_scope() as s:
         for i in range(30):
@@ -93,6 +96,11 @@ def test_present_keys_finds_exactly_the_listed_keys_within_the_scope(db: Transac
         assert keys_present(s, stmts, "publisher", listed) == {f"present-{i:02d}" for i in range(0, 30, 6)}
         assert keys_present(s, stmts, "viewer", []) == set()
         assert keys_present(s, stmts, "no-such-role", listed) == set()
+        auth.create_key(s, "présent-\"é\\", "viewer", actor="test")
+        assert keys_present(s, stmts, "viewer", ["présent-\"é\\", "présent"]) == {"présent-\"é\\"}
+        if s.get_bind().dialect.name == "postgresql":   # SQLite compares text with NUL as any other
+            with pytest.raises(Invalid, match="ids contains a NUL"):
+                keys_present(s, stmts, "viewer", ["present-01", "a\x00b"])
         if s.get_bind().dialect.name == "postgresql":
             compiled = stmts["postgresql"].compile(s.connection())
             assert "LATERAL" in str(compiled) and sorted(compiled.params) == ["ids", "scope"]
@@ -279,27 +287,29 @@ def test_array_parameters_are_checked_value_by_value(migrated: Database):
             s.scalar(lookup, {"names": ["ok", "a\x00b"]})
 
 
-def test_json_rows_insert_stores_each_value_exactly_and_checks_it_first(migrated: Database):
-    """`JsonRows` (the capture index's PostgreSQL insert) carries its rows as one JSON parameter, which the bind
-    check cannot see into: it checks every value itself, so a NUL or an over-long id is a 422 naming the column
-    (PostgreSQL's CAST to VARCHAR(n) would silently cut it), and what it stores reads back exactly: microseconds,
-    NULLs, non-ASCII text."""
-    from sqlalchemy import delete
+def test_bulk_rows_insert_stores_each_value_exactly_and_checks_it_first(migrated: Database):
+    """`BulkRows` (the capture index's insert) bypasses SQLAlchemy's per-row binding on both backends (one JSON
+    parameter on PostgreSQL, the driver's executemany on SQLite), so the bind check cannot see the values: it checks
+    every one itself, and a NUL or an over-long id is a 422 naming the column (PostgreSQL's CAST to VARCHAR(n) would
+    silently cut it, SQLite would store it) with nothing written. What it stores reads back exactly, as the ORM
+    wrote it (datetimes through the column type: microseconds, UTC), NULLs and non-ASCII text included; a unique
+    violation is SQLAlchemy's IntegrityError, as the capture race path expects."""
+    from sqlalchemy import String, delete, func
+    from sqlalchemy.exc import IntegrityError
 
-    from mlgov.db import new_id, utcnow
+    from mlgov.db import is_unique_violation, new_id, utcnow
     from mlgov.errors import Invalid
     from monitor.orm import CaptureBatch, CaptureEvent, Endpoint
-    from monitor.service.endpoints import _EVENT_JSON_COLUMNS, _EVENTS_PG
+    from monitor.service.endpoints import _EVENT_COLUMNS, _EVENT_ROWS
 
-    if migrated.backend != "postgresql":
-        pytest.skip("the JSON rows insert is PostgreSQL's (SQLite keeps its executemany)")
     ep, batch, now = new_id(), new_id(), utcnow()
     when = dt.datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=dt.UTC)
-    rows = [[f"{batch[:24]}{i:08x}", eid, inf, when + dt.timedelta(microseconds=i), batch]
+    rows = [(f"{batch[:24]}{i:08x}", eid, inf, when + dt.timedelta(microseconds=i), batch)
             for i, (eid, inf) in enumerate([("ev-é-1", None), ("x" * 128, "inf-2"), ("ev,\"3\"", "i" * 64)])]
+    table = CaptureEvent.__table__
     try:
         with migrated.session_scope() as s:
-            s.add(Endpoint(id=ep, name=f"json-rows-{ep[:8]}", model_group="g", model_version=1, variant="v",
+            s.add(Endpoint(id=ep, name=f"bulk-rows-{ep[:8]}", model_group="g", model_version=1, variant="v",
                            sampling_percentage=100.0, schema={}, created_by="t", created_at=now, updated_at=now))
             s.flush()
             s.add(CaptureBatch(id=batch, endpoint_id=ep, hour=now, jsonl_key="j", parquet_key="p", records=3,
@@ -307,12 +317,21 @@ def test_json_rows_insert_stores_each_value_exactly_and_checks_it_first(migrated
             s.flush()
             for bad, what in (("a\x00b", "event_id contains a NUL"), ("x" * 129, "event_id is 129 characters long")):
                 with pytest.raises(Invalid, match=what):
-                    _EVENTS_PG.params([rows[0], [*rows[1][:1], bad, *rows[1][2:]]], endpoint_id=ep)
-            s.execute(_EVENTS_PG.statement, _EVENTS_PG.params(rows, endpoint_id=ep))
+                    _EVENT_ROWS.execute(s, [rows[0], (*rows[1][:1], bad, *rows[1][2:])], endpoint_id=ep)
+            with pytest.raises(Invalid, match="endpoint_id contains a NUL"):
+                _EVENT_ROWS.execute(s, rows, endpoint_id="e\x00")
+            assert s.scalar(select(func.count()).select_from(table).where(table.c.endpoint_id == ep)) == 0
+            _EVENT_ROWS.execute(s, rows, endpoint_id=ep)
+            with pytest.raises(IntegrityError) as raised, s.begin_nested():
+                _EVENT_ROWS.execute(s, [(f"{batch[:24]}{9:08x}", *rows[1][1:])], endpoint_id=ep)   # same event id
+            assert is_unique_violation(raised.value)
         with migrated.session_scope(write=False) as s:
-            got = s.execute(select(*(CaptureEvent.__table__.c[c] for c in _EVENT_JSON_COLUMNS))
-                            .where(CaptureEvent.endpoint_id == ep).order_by(CaptureEvent.id)).all()
-        assert [list(r) for r in got] == rows
+            got = s.execute(select(*(table.c[c] for c in _EVENT_COLUMNS))
+                            .where(table.c.endpoint_id == ep).order_by(table.c.id)).all()
+            stored = s.scalar(select(func.min(table.c.inference_time).cast(String)).where(table.c.endpoint_id == ep))
+            by_orm = s.scalar(select(CaptureBatch.first_time.cast(String)).where(CaptureBatch.id == batch))
+        assert [tuple(r) for r in got] == rows
+        assert stored == by_orm   # the ORM's stored form (SQLite: text), so range filters compare like with like
     finally:
         with migrated.session_scope() as s:
             s.execute(delete(Endpoint).where(Endpoint.id == ep))

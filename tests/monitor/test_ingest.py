@@ -81,7 +81,7 @@ def test_known_event_lookup_probes_the_unique_index_on_postgres(client, keys, db
             compiled = stmts["postgresql"].compile(s.connection())
             plan = "\n".join(s.connection().exec_driver_sql(
                 "EXPLAIN (ANALYZE, FORMAT TEXT) " + str(compiled),
-                {"scope": endpoint_id, "ids": ids}).scalars())
+                {"scope": endpoint_id, "ids": json.dumps(ids)}).scalars())   # the ids' bound form (`JsonList`)
             assert f"using {index}" in plan and "Nested Loop" in plan, plan
             assert "Rows Removed by Filter" not in plan and "Seq Scan on monitor_" not in plan, plan
         found = s.scalars(_KNOWN_EVENTS["postgresql"], {"scope": endpoint_id, "ids": ids}).all()
