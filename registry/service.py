@@ -689,7 +689,7 @@ def read_versions(
         page = page.where(_VC.id.in_(ids.scalar_subquery()))
     else:
         page = page.where(*where).limit(limit)
-    return [_with_its_metadata(group_name, r) for r in connection.execute(page, params)], total
+    return [_with_its_metadata(group_name, r) for r in connection.execute(page, params).all()], total
 
 
 # --- approvals ----------------------------------------------------------------------------------------
@@ -1378,7 +1378,7 @@ def version_views(session: Session, rows: Sequence[Any]) -> list[VersionView]:
     conn = session.connection()
     facts = _VIEW_FACTS[conn.dialect.name]
     for part in chunks(ids):
-        for vid, kind, key, value in conn.execute(facts, {"ids": list(part)}):
+        for vid, kind, key, value in conn.execute(facts, {"ids": list(part)}).all():   # fetchall, not per row
             if kind == "m":
                 meta[vid].append((key, value))
             elif kind == "a":
@@ -1457,7 +1457,7 @@ def view_search(session: Session, clauses: Sequence[SearchTerm], order: list[tup
             stmt = stmt.where(_MV.group_id == select(ModelGroup.id).where(ModelGroup.name == c.value)
                               .scalar_subquery())
     stmt = stmt.order_by(*_ordering(order, _VERSION_COLUMNS, [ModelGroup.name.asc(), ModelVersion.version.desc()]))
-    return version_views(session, list(session.execute(stmt.limit(limit).offset(offset))))
+    return version_views(session, session.execute(stmt.limit(limit).offset(offset)).all())
 
 
 def view_latest_by_stage(session: Session, group_ids: list[str], stages: list[str] | None = None,
@@ -1641,7 +1641,7 @@ def search_versions(session: Session, clauses: Sequence[SearchTerm], order: list
     version's metadata), in ``order`` then by name and newest version first."""
     stmt = _versions_stmt().options(selectinload(ModelVersion.metadata_items)).where(*_versions_where(clauses))
     stmt = stmt.order_by(*_ordering(order, _VERSION_COLUMNS, [ModelGroup.name.asc(), ModelVersion.version.desc()]))
-    return [(g, v) for g, v in session.execute(stmt.limit(limit).offset(offset))]
+    return [(g, v) for g, v in session.execute(stmt.limit(limit).offset(offset)).all()]
 
 
 def count_versions(session: Session, clauses: Sequence[SearchTerm]) -> int:
