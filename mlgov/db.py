@@ -196,6 +196,9 @@ class JsonList(TypeDecorator[list[Any]]):
         return None if value is None else pydantic_core.to_json(value).decode()
 
 
+_SqlitePlan = tuple[str, Callable[[Any], Any], list[tuple[int, Callable[[Any], Any]]]]   # SQL, order, processors
+
+
 class BulkRows:
     """Many rows of ``table`` (``columns`` in order; ``constants``: columns with one value for every row) in one
     statement, without SQLAlchemy's per-row work, on either backend.
@@ -217,7 +220,7 @@ class BulkRows:
             [*constants, *columns], select(*(bindparam(c, type_=table.c[c].type) for c in constants), *values))
         self._table, self._constants, self._columns = table, tuple(constants), tuple(columns)
         self._kinds = [(col.name, col.type, *_kind(col.type, True)) for col in cols]
-        self._sqlite: tuple[str, itemgetter[Any], list[tuple[int, Callable[[Any], Any]]]] | None = None
+        self._sqlite: _SqlitePlan | None = None
 
     def check(self, rows: Sequence[Sequence[Any]], constants: dict[str, Any]) -> None:
         """Every value checked as a bound one would be (a 422 naming the column)."""
@@ -256,14 +259,20 @@ class BulkRows:
         finally:
             cursor.close()
 
-    def _sqlite_plan(self, dialect: Dialect) -> tuple[str, itemgetter[Any], list[tuple[int, Callable[[Any], Any]]]]:
+    def _sqlite_plan(self, dialect: Dialect) -> _SqlitePlan:
         if self._sqlite is None:
             names = [*self._constants, *self._columns]
             compiled = insert(self._table).values({n: bindparam(n) for n in names}).compile(dialect=dialect)
-            order = itemgetter(*(names.index(n) for n in compiled.positiontup or ()))   # qmark: bound in order
+            bound = list(compiled.positiontup or ())   # qmark style: values are bound in this order
+            if sorted(bound) != sorted(names):   # e.g. a column with a Python-side default left out of ``columns``
+                raise ValueError(f"BulkRows binds {names}, the INSERT {bound}: list every such column")
+            idx = [names.index(n) for n in bound]
+            order = itemgetter(*idx) if len(idx) > 1 else (lambda row: (row[idx[0]],))
             processors = []
             for i, c in enumerate(self._columns):
-                process = self._table.c[c].type.bind_processor(dialect)
+                # the dialect's own processor (a UTCDateTime through SQLite's DATETIME text form, microseconds
+                # always written), not the generic type's, which would leave formatting to sqlite3's adapter
+                process = self._table.c[c].type.dialect_impl(dialect).bind_processor(dialect)
                 if process is not None:
                     processors.append((i, process))
             self._sqlite = (str(compiled), order, processors)
