@@ -222,17 +222,16 @@ class BulkRows:
         self._kinds = [(col.name, col.type, *_kind(col.type, True)) for col in cols]
         self._sqlite: _SqlitePlan | None = None
 
-    def check(self, rows: Sequence[Sequence[Any]], constants: dict[str, Any]) -> None:
-        """Every value checked as a bound one would be (a 422 naming the column)."""
+    def check(self, rows: Sequence[Sequence[Any]]) -> None:
+        """Every row value checked as a bound one would be (a 422 naming the column)."""
         for i, (name, col_type, kind, limit) in enumerate(self._kinds):
             if kind is not None:    # None: a type the bind check has nothing to test in (a datetime)
                 _check_values(name, col_type, kind, limit, (row[i] for row in rows), lengths=True)
-        for name, value in constants.items():
-            check_column_value(name, self._table.c[name].type, value)
 
     def params(self, rows: Sequence[Sequence[Any]], **constants: Any) -> dict[str, Any]:
-        """PostgreSQL: the statement's parameters for ``rows`` (aware datetimes for datetime columns), checked."""
-        self.check(rows, constants)
+        """PostgreSQL: the statement's parameters for ``rows`` (aware datetimes for datetime columns), checked
+        (the constants are bound parameters: the bind check sees them)."""
+        self.check(rows)
         return {**constants, "rows": pydantic_core.to_json(rows).decode()}
 
     def execute(self, session: Session, rows: Sequence[Sequence[Any]], **constants: Any) -> None:
@@ -241,7 +240,9 @@ class BulkRows:
         if is_postgres(session):
             session.execute(self.statement, self.params(rows, **constants))
             return
-        self.check(rows, constants)
+        self.check(rows)
+        for name, value in constants.items():   # bound through the driver here: the bind check does not see them
+            check_column_value(name, self._table.c[name].type, value)
         conn = session.connection()
         sql, order, processors = self._sqlite_plan(conn.dialect)
         fixed = tuple(constants[c] for c in self._constants)
