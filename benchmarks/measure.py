@@ -5,6 +5,7 @@ reset just before the block, so imports, data generation and warm-up are not cou
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import subprocess
@@ -12,7 +13,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any
 
 
@@ -28,9 +29,21 @@ def _threads() -> int:
     return len(os.listdir("/proc/self/task"))
 
 
+def release_free_memory() -> None:
+    """Hands freed heap pages back to the kernel (glibc), so a block's peak above the start counts what the block
+    needs, not less: a process that keeps freed pages for reuse (mlgov/cpu.py ``tune_malloc``) would otherwise
+    meet part of its peak from pages already resident."""
+    with suppress(OSError, AttributeError):   # not glibc: nothing to hand back this way
+        ctypes.CDLL(None).malloc_trim(0)
+
+
 @contextmanager
-def measured(out: dict[str, Any]) -> Iterator[None]:
-    """Fills ``out`` with seconds, cpu_s, threads (peak, sampled every 10 ms) and peak_mb for the block."""
+def measured(out: dict[str, Any], *, release: bool = False) -> Iterator[None]:
+    """Fills ``out`` with seconds, cpu_s, threads (peak, sampled every 10 ms) and peak_mb for the block; with
+    ``release``, freed memory is handed back first (peak_mb exact, but the block's time then includes faulting
+    fresh pages in)."""
+    if release:
+        release_free_memory()
     start_rss = _status("VmRSS:")
     with open("/proc/self/clear_refs", "w") as fh:  # resets VmHWM to the current RSS
         fh.write("5")
@@ -93,12 +106,13 @@ def describe(name: str, m: dict[str, Any]) -> str:
         f"{name}: {m['seconds']:.3f} s wall, {m['cpu_s']:.2f} s CPU ({m['cpu_s'] / m['seconds']:.2f} cores busy), "
         f"{m['threads']} OS threads at most, peak RSS +{m['peak_mb']:.0f} MB"
         + (f" (median of {len(runs)} runs: {', '.join(f'{x:.3f}' for x in runs)} s)" if len(runs) > 1 else "")
+        + (f"; first full-size run {m['first_seconds']:.3f} s" if "first_seconds" in m else "")
     )
 
 
-def timed(fn: Callable[[], Any]) -> tuple[dict[str, Any], Any]:
+def timed(fn: Callable[[], Any], *, release: bool = False) -> tuple[dict[str, Any], Any]:
     out: dict[str, Any] = {}
-    with measured(out):
+    with measured(out, release=release):
         value = fn()
     return out, value
 

@@ -173,11 +173,13 @@ def create_app(settings: Settings | None = None, db: Database | None = None, *, 
     outbound = OutboundPolicy.from_settings(settings)
     secrets = SecretBox.from_settings(settings)
     compute.configure(settings)   # MLGOV_COMPUTE: where monitoring summaries run (this process or a Dask cluster)
+    malloc = cpu.tune_malloc()    # analyses run in this process: their large temporaries reuse freed pages
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        if cpu.TUNED:
-            log.info("%s", cpu.TUNED)
+        for tuned in (cpu.TUNED, malloc):
+            if tuned:
+                log.info("%s", tuned)
         if check_schema:
             check_at_head(database.engine)
             with database.session_scope() as session:

@@ -32,6 +32,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from mlgov import cpu
 from mlgov.errors import DomainError
 from mlgov.settings import Settings, get_settings
 from mlgov.storage import LocalStore, ObjectStore, S3Store
@@ -137,6 +138,7 @@ def summarise_part(location: Location, part: Part, read: Read, fn: Summariser = 
                    *extra: Any) -> Any:
     """Runs on a worker: read ``part`` one row group at a time and summarise it with ``fn(table, *extra)``
     (memory: one row group). A ``ValueError`` of ``fn`` (input that does not fit the summary) travels back as is."""
+    cpu.tune_malloc()   # a Dask worker's process: its column-sized temporaries reuse freed pages (once per process)
     try:
         return _summarise(location, part, read, fn, extra)
     except OSError as exc:   # pyarrow's file and S3 errors; the message names the object, never the credentials

@@ -63,3 +63,39 @@ def test_numpy_1_is_left_alone(monkeypatch: pytest.MonkeyPatch) -> None:
     assert cpu.numpy_dispatch(env) is None and env == {}
     monkeypatch.setattr(cpu, "_numpy_2", lambda: True)
     assert cpu.numpy_dispatch(env) and env == {cpu.ENV: cpu.AVX512_GROUP}
+
+
+FAULTS = """
+import resource, numpy as np
+from mlgov import cpu
+print(cpu.tune_malloc() is not None, end='|')
+def burst():   # eight column-sized temporaries at once, then all freed: an analysis step in miniature
+    arrays = [np.ones(1 << 17) for _ in range(8)]
+    del arrays
+burst(); burst()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(20):
+    burst()
+print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+
+
+def _bursts(**env: str) -> tuple[str, int]:
+    clean = {k: v for k, v in os.environ.items() if k not in cpu._OPERATOR_VARS and k != "GLIBC_TUNABLES"}
+    out = subprocess.run([sys.executable, "-c", FAULTS], cwd=ROOT, env={**clean, **env}, capture_output=True,
+                         text=True, check=True).stdout.strip()
+    tuned, faults = out.split("|")
+    return tuned, int(faults)
+
+
+def test_tuned_malloc_reuses_freed_pages_instead_of_faulting_them_in_again() -> None:
+    tuned, faults = _bursts()
+    assert tuned == "True" and faults < 100   # 20 bursts of 8 MiB, all from pages already resident
+    # glibc's defaults hand the heap back after each burst: every burst faults its 2,048 pages in again
+    tuned, faults = _bursts(MALLOC_ARENA_MAX="4")   # an operator's malloc setting: tuning stands aside
+    assert tuned == "False" and faults > 20 * 1000
+
+
+def test_operator_malloc_settings_are_left_alone() -> None:
+    for env in ({"MALLOC_TRIM_THRESHOLD_": "1000000"}, {"GLIBC_TUNABLES": "glibc.malloc.trim_threshold=1000000"}):
+        assert _probe("from mlgov import cpu; print(cpu.tune_malloc())", **env) == "None"
