@@ -6,10 +6,12 @@ default method choice, current statistics.json). Evidently runs DataDriftPreset 
 verdicts are compared column by column (same method, as Evidently chooses it).
 
 Equal conditions: each tool runs in a fresh process that builds the same frames (same seed), is warmed up
-(imports and one run on 2,000 rows), runs once at full size (memory is that run's peak above the level at its
-start; its time is printed as "first") and is then timed ``--repeat`` times (the median is reported). Numeric libraries' own thread pools are pinned to one thread in both; mlgov's
-column pool is ``--threads`` (its default is 2). Each line says how many threads the tool had and how many
-cores it kept busy (CPU ÷ wall), and the ratio is given against mlgov on one thread too, and in CPU seconds
+(imports and one run on 2,000 rows) and timed ``--repeat`` times at full size (the median is reported). Memory is
+the first full-size run's peak above the level at its start (later runs could meet part of their peak from pages
+earlier ones freed); its time, on fresh pages, is also printed apart as "first". Numeric libraries' own thread
+pools are pinned to one thread in both; mlgov's column pool is ``--threads`` (its default is 2). Each line says
+how many threads the tool had and how many cores it kept busy (CPU ÷ wall), and the ratio is given against mlgov
+on one thread too, and in CPU seconds
 (the figure to trust when other work shares the machine: wall time then depends on who got the cores).
 Both workers get the same NumPy CPU dispatch (on AMD Zen 4, AVX2 sort kernels instead of the AVX-512 ones that
 are ~4x slower there, as mlgov itself chooses: mlgov/cpu.py); the first line says which. Both get the glibc
@@ -116,8 +118,9 @@ def worker(tool: str, rows: int, cols: int, threads: int, repeat: int = 1) -> No
 
     run(ref.head(2000), cur.head(2000))  # warm: imports, lazy initialisation, code paths
     # memory from the first full-size run, before any run could leave freed pages behind to meet its peak
-    first, _ = measure.timed(lambda: run(ref, cur), release=True)
-    runs = [measure.timed(lambda: run(ref, cur)) for _ in range(repeat)]
+    runs = [measure.timed(lambda: run(ref, cur), release=True)]
+    first = runs[0][0]
+    runs += [measure.timed(lambda: run(ref, cur)) for _ in range(repeat - 1)]
     runs.sort(key=lambda mv: mv[0]["seconds"])
     m, verdicts = runs[len(runs) // 2]   # the median run (a noisy machine moves single runs by 20-40%)
     m["all_seconds"] = [round(x["seconds"], 3) for x, _ in runs]
