@@ -258,15 +258,17 @@ def check_csv(data: bytes, what: str = "the CSV") -> None:
     if nul >= 0:
         raise Invalid(f"{what} holds a NUL byte at byte offset {nul} (row {_row(data, nul)})",
                       fix="send a text CSV without NUL bytes", offset=nul, row=_row(data, nul))
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        bad = data[exc.start:exc.start + 1].hex()
-        raise Invalid(f"{what} is not UTF-8: byte 0x{bad} at byte offset {exc.start} (row {_row(data, exc.start)})",
-                      fix="save the file as UTF-8 (e.g. `iconv -f latin1 -t utf-8 in.csv > out.csv`)",
-                      offset=exc.start, row=_row(data, exc.start)) from None
-    end = text.find("\n")
-    first = text if end < 0 else text[:end]
+    if not data.isascii():   # ASCII is UTF-8: the usual file is checked without decoding it into a second copy
+        try:
+            data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            bad = data[exc.start:exc.start + 1].hex()
+            raise Invalid(f"{what} is not UTF-8: byte 0x{bad} at byte offset {exc.start} "
+                          f"(row {_row(data, exc.start)})",
+                          fix="save the file as UTF-8 (e.g. `iconv -f latin1 -t utf-8 in.csv > out.csv`)",
+                          offset=exc.start, row=_row(data, exc.start)) from None
+    end = data.find(b"\n")
+    first = (data if end < 0 else data[:end]).decode("utf-8")
     header = next(csv.reader(io.StringIO(first)), [])
     check_columns(len(header), what)
 

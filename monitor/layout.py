@@ -103,8 +103,10 @@ def _quantile_summaries(table: pa.Table | None) -> dict[str, QuantileSummary]:
     codes = feature.indices.to_numpy()
     names = feature.dictionary.to_pylist()
     values, weights = table.column("value").to_numpy(), table.column("weight").to_numpy()
-    out = {}
-    for i, name in enumerate(names):
-        rows = codes == i
-        out[name] = QuantileSummary(values[rows], weights[rows], float(bounds[name]))
-    return out
+    if len(codes) and not bool(np.all(codes[1:] >= codes[:-1])):   # written feature by feature; else grouped here
+        order = np.argsort(codes, kind="stable")
+        codes, values, weights = codes[order], values[order], weights[order]
+    # each feature's rows are one run: sliced at its ends, not masked out of the whole table once per feature
+    ends = np.searchsorted(codes, np.arange(len(names) + 1), side="left")
+    return {name: QuantileSummary(values[ends[i]:ends[i + 1]].copy(), weights[ends[i]:ends[i + 1]].copy(),
+                                  float(bounds[name])) for i, name in enumerate(names)}
