@@ -8,6 +8,7 @@ import asyncio
 import datetime as dt
 import io
 import json
+import math
 
 import pyarrow.parquet as pq
 import pytest
@@ -19,6 +20,7 @@ from mlgov import inputs
 from monitor import capture
 from monitor import service as monitor
 from monitor.orm import CaptureBatch, CaptureEvent
+from monitor.service import endpoints
 from tests.helpers import assert_problem
 from tests.monitor.test_api import _endpoint, record
 
@@ -140,6 +142,42 @@ def test_vectorised_string_strip_equals_the_regex(raw):
     regexes they shortcut, on any mix of quotes, brackets, line breaks and digits."""
     assert inputs._strip(raw) == (inputs._STRING.sub(b'""', raw) if b'"' in raw else raw)
     assert inputs._suspect(raw) == (b"\\u0000" in raw or inputs._SUSPECT.search(inputs._strip(raw)) is not None)
+
+
+def _column_per_value(values: list, ftype: str) -> tuple[str, list]:
+    """The per-value rule `_column` vectorises: text if the feature is String or any value is text; int64 if an
+    Integral feature's values are all whole numbers that int64 holds; else float64."""
+    if ftype == "String" or any(isinstance(v, str) for v in values):
+        return "string", [None if v is None else str(v) for v in values]
+    if ftype == "Integral" and all(v is None or (math.isfinite(v) and v.is_integer() and abs(v) < 2.0**63)
+                                   for v in values):
+        return "int64", [None if v is None else int(v) for v in values]
+    return "double", values
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(["Integral", "Fractional", "String"]),
+       st.lists(st.one_of(st.none(), st.floats(), st.integers(-2**53, 2**53).map(float), st.sampled_from(
+           [0.0, -0.0, 2.0**63, -2.0**63, 9.2e18, 1e300]), st.text(max_size=3)), max_size=8))
+def test_capture_columns_are_typed_as_the_per_value_rule_types_them(ftype, values):
+    col = endpoints._column(values, ftype)
+    kind, expected = _column_per_value(values, ftype)
+    assert str(col.type) == kind
+    assert repr(col.to_pylist()) == repr(expected)   # repr: NaN equals NaN, -0.0 differs from 0.0
+
+
+def test_huge_whole_numbers_in_an_integral_feature_are_stored_not_a_500(client, keys, app):
+    """1e300 is a whole number no int64 holds: the batch is stored with that feature as float64."""
+    ep = _endpoint(client, keys)
+    body = json.dumps([record(0, T0, (1e300, 40.5, "CA")), record(1, T0, (-2**70, 1.5, "CA"))]).encode()
+    r = client.post(f"/api/v1/endpoints/{ep['name']}/capture", content=body,
+                    headers={**keys("ingest"), "Content-Type": "application/json"})
+    assert r.status_code == 200 and r.json()["accepted"] == 2, r.text
+    store = app.state.get_store()
+    keys_ = [k for k in store.list(f"capture/{ep['name']}") if k.endswith(".parquet")]
+    table = pq.read_table(io.BytesIO(store.get(keys_[0])))
+    assert str(table.schema.field("age").type) == "double"
+    assert table.column("age").to_pylist() == [1e300, float(-2**70)]
 
 
 def test_requests_arriving_together_are_stored_and_indexed_as_one_group(client, keys, db, app):
