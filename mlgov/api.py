@@ -91,7 +91,7 @@ class ServiceUnavailable(DomainError):
 
 
 @health.get("/healthz", summary="Liveness (no auth)")
-def healthz() -> dict[str, str]:
+async def healthz() -> dict[str, str]:   # on the event loop: alive even while every request thread is busy
     return {"status": "ok"}
 
 

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import anyio.to_thread
 from fastapi import Depends, FastAPI
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -167,8 +168,16 @@ class RequestIdMiddleware(HttpMiddleware):
             request_id_var.reset(token)
 
 
-def create_app(settings: Settings | None = None, db: Database | None = None, *, check_schema: bool = True) -> FastAPI:
+def create_app(settings: Settings | None = None, db: Database | None = None, *, check_schema: bool = True,
+               request_threads: int | None = None) -> FastAPI:
+    """The service. ``request_threads``: cap the thread pool that runs sync handlers (the server passes
+    MLGOV_REQUEST_THREADS; in-process test clients keep anyio's default)."""
     settings = settings or get_settings()
+    if request_threads is not None and settings.db_write_sessions >= request_threads:
+        # A writer holding a row or advisory lock may need another thread turn before it commits; with every
+        # thread taken by writers waiting on that lock it would never get one (each would end at lock_timeout
+        # with 503). Fewer writers than threads always leaves one turn free.
+        settings = settings.model_copy(update={"db_write_sessions": max(request_threads - 1, 1)})
     database = db or Database.from_settings(settings)
     outbound = OutboundPolicy.from_settings(settings)
     secrets = SecretBox.from_settings(settings)
@@ -177,6 +186,8 @@ def create_app(settings: Settings | None = None, db: Database | None = None, *, 
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if request_threads is not None:   # anyio's limiter belongs to this event loop: set once it runs
+            anyio.to_thread.current_default_thread_limiter().total_tokens = request_threads
         for tuned in (cpu.TUNED, malloc):
             if tuned:
                 log.info("%s", tuned)

@@ -47,6 +47,12 @@ class Settings(BaseSettings):
     # Requests wait their turn for the database (FIFO, on the event loop: no thread, no connection held) instead of
     # piling up on the pool or SQLite's lock; past db_wait_timeout_s they get 503 with Retry-After.
     db_read_sessions: int = Field(default=16, ge=1, le=64, description="requests holding a read session at once")
+    # Threads running request handlers in one `mlgov serve` process (anyio's pool; 40 by default there). More
+    # runnable Python threads than cores fight over the GIL and starve the event loop that reads and answers every
+    # connection: at 16 connections, plain reads had p99 0.2-1.8 s with 40 or 8 threads, 20-35 ms with 4. The server
+    # then admits fewer writers than threads (db_write_sessions is capped at request_threads - 1).
+    request_threads: int = Field(default=4, ge=2, le=256,
+                                 description="threads per server process that run request handlers")
     db_write_sessions: int = Field(default=8, ge=1, le=32,
                                    description="PostgreSQL: requests writing at once (SQLite: always one per process)")
     db_wait_timeout_s: float = Field(default=30.0, gt=0, description="wait for a database turn before answering 503")
