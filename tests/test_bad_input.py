@@ -363,7 +363,8 @@ def test_upload_routes_do_not_compute_on_the_event_loop(app: Any) -> None:
     (directly, or through a group commit, whose batches run in one)."""
     for rc in iter_route_contexts(app.routes):
         route = rc.original_route
-        if isinstance(route, APIRoute) and inspect.iscoroutinefunction(route.endpoint):
+        if isinstance(route, APIRoute) and inspect.iscoroutinefunction(route.endpoint) \
+                and route.path != "/healthz":   # async on purpose: no body, no work, alive while every thread is busy
             source = inspect.getsource(route.endpoint)
             assert "run_in_threadpool" in source or "group_commit." in source, route.path
 
