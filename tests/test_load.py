@@ -348,3 +348,27 @@ def test_postgres_row_lock_past_lock_timeout_is_503(tmp_path: Path) -> None:
         assert registered(srv, "l") == [] and audit_count(srv, "version.registered") == 0
         r = srv.post("/api/v1/model-groups/l/versions", "pub", json=version_body(1))
         assert r.status_code == 201 and r.json()["version"] == 1
+
+
+def test_server_caps_request_threads_and_admits_fewer_writers_than_threads(tmp_path: Path) -> None:
+    """`mlgov serve` (mlgov.asgi) runs handlers on MLGOV_REQUEST_THREADS threads, not anyio's 40, and admits fewer
+    writers than threads, so a writer holding a lock always finds a thread to commit in; in-process clients that do
+    not ask keep anyio's default."""
+    import anyio.to_thread
+    from fastapi.testclient import TestClient
+
+    from mlgov.app import create_app
+    from tests.conftest import make_settings
+
+    def tokens() -> float:
+        return anyio.to_thread.current_default_thread_limiter().total_tokens
+
+    capped = create_app(make_settings(tmp_path, db_write_sessions=8), check_schema=False, request_threads=4)
+    assert capped.state.db.limits.write_sessions == 3
+    with TestClient(capped) as client:
+        assert client.portal is not None and client.portal.call(tokens) == 4
+        assert client.get("/healthz").status_code == 200
+    plain = create_app(make_settings(tmp_path, db_write_sessions=8), check_schema=False)
+    assert plain.state.db.limits.write_sessions == 8
+    with TestClient(plain) as client:
+        assert client.portal is not None and client.portal.call(tokens) == 40
