@@ -182,13 +182,12 @@ def create_app(settings: Settings | None = None, db: Database | None = None, *, 
     outbound = OutboundPolicy.from_settings(settings)
     secrets = SecretBox.from_settings(settings)
     compute.configure(settings)   # MLGOV_COMPUTE: where monitoring summaries run (this process or a Dask cluster)
-    malloc = cpu.tune_malloc()    # analyses run in this process: their large temporaries reuse freed pages
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if request_threads is not None:   # anyio's limiter belongs to this event loop: set once it runs
             anyio.to_thread.current_default_thread_limiter().total_tokens = request_threads
-        for tuned in (cpu.TUNED, malloc):
+        for tuned in (cpu.TUNED, cpu.tune_malloc()):   # the allocator line: what compute.configure set
             if tuned:
                 log.info("%s", tuned)
         if check_schema:

@@ -239,10 +239,8 @@ def _serve_logging() -> dict[str, Any]:
 def scheduler() -> None:
     """Run due monitoring schedules (as many of these processes as you like; each run executes once)."""
     from clarify import kinds as clarify_kinds
-    from mlgov import cpu
     from monitor import jobs
 
-    cpu.tune_malloc()   # this process runs the analyses: their large temporaries reuse freed pages
     clarify_kinds.register()   # ModelBias and ModelExplainability monitors, beside monitor's own kinds
     # mlgov's own lines at INFO (one per run); libraries (alembic, apscheduler …) only when something is wrong
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s %(message)s")

@@ -293,8 +293,10 @@ _guard = threading.Lock()
 
 
 def configure(settings: Settings) -> Cluster | None:
-    """Use ``settings`` (MLGOV_COMPUTE, MLGOV_COMPUTE_MIN_ROWS) in this process; the cluster, or None for local."""
+    """Use ``settings`` (MLGOV_COMPUTE, MLGOV_COMPUTE_MIN_ROWS) in this process; the cluster, or None for local.
+    Summaries may compute here, so the allocator is tuned for their column-sized temporaries (once per process)."""
     global _configured
+    cpu.tune_malloc()
     with _guard:
         if _configured is not None and _configured[0] == settings:
             return _configured[1]

@@ -355,7 +355,8 @@ def _parquet(recs: list[capture.Parsed], schema: capture.CaptureSchema) -> bytes
 def _column(values: list[str | float | None], ftype: str) -> pa.Array:
     """One feature's parsed values as a column: text for a String feature or when any value is unparseable text
     (kept for the data-type check), int64 for an Integral feature whose values are all whole numbers within int64,
-    else float64. Arrow converts and NumPy checks, where a Python pass per value per test cost a capture batch ~10%."""
+    else float64. Arrow converts and NumPy checks, where each test was a Python pass per value (a 12-feature batch
+    of 500: 1.46 -> 1.23 ms); a whole number beyond int64 stays float64 rather than failing the batch."""
     if ftype != "String":
         try:
             numbers = pa.array(values, type=pa.float64())
