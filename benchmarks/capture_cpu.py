@@ -1,7 +1,7 @@
 """CPU cost of capture ingest in-process (no HTTP): ms of process CPU per 500-record batch and per single record,
 on SQLite and PostgreSQL with the local store; ``--profile`` prints cProfile's top functions for one backend.
 
-Runs what the capture route runs: the body guard's parse (`inputs.screen`), `prepare_capture` on a read session,
+Runs what the capture route runs: the body guard's check (`inputs.screen`), `prepare_capture` on a read session,
 `commit_capture` in a write session, committed; and single records 8 at a time through the route's group commit
 (`monitor.group_commit`). Every record has a fresh eventId.
 

@@ -531,15 +531,58 @@ _JSON_VALUES = st.recursive(
 @given(_JSON_VALUES, st.booleans())
 def test_clean_documents_parse_as_the_standard_parser_parses_them(value: Any, ascii_only: bool) -> None:
     """A document `inputs` finds nothing suspect in goes to pydantic-core's parser (twice as fast on capture
-    bodies); for every such document it must give exactly what the standard parser gives."""
+    bodies); for every such document it must give exactly what the standard parser gives. The guard's `screen`
+    only checks a clean document (CLEAN); what a route then parses from it is the same value."""
     from mlgov import inputs
 
     raw = json.dumps(value, ensure_ascii=ascii_only).encode()
     expected = json.loads(raw)
     assert inputs.loads(raw, "doc") == expected
     if raw.strip():
-        assert inputs.screen(raw, "body") == expected
+        assert inputs.document(raw, inputs.screen(raw, "body")) == expected
     assert inputs.loads(b"\xef\xbb\xbf" + raw, "doc") == expected     # a leading BOM, as the standard parser
+
+
+_JSON_NOISE = st.sampled_from([b"{", b"}", b"[", b"]", b",", b":", b'"', b"\\", b" ", b"\n", b"0", b"-", b".", b"e",
+                               b"1", b"t", b"n", b"\x01", b"\xff", b"\xc3", b"\xa9", "\u00e9".encode(), b"\\u00",
+                               b"\\x", b"\xef\xbb\xbf"])
+
+
+@settings(max_examples=1500, deadline=None)
+@given(_JSON_VALUES, st.lists(st.tuples(st.integers(0, 10_000), st.integers(0, 2), _JSON_NOISE), max_size=3))
+def test_the_guard_refuses_exactly_what_the_standard_parser_refuses(value: Any, edits: list[Any]) -> None:
+    """The guard checks a clean document's syntax without parsing it (msgspec, plus a UTF-8 check): a document
+    with bytes inserted, deleted or replaced must be refused (400) exactly when the standard parser refuses it,
+    and a clean one accepted must parse as it does."""
+    from mlgov import inputs
+    from mlgov.errors import DomainError, MalformedJSON
+
+    raw = bytearray(json.dumps(value, ensure_ascii=False).encode())
+    for at, how, noise in edits:
+        at = at % (len(raw) + 1)
+        if how == 0:
+            raw[at:at] = noise
+        elif how == 1:
+            del raw[at:at + len(noise)]
+        else:
+            raw[at:at + len(noise)] = noise
+    doc = bytes(raw)
+    try:
+        expected, valid = json.loads(doc), True
+    except (ValueError, RecursionError):
+        valid = False
+    try:
+        screened = inputs.screen(doc, "body")
+    except MalformedJSON:
+        assert not valid, doc
+        return
+    except DomainError:   # the policy refused it (NaN, NUL, wide numbers, lone surrogates, depth): not this test
+        return
+    if screened is inputs.NOT_PARSED:   # empty
+        assert not doc.strip()
+        return
+    assert valid, doc
+    assert inputs.document(doc, screened) == expected
 
 
 def test_lone_surrogates_and_wide_numbers_are_refused_whichever_parser_reads_them() -> None:

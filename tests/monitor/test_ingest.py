@@ -90,7 +90,9 @@ def test_known_event_lookup_probes_the_unique_index_on_postgres(client, keys, db
         assert sorted(found) == sorted(i for i in ids if not i.startswith("new-"))
 
 
-def test_body_is_parsed_once(client, keys, monkeypatch):
+def test_body_is_parsed_at_most_once(client, keys, monkeypatch):
+    """A clean body is checked by the guard and split into records' text, never parsed whole into Python values;
+    a suspect one (here a 1e+300 beside the records) is parsed and walked by the guard, and that value is used."""
     ep = _endpoint(client, keys)
     calls: list[int] = []
     real = inputs._parse
@@ -104,7 +106,13 @@ def test_body_is_parsed_once(client, keys, monkeypatch):
     r = client.post(f"/api/v1/endpoints/{ep['name']}/capture", content=body,
                     headers={**keys("ingest"), "Content-Type": "application/json"})
     assert r.status_code == 200 and r.json()["accepted"] == 50, r.text
-    assert calls.count(len(body)) == 1, calls
+    assert calls == [], calls
+    suspect = json.dumps([{**rec, "weight": 1.0} for rec in json.loads(_body([f"s{i}" for i in range(50)]))])
+    suspect_body = suspect.replace('"weight": 1.0', '"weight": 1e+300').encode()
+    r = client.post(f"/api/v1/endpoints/{ep['name']}/capture", content=suspect_body,
+                    headers={**keys("ingest"), "Content-Type": "application/json"})
+    assert r.status_code == 200 and r.json()["accepted"] == 50, r.text
+    assert calls.count(len(suspect_body)) == 1, calls
 
 
 def test_bad_record_is_named_and_nothing_stored(client, keys):
