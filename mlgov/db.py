@@ -196,6 +196,7 @@ class JsonList(TypeDecorator[list[Any]]):
         return None if value is None else pydantic_core.to_json(value).decode()
 
 
+_UNSET = object()
 _SqlitePlan = tuple[str, Callable[[Any], Any], list[tuple[int, Callable[[Any], Any]]]]   # SQL, order, processors
 
 
@@ -248,8 +249,16 @@ class BulkRows:
         fixed = tuple(constants[c] for c in self._constants)
         values = [list(r) for r in rows]
         for i, process in processors:
+            done: dict[dt.datetime, Any] = {}   # a batch's rows mostly share a few times: each converted once
             for r in values:
-                r[i] = process(r[i])
+                v = r[i]
+                if type(v) is dt.datetime:   # equal datetimes (any zone) are one instant: one stored text
+                    p = done.get(v, _UNSET)
+                    if p is _UNSET:
+                        p = done[v] = process(v)
+                    r[i] = p
+                else:
+                    r[i] = process(v)
         params = [order((*fixed, *r)) for r in values]
         cursor = conn.connection.dbapi_connection.cursor()   # type: ignore[union-attr]
         try:

@@ -305,9 +305,11 @@ def test_bulk_rows_insert_stores_each_value_exactly_and_checks_it_first(migrated
     ep, batch, now = new_id(), new_id(), utcnow()
     when = dt.datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=dt.UTC)
     whole = when.replace(microsecond=0)   # SageMaker's inferenceTime is whole seconds: stored with ".000000" too
+    elsewhere = when.astimezone(dt.timezone(dt.timedelta(hours=2)))   # the same instant as ``when``
     rows = [(f"{batch[:24]}{i:08x}", eid, inf, t, batch)
             for i, (eid, inf, t) in enumerate([("ev-é-1", None, when), ("x" * 128, "inf-2", whole),
-                                               ("ev,\"3\"", "i" * 64, when + dt.timedelta(microseconds=2))])]
+                                               ("ev,\"3\"", "i" * 64, when + dt.timedelta(microseconds=2)),
+                                               ("ev-4", None, elsewhere), ("ev-5", "inf-5", whole)])]
     table = CaptureEvent.__table__
     try:
         with migrated.session_scope() as s:
@@ -337,9 +339,11 @@ def test_bulk_rows_insert_stores_each_value_exactly_and_checks_it_first(migrated
             by_orm = s.execute(select(CaptureBatch.first_time.cast(String), CaptureBatch.last_time.cast(String))
                                .where(CaptureBatch.records == 0, CaptureBatch.endpoint_id == ep)).one()
             # equality and ranges on the stored column find the rows (on SQLite they compare the stored text)
-            assert s.scalars(select(table.c.event_id).where(table.c.inference_time == whole)).all() == ["x" * 128]
+            assert sorted(s.scalars(select(table.c.event_id).where(table.c.inference_time == whole))) == ["ev-5",
+                                                                                                        "x" * 128]
         assert [tuple(r) for r in got] == rows
         assert stored[:2] == list(by_orm)   # the ORM's stored form (SQLite: text), microseconds and whole seconds
+        assert stored[3:] == stored[:2]     # a time met again (converted once per batch), or in another zone
     finally:
         with migrated.session_scope() as s:
             s.execute(delete(Endpoint).where(Endpoint.id == ep))
