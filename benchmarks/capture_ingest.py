@@ -5,7 +5,9 @@ with fsync before answering: no validation, no database, no object store. mlgov 
 (default) or PostgreSQL, with the local store or S3 (SeaweedFS). Both are driven by wrk (keep-alive, 8
 connections): batches of 500 SageMaker capture records, and single records. Every record has a fresh
 eventId, so nothing is answered as a duplicate; records/s counts what the server stored (capture summary),
-not what was sent.
+not what was sent. ``conns/worker`` is how the connections landed on the worker processes (e.g. 6+2): it is
+decided at connect time, varies from run to run on either side, and moves the figures more than most changes,
+so compare runs with the same split or take several.
 
     .venv/bin/python benchmarks/capture_ingest.py [--seconds 15] [--db sqlite,pg] [--store local,s3]
         [--mode batch,single] [--workers 2] [--connections 8]
@@ -16,6 +18,7 @@ Needs wrk (apt-get install wrk). PostgreSQL: MLGOV_TEST_PG_URL (default postgres
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import os
 import re
@@ -107,17 +110,32 @@ def _ms(text: str) -> float:
     return float(m.group(1)) * {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 6e4}[m.group(2)]
 
 
-def wrk(url: str, batch: int, seconds: float, connections: int, key: str, lua: Path) -> dict[str, float]:
-    out = subprocess.run(["wrk", "-t2", f"-c{connections}", f"-d{seconds:g}s", "--latency", "--timeout", "30s",
-                          "-s", str(lua), url, "--", str(batch), uuid.uuid4().hex[:8], key],
-                         capture_output=True, text=True, check=True).stdout
+def split(port: int) -> list[int]:
+    """Established connections per server process on ``port`` (from ``ss``), most first: uvicorn's workers accept
+    from one shared socket, so a handful of keep-alive connections often lands unevenly (6 and 2 of 8), and a
+    worker's GIL then bounds the run. Printed with every line, since it moves figures more than most changes."""
+    out = subprocess.run(["ss", "-Htnp", "state", "established", f"( sport = :{port} )"], capture_output=True,
+                         text=True).stdout
+    return sorted(collections.Counter(re.findall(r"pid=(\d+)", out)).values(), reverse=True)
+
+
+def wrk(url: str, batch: int, seconds: float, connections: int, key: str, lua: Path) -> dict[str, Any]:
+    proc = subprocess.Popen(["wrk", "-t2", f"-c{connections}", f"-d{seconds:g}s", "--latency", "--timeout", "30s",
+                             "-s", str(lua), url, "--", str(batch), uuid.uuid4().hex[:8], key],
+                            stdout=subprocess.PIPE, text=True)
+    time.sleep(min(1.0, seconds / 2))
+    spread = split(int(url.split(":")[2].split("/")[0]))
+    out, _ = proc.communicate()
+    if proc.returncode:
+        raise RuntimeError(f"wrk failed ({proc.returncode})")
     lat = dict(re.findall(r"^\s+(50|99)%\s+(\S+)", out, re.M))
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     done = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
     bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     errors = re.search(r"Socket errors: .*timeout (\d+)", out)
     return {"rps": rps, "requests": done, "p50": _ms(lat.get("50", "nan")), "p99": _ms(lat.get("99", "nan")),
-            "non2xx": int(bad.group(1)) if bad else 0, "timeouts": int(errors.group(1)) if errors else 0}
+            "non2xx": int(bad.group(1)) if bad else 0, "timeouts": int(errors.group(1)) if errors else 0,
+            "split": spread}
 
 
 # --- servers ------------------------------------------------------------------------------------------------
@@ -246,9 +264,9 @@ class Mlgov:
             admin.dispose()
 
 
-def _line(name: str, r: dict[str, float], records: float, floor: dict[str, float] | None) -> str:
+def _line(name: str, r: dict[str, Any], records: float, floor: dict[str, Any] | None) -> str:
     s = (f"{name:<22} records/s={records:>9,.0f} req/s={r['rps']:>8,.1f} p50={r['p50']:>8.1f} ms "
-         f"p99={r['p99']:>8.1f} ms non2xx={r['non2xx']:.0f}")
+         f"p99={r['p99']:>8.1f} ms non2xx={r['non2xx']:.0f} conns/worker={'+'.join(map(str, r['split']))}")
     if floor:
         s += (f"  | vs floor: records/s {records / floor['records']:.2f}x, "
               f"p99 {r['p99'] / floor['p99']:.2f}x")
@@ -274,7 +292,7 @@ def main() -> None:
     print(f"uptime: {subprocess.run(['uptime'], capture_output=True, text=True).stdout.strip()}")
     print(f"{a.workers} workers each, {a.connections} connections, {a.seconds:g} s per run, "
           f"batch = {a.batch} records")
-    floors: dict[str, dict[str, float]] = {}
+    floors: dict[str, dict[str, Any]] = {}
     proc, port = start_floor(a.workers, work)
     try:
         for mode in a.mode.split(","):
