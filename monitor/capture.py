@@ -287,8 +287,8 @@ class Reader:
             m = rec.eventMetadata
             event_id, inference_id = _check_ids(m.eventId, m.inferenceId)
             line = bytes(record)
-            if b"\n" in line or b"\r" in line:   # whitespace between tokens: one line in the store
-                line = pydantic_core.to_json(pydantic_core.from_json(line))
+            if b"\n" in line or b"\r" in line:   # a pretty-printed record: one compact line in the store
+                line = _one_line(inputs.document(line, inputs.CLEAN))
             return self._read(event_id, inference_id, self._when(m.inferenceTime), rec.captureData, line)
         if not isinstance(record, dict):
             raise RecordError("record must be a JSON object")
@@ -300,9 +300,7 @@ class Reader:
         cap = record.get("captureData")
         if not isinstance(cap, dict) or "endpointInput" not in cap:
             raise RecordError("captureData.endpointInput is missing")
-        # pydantic-core's encoder: 3x faster than json's per record. Records passed the input policy (no NaN or
-        # Infinity, integers within 64 bits), so both write the same JSON; non-ASCII text stays UTF-8, as SageMaker's.
-        return self._read(event_id, inference_id, when, cap, pydantic_core.to_json(record))
+        return self._read(event_id, inference_id, when, cap, _one_line(record))
 
     def _read(self, event_id: str, inference_id: str | None, when: dt.datetime, cap: dict[str, Any] | _CaptureData,
               line: bytes) -> Parsed:
@@ -362,6 +360,16 @@ class Reader:
         for o in self.outputs:
             key = o.json_key if o.json_key is not None else (o.name if o.name in flat else "")
             row[o.name] = _typed(flat.get(key), o.type)
+
+
+def _one_line(record: dict[str, Any]) -> bytes:
+    """A parsed record as one line of JSON. pydantic-core's encoder: 3x faster than json's per record; records
+    passed the input policy (no NaN or Infinity, integers within 64 bits), so both write the same JSON, non-ASCII
+    text kept as UTF-8 as SageMaker's. It stops at 255 levels, which MLGOV_MAX_JSON_DEPTH (up to 512) allows."""
+    try:
+        return pydantic_core.to_json(record)
+    except pydantic_core.PydanticSerializationError:
+        return json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode()
 
 
 def _check_ids(event_id: Any, inference_id: Any) -> tuple[str, str | None]:

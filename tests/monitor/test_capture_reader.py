@@ -127,3 +127,22 @@ def test_the_usual_record_takes_the_decoded_path_and_keeps_its_text() -> None:
     p = capture.Reader(SCHEMA).parse(raw)
     assert p.raw == text   # byte for byte as sent
     assert p.row == {"age": 30.0, "income": 40.5, "state": "CA", "prediction": 1.0, "p": 0.25}
+
+
+def test_records_nested_past_the_fast_parsers_reach_are_stored(monkeypatch: Any) -> None:
+    """MLGOV_MAX_JSON_DEPTH may allow up to 512 levels; pydantic-core parses and encodes only 200-255: a record
+    nested 300 deep (in a field the reader ignores) is read and stored as one line on every path, not a 500."""
+    monkeypatch.setattr(inputs.LIMITS, "max_json_depth", 512)
+    deep: Any = 1
+    for _ in range(300):
+        deep = [deep]
+    rec = {"captureData": {"endpointInput": {"data": "30,40.5,CA", "encoding": "CSV"}},
+           "eventMetadata": {"eventId": "e", "inferenceTime": "2026-11-20T10:00:00Z"}, "customAttributes": deep}
+    for body, ctype in ((json.dumps([rec], indent=1).encode(), "application/json"),
+                        (json.dumps([rec]).encode(), "application/json"),
+                        (json.dumps(rec).encode(), "application/x-ndjson")):
+        for raw in (True, False):
+            [item] = capture.split_body(body, ctype, raw=raw)
+            p = capture.Reader(NO_OUTPUTS).parse(item)
+            assert json.loads(p.raw) == rec and b"\n" not in p.raw
+            assert p.row == {"age": 30.0, "income": 40.5, "state": "CA"}
