@@ -200,6 +200,10 @@ NOT_PARSED = object()
 CLEAN = object()
 """What `screen` returns for a well-formed JSON document it found nothing suspect in: not parsed, since a clean
 document needs no walk over its values (`document` parses it when a route wants the values)."""
+CLEAN_LINES = object()
+"""What `screen` returns for a JSON Lines body it found nothing suspect in as a whole. Its lines' syntax is not
+checked, and the finding holds only once every line is well-formed (a broken line's quote or brackets can hide
+another line's values from a whole-body check): `split_body` checks that before it relies on it."""
 PARSED_BODY = "mlgov_parsed_body"
 """Where the body guard leaves what `screen` returned for the body in the request's state (``request.state``)."""
 
@@ -236,7 +240,7 @@ def well_formed(raw: bytes, what: str = "the request body") -> msgspec.Raw:
 
 def clean_lines(raw: bytes) -> bool:
     """Whether a JSON Lines body holds nothing the policy looks at twice (nothing suspect, no nesting past the
-    limit), so each line needs only `well_formed`."""
+    limit), so each line needs only `well_formed`: sound only once every line is well-formed (`CLEAN_LINES`)."""
     stripped = _strip(raw)
     try:
         check_depth(raw, "the body", stripped=stripped)
@@ -257,8 +261,8 @@ def screen(raw: bytes, what: str, *, lines: bool = False) -> Any:
 
     Returns CLEAN for a clean document (checked, not parsed: routes parse what they read), the parsed and checked
     document for a suspect one (a route may use it instead of parsing again), or NOT_PARSED (empty). JSON Lines:
-    CLEAN when nothing is suspect (`clean_lines`), else NOT_PARSED once every line's values passed; syntax errors
-    are left to the route, which rejects such a record alone.
+    CLEAN_LINES when nothing is suspect, else NOT_PARSED once every line's values passed; syntax errors are left to
+    the route, which rejects such a record alone.
     """
     if not raw.strip():
         return NOT_PARSED
@@ -266,8 +270,9 @@ def screen(raw: bytes, what: str, *, lines: bool = False) -> Any:
     check_depth(raw, what, stripped=stripped)
     suspect = _suspect(raw, stripped)
     if not suspect:
-        if not lines:
-            well_formed(raw)
+        if lines:
+            return CLEAN_LINES
+        well_formed(raw)
         return CLEAN
     if not lines:
         try:

@@ -283,7 +283,11 @@ class Reader:
             try:
                 rec = _RECORD.decode(record)
             except msgspec.DecodeError:   # not the usual shape (ValidationError): the dict path says why
-                return self.parse(inputs.document(bytes(record), inputs.CLEAN))
+                try:
+                    value = inputs.document(bytes(record), inputs.CLEAN)
+                except (ValueError, RecursionError) as exc:   # only text split from a screened body gets here
+                    raise RecordError(f"record is not valid JSON ({exc})") from None
+                return self.parse(value)
             m = rec.eventMetadata
             event_id, inference_id = _check_ids(m.eventId, m.inferenceId)
             line = bytes(record)
@@ -393,19 +397,23 @@ def split_body(body: bytes, content_type: str, *, parsed: Any = inputs.NOT_PARSE
     ``parsed`` is what the request guard's `inputs.screen` returned for the body, if it screened it. ``raw``: the
     records of a clean body are returned as their JSON text (msgspec.Raw, for `Reader.parse`), not parsed.
     """
+    content_type = content_type.lower()
     if "ndjson" in content_type or "jsonl" in content_type or "jsonlines" in content_type:
-        clean = raw and (parsed is inputs.CLEAN or (parsed is inputs.NOT_PARSED and inputs.clean_lines(body)))
+        lines = [(n, line) for n, line in enumerate(body.splitlines(), 1) if line.strip()]
+        if raw and (parsed is inputs.CLEAN_LINES or (parsed is inputs.NOT_PARSED and inputs.clean_lines(body))):
+            try:   # the whole body was found clean: each line then needs only its syntax checked
+                return [inputs.well_formed(line, f"line {n}") for n, line in lines]
+            except MalformedJSON:
+                pass   # a broken line may have hidden another's values from the whole-body check: each alone
         items: list[Any] = []
-        for n, line in enumerate(body.splitlines(), 1):
-            if not line.strip():
-                continue
-            try:   # a clean body's lines need only their syntax checked (the policy's per-line checks cost more)
-                items.append(inputs.well_formed(line, f"line {n}") if clean else inputs.loads(line, f"line {n}"))
+        for n, line in lines:
+            try:
+                items.append(inputs.loads(line, f"line {n}"))
             except DomainError as exc:
                 items.append(RecordError(exc.detail))
         return items
     try:
-        if parsed is inputs.NOT_PARSED:
+        if parsed is inputs.NOT_PARSED or parsed is inputs.CLEAN_LINES:   # not screened as one document
             parsed = inputs.screen(body, "body")
         obj = inputs.loads(body, "body") if parsed is inputs.NOT_PARSED else parsed   # an empty body: refused
     except MalformedJSON as exc:

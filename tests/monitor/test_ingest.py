@@ -264,3 +264,47 @@ def test_stored_jsonl_holds_each_record_as_sent(client, keys, app):
     lines = raw.decode("utf-8").splitlines()
     assert raw.endswith(b"\n") and [json.loads(x) for x in lines] == recs
     assert "São Paulo" in lines[0] and "\\u" not in lines[0]
+
+
+def _post(app, keys, name: str, body: bytes, ctypes: list[str]):
+    from fastapi.testclient import TestClient
+
+    headers = [("authorization", keys("ingest")["Authorization"]), *(("content-type", t) for t in ctypes)]
+    with TestClient(app, raise_server_exceptions=False) as c:
+        return c.post(f"/api/v1/endpoints/{name}/capture", content=body, headers=headers)
+
+
+@pytest.mark.parametrize("value", ["123456789012345678901234567890", "1e400", "[" * 100 + "]" * 100])
+@pytest.mark.parametrize("breaker", [b'"', b"]" * 100])
+def test_a_broken_json_lines_line_cannot_hide_another_lines_values(client, keys, app, value, breaker):
+    """The policy's checks run on a clean JSON Lines body once, as a whole, and then each line is only checked
+    well-formed; a broken line (an odd quote, stray closing brackets) would make that whole-body check pair
+    quotes or count brackets across lines and miss a wide integer, an overflow or deep nesting in the next line.
+    A body with any broken line is screened line by line, as before: the value is refused, nothing stored. (Wrong
+    before the fix: 200, the record stored with its 30-digit integer, 1e400 or 101 levels of nesting.)"""
+    ep = _endpoint(client, keys)
+    line = json.dumps(record(1, T0, (30, 40.5, "CA"), event_id="hidden")).replace("{", '{"k": ' + value + ", ", 1)
+    r = _post(app, keys, ep["name"], breaker + b"\n" + line.encode() + b"\n", ["application/x-ndjson"])
+    assert r.status_code == 422, r.text   # by the guard (its line check saw it) or with each line's reason
+    assert any(w in r.text for w in ("64-bit", "not a JSON number", "nested")), r.text
+    assert client.get(f"/api/v1/endpoints/{ep['name']}/capture/summary",
+                      headers=keys("viewer")).json()["records"] == 0
+
+
+def test_the_route_trusts_only_what_the_guard_checked(client, keys, app):
+    """The guard reads the last Content-Type, lowercased; the route the first. A body the guard screened as JSON
+    Lines (whose lines' syntax it leaves to the route) and the route reads as one array is checked again as a
+    document: malformed or not UTF-8 is a 400, never a 500 or a stored record."""
+    ep = _endpoint(client, keys)
+    good = json.dumps([record(1, T0, (30, 40.5, "CA"), event_id="x1")])
+    bad_utf8 = good.replace('"eventVersion"', '"x": "PLACEHOLDER", "eventVersion"').encode().replace(
+        b"PLACEHOLDER", b"\xff\xfe")
+    for body in (b"[1,", b"[]\n[]", bad_utf8):
+        assert_problem(_post(app, keys, ep["name"], body, ["application/json", "application/x-ndjson"]), 400,
+                       "not valid JSON")
+        r = _post(app, keys, ep["name"], body, ["Application/X-NDJSON"])   # read as JSON Lines by both
+        assert r.status_code in (400, 422), r.text
+    assert client.get(f"/api/v1/endpoints/{ep['name']}/capture/summary",
+                      headers=keys("viewer")).json()["records"] == 0
+    r = _post(app, keys, ep["name"], (good[1:-1] + "\n").encode(), ["Application/X-NDJSON"])
+    assert r.status_code == 200 and r.json()["accepted"] == 1, r.text
