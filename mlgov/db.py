@@ -196,7 +196,6 @@ class JsonList(TypeDecorator[list[Any]]):
         return None if value is None else pydantic_core.to_json(value).decode()
 
 
-_UNSET = object()
 _SqlitePlan = tuple[str, Callable[[Any], Any], list[tuple[int, Callable[[Any], Any]]]]   # SQL, order, processors
 
 
@@ -253,10 +252,7 @@ class BulkRows:
             for r in values:
                 v = r[i]
                 if type(v) is dt.datetime:   # equal datetimes (any zone) are one instant: one stored text
-                    p = done.get(v, _UNSET)
-                    if p is _UNSET:
-                        p = done[v] = process(v)
-                    r[i] = p
+                    r[i] = done.get(v) or done.setdefault(v, process(v))
                 else:
                     r[i] = process(v)
         params = [order((*fixed, *r)) for r in values]

@@ -192,9 +192,9 @@ def _typed(value: Any, ftype: str) -> str | float | None:
     return num
 
 
-def _when(meta: dict[str, Any]) -> dt.datetime:
+def _when(text: Any) -> dt.datetime:
     try:
-        when = dt.datetime.fromisoformat(str(meta.get("inferenceTime", "")).replace("Z", "+00:00"))
+        when = dt.datetime.fromisoformat(str(text).replace("Z", "+00:00"))
     except ValueError:
         raise RecordError("eventMetadata.inferenceTime must be an ISO-8601 time, e.g. 2026-11-22T10:00:00Z") from None
     return when.replace(tzinfo=dt.UTC) if when.tzinfo is None else when.astimezone(dt.UTC)
@@ -267,12 +267,12 @@ class Reader:
     def _when(self, text: Any) -> dt.datetime:
         """`_when`, remembered per text: a batch's records mostly share a handful of inference times."""
         if not isinstance(text, str):
-            return _when({"inferenceTime": text})
+            return _when(text)
         when = self._times.get(text)
         if when is None:
             if len(self._times) >= 4096:
                 self._times.clear()
-            when = self._times[text] = _when({"inferenceTime": text})
+            when = self._times[text] = _when(text)
         return when
 
     def parse(self, record: Any) -> Parsed:
@@ -309,25 +309,14 @@ class Reader:
     def _read(self, event_id: str, inference_id: str | None, when: dt.datetime, cap: dict[str, Any] | _CaptureData,
               line: bytes) -> Parsed:
         """The row of a record whose metadata was read (its capture data a dict or `_CaptureData`)."""
-        if isinstance(cap, _CaptureData):
-            part = cap.endpointInput
-            data, enc = _decoded(part.data, part.encoding, part.observedContentType, "captureData.endpointInput")
-        else:
-            data, enc = _decode(cap["endpointInput"], "captureData.endpointInput")
+        inp = _part(cap, "endpointInput")
+        if inp is None:   # both callers checked it already
+            raise RecordError("captureData.endpointInput is missing")
+        data, enc = inp
         row = self._inputs(data, enc)
-        if not self.outputs:
-            return Parsed(event_id, inference_id, when, row, line)
-        if isinstance(cap, _CaptureData):
-            if cap.endpointOutput is msgspec.UNSET:
-                return Parsed(event_id, inference_id, when, row, line)
-            out = cap.endpointOutput
-            out_data, out_enc = _decoded(out.data, out.encoding, out.observedContentType,
-                                         "captureData.endpointOutput")
-        elif "endpointOutput" in cap:
-            out_data, out_enc = _decode(cap["endpointOutput"], "captureData.endpointOutput")
-        else:
-            return Parsed(event_id, inference_id, when, row, line)
-        self._outputs(row, enc, out_data, out_enc)
+        out = _part(cap, "endpointOutput") if self.outputs else None
+        if out is not None:
+            self._outputs(row, enc, *out)
         return Parsed(event_id, inference_id, when, row, line)
 
     def _inputs(self, data: str, enc: str) -> dict[str, str | float | None]:
@@ -364,6 +353,15 @@ class Reader:
         for o in self.outputs:
             key = o.json_key if o.json_key is not None else (o.name if o.name in flat else "")
             row[o.name] = _typed(flat.get(key), o.type)
+
+
+def _part(cap: dict[str, Any] | _CaptureData, key: str) -> tuple[str, str] | None:
+    """Capture data's ``key`` part as payload text and encoding (`_decoded`), or None when the record has none."""
+    where = f"captureData.{key}"
+    if isinstance(cap, _CaptureData):
+        part = getattr(cap, key)
+        return None if part is msgspec.UNSET else _decoded(part.data, part.encoding, part.observedContentType, where)
+    return _decode(cap[key], where) if key in cap else None
 
 
 def _one_line(record: dict[str, Any]) -> bytes:
@@ -422,7 +420,7 @@ def split_body(body: bytes, content_type: str, *, parsed: Any = inputs.NOT_PARSE
     if obj is inputs.CLEAN:
         if raw:
             try:
-                return _RECORDS.decode(body.removeprefix(b"\xef\xbb\xbf"))   # screened well-formed; a BOM skipped
+                return _RECORDS.decode(body.removeprefix(inputs.BOM))   # screened well-formed
             except msgspec.ValidationError:
                 raise RecordError("body must be a JSON array of capture records (or JSON Lines)") from None
             except RecursionError:   # deeper than msgspec goes (MLGOV_MAX_JSON_DEPTH allows it): parsed below
