@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Boolean, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from mlgov.db import Base, new_id, utcnow
@@ -108,7 +108,9 @@ class CaptureBatch(Base):
 class CaptureEvent(Base):
     __tablename__ = "monitor_capture_events"
     __table_args__ = (UniqueConstraint("endpoint_id", "event_id"),
-                      Index("ix_monitor_capture_events_inference", "endpoint_id", "inference_id"))
+                      Index("ix_monitor_capture_events_inference", "inference_id", "endpoint_id",
+                            postgresql_where=text("inference_id IS NOT NULL"),
+                            sqlite_where=text("inference_id IS NOT NULL")))
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
     endpoint_id: Mapped[str] = mapped_column(ForeignKey("monitor_endpoints.id", ondelete="CASCADE"))

@@ -56,7 +56,7 @@ def _gt_label(record: Any) -> tuple[str, str]:
 
 # Each label's key probed on an (endpoint, key) index: the cost does not grow with the endpoint's history.
 _LABELLED = present_keys(GroundTruth.event_id, GroundTruth.endpoint_id)
-_CAPTURED_INFERENCE = present_keys(CaptureEvent.inference_id, CaptureEvent.endpoint_id)
+_CAPTURED_INFERENCE = present_keys(CaptureEvent.inference_id, CaptureEvent.endpoint_id, scope_leads=False)
 _CAPTURED_EVENT = present_keys(CaptureEvent.event_id, CaptureEvent.endpoint_id)
 
 
