@@ -22,7 +22,7 @@ from monitor import service as monitor
 from monitor.orm import CaptureBatch, CaptureEvent
 from monitor.service import endpoints
 from tests.helpers import assert_problem
-from tests.monitor.test_api import _endpoint, record
+from tests.monitor.test_api import _endpoint, gt_record, record
 
 T0 = dt.datetime(2026, 11, 20, 10, 5, tzinfo=dt.UTC)
 
@@ -66,7 +66,8 @@ def test_known_event_lookup_probes_the_unique_index_on_postgres(client, keys, db
     every event the endpoint ever captured, a cost growing with each batch (385 ms per 500 ids at 40,000 events).
     ``stale``: the tables were analyzed while empty (a new deployment before autovacuum's next analyze); the
     probe then took the (endpoint_id, inference_id) index by its endpoint_id alone and filtered every event of
-    the endpoint (1.3 s per batch of 500 at 2,500 events) until that index became partial."""
+    the endpoint (1.3 s per batch of 500 at 2,500 events) until that index became partial. The labels table,
+    analyzed empty too, is probed on its unique index (its only one) once 2,000 labels are in."""
     from sqlalchemy import text
 
     from monitor.service.endpoints import _KNOWN_EVENTS
@@ -83,6 +84,9 @@ def test_known_event_lookup_probes_the_unique_index_on_postgres(client, keys, db
         r = client.post(f"/api/v1/endpoints/{ep['name']}/capture", content=_body([f"p{part}-{i}" for i in range(500)]),
                         headers={**keys("ingest"), "Content-Type": "application/json"})
         assert r.status_code == 200 and r.json()["accepted"] == 500, r.text
+    labels = [gt_record(f"p{part}-{i}", "1") for part in range(4) for i in range(500)]
+    r = client.post(f"/api/v1/endpoints/{ep['name']}/ground-truth", json=labels, headers=keys("ingest"))
+    assert r.status_code == 200 and r.json()["accepted"] == 2000, r.text
     with db.session_scope(write=False) as s:
         if s.get_bind().dialect.name != "postgresql":
             pytest.skip("the plan is PostgreSQL's (SQLite plans the IN list on the index itself)")
@@ -91,8 +95,7 @@ def test_known_event_lookup_probes_the_unique_index_on_postgres(client, keys, db
         for stmts, index in ((_KNOWN_EVENTS, "uq_monitor_capture_events_endpoint_id_event_id"),
                              (_CAPTURED_EVENT, "uq_monitor_capture_events_endpoint_id_event_id"),
                              (_CAPTURED_INFERENCE, "ix_monitor_capture_events_inference"),
-                             *([] if stale else [(_LABELLED, "uq_monitor_ground_truth_endpoint_id_event_id")])):
-            # (stale: no label was stored, and a scan of the empty table is the right plan)
+                             (_LABELLED, "uq_monitor_ground_truth_endpoint_id_event_id")):
             compiled = stmts["postgresql"].compile(s.connection())
             plan = "\n".join(s.connection().exec_driver_sql(
                 "EXPLAIN (ANALYZE, FORMAT TEXT) " + str(compiled),
