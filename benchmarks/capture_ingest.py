@@ -29,6 +29,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.parse
 import uuid
 from pathlib import Path
 from typing import Any
@@ -124,7 +125,7 @@ def wrk(url: str, batch: int, seconds: float, connections: int, key: str, lua: P
                              "-s", str(lua), url, "--", str(batch), uuid.uuid4().hex[:8], key],
                             stdout=subprocess.PIPE, text=True)
     time.sleep(min(1.0, seconds / 2))
-    spread = split(int(url.split(":")[2].split("/")[0]))
+    spread = split(urllib.parse.urlsplit(url).port or 80)
     out, _ = proc.communicate()
     if proc.returncode:
         raise RuntimeError(f"wrk failed ({proc.returncode})")

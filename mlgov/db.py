@@ -154,14 +154,14 @@ def per_backend(build: Callable[[Callable[[Any], Any]], _R]) -> dict[str, _R]:
 def present_keys(column: Any, scope: Any, *, scope_leads: bool = True) -> dict[str, Select[Any]]:
     """Per backend, the statement giving which of the bound ``ids`` occur in ``column`` among the rows whose
     ``scope`` column equals the bound ``scope`` (one `chunks` slice per execution), for a unique or plain index on
-    (scope, column). On PostgreSQL each id is probed through that index on its own (``LATERAL … LIMIT 1`` over the
-    unnested array), whatever the statistics say: the plain ``scope = $1 AND column = ANY($2)`` was planned as a
-    walk over every row of the scope with the array searched for each until ANALYZE gave the table statistics
-    (measured on capture: 4.8 ms per 500 ids on an empty endpoint, 385 ms at 40,000 events, growing with every
-    batch until autovacuum's analyze; 1.6 ms after it), where the probes cost 1.7-2.9 ms per 500 ids at any size,
-    analyzed or not. SQLite plans the IN list on the index by itself. The ids travel as one JSON text
-    (`JsonList`): psycopg dumps an array parameter element by element in Python, 1.8 ms of client CPU per 500 ids
-    where their JSON costs 0.26 ms (measured).
+    (scope, column), or on (column, scope) with ``scope_leads=False``. On PostgreSQL each id is probed through
+    that index on its own (``LATERAL … LIMIT 1`` over the unnested array), whatever the statistics say: the plain
+    ``scope = $1 AND column = ANY($2)`` was planned as a walk over every row of the scope with the array searched
+    for each until ANALYZE gave the table statistics (measured on capture: 4.8 ms per 500 ids on an empty endpoint,
+    385 ms at 40,000 events, growing with every batch until autovacuum's analyze; 1.6 ms after it), where the
+    probes cost 1.7-2.9 ms per 500 ids at any size, analyzed or not. SQLite plans the IN list on the index by
+    itself. The ids travel as one JSON text (`JsonList`): psycopg dumps an array parameter element by element in
+    Python, 1.8 ms of client CPU per 500 ids where their JSON costs 0.26 ms (measured).
 
     ``scope_leads=False``: the index serving ``column`` is (column, scope). The probe's scope is then compared in a
     form no index can use: otherwise, while the statistics say the table is tiny (a new endpoint before

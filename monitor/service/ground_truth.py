@@ -54,7 +54,8 @@ def _gt_label(record: Any) -> tuple[str, str]:
     return event_id, label
 
 
-# Each label's key probed on an (endpoint, key) index: the cost does not grow with the endpoint's history.
+# Each label's key probed on its own index, (endpoint, key) or (inference id, endpoint): the cost does not grow
+# with the endpoint's history.
 _LABELLED = present_keys(GroundTruth.event_id, GroundTruth.endpoint_id)
 _CAPTURED_INFERENCE = present_keys(CaptureEvent.inference_id, CaptureEvent.endpoint_id, scope_leads=False)
 _CAPTURED_EVENT = present_keys(CaptureEvent.event_id, CaptureEvent.endpoint_id)
