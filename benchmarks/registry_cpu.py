@@ -309,7 +309,7 @@ def run(a: argparse.Namespace, url: str, key: str, admin: Any, home: Path) -> No
         cmd = [sys.executable, str(Path(__file__).resolve()), "--database", url, "--key", key,
                "--versions", str(a.versions), "--loop", a.profile, "--seconds", str(a.seconds), "--py-spy", a.py_spy,
                "--raw", str(raw), "--concurrency", str(a.concurrency)]
-        subprocess.run(cmd, check=True, capture_output=True)
+        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
         print(f"profile of {a.profile} ({a.seconds:g} s loop):")
         summarise(raw)
         if a.save_raw:

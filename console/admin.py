@@ -97,7 +97,7 @@ def redeliver(request: Request, webhook_id: Id, delivery_id: Id, session: Sessio
 
 @router.post("/admin/triggers")
 def set_trigger(request: Request, session: SessionDep, user: AdminForm, policy: OutboundDep, box: SecretsDep,
-                group: Annotated[str, Form(max_length=63)] = "", url: Annotated[str, Form(max_length=2048)] = "",
+                group: Annotated[str, Form(max_length=256)] = "", url: Annotated[str, Form(max_length=2048)] = "",
                 secret: Annotated[str, Form(max_length=256)] = "",
                 cooldown_seconds: Annotated[str, Form(max_length=12)] = "3600") -> RedirectResponse:
     back(request, HERE)
@@ -108,7 +108,7 @@ def set_trigger(request: Request, session: SessionDep, user: AdminForm, policy: 
 
 
 @router.post("/admin/policies/{group}")
-def set_policy(request: Request, group: Annotated[str, Path(max_length=63)], session: SessionDep, user: AdminForm,
+def set_policy(request: Request, group: Annotated[str, Path(max_length=256)], session: SessionDep, user: AdminForm,
                require_bias_report: Annotated[bool, Form()] = False,
                require_artifact_hash: Annotated[bool, Form()] = False) -> RedirectResponse:
     back(request, HERE)

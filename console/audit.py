@@ -25,7 +25,7 @@ PAGE = 50
 # The registry's own standalone report template (the API's /api/v1/audit/report?format=html renders the same).
 report_templates = web.templates(Path(registry.__file__).parent / "templates")
 Text = Annotated[str, Query(max_length=256)]
-Group = Annotated[str, Query(max_length=63)]
+Group = Annotated[str, Query(max_length=256)]
 
 
 def _time(value: str, field: str) -> dt.datetime | None:

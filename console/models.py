@@ -28,7 +28,7 @@ VERSION_SORTS = {"-version": "newest first", "version": "oldest first", "-create
 
 @router.get("/models", response_class=HTMLResponse)
 def groups(request: Request, session: SessionDep, user: Viewer, offset: Offset = 0,
-           q: Annotated[str, Query(max_length=63)] = "") -> HTMLResponse:
+           q: Annotated[str, Query(max_length=256)] = "") -> HTMLResponse:
     rows, total = registry.list_groups(session, name_contains=q or None, tags={}, sort="name", limit=PAGE,
                                        offset=offset)
     return render(request, user, "models.html", title="Models", groups=rows, q=q, pager=page_of(offset, PAGE, total),

@@ -65,10 +65,12 @@ from sqlalchemy.dialects.postgresql import JSON as PgJSON
 from sqlalchemy.engine import Dialect, Engine, make_url
 from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.pool import NullPool
 from sqlalchemy.sql import sqltypes
 from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.visitors import InternalTraversal
 
 if TYPE_CHECKING:
     from mlgov.settings import Settings
@@ -122,6 +124,37 @@ def equal(*pairs: tuple[SQLColumnExpression[Any], Any]) -> list[Condition]:
 def icontains(column: SQLColumnExpression[Any], text: str | None) -> Condition:
     """Case-insensitive substring match, ``%`` and ``_`` taken literally; None when no text was given."""
     return func.lower(column).contains(text.lower(), autoescape=True) if text else None
+
+
+class _Like(ColumnElement[bool]):
+    """``column LIKE pattern``, case-sensitive on both backends: PostgreSQL's LIKE is; SQLite's ignores ASCII case,
+    so there it is the same pattern as a GLOB (which also keeps an index usable for a fixed prefix)."""
+
+    inherit_cache = True
+    type = sqltypes.Boolean()
+    _traverse_internals = [("as_like", InternalTraversal.dp_clauseelement),
+                           ("as_glob", InternalTraversal.dp_clauseelement)]
+
+    def __init__(self, column: SQLColumnExpression[Any], pattern: str) -> None:
+        self.as_like = column.like(pattern)
+        glob = "".join({"%": "*", "_": "?", "*": "[*]", "?": "[?]", "[": "[[]"}.get(ch, ch) for ch in pattern)
+        self.as_glob = column.op("GLOB", is_comparison=True)(glob)
+
+
+@compiles(_Like)
+def _like_elsewhere(element: _Like, compiler: Any, **kw: Any) -> str:
+    return str(compiler.process(element.as_like, **kw))
+
+
+@compiles(_Like, "sqlite")
+def _like_sqlite(element: _Like, compiler: Any, **kw: Any) -> str:
+    return str(compiler.process(element.as_glob, **kw))
+
+
+def like(column: SQLColumnExpression[Any], pattern: str) -> ColumnElement[bool]:
+    """SQL's LIKE (``%`` any run, ``_`` one character), case-sensitive on SQLite as on PostgreSQL (MLflow's
+    search filters: ``ILIKE`` is the case-insensitive one)."""
+    return _Like(column, pattern)
 
 
 def in_window(column: SQLColumnExpression[Any], after: dt.datetime | None,

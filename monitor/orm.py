@@ -42,7 +42,7 @@ class VersionBaseline(Base):
     __table_args__ = (UniqueConstraint("model_group", "model_version", "kind"),)
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
-    model_group: Mapped[str] = mapped_column(String(63))
+    model_group: Mapped[str] = mapped_column(String(256))
     model_version: Mapped[int] = mapped_column(Integer)
     kind: Mapped[str] = mapped_column(String(32), default="ModelDataQuality")
     baseline_id: Mapped[str] = mapped_column(ForeignKey("monitor_baselines.id"), index=True)
@@ -80,7 +80,7 @@ class Endpoint(Base):
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
     name: Mapped[str] = mapped_column(String(63), unique=True)
-    model_group: Mapped[str] = mapped_column(String(63))
+    model_group: Mapped[str] = mapped_column(String(256))
     model_version: Mapped[int] = mapped_column(Integer)
     variant: Mapped[str] = mapped_column(String(63), default="AllTraffic")
     sampling_percentage: Mapped[float] = mapped_column(Float, default=100.0)
@@ -236,7 +236,7 @@ class Alert(Base):
     check: Mapped[str] = mapped_column(String(64))
     subject: Mapped[str] = mapped_column(String(256), default="", server_default="")
     status: Mapped[str] = mapped_column(String(16), default="open")   # open | resolved
-    model_group: Mapped[str | None] = mapped_column(String(63), nullable=True)
+    model_group: Mapped[str | None] = mapped_column(String(256), nullable=True)
     model_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
     opened_execution_id: Mapped[str] = mapped_column(String(32))
     last_execution_id: Mapped[str] = mapped_column(String(32))
@@ -250,7 +250,7 @@ class RetrainingTrigger(Base):
     __tablename__ = "monitor_retraining_triggers"
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
-    model_group: Mapped[str] = mapped_column(String(63), unique=True)
+    model_group: Mapped[str] = mapped_column(String(256), unique=True)
     webhook_id: Mapped[str] = mapped_column(String(32))
     cooldown_seconds: Mapped[int] = mapped_column(Integer, default=3600)
     last_triggered_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)

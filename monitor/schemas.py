@@ -123,7 +123,7 @@ class AnalysisRead(BaseModel):
 
 class EndpointCreate(Strict):
     name: str = Field(min_length=1, max_length=63, pattern=r"^[a-zA-Z0-9](-*[a-zA-Z0-9])*$")
-    model_group: str = Field(min_length=1, max_length=63)
+    model_group: str = Field(min_length=1, max_length=256)
     model_version: Integer = Field(ge=1, le=2**31 - 1)  # an INTEGER column
     variant: str = Field(default="AllTraffic", min_length=1, max_length=63, pattern=r"^[a-zA-Z0-9](-*[a-zA-Z0-9])*$")
     sampling_percentage: StrictFloat = Field(default=100.0, ge=0, le=100)

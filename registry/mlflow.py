@@ -118,14 +118,14 @@ def to_mlflow(exc: Exception, retry_after_s: int) -> MlflowError:
         return MlflowError(404, "ENDPOINT_NOT_FOUND", _message(exc))
     if isinstance(exc, GroupExists):
         return MlflowError(400, "RESOURCE_ALREADY_EXISTS", _message(exc))
-    if isinstance(exc, Forbidden | RuleRefusal):      # the message names the rule (four-eyes, not approved, policy)
+    if isinstance(exc, Forbidden | RuleRefusal | TransitionNotAllowed):
+        # a governance rule refused it (four-eyes, not approved, policy, the group's stage transitions); the message
+        # names the rule, and PERMISSION_DENIED tells the client it is not a mistake in the request
         return MlflowError(403, "PERMISSION_DENIED", _message(exc))
     if isinstance(exc, Unauthorized):
         return MlflowError(401, "UNAUTHENTICATED", _message(exc), {"WWW-Authenticate": "Bearer"})
     if isinstance(exc, NotFound):
         return MlflowError(404, "RESOURCE_DOES_NOT_EXIST", _message(exc))
-    if isinstance(exc, TransitionNotAllowed):
-        return MlflowError(400, "INVALID_PARAMETER_VALUE", _message(exc))
     if isinstance(exc, Conflict):
         return MlflowError(409, "RESOURCE_CONFLICT", _message(exc))
     if isinstance(exc, MalformedJSON):   # MLflow's server reads a broken body as no fields: a parameter error
@@ -397,8 +397,8 @@ def _group_create(name: str, description: str | None, tags: dict[str, str]) -> G
     except ValidationError as exc:
         first = exc.errors()[0]
         field = ".".join(str(p) for p in first.get("loc", ()))
-        fix = (f"mlgov names models like SageMaker does (letters, digits and hyphens, at most 63, starting with a "
-               f"letter or digit): try {service.suggest_name(name)!r}" if field == "name" else
+        fix = (f"names are up to 245 characters without '/', ':' or control characters, as on MLflow: try "
+               f"{service.suggest_name(name)!r}" if field == "name" else
                "tags: at most 50, keys up to 128 and values up to 256 characters")
         raise Invalid(f"invalid {field or 'request'} for registered model {name!r}: {first.get('msg', '')}",
                       fix=fix) from None

@@ -15,7 +15,7 @@ class ModelGroup(Base):
     __tablename__ = "registry_model_groups"
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
-    name: Mapped[str] = mapped_column(String(63), unique=True)
+    name: Mapped[str] = mapped_column(String(256), unique=True)
     description: Mapped[str | None] = mapped_column(Text, nullable=True)
     tags: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
     stage_config: Mapped[dict[str, Any]] = mapped_column(JSON)

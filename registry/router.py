@@ -86,7 +86,7 @@ def create_group(body: GroupCreate, session: SessionDep, principal: Publisher) -
 @router.get("/model-groups", response_model=Page[GroupRead])
 def list_groups(
     session: SessionDep, _: Reader,
-    name_contains: Annotated[str | None, Query(max_length=63)] = None,
+    name_contains: Annotated[str | None, Query(max_length=256)] = None,
     tag: Annotated[list[KeyValue] | None, Query(description="key=value; repeat to AND several")] = None,
     sort: Literal["name", "-name", "created_at", "-created_at"] = "name",
     limit: Limit = 50, offset: Offset = 0,

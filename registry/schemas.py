@@ -24,7 +24,29 @@ ApprovalStatus = Literal["PendingManualApproval", "Approved", "Rejected"]
 Decision = Literal["Approved", "Rejected"]
 CardStatus = Literal["Draft", "PendingReview", "Approved", "Archived"]
 
-GROUP_NAME_RE = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
+# SageMaker's model package group names; its API creates only these (its clients expect its pattern to hold).
+SAGEMAKER_NAME_RE = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
+# MLflow allows 256; the subject of a version's audit events and webhooks, "<name>/<version>", must fit in 256 too.
+GROUP_NAME_MAX = 245
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def group_name_problem(name: str) -> str | None:
+    """Why ``name`` cannot name a model group, or None. MLflow's rule for registered models (``fraud_model``,
+    ``team.churn`` and SageMaker's names all pass): not blank, no ``/`` or ``:``, not ``.`` nor starting with
+    ``..`` (names become path segments); at most 245 characters (MLflow's 256 less a version's suffix); control
+    characters are refused as well (they would reach logs and headers)."""
+    if not name.strip():
+        return "must not be blank"
+    if len(name) > GROUP_NAME_MAX:
+        return f"must be at most {GROUP_NAME_MAX} characters, got {len(name)}"
+    if "/" in name or ":" in name:
+        return "must not contain '/' or ':'"
+    if name == "." or name.startswith(".."):
+        return "must not be '.' or start with '..'"
+    if _CONTROL.search(name):
+        return "must not contain control characters"
+    return None
 STAGE_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,62}$")
 
 ShortStr = Annotated[str, StringConstraints(min_length=1, max_length=256)]
@@ -104,8 +126,8 @@ Tags = Annotated[dict[Annotated[str, StringConstraints(min_length=1, max_length=
 
 
 class GroupCreate(Strict):
-    name: str = Field(min_length=1, max_length=63, description="letters, digits and hyphens (SageMaker's rule)",
-                      json_schema_extra={"pattern": GROUP_NAME_RE.pattern})
+    name: str = Field(min_length=1, max_length=GROUP_NAME_MAX,
+                      description="up to 245 characters, without '/', ':' or control characters (MLflow's rule)")
     description: str | None = Field(default=None, max_length=DESCRIPTION_MAX)
     tags: Tags = Field(default_factory=dict)
     stage_config: StageConfig | None = None
@@ -113,8 +135,9 @@ class GroupCreate(Strict):
     @field_validator("name")
     @classmethod
     def _name(cls, v: str) -> str:
-        if not GROUP_NAME_RE.fullmatch(v):
-            raise ValueError("must start with a letter or digit and contain only letters, digits and hyphens")
+        problem = group_name_problem(v)
+        if problem:
+            raise ValueError(problem)
         return v
 
 

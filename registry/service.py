@@ -40,7 +40,7 @@ from lineage import service as lineage
 from mlgov import audit, auth, events
 from mlgov.auth import DECIDERS, Principal, Role
 from mlgov.context import request_id_var
-from mlgov.db import chunks, equal, icontains, in_window, is_postgres, new_id, paginate, per_backend, utcnow
+from mlgov.db import chunks, equal, icontains, in_window, is_postgres, like, new_id, paginate, per_backend, utcnow
 from mlgov.errors import Conflict, Forbidden, Invalid, NotFound
 from mlgov.storage import ObjectStore
 from registry.errors import (
@@ -70,7 +70,7 @@ from registry.schemas import (
     DEFAULT_GOVERNED_ALIASES,
     DEFAULT_STAGES,
     DESCRIPTION_MAX,
-    GROUP_NAME_RE,
+    GROUP_NAME_MAX,
     ApprovalRequest,
     GroupCreate,
     GroupUpdate,
@@ -81,6 +81,7 @@ from registry.schemas import (
     StageRequest,
     VersionFields,
     VersionRead,
+    group_name_problem,
 )
 
 PENDING, APPROVED, REJECTED = "PendingManualApproval", "Approved", "Rejected"
@@ -1050,9 +1051,10 @@ def _check_pair(key: str, value: str | None, what: str) -> None:
 
 def rename_group(session: Session, name: str, new_name: str, actor: Principal) -> ModelGroup:
     """Audited; refused while another domain (endpoints, baselines, triggers) refers to the group by name."""
-    if not GROUP_NAME_RE.fullmatch(new_name):
-        raise Invalid(f"{new_name!r} is not a valid model group name: letters, digits and hyphens, at most 63, "
-                      "starting with a letter or digit", fix=f"try {suggest_name(new_name)!r}")
+    problem = group_name_problem(new_name)
+    if problem:
+        raise Invalid(f"{new_name!r} is not a valid model group name: it {problem}",
+                      fix=f"try {suggest_name(new_name)!r}")
     group = get_group(session, name, for_update=True)
     if new_name == group.name:
         return group
@@ -1069,8 +1071,8 @@ def rename_group(session: Session, name: str, new_name: str, actor: Principal) -
 
 def suggest_name(name: str) -> str:
     """A valid group name close to ``name`` (for error messages)."""
-    cleaned = "-".join(p for p in "".join(c if c.isalnum() else "-" for c in name).split("-") if p)
-    return cleaned[:63] or "my-model"
+    cleaned = "".join("-" if c in "/:" or not c.isprintable() else c for c in name).strip().lstrip(".")
+    return cleaned[:GROUP_NAME_MAX] or "my-model"
 
 
 def set_group_tag(session: Session, name: str, key: str, value: str | None, actor: Principal) -> ModelGroup:
@@ -1148,16 +1150,26 @@ def _locked_version(session: Session, group_name: str, number: int) -> tuple[Mod
 
 
 def _why_kept(session: Session, group: ModelGroup, v: ModelVersion) -> str | None:
-    """Why a version must stay: it was approved (its decisions are evidence) or an alias points at it."""
+    """Why a version must stay: it was approved (its decisions are evidence) or a governed alias points at it
+    (what deployments follow). Other aliases go with the version, as on MLflow (`_drop_aliases`)."""
     approved = session.scalar(select(ApprovalDecision.at).where(ApprovalDecision.version_id == v.id,
                                                                 ApprovalDecision.to_status == APPROVED).limit(1))
     if approved is not None:
         return (f"version {v.version} was approved ({approved.isoformat()}); approved versions stay in the registry "
                 "as the record of what was released")
-    aliases = list(session.scalars(select(Alias.alias).where(Alias.version_id == v.id).order_by(Alias.alias)))
-    if aliases:
-        return f"alias(es) {', '.join('@' + a for a in aliases)} point at version {v.version}"
+    governed = governed_aliases(group)
+    held = [a for a in session.scalars(select(Alias.alias).where(Alias.version_id == v.id).order_by(Alias.alias))
+            if a in governed]
+    if held:
+        return f"governed alias(es) {', '.join('@' + a for a in held)} point at version {v.version}"
     return None
+
+
+def _drop_aliases(session: Session, group: ModelGroup, v: ModelVersion, actor: Principal) -> None:
+    """Remove the (ungoverned) aliases of a version being deleted, each move audited as a removal."""
+    for row in list(session.scalars(select(Alias).where(Alias.version_id == v.id).order_by(Alias.alias))):
+        session.delete(row)
+        _move_alias(session, group, row.alias, None, v.version, actor)
 
 
 def delete_version(session: Session, group_name: str, number: int, actor: Principal) -> None:
@@ -1172,9 +1184,10 @@ def delete_version(session: Session, group_name: str, number: int, actor: Princi
     if why is not None:
         raise RuleRefusal(f"cannot delete {group.name} version {number}: {why}",
                           fix="reject or archive it instead (POST …/approval with Rejected, or move it to Archived); "
-                              "remove aliases first")
+                              "an approver can move a governed alias elsewhere first")
     _refuse_if_referenced(session, group.name, number, "delete")
     snapshot = _payload(group.name, v)
+    _drop_aliases(session, group, v, actor)
     session.delete(v)
     session.flush()
     subject = f"{group.name}/{number}"
@@ -1184,15 +1197,19 @@ def delete_version(session: Session, group_name: str, number: int, actor: Princi
 
 
 def delete_group(session: Session, name: str, actor: Principal) -> None:
-    """Remove a group whose versions could all be deleted (none approved, no alias), and nothing refers to."""
+    """Remove a group whose versions could all be deleted (none approved, no governed alias), and nothing refers
+    to; its other aliases go with it, each removal audited."""
     group = get_group(session, name, for_update=True)
-    for v in session.scalars(_lock(select(ModelVersion).where(ModelVersion.group_id == group.id)
-                                   .order_by(ModelVersion.version), session)):
+    versions = list(session.scalars(_lock(select(ModelVersion).where(ModelVersion.group_id == group.id)
+                                          .order_by(ModelVersion.version), session)))
+    for v in versions:
         why = _why_kept(session, group, v)
         if why is not None:
             raise RuleRefusal(f"cannot delete model group {name!r}: {why}",
                               fix="approved versions stay; archive the group's versions instead")
     _refuse_if_referenced(session, group.name, None, "delete")
+    for v in versions:
+        _drop_aliases(session, group, v, actor)
     before = {"name": group.name, "description": group.description, "tags": group.tags,
               "latest_version": group.latest_version}
     session.delete(group)
@@ -1562,7 +1579,7 @@ def _compare(column: Any, op: str, value: str | list[str], field: str = "") -> A
     if op == "CONTAINS":
         return icontains(column, text) if text else true()
     if op in ("LIKE", "ILIKE"):
-        return column.like(text) if op == "LIKE" else column.ilike(text)
+        return like(column, text) if op == "LIKE" else column.ilike(text)
     typed = _typed(field, text)
     return {"=": lambda: column == typed, "!=": lambda: column != typed, ">": lambda: column > typed,
             ">=": lambda: column >= typed, "<": lambda: column < typed, "<=": lambda: column <= typed}[op]()

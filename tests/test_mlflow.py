@@ -13,6 +13,7 @@ import hashlib
 import hmac
 import json
 import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -127,6 +128,47 @@ def test_register_model_twice_and_both_doors_see_the_same_versions(world: World)
     assert [e["subject_id"] for e in world.audit("version.registered")] == ["churn/1", "churn/2", "churn/3"]
 
 
+def test_mlflow_style_model_names_work_through_every_door(world: World) -> None:
+    """MLflow names models freely (underscores, dots, spaces, non-ASCII, long names); SageMaker's
+    stricter rule made the commonest MLflow names (``fraud_model``) fail on the first call."""
+    from urllib.parse import quote
+    c = world.client
+    names = ["fraud_model", "team.churn v2", "modèle-crédit", "x" * 245]
+    for name in names:
+        c.create_registered_model(name, tags={"team": "risk"})
+        assert c.create_model_version(name, "s3://models/m/1").version == "1"
+    assert c.get_registered_model("fraud_model").latest_versions[0].version == "1"
+    found = c.search_registered_models(filter_string="name LIKE 'team.%'")
+    assert [m.name for m in found] == ["team.churn v2"]
+    # LIKE is case-sensitive on both backends, as on MLflow (SQLite's own LIKE is not); ILIKE is not
+    assert c.search_registered_models(filter_string="name LIKE 'TEAM.%'") == []
+    assert [m.name for m in c.search_registered_models(filter_string="name ILIKE 'TEAM.%'")] == ["team.churn v2"]
+    assert [m.name for m in c.search_registered_models(filter_string="name LIKE 'fraud_mode_'")] == ["fraud_model"]
+    assert len(c.search_registered_models(filter_string="tags.team LIKE 'ri%'")) == 4
+    assert c.search_registered_models(filter_string="tags.team LIKE 'RI%'") == []
+    assert c.search_model_versions("name = 'fraud_model' AND source_path LIKE 'S3://%'") == []
+    for name in names:   # natively, the name is one path segment, percent-encoded
+        r = world.http.get(f"{API}/model-groups/{quote(name, safe='')}/versions/1", headers=world.h("viewer"))
+        assert r.status_code == 200 and r.json()["group"] == name, r.text
+    world.approve("team.churn v2", 1)
+    with world.as_("appr2"):
+        c.set_registered_model_alias("team.churn v2", "champion", "1")
+    assert c.get_model_version_by_alias("team.churn v2", "champion").version == "1"
+    c.rename_registered_model("fraud_model", "fraud_model.v2")
+    assert world.audit("model_group.renamed")[0]["after"] == {"name": "fraud_model.v2"}
+    with httpx.Client(base_url=world.url, timeout=60) as browser:   # the console, signed in as a viewer
+        form = browser.get("/console/sign-in").text
+        token = re.search(r'name="csrf_token" value="([^"]+)"', form)
+        assert token, form
+        r = browser.post("/console/sign-in", data={"api_key": world.keys["viewer"], "csrf_token": token.group(1)})
+        assert r.status_code == 303, r.text
+        page = browser.get("/console/models")
+        assert page.status_code == 200 and 'href="/console/models/team.churn%20v2"' in page.text, page.text[:3000]
+        assert "modèle-crédit" in page.text
+        for path in ("/console/models/team.churn%20v2", "/console/models/team.churn%20v2/versions/1"):
+            assert browser.get(path).status_code == 200, path
+
+
 def native_sha(world: World, version: int) -> str:
     r = world.http.get(f"{API}/model-groups/churn/versions/{version}", headers=world.h("viewer"))
     return str(r.json()["artifact_sha256"])
@@ -235,6 +277,36 @@ def test_champion_alias_is_governed(world: World) -> None:
     assert _code(exc) == "PERMISSION_DENIED" and "approved" in str(exc.value)
 
 
+def test_deleting_takes_ungoverned_aliases_along_as_mlflow_does(world: World) -> None:
+    c = world.client
+    c.create_registered_model("churn")
+    for i in (1, 2, 3):
+        c.create_model_version("churn", f"s3://m/{i}")
+    c.set_registered_model_alias("churn", "keep", "2")
+    c.set_registered_model_alias("churn", "shadow", "2")
+    c.delete_model_version("churn", "2")   # MLflow deletes the version and its aliases; so does mlgov, audited
+    assert c.get_registered_model("churn").aliases == {}
+    removed = world.audit("version.alias_removed", "churn/2")
+    assert sorted(e["before"]["alias"] for e in removed) == ["keep", "shadow"]
+    assert all(e["actor"] == "test-pub" and e["after"] == {"alias": e["before"]["alias"], "version": None}
+               for e in removed)
+    now = world.http.get(f"{API}/model-groups/churn/aliases", headers=world.h("viewer"))
+    assert now.status_code == 200 and now.json()["aliases"] == {}
+    c.set_registered_model_alias("churn", "candidate", "3")
+    c.delete_registered_model("churn")   # the model too, with its remaining ungoverned alias
+    assert [e["before"]["alias"] for e in world.audit("version.alias_removed", "churn/3")] == ["candidate"]
+    assert world.audit("model_group.deleted")[0]["subject_id"] == "churn"
+    # a governed alias keeps its version: only an approver moves it, and it points only at approved versions
+    c.create_registered_model("fraud")
+    c.create_model_version("fraud", "s3://f/1")
+    world.approve("fraud", 1)
+    with world.as_("appr2"):
+        c.set_registered_model_alias("fraud", "champion", "1")
+    with pytest.raises(MlflowException) as exc:
+        c.delete_registered_model("fraud")
+    assert _code(exc) == "PERMISSION_DENIED" and "approved" in str(exc.value)
+
+
 def test_transition_stage_keeps_mlgov_rules_and_history(world: World) -> None:
     c = world.client
     c.create_registered_model("churn")
@@ -242,7 +314,7 @@ def test_transition_stage_keeps_mlgov_rules_and_history(world: World) -> None:
         c.create_model_version("churn", f"s3://m/{i}")
     with pytest.raises(MlflowException) as exc, world.as_("appr"):   # mlgov's lifecycle: None → Staging first
         c.transition_model_version_stage("churn", "1", "Production")
-    assert _code(exc) == "INVALID_PARAMETER_VALUE" and "allowed stages are" in str(exc.value)
+    assert _code(exc) == "PERMISSION_DENIED" and "allowed stages are" in str(exc.value)   # the group's rule
     with world.as_("appr"):
         c.transition_model_version_stage("churn", "1", "staging")
         with pytest.raises(MlflowException) as exc:
@@ -418,8 +490,13 @@ def test_roles_and_auth(world: World) -> None:
     ("GET", "model-versions/get", {"name": "churn", "version": "-1"}, "RESOURCE_DOES_NOT_EXIST", "does not exist"),
     ("GET", "model-versions/get", {"name": "churn", "version": "9"}, "RESOURCE_DOES_NOT_EXIST", "no version 9"),
     ("GET", "registered-models/get", {}, "INVALID_PARAMETER_VALUE", "name"),
-    ("POST", "registered-models/create", {"name": "my model!"}, "INVALID_PARAMETER_VALUE", "my-model"),
-    ("POST", "registered-models/create", {"name": "x" * 64}, "INVALID_PARAMETER_VALUE", "name"),
+    ("POST", "registered-models/create", {"name": "team/churn"}, "INVALID_PARAMETER_VALUE", "team-churn"),
+    ("POST", "registered-models/create", {"name": "s3:churn"}, "INVALID_PARAMETER_VALUE", "'/' or ':'"),
+    ("POST", "registered-models/create", {"name": ".."}, "INVALID_PARAMETER_VALUE", "'..'"),
+    ("POST", "registered-models/create", {"name": "   "}, "INVALID_PARAMETER_VALUE", "blank"),
+    ("POST", "registered-models/create", {"name": "bell\x07"}, "INVALID_PARAMETER_VALUE", "control"),
+    ("POST", "registered-models/create", {"name": "x" * 246}, "INVALID_PARAMETER_VALUE", "245"),
+    ("POST", "registered-models/rename", {"name": "churn", "new_name": "a/b"}, "INVALID_PARAMETER_VALUE", "'/'"),
     ("POST", "registered-models/alias", {"name": "churn", "alias": "latest", "version": "1"},
      "INVALID_PARAMETER_VALUE", "latest"),
     ("POST", "model-versions/transition-stage", {"name": "churn", "version": "1", "stage": "Limbo"},
