@@ -441,6 +441,10 @@ _FIELDS = {"models": {"name": "name"},
            "versions": {"name": "name", "run_id": "run_id", "source_path": "source", "version_number": "version",
                         "current_stage": "stage"}}
 _COMPARISONS = (">", ">=", "<", "<=")
+# The mlgov.* tags a version shows (`model_version`) are its facts, not stored tags: a filter on one reads the fact.
+_FACT_TAGS = {"mlgov.approval_status": "approval_status", "mlgov.stage": "stage",
+              "mlgov.artifact_sha256": "artifact_sha256"}
+UNVERIFIED = "unverified"   # what mlgov.artifact_sha256 shows for a version without a verified hash
 
 
 _SPLIT = re.compile(_QUOTED + r"|`[^`]*`|\s+AND\s+", re.IGNORECASE)
@@ -495,6 +499,9 @@ def parse_filter(text: str | None, kind: Literal["models", "versions"]) -> list[
                 continue
             if op not in ("=", "!=", "LIKE", "ILIKE"):
                 raise Invalid(f"tags cannot be compared with {op}", fix="use =, !=, LIKE or ILIKE on tags")
+            if kind == "versions" and key.startswith(service.RESERVED_METADATA_PREFIX):
+                clauses.append(_fact_clause(key, op, values[0]))
+                continue
         else:
             attr = field.split(".", 1)[1] if field.lower().startswith("attribute.") else field
             if attr.strip("`") not in _FIELDS[kind]:
@@ -510,6 +517,16 @@ def parse_filter(text: str | None, kind: Literal["models", "versions"]) -> list[
         clause = SearchClause(field=name, op=op, value=value, key=key)
         clauses.append(_empty_run_id(clause) if name == "run_id" else clause)
     return clauses
+
+
+def _fact_clause(key: str, op: str, value: str) -> SearchTerm:
+    """A filter on one of the mlgov.* tags versions show, as a condition on the fact it shows."""
+    field = _FACT_TAGS.get(key)
+    if field is None:
+        raise Invalid(f"tags.`{key}` cannot be searched", fix=f"search by tags.`{', '.join(_FACT_TAGS)}`")
+    if field == "artifact_sha256" and value == UNVERIFIED and op in ("=", "!="):   # shown for a missing hash
+        return SearchClause(field=field, op="NOT EXISTS" if op == "=" else "EXISTS")
+    return SearchClause(field=field, op=op, value=value)
 
 
 _ORDER = {"models": {"name": "name", "creation_timestamp": "created_at", "last_updated_timestamp": "updated_at",
@@ -563,7 +580,7 @@ def model_version(v: service.VersionView) -> dict[str, Any]:
         tags.append({"key": "mlgov.approved_by", "value": v.approved_by})
     if v.stage is not None:
         tags.append({"key": "mlgov.stage", "value": v.stage})
-    tags.append({"key": "mlgov.artifact_sha256", "value": v.artifact_sha256 or "unverified"})
+    tags.append({"key": "mlgov.artifact_sha256", "value": v.artifact_sha256 or UNVERIFIED})
     out: dict[str, Any] = {
         "name": v.group_name, "version": str(v.version), "creation_timestamp": _ms(v.created_at),
         "last_updated_timestamp": _ms(v.updated_at), "user_id": v.registered_by,

@@ -258,6 +258,17 @@ def test_champion_alias_is_governed(world: World) -> None:
         c.set_registered_model_alias("churn", "champion", "1")
     assert c.get_model_version_by_alias("churn", "champion").version == "1"
     assert c.get_registered_model("churn").aliases == {"champion": "1"}
+    # the mlgov.* tags are facts, and a filter on one reads the fact (nobody can write such a tag)
+    def found(where: str) -> list[str]:
+        return [v.version for v in c.search_model_versions(f"name = 'churn' AND {where}")]
+    assert found("tags.`mlgov.approval_status` = 'Approved'") == ["1"]
+    assert found("tags.`mlgov.approval_status` != 'Approved'") == found("tags.`mlgov.stage` = 'Staging'") == []
+    assert found("tags.`mlgov.stage` LIKE 'Dev%'") == ["1"]
+    assert found("tags.`mlgov.artifact_sha256` = 'unverified'") == found("version_number >= 1")
+    assert found("tags.`mlgov.artifact_sha256` != 'unverified'") == []
+    with pytest.raises(MlflowException) as exc:
+        found("tags.`mlgov.approved_by` = 'x'")
+    assert _code(exc) == "INVALID_PARAMETER_VALUE" and "mlgov.approval_status" in str(exc.value)
     c.set_registered_model_alias("churn", "candidate", "1")   # ungoverned aliases: any publisher
     assert c.get_model_version("churn", "1").aliases == ["candidate", "champion"]
     c.delete_registered_model_alias("churn", "candidate")
