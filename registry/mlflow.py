@@ -24,6 +24,7 @@ import re
 import time
 from collections.abc import Callable, Coroutine, Iterator
 from typing import Annotated, Any, Literal, TypeVar
+from urllib.parse import unquote_plus, urlsplit
 
 from fastapi import Depends, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
@@ -63,7 +64,7 @@ from mlgov.errors import (
 )
 from mlgov.outbound import OutboundDep
 from mlgov.secrets import SecretsDep
-from mlgov.storage import StoreDep
+from mlgov.storage import ObjectStore, StoreDep
 from mlgov.web import Router, include
 from registry import group_commit, service
 from registry.errors import (
@@ -754,12 +755,19 @@ async def create_model_version(fields: Fields, request: Request, principal: Read
     source = (await run_in_threadpool(_models_uri, session, m.source)) if m.source.startswith("models:/") else None
     await end_read(request, session)
     metadata = {t.key: t.value for t in m.tags if not t.key.startswith(service.RESERVED_METADATA_PREFIX)}
-    uri = source.artifact_uri if source is not None else m.source
+    uri = source.artifact_uri if source is not None else _checked_source(m.source, store)
+    run_id = m.run_id or None
+    if source is not None:   # as MLflow: the run is the referenced version's, and a stated one must be it
+        if m.run_id is not None and (m.run_id or None) != source.run_id:
+            raise Invalid(f"invalid model version source {m.source!r}: run_id {m.run_id!r} is not the referenced "
+                          f"version's ({source.run_id or 'none'})", fix="leave run_id out; it is copied from the "
+                                                                         "version the source names")
+        run_id = source.run_id
     try:
         body = VersionFields(artifact_uri=uri,
                              artifact_sha256=source.artifact_sha256 if source is not None else
                              await run_in_threadpool(service.hash_artifact, store, uri),
-                             description=m.description, metadata=metadata, run_id=m.run_id or None,
+                             description=m.description, metadata=metadata, run_id=run_id,
                              run_link=m.run_link or None)
     except ValidationError as exc:
         first = exc.errors()[0]
@@ -769,6 +777,23 @@ async def create_model_version(fields: Fields, request: Request, principal: Read
     v = await group_commit.register(get_db(request), m.name,
                                     service.Registration(body, principal, request_id_var.get()))
     return answer({"model_version": model_version(service.registered_view(m.name, v))})
+
+
+def _checked_source(uri: str, store: ObjectStore) -> str:
+    """MLflow's server refuses a source with relative path segments (``s3://b/models/../other``: percent-encoded
+    too) and a local path it cannot tie to a run; mlgov keeps no runs, so a local path is a source only inside
+    mlgov's own store (which is then hashed)."""
+    text = uri
+    while (unquoted := unquote_plus(text)) != text:
+        text = unquoted
+    if "\x00" in text or ".." in text.replace("\\", "/").split("/"):
+        raise Invalid(f"invalid model version source {uri[:200]!r}: relative path segments ('..') are refused",
+                      fix="give the artifact's absolute URI")
+    scheme = urlsplit(text).scheme.lower()
+    if (scheme in ("", "file") or len(scheme) == 1) and store.key_of(uri) is None:   # "C:" is a drive, not a scheme
+        raise Invalid(f"invalid model version source {uri[:200]!r}: a local path is a source only inside mlgov's "
+                      "object store", fix="upload the model to the object store (or S3) and register that URI")
+    return uri
 
 
 _MODELS_URI = re.compile(r"models:/(?P<name>[^/@]+)(?:/(?P<ref>[^/@]+)|@(?P<alias>[^/@]+))/?")

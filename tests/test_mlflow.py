@@ -382,6 +382,18 @@ def test_mlflow_client_calls_that_differed_from_mlflow(world: World) -> None:
     with pytest.raises(MlflowException) as exc:
         c.create_model_version("churn", "models:/nope/1")
     assert _code(exc) == "RESOURCE_DOES_NOT_EXIST"
+    # a models:/ source brings its version's run along; a different stated run is refused, as on MLflow
+    assert c.create_model_version("churn-copy", "models:/churn/1").run_id == "r1"
+    with pytest.raises(MlflowException) as exc:
+        c.create_model_version("churn-copy", "models:/churn/1", run_id="r3")
+    assert _code(exc) == "INVALID_PARAMETER_VALUE" and "referenced version" in str(exc.value)
+    # relative path segments and local paths outside mlgov's store are refused, as MLflow's server refuses them
+    for bad in ("s3://b/models/../other", "s3://b/models/%2E%2E/other", "/tmp/model", "file:///etc/passwd",
+                "relative/model", "s3://b/m\x00"):
+        with pytest.raises(MlflowException) as exc:
+            c.create_model_version("churn-copy", bad)
+        assert _code(exc) == "INVALID_PARAMETER_VALUE" and "source" in str(exc.value), bad
+    assert [v.version for v in c.search_model_versions("name = 'churn-copy'")] == ["2", "1"]
     found = c.search_model_versions("name = 'churn' AND version_number > 1", order_by=["version_number ASC"])
     assert [v.version for v in found] == ["2", "3"]
     assert [v.version for v in c.search_model_versions("name='churn' AND version_number <= 1")] == ["1"]
