@@ -930,7 +930,7 @@ def _set_stage(session: Session, group: ModelGroup, v: ModelVersion, target: str
                comment: str | None, reason: str) -> None:
     previous = v.stage
     v.stage = target
-    v.updated_at = utcnow()
+    v.updated_at = group.updated_at = utcnow()   # the group changed too (MLflow moves both timestamps)
     move = StageTransition(group_id=group.id, version_id=v.id, from_stage=previous, to_stage=target,
                            actor=actor.name, comment=comment, reason=reason, at=utcnow())
     session.add(move)
@@ -1189,6 +1189,7 @@ def delete_version(session: Session, group_name: str, number: int, actor: Princi
     snapshot = _payload(group.name, v)
     _drop_aliases(session, group, v, actor)
     session.delete(v)
+    group.updated_at = utcnow()
     session.flush()
     subject = f"{group.name}/{number}"
     audit.record(session, actor=actor.name, action="version.deleted", subject_type="model_version",

@@ -295,7 +295,9 @@ def test_deleting_takes_ungoverned_aliases_along_as_mlflow_does(world: World) ->
         c.create_model_version("churn", f"s3://m/{i}")
     c.set_registered_model_alias("churn", "keep", "2")
     c.set_registered_model_alias("churn", "shadow", "2")
+    before = c.get_registered_model("churn").last_updated_timestamp
     c.delete_model_version("churn", "2")   # MLflow deletes the version and its aliases; so does mlgov, audited
+    assert c.get_registered_model("churn").last_updated_timestamp > before   # the model changed, as on MLflow
     assert c.get_registered_model("churn").aliases == {}
     removed = world.audit("version.alias_removed", "churn/2")
     assert sorted(e["before"]["alias"] for e in removed) == ["keep", "shadow"]
@@ -326,8 +328,11 @@ def test_transition_stage_keeps_mlgov_rules_and_history(world: World) -> None:
     with pytest.raises(MlflowException) as exc, world.as_("appr"):   # mlgov's lifecycle: None → Staging first
         c.transition_model_version_stage("churn", "1", "Production")
     assert _code(exc) == "PERMISSION_DENIED" and "allowed stages are" in str(exc.value)   # the group's rule
+    before = c.get_registered_model("churn").last_updated_timestamp
     with world.as_("appr"):
         c.transition_model_version_stage("churn", "1", "staging")
+    assert c.get_registered_model("churn").last_updated_timestamp > before   # a stage move changes the model too
+    with world.as_("appr"):
         with pytest.raises(MlflowException) as exc:
             c.transition_model_version_stage("churn", "1", "Production")
     assert _code(exc) == "PERMISSION_DENIED" and "accepts only Approved versions" in str(exc.value)
