@@ -78,6 +78,9 @@ from registry.errors import (
 from registry.orm import ModelGroup
 from registry.schemas import (
     DESCRIPTION_MAX,
+    TAG_KEY_MAX,
+    TAG_VALUE_MAX,
+    TAGS_MAX,
     GroupCreate,
     GroupUpdate,
     SearchClause,
@@ -296,8 +299,8 @@ Name = Annotated[str, Field(min_length=1, max_length=256)]
 
 
 class Tag(Message):
-    key: str = Field(min_length=1, max_length=250)
-    value: str = Field(default="", max_length=5000)
+    key: str = Field(min_length=1, max_length=TAG_KEY_MAX)
+    value: str = Field(default="", max_length=TAG_VALUE_MAX)
 
 
 class ByName(Message):
@@ -329,12 +332,12 @@ class LatestVersions(ByName):
 
 
 class ModelTag(ByName):
-    key: str = Field(min_length=1, max_length=250)
-    value: str = Field(default="", max_length=5000)
+    key: str = Field(min_length=1, max_length=TAG_KEY_MAX)
+    value: str = Field(default="", max_length=TAG_VALUE_MAX)
 
 
 class ModelTagKey(ByName):
-    key: str = Field(min_length=1, max_length=250)
+    key: str = Field(min_length=1, max_length=TAG_KEY_MAX)
 
 
 class SetAlias(ByName):
@@ -350,7 +353,7 @@ class CreateVersion(ByName):
     source: str = Field(min_length=1, max_length=2048)
     run_id: str | None = Field(default=None, max_length=256)
     run_link: str | None = Field(default=None, max_length=2048)
-    tags: list[Tag] = Field(default_factory=list, max_length=50)
+    tags: list[Tag] = Field(default_factory=list, max_length=TAGS_MAX)
     description: str | None = Field(default=None, max_length=DESCRIPTION_MAX)
 
 
@@ -368,12 +371,12 @@ class Transition(VersionRef):
 
 
 class VersionTag(VersionRef):
-    key: str = Field(min_length=1, max_length=250)
-    value: str = Field(default="", max_length=5000)
+    key: str = Field(min_length=1, max_length=TAG_KEY_MAX)
+    value: str = Field(default="", max_length=TAG_VALUE_MAX)
 
 
 class VersionTagKey(VersionRef):
-    key: str = Field(min_length=1, max_length=250)
+    key: str = Field(min_length=1, max_length=TAG_KEY_MAX)
 
 
 def _version_number(text: str) -> int:
@@ -400,7 +403,7 @@ def _group_create(name: str, description: str | None, tags: dict[str, str]) -> G
         field = ".".join(str(p) for p in first.get("loc", ()))
         fix = (f"names are up to 245 characters without '/', ':' or control characters, as on MLflow: try "
                f"{service.suggest_name(name)!r}" if field == "name" else
-               "tags: at most 50, keys up to 128 and values up to 256 characters")
+               "tags: at most 100, keys up to 250 and values up to 5,000 characters")
         raise Invalid(f"invalid {field or 'request'} for registered model {name!r}: {first.get('msg', '')}",
                       fix=fix) from None
 
@@ -772,7 +775,7 @@ async def create_model_version(fields: Fields, request: Request, principal: Read
     except ValidationError as exc:
         first = exc.errors()[0]
         raise Invalid(f"invalid {'.'.join(str(p) for p in first.get('loc', ()))}: {first.get('msg', '')}",
-                      fix="tags: at most 50, keys up to 128 and values up to 256 characters; run_link a URI") \
+                      fix="tags: at most 100, keys up to 250 and values up to 5,000 characters; run_link a URI") \
             from None
     v = await group_commit.register(get_db(request), m.name,
                                     service.Registration(body, principal, request_id_var.get()))

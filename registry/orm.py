@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text, UniqueConstraint, func, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from mlgov.db import BIGINT_PK, Base, new_id, utcnow
@@ -75,16 +75,21 @@ class ModelVersion(Base):
     )
 
 
+VALUE_PREFIX = 200   # characters of a metadata value its index holds
+
+
 class VersionMetadata(Base):
     """Customer metadata pairs as rows, so ``metadata=key=value`` filters use an index on both backends."""
 
     __tablename__ = "registry_version_metadata"
-    __table_args__ = (Index("ix_registry_version_metadata_kv", "key", "value"),)
+    # Indexed on the value's first VALUE_PREFIX characters: a whole value (up to 5,000, MLflow's tags) may pass
+    # PostgreSQL's btree entry limit (~2.7 kB); an equality filter also compares the prefix (`value_equals`).
+    __table_args__ = (Index("ix_registry_version_metadata_kv", "key", func.substr(text("value"), 1, VALUE_PREFIX)),)
 
     version_id: Mapped[str] = mapped_column(ForeignKey("registry_model_versions.id", ondelete="CASCADE"),
                                             primary_key=True)
-    key: Mapped[str] = mapped_column(String(128), primary_key=True)
-    value: Mapped[str] = mapped_column(String(256))
+    key: Mapped[str] = mapped_column(String(250), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
 
 
 class ApprovalDecision(Base):

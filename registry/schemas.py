@@ -121,8 +121,10 @@ DEFAULT_STAGES = StageConfig(
 
 # --- groups -------------------------------------------------------------------------------------------
 
-Tags = Annotated[dict[Annotated[str, StringConstraints(min_length=1, max_length=128)],
-                      Annotated[str, StringConstraints(max_length=256)]], Field(max_length=50)]
+# Tags and metadata: MLflow's key length, values as long as a description (MLflow's own go further), 100 pairs.
+TAG_KEY_MAX, TAG_VALUE_MAX, TAGS_MAX = 250, 5000, 100
+Tags = Annotated[dict[Annotated[str, StringConstraints(min_length=1, max_length=TAG_KEY_MAX)],
+                      Annotated[str, StringConstraints(max_length=TAG_VALUE_MAX)]], Field(max_length=TAGS_MAX)]
 
 
 class GroupCreate(Strict):
@@ -239,8 +241,8 @@ class SourceInfo(Strict):
 
 
 MetricValue = Annotated[StrictFloat, Field(allow_inf_nan=False)]
-MetaKey = Annotated[str, StringConstraints(min_length=1, max_length=128)]
-MetaValue = Annotated[str, StringConstraints(max_length=256)]
+MetaKey = Annotated[str, StringConstraints(min_length=1, max_length=TAG_KEY_MAX)]
+MetaValue = Annotated[str, StringConstraints(max_length=TAG_VALUE_MAX)]
 
 
 class VersionFields(Strict):
@@ -258,7 +260,7 @@ class VersionFields(Strict):
     metrics: dict[Annotated[str, StringConstraints(min_length=1, max_length=256)], MetricValue] = Field(
         default_factory=dict, max_length=500)
     model_metrics: ModelMetrics | None = None
-    metadata: dict[MetaKey, MetaValue] = Field(default_factory=dict, max_length=50)
+    metadata: dict[MetaKey, MetaValue] = Field(default_factory=dict, max_length=TAGS_MAX)
     domain: str | None = Field(default=None, max_length=128)
     task: str | None = Field(default=None, max_length=128)
     model_card: ModelCard | None = None

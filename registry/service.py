@@ -55,6 +55,7 @@ from registry.errors import (
     VersionNotFound,
 )
 from registry.orm import (
+    VALUE_PREFIX,
     Alias,
     AliasMove,
     ApprovalDecision,
@@ -71,6 +72,8 @@ from registry.schemas import (
     DEFAULT_STAGES,
     DESCRIPTION_MAX,
     GROUP_NAME_MAX,
+    TAG_KEY_MAX,
+    TAG_VALUE_MAX,
     ApprovalRequest,
     GroupCreate,
     GroupUpdate,
@@ -519,7 +522,22 @@ def _list_filters(status: str | None, stage: str | None, created_after: dt.datet
                   created_before: dt.datetime | None, metadata: dict[str, str]) -> list[Any]:
     return [*equal((ModelVersion.approval_status, status), (ModelVersion.stage, stage)),
             *in_window(ModelVersion.created_at, created_after, created_before),
-            *(_tagged(k, VersionMetadata.value == val) for k, val in metadata.items())]
+            *(_tagged(k, *_value_is(val)) for k, val in metadata.items())]
+
+
+# What the (key, value prefix) index holds, its numbers written into the SQL: an index on an expression serves only
+# that very expression, and a bound parameter in place of 1 or 200 is not it.
+_value_prefix = func.substr(VersionMetadata.value, literal_column("1"), literal_column(str(VALUE_PREFIX)))
+
+
+_value_rest = func.substr(VersionMetadata.value, literal_column(str(VALUE_PREFIX + 1)))
+
+
+def _value_is(value: str) -> tuple[Any, ...]:
+    """``value = x`` as its indexed prefix and the rest, so the (key, value prefix) index serves it. Not written
+    ``value = x AND prefix = x[:200]``: SQLite then propagates the constant into the prefix expression, which no
+    longer matches the index's, and probes by key alone (every version with the tag)."""
+    return _value_prefix == value[:VALUE_PREFIX], _value_rest == value[VALUE_PREFIX:]
 
 
 def _tagged(key: str, *conditions: Any) -> Any:
@@ -1042,11 +1060,11 @@ def governed_aliases(group: ModelGroup) -> list[str]:
 
 
 def _check_pair(key: str, value: str | None, what: str) -> None:
-    if not 1 <= len(key) <= 128:
-        raise Invalid(f"{what} key must be 1-128 characters, got {len(key)}", fix="use a shorter key")
-    if value is not None and len(value) > 256:
-        raise Invalid(f"{what} value for {key!r} is {len(value)} characters; mlgov keeps at most 256",
-                      fix="store long text in the description or the model card, or point at it with a URI")
+    if not 1 <= len(key) <= TAG_KEY_MAX:
+        raise Invalid(f"{what} key must be 1-{TAG_KEY_MAX} characters, got {len(key)}", fix="use a shorter key")
+    if value is not None and len(value) > TAG_VALUE_MAX:
+        raise Invalid(f"{what} value for {key!r} is {len(value)} characters; mlgov keeps at most {TAG_VALUE_MAX}",
+                      fix="store long text in the model card, or point at it with a URI")
 
 
 def rename_group(session: Session, name: str, new_name: str, actor: Principal) -> ModelGroup:
@@ -1631,6 +1649,11 @@ def _versions_where(clauses: Sequence[SearchTerm]) -> list[Any]:
         key = c.key or ""
         if c.op in ("EXISTS", "NOT EXISTS"):
             return _tagged(key) if c.op == "EXISTS" else ~_tagged(key)
+        if c.op == "=" and isinstance(c.value, str):
+            return _tagged(key, *_value_is(c.value))
+        if c.op == "IN" and isinstance(c.value, list):
+            return _tagged(key, VersionMetadata.value.in_(c.value),
+                           _value_prefix.in_(sorted({v[:VALUE_PREFIX] for v in c.value})))
         return _tagged(key, _compare(VersionMetadata.value, c.op, c.value))
 
     return _where(clauses, _VERSION_COLUMNS, tag)

@@ -288,6 +288,40 @@ def test_champion_alias_is_governed(world: World) -> None:
     assert _code(exc) == "PERMISSION_DENIED" and "approved" in str(exc.value)
 
 
+def test_long_tags_as_mlflow_users_keep_them(world: World) -> None:
+    """MLflow keeps long tag keys and values (JSON, signatures, notes); SageMaker's 128/256 limits refused them.
+    Values past PostgreSQL's btree entry size are indexed by their first 200 characters, and an equality filter
+    still tells apart two values that share those."""
+    c = world.client
+    signature = json.dumps({"inputs": [{"name": f"feature_{i}", "type": "double"} for i in range(100)]})
+    assert len(signature) > 4000
+    shared = "p" * 250
+    c.create_registered_model("churn", tags={"k" * 250: "v" * 5000})
+    c.create_model_version("churn", "s3://m/1", tags={"signature": signature, "note": shared + "-one"})
+    c.create_model_version("churn", "s3://m/2", tags={f"t{i}": str(i) for i in range(99)} | {"note": shared + "-two"})
+    c.set_model_version_tag("churn", "1", "k" * 250, "w" * 5000)
+    assert c.get_model_version("churn", "1").tags["signature"] == signature
+    assert c.get_registered_model("churn").tags == {"k" * 250: "v" * 5000}
+
+    def found(where: str) -> list[str]:
+        return [v.version for v in c.search_model_versions(f"name = 'churn' AND {where}")]
+    assert found(f"tags.note = '{shared}-two'") == ["2"]
+    assert found(f"tags.note = '{shared}-one'") == ["1"]
+    assert found(f"tags.note = '{shared}'") == []
+    assert found(f"tags.note = '{shared * 10}'") == []   # 2,500 characters: longer than the indexed prefix
+    assert found("tags.t98 = '98'") == ["2"]
+    r = world.http.get(f"{API}/model-groups/churn/versions", params={"metadata": f"note={shared}-one"},
+                       headers=world.h("viewer"))
+    assert [v["version"] for v in r.json()["items"]] == [1], r.text
+    for bad in ({"k" * 251: "v"}, {"k": "v" * 5001}, {f"t{i}": "v" for i in range(101)}):
+        with pytest.raises(MlflowException) as exc:
+            c.create_model_version("churn", "s3://m/3", tags=bad)
+        assert _code(exc) == "INVALID_PARAMETER_VALUE" and "tags" in str(exc.value)
+    with pytest.raises(MlflowException) as exc:
+        c.set_model_version_tag("churn", "1", "note", "x" * 5001)
+    assert _code(exc) == "INVALID_PARAMETER_VALUE" and "5000" in str(exc.value)
+
+
 def test_deleting_takes_ungoverned_aliases_along_as_mlflow_does(world: World) -> None:
     c = world.client
     c.create_registered_model("churn")
@@ -332,9 +366,8 @@ def test_transition_stage_keeps_mlgov_rules_and_history(world: World) -> None:
     with world.as_("appr"):
         c.transition_model_version_stage("churn", "1", "staging")
     assert c.get_registered_model("churn").last_updated_timestamp > before   # a stage move changes the model too
-    with world.as_("appr"):
-        with pytest.raises(MlflowException) as exc:
-            c.transition_model_version_stage("churn", "1", "Production")
+    with world.as_("appr"), pytest.raises(MlflowException) as exc:
+        c.transition_model_version_stage("churn", "1", "Production")
     assert _code(exc) == "PERMISSION_DENIED" and "accepts only Approved versions" in str(exc.value)
     world.approve("churn", 1)
     with world.as_("appr"):
