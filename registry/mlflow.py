@@ -594,11 +594,20 @@ def model_version(v: service.VersionView) -> dict[str, Any]:
     }
     if v.artifact_sha256 is None:
         out["status_message"] = "unverified: the source is outside mlgov's object store, so it was not hashed"
-    if v.run_id:
-        out["run_id"] = v.run_id
-    if v.run_link:
-        out["run_link"] = v.run_link
+    out["run_id"], out["run_link"] = v.run_id or "", v.run_link or ""   # MLflow's server sends "" for none
     return out
+
+
+def _listed(key: str, items: list[dict[str, Any]]) -> dict[str, Any]:
+    """A search answer's list as MLflow's server writes it: proto3 JSON leaves an empty list out (``{}``)."""
+    return {key: items} if items else {}
+
+
+def _without_aliases(version: dict[str, Any]) -> dict[str, Any]:
+    """A version as listed in a registered model's latest_versions, where MLflow's server leaves aliases out (the
+    model carries them)."""
+    version.pop("aliases", None)
+    return version
 
 
 def answer(message: dict[str, Any]) -> Response:
@@ -617,7 +626,7 @@ def registered_models(session: SessionDep, groups: list[ModelGroup]) -> list[dic
         out.append({
             "name": g.name, "creation_timestamp": _ms(g.created_at), "last_updated_timestamp": _ms(g.updated_at),
             "user_id": g.created_by, "description": g.description or "",
-            "latest_versions": [model_version(v) for v in latest[g.id]],
+            "latest_versions": [_without_aliases(model_version(v)) for v in latest[g.id]],
             "tags": [{"key": k, "value": val} for k, val in sorted((g.tags or {}).items())],
             "aliases": [{"alias": a, "version": str(n)} for a, n in aliases[g.id]],
         })
@@ -685,7 +694,7 @@ def search_registered_models(fields: Fields, session: SessionDep, _: Reader) -> 
     size, offset = _page(m, "models", 100)
     groups = service.search_groups(session, parse_filter(m.filter, "models"), parse_order(m.order_by, "models"),
                                    size + 1, offset)
-    out: dict[str, Any] = {"registered_models": registered_models(session, groups[:size])}
+    out: dict[str, Any] = _listed("registered_models", registered_models(session, groups[:size]))
     if len(groups) > size:
         out["next_page_token"] = _token(offset + size)
     return answer(out)
@@ -698,7 +707,7 @@ def get_latest_versions(fields: Fields, session: SessionDep, _: Reader) -> Respo
     wanted = [m.stages] if isinstance(m.stages, str) else list(m.stages or [])
     stages = [_stage_in(group, s) for s in wanted] or None
     latest = service.view_latest_by_stage(session, [group.id], stages)[group.id]
-    return answer({"model_versions": [model_version(v) for v in latest]})
+    return answer(_listed("model_versions", [model_version(v) for v in latest]))
 
 
 @router.post("/registered-models/set-tag")
@@ -867,7 +876,7 @@ def search_model_versions(fields: Fields, session: SessionDep, _: Reader) -> Res
     size, offset = _page(m, "versions", 10_000)
     views = service.view_search(session, parse_filter(m.filter, "versions"), parse_order(m.order_by, "versions"),
                                 size + 1, offset)
-    out: dict[str, Any] = {"model_versions": [model_version(v) for v in views[:size]]}
+    out: dict[str, Any] = _listed("model_versions", [model_version(v) for v in views[:size]])
     if len(views) > size:
         out["next_page_token"] = _token(offset + size)
     return answer(out)

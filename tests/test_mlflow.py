@@ -322,6 +322,25 @@ def test_long_tags_as_mlflow_users_keep_them(world: World) -> None:
     assert _code(exc) == "INVALID_PARAMETER_VALUE" and "5000" in str(exc.value)
 
 
+def test_wire_shapes_as_mlflow_server_writes_them(world: World) -> None:
+    """Raw REST answers compared key by key with MLflow 3.17.2's server: "" for a missing run, no aliases inside
+    latest_versions, and proto3's empty answer for a search that finds nothing."""
+    c = world.client
+    c.create_registered_model("churn")
+    c.create_model_version("churn", "s3://m/1")
+    h = world.h("viewer")
+    got = world.http.get("/api/2.0/mlflow/model-versions/get", params={"name": "churn", "version": "1"}, headers=h)
+    version = got.json()["model_version"]
+    assert (version["run_id"], version["run_link"]) == ("", ""), version
+    model = world.http.get("/api/2.0/mlflow/registered-models/get", params={"name": "churn"}, headers=h).json()
+    assert "aliases" not in model["registered_model"]["latest_versions"][0], model
+    for path, params in (("model-versions/search", {"filter": "name = 'nope'"}),
+                         ("registered-models/search", {"filter": "name = 'nope'"})):
+        r = world.http.get(f"/api/2.0/mlflow/{path}", params=params, headers=h)
+        assert r.status_code == 200 and r.json() == {}, (path, r.text)
+    assert c.search_model_versions("name = 'nope'") == [] and c.get_model_version("churn", "1").run_id == ""
+
+
 def test_deleting_takes_ungoverned_aliases_along_as_mlflow_does(world: World) -> None:
     c = world.client
     c.create_registered_model("churn")
