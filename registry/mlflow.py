@@ -539,6 +539,10 @@ _ORDER = {"models": {"name": "name", "creation_timestamp": "created_at", "last_u
                        "last_updated_timestamp": "updated_at", "timestamp": "updated_at", "current_stage": "stage"}}
 
 
+# MLflow's server orders a version search without order_by by last update, newest first, then name, then version.
+DEFAULT_VERSION_ORDER = [("updated_at", False), ("name", True), ("version", False)]
+
+
 def parse_order(order_by: list[str] | str | None, kind: Literal["models", "versions"]) -> list[tuple[str, bool]]:
     items = [order_by] if isinstance(order_by, str) else list(order_by or [])
     out = []
@@ -874,8 +878,8 @@ def get_model_version(fields: Fields, session: SessionDep, _: Reader) -> Respons
 def search_model_versions(fields: Fields, session: SessionDep, _: Reader) -> Response:
     m = _parse(Search, fields)
     size, offset = _page(m, "versions", 10_000)
-    views = service.view_search(session, parse_filter(m.filter, "versions"), parse_order(m.order_by, "versions"),
-                                size + 1, offset)
+    views = service.view_search(session, parse_filter(m.filter, "versions"),
+                                parse_order(m.order_by, "versions") or DEFAULT_VERSION_ORDER, size + 1, offset)
     out: dict[str, Any] = _listed("model_versions", [model_version(v) for v in views[:size]])
     if len(views) > size:
         out["next_page_token"] = _token(offset + size)

@@ -35,6 +35,7 @@ class ModelVersion(Base):
         Index("ix_registry_model_versions_group_status_version", "group_id", "approval_status", "version"),
         Index("ix_registry_model_versions_group_stage", "group_id", "stage"),
         Index("ix_registry_model_versions_group_created", "group_id", "created_at"),
+        Index("ix_registry_model_versions_group_updated", "group_id", "updated_at", "version"),
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)

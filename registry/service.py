@@ -1486,13 +1486,21 @@ def view_search(session: Session, clauses: Sequence[SearchTerm], order: list[tup
     """`search_versions` as views. A ``name = 'x'`` clause (every MLflow client search names its model) is also
     applied as that group's id, a scalar subquery (as in `read_latest`; a constant to PostgreSQL's planner): ordered
     by version it then walks the (group, version) index backwards and stops at the page, where the name alone made
-    it sort every version of the group."""
+    it sort every version of the group. With one name, ordering by name is ordering by nothing: it is dropped, so
+    an order by last update walks the (group, updated_at, version) index the same way."""
     stmt = _VIEWS.where(*_versions_where(clauses))
+    one_group = False
     for c in clauses:
         if isinstance(c, SearchClause) and c.field == "name" and c.op == "=" and isinstance(c.value, str):
             stmt = stmt.where(_MV.group_id == select(ModelGroup.id).where(ModelGroup.name == c.value)
                               .scalar_subquery())
-    stmt = stmt.order_by(*_ordering(order, _VERSION_COLUMNS, [ModelGroup.name.asc(), ModelVersion.version.desc()]))
+            one_group = True
+    if one_group:
+        order = [(key, asc) for key, asc in order if key != "name"]
+    ordered = {key for key, _ in order} | ({"name"} if one_group else set())
+    tiebreak = [column for key, column in (("name", ModelGroup.name.asc()), ("version", ModelVersion.version.desc()))
+                if key not in ordered]
+    stmt = stmt.order_by(*_ordering(order, _VERSION_COLUMNS, tiebreak))
     return version_views(session, session.execute(stmt.limit(limit).offset(offset)).all())
 
 

@@ -339,6 +339,14 @@ def test_wire_shapes_as_mlflow_server_writes_them(world: World) -> None:
         r = world.http.get(f"/api/2.0/mlflow/{path}", params=params, headers=h)
         assert r.status_code == 200 and r.json() == {}, (path, r.text)
     assert c.search_model_versions("name = 'nope'") == [] and c.get_model_version("churn", "1").run_id == ""
+    # without order_by, versions come as MLflow's server orders them: last updated first
+    for i in (2, 3):
+        c.create_model_version("churn", f"s3://m/{i}")
+    assert [v.version for v in c.search_model_versions("name = 'churn'")] == ["3", "2", "1"]
+    c.update_model_version("churn", "1", description="retrained")
+    assert [v.version for v in c.search_model_versions("name = 'churn'")] == ["1", "3", "2"]
+    page = c.search_model_versions("name = 'churn'", max_results=2)
+    assert [v.version for v in page] == ["1", "3"] and page.token
 
 
 def test_deleting_takes_ungoverned_aliases_along_as_mlflow_does(world: World) -> None:

@@ -367,13 +367,13 @@ def test_sqlite_tag_search_reads_the_tagged_versions_once(tmp_path):
     tag index once per version (10k versions, 100 hits: 24 -> 12 ms). Same answers; PostgreSQL plans both as one
     semi-join."""
 
-    from sqlalchemy import event, insert
+    from sqlalchemy import event, insert, update
 
     from mlgov import auth
     from mlgov.auth import Principal, Role
     from mlgov.db import Database, new_id, utcnow
     from registry import service
-    from registry.mlflow import parse_filter
+    from registry.mlflow import DEFAULT_VERSION_ORDER, parse_filter
     from registry.orm import VersionMetadata
     from registry.schemas import GroupCreate
     from tests.infra import upgrade
@@ -395,18 +395,19 @@ def test_sqlite_tag_search_reads_the_tagged_versions_once(tmp_path):
                                             for i, vid in enumerate(ids)] +
                   [{"version_id": vid, "key": "odd", "value": "1"} for i, vid in enumerate(ids) if i % 2])
 
-    def search(text: str) -> tuple[list[int], str]:
+    def search(text: str, order: list[tuple[str, bool]] | None = None) -> tuple[list[int], str]:
         """The service's answer, and SQLite's plan for its statement (caught as it runs, with its parameters)."""
         seen: list[tuple[str, Any]] = []
 
         def catch(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, many: bool) -> None:
-            if "registry_version_metadata" in statement and "LIMIT" in statement:
+            if "registry_model_versions" in statement and "LIMIT" in statement:
                 seen.append((statement, parameters))
 
         event.listen(db.engine, "before_cursor_execute", catch)
         try:
             with db.session_scope(write=False) as s:
-                found = [v.version for v in service.view_search(s, parse_filter(text, "versions"), [], 5000, 0)]
+                found = [v.version for v in service.view_search(s, parse_filter(text, "versions"), order or [],
+                                                                5000, 0)]
         finally:
             event.remove(db.engine, "before_cursor_execute", catch)
         [(statement, parameters)] = seen
@@ -421,6 +422,15 @@ def test_sqlite_tag_search_reads_the_tagged_versions_once(tmp_path):
     assert search("name = 'big' and tags.batch = '7' and tags.odd = '1'")[0] == list(range(800, 700, -2))
     assert search("name = 'big' and tags.batch != '0' and tags.batch LIKE '1_'")[0] == list(range(2000, 1000, -1))
     assert search("name = 'big' and tags.odd != '1'")[0] == []
+    # MLflow's default order (last update first): one model's versions read in that order from the
+    # (group, updated_at, version) index, no sort of every version
+    found, plan = search("name = 'big'", DEFAULT_VERSION_ORDER)
+    assert found == list(range(2000, 0, -1))
+    assert "ix_registry_model_versions_group_updated" in plan and "TEMP B-TREE" not in plan, plan
+    with db.session_scope() as s:
+        s.execute(update(ModelVersion).where(ModelVersion.version == 5)
+                  .values(updated_at=now + dt.timedelta(seconds=1)))
+    assert search("name = 'big'", DEFAULT_VERSION_ORDER)[0][:3] == [5, 2000, 1999]
     db.dispose()
 
 
