@@ -14,7 +14,7 @@ from starlette.concurrency import run_in_threadpool
 
 import registry
 from console import pdf
-from console.web import AuditorPage, page_of, render, templates
+from console.web import AuditorPage, attachment, page_of, render, templates
 from mlgov import audit, web
 from mlgov.auth import SessionDep
 from mlgov.errors import Invalid
@@ -98,7 +98,7 @@ def _standalone(session: Any, group: str, since: str, until: str) -> tuple[str, 
 def report_html(session: SessionDep, _: AuditorPage, group: Group = "", since: Text = "",
                 until: Text = "") -> HTMLResponse:
     html, name = _standalone(session, group, since, until)
-    return HTMLResponse(html, headers={"Content-Disposition": f'attachment; filename="{name}.html"'})
+    return HTMLResponse(html, headers={"Content-Disposition": attachment(f"{name}.html")})
 
 
 @router.get("/audit/report.pdf")
@@ -107,4 +107,4 @@ async def report_pdf(session: SessionDep, _: AuditorPage, group: Group = "", sin
     html, name = await run_in_threadpool(_standalone, session, group, since, until)
     body = await run_in_threadpool(pdf.html_to_pdf, html)
     return Response(body, media_type="application/pdf",
-                    headers={"Content-Disposition": f'attachment; filename="{name}.pdf"'})
+                    headers={"Content-Disposition": attachment(f"{name}.pdf")})

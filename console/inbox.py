@@ -4,6 +4,7 @@ decision form (the registry's `decide` applies four-eyes and the group's policy;
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
+from urllib.parse import quote
 
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
@@ -65,7 +66,7 @@ def decide(request: Request, group: str, number: int, session: SessionDep, user:
            decision: Annotated[Literal["Approved", "Rejected"], Form()],
            comment: Annotated[str, Form(max_length=4000)] = "",
            shown_on: Annotated[Literal["inbox", "version"], Form()] = "inbox") -> RedirectResponse:
-    here = f"{PREFIX}/" if shown_on == "inbox" else f"{PREFIX}/models/{group}/versions/{number}"
+    here = f"{PREFIX}/" if shown_on == "inbox" else f"{PREFIX}/models/{quote(group, safe='')}/versions/{number}"
     back(request, here)
     req = parse(ApprovalRequest, status=decision, comment=comment, expected_status="PendingManualApproval"
                 if shown_on == "inbox" else None)

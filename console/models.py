@@ -5,7 +5,7 @@ lineage as an interactive graph (lineage.js + Cytoscape)."""
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import HTMLResponse
@@ -90,7 +90,7 @@ def _href(ent: Any) -> str:
     """Where clicking a node leads: a version's, an alert's or a schedule's page, or the node's own page."""
     props = ent.properties or {}
     if ent.type == "ModelPackage" and props.get("model_group") and props.get("version"):
-        return f"{PREFIX}/models/{props['model_group']}/versions/{props['version']}"
+        return f"{PREFIX}/models/{quote(str(props['model_group']), safe='')}/versions/{props['version']}"
     if ent.type == "Alert" and ent.identity.startswith("alert:"):
         return f"{PREFIX}/alerts/{ent.identity.removeprefix('alert:')}"
     if ent.type == "MonitoringSchedule" and props.get("schedule"):

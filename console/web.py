@@ -21,6 +21,7 @@ from __future__ import annotations
 import base64
 import inspect
 import json
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -104,6 +105,13 @@ def render(request: Request, user: Signed | None, template: str, *, status: int 
     if request.cookies.get(FLASH_COOKIE):
         response.delete_cookie(FLASH_COOKIE, path=PREFIX)
     return response
+
+
+def attachment(filename: str) -> str:
+    """Content-Disposition for a download named after user data: a model's name may hold quotes, spaces and any
+    script, and header values are Latin-1. An ASCII stand-in, and the exact name as RFC 6266's ``filename*``."""
+    plain = re.sub(r"[^A-Za-z0-9._-]+", "_", filename).strip("_") or "download"
+    return f"attachment; filename=\"{plain}\"; filename*=UTF-8''{quote(filename, safe='')}"
 
 
 def back(request: Request, path: str) -> None:

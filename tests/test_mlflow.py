@@ -131,9 +131,9 @@ def test_register_model_twice_and_both_doors_see_the_same_versions(world: World)
 def test_mlflow_style_model_names_work_through_every_door(world: World) -> None:
     """MLflow names models freely (underscores, dots, spaces, non-ASCII, long names); SageMaker's
     stricter rule made the commonest MLflow names (``fraud_model``) fail on the first call."""
-    from urllib.parse import quote
+    from urllib.parse import quote, unquote
     c = world.client
-    names = ["fraud_model", "team.churn v2", "modèle-crédit", "x" * 245]
+    names = ["fraud_model", "team.churn v2", "modèle-crédit", "x" * 245, 'q"uote ✓ #1?']
     for name in names:
         c.create_registered_model(name, tags={"team": "risk"})
         assert c.create_model_version(name, "s3://models/m/1").version == "1"
@@ -144,7 +144,7 @@ def test_mlflow_style_model_names_work_through_every_door(world: World) -> None:
     assert c.search_registered_models(filter_string="name LIKE 'TEAM.%'") == []
     assert [m.name for m in c.search_registered_models(filter_string="name ILIKE 'TEAM.%'")] == ["team.churn v2"]
     assert [m.name for m in c.search_registered_models(filter_string="name LIKE 'fraud_mode_'")] == ["fraud_model"]
-    assert len(c.search_registered_models(filter_string="tags.team LIKE 'ri%'")) == 4
+    assert len(c.search_registered_models(filter_string="tags.team LIKE 'ri%'")) == len(names)
     assert c.search_registered_models(filter_string="tags.team LIKE 'RI%'") == []
     assert c.search_model_versions("name = 'fraud_model' AND source_path LIKE 'S3://%'") == []
     for name in names:   # natively, the name is one path segment, percent-encoded
@@ -165,8 +165,17 @@ def test_mlflow_style_model_names_work_through_every_door(world: World) -> None:
         page = browser.get("/console/models")
         assert page.status_code == 200 and 'href="/console/models/team.churn%20v2"' in page.text, page.text[:3000]
         assert "modèle-crédit" in page.text
-        for path in ("/console/models/team.churn%20v2", "/console/models/team.churn%20v2/versions/1"):
+        for path in ("/console/models/team.churn%20v2", "/console/models/team.churn%20v2/versions/1",
+                     f"/console/models/{quote(names[-1], safe='')}/versions/1"):
             assert browser.get(path).status_code == 200, path
+        # a download named after the model: quotes and non-Latin-1 text stay out of the header's plain filename
+        r = browser.get("/console/audit/report.html", params={"group": names[-1]})
+        assert r.status_code == 200, r.text[:500]
+        disposition = r.headers["content-disposition"]
+        plain = re.search(r'filename="([^"]*)"', disposition)
+        assert plain and plain.group(1).startswith("compliance-q_uote_1_-"), disposition
+        exact = re.search(r"filename\*=UTF-8''(\S+)", disposition)
+        assert exact and unquote(exact.group(1)).startswith(f"compliance-{names[-1]}-"), disposition
 
 
 def native_sha(world: World, version: int) -> str:
