@@ -78,7 +78,9 @@ from registry.errors import (
 from registry.orm import ModelGroup
 from registry.schemas import (
     DESCRIPTION_MAX,
+    GROUP_NAME_MAX,
     TAG_KEY_MAX,
+    TAG_LIMITS,
     TAG_VALUE_MAX,
     TAGS_MAX,
     GroupCreate,
@@ -401,9 +403,8 @@ def _group_create(name: str, description: str | None, tags: dict[str, str]) -> G
     except ValidationError as exc:
         first = exc.errors()[0]
         field = ".".join(str(p) for p in first.get("loc", ()))
-        fix = (f"names are up to 245 characters without '/', ':' or control characters, as on MLflow: try "
-               f"{service.suggest_name(name)!r}" if field == "name" else
-               "tags: at most 100, keys up to 250 and values up to 5,000 characters")
+        fix = (f"names are up to {GROUP_NAME_MAX} characters without '/', ':' or control characters, as on MLflow: "
+               f"try {service.suggest_name(name)!r}" if field == "name" else TAG_LIMITS)
         raise Invalid(f"invalid {field or 'request'} for registered model {name!r}: {first.get('msg', '')}",
                       fix=fix) from None
 
@@ -788,7 +789,7 @@ async def create_model_version(fields: Fields, request: Request, principal: Read
     except ValidationError as exc:
         first = exc.errors()[0]
         raise Invalid(f"invalid {'.'.join(str(p) for p in first.get('loc', ()))}: {first.get('msg', '')}",
-                      fix="tags: at most 100, keys up to 250 and values up to 5,000 characters; run_link a URI") \
+                      fix=f"{TAG_LIMITS}; run_link a URI") \
             from None
     v = await group_commit.register(get_db(request), m.name,
                                     service.Registration(body, principal, request_id_var.get()))

@@ -84,7 +84,7 @@ class VersionMetadata(Base):
 
     __tablename__ = "registry_version_metadata"
     # Indexed on the value's first VALUE_PREFIX characters: a whole value (up to 5,000, MLflow's tags) may pass
-    # PostgreSQL's btree entry limit (~2.7 kB); an equality filter also compares the prefix (`value_equals`).
+    # PostgreSQL's btree entry limit (~2.7 kB); an equality filter compares the prefix (`service._value_is`).
     __table_args__ = (Index("ix_registry_version_metadata_kv", "key", func.substr(text("value"), 1, VALUE_PREFIX)),)
 
     version_id: Mapped[str] = mapped_column(ForeignKey("registry_model_versions.id", ondelete="CASCADE"),

@@ -24,8 +24,6 @@ ApprovalStatus = Literal["PendingManualApproval", "Approved", "Rejected"]
 Decision = Literal["Approved", "Rejected"]
 CardStatus = Literal["Draft", "PendingReview", "Approved", "Archived"]
 
-# SageMaker's model package group names; its API creates only these (its clients expect its pattern to hold).
-SAGEMAKER_NAME_RE = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 # MLflow allows 256; the subject of a version's audit events and webhooks, "<name>/<version>", must fit in 256 too.
 GROUP_NAME_MAX = 245
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
@@ -123,13 +121,15 @@ DEFAULT_STAGES = StageConfig(
 
 # Tags and metadata: MLflow's key length, values as long as a description (MLflow's own go further), 100 pairs.
 TAG_KEY_MAX, TAG_VALUE_MAX, TAGS_MAX = 250, 5000, 100
+TAG_LIMITS = f"tags: at most {TAGS_MAX}, keys up to {TAG_KEY_MAX} and values up to {TAG_VALUE_MAX:,} characters"
 Tags = Annotated[dict[Annotated[str, StringConstraints(min_length=1, max_length=TAG_KEY_MAX)],
                       Annotated[str, StringConstraints(max_length=TAG_VALUE_MAX)]], Field(max_length=TAGS_MAX)]
 
 
 class GroupCreate(Strict):
     name: str = Field(min_length=1, max_length=GROUP_NAME_MAX,
-                      description="up to 245 characters, without '/', ':' or control characters (MLflow's rule)")
+                      description=f"up to {GROUP_NAME_MAX} characters, without '/', ':' or control characters "
+                                  "(MLflow's rule)")
     description: str | None = Field(default=None, max_length=DESCRIPTION_MAX)
     tags: Tags = Field(default_factory=dict)
     stage_config: StageConfig | None = None
