@@ -74,6 +74,7 @@ from registry.schemas import (
     GROUP_NAME_MAX,
     TAG_KEY_MAX,
     TAG_VALUE_MAX,
+    TAGS_MAX,
     ApprovalRequest,
     GroupCreate,
     GroupUpdate,
@@ -1104,8 +1105,8 @@ def set_group_tag(session: Session, name: str, key: str, value: str | None, acto
         tags.pop(key)
     else:
         tags[key] = value
-    if len(tags) > 50:
-        raise Invalid(f"model group {name!r} would have {len(tags)} tags; mlgov keeps at most 50",
+    if len(tags) > TAGS_MAX:
+        raise Invalid(f"model group {name!r} would have {len(tags)} tags; mlgov keeps at most {TAGS_MAX}",
                       fix="remove tags that are no longer needed")
     return update_group(session, name, GroupUpdate(tags=tags), actor)
 
@@ -1145,8 +1146,8 @@ def set_version_metadata(session: Session, group_name: str, number: int, key: st
     elif key in items:
         items[key].value = value
     else:
-        if len(items) >= 50:
-            raise Invalid(f"{group.name} version {number} already has 50 metadata pairs, mlgov's limit",
+        if len(items) >= TAGS_MAX:
+            raise Invalid(f"{group.name} version {number} already has {TAGS_MAX} metadata pairs, mlgov's limit",
                           fix="remove pairs that are no longer needed")
         v.metadata_items.append(VersionMetadata(key=key, value=value))
     v.updated_at = utcnow()

@@ -329,6 +329,15 @@ def test_long_tags_as_mlflow_users_keep_them(world: World) -> None:
     with pytest.raises(MlflowException) as exc:
         c.set_model_version_tag("churn", "1", "note", "x" * 5001)
     assert _code(exc) == "INVALID_PARAMETER_VALUE" and "5000" in str(exc.value)
+    # one tag at a time up to the same 100 the creating call allows (the setters stopped at 50 before)
+    c.create_registered_model("wide", tags={f"g{i}": "v" for i in range(99)})
+    c.set_registered_model_tag("wide", "g99", "v")
+    c.delete_registered_model_tag("wide", "g0")
+    c.delete_model_version_tag("churn", "2", "note")
+    c.set_model_version_tag("churn", "2", "t99", "v")   # version 2 holds 100 again
+    with pytest.raises(MlflowException) as exc:
+        c.set_model_version_tag("churn", "2", "t100", "v")
+    assert _code(exc) == "INVALID_PARAMETER_VALUE" and "100 metadata pairs" in str(exc.value)
 
 
 def test_wire_shapes_as_mlflow_server_writes_them(world: World) -> None:
