@@ -136,9 +136,32 @@ class _Like(ColumnElement[bool]):
                            ("as_glob", InternalTraversal.dp_clauseelement)]
 
     def __init__(self, column: SQLColumnExpression[Any], pattern: str) -> None:
-        self.as_like = column.like(pattern)
-        glob = "".join({"%": "*", "_": "?", "*": "[*]", "?": "[?]", "[": "[[]"}.get(ch, ch) for ch in pattern)
-        self.as_glob = column.op("GLOB", is_comparison=True)(glob)
+        tokens = _like_tokens(pattern)
+        self.as_like = column.like("".join(t if w else "\\" + t if t in "%_\\" else t for w, t in tokens),
+                                   escape="\\")
+        self.as_glob = column.op("GLOB", is_comparison=True)(
+            "".join(_GLOB_WILDCARD[t] if w else f"[{t}]" if t in "*?[" else t for w, t in tokens))
+
+
+_GLOB_WILDCARD = {"%": "*", "_": "?"}
+
+
+def _like_tokens(pattern: str) -> list[tuple[bool, str]]:
+    """A LIKE pattern as (is wildcard, character): ``%`` and ``_`` are wildcards, a backslash makes the next
+    character itself (PostgreSQL's default escape); a trailing lone backslash is itself, not PostgreSQL's error."""
+    out, chars = [], iter(pattern)
+    for ch in chars:
+        if ch == "\\":
+            out.append((False, next(chars, "\\")))
+        else:
+            out.append((ch in _GLOB_WILDCARD, ch))
+    return out
+
+
+def like_matches(text: str, pattern: str, *, ignore_case: bool = False) -> bool:
+    """What ``text LIKE pattern`` (or ILIKE) answers, in Python: for values a row shows but does not store."""
+    regex = "".join((".*" if t == "%" else ".") if w else re.escape(t) for w, t in _like_tokens(pattern))
+    return re.fullmatch(regex, text, re.DOTALL | (re.IGNORECASE if ignore_case else 0)) is not None
 
 
 @compiles(_Like)

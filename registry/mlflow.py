@@ -51,7 +51,7 @@ from mlgov.auth import (
     require_reading,
 )
 from mlgov.context import request_id_var
-from mlgov.db import DatabaseBusy, busy_reason, is_unique_violation
+from mlgov.db import DatabaseBusy, busy_reason, is_unique_violation, like_matches
 from mlgov.errors import (
     Conflict,
     DomainError,
@@ -466,14 +466,17 @@ def _clauses(text: str) -> list[str]:
     return [*parts, text[start:]]
 
 
-def _empty_run_id(clause: SearchClause) -> SearchTerm:
-    """MLflow stores a version without a run as run_id "", mlgov as no run id: a clause that "" satisfies also
-    matches the versions without one (``run_id = ''``, ``run_id != 'abc'``, ``run_id IN ('', …)``)."""
+def _or_missing(clause: SearchClause, shown: str) -> SearchTerm:
+    """A clause on a field a version shows as ``shown`` when it has no value (MLflow stores a version without a
+    run as run_id "", mlgov as no run id; mlgov.artifact_sha256 shows "unverified" for no hash): when ``shown``
+    satisfies it, the versions without a value match too (``run_id = ''``, ``run_id != 'abc'``, ``LIKE 'un%'``)."""
     values = clause.value if isinstance(clause.value, list) else [clause.value]
-    empty_matches = {"=": "" in values, "IN": "" in values, "!=": "" not in values, "NOT IN": "" not in values}
-    if not empty_matches.get(clause.op, False):
+    first = values[0] if values else ""
+    shown_matches = {"=": shown == first, "!=": shown != first, "IN": shown in values, "NOT IN": shown not in values,
+                     "LIKE": like_matches(shown, first), "ILIKE": like_matches(shown, first, ignore_case=True)}
+    if not shown_matches.get(clause.op, False):
         return clause
-    return SearchGroup(join="OR", items=[clause, SearchClause(field="run_id", op="NOT EXISTS")])
+    return SearchGroup(join="OR", items=[clause, SearchClause(field=clause.field, op="NOT EXISTS")])
 
 
 def parse_filter(text: str | None, kind: Literal["models", "versions"]) -> list[SearchTerm]:
@@ -520,7 +523,7 @@ def parse_filter(text: str | None, kind: Literal["models", "versions"]) -> list[
             raise Invalid(f"{op} needs a parenthesised list", fix="write run_id IN ('a', 'b')")
         value: str | list[str] = values if op in ("IN", "NOT IN") else values[0]
         clause = SearchClause(field=name, op=op, value=value, key=key)
-        clauses.append(_empty_run_id(clause) if name == "run_id" else clause)
+        clauses.append(_or_missing(clause, "") if name == "run_id" else clause)
     return clauses
 
 
@@ -529,9 +532,8 @@ def _fact_clause(key: str, op: str, value: str) -> SearchTerm:
     field = _FACT_TAGS.get(key)
     if field is None:
         raise Invalid(f"tags.`{key}` cannot be searched", fix=f"search by tags.`{', '.join(_FACT_TAGS)}`")
-    if field == "artifact_sha256" and value == UNVERIFIED and op in ("=", "!="):   # shown for a missing hash
-        return SearchClause(field=field, op="NOT EXISTS" if op == "=" else "EXISTS")
-    return SearchClause(field=field, op=op, value=value)
+    clause = SearchClause(field=field, op=op, value=value)
+    return _or_missing(clause, UNVERIFIED) if field == "artifact_sha256" else clause
 
 
 _ORDER = {"models": {"name": "name", "creation_timestamp": "created_at", "last_updated_timestamp": "updated_at",

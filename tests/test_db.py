@@ -21,6 +21,8 @@ from mlgov.db import (
     icontains,
     in_window,
     keys_present,
+    like,
+    like_matches,
     paginate,
     per_backend,
     present_keys,
@@ -104,6 +106,26 @@ def test_present_keys_finds_exactly_the_listed_keys_within_the_scope(db: Transac
         if s.get_bind().dialect.name == "postgresql":
             compiled = stmts["postgresql"].compile(s.connection())
             assert "LATERAL" in str(compiled) and sorted(compiled.params) == ["ids", "scope"]
+
+
+def test_like_is_the_same_case_sensitive_pattern_on_both_backends_and_in_python(db: TransactionalDatabase):
+    """SQLite's LIKE ignores ASCII case and knows no escape, so there it runs as a GLOB: ``%``/``_`` are the only
+    wildcards, a backslash makes the next character itself (PostgreSQL's default), a trailing one is itself."""
+    names = ["fraud_model", "fraudXmodel", "Fraud_model", "a*b", "a?b", "a[b]", "50% off", "back\\slash", "tab\tx",
+             "new\nline"]
+    patterns = {"fraud_model": ["fraudXmodel", "fraud_model"], "fraud\\_model": ["fraud_model"],
+                "FRAUD%": [], "%*%": ["a*b"], "a?b": ["a?b"], "a_b": ["a*b", "a?b"], "a[b]": ["a[b]"],
+                "%[%": ["a[b]"], "50\\% %": ["50% off"], "50%": ["50% off"], "back\\\\%": ["back\\slash"],
+                "back\\": [], "%\\": [], "\\b%": ["back\\slash"], "%_x": ["tab\tx"], "new_line": ["new\nline"],
+                "new%": ["new\nline"], "": []}
+    with db.session_scope() as s:
+        rows = [auth.create_key(s, name, "viewer", actor="test")[0] for name in names]
+        ids = [r.id for r in rows]
+        for pattern, expected in patterns.items():
+            found = sorted(s.scalars(select(ApiKey.name).where(ApiKey.id.in_(ids), like(ApiKey.name, pattern))))
+            assert found == sorted(expected), (pattern, found)
+            assert sorted(n for n in names if like_matches(n, pattern)) == sorted(expected), pattern
+        assert like_matches("Fraud_model", "fraud%", ignore_case=True) and not like_matches("Fraud_model", "fraud%")
 
 
 def test_in_window_is_half_open_and_skips_missing_bounds(db: TransactionalDatabase):

@@ -147,6 +147,13 @@ def test_mlflow_style_model_names_work_through_every_door(world: World) -> None:
     assert len(c.search_registered_models(filter_string="tags.team LIKE 'ri%'")) == len(names)
     assert c.search_registered_models(filter_string="tags.team LIKE 'RI%'") == []
     assert c.search_model_versions("name = 'fraud_model' AND source_path LIKE 'S3://%'") == []
+    # a backslash makes the next character itself on both backends (PostgreSQL's LIKE escape; GLOB has none)
+    c.create_registered_model("fraudXmodel")
+    def like(pattern: str) -> list[str]:
+        return sorted(m.name for m in c.search_registered_models(filter_string=f"name LIKE '{pattern}'"))
+    assert like("fraud_model") == ["fraudXmodel", "fraud_model"] and like("fraud\\_model") == ["fraud_model"]
+    assert like("q\"uote ✓ #1?") == ['q"uote ✓ #1?'] and like("%#1\\?") == ['q"uote ✓ #1?'] and like("%[%") == []
+    assert like("%?") == ['q"uote ✓ #1?'] and like("%\\\\") == []
     for name in names:   # natively, the name is one path segment, percent-encoded
         r = world.http.get(f"{API}/model-groups/{quote(name, safe='')}/versions/1", headers=world.h("viewer"))
         assert r.status_code == 200 and r.json()["group"] == name, r.text
@@ -275,6 +282,10 @@ def test_champion_alias_is_governed(world: World) -> None:
     assert found("tags.`mlgov.stage` LIKE 'Dev%'") == ["1"]
     assert found("tags.`mlgov.artifact_sha256` = 'unverified'") == found("version_number >= 1")
     assert found("tags.`mlgov.artifact_sha256` != 'unverified'") == []
+    # what the tag shows for no hash is what every operator compares
+    assert found("tags.`mlgov.artifact_sha256` LIKE 'unver%'") == found("tags.`mlgov.artifact_sha256` != 'ab'") \
+        == found("tags.`mlgov.artifact_sha256` ILIKE 'UNVERIFIED'") == found("version_number >= 1")
+    assert found("tags.`mlgov.artifact_sha256` LIKE 'ab%'") == []
     with pytest.raises(MlflowException) as exc:
         found("tags.`mlgov.approved_by` = 'x'")
     assert _code(exc) == "INVALID_PARAMETER_VALUE" and "mlgov.approval_status" in str(exc.value)
