@@ -403,7 +403,7 @@ def _group_create(name: str, description: str | None, tags: dict[str, str]) -> G
     except ValidationError as exc:
         first = exc.errors()[0]
         field = ".".join(str(p) for p in first.get("loc", ()))
-        fix = (f"names are up to {GROUP_NAME_MAX} characters without '/', ':' or control characters, as on MLflow: "
+        fix = (f"names are up to {GROUP_NAME_MAX} characters without '/', ':', control or invisible characters: "
                f"try {service.suggest_name(name)!r}" if field == "name" else TAG_LIMITS)
         raise Invalid(f"invalid {field or 'request'} for registered model {name!r}: {first.get('msg', '')}",
                       fix=fix) from None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import unicodedata
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -26,14 +27,17 @@ CardStatus = Literal["Draft", "PendingReview", "Approved", "Archived"]
 
 # MLflow allows 256; the subject of a version's audit events and webhooks, "<name>/<version>", must fit in 256 too.
 GROUP_NAME_MAX = 245
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# Characters that render as nothing or reorder text (zero-width, bidi overrides, line separators, unassigned and
+# private-use code points): in a name they let "fraud_model" and a look-alike read the same to an approver.
+_INVISIBLE = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
 
 
 def group_name_problem(name: str) -> str | None:
     """Why ``name`` cannot name a model group, or None. MLflow's rule for registered models (``fraud_model``,
     ``team.churn`` and SageMaker's names all pass): not blank, no ``/`` or ``:``, not ``.`` nor starting with
-    ``..`` (names become path segments); at most 245 characters (MLflow's 256 less a version's suffix); control
-    characters are refused as well (they would reach logs and headers)."""
+    ``..`` (names become path segments); at most 245 characters (MLflow's 256 less a version's suffix). Stricter,
+    because approvers must be able to tell two names apart by reading them: no control or invisible characters,
+    no space but the ASCII one and none around the name, and Unicode's composed form (NFC): one look, one name."""
     if not name.strip():
         return "must not be blank"
     if len(name) > GROUP_NAME_MAX:
@@ -42,9 +46,16 @@ def group_name_problem(name: str) -> str | None:
         return "must not contain '/' or ':'"
     if name == "." or name.startswith(".."):
         return "must not be '.' or start with '..'"
-    if _CONTROL.search(name):
-        return "must not contain control characters"
+    for ch in name:
+        if unicodedata.category(ch) in _INVISIBLE or (ch.isspace() and ch != " "):
+            return f"must not contain control, invisible or non-ASCII space characters (found U+{ord(ch):04X})"
+    if name != name.strip():
+        return "must not start or end with whitespace"
+    if unicodedata.normalize("NFC", name) != name:
+        return f"must be in Unicode's composed form (NFC): send {unicodedata.normalize('NFC', name)!r}"
     return None
+
+
 STAGE_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,62}$")
 
 ShortStr = Annotated[str, StringConstraints(min_length=1, max_length=256)]
@@ -128,8 +139,8 @@ Tags = Annotated[dict[Annotated[str, StringConstraints(min_length=1, max_length=
 
 class GroupCreate(Strict):
     name: str = Field(min_length=1, max_length=GROUP_NAME_MAX,
-                      description=f"up to {GROUP_NAME_MAX} characters, without '/', ':' or control characters "
-                                  "(MLflow's rule)")
+                      description=f"up to {GROUP_NAME_MAX} characters, without '/', ':', control or invisible "
+                                  "characters, in NFC (MLflow's rule, made readable)")
     description: str | None = Field(default=None, max_length=DESCRIPTION_MAX)
     tags: Tags = Field(default_factory=dict)
     stage_config: StageConfig | None = None

@@ -10,6 +10,7 @@ import datetime as dt
 import hashlib
 import itertools
 import re
+import unicodedata
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
@@ -1090,7 +1091,8 @@ def rename_group(session: Session, name: str, new_name: str, actor: Principal) -
 
 def suggest_name(name: str) -> str:
     """A valid group name close to ``name`` (for error messages)."""
-    cleaned = "".join("-" if c in "/:" or not c.isprintable() else c for c in name).strip().lstrip(".")
+    cleaned = unicodedata.normalize("NFC", "".join("-" if c in "/:" else "" if not c.isprintable() else c
+                                                   for c in name)).strip().lstrip(".")
     return cleaned[:GROUP_NAME_MAX] or "my-model"
 
 
