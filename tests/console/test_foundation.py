@@ -7,6 +7,7 @@ from typing import Any
 
 import httpx
 import pytest
+from playwright.sync_api import expect
 
 from tests.console.conftest import PHONE, Console
 from tests.console.helpers import register
@@ -26,12 +27,13 @@ def test_root_leads_to_sign_in_and_a_key_signs_in(console: Console, open_browser
     b.check_csp()
     page.get_by_label("API key").fill(console.keys["viewer"])
     page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("heading", name="Approvals", level=1)).to_be_visible()   # waits for the redirect
     assert page.url.endswith("/console/")
-    assert page.get_by_role("heading", name="Approvals", level=1).is_visible()
     cookie = next(c for c in b.context.cookies() if c["name"] == "mlgov_console")
     assert cookie["httpOnly"] and cookie["sameSite"] == "Strict" and cookie["expires"] > 0
     page.get_by_role("button", name="Sign out").click()
-    assert "/console/sign-in" in page.url and "you are signed out" in page.content()
+    expect(page.locator(".flash")).to_contain_text("you are signed out")
+    assert "/console/sign-in" in page.url
     # the old cookie is dead on the server, not only forgotten by this browser
     r = httpx.get(console.url + "/console/", cookies={"mlgov_console": cookie["value"]}, follow_redirects=False)
     assert r.status_code == 303 and "/console/sign-in" in r.headers["location"]
