@@ -323,7 +323,8 @@ class UpdateModel(ByName):
 
 
 class Search(Message):
-    filter: str | None = Field(default=None, max_length=4000)
+    # room for a whole tag value (5,000 characters) and more clauses; the parser is linear in the length
+    filter: str | None = Field(default=None, max_length=20_000)
     max_results: int | None = None
     order_by: list[str] | str | None = None
     page_token: str | None = Field(default=None, max_length=512)

@@ -330,6 +330,7 @@ def test_long_tags_as_mlflow_users_keep_them(world: World) -> None:
     assert found(f"tags.note = '{shared}'") == []
     assert found(f"tags.note = '{shared * 10}'") == []   # 2,500 characters: longer than the indexed prefix
     assert found("tags.t98 = '98'") == ["2"]
+    assert found(f"tags.`{'k' * 250}` = '{'w' * 5000}'") == ["1"]   # the longest tag fits in a filter
     r = world.http.get(f"{API}/model-groups/churn/versions", params={"metadata": f"note={shared}-one"},
                        headers=world.h("viewer"))
     assert [v["version"] for v in r.json()["items"]] == [1], r.text
