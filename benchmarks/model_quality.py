@@ -1,6 +1,8 @@
 """Binary model-quality metrics on 1M labelled predictions: mlgov's engine vs scikit-learn, same data.
 
-Both compute: confusion matrix, accuracy, precision, recall, F0.5/F1/F2, ROC AUC, ROC and PR curves.
+Both compute: confusion matrix, accuracy, precision, recall, F0.5/F1/F2, ROC AUC, ROC and PR curves (ours keeps at
+most ``quality.CURVE_POINTS`` exact points of a longer curve; "equal" checks each is one of scikit-learn's, in
+order, ends included). Run on scores rounded to 4 decimals (~10k distinct) and on all-distinct doubles.
 scikit-learn is timed two ways and both are printed:
 
 - lean, as a competent user writes it: one ``confusion_matrix`` (every scalar follows from its four counts),
@@ -88,17 +90,26 @@ def best_of(fn, repeat: int = 3) -> tuple[float, object]:
     return best, out
 
 
+def _kept_in_order(xs: list[float], ys: list[float], ref_x: np.ndarray, ref_y: np.ndarray) -> bool:
+    """Each of our curve's points is one of the reference's, in its order, both ends included (ours keeps at most
+    ``quality.CURVE_POINTS`` of a longer curve; a curve that short is the whole one)."""
+    if len(xs) == len(ref_x):
+        return bool(np.allclose(xs, ref_x, rtol=1e-12, atol=0) and np.allclose(ys, ref_y, rtol=1e-12, atol=0))
+    rows = {p: i for i, p in enumerate(zip(ref_x.tolist(), ref_y.tolist(), strict=True))}
+    at = [rows.get(p, -1) for p in zip(xs, ys, strict=True)]
+    return len(xs) <= quality.CURVE_POINTS + 1 and at[0] == 0 and at[-1] == len(ref_x) - 1 and \
+        -1 not in at and at == sorted(at)
+
+
 def same(ours: dict, sk: dict) -> bool:
     cm = ours["confusion_matrix"]
     equal = (cm["0"]["0"], cm["0"]["1"], cm["1"]["0"], cm["1"]["1"]) == tuple(int(v) for v in sk["confusion"])
     for k in ("accuracy", "precision", "recall", "f0_5", "f1", "f2", "auc"):
         equal &= abs(ours[k] - sk[k]) <= 1e-12
     roc = ours["receiver_operating_characteristic_curve"]
-    equal &= np.allclose(roc["false_positive_rates"], sk["roc"][0], rtol=1e-12, atol=0)
-    equal &= np.allclose(roc["true_positive_rates"], sk["roc"][1], rtol=1e-12, atol=0)
+    equal &= _kept_in_order(roc["false_positive_rates"], roc["true_positive_rates"], *sk["roc"])
     pr = ours["precision_recall_curve"]
-    equal &= np.allclose(pr["precisions"], sk["pr"][0], rtol=1e-12, atol=0)
-    equal &= np.allclose(pr["recalls"], sk["pr"][1], rtol=1e-12, atol=0)
+    equal &= _kept_in_order(pr["precisions"], pr["recalls"], *sk["pr"])
     return bool(equal)
 
 
@@ -108,26 +119,26 @@ def main() -> None:
     a = ap.parse_args()
     rng = np.random.default_rng(0)
     y = rng.integers(0, 2, a.rows)
-    score = np.clip(0.3 * y + rng.normal(0.35, 0.2, a.rows), 0, 1).round(4)
+    raw = np.clip(0.3 * y + rng.normal(0.35, 0.2, a.rows), 0, 1)
     print(f"load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
-    ours_s, ours = best_of(lambda: quality.binary_values(y, score, None))
-    lean_s, lean = best_of(lambda: sklearn_lean(y, score))
-    per_s, per = best_of(lambda: sklearn_per_metric(y, score))
-    std_s, _ = best_of(lambda: quality.statistics("BinaryClassification", y, probability=score), repeat=1)
-    assert isinstance(ours, dict) and isinstance(lean, dict) and isinstance(per, dict)
-    print(
-        f"scikit-learn lean (one confusion matrix, one roc_curve + auc): {lean_s:.3f} s, "
-        f"equal to ours: {same(ours, lean)}"
-    )
-    print(
-        f"scikit-learn one call per metric (re-validates, three sorts): {per_s:.3f} s, equal to ours: {same(ours, per)}"
-    )
-    print(f"full SageMaker statistics.json with standard deviations (6 metric passes): {std_s:.3f} s")
-    print(
-        f"rows={a.rows} ours_s={ours_s:.3f} sklearn_lean_s={lean_s:.3f} sklearn_per_metric_s={per_s:.3f} "
-        f"ratio_lean={lean_s / ours_s:.1f} ratio_per_metric={per_s / ours_s:.1f} "
-        f"equal={'true' if same(ours, lean) and same(ours, per) else 'false'}"
-    )
+    # scores as a model written to 4 decimals sends them (~10k distinct), and as full doubles (all distinct)
+    for shape, score in (("4 decimals", raw.round(4)), ("all distinct", raw)):
+        ours_s, ours = best_of(lambda s=score: quality.binary_values(y, s, None))
+        lean_s, lean = best_of(lambda s=score: sklearn_lean(y, s))
+        per_s, per = best_of(lambda s=score: sklearn_per_metric(y, s))
+        std_s, _ = best_of(lambda s=score: quality.statistics("BinaryClassification", y, probability=s), repeat=1)
+        assert isinstance(ours, dict) and isinstance(lean, dict) and isinstance(per, dict)
+        points = len(lean["roc"][0])
+        print(f"--- scores to {shape}: {points} ROC points, ours keeps "
+              f"{len(ours['receiver_operating_characteristic_curve']['false_positive_rates'])}")
+        print(f"scikit-learn lean (one confusion matrix, one roc_curve + auc): {lean_s:.3f} s, "
+              f"equal to ours: {same(ours, lean)}")
+        print(f"scikit-learn one call per metric (re-validates, three sorts): {per_s:.3f} s, "
+              f"equal to ours: {same(ours, per)}")
+        print(f"full SageMaker statistics.json with standard deviations (6 metric passes): {std_s:.3f} s")
+        print(f"rows={a.rows} scores={shape.replace(' ', '_')} ours_s={ours_s:.3f} sklearn_lean_s={lean_s:.3f} "
+              f"sklearn_per_metric_s={per_s:.3f} ratio_lean={lean_s / ours_s:.1f} "
+              f"ratio_per_metric={per_s / ours_s:.1f} equal={str(same(ours, lean) and same(ours, per)).lower()}")
 
 
 if __name__ == "__main__":

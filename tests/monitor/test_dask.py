@@ -432,7 +432,7 @@ def test_scheduled_model_quality_window_on_the_cluster_equals_local(db, modes):
     assert here.status == there.status, (here.failure_reason, there.failure_reason)
     assert a is not None and b is not None
     assert a.row_count == b.row_count == 300 and a.violation_count == b.violation_count
-    assert "compute" not in local and remote["compute"]["engine"] == "dask"   # the labels were joined on the workers
+    assert "engine" not in local["compute"] and remote["compute"]["engine"] == "dask"   # labels joined on the workers
     assert_quality_equal(local, remote, True)
 
 

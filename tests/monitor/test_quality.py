@@ -64,6 +64,44 @@ def test_binary_matches_sklearn(decimals, threshold):
     assert m["f1_best_constant_classifier"] == pytest.approx(2 * p / (1 + p))
 
 
+def test_long_curves_keep_exact_points_and_both_ends(monkeypatch):
+    """More distinct scores than CURVE_POINTS: each kept point is one of scikit-learn's, in its order, ends
+    included; the AUC and the confusion counts still come from every point."""
+    monkeypatch.setattr(quality, "CURVE_POINTS", 100)
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 2, 5000)
+    score = np.clip(y * 0.3 + rng.normal(0.35, 0.25, 5000), 0, 1)
+    m = quality.binary_values(y, score, None)
+    fpr, tpr, _ = skm.roc_curve(y, score, drop_intermediate=False)
+    roc = m["receiver_operating_characteristic_curve"]
+    assert len(roc["false_positive_rates"]) == 101 and len(fpr) > 4000
+    rows = {(f, t): i for i, (f, t) in enumerate(zip(fpr.tolist(), tpr.tolist(), strict=True))}
+    at = [rows[p] for p in zip(roc["false_positive_rates"], roc["true_positive_rates"], strict=True)]
+    assert at[0] == 0 and at[-1] == len(fpr) - 1 and at == sorted(at)
+    prec, rec, _ = skm.precision_recall_curve(y, score, drop_intermediate=False)
+    pr = m["precision_recall_curve"]
+    rows = {(p, r): i for i, (p, r) in enumerate(zip(prec.tolist(), rec.tolist(), strict=True))}
+    at = [rows[p] for p in zip(pr["precisions"], pr["recalls"], strict=True)]
+    assert at[0] == 0 and at[-1] == len(prec) - 1 and at == sorted(at) and len(at) == 101
+    assert m["auc"] == pytest.approx(skm.roc_auc_score(y, score), rel=1e-12)
+    stats = quality.statistics("BinaryClassification", y, probability=score)
+    assert "at most 101 per curve" in stats["compute"]["curve_points"]
+
+
+def test_roc_points_take_the_same_counts_by_every_path():
+    """Non-negative scores take one sort of (bits, label) keys; negative, NaN and -0.0 scores, ints and float32
+    must give what ordering the rows gives."""
+    rng = np.random.default_rng(4)
+    y = rng.integers(0, 2, 2000)
+    for score in (rng.random(2000), rng.random(2000).round(2), rng.normal(size=2000), rng.integers(0, 5, 2000),
+                  rng.random(2000).astype(np.float32), np.where(rng.random(2000) < 0.5, -0.0, 0.0),
+                  np.r_[rng.random(1999), np.inf], np.r_[rng.random(1999), np.nan]):
+        got = quality.roc_points(y, score)
+        want = quality._roc_points_ranked(y, np.asarray(score, dtype=float))
+        for a, b in zip(got, want, strict=True):
+            np.testing.assert_array_equal(a, b)
+
+
 def test_binary_edge_cases():
     y = np.ones(10, dtype=int)
     m = quality.binary_values(y, np.linspace(0, 1, 10), None)
