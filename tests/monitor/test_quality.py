@@ -102,6 +102,28 @@ def test_roc_points_take_the_same_counts_by_every_path():
             np.testing.assert_array_equal(a, b)
 
 
+def test_binary_standard_deviations_from_the_sorted_keys_equal_those_from_the_rows():
+    """The five 80% resamples are taken from the one sort of the whole window (positions in score order, as good a
+    uniform draw as positions in row order): the same rows, computed directly, give the same values."""
+    rng = np.random.default_rng(5)
+    y = rng.integers(0, 2, 3000)
+    score = np.clip(y * 0.3 + rng.normal(0.35, 0.25, 3000), 0, 1)
+    got = quality.statistics("BinaryClassification", y, probability=score, seed=7)["binary_classification_metrics"]
+    runs = []
+    draw = np.random.default_rng(7)
+    by_score = np.lexsort((y, score))   # the rows in the keys' order (equal keys are equal rows)
+    for _ in range(5):
+        keep = np.ones(3000, dtype=bool)
+        keep[draw.choice(3000, 600, replace=False, shuffle=False)] = False
+        rows = by_score[keep]
+        runs.append(quality.binary_values(y[rows], score[rows], None, curves=False))
+    whole = quality.binary_values(y, score, None)
+    for name, value in whole.items():
+        assert got[name]["value"] == (pytest.approx(value, rel=1e-12) if isinstance(value, float) else value), name
+        if isinstance(value, float):
+            assert got[name]["standard_deviation"] == pytest.approx(np.std([r[name] for r in runs]), abs=1e-12)
+
+
 def test_binary_edge_cases():
     y = np.ones(10, dtype=int)
     m = quality.binary_values(y, np.linspace(0, 1, 10), None)
