@@ -71,10 +71,10 @@ def roc_points(y: np.ndarray, score: np.ndarray,
     keys = keys if keys is not None else score_keys(y, score)
     if keys is not None:
         first = np.r_[0, np.flatnonzero((keys[1:] ^ keys[:-1]) > 1) + 1]   # each distinct value's first row
-        positives_so_far = np.r_[0, np.cumsum(keys & np.uint64(1))]
-        pos_ge = (positives_so_far[-1] - positives_so_far[first]).astype(float)
-        all_ge = len(keys) - first
-        return ((all_ge - pos_ge)[::-1], pos_ge[::-1], (keys[first] >> np.uint64(1))[::-1].view(np.float64))
+        positives = np.add.reduceat((keys & np.uint64(1)).astype(np.int64), first)   # per distinct value
+        pos_ge = np.cumsum(positives[::-1]).astype(float)
+        all_ge = (len(keys) - first)[::-1]
+        return all_ge - pos_ge, pos_ge, (keys[first] >> np.uint64(1))[::-1].view(np.float64)
     score = np.asarray(score, dtype=np.float64)
     s = np.sort(score)
     if len(s) == 0 or np.isnan(s[-1]):   # NaN scores: each its own point after the others, as ranked rows give
