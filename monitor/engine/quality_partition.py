@@ -225,5 +225,6 @@ def statistics(summary: QualitySummary) -> dict[str, Any]:
                            f"{quality.PROBLEMS[problem]}_metrics": metrics}
     out["compute"] = {"engine": "dask", "standard_deviation": "five random 80% subsets drawn per partition"}
     if problem == "BinaryClassification":
-        out["compute"].update(auc_max_error=bound, auc_bins=BINS)
+        out["compute"].update(auc_max_error=bound, auc_bins=BINS,
+                              curve_points=f"one per non-empty score bin (at most {BINS + 1} per curve)")
     return out

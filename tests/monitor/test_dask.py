@@ -433,6 +433,7 @@ def test_scheduled_model_quality_window_on_the_cluster_equals_local(db, modes):
     assert a is not None and b is not None
     assert a.row_count == b.row_count == 300 and a.violation_count == b.violation_count
     assert "engine" not in local["compute"] and remote["compute"]["engine"] == "dask"   # labels joined on the workers
+    assert "10002 per curve" in local["compute"]["curve_points"] and "10001" in remote["compute"]["curve_points"]
     assert_quality_equal(local, remote, True)
 
 
