@@ -98,6 +98,12 @@ _BUSY_FIX = ("nothing was stored; retry after the Retry-After interval. If it pe
              "requests, or raise the server's MLGOV_DB_* limits (see the configuration reference)")
 
 
+def field_message(err: Any) -> str:
+    """A pydantic error's message as a user reads it: validators' own sentences without pydantic's "Value error, "
+    prefix (every protocol's error mapping words field problems the same way)."""
+    return str(err.get("msg", "")).removeprefix("Value error, ")
+
+
 def _loc(loc: tuple[Any, ...] | list[Any]) -> str:
     return ".".join(str(p) for p in loc)
 
@@ -114,7 +120,7 @@ def _validation_problem(exc: RequestValidationError) -> JSONResponse:
             fix="send a well-formed JSON document with Content-Type: application/json",
         )
     items = [
-        {"field": _loc(e.get("loc", ())), "message": e.get("msg", ""), "type": e.get("type", "")} for e in errors
+        {"field": _loc(e.get("loc", ())), "message": field_message(e), "type": e.get("type", "")} for e in errors
     ]
     summary = "; ".join(f"{i['field']}: {i['message']}" for i in items[:5])
     return problem(
