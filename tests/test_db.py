@@ -117,7 +117,8 @@ def test_like_is_the_same_case_sensitive_pattern_on_both_backends_and_in_python(
                 "FRAUD%": [], "%*%": ["a*b"], "a?b": ["a?b"], "a_b": ["a*b", "a?b"], "a[b]": ["a[b]"],
                 "%[%": ["a[b]"], "50\\% %": ["50% off"], "50%": ["50% off"], "back\\\\%": ["back\\slash"],
                 "back\\": [], "%\\": [], "\\b%": ["back\\slash"], "%_x": ["tab\tx"], "new_line": ["new\nline"],
-                "new%": ["new\nline"], "": []}
+                "new%": ["new\nline"], "": [],
+                "%" * 200 + "x": ["tab\tx"], "%_" * 200 + "q": []}   # linear in Python: a regex backtracks
     with db.session_scope() as s:
         rows = [auth.create_key(s, name, "viewer", actor="test")[0] for name in names]
         ids = [r.id for r in rows]
