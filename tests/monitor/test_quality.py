@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -100,6 +101,37 @@ def test_roc_points_take_the_same_counts_by_every_path():
         want = quality._roc_points_ranked(y, np.asarray(score, dtype=float))
         for a, b in zip(got, want, strict=True):
             np.testing.assert_array_equal(a, b)
+
+
+def test_keyed_counts_auc_and_curves_equal_those_of_the_ranked_rows(monkeypatch):
+    """Scores >= 0 are read off the sorted keys without per-score arrays (the AUC as a Mann-Whitney count less half
+    of each tie group's mixed pairs): every count, the AUC and each kept curve point must be what ranking the rows
+    gives, with ties of mixed labels, one class only, and thresholds at, between, below and above the scores."""
+    monkeypatch.setattr(quality, "CURVE_POINTS", 50)
+    rng = np.random.default_rng(8)
+    y = rng.integers(0, 2, 3000)
+    clipped = np.clip(y * 0.3 + rng.normal(0.35, 0.3, 3000), 0, 1)   # large mixed tie groups at 0 and 1
+    for score in (rng.random(3000), clipped, clipped.round(2), rng.integers(0, 4, 3000).astype(float),
+                  rng.random(3000).astype(np.float32).astype(float), np.full(3000, 0.5), np.zeros(3000)):
+        for labels in (y, np.zeros(3000, dtype=np.int64), np.ones(3000, dtype=np.int64)):
+            fps, tps, _ = quality._roc_points_ranked(labels, score)
+            keep = quality._curve_rows(len(tps))
+            for threshold in (0.0, 0.5, float(score[17]), 1.0, 2.0, -1.0):
+                got = quality.binary_values(labels, score, None, threshold=threshold)
+                pred = score >= threshold
+                cm = got["confusion_matrix"]
+                assert (cm["1"]["1"], cm["0"]["1"], cm["1"]["0"], cm["0"]["0"]) == (
+                    int(np.sum(pred & (labels == 1))), int(np.sum(pred & (labels == 0))),
+                    int(np.sum(~pred & (labels == 1))), int(np.sum(~pred & (labels == 0))))
+                want_auc = quality.auc_from_points(fps, tps)
+                if labels.min() == labels.max():
+                    assert math.isnan(got["auc"]) and math.isnan(want_auc)
+                else:
+                    assert got["auc"] == pytest.approx(want_auc, rel=1e-12)
+                    assert got["auc"] == pytest.approx(skm.roc_auc_score(labels, score), rel=1e-12)
+                    roc = got["receiver_operating_characteristic_curve"]
+                    np.testing.assert_array_equal(roc["false_positive_rates"], np.r_[0.0, fps[keep] / fps[-1]])
+                    np.testing.assert_array_equal(roc["true_positive_rates"], np.r_[0.0, tps[keep] / tps[-1]])
 
 
 def test_binary_standard_deviations_from_the_sorted_keys_equal_those_from_the_rows():
