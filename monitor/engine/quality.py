@@ -76,7 +76,9 @@ def roc_points(y: np.ndarray, score: np.ndarray,
         return all_ge - pos_ge, pos_ge, (keys[first] >> np.uint64(1))[::-1].view(np.float64)
     score = np.asarray(score, dtype=np.float64)
     s = np.sort(score)
-    if len(s) == 0 or np.isnan(s[-1]):   # NaN scores: each its own point after the others, as ranked rows give
+    if len(s) == 0:
+        return np.empty(0), np.empty(0), np.empty(0)
+    if np.isnan(s[-1]):   # NaN scores: each its own point after the others, as ranked rows give
         return _roc_points_ranked(y, score)
     starts = np.r_[0, np.flatnonzero(s[1:] != s[:-1]) + 1]      # first index of each distinct value, ascending
     distinct = s[starts]

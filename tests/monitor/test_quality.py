@@ -134,6 +134,15 @@ def test_keyed_counts_auc_and_curves_equal_those_of_the_ranked_rows(monkeypatch)
                     np.testing.assert_array_equal(roc["true_positive_rates"], np.r_[0.0, tps[keep] / tps[-1]])
 
 
+def test_an_empty_window_has_zero_counts_and_no_auc():
+    """No rows (a caller that skips its own emptiness check): zero counts and NaN, not an IndexError."""
+    m = quality.binary_values(np.array([], dtype=np.int64), np.array([]), None)
+    assert m["confusion_matrix"] == {"0": {"0": 0, "1": 0}, "1": {"0": 0, "1": 0}} and math.isnan(m["auc"])
+    assert m["receiver_operating_characteristic_curve"]["false_positive_rates"] == [0.0]
+    stats = quality.statistics("BinaryClassification", np.array([], dtype=np.int64), probability=np.array([]))
+    assert stats["dataset"]["item_count"] == 0
+
+
 def test_binary_standard_deviations_from_the_sorted_keys_equal_those_from_the_rows():
     """The five 80% resamples are taken from the one sort of the whole window (positions in score order, as good a
     uniform draw as positions in row order): the same rows, computed directly, give the same values."""
