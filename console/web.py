@@ -39,7 +39,7 @@ from console import sessions
 from console.sessions import Signed, SignInRequired
 from mlgov import auth, web
 from mlgov.auth import Role, SessionDep
-from mlgov.errors import DomainError, Forbidden, Invalid
+from mlgov.errors import DomainError, Forbidden, Invalid, field_path
 
 HERE = Path(__file__).parent
 PREFIX = "/console"
@@ -251,7 +251,7 @@ def parse(model: type[_M], **fields: Any) -> _M:
     try:
         return model.model_validate(fields)
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e.get('loc', ())) or 'form'}: {e.get('msg', '')}"
+        problems = "; ".join(f"{field_path(e) or 'form'}: {e.get('msg', '')}"
                              for e in exc.errors()[:5])
         raise Invalid(f"the form was not filled in correctly: {problems}",
                       fix="correct the fields and send the form again") from None

@@ -43,7 +43,16 @@ from mlgov import auth, inputs
 from mlgov.auth import Principal, Role
 from mlgov.context import request_id_var
 from mlgov.db import Base, DatabaseBusy, busy_reason, is_unique_violation, new_id, utcnow
-from mlgov.errors import Conflict, DomainError, Forbidden, MalformedJSON, NotFound, Unauthorized, field_message
+from mlgov.errors import (
+    Conflict,
+    DomainError,
+    Forbidden,
+    MalformedJSON,
+    NotFound,
+    Unauthorized,
+    field_message,
+    field_path,
+)
 
 log = logging.getLogger("mlgov.aws")
 
@@ -93,7 +102,7 @@ def to_aws_error(exc: BaseException, retry_after_s: int = 2) -> AwsError:
                 return AwsError(code, _text(exc), status)
         return AwsError("ValidationException", _text(exc))   # Invalid (422), PayloadTooLarge and other 4xx
     if isinstance(exc, ValidationError):
-        return validation("; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'value'}: {field_message(e)}"
+        return validation("; ".join(f"{field_path(e) or 'value'}: {field_message(e)}"
                                     for e in exc.errors()[:5]))
     if isinstance(exc, DatabaseBusy):
         return AwsError("ServiceUnavailable", f"{exc.detail}. Fix: {exc.fix}", 503, busy)

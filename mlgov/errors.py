@@ -104,8 +104,9 @@ def field_message(err: Any) -> str:
     return str(err.get("msg", "")).removeprefix("Value error, ")
 
 
-def _loc(loc: tuple[Any, ...] | list[Any]) -> str:
-    return ".".join(str(p) for p in loc)
+def field_path(err: Any) -> str:
+    """Where a pydantic error points, dotted (``body.tags.0``); empty for the whole document."""
+    return ".".join(str(p) for p in err.get("loc", ()))
 
 
 def _validation_problem(exc: RequestValidationError) -> JSONResponse:
@@ -120,7 +121,7 @@ def _validation_problem(exc: RequestValidationError) -> JSONResponse:
             fix="send a well-formed JSON document with Content-Type: application/json",
         )
     items = [
-        {"field": _loc(e.get("loc", ())), "message": field_message(e), "type": e.get("type", "")} for e in errors
+        {"field": field_path(e), "message": field_message(e), "type": e.get("type", "")} for e in errors
     ]
     summary = "; ".join(f"{i['field']}: {i['message']}" for i in items[:5])
     return problem(

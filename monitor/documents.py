@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from mlgov.errors import Invalid, field_message
+from mlgov.errors import Invalid, field_message, field_path
 
 Ratio = Annotated[float, Field(strict=True, ge=0, le=1, allow_inf_nan=False)]
 Number = Annotated[float, Field(strict=True, allow_inf_nan=False)]
@@ -150,7 +150,7 @@ class DataQualityStatistics(_Doc):
 
 
 def _problems(exc: ValidationError) -> list[dict[str, str]]:
-    return [{"field": ".".join(str(p) for p in e["loc"]), "message": field_message(e)} for e in exc.errors()]
+    return [{"field": field_path(e), "message": field_message(e)} for e in exc.errors()]
 
 
 def validate_constraints(doc: Any, kind: str) -> dict[str, Any]:

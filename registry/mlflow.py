@@ -62,6 +62,7 @@ from mlgov.errors import (
     PayloadTooLarge,
     Unauthorized,
     field_message,
+    field_path,
 )
 from mlgov.outbound import OutboundDep
 from mlgov.secrets import SecretsDep
@@ -292,7 +293,7 @@ def _parse(model: type[M], fields: dict[str, Any]) -> M:
         return model.model_validate(fields)
     except ValidationError as exc:
         first = exc.errors()[0]
-        where = ".".join(str(p) for p in first.get("loc", ())) or "request"
+        where = field_path(first) or "request"
         raise Invalid(f"invalid value for parameter '{where}': {field_message(first)}",
                       fix="send the fields of MLflow's request message (see mlflow/protos/model_registry.proto)") \
             from None
@@ -404,7 +405,7 @@ def _group_create(name: str, description: str | None, tags: dict[str, str]) -> G
         return GroupCreate(name=name, description=description, tags=tags)
     except ValidationError as exc:
         first = exc.errors()[0]
-        field = ".".join(str(p) for p in first.get("loc", ()))
+        field = field_path(first)
         fix = (f"names are up to {GROUP_NAME_MAX} characters without '/', ':', control or invisible characters: "
                f"try {service.suggest_name(name)!r}" if field == "name" else TAG_LIMITS)
         raise Invalid(f"invalid {field or 'request'} for registered model {name!r}: {field_message(first)}",
@@ -792,7 +793,7 @@ async def create_model_version(fields: Fields, request: Request, principal: Read
                              run_link=m.run_link or None)
     except ValidationError as exc:
         first = exc.errors()[0]
-        raise Invalid(f"invalid {'.'.join(str(p) for p in first.get('loc', ()))}: {field_message(first)}",
+        raise Invalid(f"invalid {field_path(first)}: {field_message(first)}",
                       fix=f"{TAG_LIMITS}; run_link a URI") \
             from None
     v = await group_commit.register(get_db(request), m.name,

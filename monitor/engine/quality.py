@@ -60,14 +60,13 @@ def score_keys(y: np.ndarray, score: np.ndarray) -> np.ndarray | None:
     return keys
 
 
-def roc_points(y: np.ndarray, score: np.ndarray,
-               keys: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def roc_points(y: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Cumulative (fp, tp) at each distinct score, highest first, and the thresholds (scikit-learn's).
 
     Only how many rows and positives score at or above each distinct value matters, so values are sorted, never
     rows ordered. Scores ≥ 0 take one sort of `score_keys` (binary metrics from scores read those keys directly,
     `_keyed_values`); others take two value sorts and a search."""
-    keys = keys if keys is not None else score_keys(y, score)
+    keys = score_keys(y, score)
     if keys is not None:
         first = np.r_[0, np.flatnonzero((keys[1:] ^ keys[:-1]) > 1) + 1]   # each distinct value's first row
         positives = np.add.reduceat((keys & np.uint64(1)).astype(np.int64), first)   # per distinct value
@@ -284,13 +283,13 @@ def statistics(problem: str, y: np.ndarray, *, prediction: np.ndarray | None = N
         prediction is None else None
 
     def compute(idx: np.ndarray | None, curves: bool) -> dict[str, Any]:
+        if keys is not None:   # scores only: the resamples are subsets of the keys, already sorted (no labels needed)
+            return binary_values(y, None, None, threshold, curves, keys if idx is None else keys[idx])
         yy = y if idx is None else y[idx]
         if problem == "Regression":
             assert prediction is not None
             return regression_values(yy.astype(float), (prediction if idx is None else prediction[idx]).astype(float))
         if problem == "BinaryClassification":
-            if keys is not None:   # scores only: the resamples are subsets of the keys, already sorted
-                return binary_values(y, None, None, threshold, curves, keys if idx is None else keys[idx])
             sc = None if probability is None else (probability if idx is None else probability[idx]).astype(float)
             lb = None if prediction is None else (prediction if idx is None else prediction[idx]).astype(np.int64)
             return binary_values(yy, sc, lb, threshold, curves)
