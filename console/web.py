@@ -39,7 +39,7 @@ from console import sessions
 from console.sessions import Signed, SignInRequired
 from mlgov import auth, web
 from mlgov.auth import Role, SessionDep
-from mlgov.errors import DomainError, Forbidden, Invalid, field_path
+from mlgov.errors import DomainError, Forbidden, Invalid, field_message, field_path
 
 HERE = Path(__file__).parent
 PREFIX = "/console"
@@ -229,7 +229,7 @@ def install(app: FastAPI, router: Any) -> None:
 
     async def validation(request: Request, exc: Exception) -> Response:
         if _is_console(request) and isinstance(exc, RequestValidationError):
-            fields = "; ".join(f"{'.'.join(str(p) for p in e.get('loc', ())[1:])}: {e.get('msg', '')}"
+            fields = "; ".join(f"{'.'.join(str(p) for p in e.get('loc', ())[1:])}: {field_message(e)}"
                                for e in exc.errors()[:5])
             return console_error(request, Invalid(f"the form was not filled in correctly: {fields}",
                                                   fix="correct the fields and send the form again"))
@@ -251,7 +251,7 @@ def parse(model: type[_M], **fields: Any) -> _M:
     try:
         return model.model_validate(fields)
     except ValidationError as exc:
-        problems = "; ".join(f"{field_path(e) or 'form'}: {e.get('msg', '')}"
+        problems = "; ".join(f"{field_path(e) or 'form'}: {field_message(e)}"
                              for e in exc.errors()[:5])
         raise Invalid(f"the form was not filled in correctly: {problems}",
                       fix="correct the fields and send the form again") from None

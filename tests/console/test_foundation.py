@@ -9,6 +9,9 @@ import httpx
 import pytest
 from playwright.sync_api import expect
 
+from console.web import parse
+from mlgov.errors import Invalid
+from registry.schemas import ApprovalRequest
 from tests.console.conftest import PHONE, Console
 from tests.console.helpers import register
 
@@ -103,3 +106,10 @@ def test_unknown_console_pages_and_bad_queries_answer_in_html(console: Console, 
     # the API keeps answering problem+json
     r = httpx.get(console.url + "/api/v1/nothing")
     assert r.headers["content-type"].startswith("application/problem+json")
+
+
+def test_a_refused_form_field_reads_as_the_validator_wrote_it() -> None:
+    """A blank approval comment: the console says what the other protocols say, without pydantic's "Value error, "."""
+    with pytest.raises(Invalid) as refused:
+        parse(ApprovalRequest, status="Approved", comment="   ", expected_status="PendingManualApproval")
+    assert "comment: must not be blank" in refused.value.detail and "Value error" not in refused.value.detail
