@@ -120,18 +120,25 @@ def _in_gaps(d: Dist, picks: np.ndarray, keys: Floats, before: np.ndarray) -> Fl
     search over every gap at once (a handful of vector steps; no search over all of d). Weighted: cdf_at."""
     if d.weights is not None or not len(keys):
         return d.cdf_at(keys)
-    n = len(d.values)
-    bounds = np.concatenate([[-1], picks, [n]])
-    pos = bounds[before] + 1             # values up to d's last pick ≤ the key: all ≤ it
-    hi = bounds[before + 1]              # d's next pick is > the key
-    step = 1 << max(int((hi - pos).max()).bit_length() - 1, 0)
-    while step:
-        cand = pos + step
-        ok = cand <= hi
-        ok &= d.values[np.minimum(cand - 1, n - 1)] <= keys
-        pos += step * ok
+    n, values = len(d.values), d.values
+    bounds = np.empty(len(picks) + 2, dtype=np.int64)
+    bounds[0], bounds[1:-1], bounds[-1] = -1, picks, n
+    last_le = bounds[before]             # d's last pick ≤ the key: the last index known ≤ it
+    cap = bounds[before + 1]
+    cap -= 1                             # d's next pick is > the key: the last index that may still be ≤ it
+    width = int((cap - last_le).max())
+    step = 1 << (width.bit_length() - 1) if width > 0 else 0
+    cand = np.empty_like(last_le)
+    while step:   # capped galloping: a candidate past the cap is the cap, so no bounds mask; in-place, branch-free
+        np.add(last_le, step, out=cand)
+        np.minimum(cand, cap, out=cand)
+        ok = values[cand] <= keys
+        cand -= last_le
+        cand *= ok
+        last_le += cand
         step >>= 1
-    out: Floats = pos / n
+    last_le += 1
+    out: Floats = last_le / n
     return out
 
 

@@ -161,6 +161,28 @@ def test_large_samples_use_a_grid_within_the_stated_bound():
     assert abs(w.statistic - exact_w) <= pair.bound() * (max(a.max(), b.max()) - min(a.min(), b.min())) / np.std(a)
 
 
+@pytest.mark.parametrize("shape", ["continuous", "rounded", "integers", "disjoint", "uneven sizes", "one value"])
+def test_grid_cdfs_are_the_whole_samples_counts_at_every_grid_value(shape):
+    """The grid reads each CDF at the other side's picks by searching only the gap between two of its own picks;
+    the counts must be those of a search over the whole sample, bit for bit, whatever the ties and ranges."""
+    rng = np.random.default_rng(11)
+    a, b = {
+        "continuous": (rng.normal(0, 1, 100_000), rng.normal(0.3, 1.5, 90_000)),
+        "rounded": (np.round(rng.normal(0, 1, 60_000), 2), np.round(rng.normal(0, 1, 70_001), 2)),
+        "integers": (rng.integers(0, 50, 100_000).astype(float), rng.integers(0, 60, 130_000).astype(float)),
+        "disjoint": (rng.uniform(0, 1, 50_000), rng.uniform(2, 3, 50_000)),
+        "uneven sizes": (rng.exponential(1, 400_000), rng.exponential(1.1, 30_000)),
+        "one value": (np.full(50_000, 7.0), np.concatenate([np.full(40_000, 7.0), rng.normal(7, 1, 10_000)])),
+    }[shape]
+    ra, rb = (profile_column(columns(_table(x=v))[0]) for v in (a, b))
+    pair = drift.pair_of(ra, rb)
+    v, fa, fb = pair.merged()
+    assert pair.on_grid and np.all(v[1:] > v[:-1])
+    sa, sb = np.sort(a), np.sort(b)
+    assert np.array_equal(fa, np.searchsorted(sa, v, side="right") / len(a))
+    assert np.array_equal(fb, np.searchsorted(sb, v, side="right") / len(b))
+
+
 def _evidently_binned(ref: np.ndarray, cur: np.ndarray, fill: bool):
     """Evidently 0.7's get_binned_data, restated."""
     if len(np.unique(ref)) > 20:
