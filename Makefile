@@ -57,10 +57,11 @@ typecheck: setup-dev
 	$(VENV)/bin/mypy
 
 # Two test processes (pytest-xdist): on two cores the suite ran 31 -> 23 min; each process gets its own databases,
-# SeaweedFS and ports. PYTEST_WORKERS=0 runs it in one process.
+# SeaweedFS and ports. PYTEST_WORKERS=0 runs it in one process. The slowest tests are listed at the end, so that a CI log
+# on a slower machine says where the time went.
 PYTEST_WORKERS ?= 2
 pytest: setup-dev helm-tools setup-sagemaker
-	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist worksteal $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist worksteal --durations=25 $(PYTEST_ARGS)
 
 test: setup-dev lint typecheck pytest
 

@@ -12,7 +12,9 @@ scikit-learn is timed two ways and both are printed:
   ``precision_recall_curve``): each call re-validates and re-counts, three sorts. This is what many
   monitoring tools do, but it is not the fair comparison.
 
-(SageMaker's standard deviations — five 80% resamples — are timed separately.)
+(SageMaker's standard deviations — five 80% resamples — are timed separately.) Both tools run in one process with
+the glibc malloc thresholds mlgov's server and scheduler set for themselves (``cpu.tune_malloc``: freed pages of
+the 8 MB temporaries reused rather than faulted in again), as ``drift_vs_evidently.py`` does.
 
     .venv/bin/python benchmarks/model_quality.py [--rows 1000000]
 """
@@ -117,6 +119,9 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rows", type=int, default=1_000_000)
     a = ap.parse_args()
+    from mlgov import cpu
+
+    print(cpu.tune_malloc())   # as mlgov's server does for itself; the same for both tools
     rng = np.random.default_rng(0)
     y = rng.integers(0, 2, a.rows)
     raw = np.clip(0.3 * y + rng.normal(0.35, 0.2, a.rows), 0, 1)
