@@ -229,7 +229,7 @@ def install(app: FastAPI, router: Any) -> None:
 
     async def validation(request: Request, exc: Exception) -> Response:
         if _is_console(request) and isinstance(exc, RequestValidationError):
-            fields = "; ".join(f"{'.'.join(str(p) for p in e.get('loc', ())[1:])}: {field_message(e)}"
+            fields = "; ".join(f"{field_path(e, skip=1)}: {field_message(e)}"
                                for e in exc.errors()[:5])
             return console_error(request, Invalid(f"the form was not filled in correctly: {fields}",
                                                   fix="correct the fields and send the form again"))

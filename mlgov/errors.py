@@ -104,9 +104,10 @@ def field_message(err: Any) -> str:
     return str(err.get("msg", "")).removeprefix("Value error, ")
 
 
-def field_path(err: Any) -> str:
-    """Where a pydantic error points, dotted (``body.tags.0``); empty for the whole document."""
-    return ".".join(str(p) for p in err.get("loc", ()))
+def field_path(err: Any, skip: int = 0) -> str:
+    """Where a pydantic error points, dotted (``body.tags.0``; ``skip=1`` drops the ``body``/``query`` part); empty
+    for the whole document."""
+    return ".".join(str(p) for p in tuple(err.get("loc", ()))[skip:])
 
 
 def _validation_problem(exc: RequestValidationError) -> JSONResponse:
