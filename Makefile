@@ -61,7 +61,7 @@ typecheck: setup-dev
 # on a slower machine says where the time went.
 PYTEST_WORKERS ?= 2
 pytest: setup-dev helm-tools setup-sagemaker
-	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist worksteal --durations=25 $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist worksteal --durations=25 --tb=short $(PYTEST_ARGS)
 
 test: setup-dev lint typecheck pytest
 

@@ -48,10 +48,10 @@ def test_fresh_directory_keys_serve_and_verify(tmp_path):
         assert stat.S_IMODE(admin_file.stat().st_mode) == 0o600
         admin = admin_file.read_text().strip()
         h = {"Authorization": f"Bearer {admin}"}
-        r = httpx.post(f"http://127.0.0.1:{port}/api/v1/model-groups", json={"name": "g"}, headers=h)
+        r = httpx.post(f"http://127.0.0.1:{port}/api/v1/model-groups", json={"name": "g"}, headers=h, timeout=60)
         assert r.status_code == 201
         r = httpx.post(f"http://127.0.0.1:{port}/api/v1/model-groups", json={"name": "g2"},
-                       headers={"Authorization": f"Bearer {key}"})
+                       headers={"Authorization": f"Bearer {key}"}, timeout=60)
         assert r.status_code == 201
     finally:
         proc.send_signal(signal.SIGTERM)

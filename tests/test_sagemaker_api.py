@@ -147,7 +147,7 @@ def test_registry_and_approval_story(sm: SageMaker) -> None:
     assert isinstance(d["CreationTime"], dt.datetime) and d["CreatedBy"]["IamIdentity"]["PrincipalId"] == "pat"
 
     # the same version, natively: the hash was computed from the object store
-    with httpx.Client(base_url=sm.url) as native:
+    with httpx.Client(base_url=sm.url, timeout=60) as native:
         got = native.get("/api/v1/model-groups/churn/versions/1", headers=sm.headers["vic"]).json()
     assert got["artifact_sha256"] == hashlib.sha256(b"model-one").hexdigest()
     assert got["metadata"] == {"owner": "risk-team"} and got["domain"] == "FINANCE"
@@ -169,7 +169,7 @@ def test_registry_and_approval_story(sm: SageMaker) -> None:
     d = vic.describe_model_package(ModelPackageName="churn/1")
     assert (d["ModelApprovalStatus"], d["ApprovalDescription"]) == ("Approved", "validated on holdout")
     assert d["LastModifiedBy"]["IamIdentity"]["PrincipalId"] == "ann"
-    with httpx.Client(base_url=sm.url) as native:
+    with httpx.Client(base_url=sm.url, timeout=60) as native:
         history = native.get("/api/v1/model-groups/churn/versions/1/approvals", headers=sm.headers["vic"]).json()
         events = native.get("/api/v1/audit/events", params={"action": "version.approval_changed"},
                             headers=sm.headers["root"]).json()["items"]
@@ -258,17 +258,18 @@ def test_refused_signatures(sm: SageMaker) -> None:
 
     # a signed request whose body is changed on the way
     request = _signed(sm, "vic", "CreateModelPackageGroup", {"ModelPackageGroupName": "a"})
-    r = httpx.post(sm.url, content=json.dumps({"ModelPackageGroupName": "b"}).encode(), headers=_headers(request))
+    r = httpx.post(sm.url, content=json.dumps({"ModelPackageGroupName": "b"}).encode(), headers=_headers(request),
+                   timeout=60)
     assert r.status_code == 403 and r.json()["__type"] == "InvalidSignatureException"
     # no signature at all
     r = httpx.post(sm.url, json={}, headers={"X-Amz-Target": "SageMaker.ListModelPackageGroups",
-                                             "Content-Type": "application/x-amz-json-1.1"})
+                                             "Content-Type": "application/x-amz-json-1.1"}, timeout=60)
     assert r.status_code == 403 and r.json()["__type"] == "MissingAuthenticationTokenException"
 
 
 def test_revoked_key_cannot_sign(sm: SageMaker) -> None:
     sm.client("vic").list_model_package_groups()
-    assert httpx.delete(f"{sm.url}/api/v1/keys/vic", headers=sm.headers["root"]).status_code == 204
+    assert httpx.delete(f"{sm.url}/api/v1/keys/vic", headers=sm.headers["root"], timeout=60).status_code == 204
     with pytest.raises(ClientError) as exc:
         sm.client("vic").list_model_package_groups()
     assert _code(exc) == "UnrecognizedClientException"
@@ -303,13 +304,13 @@ def test_unserved_operation_and_invalid_requests(sm: SageMaker) -> None:
     assert _code(exc) == "ValidationException" and "enum value set" in str(exc.value)
     # what botocore's client would refuse before sending: sent signed by hand
     request = _signed(sm, "pat", "CreateModelPackageGroup", {"ModelPackageGroupDescription": "x", "Extra": 1})
-    r = httpx.post(sm.url, content=request.body, headers=_headers(request))
+    r = httpx.post(sm.url, content=request.body, headers=_headers(request), timeout=60)
     body = r.json()
     assert r.status_code == 400 and body["__type"] == "ValidationException"
     assert "ModelPackageGroupName' failed to satisfy constraint: Member must not be null" in body["message"]
     assert "'Extra' is not a member" in body["message"]
     request = _signed(sm, "vic", "ListModelPackageGroups", {"MaxResults": 1000})
-    r = httpx.post(sm.url, content=request.body, headers=_headers(request))
+    r = httpx.post(sm.url, content=request.body, headers=_headers(request), timeout=60)
     assert "less than or equal to 100" in r.json()["message"]
     # a viewer may read, not write
     with pytest.raises(ClientError) as exc:
@@ -372,7 +373,7 @@ def test_lineage_built_and_queried(sm: SageMaker) -> None:
     assert [x["ContextArn"] for x in vic.list_contexts()["ContextSummaries"]] == [ctx]
 
     # the same graph natively
-    with httpx.Client(base_url=sm.url) as native:
+    with httpx.Client(base_url=sm.url, timeout=60) as native:
         got = native.post("/api/v1/lineage/query", json={"start": [model.rsplit("/", 1)[1]],
                                                           "direction": "Ascendants"}, headers=sm.headers["vic"])
     assert {v["uri"] for v in got.json()["vertices"] if v["kind"] == "artifact"} == \
@@ -389,7 +390,7 @@ def test_lineage_built_and_queried(sm: SageMaker) -> None:
 
 
 def test_native_registration_shows_in_query_lineage(sm: SageMaker) -> None:
-    with httpx.Client(base_url=sm.url) as native:
+    with httpx.Client(base_url=sm.url, timeout=60) as native:
         assert native.post("/api/v1/model-groups", json={"name": "native"}, headers=sm.headers["pat"]).status_code \
             == 201
         r = native.post("/api/v1/model-groups/native/versions", headers=sm.headers["pat"], json={

@@ -75,7 +75,7 @@ def test_model_card_lifecycle(sm: SageMaker) -> None:
     assert [x["ModelCardVersion"] for x in vic.list_model_card_versions(
         ModelCardName="churn-card", ModelCardStatus="Draft")["ModelCardVersionSummaryList"]] == [1]
 
-    with httpx.Client(base_url=sm.url) as native:
+    with httpx.Client(base_url=sm.url, timeout=60) as native:
         got = native.get("/api/v1/model-groups/churn/versions/1", headers=sm.headers["vic"]).json()
         events = native.get("/api/v1/audit/events", params={"action": "model_card.*"},
                             headers=sm.headers["root"]).json()["items"]
@@ -122,7 +122,7 @@ def test_model_card_abuse(sm: SageMaker) -> None:
     request = _signed(sm, "pat", "CreateModelCard", {"ModelCardName": "x", "ModelCardStatus": "Draft",
                                                      "Content": json.dumps({"a": "x" * 100_001})})
     r = httpx.post(sm.url, content=request.body, headers={k: v for k, v in request.headers.items()
-                                                          if k.lower() != "content-length"})
+                                                          if k.lower() != "content-length"}, timeout=60)
     assert r.status_code == 400 and r.json()["__type"] == "ValidationException"
     assert "less than or equal to 100000" in r.json()["message"]
     # a card naming a package that does not exist, or something that is not a package ARN

@@ -83,7 +83,8 @@ def _json_at(sm: SageMaker, uri: str) -> Any:
 
 
 def _ingest_key(sm: SageMaker) -> dict[str, str]:
-    r = httpx.post(f"{sm.url}/api/v1/keys", json={"name": "capture", "role": "ingest"}, headers=sm.headers["root"])
+    r = httpx.post(f"{sm.url}/api/v1/keys", json={"name": "capture", "role": "ingest"}, headers=sm.headers["root"],
+                   timeout=60)
     assert r.status_code == 201, r.text
     return {"Authorization": f"Bearer {r.json()['key']}"}
 
@@ -94,7 +95,7 @@ def _endpoint(sm: SageMaker, name: str = "churn-prod") -> None:
     pat.create_model_package(**_package(sm, "churn", b"churn-model"))
     r = httpx.post(f"{sm.url}/api/v1/endpoints", headers=sm.headers["pat"], json={
         "name": name, "model_group": "churn", "model_version": 1,
-        "schema": {"features": FEATURES, "prediction": {"name": "prediction"}}})
+        "schema": {"features": FEATURES, "prediction": {"name": "prediction"}}}, timeout=60)
     assert r.status_code == 201, r.text
 
 
@@ -135,7 +136,7 @@ def test_baseline_schedule_executions_reports_and_alerts(sm: SageMaker, live_db:
     assert {f["name"] for f in constraints["features"]} == {"age", "income", "state"}
     assert "monitoring_config" in constraints and "completeness" in constraints["features"][0]
     baseline_id = job["ExitMessage"].split()[-1]
-    native = httpx.get(f"{sm.url}/api/v1/baselines/{baseline_id}", headers=sm.headers["vic"]).json()
+    native = httpx.get(f"{sm.url}/api/v1/baselines/{baseline_id}", headers=sm.headers["vic"], timeout=60).json()
     assert native["row_count"] == 2000 and native["dataset_uri"] == data_uri.rsplit("/", 1)[0]
 
     # an endpoint registered natively, a job definition and a schedule through boto3
@@ -155,10 +156,11 @@ def test_baseline_schedule_executions_reports_and_alerts(sm: SageMaker, live_db:
         "ScheduleConfig": {"ScheduleExpression": "cron(0 * ? * * *)"}, "MonitoringJobDefinitionName": "churn-dq",
         "MonitoringType": "DataQuality"})["MonitoringScheduleArn"]
     assert sched_arn == f"arn:aws:sagemaker:{REGION}:123456789012:monitoring-schedule/churn-hourly"
-    with httpx.Client(base_url=sm.url, headers=sm.headers["vic"]) as native_client:
+    with httpx.Client(base_url=sm.url, headers=sm.headers["vic"], timeout=60) as native_client:
         natively = native_client.get("/api/v1/monitoring-schedules/churn-hourly").json()
     assert (natively["endpoint"], natively["type"], natively["status"]) == ("churn-prod", "DataQuality", "Scheduled")
-    imported = httpx.get(f"{sm.url}/api/v1/baselines/{natively['baseline_id']}", headers=sm.headers["vic"]).json()
+    imported = httpx.get(f"{sm.url}/api/v1/baselines/{natively['baseline_id']}", headers=sm.headers["vic"],
+                         timeout=60).json()
     assert imported["source"] == "imported" and imported["feature_count"] == 3
 
     # captured traffic, then runs (the native run-now; StartMonitoringSchedule only resumes a stopped schedule)
@@ -260,8 +262,8 @@ def test_baseline_schedule_executions_reports_and_alerts(sm: SageMaker, live_db:
     assert cfg["ScheduleConfig"] == {"ScheduleExpression": "cron(0 */2 ? * * *)", "DataAnalysisStartTime": "-PT2H",
                                      "DataAnalysisEndTime": "PT0S"}
     pat.stop_monitoring_schedule(MonitoringScheduleName="churn-hourly")
-    assert httpx.get(f"{sm.url}/api/v1/monitoring-schedules/churn-hourly", headers=sm.headers["vic"]).json()[
-        "status"] == "Stopped"
+    assert httpx.get(f"{sm.url}/api/v1/monitoring-schedules/churn-hourly", headers=sm.headers["vic"],
+                     timeout=60).json()["status"] == "Stopped"
     pat.start_monitoring_schedule(MonitoringScheduleName="churn-hourly")
     assert vic.describe_monitoring_schedule(MonitoringScheduleName="churn-hourly")["MonitoringScheduleStatus"] == \
         "Scheduled"
@@ -334,7 +336,7 @@ def test_model_quality_job_definition_judges_captured_predictions_against_ground
     _capture(sm, ingest, t0, shift=0.0, seed=8, first=0)        # every prediction is 0.7: class 1
     labels = [{"groundTruthData": {"data": str(i % 2), "encoding": "CSV"},
                "eventMetadata": {"eventId": f"inf-{i}"}, "eventVersion": "0"} for i in range(300)]
-    r = httpx.post(f"{sm.url}/api/v1/endpoints/churn-prod/ground-truth", json=labels, headers=ingest)
+    r = httpx.post(f"{sm.url}/api/v1/endpoints/churn-prod/ground-truth", json=labels, headers=ingest, timeout=60)
     assert r.status_code == 200 and r.json()["accepted"] == 300, r.text
     ran = _run(sm, "churn-quality", "2026-11-20T10:00:00Z", "2026-11-20T11:00:00Z")
     assert ran["status"] == "CompletedWithViolations"
@@ -545,7 +547,7 @@ def test_model_bias_job_definition_from_clarify_files(sm: SageMaker) -> None:
     labels = [{"groundTruthData": {"data": str(i % 2), "encoding": "CSV"}, "eventMetadata": {"eventId": f"inf-{i}"},
                "eventVersion": "0"} for i in range(300)]
     assert httpx.post(f"{sm.url}/api/v1/endpoints/churn-prod/ground-truth", json=labels,
-                      headers=ingest).json()["accepted"] == 300
+                      headers=ingest, timeout=60).json()["accepted"] == 300
     assert _run(sm, "churn-bias-hourly", "2026-11-20T10:00:00Z", "2026-11-20T11:00:00Z")["status"] == \
         "CompletedWithViolations"
     [ex] = vic.list_monitoring_executions(MonitoringTypeEquals="ModelBias")["MonitoringExecutionSummaries"]
@@ -593,7 +595,7 @@ def test_model_explainability_job_definition_judges_attribution_drift(sm: SageMa
     pat.create_model_package(**_package(sm, "credit", sio.dumps(model)))
     r = httpx.post(f"{sm.url}/api/v1/endpoints", headers=sm.headers["pat"], json={
         "name": "credit-prod", "model_group": "credit", "model_version": 1,
-        "schema": {"features": FEATURES, "prediction": {"name": "prediction"}}})
+        "schema": {"features": FEATURES, "prediction": {"name": "prediction"}}}, timeout=60)
     assert r.status_code == 201, r.text
     # Clarify's explainability baseline files: analysis.json (global SHAP) and the analysis config
     config = {"headers": ["age", "income", "label"], "label": "label", "predictor": {
@@ -630,7 +632,7 @@ def test_model_explainability_job_definition_judges_attribution_drift(sm: SageMa
     pat.create_monitoring_schedule(MonitoringScheduleName="credit-attr", MonitoringScheduleConfig={
         "ScheduleConfig": {"ScheduleExpression": "cron(0 * ? * * *)"},
         "MonitoringJobDefinitionName": "credit-explain", "MonitoringType": "ModelExplainability"})
-    with httpx.Client(base_url=sm.url, headers=sm.headers["vic"]) as native:
+    with httpx.Client(base_url=sm.url, headers=sm.headers["vic"], timeout=60) as native:
         sched = native.get("/api/v1/monitoring-schedules/credit-attr").json()
         base = native.get(f"/api/v1/baselines/{sched['baseline_id']}").json()
     assert (sched["type"], base["kind"], base["source"]) == ("ModelExplainability", "ModelExplainability",
@@ -739,5 +741,5 @@ def test_stop_processing_job(sm: SageMaker, live_db: Database) -> None:
             pat.stop_processing_job(ProcessingJobName=name)
         assert _code(exc) == "ResourceNotFound"
     events = httpx.get(f"{sm.url}/api/v1/audit/events", params={"action": "execution.stopped"},
-                       headers=sm.headers["root"]).json()["items"]
+                       headers=sm.headers["root"], timeout=60).json()["items"]
     assert [(e["subject_id"], e["actor"]) for e in events] == [(waiting, "pat")]

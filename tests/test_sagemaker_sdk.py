@@ -159,7 +159,7 @@ def test_sdk_registers_and_approves_model_packages(sdk: Sdk) -> None:
             "s3.PutObject"} <= set(registered["calls"])
 
     # the same version natively: mlgov hashed the object the SDK uploaded
-    with httpx.Client(base_url=sm.url) as native:
+    with httpx.Client(base_url=sm.url, timeout=60) as native:
         got = native.get("/api/v1/model-groups/sdk-churn/versions/1", headers=sm.headers["vic"]).json()
     assert got["artifact_sha256"] == hashlib.sha256(b"sdk-model-bytes").hexdigest()
     assert got["registered_by"] == "pat" and got["task"] == "CLASSIFICATION"
@@ -184,7 +184,7 @@ def test_sdk_registers_and_approves_model_packages(sdk: Sdk) -> None:
     ''')
     assert decided["four_eyes"][0] == "AccessDeniedException" and "four-eyes" in decided["four_eyes"][1]
     assert decided["decided"] == ["Approved", "holdout AUC 0.91"]
-    with httpx.Client(base_url=sm.url) as native:
+    with httpx.Client(base_url=sm.url, timeout=60) as native:
         history = native.get("/api/v1/model-groups/sdk-churn/versions/1/approvals", headers=sm.headers["vic"]).json()
     assert [(h["actor"], h["to_status"]) for h in history] == [("ann", "Approved")]
 
@@ -235,7 +235,7 @@ def test_sdk_lineage_artifacts_and_associations(sdk: Sdk) -> None:
                                    [arns["job"], "Produced", arns["model"]]])
     assert out["viewer"] == "AccessDeniedException"
     # the same graph natively
-    with httpx.Client(base_url=sm.url) as native:
+    with httpx.Client(base_url=sm.url, timeout=60) as native:
         got = native.post("/api/v1/lineage/query", json={"start": [arns["model"].rsplit("/", 1)[1]],
                                                           "direction": "Ascendants"}, headers=sm.headers["vic"])
     assert "s3://data/train.csv" in {v.get("uri") for v in got.json()["vertices"]}
@@ -279,7 +279,7 @@ def test_sdk_model_cards(sdk: Sdk) -> None:
     assert out["latest"] == ["Approved", 3, "retention campaigns"] and out["first"] == ["Draft", 1]
     assert out["history"] == [[1, "Draft"], [2, "PendingReview"], [3, "Approved"]]
     assert out["deleted"] == "ResourceNotFound"
-    with httpx.Client(base_url=sm.url) as native:
+    with httpx.Client(base_url=sm.url, timeout=60) as native:
         events = native.get("/api/v1/audit/events", params={"action": "model_card.*"},
                             headers=sm.headers["root"]).json()["items"]
     assert sorted((e["action"], e["subject_id"], e["actor"]) for e in events) == [

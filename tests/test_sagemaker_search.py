@@ -152,7 +152,7 @@ def test_search_model_package_groups(catalogue: SageMaker) -> None:
     assert record["CreatedBy"]["IamIdentity"]["PrincipalId"] == "pat"
 
     # the native search sees the same groups (one registry behind both doors)
-    with httpx.Client(base_url=catalogue.url) as native:
+    with httpx.Client(base_url=catalogue.url, timeout=60) as native:
         got = native.get("/api/v1/model-groups", params={"name_contains": "fra"},
                          headers=catalogue.headers["vic"]).json()
     assert [g["name"] for g in got["items"]] == ["fraud"]
@@ -220,6 +220,6 @@ def test_search_abuse_deep_and_huge_expressions(catalogue: SageMaker) -> None:
         deep = {"SubExpressions": [deep]}
     request = _signed(catalogue, "vic", "Search", {"Resource": "ModelPackage", "SearchExpression": deep})
     r = httpx.post(catalogue.url, content=request.body, headers={
-        k: v for k, v in request.headers.items() if k.lower() != "content-length"})
+        k: v for k, v in request.headers.items() if k.lower() != "content-length"}, timeout=60)
     assert r.status_code == 400 and r.json()["__type"] in ("ValidationException", "SerializationException")
     assert "nested" in json.dumps(r.json())

@@ -97,7 +97,7 @@ def test_live_server_conforms_to_its_openapi_document(live_db: Database, tmp_pat
              f"{srv.url}/openapi.json", "-H", f"Authorization: Bearer {key}",
              "--report", "json", "--report-json-path", str(out)],
             capture_output=True, text=True, timeout=900, cwd=tmp_path)
-        key_still_works = httpx.get(f"{srv.url}/api/v1/keys", headers=headers).status_code
+        key_still_works = httpx.get(f"{srv.url}/api/v1/keys", headers=headers, timeout=60).status_code
     assert out.exists(), proc.stdout[-5000:] + proc.stderr[-5000:]
     report = json.loads(out.read_text())
     assert report["complete"] and report["stop_reason"] == "completed", _summary(report, proc.stdout)

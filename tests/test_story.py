@@ -137,12 +137,12 @@ def test_closed_loop(live_db, tmp_path):
             assert a in actions, a
         assert c.get("/audit/verify", headers=admin).json()["ok"] is True
         prom = {(x.name, tuple(sorted(x.labels.items()))): x.value for f in text_string_to_metric_families(
-            httpx.get(f"{srv.url}/metrics", headers=keys["admin"]).text) for x in f.samples}
+            httpx.get(f"{srv.url}/metrics", headers=keys["admin"], timeout=60).text) for x in f.samples}
         last = (("schedule", "churn-dq"), ("status", "CompletedWithViolations"))
         assert prom["mlgov_execution_last_status", last] == 1
         assert prom["mlgov_alerts_open", (("check", "baseline_drift_check"), ("schedule", "churn-dq"))] == 1
         assert prom["mlgov_capture_records_total", (("endpoint", "churn-prod"),)] == 900
         drift = (("feature", "income"), ("method", "wasserstein"), ("schedule", "churn-dq"))
         assert ("mlgov_feature_drift", drift) in prom
-        assert httpx.get(f"{srv.url}/metrics").status_code == 401
+        assert httpx.get(f"{srv.url}/metrics", timeout=60).status_code == 401
         pipeline.server.shutdown()

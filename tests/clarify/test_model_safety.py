@@ -63,10 +63,11 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         url = f"http://127.0.0.1:{port}"
         wait_healthy(url, proc, timeout=60)
         admin = {"Authorization": f"Bearer {(home / 'admin.key').read_text().strip()}"}
-        r = httpx.post(f"{url}/api/v1/keys", headers=admin, json={"name": "pub", "role": "publisher"})
+        r = httpx.post(f"{url}/api/v1/keys", headers=admin, json={"name": "pub", "role": "publisher"}, timeout=60)
         assert r.status_code == 201, r.text
         publisher = {"Authorization": f"Bearer {r.json()['key']}"}
-        assert httpx.post(f"{url}/api/v1/model-groups", headers=publisher, json={"name": "m"}).status_code == 201
+        r = httpx.post(f"{url}/api/v1/model-groups", headers=publisher, json={"name": "m"}, timeout=60)
+        assert r.status_code == 201, r.text
         yield Server(url, home, admin, publisher)
     finally:
         proc.terminate()

@@ -38,7 +38,8 @@ def test_root_leads_to_sign_in_and_a_key_signs_in(console: Console, open_browser
     expect(page.locator(".flash")).to_contain_text("you are signed out")
     assert "/console/sign-in" in page.url
     # the old cookie is dead on the server, not only forgotten by this browser
-    r = httpx.get(console.url + "/console/", cookies={"mlgov_console": cookie["value"]}, follow_redirects=False)
+    r = httpx.get(console.url + "/console/", cookies={"mlgov_console": cookie["value"]}, follow_redirects=False,
+                  timeout=60)
     assert r.status_code == 303 and "/console/sign-in" in r.headers["location"]
 
 
@@ -70,7 +71,7 @@ def test_a_form_without_its_csrf_token_is_refused(console: Console, open_browser
     for token in (None, "not-the-token"):
         data = {"decision": "Approved", "comment": "no token", **({"csrf_token": token} if token else {})}
         r = httpx.post(console.url + "/console/models/csrf-refused/versions/1/decision", data=data, cookies=cookies,
-                       follow_redirects=True)
+                       follow_redirects=True, timeout=60)
         assert r.status_code == 200 and "CSRF token" in r.text
     assert console.api("viewer").get("/api/v1/model-groups/csrf-refused/versions/1").json()[
         "approval_status"] == "PendingManualApproval"
@@ -104,7 +105,7 @@ def test_unknown_console_pages_and_bad_queries_answer_in_html(console: Console, 
     page = b.goto("/console/?offset=-1")
     assert "offset" in page.locator(".flash").inner_text()
     # the API keeps answering problem+json
-    r = httpx.get(console.url + "/api/v1/nothing")
+    r = httpx.get(console.url + "/api/v1/nothing", timeout=60)
     assert r.headers["content-type"].startswith("application/problem+json")
 
 

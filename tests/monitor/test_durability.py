@@ -47,10 +47,11 @@ def test_sigkill_loses_no_acknowledged_record(tmp_path):
     proc = _serve(home, port)
     h = {"Authorization": f"Bearer {(home / 'admin.key').read_text().strip()}"}
     base = f"http://127.0.0.1:{port}/api/v1"
-    assert httpx.post(f"{base}/model-groups", json={"name": "g"}, headers=h).status_code == 201
-    assert httpx.post(f"{base}/model-groups/g/versions", json=version_body(1), headers=h).status_code == 201
+    assert httpx.post(f"{base}/model-groups", json={"name": "g"}, headers=h, timeout=60).status_code == 201
+    assert httpx.post(f"{base}/model-groups/g/versions", json=version_body(1), headers=h, timeout=60).status_code == 201
     assert httpx.post(f"{base}/endpoints", headers=h, json={"name": "ep", "model_group": "g", "model_version": 1,
-                                                          "schema": {"features": FEATURES}}).status_code == 201
+                                                          "schema": {"features": FEATURES}},
+                      timeout=60).status_code == 201
     acked: list[str] = []
     errors: list[str] = []
     stop = threading.Event()
@@ -98,7 +99,7 @@ def test_sigkill_loses_no_acknowledged_record(tmp_path):
     proc = _serve(home, port)
     try:
         retry = [record(0, t0, (30, 40.5, "CA"), event_id=e) for e in acked[:20]]
-        r = httpx.post(f"{base}/endpoints/ep/capture", json=retry, headers=h)
+        r = httpx.post(f"{base}/endpoints/ep/capture", json=retry, headers=h, timeout=60)
         assert r.json()["duplicates"] == 20
     finally:
         proc.send_signal(signal.SIGTERM)

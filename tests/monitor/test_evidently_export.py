@@ -195,9 +195,9 @@ def test_evidently_ui_serves_the_exported_snapshot(client, keys, tmp_path):
             except httpx.HTTPError:
                 assert proc.poll() is None and time.monotonic() < deadline, "evidently ui did not start"
                 time.sleep(0.5)
-        runs = httpx.get(f"{base}/projects/{project_id}/snapshots").json()
+        runs = httpx.get(f"{base}/projects/{project_id}/snapshots", timeout=60).json()
         assert [(r["id"], r["metadata"]["mlgov_analysis_id"]) for r in runs] == [(str(run_id), analysis["id"])]
-        shown = httpx.get(f"{base}/projects/{project_id}/{run_id}/data").json()
+        shown = httpx.get(f"{base}/projects/{project_id}/{run_id}/data", timeout=60).json()
         table = next(w for w in shown["widgets"] if w["type"] == "big_table")
         assert {r["column_name"]: r["drift_score"] for r in table["params"]["data"]} == {
             d["feature"]: round(d["statistic"], 6) for d in analysis["drift"]
@@ -205,6 +205,7 @@ def test_evidently_ui_serves_the_exported_snapshot(client, keys, tmp_path):
         series = httpx.post(
             f"{base}/v2/snapshots/{project_id}/data_series_batch",
             json={"series_filter": [{"tags": [], "metadata": {}, "metric": DRIFT, "metric_labels": {}}]},
+            timeout=60,
         ).json()["series"]
         assert {s["params"]["column"]: s["values"] for s in series} == {
             d["feature"]: [d["statistic"]] for d in analysis["drift"]

@@ -67,9 +67,9 @@ def test_serve_runs_due_schedules_unless_told_not_to(tmp_path):
     h = {"Authorization": f"Bearer {key}"}
 
     def state(srv: Serve) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
-        ready = httpx.get(f"{srv.url}/readyz").json()
-        listed = httpx.get(f"{srv.url}/api/v1/monitoring-schedules", headers=h).json()
-        runs = httpx.get(f"{srv.url}/api/v1/monitoring-schedules/every-minute/executions", headers=h).json()
+        ready = httpx.get(f"{srv.url}/readyz", timeout=60).json()
+        listed = httpx.get(f"{srv.url}/api/v1/monitoring-schedules", headers=h, timeout=60).json()
+        runs = httpx.get(f"{srv.url}/api/v1/monitoring-schedules/every-minute/executions", headers=h, timeout=60).json()
         return ready, listed, runs
 
     with Serve(home, "--no-scheduler") as off:
