@@ -284,9 +284,8 @@ def create_analysis(actor: Writer, session: SessionDep, store: StoreDep, form: P
         raw = form["drift"]
         try:
             drift = DriftSettings.model_validate(inputs.loads(raw, "drift") if isinstance(raw, str) else raw)
-        except ValidationError as exc:
-            raise Invalid(f"drift settings are invalid: {exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}",
-                          fix="see DriftSettings in the API schema") from None
+        except ValidationError as exc:      # the same answer as a JSON body's field errors, under `drift.`
+            raise RequestValidationError([{**e, "loc": ("drift", *e["loc"])} for e in exc.errors()]) from None
     up = kinds.file_part(form, "file")
     uri = form.get("dataset_uri")
     if up is None and not uri:

@@ -159,8 +159,11 @@ def test_analysis_bad_input(client, keys):
     assert_problem(client.post("/api/v1/analyses", data={"baseline_id": "nope"},
                                files={"file": ("c.csv", b"a\n1\n")}, headers=pub), 404, "no baseline")
     assert_problem(client.post("/api/v1/analyses", data={"baseline_id": bid}, headers=pub), 422, "no data")
-    assert_problem(client.post("/api/v1/analyses", data={"baseline_id": bid, "drift": '{"numerical": "magic"}'},
-                               files={"file": ("c.csv", b"a\n1\n")}, headers=pub), 422, "drift")
+    bad = assert_problem(client.post("/api/v1/analyses", headers=pub, files={"file": ("c.csv", b"a\n1\n")}, data={
+        "baseline_id": bid, "drift": '{"numerical": "magic", "drift_share": 2, "thresholds": {"psi": "high"}}'}), 422)
+    assert {e["field"] for e in bad["errors"]} == {"drift.numerical", "drift.drift_share", "drift.thresholds.psi"}
+    assert "drift.drift_share: Input should be less than or equal to 1" in bad["detail"], bad["detail"]
+    assert "('" not in bad["detail"] and "Value error" not in bad["detail"]      # no raw pydantic locations
     assert_problem(client.post("/api/v1/analyses", json={"baseline_id": bid, "endpoint": "nope",
                                                          "start": "2026-01-01T00:00:00Z", "end": "x"},
                                headers=pub), 422, "end")
