@@ -818,7 +818,9 @@ def _checked_source(uri: str, store: ObjectStore) -> str:
     return uri
 
 
-_MODELS_URI = re.compile(r"models:/(?P<name>[^/@]+)(?:/(?P<ref>[^/@]+)|@(?P<alias>[^/@]+))/?")
+# As MLflow's own parser reads it (mlflow.store.artifact.utils.models._parse_model_uri): a name may hold '@' (MLflow
+# and mlgov allow it in names); `name/ref` splits at the '/', `name@alias` at the last '@' (aliases hold none).
+_MODELS_URI = re.compile(r"models:/(?P<name>[^/]+?)(?:/(?P<ref>[^/]+)|@(?P<alias>[^/@]+))/?")
 
 
 def _models_uri(session: SessionDep, uri: str) -> service.VersionView:

@@ -526,6 +526,32 @@ def test_mlflow_client_calls_that_differed_from_mlflow(world: World) -> None:
     assert r.status_code == 400 and "Content-Type" in r.json()["message"]
 
 
+def test_models_uris_of_a_name_with_at_signs_read_as_mlflow_reads_them(world: World) -> None:
+    """MLflow (and mlgov) allow '@' in a model's name; MLflow's parser splits `name/ref` at the '/' and `name@alias`
+    at the last '@'. mlgov refused every such models:/ source before; now it names the same version MLflow would."""
+    c = world.client
+    c.create_registered_model("team@churn")
+    c.create_model_version("team@churn", "s3://m/at-1", run_id="r1")
+    c.create_model_version("team@churn", "s3://m/at-2", run_id="r2")
+    world.approve("team@churn", 2)
+    with world.as_("appr2"):
+        c.set_registered_model_alias("team@churn", "champion", "2")
+    c.create_registered_model("copies")
+    for source, run in (("models:/team@churn/1", "r1"), ("models:/team@churn@champion", "r2"),
+                        ("models:/team@churn/latest", "r2")):
+        assert c.create_model_version("copies", source).run_id == run, source
+    copy = c.copy_model_version("models:/team@churn@champion", "copies")   # the real client parses it too
+    assert copy.source == "s3://m/at-2"
+    assert [v.source for v in c.search_model_versions("name = 'copies'", order_by=["version_number ASC"])] == [
+        "s3://m/at-1", "s3://m/at-2", "s3://m/at-2", "s3://m/at-2"]
+    for bad, code, said in (("models:/team@churn@nope", "RESOURCE_DOES_NOT_EXIST", "'team@churn' has no alias 'nope'"),
+                            ("models:/team/1", "RESOURCE_DOES_NOT_EXIST", "group 'team' does not exist"),
+                            ("models:/team@churn", "RESOURCE_DOES_NOT_EXIST", "group 'team' does not exist")):
+        with pytest.raises(MlflowException) as exc:
+            c.create_model_version("copies", bad)
+        assert _code(exc) == code and said in str(exc.value), (bad, str(exc.value))
+
+
 def test_mlflow_alias_and_stage_moves_are_in_the_record(world: World) -> None:
     """Alias moves and stage transitions made through MLflow's verbs are audited, answer "what was where at T"
     and appear in the group's compliance report (JSON and HTML)."""
