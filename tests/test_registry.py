@@ -7,6 +7,7 @@ import itertools
 import time
 from typing import Any
 
+import pytest
 from sqlalchemy import func, select
 
 from mlgov.audit import AuditEvent
@@ -207,6 +208,11 @@ def test_bad_input_on_registry_routes_stores_nothing(client, keys, db, settings)
     assert_problem(r, 422, "control")
     assert "Value error" not in r.text   # the validator's own sentence, not pydantic's wrapping
     assert_problem(client.post("/api/v1/model-groups", json={"name": 5}, headers=pub), 422, "name")
+    # "сhurn" with a Cyrillic "с" reads as the existing "churn": refused, with the letter that gives it away
+    assert_problem(client.post("/api/v1/model-groups", json={"name": "\u0441hurn"}, headers=pub), 422,
+                   "must not mix scripts: Latin letters with 'с' (U+0441, Cyrillic)")
+    with db.session_scope() as s:
+        assert s.scalars(select(ModelGroup.name)).all() == ["churn"]
     assert_problem(client.post("/api/v1/model-groups", json=[], headers=pub), 422)
     assert_problem(client.get("/api/v1/model-groups/churn/versions/abc", headers=pub), 422, "version")
     assert_problem(client.get("/api/v1/model-groups/churn/versions/0", headers=pub), 422, "version")
@@ -528,3 +534,25 @@ def test_native_single_reads_equal_the_listed_versions(client, keys, db):
         assert list(listed[0]["metadata"].items()) == [("a", "1"), ("b", "2")] and listed[1]["metadata"] == {}
         assert service.read_latest(s, "reads", None) == listed[2]
         assert service.read_latest(s, "reads", "Approved") == listed[1]
+
+
+@pytest.mark.parametrize(("name", "scripts"), [
+    ("fraud_model", None), ("modèle-crédit", None), ('q"uote ✓ #1?', None), ("a·b", None),
+    ("модель", None), ("модель-2", None), ("ελληνικά_3", None),                   # one script, with Common
+    ("模型_v2", None), ("機械学習モデル-v2", None), ("日本語ーテスト", None),      # Latin with Han / Japanese
+    ("한국어_model", None), ("ㄅㄆ模型_x", None),                                 # Latin with Korean / Bopomofo
+    ("fr\u0430ud_model", ["Latin", "'а' (U+0430, Cyrillic)"]),
+    ("\u0440\u0430\u0443\u0440\u0430l", ["Cyrillic", "'l' (U+006C, Latin)"]),      # "paypal" in Cyrillic but its "l"
+    ("ελληνικά-model", ["Greek", "and 2 more"]),
+    ("x\u03b1\u03b1\u03b1", ["Greek", "'x' (U+0078, Latin)"]),
+    ("модель-モデル", ["Cyrillic", "Katakana"]),
+])
+def test_names_that_mix_scripts_are_refused_as_uts39_highly_restrictive_says(name, scripts):
+    from registry.schemas import group_name_problem
+
+    problem = group_name_problem(name)
+    if scripts is None:
+        assert problem is None, problem
+    else:
+        assert problem is not None and problem.startswith(f"must not mix scripts: {scripts[0]} letters with "), problem
+        assert all(part in problem for part in scripts[1:]), problem
