@@ -21,7 +21,7 @@ import numpy as np
 from scipy import stats
 from scipy.spatial import distance
 
-from monitor.engine import kll
+from monitor.engine import ecdf, kll
 from monitor.engine.kll import Floats
 from monitor.engine.stats import CategoricalSummary, FeatureProfile, NumericSummary
 
@@ -66,19 +66,6 @@ class Dist:
         out: Floats = cum[np.searchsorted(self.values, x, side="right")] / cum[-1]
         return out
 
-    def has_ties(self) -> bool:
-        v = self.values
-        return bool(np.any(v[1:] == v[:-1]))
-
-    def more_distinct_than(self, k: int) -> bool:
-        """Whether there are more than ``k`` distinct values: k + 1 binary searches, not a pass over them all."""
-        v, i = self.values, 0
-        for _ in range(k + 1):
-            if i >= len(v):
-                return False
-            i = int(np.searchsorted(v, v[i], side="right"))
-        return True
-
     def unique(self) -> Floats:
         v = self.values
         return v[np.concatenate([[True], v[1:] != v[:-1]])] if len(v) else v
@@ -110,142 +97,40 @@ class Dist:
         return dict(zip(u.tolist(), ((cum[hi] - cum[lo]) * self.n / cum[-1]).tolist(), strict=True))
 
 
-EXACT_MERGE_LIMIT = 40_000    # above this many values in total, CDFs are read on a quantile grid
-GRID_POINTS = 16_384            # per side; the grid bound is 1/GRID_POINTS of rank per side
-
-
-def _in_gaps(d: Dist, picks: np.ndarray, keys: Floats, before: np.ndarray) -> Floats:
-    """``d.cdf_at(keys)`` for sorted ``keys`` when ``before[j]`` of d's picks (at sorted indices ``picks``) are
-    ≤ keys[j] and the next is > keys[j]: the count lies between those two picks, found by a branch-free binary
-    search over every gap at once (a handful of vector steps; no search over all of d). Weighted: cdf_at."""
-    if d.weights is not None or not len(keys):
-        return d.cdf_at(keys)
-    n, values = len(d.values), d.values
-    bounds = np.empty(len(picks) + 2, dtype=np.int64)
-    bounds[0], bounds[1:-1], bounds[-1] = -1, picks, n
-    last_le = bounds[before]             # d's last pick ≤ the key: the last index known ≤ it
-    cap = bounds[before + 1]
-    cap -= 1                             # d's next pick is > the key: the last index that may still be ≤ it
-    width = int((cap - last_le).max())
-    step = 1 << (width.bit_length() - 1) if width > 0 else 0
-    cand = np.empty_like(last_le)
-    while step:   # capped galloping: a candidate past the cap is the cap, so no bounds mask; in-place, branch-free
-        np.add(last_le, step, out=cand)
-        np.minimum(cand, cap, out=cand)
-        ok = values[cand] <= keys
-        cand -= last_le
-        cand *= ok
-        last_le += cand
-        step >>= 1
-    last_le += 1
-    out: Floats = last_le / n
-    return out
-
-
 class Comparison:
-    """Two numeric samples compared once: both CDFs on a joint grid, from which L∞, Wasserstein and the
-    joint unique count follow.
-
-    Up to EXACT_MERGE_LIMIT values the grid is every distinct value (one stable merge of two sorted runs:
-    exact). Beyond it the grid is GRID_POINTS quantiles of each side, where both CDFs are still exact;
-    between grid points a CDF moves by at most 1/GRID_POINTS, so L∞ is within 2/GRID_POINTS (1.2e-4) and
-    Wasserstein within that share of the value range. Results say which they are.
-    """
+    """Two numeric samples compared once, exactly at any size: both CDFs at every distinct value of either, in one
+    compiled merge pass (`ecdf.walk`, GIL released), from which L∞, Wasserstein, the Wasserstein noise floor's
+    spread and the joint unique count follow. (Up to 2026-12 NumPy read the CDFs of samples beyond 40,000 values in
+    all on a 16,384-quantile grid, within a stated 1.2e-4; the walk is exact and faster.)"""
 
     def __init__(self, ref: NumericSummary, cur: NumericSummary) -> None:
-        self.ref, self.cur = ref, cur
         self.a, self.b = Dist.of(ref), Dist.of(cur)
-        self._merged: tuple[Floats, Floats, Floats] | None = None
-        self.on_grid = False
+        self._walk: ecdf.Walk | None = None
+
+    @classmethod
+    def of(cls, a: Dist, b: Dist) -> Comparison:
+        pair = cls.__new__(cls)
+        pair.a, pair.b, pair._walk = a, b, None
+        return pair
 
     @property
     def exact(self) -> bool:
-        self.merged()
-        return self.a.exact and self.b.exact and not self.on_grid
+        return self.a.exact and self.b.exact
 
-    def bound(self) -> float:
-        """Bound on the L∞ error from reading CDFs on the grid (0 when exact on the data)."""
-        self.merged()
-        return 2.0 / GRID_POINTS if self.on_grid else 0.0
-
-    def _grid(self) -> tuple[Floats, Floats, Floats]:
-        """Both CDFs at the union of each side's quantile picks, with one merge of the two sorted pick runs
-        (timsort: linear) instead of binary searches over whole samples. A side's CDF at its own picks is its pick
-        index + 1 when it is unweighted and untied. At the other side's picks, the merge already places each pick
-        between two consecutive own picks, so the count of values ≤ it lies in that gap (≤ n/GRID_POINTS values)
-        and a binary search over the gaps, all picks at once, finishes it. Weighted sides are searched as before.
-        In each run of equal grid values the first is an ``a`` pick if any is (stable merge, ``a`` first) and the
-        last a ``b`` pick if any is: F_a is read at the first, F_b at the last, so each comes from the side's own
-        pick when the value is one, and otherwise from a search whose gap bounds hold. Counts are exact: the CDFs
-        are those of ``searchsorted`` over the whole samples, bit for bit."""
-        a, b = self.a, self.b
-        idx = [np.linspace(0, len(d.values) - 1, min(GRID_POINTS, len(d.values))).astype(np.int64) for d in (a, b)]
-        xs = [a.values[idx[0]], b.values[idx[1]]]
-        own = [(i + 1) / len(d.values) if d.weights is None and not d.has_ties() else d.cdf_at(x)
-               for d, i, x in zip((a, b), idx, xs, strict=True)]
-        values = np.concatenate(xs)
-        order = np.argsort(values, kind="stable")
-        v = values[order]
-        from_a = order < len(xs[0])
-        # picks of the one side before each pick of the other, in merged order
-        a_before = np.flatnonzero(~from_a) - np.arange(len(xs[1]))   # for b's picks: a picks ≤ it (ties: a first)
-        b_before = np.flatnonzero(from_a) - np.arange(len(xs[0]))    # for a's picks: b picks < it
-        at_b = _in_gaps(a, idx[0], xs[1], a_before)    # F_a at b's picks
-        at_a = _in_gaps(b, idx[1], xs[0], b_before)    # F_b at a's picks (right where no b pick equals it)
-        fa = np.concatenate([own[0], at_b])[order]
-        fb = np.concatenate([at_a, own[1]])[order]
-        first = np.empty(len(v), dtype=bool)
-        first[0] = True
-        np.not_equal(v[1:], v[:-1], out=first[1:])
-        if first.all():   # no equal grid values (continuous data): nothing to drop, skip three masked copies
-            return v, fa, fb
-        last = np.empty(len(v), dtype=bool)
-        last[-1] = True
-        last[:-1] = first[1:]
-        return v[first], fa[first], fb[last]
-
-    def merged(self) -> tuple[Floats, Floats, Floats]:
-        """(grid values ascending, F_ref at them, F_cur at them)."""
-        if self._merged is None and len(self.a.values) + len(self.b.values) > EXACT_MERGE_LIMIT:
-            self.on_grid = True
-            self._merged = self._grid()
-        if self._merged is None:
-            a, b = self.a, self.b
-            values = np.concatenate([a.values, b.values])
-            order = np.argsort(values, kind="stable")   # two sorted runs: a linear merge
-            v = values[order]
-            from_a = order < len(a.values)
-            if a.weights is None and b.weights is None:
-                in_a = np.cumsum(from_a, dtype=np.int64)
-                ca = in_a / len(a.values)
-                cb = (np.arange(1, len(v) + 1) - in_a) / len(b.values)
-            else:
-                wa = a.weights if a.weights is not None else np.ones(len(a.values))
-                wb = b.weights if b.weights is not None else np.ones(len(b.values))
-                w = np.concatenate([wa, wb])[order]
-                ca = np.cumsum(np.where(from_a, w, 0.0)) / wa.sum()
-                cb = np.cumsum(np.where(from_a, 0.0, w)) / wb.sum()
-            last = np.empty(len(v), dtype=bool)
-            last[-1] = True
-            np.not_equal(v[1:], v[:-1], out=last[:-1])   # each CDF is read after the last of equal values
-            self._merged = (v[last], ca[last], cb[last])
-        return self._merged
+    def walk(self) -> ecdf.Walk:
+        if self._walk is None:
+            self._walk = ecdf.walk(self.a.values, self.a.weights, self.b.values, self.b.weights)
+        return self._walk
 
     def linf(self) -> float:
-        _, fa, fb = self.merged()
-        return float(np.max(np.abs(fa - fb))) if len(fa) else 0.0
+        return self.walk().linf
 
     def wasserstein(self) -> float:
-        x, fa, fb = self.merged()
-        return float(np.sum(np.abs(fa[:-1] - fb[:-1]) * np.diff(x))) if len(x) > 1 else 0.0
+        return self.walk().wasserstein
 
     def n_unique(self) -> int:
-        """Distinct values over both samples: exact up to 5, else 6 (a lower bound; only "> 5" matters to callers)."""
-        if not self.on_grid and self._merged is not None:
-            return len(self._merged[0])
-        if self.a.more_distinct_than(5):
-            return 6   # a lower bound: only "> 5" matters to the caller
-        return len(np.union1d(self.a.unique(), self.b.unique()))
+        """Distinct values over both samples."""
+        return self.walk().distinct
 
 
 @dataclass
@@ -341,9 +226,7 @@ def ks(a: Dist, b: Dist) -> tuple[float, bool]:
     own too when both are lossless and either side is beyond scipy's exact-method size."""
     if a.weights is None and b.weights is None:
         return float(stats.ks_2samp(a.values, b.values).pvalue), True
-    d = Comparison.__new__(Comparison)
-    d.a, d.b, d._merged = a, b, None
-    dist = d.linf()
+    dist = Comparison.of(a, b).linf()
     en = a.n * b.n / (a.n + b.n)
     return float(stats.kstwo.sf(dist, max(1, round(en)))), a.exact and b.exact and max(a.n, b.n) > KS_EXACT_MAX
 
@@ -426,9 +309,7 @@ def compare_numeric(name: str, ref: NumericSummary, cur: NumericSummary, method:
         exact_std = ref.exact is not None or ref.quantiles is not None   # a computed baseline's moments are exact
         sd = max(ref.std if exact_std else a.std(), 0.001)
         stat = pair.wasserstein() / sd
-        x, fa, _ = pair.merged()
-        spread = float(np.sum(np.sqrt(fa[:-1] * (1 - fa[:-1])) * np.diff(x))) if len(x) > 1 else 0.0
-        scale = WASSERSTEIN_95 * math.sqrt(2 / math.pi) * spread / sd
+        scale = WASSERSTEIN_95 * math.sqrt(2 / math.pi) * pair.walk().spread / sd
     elif method in ("psi", "jensenshannon"):
         p, q = _binned(a, b, fill=method == "psi")
         stat = _psi(p, q) if method == "psi" else float(distance.jensenshannon(p, q))
@@ -439,7 +320,7 @@ def compare_numeric(name: str, ref: NumericSummary, cur: NumericSummary, method:
         stat = _z(a.counts(), a.n, b.counts(), b.n)
     else:
         raise ValueError(f"unknown drift method {method!r}")
-    bound = (pair.bound() if pair.on_grid else 0.0) + a.bound + b.bound
+    bound = a.bound + b.bound
     return _gate(DriftResult(name, method, stat, threshold, _verdict(method, stat, threshold), exact, kind, linf,
                              bound=bound), a.n, b.n, scale, bins)
 

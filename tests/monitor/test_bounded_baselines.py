@@ -137,7 +137,7 @@ def test_drift_from_the_summary_is_within_the_stated_bound_with_the_same_verdict
             assert r.statistic == pytest.approx(sps.ks_2samp(a, b).pvalue, rel=1e-9, abs=1e-300)
 
 
-def test_a_large_window_states_the_grid_and_the_summary_bound(references):
+def test_a_large_window_states_the_summary_bound(references):
     ref, exact, bounded = references
     cur = shifted("same", 60_000, seed=5)
     for r, e in zip(analyze(bounded, {}, cur, DriftConfig(numerical="linf_simple")).drift,
@@ -145,9 +145,9 @@ def test_a_large_window_states_the_grid_and_the_summary_bound(references):
         if r.kind == "categorical":
             continue
         q = next(p.summary.quantiles for p in bounded if p.name == r.feature)
-        assert q is not None and r.bound == pytest.approx(2 / drift.GRID_POINTS + q.bound)
+        assert q is not None and r.bound == pytest.approx(q.bound)   # the comparison itself is exact
         a, b = ref[r.feature].to_numpy(float), cur[r.feature].to_numpy(float)
-        assert abs(r.statistic - sps.ks_2samp(a, b).statistic) <= r.bound
+        assert abs(r.statistic - sps.ks_2samp(a, b).statistic) <= r.bound + 1e-12   # rounding
         assert abs(r.statistic - e.statistic) <= r.bound + e.bound
 
 

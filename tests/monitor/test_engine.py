@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from scipy import stats as sps
 from scipy.spatial import distance
 
-from monitor.engine import constraints, drift, kll
+from monitor.engine import constraints, drift, ecdf, kll
 from monitor.engine.analysis import DriftConfig, analyze, profile
 from monitor.engine.columns import columns, read_table
 from monitor.engine.stats import merge_profiles, profile_column, profiles_from_statistics, statistics_json
@@ -148,23 +148,53 @@ def test_ks_wasserstein_equal_scipy(n, m):
     assert w.statistic == pytest.approx(sps.wasserstein_distance(a, b) / max(np.std(a), 0.001), abs=1e-9)
 
 
-def test_large_samples_use_a_grid_within_the_stated_bound():
+def test_large_samples_are_compared_exactly():
     rng = np.random.default_rng(3)
     a, b = rng.normal(0, 1, 200_000), rng.normal(0.05, 1, 150_000)
     ra, rb = (profile_column(columns(_table(x=v))[0]) for v in (a, b))
     pair = drift.pair_of(ra, rb)
     r = drift.compare(ra, rb, "linf_simple", 0.1, pair)
-    assert not r.exact and pair.bound() > 0 and r.bound == pair.bound()
-    assert abs(r.statistic - sps.ks_2samp(a, b).statistic) <= pair.bound()
+    assert r.exact and r.bound == 0.0
+    assert r.statistic == pytest.approx(sps.ks_2samp(a, b).statistic, abs=1e-12)
     w = drift.compare(ra, rb, "wasserstein", 0.1, pair)
-    exact_w = sps.wasserstein_distance(a, b) / np.std(a)
-    assert abs(w.statistic - exact_w) <= pair.bound() * (max(a.max(), b.max()) - min(a.min(), b.min())) / np.std(a)
+    assert w.exact and w.statistic == pytest.approx(sps.wasserstein_distance(a, b) / np.std(a), rel=1e-9)
+    assert pair.n_unique() == len(np.union1d(a, b))
 
 
-@pytest.mark.parametrize("shape", ["continuous", "rounded", "integers", "disjoint", "uneven sizes", "one value"])
-def test_grid_cdfs_are_the_whole_samples_counts_at_every_grid_value(shape):
-    """The grid reads each CDF at the other side's picks by searching only the gap between two of its own picks;
-    the counts must be those of a search over the whole sample, bit for bit, whatever the ties and ranges."""
+def _numpy_walk(va, wa, vb, wb) -> tuple[float, float, float, int]:
+    """The reference the compiled walk is held to: one stable merge of both sorted samples, cumulative weights,
+    each CDF read after the last of equal values (the engine's NumPy path before the walk)."""
+    wa = np.ones(len(va)) if wa is None else wa
+    wb = np.ones(len(vb)) if wb is None else wb
+    values = np.concatenate([va, vb])
+    order = np.argsort(values, kind="stable")
+    v = values[order]
+    from_a = order < len(va)
+    w = np.concatenate([wa, wb])[order]
+    fa = np.cumsum(np.where(from_a, w, 0.0)) / np.cumsum(wa)[-1]   # a CDF ends at 1 exactly
+    fb = np.cumsum(np.where(from_a, 0.0, w)) / np.cumsum(wb)[-1]
+    last = np.append(v[1:] != v[:-1], True)
+    v, fa, fb = v[last], fa[last], fb[last]
+    return (float(np.max(np.abs(fa - fb))), float(np.sum(np.abs(fa[:-1] - fb[:-1]) * np.diff(v))),
+            float(np.sum(np.sqrt(fa[:-1] * (1 - fa[:-1])) * np.diff(v))), len(v))
+
+
+def _assert_walk_is_numpys(va, wa, vb, wb) -> None:
+    got = ecdf.walk(va, wa, vb, wb)
+    linf, wass, spread, distinct = _numpy_walk(va, wa, vb, wb)
+    assert got.distinct == distinct
+    assert got.linf == pytest.approx(linf, abs=1e-12)
+    assert got.wasserstein == pytest.approx(wass, rel=1e-9, abs=1e-12)
+    assert got.spread == pytest.approx(spread, rel=1e-9, abs=1e-12)
+
+
+@pytest.mark.parametrize("shape", ["continuous", "rounded", "integers", "disjoint", "uneven sizes", "one value",
+                                   "one each", "identical", "touching ends"])
+@pytest.mark.parametrize("weighted", ["neither", "reference", "both"])
+def test_the_compiled_walk_equals_numpys_merge(shape, weighted):
+    """Ties within and across the samples, runs of one side, one side past the other's end, single values and
+    weighted sides (quantile summaries, sketches): the walk's L∞, Wasserstein, spread and distinct count are
+    those of NumPy's exact merge."""
     rng = np.random.default_rng(11)
     a, b = {
         "continuous": (rng.normal(0, 1, 100_000), rng.normal(0.3, 1.5, 90_000)),
@@ -173,14 +203,30 @@ def test_grid_cdfs_are_the_whole_samples_counts_at_every_grid_value(shape):
         "disjoint": (rng.uniform(0, 1, 50_000), rng.uniform(2, 3, 50_000)),
         "uneven sizes": (rng.exponential(1, 400_000), rng.exponential(1.1, 30_000)),
         "one value": (np.full(50_000, 7.0), np.concatenate([np.full(40_000, 7.0), rng.normal(7, 1, 10_000)])),
+        "one each": (np.array([2.0]), np.array([1.0])),
+        "identical": (np.arange(1000.0), np.arange(1000.0)),
+        "touching ends": (np.array([1.0, 2.0, 3.0, 3.0]), np.array([3.0, 3.0, 4.0])),
     }[shape]
-    ra, rb = (profile_column(columns(_table(x=v))[0]) for v in (a, b))
-    pair = drift.pair_of(ra, rb)
-    v, fa, fb = pair.merged()
-    assert pair.on_grid and np.all(v[1:] > v[:-1])
-    sa, sb = np.sort(a), np.sort(b)
-    assert np.array_equal(fa, np.searchsorted(sa, v, side="right") / len(a))
-    assert np.array_equal(fb, np.searchsorted(sb, v, side="right") / len(b))
+    a, b = np.sort(a), np.sort(b)
+    wa = rng.uniform(0.5, 20, len(a)) if weighted != "neither" else None
+    wb = rng.uniform(0.5, 20, len(b)) if weighted == "both" else None
+    _assert_walk_is_numpys(a, wa, b, wb)
+    if shape == "identical" and weighted == "neither":
+        assert ecdf.walk(a, None, b, None).linf == 0.0
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.integers(0, 12), min_size=1, max_size=40), st.lists(st.integers(0, 12), min_size=1, max_size=40),
+       st.booleans(), st.booleans(), st.integers(0, 2**32 - 1))
+def test_the_compiled_walk_equals_numpys_merge_on_small_tied_samples(xs, ys, weigh_a, weigh_b, seed):
+    rng = np.random.default_rng(seed)
+    a, b = np.sort(np.array(xs, float) / 4), np.sort(np.array(ys, float) / 4)
+    _assert_walk_is_numpys(a, rng.uniform(0.1, 5, len(a)) if weigh_a else None,
+                           b, rng.uniform(0.1, 5, len(b)) if weigh_b else None)
+
+
+def test_the_walk_of_an_empty_side_counts_the_other_sides_values():
+    assert ecdf.walk(np.array([]), None, np.array([1.0, 1.0, 2.0]), None) == (0.0, 0.0, 0.0, 2)
 
 
 def _evidently_binned(ref: np.ndarray, cur: np.ndarray, fill: bool):
