@@ -1,6 +1,7 @@
 # syntax=docker/dockerfile:1
 # The mlgov image: `mlgov` is the entrypoint (serve, scheduler, db upgrade, keys …), run as a non-root user on a
-# read-only root filesystem (the Helm chart mounts /tmp and MLGOV_HOME as emptyDirs).
+# read-only root filesystem (the Helm chart mounts /tmp and MLGOV_HOME as emptyDirs; the drift engine's compiled
+# code is cached in /tmp/numba, shared by the server's workers and the scheduler).
 #   docker build -t mlgov:0.1.0 .                        (EXTRAS=dask by default: the Dask workers use this image)
 #   docker run --rm mlgov:0.1.0 --help
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
@@ -37,7 +38,8 @@ COPY --from=build /opt/mlgov /opt/mlgov
 ENV PATH=/opt/mlgov/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
-    MLGOV_HOME=/var/lib/mlgov
+    MLGOV_HOME=/var/lib/mlgov \
+    NUMBA_CACHE_DIR=/tmp/numba
 USER 10001:10001
 WORKDIR /var/lib/mlgov
 EXPOSE 8000

@@ -15,10 +15,10 @@ not 80 MB.
   1/(2n) of the column's at every x (deterministic, not probabilistic as a KLL sketch's), and
   ∫|F̂ − F| dx ≤ bound × (max − min).
 
-``POINTS`` is the drift engine's comparison grid (``drift.GRID_POINTS``): beyond ``drift.EXACT_MERGE_LIMIT`` values
-a comparison reads both CDFs on that many quantiles anyway. ``EXACT_LIMIT`` is where exact values stop being
-cheaper: 2·POINTS float64 values take about the bytes of the summary's POINTS + 2·TAIL (value, weight) pairs, so
-below it the exact reference costs no more than the summary would.
+``POINTS`` sets the bound (1/32,768 of rank at 16,384) against kilobytes stored; the drift comparison itself is
+exact on whatever points it gets (``ecdf``), so the summary's bound is the whole of a result's. ``EXACT_LIMIT`` is
+where exact values stop being cheaper: 2·POINTS float64 values take about the bytes of the summary's POINTS +
+2·TAIL (value, weight) pairs, so below it the exact reference costs no more than the summary would.
 """
 
 from __future__ import annotations

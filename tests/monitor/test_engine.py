@@ -5,6 +5,8 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -223,6 +225,20 @@ def test_the_compiled_walk_equals_numpys_merge_on_small_tied_samples(xs, ys, wei
     a, b = np.sort(np.array(xs, float) / 4), np.sort(np.array(ys, float) / 4)
     _assert_walk_is_numpys(a, rng.uniform(0.1, 5, len(a)) if weigh_a else None,
                            b, rng.uniform(0.1, 5, len(b)) if weigh_b else None)
+
+
+def test_the_walk_compiles_where_nothing_is_writable_to_cache_it():
+    """A read-only install (the container's root filesystem, no writable home): numba cannot cache the machine
+    code, so the walk is compiled per process instead of failing the import."""
+    code = ("import numba.core.caching as c, numpy as np\n"
+            "def refuse(self): raise OSError('read-only file system')\n"
+            "c._CacheLocator.ensure_cache_path = refuse\n"
+            "from monitor.engine import ecdf\n"
+            "print(tuple(ecdf.walk(np.array([1.0, 2.0]), None, np.array([1.5]), None)))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         cwd=Path(__file__).resolve().parents[2], check=False)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "(0.5, 0.5, 0.5, 3)"
 
 
 def test_the_walk_of_an_empty_side_counts_the_other_sides_values():
