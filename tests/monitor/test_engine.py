@@ -227,6 +227,18 @@ def test_the_compiled_walk_equals_numpys_merge_on_small_tied_samples(xs, ys, wei
                            b, rng.uniform(0.1, 5, len(b)) if weigh_b else None)
 
 
+@pytest.mark.parametrize("n, m", [(3, 33), (7, 49), (10, 30), (100, 300), (1, 9)])
+def test_equal_cdfs_of_different_sizes_are_exactly_equal(n, m):
+    """The same distribution at n and m values: no difference at all, so a threshold of 0 holds (a CDF computed
+    as count × 1/total would differ from the other side's in the last bit)."""
+    a = np.repeat(np.arange(1.0, n + 1), 1)
+    b = np.repeat(np.arange(1.0, n + 1), m // n)
+    got = ecdf.walk(a, None, b, None)
+    assert got.linf == 0.0 and got.wasserstein == 0.0
+    ra, rb = (profile_column(columns(_table(x=v))[0]) for v in (a, b))
+    assert constraints.baseline_drift(ra, rb, {"comparison_method": "Simple", "comparison_threshold": 0.0}, {}) is None
+
+
 def test_the_walk_compiles_where_nothing_is_writable_to_cache_it():
     """A read-only install (the container's root filesystem, no writable home): numba cannot cache the machine
     code, so the walk is compiled per process instead of failing the import."""
