@@ -47,7 +47,9 @@ def _compiled(fn: F) -> F:
 def _walk(va: Floats, cwa: Floats, ta: float, vb: Floats, cwb: Floats, tb: float) -> tuple[float, float, float, int]:
     """One merged value per step, advanced by arithmetic rather than branches (sorted samples of continuous data
     interleave at random, which a branch would mispredict at every other step); the CDFs are read at a value only
-    when the next merged value differs, so a run of ties counts whole. A weighted side's running weight comes from
+    when the next merged value differs, so a run of ties counts whole. Every read is guarded by its array's length
+    (numba does not check bounds), whatever the input: unsorted or NaN values give wrong numbers, never a read
+    past an array. A weighted side's running weight comes from
     its cumulative weights ``cw``; an unweighted side's is its count. Two unweighted sides are compared in integers,
     |i·m − j·n| / (n·m): one correctly rounded division a step, and equal CDFs of different sizes give exactly 0 (a
     threshold of 0 means "no difference at all"); weighted sides divide as NumPy did."""
@@ -71,10 +73,10 @@ def _walk(va: Floats, cwa: Floats, ta: float, vb: Floats, cwb: Floats, tb: float
         if nxt != x:   # x's last copy was taken: both CDFs at x are final
             if counts:
                 d = abs(i * nb - j * na) / nm
-                fa = 1.0 if i == na else i * ra   # for the spread only (a noise floor's scale)
+                fa = 1.0 if i >= na else i * ra   # for the spread only (a noise floor's scale)
             else:   # past a side's maximum a CDF is 1 exactly: sqrt(F(1 − F)) would turn an ulp below it into 1e-8
-                fa = 1.0 if i == na else ((cwa[i - 1] if i > 0 else 0.0) if weighted_a else i) / ta
-                fb = 1.0 if j == nb else ((cwb[j - 1] if j > 0 else 0.0) if weighted_b else j) / tb
+                fa = 1.0 if i >= na else ((cwa[i - 1] if i > 0 else 0.0) if weighted_a else i) / ta
+                fb = 1.0 if j >= nb else ((cwb[j - 1] if j > 0 else 0.0) if weighted_b else j) / tb
                 d = abs(fa - fb)
             linf = max(linf, d)
             distinct += 1

@@ -239,6 +239,21 @@ def test_equal_cdfs_of_different_sizes_are_exactly_equal(n, m):
     assert constraints.baseline_drift(ra, rb, {"comparison_method": "Simple", "comparison_threshold": 0.0}, {}) is None
 
 
+def test_the_walk_never_reads_past_an_array_whatever_the_input():
+    """numba does not check bounds: the walk compiled with checks, on inputs that break its preconditions (NaN,
+    unsorted, infinities, weights on either side), must raise no IndexError."""
+    import numba
+
+    checked = numba.njit(boundscheck=True)(ecdf._walk.py_func)
+    rng = np.random.default_rng(5)
+    pool = np.array([np.nan, np.inf, -np.inf, 0.0, -0.0, 1.0, 2.0])
+    for _ in range(400):
+        a, b = rng.choice(pool, rng.integers(1, 8)), rng.choice(pool, rng.integers(1, 8))
+        cwa, cwb = (np.cumsum(rng.uniform(0, 2, len(x))) if rng.random() < 0.5 else np.empty(0) for x in (a, b))
+        checked(a, cwa, float(cwa[-1]) if len(cwa) else float(len(a)), b, cwb, float(cwb[-1]) if len(cwb) else
+                float(len(b)))
+
+
 def test_the_walk_compiles_where_nothing_is_writable_to_cache_it():
     """A read-only install (the container's root filesystem, no writable home): numba cannot cache the machine
     code, so the walk is compiled per process instead of failing the import."""
