@@ -148,7 +148,7 @@ def test_a_large_window_states_the_summary_bound(references):
         assert q is not None and r.bound == pytest.approx(q.bound)   # the comparison itself is exact
         a, b = ref[r.feature].to_numpy(float), cur[r.feature].to_numpy(float)
         assert abs(r.statistic - sps.ks_2samp(a, b).statistic) <= r.bound + 1e-12   # rounding
-        assert abs(r.statistic - e.statistic) <= r.bound + e.bound
+        assert abs(r.statistic - e.statistic) <= r.bound + e.bound + 1e-12   # a lossless summary: rounding
 
 
 def test_stored_summary_round_trips_and_old_exact_baselines_still_load(tmp_path, references):
