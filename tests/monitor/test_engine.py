@@ -474,7 +474,8 @@ def test_json_bytes_writes_the_same_strict_json_as_the_indenting_encoder():
     df = pd.DataFrame({"x": rng.normal(0, 1, 5000), "y": rng.integers(0, 9, 5000), "s": rng.choice(["a", "b"], 5000)})
     _, profs = profile(df)
     doc = {"stats": statistics_json(profs), "odd": [1.0, math.nan, 2, 3, math.inf, 4, 5, -math.inf, 6],
-           "flags": [True] * 9, "mixed": [1, "a", 2, 3, 4, 5, 6, 7, 8], "t": (1, 2), "name": "\x00\"ü", "n": math.nan}
+           "flags": [True] * 9, "mixed": [1, "a", 2, 3, 4, 5, 6, 7, 8], "t": (1, 2), "name": "\x00\"ü", "n": math.nan,
+           "keys": {True: 1, None: 2, 3: 4, 2.5: 5}, "numpy": [np.float64(0.25), 1e-05, 1e16, -0.0, 2**70]}
     out = json_bytes(doc)
     expected = json.dumps(json_safe(doc), indent=2, ensure_ascii=False).encode()
     assert json.loads(out, parse_constant=lambda c: pytest.fail(f"non-strict {c}")) == json.loads(expected)
