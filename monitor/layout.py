@@ -8,6 +8,7 @@ import io
 import json
 from typing import Any
 
+import msgspec
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -75,11 +76,20 @@ def _get_parquet(store: ObjectStore, key: str) -> pa.Table | None:
     return pq.read_table(io.BytesIO(store.get(key))) if store.exists(key) else None
 
 
+def _document(raw: bytes) -> Any:
+    """A stored JSON document: msgspec's parser (a statistics.json of 25 KLL sketches: 8 -> 1 ms), the standard one
+    for what it refuses (an imported file kept as uploaded may start with a byte-order mark)."""
+    try:
+        return msgspec.json.decode(raw)
+    except msgspec.DecodeError:
+        return json.loads(raw)
+
+
 def load_profiles(store: ObjectStore, prefix: str) -> list[FeatureProfile]:
     """The baseline's profiles from its statistics.json, with whatever it kept beyond it: sorted values (exact),
     quantile summaries (bounded) and full frequency tables. A baseline that kept none (a cluster's numeric
     columns, an imported SageMaker file) is read from its sketches."""
-    profiles = profiles_from_statistics(json.loads(store.get(f"{prefix}/statistics.json")))
+    profiles = profiles_from_statistics(_document(store.get(f"{prefix}/statistics.json")))
     counts = json.loads(store.get(f"{prefix}/categories.json")) if store.exists(f"{prefix}/categories.json") else {}
     table = _get_parquet(store, f"{prefix}/reference.parquet")
     summaries = _quantile_summaries(_get_parquet(store, f"{prefix}/{QUANTILES}"))

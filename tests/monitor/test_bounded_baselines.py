@@ -177,6 +177,19 @@ def test_stored_summary_round_trips_and_old_exact_baselines_still_load(tmp_path,
     assert size_new * 5 < size_old      # at 200k rows; the summary does not grow with the rows (benchmark)
 
 
+def test_a_stored_statistics_file_with_a_byte_order_mark_still_loads(tmp_path, references):
+    """Imported files are kept as uploaded: one starting with a UTF-8 byte-order mark (which the upload's parser
+    skips) loads as the same profiles as without it."""
+    _, exact, _ = references
+    store = LocalStore(tmp_path)
+    doc = layout.dumps(statistics_json(exact))
+    store.put("plain/statistics.json", doc)
+    store.put("bom/statistics.json", b"\xef\xbb\xbf" + doc)
+    plain, bom = (layout.load_profiles(store, p) for p in ("plain", "bom"))
+    assert [p.name for p in bom] == [p.name for p in plain] == [p.name for p in exact]
+    assert all(type(a.summary) is type(b.summary) for a, b in zip(plain, bom, strict=True))
+
+
 def test_a_large_baseline_over_the_api_is_bounded_and_its_results_say_so(client, keys):
     n = quantiles.EXACT_LIMIT + 8_000
     ref = reference(n, seed=3)[["normal", "count", "state"]]
