@@ -139,6 +139,12 @@ def test_image_builds_and_serves_as_non_root(tmp_path: Path) -> None:
         assert helped.returncode == 0 and "serve" in helped.stdout and "scheduler" in helped.stdout, helped
         who = subprocess.run([*run, "id -u"], capture_output=True, text=True, timeout=300, check=False, env=env)
         assert who.stdout.strip() == "10001", who
+        # the drift engine's compiled walk as the image's user: numba compiles it and caches it in NUMBA_CACHE_DIR
+        walk = ("python -c 'import os, numpy as np; from monitor.engine import ecdf; "
+                "print(tuple(ecdf.walk(np.array([1.0, 2.0]), None, np.array([1.5]), None)), "
+                "bool(os.listdir(os.environ[\"NUMBA_CACHE_DIR\"])))'")
+        walked = subprocess.run([*run, walk], capture_output=True, text=True, timeout=300, check=False, env=env)
+        assert walked.returncode == 0 and walked.stdout.split() == ["(0.5,", "0.5,", "0.5,", "3)", "True"], walked
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
