@@ -107,12 +107,6 @@ class Comparison:
         self.a, self.b = Dist.of(ref), Dist.of(cur)
         self._walk: ecdf.Walk | None = None
 
-    @classmethod
-    def of(cls, a: Dist, b: Dist) -> Comparison:
-        pair = cls.__new__(cls)
-        pair.a, pair.b, pair._walk = a, b, None
-        return pair
-
     @property
     def exact(self) -> bool:
         return self.a.exact and self.b.exact
@@ -221,12 +215,14 @@ def robust(linf: float, n: int, m: int, c_alpha: float = ROBUST_C_ALPHA) -> floa
     return max(0.0, linf - c_alpha * math.sqrt((n + m) / (n * m)))
 
 
-def ks(a: Dist, b: Dist) -> tuple[float, bool]:
-    """Two-sample K-S p-value: scipy's own on raw values (exact); asymptotic on weighted points, which is scipy's
-    own too when both are lossless and either side is beyond scipy's exact-method size."""
+def ks(pair: Comparison) -> tuple[float, bool]:
+    """Two-sample K-S p-value: scipy's own on raw values (exact); asymptotic on weighted points (from the pair's
+    L∞, walked once for every method), which is scipy's own too when both are lossless and either side is beyond
+    scipy's exact-method size."""
+    a, b = pair.a, pair.b
     if a.weights is None and b.weights is None:
         return float(stats.ks_2samp(a.values, b.values).pvalue), True
-    dist = Comparison.of(a, b).linf()
+    dist = pair.linf()
     en = a.n * b.n / (a.n + b.n)
     return float(stats.kstwo.sf(dist, max(1, round(en)))), a.exact and b.exact and max(a.n, b.n) > KS_EXACT_MAX
 
@@ -303,7 +299,7 @@ def compare_numeric(name: str, ref: NumericSummary, cur: NumericSummary, method:
     elif method == "linf_robust":
         stat = robust(linf, a.n, b.n)
     elif method == "ks":
-        stat, exact = ks(a, b)
+        stat, exact = ks(pair)
         exact = exact and a.exact and b.exact
     elif method == "wasserstein":
         exact_std = ref.exact is not None or ref.quantiles is not None   # a computed baseline's moments are exact

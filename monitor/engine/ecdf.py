@@ -9,8 +9,8 @@ stated 1.2e-4 error, and still took 1.8 ms a column). One branch-light merge wal
 installed with shap) takes 0.7 ms there with nothing allocated and the GIL released, so columns compare in
 parallel, and exactly at every size.
 
-Results equal NumPy's exact merge to rounding (its CDFs are count ÷ total, these count × 1/total; its sums are
-pairwise, these sequential): the tests hold the walk to NumPy's merge and to scipy's K-S and Wasserstein.
+Results equal NumPy's exact merge to rounding (its sums are pairwise, these sequential; two unweighted sides are
+compared in integers, see `_walk`): the tests hold the walk to NumPy's merge and to scipy's K-S and Wasserstein.
 """
 
 from __future__ import annotations
@@ -49,8 +49,8 @@ def _walk(va: Floats, cwa: Floats, ta: float, vb: Floats, cwb: Floats, tb: float
     interleave at random, which a branch would mispredict at every other step); the CDFs are read at a value only
     when the next merged value differs, so a run of ties counts whole. Every read is guarded by its array's length
     (numba does not check bounds), whatever the input: unsorted or NaN values give wrong numbers, never a read
-    past an array. A weighted side's running weight comes from
-    its cumulative weights ``cw``; an unweighted side's is its count. Two unweighted sides are compared in integers,
+    past an array. A weighted side's running weight comes from its cumulative weights ``cw``; an unweighted side's
+    is its count. Two unweighted sides are compared in integers,
     |i·m − j·n| / (n·m): one correctly rounded division a step, and equal CDFs of different sizes give exactly 0 (a
     threshold of 0 means "no difference at all"); weighted sides divide as NumPy did."""
     na, nb = va.shape[0], vb.shape[0]
