@@ -16,8 +16,9 @@ import hashlib
 import io
 import json
 import math
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast
 
 import msgspec
 import pydantic_core
@@ -306,6 +307,69 @@ class Reader:
             raise RecordError("captureData.endpointInput is missing")
         return self._read(event_id, inference_id, when, cap, _one_line(record))
 
+    def parse_many(self, items: list[Any]) -> list[Parsed | RecordError]:
+        """`parse` of each item (a `split_body` result), its RecordError in its place. A body whose records all
+        have the plain CSV shape (`_plain_csv`) is read a column at a time; any other goes record by record,
+        which is the reference the batch read is held to."""
+        fast = self._plain_csv(items)
+        if fast is not None:
+            return fast
+        out: list[Parsed | RecordError] = []
+        for item in items:
+            if isinstance(item, RecordError):
+                out.append(item)
+                continue
+            try:
+                out.append(self.parse(item))
+            except RecordError as exc:
+                out.append(exc)
+        return out
+
+    def _plain_csv(self, items: list[Any]) -> list[Parsed | RecordError] | None:
+        """Records that all decode into the usual shape with valid ids and times and plain one-line CSV payloads
+        (no quotes or line breaks; the feature count right; an output, when the schema has one, in CSV too), read
+        with one list pass per field and per column instead of a dozen calls per record (5 -> ~1.5 us a record).
+        None as soon as any record is not like that: `parse` then reads each, and says what is wrong."""
+        if not items or not all(type(i) is msgspec.Raw for i in items):
+            return None
+        try:
+            recs = [_RECORD.decode(i) for i in items]
+            metas = [r.eventMetadata for r in recs]
+            times = [self._when(m.inferenceTime) for m in metas]
+        except (msgspec.DecodeError, RecordError):
+            return None
+        event_ids = [m.eventId for m in metas]
+        inference_ids = [m.inferenceId for m in metas]
+        if not all(0 < len(e) <= 128 for e in event_ids) or not all(
+                i is None or 0 < len(i) <= 64 for i in inference_ids):
+            return None
+        parts = [r.captureData.endpointInput for r in recs]
+        fields = _plain_fields(parts, len(self.names))
+        if fields is None:
+            return None
+        columns = [_csv_column(col, conv) for col, (_, conv) in zip(zip(*fields, strict=True), self.csv_features,
+                                                                        strict=True)]
+        keys = list(self.names)
+        if self.outputs:
+            outs = [r.captureData.endpointOutput for r in recs]
+            if any(o is msgspec.UNSET for o in outs):
+                return None
+            out_fields = _plain_fields(cast(list[_Part], outs), None)
+            if out_fields is None:
+                return None
+            for o in self.outputs:
+                at = o.csv_index
+                picked = [f[at] if at < len(f) else None for f in out_fields]
+                columns.append(_csv_column(picked, _csv_text if o.type == "String" else _csv_number))
+                keys.append(o.name)
+        lines = [bytes(i) for i in items]
+        joined = b"".join(lines)
+        if b"\n" in joined or b"\r" in joined:   # pretty-printed: `parse` makes each one line
+            return None
+        return [Parsed(e, i, t, dict(zip(keys, row, strict=True)), line)
+                for e, i, t, row, line in zip(event_ids, inference_ids, times, zip(*columns, strict=True), lines,
+                                                     strict=True)]
+
     def _read(self, event_id: str, inference_id: str | None, when: dt.datetime, cap: dict[str, Any] | _CaptureData,
               line: bytes) -> Parsed:
         """The row of a record whose metadata was read (its capture data a dict or `_CaptureData`)."""
@@ -353,6 +417,36 @@ class Reader:
         for o in self.outputs:
             key = o.json_key if o.json_key is not None else (o.name if o.name in flat else "")
             row[o.name] = _typed(flat.get(key), o.type)
+
+
+def _plain_fields(parts: list[_Part], count: int | None) -> list[list[str]] | None:
+    """Each part's CSV fields, as `_csv_fields` splits a plain line, when every part is spelled CSV and plain
+    (not blank, no quote or line break) and has ``count`` fields (any number: None); else None."""
+    if not all(p.encoding == "CSV" for p in parts):
+        return None
+    data = [p.data for p in parts]
+    joined = "".join(data)
+    if '"' in joined or "\r" in joined or "\n" in joined:
+        return None
+    texts = [d.strip() for d in data]
+    if not all(texts):
+        return None
+    fields = [t.split(",") for t in texts]
+    if count is not None and not all(len(f) == count for f in fields):
+        return None
+    return fields
+
+
+def _csv_column(values: Iterable[str | None], conv: Callable[[str], str | float | None]) -> list[str | float | None]:
+    """``conv`` of each value (None stays None: an output field the line does not have). A numeric column whose
+    values all read as numbers converts in one C-level pass: ``float`` is what `_csv_number` tries first."""
+    values = list(values)
+    if conv is _csv_number and None not in values:
+        try:
+            return list(map(float, cast(list[str], values)))
+        except ValueError:
+            pass
+    return [None if v is None else conv(v) for v in values]
 
 
 def _part(cap: dict[str, Any] | _CaptureData, key: str) -> tuple[str, str] | None:

@@ -178,14 +178,9 @@ def read_capture(session: Session, endpoint: str, body: bytes, content_type: str
     rejected: list[dict[str, Any]] = []
     parsed: list[capture.Parsed] = []
     sampled_out = 0
-    for i, item in enumerate(items):
-        if isinstance(item, capture.RecordError):
-            rejected.append({"index": i, "reason": str(item)})
-            continue
-        try:
-            rec = reader.parse(item)
-        except capture.RecordError as exc:
-            rejected.append({"index": i, "reason": str(exc)})
+    for i, rec in enumerate(reader.parse_many(items)):
+        if isinstance(rec, capture.RecordError):
+            rejected.append({"index": i, "reason": str(rec)})
             continue
         if not capture.sampled(ep.name, rec.event_id, ep.sampling_percentage):
             sampled_out += 1

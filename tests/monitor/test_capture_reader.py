@@ -146,3 +146,64 @@ def test_records_nested_past_the_fast_parsers_reach_are_stored(monkeypatch: Any)
             p = capture.Reader(NO_OUTPUTS).parse(item)
             assert json.loads(p.raw) == rec and b"\n" not in p.raw
             assert p.row == {"age": 30.0, "income": 40.5, "state": "CA"}
+
+
+_FIELD = st.sampled_from(["30", "40.5", " 2 ", "-1e5", "1_0", "inf", "NaN", "x", "", "  ", "\xa0", "é", "0x1", "+.5",
+                          "9" * 400])
+
+
+@st.composite
+def _plain_record(draw: Any, n: int) -> Any:
+    """A record of the plain CSV shape `Reader.parse_many` reads a column at a time, its fields anything a CSV
+    line may hold without quotes; now and then one that is not plain (so the whole body goes record by record)."""
+    fields = draw(st.lists(_FIELD, min_size=n, max_size=n + 1 if draw(_RARELY) else n))
+    data = ",".join(fields)
+    if draw(_RARELY):
+        data = draw(st.sampled_from(["", " ", '"a",1,2', "1,2\n3", data.lower()]))
+    out = ",".join(draw(st.lists(_FIELD, min_size=0 if draw(_RARELY) else 1, max_size=3)))
+    rec: dict[str, Any] = {
+        "captureData": {"endpointInput": {"data": data, "encoding": "CSV" if not draw(_RARELY) else "csv"},
+                        "endpointOutput": {"data": out, "encoding": "CSV"}},
+        "eventMetadata": {"eventId": draw(st.sampled_from(["e1", "x" * 128] + (["", "z" * 129] if draw(_RARELY)
+                                                                                 else []))),
+                          "inferenceTime": draw(st.sampled_from(["2026-11-20T10:05:00Z", "2026-11-20T10:05:00"]
+                                                                + (["soon"] if draw(_RARELY) else [])))}}
+    if draw(st.booleans()):
+        rec["eventMetadata"]["inferenceId"] = draw(st.sampled_from(["i1", "y" * 64, "y" * 65]))
+    if draw(_RARELY):
+        del rec["captureData"]["endpointOutput"]
+    return rec
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.data(), st.booleans(), st.booleans())
+def test_a_bodys_records_read_together_as_each_alone(data: Any, outputs: bool, indented: bool) -> None:
+    """`parse_many`'s column-at-a-time read of plain CSV bodies gives, record for record, what `parse` gives
+    each record (the dict path, the reference of the test above) and the same rejections."""
+    schema = SCHEMA if outputs else NO_OUTPUTS
+    records = data.draw(st.lists(_plain_record(len(schema.features)), min_size=0, max_size=6))
+    body = json.dumps(records, ensure_ascii=False, indent=2 if indented else None).encode()
+    texts = capture.split_body(body, "application/json", raw=True)
+    together = capture.Reader(schema).parse_many(texts)
+    for item, got in zip(capture.split_body(body, "application/json"), together, strict=True):
+        want = _read(capture.Reader(schema), item)
+        if isinstance(got, capture.RecordError):
+            assert want == ("rejected", str(got))
+            continue
+        row = {k: ("nan" if isinstance(v, float) and v != v else v) for k, v in got.row.items()}
+        assert (got.event_id, got.inference_id, got.inference_time, row, json.loads(got.raw), b"\n" in got.raw) \
+            == want
+
+
+def test_a_plain_csv_body_is_read_a_column_at_a_time(monkeypatch: Any) -> None:
+    """The batch read is taken (not silently `parse` on each) for the shape every SageMaker endpoint sends."""
+    rec = {"captureData": {"endpointInput": {"data": "30,40.5,CA", "encoding": "CSV"},
+                           "endpointOutput": {"data": "1,0.25", "encoding": "CSV"}},
+           "eventMetadata": {"eventId": "e1", "inferenceTime": "2026-11-20T10:05:00Z"}}
+    body = json.dumps([rec, {**rec, "eventMetadata": {"eventId": "e2", "inferenceTime": "2026-11-20T10:06:00Z"}}])
+    reader = capture.Reader(SCHEMA)
+    monkeypatch.setattr(reader, "parse", None)   # the batch read must not need it
+    got = reader.parse_many(capture.split_body(body.encode(), "application/json", raw=True))
+    assert [(p.event_id, p.row) for p in got if isinstance(p, capture.Parsed)] == [
+        ("e1", {"age": 30.0, "income": 40.5, "state": "CA", "prediction": 1.0, "p": 0.25}),
+        ("e2", {"age": 30.0, "income": 40.5, "state": "CA", "prediction": 1.0, "p": 0.25})]
