@@ -497,7 +497,12 @@ def _check_params(_conn: Any, _cursor: Any, _stmt: str, params: Any, context: An
 
 def _check_values(name: str, col_type: Any, kind: str, limit: int, values: Iterable[Any], *, lengths: bool) -> None:
     """`check_column_value` over ``values`` (as `_kind` plans it), the common case decided without it: a string
-    without NUL within the limit, an integer within the column's width."""
+    without NUL within the limit, an integer within the column's width; a list of strings all at once (an index
+    row batch's ids: ~0.4 us a value in the loop)."""
+    values = list(values)
+    if kind == "str" and values and set(map(type, values)) == {str} and "\x00" not in "".join(values) \
+            and max(map(len, values)) <= limit:
+        return
     for v in values:
         if v is None or (kind == "str" and type(v) is str and "\x00" not in v and len(v) <= limit) or (
                 kind == "int" and type(v) is int and -limit <= v < limit):
