@@ -16,7 +16,7 @@ import hashlib
 import io
 import json
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, cast
 
@@ -215,13 +215,19 @@ def _csv_number(value: str) -> str | float | None:
         return value if value.strip() else None
 
 
-def _csv_fields(data: str) -> list[str]:
-    """One CSV line's fields: a plain line (no quotes, no line breaks: nearly every capture) is split directly,
-    which gives what the csv module gives for it; anything else goes through the csv module."""
+def _plain_split(data: str) -> list[str] | None:
+    """A plain CSV line's fields (not blank, no quotes or line breaks: nearly every capture), split directly,
+    which gives what the csv module gives for it; None for any other line."""
     if '"' in data or "\r" in data or "\n" in data:
-        return _csv_values(data)
+        return None
     text = data.strip()
-    return text.split(",") if text else _csv_values(data)
+    return text.split(",") if text else None
+
+
+def _csv_fields(data: str) -> list[str]:
+    """One CSV line's fields: `_plain_split`'s for a plain line, the csv module's for any other."""
+    fields = _plain_split(data)
+    return fields if fields is not None else _csv_values(data)
 
 
 class _Part(msgspec.Struct):
@@ -420,27 +426,19 @@ class Reader:
 
 
 def _plain_fields(parts: list[_Part], count: int | None) -> list[list[str]] | None:
-    """Each part's CSV fields, as `_csv_fields` splits a plain line, when every part is spelled CSV and plain
-    (not blank, no quote or line break) and has ``count`` fields (any number: None); else None."""
+    """Each part's fields (`_plain_split`) when every part is spelled CSV and plain and has ``count`` fields (any
+    number: None); else None."""
     if not all(p.encoding == "CSV" for p in parts):
         return None
-    data = [p.data for p in parts]
-    joined = "".join(data)
-    if '"' in joined or "\r" in joined or "\n" in joined:
+    fields = [_plain_split(p.data) for p in parts]
+    if None in fields or (count is not None and not all(len(f) == count for f in cast(list[list[str]], fields))):
         return None
-    texts = [d.strip() for d in data]
-    if not all(texts):
-        return None
-    fields = [t.split(",") for t in texts]
-    if count is not None and not all(len(f) == count for f in fields):
-        return None
-    return fields
+    return cast(list[list[str]], fields)
 
 
-def _csv_column(values: Iterable[str | None], conv: Callable[[str], str | float | None]) -> list[str | float | None]:
+def _csv_column(values: Sequence[str | None], conv: Callable[[str], str | float | None]) -> list[str | float | None]:
     """``conv`` of each value (None stays None: an output field the line does not have). A numeric column whose
     values all read as numbers converts in one C-level pass: ``float`` is what `_csv_number` tries first."""
-    values = list(values)
     if conv is _csv_number and None not in values:
         try:
             return list(map(float, cast(list[str], values)))
