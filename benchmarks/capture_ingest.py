@@ -4,10 +4,11 @@ The floor is bare FastAPI + uvicorn (same worker count) that parses the JSON bod
 with fsync before answering: no validation, no database, no object store. mlgov is `mlgov serve` on SQLite
 (default) or PostgreSQL, with the local store or S3 (SeaweedFS). Both are driven by wrk (keep-alive, 8
 connections): batches of 500 SageMaker capture records, and single records. Every record has a fresh
-eventId, so nothing is answered as a duplicate; records/s counts what the server stored (capture summary),
-not what was sent. ``conns/worker`` is how the connections landed on the worker processes (e.g. 6+2): it is
-decided at connect time, varies from run to run on either side, and moves the figures more than most changes,
-so compare runs with the same split or take several.
+random UUID eventId (as SageMaker's are; ordered ids would flatter the dedupe index), so nothing is answered as
+a duplicate; records/s counts what the server stored (capture summary), not what was sent. ``conns/worker``
+is how the connections landed on the worker processes (e.g. 6+2): it is decided at connect time, varies from
+run to run on either side, and moves the figures more than most changes, so compare runs with the same split
+or take several.
 
     .venv/bin/python benchmarks/capture_ingest.py [--seconds 15] [--db sqlite,pg] [--store local,s3]
         [--mode batch,single] [--workers 2] [--connections 8]
@@ -85,17 +86,23 @@ function init(args)
   batch = tonumber(args[1])
   run = args[2]
   key = args[3]
+  math.randomseed(tonumber(run, 16) * 64 + tid)   -- each thread its own sequence, each run its own
 end
 local tmpl = '{"captureData":{"endpointInput":{"observedContentType":"text/csv","mode":"INPUT",' ..
   '"data":"%d,%d.5,CA","encoding":"CSV"},"endpointOutput":{"observedContentType":"text/csv","mode":"OUTPUT",' ..
-  '"data":"0.7","encoding":"CSV"}},"eventMetadata":{"eventId":"%s-%d-%d","inferenceId":"i%d",' ..
-  '"inferenceTime":"2026-11-20T10:%02d:%02dZ"},"eventVersion":"0"}'
+  '"data":"0.7","encoding":"CSV"}},"eventMetadata":{"eventId":"%s","inferenceTime":"2026-11-20T10:%02d:%02dZ"},' ..
+  '"eventVersion":"0"}'
+local function uuid()   -- a random version-4 UUID, as SageMaker's eventIds are: no order for an index to exploit
+  return string.format("%08x-%04x-4%03x-%04x-%04x%08x", math.random(0, 0xffffffff), math.random(0, 0xffff),
+                       math.random(0, 0xfff), math.random(0x8000, 0xbfff), math.random(0, 0xffff),
+                       math.random(0, 0xffffffff))
+end
 function request()
   local parts = {}
   for i = 1, batch do
     counter = counter + 1
-    parts[i] = string.format(tmpl, 18 + counter % 70, 30 + counter % 50, run, tid, counter, counter % 100000,
-                             counter % 60, math.floor(counter / 60) % 60)
+    parts[i] = string.format(tmpl, 18 + counter % 70, 30 + counter % 50, uuid(), counter % 60,
+                             math.floor(counter / 60) % 60)
   end
   local body = "[" .. table.concat(parts, ",") .. "]"
   return wrk.format("POST", nil, {["Content-Type"] = "application/json", ["Authorization"] = "Bearer " .. key},

@@ -663,6 +663,16 @@ def _grant(fut: asyncio.Future[None]) -> None:
         fut.set_result(None)
 
 
+# SQLite checkpoints the WAL into the database file on the commit that takes it past this many pages (SQLite's
+# default: 1,000, 4 MB). A write whose keys land at random in a large index (capture's eventIds are UUIDs)
+# dirties a page per key, so at 1,000 pages every second batch of 500 paid for a checkpoint on its commit; a
+# checkpoint writes each page once however often it changed since the last, so fewer, larger ones write less
+# (500-record index insert at 300k rows: 14.6 -> 6.5 ms). The WAL file is cut back to WAL_KEEP_BYTES once a
+# checkpoint lets it restart.
+WAL_CHECKPOINT_PAGES = 10_000
+WAL_KEEP_BYTES = 64 * 2**20
+
+
 def _sqlite_pragmas(engine: Engine, immediate: bool, busy_timeout_s: float, read_only: bool) -> None:
     @event.listens_for(engine, "connect")
     def _connect(dbapi_conn: Any, _rec: Any) -> None:
@@ -671,6 +681,8 @@ def _sqlite_pragmas(engine: Engine, immediate: bool, busy_timeout_s: float, read
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute("PRAGMA journal_mode=WAL")
         cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute(f"PRAGMA wal_autocheckpoint={WAL_CHECKPOINT_PAGES}")
+        cur.execute(f"PRAGMA journal_size_limit={WAL_KEEP_BYTES}")
         cur.execute(f"PRAGMA busy_timeout={int(busy_timeout_s * 1000)}")
         if read_only:
             cur.execute("PRAGMA query_only=ON")

@@ -285,6 +285,35 @@ def test_sqlite_writer_takes_the_lock_as_soon_as_another_process_lets_go(tmp_pat
         db.dispose()
 
 
+def test_sqlite_commits_do_not_checkpoint_the_wal_every_thousand_pages(tmp_path):
+    """A commit that takes the WAL past SQLite's default 1,000 pages does not checkpoint it on the spot (capture's
+    random eventIds dirty a page per record, so that was every second batch): frames keep accumulating up to
+    WAL_CHECKPOINT_PAGES, and the WAL file is cut back to WAL_KEEP_BYTES when it restarts."""
+    import sqlite3
+
+    from mlgov.db import WAL_CHECKPOINT_PAGES, WAL_KEEP_BYTES
+
+    path = tmp_path / "wal.db"
+    db = Database(f"sqlite:///{path}")
+    try:
+        with db.session_scope() as s:
+            s.connection().exec_driver_sql("CREATE TABLE pages (id INTEGER PRIMARY KEY, body BLOB)")
+        with db.session_scope() as s:   # ~1,500 pages in one commit
+            s.connection().exec_driver_sql("INSERT INTO pages (body) SELECT randomblob(3000) FROM "
+                                           "(WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n "
+                                           "WHERE i < 1500) SELECT i FROM n)")
+        with db.session_scope() as s:   # a small write after it: a checkpointed WAL would restart from frame 1
+            s.connection().exec_driver_sql("INSERT INTO pages (body) VALUES (x'00')")
+            limit = s.connection().exec_driver_sql("PRAGMA journal_size_limit").scalar_one()
+        probe = sqlite3.connect(path)
+        busy, frames, _ = probe.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        probe.close()
+        assert busy == 0 and 1500 < frames < WAL_CHECKPOINT_PAGES, frames
+        assert limit == WAL_KEEP_BYTES
+    finally:
+        db.dispose()
+
+
 def test_advisory_xact_lock_is_a_no_op_on_sqlite(db: TransactionalDatabase):
     if db.backend != "sqlite":
         pytest.skip("SQLite only")
