@@ -9,10 +9,11 @@ import datetime as dt
 import io
 import json
 import math
+import uuid
 
 import pyarrow.parquet as pq
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
 
@@ -57,6 +58,55 @@ def test_racing_requests_store_each_event_once(client, keys, db, app):
     r = client.post(f"/api/v1/endpoints/{ep['name']}/capture", content=second, headers={
         **keys("ingest"), "Content-Type": "application/json"})
     assert r.status_code == 200 and r.json()["duplicates"] == 6, r.text
+
+
+_SENDS = st.lists(st.lists(st.integers(0, 59), min_size=1, max_size=40), min_size=1, max_size=4)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(sends=_SENDS)
+@example(sends=[list(range(20)), [20, 5, *range(21, 40)]])   # the known id where the sample does not look
+@example(sends=[list(range(20)), [20, 21, 22, 5, *range(23, 40)]])   # ... and where it does
+def test_overlapping_sends_store_each_event_once_whatever_the_probe_sample_sees(client, keys, db, app, sends):
+    """Batches that overlap earlier ones anywhere (where the `PROBE_SAMPLE` looks or not, once or many times):
+    each send's accepted + duplicates is its record count (a repeat within a send is a duplicate too), every id
+    is accepted exactly once overall, and the index and the stored files hold each id exactly once."""
+    name = "churn-prod"
+    if client.get(f"/api/v1/endpoints/{name}", headers=keys("viewer")).status_code == 404:
+        _endpoint(client, keys, name)
+    run = uuid.uuid4().hex[:12]   # the endpoint outlives each example: ids of this one only
+    accepted = 0
+    for send in sends:
+        ids = [f"{run}-{i}" for i in send]
+        r = client.post(f"/api/v1/endpoints/{name}/capture", content=_body(ids),
+                        headers={**keys("ingest"), "Content-Type": "application/json"})
+        assert r.status_code == 200, r.text
+        got = r.json()
+        assert got["accepted"] + got["duplicates"] == len(ids) and got["rejected"] == [], got
+        accepted += got["accepted"]
+    distinct = {f"{run}-{i}" for send in sends for i in send}
+    assert accepted == len(distinct)
+    store = app.state.get_store()
+    with db.session_scope(write=False) as s:
+        indexed = [e for e in s.scalars(select(CaptureEvent.event_id)) if e.startswith(run)]
+        files = list(s.scalars(select(CaptureBatch.parquet_key)))
+    in_files = [e for k in files for e in pq.read_table(io.BytesIO(store.get(k))).column("__event_id").to_pylist()
+                if e.startswith(run)]
+    assert sorted(indexed) == sorted(in_files) == sorted(distinct)
+
+
+def test_a_resent_batch_writes_no_files(client, keys, app, monkeypatch):
+    """A retry resends its batch whole: the probe sample finds it known, the whole batch is probed, and nothing
+    is stored for it (no file written then deleted)."""
+    ep = _endpoint(client, keys)
+    body = _body([f"r{i}" for i in range(200)])
+    headers = {**keys("ingest"), "Content-Type": "application/json"}
+    assert client.post(f"/api/v1/endpoints/{ep['name']}/capture", content=body, headers=headers).json()[
+        "accepted"] == 200
+    writes: list[str] = []
+    monkeypatch.setattr(endpoints, "_write_batch", lambda store, b, schema: writes.append(b.id))
+    r = client.post(f"/api/v1/endpoints/{ep['name']}/capture", content=body, headers=headers)
+    assert (r.json()["accepted"], r.json()["duplicates"], writes) == (0, 200, [])
 
 
 @pytest.mark.parametrize("stale", [False, True], ids=["stats-as-they-are", "analyzed-while-empty"])
