@@ -1,6 +1,6 @@
 """Monitoring's commands. Over the Python SDK (the server decides): `mlgov endpoints|baselines|analyses|schedules|
 alerts …`. On the database directly (admin and offline tools): `mlgov capture import|export`, which move SageMaker
-capture trees in and out."""
+capture trees in and out, and `mlgov capture compact`."""
 
 from __future__ import annotations
 
@@ -620,6 +620,27 @@ def import_tree(source: Annotated[str, typer.Argument(help="a directory or s3://
     finish(tally.outcome("imported", files=len(sources)),
            message("accepted={accepted} sampled_out={sampled_out} duplicates={duplicates} rejected={rejected}"),
            json_out)
+
+
+@capture_app.command("compact")
+def compact_capture(endpoint: Annotated[str | None, typer.Option(help="only this endpoint")] = None,
+                    hours: Annotated[int, typer.Option(min=1, help="endpoint-hours to compact at most")] = 1000,
+                    json_out: JsonOut = False) -> None:
+    """Merge the small capture batches of settled hours into few files (the scheduler does it every minute; this
+    runs it now, e.g. after an import). Idempotent: a second run finds nothing to merge."""
+    import datetime as dt
+
+    from monitor import jobs, service
+
+    db = database()
+    store = open_store(get_settings())
+    endpoint_id = None
+    if endpoint is not None:
+        with db.session_scope(write=False) as s:
+            endpoint_id = service.get_endpoint(s, endpoint).id
+    done = jobs.compact(db, store, dt.datetime.now(dt.UTC), endpoint_id=endpoint_id, lookback=None, hours=hours)
+    finish(Outcome({"batches_merged": done.merged, "batches_written": done.written, "records": done.records}),
+           message("merged {batches_merged} batches into {batches_written} ({records} records)"), json_out)
 
 
 @capture_app.command("export")

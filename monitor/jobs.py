@@ -41,10 +41,14 @@ from mlgov.settings import Settings
 from mlgov.storage import ObjectStore
 from monitor import recurrence, schedules
 from monitor.orm import Execution, Schedule
+from monitor.service import compaction
 
 log = logging.getLogger("mlgov.scheduler")
 DEFAULT_GRACE = dt.timedelta(hours=1)
 TAKE_OVER_EVERY_S = 10.0   # how often a ticker looks for claims left by gone claimers (a scan of Pending runs)
+COMPACT_EVERY_S = 60.0     # how often a ticker compacts settled capture hours (`compaction`)
+COMPACT_HOURS = 24         # endpoint-hours compacted per pass at most (the rest wait for the next pass)
+COMPACT_LOOKBACK = dt.timedelta(days=2)   # hours a pass looks back over (older ones: `mlgov capture compact`)
 
 
 def claim(db: Database, schedule_id: str, fire: dt.datetime, start: dt.datetime, end: dt.datetime,
@@ -115,6 +119,45 @@ def tick(db: Database, store: ObjectStore, now: dt.datetime, grace: dt.timedelta
         if run_claimed(db, store, sid, ex_id, worker):
             ran.append(ex_id)
     return ran
+
+
+_UNMERGEABLE: dict[tuple[str, dt.datetime], int] = {}
+"""Endpoint-hours whose small batches could not be merged (a big batch or a type change between each two),
+with their count then: not read again while it stays the same."""
+
+
+def compact(db: Database, store: ObjectStore, now: dt.datetime, *, endpoint_id: str | None = None,
+            lookback: dt.timedelta | None = COMPACT_LOOKBACK, hours: int = COMPACT_HOURS) -> compaction.Compacted:
+    """Compact up to ``hours`` settled endpoint-hours of the last ``lookback`` (None: all), newest first
+    (`compaction.plan_hour`, then `apply_merges` in a short write transaction), the old files of each deleted
+    once it committed (one that cannot be deleted is left unreferenced, and logged). Several processes may run
+    it at once: the endpoint's lock orders the swaps, and a merge whose parts another one took is dropped."""
+    since = None if lookback is None else now - lookback
+    with db.session_scope(write=False) as s:
+        todo = [t for t in compaction.settled_hours(s, now, since=since, endpoint_id=endpoint_id)
+                if _UNMERGEABLE.get((t[0], t[1])) != t[2]][:hours]
+    total = compaction.Compacted()
+    for ep_id, hour, small in todo:
+        with db.session_scope(write=False) as s:
+            merges = compaction.plan_hour(s, store, ep_id, hour)
+        if not merges:
+            if len(_UNMERGEABLE) >= 10_000:
+                _UNMERGEABLE.clear()
+            _UNMERGEABLE[(ep_id, hour)] = small
+            continue
+        with db.session_scope() as s:
+            done = compaction.apply_merges(s, ep_id, merges)
+        for key in done.stale_keys:
+            try:
+                store.delete(key)
+            except Exception as exc:
+                log.warning("capture compaction: %s not deleted (unreferenced now): %s", key, exc)
+        if done.merged:
+            log.info("capture compaction: hour %s of endpoint %s: %d batches -> %d (%d records)",
+                     f"{hour:%Y-%m-%dT%H}", ep_id, done.merged, done.written, done.records)
+        total.merged, total.written, total.records = (total.merged + done.merged, total.written + done.written,
+                                                      total.records + done.records)
+    return total
 
 
 def run_claimed(db: Database, store: ObjectStore, schedule_id: str, execution_id: str,
@@ -231,7 +274,7 @@ class Ticker:
         self.stop(timeout=None)
 
     def _loop(self) -> None:
-        next_take_over = time.monotonic()
+        next_take_over = next_compact = time.monotonic()
         while not self._stop.is_set():
             began = time.monotonic()
             try:
@@ -242,6 +285,12 @@ class Ticker:
                 self._beat(ticked=True)
             except Exception:
                 log.exception("scheduler tick failed")
+            if began >= next_compact:
+                next_compact = began + COMPACT_EVERY_S
+                try:
+                    compact(self.db, self.store, self.now())
+                except Exception:
+                    log.exception("capture compaction failed; the next pass tries again")
             self._stop.wait(max(0.0, self.interval - (time.monotonic() - began)))
 
     def _beating(self) -> None:

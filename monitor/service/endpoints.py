@@ -9,9 +9,9 @@ from __future__ import annotations
 import datetime as dt
 import io
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import numpy as np
 import pyarrow as pa
@@ -28,6 +28,7 @@ from mlgov.db import (
     BulkRows,
     advisory_xact_lock,
     as_utc,
+    is_postgres,
     is_unique_violation,
     keys_present,
     new_id,
@@ -35,7 +36,7 @@ from mlgov.db import (
     present_keys,
     utcnow,
 )
-from mlgov.errors import Conflict, Invalid
+from mlgov.errors import Conflict, Invalid, NotFound
 from mlgov.storage import ObjectStore
 from monitor import capture, layout
 from monitor.errors import EndpointNotFound
@@ -392,12 +393,37 @@ def window_batches(session: Session, ep: Endpoint, start: dt.datetime, end: dt.d
         .order_by(CaptureBatch.hour, CaptureBatch.created_at)))
 
 
+_T = TypeVar("_T")
+
+
+def reread_if_compacted(session: Session, read: Callable[[], _T]) -> _T:
+    """``read()`` of a captured window (it lists the window's batches, then reads their files), once more if a
+    file it listed is gone: compaction merged that batch and deleted its files after committing. A SQLite read
+    snapshot is ended first, so the second listing sees the merged batch (a write transaction could not have
+    seen compaction commit: SQLite has one writer)."""
+    try:
+        return read()
+    except NotFound:
+        if not is_postgres(session):
+            if not session.connection().exec_driver_sql("PRAGMA query_only").scalar():
+                raise
+            session.rollback()
+        return read()
+
+
 def window_table(session: Session, store: ObjectStore, ep: Endpoint, start: dt.datetime,
                  end: dt.datetime, *, keep_keys: bool = False,
                  batches: list[CaptureBatch] | None = None) -> pa.Table | None:
     """Captured rows with inference time in [start, end), read from the committed Parquet batches (``batches``:
-    the window's, when the caller has them already)."""
-    batches = window_batches(session, ep, start, end) if batches is None else batches
+    the window's, when the caller has them already and reads them again if one was compacted away)."""
+    if batches is None:
+        return reread_if_compacted(session, lambda: _window_table(session, store, ep, start, end, keep_keys,
+                                                                  window_batches(session, ep, start, end)))
+    return _window_table(session, store, ep, start, end, keep_keys, batches)
+
+
+def _window_table(session: Session, store: ObjectStore, ep: Endpoint, start: dt.datetime, end: dt.datetime,
+                  keep_keys: bool, batches: list[CaptureBatch]) -> pa.Table | None:
     if not batches:
         return None
     tables = [pq.read_table(io.BytesIO(store.get(b.parquet_key))) for b in batches]

@@ -24,6 +24,7 @@ from monitor.service.endpoints import (
     get_endpoint,
     lock_endpoint,
     refuse_if_all_rejected,
+    reread_if_compacted,
     window_batches,
     window_table,
 )
@@ -125,14 +126,17 @@ def labelled_window(session: Session, store: ObjectStore, ep: Endpoint, start: d
                     end: dt.datetime) -> pd.DataFrame:
     """Captured rows with inference time in [start, end) as a DataFrame, with `__label` holding the ground
     truth joined by inferenceId (else eventId), or None where no label has arrived."""
-    batches = window_batches(session, ep, start, end)
-    table = window_table(session, store, ep, start, end, keep_keys=True, batches=batches)
-    if table is None or table.num_rows == 0:
-        return pd.DataFrame()
-    df = table.to_pandas()
-    df["__key"] = df["__inference_id"].where(df["__inference_id"].notna(), df["__event_id"])
-    df["__label"] = df["__key"].map(window_labels(session, ep, batches))
-    return df
+    def read() -> pd.DataFrame:
+        batches = window_batches(session, ep, start, end)
+        table = window_table(session, store, ep, start, end, keep_keys=True, batches=batches)
+        if table is None or table.num_rows == 0:
+            return pd.DataFrame()
+        df = table.to_pandas()
+        df["__key"] = df["__inference_id"].where(df["__inference_id"].notna(), df["__event_id"])
+        df["__label"] = df["__key"].map(window_labels(session, ep, batches))
+        return df
+
+    return reread_if_compacted(session, read)
 
 
 @dataclass(frozen=True)

@@ -72,6 +72,18 @@ def test_capture_import_partly_rejected_json_and_progress(offline: Path):
     assert "exporting" not in exported.stderr   # no progress bar when stderr is not a terminal
 
 
+def test_capture_compact_merges_an_imports_batches_once(offline: Path):
+    """After an import in batches of 7 (5 batches of one hour): one batch, so the export writes one file; a second
+    run finds nothing to merge."""
+    tree = capture_tree(offline / "tree", good=30, bad=0)
+    run(offline, "capture", "import", str(tree), "--endpoint", "ep", "--batch", "7")
+    r = run(offline, "capture", "compact", "--json")
+    assert json.loads(r.stdout) == {"batches_merged": 5, "batches_written": 1, "records": 30}
+    exported = run(offline, "capture", "export", "--endpoint", "ep", "--to", str(offline / "out"), "--json")
+    assert json.loads(exported.stdout) == {"endpoint": "ep", "records": 30, "files": 1, "to": str(offline / "out")}
+    assert run(offline, "capture", "compact").stdout.strip() == "merged 0 batches into 0 (0 records)"
+
+
 def test_capture_errors_are_one_line(offline: Path):
     """Before: `capture export --endpoint nope` printed a 25-line traceback."""
     r = _ran(run(offline, "capture", "export", "--endpoint", "nope", "--to", str(offline / "out"), check=False))

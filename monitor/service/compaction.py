@@ -1,0 +1,172 @@
+"""Compaction of captured hours: an hour's small batches merged into few files.
+
+Group commit stores whatever arrived together as one JSONL + Parquet batch, so single-record traffic leaves a
+pair of files per group (hundreds a second under load) and a window read opens every one of them (a GET each
+on S3). Once an hour has settled (no group commit writes to it any more, unless a late record arrives) its small
+batches are merged in capture order into batches of up to COMPACT_TARGET records: the JSONL files concatenated
+(each is whole lines, SageMaker's layout stays), the Parquet tables concatenated, the event index repointed,
+the old batch rows deleted. The files are read and written first, with no lock held; then one short
+transaction under the endpoint's lock swaps the rows (ingest waits for it no longer than for another ingest),
+and the old files are deleted only after it commits. A crash leaves at most unreferenced files, never a record
+lost or stored twice in the index.
+A window read that listed an old batch just before the commit finds its file gone and reads the batch list
+again (`endpoints.window_table`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import io
+import posixpath
+from collections.abc import Sequence
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.orm import Session
+
+from mlgov.db import advisory_xact_lock, chunks, new_id
+from mlgov.storage import ObjectStore
+from monitor.orm import CaptureBatch, CaptureEvent
+
+COMPACT_BELOW = 10_000
+"""Records: a batch smaller than this is merged with its hour's other small batches."""
+COMPACT_TARGET = 200_000
+"""Records per merged batch at most (a Parquet file of a few MB for a dozen features)."""
+COMPACT_MAX_PARTS = 2_000
+"""Batches per merged batch at most: bounds the rows the swap transaction rewrites while ingest waits."""
+SETTLE = dt.timedelta(minutes=10)
+"""An hour is compacted once it ended this long ago: group commits of live traffic have moved on."""
+
+
+@dataclasses.dataclass
+class Compacted:
+    """One hour's compaction: the batches merged, the batches written, the records they hold, and the files to
+    delete once the transaction committed."""
+
+    merged: int = 0
+    written: int = 0
+    records: int = 0
+    stale_keys: list[str] = dataclasses.field(default_factory=list)
+
+
+def settled_hours(session: Session, now: dt.datetime, *, since: dt.datetime | None = None,
+                  endpoint_id: str | None = None) -> list[tuple[str, dt.datetime, int]]:
+    """(endpoint id, hour, small batches) of the settled hours from ``since`` on that hold two or more small
+    batches, newest first."""
+    stmt = (select(CaptureBatch.endpoint_id, CaptureBatch.hour, func.count())
+            .where(CaptureBatch.records < COMPACT_BELOW, CaptureBatch.hour < now - dt.timedelta(hours=1) - SETTLE)
+            .group_by(CaptureBatch.endpoint_id, CaptureBatch.hour).having(func.count() > 1)
+            .order_by(CaptureBatch.hour.desc()))
+    if since is not None:
+        stmt = stmt.where(CaptureBatch.hour >= since)
+    if endpoint_id is not None:
+        stmt = stmt.where(CaptureBatch.endpoint_id == endpoint_id)
+    return [(e, h, n) for e, h, n in session.execute(stmt)]
+
+
+def _runs(batches: Sequence[CaptureBatch]) -> list[list[CaptureBatch]]:
+    """Runs of consecutive small batches (in capture order, so a merged batch sorts where its parts did) of one
+    folder (the endpoint's variant at capture time), up to COMPACT_TARGET records and COMPACT_MAX_PARTS batches a
+    run; a run of one batch is left as it is."""
+    runs: list[list[CaptureBatch]] = []
+    last: list[CaptureBatch] | None = None
+    total = 0
+    for b in batches:
+        if b.records >= COMPACT_BELOW:
+            last = None
+            continue
+        if (last and len(last) < COMPACT_MAX_PARTS and total + b.records <= COMPACT_TARGET
+                and posixpath.dirname(last[0].parquet_key) == posixpath.dirname(b.parquet_key)):
+            last.append(b)
+            total += b.records
+        else:
+            last, total = [b], b.records
+            runs.append(last)
+    return [r for r in runs if len(r) > 1]
+
+
+def _by_schema(run: list[CaptureBatch], tables: list[pa.Table]) -> list[tuple[list[CaptureBatch], list[pa.Table]]]:
+    """A run split where the Parquet schema changes (a text value in a numeric column, a changed endpoint
+    schema): each part is one file whose columns mean one thing, as each batch's did."""
+    parts: list[tuple[list[CaptureBatch], list[pa.Table]]] = []
+    for b, t in zip(run, tables, strict=True):
+        if parts and parts[-1][1][0].schema.equals(t.schema):
+            parts[-1][0].append(b)
+            parts[-1][1].append(t)
+        else:
+            parts.append(([b], [t]))
+    return [p for p in parts if len(p[0]) > 1]
+
+
+@dataclasses.dataclass
+class Merge:
+    """A merged batch whose files are stored and whose row is not written yet: the row's values and its parts."""
+
+    row: dict[str, object]
+    records: int
+    parts: list[str]
+    stale_keys: list[str]
+
+    @property
+    def new_keys(self) -> list[str]:
+        return [str(self.row["jsonl_key"]), str(self.row["parquet_key"])]
+
+
+def plan_hour(session: Session, store: ObjectStore, endpoint_id: str, hour: dt.datetime) -> list[Merge]:
+    """Read the hour's small batches and store their merged files (see the module), on a read session: the
+    slow part holds no lock and no write turn. `apply_merges` then indexes them briefly."""
+    batches = list(session.scalars(select(CaptureBatch).where(
+        CaptureBatch.endpoint_id == endpoint_id, CaptureBatch.hour == hour)
+        .order_by(CaptureBatch.created_at, CaptureBatch.id)))
+    merges: list[Merge] = []
+    for run in _runs(batches):
+        tables = [pq.read_table(io.BytesIO(store.get(b.parquet_key))) for b in run]
+        merges += [_write_merged(store, part, part_tables) for part, part_tables in _by_schema(run, tables)]
+    return merges
+
+
+def _write_merged(store: ObjectStore, part: list[CaptureBatch], tables: list[pa.Table]) -> Merge:
+    first = part[0]
+    batch_id = new_id()
+    folder = posixpath.dirname(first.parquet_key)
+    jsonl_key, parquet_key = f"{folder}/{batch_id}.jsonl", f"{folder}/{batch_id}.parquet"
+    buf = io.BytesIO()
+    pq.write_table(pa.concat_tables(tables), buf, compression="zstd")
+    jsonl = b"".join(store.get(b.jsonl_key) for b in part)   # each file is whole lines, "\n"-terminated
+    store.put_many([(jsonl_key, jsonl, "application/jsonl"),
+                    (parquet_key, buf.getvalue(), "application/vnd.apache.parquet")])
+    # The merged batch sorts where its first part did (windows read batches by hour, then created_at).
+    records = sum(b.records for b in part)
+    row: dict[str, object] = {
+        "id": batch_id, "endpoint_id": first.endpoint_id, "hour": first.hour, "jsonl_key": jsonl_key,
+        "parquet_key": parquet_key, "records": records, "first_time": min(b.first_time for b in part),
+        "last_time": max(b.last_time for b in part), "created_at": first.created_at}
+    return Merge(row, records, [b.id for b in part], [k for b in part for k in (b.jsonl_key, b.parquet_key)])
+
+
+def apply_merges(session: Session, endpoint_id: str, merges: list[Merge]) -> Compacted:
+    """Index the merged batches in place of their parts, under the endpoint's lock. A merge whose parts are not
+    all there any more (another process compacted them first) is dropped: its new files go to ``stale_keys``
+    with the old files of the merges applied. Flushes; the caller commits, then deletes ``stale_keys``."""
+    advisory_xact_lock(session, endpoint_id)
+    done = Compacted()
+    for m in merges:
+        present = sum(session.scalar(select(func.count()).select_from(CaptureBatch)
+                                     .where(CaptureBatch.id.in_(ids))) or 0 for ids in chunks(m.parts))
+        if present != len(m.parts):
+            done.stale_keys += m.new_keys
+            continue
+        session.execute(insert(CaptureBatch), [m.row])
+        for ids in chunks(m.parts):
+            session.execute(update(CaptureEvent).where(CaptureEvent.batch_id.in_(ids))
+                            .values(batch_id=m.row["id"]), execution_options={"synchronize_session": False})
+            session.execute(delete(CaptureBatch).where(CaptureBatch.id.in_(ids)),
+                            execution_options={"synchronize_session": False})
+        done.stale_keys += m.stale_keys
+        done.merged += len(m.parts)
+        done.written += 1
+        done.records += m.records
+    session.flush()
+    return done

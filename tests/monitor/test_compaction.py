@@ -1,0 +1,198 @@
+"""Compaction of settled capture hours: small batches merged into few files, every record read as before (rows,
+order, labels, duplicates), nothing merged twice, and a window read racing it reads the merged batch."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+
+import pyarrow.parquet as pq
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+
+from mlgov.app import create_app
+from monitor import jobs
+from monitor import service as monitor
+from monitor.orm import CaptureBatch, CaptureEvent
+from monitor.service import compaction, endpoints
+from tests.conftest import Keys, make_settings
+from tests.monitor.test_api import _endpoint, gt_record, record
+
+T0 = dt.datetime(2026, 11, 20, 10, 5, tzinfo=dt.UTC)
+NAME = "churn-prod"
+SETTLED_10 = T0 + dt.timedelta(hours=1, minutes=11)   # hour 10 has settled, hour 11 has not
+
+
+def _send(client, keys, ids: list[str], when: dt.datetime = T0, age: object = None) -> dict:
+    recs = [record(i, when + dt.timedelta(seconds=i), (age if age is not None else 30 + i, 40.5, "CA"), event_id=e)
+            for i, e in enumerate(ids)]
+    for rec, e in zip(recs, ids, strict=True):
+        rec["eventMetadata"]["inferenceId"] = f"inf-{e}"
+    r = client.post(f"/api/v1/endpoints/{NAME}/capture", json=recs, headers=keys("ingest"))
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def _hour_batches(db, hour: dt.datetime) -> list[CaptureBatch]:
+    with db.session_scope(write=False) as s:
+        return list(s.scalars(select(CaptureBatch).where(CaptureBatch.hour == hour)
+                              .order_by(CaptureBatch.created_at, CaptureBatch.id)))
+
+
+def _window(db, store):
+    with db.session_scope(write=False) as s:
+        ep = monitor.get_endpoint(s, NAME)
+        table = monitor.window_table(s, store, ep, T0.replace(minute=0), T0 + dt.timedelta(hours=2), keep_keys=True)
+        labelled = monitor.labelled_window(s, store, ep, T0.replace(minute=0), T0 + dt.timedelta(hours=2))
+    return table.to_pylist(), labelled
+
+
+def test_a_settled_hours_small_batches_become_one_and_read_as_before(client, keys, db, app):
+    _endpoint(client, keys)
+    store = app.state.get_store()
+    for i in range(6):
+        assert _send(client, keys, [f"a{i}"])["accepted"] == 1
+    assert _send(client, keys, ["b0", "b1", "b2"])["accepted"] == 3
+    later = T0 + dt.timedelta(hours=1)
+    _send(client, keys, ["c0"], later)
+    _send(client, keys, ["c1"], later)
+    labels = [gt_record("inf-a1", "1"), gt_record("inf-b2", "0"), gt_record("inf-c0", "1")]
+    assert client.post(f"/api/v1/endpoints/{NAME}/ground-truth", json=labels, headers=keys("ingest")).status_code == 200
+    rows, labelled = _window(db, store)
+    old = _hour_batches(db, T0.replace(minute=0))
+    assert len(old) == 7
+    old_lines = b"".join(store.get(b.jsonl_key) for b in old)
+
+    done = jobs.compact(db, store, SETTLED_10)
+    assert (done.merged, done.written, done.records) == (7, 1, 9)
+    [merged] = _hour_batches(db, T0.replace(minute=0))
+    assert len(_hour_batches(db, later.replace(minute=0))) == 2          # not settled: left alone
+    assert (merged.records, merged.first_time, merged.last_time) == (9, T0, T0 + dt.timedelta(seconds=2))
+    assert store.get(merged.jsonl_key) == old_lines                      # SageMaker's lines, in capture order
+    assert not any(store.exists(k) for b in old for k in (b.jsonl_key, b.parquet_key))
+    after_rows, after_labelled = _window(db, store)
+    assert after_rows == rows                                             # the same rows in the same order
+    assert after_labelled.equals(labelled) and after_labelled["__label"].notna().sum() == 3
+    with db.session_scope(write=False) as s:
+        pointed = set(s.scalars(select(CaptureEvent.batch_id).where(CaptureEvent.event_id.in_(
+            [f"a{i}" for i in range(6)] + ["b0", "b1", "b2"]))))
+        assert pointed == {merged.id}
+        assert s.scalar(select(func.count()).select_from(CaptureEvent)) == 11
+    assert _send(client, keys, ["a3", "b1"])["duplicates"] == 2            # still known after the merge
+    assert jobs.compact(db, store, SETTLED_10).merged == 0                # nothing left to merge
+
+
+def test_runs_stop_at_a_big_batch_and_where_a_columns_type_changes(client, keys, db, app, monkeypatch):
+    """A batch at or over COMPACT_BELOW stays and splits the run around it; a batch whose age column is text (a
+    non-numeric value was captured) is not merged with numeric ones, so each file's columns mean one thing."""
+    monkeypatch.setattr(compaction, "COMPACT_BELOW", 3)
+    _endpoint(client, keys)
+    store = app.state.get_store()
+    _send(client, keys, ["s0"])
+    _send(client, keys, ["s1"])
+    _send(client, keys, ["big0", "big1", "big2", "big3"])
+    _send(client, keys, ["s2"])
+    _send(client, keys, ["t0"], age="abc")
+    _send(client, keys, ["s3"])
+    _send(client, keys, ["s4"])
+    before = [pq.read_table(io.BytesIO(store.get(b.parquet_key))).column("__event_id").to_pylist()
+              for b in _hour_batches(db, T0.replace(minute=0))]
+    assert jobs.compact(db, store, SETTLED_10).merged == 4
+    after = [pq.read_table(io.BytesIO(store.get(b.parquet_key))) for b in _hour_batches(db, T0.replace(minute=0))]
+    assert [t.column("__event_id").to_pylist() for t in after] == [
+        ["s0", "s1"], ["big0", "big1", "big2", "big3"], ["s2"], ["t0"], ["s3", "s4"]]
+    assert [e for b in before for e in b] == [e for t in after for e in t.column("__event_id").to_pylist()]
+    assert str(after[3].schema.field("age").type) == "string" and str(after[4].schema.field("age").type) == "int64"
+
+
+def _live_singles(db, tmp_path, prefix: str, n: int):
+    """The endpoint on a committed database, ``n`` single-record batches in hour 10; the app's store."""
+    app = create_app(make_settings(tmp_path), db=db)
+    with TestClient(app) as client:
+        keys = Keys(db)
+        _endpoint(client, keys)
+        for i in range(n):
+            _send(client, keys, [f"{prefix}{i}"])
+    return app.state.get_store()
+
+
+def test_a_window_read_racing_compaction_reads_the_merged_batch(live_db, tmp_path, monkeypatch):
+    """The read lists the hour's batches, compaction commits and deletes their files, then the read opens them:
+    it lists again (on SQLite after ending its snapshot) and reads the merged batch."""
+    store = _live_singles(live_db, tmp_path, "r", 5)
+    listed = endpoints.window_batches
+    raced: list[int] = []
+
+    def listing_then_compaction(session, ep, start, end):
+        got = listed(session, ep, start, end)
+        if not raced:
+            raced.append(jobs.compact(live_db, store, SETTLED_10).merged)
+        return got
+
+    monkeypatch.setattr(endpoints, "window_batches", listing_then_compaction)
+    with live_db.session_scope(write=False) as s:
+        ep = monitor.get_endpoint(s, NAME)
+        table = monitor.window_table(s, store, ep, T0.replace(minute=0), T0 + dt.timedelta(hours=1))
+    assert raced == [5]
+    assert table is not None and table.column("age").to_pylist() == [30, 30, 30, 30, 30]
+
+
+def test_the_scheduler_compacts_settled_hours_on_its_own(live_db, tmp_path):
+    """`mlgov serve`'s ticker runs a compaction pass when it starts and every COMPACT_EVERY_S after."""
+    import time
+
+    store = _live_singles(live_db, tmp_path, "t", 3)
+    ticker = jobs.Ticker(live_db, store, make_settings(tmp_path, fake_clock_start=SETTLED_10,
+                                                       scheduler_interval_s=0.2))
+    ticker.start()
+    try:
+        deadline = time.monotonic() + 30
+        while len(_hour_batches(live_db, T0.replace(minute=0))) != 1 and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        ticker.stop()
+    [merged] = _hour_batches(live_db, T0.replace(minute=0))
+    assert merged.records == 3
+
+
+def test_two_compactions_of_one_hour_merge_it_once(client, keys, db, app):
+    """Two processes planned the same hour: the second swap finds its parts gone, drops its merge, and its files
+    are among those deleted, so the store holds each record once."""
+    _endpoint(client, keys)
+    store = app.state.get_store()
+    for i in range(4):
+        _send(client, keys, [f"d{i}"])
+    rows, _ = _window(db, store)
+    with db.session_scope(write=False) as s:
+        ep_id = monitor.get_endpoint(s, NAME).id
+        first = compaction.plan_hour(s, store, ep_id, T0.replace(minute=0))
+        second = compaction.plan_hour(s, store, ep_id, T0.replace(minute=0))
+    with db.session_scope() as s:
+        applied = compaction.apply_merges(s, ep_id, first)
+    with db.session_scope() as s:
+        dropped = compaction.apply_merges(s, ep_id, second)
+    assert (applied.merged, dropped.merged, dropped.written) == (4, 0, 0)
+    assert dropped.stale_keys == second[0].new_keys
+    for key in applied.stale_keys + dropped.stale_keys:
+        store.delete(key)
+    [merged] = _hour_batches(db, T0.replace(minute=0))
+    folder = merged.parquet_key.rsplit("/", 1)[0]
+    assert sorted(store.list(folder + "/")) == sorted([merged.jsonl_key, merged.parquet_key])
+    assert _window(db, store)[0] == rows
+
+
+def test_an_hour_that_cannot_be_merged_is_not_read_again_until_it_changes(client, keys, db, app, monkeypatch):
+    monkeypatch.setattr(compaction, "COMPACT_BELOW", 2)
+    _endpoint(client, keys)
+    store = app.state.get_store()
+    _send(client, keys, ["u0"])
+    _send(client, keys, ["big0", "big1"])
+    _send(client, keys, ["u1"])
+    planned: list[dt.datetime] = []
+    plan = compaction.plan_hour
+    monkeypatch.setattr(compaction, "plan_hour", lambda s, st, e, h: planned.append(h) or plan(s, st, e, h))
+    assert jobs.compact(db, store, SETTLED_10).merged == 0
+    assert jobs.compact(db, store, SETTLED_10).merged == 0
+    assert len(planned) == 1                     # the second pass did not read the hour again
+    _send(client, keys, ["u2"])                  # a late record: the hour changed, and now merges
+    assert jobs.compact(db, store, SETTLED_10).merged == 2 and len(planned) == 2
