@@ -33,7 +33,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from mlgov import cpu
-from mlgov.errors import DomainError
+from mlgov.errors import DomainError, NotFound
 from mlgov.settings import Settings, get_settings
 from mlgov.storage import LocalStore, ObjectStore, S3Store
 from monitor.engine.partition import TableSummary
@@ -134,6 +134,11 @@ class PartUnreadable(RuntimeError):
     """A worker could not read its partition from the store (raised on the worker, re-raised here)."""
 
 
+class PartGone(PartUnreadable):
+    """The partition's object is not in the store (compaction merged a capture batch and deleted its files after
+    the window was listed): the caller lists the window again (`endpoints.reread_if_compacted`)."""
+
+
 def summarise_part(location: Location, part: Part, read: Read, fn: Summariser = TableSummary.of,
                    *extra: Any) -> Any:
     """Runs on a worker: read ``part`` one row group at a time and summarise it with ``fn(table, *extra)``
@@ -141,6 +146,8 @@ def summarise_part(location: Location, part: Part, read: Read, fn: Summariser = 
     cpu.tune_malloc()   # a Dask worker's process: its column-sized temporaries reuse freed pages (once per process)
     try:
         return _summarise(location, part, read, fn, extra)
+    except FileNotFoundError as exc:   # pyarrow's, for a local file and an S3 object alike
+        raise PartGone(f"{part.key}: {exc}") from None
     except OSError as exc:   # pyarrow's file and S3 errors; the message names the object, never the credentials
         raise PartUnreadable(f"{part.key}: {exc}") from None
 
@@ -266,6 +273,9 @@ class Cluster:
                        for i, (a, b) in enumerate(zip(futs[0::2], futs[1::2], strict=False))]
                 futs = nxt + ([futs[-1]] if len(futs) % 2 else [])
             return futs[0].result(timeout=self.settings.compute_timeout_s)
+        except PartGone as exc:
+            raise NotFound(f"a partition of this input is not in the object store any more ({exc})",
+                           fix="list the input again (a compacted capture batch)") from None
         except PartUnreadable as exc:
             raise ComputeFailed(f"a worker of the Dask cluster at {self.address} could not read its input from the "
                                 f"object store ({exc}); nothing was written",

@@ -29,7 +29,7 @@ from monitor.errors import AnalysisNotFound
 from monitor.orm import Analysis, Baseline
 from monitor.service.baselines import get_baseline
 from monitor.service.datasets import dataset_table
-from monitor.service.endpoints import get_endpoint, window_batches, window_table
+from monitor.service.endpoints import get_endpoint, reread_if_compacted, window_batches, window_table
 
 
 def drift_config(settings: Mapping[str, Any] | None) -> DriftConfig | None:
@@ -174,11 +174,16 @@ def analyze_window(session: Session, store: ObjectStore, *, baseline_id: str, en
     no_data = f"no data captured between {start.isoformat()} and {end.isoformat()} for endpoint {endpoint!r}"
     run = functools.partial(run_analysis, session, store, baseline_id=baseline_id, actor=actor, source="endpoint",
                             endpoint=endpoint, start=start, end=end, config=config)
-    batches = window_batches(session, ep, start, end)
-    cluster = compute.cluster_for(sum(b.records for b in batches)) if batches else None
-    if cluster is not None:   # the workers read the captured batches from the store; only summaries come back
-        found = _summaries(store, cluster, base, [compute.Part(b.parquet_key) for b in batches],
-                           compute.Read(frozenset(wanted), start, end))
+
+    def on_cluster() -> dict[str, Any] | None:   # the workers read the batches; only summaries come back
+        batches = window_batches(session, ep, start, end)
+        cluster = compute.cluster_for(sum(b.records for b in batches)) if batches else None
+        return None if cluster is None else _summaries(
+            store, cluster, base, [compute.Part(b.parquet_key) for b in batches],
+            compute.Read(frozenset(wanted), start, end))
+
+    found = reread_if_compacted(session, on_cluster)
+    if found is not None:
         return run(**found, failure=no_data if found["summary"].rows == 0 else None)
     table = window_table(session, store, ep, start, end)
     if table is None or table.num_rows == 0:

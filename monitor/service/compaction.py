@@ -9,8 +9,8 @@ the old batch rows deleted. The files are read and written first, with no lock h
 transaction under the endpoint's lock swaps the rows (ingest waits for it no longer than for another ingest),
 and the old files are deleted only after it commits. A crash leaves at most unreferenced files, never a record
 lost or stored twice in the index.
-A window read that listed an old batch just before the commit finds its file gone and reads the batch list
-again (`endpoints.window_table`).
+A window read that listed an old batch just before the commit finds its file gone and lists the window again
+(`endpoints.reread_if_compacted`, on the local and the Dask paths; `mlgov capture export` does not).
 """
 
 from __future__ import annotations

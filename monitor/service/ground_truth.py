@@ -176,5 +176,8 @@ def labelled_summary(session: Session, store: ObjectStore, ep: Endpoint, start: 
                      columns: frozenset[str] | None, fn: compute.Summariser, *, every: bool = False) -> Any:
     """``summarise_window`` of the window's ``cluster_window``, or None when this process computes it. The labels
     are the local path's (``window_labels``), so both paths see the same labelled rows."""
-    window = cluster_window(session, ep, start, end)
-    return None if window is None else summarise_window(store, window, columns, fn, every=every)
+    def read() -> Any:
+        window = cluster_window(session, ep, start, end)
+        return None if window is None else summarise_window(store, window, columns, fn, every=every)
+
+    return reread_if_compacted(session, read)

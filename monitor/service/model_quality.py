@@ -28,7 +28,7 @@ from monitor.orm import Analysis, Baseline, Schedule
 from monitor.service.analyses import analysis_prefix, record_analysis
 from monitor.service.baselines import baseline_prefix, get_baseline, record_baseline
 from monitor.service.datasets import dataset_table
-from monitor.service.endpoints import get_endpoint
+from monitor.service.endpoints import get_endpoint, reread_if_compacted
 from monitor.service.estimation import (
     cluster_estimate,
     estimated_violations,
@@ -224,7 +224,7 @@ def quality_window(session: Session, store: ObjectStore, *, baseline_id: str, en
     pred_col, prob_col = settings.get("prediction"), settings.get("probability")
     window = f"between {start.isoformat()} and {end.isoformat()}"
     if base.kind == "ModelQuality" and base.problem_type is not None:
-        on_cluster = _window_on_cluster(session, store, base, ep, start, end)
+        on_cluster = reread_if_compacted(session, lambda: _window_on_cluster(session, store, base, ep, start, end))
         if on_cluster is not None:
             return run_quality_analysis(session, store, baseline_id=baseline_id, actor=actor, source="endpoint",
                                         endpoint=endpoint, start=start, end=end, labels=None, preds=None,
