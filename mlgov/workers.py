@@ -83,6 +83,14 @@ def gone(session: Session, instance: str, now: dt.datetime | None = None) -> boo
     return row is not None and not _alive(row, now or utcnow())
 
 
+def first_alive(session: Session, role: str, now: dt.datetime | None = None) -> str | None:
+    """The live instance of ``role`` that sorts first: one of many replicas elected for work that needs doing once
+    (all agree while their beats do; a brief disagreement must be harmless)."""
+    now = now or utcnow()
+    rows = session.scalars(select(Heartbeat).where(Heartbeat.role == role).order_by(Heartbeat.instance))
+    return next((r.instance for r in rows if _alive(r, now)), None)
+
+
 def status(session: Session, role: str, now: dt.datetime | None = None) -> WorkerStatus:
     now = now or utcnow()
     rows = list(session.scalars(select(Heartbeat).where(Heartbeat.role == role)))

@@ -33,10 +33,11 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from mlgov import cpu
-from mlgov.errors import DomainError, NotFound
+from mlgov.errors import DomainError
 from mlgov.settings import Settings, get_settings
 from mlgov.storage import LocalStore, ObjectStore, S3Store
 from monitor.engine.partition import TableSummary
+from monitor.errors import PartitionGone
 
 ROW_GROUP_ROWS = 100_000       # rows per Parquet row group of a stored upload: one worker task reads a few of them
 GROUPS_PER_TASK = 4
@@ -274,8 +275,7 @@ class Cluster:
                 futs = nxt + ([futs[-1]] if len(futs) % 2 else [])
             return futs[0].result(timeout=self.settings.compute_timeout_s)
         except PartGone as exc:
-            raise NotFound(f"a partition of this input is not in the object store any more ({exc})",
-                           fix="list the input again (a compacted capture batch)") from None
+            raise PartitionGone(f"a partition of this input is not in the object store any more ({exc})") from None
         except PartUnreadable as exc:
             raise ComputeFailed(f"a worker of the Dask cluster at {self.address} could not read its input from the "
                                 f"object store ({exc}); nothing was written",

@@ -127,17 +127,21 @@ with their count then: not read again while it stays the same."""
 
 
 def compact(db: Database, store: ObjectStore, now: dt.datetime, *, endpoint_id: str | None = None,
-            lookback: dt.timedelta | None = COMPACT_LOOKBACK, hours: int = COMPACT_HOURS) -> compaction.Compacted:
-    """Compact up to ``hours`` settled endpoint-hours of the last ``lookback`` (None: all), newest first
-    (`compaction.plan_hour`, then `apply_merges` in a short write transaction), the old files of each deleted
-    once it committed (one that cannot be deleted is left unreferenced, and logged). Several processes may run
-    it at once: the endpoint's lock orders the swaps, and a merge whose parts another one took is dropped."""
+            lookback: dt.timedelta | None = COMPACT_LOOKBACK, hours: int = COMPACT_HOURS,
+            stop: threading.Event | None = None) -> compaction.Compacted:
+    """Compact up to ``hours`` settled endpoint-hours of the last ``lookback`` (None: all), newest first: each
+    hour's merged files written (`compaction.plan_hour`, no lock held), then each merge indexed in a short
+    transaction of its own (`apply_merges`) and its parts' files deleted once it committed. A merge that is not
+    indexed (a failure, or another process merged its parts first) has its files deleted. Stops between two
+    merges once ``stop`` is set."""
     since = None if lookback is None else now - lookback
     with db.session_scope(write=False) as s:
         todo = [t for t in compaction.settled_hours(s, now, since=since, endpoint_id=endpoint_id)
                 if _UNMERGEABLE.get((t[0], t[1])) != t[2]][:hours]
     total = compaction.Compacted()
     for ep_id, hour, small in todo:
+        if stop is not None and stop.is_set():
+            break
         with db.session_scope(write=False) as s:
             merges = compaction.plan_hour(s, store, ep_id, hour)
         if not merges:
@@ -145,18 +149,25 @@ def compact(db: Database, store: ObjectStore, now: dt.datetime, *, endpoint_id: 
                 _UNMERGEABLE.clear()
             _UNMERGEABLE[(ep_id, hour)] = small
             continue
-        with db.session_scope() as s:
-            done = compaction.apply_merges(s, ep_id, merges)
-        for key in done.stale_keys:
+        for i, merge in enumerate(merges):
+            if stop is not None and stop.is_set():
+                compaction.discard(store, merges[i:])
+                return total
             try:
-                store.delete(key)
-            except Exception as exc:
-                log.warning("capture compaction: %s not deleted (unreferenced now): %s", key, exc)
-        if done.merged:
-            log.info("capture compaction: hour %s of endpoint %s: %d batches -> %d (%d records)",
-                     f"{hour:%Y-%m-%dT%H}", ep_id, done.merged, done.written, done.records)
-        total.merged, total.written, total.records = (total.merged + done.merged, total.written + done.written,
-                                                      total.records + done.records)
+                with db.session_scope() as s:
+                    done = compaction.apply_merges(s, ep_id, [merge])
+            except BaseException:
+                compaction.discard(store, merges[i:])
+                raise
+            for key in done.stale_keys:
+                try:
+                    store.delete(key)
+                except Exception as exc:
+                    log.warning("capture compaction: %s not deleted (unreferenced now): %s", key, exc)
+            total.merged, total.written, total.records = (total.merged + done.merged,
+                                                          total.written + done.written, total.records + done.records)
+        log.info("capture compaction: hour %s of endpoint %s merged (%d batches so far this pass)",
+                 f"{hour:%Y-%m-%dT%H}", ep_id, total.merged)
     return total
 
 
@@ -222,6 +233,7 @@ class Ticker:
     def __init__(self, db: Database, store: ObjectStore, settings: Settings) -> None:
         self.db, self.store = db, store
         self.interval = settings.scheduler_interval_s
+        self.compact_every = COMPACT_EVERY_S
         self.grace = dt.timedelta(seconds=settings.scheduler_grace_s)
         self.now: Callable[[], dt.datetime] = clock(settings)
         self.instance = workers.instance_id()
@@ -242,7 +254,8 @@ class Ticker:
     def start(self) -> None:
         self._beat()   # known before its first claim, so a claim it leaves behind can be judged and taken over
         self._threads = [threading.Thread(target=self._loop, name="mlgov-scheduler", daemon=True),
-                         threading.Thread(target=self._beating, name="mlgov-scheduler-heartbeat", daemon=True)]
+                         threading.Thread(target=self._beating, name="mlgov-scheduler-heartbeat", daemon=True),
+                         threading.Thread(target=self._compacting, name="mlgov-capture-compaction", daemon=True)]
         for t in self._threads:
             t.start()
         log.info("scheduler %s: looking for due schedules every %g s", self.instance, self.interval)
@@ -274,7 +287,7 @@ class Ticker:
         self.stop(timeout=None)
 
     def _loop(self) -> None:
-        next_take_over = next_compact = time.monotonic()
+        next_take_over = time.monotonic()
         while not self._stop.is_set():
             began = time.monotonic()
             try:
@@ -285,13 +298,23 @@ class Ticker:
                 self._beat(ticked=True)
             except Exception:
                 log.exception("scheduler tick failed")
-            if began >= next_compact:
-                next_compact = began + COMPACT_EVERY_S
-                try:
-                    compact(self.db, self.store, self.now())
-                except Exception:
-                    log.exception("capture compaction failed; the next pass tries again")
             self._stop.wait(max(0.0, self.interval - (time.monotonic() - began)))
+
+    def _compacting(self) -> None:
+        """A compaction pass every COMPACT_EVERY_S, in a thread of its own (a long pass never delays a due
+        schedule), by the first live scheduler instance only: every `mlgov serve` worker runs a ticker, and N of
+        them would read and write every hour N times to keep one result."""
+        while True:
+            began = time.monotonic()
+            try:
+                with self.db.session_scope(write=False) as s:
+                    first = workers.first_alive(s, workers.SCHEDULER)
+                if first in (None, self.instance):
+                    compact(self.db, self.store, self.now(), stop=self._stop)
+            except Exception:
+                log.exception("capture compaction failed; the next pass tries again")
+            if self._stop.wait(max(0.0, self.compact_every - (time.monotonic() - began))):
+                return
 
     def _beating(self) -> None:
         while not self._stop.wait(self.interval):

@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import io
+import logging
 import posixpath
 from collections.abc import Sequence
 
@@ -27,8 +28,11 @@ from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from mlgov.db import advisory_xact_lock, chunks, new_id
+from mlgov.errors import NotFound
 from mlgov.storage import ObjectStore
 from monitor.orm import CaptureBatch, CaptureEvent
+
+log = logging.getLogger(__name__)
 
 COMPACT_BELOW = 10_000
 """Records: a batch smaller than this is merged with its hour's other small batches."""
@@ -121,10 +125,28 @@ def plan_hour(session: Session, store: ObjectStore, endpoint_id: str, hour: dt.d
         CaptureBatch.endpoint_id == endpoint_id, CaptureBatch.hour == hour)
         .order_by(CaptureBatch.created_at, CaptureBatch.id)))
     merges: list[Merge] = []
-    for run in _runs(batches):
-        tables = [pq.read_table(io.BytesIO(store.get(b.parquet_key))) for b in run]
-        merges += [_write_merged(store, part, part_tables) for part, part_tables in _by_schema(run, tables)]
+    try:
+        for run in _runs(batches):
+            tables = [pq.read_table(io.BytesIO(store.get(b.parquet_key))) for b in run]
+            merges += [_write_merged(store, part, part_tables) for part, part_tables in _by_schema(run, tables)]
+    except NotFound:   # another process compacted the hour since the listing: nothing left to do here
+        discard(store, merges)
+        return []
+    except BaseException:
+        discard(store, merges)
+        raise
     return merges
+
+
+def discard(store: ObjectStore, merges: Sequence[Merge]) -> None:
+    """Delete the files of merges that will not be indexed: left in the hour's folder, a reader of the folder
+    (a retraining pipeline given `retraining_data`'s URIs) would read their records twice."""
+    for m in merges:
+        for key in m.new_keys:
+            try:
+                store.delete(key)
+            except Exception as exc:   # the store is down: logged, the file stays unreferenced
+                log.warning("capture compaction: %s not deleted: %s", key, exc)
 
 
 def _write_merged(store: ObjectStore, part: list[CaptureBatch], tables: list[pa.Table]) -> Merge:
@@ -146,8 +168,9 @@ def _write_merged(store: ObjectStore, part: list[CaptureBatch], tables: list[pa.
     return Merge(row, records, [b.id for b in part], [k for b in part for k in (b.jsonl_key, b.parquet_key)])
 
 
-def apply_merges(session: Session, endpoint_id: str, merges: list[Merge]) -> Compacted:
-    """Index the merged batches in place of their parts, under the endpoint's lock. A merge whose parts are not
+def apply_merges(session: Session, endpoint_id: str, merges: Sequence[Merge]) -> Compacted:
+    """Index the merged batches in place of their parts, under the endpoint's lock (`jobs.compact` gives one
+    merge per transaction, so the lock is held for one merge's rows). A merge whose parts are not
     all there any more (another process compacted them first) is dropped: its new files go to ``stale_keys``
     with the old files of the merges applied. Flushes; the caller commits, then deletes ``stale_keys``."""
     advisory_xact_lock(session, endpoint_id)

@@ -39,7 +39,7 @@ from mlgov.db import (
 from mlgov.errors import Conflict, Invalid, NotFound
 from mlgov.storage import ObjectStore
 from monitor import capture, layout
-from monitor.errors import EndpointNotFound
+from monitor.errors import EndpointNotFound, PartitionGone
 from monitor.orm import CaptureBatch, CaptureEvent, Endpoint, RetrainingTrigger, VersionBaseline
 from registry import service as registry
 
@@ -397,13 +397,14 @@ _T = TypeVar("_T")
 
 
 def reread_if_compacted(session: Session, read: Callable[[], _T]) -> _T:
-    """``read()`` of a captured window (it lists the window's batches, then reads their files), once more if a
-    file it listed is gone: compaction merged that batch and deleted its files after committing. A SQLite read
+    """``read()`` of a captured window (it lists the window's batches, then reads their files and labels), once
+    more if a batch it listed is gone (`PartitionGone`): compaction merged it and deleted its files after
+    committing. A SQLite read
     snapshot is ended first, so the second listing sees the merged batch (a write transaction could not have
     seen compaction commit: SQLite has one writer)."""
     try:
         return read()
-    except NotFound:
+    except PartitionGone:
         if not is_postgres(session):
             if not session.connection().exec_driver_sql("PRAGMA query_only").scalar():
                 raise
@@ -426,7 +427,10 @@ def _window_table(session: Session, store: ObjectStore, ep: Endpoint, start: dt.
                   keep_keys: bool, batches: list[CaptureBatch]) -> pa.Table | None:
     if not batches:
         return None
-    tables = [pq.read_table(io.BytesIO(store.get(b.parquet_key))) for b in batches]
+    try:
+        tables = [pq.read_table(io.BytesIO(store.get(b.parquet_key))) for b in batches]
+    except NotFound as exc:
+        raise PartitionGone(exc.detail) from None
     table = pa.concat_tables(tables, promote_options="permissive")
     t = table.column("__inference_time")
     mask = pc.and_(pc.greater_equal(t, pa.scalar(start, pa.timestamp("us", tz="UTC"))),

@@ -19,6 +19,7 @@ from mlgov.db import chunks, keys_present, new_id, present_keys, utcnow
 from mlgov.errors import Invalid
 from mlgov.storage import ObjectStore
 from monitor import capture, compute
+from monitor.errors import PartitionGone
 from monitor.orm import CaptureBatch, CaptureEvent, Endpoint, GroundTruth
 from monitor.service.endpoints import (
     get_endpoint,
@@ -113,12 +114,19 @@ def window_labels(session: Session, ep: Endpoint, batches: list[CaptureBatch]) -
     cluster paths both take their labels here, so a window's labelled rows are the same on either."""
     key = func.coalesce(CaptureEvent.inference_id, CaptureEvent.event_id)
     labels: dict[str, str] = {}
-    for chunk in chunks([b.id for b in batches]):
+    ids = [b.id for b in batches]
+    for chunk in chunks(ids):
         rows = session.execute(
             select(GroundTruth.event_id, GroundTruth.label)
             .join(CaptureEvent, and_(CaptureEvent.endpoint_id == GroundTruth.endpoint_id, GroundTruth.event_id == key))
             .where(GroundTruth.endpoint_id == ep.id, CaptureEvent.batch_id.in_(chunk)))
         labels.update((k, v) for k, v in rows)
+    # Compaction repoints a batch's events and deletes its row in one transaction, and a batch id never comes
+    # back: if every listed batch is still there now, the label query (before) saw their events too.
+    present = sum(session.scalar(select(func.count()).select_from(CaptureBatch).where(CaptureBatch.id.in_(c)))
+                  or 0 for c in chunks(ids))
+    if present != len(ids):
+        raise PartitionGone(f"{len(ids) - present} of the window's capture batches were merged while it was read")
     return labels
 
 

@@ -7,6 +7,7 @@ import datetime as dt
 import io
 
 import pyarrow.parquet as pq
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
@@ -105,14 +106,18 @@ def test_runs_stop_at_a_big_batch_and_where_a_columns_type_changes(client, keys,
     assert str(after[3].schema.field("age").type) == "string" and str(after[4].schema.field("age").type) == "int64"
 
 
-def _live_singles(db, tmp_path, prefix: str, n: int):
-    """The endpoint on a committed database, ``n`` single-record batches in hour 10; the app's store."""
+def _live_singles(db, tmp_path, prefix: str, n: int, labels: list[dict] | None = None):
+    """The endpoint on a committed database, ``n`` single-record batches in hour 10 (and ``labels``); the app's
+    store."""
     app = create_app(make_settings(tmp_path), db=db)
     with TestClient(app) as client:
         keys = Keys(db)
         _endpoint(client, keys)
         for i in range(n):
             _send(client, keys, [f"{prefix}{i}"])
+        if labels:
+            r = client.post(f"/api/v1/endpoints/{NAME}/ground-truth", json=labels, headers=keys("ingest"))
+            assert r.status_code == 200, r.text
     return app.state.get_store()
 
 
@@ -196,3 +201,91 @@ def test_an_hour_that_cannot_be_merged_is_not_read_again_until_it_changes(client
     assert len(planned) == 1                     # the second pass did not read the hour again
     _send(client, keys, ["u2"])                  # a late record: the hour changed, and now merges
     assert jobs.compact(db, store, SETTLED_10).merged == 2 and len(planned) == 2
+
+
+def test_labels_of_a_window_compacted_between_its_files_and_its_labels_are_all_found(live_db, tmp_path,
+                                                                                     monkeypatch):
+    """The window's files are read, then compaction repoints the events and commits, then the labels are looked
+    up by the listed batch ids: on PostgreSQL that found none (and no file was missing to say so); the batches'
+    absence now sends the read round again. On SQLite the read's snapshot still holds the listed batches."""
+    from monitor.service import ground_truth
+
+    store = _live_singles(live_db, tmp_path, "l", 4, [gt_record(f"inf-l{i}", str(i % 2)) for i in range(4)])
+    look_up = ground_truth.window_labels
+    merged: list[int] = []
+
+    def compaction_then_labels(session, ep, batches):
+        if not merged:
+            merged.append(jobs.compact(live_db, store, SETTLED_10).merged)
+        return look_up(session, ep, batches)
+
+    monkeypatch.setattr(ground_truth, "window_labels", compaction_then_labels)
+    with live_db.session_scope(write=False) as s:
+        ep = monitor.get_endpoint(s, NAME)
+        df = monitor.labelled_window(s, store, ep, T0.replace(minute=0), T0 + dt.timedelta(hours=1))
+    assert merged == [4]
+    assert df["__label"].tolist() == ["0", "1", "0", "1"]
+
+
+def test_a_failed_or_overtaken_compaction_leaves_no_extra_files(client, keys, db, app, monkeypatch):
+    """Files of merges that are not indexed are deleted: a store failure while reading a later run, another
+    process having compacted the hour (its parts' files gone), and a failure indexing the second of two
+    merges. A reader of the hour's folder never sees a record in two files for longer than a swap."""
+    monkeypatch.setattr(compaction, "COMPACT_BELOW", 2)
+    _endpoint(client, keys)
+    store = app.state.get_store()
+    for ids in (["f0"], ["f1"], ["big0", "big1"], ["f2"], ["f3"]):   # two runs: f0+f1 and f2+f3
+        _send(client, keys, ids)
+    hour = T0.replace(minute=0)
+    batches = _hour_batches(db, hour)
+    folder = batches[0].parquet_key.rsplit("/", 1)[0] + "/"
+    files = sorted(store.list(folder))
+    with db.session_scope(write=False) as s:
+        ep_id = monitor.get_endpoint(s, NAME).id
+    real_get = store.get
+
+    def failing(key, exc):
+        def get(k):
+            if k == key:
+                raise exc
+            return real_get(k)
+        return get
+
+    monkeypatch.setattr(store, "get", failing(batches[3].parquet_key, RuntimeError("the store went away")))
+    with db.session_scope(write=False) as s, pytest.raises(RuntimeError, match="went away"):
+        compaction.plan_hour(s, store, ep_id, hour)
+    assert sorted(store.list(folder)) == files
+    monkeypatch.setattr(store, "get", failing(batches[3].parquet_key, endpoints.NotFound("compacted elsewhere")))
+    with db.session_scope(write=False) as s:
+        assert compaction.plan_hour(s, store, ep_id, hour) == []
+    assert sorted(store.list(folder)) == files
+    monkeypatch.setattr(store, "get", real_get)
+    applied: list[int] = []
+    apply = compaction.apply_merges
+
+    def second_fails(session, endpoint_id, merges):
+        applied.append(1)
+        if len(applied) == 2:
+            raise RuntimeError("database went away")
+        return apply(session, endpoint_id, merges)
+
+    monkeypatch.setattr(compaction, "apply_merges", second_fails)
+    with pytest.raises(RuntimeError, match="database went away"):
+        jobs.compact(db, store, SETTLED_10)
+    after = _hour_batches(db, hour)
+    assert [b.records for b in after] == [2, 2, 1, 1]                # f0+f1 merged; f2, f3 as they were
+    assert sorted(store.list(folder)) == sorted(k for b in after for k in (b.jsonl_key, b.parquet_key))
+
+
+def test_first_alive_names_one_live_scheduler_instance(db):
+    from mlgov import workers
+
+    now = dt.datetime(2026, 11, 20, 12, tzinfo=dt.UTC)
+    with db.session_scope() as s:
+        assert workers.first_alive(s, workers.SCHEDULER, now) is None
+        workers.beat(s, workers.SCHEDULER, "b-instance", 1.0, now=now)
+        workers.beat(s, workers.SCHEDULER, "a-instance", 1.0, now=now - dt.timedelta(minutes=5))   # silent
+        workers.beat(s, workers.SCHEDULER, "c-instance", 1.0, now=now)
+        assert workers.first_alive(s, workers.SCHEDULER, now) == "b-instance"
+        workers.beat(s, workers.SCHEDULER, "b-instance", 1.0, stopped=True, now=now)
+        assert workers.first_alive(s, workers.SCHEDULER, now) == "c-instance"
