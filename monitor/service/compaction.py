@@ -5,12 +5,12 @@ pair of files per group (hundreds a second under load) and a window read opens e
 on S3). Once an hour has settled (no group commit writes to it any more, unless a late record arrives) its small
 batches are merged in capture order into batches of up to COMPACT_TARGET records: the JSONL files concatenated
 (each is whole lines, SageMaker's layout stays), the Parquet tables concatenated, the event index repointed,
-the old batch rows deleted. The files are read and written first, with no lock held; then one short
-transaction under the endpoint's lock swaps the rows (ingest waits for it no longer than for another ingest),
-and the old files are deleted only after it commits. A crash leaves at most unreferenced files, never a record
-lost or stored twice in the index.
-A window read that listed an old batch just before the commit finds its file gone and lists the window again
-(`endpoints.reread_if_compacted`, on the local and the Dask paths; `mlgov capture export` does not).
+the old batch rows deleted. The files are read and written first, with no lock held; then one transaction
+per merged batch, under the endpoint's lock, swaps the rows (ingest waits while it repoints up to
+COMPACT_TARGET event rows), and the old files are deleted only after it commits. A crash leaves at most
+unreferenced files, never a record lost or stored twice in the index. A window read that listed an old batch
+just before the commit finds it gone and lists the window again (`endpoints.reread_if_compacted`, on the local
+and the Dask paths; `mlgov capture export` does not).
 """
 
 from __future__ import annotations
@@ -36,8 +36,9 @@ log = logging.getLogger(__name__)
 
 COMPACT_BELOW = 10_000
 """Records: a batch smaller than this is merged with its hour's other small batches."""
-COMPACT_TARGET = 200_000
-"""Records per merged batch at most (a Parquet file of a few MB for a dozen features)."""
+COMPACT_TARGET = 50_000
+"""Records per merged batch at most: the swap repoints this many event rows while the endpoint's ingest (on
+SQLite every write) waits, and 50,000-record files already make a busy hour a few dozen reads."""
 COMPACT_MAX_PARTS = 2_000
 """Batches per merged batch at most: bounds the rows the swap transaction rewrites while ingest waits."""
 SETTLE = dt.timedelta(minutes=10)
