@@ -159,13 +159,8 @@ def compact(db: Database, store: ObjectStore, now: dt.datetime, *, endpoint_id: 
             except BaseException:
                 compaction.discard(store, merges[i:])
                 raise
-            for key in done.stale_keys:
-                try:
-                    store.delete(key)
-                except Exception as exc:
-                    log.warning("capture compaction: %s not deleted (unreferenced now): %s", key, exc)
-            total.merged, total.written, total.records = (total.merged + done.merged,
-                                                          total.written + done.written, total.records + done.records)
+            compaction.delete_files(store, done.stale_keys)
+            total.add(done)
         log.info("capture compaction: hour %s of endpoint %s merged (%d batches so far this pass)",
                  f"{hour:%Y-%m-%dT%H}", ep_id, total.merged)
     return total
@@ -233,7 +228,6 @@ class Ticker:
     def __init__(self, db: Database, store: ObjectStore, settings: Settings) -> None:
         self.db, self.store = db, store
         self.interval = settings.scheduler_interval_s
-        self.compact_every = COMPACT_EVERY_S
         self.grace = dt.timedelta(seconds=settings.scheduler_grace_s)
         self.now: Callable[[], dt.datetime] = clock(settings)
         self.instance = workers.instance_id()
@@ -313,7 +307,7 @@ class Ticker:
                     compact(self.db, self.store, self.now(), stop=self._stop)
             except Exception:
                 log.exception("capture compaction failed; the next pass tries again")
-            if self._stop.wait(max(0.0, self.compact_every - (time.monotonic() - began))):
+            if self._stop.wait(max(0.0, COMPACT_EVERY_S - (time.monotonic() - began))):
                 return
 
     def _beating(self) -> None:

@@ -21,6 +21,7 @@ import io
 import logging
 import posixpath
 from collections.abc import Sequence
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -31,6 +32,7 @@ from mlgov.db import advisory_xact_lock, chunks, new_id
 from mlgov.errors import NotFound
 from mlgov.storage import ObjectStore
 from monitor.orm import CaptureBatch, CaptureEvent
+from monitor.service.endpoints import batches_present
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +56,11 @@ class Compacted:
     written: int = 0
     records: int = 0
     stale_keys: list[str] = dataclasses.field(default_factory=list)
+
+    def add(self, other: Compacted) -> None:
+        """Count ``other`` in (its files are the caller's to delete)."""
+        self.merged, self.written, self.records = (self.merged + other.merged, self.written + other.written,
+                                                   self.records + other.records)
 
 
 def settled_hours(session: Session, now: dt.datetime, *, since: dt.datetime | None = None,
@@ -109,14 +116,13 @@ def _by_schema(run: list[CaptureBatch], tables: list[pa.Table]) -> list[tuple[li
 class Merge:
     """A merged batch whose files are stored and whose row is not written yet: the row's values and its parts."""
 
-    row: dict[str, object]
-    records: int
+    row: dict[str, Any]
     parts: list[str]
     stale_keys: list[str]
 
     @property
     def new_keys(self) -> list[str]:
-        return [str(self.row["jsonl_key"]), str(self.row["parquet_key"])]
+        return [self.row["jsonl_key"], self.row["parquet_key"]]
 
 
 def plan_hour(session: Session, store: ObjectStore, endpoint_id: str, hour: dt.datetime) -> list[Merge]:
@@ -142,12 +148,16 @@ def plan_hour(session: Session, store: ObjectStore, endpoint_id: str, hour: dt.d
 def discard(store: ObjectStore, merges: Sequence[Merge]) -> None:
     """Delete the files of merges that will not be indexed: left in the hour's folder, a reader of the folder
     (a retraining pipeline given `retraining_data`'s URIs) would read their records twice."""
-    for m in merges:
-        for key in m.new_keys:
-            try:
-                store.delete(key)
-            except Exception as exc:   # the store is down: logged, the file stays unreferenced
-                log.warning("capture compaction: %s not deleted: %s", key, exc)
+    delete_files(store, [k for m in merges for k in m.new_keys])
+
+
+def delete_files(store: ObjectStore, keys: Sequence[str]) -> None:
+    """Delete files no batch row refers to; one the store cannot delete now is logged and left unreferenced."""
+    for key in keys:
+        try:
+            store.delete(key)
+        except Exception as exc:
+            log.warning("capture compaction: %s not deleted (unreferenced now): %s", key, exc)
 
 
 def _write_merged(store: ObjectStore, part: list[CaptureBatch], tables: list[pa.Table]) -> Merge:
@@ -161,12 +171,12 @@ def _write_merged(store: ObjectStore, part: list[CaptureBatch], tables: list[pa.
     store.put_many([(jsonl_key, jsonl, "application/jsonl"),
                     (parquet_key, buf.getvalue(), "application/vnd.apache.parquet")])
     # The merged batch sorts where its first part did (windows read batches by hour, then created_at).
-    records = sum(b.records for b in part)
-    row: dict[str, object] = {
+    row: dict[str, Any] = {
         "id": batch_id, "endpoint_id": first.endpoint_id, "hour": first.hour, "jsonl_key": jsonl_key,
-        "parquet_key": parquet_key, "records": records, "first_time": min(b.first_time for b in part),
-        "last_time": max(b.last_time for b in part), "created_at": first.created_at}
-    return Merge(row, records, [b.id for b in part], [k for b in part for k in (b.jsonl_key, b.parquet_key)])
+        "parquet_key": parquet_key, "records": sum(b.records for b in part),
+        "first_time": min(b.first_time for b in part), "last_time": max(b.last_time for b in part),
+        "created_at": first.created_at}
+    return Merge(row, [b.id for b in part], [k for b in part for k in (b.jsonl_key, b.parquet_key)])
 
 
 def apply_merges(session: Session, endpoint_id: str, merges: Sequence[Merge]) -> Compacted:
@@ -177,9 +187,7 @@ def apply_merges(session: Session, endpoint_id: str, merges: Sequence[Merge]) ->
     advisory_xact_lock(session, endpoint_id)
     done = Compacted()
     for m in merges:
-        present = sum(session.scalar(select(func.count()).select_from(CaptureBatch)
-                                     .where(CaptureBatch.id.in_(ids))) or 0 for ids in chunks(m.parts))
-        if present != len(m.parts):
+        if batches_present(session, m.parts) != len(m.parts):
             done.stale_keys += m.new_keys
             continue
         session.execute(insert(CaptureBatch), [m.row])
@@ -191,6 +199,6 @@ def apply_merges(session: Session, endpoint_id: str, merges: Sequence[Merge]) ->
         done.stale_keys += m.stale_keys
         done.merged += len(m.parts)
         done.written += 1
-        done.records += m.records
+        done.records += m.row["records"]
     session.flush()
     return done

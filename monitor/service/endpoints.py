@@ -28,6 +28,7 @@ from mlgov.db import (
     BulkRows,
     advisory_xact_lock,
     as_utc,
+    chunks,
     is_postgres,
     is_unique_violation,
     keys_present,
@@ -393,15 +394,20 @@ def window_batches(session: Session, ep: Endpoint, start: dt.datetime, end: dt.d
         .order_by(CaptureBatch.hour, CaptureBatch.created_at)))
 
 
+def batches_present(session: Session, ids: list[str]) -> int:
+    """How many of the capture batches ``ids`` exist now (compaction deletes the ones it merged)."""
+    return sum(session.scalar(select(func.count()).select_from(CaptureBatch).where(CaptureBatch.id.in_(c))) or 0
+               for c in chunks(ids))
+
+
 _T = TypeVar("_T")
 
 
 def reread_if_compacted(session: Session, read: Callable[[], _T]) -> _T:
     """``read()`` of a captured window (it lists the window's batches, then reads their files and labels), once
     more if a batch it listed is gone (`PartitionGone`): compaction merged it and deleted its files after
-    committing. A SQLite read
-    snapshot is ended first, so the second listing sees the merged batch (a write transaction could not have
-    seen compaction commit: SQLite has one writer)."""
+    committing. A SQLite read snapshot is ended first, so the second listing sees the merged batch (a write
+    transaction could not have seen compaction commit: SQLite has one writer)."""
     try:
         return read()
     except PartitionGone:

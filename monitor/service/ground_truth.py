@@ -22,6 +22,7 @@ from monitor import capture, compute
 from monitor.errors import PartitionGone
 from monitor.orm import CaptureBatch, CaptureEvent, Endpoint, GroundTruth
 from monitor.service.endpoints import (
+    batches_present,
     get_endpoint,
     lock_endpoint,
     refuse_if_all_rejected,
@@ -123,8 +124,7 @@ def window_labels(session: Session, ep: Endpoint, batches: list[CaptureBatch]) -
         labels.update((k, v) for k, v in rows)
     # Compaction repoints a batch's events and deletes its row in one transaction, and a batch id never comes
     # back: if every listed batch is still there now, the label query (before) saw their events too.
-    present = sum(session.scalar(select(func.count()).select_from(CaptureBatch).where(CaptureBatch.id.in_(c)))
-                  or 0 for c in chunks(ids))
+    present = batches_present(session, ids)
     if present != len(ids):
         raise PartitionGone(f"{len(ids) - present} of the window's capture batches were merged while it was read")
     return labels
