@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
+import posixpath
 import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
@@ -41,8 +43,12 @@ class ObjectStore(ABC):
     @abstractmethod
     def exists(self, key: str) -> bool: ...
 
+    def list(self, prefix: str = "") -> Iterator[str]:
+        return (key for key, _ in self.listed(prefix))
+
     @abstractmethod
-    def list(self, prefix: str = "") -> Iterator[str]: ...
+    def listed(self, prefix: str = "") -> Iterator[tuple[str, dt.datetime]]:
+        """The keys under ``prefix`` with the time each was last written (UTC)."""
 
     @abstractmethod
     def delete(self, key: str) -> None: ...
@@ -110,14 +116,22 @@ class LocalStore(ObjectStore):
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
 
-    def list(self, prefix: str = "") -> Iterator[str]:
-        for dirpath, _dirs, files in os.walk(self.root):
+    def listed(self, prefix: str = "") -> Iterator[tuple[str, dt.datetime]]:
+        """Walks only the folder the prefix names (an hour's folder, not the whole store)."""
+        base = posixpath.dirname(prefix)
+        top = self._path(base) if base else self.root
+        for dirpath, _dirs, files in os.walk(top):
             for f in sorted(files):
                 if f.startswith(".tmp-"):
                     continue
-                rel = (Path(dirpath) / f).relative_to(self.root).as_posix()
+                path = Path(dirpath) / f
+                rel = path.relative_to(self.root).as_posix()
                 if rel.startswith(prefix):
-                    yield rel
+                    try:
+                        mtime = path.stat().st_mtime
+                    except FileNotFoundError:   # deleted since the walk listed it
+                        continue
+                    yield rel, dt.datetime.fromtimestamp(mtime, dt.UTC)
 
     def delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)
@@ -155,12 +169,12 @@ class S3Store(ObjectStore):
                 return False
             raise
 
-    def list(self, prefix: str = "") -> Iterator[str]:
+    def listed(self, prefix: str = "") -> Iterator[tuple[str, dt.datetime]]:
         base = f"{self.prefix}/" if self.prefix else ""
         paginator = self.client.get_paginator("list_objects_v2")
         for page in paginator.paginate(Bucket=self.bucket, Prefix=base + prefix):
             for obj in page.get("Contents", []):
-                yield obj["Key"][len(base):]
+                yield obj["Key"][len(base):], obj["LastModified"].astimezone(dt.UTC)
 
     def delete(self, key: str) -> None:
         self.client.delete_object(Bucket=self.bucket, Key=self._k(key))

@@ -626,8 +626,9 @@ def import_tree(source: Annotated[str, typer.Argument(help="a directory or s3://
 def compact_capture(endpoint: Annotated[str | None, typer.Option(help="only this endpoint")] = None,
                     hours: Annotated[int, typer.Option(min=1, help="endpoint-hours to compact at most")] = 1000,
                     json_out: JsonOut = False) -> None:
-    """Merge the small capture batches of settled hours into few files (the scheduler does it every minute; this
-    runs it now, e.g. after an import). Idempotent: a second run finds nothing to merge."""
+    """Merge the small capture batches of settled hours into few files and delete files no batch refers to that a
+    stopped process left (the scheduler does both, every minute and every hour over the last two days; this runs
+    them now over every hour holding a batch, e.g. after an import). Idempotent: a second run finds nothing to do."""
     import datetime as dt
 
     from monitor import jobs, service
@@ -638,9 +639,13 @@ def compact_capture(endpoint: Annotated[str | None, typer.Option(help="only this
     if endpoint is not None:
         with db.session_scope(write=False) as s:
             endpoint_id = service.get_endpoint(s, endpoint).id
-    done = jobs.compact(db, store, dt.datetime.now(dt.UTC), endpoint_id=endpoint_id, lookback=None, hours=hours)
-    finish(Outcome({"batches_merged": done.merged, "batches_written": done.written, "records": done.records}),
-           message("merged {batches_merged} batches into {batches_written} ({records} records)"), json_out)
+    now = dt.datetime.now(dt.UTC)
+    done = jobs.compact(db, store, now, endpoint_id=endpoint_id, lookback=None, hours=hours)
+    swept = jobs.sweep(db, store, now, endpoint_id=endpoint_id, older_batches=True)
+    finish(Outcome({"batches_merged": done.merged, "batches_written": done.written, "records": done.records,
+                    "unreferenced_files_deleted": swept}),
+           message("merged {batches_merged} batches into {batches_written} ({records} records); deleted "
+                   "{unreferenced_files_deleted} files no batch refers to"), json_out)
 
 
 @capture_app.command("export")
@@ -648,22 +653,15 @@ def export_tree(endpoint: Annotated[str, typer.Option(help="endpoint to export")
                 to: Annotated[Path, typer.Option(help="target directory")],
                 json_out: JsonOut = False) -> None:
     """Write the endpoint's captured records as SageMaker's tree: {endpoint}/{variant}/yyyy/mm/dd/hh/*.jsonl."""
-    from monitor import service
+    from monitor import jobs, service
 
     db = database()
     store = open_store(get_settings())
-    n = files = 0
     with db.session_scope(write=False) as s:
         ep = service.get_endpoint(s, endpoint)
         total = s.scalar(select(func.coalesce(func.sum(CaptureBatch.records), 0))
                          .where(CaptureBatch.endpoint_id == ep.id))
-        batches = select(CaptureBatch).where(CaptureBatch.endpoint_id == ep.id).order_by(CaptureBatch.hour)
-        with progress("exporting capture", total) as advance:
-            for b in s.scalars(batches):
-                target = to / ep.name / ep.variant / f"{b.hour:%Y/%m/%d/%H}" / f"{b.id}.jsonl"
-                target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_bytes(store.get(b.jsonl_key))
-                n, files = n + b.records, files + 1
-                advance(b.records)
+    with progress("exporting capture", total) as advance:
+        n, files = jobs.export_capture(db, store, ep.id, to, advance)
     finish(Outcome({"endpoint": ep.name, "records": n, "files": files, "to": str(to)}),
            message("exported {records} records in {files} files to {to}"), json_out)

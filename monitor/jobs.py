@@ -29,6 +29,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, cast
 
 from sqlalchemy import CursorResult, select, update
@@ -37,10 +38,12 @@ from sqlalchemy.exc import IntegrityError
 from mlgov import workers
 from mlgov.auth import SYSTEM
 from mlgov.db import Database, new_id, utcnow
+from mlgov.errors import NotFound
 from mlgov.settings import Settings
 from mlgov.storage import ObjectStore
 from monitor import recurrence, schedules
-from monitor.orm import Execution, Schedule
+from monitor.errors import PartitionGone
+from monitor.orm import CaptureBatch, Execution, Schedule
 from monitor.service import compaction
 
 log = logging.getLogger("mlgov.scheduler")
@@ -49,6 +52,7 @@ TAKE_OVER_EVERY_S = 10.0   # how often a ticker looks for claims left by gone cl
 COMPACT_EVERY_S = 60.0     # how often a ticker compacts settled capture hours (`compaction`)
 COMPACT_HOURS = 24         # endpoint-hours compacted per pass at most (the rest wait for the next pass)
 COMPACT_LOOKBACK = dt.timedelta(days=2)   # hours a pass looks back over (older ones: `mlgov capture compact`)
+SWEEP_EVERY_S = 3600.0     # how often a ticker deletes capture files no batch refers to (`sweep`)
 
 
 def claim(db: Database, schedule_id: str, fire: dt.datetime, start: dt.datetime, end: dt.datetime,
@@ -164,6 +168,66 @@ def compact(db: Database, store: ObjectStore, now: dt.datetime, *, endpoint_id: 
         log.info("capture compaction: hour %s of endpoint %s merged (%d batches so far this pass)",
                  f"{hour:%Y-%m-%dT%H}", ep_id, total.merged)
     return total
+
+
+def sweep(db: Database, store: ObjectStore, now: dt.datetime, *, endpoint_id: str | None = None,
+          lookback: dt.timedelta = COMPACT_LOOKBACK, older_batches: bool = False,
+          stop: threading.Event | None = None) -> int:
+    """Delete the capture files that no batch refers to and that are old enough to be a dead process's
+    (`compaction.orphans`) in the hours `compaction.swept_hours` names; how many were deleted."""
+    with db.session_scope(write=False) as s:
+        todo = compaction.swept_hours(s, now, lookback, endpoint_id=endpoint_id, older_batches=older_batches)
+    deleted = 0
+    for ep_id, hour in todo:
+        if stop is not None and stop.is_set():
+            break
+        with db.session_scope(write=False) as s:
+            keys = compaction.orphans(s, store, ep_id, hour, now)
+        if keys:
+            log.warning("capture sweep: %d files of hour %s of endpoint %s that no batch refers to (left by a "
+                        "process that stopped before indexing them) deleted", len(keys), f"{hour:%Y-%m-%dT%H}", ep_id)
+            compaction.delete_files(store, keys)
+            deleted += len(keys)
+    return deleted
+
+
+EXPORT_TRIES = 3   # copies of one hour `export_capture` starts before it gives up (each lost to a compaction)
+
+
+def export_capture(db: Database, store: ObjectStore, endpoint_id: str, to: Path,
+                   advance: Callable[[int], None] = lambda n: None) -> tuple[int, int]:
+    """Copy the endpoint's JSONL files under ``to`` as SageMaker's tree ({endpoint}/{variant}/yyyy/mm/dd/hh/, the
+    variant each batch was captured under), hour by hour; (records, files). An hour that compaction merges while
+    it is copied is copied again from the merged batch, its copies so far removed first, so the tree holds each
+    record once."""
+    with db.session_scope(write=False) as s:
+        hours = list(s.scalars(select(CaptureBatch.hour).where(CaptureBatch.endpoint_id == endpoint_id)
+                               .distinct().order_by(CaptureBatch.hour)))
+    records = files = 0
+    for hour in hours:
+        for attempt in range(EXPORT_TRIES):
+            with db.session_scope(write=False) as s:
+                batches = list(s.execute(select(CaptureBatch.jsonl_key, CaptureBatch.records).where(
+                    CaptureBatch.endpoint_id == endpoint_id, CaptureBatch.hour == hour)
+                    .order_by(CaptureBatch.created_at, CaptureBatch.id)))
+            copied: list[Path] = []
+            try:
+                for key, _ in batches:
+                    target = to / key.split("/", 1)[1]   # capture/{endpoint}/… → {endpoint}/…
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    target.write_bytes(store.get(key))
+                    copied.append(target)
+            except NotFound as exc:
+                for path in copied:
+                    path.unlink()
+                if attempt == EXPORT_TRIES - 1:
+                    raise PartitionGone(exc.detail) from None
+                continue
+            n = sum(r for _, r in batches)
+            records, files = records + n, files + len(batches)
+            advance(n)
+            break
+    return records, files
 
 
 def run_claimed(db: Database, store: ObjectStore, schedule_id: str, execution_id: str,
@@ -295,9 +359,10 @@ class Ticker:
             self._stop.wait(max(0.0, self.interval - (time.monotonic() - began)))
 
     def _compacting(self) -> None:
-        """A compaction pass every COMPACT_EVERY_S, in a thread of its own (a long pass never delays a due
-        schedule), by the first live scheduler instance only: every `mlgov serve` worker runs a ticker, and N of
-        them would read and write every hour N times to keep one result."""
+        """A compaction pass every COMPACT_EVERY_S and a sweep every SWEEP_EVERY_S, in a thread of their own (a
+        long pass never delays a due schedule), by the first live scheduler instance only: every `mlgov serve`
+        worker runs a ticker, and N of them would read and write every hour N times to keep one result."""
+        next_sweep = time.monotonic()
         while True:
             began = time.monotonic()
             try:
@@ -305,6 +370,9 @@ class Ticker:
                     first = workers.first_alive(s, workers.SCHEDULER)
                 if first in (None, self.instance):
                     compact(self.db, self.store, self.now(), stop=self._stop)
+                    if began >= next_sweep:
+                        next_sweep = began + SWEEP_EVERY_S
+                        sweep(self.db, self.store, self.now(), stop=self._stop)
             except Exception:
                 log.exception("capture compaction failed; the next pass tries again")
             if self._stop.wait(max(0.0, COMPACT_EVERY_S - (time.monotonic() - began))):

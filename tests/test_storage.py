@@ -44,6 +44,24 @@ def test_roundtrip_list_delete(store):
     assert uri.startswith("s3://") if isinstance(store, S3Store) else uri.startswith("file://")
 
 
+def test_listed_names_each_key_under_a_prefix_with_when_it_was_written(store):
+    """The sweep of unreferenced capture files judges each by its age; a prefix is a string prefix, not a folder
+    (the local store walks only the folder it names)."""
+    import datetime as dt
+
+    before = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=5)
+    for key in ("cap/ep/2026/01/one.jsonl", "cap/ep/2026/01/two.parquet", "cap/ep/2026/02/x.jsonl",
+                "cap/epsilon/y.jsonl", "other/z"):
+        store.put(key, b"x")
+    after = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=5)
+    listed = dict(store.listed("cap/ep/2026/01/"))
+    assert sorted(listed) == ["cap/ep/2026/01/one.jsonl", "cap/ep/2026/01/two.parquet"]
+    assert all(before <= t <= after and t.tzinfo is not None for t in listed.values())
+    assert sorted(store.list("cap/ep")) == ["cap/ep/2026/01/one.jsonl", "cap/ep/2026/01/two.parquet",
+                                            "cap/ep/2026/02/x.jsonl", "cap/epsilon/y.jsonl"]
+    assert list(store.listed("nowhere/")) == []
+
+
 def test_s3_store_rejects_wrong_credentials(seaweed, tmp_path):
     seaweed.client().create_bucket(Bucket="authcheck")
     bad = open_store(Settings(home=tmp_path, store_url="s3://authcheck/p", s3_endpoint_url=seaweed.endpoint,

@@ -10,7 +10,12 @@ per merged batch, under the endpoint's lock, swaps the rows (ingest waits while 
 COMPACT_TARGET event rows), and the old files are deleted only after it commits. A crash leaves at most
 unreferenced files, never a record lost or stored twice in the index. A window read that listed an old batch
 just before the commit finds it gone and lists the window again (`endpoints.reread_if_compacted`, on the local
-and the Dask paths; `mlgov capture export` does not).
+and the Dask paths; `mlgov capture export` reads such an hour again).
+
+A process that dies between writing files and indexing them (an ingest before its commit, a compaction before its
+swap) leaves files no batch refers to in the hour's folder. Readers through mlgov never see them, but a reader of
+the folder (`retraining_data`'s URIs, a SageMaker processing job given the prefix) would read their records
+twice: `orphans` finds them once they are ORPHAN_AGE old and the scheduler deletes them hourly.
 """
 
 from __future__ import annotations
@@ -31,7 +36,8 @@ from sqlalchemy.orm import Session
 from mlgov.db import advisory_xact_lock, chunks, new_id
 from mlgov.errors import NotFound
 from mlgov.storage import ObjectStore
-from monitor.orm import CaptureBatch, CaptureEvent
+from monitor import layout
+from monitor.orm import CaptureBatch, CaptureEvent, Endpoint
 from monitor.service.endpoints import batches_present
 
 log = logging.getLogger(__name__)
@@ -45,6 +51,11 @@ COMPACT_MAX_PARTS = 2_000
 """Batches per merged batch at most: bounds the rows the swap transaction rewrites while ingest waits."""
 SETTLE = dt.timedelta(minutes=10)
 """An hour is compacted once it ended this long ago: group commits of live traffic have moved on."""
+ORPHAN_AGE = dt.timedelta(hours=1)
+"""A capture file no batch refers to is deleted once it was written this long ago. Ingest indexes its files and
+compaction swaps a merge in seconds after writing them, so a younger unreferenced file may be about to be
+indexed; an older one was left by a process that died in between (its records were never acknowledged, or are
+still in the merge's parts)."""
 
 
 @dataclasses.dataclass
@@ -202,3 +213,37 @@ def apply_merges(session: Session, endpoint_id: str, merges: Sequence[Merge]) ->
         done.records += m.row["records"]
     session.flush()
     return done
+
+
+def swept_hours(session: Session, now: dt.datetime, lookback: dt.timedelta, *, endpoint_id: str | None = None,
+                older_batches: bool = False) -> list[tuple[str, dt.datetime]]:
+    """(endpoint id, hour) to look for `orphans` in, newest first: every hour of the last ``lookback`` up to the
+    last ended one (a file of the current hour is never ORPHAN_AGE old), and with ``older_batches`` every older
+    hour that holds a batch (an older hour without one is only ever left files by an ingest that died and was
+    not retried for days)."""
+    last = now.replace(minute=0, second=0, microsecond=0) - dt.timedelta(hours=1)
+    first = (now - lookback).replace(minute=0, second=0, microsecond=0)
+    ids = select(Endpoint.id).order_by(Endpoint.id)
+    if endpoint_id is not None:
+        ids = ids.where(Endpoint.id == endpoint_id)
+    recent = [last - dt.timedelta(hours=i) for i in range(int((last - first) / dt.timedelta(hours=1)) + 1)]
+    todo = [(ep_id, h) for ep_id in session.scalars(ids) for h in recent]
+    if older_batches:
+        older = (select(CaptureBatch.endpoint_id, CaptureBatch.hour).distinct()
+                 .where(CaptureBatch.hour < first).order_by(CaptureBatch.endpoint_id, CaptureBatch.hour.desc()))
+        if endpoint_id is not None:
+            older = older.where(CaptureBatch.endpoint_id == endpoint_id)
+        todo += [(e, h) for e, h in session.execute(older)]
+    return todo
+
+
+def orphans(session: Session, store: ObjectStore, endpoint_id: str, hour: dt.datetime, now: dt.datetime) -> list[str]:
+    """The files of the endpoint's ``hour`` that no batch refers to and that were written ORPHAN_AGE before
+    ``now`` or earlier (see the module), in the folders of the hour's batches and of the endpoint's variant."""
+    ep = session.get_one(Endpoint, endpoint_id)
+    referenced = {k for row in session.execute(select(CaptureBatch.jsonl_key, CaptureBatch.parquet_key).where(
+        CaptureBatch.endpoint_id == endpoint_id, CaptureBatch.hour == hour)) for k in row}
+    folders = {layout.capture_folder(ep.name, ep.variant, hour)} | {posixpath.dirname(k) for k in referenced}
+    cutoff = now - ORPHAN_AGE
+    return sorted(key for folder in folders for key, written in store.listed(f"{folder}/")
+                  if key not in referenced and written <= cutoff)

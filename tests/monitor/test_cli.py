@@ -78,10 +78,12 @@ def test_capture_compact_merges_an_imports_batches_once(offline: Path):
     tree = capture_tree(offline / "tree", good=30, bad=0)
     run(offline, "capture", "import", str(tree), "--endpoint", "ep", "--batch", "7")
     r = run(offline, "capture", "compact", "--json")
-    assert json.loads(r.stdout) == {"batches_merged": 5, "batches_written": 1, "records": 30}
+    assert json.loads(r.stdout) == {"batches_merged": 5, "batches_written": 1, "records": 30,
+                                     "unreferenced_files_deleted": 0}
     exported = run(offline, "capture", "export", "--endpoint", "ep", "--to", str(offline / "out"), "--json")
     assert json.loads(exported.stdout) == {"endpoint": "ep", "records": 30, "files": 1, "to": str(offline / "out")}
-    assert run(offline, "capture", "compact").stdout.strip() == "merged 0 batches into 0 (0 records)"
+    assert run(offline, "capture", "compact").stdout.strip() == (
+        "merged 0 batches into 0 (0 records); deleted 0 files no batch refers to")
 
 
 def test_capture_errors_are_one_line(offline: Path):

@@ -277,6 +277,114 @@ def test_a_failed_or_overtaken_compaction_leaves_no_extra_files(client, keys, db
     assert sorted(store.list(folder)) == sorted(k for b in after for k in (b.jsonl_key, b.parquet_key))
 
 
+def test_files_a_dead_process_left_are_swept_once_old_and_files_about_to_be_indexed_are_not(client, keys, db,
+                                                                                             app):
+    """A compaction that died between writing its merge and the swap, an ingest that died before indexing, and a
+    dead ingest's files in a recent hour with no batch at all: each deleted once ORPHAN_AGE old, while files that
+    young (a merge about to be swapped in) stay; indexed files are never touched and the hour compacts afterwards.
+    Hour 10 is weeks older than the scheduler's lookback: swept because it holds batches (``older_batches``)."""
+    import time
+
+    from monitor import layout
+
+    _endpoint(client, keys)
+    store = app.state.get_store()
+    for i in range(3):
+        _send(client, keys, [f"o{i}"])
+    hour = T0.replace(minute=0)
+    indexed = sorted(k for b in _hour_batches(db, hour) for k in (b.jsonl_key, b.parquet_key))
+    folder = indexed[0].rsplit("/", 1)[0]
+    with db.session_scope(write=False) as s:
+        ep_id = monitor.get_endpoint(s, NAME).id
+        [died] = compaction.plan_hour(s, store, ep_id, hour)        # written, never swapped in
+    store.put_many([(f"{folder}/dead-ingest.jsonl", b"{}\n", "application/jsonl")])
+    written = dt.datetime.now(dt.UTC)
+    empty_hour = layout.capture_folder(NAME, "AllTraffic", written - dt.timedelta(hours=3))   # holds no batch
+    store.put_many([(f"{empty_hour}/dead.jsonl", b"{}\n", "application/jsonl")])
+    rows, _ = _window(db, store)
+    time.sleep(0.01)
+    written = dt.datetime.now(dt.UTC)
+    young = written + compaction.ORPHAN_AGE - dt.timedelta(minutes=1)
+    assert jobs.sweep(db, store, young, older_batches=True) == 0
+    assert sorted(store.list(f"{folder}/")) == sorted([*indexed, *died.new_keys, f"{folder}/dead-ingest.jsonl"])
+    with db.session_scope(write=False) as s:
+        assert compaction.orphans(s, store, ep_id, hour, young + dt.timedelta(minutes=2)) == sorted(
+            [*died.new_keys, f"{folder}/dead-ingest.jsonl"])
+
+    assert jobs.sweep(db, store, young + dt.timedelta(minutes=2), older_batches=True) == 4
+    assert sorted(store.list(f"{folder}/")) == indexed
+    assert list(store.list(f"{empty_hour}/")) == []
+    assert _window(db, store)[0] == rows
+    assert jobs.compact(db, store, SETTLED_10).merged == 3
+    [merged] = _hour_batches(db, hour)
+    assert sorted(store.list(f"{folder}/")) == sorted([merged.jsonl_key, merged.parquet_key])
+    assert _window(db, store)[0] == rows
+
+
+def test_an_export_that_compaction_overtakes_copies_the_merged_hour_once(client, keys, db, app, tmp_path,
+                                                                         monkeypatch):
+    """`mlgov capture export` copies hour by hour; when compaction merges an hour between the listing and a copy,
+    the hour's copies so far are removed and the merged batch copied: SageMaker's lines, each once."""
+    _endpoint(client, keys)
+    store = app.state.get_store()
+    for i in range(3):
+        _send(client, keys, [f"x{i}"])
+    _send(client, keys, ["y0"], T0 + dt.timedelta(hours=1))
+    parts = _hour_batches(db, T0.replace(minute=0))
+    lines = b"".join(store.get(b.jsonl_key) for b in parts)
+    with db.session_scope(write=False) as s:
+        ep_id = monitor.get_endpoint(s, NAME).id
+    real_get = store.get
+    overtaken: list[str] = []
+
+    def get(key):
+        if key == parts[1].jsonl_key and not overtaken:      # the first part is copied, then the hour merged
+            overtaken.append(key)
+            assert jobs.compact(db, store, SETTLED_10).merged == 3
+        return real_get(key)
+
+    monkeypatch.setattr(store, "get", get)
+    out = tmp_path / "export"
+    assert jobs.export_capture(db, store, ep_id, out) == (4, 2)
+    assert overtaken
+    [merged] = _hour_batches(db, T0.replace(minute=0))
+    hour_dir = out / NAME / "AllTraffic" / "2026/11/20/10"
+    assert [p.name for p in hour_dir.iterdir()] == [f"{merged.id}.jsonl"]
+    assert (hour_dir / f"{merged.id}.jsonl").read_bytes() == lines
+    assert len(list((out / NAME / "AllTraffic" / "2026/11/20/11").iterdir())) == 1
+
+    def gone(key):
+        raise endpoints.NotFound(f"{key} deleted")
+
+    monkeypatch.setattr(store, "get", gone)
+    with pytest.raises(endpoints.PartitionGone):
+        jobs.export_capture(db, store, ep_id, tmp_path / "again")
+    assert not any(p.is_file() for p in (tmp_path / "again").rglob("*"))
+
+
+def test_the_scheduler_sweeps_unreferenced_files(live_db, tmp_path):
+    """`mlgov serve`'s ticker sweeps when it starts (and every SWEEP_EVERY_S after), over its lookback."""
+    import time
+
+    from monitor import layout
+
+    store = _live_singles(live_db, tmp_path, "w", 1)
+    now = dt.datetime.now(dt.UTC)
+    orphan = f"{layout.capture_folder(NAME, 'AllTraffic', now - dt.timedelta(hours=1)):s}/dead.jsonl"
+    store.put(orphan, b"{}\n")
+    ticker = jobs.Ticker(live_db, store, make_settings(tmp_path, fake_clock_start=now + dt.timedelta(hours=2),
+                                                       scheduler_interval_s=0.2))
+    ticker.start()
+    try:
+        deadline = time.monotonic() + 30
+        while store.exists(orphan) and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        ticker.stop()
+    assert not store.exists(orphan)
+    assert [b.records for b in _hour_batches(live_db, T0.replace(minute=0))] == [1]
+
+
 def test_first_alive_names_one_live_scheduler_instance(db):
     from mlgov import workers
 

@@ -104,3 +104,14 @@ def test_sigkill_loses_no_acknowledged_record(tmp_path):
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=30)
+    # files the killed process wrote and never indexed are swept once old: then every file is a batch's
+    from mlgov.storage import LocalStore
+    from monitor import jobs
+
+    db = Database(f"sqlite:///{home / 'mlgov.db'}")
+    store = LocalStore(home / "store")
+    jobs.sweep(db, store, dt.datetime.now(dt.UTC) + dt.timedelta(hours=2), older_batches=True)
+    with db.session_scope(write=False) as s:
+        indexed = {k for row in s.execute(select(CaptureBatch.jsonl_key, CaptureBatch.parquet_key)) for k in row}
+    db.dispose()
+    assert set(store.list("capture/")) == indexed
