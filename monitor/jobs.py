@@ -159,7 +159,7 @@ def compact(db: Database, store: ObjectStore, now: dt.datetime, *, endpoint_id: 
                 return total
             try:
                 with db.session_scope() as s:
-                    done = compaction.apply_merges(s, ep_id, [merge])
+                    done = compaction.apply_merges(s, store, ep_id, [merge])
             except BaseException:
                 compaction.discard(store, merges[i:])
                 raise
@@ -174,7 +174,9 @@ def sweep(db: Database, store: ObjectStore, now: dt.datetime, *, endpoint_id: st
           lookback: dt.timedelta = COMPACT_LOOKBACK, older_batches: bool = False,
           stop: threading.Event | None = None) -> int:
     """Delete the capture files that no batch refers to and that are old enough to be a dead process's
-    (`compaction.orphans`) in the hours `compaction.swept_hours` names; how many were deleted."""
+    (`compaction.orphans`, listed without a lock; deleted under the endpoint's lock by `sweep_orphans`) in the
+    hours `compaction.swept_hours` names; how many were deleted. ``now`` is the real time (file ages are the
+    store's clock), never a scheduler's fake clock."""
     with db.session_scope(write=False) as s:
         todo = compaction.swept_hours(s, now, lookback, endpoint_id=endpoint_id, older_batches=older_batches)
     deleted = 0
@@ -184,10 +186,11 @@ def sweep(db: Database, store: ObjectStore, now: dt.datetime, *, endpoint_id: st
         with db.session_scope(write=False) as s:
             keys = compaction.orphans(s, store, ep_id, hour, now)
         if keys:
+            with db.session_scope() as s:
+                n = compaction.sweep_orphans(s, store, ep_id, keys)
             log.warning("capture sweep: %d files of hour %s of endpoint %s that no batch refers to (left by a "
-                        "process that stopped before indexing them) deleted", len(keys), f"{hour:%Y-%m-%dT%H}", ep_id)
-            compaction.delete_files(store, keys)
-            deleted += len(keys)
+                        "process that stopped before indexing them) deleted", n, f"{hour:%Y-%m-%dT%H}", ep_id)
+            deleted += n
     return deleted
 
 
@@ -198,8 +201,9 @@ def export_capture(db: Database, store: ObjectStore, endpoint_id: str, to: Path,
                    advance: Callable[[int], None] = lambda n: None) -> tuple[int, int]:
     """Copy the endpoint's JSONL files under ``to`` as SageMaker's tree ({endpoint}/{variant}/yyyy/mm/dd/hh/, the
     variant each batch was captured under), hour by hour; (records, files). An hour that compaction merges while
-    it is copied is copied again from the merged batch, its copies so far removed first, so the tree holds each
-    record once."""
+    it is copied is copied again from the merged batch, its copies so far removed first, so a tree exported into
+    an empty directory holds each record once (exporting over an earlier export adds the batches merged since
+    under their new names)."""
     with db.session_scope(write=False) as s:
         hours = list(s.scalars(select(CaptureBatch.hour).where(CaptureBatch.endpoint_id == endpoint_id)
                                .distinct().order_by(CaptureBatch.hour)))
@@ -367,14 +371,21 @@ class Ticker:
             began = time.monotonic()
             try:
                 with self.db.session_scope(write=False) as s:
-                    first = workers.first_alive(s, workers.SCHEDULER)
-                if first in (None, self.instance):
-                    compact(self.db, self.store, self.now(), stop=self._stop)
-                    if began >= next_sweep:
-                        next_sweep = began + SWEEP_EVERY_S
-                        sweep(self.db, self.store, self.now(), stop=self._stop)
+                    mine = workers.first_alive(s, workers.SCHEDULER) in (None, self.instance)
             except Exception:
-                log.exception("capture compaction failed; the next pass tries again")
+                log.exception("capture compaction: the live schedulers could not be read; the next pass tries again")
+                mine = False
+            if mine:
+                try:
+                    compact(self.db, self.store, self.now(), stop=self._stop)
+                except Exception:
+                    log.exception("capture compaction failed; the next pass tries again")
+            if mine and began >= next_sweep:
+                next_sweep = began + SWEEP_EVERY_S
+                try:
+                    sweep(self.db, self.store, dt.datetime.now(dt.UTC), stop=self._stop)   # file ages: real time
+                except Exception:
+                    log.exception("capture sweep failed; the next one tries again")
             if self._stop.wait(max(0.0, COMPACT_EVERY_S - (time.monotonic() - began))):
                 return
 

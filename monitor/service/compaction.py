@@ -15,7 +15,9 @@ and the Dask paths; `mlgov capture export` reads such an hour again).
 A process that dies between writing files and indexing them (an ingest before its commit, a compaction before its
 swap) leaves files no batch refers to in the hour's folder. Readers through mlgov never see them, but a reader of
 the folder (`retraining_data`'s URIs, a SageMaker processing job given the prefix) would read their records
-twice: `orphans` finds them once they are ORPHAN_AGE old and the scheduler deletes them hourly.
+twice: `orphans` finds them once they are ORPHAN_AGE old and the scheduler deletes them hourly, under the
+endpoint's lock (`sweep_orphans`), under which a swap checks that its merged files are still there and a slow
+ingest that its own are (`endpoints.index_capture`).
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from mlgov.errors import NotFound
 from mlgov.storage import ObjectStore
 from monitor import layout
 from monitor.orm import CaptureBatch, CaptureEvent, Endpoint
-from monitor.service.endpoints import batches_present
+from monitor.service.endpoints import ORPHAN_AGE, batches_present
 
 log = logging.getLogger(__name__)
 
@@ -51,11 +53,6 @@ COMPACT_MAX_PARTS = 2_000
 """Batches per merged batch at most: bounds the rows the swap transaction rewrites while ingest waits."""
 SETTLE = dt.timedelta(minutes=10)
 """An hour is compacted once it ended this long ago: group commits of live traffic have moved on."""
-ORPHAN_AGE = dt.timedelta(hours=1)
-"""A capture file no batch refers to is deleted once it was written this long ago. Ingest indexes its files and
-compaction swaps a merge in seconds after writing them, so a younger unreferenced file may be about to be
-indexed; an older one was left by a process that died in between (its records were never acknowledged, or are
-still in the merge's parts)."""
 
 
 @dataclasses.dataclass
@@ -162,13 +159,17 @@ def discard(store: ObjectStore, merges: Sequence[Merge]) -> None:
     delete_files(store, [k for m in merges for k in m.new_keys])
 
 
-def delete_files(store: ObjectStore, keys: Sequence[str]) -> None:
-    """Delete files no batch row refers to; one the store cannot delete now is logged and left unreferenced."""
+def delete_files(store: ObjectStore, keys: Sequence[str]) -> int:
+    """Delete files no batch row refers to; one the store cannot delete now is logged and left unreferenced (the
+    sweep takes it later). How many were deleted."""
+    deleted = 0
     for key in keys:
         try:
             store.delete(key)
+            deleted += 1
         except Exception as exc:
             log.warning("capture compaction: %s not deleted (unreferenced now): %s", key, exc)
+    return deleted
 
 
 def _write_merged(store: ObjectStore, part: list[CaptureBatch], tables: list[pa.Table]) -> Merge:
@@ -190,15 +191,16 @@ def _write_merged(store: ObjectStore, part: list[CaptureBatch], tables: list[pa.
     return Merge(row, [b.id for b in part], [k for b in part for k in (b.jsonl_key, b.parquet_key)])
 
 
-def apply_merges(session: Session, endpoint_id: str, merges: Sequence[Merge]) -> Compacted:
+def apply_merges(session: Session, store: ObjectStore, endpoint_id: str, merges: Sequence[Merge]) -> Compacted:
     """Index the merged batches in place of their parts, under the endpoint's lock (`jobs.compact` gives one
     merge per transaction, so the lock is held for one merge's rows). A merge whose parts are not
     all there any more (another process compacted them first) is dropped: its new files go to ``stale_keys``
-    with the old files of the merges applied. Flushes; the caller commits, then deletes ``stale_keys``."""
+    with the old files of the merges applied. So is one whose files were swept as leftovers (a plan of a big hour
+    can outlast ORPHAN_AGE); its parts stay. Flushes; the caller commits, then deletes ``stale_keys``."""
     advisory_xact_lock(session, endpoint_id)
     done = Compacted()
     for m in merges:
-        if batches_present(session, m.parts) != len(m.parts):
+        if batches_present(session, m.parts) != len(m.parts) or not all(store.exists(k) for k in m.new_keys):
             done.stale_keys += m.new_keys
             continue
         session.execute(insert(CaptureBatch), [m.row])
@@ -247,3 +249,18 @@ def orphans(session: Session, store: ObjectStore, endpoint_id: str, hour: dt.dat
     cutoff = now - ORPHAN_AGE
     return sorted(key for folder in folders for key, written in store.listed(f"{folder}/")
                   if key not in referenced and written <= cutoff)
+
+
+def sweep_orphans(session: Session, store: ObjectStore, endpoint_id: str, candidates: Sequence[str]) -> int:
+    """Delete the ``candidates`` (`orphans`, found without a lock) that still no batch refers to, under the
+    endpoint's lock: a swap or a slow ingest that would index one of them checks under the same lock that its
+    files exist, so a file is either indexed first (and kept here) or deleted first (and not indexed there).
+    How many were deleted."""
+    advisory_xact_lock(session, endpoint_id)
+    referenced: set[str] = set()
+    for keys in chunks(list(candidates)):
+        for row in session.execute(select(CaptureBatch.jsonl_key, CaptureBatch.parquet_key).where(
+                CaptureBatch.endpoint_id == endpoint_id,
+                CaptureBatch.jsonl_key.in_(keys) | CaptureBatch.parquet_key.in_(keys))):
+            referenced.update(row)
+    return delete_files(store, [k for k in candidates if k not in referenced])

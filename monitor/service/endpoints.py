@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 import json
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
@@ -126,6 +127,8 @@ class PreparedCapture:
     duplicates: int
     rejected: list[dict[str, Any]]
     records: list[capture.Parsed] = field(default_factory=list)
+    stored_at: float = 0.0
+    """When `store_capture` wrote the batches' files (``time.monotonic()``): see `index_capture`."""
 
     @property
     def group_key(self) -> tuple[str, str, str, int]:
@@ -133,6 +136,13 @@ class PreparedCapture:
         schema is the cached reader's, so while a request holds it no other schema can have its id)."""
         return (self.endpoint_id, self.endpoint, self.variant, id(self.schema))
 
+
+ORPHAN_AGE = dt.timedelta(hours=1)
+"""A capture file no batch refers to is deleted once it was written this long ago (`compaction.sweep_orphans`):
+left by a process that died between writing files and indexing them, it would make a reader of the hour's folder
+read its records twice. Ingest indexes its files seconds after writing them; one that took over half of this
+(a paused process) checks under the endpoint's lock that its files are still there (`index_capture`), and
+compaction always does before its swap."""
 
 _KNOWN_EVENTS = present_keys(CaptureEvent.event_id, CaptureEvent.endpoint_id)
 
@@ -229,6 +239,7 @@ def store_capture(store: ObjectStore, prep: PreparedCapture) -> None:
                     for hour, recs in sorted(by_hour.items())]
     for b in prep.batches:
         _write_batch(store, b, prep.schema)
+    prep.stored_at = time.monotonic()
 
 
 def prepare_capture(session: Session, store: ObjectStore, endpoint: str, body: bytes, content_type: str, *,
@@ -280,6 +291,13 @@ def index_capture(session: Session, store: ObjectStore, prep: PreparedCapture) -
     their batch stored again without them. Returns the event ids indexed. The caller commits before
     acknowledging."""
     advisory_xact_lock(session, prep.endpoint_id)
+    if prep.batches and time.monotonic() - prep.stored_at > ORPHAN_AGE.total_seconds() / 2:
+        missing = [k for b in prep.batches for k in (f"{b.folder}/{b.id}.jsonl", f"{b.folder}/{b.id}.parquet")
+                   if not store.exists(k)]
+        if missing:
+            raise Conflict(f"this request's files were deleted as leftovers while it waited "
+                           f"{time.monotonic() - prep.stored_at:.0f} s to be indexed ({missing[0]}); nothing was "
+                           "stored", fix="send it again (event ids already stored are answered as duplicates)")
     if prep.batches:
         try:
             with session.begin_nested():

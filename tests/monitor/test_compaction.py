@@ -173,9 +173,9 @@ def test_two_compactions_of_one_hour_merge_it_once(client, keys, db, app):
         first = compaction.plan_hour(s, store, ep_id, T0.replace(minute=0))
         second = compaction.plan_hour(s, store, ep_id, T0.replace(minute=0))
     with db.session_scope() as s:
-        applied = compaction.apply_merges(s, ep_id, first)
+        applied = compaction.apply_merges(s, store, ep_id, first)
     with db.session_scope() as s:
-        dropped = compaction.apply_merges(s, ep_id, second)
+        dropped = compaction.apply_merges(s, store, ep_id, second)
     assert (applied.merged, dropped.merged, dropped.written) == (4, 0, 0)
     assert dropped.stale_keys == second[0].new_keys
     for key in applied.stale_keys + dropped.stale_keys:
@@ -263,11 +263,11 @@ def test_a_failed_or_overtaken_compaction_leaves_no_extra_files(client, keys, db
     applied: list[int] = []
     apply = compaction.apply_merges
 
-    def second_fails(session, endpoint_id, merges):
+    def second_fails(session, store, endpoint_id, merges):
         applied.append(1)
         if len(applied) == 2:
             raise RuntimeError("database went away")
-        return apply(session, endpoint_id, merges)
+        return apply(session, store, endpoint_id, merges)
 
     monkeypatch.setattr(compaction, "apply_merges", second_fails)
     with pytest.raises(RuntimeError, match="database went away"):
@@ -353,26 +353,30 @@ def test_an_export_that_compaction_overtakes_copies_the_merged_hour_once(client,
     assert (hour_dir / f"{merged.id}.jsonl").read_bytes() == lines
     assert len(list((out / NAME / "AllTraffic" / "2026/11/20/11").iterdir())) == 1
 
-    def gone(key):
-        raise endpoints.NotFound(f"{key} deleted")
-
-    monkeypatch.setattr(store, "get", gone)
+    monkeypatch.setattr(store, "get", real_get)
+    store.delete(merged.jsonl_key)                                    # gone from the store for good
     with pytest.raises(endpoints.PartitionGone):
         jobs.export_capture(db, store, ep_id, tmp_path / "again")
     assert not any(p.is_file() for p in (tmp_path / "again").rglob("*"))
 
 
 def test_the_scheduler_sweeps_unreferenced_files(live_db, tmp_path):
-    """`mlgov serve`'s ticker sweeps when it starts (and every SWEEP_EVERY_S after), over its lookback."""
+    """`mlgov serve`'s ticker sweeps when it starts (and every SWEEP_EVERY_S after), judging file ages by the real
+    clock, not its own (a fake clock ahead of it must not make in-flight files look old)."""
+    import os
     import time
 
     from monitor import layout
 
     store = _live_singles(live_db, tmp_path, "w", 1)
     now = dt.datetime.now(dt.UTC)
-    orphan = f"{layout.capture_folder(NAME, 'AllTraffic', now - dt.timedelta(hours=1)):s}/dead.jsonl"
+    folder = layout.capture_folder(NAME, "AllTraffic", now - dt.timedelta(hours=1))
+    orphan, young = f"{folder}/dead.jsonl", f"{folder}/in-flight.jsonl"
     store.put(orphan, b"{}\n")
-    ticker = jobs.Ticker(live_db, store, make_settings(tmp_path, fake_clock_start=now + dt.timedelta(hours=2),
+    store.put(young, b"{}\n")
+    two_hours_ago = time.time() - 7200
+    os.utime(store.root / orphan, (two_hours_ago, two_hours_ago))
+    ticker = jobs.Ticker(live_db, store, make_settings(tmp_path, fake_clock_start=now + dt.timedelta(hours=3),
                                                        scheduler_interval_s=0.2))
     ticker.start()
     try:
@@ -382,7 +386,70 @@ def test_the_scheduler_sweeps_unreferenced_files(live_db, tmp_path):
     finally:
         ticker.stop()
     assert not store.exists(orphan)
+    assert store.exists(young)
     assert [b.records for b in _hour_batches(live_db, T0.replace(minute=0))] == [1]
+
+
+def test_a_sweep_racing_a_swap_loses_nothing(client, keys, db, app):
+    """Both orders of a sweep and a compaction's swap of the same merged files: swept first, the swap finds its
+    files gone and drops the merge (its parts stay); swapped first, the sweep, which listed the files as
+    unreferenced just before, re-checks under the endpoint's lock and keeps them. Every record stays readable."""
+    _endpoint(client, keys)
+    store = app.state.get_store()
+    for i in range(3):
+        _send(client, keys, [f"r{i}"])
+    hour = T0.replace(minute=0)
+    rows, _ = _window(db, store)
+    with db.session_scope(write=False) as s:
+        ep_id = monitor.get_endpoint(s, NAME).id
+        [planned] = compaction.plan_hour(s, store, ep_id, hour)     # a plan that outlasted ORPHAN_AGE
+    later = dt.datetime.now(dt.UTC) + compaction.ORPHAN_AGE + dt.timedelta(minutes=1)
+    assert jobs.sweep(db, store, later, older_batches=True) == 2
+    with db.session_scope() as s:
+        done = compaction.apply_merges(s, store, ep_id, [planned])
+    assert (done.merged, done.written, done.stale_keys) == (0, 0, planned.new_keys)
+    assert len(_hour_batches(db, hour)) == 3 and _window(db, store)[0] == rows
+
+    with db.session_scope(write=False) as s:
+        [planned] = compaction.plan_hour(s, store, ep_id, hour)
+        listed = compaction.orphans(s, store, ep_id, hour, later)
+    assert listed == sorted(planned.new_keys)
+    with db.session_scope() as s:
+        done = compaction.apply_merges(s, store, ep_id, [planned])
+    compaction.delete_files(store, done.stale_keys)
+    with db.session_scope() as s:
+        assert compaction.sweep_orphans(s, store, ep_id, listed) == 0
+    [merged] = _hour_batches(db, hour)
+    assert merged.id == planned.row["id"] and _window(db, store)[0] == rows
+
+
+def test_an_ingest_that_waited_past_half_the_orphan_age_checks_its_files(client, keys, db, app, monkeypatch):
+    """A request stored its files, then waited (a paused process) past ORPHAN_AGE / 2 before indexing: if a sweep
+    deleted its files meanwhile it is refused (409, nothing indexed, a resend stores it); if they are there it is
+    indexed as usual."""
+    import json
+
+    _endpoint(client, keys)
+    store = app.state.get_store()
+    body = json.dumps([record(0, T0, (30, 40.5, "CA"), event_id="slow-1")]).encode()
+    for swept in (True, False):
+        with db.session_scope(write=False) as s:
+            prep = endpoints.read_capture(s, NAME, body, "application/json")
+        endpoints.store_capture(store, prep)
+        prep.stored_at -= endpoints.ORPHAN_AGE.total_seconds() / 2 + 1
+        files = [f"{b.folder}/{b.id}.{x}" for b in prep.batches for x in ("jsonl", "parquet")]
+        if swept:
+            with db.session_scope() as s:
+                assert compaction.sweep_orphans(s, store, prep.endpoint_id, files) == 2
+            with db.session_scope() as s, pytest.raises(endpoints.Conflict, match="deleted as leftovers"):
+                endpoints.index_capture(s, store, prep)
+            with db.session_scope(write=False) as s:
+                assert s.scalar(select(func.count()).select_from(CaptureEvent)) == 0
+        else:
+            with db.session_scope() as s:
+                assert endpoints.index_capture(s, store, prep) == {"slow-1"}
+            assert all(store.exists(k) for k in files)
+    assert _send(client, keys, ["slow-1"])["duplicates"] == 1
 
 
 def test_first_alive_names_one_live_scheduler_instance(db):

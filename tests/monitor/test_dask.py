@@ -217,7 +217,7 @@ def test_a_window_compacted_while_the_cluster_reads_it_is_listed_again(db, modes
         got = listed(session, ep, start, stop)
         if not merged:
             for hour in sorted({b.hour for b in got}):
-                done = compaction.apply_merges(session, ep.id, compaction.plan_hour(session, st, ep.id, hour))
+                done = compaction.apply_merges(session, st, ep.id, compaction.plan_hour(session, st, ep.id, hour))
                 for key in done.stale_keys:
                     st.delete(key)
                 merged.append(done.merged)
