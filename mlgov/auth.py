@@ -338,7 +338,7 @@ async def database_turn(db: Database, *, write: bool) -> AsyncIterator[Session]:
     gate = db.gate(write=write)
     await gate.acquire()
     session = db.session(write=write)
-    inline = not write and db.reads_autocommit
+    inline = not write and db.reads_end_inline
     try:
         try:
             yield session
@@ -369,8 +369,8 @@ async def get_session(request: Request) -> AsyncIterator[Session]:
 
 
 async def _finish(session: Session, *, commit: bool, inline: bool = False) -> None:
-    """End the session in a worker thread of its own; ``inline``: an autocommit read session, which has no
-    transaction to end, so its finish does no I/O and is done on the event loop (one thread hop fewer)."""
+    """End the session in a worker thread of its own; ``inline``: a read session, whose end does no I/O that can
+    wait (see `Database.reads_end_inline`), so it is done on the event loop (one thread hop fewer)."""
     if inline:
         finish(session, commit=commit)
         return
@@ -394,8 +394,8 @@ ReadSessionDep = Annotated[Session, Depends(get_read_session, scope="function")]
 
 async def end_read(request: Request, session: Session) -> None:
     """End a read session's transaction before the route's write turn (the key check's snapshot is not held over
-    the write): on the event loop for an autocommit session, which has nothing to end, else in a worker thread."""
-    if get_db(request).reads_autocommit:
+    the write): on the event loop where that cannot wait (`Database.reads_end_inline`), else in a worker thread."""
+    if get_db(request).reads_end_inline:
         session.commit()
     else:
         await anyio.to_thread.run_sync(session.commit)

@@ -285,6 +285,37 @@ def test_sqlite_writer_takes_the_lock_as_soon_as_another_process_lets_go(tmp_pat
         db.dispose()
 
 
+def test_ending_a_sqlite_read_takes_no_lock_another_process_holds(tmp_path):
+    """Requests end read sessions on the event loop (`Database.reads_end_inline`), which is only safe if that never
+    waits: with no busy timeout at all, a read and its commit, rollback and close succeed while another process
+    holds SQLite's exclusive write lock with uncommitted rows (and read the committed state)."""
+    import sqlite3
+
+    from mlgov.db import DbLimits, finish
+
+    path = tmp_path / "read.db"
+    db = Database(f"sqlite:///{path}", limits=DbLimits(busy_timeout_s=0.0))
+    other = sqlite3.connect(path, isolation_level=None)
+    try:
+        assert db.reads_end_inline
+        with db.session_scope() as s:
+            s.connection().exec_driver_sql("CREATE TABLE t (id INTEGER PRIMARY KEY)")
+            s.connection().exec_driver_sql("INSERT INTO t (id) VALUES (1)")
+        other.execute("PRAGMA busy_timeout=0")
+        other.execute("BEGIN EXCLUSIVE")
+        other.execute("INSERT INTO t (id) VALUES (2)")
+        for commit in (True, False):
+            s = db.session(write=False)
+            assert s.connection().exec_driver_sql("SELECT count(*) FROM t").scalar_one() == 1
+            finish(s, commit=commit)
+        with pytest.raises(DBAPIError), db.session_scope() as s:   # a write does wait for it (and gives up at 0 s)
+            s.connection().exec_driver_sql("INSERT INTO t (id) VALUES (3)")
+        other.execute("COMMIT")
+    finally:
+        other.close()
+        db.dispose()
+
+
 def test_sqlite_commits_do_not_checkpoint_the_wal_every_thousand_pages(tmp_path):
     """A commit that takes the WAL past SQLite's default 1,000 pages does not checkpoint it on the spot (capture's
     random eventIds dirty a page per record, so that was every second batch): frames keep accumulating up to
