@@ -47,8 +47,9 @@ class ObjectStore(ABC):
         return (key for key, _ in self.listed(prefix))
 
     @abstractmethod
-    def listed(self, prefix: str = "") -> Iterator[tuple[str, dt.datetime]]:
-        """The keys under ``prefix`` with the time each was last written (UTC)."""
+    def listed(self, prefix: str = "", *, unfinished: bool = False) -> Iterator[tuple[str, dt.datetime]]:
+        """The keys under ``prefix`` with the time each was last written (UTC); ``unfinished``: also the temporary
+        files of writes that never finished (a process killed mid-write; the local store's, S3 has none)."""
 
     @abstractmethod
     def delete(self, key: str) -> None: ...
@@ -116,13 +117,13 @@ class LocalStore(ObjectStore):
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
 
-    def listed(self, prefix: str = "") -> Iterator[tuple[str, dt.datetime]]:
+    def listed(self, prefix: str = "", *, unfinished: bool = False) -> Iterator[tuple[str, dt.datetime]]:
         """Walks only the folder the prefix names (an hour's folder, not the whole store)."""
         base = posixpath.dirname(prefix)
         top = self._path(base) if base else self.root
         for dirpath, _dirs, files in os.walk(top):
             for f in sorted(files):
-                if f.startswith(".tmp-"):
+                if f.startswith(".tmp-") and not unfinished:
                     continue
                 path = Path(dirpath) / f
                 rel = path.relative_to(self.root).as_posix()
@@ -169,7 +170,7 @@ class S3Store(ObjectStore):
                 return False
             raise
 
-    def listed(self, prefix: str = "") -> Iterator[tuple[str, dt.datetime]]:
+    def listed(self, prefix: str = "", *, unfinished: bool = False) -> Iterator[tuple[str, dt.datetime]]:
         base = f"{self.prefix}/" if self.prefix else ""
         paginator = self.client.get_paginator("list_objects_v2")
         for page in paginator.paginate(Bucket=self.bucket, Prefix=base + prefix):

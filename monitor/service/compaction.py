@@ -241,13 +241,14 @@ def swept_hours(session: Session, now: dt.datetime, lookback: dt.timedelta, *, e
 
 def orphans(session: Session, store: ObjectStore, endpoint_id: str, hour: dt.datetime, now: dt.datetime) -> list[str]:
     """The files of the endpoint's ``hour`` that no batch refers to and that were written ORPHAN_AGE before
-    ``now`` or earlier (see the module), in the folders of the hour's batches and of the endpoint's variant."""
+    ``now`` or earlier (see the module), in the folders of the hour's batches and of the endpoint's variant;
+    temporary files of writes a killed process never finished included."""
     ep = session.get_one(Endpoint, endpoint_id)
     referenced = {k for row in session.execute(select(CaptureBatch.jsonl_key, CaptureBatch.parquet_key).where(
         CaptureBatch.endpoint_id == endpoint_id, CaptureBatch.hour == hour)) for k in row}
     folders = {layout.capture_folder(ep.name, ep.variant, hour)} | {posixpath.dirname(k) for k in referenced}
     cutoff = now - ORPHAN_AGE
-    return sorted(key for folder in folders for key, written in store.listed(f"{folder}/")
+    return sorted(key for folder in folders for key, written in store.listed(f"{folder}/", unfinished=True)
                   if key not in referenced and written <= cutoff)
 
 

@@ -279,9 +279,10 @@ def test_a_failed_or_overtaken_compaction_leaves_no_extra_files(client, keys, db
 
 def test_files_a_dead_process_left_are_swept_once_old_and_files_about_to_be_indexed_are_not(client, keys, db,
                                                                                              app):
-    """A compaction that died between writing its merge and the swap, an ingest that died before indexing, and a
-    dead ingest's files in a recent hour with no batch at all: each deleted once ORPHAN_AGE old, while files that
-    young (a merge about to be swapped in) stay; indexed files are never touched and the hour compacts afterwards.
+    """A compaction that died between writing its merge and the swap, an ingest that died before indexing, a put
+    killed before its rename, and a dead ingest's files in a recent hour with no batch at all: each deleted once
+    ORPHAN_AGE old, while files that young (a merge about to be swapped in) stay; indexed files are never touched
+    and the hour compacts afterwards.
     Hour 10 is weeks older than the scheduler's lookback: swept because it holds batches (``older_batches``)."""
     import time
 
@@ -298,6 +299,7 @@ def test_files_a_dead_process_left_are_swept_once_old_and_files_about_to_be_inde
         ep_id = monitor.get_endpoint(s, NAME).id
         [died] = compaction.plan_hour(s, store, ep_id, hour)        # written, never swapped in
     store.put_many([(f"{folder}/dead-ingest.jsonl", b"{}\n", "application/jsonl")])
+    (store.root / folder / ".tmp-killed").write_bytes(b"half a file")   # a put killed before its rename
     written = dt.datetime.now(dt.UTC)
     empty_hour = layout.capture_folder(NAME, "AllTraffic", written - dt.timedelta(hours=3))   # holds no batch
     store.put_many([(f"{empty_hour}/dead.jsonl", b"{}\n", "application/jsonl")])
@@ -309,10 +311,11 @@ def test_files_a_dead_process_left_are_swept_once_old_and_files_about_to_be_inde
     assert sorted(store.list(f"{folder}/")) == sorted([*indexed, *died.new_keys, f"{folder}/dead-ingest.jsonl"])
     with db.session_scope(write=False) as s:
         assert compaction.orphans(s, store, ep_id, hour, young + dt.timedelta(minutes=2)) == sorted(
-            [*died.new_keys, f"{folder}/dead-ingest.jsonl"])
+            [*died.new_keys, f"{folder}/dead-ingest.jsonl", f"{folder}/.tmp-killed"])
 
-    assert jobs.sweep(db, store, young + dt.timedelta(minutes=2), older_batches=True) == 4
+    assert jobs.sweep(db, store, young + dt.timedelta(minutes=2), older_batches=True) == 5
     assert sorted(store.list(f"{folder}/")) == indexed
+    assert not (store.root / folder / ".tmp-killed").exists()
     assert list(store.list(f"{empty_hour}/")) == []
     assert _window(db, store)[0] == rows
     assert jobs.compact(db, store, SETTLED_10).merged == 3
