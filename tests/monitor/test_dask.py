@@ -193,22 +193,25 @@ def test_scheduled_data_quality_and_drift_run_on_the_cluster_equals_local(db, mo
             assert y["bound"] > 0 and abs(x["statistic"] - y["statistic"]) <= 2 * y["bound"], (x, y)
 
 
-def test_a_window_compacted_while_the_cluster_reads_it_is_listed_again(db, modes, monkeypatch):
-    """The window's batches are listed, then compaction merges them and deletes their files before the workers
-    read them: the workers' missing objects come back as such, the window is listed again, and the analysis is
-    the one the local path makes. PostgreSQL only: its next statement sees the swap, where a SQLite write
-    transaction (a scheduled run's) keeps compaction from committing until it ends."""
-    if db.backend != "postgresql":
+def test_a_window_compacted_while_the_cluster_reads_it_is_listed_again(live_db, modes, monkeypatch):
+    """The window's batches are listed, then compaction (another process's: its own connections, committed)
+    merges them and deletes their files before the workers read them: the workers' missing objects come back as
+    such, the window is listed again, and the analysis is the one the local path makes. PostgreSQL only: its next
+    statement sees the swap, where a SQLite write transaction (a scheduled run's) keeps compaction from committing
+    until it ends."""
+    if live_db.backend != "postgresql":
         pytest.skip("SQLite: compaction cannot commit during a scheduled run's write transaction")
-    from monitor.service import analyses, compaction
+    from monitor import jobs
+    from monitor.service import analyses
 
     modes.use("local")
     st = modes.store
-    with db.session_scope() as s:
+    with live_db.session_scope() as s:
         p = seed_schedule(s, st, FEATURES, parquet(frame(5_000)), name="dq", expression="hourly",
                           window_start="-PT1H", now=T0)
         _captured(s, st, 1_200, frame(1_200, shift=3, seed=7))
-        end = T0 + dt.timedelta(hours=1)
+    end = T0 + dt.timedelta(hours=1)
+    with live_db.session_scope() as s:
         here = schedules.run_now(s, st, "dq", T0, end, p)
     listed = analyses.window_batches
     merged: list[int] = []
@@ -216,16 +219,12 @@ def test_a_window_compacted_while_the_cluster_reads_it_is_listed_again(db, modes
     def listing_then_compaction(session: Any, ep: Any, start: dt.datetime, stop: dt.datetime) -> Any:
         got = listed(session, ep, start, stop)
         if not merged:
-            for hour in sorted({b.hour for b in got}):
-                done = compaction.apply_merges(session, st, ep.id, compaction.plan_hour(session, st, ep.id, hour))
-                for key in done.stale_keys:
-                    st.delete(key)
-                merged.append(done.merged)
+            merged.append(jobs.compact(live_db, st, T0 + dt.timedelta(days=1), lookback=None).merged)
         return got
 
     monkeypatch.setattr(analyses, "window_batches", listing_then_compaction)
     modes.use("dask")
-    with db.session_scope() as s:
+    with live_db.session_scope() as s:
         there = schedules.run_now(s, st, "dq", T0, end, p)
         assert there.status == here.status, there.failure_reason
         a, b = s.get(Analysis, here.analysis_id), s.get(Analysis, there.analysis_id)
