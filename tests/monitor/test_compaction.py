@@ -324,6 +324,41 @@ def test_files_a_dead_process_left_are_swept_once_old_and_files_about_to_be_inde
     assert _window(db, store)[0] == rows
 
 
+def test_compaction_and_the_sweep_on_s3(tmp_path, db, keys, seaweed):
+    """The same on a real S3 server (SeaweedFS): ages from LastModified, a dead merge's and a dead ingest's
+    objects deleted, the hour merged after, and the bucket holds exactly the indexed objects."""
+    import uuid
+
+    from tests.infra import S3_KEY, S3_SECRET
+
+    bucket = f"sweep{uuid.uuid4().hex[:8]}"
+    seaweed.client().create_bucket(Bucket=bucket)
+    settings = make_settings(tmp_path, store_url=f"s3://{bucket}/mlgov", s3_endpoint_url=seaweed.endpoint,
+                             s3_access_key_id=S3_KEY, s3_secret_access_key=S3_SECRET)
+    app = create_app(settings, db=db)
+    with TestClient(app) as client:
+        _endpoint(client, keys)
+        for i in range(3):
+            _send(client, keys, [f"s3-{i}"])
+        store = app.state.get_store()
+    hour = T0.replace(minute=0)
+    folder = _hour_batches(db, hour)[0].parquet_key.rsplit("/", 1)[0]
+    rows, _ = _window(db, store)
+    with db.session_scope(write=False) as s:
+        ep_id = monitor.get_endpoint(s, NAME).id
+        [died] = compaction.plan_hour(s, store, ep_id, hour)
+    store.put(f"{folder}/dead-ingest.jsonl", b"{}\n")
+    soon = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=5)
+    assert jobs.sweep(db, store, soon, older_batches=True) == 0
+    assert jobs.sweep(db, store, soon + compaction.ORPHAN_AGE, older_batches=True) == 3
+    assert not any(store.exists(k) for k in [*died.new_keys, f"{folder}/dead-ingest.jsonl"])
+    assert jobs.compact(db, store, SETTLED_10).merged == 3
+    [merged] = _hour_batches(db, hour)
+    objects = [o["Key"] for o in seaweed.client().list_objects_v2(Bucket=bucket, Prefix="mlgov/capture/")["Contents"]]
+    assert sorted(objects) == sorted(f"mlgov/{k}" for k in (merged.jsonl_key, merged.parquet_key))
+    assert _window(db, store)[0] == rows
+
+
 def test_an_export_that_compaction_overtakes_copies_the_merged_hour_once(client, keys, db, app, tmp_path,
                                                                          monkeypatch):
     """`mlgov capture export` copies hour by hour; when compaction merges an hour between the listing and a copy,
