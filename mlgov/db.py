@@ -375,11 +375,16 @@ def advisory_lock_key(name: str) -> int:
 
 
 def advisory_xact_lock(session: Session, key: int | str) -> None:
-    """Serialise the transactions that take ``key`` until this one commits or rolls back (PostgreSQL; SQLite
-    has one writer at a time anyway). A string key is hashed with :func:`advisory_lock_key`."""
+    """Serialise the transactions that take ``key`` until this one commits or rolls back. PostgreSQL: an advisory
+    lock (a string key is hashed with :func:`advisory_lock_key`); what the holder reads after it, under READ
+    COMMITTED (set on every connection), includes whatever the previous holder committed. SQLite has one writer
+    at a time: a write session takes the database's write lock here (its BEGIN IMMEDIATE), not at its first
+    statement, so checks made after this call are made under the lock on both backends."""
     if is_postgres(session):
         number = key if isinstance(key, int) else advisory_lock_key(key)
         session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": number})
+    else:
+        session.connection()
 
 
 def insert_or_skip(session: Session, model: Any, conflict: list[str], claim: Any = None) -> Any:
@@ -795,6 +800,9 @@ def make_engine(url: str, *, immediate: bool = False, echo: bool = False, pooled
     connect_args: dict[str, Any] = {}
     if u.get_backend_name() == "postgresql":
         connect_args["options"] = f"-c lock_timeout={int(limits.lock_timeout_s * 1000)}"
+        # Whatever the server's default_transaction_isolation says: a check made after a lock (`advisory_xact_lock`)
+        # must see what the lock's previous holder committed, which a snapshot taken before the wait would not.
+        extra["isolation_level"] = "READ COMMITTED"
     engine = create_engine(url, echo=echo, hide_parameters=True, connect_args=connect_args,
                            json_deserializer=json_loads, **extra)
     if pooled:
@@ -828,8 +836,8 @@ def _ping_idle_connections(engine: Engine) -> None:
 
 def finish(session: Session, *, commit: bool) -> None:
     """End a session's transaction, committing it or rolling it back, and close it (its connection goes back to
-    the pool even when the commit fails). Jobs and the CLI (``session_scope``) and requests (``get_session``,
-    in a worker thread of its own) end theirs through here."""
+    the pool even when the commit fails). Jobs and the CLI (``session_scope``) and requests (``get_session``:
+    a write session in a worker thread of its own, a read session on the event loop) end theirs through here."""
     try:
         if commit:
             session.commit()

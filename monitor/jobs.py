@@ -187,9 +187,10 @@ def sweep(db: Database, store: ObjectStore, now: dt.datetime, *, endpoint_id: st
             keys = compaction.orphans(s, store, ep_id, hour, now)
         if keys:
             with db.session_scope() as s:
-                n = compaction.sweep_orphans(s, store, ep_id, keys)
-            log.warning("capture sweep: %d files of hour %s of endpoint %s that no batch refers to (left by a "
-                        "process that stopped before indexing them) deleted", n, f"{hour:%Y-%m-%dT%H}", ep_id)
+                n = compaction.sweep_orphans(s, store, ep_id, hour, keys)
+            if n:
+                log.warning("capture sweep: %d files of hour %s of endpoint %s that no batch refers to (left by a "
+                            "process that stopped before indexing them) deleted", n, f"{hour:%Y-%m-%dT%H}", ep_id)
             deleted += n
     return deleted
 

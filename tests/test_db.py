@@ -285,6 +285,54 @@ def test_sqlite_writer_takes_the_lock_as_soon_as_another_process_lets_go(tmp_pat
         db.dispose()
 
 
+def test_postgresql_transactions_are_read_committed_whatever_the_server_default(live_db: Database):
+    """The capture sweep's and compaction's checks after an advisory lock must see what the lock's previous holder
+    committed; a REPEATABLE READ default would take their snapshot before the lock's wait."""
+    if live_db.backend != "postgresql":
+        pytest.skip("PostgreSQL only")
+    with live_db.session_scope() as s:
+        name = s.scalar(text("SELECT current_database()"))
+    live_db.dispose()
+    admin = Database(str(live_db.write_engine.url.set(database="postgres")))
+    try:
+        with admin.write_engine.connect().execution_options(isolation_level="AUTOCOMMIT") as c:
+            c.exec_driver_sql(f"ALTER DATABASE \"{name}\" SET default_transaction_isolation = 'repeatable read'")
+    finally:
+        admin.dispose()
+    fresh = Database(str(live_db.write_engine.url))
+    try:
+        raw = fresh.write_engine.raw_connection()   # the server's default reaches a connection made without ours
+        with raw.cursor() as cur:
+            cur.execute("SHOW default_transaction_isolation")
+            assert cur.fetchone()[0] == "repeatable read"
+        raw.close()
+        with fresh.session_scope() as s:
+            assert s.scalar(text("SHOW transaction_isolation")) == "read committed"
+    finally:
+        fresh.dispose()
+
+
+def test_requests_end_read_sessions_on_the_event_loop_and_write_sessions_in_a_worker_thread(client, keys,
+                                                                                            monkeypatch):
+    """Ending a read session cannot wait (`Database.reads_end_inline`), so a GET spends no worker thread on it;
+    a write session's commit can (fsync, the write lock), so it gets one."""
+    import threading
+
+    ended: list[str] = []
+    real = auth.finish
+
+    def finish(session, *, commit):
+        ended.append(threading.current_thread().name)
+        real(session, commit=commit)
+
+    monkeypatch.setattr(auth, "finish", finish)
+    assert client.get("/api/v1/model-groups", headers=keys("viewer")).status_code == 200
+    assert client.post("/api/v1/model-groups", json={"name": "threads"}, headers=keys("publisher")).status_code == 201
+    assert len(ended) == 2
+    assert "AnyIO worker thread" not in ended[0]
+    assert "AnyIO worker thread" in ended[1]
+
+
 def test_ending_a_sqlite_read_takes_no_lock_another_process_holds(tmp_path):
     """Requests end read sessions on the event loop (`Database.reads_end_inline`), which is only safe if that never
     waits: with no busy timeout at all, a read and its commit, rollback and close succeed while another process
@@ -345,12 +393,29 @@ def test_sqlite_commits_do_not_checkpoint_the_wal_every_thousand_pages(tmp_path)
         db.dispose()
 
 
-def test_advisory_xact_lock_is_a_no_op_on_sqlite(db: TransactionalDatabase):
-    if db.backend != "sqlite":
-        pytest.skip("SQLite only")
-    with db.session_scope() as s:
-        advisory_xact_lock(s, "anything")
-        advisory_xact_lock(s, 42)
+def test_advisory_xact_lock_takes_the_write_lock_on_sqlite(tmp_path):
+    """SQLite has one writer at a time: the lock call itself takes it (BEGIN IMMEDIATE), so a check made after it
+    is made under the lock (the capture sweep and a slow ingest rely on that), not only statements after the
+    first write."""
+    import sqlite3
+
+    path = tmp_path / "lock.db"
+    db = Database(f"sqlite:///{path}")
+    other = sqlite3.connect(path, isolation_level=None)
+    try:
+        with db.session_scope() as s:
+            s.connection().exec_driver_sql("CREATE TABLE t (id INTEGER PRIMARY KEY)")
+        other.execute("PRAGMA busy_timeout=0")
+        with db.session_scope() as s:
+            advisory_xact_lock(s, "anything")
+            with pytest.raises(sqlite3.OperationalError, match="locked"):
+                other.execute("BEGIN IMMEDIATE")
+            advisory_xact_lock(s, 42)   # taken again in the same transaction: nothing more to take
+        other.execute("BEGIN IMMEDIATE")   # released at the commit
+        other.execute("ROLLBACK")
+    finally:
+        other.close()
+        db.dispose()
 
 
 def test_array_parameters_are_checked_value_by_value(migrated: Database):

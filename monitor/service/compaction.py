@@ -252,16 +252,13 @@ def orphans(session: Session, store: ObjectStore, endpoint_id: str, hour: dt.dat
                   if key not in referenced and written <= cutoff)
 
 
-def sweep_orphans(session: Session, store: ObjectStore, endpoint_id: str, candidates: Sequence[str]) -> int:
-    """Delete the ``candidates`` (`orphans`, found without a lock) that still no batch refers to, under the
-    endpoint's lock: a swap or a slow ingest that would index one of them checks under the same lock that its
-    files exist, so a file is either indexed first (and kept here) or deleted first (and not indexed there).
-    How many were deleted."""
+def sweep_orphans(session: Session, store: ObjectStore, endpoint_id: str, hour: dt.datetime,
+                  candidates: Sequence[str]) -> int:
+    """Delete the ``candidates`` (`orphans` of ``hour``, found without a lock) that still no batch refers to,
+    under the endpoint's lock: a swap or a slow ingest that would index one of them checks under the same lock
+    that its files exist, so a file is either indexed first (and kept here) or deleted first (and not indexed
+    there). Only the hour's batches can refer to its files. How many were deleted."""
     advisory_xact_lock(session, endpoint_id)
-    referenced: set[str] = set()
-    for keys in chunks(list(candidates)):
-        for row in session.execute(select(CaptureBatch.jsonl_key, CaptureBatch.parquet_key).where(
-                CaptureBatch.endpoint_id == endpoint_id,
-                CaptureBatch.jsonl_key.in_(keys) | CaptureBatch.parquet_key.in_(keys))):
-            referenced.update(row)
+    referenced = {k for row in session.execute(select(CaptureBatch.jsonl_key, CaptureBatch.parquet_key).where(
+        CaptureBatch.endpoint_id == endpoint_id, CaptureBatch.hour == hour)) for k in row}
     return delete_files(store, [k for k in candidates if k not in referenced])

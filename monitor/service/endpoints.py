@@ -127,8 +127,9 @@ class PreparedCapture:
     duplicates: int
     rejected: list[dict[str, Any]]
     records: list[capture.Parsed] = field(default_factory=list)
-    stored_at: float = 0.0
-    """When `store_capture` wrote the batches' files (``time.monotonic()``): see `index_capture`."""
+    stored_at: tuple[float, float] = (0.0, 0.0)
+    """When `store_capture` wrote the batches' files, (``time.monotonic()``, ``time.time()``): see `index_capture`.
+    Both, as the monotonic clock stops while a host is suspended and the wall clock can be set back."""
 
     @property
     def group_key(self) -> tuple[str, str, str, int]:
@@ -239,7 +240,7 @@ def store_capture(store: ObjectStore, prep: PreparedCapture) -> None:
                     for hour, recs in sorted(by_hour.items())]
     for b in prep.batches:
         _write_batch(store, b, prep.schema)
-    prep.stored_at = time.monotonic()
+    prep.stored_at = (time.monotonic(), time.time())
 
 
 def prepare_capture(session: Session, store: ObjectStore, endpoint: str, body: bytes, content_type: str, *,
@@ -291,13 +292,14 @@ def index_capture(session: Session, store: ObjectStore, prep: PreparedCapture) -
     their batch stored again without them. Returns the event ids indexed. The caller commits before
     acknowledging."""
     advisory_xact_lock(session, prep.endpoint_id)
-    if prep.batches and time.monotonic() - prep.stored_at > ORPHAN_AGE.total_seconds() / 2:
+    waited = max(time.monotonic() - prep.stored_at[0], time.time() - prep.stored_at[1])
+    if prep.batches and waited > ORPHAN_AGE.total_seconds() / 2:
         missing = [k for b in prep.batches for k in (f"{b.folder}/{b.id}.jsonl", f"{b.folder}/{b.id}.parquet")
                    if not store.exists(k)]
         if missing:
-            raise Conflict(f"this request's files were deleted as leftovers while it waited "
-                           f"{time.monotonic() - prep.stored_at:.0f} s to be indexed ({missing[0]}); nothing was "
-                           "stored", fix="send it again (event ids already stored are answered as duplicates)")
+            raise Conflict(f"this request's files were deleted as leftovers while it waited {waited:.0f} s to be "
+                           f"indexed ({missing[0]}); nothing was stored",
+                           fix="send it again (event ids already stored are answered as duplicates)")
     if prep.batches:
         try:
             with session.begin_nested():

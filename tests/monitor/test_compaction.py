@@ -456,38 +456,42 @@ def test_a_sweep_racing_a_swap_loses_nothing(client, keys, db, app):
         done = compaction.apply_merges(s, store, ep_id, [planned])
     compaction.delete_files(store, done.stale_keys)
     with db.session_scope() as s:
-        assert compaction.sweep_orphans(s, store, ep_id, listed) == 0
+        assert compaction.sweep_orphans(s, store, ep_id, hour, listed) == 0
     [merged] = _hour_batches(db, hour)
     assert merged.id == planned.row["id"] and _window(db, store)[0] == rows
 
 
-def test_an_ingest_that_waited_past_half_the_orphan_age_checks_its_files(client, keys, db, app, monkeypatch):
-    """A request stored its files, then waited (a paused process) past ORPHAN_AGE / 2 before indexing: if a sweep
-    deleted its files meanwhile it is refused (409, nothing indexed, a resend stores it); if they are there it is
-    indexed as usual."""
+def test_an_ingest_that_waited_past_half_the_orphan_age_checks_its_files(client, keys, db, app):
+    """A request stored its files, then waited past ORPHAN_AGE / 2 before indexing, by either clock (a paused
+    process: the monotonic one; a suspended host: only the wall clock): if a sweep deleted its files meanwhile it
+    is refused (409, nothing indexed) and a resend stores it; if they are there it is indexed as usual."""
     import json
 
     _endpoint(client, keys)
     store = app.state.get_store()
-    body = json.dumps([record(0, T0, (30, 40.5, "CA"), event_id="slow-1")]).encode()
-    for swept in (True, False):
+    late = endpoints.ORPHAN_AGE.total_seconds() / 2 + 1
+    for event, swept, (mono, wall) in (("paused", True, (late, 0)), ("suspended", True, (0, late)),
+                                       ("kept", False, (late, late))):
+        body = json.dumps([record(0, T0, (30, 40.5, "CA"), event_id=event)]).encode()
         with db.session_scope(write=False) as s:
             prep = endpoints.read_capture(s, NAME, body, "application/json")
         endpoints.store_capture(store, prep)
-        prep.stored_at -= endpoints.ORPHAN_AGE.total_seconds() / 2 + 1
+        prep.stored_at = (prep.stored_at[0] - mono, prep.stored_at[1] - wall)
         files = [f"{b.folder}/{b.id}.{x}" for b in prep.batches for x in ("jsonl", "parquet")]
         if swept:
             with db.session_scope() as s:
-                assert compaction.sweep_orphans(s, store, prep.endpoint_id, files) == 2
+                assert compaction.sweep_orphans(s, store, prep.endpoint_id, prep.batches[0].hour, files) == 2
             with db.session_scope() as s, pytest.raises(endpoints.Conflict, match="deleted as leftovers"):
                 endpoints.index_capture(s, store, prep)
             with db.session_scope(write=False) as s:
-                assert s.scalar(select(func.count()).select_from(CaptureEvent)) == 0
+                assert s.scalar(select(func.count()).select_from(CaptureEvent)
+                                .where(CaptureEvent.event_id == event)) == 0
+            assert _send(client, keys, [event])["accepted"] == 1          # the resend is stored
         else:
             with db.session_scope() as s:
-                assert endpoints.index_capture(s, store, prep) == {"slow-1"}
+                assert endpoints.index_capture(s, store, prep) == {event}
             assert all(store.exists(k) for k in files)
-    assert _send(client, keys, ["slow-1"])["duplicates"] == 1
+            assert _send(client, keys, [event])["duplicates"] == 1
 
 
 def test_first_alive_names_one_live_scheduler_instance(db):
