@@ -857,10 +857,9 @@ class Database:
 
     limits = DbLimits()
     _gates: dict[bool, Gate] | None = None
-    reads_autocommit = False    # PostgreSQL: read sessions run without BEGIN/COMMIT
     reads_end_inline = True
     """Ending a read session never waits, so requests end theirs on the event loop rather than in a worker thread:
-    PostgreSQL's run without a transaction (``reads_autocommit``); SQLite's end a read transaction in WAL mode,
+    PostgreSQL's run without a transaction (AUTOCOMMIT, below); SQLite's end a read transaction in WAL mode,
     which releases a read mark in shared memory and touches neither the file nor a lock another process holds
     (single-record capture on SQLite: one hop of five per request)."""
 
@@ -879,7 +878,6 @@ class Database:
             # read -25-30%). SQLite's read engine refuses writes (query_only), which keeps this safe: a service
             # writing in a read session fails the SQLite tests instead of committing statement by statement here.
             read_bind = self.engine.execution_options(isolation_level="AUTOCOMMIT")
-            self.reads_autocommit = True
         self.read_sessions = sessionmaker(read_bind, expire_on_commit=False)
         self.write_sessions = sessionmaker(self.write_engine, expire_on_commit=False)
 

@@ -31,6 +31,11 @@ def capture_folder(endpoint: str, variant: str, hour: dt.datetime | None = None)
     return f"{base}/{hour:%Y/%m/%d/%H}" if hour is not None else base
 
 
+def batch_keys(folder: str, batch_id: str) -> tuple[str, str]:
+    """A capture batch's two files in its hour's folder: SageMaker's JSONL lines and their Parquet."""
+    return f"{folder}/{batch_id}.jsonl", f"{folder}/{batch_id}.parquet"
+
+
 def dumps(obj: Any) -> bytes:
     """JSON as SageMaker writes it: NaN/inf become null (strict JSON), UTF-8, indented."""
     return json_bytes(obj)

@@ -176,7 +176,7 @@ def _write_merged(store: ObjectStore, part: list[CaptureBatch], tables: list[pa.
     first = part[0]
     batch_id = new_id()
     folder = posixpath.dirname(first.parquet_key)
-    jsonl_key, parquet_key = f"{folder}/{batch_id}.jsonl", f"{folder}/{batch_id}.parquet"
+    jsonl_key, parquet_key = layout.batch_keys(folder, batch_id)
     buf = io.BytesIO()
     pq.write_table(pa.concat_tables(tables), buf, compression="zstd")
     jsonl = b"".join(store.get(b.jsonl_key) for b in part)   # each file is whole lines, "\n"-terminated
@@ -239,13 +239,18 @@ def swept_hours(session: Session, now: dt.datetime, lookback: dt.timedelta, *, e
     return todo
 
 
+def _hour_files(session: Session, endpoint_id: str, hour: dt.datetime) -> set[str]:
+    """The keys of the files the endpoint's batches of ``hour`` refer to."""
+    return {k for row in session.execute(select(CaptureBatch.jsonl_key, CaptureBatch.parquet_key).where(
+        CaptureBatch.endpoint_id == endpoint_id, CaptureBatch.hour == hour)) for k in row}
+
+
 def orphans(session: Session, store: ObjectStore, endpoint_id: str, hour: dt.datetime, now: dt.datetime) -> list[str]:
     """The files of the endpoint's ``hour`` that no batch refers to and that were written ORPHAN_AGE before
     ``now`` or earlier (see the module), in the folders of the hour's batches and of the endpoint's variant;
     temporary files of writes a killed process never finished included."""
     ep = session.get_one(Endpoint, endpoint_id)
-    referenced = {k for row in session.execute(select(CaptureBatch.jsonl_key, CaptureBatch.parquet_key).where(
-        CaptureBatch.endpoint_id == endpoint_id, CaptureBatch.hour == hour)) for k in row}
+    referenced = _hour_files(session, endpoint_id, hour)
     folders = {layout.capture_folder(ep.name, ep.variant, hour)} | {posixpath.dirname(k) for k in referenced}
     cutoff = now - ORPHAN_AGE
     return sorted(key for folder in folders for key, written in store.listed(f"{folder}/", unfinished=True)
@@ -259,6 +264,5 @@ def sweep_orphans(session: Session, store: ObjectStore, endpoint_id: str, hour: 
     that its files exist, so a file is either indexed first (and kept here) or deleted first (and not indexed
     there). Only the hour's batches can refer to its files. How many were deleted."""
     advisory_xact_lock(session, endpoint_id)
-    referenced = {k for row in session.execute(select(CaptureBatch.jsonl_key, CaptureBatch.parquet_key).where(
-        CaptureBatch.endpoint_id == endpoint_id, CaptureBatch.hour == hour)) for k in row}
+    referenced = _hour_files(session, endpoint_id, hour)
     return delete_files(store, [k for k in candidates if k not in referenced])

@@ -111,6 +111,10 @@ class _Batch:
     folder: str
     records: list[capture.Parsed]
 
+    @property
+    def keys(self) -> tuple[str, str]:
+        return layout.batch_keys(self.folder, self.id)
+
 
 @dataclass
 class PreparedCapture:
@@ -175,8 +179,9 @@ def _duplicates_of(session: Session, endpoint_id: str, ids: list[str]) -> set[st
 def _write_batch(store: ObjectStore, b: _Batch, schema: capture.CaptureSchema) -> None:
     """JSONL (SageMaker's capture layout) and Parquet of one batch, durable before anything refers to them."""
     jsonl = b"\n".join([r.raw for r in b.records]) + b"\n"
-    store.put_many([(f"{b.folder}/{b.id}.jsonl", jsonl, "application/jsonl"),
-                    (f"{b.folder}/{b.id}.parquet", _parquet(b.records, schema), "application/vnd.apache.parquet")])
+    jsonl_key, parquet_key = b.keys
+    store.put_many([(jsonl_key, jsonl, "application/jsonl"),
+                    (parquet_key, _parquet(b.records, schema), "application/vnd.apache.parquet")])
 
 
 
@@ -294,8 +299,7 @@ def index_capture(session: Session, store: ObjectStore, prep: PreparedCapture) -
     advisory_xact_lock(session, prep.endpoint_id)
     waited = max(time.monotonic() - prep.stored_at[0], time.time() - prep.stored_at[1])
     if prep.batches and waited > ORPHAN_AGE.total_seconds() / 2:
-        missing = [k for b in prep.batches for k in (f"{b.folder}/{b.id}.jsonl", f"{b.folder}/{b.id}.parquet")
-                   if not store.exists(k)]
+        missing = [k for b in prep.batches for k in b.keys if not store.exists(k)]
         if missing:
             raise Conflict(f"this request's files were deleted as leftovers while it waited {waited:.0f} s to be "
                            f"indexed ({missing[0]}); nothing was stored",
@@ -322,7 +326,7 @@ def _insert_index(session: Session, prep: PreparedCapture, batches: list[_Batch]
     for b in batches:
         times = [r.inference_time for r in b.records]
         batch_rows.append({"id": b.id, "endpoint_id": prep.endpoint_id, "hour": b.hour,
-                           "jsonl_key": f"{b.folder}/{b.id}.jsonl", "parquet_key": f"{b.folder}/{b.id}.parquet",
+                           "jsonl_key": b.keys[0], "parquet_key": b.keys[1],
                            "records": len(b.records), "first_time": min(times), "last_time": max(times),
                            "created_at": now})
         stem = b.id[:24]
@@ -347,8 +351,8 @@ def _commit_raced(session: Session, store: ObjectStore, prep: PreparedCapture) -
     for b in prep.batches:
         if raced & {r.event_id for r in b.records}:
             kept = [r for r in b.records if r.event_id not in raced]
-            for suffix in ("jsonl", "parquet"):       # the first files hold records stored by another request
-                store.delete(f"{b.folder}/{b.id}.{suffix}")
+            for key in b.keys:       # the first files hold records stored by another request
+                store.delete(key)
             if not kept:
                 continue
             b = _Batch(new_id(), b.hour, b.folder, kept)
