@@ -180,17 +180,18 @@ def sweep(db: Database, store: ObjectStore, now: dt.datetime, *, endpoint_id: st
     with db.session_scope(write=False) as s:
         todo = compaction.swept_hours(s, now, lookback, endpoint_id=endpoint_id, older_batches=older_batches)
     deleted = 0
-    for ep_id, hour in todo:
+    for swept in todo:
         if stop is not None and stop.is_set():
             break
         with db.session_scope(write=False) as s:
-            keys = compaction.orphans(s, store, ep_id, hour, now)
+            keys = compaction.orphans(s, store, swept, now)
         if keys:
             with db.session_scope() as s:
-                n = compaction.sweep_orphans(s, store, ep_id, hour, keys)
+                n = compaction.sweep_orphans(s, store, swept.endpoint_id, swept.hour, keys)
             if n:
-                log.warning("capture sweep: %d files of hour %s of endpoint %s that no batch refers to (left by a "
-                            "process that stopped before indexing them) deleted", n, f"{hour:%Y-%m-%dT%H}", ep_id)
+                log.warning("capture sweep: endpoint %s, hour %s: deleted %d file(s) no batch refers to (left by a "
+                            "process that stopped before indexing them)", swept.endpoint, f"{swept.hour:%Y-%m-%dT%H}",
+                            n)
             deleted += n
     return deleted
 
@@ -216,15 +217,19 @@ def export_capture(db: Database, store: ObjectStore, endpoint_id: str, to: Path,
                     CaptureBatch.endpoint_id == endpoint_id, CaptureBatch.hour == hour)
                     .order_by(CaptureBatch.created_at, CaptureBatch.id)))
             copied: list[Path] = []
+            made: list[Path] = []
             try:
                 for key, _ in batches:
                     target = to / key.split("/", 1)[1]   # capture/{endpoint}/… → {endpoint}/…
+                    made += reversed([d for d in target.parents if not d.exists()])
                     target.parent.mkdir(parents=True, exist_ok=True)
                     target.write_bytes(store.get(key))
                     copied.append(target)
             except NotFound as exc:
                 for path in copied:
                     path.unlink()
+                for folder in reversed(made):   # deepest first: the folders this attempt made, now empty
+                    folder.rmdir()
                 if attempt == EXPORT_TRIES - 1:
                     raise PartitionGone(exc.detail) from None
                 continue

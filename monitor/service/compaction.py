@@ -28,7 +28,7 @@ import io
 import logging
 import posixpath
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -217,25 +217,35 @@ def apply_merges(session: Session, store: ObjectStore, endpoint_id: str, merges:
     return done
 
 
+class SweptHour(NamedTuple):
+    """An hour of an endpoint's capture to look for `orphans` in; the name and variant spell its folder."""
+
+    endpoint_id: str
+    endpoint: str
+    variant: str
+    hour: dt.datetime
+
+
 def swept_hours(session: Session, now: dt.datetime, lookback: dt.timedelta, *, endpoint_id: str | None = None,
-                older_batches: bool = False) -> list[tuple[str, dt.datetime]]:
+                older_batches: bool = False) -> list[SweptHour]:
     """(endpoint id, hour) to look for `orphans` in, newest first: every hour of the last ``lookback`` up to the
     last ended one (a file of the current hour is never ORPHAN_AGE old), and with ``older_batches`` every older
     hour that holds a batch (an older hour without one is only ever left files by an ingest that died and was
     not retried for days)."""
     last = now.replace(minute=0, second=0, microsecond=0) - dt.timedelta(hours=1)
     first = (now - lookback).replace(minute=0, second=0, microsecond=0)
-    ids = select(Endpoint.id).order_by(Endpoint.id)
+    eps = select(Endpoint.id, Endpoint.name, Endpoint.variant).order_by(Endpoint.id)
     if endpoint_id is not None:
-        ids = ids.where(Endpoint.id == endpoint_id)
+        eps = eps.where(Endpoint.id == endpoint_id)
+    named = {ep_id: (name, variant) for ep_id, name, variant in session.execute(eps)}
     recent = [last - dt.timedelta(hours=i) for i in range(int((last - first) / dt.timedelta(hours=1)) + 1)]
-    todo = [(ep_id, h) for ep_id in session.scalars(ids) for h in recent]
+    todo = [SweptHour(ep_id, *ep, h) for ep_id, ep in named.items() for h in recent]
     if older_batches:
         older = (select(CaptureBatch.endpoint_id, CaptureBatch.hour).distinct()
                  .where(CaptureBatch.hour < first).order_by(CaptureBatch.endpoint_id, CaptureBatch.hour.desc()))
         if endpoint_id is not None:
             older = older.where(CaptureBatch.endpoint_id == endpoint_id)
-        todo += [(e, h) for e, h in session.execute(older)]
+        todo += [SweptHour(e, *named[e], h) for e, h in session.execute(older) if e in named]
     return todo
 
 
@@ -245,13 +255,13 @@ def _hour_files(session: Session, endpoint_id: str, hour: dt.datetime) -> set[st
         CaptureBatch.endpoint_id == endpoint_id, CaptureBatch.hour == hour)) for k in row}
 
 
-def orphans(session: Session, store: ObjectStore, endpoint_id: str, hour: dt.datetime, now: dt.datetime) -> list[str]:
-    """The files of the endpoint's ``hour`` that no batch refers to and that were written ORPHAN_AGE before
+def orphans(session: Session, store: ObjectStore, swept: SweptHour, now: dt.datetime) -> list[str]:
+    """The files of the endpoint's hour that no batch refers to and that were written ORPHAN_AGE before
     ``now`` or earlier (see the module), in the folders of the hour's batches and of the endpoint's variant;
     temporary files of writes a killed process never finished included."""
-    ep = session.get_one(Endpoint, endpoint_id)
-    referenced = _hour_files(session, endpoint_id, hour)
-    folders = {layout.capture_folder(ep.name, ep.variant, hour)} | {posixpath.dirname(k) for k in referenced}
+    referenced = _hour_files(session, swept.endpoint_id, swept.hour)
+    folders = ({layout.capture_folder(swept.endpoint, swept.variant, swept.hour)}
+               | {posixpath.dirname(k) for k in referenced})
     cutoff = now - ORPHAN_AGE
     return sorted(key for folder in folders for key, written in store.listed(f"{folder}/", unfinished=True)
                   if key not in referenced and written <= cutoff)
