@@ -252,7 +252,6 @@ def register_versions(session: Session, group_name: str, regs: Sequence[Registra
     never skipped. What does not depend on the number (the alert, the model artifact, datasets and the group's
     lineage context) is looked up or recorded before that lock, and lineage is written in bulk (nodes in one
     INSERT … ON CONFLICT DO NOTHING, edges in one more), so the lock is held for as few statements as possible."""
-    group_id = _group_id(session, group_name)   # the id alone: the rest of the group row is read at numbering
     alert_nodes: dict[int, lineage.Entity] = {}
     for i, r in enumerate(regs):
         if r.body.triggered_by_alert:
@@ -263,13 +262,13 @@ def register_versions(session: Session, group_name: str, regs: Sequence[Registra
             alert_nodes[i] = node
     before_lock = _lineage_before_number(session, group_name, regs)
     numbered = session.connection().execute(   # takes the group row's lock until commit
-        update(_GROUP_TABLE).where(_GROUP_TABLE.c.id == group_id)
+        update(_GROUP_TABLE).where(_GROUP_TABLE.c.name == group_name)
         .values(latest_version=_GROUP_TABLE.c.latest_version + len(regs), updated_at=utcnow())
-        .returning(_GROUP_TABLE.c.latest_version, _GROUP_TABLE.c.stage_config),
+        .returning(_GROUP_TABLE.c.id, _GROUP_TABLE.c.latest_version, _GROUP_TABLE.c.stage_config),
     ).one_or_none()
-    if numbered is None:   # deleted since it was looked up
+    if numbered is None:   # the lineage written above goes with the caller's rollback
         raise GroupNotFound(group_name)
-    last, stage_config = numbered
+    group_id, last, stage_config = numbered
     cfg = StageConfig.model_validate(stage_config)
     now = utcnow()
     rows: list[dict[str, Any]] = []
