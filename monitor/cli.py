@@ -652,7 +652,8 @@ def compact_capture(endpoint: Annotated[str | None, typer.Option(help="only this
 def export_tree(endpoint: Annotated[str, typer.Option(help="endpoint to export")],
                 to: Annotated[Path, typer.Option(help="target directory")],
                 json_out: JsonOut = False) -> None:
-    """Write the endpoint's captured records as SageMaker's tree: {endpoint}/{variant}/yyyy/mm/dd/hh/*.jsonl."""
+    """Write the endpoint's captured records as SageMaker's tree: {endpoint}/{variant}/yyyy/mm/dd/hh/*.jsonl.
+    Exporting into the same directory again copies only what is new and removes what was merged since."""
     from monitor import jobs, service
 
     db = database()
@@ -662,6 +663,8 @@ def export_tree(endpoint: Annotated[str, typer.Option(help="endpoint to export")
         total = s.scalar(select(func.coalesce(func.sum(CaptureBatch.records), 0))
                          .where(CaptureBatch.endpoint_id == ep.id))
     with progress("exporting capture", total) as advance:
-        n, files = jobs.export_capture(db, store, ep.id, to, advance)
-    finish(Outcome({"endpoint": ep.name, "records": n, "files": files, "to": str(to)}),
-           message("exported {records} records in {files} files to {to}"), json_out)
+        done = jobs.export_capture(db, store, ep.id, to, advance)
+    finish(Outcome({"endpoint": ep.name, "records": done.records, "files": done.files, "to": str(to),
+                    "files_copied": done.copied, "files_removed": done.removed}),
+           message("exported {records} records in {files} files to {to} ({files_copied} copied now; "
+                   "{files_removed} removed: merged or deleted since an earlier export)"), json_out)

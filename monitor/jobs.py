@@ -21,9 +21,11 @@ scheduler is running anywhere; it logs one line per run, nothing when there is n
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 import os
+import re
 import signal
 import socket
 import threading
@@ -43,7 +45,7 @@ from mlgov.settings import Settings
 from mlgov.storage import ObjectStore
 from monitor import recurrence, schedules
 from monitor.errors import PartitionGone
-from monitor.orm import CaptureBatch, Execution, Schedule
+from monitor.orm import CaptureBatch, Endpoint, Execution, Schedule
 from monitor.service import compaction
 
 log = logging.getLogger("mlgov.scheduler")
@@ -197,19 +199,34 @@ def sweep(db: Database, store: ObjectStore, now: dt.datetime, *, endpoint_id: st
 
 
 EXPORT_TRIES = 3   # copies of one hour `export_capture` starts before it gives up (each lost to a compaction)
+_BATCH_FILE = re.compile(r"[0-9a-f]{32}\.jsonl|\.[0-9a-f]{32}\.jsonl\.tmp-.+")   # a batch's file, or one half-copied
+
+
+@dataclasses.dataclass
+class Exported:
+    """What `export_capture` did: the tree holds ``records`` in ``files``; ``copied`` of them were new,
+    ``removed`` files of batches merged or deleted since an earlier export into the same directory are gone."""
+
+    records: int = 0
+    files: int = 0
+    copied: int = 0
+    removed: int = 0
 
 
 def export_capture(db: Database, store: ObjectStore, endpoint_id: str, to: Path,
-                   advance: Callable[[int], None] = lambda n: None) -> tuple[int, int]:
-    """Copy the endpoint's JSONL files under ``to`` as SageMaker's tree ({endpoint}/{variant}/yyyy/mm/dd/hh/, the
-    variant each batch was captured under), hour by hour; (records, files). An hour that compaction merges while
-    it is copied is copied again from the merged batch, its copies so far removed first, so a tree exported into
-    an empty directory holds each record once (exporting over an earlier export adds the batches merged since
-    under their new names)."""
+                   advance: Callable[[int], None] = lambda n: None) -> Exported:
+    """Mirror the endpoint's JSONL files under ``to`` as SageMaker's tree ({endpoint}/{variant}/yyyy/mm/dd/hh/, the
+    variant each batch was captured under), hour by hour, so that the tree holds each record once however often
+    it is exported into: a batch file already there is kept (batch files never change; each is written under a
+    temporary name and renamed), and once every hour is copied, the batch files of an earlier export that no
+    batch refers to any more (merged by compaction since, or deleted) are removed. An hour that compaction merges
+    while it is copied is copied again from the merged batch, this attempt's copies removed first."""
     with db.session_scope(write=False) as s:
+        name = s.get_one(Endpoint, endpoint_id).name
         hours = list(s.scalars(select(CaptureBatch.hour).where(CaptureBatch.endpoint_id == endpoint_id)
                                .distinct().order_by(CaptureBatch.hour)))
-    records = files = 0
+    done = Exported()
+    exported: set[Path] = set()
     for hour in hours:
         for attempt in range(EXPORT_TRIES):
             with db.session_scope(write=False) as s:
@@ -218,12 +235,16 @@ def export_capture(db: Database, store: ObjectStore, endpoint_id: str, to: Path,
                     .order_by(CaptureBatch.created_at, CaptureBatch.id)))
             copied: list[Path] = []
             made: list[Path] = []
+            targets = [to / key.split("/", 1)[1] for key, _ in batches]   # capture/{endpoint}/… → {endpoint}/…
             try:
-                for key, _ in batches:
-                    target = to / key.split("/", 1)[1]   # capture/{endpoint}/… → {endpoint}/…
+                for (key, _), target in zip(batches, targets, strict=True):
+                    if target.exists():
+                        continue
                     made += reversed([d for d in target.parents if not d.exists()])
                     target.parent.mkdir(parents=True, exist_ok=True)
-                    target.write_bytes(store.get(key))
+                    partial = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+                    partial.write_bytes(store.get(key))
+                    partial.replace(target)
                     copied.append(target)
             except NotFound as exc:
                 for path in copied:
@@ -234,10 +255,29 @@ def export_capture(db: Database, store: ObjectStore, endpoint_id: str, to: Path,
                     raise PartitionGone(exc.detail) from None
                 continue
             n = sum(r for _, r in batches)
-            records, files = records + n, files + len(batches)
+            done.records, done.files, done.copied = done.records + n, done.files + len(batches), \
+                done.copied + len(copied)
+            exported.update(targets)
             advance(n)
             break
-    return records, files
+    done.removed = _remove_stale(to / name, exported)
+    return done
+
+
+def _remove_stale(tree: Path, exported: set[Path]) -> int:
+    """Delete the batch files in ``tree``'s hour folders ({variant}/yyyy/mm/dd/hh) that are not ``exported``, and
+    the folders that leaves empty; other files are not mlgov's and stay. How many files were deleted."""
+    removed = 0
+    for path in sorted(tree.glob("*/*/*/*/*/*")):
+        if path in exported or not path.is_file() or not _BATCH_FILE.fullmatch(path.name):
+            continue
+        path.unlink()
+        removed += 1
+        folder = path.parent
+        while folder != tree and not any(folder.iterdir()):
+            folder.rmdir()
+            folder = folder.parent
+    return removed
 
 
 def run_claimed(db: Database, store: ObjectStore, schedule_id: str, execution_id: str,

@@ -68,20 +68,33 @@ def test_capture_import_partly_rejected_json_and_progress(offline: Path):
     out = offline / "out"
     exported = run(offline, "capture", "export", "--endpoint", "ep", "--to", str(out), "--json")
     # 5 files: the 30 records were stored in batches of 7
-    assert json.loads(exported.stdout) == {"endpoint": "ep", "records": 30, "files": 5, "to": str(out)}
+    assert json.loads(exported.stdout) == {"endpoint": "ep", "records": 30, "files": 5, "to": str(out),
+                                           "files_copied": 5, "files_removed": 0}
     assert "exporting" not in exported.stderr   # no progress bar when stderr is not a terminal
 
 
 def test_capture_compact_merges_an_imports_batches_once(offline: Path):
-    """After an import in batches of 7 (5 batches of one hour): one batch, so the export writes one file; a second
-    run finds nothing to merge."""
+    """After an import in batches of 7 (5 batches of one hour): one batch; a second run finds nothing to merge.
+    Exported before and after into the same directory, the tree holds each record once (before: the 5 parts'
+    files stayed beside the merged one, every record twice); a file that is not a batch's stays."""
     tree = capture_tree(offline / "tree", good=30, bad=0)
     run(offline, "capture", "import", str(tree), "--endpoint", "ep", "--batch", "7")
+    out = offline / "out"
+    run(offline, "capture", "export", "--endpoint", "ep", "--to", str(out))
+    [hour] = {p.parent for p in out.rglob("*.jsonl")}
+    (hour / "notes.txt").write_text("mine")
+    (hour / f".{'a' * 32}.jsonl.tmp-99").write_text("{}")   # a copy an export killed midway left
     r = run(offline, "capture", "compact", "--json")
     assert json.loads(r.stdout) == {"batches_merged": 5, "batches_written": 1, "records": 30,
                                      "unreferenced_files_deleted": 0}
-    exported = run(offline, "capture", "export", "--endpoint", "ep", "--to", str(offline / "out"), "--json")
-    assert json.loads(exported.stdout) == {"endpoint": "ep", "records": 30, "files": 1, "to": str(offline / "out")}
+    exported = run(offline, "capture", "export", "--endpoint", "ep", "--to", str(out), "--json")
+    assert json.loads(exported.stdout) == {"endpoint": "ep", "records": 30, "files": 1, "to": str(out),
+                                           "files_copied": 1, "files_removed": 6}
+    assert sum(len(p.read_text().splitlines()) for p in out.rglob("*.jsonl")) == 30
+    assert sorted(p.suffix for p in hour.iterdir()) == [".jsonl", ".txt"]
+    assert run(offline, "capture", "export", "--endpoint", "ep", "--to", str(out)).stdout.strip() == (
+        f"exported 30 records in 1 files to {out} (0 copied now; 0 removed: merged or deleted since an earlier "
+        "export)")
     assert run(offline, "capture", "compact").stdout.strip() == (
         "merged 0 batches into 0 (0 records); deleted 0 files no batch refers to")
 

@@ -384,7 +384,7 @@ def test_an_export_that_compaction_overtakes_copies_the_merged_hour_once(client,
 
     monkeypatch.setattr(store, "get", get)
     out = tmp_path / "export"
-    assert jobs.export_capture(db, store, ep_id, out) == (4, 2)
+    assert jobs.export_capture(db, store, ep_id, out) == jobs.Exported(records=4, files=2, copied=2)
     assert overtaken
     [merged] = _hour_batches(db, T0.replace(minute=0))
     hour_dir = out / NAME / "AllTraffic" / "2026/11/20/10"
