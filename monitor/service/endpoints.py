@@ -461,7 +461,7 @@ def _window_table(session: Session, store: ObjectStore, ep: Endpoint, start: dt.
         tables = [pq.read_table(io.BytesIO(store.get(b.parquet_key))) for b in batches]
     except NotFound as exc:
         raise PartitionGone(exc.detail) from None
-    table = pa.concat_tables(tables, promote_options="permissive")
+    table = pa.concat_tables(_as_text_where_mixed(tables), promote_options="permissive")
     t = table.column("__inference_time")
     mask = pc.and_(pc.greater_equal(t, pa.scalar(start, pa.timestamp("us", tz="UTC"))),
                    pc.less(t, pa.scalar(end, pa.timestamp("us", tz="UTC"))))
@@ -469,6 +469,23 @@ def _window_table(session: Session, store: ObjectStore, ep: Endpoint, start: dt.
     if keep_keys:
         return table
     return table.drop_columns([c for c in table.column_names if c.startswith("__")])
+
+
+def _as_text_where_mixed(tables: list[pa.Table]) -> list[pa.Table]:
+    """A numeric feature is stored as text in a batch that captured text for it (`_column`), so one window can
+    hold it as int64 in one batch and string in another, which Arrow cannot merge: such a column becomes text in
+    every batch (numbers as Arrow writes them), and the data-type check reports what the baseline expected."""
+    kinds: dict[str, set[bool]] = {}
+    for t in tables:
+        for field in t.schema:
+            if not pa.types.is_null(field.type):
+                kinds.setdefault(field.name, set()).add(pa.types.is_string(field.type))
+    mixed = {name for name, k in kinds.items() if len(k) > 1}
+    if not mixed:
+        return tables
+    return [t.cast(pa.schema(
+        [pa.field(f.name, pa.string()) if f.name in mixed and not pa.types.is_string(f.type) else f
+         for f in t.schema])) for t in tables]
 
 
 def captured_count(session: Session, endpoint: str) -> int:

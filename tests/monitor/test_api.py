@@ -279,6 +279,27 @@ def test_window_analysis_from_captured_traffic(client, keys):
         "end": "2026-11-21T09:00:00Z"}), 422, "not after")
 
 
+def test_a_window_whose_batches_disagree_on_a_columns_type_is_analysed(client, keys):
+    """A non-numeric age stores that batch's age column as text; the window held int64 in one batch and string
+    in another, and reading it failed (500 from the analysis, a raw Arrow error in scheduled runs). Now the
+    column is read as text and the data-type check reports it."""
+    _endpoint(client, keys)
+    bid = make_baseline(client, keys)
+    t0 = dt.datetime(2026, 11, 20, 10, 0, tzinfo=dt.UTC)
+    normal = frame(200, seed=5)
+    for i, row in enumerate([tuple(normal.iloc[i]) for i in range(199)] + [("abc", 40.5, "CA")]):
+        r = client.post("/api/v1/endpoints/churn-prod/capture", headers=keys("ingest"),
+                        json=[record(i, t0 + dt.timedelta(seconds=5 * i), row)])
+        assert r.json()["accepted"] == 1, r.text
+    r = client.post("/api/v1/analyses", headers=keys("publisher"), json={
+        "baseline_id": bid, "endpoint": "churn-prod", "start": "2026-11-20T10:00:00Z", "end": "2026-11-20T11:00:00Z"})
+    assert r.status_code == 201, r.text
+    body = r.json()
+    assert body["rows"] == 200 and body["status"] == "CompletedWithViolations"
+    assert [(v["feature_name"], v["constraint_check_type"]) for v in body["violations"]
+            if v["constraint_check_type"] == "data_type_check"] == [("age", "data_type_check")]
+
+
 def test_drift_baseline_attachment_and_lineage(client, keys):
     create_group(client, keys("publisher"), "churn")
     register(client, keys("publisher"), "churn", 1)
