@@ -138,6 +138,17 @@ class DeliveryAttempt(Base):
     duration_ms: Mapped[int] = mapped_column(Integer, default=0)
 
 
+EVENT_TYPES = frozenset({
+    "model_group.created", "model_group.updated", "model_group.renamed", "model_group.deleted",
+    "version.registered", "version.approval_changed", "version.stage_changed", "version.metadata_changed",
+    "version.alias_set", "version.alias_removed", "version.drift_baseline_attached", "version.deleted",
+    "model_card.created", "model_card.updated", "model_card.deleted",
+    "analysis.completed", "execution.completed", "alert.opened", "alert.resolved", "retraining.requested",
+})
+"""Every event type mlgov emits (a test holds the emitting code to it): subscriptions name these or patterns
+matching some of them."""
+
+
 def matches(patterns: list[str], event_type: str) -> bool:
     return any(p in ("*", event_type) or (p.endswith(".*") and event_type.startswith(p[:-1])) for p in patterns)
 
@@ -242,7 +253,7 @@ def create_webhook(session: Session, *, url: str, secret: str, events: list[str]
     """Subscribe ``url``: checked by the outbound policy now (and again at every send); secret stored encrypted."""
     from mlgov import audit
 
-    _check_subscription(policy, url, secret, events)
+    _check_subscription(policy, url, secret, events, wire_format)
     hook = Webhook(id=new_id(), url=url, secret=box.encrypt(secret), events=events, description=description,
                    active=True, created_by=actor, created_at=utcnow(), last_sequence=0, wire_format=wire_format,
                    name=name)
@@ -253,15 +264,21 @@ def create_webhook(session: Session, *, url: str, secret: str, events: list[str]
     return hook
 
 
-def _check_subscription(policy: OutboundPolicy, url: str | None, secret: str | None, events: list[str] | None) -> None:
+def _check_subscription(policy: OutboundPolicy, url: str | None, secret: str | None, events: list[str] | None,
+                        wire_format: str) -> None:
     """What a subscription needs, for each part given: an http(s) URL the outbound policy allows, a secret of 16+
-    characters, at least one event."""
+    characters, at least one event, and (mlgov's own format; a foreign one checks its names in its adapter) only
+    events that can fire."""
     if url is not None and not url.startswith(("http://", "https://")):
         raise Invalid(f"webhook url {url!r} is not http(s)", fix="give an absolute http:// or https:// URL")
     if secret is not None and len(secret) < 16:
         raise Invalid("webhook secret is shorter than 16 characters", fix="use a random secret of 16+ characters")
     if events is not None and not events:
         raise Invalid("events is empty", fix='subscribe to at least one event type, e.g. ["version.*"] or ["*"]')
+    unknown = [p for p in events or () if wire_format == "mlgov" and not any(matches([p], t) for t in EVENT_TYPES)]
+    if unknown:
+        raise Invalid(f"no event type is or matches {', '.join(repr(p) for p in unknown)}, so it would never fire",
+                      fix=f"use '*', a prefix such as 'version.*', or one of: {', '.join(sorted(EVENT_TYPES))}")
     if url is not None:
         policy.check_url(url, "webhook url")
 
@@ -276,7 +293,7 @@ def update_webhook(session: Session, webhook_id: str, *, actor: str, policy: Out
     if not hook.active:
         raise NotFound(f"webhook {webhook_id!r} was deleted", fix="create a new webhook subscription")
     before = {"url": safe_url(hook.url), "events": hook.events, "name": hook.name, "description": hook.description}
-    _check_subscription(policy, url, secret, events)
+    _check_subscription(policy, url, secret, events, hook.wire_format)
     if url is not None:
         hook.url = url
     if secret is not None:

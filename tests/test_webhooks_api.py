@@ -65,6 +65,9 @@ def test_bad_webhook_input(client, keys, db):
         ({"url": "http://x/y", "secret": "a" * 16, "events": []}, "events"),
         ({"url": "http://x/y", "secret": "a" * 16}, "events"),
         ({"url": "http://x/y", "secret": "a" * 16, "events": "version.*"}, "events"),
+        ({"url": "http://x/y", "secret": "a" * 16, "events": ["version.aproved"]}, "'version.aproved'"),
+        ({"url": "http://x/y", "secret": "a" * 16, "events": ["version.*", "bogus.*"]}, "would never fire"),
+        ({"url": "http://x/y", "secret": "a" * 16, "events": ["version"]}, "version.approval_changed"),
     ]:
         assert_problem(client.post("/api/v1/webhooks", headers=h, json=body), 422, field)
     assert_problem(client.get("/api/v1/webhooks/nope", headers=h), 404, "no webhook")
@@ -72,6 +75,24 @@ def test_bad_webhook_input(client, keys, db):
     assert_problem(client.delete("/api/v1/webhooks/nope", headers=h), 404)
     with db.session_scope() as s:
         assert s.scalar(select(func.count()).select_from(Webhook)) == 0
+
+
+def test_every_event_mlgov_emits_is_one_a_subscription_may_name():
+    """A subscription naming an event outside EVENT_TYPES is refused, so an event emitted under a name missing
+    there could never be subscribed to by name: every literal event name the code emits must be listed."""
+    import re
+    from pathlib import Path
+
+    from mlgov.events import EVENT_TYPES
+
+    root = Path(__file__).resolve().parents[1]
+    emitted = set()
+    for package in ("mlgov", "registry", "monitor", "clarify", "lineage", "console"):
+        for path in (root / package).rglob("*.py"):
+            text = path.read_text()
+            emitted |= set(re.findall(r"emit(?:_many)?\(\s*\w+,\s*\"([a-z_.]+)\"", text))
+            emitted |= set(re.findall(r"\"(version\.alias_(?:set|removed))\"", text))
+    assert len(emitted) >= 18 and emitted <= EVENT_TYPES, sorted(emitted - EVENT_TYPES)
 
 
 def test_event_patterns():
