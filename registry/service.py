@@ -558,6 +558,8 @@ def list_versions(
     sort: str, limit: int, offset: int,
 ) -> tuple[ModelGroup, list[ModelVersion], int]:
     group = get_group(session, group_name)
+    if stage is not None:
+        _known_stage(session, group, stage)
     rows, total = paginate(session, _version_stmt(group), _order(sort, _LIST_ORDER), ModelVersion.version,
                            limit=limit, offset=offset,
                            where=_list_filters(status, stage, created_after, created_before, metadata))
@@ -700,7 +702,9 @@ def read_versions(
     total = connection.execute(select(func.count()).select_from(_READ.with_only_columns(_VC.id).where(*where)
                                                                 .subquery()), params).scalar_one()
     if not total:
-        _group_id(session, group_name)   # GroupNotFound when the group is what is missing
+        group = get_group(session, group_name)   # GroupNotFound when the group is what is missing
+        if stage is not None:
+            _known_stage(session, group, stage)
         return [], 0
     order = (_order(sort, _LIST_ORDER), ModelVersion.version)
     page = _READ_WITH_METADATA[connection.dialect.name].order_by(*order)
@@ -1026,6 +1030,7 @@ def stage_counts(session: Session, group: ModelGroup) -> dict[str | None, int]:
 def occupants_at(session: Session, group_name: str, stage: str, at: dt.datetime) -> list[int]:
     """Versions that were in ``stage`` at time ``at``: each version's last transition at or before ``at``."""
     group = get_group(session, group_name)
+    _known_stage(session, group, stage)
     last = (select(StageTransition.version_id, func.max(StageTransition.id).label("tid"))
             .where(StageTransition.group_id == group.id, StageTransition.at <= at)
             .group_by(StageTransition.version_id).subquery())
@@ -1033,6 +1038,17 @@ def occupants_at(session: Session, group_name: str, stage: str, at: dt.datetime)
             .join(StageTransition, StageTransition.id == last.c.tid)
             .where(StageTransition.to_stage == stage).order_by(ModelVersion.version))
     return list(session.scalars(stmt))
+
+
+def _known_stage(session: Session, group: ModelGroup, stage: str) -> None:
+    """A stage filter names a stage the group has or once had (a version moved there): a misspelt one answers
+    422 rather than an empty list that reads as "nothing there"."""
+    names = [s.name for s in StageConfig.model_validate(group.stage_config).stages]
+    if stage in names or session.scalar(select(StageTransition.id).where(
+            StageTransition.group_id == group.id, StageTransition.to_stage == stage).limit(1)) is not None:
+        return
+    raise Invalid(f"stage {stage!r} is not configured for {group.name!r} and no version was ever in it",
+                  fix=f"use one of: {', '.join(names)}")
 
 
 # --- names, tags, deletion ----------------------------------------------------------------------------

@@ -155,6 +155,11 @@ def test_stages_exclusive_production_and_history(client, keys):
     approve(client, keys("approver2"), "churn", 2, "Rejected", comment="bias found")
     assert client.get("/api/v1/model-groups/churn/versions/2", headers=h).json()["stage"] == "Archived"
     assert client.get("/api/v1/model-groups/churn/stages/Production", headers=h).json()["versions"] == []
+    assert client.get("/api/v1/model-groups/churn/versions", params={"stage": "Archived"},
+                      headers=h).json()["total"] == 2
+    for misspelt in (client.get("/api/v1/model-groups/churn/versions", params={"stage": "Prod"}, headers=h),
+                     client.get("/api/v1/model-groups/churn/stages/Prod", headers=h)):
+        assert_problem(misspelt, 422, "'Prod' is not configured")       # before: 200 and an empty list
 
 
 def test_custom_stage_config_and_update_rules(client, keys):
