@@ -110,8 +110,18 @@ def field_path(err: Any, skip: int = 0) -> str:
     return ".".join(str(p) for p in tuple(err.get("loc", ()))[skip:])
 
 
-def _validation_problem(exc: RequestValidationError) -> JSONResponse:
+def _validation_problem(exc: RequestValidationError, content_type: str) -> JSONResponse:
     errors = exc.errors()
+    media = content_type.split(";")[0].strip().lower()
+    if media != "application/json" and not media.endswith("+json") and \
+            any(tuple(e.get("loc", ())) == ("body",) and e.get("type") != "missing" for e in errors):
+        # FastAPI reads a body of another type as bytes, which then "is not a valid dictionary": say why
+        return problem(
+            415,
+            "Unsupported media type",
+            f"this route takes a JSON body, but the request's Content-Type is {media or 'missing'}",
+            fix="send the body with Content-Type: application/json",
+        )
     if any(e.get("type") == "json_invalid" for e in errors):
         e = next(e for e in errors if e.get("type") == "json_invalid")
         where = e.get("ctx", {}).get("error", "")
@@ -140,8 +150,8 @@ def install_error_handlers(app: FastAPI) -> None:
         return problem(exc.status, exc.title, exc.detail, fix=exc.fix, **exc.extra)
 
     @app.exception_handler(RequestValidationError)
-    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
-        return _validation_problem(exc)
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return _validation_problem(exc, request.headers.get("content-type", ""))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -479,6 +479,9 @@ def parse(record: Any, schema: CaptureSchema) -> Parsed:
     return Reader(schema).parse(record)
 
 
+_JSON_KIND = {dict: "object", str: "string", int: "number", float: "number", bool: "boolean", type(None): "null"}
+
+
 def split_body(body: bytes, content_type: str, *, parsed: Any = inputs.NOT_PARSED, raw: bool = False) -> list[Any]:
     """A JSON array or JSON Lines (one record per line); a broken line is returned as an error marker.
 
@@ -513,11 +516,11 @@ def split_body(body: bytes, content_type: str, *, parsed: Any = inputs.NOT_PARSE
         if raw:
             try:
                 return _RECORDS.decode(body.removeprefix(inputs.BOM))   # screened well-formed
-            except msgspec.ValidationError:
-                raise RecordError("body must be a JSON array of capture records (or JSON Lines)") from None
-            except RecursionError:   # deeper than msgspec goes (MLGOV_MAX_JSON_DEPTH allows it): parsed below
-                pass
+            except (msgspec.ValidationError, RecursionError):   # not an array (said below), or deeper than
+                pass                                              # msgspec goes (MLGOV_MAX_JSON_DEPTH allows it)
         obj = inputs.document(body, obj)
     if not isinstance(obj, list):
-        raise RecordError("body must be a JSON array of capture records (or JSON Lines)")
+        raise RecordError(f"body must be a JSON array of capture records, or JSON Lines sent with Content-Type: "
+                          f"application/x-ndjson (this one is a JSON {_JSON_KIND.get(type(obj), 'value')} sent as "
+                          f"{content_type or 'no Content-Type'})")
     return obj

@@ -226,6 +226,11 @@ def test_endpoint_and_capture_formats(client, keys):
     assert client.get("/api/v1/endpoints/churn-prod/capture/summary", headers=keys("viewer")).json()["records"] == 5
     assert_problem(client.post("/api/v1/endpoints/churn-prod/capture", content=b"{", headers={
         **ing, "content-type": "application/json"}), 400, "not valid JSON")
+    # one JSON Lines record under text/plain reads as one JSON object: the error says which type JSON Lines needs
+    assert_problem(client.post("/api/v1/endpoints/churn-prod/capture", content=json.dumps(recs[0]).encode(),
+                               headers={**ing, "content-type": "text/plain"}), 422,
+                   "JSON Lines sent with Content-Type: application/x-ndjson (this one is a JSON object sent as "
+                   "text/plain)")
     assert_problem(client.post("/api/v1/endpoints/nope/capture", json=[], headers=ing), 404)
     assert client.post("/api/v1/endpoints/churn-prod/capture", json=recs, headers=keys("viewer")).status_code == 403
     assert client.get("/api/v1/endpoints", headers=ing).status_code == 403
