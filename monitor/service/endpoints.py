@@ -477,9 +477,9 @@ def _as_text_where_mixed(tables: list[pa.Table]) -> list[pa.Table]:
     every batch (numbers as Arrow writes them), and the data-type check reports what the baseline expected."""
     kinds: dict[str, set[bool]] = {}
     for t in tables:
-        for field in t.schema:
-            if not pa.types.is_null(field.type):
-                kinds.setdefault(field.name, set()).add(pa.types.is_string(field.type))
+        for f in t.schema:
+            if not pa.types.is_null(f.type):
+                kinds.setdefault(f.name, set()).add(pa.types.is_string(f.type))
     mixed = {name for name, k in kinds.items() if len(k) > 1}
     if not mixed:
         return tables
