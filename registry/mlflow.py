@@ -406,8 +406,10 @@ def _group_create(name: str, description: str | None, tags: dict[str, str]) -> G
     except ValidationError as exc:
         first = exc.errors()[0]
         field = field_path(first)
-        fix = (f"names are up to {GROUP_NAME_MAX} characters without '/', ':', control or invisible characters: "
-               f"try {service.suggest_name(name)!r}" if field == "name" else TAG_LIMITS)
+        suggestion = service.suggest_name(name)
+        fix = (f"names are up to {GROUP_NAME_MAX} characters without '/', ':', control or invisible characters, "
+               f"letters of one script" + (f": try {suggestion!r}" if suggestion else "")
+               if field == "name" else TAG_LIMITS)
         raise Invalid(f"invalid {field or 'request'} for registered model {name!r}: {field_message(first)}",
                       fix=fix) from None
 

@@ -1088,8 +1088,9 @@ def rename_group(session: Session, name: str, new_name: str, actor: Principal) -
     """Audited; refused while another domain (endpoints, baselines, triggers) refers to the group by name."""
     problem = group_name_problem(new_name)
     if problem:
+        suggestion = suggest_name(new_name)
         raise Invalid(f"{new_name!r} is not a valid model group name: it {problem}",
-                      fix=f"try {suggest_name(new_name)!r}")
+                      fix=f"try {suggestion!r}" if suggestion else "choose a name as the error says")
     group = get_group(session, name, for_update=True)
     if new_name == group.name:
         return group
@@ -1104,11 +1105,13 @@ def rename_group(session: Session, name: str, new_name: str, actor: Principal) -
     return group
 
 
-def suggest_name(name: str) -> str:
-    """A valid group name close to ``name`` (for error messages)."""
+def suggest_name(name: str) -> str | None:
+    """A valid group name close to ``name`` (for error messages), or None when cleaning it up does not make one
+    (letters of two scripts: which to keep is the writer's call)."""
     cleaned = unicodedata.normalize("NFC", "".join("-" if c in "/:" else "" if not c.isprintable() else c
                                                    for c in name)).strip().lstrip(".")
-    return cleaned[:GROUP_NAME_MAX] or "my-model"
+    candidate = cleaned[:GROUP_NAME_MAX].strip() or "my-model"
+    return None if group_name_problem(candidate) else candidate
 
 
 def set_group_tag(session: Session, name: str, key: str, value: str | None, actor: Principal) -> ModelGroup:

@@ -561,3 +561,16 @@ def test_names_that_mix_scripts_are_refused_as_uts39_highly_restrictive_says(nam
     else:
         assert problem is not None and problem.startswith(f"must not mix scripts: {scripts[0]} letters with "), problem
         assert all(part in problem for part in scripts[1:]), problem
+
+
+def test_a_suggested_name_is_one_the_registry_accepts():
+    """The fix of a refused name suggested the cleaned-up name even when it still broke the rules: for
+    "frаud_model" (a Cyrillic "а") it offered the same mixed name. Now a suggestion is always a valid name, or
+    none is made."""
+    from registry.schemas import group_name_problem
+    from registry.service import suggest_name
+
+    assert suggest_name("fr\u0430ud_model") is None
+    for name, expected in (("team/churn:v2", "team-churn-v2"), ("..hidden\x00 ", "hidden"), ("\x01", "my-model")):
+        suggestion = suggest_name(name)
+        assert suggestion == expected and group_name_problem(suggestion) is None
