@@ -236,7 +236,8 @@ def _register_associations(api: AwsService) -> None:
         edges, _ = service.list_associations(call.session, source=source, target=target, association_type=None,
                                              limit=10, offset=0)
         if not edges:
-            raise NotFound(f"no association from {p['SourceArn']} to {p['DestinationArn']}")
+            raise NotFound(f"no association from {p['SourceArn']} to {p['DestinationArn']}",
+                           fix="list them with ListAssociations (SourceArn or DestinationArn)")
         for edge in edges:
             service.delete_association(call.session, edge.id, call.principal)
         return {"SourceArn": p["SourceArn"], "DestinationArn": p["DestinationArn"]}

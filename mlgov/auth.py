@@ -195,7 +195,8 @@ def revoke_key(session: Session, name: str, *, actor: str) -> ApiKey:
     if row is None:
         raise NotFound(f"no API key named {name!r}", fix="list keys with `mlgov keys list` or GET /api/v1/keys")
     if not row.active:
-        raise Conflict(f"API key {name!r} is already revoked")
+        raise Conflict(f"API key {name!r} is already revoked",
+                       fix="nothing to do; create a new key (`mlgov keys create`) if its holder needs access")
     if row.role == Role.admin.value:
         others = session.scalar(select(ApiKey.id).where(ApiKey.role == Role.admin.value, ApiKey.active.is_(True),
                                                         ApiKey.id != row.id).limit(1))

@@ -25,6 +25,10 @@ def _check_key(key: str) -> str:
     return key
 
 
+_GONE_FIX = ("the object was deleted from the store outside mlgov: restore it from a backup, or create again what "
+             "it belongs to")
+
+
 class ObjectStore(ABC):
     """Keys are '/'-separated relative paths; writes are atomic (a reader never sees half an object)."""
 
@@ -112,7 +116,7 @@ class LocalStore(ObjectStore):
         try:
             return self._path(key).read_bytes()
         except FileNotFoundError:
-            raise NotFound(f"object {key!r} does not exist in the store") from None
+            raise NotFound(f"object {key!r} does not exist in the store", fix=_GONE_FIX) from None
 
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
@@ -157,7 +161,8 @@ class S3Store(ObjectStore):
             body: bytes = self.client.get_object(Bucket=self.bucket, Key=self._k(key))["Body"].read()
             return body
         except self.client.exceptions.NoSuchKey:
-            raise NotFound(f"object {key!r} does not exist in s3://{self.bucket}/{self.prefix}") from None
+            raise NotFound(f"object {key!r} does not exist in s3://{self.bucket}/{self.prefix}",
+                           fix=_GONE_FIX) from None
 
     def exists(self, key: str) -> bool:
         from botocore.exceptions import ClientError

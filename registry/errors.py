@@ -47,7 +47,8 @@ class AlreadyInStage(Conflict):
     """A move to the stage the version is in: 409 natively; MLflow's transition-stage answers it as done."""
 
     def __init__(self, group: str, version: int, stage: str) -> None:
-        super().__init__(f"{group} version {version} is already in {stage}")
+        super().__init__(f"{group} version {version} is already in {stage}",
+                         fix="nothing to do; to move it, name another stage")
 
 
 class CardNotFound(NotFound):
