@@ -129,7 +129,8 @@ def check_value(value: Any, path: str) -> None:
         if isinstance(v, _BigInt) or (isinstance(v, int) and not isinstance(v, bool)
                                       and not INT64[0] <= v <= INT64[1]):
             raise Invalid(f"{where} is an integer outside the signed 64-bit range [{INT64[0]}, {INT64[1]}]",
-                          fix="send a smaller integer (or the value as a string)", field=where)
+                          fix="send an integer within that range (a field that takes text also takes it as a string)",
+                          field=where)
         if isinstance(v, str):
             if "\x00" in v:
                 raise Invalid(f"{where} contains a NUL character", fix=_NUL_FIX, field=where)
