@@ -301,6 +301,24 @@ def _model_quality_fits(base: Baseline, endpoint: str, schema: CaptureSchema) ->
     require_columns(base, endpoint, schema, reads)
 
 
+def _data_quality_fits(base: Baseline, endpoint: str, schema: CaptureSchema) -> None:
+    """The endpoint captures at least one of the baseline's columns. Only some is fine (a training set holds the
+    label, which capture does not: each run reports what is missing, as SageMaker's missing_column_check), none
+    is a baseline of another model. Baselines from before their columns were recorded are not checked."""
+    columns = (base.settings or {}).get("columns")
+    if not columns:
+        return
+    captured = [f.name for f in schema.features] + [o.name for o in schema.output_columns()]
+    if set(columns) & set(captured):
+        return
+    shown = ", ".join(repr(c) for c in columns[:20]) + (f" … ({len(columns)} in all)" if len(columns) > 20 else "")
+    raise Invalid(f"DataQuality baseline {base.id} has the columns {shown}, and endpoint {endpoint!r} captures none "
+                  f"of them (it captures {', '.join(repr(c) for c in captured[:20])})",
+                  fix="use a baseline built from this endpoint's features (POST /api/v1/baselines with data in "
+                      "its columns), or fix the endpoint's schema names",
+                  baseline_columns=columns[:100], endpoint_columns=captured[:100])
+
+
 def _data_quality_window(session: Session, store: ObjectStore, w: Window, actor: Principal) -> Analysis:
     return service.analyze_window(session, store, baseline_id=w.baseline_id, endpoint=w.endpoint, start=w.start,
                                   end=w.end, config=service.drift_config(w.drift), actor=actor)
@@ -346,7 +364,7 @@ register(MonitorKind(
     checks=("data_type_check", "completeness_check", "baseline_drift_check", "missing_column_check",
             "extra_column_check", "categorical_values_check"),
     report=service.data_quality_report, render=reports.data_quality, points=_drift_points,
-    charted=(("drift", "drift.json"),)))
+    fits_endpoint=_data_quality_fits, charted=(("drift", "drift.json"),)))
 register(MonitorKind(
     name="ModelQuality", create_baseline=_model_quality_baseline, run_window=_model_quality_window,
     checks=("LessThanThreshold", "GreaterThanThreshold", "EstimatedLessThanThreshold",

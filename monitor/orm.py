@@ -24,7 +24,7 @@ class Baseline(Base):
     source: Mapped[str] = mapped_column(String(16))          # computed | imported
     kind: Mapped[str] = mapped_column(String(32), default="DataQuality", server_default="DataQuality")
     problem_type: Mapped[str | None] = mapped_column(String(32), nullable=True)   # model quality only
-    settings: Mapped[Any] = mapped_column(JSON, nullable=True)   # model quality: columns and threshold
+    settings: Mapped[Any] = mapped_column(JSON, nullable=True)   # per kind: its columns (and threshold)
     dataset_uri: Mapped[str | None] = mapped_column(String(2048), nullable=True)
     dataset_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
     prefix: Mapped[str] = mapped_column(String(256))         # object-store folder of its files

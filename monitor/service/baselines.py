@@ -49,6 +49,7 @@ def create_baseline(session: Session, store: ObjectStore, *, data: bytes, fmt: s
     layout.save_profile(store, prefix, kept)
     sha = hashlib.sha256(data).hexdigest()
     return record_baseline(session, store, baseline_id=bid, source="computed", dataset_uri=dataset_uri,
+                           settings={"columns": [p.name for p in profiles]},
                            dataset_sha256=sha, exact=cluster is None and exact, rows=table.num_rows,
                            features=table.num_columns,
                            name=name, actor=actor,
@@ -77,6 +78,7 @@ def import_baseline(session: Session, store: ObjectStore, *, statistics: bytes, 
     store.put(f"{prefix}/statistics.json", statistics, "application/json")
     store.put(f"{prefix}/constraints.json", constraints, "application/json")
     return record_baseline(session, store, baseline_id=bid, source="imported",
+                           settings={"columns": [p.name for p in profiles]},
                            rows=int((stats.get("dataset") or {}).get("item_count") or 0), features=len(profiles),
                            name=name, actor=actor, action="baseline.imported", summary={"features": len(profiles)})
 

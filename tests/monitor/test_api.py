@@ -471,6 +471,11 @@ def test_schedules_executions_alerts_and_run_now(client, keys, db, app):
                         ({**body, "name": "x4", "window": {"start": "PT0S", "end": "-PT1H"}}, "not after"),
                         ({**body, "name": "x5", "type": "ModelBias"}, "needs a ModelBias baseline"),
                         ({**body, "name": "x6", "endpoint": "nope"}, "no endpoint"),
+                        # a baseline none of whose columns the endpoint captures (before: 201, then every run
+                        # reported every column missing and extra)
+                        ({**body, "name": "x7", "baseline_id": make_baseline(
+                            client, keys, frame(50).rename(columns=lambda c: f"other_{c}"))},
+                         "captures none of them"),
                         (body, "already exists")]:
         resp = client.post("/api/v1/monitoring-schedules", json=bad, headers=pub)
         assert resp.status_code in (404, 409, 422) and needle.lower() in resp.text.lower(), resp.text
