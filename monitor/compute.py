@@ -19,6 +19,7 @@ written. The store's credentials travel to the workers inside ``Location`` (mask
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import io
 import threading
@@ -37,6 +38,7 @@ from mlgov.errors import DomainError
 from mlgov.settings import Settings, get_settings
 from mlgov.storage import LocalStore, ObjectStore, S3Store
 from monitor.engine.partition import TableSummary
+from monitor.engine.stats import MixedColumn
 from monitor.errors import PartitionGone
 
 ROW_GROUP_ROWS = 100_000       # rows per Parquet row group of a stored upload: one worker task reads a few of them
@@ -119,6 +121,7 @@ class Read:
     start: dt.datetime | None = None
     end: dt.datetime | None = None
     hidden: frozenset[str] = frozenset()
+    text: frozenset[str] = frozenset()   # read as text wherever a partition holds them as numbers
 
 
 class Mergeable(Protocol):
@@ -166,6 +169,8 @@ def _summarise(location: Location, part: Part, read: Read, fn: Summariser, extra
         out: Any = None
         for g in groups:
             table = pf.read_row_group(g, columns=names + extra_time)
+            if read.text:
+                table = _as_text(table, read.text)
             if timed:
                 table = _in_window(table, read)
                 if extra_time:
@@ -173,6 +178,11 @@ def _summarise(location: Location, part: Part, read: Read, fn: Summariser, extra
             one = fn(table, *extra)
             out = one if out is None else out.merge(one)
         return out if out is not None else fn(pf.schema_arrow.empty_table().select(names), *extra)
+
+
+def _as_text(table: pa.Table, columns: frozenset[str]) -> pa.Table:
+    return table.cast(pa.schema([pa.field(f.name, pa.string()) if f.name in columns and not pa.types.is_string(
+        f.type) and not pa.types.is_null(f.type) else f for f in table.schema]))
 
 
 def _in_window(table: pa.Table, read: Read) -> pa.Table:
@@ -252,7 +262,19 @@ class Cluster:
     def summarise(self, store: ObjectStore, parts: Sequence[Part], read: Read, fn: Summariser = TableSummary.of,
                   broadcast: Any = None) -> Any:
         """Summaries ``fn(table[, broadcast])`` of ``parts`` computed and merged in a tree on the workers; only the
-        result comes back. ``broadcast`` (e.g. the window's labels) is sent to every worker once, not per task."""
+        result comes back. ``broadcast`` (e.g. the window's labels) is sent to every worker once, not per task.
+        A column numeric in some partitions and text in others is read as text everywhere, as the local path
+        reads it (`endpoints._as_text_where_mixed`): found when a merge meets it, then summarised again."""
+        while True:
+            try:
+                return self._summarise(store, parts, read, fn, broadcast)
+            except MixedColumn as exc:
+                if exc.column in read.text:
+                    raise
+                read = dataclasses.replace(read, text=read.text | {exc.column})
+
+    def _summarise(self, store: ObjectStore, parts: Sequence[Part], read: Read, fn: Summariser,
+                   broadcast: Any) -> Any:
         if not parts:
             return TableSummary() if fn == TableSummary.of else fn(pa.table({}), *(() if broadcast is None
                                                                                       else (broadcast,)))

@@ -136,13 +136,25 @@ class FeatureProfile:
         return FeatureProfile(self.name, kind, summary, self.rows + other.rows)
 
 
+class MixedColumn(ValueError):
+    """A column numeric in one partition and text in another (a capture batch that stored a numeric feature's
+    unparseable values as text): the partitions are summarised again with it read as text (`compute.Read.text`)."""
+
+    def __init__(self, column: str) -> None:
+        super().__init__(f"column {column!r} is numeric in one partition and text in another")
+        self.column = column
+
+    def __reduce__(self) -> tuple[Any, ...]:   # raised on a Dask worker, re-raised here with its column
+        return MixedColumn, (self.column,)
+
+
 def _merge_summaries(name: str, a: Summary, b: Summary) -> Summary:
     match a, b:
         case NumericSummary(), NumericSummary():
             return a.merge(b)
         case CategoricalSummary(), CategoricalSummary():
             return a.merge(b)
-    raise ValueError(f"column {name!r} is numeric in one partition and text in another")
+    raise MixedColumn(name)
 
 
 def _add_missing(s: Summary, n: int) -> Summary:

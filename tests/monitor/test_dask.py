@@ -193,6 +193,34 @@ def test_scheduled_data_quality_and_drift_run_on_the_cluster_equals_local(db, mo
             assert y["bound"] > 0 and abs(x["statistic"] - y["statistic"]) <= 2 * y["bound"], (x, y)
 
 
+def test_a_window_with_a_column_numeric_in_one_batch_and_text_in_another_reads_as_locally(db, modes):
+    """A batch that captured text for the Integral age stores its age column as text: the local path reads the
+    column as text in every batch; the cluster's merge met a numeric and a text summary and failed the run.
+    Now it summarises again with the column read as text: same statistics and violations as locally."""
+    modes.use("local")
+    st = modes.store
+    with db.session_scope() as s:
+        p = seed_schedule(s, st, FEATURES, parquet(frame(5_000)), name="dq", expression="hourly",
+                          window_start="-PT1H", now=T0)
+        _captured(s, st, 1_200, frame(1_200, shift=3, seed=7))
+        bad = [record(5000 + i, T0 + dt.timedelta(minutes=10, seconds=i), ("abc", 51.5, "CA", 1.0))
+               for i in range(5)]
+        service.ingest(s, st, "ep", json.dumps(bad).encode(), "application/json")
+        end = T0 + dt.timedelta(hours=1)
+        here = schedules.run_now(s, st, "dq", T0, end, p)
+        modes.use("dask")
+        there = schedules.run_now(s, st, "dq", T0, end, p)
+        assert here.status == there.status == "CompletedWithViolations", (here.failure_reason, there.failure_reason)
+        a, b = s.get(Analysis, here.analysis_id), s.get(Analysis, there.analysis_id)
+        assert a is not None and b is not None and a.row_count == b.row_count == 305
+    violations = json.loads(st.get(f"{a.prefix}/constraint_violations.json"))
+    assert ("age", "data_type_check") in {(v["feature_name"], v["constraint_check_type"])
+                                          for v in violations["violations"]}
+    assert violations == json.loads(st.get(f"{b.prefix}/constraint_violations.json"))
+    assert_statistics_equal(json.loads(st.get(f"{a.prefix}/statistics.json")),
+                            json.loads(st.get(f"{b.prefix}/statistics.json")))
+
+
 def test_a_window_compacted_while_the_cluster_reads_it_is_listed_again(live_db, modes, monkeypatch):
     """The window's batches are listed, then compaction (another process's: its own connections, committed)
     merges them and deletes their files before the workers read them: the workers' missing objects come back as
