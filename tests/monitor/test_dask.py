@@ -20,7 +20,7 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -162,13 +162,18 @@ def _captured(s: Any, store: ObjectStore, n: int, shifted: pd.DataFrame) -> None
         service.ingest(s, store, "ep", json.dumps(recs[chunk:chunk + 250]).encode(), "application/json")
 
 
-def test_scheduled_data_quality_and_drift_run_on_the_cluster_equals_local(db, modes):
+def _data_quality_here_and_there(db: Any, modes: Modes, shifted: pd.DataFrame,
+                                 more: Sequence[dict[str, Any]] = ()) -> tuple[Analysis, Analysis]:
+    """The "dq" schedule's 10:30-11:30 window of ``shifted`` (and ``more`` records) run locally, then on the
+    cluster: both CompletedWithViolations, with the same statistics and violations."""
     modes.use("local")
     st = modes.store
     with db.session_scope() as s:
         p = seed_schedule(s, st, FEATURES, parquet(frame(5_000)), name="dq", expression="hourly",
                           window_start="-PT1H", now=T0)
-        _captured(s, st, 1_200, frame(1_200, shift=3, seed=7, states=("CA", "NY", "TX", "ZZ")))
+        _captured(s, st, len(shifted), shifted)
+        if more:
+            service.ingest(s, st, "ep", json.dumps(list(more)).encode(), "application/json")
         end = T0 + dt.timedelta(hours=1)
         here = schedules.run_now(s, st, "dq", T0, end, p)
         modes.use("dask")
@@ -176,12 +181,18 @@ def test_scheduled_data_quality_and_drift_run_on_the_cluster_equals_local(db, mo
         assert here.status == there.status == "CompletedWithViolations", (here.failure_reason, there.failure_reason)
         a, b = s.get(Analysis, here.analysis_id), s.get(Analysis, there.analysis_id)
         assert a is not None and b is not None
-        assert a.row_count == b.row_count == 300     # 10:30 ≤ t < 11:30 of the 10:00-14:00 records
+        assert a.row_count == b.row_count == 300 + len(more)   # 10:30 ≤ t < 11:30 of the 10:00-14:00 records
         assert (a.violation_count, a.drifted_features) == (b.violation_count, b.drifted_features)
     assert_statistics_equal(json.loads(st.get(f"{a.prefix}/statistics.json")),
                             json.loads(st.get(f"{b.prefix}/statistics.json")))
     assert json.loads(st.get(f"{a.prefix}/constraint_violations.json")) == \
         json.loads(st.get(f"{b.prefix}/constraint_violations.json"))
+    return a, b
+
+
+def test_scheduled_data_quality_and_drift_run_on_the_cluster_equals_local(db, modes):
+    st = modes.store
+    a, b = _data_quality_here_and_there(db, modes, frame(1_200, shift=3, seed=7, states=("CA", "NY", "TX", "ZZ")))
     da, dd = json.loads(st.get(f"{a.prefix}/drift.json")), json.loads(st.get(f"{b.prefix}/drift.json"))
     assert dd["compute"] == "dask"
     for x, y in zip(da["features"], dd["features"], strict=True):
@@ -197,28 +208,10 @@ def test_a_window_with_a_column_numeric_in_one_batch_and_text_in_another_reads_a
     """A batch that captured text for the Integral age stores its age column as text: the local path reads the
     column as text in every batch; the cluster's merge met a numeric and a text summary and failed the run.
     Now it summarises again with the column read as text: same statistics and violations as locally."""
-    modes.use("local")
-    st = modes.store
-    with db.session_scope() as s:
-        p = seed_schedule(s, st, FEATURES, parquet(frame(5_000)), name="dq", expression="hourly",
-                          window_start="-PT1H", now=T0)
-        _captured(s, st, 1_200, frame(1_200, shift=3, seed=7))
-        bad = [record(5000 + i, T0 + dt.timedelta(minutes=10, seconds=i), ("abc", 51.5, "CA", 1.0))
-               for i in range(5)]
-        service.ingest(s, st, "ep", json.dumps(bad).encode(), "application/json")
-        end = T0 + dt.timedelta(hours=1)
-        here = schedules.run_now(s, st, "dq", T0, end, p)
-        modes.use("dask")
-        there = schedules.run_now(s, st, "dq", T0, end, p)
-        assert here.status == there.status == "CompletedWithViolations", (here.failure_reason, there.failure_reason)
-        a, b = s.get(Analysis, here.analysis_id), s.get(Analysis, there.analysis_id)
-        assert a is not None and b is not None and a.row_count == b.row_count == 305
-    violations = json.loads(st.get(f"{a.prefix}/constraint_violations.json"))
-    assert ("age", "data_type_check") in {(v["feature_name"], v["constraint_check_type"])
-                                          for v in violations["violations"]}
-    assert violations == json.loads(st.get(f"{b.prefix}/constraint_violations.json"))
-    assert_statistics_equal(json.loads(st.get(f"{a.prefix}/statistics.json")),
-                            json.loads(st.get(f"{b.prefix}/statistics.json")))
+    bad = [record(5000 + i, T0 + dt.timedelta(minutes=10, seconds=i), ("abc", 51.5, "CA", 1.0)) for i in range(5)]
+    a, _ = _data_quality_here_and_there(db, modes, frame(1_200, shift=3, seed=7), bad)
+    violations = json.loads(modes.store.get(f"{a.prefix}/constraint_violations.json"))["violations"]
+    assert ("age", "data_type_check") in {(v["feature_name"], v["constraint_check_type"]) for v in violations}
 
 
 def test_a_window_compacted_while_the_cluster_reads_it_is_listed_again(live_db, modes, monkeypatch):
