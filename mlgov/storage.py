@@ -25,8 +25,8 @@ def _check_key(key: str) -> str:
     return key
 
 
-_GONE_FIX = ("the object was deleted from the store outside mlgov: restore it from a backup, or create again what "
-             "it belongs to")
+_GONE_FIX = ("check the id, name or URI the request gave; a file mlgov recorded that is missing was removed from the "
+             "store outside mlgov (restore it, or create again what it belongs to)")
 
 
 class ObjectStore(ABC):

@@ -71,6 +71,9 @@ def check_window(start: str, end: str) -> None:
         raise Invalid(str(exc), fix="window offsets like -PT1H and PT0S") from None
     if e <= s:
         raise Invalid(f"window end offset {end} is not after start offset {start}", fix="e.g. start -PT1H, end PT0S")
+    if e > dt.timedelta(0):
+        raise Invalid(f"window end offset {end} is after the run's time: each run would analyse traffic that has "
+                      "not arrived yet", fix="end the window at PT0S or earlier (SageMaker's offsets are <= 0 too)")
 
 
 def check_baseline(session: Session, monitoring_type: str, baseline_id: str, endpoint: str) -> None:
@@ -81,6 +84,16 @@ def check_baseline(session: Session, monitoring_type: str, baseline_id: str, end
         raise Invalid(f"a {monitoring_type} schedule needs a {monitoring_type} baseline; {baseline_id} is {base.kind}",
                       fix=f"create a {monitoring_type} baseline first")
     _fits(session, kinds.get(monitoring_type), base, endpoint)
+
+
+def _check_drift(session: Session, monitoring_type: str, baseline_id: str, drift: dict[str, Any] | None) -> None:
+    """A data-quality schedule's drift settings fit its baseline's columns (checked again by every run, which
+    reads the baseline's files; here from its row, when the row records its columns)."""
+    if monitoring_type != "DataQuality" or not drift:
+        return
+    reference = service.reference_kinds(service.get_baseline(session, baseline_id))
+    if reference is not None:
+        service.check_drift(service.drift_config(drift), *reference)
 
 
 def _fits(session: Session, kind: kinds.MonitorKind, base: service.Baseline, endpoint: str) -> None:
@@ -101,6 +114,7 @@ def create(session: Session, *, name: str, endpoint: str, monitoring_type: str, 
     _check_rules(expression, window_start, window_end)
     service.get_endpoint(session, endpoint)
     check_baseline(session, monitoring_type, baseline_id, endpoint)
+    _check_drift(session, monitoring_type, baseline_id, drift)
     if session.scalar(select(Schedule.id).where(Schedule.name == name)) is not None:
         raise Conflict(f"monitoring schedule {name!r} already exists", fix="pick another name or update it")
     now = now or utcnow()
@@ -171,6 +185,8 @@ def update(session: Session, name: str, fields: dict[str, Any], actor: Principal
     row = get(session, name)
     if "baseline_id" in fields:
         check_baseline(session, row.type, fields["baseline_id"], row.endpoint)
+    if "baseline_id" in fields or "drift" in fields:
+        _check_drift(session, row.type, fields.get("baseline_id", row.baseline_id), fields.get("drift", row.drift))
     before = {k: getattr(row, k) for k in fields}
     for k, v in fields.items():
         setattr(row, k, v)

@@ -195,7 +195,8 @@ class ScheduleRead(BaseModel):
     window_end: str
     baseline_id: str
     status: str
-    next_run_at: dt.datetime
+    next_run_at: dt.datetime | None = Field(description="when it runs next; null while Stopped (starting it "
+                                            "again computes the next fire time)")
     last_run_at: dt.datetime | None
     created_by: str
     created_at: dt.datetime
@@ -204,9 +205,11 @@ class ScheduleRead(BaseModel):
 
     @model_validator(mode="after")
     def _overdue(self) -> ScheduleRead:
+        if self.status != "Scheduled":   # the row keeps its last fire time; a stopped schedule has no next one
+            self.next_run_at = None
         if "overdue" not in self.model_fields_set:   # read from the row (a client parsing a response keeps the value)
-            self.overdue = self.status == "Scheduled" and recurrence.overdue(self.expression, self.next_run_at,
-                                                                             utcnow())
+            self.overdue = self.next_run_at is not None and recurrence.overdue(self.expression, self.next_run_at,
+                                                                               utcnow())
         return self
 
 

@@ -42,6 +42,36 @@ class DriftConfig:
     def threshold_for(self, name: str, method: str) -> float | None:
         return self.thresholds.get(name, self.thresholds.get(method))
 
+    def problems(self, numeric: set[str], categorical: set[str]) -> list[str]:
+        """What in this configuration cannot mean what its writer meant, against a reference whose ``numeric``
+        and ``categorical`` columns are given (an all-missing column is in neither): a method on a column kind
+        it does not apply to (Evidently refuses chisquare and z on numerical features too: on a continuous
+        column they compare one value's share), a feature the reference lacks, a threshold named after neither
+        a method nor a feature, a negative threshold or a p-value above 1."""
+        out = []
+        for setting, method in (("numerical", self.numerical), *((f"per_feature.{n}", m) for n, m in
+                                                                 self.per_feature.items() if n in numeric)):
+            if method in SHARE_METHODS:
+                out.append(f"{setting}: {method!r} does not apply to numerical features (use one of "
+                           f"{', '.join(m for m in drift.NUMERIC_METHODS if m not in SHARE_METHODS)})")
+        for name, method in self.per_feature.items():
+            if name in categorical and method not in drift.CATEGORICAL_METHODS:
+                out.append(f"per_feature.{name}: {method!r} does not apply to categorical features (use one of "
+                           f"{', '.join(drift.CATEGORICAL_METHODS)})")
+            elif name not in numeric | categorical:
+                out.append(f"per_feature.{name}: the baseline has no column {name!r}")
+        for key, value in self.thresholds.items():
+            if key not in drift.DEFAULT_THRESHOLDS and key not in numeric | categorical:
+                out.append(f"thresholds.{key}: neither a method ({', '.join(drift.DEFAULT_THRESHOLDS)}) nor a "
+                           "column of the baseline")
+            elif value < 0 or (value > 1 and key in drift.P_VALUE_METHODS):
+                out.append(f"thresholds.{key}: {value} is not a threshold (distances are >= 0, p-values in [0, 1])")
+        return out
+
+
+SHARE_METHODS = ("chisquare", "z")
+"""Methods that compare category shares: offered for categorical features only (as Evidently does)."""
+
 
 class Source:
     """Columns of a pandas DataFrame or an Arrow table, converted to Arrow one column at a time."""

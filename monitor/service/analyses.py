@@ -25,11 +25,31 @@ from monitor import compute, evidently_export, layout
 from monitor.engine import expectations
 from monitor.engine.analysis import DEFAULT_DRIFT_SHARE, AnalysisResult, DriftConfig, analyze, analyze_profiles
 from monitor.engine.partition import TableSummary
+from monitor.engine.stats import CategoricalSummary, NumericSummary
 from monitor.errors import AnalysisNotFound
 from monitor.orm import Analysis, Baseline
 from monitor.service.baselines import get_baseline
 from monitor.service.datasets import dataset_table
 from monitor.service.endpoints import get_endpoint, reread_if_compacted, window_batches, window_table
+
+
+def check_drift(config: DriftConfig | None, numeric: set[str], categorical: set[str]) -> None:
+    """422 naming every drift setting that does not fit the reference's columns (`DriftConfig.problems`)."""
+    problems = config.problems(numeric, categorical) if config is not None else []
+    if problems:
+        raise Invalid("drift settings that cannot apply: " + "; ".join(problems[:10]),
+                      fix="name the baseline's columns, methods for their kinds and thresholds >= 0",
+                      problems=problems[:100])
+
+
+def reference_kinds(base: Baseline) -> tuple[set[str], set[str]] | None:
+    """(numeric, categorical) columns of a data-quality baseline as its row records them; None for one recorded
+    before they were."""
+    s = base.settings or {}
+    if "columns" not in s or "numeric" not in s:
+        return None
+    numeric = set(s["numeric"])
+    return numeric, set(s["columns"]) - numeric - set(s.get("missing", []))
 
 
 def drift_config(settings: Mapping[str, Any] | None) -> DriftConfig | None:
@@ -110,6 +130,8 @@ def run_analysis(session: Session, store: ObjectStore, *, baseline_id: str, acto
     if failure is not None or (table is None and summary is None):
         return record(violations=[], failure=failure or "no data")
     baseline = layout.load_profiles(store, base.prefix)
+    check_drift(config, {p.name for p in baseline if isinstance(p.summary, NumericSummary)},
+                {p.name for p in baseline if isinstance(p.summary, CategoricalSummary)})
     constraints = json.loads(store.get(f"{base.prefix}/constraints.json"))
     meta: dict[str, Any] = {"baseline_id": base.id, "window": {"start": start.isoformat() if start else None,
                                                                "end": end.isoformat() if end else None}}
@@ -163,12 +185,14 @@ def analyze_file(session: Session, store: ObjectStore, *, baseline_id: str, data
 
 def analyze_window(session: Session, store: ObjectStore, *, baseline_id: str, endpoint: str, start: dt.datetime,
                    end: dt.datetime, config: DriftConfig | None, actor: Principal) -> Analysis:
-    get_baseline(session, baseline_id)
+    base = get_baseline(session, baseline_id)
     if end <= start:
         raise Invalid(f"window end {end.isoformat()} is not after start {start.isoformat()}",
                       fix="give start < end (ISO-8601 times)")
+    reference = reference_kinds(base)
+    if reference is not None:   # before the window is read (a baseline without them: `run_analysis` checks)
+        check_drift(config, *reference)
     ep = get_endpoint(session, endpoint)
-    base = get_baseline(session, baseline_id)
     wanted = {f["name"] for f in json.loads(store.get(f"{base.prefix}/constraints.json")).get("features", [])}
     wanted |= {f["name"] for f in ep.schema["features"]}
     no_data = f"no data captured between {start.isoformat()} and {end.isoformat()} for endpoint {endpoint!r}"

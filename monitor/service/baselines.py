@@ -23,7 +23,13 @@ from mlgov.storage import ObjectStore
 from monitor import compute, documents, layout
 from monitor.engine import constraints as cons
 from monitor.engine.analysis import profile
-from monitor.engine.stats import bounded_reference, profiles_from_statistics, statistics_json
+from monitor.engine.stats import (
+    FeatureProfile,
+    NumericSummary,
+    bounded_reference,
+    profiles_from_statistics,
+    statistics_json,
+)
 from monitor.errors import BaselineNotFound
 from monitor.orm import Baseline, VersionBaseline
 from monitor.service.datasets import dataset_table
@@ -49,7 +55,7 @@ def create_baseline(session: Session, store: ObjectStore, *, data: bytes, fmt: s
     layout.save_profile(store, prefix, kept)
     sha = hashlib.sha256(data).hexdigest()
     return record_baseline(session, store, baseline_id=bid, source="computed", dataset_uri=dataset_uri,
-                           settings={"columns": [p.name for p in profiles]},
+                           settings=reference_columns(profiles),
                            dataset_sha256=sha, exact=cluster is None and exact, rows=table.num_rows,
                            features=table.num_columns,
                            name=name, actor=actor,
@@ -78,9 +84,17 @@ def import_baseline(session: Session, store: ObjectStore, *, statistics: bytes, 
     store.put(f"{prefix}/statistics.json", statistics, "application/json")
     store.put(f"{prefix}/constraints.json", constraints, "application/json")
     return record_baseline(session, store, baseline_id=bid, source="imported",
-                           settings={"columns": [p.name for p in profiles]},
+                           settings=reference_columns(profiles),
                            rows=int((stats.get("dataset") or {}).get("item_count") or 0), features=len(profiles),
                            name=name, actor=actor, action="baseline.imported", summary={"features": len(profiles)})
+
+
+def reference_columns(profiles: Sequence[FeatureProfile]) -> dict[str, list[str]]:
+    """What a data-quality baseline's row records of its columns: their names, the numeric ones and the
+    all-missing ones, so schedules check a baseline's fit and drift settings without reading its files."""
+    return {"columns": [p.name for p in profiles],
+            "numeric": [p.name for p in profiles if isinstance(p.summary, NumericSummary)],
+            "missing": [p.name for p in profiles if p.summary is None]}
 
 
 def baseline_prefix(baseline_id: str) -> str:

@@ -305,6 +305,48 @@ def test_a_window_whose_batches_disagree_on_a_columns_type_is_analysed(client, k
             if v["constraint_check_type"] == "data_type_check"] == [("age", "data_type_check")]
 
 
+def test_drift_settings_that_cannot_apply_are_refused_before_anything_runs(client, keys):
+    """From a new-user trial: `z` on a numeric column compared one value's share and called a mean shift of 1.5
+    sd "no drift" (Evidently refuses it there); `ks` on a text column answered 500 from a file and failed every
+    run of a schedule; a misspelt feature or threshold name and a negative threshold were silently used or
+    ignored. Each is now a 422 naming it, from a file analysis, a window analysis and a schedule alike."""
+    _endpoint(client, keys)
+    bid = make_baseline(client, keys)
+    pub = keys("publisher")
+    current = csv_bytes(frame(300, shift=15))
+    for drift, needle in [({"numerical": "z"}, "numerical: 'z' does not apply to numerical features"),
+                          ({"per_feature": {"income": "chisquare"}}, "per_feature.income: 'chisquare'"),
+                          ({"per_feature": {"state": "ks"}}, "'ks' does not apply to categorical features"),
+                          ({"per_feature": {"nosuch": "ks"}}, "the baseline has no column 'nosuch'"),
+                          ({"thresholds": {"bogus": 0.2}}, "thresholds.bogus: neither a method"),
+                          ({"thresholds": {"wasserstein": -1}}, "thresholds.wasserstein: -1"),
+                          ({"thresholds": {"ks": 5}}, "p-values in [0, 1]")]:
+        r = client.post("/api/v1/analyses", headers=pub, data={"baseline_id": bid, "drift": json.dumps(drift)},
+                        files={"file": ("c.csv", current)})
+        assert_problem(r, 422, needle)
+        assert_problem(client.post("/api/v1/analyses", headers=pub, json={
+            "baseline_id": bid, "endpoint": "churn-prod", "start": "2026-11-20T10:00:00Z",
+            "end": "2026-11-20T11:00:00Z", "drift": drift}), 422, needle)
+        assert_problem(client.post("/api/v1/monitoring-schedules", headers=pub, json={
+            "name": "dq-bad", "endpoint": "churn-prod", "type": "DataQuality", "schedule": "hourly",
+            "baseline_id": bid, "drift": drift}), 422, needle)
+    assert client.get("/api/v1/analyses", headers=keys("viewer")).json()["total"] == 0   # nothing recorded
+    ok = client.post("/api/v1/analyses", headers=pub, files={"file": ("c.csv", current)}, data={
+        "baseline_id": bid, "drift": json.dumps({"per_feature": {"state": "chisquare"}, "thresholds": {"age": 0.2}})})
+    assert ok.status_code == 201, ok.text
+    r = client.post("/api/v1/monitoring-schedules", headers=pub, json={
+        "name": "dq", "endpoint": "churn-prod", "type": "DataQuality", "schedule": "hourly", "baseline_id": bid})
+    assert r.status_code == 201 and r.json()["next_run_at"] is not None
+    assert_problem(client.patch("/api/v1/monitoring-schedules/dq", headers=pub,
+                                json={"drift": {"per_feature": {"state": "ks"}}}), 422, "categorical")
+    assert_problem(client.post("/api/v1/monitoring-schedules", headers=pub, json={
+        "name": "dq-future", "endpoint": "churn-prod", "type": "DataQuality", "schedule": "hourly",
+        "baseline_id": bid, "window": {"start": "-PT1H", "end": "PT2H"}}), 422, "has not arrived yet")
+    stopped = client.post("/api/v1/monitoring-schedules/dq/stop", headers=pub)
+    assert stopped.status_code == 200 and stopped.json()["status"] == "Stopped", stopped.text
+    assert stopped.json()["next_run_at"] is None                            # before: the last fire time
+
+
 def test_drift_baseline_attachment_and_lineage(client, keys):
     create_group(client, keys("publisher"), "churn")
     register(client, keys("publisher"), "churn", 1)
