@@ -36,7 +36,9 @@ def store_key(store: ObjectStore, uri: str, what: str) -> str:
     key = store.key_of(uri.rstrip("/"))
     if key is None:
         raise Invalid(f"{what} {uri} is outside mlgov's object store ({store.root_uri}…)",
-                      fix=f"use a URI under {store.root_uri}")
+                      fix=f"use a URI under {store.root_uri}" if store.root_uri.startswith("s3://") else
+                      "SageMaker's API takes s3:// URIs only, and this server keeps its files in a local folder: "
+                      "run it on an S3 store (MLGOV_STORE_URL=s3://bucket/prefix) and use URIs under that")
     return key
 
 

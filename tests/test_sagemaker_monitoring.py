@@ -743,3 +743,15 @@ def test_stop_processing_job(sm: SageMaker, live_db: Database) -> None:
     events = httpx.get(f"{sm.url}/api/v1/audit/events", params={"action": "execution.stopped"},
                        headers=sm.headers["root"], timeout=60).json()["items"]
     assert [(e["subject_id"], e["actor"]) for e in events] == [(waiting, "pat")]
+
+
+def test_a_local_store_says_sagemakers_calls_need_an_s3_one(tmp_path):
+    """On `make run`'s local store, the fix said "use a URI under file://…", which SageMaker's own request
+    validation then refuses (its URIs are s3:// or https://): it now says an S3 store is what these calls need."""
+    from mlgov.errors import Invalid
+    from mlgov.storage import LocalStore
+    from monitor.definitions import store_key
+
+    with pytest.raises(Invalid) as exc:
+        store_key(LocalStore(tmp_path), "s3://bucket/data.csv", "the dataset URI")
+    assert "MLGOV_STORE_URL=s3://" in (exc.value.fix or "") and "file://" not in (exc.value.fix or "")
