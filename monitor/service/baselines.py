@@ -67,6 +67,12 @@ def import_baseline(session: Session, store: ObjectStore, *, statistics: bytes, 
                     name: str | None, actor: Principal) -> Baseline:
     stats = inputs.loads(statistics, "statistics")
     constr = inputs.loads(constraints, "constraints")
+    if not isinstance(stats, dict) or not isinstance(stats.get("dataset"), dict) or \
+            "item_count" not in stats["dataset"]:
+        swapped = isinstance(stats, dict) and "monitoring_config" in stats
+        raise Invalid("the statistics part has no dataset.item_count, which every statistics.json holds" +
+                      (": it looks like a constraints.json (are the two parts swapped?)" if swapped else ""),
+                      fix="send statistics.json as the `statistics` part and constraints.json as `constraints`")
     if isinstance(stats, dict) and isinstance(stats.get("features"), list):
         documents.validate_statistics(stats)
     if isinstance(constr, dict) and isinstance(constr.get("features"), list):
@@ -166,11 +172,30 @@ def update_constraints(session: Session, store: ObjectStore, baseline_id: str, b
                       fix="compute a new baseline instead")
     new = documents.validate_constraints(inputs.loads(body, "constraints.json"), row.kind)
     old = json.loads(store.get(f"{row.prefix}/constraints.json"))
+    if row.kind == "DataQuality":
+        _same_columns(old, new)
     store.put(f"{row.prefix}/constraints.json", layout.dumps(new), "application/json")
     audit.record(session, actor=actor.name, action="baseline.constraints_updated", subject_type="baseline",
                  subject_id=row.id, before={"monitoring_config": old.get("monitoring_config")},
                  after={"monitoring_config": new.get("monitoring_config")})
     return dict(new)
+
+
+def _same_columns(old: dict[str, Any], new: dict[str, Any]) -> None:
+    """Edited data-quality constraints name the baseline's columns (a renamed or invented one would leave the
+    real column unchecked and check one that never arrives) and keep thresholds >= 0."""
+    known = [f.get("name") for f in old.get("features") or [] if isinstance(f, dict)]
+    unknown = [f.get("name") for f in new.get("features") or [] if isinstance(f, dict) and f.get("name") not in known]
+    if unknown:
+        raise Invalid(f"constraints.json names {', '.join(repr(n) for n in unknown[:10])}, which the baseline has no "
+                      f"column of (its columns: {', '.join(repr(n) for n in known[:20])})",
+                      fix="edit the constraints of the baseline's own columns (GET …/constraints.json first)")
+    dist = ((new.get("monitoring_config") or {}).get("distribution_constraints") or {})
+    for key in ("comparison_threshold", "categorical_comparison_threshold"):
+        value = dist.get(key)
+        if isinstance(value, int | float) and not isinstance(value, bool) and value < 0:
+            raise Invalid(f"monitoring_config.distribution_constraints.{key} is {value}; a distance threshold is "
+                          ">= 0 (every distance would exceed a negative one)", fix="use a threshold such as 0.1")
 
 
 def gx_suite(session: Session, store: ObjectStore, baseline_id: str) -> dict[str, Any]:

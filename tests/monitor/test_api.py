@@ -112,6 +112,20 @@ def test_baseline_from_store_uri_and_constraint_edits(client, keys, app):
                               headers=pub), 422, "features")
     assert client.put(f"/api/v1/baselines/{bid}/constraints.json", content=b"{}",
                       headers=keys("viewer")).status_code == 403
+    # a renamed column (its real one then unchecked) and a negative threshold (every distance exceeds it): refused
+    renamed = json.loads(json.dumps(cons))
+    renamed["features"][0]["name"] = "nosuch"
+    negative = json.loads(json.dumps(cons))
+    negative["monitoring_config"]["distribution_constraints"]["comparison_threshold"] = -0.5
+    for doc, needle in ((renamed, "names 'nosuch', which the baseline has no column of"), (negative, "is -0.5")):
+        assert_problem(client.put(f"/api/v1/baselines/{bid}/constraints.json", content=json.dumps(doc),
+                                  headers=pub), 422, needle)
+    assert client.get(f"/api/v1/baselines/{bid}/constraints.json", headers=pub).json() == again
+    # the two files of an import swapped: refused, where it made a baseline that checked nothing
+    stats = client.get(f"/api/v1/baselines/{bid}/statistics.json", headers=pub).content
+    assert_problem(client.post("/api/v1/baselines", headers=pub, files={
+        "statistics": ("constraints.json", json.dumps(cons)), "constraints": ("statistics.json", stats)}),
+        422, "are the two parts swapped?")
 
 
 def test_analysis_of_an_uploaded_file(client, keys):
