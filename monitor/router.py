@@ -418,7 +418,8 @@ def create_schedule(body: ScheduleCreate, session: SessionDep, actor: Writer) ->
     return schedules.create(session, name=body.name, endpoint=body.endpoint, monitoring_type=body.type.root,
                             expression=body.schedule, baseline_id=body.baseline_id,
                             window_start=body.window.get("start", "-PT1H"), window_end=body.window.get("end", "PT0S"),
-                            drift=body.drift.model_dump() if body.drift else None, alerting=body.alerting, actor=actor)
+                            drift=body.drift.model_dump() if body.drift else None,
+                            alerting=body.alerting.model_dump() if body.alerting else None, actor=actor)
 
 
 @router.get("/monitoring-schedules", response_model=SchedulePage)
@@ -444,7 +445,7 @@ def update_schedule(name: str, body: ScheduleUpdate, session: SessionDep, actor:
     if body.drift is not None:
         fields["drift"] = body.drift.model_dump()
     if body.alerting is not None:
-        fields["alerting"] = body.alerting
+        fields["alerting"] = body.alerting.model_dump()
     return schedules.update(session, name, fields, actor)
 
 

@@ -96,6 +96,21 @@ def _check_drift(session: Session, monitoring_type: str, baseline_id: str, drift
         service.check_drift(service.drift_config(drift), *reference)
 
 
+def _alerting(monitoring_type: str, alerting: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Alert rules (validated in shape by the API's schema) name checks of the schedule's type; each is stamped
+    with when it was set, as SageMaker's UpdateMonitoringAlert stamps it."""
+    if not alerting:
+        return alerting
+    checks = kinds.get(monitoring_type).checks
+    rules = alerting.get("rules") or {}
+    unknown = [c for c in rules if c not in checks]
+    if unknown:
+        raise Invalid(f"alerting.rules names {', '.join(repr(c) for c in unknown)}, not a check of a "
+                      f"{monitoring_type} schedule", fix=f"its checks: {', '.join(checks)}")
+    now = utcnow().isoformat()
+    return {**alerting, "rules": {c: {**r, "updated_at": r.get("updated_at") or now} for c, r in rules.items()}}
+
+
 def _fits(session: Session, kind: kinds.MonitorKind, base: service.Baseline, endpoint: str) -> None:
     if kind.fits_endpoint is not None:
         ep = service.get_endpoint(session, endpoint)
@@ -115,6 +130,7 @@ def create(session: Session, *, name: str, endpoint: str, monitoring_type: str, 
     service.get_endpoint(session, endpoint)
     check_baseline(session, monitoring_type, baseline_id, endpoint)
     _check_drift(session, monitoring_type, baseline_id, drift)
+    alerting = _alerting(monitoring_type, alerting)
     if session.scalar(select(Schedule.id).where(Schedule.name == name)) is not None:
         raise Conflict(f"monitoring schedule {name!r} already exists", fix="pick another name or update it")
     now = now or utcnow()
@@ -187,6 +203,8 @@ def update(session: Session, name: str, fields: dict[str, Any], actor: Principal
         check_baseline(session, row.type, fields["baseline_id"], row.endpoint)
     if "baseline_id" in fields or "drift" in fields:
         _check_drift(session, row.type, fields.get("baseline_id", row.baseline_id), fields.get("drift", row.drift))
+    if "alerting" in fields:
+        fields = {**fields, "alerting": _alerting(row.type, fields["alerting"])}
     before = {k: getattr(row, k) for k in fields}
     for k, v in fields.items():
         setattr(row, k, v)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Any, Literal, get_args
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, RootModel, StrictFloat, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, RootModel, StrictFloat, StrictInt, model_validator
 from pydantic_core import PydanticCustomError
 
 from mlgov.api import Page
@@ -164,6 +164,25 @@ SCHEDULE_FORMS = ("when it runs, in UTC: 5-field cron ('*/5 * * * *'), 'hourly',
                   "day field ('cron(0 * ? * * *)'), or 'NOW' (once, at once; the schedule then stops)")
 
 
+class AlertRule(Strict):
+    """SageMaker's M-of-N rule: in alert while ``datapoints`` of the last ``period`` judged runs breached."""
+
+    datapoints: StrictInt = Field(ge=1, le=1000)
+    period: StrictInt = Field(ge=1, le=1000)
+
+    @model_validator(mode="after")
+    def _m_of_n(self) -> AlertRule:
+        if self.datapoints > self.period:
+            raise ValueError(f"{self.datapoints} datapoints to alert cannot exceed the evaluation period of "
+                             f"{self.period}")
+        return self
+
+
+class Alerting(Strict):
+    rules: dict[str, AlertRule] = Field(default_factory=dict, description="check name (of the schedule's type) "
+                                        "→ rule; a check without one alerts when the latest run breached it")
+
+
 class ScheduleCreate(Strict):
     name: str = Field(min_length=1, max_length=63, pattern=r"^[a-zA-Z0-9](-*[a-zA-Z0-9])*$")
     endpoint: str = Field(min_length=1, max_length=63)
@@ -173,7 +192,7 @@ class ScheduleCreate(Strict):
     window: dict[Literal["start", "end"], str] = Field(default_factory=dict,
                                                        description="ISO-8601 offsets, default -PT1H … PT0S")
     drift: DriftSettings | None = None
-    alerting: dict[str, Any] | None = None
+    alerting: Alerting | None = None
 
 
 class ScheduleUpdate(Strict):
@@ -182,7 +201,7 @@ class ScheduleUpdate(Strict):
                                     description="another baseline of the schedule's type that fits its endpoint")
     window: dict[Literal["start", "end"], str] | None = None
     drift: DriftSettings | None = None
-    alerting: dict[str, Any] | None = None
+    alerting: Alerting | None = None
 
 
 class ScheduleRead(BaseModel):

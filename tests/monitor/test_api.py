@@ -356,6 +356,16 @@ def test_drift_settings_that_cannot_apply_are_refused_before_anything_runs(clien
     assert_problem(client.post("/api/v1/monitoring-schedules", headers=pub, json={
         "name": "dq-future", "endpoint": "churn-prod", "type": "DataQuality", "schedule": "hourly",
         "baseline_id": bid, "window": {"start": "-PT1H", "end": "PT2H"}}), 422, "has not arrived yet")
+    # alert rules: SageMaker's M-of-N shape and the schedule's own checks (a malformed one made the SageMaker
+    # API's ListMonitoringAlerts answer 500)
+    for alerting, needle in [({"rules": {"baseline_drift_check": {"datapoints": "many", "period": 0}}}, "datapoints"),
+                             ({"rules": {"baseline_drift_check": {"datapoints": 3, "period": 2}}}, "cannot exceed"),
+                             ({"rules": {"nosuch_check": {"datapoints": 1, "period": 2}}}, "'nosuch_check'"),
+                             ({"foo": 1}, "foo")]:
+        assert_problem(client.patch("/api/v1/monitoring-schedules/dq", headers=pub, json={"alerting": alerting}),
+                       422, needle)
+    assert client.patch("/api/v1/monitoring-schedules/dq", headers=pub, json={
+        "alerting": {"rules": {"baseline_drift_check": {"datapoints": 2, "period": 3}}}}).status_code == 200
     stopped = client.post("/api/v1/monitoring-schedules/dq/stop", headers=pub)
     assert stopped.status_code == 200 and stopped.json()["status"] == "Stopped", stopped.text
     assert stopped.json()["next_run_at"] is None                            # before: the last fire time
