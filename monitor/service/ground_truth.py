@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import json
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,7 +21,7 @@ from mlgov.errors import Invalid
 from mlgov.storage import ObjectStore
 from monitor import capture, compute
 from monitor.errors import PartitionGone
-from monitor.orm import CaptureBatch, CaptureEvent, Endpoint, GroundTruth
+from monitor.orm import Baseline, CaptureBatch, CaptureEvent, Endpoint, GroundTruth, Schedule
 from monitor.service.endpoints import (
     batches_present,
     get_endpoint,
@@ -64,6 +65,29 @@ _CAPTURED_INFERENCE = present_keys(CaptureEvent.inference_id, CaptureEvent.endpo
 _CAPTURED_EVENT = present_keys(CaptureEvent.event_id, CaptureEvent.endpoint_id)
 
 
+def _judged_as(session: Session, ep: Endpoint) -> list[str]:
+    """The problem types the endpoint's model-quality schedules judge its labels as."""
+    return sorted(set(session.scalars(select(Baseline.problem_type).join(Schedule, Schedule.baseline_id == Baseline.id)
+                                      .where(Schedule.endpoint == ep.name, Schedule.type == "ModelQuality",
+                                             Baseline.problem_type.is_not(None)))))
+
+
+def _readable_as(label: str, problem: str) -> None:
+    """A label a model-quality run of ``problem`` can use (as `model_quality` reads it): once stored, a label
+    cannot be replaced (a resend is a duplicate), and one it cannot read fails every run of its window."""
+    if problem == "MulticlassClassification":
+        return
+    try:
+        number = float(label)
+        usable = math.isfinite(number) and (problem != "BinaryClassification" or int(number) in (0, 1))
+    except ValueError:
+        usable = False
+    if not usable:
+        raise capture.RecordError(
+            f"label {label!r} is not {'0 or 1' if problem == 'BinaryClassification' else 'a number'}, as this "
+            f"endpoint's {problem} model-quality schedules read labels")
+
+
 def ingest_ground_truth(session: Session, store: ObjectStore, endpoint: str, body: bytes,
                         content_type: str) -> dict[str, Any]:
     """Labels, stored hour-partitioned by arrival (as SageMaker does); unknown ids are kept and reported."""
@@ -74,11 +98,14 @@ def ingest_ground_truth(session: Session, store: ObjectStore, endpoint: str, bod
         raise Invalid(str(exc), fix="send SageMaker ground-truth records") from None
     rejected: list[dict[str, Any]] = []
     good: list[tuple[str, str, Any]] = []
+    problems = _judged_as(session, ep)
     for i, item in enumerate(items):
         try:
             if isinstance(item, capture.RecordError):
                 raise item
             eid, label = _gt_label(item)
+            for problem in problems:
+                _readable_as(label, problem)
             good.append((eid, label, item))
         except capture.RecordError as exc:
             rejected.append({"index": i, "reason": str(exc)})

@@ -468,6 +468,29 @@ def gt_record(event_id: str, label: str, enc: str = "CSV") -> dict:
             "eventVersion": "0"}
 
 
+def test_labels_a_model_quality_schedule_cannot_read_are_rejected(client, keys):
+    """From a new-user trial: "banana" and 7 were accepted as labels of a binary model; every model-quality run
+    of their window then Failed, and resending the right label was a duplicate, so the window stayed broken.
+    Once the endpoint has a model-quality schedule, a label its problem type cannot read is a rejected record."""
+    _endpoint(client, keys)
+    pub, ing = keys("publisher"), keys("ingest")
+    val = pd.DataFrame({"label": [0, 1] * 50, "prediction": [0, 1] * 50})
+    mq = client.post("/api/v1/baselines", headers=pub, data={
+        "type": "ModelQuality", "problem_type": "BinaryClassification", "label": "label", "prediction": "prediction"},
+        files={"file": ("val.csv", csv_bytes(val))}).json()["id"]
+    before = client.post("/api/v1/endpoints/churn-prod/ground-truth", json=[gt_record("early", "banana")],
+                         headers=ing).json()
+    assert before["accepted"] == 1          # no schedule says how labels are read yet: kept as sent
+    r = client.post("/api/v1/monitoring-schedules", headers=pub, json={
+        "name": "mq", "endpoint": "churn-prod", "type": "ModelQuality", "schedule": "hourly", "baseline_id": mq})
+    assert r.status_code == 201, r.text
+    g = client.post("/api/v1/endpoints/churn-prod/ground-truth", headers=ing, json=[
+        gt_record("a", "1"), gt_record("b", '"banana"', "JSON"), gt_record("c", "7"), gt_record("d", "0.0")]).json()
+    assert g["accepted"] == 2 and [x["index"] for x in g["rejected"]] == [1, 2]
+    assert "label 'banana' is not 0 or 1" in g["rejected"][0]["reason"]
+    assert "BinaryClassification model-quality schedules" in g["rejected"][1]["reason"]
+
+
 def test_ground_truth_and_model_quality(client, keys):
     _endpoint(client, keys)
     pub, ing = keys("publisher"), keys("ingest")
