@@ -414,9 +414,14 @@ def test_constraints_with_wrong_types_refused(client: Any, app: Any, db: Any, wo
 def test_sagemaker_constraints_still_accepted(client: Any, world: dict[str, Any]) -> None:
     from pathlib import Path
 
-    url = f"{API}/baselines/{world['baseline']}/constraints.json"
-    fixture = Path(__file__).resolve().parent / "fixtures" / "sagemaker" / "data_quality_constraints_suggested.json"
+    fixtures = Path(__file__).resolve().parent / "fixtures" / "sagemaker"
+    fixture = fixtures / "data_quality_constraints_suggested.json"
     doc = json.loads(fixture.read_bytes())
+    imported = client.post(f"{API}/baselines", headers=world["pub"], files={   # a baseline of the same columns
+        "statistics": ("statistics.json", (fixtures / "data_quality_statistics.json").read_bytes()),
+        "constraints": ("constraints.json", fixture.read_bytes())})
+    assert imported.status_code == 201, imported.text
+    url = f"{API}/baselines/{imported.json()['id']}/constraints.json"
     r = client.put(url, json=doc, headers=world["pub"])
     assert r.status_code == 200, r.text
     assert client.get(url, headers=world["pub"]).json()["features"] == doc["features"]

@@ -223,7 +223,13 @@ def test_webhooks_deliver_in_order_per_subscription(live_db, tmp_path):
             assert {_seq(m) for m in stuck.received} == {1}   # 2 and 3 wait behind the failing 1
             stuck.fail_if = None
             _wait(lambda: sum(m["status"] == 204 for m in stuck.received) == 3)
-            stored = c.get(f"/api/v1/webhooks/{ids[0]}/deliveries", headers=keys["admin"]).json()
+
+            def stored_deliveries() -> list[dict]:
+                return list(c.get(f"/api/v1/webhooks/{ids[0]}/deliveries", headers=keys["admin"]).json())
+
+            # the receiver's 204 comes before the dispatcher records the delivery (CI once read it in between)
+            _wait(lambda: all(d["status"] == "delivered" for d in stored_deliveries()))
+            stored = stored_deliveries()
     finally:
         stuck.down()
         healthy.down()
