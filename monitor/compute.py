@@ -170,7 +170,7 @@ def _summarise(location: Location, part: Part, read: Read, fn: Summariser, extra
         for g in groups:
             table = pf.read_row_group(g, columns=names + extra_time)
             if read.text:
-                table = _as_text(table, read.text)
+                table = as_text(table, read.text)
             if timed:
                 table = _in_window(table, read)
                 if extra_time:
@@ -180,7 +180,9 @@ def _summarise(location: Location, part: Part, read: Read, fn: Summariser, extra
         return out if out is not None else fn(pf.schema_arrow.empty_table().select(names), *extra)
 
 
-def _as_text(table: pa.Table, columns: frozenset[str]) -> pa.Table:
+def as_text(table: pa.Table, columns: frozenset[str]) -> pa.Table:
+    """``table`` with those of ``columns`` it holds as numbers cast to text (as Arrow writes numbers): a window's
+    column numeric in one capture batch and text in another, read alike by the local and the cluster path."""
     return table.cast(pa.schema([pa.field(f.name, pa.string()) if f.name in columns and not pa.types.is_string(
         f.type) and not pa.types.is_null(f.type) else f for f in table.schema]))
 

@@ -40,7 +40,7 @@ from mlgov.db import (
 )
 from mlgov.errors import Conflict, Invalid, NotFound
 from mlgov.storage import ObjectStore
-from monitor import capture, layout
+from monitor import capture, compute, layout
 from monitor.errors import EndpointNotFound, PartitionGone
 from monitor.orm import CaptureBatch, CaptureEvent, Endpoint, RetrainingTrigger, VersionBaseline
 from registry import service as registry
@@ -480,12 +480,8 @@ def _as_text_where_mixed(tables: list[pa.Table]) -> list[pa.Table]:
         for f in t.schema:
             if not pa.types.is_null(f.type):
                 kinds.setdefault(f.name, set()).add(pa.types.is_string(f.type))
-    mixed = {name for name, k in kinds.items() if len(k) > 1}
-    if not mixed:
-        return tables
-    return [t.cast(pa.schema(
-        [pa.field(f.name, pa.string()) if f.name in mixed and not pa.types.is_string(f.type) else f
-         for f in t.schema])) for t in tables]
+    mixed = frozenset(name for name, k in kinds.items() if len(k) > 1)
+    return [compute.as_text(t, mixed) for t in tables] if mixed else tables
 
 
 def captured_count(session: Session, endpoint: str) -> int:
