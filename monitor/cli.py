@@ -238,14 +238,19 @@ def endpoints_capture(ctx: typer.Context, name: str, files: Files, batch: Batch 
 
 @endpoints_app.command("ground-truth")
 def endpoints_ground_truth(ctx: typer.Context, name: str, files: Files, batch: Batch = 1000,
+                           replace: Annotated[bool, typer.Option(
+                               "--replace", help="a different label replaces one already stored (a correction, "
+                               "audited); otherwise a resent id is a duplicate")] = False,
                            json_out: JsonOut = False) -> None:
     """Send ground-truth labels for captured requests (SageMaker's records, keyed by inferenceId or eventId)."""
     with sdk(ctx) as api:
-        tally = upload_records(_record_files(files), batch, ("accepted", "duplicates", "unmatched"),
-                               "sending ground truth", lambda data: api.upload_ground_truth(name, data).model_dump(),
+        tally = upload_records(_record_files(files), batch, ("accepted", "replaced", "duplicates", "unmatched"),
+                               "sending ground truth",
+                               lambda data: api.upload_ground_truth(name, data, replace=replace).model_dump(),
                                _sdk_refusal)
     finish(tally.outcome("stored", files=len(files)),
-           message("accepted={accepted} duplicates={duplicates} unmatched={unmatched} rejected={rejected}"), json_out)
+           message("accepted={accepted} replaced={replaced} duplicates={duplicates} unmatched={unmatched} "
+                   "rejected={rejected}"), json_out)
 
 
 @endpoints_app.command("summary")

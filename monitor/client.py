@@ -130,16 +130,17 @@ def _added(total: Result, batch: Result, offset: int) -> Result:
 
 
 def _post_records(call: Call, endpoint: str, records: Sequence[Mapping[str, Any]] | bytes | str | os.PathLike[str],
-                  result: type[Result], batch_size: int, progress: Progress | None) -> Result:
+                  result: type[Result], batch_size: int, progress: Progress | None,
+                  params: Mapping[str, Any] | None = None) -> Result:
     """A records document as it is, or a list of records ``batch_size`` at a time, the answers added up."""
     if isinstance(records, bytes | str | os.PathLike):
         data, ctype = _document_body(records)
-        return call.model(result, {"name": endpoint}, content=data, content_type=ctype)
+        return call.model(result, {"name": endpoint}, content=data, content_type=ctype, params=params)
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
 
     def send(start: int) -> Result:
-        answer = call.model(result, {"name": endpoint}, json=list(records[start:start + batch_size]))
+        answer = call.model(result, {"name": endpoint}, json=list(records[start:start + batch_size]), params=params)
         if progress:
             progress(min(start + batch_size, len(records)), len(records))
         return answer
@@ -308,13 +309,15 @@ class MonitorClient(BaseClient):
 
     @route("POST", "/api/v1/endpoints/{name}/ground-truth")
     def upload_ground_truth(self, call: Call, endpoint: str, labels: Records | Mapping[str, Any], *,
-                            label: str = "label", batch_size: int = 5000,
+                            label: str = "label", batch_size: int = 5000, replace: bool = False,
                             progress: Progress | None = None) -> GroundTruthResult:
         """Labels for captured requests (ingest or admin key): SageMaker ground-truth records, ``{inference id:
-        label}``, or a DataFrame (see ``ground_truth_records``), ``batch_size`` at a time."""
+        label}``, or a DataFrame (see ``ground_truth_records``), ``batch_size`` at a time. ``replace``: a different
+        label replaces one already stored (audited), instead of counting as a duplicate."""
         if isinstance(labels, pd.DataFrame | Mapping):
             labels = ground_truth_records(labels, label=label)
-        return _post_records(call, endpoint, labels, GroundTruthResult, batch_size, progress)
+        return _post_records(call, endpoint, labels, GroundTruthResult, batch_size, progress,
+                             {"replace": "true"} if replace else None)
 
     @route("POST", "/api/v1/endpoints/{name}/performance-estimate")
     def estimate_performance(self, call: Call, endpoint: str, start: Time, end: Time,

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from typing import Annotated, Any, Literal
 
-from fastapi import Depends, Request, Response
+from fastapi import Depends, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -389,11 +390,15 @@ async def capture(name: str, request: Request, session: ReadSessionDep, store: S
 
 
 @router.post("/endpoints/{name}/ground-truth", response_model=GroundTruthResult, openapi_extra=_RECORDS)
-async def ground_truth(name: str, request: Request, session: SessionDep, store: StoreDep, _: Ingester) -> Any:
+async def ground_truth(name: str, request: Request, session: SessionDep, store: StoreDep, principal: Ingester,
+                       replace: Annotated[bool, Query(description=(
+                           "replace labels already stored for these ids (a correction; audited, the old labels "
+                           "kept in the store); otherwise a resent id is a duplicate"))] = False) -> Any:
     """SageMaker ground-truth records (groundTruthData, eventMetadata.eventId) as a JSON array or JSON Lines."""
     body = await request.body()
-    return await run_in_threadpool(service.ingest_ground_truth, session, store, name, body,
-                                   request.headers.get("content-type", JSON_TYPE))
+    return await run_in_threadpool(functools.partial(
+        service.ingest_ground_truth, session, store, name, body, request.headers.get("content-type", JSON_TYPE),
+        replace=replace, actor=principal))
 
 
 @router.post("/endpoints/{name}/performance-estimate")

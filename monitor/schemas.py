@@ -146,7 +146,9 @@ class EndpointRead(BaseModel):
 
 class GroundTruthResult(BaseModel):
     accepted: int
-    duplicates: int
+    replaced: int = Field(0, description="stored labels replaced by a different one (only with replace=true)")
+    duplicates: int = Field(description="ids already labelled (with replace=true: with the same label), or repeated "
+                                        "in the upload")
     rejected: list[dict[str, Any]]
     unmatched: int = Field(description="labels whose id matches no captured request yet (kept, not dropped)")
     unmatched_ids: list[str]

@@ -7,15 +7,18 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import hashlib
 import json
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import pandas as pd
-from sqlalchemy import and_, func, select
+from sqlalchemy import Table, and_, bindparam, func, select, update
 from sqlalchemy.orm import Session
 
+from mlgov import audit
+from mlgov.auth import Principal
 from mlgov.db import chunks, keys_present, new_id, present_keys, utcnow
 from mlgov.errors import Invalid
 from mlgov.storage import ObjectStore
@@ -73,8 +76,8 @@ def _judged_as(session: Session, ep: Endpoint) -> list[str]:
 
 
 def _readable_as(label: str, problem: str) -> None:
-    """A label a model-quality run of ``problem`` can use (as `model_quality` reads it): once stored, a label
-    cannot be replaced (a resend is a duplicate), and one it cannot read fails every run of its window."""
+    """A label a model-quality run of ``problem`` can use (as `model_quality` reads it): one it cannot read fails
+    every run of its window until it is replaced."""
     if problem == "MulticlassClassification":
         return
     try:
@@ -88,9 +91,13 @@ def _readable_as(label: str, problem: str) -> None:
             f"endpoint's {problem} model-quality schedules read labels")
 
 
-def ingest_ground_truth(session: Session, store: ObjectStore, endpoint: str, body: bytes,
-                        content_type: str) -> dict[str, Any]:
-    """Labels, stored hour-partitioned by arrival (as SageMaker does); unknown ids are kept and reported."""
+def ingest_ground_truth(session: Session, store: ObjectStore, endpoint: str, body: bytes, content_type: str,
+                        *, replace: bool = False, actor: Principal | None = None) -> dict[str, Any]:
+    """Labels, stored hour-partitioned by arrival (as SageMaker does); unknown ids are kept and reported.
+
+    A label already stored is a duplicate, unless ``replace``: then a different label replaces it (a correction),
+    the labels it replaced are kept in the store and the replacement is audited, so results computed before stay
+    explainable. Analyses and runs after that read the new label."""
     ep = get_endpoint(session, endpoint)
     try:
         items = capture.split_body(body, content_type)
@@ -112,28 +119,64 @@ def ingest_ground_truth(session: Session, store: ObjectStore, endpoint: str, bod
     refuse_if_all_rejected(rejected, len(items), "ground-truth")
     lock_endpoint(session, ep)
     ids = list({g[0] for g in good})
-    known = keys_present(session, _LABELLED, ep.id, ids)
+    stored = _stored_labels(session, ep, ids) if replace else {}
+    known = set(stored) if replace else keys_present(session, _LABELLED, ep.id, ids)
     matched = keys_present(session, _CAPTURED_INFERENCE, ep.id, ids) | keys_present(session, _CAPTURED_EVENT, ep.id,
                                                                                      ids)
-    fresh, duplicates = [], 0
+    fresh: list[tuple[str, str, Any]] = []
+    changed: list[tuple[str, str, Any]] = []
+    seen: set[str] = set()
     for eid, label, raw in good:
-        if eid in known:
-            duplicates += 1
+        if eid in seen or (eid in known and stored.get(eid, label) == label):
             continue
-        known.add(eid)
-        fresh.append((eid, label, raw))
+        seen.add(eid)
+        (changed if eid in known else fresh).append((eid, label, raw))
     now = utcnow()
     hour = now.replace(minute=0, second=0, microsecond=0)
     unmatched = [eid for eid, _, _ in fresh if eid not in matched]
-    if fresh:
+    if fresh or changed:
         key = f"groundtruth/{ep.name}/{hour:%Y/%m/%d/%H}/{new_id()}.jsonl"
-        store.put(key, "".join(json.dumps(r, separators=(",", ":")) + "\n" for _, _, r in fresh).encode(),
+        store.put(key, "".join(json.dumps(r, separators=(",", ":")) + "\n" for _, _, r in fresh + changed).encode(),
                   "application/jsonl")
         session.add_all([GroundTruth(endpoint_id=ep.id, event_id=eid, label=label, arrived_hour=hour, object_key=key,
                                      created_at=now) for eid, label, _ in fresh])
+        if changed:
+            _replace(session, store, ep, {eid: (stored[eid], label) for eid, label, _ in changed}, key, hour, actor)
         session.flush()
-    return {"accepted": len(fresh), "duplicates": duplicates, "rejected": rejected,
-            "unmatched": len(unmatched), "unmatched_ids": unmatched[:100]}
+    return {"accepted": len(fresh), "replaced": len(changed), "duplicates": len(good) - len(fresh) - len(changed),
+            "rejected": rejected, "unmatched": len(unmatched), "unmatched_ids": unmatched[:100]}
+
+
+def _stored_labels(session: Session, ep: Endpoint, ids: list[str]) -> dict[str, str]:
+    found: dict[str, str] = {}
+    for chunk in chunks(ids):
+        rows = session.execute(select(GroundTruth.event_id, GroundTruth.label)
+                               .where(GroundTruth.endpoint_id == ep.id, GroundTruth.event_id.in_(chunk)))
+        found.update((eid, label) for eid, label in rows)
+    return found
+
+
+AUDITED_IDS = 100
+
+
+def _replace(session: Session, store: ObjectStore, ep: Endpoint, labels: dict[str, tuple[str, str]], key: str,
+             hour: dt.datetime, actor: Principal | None) -> None:
+    """Stored labels → new ones (``labels``: id → (old, new)). Every old label goes to a file beside the new
+    records, and the audit event holds that file's SHA-256, so the chain vouches for what was replaced."""
+    superseded = "".join(json.dumps({"eventId": eid, "label": old}, separators=(",", ":")) + "\n"
+                         for eid, (old, _) in labels.items()).encode()
+    kept = f"groundtruth-replaced/{ep.name}/{hour:%Y/%m/%d/%H}/{new_id()}.jsonl"
+    store.put(kept, superseded, "application/jsonl")
+    table = cast(Table, GroundTruth.__table__)
+    session.execute(update(table).where(table.c.endpoint_id == ep.id, table.c.event_id == bindparam("eid"))
+                    .values(label=bindparam("new"), arrived_hour=hour, object_key=key),
+                    [{"eid": eid, "new": new} for eid, (_, new) in labels.items()])
+    shown = list(labels.items())[:AUDITED_IDS]
+    audit.record(session, actor=actor.name if actor else "system", action="ground_truth.replaced",
+                 subject_type="endpoint", subject_id=ep.name,
+                 before={"labels": {eid: old for eid, (old, _) in shown}, "object_key": kept,
+                         "sha256": hashlib.sha256(superseded).hexdigest()},
+                 after={"replaced": len(labels), "labels": {eid: new for eid, (_, new) in shown}, "object_key": key})
 
 
 def window_labels(session: Session, ep: Endpoint, batches: list[CaptureBatch]) -> dict[str, str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import hashlib
 import io
 import json
 import uuid
@@ -468,16 +469,21 @@ def gt_record(event_id: str, label: str, enc: str = "CSV") -> dict:
             "eventVersion": "0"}
 
 
+def _binary_endpoint(client, keys) -> str:
+    """The churn-prod endpoint and a BinaryClassification model-quality baseline's id."""
+    _endpoint(client, keys)
+    val = pd.DataFrame({"label": [0, 1] * 50, "prediction": [0, 1] * 50})
+    return client.post("/api/v1/baselines", headers=keys("publisher"), data={
+        "type": "ModelQuality", "problem_type": "BinaryClassification", "label": "label", "prediction": "prediction"},
+        files={"file": ("val.csv", csv_bytes(val))}).json()["id"]
+
+
 def test_labels_a_model_quality_schedule_cannot_read_are_rejected(client, keys):
     """From a new-user trial: "banana" and 7 were accepted as labels of a binary model; every model-quality run
     of their window then Failed, and resending the right label was a duplicate, so the window stayed broken.
     Once the endpoint has a model-quality schedule, a label its problem type cannot read is a rejected record."""
-    _endpoint(client, keys)
     pub, ing = keys("publisher"), keys("ingest")
-    val = pd.DataFrame({"label": [0, 1] * 50, "prediction": [0, 1] * 50})
-    mq = client.post("/api/v1/baselines", headers=pub, data={
-        "type": "ModelQuality", "problem_type": "BinaryClassification", "label": "label", "prediction": "prediction"},
-        files={"file": ("val.csv", csv_bytes(val))}).json()["id"]
+    mq = _binary_endpoint(client, keys)
     before = client.post("/api/v1/endpoints/churn-prod/ground-truth", json=[gt_record("early", "banana")],
                          headers=ing).json()
     assert before["accepted"] == 1          # no schedule says how labels are read yet: kept as sent
@@ -489,6 +495,50 @@ def test_labels_a_model_quality_schedule_cannot_read_are_rejected(client, keys):
     assert g["accepted"] == 2 and [x["index"] for x in g["rejected"]] == [1, 2]
     assert "label 'banana' is not 0 or 1" in g["rejected"][0]["reason"]
     assert "BinaryClassification model-quality schedules" in g["rejected"][1]["reason"]
+
+
+def test_a_stored_label_is_replaced_only_on_request_and_the_replacement_is_audited(client, keys, app):
+    """From a new-user trial: a wrong label, once stored, could not be corrected (a resend was a duplicate), so
+    every model-quality result over its window stayed wrong. ``replace=true`` replaces it; the old labels are kept
+    in the store and the audit event vouches for them by hash."""
+    pub, ing = keys("publisher"), keys("ingest")
+    mq = _binary_endpoint(client, keys)
+    t0 = dt.datetime(2026, 11, 20, 10, 0, tzinfo=dt.UTC)
+    client.post("/api/v1/endpoints/churn-prod/capture", headers=ing,
+                json=[record(i, t0 + dt.timedelta(seconds=i), (30, 40.0, "CA")) for i in range(20)])
+    # every prediction reads as 0 here; the labels first sent say 1 for all, the right ones say 0 for all
+    wrong = [gt_record(f"inf-{i}", "1") for i in range(20)]
+    url = "/api/v1/endpoints/churn-prod/ground-truth"
+    assert client.post(url, json=wrong, headers=ing).json()["accepted"] == 20
+    window = {"type": "ModelQuality", "baseline_id": mq, "endpoint": "churn-prod",
+              "start": "2026-11-20T10:00:00Z", "end": "2026-11-20T11:00:00Z"}
+
+    def accuracy() -> float:
+        res = client.post("/api/v1/analyses", json=window, headers=pub).json()
+        st = client.get(f"/api/v1/analyses/{res['id']}/statistics.json", headers=pub).json()
+        return st["binary_classification_metrics"]["accuracy"]["value"]
+
+    assert accuracy() == 0.0
+    right = [gt_record(f"inf-{i}", "0") for i in range(20)]
+    plain = client.post(url, json=right, headers=ing).json()
+    assert (plain["accepted"], plain["replaced"], plain["duplicates"]) == (0, 0, 20)
+    assert accuracy() == 0.0                       # without replace, nothing changed
+    assert client.post(url, params={"replace": "true"}, json=right, headers=keys("viewer")).status_code == 403
+    fixed = client.post(url, params={"replace": "true"}, json=[*right[:15], gt_record("new", "0")],
+                        headers=ing).json()
+    assert (fixed["accepted"], fixed["replaced"], fixed["duplicates"], fixed["unmatched"]) == (1, 15, 0, 1)
+    assert accuracy() == 0.75
+    again = client.post(url, params={"replace": "true"}, json=right[:15], headers=ing).json()
+    assert (again["replaced"], again["duplicates"]) == (0, 15)    # the same label again replaces nothing
+    events = client.get("/api/v1/audit/events", params={"action": "ground_truth.replaced"},
+                        headers=keys("viewer")).json()["items"]
+    assert len(events) == 1
+    ev = events[0]
+    assert ev["actor"] == "test-ingest" and ev["subject_id"] == "churn-prod" and ev["after"]["replaced"] == 15
+    assert ev["before"]["labels"]["inf-3"] == "1" and ev["after"]["labels"]["inf-3"] == "0"
+    kept = app.state.get_store().get(ev["before"]["object_key"])
+    assert hashlib.sha256(kept).hexdigest() == ev["before"]["sha256"]
+    assert json.loads(kept.splitlines()[0]) == {"eventId": "inf-0", "label": "1"}
 
 
 def test_ground_truth_and_model_quality(client, keys):

@@ -211,6 +211,13 @@ def test_capture_over_the_api_exit_codes(cli: Cli, tmp_path: Path):
     gt = cli.invoke("endpoints", "ground-truth", "ep", str(jsonl(tmp_path / "gt.jsonl", labels)), "--json",
                     key="ingest")
     assert gt.code == 0 and json.loads(gt.stdout)["accepted"] == 3, gt.stderr
+    fixed = [{**r, "groundTruthData": {"data": "0", "encoding": "CSV"}} for r in labels[:2]]
+    resent = cli.invoke("endpoints", "ground-truth", "ep", str(jsonl(tmp_path / "fix.jsonl", fixed)), key="ingest")
+    assert resent.code == 0 and "replaced=0 duplicates=2" in resent.stdout, resent.stderr
+    replaced = cli.invoke("endpoints", "ground-truth", "ep", str(tmp_path / "fix.jsonl"), "--replace", "--json",
+                          key="ingest")
+    assert json.loads(replaced.stdout) == {"files": 1, "accepted": 0, "replaced": 2, "duplicates": 0, "unmatched": 0,
+                                           "rejected": 0}, replaced.stderr
 
     missing = cli.invoke("endpoints", "capture", "nope", str(mixed), key="ingest")
     assert missing.code == 3
