@@ -47,6 +47,18 @@ class ObjectStore(ABC):
     @abstractmethod
     def exists(self, key: str) -> bool: ...
 
+    def get_named(self, folder: str, name: str, owner: str) -> bytes:
+        """One of the files a stored result (``owner``: "ModelQuality analysis 1f2e…") keeps in ``folder``. A name it
+        never had is a 404 naming the ones it has, not a store path the caller never gave."""
+        try:
+            return self.get(f"{folder}/{name}")
+        except NotFound:
+            have = sorted(key.rsplit("/", 1)[-1] for key in self.list(f"{folder}/"))
+            if not have:
+                raise
+            raise NotFound(f"{owner} has no {name}", fix=f"ask for one of the files it has: {', '.join(have)}") \
+                from None
+
     def list(self, prefix: str = "") -> Iterator[str]:
         return (key for key, _ in self.listed(prefix))
 

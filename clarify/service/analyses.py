@@ -270,7 +270,11 @@ def get_report(store: ObjectStore, analysis_id: str) -> StoredReport:
     if not analysis_id.isalnum():
         raise Invalid(f"{analysis_id!r} is not an analysis id",
                       fix="use the X-Mlgov-Analysis-Id of a Clarify response")
-    analysis = json.loads(store.get(f"clarify/{analysis_id}/analysis.json"))
+    try:
+        analysis = json.loads(store.get(f"clarify/{analysis_id}/analysis.json"))
+    except NotFound:
+        raise NotFound(f"no Clarify analysis {analysis_id!r}",
+                       fix="use the X-Mlgov-Analysis-Id of a Clarify response") from None
     verdict = json.loads(store.get(f"clarify/{analysis_id}/verdict.json")) \
         if store.exists(f"clarify/{analysis_id}/verdict.json") else None
     return StoredReport(id=analysis_id, analysis=analysis, verdict=verdict)

@@ -240,7 +240,8 @@ def violations_of(store: ObjectStore, row: Analysis) -> list[dict[str, Any]]:
 
 
 def analysis_file(session: Session, store: ObjectStore, analysis_id: str, name: str) -> bytes:
-    return store.get(f"{get_analysis(session, analysis_id).prefix}/{name}")
+    row = get_analysis(session, analysis_id)
+    return store.get_named(row.prefix, name, f"{row.kind} analysis {analysis_id}")
 
 
 def analysis_summary(session: Session, store: ObjectStore, row: Analysis) -> dict[str, Any]:

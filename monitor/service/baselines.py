@@ -147,7 +147,8 @@ def list_baselines(session: Session, limit: int, offset: int) -> tuple[list[Base
 
 
 def baseline_file(session: Session, store: ObjectStore, baseline_id: str, name: str) -> bytes:
-    return store.get(f"{get_baseline(session, baseline_id).prefix}/{name}")
+    row = get_baseline(session, baseline_id)
+    return store.get_named(row.prefix, name, f"{row.kind} baseline {baseline_id}")
 
 
 def _document(body: bytes, what: str, items: str, key: tuple[str, ...], fix: str) -> dict[str, Any]:

@@ -230,6 +230,9 @@ def test_approval_policy_requires_a_passing_bias_report(client, keys, tmp_path):
     assert "Post-training (model) bias" in dom and 'id="verdict"' in dom and "failed" in dom
     assert "Difference in Positive Proportions in Predicted Labels (DPPL)" in dom
     assert_problem(client.get("/api/v1/clarify/reports/..%2Fetc", headers=keys("viewer")), 404)
+    unknown = assert_problem(client.get("/api/v1/clarify/reports/abc123", headers=keys("viewer")), 404,
+                             "no Clarify analysis 'abc123'", "X-Mlgov-Analysis-Id")
+    assert "store" not in unknown["detail"]
 
 
 def test_counts_from_partitions_merge_into_the_whole_datasets_analysis():

@@ -519,6 +519,12 @@ def test_a_stored_label_is_replaced_only_on_request_and_the_replacement_is_audit
         return st["binary_classification_metrics"]["accuracy"]["value"]
 
     assert accuracy() == 0.0
+    mq_run = client.get("/api/v1/analyses", params={"baseline_id": mq}, headers=pub).json()["items"][0]["id"]
+    missing = assert_problem(client.get(f"/api/v1/analyses/{mq_run}/drift.json", headers=pub), 404,
+                             f"ModelQuality analysis {mq_run} has no drift.json", "statistics.json")
+    assert "store" not in missing["detail"]
+    assert_problem(client.get(f"/api/v1/baselines/{mq}/expectations.json", headers=pub), 404,
+                   f"ModelQuality baseline {mq} has no expectations.json", "constraints.json")
     right = [gt_record(f"inf-{i}", "0") for i in range(20)]
     plain = client.post(url, json=right, headers=ing).json()
     assert (plain["accepted"], plain["replaced"], plain["duplicates"]) == (0, 0, 20)
