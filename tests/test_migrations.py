@@ -197,3 +197,46 @@ def test_0014_gives_each_version_its_own_lineage_node(kind, tmp_path):
         upgrade(url)
         assert upstream("credit-risk", 1) == shared | {"train-1", "s3://d/2025.csv", "credit-risk/1 BiasReport"}
         engine.dispose()
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+def test_0025_drops_alert_rules_the_reader_cannot_read(kind, tmp_path):
+    """Before writes checked `alerting`, a PATCH could store a rule like {"datapoints": "many"}, and reading it made
+    ListMonitoringAlerts answer 500 for everyone. The upgrade keeps the valid rules and drops the rest."""
+    import datetime as dt
+
+    from alembic import command
+    from sqlalchemy.orm import Session
+
+    from monitor import schedules
+    from monitor.orm import Baseline, Schedule
+    from tests.infra import upgrade
+
+    good = {"datapoints": 2, "period": 3, "updated_at": "2026-11-01T00:00:00+00:00"}
+    stored = {"ok": {"rules": {"data_type_check": good}},
+              "bad": {"rules": {"data_type_check": {"datapoints": "many", "period": 1}, "baseline_drift_check": good,
+                                "completeness_check": {"datapoints": 3, "period": 2}}},
+              "free": {"datapoints": "many"},
+              "listy": {"rules": [1, 2]},
+              "odd": ["x"],
+              "none": None}
+    now = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
+    with fresh_database(kind, tmp_path) as url:
+        upgrade(url)
+        command.downgrade(alembic_config(url), "0024_versions_by_update")
+        engine = make_engine(url, pooled=False)
+        with Session(engine) as s:
+            s.add(Baseline(id="b1", source="computed", prefix="baselines/b1", created_by="t"))
+            s.flush()
+            s.add_all([Schedule(name=name, endpoint="ep", type="DataQuality", expression="0 * * * *",
+                                baseline_id="b1", alerting=alerting, next_run_at=now, created_by="t")
+                       for name, alerting in stored.items()])
+            s.commit()
+        upgrade(url)
+        with Session(engine) as s:
+            found = {row.name: row.alerting for row in s.query(Schedule)}
+            assert found == {"ok": stored["ok"], "bad": {"rules": {"baseline_drift_check": good}},
+                             "free": {"rules": {}}, "listy": {"rules": {}}, "odd": None, "none": None}
+            for row in s.query(Schedule):
+                assert schedules.alert_rule(row, "data_type_check")["datapoints"] in (1, 2)
+        engine.dispose()
