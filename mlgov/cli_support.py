@@ -16,6 +16,12 @@ def database(*, at_head: bool = True) -> Database:
     reads or writes data opens it here (domain commands too); unless ``at_head`` is False, a database whose schema
     is not at this code's revision ends the command with the command that fixes it."""
     s = get_settings()
+    embedded = s.home / "mlgov.db"
+    if at_head and s.database_url is None and not embedded.exists():
+        # before anything is created: a command run in the wrong directory leaves no state (and audit key) there
+        raise CliError(f"no mlgov database here ({embedded.resolve()})",
+                       fix="run the command where `mlgov db upgrade` (or `make run`) made one, or set MLGOV_HOME or "
+                           "MLGOV_DATABASE_URL")
     private_dir(s.home)
     db = Database.from_settings(s)
     db.audit_chain = audit.chain_for(s, open_store(s))

@@ -27,6 +27,8 @@ def run(cwd: Path, *args: str, check: bool = True, **extra_env: str) -> subproce
 def test_fresh_directory_keys_serve_and_verify(tmp_path):
     refused = run(tmp_path, "keys", "create", "--name", "a", "--role", "viewer", check=False)
     assert refused.returncode != 0 and "mlgov db upgrade" in refused.stderr
+    assert "no mlgov database here" in refused.stderr
+    assert not (tmp_path / ".mlgov").exists()     # a command run in the wrong directory leaves nothing there
     run(tmp_path, "db", "upgrade")
     assert (tmp_path / ".mlgov" / "mlgov.db").exists()
     out = run(tmp_path, "keys", "create", "--name", "ci", "--role", "publisher").stdout.strip().splitlines()
