@@ -25,10 +25,9 @@ from monitor import compute, evidently_export, layout
 from monitor.engine import expectations
 from monitor.engine.analysis import DEFAULT_DRIFT_SHARE, AnalysisResult, DriftConfig, analyze, analyze_profiles
 from monitor.engine.partition import TableSummary
-from monitor.engine.stats import CategoricalSummary, NumericSummary
 from monitor.errors import AnalysisNotFound
 from monitor.orm import Analysis, Baseline
-from monitor.service.baselines import get_baseline
+from monitor.service.baselines import get_baseline, reference_columns
 from monitor.service.datasets import dataset_table
 from monitor.service.endpoints import get_endpoint, reread_if_compacted, window_batches, window_table
 
@@ -46,10 +45,21 @@ def reference_kinds(base: Baseline) -> tuple[set[str], set[str]] | None:
     """(numeric, categorical) columns of a data-quality baseline as its row records them; None for one recorded
     before they were."""
     s = base.settings or {}
-    if "columns" not in s or "numeric" not in s:
-        return None
-    numeric = set(s["numeric"])
-    return numeric, set(s["columns"]) - numeric - set(s.get("missing", []))
+    return _kinds(s) if "columns" in s and "numeric" in s else None
+
+
+def _kinds(columns: Mapping[str, Any]) -> tuple[set[str], set[str]]:
+    """(numeric, categorical) of `reference_columns`' record."""
+    numeric = set(columns["numeric"])
+    return numeric, set(columns["columns"]) - numeric - set(columns.get("missing", []))
+
+
+def _check_drift_early(base: Baseline, config: DriftConfig | None) -> None:
+    """`check_drift` before any data is read, from the columns the baseline's row records (a baseline recorded
+    before it recorded them is checked by `run_analysis`, from its files)."""
+    reference = reference_kinds(base)
+    if reference is not None:
+        check_drift(config, *reference)
 
 
 def drift_config(settings: Mapping[str, Any] | None) -> DriftConfig | None:
@@ -130,8 +140,8 @@ def run_analysis(session: Session, store: ObjectStore, *, baseline_id: str, acto
     if failure is not None or (table is None and summary is None):
         return record(violations=[], failure=failure or "no data")
     baseline = layout.load_profiles(store, base.prefix)
-    check_drift(config, {p.name for p in baseline if isinstance(p.summary, NumericSummary)},
-                {p.name for p in baseline if isinstance(p.summary, CategoricalSummary)})
+    if reference_kinds(base) is None:   # else the caller checked before reading the data (`_check_drift_early`)
+        check_drift(config, *_kinds(reference_columns(baseline)))
     constraints = json.loads(store.get(f"{base.prefix}/constraints.json"))
     meta: dict[str, Any] = {"baseline_id": base.id, "window": {"start": start.isoformat() if start else None,
                                                                "end": end.isoformat() if end else None}}
@@ -173,6 +183,7 @@ def analyze_file(session: Session, store: ObjectStore, *, baseline_id: str, data
     """An uploaded file against the baseline; on the compute cluster (stored first, then read by the workers)
     unless MLGOV_COMPUTE=local or it has fewer rows than MLGOV_COMPUTE_MIN_ROWS."""
     base = get_baseline(session, baseline_id)
+    _check_drift_early(base, config)
     table = dataset_table(data, fmt, header)
     run = functools.partial(run_analysis, session, store, baseline_id=baseline_id, actor=actor,
                             source="uri" if dataset_uri else "file", dataset_uri=dataset_uri, config=config)
@@ -189,9 +200,7 @@ def analyze_window(session: Session, store: ObjectStore, *, baseline_id: str, en
     if end <= start:
         raise Invalid(f"window end {end.isoformat()} is not after start {start.isoformat()}",
                       fix="give start < end (ISO-8601 times)")
-    reference = reference_kinds(base)
-    if reference is not None:   # before the window is read (a baseline without them: `run_analysis` checks)
-        check_drift(config, *reference)
+    _check_drift_early(base, config)
     ep = get_endpoint(session, endpoint)
     wanted = {f["name"] for f in json.loads(store.get(f"{base.prefix}/constraints.json")).get("features", [])}
     wanted |= {f["name"] for f in ep.schema["features"]}

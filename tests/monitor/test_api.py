@@ -320,7 +320,7 @@ def test_a_window_whose_batches_disagree_on_a_columns_type_is_analysed(client, k
             if v["constraint_check_type"] == "data_type_check"] == [("age", "data_type_check")]
 
 
-def test_drift_settings_that_cannot_apply_are_refused_before_anything_runs(client, keys):
+def test_drift_settings_that_cannot_apply_are_refused_before_anything_runs(client, keys, db):
     """From a new-user trial: `z` on a numeric column compared one value's share and called a mean shift of 1.5
     sd "no drift" (Evidently refuses it there); `ks` on a text column answered 500 from a file and failed every
     run of a schedule; a misspelt feature or threshold name and a negative threshold were silently used or
@@ -346,6 +346,14 @@ def test_drift_settings_that_cannot_apply_are_refused_before_anything_runs(clien
             "name": "dq-bad", "endpoint": "churn-prod", "type": "DataQuality", "schedule": "hourly",
             "baseline_id": bid, "drift": drift}), 422, needle)
     assert client.get("/api/v1/analyses", headers=keys("viewer")).json()["total"] == 0   # nothing recorded
+    from monitor.orm import Baseline
+    with db.session_scope() as s:     # as a baseline recorded before baselines recorded their columns
+        recorded, s.get(Baseline, bid).settings = s.get(Baseline, bid).settings, None
+    assert_problem(client.post("/api/v1/analyses", headers=pub, files={"file": ("c.csv", current)},
+                                data={"baseline_id": bid, "drift": json.dumps({"numerical": "z"})}), 422,
+                   "'z' does not apply to numerical features")    # checked from the baseline's files
+    with db.session_scope() as s:
+        s.get(Baseline, bid).settings = recorded
     ok = client.post("/api/v1/analyses", headers=pub, files={"file": ("c.csv", current)}, data={
         "baseline_id": bid, "drift": json.dumps({"per_feature": {"state": "chisquare"}, "thresholds": {"age": 0.2}})})
     assert ok.status_code == 201, ok.text
