@@ -17,6 +17,7 @@ from console import pdf
 from console.web import AuditorPage, attachment, page_of, render, templates
 from mlgov import audit, web
 from mlgov.auth import SessionDep
+from mlgov.db import as_utc
 from mlgov.errors import Invalid
 from registry import service as registry_service
 
@@ -36,7 +37,7 @@ def _time(value: str, field: str) -> dt.datetime | None:
         t = dt.datetime.fromisoformat(value)
     except ValueError:
         raise Invalid(f"{field} {value!r} is not a date and time", fix="use the form YYYY-MM-DDTHH:MM (UTC)") from None
-    return t.replace(tzinfo=dt.UTC) if t.tzinfo is None else t.astimezone(dt.UTC)
+    return as_utc(t)
 
 
 def _log(request: Request, session: Any, user: Any, *, actor: str, action: str, group: str, since: str, until: str,

@@ -47,6 +47,7 @@ from mlgov.errors import (
     Conflict,
     DomainError,
     Forbidden,
+    Invalid,
     MalformedJSON,
     NotFound,
     Unauthorized,
@@ -455,7 +456,13 @@ def user_context(name: str) -> dict[str, Any]:
 
 def from_epoch(value: float | None) -> dt.datetime | None:
     """A request timestamp (JSON 1.1 sends epoch seconds)."""
-    return dt.datetime.fromtimestamp(value, dt.UTC) if value is not None else None
+    if value is None:
+        return None
+    try:
+        return dt.datetime.fromtimestamp(value, dt.UTC)
+    except (OverflowError, OSError, ValueError):
+        raise Invalid(f"timestamp {value} is outside the years 1-9999",
+                      fix="give a time between 0001-01-01 and 9999-12-31 (epoch seconds)") from None
 
 
 def _json_default(value: Any) -> Any:

@@ -93,10 +93,17 @@ def utcnow() -> dt.datetime:
 
 
 def as_utc(value: dt.datetime | None) -> dt.datetime | None:
-    """Query-string times without an offset are taken as UTC."""
+    """A time a request gave, in UTC (one without an offset is taken as UTC). 0001-01-01T00:00+01:00 parses but
+    has no UTC time (nor can the database store it): a 422, not an OverflowError later."""
     if value is None:
         return None
-    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+    try:
+        return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+    except OverflowError:
+        from mlgov.errors import Invalid  # mlgov.errors imports this module
+
+        raise Invalid(f"time {value.isoformat()} is outside the years 1-9999 once converted to UTC",
+                      fix="give a time between 0001-01-01T00:00:00Z and 9999-12-31T23:59:59Z") from None
 
 
 # --- list queries: filter, then paginate ---------------------------------------------------------------------

@@ -41,7 +41,19 @@ from lineage import service as lineage
 from mlgov import audit, auth, events
 from mlgov.auth import DECIDERS, Principal, Role
 from mlgov.context import request_id_var
-from mlgov.db import chunks, equal, icontains, in_window, is_postgres, like, new_id, paginate, per_backend, utcnow
+from mlgov.db import (
+    as_utc,
+    chunks,
+    equal,
+    icontains,
+    in_window,
+    is_postgres,
+    like,
+    new_id,
+    paginate,
+    per_backend,
+    utcnow,
+)
 from mlgov.errors import Conflict, Forbidden, Invalid, NotFound
 from mlgov.storage import ObjectStore
 from registry.errors import (
@@ -1608,7 +1620,7 @@ def _typed(field: str, text: str) -> Any:
         except (ValueError, OverflowError, OSError):
             raise Invalid(f"{field} is a time; {text[:60]!r} is neither ISO-8601 nor epoch seconds",
                           fix="write e.g. 2026-01-31T12:00:00Z or 1769860800") from None
-        return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
+        return as_utc(when)
     return text
 
 

@@ -43,6 +43,8 @@ def test_verify_detects_edit_and_delete(client, keys, db, app):
     assert ok["ok"] is True and ok["checked"] >= 6
     console = signed_in(app, keys.plain["viewer"])     # the compliance page's chain fragment says the same
     assert "intact" in console.get("/console/audit/chain").text
+    early = console.get("/console/audit", params={"since": "0001-01-01T00:00:00+01:00"})   # was a 500
+    assert early.status_code == 422 and "outside the years 1-9999" in early.text
     with db.session_scope() as s:
         ids = list(s.scalars(select(AuditEvent.id).order_by(AuditEvent.seq)))
         edited, deleted = ids[-5], ids[-2]

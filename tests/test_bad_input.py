@@ -670,3 +670,29 @@ def test_lone_surrogates_in_capture_records_and_payloads_are_rejected_not_500(cl
     r = client.post(f"{API}/endpoints/ep/capture", json=[rec('[1, "C\\udc00"]', "e1")], headers=world["ingest"])
     assert "surrogate" in refused(r, 422, "surrogate")["rejected"][0]["reason"]
     assert snapshot(db, app) == before
+
+
+def time_query_routes(app: Any) -> list[tuple[str, str]]:
+    """(path, parameter) of every GET route taking a time as a query parameter (at, since, created_after …)."""
+    out = []
+    for rc in iter_route_contexts(app.routes):
+        if isinstance(rc.original_route, APIRoute) and "GET" in rc.methods and native(rc.path):
+            out += [(rc.path, f.alias) for f in rc.original_route.dependant.query_params
+                    if "datetime" in str(f.field_info.annotation)]
+    return out
+
+
+def test_times_with_no_utc_time_are_422_not_500(client: Any, app: Any, db: Any, world: dict[str, Any]) -> None:
+    """From a trial: 0001-01-01T00:00:00+01:00 parses, but its UTC time is before year 1 (and 9999-12-31T23:59-12:00
+    after 9999): every route converting it answered 500 (OverflowError)."""
+    routes = time_query_routes(app)
+    assert (f"{API}/audit/events", "from") in routes and len(routes) >= 5, routes
+    before = snapshot(db, app)
+    for path, name in routes:
+        for when in ("0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-12:00"):
+            refused(client.get(fill(path, world), params={name: when, "model_group": "churn"},
+                               headers=world["admin"]), 422, "outside the years 1-9999 once converted to UTC")
+    refused(client.post(f"{API}/lineage/query", headers=world["admin"], json={
+        "start": ["mlgov://model-groups/churn/versions/1"], "filters": {"created_after": "9999-12-31T23:59:59-12:00"}}),
+        422, "outside")
+    assert snapshot(db, app) == before

@@ -181,6 +181,8 @@ def test_search_refusals(catalogue: SageMaker) -> None:
         {"Name": "ModelPackageVersion", "Operator": "Contains", "Value": "1"}]})
     assert "ISO-8601" in refused(Resource="ModelPackage", SearchExpression={"Filters": [
         {"Name": "CreationTime", "Operator": "GreaterThan", "Value": "yesterday"}]})
+    assert "outside the years 1-9999" in refused(Resource="ModelPackage", SearchExpression={"Filters": [
+        {"Name": "CreationTime", "Operator": "GreaterThan", "Value": "0001-01-01T00:00:00+01:00"}]})   # was a 500
     assert "nested property" in refused(Resource="ModelPackage", SearchExpression={"NestedFilters": [
         {"NestedPropertyName": "ModelMetrics", "Filters": [{"Name": "ModelMetrics.Bias", "Value": "x"}]}]})
     assert "CrossAccount" in refused(Resource="ModelPackage", CrossAccountFilterOption="CrossAccount")
