@@ -146,6 +146,8 @@ def _no_reserved_tags(tags: Mapping[str, str], kept: Mapping[str, str] | None = 
 
 def create_group(session: Session, body: GroupCreate, actor: Principal) -> ModelGroup:
     _no_reserved_tags(body.tags)
+    if body.stage_config is not None and actor.role != Role.admin:
+        _governed_enough(body.stage_config)
     if session.scalar(select(ModelGroup.id).where(ModelGroup.name == body.name)) is not None:
         raise GroupExists(body.name)
     now = utcnow()
@@ -159,6 +161,18 @@ def create_group(session: Session, body: GroupCreate, actor: Principal) -> Model
                  subject_id=group.name, after=after)
     events.emit(session, "model_group.created", group.name, after)
     return group
+
+
+def _governed_enough(cfg: StageConfig) -> None:
+    """A stage configuration a non-admin may create a group with: every stage that serves (exclusive, or named
+    Production) takes Approved versions only, moved in by approvers. Otherwise a publisher could create a group
+    whose Production needs no approval and move their own pending version into it."""
+    loose = [s.name for s in cfg.stages if (s.exclusive or s.name.casefold() == "production")
+             and not s.requires_approval]
+    if loose:
+        raise Forbidden(f"only admin keys may create a group whose stage {', '.join(map(repr, loose))} (exclusive "
+                        "or Production) takes versions without approval",
+                        fix="set requires_approval: true on it, leave stage_config out (the default), or ask an admin")
 
 
 def update_group(session: Session, name: str, body: GroupUpdate, actor: Principal) -> ModelGroup:
@@ -1004,6 +1018,11 @@ def move_stage(session: Session, group_name: str, number: int, req: StageRequest
     target = defs[req.stage]
     if target.requires_approval and actor.role not in DECIDERS:
         raise Forbidden(f"stage {req.stage} is governed: only approver or admin keys may move versions into it",
+                        fix="ask an approver to make this move")
+    source = defs.get(v.stage or "")
+    if source is not None and source.requires_approval and actor.role not in DECIDERS:
+        # taking the serving version out is as much a governance decision as putting one in
+        raise Forbidden(f"stage {v.stage} is governed: only approver or admin keys may move versions out of it",
                         fix="ask an approver to make this move")
     if target.requires_approval and v.approval_status != APPROVED:
         raise RuleRefusal(f"stage {req.stage} accepts only Approved versions; version {number} is "

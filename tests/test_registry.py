@@ -183,6 +183,34 @@ def test_custom_stage_config_and_update_rules(client, keys):
                                 headers=keys("admin")), 409, "Dev")
 
 
+def test_a_publisher_cannot_make_or_empty_an_ungoverned_production(client, keys):
+    """From a registry trial: a publisher created a group whose exclusive Production took unapproved versions and
+    moved their own pending version into it (PATCH already refused that configuration, creation did not); and any
+    publisher could take the Production version out of Production."""
+    loose = {"stages": [{"name": "Development"}, {"name": "Production", "exclusive": True}],
+             "initial": "Development", "transitions": {"Development": ["Production"], "Production": ["Development"]}}
+    assert_problem(client.post("/api/v1/model-groups", json={"name": "loose", "stage_config": loose},
+                               headers=keys("publisher")), 403, "'Production'", "requires_approval")
+    serving = {**loose, "stages": [{"name": "Development"}, {"name": "Live", "exclusive": True}],
+               "transitions": {"Development": ["Live"], "Live": ["Development"]}}
+    assert_problem(client.post("/api/v1/model-groups", json={"name": "loose", "stage_config": serving},
+                               headers=keys("publisher")), 403, "'Live'")
+    assert client.get("/api/v1/model-groups/loose", headers=keys("viewer")).status_code == 404
+    assert client.post("/api/v1/model-groups", json={"name": "loose", "stage_config": loose},
+                       headers=keys("admin")).status_code == 201            # an admin's decision, audited
+    create_group(client, keys("publisher"), "churn")
+    register(client, keys("publisher"), "churn", 1)
+    approve(client, keys("approver"), "churn", 1)
+    for stage in ("Staging", "Production"):
+        assert client.post("/api/v1/model-groups/churn/versions/1/stage", json={"stage": stage},
+                           headers=keys("approver")).status_code == 200
+    assert_problem(client.post("/api/v1/model-groups/churn/versions/1/stage", json={"stage": "Staging"},
+                               headers=keys("publisher2")), 403, "out of it")
+    assert client.get("/api/v1/model-groups/churn/stages/Production", headers=keys("viewer")).json()["versions"]
+    assert client.post("/api/v1/model-groups/churn/versions/1/stage", json={"stage": "Staging"},
+                       headers=keys("approver")).status_code == 200
+
+
 def test_bad_input_on_registry_routes_stores_nothing(client, keys, db, settings):
     pub = keys("publisher")
     create_group(client, pub, "churn")
