@@ -280,6 +280,11 @@ def register_versions(session: Session, group_name: str, regs: Sequence[Registra
     INSERT … ON CONFLICT DO NOTHING, edges in one more), so the lock is held for as few statements as possible."""
     alert_nodes: dict[int, lineage.Entity] = {}
     for i, r in enumerate(regs):
+        if r.body.model_card is not None and r.body.model_card.status == "Approved":
+            # the registrant writes the card: approving it is a review by an approver independent of them
+            raise Forbidden(f"four-eyes rule: key {r.actor.name!r} writes this version's model card, so it cannot "
+                            "register it as Approved", fix="register the card as Draft or PendingReview; an approver "
+                            "owned by someone else approves it (SageMaker's UpdateModelCard)")
         if r.body.triggered_by_alert:
             node = lineage.find_action(session, lineage.alert_key(r.body.triggered_by_alert))
             if node is None:

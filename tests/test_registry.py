@@ -199,6 +199,9 @@ def test_a_publisher_cannot_make_or_empty_an_ungoverned_production(client, keys)
     assert client.post("/api/v1/model-groups", json={"name": "loose", "stage_config": loose},
                        headers=keys("admin")).status_code == 201            # an admin's decision, audited
     create_group(client, keys("publisher"), "churn")
+    self_approved = client.post("/api/v1/model-groups/churn/versions", headers=keys("publisher"),
+                                json={**version_body(1), "model_card": {"status": "Approved", "content": {}}})
+    assert_problem(self_approved, 403, "four-eyes", "Draft or PendingReview")    # was 201, the card Approved
     register(client, keys("publisher"), "churn", 1)
     approve(client, keys("approver"), "churn", 1)
     for stage in ("Staging", "Production"):

@@ -27,6 +27,9 @@ def _refused(code: str, fn: Any, **kw: Any) -> str:
 def test_model_card_lifecycle(sm: SageMaker) -> None:
     pat, ann, alice, vic = sm.client("pat"), sm.client("ann"), sm.client("alice"), sm.client("vic")
     pat.create_model_package_group(ModelPackageGroupName="churn")
+    # a registrant writes the package's card: registering it Approved would approve their own card (was accepted)
+    assert "four-eyes" in _refused("AccessDeniedException", pat.create_model_package, **_package(sm, "churn", b"m0"),
+                                   ModelCard={"ModelCardContent": "{}", "ModelCardStatus": "Approved"})
     package = pat.create_model_package(**_package(sm, "churn", b"m1"))["ModelPackageArn"]
 
     v1 = {"model_overview": {"model_description": "gradient boosting"},
