@@ -94,6 +94,8 @@ class EntityRead(BaseModel):
     properties: dict[str, Any]
     created_by: str
     created_at: dt.datetime
+    system: bool = Field(default=False, description="recorded by mlgov itself (a version, approval, stage move, "
+                         "deployment …) and protected, rather than by an API caller")
 
 
 class AssociationCreate(Strict):

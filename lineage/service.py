@@ -39,6 +39,11 @@ SYSTEM_KEY_PREFIXES = ("approval:", "stage:", "alert:", "deployment:", "training
 # URIs of the artifacts mlgov names itself (model versions); API callers may refer to them but not create them.
 SYSTEM_URI_PREFIX = "mlgov://"
 
+# Types of the entities mlgov records as evidence; an API caller's entity of one of them (in any case) would look
+# like it in every graph (a forged "Approval" beside a pending version).
+SYSTEM_TYPES = {"artifact": ("ModelPackage",), "context": ("ModelGroup", "Endpoint"),
+                "action": ("Approval", "StageTransition", "Deployment", "Alert", "RetrainingRun")}
+
 __all__ = ["Edge", "Entity", "Node", "add_edges", "alert_key", "chain", "ensure_action", "ensure_artifact",
            "ensure_context", "ensure_nodes", "find_action", "link", "model_version_uri", "query", "query_document",
            "upstream"]
@@ -111,7 +116,7 @@ def ensure_artifact(session: Session, *, artifact_type: str, uri: str, sha256: s
     if found is not None:
         _claim(found, system)
         return found, False
-    if not system and uri.startswith(SYSTEM_URI_PREFIX):
+    if not system and uri.casefold().startswith(SYSTEM_URI_PREFIX):   # URI schemes are case-insensitive
         raise Invalid(f"URIs starting with {SYSTEM_URI_PREFIX} name what mlgov records itself (model versions); "
                       f"{uri!r} is not one of them",
                       fix=f"refer only to existing {SYSTEM_URI_PREFIX} artifacts, or use your own URI scheme")
@@ -361,6 +366,13 @@ def _audit(session: Session, actor: str, action: str, ent_id: str, after: dict[s
     audit.record(session, actor=actor, action=action, subject_type="lineage", subject_id=ent_id, after=after)
 
 
+def _user_type(kind: str, type_: str) -> str:
+    if type_.casefold() in {t.casefold() for t in SYSTEM_TYPES[kind]}:
+        raise Invalid(f"{kind} type {type_!r} is reserved for what mlgov records itself",
+                      fix=f"use another type (reserved for {kind}s: {', '.join(SYSTEM_TYPES[kind])})")
+    return type_
+
+
 def _user_key(key: str) -> str:
     if key.startswith(SYSTEM_KEY_PREFIXES):
         raise Invalid(f"keys starting with {key.split(':', 1)[0]}: are reserved for what mlgov records itself",
@@ -370,6 +382,8 @@ def _user_key(key: str) -> str:
 
 def create_artifact(session: Session, body: ArtifactCreate, principal: Principal) -> tuple[Entity, bool]:
     actor = principal.name
+    if _find(session, "artifact", artifact_identity(body.uri, body.sha256.lower() if body.sha256 else None)) is None:
+        _user_type("artifact", body.type)   # naming an existing one (a version's mlgov:// node) stays allowed
     ent, created = ensure_artifact(session, artifact_type=body.type, uri=body.uri, sha256=body.sha256, name=body.name,
                                    properties=body.properties, actor=actor, description=body.description,
                                    system=False, owner=principal.owner)
@@ -380,6 +394,7 @@ def create_artifact(session: Session, body: ArtifactCreate, principal: Principal
 
 
 def create_action(session: Session, body: ActionCreate, principal: Principal) -> Entity:
+    _user_type("action", body.type)
     key = _user_key(body.key) if body.key else f"api:{new_id()}"
 
     def insert() -> tuple[Entity, bool]:
@@ -393,6 +408,7 @@ def create_action(session: Session, body: ActionCreate, principal: Principal) ->
 
 
 def create_context(session: Session, body: ContextCreate, principal: Principal) -> Entity:
+    _user_type("context", body.type)
     key = _user_key(body.key or f"{body.type}:{body.name}")
     return _create_new(session, "context", key, principal, body.description,
                        "reuse it (GET) or pick another name/key",

@@ -229,6 +229,20 @@ def test_recorded_lineage_cannot_be_deleted_or_patched(client, keys):
     assert_problem(client.post("/api/v1/lineage/actions", json={"type": "Approval", "name": "x",
                                                                 "key": "approval:forged"},
                                headers=keys("publisher")), 422, "reserved")
+    # from a registry trial: without a key, an "Approval" action linked to a pending version looked like a real one
+    for forged in ({"type": "Approval", "name": "churn/1 Approval"}, {"type": "stagetransition", "name": "x"}):
+        assert_problem(client.post("/api/v1/lineage/actions", json=forged, headers=keys("publisher")), 422,
+                       "reserved for what mlgov records")
+    assert_problem(client.post("/api/v1/lineage/contexts", json={"type": "ModelGroup", "name": "churn2"},
+                               headers=keys("publisher")), 422, "reserved")
+    assert_problem(client.post("/api/v1/lineage/artifacts", json={"type": "Dataset",
+                                                                  "uri": "MLGOV://model-groups/churn/versions/9"},
+                               headers=keys("publisher")), 422, "mlgov://")    # schemes are case-insensitive
+    assert_problem(client.post("/api/v1/lineage/artifacts", json={"type": "ModelPackage", "uri": "s3://m/p"},
+                               headers=keys("publisher")), 422, "reserved")
+    mine = client.post("/api/v1/lineage/actions", json={"type": "Processing", "name": "etl"},
+                       headers=keys("publisher")).json()
+    assert approval["system"] is True and mine["system"] is False          # a reader can tell them apart
 
 
 def test_user_lineage_belongs_to_its_creator_and_admins(client, keys):
