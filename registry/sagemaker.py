@@ -236,6 +236,9 @@ def artifact_sha256(call: Call, uri: str, metadata: dict[str, str]) -> str:
                              f"{uri} hashes to {digest}")
         return digest
     stated = metadata.get(SHA256_METADATA)
+    if stated and not re.fullmatch(r"[0-9a-fA-F]{64}", stated):
+        raise validation(f"CustomerMetadataProperties[{SHA256_METADATA!r}] must be the artifact's SHA-256 as 64 "
+                         f"hexadecimal characters, not {stated[:80]!r}")
     if not stated:
         raise validation(f"mlgov registers each model by its content hash, and ModelDataUrl {uri} is outside its "
                          f"object store ({store.root_uri}…): put the artifact there, or state its SHA-256 as "
@@ -298,15 +301,18 @@ def register(api: AwsService) -> None:
         container = _container_in(spec)
         metadata = dict(p.get("CustomerMetadataProperties") or {})
         group = group_name(call, p["ModelPackageGroupName"])
+        sha256 = artifact_sha256(call, container["ModelDataUrl"], metadata)
+        if SHA256_METADATA in metadata:   # kept as the version's hash is stored (checked above, lower case)
+            metadata[SHA256_METADATA] = sha256.lower()
         body = VersionCreate(
             artifact_uri=container["ModelDataUrl"],
-            artifact_sha256=artifact_sha256(call, container["ModelDataUrl"], metadata),
+            artifact_sha256=sha256,
             description=p.get("ModelPackageDescription"), framework=container.get("Framework"),
             framework_version=container.get("FrameworkVersion"), inference_spec=_inference_in(spec, container),
             model_metrics=_metrics_in(p.get("ModelMetrics")), metadata=metadata, domain=p.get("Domain"),
             task=p.get("Task"), model_card=_card_in(p.get("ModelCard")),
             source=_source_in(p.get("MetadataProperties")))
-        v = service.register_version(call.session, group, body, call.principal)
+        v = service.register_version(call.session, group, body, call.principal, via_sagemaker=True)
         status = p.get("ModelApprovalStatus")
         if status in ("Approved", "Rejected"):
             # A decision at registration is the registrant deciding: the registry's four-eyes rule refuses it.

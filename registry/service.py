@@ -132,6 +132,7 @@ def get_group(session: Session, name: str, *, for_update: bool = False) -> Model
 
 
 RESERVED_METADATA_PREFIX = "mlgov."   # keys of mlgov's own facts (approval status, approver): nobody sets them
+RESERVED_REGISTRATION_PREFIXES = (RESERVED_METADATA_PREFIX, "mlgov:")   # and SageMaker's view of the hash
 ARCHIVED = "Archived"   # where the other versions go when a move archives them (MLflow's archive_existing_versions)
 
 
@@ -256,9 +257,11 @@ def _payload(group_name: str, v: ModelVersion) -> dict[str, Any]:
     return data
 
 
-def register_version(session: Session, group_name: str, body: VersionFields, actor: Principal) -> ModelVersion:
+def register_version(session: Session, group_name: str, body: VersionFields, actor: Principal, *,
+                     via_sagemaker: bool = False) -> ModelVersion:
     """Number the version (gap-free), store it, record its lineage, audit and emit it, in the caller's transaction."""
-    return register_versions(session, group_name, [Registration(body, actor, request_id_var.get())])[0]
+    return register_versions(session, group_name, [Registration(body, actor, request_id_var.get(),
+                                                                via_sagemaker)])[0]
 
 
 @dataclass(frozen=True)
@@ -268,6 +271,7 @@ class Registration:
     body: VersionFields
     actor: Principal
     request_id: str | None = None
+    via_sagemaker: bool = False   # its "mlgov:artifact-sha256" metadata was checked against the hash it registers
 
 
 def register_versions(session: Session, group_name: str, regs: Sequence[Registration]) -> list[ModelVersion]:
@@ -285,6 +289,11 @@ def register_versions(session: Session, group_name: str, regs: Sequence[Registra
             raise Forbidden(f"four-eyes rule: key {r.actor.name!r} writes this version's model card, so it cannot "
                             "register it as Approved", fix="register the card as Draft or PendingReview; an approver "
                             "owned by someone else approves it (SageMaker's UpdateModelCard)")
+        reserved = [k for k in r.body.metadata if k.casefold().startswith(RESERVED_REGISTRATION_PREFIXES)
+                    and not (r.via_sagemaker and k == "mlgov:artifact-sha256")]
+        if reserved:
+            raise Forbidden(f"metadata keys starting with 'mlgov.' or 'mlgov:' are mlgov's own facts ({reserved[0]!r})",
+                            fix="give the artifact's hash as artifact_sha256 and use other keys for your metadata")
         if r.body.triggered_by_alert:
             node = lineage.find_action(session, lineage.alert_key(r.body.triggered_by_alert))
             if node is None:
@@ -1185,8 +1194,8 @@ def set_version_metadata(session: Session, group_name: str, number: int, key: st
                          actor: Principal) -> ModelVersion:
     """Set (or, with ``value`` None, remove) one metadata pair. Keys under ``mlgov.`` are mlgov's own facts
     (approval status, approver): nobody sets them, so a tag can never pose as an approval."""
-    if key.startswith(RESERVED_METADATA_PREFIX):
-        raise Forbidden(f"metadata keys starting with {RESERVED_METADATA_PREFIX!r} are set by mlgov itself "
+    if key.casefold().startswith(RESERVED_REGISTRATION_PREFIXES):
+        raise Forbidden(f"metadata keys starting with 'mlgov.' or 'mlgov:' are set by mlgov itself "
                         f"({key!r}); an approval cannot be made by writing a tag",
                         fix="decide approvals through mlgov (POST /api/v1/model-groups/{group}/versions/{version}/"
                             "approval, the CLI or the console), with a key independent of the registrant")

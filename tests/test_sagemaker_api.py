@@ -228,9 +228,24 @@ def test_artifact_outside_the_store_needs_its_hash(sm: SageMaker) -> None:
     with pytest.raises(ClientError) as exc:
         pat.create_model_package(ModelPackageGroupName="ext", InferenceSpecification=spec)
     assert _code(exc) == "ValidationException" and "mlgov:artifact-sha256" in str(exc.value)
+    with pytest.raises(ClientError) as exc:
+        pat.create_model_package(ModelPackageGroupName="ext", InferenceSpecification=spec,
+                                 CustomerMetadataProperties={"mlgov:artifact-sha256": "abc"})
+    assert "CustomerMetadataProperties['mlgov:artifact-sha256'] must be" in str(exc.value)   # not the native field
     arn = pat.create_model_package(ModelPackageGroupName="ext", InferenceSpecification=spec,
-                                   CustomerMetadataProperties={"mlgov:artifact-sha256": "cd" * 32})["ModelPackageArn"]
+                                   CustomerMetadataProperties={"mlgov:artifact-sha256": "CD" * 32,
+                                                               "team": "risk"})["ModelPackageArn"]
     assert arn.endswith("model-package/ext/1")
+    shown = pat.describe_model_package(ModelPackageName=arn)["CustomerMetadataProperties"]
+    assert shown == {"team": "risk", "mlgov:artifact-sha256": "cd" * 32}      # the hash as stored
+    # from a registry trial: a native registration stated another hash under that key, and SageMaker showed it
+    r = httpx.post(f"{sm.url}/api/v1/model-groups/ext/versions", headers=sm.headers["pat"], timeout=10, json={
+        "artifact_uri": "s3://elsewhere/m2", "artifact_sha256": "ab" * 32,
+        "metadata": {"mlgov:artifact-sha256": "ff" * 32}})
+    assert r.status_code == 403 and "mlgov's own facts" in r.text
+    r = httpx.post(f"{sm.url}/api/2.0/mlflow/model-versions/set-tag", headers=sm.headers["pat"], timeout=10,
+                   json={"name": "ext", "version": "1", "key": "mlgov:artifact-sha256", "value": "ff" * 32})
+    assert r.status_code == 403 and "set by mlgov itself" in r.text
 
 
 def test_members_mlgov_does_not_keep_are_refused_by_name(sm: SageMaker) -> None:
