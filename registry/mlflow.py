@@ -449,7 +449,7 @@ _CLAUSE = re.compile(
 _ITEM = re.compile(r"""'((?:[^'\\]|\\.|'')*)'|"((?:[^"\\]|\\.|"")*)"|(-?\d+)""")
 _FIELDS = {"models": {"name": "name"},
            "versions": {"name": "name", "run_id": "run_id", "source_path": "source", "version_number": "version",
-                        "current_stage": "stage"}}
+                        "current_stage": "mlflow_stage"}}
 _COMPARISONS = (">", ">=", "<", "<=")
 # The mlgov.* tags a version shows (`model_version`) are its facts, not stored tags: a filter on one reads the fact.
 _FACT_TAGS = {"mlgov.approval_status": "approval_status", "mlgov.stage": "stage",

@@ -23,9 +23,11 @@ from sqlalchemy import (
     UnaryExpression,
     and_,
     bindparam,
+    case,
     false,
     func,
     insert,
+    literal,
     literal_column,
     or_,
     select,
@@ -1631,7 +1633,11 @@ _VERSION_COLUMNS: dict[str, Any] = {"name": ModelGroup.name, "version": ModelVer
                                     "framework_version": ModelVersion.framework_version,
                                     "artifact_sha256": ModelVersion.artifact_sha256,
                                     "image": ModelVersion.inference_spec["image"].as_string(),
-                                    "image_digest": ModelVersion.inference_spec["image_digest"].as_string()}
+                                    "image_digest": ModelVersion.inference_spec["image_digest"].as_string(),
+                                    # MLflow's current_stage: "None" for the group's initial stage (`mlflow.py`)
+                                    "mlflow_stage": case((or_(ModelVersion.stage.is_(None), ModelVersion.stage
+                                                              == ModelGroup.stage_config["initial"].as_string()),
+                                                          literal("None")), else_=ModelVersion.stage)}
 _INT_FIELDS = frozenset({"version"})
 _TIME_FIELDS = frozenset({"created_at", "updated_at"})
 MAX_SEARCH_CLAUSES = 200   # conditions in one search expression, however nested

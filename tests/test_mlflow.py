@@ -433,6 +433,12 @@ def test_transition_stage_keeps_mlgov_rules_and_history(world: World) -> None:
     assert mv.current_stage == "Production"
     latest = {v.current_stage: v.version for v in c.get_latest_versions("churn")}
     assert latest == {"Production": "1", "None": "2"}
+    # a search by the stage the versions show (was []: the filter compared "None" with "Development")
+    found = {(v.version, v.current_stage) for v in c.search_model_versions("name='churn' AND current_stage='None'")}
+    assert found == {("2", "None")}
+    assert {v.version for v in c.search_model_versions(
+        "name='churn' AND current_stage IN ('None', 'Production')")} == {"1", "2"}
+    assert c.search_model_versions("name='churn' AND current_stage='Development'") == []
     assert [v.version for v in c.get_latest_versions("churn", stages=["Production"])] == ["1"]
     history = world.http.get(f"{API}/model-groups/churn/stage-history", headers=world.h("viewer")).json()
     assert [(h["version"], h["to_stage"]) for h in history][-2:] == [(1, "Staging"), (1, "Production")]
