@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from sqlalchemy import bindparam, literal, select, tuple_, union_all, update
+from sqlalchemy import bindparam, func, literal, select, tuple_, union_all, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -46,7 +46,7 @@ SYSTEM_TYPES = {"artifact": ("ModelPackage",), "context": ("ModelGroup", "Endpoi
 
 __all__ = ["Edge", "Entity", "Node", "add_edges", "alert_key", "chain", "ensure_action", "ensure_artifact",
            "ensure_context", "ensure_nodes", "find_action", "link", "model_version_uri", "query", "query_document",
-           "upstream"]
+           "rename_model_group", "upstream"]
 
 
 def alert_key(alert_id: str) -> str:
@@ -59,6 +59,42 @@ def model_version_uri(group: str, version: int) -> str:
     """The URI of a registered model version's own node (SageMaker's model package artifact). A version is not its
     model file: two versions may ship the same file, and each keeps its own training data and decisions."""
     return f"{SYSTEM_URI_PREFIX}model-groups/{group}/versions/{version}"
+
+
+def rename_model_group(session: Session, old: str, new: str) -> int:
+    """The lineage mlgov named after a model group follows its rename: the versions' ``mlgov://`` nodes, the group's
+    context, and training jobs recorded under their default name (``<group>/<n>/training``). Otherwise the old
+    nodes would stay under the old name, and a group created later under that name would take them over (its
+    version 1 found "its" node, with the other group's training data and approvals). How many nodes were renamed.
+    A node already under the new name (left by a group of that name deleted earlier) refuses the rename."""
+    old_prefix, new_prefix = model_version_uri(old, 0)[:-1], model_version_uri(new, 0)[:-1]
+    moves: list[tuple[Entity, str, dict[str, Any]]] = []
+    for ent in session.scalars(select(Entity).where(
+            Entity.kind == "artifact", Entity.type == "ModelPackage", Entity.system.is_(True),
+            func.substr(Entity.uri, 1, len(old_prefix)) == old_prefix)):
+        number = (ent.uri or "")[len(old_prefix):]
+        if not number.isdigit():
+            continue
+        uri = new_prefix + number
+        moves.append((ent, artifact_identity(uri, ent.sha256), {
+            "uri": uri, "name": f"{new}/{number}", "properties": {**ent.properties, "model_group": new}}))
+        job = _find(session, "action", f"training-job:{old}/{number}/training")
+        if job is not None and job.system:
+            moves.append((job, f"training-job:{new}/{number}/training", {"name": f"{new}/{number}/training"}))
+    ctx = _find(session, "context", f"model-group:{old}")
+    if ctx is not None:
+        moves.append((ctx, f"model-group:{new}", {"name": new}))
+    taken = [identity for ent, identity, _ in moves if _find(session, ent.kind, identity) is not None]
+    if taken:
+        raise Conflict(f"lineage recorded under the name {new!r} still exists ({taken[0]!r}), from a model group "
+                       "of that name deleted earlier", fix="choose another name")
+    now = utcnow()
+    for ent, identity, fields in moves:
+        ent.identity, ent.updated_at = identity, now
+        for name, value in fields.items():
+            setattr(ent, name, value)
+    session.flush()
+    return len(moves)
 
 
 def artifact_identity(uri: str, sha256: str | None) -> str:

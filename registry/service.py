@@ -1144,6 +1144,7 @@ def rename_group(session: Session, name: str, new_name: str, actor: Principal) -
     if session.scalar(select(ModelGroup.id).where(ModelGroup.name == new_name)) is not None:
         raise GroupExists(new_name)
     _refuse_if_referenced(session, group.name, None, "rename")
+    lineage.rename_model_group(session, group.name, new_name)
     group.name, group.updated_at = new_name, utcnow()
     session.flush()
     audit.record(session, actor=actor.name, action="model_group.renamed", subject_type="model_group",
@@ -1299,6 +1300,9 @@ def delete_group(session: Session, name: str, actor: Principal) -> None:
         _drop_aliases(session, group, v, actor)
     before = {"name": group.name, "description": group.description, "tags": group.tags,
               "latest_version": group.latest_version}
+    # its lineage is evidence and stays, under a name no group can take (':' is refused in names); else a group
+    # created under this name would find these nodes as its own versions'
+    lineage.rename_model_group(session, group.name, f"{group.name}:deleted-{group.id}")
     session.delete(group)
     session.flush()
     audit.record(session, actor=actor.name, action="model_group.deleted", subject_type="model_group",

@@ -217,11 +217,28 @@ def test_registered_model_crud_tags_and_existing_name(world: World) -> None:
     with pytest.raises(MlflowException) as exc:
         c.get_registered_model("fraud")
     assert _code(exc) == "RESOURCE_DOES_NOT_EXIST"
+    # from a registry trial: the lineage stayed under the old name, and a model created later under it inherited
+    # the renamed model's training data, approvals and stage moves
+    def upstream(group: str) -> set[str]:
+        r = world.http.post(f"{API}/lineage/query", headers=world.h("viewer"), json={
+            "start": [f"mlgov://model-groups/{group}/versions/1"], "direction": "Ascendants"})
+        assert r.status_code == 200, r.text
+        return {n["uri"] or n["name"] for n in r.json()["vertices"]}
+
+    assert "s3://models/fraud/1" in upstream("fraud-v2")
+    c.create_registered_model("fraud")
+    c.create_model_version("fraud", "s3://models/other/1")
+    assert "s3://models/fraud/1" not in upstream("fraud") and "s3://models/other/1" in upstream("fraud")
+    c.delete_model_version("fraud", "1")       # deleted and created again: the new one starts clean too
+    c.delete_registered_model("fraud")
+    c.create_registered_model("fraud")
+    c.create_model_version("fraud", "s3://models/third/1")
+    assert "s3://models/other/1" not in upstream("fraud") and "s3://models/third/1" in upstream("fraud")
     c.delete_model_version("fraud-v2", "1")
     c.delete_registered_model("fraud-v2")
     assert world.audit("model_group.renamed")[0]["before"] == {"name": "fraud"}
-    assert world.audit("version.deleted")[0]["subject_id"] == "fraud-v2/1"
-    assert world.audit("model_group.deleted")[0]["subject_id"] == "fraud-v2"
+    assert world.audit("version.deleted")[-1]["subject_id"] == "fraud-v2/1"
+    assert world.audit("model_group.deleted")[-1]["subject_id"] == "fraud-v2"
     assert [e["subject_id"] for e in world.audit("version.metadata_changed")] == ["fraud/1"] * 3
     assert world.http.get(f"{API}/model-groups/fraud-v2", headers=world.h("viewer")).status_code == 404
 
