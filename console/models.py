@@ -32,7 +32,7 @@ def groups(request: Request, session: SessionDep, user: Viewer, offset: Offset =
     rows, total = registry.list_groups(session, name_contains=q or None, tags={}, sort="name", limit=PAGE,
                                        offset=offset)
     return render(request, user, "models.html", title="Models", groups=rows, q=q, pager=page_of(offset, PAGE, total),
-                  query=urlencode({"q": q}) + "&" if q else "")
+                  counts=registry.version_counts(session, rows), query=urlencode({"q": q}) + "&" if q else "")
 
 
 @router.get("/models/{group}", response_class=HTMLResponse)

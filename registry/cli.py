@@ -38,7 +38,7 @@ Group = Annotated[str, typer.Argument(help="model group name")]
 VersionNo = Annotated[int, typer.Argument(min=1, help="version number")]
 Comment = Annotated[str, typer.Option("--comment", "-m", help="why (kept in the audit log)")]
 
-GROUP_ROWS = table("name", "latest_version:latest", "description", "tags", "created_by", "created_at",
+GROUP_ROWS = table("name", "latest_version:last no.", "description", "tags", "created_by", "created_at",
                    empty="no model groups")
 GROUP_FIELDS = record("name", "description", "tags", "latest_version", "approval_policy", "created_by",
                       "created_at", "updated_at")

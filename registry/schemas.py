@@ -227,7 +227,8 @@ class GroupRead(BaseModel):
     stage_config: StageConfig
     approval_policy: ApprovalPolicy | None = None
     governed_aliases: list[str] = Field(default_factory=lambda: list(DEFAULT_GOVERNED_ALIASES))
-    latest_version: int
+    latest_version: int = Field(description="the last version number the group gave; numbers are never reused, so "
+                                "after a deletion it may name no version (GET …/versions/latest reads the newest)")
     created_by: str
     created_at: dt.datetime
     updated_at: dt.datetime

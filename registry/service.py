@@ -1067,6 +1067,18 @@ def stage_history(session: Session, group_name: str, number: int | None = None, 
     return [(n, t) for n, t in session.execute(stmt.order_by(StageTransition.id))]
 
 
+def version_counts(session: Session, groups: Sequence[ModelGroup]) -> dict[str, int]:
+    """How many versions each group holds now (a group's latest_version is the last number it gave: deleted
+    versions keep theirs), by group name, in one query."""
+    ids = {g.id: g.name for g in groups}
+    counts = dict.fromkeys(ids.values(), 0)
+    for chunk in chunks(list(ids)):
+        for gid, n in session.execute(select(ModelVersion.group_id, func.count()).where(
+                ModelVersion.group_id.in_(chunk)).group_by(ModelVersion.group_id)):
+            counts[ids[gid]] = n
+    return counts
+
+
 def stage_counts(session: Session, group: ModelGroup) -> dict[str | None, int]:
     """How many versions of ``group`` are in each stage now (None: versions in no stage)."""
     return {stage: n for stage, n in session.execute(
