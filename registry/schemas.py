@@ -368,7 +368,9 @@ class ApprovalRequest(Strict):
     status: Decision
     comment: str = Field(min_length=1, max_length=4000, description="why; required for the audit trail")
     expected_status: ApprovalStatus | None = Field(default=None, description="optimistic concurrency guard")
-    override_policy: StrictBool = Field(default=False, description="admin only: approve despite the group's policy")
+    override_policy: StrictBool = Field(default=False, description=(
+        "admin only: approve despite a missing or failing bias report the group's policy requires (flagged in "
+        "the compliance report); it does not waive require_artifact_hash"))
 
     @field_validator("comment")
     @classmethod

@@ -782,10 +782,14 @@ def decide(session: Session, group_name: str, number: int, req: ApprovalRequest,
             f"cannot move {group_name} version {number} from {current} to {req.status}",
             fix=f"from {current} the allowed statuses are: {', '.join(allowed)}",
             current_status=current, allowed=list(allowed))
+    if req.override_policy and actor.role != Role.admin:
+        raise Forbidden("only admin keys may override the approval policy", fix="drop override_policy")
     if req.status == APPROVED and (group.approval_policy or {}).get("require_artifact_hash") and \
             not v.artifact_sha256:
+        # not waivable: an approval is of a model someone can identify; override_policy waives missing evidence
         raise RuleRefusal(f"{group.name} requires a verified artifact sha256 before approval; version {number} has "
-                          f"none (mlgov could not read {v.artifact_uri!r} to hash it)",
+                          f"none (mlgov could not read {v.artifact_uri!r} to hash it)"
+                          + ("; override_policy does not waive this rule" if req.override_policy else ""),
                           fix="register the artifact again from a location in mlgov's object store, or natively "
                               "with its artifact_sha256")
     assessment = assess_evidence(session, group.name, v)
@@ -913,15 +917,11 @@ def _check_policy(group: ModelGroup, req: ApprovalRequest, actor: Principal,
     """The group's evidence requirements for approval; returns what an admin override waived. The newest report
     that counts as evidence decides; reports that do not count are listed with the reason."""
     if req.status != APPROVED or not (group.approval_policy or {}).get("require_bias_report"):
-        if req.override_policy and actor.role != Role.admin:
-            raise Forbidden("only admin keys may override the approval policy", fix="drop override_policy")
         return []
     missing = policy_gap(group, assessment)
     if missing is None:
         return []
-    if req.override_policy:
-        if actor.role != Role.admin:
-            raise Forbidden("only admin keys may override the approval policy", fix="drop override_policy")
+    if req.override_policy:   # an admin's (`decide` refused it to anyone else)
         return [missing]
     raise RuleRefusal(f"{group.name} requires a passing bias report before approval; {missing}",
                    fix="have mlgov compute it from the version's own predictions (POST /api/v1/clarify/bias with "

@@ -785,6 +785,13 @@ def test_policy_can_require_a_verified_hash(world: World) -> None:
     r = world.http.post(f"{API}/model-groups/churn/versions/1/approval", headers=world.h("appr"),
                         json={"status": "Approved", "comment": "ok"})
     assert r.status_code == 409 and "verified artifact sha256" in r.json()["detail"]
+    # from a registry trial: override_policy was ignored in silence, for an approver as for an admin
+    r = world.http.post(f"{API}/model-groups/churn/versions/1/approval", headers=world.h("appr"),
+                        json={"status": "Approved", "comment": "ok", "override_policy": True})
+    assert r.status_code == 403 and "only admin keys may override" in r.json()["detail"]
+    r = world.http.post(f"{API}/model-groups/churn/versions/1/approval", headers=world.h("admin"),
+                        json={"status": "Approved", "comment": "ok", "override_policy": True})
+    assert r.status_code == 409 and "override_policy does not waive this rule" in r.json()["detail"]
 
 
 # --- webhooks in MLflow's format ----------------------------------------------------------------------------------
