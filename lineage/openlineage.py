@@ -18,6 +18,7 @@ from lineage import service
 from lineage.schemas import TYPE_PATTERN
 from mlgov import audit
 from mlgov.auth import Principal
+from mlgov.db import as_utc
 from mlgov.types import Timestamp
 
 STATUS = {"START": "InProgress", "RUNNING": "InProgress", "COMPLETE": "Completed", "FAIL": "Failed",
@@ -82,6 +83,12 @@ def ingest(session: Session, ev: RunEvent, principal: Principal) -> dict[str, An
                            "update")
     when = ev.eventTime if ev.eventTime.tzinfo else ev.eventTime.replace(tzinfo=dt.UTC)
     status = STATUS[ev.eventType] if ev.eventType else None
+    terminal = ev.eventType in ("COMPLETE", "FAIL", "ABORT")
+    if existing is not None and existing.end_time is not None and (
+            not terminal or when < (as_utc(existing.end_time) or when)):
+        # events arrive out of order (OpenLineage says so): a run that ended stays ended, as its latest terminal
+        # event says; an earlier START still gives it its start time
+        status = None
     job_type = (ev.job.facets.get("jobType") or {}).get("jobType") if isinstance(
         ev.job.facets.get("jobType"), dict) else None
     if not (isinstance(job_type, str) and re.fullmatch(TYPE_PATTERN, job_type)):
@@ -93,7 +100,7 @@ def ingest(session: Session, ev: RunEvent, principal: Principal) -> dict[str, An
         session, action_type=str(job_type or "Job"), key=key,
         name=_label(ev.job.name), status=status,
         start_time=when if ev.eventType in ("START", "RUNNING") else None,
-        end_time=when if ev.eventType in ("COMPLETE", "FAIL", "ABORT") else None,
+        end_time=when if terminal and status is not None else None,
         properties=props, actor=actor, system=False, owner=who)
     job_ctx, _ = service.ensure_context(session, context_type="Job", name=_label(f"{ev.job.namespace}/{ev.job.name}"),
                                         key=f"openlineage-job:{ev.job.namespace}/{ev.job.name}", actor=actor,

@@ -185,8 +185,8 @@ def ensure_action(session: Session, *, action_type: str, key: str, name: str, st
         _claim(found, system)
         if status is not None:
             found.status = status
-        if start_time is not None and found.start_time is None:
-            found.start_time = start_time
+        if start_time is not None and (found.start_time is None or start_time < found.start_time):
+            found.start_time = start_time   # the earliest start reported (events may come out of order)
         if end_time is not None:
             found.end_time = end_time
         if properties:

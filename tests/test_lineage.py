@@ -260,6 +260,15 @@ def test_openlineage_run_events(client, keys, db):
     assert ds["properties"]["openlineage_facets"]["schema"]["fields"][0]["name"] == "id"
     fail = client.post(f"{API}/openlineage", json=_ol_event("FAIL", str(uuid.uuid4())), headers=h).json()
     assert fail["status"] == "Failed"
+    # from a trial: events arrive out of order; a START or RUNNING after the COMPLETE reopened the run
+    late = str(uuid.uuid4())
+    at = {"COMPLETE": "10:10", "START": "10:00", "RUNNING": "10:05"}
+    for kind in ("COMPLETE", "START", "RUNNING"):
+        event = {**_ol_event(kind, late), "eventTime": f"2026-11-20T{at[kind]}:00Z"}
+        last = client.post(f"{API}/openlineage", json=event, headers=h).json()
+    assert last["status"] == "Completed"
+    run_node = client.get(f"{API}/actions/{last['action']}", headers=h).json()
+    assert (run_node["start_time"][11:16], run_node["end_time"][11:16]) == ("10:00", "10:10")
 
 
 def test_openlineage_events_cannot_rewrite_others_lineage(client, keys):
