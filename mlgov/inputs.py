@@ -335,8 +335,8 @@ def check_csv(data: bytes, what: str = "the CSV") -> None:
 _INTEGER = re.compile(r"^\s*[-+]?\d+\s*$")
 
 
-def _int_params(dependant: Any) -> list[tuple[str, str, Any]]:
-    """(location, name, field) of every integer path/query parameter of a route, its dependencies included."""
+def _params(dependant: Any) -> list[tuple[str, str, Any]]:
+    """(location, name, field) of every path/query parameter of a route, its dependencies included."""
     out: list[tuple[str, str, Any]] = []
     seen: set[int] = set()
     todo = [dependant]
@@ -346,24 +346,39 @@ def _int_params(dependant: Any) -> list[tuple[str, str, Any]]:
             continue
         seen.add(id(d))
         for where, fields in (("path", d.path_params), ("query", d.query_params)):
-            for f in fields:
-                ann = f.field_info.annotation
-                if ann is int or int in getattr(ann, "__args__", ()):
-                    out.append((where, f.alias, f.field_info))
+            out += [(where, f.alias, f.field_info) for f in fields]
         todo.extend(d.dependencies)
     return out
 
 
-_ROUTE_INT_PARAMS: dict[int, tuple[APIRoute, list[tuple[str, str, Any]]]] = {}
+def _int_params(dependant: Any) -> list[tuple[str, str, Any]]:
+    """(location, name, field) of every integer path/query parameter of a route, its dependencies included."""
+    return [(where, name, info) for where, name, info in _params(dependant)
+            if info.annotation is int or int in getattr(info.annotation, "__args__", ())]
 
 
-def _route_int_params(route: APIRoute) -> list[tuple[str, str, Any]]:
-    """`_int_params` of a route, worked out once per route instead of on every request (routes live as long as
-    the app; the route is kept beside its id so a reused id cannot return another route's parameters)."""
-    cached = _ROUTE_INT_PARAMS.get(id(route))
+@dataclass(frozen=True)
+class _RouteParams:
+    ints: list[tuple[str, str, Any]]
+    query: frozenset[str]
+
+
+_ROUTE_PARAMS: dict[int, tuple[APIRoute, _RouteParams]] = {}
+
+
+def _route_params(route: APIRoute) -> _RouteParams:
+    """A route's integer parameters and query names, worked out once per route instead of on every request
+    (routes live as long as the app; the route is kept beside its id so a reused id cannot return another
+    route's parameters)."""
+    cached = _ROUTE_PARAMS.get(id(route))
     if cached is None or cached[0] is not route:
-        cached = _ROUTE_INT_PARAMS[id(route)] = (route, _int_params(route.dependant))
+        every = _params(route.dependant)
+        cached = _ROUTE_PARAMS[id(route)] = (route, _RouteParams(
+            _int_params(route.dependant), frozenset(name for where, name, _ in every if where == "query")))
     return cached[1]
+
+
+STRICT_QUERY_PREFIX = "/api/v1/"   # mlgov's own API; MLflow's and the console's keep their clients' habits
 
 
 def _bounds(field_info: Any) -> tuple[int, int]:
@@ -401,7 +416,15 @@ async def guard_params(request: Request) -> None:
     route = request.scope.get("route")
     if not isinstance(route, APIRoute):
         return
-    for where, name, info in _route_int_params(route):
+    params = _route_params(route)
+    if route.path.startswith(STRICT_QUERY_PREFIX):
+        unknown = sorted({k for k in request.query_params if k not in params.query})
+        if unknown:   # ignored, a misspelt filter (?stauts=Approved) would answer everything
+            raise Invalid(f"unknown query parameter{'s' if len(unknown) > 1 else ''} "
+                          f"{', '.join(repr(u[:60]) for u in unknown[:5])} for {route.path}",
+                          fix=f"this route takes: {', '.join(sorted(params.query)) or 'no query parameters'}",
+                          field=unknown[0][:60])
+    for where, name, info in params.ints:
         lo, hi = _bounds(info)
         for v in values.get((where, name), []):
             if _INTEGER.match(v) and not _in(v, lo, hi):

@@ -690,9 +690,27 @@ def test_times_with_no_utc_time_are_422_not_500(client: Any, app: Any, db: Any, 
     before = snapshot(db, app)
     for path, name in routes:
         for when in ("0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-12:00"):
-            refused(client.get(fill(path, world), params={name: when, "model_group": "churn"},
-                               headers=world["admin"]), 422, "outside the years 1-9999 once converted to UTC")
+            extra = {"model_group": "churn"} if path.endswith("/audit/report") else {}
+            refused(client.get(fill(path, world), params={name: when, **extra}, headers=world["admin"]), 422,
+                    "outside the years 1-9999 once converted to UTC")
     refused(client.post(f"{API}/lineage/query", headers=world["admin"], json={
         "start": ["mlgov://model-groups/churn/versions/1"], "filters": {"created_after": "9999-12-31T23:59:59-12:00"}}),
         422, "outside")
     assert snapshot(db, app) == before
+
+
+def test_unknown_query_parameters_are_named_not_ignored(client: Any, app: Any, db: Any,
+                                                        world: dict[str, Any]) -> None:
+    """From a registry trial: `?stauts=Approved` listed every version, and `versions/latest?stage=Production`
+    answered a version in Development: a parameter the route does not take was ignored in silence."""
+    paths = [rc.path for rc in iter_route_contexts(app.routes)
+             if isinstance(rc.original_route, APIRoute) and "GET" in rc.methods and rc.path.startswith(API + "/")]
+    assert len(paths) >= 30
+    for path in paths:
+        refused(client.get(fill(path, world), params={"stauts": "Approved"}, headers=world["admin"]), 422,
+                "unknown query parameter 'stauts'")
+    body = refused(client.get(f"{API}/model-groups/churn/versions/latest", params={"stage": "Production"},
+                              headers=world["admin"]), 422, "'stage'")
+    assert "status" in body["fix"]          # what the route does take
+    assert client.get(f"{API}/model-groups/churn/versions", params={"status": "Approved"},
+                      headers=world["admin"]).status_code == 200
