@@ -212,6 +212,16 @@ def test_a_publisher_cannot_make_or_empty_an_ungoverned_production(client, keys)
     assert client.get("/api/v1/model-groups/churn/stages/Production", headers=keys("viewer")).json()["versions"]
     assert client.post("/api/v1/model-groups/churn/versions/1/stage", json={"stage": "Staging"},
                        headers=keys("approver")).status_code == 200
+    # another publisher may register into the group, but not rename or delete it (as with versions)
+    create_group(client, keys("publisher"), "scratch")
+    mlflow = "/api/2.0/mlflow/registered-models"
+    renamed = client.post(f"{mlflow}/rename", json={"name": "scratch", "new_name": "mine"},
+                          headers=keys("publisher2"))
+    assert renamed.status_code == 403 and "only its creator or an admin" in renamed.text
+    deleted = client.request("DELETE", f"{mlflow}/delete", json={"name": "scratch"}, headers=keys("publisher2"))
+    assert deleted.status_code == 403
+    assert client.post(f"{mlflow}/rename", json={"name": "scratch", "new_name": "scratch2"},
+                       headers=keys("publisher")).status_code == 200
 
 
 def test_bad_input_on_registry_routes_stores_nothing(client, keys, db, settings):
