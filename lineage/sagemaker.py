@@ -128,6 +128,16 @@ def _update(call: Call, ent: Entity, p: dict[str, Any], **fields: Any) -> Entity
     return service.update_entity(call.session, ent.kind, ent.id, body, call.principal)
 
 
+_PACKAGE_ARN = re.compile(r"arn:aws[\w-]*:sagemaker:[^:]*:\d*:model-package/(?P<group>[^/]+)/(?P<version>\d+)")
+
+
+def _source_uri(uri: str | None) -> str | None:
+    """SageMaker code finds a model package's lineage artifact by the package's ARN as its SourceUri; mlgov's node
+    of a version is ``mlgov://model-groups/<group>/versions/<n>``."""
+    m = _PACKAGE_ARN.fullmatch(uri or "")
+    return service.model_version_uri(m["group"], int(m["version"])) if m else uri
+
+
 def register(api: AwsService) -> None:
     kinds: list[tuple[str, str]] = [("artifact", "Artifact"), ("action", "Action"), ("context", "Context")]
     for kind, name in kinds:
@@ -203,7 +213,7 @@ def _register_kind(api: AwsService, kind: str, name: str) -> None:
             require_absent(p, ["SourceUri"], f"{kind}s are listed by type and creation time")
         offset, limit = page_offset(p.get("NextToken")), p.get("MaxResults") or 10
         rows, total = service.list_entities(
-            call.session, kind, entity_type=p.get(f"{name}Type"), uri=p.get("SourceUri"), sha256=None,
+            call.session, kind, entity_type=p.get(f"{name}Type"), uri=_source_uri(p.get("SourceUri")), sha256=None,
             name_contains=None, status=None, created_after=from_epoch(p.get("CreatedAfter")),
             created_before=from_epoch(p.get("CreatedBefore")), limit=limit, offset=offset, descending=_descending(p))
         return drop_empty({"NextToken": paged(rows, total, offset)}) | {

@@ -383,7 +383,10 @@ def register(api: AwsService) -> None:
         if not comment:
             raise validation("mlgov requires ApprovalDescription with every decision: the reason, kept in the audit "
                              "trail")
-        service.decide(call.session, group, number, ApprovalRequest(status=status, comment=comment), call.principal)
+        if service.get_version(call.session, group, number)[1].approval_status != status:
+            service.decide(call.session, group, number, ApprovalRequest(status=status, comment=comment),
+                           call.principal)
+        # else already decided so, and SageMaker accepts the same status again (a pipeline's approval step re-run)
         return {"ModelPackageArn": package_arn(call, group, number)}
 
     @api.operation("DeleteModelPackage", roles=PUBLISHERS, write=True)

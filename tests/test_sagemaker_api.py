@@ -169,6 +169,13 @@ def test_registry_and_approval_story(sm: SageMaker) -> None:
     d = vic.describe_model_package(ModelPackageName="churn/1")
     assert (d["ModelApprovalStatus"], d["ApprovalDescription"]) == ("Approved", "validated on holdout")
     assert d["LastModifiedBy"]["IamIdentity"]["PrincipalId"] == "ann"
+    # a pipeline's approval step run again: SageMaker accepts the same status (this was a ConflictException)
+    assert ann.update_model_package(ModelPackageArn=v1, ModelApprovalStatus="Approved",
+                                    ApprovalDescription="re-run")["ModelPackageArn"] == v1
+    assert vic.describe_model_package(ModelPackageName="churn/1")["ApprovalDescription"] == "validated on holdout"
+    # SageMaker code finds a package's lineage artifact by the package's ARN
+    found = vic.list_artifacts(SourceUri=v1)["ArtifactSummaries"]
+    assert [a["Source"]["SourceUri"] for a in found] == ["mlgov://model-groups/churn/versions/1"]
     with httpx.Client(base_url=sm.url, timeout=60) as native:
         history = native.get("/api/v1/model-groups/churn/versions/1/approvals", headers=sm.headers["vic"]).json()
         events = native.get("/api/v1/audit/events", params={"action": "version.approval_changed"},
