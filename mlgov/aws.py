@@ -471,6 +471,11 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
+@cache
+def _operation_errors(model: ServiceModel, operation: str) -> tuple[Shape, ...]:
+    return tuple(model.operation_model(operation).error_shapes)
+
+
 class AwsService:
     """One AWS JSON 1.1 service: its botocore model, the operations domains registered, and the ``POST /`` route."""
 
@@ -514,9 +519,18 @@ class AwsService:
         return Response(json.dumps(body, default=_json_default, separators=(",", ":")), status_code=status,
                         media_type=CONTENT_TYPE, headers={"x-amzn-RequestId": rid, **(headers or {})})
 
-    def _error(self, exc: BaseException) -> Response:
+    def _error(self, exc: BaseException, op: Operation | None = None) -> Response:
         err = to_aws_error(exc, self.retry_after_s)
+        if err.code == "ResourceNotFound" and op is not None and not self._declares(op.name, "ResourceNotFound"):
+            # SageMaker answers ResourceNotFound only where its model declares it; elsewhere (DescribeModelPackage,
+            # DescribeModelPackageGroup …) a missing resource is "ValidationException: … does not exist", which
+            # client code tests for
+            message = err.message if "does not exist" in err.message else f"does not exist: {err.message}"
+            err = AwsError("ValidationException", message, err.status, err.headers)
         return self._respond(err.status, {"__type": err.code, "message": err.message}, err.headers)
+
+    def _declares(self, operation: str, code: str) -> bool:
+        return any(e.name == code for e in _operation_errors(self.model, operation))
 
     async def handle(self, request: Request) -> Response:
         body = await request.body()
@@ -535,7 +549,7 @@ class AwsService:
                 replay = await self._replay_after_race(db, wire, op)
                 if replay is not None:
                     return self._respond(200, replay)
-            return self._error(exc)
+            return self._error(exc, op)
         return self._respond(200, result)
 
     def _authenticate(self, session: Session, wire: Wire) -> tuple[Principal, Signed]:

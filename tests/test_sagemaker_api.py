@@ -208,7 +208,7 @@ def test_registry_and_approval_story(sm: SageMaker) -> None:
     alice.delete_model_package(ModelPackageName=v2)
     with pytest.raises(ClientError) as exc:
         vic.describe_model_package(ModelPackageName=v2)
-    assert _code(exc) == "ResourceNotFound"
+    assert _code(exc) == "ValidationException" and "does not exist" in str(exc.value)   # as SageMaker answers
     with pytest.raises(ClientError) as exc:
         pat.delete_model_package_group(ModelPackageGroupName="churn")
     assert _code(exc) == "ConflictException"
@@ -216,7 +216,7 @@ def test_registry_and_approval_story(sm: SageMaker) -> None:
     pat.delete_model_package_group(ModelPackageGroupName="empty")
     with pytest.raises(ClientError) as exc:
         vic.describe_model_package_group(ModelPackageGroupName="empty")
-    assert _code(exc) == "ResourceNotFound"
+    assert _code(exc) == "ValidationException"
 
 
 def test_approval_at_registration_is_the_registrant_deciding(sm: SageMaker) -> None:

@@ -129,8 +129,9 @@ def test_model_card_abuse(sm: SageMaker) -> None:
     assert r.status_code == 400 and r.json()["__type"] == "ValidationException"
     assert "less than or equal to 100000" in r.json()["message"]
     # a card naming a package that does not exist, or something that is not a package ARN
-    _refused("ResourceNotFound", pat.create_model_card, ModelCardName="x", ModelCardStatus="Draft", Content=json.dumps(
-        {"model_package_details": {"model_package_arn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:model-package/no/1"}}))
+    _refused("ValidationException", pat.create_model_card, ModelCardName="x", ModelCardStatus="Draft",
+             Content=json.dumps({"model_package_details": {
+                 "model_package_arn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:model-package/no/1"}}))
     _refused("ValidationException", pat.create_model_card, ModelCardName="x", ModelCardStatus="Draft",
              Content=json.dumps({"model_package_details": {"model_package_arn": 7}}))
     _refused("ValidationException", pat.create_model_card, ModelCardName="x", ModelCardStatus="Draft", Content="{}",

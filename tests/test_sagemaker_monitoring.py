@@ -442,7 +442,7 @@ def test_only_the_analyzer_image_and_what_mlgov_can_honour(sm: SageMaker) -> Non
         pat.create_monitoring_schedule(MonitoringScheduleName="s", MonitoringScheduleConfig={
             "ScheduleConfig": {"ScheduleExpression": "cron(0 * ? * * *)"}, "MonitoringJobDefinitionName": "ok",
             "MonitoringType": "ModelQuality"})
-    assert _code(exc) == "ResourceNotFound"
+    assert _code(exc) == "ValidationException"
 
 
 def test_viewers_and_approvers_cannot_change_monitors(sm: SageMaker) -> None:
@@ -620,7 +620,7 @@ def test_model_explainability_job_definition_judges_attribution_drift(sm: SageMa
     assert _code(exc) == "ValidationException" and "global_shap_values" in str(exc.value)
     with pytest.raises(ClientError) as exc:
         pat.create_model_explainability_job_definition(**_explainability_request(sm, "bad", "no-such-endpoint"))
-    assert _code(exc) == "ResourceNotFound" and "no-such-endpoint" in str(exc.value)
+    assert _code(exc) == "ValidationException" and "no-such-endpoint" in str(exc.value)
     arn = pat.create_model_explainability_job_definition(**request)["JobDefinitionArn"]
     assert arn.endswith(":model-explainability-job-definition/credit-explain")
     described = vic.describe_model_explainability_job_definition(JobDefinitionName="credit-explain")
@@ -701,7 +701,7 @@ def test_stop_processing_job(sm: SageMaker, live_db: Database) -> None:
     assert vic.list_tags(ResourceArn=sched_arn)["Tags"] == [] and vic.list_tags(ResourceArn=def_arn)["Tags"] == []
     with pytest.raises(ClientError) as exc:
         vic.list_tags(ResourceArn=sched_arn.replace("stop-hourly", "no-such-schedule"))
-    assert _code(exc) == "ResourceNotFound"
+    assert _code(exc) == "ValidationException"
     with pytest.raises(ClientError) as exc:
         vic.list_tags(ResourceArn=sched_arn.replace("monitoring-schedule/stop-hourly", "processing-job/stop-baseline"))
     assert _code(exc) == "ValidationException" and "monitoring-schedule" in str(exc.value)
