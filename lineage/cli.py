@@ -132,9 +132,23 @@ def associate(api: Client, source: str,
               type: Annotated[str, typer.Argument(help="ContributedTo, AssociatedWith, DerivedFrom, Produced or "
                                                        "SameAs")],
               target: str, properties: Properties = None) -> Any:
-    """Record an edge SOURCE —TYPE→ TARGET between two entity ids."""
-    return api.create_association(source, target, type,
+    """Record an edge SOURCE —TYPE→ TARGET between two entities, each an id or an artifact's URI."""
+    return api.create_association(_entity_id(api, source), _entity_id(api, target), type,
                                   properties=json_arg(properties, "--properties") if properties else None)
+
+
+def _entity_id(api: Client, ref: str) -> str:
+    """An entity id as given, or the id of the one artifact recorded at a URI (as `lineage query` takes them)."""
+    if "://" not in ref:
+        return ref
+    found = api.list_artifacts(uri=ref).page(limit=2)
+    if found.total == 1:
+        return found.items[0].id
+    if not found.total:
+        raise CliError(f"no lineage artifact has URI {ref!r}", fix="record it first (mlgov lineage artifacts "
+                       "create) or pass an entity id", code=Exit.NOT_FOUND)
+    raise CliError(f"{found.total} artifacts have URI {ref!r} (one per content hash)",
+                   fix="pass the entity id of the one meant (mlgov lineage artifacts list --uri …)", code=Exit.USAGE)
 
 
 @lineage_app.command("associations")

@@ -44,6 +44,13 @@ def test_lineage_entities_and_errors(cli: Cli):
     assert edge.code == 0 and edge.stdout.startswith(f"{made['id']} DerivedFrom {other['id']} (association ")
     listed = json.loads(cli.invoke("lineage", "associations", "--source", made["id"], "--json").stdout)
     assert [(a["type"], a["target"]) for a in listed] == [("DerivedFrom", other["id"])]
+    # ends given by URI, as `lineage query` takes them (a trial's `associate s3://… … s3://…` exited 3)
+    by_uri = cli.invoke("lineage", "associate", "s3://data/b.csv", "ContributedTo", "s3://data/a.csv",
+                        key="publisher")
+    assert by_uri.code == 0 and by_uri.stdout.startswith(f"{other['id']} ContributedTo {made['id']}"), by_uri.stderr
+    missing = cli.invoke("lineage", "associate", "s3://data/none.csv", "ContributedTo", made["id"], key="publisher")
+    assert missing.code == 3
+    one_line_error(missing, "no lineage artifact has URI 's3://data/none.csv'")
     assert json.loads(cli.invoke("lineage", "artifacts", "show", made["id"], "--json").stdout)["properties"] == {
         "rows": 10}
     assert [a["name"] for a in json.loads(cli.invoke("lineage", "artifacts", "list", "--name-contains", "a",
