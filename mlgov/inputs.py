@@ -351,9 +351,10 @@ def _params(dependant: Any) -> list[tuple[str, str, Any]]:
     return out
 
 
-def _int_params(dependant: Any) -> list[tuple[str, str, Any]]:
-    """(location, name, field) of every integer path/query parameter of a route, its dependencies included."""
-    return [(where, name, info) for where, name, info in _params(dependant)
+def _int_params(dependant: Any, params: list[tuple[str, str, Any]] | None = None) -> list[tuple[str, str, Any]]:
+    """(location, name, field) of every integer path/query parameter of a route, its dependencies included
+    (``params``: its `_params`, when already walked)."""
+    return [(where, name, info) for where, name, info in (params if params is not None else _params(dependant))
             if info.annotation is int or int in getattr(info.annotation, "__args__", ())]
 
 
@@ -372,9 +373,9 @@ def _route_params(route: APIRoute) -> _RouteParams:
     route's parameters)."""
     cached = _ROUTE_PARAMS.get(id(route))
     if cached is None or cached[0] is not route:
-        every = _params(route.dependant)
+        every = _params(route.dependant)   # one walk of the route's dependencies for both
         cached = _ROUTE_PARAMS[id(route)] = (route, _RouteParams(
-            _int_params(route.dependant), frozenset(name for where, name, _ in every if where == "query")))
+            _int_params(route.dependant, every), frozenset(name for where, name, _ in every if where == "query")))
     return cached[1]
 
 

@@ -226,16 +226,15 @@ def artifact_sha256(call: Call, uri: str, metadata: dict[str, str]) -> str:
     """mlgov keys every model by its content hash: read the artifact from the object store, or take the hash the
     caller states in CustomerMetadataProperties (for artifacts kept elsewhere)."""
     store: ObjectStore = call.extras["store"]()
+    stated = metadata.get(SHA256_METADATA)
     if store.key_of(uri) is not None:
         digest = service.hash_artifact(store, uri)   # the same hash the MLflow door records (files or a folder)
         if digest is None:
             raise validation(f"ModelDataUrl {uri} cannot be read from the object store; upload the artifact first")
-        stated = metadata.get(SHA256_METADATA)
         if stated and stated.lower() != digest:
             raise validation(f"CustomerMetadataProperties[{SHA256_METADATA!r}] says {stated} but the artifact at "
                              f"{uri} hashes to {digest}")
         return digest
-    stated = metadata.get(SHA256_METADATA)
     if stated and not re.fullmatch(r"[0-9a-fA-F]{64}", stated):
         raise validation(f"CustomerMetadataProperties[{SHA256_METADATA!r}] must be the artifact's SHA-256 as 64 "
                          f"hexadecimal characters, not {stated[:80]!r}")
