@@ -32,6 +32,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from mlgov.db import Base, Database, finish, new_id, private_dir, utcnow
 from mlgov.errors import Conflict, Forbidden, Invalid, NotFound, Unauthorized
+from mlgov.names import person_key, readable_problem
 from mlgov.secrets import SecretBox
 
 KEY_PREFIX = "mlgov"
@@ -103,8 +104,9 @@ SYSTEM = Principal(key_pk="system", name="system", role=Role.admin, owner="syste
 
 
 def same_person(a: str | None, b: str | None) -> bool:
-    """Owners are compared without case or surrounding blanks ("Alice" and "alice " are one person)."""
-    return a is not None and b is not None and a.strip().casefold() == b.strip().casefold()
+    """Owners are compared as a reader sees them: "Alice", "alice " and "ａｌｉｃｅ" are one person, as are
+    "t-publisher" and "t‐publisher" (U+2010), so a look-alike spelling never counts as a second pair of eyes."""
+    return a is not None and b is not None and person_key(a) == person_key(b)
 
 
 def independent(decider_owner: str, decider_creator: str | None, other_owner: str,
@@ -148,6 +150,10 @@ def create_key(session: Session, name: str, role: str, *, actor: str, owner: str
     owner = (owner or name).strip()
     if not owner or len(owner) > 128:
         raise Invalid("key owner must be 1-128 characters", fix="pass the person's name as owner")
+    for what, value in (("name", name), ("owner", owner)):
+        if problem := readable_problem(value):
+            raise Invalid(f"key {what} {value!r} {problem}", fix=f"write the {what} in plain characters of one script")
+    _no_look_alike_owner(session, owner)
     try:
         role_v = Role(role)
     except ValueError:
@@ -173,6 +179,17 @@ def create_key(session: Session, name: str, role: str, *, actor: str, owner: str
 
 
 _AKID_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
+
+
+def _no_look_alike_owner(session: Session, owner: str) -> None:
+    """An owner that reads like an existing one but is spelled otherwise (beyond case, which a reader sees) is
+    refused: in the audit log and the compliance report the two would pass for one person, and four-eyes
+    already treats them as one."""
+    same = person_key(owner)
+    for (known,) in session.execute(select(ApiKey.owner).distinct()):
+        if known.casefold() != owner.casefold() and person_key(known) == same:
+            raise Conflict(f"key owner {owner!r} reads like the existing owner {known!r} but is spelled otherwise",
+                           fix=f"pass owner {known!r} if it is the same person, else a name that reads differently")
 
 
 def aws_secret_of(row: ApiKey, box: SecretBox) -> str | None:

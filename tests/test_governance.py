@@ -326,3 +326,30 @@ def test_home_database_and_key_files_are_private(tmp_path):
         assert stat.S_IMODE((settings.home / f).stat().st_mode) == 0o600, f
     assert len((settings.home / "audit.key").read_text().strip()) == 64
     db.dispose()
+
+
+def test_look_alike_owners_are_one_person_and_refused_as_new_spellings(client, keys):
+    """A registry trial minted an approver key for "t‐publisher" (U+2010 HYPHEN) beside "t-publisher": the audit
+    log then showed one name deciding the other's version. Now such an owner is refused at creation, invisible and
+    mixed-script owners too, and four-eyes compares owners as read (full-width, dashes, spaces folded)."""
+    from mlgov.auth import same_person
+
+    cases = (("test\u2010publisher", ["reads like the existing owner 'test-publisher'", "pass owner"]),
+             ("test\u2013publisher", ["reads like the existing owner 'test-publisher'"]),
+             ("ｔｅｓｔ-publisher", ["reads like the existing owner"]),
+             ("test-publisher\u200b", ["invisible", "U+200B"]),
+             ("p\u0430ul", ["must not mix scripts"]))
+    for i, (owner, words) in enumerate(cases):
+        r = client.post("/api/v1/keys", json={"name": f"look-alike-{i}", "role": "approver",
+                                              "owner": owner}, headers=keys("admin"))
+        assert_problem(r, 409 if "reads like" in words[0] else 422, *words)
+    assert_problem(client.post("/api/v1/keys", json={"name": "ops\u202ekey", "role": "viewer"},
+                               headers=keys("admin")), 422, "key name", "U+202E")
+    assert not [k for k in client.get("/api/v1/keys", headers=keys("admin")).json() if k["name"].startswith("look")]
+    assert same_person("t\u2010publisher", "T-Publisher ") and same_person("ａｌｉｃｅ", "alice")
+    assert not same_person("t-publisher", "t_publisher")
+    create_group(client, keys("publisher"), "churn")
+    register(client, keys("publisher"), "churn", 1)
+    # case stays a visible difference of one person (as before): allowed, and one person for four-eyes
+    upper = _key(client, keys, "admin", "pub-upper", "approver", owner="Test-Publisher")
+    assert_problem(approve(client, upper, "churn", 1), 403, "both keys belong")
