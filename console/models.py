@@ -4,6 +4,7 @@ lineage as an interactive graph (lineage.js + Cytoscape)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Annotated, Any, Literal
 from urllib.parse import quote, urlencode
 
@@ -75,7 +76,10 @@ def version_page(request: Request, group: str, number: int, session: SessionDep,
 def entity_page(request: Request, entity_id: Annotated[str, Path(max_length=32)], session: SessionDep,
                 user: Viewer) -> HTMLResponse:
     ent = lineage.any_entity(session, entity_id)
-    return render(request, user, "entity.html", title=ent.name or ent.type, e=ent, href=_href(ent),
+    live = _live_versions(session, [ent])
+    version = _version_of(ent)
+    return render(request, user, "entity.html", title=ent.name or ent.type, e=ent, href=_href(ent, live),
+                  deleted=version if version is not None and version not in live else None,
                   graph=graph_of(session, ent.id))
 
 
@@ -86,11 +90,23 @@ _CLASS = {"Dataset": "data", "DataSet": "data", "Baseline": "data", "Model": "mo
 MAX_DEPTH = 4
 
 
-def _href(ent: Any) -> str:
-    """Where clicking a node leads: a version's, an alert's or a schedule's page, or the node's own page."""
+def _version_of(ent: Any) -> tuple[str, int] | None:
     props = ent.properties or {}
-    if ent.type == "ModelPackage" and props.get("model_group") and props.get("version"):
-        return f"{PREFIX}/models/{quote(str(props['model_group']), safe='')}/versions/{props['version']}"
+    if ent.type == "ModelPackage" and props.get("model_group") and str(props.get("version", "")).isdigit():
+        return str(props["model_group"]), int(props["version"])
+    return None
+
+
+def _live_versions(session: Session, ents: Iterable[Any]) -> set[tuple[str, int]]:
+    return registry.versions_present(session, filter(None, map(_version_of, ents)))
+
+
+def _href(ent: Any, live: set[tuple[str, int]]) -> str:
+    """Where clicking a node leads: a version's (while it exists: a deleted one keeps its node), an alert's or a
+    schedule's page, or the node's own page."""
+    props = ent.properties or {}
+    if (version := _version_of(ent)) is not None and version in live:
+        return f"{PREFIX}/models/{quote(version[0], safe='')}/versions/{version[1]}"
     if ent.type == "Alert" and ent.identity.startswith("alert:"):
         return f"{PREFIX}/alerts/{ent.identity.removeprefix('alert:')}"
     if ent.type == "MonitoringSchedule" and props.get("schedule"):
@@ -109,6 +125,7 @@ def graph_of(session: Session, start: str) -> dict[str, Any]:
         for e in res.edges:
             edges[(e.source, e.target, e.type)] = None
     ents = lineage.entities_by_id(session, list(level))
+    live = _live_versions(session, ents.values())
     columns: dict[int, int] = {}
     nodes = []
     for node_id in sorted(level, key=lambda i: (level[i], ents[i].type if i in ents else "", i)):
@@ -120,7 +137,7 @@ def graph_of(session: Session, start: str) -> dict[str, Any]:
         nodes.append({"id": node_id, "label": f"{ent.type}\n{(ent.name or ent.uri or '')[-40:]}",
                       "kind": ent.kind, "type": ent.type, "cls": _CLASS.get(ent.type, "action" if ent.kind == "action"
                                                                           else "data"),
-                      "href": _href(ent), "x": level[node_id] * 240, "y": row * 90, "start": node_id == start})
+                      "href": _href(ent, live), "x": level[node_id] * 240, "y": row * 90, "start": node_id == start})
     kept = {n["id"] for n in nodes}
     return {"nodes": nodes, "edges": [{"source": s, "target": t, "type": ty} for s, t, ty in edges
                                       if s in kept and t in kept]}

@@ -11,7 +11,7 @@ import hashlib
 import itertools
 import re
 import unicodedata
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
@@ -1077,6 +1077,18 @@ def version_counts(session: Session, groups: Sequence[ModelGroup]) -> dict[str, 
                 ModelVersion.group_id.in_(chunk)).group_by(ModelVersion.group_id)):
             counts[ids[gid]] = n
     return counts
+
+
+def versions_present(session: Session, pairs: Iterable[tuple[str, int]]) -> set[tuple[str, int]]:
+    """Which of these (group name, number) versions exist now: lineage keeps a deleted version's node as evidence,
+    and a link to its page would be a 404. One query."""
+    wanted = set(pairs)
+    if not wanted:
+        return set()
+    rows = session.execute(select(ModelGroup.name, ModelVersion.version).join(
+        ModelVersion, ModelVersion.group_id == ModelGroup.id).where(
+        ModelGroup.name.in_({g for g, _ in wanted}), ModelVersion.version.in_({n for _, n in wanted})))
+    return {(g, n) for g, n in rows if (g, n) in wanted}
 
 
 def stage_counts(session: Session, group: ModelGroup) -> dict[str | None, int]:

@@ -7,7 +7,7 @@ import uuid
 
 from sqlalchemy import func, select
 
-from tests.helpers import approve, assert_problem, create_group, register, sha
+from tests.helpers import approve, assert_problem, create_group, register, sha, signed_in
 
 API = "/api/v1/lineage"
 
@@ -473,3 +473,28 @@ def test_query_equals_shortest_paths_on_random_graphs(db):
                   if a in kept and b in kept and (assoc is None or t in assoc)}
         assert {(e["source"], e["target"], e["type"]) for e in got["edges"]} == expect, trial
         assert len(got["edges"]) == len(expect)
+
+
+def test_console_links_a_deleted_versions_node_to_its_own_page(app, client, keys):
+    """A registry trial clicked a version's node in the console's lineage graph after the version was deleted
+    and got a 404: the node stays (evidence) but the version page is gone. Now it links to the node's own page,
+    which says the version was deleted; a live version's node still opens the version."""
+    pub, viewer = keys("publisher"), keys("viewer")
+    create_group(client, pub, "churn")
+    for n in (1, 2):
+        register(client, pub, "churn", n, training_data=["s3://data/train.csv"])
+    r = client.request("DELETE", "/api/2.0/mlflow/model-versions/delete", json={"name": "churn", "version": "2"},
+                       headers=pub)   # MLflow's door (SageMaker's DeleteModelPackage is the other; no native one)
+    assert r.status_code == 200, r.text
+    res = q(client, viewer, ["s3://data/train.csv"])
+    ids = {x["uri"]: x["id"] for x in res["vertices"] if x["uri"]}
+    gone, kept = ids["mlgov://model-groups/churn/versions/2"], ids["mlgov://model-groups/churn/versions/1"]
+    console = signed_in(app, keys.plain["viewer"])
+    html = console.get(f"/console/lineage/{ids['s3://data/train.csv']}").text
+    assert 'href="/console/models/churn/versions/1"' in html and "/console/models/churn/versions/2" not in html
+    assert f'href="/console/lineage/{gone}"' in html
+    page = console.get(f"/console/lineage/{gone}")
+    assert page.status_code == 200 and "churn version 2 was deleted" in page.text and "Open its page" not in page.text
+    live = console.get(f"/console/lineage/{kept}").text
+    assert "Open its page" in live and "was deleted" not in live
+    assert console.get("/console/models/churn/versions/2").status_code == 404
