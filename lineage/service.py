@@ -572,7 +572,8 @@ def find_named(session: Session, kind: str, ref: str) -> Entity:
     if len(named) == 1:
         return named[0]
     raise NotFound(f"no {kind} with id, key or name {ref!r}" + (" (several have that name)" if named else ""),
-                   fix=f"list them with GET /api/v1/lineage/{kind}s and use the id")
+                   fix=f"list them with GET /api/v1/lineage/{kind}s and use the id",
+                   fixes={"sagemaker": f"list them with List{kind.title()}s and use the name or ARN"})
 
 
 def entities_by_id(session: Session, ids: Sequence[str]) -> dict[str, Entity]:

@@ -76,7 +76,8 @@ def validation(message: str) -> AwsError:
 
 
 def _text(exc: DomainError) -> str:
-    return f"{exc.detail}. Fix: {exc.fix}" if exc.fix else exc.detail
+    fix = exc.fix_for("sagemaker")
+    return f"{exc.detail}. Fix: {fix}" if fix else exc.detail
 
 
 # DomainError family → SageMaker's codes (most specific class first). Statuses: SageMaker answers its modelled

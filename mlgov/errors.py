@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -25,11 +26,18 @@ class DomainError(Exception):
     status = 400
     title = "Bad request"
 
-    def __init__(self, detail: str, *, fix: str | None = None, **extra: Any) -> None:
+    def __init__(self, detail: str, *, fix: str | None = None, fixes: Mapping[str, str] | None = None,
+                 **extra: Any) -> None:
         super().__init__(detail)
         self.detail = detail
         self.fix = fix
+        self.fixes = dict(fixes or {})
         self.extra = extra
+
+    def fix_for(self, door: str) -> str | None:
+        """The fix in the words of the protocol the caller speaks ("sagemaker", "mlflow"): a SageMaker client
+        is told of ListModelPackages, not of mlgov's own route. Falls back to the native fix."""
+        return self.fixes.get(door, self.fix)
 
 
 class NotFound(DomainError):

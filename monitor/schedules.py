@@ -164,7 +164,8 @@ def _monitor_node(session: Session, sched: Schedule, actor: str) -> lineage.Enti
 def get(session: Session, name: str) -> Schedule:
     row = session.scalar(select(Schedule).where(Schedule.name == name))
     if row is None:
-        raise NotFound(f"no monitoring schedule named {name!r}", fix="list them with GET /api/v1/monitoring-schedules")
+        raise NotFound(f"no monitoring schedule named {name!r}", fix="list them with GET /api/v1/monitoring-schedules",
+                       fixes={"sagemaker": "list them with ListMonitoringSchedules"})
     return row
 
 

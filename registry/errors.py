@@ -8,13 +8,19 @@ from mlgov.errors import Conflict, Forbidden, NotFound
 class GroupNotFound(NotFound):
     def __init__(self, name: str) -> None:
         super().__init__(f"model group {name!r} does not exist",
-                         fix="create it with POST /api/v1/model-groups or check the name (GET /api/v1/model-groups)")
+                         fix="create it with POST /api/v1/model-groups or check the name (GET /api/v1/model-groups)",
+                         fixes={"sagemaker": "create it with CreateModelPackageGroup or check the name "
+                                             "(ListModelPackageGroups)",
+                                "mlflow": "create it with registered-models/create or check the name "
+                                          "(registered-models/search)"})
 
 
 class VersionNotFound(NotFound):
     def __init__(self, group: str, version: int | str) -> None:
         super().__init__(f"model group {group!r} has no version {version}",
-                         fix=f"list versions with GET /api/v1/model-groups/{group}/versions")
+                         fix=f"list versions with GET /api/v1/model-groups/{group}/versions",
+                         fixes={"sagemaker": f"list versions with ListModelPackages (ModelPackageGroupName {group!r})",
+                                "mlflow": f"list versions with model-versions/search (filter \"name='{group}'\")"})
 
 
 class GroupExists(Conflict):

@@ -117,7 +117,8 @@ class EndpointNotFound(DomainError):
 
 
 def _message(exc: DomainError) -> str:
-    return f"{exc.detail}. Fix: {exc.fix}" if exc.fix else exc.detail
+    fix = exc.fix_for("mlflow")
+    return f"{exc.detail}. Fix: {fix}" if fix else exc.detail
 
 
 def to_mlflow(exc: Exception, retry_after_s: int) -> MlflowError:

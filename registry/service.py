@@ -1308,7 +1308,11 @@ def delete_version(session: Session, group_name: str, number: int, actor: Princi
     if why is not None:
         raise RuleRefusal(f"cannot delete {group.name} version {number}: {why}",
                           fix="reject or archive it instead (POST …/approval with Rejected, or move it to Archived); "
-                              "an approver can move a governed alias elsewhere first")
+                              "an approver can move a governed alias elsewhere first",
+                          fixes={"sagemaker": "reject it instead (UpdateModelPackage with ModelApprovalStatus "
+                                              "Rejected)",
+                                 "mlflow": "archive it instead (transition-stage to Archived); an approver can move "
+                                           "a governed alias elsewhere first"})
     _refuse_if_referenced(session, group.name, number, "delete")
     snapshot = _payload(group.name, v)
     _drop_aliases(session, group, v, actor)

@@ -656,7 +656,8 @@ def test_roles_and_auth(world: World) -> None:
     ("GET", "model-versions/get", {"name": "churn", "version": str(2**40)}, "RESOURCE_DOES_NOT_EXIST",
      "does not exist"),   # an integer no version can have: MLflow's answer too, as for 0 and -1
     ("GET", "model-versions/get", {"name": "churn", "version": "-1"}, "RESOURCE_DOES_NOT_EXIST", "does not exist"),
-    ("GET", "model-versions/get", {"name": "churn", "version": "9"}, "RESOURCE_DOES_NOT_EXIST", "no version 9"),
+    ("GET", "model-versions/get", {"name": "churn", "version": "9"}, "RESOURCE_DOES_NOT_EXIST",
+     "no version 9. Fix: list versions with model-versions/search"),   # MLflow's words, not mlgov's route
     ("GET", "registered-models/get", {}, "INVALID_PARAMETER_VALUE", "name"),
     ("POST", "registered-models/create", {"name": "team/churn"}, "INVALID_PARAMETER_VALUE", "team-churn"),
     ("POST", "registered-models/create", {"name": "s3:churn"}, "INVALID_PARAMETER_VALUE", "'/' or ':'"),

@@ -205,10 +205,13 @@ def test_registry_and_approval_story(sm: SageMaker) -> None:
     with pytest.raises(ClientError) as exc:     # decided versions are the audit trail
         alice.delete_model_package(ModelPackageName=v1)
     assert _code(exc) == "ConflictException"
+    # the fix names SageMaker's operations, not mlgov's native routes (a trial was told "POST …/approval")
+    assert "UpdateModelPackage with ModelApprovalStatus Rejected" in str(exc.value) and "…/" not in str(exc.value)
     alice.delete_model_package(ModelPackageName=v2)
     with pytest.raises(ClientError) as exc:
         vic.describe_model_package(ModelPackageName=v2)
     assert _code(exc) == "ValidationException" and "does not exist" in str(exc.value)   # as SageMaker answers
+    assert "ListModelPackages" in str(exc.value) and "/api/v1" not in str(exc.value)
     with pytest.raises(ClientError) as exc:
         pat.delete_model_package_group(ModelPackageGroupName="churn")
     assert _code(exc) == "ConflictException"
