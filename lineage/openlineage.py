@@ -93,6 +93,8 @@ def ingest(session: Session, ev: RunEvent, principal: Principal) -> dict[str, An
         ev.job.facets.get("jobType"), dict) else None
     if not (isinstance(job_type, str) and re.fullmatch(TYPE_PATTERN, job_type)):
         job_type = None   # a facet value that is no lineage type name (e.g. 200 characters) leaves the default
+    else:   # "Approval" here would draw a forged approval beside a version, as POST /lineage/actions refuses
+        service.user_type("action", job_type)
     props = {"openlineage": {"namespace": ev.job.namespace, "job": ev.job.name, "run_id": str(ev.run.runId),
                              "producer": ev.producer, "last_event_type": ev.eventType,
                              "job_facets": ev.job.facets, "run_facets": ev.run.facets}}

@@ -402,7 +402,8 @@ def _audit(session: Session, actor: str, action: str, ent_id: str, after: dict[s
     audit.record(session, actor=actor, action=action, subject_type="lineage", subject_id=ent_id, after=after)
 
 
-def _user_type(kind: str, type_: str) -> str:
+def user_type(kind: str, type_: str) -> str:
+    """A type a user's entity may have: mlgov's own (Approval, ModelGroup, …) would pass for its evidence."""
     if type_.casefold() in {t.casefold() for t in SYSTEM_TYPES[kind]}:
         raise Invalid(f"{kind} type {type_!r} is reserved for what mlgov records itself",
                       fix=f"use another type (reserved for {kind}s: {', '.join(SYSTEM_TYPES[kind])})")
@@ -419,7 +420,7 @@ def _user_key(key: str) -> str:
 def create_artifact(session: Session, body: ArtifactCreate, principal: Principal) -> tuple[Entity, bool]:
     actor = principal.name
     if _find(session, "artifact", artifact_identity(body.uri, body.sha256.lower() if body.sha256 else None)) is None:
-        _user_type("artifact", body.type)   # naming an existing one (a version's mlgov:// node) stays allowed
+        user_type("artifact", body.type)   # naming an existing one (a version's mlgov:// node) stays allowed
     ent, created = ensure_artifact(session, artifact_type=body.type, uri=body.uri, sha256=body.sha256, name=body.name,
                                    properties=body.properties, actor=actor, description=body.description,
                                    system=False, owner=principal.owner)
@@ -430,7 +431,7 @@ def create_artifact(session: Session, body: ArtifactCreate, principal: Principal
 
 
 def create_action(session: Session, body: ActionCreate, principal: Principal) -> Entity:
-    _user_type("action", body.type)
+    user_type("action", body.type)
     key = _user_key(body.key) if body.key else f"api:{new_id()}"
 
     def insert() -> tuple[Entity, bool]:
@@ -444,7 +445,7 @@ def create_action(session: Session, body: ActionCreate, principal: Principal) ->
 
 
 def create_context(session: Session, body: ContextCreate, principal: Principal) -> Entity:
-    _user_type("context", body.type)
+    user_type("context", body.type)
     key = _user_key(body.key or f"{body.type}:{body.name}")
     return _create_new(session, "context", key, principal, body.description,
                        "reuse it (GET) or pick another name/key",

@@ -289,6 +289,15 @@ def test_openlineage_events_cannot_rewrite_others_lineage(client, keys):
     ds = client.get(f"{API}/artifacts", params={"uri": "s3://data/churn/train-1.csv"},
                     headers=keys("viewer")).json()["items"][0]
     assert r.json()["inputs"] == [ds["id"]] and "openlineage_facets" not in (ds["properties"] or {})
+    # an operator's trial: a jobType facet of "Approval" drew a forged approval beside a pending version
+    for job_type in ("Approval", "stagetransition"):
+        forged = _ol_event("COMPLETE", str(uuid.uuid4()), inputs=(), outputs=())
+        forged["job"]["facets"]["jobType"]["jobType"] = job_type
+        forged["outputs"] = [{"namespace": "mlgov://model-groups", "name": "churn/versions/1", "facets": {}}]
+        assert_problem(client.post(f"{API}/openlineage", json=forged, headers=keys("publisher2")), 422,
+                       f"action type '{job_type}' is reserved")
+    actions = client.get(f"{API}/actions", params={"type": "Approval"}, headers=keys("viewer")).json()
+    assert actions["total"] == 0
 
 
 def test_openlineage_events_from_the_official_client(client, keys):
