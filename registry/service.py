@@ -818,6 +818,9 @@ def decide(session: Session, group_name: str, number: int, req: ApprovalRequest,
         # A rejected version may not stay where only approved ones belong (SageMaker's rollback case).
         target = stage_def.displace_to or cfg.initial
         _set_stage(session, group, v, target, actor, f"rejected: {req.comment}", "rejected")
+    if current == APPROVED:
+        # governed aliases point only at Approved versions: models:/g@champion must not serve a rejected model
+        _drop_aliases(session, group, v, actor, only=governed_aliases(group))
     subject = f"{group.name}/{number}"
     audit.record(session, actor=actor.name, action="version.approval_changed", subject_type="model_version",
                  subject_id=subject, before={"approval_status": current},
@@ -1289,11 +1292,16 @@ def _why_kept(session: Session, group: ModelGroup, v: ModelVersion) -> str | Non
     return None
 
 
-def _drop_aliases(session: Session, group: ModelGroup, v: ModelVersion, actor: Principal) -> None:
-    """Remove the (ungoverned) aliases of a version being deleted, each move audited as a removal."""
+def _drop_aliases(session: Session, group: ModelGroup, v: ModelVersion, actor: Principal,
+                  only: Sequence[str] | None = None) -> list[str]:
+    """Remove the aliases of a version (those named in ``only``, else all), each move audited as a removal."""
+    dropped = []
     for row in list(session.scalars(select(Alias).where(Alias.version_id == v.id).order_by(Alias.alias))):
-        session.delete(row)
-        _move_alias(session, group, row.alias, None, v.version, actor)
+        if only is None or row.alias in only:
+            session.delete(row)
+            _move_alias(session, group, row.alias, None, v.version, actor)
+            dropped.append(row.alias)
+    return dropped
 
 
 def delete_version(session: Session, group_name: str, number: int, actor: Principal) -> None:

@@ -324,6 +324,17 @@ def test_champion_alias_is_governed(world: World) -> None:
     with pytest.raises(MlflowException) as exc:        # approved versions stay: they are the release record
         c.delete_model_version("churn", "1")
     assert _code(exc) == "PERMISSION_DENIED" and "approved" in str(exc.value)
+    # an operator's trial: rejecting the approved version left models:/churn@champion serving a rejected model
+    c.set_registered_model_alias("churn", "candidate", "1")
+    r = world.http.post(f"{API}/model-groups/churn/versions/1/approval", headers=world.h("appr"),
+                        json={"status": "Rejected", "comment": "leaks the label"})
+    assert r.status_code == 200, r.text
+    with pytest.raises(MlflowException) as exc:
+        c.get_model_version_by_alias("churn", "champion")
+    assert _code(exc) == "INVALID_PARAMETER_VALUE" and "alias champion not found" in str(exc.value)
+    assert c.get_registered_model("churn").aliases == {"candidate": "1"}   # an ungoverned alias is not a release
+    removed = [(e["actor"], e["before"]) for e in world.audit("version.alias_removed", "churn/1")]
+    assert ("test-appr", {"alias": "champion", "version": 1}) in removed
 
 
 def test_long_tags_as_mlflow_users_keep_them(world: World) -> None:
