@@ -138,10 +138,18 @@ RESERVED_REGISTRATION_PREFIXES = (RESERVED_METADATA_PREFIX, "mlgov:")   # and Sa
 ARCHIVED = "Archived"   # where the other versions go when a move archives them (MLflow's archive_existing_versions)
 
 
+def reserved_key(key: str) -> bool:
+    """Whether a tag or metadata key reads as one of mlgov's own facts: compared as read, so " mlgov.approved_by",
+    "MLGOV.x", "mlgov．x" (a full-width dot) or one with a zero-width space are mlgov's too."""
+    folded = "".join(ch for ch in unicodedata.normalize("NFKC", key)
+                     if unicodedata.category(ch) not in ("Cf", "Cc", "Zs") and not ch.isspace())
+    return folded.casefold().startswith(RESERVED_REGISTRATION_PREFIXES)
+
+
 def _no_reserved_tags(tags: Mapping[str, str], kept: Mapping[str, str] | None = None) -> None:
     """Tags under ``mlgov.`` read as mlgov's own facts (a search for ``tags.`mlgov.approval_status` = 'Approved'``
     must not match a model because someone wrote that tag): nobody sets them, on groups as on versions."""
-    added = [k for k, v in tags.items() if k.startswith(RESERVED_METADATA_PREFIX) and (kept or {}).get(k) != v]
+    added = [k for k, v in tags.items() if reserved_key(k) and (kept or {}).get(k) != v]
     if added:
         raise Forbidden(f"tags starting with {RESERVED_METADATA_PREFIX!r} are set by mlgov itself ({added[0]!r})",
                         fix="choose a key without that prefix")
@@ -291,7 +299,7 @@ def register_versions(session: Session, group_name: str, regs: Sequence[Registra
             raise Forbidden(f"four-eyes rule: key {r.actor.name!r} writes this version's model card, so it cannot "
                             "register it as Approved", fix="register the card as Draft or PendingReview; an approver "
                             "owned by someone else approves it (SageMaker's UpdateModelCard)")
-        reserved = [k for k in r.body.metadata if k.casefold().startswith(RESERVED_REGISTRATION_PREFIXES)
+        reserved = [k for k in r.body.metadata if reserved_key(k)
                     and not (r.via_sagemaker and k == "mlgov:artifact-sha256")]
         if reserved:
             raise Forbidden(f"metadata keys starting with 'mlgov.' or 'mlgov:' are mlgov's own facts ({reserved[0]!r})",
@@ -1237,7 +1245,7 @@ def set_version_metadata(session: Session, group_name: str, number: int, key: st
                          actor: Principal) -> ModelVersion:
     """Set (or, with ``value`` None, remove) one metadata pair. Keys under ``mlgov.`` are mlgov's own facts
     (approval status, approver): nobody sets them, so a tag can never pose as an approval."""
-    if key.casefold().startswith(RESERVED_REGISTRATION_PREFIXES):
+    if reserved_key(key):
         raise Forbidden(f"metadata keys starting with 'mlgov.' or 'mlgov:' are set by mlgov itself "
                         f"({key!r}); an approval cannot be made by writing a tag",
                         fix="decide approvals through mlgov (POST /api/v1/model-groups/{group}/versions/{version}/"

@@ -279,6 +279,14 @@ def test_champion_alias_is_governed(world: World) -> None:
     with pytest.raises(MlflowException) as exc:        # tags cannot pose as an approval
         c.set_model_version_tag("churn", "1", "mlgov.approval_status", "Approved")
     assert _code(exc) == "PERMISSION_DENIED" and "set by mlgov" in str(exc.value)
+    # an operator's trial: look-alikes of the reserved prefix were accepted and listed beside the real facts
+    for key in (" mlgov.approval_status", "mlgov\uff0eapproved_by", "\u200bmlgov.approved_by", "ＭＬＧＯＶ:x"):
+        with pytest.raises(MlflowException) as exc:
+            c.set_model_version_tag("churn", "1", key, "Approved")
+        assert _code(exc) == "PERMISSION_DENIED" and "set by mlgov" in str(exc.value), key
+        with pytest.raises(MlflowException) as exc:
+            c.set_registered_model_tag("churn", key, "Approved")
+        assert _code(exc) == "PERMISSION_DENIED", key
     world.approve("churn", 1)                          # natively, by someone independent of the registrant
     assert c.get_model_version("churn", "1").tags["mlgov.approved_by"] == "test-appr"
     with pytest.raises(MlflowException) as exc:        # a publisher may not move @champion
