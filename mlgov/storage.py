@@ -25,6 +25,19 @@ def _check_key(key: str) -> str:
     return key
 
 
+# The store's top-level folders mlgov writes itself (results, evidence, captured traffic). A user's URI may read
+# from them, but nothing a user names as an output may land there: a processing job told to write into
+# baselines/<someone else's id> would rewrite that baseline without its audit event.
+SYSTEM_FOLDERS = frozenset({"audit", "baselines", "analyses", "clarify", "capture", "groundtruth",
+                            "groundtruth-replaced", "inputs"})
+
+
+def system_folder(key: str) -> str | None:
+    """The mlgov-written top-level folder ``key`` lies in, or None."""
+    top = key.split("/", 1)[0]
+    return top if top in SYSTEM_FOLDERS else None
+
+
 _GONE_FIX = ("check the id, name or URI the request gave; a file mlgov recorded that is missing was removed from the "
              "store outside mlgov (restore it, or create again what it belongs to)")
 

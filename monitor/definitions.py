@@ -24,7 +24,7 @@ from mlgov import audit
 from mlgov.auth import Principal
 from mlgov.db import icontains, new_id, paginate, utcnow
 from mlgov.errors import Conflict, DomainError, Invalid, NotFound
-from mlgov.storage import ObjectStore
+from mlgov.storage import SYSTEM_FOLDERS, ObjectStore, system_folder
 from monitor import schedules, service
 from monitor.orm import JobDefinition, ProcessingJob, Schedule
 
@@ -39,6 +39,17 @@ def store_key(store: ObjectStore, uri: str, what: str) -> str:
                       fix=f"use a URI under {store.root_uri}" if store.root_uri.startswith("s3://") else
                       "SageMaker's API takes s3:// URIs only, and this server keeps its files in a local folder: "
                       "run it on an S3 store (MLGOV_STORE_URL=s3://bucket/prefix) and use URIs under that")
+    return key
+
+
+def output_key(store: ObjectStore, uri: str, what: str) -> str:
+    """`store_key` of a folder a job will write to: never one of mlgov's own folders."""
+    key = store_key(store, uri, what)
+    if (folder := system_folder(key)) is not None:
+        raise Invalid(f"{what} {uri} lies in {folder}/, where mlgov keeps its own files (results and evidence "
+                      "that change only through their audited operations)",
+                      fix=f"write to a folder of your own under {store.root_uri}, outside "
+                          + ", ".join(f"{f}/" for f in sorted(SYSTEM_FOLDERS)))
     return key
 
 
@@ -88,7 +99,7 @@ def create_definition(session: Session, store: ObjectStore, *, name: str, monito
                       baseline_id: str, output_uri: str, window_start: str, window_end: str, spec: dict[str, Any],
                       actor: Principal) -> JobDefinition:
     """A job definition whose baseline is of its type and fits its endpoint (as a schedule's must)."""
-    store_key(store, output_uri, "the output URI")
+    output_key(store, output_uri, "the output URI")
     if session.scalar(select(JobDefinition.id).where(JobDefinition.name == name)) is not None:
         raise Conflict(f"monitoring job definition {name!r} already exists", fix="pick another name or delete it")
     service.get_endpoint(session, endpoint)
@@ -172,7 +183,7 @@ def run_baselining_job(session: Session, store: ObjectStore, *, name: str, datas
     """Profile the dataset at ``dataset_uri`` (an object, or every object of a folder: CSV files each with the
     same header, or one Parquet file) into a baseline, and write statistics.json and constraints.json to
     ``output_uri``."""
-    out = store_key(store, output_uri, "the output URI")
+    out = output_key(store, output_uri, "the output URI")
     store_key(store, dataset_uri, "the dataset URI")
     if session.scalar(select(ProcessingJob.id).where(ProcessingJob.name == name)) is not None:
         raise Conflict(f"processing job {name!r} already exists", fix="pick another job name")

@@ -29,7 +29,7 @@ from mlgov.db import icontains, new_id, paginate, utcnow
 from mlgov.errors import Conflict, Invalid, NotFound
 from mlgov.outbound import OutboundPolicy, safe_url
 from mlgov.secrets import SecretBox
-from mlgov.storage import ObjectStore
+from mlgov.storage import ObjectStore, system_folder
 from monitor import kinds, layout, recurrence, service
 from monitor.capture import CaptureSchema
 from monitor.orm import (
@@ -284,7 +284,7 @@ def report_folder(store: ObjectStore, sched: Schedule, ex: Execution) -> str | N
     firing more than hourly keeps that hour's latest run there); a manual run adds ``/<execution id>`` so it never
     overwrites a scheduled run's reports. None when the schedule publishes nowhere."""
     base = store.key_of(sched.output_uri.rstrip("/")) if sched.output_uri else None
-    if base is None:
+    if base is None or system_folder(base) is not None:   # (a definition written before output_key checked it)
         return None
     folder = f"{base}/{sched.endpoint}/{sched.name}/{ex.scheduled_for:%Y/%m/%d/%H}".lstrip("/")
     return folder if ex.trigger == "schedule" else f"{folder}/{ex.id}"
@@ -296,7 +296,8 @@ def publish_reports(store: ObjectStore, sched: Schedule, ex: Execution, analysis
     folder = report_folder(store, sched, ex)
     if folder is None:
         raise Invalid(f"output URI {sched.output_uri} of schedule {sched.name!r} is outside the object store "
-                      f"({store.root_uri}…)", fix="update the schedule with an output URI in the store")
+                      f"({store.root_uri}…) or in one of mlgov's own folders",
+                      fix="update the schedule with an output URI in the store, in a folder of your own")
     for name in REPORTS:
         key = f"{analysis.prefix}/{name}"
         if store.exists(key):

@@ -398,6 +398,12 @@ def test_only_the_analyzer_image_and_what_mlgov_can_honour(sm: SageMaker) -> Non
     with pytest.raises(ClientError) as exc:
         pat.create_processing_job(**_baselining_request("execution-abc", data, out))
     assert _code(exc) == "ValidationException"
+    # an operator's trial: an output under baselines/<another user's baseline> rewrote its statistics.json and
+    # constraints.json with no audit event of that baseline; every folder mlgov writes itself is refused
+    for folder in ("baselines/0123456789abcdef0123456789abcdef", "analyses/x", "audit/checkpoints", "capture"):
+        with pytest.raises(ClientError) as exc:
+            pat.create_processing_job(**_baselining_request("x", data, sm.store.uri(folder)))
+        assert _code(exc) == "ValidationException" and f"lies in {folder.split('/')[0]}/" in str(exc.value)
     request = _baselining_request("x", data, out)
     request["Environment"]["record_preprocessor_script"] = "/opt/ml/processing/code/pre.py"
     with pytest.raises(ClientError) as exc:
@@ -414,7 +420,8 @@ def test_only_the_analyzer_image_and_what_mlgov_can_honour(sm: SageMaker) -> Non
     for bad, word in [(_definition("d1", "churn-prod", out, good, image="my/image"), "my/image"),
                       (_definition("d2", "no-such-endpoint", out, good), "no-such-endpoint"),
                       (_definition("d3", "churn-prod", "s3://elsewhere/reports", good), "outside"),
-                      (_definition("d4", "churn-prod", out, {}), "baseline")]:
+                      (_definition("d4", "churn-prod", out, {}), "baseline"),
+                      (_definition("d5", "churn-prod", sm.store.uri("baselines/x"), good), "mlgov keeps its own")]:
         with pytest.raises(ClientError) as exc:
             pat.create_data_quality_job_definition(**bad)
         assert _code(exc) in ("ValidationException", "ResourceNotFound") and word in str(exc.value), str(exc.value)
