@@ -160,8 +160,14 @@ def create_key(session: Session, name: str, role: str, *, actor: str, owner: str
         raise Invalid(
             f"unknown role {role!r}", fix=f"use one of: {', '.join(r.value for r in Role)}"
         ) from None
-    if session.scalar(select(ApiKey.id).where(ApiKey.name == name)) is not None:
-        raise Conflict(f"an API key named {name!r} already exists", fix="choose another name or revoke the old key")
+    taken = session.scalar(select(ApiKey.active).where(ApiKey.name == name))
+    if taken is not None:
+        # a revoked key keeps its name: audit events, approvals and registrations name keys, so a name never
+        # passes to a new key (rotation is a new name, e.g. with a date, and the old key revoked)
+        raise Conflict(f"an API key named {name!r} already exists" + ("" if taken else " (revoked; names of revoked "
+                       "keys stay taken, as the audit log refers to them)"),
+                       fix=f"choose another name (e.g. {name}-{utcnow():%Y%m%d})" + (
+                           ", or revoke the old key first and then use a new name" if taken else ""))
     full, key_id, secret = generate_key()
     created_by = creator.owner if creator else actor
     row = ApiKey(id=new_id(), key_id=key_id, name=name, role=role_v.value, key_hash=_digest(secret), active=True,

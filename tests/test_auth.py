@@ -194,6 +194,11 @@ def test_keys_api(client, keys):
     listed = client.get("/api/v1/keys", headers=keys("admin")).json()
     assert "ci-bot" in [k["name"] for k in listed] and all("key" not in k for k in listed)
     assert_problem(client.post("/api/v1/keys", json={"name": "ci-bot", "role": "viewer"}, headers=keys("admin")), 409)
+    # a revoked key's name stays taken; the fix said "revoke the old key", which freed nothing (an operator's trial)
+    assert client.delete("/api/v1/keys/ci-bot", headers=keys("admin")).status_code == 204
+    again = assert_problem(client.post("/api/v1/keys", json={"name": "ci-bot", "role": "viewer"},
+                                       headers=keys("admin")), 409, "revoked", "stay taken", "ci-bot-20")
+    assert "revoke the old key" not in again["fix"]
     assert_problem(client.post("/api/v1/keys", json={"name": "x", "role": "root"}, headers=keys("admin")), 422, "role")
     assert_problem(client.delete("/api/v1/keys/none", headers=keys("admin")), 404)
 
