@@ -2066,6 +2066,39 @@ def _check_card_approval(session: Session, card: ModelCardRecord | None, actor: 
     if why is not None:
         raise Forbidden(f"four-eyes rule: key {actor.name!r} is not independent of the creator of model card "
                         f"{name!r}: {why}", fix="ask an approver owned by someone else")
+    for author in _card_authors(session, card):   # the review is of the content, whoever wrote it
+        key = session.scalar(select(auth.ApiKey).where(auth.ApiKey.name == author))
+        if key is not None and key.id == actor.key_pk:
+            why = "it wrote the content"
+        else:
+            why = auth.independent_keys(session, actor, key.id if key else None, key.owner if key else author)
+        if why is not None:
+            raise Forbidden(f"four-eyes rule: key {actor.name!r} is not independent of {author!r}, who wrote "
+                            f"content of model card {name!r}: {why}", fix="ask an approver owned by someone else")
+
+
+def _card_authors(session: Session, card: ModelCardRecord) -> list[str]:
+    """The keys (by name; names are never reused) that wrote a version of the card's content."""
+    authors: dict[str, None] = {}
+    previous: Any = None
+    for actor, content in session.execute(select(ModelCardVersion.actor, ModelCardVersion.content).where(
+            ModelCardVersion.card_id == card.id).order_by(ModelCardVersion.version)):
+        if content != previous:
+            authors[actor] = None
+        previous = content
+    return list(authors)
+
+
+def _may_edit_card(session: Session, card: ModelCardRecord, actor: Principal, what: str) -> None:
+    """A card's content (and the version it documents) is its creator's to write, or an admin's: a version's
+    model card is what it reports about itself. Reviewers change its status only."""
+    if actor.role == Role.admin or actor.key_pk == card.created_by_key:
+        return
+    creator = auth.key_by_pk(session, card.created_by_key)
+    if creator is not None and auth.same_person(actor.owner, creator.owner):
+        return
+    raise Forbidden(f"only the creator of model card {card.name!r} ({card.created_by}) or an admin may change its "
+                    f"{what}", fix="ask the creator or an admin; approvers review it by changing its status")
 
 
 def _document(session: Session, card: ModelCardRecord, documents: tuple[str, int] | None, actor: Principal) -> None:
@@ -2136,6 +2169,16 @@ def update_card(session: Session, name: str, status: str | None, content: dict[s
         raise Invalid(f"model card {name!r} is Approved: its content changes only together with a new status",
                       fix="pass ModelCardStatus Draft or PendingReview with the new Content; an approver approves "
                           "it again")
+    if content is not None and content != card.content:
+        _may_edit_card(session, card, actor, "content")
+        if status == CARD_APPROVED:
+            raise Forbidden(f"four-eyes rule: key {actor.name!r} cannot approve model card {name!r} with content it "
+                            "writes in the same change", fix="write the content with Draft or PendingReview; an "
+                            "approver owned by someone else approves it")
+    if documents is not None:
+        _may_edit_card(session, card, actor, "model package")
+    if status is not None and status != card.status and actor.role not in DECIDERS:
+        _may_edit_card(session, card, actor, "status")
     if status == CARD_APPROVED and card.status != CARD_APPROVED:
         _check_card_approval(session, card, actor, name)
     before = {"status": card.status, "version": card.latest_version}

@@ -138,3 +138,36 @@ def test_model_card_abuse(sm: SageMaker) -> None:
              Tags=[{"Key": "a", "Value": "b"}])
     _refused("ResourceNotFound", pat.update_model_card, ModelCardName="x", ModelCardStatus="Draft")
     assert vic.list_model_cards()["ModelCardSummaries"] == []     # nothing half-written
+
+
+def test_a_card_is_written_by_its_creator_and_reviewed_by_someone_independent_of_every_writer(sm: SageMaker) -> None:
+    """A migration trial: bob created a card, pat (another publisher) rewrote its content, and pat's own approver
+    key approved it; the review rule only compared the approver with the card's creator. Now the content is the
+    creator's (or an admin's) to write, status changes other than a review are the creator's, and an approver
+    must be independent of everyone who wrote a version of the content."""
+    with httpx.Client(base_url=sm.url, timeout=30) as c:
+        for name, role, owner in (("bob", "publisher", "bob"), ("pat-appr", "approver", "pat")):
+            r = c.post("/api/v1/keys", json={"name": name, "role": role, "owner": owner, "aws_credentials": True},
+                       headers=sm.headers["root"])
+            assert r.status_code == 201, r.text
+            sm.creds[name] = (r.json()["aws_access_key_id"], r.json()["aws_secret_access_key"])
+    bob, pat, pat_appr = sm.client("bob"), sm.client("pat"), sm.client("pat-appr")
+    alice, ann = sm.client("alice"), sm.client("ann")
+    content = {"model_overview": {"model_description": "written by bob"}}
+    bob.create_model_card(ModelCardName="bob-card", Content=json.dumps(content), ModelCardStatus="Draft")
+    forged = json.dumps({"model_overview": {"model_description": "written by pat"}})
+    assert "only the creator of model card 'bob-card'" in _refused(
+        "AccessDeniedException", pat.update_model_card, ModelCardName="bob-card", Content=forged,
+        ModelCardStatus="PendingReview")
+    _refused("AccessDeniedException", pat.update_model_card, ModelCardName="bob-card", ModelCardStatus="Archived")
+    _refused("AccessDeniedException", ann.update_model_card, ModelCardName="bob-card", Content=forged,
+             ModelCardStatus="Approved")            # an approver writing what it approves
+    fixed = json.dumps({"model_overview": {"model_description": "written by bob, typo fixed by an admin"}})
+    alice.update_model_card(ModelCardName="bob-card", Content=fixed, ModelCardStatus="PendingReview")
+    assert "'alice', who wrote content of model card 'bob-card'" in _refused(
+        "AccessDeniedException", alice.update_model_card, ModelCardName="bob-card", ModelCardStatus="Approved")
+    pat_appr.update_model_card(ModelCardName="bob-card", ModelCardStatus="Approved")   # independent of both
+    card = ann.describe_model_card(ModelCardName="bob-card")
+    assert card["ModelCardStatus"] == "Approved" and json.loads(card["Content"]) == json.loads(fixed)
+    assert [v["ModelCardVersion"] for v in ann.list_model_card_versions(ModelCardName="bob-card")[
+        "ModelCardVersionSummaryList"]] == [3, 2, 1]   # newest first, as SageMaker lists them
