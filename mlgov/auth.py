@@ -109,6 +109,24 @@ def same_person(a: str | None, b: str | None) -> bool:
     return a is not None and b is not None and person_key(a) == person_key(b)
 
 
+def owner_of(session: Session, key_name: str) -> str:
+    """The owner of the key named ``key_name`` (names are never reused), or the name itself for actors that are
+    no key (``cli``, ``system``)."""
+    return session.scalar(select(ApiKey.owner).where(ApiKey.name == key_name)) or key_name
+
+
+def require_creator(session: Session, created_by: str, actor: Principal, what: str, verb: str) -> None:
+    """What a user creates (a monitoring schedule, a job definition, a model group's tags) is its creator's to
+    change, by owner, or an admin's: otherwise one team could quietly stop or loosen another's monitoring."""
+    if actor.role == Role.admin:
+        return
+    owner = owner_of(session, created_by)
+    if not same_person(owner, actor.owner):
+        raise Forbidden(f"{what} was created by {created_by!r}" + (f" (owner {owner!r})" if owner != created_by
+                                                                   else "")
+                        + f"; only its creator or an admin may {verb} it", fix=f"ask {owner!r} or an admin")
+
+
 def independent(decider_owner: str, decider_creator: str | None, other_owner: str,
                 other_creator: str | None) -> str | None:
     """Why two keys are not independent people (None when they are): same owner, or either key was created

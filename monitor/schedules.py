@@ -23,7 +23,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from lineage import service as lineage
-from mlgov import audit, events, workers
+from mlgov import audit, auth, events, workers
 from mlgov.auth import Principal
 from mlgov.db import icontains, new_id, paginate, utcnow
 from mlgov.errors import Conflict, Invalid, NotFound
@@ -175,8 +175,13 @@ def list_schedules(session: Session, limit: int, offset: int) -> tuple[list[Sche
     return rows, total, workers.status(session, workers.SCHEDULER)
 
 
+def _mine(session: Session, sched: Schedule, actor: Principal, verb: str) -> None:
+    auth.require_creator(session, sched.created_by, actor, f"monitoring schedule {sched.name!r}", verb)
+
+
 def set_status(session: Session, name: str, status: str, actor: Principal, now: dt.datetime | None = None) -> Schedule:
     row = get(session, name)
+    _mine(session, row, actor, "start or stop")
     before = row.status
     row.status = status
     if status == "Scheduled":
@@ -200,6 +205,7 @@ def finished(session: Session, sched: Schedule) -> None:
 
 def update(session: Session, name: str, fields: dict[str, Any], actor: Principal) -> Schedule:
     row = get(session, name)
+    _mine(session, row, actor, "change")
     if "baseline_id" in fields:
         check_baseline(session, row.type, fields["baseline_id"], row.endpoint)
     if "baseline_id" in fields or "drift" in fields:
@@ -221,6 +227,7 @@ def update(session: Session, name: str, fields: dict[str, Any], actor: Principal
 
 def delete(session: Session, name: str, actor: Principal) -> None:
     row = get(session, name)
+    _mine(session, row, actor, "delete")
     session.delete(row)
     session.flush()
     audit.record(session, actor=actor.name, action="schedule.deleted", subject_type="schedule", subject_id=name,
@@ -449,6 +456,7 @@ def run_now(session: Session, store: ObjectStore, name: str, start: dt.datetime,
     if end <= start:
         raise Invalid("end is not after start", fix="give an ISO-8601 window with start < end")
     sched = get(session, name)
+    _mine(session, sched, actor, "run")
     ex = Execution(id=new_id(), schedule_id=sched.id, scheduled_for=utcnow(), trigger="manual", status="Pending",
                    window_start=start, window_end=end, worker=f"api:{os.getpid()}", created_at=utcnow())
     session.add(ex)
@@ -631,6 +639,9 @@ def stop_execution(session: Session, execution_id: str, actor: Principal) -> Exe
     ex = session.get(Execution, execution_id, with_for_update=True, populate_existing=True)
     if ex is None:
         raise NotFound(f"no monitoring execution {execution_id!r}", fix="list a schedule's executions")
+    sched = session.get(Schedule, ex.schedule_id)
+    if sched is not None:
+        _mine(session, sched, actor, "stop a run of")
     if ex.status != "Pending":
         raise Invalid(f"monitoring execution {execution_id} is {ex.status}: only a run that has not started can be "
                       "stopped", fix="nothing to stop; list the schedule's executions for its outcome")

@@ -711,3 +711,24 @@ def test_performance_estimate_before_and_after_labels(client, keys):
     assert_problem(client.post("/api/v1/endpoints/scorer/performance-estimate", headers=keys("viewer"),
                                json={"start": "2026-11-21T10:00:00Z", "end": "2026-11-21T11:00:00Z"}), 422,
                    "no captured")
+
+
+def test_another_publisher_cannot_stop_change_run_or_delete_a_schedule(client, keys):
+    """A migration trial: with another publisher's key it stopped, re-timed, loosened (an alert rule), ran and
+    deleted a team's schedules. A schedule is now its creator's (by owner) or an admin's to change."""
+    _endpoint(client, keys)
+    bid = make_baseline(client, keys)
+    body = {"name": "dq", "endpoint": "churn-prod", "type": "DataQuality", "schedule": "0 * * * *",
+            "baseline_id": bid, "window": {"start": "-PT1H", "end": "PT0S"}}
+    assert client.post("/api/v1/monitoring-schedules", json=body, headers=keys("publisher")).status_code == 201
+    url = "/api/v1/monitoring-schedules/dq"
+    win = {"start": "2026-11-20T10:00:00Z", "end": "2026-11-20T11:00:00Z"}
+    for method, path, payload in (("POST", "/stop", None), ("POST", "/start", None),
+                                  ("PATCH", "", {"schedule": "0 0 * * *"}), ("POST", "/run", win),
+                                  ("DELETE", "", None)):
+        r = client.request(method, url + path, json=payload, headers=keys("publisher2"))
+        assert_problem(r, 403, "was created by 'test-publisher'", "only its creator or an admin")
+    got = client.get(url, headers=keys("viewer")).json()
+    assert got["status"] == "Scheduled" and got["expression"] == "0 * * * *"
+    assert client.post(url + "/stop", headers=keys("publisher")).status_code == 200     # its creator
+    assert client.delete(url, headers=keys("admin")).status_code == 204                # an admin

@@ -140,7 +140,7 @@ def test_a_failing_manual_run_answers_failed_and_leaves_no_analysis(client, keys
     _seed(db, app.state.get_store())
     before = _counts(db)
     _flushes_then_raises(monkeypatch)
-    r = client.post("/api/v1/monitoring-schedules/dq/run", headers=keys("publisher"),
+    r = client.post("/api/v1/monitoring-schedules/dq/run", headers=keys("admin"),
                     json={"start": "2026-11-20T10:00:00Z", "end": "2026-11-20T11:00:00Z"})
     assert r.status_code == 201, r.text
     assert r.json()["status"] == "Failed" and r.json()["analysis_id"] is None
