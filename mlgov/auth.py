@@ -124,7 +124,7 @@ def require_creator(session: Session, created_by: str, actor: Principal, what: s
     if not same_person(owner, actor.owner):
         raise Forbidden(f"{what} was created by {created_by!r}" + (f" (owner {owner!r})" if owner != created_by
                                                                    else "")
-                        + f"; only its creator or an admin may {verb} it", fix=f"ask {owner!r} or an admin")
+                        + f"; only its creator or an admin may {verb}", fix=f"ask {owner!r} or an admin")
 
 
 def independent(decider_owner: str, decider_creator: str | None, other_owner: str,

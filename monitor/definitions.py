@@ -136,7 +136,7 @@ def list_definitions(session: Session, *, monitoring_type: str, endpoint: str | 
 
 def delete_definition(session: Session, name: str, monitoring_type: str, actor: Principal) -> None:
     row = get_definition(session, name, monitoring_type)
-    auth.require_creator(session, row.created_by, actor, f"job definition {name!r}", "delete")
+    auth.require_creator(session, row.created_by, actor, f"job definition {name!r}", "delete it")
     users = list(session.scalars(select(Schedule.name).where(Schedule.job_definition == name)))
     if users:
         raise Conflict(f"job definition {name!r} is used by monitoring schedule(s) {', '.join(users)}",

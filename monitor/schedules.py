@@ -181,7 +181,7 @@ def _mine(session: Session, sched: Schedule, actor: Principal, verb: str) -> Non
 
 def set_status(session: Session, name: str, status: str, actor: Principal, now: dt.datetime | None = None) -> Schedule:
     row = get(session, name)
-    _mine(session, row, actor, "start or stop")
+    _mine(session, row, actor, "start or stop it")
     before = row.status
     row.status = status
     if status == "Scheduled":
@@ -205,7 +205,7 @@ def finished(session: Session, sched: Schedule) -> None:
 
 def update(session: Session, name: str, fields: dict[str, Any], actor: Principal) -> Schedule:
     row = get(session, name)
-    _mine(session, row, actor, "change")
+    _mine(session, row, actor, "change it")
     if "baseline_id" in fields:
         check_baseline(session, row.type, fields["baseline_id"], row.endpoint)
     if "baseline_id" in fields or "drift" in fields:
@@ -227,7 +227,7 @@ def update(session: Session, name: str, fields: dict[str, Any], actor: Principal
 
 def delete(session: Session, name: str, actor: Principal) -> None:
     row = get(session, name)
-    _mine(session, row, actor, "delete")
+    _mine(session, row, actor, "delete it")
     session.delete(row)
     session.flush()
     audit.record(session, actor=actor.name, action="schedule.deleted", subject_type="schedule", subject_id=name,
@@ -456,7 +456,7 @@ def run_now(session: Session, store: ObjectStore, name: str, start: dt.datetime,
     if end <= start:
         raise Invalid("end is not after start", fix="give an ISO-8601 window with start < end")
     sched = get(session, name)
-    _mine(session, sched, actor, "run")
+    _mine(session, sched, actor, "run it")
     ex = Execution(id=new_id(), schedule_id=sched.id, scheduled_for=utcnow(), trigger="manual", status="Pending",
                    window_start=start, window_end=end, worker=f"api:{os.getpid()}", created_at=utcnow())
     session.add(ex)
@@ -641,7 +641,7 @@ def stop_execution(session: Session, execution_id: str, actor: Principal) -> Exe
         raise NotFound(f"no monitoring execution {execution_id!r}", fix="list a schedule's executions")
     sched = session.get(Schedule, ex.schedule_id)
     if sched is not None:
-        _mine(session, sched, actor, "stop a run of")
+        _mine(session, sched, actor, "stop a run of it")
     if ex.status != "Pending":
         raise Invalid(f"monitoring execution {execution_id} is {ex.status}: only a run that has not started can be "
                       "stopped", fix="nothing to stop; list the schedule's executions for its outcome")

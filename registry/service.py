@@ -191,6 +191,10 @@ def update_group(session: Session, name: str, body: GroupUpdate, actor: Principa
     before = {"description": group.description, "tags": group.tags, "stage_config": group.stage_config,
               "approval_policy": group.approval_policy, "governed_aliases": governed_aliases(group)}
     fields = body.model_fields_set
+    if ("description" in fields and body.description != group.description) or (
+            "tags" in fields and body.tags is not None and dict(body.tags) != (group.tags or {})):
+        # tags are searchable governance metadata (team, tier) and the description what users read of the model
+        _may_change_group(session, group, actor, "change its description or tags")
     if "description" in fields:
         group.description = body.description
     if "tags" in fields and body.tags is not None:
@@ -1166,16 +1170,11 @@ def _check_pair(key: str, value: str | None, what: str) -> None:
                       fix="store long text in the model card, or point at it with a URI")
 
 
-def _may_remove_or_rename(session: Session, group: ModelGroup, actor: Principal, what: str) -> None:
-    """Renaming or deleting a group, as deleting a version: its creator (by owner) or an admin. Any publisher may
-    register into a group; none may take another's group away from its users (or its name from their code)."""
-    if actor.role == Role.admin:
-        return
-    key = session.scalar(select(auth.ApiKey).where(auth.ApiKey.name == group.created_by))
-    creator = key.owner if key is not None else group.created_by
-    if not auth.same_person(actor.owner, creator):
-        raise Forbidden(f"model group {group.name!r} was created by {creator!r}; only its creator or an admin may "
-                        f"{what} it", fix=f"ask {creator!r} or an admin")
+def _may_change_group(session: Session, group: ModelGroup, actor: Principal, what: str) -> None:
+    """Renaming, deleting or re-describing a group (its description, its tags), as deleting a version: its creator
+    (by owner) or an admin. Any publisher may register into a group; none may take another's group away from its
+    users (or its name from their code), nor rewrite what it says of itself."""
+    auth.require_creator(session, group.created_by, actor, f"model group {group.name!r}", what)
 
 
 def rename_group(session: Session, name: str, new_name: str, actor: Principal) -> ModelGroup:
@@ -1186,7 +1185,7 @@ def rename_group(session: Session, name: str, new_name: str, actor: Principal) -
         raise Invalid(f"{new_name!r} is not a valid model group name: it {problem}",
                       fix=f"try {suggestion!r}" if suggestion else "choose a name as the error says")
     group = get_group(session, name, for_update=True)
-    _may_remove_or_rename(session, group, actor, "rename")
+    _may_change_group(session, group, actor, "rename it")
     if new_name == group.name:
         return group
     if session.scalar(select(ModelGroup.id).where(ModelGroup.name == new_name)) is not None:
@@ -1345,7 +1344,7 @@ def delete_group(session: Session, name: str, actor: Principal) -> None:
     """Remove a group whose versions could all be deleted (none approved, no governed alias), and nothing refers
     to; its other aliases go with it, each removal audited."""
     group = get_group(session, name, for_update=True)
-    _may_remove_or_rename(session, group, actor, "delete")
+    _may_change_group(session, group, actor, "delete it")
     versions = list(session.scalars(_lock(select(ModelVersion).where(ModelVersion.group_id == group.id)
                                           .order_by(ModelVersion.version), session)))
     for v in versions:

@@ -353,3 +353,23 @@ def test_look_alike_owners_are_one_person_and_refused_as_new_spellings(client, k
     # case stays a visible difference of one person (as before): allowed, and one person for four-eyes
     upper = _key(client, keys, "admin", "pub-upper", "approver", owner="Test-Publisher")
     assert_problem(approve(client, upper, "churn", 1), 403, "both keys belong")
+
+
+def test_only_a_groups_creator_or_an_admin_rewrites_its_description_and_tags(client, keys):
+    """Two trials: any publisher could delete another team's group tags (AddTags/DeleteTags, MLflow's set-tag) or
+    rewrite its description; tags are searchable governance metadata. Registering into the group stays open."""
+    create_group(client, keys("publisher"), "churn")
+    url = "/api/v1/model-groups/churn"
+    assert client.patch(url, json={"description": "churn model", "tags": {"team": "risk"}},
+                        headers=keys("publisher")).status_code == 200
+    for body in ({"description": "hijacked"}, {"tags": {"team": "other"}}, {"tags": {}}):
+        assert_problem(client.patch(url, json=body, headers=keys("publisher2")), 403,
+                       "only its creator or an admin may change its description or tags")
+    r = client.post("/api/2.0/mlflow/registered-models/set-tag", json={"name": "churn", "key": "team", "value": "x"},
+                    headers=keys("publisher2"))
+    assert r.status_code == 403 and r.json()["error_code"] == "PERMISSION_DENIED", r.text
+    assert client.patch(url, json={"description": "churn model"}, headers=keys("publisher2")).status_code == 200
+    register(client, keys("publisher2"), "churn", 1)
+    got = client.get(url, headers=keys("viewer")).json()
+    assert (got["description"], got["tags"]) == ("churn model", {"team": "risk"})
+    assert client.patch(url, json={"tags": {"team": "fraud"}}, headers=keys("admin")).status_code == 200
