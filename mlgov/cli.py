@@ -82,7 +82,7 @@ def db_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
     s = get_settings()
     private_dir(s.home)
     command.upgrade(alembic_config(s.resolved_database_url), revision)
-    typer.echo(f"database at {revision}: {_redact(s.resolved_database_url)}")
+    typer.echo(f"database at {revision}: {redact_database_url(s.resolved_database_url)}")
 
 
 @db_app.command("downgrade")
@@ -103,8 +103,15 @@ def db_current() -> None:
     typer.echo(f"current: {cur or 'none'}\nhead:    {head}\n{state}")
 
 
-def _redact(url: str) -> str:
-    return make_url(url).render_as_string(hide_password=True)
+_SECRET_QUERY = ("password", "sslpassword", "passfile", "sslkey", "token", "secret")
+
+
+def redact_database_url(url: str) -> str:
+    """The URL as logs and terminals may show it: the password, and query parameters that carry one
+    (``?password=``, ``sslpassword=``, as libpq accepts them), as ``***``."""
+    u = make_url(url)
+    query = {k: ("***" if any(word in k.lower() for word in _SECRET_QUERY) else v) for k, v in u.query.items()}
+    return u.set(query=query).render_as_string(hide_password=True).replace("%2A%2A%2A", "***")
 
 
 @keys_app.command("create")

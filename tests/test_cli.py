@@ -152,3 +152,16 @@ def test_help_documents_exit_codes_and_loads_no_sdk(tmp_path):
                  "explain", "lineage"):
         assert f"│ {verb} " in p.stdout, verb
     assert "Exit codes: 0 ok · 1 error · 2 usage" in " ".join(p.stdout.split())
+
+
+def test_db_upgrade_never_prints_a_password_given_in_the_urls_query(tmp_path):
+    """An operator's trial: `?password=QSECRETPW` (libpq's form, as some secret stores render URLs) was printed
+    by `mlgov db upgrade`, and the Helm chart's migrate job logs that line; the user:password form was masked."""
+    from tests.infra import fresh_database
+
+    with fresh_database("postgres", tmp_path) as url:
+        shown = run(tmp_path, "db", "upgrade",
+                    MLGOV_DATABASE_URL=f"{url}?password=QSECRETPW&sslpassword=SSLSECRET&application_name=mlgov")
+    out = shown.stdout + shown.stderr
+    assert "database at head" in out and "application_name=mlgov" in out, out
+    assert "QSECRETPW" not in out and "SSLSECRET" not in out and "password=***" in out
