@@ -205,7 +205,7 @@ def serve(
 
     s = get_settings()
     db = database()
-    created = auth.bootstrap_admin_key(db, s.admin_key_path)
+    created = auth.bootstrap_admin_key(db, s.admin_key_path) if s.bootstrap_admin else None
     try:
         with db.session_scope(write=False) as session:
             audit.write_checkpoint(session)  # anchor the head (and any pre-0010 legacy rows) at every start
@@ -219,6 +219,9 @@ def serve(
         typer.echo(f"created the first admin key; it is in {key_path} (mode 0600)")
     elif key_path.exists():
         typer.echo(f"admin key: {key_path}")
+    elif not s.bootstrap_admin:
+        typer.echo("MLGOV_BOOTSTRAP_ADMIN is off: create the first admin key with "
+                   "`mlgov keys create --name admin --role admin` if there is none")
     db.dispose()
     runs = "runs monitoring schedules" if s.scheduler else "does not run monitoring schedules (--no-scheduler)"
     typer.echo(f"mlgov serving on http://{host}:{port}  (API docs: http://{host}:{port}/docs); it {runs}")

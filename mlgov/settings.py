@@ -31,6 +31,8 @@ class Settings(BaseSettings):
     webhook_timeout_s: float = Field(default=10.0, gt=0)
     dispatcher_poll_s: float = Field(default=1.0, gt=0)
     log_sql: bool = False
+    bootstrap_admin: bool = Field(default=True, description="`mlgov serve` with no active admin key creates one "
+                                  "and writes it to <home>/admin.key; off where home is scratch space (Kubernetes)")
 
     outbound_allow: str = Field(default="", description="hostnames and CIDRs the server may call although they "
                                 "are loopback/private/link-local (comma-separated), e.g. 'hooks.internal,10.0.0.0/8'")

@@ -165,3 +165,24 @@ def test_db_upgrade_never_prints_a_password_given_in_the_urls_query(tmp_path):
     out = shown.stdout + shown.stderr
     assert "database at head" in out and "application_name=mlgov" in out, out
     assert "QSECRETPW" not in out and "SSLSECRET" not in out and "password=***" in out
+
+
+def test_serve_without_bootstrap_leaves_the_first_admin_key_to_the_operator(tmp_path):
+    """An operator's trial: in the Helm chart serve had already made a key named 'admin' into the pod's scratch
+    MLGOV_HOME (lost with the pod, active in the database), so the chart's own instruction `mlgov keys create
+    --name admin --role admin` failed with 'already exists'. With MLGOV_BOOTSTRAP_ADMIN=false (the chart's
+    setting) serve creates none and says how to make one; the instruction then works."""
+    run(tmp_path, "db", "upgrade")
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLGOV_")} | {"MLGOV_BOOTSTRAP_ADMIN": "false"}
+    proc = subprocess.Popen([MLGOV, "serve", "--port", str(port), "--no-scheduler"], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_healthy(f"http://127.0.0.1:{port}", proc)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=30)
+    assert not (tmp_path / ".mlgov" / "admin.key").exists() and "mlgov keys create --name admin" in out
+    assert run(tmp_path, "keys", "list").stdout.strip() == ""
+    assert run(tmp_path, "keys", "create", "--name", "admin", "--role", "admin").stdout.strip().splitlines()[-1] \
+        .startswith("mlgov_")

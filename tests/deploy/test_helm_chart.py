@@ -167,6 +167,7 @@ def test_defaults_install_the_api_scheduler_migration_and_guards(results: dict[s
     assert config["MLGOV_STORE_URL"] == "s3://mlgov-artifacts/prod"
     assert config["MLGOV_S3_ENDPOINT_URL"] == "https://s3.example:8333" and config["MLGOV_COMPUTE"] == "local"
     assert not any("KEY" in k or "DATABASE" in k for k in config)   # no secret in the ConfigMap
+    assert config["MLGOV_BOOTSTRAP_ADMIN"] == "false"   # MLGOV_HOME is scratch: the first admin key is made by hand
     job = docs(case, "Job")["rel-mlgov-migrate"]
     assert job["metadata"]["annotations"]["helm.sh/hook"] == "pre-install,pre-upgrade"
     job_c = job["spec"]["template"]["spec"]["containers"][0]
