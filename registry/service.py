@@ -1960,6 +1960,89 @@ def _alias_moves_by_version(session: Session, group: ModelGroup, lo: dt.datetime
     return out
 
 
+def name_history(session: Session, group: ModelGroup) -> list[tuple[str, dt.datetime, dt.datetime | None]]:
+    """The names ``group`` has had, newest first, each with when it took the name and when it gave it up (None:
+    still). Audit subjects carry the name of their time: a renamed group's history lies under its old names, and
+    events under its name from before it existed belong to a group deleted earlier."""
+    out: list[tuple[str, dt.datetime, dt.datetime | None]] = []
+    name, until = group.name, None
+    for _ in range(1000):
+        stmt = select(audit.AuditEvent).where(
+            audit.AuditEvent.action == "model_group.renamed", audit.AuditEvent.subject_type == "model_group",
+            audit.AuditEvent.subject_id == name, audit.AuditEvent.ts >= group.created_at)
+        if until is not None:
+            stmt = stmt.where(audit.AuditEvent.ts < until)
+        renamed = session.scalar(stmt.order_by(audit.AuditEvent.seq.desc()).limit(1))
+        if renamed is None or not isinstance((renamed.before or {}).get("name"), str):
+            break
+        out.append((name, renamed.ts, until))
+        name, until = renamed.before["name"], renamed.ts
+    out.append((name, group.created_at, until))
+    return out
+
+
+def version_events(session: Session, group: ModelGroup, numbers: Sequence[int], action: str,
+                   ) -> dict[int, list[audit.AuditEvent]]:
+    """``action`` events of the group's versions under every name it has had (`name_history`), oldest first."""
+    out: dict[int, list[audit.AuditEvent]] = {n: [] for n in numbers}
+    for name, since, until in name_history(session, group):
+        subjects = {f"{name}/{n}": n for n in numbers}
+        for e in audit.events_of(session, "model_version", list(subjects), action):
+            if e.ts >= since and (until is None or e.ts < until):
+                out[subjects[e.subject_id]].append(e)
+    for events_ in out.values():
+        events_.sort(key=lambda e: e.seq)
+    return out
+
+
+def _chain_disagreements(session: Session, group: ModelGroup, versions: Sequence[ModelVersion],
+                         ) -> dict[str, list[str]]:
+    """Where the registry's tables disagree with the audit chain, per version id. The report reads who registered,
+    decided and moved a version from tables the chain does not hash; a row edited in the database (an approval's
+    actor or comment, a registrant, a hash) would show there under "chain OK". Each fact is compared with the
+    event the chain recorded for it, in order."""
+    numbers = [v.version for v in versions]
+    registered = version_events(session, group, numbers, "version.registered")
+    decided = version_events(session, group, numbers, "version.approval_changed")
+    moved = version_events(session, group, numbers, "version.stage_changed")
+    ids = [v.id for v in versions]
+    decisions: dict[str, list[ApprovalDecision]] = {i: [] for i in ids}
+    transitions: dict[str, list[StageTransition]] = {i: [] for i in ids}
+    for part in chunks(ids):
+        for d in session.scalars(select(ApprovalDecision).where(ApprovalDecision.version_id.in_(part))
+                                 .order_by(ApprovalDecision.id)):
+            decisions[d.version_id].append(d)
+        for t in session.scalars(select(StageTransition).where(StageTransition.version_id.in_(part))
+                                 .order_by(StageTransition.id)):
+            transitions[t.version_id].append(t)
+    out: dict[str, list[str]] = {}
+    for v in versions:
+        found: list[str] = []
+        reg = registered[v.version]
+        placed = [t for t in transitions[v.id] if t.from_stage is None]   # where registration put it
+        stated = (v.registered_by, v.artifact_uri, v.artifact_sha256, placed[0].to_stage if placed else None)
+        chained = [(e.actor, (e.after or {}).get("artifact_uri"), (e.after or {}).get("artifact_sha256"),
+                    (e.after or {}).get("stage")) for e in reg[:1]]
+        if chained != [stated]:
+            found.append(f"the registration reads {stated} but the audit chain records "
+                         f"{chained[0] if chained else 'none'}")
+        pairs: list[tuple[str, list[tuple[Any, ...]], list[tuple[Any, ...]]]] = [
+                 ("decision", [(d.actor, d.to_status, d.comment or None) for d in decisions[v.id]],
+                  [(e.actor, (e.after or {}).get("approval_status"), (e.after or {}).get("comment") or None)
+                   for e in decided[v.version]]),
+                 ("stage move", [(t.actor, t.to_stage) for t in transitions[v.id] if t.from_stage is not None],
+                  [(e.actor, (e.after or {}).get("stage")) for e in moved[v.version]])]
+        for what, table, chain in pairs:
+            if len(table) != len(chain):
+                found.append(f"the registry lists {len(table)} {what}(s) but the audit chain records {len(chain)}")
+            for i, (row, event) in enumerate(zip(table, chain, strict=False), 1):
+                if row != event:
+                    found.append(f"{what} {i} reads {row} but the audit chain records {event}")
+        if found:
+            out[v.id] = found
+    return out
+
+
 def compliance_report(session: Session, group_name: str, since: dt.datetime | None,
                       until: dt.datetime | None, *, verify_chain: bool = True) -> dict[str, Any]:
     """Every version with activity in the window: who registered it, every decision and stage move, the evidence
@@ -1985,10 +2068,11 @@ def compliance_report(session: Session, group_name: str, since: dt.datetime | No
                                  .order_by(StageTransition.id)):
             moves[t.version_id].append(t)
     alias_moves = _alias_moves_by_version(session, group, lo, hi)
+    shown = [v for v in versions if lo <= v.created_at < hi or decisions[v.id] or moves[v.id]
+             or alias_moves.get(v.version)]
+    disagree = _chain_disagreements(session, group, shown)
     rows = []
-    for v in versions:
-        if not (lo <= v.created_at < hi or decisions[v.id] or moves[v.id] or alias_moves.get(v.version)):
-            continue
+    for v in shown:
         rows.append({
             "version": v.version,
             "artifact_uri": v.artifact_uri,
@@ -2006,10 +2090,12 @@ def compliance_report(session: Session, group_name: str, since: dt.datetime | No
             "alias_history": alias_moves.get(v.version, []),
             "registered_by_owner": _registrant(session, v)[0],
             "evidence": assess_evidence(session, group.name, v),
-            "four_eyes_ok": all(_decided_independently(session, v, d) for d in decisions[v.id]),
+            "four_eyes_ok": v.id not in disagree and all(_decided_independently(session, v, d)
+                                                         for d in decisions[v.id]),
             "flags": [f"{d.to_status} at {d.at.isoformat()} by {d.actor} passed only by admin override: "
                       f"{'; '.join(d.policy_overridden)}" for d in decisions[v.id] if d.policy_overridden],
-            "warnings": _provisioning_warnings(session, v, decisions[v.id]),
+            "warnings": [f"NOT THE RECORD: {why}; the registry's tables were changed outside mlgov"
+                         for why in disagree.get(v.id, [])] + _provisioning_warnings(session, v, decisions[v.id]),
             "lineage": [n for n in lineage.upstream(session, lineage.model_version_uri(group.name, v.version), None)
                         if n["kind"] != "action" or n["type"] not in ("Approval", "StageTransition")],
         })
@@ -2024,6 +2110,7 @@ def compliance_report(session: Session, group_name: str, since: dt.datetime | No
         "to": hi.isoformat(),
         "generated_at": utcnow().isoformat(),
         "audit_chain": audit.verify(session) if verify_chain else None,
+        "tables_agree_with_chain": not disagree,
         "decisions_passed_only_by_override": overrides,
         "versions": rows,
     }

@@ -85,3 +85,46 @@ def test_a_window_without_alerts_says_so(client, keys):
     html = client.get("/api/v1/audit/report", params={"model_group": "credit", "format": "html"},
                       headers=keys("viewer")).text
     assert "<h3>Alerts (0)</h3>" in html and "no alerts in this window" in html and "Bias verdicts" not in html
+
+
+def test_the_report_flags_table_rows_that_disagree_with_the_audit_chain_and_follows_renames(client, keys, db):
+    """An operator's trial edited registry_approval_decisions in the database (actor 'dana', an invented comment):
+    the report showed it under "audit_chain: ok" (the chain hashes events, not that table). Each registration,
+    decision and stage move is now compared with the event the chain recorded for it, under every name the
+    group had (a rename keeps its history; a group later created under the old name does not inherit it)."""
+    from sqlalchemy import text
+
+    from tests.helpers import create_group, register
+
+    pub, appr = keys("publisher"), keys("approver")
+    create_group(client, pub, "old-name")
+    register(client, pub, "old-name", 1)
+    assert approve(client, appr, "old-name", 1).status_code == 200
+    assert client.post("/api/v1/model-groups/old-name/versions/1/stage", json={"stage": "Staging"},
+                       headers=appr).status_code == 200
+    r = client.post("/api/2.0/mlflow/registered-models/rename", json={"name": "old-name", "new_name": "churn"},
+                    headers=pub)
+    assert r.status_code == 200, r.text
+    create_group(client, pub, "old-name")              # a new group under the old name starts clean
+    register(client, pub, "old-name", 1)
+
+    def report(group: str) -> dict:
+        r = client.get("/api/v1/audit/report", params={"model_group": group}, headers=keys("viewer"))
+        assert r.status_code == 200, r.text
+        return dict(r.json())
+
+    for group in ("churn", "old-name"):
+        rep = report(group)
+        assert rep["tables_agree_with_chain"] is True and rep["versions"][0]["four_eyes_ok"] is True, rep
+        assert not any("NOT THE RECORD" in w for w in rep["versions"][0]["warnings"])
+    with db.session_scope() as s:
+        s.execute(text("UPDATE registry_approval_decisions SET actor = 'dana', comment = 'reviewed holdout AUC'"))
+    rep = report("churn")
+    assert rep["audit_chain"]["ok"] is True        # the chain itself was not touched …
+    assert rep["tables_agree_with_chain"] is False and rep["versions"][0]["four_eyes_ok"] is False
+    warning = rep["versions"][0]["warnings"][0]    # … but the report no longer vouches for the edited row
+    assert warning.startswith("NOT THE RECORD: decision 1 reads ('dana', 'Approved', 'reviewed holdout AUC')")
+    assert "'test-approver', 'Approved', 'looks good'" in warning
+    html = client.get("/api/v1/audit/report", params={"model_group": "churn", "format": "html"},
+                      headers=keys("viewer")).text
+    assert "NOT THE RECORD" in html
