@@ -180,10 +180,12 @@ def redefine_schedule(session: Session, name: str, *, definition: JobDefinition,
 
 
 def run_baselining_job(session: Session, store: ObjectStore, *, name: str, dataset_uri: str, fmt: str,
-                       header: bool, output_uri: str, spec: dict[str, Any], actor: Principal) -> ProcessingJob:
+                       header: bool, output_uri: str, spec: dict[str, Any], actor: Principal,
+                       quality: dict[str, Any] | None = None) -> ProcessingJob:
     """Profile the dataset at ``dataset_uri`` (an object, or every object of a folder: CSV files each with the
     same header, or one Parquet file) into a baseline, and write statistics.json and constraints.json to
-    ``output_uri``."""
+    ``output_uri``. With ``quality`` (problem_type, label, prediction, probability, threshold) the baseline is a
+    ModelQuality one, as ModelQualityMonitor.suggest_baseline asks."""
     out = output_key(store, output_uri, "the output URI")
     store_key(store, dataset_uri, "the dataset URI")
     if session.scalar(select(ProcessingJob.id).where(ProcessingJob.name == name)) is not None:
@@ -199,8 +201,12 @@ def run_baselining_job(session: Session, store: ObjectStore, *, name: str, datas
                 raise Invalid(f"{dataset_uri} holds {len(parts)} Parquet files; mlgov profiles one",
                               fix="point the input at one Parquet file")
             data = parts[0] if fmt == "parquet" else _joined_csv(parts, header)
-            base = service.create_baseline(session, store, data=data, fmt=fmt, header=header, name=name,
-                                           dataset_uri=dataset_uri, actor=actor)
+            if quality is None:
+                base = service.create_baseline(session, store, data=data, fmt=fmt, header=header, name=name,
+                                               dataset_uri=dataset_uri, actor=actor)
+            else:
+                base = service.create_quality_baseline(session, store, data=data, fmt=fmt, header=header,
+                                                       name=name, actor=actor, **quality)
             for file in ("statistics.json", "constraints.json"):
                 store.put(f"{out}/{file}".lstrip("/"), store.get(f"{base.prefix}/{file}"), "application/json")
         job.status, job.baseline_id = "Completed", base.id

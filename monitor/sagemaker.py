@@ -470,12 +470,37 @@ def _dataset_format(text: str) -> tuple[str, bool]:
     return fmt, bool(header)
 
 
+def _quality_request(env: dict[str, Any]) -> dict[str, Any] | None:
+    """The ModelQuality settings of ModelQualityMonitor.suggest_baseline's environment (analysis_type
+    MODEL_QUALITY), or None for a data-quality baselining job."""
+    kind = env.get("analysis_type")
+    if not kind:
+        return None
+    if kind != "MODEL_QUALITY":
+        raise validation(f"Environment['analysis_type'] {str(kind)[:40]!r} is not one mlgov's analyzer runs: it "
+                         "runs DefaultModelMonitor's and ModelQualityMonitor's (MODEL_QUALITY) suggest_baseline")
+    missing = [k for k in ("problem_type", "ground_truth_attribute") if not env.get(k)]
+    if missing or not (env.get("inference_attribute") or env.get("probability_attribute")):
+        raise validation("a MODEL_QUALITY baselining job needs Environment problem_type, ground_truth_attribute "
+                         "and inference_attribute or probability_attribute (as suggest_baseline sets them)")
+    threshold = env.get("probability_threshold_attribute")
+    try:
+        cut = float(threshold) if threshold not in (None, "") else 0.5
+    except ValueError:
+        raise validation(f"Environment['probability_threshold_attribute'] {str(threshold)[:40]!r} is not a "
+                         "number") from None
+    return {"problem_type": env["problem_type"], "label": env["ground_truth_attribute"],
+            "prediction": env.get("inference_attribute") or None,
+            "probability": env.get("probability_attribute") or None, "threshold": cut}
+
+
 def _analyzer_request(p: dict[str, Any]) -> tuple[str, str, bool, str]:
-    """(dataset URI, format, header, output URI) of a baselining request as DefaultModelMonitor.suggest_baseline
-    builds it: the environment names container paths, the inputs and outputs map them to S3 URIs."""
+    """(dataset URI, format, header, output URI) of a baselining request as DefaultModelMonitor's or
+    ModelQualityMonitor's suggest_baseline builds it: the environment names container paths, the inputs and
+    outputs map them to S3 URIs."""
     env = p.get("Environment") or {}
     for unsupported in ("record_preprocessor_script", "post_analytics_processor_script", "baseline_constraints",
-                        "baseline_statistics", "analysis_type"):
+                        "baseline_statistics"):
         if env.get(unsupported):
             raise validation(f"Environment[{unsupported!r}] is not supported: mlgov's analyzer runs baselining "
                              "(suggest_baseline) jobs; monitoring runs are schedules, user scripts are not run")
@@ -573,7 +598,8 @@ def _register_processing(api: AwsService) -> None:
         dataset, fmt, header, output = _analyzer_request(p)
         job = definitions.run_baselining_job(call.session, _store(call), name=p["ProcessingJobName"],
                                              dataset_uri=dataset, fmt=fmt, header=header, output_uri=output, spec=p,
-                                             actor=call.principal)
+                                             actor=call.principal,
+                                             quality=_quality_request(p.get("Environment") or {}))
         return {"ProcessingJobArn": call.arn(f"{PROCESSING_JOB}/{job.name}")}
 
     @api.operation("DescribeProcessingJob", roles=READERS, write=False)

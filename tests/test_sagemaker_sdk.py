@@ -356,3 +356,37 @@ def test_sdk_default_model_monitor_schedule_executions_and_violations(sdk: Sdk) 
     assert {"sagemaker.DescribeMonitoringSchedule", "sagemaker.DescribeDataQualityJobDefinition",
             "sagemaker.ListMonitoringExecutions", "sagemaker.DescribeProcessingJob", "s3.GetObject"} <= \
         set(read["calls"])
+
+
+def test_sdk_model_quality_monitor_suggest_baseline(sdk: Sdk) -> None:
+    """A migration trial: ModelQualityMonitor.suggest_baseline (analysis_type MODEL_QUALITY) was refused as
+    "not supported: mlgov's analyzer runs baselining (suggest_baseline) jobs". It now profiles the labelled
+    predictions into a ModelQuality baseline; its statistics match scikit-learn on the same rows."""
+    import numpy as np
+    import pandas as pd
+    from sklearn.metrics import accuracy_score, roc_auc_score
+
+    rng = np.random.default_rng(5)
+    label = rng.integers(0, 2, 600)
+    prob = np.clip(label * 0.35 + rng.random(600) * 0.65, 0, 1).round(4)
+    frame = pd.DataFrame({"label": label, "prob": prob, "pred": (prob >= 0.5).astype(int)})
+    data_uri, _ = sdk.sm.model_file("sdk-mq/labelled.csv", frame.to_csv(index=False).encode())
+    out = sdk.sm.store.uri("sdk-mq/baseline")
+    got = sdk.run(f'''
+        from sagemaker.model_monitor import ModelQualityMonitor
+        from sagemaker.model_monitor.dataset_format import DatasetFormat
+        monitor = ModelQualityMonitor(role="arn:aws:iam::123456789012:role/monitor", instance_count=1,
+                                      instance_type="ml.m5.xlarge", sagemaker_session=session("pat"))
+        job = monitor.suggest_baseline(baseline_dataset={data_uri!r}, dataset_format=DatasetFormat.csv(header=True),
+                                       problem_type="BinaryClassification", inference_attribute="pred",
+                                       probability_attribute="prob", ground_truth_attribute="label",
+                                       output_s3_uri={out!r}, job_name="sdk-mq-baseline", wait=True, logs=False)
+        OUT["status"] = job.describe()["ProcessingJobStatus"]
+        stats = monitor.baseline_statistics().body_dict
+        OUT["metrics"] = stats["binary_classification_metrics"]
+        OUT["constraints"] = sorted(monitor.suggested_constraints().body_dict["binary_classification_constraints"])
+    ''')
+    assert got["status"] == "Completed"
+    assert got["metrics"]["accuracy"]["value"] == pytest.approx(accuracy_score(frame.label, frame.pred))
+    assert got["metrics"]["auc"]["value"] == pytest.approx(roc_auc_score(frame.label, frame.prob))
+    assert {"accuracy", "auc", "f1"} <= set(got["constraints"])
