@@ -434,7 +434,7 @@ def page_offset(token: str | None) -> int:
         offset = json.loads(base64.urlsafe_b64decode(token.encode()))["offset"]
     except (ValueError, KeyError, TypeError, binascii.Error):
         raise validation("NextToken is not one this server returned; start again without it") from None
-    if not isinstance(offset, int) or offset < 0:
+    if not isinstance(offset, int) or isinstance(offset, bool) or not 0 <= offset < 2**63:
         raise validation("NextToken is not one this server returned; start again without it")
     return offset
 

@@ -267,14 +267,15 @@ def register(api: AwsService) -> None:
 
     @api.operation("ListModelPackageGroups", roles=READERS, write=False)
     def list_groups(call: Call, p: dict[str, Any]) -> dict[str, Any]:
-        require_absent(p, ["CreationTimeAfter", "CreationTimeBefore"], "filter by name instead")
         if p.get("CrossAccountFilterOption") == "CrossAccount":
             raise validation("mlgov serves one account: CrossAccountFilterOption must be SameAccount")
         offset, limit = page_offset(p.get("NextToken")), p.get("MaxResults") or 10
         sort = {"Name": "name", "CreationTime": "created_at"}[p.get("SortBy") or "CreationTime"]
         desc = (p.get("SortOrder") or "Descending") == "Descending"
         rows, total = service.list_groups(call.session, name_contains=p.get("NameContains"), tags={},
-                                          sort=f"-{sort}" if desc else sort, limit=limit, offset=offset)
+                                          sort=f"-{sort}" if desc else sort, limit=limit, offset=offset,
+                                          created_after=from_epoch(p.get("CreationTimeAfter")),
+                                          created_before=from_epoch(p.get("CreationTimeBefore")))
         return drop_empty({"NextToken": paged(rows, total, offset)}) | {
             "ModelPackageGroupSummaryList": [_group_out(call, g) for g in rows]}
 
@@ -498,7 +499,7 @@ def _filter(call: Call, resource: str, f: dict[str, Any]) -> SearchTerm:
     if name not in props:
         raise validation(f"mlgov cannot search {resource} by {name!r}; searchable properties: "
                          f"{_searchable(resource)}")
-    return SearchClause(field=props[name], op=ours, value=values)
+    return SearchClause(field=props[name], op=ours, value=values, label=name)
 
 
 def _arn_filter(call: Call, resource: str, name: str, op: str, values: str | list[str]) -> SearchTerm:

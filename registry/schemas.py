@@ -387,6 +387,7 @@ class SearchClause(BaseModel):
     op: SearchOp
     value: str | list[str] = ""
     key: str | None = None
+    label: str | None = None   # the caller's name of the field (SageMaker's ModelPackageVersion), for errors
 
 
 class SearchGroup(BaseModel):

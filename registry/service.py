@@ -237,10 +237,12 @@ def _check_stages_still_valid(session: Session, group: ModelGroup, cfg: StageCon
 
 
 def list_groups(session: Session, *, name_contains: str | None, tags: dict[str, str], sort: str, limit: int,
-                offset: int) -> tuple[list[ModelGroup], int]:
+                offset: int, created_after: dt.datetime | None = None,
+                created_before: dt.datetime | None = None) -> tuple[list[ModelGroup], int]:
     order = _order(sort, {"name": ModelGroup.name, "created_at": ModelGroup.created_at})
     return paginate(session, select(ModelGroup), order, ModelGroup.id, limit=limit, offset=offset, where=[
-        icontains(ModelGroup.name, name_contains), *(ModelGroup.tags[k].as_string() == v for k, v in tags.items())])
+        icontains(ModelGroup.name, name_contains), *(ModelGroup.tags[k].as_string() == v for k, v in tags.items()),
+        *in_window(ModelGroup.created_at, created_after, created_before)])
 
 
 def _order(sort: str, columns: dict[str, QueryableAttribute[Any]]) -> UnaryExpression[Any]:
@@ -1705,28 +1707,30 @@ MAX_SEARCH_CLAUSES = 200   # conditions in one search expression, however nested
 MAX_SEARCH_DEPTH = 8       # groups inside groups
 
 
-def _typed(field: str, text: str) -> Any:
-    """A clause's text as the field's type: integers, and times as ISO-8601 or epoch seconds."""
+def _typed(field: str, text: str, label: str | None = None) -> Any:
+    """A clause's text as the field's type: integers, and times as ISO-8601 or epoch seconds. ``label`` is what
+    the caller called the field, so the error names it as they wrote it."""
+    shown = label or field
     if field in _INT_FIELDS:
         try:
             return int(text)
         except ValueError:
-            raise Invalid(f"{field} is an integer; {text[:60]!r} is not", fix="compare it with a whole number") \
+            raise Invalid(f"{shown} is an integer; {text[:60]!r} is not", fix="compare it with a whole number") \
                 from None
     if field in _TIME_FIELDS:
         try:
             when = (dt.datetime.fromtimestamp(float(text), dt.UTC) if re.fullmatch(r"-?\d+(\.\d+)?", text)
                     else dt.datetime.fromisoformat(text.replace("Z", "+00:00")))
         except (ValueError, OverflowError, OSError):
-            raise Invalid(f"{field} is a time; {text[:60]!r} is neither ISO-8601 nor epoch seconds",
+            raise Invalid(f"{shown} is a time; {text[:60]!r} is neither ISO-8601 nor epoch seconds",
                           fix="write e.g. 2026-01-31T12:00:00Z or 1769860800") from None
         return as_utc(when)
     return text
 
 
-def _compare(column: Any, op: str, value: str | list[str], field: str = "") -> Any:
+def _compare(column: Any, op: str, value: str | list[str], field: str = "", label: str | None = None) -> Any:
     if op in ("IN", "NOT IN"):
-        values = [_typed(field, v) for v in (value if isinstance(value, list) else [value])]
+        values = [_typed(field, v, label) for v in (value if isinstance(value, list) else [value])]
         return column.in_(values) if op == "IN" else column.not_in(values)
     if op == "EXISTS":
         return column.is_not(None)
@@ -1740,7 +1744,7 @@ def _compare(column: Any, op: str, value: str | list[str], field: str = "") -> A
         return icontains(column, text) if text else true()
     if op in ("LIKE", "ILIKE"):
         return like(column, text) if op == "LIKE" else column.ilike(text)
-    typed = _typed(field, text)
+    typed = _typed(field, text, label)
     return {"=": lambda: column == typed, "!=": lambda: column != typed, ">": lambda: column > typed,
             ">=": lambda: column >= typed, "<": lambda: column < typed, "<=": lambda: column <= typed}[op]()
 
@@ -1762,7 +1766,7 @@ def _condition(term: SearchTerm, columns: dict[str, Any], tag: Callable[[SearchC
     if term.field == "tag":
         return tag(term)
     if term.field in columns:
-        return _compare(columns[term.field], term.op, term.value, term.field)
+        return _compare(columns[term.field], term.op, term.value, term.field, term.label)
     raise Invalid(f"cannot search by {term.field!r}", fix=f"search by one of: {', '.join(columns)}, tags.<key>")
 
 

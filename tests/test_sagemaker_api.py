@@ -116,6 +116,13 @@ def test_registry_and_approval_story(sm: SageMaker) -> None:
     assert described["ModelPackageGroupStatus"] == "Completed" and described["ModelPackageGroupArn"] == arn
     assert [g["ModelPackageGroupName"] for g in vic.list_model_package_groups()["ModelPackageGroupSummaryList"]] \
         == ["churn"]
+    created = described["CreationTime"]          # botocore's model has the time filters; they were refused
+    for after, before, names in ((created - dt.timedelta(seconds=1), None, ["churn"]),
+                                 (created + dt.timedelta(seconds=1), None, []),
+                                 (None, created - dt.timedelta(seconds=1), [])):
+        kw = {k: v for k, v in (("CreationTimeAfter", after), ("CreationTimeBefore", before)) if v is not None}
+        assert [g["ModelPackageGroupName"] for g in vic.list_model_package_groups(**kw)[
+            "ModelPackageGroupSummaryList"]] == names, kw
 
     card = {"model_overview": {"model_description": "gradient boosting"}}
     metrics_digest = "ab" * 32

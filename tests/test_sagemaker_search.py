@@ -4,6 +4,7 @@ botocore's output shape by the ``sm`` fixture's clients."""
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import json
 from typing import Any
@@ -179,14 +180,16 @@ def test_search_refusals(catalogue: SageMaker) -> None:
         {"Name": "ModelPackageVersion", "Operator": "Equals", "Value": "two"}]})
     assert "not text" in refused(Resource="ModelPackage", SearchExpression={"Filters": [
         {"Name": "ModelPackageVersion", "Operator": "Contains", "Value": "1"}]})
-    assert "ISO-8601" in refused(Resource="ModelPackage", SearchExpression={"Filters": [
-        {"Name": "CreationTime", "Operator": "GreaterThan", "Value": "yesterday"}]})
+    assert "CreationTime is a time" in refused(Resource="ModelPackage", SearchExpression={"Filters": [
+        {"Name": "CreationTime", "Operator": "GreaterThan", "Value": "yesterday"}]})   # SageMaker's name, not ours
     assert "outside the years 1-9999" in refused(Resource="ModelPackage", SearchExpression={"Filters": [
         {"Name": "CreationTime", "Operator": "GreaterThan", "Value": "0001-01-01T00:00:00+01:00"}]})   # was a 500
     assert "nested property" in refused(Resource="ModelPackage", SearchExpression={"NestedFilters": [
         {"NestedPropertyName": "ModelMetrics", "Filters": [{"Name": "ModelMetrics.Bias", "Value": "x"}]}]})
     assert "CrossAccount" in refused(Resource="ModelPackage", CrossAccountFilterOption="CrossAccount")
     assert "NextToken" in refused(Resource="ModelPackage", NextToken="garbage")
+    huge = base64.urlsafe_b64encode(b'{"offset": 99999999999999999999999}').decode()   # named a 64-bit column
+    assert "NextToken is not one this server returned" in refused(Resource="ModelPackage", NextToken=huge)
 
 
 def test_search_abuse_deep_and_huge_expressions(catalogue: SageMaker) -> None:
