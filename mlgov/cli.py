@@ -39,10 +39,13 @@ db_app = typer.Typer(help="Database schema (Alembic migrations shipped with mlgo
 keys_app = typer.Typer(help="API keys (stored hashed; shown once).", no_args_is_help=True)
 audit_app = typer.Typer(help="Tamper-evident audit log.", no_args_is_help=True)
 demo_app = typer.Typer(help="Demo data.", no_args_is_help=True)
+secrets_app = typer.Typer(help="Secrets stored encrypted (webhook signing secrets, AWS credentials).",
+                          no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(keys_app, name="keys")
 app.add_typer(audit_app, name="audit")
 app.add_typer(demo_app, name="demo")
+app.add_typer(secrets_app, name="secrets")
 app.add_typer(monitor_cli.capture_app, name="capture")
 
 # The everyday verbs, over the SDK, grouped in `mlgov --help` by domain.
@@ -133,6 +136,23 @@ def keys_create(name: Annotated[str, typer.Option(help="unique key name (shown i
             typer.echo(f"AWS_ACCESS_KEY_ID={row.aws_access_key_id}")
             typer.echo(f"AWS_SECRET_ACCESS_KEY={auth.aws_secret_of(row, box)}")
     typer.echo(full)
+
+
+@secrets_app.command("rotate")
+def secrets_rotate() -> None:
+    """Encrypt every stored secret again with the newest key (the first of MLGOV_SECRETS_KEY), so the older keys
+    can be removed; audited. All or nothing: a value no configured key decrypts stops it."""
+    from mlgov.events import Webhook
+    from mlgov.secrets import SecretBox, rotate_columns
+
+    db = database()
+    with db.session_scope() as s:
+        counts = rotate_columns(s, SecretBox.from_settings(get_settings()), [Webhook.secret, auth.ApiKey.aws_secret])
+        audit.record(s, actor="cli", action="secrets.rotated", subject_type="secrets", subject_id="stored",
+                     after=counts)
+    for where, n in counts.items():
+        typer.echo(f"{where}: {n} re-encrypted")
+    typer.echo("every stored secret now opens with the first key alone: remove the others from MLGOV_SECRETS_KEY")
 
 
 @keys_app.command("list")

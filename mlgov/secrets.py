@@ -16,11 +16,14 @@ an attacker who reads both the database and the key (the server process or its h
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from fastapi import Depends, Request
+from sqlalchemy import select
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from mlgov.db import key_file
 from mlgov.errors import DomainError
@@ -71,6 +74,10 @@ class SecretBox:
     def encrypt(self, plaintext: str) -> str:
         return PREFIX + self._f().encrypt(plaintext.encode()).decode()
 
+    def rotate(self, stored: str) -> str:
+        """``stored`` encrypted again with the newest key (legacy plaintext encrypted for the first time)."""
+        return self.encrypt(self.decrypt(stored))
+
     def decrypt(self, stored: str) -> str:
         """The plaintext of a stored value; values without the prefix are legacy plaintext, returned as is."""
         if not is_encrypted(stored):
@@ -81,7 +88,23 @@ class SecretBox:
             raise SecretsUnavailable(
                 "a stored secret cannot be decrypted with the configured key",
                 fix="restore the key it was encrypted with (MLGOV_SECRETS_KEY or secrets.key under MLGOV_HOME); "
-                    "to rotate, list the new key first and keep the old one after it") from None
+                    "to rotate, list the new key first and the old one after it, run `mlgov secrets rotate`, "
+                    "then drop the old key") from None
+
+
+def rotate_columns(session: Session, box: SecretBox, columns: Sequence[InstrumentedAttribute[Any]]) -> dict[str, int]:
+    """Encrypt every stored value of these columns again with the newest key, so the older keys can be removed
+    from MLGOV_SECRETS_KEY: how many values per column. A value no configured key decrypts stops the whole
+    rotation (SecretsUnavailable) before anything is written, as the caller's transaction rolls back."""
+    counts: dict[str, int] = {}
+    for column in columns:
+        model = column.class_
+        rows = list(session.scalars(select(model).where(column.is_not(None))))
+        for row in rows:
+            setattr(row, column.key, box.rotate(getattr(row, column.key)))
+        counts[f"{model.__tablename__}.{column.key}"] = len(rows)
+    session.flush()
+    return counts
 
 
 def get_box(request: Request) -> SecretBox:

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.infra import free_port, wait_healthy
 
@@ -186,3 +187,51 @@ def test_serve_without_bootstrap_leaves_the_first_admin_key_to_the_operator(tmp_
     assert run(tmp_path, "keys", "list").stdout.strip() == ""
     assert run(tmp_path, "keys", "create", "--name", "admin", "--role", "admin").stdout.strip().splitlines()[-1] \
         .startswith("mlgov_")
+
+
+def test_secrets_rotate_lets_the_old_key_go(tmp_path):
+    """An operator's trial rotated MLGOV_SECRETS_KEY to "NEW,OLD": everything worked, but the stored webhook
+    secrets stayed sealed with OLD, so OLD could never be removed (nothing re-encrypted them). `mlgov secrets
+    rotate` seals every stored secret with the first key, all or nothing, and is audited."""
+    from cryptography.fernet import Fernet
+    from sqlalchemy import select, text
+
+    from mlgov.auth import ApiKey
+    from mlgov.db import Database
+    from mlgov.secrets import SecretBox, SecretsUnavailable
+
+    old, new, stray = (Fernet.generate_key().decode() for _ in range(3))
+    run(tmp_path, "db", "upgrade")
+    made = run(tmp_path, "keys", "create", "--name", "ci", "--role", "publisher", "--aws",
+               MLGOV_SECRETS_KEY=old).stdout
+    aws_secret = next(line.split("=", 1)[1] for line in made.splitlines() if line.startswith("AWS_SECRET_ACCESS_KEY"))
+    db = Database(f"sqlite:///{tmp_path / '.mlgov' / 'mlgov.db'}")
+
+    def add_hook(hook_id: str, key: str) -> None:
+        with db.write_engine.begin() as c:
+            c.execute(text("INSERT INTO events_webhooks (id, url, secret, events, active, created_by, created_at, "
+                           "last_sequence) VALUES (:i, 'https://hooks.example/x', :s, '[\"*\"]', 1, 'admin', "
+                           "'2026-12-01 00:00:00', 0)"), {"i": hook_id, "s": SecretBox(keys=[key.encode()]).encrypt(
+                               f"signing-{hook_id}")})
+
+    add_hook("h1", old)
+    add_hook("h2", stray)            # sealed with a key the server does not have: the rotation must stop
+    refused = run(tmp_path, "secrets", "rotate", check=False, MLGOV_SECRETS_KEY=f"{new},{old}")
+    assert refused.returncode != 0 and "cannot be decrypted" in refused.stderr
+    with db.session_scope() as s:     # all or nothing: the other rows were not touched either
+        assert SecretBox(keys=[old.encode()]).decrypt(s.scalar(select(ApiKey.aws_secret))) == aws_secret
+    with db.write_engine.begin() as c:
+        c.execute(text("DELETE FROM events_webhooks WHERE id = 'h2'"))
+    done = run(tmp_path, "secrets", "rotate", MLGOV_SECRETS_KEY=f"{new},{old}").stdout
+    assert "events_webhooks.secret: 1 re-encrypted" in done and "api_keys.aws_secret: 1 re-encrypted" in done
+    only_new = SecretBox(keys=[new.encode()])
+    with db.session_scope() as s:
+        assert only_new.decrypt(s.scalar(select(ApiKey.aws_secret))) == aws_secret
+        hook_secret = s.scalar(text("SELECT secret FROM events_webhooks WHERE id = 'h1'"))
+        assert only_new.decrypt(hook_secret) == "signing-h1"
+        with pytest.raises(SecretsUnavailable):
+            SecretBox(keys=[old.encode()]).decrypt(hook_secret)
+        rotated = s.scalar(text("SELECT after FROM audit_events WHERE action = 'secrets.rotated'"))
+        assert rotated is not None and "events_webhooks.secret" in str(rotated)
+    db.dispose()
+    assert '"ok": true' in run(tmp_path, "audit", "verify").stdout
