@@ -64,6 +64,21 @@ def safe_url(url: str | httpx.URL) -> str:
     return f"{u.scheme}://{host}{port}{u.path}"
 
 
+def masked_url(url: str) -> str:
+    """The URL as reads show it: its user name and every query parameter's name kept (so it can be recognised),
+    the password and query values as ``***`` (tokens often travel there: ``?token=``, ``?sig=``). A secret in the
+    path itself (a Slack-style hook) cannot be told apart; give such secrets as the webhook's ``secret``."""
+    try:
+        u = httpx.URL(url)
+    except (httpx.InvalidURL, TypeError, ValueError):
+        return "<invalid URL>"
+    user = (u.username + (":***" if u.password else "") + "@") if u.username or u.password else ""
+    port = f":{u.port}" if u.port else ""
+    host = f"[{u.host}]" if ":" in u.host else u.host
+    query = "&".join(f"{k}=***" if v else k for k, v in u.params.multi_items())
+    return f"{u.scheme}://{user}{host}{port}{u.path}" + (f"?{query}" if query else "")
+
+
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 
 

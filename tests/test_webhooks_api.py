@@ -7,7 +7,7 @@ from sqlalchemy import func, select
 
 from mlgov.events import Delivery, Webhook, matches
 from tests.conftest import make_settings
-from tests.helpers import assert_problem, create_group, register
+from tests.helpers import assert_problem, create_group, register, signed_in
 
 
 @pytest.fixture
@@ -55,6 +55,20 @@ def test_audit_keeps_no_credentials_of_a_url(client, keys):
     events = client.get("/api/v1/audit/events", headers=keys("viewer")).json()["items"]
     logged = [e["after"]["url"] for e in events if e["action"] in ("webhook.created", "retraining_trigger.set")]
     assert len(logged) >= 2 and all(u == "http://127.0.0.1:9/x" for u in logged), logged
+    # an operator's trial: the reads showed them whole (the create answer, GET /webhooks, MLflow's webhooks API,
+    # the console's admin page); they show who and which parameters, never the password or the values
+    masked = "http://hook-user:***@127.0.0.1:9/x?token=***"
+    listed = client.get("/api/v1/webhooks", headers=keys("admin")).json()
+    assert r.json()["url"] == masked and {h["url"] for h in listed} == {masked}
+    made = client.post("/api/2.0/mlflow/webhooks", headers=keys("admin"), json={
+        "name": "ml", "url": url, "secret": "c" * 16, "events": [{"entity": "model_version", "action": "created"}]})
+    assert made.status_code == 200 and made.json()["webhook"]["url"] == masked, made.text
+    mlflow = client.get("/api/2.0/mlflow/webhooks", headers=keys("admin"))
+    assert mlflow.status_code == 200 and {h["url"] for h in mlflow.json()["webhooks"]} == {masked}
+    page = signed_in(client.app, keys.plain["admin"]).get("/console/admin").text
+    assert "http://hook-user:***@127.0.0.1:9/x?token=***" in page
+    for secret in ("hook-pass", "TOKEN-IN-QUERY"):
+        assert secret not in r.text + str(listed) + made.text + mlflow.text + page
 
 
 def test_bad_webhook_input(client, keys, db):
