@@ -380,6 +380,57 @@ def _newer_than(chain: AuditChain, seq: int) -> tuple[str, dict[str, Any]] | Non
     return None
 
 
+SUPERSEDED_PREFIX = "audit/superseded-checkpoints/"
+
+
+def reanchor_after_restore(session: Session, *, actor: str, reason: str) -> dict[str, Any]:
+    """After the database was restored from a backup older than the newest checkpoint (verify then reports a
+    truncation, and checkpoints are refused forever), set aside the checkpoints the restored chain does not
+    reach or contradicts, and anchor it again: those checkpoint objects move to ``SUPERSEDED_PREFIX`` (kept as
+    evidence of what was lost), one ``audit.reanchored`` event records each one's seq, head hash and time and
+    the reason, and a fresh checkpoint is signed. Refused while the chain in the database is itself broken
+    (an edit or a gap is tampering, not a restore). Needs the audit key and the object store, which an attacker
+    holding only the database does not have."""
+    chain = _chain(session)
+    if chain.store is None:
+        raise CheckpointRefused("no object store is configured for audit checkpoints")
+    result = verify(session)
+    inner = [p for p in result.get("problems", []) if p.get("id") is not None]
+    if inner:
+        raise CheckpointRefused(f"the chain in the database is broken at seq {inner[0]['seq']} "
+                                f"({inner[0]['reason']}): that is not a restore; investigate it")
+    hashes = {seq: digest for seq, digest in session.execute(select(AuditEvent.seq, AuditEvent.hash))}
+    superseded: list[dict[str, Any]] = []
+    moved: list[str] = []
+    for name in sorted(chain.store.list(CHECKPOINT_PREFIX)):
+        try:
+            doc = json.loads(chain.store.get(name))
+        except (ValueError, NotFound):
+            continue
+        if not isinstance(doc, dict) or not _signed(chain, doc):
+            continue
+        seq = int(doc["seq"])
+        if seq and hashes.get(seq) != doc["head_hash"]:
+            if name != LATEST:
+                superseded.append({k: doc[k] for k in ("seq", "head_hash", "time")})
+            moved.append(name)
+    if not moved:
+        raise CheckpointRefused("every checkpoint agrees with the database: nothing to re-anchor")
+    stamp = f"{utcnow():%Y%m%dT%H%M%S%f}"
+    for name in moved:
+        if name != LATEST:
+            chain.store.put(f"{SUPERSEDED_PREFIX}{stamp}/{name[len(CHECKPOINT_PREFIX):]}", chain.store.get(name),
+                            "application/json")
+        chain.store.delete(name)
+    record(session, actor=actor, action="audit.reanchored", subject_type="audit", subject_id="checkpoints",
+           after={"reason": reason, "database_head_seq": result.get("head_seq"),
+                  "superseded": superseded, "kept_under": f"{SUPERSEDED_PREFIX}{stamp}/"})
+    session.flush()
+    head = session.execute(select(AuditEvent.seq, AuditEvent.hash).order_by(AuditEvent.seq.desc()).limit(1)).first()
+    assert head is not None
+    return _put_checkpoint(chain, int(head[0]), str(head[1]), _legacy_until(session))
+
+
 # --- verification ---------------------------------------------------------------------------------------
 
 def _iter_events(session: Session, batch: int = 5000) -> Iterator[Any]:

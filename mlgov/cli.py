@@ -197,6 +197,20 @@ def audit_checkpoint() -> None:
     typer.echo(json.dumps(doc))
 
 
+@audit_app.command("reanchor")
+def audit_reanchor(reason: Annotated[str, typer.Option(help="why: the backup restored, who decided")]) -> None:
+    """After restoring the database from a backup older than the newest checkpoint: set aside (keep, under
+    audit/superseded-checkpoints/) the checkpoints the restored chain does not reach, record that in the chain,
+    and anchor it again. Refused if the chain itself is broken (that is tampering, not a restore)."""
+    db = database()
+    try:
+        with db.session_scope() as s:
+            doc = audit.reanchor_after_restore(s, actor="cli", reason=reason)
+    except audit.CheckpointRefused as exc:
+        raise CliError(str(exc), fix="run `mlgov audit verify` to see where the chain breaks") from None
+    typer.echo(json.dumps(doc))
+
+
 @demo_app.command("seed")
 def demo_seed(if_empty: Annotated[bool, typer.Option("--if-empty", help="do nothing if groups exist")] = False) -> None:
     """Seed a small demo registry (groups, versions, a four-eyes approval, a production stage)."""

@@ -235,3 +235,43 @@ def test_secrets_rotate_lets_the_old_key_go(tmp_path):
         assert rotated is not None and "events_webhooks.secret" in str(rotated)
     db.dispose()
     assert '"ok": true' in run(tmp_path, "audit", "verify").stdout
+
+
+def test_audit_reanchor_after_restoring_an_older_backup(tmp_path):
+    """An operator's trial restored a database backup older than the newest checkpoint: verify rightly reported
+    a truncation, but nothing could ever anchor the chain again (checkpoints refused, an error logged every N
+    events). `mlgov audit reanchor` sets the unreachable checkpoints aside (kept), records that in the chain and
+    anchors it; it refuses when the chain itself was edited (that is tampering, not a restore)."""
+    import sqlite3
+
+    home = tmp_path / ".mlgov"
+    run(tmp_path, "db", "upgrade")
+    for i in range(3):
+        run(tmp_path, "keys", "create", "--name", f"before-{i}", "--role", "viewer")
+    run(tmp_path, "audit", "checkpoint")
+    backup = tmp_path / "backup.db"
+    with sqlite3.connect(home / "mlgov.db") as src, sqlite3.connect(backup) as dst:
+        src.backup(dst)
+    for i in range(4):
+        run(tmp_path, "keys", "create", "--name", f"after-{i}", "--role", "viewer")
+    run(tmp_path, "audit", "checkpoint")
+    for suffix in ("", "-wal", "-shm"):                      # the restore
+        (home / f"mlgov.db{suffix}").unlink(missing_ok=True)
+    with sqlite3.connect(backup) as src, sqlite3.connect(home / "mlgov.db") as dst:
+        src.backup(dst)
+    broken = run(tmp_path, "audit", "verify", check=False)
+    assert broken.returncode == 1 and "truncation" in broken.stdout
+    assert run(tmp_path, "audit", "checkpoint", check=False).returncode != 0
+    run(tmp_path, "keys", "create", "--name", "after-restore", "--role", "viewer")
+    done = run(tmp_path, "audit", "reanchor", "--reason", "restored the nightly backup (ops ticket 42)")
+    assert '"seq"' in done.stdout
+    assert '"ok": true' in run(tmp_path, "audit", "verify").stdout
+    run(tmp_path, "audit", "checkpoint")                     # anchoring works again
+    kept = list(tmp_path.rglob("superseded-checkpoints/*/*.json"))
+    assert len(kept) == 1 and '"seq"' in kept[0].read_text()  # the lost checkpoint, kept as evidence
+    with sqlite3.connect(home / "mlgov.db") as c:
+        (after,) = c.execute("SELECT after FROM audit_events WHERE action = 'audit.reanchored'").fetchone()
+        assert "ops ticket 42" in after and '"superseded"' in after
+        c.execute("UPDATE audit_events SET actor = 'mallory' WHERE seq = 2")   # tampering is no restore
+    refused = run(tmp_path, "audit", "reanchor", "--reason", "cover it up", check=False)
+    assert refused.returncode != 0 and "not a restore" in refused.stderr
