@@ -42,7 +42,9 @@ def _time(value: str, field: str) -> dt.datetime | None:
 
 def _log(request: Request, session: Any, user: Any, *, actor: str, action: str, group: str, since: str, until: str,
          offset: int, verification: dict[str, Any] | None = None) -> HTMLResponse:
-    events, total = audit.query(session, actor=actor or None, action=action or None, subject_under=group or None,
+    names = registry_service.name_history_of(session, group) if group else None
+    events, total = audit.query(session, actor=actor or None, action=action or None,
+                                subject_under=None if names else group or None, names=names,
                                 since=_time(since, "from"), until=_time(until, "to"), limit=PAGE, offset=offset,
                                 newest_first=True)
     filters = {k: v for k, v in (("actor", actor), ("action", action), ("group", group), ("since", since),

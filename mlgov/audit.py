@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import JSON, BigInteger, Index, Integer, String, Table, event, func, insert, or_, select
+from sqlalchemy import JSON, BigInteger, Index, Integer, String, Table, and_, event, func, insert, or_, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from mlgov.context import request_id_var
@@ -531,11 +531,19 @@ def query(
     limit: int = 100,
     offset: int = 0,
     subject_under: str | None = None,
+    names: Sequence[tuple[str, dt.datetime, dt.datetime | None]] | None = None,
     newest_first: bool = False,
 ) -> tuple[list[AuditEvent], int]:
-    """``subject_under``: the subject itself and everything below it (``churn`` and ``churn/3``)."""
-    under = (or_(AuditEvent.subject_id == subject_under,
-                 AuditEvent.subject_id.startswith(subject_under + "/", autoescape=True)) if subject_under else None)
+    """``subject_under``: the subject itself and everything below it (``churn`` and ``churn/3``). ``names``: the
+    same for each name a thing had, while it had it (a renamed model group's history lies under its old names;
+    events under its name from before it existed are another group's)."""
+    def below(name: str) -> Any:
+        return or_(AuditEvent.subject_id == name, AuditEvent.subject_id.startswith(name + "/", autoescape=True))
+
+    under = below(subject_under) if subject_under else None
+    if names:
+        under = or_(*(and_(below(name), *(c for c in in_window(AuditEvent.ts, since_, until_) if c is not None))
+                      for name, since_, until_ in names))
     order = AuditEvent.seq.desc() if newest_first else AuditEvent.seq
     return paginate(session, select(AuditEvent), order, limit=limit, offset=offset, where=[
         *equal((AuditEvent.subject_type, subject_type), (AuditEvent.subject_id, subject_id), (AuditEvent.actor, actor)),

@@ -1985,6 +1985,13 @@ def name_history(session: Session, group: ModelGroup) -> list[tuple[str, dt.date
     return out
 
 
+def name_history_of(session: Session, name: str) -> list[tuple[str, dt.datetime, dt.datetime | None]] | None:
+    """`name_history` of the group now called ``name``, or None when no group has that name (a deleted one's
+    events are then found by the name itself)."""
+    group = session.scalar(select(ModelGroup).where(ModelGroup.name == name))
+    return name_history(session, group) if group is not None else None
+
+
 def version_events(session: Session, group: ModelGroup, numbers: Sequence[int], action: str,
                    ) -> dict[int, list[audit.AuditEvent]]:
     """``action`` events of the group's versions under every name it has had (`name_history`), oldest first."""

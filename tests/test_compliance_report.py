@@ -94,7 +94,7 @@ def test_the_report_flags_table_rows_that_disagree_with_the_audit_chain_and_foll
     group had (a rename keeps its history; a group later created under the old name does not inherit it)."""
     from sqlalchemy import text
 
-    from tests.helpers import create_group, register
+    from tests.helpers import create_group, register, signed_in
 
     pub, appr = keys("publisher"), keys("approver")
     create_group(client, pub, "old-name")
@@ -117,6 +117,14 @@ def test_the_report_flags_table_rows_that_disagree_with_the_audit_chain_and_foll
         rep = report(group)
         assert rep["tables_agree_with_chain"] is True and rep["versions"][0]["four_eyes_ok"] is True, rep
         assert not any("NOT THE RECORD" in w for w in rep["versions"][0]["warnings"])
+    # the console's audit log, filtered by group, follows the rename the same way (the trial saw only
+    # model_group.renamed under the new name, and the old model's approval under the reused name)
+    console = signed_in(client.app, keys.plain["viewer"])
+    renamed = console.get("/console/audit", params={"group": "churn"}).text
+    reused = console.get("/console/audit", params={"group": "old-name"}).text
+    assert "version.approval_changed" in renamed and "version.stage_changed" in renamed
+    assert "model_group.renamed" in renamed and "version.registered" in reused
+    assert "version.approval_changed" not in reused and "model_group.renamed" not in reused
     with db.session_scope() as s:
         s.execute(text("UPDATE registry_approval_decisions SET actor = 'dana', comment = 'reviewed holdout AUC'"))
     rep = report("churn")
