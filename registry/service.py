@@ -1234,12 +1234,24 @@ def update_version(session: Session, group_name: str, number: int, description: 
         raise Invalid(f"description is {len(description)} characters; at most {DESCRIPTION_MAX}", fix="shorten it")
     group, v = _locked_version(session, group_name, number)
     before = v.description
+    if description != before:
+        _may_edit_version(session, group, v, actor, "description")
     v.description, v.updated_at = description, utcnow()
     session.flush()
     audit.record(session, actor=actor.name, action="version.updated", subject_type="model_version",
                  subject_id=f"{group.name}/{number}", before={"description": before},
                  after={"description": description})
     return v
+
+
+def _may_edit_version(session: Session, group: ModelGroup, v: ModelVersion, actor: Principal, what: str) -> None:
+    """What a version says of itself (its description, its tags) is its registrant's to write, or an admin's: a
+    migration trial rewrote the description of another team's approved Production version. Decisions, stage
+    moves and aliases keep their own rules."""
+    registrant = _registrant(session, v)[0]
+    if actor.role != Role.admin and not auth.same_person(actor.owner, registrant):
+        raise Forbidden(f"{group.name} version {v.version} was registered by {registrant!r}; only its registrant or "
+                        f"an admin may change its {what}", fix=f"ask {registrant!r} or an admin")
 
 
 def set_version_metadata(session: Session, group_name: str, number: int, key: str, value: str | None,
@@ -1255,6 +1267,8 @@ def set_version_metadata(session: Session, group_name: str, number: int, key: st
     group, v = _locked_version(session, group_name, number)
     items = {m.key: m for m in v.metadata_items}
     previous = items[key].value if key in items else None
+    if value != previous:
+        _may_edit_version(session, group, v, actor, "tags")
     if value is None:
         if key not in items:
             raise NotFound(f"{group.name} version {number} has no metadata key {key!r}",
@@ -1348,15 +1362,26 @@ def delete_group(session: Session, name: str, actor: Principal) -> None:
     group = get_group(session, name, for_update=True)
     _may_change_group(session, group, actor, "delete it")
     versions = list(session.scalars(_lock(select(ModelVersion).where(ModelVersion.group_id == group.id)
+                                          .options(selectinload(ModelVersion.metadata_items))
                                           .order_by(ModelVersion.version), session)))
     for v in versions:
         why = _why_kept(session, group, v)
         if why is not None:
             raise RuleRefusal(f"cannot delete model group {name!r}: {why}",
                               fix="approved versions stay; archive the group's versions instead")
+        # each version goes as delete_version lets it: by its registrant or an admin (a group's creator could
+        # otherwise delete another publisher's versions by deleting the group)
+        registrant = _registrant(session, v)[0]
+        if actor.role != Role.admin and not auth.same_person(actor.owner, registrant):
+            raise Forbidden(f"model group {name!r} holds version {v.version}, registered by {registrant!r}; only "
+                            "its registrant or an admin may delete it", fix=f"ask {registrant!r} or an admin")
     _refuse_if_referenced(session, group.name, None, "delete")
     for v in versions:
         _drop_aliases(session, group, v, actor)
+    if versions:   # each version's record says it went, as delete_version's does
+        audit.record_many(session, [audit.Entry(actor.name, "version.deleted", "model_version",
+                                                f"{group.name}/{v.version}", before=_payload(group.name, v))
+                                    for v in versions])
     before = {"name": group.name, "description": group.description, "tags": group.tags,
               "latest_version": group.latest_version}
     # its lineage is evidence and stays, under a name no group can take (':' is refused in names); else a group

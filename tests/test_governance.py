@@ -373,3 +373,35 @@ def test_only_a_groups_creator_or_an_admin_rewrites_its_description_and_tags(cli
     got = client.get(url, headers=keys("viewer")).json()
     assert (got["description"], got["tags"]) == ("churn model", {"team": "risk"})
     assert client.patch(url, json={"tags": {"team": "fraud"}}, headers=keys("admin")).status_code == 200
+
+
+def test_a_versions_description_and_tags_are_its_registrants_and_a_group_delete_takes_only_deletable_versions(
+        client, keys):
+    """An MLflow migration trial: a second publisher rewrote the description and tags of another team's approved
+    Production version (MLflow's update / set-tag), and a group's creator deleted another publisher's version by
+    deleting the whole group, with no version.deleted event. Now a version's description and tags are its
+    registrant's (by owner) or an admin's; a group goes only with versions its deleter could delete one by one,
+    each recorded."""
+    create_group(client, keys("publisher"), "churn")
+    register(client, keys("publisher"), "churn", 1)
+    mlflow = "/api/2.0/mlflow"
+    for path, body in (("model-versions/update", {"name": "churn", "version": "1", "description": "pwned"}),
+                       ("model-versions/set-tag", {"name": "churn", "version": "1", "key": "validated",
+                                                   "value": "false"})):
+        r = client.request("PATCH" if path.endswith("update") else "POST", f"{mlflow}/{path}", json=body,
+                           headers=keys("publisher2"))
+        assert r.status_code == 403 and "only its registrant or an admin" in r.json()["message"], r.text
+        ok = client.request("PATCH" if path.endswith("update") else "POST", f"{mlflow}/{path}", json=body,
+                            headers=keys("publisher"))
+        assert ok.status_code == 200, ok.text
+    create_group(client, keys("publisher"), "shared")
+    register(client, keys("publisher2"), "shared", 1)
+    r = client.request("DELETE", f"{mlflow}/registered-models/delete", json={"name": "shared"},
+                       headers=keys("publisher"))
+    assert r.status_code == 403 and "registered by 'test-publisher2'" in r.json()["message"], r.text
+    assert client.get("/api/v1/model-groups/shared/versions/1", headers=keys("viewer")).status_code == 200
+    r = client.request("DELETE", f"{mlflow}/registered-models/delete", json={"name": "shared"}, headers=keys("admin"))
+    assert r.status_code == 200, r.text
+    gone = client.get("/api/v1/audit/events", params={"action": "version.deleted", "subject": "shared/1"},
+                      headers=keys("admin")).json()["items"]
+    assert [e["actor"] for e in gone] == ["test-admin"]
