@@ -77,7 +77,7 @@ def validation(message: str) -> AwsError:
 
 def _text(exc: DomainError) -> str:
     fix = exc.fix_for("sagemaker")
-    return f"{exc.detail}. Fix: {fix}" if fix else exc.detail
+    return f"{exc.detail.rstrip('.')}. Fix: {fix}" if fix else exc.detail
 
 
 # DomainError family → SageMaker's codes (most specific class first). Statuses: SageMaker answers its modelled

@@ -118,7 +118,7 @@ class EndpointNotFound(DomainError):
 
 def _message(exc: DomainError) -> str:
     fix = exc.fix_for("mlflow")
-    return f"{exc.detail}. Fix: {fix}" if fix else exc.detail
+    return f"{exc.detail.rstrip('.')}. Fix: {fix}" if fix else exc.detail
 
 
 def to_mlflow(exc: Exception, retry_after_s: int) -> MlflowError:

@@ -1407,7 +1407,14 @@ def set_alias(session: Session, group_name: str, alias: str, number: int, actor:
         raise Invalid(f"alias {alias!r} is not allowed: letters, digits, '_' and '-', at most 255, and not 'latest' "
                       "or v<number> (those name versions)", fix="pick another alias, e.g. 'champion'")
     group, v = _locked_version(session, group_name, number)
-    if alias in governed_aliases(group):
+    governed = governed_aliases(group)
+    fold = {g.casefold().replace("_", "-"): g for g in governed}.get(alias.casefold().replace("_", "-"))
+    if fold is not None and fold != alias:
+        # aliases are case-sensitive, as on MLflow: @Champion would be an ungoverned alias a reviewer reads as
+        # @champion (a migration trial set it on an unapproved version with a publisher key)
+        raise Invalid(f"alias {alias!r} reads like the governed alias @{fold} of {group.name}",
+                      fix=f"use @{fold} (approvers set it on Approved versions) or a name that reads differently")
+    if alias in governed:
         if actor.role not in DECIDERS:
             raise Forbidden(f"@{alias} is a governed alias of {group.name}: only approver or admin keys may move it "
                             f"(key {actor.name!r} is {actor.role.value})", fix="ask an approver to set it")

@@ -295,6 +295,10 @@ def test_champion_alias_is_governed(world: World) -> None:
     with pytest.raises(MlflowException) as exc, world.as_("pub-appr"):   # nor the registrant's own approver key
         c.set_registered_model_alias("churn", "champion", "1")
     assert _code(exc) == "PERMISSION_DENIED" and "four-eyes" in str(exc.value)
+    for look_alike in ("Champion", "PRODUCTION", "Production"):
+        with pytest.raises(MlflowException) as exc:   # a migration trial set these on an unapproved version
+            c.set_registered_model_alias("churn", look_alike, "1")
+        assert _code(exc) == "INVALID_PARAMETER_VALUE" and "reads like the governed alias" in str(exc.value)
     with world.as_("appr2"):
         c.set_registered_model_alias("churn", "champion", "1")
     assert c.get_model_version_by_alias("churn", "champion").version == "1"
@@ -320,7 +324,7 @@ def test_champion_alias_is_governed(world: World) -> None:
     c.delete_registered_model_alias("churn", "candidate")
     with pytest.raises(MlflowException) as exc:
         c.get_model_version_by_alias("churn", "candidate")
-    assert _code(exc) == "INVALID_PARAMETER_VALUE" and "alias candidate not found" in str(exc.value)   # as MLflow
+    assert _code(exc) == "INVALID_PARAMETER_VALUE" and "alias candidate not found. Fix" in str(exc.value)   # as MLflow
     c.delete_registered_model_alias("churn", "candidate")   # deleting it again succeeds, as on MLflow
     moves = world.audit("version.alias_set", "churn/1")
     assert [(m["actor"], m["after"]) for m in moves] == [("test-appr2", {"alias": "champion", "version": 1}),
