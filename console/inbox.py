@@ -68,7 +68,8 @@ def decide(request: Request, group: str, number: int, session: SessionDep, user:
            shown_on: Annotated[Literal["inbox", "version"], Form()] = "inbox") -> RedirectResponse:
     here = f"{PREFIX}/" if shown_on == "inbox" else f"{PREFIX}/models/{quote(group, safe='')}/versions/{number}"
     back(request, here)
-    req = parse(ApprovalRequest, status=decision, comment=comment, expected_status="PendingManualApproval"
-                if shown_on == "inbox" else None)
+    # both forms are shown only for pending versions: a page left open while someone else decided must not
+    # overturn that decision (a console trial rejected, from a stale version page, what another had approved)
+    req = parse(ApprovalRequest, status=decision, comment=comment, expected_status="PendingManualApproval")
     v = registry.decide(session, group, number, req, user.principal)
     return done(request, here, f"{group} version {number} is now {v.approval_status}")

@@ -101,7 +101,8 @@ def render(request: Request, user: Signed | None, template: str, *, status: int 
         request=request, user=user, principal=user.principal if user else None, csrf=user.csrf if user else "",
         nav=[n for n in NAV if may(user, n.roles)], path=request.url.path, root=root, static=root + STATIC_URL,
         flash=flash, may=lambda roles: may(user, roles), roles=auth, **context)
-    response = HTMLResponse(html, status_code=status)
+    # console pages show what a role may see (and, once, a new key): not for a shared browser's cache
+    response = HTMLResponse(html, status_code=status, headers={"Cache-Control": "no-store"})
     if request.cookies.get(FLASH_COOKIE):
         response.delete_cookie(FLASH_COOKIE, path=PREFIX)
     return response

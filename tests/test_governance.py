@@ -15,7 +15,7 @@ import skops.io as sio
 from sklearn.linear_model import LogisticRegression
 
 from mlgov import auth
-from tests.helpers import approve, assert_problem, create_group, register
+from tests.helpers import approve, assert_problem, create_group, register, signed_in
 
 CFG = {"label": "y", "label_values_or_threshold": [1], "predicted_label": "pred",
        "facet": [{"name_or_index": "g", "value_or_threshold": [1]}],
@@ -405,3 +405,38 @@ def test_a_versions_description_and_tags_are_its_registrants_and_a_group_delete_
     gone = client.get("/api/v1/audit/events", params={"action": "version.deleted", "subject": "shared/1"},
                       headers=keys("admin")).json()["items"]
     assert [e["actor"] for e in gone] == ["test-admin"]
+
+
+def test_a_stale_version_page_cannot_overturn_a_decision(app, client, keys):
+    """A console trial opened a pending version's page, another approver approved it meanwhile, and the page's
+    Reject then turned Approved into Rejected (the inbox form sent the status it showed; the version page's
+    form did not). Both forms now decide only a version that is still pending."""
+    import re
+
+    create_group(client, keys("publisher"), "churn")
+    register(client, keys("publisher"), "churn", 1)
+    carol = signed_in(app, keys.plain["approver2"])
+    page = carol.get("/console/models/churn/versions/1").text
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page)
+    assert token is not None and 'value="Rejected"' in page
+    assert approve(client, keys("approver"), "churn", 1).status_code == 200      # bob, meanwhile
+    r = carol.post("/console/models/churn/versions/1/decision", follow_redirects=True,
+                   data={"csrf_token": token.group(1), "decision": "Rejected", "comment": "stale page",
+                         "shown_on": "version"})
+    assert "is Approved, not PendingManualApproval as expected" in r.text
+    assert client.get("/api/v1/model-groups/churn/versions/1", headers=keys("viewer")).json()[
+        "approval_status"] == "Approved"
+
+
+def test_console_pages_and_the_new_key_page_are_not_cached(app, keys):
+    """A console trial: the page that shows a new API key once (200, the key in the HTML) had no Cache-Control,
+    so a shared browser's cache could keep it. Every console page is now no-store."""
+    import re
+
+    admin = signed_in(app, keys.plain["admin"])
+    page = admin.get("/console/admin")
+    assert page.headers["cache-control"] == "no-store"
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+    assert token is not None
+    r = admin.post("/console/admin/keys", data={"csrf_token": token.group(1), "name": "erin", "role": "viewer"})
+    assert r.status_code == 200 and "mlgov_" in r.text and r.headers["cache-control"] == "no-store"
