@@ -259,7 +259,10 @@ def parse(model: type[_M], **fields: Any) -> _M:
 
 
 def page_of(offset: int, limit: int, total: int) -> dict[str, int | None]:
-    """Previous/next offsets for a pager (None where there is no such page)."""
-    return {"offset": offset, "limit": limit, "total": total, "first": offset + 1 if total else 0,
-            "last": min(offset + limit, total), "prev": max(offset - limit, 0) if offset > 0 else None,
+    """Previous/next offsets for a pager (None where there is no such page). An offset past the end (an edited
+    URL) shows "none of N" and leads back to the last page, rather than "100000000–895 of 895"."""
+    past = offset >= total > 0
+    return {"offset": offset, "limit": limit, "total": total, "first": offset + 1 if total and not past else 0,
+            "last": min(offset + limit, total) if not past else 0,
+            "prev": (max(total - limit, 0) if past else max(offset - limit, 0)) if offset > 0 else None,
             "next": offset + limit if offset + limit < total else None}

@@ -2093,6 +2093,9 @@ def compliance_report(session: Session, group_name: str, since: dt.datetime | No
 
     ``verify_chain=False`` leaves ``audit_chain`` None: the walk covers the whole log, not the group, so a page
     fetches it separately instead of making every view of the report wait for it."""
+    if since is not None and until is not None and since >= until:
+        raise Invalid(f"the report's window starts ({since.isoformat()}) at or after it ends ({until.isoformat()})",
+                      fix="give a start before the end, or leave either out")
     group = get_group(session, group_name)
     lo = since or dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
     hi = until or utcnow() + dt.timedelta(seconds=1)

@@ -136,3 +136,22 @@ def test_the_report_flags_table_rows_that_disagree_with_the_audit_chain_and_foll
     html = client.get("/api/v1/audit/report", params={"model_group": "churn", "format": "html"},
                       headers=keys("viewer")).text
     assert "NOT THE RECORD" in html
+
+
+def test_a_window_that_ends_before_it_starts_is_refused_and_a_pager_past_the_end_says_none(app, client, keys):
+    """A console trial: a report from 2030 to 2020 rendered as if meaningful, and ?offset=99999999 on the audit
+    log read "100000000–895 of 895 events"."""
+    from console.web import page_of
+    from tests.helpers import assert_problem, create_group, signed_in
+
+    create_group(client, keys("publisher"), "churn")
+    assert_problem(client.get("/api/v1/audit/report", params={"model_group": "churn", "from": "2030-01-01T00:00:00Z",
+                                                               "to": "2020-01-01T00:00:00Z"}, headers=keys("viewer")),
+                   422, "starts", "at or after it ends")
+    page = signed_in(app, keys.plain["viewer"]).get("/console/audit/report",
+                                                    params={"group": "churn", "since": "2030-01-01T00:00",
+                                                            "until": "2020-01-01T00:00"}, follow_redirects=True)
+    assert "at or after it ends" in page.text
+    assert page_of(99_999_999, 50, 895) == {"offset": 99_999_999, "limit": 50, "total": 895, "first": 0, "last": 0,
+                                            "prev": 845, "next": None}
+    assert page_of(50, 50, 895)["first"] == 51 and page_of(0, 50, 0)["first"] == 0
