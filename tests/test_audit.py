@@ -269,3 +269,19 @@ def test_rows_from_before_the_keyed_chain(tmp_path):
         res = audit.verify(s)
         assert res["ok"] is False and res["first_bad_seq"] == 4 and "prev_hash" in res["reason"]
     db.dispose()
+
+
+def test_console_audit_log_shows_what_a_change_replaced(app, client, keys):
+    """A console trial: the audit log's Change column showed only the event's `after`, cut at 300 characters
+    mid-JSON, so an approval overturned by a rejection read like any rejection. It now shows the state before
+    and after, and the whole change behind a disclosure when it is long."""
+    from tests.helpers import approve, create_group, register, signed_in
+
+    create_group(client, keys("publisher"), "churn")
+    register(client, keys("publisher"), "churn", 1, description="x" * 400)
+    assert approve(client, keys("approver"), "churn", 1).status_code == 200
+    assert approve(client, keys("approver2"), "churn", 1, status="Rejected").status_code == 200
+    page = signed_in(app, keys.plain["viewer"]).get("/console/audit", params={"group": "churn"}).text
+    assert "was</span> <code>{&#34;approval_status&#34;: &#34;Approved&#34;}" in page or \
+        'was</span> <code>{"approval_status": "Approved"}' in page, page[page.find("was"):][:300]
+    assert "<summary>whole change</summary>" in page and "x" * 400 in page
