@@ -11,7 +11,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from sqlalchemy.orm import Session
 
 from console.web import PREFIX, DeciderForm, Viewer, back, done, page_of, parse, render
-from mlgov.auth import SessionDep
+from mlgov.auth import Principal, SessionDep
 from registry import service as registry
 from registry.schemas import ApprovalRequest
 
@@ -31,9 +31,10 @@ def metric_rows(metrics: dict[str, Any], reference: dict[str, Any] | None) -> li
 
 
 def evidence_of(session: Session, group: Any, v: Any, approved: Any | None,
-                facts: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+                facts: dict[str, list[dict[str, Any]]], viewer: Principal | None = None) -> dict[str, Any]:
     """What an approver looks at before deciding, all from the domains' services (``facts``: `registry.facts_of`
-    the version, asked for a whole page of versions at once)."""
+    the version, asked for a whole page of versions at once); ``not_yours``: why ``viewer`` may not decide it
+    (four-eyes), so the page says so instead of offering buttons that would be refused."""
     assessment = registry.assess_evidence(session, group.name, v)
     counted = [e for e in assessment if e["counted"]]
     baselines = [a for a in facts.get("attachments", []) if a.get("kind") == "drift baseline"]
@@ -48,6 +49,7 @@ def evidence_of(session: Session, group: Any, v: Any, approved: Any | None,
         "bias": counted[-1] if counted else None, "bias_ignored": [e for e in assessment if not e["counted"]],
         "policy": policy, "policy_gap": registry.policy_gap(group, assessment),
         "open_alerts": [a for a in facts.get("alerts", []) if a.get("status") != "Resolved"],
+        "not_yours": registry.why_not_decider(session, v, viewer) if viewer is not None else None,
     }
 
 
@@ -57,7 +59,8 @@ def inbox(request: Request, session: SessionDep, user: Viewer,
     rows, total = registry.pending_versions(session, limit=PAGE, offset=offset)
     approved = registry.approved_now(session, sorted({g.id for g, _ in rows}))
     facts = registry.facts_of(session, [(g.name, v.version) for g, v in rows])
-    items = [evidence_of(session, g, v, approved.get(g.id), facts[(g.name, v.version)]) for g, v in rows]
+    items = [evidence_of(session, g, v, approved.get(g.id), facts[(g.name, v.version)], user.principal)
+             for g, v in rows]
     return render(request, user, "inbox.html", title="Approvals", items=items, pager=page_of(offset, PAGE, total))
 
 

@@ -65,7 +65,7 @@ def version_page(request: Request, group: str, number: int, session: SessionDep,
     facts = registry.other_facts(session, g.name, v.version)
     return render(request, user, "version.html", title=f"{g.name} version {v.version}", group=g, v=v,
                   ev=evidence_of(session, g, v, approved if approved is not None and approved.id != v.id else None,
-                                 facts),
+                                 facts, user.principal),
                   facts=facts,
                   decisions=registry.approval_history(session, v),
                   history=registry.stage_history(session, group, number),

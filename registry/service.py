@@ -774,6 +774,14 @@ def read_versions(
 
 # --- approvals ----------------------------------------------------------------------------------------
 
+def why_not_decider(session: Session, v: ModelVersion, actor: Principal) -> str | None:
+    """Why ``actor`` may not decide ``v`` under four-eyes (None when it may, role aside): pages offer the
+    decision only to whom `decide` would let take it."""
+    if v.registered_by_key == actor.key_pk:
+        return f"key {actor.name!r} registered it"
+    return auth.independent_keys(session, actor, v.registered_by_key, _registrant(session, v)[0])
+
+
 def decide(session: Session, group_name: str, number: int, req: ApprovalRequest, actor: Principal) -> ModelVersion:
     if actor.role not in DECIDERS:
         raise Forbidden(f"role {actor.role.value!r} may not decide approvals", fix="use an approver or admin key")
