@@ -43,7 +43,11 @@ def _hash(token: str) -> str:
 
 def sign_in(session: Session, presented: str, *, ttl: dt.timedelta = TTL) -> tuple[str, Signed]:
     """Check the key like the API does and open a session; returns the cookie token (shown once, never stored)."""
-    principal = auth.authenticate(session, presented.strip())
+    try:
+        principal = auth.authenticate(session, presented.strip())
+    except Unauthorized as exc:   # the API's fix speaks of Authorization headers; a person pastes a key here
+        raise Unauthorized(exc.detail, fix="paste the whole key as `mlgov keys create` printed it "
+                           "(mlgov_<id>_<secret>), or ask an admin for one") from None
     if principal.role not in CONSOLE_ROLES:
         raise Forbidden(f"the key {principal.name!r} has role {principal.role.value!r}, which has no console pages",
                         fix="sign in with an admin, approver, publisher or viewer key")

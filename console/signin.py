@@ -5,6 +5,7 @@ from __future__ import annotations
 import hmac
 import secrets
 from typing import Annotated
+from urllib.parse import quote
 
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -31,7 +32,8 @@ def sign_in_page(request: Request, next: Annotated[str, Query(max_length=2048)] 
 def sign_in(request: Request, session: SessionDep, api_key: Annotated[str, Form(max_length=512)] = "",
             csrf_token: Annotated[str, Form(max_length=128)] = "",
             next: Annotated[str, Form(max_length=2048)] = "") -> Response:
-    back(request, f"{PREFIX}/sign-in")
+    # a refused key comes back to the sign-in page still bound for where the user was going
+    back(request, f"{PREFIX}/sign-in" + (f"?next={quote(local_path(next))}" if next else ""))
     expected = request.cookies.get(LOGIN_CSRF_COOKIE, "")
     if not expected or not hmac.compare_digest(expected.encode(), csrf_token.encode()):
         raise Forbidden("the sign-in form was not sent from this browser's sign-in page (CSRF token missing)",

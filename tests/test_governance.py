@@ -440,3 +440,27 @@ def test_console_pages_and_the_new_key_page_are_not_cached(app, keys):
     assert token is not None
     r = admin.post("/console/admin/keys", data={"csrf_token": token.group(1), "name": "erin", "role": "viewer"})
     assert r.status_code == 200 and "mlgov_" in r.text and r.headers["cache-control"] == "no-store"
+
+
+def test_a_failed_sign_in_keeps_where_the_user_was_going(app, keys):
+    """A console trial: /console/audit sent it to sign-in?next=/console/audit; a mistyped key came back to a
+    sign-in page without `next` (the right key then landed on the inbox) and told it to send an Authorization
+    header."""
+    import re
+
+    from fastapi.testclient import TestClient
+
+    c = TestClient(app)
+    page = c.get("/console/sign-in", params={"next": "/console/audit"}).text
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page)
+    assert token is not None
+    r = c.post("/console/sign-in", data={"api_key": "mlgov-typo", "csrf_token": token.group(1),
+                                         "next": "/console/audit"}, follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"].endswith("/console/sign-in?next=/console/audit")
+    again = c.get(r.headers["location"]).text
+    assert "paste the whole key" in again and "Authorization" not in again
+    token = re.search(r'name="csrf_token" value="([^"]+)"', again)
+    assert token is not None and 'value="/console/audit"' in again
+    r = c.post("/console/sign-in", data={"api_key": keys.plain["viewer"], "csrf_token": token.group(1),
+                                         "next": "/console/audit"}, follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"].endswith("/console/audit")
