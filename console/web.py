@@ -190,10 +190,10 @@ def console_error(request: Request, exc: DomainError) -> Response:
     if request.method == "POST":
         # The request's transaction was rolled back before this runs: nothing of the refused action was stored.
         response = RedirectResponse(root + local_path(getattr(request.state, "console_back", None)), status_code=303)
-        _set_flash(response, "error", exc.detail, exc.fix)
+        _set_flash(response, "error", exc.detail, exc.fix_for("console"))
         return response
     return render(request, user, "message.html", status=exc.status, title=exc.title,
-                  flash={"kind": "error", "text": exc.detail, "fix": exc.fix or ""})
+                  flash={"kind": "error", "text": exc.detail, "fix": exc.fix_for("console") or ""})
 
 
 def _is_console(request: Request) -> bool:

@@ -12,7 +12,8 @@ class GroupNotFound(NotFound):
                          fixes={"sagemaker": "create it with CreateModelPackageGroup or check the name "
                                              "(ListModelPackageGroups)",
                                 "mlflow": "create it with registered-models/create or check the name "
-                                          "(registered-models/search)"})
+                                          "(registered-models/search)",
+                                "console": "check the name on the Models page"})
 
 
 class VersionNotFound(NotFound):
@@ -20,7 +21,8 @@ class VersionNotFound(NotFound):
         super().__init__(f"model group {group!r} has no version {version}",
                          fix=f"list versions with GET /api/v1/model-groups/{group}/versions",
                          fixes={"sagemaker": f"list versions with ListModelPackages (ModelPackageGroupName {group!r})",
-                                "mlflow": f"list versions with model-versions/search (filter \"name='{group}'\")"})
+                                "mlflow": f"list versions with model-versions/search (filter \"name='{group}'\")",
+                                "console": "the group's page on the Models page lists its versions"})
 
 
 class GroupExists(Conflict):

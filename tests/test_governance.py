@@ -464,3 +464,11 @@ def test_a_failed_sign_in_keeps_where_the_user_was_going(app, keys):
     r = c.post("/console/sign-in", data={"api_key": keys.plain["viewer"], "csrf_token": token.group(1),
                                          "next": "/console/audit"}, follow_redirects=False)
     assert r.status_code == 303 and r.headers["location"].endswith("/console/audit")
+
+
+def test_console_errors_speak_of_console_pages(app, keys):
+    """A console trial was told, on a console page, to 'create it with POST /api/v1/model-groups'."""
+    viewer = signed_in(app, keys.plain["viewer"])
+    for url in ("/console/models/nope", "/console/audit/report?group=nope"):
+        page = viewer.get(url, follow_redirects=True)
+        assert "check the name on the Models page" in page.text and "/api/v1" not in page.text, url
