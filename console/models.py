@@ -134,7 +134,9 @@ def graph_of(session: Session, start: str) -> dict[str, Any]:
             continue
         row = columns.get(level[node_id], 0)
         columns[level[node_id]] = row + 1
-        nodes.append({"id": node_id, "label": f"{ent.type}\n{(ent.name or ent.uri or '')[-40:]}",
+        shown = ent.name or ent.uri or ""
+        shown = shown if len(shown) <= 40 else "…" + shown[-39:]   # the end says most (a file, a version)
+        nodes.append({"id": node_id, "label": f"{ent.type}\n{shown}",
                       "kind": ent.kind, "type": ent.type, "cls": _CLASS.get(ent.type, "action" if ent.kind == "action"
                                                                           else "data"),
                       "href": _href(ent, live), "x": level[node_id] * 240, "y": row * 90, "start": node_id == start})

@@ -506,4 +506,8 @@ def test_console_links_a_deleted_versions_node_to_its_own_page(app, client, keys
     assert page.status_code == 200 and "churn version 2 was deleted" in page.text and "Open its page" not in page.text
     live = console.get(f"/console/lineage/{kept}").text
     assert "Open its page" in live and "was deleted" not in live
+    long_uri = "s3://data/" + "x" * 60 + "/train.csv"          # labels keep the end, marked as cut
+    art(client, pub, long_uri)
+    ds = q(client, viewer, [long_uri])["vertices"][0]["id"]
+    assert "Dataset: …" + long_uri[-39:] in console.get(f"/console/lineage/{ds}").text
     assert console.get("/console/models/churn/versions/2").status_code == 404
