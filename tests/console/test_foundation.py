@@ -32,6 +32,8 @@ def test_root_leads_to_sign_in_and_a_key_signs_in(console: Console, open_browser
     page.get_by_role("button", name="Sign in").click()
     expect(page.get_by_role("heading", name="Approvals", level=1)).to_be_visible()   # waits for the redirect
     assert page.url.endswith("/console/")
+    icon = httpx.get(console.url + page.locator("link[rel=icon]").get_attribute("href"), timeout=60)
+    assert icon.status_code == 200 and icon.headers["content-type"].startswith("image/svg")   # was /favicon.ico 404
     cookie = next(c for c in b.context.cookies() if c["name"] == "mlgov_console")
     assert cookie["httpOnly"] and cookie["sameSite"] == "Strict" and cookie["expires"] > 0
     page.get_by_role("button", name="Sign out").click()
