@@ -92,6 +92,7 @@ class Webhook(Base):
     created_by: Mapped[str] = mapped_column(String(128))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     last_sequence: Mapped[int] = mapped_column(BigInteger, default=0)   # of its newest delivery
+    updated_at: Mapped[dt.datetime | None] = mapped_column(nullable=True, default=utcnow)   # MLflow shows it
     wire_format: Mapped[str] = mapped_column(String(16), default="mlgov", server_default="mlgov")
     name: Mapped[str | None] = mapped_column(String(256), nullable=True)
 
@@ -304,6 +305,7 @@ def update_webhook(session: Session, webhook_id: str, *, actor: str, policy: Out
         hook.description = description
     if name is not None:
         hook.name = name
+    hook.updated_at = utcnow()
     session.flush()
     audit.record(session, actor=actor, action="webhook.updated", subject_type="webhook", subject_id=hook.id,
                  before=before, after={"url": safe_url(hook.url), "events": hook.events, "name": hook.name,

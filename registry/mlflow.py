@@ -1001,7 +1001,7 @@ def _webhook(hook: events.Webhook) -> dict[str, Any]:
             "events": [{"entity": e.partition(".")[0].upper(), "action": e.partition(".")[2].upper()}
                        for e in hook.events],
             "status": "ACTIVE", "creation_timestamp": _ms(hook.created_at),
-            "last_updated_timestamp": _ms(hook.created_at)}
+            "last_updated_timestamp": _ms(hook.updated_at or hook.created_at)}
 
 
 def _mlflow_hook(session: SessionDep, webhook_id: str) -> events.Webhook:

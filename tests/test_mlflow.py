@@ -857,7 +857,10 @@ def test_mlflow_webhooks_signed_as_mlflow_documents(world: World) -> None:
             "model_version_tag.set"])
         assert (changed.description, [str(e) for e in changed.events]) == ("registry events",
                                                                           ["model_version_tag.set"])
-        assert world.client.get_webhook(hook.webhook_id).description == "registry events"
+        got = world.client.get_webhook(hook.webhook_id)
+        assert got.description == "registry events"
+        # an update moves last_updated_timestamp, as MLflow's store sets it (it stayed the creation time)
+        assert got.last_updated_timestamp > got.creation_timestamp == hook.creation_timestamp
         with pytest.raises(MlflowException) as exc:
             world.client.update_webhook(hook.webhook_id, status="DISABLED")
         assert _code(exc) == "INVALID_PARAMETER_VALUE" and "delete the webhook" in str(exc.value)
