@@ -174,3 +174,27 @@ def test_estimated_metric_and_band_share_the_realised_chart() -> None:
     assert acc["series"][2]["dash"] is True and acc["lines"] == [{"label": "threshold", "value": 0.85}]
     assert acc["links"] == ["/console/monitoring/analyses/a0", "/console/monitoring/analyses/a1",
                             "/console/monitoring/analyses/a2"]
+
+
+def test_a_schedule_with_one_run_draws_its_point_in_a_readable_window_with_the_threshold(
+        console: Console, breached: dict[str, Any], open_browser: Any) -> None:
+    """A console trial: with one execution the x-axis ran over years (2027-2029) with the point squeezed to the
+    edge, and the dashed threshold was not drawn (a line needs two points). One run now sits in the middle of a
+    two-hour window and the threshold spans it."""
+    pub = console.api("publisher")
+    bid = pub.get("/api/v1/monitoring-schedules/churn-dq").json()["baseline_id"]
+    assert pub.post("/api/v1/monitoring-schedules", json={
+        "name": "churn-once", "endpoint": "churn-prod", "type": "DataQuality", "schedule": "daily",
+        "baseline_id": bid, "window": {"start": "-PT1H", "end": "PT0S"}}).status_code == 201
+    start = HOUR + dt.timedelta(hours=2)
+    assert pub.post("/api/v1/monitoring-schedules/churn-once/run", json={
+        "start": start.isoformat(), "end": (start + dt.timedelta(hours=1)).isoformat()}).status_code == 201
+    b = open_browser("viewer")
+    page = b.goto("/console/monitoring/schedules/churn-once")
+    chart = page.locator("section.chart-card [data-chart]").first
+    chart.locator("canvas").first.wait_for()
+    lo, hi, lines = chart.evaluate("el => [el.__plot.scales.x.min, el.__plot.scales.x.max, "
+                                   "el.__plot.data.slice(2).map(s => s.filter(v => v !== null).length)]")
+    assert hi - lo <= 4 * 3600, (lo, hi)            # hours, not years
+    assert lines and all(n == 3 for n in lines[1:]), lines   # the threshold spans the window
+    b.shot("console-one-run")

@@ -12,6 +12,14 @@
 (function () {
   function draw(el) {
     var spec = JSON.parse(el.getAttribute("data-chart"));
+    if (spec.x.length === 1) {
+      // One run: uPlot would stretch the axis over years and draw no threshold (a line needs two points), so
+      // the point sits in an hour either side and the thresholds span it.
+      var t = spec.x[0];
+      spec.x = [t - 3600, t, t + 3600];
+      (spec.series || []).forEach(function (s) { s.values = [null, s.values[0], null]; });
+      if (spec.links) { spec.links = [null, spec.links[0], null]; }
+    }
     var data = [spec.x];
     var series = [{}];
     (spec.series || []).forEach(function (s) {
@@ -37,6 +45,7 @@
     }
     el.textContent = "";
     var plot = new uPlot(opts, data, el);
+    el.__plot = plot;   // for the page's tests: the drawn scales
     if (spec.links) {
       plot.over.addEventListener("click", function () {
         var i = plot.cursor.idx;
