@@ -180,7 +180,10 @@ class Seaweed:
             [weed, f"-logdir={self.root / 'logs'}", "mini", f"-dir={self.root / 'data'}", "-ip=127.0.0.1",
              "-ip.bind=127.0.0.1", f"-s3.config={cfg}", "-s3.allowDeleteBucketNotEmpty=false",
              "-s3.autoCreateBucket=false", "-webdav=false", "-admin.ui=false", "-s3.port.iceberg=0",
-             "-s3.port.lance=0", "-master.telemetry=false", f"-s3.port={s3}", f"-master.port={master}",
+             "-s3.port.lance=0", "-master.telemetry=false",
+             # Each bucket is a collection with its own volume; the automatic limit (free disk / 1 GB)
+             # ran out at ~75 buckets mid-suite and PutObject failed with InternalError.
+             "-volume.max=2000", "-master.volumeSizeLimitMB=64", f"-s3.port={s3}", f"-master.port={master}",
              f"-volume.port={volume}", f"-filer.port={filer}", f"-admin.port={admin}"],
             stdout=(self.root / "stdout.log").open("wb"), stderr=subprocess.STDOUT)
         client = self.client()
