@@ -550,9 +550,10 @@ def query(
         _action_is(action), *in_window(AuditEvent.ts, since, until), under])
 
 
-def events_of(session: Session, subject_type: str, subject_ids: Sequence[str], action: str) -> list[AuditEvent]:
-    """Every ``action`` event (``*`` a wildcard) on any of the subjects, oldest first: one query per 500 subjects
-    (a page of versions' attachments), not one per subject."""
+def events_of(session: Session, subject_type: str, subject_ids: Sequence[str],
+              action: str | tuple[str, ...]) -> list[AuditEvent]:
+    """Every ``action`` event (``*`` a wildcard; a tuple, any of those exact actions) on any of the subjects, oldest
+    first: one query per 500 subjects (a page of versions' attachments), not one per subject."""
     out: list[AuditEvent] = []
     where = [AuditEvent.subject_type == subject_type, _action_is(action)]
     for part in chunks(subject_ids):
@@ -562,8 +563,10 @@ def events_of(session: Session, subject_type: str, subject_ids: Sequence[str], a
     return sorted(out, key=lambda e: e.seq)
 
 
-def _action_is(action: str | None) -> Condition:
+def _action_is(action: str | tuple[str, ...] | None) -> Condition:
     """``*`` is a wildcard (``version.*``: every version action); without one the action matches exactly."""
     if not action:
         return None
+    if isinstance(action, tuple):
+        return AuditEvent.action.in_(action)
     return AuditEvent.action.like(action.replace("*", "%")) if "*" in action else AuditEvent.action == action

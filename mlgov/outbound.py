@@ -53,30 +53,35 @@ class RemoteCallFailed(Invalid):
     title = "Remote call failed"
 
 
+def _parsed(url: str | httpx.URL) -> httpx.URL | None:
+    try:
+        return httpx.URL(str(url))
+    except (httpx.InvalidURL, TypeError, ValueError):
+        return None
+
+
+def _origin(u: httpx.URL) -> str:
+    """``host[:port]`` with an IPv6 host bracketed, as a URL writes it."""
+    host = f"[{u.host}]" if ":" in u.host else u.host
+    return host + (f":{u.port}" if u.port else "")
+
+
 def safe_url(url: str | httpx.URL) -> str:
     """The URL without credentials or query string, fit to appear in errors and logs."""
-    try:
-        u = httpx.URL(str(url))
-    except (httpx.InvalidURL, TypeError, ValueError):
-        return "<invalid URL>"
-    port = f":{u.port}" if u.port else ""
-    host = f"[{u.host}]" if ":" in u.host else u.host
-    return f"{u.scheme}://{host}{port}{u.path}"
+    u = _parsed(url)
+    return "<invalid URL>" if u is None else f"{u.scheme}://{_origin(u)}{u.path}"
 
 
 def masked_url(url: str) -> str:
     """The URL as reads show it: its user name and every query parameter's name kept (so it can be recognised),
     the password and query values as ``***`` (tokens often travel there: ``?token=``, ``?sig=``). A secret in the
     path itself (a Slack-style hook) cannot be told apart; give such secrets as the webhook's ``secret``."""
-    try:
-        u = httpx.URL(url)
-    except (httpx.InvalidURL, TypeError, ValueError):
+    u = _parsed(url)
+    if u is None:
         return "<invalid URL>"
     user = (u.username + (":***" if u.password else "") + "@") if u.username or u.password else ""
-    port = f":{u.port}" if u.port else ""
-    host = f"[{u.host}]" if ":" in u.host else u.host
     query = "&".join(f"{k}=***" if v else k for k, v in u.params.multi_items())
-    return f"{u.scheme}://{user}{host}{port}{u.path}" + (f"?{query}" if query else "")
+    return f"{u.scheme}://{user}{_origin(u)}{u.path}" + (f"?{query}" if query else "")
 
 
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")

@@ -1256,10 +1256,15 @@ def _may_edit_version(session: Session, group: ModelGroup, v: ModelVersion, acto
     """What a version says of itself (its description, its tags) is its registrant's to write, or an admin's: a
     migration trial rewrote the description of another team's approved Production version. Decisions, stage
     moves and aliases keep their own rules."""
+    _registrant_or_admin(session, v, actor, f"{group.name} version {v.version} was", f"change its {what}")
+
+
+def _registrant_or_admin(session: Session, v: ModelVersion, actor: Principal, subject: str, verb: str) -> None:
+    """The one rule behind a version's own text and its deletion, whichever door or path reaches them."""
     registrant = _registrant(session, v)[0]
     if actor.role != Role.admin and not auth.same_person(actor.owner, registrant):
-        raise Forbidden(f"{group.name} version {v.version} was registered by {registrant!r}; only its registrant or "
-                        f"an admin may change its {what}", fix=f"ask {registrant!r} or an admin")
+        raise Forbidden(f"{subject} registered by {registrant!r}; only its registrant or an admin may {verb}",
+                        fix=f"ask {registrant!r} or an admin")
 
 
 def set_version_metadata(session: Session, group_name: str, number: int, key: str, value: str | None,
@@ -1339,10 +1344,7 @@ def delete_version(session: Session, group_name: str, number: int, actor: Princi
     """Remove a version that was never approved and that nothing points at (by its registrant or an admin); its
     audit trail stays and its number is never reused. Every door (native, SageMaker, MLflow) deletes here."""
     group, v = _locked_version(session, group_name, number)
-    registrant = _registrant(session, v)[0]
-    if actor.role != Role.admin and not auth.same_person(actor.owner, registrant):
-        raise Forbidden(f"{group_name} version {number} was registered by {registrant!r}; only its registrant or an "
-                        "admin may delete it", fix=f"ask {registrant!r} or an admin")
+    _registrant_or_admin(session, v, actor, f"{group_name} version {number} was", "delete it")
     why = _why_kept(session, group, v)
     if why is not None:
         raise RuleRefusal(f"cannot delete {group.name} version {number}: {why}",
@@ -1379,10 +1381,7 @@ def delete_group(session: Session, name: str, actor: Principal) -> None:
                               fix="approved versions stay; archive the group's versions instead")
         # each version goes as delete_version lets it: by its registrant or an admin (a group's creator could
         # otherwise delete another publisher's versions by deleting the group)
-        registrant = _registrant(session, v)[0]
-        if actor.role != Role.admin and not auth.same_person(actor.owner, registrant):
-            raise Forbidden(f"model group {name!r} holds version {v.version}, registered by {registrant!r}; only "
-                            "its registrant or an admin may delete it", fix=f"ask {registrant!r} or an admin")
+        _registrant_or_admin(session, v, actor, f"model group {name!r} holds version {v.version},", "delete it")
     _refuse_if_referenced(session, group.name, None, "delete")
     for v in versions:
         _drop_aliases(session, group, v, actor)
@@ -2032,40 +2031,34 @@ def name_history_of(session: Session, name: str) -> list[tuple[str, dt.datetime,
     return name_history(session, group) if group is not None else None
 
 
-def version_events(session: Session, group: ModelGroup, numbers: Sequence[int], action: str,
-                   ) -> dict[int, list[audit.AuditEvent]]:
-    """``action`` events of the group's versions under every name it has had (`name_history`), oldest first."""
-    out: dict[int, list[audit.AuditEvent]] = {n: [] for n in numbers}
+def version_events(session: Session, group: ModelGroup, numbers: Sequence[int], actions: tuple[str, ...],
+                   ) -> dict[str, dict[int, list[audit.AuditEvent]]]:
+    """Each action's events of the group's versions under every name it has had (`name_history`), oldest first;
+    one read of the log per name, not one per action."""
+    out: dict[str, dict[int, list[audit.AuditEvent]]] = {a: {n: [] for n in numbers} for a in actions}
     for name, since, until in name_history(session, group):
         subjects = {f"{name}/{n}": n for n in numbers}
-        for e in audit.events_of(session, "model_version", list(subjects), action):
+        for e in audit.events_of(session, "model_version", list(subjects), actions):
             if e.ts >= since and (until is None or e.ts < until):
-                out[subjects[e.subject_id]].append(e)
-    for events_ in out.values():
-        events_.sort(key=lambda e: e.seq)
+                out[e.action][subjects[e.subject_id]].append(e)
+    for by_number in out.values():
+        for events_ in by_number.values():
+            events_.sort(key=lambda e: e.seq)
     return out
 
 
 def _chain_disagreements(session: Session, group: ModelGroup, versions: Sequence[ModelVersion],
-                         ) -> dict[str, list[str]]:
+                         decisions: dict[str, list[ApprovalDecision]],
+                         transitions: dict[str, list[StageTransition]]) -> dict[str, list[str]]:
     """Where the registry's tables disagree with the audit chain, per version id. The report reads who registered,
     decided and moved a version from tables the chain does not hash; a row edited in the database (an approval's
     actor or comment, a registrant, a hash) would show there under "chain OK". Each fact is compared with the
-    event the chain recorded for it, in order."""
-    numbers = [v.version for v in versions]
-    registered = version_events(session, group, numbers, "version.registered")
-    decided = version_events(session, group, numbers, "version.approval_changed")
-    moved = version_events(session, group, numbers, "version.stage_changed")
-    ids = [v.id for v in versions]
-    decisions: dict[str, list[ApprovalDecision]] = {i: [] for i in ids}
-    transitions: dict[str, list[StageTransition]] = {i: [] for i in ids}
-    for part in chunks(ids):
-        for d in session.scalars(select(ApprovalDecision).where(ApprovalDecision.version_id.in_(part))
-                                 .order_by(ApprovalDecision.id)):
-            decisions[d.version_id].append(d)
-        for t in session.scalars(select(StageTransition).where(StageTransition.version_id.in_(part))
-                                 .order_by(StageTransition.id)):
-            transitions[t.version_id].append(t)
+    event the chain recorded for it, in order; ``decisions`` and ``transitions`` are every row of each version,
+    whatever the report's window."""
+    events_ = version_events(session, group, [v.version for v in versions],
+                             ("version.registered", "version.approval_changed", "version.stage_changed"))
+    registered, decided = events_["version.registered"], events_["version.approval_changed"]
+    moved = events_["version.stage_changed"]
     out: dict[str, list[str]] = {}
     for v in versions:
         found: list[str] = []
@@ -2110,21 +2103,21 @@ def compliance_report(session: Session, group_name: str, since: dt.datetime | No
     versions = list(session.scalars(_version_stmt(group).where(ModelVersion.created_at < hi)
                                     .order_by(ModelVersion.version)))
     ids = [v.id for v in versions]
-    decisions: dict[str, list[ApprovalDecision]] = {i: [] for i in ids}
-    moves: dict[str, list[StageTransition]] = {i: [] for i in ids}
-    if ids:
-        for d in session.scalars(select(ApprovalDecision).where(ApprovalDecision.version_id.in_(ids),
-                                                                ApprovalDecision.at >= lo, ApprovalDecision.at < hi)
+    all_decisions: dict[str, list[ApprovalDecision]] = {i: [] for i in ids}
+    all_moves: dict[str, list[StageTransition]] = {i: [] for i in ids}
+    for part in chunks(ids):   # every row once: the chain check needs them all, the report its window
+        for d in session.scalars(select(ApprovalDecision).where(ApprovalDecision.version_id.in_(part))
                                  .order_by(ApprovalDecision.id)):
-            decisions[d.version_id].append(d)
-        for t in session.scalars(select(StageTransition).where(StageTransition.version_id.in_(ids),
-                                                               StageTransition.at >= lo, StageTransition.at < hi)
+            all_decisions[d.version_id].append(d)
+        for t in session.scalars(select(StageTransition).where(StageTransition.version_id.in_(part))
                                  .order_by(StageTransition.id)):
-            moves[t.version_id].append(t)
+            all_moves[t.version_id].append(t)
+    decisions = {i: [d for d in ds if lo <= d.at < hi] for i, ds in all_decisions.items()}
+    moves = {i: [t for t in ts if lo <= t.at < hi] for i, ts in all_moves.items()}
     alias_moves = _alias_moves_by_version(session, group, lo, hi)
     shown = [v for v in versions if lo <= v.created_at < hi or decisions[v.id] or moves[v.id]
              or alias_moves.get(v.version)]
-    disagree = _chain_disagreements(session, group, shown)
+    disagree = _chain_disagreements(session, group, shown, all_decisions, all_moves)
     rows = []
     for v in shown:
         rows.append({
