@@ -13,7 +13,7 @@ from console.web import PREFIX, AdminForm, AdminPage, back, done, parse, render
 from mlgov import auth, events
 from mlgov.api import KeyCreate, WebhookCreate
 from mlgov.auth import SessionDep
-from mlgov.outbound import OutboundDep, masked_url
+from mlgov.outbound import OutboundDep
 from mlgov.secrets import SecretsDep
 from monitor import schedules
 from monitor.schemas import TriggerSet
@@ -31,7 +31,7 @@ def _page(request: Request, session: Session, user: Any, **extra: Any) -> HTMLRe
     hooks = events.list_webhooks(session)
     return render(request, user, "admin.html", title="Admin", keys=auth.list_keys(session), webhooks=hooks,
                   triggers=schedules.list_triggers(session), groups=groups, roles_list=[r.value for r in auth.Role],
-                  hook_urls={h.id: masked_url(h.url) for h in hooks}, **extra)
+                  hook_urls={h.id: h.url for h in hooks}, **extra)
 
 
 @router.get("/admin", response_class=HTMLResponse)

@@ -147,7 +147,8 @@ def secrets_rotate() -> None:
 
     db = database()
     with db.session_scope() as s:
-        counts = rotate_columns(s, SecretBox.from_settings(get_settings()), [Webhook.secret, auth.ApiKey.aws_secret])
+        counts = rotate_columns(s, SecretBox.from_settings(get_settings()),
+                                [Webhook.secret, Webhook.sealed_url, auth.ApiKey.aws_secret])
         audit.record(s, actor="cli", action="secrets.rotated", subject_type="secrets", subject_id="stored",
                      after=counts)
     for where, n in counts.items():

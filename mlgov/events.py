@@ -55,7 +55,7 @@ from sqlalchemy.orm import Mapped, Session, aliased, mapped_column
 from mlgov.audit import canonical
 from mlgov.db import BIGINT_PK, Base, Database, new_id, utcnow
 from mlgov.errors import Conflict, DomainError, Invalid, NotFound
-from mlgov.outbound import OutboundClient, OutboundPolicy, safe_url
+from mlgov.outbound import OutboundClient, OutboundPolicy, masked_url, safe_url
 from mlgov.secrets import SecretBox, is_encrypted
 from mlgov.settings import Settings
 
@@ -84,7 +84,8 @@ class Webhook(Base):
     __tablename__ = "events_webhooks"
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
-    url: Mapped[str] = mapped_column(String(2048))
+    url: Mapped[str] = mapped_column(Text)   # masked (outbound.masked_url): what every read shows
+    sealed_url: Mapped[str] = mapped_column(Text)   # "enc:v1:…": what the dispatcher calls (tokens ride in URLs)
     secret: Mapped[str] = mapped_column(Text)  # "enc:v1:…" (mlgov.secrets); never returned or logged
     events: Mapped[Any] = mapped_column(JSON)
     description: Mapped[str | None] = mapped_column(Text, nullable=True)
@@ -251,13 +252,14 @@ def sign(secret: str, body: bytes) -> str:
 def create_webhook(session: Session, *, url: str, secret: str, events: list[str], description: str | None,
                    actor: str, policy: OutboundPolicy, box: SecretBox, wire_format: str = "mlgov",
                    name: str | None = None) -> Webhook:
-    """Subscribe ``url``: checked by the outbound policy now (and again at every send); secret stored encrypted."""
+    """Subscribe ``url``: checked by the outbound policy now (and again at every send); the URL and secret are
+    stored encrypted, the URL also masked for reads."""
     from mlgov import audit
 
     _check_subscription(policy, url, secret, events, wire_format)
-    hook = Webhook(id=new_id(), url=url, secret=box.encrypt(secret), events=events, description=description,
-                   active=True, created_by=actor, created_at=utcnow(), last_sequence=0, wire_format=wire_format,
-                   name=name)
+    hook = Webhook(id=new_id(), url=masked_url(url), sealed_url=box.encrypt(url), secret=box.encrypt(secret),
+                   events=events, description=description, active=True, created_by=actor, created_at=utcnow(),
+                   last_sequence=0, wire_format=wire_format, name=name)
     session.add(hook)
     session.flush()
     audit.record(session, actor=actor, action="webhook.created", subject_type="webhook", subject_id=hook.id,
@@ -296,7 +298,7 @@ def update_webhook(session: Session, webhook_id: str, *, actor: str, policy: Out
     before = {"url": safe_url(hook.url), "events": hook.events, "name": hook.name, "description": hook.description}
     _check_subscription(policy, url, secret, events, hook.wire_format)
     if url is not None:
-        hook.url = url
+        hook.url, hook.sealed_url = masked_url(url), box.encrypt(url)
     if secret is not None:
         hook.secret = box.encrypt(secret)
     if events is not None:
@@ -314,11 +316,13 @@ def update_webhook(session: Session, webhook_id: str, *, actor: str, policy: Out
 
 
 def seal_legacy_secrets(session: Session, box: SecretBox) -> int:
-    """Encrypt every secret still stored in plaintext (rows from before migration 0011, which could not know the
-    key): run when the server starts, so an unused webhook's secret does not stay readable in the database."""
-    rows = list(session.scalars(select(Webhook).where(~Webhook.secret.startswith("enc:"))))
+    """Encrypt every secret and URL still stored in plaintext (rows from before migrations 0011 and 0027, which
+    could not know the key): run when the server starts, so an unused webhook's secret or tokened URL does not
+    stay readable in the database."""
+    rows = list(session.scalars(select(Webhook).where(~Webhook.secret.startswith("enc:")
+                                                      | ~Webhook.sealed_url.startswith("enc:"))))
     for hook in rows:
-        hook.secret = box.encrypt(box.decrypt(hook.secret))
+        hook.secret, hook.sealed_url = box.rotate(hook.secret), box.rotate(hook.sealed_url)
     session.flush()
     return len(rows)
 
@@ -474,7 +478,7 @@ def _claim(db: Database, settings: Settings, box: SecretBox, now: dt.datetime, l
                 d.status, d.last_error = "dead", "webhook deactivated"
                 continue
             try:
-                secret = box.decrypt(hook.secret)
+                secret, url = box.decrypt(hook.secret), box.decrypt(hook.sealed_url)
             except DomainError as exc:
                 d.last_error = exc.detail   # stays pending: the operator can restore the key
                 d.next_attempt_at = now + dt.timedelta(seconds=settings.webhook_backoff_max_s)
@@ -482,9 +486,11 @@ def _claim(db: Database, settings: Settings, box: SecretBox, now: dt.datetime, l
                 continue
             if not is_encrypted(hook.secret):   # a row from before encryption: encrypt it now (migration 0011)
                 hook.secret = box.encrypt(secret)
+            if not is_encrypted(hook.sealed_url):   # likewise a URL from before migration 0027
+                hook.sealed_url = box.encrypt(url)
             d.next_attempt_at = now + lease
             d.attempts += 1
-            claims.append(_Claim(d.id, d.attempts, d.attempts - d.attempt_base, hook.url, secret, d.event_type,
+            claims.append(_Claim(d.id, d.attempts, d.attempts - d.attempt_base, url, secret, d.event_type,
                                  d.sequence or 0, ev, hook.wire_format))
         return claims
 

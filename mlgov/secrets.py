@@ -1,5 +1,5 @@
-"""Encryption at rest of secrets the server must read back (webhook and retraining-trigger signing secrets;
-later AWS credentials).
+"""Encryption at rest of secrets the server must read back (webhook and retraining-trigger signing secrets and
+URLs, which often carry tokens; AWS credentials).
 
 Why: such secrets cannot be hashed like API keys, and a copy of the database (backup, replica, SQL
 injection elsewhere) must not hand them out. The key is held outside the database: ``MLGOV_SECRETS_KEY``
@@ -7,7 +7,7 @@ injection elsewhere) must not hand them out. The key is held outside the databas
 0600 file ``secrets.key`` under ``MLGOV_HOME`` created on first use.
 
 Stored form: ``enc:v1:<Fernet token>``. A value without the prefix is a plaintext row written before
-encryption existed (migration 0011 cannot encrypt them: the key may live only in the server's environment,
+encryption existed (migrations 0011 and 0027 cannot encrypt them: the key may live only in the server's environment,
 not where ``mlgov db upgrade`` runs). Such rows are still read, and re-encrypted the first time the server
 uses them (the webhook dispatcher does this when it signs a delivery). What this does not protect against:
 an attacker who reads both the database and the key (the server process or its home directory).

@@ -26,8 +26,6 @@ from starlette._utils import get_route_path
 from starlette.routing import Match, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from mlgov.outbound import masked_url
-
 STATIC = Path(__file__).parent / "static"
 STATIC_URL = "/static"
 KERNEL_TEMPLATES = Path(__file__).parent / "templates"
@@ -78,7 +76,6 @@ def templates(directory: Path, *behind: Path) -> Environment:
     dirs = [directory, *behind, KERNEL_TEMPLATES]
     env = Environment(loader=ChoiceLoader([FileSystemLoader(d) for d in dirs]), autoescape=True)
     env.filters["json_text"] = json_text
-    env.filters["masked_url"] = masked_url
     return env
 
 

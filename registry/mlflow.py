@@ -64,7 +64,7 @@ from mlgov.errors import (
     field_message,
     field_path,
 )
-from mlgov.outbound import OutboundDep, masked_url
+from mlgov.outbound import OutboundDep
 from mlgov.secrets import SecretsDep
 from mlgov.storage import ObjectStore, StoreDep
 from mlgov.web import Router, include
@@ -997,7 +997,7 @@ def _check_status(status: str | None) -> None:
 
 def _webhook(hook: events.Webhook) -> dict[str, Any]:
     return {"webhook_id": hook.id, "name": hook.name or "", "description": hook.description or "",
-            "url": masked_url(hook.url),
+            "url": hook.url,   # stored masked
             "events": [{"entity": e.partition(".")[0].upper(), "action": e.partition(".")[2].upper()}
                        for e in hook.events],
             "status": "ACTIVE", "creation_timestamp": _ms(hook.created_at),

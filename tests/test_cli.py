@@ -209,10 +209,11 @@ def test_secrets_rotate_lets_the_old_key_go(tmp_path):
 
     def add_hook(hook_id: str, key: str) -> None:
         with db.write_engine.begin() as c:
-            c.execute(text("INSERT INTO events_webhooks (id, url, secret, events, active, created_by, created_at, "
-                           "last_sequence) VALUES (:i, 'https://hooks.example/x', :s, '[\"*\"]', 1, 'admin', "
-                           "'2026-12-01 00:00:00', 0)"), {"i": hook_id, "s": SecretBox(keys=[key.encode()]).encrypt(
-                               f"signing-{hook_id}")})
+            c.execute(text("INSERT INTO events_webhooks (id, url, sealed_url, secret, events, active, created_by, "
+                           "created_at, last_sequence) VALUES (:i, 'https://hooks.example/x?t=***', :u, :s, "
+                           "'[\"*\"]', 1, 'admin', '2026-12-01 00:00:00', 0)"),
+                      {"i": hook_id, "u": "https://hooks.example/x?t=tok",   # plaintext, as migration 0027 leaves it
+                       "s": SecretBox(keys=[key.encode()]).encrypt(f"signing-{hook_id}")})
 
     add_hook("h1", old)
     add_hook("h2", stray)            # sealed with a key the server does not have: the rotation must stop
@@ -224,11 +225,14 @@ def test_secrets_rotate_lets_the_old_key_go(tmp_path):
         c.execute(text("DELETE FROM events_webhooks WHERE id = 'h2'"))
     done = run(tmp_path, "secrets", "rotate", MLGOV_SECRETS_KEY=f"{new},{old}").stdout
     assert "events_webhooks.secret: 1 re-encrypted" in done and "api_keys.aws_secret: 1 re-encrypted" in done
+    assert "events_webhooks.sealed_url: 1 re-encrypted" in done
     only_new = SecretBox(keys=[new.encode()])
     with db.session_scope() as s:
         assert only_new.decrypt(s.scalar(select(ApiKey.aws_secret))) == aws_secret
         hook_secret = s.scalar(text("SELECT secret FROM events_webhooks WHERE id = 'h1'"))
         assert only_new.decrypt(hook_secret) == "signing-h1"
+        hook_url = s.scalar(text("SELECT sealed_url FROM events_webhooks WHERE id = 'h1'"))
+        assert hook_url.startswith("enc:v1:") and only_new.decrypt(hook_url) == "https://hooks.example/x?t=tok"
         with pytest.raises(SecretsUnavailable):
             SecretBox(keys=[old.encode()]).decrypt(hook_secret)
         rotated = s.scalar(text("SELECT after FROM audit_events WHERE action = 'secrets.rotated'"))

@@ -78,7 +78,7 @@ class _Sink:
         class H(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 outer.got.append({"body": self.rfile.read(int(self.headers["Content-Length"])),
-                                  "headers": dict(self.headers)})
+                                  "headers": dict(self.headers), "path": self.path})
                 self.send_response(204)
                 self.end_headers()
 
@@ -102,8 +102,8 @@ def test_migration_keeps_legacy_plaintext_rows_working(kind, tmp_path):
         with db.write_engine.begin() as c:
             c.execute(text("INSERT INTO events_webhooks (id, url, secret, events, description, active, created_by, "
                            "created_at) VALUES ('h1', :url, :secret, :events, NULL, :on, 'admin', :at)"),
-                      {"url": f"http://127.0.0.1:{sink.port}/", "secret": legacy, "events": json.dumps(["*"]),
-                       "on": True, "at": stamp(t0)})
+                      {"url": f"http://127.0.0.1:{sink.port}/hook?token=tok-0123", "secret": legacy,
+                       "events": json.dumps(["*"]), "on": True, "at": stamp(t0)})
             c.execute(text("INSERT INTO events_webhooks (id, url, secret, events, description, active, created_by, "
                            "created_at) VALUES ('h2', 'http://127.0.0.1:9/', :secret, :events, NULL, :on, 'admin', "
                            ":at)"), {"secret": legacy + "-unused", "events": json.dumps(["nothing.*"]), "on": True,
@@ -126,6 +126,9 @@ def test_migration_keeps_legacy_plaintext_rows_working(kind, tmp_path):
                 ("d-a", 1), ("d-b", 2), ("d-c", 3)]
             hook = s.get(Webhook, "h1")
             assert hook is not None and hook.last_sequence == 3 and hook.secret == legacy
+            # 0027: reads see the masked URL; the URL itself waits in sealed_url for the key (legacy plaintext)
+            assert hook.url == f"http://127.0.0.1:{sink.port}/hook?token=***"
+            assert hook.sealed_url == f"http://127.0.0.1:{sink.port}/hook?token=tok-0123"
         settings = make_settings(tmp_path, outbound_allow="127.0.0.1")
         policy, box = OutboundPolicy.from_settings(settings), SecretBox.from_settings(settings)
         for _ in range(3):
@@ -134,15 +137,19 @@ def test_migration_keeps_legacy_plaintext_rows_working(kind, tmp_path):
             hook = s.get(Webhook, "h1")
             assert hook is not None and hook.secret.startswith("enc:v1:") and legacy not in hook.secret
             assert box.decrypt(hook.secret) == legacy
+            assert hook.sealed_url.startswith("enc:v1:") and "tok-0123" not in hook.sealed_url
+            assert box.decrypt(hook.sealed_url).endswith("?token=tok-0123")
             assert s.get(Webhook, "h2").secret == legacy + "-unused"   # never sent, still plaintext …
         with TestClient(create_app(settings, db=db)):   # … until a server starts and seals it
             pass
         with db.session_scope() as s:
             sealed = s.get(Webhook, "h2").secret
             assert sealed.startswith("enc:v1:") and box.decrypt(sealed) == legacy + "-unused"
+            assert box.decrypt(s.get(Webhook, "h2").sealed_url) == "http://127.0.0.1:9/"
         db.dispose()
     sink.server.shutdown()
     assert [m["headers"]["X-Mlgov-Sequence"] for m in sink.got] == ["1", "2", "3"]
+    assert {m["path"] for m in sink.got} == {"/hook?token=tok-0123"}   # the token still reaches the receiver
     assert [json.loads(m["body"])["id"] for m in sink.got] == ["ev1", "ev2", "ev3"]
     for m in sink.got:
         expected = "sha256=" + hmac.new(legacy.encode(), m["body"], hashlib.sha256).hexdigest()
