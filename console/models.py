@@ -8,17 +8,17 @@ from collections.abc import Iterable
 from typing import Annotated, Any, Literal
 from urllib.parse import quote, urlencode
 
-from fastapi import APIRouter, Path, Query, Request
-from fastapi.responses import HTMLResponse
+from fastapi import APIRouter, Form, Path, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse
 from sqlalchemy.orm import Session
 
 from console.inbox import evidence_of
-from console.web import PREFIX, Viewer, page_of, render
+from console.web import PREFIX, MoverForm, Viewer, back, done, page_of, parse, render
 from lineage import service as lineage
 from lineage.schemas import QueryRequest
 from mlgov.auth import SessionDep
 from registry import service as registry
-from registry.schemas import ApprovalStatus, StageConfig
+from registry.schemas import ApprovalStatus, StageConfig, StageRequest
 
 router = APIRouter()
 PAGE = 50
@@ -69,7 +69,24 @@ def version_page(request: Request, group: str, number: int, session: SessionDep,
                   facts=facts,
                   decisions=registry.approval_history(session, v),
                   history=registry.stage_history(session, group, number),
+                  moves=registry.stage_moves(g, v, user.principal),
                   graph=graph_of(session, node.id) if node is not None else None)
+
+
+@router.post("/models/{group}/versions/{number}/stage")
+def move_stage(request: Request, group: str, number: int, session: SessionDep, user: MoverForm,
+               stage: Annotated[str, Form(max_length=63)],
+               shown_stage: Annotated[str, Form(max_length=63)],
+               comment: Annotated[str, Form(max_length=4000)] = "",
+               archive_others: Annotated[bool, Form()] = False) -> RedirectResponse:
+    """The version page's stage move; `move_stage` applies every rule. ``shown_stage``: the stage the page showed,
+    so a page left open while someone else moved the version cannot move it from where it no longer is."""
+    here = f"{PREFIX}/models/{quote(group, safe='')}/versions/{number}"
+    back(request, here)
+    req = parse(StageRequest, stage=stage, comment=comment or None, expected_stage=shown_stage or None,
+                archive_others=archive_others)
+    v = registry.move_stage(session, group, number, req, user.principal)
+    return done(request, here, f"{group} version {number} is now in {v.stage}")
 
 
 @router.get("/lineage/{entity_id}", response_class=HTMLResponse)

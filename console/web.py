@@ -161,6 +161,7 @@ AdminPage = Annotated[Signed, Depends(signed_in(auth.ADMINS, form=False))]
 ViewerForm = Annotated[Signed, Depends(signed_in(auth.READERS, form=True))]
 PublisherForm = Annotated[Signed, Depends(signed_in(auth.PUBLISHERS, form=True))]
 DeciderForm = Annotated[Signed, Depends(signed_in(auth.DECIDERS, form=True))]
+MoverForm = Annotated[Signed, Depends(signed_in(auth.MOVERS, form=True))]
 AuditorForm = Annotated[Signed, Depends(signed_in(auth.AUDITORS, form=True))]
 AdminForm = Annotated[Signed, Depends(signed_in(auth.ADMINS, form=True))]
 

@@ -50,6 +50,7 @@ ALL_ROLES = frozenset(Role)
 READERS = frozenset({Role.admin, Role.approver, Role.publisher, Role.viewer})
 PUBLISHERS = frozenset({Role.admin, Role.publisher})
 DECIDERS = frozenset({Role.admin, Role.approver})
+MOVERS = PUBLISHERS | DECIDERS   # stage moves: ungoverned ones any publisher's, governed ones deciders' only
 ADMINS = frozenset({Role.admin})
 INGESTERS = frozenset({Role.admin, Role.ingest})
 AUDITORS = frozenset({Role.admin, Role.approver, Role.viewer})

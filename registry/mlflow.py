@@ -38,12 +38,11 @@ from starlette.concurrency import run_in_threadpool
 from mlgov import events, inputs
 from mlgov.auth import (
     ADMINS,
-    DECIDERS,
+    MOVERS,
     PUBLISHERS,
     READERS,
     Principal,
     ReadSessionDep,
-    Role,
     SessionDep,
     end_read,
     get_db,
@@ -238,7 +237,7 @@ router = Router(prefix=PREFIX, route_class=MlflowRoute, include_in_schema=False,
 Reader = Annotated[Principal, Depends(require(READERS))]
 Writer = Annotated[Principal, Depends(require(PUBLISHERS))]
 ReadingWriter = Annotated[Principal, Depends(require_reading(PUBLISHERS))]   # group-committed writes
-Mover = Annotated[Principal, Depends(require(DECIDERS, Role.publisher))]
+Mover = Annotated[Principal, Depends(require(MOVERS))]
 Admin = Annotated[Principal, Depends(require(ADMINS))]
 
 

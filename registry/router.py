@@ -13,7 +13,7 @@ from pydantic import Field
 from mlgov.api import Limit, Offset, Page, encoded_response, page
 from mlgov.auth import (
     ADMINS,
-    DECIDERS,
+    MOVERS,
     PUBLISHERS,
     Admin,
     Auditor,
@@ -54,7 +54,7 @@ from registry.schemas import (
 )
 
 router = Router(prefix="/api/v1", tags=["registry"])
-Mover = Annotated[Principal, Depends(require(DECIDERS, Role.publisher))]
+Mover = Annotated[Principal, Depends(require(MOVERS))]
 ReadingPublisher = Annotated[Principal, Depends(require_reading(PUBLISHERS))]   # group-committed writes
 GroupEditor = Annotated[Principal, Depends(require(ADMINS, Role.publisher))]
 VersionNo = Annotated[int, Path(ge=1, description="version number (1, 2, 3 …)")]

@@ -56,7 +56,7 @@ from mlgov.db import (
     per_backend,
     utcnow,
 )
-from mlgov.errors import Conflict, Forbidden, Invalid, NotFound
+from mlgov.errors import Conflict, DomainError, Forbidden, Invalid, NotFound
 from mlgov.storage import ObjectStore
 from registry.errors import (
     AlreadyInStage,
@@ -1051,23 +1051,10 @@ def move_stage(session: Session, group_name: str, number: int, req: StageRequest
                        fix="re-read the version and retry", current_stage=v.stage)
     if v.stage == req.stage:
         raise AlreadyInStage(group_name, number, req.stage)
-    allowed = cfg.transitions.get(v.stage or cfg.initial, [])
-    if req.stage not in allowed:
-        raise TransitionNotAllowed(f"cannot move {group_name} version {number} from {v.stage} to {req.stage}",
-                                   fix=f"from {v.stage} the allowed stages are: {', '.join(allowed) or 'none'}",
-                                   allowed=allowed)
+    refusal = _move_refusal(group, cfg, v, req.stage, actor)
+    if refusal is not None:
+        raise refusal
     target = defs[req.stage]
-    if target.requires_approval and actor.role not in DECIDERS:
-        raise Forbidden(f"stage {req.stage} is governed: only approver or admin keys may move versions into it",
-                        fix="ask an approver to make this move")
-    source = defs.get(v.stage or "")
-    if source is not None and source.requires_approval and actor.role not in DECIDERS:
-        # taking the serving version out is as much a governance decision as putting one in
-        raise Forbidden(f"stage {v.stage} is governed: only approver or admin keys may move versions out of it",
-                        fix="ask an approver to make this move")
-    if target.requires_approval and v.approval_status != APPROVED:
-        raise RuleRefusal(f"stage {req.stage} accepts only Approved versions; version {number} is "
-                          f"{v.approval_status}", fix="have an approver approve the version first")
     to = target.displace_to or (ARCHIVED if req.archive_others and ARCHIVED in defs else cfg.initial)
     if (target.exclusive or req.archive_others) and to != req.stage:
         displaced = list(session.scalars(_lock(select(ModelVersion).where(
@@ -1076,6 +1063,42 @@ def move_stage(session: Session, group_name: str, number: int, req: StageRequest
             _set_stage(session, group, other, to, actor, f"displaced by version {number}", "displaced")
     _set_stage(session, group, v, req.stage, actor, req.comment, "requested")
     return v
+
+
+def _move_refusal(group: ModelGroup, cfg: StageConfig, v: ModelVersion, stage: str,
+                  actor: Principal) -> DomainError | None:
+    """Why ``actor`` may not move ``v`` to the configured ``stage`` it is not in (None when it may): move_stage
+    raises it, and the console offers only the moves it would take."""
+    defs = {s.name: s for s in cfg.stages}
+    allowed = cfg.transitions.get(v.stage or cfg.initial, [])
+    if stage not in allowed:
+        return TransitionNotAllowed(f"cannot move {group.name} version {v.version} from {v.stage} to {stage}",
+                                    fix=f"from {v.stage} the allowed stages are: {', '.join(allowed) or 'none'}",
+                                    allowed=allowed)
+    target = defs[stage]
+    if target.requires_approval and actor.role not in DECIDERS:
+        return Forbidden(f"stage {stage} is governed: only approver or admin keys may move versions into it",
+                         fix="ask an approver to make this move")
+    source = defs.get(v.stage or "")
+    if source is not None and source.requires_approval and actor.role not in DECIDERS:
+        # taking the serving version out is as much a governance decision as putting one in
+        return Forbidden(f"stage {v.stage} is governed: only approver or admin keys may move versions out of it",
+                         fix="ask an approver to make this move")
+    if target.requires_approval and v.approval_status != APPROVED:
+        return RuleRefusal(f"stage {stage} accepts only Approved versions; version {v.version} is "
+                           f"{v.approval_status}", fix="have an approver approve the version first")
+    return None
+
+
+def stage_moves(group: ModelGroup, v: ModelVersion, actor: Principal) -> list[tuple[str, str | None]]:
+    """Each stage ``v`` could go to next from where it is, with why ``actor`` may not take it (None: it may)."""
+    cfg = StageConfig.model_validate(group.stage_config)
+    out: list[tuple[str, str | None]] = []
+    for stage in cfg.transitions.get(v.stage or cfg.initial, []):
+        if stage != v.stage:
+            refusal = _move_refusal(group, cfg, v, stage, actor)
+            out.append((stage, refusal.detail if refusal is not None else None))
+    return out
 
 
 def stage_history(session: Session, group_name: str, number: int | None = None, *,

@@ -428,6 +428,64 @@ def test_a_stale_version_page_cannot_overturn_a_decision(app, client, keys):
         "approval_status"] == "Approved"
 
 
+def test_console_stage_moves_follow_move_stage_rules(app, client, keys):
+    """Trials asked for it: approvers moved stages only through the API or CLI. The version page offers the moves
+    `move_stage` would take for the signed-in key, says why the others are closed, refuses a page left open while
+    the version moved, and writes the same audited transition the API does."""
+    import re
+
+    def form(c, path):
+        page = c.get(path).text
+        token = re.search(r'name="csrf_token" value="([^"]+)"', page)
+        return page, token.group(1) if token else None
+
+    create_group(client, keys("publisher"), "churn")
+    register(client, keys("publisher"), "churn", 1)
+    path = "/console/models/churn/versions/1"
+    pat = signed_in(app, keys.plain["publisher"])
+    page, token = form(pat, path)
+    options = re.findall(r'<option value="([^"]+)">', page.split('id="stage"', 1)[1].split("</select>", 1)[0])
+    assert options == ["Staging", "Archived"]
+    r = pat.post(f"{path}/stage", follow_redirects=True, data={
+        "csrf_token": token, "stage": "Staging", "shown_stage": "Development", "comment": "for the shadow test"})
+    assert "churn version 1 is now in Staging" in r.text, r.text
+    # Production is governed: the publisher is told why, the form does not offer it, and a forged post is refused
+    page, token = form(pat, path)
+    assert "Not to Production: stage Production is governed" in page
+    assert '<option value="Production">' not in page
+    r = pat.post(f"{path}/stage", follow_redirects=True,
+                 data={"csrf_token": token, "stage": "Production", "shown_stage": "Staging"})
+    assert "only approver or admin keys may move versions into it" in r.text
+    # an approver sees Production closed until the version is approved, then moves it
+    bob = signed_in(app, keys.plain["approver"])
+    assert "Not to Production: stage Production accepts only Approved versions" in form(bob, path)[0]
+    assert approve(client, keys("approver2"), "churn", 1).status_code == 200
+    page, token = form(bob, path)
+    stale, stale_token = form(pat, path)   # Pat's page, left open, shows Staging
+    assert 'name="shown_stage" value="Staging"' in stale
+    r = bob.post(f"{path}/stage", follow_redirects=True, data={
+        "csrf_token": token, "stage": "Production", "shown_stage": "Staging", "comment": "ship it"})
+    assert "churn version 1 is now in Production" in r.text
+    r = pat.post(f"{path}/stage", follow_redirects=True,
+                 data={"csrf_token": stale_token, "stage": "Archived", "shown_stage": "Staging"})
+    assert "is in Production, not Staging as expected" in r.text
+    v = client.get("/api/v1/model-groups/churn/versions/1", headers=keys("viewer")).json()
+    assert v["stage"] == "Production"
+    moves = client.get("/api/v1/audit/events", params={"action": "version.stage_changed", "subject": "churn/1"},
+                       headers=keys("admin")).json()["items"]
+    assert [(e["actor"], e["after"]["stage"]) for e in moves] == [("test-publisher", "Staging"),
+                                                                 ("test-approver", "Production")]
+    # viewers get no form and cannot post one; a post without the session's CSRF token is refused
+    viewer = signed_in(app, keys.plain["viewer"])
+    page, token = form(viewer, path)
+    assert 'id="stage-h"' not in page
+    r = viewer.post(f"{path}/stage", data={"csrf_token": token, "stage": "Archived", "shown_stage": "Production"})
+    assert "ask for a key with one of the roles" in r.text, r.text
+    r = bob.post(f"{path}/stage", data={"stage": "Archived", "shown_stage": "Production"})
+    assert "CSRF" in r.text or "csrf" in r.text, r.text
+    assert client.get("/api/v1/model-groups/churn/versions/1", headers=keys("viewer")).json()["stage"] == "Production"
+
+
 def test_console_pages_and_the_new_key_page_are_not_cached(app, keys):
     """A console trial: the page that shows a new API key once (200, the key in the HTML) had no Cache-Control,
     so a shared browser's cache could keep it. Every console page is now no-store."""

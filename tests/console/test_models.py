@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from tests.console.conftest import Console
-from tests.console.helpers import XSS, click_node, lineage_graph, register
+from tests.console.helpers import XSS, approve, click_node, lineage_graph, register
 
 pytestmark = pytest.mark.live
 
@@ -60,6 +60,30 @@ def test_approve_in_the_inbox_and_the_registrants_refusal(console: Console, open
     assert v2["approval_status"] == "Rejected"
     page = b.goto("/console/models/churn/versions/2")
     assert "f1 dropped below the approved version's" in page.locator("main").inner_text()
+
+
+def test_an_approver_moves_a_version_into_production_from_its_page(console: Console, open_browser: Any) -> None:
+    register(console.api("publisher"), "fraud", n=1)
+    b = open_browser("approver")
+    page = b.goto("/console/models/fraud/versions/1")
+    move = page.locator("section.card", has=page.get_by_role("heading", name="Move stage"))
+    assert "Not to Production" not in move.inner_text()   # Development leads to Staging and Archived only
+    move.get_by_label("From Development to").select_option("Staging")
+    move.get_by_role("button", name="Move version 1").click()
+    assert "fraud version 1 is now in Staging" in page.locator(".flash").inner_text()
+    move = page.locator("section.card", has=page.get_by_role("heading", name="Move stage"))
+    assert "Not to Production: stage Production accepts only Approved versions" in move.inner_text()
+    approve(console.api("approver"), "fraud", 1)
+    page = b.goto("/console/models/fraud/versions/1")
+    move = page.locator("section.card", has=page.get_by_role("heading", name="Move stage"))
+    move.get_by_label("From Staging to").select_option("Production")
+    move.get_by_label("Comment").fill("approved and shadow-tested")
+    b.shot("version-stage-move")
+    move.get_by_role("button", name="Move version 1").click()
+    assert "fraud version 1 is now in Production" in page.locator(".flash").inner_text()
+    history = page.locator("table", has=page.get_by_role("columnheader", name="By")).inner_text()
+    assert "approved and shadow-tested" in history and "Production" in history
+    b.check_csp()
 
 
 def test_version_page_lineage_graph_zooms_pans_and_click_opens_the_node(console: Console, open_browser: Any) -> None:
