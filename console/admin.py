@@ -4,12 +4,13 @@ letters), retraining triggers, approval policies. Every action is the same servi
 from __future__ import annotations
 
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
-from fastapi import APIRouter, Form, Path, Request
+from fastapi import APIRouter, Form, Path, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from sqlalchemy.orm import Session
 
-from console.web import PREFIX, AdminForm, AdminPage, back, done, parse, render
+from console.web import PREFIX, AdminForm, AdminPage, back, done, page_of, parse, render
 from mlgov import auth, events
 from mlgov.api import KeyCreate, WebhookCreate
 from mlgov.auth import SessionDep
@@ -24,19 +25,28 @@ router = APIRouter()
 HERE = f"{PREFIX}/admin"
 Name = Annotated[str, Path(max_length=128)]
 Id = Annotated[str, Path(max_length=32)]
+POLICY_PAGE = 50
 
 
-def _page(request: Request, session: Session, user: Any, **extra: Any) -> HTMLResponse:
-    groups, _ = registry.list_groups(session, name_contains=None, tags={}, sort="name", limit=500, offset=0)
+def _page(request: Request, session: Session, user: Any, group: str | None = None, offset: int = 0,
+          **extra: Any) -> HTMLResponse:
+    """``group`` (a part of a name) and ``offset`` page the approval-policy table: it listed only the first 500
+    groups, and a trial's 527th could not be given a policy here."""
+    groups, total = registry.list_groups(session, name_contains=group or None, tags={}, sort="name",
+                                         limit=POLICY_PAGE, offset=offset)
     hooks = events.list_webhooks(session)
     return render(request, user, "admin.html", title="Admin", keys=auth.list_keys(session), webhooks=hooks,
                   triggers=schedules.list_triggers(session), groups=groups, roles_list=[r.value for r in auth.Role],
-                  hook_urls={h.id: h.url for h in hooks}, **extra)
+                  hook_urls={h.id: h.url for h in hooks}, group_filter=group or "",
+                  pager=page_of(offset, POLICY_PAGE, total),
+                  query=urlencode({"group": group}) + "&" if group else "", **extra)
 
 
 @router.get("/admin", response_class=HTMLResponse)
-def admin(request: Request, session: SessionDep, user: AdminPage) -> HTMLResponse:
-    return _page(request, session, user)
+def admin(request: Request, session: SessionDep, user: AdminPage,
+          group: Annotated[str | None, Query(max_length=256)] = None,
+          offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0) -> HTMLResponse:
+    return _page(request, session, user, group, offset)
 
 
 @router.post("/admin/keys", response_class=HTMLResponse)
@@ -116,4 +126,4 @@ def set_policy(request: Request, group: Annotated[str, Path(max_length=256)], se
     policy = parse(ApprovalPolicy, **{**current, "require_bias_report": require_bias_report,
                                       "require_artifact_hash": require_artifact_hash})
     registry.update_group(session, group, GroupUpdate(approval_policy=policy), user.principal)
-    return done(request, HERE, f"approval policy of {group} saved")
+    return done(request, f"{HERE}?{urlencode({'group': group})}", f"approval policy of {group} saved")

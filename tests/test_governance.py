@@ -530,3 +530,37 @@ def test_console_errors_speak_of_console_pages(app, keys):
     for url in ("/console/models/nope", "/console/audit/report?group=nope"):
         page = viewer.get(url, follow_redirects=True)
         assert "check the name on the Models page" in page.text and "/api/v1" not in page.text, url
+
+
+def test_console_policy_table_pages_and_finds_any_group(app, client, db, keys):
+    """A console trial gave approval policies to groups from the admin page, which listed only the first 500 groups
+    (the 527th could not be reached). The table now pages by 50 and finds a group by part of its name; saving a
+    policy returns to that group."""
+    import re
+
+    from registry.orm import ModelGroup
+
+    with db.session_scope() as s:   # 55 groups through the ORM: the page is what is tested, not creation
+        create_group(client, keys("publisher"), "zz-last-group")
+        proto = s.query(ModelGroup).filter_by(name="zz-last-group").one()
+        for i in range(55):
+            s.add(ModelGroup(name=f"g{i:03d}", description="d", tags={}, stage_config=proto.stage_config,
+                             created_by=proto.created_by, latest_version=0))
+    admin = signed_in(app, keys.plain["admin"])
+    first = admin.get("/console/admin").text
+    assert "Save policy of g000" in first and "zz-last-group" not in first and "1–50 of 56" in first
+    second = admin.get("/console/admin", params={"offset": 50}).text
+    assert "Save policy of zz-last-group" in second and "51–56 of 56" in second
+    found = admin.get("/console/admin", params={"group": "LAST"}).text
+    assert re.findall(r'aria-label="Save policy of ([^"]+)"', found) == ["zz-last-group"]
+    token = re.search(r'name="csrf_token" value="([^"]+)"', found)
+    assert token is not None
+    r = admin.post("/console/admin/policies/zz-last-group", follow_redirects=False,
+                   data={"csrf_token": token.group(1), "require_artifact_hash": "true"})
+    assert r.status_code == 303 and r.headers["location"].endswith("/console/admin?group=zz-last-group")
+    page = admin.get(r.headers["location"]).text
+    assert "approval policy of zz-last-group saved" in page
+    assert 'id="hash-1" name="require_artifact_hash" value="true" checked' in page
+    none = admin.get("/console/admin", params={"group": "<b>x"}).text
+    assert "No model group's name contains “&lt;b&gt;x”" in none and "<b>x" not in none
+    assert admin.get("/console/admin", params={"offset": -1}).status_code == 422
