@@ -34,11 +34,15 @@ def _page(request: Request, session: Session, user: Any, group: str | None = Non
     groups, and a trial's 527th could not be given a policy here."""
     groups, total = registry.list_groups(session, name_contains=group or None, tags={}, sort="name",
                                          limit=POLICY_PAGE, offset=offset)
+    suggested = groups if total <= POLICY_PAGE and not group and not offset else registry.list_groups(
+        session, name_contains=None, tags={}, sort="name", limit=500, offset=0)[0]   # the trigger form's names
     hooks = events.list_webhooks(session)
     return render(request, user, "admin.html", title="Admin", keys=auth.list_keys(session), webhooks=hooks,
-                  triggers=schedules.list_triggers(session), groups=groups, roles_list=[r.value for r in auth.Role],
-                  hook_urls={h.id: h.url for h in hooks}, group_filter=group or "",
-                  pager=page_of(offset, POLICY_PAGE, total),
+                  triggers=schedules.list_triggers(session), groups=groups, suggested_groups=suggested,
+                  roles_list=[r.value for r in auth.Role], hook_urls={h.id: h.url for h in hooks},
+                  group_filter=group or "", pager=page_of(offset, POLICY_PAGE, total), policy_offset=offset,
+                  # absolute: this page is also the answer of POST /admin/keys, where "?offset=" would go astray
+                  pager_base=request.scope.get("root_path", "") + HERE,
                   query=urlencode({"group": group}) + "&" if group else "", **extra)
 
 
@@ -120,10 +124,14 @@ def set_trigger(request: Request, session: SessionDep, user: AdminForm, policy: 
 @router.post("/admin/policies/{group}")
 def set_policy(request: Request, group: Annotated[str, Path(max_length=256)], session: SessionDep, user: AdminForm,
                require_bias_report: Annotated[bool, Form()] = False,
-               require_artifact_hash: Annotated[bool, Form()] = False) -> RedirectResponse:
+               require_artifact_hash: Annotated[bool, Form()] = False,
+               shown_filter: Annotated[str, Form(max_length=256)] = "",
+               shown_offset: Annotated[int, Form(ge=0, le=10_000_000)] = 0) -> RedirectResponse:
+    """``shown_filter``/``shown_offset``: the table the admin was looking at, to return to it."""
     back(request, HERE)
     current = registry.approval_policy(session, group)
     policy = parse(ApprovalPolicy, **{**current, "require_bias_report": require_bias_report,
                                       "require_artifact_hash": require_artifact_hash})
     registry.update_group(session, group, GroupUpdate(approval_policy=policy), user.principal)
-    return done(request, f"{HERE}?{urlencode({'group': group})}", f"approval policy of {group} saved")
+    shown = {k: v for k, v in (("group", shown_filter), ("offset", shown_offset)) if v}
+    return done(request, f"{HERE}?{urlencode(shown)}" if shown else HERE, f"approval policy of {group} saved")

@@ -76,7 +76,7 @@ def version_page(request: Request, group: str, number: int, session: SessionDep,
 @router.post("/models/{group}/versions/{number}/stage")
 def move_stage(request: Request, group: str, number: int, session: SessionDep, user: MoverForm,
                stage: Annotated[str, Form(max_length=63)],
-               shown_stage: Annotated[str, Form(max_length=63)],
+               shown_stage: Annotated[str, Form(max_length=63)] = "",
                comment: Annotated[str, Form(max_length=4000)] = "",
                archive_others: Annotated[bool, Form()] = False) -> RedirectResponse:
     """The version page's stage move; `move_stage` applies every rule. ``shown_stage``: the stage the page showed,

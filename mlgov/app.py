@@ -194,7 +194,8 @@ def create_app(settings: Settings | None = None, db: Database | None = None, *, 
             check_at_head(database.engine)
             with database.session_scope() as session:
                 if sealed := events.seal_legacy_secrets(session, secrets):
-                    log.info("encrypted %d secret(s) stored in plaintext before migration 0011", sealed)
+                    log.info("encrypted the plaintext secrets or URLs of %d webhook(s) (rows from before migrations "
+                             "0011 and 0027)", sealed)
         dispatcher = Dispatcher(database, settings, outbound, secrets) if settings.background_workers else None
         if dispatcher:
             dispatcher.start()

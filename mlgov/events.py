@@ -321,8 +321,11 @@ def seal_legacy_secrets(session: Session, box: SecretBox) -> int:
     stay readable in the database."""
     rows = list(session.scalars(select(Webhook).where(~Webhook.secret.startswith("enc:")
                                                       | ~Webhook.sealed_url.startswith("enc:"))))
-    for hook in rows:
-        hook.secret, hook.sealed_url = box.rotate(hook.secret), box.rotate(hook.sealed_url)
+    for hook in rows:   # only what is plaintext: a value sealed with a key since removed must not stop the start
+        if not is_encrypted(hook.secret):
+            hook.secret = box.encrypt(hook.secret)
+        if not is_encrypted(hook.sealed_url):
+            hook.sealed_url = box.encrypt(hook.sealed_url)
     session.flush()
     return len(rows)
 

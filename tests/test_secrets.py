@@ -146,6 +146,27 @@ def test_migration_keeps_legacy_plaintext_rows_working(kind, tmp_path):
             sealed = s.get(Webhook, "h2").secret
             assert sealed.startswith("enc:v1:") and box.decrypt(sealed) == legacy + "-unused"
             assert box.decrypt(s.get(Webhook, "h2").sealed_url) == "http://127.0.0.1:9/"
+            # a row whose secret is sealed with a key since removed, and whose URL is legacy plaintext: the start
+            # seals the URL and leaves the secret for its deliveries to report (it must not refuse to start)
+            foreign = SecretBox(keys=[Fernet.generate_key()]).encrypt("another key's secret")
+            s.add(Webhook(id="h3", url="http://127.0.0.1:9/?t=***", sealed_url="http://127.0.0.1:9/?t=x",
+                          secret=foreign, events=["*"], active=False, created_by="admin", last_sequence=0))
+        with TestClient(create_app(settings, db=db)):
+            pass
+        with db.session_scope() as s:
+            h3 = s.get(Webhook, "h3")
+            assert h3.secret == foreign and box.decrypt(h3.sealed_url) == "http://127.0.0.1:9/?t=x"
+        # downgrade cannot decrypt: encrypted subscriptions are deactivated and keep the masked URL (as 0011 did)
+        from alembic import command
+
+        from mlgov.db import alembic_config
+
+        command.downgrade(alembic_config(url), "0026_webhooks_updated_at")
+        with db.write_engine.connect() as c:
+            rows = {r.id: (r.url, bool(r.active))
+                    for r in c.execute(text("SELECT id, url, active FROM events_webhooks"))}
+        assert rows["h1"] == (f"http://127.0.0.1:{sink.port}/hook?token=***", False)
+        upgrade(url)
         db.dispose()
     sink.server.shutdown()
     assert [m["headers"]["X-Mlgov-Sequence"] for m in sink.got] == ["1", "2", "3"]
