@@ -63,24 +63,24 @@ def test_approve_in_the_inbox_and_the_registrants_refusal(console: Console, open
 
 
 def test_an_approver_moves_a_version_into_production_from_its_page(console: Console, open_browser: Any) -> None:
-    register(console.api("publisher"), "fraud", n=1)
+    register(console.api("publisher"), "stage-moves", n=1)
     b = open_browser("approver")
-    page = b.goto("/console/models/fraud/versions/1")
+    page = b.goto("/console/models/stage-moves/versions/1")
     move = page.locator("section.card", has=page.get_by_role("heading", name="Move stage"))
     assert "Not to Production" not in move.inner_text()   # Development leads to Staging and Archived only
     move.get_by_label("From Development to").select_option("Staging")
     move.get_by_role("button", name="Move version 1").click()
-    assert "fraud version 1 is now in Staging" in page.locator(".flash").inner_text()
+    assert "stage-moves version 1 is now in Staging" in page.locator(".flash").inner_text()
     move = page.locator("section.card", has=page.get_by_role("heading", name="Move stage"))
     assert "Not to Production: stage Production accepts only Approved versions" in move.inner_text()
-    approve(console.api("approver"), "fraud", 1)
-    page = b.goto("/console/models/fraud/versions/1")
+    approve(console.api("approver"), "stage-moves", 1)
+    page = b.goto("/console/models/stage-moves/versions/1")
     move = page.locator("section.card", has=page.get_by_role("heading", name="Move stage"))
     move.get_by_label("From Staging to").select_option("Production")
     move.get_by_label("Comment").fill("approved and shadow-tested")
     b.shot("version-stage-move")
     move.get_by_role("button", name="Move version 1").click()
-    assert "fraud version 1 is now in Production" in page.locator(".flash").inner_text()
+    assert "stage-moves version 1 is now in Production" in page.locator(".flash").inner_text()
     history = page.locator("table", has=page.get_by_role("columnheader", name="By")).inner_text()
     assert "approved and shadow-tested" in history and "Production" in history
     b.check_csp()
