@@ -34,8 +34,8 @@ def _page(request: Request, session: Session, user: Any, group: str | None = Non
     groups, and a trial's 527th could not be given a policy here."""
     groups, total = registry.list_groups(session, name_contains=group or None, tags={}, sort="name",
                                          limit=POLICY_PAGE, offset=offset)
-    suggested = groups if total <= POLICY_PAGE and not group and not offset else registry.list_groups(
-        session, name_contains=None, tags={}, sort="name", limit=500, offset=0)[0]   # the trigger form's names
+    suggested = registry.list_groups(session, name_contains=None, tags={}, sort="name", limit=500,
+                                     offset=0)[0]   # the trigger form's names, whatever the policy table shows
     hooks = events.list_webhooks(session)
     return render(request, user, "admin.html", title="Admin", keys=auth.list_keys(session), webhooks=hooks,
                   triggers=schedules.list_triggers(session), groups=groups, suggested_groups=suggested,

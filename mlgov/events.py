@@ -321,13 +321,19 @@ def seal_legacy_secrets(session: Session, box: SecretBox) -> int:
     stay readable in the database."""
     rows = list(session.scalars(select(Webhook).where(~Webhook.secret.startswith("enc:")
                                                       | ~Webhook.sealed_url.startswith("enc:"))))
-    for hook in rows:   # only what is plaintext: a value sealed with a key since removed must not stop the start
-        if not is_encrypted(hook.secret):
-            hook.secret = box.encrypt(hook.secret)
-        if not is_encrypted(hook.sealed_url):
-            hook.sealed_url = box.encrypt(hook.sealed_url)
+    for hook in rows:
+        _seal_plaintext(hook, box)
     session.flush()
     return len(rows)
+
+
+def _seal_plaintext(hook: Webhook, box: SecretBox) -> None:
+    """Encrypt the secret and URL where still plaintext (rows from before 0011 and 0027); only those: a value
+    sealed with a key since removed must neither stop the server's start nor be touched."""
+    if not is_encrypted(hook.secret):
+        hook.secret = box.encrypt(hook.secret)
+    if not is_encrypted(hook.sealed_url):
+        hook.sealed_url = box.encrypt(hook.sealed_url)
 
 
 def list_webhooks(session: Session, *, wire_format: str | None = None, limit: int = 1000,
@@ -487,10 +493,7 @@ def _claim(db: Database, settings: Settings, box: SecretBox, now: dt.datetime, l
                 d.next_attempt_at = now + dt.timedelta(seconds=settings.webhook_backoff_max_s)
                 log.error("webhook %s: %s", hook.id, exc.detail)
                 continue
-            if not is_encrypted(hook.secret):   # a row from before encryption: encrypt it now (migration 0011)
-                hook.secret = box.encrypt(secret)
-            if not is_encrypted(hook.sealed_url):   # likewise a URL from before migration 0027
-                hook.sealed_url = box.encrypt(url)
+            _seal_plaintext(hook, box)
             d.next_attempt_at = now + lease
             d.attempts += 1
             claims.append(_Claim(d.id, d.attempts, d.attempts - d.attempt_base, url, secret, d.event_type,
