@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 from typing import Annotated, Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import HTMLResponse
@@ -73,7 +74,9 @@ def _charts(name: str, runs: list[tuple[Any, list[kinds.Point]]], root: str) -> 
             if p.series not in members:
                 members.append(p.series)
     x = [_epoch(ex.window_start) for ex, _ in runs]   # the data's time, not when the run happened
-    links = [f"{root}{PREFIX}/monitoring/analyses/{ex.analysis_id}" if ex.analysis_id else None for ex, _ in runs]
+    back = quote(name, safe="")
+    links = [f"{root}{PREFIX}/monitoring/analyses/{ex.analysis_id}?schedule={back}" if ex.analysis_id else None
+             for ex, _ in runs]
     charts = []
     for title, members in charts_of.items():
         lines: list[dict[str, Any]] = []
@@ -115,6 +118,13 @@ def schedule(request: Request, name: Name, session: SessionDep, store: StoreDep,
 
 
 @router.get("/monitoring/analyses/{analysis_id}", response_class=HTMLResponse)
-def analysis(analysis_id: Id, session: SessionDep, store: StoreDep, user: Viewer) -> HTMLResponse:
-    """The execution's report as its kind draws it (the same page as the API's ``/analyses/{id}/report``)."""
-    return HTMLResponse(kinds.analysis_html(session, store, analysis_id))
+def analysis(request: Request, analysis_id: Id, session: SessionDep, store: StoreDep, user: Viewer,
+             schedule: Annotated[str, Query(max_length=63)] = "") -> HTMLResponse:
+    """The execution's report as its kind draws it (the API's ``/analyses/{id}/report``), headed by the way back
+    to the console: Monitoring, and the schedule whose run it is when the link came from that schedule's page."""
+    base = f"{request.scope.get('root_path', '')}{PREFIX}"
+    trail = [("Console", f"{base}/"), ("Monitoring", f"{base}/monitoring")]
+    ex = schedules.execution_of(session, schedule, analysis_id) if schedule else None
+    if ex is not None:
+        trail.append((f"Schedule {schedule}", f"{base}/monitoring/schedules/{quote(schedule, safe='')}"))
+    return HTMLResponse(kinds.analysis_html(session, store, analysis_id, trail))

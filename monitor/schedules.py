@@ -652,6 +652,12 @@ def stop_execution(session: Session, execution_id: str, actor: Principal) -> Exe
     return ex
 
 
+def execution_of(session: Session, schedule: str, analysis_id: str) -> Execution | None:
+    """The named schedule's execution that produced the analysis; None if that schedule made no such run."""
+    return session.scalar(select(Execution).join(Schedule, Schedule.id == Execution.schedule_id)
+                          .where(Schedule.name == schedule, Execution.analysis_id == analysis_id).limit(1))
+
+
 def latest_execution(session: Session, sched: Schedule) -> Execution | None:
     return session.scalar(select(Execution).where(Execution.schedule_id == sched.id)
                           .order_by(Execution.created_at.desc(), Execution.id).limit(1))

@@ -74,6 +74,19 @@ def test_drift_trend_after_a_breach_and_click_through(console: Console, breached
     with page.expect_navigation():
         page.locator("table[aria-labelledby=executions] tbody tr").first.get_by_role("link", name="report").click()
     assert "income" in page.content() and "baseline_drift_check" in page.content()
+    b.check_csp()
+    # the report is headed by the way back: the console, Monitoring and the schedule whose run it is
+    trail = page.get_by_role("navigation", name="Breadcrumb")
+    assert trail.get_by_role("link").all_inner_texts() == ["Console", "Monitoring", "Schedule churn-dq"]
+    b.shot("console-analysis")
+    report_url = page.url
+    with page.expect_navigation():
+        trail.get_by_role("link", name="Schedule churn-dq").click()
+    assert page.url.endswith("/console/monitoring/schedules/churn-dq")
+    # a schedule that did not make this run is not named: the trail then stops at Monitoring
+    page = b.goto("/console" + report_url.split("/console", 1)[1].replace("schedule=churn-dq", "schedule=churn-other"))
+    assert page.get_by_role("navigation", name="Breadcrumb").get_by_role("link").all_inner_texts() == [
+        "Console", "Monitoring"]
     # filter the charts by name
     page = b.goto("/console/monitoring/schedules/churn-dq?chart=age")
     names = page.locator("section.chart-card h3").all_inner_texts()
@@ -172,8 +185,8 @@ def test_estimated_metric_and_band_share_the_realised_chart() -> None:
                                                    "accuracy band upper"]
     assert acc["series"][0]["values"] == [0.9, None, None] and acc["series"][1]["values"] == [None, 0.8, None]
     assert acc["series"][2]["dash"] is True and acc["lines"] == [{"label": "threshold", "value": 0.85}]
-    assert acc["links"] == ["/console/monitoring/analyses/a0", "/console/monitoring/analyses/a1",
-                            "/console/monitoring/analyses/a2"]
+    assert acc["links"] == ["/console/monitoring/analyses/a0?schedule=s", "/console/monitoring/analyses/a1?schedule=s",
+                            "/console/monitoring/analyses/a2?schedule=s"]
 
 
 def test_a_schedule_with_one_run_draws_its_point_in_a_readable_window_with_the_threshold(

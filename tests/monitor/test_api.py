@@ -162,6 +162,7 @@ def test_analysis_of_an_uploaded_file(client, keys):
     assert lst["total"] == 2
     html = client.get(f"/api/v1/analyses/{aid}/report", headers=keys("viewer"))
     assert html.headers["content-type"].startswith("text/html") and "<svg" in html.text
+    assert "Breadcrumb" not in html.text          # the API's report is a standalone document; the console heads it
     assert client.get(f"/api/v1/analyses/{aid}/report?format=json", headers=keys("viewer")).json()["id"] == aid
     assert "<svg" in client.get(f"/api/v1/analyses/{aid}?format=html", headers=keys("viewer")).text
 
