@@ -42,16 +42,15 @@ def _time(value: str, field: str) -> dt.datetime | None:
 
 def _log(request: Request, session: Any, user: Any, *, actor: str, action: str, group: str, since: str, until: str,
          offset: int, verification: dict[str, Any] | None = None) -> HTMLResponse:
-    names = registry_service.name_history_of(session, group) if group else None
-    events, total = audit.query(session, actor=actor or None, action=action or None,
-                                subject_under=None if names else group or None, names=names,
-                                since=_time(since, "from"), until=_time(until, "to"), limit=PAGE, offset=offset,
-                                newest_first=True)
-    filters = {k: v for k, v in (("actor", actor), ("action", action), ("group", group), ("since", since),
-                                 ("until", until)) if v}
+    filters: dict[str, Any] = {"actor": actor or None, "action": action or None, "since": _time(since, "from"),
+                               "until": _time(until, "to"), "limit": PAGE, "offset": offset, "newest_first": True}
+    events, total = (registry_service.group_events(session, group, **filters) if group
+                     else audit.query(session, **filters))
+    given = {k: v for k, v in (("actor", actor), ("action", action), ("group", group), ("since", since),
+                               ("until", until)) if v}
     return render(request, user, "audit.html", title="Audit", events=events, verification=verification,
                   filters={"actor": actor, "action": action, "group": group, "since": since, "until": until},
-                  pager=page_of(offset, PAGE, total), query=urlencode(filters) + "&" if filters else "")
+                  pager=page_of(offset, PAGE, total), query=urlencode(given) + "&" if given else "")
 
 
 @router.get("/audit", response_class=HTMLResponse)

@@ -10,6 +10,7 @@ import datetime as dt
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from mlgov.api import AuditEventRead
 from mlgov.sdk import UNSET, BaseClient, Call, Pager, Unset, body, pairs, route
 from registry.schemas import (
     AliasesAt,
@@ -164,6 +165,14 @@ class RegistryClient(BaseClient):
     def aliases_at(self, call: Call, group: str, at: Time | None = None) -> AliasesAt:
         """Where every alias (``@champion`` …) pointed now, or at time ``at`` (from the audited alias moves)."""
         return call.model(AliasesAt, {"group": group}, params={"at": at})
+
+    @route("GET", "/api/v1/model-groups/{group}/audit-events")
+    def list_group_audit_events(self, call: Call, group: str, *, actor: str | None = None,
+                                action: str | None = None, since: Time | None = None, until: Time | None = None,
+                                page_size: int = 100) -> Pager[AuditEventRead]:
+        """The group's and its versions' audit events, oldest first, under every name the group has had."""
+        return call.pager(AuditEventRead, {"group": group},
+                          params={"actor": actor, "action": action, "from": since, "to": until}, page_size=page_size)
 
     # compliance report
     @route("GET", "/api/v1/audit/report")

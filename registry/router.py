@@ -10,7 +10,7 @@ from fastapi import Depends, Path, Query, Request, Response
 from fastapi.responses import HTMLResponse
 from pydantic import Field
 
-from mlgov.api import Limit, Offset, Page, encoded_response, page
+from mlgov.api import AuditEventRead, EventFilters, Limit, Offset, Page, encoded_response, page
 from mlgov.auth import (
     ADMINS,
     MOVERS,
@@ -199,6 +199,16 @@ def aliases_at(group: str, session: SessionDep, _: Reader,
     """Where every alias (``@champion`` …) pointed at time ``at``, from the audited history of alias moves."""
     when = as_utc(at) or dt.datetime.now(dt.UTC)
     return AliasesAt(group=group, at=when, aliases=service.aliases_at(session, group, when))
+
+
+@router.get("/model-groups/{group}/audit-events", tags=["audit"], response_model=Page[AuditEventRead])
+def group_audit_events(group: str, session: SessionDep, _: Auditor, filters: EventFilters, limit: Limit = 100,
+                       offset: Offset = 0) -> Any:
+    """The group's and its versions' events, oldest first, under every name the group has had (``/audit/events``
+    matches one subject id exactly, so a renamed group's history before the rename is not under its new name).
+    A name no group has now reads as a deleted group's events by that name."""
+    rows, total = service.group_events(session, group, limit=limit, offset=offset, **filters)
+    return page(rows, total, limit, offset)
 
 
 # --- compliance report --------------------------------------------------------------------------------

@@ -2047,11 +2047,16 @@ def name_history(session: Session, group: ModelGroup) -> list[tuple[str, dt.date
     return out
 
 
-def name_history_of(session: Session, name: str) -> list[tuple[str, dt.datetime, dt.datetime | None]] | None:
-    """`name_history` of the group now called ``name``, or None when no group has that name (a deleted one's
-    events are then found by the name itself)."""
+def group_events(session: Session, name: str, *, actor: str | None = None, action: str | None = None,
+                 since: dt.datetime | None = None, until: dt.datetime | None = None, limit: int = 100,
+                 offset: int = 0, newest_first: bool = False) -> tuple[list[audit.AuditEvent], int]:
+    """The audit events of the group now called ``name`` and of its versions, under every name it has had while
+    it had it: a rename does not cut its history off, and an earlier group's events under the same name are not
+    mixed in. A name no group has now reads as a deleted group's: its events by that name."""
     group = session.scalar(select(ModelGroup).where(ModelGroup.name == name))
-    return name_history(session, group) if group is not None else None
+    names = name_history(session, group) if group is not None else None
+    return audit.query(session, actor=actor, action=action, subject_under=None if names else name, names=names,
+                       since=since, until=until, limit=limit, offset=offset, newest_first=newest_first)
 
 
 def version_events(session: Session, group: ModelGroup, numbers: Sequence[int], actions: tuple[str, ...],

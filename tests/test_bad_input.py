@@ -672,12 +672,17 @@ def test_lone_surrogates_in_capture_records_and_payloads_are_rejected_not_500(cl
     assert snapshot(db, app) == before
 
 
+def query_fields(dependant: Any) -> list[Any]:
+    """A route's query parameters, its dependencies' included (the audit log's shared filters)."""
+    return [*dependant.query_params, *(f for d in dependant.dependencies for f in query_fields(d))]
+
+
 def time_query_routes(app: Any) -> list[tuple[str, str]]:
     """(path, parameter) of every GET route taking a time as a query parameter (at, since, created_after …)."""
     out = []
     for rc in iter_route_contexts(app.routes):
         if isinstance(rc.original_route, APIRoute) and "GET" in rc.methods and native(rc.path):
-            out += [(rc.path, f.alias) for f in rc.original_route.dependant.query_params
+            out += [(rc.path, f.alias) for f in query_fields(rc.original_route.dependant)
                     if "datetime" in str(f.field_info.annotation)]
     return out
 

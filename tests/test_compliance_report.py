@@ -125,6 +125,23 @@ def test_the_report_flags_table_rows_that_disagree_with_the_audit_chain_and_foll
     assert "version.approval_changed" in renamed and "version.stage_changed" in renamed
     assert "model_group.renamed" in renamed and "version.registered" in reused
     assert "version.approval_changed" not in reused and "model_group.renamed" not in reused
+
+    # so does the API's log of a group (/audit/events matches one subject id exactly: before the rename, the
+    # history lies under "old-name/1"), with the same filters as /audit/events
+    def actions(group: str, **params: str) -> list[str]:
+        r = client.get(f"/api/v1/model-groups/{group}/audit-events", params=params, headers=keys("viewer"))
+        assert r.status_code == 200, r.text
+        return [e["action"] for e in r.json()["items"]]
+
+    assert actions("churn") == ["model_group.created", "version.registered", "version.approval_changed",
+                                "version.stage_changed", "model_group.renamed"]
+    assert actions("old-name") == ["model_group.created", "version.registered"]
+    assert actions("churn", action="version.*", actor="test-approver") == ["version.approval_changed",
+                                                                           "version.stage_changed"]
+    assert actions("never-was") == []                  # read as a deleted group's name: nothing under it
+    assert client.get("/api/v1/model-groups/churn/audit-events", headers=pub).status_code == 403   # not an auditor
+    assert client.get("/api/v1/model-groups/churn/audit-events", params={"subject": "churn/1"},
+                      headers=keys("viewer")).status_code == 422     # /audit/events' subject is not a filter here
     with db.session_scope() as s:
         s.execute(text("UPDATE registry_approval_decisions SET actor = 'dana', comment = 'reviewed holdout AUC'"))
     rep = report("churn")
