@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
 from typing import Annotated, Any, Literal
 
@@ -216,10 +217,25 @@ class ModelMetrics(Strict):
     explainability: dict[Literal["report"], MetricsSource] = Field(default_factory=dict)
 
 
+CARD_MAX = 100_000   # characters: SageMaker's limit on a model card's Content (its JSON), and on the markdown
+
+
 class ModelCard(Strict):
     status: CardStatus = "Draft"
-    content: dict[str, Any] = Field(default_factory=dict, description="structured card (intended uses, risks …)")
-    markdown: str = Field(default="", max_length=100_000)
+    content: dict[str, Any] = Field(default_factory=dict, description=(
+        f"structured card (intended uses, risks …); at most {CARD_MAX:,} characters as compact JSON"))
+    markdown: str = Field(default="", max_length=CARD_MAX)
+
+    @field_validator("content")
+    @classmethod
+    def _bounded(cls, v: dict[str, Any]) -> dict[str, Any]:
+        """Unbounded content made every page and report that shows the card as large as it (a 30 MB card took a
+        minute to load in the console, and the audit log embeds each change)."""
+        size = len(json.dumps(v, ensure_ascii=False, separators=(",", ":")))
+        if size > CARD_MAX:
+            raise ValueError(f"is {size:,} characters as JSON, over the limit of {CARD_MAX:,} (SageMaker's for "
+                             "a card's Content): keep long material in a document the card links to")
+        return v
 
 
 class TrainingJobRef(Strict):
