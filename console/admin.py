@@ -123,12 +123,18 @@ def set_trigger(request: Request, session: SessionDep, user: AdminForm, policy: 
 
 @router.post("/admin/policies/{group}")
 def set_policy(request: Request, group: Annotated[str, Path(max_length=256)], session: SessionDep, user: AdminForm,
+               shown_id: Annotated[str, Form(max_length=32)],
+               shown_bias: Annotated[bool, Form()],
+               shown_hash: Annotated[bool, Form()],
                require_bias_report: Annotated[bool, Form()] = False,
                require_artifact_hash: Annotated[bool, Form()] = False,
                shown_filter: Annotated[str, Form(max_length=256)] = "",
                shown_offset: Annotated[int, Form(ge=0, le=10_000_000)] = 0) -> RedirectResponse:
-    """``shown_filter``/``shown_offset``: the table the admin was looking at, to return to it."""
+    """``shown_id``/``shown_bias``/``shown_hash``: the group and policy the page showed (a stale page is refused);
+    ``shown_filter``/``shown_offset``: the table the admin was looking at, to return to it."""
     back(request, HERE)
+    registry.require_shown_policy(session, group, shown_id, {"require_bias_report": shown_bias,
+                                                             "require_artifact_hash": shown_hash})
     current = registry.approval_policy(session, group)
     policy = parse(ApprovalPolicy, **{**current, "require_bias_report": require_bias_report,
                                       "require_artifact_hash": require_artifact_hash})

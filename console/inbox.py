@@ -67,6 +67,7 @@ def inbox(request: Request, session: SessionDep, user: Viewer,
 @router.post("/models/{group}/versions/{number}/decision")
 def decide(request: Request, group: str, number: int, session: SessionDep, user: DeciderForm,
            decision: Annotated[Literal["Approved", "Rejected"], Form()],
+           shown_id: Annotated[str, Form(max_length=32)],
            comment: Annotated[str, Form(max_length=4000)] = "",
            shown_on: Annotated[Literal["inbox", "version"], Form()] = "inbox") -> RedirectResponse:
     here = f"{PREFIX}/" if shown_on == "inbox" else f"{PREFIX}/models/{quote(group, safe='')}/versions/{number}"
@@ -75,4 +76,5 @@ def decide(request: Request, group: str, number: int, session: SessionDep, user:
     # overturn that decision (a console trial rejected, from a stale version page, what another had approved)
     req = parse(ApprovalRequest, status=decision, comment=comment, expected_status="PendingManualApproval")
     v = registry.decide(session, group, number, req, user.principal)
+    registry.require_shown(v, group, number, shown_id)
     return done(request, here, f"{group} version {number} is now {v.approval_status}")

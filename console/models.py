@@ -76,6 +76,7 @@ def version_page(request: Request, group: str, number: int, session: SessionDep,
 @router.post("/models/{group}/versions/{number}/stage")
 def move_stage(request: Request, group: str, number: int, session: SessionDep, user: MoverForm,
                stage: Annotated[str, Form(max_length=63)],
+               shown_id: Annotated[str, Form(max_length=32)],
                shown_stage: Annotated[str, Form(max_length=63)] = "",
                comment: Annotated[str, Form(max_length=4000)] = "",
                archive_others: Annotated[bool, Form()] = False) -> RedirectResponse:
@@ -86,6 +87,7 @@ def move_stage(request: Request, group: str, number: int, session: SessionDep, u
     req = parse(StageRequest, stage=stage, comment=comment or None, expected_stage=shown_stage or None,
                 archive_others=archive_others)
     v = registry.move_stage(session, group, number, req, user.principal)
+    registry.require_shown(v, group, number, shown_id)
     return done(request, here, f"{group} version {number} is now in {v.stage}")
 
 

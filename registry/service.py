@@ -782,6 +782,17 @@ def why_not_decider(session: Session, v: ModelVersion, actor: Principal) -> str 
     return auth.independent_keys(session, actor, v.registered_by_key, _registrant(session, v)[0])
 
 
+def require_shown(v: ModelVersion, group_name: str, number: int, shown_id: str) -> None:
+    """A form decides or moves the version row its page showed, not whatever now answers to the name and number:
+    a group renamed away and re-created under its name (or a version deleted and its number reused) would
+    otherwise turn an approver's open page into an approval of an artifact they never saw. Called after the
+    change, whose row lock makes the comparison final; raising rolls the change back."""
+    if v.id != shown_id:
+        raise Conflict(f"{group_name} version {number} is no longer the version this page showed: since it was "
+                       "loaded, the group was renamed or the version deleted, and another took its name and number",
+                       fix="reload the page and review the version it shows now")
+
+
 def decide(session: Session, group_name: str, number: int, req: ApprovalRequest, actor: Principal) -> ModelVersion:
     if actor.role not in DECIDERS:
         raise Forbidden(f"role {actor.role.value!r} may not decide approvals", fix="use an approver or admin key")
@@ -975,6 +986,22 @@ def attach_bias_report(session: Session, group_name: str, number: int, analysis_
 
 def approval_policy(session: Session, group_name: str) -> dict[str, Any]:
     return dict(get_group(session, group_name).approval_policy or {})
+
+
+def require_shown_policy(session: Session, group_name: str, shown_id: str, shown: Mapping[str, bool]) -> None:
+    """A policy form saves over what its page showed: the same group (not one that took its name since) with the
+    same settings. Otherwise a page left open would silently undo another admin's tightening of the policy."""
+    group = get_group(session, group_name)
+    if group.id != shown_id:
+        raise Conflict(f"model group {group_name!r} is no longer the group this page showed: since it was loaded, "
+                       "that group was renamed or deleted and another took its name",
+                       fix="reload the admin page and set the policy again")
+    now = group.approval_policy or {}
+    changed = [f"{key} is now {str(bool(now.get(key))).lower()}" for key, was in shown.items()
+               if bool(now.get(key)) != was]
+    if changed:
+        raise Conflict(f"the approval policy of {group_name!r} changed since the page was loaded: {'; '.join(changed)}",
+                       fix="reload the admin page, review the policy it shows now and save again")
 
 
 def decision_evidence(session: Session, version: ModelVersion) -> dict[str, Any] | None:

@@ -418,14 +418,56 @@ def test_a_stale_version_page_cannot_overturn_a_decision(app, client, keys):
     carol = signed_in(app, keys.plain["approver2"])
     page = carol.get("/console/models/churn/versions/1").text
     token = re.search(r'name="csrf_token" value="([^"]+)"', page)
-    assert token is not None and 'value="Rejected"' in page
+    shown = re.search(r'name="shown_id" value="([^"]+)"', page)
+    assert token is not None and shown is not None and 'value="Rejected"' in page
     assert approve(client, keys("approver"), "churn", 1).status_code == 200      # bob, meanwhile
     r = carol.post("/console/models/churn/versions/1/decision", follow_redirects=True,
                    data={"csrf_token": token.group(1), "decision": "Rejected", "comment": "stale page",
-                         "shown_on": "version"})
+                         "shown_on": "version", "shown_id": shown.group(1)})
     assert "is Approved, not PendingManualApproval as expected" in r.text
     assert client.get("/api/v1/model-groups/churn/versions/1", headers=keys("viewer")).json()[
         "approval_status"] == "Approved"
+
+
+def test_an_open_page_cannot_decide_or_move_a_version_that_took_its_name_since(app, client, keys):
+    """An approver-and-auditor trial: with an approver's page of churn/1 open, the registrant renamed the group
+    away, created a new "churn" and registered an unreviewed artifact as its version 1; the page's Approve then
+    approved that artifact, with the comment written about the reviewed one. The forms now name the version row
+    their page showed, and a different row under the same name and number is refused, leaving nothing changed."""
+    import re
+
+    pub = keys("publisher")
+    create_group(client, pub, "churn")
+    register(client, pub, "churn", 1)
+    carol = signed_in(app, keys.plain["approver2"])
+    page = carol.get("/console/models/churn/versions/1").text
+    fields = dict(re.findall(r'name="(csrf_token|shown_id)" value="([^"]+)"', page))
+    assert set(fields) == {"csrf_token", "shown_id"}
+    r = client.post("/api/2.0/mlflow/registered-models/rename", json={"name": "churn", "new_name": "churn-old"},
+                    headers=pub)
+    assert r.status_code == 200, r.text
+    create_group(client, pub, "churn")
+    register(client, pub, "churn", 1)                 # not what Carol reviewed
+    before = client.get("/api/v1/audit/events", params={"limit": 1000}, headers=keys("admin")).json()["total"]
+    r = carol.post("/console/models/churn/versions/1/decision", follow_redirects=True,
+                   data={**fields, "decision": "Approved", "comment": "AUC reviewed", "shown_on": "version"})
+    assert "is no longer the version this page showed" in r.text and "reload the page" in r.text, r.text
+    for group in ("churn", "churn-old"):
+        assert client.get(f"/api/v1/model-groups/{group}/versions/1", headers=keys("viewer")).json()[
+            "approval_status"] == "PendingManualApproval"
+    r = carol.post("/console/models/churn/versions/1/stage", follow_redirects=True,
+                   data={"csrf_token": fields["csrf_token"], "shown_id": fields["shown_id"], "stage": "Archived",
+                         "shown_stage": "Development"})
+    assert "is no longer the version this page showed" in r.text, r.text
+    assert client.get("/api/v1/model-groups/churn/versions/1", headers=keys("viewer")).json()["stage"] == "Development"
+    assert client.get("/api/v1/audit/events", params={"limit": 1000}, headers=keys("admin")).json()[
+        "total"] == before                            # the refused changes left nothing in the log
+    # the page of the version it showed still decides it
+    page = carol.get("/console/models/churn-old/versions/1").text
+    fields = dict(re.findall(r'name="(csrf_token|shown_id)" value="([^"]+)"', page))
+    r = carol.post("/console/models/churn-old/versions/1/decision", follow_redirects=True,
+                   data={**fields, "decision": "Approved", "comment": "AUC reviewed", "shown_on": "version"})
+    assert "churn-old version 1 is now Approved" in r.text, r.text
 
 
 def test_console_stage_moves_follow_move_stage_rules(app, client, keys):
@@ -444,17 +486,19 @@ def test_console_stage_moves_follow_move_stage_rules(app, client, keys):
     path = "/console/models/churn/versions/1"
     pat = signed_in(app, keys.plain["publisher"])
     page, token = form(pat, path)
+    vid = re.search(r'name="shown_id" value="([^"]+)"', page).group(1)     # type: ignore[union-attr]
     options = re.findall(r'<option value="([^"]+)">', page.split('id="stage"', 1)[1].split("</select>", 1)[0])
     assert options == ["Staging", "Archived"]
     r = pat.post(f"{path}/stage", follow_redirects=True, data={
-        "csrf_token": token, "stage": "Staging", "shown_stage": "Development", "comment": "for the shadow test"})
+        "csrf_token": token, "shown_id": vid, "stage": "Staging", "shown_stage": "Development",
+        "comment": "for the shadow test"})
     assert "churn version 1 is now in Staging" in r.text, r.text
     # Production is governed: the publisher is told why, the form does not offer it, and a forged post is refused
     page, token = form(pat, path)
     assert "Not to Production: stage Production is governed" in page
     assert '<option value="Production">' not in page
     r = pat.post(f"{path}/stage", follow_redirects=True,
-                 data={"csrf_token": token, "stage": "Production", "shown_stage": "Staging"})
+                 data={"csrf_token": token, "shown_id": vid, "stage": "Production", "shown_stage": "Staging"})
     assert "only approver or admin keys may move versions into it" in r.text
     # an approver sees Production closed until the version is approved, then moves it
     bob = signed_in(app, keys.plain["approver"])
@@ -464,10 +508,10 @@ def test_console_stage_moves_follow_move_stage_rules(app, client, keys):
     stale, stale_token = form(pat, path)   # Pat's page, left open, shows Staging
     assert 'name="shown_stage" value="Staging"' in stale
     r = bob.post(f"{path}/stage", follow_redirects=True, data={
-        "csrf_token": token, "stage": "Production", "shown_stage": "Staging", "comment": "ship it"})
+        "csrf_token": token, "shown_id": vid, "stage": "Production", "shown_stage": "Staging", "comment": "ship it"})
     assert "churn version 1 is now in Production" in r.text
     r = pat.post(f"{path}/stage", follow_redirects=True,
-                 data={"csrf_token": stale_token, "stage": "Archived", "shown_stage": "Staging"})
+                 data={"csrf_token": stale_token, "shown_id": vid, "stage": "Archived", "shown_stage": "Staging"})
     assert "is in Production, not Staging as expected" in r.text
     v = client.get("/api/v1/model-groups/churn/versions/1", headers=keys("viewer")).json()
     assert v["stage"] == "Production"
@@ -479,9 +523,10 @@ def test_console_stage_moves_follow_move_stage_rules(app, client, keys):
     viewer = signed_in(app, keys.plain["viewer"])
     page, token = form(viewer, path)
     assert 'id="stage-h"' not in page
-    r = viewer.post(f"{path}/stage", data={"csrf_token": token, "stage": "Archived", "shown_stage": "Production"})
+    r = viewer.post(f"{path}/stage", data={"csrf_token": token, "shown_id": vid, "stage": "Archived",
+                                           "shown_stage": "Production"})
     assert "ask for a key with one of the roles" in r.text, r.text
-    r = bob.post(f"{path}/stage", data={"stage": "Archived", "shown_stage": "Production"})
+    r = bob.post(f"{path}/stage", data={"stage": "Archived", "shown_stage": "Production", "shown_id": vid})
     assert "CSRF" in r.text or "csrf" in r.text, r.text
     assert client.get("/api/v1/model-groups/churn/versions/1", headers=keys("viewer")).json()["stage"] == "Production"
 
@@ -555,13 +600,30 @@ def test_console_policy_table_pages_and_finds_any_group(app, client, db, keys):
     assert re.findall(r'aria-label="Save policy of ([^"]+)"', found) == ["zz-last-group"]
     token = re.search(r'name="csrf_token" value="([^"]+)"', found)
     assert token is not None
-    r = admin.post("/console/admin/policies/zz-last-group", follow_redirects=False,
-                   data={"csrf_token": token.group(1), "require_artifact_hash": "true", "shown_filter": "LAST",
-                         "shown_offset": "0"})
+    shown = dict(re.findall(r'name="(shown_id|shown_bias|shown_hash)" value="([^"]+)"', found))
+    assert shown["shown_bias"] == shown["shown_hash"] == "false"
+    saved = {"csrf_token": token.group(1), **shown, "require_artifact_hash": "true", "shown_filter": "LAST",
+             "shown_offset": "0"}
+    r = admin.post("/console/admin/policies/zz-last-group", follow_redirects=False, data=saved)
     assert r.status_code == 303 and r.headers["location"].endswith("/console/admin?group=LAST")
     page = admin.get(r.headers["location"]).text
     assert "approval policy of zz-last-group saved" in page
     assert 'id="hash-1" name="require_artifact_hash" value="true" checked' in page
+    # the same form again (a second tab left open) would silently undo that: refused, naming what changed
+    r = admin.post("/console/admin/policies/zz-last-group", follow_redirects=True,
+                   data={**saved, "require_artifact_hash": "false"})
+    assert "changed since the page was loaded: require_artifact_hash is now true" in r.text, r.text
+    assert client.get("/api/v1/model-groups/zz-last-group", headers=keys("viewer")).json()[
+        "approval_policy"]["require_artifact_hash"] is True
+    # a page of a group renamed away, its name then taken by another group, does not set the newcomer's policy
+    assert client.patch("/api/v1/model-groups/zz-last-group", json={"approval_policy": None},
+                        headers=keys("admin")).status_code == 200
+    assert client.post("/api/2.0/mlflow/registered-models/rename", json={"name": "zz-last-group",
+                       "new_name": "zz-renamed"}, headers=keys("publisher")).status_code == 200
+    create_group(client, keys("publisher"), "zz-last-group")
+    r = admin.post("/console/admin/policies/zz-last-group", follow_redirects=True, data=saved)
+    assert "is no longer the group this page showed" in r.text, r.text
+    assert not client.get("/api/v1/model-groups/zz-last-group", headers=keys("viewer")).json()["approval_policy"]
     # the page is also POST /console/admin/keys's answer: its pager must lead to the admin page, not to that route
     made = admin.post("/console/admin/keys", data={"csrf_token": token.group(1), "name": "pager-probe",
                                                    "owner": "dana", "role": "viewer"}).text
