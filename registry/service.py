@@ -2105,41 +2105,67 @@ def version_events(session: Session, group: ModelGroup, numbers: Sequence[int], 
 def _chain_disagreements(session: Session, group: ModelGroup, versions: Sequence[ModelVersion],
                          decisions: dict[str, list[ApprovalDecision]],
                          transitions: dict[str, list[StageTransition]]) -> dict[str, list[str]]:
-    """Where the registry's tables disagree with the audit chain, per version id. The report reads who registered,
-    decided and moved a version from tables the chain does not hash; a row edited in the database (an approval's
-    actor or comment, a registrant, a hash) would show there under "chain OK". Each fact is compared with the
-    event the chain recorded for it, in order; ``decisions`` and ``transitions`` are every row of each version,
-    whatever the report's window."""
+    """Where the registry's tables disagree with the audit chain, per version id, as the report's warnings. The
+    report reads who registered, decided and moved a version from tables the chain does not hash; a row edited in
+    the database (an approval's actor or comment, a registrant, a hash) would show there under "chain OK". Each
+    fact is compared with the event the chain recorded for it, in order; ``decisions`` and ``transitions`` are
+    every row of each version, whatever the report's window. An event that was itself modified after it was
+    written (its hash no longer fits) is not the record: the warning then names the event, not the table."""
     events_ = version_events(session, group, [v.version for v in versions],
                              ("version.registered", "version.approval_changed", "version.stage_changed"))
     registered, decided = events_["version.registered"], events_["version.approval_changed"]
     moved = events_["version.stage_changed"]
+    bad = audit.altered(session, (e for by_number in events_.values() for es in by_number.values() for e in es))
+
+    def differs(what: str, row: tuple[Any, ...], event: audit.AuditEvent, recorded: tuple[Any, ...]) -> str:
+        if event.seq in bad:
+            return (f"ALTERED AUDIT EVENT: the chain's event for {what} (seq {event.seq}) was modified after it "
+                    f"was written, so it is not the record; it reads {recorded}, the registry {row}")
+        return (f"NOT THE RECORD: {what} reads {row} but the audit chain records {recorded}; the registry's "
+                "tables were changed outside mlgov")
+
     out: dict[str, list[str]] = {}
     for v in versions:
         found: list[str] = []
         reg = registered[v.version]
         placed = [t for t in transitions[v.id] if t.from_stage is None]   # where registration put it
         stated = (v.registered_by, v.artifact_uri, v.artifact_sha256, placed[0].to_stage if placed else None)
-        chained = [(e.actor, (e.after or {}).get("artifact_uri"), (e.after or {}).get("artifact_sha256"),
-                    (e.after or {}).get("stage")) for e in reg[:1]]
-        if chained != [stated]:
-            found.append(f"the registration reads {stated} but the audit chain records "
-                         f"{chained[0] if chained else 'none'}")
-        pairs: list[tuple[str, list[tuple[Any, ...]], list[tuple[Any, ...]]]] = [
+        if not reg:
+            found.append(f"NOT THE RECORD: the registration reads {stated} but the audit chain records none; "
+                         "the registry's tables were changed outside mlgov")
+        else:
+            e = reg[0]
+            chained = (e.actor, (e.after or {}).get("artifact_uri"), (e.after or {}).get("artifact_sha256"),
+                       (e.after or {}).get("stage"))
+            if chained != stated or e.seq in bad:
+                found.append(differs("the registration", stated, e, chained))
+        pairs: list[tuple[str, list[tuple[Any, ...]], list[tuple[audit.AuditEvent, tuple[Any, ...]]]]] = [
                  ("decision", [(d.actor, d.to_status, d.comment or None) for d in decisions[v.id]],
-                  [(e.actor, (e.after or {}).get("approval_status"), (e.after or {}).get("comment") or None)
+                  [(e, (e.actor, (e.after or {}).get("approval_status"), (e.after or {}).get("comment") or None))
                    for e in decided[v.version]]),
                  ("stage move", [(t.actor, t.to_stage) for t in transitions[v.id] if t.from_stage is not None],
-                  [(e.actor, (e.after or {}).get("stage")) for e in moved[v.version]])]
+                  [(e, (e.actor, (e.after or {}).get("stage"))) for e in moved[v.version]])]
         for what, table, chain in pairs:
             if len(table) != len(chain):
-                found.append(f"the registry lists {len(table)} {what}(s) but the audit chain records {len(chain)}")
-            for i, (row, event) in enumerate(zip(table, chain, strict=False), 1):
-                if row != event:
-                    found.append(f"{what} {i} reads {row} but the audit chain records {event}")
+                found.append(f"NOT THE RECORD: the registry lists {len(table)} {what}(s) but the audit chain "
+                             f"records {len(chain)}; the registry's tables were changed outside mlgov")
+            for i, (row, (event, recorded)) in enumerate(zip(table, chain, strict=False), 1):
+                if row != recorded or event.seq in bad:
+                    found.append(differs(f"{what} {i}", row, event, recorded))
         if found:
             out[v.id] = found
     return out
+
+
+def _state_at(v: ModelVersion, decisions: Sequence[ApprovalDecision], moves: Sequence[StageTransition],
+              at: dt.datetime) -> tuple[str, str | None]:
+    """A version's approval status and stage as they stood at ``at``, from every decision and move it had: a
+    report of a past window describes the version of that time, beside what it is now."""
+    before = [d for d in decisions if d.at < at]
+    status = before[-1].to_status if before else decisions[0].from_status if decisions else v.approval_status
+    moved = [t for t in moves if t.at < at]
+    stage = moved[-1].to_stage if moved else moves[0].from_stage if moves else v.stage
+    return status, stage
 
 
 def compliance_report(session: Session, group_name: str, since: dt.datetime | None,
@@ -2175,6 +2201,7 @@ def compliance_report(session: Session, group_name: str, since: dt.datetime | No
     disagree = _chain_disagreements(session, group, shown, all_decisions, all_moves)
     rows = []
     for v in shown:
+        status_then, stage_then = _state_at(v, all_decisions[v.id], all_moves[v.id], hi)
         rows.append({
             "version": v.version,
             "artifact_uri": v.artifact_uri,
@@ -2183,6 +2210,7 @@ def compliance_report(session: Session, group_name: str, since: dt.datetime | No
             "registered_at": v.created_at.isoformat(),
             "approval_status": v.approval_status,
             "stage": v.stage,
+            "at_end": {"approval_status": status_then, "stage": stage_then},
             "training_data": list(v.training_data or []),
             "metrics": dict(v.metrics or {}),
             "model_card": v.model_card,
@@ -2196,8 +2224,7 @@ def compliance_report(session: Session, group_name: str, since: dt.datetime | No
                                                          for d in decisions[v.id]),
             "flags": [f"{d.to_status} at {d.at.isoformat()} by {d.actor} passed only by admin override: "
                       f"{'; '.join(d.policy_overridden)}" for d in decisions[v.id] if d.policy_overridden],
-            "warnings": [f"NOT THE RECORD: {why}; the registry's tables were changed outside mlgov"
-                         for why in disagree.get(v.id, [])] + _provisioning_warnings(session, v, decisions[v.id]),
+            "warnings": disagree.get(v.id, []) + _provisioning_warnings(session, v, decisions[v.id]),
             "lineage": [n for n in lineage.upstream(session, lineage.model_version_uri(group.name, v.version), None)
                         if n["kind"] != "action" or n["type"] not in ("Approval", "StageTransition")],
         })
@@ -2207,6 +2234,8 @@ def compliance_report(session: Session, group_name: str, since: dt.datetime | No
     overrides = sum(1 for ds in decisions.values() for d in ds if d.policy_overridden)
     return {
         "model_group": group.name,
+        "names": [{"name": name, "from": since_.isoformat(), "until": until_.isoformat() if until_ else None}
+                  for name, since_, until_ in name_history(session, group)],
         "description": group.description,
         "from": lo.isoformat(),
         "to": hi.isoformat(),

@@ -172,3 +172,44 @@ def test_a_window_that_ends_before_it_starts_is_refused_and_a_pager_past_the_end
     assert page_of(99_999_999, 50, 895) == {"offset": 99_999_999, "limit": 50, "total": 895, "first": 0, "last": 0,
                                             "prev": 845, "next": None}
     assert page_of(50, 50, 895)["first"] == 51 and page_of(0, 50, 0)["first"] == 0
+
+
+def test_the_report_names_former_names_the_status_at_the_window_end_and_an_altered_event(client, keys, db):
+    """An auditor's trial: the report of a renamed group never gave its former name, which the audit log's events
+    carry; a report whose window ended between registration and approval showed the version Approved with no
+    decision in it; and an audit event edited in the database was taken for the record, the report blaming the
+    registry's tables for the difference."""
+    from sqlalchemy import text
+
+    from tests.helpers import create_group, register
+
+    pub = keys("publisher")
+    create_group(client, pub, "tour")
+    register(client, pub, "tour", 1)
+    between = dt.datetime.now(dt.UTC)
+    assert approve(client, keys("approver"), "tour", 1).status_code == 200
+    assert client.post("/api/2.0/mlflow/registered-models/rename", json={"name": "tour", "new_name": "tour-renamed"},
+                       headers=pub).status_code == 200
+
+    def report(**params: str) -> dict:
+        r = client.get("/api/v1/audit/report", params={"model_group": "tour-renamed", **params},
+                       headers=keys("viewer"))
+        assert r.status_code == 200, r.text
+        return dict(r.json())
+
+    rep = report(to=between.isoformat())
+    assert [n["name"] for n in rep["names"]] == ["tour-renamed", "tour"] and rep["names"][0]["until"] is None
+    v = rep["versions"][0]
+    assert v["decisions"] == [] and v["approval_status"] == "Approved"
+    assert v["at_end"]["approval_status"] == "PendingManualApproval"        # what it was when the window ended
+    assert report()["versions"][0]["at_end"]["approval_status"] == "Approved"
+    html = client.get("/api/v1/audit/report", params={"model_group": "tour-renamed", "to": between.isoformat(),
+                                                      "format": "html"}, headers=keys("viewer")).text
+    assert "Formerly named: <strong>tour</strong>" in html and "At the window's end" in html
+    with db.session_scope() as s:
+        s.execute(text("UPDATE audit_events SET actor = 'mallory' WHERE action = 'version.approval_changed'"))
+    rep = report()
+    assert rep["audit_chain"]["ok"] is False
+    warnings = rep["versions"][0]["warnings"]
+    assert len(warnings) == 1 and warnings[0].startswith("ALTERED AUDIT EVENT: the chain's event for decision 1 (seq ")
+    assert "'mallory'" in warnings[0] and "the registry's tables were changed" not in warnings[0]
