@@ -2157,6 +2157,46 @@ def _chain_disagreements(session: Session, group: ModelGroup, versions: Sequence
     return out
 
 
+def _deleted_versions(session: Session, group: ModelGroup, lo: dt.datetime, hi: dt.datetime) -> list[dict[str, Any]]:
+    """The group's versions deleted at or after the window's start and registered before its end, read from the
+    audit chain (their rows, decisions and moves left the tables with them): a version decided and then deleted
+    stays part of the record. Each under the name the group had then; an altered event is said to be one."""
+    names = name_history(session, group)
+    era = {name: (since_, until_) for name, since_, until_ in names}
+    deletions, _ = audit.query(session, action="version.deleted", names=names, since=lo, limit=10_000)
+    subjects = [e.subject_id for e in deletions]
+    history: dict[str, list[audit.AuditEvent]] = {s: [] for s in subjects}
+    for e in audit.events_of(session, "model_version", subjects, ("version.registered", "version.approval_changed",
+                                                                  "version.stage_changed")):
+        since_, until_ = era[e.subject_id.rsplit("/", 1)[0]]
+        if e.ts >= since_ and (until_ is None or e.ts < until_):
+            history[e.subject_id].append(e)
+    bad = audit.altered(session, [*deletions, *(e for es in history.values() for e in es)])
+    out = []
+    for gone in deletions:
+        events_ = history[gone.subject_id]
+        reg = next((e for e in events_ if e.action == "version.registered"), None)
+        if reg is not None and reg.ts >= hi:
+            continue
+        name, number = gone.subject_id.rsplit("/", 1)
+        then = gone.before or {}
+        out.append({
+            "version": int(number), "name": name,
+            "registered_by": reg.actor if reg else None, "registered_at": reg.ts.isoformat() if reg else None,
+            "artifact_uri": then.get("artifact_uri"), "artifact_sha256": then.get("artifact_sha256"),
+            "status_when_deleted": then.get("approval_status"), "stage_when_deleted": then.get("stage"),
+            "deleted_by": gone.actor, "deleted_at": gone.ts.isoformat(),
+            "decisions": [{"to": (e.after or {}).get("approval_status"), "by": e.actor, "at": e.ts.isoformat(),
+                           "comment": (e.after or {}).get("comment")}
+                          for e in events_ if e.action == "version.approval_changed"],
+            "stage_history": [{"to": (e.after or {}).get("stage"), "by": e.actor, "at": e.ts.isoformat()}
+                              for e in events_ if e.action == "version.stage_changed"],
+            "warnings": [f"ALTERED AUDIT EVENT: {e.action} (seq {e.seq}) was modified after it was written, so "
+                         "it is not the record" for e in (gone, *events_) if e.seq in bad],
+        })
+    return out
+
+
 def _state_at(v: ModelVersion, decisions: Sequence[ApprovalDecision], moves: Sequence[StageTransition],
               at: dt.datetime) -> tuple[str, str | None]:
     """A version's approval status and stage as they stood at ``at``, from every decision and move it had: a
@@ -2244,6 +2284,7 @@ def compliance_report(session: Session, group_name: str, since: dt.datetime | No
         "tables_agree_with_chain": not disagree,
         "decisions_passed_only_by_override": overrides,
         "versions": rows,
+        "deleted_versions": _deleted_versions(session, group, lo, hi),
     }
 
 

@@ -213,3 +213,38 @@ def test_the_report_names_former_names_the_status_at_the_window_end_and_an_alter
     warnings = rep["versions"][0]["warnings"]
     assert len(warnings) == 1 and warnings[0].startswith("ALTERED AUDIT EVENT: the chain's event for decision 1 (seq ")
     assert "'mallory'" in warnings[0] and "the registry's tables were changed" not in warnings[0]
+
+
+def test_a_version_decided_then_deleted_stays_in_the_report_from_the_chain(app, client, keys):
+    """An auditor's trial: tour/2 was rejected, then its registrant deleted it; the report listed the other
+    versions only, said the tables agreed with the chain, and nothing of tour/2, its rejection or its deletion
+    remained (the decision row left with the version)."""
+    from tests.helpers import create_group, register, signed_in
+
+    pub = keys("publisher")
+    create_group(client, pub, "tour")
+    register(client, pub, "tour", 1)
+    register(client, pub, "tour", 2)
+    r = client.post("/api/v1/model-groups/tour/versions/2/approval", headers=keys("approver"),
+                    json={"status": "Rejected", "comment": "leaks the label"})
+    assert r.status_code == 200, r.text
+    r = client.request("DELETE", "/api/2.0/mlflow/model-versions/delete", json={"name": "tour", "version": "2"},
+                       headers=pub)
+    assert r.status_code == 200, r.text
+    rep = client.get("/api/v1/audit/report", params={"model_group": "tour"}, headers=keys("viewer")).json()
+    assert [v["version"] for v in rep["versions"]] == [1]
+    [gone] = rep["deleted_versions"]
+    assert (gone["name"], gone["version"], gone["registered_by"], gone["deleted_by"]) == (
+        "tour", 2, "test-publisher", "test-publisher")
+    assert [(d["to"], d["by"], d["comment"]) for d in gone["decisions"]] == [
+        ("Rejected", "test-approver", "leaks the label")]
+    assert gone["status_when_deleted"] == "Rejected" and gone["warnings"] == []
+    html = client.get("/api/v1/audit/report", params={"model_group": "tour", "format": "html"},
+                      headers=keys("viewer")).text
+    assert "Deleted versions" in html and "leaks the label" in html
+    page = signed_in(app, keys.plain["viewer"]).get("/console/audit/report", params={"group": "tour"}).text
+    assert "Deleted versions" in page and "tour/2" in page
+    # a window that ended before the version was registered does not list it
+    earlier = client.get("/api/v1/audit/report", params={"model_group": "tour", "to": "2001-01-01T00:00:00Z"},
+                         headers=keys("viewer"))
+    assert earlier.status_code == 200 and earlier.json()["deleted_versions"] == []
