@@ -50,6 +50,15 @@ def _pct(x: float) -> str:
     return f"{x * 100:.1f}%"
 
 
+def _pct_below(x: float, expected: float) -> str:
+    """An observed share that fell short of ``expected``, with one decimal as SageMaker writes it, or as many more as
+    it takes to read below it: 1 bad value in 3,003 is 99.97%, not "Only 100.0%" under "Expected match: 100.0%"."""
+    digits = 1
+    while digits < 6 and round(x * 100, digits) >= round(expected * 100, digits):
+        digits += 1
+    return f"{x * 100:.{digits}f}%"
+
+
 def _setting(cfg: dict[str, Any], overrides: dict[str, Any], key: str, default: Any) -> Any:
     if key in overrides:
         return overrides[key]
@@ -100,15 +109,15 @@ def check_feature(constraints: dict[str, Any], fc: dict[str, Any], ref: FeatureP
         if share < thr:
             out.append({"feature_name": name, "constraint_check_type": "data_type_check",
                         "description": f"Data type match requirement is not met. Expected data type: {expected}, "
-                                       f"Expected match: {_pct(thr)}. Observed: Only {_pct(share)} of data is "
-                                       f"{expected}."})
+                                       f"Expected match: {_pct(thr)}. Observed: Only {_pct_below(share, thr)} of "
+                                       f"data is {expected}."})
     if "completeness" in fc and p.rows:
         observed = _completeness(p)
         if observed < float(fc["completeness"]) - 1e-12:
             out.append({"feature_name": name, "constraint_check_type": "completeness_check",
                         "description": f"Data completeness requirement is not met. Expected: "
                                        f"{_pct(float(fc['completeness']))} of data is non-null. Observed: Only "
-                                       f"{_pct(observed)} of data is non-null."})
+                                       f"{_pct_below(observed, float(fc['completeness']))} of data is non-null."})
     domains = (fc.get("string_constraints") or {}).get("domains")
     if domains is not None and isinstance(p.summary, CategoricalSummary) and p.summary.present:
         allowed = set(map(str, domains))
@@ -119,8 +128,8 @@ def check_feature(constraints: dict[str, Any], fc: dict[str, Any], ref: FeatureP
             unknown = sorted(k for k in p.summary.counts if k not in allowed)[:10]
             out.append({"feature_name": name, "constraint_check_type": "categorical_values_check",
                         "description": f"Data content requirement is not met. Expected: {_pct(dthr)} of data "
-                                       f"in the baseline domain. Observed: Only {_pct(share)} of data is in the "
-                                       f"domain; values outside it include {unknown}."})
+                                       f"in the baseline domain. Observed: Only {_pct_below(share, dthr)} of data is "
+                                       f"in the domain; values outside it include {unknown}."})
     if ref is not None and str(_setting(cfg, overrides, "perform_comparison", "Enabled")).lower() != "disabled":
         v = baseline_drift(ref, p, cfg, overrides, pair)
         if v is not None:

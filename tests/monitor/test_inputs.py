@@ -195,3 +195,26 @@ def test_a_shift_far_beyond_the_noise_floor_is_drift_even_below_the_needed_size(
     assert x.drifted and not x.small_sample and x.min_values is not None and x.min_values > 500, x.as_dict()
     assert x.note is not None and "sampling-noise level" in x.note
     assert res.summary()["dataset_drift"] is True or res.summary()["drift_share"] > 0
+
+
+# --- values of another type ---------------------------------------------------------------------------------------
+
+def _read(df: pd.DataFrame):
+    from monitor.engine.columns import read_table
+
+    return read_table(df.to_csv(index=False).encode())
+
+
+def test_a_type_violation_shows_the_observed_share_below_the_expected():
+    """1 bad value in 3,003 is 99.967% Integral: one decimal would print "Only 100.0%" under "Expected match:
+    100.0%". The description keeps SageMaker's wording and one decimal where that shows the gap."""
+    from monitor.engine import constraints as cons
+
+    base = profile(_read(pd.DataFrame({"age": np.arange(2000)})))[1]
+    rules = cons.suggest(base)
+    for bad, observed in ((1, "99.97%"), (9, "99.7%")):
+        cur = pd.DataFrame({"age": np.arange(3003).astype(object)})
+        cur.loc[:bad - 1, "age"] = "abc"
+        [v] = analyze(base, rules, _read(cur)).violations
+        assert v["description"] == ("Data type match requirement is not met. Expected data type: Integral, Expected "
+                                    f"match: 100.0%. Observed: Only {observed} of data is Integral."), v
