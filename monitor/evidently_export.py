@@ -18,6 +18,8 @@ import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from monitor.engine.drift import judged as has_verdict
+
 # mlgov's method names → the stattest display names Evidently writes in ValueDrift's ``method`` (SageMaker's L∞
 # has no Evidently counterpart; its name says what it is)
 METHOD_NAMES = {
@@ -117,12 +119,11 @@ def snapshot(
     aid = str(analysis["id"])
     features: Sequence[Mapping[str, Any]] = drift.get("features", [])
     summary = drift.get("summary", {})
-    judged = [
-        f
-        for f in features
-        if isinstance(f.get("statistic"), int | float) and math.isfinite(f["statistic"]) and not f.get("small_sample")
-    ]
+    judged = [f for f in features if has_verdict(f)]   # as the summary's share counts them
     drifted = [f for f in judged if f.get("drifted")]
+    # a feature whose type changed is drifted without a score: counted, but it has no ValueDrift metric or table row
+    scored = [f for f in judged if isinstance(f.get("statistic"), int | float) and math.isfinite(f["statistic"])]
+    unscored = [str(f["feature"]) for f in judged if f not in scored]
     results: dict[str, dict[str, Any]] = {}
     count_params = {"type": DRIFTED_COUNT, "drift_share": drift_share_threshold}
     count_id = _metric_id(count_params)
@@ -158,7 +159,7 @@ def snapshot(
     }
     current, reference = _by_name(statistics), _by_name(baseline_statistics)
     rows = []
-    for f in judged:
+    for f in scored:
         name, method = str(f["feature"]), METHOD_NAMES.get(str(f["method"]), str(f["method"]))
         params = {"type": VALUE_DRIFT, "column": name, "method": method, "threshold": float(f["threshold"])}
         mid = _metric_id(params)
@@ -250,7 +251,8 @@ def snapshot(
                 "data": rows,
             },
             title=f"Drift is detected for {share:.1%} of columns ({len(drifted)} out of {len(judged)})."
-            + (f" Not judged (no values, or too few for their method): {', '.join(skipped)}." if skipped else ""),
+            + (f" Not judged (no values, or too few for their method): {', '.join(skipped)}." if skipped else "")
+            + (f" Type changed (drifted, no drift score): {', '.join(unscored)}." if unscored else ""),
         ),
     ]
     metadata = {"mlgov_analysis_id": aid, "mlgov_baseline_id": str(analysis["baseline_id"])}

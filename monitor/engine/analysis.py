@@ -7,7 +7,6 @@ next, so memory holds the reference summaries plus a few columns, not a second c
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -17,9 +16,9 @@ import pyarrow as pa
 
 from monitor.engine import constraints as cons
 from monitor.engine import drift
-from monitor.engine.columns import ColumnData, TypeCounts, column, numeric_column, text_column
+from monitor.engine.columns import ColumnData, TypeCounts, column, numbers_in, numeric_column, text_column
 from monitor.engine.drift import DriftResult
-from monitor.engine.stats import FeatureProfile, NumericSummary, feature_statistics, profile_column
+from monitor.engine.stats import CategoricalSummary, FeatureProfile, NumericSummary, feature_statistics, profile_column
 
 DEFAULT_DRIFT_SHARE = 0.5
 
@@ -144,8 +143,9 @@ class AnalysisResult:
 
     @property
     def judged(self) -> list[DriftResult]:
-        """Features with a verdict: not those without values, nor those too small for their method."""
-        return [d for d in self.drift if not math.isnan(d.statistic) and not d.small_sample]
+        """Features with a verdict: not those without values, nor those too small for their method; those whose type
+        changed are (drifted, see ``drift.judged``)."""
+        return [d for d in self.drift if d.judged]
 
     @property
     def drift_share(self) -> float:
@@ -192,6 +192,22 @@ def analyze_profiles(baseline: list[FeatureProfile], constraints: dict[str, Any]
     return judge.result([p.name for p in current], rows, done)
 
 
+def _numeric_part(ref: FeatureProfile, cur: FeatureProfile) -> tuple[FeatureProfile, str | None]:
+    """What to compare with a numeric reference: ``cur``, or, when some current values came as text (which makes the
+    whole column text), those that read as numbers, if they are most of the column, with a note saying so. As
+    Evidently leaves missing values out of its tests, the drift test measures the values it can and the
+    data_type_check reports the others; one "abc" among 3,000 ages no longer hides the ages' drift. A column
+    mostly of text stays a type change."""
+    rs, cs = ref.summary, cur.summary
+    if not (isinstance(rs, NumericSummary) and isinstance(cs, CategoricalSummary)):
+        return cur, None
+    col = numbers_in(cur.name, cs.counts)
+    if 2 * col.rows <= cs.present:
+        return cur, None
+    return profile_column(col), (f"{cs.present - col.rows:,} of {cs.present:,} current values not numeric (reported "
+                                 f"by the data_type_check): drift measured on the other {col.rows:,}")
+
+
 Judged = tuple[dict[str, Any], list[dict[str, Any]], "drift.DriftResult | None"]
 
 
@@ -210,11 +226,16 @@ class _Judge:
         name = cur.name
         stats = feature_statistics(cur, self.n_buckets)
         ref = self.base.get(name)
-        merged = drift.pair_of(ref, cur) if ref is not None else None
+        merged = None
         result = None
         if ref is not None:
-            chosen = self.config.method_for(ref) or drift.default_method(ref, cur, merged)
-            result = drift.compare(ref, cur, chosen, self.config.threshold_for(name, chosen), merged)
+            seen, part = _numeric_part(ref, cur)
+            merged = drift.pair_of(ref, seen)
+            chosen = self.config.method_for(ref) or drift.default_method(ref, seen, merged)
+            result = drift.compare(ref, seen, chosen, self.config.threshold_for(name, chosen), merged)
+            if part is not None:
+                result.note = part + (f"; {result.note}" if result.note else "")
+                merged = None   # SageMaker's baseline_drift_check compares the column as read (text): no pair
         found = cons.check_feature(self.constraints, self.fcs[name], ref, cur, col, merged) \
             if name in self.fcs else []
         return stats, found, result

@@ -170,6 +170,18 @@ def numeric_column(name: str, values: np.ndarray, integral: bool) -> ColumnData:
                       non_finite=len(v) - n_missing - len(finite))
 
 
+def numbers_in(name: str, counts: dict[str, int]) -> ColumnData:
+    """The values of a text column's frequency table that read as numbers (those the data_type_check counts as
+    Fractional), as a numeric column: one regex and one cast per distinct value, then repeated by its count."""
+    keys = pa.array(list(counts), type=pa.string())
+    hits = pc.match_substring_regex(keys, _FRAC_RE)
+    numeric = pc.filter(keys, hits)
+    values = pc.cast(pc.utf8_trim_whitespace(numeric), pa.float64()).to_numpy(zero_copy_only=False)
+    weights = np.fromiter(counts.values(), dtype=np.int64, count=len(counts))[hits.to_numpy(zero_copy_only=False)]
+    integral = bool(pc.all(pc.match_substring_regex(numeric, _INT_RE)).as_py() is not False)
+    return numeric_column(name, np.repeat(values, weights), integral)
+
+
 def text_column(name: str, values: Any) -> ColumnData | None:
     """A pandas object/string column: one hash pass (``value_counts``, without dropping missing values, which
     pandas does in a slower second mode) gives the frequency table directly, without first copying a million

@@ -142,6 +142,10 @@ class DriftResult:
     small_sample: bool = False   # too few values for this method to tell drift from sampling noise: not judged
     min_values: int | None = None   # the current size from which this method's verdict means something
 
+    @property
+    def judged(self) -> bool:
+        return judged(self.__dict__)
+
     def as_dict(self) -> dict[str, Any]:
         d = self.__dict__.copy()
         d["stattest"] = "p_value" if self.method in P_VALUE_METHODS else "distance"
@@ -149,6 +153,17 @@ class DriftResult:
             if isinstance(d[k], float) and not math.isfinite(d[k]):
                 d[k] = None if math.isnan(d[k]) else d[k]
         return d
+
+
+def judged(d: Mapping[str, Any]) -> bool:
+    """Whether a drift result (a DriftResult's fields, or a feature of a stored drift.json) carries a verdict: one with
+    a statistic not withheld as small_sample, or a drifted one. A feature whose type changed has no statistic yet
+    is drifted, and counts in the dataset's drift share both ways (drifted, and among the features judged): Evidently's
+    share counts every column it checks, and a column whose values are no longer of the reference's type cannot be
+    drawn from its distribution. Leaving it out of the share while listing it as drifted contradicted itself."""
+    stat = d.get("statistic")
+    return bool(d.get("drifted")) or (isinstance(stat, int | float) and math.isfinite(stat)
+                                      and not d.get("small_sample"))
 
 
 # --- the sampling-noise floor of distances --------------------------------------------------------------------

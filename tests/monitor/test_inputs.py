@@ -14,7 +14,7 @@ import pytest
 from monitor.engine import drift
 from monitor.engine.analysis import DriftConfig, analyze, profile
 from tests.helpers import assert_problem, create_group, register
-from tests.monitor.test_api import FEATURES, _endpoint, make_baseline, record
+from tests.monitor.test_api import FEATURES, _endpoint, csv_bytes, frame, make_baseline, record
 
 T = dt.datetime(2026, 11, 20, 10, 5, tzinfo=dt.UTC)
 
@@ -199,10 +199,61 @@ def test_a_shift_far_beyond_the_noise_floor_is_drift_even_below_the_needed_size(
 
 # --- values of another type ---------------------------------------------------------------------------------------
 
+def test_features_whose_type_changed_are_drifted_and_counted_in_the_share(client, keys):
+    """age and income now hold text: both listed as drifted, and the share and dataset verdict say the same (2 of
+    3 features), not 0% and no drift beside a list of two drifted features."""
+    bid = make_baseline(client, keys)
+    cur = frame(3000, seed=1)
+    cur["age"], cur["income"] = "abc", "n/a-" + cur["income"].round(1).astype(str)
+    r = client.post("/api/v1/analyses", data={"baseline_id": bid}, files={"file": ("c.csv", csv_bytes(cur))},
+                    headers=keys("publisher"))
+    assert r.status_code == 201, r.text
+    res = r.json()
+    assert res["drifted_features"] == ["age", "income"]
+    assert res["drift_share"] == pytest.approx(2 / 3) and res["dataset_drift"] is True
+    summary = client.get(f"/api/v1/analyses/{res['id']}/drift.json", headers=keys("viewer")).json()["summary"]
+    assert summary["drift_share"] == pytest.approx(2 / 3) and summary["dataset_drift"] is True
+    rows = {d["feature"]: d for d in res["drift"]}
+    assert all("type changed" in rows[f]["note"] for f in ("age", "income"))
+    checks = {(v["feature_name"], v["constraint_check_type"]) for v in
+              client.get(f"/api/v1/analyses/{res['id']}/report", params={"format": "json"},
+                         headers=keys("viewer")).json()["violations"]}
+    assert {("age", "data_type_check"), ("income", "data_type_check")} <= checks
+    # the Evidently export counts them the same way: 2 drifted of 3 columns, though neither has a drift score
+    snap = client.get(f"/api/v1/analyses/{res['id']}/evidently-snapshot", headers=keys("viewer")).json()
+    counters = {c["label"]: c["value"] for w in snap["widgets"] for c in (w["params"] or {}).get("counters", [])}
+    assert (counters["Columns"], counters["Drifted Columns"]) == ("3", "2")
+    [table] = [w for w in snap["widgets"] if w["type"] == "big_table"]
+    assert [row["column_name"] for row in table["params"]["data"]] == ["state"]
+    assert "Type changed (drifted, no drift score): age, income." in table["title"]
+
+
 def _read(df: pd.DataFrame):
     from monitor.engine.columns import read_table
 
     return read_table(df.to_csv(index=False).encode())
+
+
+def test_one_value_that_is_not_a_number_fails_the_type_check_and_the_rest_are_measured():
+    """One "abc" among 3,003 ages: SageMaker's data_type_check fails (99.97% Integral), and the 3,002 numbers are
+    still compared with the baseline, so the column keeps a drift statistic and verdict of its own."""
+    from monitor.engine import constraints as cons
+
+    rng = np.random.default_rng(7)
+    base = profile(_read(pd.DataFrame({"age": rng.integers(18, 90, 2000), "x": rng.normal(0, 1, 2000)})))[1]
+    rules = cons.suggest(base)
+    for shift, drifted in ((0, False), (30, True)):
+        cur = pd.DataFrame({"age": (rng.integers(18, 90, 3003) + shift).astype(object), "x": rng.normal(0, 1, 3003)})
+        cur.loc[17, "age"] = "abc"
+        res = analyze(base, rules, _read(cur))
+        [violation] = res.violations
+        assert violation["feature_name"] == "age" and violation["constraint_check_type"] == "data_type_check"
+        age = next(d for d in res.drift if d.feature == "age")
+        assert age.kind == "numerical" and math.isfinite(age.statistic) and age.drifted is drifted, age.as_dict()
+        assert age.note is not None and "1 of 3,003 current values" in age.note and "data_type_check" in age.note
+        summary = res.summary()
+        assert summary["drifted_features"] == (["age"] if drifted else [])
+        assert summary["drift_share"] == (0.5 if drifted else 0.0)
 
 
 def test_a_type_violation_shows_the_observed_share_below_the_expected():
