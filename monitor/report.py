@@ -24,6 +24,7 @@ import numpy as np
 
 from mlgov.web import templates
 from monitor.engine import histogram
+from monitor.engine.drift import judged as has_verdict
 
 TEMPLATES = Path(__file__).parent / "templates"
 """The layout (``analysis_base.html``) that other domains' report templates extend."""
@@ -310,7 +311,9 @@ def data_quality(rep: Mapping[str, Any]) -> str:
     cur = {f["name"]: f for f in rep.get("statistics", {}).get("features", [])}
     drift = {d["feature"]: d for d in rep.get("drift", {}).get("features", [])}
     names = list(dict.fromkeys(list(base) + list(cur)))
-    features = [{"name": n, "drift": drift.get(n), "chart": chart(base.get(n), cur.get(n)),
+    # "judged": a small-sample or valueless feature's drifted=False is no verdict, and must not read "ok"
+    features = [{"name": n, "drift": drift.get(n), "judged": n in drift and has_verdict(drift[n]),
+                 "chart": chart(base.get(n), cur.get(n)),
                  "violations": [v for v in rep["violations"] if v.get("feature_name") == n]} for n in names]
     return _env.get_template("data_quality.html").render(r=rep, features=features,
                                                          summary=rep.get("drift", {}).get("summary", {}))

@@ -148,3 +148,20 @@ def test_model_quality_report_of_a_multiclass_model(client, keys):
     assert "<th>&lt;b&gt;fox&lt;/b&gt;</th>" in html and "<b>fox" not in html
     assert '<tr data-metric="weighted_f1">' in html and "breached" in html
     assert 'id="roc"' not in html        # no scores, no curves
+
+
+def test_features_too_few_to_judge_read_not_judged_with_their_note(client, keys):
+    """A one-row window: every feature's drift is withheld (small_sample). The table says "not judged" and why,
+    never "ok"."""
+    bid = make_baseline(client, keys)
+    aid = analyse(client, keys, bid, frame(1, seed=3))
+    rep = client.get(f"/api/v1/analyses/{aid}/report", params={"format": "json"}, headers=keys("viewer")).json()
+    notes = {d["feature"]: d["note"] for d in rep["drift"]["features"]}
+    assert all(d["small_sample"] for d in rep["drift"]["features"])
+    html = client.get(f"/api/v1/analyses/{aid}/report", headers=keys("viewer")).text
+    table = html[html.index('<table id="drift">'):]
+    table = table[:table.index("</table>")]
+    for name, note in notes.items():
+        row = table[table.index(f'<tr data-feature="{name}">'):]
+        row = unescape(row[:row.index("</tr>")])
+        assert ">ok<" not in row and ">not judged<" in row and note in row, row
