@@ -193,8 +193,13 @@ def event_filters(
     since: Annotated[Timestamp | None, Query(alias="from")] = None,
     until: Annotated[Timestamp | None, Query(alias="to")] = None,
 ) -> dict[str, Any]:
-    """The filters every read of the audit log takes, as ``audit.query``'s keywords (declared once here)."""
-    return {"actor": actor, "action": action, "since": as_utc(since), "until": as_utc(until)}
+    """The filters every read of the audit log takes, as ``audit.query``'s keywords (declared once here). An empty
+    window is refused, as the compliance report refuses it, rather than answered with no events."""
+    lo, hi = as_utc(since), as_utc(until)
+    if lo is not None and hi is not None and lo >= hi:
+        raise Invalid(f"the window starts ({lo.isoformat()}) at or after it ends ({hi.isoformat()})",
+                      fix="give `from` before `to`, or leave either out")
+    return {"actor": actor, "action": action, "since": lo, "until": hi}
 
 
 EventFilters = Annotated[dict[str, Any], Depends(event_filters)]

@@ -139,6 +139,10 @@ def test_the_report_flags_table_rows_that_disagree_with_the_audit_chain_and_foll
     assert actions("churn", action="version.*", actor="test-approver") == ["version.approval_changed",
                                                                            "version.stage_changed"]
     assert actions("never-was") == []                  # read as a deleted group's name: nothing under it
+    for path in ("/api/v1/audit/events", "/api/v1/model-groups/churn/audit-events"):   # as the report refuses it
+        r = client.get(path, params={"from": "2030-01-01T00:00:00Z", "to": "2020-01-01T00:00:00Z"},
+                       headers=keys("viewer"))
+        assert r.status_code == 422 and "at or after it ends" in r.json()["detail"], r.text
     assert client.get("/api/v1/model-groups/churn/audit-events", headers=pub).status_code == 403   # not an auditor
     assert client.get("/api/v1/model-groups/churn/audit-events", params={"subject": "churn/1"},
                       headers=keys("viewer")).status_code == 422     # /audit/events' subject is not a filter here
