@@ -561,14 +561,23 @@ def schedules_executions(api: Client, name: str, limit: Limit = 50, offset: Offs
 
 
 @alerts_app.command("list")
-@remote(table("id", "status", "check", "model_group:group", "model_version:version", "occurrences", "opened_at",
-              "resolved_at", empty="no alerts"))
-def alerts_list(api: Client, status: Annotated[str | None, typer.Option(help="open or resolved")] = None,
+@remote(table("id", "status", "schedule", "check", "subject", "model_group:group", "model_version:version",
+              "occurrences", "opened_at", "resolved_at", empty="no alerts"))
+def alerts_list(api: Client, status: Annotated[str, typer.Option(help="open, resolved or all")] = "all",
                 schedule: Annotated[str | None, typer.Option(help="only this schedule's")] = None,
                 group: Annotated[str | None, typer.Option(help="only this model group's")] = None,
                 limit: Limit = 50, offset: Offset = 0, everything: Everything = False) -> Any:
     """List alerts, newest first (--json includes each alert's details)."""
-    return listing(api.list_alerts(status=status, schedule=schedule, model_group=group), limit, offset, everything)
+    return listing(api.list_alerts(status=None if status == "all" else status, schedule=schedule,
+                                   model_group=group), limit, offset, everything)
+
+
+@alerts_app.command("show")
+@remote(record("id", "status", "schedule", "check", "subject", "model_group:group", "model_version:version",
+               "occurrences", "opened_at", "resolved_at", "opened_execution_id", "last_execution_id", "details"))
+def alerts_show(api: Client, alert_id: str) -> Any:
+    """One alert with the violations of its latest breaching run."""
+    return api.get_alert(alert_id)
 
 
 # --- offline: capture trees in and out of the database ------------------------------------------------------------

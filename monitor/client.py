@@ -386,9 +386,13 @@ class MonitorClient(BaseClient):
     @route("GET", "/api/v1/alerts")
     def list_alerts(self, call: Call, status: str | None = None, schedule: str | None = None,
                     model_group: str | None = None, *, page_size: int = 100) -> Pager[AlertRead]:
-        """``status``: open or resolved."""
+        """``status``: open or resolved (None: both)."""
         return call.pager(AlertRead, params={"status": status, "schedule": schedule, "model_group": model_group},
                           page_size=page_size)
+
+    @route("GET", "/api/v1/alerts/{alert_id}")
+    def get_alert(self, call: Call, alert_id: str) -> AlertRead:
+        return call.model(AlertRead, {"alert_id": alert_id})
 
     @route("PUT", "/api/v1/model-groups/{group}/retraining-trigger")
     def set_retraining_trigger(self, call: Call, group: str, url: str, secret: str,

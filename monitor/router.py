@@ -36,7 +36,7 @@ from mlgov.storage import ObjectStore, StoreDep
 from mlgov.web import Router
 from monitor import group_commit, kinds, schedules, service
 from monitor.engine.analysis import DriftConfig
-from monitor.orm import Analysis
+from monitor.orm import Alert, Analysis
 from monitor.schemas import (
     AlertRead,
     AnalysisRead,
@@ -481,12 +481,27 @@ def list_executions(name: str, session: SessionDep, _: Reader, limit: Limit = 50
     return page(*schedules.executions(session, name, limit, offset), limit, offset)
 
 
+def _alert(row: Alert, schedule: str) -> AlertRead:
+    return AlertRead.model_validate({**{k: getattr(row, k) for k in AlertRead.model_fields if k != "schedule"},
+                                     "schedule": schedule})
+
+
 @router.get("/alerts", response_model=Page[AlertRead])
-def list_alerts(session: SessionDep, _: Reader, status: Literal["open", "resolved"] | None = None,
+def list_alerts(session: SessionDep, _: Reader,
+                status: Annotated[Literal["open", "resolved"] | None, Query(
+                    description="open or resolved; leave it out for both")] = None,
                 schedule: str | None = None, model_group: str | None = None, limit: Limit = 50,
                 offset: Offset = 0) -> Any:
-    return page(*schedules.list_alerts(session, status=status, schedule=schedule, model_group=model_group,
-                                       limit=limit, offset=offset), limit, offset)
+    rows, total = schedules.list_alerts(session, status=status, schedule=schedule, model_group=model_group,
+                                        limit=limit, offset=offset)
+    names = schedules.schedule_names(session, {a.schedule_id for a in rows})
+    return page([_alert(a, names[a.schedule_id]) for a in rows], total, limit, offset)
+
+
+@router.get("/alerts/{alert_id}", response_model=AlertRead)
+def get_alert(alert_id: str, session: SessionDep, _: Reader) -> Any:
+    alert, sched = schedules.get_alert(session, alert_id)
+    return _alert(alert, sched.name)
 
 
 @router.put("/model-groups/{group}/retraining-trigger", response_model=TriggerRead, tags=["registry"])

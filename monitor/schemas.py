@@ -271,6 +271,7 @@ class ExecutionRead(BaseModel):
 class AlertRead(BaseModel):
     model_config = ConfigDict(from_attributes=True)
     id: str
+    schedule: str = Field(description="the monitoring schedule whose runs opened it")
     check: str = Field(json_schema_extra=_document_checks)
     subject: str = Field(description="the metric or feature that breached (e.g. auc, income); alerts are keyed by "
                          "(schedule, subject, check); empty for an alert opened before alerts had subjects")

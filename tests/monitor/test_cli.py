@@ -187,6 +187,15 @@ def test_monitoring_story_in_a_real_shell(cli: Cli, tmp_path: Path):
     assert {(a["check"], a["model_group"]) for a in json.loads(alerts.stdout)} >= {("baseline_drift_check", "g")}
     table = cli.run("alerts", "list", key="viewer")
     assert table.stdout.split()[:3] == ["id", "┃", "status"] and "baseline_drift_check" in table.stdout
+    # a trial could not tell two alerts of the same check apart, nor open one, nor list every status at once
+    first = json.loads(alerts.stdout)[0]
+    assert first["schedule"] == "ep-hourly" and first["subject"]
+    shown = cli.run("alerts", "show", first["id"], "--json", key="viewer")
+    assert shown.code == 0 and json.loads(shown.stdout) == first, shown.stderr
+    every = cli.run("alerts", "list", "--status", "all", "--json", key="viewer")
+    assert every.code == 0 and len(json.loads(every.stdout)) >= len(json.loads(alerts.stdout))
+    missing = cli.run("alerts", "show", "0" * 32, key="viewer")
+    assert missing.code == 3 and "alert" in missing.stderr, (missing.code, missing.stderr)
 
 
 def test_capture_over_the_api_exit_codes(cli: Cli, tmp_path: Path):
