@@ -22,7 +22,7 @@ import base64
 import inspect
 import json
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -231,10 +231,7 @@ def install(app: FastAPI, router: Any) -> None:
 
     async def validation(request: Request, exc: Exception) -> Response:
         if _is_console(request) and isinstance(exc, RequestValidationError):
-            fields = "; ".join(f"{field_path(e, skip=1)}: {field_message(e)}"
-                               for e in exc.errors()[:5])
-            return console_error(request, Invalid(f"the form was not filled in correctly: {fields}",
-                                                  fix="correct the fields and send the form again"))
+            return console_error(request, _refused_request(exc.errors()))
         return await _delegate(native_validation, request, exc)
 
     async def http(request: Request, exc: Exception) -> Response:
@@ -246,6 +243,25 @@ def install(app: FastAPI, router: Any) -> None:
     app.add_exception_handler(DomainError, domain)
     app.add_exception_handler(RequestValidationError, validation)
     app.add_exception_handler(StarletteHTTPException, http)
+
+
+def _refused_request(errors: Sequence[Any]) -> Invalid:
+    """A refused page address or form, one line per parameter: a union's several errors (``status``: a status or
+    empty) read as its first, without pydantic's member tags, and an address parameter with the value it got."""
+    lines: dict[tuple[str, str], str] = {}
+    for e in errors:
+        loc = tuple(str(p) for p in e.get("loc", ()))
+        where, name = (loc[0] if loc else "body"), (loc[1] if len(loc) > 1 else "")
+        if (where, name) not in lines and len(lines) < 5:
+            got = e.get("input")
+            shown = f" (got {got!r})" if where in ("path", "query") and isinstance(got, str) else ""
+            lines[(where, name)] = f"{field_path(e, skip=1) if where == 'body' else name}: {field_message(e)}{shown}"
+    problems = "; ".join(lines.values())
+    if all(where in ("path", "query") for where, _ in lines):
+        return Invalid(f"this page's address is not valid: {problems}",
+                       fix="use the page's own links and filters, or correct the address")
+    return Invalid(f"the form was not filled in correctly: {problems}",
+                   fix="correct the fields and send the form again")
 
 
 def parse(model: type[_M], **fields: Any) -> _M:

@@ -632,3 +632,17 @@ def test_console_policy_table_pages_and_finds_any_group(app, client, db, keys):
     none = admin.get("/console/admin", params={"group": "<b>x"}).text
     assert "No model group's name contains “&lt;b&gt;x”" in none and "<b>x" not in none
     assert admin.get("/console/admin", params={"offset": -1}).status_code == 422
+
+
+def test_a_console_address_with_a_bad_parameter_says_which_and_what_it_got(app, client, keys):
+    """An approver's trial: /console/models/tour?status=approvd flashed pydantic's union internals
+    (`status.literal['PendingManualApproval',…]: …; status.literal['']: Input should be ''`), and
+    /console/models/tour/versions/abc said "the form was not filled in correctly" about an address."""
+    create_group(client, keys("publisher"), "tour")
+    viewer = signed_in(app, keys.plain["viewer"])
+    page = viewer.get("/console/models/tour", params={"status": "approvd"}, follow_redirects=True).text
+    assert "this page&#39;s address is not valid: status: Input should be" in page, page
+    assert "(got &#39;approvd&#39;)" in page and "literal[" not in page and "not filled in" not in page
+    page = viewer.get("/console/models/tour/versions/abc", follow_redirects=True).text
+    assert "this page&#39;s address is not valid: number: Input should be a valid integer" in page
+    assert "(got &#39;abc&#39;)" in page
