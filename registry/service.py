@@ -2359,6 +2359,14 @@ def _may_edit_card(session: Session, card: ModelCardRecord, actor: Principal, wh
                     f"{what}", fix="ask the creator or an admin; approvers review it by changing its status")
 
 
+def _documented_id(session: Session, documents: tuple[str, int]) -> str | None:
+    """The version row a card's content names (None if it names no existing version: `_document` then says so)."""
+    try:
+        return get_version(session, *documents)[1].id
+    except NotFound:
+        return None
+
+
 def _document(session: Session, card: ModelCardRecord, documents: tuple[str, int] | None, actor: Principal) -> None:
     """Point the card at the model version it documents (at most one card per version) and mirror it there."""
     if documents is not None:
@@ -2433,8 +2441,8 @@ def update_card(session: Session, name: str, status: str | None, content: dict[s
             raise Forbidden(f"four-eyes rule: key {actor.name!r} cannot approve model card {name!r} with content it "
                             "writes in the same change", fix="write the content with Draft or PendingReview; an "
                             "approver owned by someone else approves it")
-    if documents is not None:
-        _may_edit_card(session, card, actor, "model package")
+    if documents is not None and _documented_id(session, documents) != card.version_id:
+        _may_edit_card(session, card, actor, "model package")   # (the same package, restated, changes nothing)
     if status is not None and status != card.status and actor.role not in DECIDERS:
         _may_edit_card(session, card, actor, "status")
     if status == CARD_APPROVED and card.status != CARD_APPROVED:
