@@ -2239,6 +2239,8 @@ def compliance_report(session: Session, group_name: str, since: dt.datetime | No
     shown = [v for v in versions if lo <= v.created_at < hi or decisions[v.id] or moves[v.id]
              or alias_moves.get(v.version)]
     disagree = _chain_disagreements(session, group, shown, all_decisions, all_moves)
+    card_changes = version_events(session, group, [v.version for v in shown], ("version.model_card_changed",))[
+        "version.model_card_changed"]
     rows = []
     for v in shown:
         status_then, stage_then = _state_at(v, all_decisions[v.id], all_moves[v.id], hi)
@@ -2254,6 +2256,10 @@ def compliance_report(session: Session, group_name: str, since: dt.datetime | No
             "training_data": list(v.training_data or []),
             "metrics": dict(v.metrics or {}),
             "model_card": v.model_card,
+            "card_history": [{"at": e.ts.isoformat(), "by": e.actor, "card": (e.after or {}).get("card"),
+                              "card_version": (e.after or {}).get("card_version"),
+                              "status": ((e.after or {}).get("model_card") or {}).get("status")}
+                             for e in card_changes[v.version] if lo <= e.ts < hi],
             "decisions": [_decision_row(d) for d in decisions[v.id]],
             "stage_history": [{"from": t.from_stage, "to": t.to_stage, "by": t.actor, "at": t.at.isoformat(),
                                "reason": t.reason, "comment": t.comment} for t in moves[v.id]],

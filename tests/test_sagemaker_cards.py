@@ -84,6 +84,13 @@ def test_model_card_lifecycle(sm: SageMaker) -> None:
         got = native.get("/api/v1/model-groups/churn/versions/1", headers=sm.headers["vic"]).json()
         events = native.get("/api/v1/audit/events", params={"action": "model_card.*"},
                             headers=sm.headers["root"]).json()["items"]
+        report = native.get("/api/v1/audit/report", params={"model_group": "churn"},
+                            headers=sm.headers["vic"]).json()
+    # the compliance report says who approved the card, which version of it, and when (a trial found only
+    # "Status: Approved")
+    assert [(c["card"], c["card_version"], c["by"], c["status"]) for c in report["versions"][0]["card_history"]] == [
+        ("churn-card", 1, "pat", "Draft"), ("churn-card", 2, "pat", "PendingReview"),
+        ("churn-card", 3, "ann", "Approved")]
     assert got["model_card"]["status"] == "Approved" and got["model_card"]["content"] == v2
     assert sorted((e["action"], e["actor"]) for e in events if e["subject_id"] == "churn-card") == [
         ("model_card.created", "pat"), ("model_card.updated", "ann"), ("model_card.updated", "pat")]
