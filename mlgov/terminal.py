@@ -33,7 +33,8 @@ class Exit(IntEnum):
     """The exit codes, one meaning each (documented in ``mlgov --help`` by EXIT_CODES_HELP)."""
 
     OK = 0
-    ERROR = 1          # anything else: a server fault, a failed check (audit verify), a bug
+    ERROR = 1          # anything else: a server fault, a failed check (audit verify, a Failed analysis or
+                       # schedule run), a bug
     USAGE = 2          # bad arguments or options, missing settings (no API key), an unreadable local file
     NOT_FOUND = 3      # the thing named does not exist (404)
     REFUSED = 4        # the server refused: invalid input, not allowed, conflict (400, 401, 403, 409, 413, 422);
@@ -397,7 +398,7 @@ def emit(data: Any, view: View, json_out: bool) -> None:
 
 @dataclass
 class Outcome:
-    """A result with an exit code other than 0 (some records rejected) and lines for stderr."""
+    """A result with an exit code other than 0 (some records rejected, a run that Failed) and lines for stderr."""
 
     data: Any
     code: Exit = Exit.OK

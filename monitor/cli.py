@@ -438,9 +438,16 @@ def analyses_run(
         raise CliError("an endpoint's window needs --start and --end", code=Exit.USAGE)
     what = _sized(data) or dataset_uri or f"{endpoint}'s window"
     with progress(f"analysing {what}", None):
-        return api.run_analysis(baseline_id, data, dataset_uri=dataset_uri, endpoint=endpoint, start=start, end=end,
-                                type=type, format="parquet" if data and data.suffix == ".parquet" else None,
-                                drift=json_arg(drift, "--drift") if drift else None)
+        return _failed_exits(api.run_analysis(
+            baseline_id, data, dataset_uri=dataset_uri, endpoint=endpoint, start=start, end=end, type=type,
+            format="parquet" if data and data.suffix == ".parquet" else None,
+            drift=json_arg(drift, "--drift") if drift else None))
+
+
+def _failed_exits(result: Any) -> Any:
+    """A run that ended Failed (no data in the window, an unreadable file …) is shown, then exits 1, a failed
+    check, so a script's `&&` stops there; CompletedWithViolations is a check that ran: 0 (its status tells)."""
+    return Outcome(result, Exit.ERROR) if getattr(result, "status", None) == "Failed" else result
 
 
 @analyses_app.command("report")
@@ -548,7 +555,7 @@ EXECUTION_FIELDS = record("id", "scheduled_for", "trigger", "status", "failure_r
 def schedules_run(api: Client, name: str, start: Start, end: End) -> Any:
     """Run a schedule now over [START, END) (an execution like a scheduled one; alerts included)."""
     with progress(f"running {name}", None):
-        return api.run_schedule(name, start, end)
+        return _failed_exits(api.run_schedule(name, start, end))
 
 
 @schedules_app.command("executions")

@@ -272,6 +272,10 @@ def test_monitor_verbs_errors_and_json(cli: Cli, tmp_path: Path):
     bad_drift = cli.invoke("analyses", "run", baseline["id"], str(tmp_path / "current.csv"), "--drift", "{nope")
     assert bad_drift.code == 2
     one_line_error(bad_drift, "--drift is not valid JSON")
+    # a run that Failed exits 1 after showing why (before: 0, so `mlgov analyses run … && deploy` went on)
+    empty = ["--start", "2026-12-01T00:00:00Z", "--end", "2026-12-01T01:00:00Z"]     # nothing captured then
+    failed = cli.invoke("analyses", "run", baseline["id"], "--endpoint", "ep", *empty)
+    assert failed.code == 1 and "Failed" in failed.stdout and "no data captured" in failed.stdout, failed.stdout
 
     bad_cron = cli.invoke("schedules", "create", "s", "--endpoint", "ep", "--baseline", baseline["id"],
                           "--schedule", "every now")
@@ -284,6 +288,8 @@ def test_monitor_verbs_errors_and_json(cli: Cli, tmp_path: Path):
     assert cli.invoke("schedules", "stop", "s").stdout.strip() == "schedule s is Stopped"
     assert cli.invoke("schedules", "start", "s").stdout.startswith("schedule s is Scheduled; next run ")
     assert cli.invoke("schedules", "executions", "s").stdout.strip() == "no executions yet"
+    failed = cli.invoke("schedules", "run", "s", *empty, "--json")
+    assert failed.code == 1 and json.loads(failed.stdout)["status"] == "Failed", failed.stdout
     assert cli.invoke("schedules", "delete", "s").stdout.strip() == "deleted schedule s"
     assert cli.invoke("schedules", "show", "s").code == 3
     assert cli.invoke("alerts", "list").stdout.strip() == "no alerts"
