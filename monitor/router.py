@@ -291,6 +291,7 @@ def create_analysis(actor: Writer, session: SessionDep, store: StoreDep, form: P
     uri = form.get("dataset_uri")
     if up is None and not uri:
         raise Invalid("no data to analyse", fix="send a `file` part or a `dataset_uri`, or use the JSON window form")
+    _one_source(form, "file" if up is not None else "dataset_uri")
     data, filename = up if up else (service.read_dataset_uri(store, str(uri)), str(uri))
     if service.get_baseline(session, baseline_id).kind == "ModelQuality":
         row = service.quality_file(session, store, baseline_id=baseline_id, data=data,
@@ -302,6 +303,17 @@ def create_analysis(actor: Writer, session: SessionDep, store: StoreDep, form: P
                                header=kinds.flag(form, "header", True), dataset_uri=str(uri) if uri else None,
                                config=_drift(drift), actor=actor)
     return _read(row, store, True)
+
+
+def _one_source(form: dict[str, Any], given: str) -> None:
+    """A form naming a dataset and an endpoint window is refused: one would be silently ignored (it was the
+    window, so a user who meant it got an analysis of the file)."""
+    window = [k for k in ("endpoint", "start", "end") if form.get(k) not in (None, "")]
+    if window:
+        raise Invalid(f"both `{given}` and `{'`, `'.join(window)}` were given; an analysis reads either a dataset "
+                      "or an endpoint's captured window, not both",
+                      fix=f"send either the `{given}` (without endpoint, start and end) or the window alone, as JSON "
+                          '{"baseline_id", "endpoint", "start", "end"}')
 
 
 @router.get("/analyses", response_model=Page[AnalysisRead])

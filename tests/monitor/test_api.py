@@ -184,6 +184,16 @@ def test_analysis_bad_input(client, keys):
                                                          "start": "2026-01-01T00:00:00Z", "end": "x"},
                                headers=pub), 422, "end")
     assert_problem(client.get("/api/v1/analyses/nope", headers=pub), 404)
+    # a file and an endpoint window both: before, 201 with the file analysed and the window silently ignored
+    both = assert_problem(client.post("/api/v1/analyses", headers=pub, files={"file": ("c.csv", csv_bytes(frame(50)))},
+                                      data={"baseline_id": bid, "endpoint": "churn-prod",
+                                            "start": "2026-11-20T10:00:00Z", "end": "2026-11-20T11:00:00Z"}),
+                          422, "both `file` and `endpoint`, `start`, `end` were given", "either the `file`")
+    assert '"endpoint"' in both["fix"]
+    assert_problem(client.post("/api/v1/analyses", headers=pub, data={
+        "baseline_id": bid, "dataset_uri": "s3://b/k.csv", "endpoint": "churn-prod"}), 422,
+        "`dataset_uri` and `endpoint`")
+    assert client.get("/api/v1/analyses", headers=pub).json()["total"] == 0      # nothing stored
 
 
 def _endpoint(client, keys, name="churn-prod", sampling=100.0):
