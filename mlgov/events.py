@@ -251,12 +251,13 @@ def sign(secret: str, body: bytes) -> str:
 
 def create_webhook(session: Session, *, url: str, secret: str, events: list[str], description: str | None,
                    actor: str, policy: OutboundPolicy, box: SecretBox, wire_format: str = "mlgov",
-                   name: str | None = None) -> Webhook:
+                   name: str | None = None, kind: str = "webhook") -> Webhook:
     """Subscribe ``url``: checked by the outbound policy now (and again at every send); the URL and secret are
-    stored encrypted, the URL also masked for reads."""
+    stored encrypted, the URL also masked for reads. ``kind`` is what the caller calls it in errors (a retraining
+    trigger is a webhook underneath, but its user set a "retraining trigger url")."""
     from mlgov import audit
 
-    _check_subscription(policy, url, secret, events, wire_format)
+    _check_subscription(policy, url, secret, events, wire_format, kind)
     hook = Webhook(id=new_id(), url=masked_url(url), sealed_url=box.encrypt(url), secret=box.encrypt(secret),
                    events=events, description=description, active=True, created_by=actor, created_at=utcnow(),
                    last_sequence=0, wire_format=wire_format, name=name)
@@ -268,14 +269,14 @@ def create_webhook(session: Session, *, url: str, secret: str, events: list[str]
 
 
 def _check_subscription(policy: OutboundPolicy, url: str | None, secret: str | None, events: list[str] | None,
-                        wire_format: str) -> None:
+                        wire_format: str, kind: str = "webhook") -> None:
     """What a subscription needs, for each part given: an http(s) URL the outbound policy allows, a secret of 16+
     characters, at least one event, and (mlgov's own format; a foreign one checks its names in its adapter) only
     events that can fire."""
     if url is not None and not url.startswith(("http://", "https://")):
-        raise Invalid(f"webhook url {url!r} is not http(s)", fix="give an absolute http:// or https:// URL")
+        raise Invalid(f"{kind} url {url!r} is not http(s)", fix="give an absolute http:// or https:// URL")
     if secret is not None and len(secret) < 16:
-        raise Invalid("webhook secret is shorter than 16 characters", fix="use a random secret of 16+ characters")
+        raise Invalid(f"{kind} secret is shorter than 16 characters", fix="use a random secret of 16+ characters")
     if events is not None and not events:
         raise Invalid("events is empty", fix='subscribe to at least one event type, e.g. ["version.*"] or ["*"]')
     unknown = [p for p in events or () if wire_format == "mlgov" and not any(matches([p], t) for t in EVENT_TYPES)]
@@ -283,7 +284,7 @@ def _check_subscription(policy: OutboundPolicy, url: str | None, secret: str | N
         raise Invalid(f"no event type is or matches {', '.join(repr(p) for p in unknown)}, so it would never fire",
                       fix=f"use '*', a prefix such as 'version.*', or one of: {', '.join(sorted(EVENT_TYPES))}")
     if url is not None:
-        policy.check_url(url, "webhook url")
+        policy.check_url(url, f"{kind} url")
 
 
 def update_webhook(session: Session, webhook_id: str, *, actor: str, policy: OutboundPolicy, box: SecretBox,

@@ -535,7 +535,7 @@ def set_trigger(session: Session, group: str, *, url: str, secret: str, cooldown
     trig = session.scalar(select(RetrainingTrigger).where(RetrainingTrigger.model_group == group))
     hook = events.create_webhook(session, url=url, secret=secret, events=["retraining.requested"],
                                  description=f"retraining pipeline of {group}", actor=actor.name, policy=policy,
-                                 box=box)
+                                 box=box, kind="retraining trigger")
     if trig is None:
         trig = RetrainingTrigger(id=new_id(), model_group=group, webhook_id=hook.id, cooldown_seconds=cooldown_seconds,
                                  created_by=actor.name, created_at=utcnow())

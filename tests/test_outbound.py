@@ -271,8 +271,11 @@ def test_refused_on_every_door_without_the_allow_list(live_db, tmp_path, hostile
                        json={"url": url, "secret": "s" * 20, "events": ["*"]})
             body = assert_problem(r, 422, "refuses", "mlgov_outbound_allow")
             assert body["refused_address"]
-            assert_problem(c.put("/api/v1/model-groups/m/retraining-trigger", headers=keys["admin"],
-                                 json={"url": url, "secret": "s" * 20}), 422, "refuses", "mlgov_outbound_allow")
+            assert_problem(r, 422, "the webhook url")
+            trigger = assert_problem(c.put("/api/v1/model-groups/m/retraining-trigger", headers=keys["admin"],
+                                           json={"url": url, "secret": "s" * 20}), 422, "refuses",
+                                     "mlgov_outbound_allow", "the retraining trigger url")
+            assert "webhook" not in trigger["detail"]      # before: "the webhook url …", a word its user never set
             assert_problem(_explain(c, keys["pub"], url), 422, "predict url", "refuses", "mlgov_outbound_allow")
     assert hostile.hits == []   # nothing was ever sent to the receiver
     with live_db.session_scope() as s:

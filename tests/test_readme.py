@@ -64,6 +64,9 @@ def test_the_curl_tour_runs_as_written_and_leaves_the_checkout_clean(tmp_path: P
     assert "four-eyes rule: key 'tour-self-approver' is not independent" in out
     assert '"approval_status":"Approved","approval_description":"AUC 0.91 on holdout"' in out
     assert '"mlgov://model-groups/tour/versions/1"' in out   # the lineage query reaches the version
+    # without MLGOV_OUTBOUND_ALLOW (as the tour's notes say) the loopback receivers are refused, each by its name
+    assert "the webhook url http://127.0.0.1:9999/hook resolves to 127.0.0.1" in out
+    assert "the retraining trigger url http://127.0.0.1:9999/retrain resolves to 127.0.0.1" in out
     # what the tour wrote went to its temporary directory, not into the checkout
     assert sorted(p.name for p in checkout.iterdir()) == [".mlgov", ".venv"]
     [made] = list(scratch.iterdir())
