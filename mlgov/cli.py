@@ -26,7 +26,7 @@ from mlgov.cli_support import database
 from mlgov.db import alembic_config, current_revision, head_revision, private_dir
 from mlgov.settings import get_settings
 from mlgov.storage import open_store
-from mlgov.terminal import EXIT_CODES_HELP, CliError, Connection, GuardedGroup
+from mlgov.terminal import EXIT_CODES_HELP, CliError, Connection, GuardedGroup, closed_stdout_ends_quietly
 from monitor import cli as monitor_cli
 from registry import cli as registry_cli
 
@@ -296,7 +296,8 @@ def scheduler() -> None:
 
 
 def main() -> None:
-    app()
+    with closed_stdout_ends_quietly():
+        app()
 
 
 if __name__ == "__main__":

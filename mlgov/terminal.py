@@ -15,7 +15,7 @@ import re
 import sys
 import typing
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from enum import IntEnum
 from pathlib import Path
@@ -41,12 +41,14 @@ class Exit(IntEnum):
                        # also a batch in which every item was rejected
     UNAVAILABLE = 5    # the server (or the database) cannot be reached, timed out or is busy (503)
     PARTIAL = 6        # part of the work was done; some items were rejected (their reasons are on stderr)
+    CLOSED = 141       # stdout's reader went away (`mlgov … | head`): quiet, the status of a process SIGPIPE ends
 
 
 EXIT_CODES_HELP = (
     "Exit codes: 0 ok · 1 error · 2 usage (bad arguments, missing settings, unreadable file) · 3 not found · "
     "4 refused (invalid input, forbidden, conflict, or every record rejected) · 5 server or database unavailable "
-    "· 6 partly done (some records rejected). Errors are one line on stderr: `error: <what> (fix: <how>)`; "
+    "· 6 partly done (some records rejected) · 141 stdout closed by its reader (`| head`). Errors are one line on "
+    "stderr: `error: <what> (fix: <how>)`; "
     "set MLGOV_DEBUG=1 for the traceback."
 )
 
@@ -119,6 +121,43 @@ def _database_error(exc: BaseException) -> CliError | None:
                     "not locked by another process, then retry", code=Exit.UNAVAILABLE)
 
 
+def stdout_closed() -> NoReturn:
+    """stdout's reader went away (`mlgov … | head`): nothing the user must hear of, so no error line. End with the
+    status a process that SIGPIPE ends reports (141), stdout on /dev/null so the interpreter's last flush cannot
+    fail again."""
+    with suppress(OSError, ValueError, AttributeError):   # no real descriptor (an in-process runner's buffer)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    raise SystemExit(int(Exit.CLOSED))
+
+
+def _is_devnull(fd: int) -> bool:
+    try:
+        st, null = os.fstat(fd), os.stat(os.devnull)
+    except OSError:
+        return False
+    return (st.st_dev, st.st_ino) == (null.st_dev, null.st_ino)
+
+
+@contextmanager
+def closed_stdout_ends_quietly() -> Iterator[None]:
+    """Around the whole CLI: a closed stdout, wherever it is met, ends in `stdout_closed`. Met in a command it is
+    a BrokenPipeError (GuardedGroup); in what is still buffered, at the flush below; in rich's output (help,
+    tables) rich points stdout at /dev/null itself and exits 1, which becomes 141 here."""
+    was_devnull = _is_devnull(1)
+    try:
+        try:
+            yield
+        finally:
+            if sys.stdout is not None:
+                sys.stdout.flush()   # what is still buffered is written here, where a closed pipe can be caught
+    except BrokenPipeError:
+        stdout_closed()
+    except SystemExit as exc:
+        if exc.code == 1 and not was_devnull and _is_devnull(1):   # rich's Console.on_broken_pipe
+            raise SystemExit(int(Exit.CLOSED)) from None
+        raise
+
+
 def report(err: CliError) -> NoReturn:
     """Print ``error: <detail> (fix: <fix>)`` on stderr, one line, and exit with the error's code."""
     line = " ".join(err.detail.split())
@@ -146,6 +185,8 @@ class GuardedGroup(TyperGroup):
 
     @staticmethod
     def _fail(ctx: Any, exc: Exception) -> NoReturn:
+        if isinstance(exc, BrokenPipeError):   # `mlgov … | head`: the reader is done, not a bug to report
+            stdout_closed()
         if isinstance(exc, typer.Exit | typer.Abort) or os.environ.get("MLGOV_DEBUG") or (
                 hasattr(exc, "format_message") and not exc.format_message().strip()):   # no args: help was shown
             raise exc

@@ -279,3 +279,19 @@ def test_audit_reanchor_after_restoring_an_older_backup(tmp_path):
         c.execute("UPDATE audit_events SET actor = 'mallory' WHERE seq = 2")   # tampering is no restore
     refused = run(tmp_path, "audit", "reanchor", "--reason", "cover it up", check=False)
     assert refused.returncode != 0 and "not a restore" in refused.stderr
+
+
+def test_a_closed_stdout_ends_quietly(tmp_path):
+    """`mlgov --help | head` printed "error: internal error: BrokenPipeError … report it" and exited 1. A reader
+    that stops early is not an error: no line on stderr, and 141, the status of a process SIGPIPE ends. Both
+    ways output is written: rich's (help, tables) and typer.echo's (plain lines, --json)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLGOV_")} | {
+        "PYTHONPATH": str(Path(__file__).resolve().parents[1])}   # this checkout's code, as tests/clirun.py runs it
+    assert subprocess.run([MLGOV, "db", "upgrade"], cwd=tmp_path, env=env, capture_output=True,
+                          timeout=120).returncode == 0
+    for args in (["--help"], ["schedules", "--help"], ["audit", "verify"]):
+        p = subprocess.Popen([MLGOV, *args], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        assert p.stdout is not None and p.stderr is not None
+        p.stdout.close()            # the reader is gone before mlgov has printed anything (it is still importing)
+        err = p.stderr.read().decode()
+        assert (p.wait(timeout=120), err) == (141, ""), args
