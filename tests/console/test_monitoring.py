@@ -71,6 +71,9 @@ def test_drift_trend_after_a_breach_and_click_through(console: Console, breached
     b.shot("console-drift")
     # one execution per window, newest first; its report opens from the timeline
     assert page.locator("#executions ~ .table-wrap tbody tr, table[aria-labelledby=executions] tbody tr").count() == 4
+    # each window with its year (it read "11-20 13:00 – 11-20 14:00")
+    newest = page.locator("table[aria-labelledby=executions] tbody tr").first.inner_text()
+    assert "2026-11-20 13:00 – 2026-11-20 14:00" in newest, newest
     with page.expect_navigation():
         page.locator("table[aria-labelledby=executions] tbody tr").first.get_by_role("link", name="report").click()
     assert "income" in page.content() and "baseline_drift_check" in page.content()
