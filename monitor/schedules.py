@@ -226,8 +226,25 @@ def update(session: Session, name: str, fields: dict[str, Any], actor: Principal
 
 
 def delete(session: Session, name: str, actor: Principal) -> None:
+    """Delete a schedule with its executions and alerts (as SageMaker's DeleteMonitoringSchedule succeeds
+    whatever the schedule's state). An open alert is resolved first, in the same transaction, saying why: its
+    subscribers get alert.resolved, and the audit log keeps the alert's whole history (opened … resolved
+    because the schedule was deleted) after its row has gone."""
     row = get(session, name)
     _mine(session, row, actor, "delete it")
+    for alert in session.scalars(select(Alert).where(Alert.schedule_id == row.id, Alert.status == "open")
+                                 .order_by(Alert.opened_at, Alert.id)):
+        alert.status, alert.resolved_at = "resolved", utcnow()
+        lineage.ensure_action(session, action_type="Alert", key=lineage.alert_key(alert.id),
+                              name=_alert_name(row, alert), status="Stopped", end_time=alert.resolved_at,
+                              actor=actor.name)
+        audit.record(session, actor=actor.name, action="alert.resolved", subject_type="alert", subject_id=alert.id,
+                     after={"reason": "schedule deleted", "schedule": name, "check": alert.check,
+                            "subject": alert.subject, "occurrences": alert.occurrences})
+        last = session.get(Execution, alert.last_execution_id)
+        if last is not None:
+            events.emit(session, "alert.resolved", alert.id,
+                        {**alert_payload(alert, row, last), "reason": "schedule deleted"})
     session.delete(row)
     session.flush()
     audit.record(session, actor=actor.name, action="schedule.deleted", subject_type="schedule", subject_id=name,

@@ -220,6 +220,29 @@ def test_trend_points_follow_their_windows_not_the_order_they_ran(client, keys, 
     assert accuracy[0] < 0.6 < accuracy[1]                # the breach is charted at 10:00, where its data is
 
 
+def test_deleting_a_schedule_resolves_its_open_alerts_on_the_record(client, keys, db):
+    """A monitoring trial deleted a schedule with two open alerts: they vanished, with nothing in the audit log
+    closing them. DeleteMonitoringSchedule still succeeds whatever the state, as SageMaker's does; each open
+    alert is first resolved, saying why, so subscribers hear of it and the log keeps its whole history."""
+    _quality_setup(client, keys)
+    t0 = dt.datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
+    assert _labelled_hour(client, keys, t0, 1, lambda i, y: 1 - y if i % 2 else y)["status"] == \
+        "CompletedWithViolations"
+    opened = _open(client, keys)
+    assert opened
+    assert client.delete("/api/v1/monitoring-schedules/mq", headers=keys("publisher")).status_code == 204
+    assert _open(client, keys) == {}
+    for alert in opened.values():
+        trail = client.get("/api/v1/audit/events", params={"subject_type": "alert", "subject": alert["id"]},
+                           headers=keys("admin")).json()["items"]
+        assert [e["action"] for e in trail] == ["alert.opened", "alert.resolved"]
+        assert trail[1]["after"]["reason"] == "schedule deleted" and trail[1]["actor"] == "test-publisher"
+    with db.session_scope() as s:
+        told = s.scalars(select(OutboxEvent).where(OutboxEvent.type == "alert.resolved")).all()
+    assert {e.payload["alert"] for e in told} == {a["id"] for a in opened.values()}
+    assert all(e.payload["reason"] == "schedule deleted" for e in told)
+
+
 # --- a model-quality baseline must fit its endpoint ------------------------------------------------------------
 
 def test_baseline_columns_are_checked_against_the_endpoint(client, keys):
