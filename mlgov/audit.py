@@ -450,9 +450,21 @@ def altered(session: Session, events: Iterable[AuditEvent]) -> set[int]:
     """The seqs of ``events`` whose content no longer matches their own hash: modified after they were written
     (what `verify` says of them, without walking the whole log). A report comparing tables with these events
     must not take an altered event for the record."""
-    key = _chain(session).key
-    return {ev.seq for ev in events
-            if not hmac.compare_digest(compute_hash(ev, None if ev.chain == LEGACY else key), ev.hash)}
+    events = list(events)
+    chain = _chain(session)
+    legacy_until = 0   # verify's rule: an unkeyed row is genuine only before every keyed row and the boundary
+    if any(ev.chain == LEGACY for ev in events):   # the newest checkpoint recorded; else anyone could re-hash it
+        checkpoint, problem = newest_checkpoint(chain)
+        first_keyed = session.scalar(select(func.min(AuditEvent.seq)).where(AuditEvent.chain != LEGACY))
+        legacy_until = min(int(checkpoint["legacy_until"]) if checkpoint and not problem else 0,
+                           first_keyed - 1 if first_keyed else 1 << 62)
+
+    def intact(ev: AuditEvent) -> bool:
+        if ev.chain == LEGACY:
+            return ev.seq <= legacy_until and compute_hash(ev) == ev.hash
+        return hmac.compare_digest(compute_hash(ev, chain.key), ev.hash)
+
+    return {ev.seq for ev in events if not intact(ev)}
 
 
 def verify(session: Session) -> dict[str, Any]:

@@ -485,14 +485,17 @@ def trends(session: Session, store: ObjectStore, name: str, limit: int) -> list[
     """The schedule's latest ``limit`` executions in the order of the windows they judged, each with the numbers
     its kind charts (none for a failed or pending run): what the console's trend charts draw against the window's
     time. A backfill (a manual run of an older window) therefore sits where its data belongs, not where it ran, and
-    a window run twice shows its latest run only. Their analyses load in one query, and only the charted files are
-    read (`kinds.series`)."""
+    a window run twice shows its latest run only (its latest judged one, if a later run failed). Their analyses
+    load in one query, and only the charted files are read (`kinds.series`)."""
     sched = get(session, name)
     latest = session.scalars(select(Execution).where(Execution.schedule_id == sched.id)
                              .order_by(Execution.scheduled_for.desc(), Execution.id).limit(limit)).all()
     by_window: dict[dt.datetime, Execution] = {}
-    for ex in reversed(latest):                          # oldest run first: a later run of a window replaces it
-        by_window[ex.window_start] = ex
+    judged = ("Completed", "CompletedWithViolations")
+    for ex in reversed(latest):       # oldest run first: a later run of a window replaces it, unless it failed
+        kept = by_window.get(ex.window_start)
+        if kept is None or ex.status in judged or kept.status not in judged:
+            by_window[ex.window_start] = ex
     rows = [by_window[w] for w in sorted(by_window)]
     done = [ex for ex in rows if ex.analysis_id and ex.status in ("Completed", "CompletedWithViolations")]
     analyses = {a.id: a for a in session.scalars(select(service.Analysis).where(

@@ -991,7 +991,7 @@ def approval_policy(session: Session, group_name: str) -> dict[str, Any]:
 def require_shown_policy(session: Session, group_name: str, shown_id: str, shown: Mapping[str, bool]) -> None:
     """A policy form saves over what its page showed: the same group (not one that took its name since) with the
     same settings. Otherwise a page left open would silently undo another admin's tightening of the policy."""
-    group = get_group(session, group_name)
+    group = get_group(session, group_name, for_update=True)   # held until the save: a concurrent one waits
     if group.id != shown_id:
         raise Conflict(f"model group {group_name!r} is no longer the group this page showed: since it was loaded, "
                        "that group was renamed or deleted and another took its name",
@@ -2160,29 +2160,32 @@ def _chain_disagreements(session: Session, group: ModelGroup, versions: Sequence
 def _deleted_versions(session: Session, group: ModelGroup, lo: dt.datetime, hi: dt.datetime) -> list[dict[str, Any]]:
     """The group's versions deleted at or after the window's start and registered before its end, read from the
     audit chain (their rows, decisions and moves left the tables with them): a version decided and then deleted
-    stays part of the record. Each under the name the group had then; an altered event is said to be one."""
+    stays part of the record. Its events are gathered under every name the group had, each while it had it (a
+    rename between its rejection and its deletion must not lose the rejection); an altered event says so."""
     names = name_history(session, group)
-    era = {name: (since_, until_) for name, since_, until_ in names}
     deletions, _ = audit.query(session, action="version.deleted", names=names, since=lo, limit=10_000)
-    subjects = [e.subject_id for e in deletions]
-    history: dict[str, list[audit.AuditEvent]] = {s: [] for s in subjects}
-    for e in audit.events_of(session, "model_version", subjects, ("version.registered", "version.approval_changed",
-                                                                  "version.stage_changed")):
-        since_, until_ = era[e.subject_id.rsplit("/", 1)[0]]
-        if e.ts >= since_ and (until_ is None or e.ts < until_):
-            history[e.subject_id].append(e)
+    numbers = sorted({int(e.subject_id.rsplit("/", 1)[1]) for e in deletions})
+    history: dict[int, list[audit.AuditEvent]] = {n: [] for n in numbers}
+    for name, since_, until_ in names:
+        subjects = {f"{name}/{n}": n for n in numbers}
+        for e in audit.events_of(session, "model_version", list(subjects), (
+                "version.registered", "version.approval_changed", "version.stage_changed")):
+            if e.ts >= since_ and (until_ is None or e.ts < until_):
+                history[subjects[e.subject_id]].append(e)
     bad = audit.altered(session, [*deletions, *(e for es in history.values() for e in es)])
     out = []
     for gone in deletions:
-        events_ = history[gone.subject_id]
-        reg = next((e for e in events_ if e.action == "version.registered"), None)
-        if reg is not None and reg.ts >= hi:
-            continue
         name, number = gone.subject_id.rsplit("/", 1)
+        events_ = sorted(history[int(number)], key=lambda e: e.seq)
+        reg = next((e for e in events_ if e.action == "version.registered"), None)
         then = gone.before or {}
+        registered = reg.ts if reg else _as_time(then.get("created_at"))
+        if registered is not None and registered >= hi:
+            continue
         out.append({
             "version": int(number), "name": name,
-            "registered_by": reg.actor if reg else None, "registered_at": reg.ts.isoformat() if reg else None,
+            "registered_by": reg.actor if reg else then.get("registered_by"),
+            "registered_at": registered.isoformat() if registered else None,
             "artifact_uri": then.get("artifact_uri"), "artifact_sha256": then.get("artifact_sha256"),
             "status_when_deleted": then.get("approval_status"), "stage_when_deleted": then.get("stage"),
             "deleted_by": gone.actor, "deleted_at": gone.ts.isoformat(),
@@ -2192,9 +2195,17 @@ def _deleted_versions(session: Session, group: ModelGroup, lo: dt.datetime, hi: 
             "stage_history": [{"to": (e.after or {}).get("stage"), "by": e.actor, "at": e.ts.isoformat()}
                               for e in events_ if e.action == "version.stage_changed"],
             "warnings": [f"ALTERED AUDIT EVENT: {e.action} (seq {e.seq}) was modified after it was written, so "
-                         "it is not the record" for e in (gone, *events_) if e.seq in bad],
+                         "it is not the record" for e in (gone, *events_) if e.seq in bad]
+                        + ([] if reg else ["NOT THE RECORD: the audit chain holds no registration of this version"]),
         })
     return out
+
+
+def _as_time(value: Any) -> dt.datetime | None:
+    try:
+        return as_utc(dt.datetime.fromisoformat(value)) if isinstance(value, str) else None
+    except ValueError:
+        return None
 
 
 def _state_at(v: ModelVersion, decisions: Sequence[ApprovalDecision], moves: Sequence[StageTransition],

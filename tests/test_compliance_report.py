@@ -217,6 +217,19 @@ def test_the_report_names_former_names_the_status_at_the_window_end_and_an_alter
     warnings = rep["versions"][0]["warnings"]
     assert len(warnings) == 1 and warnings[0].startswith("ALTERED AUDIT EVENT: the chain's event for decision 1 (seq ")
     assert "'mallory'" in warnings[0] and "the registry's tables were changed" not in warnings[0]
+    # nor when the edited row is re-hashed without the key and marked legacy (a stranger's review): as verify
+    # does, an unkeyed row after keyed ones is not genuine
+    from sqlalchemy import select
+
+    from mlgov.audit import LEGACY, AuditEvent, compute_hash
+    with db.session_scope() as s:
+        ev = s.scalars(select(AuditEvent).where(AuditEvent.action == "version.approval_changed")).one()
+        seq, rehashed = ev.seq, compute_hash(ev)
+    with db.session_scope() as s:
+        s.execute(text("UPDATE audit_events SET chain = :c, hash = :h WHERE seq = :s"),
+                  {"c": LEGACY, "h": rehashed, "s": seq})
+    warnings = report()["versions"][0]["warnings"]
+    assert len(warnings) == 1 and warnings[0].startswith("ALTERED AUDIT EVENT"), warnings
 
 
 def test_a_version_decided_then_deleted_stays_in_the_report_from_the_chain(app, client, keys):
@@ -226,12 +239,22 @@ def test_a_version_decided_then_deleted_stays_in_the_report_from_the_chain(app, 
     from tests.helpers import create_group, register, signed_in
 
     pub = keys("publisher")
-    create_group(client, pub, "tour")
-    register(client, pub, "tour", 1)
-    register(client, pub, "tour", 2)
+
+    def rename(old: str, new: str) -> None:
+        r = client.post("/api/2.0/mlflow/registered-models/rename", json={"name": old, "new_name": new}, headers=pub)
+        assert r.status_code == 200, r.text
+
+    # registered under one name, rejected under the next, deleted after a rename away and back (a stranger's
+    # review: only events under the name at deletion were read, and one period per name was kept)
+    create_group(client, pub, "old-tour")
+    register(client, pub, "old-tour", 1)
+    register(client, pub, "old-tour", 2)
+    rename("old-tour", "tour")
     r = client.post("/api/v1/model-groups/tour/versions/2/approval", headers=keys("approver"),
                     json={"status": "Rejected", "comment": "leaks the label"})
     assert r.status_code == 200, r.text
+    rename("tour", "tour-b")
+    rename("tour-b", "tour")
     r = client.request("DELETE", "/api/2.0/mlflow/model-versions/delete", json={"name": "tour", "version": "2"},
                        headers=pub)
     assert r.status_code == 200, r.text

@@ -204,6 +204,8 @@ def _numeric_part(ref: FeatureProfile, cur: FeatureProfile) -> tuple[FeatureProf
     col = numbers_in(cur.name, cs.counts)
     if 2 * col.rows <= cs.present:
         return cur, None
+    if col.rows == cs.present:
+        return profile_column(col), "current values arrived as text; drift measured on them as numbers"
     return profile_column(col), (f"{cs.present - col.rows:,} of {cs.present:,} current values not numeric (reported "
                                  f"by the data_type_check): drift measured on the other {col.rows:,}")
 

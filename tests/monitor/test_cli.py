@@ -193,7 +193,9 @@ def test_monitoring_story_in_a_real_shell(cli: Cli, tmp_path: Path):
     shown = cli.run("alerts", "show", first["id"], "--json", key="viewer")
     assert shown.code == 0 and json.loads(shown.stdout) == first, shown.stderr
     every = cli.run("alerts", "list", "--status", "all", "--json", key="viewer")
-    assert every.code == 0 and len(json.loads(every.stdout)) >= len(json.loads(alerts.stdout))
+    resolved = cli.run("alerts", "list", "--status", "resolved", "--json", key="viewer")
+    assert every.code == 0 and sorted(a["id"] for a in json.loads(every.stdout)) == sorted(
+        a["id"] for a in json.loads(alerts.stdout) + json.loads(resolved.stdout))
     missing = cli.run("alerts", "show", "0" * 32, key="viewer")
     assert missing.code == 3 and "alert" in missing.stderr, (missing.code, missing.stderr)
 
