@@ -193,12 +193,24 @@ def _typed(value: Any, ftype: str) -> str | float | None:
     return num
 
 
+AHEAD = dt.timedelta(days=1)
+"""How far ahead of the server's clock an inferenceTime may be (clock skew between hosts): a record from next year
+would stand in the capture volume and window reads as if it had happened."""
+
+
 def _when(text: Any) -> dt.datetime:
     try:
         when = dt.datetime.fromisoformat(str(text).replace("Z", "+00:00"))
     except ValueError:
         raise RecordError("eventMetadata.inferenceTime must be an ISO-8601 time, e.g. 2026-11-22T10:00:00Z") from None
-    return when.replace(tzinfo=dt.UTC) if when.tzinfo is None else when.astimezone(dt.UTC)
+    try:
+        when = when.replace(tzinfo=dt.UTC) if when.tzinfo is None else when.astimezone(dt.UTC)
+    except OverflowError:    # 0001-01-01T00:00+01:00: no UTC time
+        raise RecordError("eventMetadata.inferenceTime is outside the years 1-9999 once converted to UTC") from None
+    if when > dt.datetime.now(dt.UTC) + AHEAD:
+        raise RecordError(f"eventMetadata.inferenceTime {when.isoformat()} is more than a day ahead of the server's "
+                          "clock: it is the time the prediction was made")
+    return when
 
 
 def _csv_text(value: str) -> str | None:

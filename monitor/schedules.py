@@ -469,9 +469,15 @@ def _retrain(session: Session, store: ObjectStore, alert: Alert, sched: Schedule
 
 def run_now(session: Session, store: ObjectStore, name: str, start: dt.datetime, end: dt.datetime,
             actor: Principal) -> Execution:
-    """A manual run of the schedule over [start, end), executed in the caller's transaction."""
+    """A manual run of the schedule over [start, end), executed in the caller's transaction. A window that has
+    not begun is refused: nothing can be captured there yet, and its Failed run would only stand in the
+    timeline (a window under way is a partial one, and runs)."""
     if end <= start:
         raise Invalid("end is not after start", fix="give an ISO-8601 window with start < end")
+    if start >= utcnow():
+        raise Invalid(f"the window starts at {start.isoformat()}, after now ({utcnow().isoformat(timespec='seconds')}):"
+                      " nothing is captured there yet", fix="run a window that has begun; the schedule itself runs "
+                      "each window once it has ended")
     sched = get(session, name)
     _mine(session, sched, actor, "run it")
     ex = Execution(id=new_id(), schedule_id=sched.id, scheduled_for=utcnow(), trigger="manual", status="Pending",

@@ -250,6 +250,17 @@ def test_endpoint_and_capture_formats(client, keys):
     assert "not valid JSON" in reasons[1] and "schema mismatch" in reasons[2]
     assert "encoding mismatch" in reasons[3] and "eventMetadata" in reasons[4]
     assert client.get("/api/v1/endpoints/churn-prod/capture/summary", headers=keys("viewer")).json()["records"] == 5
+    # a time years ahead (a monitoring trial's 2031 record then led the capture sparkline and exports) and one
+    # with no UTC time are the record's fault, said per record; the rest of the batch is kept
+    ahead = record(30, dt.datetime(2031, 1, 1, tzinfo=dt.UTC), (40, 50.0, "TX"))
+    no_utc = record(31, t, (40, 50.0, "TX"))
+    no_utc["eventMetadata"]["inferenceTime"] = "0001-01-01T00:00:00+01:00"
+    r = client.post("/api/v1/endpoints/churn-prod/capture", json=[ahead, no_utc, record(32, t, (40, 50.0, "TX"))],
+                    headers=ing)
+    body = r.json()
+    assert body["accepted"] == 1, body
+    reasons = {x["index"]: x["reason"] for x in body["rejected"]}
+    assert "more than a day ahead of the server's clock" in reasons[0] and "years 1-9999" in reasons[1]
     assert_problem(client.post("/api/v1/endpoints/churn-prod/capture", content=b"{", headers={
         **ing, "content-type": "application/json"}), 400, "not valid JSON")
     # one JSON Lines record under text/plain reads as one JSON object: the error says which type JSON Lines needs
@@ -675,6 +686,11 @@ def test_schedules_executions_alerts_and_run_now(client, keys, db, app):
     empty = client.post("/api/v1/monitoring-schedules/dq-hourly/run", headers=pub,
                         json={"start": "2026-11-21T00:00:00Z", "end": "2026-11-21T01:00:00Z"}).json()
     assert empty["status"] == "Failed" and "no data captured between" in empty["failure_reason"]
+    # a window that has not begun is refused, not run into a Failed execution (a trial's 2027 window was)
+    ahead = (dt.datetime.now(dt.UTC) + dt.timedelta(hours=2)).replace(microsecond=0)
+    assert_problem(client.post("/api/v1/monitoring-schedules/dq-hourly/run", headers=pub, json={
+        "start": ahead.isoformat(), "end": (ahead + dt.timedelta(hours=1)).isoformat()}), 422,
+        "nothing is captured there yet")
     exs = client.get("/api/v1/monitoring-schedules/dq-hourly/executions", headers=keys("viewer")).json()
     assert exs["total"] == 6
     # the scheduler tick with an injected clock: due runs execute once, missed runs coalesce
