@@ -31,9 +31,11 @@ from urllib.parse import quote
 from fastapi import Depends, FastAPI, Form, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.routing import iter_route_contexts
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from console import sessions
 from console.sessions import Signed, SignInRequired
@@ -175,6 +177,21 @@ def local_path(path: str | None) -> str:
     return path
 
 
+def _form_page(request: Request) -> str | None:
+    """The console page a POST's form lives on: its path less the trailing segments that name no page
+    (``…/versions/3/decision`` → ``…/versions/3``). A form refused for a field (one the form's own limits should
+    have stopped) before its route chose where to go back is then shown beside the form, not on the inbox."""
+    root = request.scope.get("root_path", "")
+    path = request.url.path.removeprefix(root) if root else request.url.path
+    parts = path.rstrip("/").split("/")
+    while len(parts) > 2:
+        parts.pop()
+        scope = {**request.scope, "path": root + "/".join(parts), "method": "GET"}
+        if any(route.matches(scope)[0] == Match.FULL for route in iter_route_contexts(request.app.routes)):
+            return "/".join(parts)
+    return None
+
+
 def console_error(request: Request, exc: DomainError) -> Response:
     root = request.scope.get("root_path", "")
     if isinstance(exc, SignInRequired):
@@ -231,6 +248,8 @@ def install(app: FastAPI, router: Any) -> None:
 
     async def validation(request: Request, exc: Exception) -> Response:
         if _is_console(request) and isinstance(exc, RequestValidationError):
+            if request.method == "POST" and getattr(request.state, "console_back", None) is None:
+                request.state.console_back = _form_page(request)   # signed in, with the right role: the form
             return console_error(request, _refused_request(exc.errors()))
         return await _delegate(native_validation, request, exc)
 

@@ -646,3 +646,21 @@ def test_a_console_address_with_a_bad_parameter_says_which_and_what_it_got(app, 
     page = viewer.get("/console/models/tour/versions/abc", follow_redirects=True).text
     assert "this page&#39;s address is not valid: number: Input should be a valid integer" in page
     assert "(got &#39;abc&#39;)" in page
+
+
+def test_a_form_refused_before_its_route_runs_returns_to_its_page(app, client, keys):
+    """An approver's trial: a version-page decision or stage form refused by a field limit (a 5,000-character
+    comment, decision=Maybe) went back to the inbox, losing the page. It now returns to the version page."""
+    import re
+
+    create_group(client, keys("publisher"), "tour")
+    register(client, keys("publisher"), "tour", 1)
+    carol = signed_in(app, keys.plain["approver2"])
+    page = carol.get("/console/models/tour/versions/1").text
+    fields = dict(re.findall(r'name="(csrf_token|shown_id)" value="([^"]+)"', page))
+    for action, data in (("decision", {"decision": "Maybe", "comment": "x", "shown_on": "version"}),
+                         ("stage", {"stage": "Staging", "shown_stage": "Development", "comment": "c" * 5000})):
+        r = carol.post(f"/console/models/tour/versions/1/{action}", data={**fields, **data}, follow_redirects=False)
+        assert r.status_code == 303 and r.headers["location"].endswith("/console/models/tour/versions/1"), (
+            action, r.headers.get("location"))
+        assert "not filled in correctly" in carol.get(r.headers["location"]).text
