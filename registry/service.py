@@ -216,10 +216,12 @@ def update_group(session: Session, name: str, body: GroupUpdate, actor: Principa
             raise Forbidden("only admin keys may change which aliases of a group are governed",
                             fix="ask an admin, or leave governed_aliases out of the update")
         group.governed_aliases = None if body.governed_aliases is None else sorted(set(body.governed_aliases))
-    group.updated_at = utcnow()
-    session.flush()
     after = {"description": group.description, "tags": group.tags, "stage_config": group.stage_config,
              "approval_policy": group.approval_policy, "governed_aliases": governed_aliases(group)}
+    if after == before:   # nothing changed (a retry, a restated value): no audit event, webhook or new timestamp
+        return group
+    group.updated_at = utcnow()
+    session.flush()
     audit.record(session, actor=actor.name, action="model_group.updated", subject_type="model_group",
                  subject_id=group.name, before=before, after=after)
     events.emit(session, "model_group.updated", group.name, after)
@@ -1292,8 +1294,9 @@ def update_version(session: Session, group_name: str, number: int, description: 
         raise Invalid(f"description is {len(description)} characters; at most {DESCRIPTION_MAX}", fix="shorten it")
     group, v = _locked_version(session, group_name, number)
     before = v.description
-    if description != before:
-        _may_edit_version(session, group, v, actor, "description")
+    if description == before:   # as set_version_metadata: an unchanged description is no event
+        return v
+    _may_edit_version(session, group, v, actor, "description")
     v.description, v.updated_at = description, utcnow()
     session.flush()
     audit.record(session, actor=actor.name, action="version.updated", subject_type="model_version",
@@ -1330,12 +1333,13 @@ def set_version_metadata(session: Session, group_name: str, number: int, key: st
     group, v = _locked_version(session, group_name, number)
     items = {m.key: m for m in v.metadata_items}
     previous = items[key].value if key in items else None
-    if value != previous:
-        _may_edit_version(session, group, v, actor, "tags")
+    if value is None and key not in items:
+        raise NotFound(f"{group.name} version {number} has no metadata key {key!r}",
+                       fix="list its metadata (GET the version)")
+    if value == previous:   # a retry, or anyone restating it: nothing happened, so nothing is recorded or sent
+        return v
+    _may_edit_version(session, group, v, actor, "tags")
     if value is None:
-        if key not in items:
-            raise NotFound(f"{group.name} version {number} has no metadata key {key!r}",
-                           fix="list its metadata (GET the version)")
         v.metadata_items.remove(items[key])
     elif key in items:
         items[key].value = value

@@ -394,6 +394,22 @@ def test_a_versions_description_and_tags_are_its_registrants_and_a_group_delete_
         ok = client.request("PATCH" if path.endswith("update") else "POST", f"{mlflow}/{path}", json=body,
                             headers=keys("publisher"))
         assert ok.status_code == 200, ok.text
+    # restating what is there already changes nothing, whoever sends it (a retry succeeds); an MLflow trial saw
+    # another publisher's no-op write recorded in the audit log under its name, sent as a webhook and moving
+    # the version to the top of "last updated"
+    before = client.get("/api/v1/model-groups/churn/versions/1", headers=keys("viewer")).json()
+    log = client.get("/api/v1/audit/events", params={"limit": 1000}, headers=keys("admin")).json()["total"]
+    described = client.get("/api/v1/model-groups/churn", headers=keys("viewer")).json()["description"] or ""
+    for path, body in (("model-versions/update", {"name": "churn", "version": "1", "description": "pwned"}),
+                       ("model-versions/set-tag", {"name": "churn", "version": "1", "key": "validated",
+                                                   "value": "false"}),
+                       ("registered-models/update", {"name": "churn", "description": described})):
+        r = client.request("PATCH" if path.endswith("update") else "POST", f"{mlflow}/{path}", json=body,
+                           headers=keys("publisher2"))
+        assert r.status_code == 200, (path, r.text)
+    assert client.get("/api/v1/model-groups/churn/versions/1", headers=keys("viewer")).json()["updated_at"] == \
+        before["updated_at"]
+    assert client.get("/api/v1/audit/events", params={"limit": 1000}, headers=keys("admin")).json()["total"] == log
     create_group(client, keys("publisher"), "shared")
     register(client, keys("publisher2"), "shared", 1)
     r = client.request("DELETE", f"{mlflow}/registered-models/delete", json={"name": "shared"},
