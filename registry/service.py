@@ -2492,6 +2492,11 @@ def delete_card(session: Session, name: str, actor: Principal) -> None:
     card = get_card(session, name, for_update=True)
     if card.status == CARD_APPROVED:
         raise Conflict(f"model card {name!r} is Approved", fix="archive it (ModelCardStatus Archived) instead")
+    approved = session.scalar(select(ModelCardVersion.version).where(
+        ModelCardVersion.card_id == card.id, ModelCardVersion.status == CARD_APPROVED).limit(1))
+    if approved is not None:   # archiving first must not be the way round it: the reviewed record stays
+        raise Conflict(f"model card {name!r} was Approved (version {approved}): a reviewed card is kept, with "
+                       "every version", fix="leave it Archived; it changes no more")
     if actor.role != Role.admin and actor.key_pk != card.created_by_key:
         raise Forbidden(f"only the creator of model card {name!r} ({card.created_by}) or an admin may delete it",
                         fix="ask the creator or an admin")

@@ -111,6 +111,10 @@ def test_model_card_lifecycle(sm: SageMaker) -> None:
     # archived: no more changes; deleted: gone (only the creator or an admin deletes)
     ann.update_model_card(ModelCardName="churn-card", ModelCardStatus="Archived")
     _refused("ConflictException", pat.update_model_card, ModelCardName="churn-card", ModelCardStatus="Draft")
+    # a card once Approved stays, with its versions: archiving it first is no way to delete it (a trial did)
+    assert "was Approved (version 3)" in _refused("ConflictException", pat.delete_model_card,
+                                                  ModelCardName="churn-card")
+    assert vic.describe_model_card(ModelCardName="churn-card", ModelCardVersion=3)["ModelCardStatus"] == "Approved"
     assert "nothing to update" in _refused("ValidationException", pat.update_model_card, ModelCardName="draft-two")
     _refused("AccessDeniedException", ann.delete_model_card, ModelCardName="draft-two")
     pat.delete_model_card(ModelCardName="draft-two")
