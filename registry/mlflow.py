@@ -451,6 +451,7 @@ _FIELDS = {"models": {"name": "name"},
            "versions": {"name": "name", "run_id": "run_id", "source_path": "source", "version_number": "version",
                         "current_stage": "mlflow_stage"}}
 _COMPARISONS = (">", ">=", "<", "<=")
+_MLFLOW_STAGES = {s.lower(): s for s in ("None", "Staging", "Production", "Archived")}
 # The mlgov.* tags a version shows (`model_version`) are its facts, not stored tags: a filter on one reads the fact.
 _FACT_TAGS = {"mlgov.approval_status": "approval_status", "mlgov.stage": "stage",
               "mlgov.artifact_sha256": "artifact_sha256"}
@@ -526,6 +527,8 @@ def parse_filter(text: str | None, kind: Literal["models", "versions"]) -> list[
                           "other fields with =, !=, LIKE, ILIKE or IN")
         if op in ("IN", "NOT IN") and not raw.startswith("("):
             raise Invalid(f"{op} needs a parenthesised list", fix="write run_id IN ('a', 'b')")
+        if name == "mlflow_stage" and op not in ("LIKE", "ILIKE"):   # MLflow's stage names read in any case, as
+            values = [_MLFLOW_STAGES.get(v.lower(), v) for v in values]  # get_latest_versions reads them
         value: str | list[str] = values if op in ("IN", "NOT IN") else values[0]
         clause = SearchClause(field=name, op=op, value=value, key=key)
         clauses.append(_or_missing(clause, "") if name == "run_id" else clause)
@@ -1052,6 +1055,16 @@ def update_webhook(webhook_id: str, fields: Fields, session: SessionDep, princip
                                  secret=m.secret, events=_event_names(m.events), description=m.description,
                                  name=m.name)
     return {"webhook": _webhook(hook)}
+
+
+@router.post("/webhooks/{webhook_id}/test")
+def test_webhook(webhook_id: str, session: SessionDep, _: Admin) -> dict[str, Any]:
+    """MLflow's test-fire: not offered (every delivery mlgov makes is of an event that happened, signed and in the
+    audited outbox), and said so here rather than as a tracking call mlgov does not serve."""
+    _mlflow_hook(session, webhook_id)
+    raise Invalid("test-firing a webhook is not supported: mlgov delivers only events that happened",
+                  fix="cause a real event the webhook subscribes to (e.g. set a tag on a version) and read its "
+                      f"deliveries with GET /api/v1/webhooks/{webhook_id}/deliveries")
 
 
 @router.delete("/webhooks/{webhook_id}")

@@ -479,6 +479,9 @@ def test_transition_stage_keeps_mlgov_rules_and_history(world: World) -> None:
     assert {v.version for v in c.search_model_versions(
         "name='churn' AND current_stage IN ('None', 'Production')")} == {"1", "2"}
     assert c.search_model_versions("name='churn' AND current_stage='Development'") == []
+    # MLflow's stage names in any case, as get_latest_versions reads them (a trial's 'none' found nothing)
+    assert {v.version for v in c.search_model_versions(
+        "name='churn' AND current_stage IN ('none', 'PRODUCTION')")} == {"1", "2"}
     assert [v.version for v in c.get_latest_versions("churn", stages=["Production"])] == ["1"]
     history = world.http.get(f"{API}/model-groups/churn/stage-history", headers=world.h("viewer")).json()
     assert [(h["version"], h["to_stage"]) for h in history][-2:] == [(1, "Staging"), (1, "Production")]
@@ -864,6 +867,10 @@ def test_mlflow_webhooks_signed_as_mlflow_documents(world: World) -> None:
         with pytest.raises(MlflowException) as exc:
             world.client.update_webhook(hook.webhook_id, status="DISABLED")
         assert _code(exc) == "INVALID_PARAMETER_VALUE" and "delete the webhook" in str(exc.value)
+        # test-firing is not offered, and says so (it answered as a tracking call mlgov does not serve)
+        with pytest.raises(MlflowException) as exc:
+            world.client.test_webhook(hook.webhook_id)
+        assert _code(exc) == "INVALID_PARAMETER_VALUE" and "test-firing a webhook is not supported" in str(exc.value)
         world.client.delete_webhook(hook.webhook_id)
         assert world.client.list_webhooks() == []
         with pytest.raises(MlflowException) as exc:
