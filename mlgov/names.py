@@ -31,12 +31,18 @@ def readable_problem(name: str) -> str | None:
     return _mixed_scripts_problem(name)
 
 
-def person_key(name: str) -> str:
-    """What two owner spellings must share to be one person: compatibility-folded (NFKC: full-width letters,
-    ligatures), case-folded, every dash (Unicode's Pd: hyphen, en dash, minus-like) as '-', runs of spaces as one."""
-    folded = unicodedata.normalize("NFKC", name).casefold()
+def reading_key(name: str) -> str:
+    """What two names share when a reader cannot tell them apart in print: compatibility-folded (NFKC: full-width
+    letters, ligatures), every dash (Unicode's Pd: hyphen, en dash, minus-like) as '-', runs of spaces as one.
+    Case is kept: model names that differ in case are distinct (MLflow's are)."""
+    folded = unicodedata.normalize("NFKC", name)
     folded = "".join("-" if unicodedata.category(ch) == "Pd" or ch == "\u2212" else ch for ch in folded)
     return " ".join(folded.split())
+
+
+def person_key(name: str) -> str:
+    """What two owner spellings must share to be one person: `reading_key`, case-folded as well."""
+    return reading_key(name.casefold())
 
 
 # Unicode's identifier restriction levels (UTS #39 §5): a name that mixes scripts ("frаud_model" with a Cyrillic

@@ -40,7 +40,7 @@ from sqlalchemy.orm import QueryableAttribute, Session, selectinload
 from sqlalchemy.orm.attributes import set_committed_value
 
 from lineage import service as lineage
-from mlgov import audit, auth, events
+from mlgov import audit, auth, events, names
 from mlgov.auth import DECIDERS, Principal, Role
 from mlgov.context import request_id_var
 from mlgov.db import (
@@ -161,6 +161,7 @@ def create_group(session: Session, body: GroupCreate, actor: Principal) -> Model
         _governed_enough(body.stage_config)
     if session.scalar(select(ModelGroup.id).where(ModelGroup.name == body.name)) is not None:
         raise GroupExists(body.name)
+    _refuse_lookalike(session, body.name, None)
     now = utcnow()
     cfg = (body.stage_config or DEFAULT_STAGES).model_dump()
     group = ModelGroup(id=new_id(), name=body.name, description=body.description, tags=dict(body.tags),
@@ -172,6 +173,18 @@ def create_group(session: Session, body: GroupCreate, actor: Principal) -> Model
                  subject_id=group.name, after=after)
     events.emit(session, "model_group.created", group.name, after)
     return group
+
+
+def _refuse_lookalike(session: Session, name: str, own_id: str | None) -> None:
+    """A name that reads the same in print as another group's ("ｍ1" full-width, "srch–01" with an en dash,
+    runs of spaces) is refused: an approver reading "@champion of m1" must know which group it is. One pass over
+    the groups' names (creation and renaming are rare; NFKC folding is not expressible in SQL)."""
+    key = names.reading_key(name)
+    for other_id, other in session.execute(select(ModelGroup.id, ModelGroup.name)):
+        if other_id != own_id and other != name and names.reading_key(other) == key:
+            raise Invalid(f"{name!r} reads the same as the existing model group {other!r} (they differ only in "
+                          "full-width letters, dashes or spacing)",
+                          fix=f"use {other!r} if that is the group meant, or choose a name that reads differently")
 
 
 def _governed_enough(cfg: StageConfig) -> None:
@@ -1252,6 +1265,7 @@ def rename_group(session: Session, name: str, new_name: str, actor: Principal) -
         return group
     if session.scalar(select(ModelGroup.id).where(ModelGroup.name == new_name)) is not None:
         raise GroupExists(new_name)
+    _refuse_lookalike(session, new_name, group.id)
     _refuse_if_referenced(session, group.name, None, "rename")
     lineage.rename_model_group(session, group.name, new_name)
     group.name, group.updated_at = new_name, utcnow()

@@ -617,3 +617,22 @@ def test_a_suggested_name_is_one_the_registry_accepts():
     for name, expected in (("team/churn:v2", "team-churn-v2"), ("..hidden\x00 ", "hidden"), ("\x01", "my-model")):
         suggestion = suggest_name(name)
         assert suggestion == expected and group_name_problem(suggestion) is None
+
+
+def test_a_group_name_that_reads_the_same_as_another_is_refused(client, keys):
+    """An MLflow trial created "ｍ1" (full-width m) beside "m1" and "srch–01" (en dash) beside "srch-01": to an
+    approver reading "@champion of m1" they are the same name. Creating or renaming into such a name is refused,
+    naming the group it reads as; names differing in case stay distinct, as MLflow's are."""
+    pub = keys("publisher")
+    for name in ("m1", "srch-01", "two words"):
+        assert client.post("/api/v1/model-groups", json={"name": name}, headers=pub).status_code == 201
+    for name, other in (("ｍ1", "m1"), ("srch–01", "srch-01"), ("two  words", "two words")):
+        r = client.post("/api/v1/model-groups", json={"name": name}, headers=pub)
+        assert r.status_code == 422 and f"reads the same as the existing model group {other!r}" in r.text, r.text
+    r = client.post("/api/2.0/mlflow/registered-models/create", json={"name": "ｍ1"}, headers=pub)
+    assert r.status_code == 400 and r.json()["error_code"] == "INVALID_PARAMETER_VALUE", r.text
+    assert client.post("/api/v1/model-groups", json={"name": "M1"}, headers=pub).status_code == 201
+    assert client.post("/api/v1/model-groups", json={"name": "other"}, headers=pub).status_code == 201
+    r = client.post("/api/2.0/mlflow/registered-models/rename", json={"name": "other", "new_name": "srch‐01"},
+                    headers=pub)
+    assert r.status_code == 400 and "reads the same" in r.json()["message"], r.text
