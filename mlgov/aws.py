@@ -528,6 +528,11 @@ class AwsService:
             # client code tests for
             message = err.message if "does not exist" in err.message else f"does not exist: {err.message}"
             err = AwsError("ValidationException", message, err.status, err.headers)
+        if err.code == "ConflictException" and op is not None and not self._declares(op.name, err.code) \
+                and self._declares(op.name, "ResourceInUse"):
+            # where the model names the clash ResourceInUse (CreateMonitoringSchedule, the job definitions), client
+            # code catches that (`except sm.exceptions.ResourceInUse`)
+            err = AwsError("ResourceInUse", err.message, err.status, err.headers)
         return self._respond(err.status, {"__type": err.code, "message": err.message}, err.headers)
 
     def _declares(self, operation: str, code: str) -> bool:

@@ -156,6 +156,13 @@ def test_baseline_schedule_executions_reports_and_alerts(sm: SageMaker, live_db:
         "ScheduleConfig": {"ScheduleExpression": "cron(0 * ? * * *)"}, "MonitoringJobDefinitionName": "churn-dq",
         "MonitoringType": "DataQuality"})["MonitoringScheduleArn"]
     assert sched_arn == f"arn:aws:sagemaker:{REGION}:123456789012:monitoring-schedule/churn-hourly"
+    # a name taken is the error the model declares for these operations, the one client code catches
+    with pytest.raises(pat.exceptions.ResourceInUse):
+        pat.create_monitoring_schedule(MonitoringScheduleName="churn-hourly", MonitoringScheduleConfig={
+            "ScheduleConfig": {"ScheduleExpression": "cron(0 * ? * * *)"}, "MonitoringJobDefinitionName": "churn-dq",
+            "MonitoringType": "DataQuality"})
+    with pytest.raises(pat.exceptions.ResourceInUse):
+        pat.create_data_quality_job_definition(**definition)
     with httpx.Client(base_url=sm.url, headers=sm.headers["vic"], timeout=60) as native_client:
         natively = native_client.get("/api/v1/monitoring-schedules/churn-hourly").json()
     assert (natively["endpoint"], natively["type"], natively["status"]) == ("churn-prod", "DataQuality", "Scheduled")
@@ -415,7 +422,7 @@ def test_only_the_analyzer_image_and_what_mlgov_can_honour(sm: SageMaker) -> Non
     pat.create_processing_job(**_baselining_request("b", data, out))
     with pytest.raises(ClientError) as exc:
         pat.create_processing_job(**_baselining_request("b", data, out))
-    assert _code(exc) == "ConflictException"
+    assert _code(exc) == "ResourceInUse"        # as botocore's model declares for CreateProcessingJob
     good = {"BaseliningJobName": "b"}
     for bad, word in [(_definition("d1", "churn-prod", out, good, image="my/image"), "my/image"),
                       (_definition("d2", "no-such-endpoint", out, good), "no-such-endpoint"),
