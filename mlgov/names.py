@@ -31,18 +31,23 @@ def readable_problem(name: str) -> str | None:
     return _mixed_scripts_problem(name)
 
 
-def reading_key(name: str) -> str:
-    """What two names share when a reader cannot tell them apart in print: compatibility-folded (NFKC: full-width
-    letters, ligatures), every dash (Unicode's Pd: hyphen, en dash, minus-like) as '-', runs of spaces as one.
-    Case is kept: model names that differ in case are distinct (MLflow's are)."""
-    folded = unicodedata.normalize("NFKC", name)
-    folded = "".join("-" if unicodedata.category(ch) == "Pd" or ch == "\u2212" else ch for ch in folded)
+def _dashes_and_spaces(text: str) -> str:
+    """Every dash (Unicode's Pd: hyphen, en dash, minus-like) as '-', runs of spaces as one."""
+    folded = "".join("-" if unicodedata.category(ch) == "Pd" or ch == "\u2212" else ch for ch in text)
     return " ".join(folded.split())
 
 
+def reading_key(name: str) -> str:
+    """What two names share when a reader cannot tell them apart in print: compatibility-folded (NFKC: full-width
+    letters, ligatures, mathematical letters), dashes and spaces as `_dashes_and_spaces`. Case is kept: model
+    names that differ in case are distinct (MLflow's are)."""
+    return _dashes_and_spaces(unicodedata.normalize("NFKC", name))
+
+
 def person_key(name: str) -> str:
-    """What two owner spellings must share to be one person: `reading_key`, case-folded as well."""
-    return reading_key(name.casefold())
+    """What two owner spellings must share to be one person: compatibility-folded first, then case-folded (the
+    other order leaves "𝐓est" unlike "test"), dashes and spaces as `reading_key` folds them."""
+    return _dashes_and_spaces(unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", name).casefold()))
 
 
 # Unicode's identifier restriction levels (UTS #39 §5): a name that mixes scripts ("frаud_model" with a Cyrillic

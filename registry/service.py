@@ -199,8 +199,15 @@ def _governed_enough(cfg: StageConfig) -> None:
                         fix="set requires_approval: true on it, leave stage_config out (the default), or ask an admin")
 
 
+def _stored(group: ModelGroup) -> tuple[Any, ...]:
+    """What an update can change, as stored (governed_aliases None: following the defaults, not pinned to them)."""
+    return (group.description, dict(group.tags or {}), group.stage_config, group.approval_policy,
+            group.governed_aliases)
+
+
 def update_group(session: Session, name: str, body: GroupUpdate, actor: Principal) -> ModelGroup:
     group = get_group(session, name, for_update=True)
+    stored = _stored(group)
     before = {"description": group.description, "tags": group.tags, "stage_config": group.stage_config,
               "approval_policy": group.approval_policy, "governed_aliases": governed_aliases(group)}
     fields = body.model_fields_set
@@ -231,7 +238,7 @@ def update_group(session: Session, name: str, body: GroupUpdate, actor: Principa
         group.governed_aliases = None if body.governed_aliases is None else sorted(set(body.governed_aliases))
     after = {"description": group.description, "tags": group.tags, "stage_config": group.stage_config,
              "approval_policy": group.approval_policy, "governed_aliases": governed_aliases(group)}
-    if after == before:   # nothing changed (a retry, a restated value): no audit event, webhook or new timestamp
+    if _stored(group) == stored:   # nothing changed (a retry, a restated value): no audit event, webhook or time
         return group
     group.updated_at = utcnow()
     session.flush()
