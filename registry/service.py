@@ -2127,20 +2127,24 @@ def version_events(session: Session, group: ModelGroup, numbers: Sequence[int], 
     return out
 
 
-def _chain_disagreements(session: Session, group: ModelGroup, versions: Sequence[ModelVersion],
+_CHAINED = ("version.registered", "version.approval_changed", "version.stage_changed")
+"""The events the report compares with the registry's tables (`_chain_disagreements`)."""
+
+
+def _chain_disagreements(session: Session, versions: Sequence[ModelVersion],
                          decisions: dict[str, list[ApprovalDecision]],
-                         transitions: dict[str, list[StageTransition]]) -> dict[str, list[str]]:
+                         transitions: dict[str, list[StageTransition]],
+                         events_: dict[str, dict[int, list[audit.AuditEvent]]]) -> dict[str, list[str]]:
     """Where the registry's tables disagree with the audit chain, per version id, as the report's warnings. The
     report reads who registered, decided and moved a version from tables the chain does not hash; a row edited in
     the database (an approval's actor or comment, a registrant, a hash) would show there under "chain OK". Each
     fact is compared with the event the chain recorded for it, in order; ``decisions`` and ``transitions`` are
     every row of each version, whatever the report's window. An event that was itself modified after it was
-    written (its hash no longer fits) is not the record: the warning then names the event, not the table."""
-    events_ = version_events(session, group, [v.version for v in versions],
-                             ("version.registered", "version.approval_changed", "version.stage_changed"))
+    written (its hash no longer fits) is not the record: the warning then names the event, not the table.
+    ``events_``: `version_events` of the versions, for at least the `_CHAINED` actions."""
     registered, decided = events_["version.registered"], events_["version.approval_changed"]
     moved = events_["version.stage_changed"]
-    bad = audit.altered(session, (e for by_number in events_.values() for es in by_number.values() for e in es))
+    bad = audit.altered(session, (e for a in _CHAINED for es in events_[a].values() for e in es))
 
     def differs(what: str, row: tuple[Any, ...], event: audit.AuditEvent, recorded: tuple[Any, ...]) -> str:
         if event.seq in bad:
@@ -2187,16 +2191,11 @@ def _deleted_versions(session: Session, group: ModelGroup, lo: dt.datetime, hi: 
     audit chain (their rows, decisions and moves left the tables with them): a version decided and then deleted
     stays part of the record. Its events are gathered under every name the group had, each while it had it (a
     rename between its rejection and its deletion must not lose the rejection); an altered event says so."""
-    names = name_history(session, group)
-    deletions, _ = audit.query(session, action="version.deleted", names=names, since=lo, limit=10_000)
+    deletions, _ = audit.query(session, action="version.deleted", names=name_history(session, group), since=lo,
+                               limit=10_000)
     numbers = sorted({int(e.subject_id.rsplit("/", 1)[1]) for e in deletions})
-    history: dict[int, list[audit.AuditEvent]] = {n: [] for n in numbers}
-    for name, since_, until_ in names:
-        subjects = {f"{name}/{n}": n for n in numbers}
-        for e in audit.events_of(session, "model_version", list(subjects), (
-                "version.registered", "version.approval_changed", "version.stage_changed")):
-            if e.ts >= since_ and (until_ is None or e.ts < until_):
-                history[subjects[e.subject_id]].append(e)
+    by_action = version_events(session, group, numbers, _CHAINED)
+    history = {n: [e for a in _CHAINED for e in by_action[a][n]] for n in numbers}
     bad = audit.altered(session, [*deletions, *(e for es in history.values() for e in es)])
     out = []
     for gone in deletions:
@@ -2274,9 +2273,9 @@ def compliance_report(session: Session, group_name: str, since: dt.datetime | No
     alias_moves = _alias_moves_by_version(session, group, lo, hi)
     shown = [v for v in versions if lo <= v.created_at < hi or decisions[v.id] or moves[v.id]
              or alias_moves.get(v.version)]
-    disagree = _chain_disagreements(session, group, shown, all_decisions, all_moves)
-    card_changes = version_events(session, group, [v.version for v in shown], ("version.model_card_changed",))[
-        "version.model_card_changed"]
+    chained = version_events(session, group, [v.version for v in shown], (*_CHAINED, "version.model_card_changed"))
+    disagree = _chain_disagreements(session, shown, all_decisions, all_moves, chained)
+    card_changes = chained["version.model_card_changed"]
     rows = []
     for v in shown:
         status_then, stage_then = _state_at(v, all_decisions[v.id], all_moves[v.id], hi)
