@@ -21,12 +21,14 @@ def test_log_filters_verify_and_compliance_pdf(console: Console, open_browser: A
     page = b.goto("/console/audit")
     page.get_by_label("Model group").fill("audited")
     page.get_by_role("button", name="Filter").click()
+    page.wait_for_load_state()   # click() returns once the navigation has begun; all_inner_texts() does not wait
     rows = page.locator("table tbody tr")
     subjects = rows.locator("td:nth-child(5)").all_inner_texts()
     assert subjects and all("audited" in s for s in subjects), subjects
     assert any("version.approval_changed" in t for t in rows.locator("td:nth-child(4)").all_inner_texts())
     page.get_by_label("Actor").fill("approver")
     page.get_by_role("button", name="Filter").click()
+    page.wait_for_load_state()
     assert set(page.locator("table tbody tr td:nth-child(3)").all_inner_texts()) == {"approver"}
     page.get_by_role("button", name="Verify").click()
     assert "intact" in page.locator("#verification").inner_text()

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from playwright.sync_api import expect
 
 from tests.console.conftest import Console
 from tests.console.helpers import XSS, approve, click_node, lineage_graph, register
@@ -118,13 +119,16 @@ def test_group_page_filters_sorts_and_pages(console: Console, open_browser: Any)
     assert rows.count() == 50 and rows.first.locator("th").inner_text() == "55"
     assert "1–50 of 55 versions" in page.content()
     page.get_by_role("link", name="Next").click()
-    assert page.locator("table:has(caption) tbody tr").count() == 5
+    # click() returns once the navigation has begun; count() does not wait for the new page's rows
+    expect(page.locator("table:has(caption) tbody tr")).to_have_count(5)
     page = b.goto("/console/models/ranker")
     page.get_by_label("Order").select_option("version")
     page.get_by_role("button", name="Show").click()
+    page.wait_for_load_state()
     assert page.locator("table:has(caption) tbody tr").first.locator("th").inner_text() == "1"
     page.get_by_label("Approval status").select_option("Approved")
     page.get_by_role("button", name="Show").click()
+    page.wait_for_load_state()
     assert "No versions match." in page.locator("main").inner_text()
     b.shot("group")
     gone = admin.request("DELETE", "/api/2.0/mlflow/model-versions/delete", json={"name": "ranker", "version": "55"})
