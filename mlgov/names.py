@@ -8,6 +8,7 @@ a reader cannot tell apart ("t-publisher" and "t‐publisher" with U+2010) count
 
 from __future__ import annotations
 
+import hashlib
 import unicodedata
 
 import unicodedataplus
@@ -42,6 +43,12 @@ def reading_key(name: str) -> str:
     letters, ligatures, mathematical letters), dashes and spaces as `_dashes_and_spaces`. Case is kept: model
     names that differ in case are distinct (MLflow's are)."""
     return _dashes_and_spaces(unicodedata.normalize("NFKC", name))
+
+
+def stored_reading_key(name: str) -> str:
+    """`reading_key` as a fixed-width digest, for a unique index: NFKC can make a name up to 18 times longer,
+    past what a B-tree entry holds."""
+    return hashlib.sha256(reading_key(name).encode()).hexdigest()
 
 
 def person_key(name: str) -> str:

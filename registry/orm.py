@@ -6,8 +6,9 @@ import datetime as dt
 from typing import Any
 
 from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text, UniqueConstraint, func, text
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, mapped_column, relationship, validates
 
+from mlgov import names
 from mlgov.db import BIGINT_PK, Base, new_id, utcnow
 
 
@@ -16,6 +17,9 @@ class ModelGroup(Base):
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
     name: Mapped[str] = mapped_column(String(256), unique=True)
+    # names.stored_reading_key(name), kept by _keep_reading_key: two names a reader cannot tell apart ("ｍ1" and
+    # "m1") cannot both be stored, even by concurrent creates. None only for a look-alike created before 0028.
+    reading_key: Mapped[str | None] = mapped_column(String(64), index=True, unique=True, nullable=True)
     description: Mapped[str | None] = mapped_column(Text, nullable=True)
     tags: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
     stage_config: Mapped[dict[str, Any]] = mapped_column(JSON)
@@ -25,6 +29,11 @@ class ModelGroup(Base):
     created_by: Mapped[str] = mapped_column(String(128))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    @validates("name")
+    def _keep_reading_key(self, _field: str, name: str) -> str:
+        self.reading_key = names.stored_reading_key(name)
+        return name
 
 
 class ModelVersion(Base):

@@ -177,14 +177,14 @@ def create_group(session: Session, body: GroupCreate, actor: Principal) -> Model
 
 def _refuse_lookalike(session: Session, name: str, own_id: str | None) -> None:
     """A name that reads the same in print as another group's ("ｍ1" full-width, "srch–01" with an en dash,
-    runs of spaces) is refused: an approver reading "@champion of m1" must know which group it is. One pass over
-    the groups' names (creation and renaming are rare; NFKC folding is not expressible in SQL)."""
-    key = names.reading_key(name)
-    for other_id, other in session.execute(select(ModelGroup.id, ModelGroup.name)):
-        if other_id != own_id and other != name and names.reading_key(other) == key:
-            raise Invalid(f"{name!r} reads the same as the existing model group {other!r} (they differ only in "
-                          "full-width letters, dashes or spacing)",
-                          fix=f"use {other!r} if that is the group meant, or choose a name that reads differently")
+    runs of spaces) is refused: an approver reading "@champion of m1" must know which group it is. One probe of
+    the unique reading-key index, which also refuses the loser of two concurrent creates."""
+    other = session.scalar(select(ModelGroup.name).where(
+        ModelGroup.reading_key == names.stored_reading_key(name), ModelGroup.id != (own_id or "")))
+    if other is not None and other != name:
+        raise Invalid(f"{name!r} reads the same as the existing model group {other!r} (they differ only in "
+                      "full-width letters, dashes or spacing)",
+                      fix=f"use {other!r} if that is the group meant, or choose a name that reads differently")
 
 
 def _governed_enough(cfg: StageConfig) -> None:

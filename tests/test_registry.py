@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
+from mlgov import names
 from mlgov.audit import AuditEvent
 from mlgov.events import OutboxEvent
 from registry.orm import ModelGroup, ModelVersion
@@ -636,3 +637,47 @@ def test_a_group_name_that_reads_the_same_as_another_is_refused(client, keys):
     r = client.post("/api/2.0/mlflow/registered-models/rename", json={"name": "other", "new_name": "srch‐01"},
                     headers=pub)
     assert r.status_code == 400 and "reads the same" in r.json()["message"], r.text
+
+
+def test_the_database_itself_refuses_a_look_alike_group_name(client, keys, db):
+    """The service's look-alike check is one probe of a unique index on the name's reading key, so the loser of
+    two concurrent creates of "m1" and "ｍ1" (both past the probe) is refused at insert: here the probe is skipped
+    by adding the row directly, as the second transaction of such a race would."""
+    from sqlalchemy.exc import IntegrityError
+
+    assert client.post("/api/v1/model-groups", json={"name": "race-m1"}, headers=keys("publisher")).status_code == 201
+    with pytest.raises(IntegrityError), db.session_scope() as s:
+        s.add(ModelGroup(name="race\u2013m1", stage_config={}, created_by="p"))   # en dash
+        s.flush()
+    with db.session_scope() as s:   # a rename keeps the key with the name
+        group = s.scalars(select(ModelGroup).where(ModelGroup.name == "race-m1")).one()
+        group.name = "race m2"
+        s.flush()
+        assert s.scalar(select(ModelGroup.name).where(
+            ModelGroup.reading_key == names.stored_reading_key("race  m2"))) == "race m2"
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+def test_migration_keys_existing_groups_and_leaves_old_look_alikes_unkeyed(kind, tmp_path):
+    """0028 fills the reading key of the groups already stored; of look-alikes stored before the check existed,
+    the oldest keeps the key (so new look-alikes of any of them stay refused) and the later ones keep none."""
+    from sqlalchemy import text
+
+    from mlgov.db import Database
+    from tests.infra import fresh_database, upgrade
+
+    with fresh_database(kind, tmp_path) as url:
+        upgrade(url, "0027_webhook_url_sealed")
+        db = Database(url)
+        t0 = dt.datetime(2026, 1, 1)
+        with db.write_engine.begin() as c:
+            for i, name in enumerate(("m1", "\uff4d1", "m-1", "m\u20131")):   # m1, full-width m1, m-1, m–1
+                c.execute(text("INSERT INTO registry_model_groups (id, name, tags, stage_config, latest_version, "
+                               "created_by, created_at, updated_at) VALUES (:i, :n, '{}', '{}', 0, 'p', :at, :at)"),
+                          {"i": f"g{i}", "n": name, "at": t0 + dt.timedelta(minutes=i)})
+        upgrade(url)
+        with db.session_scope() as s:
+            keys_by_name = dict(s.execute(select(ModelGroup.name, ModelGroup.reading_key)).all())
+        assert keys_by_name == {"m1": names.stored_reading_key("m1"), "\uff4d1": None,
+                                "m-1": names.stored_reading_key("m-1"), "m\u20131": None}
+        db.dispose()
