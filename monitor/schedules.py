@@ -346,6 +346,7 @@ def record_failure(session: Session, execution_id: str, reason: str) -> Executio
     ex.started_at, ex.ended_at = ex.started_at or now, now
     sched.last_run_at = ex.scheduled_for
     session.flush()
+    _failed_run(session, None, sched, ex)
     _completed(session, sched, ex)
     return ex
 
@@ -361,8 +362,10 @@ def _alerts(session: Session, store: ObjectStore, sched: Schedule, ex: Execution
     """One alert per (schedule, subject, check), the subject being the metric or feature that breached: opened on
     a breach, kept open (one more occurrence) while breaches continue, resolved by a run that no longer breaches
     it — only a run whose window ends at or after the alert's newest breached window: re-running an older window
-    never resolves a newer alert. Failed executions (no data) neither open nor resolve."""
+    never resolves a newer alert. A Failed execution (no data, a broken baseline) judges no check: it opens or
+    continues the schedule's `FAILED_CHECK` alert instead, which its next judged run resolves."""
     if ex.status == "Failed":
+        _failed_run(session, store, sched, ex)
         return
     subject_of = kinds.get(sched.type).subject
     breaches: dict[tuple[str, str], list[dict[str, Any]]] = {}
@@ -400,12 +403,34 @@ def _alerts(session: Session, store: ObjectStore, sched: Schedule, ex: Execution
     session.flush()
 
 
+FAILED_CHECK = "execution_failed"
+"""The check of the alert a schedule's failed scheduled runs keep open: a monitor that cannot run (an endpoint
+that stopped capturing, a baseline that no longer fits) watches nothing, and its owner must hear of it as of a
+breach. A manual run's failure is seen by whoever ran it, so it opens none."""
+
+
+def _failed_run(session: Session, store: ObjectStore | None, sched: Schedule, ex: Execution) -> None:
+    if ex.trigger != "schedule":
+        return
+    found = [{"constraint_check_type": FAILED_CHECK, "description": ex.failure_reason or "the run failed"}]
+    alert = session.scalar(select(Alert).where(Alert.schedule_id == sched.id, Alert.status == "open",
+                                               Alert.check == FAILED_CHECK))
+    if alert is None:
+        _open_alert(session, store, sched, ex, service.get_endpoint(session, sched.endpoint), FAILED_CHECK, "",
+                    found)
+    else:
+        alert.occurrences += 1
+        alert.details, alert.last_execution_id = found, ex.id
+    session.flush()
+
+
 def _alert_name(sched: Schedule, alert: Alert) -> str:
     return f"{sched.name}: {alert.check}" + (f" on {alert.subject}" if alert.subject else "")
 
 
-def _open_alert(session: Session, store: ObjectStore, sched: Schedule, ex: Execution, ep: Endpoint, check: str,
-                subject: str, found: list[dict[str, Any]]) -> None:
+def _open_alert(session: Session, store: ObjectStore | None, sched: Schedule, ex: Execution, ep: Endpoint,
+                check: str, subject: str, found: list[dict[str, Any]]) -> None:
+    """Open an alert on the record (lineage, audit, event); a breach, not a failed run, also requests retraining."""
     alert = Alert(id=new_id(), schedule_id=sched.id, check=check, subject=subject, status="open",
                   model_group=ep.model_group, model_version=ep.model_version, opened_execution_id=ex.id,
                   last_execution_id=ex.id, details=found[:50], occurrences=1, opened_at=utcnow())
@@ -423,7 +448,8 @@ def _open_alert(session: Session, store: ObjectStore, sched: Schedule, ex: Execu
     audit.record(session, actor="scheduler", action="alert.opened", subject_type="alert", subject_id=alert.id,
                  after={"schedule": sched.name, "check": check, "subject": subject, "violations": len(found)})
     events.emit(session, "alert.opened", alert.id, payload)
-    _retrain(session, store, alert, sched, ep, ex, payload)
+    if check != FAILED_CHECK and store is not None:   # new data, not a retrained model, mends a failing monitor
+        _retrain(session, store, alert, sched, ep, ex, payload)
 
 
 def alert_payload(alert: Alert, sched: Schedule, ex: Execution) -> dict[str, Any]:
@@ -516,7 +542,7 @@ def trends(session: Session, store: ObjectStore, name: str, limit: int) -> list[
 
 def schedule_names(session: Session, ids: set[str]) -> dict[str, str]:
     """Schedule id → name, in one query (alert lists show their schedule's name)."""
-    return dict(session.execute(select(Schedule.id, Schedule.name).where(Schedule.id.in_(ids))).tuples().all()) \
+    return dict(session.execute(select(Schedule.id, Schedule.name).where(Schedule.id.in_(ids))).all()) \
         if ids else {}
 
 

@@ -146,3 +146,45 @@ def test_a_failing_manual_run_answers_failed_and_leaves_no_analysis(client, keys
     assert r.json()["status"] == "Failed" and r.json()["analysis_id"] is None
     assert r.json()["failure_reason"] == "RuntimeError: the drift report could not be written"
     assert _counts(db) == before
+
+
+def test_failing_scheduled_runs_keep_an_alert_open_until_a_run_completes(client, keys, db, app, monkeypatch):
+    """A monitoring trial left a schedule failing every hour (its endpoint had stopped capturing): the console
+    showed red badges and nobody was told. A failed scheduled run now opens the schedule's execution_failed alert
+    (audited, sent to subscribers, no retraining request), later failures add to it, and the next run that
+    completes resolves it. A manual run's failure is answered to whoever ran it and opens none."""
+    from monitor.orm import Alert
+    from tests.monitor.test_api import record
+
+    store = app.state.get_store()
+    _seed(db, store)
+    _flushes_then_raises(monkeypatch)
+    r = client.post("/api/v1/monitoring-schedules/dq/run", headers=keys("admin"),
+                    json={"start": "2026-11-20T09:00:00Z", "end": "2026-11-20T10:00:00Z"})
+    assert r.json()["status"] == "Failed"
+    assert client.get("/api/v1/alerts", params={"status": "open"}, headers=keys("viewer")).json()["items"] == []
+    first = jobs.tick(db, store, DUE)                                          # the 10:01 run
+    second = jobs.tick(db, store, DUE + dt.timedelta(minutes=1))               # the 10:02 run
+    alerts = client.get("/api/v1/alerts", params={"status": "open"}, headers=keys("viewer")).json()["items"]
+    assert [(a["check"], a["schedule"], a["occurrences"]) for a in alerts] == [("execution_failed", "dq", 2)]
+    alert = alerts[0]
+    assert alert["opened_execution_id"] == first[0] and alert["last_execution_id"] == second[0]
+    assert alert["details"] == [{"constraint_check_type": "execution_failed",
+                                 "description": "RuntimeError: the drift report could not be written"}]
+    with db.session_scope(write=False) as s:
+        opened = s.scalars(select(OutboxEvent).where(OutboxEvent.type == "alert.opened")).all()
+        assert [e.payload["check"] for e in opened] == ["execution_failed"]
+        assert s.scalar(select(func.count()).select_from(AuditEvent).where(
+            AuditEvent.action == "alert.opened", AuditEvent.subject_id == alert["id"])) == 1
+        assert s.scalar(select(func.count()).select_from(OutboxEvent)
+                        .where(OutboxEvent.type == "retraining.requested")) == 0
+    monkeypatch.undo()
+    when = dt.datetime(2026, 11, 20, 10, 2, 30, tzinfo=dt.UTC)
+    r = client.post("/api/v1/endpoints/ep/capture", headers=keys("ingest"),
+                    json=[record(i, when, (30 + i, 40.0 + i, "CA")) for i in range(20)])
+    assert r.status_code == 200 and r.json()["accepted"] == 20, r.text
+    third = jobs.tick(db, store, DUE + dt.timedelta(minutes=2))                # the 10:03 run, on 10:02's records
+    with db.session_scope(write=False) as s:
+        assert s.get(Execution, third[0]).status.startswith("Completed")
+        row = s.get(Alert, alert["id"])
+        assert row is not None and row.status == "resolved" and row.last_execution_id == third[0]
