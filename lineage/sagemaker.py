@@ -30,6 +30,8 @@ from mlgov.aws import (
     Call,
     drop_empty,
     from_epoch,
+    keyset_paged,
+    page_after,
     page_offset,
     paged,
     require_absent,
@@ -211,12 +213,13 @@ def _register_kind(api: AwsService, kind: str, name: str) -> None:
     def list_(call: Call, p: dict[str, Any]) -> dict[str, Any]:
         if kind != "artifact":
             require_absent(p, ["SourceUri"], f"{kind}s are listed by type and creation time")
-        offset, limit = page_offset(p.get("NextToken")), p.get("MaxResults") or 10
-        rows, total = service.list_entities(
+        rows, remaining = service.list_entities(
             call.session, kind, entity_type=p.get(f"{name}Type"), uri=_source_uri(p.get("SourceUri")), sha256=None,
             name_contains=None, status=None, created_after=from_epoch(p.get("CreatedAfter")),
-            created_before=from_epoch(p.get("CreatedBefore")), limit=limit, offset=offset, descending=_descending(p))
-        return drop_empty({"NextToken": paged(rows, total, offset)}) | {
+            created_before=from_epoch(p.get("CreatedBefore")), limit=p.get("MaxResults") or 10, offset=0,
+            descending=_descending(p), after=page_after(p))
+        order = service.entity_order(_descending(p))
+        return drop_empty({"NextToken": keyset_paged(rows, remaining, order, p)}) | {
             f"{name}Summaries": [_summary(call, e) for e in rows]}
 
     api.operation(f"Create{name}", roles=PUBLISHERS, write=True)(create)
@@ -256,13 +259,14 @@ def _register_associations(api: AwsService) -> None:
     def list_(call: Call, p: dict[str, Any]) -> dict[str, Any]:
         require_absent(p, ["SourceType", "DestinationType", "CreatedAfter", "CreatedBefore"],
                        "associations are listed by their ends and type")
-        offset, limit = page_offset(p.get("NextToken")), p.get("MaxResults") or 10
-        rows, total = service.list_associations(
+        rows, remaining = service.list_associations(
             call.session, source=entity_id(call, p["SourceArn"])[1] if p.get("SourceArn") else None,
             target=entity_id(call, p["DestinationArn"])[1] if p.get("DestinationArn") else None,
-            association_type=p.get("AssociationType"), limit=limit, offset=offset, descending=_descending(p))
+            association_type=p.get("AssociationType"), limit=p.get("MaxResults") or 10, offset=0,
+            descending=_descending(p), after=page_after(p))
         known = service.entities_by_id(call.session, [x for e in rows for x in (e.source_id, e.target_id)])
-        return drop_empty({"NextToken": paged(rows, total, offset)}) | {
+        order = service.association_order(_descending(p))
+        return drop_empty({"NextToken": keyset_paged(rows, remaining, order, p)}) | {
             "AssociationSummaries": [_association(call, e, known) for e in rows]}
 
     @api.operation("QueryLineage", roles=READERS, write=False)
@@ -283,9 +287,9 @@ def _register_associations(api: AwsService) -> None:
                                                 created_after=from_epoch(f.get("CreatedAfter")),
                                                 created_before=from_epoch(f.get("CreatedBefore"))))
         result = service.query(call.session, req)
-        offset, limit = page_offset(p.get("NextToken")), p.get("MaxResults") or 10
+        offset, limit = page_offset(p), p.get("MaxResults") or 10
         page = result.vertices[offset:offset + limit]
-        return drop_empty({"NextToken": paged(page, len(result.vertices), offset)}) | {
+        return drop_empty({"NextToken": paged(page, len(result.vertices), offset, p)}) | {
             "Vertices": [{"Arn": call.arn(f"{v.kind}/{v.id}"), "Type": v.type, "LineageType": KINDS[v.kind]}
                          for v in page],
             "Edges": [{"SourceArn": call.arn(f"{kinds_of[e.source]}/{e.source}"), "AssociationType": e.type,

@@ -583,14 +583,23 @@ def entities_by_id(session: Session, ids: Sequence[str]) -> dict[str, Entity]:
 
 def list_entities(session: Session, kind: str, *, entity_type: str | None, uri: str | None, sha256: str | None,
                   name_contains: str | None, status: str | None, created_after: dt.datetime | None,
-                  created_before: dt.datetime | None, limit: int, offset: int,
-                  descending: bool = False) -> tuple[list[Entity], int]:
+                  created_before: dt.datetime | None, limit: int, offset: int, descending: bool = False,
+                  after: Sequence[Any] | None = None) -> tuple[list[Entity], int]:
     stmt = select(Entity).where(Entity.kind == kind)
-    order = (Entity.created_at.desc(), Entity.id.desc()) if descending else (Entity.created_at, Entity.id)
-    return paginate(session, stmt, *order, limit=limit, offset=offset, where=[
+    return paginate(session, stmt, *entity_order(descending), limit=limit, offset=offset, after=after, where=[
         *equal((Entity.type, entity_type), (Entity.uri, uri), (Entity.sha256, sha256.lower() if sha256 else None)),
         icontains(Entity.name, name_contains), *equal((Entity.status, status)),
         *in_window(Entity.created_at, created_after, created_before)])
+
+
+def entity_order(descending: bool) -> tuple[Any, ...]:
+    """The ORDER BY of `list_entities` (a keyset page's cursor is a row's values under it)."""
+    return (Entity.created_at.desc(), Entity.id.desc()) if descending else (Entity.created_at, Entity.id)
+
+
+def association_order(descending: bool) -> tuple[Any, ...]:
+    """The ORDER BY of `list_associations`."""
+    return (Edge.created_at.desc(), Edge.id.desc()) if descending else (Edge.created_at, Edge.id)
 
 
 def add_association(session: Session, body: AssociationCreate, principal: Principal) -> Edge:
@@ -616,9 +625,10 @@ def add_association(session: Session, body: AssociationCreate, principal: Princi
 
 
 def list_associations(session: Session, *, source: str | None, target: str | None, association_type: str | None,
-                      limit: int, offset: int, descending: bool = False) -> tuple[list[Edge], int]:
-    order = (Edge.created_at.desc(), Edge.id.desc()) if descending else (Edge.created_at, Edge.id)
-    return paginate(session, select(Edge), *order, limit=limit, offset=offset, where=equal(
+                      limit: int, offset: int, descending: bool = False,
+                      after: Sequence[Any] | None = None) -> tuple[list[Edge], int]:
+    return paginate(session, select(Edge), *association_order(descending), limit=limit, offset=offset, after=after,
+                    where=equal(
         (Edge.source_id, source), (Edge.target_id, target), (Edge.type, association_type)))
 
 

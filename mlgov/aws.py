@@ -24,7 +24,7 @@ import json
 import logging
 import math
 import urllib.parse
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
@@ -42,7 +42,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 from mlgov import auth, inputs
 from mlgov.auth import Principal, Role
 from mlgov.context import request_id_var
-from mlgov.db import Base, DatabaseBusy, busy_reason, is_unique_violation, new_id, utcnow
+from mlgov.db import Base, DatabaseBusy, busy_reason, cursor_of, is_unique_violation, new_id, utcnow
 from mlgov.errors import (
     Conflict,
     DomainError,
@@ -423,26 +423,84 @@ class Operation:
     token: str | None = None   # the member holding an idempotency token
 
 
-def page_token(offset: int) -> str:
-    return base64.urlsafe_b64encode(json.dumps({"offset": offset}).encode()).decode()
+_NOT_OURS = "NextToken is not one this server returned; start again without it"
 
 
-def page_offset(token: str | None) -> int:
+def _binding(p: dict[str, Any]) -> str:
+    """What a NextToken is bound to: the request's members but NextToken and MaxResults (the page size may change
+    between pages), so a token is never read against other filters or another order."""
+    rest = {k: v for k, v in p.items() if k not in ("NextToken", "MaxResults")}
+    return hashlib.sha256(json.dumps(rest, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _token(p: dict[str, Any], position: dict[str, Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps({**position, "q": _binding(p)}).encode()).decode()
+
+
+def _read_token(p: dict[str, Any]) -> dict[str, Any] | None:
+    token = p.get("NextToken")
     if not token:
-        return 0
+        return None
     try:
-        offset = json.loads(base64.urlsafe_b64decode(token.encode()))["offset"]
-    except (ValueError, KeyError, TypeError, binascii.Error):
-        raise validation("NextToken is not one this server returned; start again without it") from None
+        doc = json.loads(base64.urlsafe_b64decode(str(token).encode()))
+    except (ValueError, TypeError, binascii.Error):
+        raise validation(_NOT_OURS) from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("q"), str):
+        raise validation(_NOT_OURS)
+    if doc["q"] != _binding(p):
+        raise validation("NextToken was returned for a request with other parameters (filters, sort): repeat "
+                         "that request's parameters with it, or start again without it")
+    return doc
+
+
+def page_offset(p: dict[str, Any]) -> int:
+    """Where the page of an offset-paged list starts (0 without a NextToken)."""
+    doc = _read_token(p)
+    if doc is None:
+        return 0
+    offset = doc.get("offset")
     if not isinstance(offset, int) or isinstance(offset, bool) or not 0 <= offset < 2**63:
-        raise validation("NextToken is not one this server returned; start again without it")
+        raise validation(_NOT_OURS)
     return offset
 
 
-def paged(rows: list[Any], total: int, offset: int) -> str | None:
+def paged(rows: list[Any], total: int, offset: int, p: dict[str, Any]) -> str | None:
     """The NextToken after a page of ``rows`` starting at ``offset`` (None on the last page)."""
     end = offset + len(rows)
-    return page_token(end) if end < total else None
+    return _token(p, {"offset": end}) if end < total else None
+
+
+def page_after(p: dict[str, Any]) -> list[Any] | None:
+    """The cursor a keyset-paged list goes on from (None without a NextToken): the sort values of the last row
+    the previous page returned, so rows deleted or added before it meanwhile neither skip nor repeat rows, as
+    they would under an offset (a client deleting each package as it pages through them)."""
+    doc = _read_token(p)
+    if doc is None:
+        return None
+    after = doc.get("after")
+    if not isinstance(after, list) or not after:
+        raise validation(_NOT_OURS)
+    values: list[Any] = []
+    for v in after:
+        if isinstance(v, dict) and isinstance(v.get("t"), str):
+            try:
+                values.append(dt.datetime.fromisoformat(v["t"]))
+            except ValueError:
+                raise validation(_NOT_OURS) from None
+        elif isinstance(v, (str, int)) and not isinstance(v, bool):
+            values.append(v)
+        else:
+            raise validation(_NOT_OURS)
+    return values
+
+
+def keyset_paged(rows: list[Any], remaining: int, order: Sequence[Any], p: dict[str, Any]) -> str | None:
+    """The NextToken after a keyset page (None on the last page); ``remaining``: the rows from this page's start
+    on, as `paginate` counts them with ``after``."""
+    if not rows or len(rows) >= remaining:
+        return None
+    cursor = [{"t": v.isoformat()} if isinstance(v, dt.datetime) else v for v in cursor_of(rows[-1], order)]
+    return _token(p, {"after": cursor})
 
 
 def drop_empty(d: dict[str, Any]) -> dict[str, Any]:
@@ -641,6 +699,8 @@ __all__ = [
     "botocore_model",
     "drop_empty",
     "from_epoch",
+    "keyset_paged",
+    "page_after",
     "page_offset",
     "paged",
     "require_absent",

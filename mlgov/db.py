@@ -48,6 +48,7 @@ from sqlalchemy import (
     String,
     Text,
     TypeDecorator,
+    and_,
     any_,
     bindparam,
     cast,
@@ -56,6 +57,7 @@ from sqlalchemy import (
     func,
     insert,
     literal_column,
+    or_,
     select,
     text,
     true,
@@ -68,8 +70,8 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.pool import NullPool
-from sqlalchemy.sql import sqltypes
-from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql import operators, sqltypes
+from sqlalchemy.sql.elements import ColumnElement, UnaryExpression
 from sqlalchemy.sql.visitors import InternalTraversal
 
 if TYPE_CHECKING:
@@ -115,12 +117,40 @@ _V = TypeVar("_V")
 
 
 def paginate(session: Session, stmt: Select[_R], *order_by: Any, limit: int, offset: int,
-             where: Iterable[Condition] = ()) -> tuple[list[_R], int]:
+             where: Iterable[Condition] = (), after: Sequence[Any] | None = None) -> tuple[list[_R], int]:
     """One page of ``stmt`` narrowed by every condition in ``where`` that is not None, and the number of rows
-    matching in all."""
-    stmt = stmt.where(*(c for c in where if c is not None))
+    matching in all. ``after``: the `cursor_of` a row, to page on from it (the count is then of the rows after
+    it): rows deleted meanwhile do not shift the page, as they shift an offset."""
+    stmt = stmt.where(*(c for c in where if c is not None), *([_after(order_by, after)] if after else []))
     total = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
     return list(session.scalars(stmt.order_by(*order_by).limit(limit).offset(offset))), total
+
+
+def _sort_keys(order_by: Sequence[Any]) -> list[tuple[Any, bool]]:
+    """(column, descending) of each ORDER BY term."""
+    return [(o.element, o.modifier is operators.desc_op) if isinstance(o, UnaryExpression) else (o, False)
+            for o in order_by]
+
+
+def cursor_of(row: Any, order_by: Sequence[Any]) -> list[Any]:
+    """The values ``row`` sorts by under ``order_by`` (ORM columns, plain or ``.desc()``): where a keyset page
+    that follows it starts. The order must end in a unique, non-null column."""
+    return [getattr(row, column.key) for column, _ in _sort_keys(order_by)]
+
+
+def _after(order_by: Sequence[Any], cursor: Sequence[Any]) -> ColumnElement[bool]:
+    """Rows that sort after ``cursor`` under ``order_by``: (a > x) or (a = x and b > y) …, each comparison turned
+    for a descending term (a row value comparison cannot mix directions)."""
+    keys = _sort_keys(order_by)
+    if len(cursor) != len(keys):
+        from mlgov.errors import Invalid  # mlgov.errors imports this module
+
+        raise Invalid("the page token does not fit this list's order", fix="start again without the token")
+    terms = []
+    for i, (column, desc) in enumerate(keys):
+        beyond = column < cursor[i] if desc else column > cursor[i]
+        terms.append(and_(*[c == v for (c, _), v in zip(keys[:i], cursor[:i], strict=True)], beyond))
+    return or_(*terms)
 
 
 def equal(*pairs: tuple[SQLColumnExpression[Any], Any]) -> list[Condition]:

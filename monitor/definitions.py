@@ -126,12 +126,13 @@ def get_definition(session: Session, name: str, monitoring_type: str | None = No
 
 def list_definitions(session: Session, *, monitoring_type: str, endpoint: str | None, name_contains: str | None,
                      created_after: dt.datetime | None, created_before: dt.datetime | None, order: Sequence[Any],
-                     limit: int, offset: int) -> tuple[list[JobDefinition], int]:
+                     limit: int, offset: int, after: Sequence[Any] | None = None,
+                     ) -> tuple[list[JobDefinition], int]:
     stmt = select(JobDefinition).where(JobDefinition.type == monitoring_type)
     where = [JobDefinition.endpoint == endpoint if endpoint else None, icontains(JobDefinition.name, name_contains),
              JobDefinition.created_at > created_after if created_after else None,
              JobDefinition.created_at < created_before if created_before else None]
-    return paginate(session, stmt, *order, JobDefinition.id, limit=limit, offset=offset, where=where)
+    return paginate(session, stmt, *order, JobDefinition.id, limit=limit, offset=offset, where=where, after=after)
 
 
 def delete_definition(session: Session, name: str, monitoring_type: str, actor: Principal) -> None:

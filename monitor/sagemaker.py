@@ -28,6 +28,8 @@ from mlgov.aws import (
     Call,
     drop_empty,
     from_epoch,
+    keyset_paged,
+    page_after,
     page_offset,
     paged,
     require_absent,
@@ -90,7 +92,7 @@ def _store(call: Call) -> ObjectStore:
 
 
 def _page(p: dict[str, Any], default: int = 10) -> tuple[int, int]:
-    return page_offset(p.get("NextToken")), p.get("MaxResults") or default
+    return page_offset(p), p.get("MaxResults") or default
 
 
 def _order(p: dict[str, Any], columns: dict[str, Any], default: str) -> tuple[Any, ...]:
@@ -180,16 +182,16 @@ def register_job_definitions(api: AwsService, kind: DefinitionKind) -> None:
 
     @api.operation(f"List{t}JobDefinitions", roles=READERS, write=False)
     def listed(call: Call, p: dict[str, Any]) -> dict[str, Any]:
-        offset, limit = _page(p)
-        rows, total = definitions.list_definitions(
+        order = _order(p, {"Name": JobDefinition.name, "CreationTime": JobDefinition.created_at}, "CreationTime")
+        rows, remaining = definitions.list_definitions(
             call.session, monitoring_type=t, endpoint=p.get("EndpointName"), name_contains=p.get("NameContains"),
             created_after=from_epoch(p.get("CreationTimeAfter")),
-            created_before=from_epoch(p.get("CreationTimeBefore")),
-            order=_order(p, {"Name": JobDefinition.name, "CreationTime": JobDefinition.created_at}, "CreationTime"),
-            limit=limit, offset=offset)
+            created_before=from_epoch(p.get("CreationTimeBefore")), order=order,
+            limit=p.get("MaxResults") or 10, offset=0, after=page_after(p))
         summaries = [{"MonitoringJobDefinitionName": r.name, "MonitoringJobDefinitionArn": _definition_arn(call, r),
                       "CreationTime": r.created_at, "EndpointName": r.endpoint} for r in rows]
-        return {"JobDefinitionSummaries": summaries, **drop_empty({"NextToken": paged(rows, total, offset)})}
+        return {"JobDefinitionSummaries": summaries,
+                **drop_empty({"NextToken": keyset_paged(rows, remaining, (*order, JobDefinition.id), p)})}
 
 
 def _data_quality_baseline(call: Call, p: dict[str, Any]) -> str:
@@ -349,17 +351,17 @@ def _register_schedules(api: AwsService) -> None:
 
     @api.operation("ListMonitoringSchedules", roles=READERS, write=False)
     def listed(call: Call, p: dict[str, Any]) -> dict[str, Any]:
-        offset, limit = _page(p)
-        rows, total = schedules.find_schedules(
+        order = _order(p, {"Name": Schedule.name, "CreationTime": Schedule.created_at, "Status": Schedule.status},
+                       "CreationTime")
+        rows, remaining = schedules.find_schedules(
             call.session, endpoint=p.get("EndpointName"), name_contains=p.get("NameContains"),
             status=p.get("StatusEquals"), job_definition=p.get("MonitoringJobDefinitionName"),
             monitoring_type=p.get("MonitoringTypeEquals"),
             created=_between(p, "CreationTimeAfter", "CreationTimeBefore"),
             modified=_between(p, "LastModifiedTimeAfter", "LastModifiedTimeBefore"),
-            order=_order(p, {"Name": Schedule.name, "CreationTime": Schedule.created_at, "Status": Schedule.status},
-                         "CreationTime"), limit=limit, offset=offset)
+            order=order, limit=p.get("MaxResults") or 10, offset=0, after=page_after(p))
         return {"MonitoringScheduleSummaries": [_schedule_summary(call, s) for s in rows],
-                **drop_empty({"NextToken": paged(rows, total, offset)})}
+                **drop_empty({"NextToken": keyset_paged(rows, remaining, (*order, Schedule.id), p)})}
 
     @api.operation("ListMonitoringExecutions", roles=READERS, write=False)
     def executions(call: Call, p: dict[str, Any]) -> dict[str, Any]:
@@ -375,7 +377,7 @@ def _register_schedules(api: AwsService) -> None:
         for ex in rows:
             _, sched = schedules.get_execution(call.session, ex.id)
             out.append(_execution_out(call, ex, sched))
-        return {"MonitoringExecutionSummaries": out, **drop_empty({"NextToken": paged(rows, total, offset)})}
+        return {"MonitoringExecutionSummaries": out, **drop_empty({"NextToken": paged(rows, total, offset, p)})}
 
 
 # --- alerts ------------------------------------------------------------------------------------------------------
@@ -411,7 +413,7 @@ def _register_alerts(api: AwsService) -> None:
                         "Actions": {"ModelDashboardIndicator": {"Enabled": True}}})
         offset, limit = _page(p)
         page = out[offset:offset + limit]
-        return drop_empty({"MonitoringAlertSummaries": page, "NextToken": paged(page, len(out), offset)})
+        return drop_empty({"MonitoringAlertSummaries": page, "NextToken": paged(page, len(out), offset, p)})
 
     @api.operation("ListMonitoringAlertHistory", roles=READERS, write=False)
     def history(call: Call, p: dict[str, Any]) -> dict[str, Any]:
@@ -439,7 +441,7 @@ def _register_alerts(api: AwsService) -> None:
                      reverse=p.get("SortOrder") != "Ascending")
         offset, limit = _page(p)
         page = entries[offset:offset + limit]
-        return drop_empty({"MonitoringAlertHistory": page, "NextToken": paged(page, len(entries), offset)})
+        return drop_empty({"MonitoringAlertHistory": page, "NextToken": paged(page, len(entries), offset, p)})
 
     @api.operation("UpdateMonitoringAlert", roles=PUBLISHERS, write=True)
     def update(call: Call, p: dict[str, Any]) -> dict[str, Any]:
@@ -640,7 +642,7 @@ def _register_processing(api: AwsService) -> None:
                                  "CreationTime": j.created_at, "ProcessingEndTime": j.ended_at,
                                  "LastModifiedTime": j.ended_at or j.created_at, "ProcessingJobStatus": j.status,
                                  "FailureReason": j.failure_reason}) for j in rows]
-        return {"ProcessingJobSummaries": summaries, **drop_empty({"NextToken": paged(rows, total, offset)})}
+        return {"ProcessingJobSummaries": summaries, **drop_empty({"NextToken": paged(rows, total, offset, p)})}
 
 
 def register(api: AwsService) -> None:

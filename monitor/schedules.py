@@ -12,7 +12,7 @@ import datetime as dt
 import json
 import logging
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -779,7 +779,8 @@ def find_schedules(session: Session, *, endpoint: str | None = None, name_contai
                    status: str | None = None, job_definition: str | None = None, monitoring_type: str | None = None,
                    created: tuple[dt.datetime | None, dt.datetime | None] = (None, None),
                    modified: tuple[dt.datetime | None, dt.datetime | None] = (None, None),
-                   order: tuple[Any, ...] = (), limit: int, offset: int) -> tuple[list[Schedule], int]:
+                   order: tuple[Any, ...] = (), limit: int, offset: int,
+                   after: Sequence[Any] | None = None) -> tuple[list[Schedule], int]:
     """A page of schedules matching the filters (``created``/``modified``: exclusive after/before bounds)."""
     where = [Schedule.endpoint == endpoint if endpoint else None, icontains(Schedule.name, name_contains),
              Schedule.status == status if status else None,
@@ -790,7 +791,7 @@ def find_schedules(session: Session, *, endpoint: str | None = None, name_contai
              Schedule.updated_at > modified[0] if modified[0] else None,
              Schedule.updated_at < modified[1] if modified[1] else None]
     return paginate(session, select(Schedule), *(order or (Schedule.created_at.desc(),)), Schedule.id, limit=limit,
-                    offset=offset, where=where)
+                    offset=offset, where=where, after=after)
 
 
 def capture_uri(session: Session, store: ObjectStore, endpoint: str) -> str:

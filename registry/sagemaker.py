@@ -19,6 +19,8 @@ from mlgov.aws import (
     Call,
     drop_empty,
     from_epoch,
+    keyset_paged,
+    page_after,
     page_offset,
     paged,
     require_absent,
@@ -269,14 +271,14 @@ def register(api: AwsService) -> None:
     def list_groups(call: Call, p: dict[str, Any]) -> dict[str, Any]:
         if p.get("CrossAccountFilterOption") == "CrossAccount":
             raise validation("mlgov serves one account: CrossAccountFilterOption must be SameAccount")
-        offset, limit = page_offset(p.get("NextToken")), p.get("MaxResults") or 10
-        sort = {"Name": "name", "CreationTime": "created_at"}[p.get("SortBy") or "CreationTime"]
-        desc = (p.get("SortOrder") or "Descending") == "Descending"
-        rows, total = service.list_groups(call.session, name_contains=p.get("NameContains"), tags={},
-                                          sort=f"-{sort}" if desc else sort, limit=limit, offset=offset,
-                                          created_after=from_epoch(p.get("CreationTimeAfter")),
-                                          created_before=from_epoch(p.get("CreationTimeBefore")))
-        return drop_empty({"NextToken": paged(rows, total, offset)}) | {
+        limit = p.get("MaxResults") or 10
+        column = {"Name": "name", "CreationTime": "created_at"}[p.get("SortBy") or "CreationTime"]
+        sort = f"-{column}" if (p.get("SortOrder") or "Descending") == "Descending" else column
+        rows, remaining = service.list_groups(call.session, name_contains=p.get("NameContains"), tags={}, sort=sort,
+                                              limit=limit, offset=0, after=page_after(p),
+                                              created_after=from_epoch(p.get("CreationTimeAfter")),
+                                              created_before=from_epoch(p.get("CreationTimeBefore")))
+        return drop_empty({"NextToken": keyset_paged(rows, remaining, service.group_order(sort), p)}) | {
             "ModelPackageGroupSummaryList": [_group_out(call, g) for g in rows]}
 
     @api.operation("DeleteModelPackageGroup", roles=EDITORS, write=True)
@@ -353,17 +355,17 @@ def register(api: AwsService) -> None:
             if kind in (None, "Unversioned"):
                 return {"ModelPackageSummaryList": []}   # mlgov has no unversioned model packages
             raise validation("pass ModelPackageGroupName: mlgov lists model packages one group at a time")
-        offset, limit = page_offset(p.get("NextToken")), p.get("MaxResults") or 10
+        limit = p.get("MaxResults") or 10
         column = "version" if p.get("SortBy") == "Name" else "created_at"
-        desc = (p.get("SortOrder") or "Descending") == "Descending"
-        g, rows, total = service.list_versions(
+        sort = f"-{column}" if (p.get("SortOrder") or "Descending") == "Descending" else column
+        g, rows, remaining = service.list_versions(
             call.session, group_name(call, p["ModelPackageGroupName"]), status=p.get("ModelApprovalStatus"),
             stage=None, created_after=from_epoch(p.get("CreationTimeAfter")),
-            created_before=from_epoch(p.get("CreationTimeBefore")), metadata={},
-            sort=f"-{column}" if desc else column, limit=limit, offset=offset)
+            created_before=from_epoch(p.get("CreationTimeBefore")), metadata={}, sort=sort, limit=limit, offset=0,
+            after=page_after(p))
         if kind == "Unversioned":
-            rows, total = [], 0
-        return drop_empty({"NextToken": paged(rows, total, offset)}) | {
+            rows, remaining = [], 0
+        return drop_empty({"NextToken": keyset_paged(rows, remaining, service.version_order(sort), p)}) | {
             "ModelPackageSummaryList": [_summary(call, g.name, v) for v in rows]}
 
     @api.operation("UpdateModelPackage", roles=DECIDERS, write=True, idempotency_member="ClientToken")
@@ -430,9 +432,9 @@ def register(api: AwsService) -> None:
             raise validation(f"{arn!r} is not the ARN of a resource mlgov keeps tags for (model package groups; "
                              f"{', '.join(sorted(k for k in api.tag_readers if k != GROUP))} answer no tags)")
         items = _tags_out(api.tag_readers[kind](call, name))
-        offset, limit = page_offset(p.get("NextToken")), p.get("MaxResults") or 50
+        offset, limit = page_offset(p), p.get("MaxResults") or 50
         page = items[offset:offset + limit]
-        return drop_empty({"NextToken": paged(page, len(items), offset)}) | {"Tags": page}
+        return drop_empty({"NextToken": paged(page, len(items), offset, p)}) | {"Tags": page}
 
     register_search(api)
     register_cards(api)
@@ -563,7 +565,7 @@ def register_search(api: AwsService) -> None:
             raise validation("mlgov serves one account: CrossAccountFilterOption must be SameAccount")
         where = [search_expression(call, resource, p["SearchExpression"])] if p.get("SearchExpression") else []
         order = _search_order(resource, p)
-        offset, limit = page_offset(p.get("NextToken")), p.get("MaxResults") or 10
+        offset, limit = page_offset(p), p.get("MaxResults") or 10
         if resource == "ModelPackage":
             rows = service.search_versions(call.session, where, order, limit, offset)
             total = service.count_versions(call.session, where)
@@ -574,7 +576,7 @@ def register_search(api: AwsService) -> None:
             results = [{"ModelPackageGroup": {**_group_out(call, g), "CreatedBy": user_context(g.created_by),
                                               **drop_empty({"Tags": _tags_out(dict(g.tags or {}))})}}
                        for g in groups]
-        return drop_empty({"NextToken": paged(results, total, offset)}) | {
+        return drop_empty({"NextToken": paged(results, total, offset, p)}) | {
             "Results": results, "TotalHits": {"Value": total, "Relation": "EqualTo"}}
 
 
@@ -650,27 +652,28 @@ def register_cards(api: AwsService) -> None:
 
     @api.operation("ListModelCards", roles=READERS, write=False)
     def list_cards(call: Call, p: dict[str, Any]) -> dict[str, Any]:
-        offset, limit = page_offset(p.get("NextToken")), p.get("MaxResults") or 10
+        limit = p.get("MaxResults") or 10
         column = "name" if p.get("SortBy") == "Name" else "created_at"
-        desc = (p.get("SortOrder") or "Descending") == "Descending"
-        rows, total = service.list_cards(call.session, name_contains=p.get("NameContains"),
-                                         status=p.get("ModelCardStatus"),
-                                         created_after=from_epoch(p.get("CreationTimeAfter")),
-                                         created_before=from_epoch(p.get("CreationTimeBefore")),
-                                         sort=f"-{column}" if desc else column, limit=limit, offset=offset)
-        return drop_empty({"NextToken": paged(rows, total, offset)}) | {"ModelCardSummaries": [
-            {"ModelCardName": c.name, "ModelCardArn": call.arn(f"{CARD}/{c.name}"), "ModelCardStatus": c.status,
-             "CreationTime": c.created_at, "LastModifiedTime": c.updated_at} for c in rows]}
+        sort = f"-{column}" if (p.get("SortOrder") or "Descending") == "Descending" else column
+        rows, remaining = service.list_cards(call.session, name_contains=p.get("NameContains"),
+                                             status=p.get("ModelCardStatus"),
+                                             created_after=from_epoch(p.get("CreationTimeAfter")),
+                                             created_before=from_epoch(p.get("CreationTimeBefore")),
+                                             sort=sort, limit=limit, offset=0, after=page_after(p))
+        return drop_empty({"NextToken": keyset_paged(rows, remaining, service.card_order(sort), p)}) | {
+            "ModelCardSummaries": [{"ModelCardName": c.name, "ModelCardArn": call.arn(f"{CARD}/{c.name}"),
+                                    "ModelCardStatus": c.status, "CreationTime": c.created_at,
+                                    "LastModifiedTime": c.updated_at} for c in rows]}
 
     @api.operation("ListModelCardVersions", roles=READERS, write=False)
     def list_card_versions(call: Call, p: dict[str, Any]) -> dict[str, Any]:
-        offset, limit = page_offset(p.get("NextToken")), p.get("MaxResults") or 10
+        offset, limit = page_offset(p), p.get("MaxResults") or 10
         card, rows, total = service.list_card_versions(
             call.session, card_name(call, p["ModelCardName"]), status=p.get("ModelCardStatus"),
             created_after=from_epoch(p.get("CreationTimeAfter")),
             created_before=from_epoch(p.get("CreationTimeBefore")),
             descending=(p.get("SortOrder") or "Descending") == "Descending", limit=limit, offset=offset)
         arn = call.arn(f"{CARD}/{card.name}")
-        return drop_empty({"NextToken": paged(rows, total, offset)}) | {"ModelCardVersionSummaryList": [
+        return drop_empty({"NextToken": paged(rows, total, offset, p)}) | {"ModelCardVersionSummaryList": [
             {"ModelCardName": card.name, "ModelCardArn": arn, "ModelCardStatus": r.status,
              "ModelCardVersion": r.version, "CreationTime": r.at, "LastModifiedTime": r.at} for r in rows]}

@@ -258,11 +258,15 @@ def _check_stages_still_valid(session: Session, group: ModelGroup, cfg: StageCon
                        fix="keep those stages or move the versions out of them first")
 
 
+def group_order(sort: str) -> tuple[Any, ...]:
+    """The ORDER BY of `list_groups` (a keyset page's cursor is a row's values under it)."""
+    return _order(sort, {"name": ModelGroup.name, "created_at": ModelGroup.created_at}), ModelGroup.id
+
+
 def list_groups(session: Session, *, name_contains: str | None, tags: dict[str, str], sort: str, limit: int,
-                offset: int, created_after: dt.datetime | None = None,
-                created_before: dt.datetime | None = None) -> tuple[list[ModelGroup], int]:
-    order = _order(sort, {"name": ModelGroup.name, "created_at": ModelGroup.created_at})
-    return paginate(session, select(ModelGroup), order, ModelGroup.id, limit=limit, offset=offset, where=[
+                offset: int, created_after: dt.datetime | None = None, created_before: dt.datetime | None = None,
+                after: Sequence[Any] | None = None) -> tuple[list[ModelGroup], int]:
+    return paginate(session, select(ModelGroup), *group_order(sort), limit=limit, offset=offset, after=after, where=[
         icontains(ModelGroup.name, name_contains), *(ModelGroup.tags[k].as_string() == v for k, v in tags.items()),
         *in_window(ModelGroup.created_at, created_after, created_before)])
 
@@ -633,15 +637,19 @@ _LIST_ORDER: dict[str, QueryableAttribute[Any]] = {"version": ModelVersion.versi
 def list_versions(
     session: Session, group_name: str, *, status: str | None, stage: str | None,
     created_after: dt.datetime | None, created_before: dt.datetime | None, metadata: dict[str, str],
-    sort: str, limit: int, offset: int,
+    sort: str, limit: int, offset: int, after: Sequence[Any] | None = None,
 ) -> tuple[ModelGroup, list[ModelVersion], int]:
     group = get_group(session, group_name)
     if stage is not None:
         _known_stage(session, group, stage)
-    rows, total = paginate(session, _version_stmt(group), _order(sort, _LIST_ORDER), ModelVersion.version,
-                           limit=limit, offset=offset,
-                           where=_list_filters(status, stage, created_after, created_before, metadata))
+    rows, total = paginate(session, _version_stmt(group), *version_order(sort), limit=limit, offset=offset,
+                           after=after, where=_list_filters(status, stage, created_after, created_before, metadata))
     return group, rows, total
+
+
+def version_order(sort: str) -> tuple[Any, ...]:
+    """The ORDER BY of `list_versions` (a keyset page's cursor is a row's values under it)."""
+    return _order(sort, _LIST_ORDER), ModelVersion.version
 
 
 def latest_version(session: Session, group_name: str, status: str | None) -> tuple[ModelGroup, ModelVersion]:
@@ -2527,13 +2535,17 @@ def delete_card(session: Session, name: str, actor: Principal) -> None:
     events.emit(session, "model_card.deleted", name, {"name": name})
 
 
+def card_order(sort: str) -> tuple[Any, ...]:
+    """The ORDER BY of `list_cards` (a keyset page's cursor is a row's values under it)."""
+    return _order(sort, {"name": ModelCardRecord.name, "created_at": ModelCardRecord.created_at}), ModelCardRecord.id
+
+
 def list_cards(session: Session, *, name_contains: str | None, status: str | None, created_after: dt.datetime | None,
                created_before: dt.datetime | None, sort: str, limit: int, offset: int,
-               ) -> tuple[list[ModelCardRecord], int]:
-    order = _order(sort, {"name": ModelCardRecord.name, "created_at": ModelCardRecord.created_at})
-    return paginate(session, select(ModelCardRecord), order, ModelCardRecord.id, limit=limit, offset=offset, where=[
-        icontains(ModelCardRecord.name, name_contains), *equal((ModelCardRecord.status, status)),
-        *in_window(ModelCardRecord.created_at, created_after, created_before)])
+               after: Sequence[Any] | None = None) -> tuple[list[ModelCardRecord], int]:
+    return paginate(session, select(ModelCardRecord), *card_order(sort), limit=limit, offset=offset, after=after,
+                    where=[icontains(ModelCardRecord.name, name_contains), *equal((ModelCardRecord.status, status)),
+                           *in_window(ModelCardRecord.created_at, created_after, created_before)])
 
 
 def list_card_versions(session: Session, name: str, *, status: str | None, created_after: dt.datetime | None,

@@ -229,6 +229,37 @@ def test_registry_and_approval_story(sm: SageMaker) -> None:
     assert _code(exc) == "ValidationException"
 
 
+def test_deleting_while_paging_skips_nothing_and_tokens_keep_their_request(sm: SageMaker) -> None:
+    """A boto3 user deleting each group as the paginator yields it: with NextToken an offset, every deletion
+    shifted the rest forward and the next page skipped as many groups. Tokens now carry the last row's sort key
+    (keyset), and belong to the request's filters and order: sent with other ones they are refused."""
+    pat = sm.client("pat")
+    names = [f"pagedel-{i}" for i in range(7)]
+    for name in names:
+        pat.create_model_package_group(ModelPackageGroupName=name)
+    seen = []
+    for page in pat.get_paginator("list_model_package_groups").paginate(
+            NameContains="pagedel", SortBy="Name", SortOrder="Ascending", PaginationConfig={"PageSize": 2}):
+        for g in page["ModelPackageGroupSummaryList"]:
+            seen.append(g["ModelPackageGroupName"])
+            pat.delete_model_package_group(ModelPackageGroupName=g["ModelPackageGroupName"])
+    assert seen == names
+    for name in names[:3]:
+        pat.create_model_package_group(ModelPackageGroupName=name)
+    first = pat.list_model_package_groups(NameContains="pagedel", MaxResults=1)
+    assert first["NextToken"]
+    with pytest.raises(ClientError) as exc:
+        pat.list_model_package_groups(NameContains="pagedel-1", MaxResults=1, NextToken=first["NextToken"])
+    assert _code(exc) == "ValidationException" and "other parameters" in str(exc.value)
+    with pytest.raises(ClientError) as exc:
+        pat.list_model_package_groups(NameContains="pagedel", NextToken="bm90LWEtdG9rZW4=")
+    assert _code(exc) == "ValidationException" and "not one this server returned" in str(exc.value)
+    rest = pat.list_model_package_groups(NameContains="pagedel", MaxResults=5, NextToken=first["NextToken"])
+    both = first["ModelPackageGroupSummaryList"] + rest["ModelPackageGroupSummaryList"]   # the page size changed
+    assert sorted(g["ModelPackageGroupName"] for g in both) == names[:3]
+    assert "NextToken" not in rest
+
+
 def test_approval_at_registration_is_the_registrant_deciding(sm: SageMaker) -> None:
     alice = sm.client("alice")
     alice.create_model_package_group(ModelPackageGroupName="g")
