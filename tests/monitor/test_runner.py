@@ -178,6 +178,11 @@ def test_failing_scheduled_runs_keep_an_alert_open_until_a_run_completes(client,
             AuditEvent.action == "alert.opened", AuditEvent.subject_id == alert["id"])) == 1
         assert s.scalar(select(func.count()).select_from(OutboxEvent)
                         .where(OutboxEvent.type == "retraining.requested")) == 0
+    from tests.helpers import signed_in
+
+    page = signed_in(app, keys.plain["viewer"]).get(f"/console/alerts/{alert['id']}").text
+    assert ">Failure</h2>" in page and "RuntimeError: the drift report could not be written" in page
+    assert "no retraining was requested" in page
     monkeypatch.undo()
     when = dt.datetime(2026, 11, 20, 10, 2, 30, tzinfo=dt.UTC)
     r = client.post("/api/v1/endpoints/ep/capture", headers=keys("ingest"),
