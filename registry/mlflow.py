@@ -608,7 +608,8 @@ def model_version(v: service.VersionView) -> dict[str, Any]:
         "aliases": v.aliases,
     }
     if v.artifact_sha256 is None:
-        out["status_message"] = "unverified: the source is outside mlgov's object store, so it was not hashed"
+        out["status_message"] = ("unverified: mlgov could not hash the source when it was registered (outside its "
+                                 f"object store, not there yet, or more than {service.MAX_HASHED_FILES} files)")
     out["run_id"], out["run_link"] = v.run_id or "", v.run_link or ""   # MLflow's server sends "" for none
     return out
 

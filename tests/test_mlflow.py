@@ -112,6 +112,7 @@ def test_register_model_twice_and_both_doors_see_the_same_versions(world: World)
     assert (v1.version, v2.version, v1.status, v1.current_stage) == ("1", "2", "READY", "None")
     assert v1.tags["team"] == "growth" and v1.tags["mlgov.approval_status"] == "PendingManualApproval"
     assert v1.tags["mlgov.artifact_sha256"] == "unverified" and v1.user_id == "test-pub"
+    assert "could not hash the source" in c.get_model_version("churn", "1").status_message
     # through MLflow, visible natively: the source is the artifact, no hash mlgov could verify
     native = world.http.get(f"{API}/model-groups/churn/versions/1", headers=world.h("viewer")).json()
     assert native["artifact_uri"] == "s3://models/churn/1/model" and native["artifact_sha256"] is None
