@@ -25,6 +25,7 @@ import logging
 import math
 import urllib.parse
 from collections.abc import Callable, Iterable, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
@@ -426,10 +427,15 @@ class Operation:
 _NOT_OURS = "NextToken is not one this server returned; start again without it"
 
 
+_operation: ContextVar[str] = ContextVar("aws_operation", default="")
+"""The operation being served (set by `AwsService._run`): a NextToken belongs to it."""
+
+
 def _binding(p: dict[str, Any]) -> str:
-    """What a NextToken is bound to: the request's members but NextToken and MaxResults (the page size may change
-    between pages), so a token is never read against other filters or another order."""
-    rest = {k: v for k, v in p.items() if k not in ("NextToken", "MaxResults")}
+    """What a NextToken is bound to: the operation and the request's members but NextToken and MaxResults (the
+    page size may change between pages), so a token is never read by another list, or against other filters or
+    another order."""
+    rest = {k: v for k, v in p.items() if k not in ("NextToken", "MaxResults")} | {"": _operation.get()}
     return hashlib.sha256(json.dumps(rest, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -448,8 +454,8 @@ def _read_token(p: dict[str, Any]) -> dict[str, Any] | None:
     if not isinstance(doc, dict) or not isinstance(doc.get("q"), str):
         raise validation(_NOT_OURS)
     if doc["q"] != _binding(p):
-        raise validation("NextToken was returned for a request with other parameters (filters, sort): repeat "
-                         "that request's parameters with it, or start again without it")
+        raise validation("NextToken was returned for another request (another operation, or other filters or "
+                         "sort): send it with that request's parameters, or start again without it")
     return doc
 
 
@@ -640,6 +646,7 @@ class AwsService:
         if errors:
             raise validation(validation_message(errors))
         call = Call(session, principal, signed.region, self.account, self.signing_name, self.extras)
+        _operation.set(op.name)
         token = params.get(op.token) if op.token else None
         digest = _digest(params, op.token)
         if token:

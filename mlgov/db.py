@@ -138,14 +138,26 @@ def cursor_of(row: Any, order_by: Sequence[Any]) -> list[Any]:
     return [getattr(row, column.key) for column, _ in _sort_keys(order_by)]
 
 
+def _fits(column: Any, value: Any) -> bool:
+    """Whether a cursor value (from a token a client may have edited) is of its column's type: a time with its
+    zone, an integer, text. Widths and NUL are checked at bind (`check_column_value`)."""
+    kind = column.type.impl_instance if isinstance(column.type, TypeDecorator) else column.type
+    if isinstance(kind, DateTime):
+        return isinstance(value, dt.datetime) and value.tzinfo is not None
+    if isinstance(kind, Integer):
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(kind, String) and isinstance(value, str)
+
+
 def _after(order_by: Sequence[Any], cursor: Sequence[Any]) -> ColumnElement[bool]:
     """Rows that sort after ``cursor`` under ``order_by``: (a > x) or (a = x and b > y) …, each comparison turned
     for a descending term (a row value comparison cannot mix directions)."""
     keys = _sort_keys(order_by)
-    if len(cursor) != len(keys):
+    if len(cursor) != len(keys) or not all(_fits(c, v) for (c, _), v in zip(keys, cursor, strict=False)):
         from mlgov.errors import Invalid  # mlgov.errors imports this module
 
-        raise Invalid("the page token does not fit this list's order", fix="start again without the token")
+        raise Invalid("the page token is not one this server returned for this list (its values do not fit the "
+                      "list's order)", fix="start again without the token")
     terms = []
     for i, (column, desc) in enumerate(keys):
         beyond = column < cursor[i] if desc else column > cursor[i]

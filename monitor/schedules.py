@@ -346,7 +346,11 @@ def record_failure(session: Session, execution_id: str, reason: str) -> Executio
     ex.started_at, ex.ended_at = ex.started_at or now, now
     sched.last_run_at = ex.scheduled_for
     session.flush()
-    _failed_run(session, None, sched, ex)
+    try:
+        with session.begin_nested():   # the Failed record matters more than its alert: keep it if the alert fails
+            _failed_run(session, None, sched, ex)
+    except Exception:
+        log.exception("could not open the execution_failed alert of schedule %s", sched.name)
     _completed(session, sched, ex)
     return ex
 
@@ -410,7 +414,11 @@ breach. A manual run's failure is seen by whoever ran it, so it opens none."""
 
 
 def _failed_run(session: Session, store: ObjectStore | None, sched: Schedule, ex: Execution) -> None:
-    if ex.trigger != "schedule":
+    """Open or continue the FAILED_CHECK alert, unless a run of a newer window has completed since (a run taken
+    over late from a gone claimer speaks for its own window only)."""
+    if ex.trigger != "schedule" or session.scalar(select(Execution.id).where(
+            Execution.schedule_id == sched.id, Execution.window_end > ex.window_end,
+            Execution.status.in_(("Completed", "CompletedWithViolations"))).limit(1)) is not None:
         return
     found = [{"constraint_check_type": FAILED_CHECK, "description": ex.failure_reason or "the run failed"}]
     alert = session.scalar(select(Alert).where(Alert.schedule_id == sched.id, Alert.status == "open",
@@ -418,8 +426,10 @@ def _failed_run(session: Session, store: ObjectStore | None, sched: Schedule, ex
     if alert is None:
         _open_alert(session, store, sched, ex, service.get_endpoint(session, sched.endpoint), FAILED_CHECK, "",
                     found)
-    else:
-        alert.occurrences += 1
+        return
+    alert.occurrences += 1
+    last_end = session.scalar(select(Execution.window_end).where(Execution.id == alert.last_execution_id))
+    if last_end is None or ex.window_end >= last_end:   # the newest window's failure is the one shown
         alert.details, alert.last_execution_id = found, ex.id
     session.flush()
 

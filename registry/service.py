@@ -178,9 +178,15 @@ def create_group(session: Session, body: GroupCreate, actor: Principal) -> Model
 def _refuse_lookalike(session: Session, name: str, own_id: str | None) -> None:
     """A name that reads the same in print as another group's ("ｍ1" full-width, "srch–01" with an en dash,
     runs of spaces) is refused: an approver reading "@champion of m1" must know which group it is. One probe of
-    the unique reading-key index, which also refuses the loser of two concurrent creates."""
+    the unique reading-key index, which also refuses the loser of two concurrent creates; plus the few groups
+    without a key (look-alikes stored before migration 0028), compared by name, since the group holding their
+    key may since have been renamed or deleted."""
     other = session.scalar(select(ModelGroup.name).where(
         ModelGroup.reading_key == names.stored_reading_key(name), ModelGroup.id != (own_id or "")))
+    if other is None:
+        key = names.reading_key(name)
+        other = next((n for n in session.scalars(select(ModelGroup.name).where(
+            ModelGroup.reading_key.is_(None), ModelGroup.id != (own_id or ""))) if names.reading_key(n) == key), None)
     if other is not None and other != name:
         raise Invalid(f"{name!r} reads the same as the existing model group {other!r} (they differ only in "
                       "full-width letters, dashes or spacing)",

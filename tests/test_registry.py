@@ -680,4 +680,19 @@ def test_migration_keys_existing_groups_and_leaves_old_look_alikes_unkeyed(kind,
             keys_by_name = dict(s.execute(select(ModelGroup.name, ModelGroup.reading_key)).all())
         assert keys_by_name == {"m1": names.stored_reading_key("m1"), "\uff4d1": None,
                                 "m-1": names.stored_reading_key("m-1"), "m\u20131": None}
+        # the key's holder renamed and deleted: the unkeyed look-alikes still refuse a new "m1" and "m-1"
+        from mlgov.auth import Principal, Role, create_key
+        from mlgov.errors import Invalid
+        from registry import service
+        from registry.schemas import GroupCreate
+
+        with db.session_scope() as s:
+            row, _ = create_key(s, "setup", "admin", actor="test")
+            admin = Principal(row.id, row.name, Role.admin)
+            service.rename_group(s, "m1", "m9", admin)
+            service.delete_group(s, "m-1", admin)
+        for name, other in (("m1", "\uff4d1"), ("m-1", "m\u20131")):
+            with pytest.raises(Invalid, match=f"reads the same as the existing model group {other!r}"), \
+                    db.session_scope() as s:
+                service.create_group(s, GroupCreate(name=name), admin)
         db.dispose()

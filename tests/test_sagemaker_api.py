@@ -6,6 +6,7 @@ lacks, types, enums, lengths and patterns exact): see `_conform`.
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import hashlib
 import json
@@ -250,10 +251,19 @@ def test_deleting_while_paging_skips_nothing_and_tokens_keep_their_request(sm: S
     assert first["NextToken"]
     with pytest.raises(ClientError) as exc:
         pat.list_model_package_groups(NameContains="pagedel-1", MaxResults=1, NextToken=first["NextToken"])
-    assert _code(exc) == "ValidationException" and "other parameters" in str(exc.value)
+    assert _code(exc) == "ValidationException" and "for another request" in str(exc.value)
     with pytest.raises(ClientError) as exc:
         pat.list_model_package_groups(NameContains="pagedel", NextToken="bm90LWEtdG9rZW4=")
     assert _code(exc) == "ValidationException" and "not one this server returned" in str(exc.value)
+    with pytest.raises(ClientError) as exc:   # another list's token, even with the same members
+        pat.list_model_cards(NameContains="pagedel", MaxResults=1, NextToken=first["NextToken"])
+    assert _code(exc) == "ValidationException" and "for another request" in str(exc.value)
+    doc = json.loads(base64.urlsafe_b64decode(first["NextToken"]))
+    for edited in ([12345, "x"], [{"t": "2026-01-01T00:00:00"}, "x"], [{"t": "2026-01-01T00:00:00+00:00"}, 7]):
+        token = base64.urlsafe_b64encode(json.dumps({**doc, "after": edited}).encode()).decode()
+        with pytest.raises(ClientError) as exc:   # was a 500 (InternalFailure, which boto3 retries)
+            pat.list_model_package_groups(NameContains="pagedel", MaxResults=1, NextToken=token)
+        assert _code(exc) == "ValidationException" and "not one this server returned" in str(exc.value), edited
     rest = pat.list_model_package_groups(NameContains="pagedel", MaxResults=5, NextToken=first["NextToken"])
     both = first["ModelPackageGroupSummaryList"] + rest["ModelPackageGroupSummaryList"]   # the page size changed
     assert sorted(g["ModelPackageGroupName"] for g in both) == names[:3]

@@ -193,3 +193,13 @@ def test_failing_scheduled_runs_keep_an_alert_open_until_a_run_completes(client,
         assert s.get(Execution, third[0]).status.startswith("Completed")
         row = s.get(Alert, alert["id"])
         assert row is not None and row.status == "resolved" and row.last_execution_id == third[0]
+        sid = row.schedule_id
+    # a run of an older window, taken over late and failing at its final save, opens no alert: a newer run completed
+    late = jobs.claim(db, sid, DUE - dt.timedelta(minutes=5), DUE - dt.timedelta(minutes=6),
+                      DUE - dt.timedelta(minutes=5), "schedule")
+    with db.session_scope() as s:
+        from monitor import schedules
+
+        assert schedules.record_failure(s, late, "OperationalError: the database is locked").status == "Failed"
+    still = client.get("/api/v1/alerts", params={"status": "open"}, headers=keys("viewer")).json()["items"]
+    assert [a for a in still if a["check"] == "execution_failed"] == []

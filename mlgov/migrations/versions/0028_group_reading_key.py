@@ -10,7 +10,8 @@ concurrent creates of "m1" and "ｍ1" could both pass. ``reading_key`` holds the
 
 Look-alikes stored before this migration cannot both keep the key: the oldest group of each set keeps it and the
 later ones get NULL (a unique index admits any number of NULLs). Their names stay as they were; renaming one
-gives it a key again, and a new name reading like any of them is still refused, since the oldest holds the key.
+gives it a key again, and the service compares a new name with the unkeyed ones too, so a name reading like any
+of them stays refused even after the oldest is renamed or deleted.
 """
 
 from __future__ import annotations
