@@ -48,7 +48,7 @@ def evidence_of(session: Session, group: Any, v: Any, approved: Any | None,
         "data_quality": newest_quality,
         "bias": counted[-1] if counted else None, "bias_ignored": [e for e in assessment if not e["counted"]],
         "policy": policy, "policy_gap": registry.policy_gap(group, assessment),
-        "open_alerts": [a for a in facts.get("alerts", []) if a.get("status") != "Resolved"],
+        "open_alerts": [a for a in facts.get("alerts", []) if a.get("status") == "open"],
         "not_yours": registry.why_not_decider(session, v, viewer) if viewer is not None else None,
     }
 

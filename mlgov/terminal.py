@@ -14,7 +14,7 @@ import os
 import re
 import sys
 import typing
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from enum import IntEnum
@@ -331,9 +331,10 @@ def cell(value: Any, limit: int = 80) -> str:
         text = f"{m.group(1)} {m.group(2)}" if m else value
     elif isinstance(value, Mapping):
         flat = all(not isinstance(v, Mapping | list) for v in value.values())
-        text = ", ".join(f"{k}={cell(v)}" for k, v in value.items()) if flat else json.dumps(value, default=str)
+        text = ", ".join(f"{k}={cell(v, limit)}" for k, v in value.items()) if flat else \
+            json.dumps(value, default=str)
     elif isinstance(value, list):
-        text = ", ".join(cell(v) for v in value)
+        text = ", ".join(cell(v, limit) for v in value)
     else:
         text = str(value)
     return text if len(text) <= limit else text[:limit - 1] + "…"
@@ -372,7 +373,7 @@ def table(*columns: str, empty: str = "nothing found", total_key: str | None = N
             typer.echo(empty)
             return
         t = Table(show_edge=False, pad_edge=False, header_style="bold")
-        specs = [c.split(":", 1) if ":" in c else (c, c.rsplit(".", 1)[-1].replace("_", " ")) for c in columns]
+        specs = _specs(columns)
         for _, header in specs:
             t.add_column(header)
         for row in rows:
@@ -386,8 +387,15 @@ def table(*columns: str, empty: str = "nothing found", total_key: str | None = N
     return show
 
 
+def _specs(columns: Sequence[str]) -> list[tuple[str, str]]:
+    """(path, header) of each ``path`` or ``path:Header``; the header defaults to the path's last part."""
+    return [(c.split(":", 1)[0], c.split(":", 1)[1]) if ":" in c else (c, c.rsplit(".", 1)[-1].replace("_", " "))
+            for c in columns]
+
+
 def record(*fields: str) -> View:
-    """One mapping as a two-column table of ``fields`` (all its fields when none are named)."""
+    """One mapping as a two-column table of ``fields`` (all its fields when none are named), each a dotted path,
+    optionally ``path:Label``."""
     def show(data: Any) -> None:
         from rich.table import Table
         from rich.text import Text
@@ -395,8 +403,8 @@ def record(*fields: str) -> View:
         t = Table(show_header=False, show_edge=False, pad_edge=False, box=None)
         t.add_column(style="bold")
         t.add_column()
-        for path in fields or tuple(data):
-            t.add_row(Text(path.replace("_", " ")), Text(cell(pick(data, path), limit=2000)))
+        for path, label in _specs(fields or tuple(data)):
+            t.add_row(Text(label), Text(cell(pick(data, path), limit=2000)))
         _console().print(t)
     return show
 

@@ -580,8 +580,8 @@ def alerts_list(api: Client, status: Annotated[str, typer.Option(help="open, res
 
 
 @alerts_app.command("show")
-@remote(record("id", "status", "schedule", "check", "subject", "model_group:group", "model_version:version",
-               "occurrences", "opened_at", "resolved_at", "opened_execution_id", "last_execution_id", "details"))
+@remote(record("id", "status", "schedule", "check", "subject", "model_group", "model_version", "occurrences",
+               "opened_at", "resolved_at", "opened_execution_id", "last_execution_id", "details"))
 def alerts_show(api: Client, alert_id: str) -> Any:
     """One alert with the violations of its latest breaching run."""
     return api.get_alert(alert_id)

@@ -190,6 +190,8 @@ def set_status(session: Session, name: str, status: str, actor: Principal, now: 
     session.flush()
     audit.record(session, actor=actor.name, action=f"schedule.{'started' if status == 'Scheduled' else 'stopped'}",
                  subject_type="schedule", subject_id=name, before={"status": before}, after={"status": status})
+    if status == "Stopped":   # a stopped schedule's runs no longer fail; no run would ever resolve that alert
+        _resolve_open(session, row, actor, "schedule stopped", (FAILED_CHECK,))
     return row
 
 
@@ -232,23 +234,31 @@ def delete(session: Session, name: str, actor: Principal) -> None:
     because the schedule was deleted) after its row has gone."""
     row = get(session, name)
     _mine(session, row, actor, "delete it")
-    for alert in session.scalars(select(Alert).where(Alert.schedule_id == row.id, Alert.status == "open")
-                                 .order_by(Alert.opened_at, Alert.id)):
+    _resolve_open(session, row, actor, "schedule deleted")
+    session.delete(row)
+    session.flush()
+    audit.record(session, actor=actor.name, action="schedule.deleted", subject_type="schedule", subject_id=name,
+                 before={"endpoint": row.endpoint, "type": row.type})
+
+
+def _resolve_open(session: Session, row: Schedule, actor: Principal, reason: str,
+                  checks: tuple[str, ...] | None = None) -> None:
+    """Resolve the schedule's open alerts (of ``checks`` only, when given) for ``reason``, on the record: lineage,
+    an audited alert.resolved saying why, and the event to subscribers."""
+    for alert in session.scalars(select(Alert).where(
+            Alert.schedule_id == row.id, Alert.status == "open", *([Alert.check.in_(checks)] if checks else []))
+            .order_by(Alert.opened_at, Alert.id)):
         alert.status, alert.resolved_at = "resolved", utcnow()
         lineage.ensure_action(session, action_type="Alert", key=lineage.alert_key(alert.id),
                               name=_alert_name(row, alert), status="Stopped", end_time=alert.resolved_at,
                               actor=actor.name)
         audit.record(session, actor=actor.name, action="alert.resolved", subject_type="alert", subject_id=alert.id,
-                     after={"reason": "schedule deleted", "schedule": name, "check": alert.check,
+                     after={"reason": reason, "schedule": row.name, "check": alert.check,
                             "subject": alert.subject, "occurrences": alert.occurrences})
         last = session.get(Execution, alert.last_execution_id)
         if last is not None:
-            events.emit(session, "alert.resolved", alert.id,
-                        {**alert_payload(alert, row, last), "reason": "schedule deleted"})
-    session.delete(row)
+            events.emit(session, "alert.resolved", alert.id, {**alert_payload(alert, row, last), "reason": reason})
     session.flush()
-    audit.record(session, actor=actor.name, action="schedule.deleted", subject_type="schedule", subject_id=name,
-                 before={"endpoint": row.endpoint, "type": row.type})
 
 
 def executions(session: Session, name: str, limit: int, offset: int) -> tuple[list[Execution], int]:
@@ -395,7 +405,8 @@ def _alerts(session: Session, store: ObjectStore, sched: Schedule, ex: Execution
             alert.details = (found if first else [*alert.details, *found])[:50]
             alert.last_execution_id = ex.id
     for alert in open_alerts:
-        if alert.id in breached or ex.window_end < ends.get(alert.last_execution_id, ex.window_end):
+        if alert.id in breached or ex.window_end < ends.get(alert.last_execution_id, ex.window_end) or (
+                alert.check == FAILED_CHECK and ex.trigger != "schedule"):   # a backfill proves nothing of now
             continue
         alert.status, alert.resolved_at, alert.last_execution_id = "resolved", utcnow(), ex.id
         lineage.ensure_action(session, action_type="Alert", key=lineage.alert_key(alert.id),
@@ -414,9 +425,10 @@ breach. A manual run's failure is seen by whoever ran it, so it opens none."""
 
 
 def _failed_run(session: Session, store: ObjectStore | None, sched: Schedule, ex: Execution) -> None:
-    """Open or continue the FAILED_CHECK alert, unless a run of a newer window has completed since (a run taken
-    over late from a gone claimer speaks for its own window only)."""
-    if ex.trigger != "schedule" or session.scalar(select(Execution.id).where(
+    """Open or continue the FAILED_CHECK alert, unless the schedule is stopped (a one-time NOW schedule after its
+    run, too: no later run would resolve it) or a run of a newer window has completed since (a run taken over
+    late from a gone claimer speaks for its own window only)."""
+    if ex.trigger != "schedule" or sched.status != "Scheduled" or session.scalar(select(Execution.id).where(
             Execution.schedule_id == sched.id, Execution.window_end > ex.window_end,
             Execution.status.in_(("Completed", "CompletedWithViolations"))).limit(1)) is not None:
         return

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -192,6 +193,11 @@ def test_monitoring_story_in_a_real_shell(cli: Cli, tmp_path: Path):
     assert first["schedule"] == "ep-hourly" and first["subject"]
     shown = cli.run("alerts", "show", first["id"], "--json", key="viewer")
     assert shown.code == 0 and json.loads(shown.stdout) == first, shown.stderr
+    # a trial saw "model group" and "model version" empty and each violation cut at 80 characters
+    text = cli.run("alerts", "show", first["id"], key="viewer").stdout
+    assert re.search(r"model group\s+g\b", text) and re.search(r"model version\s+1\b", text), text
+    item = ", ".join(f"{k}={v}" for k, v in first["details"][0].items())
+    assert len(item) > 80 and item in " ".join(text.split()), text
     every = cli.run("alerts", "list", "--status", "all", "--json", key="viewer")
     resolved = cli.run("alerts", "list", "--status", "resolved", "--json", key="viewer")
     assert every.code == 0 and sorted(a["id"] for a in json.loads(every.stdout)) == sorted(

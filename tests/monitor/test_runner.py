@@ -8,6 +8,7 @@ service, then an exception, and a NOT NULL violation raised by the database at t
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from monitor import jobs
 from monitor import service as monitor_service
 from monitor.orm import Analysis, Execution, Schedule
 from tests.conftest import make_settings
-from tests.helpers import seed_schedule
+from tests.helpers import seed_schedule, signed_in
 from tests.infra import fresh_database, upgrade
 from tests.monitor.test_api import FEATURES, csv_bytes, frame
 
@@ -178,8 +179,6 @@ def test_failing_scheduled_runs_keep_an_alert_open_until_a_run_completes(client,
             AuditEvent.action == "alert.opened", AuditEvent.subject_id == alert["id"])) == 1
         assert s.scalar(select(func.count()).select_from(OutboxEvent)
                         .where(OutboxEvent.type == "retraining.requested")) == 0
-    from tests.helpers import signed_in
-
     page = signed_in(app, keys.plain["viewer"]).get(f"/console/alerts/{alert['id']}").text
     assert ">Failure</h2>" in page and "RuntimeError: the drift report could not be written" in page
     assert "no retraining was requested" in page
@@ -188,6 +187,13 @@ def test_failing_scheduled_runs_keep_an_alert_open_until_a_run_completes(client,
     r = client.post("/api/v1/endpoints/ep/capture", headers=keys("ingest"),
                     json=[record(i, when, (30 + i, 40.0 + i, "CA")) for i in range(20)])
     assert r.status_code == 200 and r.json()["accepted"] == 20, r.text
+    # a manual run that completes proves nothing of the scheduled windows: the alert stays open (a trial's manual
+    # check resolved it, and the next scheduled failure opened a second one)
+    r = client.post("/api/v1/monitoring-schedules/dq/run", headers=keys("admin"),
+                    json={"start": "2026-11-20T10:02:00Z", "end": "2026-11-20T10:03:00Z"})
+    assert r.json()["status"].startswith("Completed"), r.text
+    assert [a["id"] for a in client.get("/api/v1/alerts", params={"status": "open"}, headers=keys("viewer")).json()[
+        "items"] if a["check"] == "execution_failed"] == [alert["id"]]
     third = jobs.tick(db, store, DUE + dt.timedelta(minutes=2))                # the 10:03 run, on 10:02's records
     with db.session_scope(write=False) as s:
         assert s.get(Execution, third[0]).status.startswith("Completed")
@@ -203,3 +209,35 @@ def test_failing_scheduled_runs_keep_an_alert_open_until_a_run_completes(client,
         assert schedules.record_failure(s, late, "OperationalError: the database is locked").status == "Failed"
     still = client.get("/api/v1/alerts", params={"status": "open"}, headers=keys("viewer")).json()["items"]
     assert [a for a in still if a["check"] == "execution_failed"] == []
+    # the approvals inbox counts the version's open alerts only (it counted resolved ones: statuses are lower case)
+    inbox = signed_in(app, keys.plain["viewer"]).get("/console/").text
+    shown = re.search(r"<dt>Open alerts</dt>\s*<dd>(\d+)</dd>", inbox)
+    assert shown is not None and int(shown.group(1)) == len(still), inbox
+
+
+def test_stopping_a_failing_schedule_resolves_its_failure_alert(client, keys, db, app, monkeypatch):
+    """A trial stopped a schedule whose runs failed: its execution_failed alert stayed open for good (no run would
+    come to resolve it) and /metrics kept counting it. Stopping resolves that alert, on the record, saying why;
+    alerts of breaches stay open (the data did breach)."""
+    from monitor import schedules
+    from monitor.orm import Alert
+
+    store = app.state.get_store()
+    _seed(db, store)
+    _flushes_then_raises(monkeypatch)
+    [ran] = jobs.tick(db, store, DUE)
+    with db.session_scope() as s:
+        alert = s.scalars(select(Alert).where(Alert.check == "execution_failed")).one()
+        assert alert.status == "open" and alert.opened_execution_id == ran
+        alert_id = alert.id
+    assert client.post("/api/v1/monitoring-schedules/dq/stop", headers=keys("admin")).status_code == 200
+    with db.session_scope(write=False) as s:
+        row = s.get(Alert, alert_id)
+        assert row is not None and row.status == "resolved"
+        trail = s.scalars(select(AuditEvent).where(AuditEvent.subject_id == alert_id)
+                          .order_by(AuditEvent.seq)).all()
+        assert [(e.action, (e.after or {}).get("reason")) for e in trail] == [
+            ("alert.opened", None), ("alert.resolved", "schedule stopped")]
+        told = s.scalars(select(OutboxEvent).where(OutboxEvent.type == "alert.resolved")).all()
+        assert [(e.payload["alert"], e.payload["reason"]) for e in told] == [(alert_id, "schedule stopped")]
+        assert schedules.get(s, "dq").status == "Stopped"
