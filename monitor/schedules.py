@@ -101,7 +101,7 @@ def _alerting(monitoring_type: str, alerting: dict[str, Any] | None) -> dict[str
     with when it was set, as SageMaker's UpdateMonitoringAlert stamps it."""
     if not alerting:
         return alerting
-    checks = kinds.get(monitoring_type).checks
+    checks = (*kinds.get(monitoring_type).checks, FAILED_CHECK)
     rules = alerting.get("rules") or {}
     unknown = [c for c in rules if c not in checks]
     if unknown:
@@ -406,7 +406,8 @@ def _alerts(session: Session, store: ObjectStore, sched: Schedule, ex: Execution
             alert.last_execution_id = ex.id
     for alert in open_alerts:
         if alert.id in breached or ex.window_end < ends.get(alert.last_execution_id, ex.window_end) or (
-                alert.check == FAILED_CHECK and ex.trigger != "schedule"):   # a backfill proves nothing of now
+                alert.check == FAILED_CHECK and (ex.trigger != "schedule"   # a backfill proves nothing of now
+                                                 or _failing(session, sched, ex))):
             continue
         alert.status, alert.resolved_at, alert.last_execution_id = "resolved", utcnow(), ex.id
         lineage.ensure_action(session, action_type="Alert", key=lineage.alert_key(alert.id),
@@ -436,14 +437,27 @@ def _failed_run(session: Session, store: ObjectStore | None, sched: Schedule, ex
     alert = session.scalar(select(Alert).where(Alert.schedule_id == sched.id, Alert.status == "open",
                                                Alert.check == FAILED_CHECK))
     if alert is None:
-        _open_alert(session, store, sched, ex, service.get_endpoint(session, sched.endpoint), FAILED_CHECK, "",
-                    found)
+        if _failing(session, sched, ex):
+            _open_alert(session, store, sched, ex, service.get_endpoint(session, sched.endpoint), FAILED_CHECK, "",
+                        found)
         return
     alert.occurrences += 1
     last_end = session.scalar(select(Execution.window_end).where(Execution.id == alert.last_execution_id))
     if last_end is None or ex.window_end >= last_end:   # the newest window's failure is the one shown
         alert.details, alert.last_execution_id = found, ex.id
     session.flush()
+
+
+def _failing(session: Session, sched: Schedule, upto: Execution) -> bool:
+    """Whether the schedule's FAILED_CHECK rule is met at ``upto`` (an M-of-N rule, as SageMaker's for checks:
+    ``datapoints`` of its last ``period`` ended scheduled runs failed; default 1 of 1), so a schedule whose
+    traffic comes and goes can ask for 3 failures of 5 before anyone is told."""
+    rule = alert_rule(sched, FAILED_CHECK)
+    statuses = session.scalars(select(Execution.status).where(
+        Execution.schedule_id == sched.id, Execution.trigger == "schedule", Execution.window_end <= upto.window_end,
+        Execution.status.in_(("Completed", "CompletedWithViolations", "Failed")))
+        .order_by(Execution.window_end.desc(), Execution.created_at.desc()).limit(rule["period"]))
+    return sum(status == "Failed" for status in statuses) >= int(rule["datapoints"])
 
 
 def _alert_name(sched: Schedule, alert: Alert) -> str:

@@ -181,8 +181,9 @@ class AlertRule(Strict):
 
 
 class Alerting(Strict):
-    rules: dict[str, AlertRule] = Field(default_factory=dict, description="check name (of the schedule's type) "
-                                        "→ rule; a check without one alerts when the latest run breached it")
+    rules: dict[str, AlertRule] = Field(default_factory=dict, description="check name (of the schedule's type, or "
+                                        "execution_failed) → rule; a check without one alerts when the latest run "
+                                        "breached it (failed, for execution_failed)")
 
 
 class ScheduleCreate(Strict):

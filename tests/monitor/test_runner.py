@@ -241,3 +241,45 @@ def test_stopping_a_failing_schedule_resolves_its_failure_alert(client, keys, db
         told = s.scalars(select(OutboxEvent).where(OutboxEvent.type == "alert.resolved")).all()
         assert [(e.payload["alert"], e.payload["reason"]) for e in told] == [(alert_id, "schedule stopped")]
         assert schedules.get(s, "dq").status == "Stopped"
+
+
+def test_a_failure_rule_waits_for_m_of_n_failed_runs(client, keys, db, app, monkeypatch):
+    """Traffic that comes and goes fails a short window now and then: "execution_failed": 2 of the last 3
+    scheduled runs opens the alert only on the second failure, and it resolves once fewer than 2 of the last 3
+    failed. A rule naming no check of the schedule is still refused."""
+    from monitor.orm import Alert
+    from tests.monitor.test_api import record
+
+    store = app.state.get_store()
+    _seed(db, store)
+    r = client.patch("/api/v1/monitoring-schedules/dq", headers=keys("admin"),
+                     json={"alerting": {"rules": {"execution_failed": {"datapoints": 2, "period": 3}}}})
+    assert r.status_code == 200, r.text
+    bad = client.patch("/api/v1/monitoring-schedules/dq", headers=keys("admin"),
+                       json={"alerting": {"rules": {"execution_faild": {"datapoints": 1, "period": 1}}}})
+    assert bad.status_code == 422 and "execution_failed" in bad.json()["fix"], bad.text
+
+    def failure_alerts() -> list[tuple[str, int]]:
+        with db.session_scope(write=False) as s:
+            return [(a.status, a.occurrences) for a in s.scalars(select(Alert).where(
+                Alert.check == "execution_failed"))]
+
+    def tick(minute: int, fail: bool) -> None:
+        with monkeypatch.context() as m:
+            if fail:
+                _flushes_then_raises(m)
+            else:   # the window [10:minute-1, 10:minute) gets records
+                when = dt.datetime(2026, 11, 20, 10, minute - 1, 30, tzinfo=dt.UTC)
+                r = client.post("/api/v1/endpoints/ep/capture", headers=keys("ingest"), json=[
+                    record(i, when, (30 + i, 40.0 + i, "CA"), event_id=f"m{minute}-{i}") for i in range(20)])
+                assert r.status_code == 200, r.text
+            assert len(jobs.tick(db, store, dt.datetime(2026, 11, 20, 10, minute, 5, tzinfo=dt.UTC))) == 1
+
+    tick(1, fail=True)
+    assert failure_alerts() == []                      # 1 of the last 3
+    tick(2, fail=True)
+    assert failure_alerts() == [("open", 1)]           # 2 of the last 3
+    tick(3, fail=False)
+    assert failure_alerts() == [("open", 1)]           # F F ok: still 2 of the last 3
+    tick(4, fail=False)
+    assert failure_alerts() == [("resolved", 1)]       # F ok ok
