@@ -191,7 +191,7 @@ def set_status(session: Session, name: str, status: str, actor: Principal, now: 
     audit.record(session, actor=actor.name, action=f"schedule.{'started' if status == 'Scheduled' else 'stopped'}",
                  subject_type="schedule", subject_id=name, before={"status": before}, after={"status": status})
     if status == "Stopped":   # a stopped schedule's runs no longer fail; no run would ever resolve that alert
-        _resolve_open(session, row, actor, "schedule stopped", (FAILED_CHECK,))
+        _resolve_open(session, row, actor.name, "schedule stopped", (FAILED_CHECK,))
     return row
 
 
@@ -203,6 +203,7 @@ def finished(session: Session, sched: Schedule) -> None:
     audit.record(session, actor="scheduler", action="schedule.stopped", subject_type="schedule",
                  subject_id=sched.name, before={"status": "Scheduled"},
                  after={"status": "Stopped", "reason": "no fire time left"})
+    _resolve_open(session, sched, "scheduler", "no fire time left", (FAILED_CHECK,))
 
 
 def update(session: Session, name: str, fields: dict[str, Any], actor: Principal) -> Schedule:
@@ -234,14 +235,14 @@ def delete(session: Session, name: str, actor: Principal) -> None:
     because the schedule was deleted) after its row has gone."""
     row = get(session, name)
     _mine(session, row, actor, "delete it")
-    _resolve_open(session, row, actor, "schedule deleted")
+    _resolve_open(session, row, actor.name, "schedule deleted")
     session.delete(row)
     session.flush()
     audit.record(session, actor=actor.name, action="schedule.deleted", subject_type="schedule", subject_id=name,
                  before={"endpoint": row.endpoint, "type": row.type})
 
 
-def _resolve_open(session: Session, row: Schedule, actor: Principal, reason: str,
+def _resolve_open(session: Session, row: Schedule, actor: str, reason: str,
                   checks: tuple[str, ...] | None = None) -> None:
     """Resolve the schedule's open alerts (of ``checks`` only, when given) for ``reason``, on the record: lineage,
     an audited alert.resolved saying why, and the event to subscribers."""
@@ -251,8 +252,8 @@ def _resolve_open(session: Session, row: Schedule, actor: Principal, reason: str
         alert.status, alert.resolved_at = "resolved", utcnow()
         lineage.ensure_action(session, action_type="Alert", key=lineage.alert_key(alert.id),
                               name=_alert_name(row, alert), status="Stopped", end_time=alert.resolved_at,
-                              actor=actor.name)
-        audit.record(session, actor=actor.name, action="alert.resolved", subject_type="alert", subject_id=alert.id,
+                              actor=actor)
+        audit.record(session, actor=actor, action="alert.resolved", subject_type="alert", subject_id=alert.id,
                      after={"reason": reason, "schedule": row.name, "check": alert.check,
                             "subject": alert.subject, "occurrences": alert.occurrences})
         last = session.get(Execution, alert.last_execution_id)
@@ -429,8 +430,11 @@ def _failed_run(session: Session, store: ObjectStore | None, sched: Schedule, ex
     """Open or continue the FAILED_CHECK alert, unless the schedule is stopped (a one-time NOW schedule after its
     run, too: no later run would resolve it) or a run of a newer window has completed since (a run taken over
     late from a gone claimer speaks for its own window only)."""
-    if ex.trigger != "schedule" or sched.status != "Scheduled" or session.scalar(select(Execution.id).where(
-            Execution.schedule_id == sched.id, Execution.window_end > ex.window_end,
+    if ex.trigger != "schedule":
+        return
+    session.refresh(sched, ["status"])   # a stop committed while this run was under way (its row is locked now)
+    if sched.status != "Scheduled" or session.scalar(select(Execution.id).where(
+            Execution.schedule_id == sched.id, Execution.trigger == "schedule", Execution.window_end > ex.window_end,
             Execution.status.in_(("Completed", "CompletedWithViolations"))).limit(1)) is not None:
         return
     found = [{"constraint_check_type": FAILED_CHECK, "description": ex.failure_reason or "the run failed"}]
@@ -451,10 +455,12 @@ def _failed_run(session: Session, store: ObjectStore | None, sched: Schedule, ex
 def _failing(session: Session, sched: Schedule, upto: Execution) -> bool:
     """Whether the schedule's FAILED_CHECK rule is met at ``upto`` (an M-of-N rule, as SageMaker's for checks:
     ``datapoints`` of its last ``period`` ended scheduled runs failed; default 1 of 1), so a schedule whose
-    traffic comes and goes can ask for 3 failures of 5 before anyone is told."""
+    traffic comes and goes can ask for 3 failures of 5 before anyone is told. Runs claimed before the schedule
+    last changed (stopped, restarted, its rule or window edited) do not count: they failed under other terms."""
     rule = alert_rule(sched, FAILED_CHECK)
     statuses = session.scalars(select(Execution.status).where(
         Execution.schedule_id == sched.id, Execution.trigger == "schedule", Execution.window_end <= upto.window_end,
+        Execution.created_at >= sched.updated_at,
         Execution.status.in_(("Completed", "CompletedWithViolations", "Failed")))
         .order_by(Execution.window_end.desc(), Execution.created_at.desc()).limit(rule["period"]))
     return sum(status == "Failed" for status in statuses) >= int(rule["datapoints"])

@@ -283,3 +283,80 @@ def test_a_failure_rule_waits_for_m_of_n_failed_runs(client, keys, db, app, monk
     assert failure_alerts() == [("open", 1)]           # F F ok: still 2 of the last 3
     tick(4, fail=False)
     assert failure_alerts() == [("resolved", 1)]       # F ok ok
+
+
+def _failure_alerts(db: Database) -> list[tuple[str, int]]:
+    from monitor.orm import Alert
+
+    with db.session_scope(write=False) as s:
+        return [(a.status, a.occurrences) for a in s.scalars(
+            select(Alert).where(Alert.check == "execution_failed").order_by(Alert.opened_at, Alert.id))]
+
+
+def test_failure_alerts_hold_against_manual_runs_stops_mid_run_restarts_and_the_last_fire(
+        client, keys, db, app, monkeypatch):
+    """A reviewer's four ways to a wrong execution_failed alert: a manual run over a window reaching past the
+    scheduled ones silenced their failures; a stop committed while a run was under way left that run's new alert
+    open on a stopped schedule; failures from before a stop counted again after the restart; and the last fire
+    of a cron (the schedule stops before that run) left an open alert no run would resolve."""
+    from sqlalchemy import update
+
+    from monitor import schedules
+    from tests.monitor.test_api import record
+
+    store = app.state.get_store()
+    _seed(db, store)
+    when = dt.datetime(2026, 11, 20, 10, 0, 30, tzinfo=dt.UTC)
+    r = client.post("/api/v1/endpoints/ep/capture", headers=keys("ingest"),
+                    json=[record(i, when, (30 + i, 40.0 + i, "CA")) for i in range(20)])
+    assert r.status_code == 200, r.text
+    r = client.post("/api/v1/monitoring-schedules/dq/run", headers=keys("admin"),
+                    json={"start": "2026-11-20T10:00:00Z", "end": "2026-11-20T12:00:00Z"})
+    assert r.json()["status"].startswith("Completed"), r.text
+    _flushes_then_raises(monkeypatch)
+    jobs.tick(db, store, DUE + dt.timedelta(minutes=1))                  # the 10:02 run, on its empty window
+    assert _failure_alerts(db) == [("open", 1)]
+
+    # a stop commits while the 10:03 run is under way: the run reads the schedule's status again before alerting
+    assert client.post("/api/v1/monitoring-schedules/dq/stop", headers=keys("admin")).status_code == 200
+    assert _failure_alerts(db) == [("resolved", 1)]
+    assert client.post("/api/v1/monitoring-schedules/dq/start", headers=keys("admin")).status_code == 200
+    real_reason, seen = schedules.failure_reason, {}
+    real_analyze = monitor_service.analyze_window
+
+    def analyze(session: Any, *args: Any, **kwargs: Any) -> Analysis:
+        seen["session"] = session
+        return real_analyze(session, *args, **kwargs)
+
+    def reason(exc: BaseException) -> str:   # after the run's savepoint: "another transaction" stops it now
+        seen["session"].execute(update(Schedule).where(Schedule.name == "dq").values(status="Stopped"),
+                                execution_options={"synchronize_session": False})
+        return real_reason(exc)
+
+    monkeypatch.setattr(monitor_service, "analyze_window", analyze)
+    _flushes_then_raises(monkeypatch)
+    monkeypatch.setattr(schedules, "failure_reason", reason)
+    now = dt.datetime.now(dt.UTC).replace(second=5, microsecond=0) + dt.timedelta(minutes=1)
+    assert len(jobs.tick(db, store, now)) == 1
+    assert _failure_alerts(db) == [("resolved", 1)]                      # none opened on the stopped schedule
+    monkeypatch.setattr(schedules, "failure_reason", real_reason)
+
+    # a 2-of-3 rule after a restart counts only the runs since: one failure opens nothing
+    assert client.post("/api/v1/monitoring-schedules/dq/start", headers=keys("admin")).status_code == 200
+    r = client.patch("/api/v1/monitoring-schedules/dq", headers=keys("admin"),
+                     json={"alerting": {"rules": {"execution_failed": {"datapoints": 2, "period": 3}}}})
+    assert r.status_code == 200, r.text
+    assert len(jobs.tick(db, store, now + dt.timedelta(minutes=1))) == 1
+    assert _failure_alerts(db) == [("resolved", 1)]
+    assert len(jobs.tick(db, store, now + dt.timedelta(minutes=2))) == 1
+    assert _failure_alerts(db) == [("resolved", 1), ("open", 1)]
+
+    # the last fire: the schedule stops before that run, and its open failure alert is resolved then
+    r = client.patch("/api/v1/monitoring-schedules/dq", headers=keys("admin"),
+                     json={"schedule": f"cron(0 * ? * * {now.year})"})
+    assert r.status_code == 200, r.text
+    last = dt.datetime(now.year, 12, 31, 23, 0, 5, tzinfo=dt.UTC)
+    jobs.tick(db, store, last, grace=dt.timedelta(days=400))
+    with db.session_scope(write=False) as s:
+        assert schedules.get(s, "dq").status == "Stopped"
+    assert [status for status, _ in _failure_alerts(db)] == ["resolved", "resolved"]
