@@ -20,7 +20,7 @@ import json
 import os
 import re
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, Concatenate, Generic, NamedTuple, ParamSpec, TypeAlias, TypeVar
@@ -340,6 +340,14 @@ def document(value: Document) -> bytes:
 
 # --- pagination -----------------------------------------------------------------------------------------------------
 
+def _identity(item: BaseModel) -> Hashable | None:
+    """What tells a listed item from the others: its id, else a version's (group, version), else its name (None:
+    nothing does, and it is never taken for another)."""
+    key = (getattr(item, "id", None), getattr(item, "group", None), getattr(item, "version", None),
+           getattr(item, "name", None))
+    return None if key == (None, None, None, None) else (key[0],) if key[0] is not None else key
+
+
 class Pager(Generic[M]):
     """The items of a paginated list: iterating yields every item across pages (fetched ``page_size`` at a time,
     as they are consumed); ``page(limit, offset)`` fetches one page with its ``total``."""
@@ -353,10 +361,21 @@ class Pager(Generic[M]):
         return self._fetch(limit or self.page_size, offset)
 
     def __iter__(self) -> Iterator[M]:
-        offset = 0
+        """Every item once, even while the loop deletes what it was given (``for v in …: delete(v)``) or items
+        are added: the server pages by offset, so when the total shrank since the last page the next one starts
+        back by as many (the rest shifted forward), and an item already yielded is not yielded again."""
+        offset, seen, total = 0, set[Hashable | None](), None
         while True:
             page = self._fetch(self.page_size, offset)
-            yield from page.items
+            if total is not None and page.total < total and offset:
+                offset = max(0, offset - (total - page.total))
+                page = self._fetch(self.page_size, offset)
+            total = page.total
+            for item in page.items:
+                key = _identity(item)
+                if key is None or key not in seen:
+                    seen.add(key)
+                    yield item
             offset += len(page.items)
             if not page.items or offset >= page.total:
                 return

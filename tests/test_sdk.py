@@ -118,6 +118,22 @@ def test_lists_page_transparently(app: Any, keys: Any) -> None:
     assert list(pub.list_model_groups(name_contains="zzz")) == [] and pub.list_model_groups().all()[-1].name == "g4"
     with pytest.raises(ValueError, match="page_size"):
         pub.list_model_groups(page_size=1001)
+    # a loop deleting what it is given: with plain offsets every page skipped as many items as were deleted
+    for i in range(7):
+        pub.create_action("Pipeline", f"a{i}")
+    seen = []
+    for a in pub.list_actions(name_contains="a", page_size=2):
+        seen.append(a.name)
+        pub.delete_action(a.id)
+    assert sorted(seen) == [f"a{i}" for i in range(7)] and pub.list_actions(name_contains="a").all() == []
+    # groups created meanwhile shift the pages the other way: nothing is yielded twice
+    newest_first = pub.list_model_groups(sort="-name", page_size=2)
+    seen = []
+    for g in newest_first:
+        seen.append(g.name)
+        if g.name == "g3":
+            pub.create_model_group("g9")
+    assert seen == ["g4", "g3", "g2", "g1", "g0"]
 
 
 class Busy:
