@@ -365,19 +365,20 @@ def _register_schedules(api: AwsService) -> None:
 
     @api.operation("ListMonitoringExecutions", roles=READERS, write=False)
     def executions(call: Call, p: dict[str, Any]) -> dict[str, Any]:
-        offset, limit = _page(p)
-        rows, total = schedules.find_executions(
+        order = _order(p, {"CreationTime": Execution.created_at, "ScheduledTime": Execution.scheduled_for,
+                           "Status": Execution.status}, "ScheduledTime")
+        rows, remaining = schedules.find_executions(
             call.session, schedule=p.get("MonitoringScheduleName"), endpoint=p.get("EndpointName"),
             job_definition=p.get("MonitoringJobDefinitionName"), monitoring_type=p.get("MonitoringTypeEquals"),
             status=p.get("StatusEquals"), scheduled=_between(p, "ScheduledTimeAfter", "ScheduledTimeBefore"),
-            created=_between(p, "CreationTimeAfter", "CreationTimeBefore"),
-            order=_order(p, {"CreationTime": Execution.created_at, "ScheduledTime": Execution.scheduled_for,
-                             "Status": Execution.status}, "ScheduledTime"), limit=limit, offset=offset)
+            created=_between(p, "CreationTimeAfter", "CreationTimeBefore"), order=order,
+            limit=p.get("MaxResults") or 10, offset=0, after=page_after(p))
         out = []
         for ex in rows:
             _, sched = schedules.get_execution(call.session, ex.id)
             out.append(_execution_out(call, ex, sched))
-        return {"MonitoringExecutionSummaries": out, **drop_empty({"NextToken": paged(rows, total, offset, p)})}
+        return {"MonitoringExecutionSummaries": out,
+                **drop_empty({"NextToken": keyset_paged(rows, remaining, (*order, Execution.id), p)})}
 
 
 # --- alerts ------------------------------------------------------------------------------------------------------

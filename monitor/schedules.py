@@ -708,7 +708,8 @@ def find_executions(session: Session, *, schedule: str | None = None, endpoint: 
                     job_definition: str | None = None, monitoring_type: str | None = None, status: str | None = None,
                     scheduled: tuple[dt.datetime | None, dt.datetime | None] = (None, None),
                     created: tuple[dt.datetime | None, dt.datetime | None] = (None, None),
-                    order: tuple[Any, ...] = (), limit: int, offset: int) -> tuple[list[Execution], int]:
+                    order: tuple[Any, ...] = (), limit: int, offset: int,
+                    after: Sequence[Any] | None = None) -> tuple[list[Execution], int]:
     """A page of executions of every schedule matching the filters (``scheduled``/``created``: exclusive
     after/before bounds)."""
     stmt = select(Execution).join(Schedule, Schedule.id == Execution.schedule_id)
@@ -721,7 +722,7 @@ def find_executions(session: Session, *, schedule: str | None = None, endpoint: 
              Execution.created_at > created[0] if created[0] else None,
              Execution.created_at < created[1] if created[1] else None]
     return paginate(session, stmt, *(order or (Execution.scheduled_for.desc(),)), Execution.id, limit=limit,
-                    offset=offset, where=where)
+                    offset=offset, where=where, after=after)
 
 
 def get_execution(session: Session, execution_id: str) -> tuple[Execution, Schedule]:

@@ -184,6 +184,14 @@ def test_baseline_schedule_executions_reports_and_alerts(sm: SageMaker, live_db:
                                             SortOrder="Ascending")["MonitoringExecutionSummaries"]
     assert [e["MonitoringExecutionStatus"] for e in listed] == ["Completed", "CompletedWithViolations", "Failed"]
     assert "no data captured" in listed[2]["FailureReason"] and "FailureReason" not in listed[0]
+    # paged newest first while another run lands: the new one sorts before the page read, and nothing repeats
+    first = vic.list_monitoring_executions(MonitoringScheduleName="churn-hourly", MaxResults=2)
+    _run(sm, "churn-hourly", "2026-11-21T01:00:00Z", "2026-11-21T02:00:00Z")
+    rest = vic.list_monitoring_executions(MonitoringScheduleName="churn-hourly", MaxResults=2,
+                                          NextToken=first["NextToken"])
+    paged = [e["ProcessingJobArn"] for e in first["MonitoringExecutionSummaries"] + rest[
+        "MonitoringExecutionSummaries"]]
+    assert sorted(paged) == sorted(e["ProcessingJobArn"] for e in listed) and "NextToken" not in rest
     assert all(e["MonitoringJobDefinitionName"] == "churn-dq" and e["EndpointName"] == "churn-prod" for e in listed)
     assert [e["MonitoringExecutionStatus"] for e in vic.list_monitoring_executions(
         EndpointName="churn-prod", StatusEquals="CompletedWithViolations")["MonitoringExecutionSummaries"]] == \
