@@ -289,12 +289,15 @@ def _register_associations(api: AwsService) -> None:
         result = service.query(call.session, req)
         offset, limit = page_offset(p), p.get("MaxResults") or 10
         page = result.vertices[offset:offset + limit]
+        kinds_of = {v.id: v.kind for v in result.vertices}
+        position = {v.id: i for i, v in enumerate(result.vertices)}
+        # each edge once, on the page that lists the later of its two ends: joined pages hold every edge once
+        edges = [e for e in result.edges if offset <= max(position[e.source], position[e.target]) < offset + limit]
         return drop_empty({"NextToken": paged(page, len(result.vertices), offset, p)}) | {
             "Vertices": [{"Arn": call.arn(f"{v.kind}/{v.id}"), "Type": v.type, "LineageType": KINDS[v.kind]}
                          for v in page],
             "Edges": [{"SourceArn": call.arn(f"{kinds_of[e.source]}/{e.source}"), "AssociationType": e.type,
-                       "DestinationArn": call.arn(f"{kinds_of[e.target]}/{e.target}")}
-                      for kinds_of in [{v.id: v.kind for v in result.vertices}] for e in result.edges]}
+                       "DestinationArn": call.arn(f"{kinds_of[e.target]}/{e.target}")} for e in edges]}
 
 
 def _association(call: Call, e: Edge, known: dict[str, Entity]) -> dict[str, Any]:

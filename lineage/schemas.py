@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
 from typing import Annotated, Any, Literal
 
@@ -27,16 +28,46 @@ def _type(v: str) -> str:
 
 TypeName = Annotated[str, AfterValidator(_type), Field(json_schema_extra={"pattern": TYPE_PATTERN})]
 
+PROPERTIES_MAX = 100_000
+"""Characters of compact JSON an entity's properties may take: a lineage node describes, it does not carry the
+data (a trial stored a 5 MB value, then returned on every read and in every audit event of the entity)."""
+
+
+def properties_size(props: dict[str, Any]) -> int:
+    return len(json.dumps(props, separators=(",", ":"), ensure_ascii=False, default=str))
+
+
+def properties_size_problem(size: int) -> str | None:
+    return None if size <= PROPERTIES_MAX else \
+        f"take {size:,} characters as JSON; at most {PROPERTIES_MAX:,} fit (store large content elsewhere and link it)"
+
+
+def _sized(props: dict[str, Any]) -> dict[str, Any]:
+    problem = properties_size_problem(properties_size(props))
+    if problem:
+        raise ValueError(problem)
+    return props
+
+
+def _not_blank(v: str) -> str:
+    if not v.strip():
+        raise ValueError("must not be blank")
+    return v
+
+
+Properties = Annotated[dict[str, Any], AfterValidator(_sized)]
+
 
 class ArtifactCreate(Strict):
     type: TypeName = Field(description="Dataset, Model, Image, Baseline, Report, Code, …")
-    uri: str = Field(min_length=1, max_length=2048, description="where the artifact is; URIs under mlgov:// name "
+    uri: Annotated[str, AfterValidator(_not_blank)] = Field(
+        min_length=1, max_length=2048, description="where the artifact is; URIs under mlgov:// name "
                      "what mlgov records itself (model versions) and may only refer to existing ones")
     sha256: str | None = Field(default=None, description="content hash; a new hash for a known URI is a new node",
                                json_schema_extra={"pattern": "^[0-9a-fA-F]{64}$"})
     name: str | None = Field(default=None, max_length=512)
     description: str | None = Field(default=None, max_length=4000)
-    properties: dict[str, Any] = Field(default_factory=dict, max_length=100)
+    properties: Properties = Field(default_factory=dict, max_length=100)
 
     @field_validator("sha256")
     @classmethod
@@ -57,7 +88,7 @@ class ActionCreate(Strict):
     start_time: Timestamp | None = None
     end_time: Timestamp | None = None
     description: str | None = Field(default=None, max_length=4000)
-    properties: dict[str, Any] = Field(default_factory=dict, max_length=100)
+    properties: Properties = Field(default_factory=dict, max_length=100)
 
 
 class ContextCreate(Strict):
@@ -65,7 +96,7 @@ class ContextCreate(Strict):
     name: str = Field(min_length=1, max_length=512)
     key: str | None = Field(default=None, max_length=1024, description="default: type:name")
     description: str | None = Field(default=None, max_length=4000)
-    properties: dict[str, Any] = Field(default_factory=dict, max_length=100)
+    properties: Properties = Field(default_factory=dict, max_length=100)
 
 
 class EntityUpdate(Strict):
@@ -75,7 +106,7 @@ class EntityUpdate(Strict):
     description: str | None = Field(default=None, max_length=4000)
     status: ActionStatus | None = Field(default=None, description="actions only")
     end_time: Timestamp | None = Field(default=None, description="actions only")
-    properties: dict[str, Any] | None = Field(default=None, max_length=100, description="merged into existing")
+    properties: Properties | None = Field(default=None, max_length=100, description="merged into existing")
     properties_to_remove: list[str] = Field(default_factory=list, max_length=100)
 
 
@@ -102,7 +133,7 @@ class AssociationCreate(Strict):
     source: str = Field(min_length=1, max_length=64, description="entity id")
     target: str = Field(min_length=1, max_length=64, description="entity id")
     type: AssociationType
-    properties: dict[str, Any] = Field(default_factory=dict, max_length=50)
+    properties: Properties = Field(default_factory=dict, max_length=50)
 
 
 class AssociationRead(BaseModel):

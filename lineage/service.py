@@ -26,6 +26,8 @@ from lineage.schemas import (
     EntityUpdate,
     QueryRequest,
     QueryResult,
+    properties_size,
+    properties_size_problem,
 )
 from mlgov import audit
 from mlgov.auth import Principal, Role, same_person
@@ -511,6 +513,11 @@ def update_entity(session: Session, kind: str, entity_id: str, body: EntityUpdat
     props = {**(ent.properties or {}), **(body.properties or {})}
     for k in body.properties_to_remove:
         props.pop(k, None)
+    size = properties_size(props)
+    problem = properties_size_problem(size)
+    if problem and size > properties_size(ent.properties or {}):   # merged updates cannot grow past the limit
+        raise Invalid(f"the {kind}'s properties would {problem}", fix="remove properties (properties_to_remove) "
+                      "or send smaller values", field="properties")
     ent.properties = props
     ent.updated_at = utcnow()
     session.flush()

@@ -345,6 +345,9 @@ def test_lineage_bad_input(client, keys, db):
         ("actions", {"type": "Job", "name": "x", "status": "Done"}, "status"),
         ("actions", {"type": "Job"}, "name"),
         ("contexts", {"name": "x"}, "type"),
+        ("artifacts", {"type": "Dataset", "uri": "   "}, "blank"),                          # was a 201
+        ("artifacts", {"type": "Dataset", "uri": "s3://x", "properties": {"blob": "x" * 100_001}}, "at most"),
+        ("contexts", {"type": "P", "name": "x", "properties": {"a": "x" * 60_000, "b": "y" * 60_000}}, "100,000"),
     ]:
         assert_problem(client.post(f"{API}/{path}", json=body, headers=h), 422, field)
     assert_problem(client.post(f"{API}/actions", json={"type": "Job", "name": "x", "start_time": "2026-01-02T00:00:00Z",
@@ -373,6 +376,12 @@ def test_update_and_delete_entities(client, keys, db):
     r = client.patch(f"{API}/actions/{j}", json={"properties_to_remove": ["error"], "description": "retry"},
                      headers=h)
     assert r.json()["properties"] == {} and r.json()["description"] == "retry"
+    # properties merge, so updates of 60,000 characters each cannot pile up past the limit either
+    assert client.patch(f"{API}/actions/{j}", json={"properties": {"a": "x" * 60_000}}, headers=h).status_code == 200
+    assert_problem(client.patch(f"{API}/actions/{j}", json={"properties": {"b": "y" * 60_000}}, headers=h), 422,
+                   "properties would take")
+    r = client.patch(f"{API}/actions/{j}", json={"properties_to_remove": ["a"]}, headers=h)
+    assert r.status_code == 200 and r.json()["properties"] == {}
     assert_problem(client.patch(f"{API}/artifacts/{a}", json={"status": "Failed"}, headers=h), 422, "actions")
     assert_problem(client.patch(f"{API}/artifacts/{a}", json={"uri": "s3://other"}, headers=h), 422, "uri")
     assert_problem(client.patch(f"{API}/contexts/{a}", json={"name": "x"}, headers=h), 404, "no context")

@@ -432,6 +432,19 @@ def test_lineage_built_and_queried(sm: SageMaker) -> None:
     assert {v["Arn"] for v in up["Vertices"]} == {model, job, data}
     assert {(e["SourceArn"], e["AssociationType"], e["DestinationArn"]) for e in up["Edges"]} == \
         {(data, "ContributedTo", job), (job, "Produced", model)}
+    # one vertex a page: each edge comes once, on the page of its later end (every page repeated all edges)
+    pages, token = [], None
+    while True:
+        page = vic.query_lineage(StartArns=[model], Direction="Ascendants", IncludeEdges=True, MaxResults=1,
+                                 **({"NextToken": token} if token else {}))
+        pages.append(page)
+        token = page.get("NextToken")
+        if not token:
+            break
+    assert len(pages) == 3 and [v["Arn"] for pg in pages for v in pg["Vertices"]] == [v["Arn"] for v in
+                                                                                      up["Vertices"]]
+    paged_edges = [(e["SourceArn"], e["AssociationType"], e["DestinationArn"]) for pg in pages for e in pg["Edges"]]
+    assert sorted(paged_edges) == sorted({(data, "ContributedTo", job), (job, "Produced", model)})
     only_artifacts = vic.query_lineage(StartArns=[data], Direction="Descendants",
                                        Filters={"LineageTypes": ["Artifact"]})
     assert {v["Arn"] for v in only_artifacts["Vertices"]} == {data, model}
