@@ -343,9 +343,11 @@ def document(value: Document) -> bytes:
 def _identity(item: BaseModel) -> Hashable | None:
     """What tells a listed item from the others: its id, else a version's (group, version), else its name (None:
     nothing does, and it is never taken for another)."""
-    key = (getattr(item, "id", None), getattr(item, "group", None), getattr(item, "version", None),
-           getattr(item, "name", None))
-    return None if key == (None, None, None, None) else (key[0],) if key[0] is not None else key
+    found: Hashable | None = getattr(item, "id", None)
+    if found is not None:
+        return found
+    key = (getattr(item, "group", None), getattr(item, "version", None), getattr(item, "name", None))
+    return None if key == (None, None, None) else key
 
 
 class Pager(Generic[M]):

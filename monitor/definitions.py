@@ -132,7 +132,12 @@ def list_definitions(session: Session, *, monitoring_type: str, endpoint: str | 
     where = [JobDefinition.endpoint == endpoint if endpoint else None, icontains(JobDefinition.name, name_contains),
              JobDefinition.created_at > created_after if created_after else None,
              JobDefinition.created_at < created_before if created_before else None]
-    return paginate(session, stmt, *order, JobDefinition.id, limit=limit, offset=offset, where=where, after=after)
+    return paginate(session, stmt, *definition_order(order), limit=limit, offset=offset, where=where, after=after)
+
+
+def definition_order(order: Sequence[Any]) -> tuple[Any, ...]:
+    """The ORDER BY of `list_definitions` (a keyset page's cursor is a row's values under it)."""
+    return *order, JobDefinition.id
 
 
 def delete_definition(session: Session, name: str, monitoring_type: str, actor: Principal) -> None:

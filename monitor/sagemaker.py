@@ -191,7 +191,7 @@ def register_job_definitions(api: AwsService, kind: DefinitionKind) -> None:
         summaries = [{"MonitoringJobDefinitionName": r.name, "MonitoringJobDefinitionArn": _definition_arn(call, r),
                       "CreationTime": r.created_at, "EndpointName": r.endpoint} for r in rows]
         return {"JobDefinitionSummaries": summaries,
-                **drop_empty({"NextToken": keyset_paged(rows, remaining, (*order, JobDefinition.id), p)})}
+                **drop_empty({"NextToken": keyset_paged(rows, remaining, definitions.definition_order(order), p)})}
 
 
 def _data_quality_baseline(call: Call, p: dict[str, Any]) -> str:
@@ -361,7 +361,7 @@ def _register_schedules(api: AwsService) -> None:
             modified=_between(p, "LastModifiedTimeAfter", "LastModifiedTimeBefore"),
             order=order, limit=p.get("MaxResults") or 10, offset=0, after=page_after(p))
         return {"MonitoringScheduleSummaries": [_schedule_summary(call, s) for s in rows],
-                **drop_empty({"NextToken": keyset_paged(rows, remaining, (*order, Schedule.id), p)})}
+                **drop_empty({"NextToken": keyset_paged(rows, remaining, schedules.schedule_order(order), p)})}
 
     @api.operation("ListMonitoringExecutions", roles=READERS, write=False)
     def executions(call: Call, p: dict[str, Any]) -> dict[str, Any]:
@@ -378,7 +378,7 @@ def _register_schedules(api: AwsService) -> None:
             _, sched = schedules.get_execution(call.session, ex.id)
             out.append(_execution_out(call, ex, sched))
         return {"MonitoringExecutionSummaries": out,
-                **drop_empty({"NextToken": keyset_paged(rows, remaining, (*order, Execution.id), p)})}
+                **drop_empty({"NextToken": keyset_paged(rows, remaining, schedules.execution_order(order), p)})}
 
 
 # --- alerts ------------------------------------------------------------------------------------------------------

@@ -721,8 +721,12 @@ def find_executions(session: Session, *, schedule: str | None = None, endpoint: 
              Execution.scheduled_for < scheduled[1] if scheduled[1] else None,
              Execution.created_at > created[0] if created[0] else None,
              Execution.created_at < created[1] if created[1] else None]
-    return paginate(session, stmt, *(order or (Execution.scheduled_for.desc(),)), Execution.id, limit=limit,
-                    offset=offset, where=where, after=after)
+    return paginate(session, stmt, *execution_order(order), limit=limit, offset=offset, where=where, after=after)
+
+
+def execution_order(order: tuple[Any, ...] = ()) -> tuple[Any, ...]:
+    """The ORDER BY of `find_executions` (a keyset page's cursor is a row's values under it)."""
+    return *(order or (Execution.scheduled_for.desc(),)), Execution.id
 
 
 def get_execution(session: Session, execution_id: str) -> tuple[Execution, Schedule]:
@@ -833,8 +837,13 @@ def find_schedules(session: Session, *, endpoint: str | None = None, name_contai
              Schedule.created_at < created[1] if created[1] else None,
              Schedule.updated_at > modified[0] if modified[0] else None,
              Schedule.updated_at < modified[1] if modified[1] else None]
-    return paginate(session, select(Schedule), *(order or (Schedule.created_at.desc(),)), Schedule.id, limit=limit,
-                    offset=offset, where=where, after=after)
+    return paginate(session, select(Schedule), *schedule_order(order), limit=limit, offset=offset, where=where,
+                    after=after)
+
+
+def schedule_order(order: tuple[Any, ...] = ()) -> tuple[Any, ...]:
+    """The ORDER BY of `find_schedules` (a keyset page's cursor is a row's values under it)."""
+    return *(order or (Schedule.created_at.desc(),)), Schedule.id
 
 
 def capture_uri(session: Session, store: ObjectStore, endpoint: str) -> str:
