@@ -163,7 +163,7 @@ def associations(api: Client, source: Annotated[str | None, typer.Option(help="f
 
 @lineage_app.command("openlineage")
 @remote(text)
-def openlineage(api: Client, event: Annotated[str, typer.Argument(help="an OpenLineage RunEvent: JSON text or file")]
-                ) -> Any:
-    """Record an OpenLineage RunEvent (its job as an action, its datasets as artifacts; idempotent per run)."""
+def openlineage(api: Client, event: Annotated[str, typer.Argument(
+        help="an OpenLineage RunEvent, JobEvent or DatasetEvent: JSON text or file")]) -> Any:
+    """Record an OpenLineage event (a run as an action, a job as a context, datasets as artifacts; idempotent)."""
     return api.send_openlineage(json_arg(event, "EVENT"))

@@ -11,7 +11,7 @@ import datetime as dt
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
-from lineage.openlineage import RunEvent
+from lineage.openlineage import DatasetEvent, JobEvent, RunEvent
 from lineage.schemas import AssociationRead, EntityRead, Kind, QueryFilters, QueryResult
 from mlgov.sdk import UNSET, BaseClient, Call, Pager, Unset, body, plain, route
 
@@ -21,7 +21,7 @@ ENTITY = "/api/v1/lineage/{plural:lineage_kind}/{entity_id}"
 
 
 class LineageClient(BaseClient):
-    """Artifacts, actions, contexts, associations, queries, exports and OpenLineage RunEvents."""
+    """Artifacts, actions, contexts, associations, queries, exports and OpenLineage events."""
 
     # artifacts, actions, contexts
     @route("POST", "/api/v1/lineage/artifacts")
@@ -164,8 +164,10 @@ class LineageClient(BaseClient):
                          json=_query(start, direction, max_depth, include_edges, filters))
 
     @route("POST", "/api/v1/lineage/openlineage")
-    def send_openlineage(self, call: Call, event: RunEvent | Mapping[str, Any]) -> dict[str, Any]:
-        """Record an OpenLineage RunEvent (idempotent per run): its job as an action, datasets as artifacts."""
+    def send_openlineage(self, call: Call, event: RunEvent | JobEvent | DatasetEvent | Mapping[str, Any]
+                         ) -> dict[str, Any]:
+        """Record an OpenLineage event: a RunEvent (idempotent per run; its run as an action linked to its parent
+        run's, datasets as artifacts), a JobEvent (a job's datasets) or a DatasetEvent (a dataset's facets)."""
         return call.json(json=plain(event))
 
 

@@ -1,7 +1,8 @@
-"""OpenLineage RunEvents in: jobs become actions, datasets artifacts (``{namespace}/{name}``), facets kept.
+"""OpenLineage events in: runs become actions, jobs contexts, datasets artifacts (``{namespace}/{name}``).
 
-Shapes follow the OpenLineage 2-0-2 RunEvent schema (required: eventTime, run.runId, job.namespace,
-job.name, producer); unknown keys are kept, as the spec allows custom facets.
+Shapes follow the OpenLineage 2-0-2 schema: RunEvent (required: eventTime, run.runId, job.namespace, job.name,
+producer), and the static-metadata JobEvent (a job and its datasets, no run) and DatasetEvent (one dataset).
+Unknown keys are kept, as the spec allows custom facets.
 """
 
 from __future__ import annotations
@@ -9,16 +10,18 @@ from __future__ import annotations
 import datetime as dt
 import re
 import uuid
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
 from sqlalchemy.orm import Session
 
 from lineage import service
-from lineage.schemas import TYPE_PATTERN
+from lineage.orm import Entity
+from lineage.schemas import TYPE_PATTERN, properties_size, properties_size_problem
 from mlgov import audit
 from mlgov.auth import Principal
 from mlgov.db import as_utc
+from mlgov.errors import Invalid
 from mlgov.types import Timestamp
 
 STATUS = {"START": "InProgress", "RUNNING": "InProgress", "COMPLETE": "Completed", "FAIL": "Failed",
@@ -29,9 +32,29 @@ class _Open(BaseModel):
     model_config = ConfigDict(extra="allow")
 
 
+class OLParentRun(_Open):
+    runId: uuid.UUID
+
+
+class OLParentJob(_Open):
+    namespace: str = Field(min_length=1, max_length=1024)
+    name: str = Field(min_length=1, max_length=1024)
+
+
+class OLParent(_Open):
+    """OpenLineage's ParentRunFacet: the run that spawned this one (an Airflow DAG run for its task runs)."""
+
+    run: OLParentRun
+    job: OLParentJob
+
+
+class OLRunFacets(_Open):
+    parent: OLParent | None = None
+
+
 class OLRun(_Open):
     runId: uuid.UUID
-    facets: dict[str, Any] = Field(default_factory=dict)
+    facets: OLRunFacets = Field(default_factory=OLRunFacets)
 
 
 class OLJob(_Open):
@@ -48,15 +71,54 @@ class OLDataset(_Open):
     outputFacets: dict[str, Any] = Field(default_factory=dict)
 
 
-class RunEvent(_Open):
-    eventType: Literal["START", "RUNNING", "COMPLETE", "ABORT", "FAIL", "OTHER"] | None = None
+class _Event(_Open):
     eventTime: Timestamp
-    run: OLRun
+    producer: str = Field(min_length=1, max_length=2048)
+    schemaURL: str | None = None
+
+
+class _JobDatasets(_Event):
     job: OLJob
     inputs: list[OLDataset] = Field(default_factory=list, max_length=1000)
     outputs: list[OLDataset] = Field(default_factory=list, max_length=1000)
-    producer: str = Field(min_length=1, max_length=2048)
-    schemaURL: str | None = None
+
+
+class RunEvent(_JobDatasets):
+    eventType: Literal["START", "RUNNING", "COMPLETE", "ABORT", "FAIL", "OTHER"] | None = None
+    run: OLRun
+
+
+class JobEvent(_JobDatasets):
+    """A job's static lineage (what it reads and writes), sent without a run."""
+
+    # what tells the events apart (`_event_kind`), stated in the schema so that exactly one of them matches a body
+    model_config = ConfigDict(json_schema_extra={"not": {"anyOf": [{"required": ["run"]}, {"required": ["dataset"]}]}})
+
+
+class DatasetEvent(_Event):
+    """A dataset's metadata (its facets), sent without a run."""
+
+    model_config = ConfigDict(json_schema_extra={"not": {"required": ["run"]}})
+    dataset: OLDataset
+
+
+def _event_kind(body: Any) -> str:
+    """Which event a body is, by the member only it has (the spec's events carry no type tag): a body with none of
+    them is read as a RunEvent, so its errors name what a RunEvent lacks."""
+    if isinstance(body, dict):
+        if "run" in body:
+            return "RunEvent"
+        if "dataset" in body:
+            return "DatasetEvent"
+        if "job" in body:
+            return "JobEvent"
+    elif isinstance(body, BaseModel):
+        return type(body).__name__
+    return "RunEvent"
+
+
+Event = Annotated[Annotated[RunEvent, Tag("RunEvent")] | Annotated[JobEvent, Tag("JobEvent")]
+                  | Annotated[DatasetEvent, Tag("DatasetEvent")], Discriminator(_event_kind)]
 
 
 def dataset_uri(ds: OLDataset) -> str:
@@ -71,12 +133,77 @@ def _label(text: str) -> str:
     return text if len(text) <= NAME_LIMIT else text[:NAME_LIMIT - 1] + "…"
 
 
-def ingest(session: Session, ev: RunEvent, principal: Principal) -> dict[str, Any]:
+def _bounded(props: dict[str, Any], where: str) -> dict[str, Any]:
+    """Facets are kept in an entity's properties, so they take no more than the native API lets a user store."""
+    problem = properties_size_problem(properties_size(props))
+    if problem:
+        raise Invalid(f"{where} would {problem}", fix="send smaller facets (a facet describes the "
+                      "data or the job; it does not carry it)", field=where)
+    return props
+
+
+def _merged_facets(stored: dict[str, Any] | None, sent: dict[str, Any]) -> dict[str, Any]:
+    """Facets of later events add to and replace those sent before, by name; ``{"_deleted": true}`` removes one
+    (the spec's way to delete a facet)."""
+    facets = dict(stored or {})
+    for name, value in sent.items():
+        if isinstance(value, dict) and value.get("_deleted") is True:
+            facets.pop(name, None)
+        else:
+            facets[name] = value
+    return facets
+
+
+def _run_key(namespace: str, name: str, run_id: uuid.UUID) -> str:
+    return f"openlineage:{namespace}/{name}:{run_id}"
+
+
+def _job_context(session: Session, namespace: str, name: str, principal: Principal) -> Entity:
+    ctx, _ = service.ensure_context(session, context_type="Job", name=_label(f"{namespace}/{name}"),
+                                    key=f"openlineage-job:{namespace}/{name}", actor=principal.name, system=False,
+                                    owner=principal.owner)
+    return ctx
+
+
+def _datasets(session: Session, ev: _JobDatasets, node: Entity, principal: Principal) -> tuple[list[str], list[str]]:
+    """The event's datasets as artifacts, inputs ContributedTo ``node`` and outputs Produced by it."""
+    ins = []
+    for i, ds in enumerate(ev.inputs):
+        art = _dataset(session, ds, {**ds.facets, **ds.inputFacets}, principal, f"inputs.{i}.facets")
+        service.link(session, art, node, "ContributedTo", actor=principal.name, system=False, owner=principal.owner)
+        ins.append(art.id)
+    outs = []
+    for i, ds in enumerate(ev.outputs):
+        art = _dataset(session, ds, {**ds.facets, **ds.outputFacets}, principal, f"outputs.{i}.facets")
+        service.link(session, node, art, "Produced", actor=principal.name, system=False, owner=principal.owner)
+        outs.append(art.id)
+    return ins, outs
+
+
+def _dataset(session: Session, ds: OLDataset, facets: dict[str, Any], principal: Principal, where: str) -> Entity:
+    art, _ = service.ensure_artifact(session, artifact_type="Dataset", uri=dataset_uri(ds), name=_label(ds.name),
+                                     actor=principal.name, system=False, owner=principal.owner)
+    if facets and service.changeable(art, principal):   # facets annotate the caller's own datasets only
+        props = art.properties or {}
+        art.properties = _bounded(
+            {**props, "openlineage_facets": _merged_facets(props.get("openlineage_facets"), facets)}, where)
+    return art
+
+
+def ingest(session: Session, ev: RunEvent | JobEvent | DatasetEvent, principal: Principal) -> dict[str, Any]:
+    if isinstance(ev, RunEvent):
+        return _ingest_run(session, ev, principal)
+    if isinstance(ev, JobEvent):
+        return _ingest_job(session, ev, principal)
+    return _ingest_dataset(session, ev, principal)
+
+
+def _ingest_run(session: Session, ev: RunEvent, principal: Principal) -> dict[str, Any]:
     """Apply one RunEvent idempotently; later events of the same run update the same action. What it records is
     the caller's (not mlgov's own evidence), so its creator may change it — and only they: an event naming
     another user's run, or a dataset mlgov recorded, may link to it but not rewrite it."""
     actor, who = principal.name, principal.owner
-    key = f"openlineage:{ev.job.namespace}/{ev.job.name}:{ev.run.runId}"
+    key = _run_key(ev.job.namespace, ev.job.name, ev.run.runId)
     existing = service.find_action(session, key)
     if existing is not None:
         service.may_change(existing, f"the run {ev.run.runId} of {ev.job.namespace}/{ev.job.name}", principal,
@@ -97,34 +224,74 @@ def ingest(session: Session, ev: RunEvent, principal: Principal) -> dict[str, An
         service.user_type("action", job_type)
     props = {"openlineage": {"namespace": ev.job.namespace, "job": ev.job.name, "run_id": str(ev.run.runId),
                              "producer": ev.producer, "last_event_type": ev.eventType,
-                             "job_facets": ev.job.facets, "run_facets": ev.run.facets}}
+                             "job_facets": ev.job.facets,
+                             "run_facets": ev.run.facets.model_dump(mode="json", exclude_unset=True)}}
+    _bounded({**(existing.properties or {}), **props} if existing is not None else props, "run.facets")
     action, created = service.ensure_action(
         session, action_type=str(job_type or "Job"), key=key,
         name=_label(ev.job.name), status=status,
         start_time=when if ev.eventType in ("START", "RUNNING") else None,
         end_time=when if terminal and status is not None else None,
         properties=props, actor=actor, system=False, owner=who)
-    job_ctx, _ = service.ensure_context(session, context_type="Job", name=_label(f"{ev.job.namespace}/{ev.job.name}"),
-                                        key=f"openlineage-job:{ev.job.namespace}/{ev.job.name}", actor=actor,
-                                        system=False, owner=who)
+    if job_type and existing is not None and existing.type == "Job" and job_type != "Job":
+        action.type = job_type   # first known only from a child's parent facet, now from its own event
+    job_ctx = _job_context(session, ev.job.namespace, ev.job.name, principal)
     service.link(session, action, job_ctx, "AssociatedWith", actor=actor, system=False, owner=who)
-    ins, outs = [], []
-    for ds, is_input in [(d, True) for d in ev.inputs] + [(d, False) for d in ev.outputs]:
-        art, _ = service.ensure_artifact(session, artifact_type="Dataset", uri=dataset_uri(ds), name=_label(ds.name),
-                                         actor=actor, system=False, owner=who)
-        facets = {**ds.facets, **(ds.inputFacets if is_input else ds.outputFacets)}
-        if facets and service.changeable(art, principal):   # facets annotate the caller's own datasets only
-            art.properties = {**(art.properties or {}), "openlineage_facets": facets}
-        if is_input:
-            service.link(session, art, action, "ContributedTo", actor=actor, system=False, owner=who)
-            ins.append(art.id)
-        else:
-            service.link(session, action, art, "Produced", actor=actor, system=False, owner=who)
-            outs.append(art.id)
+    parent = _link_parent(session, action, ev.run.facets.parent, principal)
+    ins, outs = _datasets(session, ev, action, principal)
     session.flush()
     audit.record(session, actor=actor, action="lineage.openlineage_event", subject_type="lineage",
                  subject_id=action.id, after={"event_type": ev.eventType, "job": f"{ev.job.namespace}/{ev.job.name}",
                                               "run_id": str(ev.run.runId), "inputs": len(ins),
-                                              "outputs": len(outs)})
+                                              "outputs": len(outs), "parent": parent})
     return {"action": action.id, "created": created, "status": action.status, "inputs": ins, "outputs": outs,
-            "job_context": job_ctx.id}
+            "job_context": job_ctx.id, "parent": parent}
+
+
+def _link_parent(session: Session, action: Entity, parent: OLParent | None, principal: Principal) -> str | None:
+    """The run AssociatedWith its parent run's action (the parent's own events update that action). A parent not
+    heard of yet is recorded from the facet, as the caller's, with status Unknown."""
+    if parent is None:
+        return None
+    key = _run_key(parent.job.namespace, parent.job.name, parent.run.runId)
+    if key == action.identity:
+        return None   # a run is not its own parent
+    node = service.find_action(session, key)
+    if node is None:
+        node, _ = service.ensure_action(
+            session, action_type="Job", key=key, name=_label(parent.job.name),
+            properties={"openlineage": {"namespace": parent.job.namespace, "job": parent.job.name,
+                                        "run_id": str(parent.run.runId), "known_from": "a child run's parent facet"}},
+            actor=principal.name, system=False, owner=principal.owner)
+        service.link(session, node, _job_context(session, parent.job.namespace, parent.job.name, principal),
+                     "AssociatedWith", actor=principal.name, system=False, owner=principal.owner)
+    service.link(session, action, node, "AssociatedWith", actor=principal.name, system=False, owner=principal.owner,
+                 properties={"openlineage": "parent run"})
+    return node.id
+
+
+def _ingest_job(session: Session, ev: JobEvent, principal: Principal) -> dict[str, Any]:
+    """A job's static lineage: its datasets linked to the job's context (which its runs' actions are
+    AssociatedWith); the job's facets are kept on the context, if it is the caller's."""
+    job_ctx = _job_context(session, ev.job.namespace, ev.job.name, principal)
+    if ev.job.facets and service.changeable(job_ctx, principal):
+        props = job_ctx.properties or {}
+        job_ctx.properties = _bounded(
+            {**props, "openlineage_facets": _merged_facets(props.get("openlineage_facets"), ev.job.facets)},
+            "job.facets")
+    ins, outs = _datasets(session, ev, job_ctx, principal)
+    session.flush()
+    audit.record(session, actor=principal.name, action="lineage.openlineage_event", subject_type="lineage",
+                 subject_id=job_ctx.id, after={"event": "JobEvent", "job": f"{ev.job.namespace}/{ev.job.name}",
+                                               "inputs": len(ins), "outputs": len(outs)})
+    return {"job_context": job_ctx.id, "inputs": ins, "outputs": outs}
+
+
+def _ingest_dataset(session: Session, ev: DatasetEvent, principal: Principal) -> dict[str, Any]:
+    """A dataset's facets, kept on its artifact if it is the caller's (as a RunEvent's are)."""
+    art = _dataset(session, ev.dataset, ev.dataset.facets, principal, "dataset.facets")
+    session.flush()
+    audit.record(session, actor=principal.name, action="lineage.openlineage_event", subject_type="lineage",
+                 subject_id=art.id, after={"event": "DatasetEvent", "dataset": dataset_uri(ev.dataset),
+                                           "facets": sorted(ev.dataset.facets)})
+    return {"artifact": art.id, "facets_kept": bool(ev.dataset.facets) and service.changeable(art, principal)}

@@ -155,7 +155,7 @@ def export(body: QueryRequest, session: SessionDep, _: Reader,
 
 
 @router.post("/openlineage", status_code=201)
-def openlineage_event(body: openlineage.RunEvent, session: SessionDep, principal: Publisher) -> dict[str, Any]:
+def openlineage_event(body: openlineage.Event, session: SessionDep, principal: Publisher) -> dict[str, Any]:
     return openlineage.ingest(session, body, principal)
 
 

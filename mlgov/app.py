@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+import zlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -25,7 +26,7 @@ from mlgov import __version__, audit, auth, aws, cpu, events, inputs, web
 from mlgov.api import health, router
 from mlgov.context import request_id_var
 from mlgov.db import Database, check_at_head
-from mlgov.errors import DomainError, install_error_handlers, problem
+from mlgov.errors import DomainError, MalformedBody, PayloadTooLarge, install_error_handlers, problem
 from mlgov.events import Dispatcher
 from mlgov.openapi import install_openapi
 from mlgov.outbound import OutboundPolicy
@@ -125,15 +126,7 @@ class JsonGuardMiddleware:
         if mime and mime not in self.JSON_TYPES and not mime.endswith("+json"):
             await self.app(scope, receive, send)
             return
-        chunks: list[bytes] = []
-        more = True
-        while more:
-            msg = await receive()
-            if msg["type"] != "http.request":
-                break
-            chunks.append(msg.get("body", b""))
-            more = msg.get("more_body", False)
-        body = b"".join(chunks)
+        body = await _whole_body(receive)
         lines = mime in self.JSON_TYPES[1:]
         try:
             if len(body) > 65536:
@@ -145,16 +138,79 @@ class JsonGuardMiddleware:
         except DomainError as exc:
             await problem(exc.status, exc.title, exc.detail, fix=exc.fix, **exc.extra)(scope, receive, send)
             return
-        replayed = False
+        await self.app(scope, _replaying(body, receive), send)
 
-        async def replay() -> Message:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
 
-        await self.app(scope, replay, send)
+async def _whole_body(receive: Receive) -> bytes:
+    chunks: list[bytes] = []
+    more = True
+    while more:
+        msg = await receive()
+        if msg["type"] != "http.request":
+            break
+        chunks.append(msg.get("body", b""))
+        more = msg.get("more_body", False)
+    return b"".join(chunks)
+
+
+def _replaying(body: bytes, receive: Receive) -> Receive:
+    """``receive`` for an app after a middleware read the body: the body once, then the client's messages."""
+    replayed = False
+
+    async def replay() -> Message:
+        nonlocal replayed
+        if not replayed:
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
+
+
+class GzipRequestMiddleware:
+    """Bodies sent with ``Content-Encoding: gzip`` (OpenLineage's HTTP transport with compression on, curl
+    --compressed uploads) are inflated before the JSON guard and the routes read them. The inflated body is held
+    to the same limit as a plain one, so a small compressed body cannot expand past what may be sent
+    uncompressed. Other encodings are a 415 rather than JSON parse errors about bytes nobody can read."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = list(scope.get("headers") or []) if scope["type"] == "http" else []
+        encoding = next((v for k, v in headers if k == b"content-encoding"), b"").decode("latin-1").strip().lower()
+        if encoding in ("", "identity"):
+            await self.app(scope, receive, send)
+            return
+        if encoding not in ("gzip", "x-gzip"):
+            await problem(415, "Unsupported media type", f"the request body's Content-Encoding {encoding!r} is not "
+                          "supported", fix="send the body uncompressed or gzip-compressed (Content-Encoding: gzip)"
+                          )(scope, receive, send)
+            return
+        packed = await _whole_body(receive)
+        try:
+            body = await run_in_threadpool(self._inflate, packed) if len(packed) > 65536 else self._inflate(packed)
+        except DomainError as exc:
+            await problem(exc.status, exc.title, exc.detail, fix=exc.fix)(scope, receive, send)
+            return
+        headers = [(k, v) for k, v in headers if k not in (b"content-encoding", b"content-length")]
+        headers.append((b"content-length", str(len(body)).encode()))
+        await self.app({**scope, "headers": headers}, _replaying(body, receive), send)
+
+    def _inflate(self, packed: bytes) -> bytes:
+        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        try:
+            body = inflater.decompress(packed, self.limit + 1)
+        except zlib.error as exc:
+            raise MalformedBody(f"the request body is not valid gzip ({exc})", fix="compress the body with gzip, or "
+                          "send it uncompressed without Content-Encoding") from None
+        if len(body) > self.limit or inflater.unconsumed_tail:
+            raise PayloadTooLarge(f"the request body inflates to more than {self.limit} bytes",
+                                  fix="send a smaller body, or raise MLGOV_MAX_BODY_BYTES on the server")
+        if not inflater.eof or inflater.unused_data:
+            raise MalformedBody("the request body is not one whole gzip stream (truncated, or followed by other data)",
+                          fix="send exactly one complete gzip-compressed body")
+        return body
 
 
 class RequestIdMiddleware(HttpMiddleware):
@@ -264,6 +320,7 @@ def create_app(settings: Settings | None = None, db: Database | None = None, *, 
     sagemaker.install(app)
 
     app.add_middleware(JsonGuardMiddleware)
+    app.add_middleware(GzipRequestMiddleware, limit=settings.max_body_bytes)
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
     app.add_middleware(RequestIdMiddleware)
     registry_mlflow.install_error_shape(app)   # MLflow's error body on its paths, for errors raised before routing

@@ -48,6 +48,12 @@ class Conflict(DomainError):
     status, title = 409, "Conflict"
 
 
+class MalformedBody(DomainError):
+    """A body that cannot be read at all (not valid gzip under Content-Encoding: gzip)."""
+
+    status, title = 400, "Malformed body"
+
+
 class MalformedJSON(DomainError):
     """A request body that does not parse: 400 on every route, as FastAPI-parsed bodies already answer."""
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import itertools
 import uuid
 
+import httpx
+import pytest
 from sqlalchemy import func, select
 
 from tests.helpers import approve, assert_problem, create_group, register, sha, signed_in
@@ -334,6 +336,121 @@ def test_openlineage_malformed_names_the_field(client, keys, db):
         assert s.scalar(select(func.count()).select_from(Entity)) == 0
 
 
+def _parent(run_id, name="features_dag"):
+    return {"parent": {"run": {"runId": run_id}, "job": {"namespace": "airflow", "name": name},
+                       "_producer": "https://example.invalid", "_schemaURL": "https://example.invalid/parent"}}
+
+
+def test_openlineage_parent_runs_are_linked(client, keys):
+    """A task run names its DAG run in the parent facet: the two runs are linked, whichever event comes first."""
+    h = keys("publisher")
+    dag_run, task_run = str(uuid.uuid4()), str(uuid.uuid4())
+    task = _ol_event("START", task_run)
+    task["run"]["facets"].update(_parent(dag_run))
+    r = client.post(f"{API}/openlineage", json=task, headers=h)
+    assert r.status_code == 201, r.text
+    parent_id = r.json()["parent"]
+    placeholder = client.get(f"{API}/actions/{parent_id}", headers=h).json()
+    assert placeholder["status"] == "Unknown" and placeholder["type"] == "Job"
+    assert placeholder["properties"]["openlineage"]["run_id"] == dag_run
+    links = client.get(f"{API}/associations", params={"source": r.json()["action"]}, headers=h).json()["items"]
+    assert {(a["target"], a["type"]) for a in links} >= {(parent_id, "AssociatedWith")}
+    # the DAG run's own events then fill in the same action, with its job type
+    dag = {**_ol_event("COMPLETE", dag_run, inputs=(), outputs=()), "job": {
+        "namespace": "airflow", "name": "features_dag", "facets": {"jobType": {"jobType": "DAG"}}}}
+    r2 = client.post(f"{API}/openlineage", json=dag, headers=h).json()
+    assert r2["action"] == parent_id and not r2["created"]
+    done = client.get(f"{API}/actions/{parent_id}", headers=h).json()
+    assert (done["status"], done["type"]) == ("Completed", "DAG")
+    assert "known_from" not in done["properties"]["openlineage"]
+    # resending the task's event links nothing twice; the parent is reached from the task's input
+    client.post(f"{API}/openlineage", json=task, headers=h)
+    res = q(client, h, ["postgres://db:5432/db/raw"], max_depth=3)
+    assert parent_id in {v["id"] for v in res["vertices"]}
+    assert sum(1 for e in res["edges"] if e["target"] == parent_id and e["type"] == "AssociatedWith") == 1
+    # another user's run may be named as a parent (linked to), not changed
+    other = _ol_event("START", str(uuid.uuid4()), inputs=(), outputs=())
+    other["run"]["facets"].update(_parent(dag_run))
+    r3 = client.post(f"{API}/openlineage", json=other, headers=keys("publisher2"))
+    assert r3.status_code == 201 and r3.json()["parent"] == parent_id
+    assert client.get(f"{API}/actions/{parent_id}", headers=h).json()["status"] == "Completed"
+    # a run named as its own parent is not linked to itself
+    own = _ol_event("START", task_run)
+    own["run"]["facets"].update(_parent(task_run, name="features.build"))
+    assert client.post(f"{API}/openlineage", json=own, headers=h).json()["parent"] is None
+
+
+def test_openlineage_job_and_dataset_events(client, keys):
+    """Static lineage (JobEvent) and dataset metadata (DatasetEvent); facets add up by name, `_deleted` drops one."""
+    h = keys("publisher")
+    job = {"eventTime": "2026-11-20T10:00:00Z", "producer": "https://example.invalid",
+           "schemaURL": "https://openlineage.io/spec/2-0-2/OpenLineage.json#/$defs/JobEvent",
+           "job": {"namespace": "dbt", "name": "marts.orders", "facets": {"sql": {"query": "select 1"}}},
+           "inputs": [{"namespace": "postgres://db:5432", "name": "raw.orders"}],
+           "outputs": [{"namespace": "postgres://db:5432", "name": "marts.orders",
+                        "facets": {"schema": {"fields": [{"name": "id", "type": "int"}]}}}]}
+    r = client.post(f"{API}/openlineage", json=job, headers=h)
+    assert r.status_code == 201, r.text
+    ctx = client.get(f"{API}/contexts/{r.json()['job_context']}", headers=h).json()
+    assert ctx["properties"]["openlineage_facets"]["sql"]["query"] == "select 1"
+    res = q(client, h, ["postgres://db:5432/raw.orders"])
+    assert "postgres://db:5432/marts.orders" in {v.get("uri") for v in res["vertices"]}
+    # a run of the job lands on the same job context
+    run = {**_ol_event("COMPLETE", str(uuid.uuid4()), inputs=(), outputs=()),
+           "job": {"namespace": "dbt", "name": "marts.orders"}}
+    assert client.post(f"{API}/openlineage", json=run, headers=h).json()["job_context"] == ctx["id"]
+
+    uri = "postgres://db:5432/marts.orders"
+    ds_event = {"eventTime": "2026-11-20T11:00:00Z", "producer": "https://example.invalid",
+                "dataset": {"namespace": "postgres://db:5432", "name": "marts.orders",
+                            "facets": {"documentation": {"description": "one row per order"},
+                                       "schema": {"_deleted": True}}}}
+    r2 = client.post(f"{API}/openlineage", json=ds_event, headers=h)
+    assert r2.status_code == 201 and r2.json()["facets_kept"], r2.text
+    ds = client.get(f"{API}/artifacts", params={"uri": uri}, headers=h).json()["items"][0]
+    assert ds["id"] == r2.json()["artifact"]
+    assert ds["properties"]["openlineage_facets"] == {"documentation": {"description": "one row per order"}}
+    # another user's dataset: linked to, its facets left alone
+    r3 = client.post(f"{API}/openlineage", json={**ds_event, "dataset": {**ds_event["dataset"], "facets": {
+        "documentation": {"description": "hijacked"}}}}, headers=keys("publisher2"))
+    assert r3.status_code == 201 and not r3.json()["facets_kept"]
+    ds = client.get(f"{API}/artifacts", params={"uri": uri}, headers=h).json()["items"][0]
+    assert ds["properties"]["openlineage_facets"]["documentation"]["description"] == "one row per order"
+    # every event kind is audited
+    events = client.get("/api/v1/audit/events", params={"action": "lineage.openlineage_event"},
+                        headers=keys("admin")).json()["items"]
+    assert {e["after"].get("event", "RunEvent") for e in events} == {"RunEvent", "JobEvent", "DatasetEvent"}
+
+
+def test_openlineage_bad_events_name_what_is_wrong(client, keys, db):
+    """Facets are bounded like native properties; a malformed parent facet or dataset event is a 422; nothing is
+    half-written."""
+    from lineage.orm import Entity
+
+    h = keys("publisher")
+    big = "x" * 100_001
+    huge_run = _ol_event("START", str(uuid.uuid4()))
+    huge_run["run"]["facets"]["blob"] = {"data": big}
+    huge_ds = _ol_event("START", str(uuid.uuid4()))
+    huge_ds["outputs"] = [{"namespace": "s3://lake", "name": "t", "facets": {"blob": {"data": big}}}]
+    bad_parent = _ol_event("START", str(uuid.uuid4()))
+    bad_parent["run"]["facets"]["parent"] = {"run": {"runId": "nope"}, "job": {"namespace": "a"}}
+    for body, needles in [
+        (huge_run, ("run.facets", "100,000")),
+        (huge_ds, ("outputs.0.facets", "100,000")),
+        (bad_parent, ("run.facets.parent.run.runId", "run.facets.parent.job.name")),
+        ({"eventTime": "2026-11-20T10:00:00Z", "producer": "p", "dataset": {"name": "t"}},
+         ("DatasetEvent.dataset.namespace",)),
+        ({"eventTime": "2026-11-20T10:00:00Z", "producer": "p", "job": {"namespace": "n"}}, ("JobEvent.job.name",)),
+        ({"producer": "p"}, ("RunEvent.run", "RunEvent.job", "RunEvent.eventTime")),
+    ]:
+        assert_problem(client.post(f"{API}/openlineage", json=body, headers=h), 422, *needles)
+    with db.session_scope() as s:
+        assert s.scalar(select(func.count()).select_from(Entity)) == 0
+    assert client.post(f"{API}/openlineage", json=_ol_event("START", str(uuid.uuid4())),
+                       headers=keys("viewer")).status_code == 403
+
+
 def test_lineage_bad_input(client, keys, db):
     from lineage.orm import Entity
 
@@ -520,3 +637,64 @@ def test_console_links_a_deleted_versions_node_to_its_own_page(app, client, keys
     ds = q(client, viewer, [long_uri])["vertices"][0]["id"]
     assert "Dataset: …" + long_uri[-39:] in console.get(f"/console/lineage/{ds}").text
     assert console.get("/console/models/churn/versions/2").status_code == 404
+
+
+@pytest.mark.live
+@pytest.mark.parametrize("config", ["environment", "gzip"])
+def test_openlineage_python_http_transport(live_db, tmp_path, monkeypatch, config):
+    """openlineage-python's own HTTP transport, configured from the environment as Airflow's provider is, or in
+    code with gzip, emits a task run with its DAG run as parent, a JobEvent and a DatasetEvent; each lands."""
+    from openlineage.client import OpenLineageClient
+    from openlineage.client import event_v2 as ol
+    from openlineage.client.facet_v2 import documentation_dataset, parent_run
+    from openlineage.client.transport.http import ApiKeyTokenProvider, HttpCompression, HttpConfig, HttpTransport
+
+    from mlgov import auth
+    from mlgov.app import create_app
+    from tests.conftest import make_settings
+    from tests.infra import LiveServer
+
+    with live_db.session_scope() as s:
+        key = auth.create_key(s, "airflow", "publisher", actor="test")[1]
+    with LiveServer(create_app(make_settings(tmp_path), db=live_db)) as srv:
+        if config == "environment":
+            for name, value in [("OPENLINEAGE_URL", srv.url), ("OPENLINEAGE_ENDPOINT", "api/v1/lineage/openlineage"),
+                                ("OPENLINEAGE_API_KEY", key)]:
+                monkeypatch.setenv(name, value)
+            client = OpenLineageClient()
+            assert isinstance(client.transport, HttpTransport)
+        else:
+            client = OpenLineageClient(transport=HttpTransport(HttpConfig(
+                url=srv.url, endpoint="api/v1/lineage/openlineage", auth=ApiKeyTokenProvider({"apiKey": key}),
+                compression=HttpCompression.GZIP, timeout=30)))
+        dag_run = str(uuid.uuid4())
+        parent = parent_run.ParentRunFacet(run=parent_run.Run(runId=dag_run),
+                                           job=parent_run.Job(namespace="airflow", name="etl"))
+        when = "2026-11-20T10:00:00Z"
+        client.emit(ol.RunEvent(eventType=ol.RunState.COMPLETE, eventTime=when, producer="https://example.invalid",
+                                run=ol.Run(runId=str(uuid.uuid4()), facets={"parent": parent}),
+                                job=ol.Job(namespace="airflow", name="etl.load"),
+                                inputs=[ol.InputDataset(namespace="s3://raw", name="orders")],
+                                outputs=[ol.OutputDataset(namespace="s3://lake", name="orders")]))
+        client.emit(ol.JobEvent(eventTime=when, producer="https://example.invalid",
+                                job=ol.Job(namespace="dbt", name="marts.orders"),
+                                inputs=[ol.InputDataset(namespace="s3://lake", name="orders")],
+                                outputs=[ol.OutputDataset(namespace="s3://marts", name="orders")]))
+        doc = documentation_dataset.DocumentationDatasetFacet(description="one row per order")
+        client.emit(ol.DatasetEvent(eventTime=when, producer="https://example.invalid",
+                                    dataset=ol.StaticDataset(namespace="s3://marts", name="orders",
+                                                             facets={"documentation": doc})))
+        h = {"Authorization": f"Bearer {key}"}
+        with httpx.Client(base_url=srv.url, headers=h, timeout=30) as c:
+            res = c.post(f"{API}/query", json={"start": ["s3://raw/orders"], "direction": "Descendants",
+                                               "max_depth": 6}).json()
+            uris = {v.get("uri") for v in res["vertices"]}
+            assert {"s3://lake/orders", "s3://marts/orders"} <= uris, uris
+            runs = c.get(f"{API}/actions", params={"type": "Job"}).json()["items"]
+            assert sorted(a["name"] for a in runs) == ["etl", "etl.load"]   # the DAG run, from the parent facet
+            dag = next(a for a in runs if a["name"] == "etl")
+            assert dag["properties"]["openlineage"]["run_id"] == dag_run
+            links = c.get(f"{API}/associations", params={"target": dag["id"], "type": "AssociatedWith"}).json()
+            assert [e["source"] for e in links["items"]] == [next(a["id"] for a in runs if a["name"] == "etl.load")]
+            marts = c.get(f"{API}/artifacts", params={"uri": "s3://marts/orders"}).json()["items"][0]
+            assert marts["properties"]["openlineage_facets"]["documentation"]["description"] == "one row per order"
