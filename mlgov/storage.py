@@ -32,9 +32,16 @@ SYSTEM_FOLDERS = frozenset({"audit", "baselines", "analyses", "clarify", "captur
                             "groundtruth-replaced", "inputs"})
 
 
+def unclean_segment(key: str) -> str | None:
+    """The first segment of ``key`` that an object store may read other than as written ('' of '//', '.' or
+    '..'), or None. SeaweedFS collapses ``a//baselines`` to ``a/baselines``; S3 keeps it literally."""
+    return next((p for p in key.split("/") if p in ("", ".", "..")), None) if key else None
+
+
 def system_folder(key: str) -> str | None:
-    """The mlgov-written top-level folder ``key`` lies in, or None."""
-    top = key.split("/", 1)[0]
+    """The mlgov-written top-level folder ``key`` lies in, or None; read as a store that normalises paths would
+    (``/baselines/x``, ``./audit`` and ``x/../capture`` lie in them too)."""
+    top = posixpath.normpath("/" + key).lstrip("/").split("/", 1)[0]
     return top if top in SYSTEM_FOLDERS else None
 
 

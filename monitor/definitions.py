@@ -24,7 +24,7 @@ from mlgov import audit, auth
 from mlgov.auth import Principal
 from mlgov.db import icontains, new_id, paginate, utcnow
 from mlgov.errors import Conflict, DomainError, Invalid, NotFound
-from mlgov.storage import SYSTEM_FOLDERS, ObjectStore, system_folder
+from mlgov.storage import SYSTEM_FOLDERS, ObjectStore, system_folder, unclean_segment
 from monitor import schedules, service
 from monitor.orm import JobDefinition, ProcessingJob, Schedule
 
@@ -39,6 +39,10 @@ def store_key(store: ObjectStore, uri: str, what: str) -> str:
                       fix=f"use a URI under {store.root_uri}" if store.root_uri.startswith("s3://") else
                       "SageMaker's API takes s3:// URIs only, and this server keeps its files in a local folder: "
                       "run it on an S3 store (MLGOV_STORE_URL=s3://bucket/prefix) and use URIs under that")
+    if (segment := unclean_segment(key)) is not None:
+        # a store that normalises paths reads prefix//baselines/x as baselines/x: outside a check, inside a folder
+        raise Invalid(f"{what} {uri} has an {'empty' if segment == '' else repr(segment)} path segment, which "
+                      "object stores read differently", fix="write the URI without '//', '/./' or '/../'")
     return key
 
 

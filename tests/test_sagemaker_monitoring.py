@@ -419,6 +419,15 @@ def test_only_the_analyzer_image_and_what_mlgov_can_honour(sm: SageMaker) -> Non
         with pytest.raises(ClientError) as exc:
             pat.create_processing_job(**_baselining_request("x", data, sm.store.uri(folder)))
         assert _code(exc) == "ValidationException" and f"lies in {folder.split('/')[0]}/" in str(exc.value)
+    # an SDK user's trial: prefix//baselines/<id> passed the check, and SeaweedFS wrote the job's files into the
+    # baseline (a store that normalises paths reads it as baselines/<id>); '.' and '..' segments likewise
+    base_uri = sm.store.uri("baselines/0123456789abcdef0123456789abcdef")
+    root = base_uri[:base_uri.index("baselines/")]
+    for sneaky, word in [(root + "/baselines/x", "empty path segment"), (root + "./audit/x", "'.' path segment"),
+                         (root + "mine/../analyses/x", "'..' path segment")]:
+        with pytest.raises(ClientError) as exc:
+            pat.create_processing_job(**_baselining_request("x", data, sneaky))
+        assert _code(exc) == "ValidationException" and word in str(exc.value), str(exc.value)
     request = _baselining_request("x", data, out)
     request["Environment"]["record_preprocessor_script"] = "/opt/ml/processing/code/pre.py"
     with pytest.raises(ClientError) as exc:
@@ -436,7 +445,9 @@ def test_only_the_analyzer_image_and_what_mlgov_can_honour(sm: SageMaker) -> Non
                       (_definition("d2", "no-such-endpoint", out, good), "no-such-endpoint"),
                       (_definition("d3", "churn-prod", "s3://elsewhere/reports", good), "outside"),
                       (_definition("d4", "churn-prod", out, {}), "baseline"),
-                      (_definition("d5", "churn-prod", sm.store.uri("baselines/x"), good), "mlgov keeps its own")]:
+                      (_definition("d5", "churn-prod", sm.store.uri("baselines/x"), good), "mlgov keeps its own"),
+                      (_definition("d6", "churn-prod", root + "/audit/x", good), "empty path segment"),
+                      (_definition("d7", "churn-prod", root + "u/../audit/x", good), "'..' path segment")]:
         with pytest.raises(ClientError) as exc:
             pat.create_data_quality_job_definition(**bad)
         assert _code(exc) in ("ValidationException", "ResourceNotFound") and word in str(exc.value), str(exc.value)

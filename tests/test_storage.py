@@ -86,3 +86,13 @@ def test_local_store_is_default_under_home(tmp_path):
     assert isinstance(s, LocalStore) and s.root == (tmp_path / ".mlgov" / "store").resolve()
     with pytest.raises(Invalid):
         open_store(Settings(home=tmp_path, store_url="ftp://x/y"))
+
+
+def test_system_folders_are_found_however_the_key_is_spelt() -> None:
+    """A store that normalises paths (SeaweedFS) writes prefix//baselines/x into baselines/x."""
+    from mlgov.storage import system_folder, unclean_segment
+
+    for key, folder in [("baselines/x", "baselines"), ("/baselines/x", "baselines"), ("./audit/x", "audit"),
+                        ("mine/../capture/e", "capture"), ("mine/x", None), ("", None), ("baselinesx/y", None)]:
+        assert system_folder(key) == folder, key
+    assert [unclean_segment(k) for k in ("a/b", "a//b", "a/./b", "a/../b", "")] == [None, "", ".", "..", None]
