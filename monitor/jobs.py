@@ -104,27 +104,38 @@ def tick(db: Database, store: ObjectStore, now: dt.datetime, grace: dt.timedelta
         due_ids = list(s.scalars(select(Schedule.id).where(Schedule.status == "Scheduled",
                                                             Schedule.next_run_at <= now)))
     for sid in due_ids:
-        with db.session_scope() as s:
-            sched = s.get(Schedule, sid)
-            if sched is None or sched.status != "Scheduled" or sched.next_run_at > now:
-                continue
-            name = sched.name
-            fire, nxt, skipped = recurrence.due(sched.expression, sched.next_run_at, now, grace)
-            if nxt is None:
-                schedules.finished(s, sched)
-            else:
-                sched.next_run_at = nxt
-            window = (recurrence.duration(sched.window_start), recurrence.duration(sched.window_end))
-        if skipped:
-            log.warning("schedule %s: %d missed run(s) coalesced or skipped (grace %s)", name, skipped, grace)
-        if fire is None:
+        try:
+            ex_id = _tick_one(db, store, sid, now, grace, worker)
+        except Exception:   # one schedule that cannot run must not hold up the others due in this tick
+            log.exception("schedule %s: its turn in this tick failed", sid)
             continue
-        ex_id = claim(db, sid, fire, fire + window[0], fire + window[1], "schedule", worker)
-        if ex_id is None:
-            continue
-        if run_claimed(db, store, sid, ex_id, worker):
+        if ex_id is not None:
             ran.append(ex_id)
     return ran
+
+
+def _tick_one(db: Database, store: ObjectStore, sid: str, now: dt.datetime, grace: dt.timedelta,
+              worker: str | None) -> str | None:
+    """One due schedule's turn in `tick`: the id of the execution it claimed and ended, if any."""
+    with db.session_scope() as s:
+        sched = s.get(Schedule, sid)
+        if sched is None or sched.status != "Scheduled" or sched.next_run_at > now:
+            return None
+        name = sched.name
+        fire, nxt, skipped = recurrence.due(sched.expression, sched.next_run_at, now, grace)
+        if nxt is None:
+            schedules.finished(s, sched)
+        else:
+            sched.next_run_at = nxt
+        window = (recurrence.duration(sched.window_start), recurrence.duration(sched.window_end))
+    if skipped:
+        log.warning("schedule %s: %d missed run(s) coalesced or skipped (grace %s)", name, skipped, grace)
+    if fire is None:
+        return None
+    ex_id = claim(db, sid, fire, fire + window[0], fire + window[1], "schedule", worker)
+    if ex_id is None:
+        return None
+    return ex_id if run_claimed(db, store, sid, ex_id, worker) else None
 
 
 _UNMERGEABLE: dict[tuple[str, dt.datetime], int] = {}

@@ -128,9 +128,19 @@ def duration(text: str) -> dt.timedelta:
     m = _DURATION.match(text.strip())
     if not m or text.strip().lstrip("+-") in ("P", "PT"):
         raise RuleError(f"{text!r} is not an ISO-8601 duration such as -PT1H or -P8D")
-    delta = dt.timedelta(days=int(m["d"] or 0), hours=int(m["h"] or 0), minutes=int(m["m"] or 0),
-                         seconds=int(m["s"] or 0))
+    try:
+        delta = dt.timedelta(days=int(m["d"] or 0), hours=int(m["h"] or 0), minutes=int(m["m"] or 0),
+                             seconds=int(m["s"] or 0))
+    except (OverflowError, ValueError):
+        delta = MAX_OFFSET * 2
+    if delta > MAX_OFFSET:
+        raise RuleError(f"{text!r} reaches further than {MAX_OFFSET.days} days from the run's time")
     return -delta if m["sign"] == "-" else delta
+
+
+MAX_OFFSET = dt.timedelta(days=3660)
+"""How far a window offset may reach (ten years): a run's window is computed from its fire time, and an offset
+of 99,999,999 days made that computation overflow in the scheduler, which then never ran the schedule."""
 
 
 def next_after(expression: str, t: dt.datetime) -> dt.datetime:

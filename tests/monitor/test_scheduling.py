@@ -108,6 +108,26 @@ def test_schedule_expressions_through_the_api(client, keys, db, app):
     assert client.get("/api/v1/monitoring-schedules/last", headers=pub).json()["status"] == "Stopped"
     with db.session_scope() as s, pytest.raises(Invalid, match="never fires again"):
         schedules.set_status(s, "last", "Scheduled", SYSTEM, now=dt.datetime(2199, 6, 1, tzinfo=UTC))
+    # an SDK user's trial: -P99999999D was accepted, then overflowed in every tick (the NOW schedule stopped without
+    # a run) and the tick's other due schedules waited; offsets now reach at most ten years
+    for start in ("-P99999999D", "-PT99999999999999999999H", "-P3661D"):
+        assert_problem(client.post("/api/v1/monitoring-schedules", headers=pub, json={
+            **body, "name": "far", "schedule": "NOW", "window": {"start": start, "end": "PT0S"}}), 422,
+            "further than 3660 days")
+    assert client.post("/api/v1/monitoring-schedules", headers=pub, json={
+        **body, "name": "decade", "schedule": "NOW", "window": {"start": "-P3660D", "end": "PT0S"}}).status_code == 201
+    # one stored before the bound no longer holds up the rest of the tick
+    from monitor.orm import Schedule
+
+    for name in ("broken", "fine"):
+        client.post("/api/v1/monitoring-schedules", headers=pub, json={**body, "name": name, "schedule": "NOW"})
+    with db.session_scope() as s:
+        s.execute(Schedule.__table__.update().where(Schedule.name.in_(["broken", "decade"]))
+                  .values(window_start="-P99999999D"))
+    ran = jobs.tick(db, store, dt.datetime.now(UTC))
+    runs = {n: client.get(f"/api/v1/monitoring-schedules/{n}/executions", headers=pub).json()["total"]
+            for n in ("broken", "decade", "fine")}
+    assert len(ran) == 1 and runs == {"broken": 0, "decade": 0, "fine": 1}, runs
 
 
 # --- alerts ----------------------------------------------------------------------------------------------------
