@@ -155,7 +155,10 @@ def _create(kind: str) -> Callable[[Call, dict[str, Any]], Entity]:
                     and (m := _SHA256.match(t["Value"]))), None)
         body = ArtifactCreate(type=p["ArtifactType"], uri=src["SourceUri"], sha256=sha, name=p.get("ArtifactName"),
                               properties={**(p.get("Properties") or {}), **({SOURCE_TYPES: types} if types else {})})
-        return service.create_artifact(call.session, body, call.principal)[0]
+        # without a SHA-256 the source's own version ids (S3ETag, S3Version, …) tell contents apart: a changed
+        # ETag is a new dataset version, not the node recorded for the old one
+        version = None if sha else ";".join(sorted(f"{t['SourceIdType']}={t['Value']}" for t in types)) or None
+        return service.create_artifact(call.session, body, call.principal, source_version=version)[0]
 
     def action(call: Call, p: dict[str, Any]) -> Entity:
         body = ActionCreate(type=p["ActionType"], name=p["ActionName"], key=p["ActionName"],

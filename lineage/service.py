@@ -99,8 +99,10 @@ def rename_model_group(session: Session, old: str, new: str) -> int:
     return len(moves)
 
 
-def artifact_identity(uri: str, sha256: str | None) -> str:
-    return f"{uri}#{sha256 or ''}"
+def artifact_identity(uri: str, sha256: str | None, source_version: str | None = None) -> str:
+    """A node per URI and content: its SHA-256, else the version its source names (an S3 ETag or VersionId,
+    ``S3ETag=…``; never a bare hex digest, so the two cannot collide), else the URI alone."""
+    return f"{uri}#{sha256 or source_version or ''}"
 
 
 def _find(session: Session, kind: str, identity: str) -> Entity | None:
@@ -144,12 +146,14 @@ def _insert(session: Session, row: _Row, existing: Callable[[], _Row | None], *,
 def ensure_artifact(session: Session, *, artifact_type: str, uri: str, sha256: str | None = None,
                     name: str | None = None, properties: dict[str, Any] | None = None, actor: str,
                     description: str | None = None, system: bool = True,
-                    owner: str | None = None, fresh: bool = False) -> tuple[Entity, bool]:
-    """The artifact for (uri, sha256); created if new. A new hash for a known URI is a new node, DerivedFrom
-    the newest earlier node of that URI, so "trained on exactly this data" stays answerable. ``system=False``
-    only for what an API caller records (``owner`` then names who may change it). ``fresh``: see `_insert`."""
+                    owner: str | None = None, fresh: bool = False,
+                    source_version: str | None = None) -> tuple[Entity, bool]:
+    """The artifact for (uri, sha256 or source_version); created if new. A new hash or version for a known URI
+    is a new node, DerivedFrom the newest earlier such node of that URI, so "trained on exactly this data" stays
+    answerable. ``system=False`` only for what an API caller records (``owner`` then names who may change it).
+    ``fresh``: see `_insert`."""
     sha = sha256.lower() if sha256 else None
-    identity = artifact_identity(uri, sha)
+    identity = artifact_identity(uri, sha, source_version)
     found = _find(session, "artifact", identity)
     if found is not None:
         _claim(found, system)
@@ -166,13 +170,15 @@ def ensure_artifact(session: Session, *, artifact_type: str, uri: str, sha256: s
     if not created:
         _claim(ent, system)
         return ent, False
-    if sha is not None:
+    if sha is not None or source_version is not None:
         previous = session.scalar(select(Entity).where(
-            Entity.kind == "artifact", Entity.uri == uri, Entity.id != ent.id, Entity.sha256.is_not(None))
+            Entity.kind == "artifact", Entity.uri == uri, Entity.id != ent.id,
+            Entity.identity != artifact_identity(uri, None))
             .order_by(Entity.created_at.desc(), Entity.id.desc()).limit(1))
         if previous is not None:
             link(session, previous, ent, "DerivedFrom", actor=actor,
-                 properties={"reason": "same URI, new content hash"}, system=system, owner=owner)
+                 properties={"reason": "same URI, new content hash" if sha else "same URI, new source version"},
+                 system=system, owner=owner)
     return ent, True
 
 
@@ -419,13 +425,16 @@ def _user_key(key: str) -> str:
     return key
 
 
-def create_artifact(session: Session, body: ArtifactCreate, principal: Principal) -> tuple[Entity, bool]:
+def create_artifact(session: Session, body: ArtifactCreate, principal: Principal,
+                    source_version: str | None = None) -> tuple[Entity, bool]:
+    """``source_version``: see `artifact_identity` (SageMaker's Source.SourceTypes)."""
     actor = principal.name
-    if _find(session, "artifact", artifact_identity(body.uri, body.sha256.lower() if body.sha256 else None)) is None:
+    sha = body.sha256.lower() if body.sha256 else None
+    if _find(session, "artifact", artifact_identity(body.uri, sha, source_version)) is None:
         user_type("artifact", body.type)   # naming an existing one (a version's mlgov:// node) stays allowed
     ent, created = ensure_artifact(session, artifact_type=body.type, uri=body.uri, sha256=body.sha256, name=body.name,
                                    properties=body.properties, actor=actor, description=body.description,
-                                   system=False, owner=principal.owner)
+                                   system=False, owner=principal.owner, source_version=source_version)
     if created:
         _audit(session, actor, "lineage.artifact_created", ent.id, {"type": ent.type, "uri": ent.uri,
                                                                       "sha256": ent.sha256})

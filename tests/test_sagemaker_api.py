@@ -475,6 +475,28 @@ def test_lineage_built_and_queried(sm: SageMaker) -> None:
     assert _code(exc) == "ResourceNotFound"
 
 
+def test_a_new_etag_is_a_new_artifact(sm: SageMaker) -> None:
+    """An SDK user's trial: CreateArtifact of a known URI with another S3ETag answered the old artifact (name, type,
+    ETag and properties of the first), so lineage attached to the new dataset version landed on the old one."""
+    pat, vic = sm.client("pat"), sm.client("vic")
+
+    def create(name: str, etag: str, rows: str) -> str:
+        return str(pat.create_artifact(ArtifactName=name, ArtifactType="DataSet", Properties={"rows": rows},
+                                       Source={"SourceUri": "s3://data/daily.csv",
+                                               "SourceTypes": [{"SourceIdType": "S3ETag", "Value": etag}]})
+                   ["ArtifactArn"])
+
+    v1, v2 = create("daily-1", "etag-v1", "1000"), create("daily-2", "etag-v2", "5000")
+    assert v1 != v2 and create("daily-2-again", "etag-v2", "5000") == v2     # the same version is the same node
+    d2 = vic.describe_artifact(ArtifactArn=v2)
+    assert (d2["ArtifactName"], d2["Properties"], d2["Source"]["SourceTypes"]) == \
+        ("daily-2", {"rows": "5000"}, [{"SourceIdType": "S3ETag", "Value": "etag-v2"}])
+    edges = vic.list_associations(DestinationArn=v2)["AssociationSummaries"]
+    assert [(e["SourceArn"], e["AssociationType"]) for e in edges] == [(v1, "DerivedFrom")]
+    listed = vic.list_artifacts(SourceUri="s3://data/daily.csv")["ArtifactSummaries"]
+    assert sorted(a["ArtifactArn"] for a in listed) == sorted([v1, v2])
+
+
 def test_native_registration_shows_in_query_lineage(sm: SageMaker) -> None:
     with httpx.Client(base_url=sm.url, timeout=60) as native:
         assert native.post("/api/v1/model-groups", json={"name": "native"}, headers=sm.headers["pat"]).status_code \
