@@ -42,7 +42,7 @@ from mlgov.db import (
     paginate,
     utcnow,
 )
-from mlgov.errors import NotFound
+from mlgov.errors import DomainError, NotFound
 
 if TYPE_CHECKING:
     from mlgov.settings import Settings
@@ -88,6 +88,7 @@ class AuditChain:
     key: bytes = field(repr=False)
     store: ObjectStore | None = None
     every: int = 100
+    accept_new_key: bool = False
 
     @property
     def fingerprint(self) -> str:
@@ -115,7 +116,8 @@ def _read_key(path: Path) -> bytes:
 
 
 def chain_for(settings: Settings, store: ObjectStore | None) -> AuditChain:
-    return AuditChain(key=load_key(settings), store=store, every=settings.audit_checkpoint_every)
+    return AuditChain(key=load_key(settings), store=store, every=settings.audit_checkpoint_every,
+                      accept_new_key=settings.audit_accept_new_key)
 
 
 _default: AuditChain | None = None
@@ -130,7 +132,7 @@ def _chain(session: Session) -> AuditChain:
     if _default is None:
         from mlgov.settings import get_settings
 
-        _default = AuditChain(key=load_key(get_settings()))
+        _default = chain_for(get_settings(), None)
     return _default
 
 
@@ -222,6 +224,8 @@ def record_many(session: Session, entries: Sequence[Entry]) -> list[AuditEvent]:
     advisory_xact_lock(session, _PG_AUDIT_LOCK)   # appenders in turn, so seq/prev_hash form one chain
     last = session.execute(select(AuditEvent.seq, AuditEvent.hash).order_by(AuditEvent.seq.desc()).limit(1)).first()
     seq, prev = (last[0], last[1]) if last else (0, GENESIS)
+    if last:
+        check_tip(session, chain, seq, prev)
     events = []
     for e in entries:
         seq += 1
@@ -232,6 +236,7 @@ def record_many(session: Session, entries: Sequence[Entry]) -> list[AuditEvent]:
         events.append(ev)
     if not events:
         return events
+    _SIGNED_TIP[chain.fingerprint] = events[-1].hash
     # A prebuilt Core insert of the same values (the unit of work cost more than the append); the events answer,
     # detached.
     session.connection().execute(_APPEND, [{c: getattr(ev, c) for c in _COLUMNS} for ev in events])
@@ -245,6 +250,45 @@ def record_many(session: Session, entries: Sequence[Entry]) -> list[AuditEvent]:
             # Written only once the event is committed: a checkpoint of a rolled-back head would be a false alarm.
             session.info["audit_checkpoint_due"] = (chain, due[-1].seq, due[-1].hash, _legacy_until(session))
     return events
+
+
+class WrongAuditKey(DomainError):
+    """This process's audit key did not sign the log's newest event: what it appended would read as tampering
+    from there on, and no re-chain can mend that."""
+
+    status, title = 500, "Audit key mismatch"
+
+
+_SIGNED_TIP: dict[str, str] = {}
+"""Per key fingerprint, the hash of the newest event this process checked or wrote: an append after its own
+needs no second look."""
+
+
+def check_tip(session: Session, chain: AuditChain | None = None, seq: int | None = None,
+              tip_hash: str | None = None) -> None:
+    """WrongAuditKey unless the log's newest keyed event (``seq``/``tip_hash``: as the caller read it) was signed
+    with ``chain``'s key. A process started without MLGOV_AUDIT_KEY beside others made a key of its own, and
+    its first event broke the chain for good (an operator's trial)."""
+    chain = chain or _chain(session)
+    if seq is None:
+        last = session.execute(select(AuditEvent.seq, AuditEvent.hash).order_by(AuditEvent.seq.desc()).limit(1)
+                               ).first()
+        if last is None:
+            return
+        seq, tip_hash = int(last[0]), str(last[1])
+    if chain.accept_new_key or _SIGNED_TIP.get(chain.fingerprint) == tip_hash:
+        return
+    tip = session.execute(select(*[getattr(AuditEvent, c) for c in _HASHED], AuditEvent.chain)
+                          .where(AuditEvent.seq == seq)).one()
+    if tip.chain == KEYED and compute_hash(tip, chain.key) != tip_hash:
+        raise WrongAuditKey(
+            f"the audit log's newest event (seq {seq}) does not verify with this process's audit key "
+            f"({chain.fingerprint}): another process signed it with another key, or the row was edited; writing "
+            "would extend a broken chain, so nothing was written",
+            fix="give every process the same key (MLGOV_AUDIT_KEY, or the same <home>/audit.key) and run `mlgov "
+                "audit verify`; only if the key is lost for good, set MLGOV_AUDIT_ACCEPT_NEW_KEY=true (verify then "
+                "reports the break)")
+    _SIGNED_TIP[chain.fingerprint] = str(tip_hash)
 
 
 def _legacy_until(session: Session) -> int:

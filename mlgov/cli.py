@@ -240,6 +240,8 @@ def serve(
 
     s = get_settings()
     db = database()
+    with db.session_scope(write=False) as session:
+        audit.check_tip(session)   # a server with another audit key would fail every write: refuse to start instead
     created = auth.bootstrap_admin_key(db, s.admin_key_path) if s.bootstrap_admin else None
     try:
         with db.session_scope(write=False) as session:

@@ -44,6 +44,10 @@ class Settings(BaseSettings):
                                           "for secrets stored encrypted; default: a 0600 file under home")
     audit_key: SecretStr | None = Field(default=None, description="HMAC key of the audit chain (hex or text); "
                                         "default: a random key in <home>/audit.key (0600) made on first start")
+    audit_accept_new_key: bool = Field(
+        default=False, description="write audit events although the log's newest one was signed with another key "
+        "(only after the old key is lost for good: `mlgov audit verify` reports the break from then on); off, a "
+        "process with another key than the others refuses to write")
     audit_checkpoint_every: int = Field(default=100, ge=1, description="write a signed checkpoint of the audit "
                                         "head to the object store every N events")
     # Requests wait their turn for the database (FIFO, on the event loop: no thread, no connection held) instead of

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import delete, select, update
 
+from mlgov import audit
 from mlgov.audit import AuditEvent
 from tests.helpers import approve, assert_problem, create_group, register, signed_in
 
@@ -269,6 +271,37 @@ def test_rows_from_before_the_keyed_chain(tmp_path):
         res = audit.verify(s)
         assert res["ok"] is False and res["first_bad_seq"] == 4 and "prev_hash" in res["reason"]
     db.dispose()
+
+
+def test_a_process_with_another_audit_key_writes_nothing(live_db, tmp_path):
+    """An operator's trial: a server started without MLGOV_AUDIT_KEY beside the others made a key of its own, and
+    its first event broke the chain for good. A process whose key did not sign the newest event now refuses to
+    write (every later event would read as tampering); MLGOV_AUDIT_ACCEPT_NEW_KEY is the way on after a loss."""
+    from mlgov.settings import Settings
+
+    ours = audit.AuditChain(key=b"a" * 32)
+    live_db.audit_chain = ours
+    with live_db.session_scope() as s:
+        audit.record(s, actor="a", action="x.one", subject_type="t", subject_id="1")
+    stray = Settings(home=tmp_path / "elsewhere", audit_key=None)   # no MLGOV_AUDIT_KEY: the home's key file
+    live_db.audit_chain = audit.chain_for(stray, None)   # a fresh home makes a new random key, as the server did
+    assert (tmp_path / "elsewhere" / "audit.key").exists()
+    with pytest.raises(audit.WrongAuditKey, match="does not verify with this process's audit key") as exc, \
+            live_db.session_scope() as s:
+        audit.record(s, actor="b", action="x.two", subject_type="t", subject_id="2")
+    assert "MLGOV_AUDIT_KEY" in (exc.value.fix or "")
+    live_db.audit_chain = ours
+    with live_db.session_scope() as s:
+        assert audit.verify(s)["ok"] is True and audit.verify(s)["head_seq"] == 1
+        audit.record(s, actor="a", action="x.three", subject_type="t", subject_id="3")   # the right key carries on
+    # after a real loss, the operator says so: the event is written and verify shows where the chain broke
+    live_db.audit_chain = audit.AuditChain(key=b"n" * 32, accept_new_key=True)
+    with live_db.session_scope() as s:
+        audit.record(s, actor="c", action="x.four", subject_type="t", subject_id="4")
+    live_db.audit_chain = ours
+    with live_db.session_scope() as s:
+        res = audit.verify(s)
+    assert res["ok"] is False and res["first_bad_seq"] == 3
 
 
 def test_console_audit_log_shows_what_a_change_replaced(app, client, keys):

@@ -133,6 +133,13 @@ def test_audit_key_checkpoint_and_verify_exit_codes_on_tamper(tmp_path):
         conn.execute("UPDATE audit_events SET actor = 'mallory' WHERE seq = 2")
     edited = json.loads(run(tmp_path, "audit", "verify", check=False).stdout)
     assert edited["first_bad_seq"] == 2 and "content hash" in edited["reason"]
+    # an operator's trial: a process in another home (no MLGOV_AUDIT_KEY) made its own key and broke the chain
+    elsewhere = {"MLGOV_HOME": str(tmp_path / "elsewhere"), "MLGOV_DATABASE_URL": f"sqlite:///{home / 'mlgov.db'}"}
+    for args in (("keys", "create", "--name", "stray", "--role", "viewer"), ("serve", "--port", "1")):
+        stray = run(tmp_path, *args, check=False, **elsewhere)
+        assert stray.returncode == 1 and "does not verify with this process's audit key" in stray.stderr, stray.stderr
+        assert "MLGOV_AUDIT_KEY" in stray.stderr and "serving" not in stray.stdout
+    assert "stray" not in run(tmp_path, "keys", "list").stdout
 
 
 def test_help_documents_exit_codes_and_loads_no_sdk(tmp_path):
