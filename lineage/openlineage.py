@@ -102,9 +102,9 @@ class DatasetEvent(_Event):
     dataset: OLDataset
 
 
-def _event_kind(body: Any) -> str:
-    """Which event a body is, by the member only it has (the spec's events carry no type tag): a body with none of
-    them is read as a RunEvent, so its errors name what a RunEvent lacks."""
+def _event_kind(body: Any) -> str | None:
+    """Which event a body is, by the member only it has (the spec's events carry no type tag): an object with none
+    of them is read as a RunEvent, so its errors name what a RunEvent lacks; what is no object, none."""
     if isinstance(body, dict):
         if "run" in body:
             return "RunEvent"
@@ -112,9 +112,10 @@ def _event_kind(body: Any) -> str:
             return "DatasetEvent"
         if "job" in body:
             return "JobEvent"
-    elif isinstance(body, BaseModel):
+        return "RunEvent"
+    if isinstance(body, BaseModel):
         return type(body).__name__
-    return "RunEvent"
+    return None
 
 
 Event = Annotated[Annotated[RunEvent, Tag("RunEvent")] | Annotated[JobEvent, Tag("JobEvent")]

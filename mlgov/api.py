@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import sys
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Annotated, Any, Generic, TypeVar
 
 import pydantic_core
@@ -13,8 +17,8 @@ from starlette.formparsers import MultiPartParser
 
 from mlgov import audit, auth, events, workers
 from mlgov.auth import Admin, Auditor, SessionDep
-from mlgov.db import as_utc, check_at_head, ping
-from mlgov.errors import Conflict, DomainError, Invalid, NotFound
+from mlgov.db import SchemaNotAtHead, as_utc, busy_reason, check_at_head, ping
+from mlgov.errors import Conflict, DomainError, Invalid, NotFound, store_unavailable
 from mlgov.outbound import OutboundDep
 from mlgov.secrets import SecretsDep
 from mlgov.types import Timestamp
@@ -84,6 +88,7 @@ Limit = Annotated[int, Query(ge=1, le=1000, description="page size")]
 Offset = Annotated[int, Query(ge=0, le=2**63 - 1, description="rows to skip")]
 
 health = Router(tags=["health"])
+log = logging.getLogger("mlgov")
 
 
 class ServiceUnavailable(DomainError):
@@ -100,6 +105,8 @@ class Readiness(BaseModel):
     scheduler: workers.WorkerStatus = Field(description="whether a monitoring scheduler (in any server or "
                                             "`mlgov scheduler` process) ticked recently; informational, not a "
                                             "condition of readiness")
+    store: str = Field(description="ok, or why the object store cannot serve now (unreachable, refusing the "
+                                   "server's credentials); informational: registry and lineage calls need no store")
 
 
 @health.get("/readyz", summary="Readiness: the database answers and is at the expected schema (no auth)",
@@ -111,10 +118,39 @@ def readyz(request: Request) -> Any:
         check_at_head(db.engine)
         with db.session_scope(write=False) as s:
             scheduler = workers.status(s, workers.SCHEDULER)
+    except SchemaNotAtHead as exc:
+        raise ServiceUnavailable(f"database not ready: {exc}", fix="run `mlgov db upgrade`") from None
+    except Exception as exc:   # the driver's text names hosts and databases: the log has it, not this open route
+        log.warning("readiness: the database is not ready: %s", exc)
+        raise ServiceUnavailable(f"database not ready: {busy_reason(exc) or type(exc).__name__}",
+                                 fix="check MLGOV_DATABASE_URL and the database server (the server's log says "
+                                     "more)") from None
+    return Readiness(status="ready", scheduler=scheduler, store=_store_status(request))
+
+
+STORE_PROBE_S = 2.0
+"""How long readiness waits for the store: boto3 retries a dead endpoint for minutes, and a probe must answer."""
+
+
+def _store_status(request: Request) -> str:
+    """One look at the store at a time per app (a look still under way from an earlier probe is waited on, not
+    repeated), at most STORE_PROBE_S."""
+    state = request.app.state
+    look: Future[bool] | None = getattr(state, "store_look", None)
+    if look is None or look.done():
+        look = state.store_look = _STORE_LOOKS.submit(state.get_store().exists, "audit/checkpoints/latest.json")
+        state.store_look_began = time.monotonic()
+    try:
+        look.result(timeout=STORE_PROBE_S)
+    except FutureTimeout:
+        return f"not answering (asked {time.monotonic() - state.store_look_began:.0f} s ago)"
     except Exception as exc:
-        raise ServiceUnavailable(f"database not ready: {exc}",
-                                 fix="check MLGOV_DATABASE_URL and run `mlgov db upgrade`") from None
-    return Readiness(status="ready", scheduler=scheduler)
+        log.warning("readiness: the object store is not ready: %s", exc)
+        return store_unavailable(exc) or f"failing ({type(exc).__name__})"
+    return "ok"
+
+
+_STORE_LOOKS = ThreadPoolExecutor(max_workers=2, thread_name_prefix="mlgov-store-look")
 
 
 router = Router(prefix="/api/v1")

@@ -54,6 +54,7 @@ from mlgov.errors import (
     Unauthorized,
     field_message,
     field_path,
+    store_unavailable,
 )
 
 log = logging.getLogger("mlgov.aws")
@@ -117,6 +118,10 @@ def to_aws_error(exc: BaseException, retry_after_s: int = 2) -> AwsError:
         if is_unique_violation(exc):
             return AwsError("ConflictException", "a concurrent request stored the same thing first; nothing was "
                                                  "stored. Re-read the resource and retry if still needed")
+    if (store := store_unavailable(exc)) is not None:
+        log.warning("object store unavailable in an AWS protocol operation: %s", exc)
+        return AwsError("ServiceUnavailable", f"the object store is unavailable: {store}; nothing was stored, "
+                                              "retry", 503, busy)
     log.error("unhandled error in an AWS protocol operation", exc_info=exc)
     return AwsError("InternalFailure", "an unexpected error occurred; it has been logged", 500)
 

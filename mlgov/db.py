@@ -647,7 +647,20 @@ def busy_reason(exc: BaseException) -> str | None:
             return _PG_BUSY[code]
         if orig is not None and _sqlite_busy(orig):
             return "another writer held the SQLite database past the busy timeout"
+        if orig is not None and _unreachable(orig, code):
+            return "the database cannot be reached or is not accepting connections"
     return None
+
+
+def _unreachable(orig: BaseException, code: object) -> bool:
+    """A connection that could not be made (refused, timed out, the database closed to connections): PostgreSQL's
+    driver says so without a SQLSTATE, or in class 08 (connection exception)."""
+    try:
+        import psycopg
+    except ImportError:   # pragma: no cover - a dependency
+        return False
+    return isinstance(orig, psycopg.OperationalError) and (
+        code is None or (isinstance(code, str) and code.startswith("08")))
 
 
 def is_unique_violation(exc: BaseException) -> bool:

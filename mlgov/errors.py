@@ -108,6 +108,32 @@ def _busy(request: Request, detail: str, fix: str) -> JSONResponse:
                    retry_after_s=retry_after)
 
 
+def store_unavailable(exc: BaseException) -> str | None:
+    """Why ``exc`` means the object store cannot serve mlgov now (down, unreachable, refusing the server's
+    credentials), or None: a condition of the server, not of the request, so it answers 503, never 500."""
+    try:
+        from botocore.exceptions import ClientError, ConnectionClosedError, ReadTimeoutError
+        from botocore.exceptions import ConnectionError as StoreConnectionError
+    except ImportError:   # pragma: no cover - a dependency
+        return None
+    if isinstance(exc, StoreConnectionError | ConnectionClosedError | ReadTimeoutError):
+        return "it cannot be reached"
+    if isinstance(exc, ClientError):
+        error = exc.response.get("Error", {})
+        code, status = error.get("Code", ""), exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        if code in ("SignatureDoesNotMatch", "InvalidAccessKeyId", "AccessDenied", "ExpiredToken",
+                    "InvalidToken", "InvalidClientTokenId"):
+            return f"it refuses the server's credentials ({code}); check MLGOV_S3_* and the bucket's policy"
+        if code == "NoSuchBucket":
+            return "its bucket does not exist (MLGOV_STORE_URL)"
+        if isinstance(status, int) and status >= 500:
+            return f"it answered {status} {code}".strip()
+    return None
+
+
+STORE_FIX = "retry later; if it persists, an operator should check the object store (MLGOV_STORE_URL) and /readyz"
+
+
 _BUSY_FIX = ("nothing was stored; retry after the Retry-After interval. If it persists, send fewer concurrent "
              "requests, or raise the server's MLGOV_DB_* limits (see the configuration reference)")
 
@@ -191,12 +217,19 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _turn_timeout(request: Request, exc: DatabaseBusy) -> JSONResponse:
         return _busy(request, exc.detail, exc.fix)
 
+    from botocore.exceptions import BotoCoreError, ClientError
+
     @app.exception_handler(PoolTimeout)
     @app.exception_handler(DBAPIError)
-    async def _database(request: Request, exc: Exception) -> JSONResponse:
+    @app.exception_handler(BotoCoreError)
+    @app.exception_handler(ClientError)
+    async def _database_or_store(request: Request, exc: Exception) -> JSONResponse:
         reason = busy_reason(exc)
         if reason is not None:
             return _busy(request, f"the database is busy: {reason}", _BUSY_FIX)
+        store = store_unavailable(exc)
+        if store is not None:
+            return _busy(request, f"the object store is unavailable: {store}; nothing was stored", STORE_FIX)
         if is_unique_violation(exc):   # lost an insert race a service did not resolve itself: not a server bug
             log.warning("unique key race on %s %s: %s", request.method, request.url.path, exc)
             return problem(409, "Conflict", "a concurrent request stored the same thing first; nothing was stored",

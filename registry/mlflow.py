@@ -62,6 +62,7 @@ from mlgov.errors import (
     Unauthorized,
     field_message,
     field_path,
+    store_unavailable,
 )
 from mlgov.outbound import OutboundDep
 from mlgov.secrets import SecretsDep
@@ -148,6 +149,9 @@ def to_mlflow(exc: Exception, retry_after_s: int) -> MlflowError:
                            {"Retry-After": str(retry_after_s)})
     if is_unique_violation(exc):
         return MlflowError(400, "RESOURCE_ALREADY_EXISTS", "a concurrent request stored the same thing first")
+    if (store := store_unavailable(exc)) is not None:
+        return MlflowError(503, "TEMPORARILY_UNAVAILABLE", f"the object store is unavailable: {store}; nothing was "
+                           "stored, retry", {"Retry-After": str(retry_after_s)})
     raise exc
 
 
