@@ -2,9 +2,9 @@
 the chart with Helm's own library and validates every rendered manifest against the Kubernetes schemas.
 
 Reads one JSON request on stdin: {"chart": path, "kube_versions": [...], "cases": [{"name", "values"}]} and
-prints one JSON answer: per case, `helm lint --strict` findings, the rendered manifests (or the render error),
-and the kubernetes-validate --strict verdict of each manifest for each Kubernetes version. Judging is left to
-tests/deploy/test_helm_chart.py.
+prints one JSON answer: per case, `helm lint --strict` findings, the rendered manifests (or the render error), the
+keys each manifest repeats, and the kubernetes-validate --strict verdict of each manifest for each Kubernetes
+version. Judging is left to tests/deploy/test_helm_chart.py.
 
 Libraries: helm-python-sdk (Helm v4's chart loader, renderer, linter and values-schema validator, in-process; no
 helm binary, no cluster) and kubernetes-validate. helm-sdkpy's own lint (no values, no strict mode) is run too;
@@ -39,6 +39,40 @@ def validate(doc: dict[str, Any], version: str) -> str | None:
     return None
 
 
+class _Loader(yaml.SafeLoader):
+    """PyYAML keeps the last of two equal keys in a mapping; this loader also notes them (a ConfigMap key written
+    twice is ambiguous to whatever reads the manifest next)."""
+
+    duplicates: list[str]
+
+
+def _mapping(loader: _Loader, node: yaml.MappingNode, deep: bool = False) -> Any:
+    seen: set[Any] = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        if isinstance(key, (str, int, float, bool)) and key in seen:
+            loader.duplicates.append(str(key))
+        seen.add(key)
+    return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
+
+
+_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping)
+
+
+def load_all(text: str) -> list[tuple[Any, list[str]]]:
+    """The documents of ``text``, each with the keys it repeats."""
+    loader = _Loader(text)
+    out = []
+    try:
+        while loader.check_data():
+            loader.duplicates = []
+            doc = loader.get_data()
+            out.append((doc, loader.duplicates))
+    finally:
+        loader.dispose()
+    return out
+
+
 def run_case(chart: str, case: dict[str, Any], versions: list[str]) -> dict[str, Any]:
     values = case["values"]
     out: dict[str, Any] = {"name": case["name"], "lint": {v: lint(chart, values, v) for v in versions}}
@@ -52,9 +86,9 @@ def run_case(chart: str, case: dict[str, Any], versions: list[str]) -> dict[str,
         if template.endswith("NOTES.txt"):
             out["notes"] = text
             continue
-        for doc in yaml.safe_load_all(text):
+        for doc, duplicates in load_all(text):
             if doc:
-                manifests.append({"template": template, "doc": doc,
+                manifests.append({"template": template, "doc": doc, "duplicate_keys": duplicates,
                                   "invalid": {v: validate(doc, v) for v in versions}})
     out["manifests"] = manifests
     return out

@@ -9,6 +9,7 @@ import base64
 import copy
 import json
 import os
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,16 @@ IRSA: dict[str, Any] = {
 }
 
 
+EXTRA_ENV: dict[str, Any] = {
+    **copy.deepcopy(REQUIRED),
+    "config": {"extraEnv": {"MLGOV_AWS_ACCOUNT_ID": "123456789012", "MLGOV_LOG_SQL": "false"}},
+}
+# what an operator tried: two of the chart's secrets and one of its own settings through config.extraEnv
+LEAKED_ENV = {"MLGOV_AUDIT_KEY": "LeakAuditKey1234567", "MLGOV_S3_SECRET_ACCESS_KEY": "LeakMe123",
+              "MLGOV_STORE_URL": "s3://other"}
+RENDERED = {"required": REQUIRED, "full": FULL, "existing": EXISTING, "irsa": IRSA, "extra env": EXTRA_ENV}
+
+
 def without(values: dict[str, Any], key: str) -> dict[str, Any]:
     out = copy.deepcopy(values)
     del out[key]
@@ -74,6 +85,9 @@ REJECTED: dict[str, dict[str, Any]] = {
     "a misspelt key": merged(REQUIRED, scheduler={"enable": False}),
     "a non-MLGOV extra variable": merged(REQUIRED, config={"extraEnv": {"PATH": "/evil"}}),
     "a non-string extra variable": merged(REQUIRED, config={"extraEnv": {"MLGOV_LOG_SQL": True}}),
+    "chart secrets and settings in extraEnv": merged(REQUIRED, config={"extraEnv": LEAKED_ENV}),
+    "the database URL in extraEnv": merged(EXISTING, config={"extraEnv": {
+        "MLGOV_DATABASE_URL": "postgresql+psycopg://mlgov:pw@db.example/mlgov"}}),
     "ingress on without hosts": merged(REQUIRED, ingress={"enabled": True}),
     "an audit key too short": merged(REQUIRED, keys={**REQUIRED["keys"], "auditKey": "short"}),
 }
@@ -86,7 +100,7 @@ def results() -> dict[str, Any]:
             pytest.fail(f"{TOOL_PY} missing: `make test` runs `make helm-tools` first")
         pytest.skip("the Helm tool virtualenv is missing: run `make helm-tools`")
     cases = [{"name": n, "values": v} for n, v in
-             [("required", REQUIRED), ("full", FULL), ("existing", EXISTING), ("irsa", IRSA), *REJECTED.items()]]
+             [*RENDERED.items(), *REJECTED.items()]]
     request = {"chart": str(CHART), "kube_versions": KUBE_VERSIONS, "cases": cases}
     proc = subprocess.run([str(TOOL_PY), str(Path(__file__).with_name("helm_tool.py"))], input=json.dumps(request),
                           capture_output=True, text=True, timeout=600, check=False)
@@ -110,7 +124,7 @@ def env_refs(c: dict[str, Any]) -> dict[str, tuple[str, str]]:
             for e in c.get("env", []) if "valueFrom" in e}
 
 
-@pytest.mark.parametrize("name", ["required", "full", "existing", "irsa"])
+@pytest.mark.parametrize("name", sorted(RENDERED))
 def test_lints_strict_renders_and_validates(results: dict[str, Any], name: str) -> None:
     assert results["versions"][0] == "1.30.0" and results["versions"][1] != "1.30.0"   # and the newest it ships
     case = results["by_name"][name]
@@ -123,6 +137,7 @@ def test_lints_strict_renders_and_validates(results: dict[str, Any], name: str) 
     for m in case["manifests"]:
         for version, problem in m["invalid"].items():
             assert problem is None, (m["template"], m["doc"]["kind"], version, problem)
+        assert m["duplicate_keys"] == [], (m["template"], m["doc"]["kind"], m["duplicate_keys"])
 
 
 def test_defaults_install_the_api_scheduler_migration_and_guards(results: dict[str, Any]) -> None:
@@ -166,7 +181,7 @@ def test_defaults_install_the_api_scheduler_migration_and_guards(results: dict[s
     config = docs(case, "ConfigMap")["rel-mlgov"]["data"]
     assert config["MLGOV_STORE_URL"] == "s3://mlgov-artifacts/prod"
     assert config["MLGOV_S3_ENDPOINT_URL"] == "https://s3.example:8333" and config["MLGOV_COMPUTE"] == "local"
-    assert not any("KEY" in k or "DATABASE" in k for k in config)   # no secret in the ConfigMap
+    assert not any("KEY" in k or "DATABASE" in k for k in config)   # no secret in the ConfigMap (all cases: below)
     assert config["MLGOV_BOOTSTRAP_ADMIN"] == "false"   # MLGOV_HOME is scratch: the first admin key is made by hand
     job = docs(case, "Job")["rel-mlgov-migrate"]
     assert job["metadata"]["annotations"]["helm.sh/hook"] == "pre-install,pre-upgrade"
@@ -256,3 +271,72 @@ def test_the_chart_as_shipped_refuses_to_install(results: dict[str, Any]) -> Non
     an object store and keys the chart does not install."""
     report = results["helm_sdkpy_lint"]
     assert any(m["Severity"] == 3 and m["Path"] == "values.yaml" for m in report["Messages"]), report
+
+
+def pod_specs(case: dict[str, Any]) -> list[dict[str, Any]]:
+    return [m["doc"]["spec"]["template"]["spec"] for m in case["manifests"]
+            if m["doc"]["kind"] in ("Deployment", "Job")]
+
+
+def secret_env_names(case: dict[str, Any]) -> set[str]:
+    """The variables every workload of a rendered case reads from a Secret."""
+    pods = pod_specs(case)
+    return {name for pod in pods for c in pod["containers"] for name in env_refs(c)}
+
+
+def chart_env_names(case: dict[str, Any], extra: dict[str, str]) -> set[str]:
+    """The MLGOV_* variables a rendered case sets itself: ConfigMap keys (but the case's own extraEnv) and container
+    env, plus MLGOV_SCHEDULER, which `mlgov serve --scheduler/--no-scheduler` sets from scheduler.enabled."""
+    (config,) = docs(case, "ConfigMap").values()
+    pods = pod_specs(case)
+    env = {e["name"] for pod in pods for c in pod["containers"] for e in c.get("env", [])}
+    names = (set(config["data"]) - set(extra)) | {n for n in env if n.startswith("MLGOV_")}
+    api = container(docs(case, "Deployment")["rel-mlgov-api"])
+    if {"--scheduler", "--no-scheduler"} & set(api["args"]):
+        names.add("MLGOV_SCHEDULER")
+    return names
+
+
+def refused_extra_env() -> set[str]:
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    props = schema["properties"]["config"]["properties"]["extraEnv"]["properties"]
+    return {name for name, sub in props.items() if sub is False}
+
+
+@pytest.mark.parametrize("name", sorted(RENDERED))
+def test_no_secret_reaches_the_configmap(results: dict[str, Any], name: str) -> None:
+    """Not by name (a variable read from a Secret is not also in the ConfigMap) and not by value (no inline secret
+    of the case is in the ConfigMap's data), extraEnv included."""
+    case, values = results["by_name"][name], RENDERED[name]
+    (config,) = docs(case, "ConfigMap").values()
+    data = config["data"]
+    assert set(values.get("config", {}).get("extraEnv", {})) <= set(data)   # extraEnv is rendered there
+    assert not set(data) & secret_env_names(case)
+    assert not set(data) & {"MLGOV_DATABASE_URL", "MLGOV_S3_ACCESS_KEY_ID", "MLGOV_S3_SECRET_ACCESS_KEY",
+                            "MLGOV_SECRETS_KEY", "MLGOV_AUDIT_KEY"}
+    inline = [values.get("database", {}).get("url"), values.get("s3", {}).get("accessKeyId"),
+              values.get("s3", {}).get("secretAccessKey"), values.get("keys", {}).get("secretsKey"),
+              values.get("keys", {}).get("auditKey")]
+    for secret in filter(None, inline):
+        assert not any(secret in v for v in data.values()), secret
+
+
+def test_extra_env_refuses_every_name_the_chart_sets(results: dict[str, Any]) -> None:
+    """The schema's refused extraEnv names are exactly the MLGOV_* names the templates write (read from their
+    source, and from every rendered case), so a setting the chart starts to manage is refused in extraEnv too."""
+    source = "".join(p.read_text() for p in sorted((CHART / "templates").iterdir()) if p.name != "NOTES.txt")
+    written = set(re.findall(r"\bMLGOV_[A-Z0-9_]+\b", source)) | {"MLGOV_SCHEDULER"}   # --[no-]scheduler
+    rendered: set[str] = set()
+    for name, values in RENDERED.items():
+        rendered |= chart_env_names(results["by_name"][name], values.get("config", {}).get("extraEnv", {}))
+    assert rendered <= written
+    assert refused_extra_env() == written
+    assert secret_env_names(results["by_name"]["required"]) <= refused_extra_env()
+
+
+def test_extra_env_refusal_names_the_key_and_hides_the_value(results: dict[str, Any]) -> None:
+    error = results["by_name"]["chart secrets and settings in extraEnv"]["render_error"]
+    for key, value in LEAKED_ENV.items():
+        assert f"/config/extraEnv/{key}" in error, error
+        assert value not in error   # a schema error must not print the secret it refuses
+    assert "/config/extraEnv/MLGOV_DATABASE_URL" in results["by_name"]["the database URL in extraEnv"]["render_error"]
