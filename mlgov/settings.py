@@ -87,7 +87,8 @@ class Settings(BaseSettings):
 
     compute: str = Field(default="local", description="where baselines and analyses compute their summaries: "
                          "'local' (this process) or 'dask://host:8786' (a dask.distributed scheduler; extra "
-                         "mlgov[dask]; the workers read inputs from the object store)")
+                         "mlgov[dask]; the workers read inputs from the object store); tcp:// and tls:// name "
+                         "the transport (tls:// takes its certificates from Dask's distributed.comm.tls config)")
     compute_min_rows: int = Field(default=0, ge=0, description="with a Dask scheduler, inputs with fewer rows "
                                   "than this are still computed locally")
     compute_connect_timeout_s: float = Field(default=10.0, gt=0, description="wait for the Dask scheduler")
@@ -97,7 +98,8 @@ class Settings(BaseSettings):
     @classmethod
     def _compute_url(cls, v: str) -> str:
         if v != "local" and not (v.startswith(("dask://", "tcp://", "tls://")) and len(v.split("://", 1)[1]) > 0):
-            raise ValueError(f"MLGOV_COMPUTE must be 'local' or 'dask://host:port', not {v[:80]!r}")
+            raise ValueError(f"MLGOV_COMPUTE must be 'local' or 'dask://host:port' (or tcp://, tls://), "
+                             f"not {v[:80]!r}")
         return v
 
     @field_validator("database_url")

@@ -11,6 +11,7 @@ import json
 import os
 import re
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -57,7 +58,12 @@ EXTRA_ENV: dict[str, Any] = {
 # what an operator tried: two of the chart's secrets and one of its own settings through config.extraEnv
 LEAKED_ENV = {"MLGOV_AUDIT_KEY": "LeakAuditKey1234567", "MLGOV_S3_SECRET_ACCESS_KEY": "LeakMe123",
               "MLGOV_STORE_URL": "s3://other"}
-RENDERED = {"required": REQUIRED, "full": FULL, "existing": EXISTING, "irsa": IRSA, "extra env": EXTRA_ENV}
+DASK_TLS: dict[str, Any] = {
+    **copy.deepcopy(REQUIRED),
+    "dask": {"externalScheduler": "tls://dask-scheduler.analytics:8786", "tls": {"existingSecret": "dask-client"}},
+}
+RENDERED = {"required": REQUIRED, "full": FULL, "existing": EXISTING, "irsa": IRSA, "extra env": EXTRA_ENV,
+            "dask tls": DASK_TLS}
 
 
 def without(values: dict[str, Any], key: str) -> dict[str, Any]:
@@ -89,6 +95,10 @@ REJECTED: dict[str, dict[str, Any]] = {
     "the database URL in extraEnv": merged(EXISTING, config={"extraEnv": {
         "MLGOV_DATABASE_URL": "postgresql+psycopg://mlgov:pw@db.example/mlgov"}}),
     "ingress on without hosts": merged(REQUIRED, ingress={"enabled": True}),
+    "a tls:// Dask scheduler without a client certificate": merged(
+        REQUIRED, dask={"externalScheduler": "tls://dask-scheduler.analytics:8786"}),
+    "an http:// Dask scheduler": merged(REQUIRED, dask={"externalScheduler": "http://dask-scheduler:8786"}),
+    "a Dask scheduler without a port": merged(REQUIRED, dask={"externalScheduler": "tcp://dask-scheduler"}),
     "an audit key too short": merged(REQUIRED, keys={**REQUIRED["keys"], "auditKey": "short"}),
 }
 
@@ -340,3 +350,120 @@ def test_extra_env_refusal_names_the_key_and_hides_the_value(results: dict[str, 
         assert f"/config/extraEnv/{key}" in error, error
         assert value not in error   # a schema error must not print the secret it refuses
     assert "/config/extraEnv/MLGOV_DATABASE_URL" in results["by_name"]["the database URL in extraEnv"]["render_error"]
+
+
+def external_scheduler_pattern() -> str:
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    pattern: str = schema["properties"]["dask"]["properties"]["externalScheduler"]["pattern"]
+    return pattern
+
+
+@pytest.mark.parametrize("address", ["dask://dask-scheduler:8786", "tcp://dask-scheduler.analytics.svc:8786",
+                                     "tls://dask-scheduler.analytics:8786", "tls://10.0.0.7:8786",
+                                     "tcp://[fd00::7]:8786", ""])
+def test_the_schema_takes_every_scheduler_address_the_server_takes(address: str) -> None:
+    """dask:// (plain TCP, the README's form), tcp:// and tls:// with a host and port: what MLGOV_COMPUTE accepts
+    (mlgov.settings) and monitor.compute turns into a Dask address with the same transport."""
+    from mlgov.settings import Settings
+    from monitor import compute
+
+    assert re.fullmatch(external_scheduler_pattern(), address)
+    if address:
+        cluster = compute.configure(Settings(compute=address))
+        assert cluster is not None
+        assert cluster.address == address.replace("dask://", "tcp://")
+        compute.configure(Settings())
+
+
+@pytest.mark.parametrize("address", ["local", "http://dask-scheduler:8786", "tls://dask-scheduler",
+                                     "tcp://dask-scheduler:8786/x", "tls://:8786", "dask-scheduler:8786"])
+def test_the_schema_refuses_scheduler_addresses_dask_cannot_dial(address: str) -> None:
+    assert not re.fullmatch(external_scheduler_pattern(), address)
+
+
+def test_tls_scheduler_gets_the_client_certificate(results: dict[str, Any]) -> None:
+    case = results["by_name"]["dask tls"]
+    assert docs(case, "ConfigMap")["rel-mlgov"]["data"]["MLGOV_COMPUTE"] == "tls://dask-scheduler.analytics:8786"
+    deployments = docs(case, "Deployment")
+    for name in ("rel-mlgov-api", "rel-mlgov-scheduler"):   # the processes that run a Dask Client
+        pod = deployments[name]["spec"]["template"]["spec"]
+        c = container(deployments[name])
+        env = {e["name"]: e.get("value") for e in c["env"]}
+        assert {k: v for k, v in env.items() if k.startswith("DASK_")} == {
+            "DASK_DISTRIBUTED__COMM__TLS__CA_FILE": "/etc/mlgov/dask-tls/ca.crt",
+            "DASK_DISTRIBUTED__COMM__TLS__CLIENT__CERT": "/etc/mlgov/dask-tls/tls.crt",
+            "DASK_DISTRIBUTED__COMM__TLS__CLIENT__KEY": "/etc/mlgov/dask-tls/tls.key"}
+        assert {"name": "dask-tls", "mountPath": "/etc/mlgov/dask-tls", "readOnly": True} in c["volumeMounts"]
+        (volume,) = [v for v in pod["volumes"] if v["name"] == "dask-tls"]
+        assert volume["secret"]["secretName"] == "dask-client"
+    job_c = docs(case, "Job")["rel-mlgov-migrate"]["spec"]["template"]["spec"]["containers"][0]
+    assert not any(e["name"].startswith("DASK_") for e in job_c["env"])   # the migration runs no analysis
+    for name in ("required", "full"):   # plain TCP (and the chart's own cluster): no certificate
+        for d in docs(results["by_name"][name], "Deployment").values():
+            assert not any(e["name"].startswith("DASK_") for e in container(d).get("env", []))
+            assert "dask-tls" not in {v["name"] for v in d["spec"]["template"]["spec"]["volumes"]}
+
+
+def _certificates(directory: Path) -> None:
+    """A CA and one certificate it signed (Dask's TLS is mutual; scheduler, worker and client may share it)."""
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = dt.datetime.now(dt.UTC)
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "mlgov test Dask CA")])
+
+    def cert(subject: x509.Name, public: Any, ca: bool) -> x509.Certificate:
+        return (x509.CertificateBuilder().subject_name(subject).issuer_name(ca_name).public_key(public)
+                .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
+                .not_valid_after(now + dt.timedelta(hours=1))
+                .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+                .sign(ca_key, hashes.SHA256()))
+
+    pem = serialization.Encoding.PEM
+    (directory / "ca.crt").write_bytes(cert(ca_name, ca_key.public_key(), True).public_bytes(pem))
+    leaf = cert(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "dask")]), key.public_key(), False)
+    (directory / "tls.crt").write_bytes(leaf.public_bytes(pem))
+    (directory / "tls.key").write_bytes(key.private_bytes(pem, serialization.PrivateFormat.PKCS8,
+                                                          serialization.NoEncryption()))
+
+
+CLIENT = """
+import sys
+from mlgov.settings import Settings
+from monitor import compute
+cluster = compute.configure(Settings(compute=sys.argv[1]))
+print(cluster.client().submit(sum, [1, 2], pure=False).result(timeout=60))
+cluster.close()
+"""
+
+
+def test_tls_scheduler_answers_a_client_set_up_as_the_chart_sets_it(results: dict[str, Any], tmp_path: Path) -> None:
+    """A real Dask cluster speaking only TLS; mlgov's compute client in a process of its own, with nothing but the
+    environment the chart gives the API pod (its DASK_* variables, the Secret's files where it mounts them)."""
+    pytest.importorskip("distributed")
+    from distributed import LocalCluster, Security
+
+    _certificates(tmp_path)
+    api = container(docs(results["by_name"]["dask tls"], "Deployment")["rel-mlgov-api"])
+    (mount,) = [m["mountPath"] for m in api["volumeMounts"] if m["name"] == "dask-tls"]
+    env = {e["name"]: e["value"].replace(mount, str(tmp_path)) for e in api["env"] if e["name"].startswith("DASK_")}
+    files = {f"tls_{role}_{part}": str(tmp_path / f"tls.{ext}") for role in ("scheduler", "worker", "client")
+             for part, ext in (("cert", "crt"), ("key", "key"))}
+    security = Security(tls_ca_file=str(tmp_path / "ca.crt"), require_encryption=True, **files)
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, protocol="tls", security=security,
+                      host="127.0.0.1", dashboard_address=None) as cluster:
+        address = cluster.scheduler_address
+        assert address.startswith("tls://")
+        base = {k: v for k, v in os.environ.items() if not k.startswith("DASK_")}
+        ran = subprocess.run([sys.executable, "-c", CLIENT, address], env={**base, **env, "PYTHONPATH": str(ROOT)},
+                             capture_output=True, text=True, timeout=120, check=False)
+        assert ran.returncode == 0 and ran.stdout.split()[-1] == "3", ran.stderr[-3000:]
+        quick = {"PYTHONPATH": str(ROOT), "MLGOV_COMPUTE_CONNECT_TIMEOUT_S": "2"}
+        bare = subprocess.run([sys.executable, "-c", CLIENT, address], capture_output=True, text=True, timeout=120,
+                              check=False, env={**base, **quick})
+        assert bare.returncode != 0 and "TLS configuration" in bare.stderr   # no certificate: no connection

@@ -71,6 +71,11 @@ app.kubernetes.io/component: {{ .component }}
 {{- end }}
 {{- end }}
 
+{{/* "true" when MLGOV_COMPUTE is a tls:// Dask scheduler: its client certificate is mounted (dask.tls). */}}
+{{- define "mlgov.daskTLS" -}}
+{{- if and (not .Values.dask.enabled) (hasPrefix "tls://" .Values.dask.externalScheduler) }}true{{ end }}
+{{- end }}
+
 {{/* Environment of every mlgov container: plain settings from the ConfigMap, secrets from Secrets. */}}
 {{- define "mlgov.env" -}}
 envFrom:
@@ -93,6 +98,15 @@ env:
       secretKeyRef:
         name: {{ default (include "mlgov.secretName" .) .Values.keys.existingSecret }}
         key: {{ if .Values.keys.existingSecret }}{{ .Values.keys.existingSecretAuditKeyKey }}{{ else }}audit-key{{ end }}
+{{- if include "mlgov.daskTLS" . }}
+  {{- /* Dask's own configuration (dask.config reads DASK_* variables): the Client's TLS context */}}
+  - name: DASK_DISTRIBUTED__COMM__TLS__CA_FILE
+    value: /etc/mlgov/dask-tls/ca.crt
+  - name: DASK_DISTRIBUTED__COMM__TLS__CLIENT__CERT
+    value: /etc/mlgov/dask-tls/tls.crt
+  - name: DASK_DISTRIBUTED__COMM__TLS__CLIENT__KEY
+    value: /etc/mlgov/dask-tls/tls.key
+{{- end }}
 {{- end }}
 
 {{/* S3 credentials (also given to Dask workers, which read Parquet straight from the store). */}}
@@ -128,6 +142,24 @@ volumeMounts:
     mountPath: /tmp
   - name: home
     mountPath: {{ .Values.config.home }}
+{{- end }}
+
+{{/* The client certificate of a tls:// Dask scheduler (API and scheduler pods): a volume and its mount. */}}
+{{- define "mlgov.daskTLSVolume" -}}
+{{- if include "mlgov.daskTLS" . -}}
+- name: dask-tls
+  secret:
+    secretName: {{ .Values.dask.tls.existingSecret }}
+    defaultMode: 0440
+{{- end }}
+{{- end }}
+
+{{- define "mlgov.daskTLSVolumeMount" -}}
+{{- if include "mlgov.daskTLS" . -}}
+- name: dask-tls
+  mountPath: /etc/mlgov/dask-tls
+  readOnly: true
+{{- end }}
 {{- end }}
 
 {{/* Checksums that roll the pods when their configuration changes. */}}
