@@ -43,8 +43,11 @@ ENV PATH=/opt/mlgov/bin:$PATH \
 USER 10001:10001
 WORKDIR /var/lib/mlgov
 EXPOSE 8000
+# The check of the command the container runs (mlgov/healthcheck.py): `mlgov serve` answers /healthz on its --port;
+# `mlgov scheduler` (no HTTP listener) has a live heartbeat of its own in the database; other commands (db upgrade,
+# `dask worker` …) have nothing to probe and read healthy.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
-  CMD ["python", "-c", "import sys, urllib.request; sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=4).status != 200)"]
+  CMD ["python", "-m", "mlgov.healthcheck"]
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["mlgov"]
 CMD ["serve", "--host", "0.0.0.0", "--port", "8000"]

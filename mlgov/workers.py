@@ -56,6 +56,11 @@ def _alive(row: Heartbeat, now: dt.datetime) -> bool:
     return row.stopped_at is None and now - row.beat_at <= max(3 * dt.timedelta(seconds=row.interval_s), MIN_ALIVE)
 
 
+def alive(row: Heartbeat, now: dt.datetime | None = None) -> bool:
+    """Whether the worker of ``row`` is running: it beat within max(3 × its interval, 30 s) and has not stopped."""
+    return _alive(row, now or utcnow())
+
+
 def beat(session: Session, role: str, instance: str, interval_s: float, *, ticked: bool = False,
          stopped: bool = False, now: dt.datetime | None = None) -> None:
     """Record that ``instance`` is alive (and, with ``ticked``, that it finished a round; with ``stopped``, that

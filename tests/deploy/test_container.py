@@ -66,7 +66,7 @@ def test_dockerfile_is_multi_stage_slim_non_root_with_healthcheck() -> None:
     assert user.split(":")[0] not in ("0", "root") and int(user.split(":")[0]) >= 1000
     assert instructions("runtime", "ENTRYPOINT") == ['["mlgov"]']
     (health,) = instructions("runtime", "HEALTHCHECK")
-    assert "/healthz" in health
+    assert health.split(" CMD ", 1)[1] == '["python", "-m", "mlgov.healthcheck"]'   # fits serve and scheduler
     assert "MLGOV_HOME=/var/lib/mlgov" in runtime
 
 
@@ -132,7 +132,8 @@ def test_image_builds_and_serves_as_non_root(tmp_path: Path) -> None:
                              env=env).stdout.strip()
         run = ["buildah", "run", ctr, "--", "sh", "-c"]
     try:
-        assert config["Entrypoint"] == ["mlgov"] and "/healthz" in " ".join(config["Healthcheck"]["Test"])
+        assert config["Entrypoint"] == ["mlgov"]
+        assert config["Healthcheck"]["Test"] == ["CMD", "python", "-m", "mlgov.healthcheck"]
         assert config["User"] == "10001:10001"
         helped = subprocess.run([*run, "mlgov --help"], capture_output=True, text=True, timeout=300, check=False,
                                 env=env)

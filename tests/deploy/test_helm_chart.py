@@ -163,6 +163,8 @@ def test_defaults_install_the_api_scheduler_migration_and_guards(results: dict[s
     api_c, sched_c = container(api), container(sched)
     assert api_c["args"] == ["serve", "--host=0.0.0.0", "--port=8000", "--workers=2", "--no-scheduler"]
     assert sched_c["args"] == ["scheduler"] and sched["spec"]["replicas"] == 2
+    # `mlgov scheduler` listens on nothing: no port, and no probe of one (its heartbeat is in the database)
+    assert not {"ports", "livenessProbe", "readinessProbe", "startupProbe"} & set(sched_c)
     assert api_c["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert api_c["readinessProbe"]["httpGet"]["path"] == "/readyz"
     for d in (api, sched):
