@@ -43,6 +43,7 @@ from mlgov.db import (
     utcnow,
 )
 from mlgov.errors import DomainError, NotFound
+from mlgov.settings import SettingsError
 
 if TYPE_CHECKING:
     from mlgov.settings import Settings
@@ -100,8 +101,9 @@ def load_key(settings: Settings) -> bytes:
     """``MLGOV_AUDIT_KEY``, else ``<home>/audit.key``, created (0600, 256 random bits) on first use."""
     if settings.audit_key is not None:
         value = settings.audit_key.get_secret_value().strip()
-        if len(value) < 16:
-            raise ValueError("MLGOV_AUDIT_KEY is shorter than 16 characters; use e.g. `openssl rand -hex 32`")
+        if len(value) < 16:   # Settings refuses it already; kept for settings built with model_construct
+            raise SettingsError("MLGOV_AUDIT_KEY is shorter than 16 characters",
+                                fix="set MLGOV_AUDIT_KEY to a long random key, e.g. `openssl rand -hex 32`")
         return value.encode()
     path = settings.audit_key_path
     key_file(path, lambda: secrets.token_hex(32).encode())
@@ -111,7 +113,9 @@ def load_key(settings: Settings) -> bytes:
 def _read_key(path: Path) -> bytes:
     value = path.read_text().strip()
     if len(value) < 16:
-        raise ValueError(f"the audit key file {path} is empty or too short; restore it from your backup")
+        raise SettingsError(f"the audit key file {path} is empty or too short",
+                            fix="restore it from your backup (or set MLGOV_AUDIT_KEY to the key the chain was made "
+                                "with)")
     return value.encode()
 
 

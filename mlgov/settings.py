@@ -2,12 +2,43 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import datetime as dt
+import importlib.util
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class SettingsError(ValueError):
+    """Settings that cannot be used (``MLGOV_*`` variables, key files): what is wrong, naming the variable, and how
+    to fix it; never a value, which may hold a password or key. The CLI shows it as a usage error (exit 2)."""
+
+    def __init__(self, detail: str, *, fix: str) -> None:
+        super().__init__(f"{detail} (fix: {fix})")
+        self.detail, self.fix = detail, fix
+
+
+class _Refused(ValueError):
+    """A validator's refusal with its fix (pydantic keeps the exception in the error's ``ctx``)."""
+
+    def __init__(self, detail: str, fix: str) -> None:
+        super().__init__(detail)
+        self.fix = fix
+
+
+# What a value of each pydantic type error should look like, and an example (its wording needs no value).
+_ISO = ("an ISO 8601 time", " (e.g. 2026-01-31T12:00:00Z)")
+_EXPECTED = {"bool_parsing": ("true or false", ""), "bool_type": ("true or false", ""),
+             "int_parsing": ("a whole number", ""), "int_from_float": ("a whole number", ""),
+             "float_parsing": ("a number", ""), "datetime_from_date_parsing": _ISO, "datetime_parsing": _ISO}
+# The database backends mlgov runs on, and the DB-API module each driver needs.
+_DRIVERS = {"sqlite": {"pysqlite": "sqlite3"}, "postgresql": {"psycopg": "psycopg", "psycopg2": "psycopg2"}}
+_DB_FIX = "set MLGOV_DATABASE_URL to e.g. postgresql+psycopg://user:password@host:5432/mlgov, or unset it for " \
+          "SQLite under MLGOV_HOME"
 
 
 class Settings(BaseSettings):
@@ -98,15 +129,71 @@ class Settings(BaseSettings):
     @classmethod
     def _compute_url(cls, v: str) -> str:
         if v != "local" and not (v.startswith(("dask://", "tcp://", "tls://")) and len(v.split("://", 1)[1]) > 0):
-            raise ValueError(f"MLGOV_COMPUTE must be 'local' or 'dask://host:port' (or tcp://, tls://), "
-                             f"not {v[:80]!r}")
+            scheme = v.split("://", 1)[0] if "://" in v else ""
+            raise _Refused("MLGOV_COMPUTE must be 'local' or a Dask scheduler's URL" +
+                           (f" (its scheme is {scheme!r})" if scheme.isalnum() and len(scheme) <= 16 else ""),
+                           "set MLGOV_COMPUTE to local or dask://host:8786 (tcp:// and tls:// too)")
         return v
 
     @field_validator("database_url")
     @classmethod
-    def _no_placeholder(cls, v: str | None) -> str | None:
-        if v is not None and "changeme" in v:
-            raise ValueError("MLGOV_DATABASE_URL still holds a placeholder ('changeme'); set a real URL")
+    def _database_url(cls, v: str | None) -> str | None:
+        """A URL mlgov can open: SQLite or PostgreSQL with an installed driver. Refusals never show the URL (it
+        may hold a password); at most its scheme."""
+        if not v:   # set but empty: the default, as before
+            return None
+        if "changeme" in v:
+            raise _Refused("MLGOV_DATABASE_URL still holds a placeholder ('changeme')", _DB_FIX)
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
+        try:
+            url = make_url(v)
+        except (ArgumentError, ValueError):
+            raise _Refused("MLGOV_DATABASE_URL is not a database URL", _DB_FIX) from None
+        scheme = url.drivername
+        if scheme == "postgres" or scheme.startswith("postgres+"):
+            raise _Refused(f"MLGOV_DATABASE_URL's scheme {scheme!r} is not SQLAlchemy's name for PostgreSQL",
+                           "write postgresql+psycopg:// instead of postgres:// in MLGOV_DATABASE_URL")
+        backend = scheme.split("+", 1)[0]
+        if backend not in _DRIVERS:
+            raise _Refused(f"MLGOV_DATABASE_URL names a database mlgov does not run on ({backend[:40]!r}); "
+                           "it runs on PostgreSQL or SQLite", _DB_FIX)
+        drivers = _DRIVERS[backend]
+        driver = scheme.split("+", 1)[1] if "+" in scheme else next(iter(drivers))
+        if driver not in drivers or importlib.util.find_spec(drivers[driver]) is None:
+            raise _Refused(f"MLGOV_DATABASE_URL's driver {driver[:40]!r} is not one mlgov can use here",
+                           f"use {backend}+{next(iter(drivers))}:// in MLGOV_DATABASE_URL")
+        return v
+
+    @field_validator("audit_key")
+    @classmethod
+    def _audit_key(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is not None and len(v.get_secret_value().strip()) < 16:
+            raise _Refused("MLGOV_AUDIT_KEY is shorter than 16 characters",
+                           "set MLGOV_AUDIT_KEY to a long random key, e.g. `openssl rand -hex 32`, the same for "
+                           "every process, or unset it to use <MLGOV_HOME>/audit.key")
+        return v
+
+    @field_validator("secrets_key")
+    @classmethod
+    def _fernet_keys(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is None:
+            return v
+        keys = [k.strip() for k in v.get_secret_value().split(",") if k.strip()]
+        for n, key in enumerate(keys, 1):
+            try:
+                valid = len(base64.urlsafe_b64decode(key.encode())) == 32
+            except (binascii.Error, ValueError):
+                valid = False
+            if not valid:
+                raise _Refused(f"MLGOV_SECRETS_KEY's key {n} of {len(keys)} is not a Fernet key (32 url-safe "
+                               "base64-encoded bytes)",
+                               "set MLGOV_SECRETS_KEY to keys made by `python -c \"from cryptography.fernet import "
+                               "Fernet; print(Fernet.generate_key().decode())\"` (newest first, comma-separated)")
+        if not keys:
+            raise _Refused("MLGOV_SECRETS_KEY is set but holds no key",
+                           "set it to one or more Fernet keys, or unset it to use <MLGOV_HOME>/secrets.key")
         return v
 
     @property
@@ -130,6 +217,42 @@ class Settings(BaseSettings):
         return self.home / "audit.key"
 
 
+def settings_error(exc: ValidationError) -> SettingsError:
+    """pydantic's refusal of the environment as one sentence per variable, each with its fix. pydantic's own text
+    is not used: it shows every input value (a database URL with its password, a key)."""
+    problems, fixes = [], []
+    for err in exc.errors(include_url=False, include_input=False):
+        loc = err.get("loc", ())
+        var = f"MLGOV_{str(loc[0]).upper()}" if loc else "an MLGOV_ variable"
+        refused = err.get("ctx", {}).get("error")
+        if isinstance(refused, _Refused):
+            problems.append(str(refused))
+            fixes.append(refused.fix)
+            continue
+        kind = str(err.get("type", ""))
+        expected, example = _EXPECTED.get(kind, (None, ""))
+        if expected == "a whole number" and var.endswith("_BYTES"):
+            expected, example = "a whole number of bytes", " (e.g. 10485760 for 10 MiB)"
+        if expected is not None:
+            problems.append(f"{var} is not {expected}")
+            fixes.append(f"set {var} to {expected}{example}, or unset it for the default")
+        else:   # a bound (greater_than_equal, less_than_equal, string_pattern_mismatch …): pydantic words it
+            message = str(err.get("msg", "")).removeprefix("Value error, ")
+            problems.append(f"{var} is not valid: {_plain(message)}")
+            fixes.append(f"correct {var} (see the README's Configuration table), or unset it for the default")
+    return SettingsError("; ".join(problems) or "the MLGOV_ settings are not valid",
+                         fix="; ".join(dict.fromkeys(fixes)) or "correct the MLGOV_ variables")
+
+
+def _plain(message: str) -> str:
+    return message.replace("Input should be", "it should be").replace("String should", "it should")
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    return Settings()
+    """The process's settings from the environment; ``SettingsError`` (what and how to fix it, no value) when they
+    cannot be used."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        raise settings_error(exc) from None

@@ -35,7 +35,8 @@ class Exit(IntEnum):
     OK = 0
     ERROR = 1          # anything else: a server fault, a failed check (audit verify, a Failed analysis or
                        # schedule run), a bug
-    USAGE = 2          # bad arguments or options, missing settings (no API key), an unreadable local file
+    USAGE = 2          # bad arguments or options, missing or unusable settings (no API key, a bad MLGOV_*
+                       # variable or key), an unreadable local file
     NOT_FOUND = 3      # the thing named does not exist (404)
     REFUSED = 4        # the server refused: invalid input, not allowed, conflict (400, 401, 403, 409, 413, 422);
                        # also a batch in which every item was rejected
@@ -45,7 +46,7 @@ class Exit(IntEnum):
 
 
 EXIT_CODES_HELP = (
-    "Exit codes: 0 ok · 1 error · 2 usage (bad arguments, missing settings, unreadable file) · 3 not found · "
+    "Exit codes: 0 ok · 1 error · 2 usage (bad arguments, missing or bad settings, unreadable file) · 3 not found · "
     "4 refused (invalid input, forbidden, conflict, or every record rejected) · 5 server or database unavailable "
     "· 6 partly done (some records rejected) · 141 stdout closed by its reader (`| head`). Errors are one line on "
     "stderr: `error: <what> (fix: <how>)`; "
@@ -79,6 +80,9 @@ def describe(exc: BaseException) -> CliError:
     by their shape, so this module imports neither the SDK nor the services."""
     if isinstance(exc, CliError):
         return exc
+    settings = sys.modules.get("mlgov.settings")
+    if settings is not None and isinstance(exc, settings.SettingsError):   # MLGOV_* unusable: says which, no value
+        return CliError(exc.detail, fix=exc.fix, code=Exit.USAGE)
     status = getattr(exc, "status", None)
     if isinstance(status, int) and not isinstance(status, bool):
         problem = getattr(exc, "problem", None)

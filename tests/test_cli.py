@@ -302,3 +302,69 @@ def test_a_closed_stdout_ends_quietly(tmp_path):
         p.stdout.close()            # the reader is gone before mlgov has printed anything (it is still importing)
         err = p.stderr.read().decode()
         assert (p.wait(timeout=120), err) == (141, ""), args
+
+
+def one_error_line(p: subprocess.CompletedProcess[str], code: int, *needles: str) -> str:
+    """The command failed with ``code`` and one `error: … (fix: …)` line on stderr, nothing else."""
+    assert p.returncode == code, (p.returncode, p.stderr, p.stdout)
+    lines = [line for line in p.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "(fix: " in lines[0], p.stderr
+    assert "internal error" not in lines[0] and "Traceback" not in p.stderr + p.stdout, p.stderr
+    for n in needles:
+        assert n in lines[0], (n, lines[0])
+    return lines[0]
+
+
+UNUSABLE_SETTINGS = [   # (variable, value, what the error line must say besides the variable)
+    ("MLGOV_DATABASE_URL", "postgresql://u:TopSecret1@db/changeme", "placeholder"),
+    ("MLGOV_DATABASE_URL", "postgres://u:TopSecret1@db/mlgov", "postgresql+psycopg://"),
+    ("MLGOV_DATABASE_URL", "mysql://u:TopSecret1@db/mlgov", "PostgreSQL or SQLite"),
+    ("MLGOV_DATABASE_URL", "notaurl-TopSecret1", "not a database URL"),
+    ("MLGOV_DATABASE_URL", "postgresql+asyncpg://u:TopSecret1@db/mlgov", "driver"),
+    ("MLGOV_MAX_BODY_BYTES", "10MB", "whole number of bytes"),
+    ("MLGOV_MAX_BODY_BYTES", "10", "greater than or equal to 1024"),
+    ("MLGOV_SCHEDULER", "maybe", "true or false"),
+    ("MLGOV_COMPUTE", "spark://u:TopSecret1@x", "dask://"),
+    ("MLGOV_AUDIT_KEY", "TopSecret1", "shorter than 16"),
+    ("MLGOV_SECRETS_KEY", "TopSecret1", "not a Fernet key"),
+]
+
+
+def test_unusable_settings_are_one_line_naming_the_variable_never_its_value(tmp_path):
+    """An operator's trial: a bad MLGOV_* value was "internal error: ValidationError … report it", exit 1, with
+    pydantic's dump naming the field (max_body_bytes), not the variable, and showing the value: the database
+    password with it. Now: one line naming the variable, what is wrong and how to fix it, no value, exit 2 (a
+    setting to correct, not a fault to report); `serve` and the app factory alike."""
+    run(tmp_path, "db", "upgrade")
+    for var, value, says in UNUSABLE_SETTINGS:
+        # (serve's address is one it cannot listen on: were the setting accepted, it would fail, not serve)
+        for args in (["keys", "list"], ["serve", "--host", "192.0.2.1"]):
+            p = run(tmp_path, *args, check=False, **{var: value})
+            line = one_error_line(p, 2, var, says)
+            assert "TopSecret1" not in p.stderr + p.stdout and "input_value" not in line, line
+            assert "mlgov serving" not in p.stdout
+    short = tmp_path / "short"
+    short.mkdir()
+    run(short, "db", "upgrade")
+    (short / ".mlgov" / "audit.key").write_text("TopSecret1\n")
+    line = one_error_line(run(short, "keys", "list", check=False), 2, "audit key file", "backup")
+    assert "TopSecret1" not in line
+
+
+def test_the_app_factory_refuses_unusable_settings_without_their_values(monkeypatch):
+    """`mlgov serve`'s workers (mlgov.asgi) and any other ASGI server build the app from the environment: the
+    refusal is mlgov's sentence (the variable and the fix), pydantic's dump with the password is not even in the
+    exception's context (a traceback in a server log would print it)."""
+    from mlgov.app import create_app
+    from mlgov.settings import SettingsError, get_settings
+
+    monkeypatch.setenv("MLGOV_DATABASE_URL", "postgres://u:TopSecret1@db/mlgov")
+    get_settings.cache_clear()
+    try:
+        with pytest.raises(SettingsError) as err:
+            create_app()
+    finally:
+        monkeypatch.undo()
+        get_settings.cache_clear()
+    assert "MLGOV_DATABASE_URL" in str(err.value) and err.value.fix and "TopSecret1" not in str(err.value)
+    assert err.value.__cause__ is None and err.value.__suppress_context__

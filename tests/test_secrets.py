@@ -67,7 +67,7 @@ def test_env_key_rotation_and_wrong_key(tmp_path):
         SecretBox.from_settings(make_settings(tmp_path, secrets_key=new)).decrypt(token)
     assert err.value.status == 503 and "MLGOV_SECRETS_KEY" in (err.value.fix or "")
     with pytest.raises(SecretsUnavailable, match="not a valid Fernet key"):
-        SecretBox.from_settings(make_settings(tmp_path, secrets_key="not-a-key")).encrypt("x")
+        SecretBox(keys=[b"not-a-key"]).encrypt("x")   # (Settings refuse MLGOV_SECRETS_KEY=not-a-key already)
 
 
 class _Sink:
