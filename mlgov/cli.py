@@ -23,10 +23,10 @@ from clarify import cli as clarify_cli
 from lineage import cli as lineage_cli
 from mlgov import audit, auth
 from mlgov.cli_support import database
-from mlgov.db import alembic_config, current_revision, head_revision, private_dir
+from mlgov.db import alembic_config, current_revision, head_revision, make_engine, private_dir
 from mlgov.settings import get_settings
 from mlgov.storage import open_store
-from mlgov.terminal import EXIT_CODES_HELP, CliError, Connection, GuardedGroup, closed_stdout_ends_quietly
+from mlgov.terminal import EXIT_CODES_HELP, CliError, Connection, Exit, GuardedGroup, closed_stdout_ends_quietly
 from monitor import cli as monitor_cli
 from registry import cli as registry_cli
 
@@ -78,23 +78,40 @@ def root(ctx: typer.Context,
 
 
 @db_app.command("upgrade")
-def db_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
+def db_upgrade(revision: Annotated[str, typer.Argument(help="target revision, e.g. head or +1")] = "head") -> None:
     """Migrate the database up to REVISION (default: head)."""
-    from alembic import command
-
     s = get_settings()
     private_dir(s.home)
-    command.upgrade(alembic_config(s.resolved_database_url), revision)
-    typer.echo(f"database at {revision}: {redact_database_url(s.resolved_database_url)}")
+    _migrate("upgrade", s.resolved_database_url, revision)
 
 
-@db_app.command("downgrade")
+# `-1` is a relative revision, not an option: unknown options reach the command as its argument.
+@db_app.command("downgrade", context_settings={"ignore_unknown_options": True})
 def db_downgrade(revision: Annotated[str, typer.Argument(help="target revision, e.g. -1 or base")]) -> None:
     """Migrate the database down to REVISION."""
-    from alembic import command
+    _migrate("downgrade", get_settings().resolved_database_url, revision)
 
-    command.downgrade(alembic_config(get_settings().resolved_database_url), revision)
-    typer.echo(f"database at {revision}")
+
+def _migrate(direction: str, url: str, revision: str) -> None:
+    """Run Alembic's upgrade or downgrade to ``revision``; then say the revision the database is at (not the one
+    asked for: `-1` or `+1` name none), with the URL's password masked."""
+    from alembic import command
+    from alembic.util import CommandError
+
+    try:
+        getattr(command, direction)(alembic_config(url), revision)
+    except CommandError as exc:   # an unknown revision, or a step past base or head: the argument is wrong
+        step, end = ("+1", "head") if direction == "upgrade" else ("-1", "base")
+        raise CliError(f"cannot {direction} to {revision!r}: {exc}",
+                       fix=f"give `mlgov db {direction}` a revision id, a relative step such as {step}, or {end}; "
+                           "`mlgov db current` shows where the database is", code=Exit.USAGE) from None
+    engine = make_engine(url, pooled=False)
+    try:
+        cur = current_revision(engine)
+    finally:
+        engine.dispose()
+    at = "head" if cur is not None and cur == head_revision() else cur or "base (no mlgov tables)"
+    typer.echo(f"database at {at}{f' ({cur})' if at == 'head' else ''}: {redact_database_url(url)}")
 
 
 @db_app.command("current")

@@ -368,3 +368,18 @@ def test_the_app_factory_refuses_unusable_settings_without_their_values(monkeypa
         get_settings.cache_clear()
     assert "MLGOV_DATABASE_URL" in str(err.value) and err.value.fix and "TopSecret1" not in str(err.value)
     assert err.value.__cause__ is None and err.value.__suppress_context__
+
+
+def test_db_downgrade_takes_a_relative_revision_and_says_where_the_database_is(tmp_path):
+    """An operator's trial: `mlgov db downgrade -1`, as its help says, failed with "No such option: -1"; with
+    `-- -1` it printed "database at -1", not the revision. A wrong revision was an internal error (exit 1)."""
+    from mlgov.db import head_revision
+
+    run(tmp_path, "db", "upgrade")
+    down = run(tmp_path, "db", "downgrade", "-1").stdout
+    current = run(tmp_path, "db", "current").stdout.splitlines()[0].split()[-1]
+    assert current != head_revision() and f"database at {current}:" in down, (down, current)
+    one_error_line(run(tmp_path, "db", "downgrade", "nonsense", check=False), 2, "'nonsense'", "-1")
+    one_error_line(run(tmp_path, "db", "upgrade", "nonsense", check=False), 2, "'nonsense'", "head")
+    assert f"database at head ({head_revision()})" in run(tmp_path, "db", "upgrade").stdout
+    assert "database at base" in run(tmp_path, "db", "downgrade", "base").stdout
