@@ -259,6 +259,7 @@ def serve(
         get_settings.cache_clear()
 
     s = get_settings()
+    _check_listenable(host, port)   # before any work, and before "serving on" is printed
     db = database()
     with db.session_scope(write=False) as session:
         audit.check_tip(session)   # a server with another audit key would fail every write: refuse to start instead
@@ -287,9 +288,39 @@ def serve(
     # machine that takes longer than uvicorn's 5 s default, and the supervisor would kill and respawn it forever.
     # Idle connections stay open 75 s (past a load balancer's usual 60 s): the SageMaker SDK polls every 5 s on one
     # connection, and uvicorn's 5 s default closed it just as the next request went out.
-    uvicorn.run("mlgov.asgi:app", host=host, port=port, workers=workers, log_level="info",
-                log_config=_serve_logging(), http="mlgov.server:NoDelayHttpToolsProtocol",
-                timeout_worker_healthcheck=60, timeout_keep_alive=75)
+    try:
+        uvicorn.run("mlgov.asgi:app", host=host, port=port, workers=workers, log_level="info",
+                    log_config=_serve_logging(), http="mlgov.server:NoDelayHttpToolsProtocol",
+                    timeout_worker_healthcheck=60, timeout_keep_alive=75)
+    except SystemExit as exc:   # uvicorn's STARTUP_FAILURE (3) is no "not found": its reason is logged above
+        if exc.code in (0, None):
+            raise
+        raise CliError("the server did not start (uvicorn's reason is logged above)",
+                       fix="correct what the log names, then start it again") from None
+
+
+def _check_listenable(host: str, port: int) -> None:
+    """Bind ``host:port`` as uvicorn will (SO_REUSEADDR: a port held only by closed connections is free) and let
+    it go: a port another process listens on is one line and exit 5 (it may come free: another server is still
+    stopping), an address this machine does not have or a port it may not use is a usage error."""
+    import errno
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            where = f"[{host}]:{port}" if family == socket.AF_INET6 else f"{host}:{port}"
+            if exc.errno == errno.EADDRINUSE:
+                raise CliError(f"cannot serve on {where}: another process is listening on it",
+                               fix="stop it (e.g. an mlgov serve still running), or choose another --port",
+                               code=Exit.UNAVAILABLE) from None
+            reason = exc.strerror or str(exc)
+            raise CliError(f"cannot serve on {where}: {reason}",
+                           fix="give --host an address of this machine (127.0.0.1, 0.0.0.0) and --port a free port "
+                               "(below 1024 needs privileges)", code=Exit.USAGE) from None
 
 
 def _serve_logging() -> dict[str, Any]:

@@ -40,7 +40,8 @@ class Exit(IntEnum):
     NOT_FOUND = 3      # the thing named does not exist (404)
     REFUSED = 4        # the server refused: invalid input, not allowed, conflict (400, 401, 403, 409, 413, 422);
                        # also a batch in which every item was rejected
-    UNAVAILABLE = 5    # the server (or the database) cannot be reached, timed out or is busy (503)
+    UNAVAILABLE = 5    # the server (or the database) cannot be reached, timed out or is busy (503); the port
+                       # `serve` should listen on is taken
     PARTIAL = 6        # part of the work was done; some items were rejected (their reasons are on stderr)
     CLOSED = 141       # stdout's reader went away (`mlgov … | head`): quiet, the status of a process SIGPIPE ends
 

@@ -386,3 +386,20 @@ def test_db_downgrade_takes_a_relative_revision_and_says_where_the_database_is(t
     one_error_line(run(tmp_path, "db", "upgrade", "nonsense", check=False), 2, "'nonsense'", "head")
     assert f"database at head ({head_revision()})" in run(tmp_path, "db", "upgrade").stdout
     assert "database at base" in run(tmp_path, "db", "downgrade", "base").stdout
+
+
+def test_serve_on_a_port_in_use_is_one_line_and_unavailable(tmp_path):
+    """An operator's trial: with the port taken, serve printed "mlgov serving on …", then uvicorn's [Errno 98]
+    and exited 3 ("not found"). Now one line, before anything else is said or done, and 5 (unavailable)."""
+    import socket
+
+    run(tmp_path, "db", "upgrade")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        p = run(tmp_path, "serve", "--port", str(port), "--no-scheduler", check=False)
+    one_error_line(p, 5, f"127.0.0.1:{port}", "--port")
+    assert p.stdout == "" and not (tmp_path / ".mlgov" / "admin.key").exists()
+    one_error_line(run(tmp_path, "serve", "--host", "192.0.2.1", "--port", str(free_port()), check=False), 2,
+                   "192.0.2.1")
