@@ -30,7 +30,7 @@ from fastapi import Depends, Request
 from sqlalchemy import BigInteger, Boolean, Integer, String, Text, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from mlgov.db import Base, Database, finish, new_id, private_dir, utcnow
+from mlgov.db import Base, Database, advisory_xact_lock, finish, new_id, private_dir, utcnow
 from mlgov.errors import Conflict, Forbidden, Invalid, NotFound, Unauthorized
 from mlgov.names import person_key, readable_problem
 from mlgov.secrets import SecretBox
@@ -343,25 +343,36 @@ def independent_keys(session: Session, decider: Principal, other_key_pk: str | N
 
 
 def bootstrap_admin_key(db: Database, path: Any) -> str | None:
-    """With no active admin key, create one and write it to ``path`` (0600); return the path."""
+    """With no active admin key, create one and write it to ``path`` (0600); return the path.
+
+    Race-safe: servers starting at once on a fresh database take turns (an advisory lock on PostgreSQL, the write
+    lock on SQLite); the later ones find the first one's admin key and create none. The key is written to a
+    private temporary file first (a failure there creates no key) and moved to ``path`` once it is committed, so
+    the file never holds a key the database does not have."""
     import os
     from pathlib import Path
 
-    with db.session_scope() as session:
-        stmt = select(ApiKey.id).where(ApiKey.role == Role.admin.value, ApiKey.active.is_(True)).limit(1)
-        if session.scalar(stmt) is not None:
-            return None
-        name = "admin"
-        while session.scalar(select(ApiKey.id).where(ApiKey.name == name)) is not None:
-            name = f"admin-{secrets.token_hex(3)}"
-        _, full = create_key(session, name, Role.admin.value, actor="system")
-        p = Path(path)
-        private_dir(p.parent)
-        fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(full + "\n")
-        os.chmod(p, 0o600)
-        return str(p)
+    p = Path(path)
+    tmp = p.with_name(f".{p.name}.{os.getpid()}.{new_id()}")
+    try:
+        with db.session_scope() as session:
+            advisory_xact_lock(session, "mlgov.bootstrap_admin")
+            stmt = select(ApiKey.id).where(ApiKey.role == Role.admin.value, ApiKey.active.is_(True)).limit(1)
+            if session.scalar(stmt) is not None:
+                return None
+            name = "admin"
+            while session.scalar(select(ApiKey.id).where(ApiKey.name == name)) is not None:
+                name = f"admin-{secrets.token_hex(3)}"
+            _, full = create_key(session, name, Role.admin.value, actor="system")
+            private_dir(p.parent)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(full + "\n")
+        os.replace(tmp, p)
+    finally:
+        tmp.unlink(missing_ok=True)
+    os.chmod(p, 0o600)
+    return str(p)
 
 
 # --- FastAPI dependencies -------------------------------------------------------------------------

@@ -403,3 +403,54 @@ def test_serve_on_a_port_in_use_is_one_line_and_unavailable(tmp_path):
     assert p.stdout == "" and not (tmp_path / ".mlgov" / "admin.key").exists()
     one_error_line(run(tmp_path, "serve", "--host", "192.0.2.1", "--port", str(free_port()), check=False), 2,
                    "192.0.2.1")
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_servers_starting_at_once_bootstrap_one_admin_key(tmp_path, backend, monkeypatch):
+    """An operator's trial: two `mlgov serve` started at once on a fresh PostgreSQL (MLGOV_BOOTSTRAP_ADMIN=true)
+    both saw no admin key; one crashed with IntegrityError on uq_auth_api_keys_name. Both checks are made before
+    either insert here (a barrier in create_key), as in the race: one creates the key, the other sees it."""
+    import contextlib
+    import threading
+
+    from sqlalchemy import select
+
+    from mlgov import auth
+    from mlgov.db import Database
+    from tests.infra import fresh_database, upgrade
+
+    barrier, create = threading.Barrier(2), auth.create_key
+
+    def create_when_both_checked(*args, **kwargs):
+        with contextlib.suppress(threading.BrokenBarrierError):   # serialised, the other never gets here
+            barrier.wait(timeout=3)
+        return create(*args, **kwargs)
+
+    monkeypatch.setattr(auth, "create_key", create_when_both_checked)
+    with fresh_database(backend, tmp_path) as url:
+        upgrade(url)
+        dbs = [Database(url), Database(url)]
+        results: list[object] = [None, None]
+
+        def start(i: int) -> None:
+            try:
+                results[i] = auth.bootstrap_admin_key(dbs[i], tmp_path / f"home{i}" / "admin.key")
+            except Exception as exc:   # the race's loser: reported below
+                results[i] = exc
+
+        threads = [threading.Thread(target=start, args=(i,)) for i in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=60)
+        try:
+            assert not any(isinstance(r, Exception) for r in results), results
+            assert sorted(r is None for r in results) == [False, True], results   # one created it, one saw it
+            with dbs[0].session_scope(write=False) as s:
+                assert s.scalars(select(auth.ApiKey.name)).all() == ["admin"]
+            made = next(i for i, r in enumerate(results) if r is not None)
+            assert (tmp_path / f"home{1 - made}").exists() is False   # the other wrote no key file
+            assert (tmp_path / f"home{made}" / "admin.key").read_text().startswith("mlgov_")
+        finally:
+            for d in dbs:
+                d.dispose()
