@@ -68,6 +68,8 @@ def _setup(tmp_path: Path) -> Iterator[tuple[Database, str, dict[str, str]]]:
             env_key = auth.create_key(s, "publisher", "publisher", actor="test")[1]
         env = {**{k: v for k, v in os.environ.items() if not k.startswith("MLGOV_")},
                "MLGOV_DATABASE_URL": url, "MLGOV_STORE_URL": store_url, "MLGOV_HOME": str(tmp_path / ".mlgov"),
+               # the key this test's own events were signed with: a process with another one refuses to write
+               "MLGOV_AUDIT_KEY": os.environ["MLGOV_AUDIT_KEY"],
                "MLGOV_SCHEDULER_INTERVAL_S": "0.2", "MLGOV_FAKE_CLOCK_START": (FIRE + dt.timedelta(seconds=40))
                .isoformat(), "MLGOV_FAKE_CLOCK_ANCHOR": str(time.time()), "MLGOV_FAKE_CLOCK_SPEED": "1",
                "TEST_PUBLISHER_KEY": env_key}
