@@ -529,6 +529,7 @@ def verify(session: Session) -> dict[str, Any]:
     checked = legacy = 0
     prev_hash, expected_seq = GENESIS, 1
     keyed_seen = False
+    keyed = keyed_unverified = 0
     problems: list[dict[str, Any]] = []
     for ev in _iter_events(session):
         checked += 1
@@ -553,7 +554,9 @@ def verify(session: Session) -> dict[str, Any]:
                 problems.append(_bad(ev, "content hash mismatch: this event was modified after it was written"))
         else:
             keyed_seen = True
+            keyed += 1
             if not hmac.compare_digest(compute_hash(ev, chain.key), ev.hash):
+                keyed_unverified += 1
                 problems.append(_bad(ev, "content hash mismatch: this event was modified after it was written "
                                          "(or the chain was recomputed without the audit key)"))
         if ev.seq == cp_seq:
@@ -577,8 +580,18 @@ def verify(session: Session) -> dict[str, Any]:
     if not problems:
         return {"ok": True, **base, "head_seq": head_seq, "head_hash": prev_hash}
     first = problems[0]
+    reason = first["reason"]
+    signer = checkpoint.get("key") if checkpoint else None
+    if (signer and signer != chain.fingerprint) or (keyed > 1 and keyed_unverified == keyed):
+        # not one keyed event verifies: the key is the likelier culprit than an edit of every row
+        reason = (f"this process's audit key ({chain.fingerprint}) is not the key that signed the log"
+                  + (f" ({signer}, per the newest checkpoint)" if signer and signer != chain.fingerprint else
+                     f": none of its {keyed} keyed events verifies with it") +
+                  "; run verify with the servers' key (MLGOV_AUDIT_KEY or their <home>/audit.key) before "
+                  "reading the problems below as tampering")
+        problems.insert(0, {"id": None, "seq": None, "reason": reason})
     return {"ok": False, **base, "first_bad_id": first["id"], "first_bad_seq": first["seq"],
-            "reason": first["reason"], "problems": problems}
+            "reason": reason, "problems": problems}
 
 
 def _bad(ev: Any, reason: str, fix: str | None = None) -> dict[str, Any]:

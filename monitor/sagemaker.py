@@ -81,7 +81,17 @@ CONTAINER_OUTPUT = "/opt/ml/processing/output"
 CONTAINER_ENDPOINT_INPUT = "/opt/ml/processing/input/endpoint"
 
 
+CLARIFY_REPOSITORY = "sagemaker-clarify-processing"
+
+
 def check_analyzer(image: str, member: str) -> None:
+    if image.rsplit("/", 1)[-1].split(":", 1)[0] == CLARIFY_REPOSITORY:
+        # SageMakerClarifyProcessor's jobs: pointing them at the analyzer image would not run a bias analysis
+        raise validation(
+            f"{member} {image!r} is SageMaker Clarify's processing container: mlgov computes bias and explanations "
+            "itself and runs no Clarify processing job (SageMakerClarifyProcessor). For a report, send the data to "
+            "mlgov's POST /api/v1/clarify/bias or /api/v1/clarify/explain; to monitor an endpoint, use "
+            "CreateModelBiasJobDefinition or CreateModelExplainabilityJobDefinition")
     check_image(image, ANALYZER_IMAGES, member=member, what="SageMaker's model-monitor analyzer image",
                 repository=ANALYZER_REPOSITORY, sdk="model-monitor")
 

@@ -78,6 +78,9 @@ def package_ref(call: Call, value: str) -> tuple[str, int]:
 
 
 def _tags_in(tags: list[dict[str, str]] | None) -> dict[str, str]:
+    reserved = next((t["Key"] for t in tags or [] if t["Key"].lower().startswith("aws:")), None)
+    if reserved is not None:   # AWS keeps the prefix for its own tags, and so refuses it in AddTags
+        raise validation(f"tag key {reserved!r} uses the reserved prefix aws:; choose a key without it")
     return {t["Key"]: t.get("Value", "") for t in tags or []}
 
 

@@ -123,6 +123,10 @@ def test_audit_key_checkpoint_and_verify_exit_codes_on_tamper(tmp_path):
     cp = json.loads(run(tmp_path, "audit", "checkpoint").stdout)
     assert cp["seq"] == 4 and (home / "store" / "audit" / "checkpoints" / "latest.json").exists()
     assert json.loads(run(tmp_path, "audit", "verify").stdout)["ok"] is True
+    # an operator's trial: verify with the wrong key led with "this event was modified" at seq 1
+    wrong = run(tmp_path, "audit", "verify", check=False, MLGOV_AUDIT_KEY="f" * 64)
+    assert wrong.returncode == 1 and json.loads(wrong.stdout)["reason"].startswith(
+        "this process's audit key"), wrong.stdout
     with sqlite3.connect(home / "mlgov.db") as conn:
         conn.execute("DELETE FROM audit_events WHERE seq = 4")
     bad = run(tmp_path, "audit", "verify", check=False)

@@ -206,6 +206,9 @@ def test_registry_and_approval_story(sm: SageMaker) -> None:
     assert batch["BatchDescribeModelPackageErrorMap"][missing]["ErrorCode"] == "ResourceNotFound"
 
     pat.add_tags(ResourceArn=arn, Tags=[{"Key": "tier", "Value": "1"}])
+    with pytest.raises(ClientError) as exc:     # AWS keeps the aws: prefix for its own tags
+        pat.add_tags(ResourceArn=arn, Tags=[{"Key": "AWS:cost", "Value": "1"}])
+    assert _code(exc) == "ValidationException" and "reserved prefix aws:" in str(exc.value)
     assert vic.list_tags(ResourceArn=arn)["Tags"] == [{"Key": "team", "Value": "risk"}, {"Key": "tier", "Value": "1"}]
     pat.delete_tags(ResourceArn=arn, TagKeys=["team"])
     assert vic.list_tags(ResourceArn=arn)["Tags"] == [{"Key": "tier", "Value": "1"}]

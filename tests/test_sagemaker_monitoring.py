@@ -428,6 +428,10 @@ def test_only_the_analyzer_image_and_what_mlgov_can_honour(sm: SageMaker) -> Non
         with pytest.raises(ClientError) as exc:
             pat.create_processing_job(**_baselining_request("x", data, sneaky))
         assert _code(exc) == "ValidationException" and word in str(exc.value), str(exc.value)
+    with pytest.raises(ClientError) as exc:       # SageMakerClarifyProcessor's job: say where Clarify lives here
+        pat.create_processing_job(**_baselining_request("x", data, out, image=CLARIFY))
+    assert _code(exc) == "ValidationException" and "/api/v1/clarify/bias" in str(exc.value), str(exc.value)
+    assert "CreateModelBiasJobDefinition" in str(exc.value)
     request = _baselining_request("x", data, out)
     request["Environment"]["record_preprocessor_script"] = "/opt/ml/processing/code/pre.py"
     with pytest.raises(ClientError) as exc:
