@@ -567,8 +567,13 @@ def register_search(api: AwsService) -> None:
     @api.operation("Search", roles=READERS, write=False)
     def search(call: Call, p: dict[str, Any]) -> dict[str, Any]:
         resource = p["Resource"]
+        if resource == "ModelCard":
+            return _search_cards(call, p)
+        if resource == "TrainingJob":
+            return _search_training_jobs(p)
         if resource not in _NESTED:
-            raise validation(f"mlgov serves Search for Resource ModelPackage and ModelPackageGroup, not {resource}")
+            raise validation(f"mlgov serves Search for Resource ModelPackage, ModelPackageGroup, ModelCard and "
+                             f"TrainingJob, not {resource}")
         require_absent(p, ["VisibilityConditions"], "mlgov has no visibility conditions")
         if p.get("CrossAccountFilterOption") == "CrossAccount":
             raise validation("mlgov serves one account: CrossAccountFilterOption must be SameAccount")
@@ -587,6 +592,57 @@ def register_search(api: AwsService) -> None:
                        for g in groups]
         return drop_empty({"NextToken": paged(results, total, offset, p)}) | {
             "Results": results, "TotalHits": {"Value": total, "Relation": "EqualTo"}}
+
+
+_CARD_FILTERS = {"ModelId": ("Equals",), "ModelPackageGroupName": ("Equals",), "ModelCardName": ("Equals", "Contains"),
+                 "ModelCardStatus": ("Equals",)}
+
+
+def _search_cards(call: Call, p: dict[str, Any]) -> dict[str, Any]:
+    """Search on ModelCard as the SageMaker SDK uses it (``ModelPackage.from_model_package_arn`` asks which card
+    documents a package, ``ModelId Equals <package ARN>``, and which is the group's latest, ``ModelPackageGroupName``
+    by LastModifiedTime): Filters on those, ModelCardName and ModelCardStatus, all of which must hold."""
+    require_absent(p, ["VisibilityConditions"], "mlgov has no visibility conditions")
+    expr = p.get("SearchExpression") or {}
+    if expr.get("NestedFilters") or expr.get("SubExpressions") or expr.get("Operator") == "Or":
+        raise validation("Search on ModelCard takes Filters that must all hold (no NestedFilters, SubExpressions "
+                         "or Operator Or)")
+    terms: dict[str, str] = {}
+    for f in expr.get("Filters") or []:
+        name, op = f["Name"], f.get("Operator") or "Equals"
+        if op not in _CARD_FILTERS.get(name, ()):
+            known = ", ".join(f"{k} ({'/'.join(v)})" for k, v in _CARD_FILTERS.items())
+            raise validation(f"mlgov searches ModelCard by {known}; not by {name} with {op}")
+        if f.get("Value") is None:
+            raise validation(f"Filter {name!r} with Operator {op} needs a Value")
+        terms[f"{name}:{op}"] = f["Value"]
+    by = {None: "created_at", "CreationTime": "created_at", "LastModifiedTime": "updated_at",
+          "Name": "name"}.get(p.get("SortBy"))
+    if by is None:
+        raise validation(f"mlgov sorts ModelCard by CreationTime, LastModifiedTime or Name, not {p.get('SortBy')!r}")
+    model = terms.get("ModelId:Equals")
+    offset, limit = page_offset(p), p.get("MaxResults") or 10
+    cards, total = service.list_cards(
+        call.session, name=terms.get("ModelCardName:Equals"), name_contains=terms.get("ModelCardName:Contains"),
+        status=terms.get("ModelCardStatus:Equals"), created_after=None, created_before=None,
+        sort=by if p.get("SortOrder") == "Ascending" else f"-{by}", limit=limit, offset=offset,
+        documents=package_ref(call, model) if model else None, group=terms.get("ModelPackageGroupName:Equals"))
+    results = [{"ModelCard": {**_named_card_out(call, c, c.status, c.content, c.latest_version, c.updated_by,
+                                                c.updated_at), **({"ModelId": model} if model else {})}}
+               for c in cards]
+    return drop_empty({"NextToken": paged(results, total, offset, p)}) | {
+        "Results": results, "TotalHits": {"Value": total, "Relation": "EqualTo"}}
+
+
+def _search_training_jobs(p: dict[str, Any]) -> dict[str, Any]:
+    """mlgov runs no training jobs and keeps none as SageMaker resources (a version records its training job by
+    name, in lineage), so a search finds none; the model card SDK's auto-discovery then leaves training details
+    for the author. The filter is still checked, so a misspelt search is not answered as a miss."""
+    for f in (p.get("SearchExpression") or {}).get("Filters") or []:
+        if f["Name"] not in ("ModelArtifacts.S3ModelArtifacts", "TrainingJobName", "TrainingJobArn"):
+            raise validation(f"mlgov keeps no training jobs; Search on TrainingJob takes Filters on "
+                             f"ModelArtifacts.S3ModelArtifacts, TrainingJobName or TrainingJobArn, not {f['Name']}")
+    return {"Results": [], "TotalHits": {"Value": 0, "Relation": "EqualTo"}}
 
 
 # --- model cards ------------------------------------------------------------------------------------------------

@@ -2543,15 +2543,25 @@ def delete_card(session: Session, name: str, actor: Principal) -> None:
 
 def card_order(sort: str) -> tuple[Any, ...]:
     """The ORDER BY of `list_cards` (a keyset page's cursor is a row's values under it)."""
-    return _order(sort, {"name": ModelCardRecord.name, "created_at": ModelCardRecord.created_at}), ModelCardRecord.id
+    return _order(sort, {"name": ModelCardRecord.name, "created_at": ModelCardRecord.created_at,
+                         "updated_at": ModelCardRecord.updated_at}), ModelCardRecord.id
 
 
 def list_cards(session: Session, *, name_contains: str | None, status: str | None, created_after: dt.datetime | None,
                created_before: dt.datetime | None, sort: str, limit: int, offset: int,
-               after: Sequence[Any] | None = None) -> tuple[list[ModelCardRecord], int]:
+               after: Sequence[Any] | None = None, name: str | None = None,
+               documents: tuple[str, int] | None = None, group: str | None = None,
+               ) -> tuple[list[ModelCardRecord], int]:
+    """``documents``: only the card of that (group, version), if it has one; ``group``: cards of its versions."""
+    where = [icontains(ModelCardRecord.name, name_contains),
+             *equal((ModelCardRecord.status, status), (ModelCardRecord.name, name)),
+             *in_window(ModelCardRecord.created_at, created_after, created_before)]
+    for group_name, number in [*([documents] if documents else []), *([(group, None)] if group else [])]:
+        versions = select(ModelVersion.id).join(ModelGroup, ModelVersion.group_id == ModelGroup.id).where(
+            ModelGroup.name == group_name, *([ModelVersion.version == number] if number is not None else []))
+        where.append(ModelCardRecord.version_id.in_(versions))
     return paginate(session, select(ModelCardRecord), *card_order(sort), limit=limit, offset=offset, after=after,
-                    where=[icontains(ModelCardRecord.name, name_contains), *equal((ModelCardRecord.status, status)),
-                           *in_window(ModelCardRecord.created_at, created_after, created_before)])
+                    where=where)
 
 
 def list_card_versions(session: Session, name: str, *, status: str | None, created_after: dt.datetime | None,

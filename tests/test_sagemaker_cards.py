@@ -46,6 +46,22 @@ def test_model_card_lifecycle(sm: SageMaker) -> None:
     # the card documents the package: DescribeModelPackage and the native API show it
     card = vic.describe_model_package(ModelPackageName=package)["ModelCard"]
     assert (card["ModelCardStatus"], json.loads(card["ModelCardContent"])) == ("Draft", v1)
+    # Search on ModelCard, as the SDK asks it (which card documents a package; the group's latest card)
+    def found(**expression: Any) -> list[str]:
+        return [r["ModelCard"]["ModelCardName"] for r in vic.search(Resource="ModelCard", **expression)["Results"]]
+
+    assert found(SearchExpression={"Filters": [{"Name": "ModelId", "Operator": "Equals", "Value": package}]}) \
+        == ["churn-card"]
+    assert found(SearchExpression={"Filters": [{"Name": "ModelPackageGroupName", "Operator": "Equals",
+                                                "Value": "churn"}]}, SortBy="LastModifiedTime") == ["churn-card"]
+    assert found(SearchExpression={"Filters": [{"Name": "ModelPackageGroupName", "Operator": "Equals",
+                                                "Value": "other"}]}) == []
+    assert "ModelCardName (Equals/Contains)" in _refused(
+        "ValidationException", vic.search, Resource="ModelCard",
+        SearchExpression={"Filters": [{"Name": "RiskRating", "Operator": "Equals", "Value": "High"}]})
+    assert vic.search(Resource="TrainingJob", SearchExpression={"Filters": [{
+        "Name": "ModelArtifacts.S3ModelArtifacts", "Operator": "Equals", "Value": "s3://b/m.tar.gz"}]})["Results"] \
+        == []
 
     v2 = {**v1, "intended_uses": {"purpose_of_model": "retention campaigns"}}
     pat.update_model_card(ModelCardName=arn, Content=json.dumps(v2), ModelCardStatus="PendingReview")

@@ -243,6 +243,7 @@ def test_sdk_lineage_artifacts_and_associations(sdk: Sdk) -> None:
 
 def test_sdk_model_cards(sdk: Sdk) -> None:
     sm = sdk.sm
+    (sdk.tmp_path / "model.tar.gz").write_bytes(b"sdk-carded-model")
     out = sdk.run('''
         from sagemaker.model_card import IntendedUses, ModelCard, ModelCardStatusEnum, ModelOverview
         author, reviewer = session("pat"), session("ann")
@@ -265,6 +266,24 @@ def test_sdk_model_cards(sdk: Sdk) -> None:
         OUT["first"] = [first.status, first.version]
         OUT["history"] = [[v["ModelCardVersion"], v["ModelCardStatus"]]
                           for v in latest.get_version_history(SortOrder="Ascending")]
+        # an SDK user's trial: the card-to-package link failed, as the SDK asks Search on ModelCard first
+        from sagemaker.model import Model
+        from sagemaker.model_card import ModelPackage as CardPackage
+        data = author.upload_data(os.path.join(os.getcwd(), "model.tar.gz"), key_prefix="mlgov/cards")
+        package = Model(image_uri="123456789012.dkr.ecr.eu-west-1.amazonaws.com/xgboost:1.7", model_data=data,
+                        sagemaker_session=author).register(content_types=["text/csv"], response_types=["text/csv"],
+                                                           model_package_group_name="sdk-carded")
+        details = CardPackage.from_model_package_arn(package.model_package_arn, sagemaker_session=author)
+        ModelCard(name="sdk-package-card", status=ModelCardStatusEnum.DRAFT, model_package_details=details,
+                  sagemaker_session=author).create()
+        try:
+            CardPackage.from_model_package_arn(package.model_package_arn, sagemaker_session=author)
+            OUT["second_card"] = "allowed"
+        except ValueError as exc:
+            OUT["second_card"] = str(exc)
+        described = author.sagemaker_client.describe_model_package(ModelPackageName=package.model_package_arn)
+        OUT["package_card"] = json.loads(described["ModelCard"]["ModelCardContent"])["model_package_details"][
+            "model_package_arn"] == package.model_package_arn
         draft = ModelCard(name="sdk-scratch", status=ModelCardStatusEnum.DRAFT, sagemaker_session=author)
         draft.create()
         draft.delete()
@@ -279,11 +298,13 @@ def test_sdk_model_cards(sdk: Sdk) -> None:
     assert out["latest"] == ["Approved", 3, "retention campaigns"] and out["first"] == ["Draft", 1]
     assert out["history"] == [[1, "Draft"], [2, "PendingReview"], [3, "Approved"]]
     assert out["deleted"] == "ResourceNotFound"
+    assert "already been associated with ['sdk-package-card']" in out["second_card"] and out["package_card"]
     with httpx.Client(base_url=sm.url, timeout=60) as native:
         events = native.get("/api/v1/audit/events", params={"action": "model_card.*"},
                             headers=sm.headers["root"]).json()["items"]
     assert sorted((e["action"], e["subject_id"], e["actor"]) for e in events) == [
-        ("model_card.created", "sdk-card", "pat"), ("model_card.created", "sdk-scratch", "pat"),
+        ("model_card.created", "sdk-card", "pat"), ("model_card.created", "sdk-package-card", "pat"),
+        ("model_card.created", "sdk-scratch", "pat"),
         ("model_card.deleted", "sdk-scratch", "pat"), ("model_card.updated", "sdk-card", "ann"),
         ("model_card.updated", "sdk-card", "pat")]
 
