@@ -259,6 +259,16 @@ class Cluster:
                                         f"{type(exc).__name__}: {exc}",
                                         fix="start the scheduler and workers, or set MLGOV_COMPUTE=local; the next "
                                             "scheduled run tries again") from None
+                except TypeError as exc:
+                    if not self.address.startswith("tls://"):
+                        raise
+                    # distributed's own words for a tls:// address without certificates: "TLS expects a
+                    # `ssl_context` argument of type ssl.SSLContext (perhaps check your TLS configuration?)"
+                    raise ComputeFailed(f"the Dask scheduler {self.address} takes TLS, and this process has no Dask "
+                                        f"TLS configuration ({exc})",
+                                        fix="give it Dask's client certificate: DASK_DISTRIBUTED__COMM__TLS__CA_FILE, "
+                                            "DASK_DISTRIBUTED__COMM__TLS__CLIENT__CERT and …__CLIENT__KEY (the Helm "
+                                            "chart's dask.tls.existingSecret sets them)") from None
             return self._client
 
     def summarise(self, store: ObjectStore, parts: Sequence[Part], read: Read, fn: Summariser = TableSummary.of,

@@ -469,3 +469,5 @@ def test_tls_scheduler_answers_a_client_set_up_as_the_chart_sets_it(results: dic
         bare = subprocess.run([sys.executable, "-c", CLIENT, address], capture_output=True, text=True, timeout=120,
                               check=False, env={**base, **quick})
         assert bare.returncode != 0 and "TLS configuration" in bare.stderr   # no certificate: no connection
+        # and mlgov says so as its own error naming the settings (was distributed's raw TypeError)
+        assert "ComputeFailed" in bare.stderr and "has no Dask TLS configuration" in bare.stderr, bare.stderr
