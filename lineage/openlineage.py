@@ -206,7 +206,11 @@ def _ingest_run(session: Session, ev: RunEvent, principal: Principal) -> dict[st
     actor, who = principal.name, principal.owner
     key = _run_key(ev.job.namespace, ev.job.name, ev.run.runId)
     existing = service.find_action(session, key)
-    if existing is not None:
+    if existing is not None and _placeholder(existing) and not existing.system:
+        # known only from a child's parent facet (perhaps sent with another key, Spark's under Airflow's DAG run):
+        # the run's own producer takes it over
+        existing.created_by, existing.creator_owner = actor, who
+    elif existing is not None:
         service.may_change(existing, f"the run {ev.run.runId} of {ev.job.namespace}/{ev.job.name}", principal,
                            "update")
     when = ev.eventTime if ev.eventTime.tzinfo else ev.eventTime.replace(tzinfo=dt.UTC)
@@ -249,9 +253,17 @@ def _ingest_run(session: Session, ev: RunEvent, principal: Principal) -> dict[st
             "job_context": job_ctx.id, "parent": parent}
 
 
+PLACEHOLDER = "a child run's parent facet"
+
+
+def _placeholder(action: Entity) -> bool:
+    return ((action.properties or {}).get("openlineage") or {}).get("known_from") == PLACEHOLDER
+
+
 def _link_parent(session: Session, action: Entity, parent: OLParent | None, principal: Principal) -> str | None:
     """The run AssociatedWith its parent run's action (the parent's own events update that action). A parent not
-    heard of yet is recorded from the facet, as the caller's, with status Unknown."""
+    heard of yet is recorded from the facet with status Unknown, and its own first event takes it over, whoever
+    sends it."""
     if parent is None:
         return None
     key = _run_key(parent.job.namespace, parent.job.name, parent.run.runId)
@@ -262,7 +274,7 @@ def _link_parent(session: Session, action: Entity, parent: OLParent | None, prin
         node, _ = service.ensure_action(
             session, action_type="Job", key=key, name=_label(parent.job.name),
             properties={"openlineage": {"namespace": parent.job.namespace, "job": parent.job.name,
-                                        "run_id": str(parent.run.runId), "known_from": "a child run's parent facet"}},
+                                        "run_id": str(parent.run.runId), "known_from": PLACEHOLDER}},
             actor=principal.name, system=False, owner=principal.owner)
         service.link(session, node, _job_context(session, parent.job.namespace, parent.job.name, principal),
                      "AssociatedWith", actor=principal.name, system=False, owner=principal.owner)

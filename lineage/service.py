@@ -171,10 +171,12 @@ def ensure_artifact(session: Session, *, artifact_type: str, uri: str, sha256: s
         _claim(ent, system)
         return ent, False
     if sha is not None or source_version is not None:
+        # the newest earlier version of the URI, else the node recorded for the URI alone (before its versions
+        # were told apart), so a URI's versions stay one line of lineage
         previous = session.scalar(select(Entity).where(
-            Entity.kind == "artifact", Entity.uri == uri, Entity.id != ent.id,
-            Entity.identity != artifact_identity(uri, None))
-            .order_by(Entity.created_at.desc(), Entity.id.desc()).limit(1))
+            Entity.kind == "artifact", Entity.uri == uri, Entity.id != ent.id)
+            .order_by((Entity.identity == artifact_identity(uri, None)).asc(), Entity.created_at.desc(),
+                      Entity.id.desc()).limit(1))
         if previous is not None:
             link(session, previous, ent, "DerivedFrom", actor=actor,
                  properties={"reason": "same URI, new content hash" if sha else "same URI, new source version"},

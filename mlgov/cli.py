@@ -345,6 +345,8 @@ def scheduler() -> None:
     logging.getLogger("mlgov").setLevel(logging.INFO)
     s = get_settings()
     db = database()
+    with db.session_scope(write=False) as session:
+        audit.check_tip(session)   # with another audit key every run would fail to record: refuse to start
     jobs.blocking(db, open_store(s), s)
 
 

@@ -132,10 +132,17 @@ def duration(text: str) -> dt.timedelta:
         delta = dt.timedelta(days=int(m["d"] or 0), hours=int(m["h"] or 0), minutes=int(m["m"] or 0),
                              seconds=int(m["s"] or 0))
     except (OverflowError, ValueError):
-        delta = MAX_OFFSET * 2
-    if delta > MAX_OFFSET:
-        raise RuleError(f"{text!r} reaches further than {MAX_OFFSET.days} days from the run's time")
+        raise RuleError(f"{text!r} reaches further than {MAX_OFFSET.days} days from the run's time") from None
     return -delta if m["sign"] == "-" else delta
+
+
+def window_offset(text: str) -> dt.timedelta:
+    """`duration`, for a window offset being set: at most MAX_OFFSET (offsets stored before the bound are still
+    read as they are)."""
+    delta = duration(text)
+    if abs(delta) > MAX_OFFSET:
+        raise RuleError(f"{text!r} reaches further than {MAX_OFFSET.days} days from the run's time")
+    return delta
 
 
 MAX_OFFSET = dt.timedelta(days=3660)

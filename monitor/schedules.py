@@ -66,7 +66,7 @@ def _first_run(expression: str, now: dt.datetime) -> dt.datetime:
 def check_window(start: str, end: str) -> None:
     """Invalid unless ``start`` and ``end`` are ISO-8601 offsets with start before end."""
     try:
-        s, e = recurrence.duration(start), recurrence.duration(end)
+        s, e = recurrence.window_offset(start), recurrence.window_offset(end)
     except recurrence.RuleError as exc:
         raise Invalid(str(exc), fix="window offsets like -PT1H and PT0S") from None
     if e <= s:

@@ -70,7 +70,7 @@ def package_ref(call: Call, value: str) -> tuple[str, int]:
     """(group, version) from a model package ARN or ``group/version``."""
     rest = call.resource(value, PACKAGE)
     group, sep, number = (rest if rest is not None else value).rpartition("/")
-    if not sep or not group or not number.isdigit():
+    if not sep or not group or not (number.isascii() and number.isdigit()):   # "²" is a digit to isdigit()
         raise validation(f"{value!r} names no versioned model package: mlgov keeps model packages as versions of a "
                          "group; pass its ARN (…:model-package/<group>/<version>) or <group>/<version>")
     return group, int(number)
@@ -615,6 +615,8 @@ def _search_cards(call: Call, p: dict[str, Any]) -> dict[str, Any]:
             raise validation(f"mlgov searches ModelCard by {known}; not by {name} with {op}")
         if f.get("Value") is None:
             raise validation(f"Filter {name!r} with Operator {op} needs a Value")
+        if f"{name}:{op}" in terms:
+            raise validation(f"Search on ModelCard takes each filter once; {name} {op} is given twice")
         terms[f"{name}:{op}"] = f["Value"]
     by = {None: "created_at", "CreationTime": "created_at", "LastModifiedTime": "updated_at",
           "Name": "name"}.get(p.get("SortBy"))

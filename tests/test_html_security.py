@@ -66,6 +66,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         port = free_port()
         env = {**{k: v for k, v in os.environ.items() if not k.startswith("MLGOV_")},
                "MLGOV_DATABASE_URL": url, "MLGOV_HOME": str(tmp / ".mlgov"),
+               "MLGOV_AUDIT_KEY": os.environ["MLGOV_AUDIT_KEY"],   # the key the keys' events were signed with
                "MLGOV_STORE_URL": (tmp / "store").as_uri()}
         log = (tmp / "serve.log").open("wb")      # a file, not a pipe: a full pipe would stall the server
         proc = subprocess.Popen([MLGOV, "serve", "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT)

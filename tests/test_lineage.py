@@ -374,6 +374,18 @@ def test_openlineage_parent_runs_are_linked(client, keys):
     r3 = client.post(f"{API}/openlineage", json=other, headers=keys("publisher2"))
     assert r3.status_code == 201 and r3.json()["parent"] == parent_id
     assert client.get(f"{API}/actions/{parent_id}", headers=h).json()["status"] == "Completed"
+    # a parent known only from a facet sent under one key is taken over by its own producer's (a reviewer's
+    # finding: Spark reported the child, Airflow the DAG run, and Airflow's events were refused)
+    spark_parent = str(uuid.uuid4())
+    child = _ol_event("START", str(uuid.uuid4()), inputs=(), outputs=())
+    child["run"]["facets"].update(_parent(spark_parent, name="other_dag"))
+    placeholder_id = client.post(f"{API}/openlineage", json=child, headers=h).json()["parent"]
+    own = {**_ol_event("START", spark_parent, inputs=(), outputs=()),
+           "job": {"namespace": "airflow", "name": "other_dag"}}
+    took = client.post(f"{API}/openlineage", json=own, headers=keys("publisher2"))
+    assert took.status_code == 201 and took.json()["action"] == placeholder_id, took.text
+    assert client.post(f"{API}/openlineage", json={**own, "eventType": "COMPLETE"},
+                       headers=h).status_code == 403   # now publisher2's run
     # a run named as its own parent is not linked to itself
     own = _ol_event("START", task_run)
     own["run"]["facets"].update(_parent(task_run, name="features.build"))

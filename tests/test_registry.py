@@ -305,6 +305,13 @@ def test_gzip_bodies_are_inflated_within_the_limit(tmp_path, db, keys):
         assert c.post("/api/v1/model-groups", content=nul, headers=gz).status_code == 422
         names = [g["name"] for g in c.get("/api/v1/model-groups", headers=pub).json()["items"]]
     assert names == ["zipped"]
+    # a reviewer's finding: under the default 100 MiB limit an anonymous 100 KB bomb inflated to 100 MiB before
+    # authentication (13 s of CPU); a body may inflate to 100 times its size (at least 1 MiB)
+    with TestClient(create_app(make_settings(tmp_path), db=db)) as c:
+        bomb = gzip.compress(b'{"name": "' + b"0" * 30_000_000 + b'"}')
+        assert_problem(c.post("/api/v1/model-groups", content=bomb, headers={"content-type": "application/json",
+                                                                             "content-encoding": "gzip"}),
+                       413, "100 times its size")
 
 
 def test_oversize_body_rejected_before_handler(tmp_path, db, keys):
@@ -340,7 +347,8 @@ def test_unknown_route_and_method(client, keys):
 def test_health_and_ready_need_no_key(client):
     assert client.get("/healthz").json() == {"status": "ok"}
     assert client.get("/readyz").json() == {"status": "ready",   # this test app runs no scheduler
-                                            "scheduler": {"alive": False, "last_tick_at": None, "instances": 0}}
+                                            "scheduler": {"alive": False, "last_tick_at": None, "instances": 0},
+                                            "store": "ok"}
 
 
 def test_registered_sha_is_normalised(client, keys):

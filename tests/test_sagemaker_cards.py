@@ -59,6 +59,12 @@ def test_model_card_lifecycle(sm: SageMaker) -> None:
     assert "ModelCardName (Equals/Contains)" in _refused(
         "ValidationException", vic.search, Resource="ModelCard",
         SearchExpression={"Filters": [{"Name": "RiskRating", "Operator": "Equals", "Value": "High"}]})
+    # a reviewer's findings: "²" passed isdigit() and int() raised (500); a repeated filter kept only the last
+    assert "names no versioned model package" in _refused(
+        "ValidationException", vic.search, Resource="ModelCard",
+        SearchExpression={"Filters": [{"Name": "ModelId", "Operator": "Equals", "Value": "churn/\u00b2"}]})
+    assert "given twice" in _refused("ValidationException", vic.search, Resource="ModelCard", SearchExpression={
+        "Filters": [{"Name": "ModelCardName", "Operator": "Equals", "Value": v} for v in ("a", "b")]})
     assert vic.search(Resource="TrainingJob", SearchExpression={"Filters": [{
         "Name": "ModelArtifacts.S3ModelArtifacts", "Operator": "Equals", "Value": "s3://b/m.tar.gz"}]})["Results"] \
         == []

@@ -42,6 +42,7 @@ def test_two_scheduler_processes_run_each_due_execution_once(tmp_path):
         start, anchor = seeded - dt.timedelta(seconds=60), time.time() + LEAD
         env = {**{k: v for k, v in os.environ.items() if not k.startswith("MLGOV_")},
                "MLGOV_DATABASE_URL": url, "MLGOV_STORE_URL": store_url, "MLGOV_HOME": str(tmp_path / ".mlgov"),
+               "MLGOV_AUDIT_KEY": os.environ["MLGOV_AUDIT_KEY"],   # the key this test's own events were signed with
                "MLGOV_SCHEDULER_INTERVAL_S": "0.2", "MLGOV_FAKE_CLOCK_START": start.isoformat(),
                "MLGOV_FAKE_CLOCK_ANCHOR": str(anchor), "MLGOV_FAKE_CLOCK_SPEED": "30"}
         procs = [subprocess.Popen([MLGOV, "scheduler"], env=env, stdout=subprocess.DEVNULL,
