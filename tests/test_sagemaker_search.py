@@ -172,7 +172,10 @@ def test_search_refusals(catalogue: SageMaker) -> None:
     assert "SamplePayloadUrl" in msg and "CustomerMetadataProperties.<key>" in msg
     assert "Tags.team" in refused(Resource="ModelPackage", SearchExpression={"Filters": [
         {"Name": "Tags.team", "Value": "risk"}]})
-    assert "TrainingJob" in refused(Resource="TrainingJob")
+    assert "not Endpoint" in refused(Resource="Endpoint")
+    # TrainingJob: mlgov keeps none, so a search finds none, but a filter it cannot mean is still refused
+    assert "HyperParameters.eta" in refused(Resource="TrainingJob", SearchExpression={"Filters": [
+        {"Name": "HyperParameters.eta", "Operator": "Equals", "Value": "0.1"}]})
     assert "'Nope'" in refused(Resource="ModelPackage", SortBy="Nope")
     assert "needs a Value" in refused(Resource="ModelPackage", SearchExpression={"Filters": [
         {"Name": "ModelPackageGroupName", "Operator": "Equals"}]})
