@@ -170,25 +170,34 @@ def _datasets(session: Session, ev: _JobDatasets, node: Entity, principal: Princ
     """The event's datasets as artifacts, inputs ContributedTo ``node`` and outputs Produced by it."""
     ins = []
     for i, ds in enumerate(ev.inputs):
-        art = _dataset(session, ds, {**ds.facets, **ds.inputFacets}, principal, f"inputs.{i}.facets")
+        art, _ = _dataset(session, ds, {**ds.facets, **ds.inputFacets}, principal, f"inputs.{i}.facets")
         service.link(session, art, node, "ContributedTo", actor=principal.name, system=False, owner=principal.owner)
         ins.append(art.id)
     outs = []
     for i, ds in enumerate(ev.outputs):
-        art = _dataset(session, ds, {**ds.facets, **ds.outputFacets}, principal, f"outputs.{i}.facets")
+        art, _ = _dataset(session, ds, {**ds.facets, **ds.outputFacets}, principal, f"outputs.{i}.facets")
         service.link(session, node, art, "Produced", actor=principal.name, system=False, owner=principal.owner)
         outs.append(art.id)
     return ins, outs
 
 
-def _dataset(session: Session, ds: OLDataset, facets: dict[str, Any], principal: Principal, where: str) -> Entity:
+def _dataset(session: Session, ds: OLDataset, facets: dict[str, Any], principal: Principal,
+             where: str) -> tuple[Entity, bool]:
+    """The dataset's artifact, and whether ``facets`` were kept on it (`_keep_facets`)."""
     art, _ = service.ensure_artifact(session, artifact_type="Dataset", uri=dataset_uri(ds), name=_label(ds.name),
                                      actor=principal.name, system=False, owner=principal.owner)
-    if facets and service.changeable(art, principal):   # facets annotate the caller's own datasets only
-        props = art.properties or {}
-        art.properties = _bounded(
-            {**props, "openlineage_facets": _merged_facets(props.get("openlineage_facets"), facets)}, where)
-    return art
+    return art, _keep_facets(art, facets, principal, where)
+
+
+def _keep_facets(ent: Entity, facets: dict[str, Any], principal: Principal, where: str) -> bool:
+    """Merge ``facets`` into the entity's ``openlineage_facets`` (`_merged_facets`, bounded) if it is the caller's
+    to annotate; whether they were kept."""
+    if not facets or not service.changeable(ent, principal):
+        return False
+    props = ent.properties or {}
+    ent.properties = _bounded(
+        {**props, "openlineage_facets": _merged_facets(props.get("openlineage_facets"), facets)}, where)
+    return True
 
 
 def ingest(session: Session, ev: RunEvent | JobEvent | DatasetEvent, principal: Principal) -> dict[str, Any]:
@@ -287,11 +296,7 @@ def _ingest_job(session: Session, ev: JobEvent, principal: Principal) -> dict[st
     """A job's static lineage: its datasets linked to the job's context (which its runs' actions are
     AssociatedWith); the job's facets are kept on the context, if it is the caller's."""
     job_ctx = _job_context(session, ev.job.namespace, ev.job.name, principal)
-    if ev.job.facets and service.changeable(job_ctx, principal):
-        props = job_ctx.properties or {}
-        job_ctx.properties = _bounded(
-            {**props, "openlineage_facets": _merged_facets(props.get("openlineage_facets"), ev.job.facets)},
-            "job.facets")
+    _keep_facets(job_ctx, ev.job.facets, principal, "job.facets")
     ins, outs = _datasets(session, ev, job_ctx, principal)
     session.flush()
     audit.record(session, actor=principal.name, action="lineage.openlineage_event", subject_type="lineage",
@@ -302,9 +307,9 @@ def _ingest_job(session: Session, ev: JobEvent, principal: Principal) -> dict[st
 
 def _ingest_dataset(session: Session, ev: DatasetEvent, principal: Principal) -> dict[str, Any]:
     """A dataset's facets, kept on its artifact if it is the caller's (as a RunEvent's are)."""
-    art = _dataset(session, ev.dataset, ev.dataset.facets, principal, "dataset.facets")
+    art, kept = _dataset(session, ev.dataset, ev.dataset.facets, principal, "dataset.facets")
     session.flush()
     audit.record(session, actor=principal.name, action="lineage.openlineage_event", subject_type="lineage",
                  subject_id=art.id, after={"event": "DatasetEvent", "dataset": dataset_uri(ev.dataset),
                                            "facets": sorted(ev.dataset.facets)})
-    return {"artifact": art.id, "facets_kept": bool(ev.dataset.facets) and service.changeable(art, principal)}
+    return {"artifact": art.id, "facets_kept": kept}

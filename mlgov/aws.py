@@ -36,14 +36,12 @@ from botocore.model import ListShape, MapShape, ServiceModel, Shape, StringShape
 from fastapi import FastAPI, Request, Response
 from pydantic import ValidationError
 from sqlalchemy import JSON, String, UniqueConstraint, select
-from sqlalchemy.exc import DBAPIError
-from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from mlgov import auth, inputs
 from mlgov.auth import Principal, Role
 from mlgov.context import request_id_var
-from mlgov.db import Base, DatabaseBusy, busy_reason, cursor_of, is_unique_violation, new_id, utcnow
+from mlgov.db import Base, DatabaseBusy, cursor_of, is_unique_violation, new_id, utcnow
 from mlgov.errors import (
     Conflict,
     DomainError,
@@ -54,7 +52,7 @@ from mlgov.errors import (
     Unauthorized,
     field_message,
     field_path,
-    store_unavailable,
+    unavailable,
 )
 
 log = logging.getLogger("mlgov.aws")
@@ -110,18 +108,12 @@ def to_aws_error(exc: BaseException, retry_after_s: int = 2) -> AwsError:
                                     for e in exc.errors()[:5]))
     if isinstance(exc, DatabaseBusy):
         return AwsError("ServiceUnavailable", f"{exc.detail}. Fix: {exc.fix}", 503, busy)
-    if isinstance(exc, PoolTimeout | DBAPIError):
-        reason = busy_reason(exc)
-        if reason is not None:
-            return AwsError("ServiceUnavailable", f"the database is busy: {reason}; nothing was stored, retry", 503,
-                            busy)
-        if is_unique_violation(exc):
-            return AwsError("ConflictException", "a concurrent request stored the same thing first; nothing was "
-                                                 "stored. Re-read the resource and retry if still needed")
-    if (store := store_unavailable(exc)) is not None:
-        log.warning("object store unavailable in an AWS protocol operation: %s", exc)
-        return AwsError("ServiceUnavailable", f"the object store is unavailable: {store}; nothing was stored, "
-                                              "retry", 503, busy)
+    if (why := unavailable(exc)) is not None:
+        log.warning("%s in an AWS protocol operation: %s", why, exc)
+        return AwsError("ServiceUnavailable", f"{why}; nothing was stored, retry", 503, busy)
+    if is_unique_violation(exc):
+        return AwsError("ConflictException", "a concurrent request stored the same thing first; nothing was "
+                                             "stored. Re-read the resource and retry if still needed")
     log.error("unhandled error in an AWS protocol operation", exc_info=exc)
     return AwsError("InternalFailure", "an unexpected error occurred; it has been logged", 500)
 

@@ -23,7 +23,7 @@ from clarify import cli as clarify_cli
 from lineage import cli as lineage_cli
 from mlgov import audit, auth
 from mlgov.cli_support import database
-from mlgov.db import alembic_config, current_revision, head_revision, make_engine, private_dir
+from mlgov.db import Database, alembic_config, current_revision, head_revision, make_engine, private_dir
 from mlgov.settings import get_settings
 from mlgov.storage import open_store
 from mlgov.terminal import EXIT_CODES_HELP, CliError, Connection, Exit, GuardedGroup, closed_stdout_ends_quietly
@@ -260,9 +260,7 @@ def serve(
 
     s = get_settings()
     _check_listenable(host, port)   # before any work, and before "serving on" is printed
-    db = database()
-    with db.session_scope(write=False) as session:
-        audit.check_tip(session)   # a server with another audit key would fail every write: refuse to start instead
+    db = _database_with_our_audit_key()
     created = auth.bootstrap_admin_key(db, s.admin_key_path) if s.bootstrap_admin else None
     try:
         with db.session_scope(write=False) as session:
@@ -297,6 +295,15 @@ def serve(
             raise
         raise CliError("the server did not start (uvicorn's reason is logged above)",
                        fix="correct what the log names, then start it again") from None
+
+
+def _database_with_our_audit_key() -> Database:
+    """The database, once its audit log's newest event verifies with this process's key (`audit.check_tip`): a
+    long-running process with another key would fail every write, so `serve` and `scheduler` refuse to start."""
+    db = database()
+    with db.session_scope(write=False) as session:
+        audit.check_tip(session)
+    return db
 
 
 def _check_listenable(host: str, port: int) -> None:
@@ -344,9 +351,7 @@ def scheduler() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     logging.getLogger("mlgov").setLevel(logging.INFO)
     s = get_settings()
-    db = database()
-    with db.session_scope(write=False) as session:
-        audit.check_tip(session)   # with another audit key every run would fail to record: refuse to start
+    db = _database_with_our_audit_key()
     jobs.blocking(db, open_store(s), s)
 
 

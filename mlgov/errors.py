@@ -134,6 +134,17 @@ def store_unavailable(exc: BaseException) -> str | None:
 STORE_FIX = "retry later; if it persists, an operator should check the object store (MLGOV_STORE_URL) and /readyz"
 
 
+def unavailable(exc: BaseException) -> str | None:
+    """Why ``exc`` is the server's momentary condition rather than a fault, as the start of a sentence (the database
+    busy or out of reach, `busy_reason`; the object store, `store_unavailable`), or None. Every protocol answers
+    it with 503 and Retry-After."""
+    if (reason := busy_reason(exc)) is not None:
+        return f"the database is busy: {reason}"
+    if (store := store_unavailable(exc)) is not None:
+        return f"the object store is unavailable: {store}"
+    return None
+
+
 _BUSY_FIX = ("nothing was stored; retry after the Retry-After interval. If it persists, send fewer concurrent "
              "requests, or raise the server's MLGOV_DB_* limits (see the configuration reference)")
 

@@ -50,7 +50,7 @@ from mlgov.auth import (
     require_reading,
 )
 from mlgov.context import request_id_var
-from mlgov.db import DatabaseBusy, busy_reason, is_unique_violation, like_matches
+from mlgov.db import DatabaseBusy, is_unique_violation, like_matches
 from mlgov.errors import (
     Conflict,
     DomainError,
@@ -62,7 +62,7 @@ from mlgov.errors import (
     Unauthorized,
     field_message,
     field_path,
-    store_unavailable,
+    unavailable,
 )
 from mlgov.outbound import OutboundDep
 from mlgov.secrets import SecretsDep
@@ -143,15 +143,12 @@ def to_mlflow(exc: Exception, retry_after_s: int) -> MlflowError:
         return MlflowError(400, "INVALID_PARAMETER_VALUE", _message(exc))
     if isinstance(exc, DomainError):
         return MlflowError(400, "INVALID_PARAMETER_VALUE", _message(exc))
-    busy = exc.detail if isinstance(exc, DatabaseBusy) else busy_reason(exc)
-    if busy is not None:
-        return MlflowError(503, "TEMPORARILY_UNAVAILABLE", f"the database is busy: {busy}; nothing was stored, retry",
+    why = f"the database is busy: {exc.detail}" if isinstance(exc, DatabaseBusy) else unavailable(exc)
+    if why is not None:
+        return MlflowError(503, "TEMPORARILY_UNAVAILABLE", f"{why}; nothing was stored, retry",
                            {"Retry-After": str(retry_after_s)})
     if is_unique_violation(exc):
         return MlflowError(400, "RESOURCE_ALREADY_EXISTS", "a concurrent request stored the same thing first")
-    if (store := store_unavailable(exc)) is not None:
-        return MlflowError(503, "TEMPORARILY_UNAVAILABLE", f"the object store is unavailable: {store}; nothing was "
-                           "stored, retry", {"Retry-After": str(retry_after_s)})
     raise exc
 
 

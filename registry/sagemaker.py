@@ -590,8 +590,13 @@ def register_search(api: AwsService) -> None:
             results = [{"ModelPackageGroup": {**_group_out(call, g), "CreatedBy": user_context(g.created_by),
                                               **drop_empty({"Tags": _tags_out(dict(g.tags or {}))})}}
                        for g in groups]
-        return drop_empty({"NextToken": paged(results, total, offset, p)}) | {
-            "Results": results, "TotalHits": {"Value": total, "Relation": "EqualTo"}}
+        return _search_page(results, total, offset, p)
+
+
+def _search_page(results: list[dict[str, Any]], total: int, offset: int, p: dict[str, Any]) -> dict[str, Any]:
+    """A Search answer: the page, its exact TotalHits and the NextToken of the next page, if any."""
+    return drop_empty({"NextToken": paged(results, total, offset, p)}) | {
+        "Results": results, "TotalHits": {"Value": total, "Relation": "EqualTo"}}
 
 
 _CARD_FILTERS = {"ModelId": ("Equals",), "ModelPackageGroupName": ("Equals",), "ModelCardName": ("Equals", "Contains"),
@@ -632,8 +637,7 @@ def _search_cards(call: Call, p: dict[str, Any]) -> dict[str, Any]:
     results = [{"ModelCard": {**_named_card_out(call, c, c.status, c.content, c.latest_version, c.updated_by,
                                                 c.updated_at), **({"ModelId": model} if model else {})}}
                for c in cards]
-    return drop_empty({"NextToken": paged(results, total, offset, p)}) | {
-        "Results": results, "TotalHits": {"Value": total, "Relation": "EqualTo"}}
+    return _search_page(results, total, offset, p)
 
 
 def _search_training_jobs(p: dict[str, Any]) -> dict[str, Any]:
@@ -644,7 +648,7 @@ def _search_training_jobs(p: dict[str, Any]) -> dict[str, Any]:
         if f["Name"] not in ("ModelArtifacts.S3ModelArtifacts", "TrainingJobName", "TrainingJobArn"):
             raise validation(f"mlgov keeps no training jobs; Search on TrainingJob takes Filters on "
                              f"ModelArtifacts.S3ModelArtifacts, TrainingJobName or TrainingJobArn, not {f['Name']}")
-    return {"Results": [], "TotalHits": {"Value": 0, "Relation": "EqualTo"}}
+    return _search_page([], 0, 0, p)
 
 
 # --- model cards ------------------------------------------------------------------------------------------------
