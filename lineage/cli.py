@@ -30,7 +30,7 @@ lineage_app = typer.Typer(help="The lineage graph: what a model was trained on, 
 
 Start = Annotated[list[str], typer.Argument(help="entity ids or artifact URIs to start from")]
 Direction = Annotated[str, typer.Option(help="Ascendants (where it came from), Descendants or Both")]
-Depth = Annotated[int | None, typer.Option(min=1, max=50, help="hops to follow (default 10)")]
+Depth = Annotated[int | None, typer.Option(min=0, max=50, help="hops to follow (default 10; 0: the starts alone)")]
 Kinds = Annotated[list[str] | None, typer.Option("--kind", help="only artifact, action or context (repeat)")]
 Types = Annotated[list[str] | None, typer.Option("--type", help="only these entity types, e.g. Model (repeat)")]
 Properties = Annotated[str | None, typer.Option(help="properties: JSON text or file")]

@@ -283,8 +283,9 @@ def _register_associations(api: AwsService) -> None:
         kinds = [k for k, t in KINDS.items() if t in lineage_types] if lineage_types else None
         if kinds == []:
             return {"Vertices": [], "Edges": []}    # mlgov has no trial components
+        depth = p.get("MaxDepth")
         req = QueryRequest(start=[entity_id(call, a)[1] for a in p["StartArns"]],
-                           direction=p.get("Direction") or "Ascendants", max_depth=p.get("MaxDepth") or 10,
+                           direction=p.get("Direction") or "Ascendants", max_depth=10 if depth is None else depth,
                            include_edges=p.get("IncludeEdges", True),
                            filters=QueryFilters(kinds=kinds, types=f.get("Types"),
                                                 created_after=from_epoch(f.get("CreatedAfter")),

@@ -157,7 +157,8 @@ class QueryFilters(Strict):
 class QueryRequest(Strict):
     start: list[str] = Field(min_length=1, max_length=100, description="entity ids or artifact URIs")
     direction: Direction = "Descendants"
-    max_depth: Integer = Field(default=10, ge=1, le=50)
+    max_depth: Integer = Field(default=10, ge=0, le=50, description="associations walked from a start; 0: the starts "
+                                "alone")
     include_edges: StrictBool = True
     filters: QueryFilters | None = None
 

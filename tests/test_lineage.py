@@ -142,8 +142,10 @@ def test_multi_start_union_and_filters(client, keys):
     assert_problem(client.post(f"{API}/query", json={"start": []}, headers=h), 422, "start")
     assert_problem(client.post(f"{API}/query", json={"start": [a[0]], "direction": "Up"}, headers=h), 422,
                    "direction")
-    assert_problem(client.post(f"{API}/query", json={"start": [a[0]], "max_depth": 0}, headers=h), 422,
+    assert_problem(client.post(f"{API}/query", json={"start": [a[0]], "max_depth": -1}, headers=h), 422,
                    "max_depth")
+    alone = q(client, h, [a[0], b[0]], max_depth=0)     # no association walked: the starts alone
+    assert sorted(v["id"] for v in alone["vertices"]) == sorted([a[0], b[0]]) and alone["edges"] == []
 
 
 def test_exports(client, keys):

@@ -448,6 +448,11 @@ def test_lineage_built_and_queried(sm: SageMaker) -> None:
                                                                                       up["Vertices"]]
     paged_edges = [(e["SourceArn"], e["AssociationType"], e["DestinationArn"]) for pg in pages for e in pg["Edges"]]
     assert sorted(paged_edges) == sorted({(data, "ContributedTo", job), (job, "Produced", model)})
+    # MaxDepth counts associations from the start: 0 is the start alone (it read as the default, 10)
+    alone = vic.query_lineage(StartArns=[model], Direction="Ascendants", MaxDepth=0)
+    assert [v["Arn"] for v in alone["Vertices"]] == [model] and alone["Edges"] == []
+    one = vic.query_lineage(StartArns=[model], Direction="Ascendants", MaxDepth=1)
+    assert {v["Arn"] for v in one["Vertices"]} == {model, job}
     only_artifacts = vic.query_lineage(StartArns=[data], Direction="Descendants",
                                        Filters={"LineageTypes": ["Artifact"]})
     assert {v["Arn"] for v in only_artifacts["Vertices"]} == {data, model}
