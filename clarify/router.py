@@ -47,7 +47,8 @@ async def _parts(request: Request) -> dict[str, Any]:
 
 
 Parts = Annotated[dict[str, Any], Depends(_parts)]
-AnalysisId = Annotated[str, Path(pattern="^[A-Za-z0-9]+$", description="X-Mlgov-Analysis-Id of a Clarify response")]
+AnalysisId = Annotated[str, Path(pattern="^[A-Za-z0-9]+$", max_length=64,
+                                 description="X-Mlgov-Analysis-Id of a Clarify response")]
 
 
 def _text(parts: dict[str, Any], key: str) -> str | None:

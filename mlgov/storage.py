@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import os
 import posixpath
 import tempfile
@@ -108,6 +109,10 @@ class ObjectStore(ABC):
         return uri[len(base):] if uri.startswith(base) else None
 
 
+_NO_SUCH_PATH = (errno.ENAMETOOLONG, errno.ENOTDIR)
+"""Errors of a key no file can have (a segment over 255 bytes; a file used as a folder): not found, not a 500."""
+
+
 class LocalStore(ObjectStore):
     def __init__(self, root: Path) -> None:
         self.root = root.resolve()
@@ -147,11 +152,18 @@ class LocalStore(ObjectStore):
     def get(self, key: str) -> bytes:
         try:
             return self._path(key).read_bytes()
-        except FileNotFoundError:
+        except OSError as exc:
+            if not isinstance(exc, FileNotFoundError) and exc.errno not in _NO_SUCH_PATH:
+                raise
             raise NotFound(f"object {key!r} does not exist in the store", fix=_GONE_FIX) from None
 
     def exists(self, key: str) -> bool:
-        return self._path(key).is_file()
+        try:
+            return self._path(key).is_file()
+        except OSError as exc:   # a segment longer than the file system allows names no object
+            if exc.errno in _NO_SUCH_PATH:
+                return False
+            raise
 
     def listed(self, prefix: str = "", *, unfinished: bool = False) -> Iterator[tuple[str, dt.datetime]]:
         """Walks only the folder the prefix names (an hour's folder, not the whole store)."""

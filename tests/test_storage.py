@@ -40,6 +40,10 @@ def test_roundtrip_list_delete(store):
     for bad in ("../etc/passwd", "/abs", "a//b", "a/./b", ""):
         with pytest.raises(Invalid):
             store.put(bad, b"x")
+    for absent in ("x" * 300 + "/analysis.json", "c/three.txt/inside"):   # no file can have it: not a 500
+        assert not store.exists(absent)
+        with pytest.raises(NotFound):
+            store.get(absent)
     uri = store.uri("c/three.txt")
     assert uri.startswith("s3://") if isinstance(store, S3Store) else uri.startswith("file://")
 

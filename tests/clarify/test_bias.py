@@ -233,6 +233,9 @@ def test_approval_policy_requires_a_passing_bias_report(client, keys, tmp_path):
     unknown = assert_problem(client.get("/api/v1/clarify/reports/abc123", headers=keys("viewer")), 404,
                              "no Clarify analysis 'abc123'", "X-Mlgov-Analysis-Id")
     assert "store" not in unknown["detail"]
+    for path in ("reports/", "explanations/"):   # longer than any id: refused before the store (it was a 500)
+        long = "a" * 300 + ("/rows" if path == "explanations/" else "")
+        assert_problem(client.get(f"/api/v1/clarify/{path}{long}", headers=keys("viewer")), 422, "analysis_id")
 
 
 def test_counts_from_partitions_merge_into_the_whole_datasets_analysis():
