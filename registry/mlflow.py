@@ -58,7 +58,6 @@ from mlgov.errors import (
     Invalid,
     MalformedJSON,
     NotFound,
-    PayloadTooLarge,
     Unauthorized,
     field_message,
     field_path,
@@ -138,8 +137,6 @@ def to_mlflow(exc: Exception, retry_after_s: int) -> MlflowError:
     if isinstance(exc, Conflict):
         return MlflowError(409, "RESOURCE_CONFLICT", _message(exc))
     if isinstance(exc, MalformedJSON):   # MLflow's server reads a broken body as no fields: a parameter error
-        return MlflowError(400, "INVALID_PARAMETER_VALUE", _message(exc))
-    if isinstance(exc, PayloadTooLarge):
         return MlflowError(400, "INVALID_PARAMETER_VALUE", _message(exc))
     if isinstance(exc, DomainError):
         return MlflowError(400, "INVALID_PARAMETER_VALUE", _message(exc))

@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 from fastapi import Depends, Path, Query, Request, Response
 from fastapi.responses import HTMLResponse
 from pydantic import Field
+from starlette.concurrency import run_in_threadpool
 
 from mlgov.api import AuditEventRead, EventFilters, Limit, Offset, Page, encoded_response, page
 from mlgov.auth import (
@@ -33,6 +34,7 @@ from mlgov.context import request_id_var
 from mlgov.db import as_utc
 from mlgov.errors import Invalid
 from mlgov.openapi import alternatives
+from mlgov.storage import StoreDep
 from mlgov.types import Timestamp
 from mlgov.web import Router, templates
 from registry import group_commit, service
@@ -109,10 +111,13 @@ def update_group(group: str, body: GroupUpdate, session: SessionDep, principal: 
 
 @router.post("/model-groups/{group}/versions", status_code=201, response_model=VersionRead)
 async def register_version(group: str, body: VersionCreate, request: Request, principal: ReadingPublisher,
-                           session: ReadSessionDep) -> VersionRead:
+                           session: ReadSessionDep, store: StoreDep) -> VersionRead:
     """Numbered and written with the registrations into the same group that arrive meanwhile (`group_commit`),
-    committed before the answer."""
+    committed before the answer. An artifact in mlgov's store is registered under the hash mlgov computes."""
     await end_read(request, session)
+    digest = await run_in_threadpool(service.checked_hash, store, body.artifact_uri, body.artifact_sha256)
+    if digest != body.artifact_sha256:
+        body = body.model_copy(update={"artifact_sha256": digest})
     v = await group_commit.register(get_db(request), group,
                                     service.Registration(body, principal, request_id_var.get()))
     return service.to_read(group, v)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from typing import Any, cast
 
 from mlgov import inputs
 from mlgov.auth import ADMINS, DECIDERS, PUBLISHERS, READERS, Role
@@ -24,10 +24,11 @@ from mlgov.aws import (
     page_offset,
     paged,
     require_absent,
+    to_aws_error,
     user_context,
     validation,
 )
-from mlgov.errors import Conflict, DomainError, NotFound
+from mlgov.errors import Conflict, DomainError
 from mlgov.storage import ObjectStore
 from registry import service
 from registry.orm import ModelCardRecord, ModelGroup, ModelVersion
@@ -232,14 +233,8 @@ def artifact_sha256(call: Call, uri: str, metadata: dict[str, str]) -> str:
     caller states in CustomerMetadataProperties (for artifacts kept elsewhere)."""
     store: ObjectStore = call.extras["store"]()
     stated = metadata.get(SHA256_METADATA)
-    if store.key_of(uri) is not None:
-        digest = service.hash_artifact(store, uri)   # the same hash the MLflow door records (files or a folder)
-        if digest is None:
-            raise validation(f"ModelDataUrl {uri} cannot be read from the object store; upload the artifact first")
-        if stated and stated.lower() != digest:
-            raise validation(f"CustomerMetadataProperties[{SHA256_METADATA!r}] says {stated} but the artifact at "
-                             f"{uri} hashes to {digest}")
-        return digest
+    if store.key_of(uri) is not None:   # the same hash the native and MLflow doors record (files or a folder)
+        return cast(str, service.checked_hash(store, uri, stated or None, readable=True))
     if stated and not re.fullmatch(r"[0-9a-fA-F]{64}", stated):
         raise validation(f"CustomerMetadataProperties[{SHA256_METADATA!r}] must be the artifact's SHA-256 as 64 "
                          f"hexadecimal characters, not {stated[:80]!r}")
@@ -345,10 +340,9 @@ def register(api: AwsService) -> None:
             try:
                 group, number = package_ref(call, arn)
                 g, v = service.get_version(call.session, group, number)
-            except (DomainError, AwsError) as exc:
-                code = "ResourceNotFound" if isinstance(exc, NotFound) else "ValidationException"
-                errors[arn] = {"ErrorCode": code, "ErrorResponse": exc.detail if isinstance(exc, DomainError)
-                               else exc.message}
+            except (DomainError, AwsError) as exc:   # the protocol's one mapping (another account's ARN too)
+                err = to_aws_error(exc)
+                errors[arn] = {"ErrorCode": err.code, "ErrorResponse": err.message}
                 continue
             summary = _summary(call, g.name, v)
             summary.pop("ModelPackageName")

@@ -441,6 +441,22 @@ def hash_artifact(store: ObjectStore, uri: str) -> str | None:
     return hashlib.sha256("".join(lines).encode()).hexdigest()
 
 
+def checked_hash(store: ObjectStore, uri: str, stated: str | None, *, readable: bool = False) -> str | None:
+    """The hash to register for ``uri``: for an artifact mlgov can read from its own store, the hash it computes
+    (a stated one must equal it: a false hash would pass a group's ``require_artifact_hash`` for a file it does
+    not describe); for one elsewhere, the stated hash as it is. ``readable``: a URI in the store must be."""
+    digest = hash_artifact(store, uri)
+    if digest is None:
+        if readable and store.key_of(uri) is not None:
+            raise Invalid(f"{uri} cannot be read from the object store", fix="upload the artifact first")
+        return stated
+    if stated is not None and stated.lower() != digest:
+        raise Invalid(f"artifact_sha256 says {stated} but the artifact at {uri} hashes to {digest}",
+                      fix=f"state the SHA-256 of the file the URI names ({digest}), or register the artifact you "
+                          "meant")
+    return digest
+
+
 def version_entity(session: Session, group: ModelGroup, v: ModelVersion, actor: str) -> lineage.Entity:
     """The version's own lineage node, which the model artifact (URI + sha256) ContributedTo. Training, approvals,
     stage moves, baselines and deployments attach here, never to the artifact: versions that ship the same file
@@ -1561,16 +1577,6 @@ def delete_alias(session: Session, group_name: str, alias: str, actor: Principal
     previous = session.scalar(select(ModelVersion.version).where(ModelVersion.id == current.version_id))
     session.delete(current)
     _move_alias(session, group, alias, None, previous, actor)
-
-
-def version_by_alias(session: Session, group_name: str, alias: str) -> tuple[ModelGroup, ModelVersion]:
-    group = get_group(session, group_name)
-    v = session.scalar(_version_stmt(group).join(Alias, Alias.version_id == ModelVersion.id)
-                       .where(Alias.group_id == group.id, Alias.alias == alias))
-    if v is None:
-        raise NotFound(f"model group {group_name!r} has no alias {alias!r}",
-                       fix="list its aliases (GET the model group)")
-    return group, v
 
 
 def aliases_at(session: Session, group_name: str, at: dt.datetime) -> dict[str, int]:

@@ -738,3 +738,24 @@ def test_migration_keys_existing_groups_and_leaves_old_look_alikes_unkeyed(kind,
                     db.session_scope() as s:
                 service.create_group(s, GroupCreate(name=name), admin)
         db.dispose()
+
+
+def test_an_artifact_in_mlgov_store_registers_under_its_own_hash(client, keys):
+    """The native door took any stated hash for an artifact mlgov can read itself, so a group's
+    require_artifact_hash passed on a hash that was not the file's; the SageMaker and MLflow doors hash it."""
+    import hashlib
+
+    store = client.app.state.get_store()
+    store.put("models/m1/model.bin", b"the real weights")
+    real = hashlib.sha256(b"the real weights").hexdigest()
+    h = keys("publisher")
+    create_group(client, h, "hashed")
+    uri = store.uri("models/m1/model.bin")
+    assert_problem(client.post("/api/v1/model-groups/hashed/versions", headers=h,
+                               json={"artifact_uri": uri, "artifact_sha256": "0" * 64}), 422, real, "0" * 64)
+    r = client.post("/api/v1/model-groups/hashed/versions", headers=h,
+                    json={"artifact_uri": uri, "artifact_sha256": real.upper()})
+    assert r.status_code == 201 and r.json()["artifact_sha256"] == real
+    elsewhere = client.post("/api/v1/model-groups/hashed/versions", headers=h,   # outside the store: as stated
+                            json={"artifact_uri": "s3://other/m.bin", "artifact_sha256": "ab" * 32})
+    assert elsewhere.status_code == 201 and elsewhere.json()["artifact_sha256"] == "ab" * 32

@@ -201,9 +201,11 @@ def test_registry_and_approval_story(sm: SageMaker) -> None:
     assert [p["ModelPackageVersion"] for p in page1["ModelPackageSummaryList"] + page2["ModelPackageSummaryList"]] \
         == [1, 2] and "NextToken" not in page2
     missing = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:model-package/churn/9"
-    batch = vic.batch_describe_model_package(ModelPackageArnList=[v1, missing])
+    foreign = f"arn:aws:sagemaker:{REGION}:999999999999:model-package/churn/1"
+    batch = vic.batch_describe_model_package(ModelPackageArnList=[v1, missing, foreign])
     assert batch["ModelPackageSummaries"][v1]["ModelApprovalStatus"] == "Approved"
     assert batch["BatchDescribeModelPackageErrorMap"][missing]["ErrorCode"] == "ResourceNotFound"
+    assert batch["BatchDescribeModelPackageErrorMap"][foreign]["ErrorCode"] == "ResourceNotFound"   # as Describe
 
     pat.add_tags(ResourceArn=arn, Tags=[{"Key": "tier", "Value": "1"}])
     with pytest.raises(ClientError) as exc:     # AWS keeps the aws: prefix for its own tags
