@@ -357,6 +357,8 @@ def delete_webhook(session: Session, webhook_id: str, *, actor: str) -> None:
     from mlgov import audit
 
     hook = get_webhook(session, webhook_id)
+    if not hook.active:   # every door: a second delete (a stale console page) must not audit a change again
+        raise NotFound(f"webhook {webhook_id!r} was deleted already", fix="list webhooks with GET /api/v1/webhooks")
     hook.active = False
     session.flush()
     audit.record(session, actor=actor, action="webhook.deactivated", subject_type="webhook", subject_id=hook.id,

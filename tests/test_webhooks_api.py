@@ -40,6 +40,16 @@ def test_create_list_get_delete(client, keys, db):
     register(client, keys("publisher"), "g", 2)
     with db.session_scope() as s:
         assert s.scalar(select(func.count()).select_from(Delivery)) == 1   # inactive hooks get nothing
+    # the service itself refuses a second delete (the console's stale page called it directly): audited once
+    from mlgov import events
+    from mlgov.audit import AuditEvent
+    from mlgov.errors import NotFound
+
+    with db.session_scope() as s, pytest.raises(NotFound, match="deleted already"):
+        events.delete_webhook(s, wid, actor="admin")
+    with db.session_scope() as s:
+        assert s.scalar(select(func.count()).select_from(AuditEvent).where(
+            AuditEvent.action == "webhook.deactivated", AuditEvent.subject_id == wid)) == 1
 
 
 def test_audit_keeps_no_credentials_of_a_url(client, keys, db):
