@@ -13,7 +13,7 @@ import hmac
 import secrets
 from dataclasses import dataclass
 
-from sqlalchemy import select, update
+from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from console.orm import ConsoleSession
@@ -87,8 +87,3 @@ def sign_out(session: Session, signed: Signed) -> None:
     audit.record(session, actor=signed.principal.name, action="console.signed_out", subject_type="api_key",
                  subject_id=signed.principal.name)
 
-
-def active_sessions(session: Session, key_pk: str) -> int:
-    now = utcnow()
-    return len(list(session.scalars(select(ConsoleSession.token_hash).where(
-        ConsoleSession.key_pk == key_pk, ConsoleSession.ended_at.is_(None), ConsoleSession.expires_at > now))))

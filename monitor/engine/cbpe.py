@@ -480,12 +480,6 @@ def fit_multiclass_calibration(y: np.ndarray, probs: np.ndarray, classes: Sequen
     return out
 
 
-def _normalise(p: Floats) -> Floats:
-    total = p.sum(axis=-1, keepdims=True)
-    out: Floats = np.divide(p, total, out=np.full_like(p, 1.0 / p.shape[-1]), where=total > 0)
-    return out
-
-
 def _macro(counts: dict[str, Floats]) -> dict[str, Floats]:
     return {k: np.asarray(v.mean(axis=-1)) for k, v in counts.items()}
 

@@ -59,13 +59,6 @@ class Dist:
         exact = s.sketch.n == len(items)
         return cls(items, w, s.finite, exact, 0.0 if exact else 2 * kll.rank_error_bound(s.sketch.k))
 
-    def cdf_at(self, x: Floats) -> Floats:
-        if self.weights is None:
-            return np.searchsorted(self.values, x, side="right") / max(len(self.values), 1)
-        cum = np.concatenate([[0.0], np.cumsum(self.weights)])
-        out: Floats = cum[np.searchsorted(self.values, x, side="right")] / cum[-1]
-        return out
-
     def unique(self) -> Floats:
         v = self.values
         return v[np.concatenate([[True], v[1:] != v[:-1]])] if len(v) else v

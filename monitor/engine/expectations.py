@@ -179,10 +179,6 @@ def judge(exp: dict[str, Any], m: dict[str, Any] | None, rows: int, columns: lis
     return {**out, "success": _between(value, kw), "result": {"observed_value": value}}
 
 
-def run_expectation(table: pa.Table, exp: dict[str, Any]) -> dict[str, Any]:
-    return judge(exp, measure(table, exp), table.num_rows, table.column_names)
-
-
 class SuiteCounts:
     """A suite's measures of one partition (or of merged partitions): row count, columns, one measure per
     expectation. Merged, they judge every expectation mlgov evaluates exactly as one pass over the whole table
