@@ -28,10 +28,11 @@ PACKAGES = (KERNEL, *DOMAINS)
 # complete metadata.
 COMPOSITION_ROOTS = ("mlgov.app", "mlgov.cli", "mlgov.client", "mlgov.demo", "mlgov.metadata",
                      "mlgov.migrations.env")
-PURE = ("monitor.engine", "clarify.metrics")
+PURE = ("monitor.engine", "clarify.metrics", "lineage.graph")
 NOT_IN_PURE = ("mlgov", "sqlalchemy", "alembic", "fastapi", "starlette", "httpx", "requests", "urllib.request",
                "urllib3", "http.client", "aiohttp", "boto3", "botocore", *DOMAINS)
-PURE_MAY_USE = {"monitor.engine": ("monitor.engine",), "clarify.metrics": ("clarify.metrics",)}
+PURE_MAY_USE = {"monitor.engine": ("monitor.engine",), "clarify.metrics": ("clarify.metrics",),
+                "lineage.graph": ()}
 
 
 def _module_name(path: Path) -> str:
