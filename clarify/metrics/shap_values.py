@@ -30,6 +30,14 @@ class OutputSpaceUnavailable(ValueError):
                          f"({why}); possible: {', '.join(possible)}")
         self.possible = possible
 
+    @classmethod
+    def restored(cls, message: str, possible: list[str]) -> OutputSpaceUnavailable:
+        """The error as a child process reported it (`clarify.sandbox`)."""
+        exc = cls.__new__(cls)
+        ValueError.__init__(exc, message)
+        exc.possible = possible
+        return exc
+
 Predict = Callable[[np.ndarray], np.ndarray]
 
 
@@ -50,6 +58,13 @@ def predict_fn(model: Any) -> Predict:
             positive: np.ndarray = model.predict_proba(x)[:, 1]
             return positive
         return proba
+    if type(model).__module__.startswith("xgboost.") and type(model).__name__ == "Booster":
+        import xgboost
+
+        def booster(x: np.ndarray) -> np.ndarray:   # a Booster predicts on a DMatrix only
+            out: np.ndarray = model.predict(xgboost.DMatrix(x), validate_features=False)
+            return out
+        return booster
     if hasattr(model, "predict"):
         predict: Predict = model.predict   # the model is untyped (any loader's object): its predict is the boundary
         return predict

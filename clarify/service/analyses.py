@@ -16,12 +16,10 @@ from clarify.metrics.analysis import ConfigError, analyze, metric_value
 from clarify.metrics.shap_values import (
     AGGREGATIONS,
     OUTPUT_SPACES,
-    OutputSpaceUnavailable,
     analysis_json,
-    explain,
-    predict_fn,
 )
 from clarify.remote import RemoteModel
+from clarify.sandbox import predict
 from clarify.schemas import (
     BiasAnalysisRequest,
     CapturedWindow,
@@ -30,12 +28,12 @@ from clarify.schemas import (
     StoredAnalysis,
     StoredReport,
 )
-from clarify.service.artifacts import CSV_ERRORS, load_model, read_csv
+from clarify.service.artifacts import CSV_ERRORS, explained, load_model, read_csv
 from lineage import service as lineage
 from mlgov import audit
 from mlgov.auth import Principal
 from mlgov.db import new_id
-from mlgov.errors import DomainError, Invalid, NotFound
+from mlgov.errors import Invalid, NotFound
 from mlgov.outbound import OutboundPolicy
 from mlgov.storage import ObjectStore
 from monitor import service as monitor
@@ -108,7 +106,7 @@ def _predict_with_model(session: Session, store: ObjectStore, request: BiasAnaly
     excluded = {cfg.get("label"), column, cfg.get("group_variable"), *cfg.get("excluded_columns", [])}
     features = [c for c in df.columns if c not in excluded]
     try:
-        scores = predict_fn(model)(df[features].to_numpy(dtype=float))
+        scores = predict(model, df[features].to_numpy(dtype=float))
     except Exception as exc:
         raise Invalid(f"the registered model could not predict on this dataset: {type(exc).__name__}",
                       fix="send the model's feature columns (numeric) plus the label; leave predictions out") from None
@@ -219,17 +217,8 @@ def explain_version(session: Session, store: ObjectStore, policy: OutboundPolicy
         clusters = int(request.num_clusters or 10)
     except ValueError:
         raise Invalid("num_clusters must be an integer", fix="e.g. num_clusters=10") from None
-    try:
-        result = explain(model, df, agg_method=agg, background=background, num_clusters=clusters,
-                         output_space=request.output_space)
-    except DomainError:   # a remote call that failed: its message already says what failed, without the reply
-        raise
-    except OutputSpaceUnavailable as exc:
-        raise Invalid(str(exc), possible=exc.possible,
-                      fix=f"ask for one of {', '.join(exc.possible)}, or leave output_space out") from None
-    except Exception as exc:
-        raise Invalid(f"the model could not be explained on this data: {type(exc).__name__}: {exc}",
-                      fix="check the feature columns match the model's inputs") from None
+    result = explained(model, df, agg_method=agg, background=background, num_clusters=clusters,
+                       output_space=request.output_space)
     aid = new_id()
     doc = analysis_json(result)
     doc["model_source"] = source if remote is None else {   # a URL's model is not the registered artifact

@@ -11,7 +11,7 @@ from typing import Any
 import pandas as pd
 from sqlalchemy.orm import Session
 
-from clarify import loaders
+from clarify import loaders, sandbox
 from clarify.errors import (
     ArtifactNotLoadable,
     ArtifactOutsideStore,
@@ -20,8 +20,9 @@ from clarify.errors import (
     ConfigInvalid,
     DatasetUnreadable,
 )
+from clarify.metrics.shap_values import OutputSpaceUnavailable, ShapResult
 from mlgov import inputs
-from mlgov.errors import Invalid
+from mlgov.errors import DomainError, Invalid
 from mlgov.storage import ObjectStore
 from registry import service as registry
 
@@ -46,6 +47,24 @@ def load_model(session: Session, store: ObjectStore, group: str, version: int, f
         raise ArtifactUntrusted(exc, group=group, version=version, artifact_sha256=v.artifact_sha256) from None
     except loaders.ModelLoadError as exc:
         raise ArtifactNotLoadable(exc) from None
+
+
+def explained(model: Any, df: pd.DataFrame, **kwargs: Any) -> ShapResult:
+    """SHAP of ``model`` on ``df`` (`sandbox.explain`); what the model cannot do on this data is a 422 saying
+    what (a failed remote call keeps its own error)."""
+    try:
+        return sandbox.explain(model, df, **kwargs)
+    except DomainError:   # a remote call that failed: its message already says what failed, without the reply
+        raise
+    except OutputSpaceUnavailable as exc:
+        raise Invalid(str(exc), possible=exc.possible,
+                      fix=f"ask for one of {', '.join(exc.possible)}, or leave output_space out") from None
+    except loaders.ModelLoadError as exc:   # the child's library failed on the model
+        raise ArtifactNotLoadable(exc) from None
+    except Exception as exc:
+        what = str(exc) if isinstance(exc, sandbox.ModelFailed) else f"{type(exc).__name__}: {exc}"
+        raise Invalid(f"the model could not be explained on this data: {what}",
+                      fix="check the feature columns match the model's inputs") from None
 
 
 def read_csv(data: bytes, headers: list[str] | None = None) -> pd.DataFrame:

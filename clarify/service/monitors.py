@@ -34,9 +34,10 @@ from clarify.metrics.drift import (
     matching_group,
     ndcg,
 )
-from clarify.metrics.shap_values import analysis_json, explain
+from clarify.metrics.shap_values import analysis_json
+from clarify.sandbox import ModelFailed, explain
 from clarify.schemas import PostTraining
-from clarify.service.artifacts import load_model, read_csv
+from clarify.service.artifacts import explained, load_model, read_csv
 from mlgov import inputs
 from mlgov.auth import Principal
 from mlgov.db import new_id
@@ -130,7 +131,7 @@ def create_explainability_baseline(session: Session, store: ObjectStore, *, data
         df = df.drop(columns=[label])
     model, raw = load_model(session, store, group, version, fmt, artifact)
     return _explainability_baseline(
-        session, store, analysis=json_safe(analysis_json(explain(model, df))), model=raw, group=group,
+        session, store, analysis=json_safe(analysis_json(explained(model, df))), model=raw, group=group,
         version=version, fmt=fmt, features=list(df.columns), threshold=threshold, name=name, actor=actor,
         source="computed", rows=len(df), dataset_sha256=hashlib.sha256(data).hexdigest())
 
@@ -340,9 +341,9 @@ def attribution_window(session: Session, store: ObjectStore, *, baseline_id: str
     try:   # the trust decision is read again on every run: withdrawing it stops the monitor loading the model
         loaders.check_digest(raw, v.artifact_sha256)
         model = loaders.load(raw, s["model_format"], trusted=bool(v.artifact_trusted))
-    except loaders.ModelLoadError as exc:
+        cur = explain(model, df)
+    except (loaders.ModelLoadError, ModelFailed) as exc:
         return record(rows=len(df), violations=[], result=None, failure=f"the baseline's model: {exc}")
-    cur = explain(model, df)
     baseline = json.loads(store.get(f"{base.prefix}/analysis.json"))["explanations"]["kernel_shap"]["label0"]
     score = ndcg(baseline["global_shap_values"], cur["global_shap_values"])
     threshold = float(s.get("ndcg_threshold", DEFAULT_NDCG_THRESHOLD))

@@ -362,3 +362,97 @@ def test_an_unhashed_version_is_never_loaded() -> None:
 
     with pytest.raises(ModelLoadError, match="no registered sha256"):
         check_digest(b"any bytes", None)
+
+
+def _explain(client, keys, group: str, model: bytes, fmt: str, data: bytes) -> httpx.Response:
+    from tests.helpers import create_group
+
+    h = keys("publisher")
+    create_group(client, h, group)
+    version = client.post(f"/api/v1/model-groups/{group}/versions", headers=h, json={
+        "artifact_uri": "s3://x/m", "artifact_sha256": hashlib.sha256(model).hexdigest()}).json()["version"]
+    return client.post("/api/v1/clarify/explain", headers=h, files={"file": ("d.csv", data), "model": ("m", model)},
+                       data={"model_group": group, "model_version": str(version), "model_format": fmt})
+
+
+def test_onnx_external_data_reads_no_file_of_the_server(client, keys, tmp_path, monkeypatch):
+    """An ONNX initializer stored as external data names a file relative to the working directory: loaded in the
+    server, its bytes came back as SHAP values (a publisher read admin.key). The child that loads native models
+    runs in an empty folder, so the file is not there."""
+    from onnx import TensorProto, helper
+
+    secret = b"mlgov_secret_admin_key_0123456789"
+    (tmp_path / "admin.key").write_bytes(secret)
+    monkeypatch.chdir(tmp_path)
+    w = TensorProto(name="W", data_type=TensorProto.UINT8, dims=[len(secret)],
+                    data_location=TensorProto.EXTERNAL)
+    for k, v in (("location", "admin.key"), ("offset", "0"), ("length", str(len(secret)))):
+        w.external_data.add(key=k, value=v)
+    nodes = [helper.make_node("Cast", ["W"], ["Wf"], to=TensorProto.FLOAT),
+             helper.make_node("Squeeze", ["X", "ax"], ["Xs"]),
+             helper.make_node("Cast", ["Xs"], ["Xi"], to=TensorProto.INT64),
+             helper.make_node("Gather", ["Wf", "Xi"], ["Y"], axis=0)]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("X", TensorProto.FLOAT, [None, 1])],
+                              [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [None])],
+                              initializer=[w, helper.make_tensor("ax", TensorProto.INT64, [1], [1])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]).SerializeToString()
+    rows = ("x\n" + "\n".join(str(i) for i in range(len(secret))) + "\n").encode()
+    r = _explain(client, keys, "onnx-ext", model, "onnx", rows)
+    body = assert_problem(r, 422, "onnx")
+    assert secret.decode() not in r.text and "mlgov_secret" not in body["detail"]
+
+
+def test_a_model_that_crashes_its_library_is_a_422_and_the_server_lives(client, keys):
+    """A LightGBM text model with a wrong tree_sizes header makes LightGBM call std::terminate: in the server it
+    aborted the whole process (API, scheduler and all). It now ends only the child that loads it."""
+    import re
+
+    good = _native_files()["lightgbm"].decode()
+    bad = re.sub(r"tree_sizes=.*", "tree_sizes=1 1", good).encode()
+    r = _explain(client, keys, "lgb-abort", bad, "lightgbm", csv(frame(20)))
+    body = assert_problem(r, 422, "lightgbm library failed on this model", "SIGABRT")
+    assert "model_format" in body["fix"]
+    assert client.get("/healthz").status_code == 200
+    r = _explain(client, keys, "lgb-good", good.encode(), "lightgbm", csv(frame(20)))   # honest models still do
+    assert r.status_code == 200, r.text
+
+
+def test_native_models_explain_and_predict_as_in_process():
+    """The child's answers are the library's own: the same SHAP values and predictions as an in-process run."""
+    from clarify import sandbox
+    from clarify.metrics import shap_values
+
+    x = frame(40)
+    for fmt, data in _native_files().items():
+        if fmt == "skops":
+            continue
+        native = loaders.load(data, fmt, trusted=False)
+        assert isinstance(native, sandbox.NativeModel)
+        here = loaders.load_here(data, fmt)
+        away, near = sandbox.explain(native, x), shap_values.explain(here, x)
+        assert away["method"] == near["method"] and away["output_space"] == near["output_space"]
+        assert away["global_shap_values"] == pytest.approx(near["global_shap_values"], rel=1e-9, abs=1e-12)
+        np.testing.assert_allclose(away["local"].to_numpy(), near["local"].to_numpy(), rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(sandbox.predict(native, x.to_numpy()), shap_values.predict_fn(here)(
+            x.to_numpy()), rtol=1e-9)
+    with pytest.raises(shap_values.OutputSpaceUnavailable) as err:   # errors come back as the same types
+        sandbox.explain(loaders.load(_native_files()["onnx"], "onnx", trusted=False), x, output_space="log_odds")
+    assert err.value.possible == ["probability"]
+
+
+def test_an_explainability_baseline_the_model_cannot_explain_is_a_422(client, keys):
+    """A ModelExplainability baseline over data of another width than the model's: the explainer's error was a
+    500 (no handler on the baseline path); it is a 422 naming both widths, and no baseline is stored."""
+    from tests.helpers import create_group
+
+    h = keys("publisher")
+    model = _native_files()["xgboost"]          # 4 features: a..d
+    create_group(client, h, "wide")
+    client.post("/api/v1/model-groups/wide/versions", headers=h, json={
+        "artifact_uri": "s3://x/m", "artifact_sha256": hashlib.sha256(model).hexdigest()})
+    r = client.post("/api/v1/baselines", headers=h,
+                    data={"type": "ModelExplainability", "model_group": "wide", "model_version": "1",
+                          "model_format": "xgboost"},
+                    files={"file": ("ref.csv", csv(frame(30)[["a", "b"]])), "model": ("m.ubj", model)})
+    assert_problem(r, 422, "could not be explained", "takes 4 features")
+    assert client.get("/api/v1/baselines", headers=h).json()["total"] == 0
