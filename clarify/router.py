@@ -4,10 +4,13 @@ the response."""
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from pathlib import Path as FsPath
 from typing import Annotated, Any, Literal
 
 from fastapi import Depends, Path, Query, Request, Response
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from clarify import service
 from clarify.errors import ConfigInvalid, DatasetUnreadable
@@ -25,14 +28,25 @@ from clarify.schemas import (
 )
 from mlgov import inputs
 from mlgov.api import Limit, Offset, form_parts, page
-from mlgov.auth import DECIDERS, PUBLISHERS, READERS, Principal, SessionDep, require
+from mlgov.auth import (
+    DECIDERS,
+    PUBLISHERS,
+    READERS,
+    Principal,
+    ReadSessionDep,
+    database_turn,
+    end_read,
+    get_db,
+    require,
+    require_reading,
+)
 from mlgov.errors import Invalid
 from mlgov.openapi import alternatives
 from mlgov.outbound import OutboundDep
 from mlgov.web import Router, templates
 
 router = Router(prefix="/api/v1/clarify", tags=["clarify"])
-Analyst = Annotated[Principal, Depends(require(PUBLISHERS, DECIDERS))]
+ReadingAnalyst = Annotated[Principal, Depends(require_reading(PUBLISHERS, DECIDERS))]   # computes, then writes
 Reader = Annotated[Principal, Depends(require(READERS))]
 _report_templates = templates(FsPath(__file__).parent / "templates")
 
@@ -166,15 +180,30 @@ def report(analysis_id: AnalysisId, request: Request, _: Reader,
     return Response(html, media_type="text/html")
 
 
+async def _computed_then_recorded(request: Request, session: Session, compute: Callable[[], service.Computed],
+                                  record: Callable[[Session, service.Computed], StoredAnalysis]) -> Response:
+    """Compute on the read session (files stored), end it, then record in a short write turn: a computation of
+    minutes must not hold the write turn that capture ingest and every other write wait for."""
+    done = await run_in_threadpool(compute)
+    await end_read(request, session)
+    async with database_turn(get_db(request), write=True) as writer:
+        stored = await run_in_threadpool(record, writer, done)
+    return _analysis_response(stored)
+
+
 @router.post("/bias", response_model=None, responses=JSON_ANALYSIS, openapi_extra=BIAS_FORM)
-def bias_analysis(principal: Analyst, session: SessionDep, request: Request, parts: Parts) -> Response:
+async def bias_analysis(principal: ReadingAnalyst, session: ReadSessionDep, request: Request,
+                        parts: Parts) -> Response:
     """SageMaker Clarify pre-/post-training bias: returns analysis.json (and stores it)."""
-    return _analysis_response(service.bias_analysis(session, request.app.state.get_store(), _bias_request(parts),
-                                                    principal))
+    store, req = request.app.state.get_store(), _bias_request(parts)
+    return await _computed_then_recorded(
+        request, session, lambda: service.compute_bias(session, store, req),
+        lambda writer, done: service.record_bias(writer, store, req, done, principal))
 
 
 @router.post("/explain", response_model=None, responses=JSON_ANALYSIS, openapi_extra=EXPLAIN_FORM)
-def explain(principal: Analyst, session: SessionDep, request: Request, policy: OutboundDep, parts: Parts) -> Response:
+async def explain(principal: ReadingAnalyst, session: ReadSessionDep, request: Request, policy: OutboundDep,
+                  parts: Parts) -> Response:
     """SHAP attributions for a registered model version on an uploaded dataset (CSV with header).
 
     Parts: `model_group`, `model_version`, `file`; `model` (the artifact, checked against the registered
@@ -182,8 +211,10 @@ def explain(principal: Analyst, session: SessionDep, request: Request, policy: O
     HTTP endpoint (permutation SHAP); `baseline` (CSV reference rows; default: k-means summary of the data
     into `num_clusters`); `model_format` (skops, xgboost, lightgbm, onnx; pickle/joblib only when
     an admin trusted the version); `agg_method`; `label` to drop."""
-    return _analysis_response(service.explain_version(session, request.app.state.get_store(), policy,
-                                                      _explain_request(parts), principal))
+    store, req = request.app.state.get_store(), _explain_request(parts)
+    return await _computed_then_recorded(
+        request, session, lambda: service.compute_explanation(session, store, policy, req),
+        lambda writer, done: service.record_explanation(writer, store, req, done, principal))
 
 
 @router.get("/explanations/{analysis_id}/rows", response_model=ExplanationRowsPage,

@@ -4,12 +4,15 @@ re-exported here."""
 
 from clarify.service.analyses import (
     DEFAULT_LIMITS,
-    bias_analysis,
+    Computed,
+    compute_bias,
+    compute_explanation,
     dump,
-    explain_version,
     explanation_rows,
     get_report,
     policy_failures,
+    record_bias,
+    record_explanation,
 )
 from clarify.service.artifacts import load_model
 from clarify.service.monitors import (
@@ -21,6 +24,7 @@ from clarify.service.monitors import (
     import_explainability_baseline,
 )
 
-__all__ = ["DEFAULT_LIMITS", "attribution_window", "bias_analysis", "bias_window", "create_bias_baseline",
-           "create_explainability_baseline", "dump", "explain_version", "explanation_rows", "get_report",
-           "import_bias_baseline", "import_explainability_baseline", "load_model", "policy_failures"]
+__all__ = ["DEFAULT_LIMITS", "Computed", "attribution_window", "bias_window", "compute_bias", "compute_explanation",
+           "create_bias_baseline", "create_explainability_baseline", "dump", "explanation_rows", "get_report",
+           "import_bias_baseline", "import_explainability_baseline", "load_model", "policy_failures", "record_bias",
+           "record_explanation"]

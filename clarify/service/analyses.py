@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
@@ -132,10 +133,21 @@ def _report_lineage(session: Session, store: ObjectStore, aid: str, report_type:
         lineage.link(session, data, report, "ContributedTo", actor=actor)
 
 
-def bias_analysis(session: Session, store: ObjectStore, request: BiasAnalysisRequest,
-                  principal: Principal) -> StoredAnalysis:
-    """SageMaker Clarify pre-/post-training bias of the request's data, stored as analysis.json; attached to the
-    named version as approval evidence (with the group's policy verdict) when the request names one."""
+@dataclass
+class Computed:
+    """An analysis computed and its files stored (`compute_bias`, `compute_explanation`), not yet recorded: the
+    rows that make it evidence are written by `record_bias` / `record_explanation` in a short write turn, so a
+    long computation never holds the database's write turn (capture ingest waited behind one for minutes)."""
+
+    id: str
+    body: bytes
+    source: dict[str, Any]
+    after: dict[str, Any]
+    result: dict[str, Any] = field(default_factory=dict)
+
+
+def compute_bias(session: Session, store: ObjectStore, request: BiasAnalysisRequest) -> Computed:
+    """SageMaker Clarify pre-/post-training bias of the request's data, stored as analysis.json (read session)."""
     cfg = request.config.as_dict()
     group, version = request.model_group, request.model_version
     try:
@@ -157,9 +169,18 @@ def bias_analysis(session: Session, store: ObjectStore, request: BiasAnalysisReq
     aid = new_id()
     body = dump(result)   # undefined/infinite metrics are null with a note, never NaN/Infinity
     store.put(f"clarify/{aid}/analysis.json", body, "application/json")
+    return Computed(aid, body, source, {"rows": int(df.shape[0]), "facets": [f["name_or_index"] for f in cfg["facet"]]},
+                    result)
+
+
+def record_bias(session: Session, store: ObjectStore, request: BiasAnalysisRequest, done: Computed,
+                principal: Principal) -> StoredAnalysis:
+    """A computed bias analysis audited, and attached to the named version as approval evidence (with the group's
+    policy verdict) when the request names one (write session)."""
+    group, version, aid, source = request.model_group, request.model_version, done.id, done.source
     if group is not None and version is not None:
         limits = {**DEFAULT_LIMITS, **registry.approval_policy(session, group).get("bias_limits", {})}
-        failures = policy_failures(result, limits)
+        failures = policy_failures(done.result, limits)
         registry.attach_bias_report(session, group, version, aid, not failures, failures, principal, source=source)
         _report_lineage(session, store, aid, "BiasReport", group, version, principal.name,
                         properties={"passed": not failures},
@@ -168,14 +189,14 @@ def bias_analysis(session: Session, store: ObjectStore, request: BiasAnalysisReq
                                                               "version": f"{group}/{version}"}).encode(),
                   "application/json")
     audit.record(session, actor=principal.name, action="clarify.bias_analysis", subject_type="clarify_analysis",
-                 subject_id=aid, after={"rows": int(df.shape[0]), "facets": [f["name_or_index"] for f in cfg["facet"]]})
-    return StoredAnalysis(id=aid, body=body)
+                 subject_id=aid, after=done.after)
+    return StoredAnalysis(id=aid, body=done.body)
 
 
-def explain_version(session: Session, store: ObjectStore, policy: OutboundPolicy, request: ExplainRequest,
-                    principal: Principal) -> StoredAnalysis:
+def compute_explanation(session: Session, store: ObjectStore, policy: OutboundPolicy,
+                        request: ExplainRequest) -> Computed:
     """SHAP attributions of a registered version on the request's rows: through the registered artifact, or
-    through a predict URL (permutation SHAP; recorded as not being the registered artifact)."""
+    through a predict URL (permutation SHAP; recorded as not being the registered artifact). Read session."""
     group, version = request.model_group, request.model_version
     _, registered = registry.get_version(session, group, version)
     artifact = request.model
@@ -227,13 +248,20 @@ def explain_version(session: Session, store: ObjectStore, policy: OutboundPolicy
     body = dump(doc)
     store.put(f"clarify/{aid}/analysis.json", body, "application/json")
     store.put(f"clarify/{aid}/explanations_shap/out.csv", result["local"].to_csv(index=False).encode(), "text/csv")
-    _report_lineage(session, store, aid, "ExplainabilityReport", group, version, principal.name,
-                    properties={"method": result["method"], "model_source": source["kind"]})
+    return Computed(aid, body, source, {"analysis": aid, "method": result["method"],
+                                        "output_space": result["output_space"], "rows": int(df.shape[0]),
+                                        "model_source": source})
+
+
+def record_explanation(session: Session, store: ObjectStore, request: ExplainRequest, done: Computed,
+                       principal: Principal) -> StoredAnalysis:
+    """A computed explanation in the lineage graph and the audit log (write session)."""
+    group, version = request.model_group, request.model_version
+    _report_lineage(session, store, done.id, "ExplainabilityReport", group, version, principal.name,
+                    properties={"method": done.after["method"], "model_source": done.source["kind"]})
     audit.record(session, actor=principal.name, action="clarify.explanation", subject_type="model_version",
-                 subject_id=f"{group}/{version}", after={"analysis": aid, "method": result["method"],
-                                                         "output_space": result["output_space"],
-                                                         "rows": int(df.shape[0]), "model_source": source})
-    return StoredAnalysis(id=aid, body=body)
+                 subject_id=f"{group}/{version}", after=done.after)
+    return StoredAnalysis(id=done.id, body=done.body)
 
 
 def explanation_rows(store: ObjectStore, analysis_id: str, limit: int, offset: int) -> ExplanationRows:

@@ -190,6 +190,28 @@ def test_bias_endpoint(client, keys):
     assert_problem(client.post("/api/v1/clarify/bias", headers=keys("publisher"), json={}), 422, "multipart")
 
 
+def test_a_bias_computation_holds_no_write_turn(client, keys, monkeypatch):
+    """A 20,000-row analysis computed for minutes while holding the database's write turn, and every capture
+    request meanwhile waited 30 s and got 503. Other writes now go through while an analysis computes."""
+    from clarify import service
+
+    df, cfg = _fixture_like()
+    computing = service.compute_bias
+    written: list[int] = []
+
+    def slow(session, store, request):   # another request's write, made while this analysis computes
+        written.append(client.post("/api/v1/model-groups", headers=keys("publisher"),
+                                   json={"name": "written-meanwhile"}).status_code)
+        return computing(session, store, request)
+
+    monkeypatch.setattr(service, "compute_bias", slow)
+    r = client.post("/api/v1/clarify/bias", headers=keys("publisher"),
+                    files={"file": ("d.csv", df.to_csv(index=False).encode()),
+                           "config": ("analysis_config.json", json.dumps(cfg).encode())})
+    assert r.status_code == 200, r.text
+    assert written == [201]
+
+
 def test_approval_policy_requires_a_passing_bias_report(client, keys, tmp_path):
     from tests.browser import render
     from tests.helpers import approve, create_group, register
