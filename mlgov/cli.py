@@ -159,16 +159,12 @@ def keys_create(name: Annotated[str, typer.Option(help="unique key name (shown i
 def secrets_rotate() -> None:
     """Encrypt every stored secret again with the newest key (the first of MLGOV_SECRETS_KEY), so the older keys
     can be removed; audited. All or nothing: a value no configured key decrypts stops it."""
-    from mlgov.events import Webhook
-    from mlgov.secrets import SecretBox, SecretsUnavailable, rotate_columns
+    from mlgov.secrets import SecretBox, SecretsUnavailable, rotate_stored
 
     db = database()
     try:
         with db.session_scope() as s:
-            counts = rotate_columns(s, SecretBox.from_settings(get_settings()),
-                                    [Webhook.secret, Webhook.sealed_url, auth.ApiKey.aws_secret])
-            audit.record(s, actor="cli", action="secrets.rotated", subject_type="secrets", subject_id="stored",
-                         after=counts)
+            counts = rotate_stored(s, SecretBox.from_settings(get_settings()), actor="cli")
     except SecretsUnavailable as exc:   # the server's 503; here it is the configured keys that are wrong: no retry
         raise CliError(exc.detail, fix=exc.fix, code=Exit.USAGE) from None
     for where, n in counts.items():

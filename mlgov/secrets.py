@@ -107,6 +107,17 @@ def rotate_columns(session: Session, box: SecretBox, columns: Sequence[Instrumen
     return counts
 
 
+def rotate_stored(session: Session, box: SecretBox, *, actor: str) -> dict[str, int]:
+    """`rotate_columns` of every column mlgov stores encrypted (each ``box.encrypt`` caller's), audited as
+    ``secrets.rotated``: the list lives here, beside the encryption, not in a caller that may miss a new one."""
+    from mlgov import audit, auth, events
+
+    counts = rotate_columns(session, box, [events.Webhook.secret, events.Webhook.sealed_url, auth.ApiKey.aws_secret])
+    audit.record(session, actor=actor, action="secrets.rotated", subject_type="secrets", subject_id="stored",
+                 after=counts)
+    return counts
+
+
 def get_box(request: Request) -> SecretBox:
     box: SecretBox = request.app.state.secrets
     return box

@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import urlparse
 
 import typer
-from sqlalchemy import func, select
 
 from mlgov.cli_support import database
 from mlgov.settings import get_settings
@@ -36,7 +35,6 @@ from mlgov.terminal import (
     table,
     text,
 )
-from monitor.orm import CaptureBatch
 
 if TYPE_CHECKING:
     from monitor.client import MonitorClient as Client
@@ -681,8 +679,7 @@ def export_tree(endpoint: Annotated[str, typer.Option(help="endpoint to export")
     store = open_store(get_settings())
     with db.session_scope(write=False) as s:
         ep = service.get_endpoint(s, endpoint)
-        total = s.scalar(select(func.coalesce(func.sum(CaptureBatch.records), 0))
-                         .where(CaptureBatch.endpoint_id == ep.id))
+        total = service.captured_count(s, endpoint)
     with progress("exporting capture", total) as advance:
         done = jobs.export_capture(db, store, ep.id, to, advance)
     finish(Outcome({"endpoint": ep.name, "records": done.records, "files": done.files, "to": str(to),
