@@ -106,6 +106,19 @@ def _bias_points(rep: Mapping[str, Any]) -> list[kinds.Point]:
             if isinstance(m.get("value"), int | float) and not isinstance(m.get("value"), bool)]
 
 
+def _attribution_points(rep: Mapping[str, Any]) -> list[kinds.Point]:
+    """The window's nDCG against the baseline's attributions (a run below its threshold violates), and each
+    feature's global SHAP value on a chart of their own."""
+    doc = rep.get("analysis") or {}
+    shap = ((doc.get("explanations") or {}).get("kernel_shap") or {}).get("label0") or {}
+    score, threshold = doc.get("ndcg"), doc.get("ndcg_threshold")
+    points = [kinds.Point("nDCG", float(score), float(threshold) if isinstance(threshold, int | float) else None)] \
+        if isinstance(score, int | float) else []
+    return points + [kinds.Point(f"{feature} mean |SHAP|", float(v), None, "global SHAP values")
+                     for feature, v in (shap.get("global_shap_values") or {}).items()
+                     if isinstance(v, int | float) and not isinstance(v, bool)]
+
+
 MODEL_BIAS = kinds.MonitorKind(name="ModelBias", create_baseline=_bias_baseline, run_window=_bias_window,
                                checks=("bias_drift_check",), report=monitors.bias_report, render=report.bias_drift,
                                subject=_bias_subject, fits_endpoint=_bias_fits, points=_bias_points,
@@ -114,7 +127,8 @@ MODEL_EXPLAINABILITY = kinds.MonitorKind(name="ModelExplainability", create_base
                                          run_window=_attribution_window,
                                          checks=("feature_attribution_drift_check",),
                                          report=monitors.attribution_report, render=report.attribution_drift,
-                                         fits_endpoint=_explainability_fits)
+                                         fits_endpoint=_explainability_fits, points=_attribution_points,
+                                         charted=(("analysis", "analysis.json"),))
 
 
 def register() -> None:

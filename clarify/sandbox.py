@@ -35,28 +35,30 @@ _ENV_KEPT = ("PATH", "LANG", "LC_ALL", "TZ", "OMP_NUM_THREADS", "OPENBLAS_NUM_TH
 
 @dataclass(frozen=True)
 class NativeModel:
-    """A native-format model the child loaded once without fault: its bytes, loaded again in each child run."""
+    """A native-format model the child loaded once without fault: its bytes, loaded again in each child run, and
+    the feature names it was fitted on (`shap_values.feature_names`)."""
 
     data: bytes
     fmt: str
+    names: tuple[str, ...] = ()
 
 
 class ModelFailed(RuntimeError):
     """The model raised while predicting or being explained in the child (its exception's type and text)."""
 
 
-_checked: dict[tuple[str, bytes], None] = {}
+_checked: dict[tuple[str, bytes], tuple[str, ...]] = {}
 
 
 def check(data: bytes, fmt: str) -> NativeModel:
     """``data`` loaded once in a child (ModelLoadError if it cannot be, or crashes its library)."""
     key = (fmt, _digest(data))
     if key not in _checked:
-        _run({"op": "load", "fmt": fmt, "model": data})
+        head, _ = _run({"op": "load", "fmt": fmt, "model": data})
         if len(_checked) >= 64:
             _checked.clear()
-        _checked[key] = None
-    return NativeModel(data, fmt)
+        _checked[key] = tuple(str(n) for n in head.get("names") or ())
+    return NativeModel(data, fmt, _checked[key])
 
 
 def predict(model: Any, x: np.ndarray) -> np.ndarray:
@@ -127,7 +129,9 @@ def _child() -> None:
     try:
         model = loaders.load_here(job["model"], job["fmt"])
         head: dict[str, Any] = {}
-        if job["op"] == "predict":
+        if job["op"] == "load":
+            head = {"names": shap_values.feature_names(model) or []}
+        elif job["op"] == "predict":
             arr = np.asarray(shap_values.predict_fn(model)(job["x"]), dtype=float)
         elif job["op"] == "explain":
             result = shap_values.explain(model, job["data"], **job["kwargs"])

@@ -90,8 +90,8 @@ def _charts(name: str, runs: list[tuple[Any, list[kinds.Point]]], root: str) -> 
                 threshold = hit.threshold if hit and hit.threshold is not None else threshold
             style = next((v for k, v in STYLE.items() if series.endswith(k)), {})
             lines.append({"label": series, "values": values, **style})
-            if series == title or last is None:
-                last = next((v for v in reversed(values) if v is not None), last)
+            if series == title or last is None:   # the latest run's, even when it has none (an infinite bias
+                last = values[-1] if values else None   # metric): an older value shown as latest read as a pass
         chart: dict[str, Any] = {"x": x, "links": links, "series": lines}
         if threshold is not None:
             chart["lines"] = [{"label": "threshold", "value": threshold}]

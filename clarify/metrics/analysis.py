@@ -56,6 +56,87 @@ def facet_groups(values: pd.Series, spec: Any) -> list[tuple[str, np.ndarray]]:
     return [(f"({thr}, {top}]", nums > thr)]
 
 
+MAX_FACET_GROUPS = 1000
+"""A facet without value_or_threshold reports each of its values as a group; more than this is a continuous column
+(one group per row took minutes) and needs a threshold, as SageMaker Clarify requires for continuous facets."""
+
+
+def _some(col: pd.Series) -> str:
+    """A few of a column's values, for a message."""
+    values = [str(v) for v in col.dropna().unique()[:6]]
+    return ", ".join(values[:5]) + (", …" if len(values) > 5 else "") if values else "no values"
+
+
+def _is(spec: Any) -> str:
+    return f"is one of {spec}" if isinstance(spec, list) else f"is above the threshold {spec}"
+
+
+def _spelt_apart(pred: pd.Series, labels: pd.Series) -> bool:
+    """Predictions that cannot be labels: text against numbers (or the reverse), or text sharing no value with
+    the labels'. All-negative predictions spelt as labels are are a real (if alarming) answer."""
+    numeric = pred.dtype.kind in "biuf", labels.dtype.kind in "biuf"
+    if numeric[0] != numeric[1]:
+        return True
+    return not numeric[0] and not set(pred.astype(str)) & set(labels.astype(str))
+
+
+def _check_labels(col: pd.Series, spec: Any, field: str, what: str) -> None:
+    """Labels that can be read for ``spec``: none empty (an empty one counted as negative), numbers for a
+    threshold (text made a 500)."""
+    empty = int(col.isna().sum())
+    if empty:
+        raise ConfigError([{"field": field, "message": (
+            f"{empty} row(s) have no {what}: drop or fill them (an empty {what} is neither positive nor negative)")}])
+    if not isinstance(spec, list) and col.dtype.kind not in "biuf" and \
+            pd.to_numeric(col, errors="coerce").isna().any():
+        raise ConfigError([{"field": "label_values_or_threshold", "message": (
+            f"{spec!r} is a threshold, but the {what} column holds text ({_some(col)}): list the positive label "
+            "values instead, e.g. [\"yes\"]")}])
+
+
+def _check_filled(frame: pd.DataFrame) -> None:
+    """The flip test's nearest neighbours need every feature of every row (an empty one was a 500)."""
+    empty = frame.isna().sum()
+    if empty.any():
+        column = str(empty.idxmax())
+        raise ConfigError([{"field": "methods.post_training_bias.methods", "message": (
+            f"the flip test (FT) compares rows by every numeric feature, and {column!r} is empty in "
+            f"{int(empty.max())} row(s): fill the features, or leave FT out of the methods")}])
+    if not np.isfinite(frame.to_numpy(dtype=float)).all():
+        raise ConfigError([{"field": "methods.post_training_bias.methods", "message": (
+            "the flip test (FT) compares rows by every numeric feature, and some are infinite: clip them, or leave "
+            "FT out of the methods")}])
+
+
+def _checked_groups(values: pd.Series, spec: Any, field: str) -> list[tuple[str, np.ndarray]]:
+    """`facet_groups`, each of which must have rows in it and beside it: a value no row has (a typo, another
+    spelling) or a group holding every row left every metric a number compared with nothing."""
+    empty = int(values.isna().sum())
+    if empty:
+        raise ConfigError([{"field": f"{field}.name_or_index", "message": (
+            f"facet {values.name!r} is empty in {empty} row(s): drop or fill them (they were counted in the "
+            "other group)")}])
+    if spec is None and values.dtype.kind == "f" and not np.all(np.mod(values.to_numpy(dtype=float), 1) == 0):
+        raise ConfigError([{"field": f"{field}.value_or_threshold", "message": (
+            f"facet {values.name!r} holds continuous numbers: give a threshold in value_or_threshold "
+            "(SageMaker Clarify requires one for continuous facets)")}])
+    if spec is None and values.nunique() > MAX_FACET_GROUPS:
+        raise ConfigError([{"field": f"{field}.value_or_threshold", "message": (
+            f"facet {values.name!r} has {values.nunique()} distinct values, each of which would be a group: give "
+            f"value_or_threshold (the sensitive values, or a threshold) for more than {MAX_FACET_GROUPS}")}])
+    groups = facet_groups(values, spec)
+    for text, sensitive in groups:
+        if not sensitive.any():
+            raise ConfigError([{"field": f"{field}.value_or_threshold", "message": (
+                f"no row of facet {values.name!r} is in the group {text} (the column holds {_some(values)}): "
+                "name a value the data has, spelt as it is spelt there")}])
+        if sensitive.all():
+            raise ConfigError([{"field": f"{field}.value_or_threshold", "message": (
+                f"every row of facet {values.name!r} is in the group {text}: there is no other group to compare "
+                "it with")}])
+    return groups
+
+
 def _label_text(spec: Any) -> str:
     return ",".join(str(v) for v in spec) if isinstance(spec, list) else str(spec)
 
@@ -73,10 +154,16 @@ def analyze(df: pd.DataFrame, config: dict[str, Any] | AnalysisConfig) -> dict[s
         refs["group_variable"] = cfg.group_variable
     cols = _columns(df, refs)
     label_col = cols["label"]
+    _check_labels(label_col, spec, "label", "label")
     y = bias.positive(label_col.to_numpy(), spec)
+    if not y.any():
+        raise ConfigError([{"field": "label_values_or_threshold", "message": (
+            f"no row's label {_is(spec)} (the label column holds {_some(label_col)}): name the positive label "
+            "as the data spells it")}])
     yhat = None
     if post:
         pcol = cols["predicted_label"]
+        _check_labels(pcol, spec, "predicted_label", "predicted label")
         if pcol.dtype.kind == "f" and not isinstance(spec, list):
             yhat = pcol.to_numpy(dtype=float) > float(spec)
         elif pcol.dtype.kind == "f" and set(np.unique(pcol.dropna())) - {0.0, 1.0}:
@@ -84,6 +171,10 @@ def analyze(df: pd.DataFrame, config: dict[str, Any] | AnalysisConfig) -> dict[s
             yhat = pcol.to_numpy(dtype=float) > threshold
         else:
             yhat = bias.positive(pcol.to_numpy(), spec)
+            if not yhat.any() and _spelt_apart(pcol, label_col):   # e.g. "yes" against 0/1: every one negative
+                raise ConfigError([{"field": "predicted_label", "message": (
+                    f"no predicted label {_is(spec)} (the column holds {_some(pcol)}): predictions must be "
+                    "spelt as the labels are, or be probabilities")}])
     group = cols["group_variable"].to_numpy() if "group_variable" in cols else None
     excluded = {cfg.label, cfg.predicted_label, cfg.group_variable, *(cfg.excluded_columns or [])}
     out: dict[str, Any] = {"version": "1.0"}
@@ -92,7 +183,7 @@ def analyze(df: pd.DataFrame, config: dict[str, Any] | AnalysisConfig) -> dict[s
     for i, f in enumerate(cfg.facet):
         name = f.name_or_index
         values = cols[f"facet.{i}.name_or_index"]
-        for text, sensitive in facet_groups(values, f.value_or_threshold):
+        for text, sensitive in _checked_groups(values, f.value_or_threshold, f"facet.{i}"):
             counts = bias.Counts.of(sensitive, y, yhat)
             if pre:
                 cdd = bias.conditional_disparity(sensitive, y, group) if group is not None and "CDDL" in pre else None
@@ -105,8 +196,10 @@ def analyze(df: pd.DataFrame, config: dict[str, Any] | AnalysisConfig) -> dict[s
                     if group is not None and "CDDPL" in post else None
                 ft = None
                 if "FT" in post:
-                    feats = df[[c for c in df.columns if c not in excluded and c != name
-                                and df[c].dtype.kind in "fiub"]].to_numpy(dtype=float)
+                    frame = df[[c for c in df.columns if c not in excluded and c != name
+                                and df[c].dtype.kind in "fiub"]]
+                    _check_filled(frame)
+                    feats = frame.to_numpy(dtype=float)
                     ft = bias.flip_test(feats, sensitive, yhat) if feats.shape[1] else float("nan")
                 m = bias.post_training(counts, y, yhat, cdd, ft)
                 results["post_training_bias_metrics"].setdefault(str(name), []).append(

@@ -57,6 +57,18 @@ def positive(values: np.ndarray, spec: Any) -> NDArray[np.bool_]:
     return np.asarray(values, dtype=float) > float(spec)
 
 
+def captured_labels(raw: pd.Series, spec: Any) -> tuple[pd.Series, Any]:
+    """Ground-truth labels as they arrive (text) read for ``spec``, and ``spec`` as they are then compared with:
+    numbers when every label reads as one ("1.0" and the configured 1 are one label, as in an uploaded file),
+    else text (listed values compared as text). A threshold takes numbers where they parse."""
+    numbers = pd.to_numeric(raw, errors="coerce")
+    if not isinstance(spec, list | tuple):
+        return numbers.fillna(raw), spec
+    if numbers.notna().all():
+        return numbers, list(spec)
+    return raw.astype(str), [str(v) for v in spec]
+
+
 def _listed(values: np.ndarray, spec: Any) -> NDArray[np.bool_]:
     wanted = {str(v) for v in spec}
     out: NDArray[np.bool_] = np.isin(values.astype(str), list(wanted))

@@ -188,12 +188,8 @@ def summarise_captured(table: Any, *, config: dict[str, Any]) -> BiasSummary:
     """One row group of a captured window joined to its labels (``__label``) on a worker: the label read as the
     bias monitor reads it (numbers where they parse, text for listed label values), then ``summarise``."""
     df = table.to_pandas()
-    label_col = config["label"]
-    if isinstance(config.get("label_values_or_threshold"), list):
-        df[label_col] = df["__label"].astype(str)
-        config = {**config, "label_values_or_threshold": [str(v) for v in config["label_values_or_threshold"]]}
-    else:
-        df[label_col] = pd.to_numeric(df["__label"], errors="coerce").fillna(df["__label"])
+    df[config["label"]], spec = bias.captured_labels(df["__label"], config["label_values_or_threshold"])
+    config = {**config, "label_values_or_threshold": spec}
     return summarise(df.drop(columns=[c for c in df.columns if c.startswith("__")]), config)
 
 

@@ -82,6 +82,38 @@ def predict_fn(model: Any) -> Predict:
     raise TypeError(f"cannot call model of type {type(model).__name__}")
 
 
+def feature_names(model: Any) -> list[str] | None:
+    """The columns the model was fitted on, by name, when it kept them (scikit-learn's ``feature_names_in_``,
+    XGBoost's and LightGBM's feature names; a `sandbox.NativeModel` carries what its child read)."""
+    try:
+        if hasattr(model, "feature_names_in_"):
+            names = list(model.feature_names_in_)
+        elif hasattr(model, "feature_name") and callable(model.feature_name):      # lightgbm.Booster
+            names = list(model.feature_name())
+        elif type(model).__module__.startswith("xgboost.") and hasattr(model, "feature_names"):
+            names = list(model.feature_names or [])
+        else:
+            names = list(getattr(model, "names", None) or [])
+    except (TypeError, ValueError, AttributeError):
+        return None
+    return [str(n) for n in names] or None
+
+
+def in_model_order(model: Any, data: pd.DataFrame) -> pd.DataFrame:
+    """``data``'s columns as the model reads them: by the names it was fitted on (a frame whose columns come in
+    another order was fed by position, and its attributions landed on the wrong features). A model fitted
+    without names (LightGBM's Column_0…, none of them in the data) reads by position."""
+    names = feature_names(model)
+    if not names or list(data.columns) == names or not set(names) & {str(c) for c in data.columns}:
+        return data
+    columns = {str(c): c for c in data.columns}
+    missing = [n for n in names if n not in columns]
+    if missing:
+        raise ValueError(f"the model was fitted on columns the data does not have: {', '.join(missing[:10])} "
+                         f"(the model reads {', '.join(names[:10])}{', …' if len(names) > 10 else ''})")
+    return data[[columns[n] for n in names]]
+
+
 def model_width(model: Any) -> int | None:
     """How many feature columns the model reads, when it says (scikit-learn, XGBoost, LightGBM, ONNX)."""
     try:

@@ -13,6 +13,7 @@ import pandas as pd
 from sqlalchemy.orm import Session
 
 from clarify.errors import ConfigInvalid, DatasetUnreadable
+from clarify.metrics import bias
 from clarify.metrics.analysis import ConfigError, analyze, metric_value
 from clarify.metrics.shap_values import (
     AGGREGATIONS,
@@ -29,7 +30,7 @@ from clarify.schemas import (
     StoredAnalysis,
     StoredReport,
 )
-from clarify.service.artifacts import CSV_ERRORS, explained, load_model, read_csv
+from clarify.service.artifacts import CSV_ERRORS, explained, in_order, load_model, read_csv
 from lineage import service as lineage
 from mlgov import audit
 from mlgov.auth import Principal
@@ -78,11 +79,8 @@ def _window_frame(session: Session, store: ObjectStore, window: CapturedWindow,
     if df.empty or df["__label"].isna().all():
         raise ConfigError(f"no labelled records captured between {start.isoformat()} and {end.isoformat()}")
     df = df[df["__label"].notna()].copy()
-    df[cfg.get("label", "label")] = df["__label"]
-    if isinstance(cfg.get("label_values_or_threshold"), list):
-        cfg["label_values_or_threshold"] = [str(v) for v in cfg["label_values_or_threshold"]]
-    else:
-        df[cfg.get("label", "label")] = pd.to_numeric(df["__label"], errors="coerce")
+    df[cfg.get("label", "label")], cfg["label_values_or_threshold"] = bias.captured_labels(
+        df["__label"], cfg.get("label_values_or_threshold"))
     source = {"kind": "captured_window", "endpoint": ep.name, "model_version": f"{ep.model_group}/{ep.model_version}",
               "start": start.isoformat(), "end": end.isoformat()}
     return df.drop(columns=[c for c in df.columns if c.startswith("__")]), source
@@ -105,9 +103,10 @@ def _predict_with_model(session: Session, store: ObjectStore, request: BiasAnaly
     model, raw = load_model(session, store, group, version, request.model_format, request.model)
     column = str(cfg.get("predicted_label") or "mlgov_predicted_label")
     excluded = {cfg.get("label"), column, cfg.get("group_variable"), *cfg.get("excluded_columns", [])}
-    features = [c for c in df.columns if c not in excluded]
+    x = in_order(model, df[[c for c in df.columns if c not in excluded]])
+    features = list(x.columns)
     try:
-        scores = predict(model, df[features].to_numpy(dtype=float))
+        scores = predict(model, x.to_numpy(dtype=float))
     except Exception as exc:
         raise Invalid(f"the registered model could not predict on this dataset: {type(exc).__name__}",
                       fix="send the model's feature columns (numeric) plus the label; leave predictions out") from None
@@ -238,6 +237,9 @@ def compute_explanation(session: Session, store: ObjectStore, policy: OutboundPo
         clusters = int(request.num_clusters or 10)
     except ValueError:
         raise Invalid("num_clusters must be an integer", fix="e.g. num_clusters=10") from None
+    if not 1 <= clusters <= 1000:   # k-means' own message (and a fix about feature columns) said nothing useful
+        raise Invalid(f"num_clusters {clusters} is not between 1 and 1000 (the background rows k-means keeps)",
+                      fix="e.g. num_clusters=10, or send explicit reference rows as `baseline`")
     result = explained(model, df, agg_method=agg, background=background, num_clusters=clusters,
                        output_space=request.output_space)
     aid = new_id()

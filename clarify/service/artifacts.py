@@ -8,6 +8,7 @@ import csv
 import io
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from sqlalchemy.orm import Session
 
@@ -20,7 +21,7 @@ from clarify.errors import (
     ConfigInvalid,
     DatasetUnreadable,
 )
-from clarify.metrics.shap_values import OutputSpaceUnavailable, ShapResult
+from clarify.metrics.shap_values import OutputSpaceUnavailable, ShapResult, in_model_order
 from mlgov import inputs
 from mlgov.errors import DomainError, Invalid
 from mlgov.storage import ObjectStore
@@ -52,6 +53,9 @@ def load_model(session: Session, store: ObjectStore, group: str, version: int, f
 def explained(model: Any, df: pd.DataFrame, **kwargs: Any) -> ShapResult:
     """SHAP of ``model`` on ``df`` (`sandbox.explain`); what the model cannot do on this data is a 422 saying
     what (a failed remote call keeps its own error)."""
+    df = in_order(model, df)
+    if kwargs.get("background") is not None:
+        kwargs["background"] = kwargs["background"][list(df.columns)]
     try:
         return sandbox.explain(model, df, **kwargs)
     except DomainError:   # a remote call that failed: its message already says what failed, without the reply
@@ -65,6 +69,22 @@ def explained(model: Any, df: pd.DataFrame, **kwargs: Any) -> ShapResult:
         what = str(exc) if isinstance(exc, sandbox.ModelFailed) else f"{type(exc).__name__}: {exc}"
         raise Invalid(f"the model could not be explained on this data: {what}",
                       fix="check the feature columns match the model's inputs") from None
+
+
+def in_order(model: Any, df: pd.DataFrame) -> pd.DataFrame:
+    """The feature table as the model reads it (`shap_values.in_model_order`), every value a finite number."""
+    try:
+        df = in_model_order(model, df)
+    except ValueError as exc:
+        raise Invalid(str(exc), fix="send the columns the model was fitted on, named as they were then") from None
+    values = df.to_numpy(dtype=float, na_value=np.nan)
+    bad = ~np.isfinite(values)
+    if bad.any():
+        column = str(df.columns[int(np.argmax(bad.any(axis=0)))])
+        raise Invalid(f"feature {column!r} has {int(bad[:, list(df.columns).index(column)].sum())} empty or "
+                      "infinite value(s): the model's attributions of those rows would be undefined",
+                      fix="fill or drop those rows first (as the model's own preprocessing would)")
+    return df
 
 
 def read_csv(data: bytes, headers: list[str] | None = None) -> pd.DataFrame:

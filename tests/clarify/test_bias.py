@@ -282,3 +282,55 @@ def test_counts_from_partitions_merge_into_the_whole_datasets_analysis():
     cfg["methods"]["post_training_bias"]["methods"] = ["FT", "DPPL"]
     ft = partition.analysis(merged, cfg)["post_training_bias_metrics"]["facets"]["race"][0]["metrics"][1]
     assert ft["name"] == "FT" and ft["value"] is None and "not computed from partitions" in ft["note"]
+
+
+def _small() -> tuple[pd.DataFrame, dict]:
+    rng = np.random.default_rng(3)
+    n = 400
+    df = pd.DataFrame({"sex": rng.integers(0, 2, n), "age": rng.normal(40, 9, n), "y": rng.integers(0, 2, n)})
+    df["pred"] = np.where(rng.random(n) < 0.8, df["y"], 1 - df["y"])
+    cfg = {"label": "y", "label_values_or_threshold": [1], "facet": [{"name_or_index": "sex",
+                                                                      "value_or_threshold": [1]}],
+           "predicted_label": "pred", "methods": {"pre_training_bias": {"methods": "all"},
+                                                  "post_training_bias": {"methods": "all"}}}
+    return df, cfg
+
+
+@pytest.mark.parametrize("change, field, needle", [
+    (lambda d, c: c.update(label_values_or_threshold=[7]), "label_values_or_threshold", "no row's label is one of"),
+    (lambda d, c: d.__setitem__("pred", "yes"), "predicted_label", "no predicted label is one of"),
+    (lambda d, c: d.__setitem__("y", d["y"].astype(float).where(d.index % 4 != 0)), "label",
+     "100 row(s) have no label"),
+    (lambda d, c: (d.__setitem__("y", np.where(d["y"] == 1, "good", "bad")),
+                   c.update(label_values_or_threshold=0.5)), "label_values_or_threshold", "is a threshold"),
+    (lambda d, c: c["facet"][0].update(value_or_threshold=[5]), "facet.0.value_or_threshold", "no row of facet"),
+    (lambda d, c: d.__setitem__("sex", 1), "facet.0.value_or_threshold", "every row of facet"),
+    (lambda d, c: d.__setitem__("sex", d["sex"].astype(float).where(d.index % 5 != 0)), "facet.0.name_or_index",
+     "is empty in 80 row(s)"),
+    (lambda d, c: c["facet"].__setitem__(0, {"name_or_index": "age"}), "facet.0.value_or_threshold", "continuous"),
+    (lambda d, c: d.__setitem__("age", d["age"].where(d.index % 10 != 0)), "methods.post_training_bias.methods",
+     "'age' is empty in 40"),
+])
+def test_data_that_cannot_answer_the_question_is_refused(change, field, needle):
+    """A Clarify trial got 200 with made-up numbers (CI 1.0, a negative KL, all-zero metrics) for a facet value no
+    row has, a label value that never occurs, predictions spelt unlike labels; empty labels counted as negatives;
+    a threshold on text labels and an empty feature under FT were 500s. smclarify refuses each of these."""
+    df, cfg = _small()
+    change(df, cfg)
+    with pytest.raises(ConfigError) as err:
+        analyze(df, cfg)
+    assert err.value.problems[0]["field"] == field and needle in err.value.problems[0]["message"], err.value.problems
+
+
+def test_captured_labels_spelt_as_floats_are_the_configured_integers():
+    """Ground truth sent as "1.0"/"0.0" (mlgov's own SDK writes a float label column so) was compared as text with
+    the configured 1: every label was negative, RD/DAR/DCA/TE read 0 and bias-drift alerts were missed."""
+    df, cfg = _small()
+    expected = analyze(df, cfg)
+    for spelt in (df["y"].map(lambda v: f"{v}.0"), df["y"].astype(str)):
+        labels, spec = bias.captured_labels(spelt, [1])
+        assert analyze(df.assign(y=labels), {**cfg, "label_values_or_threshold": spec}) == expected
+    words = pd.Series(np.where(df["y"] == 1, "yes", "no"))   # text labels stay text
+    labels, spec = bias.captured_labels(words, ["yes"])
+    assert spec == ["yes"] and labels.dtype == object
+    assert bias.captured_labels(pd.Series(["0.2", "0.9"]), 0.5)[0].tolist() == [0.2, 0.9]

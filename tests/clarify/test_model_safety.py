@@ -135,7 +135,8 @@ def test_honest_models_load_and_admin_trust_covers_exactly_one_artifact(server, 
         # (the server process aborted); now a 422 before any native code runs, and the server lives on
         r = c.post("/api/v1/clarify/explain", headers=server.publisher,
                    data={"model_group": "m", "model_version": str(v), "model_format": "skops"},
-                   files={"file": ("d.csv", csv(x[["a"]].head(50))), "model": ("m.skops", honest)})
+                   files={"file": ("d.csv", csv(x[["a"]].rename(columns={"a": "z"}).head(50))),
+                          "model": ("m.skops", honest)})   # none of its names: read by position, then counted
         assert_problem(r, 422, "takes 4 features", "1 columns")
         assert c.get("/healthz").status_code == 200
 
@@ -454,5 +455,40 @@ def test_an_explainability_baseline_the_model_cannot_explain_is_a_422(client, ke
                     data={"type": "ModelExplainability", "model_group": "wide", "model_version": "1",
                           "model_format": "xgboost"},
                     files={"file": ("ref.csv", csv(frame(30)[["a", "b"]])), "model": ("m.ubj", model)})
-    assert_problem(r, 422, "could not be explained", "takes 4 features")
+    assert_problem(r, 422, "the model was fitted on columns the data does not have: c, d")
     assert client.get("/api/v1/baselines", headers=h).json()["total"] == 0
+
+
+@pytest.mark.parametrize("fmt", ["skops", "xgboost"])
+def test_columns_reach_the_model_by_name_not_position(client, keys, fmt):
+    """A trial sent the same rows with the columns in another order: the model read them by position and the
+    attributions landed on the wrong features (200, sex and age swapped). A model that kept its feature names
+    now reads columns by name; a column it was fitted on and the data lacks is a 422; empty or infinite
+    features are a 422 naming the column (the attributions were null)."""
+    model = _native_files()[fmt]
+    x = frame(60)
+    straight = _explain(client, keys, f"order-{fmt}", model, fmt, csv(x))
+    assert straight.status_code == 200, straight.text
+    shuffled = client.post("/api/v1/clarify/explain", headers=keys("publisher"),
+                           files={"file": ("d.csv", csv(x[["d", "b", "a", "c"]])), "model": ("m", model)},
+                           data={"model_group": f"order-{fmt}", "model_version": "1", "model_format": fmt})
+    assert shuffled.status_code == 200, shuffled.text
+    values = [r.json()["explanations"]["kernel_shap"]["label0"]["global_shap_values"] for r in (straight, shuffled)]
+    assert values[0] == pytest.approx(values[1], rel=1e-9, abs=1e-12)
+    for data, needle in ((x[["a", "b", "c"]].assign(e=1.0), "does not have: d"),
+                         (x.assign(b=x.b.where(x.index % 7 != 0)), "feature 'b' has 9 empty")):
+        r = client.post("/api/v1/clarify/explain", headers=keys("publisher"),
+                        files={"file": ("d.csv", csv(data)), "model": ("m", model)},
+                        data={"model_group": f"order-{fmt}", "model_version": "1", "model_format": fmt})
+        assert_problem(r, 422, needle)
+
+
+def test_num_clusters_out_of_range_is_named(client, keys):
+    """num_clusters=0 answered k-means' own message with a fix about feature columns."""
+    model = _native_files()["skops"]
+    assert _explain(client, keys, "clusters", model, "skops", csv(frame(30))).status_code == 200
+    for bad in ("0", "-3", "5000"):
+        r = client.post("/api/v1/clarify/explain", headers=keys("publisher"),
+                        files={"file": ("d.csv", csv(frame(30))), "model": ("m", model)},
+                        data={"model_group": "clusters", "model_version": "1", "num_clusters": bad})
+        assert_problem(r, 422, f"num_clusters {bad} is not between 1 and 1000")

@@ -190,6 +190,11 @@ def test_estimated_metric_and_band_share_the_realised_chart() -> None:
     assert acc["series"][2]["dash"] is True and acc["lines"] == [{"label": "threshold", "value": 0.85}]
     assert acc["links"] == ["/console/monitoring/analyses/a0?schedule=s", "/console/monitoring/analyses/a1?schedule=s",
                             "/console/monitoring/analyses/a2?schedule=s"]
+    # "latest" is the latest run's value: a bias metric infinite in the last runs showed an older finite one
+    latest = {c["name"]: c["last"] for c in _charts("s", [run(0, [Point("DCA (sex=f)", -0.36)]),
+                                                          run(1, [Point("TE (sex=f)", 0.9)]), run(2, [])], "")}
+    assert latest == {"DCA (sex=f)": None, "TE (sex=f)": None}
+    assert _charts("s", [run(0, [Point("x", 1.0)]), run(1, [Point("x", 2.0)])], "")[0]["last"] == 2.0
 
 
 def test_a_schedule_with_one_run_draws_its_point_in_a_readable_window_with_the_threshold(

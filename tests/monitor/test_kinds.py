@@ -101,3 +101,8 @@ def test_series_read_what_each_kind_charts() -> None:
     bias = kinds.get("ModelBias").points({"analysis": {"post_training_bias_metrics": {"facets": {"sex": [
         {"value_or_threshold": "f", "metrics": [{"name": "DPPL", "value": 0.12}, {"name": "DI", "value": None}]}]}}}})
     assert bias == [("DPPL (sex=f)", 0.12, None, "")]
+    attr = kinds.get("ModelExplainability").points({"analysis": {   # it charted nothing: "no completed execution"
+        "ndcg": 0.8988, "ndcg_threshold": 0.9,
+        "explanations": {"kernel_shap": {"label0": {"global_shap_values": {"age": 0.3, "income": 0.1}}}}}})
+    assert attr == [("nDCG", 0.8988, 0.9, ""), ("age mean |SHAP|", 0.3, None, "global SHAP values"),
+                    ("income mean |SHAP|", 0.1, None, "global SHAP values")]
