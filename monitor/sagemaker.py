@@ -17,7 +17,7 @@ ModelBias and ModelExplainability), so monitor never imports them.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -411,41 +411,34 @@ def _register_alerts(api: AwsService) -> None:
     @api.operation("ListMonitoringAlerts", roles=READERS, write=False)
     def listed(call: Call, p: dict[str, Any]) -> dict[str, Any]:
         sched = schedules.get(call.session, p["MonitoringScheduleName"])
-        runs = schedules.breached_checks(call.session, _store(call), sched)
-        out = []
-        for check in kinds.get(sched.type).checks:
-            rule = schedules.alert_rule(sched, check)
-            changes = schedules.alert_history(runs, check, rule["datapoints"], rule["period"])
-            modified = max([t for t in (rule["updated_at"], changes[-1][0] if changes else None) if t] or
-                           [sched.created_at])
-            out.append({"MonitoringAlertName": _alert_name(check), "CreationTime": sched.created_at,
-                        "LastModifiedTime": modified, "AlertStatus": "InAlert" if changes and changes[-1][1] else "OK",
-                        "DatapointsToAlert": rule["datapoints"], "EvaluationPeriod": rule["period"],
-                        "Actions": {"ModelDashboardIndicator": {"Enabled": True}}})
+        out = [{"MonitoringAlertName": _alert_name(a.check), "CreationTime": sched.created_at,
+                "LastModifiedTime": a.modified, "AlertStatus": "InAlert" if a.in_alert else "OK",
+                "DatapointsToAlert": a.datapoints, "EvaluationPeriod": a.period,
+                "Actions": {"ModelDashboardIndicator": {"Enabled": True}}}
+               for a in schedules.alert_states(call.session, _store(call), sched)]
         offset, limit = _page(p)
         page = out[offset:offset + limit]
         return drop_empty({"MonitoringAlertSummaries": page, "NextToken": paged(page, len(out), offset, p)})
 
     @api.operation("ListMonitoringAlertHistory", roles=READERS, write=False)
     def history(call: Call, p: dict[str, Any]) -> dict[str, Any]:
-        if p.get("MonitoringScheduleName"):
-            scheds = [schedules.get(call.session, p["MonitoringScheduleName"])]
-        else:
-            scheds = schedules.find_schedules(call.session, limit=1000, offset=0)[0]
+        scheds: Iterable[Schedule] = [schedules.get(call.session, p["MonitoringScheduleName"])] \
+            if p.get("MonitoringScheduleName") else schedules.every_schedule(call.session)
         after, before = _between(p, "CreationTimeAfter", "CreationTimeBefore")
         entries = []
-        for sched in scheds:
-            runs = schedules.breached_checks(call.session, _store(call), sched)
-            checks = [_check_of(sched, p["MonitoringAlertName"])] if p.get("MonitoringAlertName") else \
-                list(kinds.get(sched.type).checks)
-            for check in checks:
-                rule = schedules.alert_rule(sched, check)
-                for when, alerting in schedules.alert_history(runs, check, rule["datapoints"], rule["period"]):
+        alert = p.get("MonitoringAlertName")
+        if alert and p.get("MonitoringScheduleName"):
+            _check_of(next(iter(scheds)), alert)   # a named schedule without that alert is a ResourceNotFound
+        for sched in scheds:   # account-wide: the schedules whose kind has that alert
+            for a in schedules.alert_states(call.session, _store(call), sched):
+                if alert and _alert_name(a.check) != alert:
+                    continue
+                for when, alerting in a.changes:
                     status = "InAlert" if alerting else "OK"
                     if (after and when <= after) or (before and when >= before) or \
                             (p.get("StatusEquals") and status != p["StatusEquals"]):
                         continue
-                    entries.append({"MonitoringScheduleName": sched.name, "MonitoringAlertName": _alert_name(check),
+                    entries.append({"MonitoringScheduleName": sched.name, "MonitoringAlertName": _alert_name(a.check),
                                     "CreationTime": when, "AlertStatus": status})
         key = "AlertStatus" if p.get("SortBy") == "Status" else "CreationTime"
         entries.sort(key=lambda e: (e[key], e["MonitoringScheduleName"], e["MonitoringAlertName"]),

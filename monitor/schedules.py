@@ -13,6 +13,7 @@ import json
 import logging
 import os
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -25,7 +26,7 @@ from sqlalchemy.orm import Session
 from lineage import service as lineage
 from mlgov import audit, auth, events, workers
 from mlgov.auth import Principal
-from mlgov.db import icontains, new_id, paginate, utcnow
+from mlgov.db import cursor_of, icontains, new_id, paginate, utcnow
 from mlgov.errors import Conflict, Invalid, NotFound
 from mlgov.outbound import OutboundPolicy, safe_url
 from mlgov.secrets import SecretBox
@@ -820,6 +821,45 @@ def alert_history(runs: list[tuple[Execution, set[str]]], check: str, datapoints
             changes.append((ex.ended_at or ex.created_at, now))
             state = now
     return changes
+
+
+@dataclass(frozen=True)
+class AlertState:
+    """One M-of-N rule of a schedule with its state changes (time, in alert), oldest first."""
+
+    check: str
+    datapoints: int
+    period: int
+    changes: list[tuple[dt.datetime, bool]]
+    modified: dt.datetime   # the rule's last change or its state's, whichever is later
+
+    @property
+    def in_alert(self) -> bool:
+        return bool(self.changes) and self.changes[-1][1]
+
+
+def alert_states(session: Session, store: ObjectStore, sched: Schedule) -> list[AlertState]:
+    """Every alert rule of the schedule's kind with its history (what ListMonitoringAlerts and its history show)."""
+    runs = breached_checks(session, store, sched)
+    out = []
+    for check in kinds.get(sched.type).checks:
+        rule = alert_rule(sched, check)
+        changes = alert_history(runs, check, rule["datapoints"], rule["period"])
+        modified = max([t for t in (rule["updated_at"], changes[-1][0] if changes else None) if t] or
+                       [sched.created_at])
+        out.append(AlertState(check, rule["datapoints"], rule["period"], changes, modified))
+    return out
+
+
+def every_schedule(session: Session, chunk: int = 500) -> Iterable[Schedule]:
+    """All schedules, by name, a page at a time (an account-wide history has no cap of its own)."""
+    after: list[Any] | None = None
+    while True:
+        rows, _ = find_schedules(session, order=(Schedule.name,), limit=chunk, offset=0, after=after)
+        yield from rows
+        if len(rows) < chunk:
+            return
+        after = cursor_of(rows[-1], schedule_order((Schedule.name,)))
 
 
 def find_schedules(session: Session, *, endpoint: str | None = None, name_contains: str | None = None,

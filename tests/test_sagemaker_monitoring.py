@@ -228,6 +228,17 @@ def test_baseline_schedule_executions_reports_and_alerts(sm: SageMaker, live_db:
     history = vic.list_monitoring_alert_history(MonitoringScheduleName="churn-hourly",
                                                 MonitoringAlertName="baseline-drift-check")["MonitoringAlertHistory"]
     assert [h["AlertStatus"] for h in history] == ["InAlert"]
+    # account-wide, every schedule is read a page at a time (it stopped at the first 1,000 schedules)
+    everywhere = vic.list_monitoring_alert_history(MonitoringAlertName="baseline-drift-check")
+    assert [h["MonitoringScheduleName"] for h in everywhere["MonitoringAlertHistory"]] == ["churn-hourly"]
+    # an alert other kinds have: the data-quality schedule is skipped, not a ResourceNotFound
+    assert vic.list_monitoring_alert_history(MonitoringAlertName="bias-drift-check").get(
+        "MonitoringAlertHistory", []) == []
+    with live_db.session_scope(write=False) as s:
+        from monitor import schedules as monitor_schedules
+
+        names = [x.name for x in monitor_schedules.every_schedule(s, chunk=1)]
+        assert names == sorted(names) and "churn-hourly" in names and len(names) == len(set(names))
     with pytest.raises(ClientError) as exc:        # a viewer does not tune alerts
         vic.update_monitoring_alert(MonitoringScheduleName="churn-hourly", MonitoringAlertName="baseline-drift-check",
                                     DatapointsToAlert=2, EvaluationPeriod=2)
