@@ -80,7 +80,7 @@ def _spelt_apart(pred: pd.Series, labels: pd.Series) -> bool:
     return not numeric[0] and not set(pred.astype(str)) & set(labels.astype(str))
 
 
-def _check_labels(col: pd.Series, spec: Any, field: str, what: str) -> None:
+def check_labels(col: pd.Series, spec: Any, field: str, what: str) -> None:
     """Labels that can be read for ``spec``: none empty (an empty one counted as negative), numbers for a
     threshold (text made a 500)."""
     empty = int(col.isna().sum())
@@ -111,6 +111,27 @@ def _check_filled(frame: pd.DataFrame) -> None:
 def _checked_groups(values: pd.Series, spec: Any, field: str) -> list[tuple[str, np.ndarray]]:
     """`facet_groups`, each of which must have rows in it and beside it: a value no row has (a typo, another
     spelling) or a group holding every row left every metric a number compared with nothing."""
+    check_facet_column(values, spec, field)
+    groups = facet_groups(values, spec)
+    for text, sensitive in groups:
+        check_group_size(int(sensitive.sum()), len(sensitive), str(values.name), text, field, _some(values))
+    return groups
+
+
+def check_group_size(rows: int, total: int, facet: str, text: str, field: str, holds: str = "") -> None:
+    """A facet group needs rows in it and rows beside it (`_checked_groups`; the partitioned path's merged
+    counts too)."""
+    if rows == 0:
+        raise ConfigError([{"field": f"{field}.value_or_threshold", "message": (
+            f"no row of facet {facet!r} is in the group {text}" + (f" (the column holds {holds})" if holds else "")
+            + ": name a value the data has, spelt as it is spelt there")}])
+    if rows == total:
+        raise ConfigError([{"field": f"{field}.value_or_threshold", "message": (
+            f"every row of facet {facet!r} is in the group {text}: there is no other group to compare it with")}])
+
+
+def check_facet_column(values: pd.Series, spec: Any, field: str) -> None:
+    """A facet column every row fills, with a threshold when it holds continuous numbers or too many values."""
     empty = int(values.isna().sum())
     if empty:
         raise ConfigError([{"field": f"{field}.name_or_index", "message": (
@@ -124,17 +145,6 @@ def _checked_groups(values: pd.Series, spec: Any, field: str) -> list[tuple[str,
         raise ConfigError([{"field": f"{field}.value_or_threshold", "message": (
             f"facet {values.name!r} has {values.nunique()} distinct values, each of which would be a group: give "
             f"value_or_threshold (the sensitive values, or a threshold) for more than {MAX_FACET_GROUPS}")}])
-    groups = facet_groups(values, spec)
-    for text, sensitive in groups:
-        if not sensitive.any():
-            raise ConfigError([{"field": f"{field}.value_or_threshold", "message": (
-                f"no row of facet {values.name!r} is in the group {text} (the column holds {_some(values)}): "
-                "name a value the data has, spelt as it is spelt there")}])
-        if sensitive.all():
-            raise ConfigError([{"field": f"{field}.value_or_threshold", "message": (
-                f"every row of facet {values.name!r} is in the group {text}: there is no other group to compare "
-                "it with")}])
-    return groups
 
 
 def _label_text(spec: Any) -> str:
@@ -154,7 +164,7 @@ def analyze(df: pd.DataFrame, config: dict[str, Any] | AnalysisConfig) -> dict[s
         refs["group_variable"] = cfg.group_variable
     cols = _columns(df, refs)
     label_col = cols["label"]
-    _check_labels(label_col, spec, "label", "label")
+    check_labels(label_col, spec, "label", "label")
     y = bias.positive(label_col.to_numpy(), spec)
     if not y.any():
         raise ConfigError([{"field": "label_values_or_threshold", "message": (
@@ -163,7 +173,7 @@ def analyze(df: pd.DataFrame, config: dict[str, Any] | AnalysisConfig) -> dict[s
     yhat = None
     if post:
         pcol = cols["predicted_label"]
-        _check_labels(pcol, spec, "predicted_label", "predicted label")
+        check_labels(pcol, spec, "predicted_label", "predicted label")
         if pcol.dtype.kind == "f" and not isinstance(spec, list):
             yhat = pcol.to_numpy(dtype=float) > float(spec)
         elif pcol.dtype.kind == "f" and set(np.unique(pcol.dropna())) - {0.0, 1.0}:

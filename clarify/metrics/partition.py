@@ -20,8 +20,18 @@ import numpy as np
 import pandas as pd
 
 from clarify.metrics import bias
-from clarify.metrics.analysis import _columns, _label_text, _listed, _methods, facet_groups, metric_entry
-from clarify.metrics.config import AnalysisConfig, parse_config
+from clarify.metrics.analysis import (
+    _columns,
+    _label_text,
+    _listed,
+    _methods,
+    check_facet_column,
+    check_group_size,
+    check_labels,
+    facet_groups,
+    metric_entry,
+)
+from clarify.metrics.config import AnalysisConfig, ConfigError, parse_config
 
 FT_NOTE = "not computed from partitions: the flip test needs every row's features together (MLGOV_COMPUTE=local)"
 Cells = dict[str, np.ndarray]   # reading of the predictions → counts
@@ -85,6 +95,11 @@ def summarise(df: pd.DataFrame, config: dict[str, Any] | AnalysisConfig) -> Bias
     if cfg.group_variable is not None:
         refs["group_variable"] = cfg.group_variable
     cols = _columns(df, refs)
+    check_labels(cols["label"], spec, "label", "label")   # what `analyze` checks of rows (groups: `analysis`)
+    if post:
+        check_labels(cols["predicted_label"], spec, "predicted_label", "predicted label")
+    for i, f in enumerate(cfg.facet):
+        check_facet_column(cols[f"facet.{i}.name_or_index"], f.value_or_threshold, f"facet.{i}")
     y = bias.positive(cols["label"].to_numpy(), spec)
     readings, probs = _readings(cols["predicted_label"], spec, cfg) if post else ({"none": y}, False)
     group = cols["group_variable"].astype(str).to_numpy() if "group_variable" in cols else None
@@ -145,6 +160,15 @@ def analysis(s: BiasSummary, config: dict[str, Any] | AnalysisConfig) -> dict[st
     pre = _methods(cfg.methods.pre_training_bias, bias.PRE)
     post = _methods(cfg.methods.post_training_bias, bias.POST)
     r = _reading(s)
+    if not s.total[r][1].sum():
+        raise ConfigError([{"field": "label_values_or_threshold", "message": (
+            f"no row's label is one of {cfg.label_values_or_threshold}: name the positive label as the data spells "
+            "it") if isinstance(cfg.label_values_or_threshold, list) else (
+            f"no row's label is above the threshold {cfg.label_values_or_threshold}")}])
+    for i, f in enumerate(cfg.facet):
+        for text in s.order.get(i, []):
+            check_group_size(int(s.groups[(i, text)][r].sum()), int(s.total[r].sum()), str(f.name_or_index), text,
+                             f"facet.{i}")
     grouped = cfg.group_variable is not None
     results: dict[str, dict[str, list[dict[str, Any]]]] = {k: {} for k, v in (
         ("pre_training_bias_metrics", pre), ("post_training_bias_metrics", post)) if v}

@@ -296,7 +296,7 @@ def _small() -> tuple[pd.DataFrame, dict]:
     return df, cfg
 
 
-@pytest.mark.parametrize("change, field, needle", [
+_REFUSED = [
     (lambda d, c: c.update(label_values_or_threshold=[7]), "label_values_or_threshold", "no row's label is one of"),
     (lambda d, c: d.__setitem__("pred", "yes"), "predicted_label", "no predicted label is one of"),
     (lambda d, c: d.__setitem__("y", d["y"].astype(float).where(d.index % 4 != 0)), "label",
@@ -310,7 +310,10 @@ def _small() -> tuple[pd.DataFrame, dict]:
     (lambda d, c: c["facet"].__setitem__(0, {"name_or_index": "age"}), "facet.0.value_or_threshold", "continuous"),
     (lambda d, c: d.__setitem__("age", d["age"].where(d.index % 10 != 0)), "methods.post_training_bias.methods",
      "'age' is empty in 40"),
-])
+]
+
+
+@pytest.mark.parametrize("change, field, needle", _REFUSED)
 def test_data_that_cannot_answer_the_question_is_refused(change, field, needle):
     """A Clarify trial got 200 with made-up numbers (CI 1.0, a negative KL, all-zero metrics) for a facet value no
     row has, a label value that never occurs, predictions spelt unlike labels; empty labels counted as negatives;
@@ -320,6 +323,21 @@ def test_data_that_cannot_answer_the_question_is_refused(change, field, needle):
     with pytest.raises(ConfigError) as err:
         analyze(df, cfg)
     assert err.value.problems[0]["field"] == field and needle in err.value.problems[0]["message"], err.value.problems
+
+
+@pytest.mark.parametrize("case", [0, 2, 3, 4, 5, 6, 7])
+def test_partitioned_counts_refuse_the_same_data(case):
+    """The Dask path (partition summaries merged) refuses what `analyze` refuses, field for field (FT is not
+    computed there; predictions spelt unlike labels are checked on the whole table only)."""
+    from clarify.metrics import partition
+
+    change, field, _ = _REFUSED[case]
+    df, cfg = _small()
+    change(df, cfg)
+    with pytest.raises(ConfigError) as err:
+        halves = [partition.summarise(df.iloc[:200], cfg), partition.summarise(df.iloc[200:], cfg)]
+        partition.analysis(halves[0].merge(halves[1]), cfg)
+    assert err.value.problems[0]["field"] == field, err.value.problems
 
 
 def test_captured_labels_spelt_as_floats_are_the_configured_integers():
