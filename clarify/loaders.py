@@ -145,6 +145,48 @@ def load_here(data: bytes, fmt: str, *, trusted: bool = False) -> Any:
                              f"could not be loaded: {_first_line(exc)}") from None
 
 
+def refuse_external_data(data: bytes) -> None:
+    """An ONNX model whose tensors all live in its own bytes. A tensor stored as "external data" names a file that
+    onnxruntime reads (relative to the working directory; older releases took absolute paths and ``..`` too),
+    and the model's outputs then give that file back: every tensor of every graph, subgraph, function and
+    training graph is looked at, before onnxruntime sees the bytes."""
+    import onnx
+    from google.protobuf.message import DecodeError
+
+    model = onnx.ModelProto()
+    try:
+        model.ParseFromString(data)
+    except (DecodeError, RuntimeError, ValueError) as exc:
+        raise ModelLoadError(f"model_format=onnx expects {EXPECTED['onnx']}, but the bytes could not be parsed: "
+                             f"{_first_line(exc)}") from None
+    graphs: list[Any] = [model.graph, *(g for t in model.training_info for g in (t.initialization, t.algorithm))]
+    nodes: list[Any] = [n for f in model.functions for n in f.node]
+    tensors: list[Any] = []
+
+    def attributes(attrs: Any) -> None:
+        for a in attrs:
+            tensors.extend([a.t, *a.tensors])
+            tensors.extend(x for s in (a.sparse_tensor, *a.sparse_tensors) for x in (s.values, s.indices))
+            graphs.extend([a.g, *a.graphs])
+
+    for f in model.functions:
+        attributes(f.attribute_proto)
+    while graphs or nodes:
+        if graphs:
+            g = graphs.pop()
+            tensors.extend(g.initializer)
+            tensors.extend(x for s in g.sparse_initializer for x in (s.values, s.indices))
+            nodes.extend(g.node)
+        else:
+            attributes(nodes.pop().attribute)
+    for t in tensors:
+        if t.data_location == onnx.TensorProto.EXTERNAL or len(t.external_data):
+            where = next((e.value for e in t.external_data if e.key == "location"), "?")
+            raise ModelLoadError(f"ONNX tensor {t.name or '(unnamed)'!r} is stored as external data (a file named "
+                                 f"{where[:100]!r}): mlgov loads only models whose tensors are all inside the "
+                                 "uploaded bytes; save it with save_as_external_data=False")
+
+
 EXPECTED = {
     "skops": "a skops archive (skops.io.dump)",
     "xgboost": "an XGBoost model in JSON or UBJSON (Booster.save_model / save_raw)",
@@ -215,6 +257,7 @@ def _load(data: bytes, fmt: str, *, trusted: bool) -> Any:
 
         return lightgbm.Booster(model_str=data.decode())
     if fmt == "onnx":
+        refuse_external_data(data)
         import onnxruntime
 
         return onnxruntime.InferenceSession(data, providers=["CPUExecutionProvider"])

@@ -15,10 +15,12 @@ import io
 import json
 import os
 import pickle
+import select
 import signal
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,10 +64,11 @@ def check(data: bytes, fmt: str) -> NativeModel:
 
 
 def predict(model: Any, x: np.ndarray) -> np.ndarray:
-    """``predict_fn(model)(x)``: in a child for a `NativeModel`."""
+    """``predict_fn(model)(x)``: in a child for a `NativeModel` (one score per row)."""
     if not isinstance(model, NativeModel):
         return np.asarray(predict_fn(model)(x))
-    _, arr = _run({"op": "predict", "fmt": model.fmt, "model": model.data, "x": np.asarray(x)})
+    rows = np.asarray(x)
+    _, arr = _run({"op": "predict", "fmt": model.fmt, "model": model.data, "x": rows}, (len(rows),))
     return arr
 
 
@@ -73,8 +76,21 @@ def explain(model: Any, data: pd.DataFrame, **kwargs: Any) -> ShapResult:
     """``shap_values.explain(model, data, **kwargs)``: in a child for a `NativeModel`."""
     if not isinstance(model, NativeModel):
         return shap_values.explain(model, data, **kwargs)
-    head, local = _run({"op": "explain", "fmt": model.fmt, "model": model.data, "data": data, "kwargs": kwargs})
-    return {**head, "local": pd.DataFrame(local, columns=data.columns)}  # type: ignore[typeddict-item]
+    head, local = _run({"op": "explain", "fmt": model.fmt, "model": model.data, "data": data, "kwargs": kwargs},
+                       data.shape)
+    values = head.get("global_shap_values")
+    if not isinstance(values, dict) or set(values) != {str(c) for c in data.columns} or not all(
+            isinstance(v, int | float) for v in values.values()) or not isinstance(head.get("expected_value"),
+                                                                                 int | float):
+        raise ModelFailed("the explanation the model's process answered is not one of this data")
+    return {"method": str(head.get("method")), "agg_method": str(head.get("agg_method")),
+            "output_space": str(head.get("output_space")), "global_shap_values": values,
+            "expected_value": float(head["expected_value"]), "local": pd.DataFrame(local, columns=data.columns)}
+
+
+TIMEOUT_S = 900
+"""Wall time a child may take (a model can loop for ever: an ONNX Loop of 10^15 turns); it then gets SIGKILL and
+the request a 422. The child also limits its own CPU time to this, in case the server dies before it does."""
 
 
 def _digest(data: bytes) -> bytes:
@@ -83,30 +99,95 @@ def _digest(data: bytes) -> bytes:
     return hashlib.sha256(data).digest()
 
 
-def _run(job: dict[str, Any]) -> tuple[dict[str, Any], np.ndarray]:
+def _run(job: dict[str, Any], shape: tuple[int, ...] | None = None) -> tuple[dict[str, Any], np.ndarray]:
+    """Run ``job`` in a child: its JSON head and its array, which must have ``shape`` (a child's answer is read
+    no further than the bytes that shape needs, so a model cannot make the server hold gigabytes)."""
     fmt = job["fmt"]
     env = {k: os.environ[k] for k in _ENV_KEPT if k in os.environ}
+    cap = 1 << 20 if shape is None else (1 << 20) + 8 * int(np.prod(shape))
     with tempfile.TemporaryDirectory(prefix="mlgov-model-") as cwd:
         env["HOME"] = env["TMPDIR"] = cwd
-        proc = subprocess.run([sys.executable, "-I", "-m", "clarify.sandbox"], input=pickle.dumps(job),
-                              capture_output=True, cwd=cwd, env=env, check=False)
-    head_line, _, rest = proc.stdout.partition(b"\n")
-    try:
-        head = json.loads(head_line)
-        arr = np.load(io.BytesIO(rest), allow_pickle=False) if rest else np.empty(0)
-    except ValueError:
-        head, arr = None, np.empty(0)
-    if proc.returncode != 0 or not isinstance(head, dict):
+        proc = subprocess.Popen([sys.executable, "-I", "-m", "clarify.sandbox"], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, cwd=cwd, env=env,
+                                start_new_session=True)
+        try:
+            out = _exchange(proc, pickle.dumps(job), cap)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    if out is None:
+        raise ModelLoadError(f"the {fmt} model ran longer than {TIMEOUT_S} s or answered more than its rows need, "
+                             "and was stopped")
+    head_line, _, rest = out.partition(b"\n")
+    head, arr = _parsed(head_line, rest, shape)
+    if proc.returncode != 0 or head is None:
         raise ModelLoadError(f"the {fmt} library failed on this model ({_ended(proc.returncode)}): the artifact "
                              f"is malformed, or not a {fmt} model")
     error = head.get("error")
     if error == "load":
-        raise ModelLoadError(str(head.get("message")))
+        raise ModelLoadError(str(head.get("message"))[:2000])
     if error == "space":
-        raise OutputSpaceUnavailable.restored(str(head.get("message")), list(head.get("possible") or []))
+        raise OutputSpaceUnavailable.restored(str(head.get("message"))[:2000],
+                                              [str(p) for p in head.get("possible") or []])
     if error is not None:
-        raise ModelFailed(f"{head.get('type')}: {head.get('message')}")
+        raise ModelFailed(f"{str(head.get('type'))[:100]}: {str(head.get('message'))[:1000]}")
     return head, arr
+
+
+def _exchange(proc: subprocess.Popen[bytes], payload: bytes, cap: int) -> bytes | None:
+    """Send the job, read the answer: None past the deadline or the cap (the caller kills the child)."""
+    assert proc.stdin is not None and proc.stdout is not None
+    deadline = time.monotonic() + TIMEOUT_S
+    try:
+        proc.stdin.write(payload)   # the child reads all of it before it writes anything
+        proc.stdin.close()
+    except BrokenPipeError:   # it died first: its exit status says how
+        pass
+    chunks, size, fd = [], 0, proc.stdout.fileno()
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return None
+        ready, _, _ = select.select([fd], [], [], left)
+        if not ready:
+            continue
+        chunk = os.read(fd, 1 << 20)
+        if not chunk:
+            break
+        size += len(chunk)
+        if size > cap:
+            return None
+        chunks.append(chunk)
+    try:
+        proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+    except subprocess.TimeoutExpired:
+        return None
+    return b"".join(chunks)
+
+
+def _parsed(head_line: bytes, rest: bytes, shape: tuple[int, ...] | None) -> tuple[dict[str, Any] | None,
+                                                                                     np.ndarray]:
+    """The child's head and array, checked: a dict, and an array of floats of exactly ``shape`` (an error head
+    carries none)."""
+    try:
+        head = json.loads(head_line)
+        if not isinstance(head, dict):
+            return None, np.empty(0)
+        if "error" in head or shape is None:
+            return head, np.empty(0)
+        buf = io.BytesIO(rest)
+        readers = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+        reader = readers.get(np.lib.format.read_magic(buf))
+        if reader is None:
+            return None, np.empty(0)
+        got, _, dtype = reader(buf)   # the shape, before anything is allocated for it
+        if tuple(got) != tuple(shape) or dtype != np.dtype(float):
+            return None, np.empty(0)
+        buf.seek(0)
+        return head, np.load(buf, allow_pickle=False)
+    except (ValueError, RecursionError, MemoryError, EOFError, OSError):
+        return None, np.empty(0)
 
 
 def _ended(code: int) -> str:
@@ -121,7 +202,11 @@ def _ended(code: int) -> str:
 # --- the child -----------------------------------------------------------------------------------------------
 
 def _child() -> None:
+    import resource
+
     from clarify import loaders
+
+    resource.setrlimit(resource.RLIMIT_CPU, (TIMEOUT_S, TIMEOUT_S + 5))   # ends even if the server died first
 
     job = pickle.loads(sys.stdin.buffer.read())  # noqa: S301 - written by the server that started this process
     out = sys.stdout.buffer

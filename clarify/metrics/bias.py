@@ -72,7 +72,7 @@ def captured_labels(raw: pd.Series, spec: Any) -> tuple[pd.Series, Any]:
 def _listed(values: np.ndarray, spec: Any) -> NDArray[np.bool_]:
     wanted = {str(v) for v in spec}
     out: NDArray[np.bool_] = np.isin(values.astype(str), list(wanted))
-    if values.dtype.kind in "fiu":   # 1 and 1.0 name the same label
+    if values.dtype.kind in "bfiu":   # 1, 1.0 and True name the same label
         nums = [float(v) for v in spec if _is_number(v)]
         out |= np.isin(values.astype(float), nums)
     return out

@@ -72,17 +72,26 @@ def explained(model: Any, df: pd.DataFrame, **kwargs: Any) -> ShapResult:
 
 
 def in_order(model: Any, df: pd.DataFrame) -> pd.DataFrame:
-    """The feature table as the model reads it (`shap_values.in_model_order`), every value a finite number."""
+    """The feature table as the model reads it (`shap_values.in_model_order`): numbers, none infinite, and none
+    empty unless the model takes empty values (XGBoost and LightGBM route them down their trees)."""
     try:
         df = in_model_order(model, df)
     except ValueError as exc:
         raise Invalid(str(exc), fix="send the columns the model was fitted on, named as they were then") from None
-    values = df.to_numpy(dtype=float, na_value=np.nan)
-    bad = ~np.isfinite(values)
+    text = [c for c in df.columns if df[c].dtype.kind not in "biuf"]
+    if text:
+        sample = ", ".join(map(str, df[text[0]].dropna().unique()[:3]))
+        raise Invalid(f"feature {text[0]!r} holds text ({sample}): the model takes numbers",
+                      fix="encode it as the model expects, or leave the column out (a bias config: list it in "
+                          "excluded_columns)")
+    values = df.to_numpy(dtype=float)
+    takes_empty = isinstance(model, sandbox.NativeModel) and model.fmt in ("xgboost", "lightgbm")
+    bad = np.isinf(values) if takes_empty else ~np.isfinite(values)
     if bad.any():
-        column = str(df.columns[int(np.argmax(bad.any(axis=0)))])
-        raise Invalid(f"feature {column!r} has {int(bad[:, list(df.columns).index(column)].sum())} empty or "
-                      "infinite value(s): the model's attributions of those rows would be undefined",
+        at = int(np.argmax(bad.any(axis=0)))
+        raise Invalid(f"feature {str(df.columns[at])!r} has {int(bad[:, at].sum())} "
+                      f"{'infinite' if takes_empty else 'empty or infinite'} value(s): the model's output for "
+                      "those rows would be undefined",
                       fix="fill or drop those rows first (as the model's own preprocessing would)")
     return df
 

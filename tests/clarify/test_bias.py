@@ -340,6 +340,14 @@ def test_partitioned_counts_refuse_the_same_data(case):
     assert err.value.problems[0]["field"] == field, err.value.problems
 
 
+def test_boolean_predictions_are_the_labels_1_and_0():
+    """A CSV's True/False predictions against 0/1 labels were compared as text ("True" is not "1"): every
+    prediction counted negative and DI, DPPL, RD read 0 with a 200."""
+    df, cfg = _small()
+    assert analyze(df.assign(pred=df["pred"].astype(bool)), cfg) == analyze(df, cfg)
+    assert analyze(df.assign(y=df["y"].astype(bool)), cfg) == analyze(df, cfg)
+
+
 def test_captured_labels_spelt_as_floats_are_the_configured_integers():
     """Ground truth sent as "1.0"/"0.0" (mlgov's own SDK writes a float label column so) was compared as text with
     the configured 1: every label was negative, RD/DAR/DCA/TE read 0 and bias-drift alerts were missed."""
