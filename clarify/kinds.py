@@ -23,7 +23,7 @@ from mlgov.errors import Invalid
 from mlgov.storage import ObjectStore
 from monitor import kinds
 from monitor.capture import CaptureSchema
-from monitor.service import Analysis, Baseline
+from monitor.service import Baseline, Finished
 
 
 def _reference(form: kinds.Form, kind: str) -> bytes:
@@ -83,12 +83,12 @@ def _explainability_fits(base: Baseline, endpoint: str, schema: CaptureSchema) -
     kinds.require_columns(base, endpoint, schema, {f"feature[{i}]": str(f) for i, f in enumerate(features)})
 
 
-def _bias_window(session: Session, store: ObjectStore, w: kinds.Window, actor: Principal) -> Analysis:
+def _bias_window(session: Session, store: ObjectStore, w: kinds.Window, actor: Principal) -> Finished:
     return monitors.bias_window(session, store, baseline_id=w.baseline_id, endpoint=w.endpoint, start=w.start,
                                 end=w.end, actor=actor)
 
 
-def _attribution_window(session: Session, store: ObjectStore, w: kinds.Window, actor: Principal) -> Analysis:
+def _attribution_window(session: Session, store: ObjectStore, w: kinds.Window, actor: Principal) -> Finished:
     return monitors.attribution_window(session, store, baseline_id=w.baseline_id, endpoint=w.endpoint,
                                        start=w.start, end=w.end, actor=actor)
 

@@ -4,13 +4,10 @@ the response."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
 from pathlib import Path as FsPath
 from typing import Annotated, Any, Literal
 
 from fastapi import Depends, Path, Query, Request, Response
-from sqlalchemy.orm import Session
-from starlette.concurrency import run_in_threadpool
 
 from clarify import service
 from clarify.errors import ConfigInvalid, DatasetUnreadable
@@ -34,9 +31,7 @@ from mlgov.auth import (
     READERS,
     Principal,
     ReadSessionDep,
-    database_turn,
-    end_read,
-    get_db,
+    computed_then_recorded,
     require,
     require_reading,
 )
@@ -180,25 +175,14 @@ def report(analysis_id: AnalysisId, request: Request, _: Reader,
     return Response(html, media_type="text/html")
 
 
-async def _computed_then_recorded(request: Request, session: Session, compute: Callable[[], service.Computed],
-                                  record: Callable[[Session, service.Computed], StoredAnalysis]) -> Response:
-    """Compute on the read session (files stored), end it, then record in a short write turn: a computation of
-    minutes must not hold the write turn that capture ingest and every other write wait for."""
-    done = await run_in_threadpool(compute)
-    await end_read(request, session)
-    async with database_turn(get_db(request), write=True) as writer:
-        stored = await run_in_threadpool(record, writer, done)
-    return _analysis_response(stored)
-
-
 @router.post("/bias", response_model=None, responses=JSON_ANALYSIS, openapi_extra=BIAS_FORM)
 async def bias_analysis(principal: ReadingAnalyst, session: ReadSessionDep, request: Request,
                         parts: Parts) -> Response:
     """SageMaker Clarify pre-/post-training bias: returns analysis.json (and stores it)."""
     store, req = request.app.state.get_store(), _bias_request(parts)
-    return await _computed_then_recorded(
+    return _analysis_response(await computed_then_recorded(
         request, session, lambda: service.compute_bias(session, store, req),
-        lambda writer, done: service.record_bias(writer, store, req, done, principal))
+        lambda writer, done: service.record_bias(writer, store, req, done, principal)))
 
 
 @router.post("/explain", response_model=None, responses=JSON_ANALYSIS, openapi_extra=EXPLAIN_FORM)
@@ -212,9 +196,9 @@ async def explain(principal: ReadingAnalyst, session: ReadSessionDep, request: R
     into `num_clusters`); `model_format` (skops, xgboost, lightgbm, onnx; pickle/joblib only when
     an admin trusted the version); `agg_method`; `label` to drop."""
     store, req = request.app.state.get_store(), _explain_request(parts)
-    return await _computed_then_recorded(
+    return _analysis_response(await computed_then_recorded(
         request, session, lambda: service.compute_explanation(session, store, policy, req),
-        lambda writer, done: service.record_explanation(writer, store, req, done, principal))
+        lambda writer, done: service.record_explanation(writer, store, req, done, principal)))
 
 
 @router.get("/explanations/{analysis_id}/rows", response_model=ExplanationRowsPage,

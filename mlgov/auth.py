@@ -23,12 +23,13 @@ import hmac
 import secrets
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import anyio
 from fastapi import Depends, Request
 from sqlalchemy import BigInteger, Boolean, Integer, String, Text, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
+from starlette.concurrency import run_in_threadpool
 
 from mlgov.db import Base, Database, advisory_xact_lock, finish, new_id, private_dir, utcnow
 from mlgov.errors import Conflict, Forbidden, Invalid, NotFound, Unauthorized
@@ -453,6 +454,20 @@ async def end_read(request: Request, session: Session) -> None:
         session.commit()
     else:
         await anyio.to_thread.run_sync(session.commit)
+
+
+_Done = TypeVar("_Done")
+_Recorded = TypeVar("_Recorded")
+
+
+async def computed_then_recorded(request: Request, session: Session, compute: Callable[[], _Done],
+                                 record: Callable[[Session, _Done], _Recorded]) -> _Recorded:
+    """Compute on the route's read session (files stored), end it, then record in a short write turn: a
+    computation of minutes must not hold the write turn that capture ingest and every other write wait for."""
+    done = await run_in_threadpool(compute)
+    await end_read(request, session)
+    async with database_turn(get_db(request), write=True) as writer:
+        return await run_in_threadpool(record, writer, done)
 
 
 def _bearer(request: Request) -> str:

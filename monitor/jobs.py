@@ -4,16 +4,17 @@ a `Ticker` calls it every ``MLGOV_SCHEDULER_INTERVAL_S`` seconds.
 It runs inside every `mlgov serve` process by default (``MLGOV_SCHEDULER=false`` or `--no-scheduler` turn it
 off) and as its own process (`mlgov scheduler`). Several processes may run at once against one database. Exactly
 once: a due run is claimed by inserting its execution row, unique per (schedule, fire time), in a transaction of
-its own; a second process inserting the same row fails and moves on. The claimed execution then runs
-(`schedules.execute`) in one transaction with its alerts and events; if that transaction cannot commit, the
-execution is ended as Failed with the reason in a fresh one, so a claimed execution never stays Pending.
+its own; a second process inserting the same row fails and moves on. The claimed execution's analysis is then
+computed on a read session (`schedules.compute_run`), and recorded (`schedules.record_run`) in one short transaction
+with its alerts and events; if that transaction cannot commit, the execution is ended as Failed with the reason in a
+fresh one, so a claimed execution never stays Pending.
 
 Stopping (SIGTERM): the run in progress finishes first. A claimer killed mid-run (a pod past its grace period,
 an OOM kill) leaves its execution Pending — its transaction rolls back, nothing of the run is kept — with its
 instance id in ``worker``; once that instance's heartbeat reads stopped or silent, another ticker takes the claim
-over with a compare-and-set on (status Pending, worker) and runs it. The run holds its execution row locked
-(``FOR UPDATE``) for its whole transaction, so a take-over waits for a claimer still finishing and never runs
-an execution twice.
+over with a compare-and-set on (status Pending, worker) and runs it. A run records only if its execution is still
+Pending and claimed by the worker that computed it, holding the row locked (``FOR UPDATE``) while it records: an
+execution taken over mid-run is recorded once, by its new claimer.
 
 Every ticker records heartbeats (``mlgov.workers``), so ``/readyz`` and ``GET /monitoring-schedules`` say whether a
 scheduler is running anywhere; it logs one line per run, nothing when there is nothing to do.
@@ -293,17 +294,30 @@ def _remove_stale(tree: Path, exported: set[Path]) -> int:
 
 def run_claimed(db: Database, store: ObjectStore, schedule_id: str, execution_id: str,
                 worker: str | None = None) -> bool:
-    """Execute a claimed execution in a transaction of its own, holding its row locked. If that transaction fails
-    (a database error at the final flush or the commit), end the execution as Failed with the reason in a fresh
-    transaction; False if the schedule or the execution is gone, or (with ``worker``) another worker took the
-    claim over. Logs the outcome: one line per run."""
+    """Execute a claimed execution: compute it on a read session (minutes, perhaps, holding no write turn), then
+    record it in a short transaction of its own that holds its row locked and finds it still Pending and still
+    claimed by the same worker (compare-and-set: a run taken over meanwhile is recorded once, by its new claimer).
+    If recording fails (a database error at the final flush or the commit), end the execution as Failed with the
+    reason in a fresh transaction; False if the schedule or the execution is gone, or (with ``worker``) another
+    worker took the claim over. Logs the outcome: one line per run."""
     try:
+        with db.session_scope(write=False) as s:
+            sched = s.get(Schedule, schedule_id)
+            ex = s.get(Execution, execution_id)
+            if sched is None or ex is None or ex.status != "Pending" or (worker and ex.worker != worker):
+                return False
+            claimer = ex.worker
+            ran = schedules.compute_run(s, store, sched, ex, SYSTEM)
         with db.session_scope() as s:
             sched = s.get(Schedule, schedule_id)
             ex = s.get(Execution, execution_id, with_for_update=True)
-            if sched is None or ex is None or ex.status != "Pending" or (worker and ex.worker != worker):
+            if sched is None or ex is None or ex.status != "Pending" or ex.worker != claimer:
+                log.info("execution %s of schedule %s: ended or taken over while it ran; its result is not kept",
+                         execution_id, schedule_id)
+                if ran.analysis is not None:
+                    ran.analysis.discard(store)
                 return False
-            schedules.execute(s, store, sched, ex, SYSTEM)
+            schedules.record_run(s, store, sched, ex, ran)
             outcome = _outcome(sched, ex)
         log.info("%s", outcome)
         return True

@@ -2,10 +2,11 @@
 retraining work the same way for every one of them.
 
 A kind says how to build its baseline from a ``POST /baselines`` form, how to run a captured window against that
-baseline (an analysis row whose ``constraint_violations.json`` holds SageMaker-shaped violations, each naming its
-``constraint_check_type``), which checks its violations carry, what each violation is about (its subject: alerts
-open one per schedule, subject and check), and whether a baseline fits an endpoint (the columns it reads are
-captured there), so a schedule that could never run is refused when it is created, not on every run.
+baseline (an analysis, recorded by the caller, whose ``constraint_violations.json`` holds SageMaker-shaped
+violations, each naming its ``constraint_check_type``), which checks its violations carry, what each violation is
+about (its subject: alerts open one per schedule, subject and check), and whether a baseline fits an endpoint (the
+columns it reads are captured there), so a schedule that could never run is refused when it is created, not on
+every run.
 
 A kind also says how its analyses read as a report: ``report`` adds the kind's stored results to what every report
 shows (status, window, violations), and ``render`` turns that into the HTML page, which extends monitor's layout
@@ -33,7 +34,7 @@ from mlgov.storage import ObjectStore
 from monitor import report as reports
 from monitor import service
 from monitor.capture import CaptureSchema
-from monitor.service import Analysis, Baseline
+from monitor.service import Analysis, Baseline, Finished
 
 # A POST /baselines form as ``mlgov.api.form_parts`` reads it: text parts as str, files as (bytes, filename);
 # a JSON body's fields as sent.
@@ -71,8 +72,10 @@ class MonitorKind:
     name: str
     create_baseline: Callable[[Session, ObjectStore, Form, str | None, Principal], Baseline]
     """A baseline of this kind from the form's parts (``name`` already read); raises Invalid naming what is missing."""
-    run_window: Callable[[Session, ObjectStore, Window, Principal], Analysis]
-    """The analysis of a captured window; a window without data is a Failed analysis, not an error."""
+    run_window: Callable[[Session, ObjectStore, Window, Principal], Finished]
+    """The analysis of a captured window, computed on a session it only reads (a run may take minutes and must not
+    hold the write turn); the caller records it (`Finished.record`). A window without data is a Failed analysis,
+    not an error."""
     checks: tuple[str, ...]
     """The ``constraint_check_type`` values this kind's violations carry (data quality: per feature); the OpenAPI
     document lists them for an alert's ``check`` (``monitor.schemas.AlertRead``)."""
@@ -324,12 +327,12 @@ def _data_quality_fits(base: Baseline, endpoint: str, schema: CaptureSchema) -> 
                   baseline_columns=columns[:100], endpoint_columns=captured[:100])
 
 
-def _data_quality_window(session: Session, store: ObjectStore, w: Window, actor: Principal) -> Analysis:
+def _data_quality_window(session: Session, store: ObjectStore, w: Window, actor: Principal) -> Finished:
     return service.analyze_window(session, store, baseline_id=w.baseline_id, endpoint=w.endpoint, start=w.start,
                                   end=w.end, config=service.drift_config(w.drift), actor=actor)
 
 
-def _model_quality_window(session: Session, store: ObjectStore, w: Window, actor: Principal) -> Analysis:
+def _model_quality_window(session: Session, store: ObjectStore, w: Window, actor: Principal) -> Finished:
     return service.quality_window(session, store, baseline_id=w.baseline_id, endpoint=w.endpoint, start=w.start,
                                   end=w.end, actor=actor)
 

@@ -11,6 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import ValidationError
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from mlgov import inputs
@@ -23,6 +24,7 @@ from mlgov.auth import (
     Principal,
     ReadSessionDep,
     SessionDep,
+    computed_then_recorded,
     get_db,
     require,
     require_reading,
@@ -66,6 +68,7 @@ Reader = Annotated[Principal, Depends(require(READERS))]
 Writer = Annotated[Principal, Depends(require(PUBLISHERS))]
 Ingester = Annotated[Principal, Depends(require(INGESTERS))]
 ReadingIngester = Annotated[Principal, Depends(require_reading(INGESTERS))]
+ReadingWriter = Annotated[Principal, Depends(require_reading(PUBLISHERS))]   # computes, then writes
 JSON_TYPE = "application/json"
 
 
@@ -261,9 +264,17 @@ def _drift(settings: DriftSettings | None) -> DriftConfig | None:
 
 
 @router.post("/analyses", response_model=AnalysisRead, status_code=201, openapi_extra=_ANALYSIS_FORM)
-def create_analysis(actor: Writer, session: SessionDep, store: StoreDep, form: Parts) -> Any:
+async def create_analysis(actor: ReadingWriter, session: ReadSessionDep, store: StoreDep, form: Parts,
+                          request: Request) -> Any:
     """Multipart with `baseline_id` and a `file` (or `dataset_uri`); or JSON with baseline_id, endpoint, start,
     end for a captured window. The result carries SageMaker's violations and the drift table."""
+    row = await computed_then_recorded(request, session, lambda: _analysis_of(session, store, form, actor),
+                                       lambda writer, done: done.record(writer))
+    return await run_in_threadpool(_read, row, store, True)
+
+
+def _analysis_of(session: Session, store: ObjectStore, form: dict[str, Any], actor: Principal) -> service.Finished:
+    """The analysis a POST /analyses form asks for, computed (reading the database only)."""
     if "__json__" in form:
         body = form["__json__"]
         if "endpoint" not in body and "dataset_uri" in body:
@@ -276,7 +287,7 @@ def create_analysis(actor: Writer, session: SessionDep, store: StoreDep, form: P
             start, end = as_utc(req.start) or req.start, as_utc(req.end) or req.end
             window = kinds.Window(baseline_id=req.baseline_id, endpoint=req.endpoint, start=start, end=end,
                                   drift=req.drift.model_dump() if req.drift else None)
-            return _read(kinds.get(req.type).run_window(session, store, window, actor), store, True)
+            return kinds.get(req.type).run_window(session, store, window, actor)
     baseline_id = form.get("baseline_id")
     if not isinstance(baseline_id, str) or not baseline_id:
         raise Invalid("baseline_id is required", fix="send the id returned by POST /api/v1/baselines")
@@ -294,15 +305,13 @@ def create_analysis(actor: Writer, session: SessionDep, store: StoreDep, form: P
     _one_source(form, "file" if up is not None else "dataset_uri")
     data, filename = up if up else (service.read_dataset_uri(store, str(uri)), str(uri))
     if service.get_baseline(session, baseline_id).kind == "ModelQuality":
-        row = service.quality_file(session, store, baseline_id=baseline_id, data=data,
-                                   fmt=kinds.table_format(filename, form.get("format")),
-                                   header=kinds.flag(form, "header", True), actor=actor)
-        return _read(row, store, True)
-    row = service.analyze_file(session, store, baseline_id=baseline_id, data=data,
-                               fmt=kinds.table_format(filename, form.get("format")),
-                               header=kinds.flag(form, "header", True), dataset_uri=str(uri) if uri else None,
-                               config=_drift(drift), actor=actor)
-    return _read(row, store, True)
+        return service.quality_file(session, store, baseline_id=baseline_id, data=data,
+                                    fmt=kinds.table_format(filename, form.get("format")),
+                                    header=kinds.flag(form, "header", True), actor=actor)
+    return service.analyze_file(session, store, baseline_id=baseline_id, data=data,
+                                fmt=kinds.table_format(filename, form.get("format")),
+                                header=kinds.flag(form, "header", True), dataset_uri=str(uri) if uri else None,
+                                config=_drift(drift), actor=actor)
 
 
 def _one_source(form: dict[str, Any], given: str) -> None:
@@ -483,9 +492,12 @@ def delete_schedule(name: str, session: SessionDep, actor: Writer) -> Response:
 
 
 @router.post("/monitoring-schedules/{name}/run", response_model=ExecutionRead, status_code=201)
-def run_schedule(name: str, body: RunWindow, session: SessionDep, store: StoreDep, actor: Writer) -> Any:
+async def run_schedule(name: str, body: RunWindow, session: ReadSessionDep, store: StoreDep, actor: ReadingWriter,
+                       request: Request) -> Any:
     start, end = as_utc(body.start) or body.start, as_utc(body.end) or body.end
-    return schedules.run_now(session, store, name, start, end, actor)
+    return await computed_then_recorded(
+        request, session, lambda: schedules.compute_now(session, store, name, start, end, actor),
+        lambda writer, done: schedules.record_now(writer, store, name, *done, actor))
 
 
 @router.get("/monitoring-schedules/{name}/executions", response_model=Page[ExecutionRead])

@@ -271,37 +271,65 @@ def executions(session: Session, name: str, limit: int, offset: int) -> tuple[li
 
 # --- running ---------------------------------------------------------------------------------------------------
 
-def execute(session: Session, store: ObjectStore, sched: Schedule, ex: Execution, actor: Principal) -> Execution:
-    """Run one claimed execution in the caller's transaction: the monitor's work in a savepoint (a failure rolls
-    back every row it flushed and leaves the execution Failed with the reason), then the outcome, alerts,
-    retraining and the execution.completed event."""
-    ex.status, ex.started_at = "InProgress", utcnow()
-    session.flush()
-    analysis: Analysis | None = None
-    violations: list[dict[str, Any]] = []
+@dataclass(frozen=True)
+class Ran:
+    """A run computed and its files stored (the analysis, the published reports), or the reason it failed; not yet
+    on the record (`record_run`)."""
+
+    started_at: dt.datetime
+    analysis: service.Finished | None
+    failure: str | None = None
+
+
+def compute_run(session: Session, store: ObjectStore, sched: Schedule, ex: Execution, actor: Principal) -> Ran:
+    """The monitor's work for an execution, on a session it only reads: a window's analysis may take minutes, and
+    must not hold the write turn capture ingest and every other write wait for. A failure is the run's outcome (a
+    Failed execution), not an error."""
+    started = utcnow()
     try:
-        with session.begin_nested():
-            analysis = _run(session, store, sched, ex, actor)
-            if sched.output_uri and analysis.status != "Failed":
-                publish_reports(store, sched, ex, analysis)
-            if analysis.status == "CompletedWithViolations":
-                violations = service.violations_of(store, analysis)
+        finished = _run(session, store, sched, ex, actor)
+        if sched.output_uri and finished.status != "Failed":
+            publish_reports(store, sched, ex, finished.prefix)
     except Exception as exc:   # a broken run is a Failed execution, not a dead scheduler
         log.exception("execution %s of %s failed", ex.id, sched.name)
-        analysis, violations = None, []
-        ex.status, ex.failure_reason = "Failed", failure_reason(exc)
-    if analysis is not None:
+        return Ran(started, None, failure_reason(exc))
+    return Ran(started, finished)
+
+
+def record_run(session: Session, store: ObjectStore, sched: Schedule, ex: Execution, ran: Ran) -> Execution:
+    """Record a computed run in the caller's write transaction: its analysis in a savepoint (if that fails, the
+    execution is Failed with the reason), then the outcome, alerts, retraining and the execution.completed event."""
+    ex.started_at = ran.started_at
+    analysis: Analysis | None = None
+    failure = ran.failure
+    if ran.analysis is not None:
+        try:
+            with session.begin_nested():
+                analysis = ran.analysis.record(session)
+        except Exception as exc:
+            log.exception("execution %s of %s: its analysis could not be recorded", ex.id, sched.name)
+            failure = failure_reason(exc)
+    if analysis is None:
+        ex.status, ex.failure_reason = "Failed", failure
+    else:
         ex.analysis_id, ex.status = analysis.id, analysis.status
         ex.failure_reason, ex.violation_count = analysis.failure_reason, analysis.violation_count
     ex.ended_at = utcnow()
     sched.last_run_at = ex.scheduled_for
     session.flush()
+    violations = ran.analysis.violations if analysis is not None and ran.analysis is not None and \
+        analysis.status == "CompletedWithViolations" else []
     _alerts(session, store, sched, ex, violations)
     _completed(session, sched, ex)
     return ex
 
 
-def _run(session: Session, store: ObjectStore, sched: Schedule, ex: Execution, actor: Principal) -> Analysis:
+def execute(session: Session, store: ObjectStore, sched: Schedule, ex: Execution, actor: Principal) -> Execution:
+    """Compute and record one execution in the caller's transaction (a manual run's: its window is the caller's)."""
+    return record_run(session, store, sched, ex, compute_run(session, store, sched, ex, actor))
+
+
+def _run(session: Session, store: ObjectStore, sched: Schedule, ex: Execution, actor: Principal) -> service.Finished:
     """The analysis of the execution's window, by the kind the schedule monitors."""
     window = kinds.Window(baseline_id=sched.baseline_id, endpoint=sched.endpoint, start=ex.window_start,
                           end=ex.window_end, drift=sched.drift)
@@ -326,7 +354,7 @@ def report_folder(store: ObjectStore, sched: Schedule, ex: Execution) -> str | N
     return folder if ex.trigger == "schedule" else f"{folder}/{ex.id}"
 
 
-def publish_reports(store: ObjectStore, sched: Schedule, ex: Execution, analysis: Analysis) -> None:
+def publish_reports(store: ObjectStore, sched: Schedule, ex: Execution, prefix: str) -> None:
     """Copy the analysis's SageMaker files to the schedule's output folder, so code that reads
     ``constraint_violations.json`` from there keeps working."""
     folder = report_folder(store, sched, ex)
@@ -335,7 +363,7 @@ def publish_reports(store: ObjectStore, sched: Schedule, ex: Execution, analysis
                       f"({store.root_uri}…) or in one of mlgov's own folders",
                       fix="update the schedule with an output URI in the store, in a folder of your own")
     for name in REPORTS:
-        key = f"{analysis.prefix}/{name}"
+        key = f"{prefix}/{name}"
         if store.exists(key):
             store.put(f"{folder}/{name}", store.get(key), "application/json")
 
@@ -538,9 +566,17 @@ def _retrain(session: Session, store: ObjectStore, alert: Alert, sched: Schedule
 
 def run_now(session: Session, store: ObjectStore, name: str, start: dt.datetime, end: dt.datetime,
             actor: Principal) -> Execution:
-    """A manual run of the schedule over [start, end), executed in the caller's transaction. A window that has
-    not begun is refused: nothing can be captured there yet, and its Failed run would only stand in the
-    timeline (a window under way is a partial one, and runs)."""
+    """A manual run of the schedule over [start, end), computed and recorded in the caller's transaction (the API
+    computes on a read session and records in a write turn of its own: `compute_now`, `record_now`)."""
+    ex, ran = compute_now(session, store, name, start, end, actor)
+    return record_now(session, store, name, ex, ran, actor)
+
+
+def compute_now(session: Session, store: ObjectStore, name: str, start: dt.datetime, end: dt.datetime,
+                actor: Principal) -> tuple[Execution, Ran]:
+    """A manual run's execution (not yet added to any session) and its computed run. A window that has not begun
+    is refused: nothing can be captured there yet, and its Failed run would only stand in the timeline (a window
+    under way is a partial one, and runs)."""
     if end <= start:
         raise Invalid("end is not after start", fix="give an ISO-8601 window with start < end")
     if start >= utcnow():
@@ -551,9 +587,20 @@ def run_now(session: Session, store: ObjectStore, name: str, start: dt.datetime,
     _mine(session, sched, actor, "run it")
     ex = Execution(id=new_id(), schedule_id=sched.id, scheduled_for=utcnow(), trigger="manual", status="Pending",
                    window_start=start, window_end=end, worker=f"api:{os.getpid()}", created_at=utcnow())
+    return ex, compute_run(session, store, sched, ex, actor)
+
+
+def record_now(session: Session, store: ObjectStore, name: str, ex: Execution, ran: Ran,
+               actor: Principal) -> Execution:
+    """Record a manual run `compute_now` computed, if its schedule is still the one it ran for."""
+    sched = get(session, name)
+    _mine(session, sched, actor, "run it")
+    if sched.id != ex.schedule_id:
+        raise Conflict(f"schedule {name!r} was deleted and created again while the run computed",
+                       fix="run the window again")
     session.add(ex)
     session.flush()
-    return execute(session, store, sched, ex, actor)
+    return record_run(session, store, sched, ex, ran)
 
 
 def trends(session: Session, store: ObjectStore, name: str, limit: int) -> list[tuple[Execution, list[kinds.Point]]]:

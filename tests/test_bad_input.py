@@ -384,11 +384,13 @@ def test_upload_routes_do_not_compute_on_the_event_loop(app: Any) -> None:
 
 
 def _hands_off(fn: Any) -> bool:
-    """Whether ``fn`` hands its work to a worker thread: itself, or through a helper of its module it calls."""
+    """Whether ``fn`` hands its work to a worker thread: itself, or through a helper it calls (of its module, or
+    mlgov's own such as ``auth.computed_then_recorded``)."""
     source = inspect.getsource(fn)
     if "run_in_threadpool" in source or "group_commit." in source:
         return True
-    return any(inspect.isfunction(g) and g.__module__ == fn.__module__ and f"{name}(" in source
+    return any(inspect.isfunction(g) and g.__module__.split(".")[0] in (fn.__module__.split(".")[0], "mlgov")
+               and f"{name}(" in source
                and "run_in_threadpool" in inspect.getsource(g) for name, g in fn.__globals__.items())
 
 

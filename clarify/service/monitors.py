@@ -1,9 +1,9 @@
 """Clarify's monitors: bias-drift and attribution-drift baselines, and their runs on captured windows.
 
 Baselines and analyses are monitor's rows (kind ModelBias / ModelExplainability), written through monitor's one
-writer of each (``record_baseline``, ``record_analysis``), so lineage, audit, schedules, executions, alerts and
-retraining work the same way for every monitor; ``clarify.kinds`` registers both kinds with monitor. Flushes, never
-commits.
+writer of each (``record_baseline``, ``finish_analysis``), so lineage, audit, schedules, executions, alerts and
+retraining work the same way for every monitor; ``clarify.kinds`` registers both kinds with monitor. A window's run
+only reads the database (its caller records the `Finished` analysis); the rest flushes, never commits.
 """
 
 from __future__ import annotations
@@ -195,21 +195,21 @@ def _explainability_baseline(session: Session, store: ObjectStore, *, analysis: 
                                    upstream=[explained], **extra)
 
 
-def _record(session: Session, store: ObjectStore, *, base: monitor.Baseline, kind: str, endpoint: str,
-            start: dt.datetime, end: dt.datetime, actor: Principal, rows: int, violations: list[dict[str, Any]],
-            result: dict[str, Any] | None, failure: str | None, t0: float) -> monitor.Analysis:
-    """The run's analysis.json (when it produced one), then its row through monitor's one analysis writer."""
+def _finished(store: ObjectStore, *, base: monitor.Baseline, kind: str, endpoint: str, start: dt.datetime,
+              end: dt.datetime, actor: Principal, rows: int, violations: list[dict[str, Any]],
+              result: dict[str, Any] | None, failure: str | None, t0: float) -> monitor.Finished:
+    """The run's analysis.json (when it produced one), then its row to record, made by monitor's one maker."""
     aid = new_id()
     if result is not None:
         store.put(f"{monitor.analysis_prefix(aid)}/analysis.json",
                   json.dumps(json_safe(result), allow_nan=False).encode(), "application/json")
-    return monitor.record_analysis(session, store, analysis_id=aid, baseline=base, kind=kind, source="endpoint",
+    return monitor.finish_analysis(store, analysis_id=aid, baseline=base, kind=kind, source="endpoint",
                                    actor=actor, started=t0, violations=violations, rows=rows, failure=failure,
                                    endpoint=endpoint, start=start, end=end)
 
 
 def bias_window(session: Session, store: ObjectStore, *, baseline_id: str, endpoint: str, start: dt.datetime,
-                end: dt.datetime, actor: Principal, draws: int = 200) -> monitor.Analysis:
+                end: dt.datetime, actor: Principal, draws: int = 200) -> monitor.Finished:
     """Post-training bias of the labelled window vs the baseline: a metric violates when its bootstrap interval
     lies entirely farther from 0 than the baseline value (SageMaker's rule, without alerts on noise). With
     MLGOV_COMPUTE naming a cluster the window's group counts are computed and merged there (``_bias_on_cluster``)."""
@@ -218,24 +218,24 @@ def bias_window(session: Session, store: ObjectStore, *, baseline_id: str, endpo
     ep = monitor.get_endpoint(session, endpoint)
     t0 = time.perf_counter()
     window = f"between {start.isoformat()} and {end.isoformat()}"
-    record = functools.partial(_record, session, store, base=base, kind="ModelBias", endpoint=endpoint, start=start,
+    finish = functools.partial(_finished, store, base=base, kind="ModelBias", endpoint=endpoint, start=start,
                                end=end, actor=actor, t0=t0)
     baseline = json.loads(store.get(f"{base.prefix}/analysis.json"))
     on_cluster = _bias_on_cluster(session, store, ep, start, end, cfg, draws)
     if on_cluster is not None:
         rows, found, drawn, failure = on_cluster
         if failure is not None:
-            return record(rows=rows, violations=[], result=None, failure=failure)
+            return finish(rows=rows, violations=[], result=None, failure=failure)
         assert found is not None and drawn is not None
-        return record(rows=rows, violations=_bias_violations(cfg, baseline, found, drawn), result=found,
+        return finish(rows=rows, violations=_bias_violations(cfg, baseline, found, drawn), result=found,
                       failure=None)
     df = monitor.labelled_window(session, store, ep, start, end)
     if df.empty:
-        return record(rows=0, violations=[], result=None,
+        return finish(rows=0, violations=[], result=None,
                        failure=f"no data captured {window} for endpoint {endpoint!r}")
     df = df[df["__label"].notna()].copy()
     if df.empty:
-        return record(rows=0, violations=[], result=None,
+        return finish(rows=0, violations=[], result=None,
                        failure=f"no ground truth yet for the records captured {window}")
     label_col = cfg["label"]
     df[label_col], cfg["label_values_or_threshold"] = bias.captured_labels(df["__label"],
@@ -243,7 +243,7 @@ def bias_window(session: Session, store: ObjectStore, *, baseline_id: str, endpo
     try:
         current = analyze(df.drop(columns=[c for c in df.columns if c.startswith("__")]), cfg)
     except ConfigError as exc:
-        return record(rows=len(df), violations=[], result=None,
+        return finish(rows=len(df), violations=[], result=None,
                        failure=f"the window does not fit the baseline's analysis config: {exc}")
     y = bias.positive(df[label_col].to_numpy(), cfg["label_values_or_threshold"])
     pred = df[cfg["predicted_label"]]
@@ -261,7 +261,7 @@ def bias_window(session: Session, store: ObjectStore, *, baseline_id: str, endpo
 
         return bootstrap_interval(metric, len(df), draws=draws)
 
-    return record(rows=len(df), violations=_bias_violations(cfg, baseline, current, interval), result=current,
+    return finish(rows=len(df), violations=_bias_violations(cfg, baseline, current, interval), result=current,
                   failure=None)
 
 
@@ -325,18 +325,18 @@ def _bias_violations(cfg: dict[str, Any], baseline: dict[str, Any], current: dic
 
 
 def attribution_window(session: Session, store: ObjectStore, *, baseline_id: str, endpoint: str,
-                       start: dt.datetime, end: dt.datetime, actor: Principal) -> monitor.Analysis:
+                       start: dt.datetime, end: dt.datetime, actor: Principal) -> monitor.Finished:
     """Global SHAP of the window with the baseline's model; violation when nDCG falls below the threshold."""
 
     base = monitor.get_baseline(session, baseline_id)
     s = base.settings or {}
     ep = monitor.get_endpoint(session, endpoint)
     t0 = time.perf_counter()
-    record = functools.partial(_record, session, store, base=base, kind="ModelExplainability", endpoint=endpoint,
+    finish = functools.partial(_finished, store, base=base, kind="ModelExplainability", endpoint=endpoint,
                                start=start, end=end, actor=actor, t0=t0)
     table = monitor.window_table(session, store, ep, start, end)
     if table is None or table.num_rows == 0:
-        return record(rows=0, violations=[], result=None,
+        return finish(rows=0, violations=[], result=None,
                        failure=f"no data captured between {start.isoformat()} and {end.isoformat()}")
     features = [f for f in s.get("features", []) if f in table.column_names]
     df = table.select(features).to_pandas().dropna()
@@ -347,9 +347,9 @@ def attribution_window(session: Session, store: ObjectStore, *, baseline_id: str
         model = loaders.load(raw, s["model_format"], trusted=bool(v.artifact_trusted))
         cur = explained(model, df)
     except loaders.ModelLoadError as exc:
-        return record(rows=len(df), violations=[], result=None, failure=f"the baseline's model: {exc}")
+        return finish(rows=len(df), violations=[], result=None, failure=f"the baseline's model: {exc}")
     except DomainError as exc:   # the window's data does not fit the model (`explained` says how)
-        return record(rows=len(df), violations=[], result=None, failure=f"the baseline's model: {exc.detail}")
+        return finish(rows=len(df), violations=[], result=None, failure=f"the baseline's model: {exc.detail}")
     baseline = json.loads(store.get(f"{base.prefix}/analysis.json"))["explanations"]["kernel_shap"]["label0"]
     score = ndcg(baseline["global_shap_values"], cur["global_shap_values"])
     threshold = float(s.get("ndcg_threshold", DEFAULT_NDCG_THRESHOLD))
@@ -357,7 +357,7 @@ def attribution_window(session: Session, store: ObjectStore, *, baseline_id: str
         "label": "label0", "metric_name": "shap", "constraint_check_type": "feature_attribution_drift_check",
         "description": f"Feature attribution drift {score:.4f} exceeds threshold {threshold}"}]   # 0.8988, never 0.90
     result = {**analysis_json(cur), "ndcg": score, "ndcg_threshold": threshold}
-    return record(rows=len(df), violations=violations, result=result, failure=None)
+    return finish(rows=len(df), violations=violations, result=result, failure=None)
 
 
 # --- reports (``clarify.kinds`` hands them to monitor's report route) ---------------------------------------------

@@ -8,8 +8,9 @@
 - ``datasets``: uploaded or stored datasets read as checked tables
 
 Other domains that add monitor kinds (``monitor.kinds``) write their baselines and analyses through the one
-writer of each row kind, ``record_baseline`` and ``record_analysis``, and name the rows by the types re-exported
-here (``Baseline``, ``Analysis``); they never import ``monitor.orm``.
+writer of each row kind, ``record_baseline`` and ``finish_analysis`` (its `Finished` recorded by the caller, after a
+computation that only read), and name the rows by the types re-exported here (``Baseline``, ``Analysis``); they
+never import ``monitor.orm``.
 
 Services flush; callers commit. Files go to the object store before the rows that point at them are flushed, so
 a committed row always finds its files, and files whose rows never committed are unreachable (and harmless).
@@ -17,6 +18,7 @@ a committed row always finds its files, and files whose rows never committed are
 
 from monitor.orm import Analysis, Baseline
 from monitor.service.analyses import (
+    Finished,
     analysis_file,
     analysis_prefix,
     analysis_summary,
@@ -26,9 +28,9 @@ from monitor.service.analyses import (
     data_quality_report,
     drift_config,
     evidently_snapshot,
+    finish_analysis,
     get_analysis,
     list_analyses,
-    record_analysis,
     reference_kinds,
     run_analysis,
     violations_of,
@@ -76,6 +78,7 @@ from monitor.service.model_quality import (
 __all__ = [
     "Analysis",
     "Baseline",
+    "Finished",
     "PreparedCapture",
     "analysis_file",
     "analysis_prefix",
@@ -95,6 +98,7 @@ __all__ = [
     "data_quality_report",
     "drift_config",
     "evidently_snapshot",
+    "finish_analysis",
     "get_analysis",
     "get_baseline",
     "get_endpoint",
@@ -117,7 +121,6 @@ __all__ = [
     "quality_window",
     "read_capture",
     "read_dataset_uri",
-    "record_analysis",
     "record_baseline",
     "reference_kinds",
     "run_analysis",

@@ -10,6 +10,7 @@ import functools
 import json
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
@@ -83,15 +84,61 @@ def analysis_prefix(analysis_id: str) -> str:
     return f"analyses/{analysis_id}"
 
 
-def record_analysis(session: Session, store: ObjectStore, *, analysis_id: str, baseline: Baseline, kind: str,
-                    source: str, actor: Principal, started: float, violations: list[dict[str, Any]],
-                    rows: int = 0, failure: str | None = None, passed: bool = True, endpoint: str | None = None,
+@dataclass(frozen=True)
+class Finished:
+    """An analysis computed, its files stored, not yet on the record. Computing reads (a read session is enough)
+    and may take minutes; `record` then writes the row, audit entry and event in a short write transaction, so a
+    long analysis never holds the write turn capture ingest and every other write wait for."""
+
+    columns: dict[str, Any]   # the Analysis row's, but created_at (stamped when recorded)
+    violations: list[dict[str, Any]]
+
+    @property
+    def id(self) -> str:
+        return str(self.columns["id"])
+
+    @property
+    def status(self) -> str:
+        return str(self.columns["status"])
+
+    @property
+    def prefix(self) -> str:
+        return str(self.columns["prefix"])
+
+    def discard(self, store: ObjectStore) -> None:
+        """Delete the stored files of an analysis that will not be recorded (its run was taken over meanwhile)."""
+        for key in list(store.list(f"{self.prefix}/")):
+            store.delete(key)
+
+    def record(self, session: Session) -> Analysis:
+        """The row for the files already stored, its audit entry and the analysis.completed event."""
+        c = self.columns
+        row = Analysis(**c, created_at=utcnow())
+        session.add(row)
+        session.flush()
+        count = len(self.violations)
+        after: dict[str, Any] = {"kind": c["kind"], "status": c["status"], "violations": count}
+        payload: dict[str, Any] = {"id": row.id, "kind": c["kind"], "status": c["status"],
+                                   "baseline_id": c["baseline_id"], "violations": count, "endpoint": c["endpoint"]}
+        if c["kind"] == "DataQuality":   # the shapes data-quality audit rows and webhooks have always had
+            after = {"status": c["status"], "violations": count, "baseline_id": c["baseline_id"]}
+            payload = {"id": row.id, "status": c["status"], "baseline_id": c["baseline_id"], "violations": count,
+                       "endpoint": c["endpoint"], "drifted_features": c["drifted_features"]}
+        audit.record(session, actor=c["created_by"], action="analysis.completed", subject_type="analysis",
+                     subject_id=row.id, after=after)
+        events.emit(session, "analysis.completed", row.id, payload)
+        return row
+
+
+def finish_analysis(store: ObjectStore, *, analysis_id: str, baseline: Baseline, kind: str, source: str,
+                    actor: Principal, started: float, violations: list[dict[str, Any]], rows: int = 0,
+                    failure: str | None = None, passed: bool = True, endpoint: str | None = None,
                     dataset_uri: str | None = None, start: dt.datetime | None = None,
                     end: dt.datetime | None = None, drift_share: float | None = None,
-                    dataset_drift: bool | None = None, drifted_features: list[str] | None = None) -> Analysis:
-    """The one writer of analysis rows, for every monitor kind (monitor's and those other domains register): its
-    ``constraint_violations.json`` (what schedules read to open alerts), the row for the files already stored under
-    ``analysis_prefix(analysis_id)``, the audit row and the analysis.completed event.
+                    dataset_drift: bool | None = None, drifted_features: list[str] | None = None) -> Finished:
+    """The one maker of analyses, for every monitor kind (monitor's and those other domains register): its
+    ``constraint_violations.json`` (what schedules read to open alerts) beside the files already stored under
+    ``analysis_prefix(analysis_id)``, and the row to record (`Finished.record`).
 
     The status: Failed with ``failure``, else CompletedWithViolations when there are violations or another check
     did not pass (``passed``: a Great Expectations suite), else Completed. ``started`` is the run's
@@ -100,45 +147,30 @@ def record_analysis(session: Session, store: ObjectStore, *, analysis_id: str, b
     store.put(f"{prefix}/constraint_violations.json", layout.dumps({"violations": violations}), "application/json")
     status = "Failed" if failure is not None else \
         "CompletedWithViolations" if violations or not passed else "Completed"
-    drifted = list(drifted_features or [])
-    row = Analysis(id=analysis_id, baseline_id=baseline.id, kind=kind, status=status, failure_reason=failure,
-                   source=source, dataset_uri=dataset_uri, endpoint=endpoint, window_start=start, window_end=end,
-                   row_count=rows, violation_count=len(violations), drift_share=drift_share,
-                   dataset_drift=dataset_drift, drifted_features=drifted, prefix=prefix,
-                   duration_ms=int((time.perf_counter() - started) * 1000), created_by=actor.name,
-                   created_at=utcnow())
-    session.add(row)
-    session.flush()
-    count = len(violations)
-    after: dict[str, Any] = {"kind": kind, "status": status, "violations": count}
-    payload: dict[str, Any] = {"id": analysis_id, "kind": kind, "status": status, "baseline_id": baseline.id,
-                               "violations": count, "endpoint": endpoint}
-    if kind == "DataQuality":   # the shapes data-quality audit rows and webhooks have always had
-        after = {"status": status, "violations": count, "baseline_id": baseline.id}
-        payload = {"id": analysis_id, "status": status, "baseline_id": baseline.id, "violations": count,
-                   "endpoint": endpoint, "drifted_features": drifted}
-    audit.record(session, actor=actor.name, action="analysis.completed", subject_type="analysis",
-                 subject_id=analysis_id, after=after)
-    events.emit(session, "analysis.completed", analysis_id, payload)
-    return row
+    return Finished(dict(id=analysis_id, baseline_id=baseline.id, kind=kind, status=status, failure_reason=failure,
+                         source=source, dataset_uri=dataset_uri, endpoint=endpoint, window_start=start,
+                         window_end=end, row_count=rows, violation_count=len(violations), drift_share=drift_share,
+                         dataset_drift=dataset_drift, drifted_features=list(drifted_features or []), prefix=prefix,
+                         duration_ms=int((time.perf_counter() - started) * 1000), created_by=actor.name),
+                    list(violations))
 
 
 def run_analysis(session: Session, store: ObjectStore, *, baseline_id: str, actor: Principal,
                  table: pa.Table | None = None, source: str, dataset_uri: str | None = None,
                  endpoint: str | None = None, start: dt.datetime | None = None, end: dt.datetime | None = None,
                  config: DriftConfig | None = None, failure: str | None = None,
-                 summary: TableSummary | None = None, suite: expectations.SuiteCounts | None = None) -> Analysis:
+                 summary: TableSummary | None = None, suite: expectations.SuiteCounts | None = None) -> Finished:
     """Judge the current data — a ``table`` read here, or the ``summary`` (and the ``suite``'s measures, when the
     baseline has an expectation suite) a compute cluster merged from its partitions — against the baseline."""
     base = get_baseline(session, baseline_id)
     aid = new_id()
     prefix = analysis_prefix(aid)
     t0 = time.perf_counter()
-    record = functools.partial(record_analysis, session, store, analysis_id=aid, baseline=base, kind="DataQuality",
+    finish = functools.partial(finish_analysis, store, analysis_id=aid, baseline=base, kind="DataQuality",
                                source=source, actor=actor, started=t0, endpoint=endpoint, dataset_uri=dataset_uri,
                                start=start, end=end)
     if failure is not None or (table is None and summary is None):
-        return record(violations=[], failure=failure or "no data")
+        return finish(violations=[], failure=failure or "no data")
     baseline = layout.load_profiles(store, base.prefix)
     if reference_kinds(base) is None:   # else the caller checked before reading the data (`_check_drift_early`)
         check_drift(config, *_kinds(reference_columns(baseline)))
@@ -161,7 +193,7 @@ def run_analysis(session: Session, store: ObjectStore, *, baseline_id: str, acto
         gx_ok = bool(gx.get("success", True))
         store.put(f"{prefix}/expectations.json", layout.dumps(gx), "application/json")
     summ = result.summary()
-    return record(violations=result.violations, passed=gx_ok, rows=result.rows,
+    return finish(violations=result.violations, passed=gx_ok, rows=result.rows,
                   drift_share=summ["drift_share"], dataset_drift=summ["dataset_drift"],
                   drifted_features=summ["drifted_features"])
 
@@ -179,7 +211,7 @@ def _summaries(store: ObjectStore, cluster: compute.Cluster, base: Baseline, par
 
 
 def analyze_file(session: Session, store: ObjectStore, *, baseline_id: str, data: bytes, fmt: str | None,
-                 header: bool, dataset_uri: str | None, config: DriftConfig | None, actor: Principal) -> Analysis:
+                 header: bool, dataset_uri: str | None, config: DriftConfig | None, actor: Principal) -> Finished:
     """An uploaded file against the baseline; on the compute cluster (stored first, then read by the workers)
     unless MLGOV_COMPUTE=local or it has fewer rows than MLGOV_COMPUTE_MIN_ROWS."""
     base = get_baseline(session, baseline_id)
@@ -195,7 +227,7 @@ def analyze_file(session: Session, store: ObjectStore, *, baseline_id: str, data
 
 
 def analyze_window(session: Session, store: ObjectStore, *, baseline_id: str, endpoint: str, start: dt.datetime,
-                   end: dt.datetime, config: DriftConfig | None, actor: Principal) -> Analysis:
+                   end: dt.datetime, config: DriftConfig | None, actor: Principal) -> Finished:
     base = get_baseline(session, baseline_id)
     if end <= start:
         raise Invalid(f"window end {end.isoformat()} is not after start {start.isoformat()}",

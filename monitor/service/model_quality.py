@@ -25,7 +25,7 @@ from mlgov.storage import ObjectStore
 from monitor import capture, compute, documents, layout
 from monitor.engine import quality, quality_partition
 from monitor.orm import Analysis, Baseline, Schedule
-from monitor.service.analyses import analysis_prefix, record_analysis
+from monitor.service.analyses import Finished, analysis_prefix, finish_analysis
 from monitor.service.baselines import baseline_prefix, get_baseline, record_baseline
 from monitor.service.datasets import dataset_table
 from monitor.service.endpoints import get_endpoint, reread_if_compacted
@@ -182,7 +182,7 @@ def run_quality_analysis(session: Session, store: ObjectStore, *, baseline_id: s
                          labels: list[Any] | None, preds: list[Any] | None, probs: list[Any] | None,
                          source: str, endpoint: str | None = None, start: dt.datetime | None = None,
                          end: dt.datetime | None = None, failure: str | None = None,
-                         estimate: dict[str, Any] | None = None, stats: dict[str, Any] | None = None) -> Analysis:
+                         estimate: dict[str, Any] | None = None, stats: dict[str, Any] | None = None) -> Finished:
     """``estimate``: the window's label-free estimate (stored beside the statistics; its estimated breaches join
     the violations while some captured rows still wait for labels). ``stats``: the statistics a compute cluster
     merged from the partitions, instead of ``labels``."""
@@ -191,7 +191,7 @@ def run_quality_analysis(session: Session, store: ObjectStore, *, baseline_id: s
         raise Invalid(f"baseline {baseline_id} is a {base.kind} baseline", fix="use a ModelQuality baseline")
     aid = new_id()
     t0 = time.perf_counter()
-    record = functools.partial(record_analysis, session, store, analysis_id=aid, baseline=base, kind="ModelQuality",
+    finish = functools.partial(finish_analysis, store, analysis_id=aid, baseline=base, kind="ModelQuality",
                                source=source, actor=actor, started=t0, endpoint=endpoint, start=start, end=end)
     constraints = json.loads(store.get(f"{base.prefix}/constraints.json"))
     early: list[dict[str, Any]] = []
@@ -200,9 +200,9 @@ def run_quality_analysis(session: Session, store: ObjectStore, *, baseline_id: s
         if estimate["labelled_rows"] < estimate["rows"]:
             early = estimated_violations(constraints, base.problem_type, estimate["estimated"])
         if not labels and stats is None:
-            return record(violations=early, rows=estimate["rows"])
+            return finish(violations=early, rows=estimate["rows"])
     if failure is not None or (not labels and stats is None):
-        return record(violations=[], failure=failure or "no labelled predictions")
+        return finish(violations=[], failure=failure or "no labelled predictions")
     if stats is None:
         settings = base.settings or {}
         y, pred, prob = _quality_arrays(base.problem_type, labels or [], preds, probs)
@@ -210,11 +210,11 @@ def run_quality_analysis(session: Session, store: ObjectStore, *, baseline_id: s
                                    threshold=float(settings.get("threshold", 0.5)))
     found = quality.violations(constraints, stats)
     store.put(f"{analysis_prefix(aid)}/statistics.json", layout.dumps(stats), "application/json")
-    return record(violations=found + early, rows=int(stats["dataset"]["item_count"]))
+    return finish(violations=found + early, rows=int(stats["dataset"]["item_count"]))
 
 
 def quality_window(session: Session, store: ObjectStore, *, baseline_id: str, endpoint: str, start: dt.datetime,
-                   end: dt.datetime, actor: Principal) -> Analysis:
+                   end: dt.datetime, actor: Principal) -> Finished:
     """Captured predictions in the window joined to their labels (inferenceId, else eventId)."""
     base = get_baseline(session, baseline_id)
     if end <= start:
@@ -281,7 +281,7 @@ def _window_on_cluster(session: Session, store: ObjectStore, base: Baseline, ep:
 
 
 def quality_file(session: Session, store: ObjectStore, *, baseline_id: str, data: bytes, fmt: str | None,
-                 header: bool, actor: Principal) -> Analysis:
+                 header: bool, actor: Principal) -> Finished:
     """A labelled file (the baseline's label/prediction/probability columns) judged against the baseline."""
     base = get_baseline(session, baseline_id)
     settings = base.settings or {}

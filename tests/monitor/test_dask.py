@@ -217,11 +217,8 @@ def test_a_window_with_a_column_numeric_in_one_batch_and_text_in_another_reads_a
 def test_a_window_compacted_while_the_cluster_reads_it_is_listed_again(live_db, modes, monkeypatch):
     """The window's batches are listed, then compaction (another process's: its own connections, committed)
     merges them and deletes their files before the workers read them: the workers' missing objects come back as
-    such, the window is listed again, and the analysis is the one the local path makes. PostgreSQL only: its next
-    statement sees the swap, where a SQLite write transaction (a scheduled run's) keeps compaction from committing
-    until it ends."""
-    if live_db.backend != "postgresql":
-        pytest.skip("SQLite: compaction cannot commit during a scheduled run's write transaction")
+    such, the window is listed again, and the analysis is the one the local path makes. The run computes on a read
+    session, as the API and the scheduler run it: on SQLite too, compaction commits meanwhile."""
     from monitor import jobs
     from monitor.service import analyses
 
@@ -245,8 +242,10 @@ def test_a_window_compacted_while_the_cluster_reads_it_is_listed_again(live_db, 
 
     monkeypatch.setattr(analyses, "window_batches", listing_then_compaction)
     modes.use("dask")
+    with live_db.session_scope(write=False) as s:
+        ex, ran = schedules.compute_now(s, st, "dq", T0, end, p)
     with live_db.session_scope() as s:
-        there = schedules.run_now(s, st, "dq", T0, end, p)
+        there = schedules.record_now(s, st, "dq", ex, ran, p)
         assert there.status == here.status, there.failure_reason
         a, b = s.get(Analysis, here.analysis_id), s.get(Analysis, there.analysis_id)
         assert a is not None and b is not None and a.row_count == b.row_count == 300
@@ -299,12 +298,12 @@ def test_a_worker_killed_mid_analysis_costs_a_rerun_not_the_analysis(db, modes):
         base = service.create_baseline(s, st, data=parquet(frame(4_000)), fmt=None, header=True, name="b",
                                        dataset_uri=None, actor=p)
         here = service.analyze_file(s, st, baseline_id=base.id, data=current, fmt=None, header=True,
-                                    dataset_uri=None, config=None, actor=p)
+                                    dataset_uri=None, config=None, actor=p).record(s)
     with own_cluster(modes) as own:
         modes.use("dask")
         with killing_a_busy_worker(own) as killed, db.session_scope() as s:
             there = service.analyze_file(s, st, baseline_id=base.id, data=current, fmt=None, header=True,
-                                         dataset_uri=None, config=None, actor=p)
+                                         dataset_uri=None, config=None, actor=p).record(s)
         assert killed, "no worker was busy with the analysis to kill"
     assert there.status == here.status and there.row_count == here.row_count == 60_000
     assert_statistics_equal(json.loads(st.get(f"{here.prefix}/statistics.json")),
@@ -430,7 +429,8 @@ def test_model_quality_baseline_and_file_on_the_cluster_equal_local(db, modes, p
             modes.use(which)
             base = mq.create_quality_baseline(s, st, data=data, fmt=None, header=True, problem_type=problem,
                                               threshold=0.5, name=which, actor=p, **kw)
-            here = mq.quality_file(s, st, baseline_id=base.id, data=current, fmt=None, header=True, actor=p)
+            here = mq.quality_file(s, st, baseline_id=base.id, data=current, fmt=None, header=True,
+                                   actor=p).record(s)
             runs[which] = (base, here)
         (lb, la), (db_, da) = runs["local"], runs["dask"]
         assert st.exists(f"{db_.prefix}/dataset.parquet") and not st.exists(f"{lb.prefix}/dataset.parquet")
@@ -755,7 +755,7 @@ def test_bias_baseline_and_window_on_the_cluster_equal_local(db, modes):
         for which in ("local", "dask"):
             modes.use(which)
             runs[which] = bias_monitors.bias_window(s, st, baseline_id=base.id, endpoint="ep", start=T0,
-                                                    end=T0 + dt.timedelta(hours=1), actor=p)
+                                                    end=T0 + dt.timedelta(hours=1), actor=p).record(s)
         a, b = runs["local"], runs["dask"]
         assert a.status == b.status == "CompletedWithViolations", (a.failure_reason, b.failure_reason)
         assert a.row_count == b.row_count == 480   # the 600 records from 10:30 (every 2 s from 10:00), 4 in 5 labelled
@@ -809,7 +809,7 @@ def test_an_expectation_suite_on_the_cluster_equals_local(db, modes):
         for which in ("local", "dask"):
             modes.use(which)
             runs[which] = service.analyze_file(s, st, baseline_id=base.id, data=current, fmt=None, header=True,
-                                               dataset_uri=None, config=None, actor=p)
+                                               dataset_uri=None, config=None, actor=p).record(s)
         assert runs["local"].status == runs["dask"].status == "CompletedWithViolations"
     here, there = (json.loads(st.get(f"{runs[w].prefix}/expectations.json")) for w in ("local", "dask"))
     assert "compute" not in here and there["compute"] == "dask"
@@ -869,11 +869,12 @@ def test_a_worker_killed_mid_model_quality_costs_a_rerun_not_the_analysis(db, mo
         base = mq.create_quality_baseline(s, st, data=parquet(labelled(4_000)), fmt=None, header=True,
                                           problem_type="BinaryClassification", label="y", prediction=None,
                                           probability="score", threshold=0.5, name="mq", actor=p)
-        here = mq.quality_file(s, st, baseline_id=base.id, data=current, fmt=None, header=True, actor=p)
+        here = mq.quality_file(s, st, baseline_id=base.id, data=current, fmt=None, header=True, actor=p).record(s)
     with own_cluster(modes) as own:
         modes.use("dask")
         with killing_a_busy_worker(own) as killed, db.session_scope() as s:
-            there = mq.quality_file(s, st, baseline_id=base.id, data=current, fmt=None, header=True, actor=p)
+            there = mq.quality_file(s, st, baseline_id=base.id, data=current, fmt=None, header=True,
+                                    actor=p).record(s)
         assert killed, "no worker was busy with the analysis to kill"
     assert (there.status, there.row_count) == (here.status, here.row_count) == (here.status, 80_000)
     assert_quality_equal(json.loads(st.get(f"{here.prefix}/statistics.json")),

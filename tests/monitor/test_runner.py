@@ -1,8 +1,9 @@
-"""The runner cannot half-commit: a failing monitor run leaves none of its rows beside a Failed execution, and a
-database error when the execution's outcome is saved still ends it Failed (in a fresh transaction), never Pending.
+"""The runner cannot half-commit: a run computes on a read session (writing no row), and a failure while its
+analysis is recorded leaves none of its rows beside a Failed execution; a database error when the execution's
+outcome is saved still ends it Failed (in a fresh transaction), never Pending.
 
 Real databases (SQLite and PostgreSQL, schema by Alembic); the failures are real: rows flushed by the real analysis
-service, then an exception, and a NOT NULL violation raised by the database at the final flush.
+writer, then an exception, and a NOT NULL violation raised by the database at the final flush.
 """
 
 from __future__ import annotations
@@ -61,27 +62,28 @@ def _outcome(db: Database, ex_id: str) -> tuple[Execution, Schedule, list[dict[s
 
 
 def _flushes_then_raises(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A monitor run that does its real work (analysis row, audit row, outbox event flushed) and then fails."""
-    real = monitor_service.analyze_window
+    """A monitor run whose analysis is recorded for real (analysis row, audit row, outbox event flushed) and then
+    fails."""
+    real = monitor_service.Finished.record
 
-    def run(*args: Any, **kwargs: Any) -> Analysis:
-        row = real(*args, **kwargs)
-        assert row.id is not None       # flushed: the row, its audit event and its outbox event are in the session
+    def record(self: monitor_service.Finished, session: Any) -> Analysis:
+        row = real(self, session)
+        assert session.get(Analysis, row.id) is row   # flushed: the row, its audit and outbox events in the session
         raise RuntimeError("the drift report could not be written")
 
-    monkeypatch.setattr(monitor_service, "analyze_window", run)
+    monkeypatch.setattr(monitor_service.Finished, "record", record)
 
 
 def _breaks_the_execution_row(monkeypatch: pytest.MonkeyPatch) -> None:
     """A monitor run whose work succeeds but whose result cannot be stored: the execution's violation_count
-    becomes NULL, which the database refuses (NOT NULL) at the final flush, after the run's savepoint."""
-    real = monitor_service.analyze_window
+    becomes NULL, which the database refuses (NOT NULL) at the final flush, after the analysis's savepoint."""
+    real = monitor_service.Finished.record
 
-    def run(*args: Any, **kwargs: Any) -> Analysis:
-        real(*args, **kwargs)
+    def record(self: monitor_service.Finished, session: Any) -> Analysis:
+        real(self, session)
         return Analysis(id=new_id(), status="Completed", failure_reason=None, violation_count=None)
 
-    monkeypatch.setattr(monitor_service, "analyze_window", run)
+    monkeypatch.setattr(monitor_service.Finished, "record", record)
 
 
 def _tick_failing(db: Database, store: ObjectStore, inject: Callable[[], None]) -> Execution:
@@ -299,7 +301,6 @@ def test_failure_alerts_hold_against_manual_runs_stops_mid_run_restarts_and_the_
     scheduled ones silenced their failures; a stop committed while a run was under way left that run's new alert
     open on a stopped schedule; failures from before a stop counted again after the restart; and the last fire
     of a cron (the schedule stops before that run) left an open alert no run would resolve."""
-    from sqlalchemy import update
 
     from monitor import schedules
     from tests.monitor.test_api import record
@@ -317,29 +318,22 @@ def test_failure_alerts_hold_against_manual_runs_stops_mid_run_restarts_and_the_
     jobs.tick(db, store, DUE + dt.timedelta(minutes=1))                  # the 10:02 run, on its empty window
     assert _failure_alerts(db) == [("open", 1)]
 
-    # a stop commits while the 10:03 run is under way: the run reads the schedule's status again before alerting
+    # a stop commits while the 10:03 run computes: the run reads the schedule's status again before alerting
     assert client.post("/api/v1/monitoring-schedules/dq/stop", headers=keys("admin")).status_code == 200
     assert _failure_alerts(db) == [("resolved", 1)]
     assert client.post("/api/v1/monitoring-schedules/dq/start", headers=keys("admin")).status_code == 200
-    real_reason, seen = schedules.failure_reason, {}
     real_analyze = monitor_service.analyze_window
 
-    def analyze(session: Any, *args: Any, **kwargs: Any) -> Analysis:
-        seen["session"] = session
-        return real_analyze(session, *args, **kwargs)
-
-    def reason(exc: BaseException) -> str:   # after the run's savepoint: "another transaction" stops it now
-        seen["session"].execute(update(Schedule).where(Schedule.name == "dq").values(status="Stopped"),
-                                execution_options={"synchronize_session": False})
-        return real_reason(exc)
+    def analyze(*args: Any, **kwargs: Any) -> monitor_service.Finished:   # the API's stop, committed mid-run
+        assert client.post("/api/v1/monitoring-schedules/dq/stop", headers=keys("admin")).status_code == 200
+        return real_analyze(*args, **kwargs)
 
     monkeypatch.setattr(monitor_service, "analyze_window", analyze)
     _flushes_then_raises(monkeypatch)
-    monkeypatch.setattr(schedules, "failure_reason", reason)
     now = dt.datetime.now(dt.UTC).replace(second=5, microsecond=0) + dt.timedelta(minutes=1)
     assert len(jobs.tick(db, store, now)) == 1
     assert _failure_alerts(db) == [("resolved", 1)]                      # none opened on the stopped schedule
-    monkeypatch.setattr(schedules, "failure_reason", real_reason)
+    monkeypatch.setattr(monitor_service, "analyze_window", real_analyze)
 
     # a 2-of-3 rule after a restart counts only the runs since: one failure opens nothing
     assert client.post("/api/v1/monitoring-schedules/dq/start", headers=keys("admin")).status_code == 200
@@ -360,3 +354,59 @@ def test_failure_alerts_hold_against_manual_runs_stops_mid_run_restarts_and_the_
     with db.session_scope(write=False) as s:
         assert schedules.get(s, "dq").status == "Stopped"
     assert [status for status, _ in _failure_alerts(db)] == ["resolved", "resolved"]
+
+
+def test_a_scheduled_run_holds_no_write_turn_while_it_computes(live_db, tmp_path, monkeypatch):
+    """A scheduled run held its write transaction (on SQLite, BEGIN IMMEDIATE: the database's one write lock) for its
+    whole computation, so capture and every other write waited and then failed while a window was analysed. It now
+    computes on a read session: a write commits meanwhile, and the run is recorded after."""
+    from mlgov import workers
+
+    store = open_store(make_settings(tmp_path))
+    _seed(live_db, store)
+    real, written = monitor_service.analyze_window, []
+
+    def analyze(*args: Any, **kwargs: Any) -> monitor_service.Finished:   # another writer, while this run computes
+        with live_db.session_scope() as s:
+            workers.beat(s, workers.SCHEDULER, "written-meanwhile", 60.0)
+        written.append("beat")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(monitor_service, "analyze_window", analyze)
+    ran = jobs.tick(live_db, store, DUE)
+    assert written == ["beat"] and len(ran) == 1
+    ex, _, completed = _outcome(live_db, ran[0])
+    assert ex.status == "Failed" and ex.analysis_id is not None, ex.failure_reason   # the empty window's analysis
+    assert ex.failure_reason is not None and ex.failure_reason.startswith("no data captured")
+    assert [c["status"] for c in completed] == ["Failed"]
+    with live_db.session_scope(write=False) as s:
+        assert workers.gone(s, "written-meanwhile") is False
+
+
+def test_a_run_taken_over_while_it_computes_is_recorded_once_by_its_new_claimer(live_db, tmp_path, monkeypatch):
+    """Computing holds no row lock now, so a ticker that judges the claimer gone can take the claim over meanwhile
+    (compare-and-set on status and worker): the first claimer then finds another worker's name on the execution,
+    records nothing and deletes its analysis's files; the new claimer's run is the one recorded."""
+    from sqlalchemy import update
+
+    store = open_store(make_settings(tmp_path))
+    _seed(live_db, store)
+    real = monitor_service.analyze_window
+
+    def analyze(*args: Any, **kwargs: Any) -> monitor_service.Finished:
+        with live_db.session_scope() as s:
+            s.execute(update(Execution).where(Execution.status == "Pending").values(worker="successor:2:b"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(monitor_service, "analyze_window", analyze)
+    before = _counts(live_db)
+    assert jobs.tick(live_db, store, DUE, worker="first:1:a") == []
+    with live_db.session_scope(write=False) as s:
+        ex = s.scalars(select(Execution)).one()
+        assert (ex.status, ex.worker, ex.analysis_id) == ("Pending", "successor:2:b", None)
+    assert _counts(live_db) == before and list(store.list("analyses/")) == []
+    monkeypatch.setattr(monitor_service, "analyze_window", real)
+    assert jobs.run_claimed(live_db, store, ex.schedule_id, ex.id, "successor:2:b") is True
+    done, _, completed = _outcome(live_db, ex.id)
+    assert done.status == "Failed" and done.analysis_id is not None and len(completed) == 1
+    assert _counts(live_db)["analyses"] == before["analyses"] + 1
