@@ -61,7 +61,7 @@ MAX_FACET_GROUPS = 1000
 (one group per row took minutes) and needs a threshold, as SageMaker Clarify requires for continuous facets."""
 
 
-def _some(col: pd.Series) -> str:
+def some_values(col: pd.Series) -> str:
     """A few of a column's values, for a message."""
     values = [str(v) for v in col.dropna().unique()[:6]]
     return ", ".join(values[:5]) + (", …" if len(values) > 5 else "") if values else "no values"
@@ -90,22 +90,32 @@ def check_labels(col: pd.Series, spec: Any, field: str, what: str) -> None:
     if not isinstance(spec, list) and col.dtype.kind not in "biuf" and \
             pd.to_numeric(col, errors="coerce").isna().any():
         raise ConfigError([{"field": "label_values_or_threshold", "message": (
-            f"{spec!r} is a threshold, but the {what} column holds text ({_some(col)}): list the positive label "
+            f"{spec!r} is a threshold, but the {what} column holds text ({some_values(col)}): list the positive label "
             "values instead, e.g. [\"yes\"]")}])
+
+
+def unfilled(frame: pd.DataFrame, *, empty_allowed: bool = False) -> tuple[str, int, bool] | None:
+    """The first numeric column holding a value a model cannot compute on: (its name, how many such values, whether
+    one is empty rather than infinite); None when every value is finite (or empty, with ``empty_allowed``)."""
+    values = frame.to_numpy(dtype=float)
+    bad = np.isinf(values) if empty_allowed else ~np.isfinite(values)
+    if not bad.any():
+        return None
+    at = int(np.argmax(bad.any(axis=0)))
+    return str(frame.columns[at]), int(bad[:, at].sum()), bool(np.isnan(values[bad[:, at], at]).any())
 
 
 def _check_filled(frame: pd.DataFrame) -> None:
     """The flip test's nearest neighbours need every feature of every row (an empty one was a 500)."""
-    empty = frame.isna().sum()
-    if empty.any():
-        column = str(empty.idxmax())
-        raise ConfigError([{"field": "methods.post_training_bias.methods", "message": (
-            f"the flip test (FT) compares rows by every numeric feature, and {column!r} is empty in "
-            f"{int(empty.max())} row(s): fill the features, or leave FT out of the methods")}])
-    if not np.isfinite(frame.to_numpy(dtype=float)).all():
-        raise ConfigError([{"field": "methods.post_training_bias.methods", "message": (
-            "the flip test (FT) compares rows by every numeric feature, and some are infinite: clip them, or leave "
-            "FT out of the methods")}])
+    found = unfilled(frame)
+    if found is None:
+        return
+    column, count, empty = found
+    state = f"is empty in {count} row(s): fill the features" if empty else \
+        f"is infinite in {count} row(s): clip the features"
+    raise ConfigError([{"field": "methods.post_training_bias.methods", "message": (
+        f"the flip test (FT) compares rows by every numeric feature, and {column!r} {state}, or leave FT out of "
+        "the methods")}])
 
 
 def _checked_groups(values: pd.Series, spec: Any, field: str) -> list[tuple[str, np.ndarray]]:
@@ -114,7 +124,7 @@ def _checked_groups(values: pd.Series, spec: Any, field: str) -> list[tuple[str,
     check_facet_column(values, spec, field)
     groups = facet_groups(values, spec)
     for text, sensitive in groups:
-        check_group_size(int(sensitive.sum()), len(sensitive), str(values.name), text, field, _some(values))
+        check_group_size(int(sensitive.sum()), len(sensitive), str(values.name), text, field, some_values(values))
     return groups
 
 
@@ -168,7 +178,7 @@ def analyze(df: pd.DataFrame, config: dict[str, Any] | AnalysisConfig) -> dict[s
     y = bias.positive(label_col.to_numpy(), spec)
     if not y.any():
         raise ConfigError([{"field": "label_values_or_threshold", "message": (
-            f"no row's label {_is(spec)} (the label column holds {_some(label_col)}): name the positive label "
+            f"no row's label {_is(spec)} (the label column holds {some_values(label_col)}): name the positive label "
             "as the data spells it")}])
     yhat = None
     if post:
@@ -183,7 +193,7 @@ def analyze(df: pd.DataFrame, config: dict[str, Any] | AnalysisConfig) -> dict[s
             yhat = bias.positive(pcol.to_numpy(), spec)
             if not yhat.any() and _spelt_apart(pcol, label_col):   # e.g. "yes" against 0/1: every one negative
                 raise ConfigError([{"field": "predicted_label", "message": (
-                    f"no predicted label {_is(spec)} (the column holds {_some(pcol)}): predictions must be "
+                    f"no predicted label {_is(spec)} (the column holds {some_values(pcol)}): predictions must be "
                     "spelt as the labels are, or be probabilities")}])
     group = cols["group_variable"].to_numpy() if "group_variable" in cols else None
     excluded = {cfg.label, cfg.predicted_label, cfg.group_variable, *(cfg.excluded_columns or [])}

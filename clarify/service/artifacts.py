@@ -8,7 +8,6 @@ import csv
 import io
 from typing import Any
 
-import numpy as np
 import pandas as pd
 from sqlalchemy.orm import Session
 
@@ -21,6 +20,7 @@ from clarify.errors import (
     ConfigInvalid,
     DatasetUnreadable,
 )
+from clarify.metrics.analysis import some_values, unfilled
 from clarify.metrics.shap_values import OutputSpaceUnavailable, ShapResult, in_model_order
 from mlgov import inputs
 from mlgov.errors import DomainError, Invalid
@@ -80,18 +80,14 @@ def in_order(model: Any, df: pd.DataFrame) -> pd.DataFrame:
         raise Invalid(str(exc), fix="send the columns the model was fitted on, named as they were then") from None
     text = [c for c in df.columns if df[c].dtype.kind not in "biuf"]
     if text:
-        sample = ", ".join(map(str, df[text[0]].dropna().unique()[:3]))
-        raise Invalid(f"feature {text[0]!r} holds text ({sample}): the model takes numbers",
+        raise Invalid(f"feature {text[0]!r} holds text ({some_values(df[text[0]])}): the model takes numbers",
                       fix="encode it as the model expects, or leave the column out (a bias config: list it in "
                           "excluded_columns)")
-    values = df.to_numpy(dtype=float)
     takes_empty = isinstance(model, sandbox.NativeModel) and model.fmt in ("xgboost", "lightgbm")
-    bad = np.isinf(values) if takes_empty else ~np.isfinite(values)
-    if bad.any():
-        at = int(np.argmax(bad.any(axis=0)))
-        raise Invalid(f"feature {str(df.columns[at])!r} has {int(bad[:, at].sum())} "
-                      f"{'infinite' if takes_empty else 'empty or infinite'} value(s): the model's output for "
-                      "those rows would be undefined",
+    found = unfilled(df, empty_allowed=takes_empty)
+    if found is not None:
+        raise Invalid(f"feature {found[0]!r} has {found[1]} {'infinite' if takes_empty else 'empty or infinite'} "
+                      "value(s): the model's output for those rows would be undefined",
                       fix="fill or drop those rows first (as the model's own preprocessing would)")
     return df
 

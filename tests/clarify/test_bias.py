@@ -310,6 +310,8 @@ _REFUSED = [
     (lambda d, c: c["facet"].__setitem__(0, {"name_or_index": "age"}), "facet.0.value_or_threshold", "continuous"),
     (lambda d, c: d.__setitem__("age", d["age"].where(d.index % 10 != 0)), "methods.post_training_bias.methods",
      "'age' is empty in 40"),
+    (lambda d, c: d.__setitem__("age", d["age"].where(d.index % 20 != 0, np.inf)),
+     "methods.post_training_bias.methods", "'age' is infinite in 20"),
 ]
 
 
