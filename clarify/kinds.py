@@ -23,7 +23,7 @@ from mlgov.errors import Invalid
 from mlgov.storage import ObjectStore
 from monitor import kinds
 from monitor.capture import CaptureSchema
-from monitor.service import Baseline, Finished
+from monitor.service import Baseline, Finished, FinishedBaseline
 
 
 def _reference(form: kinds.Form, kind: str) -> bytes:
@@ -34,7 +34,7 @@ def _reference(form: kinds.Form, kind: str) -> bytes:
 
 
 def _bias_baseline(session: Session, store: ObjectStore, form: kinds.Form, name: str | None,
-                   actor: Principal) -> Baseline:
+                   actor: Principal) -> FinishedBaseline:
     """Parts: `file` (the labelled validation set, CSV with header), `config` (SageMaker analysis_config.json)."""
     data = _reference(form, "ModelBias")
     cfg = kinds.file_part(form, "config")
@@ -45,7 +45,7 @@ def _bias_baseline(session: Session, store: ObjectStore, form: kinds.Form, name:
 
 
 def _explainability_baseline(session: Session, store: ObjectStore, form: kinds.Form, name: str | None,
-                             actor: Principal) -> Baseline:
+                             actor: Principal) -> FinishedBaseline:
     """Parts: `file` (reference rows), `model_group` + `model_version` (the explained version), `model_format`,
     `model` (the artifact, unless it is in mlgov's store), `label` (dropped), `ndcg_threshold` (default 0.9)."""
     data = _reference(form, "ModelExplainability")

@@ -63,7 +63,7 @@ def _bias_baseline(call: Call, p: dict[str, Any]) -> str:
     analysis = definitions.one_object(store, uri, "ConstraintsResource")
     config = definitions.one_object(store, p["ModelBiasAppSpecification"]["ConfigUri"], "ConfigUri")
     return service.import_bias_baseline(call.session, store, analysis=analysis, config=config,
-                                        name=p["JobDefinitionName"], actor=call.principal).id
+                                        name=p["JobDefinitionName"], actor=call.principal).record(call.session).id
 
 
 MODEL_BIAS = DefinitionKind("ModelBias", "model-bias-job-definition", _bias_baseline, _check_clarify("ModelBias"))
@@ -87,7 +87,8 @@ def _explainability_baseline(call: Call, p: dict[str, Any]) -> str:
     return service.import_explainability_baseline(
         call.session, store, analysis=definitions.one_object(store, uri, "ConstraintsResource"),
         config=definitions.one_object(store, app["ConfigUri"], "ConfigUri"), group=endpoint.model_group,
-        version=endpoint.model_version, fmt=fmt, name=p["JobDefinitionName"], actor=call.principal).id
+        version=endpoint.model_version, fmt=fmt, name=p["JobDefinitionName"],
+        actor=call.principal).record(call.session).id
 
 
 MODEL_EXPLAINABILITY = DefinitionKind("ModelExplainability", "model-explainability-job-definition",

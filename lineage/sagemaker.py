@@ -28,6 +28,7 @@ from mlgov.auth import PUBLISHERS, READERS
 from mlgov.aws import (
     AwsService,
     Call,
+    descending,
     drop_empty,
     from_epoch,
     keyset_paged,
@@ -117,10 +118,6 @@ def _summary(call: Call, ent: Entity) -> dict[str, Any]:
                        "CreationTime": ent.created_at, "LastModifiedTime": ent.updated_at})
 
 
-
-
-def _descending(p: dict[str, Any]) -> bool:
-    return (p.get("SortOrder") or "Descending") == "Descending"
 
 
 def _update(call: Call, ent: Entity, p: dict[str, Any], **fields: Any) -> Entity:
@@ -220,8 +217,8 @@ def _register_kind(api: AwsService, kind: str, name: str) -> None:
             call.session, kind, entity_type=p.get(f"{name}Type"), uri=_source_uri(p.get("SourceUri")), sha256=None,
             name_contains=None, status=None, created_after=from_epoch(p.get("CreatedAfter")),
             created_before=from_epoch(p.get("CreatedBefore")), limit=p.get("MaxResults") or 10, offset=0,
-            descending=_descending(p), after=page_after(p))
-        order = service.entity_order(_descending(p))
+            descending=descending(p), after=page_after(p))
+        order = service.entity_order(descending(p))
         return drop_empty({"NextToken": keyset_paged(rows, remaining, order, p)}) | {
             f"{name}Summaries": [_summary(call, e) for e in rows]}
 
@@ -266,9 +263,9 @@ def _register_associations(api: AwsService) -> None:
             call.session, source=entity_id(call, p["SourceArn"])[1] if p.get("SourceArn") else None,
             target=entity_id(call, p["DestinationArn"])[1] if p.get("DestinationArn") else None,
             association_type=p.get("AssociationType"), limit=p.get("MaxResults") or 10, offset=0,
-            descending=_descending(p), after=page_after(p))
+            descending=descending(p), after=page_after(p))
         known = service.entities_by_id(call.session, [x for e in rows for x in (e.source_id, e.target_id)])
-        order = service.association_order(_descending(p))
+        order = service.association_order(descending(p))
         return drop_empty({"NextToken": keyset_paged(rows, remaining, order, p)}) | {
             "AssociationSummaries": [_association(call, e, known) for e in rows]}
 

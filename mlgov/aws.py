@@ -506,6 +506,19 @@ def keyset_paged(rows: list[Any], remaining: int, order: Sequence[Any], p: dict[
     return _token(p, {"after": cursor})
 
 
+def descending(p: dict[str, Any]) -> bool:
+    """SageMaker's lists sort newest first unless SortOrder says Ascending (code taking ``…SummaryList[0]`` as the
+    latest, as AWS's MLOps templates do, relies on it)."""
+    return (p.get("SortOrder") or "Descending") == "Descending"
+
+
+def sort_of(p: dict[str, Any], keys: dict[str, str], default: str) -> str:
+    """The listing service's sort (``key``, or ``-key`` descending: `mlgov.db.sort_order`) for SortBy and
+    SortOrder; ``keys`` maps the operation's SortBy values (botocore's model checked them) to the service's."""
+    key = keys[p.get("SortBy") or default]
+    return f"-{key}" if descending(p) else key
+
+
 def drop_empty(d: dict[str, Any]) -> dict[str, Any]:
     """Members with a value: AWS answers leave absent members out rather than sending null or empty."""
     return {k: v for k, v in d.items() if v not in (None, [], {})}

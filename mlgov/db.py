@@ -28,7 +28,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from operator import itemgetter
@@ -130,6 +130,13 @@ def _sort_keys(order_by: Sequence[Any]) -> list[tuple[Any, bool]]:
     """(column, descending) of each ORDER BY term."""
     return [(o.element, o.modifier is operators.desc_op) if isinstance(o, UnaryExpression) else (o, False)
             for o in order_by]
+
+
+def sort_order(sort: str, columns: Mapping[str, Any]) -> Any:
+    """``key`` sorts ascending by that column of a listing service's sortable ``columns``, ``-key`` descending: an
+    adapter asks for an order by name and never holds the service's ORM columns."""
+    column = columns[sort.lstrip("-")]
+    return column.desc() if sort.startswith("-") else column.asc()
 
 
 def cursor_of(row: Any, order_by: Sequence[Any]) -> list[Any]:

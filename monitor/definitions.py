@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from mlgov import audit, auth
 from mlgov.auth import Principal
-from mlgov.db import icontains, new_id, paginate, utcnow
+from mlgov.db import icontains, new_id, paginate, sort_order, utcnow
 from mlgov.errors import Conflict, DomainError, Invalid, NotFound
 from mlgov.storage import SYSTEM_FOLDERS, ObjectStore, system_folder, unclean_segment
 from monitor import schedules, service
@@ -74,7 +74,7 @@ def import_baseline(session: Session, store: ObjectStore, *, statistics_uri: str
     """A data-quality baseline from SageMaker's statistics.json and constraints.json in the object store."""
     return service.import_baseline(session, store, statistics=one_object(store, statistics_uri, "StatisticsResource"),
                                    constraints=one_object(store, constraints_uri, "ConstraintsResource"), name=name,
-                                   actor=actor)
+                                   actor=actor).record(session)
 
 
 def one_object(store: ObjectStore, uri: str, what: str) -> bytes:
@@ -93,7 +93,7 @@ def import_quality_baseline(session: Session, store: ObjectStore, *, constraints
     statistics = one_object(store, statistics_uri, "the statistics.json beside the constraints")
     return service.import_quality_baseline(session, store, constraints=constraints, statistics=statistics,
                                            problem_type=problem_type, prediction=prediction, probability=probability,
-                                           threshold=threshold, name=name, actor=actor)
+                                           threshold=threshold, name=name, actor=actor).record(session)
 
 
 # --- job definitions -------------------------------------------------------------------------------------------
@@ -129,19 +129,20 @@ def get_definition(session: Session, name: str, monitoring_type: str | None = No
 
 
 def list_definitions(session: Session, *, monitoring_type: str, endpoint: str | None, name_contains: str | None,
-                     created_after: dt.datetime | None, created_before: dt.datetime | None, order: Sequence[Any],
+                     created_after: dt.datetime | None, created_before: dt.datetime | None, sort: str = "-created",
                      limit: int, offset: int, after: Sequence[Any] | None = None,
                      ) -> tuple[list[JobDefinition], int]:
     stmt = select(JobDefinition).where(JobDefinition.type == monitoring_type)
     where = [JobDefinition.endpoint == endpoint if endpoint else None, icontains(JobDefinition.name, name_contains),
              JobDefinition.created_at > created_after if created_after else None,
              JobDefinition.created_at < created_before if created_before else None]
-    return paginate(session, stmt, *definition_order(order), limit=limit, offset=offset, where=where, after=after)
+    return paginate(session, stmt, *definition_order(sort), limit=limit, offset=offset, where=where, after=after)
 
 
-def definition_order(order: Sequence[Any]) -> tuple[Any, ...]:
-    """The ORDER BY of `list_definitions` (a keyset page's cursor is a row's values under it)."""
-    return *order, JobDefinition.id
+def definition_order(sort: str = "-created") -> tuple[Any, ...]:
+    """The ORDER BY of `list_definitions` by ``name`` or ``created`` (``-``: descending); a keyset page's cursor is
+    a row's values under it."""
+    return sort_order(sort, {"name": JobDefinition.name, "created": JobDefinition.created_at}), JobDefinition.id
 
 
 def delete_definition(session: Session, name: str, monitoring_type: str, actor: Principal) -> None:
@@ -213,10 +214,10 @@ def run_baselining_job(session: Session, store: ObjectStore, *, name: str, datas
             data = parts[0] if fmt == "parquet" else _joined_csv(parts, header)
             if quality is None:
                 base = service.create_baseline(session, store, data=data, fmt=fmt, header=header, name=name,
-                                               dataset_uri=dataset_uri, actor=actor)
+                                               dataset_uri=dataset_uri, actor=actor).record(session)
             else:
                 base = service.create_quality_baseline(session, store, data=data, fmt=fmt, header=header,
-                                                       name=name, actor=actor, **quality)
+                                                       name=name, actor=actor, **quality).record(session)
             for file in ("statistics.json", "constraints.json"):
                 store.put(f"{out}/{file}".lstrip("/"), store.get(f"{base.prefix}/{file}"), "application/json")
         job.status, job.baseline_id = "Completed", base.id
@@ -249,9 +250,11 @@ def get_processing_job(session: Session, name: str) -> ProcessingJob:
 
 def list_processing_jobs(session: Session, *, name_contains: str | None, status: str | None,
                          created_after: dt.datetime | None, created_before: dt.datetime | None,
-                         order: Sequence[Any], limit: int, offset: int) -> tuple[list[ProcessingJob], int]:
+                         sort: str = "-created", limit: int, offset: int) -> tuple[list[ProcessingJob], int]:
+    """A page of processing jobs, by ``name``, ``created`` or ``status`` (``-``: descending)."""
     where = [icontains(ProcessingJob.name, name_contains), ProcessingJob.status == status if status else None,
              ProcessingJob.created_at > created_after if created_after else None,
              ProcessingJob.created_at < created_before if created_before else None]
-    return paginate(session, select(ProcessingJob), *order, ProcessingJob.id, limit=limit, offset=offset,
-                    where=where)
+    order = sort_order(sort, {"name": ProcessingJob.name, "created": ProcessingJob.created_at,
+                              "status": ProcessingJob.status})
+    return paginate(session, select(ProcessingJob), order, ProcessingJob.id, limit=limit, offset=offset, where=where)

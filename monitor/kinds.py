@@ -34,7 +34,7 @@ from mlgov.storage import ObjectStore
 from monitor import report as reports
 from monitor import service
 from monitor.capture import CaptureSchema
-from monitor.service import Analysis, Baseline, Finished
+from monitor.service import Analysis, Baseline, Finished, FinishedBaseline
 
 # A POST /baselines form as ``mlgov.api.form_parts`` reads it: text parts as str, files as (bytes, filename);
 # a JSON body's fields as sent.
@@ -70,8 +70,9 @@ class Window:
 @dataclass(frozen=True)
 class MonitorKind:
     name: str
-    create_baseline: Callable[[Session, ObjectStore, Form, str | None, Principal], Baseline]
-    """A baseline of this kind from the form's parts (``name`` already read); raises Invalid naming what is missing."""
+    create_baseline: Callable[[Session, ObjectStore, Form, str | None, Principal], FinishedBaseline]
+    """A baseline of this kind from the form's parts (``name`` already read), computed on a session it only reads;
+    the caller records it. Raises Invalid naming what is missing."""
     run_window: Callable[[Session, ObjectStore, Window, Principal], Finished]
     """The analysis of a captured window, computed on a session it only reads (a run may take minutes and must not
     hold the write turn); the caller records it (`Finished.record`). A window without data is a Failed analysis,
@@ -233,7 +234,7 @@ def require_columns(base: Baseline, endpoint: str, schema: CaptureSchema, reads:
 # --- monitor's own kinds ----------------------------------------------------------------------------------------
 
 def _data_quality_baseline(session: Session, store: ObjectStore, form: Form, name: str | None,
-                           actor: Principal) -> Baseline:
+                           actor: Principal) -> FinishedBaseline:
     """A file or a ``dataset_uri`` → computed baseline; SageMaker ``statistics`` + ``constraints`` → imported."""
     up, stats, constr = file_part(form, "file"), file_part(form, "statistics"), file_part(form, "constraints")
     if stats or constr:
@@ -252,7 +253,7 @@ def _data_quality_baseline(session: Session, store: ObjectStore, form: Form, nam
 
 
 def _model_quality_baseline(session: Session, store: ObjectStore, form: Form, name: str | None,
-                            actor: Principal) -> Baseline:
+                            actor: Principal) -> FinishedBaseline:
     up = file_part(form, "file")
     if up is None:
         raise Invalid("a ModelQuality baseline needs a `file` with labels and predictions",

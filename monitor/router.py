@@ -166,7 +166,8 @@ _EXPECTATIONS = request_body(json_body={
 # --- baselines ------------------------------------------------------------------------------------------------
 
 @router.post("/baselines", response_model=BaselineRead, status_code=201, openapi_extra=_BASELINE_FORM)
-def create_baseline(actor: Writer, session: SessionDep, store: StoreDep, form: Parts) -> Any:
+async def create_baseline(actor: ReadingWriter, session: ReadSessionDep, store: StoreDep, form: Parts,
+                          request: Request) -> Any:
     """Multipart: `file` (CSV with header, or Parquet) → computed baseline; or `statistics` + `constraints`
     (SageMaker JSON files) → imported baseline; or a `dataset_uri` in the object store."""
     if "__json__" in form:
@@ -176,7 +177,10 @@ def create_baseline(actor: Writer, session: SessionDep, store: StoreDep, form: P
     if requested not in kinds.names():
         raise Invalid(f"baseline type {requested!r} is not {kinds.listed()}",
                       fix="omit type for a data-quality baseline")
-    return kinds.get(requested).create_baseline(session, store, form, name, actor)
+    kind = kinds.get(requested)
+    return await computed_then_recorded(
+        request, session, lambda: kind.create_baseline(session, store, form, name, actor),
+        lambda writer, done: done.record(writer))
 
 
 @router.get("/baselines", response_model=Page[BaselineRead])
@@ -241,22 +245,14 @@ def get_attached_baseline(group: str, version: int, session: SessionDep, _: Read
 # --- analyses ---------------------------------------------------------------------------------------------------
 
 def _read(row: Analysis, store: ObjectStore, full: bool) -> AnalysisRead:
-    out = AnalysisRead(id=row.id, kind=row.kind, status=row.status, failure_reason=row.failure_reason,
-                       baseline_id=row.baseline_id,
-                       source=row.source, dataset_uri=row.dataset_uri, endpoint=row.endpoint,
-                       window_start=row.window_start, window_end=row.window_end, rows=row.row_count,
-                       violation_count=row.violation_count, drift_share=row.drift_share,
-                       dataset_drift=row.dataset_drift, drifted_features=list(row.drifted_features or []),
-                       duration_ms=row.duration_ms, created_by=row.created_by, created_at=row.created_at)
-    if full:
-        out.violations = json.loads(store.get(f"{row.prefix}/constraint_violations.json"))["violations"]
-        if row.status != "Failed" and row.kind == "DataQuality":
-            drift = json.loads(store.get(f"{row.prefix}/drift.json"))
-            out.drift, summary = drift["features"], drift["summary"]
-            out.small_sample, out.note = bool(summary.get("small_sample")), summary.get("note")
-        if store.exists(f"{row.prefix}/expectations.json"):
-            out.expectations = json.loads(store.get(f"{row.prefix}/expectations.json"))
-    return out
+    return AnalysisRead(id=row.id, kind=row.kind, status=row.status, failure_reason=row.failure_reason,
+                        baseline_id=row.baseline_id,
+                        source=row.source, dataset_uri=row.dataset_uri, endpoint=row.endpoint,
+                        window_start=row.window_start, window_end=row.window_end, rows=row.row_count,
+                        violation_count=row.violation_count, drift_share=row.drift_share,
+                        dataset_drift=row.dataset_drift, drifted_features=list(row.drifted_features or []),
+                        duration_ms=row.duration_ms, created_by=row.created_by, created_at=row.created_at,
+                        **(service.analysis_results(store, row) if full else {}))
 
 
 def _drift(settings: DriftSettings | None) -> DriftConfig | None:

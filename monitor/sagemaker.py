@@ -33,6 +33,7 @@ from mlgov.aws import (
     page_offset,
     paged,
     require_absent,
+    sort_of,
     validation,
 )
 from mlgov.errors import Invalid, NotFound
@@ -105,9 +106,7 @@ def _page(p: dict[str, Any], default: int = 10) -> tuple[int, int]:
     return page_offset(p), p.get("MaxResults") or default
 
 
-def _order(p: dict[str, Any], columns: dict[str, Any], default: str) -> tuple[Any, ...]:
-    column = columns[p.get("SortBy") or default]
-    return (column.asc() if p.get("SortOrder") == "Ascending" else column.desc(),)
+_SORTS = {"Name": "name", "CreationTime": "created", "Status": "status", "ScheduledTime": "scheduled"}
 
 
 def _between(p: dict[str, Any], after: str, before: str) -> tuple[Any, Any]:
@@ -192,16 +191,16 @@ def register_job_definitions(api: AwsService, kind: DefinitionKind) -> None:
 
     @api.operation(f"List{t}JobDefinitions", roles=READERS, write=False)
     def listed(call: Call, p: dict[str, Any]) -> dict[str, Any]:
-        order = _order(p, {"Name": JobDefinition.name, "CreationTime": JobDefinition.created_at}, "CreationTime")
+        sort = sort_of(p, _SORTS, "CreationTime")
         rows, remaining = definitions.list_definitions(
             call.session, monitoring_type=t, endpoint=p.get("EndpointName"), name_contains=p.get("NameContains"),
             created_after=from_epoch(p.get("CreationTimeAfter")),
-            created_before=from_epoch(p.get("CreationTimeBefore")), order=order,
+            created_before=from_epoch(p.get("CreationTimeBefore")), sort=sort,
             limit=p.get("MaxResults") or 10, offset=0, after=page_after(p))
         summaries = [{"MonitoringJobDefinitionName": r.name, "MonitoringJobDefinitionArn": _definition_arn(call, r),
                       "CreationTime": r.created_at, "EndpointName": r.endpoint} for r in rows]
         return {"JobDefinitionSummaries": summaries,
-                **drop_empty({"NextToken": keyset_paged(rows, remaining, definitions.definition_order(order), p)})}
+                **drop_empty({"NextToken": keyset_paged(rows, remaining, definitions.definition_order(sort), p)})}
 
 
 def _data_quality_baseline(call: Call, p: dict[str, Any]) -> str:
@@ -361,34 +360,32 @@ def _register_schedules(api: AwsService) -> None:
 
     @api.operation("ListMonitoringSchedules", roles=READERS, write=False)
     def listed(call: Call, p: dict[str, Any]) -> dict[str, Any]:
-        order = _order(p, {"Name": Schedule.name, "CreationTime": Schedule.created_at, "Status": Schedule.status},
-                       "CreationTime")
+        sort = sort_of(p, _SORTS, "CreationTime")
         rows, remaining = schedules.find_schedules(
             call.session, endpoint=p.get("EndpointName"), name_contains=p.get("NameContains"),
             status=p.get("StatusEquals"), job_definition=p.get("MonitoringJobDefinitionName"),
             monitoring_type=p.get("MonitoringTypeEquals"),
             created=_between(p, "CreationTimeAfter", "CreationTimeBefore"),
             modified=_between(p, "LastModifiedTimeAfter", "LastModifiedTimeBefore"),
-            order=order, limit=p.get("MaxResults") or 10, offset=0, after=page_after(p))
+            sort=sort, limit=p.get("MaxResults") or 10, offset=0, after=page_after(p))
         return {"MonitoringScheduleSummaries": [_schedule_summary(call, s) for s in rows],
-                **drop_empty({"NextToken": keyset_paged(rows, remaining, schedules.schedule_order(order), p)})}
+                **drop_empty({"NextToken": keyset_paged(rows, remaining, schedules.schedule_order(sort), p)})}
 
     @api.operation("ListMonitoringExecutions", roles=READERS, write=False)
     def executions(call: Call, p: dict[str, Any]) -> dict[str, Any]:
-        order = _order(p, {"CreationTime": Execution.created_at, "ScheduledTime": Execution.scheduled_for,
-                           "Status": Execution.status}, "ScheduledTime")
+        sort = sort_of(p, _SORTS, "ScheduledTime")
         rows, remaining = schedules.find_executions(
             call.session, schedule=p.get("MonitoringScheduleName"), endpoint=p.get("EndpointName"),
             job_definition=p.get("MonitoringJobDefinitionName"), monitoring_type=p.get("MonitoringTypeEquals"),
             status=p.get("StatusEquals"), scheduled=_between(p, "ScheduledTimeAfter", "ScheduledTimeBefore"),
-            created=_between(p, "CreationTimeAfter", "CreationTimeBefore"), order=order,
+            created=_between(p, "CreationTimeAfter", "CreationTimeBefore"), sort=sort,
             limit=p.get("MaxResults") or 10, offset=0, after=page_after(p))
         out = []
         for ex in rows:
             _, sched = schedules.get_execution(call.session, ex.id)
             out.append(_execution_out(call, ex, sched))
         return {"MonitoringExecutionSummaries": out,
-                **drop_empty({"NextToken": keyset_paged(rows, remaining, schedules.execution_order(order), p)})}
+                **drop_empty({"NextToken": keyset_paged(rows, remaining, schedules.execution_order(sort), p)})}
 
 
 # --- alerts ------------------------------------------------------------------------------------------------------
@@ -639,8 +636,7 @@ def _register_processing(api: AwsService) -> None:
             call.session, name_contains=p.get("NameContains"), status=p.get("StatusEquals"),
             created_after=from_epoch(p.get("CreationTimeAfter")),
             created_before=from_epoch(p.get("CreationTimeBefore")),
-            order=_order(p, {"Name": ProcessingJob.name, "CreationTime": ProcessingJob.created_at,
-                             "Status": ProcessingJob.status}, "CreationTime"), limit=limit, offset=offset)
+            sort=sort_of(p, _SORTS, "CreationTime"), limit=limit, offset=offset)
         summaries = [drop_empty({"ProcessingJobName": j.name,
                                  "ProcessingJobArn": call.arn(f"{PROCESSING_JOB}/{j.name}"),
                                  "CreationTime": j.created_at, "ProcessingEndTime": j.ended_at,

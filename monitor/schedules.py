@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 from lineage import service as lineage
 from mlgov import audit, auth, events, workers
 from mlgov.auth import Principal
-from mlgov.db import cursor_of, icontains, new_id, paginate, utcnow
+from mlgov.db import cursor_of, icontains, new_id, paginate, sort_order, utcnow
 from mlgov.errors import Conflict, Invalid, NotFound
 from mlgov.outbound import OutboundPolicy, safe_url
 from mlgov.secrets import SecretBox
@@ -756,7 +756,7 @@ def find_executions(session: Session, *, schedule: str | None = None, endpoint: 
                     job_definition: str | None = None, monitoring_type: str | None = None, status: str | None = None,
                     scheduled: tuple[dt.datetime | None, dt.datetime | None] = (None, None),
                     created: tuple[dt.datetime | None, dt.datetime | None] = (None, None),
-                    order: tuple[Any, ...] = (), limit: int, offset: int,
+                    sort: str = "-scheduled", limit: int, offset: int,
                     after: Sequence[Any] | None = None) -> tuple[list[Execution], int]:
     """A page of executions of every schedule matching the filters (``scheduled``/``created``: exclusive
     after/before bounds)."""
@@ -769,12 +769,14 @@ def find_executions(session: Session, *, schedule: str | None = None, endpoint: 
              Execution.scheduled_for < scheduled[1] if scheduled[1] else None,
              Execution.created_at > created[0] if created[0] else None,
              Execution.created_at < created[1] if created[1] else None]
-    return paginate(session, stmt, *execution_order(order), limit=limit, offset=offset, where=where, after=after)
+    return paginate(session, stmt, *execution_order(sort), limit=limit, offset=offset, where=where, after=after)
 
 
-def execution_order(order: tuple[Any, ...] = ()) -> tuple[Any, ...]:
-    """The ORDER BY of `find_executions` (a keyset page's cursor is a row's values under it)."""
-    return *(order or (Execution.scheduled_for.desc(),)), Execution.id
+def execution_order(sort: str = "-scheduled") -> tuple[Any, ...]:
+    """The ORDER BY of `find_executions` by ``created``, ``scheduled`` or ``status`` (``-``: descending); a keyset
+    page's cursor is a row's values under it."""
+    return sort_order(sort, {"created": Execution.created_at, "scheduled": Execution.scheduled_for,
+                             "status": Execution.status}), Execution.id
 
 
 def get_execution(session: Session, execution_id: str) -> tuple[Execution, Schedule]:
@@ -902,18 +904,18 @@ def every_schedule(session: Session, chunk: int = 500) -> Iterable[Schedule]:
     """All schedules, by name, a page at a time (an account-wide history has no cap of its own)."""
     after: list[Any] | None = None
     while True:
-        rows, _ = find_schedules(session, order=(Schedule.name,), limit=chunk, offset=0, after=after)
+        rows, _ = find_schedules(session, sort="name", limit=chunk, offset=0, after=after)
         yield from rows
         if len(rows) < chunk:
             return
-        after = cursor_of(rows[-1], schedule_order((Schedule.name,)))
+        after = cursor_of(rows[-1], schedule_order("name"))
 
 
 def find_schedules(session: Session, *, endpoint: str | None = None, name_contains: str | None = None,
                    status: str | None = None, job_definition: str | None = None, monitoring_type: str | None = None,
                    created: tuple[dt.datetime | None, dt.datetime | None] = (None, None),
                    modified: tuple[dt.datetime | None, dt.datetime | None] = (None, None),
-                   order: tuple[Any, ...] = (), limit: int, offset: int,
+                   sort: str = "-created", limit: int, offset: int,
                    after: Sequence[Any] | None = None) -> tuple[list[Schedule], int]:
     """A page of schedules matching the filters (``created``/``modified``: exclusive after/before bounds)."""
     where = [Schedule.endpoint == endpoint if endpoint else None, icontains(Schedule.name, name_contains),
@@ -924,13 +926,15 @@ def find_schedules(session: Session, *, endpoint: str | None = None, name_contai
              Schedule.created_at < created[1] if created[1] else None,
              Schedule.updated_at > modified[0] if modified[0] else None,
              Schedule.updated_at < modified[1] if modified[1] else None]
-    return paginate(session, select(Schedule), *schedule_order(order), limit=limit, offset=offset, where=where,
+    return paginate(session, select(Schedule), *schedule_order(sort), limit=limit, offset=offset, where=where,
                     after=after)
 
 
-def schedule_order(order: tuple[Any, ...] = ()) -> tuple[Any, ...]:
-    """The ORDER BY of `find_schedules` (a keyset page's cursor is a row's values under it)."""
-    return *(order or (Schedule.created_at.desc(),)), Schedule.id
+def schedule_order(sort: str = "-created") -> tuple[Any, ...]:
+    """The ORDER BY of `find_schedules` by ``name``, ``created`` or ``status`` (``-``: descending); a keyset page's
+    cursor is a row's values under it."""
+    return sort_order(sort, {"name": Schedule.name, "created": Schedule.created_at, "status": Schedule.status}), \
+        Schedule.id
 
 
 def capture_uri(session: Session, store: ObjectStore, endpoint: str) -> str:

@@ -17,6 +17,7 @@ from mlgov.aws import (
     AwsError,
     AwsService,
     Call,
+    descending,
     drop_empty,
     from_epoch,
     keyset_paged,
@@ -245,12 +246,6 @@ def artifact_sha256(call: Call, uri: str, metadata: dict[str, str]) -> str:
     return stated
 
 
-def _descending(p: dict[str, Any]) -> bool:
-    """The registry's lists sort newest first unless SortOrder says Ascending (code taking
-    ``ModelPackageSummaryList[0]`` as the latest, as AWS's MLOps templates do, relies on it)."""
-    return (p.get("SortOrder") or "Descending") == "Descending"
-
-
 # --- operations ---------------------------------------------------------------------------------------------------
 
 def register(api: AwsService) -> None:
@@ -277,7 +272,7 @@ def register(api: AwsService) -> None:
             raise validation("mlgov serves one account: CrossAccountFilterOption must be SameAccount")
         limit = p.get("MaxResults") or 10
         column = {"Name": "name", "CreationTime": "created_at"}[p.get("SortBy") or "CreationTime"]
-        sort = f"-{column}" if _descending(p) else column
+        sort = f"-{column}" if descending(p) else column
         rows, remaining = service.list_groups(call.session, name_contains=p.get("NameContains"), tags={}, sort=sort,
                                               limit=limit, offset=0, after=page_after(p),
                                               created_after=from_epoch(p.get("CreationTimeAfter")),
@@ -360,7 +355,7 @@ def register(api: AwsService) -> None:
             raise validation("pass ModelPackageGroupName: mlgov lists model packages one group at a time")
         limit = p.get("MaxResults") or 10
         column = "version" if p.get("SortBy") == "Name" else "created_at"
-        sort = f"-{column}" if _descending(p) else column
+        sort = f"-{column}" if descending(p) else column
         g, rows, remaining = service.list_versions(
             call.session, group_name(call, p["ModelPackageGroupName"]), status=p.get("ModelApprovalStatus"),
             stage=None, created_after=from_epoch(p.get("CreationTimeAfter")),
@@ -719,7 +714,7 @@ def register_cards(api: AwsService) -> None:
     def list_cards(call: Call, p: dict[str, Any]) -> dict[str, Any]:
         limit = p.get("MaxResults") or 10
         column = "name" if p.get("SortBy") == "Name" else "created_at"
-        sort = f"-{column}" if _descending(p) else column
+        sort = f"-{column}" if descending(p) else column
         rows, remaining = service.list_cards(call.session, name_contains=p.get("NameContains"),
                                              status=p.get("ModelCardStatus"),
                                              created_after=from_epoch(p.get("CreationTimeAfter")),
@@ -737,7 +732,7 @@ def register_cards(api: AwsService) -> None:
             call.session, card_name(call, p["ModelCardName"]), status=p.get("ModelCardStatus"),
             created_after=from_epoch(p.get("CreationTimeAfter")),
             created_before=from_epoch(p.get("CreationTimeBefore")),
-            descending=_descending(p), limit=limit, offset=offset)
+            descending=descending(p), limit=limit, offset=offset)
         arn = call.arn(f"{CARD}/{card.name}")
         return drop_empty({"NextToken": paged(rows, total, offset, p)}) | {"ModelCardVersionSummaryList": [
             {"ModelCardName": card.name, "ModelCardArn": arn, "ModelCardStatus": r.status,

@@ -20,7 +20,6 @@ from sqlalchemy import (
     CursorResult,
     Select,
     Table,
-    UnaryExpression,
     and_,
     bindparam,
     case,
@@ -54,6 +53,7 @@ from mlgov.db import (
     new_id,
     paginate,
     per_backend,
+    sort_order,
     utcnow,
 )
 from mlgov.errors import Conflict, DomainError, Forbidden, Invalid, NotFound
@@ -266,7 +266,7 @@ def _check_stages_still_valid(session: Session, group: ModelGroup, cfg: StageCon
 
 def group_order(sort: str) -> tuple[Any, ...]:
     """The ORDER BY of `list_groups` (a keyset page's cursor is a row's values under it)."""
-    return _order(sort, {"name": ModelGroup.name, "created_at": ModelGroup.created_at}), ModelGroup.id
+    return sort_order(sort, {"name": ModelGroup.name, "created_at": ModelGroup.created_at}), ModelGroup.id
 
 
 def list_groups(session: Session, *, name_contains: str | None, tags: dict[str, str], sort: str, limit: int,
@@ -275,12 +275,6 @@ def list_groups(session: Session, *, name_contains: str | None, tags: dict[str, 
     return paginate(session, select(ModelGroup), *group_order(sort), limit=limit, offset=offset, after=after, where=[
         icontains(ModelGroup.name, name_contains), *(ModelGroup.tags[k].as_string() == v for k, v in tags.items()),
         *in_window(ModelGroup.created_at, created_after, created_before)])
-
-
-def _order(sort: str, columns: dict[str, QueryableAttribute[Any]]) -> UnaryExpression[Any]:
-    """``name`` sorts ascending by that column, ``-name`` descending."""
-    column = columns[sort.lstrip("-")]
-    return column.desc() if sort.startswith("-") else column.asc()
 
 
 # --- versions -----------------------------------------------------------------------------------------
@@ -671,7 +665,7 @@ def list_versions(
 
 def version_order(sort: str) -> tuple[Any, ...]:
     """The ORDER BY of `list_versions` (a keyset page's cursor is a row's values under it)."""
-    return _order(sort, _LIST_ORDER), ModelVersion.version
+    return sort_order(sort, _LIST_ORDER), ModelVersion.version
 
 
 def latest_version(session: Session, group_name: str, status: str | None) -> tuple[ModelGroup, ModelVersion]:
@@ -814,7 +808,7 @@ def read_versions(
         if stage is not None:
             _known_stage(session, group, stage)
         return [], 0
-    order = (_order(sort, _LIST_ORDER), ModelVersion.version)
+    order = (sort_order(sort, _LIST_ORDER), ModelVersion.version)
     page = _READ_WITH_METADATA[connection.dialect.name].order_by(*order)
     if offset:   # the page's ids first: the metadata column is computed for its rows, not for every row skipped
         ids = _READ.with_only_columns(_VC.id).where(*where).order_by(*order).limit(limit).offset(offset)
@@ -2549,7 +2543,7 @@ def delete_card(session: Session, name: str, actor: Principal) -> None:
 
 def card_order(sort: str) -> tuple[Any, ...]:
     """The ORDER BY of `list_cards` (a keyset page's cursor is a row's values under it)."""
-    return _order(sort, {"name": ModelCardRecord.name, "created_at": ModelCardRecord.created_at,
+    return sort_order(sort, {"name": ModelCardRecord.name, "created_at": ModelCardRecord.created_at,
                          "updated_at": ModelCardRecord.updated_at}), ModelCardRecord.id
 
 

@@ -88,7 +88,7 @@ def seed_schedule(session: Any, store: Any, features: list[dict[str, str]], csv:
 
     p = seed_endpoint(session, features)
     base = service.create_baseline(session, store, data=csv, fmt=None, header=True, name="b", dataset_uri=None,
-                                   actor=p)
+                                   actor=p).record(session)
     schedules.create(session, name=name, endpoint="ep", monitoring_type="DataQuality", expression=expression,
                      baseline_id=base.id, window_start=window_start, window_end="PT0S", drift=None, alerting=None,
                      actor=p, now=now)

@@ -395,6 +395,15 @@ def test_a_baselining_job_that_cannot_profile_its_data_fails_with_the_reason(sm:
     assert job["ProcessingJobStatus"] == "Failed" and "empty" in job["FailureReason"].lower()
     assert [j["ProcessingJobStatus"] for j in vic.list_processing_jobs(StatusEquals="Failed")[
         "ProcessingJobSummaries"]] == ["Failed"]
+    data, _ = sm.model_file("datasets/a.csv", csv_bytes(frame(50)))
+    pat.create_processing_job(**_baselining_request("a-baseline", data, sm.store.uri("out/a")))
+
+    def names(**sort: str) -> list[str]:
+        return [j["ProcessingJobName"] for j in vic.list_processing_jobs(**sort)["ProcessingJobSummaries"]]
+
+    assert names() == ["a-baseline", "empty-baseline"]                             # newest first
+    assert names(SortBy="Name", SortOrder="Descending") == ["empty-baseline", "a-baseline"]
+    assert names(SortBy="Status", SortOrder="Ascending") == ["a-baseline", "empty-baseline"]   # Completed, Failed
     with pytest.raises(ClientError) as exc:         # a failed job is no baseline
         pat.create_data_quality_job_definition(**_definition("from-failed", "churn-prod", sm.store.uri("r"), {
             "BaseliningJobName": "empty-baseline"}))

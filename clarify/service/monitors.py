@@ -1,7 +1,7 @@
 """Clarify's monitors: bias-drift and attribution-drift baselines, and their runs on captured windows.
 
 Baselines and analyses are monitor's rows (kind ModelBias / ModelExplainability), written through monitor's one
-writer of each (``record_baseline``, ``finish_analysis``), so lineage, audit, schedules, executions, alerts and
+maker of each (``finish_baseline``, ``finish_analysis``), so lineage, audit, schedules, executions, alerts and
 retraining work the same way for every monitor; ``clarify.kinds`` registers both kinds with monitor. A window's run
 only reads the database (its caller records the `Finished` analysis); the rest flushes, never commits.
 """
@@ -68,7 +68,7 @@ def _judges_predictions(parsed: Any) -> None:
 
 
 def create_bias_baseline(session: Session, store: ObjectStore, *, data: bytes, config: bytes, name: str | None,
-                         actor: Principal) -> monitor.Baseline:
+                         actor: Principal) -> monitor.FinishedBaseline:
     """A ModelBias baseline: the post-training analysis.json of a labelled validation set."""
     parsed = _bias_config(config)
     cfg = parsed.as_dict()
@@ -93,14 +93,14 @@ def create_bias_baseline(session: Session, store: ObjectStore, *, data: bytes, c
         raise ConfigInvalid(exc) from None
     store.put(f"{prefix}/analysis.json", json.dumps(result, allow_nan=False).encode(), "application/json")
     store.put(f"{prefix}/analysis_config.json", json.dumps(cfg, allow_nan=False).encode(), "application/json")
-    return monitor.record_baseline(session, store, baseline_id=bid, kind="ModelBias", source="computed",
+    return monitor.finish_baseline(store, baseline_id=bid, kind="ModelBias", source="computed",
                                    settings={"config": cfg}, dataset_sha256=hashlib.sha256(data).hexdigest(),
                                    rows=len(df), features=df.shape[1], name=name, actor=actor,
                                    summary={"kind": "ModelBias", "rows": len(df)}, document="analysis.json")
 
 
 def import_bias_baseline(session: Session, store: ObjectStore, *, analysis: bytes, config: bytes,
-                         name: str | None, actor: Principal) -> monitor.Baseline:
+                         name: str | None, actor: Principal) -> monitor.FinishedBaseline:
     """A ModelBias baseline from SageMaker Clarify's files: the bias baseline's analysis.json (post-training
     metrics per facet group) and the analysis_config.json it was computed with."""
     cfg = _bias_config(config).as_dict()
@@ -124,14 +124,14 @@ def import_bias_baseline(session: Session, store: ObjectStore, *, analysis: byte
     prefix = monitor.baseline_prefix(bid)
     store.put(f"{prefix}/analysis.json", json.dumps(doc, allow_nan=False).encode(), "application/json")
     store.put(f"{prefix}/analysis_config.json", json.dumps(cfg, allow_nan=False).encode(), "application/json")
-    return monitor.record_baseline(session, store, baseline_id=bid, kind="ModelBias", source="imported",
+    return monitor.finish_baseline(store, baseline_id=bid, kind="ModelBias", source="imported",
                                    settings={"config": cfg}, rows=0, features=0, name=name, actor=actor,
                                    action="baseline.imported", summary={"kind": "ModelBias"}, document="analysis.json")
 
 
 def create_explainability_baseline(session: Session, store: ObjectStore, *, data: bytes, group: str, version: int,
                                    fmt: str, artifact: bytes | None, label: str | None, threshold: float,
-                                   name: str | None, actor: Principal) -> monitor.Baseline:
+                                   name: str | None, actor: Principal) -> monitor.FinishedBaseline:
     """A ModelExplainability baseline: global SHAP of the model on reference data, and the model itself."""
     df = read_csv(data)
     if label and label in df.columns:
@@ -145,7 +145,7 @@ def create_explainability_baseline(session: Session, store: ObjectStore, *, data
 
 def import_explainability_baseline(session: Session, store: ObjectStore, *, analysis: bytes, config: bytes,
                                    group: str, version: int, fmt: str, name: str | None,
-                                   actor: Principal) -> monitor.Baseline:
+                                   actor: Principal) -> monitor.FinishedBaseline:
     """A ModelExplainability baseline from SageMaker Clarify's files: the explainability baseline's analysis.json
     (global SHAP values per feature) and the analysis_config.json it was computed with, explaining the registered
     version ``group``/``version`` (loaded now, so a model mlgov cannot load is refused before any run)."""
@@ -176,7 +176,7 @@ def import_explainability_baseline(session: Session, store: ObjectStore, *, anal
 def _explainability_baseline(session: Session, store: ObjectStore, *, analysis: dict[str, Any], model: bytes,
                              group: str, version: int, fmt: str, features: list[str], threshold: float,
                              name: str | None, actor: Principal, source: str, rows: int, dataset_sha256: str | None,
-                             config: dict[str, Any] | None = None) -> monitor.Baseline:
+                             config: dict[str, Any] | None = None) -> monitor.FinishedBaseline:
     """The baseline's files (analysis.json, the model, the analysis config when imported) and its row, upstream of
     the explained version."""
     bid = new_id()
@@ -187,12 +187,15 @@ def _explainability_baseline(session: Session, store: ObjectStore, *, analysis: 
         store.put(f"{prefix}/analysis_config.json", json.dumps(config, allow_nan=False).encode(), "application/json")
     settings = {"model_group": group, "model_version": version, "model_format": fmt, "features": features,
                 "ndcg_threshold": threshold}
-    explained = registry.version_entity(session, *registry.get_version(session, group, version), actor.name)
+
+    def explained(writer: Session) -> list[Any]:   # the explained version's lineage node
+        return [registry.version_entity(writer, *registry.get_version(writer, group, version), actor.name)]
+
     extra: dict[str, Any] = {"dataset_sha256": dataset_sha256} if dataset_sha256 else {"action": "baseline.imported"}
-    return monitor.record_baseline(session, store, baseline_id=bid, kind="ModelExplainability", source=source,
+    return monitor.finish_baseline(store, baseline_id=bid, kind="ModelExplainability", source=source,
                                    settings=settings, rows=rows, features=len(features), name=name, actor=actor,
                                    summary={"kind": "ModelExplainability", "rows": rows}, document="analysis.json",
-                                   upstream=[explained], **extra)
+                                   upstream=explained, **extra)
 
 
 def _finished(store: ObjectStore, *, base: monitor.Baseline, kind: str, endpoint: str, start: dt.datetime,

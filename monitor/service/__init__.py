@@ -7,10 +7,10 @@
 - ``model_quality``: model-quality baselines and analyses, the label-free performance estimate
 - ``datasets``: uploaded or stored datasets read as checked tables
 
-Other domains that add monitor kinds (``monitor.kinds``) write their baselines and analyses through the one
-writer of each row kind, ``record_baseline`` and ``finish_analysis`` (its `Finished` recorded by the caller, after a
-computation that only read), and name the rows by the types re-exported here (``Baseline``, ``Analysis``); they
-never import ``monitor.orm``.
+Other domains that add monitor kinds (``monitor.kinds``) make their baselines and analyses through the one
+maker of each row kind, ``finish_baseline`` and ``finish_analysis``: each computes on a session it only reads, and
+the caller records the result in a short write transaction (``FinishedBaseline.record``, ``Finished.record``). They
+name the rows by the types re-exported here (``Baseline``, ``Analysis``) and never import ``monitor.orm``.
 
 Services flush; callers commit. Files go to the object store before the rows that point at them are flushed, so
 a committed row always finds its files, and files whose rows never committed are unreachable (and harmless).
@@ -21,6 +21,7 @@ from monitor.service.analyses import (
     Finished,
     analysis_file,
     analysis_prefix,
+    analysis_results,
     analysis_summary,
     analyze_file,
     analyze_window,
@@ -36,16 +37,17 @@ from monitor.service.analyses import (
     violations_of,
 )
 from monitor.service.baselines import (
+    FinishedBaseline,
     attach_baseline,
     baseline_file,
     baseline_prefix,
     create_baseline,
+    finish_baseline,
     get_baseline,
     gx_suite,
     import_baseline,
     list_baselines,
     put_expectations,
-    record_baseline,
     update_constraints,
     version_baseline,
 )
@@ -79,9 +81,11 @@ __all__ = [
     "Analysis",
     "Baseline",
     "Finished",
+    "FinishedBaseline",
     "PreparedCapture",
     "analysis_file",
     "analysis_prefix",
+    "analysis_results",
     "analysis_summary",
     "analyze_file",
     "analyze_window",
@@ -99,6 +103,7 @@ __all__ = [
     "drift_config",
     "evidently_snapshot",
     "finish_analysis",
+    "finish_baseline",
     "get_analysis",
     "get_baseline",
     "get_endpoint",
@@ -121,7 +126,6 @@ __all__ = [
     "quality_window",
     "read_capture",
     "read_dataset_uri",
-    "record_baseline",
     "reference_kinds",
     "run_analysis",
     "run_quality_analysis",

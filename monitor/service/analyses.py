@@ -280,6 +280,19 @@ def violations_of(store: ObjectStore, row: Analysis) -> list[dict[str, Any]]:
     return found
 
 
+def analysis_results(store: ObjectStore, row: Analysis) -> dict[str, Any]:
+    """What an analysis found, from its stored files: the violations, a data-quality run's drift table (and whether
+    its sample was too small to judge), and its Great Expectations results when its baseline has a suite."""
+    out: dict[str, Any] = {"violations": violations_of(store, row)}
+    if row.status != "Failed" and row.kind == "DataQuality":
+        drift = json.loads(store.get(f"{row.prefix}/drift.json"))
+        out.update(drift=drift["features"], small_sample=bool(drift["summary"].get("small_sample")),
+                   note=drift["summary"].get("note"))
+    if store.exists(f"{row.prefix}/expectations.json"):
+        out["expectations"] = json.loads(store.get(f"{row.prefix}/expectations.json"))
+    return out
+
+
 def analysis_file(session: Session, store: ObjectStore, analysis_id: str, name: str) -> bytes:
     row = get_analysis(session, analysis_id)
     return store.get_named(row.prefix, name, f"{row.kind} analysis {analysis_id}")

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
@@ -37,7 +38,7 @@ from registry import service as registry
 
 
 def create_baseline(session: Session, store: ObjectStore, *, data: bytes, fmt: str | None, header: bool,
-                    name: str | None, dataset_uri: str | None, actor: Principal) -> Baseline:
+                    name: str | None, dataset_uri: str | None, actor: Principal) -> FinishedBaseline:
     table = dataset_table(data, fmt, header)
     bid = new_id()
     prefix = baseline_prefix(bid)
@@ -54,7 +55,7 @@ def create_baseline(session: Session, store: ObjectStore, *, data: bytes, fmt: s
     kept, exact = bounded_reference(profiles)   # large columns keep a bounded summary, not every value
     layout.save_profile(store, prefix, kept)
     sha = hashlib.sha256(data).hexdigest()
-    return record_baseline(session, store, baseline_id=bid, source="computed", dataset_uri=dataset_uri,
+    return finish_baseline(store, baseline_id=bid, source="computed", dataset_uri=dataset_uri,
                            settings=reference_columns(profiles),
                            dataset_sha256=sha, exact=cluster is None and exact, rows=table.num_rows,
                            features=table.num_columns,
@@ -64,7 +65,7 @@ def create_baseline(session: Session, store: ObjectStore, *, data: bytes, fmt: s
 
 
 def import_baseline(session: Session, store: ObjectStore, *, statistics: bytes, constraints: bytes,
-                    name: str | None, actor: Principal) -> Baseline:
+                    name: str | None, actor: Principal) -> FinishedBaseline:
     stats = inputs.loads(statistics, "statistics")
     constr = inputs.loads(constraints, "constraints")
     if not isinstance(stats, dict) or not isinstance(stats.get("dataset"), dict) or \
@@ -89,7 +90,7 @@ def import_baseline(session: Session, store: ObjectStore, *, statistics: bytes, 
     prefix = baseline_prefix(bid)
     store.put(f"{prefix}/statistics.json", statistics, "application/json")
     store.put(f"{prefix}/constraints.json", constraints, "application/json")
-    return record_baseline(session, store, baseline_id=bid, source="imported",
+    return finish_baseline(store, baseline_id=bid, source="imported",
                            settings=reference_columns(profiles),
                            rows=int((stats.get("dataset") or {}).get("item_count") or 0), features=len(profiles),
                            name=name, actor=actor, action="baseline.imported", summary={"features": len(profiles)})
@@ -108,31 +109,49 @@ def baseline_prefix(baseline_id: str) -> str:
     return f"baselines/{baseline_id}"
 
 
-def record_baseline(session: Session, store: ObjectStore, *, baseline_id: str, kind: str = "DataQuality",
-                    source: str, rows: int, features: int, name: str | None, actor: Principal,
-                    summary: dict[str, Any], action: str = "baseline.created", exact: bool = False,
-                    dataset_uri: str | None = None, dataset_sha256: str | None = None,
-                    problem_type: str | None = None, settings: dict[str, Any] | None = None,
-                    document: str = "statistics.json", upstream: Sequence[lineage.Entity] = ()) -> Baseline:
-    """The one writer of baseline rows, for every monitor kind (monitor's and those other domains register): the
-    row for files already stored under ``baseline_prefix(baseline_id)``, its lineage (``document``, the file that
-    is the baseline, as a Baseline artifact; the dataset at ``dataset_uri`` and the ``upstream`` nodes it was built
-    from contributing to it) and the audit row (``action``, ``summary``)."""
-    row = Baseline(id=baseline_id, name=name, source=source, kind=kind, problem_type=problem_type, settings=settings,
-                   dataset_uri=dataset_uri, dataset_sha256=dataset_sha256, prefix=baseline_prefix(baseline_id),
-                   exact=exact, row_count=rows, feature_count=features, created_by=actor.name, created_at=utcnow())
-    session.add(row)
-    session.flush()
-    art, _ = lineage.ensure_artifact(session, artifact_type="Baseline", uri=store.uri(f"{row.prefix}/{document}"),
-                                     name=row.name or row.id, actor=actor.name, properties={"baseline_id": row.id})
-    sources = list(upstream)
-    if row.dataset_uri:
-        data, _ = lineage.ensure_artifact(session, artifact_type="Dataset", uri=row.dataset_uri, actor=actor.name)
-        sources.insert(0, data)
-    lineage.chain(session, [(src, art, "ContributedTo") for src in sources], actor=actor.name)
-    audit.record(session, actor=actor.name, action=action, subject_type="baseline", subject_id=baseline_id,
-                 after=summary)
-    return row
+@dataclass(frozen=True)
+class FinishedBaseline:
+    """A baseline computed, its files stored, not yet on the record: `record` writes its row, lineage and audit in
+    a short write transaction (computing a baseline may take minutes, and must not hold the write turn)."""
+
+    id: str
+    recorder: Callable[[Session], Baseline]
+
+    def record(self, session: Session) -> Baseline:
+        return self.recorder(session)
+
+
+def finish_baseline(store: ObjectStore, *, baseline_id: str, kind: str = "DataQuality", source: str, rows: int,
+                    features: int, name: str | None, actor: Principal, summary: dict[str, Any],
+                    action: str = "baseline.created", exact: bool = False, dataset_uri: str | None = None,
+                    dataset_sha256: str | None = None, problem_type: str | None = None,
+                    settings: dict[str, Any] | None = None, document: str = "statistics.json",
+                    upstream: Callable[[Session], Sequence[lineage.Entity]] = lambda session: ()
+                    ) -> FinishedBaseline:
+    """The one maker of baselines, for every monitor kind (monitor's and those other domains register), for files
+    already stored under ``baseline_prefix(baseline_id)``. Recorded: the row, its lineage (``document``, the file
+    that is the baseline, as a Baseline artifact; the dataset at ``dataset_uri`` and the ``upstream`` nodes it was
+    built from contributing to it) and the audit row (``action``, ``summary``)."""
+
+    def record(session: Session) -> Baseline:
+        row = Baseline(id=baseline_id, name=name, source=source, kind=kind, problem_type=problem_type,
+                       settings=settings, dataset_uri=dataset_uri, dataset_sha256=dataset_sha256,
+                       prefix=baseline_prefix(baseline_id), exact=exact, row_count=rows, feature_count=features,
+                       created_by=actor.name, created_at=utcnow())
+        session.add(row)
+        session.flush()
+        art, _ = lineage.ensure_artifact(session, artifact_type="Baseline", uri=store.uri(f"{row.prefix}/{document}"),
+                                         name=row.name or row.id, actor=actor.name, properties={"baseline_id": row.id})
+        sources = list(upstream(session))
+        if row.dataset_uri:
+            data, _ = lineage.ensure_artifact(session, artifact_type="Dataset", uri=row.dataset_uri, actor=actor.name)
+            sources.insert(0, data)
+        lineage.chain(session, [(src, art, "ContributedTo") for src in sources], actor=actor.name)
+        audit.record(session, actor=actor.name, action=action, subject_type="baseline", subject_id=baseline_id,
+                     after=summary)
+        return row
+
+    return FinishedBaseline(baseline_id, record)
 
 
 def get_baseline(session: Session, baseline_id: str) -> Baseline:

@@ -26,7 +26,7 @@ from monitor import capture, compute, documents, layout
 from monitor.engine import quality, quality_partition
 from monitor.orm import Analysis, Baseline, Schedule
 from monitor.service.analyses import Finished, analysis_prefix, finish_analysis
-from monitor.service.baselines import baseline_prefix, get_baseline, record_baseline
+from monitor.service.baselines import FinishedBaseline, baseline_prefix, finish_baseline, get_baseline
 from monitor.service.datasets import dataset_table
 from monitor.service.endpoints import get_endpoint, reread_if_compacted
 from monitor.service.estimation import (
@@ -94,7 +94,7 @@ def create_quality_baseline(session: Session, store: ObjectStore, *, data: bytes
                             problem_type: str, label: str, prediction: str | None, probability: str | None,
                             threshold: float, name: str | None, actor: Principal,
                             class_probabilities: dict[str, str] | None = None,
-                            features: list[str] | None = None) -> Baseline:
+                            features: list[str] | None = None) -> FinishedBaseline:
     """The baseline's statistics and constraints (SageMaker's files) and its label-free estimator
     (``estimation.json``): calibration of the scores (classifiers; ``class_probabilities`` names each class's
     probability column for multiclass) or the loss models over ``features`` (regression)."""
@@ -129,7 +129,7 @@ def create_quality_baseline(session: Session, store: ObjectStore, *, data: bytes
     store.put(f"{prefix}/statistics.json", layout.dumps(stats), "application/json")
     store.put(f"{prefix}/constraints.json", layout.dumps(constraints), "application/json")
     store_estimator(store, prefix, estimator)
-    return record_baseline(session, store, baseline_id=bid, kind="ModelQuality", source="computed",
+    return finish_baseline(store, baseline_id=bid, kind="ModelQuality", source="computed",
                            problem_type=problem_type, settings=settings,
                            dataset_sha256=hashlib.sha256(data).hexdigest(), rows=table.num_rows,
                            features=table.num_columns, name=name, actor=actor,
@@ -148,7 +148,7 @@ def _estimator_summary(state: dict[str, Any] | None) -> str | None:
 
 def import_quality_baseline(session: Session, store: ObjectStore, *, constraints: bytes, statistics: bytes,
                             problem_type: str, prediction: str | None, probability: str | None, threshold: float,
-                            name: str | None, actor: Principal) -> Baseline:
+                            name: str | None, actor: Principal) -> FinishedBaseline:
     """A model-quality baseline from SageMaker's constraints.json and statistics.json (ModelQualityMonitor's
     suggest_baseline output); labels come from the endpoint's ground truth, predictions from its captured
     ``prediction``/``probability`` columns."""
@@ -169,7 +169,7 @@ def import_quality_baseline(session: Session, store: ObjectStore, *, constraints
     prefix = baseline_prefix(bid)
     store.put(f"{prefix}/statistics.json", statistics, "application/json")
     store.put(f"{prefix}/constraints.json", constraints, "application/json")
-    return record_baseline(session, store, baseline_id=bid, kind="ModelQuality", source="imported",
+    return finish_baseline(store, baseline_id=bid, kind="ModelQuality", source="imported",
                            problem_type=problem_type,
                            settings={"label": None, "prediction": prediction, "probability": probability,
                                      "threshold": threshold},

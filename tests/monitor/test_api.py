@@ -322,36 +322,40 @@ def test_window_analysis_from_captured_traffic(client, keys):
         "end": "2026-11-21T09:00:00Z"}), 422, "not after")
 
 
-def test_analyses_and_manual_runs_hold_no_write_turn_while_they_compute(client, keys, monkeypatch):
-    """POST /analyses and a schedule's manual run computed while holding the database's write turn, so a capture
-    request meanwhile waited for the whole analysis (503 after 30 s). They now compute on a read session and
-    record in a short write turn: captures sent while they compute are accepted, and the results are recorded."""
+def test_baselines_analyses_and_manual_runs_hold_no_write_turn_while_they_compute(client, keys, monkeypatch):
+    """POST /baselines, POST /analyses and a schedule's manual run computed while holding the database's write
+    turn, so a capture request meanwhile waited for the whole computation (503 after 30 s). They now compute on a
+    read session and record in a short write turn: captures sent while they compute are accepted, and the results
+    are recorded."""
     from monitor import service
 
     _endpoint(client, keys)
-    bid, pub = make_baseline(client, keys), keys("publisher")
+    pub = keys("publisher")
     t0 = dt.datetime(2026, 11, 20, 10, 0, tzinfo=dt.UTC)
-    rows = frame(50, seed=9)
-    real, accepted = service.analyze_window, []
+    rows, accepted = frame(50, seed=9), []
 
-    def analyze(*args: Any, **kwargs: Any) -> Any:   # another request's write, made while this analysis computes
-        i = len(accepted)
-        accepted.append(client.post("/api/v1/endpoints/churn-prod/capture", headers=keys("ingest"), json=[
-            record(7000 + i, t0 + dt.timedelta(minutes=i), tuple(rows.iloc[i]))]).json().get("accepted"))
-        return real(*args, **kwargs)
+    def meanwhile(real: Any) -> Any:
+        def computing(*args: Any, **kwargs: Any) -> Any:   # another request's write, made while this one computes
+            i = len(accepted)
+            accepted.append(client.post("/api/v1/endpoints/churn-prod/capture", headers=keys("ingest"), json=[
+                record(7000 + i, t0 + dt.timedelta(minutes=i), tuple(rows.iloc[i]))]).json().get("accepted"))
+            return real(*args, **kwargs)
+        return computing
 
-    monkeypatch.setattr(service, "analyze_window", analyze)
+    monkeypatch.setattr(service, "create_baseline", meanwhile(service.create_baseline))
+    monkeypatch.setattr(service, "analyze_window", meanwhile(service.analyze_window))
+    bid = make_baseline(client, keys)
     window = {"start": "2026-11-20T10:00:00Z", "end": "2026-11-20T11:00:00Z"}
     r = client.post("/api/v1/analyses", headers=pub, json={"baseline_id": bid, "endpoint": "churn-prod", **window})
-    assert r.status_code == 201 and r.json()["rows"] == 1, r.text
+    assert r.status_code == 201 and r.json()["rows"] == 2, r.text
     assert client.post("/api/v1/monitoring-schedules", headers=pub, json={
         "name": "dq", "endpoint": "churn-prod", "type": "DataQuality", "schedule": "hourly",
         "baseline_id": bid}).status_code == 201
     r = client.post("/api/v1/monitoring-schedules/dq/run", headers=pub, json=window)
     assert r.status_code == 201 and r.json()["status"] == "Completed", r.text
-    assert accepted == [1, 1]
+    assert accepted == [1, 1, 1]
     run = client.get(f"/api/v1/analyses/{r.json()['analysis_id']}", headers=keys("viewer")).json()
-    assert run["rows"] == 2   # the capture made while the first analysis computed, and the one before this run's
+    assert run["rows"] == 3   # each capture made while something computed
 
 
 def test_a_window_whose_batches_disagree_on_a_columns_type_is_analysed(client, keys):

@@ -135,10 +135,10 @@ def test_baseline_on_the_cluster_equals_local(db, modes):
         p = seed_endpoint(s, FEATURES)
         modes.use("local")
         here = service.create_baseline(s, modes.store, data=data, fmt=None, header=True, name="local",
-                                       dataset_uri=None, actor=p)
+                                       dataset_uri=None, actor=p).record(s)
         modes.use("dask")
         there = service.create_baseline(s, modes.store, data=data, fmt=None, header=True, name="dask",
-                                        dataset_uri=None, actor=p)
+                                        dataset_uri=None, actor=p).record(s)
         assert (here.exact, there.exact) == (True, False)   # the cluster's reference is its sketches
         assert here.row_count == there.row_count == 30_000
     st = modes.store
@@ -296,7 +296,7 @@ def test_a_worker_killed_mid_analysis_costs_a_rerun_not_the_analysis(db, modes):
     with db.session_scope() as s:
         p = seed_endpoint(s, FEATURES)
         base = service.create_baseline(s, st, data=parquet(frame(4_000)), fmt=None, header=True, name="b",
-                                       dataset_uri=None, actor=p)
+                                       dataset_uri=None, actor=p).record(s)
         here = service.analyze_file(s, st, baseline_id=base.id, data=current, fmt=None, header=True,
                                     dataset_uri=None, config=None, actor=p).record(s)
     with own_cluster(modes) as own:
@@ -428,7 +428,7 @@ def test_model_quality_baseline_and_file_on_the_cluster_equal_local(db, modes, p
         for which in ("local", "dask"):
             modes.use(which)
             base = mq.create_quality_baseline(s, st, data=data, fmt=None, header=True, problem_type=problem,
-                                              threshold=0.5, name=which, actor=p, **kw)
+                                              threshold=0.5, name=which, actor=p, **kw).record(s)
             here = mq.quality_file(s, st, baseline_id=base.id, data=current, fmt=None, header=True,
                                    actor=p).record(s)
             runs[which] = (base, here)
@@ -473,7 +473,7 @@ def _binary_quality_window_both_ways(db: Any, modes: Modes) -> tuple[Any, Any, A
         p = seed_endpoint(s, FEATURES)
         base = mq.create_quality_baseline(s, st, data=parquet(labelled(4_000)), fmt=None, header=True,
                                           problem_type="BinaryClassification", label="y", prediction=None,
-                                          probability="score", threshold=0.5, name="mq", actor=p)
+                                          probability="score", threshold=0.5, name="mq", actor=p).record(s)
         base.settings = {**(base.settings or {}), "probability": "prediction"}   # the endpoint captures it so
         _captured_scores(s, st, labelled(1_500, seed=9))
         schedules.create(s, name="mq", endpoint="ep", monitoring_type="ModelQuality", expression="hourly",
@@ -567,7 +567,7 @@ def _estimate_on_both(db: Any, modes: Modes, problem: str, columns: dict[str, An
         p = seed_endpoint(s, features, prediction)
         ref = scored(4_000, seed=1) if reference is None else reference
         base = mq.create_quality_baseline(s, st, data=parquet(ref), fmt=None, header=True,
-                                          problem_type=problem, threshold=0.5, name="mq", actor=p, **columns)
+                                          problem_type=problem, threshold=0.5, name="mq", actor=p, **columns).record(s)
         captured = "probability" if problem == "BinaryClassification" else "prediction"
         base.settings = {**(base.settings or {}), captured: "prediction"}   # the endpoint captures it so
         _captured_rows(s, st, window, output, label, 300, tuple(f["name"] for f in features))
@@ -729,7 +729,7 @@ def test_bias_baseline_and_window_on_the_cluster_equal_local(db, modes):
         for which in ("local", "dask"):
             modes.use(which)
             bases[which] = bias_monitors.create_bias_baseline(s, st, data=reference, config=json.dumps(cfg).encode(),
-                                                              name=which, actor=p)
+                                                              name=which, actor=p).record(s)
         lb, db_ = bases["local"], bases["dask"]
         assert st.exists(f"{db_.prefix}/dataset.parquet") and not st.exists(f"{lb.prefix}/dataset.parquet")
         assert_bias_equal(json.loads(st.get(f"{lb.prefix}/analysis.json")),
@@ -750,7 +750,7 @@ def test_bias_baseline_and_window_on_the_cluster_equal_local(db, modes):
         window_cfg = {**cfg, "group_variable": None,   # the capture has no band: no CDDPL
                       "methods": {"post_training_bias": {"methods": POST[:1] + POST[2:]}}}
         base = bias_monitors.create_bias_baseline(s, st, data=reference, config=json.dumps(window_cfg).encode(),
-                                                  name="w", actor=p)
+                                                  name="w", actor=p).record(s)
         runs = {}
         for which in ("local", "dask"):
             modes.use(which)
@@ -803,7 +803,7 @@ def test_an_expectation_suite_on_the_cluster_equals_local(db, modes):
         p = seed_endpoint(s, FEATURES)
         modes.use("local")
         base = service.create_baseline(s, st, data=parquet(frame(3_000)), fmt=None, header=True, name="b",
-                                       dataset_uri=None, actor=p)
+                                       dataset_uri=None, actor=p).record(s)
         service.put_expectations(s, st, base.id, json.dumps(SUITE).encode(), p)
         runs = {}
         for which in ("local", "dask"):
@@ -837,13 +837,13 @@ def test_an_unreachable_cluster_fails_model_quality_and_bias_windows_and_writes_
         base = mq.create_quality_baseline(s, st, data=parquet(labelled(2_000).rename(columns={"score": "prediction"})),
                                           fmt=None, header=True, problem_type="BinaryClassification", label="y",
                                           prediction=None, probability="prediction", threshold=0.5, name="mq",
-                                          actor=p)
+                                          actor=p).record(s)
         cfg = {"label": "label", "label_values_or_threshold": [1], "predicted_label": "prediction",
                "facet": [{"name_or_index": "state", "value_or_threshold": ["CA"]}],
                "methods": {"post_training_bias": {"methods": ["DPPL"]}}}
         ref = pd.DataFrame({"state": ["CA", "NY"] * 50, "label": [0, 1] * 50, "prediction": [1, 1, 0, 0] * 25})
         bias_base = bias_monitors.create_bias_baseline(s, st, data=ref.to_csv(index=False).encode(),
-                                                       config=json.dumps(cfg).encode(), name="bias", actor=p)
+                                                       config=json.dumps(cfg).encode(), name="bias", actor=p).record(s)
         _captured_scores(s, st, labelled(400, seed=2))
         schedules.create(s, name="mq", endpoint="ep", monitoring_type="ModelQuality", expression="hourly",
                          baseline_id=base.id, window_start="-PT1H", window_end="PT0S", drift=None, alerting=None,
@@ -868,7 +868,7 @@ def test_a_worker_killed_mid_model_quality_costs_a_rerun_not_the_analysis(db, mo
         p = seed_endpoint(s, FEATURES)
         base = mq.create_quality_baseline(s, st, data=parquet(labelled(4_000)), fmt=None, header=True,
                                           problem_type="BinaryClassification", label="y", prediction=None,
-                                          probability="score", threshold=0.5, name="mq", actor=p)
+                                          probability="score", threshold=0.5, name="mq", actor=p).record(s)
         here = mq.quality_file(s, st, baseline_id=base.id, data=current, fmt=None, header=True, actor=p).record(s)
     with own_cluster(modes) as own:
         modes.use("dask")

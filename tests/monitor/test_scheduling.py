@@ -330,7 +330,7 @@ def _retraining_request(db, store, tmp_path: Path) -> dict[str, Any]:
     with db.session_scope() as s:
         p = seed_endpoint(s, FEATURES)
         base = service.create_baseline(s, store, data=csv_bytes(frame(1000)), fmt=None, header=True, name="b",
-                                       dataset_uri=None, actor=p)
+                                       dataset_uri=None, actor=p).record(s)
         schedules.create(s, name="dq", endpoint="ep", monitoring_type="DataQuality", expression="hourly",
                          baseline_id=base.id, window_start="-PT1H", window_end="PT0S", drift=None, alerting=None,
                          actor=p)
