@@ -407,7 +407,16 @@ class Call:
         return parts[5][len(kind) + 1:]
 
 
-Handler = Callable[[Call, dict[str, Any]], dict[str, Any]]
+@dataclass(frozen=True)
+class ThenRecord:
+    """The answer of an operation that computes (`AwsService.operation`'s ``computes``): it ran on a read session,
+    and ``record`` writes its rows and returns the response in a short write turn of its own, so a computation of
+    minutes holds no write turn that capture ingest and every other write wait for."""
+
+    record: Callable[[Session], dict[str, Any]]
+
+
+Handler = Callable[[Call, dict[str, Any]], "dict[str, Any] | ThenRecord"]
 TagReader = Callable[[Call, str], dict[str, str]]
 """The tags of one resource, by its name (the part of its ARN after ``<kind>/``); NotFound when there is none."""
 
@@ -419,6 +428,7 @@ class Operation:
     roles: frozenset[Role]
     write: bool
     token: str | None = None   # the member holding an idempotency token
+    computes: bool = False     # runs on a read session and answers a ThenRecord (a write turn of its own)
 
 
 _NOT_OURS = "NextToken is not one this server returned; start again without it"
@@ -571,12 +581,14 @@ class AwsService:
         self.tag_readers[kind] = read
 
     def operation(self, name: str, *, roles: frozenset[Role], write: bool, idempotency_member: str | None = None,
-                  ) -> Callable[[Handler], Handler]:
+                  computes: bool = False) -> Callable[[Handler], Handler]:
+        """Register a handler. ``computes``: a write operation whose handler computes on a read session and
+        answers a `ThenRecord`, recorded in a write turn taken after the read session ends."""
         if name not in self.model.operation_names:
             raise ValueError(f"{name} is not an operation of {self.prefix}")
 
         def register(fn: Handler) -> Handler:
-            self.operations[name] = Operation(name, fn, roles, write, idempotency_member)
+            self.operations[name] = Operation(name, fn, roles, write, idempotency_member, computes)
             return fn
 
         return register
@@ -622,8 +634,11 @@ class AwsService:
                     [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.scope["headers"]], body)
         db = auth.get_db(request)
         try:
-            async with auth.database_turn(db, write=op.write if op else False) as session:
+            async with auth.database_turn(db, write=bool(op and op.write and not op.computes)) as session:
                 result = await anyio.to_thread.run_sync(self._run, session, wire, target, op)
+            if isinstance(result, ThenRecord):
+                async with auth.database_turn(db, write=True) as writer:
+                    result = await anyio.to_thread.run_sync(result.record, writer)
         except Exception as exc:
             if op is not None and op.token and is_unique_violation(exc):
                 replay = await self._replay_after_race(db, wire, op)
@@ -635,7 +650,7 @@ class AwsService:
     def _authenticate(self, session: Session, wire: Wire) -> tuple[Principal, Signed]:
         return verify(session, wire, self.signing_name, self.lookup, self.clock())
 
-    def _run(self, session: Session, wire: Wire, target: str, op: Operation | None) -> dict[str, Any]:
+    def _run(self, session: Session, wire: Wire, target: str, op: Operation | None) -> dict[str, Any] | ThenRecord:
         principal, signed = self._authenticate(session, wire)
         prefix, _, name = target.partition(".")
         if op is None:
@@ -664,12 +679,23 @@ class AwsService:
             if replay is not None:
                 return replay
         result = op.handler(call, params)
-        if token:
-            session.add(IdempotentCall(id=new_id(), operation=op.name, key_pk=principal.key_pk, token=token,
-                                       request_sha256=digest, response=json.loads(json.dumps(result,
-                                                                                             default=_json_default))))
-            session.flush()
-        return result
+        if op.computes != isinstance(result, ThenRecord):
+            raise TypeError(f"{op.name} {'computes' if op.computes else 'writes'} and must answer "
+                            f"{'a ThenRecord' if op.computes else 'its response'}")
+        if not token:
+            return result
+
+        def remembered(writer: Session, response: dict[str, Any]) -> dict[str, Any]:
+            writer.add(IdempotentCall(id=new_id(), operation=op.name, key_pk=principal.key_pk, token=token,
+                                      request_sha256=digest, response=json.loads(json.dumps(response,
+                                                                                            default=_json_default))))
+            writer.flush()
+            return response
+
+        if isinstance(result, ThenRecord):
+            record = result.record
+            return ThenRecord(lambda writer: remembered(writer, record(writer)))
+        return remembered(session, result)
 
     async def _replay_after_race(self, db: Any, wire: Wire, op: Operation) -> dict[str, Any] | None:
         """A concurrent call with the same token committed first: answer what it answered."""

@@ -14,7 +14,7 @@ cannot be read or profiled is a Failed job with the reason, not an error.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from sqlalchemy import select
@@ -192,43 +192,59 @@ def redefine_schedule(session: Session, name: str, *, definition: JobDefinition,
 
 def run_baselining_job(session: Session, store: ObjectStore, *, name: str, dataset_uri: str, fmt: str,
                        header: bool, output_uri: str, spec: dict[str, Any], actor: Principal,
-                       quality: dict[str, Any] | None = None) -> ProcessingJob:
+                       quality: dict[str, Any] | None = None) -> Callable[[Session], ProcessingJob]:
     """Profile the dataset at ``dataset_uri`` (an object, or every object of a folder: CSV files each with the
     same header, or one Parquet file) into a baseline, and write statistics.json and constraints.json to
     ``output_uri``. With ``quality`` (problem_type, label, prediction, probability, threshold) the baseline is a
-    ModelQuality one, as ModelQualityMonitor.suggest_baseline asks."""
+    ModelQuality one, as ModelQualityMonitor.suggest_baseline asks.
+
+    Profiling only reads the database (it may take minutes): the job's row, Completed with its baseline or Failed
+    with the reason, is written by the function returned, in the caller's write transaction."""
     out = output_key(store, output_uri, "the output URI")
     store_key(store, dataset_uri, "the dataset URI")
+    _name_free(session, name)
+    started = utcnow()
+    finished: service.FinishedBaseline | None = None
+    failure: str | None = None
+    try:
+        parts = read_objects(store, dataset_uri, "the dataset")
+        if fmt == "parquet" and len(parts) > 1:
+            raise Invalid(f"{dataset_uri} holds {len(parts)} Parquet files; mlgov profiles one",
+                          fix="point the input at one Parquet file")
+        data = parts[0] if fmt == "parquet" else _joined_csv(parts, header)
+        if quality is None:
+            finished = service.create_baseline(session, store, data=data, fmt=fmt, header=header, name=name,
+                                               dataset_uri=dataset_uri, actor=actor)
+        else:
+            finished = service.create_quality_baseline(session, store, data=data, fmt=fmt, header=header,
+                                                       name=name, actor=actor, **quality)
+        for file in ("statistics.json", "constraints.json"):
+            store.put(f"{out}/{file}".lstrip("/"), store.get(f"{service.baseline_prefix(finished.id)}/{file}"),
+                      "application/json")
+    except DomainError as exc:
+        finished, failure = None, exc.detail
+
+    def record(writer: Session) -> ProcessingJob:
+        _name_free(writer, name)
+        job = ProcessingJob(id=new_id(), name=name, status="Failed", failure_reason=failure, dataset_uri=dataset_uri,
+                            output_uri=output_uri, spec=spec, created_by=actor.name, created_at=started)
+        writer.add(job)
+        writer.flush()
+        if finished is not None:
+            job.status, job.baseline_id = "Completed", finished.record(writer).id
+        job.ended_at = utcnow()
+        writer.flush()
+        audit.record(writer, actor=actor.name, action="processing_job.ended", subject_type="processing_job",
+                     subject_id=name, after={"status": job.status, "baseline_id": job.baseline_id,
+                                             "dataset_uri": dataset_uri, "output_uri": output_uri})
+        return job
+
+    return record
+
+
+def _name_free(session: Session, name: str) -> None:
     if session.scalar(select(ProcessingJob.id).where(ProcessingJob.name == name)) is not None:
         raise Conflict(f"processing job {name!r} already exists", fix="pick another job name")
-    job = ProcessingJob(id=new_id(), name=name, status="InProgress", dataset_uri=dataset_uri, output_uri=output_uri,
-                        spec=spec, created_by=actor.name, created_at=utcnow())
-    session.add(job)
-    session.flush()
-    try:
-        with session.begin_nested():
-            parts = read_objects(store, dataset_uri, "the dataset")
-            if fmt == "parquet" and len(parts) > 1:
-                raise Invalid(f"{dataset_uri} holds {len(parts)} Parquet files; mlgov profiles one",
-                              fix="point the input at one Parquet file")
-            data = parts[0] if fmt == "parquet" else _joined_csv(parts, header)
-            if quality is None:
-                base = service.create_baseline(session, store, data=data, fmt=fmt, header=header, name=name,
-                                               dataset_uri=dataset_uri, actor=actor).record(session)
-            else:
-                base = service.create_quality_baseline(session, store, data=data, fmt=fmt, header=header,
-                                                       name=name, actor=actor, **quality).record(session)
-            for file in ("statistics.json", "constraints.json"):
-                store.put(f"{out}/{file}".lstrip("/"), store.get(f"{base.prefix}/{file}"), "application/json")
-        job.status, job.baseline_id = "Completed", base.id
-    except DomainError as exc:
-        job.status, job.failure_reason = "Failed", exc.detail
-    job.ended_at = utcnow()
-    session.flush()
-    audit.record(session, actor=actor.name, action="processing_job.ended", subject_type="processing_job",
-                 subject_id=name, after={"status": job.status, "baseline_id": job.baseline_id,
-                                         "dataset_uri": dataset_uri, "output_uri": output_uri})
-    return job
 
 
 def _joined_csv(parts: list[bytes], header: bool) -> bytes:

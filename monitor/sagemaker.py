@@ -26,6 +26,7 @@ from mlgov.aws import (
     AwsError,
     AwsService,
     Call,
+    ThenRecord,
     drop_empty,
     from_epoch,
     keyset_paged,
@@ -589,8 +590,8 @@ def _ended(name: str, status: str) -> AwsError:
 
 
 def _register_processing(api: AwsService) -> None:
-    @api.operation("CreateProcessingJob", roles=PUBLISHERS, write=True)
-    def create(call: Call, p: dict[str, Any]) -> dict[str, Any]:
+    @api.operation("CreateProcessingJob", roles=PUBLISHERS, write=True, computes=True)
+    def create(call: Call, p: dict[str, Any]) -> ThenRecord:
         check_analyzer(p["AppSpecification"]["ImageUri"], "AppSpecification.ImageUri")
         require_absent(p["AppSpecification"], ["ContainerEntrypoint", "ContainerArguments"],
                        "mlgov runs its own engine in place of the analyzer")
@@ -599,11 +600,11 @@ def _register_processing(api: AwsService) -> None:
             raise validation(f"processing job names starting {EXECUTION_JOB!r} are the jobs of monitoring executions; "
                              "pick another name")
         dataset, fmt, header, output = _analyzer_request(p)
-        job = definitions.run_baselining_job(call.session, _store(call), name=p["ProcessingJobName"],
-                                             dataset_uri=dataset, fmt=fmt, header=header, output_uri=output, spec=p,
-                                             actor=call.principal,
-                                             quality=_quality_request(p.get("Environment") or {}))
-        return {"ProcessingJobArn": call.arn(f"{PROCESSING_JOB}/{job.name}")}
+        record = definitions.run_baselining_job(call.session, _store(call), name=p["ProcessingJobName"],
+                                                dataset_uri=dataset, fmt=fmt, header=header, output_uri=output,
+                                                spec=p, actor=call.principal,
+                                                quality=_quality_request(p.get("Environment") or {}))
+        return ThenRecord(lambda writer: {"ProcessingJobArn": call.arn(f"{PROCESSING_JOB}/{record(writer).name}")})
 
     @api.operation("DescribeProcessingJob", roles=READERS, write=False)
     def describe(call: Call, p: dict[str, Any]) -> dict[str, Any]:

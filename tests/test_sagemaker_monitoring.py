@@ -413,6 +413,30 @@ def test_a_baselining_job_that_cannot_profile_its_data_fails_with_the_reason(sm:
     assert _code(exc) == "ResourceNotFound"
 
 
+def test_a_baselining_job_holds_no_write_turn_while_it_profiles(sm: SageMaker, monkeypatch: Any) -> None:
+    """CreateProcessingJob profiled its dataset while holding the write turn, so every other write (capture,
+    registrations) waited for the whole baselining job. It profiles on a read session now and writes the job's row
+    after: a registration made meanwhile goes through."""
+    from monitor import service
+
+    pat = sm.client("pat")
+    real, made = service.create_baseline, []
+
+    def profiling(*args: Any, **kwargs: Any) -> Any:
+        made.append(pat.create_model_package_group(ModelPackageGroupName="made-meanwhile")["ModelPackageGroupArn"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(service, "create_baseline", profiling)
+    data, _ = sm.model_file("datasets/m.csv", csv_bytes(frame(50)))
+    pat.create_processing_job(**_baselining_request("meanwhile", data, sm.store.uri("out/m")))
+    assert len(made) == 1
+    job = sm.client("vic").describe_processing_job(ProcessingJobName="meanwhile")
+    assert job["ProcessingJobStatus"] == "Completed" and job["ProcessingStartTime"] <= job["ProcessingEndTime"]
+    with pytest.raises(ClientError) as exc:         # the name is taken once the job is on the record
+        pat.create_processing_job(**_baselining_request("meanwhile", data, sm.store.uri("out/m")))
+    assert "already exists" in str(exc.value)
+
+
 def test_only_the_analyzer_image_and_what_mlgov_can_honour(sm: SageMaker) -> None:
     pat = sm.client("pat")
     data, _ = sm.model_file("datasets/d.csv", csv_bytes(frame(50)))
