@@ -11,12 +11,15 @@ import json
 import re
 from typing import Any, cast
 
+from sqlalchemy.orm import Session
+
 from mlgov import inputs
 from mlgov.auth import ADMINS, DECIDERS, PUBLISHERS, READERS, Role
 from mlgov.aws import (
     AwsError,
     AwsService,
     Call,
+    ThenRecord,
     descending,
     drop_empty,
     from_epoch,
@@ -285,8 +288,11 @@ def register(api: AwsService) -> None:
         service.delete_group(call.session, group_name(call, p["ModelPackageGroupName"]), call.principal)
         return {}
 
-    @api.operation("CreateModelPackage", roles=PUBLISHERS, write=True, idempotency_member="ClientToken")
-    def create_package(call: Call, p: dict[str, Any]) -> dict[str, Any]:
+    @api.operation("CreateModelPackage", roles=PUBLISHERS, write=True, idempotency_member="ClientToken",
+                   computes=True)
+    def create_package(call: Call, p: dict[str, Any]) -> ThenRecord:
+        """The artifact is read and hashed on the read session (a model of gigabytes takes seconds), and the
+        version registered in a write turn of its own."""
         if not p.get("ModelPackageGroupName"):
             raise validation("mlgov keeps versioned model packages only: pass ModelPackageGroupName (and no "
                              "ModelPackageName)")
@@ -313,13 +319,17 @@ def register(api: AwsService) -> None:
             model_metrics=_metrics_in(p.get("ModelMetrics")), metadata=metadata, domain=p.get("Domain"),
             task=p.get("Task"), model_card=_card_in(p.get("ModelCard")),
             source=_source_in(p.get("MetadataProperties")))
-        v = service.register_version(call.session, group, body, call.principal, via_sagemaker=True)
         status = p.get("ModelApprovalStatus")
-        if status in ("Approved", "Rejected"):
-            # A decision at registration is the registrant deciding: the registry's four-eyes rule refuses it.
-            service.decide(call.session, group, v.version, ApprovalRequest(status=status, comment=(
-                "ModelApprovalStatus given at registration")), call.principal)
-        return {"ModelPackageArn": package_arn(call, group, v.version)}
+
+        def register(writer: Session) -> dict[str, Any]:
+            v = service.register_version(writer, group, body, call.principal, via_sagemaker=True)
+            if status in ("Approved", "Rejected"):
+                # A decision at registration is the registrant deciding: the registry's four-eyes rule refuses it.
+                service.decide(writer, group, v.version, ApprovalRequest(status=status, comment=(
+                    "ModelApprovalStatus given at registration")), call.principal)
+            return {"ModelPackageArn": package_arn(call, group, v.version)}
+
+        return ThenRecord(register)
 
     @api.operation("DescribeModelPackage", roles=READERS, write=False)
     def describe_package(call: Call, p: dict[str, Any]) -> dict[str, Any]:

@@ -105,6 +105,29 @@ def _package(sm: SageMaker, group: str, data: bytes, **extra: Any) -> dict[str, 
         "SupportedContentTypes": ["text/csv"], "SupportedResponseMIMETypes": ["text/csv"]}, **extra}
 
 
+def test_create_model_package_hashes_its_artifact_holding_no_write_turn(sm: SageMaker, monkeypatch: Any) -> None:
+    """CreateModelPackage read and hashed an artifact in mlgov's store inside its write turn (a model of gigabytes:
+    seconds of every other write waiting). It hashes on a read session now and registers in a write turn of its
+    own: a write made meanwhile goes through, and the version holds the hash."""
+    from registry import service
+
+    pat = sm.client("pat")
+    pat.create_model_package_group(ModelPackageGroupName="hashed")
+    real, made = service.checked_hash, []
+
+    def hashing(*args: Any, **kwargs: Any) -> Any:
+        made.append(pat.create_model_package_group(ModelPackageGroupName="made-meanwhile")["ModelPackageGroupArn"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(service, "checked_hash", hashing)
+    request = _package(sm, "hashed", b"weights", ClientToken="hashed-1")
+    arn = pat.create_model_package(**request)["ModelPackageArn"]
+    assert arn.endswith(":model-package/hashed/1") and len(made) == 1
+    assert pat.create_model_package(**request)["ModelPackageArn"] == arn     # the token was remembered
+    version = httpx.get(f"{sm.url}/api/v1/model-groups/hashed/versions/1", headers=sm.headers["vic"], timeout=30)
+    assert version.json()["artifact_sha256"] == hashlib.sha256(b"weights").hexdigest(), version.text
+
+
 def test_registry_and_approval_story(sm: SageMaker) -> None:
     pat, ann, alice, vic = sm.client("pat"), sm.client("ann"), sm.client("alice"), sm.client("vic")
     arn = pat.create_model_package_group(ModelPackageGroupName="churn", ModelPackageGroupDescription="churn model",
