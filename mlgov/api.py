@@ -338,10 +338,7 @@ def create_webhook(body: WebhookCreate, session: SessionDep, principal: Admin,
 
 @router.get("/webhooks", tags=["webhooks"], response_model=list[WebhookRead])
 def list_webhooks(session: SessionDep, _: Admin) -> Any:
-    from sqlalchemy import select
-
-    return list(session.scalars(select(events.Webhook).where(events.Webhook.active.is_(True))
-                                .order_by(events.Webhook.created_at)))
+    return events.list_webhooks(session, limit=None)
 
 
 @router.get("/webhooks/{webhook_id}", tags=["webhooks"], response_model=WebhookRead)

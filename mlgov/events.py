@@ -337,9 +337,9 @@ def _seal_plaintext(hook: Webhook, box: SecretBox) -> None:
         hook.sealed_url = box.encrypt(hook.sealed_url)
 
 
-def list_webhooks(session: Session, *, wire_format: str | None = None, limit: int = 1000,
+def list_webhooks(session: Session, *, wire_format: str | None = None, limit: int | None = 1000,
                   offset: int = 0) -> list[Webhook]:
-    """Active subscriptions, oldest first (of one wire format, when given)."""
+    """Active subscriptions, oldest first (of one wire format, when given); ``limit`` None: all of them."""
     stmt = select(Webhook).where(Webhook.active.is_(True))
     if wire_format is not None:
         stmt = stmt.where(Webhook.wire_format == wire_format)

@@ -322,7 +322,7 @@ def register(api: AwsService) -> None:
         status = p.get("ModelApprovalStatus")
 
         def register(writer: Session) -> dict[str, Any]:
-            v = service.register_version(writer, group, body, call.principal, via_sagemaker=True)
+            v = service.register_version(writer, group, body, call.principal, hash_in_metadata=True)
             if status in ("Approved", "Rejected"):
                 # A decision at registration is the registrant deciding: the registry's four-eyes rule refuses it.
                 service.decide(writer, group, v.version, ApprovalRequest(status=status, comment=(

@@ -300,10 +300,10 @@ def _payload(group_name: str, v: ModelVersion) -> dict[str, Any]:
 
 
 def register_version(session: Session, group_name: str, body: VersionFields, actor: Principal, *,
-                     via_sagemaker: bool = False) -> ModelVersion:
+                     hash_in_metadata: bool = False) -> ModelVersion:
     """Number the version (gap-free), store it, record its lineage, audit and emit it, in the caller's transaction."""
     return register_versions(session, group_name, [Registration(body, actor, request_id_var.get(),
-                                                                via_sagemaker)])[0]
+                                                                hash_in_metadata)])[0]
 
 
 @dataclass(frozen=True)
@@ -313,7 +313,8 @@ class Registration:
     body: VersionFields
     actor: Principal
     request_id: str | None = None
-    via_sagemaker: bool = False   # its "mlgov:artifact-sha256" metadata was checked against the hash it registers
+    hash_in_metadata: bool = False   # its metadata states the hash as "mlgov:artifact-sha256", checked to be the
+    # one registered (SageMaker clients keep it in CustomerMetadataProperties)
 
 
 def register_versions(session: Session, group_name: str, regs: Sequence[Registration]) -> list[ModelVersion]:
@@ -332,7 +333,7 @@ def register_versions(session: Session, group_name: str, regs: Sequence[Registra
                             "register it as Approved", fix="register the card as Draft or PendingReview; an approver "
                             "owned by someone else approves it (SageMaker's UpdateModelCard)")
         reserved = [k for k in r.body.metadata if reserved_key(k)
-                    and not (r.via_sagemaker and k == "mlgov:artifact-sha256")]
+                    and not (r.hash_in_metadata and k == "mlgov:artifact-sha256")]
         if reserved:
             raise Forbidden(f"metadata keys starting with 'mlgov.' or 'mlgov:' are mlgov's own facts ({reserved[0]!r})",
                             fix="give the artifact's hash as artifact_sha256 and use other keys for your metadata")
