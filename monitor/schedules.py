@@ -454,6 +454,11 @@ FAILED_CHECK = "execution_failed"
 that stopped capturing, a baseline that no longer fits) watches nothing, and its owner must hear of it as of a
 breach. A manual run's failure is seen by whoever ran it, so it opens none."""
 
+NOT_RETRAINED = frozenset({FAILED_CHECK, "missing_column_check", "extra_column_check", "data_type_check"})
+"""Checks whose alerts request no retraining: a monitor that cannot run, and a capture whose columns or types are
+not the baseline's (a training set's label, a renamed or retyped field) are mended in the pipeline, not by a new
+model; a request for them would also spend the group's cooldown, so a real breach soon after would send none."""
+
 
 def _failed_run(session: Session, store: ObjectStore | None, sched: Schedule, ex: Execution) -> None:
     """Open or continue the FAILED_CHECK alert, unless the schedule is stopped (a one-time NOW schedule after its
@@ -501,7 +506,8 @@ def _alert_name(sched: Schedule, alert: Alert) -> str:
 
 def _open_alert(session: Session, store: ObjectStore | None, sched: Schedule, ex: Execution, ep: Endpoint,
                 check: str, subject: str, found: list[dict[str, Any]]) -> None:
-    """Open an alert on the record (lineage, audit, event); a breach, not a failed run, also requests retraining."""
+    """Open an alert on the record (lineage, audit, event); a breach a new model can mend (not `NOT_RETRAINED`)
+    also requests retraining."""
     alert = Alert(id=new_id(), schedule_id=sched.id, check=check, subject=subject, status="open",
                   model_group=ep.model_group, model_version=ep.model_version, opened_execution_id=ex.id,
                   last_execution_id=ex.id, details=found[:50], occurrences=1, opened_at=utcnow())
@@ -519,7 +525,7 @@ def _open_alert(session: Session, store: ObjectStore | None, sched: Schedule, ex
     audit.record(session, actor="scheduler", action="alert.opened", subject_type="alert", subject_id=alert.id,
                  after={"schedule": sched.name, "check": check, "subject": subject, "violations": len(found)})
     events.emit(session, "alert.opened", alert.id, payload)
-    if check != FAILED_CHECK and store is not None:   # new data, not a retrained model, mends a failing monitor
+    if check not in NOT_RETRAINED and store is not None:
         _retrain(session, store, alert, sched, ep, ex, payload)
 
 

@@ -317,8 +317,9 @@ def test_baseline_columns_are_checked_against_the_endpoint(client, keys):
 
 # --- retraining requests say where the data is -----------------------------------------------------------------
 
-def _retraining_request(db, store, tmp_path: Path) -> dict[str, Any]:
-    """A drifted hour on a schedule whose group has a retraining trigger → the retraining.requested payload."""
+def _retrained_schedule(s: Any, store: Any, tmp_path: Path, reference: Any) -> tuple[Any, Any]:
+    """Endpoint "ep" of group "g" with an hourly DataQuality schedule "dq" on a baseline of ``reference``, and a
+    retraining trigger for the group (cooldown one hour): the publisher and the baseline."""
     from mlgov.outbound import OutboundPolicy
     from mlgov.secrets import SecretBox
     from monitor import schedules, service
@@ -326,17 +327,24 @@ def _retraining_request(db, store, tmp_path: Path) -> dict[str, Any]:
     from tests.helpers import seed_endpoint
 
     settings = make_settings(tmp_path, outbound_allow="127.0.0.1")
+    p = seed_endpoint(s, FEATURES)
+    base = service.create_baseline(s, store, data=csv_bytes(reference), fmt=None, header=True, name="b",
+                                   dataset_uri=None, actor=p).record(s)
+    schedules.create(s, name="dq", endpoint="ep", monitoring_type="DataQuality", expression="hourly",
+                     baseline_id=base.id, window_start="-PT1H", window_end="PT0S", drift=None, alerting=None,
+                     actor=p)
+    schedules.set_trigger(s, "g", url="http://127.0.0.1:9/retrain", secret="s" * 16, cooldown_seconds=3600,
+                          actor=p, policy=OutboundPolicy.from_settings(settings), box=SecretBox.from_settings(settings))
+    return p, base
+
+
+def _retraining_request(db, store, tmp_path: Path) -> dict[str, Any]:
+    """A drifted hour on a schedule whose group has a retraining trigger → the retraining.requested payload."""
+    from monitor import schedules, service
+
     t0 = dt.datetime(2026, 11, 20, 10, 30, tzinfo=UTC)
     with db.session_scope() as s:
-        p = seed_endpoint(s, FEATURES)
-        base = service.create_baseline(s, store, data=csv_bytes(frame(1000)), fmt=None, header=True, name="b",
-                                       dataset_uri=None, actor=p).record(s)
-        schedules.create(s, name="dq", endpoint="ep", monitoring_type="DataQuality", expression="hourly",
-                         baseline_id=base.id, window_start="-PT1H", window_end="PT0S", drift=None, alerting=None,
-                         actor=p)
-        schedules.set_trigger(s, "g", url="http://127.0.0.1:9/retrain", secret="s" * 16, cooldown_seconds=3600,
-                              actor=p, policy=OutboundPolicy.from_settings(settings),
-                              box=SecretBox.from_settings(settings))
+        p, base = _retrained_schedule(s, store, tmp_path, frame(1000))
         shifted = frame(200, shift=30, seed=5)
         recs = [record(i, t0 + dt.timedelta(seconds=20 * i), tuple(shifted.iloc[i])) for i in range(200)]
         assert service.ingest(s, store, "ep", json.dumps(recs).encode(), "application/json")["accepted"] == 200
@@ -344,6 +352,37 @@ def _retraining_request(db, store, tmp_path: Path) -> dict[str, Any]:
         assert ex.status == "CompletedWithViolations"
         [body] = [e.payload for e in s.scalars(select(OutboxEvent).where(OutboxEvent.type == "retraining.requested"))]
         return {**body, "baseline_id": base.id}
+
+
+def test_schema_alerts_request_no_retraining_and_leave_the_cooldown_for_a_breach(db, tmp_path):
+    """A DataQuality baseline built from a training set holds its label, which capture lacks: every run reports a
+    missing_column_check. Its alert requested retraining and spent the group's cooldown, so the drift that came
+    next sent no request. A schema alert requests nothing now, and the drift's alert does."""
+    from mlgov.storage import LocalStore
+    from monitor import schedules, service
+    from monitor.orm import Alert, RetrainingTrigger
+
+    store = LocalStore(tmp_path / "store")
+    t0 = dt.datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
+    with db.session_scope() as s:
+        p, _ = _retrained_schedule(s, store, tmp_path, frame(1000).assign(label=1))   # a training set's label
+        for hour, rows in ((0, frame(200, seed=5)), (1, frame(200, shift=30, seed=6))):
+            start = t0 + dt.timedelta(hours=hour)
+            recs = [record(1000 * hour + i, start + dt.timedelta(seconds=15 * i), tuple(rows.iloc[i]))
+                    for i in range(200)]
+            assert service.ingest(s, store, "ep", json.dumps(recs).encode(), "application/json")["accepted"] == 200
+            ex = schedules.run_now(s, store, "dq", start, start + dt.timedelta(hours=1), p)
+            assert ex.status == "CompletedWithViolations", ex.failure_reason
+            checks = {a.check for a in s.scalars(select(Alert).where(Alert.opened_execution_id == ex.id))}
+            requests = list(s.scalars(select(OutboxEvent).where(OutboxEvent.type == "retraining.requested")))
+            trigger = s.scalars(select(RetrainingTrigger)).one()
+            if hour == 0:   # the label the capture lacks: an alert, and no request
+                assert checks == {"missing_column_check"}
+                assert requests == [] and trigger.last_triggered_at is None
+            else:           # the drift: one request, naming a drift alert
+                assert "baseline_drift_check" in checks and "missing_column_check" not in checks   # still open
+                assert [r.payload["check"] for r in requests] == ["baseline_drift_check"]
+                assert trigger.last_triggered_at is not None
 
 
 def _check_uris(body: dict[str, Any], root: str) -> None:
