@@ -62,6 +62,9 @@ def overview(request: Request, session: SessionDep, user: Viewer) -> HTMLRespons
 
 STYLE: dict[str, dict[str, Any]] = {"estimated": {"color": "#b25e09"}, "band lower": {"color": "#9aa4b2", "dash": True},
          "band upper": {"color": "#9aa4b2", "dash": True}}
+PALETTE = ("#1f5fbf", "#0f8a6f", "#8e3fb5", "#c2410c", "#4b5563", "#b8860b", "#0e7490", "#be185d")
+"""Colours of the series a chart draws together without a style of their own (global SHAP per feature), told apart
+from each other and from the threshold's red; the first is the one-series charts' blue."""
 
 
 def _charts(name: str, runs: list[tuple[Any, list[kinds.Point]]], root: str) -> list[dict[str, Any]]:
@@ -82,20 +85,25 @@ def _charts(name: str, runs: list[tuple[Any, list[kinds.Point]]], root: str) -> 
         lines: list[dict[str, Any]] = []
         threshold: float | None = None
         last: float | None = None
+        unstyled = 0
         for series in members:
             values: list[float | None] = []
             for _, points in runs:
                 hit = next((p for p in points if p.series == series), None)
                 values.append(hit.value if hit else None)
                 threshold = hit.threshold if hit and hit.threshold is not None else threshold
-            style = next((v for k, v in STYLE.items() if series.endswith(k)), {})
+            style = next((v for k, v in STYLE.items() if series.endswith(k)), None)
+            if style is None:
+                style, unstyled = {"color": PALETTE[unstyled % len(PALETTE)]}, unstyled + 1
             lines.append({"label": series, "values": values, **style})
             if series == title or last is None:   # the latest run's, even when it has none (an infinite bias
                 last = values[-1] if values else None   # metric): an older value shown as latest read as a pass
         chart: dict[str, Any] = {"x": x, "links": links, "series": lines}
         if threshold is not None:
             chart["lines"] = [{"label": "threshold", "value": threshold}]
-        charts.append({"name": title, "spec": chart, "threshold": threshold, "last": last})
+        # a chart of several series named for none of them says each one's latest value
+        each = [(s["label"], s["values"][-1] if s["values"] else None) for s in lines] if title not in members else []
+        charts.append({"name": title, "spec": chart, "threshold": threshold, "last": last, "each": each})
     return charts
 
 

@@ -195,6 +195,16 @@ def test_estimated_metric_and_band_share_the_realised_chart() -> None:
                                                           run(1, [Point("TE (sex=f)", 0.9)]), run(2, [])], "")}
     assert latest == {"DCA (sex=f)": None, "TE (sex=f)": None}
     assert _charts("s", [run(0, [Point("x", 1.0)]), run(1, [Point("x", 2.0)])], "")[0]["last"] == 2.0
+    # series drawn together with no style of their own (global SHAP per feature) were all the same blue, and the
+    # chart's one "latest" was its first series': each now has a colour of its own, and each its latest value
+    [shap] = _charts("s", [run(0, [Point("age mean |SHAP|", 2.0, None, "global SHAP"),
+                                   Point("income mean |SHAP|", 0.1, None, "global SHAP")]),
+                           run(1, [Point("age mean |SHAP|", 0.4, None, "global SHAP"),
+                                   Point("income mean |SHAP|", 0.3, None, "global SHAP")])], "")
+    colours = [line["color"] for line in shap["spec"]["series"]]
+    assert len(set(colours)) == 2 and "#b42318" not in colours    # nor the threshold's red
+    assert shap["each"] == [("age mean |SHAP|", 0.4), ("income mean |SHAP|", 0.3)]
+    assert charts["accuracy"]["each"] == [] and acc["series"][0]["color"] == "#1f5fbf"   # named for its series
 
 
 def test_a_schedule_with_one_run_draws_its_point_in_a_readable_window_with_the_threshold(
