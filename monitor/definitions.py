@@ -218,14 +218,15 @@ def run_baselining_job(session: Session, store: ObjectStore, *, name: str, datas
         else:
             finished = service.create_quality_baseline(session, store, data=data, fmt=fmt, header=header,
                                                        name=name, actor=actor, **quality)
-        for file in ("statistics.json", "constraints.json"):
-            store.put(f"{out}/{file}".lstrip("/"), store.get(f"{service.baseline_prefix(finished.id)}/{file}"),
-                      "application/json")
     except DomainError as exc:
         finished, failure = None, exc.detail
 
     def record(writer: Session) -> ProcessingJob:
-        _name_free(writer, name)
+        _name_free(writer, name)   # again: a job of this name recorded meanwhile keeps its output, not ours
+        if finished is not None:
+            for file in ("statistics.json", "constraints.json"):
+                store.put(f"{out}/{file}".lstrip("/"), store.get(f"{service.baseline_prefix(finished.id)}/{file}"),
+                          "application/json")
         job = ProcessingJob(id=new_id(), name=name, status="Failed", failure_reason=failure, dataset_uri=dataset_uri,
                             output_uri=output_uri, spec=spec, created_by=actor.name, created_at=started)
         writer.add(job)

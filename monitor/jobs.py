@@ -300,6 +300,7 @@ def run_claimed(db: Database, store: ObjectStore, schedule_id: str, execution_id
     If recording fails (a database error at the final flush or the commit), end the execution as Failed with the
     reason in a fresh transaction; False if the schedule or the execution is gone, or (with ``worker``) another
     worker took the claim over. Logs the outcome: one line per run."""
+    claimer = worker   # the claim this run holds: read from the row below when not given
     try:
         with db.session_scope(write=False) as s:
             sched = s.get(Schedule, schedule_id)
@@ -311,14 +312,15 @@ def run_claimed(db: Database, store: ObjectStore, schedule_id: str, execution_id
         with db.session_scope() as s:
             sched = s.get(Schedule, schedule_id)
             ex = s.get(Execution, execution_id, with_for_update=True)
-            if sched is None or ex is None or ex.status != "Pending" or ex.worker != claimer:
-                log.info("execution %s of schedule %s: ended or taken over while it ran; its result is not kept",
-                         execution_id, schedule_id)
-                if ran.analysis is not None:
-                    ran.analysis.discard(store)
-                return False
-            schedules.record_run(s, store, sched, ex, ran)
-            outcome = _outcome(sched, ex)
+            outcome = None
+            if sched is not None and ex is not None and ex.status == "Pending" and ex.worker == claimer:
+                schedules.record_run(s, store, sched, ex, ran)
+                outcome = _outcome(sched, ex)
+        if outcome is None:
+            log.info("execution %s of schedule %s: ended or taken over while it ran; its result is not kept",
+                     execution_id, schedule_id)
+            _discard(store, ran)
+            return False
         log.info("%s", outcome)
         return True
     except Exception as exc:
@@ -327,7 +329,7 @@ def run_claimed(db: Database, store: ObjectStore, schedule_id: str, execution_id
         reason = schedules.failure_reason(exc)
     try:
         with db.session_scope() as s:
-            ex = schedules.record_failure(s, execution_id, reason)
+            ex = schedules.record_failure(s, execution_id, reason, claimer)
             sched = s.get(Schedule, schedule_id) if ex is not None else None
             failed = _outcome(sched, ex) if sched is not None and ex is not None else None
         if failed:
@@ -336,6 +338,17 @@ def run_claimed(db: Database, store: ObjectStore, schedule_id: str, execution_id
     except Exception:
         log.exception("could not record execution %s as Failed; it stays Pending", execution_id)
         return False
+
+
+def _discard(store: ObjectStore, ran: schedules.Ran) -> None:
+    """Delete a run's files that will never be recorded; best effort (unreachable files are harmless, and the
+    execution belongs to another claimer now: nothing here may end it)."""
+    if ran.analysis is None:
+        return
+    try:
+        ran.analysis.discard(store)
+    except Exception:
+        log.exception("could not delete the files of analysis %s, which was not recorded", ran.analysis.id)
 
 
 def _outcome(sched: Schedule, ex: Execution) -> str:
@@ -395,8 +408,8 @@ class Ticker:
 
     def stop(self, timeout: float | None = 60.0) -> None:
         """Stop ticking; wait up to ``timeout`` s for the run in progress. A run still going then is cut off when
-        the process exits: its transaction rolls back and, this instance being stopped, another replica takes its
-        claim over (the row lock it holds until then keeps that from overlapping)."""
+        the process exits: nothing of it is recorded and, this instance being stopped, another replica takes its
+        claim over (a run records only while it still holds the claim, so the two never both record)."""
         self._stop.set()
         for t in self._threads:
             t.join(timeout)

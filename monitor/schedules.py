@@ -273,10 +273,11 @@ def executions(session: Session, name: str, limit: int, offset: int) -> tuple[li
 
 @dataclass(frozen=True)
 class Ran:
-    """A run computed and its files stored (the analysis, the published reports), or the reason it failed; not yet
-    on the record (`record_run`)."""
+    """A run computed and its analysis's files stored, or the reason it failed; not yet on the record
+    (`record_run`), which also publishes its reports. ``judged``: the schedule's (type, baseline) it ran with."""
 
     started_at: dt.datetime
+    judged: tuple[str, str]
     analysis: service.Finished | None
     failure: str | None = None
 
@@ -285,30 +286,35 @@ def compute_run(session: Session, store: ObjectStore, sched: Schedule, ex: Execu
     """The monitor's work for an execution, on a session it only reads: a window's analysis may take minutes, and
     must not hold the write turn capture ingest and every other write wait for. A failure is the run's outcome (a
     Failed execution), not an error."""
-    started = utcnow()
+    started, judged = utcnow(), (sched.type, sched.baseline_id)
     try:
         finished = _run(session, store, sched, ex, actor)
-        if sched.output_uri and finished.status != "Failed":
-            publish_reports(store, sched, ex, finished.prefix)
     except Exception as exc:   # a broken run is a Failed execution, not a dead scheduler
         log.exception("execution %s of %s failed", ex.id, sched.name)
-        return Ran(started, None, failure_reason(exc))
-    return Ran(started, finished)
+        return Ran(started, judged, None, failure_reason(exc))
+    return Ran(started, judged, finished)
 
 
 def record_run(session: Session, store: ObjectStore, sched: Schedule, ex: Execution, ran: Ran) -> Execution:
-    """Record a computed run in the caller's write transaction: its analysis in a savepoint (if that fails, the
-    execution is Failed with the reason), then the outcome, alerts, retraining and the execution.completed event."""
+    """Record a computed run in the caller's write transaction: its analysis and published reports in a savepoint
+    (if that fails, the execution is Failed with the reason), then the outcome, alerts, retraining and the
+    execution.completed event. A run whose schedule changed its type or baseline while it computed is Failed: its
+    violations judge what the schedule no longer monitors."""
     ex.started_at = ran.started_at
     analysis: Analysis | None = None
     failure = ran.failure
-    if ran.analysis is not None:
+    if ran.analysis is not None and ran.judged != (sched.type, sched.baseline_id):
+        failure = (f"schedule {sched.name!r} changed its baseline or type while this run computed; the next run "
+                   "judges the capture against the new one")
+    elif ran.analysis is not None:
         try:
             with session.begin_nested():
                 analysis = ran.analysis.record(session)
+                if sched.output_uri and analysis.status != "Failed":
+                    publish_reports(store, sched, ex, analysis.prefix)
         except Exception as exc:
             log.exception("execution %s of %s: its analysis could not be recorded", ex.id, sched.name)
-            failure = failure_reason(exc)
+            analysis, failure = None, failure_reason(exc)
     if analysis is None:
         ex.status, ex.failure_reason = "Failed", failure
     else:
@@ -374,12 +380,13 @@ def failure_reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {detail}"
 
 
-def record_failure(session: Session, execution_id: str, reason: str) -> Execution | None:
+def record_failure(session: Session, execution_id: str, reason: str, claimer: str | None = None) -> Execution | None:
     """End an execution as Failed with ``reason`` when its own transaction could not be committed (the runner calls
-    this in a fresh transaction); None if the execution is gone (its schedule was deleted)."""
-    ex = session.get(Execution, execution_id)
+    this in a fresh transaction); None if the execution is gone (its schedule was deleted), already ended, or
+    (``claimer``: the worker whose run failed) claimed by another worker since, whose result it must not touch."""
+    ex = session.get(Execution, execution_id, with_for_update=True)
     sched = session.get(Schedule, ex.schedule_id) if ex is not None else None
-    if ex is None or sched is None:
+    if ex is None or sched is None or ex.status != "Pending" or (claimer is not None and ex.worker != claimer):
         return None
     now = utcnow()
     ex.status, ex.failure_reason, ex.analysis_id, ex.violation_count = "Failed", reason, None, 0

@@ -437,6 +437,33 @@ def test_a_baselining_job_holds_no_write_turn_while_it_profiles(sm: SageMaker, m
     assert "already exists" in str(exc.value)
 
 
+def test_a_baselining_job_refused_its_name_leaves_the_recorded_jobs_output(live_db: Any, tmp_path: Any) -> None:
+    """A stranger's review: two jobs of one name computing at once both wrote statistics.json to the output URI
+    while computing; the second, refused its name when it recorded (409), had replaced the first one's files. The
+    output is written once the name is the job's own."""
+    from mlgov.auth import SYSTEM
+    from mlgov.errors import Conflict
+    from mlgov.storage import open_store
+    from monitor import definitions
+    from tests.conftest import make_settings
+
+    store = open_store(make_settings(tmp_path))
+    store.put("datasets/a.csv", csv_bytes(frame(50, seed=1)), "text/csv")
+    store.put("datasets/b.csv", csv_bytes(frame(80, seed=2)), "text/csv")
+
+    def job(data: str) -> Any:
+        with live_db.session_scope(write=False) as r:
+            return definitions.run_baselining_job(r, store, name="j", dataset_uri=store.uri(data), fmt="csv",
+                                                  header=True, output_uri=store.uri("out/j"), spec={}, actor=SYSTEM)
+
+    first, second = job("datasets/a.csv"), job("datasets/b.csv")   # both computed while the name was free
+    with live_db.session_scope() as w:
+        assert first(w).status == "Completed"
+    with pytest.raises(Conflict), live_db.session_scope() as w:
+        second(w)
+    assert json.loads(store.get("out/j/statistics.json"))["dataset"]["item_count"] == 50
+
+
 def test_only_the_analyzer_image_and_what_mlgov_can_honour(sm: SageMaker) -> None:
     pat = sm.client("pat")
     data, _ = sm.model_file("datasets/d.csv", csv_bytes(frame(50)))

@@ -39,7 +39,7 @@ from clarify.service.artifacts import explained, load_model, read_csv
 from mlgov import inputs
 from mlgov.auth import Principal
 from mlgov.db import new_id
-from mlgov.errors import DomainError, Invalid
+from mlgov.errors import Conflict, DomainError, Invalid
 from mlgov.storage import ObjectStore
 from monitor import compute
 from monitor import service as monitor
@@ -136,9 +136,10 @@ def create_explainability_baseline(session: Session, store: ObjectStore, *, data
     df = read_csv(data)
     if label and label in df.columns:
         df = df.drop(columns=[label])
+    version_id = registry.get_version(session, group, version)[1].id
     model, raw = load_model(session, store, group, version, fmt, artifact)
     return _explainability_baseline(
-        session, store, analysis=json_safe(analysis_json(explained(model, df))), model=raw, group=group,
+        session, store, version_id, analysis=json_safe(analysis_json(explained(model, df))), model=raw, group=group,
         version=version, fmt=fmt, features=list(df.columns), threshold=threshold, name=name, actor=actor,
         source="computed", rows=len(df), dataset_sha256=hashlib.sha256(data).hexdigest())
 
@@ -166,19 +167,20 @@ def import_explainability_baseline(session: Session, store: ObjectStore, *, anal
         if unknown:
             raise Invalid(f"analysis.json explains feature(s) {unknown[:5]} that analysis_config.json's headers do "
                           "not name", fix="use the analysis.json computed with this analysis_config.json")
+    version_id = registry.get_version(session, group, version)[1].id
     _, raw = load_model(session, store, group, version, fmt, None)
     return _explainability_baseline(
-        session, store, analysis=doc, model=raw, group=group, version=version, fmt=fmt, features=list(values),
-        threshold=DEFAULT_NDCG_THRESHOLD, name=name, actor=actor, source="imported", rows=0, dataset_sha256=None,
-        config=cfg)
+        session, store, version_id, analysis=doc, model=raw, group=group, version=version, fmt=fmt,
+        features=list(values), threshold=DEFAULT_NDCG_THRESHOLD, name=name, actor=actor, source="imported", rows=0,
+        dataset_sha256=None, config=cfg)
 
 
-def _explainability_baseline(session: Session, store: ObjectStore, *, analysis: dict[str, Any], model: bytes,
-                             group: str, version: int, fmt: str, features: list[str], threshold: float,
+def _explainability_baseline(session: Session, store: ObjectStore, version_id: str, *, analysis: dict[str, Any],
+                             model: bytes, group: str, version: int, fmt: str, features: list[str], threshold: float,
                              name: str | None, actor: Principal, source: str, rows: int, dataset_sha256: str | None,
                              config: dict[str, Any] | None = None) -> monitor.FinishedBaseline:
     """The baseline's files (analysis.json, the model, the analysis config when imported) and its row, upstream of
-    the explained version."""
+    the explained version: the row ``version_id``, read before its model was loaded."""
     bid = new_id()
     prefix = monitor.baseline_prefix(bid)
     store.put(f"{prefix}/analysis.json", json.dumps(analysis, allow_nan=False).encode(), "application/json")
@@ -188,8 +190,13 @@ def _explainability_baseline(session: Session, store: ObjectStore, *, analysis: 
     settings = {"model_group": group, "model_version": version, "model_format": fmt, "features": features,
                 "ndcg_threshold": threshold}
 
-    def explained(writer: Session) -> list[Any]:   # the explained version's lineage node
-        return [registry.version_entity(writer, *registry.get_version(writer, group, version), actor.name)]
+    def explained(writer: Session) -> list[Any]:   # the explained version's lineage node, if it is still that row
+        g, v = registry.get_version(writer, group, version)
+        if v.id != version_id:
+            raise Conflict(f"{group} version {version} is no longer the version whose model this baseline explains: "
+                           "while it computed, the group or version was deleted and another took its name and "
+                           "number", fix="create the baseline again for the version registered now")
+        return [registry.version_entity(writer, g, v, actor.name)]
 
     extra: dict[str, Any] = {"dataset_sha256": dataset_sha256} if dataset_sha256 else {"action": "baseline.imported"}
     return monitor.finish_baseline(store, baseline_id=bid, kind="ModelExplainability", source=source,

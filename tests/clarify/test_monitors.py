@@ -158,3 +158,38 @@ def test_bias_endpoint_on_a_captured_window_and_a_store_uri(client, keys, app):
         "endpoint": "credit-prod", "start": "2030-01-01T00:00:00Z", "end": "2030-01-01T01:00:00Z"},
         files={"config": ("c.json", json.dumps(cfg).encode())})
     assert r.status_code == 422 and "no labelled records" in r.json()["detail"]
+
+
+def test_an_explainability_baseline_is_recorded_for_the_version_it_explained(client, keys, app, monkeypatch):
+    """A stranger's review: the baseline computes SHAP of m/1's model for minutes, then looked the version up by
+    name and number when it recorded; a group deleted and re-created meanwhile (SageMaker's or MLflow's delete) had
+    the baseline filed upstream of another model. Recording checks it is still the same version row: 409."""
+    from sklearn.linear_model import LogisticRegression
+
+    from clarify.service import monitors
+    from mlgov.auth import SYSTEM
+    from registry import service as registry
+    from tests.clarify.test_explain import _register
+
+    rng = np.random.default_rng(3)
+    ref = pd.DataFrame({"age": rng.normal(40, 10, 200), "income": rng.normal(50, 10, 200)})
+    artifact = sio.dumps(LogisticRegression().fit(ref, (ref.income > 50).astype(int)))
+    _register(client, keys, artifact)
+    real, replaced = monitors.explained, []
+
+    def explained(*args, **kwargs):   # while SHAP computes, m is deleted and a new m/1 registered
+        if not replaced:
+            with app.state.db.session_scope() as w:
+                registry.delete_group(w, "m", SYSTEM)
+            create_group(client, keys("publisher"), "m")
+            replaced.append(client.post("/api/v1/model-groups/m/versions", headers=keys("publisher"), json={
+                "artifact_uri": "s3://models/m/1/other.skops", "artifact_sha256": "b" * 64}).status_code)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(monitors, "explained", explained)
+    r = client.post("/api/v1/baselines", headers=keys("publisher"), data={
+        "type": "ModelExplainability", "model_group": "m", "model_version": "1", "model_format": "skops"},
+        files={"file": ("ref.csv", ref.to_csv(index=False).encode()), "model": ("m.skops", artifact)})
+    assert replaced == [201], (replaced, r.text)
+    assert_problem(r, 409, "no longer the version whose model this baseline explains")
+    assert client.get("/api/v1/baselines", headers=keys("viewer")).json()["total"] == 0

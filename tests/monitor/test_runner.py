@@ -410,3 +410,75 @@ def test_a_run_taken_over_while_it_computes_is_recorded_once_by_its_new_claimer(
     done, _, completed = _outcome(live_db, ex.id)
     assert done.status == "Failed" and done.analysis_id is not None and len(completed) == 1
     assert _counts(live_db)["analyses"] == before["analyses"] + 1
+
+
+def test_a_run_that_lost_its_claim_publishes_nothing_and_never_ends_the_winners_execution(live_db, tmp_path,
+                                                                                         monkeypatch):
+    """A stranger's review: the first claimer, taken over while it computed, published its reports into the hour
+    folder the winner had just written (every claimer's is the same), and when deleting its unrecorded files failed
+    (a transient store error), the runner's failure path ended the winner's recorded execution as Failed. Reports
+    are published when a run is recorded now, the deletion is best effort, and a failure is recorded only on an
+    execution still Pending under the same claim."""
+    from sqlalchemy import update
+
+    from monitor import schedules
+    from monitor.orm import Schedule
+
+    store = open_store(make_settings(tmp_path))
+    _seed(live_db, store)
+    with live_db.session_scope() as s:
+        s.execute(update(Schedule).values(output_uri=store.uri("reports")))
+    real, published, state = monitor_service.analyze_window, [], {}
+    real_publish = schedules.publish_reports
+
+    def publish(*args: Any) -> None:
+        published.append(args[-1])
+        real_publish(*args)
+
+    def analyze(*args: Any, **kwargs: Any) -> monitor_service.Finished:
+        if not state:   # the first claimer is judged gone; its successor runs and records the execution meanwhile
+            with live_db.session_scope() as s:
+                ex = s.scalars(select(Execution).where(Execution.status == "Pending")).one()
+                s.execute(update(Execution).where(Execution.id == ex.id).values(worker="successor:2:b"))
+                state["ex"] = (ex.schedule_id, ex.id)
+            assert jobs.run_claimed(live_db, store, *state["ex"], "successor:2:b") is True
+        done = real(*args, **kwargs)   # stands for a window with data: a Completed analysis, which publishes
+        return monitor_service.Finished({**done.columns, "status": "Completed", "failure_reason": None}, [])
+
+    def failing_delete(self: Any, key: str) -> None:
+        raise OSError("object store unavailable")
+
+    monkeypatch.setattr(schedules, "publish_reports", publish)
+    monkeypatch.setattr(monitor_service, "analyze_window", analyze)
+    monkeypatch.setattr(type(store), "delete", failing_delete)
+    assert jobs.tick(live_db, store, DUE, worker="first:1:a") == []
+    done, _, completed = _outcome(live_db, state["ex"][1])
+    assert (done.status, done.worker) == ("Completed", "successor:2:b") and len(completed) == 1
+    assert published == [f"analyses/{done.analysis_id}"]
+
+
+def test_a_run_whose_schedule_changed_baseline_while_it_computed_is_failed_saying_so(live_db, tmp_path,
+                                                                                     monkeypatch):
+    """Computing holds no lock on the schedule: a PATCH of its baseline may commit meanwhile. The run's violations
+    judge the old baseline, so its alerts would speak for a monitor the schedule no longer is: it is Failed."""
+    from sqlalchemy import update
+
+    from mlgov.auth import SYSTEM
+    from monitor.orm import Schedule
+
+    store = open_store(make_settings(tmp_path))
+    _seed(live_db, store)
+    real = monitor_service.analyze_window
+
+    def analyze(*args: Any, **kwargs: Any) -> monitor_service.Finished:
+        with live_db.session_scope() as s:
+            other = monitor_service.create_baseline(s, store, data=csv_bytes(frame(300, seed=2)), fmt=None,
+                                                    header=True, name="other", dataset_uri=None, actor=SYSTEM)
+            s.execute(update(Schedule).values(baseline_id=other.record(s).id))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(monitor_service, "analyze_window", analyze)
+    [ex_id] = jobs.tick(live_db, store, DUE)
+    ex, _, _ = _outcome(live_db, ex_id)
+    assert ex.status == "Failed" and ex.analysis_id is None
+    assert "changed its baseline or type while this run computed" in (ex.failure_reason or "")
