@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import json
 from typing import Annotated, Any, Literal
 
@@ -66,7 +65,6 @@ from registry import service as registry
 router = Router(prefix="/api/v1", tags=["monitoring"])
 Reader = Annotated[Principal, Depends(require(READERS))]
 Writer = Annotated[Principal, Depends(require(PUBLISHERS))]
-Ingester = Annotated[Principal, Depends(require(INGESTERS))]
 ReadingIngester = Annotated[Principal, Depends(require_reading(INGESTERS))]
 ReadingWriter = Annotated[Principal, Depends(require_reading(PUBLISHERS))]   # computes, then writes
 JSON_TYPE = "application/json"
@@ -407,15 +405,17 @@ async def capture(name: str, request: Request, session: ReadSessionDep, store: S
 
 
 @router.post("/endpoints/{name}/ground-truth", response_model=GroundTruthResult, openapi_extra=_RECORDS)
-async def ground_truth(name: str, request: Request, session: SessionDep, store: StoreDep, principal: Ingester,
+async def ground_truth(name: str, request: Request, session: ReadSessionDep, store: StoreDep,
+                       principal: ReadingIngester,
                        replace: Annotated[bool, Query(description=(
                            "replace labels already stored for these ids (a correction; audited, the old labels "
                            "kept in the store); otherwise a resent id is a duplicate"))] = False) -> Any:
-    """SageMaker ground-truth records (groundTruthData, eventMetadata.eventId) as a JSON array or JSON Lines."""
-    body = await request.body()
-    return await run_in_threadpool(functools.partial(
-        service.ingest_ground_truth, session, store, name, body, request.headers.get("content-type", JSON_TYPE),
-        replace=replace, actor=principal))
+    """SageMaker ground-truth records (groundTruthData, eventMetadata.eventId) as a JSON array or JSON Lines,
+    parsed and checked on the read session, stored in a short write turn."""
+    body, ctype = await request.body(), request.headers.get("content-type", JSON_TYPE)
+    return await computed_then_recorded(
+        request, session, lambda: service.prepare_ground_truth(session, name, body, ctype),
+        lambda writer, prep: service.commit_ground_truth(writer, store, prep, replace=replace, actor=principal))
 
 
 @router.post("/endpoints/{name}/performance-estimate")

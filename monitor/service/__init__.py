@@ -66,7 +66,14 @@ from monitor.service.endpoints import (
     read_capture,
     window_table,
 )
-from monitor.service.ground_truth import ingest_ground_truth, labelled_summary, labelled_window
+from monitor.service.ground_truth import (
+    PreparedLabels,
+    commit_ground_truth,
+    ingest_ground_truth,
+    labelled_summary,
+    labelled_window,
+    prepare_ground_truth,
+)
 from monitor.service.model_quality import (
     create_quality_baseline,
     import_quality_baseline,
@@ -83,6 +90,7 @@ __all__ = [
     "Finished",
     "FinishedBaseline",
     "PreparedCapture",
+    "PreparedLabels",
     "analysis_file",
     "analysis_prefix",
     "analysis_results",
@@ -96,6 +104,7 @@ __all__ = [
     "captured_count",
     "check_drift",
     "commit_capture",
+    "commit_ground_truth",
     "create_baseline",
     "create_endpoint",
     "create_quality_baseline",
@@ -120,6 +129,7 @@ __all__ = [
     "list_endpoints",
     "performance_estimate",
     "prepare_capture",
+    "prepare_ground_truth",
     "put_expectations",
     "quality_file",
     "quality_report",

@@ -91,6 +91,16 @@ def _readable_as(label: str, problem: str) -> None:
             f"endpoint's {problem} model-quality schedules read labels")
 
 
+@dataclass(frozen=True)
+class PreparedLabels:
+    """A ground-truth upload parsed and checked (`prepare_ground_truth`, on a read session), to be stored by
+    `commit_ground_truth` in a short write turn: parsing a large upload must not hold the turn capture waits for."""
+
+    endpoint: str
+    good: list[tuple[str, str, Any]]   # (event id, label, the record as sent)
+    rejected: list[dict[str, Any]]
+
+
 def ingest_ground_truth(session: Session, store: ObjectStore, endpoint: str, body: bytes, content_type: str,
                         *, replace: bool = False, actor: Principal | None = None) -> dict[str, Any]:
     """Labels, stored hour-partitioned by arrival (as SageMaker does); unknown ids are kept and reported.
@@ -98,6 +108,12 @@ def ingest_ground_truth(session: Session, store: ObjectStore, endpoint: str, bod
     A label already stored is a duplicate, unless ``replace``: then a different label replaces it (a correction),
     the labels it replaced are kept in the store and the replacement is audited, so results computed before stay
     explainable. Analyses and runs after that read the new label."""
+    return commit_ground_truth(session, store, prepare_ground_truth(session, endpoint, body, content_type),
+                               replace=replace, actor=actor)
+
+
+def prepare_ground_truth(session: Session, endpoint: str, body: bytes, content_type: str) -> PreparedLabels:
+    """The upload's labels, each readable as what the endpoint's schedules judge (422 if none is)."""
     ep = get_endpoint(session, endpoint)
     try:
         items = capture.split_body(body, content_type)
@@ -117,6 +133,14 @@ def ingest_ground_truth(session: Session, store: ObjectStore, endpoint: str, bod
         except capture.RecordError as exc:
             rejected.append({"index": i, "reason": str(exc)})
     refuse_if_all_rejected(rejected, len(items), "ground-truth")
+    return PreparedLabels(ep.name, good, rejected)
+
+
+def commit_ground_truth(session: Session, store: ObjectStore, prep: PreparedLabels, *, replace: bool = False,
+                        actor: Principal | None = None) -> dict[str, Any]:
+    """Store a prepared upload's new (and, with ``replace``, corrected) labels: its file and its rows."""
+    ep = get_endpoint(session, prep.endpoint)
+    good, rejected = prep.good, prep.rejected
     lock_endpoint(session, ep)
     ids = list({g[0] for g in good})
     stored = _stored_labels(session, ep, ids) if replace else {}

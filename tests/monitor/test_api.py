@@ -323,10 +323,10 @@ def test_window_analysis_from_captured_traffic(client, keys):
 
 
 def test_baselines_analyses_and_manual_runs_hold_no_write_turn_while_they_compute(client, keys, monkeypatch):
-    """POST /baselines, POST /analyses and a schedule's manual run computed while holding the database's write
-    turn, so a capture request meanwhile waited for the whole computation (503 after 30 s). They now compute on a
-    read session and record in a short write turn: captures sent while they compute are accepted, and the results
-    are recorded."""
+    """POST /baselines, POST /analyses, a schedule's manual run and a ground-truth upload computed while holding
+    the database's write turn, so a capture request meanwhile waited for the whole computation (503 after 30 s).
+    They now compute on a read session and record in a short write turn: captures sent while they compute are
+    accepted, and the results are recorded."""
     from monitor import service
 
     _endpoint(client, keys)
@@ -356,6 +356,12 @@ def test_baselines_analyses_and_manual_runs_hold_no_write_turn_while_they_comput
     assert accepted == [1, 1, 1]
     run = client.get(f"/api/v1/analyses/{r.json()['analysis_id']}", headers=keys("viewer")).json()
     assert run["rows"] == 3   # each capture made while something computed
+    # a ground-truth upload parses its records on the read session too
+    monkeypatch.setattr(service, "prepare_ground_truth", meanwhile(service.prepare_ground_truth))
+    labels = client.post("/api/v1/endpoints/churn-prod/ground-truth", headers=keys("ingest"),
+                         json=[gt_record(f"inf-{7000 + i}", "1") for i in range(4)])
+    assert labels.status_code == 200 and accepted == [1, 1, 1, 1], labels.text
+    assert (labels.json()["accepted"], labels.json()["unmatched"]) == (4, 0)   # the 4th captured meanwhile
 
 
 def test_a_window_whose_batches_disagree_on_a_columns_type_is_analysed(client, keys):
