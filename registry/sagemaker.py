@@ -28,6 +28,7 @@ from mlgov.aws import (
     page_offset,
     paged,
     require_absent,
+    sort_of,
     to_aws_error,
     user_context,
     validation,
@@ -274,8 +275,7 @@ def register(api: AwsService) -> None:
         if p.get("CrossAccountFilterOption") == "CrossAccount":
             raise validation("mlgov serves one account: CrossAccountFilterOption must be SameAccount")
         limit = p.get("MaxResults") or 10
-        column = {"Name": "name", "CreationTime": "created_at"}[p.get("SortBy") or "CreationTime"]
-        sort = f"-{column}" if descending(p) else column
+        sort = sort_of(p, {"Name": "name", "CreationTime": "created_at"}, "CreationTime")
         rows, remaining = service.list_groups(call.session, name_contains=p.get("NameContains"), tags={}, sort=sort,
                                               limit=limit, offset=0, after=page_after(p),
                                               created_after=from_epoch(p.get("CreationTimeAfter")),
@@ -364,8 +364,7 @@ def register(api: AwsService) -> None:
                 return {"ModelPackageSummaryList": []}   # mlgov has no unversioned model packages
             raise validation("pass ModelPackageGroupName: mlgov lists model packages one group at a time")
         limit = p.get("MaxResults") or 10
-        column = "version" if p.get("SortBy") == "Name" else "created_at"
-        sort = f"-{column}" if descending(p) else column
+        sort = sort_of(p, {"Name": "version", "CreationTime": "created_at"}, "CreationTime")
         g, rows, remaining = service.list_versions(
             call.session, group_name(call, p["ModelPackageGroupName"]), status=p.get("ModelApprovalStatus"),
             stage=None, created_after=from_epoch(p.get("CreationTimeAfter")),
@@ -723,8 +722,7 @@ def register_cards(api: AwsService) -> None:
     @api.operation("ListModelCards", roles=READERS, write=False)
     def list_cards(call: Call, p: dict[str, Any]) -> dict[str, Any]:
         limit = p.get("MaxResults") or 10
-        column = "name" if p.get("SortBy") == "Name" else "created_at"
-        sort = f"-{column}" if descending(p) else column
+        sort = sort_of(p, {"Name": "name", "CreationTime": "created_at"}, "CreationTime")
         rows, remaining = service.list_cards(call.session, name_contains=p.get("NameContains"),
                                              status=p.get("ModelCardStatus"),
                                              created_after=from_epoch(p.get("CreationTimeAfter")),

@@ -100,7 +100,7 @@ def _predict_with_model(session: Session, store: ObjectStore, request: BiasAnaly
                         df: pd.DataFrame, group: str, version: int) -> dict[str, Any]:
     """Replace the predicted-label column by the registered artifact's own predictions on ``df`` (the submitter
     then chooses the data, not the predictions), and say so for the evidence gate."""
-    model, raw = load_model(session, store, group, version, request.model_format, request.model)
+    model, raw, _ = load_model(session, store, group, version, request.model_format, request.model)
     column = str(cfg.get("predicted_label") or "mlgov_predicted_label")
     excluded = {cfg.get("label"), column, cfg.get("group_variable"), *cfg.get("excluded_columns", [])}
     x = in_order(model, df[[c for c in df.columns if c not in excluded]])
@@ -215,7 +215,7 @@ def compute_explanation(session: Session, store: ObjectStore, policy: OutboundPo
         model, source = remote, remote.source   # model-agnostic: permutation SHAP through the endpoint
     else:
         source = {"kind": "artifact", "artifact_sha256": registered.artifact_sha256 or "unverified"}
-        model, _ = load_model(session, store, group, version, request.model_format, artifact)
+        model, _, _ = load_model(session, store, group, version, request.model_format, artifact)
     try:
         df = pd.read_csv(io.BytesIO(request.file))
     except CSV_ERRORS as exc:

@@ -31,10 +31,11 @@ CSV_ERRORS = (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeErro
 
 
 def load_model(session: Session, store: ObjectStore, group: str, version: int, fmt: str,
-               artifact: bytes | None) -> tuple[Any, bytes]:
+               artifact: bytes | None) -> tuple[Any, bytes, str]:
     """The registered version's model: uploaded bytes or its artifact in mlgov's store, checked against the
     registered sha256, loaded through the exact-type allow-lists (anything else only if an admin trusted
-    this exact artifact). Refusal is 403 naming the refused types; bytes of another format are 422."""
+    this exact artifact), with the bytes and the version row's id. Refusal is 403 naming the refused types; bytes
+    of another format are 422."""
     _, v = registry.get_version(session, group, version)
     if artifact is None:
         key = store.key_of(v.artifact_uri)
@@ -43,7 +44,7 @@ def load_model(session: Session, store: ObjectStore, group: str, version: int, f
         artifact = store.get(key)
     try:
         loaders.check_digest(artifact, v.artifact_sha256)
-        return loaders.load(artifact, fmt, trusted=bool(v.artifact_trusted)), artifact
+        return loaders.load(artifact, fmt, trusted=bool(v.artifact_trusted)), artifact, v.id
     except loaders.UntrustedModel as exc:
         raise ArtifactUntrusted(exc, group=group, version=version, artifact_sha256=v.artifact_sha256) from None
     except loaders.ModelLoadError as exc:

@@ -136,8 +136,7 @@ def create_explainability_baseline(session: Session, store: ObjectStore, *, data
     df = read_csv(data)
     if label and label in df.columns:
         df = df.drop(columns=[label])
-    version_id = registry.get_version(session, group, version)[1].id
-    model, raw = load_model(session, store, group, version, fmt, artifact)
+    model, raw, version_id = load_model(session, store, group, version, fmt, artifact)
     return _explainability_baseline(
         session, store, version_id, analysis=json_safe(analysis_json(explained(model, df))), model=raw, group=group,
         version=version, fmt=fmt, features=list(df.columns), threshold=threshold, name=name, actor=actor,
@@ -167,8 +166,7 @@ def import_explainability_baseline(session: Session, store: ObjectStore, *, anal
         if unknown:
             raise Invalid(f"analysis.json explains feature(s) {unknown[:5]} that analysis_config.json's headers do "
                           "not name", fix="use the analysis.json computed with this analysis_config.json")
-    version_id = registry.get_version(session, group, version)[1].id
-    _, raw = load_model(session, store, group, version, fmt, None)
+    _, raw, version_id = load_model(session, store, group, version, fmt, None)
     return _explainability_baseline(
         session, store, version_id, analysis=doc, model=raw, group=group, version=version, fmt=fmt,
         features=list(values), threshold=DEFAULT_NDCG_THRESHOLD, name=name, actor=actor, source="imported", rows=0,
@@ -180,7 +178,7 @@ def _explainability_baseline(session: Session, store: ObjectStore, version_id: s
                              name: str | None, actor: Principal, source: str, rows: int, dataset_sha256: str | None,
                              config: dict[str, Any] | None = None) -> monitor.FinishedBaseline:
     """The baseline's files (analysis.json, the model, the analysis config when imported) and its row, upstream of
-    the explained version: the row ``version_id``, read before its model was loaded."""
+    the explained version: the row ``version_id``, whose model was loaded."""
     bid = new_id()
     prefix = monitor.baseline_prefix(bid)
     store.put(f"{prefix}/analysis.json", json.dumps(analysis, allow_nan=False).encode(), "application/json")
