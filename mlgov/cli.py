@@ -230,11 +230,12 @@ def audit_reanchor(reason: Annotated[str, typer.Option(help="why: the backup res
 
 @demo_app.command("seed")
 def demo_seed(if_empty: Annotated[bool, typer.Option("--if-empty", help="do nothing if groups exist")] = False) -> None:
-    """Seed a small demo registry (groups, versions, a four-eyes approval, a production stage)."""
+    """Seed a small demo: groups, versions, a four-eyes approval, a production stage, and an endpoint with a few
+    hours of captured, labelled traffic, its baselines and the data- and model-quality runs over it."""
     from mlgov.demo import seed
 
     db = database()
-    typer.echo(seed(db, if_empty=if_empty))
+    typer.echo(seed(db, open_store(get_settings()), if_empty=if_empty))
 
 
 @app.command("serve")

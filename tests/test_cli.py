@@ -69,10 +69,34 @@ def test_fresh_directory_keys_serve_and_verify(tmp_path):
     assert "up to date" in run(tmp_path, "db", "current").stdout
 
 
-def test_demo_seed_is_idempotent(tmp_path):
+def test_demo_seed_is_idempotent_and_monitors_what_it_captured(tmp_path):
+    """`make run`'s demo shows monitoring too (the Monitoring page was empty): its last two captured hours drift
+    and the model does worse on them, and mlgov's own runs over the hours it seeded say so, and only there."""
     run(tmp_path, "db", "upgrade")
     assert "seeded" in run(tmp_path, "demo", "seed", "--if-empty").stdout
     assert "nothing seeded" in run(tmp_path, "demo", "seed", "--if-empty").stdout
+    from mlgov.db import Database
+    from monitor import schedules, service
+
+    db = Database(f"sqlite:///{tmp_path / '.mlgov' / 'mlgov.db'}")
+    try:
+        with db.session_scope(write=False) as s:
+            assert service.captured_count(s, "churn-prod") == 6000
+            verdicts = {}
+            for name in ("churn-prod-data-quality", "churn-prod-model-quality"):
+                assert schedules.get(s, name).status == "Stopped"   # no traffic comes: new hours would only fail
+                runs, total = schedules.executions(s, name, 50, 0)
+                assert total == 6
+                verdicts[name] = [(e.status, e.violation_count) for e in sorted(runs, key=lambda e: e.window_start)]
+            for name, runs in verdicts.items():
+                assert [status for status, _ in runs] == ["Completed"] * 4 + ["CompletedWithViolations"] * 2, name
+            alerts = schedules.list_alerts(s, status="open", schedule=None, model_group="churn-classifier",
+                                           limit=50, offset=0)[0]
+            assert {(a.subject, a.check) for a in alerts} == {
+                ("monthly_charges", "baseline_drift_check"), ("contract", "baseline_drift_check"),
+                ("accuracy", "LessThanThreshold"), ("auc", "LessThanThreshold")}
+    finally:
+        db.dispose()
 
 
 def test_capture_import_export_round_trip(tmp_path):

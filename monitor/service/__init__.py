@@ -66,6 +66,7 @@ from monitor.service.endpoints import (
     read_capture,
     window_table,
 )
+from monitor.service.estimation import constraint_names
 from monitor.service.ground_truth import (
     PreparedLabels,
     commit_ground_truth,
@@ -105,6 +106,7 @@ __all__ = [
     "check_drift",
     "commit_capture",
     "commit_ground_truth",
+    "constraint_names",
     "create_baseline",
     "create_endpoint",
     "create_quality_baseline",

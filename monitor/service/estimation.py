@@ -147,6 +147,14 @@ def cluster_estimate(store: ObjectStore, window: ClusterWindow, spec: estimation
     return out
 
 
+def constraint_names(problem_type: str | None) -> Mapping[str, str]:
+    """Each estimated metric's name in SageMaker's statistics and constraints (the estimator says ``roc_auc``,
+    SageMaker ``auc``): the constraint it is judged against and the realised metric it estimates."""
+    if problem_type == "Regression":
+        return DLE_CONSTRAINTS
+    return {"accuracy": "accuracy"} if problem_type == "MulticlassClassification" else cbpe.CONSTRAINT_NAMES
+
+
 def estimated_violations(constraints: Mapping[str, Any], problem_type: str, estimated: Mapping[str, Any]
                          ) -> list[dict[str, Any]]:
     """An estimated metric beyond its constraint (the baseline's constraints.json), as a violation of its own
@@ -154,10 +162,8 @@ def estimated_violations(constraints: Mapping[str, Any], problem_type: str, esti
     ckey = next((k for k in constraints if k.endswith("_constraints")), None)
     if ckey is None:
         return []
-    names = DLE_CONSTRAINTS if problem_type == "Regression" else \
-        {"accuracy": "accuracy"} if problem_type == "MulticlassClassification" else cbpe.CONSTRAINT_NAMES
     out = []
-    for metric, cname in names.items():
+    for metric, cname in constraint_names(problem_type).items():
         c, e = constraints[ckey].get(cname), estimated.get(metric)
         if c is None or e is None or not math.isfinite(e["estimate"]):
             continue

@@ -98,6 +98,20 @@ def test_series_read_what_each_kind_charts() -> None:
             "accuracy": {"estimate": 0.8, "lower": 0.75, "upper": 0.86}, "auc": {"estimate": None}}}})
     assert est == [("accuracy estimated", 0.8, 0.85, "accuracy"), ("accuracy band lower", 0.75, None, "accuracy"),
                    ("accuracy band upper", 0.86, None, "accuracy")]
+    # the estimator's names are not SageMaker's: estimated roc_auc and specificity were charted apart from the
+    # realised auc and true_negative_rate they estimate, with no threshold (the constraints say auc)
+    named = kinds.get("ModelQuality").points({
+        "statistics": {"binary_classification_metrics": {"auc": {"value": 0.7}, "true_negative_rate": {"value": 0.6}}},
+        "constraints": {"binary_classification_constraints": {"auc": {"threshold": 0.73}}},
+        "estimate": {"problem_type": "BinaryClassification", "estimated": {
+            "roc_auc": {"estimate": 0.78, "lower": 0.74, "upper": 0.82},
+            "specificity": {"estimate": 0.67, "lower": 0.62, "upper": 0.72}}}})
+    assert named == [("auc", 0.7, 0.73, "auc"), ("true_negative_rate", 0.6, None, "true_negative_rate"),
+                     ("auc estimated", 0.78, 0.73, "auc"), ("auc band lower", 0.74, None, "auc"),
+                     ("auc band upper", 0.82, None, "auc"),
+                     ("true_negative_rate estimated", 0.67, None, "true_negative_rate"),
+                     ("true_negative_rate band lower", 0.62, None, "true_negative_rate"),
+                     ("true_negative_rate band upper", 0.72, None, "true_negative_rate")]
     bias = kinds.get("ModelBias").points({"analysis": {"post_training_bias_metrics": {"facets": {"sex": [
         {"value_or_threshold": "f", "metrics": [{"name": "DPPL", "value": 0.12}, {"name": "DI", "value": None}]}]}}}})
     assert bias == [("DPPL (sex=f)", 0.12, None, "")]
