@@ -294,6 +294,13 @@ _JSON_TYPES: dict[str, tuple[type, str]] = {"structure": (dict, "an object"), "l
                                             "boolean": (bool, "a boolean")}
 
 
+def _not_null(value: Any, where: str, errors: list[str]) -> None:
+    """A null list item or map value: a null structure member is an absent one, but an item is a value, and the
+    adapters read it as one (a 500, or a property stored as the text "null")."""
+    if value is None:
+        errors.append(f"Value null at '{where}' failed to satisfy constraint: Member must not be null")
+
+
 def check_shape(shape: Shape, value: Any, path: str, errors: list[str], *, strict: bool = True) -> None:
     """Collect, in AWS's wording, every way ``value`` breaks ``shape`` (JSON 1.1 wire form: timestamps are epoch
     seconds, blobs base64). ``strict`` refuses members the model does not have."""
@@ -326,10 +333,12 @@ def check_shape(shape: Shape, value: Any, path: str, errors: list[str], *, stric
                 errors.append(f"'{where}' is not a member of {shape.name} in the service model")
     elif isinstance(shape, ListShape):
         for i, item in enumerate(value):
+            _not_null(item, f"{path}.{i + 1}.member", errors)
             check_shape(shape.member, item, f"{path}.{i + 1}.member", errors, strict=strict)
     elif isinstance(shape, MapShape):
         for k, item in value.items():
             check_shape(shape.key, k, f"{path}.{k}.key", errors, strict=strict)
+            _not_null(item, f"{path}.{k}.value", errors)
             check_shape(shape.value, item, f"{path}.{k}.value", errors, strict=strict)
     elif isinstance(shape, StringShape):
         if shape.enum and value not in shape.enum:
@@ -532,6 +541,18 @@ def sort_of(p: dict[str, Any], keys: dict[str, str], default: str) -> str:
 def drop_empty(d: dict[str, Any]) -> dict[str, Any]:
     """Members with a value: AWS answers leave absent members out rather than sending null or empty."""
     return {k: v for k, v in d.items() if v not in (None, [], {})}
+
+
+FAILURE_REASON_MAX = 1024
+"""SageMaker's FailureReason (processing jobs, monitoring executions) is at most this long; mlgov's reasons quote
+what failed (a dataset URI may be 1,024 characters itself)."""
+
+
+def failure_reason(text: str | None) -> str | None:
+    """A stored failure reason as SageMaker may answer it: cut to its length, marked where cut."""
+    if text is None or len(text) <= FAILURE_REASON_MAX:
+        return text
+    return text[:FAILURE_REASON_MAX - 1] + "…"
 
 
 def user_context(name: str) -> dict[str, Any]:

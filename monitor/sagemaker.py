@@ -28,6 +28,7 @@ from mlgov.aws import (
     Call,
     ThenRecord,
     drop_empty,
+    failure_reason,
     from_epoch,
     keyset_paged,
     page_after,
@@ -275,7 +276,7 @@ def _execution_out(call: Call, ex: Execution, sched: Schedule) -> dict[str, Any]
         "MonitoringScheduleName": sched.name, "ScheduledTime": ex.scheduled_for, "CreationTime": ex.created_at,
         "LastModifiedTime": ex.ended_at or ex.started_at or ex.created_at, "MonitoringExecutionStatus": ex.status,
         "ProcessingJobArn": _execution_job(call, ex, sched), "EndpointName": sched.endpoint,
-        "FailureReason": ex.failure_reason, "MonitoringJobDefinitionName": sched.job_definition,
+        "FailureReason": failure_reason(ex.failure_reason), "MonitoringJobDefinitionName": sched.job_definition,
         "MonitoringType": sched.type})
 
 
@@ -539,7 +540,7 @@ def _job_out(call: Call, job: ProcessingJob) -> dict[str, Any]:
     return {**spec, "ProcessingJobArn": call.arn(f"{PROCESSING_JOB}/{job.name}"), "ProcessingJobStatus": job.status,
             "CreationTime": job.created_at, "LastModifiedTime": job.ended_at or job.created_at,
             **drop_empty({"ProcessingStartTime": job.created_at, "ProcessingEndTime": job.ended_at,
-                          "FailureReason": job.failure_reason,
+                          "FailureReason": failure_reason(job.failure_reason),
                           "ExitMessage": f"baseline {job.baseline_id}" if job.baseline_id else None})}
 
 
@@ -579,7 +580,7 @@ def _execution_job_out(call: Call, name: str) -> dict[str, Any]:
         "MonitoringScheduleArn": _schedule_arn(call, sched.name),
         **drop_empty({"StoppingCondition": definition.spec.get("StoppingCondition"),
                       "ProcessingStartTime": ex.started_at, "ProcessingEndTime": ex.ended_at,
-                      "FailureReason": ex.failure_reason if status == "Failed" else None,
+                      "FailureReason": failure_reason(ex.failure_reason) if status == "Failed" else None,
                       "ExitMessage": ex.status if status == "Completed" else None}),
     }
 
@@ -642,7 +643,7 @@ def _register_processing(api: AwsService) -> None:
                                  "ProcessingJobArn": call.arn(f"{PROCESSING_JOB}/{j.name}"),
                                  "CreationTime": j.created_at, "ProcessingEndTime": j.ended_at,
                                  "LastModifiedTime": j.ended_at or j.created_at, "ProcessingJobStatus": j.status,
-                                 "FailureReason": j.failure_reason}) for j in rows]
+                                 "FailureReason": failure_reason(j.failure_reason)}) for j in rows]
         return {"ProcessingJobSummaries": summaries, **drop_empty({"NextToken": paged(rows, total, offset, p)})}
 
 

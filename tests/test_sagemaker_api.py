@@ -413,6 +413,21 @@ def test_unserved_operation_and_invalid_requests(sm: SageMaker) -> None:
     request = _signed(sm, "vic", "ListModelPackageGroups", {"MaxResults": 1000})
     r = httpx.post(sm.url, content=request.body, headers=_headers(request), timeout=60)
     assert "less than or equal to 100" in r.json()["message"]
+    # a null list item or map value was passed on: 500s (AddTags, QueryLineage, Search, BatchDescribe...) and an
+    # artifact property stored as the text "null"; AWS refuses it
+    for who, op, params, where in (
+            ("pat", "AddTags", {"ResourceArn": "arn:aws:sagemaker:us-east-1:123456789012:model-package-group/g",
+                                "Tags": [None]}, "Tags.1.member"),
+            ("vic", "QueryLineage", {"StartArns": [None]}, "StartArns.1.member"),
+            ("vic", "Search", {"Resource": "ModelPackage", "SearchExpression": {"Filters": [None]}},
+             "SearchExpression.Filters.1.member"),
+            ("vic", "BatchDescribeModelPackage", {"ModelPackageArnList": [None]}, "ModelPackageArnList.1.member"),
+            ("pat", "CreateArtifact", {"Source": {"SourceUri": "s3://b/k"}, "ArtifactType": "DataSet",
+                                       "Properties": {"k": None, "j": "v"}}, "Properties.k.value")):
+        request = _signed(sm, who, op, params)
+        r = httpx.post(sm.url, content=request.body, headers=_headers(request), timeout=60)
+        assert r.status_code == 400 and r.json()["__type"] == "ValidationException", (op, r.text)
+        assert f"Value null at '{where}' failed to satisfy constraint: Member must not be null" in r.json()["message"]
     # a viewer may read, not write
     with pytest.raises(ClientError) as exc:
         vic.create_model_package_group(ModelPackageGroupName="nope")

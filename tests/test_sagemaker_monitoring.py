@@ -413,6 +413,18 @@ def test_a_baselining_job_that_cannot_profile_its_data_fails_with_the_reason(sm:
     assert _code(exc) == "ResourceNotFound"
 
 
+def test_a_failure_reason_is_answered_within_sagemakers_length(sm: SageMaker) -> None:
+    """A reason quoting a long dataset URI was answered longer than SageMaker's FailureReason may be (1,024)."""
+    pat, vic = sm.client("pat"), sm.client("vic")
+    prefix = sm.store.uri("datasets") + "/"
+    long_uri = prefix + "/".join(["d" * 200] * 5)[:1020 - len(prefix)] + ".csv"
+    pat.create_processing_job(**_baselining_request("long-missing", long_uri, sm.store.uri("out/long")))
+    reason = vic.describe_processing_job(ProcessingJobName="long-missing")["FailureReason"]
+    assert len(reason) == 1024 and reason.endswith("…") and "d" * 100 in reason
+    listed = vic.list_processing_jobs(NameContains="long-missing")["ProcessingJobSummaries"]
+    assert [j["FailureReason"] for j in listed] == [reason]
+
+
 def test_a_baselining_job_holds_no_write_turn_while_it_profiles(sm: SageMaker, monkeypatch: Any) -> None:
     """CreateProcessingJob profiled its dataset while holding the write turn, so every other write (capture,
     registrations) waited for the whole baselining job. It profiles on a read session now and writes the job's row
