@@ -609,6 +609,8 @@ def model_version(v: service.VersionView) -> dict[str, Any]:
         out["status_message"] = ("unverified: mlgov could not hash the source when it was registered (outside its "
                                  f"object store, not there yet, or more than {service.MAX_HASHED_FILES} files)")
     out["run_id"], out["run_link"] = v.run_id or "", v.run_link or ""   # MLflow's server sends "" for none
+    if (logged := _logged_model(v.artifact_uri)) is not None:
+        out["model_id"] = logged
     return out
 
 
@@ -778,10 +780,13 @@ async def create_model_version(fields: Fields, request: Request, principal: Read
     (``copy_model_version``) sends back those it read, so they are left out, never stored, and the new version
     gets its own. A ``models:/`` source is the artifact of the version it names (its URI and hash)."""
     m = _parse(CreateVersion, fields)
-    source = (await run_in_threadpool(_models_uri, session, m.source)) if m.source.startswith("models:/") else None
+    logged = _logged_model(m.source)
+    source = (await run_in_threadpool(_models_uri, session, m.source)) \
+        if m.source.startswith("models:/") and logged is None else None
     await end_read(request, session)
     metadata = {t.key: t.value for t in m.tags if not t.key.startswith(service.RESERVED_METADATA_PREFIX)}
-    uri = source.artifact_uri if source is not None else _checked_source(m.source, store)
+    uri = source.artifact_uri if source is not None else m.source if logged else _checked_source(m.source, store)
+    _check_run_source(m.source, m.run_id)
     run_id = m.run_id or None
     if source is not None:   # as MLflow: the run is the referenced version's, and a stated one must be it
         if m.run_id is not None and (m.run_id or None) != source.run_id:
@@ -791,8 +796,8 @@ async def create_model_version(fields: Fields, request: Request, principal: Read
         run_id = source.run_id
     try:
         body = VersionFields(artifact_uri=uri,
-                             artifact_sha256=source.artifact_sha256 if source is not None else
-                             await run_in_threadpool(service.hash_artifact, store, uri),
+                             artifact_sha256=source.artifact_sha256 if source is not None else None if logged
+                             else await run_in_threadpool(service.hash_artifact, store, uri),
                              description=m.description, metadata=metadata, run_id=run_id,
                              run_link=m.run_link or None)
     except ValidationError as exc:
@@ -803,6 +808,33 @@ async def create_model_version(fields: Fields, request: Request, principal: Read
     v = await group_commit.register(get_db(request), m.name,
                                     service.Registration(body, principal, request_id_var.get()))
     return answer({"model_version": model_version(service.registered_view(m.name, v))})
+
+
+def _logged_model(source: str) -> str | None:
+    """The logged model a ``models:/<model_id>`` source names (MLflow 3's `log_model` keeps a model as one, and
+    `register_model` then sends that source), as MLflow's own parser tells it from ``models:/<name>/<ref>`` and
+    ``models:/<name>@<alias>``: one path segment and no '@'. The tracking server keeps it, which mlgov does not
+    reach: its version records the source as MLflow's server does, unverified (no hash), and clients resolve it
+    against their tracking server when they load the version."""
+    if not source.startswith("models:/"):
+        return None
+    path = source.removeprefix("models:/").strip("/")
+    return path if path and "/" not in path and "@" not in path else None
+
+
+def _check_run_source(source: str, run_id: str | None) -> None:
+    """As MLflow's server: a ``runs:/<run>/<path>`` source comes with that run's ``run_id``; and an http(s) source
+    addresses a host other than the artifact store, which MLflow refuses (the native API registers any URI)."""
+    scheme = urlsplit(source).scheme.lower()
+    if scheme in ("http", "https"):
+        raise Invalid(f"'source' cannot use the '{scheme}' scheme: the '{scheme}' scheme addresses a host other than "
+                      "the artifact store", fix="register the artifact's s3:// (or object store) URI, or use the "
+                                                "native API (POST /api/v1/model-groups/{group}/versions)")
+    if scheme == "runs":
+        run = source.removeprefix("runs:/").lstrip("/").split("/", 1)[0]
+        if not run or run != run_id:
+            raise Invalid(f"Invalid model version source: {source[:200]!r}. The run_id request parameter must "
+                          "identify the run the source names", fix=f"send run_id={run or '<run id>'!r} with it")
 
 
 def _checked_source(uri: str, store: ObjectStore) -> str:

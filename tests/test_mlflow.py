@@ -783,6 +783,47 @@ def test_unauthenticated_unknown_mlflow_paths_have_mlflow_shape(world: World) ->
         assert r.headers["www-authenticate"] == "Bearer"
 
 
+# --- MLflow 3's logged models ----------------------------------------------------------------------------------
+
+def test_a_model_logged_by_mlflow_3_registers_and_loads(world: World, tmp_path: Any,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """MLflow 3's own workflow: `log_model` keeps a logged model on the tracking server and `register_model` sends
+    its `models:/<model_id>` source, which mlgov refused as a models:/ URI it could not read (the registered model
+    was left behind empty). The tracking store here is MLflow's file store (mlflow-skinny has no server)."""
+    import mlflow
+    import mlflow.pyfunc
+
+    class Constant(mlflow.pyfunc.PythonModel):
+        def predict(self, context: Any, model_input: Any, params: Any = None) -> list[int]:
+            return [7] * len(model_input)
+
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    mlflow.set_tracking_uri((tmp_path / "mlruns").as_uri())
+    mlflow.set_registry_uri(world.url)
+    try:
+        with mlflow.start_run() as run:
+            info = mlflow.pyfunc.log_model(name="model", python_model=Constant())
+        mv = mlflow.register_model(f"runs:/{run.info.run_id}/model", "logged")
+        assert (mv.version, mv.source, mv.run_id) == ("1", f"models:/{info.model_id}", run.info.run_id)
+        got = world.http.get("/api/2.0/mlflow/model-versions/get", params={"name": "logged", "version": "1"},
+                             headers=world.h("pub")).json()["model_version"]
+        assert got["model_id"] == info.model_id and got["source"] == f"models:/{info.model_id}"
+        assert got["tags"][-1] == {"key": "mlgov.artifact_sha256", "value": "unverified"}   # mlgov cannot read it
+        assert mlflow.pyfunc.load_model("models:/logged/1").predict([[1], [2]]) == [7, 7]
+        assert mlflow.register_model(info.model_uri, "logged").version == "2"   # models:/<model_id> directly
+    finally:
+        mlflow.set_tracking_uri(world.url)   # unset, MLflow 3 opens ./mlflow.db (a file left in the checkout)
+    c = world.client
+    # as MLflow's server: a runs:/ source comes with the run it names, and an http(s) source is refused
+    for source, run_id in (("runs:/abc/model", None), ("runs:/abc/model", "other"), ("https://h/model.tar.gz", None),
+                           ("http://h/m", None)):
+        with pytest.raises(MlflowException) as exc:
+            c.create_model_version("logged", source, run_id=run_id)
+        assert _code(exc) == "INVALID_PARAMETER_VALUE" and "source" in str(exc.value), source
+    assert c.create_model_version("logged", "runs:/abc/model", run_id="abc").run_id == "abc"
+    assert [v.version for v in c.search_model_versions("name = 'logged'")] == ["3", "2", "1"]
+
+
 # --- artifacts mlgov can read are hashed -------------------------------------------------------------------------
 
 def test_source_in_mlgov_store_is_hashed(world: World) -> None:
