@@ -213,12 +213,13 @@ def _register_kind(api: AwsService, kind: str, name: str) -> None:
     def list_(call: Call, p: dict[str, Any]) -> dict[str, Any]:
         if kind != "artifact":
             require_absent(p, ["SourceUri"], f"{kind}s are listed by type and creation time")
+        by = "name" if p.get("SortBy") == "Name" else "created"   # botocore's model: Name for actions, contexts
         rows, remaining = service.list_entities(
             call.session, kind, entity_type=p.get(f"{name}Type"), uri=_source_uri(p.get("SourceUri")), sha256=None,
             name_contains=None, status=None, created_after=from_epoch(p.get("CreatedAfter")),
             created_before=from_epoch(p.get("CreatedBefore")), limit=p.get("MaxResults") or 10, offset=0,
-            descending=descending(p), after=page_after(p))
-        order = service.entity_order(descending(p))
+            descending=descending(p), after=page_after(p), by=by)
+        order = service.entity_order(descending(p), by)
         return drop_empty({"NextToken": keyset_paged(rows, remaining, order, p)}) | {
             f"{name}Summaries": [_summary(call, e) for e in rows]}
 
@@ -259,6 +260,9 @@ def _register_associations(api: AwsService) -> None:
     def list_(call: Call, p: dict[str, Any]) -> dict[str, Any]:
         require_absent(p, ["SourceType", "DestinationType", "CreatedAfter", "CreatedBefore"],
                        "associations are listed by their ends and type")
+        if (p.get("SortBy") or "CreationTime") != "CreationTime":
+            raise validation(f"SortBy {p['SortBy']} is not served: mlgov lists associations by CreationTime; leave "
+                             "SortBy out (or CreationTime) and sort the page yourself")
         rows, remaining = service.list_associations(
             call.session, source=entity_id(call, p["SourceArn"])[1] if p.get("SourceArn") else None,
             target=entity_id(call, p["DestinationArn"])[1] if p.get("DestinationArn") else None,

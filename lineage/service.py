@@ -616,17 +616,22 @@ def entities_by_id(session: Session, ids: Sequence[str]) -> dict[str, Entity]:
 def list_entities(session: Session, kind: str, *, entity_type: str | None, uri: str | None, sha256: str | None,
                   name_contains: str | None, status: str | None, created_after: dt.datetime | None,
                   created_before: dt.datetime | None, limit: int, offset: int, descending: bool = False,
-                  after: Sequence[Any] | None = None) -> tuple[list[Entity], int]:
+                  after: Sequence[Any] | None = None, by: str = "created") -> tuple[list[Entity], int]:
     stmt = select(Entity).where(Entity.kind == kind)
-    return paginate(session, stmt, *entity_order(descending), limit=limit, offset=offset, after=after, where=[
+    return paginate(session, stmt, *entity_order(descending, by), limit=limit, offset=offset, after=after, where=[
         *equal((Entity.type, entity_type), (Entity.uri, uri), (Entity.sha256, sha256.lower() if sha256 else None)),
         icontains(Entity.name, name_contains), *equal((Entity.status, status)),
         *in_window(Entity.created_at, created_after, created_before)])
 
 
-def entity_order(descending: bool) -> tuple[Any, ...]:
+ENTITY_SORTS = ("created", "name")
+"""What `list_entities` sorts by: creation time, or name (actions and contexts, which always have one)."""
+
+
+def entity_order(descending: bool, by: str = "created") -> tuple[Any, ...]:
     """The ORDER BY of `list_entities` (a keyset page's cursor is a row's values under it)."""
-    return (Entity.created_at.desc(), Entity.id.desc()) if descending else (Entity.created_at, Entity.id)
+    column = Entity.name if by == "name" else Entity.created_at
+    return (column.desc(), Entity.id.desc()) if descending else (column, Entity.id)
 
 
 def association_order(descending: bool) -> tuple[Any, ...]:

@@ -505,6 +505,22 @@ def test_lineage_built_and_queried(sm: SageMaker) -> None:
     assert [x["ArtifactArn"] for x in arts] == [data]
     assert [x["ActionArn"] for x in vic.list_actions(ActionType="TrainingJob")["ActionSummaries"]] == [job]
     assert [x["ContextArn"] for x in vic.list_contexts()["ContextSummaries"]] == [ctx]
+    # SortBy was read for its order only: Name came back in creation order; an order mlgov does not keep is refused
+    for action in ("b-step", "a-step"):
+        pat.create_action(ActionName=action, ActionType="Step", Source={"SourceUri": f"s3://b/{action}"})
+    names = [[x["ActionName"] for x in page["ActionSummaries"]] for page in (
+        vic.list_actions(SortBy="Name", SortOrder="Ascending"), vic.list_actions(SortBy="Name", SortOrder="Descending"),
+        vic.list_actions(SortBy="CreationTime", SortOrder="Ascending"))]
+    assert names == [["a-step", "b-step", "train-42"], ["train-42", "b-step", "a-step"],
+                     ["train-42", "b-step", "a-step"]]
+    first = vic.list_actions(SortBy="Name", SortOrder="Ascending", MaxResults=2)
+    rest = vic.list_actions(SortBy="Name", SortOrder="Ascending", MaxResults=2, NextToken=first["NextToken"])
+    assert [x["ActionName"] for x in first["ActionSummaries"] + rest["ActionSummaries"]] == names[0]
+    assert [x["ContextName"] for x in vic.list_contexts(SortBy="Name")["ContextSummaries"]] == ["churn-project"]
+    with pytest.raises(ClientError) as exc:
+        vic.list_associations(SortBy="SourceArn")
+    assert _code(exc) == "ValidationException" and "CreationTime" in str(exc.value)
+    assert len(vic.list_associations(SortBy="CreationTime", SortOrder="Ascending")["AssociationSummaries"]) >= 1
 
     # the same graph natively
     with httpx.Client(base_url=sm.url, timeout=60) as native:
