@@ -28,6 +28,7 @@ from mlgov.auth import PUBLISHERS, READERS
 from mlgov.aws import (
     AwsService,
     Call,
+    clipped,
     descending,
     drop_empty,
     from_epoch,
@@ -105,7 +106,7 @@ def _describe(call: Call, ent: Entity) -> dict[str, Any]:
     kind = KINDS[ent.kind]
     return drop_empty({
         f"{kind}Name": _name(ent), f"{kind}Arn": arn(call, ent), "Source": _source(ent), f"{kind}Type": ent.type,
-        "Description": ent.description if ent.kind != "artifact" else None,
+        "Description": clipped(ent.description, 3072) if ent.kind != "artifact" else None,   # native: up to 4,000
         "Status": ent.status if ent.kind == "action" else None,
         "Properties": _properties_out(ent.properties), "CreationTime": ent.created_at,
         "CreatedBy": user_context(ent.created_by), "LastModifiedTime": ent.updated_at})
@@ -298,9 +299,11 @@ def _register_associations(api: AwsService) -> None:
         position = {v.id: i for i, v in enumerate(result.vertices)}
         # each edge once, on the page that lists the later of its two ends: joined pages hold every edge once
         edges = [e for e in result.edges if offset <= max(position[e.source], position[e.target]) < offset + limit]
+        sources = {e.id: uri for e in service.entities_by_id(call.session, [v.id for v in page]).values()
+                   if (uri := _source(e).get("SourceUri"))} if p.get("IncludeSource") else {}   # as Describe*
         return drop_empty({"NextToken": paged(page, len(result.vertices), offset, p)}) | {
-            "Vertices": [{"Arn": call.arn(f"{v.kind}/{v.id}"), "Type": v.type, "LineageType": KINDS[v.kind]}
-                         for v in page],
+            "Vertices": [{"Arn": call.arn(f"{v.kind}/{v.id}"), "Type": v.type, "LineageType": KINDS[v.kind],
+                          **({"Source": {"SourceUri": sources[v.id]}} if v.id in sources else {})} for v in page],
             "Edges": [{"SourceArn": call.arn(f"{kinds_of[e.source]}/{e.source}"), "AssociationType": e.type,
                        "DestinationArn": call.arn(f"{kinds_of[e.target]}/{e.target}")} for e in edges]}
 

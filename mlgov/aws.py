@@ -543,16 +543,18 @@ def drop_empty(d: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in d.items() if v not in (None, [], {})}
 
 
-FAILURE_REASON_MAX = 1024
-"""SageMaker's FailureReason (processing jobs, monitoring executions) is at most this long; mlgov's reasons quote
-what failed (a dataset URI may be 1,024 characters itself)."""
+def clipped(text: str | None, limit: int) -> str | None:
+    """Stored text SageMaker's model answers shorter than mlgov keeps it (a member's ``max``), cut there and marked
+    where cut: answers stay within the model, the stored text whole (native API, audit)."""
+    if text is None or len(text) <= limit:
+        return text
+    return text[:limit - 1] + "…"
 
 
 def failure_reason(text: str | None) -> str | None:
-    """A stored failure reason as SageMaker may answer it: cut to its length, marked where cut."""
-    if text is None or len(text) <= FAILURE_REASON_MAX:
-        return text
-    return text[:FAILURE_REASON_MAX - 1] + "…"
+    """SageMaker's FailureReason (processing jobs, monitoring executions) is at most 1,024 characters; mlgov's
+    reasons quote what failed (a dataset URI may be 1,024 characters itself)."""
+    return clipped(text, 1024)
 
 
 def user_context(name: str) -> dict[str, Any]:

@@ -536,7 +536,7 @@ def _job_status(status: str) -> str:
 
 
 def _job_out(call: Call, job: ProcessingJob) -> dict[str, Any]:
-    spec = {k: v for k, v in job.spec.items() if k not in ("Tags", "ExperimentConfig")}
+    spec = {k: v for k, v in job.spec.items() if k != "Tags"}   # Describe has no Tags; ExperimentConfig it has
     return {**spec, "ProcessingJobArn": call.arn(f"{PROCESSING_JOB}/{job.name}"), "ProcessingJobStatus": job.status,
             "CreationTime": job.created_at, "LastModifiedTime": job.ended_at or job.created_at,
             **drop_empty({"ProcessingStartTime": job.created_at, "ProcessingEndTime": job.ended_at,

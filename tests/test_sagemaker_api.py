@@ -493,6 +493,12 @@ def test_lineage_built_and_queried(sm: SageMaker) -> None:
     assert [v["Arn"] for v in alone["Vertices"]] == [model] and alone["Edges"] == []
     one = vic.query_lineage(StartArns=[model], Direction="Ascendants", MaxDepth=1)
     assert {v["Arn"] for v in one["Vertices"]} == {model, job}
+    # IncludeSource was accepted and ignored
+    sourced = vic.query_lineage(StartArns=[model], Direction="Ascendants", IncludeSource=True)["Vertices"]
+    assert {v["Arn"]: v["Source"]["SourceUri"] for v in sourced} == {
+        model: "s3://models/m.tar.gz", job: "arn:aws:sagemaker:eu-west-1:123456789012:training-job/t42",
+        data: "s3://data/train.csv"}
+    assert all("Source" not in v for v in vic.query_lineage(StartArns=[model], Direction="Ascendants")["Vertices"])
     only_artifacts = vic.query_lineage(StartArns=[data], Direction="Descendants",
                                        Filters={"LineageTypes": ["Artifact"]})
     assert {v["Arn"] for v in only_artifacts["Vertices"]} == {data, model}
@@ -521,6 +527,13 @@ def test_lineage_built_and_queried(sm: SageMaker) -> None:
         vic.list_associations(SortBy="SourceArn")
     assert _code(exc) == "ValidationException" and "CreationTime" in str(exc.value)
     assert len(vic.list_associations(SortBy="CreationTime", SortOrder="Ascending")["AssociationSummaries"]) >= 1
+    # the native API keeps descriptions up to 4,000 characters, SageMaker's answer holds 3,072
+    with httpx.Client(base_url=sm.url, timeout=60) as native:
+        r = native.post("/api/v1/lineage/actions", headers=sm.headers["pat"],
+                        json={"type": "Step", "name": "long-said", "description": "d" * 3500})
+        assert r.status_code == 201, r.text
+    said = vic.describe_action(ActionName="long-said")["Description"]
+    assert len(said) == 3072 and said.endswith("…")
 
     # the same graph natively
     with httpx.Client(base_url=sm.url, timeout=60) as native:

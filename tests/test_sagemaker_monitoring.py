@@ -418,8 +418,12 @@ def test_a_failure_reason_is_answered_within_sagemakers_length(sm: SageMaker) ->
     pat, vic = sm.client("pat"), sm.client("vic")
     prefix = sm.store.uri("datasets") + "/"
     long_uri = prefix + "/".join(["d" * 200] * 5)[:1020 - len(prefix)] + ".csv"
-    pat.create_processing_job(**_baselining_request("long-missing", long_uri, sm.store.uri("out/long")))
-    reason = vic.describe_processing_job(ProcessingJobName="long-missing")["FailureReason"]
+    experiment = {"ExperimentName": "churn", "TrialName": "t1", "TrialComponentDisplayName": "baseline"}
+    pat.create_processing_job(**_baselining_request("long-missing", long_uri, sm.store.uri("out/long")),
+                              ExperimentConfig=experiment)
+    described = vic.describe_processing_job(ProcessingJobName="long-missing")
+    assert described["ExperimentConfig"] == experiment   # kept and answered (it was stripped)
+    reason = described["FailureReason"]
     assert len(reason) == 1024 and reason.endswith("…") and "d" * 100 in reason
     listed = vic.list_processing_jobs(NameContains="long-missing")["ProcessingJobSummaries"]
     assert [j["FailureReason"] for j in listed] == [reason]
