@@ -61,7 +61,7 @@ def overview(request: Request, session: SessionDep, user: Viewer) -> HTMLRespons
 
 
 STYLE: dict[str, dict[str, Any]] = {"estimated": {"color": "#b25e09"}, "band lower": {"color": "#9aa4b2", "dash": True},
-         "band upper": {"color": "#9aa4b2", "dash": True}}
+         "band upper": {"color": "#9aa4b2", "dash": True}, kinds.NOT_JUDGED: {"color": "#6b7280", "dots": True}}
 PALETTE = ("#1f5fbf", "#0f8a6f", "#8e3fb5", "#c2410c", "#4b5563", "#b8860b", "#0e7490", "#be185d")
 """Colours of the series a chart draws together without a style of their own (global SHAP per feature), told apart
 from each other and from the threshold's red; the first is the one-series charts' blue."""
@@ -102,8 +102,13 @@ def _charts(name: str, runs: list[tuple[Any, list[kinds.Point]]], root: str) -> 
         if threshold is not None:
             chart["lines"] = [{"label": "threshold", "value": threshold}]
         # a chart of several series named for none of them says each one's latest value
-        each = [(s["label"], s["values"][-1] if s["values"] else None) for s in lines] if title not in members else []
-        charts.append({"name": title, "spec": chart, "threshold": threshold, "last": last, "each": each})
+        each = [(s["label"], s["values"][-1] if s["values"] else None) for s in lines] \
+            if title not in members and title + kinds.NOT_JUDGED not in members else []
+        latest = {s["label"]: s["values"][-1] for s in lines if s["values"]}
+        unjudged = latest.get(title + kinds.NOT_JUDGED) if latest.get(title) is None else None
+        charts.append({"name": title, "spec": chart, "threshold": threshold, "last": last if unjudged is None
+                       else unjudged, "each": each, "last_note": None if unjudged is None else
+                       "not judged: too few values to tell drift from sampling noise"})
     return charts
 
 
@@ -122,7 +127,8 @@ def schedule(request: Request, name: Name, session: SessionDep, store: StoreDep,
     shown = [c for c in charts if chart.lower() in c["name"].lower()] if chart else charts
     return render(request, user, "schedule.html", title=f"Schedule {name}", s=sched, executions=execs,
                   pager=page_of(offset, PAGE, total), charts=shown, chart_filter=chart, chart_total=len(charts),
-                  alerts=alerts, runs=len(runs))
+                  alerts=alerts, runs=len(runs),
+                  unjudged=any(line.get("dots") for c in shown for line in c["spec"]["series"]))
 
 
 @router.get("/monitoring/analyses/{analysis_id}", response_class=HTMLResponse)

@@ -342,10 +342,20 @@ def _number(value: Any) -> float | None:
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
+NOT_JUDGED = " not judged"
+"""The suffix of a drift series' points that were not judged (too few values to tell drift from sampling noise:
+`small_sample`), drawn on the feature's chart apart from its judged ones: a value beyond the threshold in a run
+that found no drift reads as a missed alert otherwise."""
+
+
 def _drift_points(report: Mapping[str, Any]) -> list[Point]:
     """Each feature's drift statistic (distance or p-value, as its method gives) and the threshold it met."""
-    return [Point(f"{f['feature']} · {f['method']}", _number(f.get("statistic")), _number(f.get("threshold")))
-            for f in (report.get("drift") or {}).get("features", [])]
+    out = []
+    for f in (report.get("drift") or {}).get("features", []):
+        name = f"{f['feature']} · {f['method']}"
+        out.append(Point(name + (NOT_JUDGED if f.get("small_sample") else ""), _number(f.get("statistic")),
+                         _number(f.get("threshold")), name))
+    return out
 
 
 def _quality_points(report: Mapping[str, Any]) -> list[Point]:

@@ -205,6 +205,15 @@ def test_estimated_metric_and_band_share_the_realised_chart() -> None:
     assert len(set(colours)) == 2 and "#b42318" not in colours    # nor the threshold's red
     assert shap["each"] == [("age mean |SHAP|", 0.4), ("income mean |SHAP|", 0.3)]
     assert charts["accuracy"]["each"] == [] and acc["series"][0]["color"] == "#1f5fbf"   # named for its series
+    # a drift statistic of too few values is not judged: its points are hollow dots beside the judged line, and
+    # "latest" says so (a value over the threshold in a run that found no drift read as a missed alert)
+    [drift] = _charts("s", [run(0, [Point("tenure · wasserstein", 0.02, 0.1, "tenure · wasserstein")]),
+                            run(1, [Point("tenure · wasserstein not judged", 0.11, 0.1, "tenure · wasserstein")])], "")
+    judged, unjudged = drift["spec"]["series"]
+    assert (judged["values"], unjudged["values"]) == ([0.02, None], [None, 0.11]) and unjudged["dots"] is True
+    assert drift["last"] == 0.11 and "not judged" in drift["last_note"] and drift["each"] == []
+    [never] = _charts("s", [run(0, [Point("age · ks not judged", 0.3, 0.05, "age · ks")])], "")
+    assert (never["last"], never["each"]) == (0.3, []) and "not judged" in never["last_note"]
 
 
 def test_a_schedule_with_one_run_draws_its_point_in_a_readable_window_with_the_threshold(

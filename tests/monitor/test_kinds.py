@@ -83,8 +83,11 @@ def test_series_read_what_each_kind_charts() -> None:
     clarify_kinds.register()
     dq = kinds.get("DataQuality").points({"drift": {"features": [
         {"feature": "age", "method": "psi", "statistic": 0.31, "threshold": 0.2},
-        {"feature": "city", "method": "chisquare", "statistic": None, "threshold": 0.05}]}})
-    assert dq == [("age · psi", 0.31, 0.2, ""), ("city · chisquare", None, 0.05, "")]
+        {"feature": "city", "method": "chisquare", "statistic": None, "threshold": 0.05},
+        {"feature": "tenure", "method": "wasserstein", "statistic": 0.11, "threshold": 0.1, "small_sample": True}]}})
+    # a small sample's statistic is not judged: beyond its threshold in a run without drift, drawn apart
+    assert dq == [("age · psi", 0.31, 0.2, "age · psi"), ("city · chisquare", None, 0.05, "city · chisquare"),
+                  ("tenure · wasserstein not judged", 0.11, 0.1, "tenure · wasserstein")]
     mq = kinds.get("ModelQuality").points({
         "statistics": {"version": 0.0, "binary_classification_metrics": {
             "accuracy": {"value": 0.81, "standard_deviation": 0.01}, "auc": {"value": 0.9},

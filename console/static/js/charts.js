@@ -3,7 +3,7 @@
 //   <div class="chart" data-chart="{{ chart | json_text }}" role="img" aria-label="…"></div>
 //
 // chart = {"title": "...", "x": [epoch seconds...],
-//          "series": [{"label": "psi", "values": [... or null], "color": "#1f5fbf", "dash": false}],
+//          "series": [{"label": "psi", "values": [... or null], "color": "#1f5fbf", "dash": false, "dots": false}],
 //          "lines": [{"label": "threshold", "value": 0.2, "color": "#b42318"}],   // horizontal lines (optional)
 //          "links": ["/console/...", ...],                                      // click a point → open (optional)
 //          "compact": true, "height": 60}                                        // sparkline: no axes/legend (optional)
@@ -24,8 +24,13 @@
     var series = [{}];
     (spec.series || []).forEach(function (s) {
       data.push(s.values);
-      series.push({label: s.label, stroke: s.color || "#1f5fbf", width: s.dash ? 1 : 2, spanGaps: true,
-                   dash: s.dash ? [3, 3] : undefined, points: {show: !s.dash, size: 5}});
+      var line = {label: s.label, stroke: s.color || "#1f5fbf", width: s.dash ? 1 : 2, spanGaps: true,
+                  dash: s.dash ? [3, 3] : undefined, points: {show: !s.dash, size: 5}};
+      if (s.dots) {   // points only, hollow: values of runs that are not joined to the series' line
+        line.paths = function () { return null; };
+        line.points = {show: true, size: 7, fill: "#ffffff", width: 2};
+      }
+      series.push(line);
     });
     (spec.lines || []).forEach(function (l) {
       data.push(spec.x.map(function () { return l.value; }));
