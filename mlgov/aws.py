@@ -637,11 +637,13 @@ class AwsService:
             # client code tests for
             message = err.message if "does not exist" in err.message else f"does not exist: {err.message}"
             err = AwsError("ValidationException", message, err.status, err.headers)
-        if err.code == "ConflictException" and op is not None and not self._declares(op.name, err.code) \
-                and self._declares(op.name, "ResourceInUse"):
+        if err.code == "ConflictException" and op is not None and not self._declares(op.name, err.code):
             # where the model names the clash ResourceInUse (CreateMonitoringSchedule, the job definitions), client
-            # code catches that (`except sm.exceptions.ResourceInUse`)
-            err = AwsError("ResourceInUse", err.message, err.status, err.headers)
+            # code catches that (`except sm.exceptions.ResourceInUse`); where it names neither (CreateAction,
+            # AddAssociation, CreateModelPackageGroup …), SageMaker answers "ValidationException: … already exists",
+            # which the SageMaker SDK tests for to skip what exists (`experiments._utils.is_already_exist_error`)
+            code = "ResourceInUse" if self._declares(op.name, "ResourceInUse") else "ValidationException"
+            err = AwsError(code, err.message, err.status, err.headers)
         return self._respond(err.status, {"__type": err.code, "message": err.message}, err.headers)
 
     def _declares(self, operation: str, code: str) -> bool:

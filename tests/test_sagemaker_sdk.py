@@ -218,6 +218,21 @@ def test_sdk_lineage_artifacts_and_associations(sdk: Sdk) -> None:
                                           direction=LineageQueryDirectionEnum.ASCENDANTS, include_edges=True)
         OUT["upstream"] = sorted(v.arn for v in result.vertices)
         OUT["edges"] = sorted((e.source_arn, e.association_type, e.destination_arn) for e in result.edges)
+        # what exists already: the SDK's experiments code skips "ValidationException … already exists", as SageMaker
+        # answers it where the model declares no ConflictException; mlgov's ConflictException made it raise
+        from sagemaker.experiments._helper import _LineageArtifactManager
+        from sagemaker.experiments._utils import is_already_exist_error
+        tracked = _LineageArtifactManager("tracked", "s3://data/tracked.csv", "etag-1", source_arn=job.action_arn)
+        for _ in range(2):   # a run logged again
+            tracked.create_artifact(sess)
+            tracked.add_association(sess)
+        OUT["tracked"] = [(a.source_arn, a.association_type) for a in Association.list(
+            destination_arn=tracked.artifact_arn, sagemaker_session=sess)]
+        try:
+            Action.create(action_name="sdk-train", source_uri="s3://jobs/other", action_type="TrainingJob",
+                          sagemaker_session=sess)
+        except ClientError as exc:
+            OUT["again"] = [error_code(exc), is_already_exist_error(exc.response["Error"])]
         # a viewer may read the graph, not change it
         try:
             Artifact.create(artifact_name="nope", source_uri="s3://x/y", artifact_type="DataSet",
@@ -234,6 +249,7 @@ def test_sdk_lineage_artifacts_and_associations(sdk: Sdk) -> None:
     assert out["edges"] == sorted([[arns["data"], "ContributedTo", arns["job"]],
                                    [arns["job"], "Produced", arns["model"]]])
     assert out["viewer"] == "AccessDeniedException"
+    assert out["tracked"] == [[arns["job"], "Produced"]] and out["again"] == ["ValidationException", True]
     # the same graph natively
     with httpx.Client(base_url=sm.url, timeout=60) as native:
         got = native.post("/api/v1/lineage/query", json={"start": [arns["model"].rsplit("/", 1)[1]],
