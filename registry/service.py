@@ -1342,7 +1342,7 @@ def update_version(session: Session, group_name: str, number: int, description: 
     before = v.description
     if description == before:   # as set_version_metadata: an unchanged description is no event
         return v
-    _may_edit_version(session, group, v, actor, "description")
+    may_edit_version(session, group, v, actor, "description")
     v.description, v.updated_at = description, utcnow()
     session.flush()
     audit.record(session, actor=actor.name, action="version.updated", subject_type="model_version",
@@ -1351,7 +1351,7 @@ def update_version(session: Session, group_name: str, number: int, description: 
     return v
 
 
-def _may_edit_version(session: Session, group: ModelGroup, v: ModelVersion, actor: Principal, what: str) -> None:
+def may_edit_version(session: Session, group: ModelGroup, v: ModelVersion, actor: Principal, what: str) -> None:
     """What a version says of itself (its description, its tags) is its registrant's to write, or an admin's: a
     migration trial rewrote the description of another team's approved Production version. Decisions, stage
     moves and aliases keep their own rules."""
@@ -1384,7 +1384,7 @@ def set_version_metadata(session: Session, group_name: str, number: int, key: st
                        fix="list its metadata (GET the version)")
     if value == previous:   # a retry, or anyone restating it: nothing happened, so nothing is recorded or sent
         return v
-    _may_edit_version(session, group, v, actor, "tags")
+    may_edit_version(session, group, v, actor, "tags")
     if value is None:
         v.metadata_items.remove(items[key])
     elif key in items:

@@ -16,10 +16,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from lineage import service as lineage
-from mlgov import audit, events, inputs
+from mlgov import audit, auth, events, inputs
 from mlgov.auth import Principal
 from mlgov.db import new_id, paginate, utcnow
-from mlgov.errors import Invalid
+from mlgov.errors import Invalid, NotFound
 from mlgov.storage import ObjectStore
 from monitor import compute, documents, layout
 from monitor.engine import constraints as cons
@@ -190,15 +190,34 @@ def update_constraints(session: Session, store: ObjectStore, baseline_id: str, b
     if row.kind not in ("DataQuality", "ModelQuality"):
         raise Invalid(f"the constraints of a {row.kind} baseline are its analysis; they cannot be edited",
                       fix="compute a new baseline instead")
+    _mine(session, row, actor, "change its constraints")
     new = documents.validate_constraints(inputs.loads(body, "constraints.json"), row.kind)
-    old = json.loads(store.get(f"{row.prefix}/constraints.json"))
+    raw_old = store.get(f"{row.prefix}/constraints.json")
+    old = json.loads(raw_old)
     if row.kind == "DataQuality":
         _same_columns(old, new)
-    store.put(f"{row.prefix}/constraints.json", layout.dumps(new), "application/json")
+    kept = _keep_replaced(store, row, "constraints.json", raw_old)
+    written = layout.dumps(new)
+    store.put(f"{row.prefix}/constraints.json", written, "application/json")
     audit.record(session, actor=actor.name, action="baseline.constraints_updated", subject_type="baseline",
-                 subject_id=row.id, before={"monitoring_config": old.get("monitoring_config")},
-                 after={"monitoring_config": new.get("monitoring_config")})
+                 subject_id=row.id, before={"monitoring_config": old.get("monitoring_config"), **kept},
+                 after={"monitoring_config": new.get("monitoring_config"),
+                        "sha256": hashlib.sha256(written).hexdigest()})
     return dict(new)
+
+
+def _mine(session: Session, row: Baseline, actor: Principal, verb: str) -> None:
+    """A baseline's thresholds and suites judge every schedule and analysis that uses it: its creator's (by owner)
+    or an admin's to change, as the schedules themselves (one team cannot quietly loosen another's monitoring)."""
+    auth.require_creator(session, row.created_by, actor, f"baseline {row.id}", verb)
+
+
+def _keep_replaced(store: ObjectStore, row: Baseline, name: str, data: bytes) -> dict[str, str]:
+    """The document a change replaces, kept beside the baseline under a new key; the audit event holds its key and
+    SHA-256, so the chain vouches for the thresholds that judged earlier runs (only the summary was kept)."""
+    key = f"{row.prefix}/replaced/{new_id()}-{name}"
+    store.put(key, data, "application/json")
+    return {"object_key": key, "sha256": hashlib.sha256(data).hexdigest()}
 
 
 def _same_columns(old: dict[str, Any], new: dict[str, Any]) -> None:
@@ -252,21 +271,33 @@ def put_expectations(session: Session, store: ObjectStore, baseline_id: str, bod
                      actor: Principal) -> dict[str, Any]:
     """Attach a Great Expectations suite to a baseline: every analysis against it also runs the suite."""
     row = get_baseline(session, baseline_id)
+    _mine(session, row, actor, "attach expectations to it")
     suite = _document(body, "the ExpectationSuite", "expectations", ("type", "expectation_type"),
                       'e.g. {"name": "s", "expectations": [{"type": "expect_column_to_exist", '
                       '"kwargs": {"column": "age"}}]}')
     if not isinstance(suite.get("name", ""), str):
         raise Invalid("the ExpectationSuite's name must be a string", fix='e.g. "name": "churn-inputs"')
-    store.put(f"{row.prefix}/expectations.json", layout.dumps(suite), "application/json")
+    try:
+        kept = _keep_replaced(store, row, "expectations.json", store.get(f"{row.prefix}/expectations.json"))
+    except NotFound:
+        kept = None
+    written = layout.dumps(suite)
+    store.put(f"{row.prefix}/expectations.json", written, "application/json")
     audit.record(session, actor=actor.name, action="baseline.expectations_attached", subject_type="baseline",
-                 subject_id=row.id, after={"suite": suite.get("name"), "expectations": len(suite["expectations"])})
+                 subject_id=row.id, before=kept, after={"suite": suite.get("name"), "expectations":
+                                                        len(suite["expectations"]),
+                                                        "sha256": hashlib.sha256(written).hexdigest()})
     return dict(suite)
 
 
 def attach_baseline(session: Session, store: ObjectStore, group: str, version: int, baseline_id: str,
                     actor: Principal) -> VersionBaseline:
     g, v = registry.get_version(session, group, version)
+    registry.may_edit_version(session, g, v, actor, "drift baseline")   # approvers read it as evidence
     row = get_baseline(session, baseline_id)
+    if row.kind != "DataQuality":
+        raise Invalid(f"baseline {row.id} is a {row.kind} baseline; a version's drift baseline is a DataQuality one",
+                      fix="attach a DataQuality baseline (POST /api/v1/baselines with the training data)")
     existing = session.scalar(select(VersionBaseline).where(VersionBaseline.model_group == g.name,
                                                             VersionBaseline.model_version == v.version,
                                                             VersionBaseline.kind == "ModelDataQuality"))

@@ -114,6 +114,22 @@ def test_baseline_from_store_uri_and_constraint_edits(client, keys, app):
                               headers=pub), 422, "features")
     assert client.put(f"/api/v1/baselines/{bid}/constraints.json", content=b"{}",
                       headers=keys("viewer")).status_code == 403
+    # another team's publisher switched this baseline's checks off (evaluate_constraints Disabled, no features):
+    # every schedule judged by it then passed. Its creator's or an admin's to change, as the schedules are
+    loosened = json.loads(json.dumps(cons))
+    loosened["features"] = []
+    loosened["monitoring_config"]["evaluate_constraints"] = "Disabled"
+    assert_problem(client.put(f"/api/v1/baselines/{bid}/constraints.json", content=json.dumps(loosened),
+                              headers=keys("publisher2")), 403, "only its creator or an admin")
+    assert_problem(client.put(f"/api/v1/baselines/{bid}/expectations.json", headers=keys("publisher2"),
+                              content=b'{"name": "s", "expectations": []}'), 403, "only its creator or an admin")
+    assert client.get(f"/api/v1/baselines/{bid}/constraints.json", headers=pub).json() == again
+    # the replaced document is kept, and the audit event vouches for it (it held only monitoring_config)
+    [event] = [e for e in client.get("/api/v1/audit/events", params={"action": "baseline.constraints_updated"},
+                                     headers=keys("admin")).json()["items"]]
+    kept = store.get(event["before"]["object_key"])
+    assert json.loads(kept)["monitoring_config"]["distribution_constraints"]["comparison_threshold"] != 0.3
+    assert hashlib.sha256(kept).hexdigest() == event["before"]["sha256"]
     # a renamed column (its real one then unchecked) and a negative threshold (every distance exceeds it): refused
     renamed = json.loads(json.dumps(cons))
     renamed["features"][0]["name"] = "nosuch"
@@ -462,6 +478,22 @@ def test_drift_baseline_attachment_and_lineage(client, keys):
                                headers=keys("publisher")), 404)
     assert_problem(client.post("/api/v1/model-groups/churn/versions/7/drift-baseline", json={"baseline_id": bid},
                                headers=keys("publisher")), 404)
+    # what approvers read as the version's evidence is its registrant's (or an admin's) to attach, and a
+    # ModelQuality baseline is no drift baseline (it was stored as one)
+    other = make_baseline(client, keys)
+    assert_problem(client.post("/api/v1/model-groups/churn/versions/1/drift-baseline", json={"baseline_id": other},
+                               headers=keys("publisher2")), 403, "only its registrant or an admin")
+    quality = client.post("/api/v1/baselines", headers=keys("publisher"), data={
+        "type": "ModelQuality", "problem_type": "BinaryClassification", "label": "y", "prediction": "p"},
+        files={"file": ("v.csv", b"y,p\n1,1\n0,0\n1,0\n0,0\n")})
+    assert quality.status_code == 201, quality.text
+    assert_problem(client.post("/api/v1/model-groups/churn/versions/1/drift-baseline",
+                               json={"baseline_id": quality.json()["id"]}, headers=keys("publisher")), 422,
+                   "a DataQuality one")
+    assert client.get("/api/v1/model-groups/churn/versions/1/drift-baseline",
+                      headers=keys("viewer")).json()["baseline_id"] == bid
+    assert client.post("/api/v1/model-groups/churn/versions/1/drift-baseline", json={"baseline_id": other},
+                       headers=keys("admin")).status_code == 200
 
 
 @pytest.mark.parametrize("n", [1])
