@@ -311,6 +311,9 @@ def check_columns(count: int, what: str) -> None:
 
 def check_csv(data: bytes, what: str = "the CSV") -> None:
     """Every CSV upload passes here before a parser sees it: UTF-8, no NUL bytes, a bounded number of columns."""
+    if data[:4] == b"PAR1":   # its first NUL byte was the reason given
+        raise Invalid(f"{what} is a Parquet file, and this route reads CSV", fix="send the data as a CSV with a "
+                      "header row (pandas: df.to_csv(path, index=False))")
     nul = data.find(b"\x00")
     if nul >= 0:
         raise Invalid(f"{what} holds a NUL byte at byte offset {nul} (row {_row(data, nul)})",

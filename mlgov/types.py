@@ -13,7 +13,7 @@ import datetime as dt
 import re
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict
 
 _DATE_TIME = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}")
 
@@ -32,8 +32,17 @@ def _no_bool(value: Any) -> Any:
     return value
 
 
-Timestamp = Annotated[dt.datetime, BeforeValidator(_iso_time)]
-"""A request time: ISO-8601 date and time (a naive one is read as UTC by `mlgov.db.as_utc`)."""
+def _utc(value: dt.datetime) -> dt.datetime:
+    """In UTC, one without an offset taken as UTC: a body mixing the two compared them (a 500) before any
+    service's `mlgov.db.as_utc` ran."""
+    try:
+        return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+    except OverflowError:
+        raise ValueError("is outside the years 1-9999 once converted to UTC") from None
+
+
+Timestamp = Annotated[dt.datetime, BeforeValidator(_iso_time), AfterValidator(_utc)]
+"""A request time: ISO-8601 date and time, answered in UTC (one without an offset is read as UTC)."""
 
 Integer = Annotated[int, BeforeValidator(_no_bool)]
 """An integer that is not a boolean (10.0 stays acceptable: JSON Schema counts it as an integer)."""

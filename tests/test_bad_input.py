@@ -373,6 +373,34 @@ def test_too_many_columns(client: Any, app: Any, db: Any, world: dict[str, Any])
     assert snapshot(db, app) == before
 
 
+def test_parquet_columns_that_cannot_be_profiled(client: Any, app: Any, db: Any, world: dict[str, Any]) -> None:
+    """A list, struct or bytes column was cast to text and failed (a 500); a repeated column name failed in Arrow's
+    reader with its internals' words (FieldRef, __fragment_index)."""
+    import io
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    def parquet(table: pa.Table) -> bytes:
+        buf = io.BytesIO()
+        pq.write_table(table, buf)
+        return buf.getvalue()
+
+    ok = pa.array([1.0, 2.0])
+    cases = [(pa.table({"x": ok, "tags": pa.array([[1, 2], [3]])}), "'tags' (list<element: int64>)"),
+             (pa.table({"x": ok, "raw": pa.array([b"\x00\xff", b"a"])}), "'raw' (binary)"),
+             (pa.table({"x": ok, "s": pa.array([{"a": 1}, {"a": 2}])}), "'s' (struct<a: int64>)"),
+             (pa.Table.from_arrays([ok, ok], names=["a", "a"]), "duplicate column names: ['a']")]
+    before = snapshot(db, app)
+    for route, extra in csv_routes(world):
+        reads_parquet = route == "analyses" or (route == "baselines" and extra.get(
+            "type", (None, "DataQuality"))[1] in ("DataQuality", "ModelQuality"))
+        for table, needle in cases:   # Clarify reads CSV: it said "a NUL byte" of a Parquet file
+            refused(client.post(f"{API}/{route}", files={**extra, "file": ("d.parquet", parquet(table))},
+                                headers=world["pub"]), 422, needle if reads_parquet else "is a Parquet file")
+    assert snapshot(db, app) == before
+
+
 def test_upload_routes_do_not_compute_on_the_event_loop(app: Any) -> None:
     """An `async def` route runs on the event loop: those that take bodies must hand their work to a worker thread
     (directly, or through a group commit, whose batches run in one)."""

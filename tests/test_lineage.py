@@ -57,6 +57,15 @@ def test_entity_crud_and_filters(client, keys):
     assert client.get(f"{API}/contexts", params={"name_contains": "DAI"}, headers=v).json()["total"] == 1
     assert_problem(client.get(f"{API}/artifacts/{j}", headers=v), 404, "no artifact")   # wrong kind
     assert_problem(client.get(f"{API}/actions/nope", headers=v), 404)
+    # a naive time beside an aware one was compared as given: a 500; a naive time is UTC
+    r = client.post(f"{API}/actions", headers=h, json={"type": "Train", "name": "mixed",
+                                                       "start_time": "2026-01-01T00:00:00",
+                                                       "end_time": "2026-01-01T01:00:00Z"})
+    assert r.status_code == 201, r.text
+    assert (r.json()["start_time"], r.json()["end_time"]) == ("2026-01-01T00:00:00Z", "2026-01-01T01:00:00Z")
+    assert_problem(client.post(f"{API}/actions", headers=h, json={
+        "type": "Train", "name": "backwards", "start_time": "2026-01-01T02:00:00+01:00",
+        "end_time": "2026-01-01T00:30:00"}), 422, "end_time is before start_time")
 
 
 def test_same_uri_new_hash_is_new_node_derived_from_old(client, keys):

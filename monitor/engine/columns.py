@@ -111,7 +111,9 @@ def read_table(data: bytes, fmt: str | None = None, *, header: bool = True) -> p
     fmt = fmt or ("parquet" if data[:4] == b"PAR1" else "csv")
     try:
         if fmt == "parquet":
-            return pq.read_table(io.BytesIO(data))
+            file = pq.ParquetFile(io.BytesIO(data))
+            _profilable(file.schema_arrow)
+            return file.read()
         read_opts = pacsv.ReadOptions(autogenerate_column_names=not header)
         conv = pacsv.ConvertOptions(strings_can_be_null=True,
                                     null_values=["", "NA", "N/A", "NaN", "nan", "null", "NULL", "None"])
@@ -121,6 +123,27 @@ def read_table(data: bytes, fmt: str | None = None, *, header: bool = True) -> p
     if not header:  # SageMaker names headerless columns _c0, _c1, …
         table = table.rename_columns([f"_c{i}" for i in range(table.num_columns)])
     return table
+
+
+def _profilable(schema: pa.Schema) -> None:
+    """A Parquet file's columns are ones a profile reads: unique names (Arrow's reader failed on a repeated one with
+    its internals' words) and flat values (a list, struct or map column, or bytes, cannot be read as text: a 500)."""
+    names = schema.names
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise TableError(f"the dataset has duplicate column names: {dupes[:20]}")
+    bad = [f"{f.name!r} ({f.type})" for f in schema if not _flat(f.type)]
+    if bad:
+        raise TableError(f"column{'s' if len(bad) > 1 else ''} {', '.join(bad[:10])} hold{'' if len(bad) > 1 else 's'}"
+                         " lists, structs, maps or raw bytes, which are not profiled: flatten them into columns of "
+                         "numbers, text, booleans or times (or leave them out)")
+
+
+def _flat(t: pa.DataType) -> bool:
+    if pa.types.is_dictionary(t):
+        return _flat(t.value_type)
+    return not (pa.types.is_nested(t) or pa.types.is_binary(t) or pa.types.is_large_binary(t)
+                or pa.types.is_fixed_size_binary(t) or pa.types.is_binary_view(t))
 
 
 def from_pandas(df: Any) -> pa.Table:
