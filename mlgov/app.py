@@ -135,6 +135,8 @@ class JsonGuardMiddleware:
                 parsed = inputs.screen(body, "body", lines=lines)
             if parsed is not inputs.NOT_PARSED:   # routes reading the raw body take it from here, parsed once
                 scope.setdefault("state", {})[inputs.PARSED_BODY] = parsed
+            if not lines:
+                inputs.check_unique_keys(body, "the request body")
         except DomainError as exc:
             await problem(exc.status, exc.title, exc.detail, fix=exc.fix, **exc.extra)(scope, receive, send)
             return

@@ -175,6 +175,41 @@ def loads(raw: bytes | str, what: str) -> Any:
     return doc
 
 
+UNIQUE_KEYS_MAX = 65536
+"""Request documents up to this size have their objects' keys checked for repeats (`check_unique_keys`): every
+governance request (a decision, a stage move, a configuration) fits; a capture batch, whose records are parsed by
+their own reader, does not pay for it."""
+
+
+class _RepeatedKey(ValueError):
+    pass
+
+
+def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    seen: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in seen:
+            raise _RepeatedKey(key)
+        seen[key] = value
+    return seen
+
+
+def check_unique_keys(raw: bytes, what: str) -> None:
+    """Refuse a well-formed document whose object repeats a key (422): parsers disagree about which value counts,
+    and ours took the last, so ``{"status": "Rejected", …, "status": "Approved"}`` recorded an approval that a
+    log or proxy reading the first value saw as a rejection."""
+    if len(raw) > UNIQUE_KEYS_MAX or b'"' not in raw:
+        return
+    try:
+        json.loads(raw, object_pairs_hook=_unique_pairs)
+    except _RepeatedKey as exc:
+        key = str(exc)[:100]
+        raise Invalid(f"{what} repeats the key {key!r} in one object; which of its values counts is not defined",
+                      fix=f"send {key!r} once") from None
+    except (ValueError, RecursionError):   # not ours to judge here: the other checks say what is wrong
+        return
+
+
 def has_surrogate_escape(raw: bytes) -> bool:
     """Whether the JSON text escapes a UTF-16 surrogate (``\\ud83d``): a pair is one character, a lone one none."""
     return b"\\u" in raw and _SURROGATE_ESCAPE.search(raw) is not None

@@ -373,6 +373,25 @@ def test_too_many_columns(client: Any, app: Any, db: Any, world: dict[str, Any])
     assert snapshot(db, app) == before
 
 
+def test_a_repeated_key_is_refused_not_read_as_its_last_value(client: Any, app: Any, db: Any, keys: Any,
+                                                              world: dict[str, Any]) -> None:
+    """{"status": "Rejected", …, "status": "Approved"} approved the version: the parser took the last value, where
+    a log, a proxy or a reviewer reading the first saw a rejection."""
+    before = snapshot(db, app)
+    r = client.post(f"{API}/model-groups/churn/versions/1/approval", headers={
+        **keys("approver"), "content-type": "application/json"},
+        content=b'{"status": "Rejected", "comment": "c", "status": "Approved"}')
+    refused(r, 422, "repeats the key 'status'", "send 'status' once")
+    refused(client.post(f"{API}/model-groups", headers={**world["pub"], "content-type": "application/json"},
+                        content=b'{"name": "a", "tags": {"t": "1", "t": "2"}, "name": "b"}'), 422, "repeats the key")
+    assert snapshot(db, app) == before
+    assert client.get(f"{API}/model-groups/churn/versions/1", headers=world["pub"]).json()["approval_status"] == \
+        "PendingManualApproval"
+    # the same key in two objects is no repeat
+    assert client.post(f"{API}/model-groups", headers=world["pub"], json={
+        "name": "b", "tags": {"name": "x"}}).status_code == 201
+
+
 def test_parquet_columns_that_cannot_be_profiled(client: Any, app: Any, db: Any, world: dict[str, Any]) -> None:
     """A list, struct or bytes column was cast to text and failed (a 500); a repeated column name failed in Arrow's
     reader with its internals' words (FieldRef, __fragment_index)."""
