@@ -69,8 +69,16 @@ def version_page(request: Request, group: str, number: int, session: SessionDep,
                   facts=facts,
                   decisions=registry.approval_history(session, v),
                   history=registry.stage_history(session, group, number),
-                  moves=registry.stage_moves(g, v, user.principal),
+                  moves=registry.stage_moves(g, v, user.principal), exclusive=_displacing(g),
                   graph=graph_of(session, node.id) if node is not None else None)
+
+
+def _displacing(g: Any) -> str:
+    """What a move into an exclusive stage also does, for the move's confirmation: Production silently archived
+    the version there before."""
+    cfg = StageConfig.model_validate(g.stage_config)
+    return " ".join(f"{s.name} holds one version: the one there now moves to {s.displace_to or 'no stage'}."
+                    for s in cfg.stages if s.exclusive)
 
 
 @router.post("/models/{group}/versions/{number}/stage")

@@ -246,6 +246,9 @@ def _data_quality_baseline(session: Session, store: ObjectStore, form: Form, nam
     uri = form.get("dataset_uri")
     if up is None and not uri:
         raise Invalid("no dataset given", fix="send a `file` part, `statistics`+`constraints` parts, or `dataset_uri`")
+    if up is not None and uri:   # the baseline said it came from the URI, unchecked, while the file made it
+        raise Invalid("both a `file` and a `dataset_uri` were given", fix="send one: the file, or the dataset's key "
+                      "in the object store")
     data, filename = up if up else (service.read_dataset_uri(store, str(uri)), str(uri))
     return service.create_baseline(session, store, data=data, fmt=table_format(filename, form.get("format")),
                                    header=flag(form, "header", True), name=name,

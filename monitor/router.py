@@ -84,6 +84,7 @@ _BASELINE_FORM = request_body(
     multipart={
         "type": "object",
         "anyOf": [{"required": ["file"]}, {"required": ["statistics", "constraints"]}, {"required": ["dataset_uri"]}],
+        "not": {"required": ["file", "dataset_uri"]},
         "properties": {
             "file": {**BINARY, "description": "the dataset: CSV with header, or Parquet"},
             "statistics": {**BINARY, "description": "SageMaker statistics.json (import, with constraints)"},

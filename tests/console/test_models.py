@@ -53,8 +53,19 @@ def test_approve_in_the_inbox_and_the_registrants_refusal(console: Console, open
     page = b.goto("/console/")
     card = page.locator("section.card", has=page.get_by_role("link", name="churn version 2"))
     card.get_by_label("Comment").fill("f1 dropped below the approved version's")
+    asked: list[str] = []
+
+    def answer(dialog: Any, accept: bool) -> None:
+        asked.append(dialog.message)
+        dialog.accept() if accept else dialog.dismiss()
+
+    page.once("dialog", lambda d: answer(d, False))   # a rejection ran at once: it asks first, and No keeps it
+    card.get_by_role("button", name="Reject").click()
+    assert admin.get("/api/v1/model-groups/churn/versions/2").json()["approval_status"] == "PendingManualApproval"
+    page.once("dialog", lambda d: answer(d, True))
     card.get_by_role("button", name="Reject").click()
     assert "churn version 2 is now Rejected" in page.locator(".flash").inner_text()
+    assert asked == ["Reject churn version 2? A decision is final: a rejected version is never approved."] * 2
     assert page.get_by_role("link", name="churn version 2").count() == 0   # no longer waiting
     b.check_csp()
     v2 = admin.get("/api/v1/model-groups/churn/versions/2").json()
@@ -70,6 +81,8 @@ def test_an_approver_moves_a_version_into_production_from_its_page(console: Cons
     move = page.locator("section.card", has=page.get_by_role("heading", name="Move stage"))
     assert "Not to Production" not in move.inner_text()   # Development leads to Staging and Archived only
     move.get_by_label("From Development to").select_option("Staging")
+    asked: list[str] = []
+    page.on("dialog", lambda d: (asked.append(d.message), d.accept()))
     move.get_by_role("button", name="Move version 1").click()
     assert "stage-moves version 1 is now in Staging" in page.locator(".flash").inner_text()
     move = page.locator("section.card", has=page.get_by_role("heading", name="Move stage"))
@@ -82,6 +95,8 @@ def test_an_approver_moves_a_version_into_production_from_its_page(console: Cons
     b.shot("version-stage-move")
     move.get_by_role("button", name="Move version 1").click()
     assert "stage-moves version 1 is now in Production" in page.locator(".flash").inner_text()
+    # a move asks first, saying that Production holds one version (its previous one was archived unannounced)
+    assert asked and all("Production holds one version: the one there now moves to Archived." in m for m in asked)
     history = page.locator("table", has=page.get_by_role("columnheader", name="By")).inner_text()
     assert "approved and shadow-tested" in history and "Production" in history
     b.check_csp()

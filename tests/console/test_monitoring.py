@@ -90,6 +90,20 @@ def test_drift_trend_after_a_breach_and_click_through(console: Console, breached
     page = b.goto("/console" + report_url.split("/console", 1)[1].replace("schedule=churn-dq", "schedule=churn-other"))
     assert page.get_by_role("navigation", name="Breadcrumb").get_by_role("link").all_inner_texts() == [
         "Console", "Monitoring"]
+    # the newest point sat on the plot's right edge, where a click found no point: there is a margin now, and a
+    # click on it opens the newest run's report
+    page = b.goto("/console/monitoring/schedules/churn-dq")
+    chart = page.locator("section.chart-card", has=page.get_by_role("heading", name="income", exact=False)).first
+    chart.scroll_into_view_if_needed()
+    at = chart.locator(".chart").evaluate("""e => { const u = e.__plot, i = u.data[0].length - 1,
+        r = u.over.getBoundingClientRect(), s = u.data.findIndex((d, k) => k > 0 && d[i] != null);
+        return {x: r.left + u.valToPos(u.data[0][i], 'x'), y: r.top + u.valToPos(u.data[s][i], 'y'),
+                right: r.left + r.width, max: u.scales.x.max, last: u.data[0][i]}; }""")
+    assert at["max"] > at["last"] and at["right"] - at["x"] > 4, at
+    page.mouse.move(at["x"], at["y"])
+    with page.expect_navigation():
+        page.mouse.click(at["x"], at["y"])
+    assert "/console/monitoring/analyses/" in page.url and "13:00" in page.content()
     # filter the charts by name
     page = b.goto("/console/monitoring/schedules/churn-dq?chart=age")
     names = page.locator("section.chart-card h3").all_inner_texts()

@@ -102,6 +102,9 @@ def test_baseline_from_store_uri_and_constraint_edits(client, keys, app):
     pub = keys("publisher")
     r = client.post("/api/v1/baselines", data={"dataset_uri": "datasets/train.csv"}, headers=pub)
     assert r.status_code == 201 and r.json()["dataset_uri"] == "datasets/train.csv"
+    # a file and a URI: the baseline said it came from the URI (unchecked: "../../admin.key") while the file made it
+    assert_problem(client.post("/api/v1/baselines", data={"dataset_uri": "../../admin.key"}, headers=pub,
+                               files={"file": ("d.csv", csv_bytes(frame(10)))}), 422, "both a `file` and a")
     bid = r.json()["id"]
     cons = client.get(f"/api/v1/baselines/{bid}/constraints.json", headers=pub).json()
     cons["monitoring_config"]["distribution_constraints"]["comparison_threshold"] = 0.3

@@ -38,8 +38,15 @@
     });
     var opts = {
       title: spec.title || "", width: Math.max(el.clientWidth, 200), height: spec.height || 220,
-      series: series, scales: {x: {time: true}}, legend: {live: false},
-      cursor: {points: {size: 8}},
+      series: series, legend: {live: false}, cursor: {points: {size: 8}},
+      // the pages give every time in UTC: so does the axis (uPlot's default is the browser's zone, unlabelled)
+      tzDate: function (ts) { return uPlot.tzDate(new Date(ts * 1e3), "Etc/UTC"); },
+      axes: [{label: "UTC", labelSize: 16, labelGap: 0}, {}],
+      // a margin either side of the runs: the newest point sat on the plot's edge, where a click found no point
+      scales: {x: {time: true, range: function (u, min, max) {
+        var pad = Math.max((max - min) * 0.04, 60);
+        return [min - pad, max + pad];
+      }}},
     };
     if (spec.compact) {   // a sparkline: the line only
       opts.legend = {show: false};
