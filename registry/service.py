@@ -1076,7 +1076,8 @@ def pending_versions(session: Session, *, limit: int, offset: int) -> tuple[list
 
 
 def approved_now(session: Session, group_ids: list[str]) -> dict[str, ModelVersion]:
-    """For each group, its newest Approved version (what a pending version would replace), if any."""
+    """For each group, the Approved version a pending one would replace, if any: the one its exclusive stage
+    (Production) holds, else its newest Approved version (a candidate approved yesterday is not what serves)."""
     out: dict[str, ModelVersion] = {}
     for part in chunks(group_ids):
         newest = (select(func.max(ModelVersion.version).label("n"), ModelVersion.group_id)
@@ -1085,6 +1086,14 @@ def approved_now(session: Session, group_ids: list[str]) -> dict[str, ModelVersi
         for v in session.scalars(select(ModelVersion).join(
                 newest, (newest.c.group_id == ModelVersion.group_id) & (newest.c.n == ModelVersion.version))):
             out[v.group_id] = v
+        exclusive = {g.id: {s.name for s in StageConfig.model_validate(g.stage_config).stages if s.exclusive}
+                     for g in session.scalars(select(ModelGroup).where(ModelGroup.id.in_(part)))}
+        names = set().union(*exclusive.values()) if exclusive else set()
+        serving = select(ModelVersion).where(ModelVersion.group_id.in_(part), ModelVersion.approval_status == APPROVED,
+                                             ModelVersion.stage.in_(names)).order_by(ModelVersion.version)
+        for v in session.scalars(serving) if names else ():
+            if v.stage in exclusive[v.group_id]:
+                out[v.group_id] = v
     return out
 
 

@@ -74,6 +74,22 @@ def test_approve_in_the_inbox_and_the_registrants_refusal(console: Console, open
     assert "f1 dropped below the approved version's" in page.locator("main").inner_text()
 
 
+def test_a_candidate_is_compared_with_the_version_in_production(console: Console, open_browser: Any) -> None:
+    """The inbox compared a pending version with the newest Approved one, a candidate that never served (v2 here),
+    where an approver asks how it does against what is in Production."""
+    admin, approver = console.api("admin"), console.api("approver")
+    for n, auc in ((1, 0.81), (2, 0.83), (3, 0.85)):
+        register(admin, "serving", n=n, metrics={"auc": auc})
+    approve(approver, "serving", 1)
+    for stage in ("Staging", "Production"):
+        r = approver.post("/api/v1/model-groups/serving/versions/1/stage", json={"stage": stage})
+        assert r.status_code == 200, r.text
+    approve(approver, "serving", 2)   # approved, still in Development
+    page = open_browser("approver").goto("/console/")
+    card = page.locator("section.card", has=page.get_by_role("link", name="serving version 3"))
+    assert "Approved v1 · Production" in card.inner_text() and "0.81" in card.inner_text()
+
+
 def test_an_approver_moves_a_version_into_production_from_its_page(console: Console, open_browser: Any) -> None:
     register(console.api("publisher"), "stage-moves", n=1)
     b = open_browser("approver")
