@@ -565,6 +565,8 @@ def register_search(api: AwsService) -> None:
     @api.operation("Search", roles=READERS, write=False)
     def search(call: Call, p: dict[str, Any]) -> dict[str, Any]:
         resource = p["Resource"]
+        if p.get("CrossAccountFilterOption") == "CrossAccount":   # every resource (model cards took it)
+            raise validation("mlgov serves one account: CrossAccountFilterOption must be SameAccount")
         if resource == "ModelCard":
             return _search_cards(call, p)
         if resource == "TrainingJob":
@@ -573,8 +575,6 @@ def register_search(api: AwsService) -> None:
             raise validation(f"mlgov serves Search for Resource ModelPackage, ModelPackageGroup, ModelCard and "
                              f"TrainingJob, not {resource}")
         require_absent(p, ["VisibilityConditions"], "mlgov has no visibility conditions")
-        if p.get("CrossAccountFilterOption") == "CrossAccount":
-            raise validation("mlgov serves one account: CrossAccountFilterOption must be SameAccount")
         where = [search_expression(call, resource, p["SearchExpression"])] if p.get("SearchExpression") else []
         order = _search_order(resource, p)
         offset, limit = page_offset(p), p.get("MaxResults") or 10

@@ -189,7 +189,8 @@ def test_search_refusals(catalogue: SageMaker) -> None:
         {"Name": "CreationTime", "Operator": "GreaterThan", "Value": "0001-01-01T00:00:00+01:00"}]})   # was a 500
     assert "nested property" in refused(Resource="ModelPackage", SearchExpression={"NestedFilters": [
         {"NestedPropertyName": "ModelMetrics", "Filters": [{"Name": "ModelMetrics.Bias", "Value": "x"}]}]})
-    assert "CrossAccount" in refused(Resource="ModelPackage", CrossAccountFilterOption="CrossAccount")
+    for resource in ("ModelPackage", "ModelPackageGroup", "ModelCard", "TrainingJob"):   # cards answered 200
+        assert "CrossAccount" in refused(Resource=resource, CrossAccountFilterOption="CrossAccount"), resource
     assert "NextToken" in refused(Resource="ModelPackage", NextToken="garbage")
     huge = base64.urlsafe_b64encode(b'{"offset": 99999999999999999999999}').decode()   # named a 64-bit column
     assert "NextToken is not one this server returned" in refused(Resource="ModelPackage", NextToken=huge)
