@@ -103,6 +103,11 @@ class BodyLimitMiddleware:
         await resp(scope, receive, send)
 
 
+_RECORD_ROUTES = ("/capture", "/ground-truth")
+"""Bodies of records (capture, ground truth) that their own reader parses record by record: the body guard's
+repeated-key check, a second parse of every body, is left to the governance requests (capture is the hot path)."""
+
+
 class JsonGuardMiddleware:
     """Screen every JSON (and JSON Lines) request body under the input policy before routing, so no route can
     forget it: too deep, NaN/Infinity, NUL characters, integers past 64 bits → 422 problem+json.
@@ -135,8 +140,11 @@ class JsonGuardMiddleware:
                 parsed = inputs.screen(body, "body", lines=lines)
             if parsed is not inputs.NOT_PARSED:   # routes reading the raw body take it from here, parsed once
                 scope.setdefault("state", {})[inputs.PARSED_BODY] = parsed
-            if not lines:
-                inputs.check_unique_keys(body, "the request body")
+            if not lines and not scope.get("path", "").endswith(_RECORD_ROUTES):
+                if len(body) > 65536:
+                    await run_in_threadpool(inputs.check_unique_keys, body, "the request body")
+                else:
+                    inputs.check_unique_keys(body, "the request body")
         except DomainError as exc:
             await problem(exc.status, exc.title, exc.detail, fix=exc.fix, **exc.extra)(scope, receive, send)
             return

@@ -112,8 +112,9 @@ def to_aws_error(exc: BaseException, retry_after_s: int = 2) -> AwsError:
         log.warning("%s in an AWS protocol operation: %s", why, exc)
         return AwsError("ServiceUnavailable", f"{why}; nothing was stored, retry", 503, busy)
     if is_unique_violation(exc):
-        return AwsError("ConflictException", "a concurrent request stored the same thing first; nothing was "
-                                             "stored. Re-read the resource and retry if still needed")
+        return AwsError("ConflictException", "it already exists: a concurrent request stored the same thing "
+                                             "first; nothing was stored. Re-read the resource and retry if still "
+                                             "needed")
     log.error("unhandled error in an AWS protocol operation", exc_info=exc)
     return AwsError("InternalFailure", "an unexpected error occurred; it has been logged", 500)
 

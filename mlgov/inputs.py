@@ -172,13 +172,8 @@ def loads(raw: bytes | str, what: str) -> Any:
                             fix="send a well-formed UTF-8 JSON document") from None
     if suspect:
         check_value(doc, what)
+    check_unique_keys(data, what)   # the AWS and MLflow bodies, raw-body routes of any content type
     return doc
-
-
-UNIQUE_KEYS_MAX = 65536
-"""Request documents up to this size have their objects' keys checked for repeats (`check_unique_keys`): every
-governance request (a decision, a stage move, a configuration) fits; a capture batch, whose records are parsed by
-their own reader, does not pay for it."""
 
 
 class _RepeatedKey(ValueError):
@@ -198,7 +193,7 @@ def check_unique_keys(raw: bytes, what: str) -> None:
     """Refuse a well-formed document whose object repeats a key (422): parsers disagree about which value counts,
     and ours took the last, so ``{"status": "Rejected", …, "status": "Approved"}`` recorded an approval that a
     log or proxy reading the first value saw as a rejection."""
-    if len(raw) > UNIQUE_KEYS_MAX or b'"' not in raw:
+    if b'"' not in raw:
         return
     try:
         json.loads(raw, object_pairs_hook=_unique_pairs)
@@ -346,7 +341,7 @@ def check_columns(count: int, what: str) -> None:
 
 def check_csv(data: bytes, what: str = "the CSV") -> None:
     """Every CSV upload passes here before a parser sees it: UTF-8, no NUL bytes, a bounded number of columns."""
-    if data[:4] == b"PAR1":   # its first NUL byte was the reason given
+    if data[:4] == b"PAR1" and data[-4:] == b"PAR1":   # Parquet's magic at both ends: its first NUL was the reason
         raise Invalid(f"{what} is a Parquet file, and this route reads CSV", fix="send the data as a CSV with a "
                       "header row (pandas: df.to_csv(path, index=False))")
     nul = data.find(b"\x00")

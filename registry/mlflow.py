@@ -810,16 +810,18 @@ async def create_model_version(fields: Fields, request: Request, principal: Read
     return answer({"model_version": model_version(service.registered_view(m.name, v))})
 
 
+_LOGGED_MODEL_ID = re.compile(r"m-[0-9a-f]{32}")
+"""MLflow 3's logged model ids (``m-`` and a UUID's hex): only those are taken as one (``models:/..`` is not)."""
+
+
 def _logged_model(source: str) -> str | None:
     """The logged model a ``models:/<model_id>`` source names (MLflow 3's `log_model` keeps a model as one, and
     `register_model` then sends that source), as MLflow's own parser tells it from ``models:/<name>/<ref>`` and
     ``models:/<name>@<alias>``: one path segment and no '@'. The tracking server keeps it, which mlgov does not
     reach: its version records the source as MLflow's server does, unverified (no hash), and clients resolve it
     against their tracking server when they load the version."""
-    if not source.startswith("models:/"):
-        return None
-    path = source.removeprefix("models:/").strip("/")
-    return path if path and "/" not in path and "@" not in path else None
+    path = source.removeprefix("models:/") if source.startswith("models:/") else ""
+    return path if _LOGGED_MODEL_ID.fullmatch(path) else None
 
 
 def _check_run_source(source: str, run_id: str | None) -> None:

@@ -1086,14 +1086,19 @@ def approved_now(session: Session, group_ids: list[str]) -> dict[str, ModelVersi
         for v in session.scalars(select(ModelVersion).join(
                 newest, (newest.c.group_id == ModelVersion.group_id) & (newest.c.n == ModelVersion.version))):
             out[v.group_id] = v
-        exclusive = {g.id: {s.name for s in StageConfig.model_validate(g.stage_config).stages if s.exclusive}
-                     for g in session.scalars(select(ModelGroup).where(ModelGroup.id.in_(part)))}
-        names = set().union(*exclusive.values()) if exclusive else set()
+        # each group's exclusive stages, the serving one first: one that requires approval, then the later in the
+        # configuration (Production after an exclusive Staging)
+        ranks = {g.id: {s.name: (not s.requires_approval, -i) for i, s in
+                        enumerate(StageConfig.model_validate(g.stage_config).stages) if s.exclusive}
+                 for g in session.scalars(select(ModelGroup).where(ModelGroup.id.in_(part)))}
+        names = {n for r in ranks.values() for n in r}
         serving = select(ModelVersion).where(ModelVersion.group_id.in_(part), ModelVersion.approval_status == APPROVED,
-                                             ModelVersion.stage.in_(names)).order_by(ModelVersion.version)
+                                             ModelVersion.stage.in_(names))
+        best: dict[str, tuple[bool, int]] = {}
         for v in session.scalars(serving) if names else ():
-            if v.stage in exclusive[v.group_id]:
-                out[v.group_id] = v
+            rank = ranks[v.group_id].get(v.stage or "")
+            if rank is not None and (v.group_id not in best or rank < best[v.group_id]):
+                best[v.group_id], out[v.group_id] = rank, v
     return out
 
 

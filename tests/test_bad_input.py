@@ -384,6 +384,15 @@ def test_a_repeated_key_is_refused_not_read_as_its_last_value(client: Any, app: 
     refused(r, 422, "repeats the key 'status'", "send 'status' once")
     refused(client.post(f"{API}/model-groups", headers={**world["pub"], "content-type": "application/json"},
                         content=b'{"name": "a", "tags": {"t": "1", "t": "2"}, "name": "b"}'), 422, "repeats the key")
+    # a reviewer's bypasses: 70,000 spaces of padding (the check stopped at 64 KiB), and a route reading the raw
+    # body under another content type (constraints.json as text/plain stored the last value)
+    padded = b'{"status": "Rejected", "comment": "c", "status": "Approved"}' + b" " * 70_000
+    refused(client.post(f"{API}/model-groups/churn/versions/1/approval", content=padded, headers={
+        **keys("approver"), "content-type": "application/json"}), 422, "repeats the key 'status'")
+    cons = client.get(f"{API}/baselines/{world['baseline']}/constraints.json", headers=world["pub"]).text
+    twice = cons.rstrip()[:-1] + ', "features": []}'
+    refused(client.put(f"{API}/baselines/{world['baseline']}/constraints.json", content=twice.encode(),
+                       headers={**world["pub"], "content-type": "text/plain"}), 422, "repeats the key 'features'")
     assert snapshot(db, app) == before
     assert client.get(f"{API}/model-groups/churn/versions/1", headers=world["pub"]).json()["approval_status"] == \
         "PendingManualApproval"
@@ -410,6 +419,10 @@ def test_parquet_columns_that_cannot_be_profiled(client: Any, app: Any, db: Any,
              (pa.table({"x": ok, "raw": pa.array([b"\x00\xff", b"a"])}), "'raw' (binary)"),
              (pa.table({"x": ok, "s": pa.array([{"a": 1}, {"a": 2}])}), "'s' (struct<a: int64>)"),
              (pa.Table.from_arrays([ok, ok], names=["a", "a"]), "duplicate column names: ['a']")]
+    # a CSV whose header starts with PAR1 is a CSV (only Parquet's magic at both ends makes a Parquet file)
+    r = client.post(f"{API}/clarify/bias", headers=world["pub"], files={
+        "config": ("c.json", json.dumps(BIAS_CONFIG).encode()), "file": ("d.csv", b"PAR1_score,y,state\n1,1,CA\n")})
+    assert "Parquet" not in r.text, r.text
     before = snapshot(db, app)
     for route, extra in csv_routes(world):
         reads_parquet = route == "analyses" or (route == "baselines" and extra.get(

@@ -553,6 +553,11 @@ def test_mlflow_client_calls_that_differed_from_mlflow(world: World) -> None:
     for text in ("name = 'churn' AND tags.who = \"o'brien\"", "tags.who = \"o'brien\" AND name = 'churn'"):
         assert [v.version for v in c.search_model_versions(text)] == ["1"], text
     assert [v.version for v in c.search_model_versions("name = 'churn' AND tags.who = 'o''brien'")] == ["2"]
+    # a DELETE's body passed no body guard: a repeated key was read as its last value
+    r = world.http.request("DELETE", "/api/2.0/mlflow/registered-models/delete-tag", headers={
+        **world.h("pub"), "content-type": "application/json"}, content=b'{"name": "churn", "key": "a", "key": "b"}')
+    assert r.status_code == 400 and r.json()["error_code"] == "INVALID_PARAMETER_VALUE", r.text
+    assert "repeats the key 'key'" in r.json()["message"]
     c.delete_registered_model_tag("churn", "never-set")
     c.delete_model_version_tag("churn", "1", "never-set")
     with pytest.raises(MlflowException) as exc:
@@ -821,6 +826,10 @@ def test_a_model_logged_by_mlflow_3_registers_and_loads(world: World, tmp_path: 
             c.create_model_version("logged", source, run_id=run_id)
         assert _code(exc) == "INVALID_PARAMETER_VALUE" and "source" in str(exc.value), source
     assert c.create_model_version("logged", "runs:/abc/model", run_id="abc").run_id == "abc"
+    for source in ("models:/..", "models:/a%2Fb", "models:/m-xyz"):   # only MLflow's ids are logged models
+        with pytest.raises(MlflowException) as exc:
+            c.create_model_version("logged", source)
+        assert _code(exc) in ("INVALID_PARAMETER_VALUE", "RESOURCE_DOES_NOT_EXIST"), source
     assert [v.version for v in c.search_model_versions("name = 'logged'")] == ["3", "2", "1"]
 
 

@@ -184,6 +184,34 @@ def test_custom_stage_config_and_update_rules(client, keys):
                                 headers=keys("admin")), 409, "Dev")
 
 
+def test_a_candidate_is_compared_with_the_serving_exclusive_stage(client, keys, db):
+    """With an exclusive Canary before an exclusive, approval-governed Live, the version that serves is Live's:
+    `approved_now` took the newest approved version in either."""
+    from registry import service
+
+    cfg = {"stages": [{"name": "Dev"}, {"name": "Live", "exclusive": True, "requires_approval": True},
+                      {"name": "Canary", "exclusive": True, "requires_approval": True}],
+           "initial": "Dev", "transitions": {"Dev": ["Canary", "Live"], "Canary": ["Live", "Dev"], "Live": ["Dev"]}}
+    create_group(client, keys("admin"), "two-lives", stage_config=cfg)
+    for n in (1, 2, 3):
+        register(client, keys("publisher"), "two-lives", n)
+    for n, stage in ((1, "Live"), (2, "Canary")):
+        approve(client, keys("approver"), "two-lives", n)
+        r = client.post(f"/api/v1/model-groups/two-lives/versions/{n}/stage", json={"stage": stage},
+                        headers=keys("approver"))
+        assert r.status_code == 200, r.text
+    approve(client, keys("approver"), "two-lives", 3)   # the newest approved: in Dev
+    with db.session_scope(write=False) as s:
+        group = service.get_group(s, "two-lives")
+        # both exclusive stages require approval: the later in the configuration (Canary) ranks first
+        assert service.approved_now(s, [group.id])[group.id].version == 2
+    r = client.post("/api/v1/model-groups/two-lives/versions/2/stage", json={"stage": "Dev"}, headers=keys("approver"))
+    assert r.status_code == 200, r.text
+    with db.session_scope(write=False) as s:
+        group = service.get_group(s, "two-lives")
+        assert service.approved_now(s, [group.id])[group.id].version == 1   # Live's, not the newest approved v3
+
+
 def test_a_publisher_cannot_make_or_empty_an_ungoverned_production(client, keys):
     """From a registry trial: a publisher created a group whose exclusive Production took unapproved versions and
     moved their own pending version into it (PATCH already refused that configuration, creation did not); and any

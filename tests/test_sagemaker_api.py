@@ -376,11 +376,12 @@ def test_revoked_key_cannot_sign(sm: SageMaker) -> None:
     assert _code(exc) == "UnrecognizedClientException"
 
 
-def _signed(sm: SageMaker, who: str, operation: str, body: dict[str, Any]) -> AWSRequest:
+def _signed(sm: SageMaker, who: str, operation: str, body: dict[str, Any] | bytes) -> AWSRequest:
     from botocore.auth import SigV4Auth
     from botocore.credentials import Credentials
 
-    request = AWSRequest("POST", sm.url + "/", data=json.dumps(body).encode(), headers={
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    request = AWSRequest("POST", sm.url + "/", data=data, headers={
         "X-Amz-Target": f"SageMaker.{operation}", "Content-Type": "application/x-amz-json-1.1"})
     SigV4Auth(Credentials(*sm.creds[who]), "sagemaker", REGION).add_auth(request)
     return request
@@ -413,6 +414,11 @@ def test_unserved_operation_and_invalid_requests(sm: SageMaker) -> None:
     request = _signed(sm, "vic", "ListModelPackageGroups", {"MaxResults": 1000})
     r = httpx.post(sm.url, content=request.body, headers=_headers(request), timeout=60)
     assert "less than or equal to 100" in r.json()["message"]
+    # a repeated key: the last value counted (ModelApprovalStatus twice in one UpdateModelPackage)
+    request = _signed(sm, "vic", "ListModelPackageGroups", b'{"MaxResults": 5, "MaxResults": 10}')
+    r = httpx.post(sm.url, content=request.body, headers=_headers(request), timeout=60)
+    assert r.status_code == 400 and r.json()["__type"] == "ValidationException", r.text
+    assert "repeats the key 'MaxResults'" in r.json()["message"]
     # a null list item or map value was passed on: 500s (AddTags, QueryLineage, Search, BatchDescribe...) and an
     # artifact property stored as the text "null"; AWS refuses it
     for who, op, params, where in (

@@ -65,7 +65,8 @@ def test_approve_in_the_inbox_and_the_registrants_refusal(console: Console, open
     page.once("dialog", lambda d: answer(d, True))
     card.get_by_role("button", name="Reject").click()
     assert "churn version 2 is now Rejected" in page.locator(".flash").inner_text()
-    assert asked == ["Reject churn version 2? A decision is final: a rejected version is never approved."] * 2
+    assert asked == ["Reject churn version 2? The decision is recorded in the audit log; approving it later takes a "
+                     "new decision."] * 2
     assert page.get_by_role("link", name="churn version 2").count() == 0   # no longer waiting
     b.check_csp()
     v2 = admin.get("/api/v1/model-groups/churn/versions/2").json()
@@ -112,7 +113,8 @@ def test_an_approver_moves_a_version_into_production_from_its_page(console: Cons
     move.get_by_role("button", name="Move version 1").click()
     assert "stage-moves version 1 is now in Production" in page.locator(".flash").inner_text()
     # a move asks first, saying that Production holds one version (its previous one was archived unannounced)
-    assert asked and all("Production holds one version: the one there now moves to Archived." in m for m in asked)
+    assert asked and all("Production holds one version: moving this one there moves the one there now to Archived."
+                         in m for m in asked)
     history = page.locator("table", has=page.get_by_role("columnheader", name="By")).inner_text()
     assert "approved and shadow-tested" in history and "Production" in history
     b.check_csp()
