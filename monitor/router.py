@@ -84,7 +84,6 @@ _BASELINE_FORM = request_body(
     multipart={
         "type": "object",
         "anyOf": [{"required": ["file"]}, {"required": ["statistics", "constraints"]}, {"required": ["dataset_uri"]}],
-        "not": {"required": ["file", "dataset_uri"]},
         "properties": {
             "file": {**BINARY, "description": "the dataset: CSV with header, or Parquet"},
             "statistics": {**BINARY, "description": "SageMaker statistics.json (import, with constraints)"},
@@ -117,7 +116,7 @@ _BASELINE_FORM = request_body(
     json_body={"type": "object", "required": ["dataset_uri"],
                "properties": {"dataset_uri": _URI, "name": {"type": "string", "maxLength": 128},
                               "format": _FORMAT, "header": _HEADER}},
-    description="a dataset to compute a baseline from (`file` or `dataset_uri`), or SageMaker `statistics` + "
+    description="a dataset to compute a baseline from (`file` or `dataset_uri`, not both), or SageMaker `statistics` + "
                 "`constraints` to import; `type` selects model-quality, bias or explainability baselines",
 )
 _ANALYSIS_FORM = request_body(
