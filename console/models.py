@@ -77,10 +77,12 @@ def _displacing(g: Any) -> str:
     """What a move into an exclusive stage also does, for the move's confirmation: Production silently archived
     the version there before."""
     cfg = StageConfig.model_validate(g.stage_config)
-    return " ".join(f"{s.name} holds one version: moving this one there moves the one there now to "
-                    f"{s.displace_to or cfg.initial} (or to Archived, if you tick the box)." if s.displace_to is None
-                    else f"{s.name} holds one version: moving this one there moves the one there now to "
-                    f"{s.displace_to}." for s in cfg.stages if s.exclusive)
+    texts = []
+    for s in (s for s in cfg.stages if s.exclusive):
+        to, ticked = registry.displaced_to(cfg, s, False), registry.displaced_to(cfg, s, True)
+        texts.append(f"{s.name} holds one version: moving this one there moves the one there now to {to}"
+                     + (f" (or to {ticked}, if you tick the box)." if ticked != to else "."))
+    return " ".join(texts)
 
 
 @router.post("/models/{group}/versions/{number}/stage")

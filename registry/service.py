@@ -97,6 +97,7 @@ from registry.schemas import (
     SearchGroup,
     SearchTerm,
     StageConfig,
+    StageDef,
     StageRequest,
     VersionFields,
     VersionRead,
@@ -1143,7 +1144,7 @@ def move_stage(session: Session, group_name: str, number: int, req: StageRequest
     if refusal is not None:
         raise refusal
     target = defs[req.stage]
-    to = target.displace_to or (ARCHIVED if req.archive_others and ARCHIVED in defs else cfg.initial)
+    to = displaced_to(cfg, target, req.archive_others)
     if (target.exclusive or req.archive_others) and to != req.stage:
         displaced = list(session.scalars(_lock(select(ModelVersion).where(
             ModelVersion.group_id == group.id, ModelVersion.stage == req.stage, ModelVersion.id != v.id), session)))
@@ -1151,6 +1152,13 @@ def move_stage(session: Session, group_name: str, number: int, req: StageRequest
             _set_stage(session, group, other, to, actor, f"displaced by version {number}", "displaced")
     _set_stage(session, group, v, req.stage, actor, req.comment, "requested")
     return v
+
+
+def displaced_to(cfg: StageConfig, target: StageDef, archive_others: bool) -> str:
+    """Where a move into ``target`` sends the versions it displaces (an exclusive stage's previous one)."""
+    if target.displace_to:
+        return target.displace_to
+    return ARCHIVED if archive_others and any(s.name == ARCHIVED for s in cfg.stages) else cfg.initial
 
 
 def _move_refusal(group: ModelGroup, cfg: StageConfig, v: ModelVersion, stage: str,
