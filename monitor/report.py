@@ -31,6 +31,7 @@ TEMPLATES = Path(__file__).parent / "templates"
 _env = templates(TEMPLATES)
 
 BAR_STEP, BAR_WIDTH, CHART_HEIGHT, PAD, MAX_CATEGORIES = 36, 12, 160, 20, 20
+LABEL_CHARS = 6   # what fits under a pair of bars at 9 px
 MAX_NUMERIC_BUCKETS = 20
 PLOT, PLOT_PAD, MAX_CURVE_POINTS = 240, 36, 300
 
@@ -48,6 +49,8 @@ class Bar:
 class Label:
     x: float
     text: str
+    full: str
+    """The whole label (``text`` is cut to fit under its bars; the full one is its tooltip)."""
 
 
 @dataclass(frozen=True)
@@ -93,7 +96,7 @@ def _bars_chart(labels: list[str], tips: list[str], series: list[Series], note: 
             share = one.shares[i]
             bh = round(share / top * (h - 10), 1)
             bars.append(Bar(one.cls, x + j * (BAR_WIDTH + 2), round(h - bh, 1), bh, f"{one.who} {tip}: {share:.1%}"))
-        marks.append(Label(x + BAR_WIDTH + 1, lab[:6]))
+        marks.append(Label(x + BAR_WIDTH + 1, lab if len(lab) <= LABEL_CHARS else lab[:LABEL_CHARS - 1] + "…", lab))
     return Chart(width=BAR_STEP * len(labels) + 2 * PAD, height=h + 40, axis_y=h + 14, bar_width=BAR_WIDTH,
                  bars=bars, labels=marks, note=note)
 

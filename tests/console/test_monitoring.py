@@ -166,6 +166,17 @@ def test_hostile_names_are_escaped_and_phone_width(console: Console, breached: d
     width = page.evaluate("document.documentElement.scrollWidth")
     assert width <= 420, width                                  # no sideways scrolling at 390 px
     b.shot("monitoring-phone")
+    # an execution's report too: it was laid out 980 px wide (no viewport) and its tables widened the page to 721 px;
+    # a wide table now scrolls by itself
+    page.locator("table[aria-labelledby=executions] tbody tr").first.get_by_role("link", name="report").click()
+    page.wait_for_load_state()
+    assert "baseline_drift_check" in page.content()
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= 420, width
+    wide = page.locator("table").evaluate_all("ts => ts.map(t => [t.scrollWidth, t.clientWidth])")
+    assert any(sw > cw for sw, cw in wide), wide                # some table holds more than fits: it scrolls
+    b.check_csp()
+    b.shot("analysis-phone")
 
 
 def test_signed_out_and_forged_redeliver_refused(console: Console, breached: dict[str, Any],

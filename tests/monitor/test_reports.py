@@ -165,3 +165,26 @@ def test_features_too_few_to_judge_read_not_judged_with_their_note(client, keys)
         row = table[table.index(f'<tr data-feature="{name}">'):]
         row = unescape(row[:row.index("</tr>")])
         assert ">ok<" not in row and ">not judged<" in row and note in row, row
+
+
+def test_a_long_category_is_cut_with_an_ellipsis_and_named_whole_in_its_tooltip():
+    """Category labels under the bars were cut at 6 characters without a mark ("month-to-month" read "month-")."""
+    chart = report._bars_chart(["month-to-month", "abc"], ["month-to-month", "abc"],
+                               [report.Series("base", "baseline", [0.7, 0.3])])
+    assert [(m.text, m.full) for m in chart.labels] == [("month…", "month-to-month"), ("abc", "abc")]
+
+
+def test_reports_are_laid_out_for_the_device_width(client, keys):
+    """Without a viewport a phone lays a report out 980 px wide and shrinks it. The monitoring report is checked as
+    served; the compliance and Clarify reports' own heads are read (both include the same stylesheet)."""
+    from pathlib import Path
+
+    viewport = '<meta name="viewport" content="width=device-width, initial-scale=1">'
+    bid = make_baseline(client, keys)
+    aid = analyse(client, keys, bid, frame(500, shift=0.0, seed=2))
+    html = client.get(f"/api/v1/analyses/{aid}/report", headers=keys("viewer")).text
+    assert viewport in html and "@media (max-width: 40rem)" in html
+    root = Path(report.__file__).parents[1]
+    for head in ("registry/templates/report.html", "clarify/templates/report.html"):
+        text = (root / head).read_text()
+        assert viewport in text and '{% include "report.css" %}' in text, head
