@@ -341,7 +341,7 @@ def check_columns(count: int, what: str) -> None:
 
 def check_csv(data: bytes, what: str = "the CSV") -> None:
     """Every CSV upload passes here before a parser sees it: UTF-8, no NUL bytes, a bounded number of columns."""
-    if data[:4] == b"PAR1" and data[-4:] == b"PAR1":   # Parquet's magic at both ends: its first NUL was the reason
+    if data[:4] == b"PAR1" and data[-4:] == b"PAR1": # Parquet, as monitor's `is_parquet` tells: its NUL was the reason
         raise Invalid(f"{what} is a Parquet file, and this route reads CSV", fix="send the data as a CSV with a "
                       "header row (pandas: df.to_csv(path, index=False))")
     nul = data.find(b"\x00")

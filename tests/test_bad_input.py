@@ -423,6 +423,12 @@ def test_parquet_columns_that_cannot_be_profiled(client: Any, app: Any, db: Any,
     r = client.post(f"{API}/clarify/bias", headers=world["pub"], files={
         "config": ("c.json", json.dumps(BIAS_CONFIG).encode()), "file": ("d.csv", b"PAR1_score,y,state\n1,1,CA\n")})
     assert "Parquet" not in r.text, r.text
+    # the monitoring routes too: they read it as Parquet ("could not read the parquet data")
+    r = client.post(f"{API}/baselines", headers=world["pub"],
+                    files={"file": ("d.csv", b"PAR1_score,y,state\n1,1,CA\n2,0,NY\n")})
+    assert r.status_code == 201 and r.json()["feature_count"] == 3, r.text
+    stats = client.get(f"{API}/baselines/{r.json()['id']}/statistics.json", headers=world["pub"]).json()
+    assert [f["name"] for f in stats["features"]] == ["PAR1_score", "y", "state"]
     before = snapshot(db, app)
     for route, extra in csv_routes(world):
         reads_parquet = route == "analyses" or (route == "baselines" and extra.get(
