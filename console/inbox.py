@@ -34,7 +34,9 @@ def evidence_of(session: Session, group: Any, v: Any, approved: Any | None,
                 facts: dict[str, list[dict[str, Any]]], viewer: Principal | None = None) -> dict[str, Any]:
     """What an approver looks at before deciding, all from the domains' services (``facts``: `registry.facts_of`
     the version, asked for a whole page of versions at once); ``not_yours``: why ``viewer`` may not decide it
-    (four-eyes), so the page says so instead of offering buttons that would be refused."""
+    (four-eyes), so the page says so instead of offering buttons that would be refused; ``unhashed`` and
+    ``policy_gap``: why the group's policy would refuse an approval (the form then closes or asks for the admin's
+    override)."""
     assessment = registry.assess_evidence(session, group.name, v)
     counted = [e for e in assessment if e["counted"]]
     baselines = [a for a in facts.get("attachments", []) if a.get("kind") == "drift baseline"]
@@ -48,6 +50,7 @@ def evidence_of(session: Session, group: Any, v: Any, approved: Any | None,
         "data_quality": newest_quality,
         "bias": counted[-1] if counted else None, "bias_ignored": [e for e in assessment if not e["counted"]],
         "policy": policy, "policy_gap": registry.policy_gap(group, assessment),
+        "unhashed": registry.unhashed_gap(group, v),
         "open_alerts": [a for a in facts.get("alerts", []) if a.get("status") == "open"],
         "not_yours": registry.why_not_decider(session, v, viewer) if viewer is not None else None,
     }
@@ -69,12 +72,14 @@ def decide(request: Request, group: str, number: int, session: SessionDep, user:
            decision: Annotated[Literal["Approved", "Rejected"], Form()],
            shown_id: Annotated[str, Form(max_length=32)],
            comment: Annotated[str, Form(max_length=4000)] = "",
-           shown_on: Annotated[Literal["inbox", "version"], Form()] = "inbox") -> RedirectResponse:
+           shown_on: Annotated[Literal["inbox", "version"], Form()] = "inbox",
+           override_policy: Annotated[bool, Form()] = False) -> RedirectResponse:
     here = f"{PREFIX}/" if shown_on == "inbox" else f"{PREFIX}/models/{quote(group, safe='')}/versions/{number}"
     back(request, here)
     # both forms are shown only for pending versions: a page left open while someone else decided must not
     # overturn that decision (a console trial rejected, from a stale version page, what another had approved)
-    req = parse(ApprovalRequest, status=decision, comment=comment, expected_status="PendingManualApproval")
+    req = parse(ApprovalRequest, status=decision, comment=comment, expected_status="PendingManualApproval",
+                override_policy=override_policy)
     v = registry.decide(session, group, number, req, user.principal)
     registry.require_shown(v, group, number, shown_id)
     return done(request, here, f"{group} version {number} is now {v.approval_status}")

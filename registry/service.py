@@ -865,12 +865,10 @@ def decide(session: Session, group_name: str, number: int, req: ApprovalRequest,
             current_status=current, allowed=list(allowed))
     if req.override_policy and actor.role != Role.admin:
         raise Forbidden("only admin keys may override the approval policy", fix="drop override_policy")
-    if req.status == APPROVED and (group.approval_policy or {}).get("require_artifact_hash") and \
-            not v.artifact_sha256:
-        # not waivable: an approval is of a model someone can identify; override_policy waives missing evidence
-        raise RuleRefusal(f"{group.name} requires a verified artifact sha256 before approval; version {number} has "
-                          f"none (mlgov could not read {v.artifact_uri!r} to hash it)"
-                          + ("; override_policy does not waive this rule" if req.override_policy else ""),
+    unhashed = unhashed_gap(group, v) if req.status == APPROVED else None
+    if unhashed is not None:
+        raise RuleRefusal(f"{group.name} {unhashed}" + ("; override_policy does not waive this rule"
+                                                       if req.override_policy else ""),
                           fix="register the artifact again from a location in mlgov's object store, or natively "
                               "with its artifact_sha256")
     assessment = assess_evidence(session, group.name, v)
@@ -977,6 +975,16 @@ def _evidence_summary(assessment: list[dict[str, Any]]) -> dict[str, Any]:
                         for e in assessment if e["counted"]],
             "not_counted": [{"analysis_id": e["analysis_id"], "reason": e["reason"]}
                             for e in assessment if not e["counted"]]}
+
+
+def unhashed_gap(group: ModelGroup, v: ModelVersion) -> str | None:
+    """Why the group's policy refuses to approve ``v`` whoever asks (require_artifact_hash without a verified
+    sha256), None when it does not. Not waivable: an approval is of a model someone can identify;
+    override_policy waives missing evidence only (`policy_gap`)."""
+    if not (group.approval_policy or {}).get("require_artifact_hash") or v.artifact_sha256:
+        return None
+    return (f"requires a verified artifact sha256 before approval; version {v.version} has none (mlgov could not "
+            f"read {v.artifact_uri!r} to hash it)")
 
 
 def policy_gap(group: ModelGroup, assessment: list[dict[str, Any]]) -> str | None:

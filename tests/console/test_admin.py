@@ -126,14 +126,53 @@ def test_triggers_and_policies(console: Console, open_browser: Any, receiver: di
     assert "approval policy of governed saved" in page.locator(".flash").inner_text()
     assert console.api("admin").get("/api/v1/model-groups/governed").json()["approval_policy"][
         "require_bias_report"] is True
-    # the inbox shows the policy as not met, and approving is refused with the policy's reason
+    # the inbox shows the policy as not met; an approver is not offered Approve (it was, and was then refused),
+    # and a forged approval is still refused with the policy's reason
     a = open_browser("approver")
     page = a.goto("/console/")
     card = page.locator("section.card", has=page.get_by_role("link", name="governed version 1"))
     assert "not met" in card.inner_text()
-    card.get_by_label("Comment").fill("ok")
+    assert card.get_by_role("button", name="Approve").count() == 0
+    assert "Approve is closed until the policy is met (no bias report is attached)" in card.inner_text()
+    assert card.get_by_role("button", name="Reject").count() == 1
+    a.shot("inbox-approve-closed")
+    with page.expect_navigation():
+        card.locator("form").evaluate("""f => { const b = document.createElement('input'); b.type = 'hidden';
+            b.name = 'decision'; b.value = 'Approved'; f.append(b); f.comment.value = 'forged'; f.submit(); }""")
+    assert "requires a passing bias report" in page.locator(".flash-error").inner_text()
+    card = page.locator("section.card", has=page.get_by_role("link", name="governed version 1"))
+    with page.expect_navigation():
+        card.locator("form").evaluate("""f => { for (const [n, v] of [['decision', 'Approved'],
+            ['override_policy', 'true']]) { const b = document.createElement('input'); b.type = 'hidden'; b.name = n;
+            b.value = v; f.append(b); } f.comment.value = 'forged'; f.submit(); }""")
+    assert "only admin keys may override the approval policy" in page.locator(".flash-error").inner_text()
+    # an admin (not the registrant) approves by overriding, said in the form; without ticking it, refused
+    register(console.api("publisher"), "governed", n=2)
+    page = b.goto("/console/")
+    card = page.locator("section.card", has=page.get_by_role("link", name="governed version 2"))
+    card.get_by_label("Comment").fill("accepted without the report: tracked in RISK-12")
     card.get_by_role("button", name="Approve").click()
     assert "requires a passing bias report" in page.locator(".flash-error").inner_text()
+    card = page.locator("section.card", has=page.get_by_role("link", name="governed version 2"))
+    card.get_by_label("Comment").fill("accepted without the report: tracked in RISK-12")
+    card.get_by_label("Approve although the policy is not met").check()
+    b.shot("inbox-override")
+    card.get_by_role("button", name="Approve").click()
+    assert "governed version 2 is now Approved" in page.locator(".flash").inner_text()
+    decisions = console.api("admin").get("/api/v1/model-groups/governed/versions/2").json()
+    assert decisions["approval_status"] == "Approved"
+    # a policy no override waives (the artifact's hash): Approve is closed for the admin too
+    r = console.api("admin").patch("/api/v1/model-groups/governed", json={"approval_policy": {
+        "require_bias_report": True, "require_artifact_hash": True}})
+    assert r.status_code == 200, r.text
+    r = console.api("publisher").post("/api/2.0/mlflow/model-versions/create",   # MLflow's door: no hash given
+                                      json={"name": "governed", "source": "s3://models/governed/3/model"})
+    assert r.status_code == 200 and r.json()["model_version"]["version"] == "3", r.text
+    page = b.goto("/console/models/governed/versions/3")
+    decide = page.locator("section", has=page.get_by_role("heading", name="Decide"))
+    assert decide.get_by_role("button", name="Approve").count() == 0
+    assert "requires a verified artifact sha256" in decide.inner_text() and "No override" in decide.inner_text()
+    assert decide.get_by_role("button", name="Reject").count() == 1
 
 
 def test_non_admins_cannot_use_admin_forms(console: Console, open_browser: Any) -> None:
