@@ -112,7 +112,8 @@ def _attribution_points(rep: Mapping[str, Any]) -> list[kinds.Point]:
     doc = rep.get("analysis") or {}
     shap = ((doc.get("explanations") or {}).get("kernel_shap") or {}).get("label0") or {}
     score, threshold = doc.get("ndcg"), doc.get("ndcg_threshold")
-    points = [kinds.Point("nDCG", float(score), float(threshold) if isinstance(threshold, int | float) else None)] \
+    limit = float(threshold) if isinstance(threshold, int | float) else None
+    points = [kinds.Point("nDCG", float(score), limit, breached=limit is not None and score < limit)] \
         if isinstance(score, int | float) else []
     return points + [kinds.Point(f"{feature} mean |SHAP|", float(v), None, "global SHAP values")
                      for feature, v in (shap.get("global_shap_values") or {}).items()

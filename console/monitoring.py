@@ -62,6 +62,10 @@ def overview(request: Request, session: SessionDep, user: Viewer) -> HTMLRespons
 
 STYLE: dict[str, dict[str, Any]] = {"estimated": {"color": "#b25e09"}, "band lower": {"color": "#9aa4b2", "dash": True},
          "band upper": {"color": "#9aa4b2", "dash": True}, kinds.NOT_JUDGED: {"color": "#6b7280", "dots": True}}
+BEYOND = "beyond threshold"
+BREACH = {"color": "#b42318", "dots": True, "fill": "#b42318"}
+"""A run that judged a value beyond its threshold: the point again, filled red, as a series of its own (which way is
+beyond is the kind's to say: a distance above, an accuracy below)."""
 PALETTE = ("#1f5fbf", "#0f8a6f", "#8e3fb5", "#c2410c", "#4b5563", "#b8860b", "#0e7490", "#be185d")
 """Colours of the series a chart draws together without a style of their own (global SHAP per feature), told apart
 from each other and from the threshold's red; the first is the one-series charts' blue."""
@@ -86,19 +90,24 @@ def _charts(name: str, runs: list[tuple[Any, list[kinds.Point]]], root: str) -> 
         threshold: float | None = None
         last: float | None = None
         unstyled = 0
+        beyond: list[dict[str, Any]] = []
         for series in members:
             values: list[float | None] = []
+            breached: list[float | None] = []
             for _, points in runs:
                 hit = next((p for p in points if p.series == series), None)
                 values.append(hit.value if hit else None)
+                breached.append(hit.value if hit and hit.breached else None)
                 threshold = hit.threshold if hit and hit.threshold is not None else threshold
             style = next((v for k, v in STYLE.items() if series.endswith(k)), None)
             if style is None:
                 style, unstyled = {"color": PALETTE[unstyled % len(PALETTE)]}, unstyled + 1
             lines.append({"label": series, "values": values, **style})
+            if any(v is not None for v in breached):
+                beyond.append({"label": f"{series} {BEYOND}", "values": breached, **BREACH})
             if series == title or last is None:   # the latest run's, even when it has none (an infinite bias
                 last = values[-1] if values else None   # metric): an older value shown as latest read as a pass
-        chart: dict[str, Any] = {"x": x, "links": links, "series": lines}
+        chart: dict[str, Any] = {"x": x, "links": links, "series": lines + beyond}
         if threshold is not None:
             chart["lines"] = [{"label": "threshold", "value": threshold}]
         # a chart of several series named for none of them says each one's latest value
@@ -128,7 +137,8 @@ def schedule(request: Request, name: Name, session: SessionDep, store: StoreDep,
     return render(request, user, "schedule.html", title=f"Schedule {name}", s=sched, executions=execs,
                   pager=page_of(offset, PAGE, total), charts=shown, chart_filter=chart, chart_total=len(charts),
                   alerts=alerts, runs=len(runs),
-                  unjudged=any(line.get("dots") for c in shown for line in c["spec"]["series"]))
+                  unjudged=any(line["label"].endswith(kinds.NOT_JUDGED) for c in shown for line in c["spec"]["series"]),
+                  breached=any(line["label"].endswith(BEYOND) for c in shown for line in c["spec"]["series"]))
 
 
 @router.get("/monitoring/analyses/{analysis_id}", response_class=HTMLResponse)

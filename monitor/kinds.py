@@ -34,6 +34,7 @@ from mlgov.storage import ObjectStore
 from monitor import report as reports
 from monitor import service
 from monitor.capture import CaptureSchema
+from monitor.engine.quality import breaches
 from monitor.service import Analysis, Baseline, Finished, FinishedBaseline
 
 # A POST /baselines form as ``mlgov.api.form_parts`` reads it: text parts as str, files as (bytes, filename);
@@ -49,6 +50,7 @@ class Point(NamedTuple):
     value: float | None
     threshold: float | None = None   # what the value is judged against (drawn as a dashed line)
     chart: str = ""                  # the chart it is drawn on, beside other series; "" = a chart of its own
+    breached: bool = False           # the run judged it beyond its threshold (the direction is the kind's to know)
 
 
 def feature_or_metric(violation: Violation) -> str:
@@ -356,8 +358,9 @@ def _drift_points(report: Mapping[str, Any]) -> list[Point]:
     out = []
     for f in (report.get("drift") or {}).get("features", []):
         name = f"{f['feature']} · {f['method']}"
-        out.append(Point(name + (NOT_JUDGED if f.get("small_sample") else ""), _number(f.get("statistic")),
-                         _number(f.get("threshold")), name))
+        unjudged = bool(f.get("small_sample"))
+        out.append(Point(name + (NOT_JUDGED if unjudged else ""), _number(f.get("statistic")),
+                         _number(f.get("threshold")), name, bool(f.get("drifted")) and not unjudged))
     return out
 
 
@@ -371,14 +374,20 @@ def _quality_points(report: Mapping[str, Any]) -> list[Point]:
     def limit(name: str) -> float | None:
         return _number((limits.get(name) or {}).get("threshold"))
 
-    points = [Point(name, _number(m.get("value")), limit(name), name)
+    def beyond(name: str, value: float | None) -> bool:
+        threshold = limit(name)
+        return value is not None and threshold is not None and breaches(
+            value, threshold, str((limits.get(name) or {}).get("comparison_operator")))
+
+    points = [Point(name, _number(m.get("value")), limit(name), name, beyond(name, _number(m.get("value"))))
               for name, m in metrics.items() if isinstance(m, dict) and _number(m.get("value")) is not None]
     estimate = report.get("estimate") or {}
     realised = service.constraint_names(estimate.get("problem_type"))
     for name, e in (estimate.get("estimated") or {}).items():
         if isinstance(e, dict) and _number(e.get("estimate")) is not None:
             metric = realised.get(name, name)   # drawn on the realised metric's chart, judged by its threshold
-            points += [Point(f"{metric} estimated", _number(e.get("estimate")), limit(metric), metric),
+            points += [Point(f"{metric} estimated", _number(e.get("estimate")), limit(metric), metric,
+                             beyond(metric, _number(e.get("estimate")))),
                        Point(f"{metric} band lower", _number(e.get("lower")), None, metric),
                        Point(f"{metric} band upper", _number(e.get("upper")), None, metric)]
     return points

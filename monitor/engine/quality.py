@@ -319,6 +319,11 @@ def suggest_constraints(stats: dict[str, Any]) -> dict[str, Any]:
     return {"version": 0.0, key.replace("_metrics", "_constraints"): block}
 
 
+def breaches(value: float, threshold: float, op: str) -> bool:
+    """Whether ``value`` violates a model-quality constraint (SageMaker's comparison operators)."""
+    return (op == "GreaterThanThreshold" and value > threshold) or (op == "LessThanThreshold" and value < threshold)
+
+
 def violations(constraints: dict[str, Any], stats: dict[str, Any]) -> list[dict[str, Any]]:
     ckey = next((k for k in constraints if k.endswith("_constraints")), None)
     skey = next((k for k in stats if k.endswith("_metrics")), None)
@@ -330,7 +335,7 @@ def violations(constraints: dict[str, Any], stats: dict[str, Any]) -> list[dict[
         if m is None or not isinstance(m.get("value"), float) or math.isnan(m["value"]):
             continue
         v, thr, op = m["value"], float(c["threshold"]), c["comparison_operator"]
-        if (op == "GreaterThanThreshold" and v > thr) or (op == "LessThanThreshold" and v < thr):
+        if breaches(v, thr, op):
             out.append({"metric_name": name, "constraint_check_type": op,
                         "description": f"Metric {name} with {v:.4g} was {op} {thr:.4g}"})
     return out

@@ -21,7 +21,7 @@ import pandas as pd
 from mlgov.errors import Invalid
 from mlgov.storage import ObjectStore
 from monitor import layout
-from monitor.engine import cbpe, dle, estimation_partition
+from monitor.engine import cbpe, dle, estimation_partition, quality
 from monitor.engine.estimation_partition import floats
 from monitor.orm import Baseline
 from monitor.service.ground_truth import ClusterWindow, summarise_window
@@ -168,7 +168,7 @@ def estimated_violations(constraints: Mapping[str, Any], problem_type: str, esti
         if c is None or e is None or not math.isfinite(e["estimate"]):
             continue
         v, thr, op = e["estimate"], float(c["threshold"]), c["comparison_operator"]
-        if (op == "GreaterThanThreshold" and v > thr) or (op == "LessThanThreshold" and v < thr):
+        if quality.breaches(v, thr, op):
             out.append({"metric_name": cname, "constraint_check_type": ESTIMATED_CHECKS[op],
                         "description": f"Estimated {cname} {v:.4g} (band {e['lower']:.4g}–{e['upper']:.4g}, "
                                        f"before labels) was {op} {thr:.4g}"})

@@ -239,6 +239,42 @@ def test_estimated_metric_and_band_share_the_realised_chart() -> None:
     assert drift["last"] == 0.11 and "not judged" in drift["last_note"] and drift["each"] == []
     [never] = _charts("s", [run(0, [Point("age · ks not judged", 0.3, 0.05, "age · ks")])], "")
     assert (never["last"], never["each"]) == (0.3, []) and "not judged" in never["last_note"]
+    # a value the run judged beyond its threshold is drawn again, filled red, as its own series (no run breached:
+    # no such series); which way is beyond is the kind's (an accuracy below its threshold)
+    [acc] = _charts("s", [run(0, [Point("accuracy", 0.9, 0.85, "accuracy")]),
+                          run(1, [Point("accuracy", 0.8, 0.85, "accuracy", True)])], "")
+    line, beyond = acc["spec"]["series"]
+    assert (beyond["label"], beyond["values"], beyond["fill"]) == ("accuracy beyond threshold", [None, 0.8], "#b42318")
+    assert line["values"] == [0.9, 0.8] and acc["last"] == 0.8 and acc["each"] == []
+    assert len(_charts("s", [run(0, [Point("accuracy", 0.9, 0.85, "accuracy")])], "")[0]["spec"]["series"]) == 1
+
+
+def test_points_are_breached_as_each_kind_judges() -> None:
+    """Drift: the method's verdict (never for an unjudged feature); model quality: the constraint's operator, for
+    the realised and the estimated metric alike; attribution drift: an nDCG below its threshold."""
+    from clarify.kinds import _attribution_points
+    from monitor.kinds import _drift_points, _quality_points
+
+    drift = _drift_points({"drift": {"features": [
+        {"feature": "a", "method": "psi", "statistic": 0.3, "threshold": 0.2, "drifted": True},
+        {"feature": "b", "method": "psi", "statistic": 0.1, "threshold": 0.2, "drifted": False},
+        {"feature": "c", "method": "psi", "statistic": 0.9, "threshold": 0.2, "drifted": False, "small_sample": True},
+        {"feature": "d", "method": "ks", "statistic": 0.01, "threshold": 0.05, "drifted": True}]}})
+    assert [(p.series, p.breached) for p in drift] == [("a · psi", True), ("b · psi", False),
+                                                       ("c · psi not judged", False), ("d · ks", True)]
+    quality = _quality_points({
+        "statistics": {"binary_classification_metrics": {"accuracy": {"value": 0.7}, "recall": {"value": 0.9},
+                                                         "f0_5": {"value": 0.5}}},
+        "constraints": {"binary_classification_constraints": {
+            "accuracy": {"threshold": 0.8, "comparison_operator": "LessThanThreshold"},
+            "recall": {"threshold": 0.8, "comparison_operator": "GreaterThanThreshold"}}},
+        "estimate": {"problem_type": "BinaryClassification",
+                     "estimated": {"accuracy": {"estimate": 0.85, "lower": 0.8, "upper": 0.9}}}})
+    assert {p.series: p.breached for p in quality} == {
+        "accuracy": True, "recall": True, "f0_5": False, "accuracy estimated": False, "accuracy band lower": False,
+        "accuracy band upper": False}
+    [ndcg] = _attribution_points({"analysis": {"ndcg": 0.88, "ndcg_threshold": 0.9}})
+    assert ndcg.breached
 
 
 def test_a_schedule_with_one_run_draws_its_point_in_a_readable_window_with_the_threshold(

@@ -86,21 +86,25 @@ def test_series_read_what_each_kind_charts() -> None:
         {"feature": "city", "method": "chisquare", "statistic": None, "threshold": 0.05},
         {"feature": "tenure", "method": "wasserstein", "statistic": 0.11, "threshold": 0.1, "small_sample": True}]}})
     # a small sample's statistic is not judged: beyond its threshold in a run without drift, drawn apart
-    assert dq == [("age · psi", 0.31, 0.2, "age · psi"), ("city · chisquare", None, 0.05, "city · chisquare"),
-                  ("tenure · wasserstein not judged", 0.11, 0.1, "tenure · wasserstein")]
+    assert [p[:4] for p in dq] == [
+        ("age · psi", 0.31, 0.2, "age · psi"), ("city · chisquare", None, 0.05, "city · chisquare"),
+        ("tenure · wasserstein not judged", 0.11, 0.1, "tenure · wasserstein")]
     mq = kinds.get("ModelQuality").points({
         "statistics": {"version": 0.0, "binary_classification_metrics": {
             "accuracy": {"value": 0.81, "standard_deviation": 0.01}, "auc": {"value": 0.9},
             "confusion_matrix": {"0": {"0": 5}}}},
         "constraints": {"version": 0.0, "binary_classification_constraints": {
             "accuracy": {"threshold": 0.85, "comparison_operator": "LessThanThreshold"}}}})
-    assert mq == [("accuracy", 0.81, 0.85, "accuracy"), ("auc", 0.9, None, "auc")]
+    assert [p[:4] for p in mq] == [
+        ("accuracy", 0.81, 0.85, "accuracy"), ("auc", 0.9, None, "auc")]
+    assert [p.breached for p in mq] == [True, False] and not any(p.breached for p in dq)   # 0.81 < 0.85
     est = kinds.get("ModelQuality").points({
         "statistics": None, "constraints": {"binary_classification_constraints": {"accuracy": {"threshold": 0.85}}},
         "estimate": {"rows": 10, "labelled_rows": 0, "estimated": {
             "accuracy": {"estimate": 0.8, "lower": 0.75, "upper": 0.86}, "auc": {"estimate": None}}}})
-    assert est == [("accuracy estimated", 0.8, 0.85, "accuracy"), ("accuracy band lower", 0.75, None, "accuracy"),
-                   ("accuracy band upper", 0.86, None, "accuracy")]
+    assert [p[:4] for p in est] == [
+        ("accuracy estimated", 0.8, 0.85, "accuracy"), ("accuracy band lower", 0.75, None, "accuracy"),
+        ("accuracy band upper", 0.86, None, "accuracy")]
     # the estimator's names are not SageMaker's: estimated roc_auc and specificity were charted apart from the
     # realised auc and true_negative_rate they estimate, with no threshold (the constraints say auc)
     named = kinds.get("ModelQuality").points({
@@ -109,17 +113,20 @@ def test_series_read_what_each_kind_charts() -> None:
         "estimate": {"problem_type": "BinaryClassification", "estimated": {
             "roc_auc": {"estimate": 0.78, "lower": 0.74, "upper": 0.82},
             "specificity": {"estimate": 0.67, "lower": 0.62, "upper": 0.72}}}})
-    assert named == [("auc", 0.7, 0.73, "auc"), ("true_negative_rate", 0.6, None, "true_negative_rate"),
-                     ("auc estimated", 0.78, 0.73, "auc"), ("auc band lower", 0.74, None, "auc"),
-                     ("auc band upper", 0.82, None, "auc"),
-                     ("true_negative_rate estimated", 0.67, None, "true_negative_rate"),
-                     ("true_negative_rate band lower", 0.62, None, "true_negative_rate"),
-                     ("true_negative_rate band upper", 0.72, None, "true_negative_rate")]
+    assert [p[:4] for p in named] == [
+        ("auc", 0.7, 0.73, "auc"), ("true_negative_rate", 0.6, None, "true_negative_rate"),
+        ("auc estimated", 0.78, 0.73, "auc"), ("auc band lower", 0.74, None, "auc"),
+        ("auc band upper", 0.82, None, "auc"),
+        ("true_negative_rate estimated", 0.67, None, "true_negative_rate"),
+        ("true_negative_rate band lower", 0.62, None, "true_negative_rate"),
+        ("true_negative_rate band upper", 0.72, None, "true_negative_rate")]
     bias = kinds.get("ModelBias").points({"analysis": {"post_training_bias_metrics": {"facets": {"sex": [
         {"value_or_threshold": "f", "metrics": [{"name": "DPPL", "value": 0.12}, {"name": "DI", "value": None}]}]}}}})
-    assert bias == [("DPPL (sex=f)", 0.12, None, "")]
+    assert [p[:4] for p in bias] == [
+        ("DPPL (sex=f)", 0.12, None, "")]
     attr = kinds.get("ModelExplainability").points({"analysis": {   # it charted nothing: "no completed execution"
         "ndcg": 0.8988, "ndcg_threshold": 0.9,
         "explanations": {"kernel_shap": {"label0": {"global_shap_values": {"age": 0.3, "income": 0.1}}}}}})
-    assert attr == [("nDCG", 0.8988, 0.9, ""), ("age mean |SHAP|", 0.3, None, "global SHAP values"),
-                    ("income mean |SHAP|", 0.1, None, "global SHAP values")]
+    assert attr[0].breached and [p[:4] for p in attr] == [
+        ("nDCG", 0.8988, 0.9, ""), ("age mean |SHAP|", 0.3, None, "global SHAP values"),
+        ("income mean |SHAP|", 0.1, None, "global SHAP values")]

@@ -3,7 +3,8 @@
 //   <div class="chart" data-chart="{{ chart | json_text }}" role="img" aria-label="…"></div>
 //
 // chart = {"title": "...", "x": [epoch seconds...],
-//          "series": [{"label": "psi", "values": [... or null], "color": "#1f5fbf", "dash": false, "dots": false}],
+//          "series": [{"label": "psi", "values": [... or null], "color": "#1f5fbf", "dash": false, "dots": false,
+//                      "fill": "#b42318"}],                                    // dots' fill (default white: hollow)
 //          "lines": [{"label": "threshold", "value": 0.2, "color": "#b42318"}],   // horizontal lines (optional)
 //          "links": ["/console/...", ...],                                      // click a point → open (optional)
 //          "compact": true, "height": 60}                                        // sparkline: no axes/legend (optional)
@@ -28,7 +29,7 @@
                   dash: s.dash ? [3, 3] : undefined, points: {show: !s.dash, size: 5}};
       if (s.dots) {   // points only, hollow: values of runs that are not joined to the series' line
         line.paths = function () { return null; };
-        line.points = {show: true, size: 7, fill: "#ffffff", width: 2};
+        line.points = {show: true, size: 7, fill: s.fill || "#ffffff", width: 2};
       }
       series.push(line);
     });
