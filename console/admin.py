@@ -121,6 +121,14 @@ def set_trigger(request: Request, session: SessionDep, user: AdminForm, policy: 
     return done(request, HERE, f"retraining trigger of {group} set")
 
 
+@router.post("/admin/triggers/{group}/delete")
+def delete_trigger(request: Request, group: Annotated[str, Path(max_length=256)], session: SessionDep,
+                   user: AdminForm) -> RedirectResponse:
+    back(request, HERE)
+    schedules.delete_trigger(session, group, actor=user.principal)
+    return done(request, HERE, f"retraining trigger of {group} removed")
+
+
 @router.post("/admin/policies/{group}")
 def set_policy(request: Request, group: Annotated[str, Path(max_length=256)], session: SessionDep, user: AdminForm,
                shown_id: Annotated[str, Form(max_length=32)],

@@ -401,6 +401,11 @@ class MonitorClient(BaseClient):
         return call.model(TriggerRead, {"group": group}, json=body(
             {"url": url, "secret": secret, "cooldown_seconds": cooldown_seconds}))
 
+    @route("DELETE", "/api/v1/model-groups/{group}/retraining-trigger")
+    def delete_retraining_trigger(self, call: Call, group: str) -> None:
+        """Admin: the group's breaches stop requesting retraining (its webhook's deliveries stay readable)."""
+        call.none({"group": group})
+
     @route("GET", "/metrics")
     def metrics(self, call: Call) -> str:
         """Prometheus text format."""

@@ -532,6 +532,13 @@ def set_retraining_trigger(group: str, body: TriggerSet, session: SessionDep,
                                  cooldown_seconds=body.cooldown_seconds, actor=actor, policy=policy, box=box)
 
 
+@router.delete("/model-groups/{group}/retraining-trigger", status_code=204, tags=["registry"])
+def delete_retraining_trigger(group: str, session: SessionDep,
+                              actor: Annotated[Principal, Depends(require(ADMINS))]) -> Response:
+    schedules.delete_trigger(session, group, actor=actor)
+    return Response(status_code=204)
+
+
 metrics_router = Router(tags=["monitoring"])
 
 

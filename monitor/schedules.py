@@ -704,6 +704,24 @@ def set_trigger(session: Session, group: str, *, url: str, secret: str, cooldown
     return trig
 
 
+def delete_trigger(session: Session, group: str, *, actor: Principal) -> None:
+    """The group's breaches stop requesting retraining. Its webhook is deactivated, not deleted: the deliveries it
+    made stay readable from the alerts that sent them."""
+    trig = session.scalar(select(RetrainingTrigger).where(RetrainingTrigger.model_group == group))
+    if trig is None:
+        raise NotFound(f"model group {group!r} has no retraining trigger",
+                       fix="list them on the console's Admin page; set one with PUT "
+                           f"/api/v1/model-groups/{group}/retraining-trigger")
+    hook = session.get(events.Webhook, trig.webhook_id)
+    if hook is not None and hook.active:
+        events.delete_webhook(session, trig.webhook_id, actor=actor.name)
+    before = {"url": safe_url(hook.url) if hook is not None else None, "cooldown_seconds": trig.cooldown_seconds}
+    session.delete(trig)
+    session.flush()
+    audit.record(session, actor=actor.name, action="retraining_trigger.deleted", subject_type="model_group",
+                 subject_id=group, before=before)
+
+
 def prometheus(session: Session, store: ObjectStore) -> bytes:
     """SageMaker's CloudWatch monitoring metrics, exposed by prometheus-client (its escaping, HELP and TYPE lines)."""
     registry = CollectorRegistry(auto_describe=False)

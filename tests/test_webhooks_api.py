@@ -137,3 +137,33 @@ def test_event_patterns():
 def test_audit_events_bad_filters(client, keys):
     assert_problem(client.get("/api/v1/audit/events", params={"limit": 0}, headers=keys("viewer")), 422, "limit")
     assert_problem(client.get("/api/v1/audit/events", params={"from": "nope"}, headers=keys("viewer")), 422, "from")
+
+
+def test_a_retraining_trigger_is_removed_by_an_admin_and_its_deliveries_stay(client, keys, db):
+    """A trigger could be set and replaced but never removed: a group retired from retraining kept requesting it."""
+    create_group(client, keys("admin"), "g")
+    url = "http://u:pw@127.0.0.1:9/retrain?token=T"
+    trig = client.put("/api/v1/model-groups/g/retraining-trigger", headers=keys("admin"),
+                      json={"url": url, "secret": "b" * 16})
+    assert trig.status_code == 200, trig.text
+    for role in ("publisher", "approver", "viewer"):
+        assert client.delete("/api/v1/model-groups/g/retraining-trigger", headers=keys(role)).status_code == 403
+    r = client.delete("/api/v1/model-groups/g/retraining-trigger", headers=keys("admin"))
+    assert r.status_code == 204, r.text
+    again = client.delete("/api/v1/model-groups/g/retraining-trigger", headers=keys("admin"))
+    assert again.status_code == 404 and "has no retraining trigger" in again.json()["detail"]
+    assert again.headers["content-type"] == "application/problem+json" and again.json()["fix"]
+    assert client.delete("/api/v1/model-groups/nope/retraining-trigger", headers=keys("admin")).status_code == 404
+    events = client.get("/api/v1/audit/events", headers=keys("viewer")).json()["items"]
+    removed = [e for e in events if e["action"] == "retraining_trigger.deleted"]
+    assert len(removed) == 1 and removed[0]["subject_id"] == "g" and removed[0]["before"] == {
+        "url": "http://127.0.0.1:9/retrain", "cooldown_seconds": 3600}
+    from monitor.orm import RetrainingTrigger
+
+    with db.session_scope() as s:
+        assert s.scalar(select(func.count()).select_from(RetrainingTrigger)) == 0
+        hook = s.get(Webhook, trig.json()["webhook_id"])   # deactivated, kept: its deliveries are history
+        assert hook is not None and hook.active is False
+    # set again afterwards: a new trigger
+    assert client.put("/api/v1/model-groups/g/retraining-trigger", headers=keys("admin"),
+                      json={"url": url, "secret": "b" * 16}).status_code == 200

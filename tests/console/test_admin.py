@@ -120,6 +120,19 @@ def test_triggers_and_policies(console: Console, open_browser: Any, receiver: di
     assert "retraining trigger of governed set" in page.locator(".flash").inner_text()
     b.shot("admin-triggers", full_page=True)
     assert receiver["url"] in page.locator("tr", has=page.get_by_role("rowheader", name="governed")).first.inner_text()
+    # removable from its row (it could only be replaced), after a confirmation
+    register(console.api("admin"), "retired", n=1)
+    page.get_by_label("Model group").fill("retired")
+    page.get_by_label("Pipeline URL").fill(receiver["url"])
+    page.get_by_label("Signing secret").last.fill("t" * 20)
+    page.get_by_role("button", name="Set trigger").click()
+    page.once("dialog", lambda d: d.accept())
+    page.get_by_role("button", name="Remove retraining trigger of retired").click()
+    page.wait_for_load_state()
+    assert "retraining trigger of retired removed" in page.locator(".flash").inner_text()
+    triggers = page.locator("table[aria-labelledby=triggers-h]")
+    assert triggers.get_by_role("rowheader", name="retired").count() == 0
+    assert triggers.get_by_role("rowheader", name="governed").count() == 1
     policy_row = page.locator("tr", has=page.get_by_role("button", name="Save policy of governed"))
     policy_row.get_by_label("requires a passing bias report").check()
     policy_row.get_by_role("button", name="Save policy of governed").click()
