@@ -10,7 +10,7 @@ from fastapi import APIRouter, Form, Path, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from sqlalchemy.orm import Session
 
-from console.web import PREFIX, AdminForm, AdminPage, back, done, page_of, parse, render
+from console.web import PREFIX, AdminForm, AdminPage, back, done, keepable_url, page_of, parse, render
 from mlgov import auth, events
 from mlgov.api import KeyCreate, WebhookCreate
 from mlgov.auth import SessionDep
@@ -57,7 +57,7 @@ def admin(request: Request, session: SessionDep, user: AdminPage,
 def create_key(request: Request, session: SessionDep, user: AdminForm,
                name: Annotated[str, Form(max_length=128)] = "", owner: Annotated[str, Form(max_length=128)] = "",
                role: Annotated[str, Form(max_length=16)] = "viewer") -> HTMLResponse:
-    back(request, HERE)
+    back(request, HERE, {"name": name, "owner": owner, "role": role})
     body = parse(KeyCreate, name=name, role=role, owner=owner or None)
     row, full = auth.create_key(session, body.name, body.role.value, actor=user.principal.name, owner=body.owner,
                                 creator=user.principal)
@@ -78,7 +78,7 @@ def create_webhook(request: Request, session: SessionDep, user: AdminForm, polic
                    url: Annotated[str, Form(max_length=2048)] = "", secret: Annotated[str, Form(max_length=256)] = "",
                    event_types: Annotated[str, Form(max_length=4000)] = "",
                    description: Annotated[str, Form(max_length=1000)] = "") -> RedirectResponse:
-    back(request, HERE)
+    back(request, HERE, {"hook_url": keepable_url(url), "event_types": event_types, "description": description})
     body = parse(WebhookCreate, url=url, secret=secret, description=description or None,
                  events=[e.strip() for e in event_types.replace("\n", ",").split(",") if e.strip()])
     hook = events.create_webhook(session, url=body.url, secret=body.secret, events=body.events,
@@ -114,7 +114,7 @@ def set_trigger(request: Request, session: SessionDep, user: AdminForm, policy: 
                 group: Annotated[str, Form(max_length=256)] = "", url: Annotated[str, Form(max_length=2048)] = "",
                 secret: Annotated[str, Form(max_length=256)] = "",
                 cooldown_seconds: Annotated[str, Form(max_length=12)] = "3600") -> RedirectResponse:
-    back(request, HERE)
+    back(request, HERE, {"group": group, "trigger_url": keepable_url(url), "cooldown_seconds": cooldown_seconds})
     body = parse(TriggerSet, url=url, secret=secret, cooldown_seconds=cooldown_seconds.strip() or "3600")
     schedules.set_trigger(session, group, url=body.url, secret=body.secret, cooldown_seconds=body.cooldown_seconds,
                           actor=user.principal, policy=policy, box=box)

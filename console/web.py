@@ -22,7 +22,7 @@ import base64
 import inspect
 import json
 import re
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -39,7 +39,7 @@ from starlette.routing import Match
 
 from console import sessions
 from console.sessions import Signed, SignInRequired
-from mlgov import auth, web
+from mlgov import auth, outbound, web
 from mlgov.auth import Role, SessionDep
 from mlgov.errors import DomainError, Forbidden, Invalid, field_message, field_path
 
@@ -86,12 +86,22 @@ def _flash_of(request: Request) -> dict[str, Any] | None:
         return None
     if not isinstance(value, dict):
         return None
-    return {k: str(value.get(k) or "") for k in ("kind", "text", "fix")}
+    keep = value.get("keep")
+    return {**{k: str(value.get(k) or "") for k in ("kind", "text", "fix")},
+            "keep": {str(k): str(v) for k, v in keep.items() if isinstance(v, str)} if isinstance(keep, dict) else {}}
 
 
-def _set_flash(response: Response, kind: str, text: str, fix: str | None = None) -> None:
-    raw = base64.urlsafe_b64encode(json.dumps({"kind": kind, "text": text[:1500], "fix": (fix or "")[:500]})
-                                   .encode()).decode()
+KEEP_BYTES = 2600
+"""The most a refused form's kept values may take in the flash cookie (browsers cap a cookie near 4 KB); more, and
+the form comes back empty rather than the message being lost."""
+
+
+def _set_flash(response: Response, kind: str, text: str, fix: str | None = None,
+               keep: Mapping[str, str] | None = None) -> None:
+    flash: dict[str, Any] = {"kind": kind, "text": text[:1500], "fix": (fix or "")[:500]}
+    if keep and len(json.dumps(keep)) <= KEEP_BYTES:
+        flash["keep"] = dict(keep)
+    raw = base64.urlsafe_b64encode(json.dumps(flash).encode()).decode()
     response.set_cookie(FLASH_COOKIE, raw, max_age=60, httponly=True, samesite="strict", path=PREFIX)
 
 
@@ -102,7 +112,7 @@ def render(request: Request, user: Signed | None, template: str, *, status: int 
     html = templates.get_template(template).render(
         request=request, user=user, principal=user.principal if user else None, csrf=user.csrf if user else "",
         nav=[n for n in NAV if may(user, n.roles)], path=request.url.path, root=root, static=root + STATIC_URL,
-        flash=flash, may=lambda roles: may(user, roles), roles=auth, **context)
+        flash=flash, kept=(flash or {}).get("keep") or {}, may=lambda roles: may(user, roles), roles=auth, **context)
     # console pages show what a role may see (and, once, a new key): not for a shared browser's cache
     response = HTMLResponse(html, status_code=status, headers={"Cache-Control": "no-store"})
     if request.cookies.get(FLASH_COOKIE):
@@ -117,9 +127,18 @@ def attachment(filename: str) -> str:
     return f"attachment; filename=\"{plain}\"; filename*=UTF-8''{quote(filename, safe='')}"
 
 
-def back(request: Request, path: str) -> None:
-    """Where a refusal of this POST is shown (a console page; the error mapping redirects there with the message)."""
+def back(request: Request, path: str, keep: Mapping[str, str] | None = None) -> None:
+    """Where a refusal of this POST is shown (a console page; the error mapping redirects there with the message).
+    ``keep``: the form's values to fill it with again when it is refused, so one wrong field does not cost the
+    admin the others. Never a secret: it travels in the flash cookie (`keepable_url` for URLs)."""
     request.state.console_back = path
+    request.state.console_keep = keep
+
+
+def keepable_url(url: str) -> str:
+    """``url`` when it may be kept for a refused form (no password, no query values: `masked_url` would show it
+    whole), else empty: those are typed again rather than stored in a cookie."""
+    return url if outbound.masked_url(url) == url else ""
 
 
 def done(request: Request, path: str, text: str | None = None) -> RedirectResponse:
@@ -208,7 +227,7 @@ def console_error(request: Request, exc: DomainError) -> Response:
     if request.method == "POST":
         # The request's transaction was rolled back before this runs: nothing of the refused action was stored.
         response = RedirectResponse(root + local_path(getattr(request.state, "console_back", None)), status_code=303)
-        _set_flash(response, "error", exc.detail, exc.fix_for("console"))
+        _set_flash(response, "error", exc.detail, exc.fix_for("console"), getattr(request.state, "console_keep", None))
         return response
     return render(request, user, "message.html", status=exc.status, title=exc.title,
                   flash={"kind": "error", "text": exc.detail, "fix": exc.fix_for("console") or ""})

@@ -68,6 +68,15 @@ def test_keys_are_created_with_owner_and_role_and_revoked(console: Console, open
     b.shot("admin")
     row = page.locator("tr", has=page.get_by_role("rowheader", name="erin-approver"))
     assert "approver" in row.inner_text() and "erin" in row.inner_text() and "root" in row.inner_text()
+    # a refused key comes back as typed, role included, to correct the one field
+    page.get_by_label("Name").fill("erin-approver")
+    page.get_by_label("Owner").fill("erin's deputy")
+    page.get_by_label("Role").select_option("publisher")
+    page.get_by_role("button", name="Create key").click()
+    assert "already" in page.locator(".flash-error").inner_text()
+    assert (page.get_by_label("Name").input_value(), page.get_by_label("Owner").input_value(),
+            page.get_by_label("Role").input_value()) == ("erin-approver", "erin's deputy", "publisher")
+    page = b.goto("/console/admin")
     erin = open_browser(key=key)
     assert erin.page.get_by_role("heading", name="Approvals").is_visible()
     assert "erin-approver (approver)" in erin.page.locator(".who").inner_text()
@@ -88,11 +97,26 @@ def test_webhook_dead_letter_is_redelivered(console: Console, open_browser: Any,
     page.get_by_label("URL", exact=True).fill("http://169.254.169.254/latest")
     page.get_by_label("Signing secret").first.fill("s" * 20)
     page.get_by_label("Events").fill("version.*")
+    page.get_by_label("Description").fill("model registry feed")
     page.get_by_role("button", name="Subscribe").click()
     assert "169.254.169.254" in page.locator(".flash-error").inner_text()   # the outbound policy's refusal
-    page.get_by_label("URL", exact=True).fill(receiver["url"])
+    # the refused form comes back filled (it came back empty), except its secret
+    assert page.get_by_label("URL", exact=True).input_value() == "http://169.254.169.254/latest"
+    assert (page.get_by_label("Events").input_value(), page.get_by_label("Description").input_value()) == (
+        "version.*", "model registry feed")
+    assert page.get_by_label("Signing secret").first.input_value() == ""
+    page.reload()   # kept once: the page read afresh is empty again
+    assert page.get_by_label("URL", exact=True).input_value() == ""
+    # a URL with a password or query values is not kept (it would travel in a cookie): typed again
+    page.get_by_label("URL", exact=True).fill("http://u:pw@169.254.169.254/x?token=T")
     page.get_by_label("Signing secret").first.fill("s" * 20)
     page.get_by_label("Events").fill("version.*")
+    page.get_by_role("button", name="Subscribe").click()
+    assert "169.254.169.254" in page.locator(".flash-error").inner_text()
+    assert page.get_by_label("URL", exact=True).input_value() == ""
+    assert page.get_by_label("Events").input_value() == "version.*"
+    page.get_by_label("URL", exact=True).fill(receiver["url"])
+    page.get_by_label("Signing secret").first.fill("s" * 20)
     page.get_by_role("button", name="Subscribe").click()
     assert "subscribed" in page.locator(".flash").inner_text()
     register(console.api("admin"), "hooked", n=1)
