@@ -138,6 +138,10 @@ def test_lineage_graph_leads_from_the_version_to_its_alert(console: Console, bre
     click on an alert (after zooming and panning) opens the alert's page."""
     b = open_browser("viewer")
     page = b.goto("/console/models/churn/versions/1")
+    # the version's alerts say what breached: two alerts of one check read the same ("baseline_drift_check on
+    # churn-prod") before
+    alerts = page.locator("h2:text-is('Alerts') + ul li").all_inner_texts()
+    assert alerts and all(a.startswith("baseline_drift_check on income · endpoint churn-prod") for a in alerts), alerts
     graph = lineage_graph(page, drag=(-120, -60))
     kinds = {n["cls"] for n in graph["nodes"]}
     assert {"endpoint", "monitor", "alert"} <= kinds, graph["nodes"]
