@@ -196,8 +196,10 @@ def update_constraints(session: Session, store: ObjectStore, baseline_id: str, b
     old = json.loads(raw_old)
     if row.kind == "DataQuality":
         _same_columns(old, new)
-    kept = _keep_replaced(store, row, "constraints.json", raw_old)
     written = layout.dumps(new)
+    if written == raw_old:   # a repeated PUT: nothing changes, nothing to keep or audit
+        return dict(new)
+    kept = _keep_replaced(store, row, "constraints.json", raw_old)
     store.put(f"{row.prefix}/constraints.json", written, "application/json")
     audit.record(session, actor=actor.name, action="baseline.constraints_updated", subject_type="baseline",
                  subject_id=row.id, before={"monitoring_config": old.get("monitoring_config"), **kept},
@@ -277,11 +279,15 @@ def put_expectations(session: Session, store: ObjectStore, baseline_id: str, bod
                       '"kwargs": {"column": "age"}}]}')
     if not isinstance(suite.get("name", ""), str):
         raise Invalid("the ExpectationSuite's name must be a string", fix='e.g. "name": "churn-inputs"')
+    written = layout.dumps(suite)
     try:
-        kept = _keep_replaced(store, row, "expectations.json", store.get(f"{row.prefix}/expectations.json"))
+        raw_old = store.get(f"{row.prefix}/expectations.json")
     except NotFound:
         kept = None
-    written = layout.dumps(suite)
+    else:
+        if raw_old == written:   # a repeated PUT: nothing changes, nothing to keep or audit
+            return dict(suite)
+        kept = _keep_replaced(store, row, "expectations.json", raw_old)
     store.put(f"{row.prefix}/expectations.json", written, "application/json")
     audit.record(session, actor=actor.name, action="baseline.expectations_attached", subject_type="baseline",
                  subject_id=row.id, before=kept, after={"suite": suite.get("name"), "expectations":

@@ -133,6 +133,13 @@ def test_baseline_from_store_uri_and_constraint_edits(client, keys, app):
     kept = store.get(event["before"]["object_key"])
     assert json.loads(kept)["monitoring_config"]["distribution_constraints"]["comparison_threshold"] != 0.3
     assert hashlib.sha256(kept).hexdigest() == event["before"]["sha256"]
+    # the same document again changes nothing: no copy kept, no event (a retried PUT stored a copy each time)
+    folder = event["before"]["object_key"].rsplit("/", 1)[0] + "/"
+    assert len(list(store.list(folder))) == 1
+    same = client.put(f"/api/v1/baselines/{bid}/constraints.json", content=json.dumps(cons), headers=pub)
+    assert same.status_code == 200 and same.json() == again
+    assert len(client.get("/api/v1/audit/events", params={"action": "baseline.constraints_updated"},
+                          headers=keys("admin")).json()["items"]) == 1 and len(list(store.list(folder))) == 1
     # a renamed column (its real one then unchecked) and a negative threshold (every distance exceeds it): refused
     renamed = json.loads(json.dumps(cons))
     renamed["features"][0]["name"] = "nosuch"
