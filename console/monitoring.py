@@ -9,9 +9,11 @@ from typing import Annotated, Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, Path, Query, Request
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, Response
+from markupsafe import Markup
 
 from console.web import PREFIX, Viewer, page_of, render
+from mlgov import web
 from mlgov.auth import SessionDep
 from mlgov.db import utcnow
 from mlgov.storage import StoreDep
@@ -151,4 +153,16 @@ def analysis(request: Request, analysis_id: Id, session: SessionDep, store: Stor
     ex = schedules.execution_of(session, schedule, analysis_id) if schedule else None
     if ex is not None:
         trail.append((f"Schedule {schedule}", f"{base}/monitoring/schedules/{quote(schedule, safe='')}"))
-    return HTMLResponse(kinds.analysis_html(session, store, analysis_id, trail))
+    # the report's part inside the console's layout: HTML already, the output of its kind's templates, which
+    # autoescape every value they render (`web.templates`); marked so, it is not escaped a second time
+    part = kinds.analysis_html(session, store, analysis_id, trail)
+    return render(request, user, "report.html", title=f"Analysis {analysis_id}", report=Markup(part))  # noqa: S704
+
+
+_REPORT_CSS = web.scoped_report_css()
+
+
+@router.get("/report.css", response_class=Response)
+def report_css(_: Viewer) -> Response:
+    """The reports' stylesheet scoped to the console's report pages (a stylesheet of 'self': the CSP allows it)."""
+    return Response(_REPORT_CSS, media_type="text/css", headers={"Cache-Control": "private, max-age=3600"})

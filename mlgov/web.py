@@ -82,6 +82,12 @@ def templates(directory: Path, *behind: Path) -> Environment:
 _templates = templates(KERNEL_TEMPLATES)
 
 
+def scoped_report_css() -> str:
+    """The reports' stylesheet with every rule nested under ``.report`` (CSS nesting), for a page that shows a report
+    inside its own layout (the console): the standalone report's body, heading and table rules stay in the report."""
+    return ".report {\n" + _templates.get_template("report.css").render() + "\n}\n"
+
+
 def _style_hash(template: str) -> str:
     digest = hashlib.sha256(_templates.get_template(template).render().encode()).digest()
     return f"'sha256-{base64.b64encode(digest).decode()}'"

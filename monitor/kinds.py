@@ -166,8 +166,8 @@ def analysis_report(session: Session, store: ObjectStore, analysis_id: str) -> d
 def analysis_html(session: Session, store: ObjectStore, analysis_id: str,
                   trail: Sequence[tuple[str, str]] = ()) -> str:
     """The readable report, drawn by the analysis's kind (a kind no longer registered: the common part only).
-    ``trail`` (label, href) pairs head it as breadcrumbs when a page of the console shows it; the API's report is
-    a standalone document without them."""
+    ``trail`` (label, href) pairs head it as breadcrumbs when a page of the console shows it, and it is then the
+    report's part only, for the console's layout; the API's report is a standalone document without them."""
     rep = analysis_report(session, store, analysis_id)
     if trail:
         rep["trail"] = list(trail)

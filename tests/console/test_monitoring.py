@@ -81,6 +81,14 @@ def test_drift_trend_after_a_breach_and_click_through(console: Console, breached
     # the report is headed by the way back: the console, Monitoring and the schedule whose run it is
     trail = page.get_by_role("navigation", name="Breadcrumb")
     assert trail.get_by_role("link").all_inner_texts() == ["Console", "Monitoring", "Schedule churn-dq"]
+    # inside the console's layout (it was the API's standalone document: no navigation, no sign-out)
+    main_nav = page.get_by_role("navigation", name="Main")
+    assert main_nav.get_by_role("link", name="Monitoring").get_attribute("aria-current") == "page"
+    assert page.get_by_role("button", name="Sign out").count() == 1
+    assert page.locator("style").count() == 0 and page.locator("main .report h1").inner_text() == (
+        "Data-quality and drift analysis")
+    swatch = page.locator("main .report .legend span.cur").evaluate("e => getComputedStyle(e).backgroundColor")
+    assert swatch == "rgb(252, 141, 98)", swatch                  # the report's own stylesheet, scoped to it
     b.shot("console-analysis")
     report_url = page.url
     with page.expect_navigation():
@@ -187,6 +195,8 @@ def test_signed_out_and_forged_redeliver_refused(console: Console, breached: dic
                                                  open_browser: Any) -> None:
     b = open_browser(None)
     page = b.goto("/console/monitoring")
+    assert "sign-in" in page.url
+    page = b.goto("/console/report.css")                           # the reports' stylesheet too takes a role
     assert "sign-in" in page.url
     b2 = open_browser("viewer")
     path = f"/console/alerts/{breached['alert']['id']}/webhooks/w/deliveries/d/redeliver"
