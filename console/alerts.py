@@ -5,14 +5,15 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import APIRouter, Form, Path, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 
-from console.web import PREFIX, AdminForm, Viewer, back, done, page_of, render
+from console.web import PREFIX, AdminForm, PublisherForm, Viewer, back, done, page_of, parse, render
 from mlgov import events
 from mlgov.auth import SessionDep
 from mlgov.errors import Invalid
 from monitor import schedules
+from monitor.schemas import AlertResolve
 
 router = APIRouter()
 PAGE = 50
@@ -46,3 +47,13 @@ def redeliver(request: Request, alert_id: Id, webhook_id: Id, delivery_id: Id, s
     back(request, f"{PREFIX}/alerts/{alert_id}")
     events.retry_delivery(session, webhook_id, delivery_id, actor=user.principal.name)
     return done(request, f"{PREFIX}/alerts/{alert_id}", "Redelivery queued.")
+
+
+@router.post("/alerts/{alert_id}/resolve")
+def resolve(request: Request, alert_id: Id, session: SessionDep, user: PublisherForm,
+            reason: Annotated[str, Form(max_length=1000)] = "") -> RedirectResponse:
+    here = f"{PREFIX}/alerts/{alert_id}"
+    back(request, here, {"reason": reason})
+    body = parse(AlertResolve, reason=reason)
+    schedules.resolve_alert(session, alert_id, body.reason, user.principal)
+    return done(request, here, "Alert resolved.")

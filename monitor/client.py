@@ -394,6 +394,11 @@ class MonitorClient(BaseClient):
     def get_alert(self, call: Call, alert_id: str) -> AlertRead:
         return call.model(AlertRead, {"alert_id": alert_id})
 
+    @route("POST", "/api/v1/alerts/{alert_id}/resolve")
+    def resolve_alert(self, call: Call, alert_id: str, reason: str) -> AlertRead:
+        """Close an open alert by hand, saying why (its schedule's owner or an admin)."""
+        return call.model(AlertRead, {"alert_id": alert_id}, json={"reason": reason})
+
     @route("PUT", "/api/v1/model-groups/{group}/retraining-trigger")
     def set_retraining_trigger(self, call: Call, group: str, url: str, secret: str,
                                cooldown_seconds: int | None = None) -> TriggerRead:

@@ -40,6 +40,7 @@ from monitor.engine.analysis import DriftConfig
 from monitor.orm import Alert, Analysis
 from monitor.schemas import (
     AlertRead,
+    AlertResolve,
     AnalysisRead,
     AttachBaseline,
     AttachedBaseline,
@@ -521,6 +522,13 @@ def list_alerts(session: SessionDep, _: Reader,
 @router.get("/alerts/{alert_id}", response_model=AlertRead)
 def get_alert(alert_id: str, session: SessionDep, _: Reader) -> Any:
     alert, sched = schedules.get_alert(session, alert_id)
+    return _alert(alert, sched.name)
+
+
+@router.post("/alerts/{alert_id}/resolve", response_model=AlertRead)
+def resolve_alert(alert_id: str, body: AlertResolve, session: SessionDep, actor: Writer) -> Any:
+    """Close an open alert by hand, saying why: its schedule's owner or an admin (409 if it is not open)."""
+    alert, sched = schedules.resolve_alert(session, alert_id, body.reason, actor)
     return _alert(alert, sched.name)
 
 

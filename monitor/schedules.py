@@ -250,17 +250,35 @@ def _resolve_open(session: Session, row: Schedule, actor: str, reason: str,
     for alert in session.scalars(select(Alert).where(
             Alert.schedule_id == row.id, Alert.status == "open", *([Alert.check.in_(checks)] if checks else []))
             .order_by(Alert.opened_at, Alert.id)):
-        alert.status, alert.resolved_at = "resolved", utcnow()
-        lineage.ensure_action(session, action_type="Alert", key=lineage.alert_key(alert.id),
-                              name=_alert_name(row, alert), status="Stopped", end_time=alert.resolved_at,
-                              actor=actor)
-        audit.record(session, actor=actor, action="alert.resolved", subject_type="alert", subject_id=alert.id,
-                     after={"reason": reason, "schedule": row.name, "check": alert.check,
-                            "subject": alert.subject, "occurrences": alert.occurrences})
-        last = session.get(Execution, alert.last_execution_id)
-        if last is not None:
-            events.emit(session, "alert.resolved", alert.id, {**alert_payload(alert, row, last), "reason": reason})
+        _resolve(session, row, alert, actor, reason)
     session.flush()
+
+
+def _resolve(session: Session, row: Schedule, alert: Alert, actor: str, reason: str) -> None:
+    """One open alert resolved for ``reason``: lineage, an audited alert.resolved saying why, the subscribers' event."""
+    alert.status, alert.resolved_at = "resolved", utcnow()
+    lineage.ensure_action(session, action_type="Alert", key=lineage.alert_key(alert.id),
+                          name=_alert_name(row, alert), status="Stopped", end_time=alert.resolved_at, actor=actor)
+    audit.record(session, actor=actor, action="alert.resolved", subject_type="alert", subject_id=alert.id,
+                 after={"reason": reason, "schedule": row.name, "check": alert.check,
+                        "subject": alert.subject, "occurrences": alert.occurrences})
+    last = session.get(Execution, alert.last_execution_id)
+    if last is not None:
+        events.emit(session, "alert.resolved", alert.id, {**alert_payload(alert, row, last), "reason": reason})
+
+
+def resolve_alert(session: Session, alert_id: str, reason: str, actor: Principal) -> tuple[Alert, Schedule]:
+    """Close an open alert by hand, saying why (a breach handled outside mlgov: the model retrained and redeployed,
+    the upstream feed mended, a schedule stopped for good). The schedule's owner's or an admin's, as the schedule
+    is; a later run that breaches again opens a new alert."""
+    alert, sched = get_alert(session, alert_id)
+    _mine(session, sched, actor, "resolve its alerts")
+    if alert.status != "open":
+        raise Conflict(f"alert {alert_id} is {alert.status} already",
+                       fix="nothing to do; a new breach opens a new alert")
+    _resolve(session, sched, alert, actor.name, f"resolved by {actor.name}: {reason}")
+    session.flush()
+    return alert, sched
 
 
 def executions(session: Session, name: str, limit: int, offset: int) -> tuple[list[Execution], int]:

@@ -287,6 +287,18 @@ class AlertRead(BaseModel):
     resolved_at: dt.datetime | None
 
 
+def _said(text: str) -> str:
+    if not text.strip():
+        raise ValueError("must not be blank: say why the alert is closed")
+    return text
+
+
+class AlertResolve(Strict):
+    reason: Annotated[str, AfterValidator(_said)] = Field(
+        min_length=1, max_length=1000, description="why the alert is closed (kept in the audit log and sent to "
+        "subscribers with alert.resolved), e.g. 'v3 retrained on November data and deployed'")
+
+
 class TriggerSet(Strict):
     url: str = Field(min_length=8, max_length=2048, pattern="^https?://")
     secret: str = Field(min_length=16, max_length=256)

@@ -131,6 +131,7 @@ def test_alert_page_shows_violations_and_retraining_request(console: Console, br
     assert "baseline_drift_check" in text and "income" in text
     assert "Requested" in text                                   # the retraining request and its delivery
     assert page.get_by_role("button", name="Redeliver").count() == 0   # nothing dead yet, and a viewer anyway
+    assert page.get_by_role("button", name="Resolve").count() == 0     # a viewer cannot close it
     b.shot("alert")
     page = b.goto("/console/alerts?status=resolved")
     assert "No resolved alerts" in page.locator("main").inner_text()
@@ -313,3 +314,51 @@ def test_a_schedule_with_one_run_draws_its_point_in_a_readable_window_with_the_t
     assert hi - lo <= 4 * 3600, (lo, hi)            # hours, not years
     assert lines and all(n == 3 for n in lines[1:]), lines   # the threshold spans the window
     b.shot("console-one-run")
+
+
+def test_an_alert_is_resolved_by_hand_with_a_reason(console: Console, breached: dict[str, Any],
+                                                   open_browser: Any) -> None:
+    """A breach handled outside mlgov (retrained, feed mended) stayed open until a run passed, and a stopped
+    schedule's never: its owner or an admin now resolves it saying why; others are refused."""
+    pub = console.api("publisher")
+    bid = pub.get("/api/v1/monitoring-schedules/churn-dq").json()["baseline_id"]
+    assert pub.post("/api/v1/monitoring-schedules", json={
+        "name": "churn-dq-hand", "endpoint": "churn-prod", "type": "DataQuality", "schedule": "daily",
+        "baseline_id": bid, "window": {"start": "-PT1H", "end": "PT0S"}}).status_code == 201
+    start = HOUR + dt.timedelta(hours=3)
+    ran = pub.post("/api/v1/monitoring-schedules/churn-dq-hand/run",
+                   json={"start": start.isoformat(), "end": (start + dt.timedelta(hours=1)).isoformat()})
+    assert ran.json()["status"] == "CompletedWithViolations", ran.text
+    [alert] = pub.get("/api/v1/alerts", params={"status": "open", "schedule": "churn-dq-hand"}).json()["items"]
+    # the approver is not the schedule's owner: refused with why, and the reason typed is kept
+    b = open_browser("approver")
+    page = b.goto(f"/console/alerts/{alert['id']}")
+    assert page.get_by_role("button", name="Resolve").count() == 0      # approvers do not manage schedules
+    r = console.api("approver").post(f"/api/v1/alerts/{alert['id']}/resolve", json={"reason": "mine now"})
+    assert r.status_code == 403, r.text
+    p = open_browser("publisher")
+    page = p.goto(f"/console/alerts/{alert['id']}")
+    page.on("dialog", lambda d: d.accept())
+    page.get_by_label("Why is it closed?").fill("   ")
+    page.get_by_role("button", name="Resolve").click()
+    page.wait_for_load_state()
+    assert "must not be blank" in page.locator(".flash-error").inner_text()
+    page.get_by_label("Why is it closed?").fill("v2 retrained on the shifted income and deployed")
+    page.get_by_role("button", name="Resolve").click()
+    page.wait_for_load_state()
+    assert "Alert resolved." in page.locator(".flash").inner_text()
+    assert "resolved" in page.locator("dl.facts").inner_text()
+    assert page.get_by_role("button", name="Resolve").count() == 0
+    p.check_csp()
+    again = pub.post(f"/api/v1/alerts/{alert['id']}/resolve", json={"reason": "twice"})
+    assert again.status_code == 409 and "resolved already" in again.json()["detail"], again.text
+    events = console.api("admin").get("/api/v1/audit/events", params={"action": "alert.resolved"}).json()["items"]
+    [ev] = [e for e in events if e["subject_id"] == alert["id"]]
+    assert ev["actor"] == "publisher" and ev["after"]["reason"] == (
+        "resolved by publisher: v2 retrained on the shifted income and deployed")
+    # a later breach opens a new alert rather than reopening the resolved one
+    ran = pub.post("/api/v1/monitoring-schedules/churn-dq-hand/run",
+                   json={"start": start.isoformat(), "end": (start + dt.timedelta(hours=1)).isoformat()})
+    assert ran.json()["status"] == "CompletedWithViolations", ran.text
+    [new] = pub.get("/api/v1/alerts", params={"status": "open", "schedule": "churn-dq-hand"}).json()["items"]
+    assert new["id"] != alert["id"]
