@@ -19,6 +19,7 @@ How a page route looks::
 from __future__ import annotations
 
 import base64
+import hashlib
 import inspect
 import json
 import re
@@ -91,18 +92,37 @@ def _flash_of(request: Request) -> dict[str, Any] | None:
             "keep": {str(k): str(v) for k, v in keep.items() if isinstance(v, str)} if isinstance(keep, dict) else {}}
 
 
-KEEP_BYTES = 2600
-"""The most a refused form's kept values may take in the flash cookie (browsers cap a cookie near 4 KB); more, and
-the form comes back empty rather than the message being lost."""
+COOKIE_BYTES = 3900
+"""The most the flash cookie may take: browsers drop a cookie over about 4 KB without a word, and the refusal's
+message with it. Kept form values go first, then the message is cut to fit."""
+
+
+def _kept_for(user: Signed) -> str:
+    """Kept form values are bound to the session that typed them (a digest of its CSRF token, which no one else
+    knows): a cookie planted from elsewhere cannot fill an admin's form with its own URL."""
+    return hashlib.sha256(f"keep:{user.csrf}".encode()).hexdigest()[:32]
 
 
 def _set_flash(response: Response, kind: str, text: str, fix: str | None = None,
-               keep: Mapping[str, str] | None = None) -> None:
+               keep: Mapping[str, str] | None = None, user: Signed | None = None) -> None:
     flash: dict[str, Any] = {"kind": kind, "text": text[:1500], "fix": (fix or "")[:500]}
-    if keep and len(json.dumps(keep)) <= KEEP_BYTES:
-        flash["keep"] = dict(keep)
-    raw = base64.urlsafe_b64encode(json.dumps(flash).encode()).decode()
+    if keep and user is not None:
+        flash["keep"] = {**keep, "_for": _kept_for(user)}
+
+    def encoded() -> str:
+        return base64.urlsafe_b64encode(json.dumps(flash, ensure_ascii=False).encode()).decode()
+
+    raw = encoded()
+    if len(raw) > COOKIE_BYTES:
+        flash.pop("keep", None)
+        while len(raw := encoded()) > COOKIE_BYTES:
+            flash["text"], flash["fix"] = flash["text"][:len(flash["text"]) * 3 // 4], flash["fix"][:200]
     response.set_cookie(FLASH_COOKIE, raw, max_age=60, httponly=True, samesite="strict", path=PREFIX)
+
+
+def _kept(flash: Mapping[str, Any] | None, user: Signed | None) -> dict[str, str]:
+    keep = dict((flash or {}).get("keep") or {})
+    return keep if user is not None and keep.pop("_for", None) == _kept_for(user) else {}
 
 
 def render(request: Request, user: Signed | None, template: str, *, status: int = 200, **context: Any) -> HTMLResponse:
@@ -112,7 +132,7 @@ def render(request: Request, user: Signed | None, template: str, *, status: int 
     html = templates.get_template(template).render(
         request=request, user=user, principal=user.principal if user else None, csrf=user.csrf if user else "",
         nav=[n for n in NAV if may(user, n.roles)], path=request.url.path, root=root, static=root + STATIC_URL,
-        flash=flash, kept=(flash or {}).get("keep") or {}, may=lambda roles: may(user, roles), roles=auth, **context)
+        flash=flash, kept=_kept(flash, user), may=lambda roles: may(user, roles), roles=auth, **context)
     # console pages show what a role may see (and, once, a new key): not for a shared browser's cache
     response = HTMLResponse(html, status_code=status, headers={"Cache-Control": "no-store"})
     if request.cookies.get(FLASH_COOKIE):
@@ -227,7 +247,8 @@ def console_error(request: Request, exc: DomainError) -> Response:
     if request.method == "POST":
         # The request's transaction was rolled back before this runs: nothing of the refused action was stored.
         response = RedirectResponse(root + local_path(getattr(request.state, "console_back", None)), status_code=303)
-        _set_flash(response, "error", exc.detail, exc.fix_for("console"), getattr(request.state, "console_keep", None))
+        _set_flash(response, "error", exc.detail, exc.fix_for("console"), getattr(request.state, "console_keep", None),
+                   user)
         return response
     return render(request, user, "message.html", status=exc.status, title=exc.title,
                   flash={"kind": "error", "text": exc.detail, "fix": exc.fix_for("console") or ""})
