@@ -34,7 +34,6 @@ from mlgov.storage import ObjectStore
 from monitor import report as reports
 from monitor import service
 from monitor.capture import CaptureSchema
-from monitor.engine.quality import breaches
 from monitor.service import Analysis, Baseline, Finished, FinishedBaseline
 
 # A POST /baselines form as ``mlgov.api.form_parts`` reads it: text parts as str, files as (bytes, filename);
@@ -374,12 +373,12 @@ def _quality_points(report: Mapping[str, Any]) -> list[Point]:
     def limit(name: str) -> float | None:
         return _number((limits.get(name) or {}).get("threshold"))
 
-    def beyond(name: str, value: float | None) -> bool:
-        threshold = limit(name)
-        return value is not None and threshold is not None and breaches(
-            value, threshold, str((limits.get(name) or {}).get("comparison_operator")))
+    # breached as the run judged it (its constraint_violations.json): an estimate is judged only while labels are
+    # missing, and a later edit of the baseline's constraints must not recolour runs already judged
+    found = {(str(v.get("metric_name")), str(v.get("constraint_check_type", "")).startswith("Estimated"))
+             for v in (report.get("violations") or {}).get("violations") or [] if isinstance(v, dict)}
 
-    points = [Point(name, _number(m.get("value")), limit(name), name, beyond(name, _number(m.get("value"))))
+    points = [Point(name, _number(m.get("value")), limit(name), name, (name, False) in found)
               for name, m in metrics.items() if isinstance(m, dict) and _number(m.get("value")) is not None]
     estimate = report.get("estimate") or {}
     realised = service.constraint_names(estimate.get("problem_type"))
@@ -387,7 +386,7 @@ def _quality_points(report: Mapping[str, Any]) -> list[Point]:
         if isinstance(e, dict) and _number(e.get("estimate")) is not None:
             metric = realised.get(name, name)   # drawn on the realised metric's chart, judged by its threshold
             points += [Point(f"{metric} estimated", _number(e.get("estimate")), limit(metric), metric,
-                             beyond(metric, _number(e.get("estimate")))),
+                             (metric, True) in found),
                        Point(f"{metric} band lower", _number(e.get("lower")), None, metric),
                        Point(f"{metric} band upper", _number(e.get("upper")), None, metric)]
     return points
@@ -404,5 +403,6 @@ register(MonitorKind(
     checks=("LessThanThreshold", "GreaterThanThreshold", "EstimatedLessThanThreshold",
             "EstimatedGreaterThanThreshold"), report=service.quality_report, render=reports.model_quality,
     fits_endpoint=_model_quality_fits, points=_quality_points,
-    charted=(("statistics", "statistics.json"), ("estimate", "estimate.json")),
+    charted=(("statistics", "statistics.json"), ("estimate", "estimate.json"),
+             ("violations", "constraint_violations.json")),
     charted_baseline=(("constraints", "constraints.json"),)))

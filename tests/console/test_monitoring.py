@@ -4,6 +4,7 @@ a click through to the execution's report, the alert with its violations and its
 from __future__ import annotations
 
 import datetime as dt
+import json
 from typing import Any
 
 import pytest
@@ -66,6 +67,11 @@ def test_drift_trend_after_a_breach_and_click_through(console: Console, breached
     income = page.locator("section.chart-card", has=page.get_by_role("heading", name="income", exact=False)).first
     assert "threshold" in income.inner_text()
     assert income.locator("canvas").count() >= 1                   # uPlot drew the trend
+    # the two shifted hours are drawn again, filled red, and the page says what red means
+    spec = json.loads(income.locator("[data-chart]").get_attribute("data-chart") or "{}")
+    red = [line for line in spec["series"] if line["label"].endswith("beyond threshold")]
+    assert len(red) == 1 and [v is not None for v in red[0]["values"]] == [False, False, True, True], red
+    assert "Points filled red were judged beyond the threshold" in page.locator("main").inner_text()
     # the alerting feature's chart comes first
     assert page.locator("section.chart-card h3").first.inner_text().startswith("income")
     b.shot("console-drift")
@@ -277,17 +283,23 @@ def test_points_are_breached_as_each_kind_judges() -> None:
         {"feature": "d", "method": "ks", "statistic": 0.01, "threshold": 0.05, "drifted": True}]}})
     assert [(p.series, p.breached) for p in drift] == [("a · psi", True), ("b · psi", False),
                                                        ("c · psi not judged", False), ("d · ks", True)]
-    quality = _quality_points({
+    # model quality: as the run's own constraint_violations.json says, not recomputed from today's constraints (an
+    # edit recoloured runs already judged) nor for an estimate the run did not judge (all rows labelled)
+    run = {
         "statistics": {"binary_classification_metrics": {"accuracy": {"value": 0.7}, "recall": {"value": 0.9},
                                                          "f0_5": {"value": 0.5}}},
         "constraints": {"binary_classification_constraints": {
             "accuracy": {"threshold": 0.8, "comparison_operator": "LessThanThreshold"},
-            "recall": {"threshold": 0.8, "comparison_operator": "GreaterThanThreshold"}}},
+            "recall": {"threshold": 0.95, "comparison_operator": "LessThanThreshold"}}},
         "estimate": {"problem_type": "BinaryClassification",
-                     "estimated": {"accuracy": {"estimate": 0.85, "lower": 0.8, "upper": 0.9}}}})
-    assert {p.series: p.breached for p in quality} == {
-        "accuracy": True, "recall": True, "f0_5": False, "accuracy estimated": False, "accuracy band lower": False,
+                     "estimated": {"accuracy": {"estimate": 0.75, "lower": 0.7, "upper": 0.8}}},
+        "violations": {"violations": [{"metric_name": "accuracy", "constraint_check_type": "LessThanThreshold"}]}}
+    assert {p.series: p.breached for p in _quality_points(run)} == {
+        "accuracy": True, "recall": False, "f0_5": False, "accuracy estimated": False, "accuracy band lower": False,
         "accuracy band upper": False}
+    run["violations"]["violations"].append(
+        {"metric_name": "accuracy", "constraint_check_type": "EstimatedLessThanThreshold"})
+    assert [p.series for p in _quality_points(run) if p.breached] == ["accuracy", "accuracy estimated"]
     [ndcg] = _attribution_points({"analysis": {"ndcg": 0.88, "ndcg_threshold": 0.9}})
     assert ndcg.breached
 

@@ -94,7 +94,8 @@ def test_series_read_what_each_kind_charts() -> None:
             "accuracy": {"value": 0.81, "standard_deviation": 0.01}, "auc": {"value": 0.9},
             "confusion_matrix": {"0": {"0": 5}}}},
         "constraints": {"version": 0.0, "binary_classification_constraints": {
-            "accuracy": {"threshold": 0.85, "comparison_operator": "LessThanThreshold"}}}})
+            "accuracy": {"threshold": 0.85, "comparison_operator": "LessThanThreshold"}}},
+        "violations": {"violations": [{"metric_name": "accuracy", "constraint_check_type": "LessThanThreshold"}]}})
     assert [p[:4] for p in mq] == [
         ("accuracy", 0.81, 0.85, "accuracy"), ("auc", 0.9, None, "auc")]
     assert [p.breached for p in mq] == [True, False] and not any(p.breached for p in dq)   # 0.81 < 0.85
