@@ -37,8 +37,12 @@ def alerts(request: Request, session: SessionDep, user: Viewer,
 @router.get("/alerts/{alert_id}", response_class=HTMLResponse)
 def alert(request: Request, alert_id: Id, session: SessionDep, user: Viewer) -> HTMLResponse:
     row, sched = schedules.get_alert(session, alert_id)
-    return render(request, user, "alert.html", title=f"Alert {row.check}", a=row, s=sched,
-                  requests=schedules.retraining_requests(session, row))
+    requests = schedules.retraining_requests(session, row)
+    # a removed trigger's webhook is deactivated: its dead letters cannot be redelivered, so none is offered
+    retired = {hook for hook in {d.webhook_id for r in requests for d, _ in r.deliveries}
+               if not events.get_webhook(session, hook).active}
+    return render(request, user, "alert.html", title=f"Alert {row.check}", a=row, s=sched, requests=requests,
+                  retired=retired)
 
 
 @router.post("/alerts/{alert_id}/webhooks/{webhook_id}/deliveries/{delivery_id}/redeliver")

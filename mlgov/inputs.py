@@ -339,9 +339,17 @@ def check_columns(count: int, what: str) -> None:
                       limit=LIMITS.max_columns)
 
 
+def is_parquet(data: bytes) -> bool:
+    """Parquet's layout: its magic at both ends around a footer whose stated length fits (a CSV may well start with
+    "PAR1", a column named PAR1_score, and end with it too)."""
+    return len(data) >= 12 and data[:4] == b"PAR1" and data[-4:] == b"PAR1" \
+        and int.from_bytes(data[-8:-4], "little") <= len(data) - 12
+
+
 def check_csv(data: bytes, what: str = "the CSV") -> None:
     """Every CSV upload passes here before a parser sees it: UTF-8, no NUL bytes, a bounded number of columns."""
-    if data[:4] == b"PAR1" and data[-4:] == b"PAR1": # Parquet, as monitor's `is_parquet` tells: its NUL was the reason
+    if is_parquet(data):   # its first NUL was the reason given
+
         raise Invalid(f"{what} is a Parquet file, and this route reads CSV", fix="send the data as a CSV with a "
                       "header row (pandas: df.to_csv(path, index=False))")
     nul = data.find(b"\x00")

@@ -725,7 +725,10 @@ def set_trigger(session: Session, group: str, *, url: str, secret: str, cooldown
 def delete_trigger(session: Session, group: str, *, actor: Principal) -> None:
     """The group's breaches stop requesting retraining. Its webhook is deactivated, not deleted: the deliveries it
     made stay readable from the alerts that sent them."""
-    trig = session.scalar(select(RetrainingTrigger).where(RetrainingTrigger.model_group == group))
+    registry.get_group(session, group)
+    # locked (PostgreSQL): a second, concurrent removal waits, then finds none, rather than auditing it twice
+    trig = session.scalar(select(RetrainingTrigger).where(RetrainingTrigger.model_group == group)
+                          .with_for_update().execution_options(populate_existing=True))
     if trig is None:
         raise NotFound(f"model group {group!r} has no retraining trigger",
                        fix="list them on the console's Admin page; set one with PUT "

@@ -424,8 +424,8 @@ def test_parquet_columns_that_cannot_be_profiled(client: Any, app: Any, db: Any,
         "config": ("c.json", json.dumps(BIAS_CONFIG).encode()), "file": ("d.csv", b"PAR1_score,y,state\n1,1,CA\n")})
     assert "Parquet" not in r.text, r.text
     # the monitoring routes too: they read it as Parquet ("could not read the parquet data")
-    r = client.post(f"{API}/baselines", headers=world["pub"],
-                    files={"file": ("d.csv", b"PAR1_score,y,state\n1,1,CA\n2,0,NY\n")})
+    r = client.post(f"{API}/baselines", headers=world["pub"],   # starting and ending with PAR1, no newline
+                    files={"file": ("d.csv", b"PAR1_score,y,state\n1,1,CA\n2,0,NYPAR1")})
     assert r.status_code == 201 and r.json()["feature_count"] == 3, r.text
     stats = client.get(f"{API}/baselines/{r.json()['id']}/statistics.json", headers=world["pub"]).json()
     assert [f["name"] for f in stats["features"]] == ["PAR1_score", "y", "state"]

@@ -103,17 +103,12 @@ class TypeCounts:
         return self.matching.get(expected_type, 0) / self.present
 
 
-def is_parquet(data: bytes) -> bool:
-    """Parquet's magic at both ends (a CSV may well start with "PAR1", e.g. a column named PAR1_score)."""
-    return len(data) >= 8 and data[:4] == b"PAR1" and data[-4:] == b"PAR1"
-
-
-def read_table(data: bytes, fmt: str | None = None, *, header: bool = True) -> pa.Table:
-    """Bytes of a CSV (with or without header) or Parquet file → Arrow table; no ``fmt``: told by `is_parquet`."""
+def read_table(data: bytes, fmt: str = "csv", *, header: bool = True) -> pa.Table:
+    """Bytes of a CSV (with or without header) or Parquet file → Arrow table. The caller names the format (the
+    kernel's `inputs.is_parquet` tells an upload's)."""
     import pyarrow.csv as pacsv
     import pyarrow.parquet as pq
 
-    fmt = fmt or ("parquet" if is_parquet(data) else "csv")
     try:
         if fmt == "parquet":
             file = pq.ParquetFile(io.BytesIO(data))

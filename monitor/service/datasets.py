@@ -9,13 +9,14 @@ import pyarrow as pa
 from mlgov import inputs
 from mlgov.errors import Invalid
 from mlgov.storage import ObjectStore
-from monitor.engine.columns import TableError, is_parquet, read_table
+from monitor.engine.columns import TableError, read_table
 
 
 def dataset_table(data: bytes, fmt: str | None, header: bool) -> pa.Table:
     if not data:
         raise Invalid("the dataset is empty", fix="upload a CSV with a header row, or a Parquet file")
-    parquet = (fmt or ("parquet" if is_parquet(data) else "csv")) == "parquet"
+    fmt = fmt or ("parquet" if inputs.is_parquet(data) else "csv")
+    parquet = fmt == "parquet"
     if not parquet:
         inputs.check_csv(data, "the dataset")
     try:

@@ -376,3 +376,14 @@ def test_an_alert_is_resolved_by_hand_with_a_reason(console: Console, breached: 
     breach()
     [new] = pub.get("/api/v1/alerts", params={"status": "open", "schedule": "churn-dq-hand"}).json()["items"]
     assert new["id"] != alert["id"]
+    # the group's trigger removed: its undelivered requests end as dead letters no one can redeliver, and the
+    # alert page says why instead of offering a Redeliver that the deactivated webhook refuses
+    from mlgov import events
+
+    assert console.api("admin").delete("/api/v1/model-groups/churn/retraining-trigger").status_code == 204
+    s = console.app.state
+    events.deliver_due(console.db, s.settings, s.outbound, s.secrets)
+    a = open_browser("admin")
+    page = a.goto(f"/console/alerts/{breached['alert']['id']}")
+    assert "dead letter" in page.locator("main").inner_text() and "trigger removed" in page.locator("main").inner_text()
+    assert page.get_by_role("button", name="Redeliver").count() == 0
