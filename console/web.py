@@ -27,7 +27,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from fastapi import Depends, FastAPI, Form, Request
 from fastapi.exceptions import RequestValidationError
@@ -40,7 +40,7 @@ from starlette.routing import Match
 
 from console import sessions
 from console.sessions import Signed, SignInRequired
-from mlgov import auth, outbound, web
+from mlgov import auth, web
 from mlgov.auth import Role, SessionDep
 from mlgov.errors import DomainError, Forbidden, Invalid, field_message, field_path
 
@@ -156,9 +156,14 @@ def back(request: Request, path: str, keep: Mapping[str, str] | None = None) -> 
 
 
 def keepable_url(url: str) -> str:
-    """``url`` when it may be kept for a refused form (no password, no query values: `masked_url` would show it
-    whole), else empty: those are typed again rather than stored in a cookie."""
-    return url if outbound.masked_url(url) == url else ""
+    """``url`` when it may be kept for a refused form, else empty: one with any user info (a bare token is often
+    the user name: https://TOKEN@host), a query or a fragment is typed again rather than stored in a cookie. A
+    secret in the path cannot be told apart (`outbound.masked_url` says the same of reads)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return ""
+    return "" if "@" in parts.netloc or parts.query or parts.fragment else url
 
 
 def done(request: Request, path: str, text: str | None = None) -> RedirectResponse:

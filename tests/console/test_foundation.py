@@ -148,3 +148,12 @@ def test_the_flash_cookie_fits_a_browser_and_kept_values_belong_to_their_session
     assert big is not None and big["text"].startswith("refused: x") and web._kept(big, me) == {}
     wide = cookie("é" * 1500, None)   # 1,500 two-byte characters: cut to fit, not dropped
     assert wide is not None and wide["text"].startswith("éé") and wide["fix"] == "fix it"
+
+
+def test_only_a_url_without_credentials_query_or_fragment_is_kept_for_a_refused_form() -> None:
+    from console.web import keepable_url
+
+    assert keepable_url("https://hooks.example/x") == "https://hooks.example/x"
+    for secretive in ("https://TOKEN@hooks.example/x", "http://u:pw@hooks.example/x", "https://h/x?token=T",
+                      "https://h/x#sig", "http://[::1"):
+        assert keepable_url(secretive) == "", secretive
