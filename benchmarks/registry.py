@@ -35,6 +35,7 @@ import argparse
 import datetime as dt
 import json
 import os
+import secrets
 import shutil
 import socket
 import subprocess
@@ -399,6 +400,9 @@ def main() -> None:
     targets_wanted = a.targets.split(",")
     calls_wanted = a.calls.split(",")
     wrk = need_wrk()
+    # one audit key for the seeding (this process) and the servers: a server refuses to write after an event
+    # signed with another key, and the seeding audits the alias it sets
+    os.environ.setdefault("MLGOV_AUDIT_KEY", secrets.token_hex(32))
     home = Path(tempfile.mkdtemp(prefix="mlgov-registry-bench-"))
     tag = f"{os.getpid()}"
     targets: list[Target] = []
