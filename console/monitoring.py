@@ -136,11 +136,11 @@ def schedule(request: Request, name: Name, session: SessionDep, store: StoreDep,
     # charts of what is alerting first, then the rest; ``chart`` filters by name
     charts.sort(key=lambda c: (not any(c["name"].startswith(f) for f in flagged if f), c["name"]))
     shown = [c for c in charts if chart.lower() in c["name"].lower()] if chart else charts
+    labels = [line["label"] for c in shown for line in c["spec"]["series"]]
     return render(request, user, "schedule.html", title=f"Schedule {name}", s=sched, executions=execs,
                   pager=page_of(offset, PAGE, total), charts=shown, chart_filter=chart, chart_total=len(charts),
-                  alerts=alerts, runs=len(runs),
-                  unjudged=any(line["label"].endswith(kinds.NOT_JUDGED) for c in shown for line in c["spec"]["series"]),
-                  breached=any(line["label"].endswith(BEYOND) for c in shown for line in c["spec"]["series"]))
+                  alerts=alerts, runs=len(runs), unjudged=any(s.endswith(kinds.NOT_JUDGED) for s in labels),
+                  breached=any(s.endswith(BEYOND) for s in labels))
 
 
 @router.get("/monitoring/analyses/{analysis_id}", response_class=HTMLResponse)
@@ -159,10 +159,7 @@ def analysis(request: Request, analysis_id: Id, session: SessionDep, store: Stor
     return render(request, user, "report.html", title=f"Analysis {analysis_id}", report=Markup(part))  # noqa: S704
 
 
-_REPORT_CSS = web.scoped_report_css()
-
-
 @router.get("/report.css", response_class=Response)
 def report_css(_: Viewer) -> Response:
     """The reports' stylesheet scoped to the console's report pages (a stylesheet of 'self': the CSP allows it)."""
-    return Response(_REPORT_CSS, media_type="text/css", headers={"Cache-Control": "private, max-age=3600"})
+    return Response(web.scoped_report_css(), media_type="text/css", headers={"Cache-Control": "private, max-age=3600"})

@@ -10,6 +10,7 @@ work offline and fit the same policy.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import json
 import mimetypes
@@ -82,6 +83,7 @@ def templates(directory: Path, *behind: Path) -> Environment:
 _templates = templates(KERNEL_TEMPLATES)
 
 
+@functools.cache
 def scoped_report_css() -> str:
     """The reports' stylesheet with every rule nested under ``.report`` (CSS nesting), for a page that shows a report
     inside its own layout (the console): the standalone report's body, heading and table rules stay in the report."""

@@ -304,16 +304,22 @@ def test_points_are_breached_as_each_kind_judges() -> None:
     assert ndcg.breached
 
 
+def daily_schedule_beside_churn_dq(console: Console, name: str) -> Any:
+    """A daily DataQuality schedule ``name`` on churn-prod, judged by churn-dq's baseline; the publisher's client."""
+    pub = console.api("publisher")
+    bid = pub.get("/api/v1/monitoring-schedules/churn-dq").json()["baseline_id"]
+    assert pub.post("/api/v1/monitoring-schedules", json={
+        "name": name, "endpoint": "churn-prod", "type": "DataQuality", "schedule": "daily",
+        "baseline_id": bid, "window": {"start": "-PT1H", "end": "PT0S"}}).status_code == 201
+    return pub
+
+
 def test_a_schedule_with_one_run_draws_its_point_in_a_readable_window_with_the_threshold(
         console: Console, breached: dict[str, Any], open_browser: Any) -> None:
     """A console trial: with one execution the x-axis ran over years (2027-2029) with the point squeezed to the
     edge, and the dashed threshold was not drawn (a line needs two points). One run now sits in the middle of a
     two-hour window and the threshold spans it."""
-    pub = console.api("publisher")
-    bid = pub.get("/api/v1/monitoring-schedules/churn-dq").json()["baseline_id"]
-    assert pub.post("/api/v1/monitoring-schedules", json={
-        "name": "churn-once", "endpoint": "churn-prod", "type": "DataQuality", "schedule": "daily",
-        "baseline_id": bid, "window": {"start": "-PT1H", "end": "PT0S"}}).status_code == 201
+    pub = daily_schedule_beside_churn_dq(console, "churn-once")
     start = HOUR + dt.timedelta(hours=2)
     assert pub.post("/api/v1/monitoring-schedules/churn-once/run", json={
         "start": start.isoformat(), "end": (start + dt.timedelta(hours=1)).isoformat()}).status_code == 201
@@ -332,11 +338,7 @@ def test_an_alert_is_resolved_by_hand_with_a_reason(console: Console, breached: 
                                                    open_browser: Any) -> None:
     """A breach handled outside mlgov (retrained, feed mended) stayed open until a run passed, and a stopped
     schedule's never: its owner or an admin now resolves it saying why; others are refused."""
-    pub = console.api("publisher")
-    bid = pub.get("/api/v1/monitoring-schedules/churn-dq").json()["baseline_id"]
-    assert pub.post("/api/v1/monitoring-schedules", json={
-        "name": "churn-dq-hand", "endpoint": "churn-prod", "type": "DataQuality", "schedule": "daily",
-        "baseline_id": bid, "window": {"start": "-PT1H", "end": "PT0S"}}).status_code == 201
+    pub = daily_schedule_beside_churn_dq(console, "churn-dq-hand")
     start = HOUR + dt.timedelta(hours=3)
 
     def breach() -> None:   # the shifted hour of `breached`, run again
