@@ -75,7 +75,8 @@ from each other and from the threshold's red; the first is the one-series charts
 
 def _charts(name: str, runs: list[tuple[Any, list[kinds.Point]]], root: str) -> list[dict[str, Any]]:
     """One chart per series, or per group of series a kind draws together (a metric realised, estimated and its
-    band): values per execution, the (latest) threshold as a line, each point linking to the execution's report."""
+    band): values per execution, the threshold as a line (a step where an edit of the constraints changed it between
+    runs: each run is drawn against its own), each point linking to the execution's report."""
     charts_of: dict[str, list[str]] = {}
     for _, points in runs:
         for p in points:
@@ -89,18 +90,19 @@ def _charts(name: str, runs: list[tuple[Any, list[kinds.Point]]], root: str) -> 
     charts = []
     for title, members in charts_of.items():
         lines: list[dict[str, Any]] = []
-        threshold: float | None = None
         last: float | None = None
         unstyled = 0
         beyond: list[dict[str, Any]] = []
+        limits: list[float | None] = [None] * len(runs)   # each run's threshold, as that run judged
         for series in members:
             values: list[float | None] = []
             breached: list[float | None] = []
-            for _, points in runs:
+            for i, (_, points) in enumerate(runs):
                 hit = next((p for p in points if p.series == series), None)
                 values.append(hit.value if hit else None)
                 breached.append(hit.value if hit and hit.breached else None)
-                threshold = hit.threshold if hit and hit.threshold is not None else threshold
+                if hit and hit.threshold is not None and limits[i] is None:
+                    limits[i] = hit.threshold
             style = next((v for k, v in STYLE.items() if series.endswith(k)), None)
             if style is None:
                 style, unstyled = {"color": PALETTE[unstyled % len(PALETTE)]}, unstyled + 1
@@ -110,8 +112,12 @@ def _charts(name: str, runs: list[tuple[Any, list[kinds.Point]]], root: str) -> 
             if series == title or last is None:   # the latest run's, even when it has none (an infinite bias
                 last = values[-1] if values else None   # metric): an older value shown as latest read as a pass
         chart: dict[str, Any] = {"x": x, "links": links, "series": lines + beyond}
-        if threshold is not None:
+        known = [v for v in limits if v is not None]
+        threshold = known[-1] if known else None
+        if len(set(known)) == 1:
             chart["lines"] = [{"label": "threshold", "value": threshold}]
+        elif known:   # the thresholds were edited between runs: each run's own, as a step
+            chart["lines"] = [{"label": "threshold", "values": limits}]
         # a chart of several series named for none of them says each one's latest value
         each = [(s["label"], s["values"][-1] if s["values"] else None) for s in lines] \
             if title not in members and title + kinds.NOT_JUDGED not in members else []

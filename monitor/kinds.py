@@ -97,7 +97,8 @@ class MonitorKind:
     charted: tuple[tuple[str, str], ...] = ()
     """The parts of the report ``points`` reads: (report key, file) in the analysis's folder; a missing file is None."""
     charted_baseline: tuple[tuple[str, str], ...] = ()
-    """Likewise, files of the analysis's baseline (read once per baseline by `series`, not once per analysis)."""
+    """Likewise, files of the analysis's baseline, for a part the analysis's own folder lacks (read once per baseline
+    by `series`, not once per analysis): a run from before runs kept their own copy."""
 
 
 _KINDS: dict[str, MonitorKind] = {}
@@ -143,12 +144,13 @@ def series(session: Session, store: ObjectStore, rows: Sequence[Analysis]) -> li
         if kind is None or row.status == "Failed":
             out.append([])
             continue
-        if (kind.name, row.baseline_id) not in baselines:
-            prefix = service.get_baseline(session, row.baseline_id).prefix if kind.charted_baseline else ""
+        report = {k: _document(store, f"{row.prefix}/{f}") for k, f in kind.charted}
+        wanted = [(k, f) for k, f in kind.charted_baseline if report.get(k) is None]
+        if wanted and (kind.name, row.baseline_id) not in baselines:
+            prefix = service.get_baseline(session, row.baseline_id).prefix
             baselines[(kind.name, row.baseline_id)] = {k: _document(store, f"{prefix}/{f}")
                                                        for k, f in kind.charted_baseline}
-        report = {k: _document(store, f"{row.prefix}/{f}") for k, f in kind.charted}
-        out.append(kind.points({**report, **baselines[(kind.name, row.baseline_id)]}))
+        out.append(kind.points({**report, **{k: baselines[(kind.name, row.baseline_id)][k] for k, _ in wanted}}))
     return out
 
 
@@ -404,5 +406,5 @@ register(MonitorKind(
             "EstimatedGreaterThanThreshold"), report=service.quality_report, render=reports.model_quality,
     fits_endpoint=_model_quality_fits, points=_quality_points,
     charted=(("statistics", "statistics.json"), ("estimate", "estimate.json"),
-             ("violations", "constraint_violations.json")),
+             ("violations", "constraint_violations.json"), ("constraints", service.RUN_CONSTRAINTS)),
     charted_baseline=(("constraints", "constraints.json"),)))

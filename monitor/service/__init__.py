@@ -76,6 +76,7 @@ from monitor.service.ground_truth import (
     prepare_ground_truth,
 )
 from monitor.service.model_quality import (
+    RUN_CONSTRAINTS,
     create_quality_baseline,
     import_quality_baseline,
     performance_estimate,
@@ -86,6 +87,7 @@ from monitor.service.model_quality import (
 )
 
 __all__ = [
+    "RUN_CONSTRAINTS",
     "Analysis",
     "Baseline",
     "Finished",

@@ -193,13 +193,21 @@ def run_quality_analysis(session: Session, store: ObjectStore, *, baseline_id: s
     t0 = time.perf_counter()
     finish = functools.partial(finish_analysis, store, analysis_id=aid, baseline=base, kind="ModelQuality",
                                source=source, actor=actor, started=t0, endpoint=endpoint, start=start, end=end)
-    constraints = json.loads(store.get(f"{base.prefix}/constraints.json"))
+    raw_constraints = store.get(f"{base.prefix}/constraints.json")
+    constraints = json.loads(raw_constraints)
+
+    def judged_by() -> None:
+        """The constraints as this run read them, kept with it: its report and the trend charts show the
+        thresholds it was judged against, not those of a later edit of the baseline's constraints."""
+        store.put(f"{analysis_prefix(aid)}/{RUN_CONSTRAINTS}", raw_constraints, "application/json")
+
     early: list[dict[str, Any]] = []
     if estimate is not None and failure is None:
         store.put(f"{analysis_prefix(aid)}/estimate.json", layout.dumps(estimate), "application/json")
         if estimate["labelled_rows"] < estimate["rows"]:
             early = estimated_violations(constraints, base.problem_type, estimate["estimated"])
         if not labels and stats is None:
+            judged_by()
             return finish(violations=early, rows=estimate["rows"])
     if failure is not None or (not labels and stats is None):
         return finish(violations=[], failure=failure or "no labelled predictions")
@@ -210,6 +218,7 @@ def run_quality_analysis(session: Session, store: ObjectStore, *, baseline_id: s
                                    threshold=float(settings.get("threshold", 0.5)))
     found = quality.violations(constraints, stats)
     store.put(f"{analysis_prefix(aid)}/statistics.json", layout.dumps(stats), "application/json")
+    judged_by()
     return finish(violations=found + early, rows=int(stats["dataset"]["item_count"]))
 
 
@@ -359,4 +368,17 @@ def quality_report(session: Session, store: ObjectStore, row: Analysis) -> dict[
             "statistics": json.loads(store.get(f"{row.prefix}/statistics.json"))
             if has(f"{row.prefix}/statistics.json") else None,
             "baseline_statistics": json.loads(store.get(f"{base.prefix}/statistics.json")),
-            "constraints": json.loads(store.get(f"{base.prefix}/constraints.json"))}
+            **run_constraints(store, row.prefix, base.prefix)}
+
+
+RUN_CONSTRAINTS = "constraints.json"
+"""A model-quality run's copy of the baseline's constraints as it read them, in the run's folder."""
+
+
+def run_constraints(store: ObjectStore, run_prefix: str, baseline_prefix: str) -> dict[str, Any]:
+    """The constraints a run was judged against (``constraints``), and whether they are its own copy
+    (``constraints_of_run``): a run from before runs kept one shows the baseline's current constraints."""
+    key = f"{run_prefix}/{RUN_CONSTRAINTS}"
+    own = store.exists(key)
+    return {"constraints": json.loads(store.get(key if own else f"{baseline_prefix}/constraints.json")),
+            "constraints_of_run": own}

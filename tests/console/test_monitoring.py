@@ -270,6 +270,26 @@ def test_estimated_metric_and_band_share_the_realised_chart() -> None:
     assert len(_charts("s", [run(0, [Point("accuracy", 0.9, 0.85, "accuracy")])], "")[0]["spec"]["series"]) == 1
 
 
+def test_a_threshold_edited_between_runs_is_drawn_as_each_run_judged() -> None:
+    """One dashed line at the latest threshold drew every earlier run against a threshold it never met: a
+    threshold that changed between runs is now a step of each run's own (a run without one keeps the last)."""
+    from types import SimpleNamespace
+
+    from console.monitoring import _charts
+    from monitor.kinds import Point
+
+    def run(hour: int, points: list[Point]) -> tuple[SimpleNamespace, list[Point]]:
+        return SimpleNamespace(window_start=HOUR + dt.timedelta(hours=hour), analysis_id=f"a{hour}"), points
+
+    [auc] = _charts("s", [run(0, [Point("auc", 0.7, 0.8, "auc", True)]), run(1, []),
+                          run(2, [Point("auc", 0.7, 0.6, "auc")])], "")
+    assert auc["spec"]["lines"] == [{"label": "threshold", "values": [0.8, None, 0.6]}] and auc["threshold"] == 0.6
+    [same] = _charts("s", [run(0, [Point("auc", 0.7, 0.8, "auc")]), run(1, [Point("auc", 0.9, 0.8, "auc")])], "")
+    assert same["spec"]["lines"] == [{"label": "threshold", "value": 0.8}]
+    [none] = _charts("s", [run(0, [Point("x", 1.0)])], "")
+    assert "lines" not in none["spec"] and none["threshold"] is None
+
+
 def test_points_are_breached_as_each_kind_judges() -> None:
     """Drift: the method's verdict (never for an unjudged feature); model quality: the constraint's operator, for
     the realised and the estimated metric alike; attribution drift: an nDCG below its threshold."""

@@ -4,6 +4,7 @@ ROC and PR curves)."""
 
 from __future__ import annotations
 
+import json
 import re
 from html import unescape
 
@@ -188,3 +189,47 @@ def test_reports_are_laid_out_for_the_device_width(client, keys):
     for head in ("registry/templates/report.html", "clarify/templates/report.html"):
         text = (root / head).read_text()
         assert viewport in text and '{% include "report.css" %}' in text, head
+
+
+def test_a_run_keeps_the_constraints_it_was_judged_against(client, keys, app, db):
+    """After an edit of a ModelQuality baseline's constraints, an earlier run's report and trend points showed the
+    new threshold beside the old verdict (an AUC "met" under a threshold it had breached). Each run now keeps the
+    constraints it read; a run from before that shows the baseline's current ones and says so."""
+    from monitor import kinds, service
+
+    pub = keys("publisher")
+    r = client.post("/api/v1/baselines", files={"file": ("v.csv", csv_bytes(scored(1000, 1, 0.2)))}, headers=pub,
+                    data={"type": "ModelQuality", "label": "label", "problem_type": "BinaryClassification",
+                          "probability": "prob"})
+    bid = r.json()["id"]
+    before = analyse(client, keys, bid, scored(800, 2, 0.45))
+    cons = client.get(f"/api/v1/baselines/{bid}/constraints.json", headers=pub).json()
+    old = cons["binary_classification_constraints"]["auc"]["threshold"]
+    cons["binary_classification_constraints"]["auc"]["threshold"] = 0.2     # loosened: the AUC now passes
+    assert client.put(f"/api/v1/baselines/{bid}/constraints.json", content=json.dumps(cons),
+                      headers=pub).status_code == 200
+    after = analyse(client, keys, bid, scored(800, 2, 0.45))
+
+    def report(aid: str) -> tuple[dict, str]:
+        rep = client.get(f"/api/v1/analyses/{aid}/report", params={"format": "json"}, headers=pub).json()
+        html = client.get(f"/api/v1/analyses/{aid}/report", headers=pub).text
+        row = html[html.index('<tr data-metric="auc">'):]
+        return rep, unescape(row[:row.index("</tr>")])
+
+    (rep, row), (rep2, row2) = report(before), report(after)
+    assert rep["constraints"]["binary_classification_constraints"]["auc"]["threshold"] == old
+    assert rep["constraints_of_run"] is True and f"≥ {old:.4g}" in row and "breached" in row
+    assert "≥ 0.2" in row2 and "met" in row2 and rep2["constraints"] == cons
+    # the trend points: each run against its own threshold
+    with db.session_scope() as s:
+        rows = [service.get_analysis(s, a) for a in (before, after)]
+        points = kinds.series(s, app.state.get_store(), rows)
+    auc = [next(p for p in run if p.series == "auc") for run in points]
+    assert [(p.threshold, p.breached) for p in auc] == [(old, True), (0.2, False)]
+    # a run from before runs kept their copy: the baseline's current constraints, said so on the report
+    store = app.state.get_store()
+    store.delete(f"{rows[0].prefix}/{service.RUN_CONSTRAINTS}")
+    rep, row = report(before)
+    assert rep["constraints_of_run"] is False and "≥ 0.2" in row
+    html = client.get(f"/api/v1/analyses/{before}/report", headers=pub).text
+    assert "the baseline&#39;s current ones" in html or "the baseline's current ones" in html

@@ -5,7 +5,8 @@
 // chart = {"title": "...", "x": [epoch seconds...],
 //          "series": [{"label": "psi", "values": [... or null], "color": "#1f5fbf", "dash": false, "dots": false,
 //                      "fill": "#b42318"}],                                    // dots' fill (default white: hollow)
-//          "lines": [{"label": "threshold", "value": 0.2, "color": "#b42318"}],   // horizontal lines (optional)
+//          "lines": [{"label": "threshold", "value": 0.2, "color": "#b42318"}],   // horizontal lines (optional);
+//                    or "values": [... per run, or null] for a threshold that changed between runs (a step)
 //          "links": ["/console/...", ...],                                      // click a point → open (optional)
 //          "compact": true, "height": 60}                                        // sparkline: no axes/legend (optional)
 // json_text (mlgov.web) gives plain JSON text; autoescaping makes it safe in the attribute; the browser decodes it and JSON.parse reads it.
@@ -19,6 +20,7 @@
       var t = spec.x[0];
       spec.x = [t - 3600, t, t + 3600];
       (spec.series || []).forEach(function (s) { s.values = [null, s.values[0], null]; });
+      (spec.lines || []).forEach(function (l) { if (l.values) { l.values = [l.values[0], l.values[0], l.values[0]]; } });
       if (spec.links) { spec.links = [null, spec.links[0], null]; }
     }
     var data = [spec.x];
@@ -34,8 +36,13 @@
       series.push(line);
     });
     (spec.lines || []).forEach(function (l) {
-      data.push(spec.x.map(function () { return l.value; }));
-      series.push({label: l.label, stroke: l.color || "#b42318", width: 1, dash: [6, 4], points: {show: false}});
+      var line = {label: l.label, stroke: l.color || "#b42318", width: 1, dash: [6, 4], points: {show: false}};
+      if (l.values) {   // a run's threshold holds until the next run's: a step, over runs without one
+        line.spanGaps = true;
+        line.paths = uPlot.paths.stepped({align: 1});
+      }
+      data.push(l.values || spec.x.map(function () { return l.value; }));
+      series.push(line);
     });
     var opts = {
       title: spec.title || "", width: Math.max(el.clientWidth, 200), height: spec.height || 220,
