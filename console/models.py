@@ -4,7 +4,7 @@ lineage as an interactive graph (lineage.js + Cytoscape)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Annotated, Any, Literal
 from urllib.parse import quote, urlencode
 
@@ -145,8 +145,45 @@ def _href(ent: Any, live: set[tuple[str, int]]) -> str:
     return f"{PREFIX}/lineage/{ent.id}"
 
 
+def _layered(level: dict[str, int], edges: list[tuple[str, str, str]]) -> dict[str, int]:
+    """Columns by the longest path from the start, not the shortest: a schedule and the alerts it raised both lie
+    two steps from an endpoint, and in one column their edges ran down it through the nodes and labels between.
+    Downstream each edge's target sits right of its source, upstream each source left of its target (a cycle
+    stops after as many passes as there are nodes)."""
+    out = dict(level)
+    for _ in range(len(out)):
+        moved = False
+        for src, dst, _type in edges:
+            if src not in out or dst not in out:
+                continue
+            if out[dst] > 0 and out[src] >= 0 and out[dst] <= out[src]:
+                out[dst], moved = out[src] + 1, True
+            elif out[src] < 0 and out[dst] <= 0 and out[src] >= out[dst]:
+                out[src], moved = out[dst] - 1, True
+        if not moved:
+            break
+    return out
+
+
+def _rows(level: dict[str, int], edges: list[tuple[str, str, str]], tie: Callable[[str], Any]) -> dict[str, int]:
+    """Each node's row in its column: columns are placed outward from the start, each node near the mean row of
+    its neighbours already placed (fewer edges crossing), ties by ``tie``."""
+    near: dict[str, list[str]] = {}
+    for src, dst, _type in edges:
+        near.setdefault(src, []).append(dst)
+        near.setdefault(dst, []).append(src)
+    row: dict[str, int] = {}
+    for col in sorted(set(level.values()), key=lambda c: (abs(c), c)):
+        def key(i: str) -> tuple[float, Any]:
+            placed = [row[n] for n in near.get(i, []) if n in row]
+            return (sum(placed) / len(placed) if placed else float("inf"), tie(i))
+        for r, i in enumerate(sorted((i for i in level if level[i] == col), key=key)):
+            row[i] = r
+    return row
+
+
 def graph_of(session: Session, start: str) -> dict[str, Any]:
-    """The node's upstream (left) and downstream (right) lineage, columns by distance, for lineage.js."""
+    """The node's upstream (left) and downstream (right) lineage in columns (`_layered`), for lineage.js."""
     level: dict[str, int] = {start: 0}
     edges: dict[tuple[str, str, str], None] = {}
     for direction, sign in (("Ascendants", -1), ("Descendants", 1)):
@@ -157,20 +194,19 @@ def graph_of(session: Session, start: str) -> dict[str, Any]:
             edges[(e.source, e.target, e.type)] = None
     ents = lineage.entities_by_id(session, list(level))
     live = _live_versions(session, ents.values())
-    columns: dict[int, int] = {}
+    level = {i: c for i, c in _layered(level, list(edges)).items() if i in ents}
+    rows = _rows(level, list(edges), lambda i: (ents[i].type, i))
     nodes = []
-    for node_id in sorted(level, key=lambda i: (level[i], ents[i].type if i in ents else "", i)):
-        ent = ents.get(node_id)
-        if ent is None:
-            continue
-        row = columns.get(level[node_id], 0)
-        columns[level[node_id]] = row + 1
+    for node_id in sorted(level, key=lambda i: (level[i], rows[i])):
+        ent = ents[node_id]
         shown = ent.name or ent.uri or ""
-        shown = shown if len(shown) <= 40 else "…" + shown[-39:]   # the end says most (a file, a version)
+        shown = shown if len(shown) <= 64 else "…" + shown[-63:]   # the end says most (a file, a version)
         nodes.append({"id": node_id, "label": f"{ent.type}\n{shown}",
                       "kind": ent.kind, "type": ent.type, "cls": _CLASS.get(ent.type, "action" if ent.kind == "action"
                                                                           else "data"),
-                      "href": _href(ent, live), "x": level[node_id] * 240, "y": row * 90, "start": node_id == start})
+                      "href": _href(ent, live), "x": level[node_id] * 240, "y": rows[node_id] * 90,
+                      "start": node_id == start})
     kept = {n["id"] for n in nodes}
-    return {"nodes": nodes, "edges": [{"source": s, "target": t, "type": ty} for s, t, ty in edges
-                                      if s in kept and t in kept]}
+    # an edge not between neighbouring columns bends (lineage.js): straight, it ran through the nodes between
+    return {"nodes": nodes, "edges": [{"source": s, "target": t, "type": ty, "bend": abs(level[s] - level[t]) != 1}
+                                      for s, t, ty in edges if s in kept and t in kept]}

@@ -161,6 +161,16 @@ def test_lineage_graph_leads_from_the_version_to_its_alert(console: Console, bre
     kinds = {n["cls"] for n in graph["nodes"]}
     assert {"endpoint", "monitor", "alert"} <= kinds, graph["nodes"]
     assert any(n["label"].startswith("MonitoringSchedule") and "churn-dq" in n["label"] for n in graph["nodes"])
+    # the schedule and the alerts it raised were one column (both two steps from the endpoint), their edges running
+    # down it through the labels between: each alert now stands right of its schedule, and an edge that skips a
+    # column, or stays in one, bends round what lies between its ends
+    x = {n["label"].split("\n")[0]: n["x"] for n in graph["nodes"]}
+    assert x["Endpoint"] < x["MonitoringSchedule"] < x["Alert"], x
+    edges = page.evaluate("""() => document.getElementById('lineage').__cy.edges().map(e => ({
+        span: Math.round(Math.abs(e.target().position().x - e.source().position().x) / 240),
+        bent: e.style('curve-style') === 'unbundled-bezier'}))""")
+    assert edges and all(e["bent"] == (e["span"] != 1) for e in edges), edges
+    assert any(e["bent"] for e in edges)          # the endpoint's own edge to each alert
     b.shot("lineage-downstream")
     alert = next(n for n in graph["nodes"] if n["cls"] == "alert" and n["href"].endswith(breached["alert"]["id"]))
     click_node(page, graph, alert)

@@ -10,7 +10,8 @@
       return {group: "nodes", data: {id: n.id, label: n.label, href: n.href, cls: n.cls, start: n.start ? 1 : 0},
               position: {x: n.x, y: n.y}};
     }).concat(spec.edges.map(function (e, i) {
-      return {group: "edges", data: {id: "e" + i, source: e.source, target: e.target, label: e.type}};
+      return {group: "edges", data: {id: "e" + i, source: e.source, target: e.target, label: e.type,
+                                     bend: e.bend ? 1 : 0}};
     }));
     var cy = cytoscape({
       container: el, elements: elements, layout: {name: "preset", fit: true, padding: 30},
@@ -18,13 +19,15 @@
       style: [
         {selector: "node", style: {"background-color": function (n) { return COLORS[n.data("cls")] || "#555"; },
           "label": "data(label)", "text-wrap": "wrap", "text-max-width": "180px", "font-size": 11,
-          "text-valign": "bottom", "text-margin-y": 4, "width": 26, "height": 26, "shape": function (n) {
+          "text-valign": "bottom", "text-margin-y": 4, "min-zoomed-font-size": 6, "width": 26, "height": 26, "shape": function (n) {
             return n.data("cls") === "action" || n.data("cls") === "alert" ? "round-rectangle" : "ellipse"; }}},
         {selector: "node[start = 1]", style: {"border-width": 4, "border-color": "#f5a524", "width": 34,
           "height": 34}},
         {selector: "edge", style: {"width": 1.5, "line-color": "#9aa5b5", "target-arrow-color": "#9aa5b5",
           "target-arrow-shape": "triangle", "curve-style": "bezier", "label": "data(label)", "font-size": 9,
-          "color": "#5b6474", "text-rotation": "autorotate"}}
+          "color": "#5b6474", "text-rotation": "autorotate", "min-zoomed-font-size": 7}},
+        {selector: "edge[bend = 1]", style: {"curve-style": "unbundled-bezier", "control-point-distances": -45,
+          "control-point-weights": 0.5}}
       ]
     });
     cy.on("tap", "node", function (ev) { window.location.assign(ev.target.data("href")); });
