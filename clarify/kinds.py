@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from clarify import report
+from clarify.metrics.drift import matching_group
 from clarify.service import monitors
 from mlgov import inputs
 from mlgov.auth import Principal
@@ -23,6 +24,7 @@ from mlgov.errors import Invalid
 from mlgov.storage import ObjectStore
 from monitor import kinds
 from monitor.capture import CaptureSchema
+from monitor.report import number
 from monitor.service import Baseline, Finished, FinishedBaseline
 
 
@@ -98,12 +100,27 @@ def _bias_subject(violation: kinds.Violation) -> str:
     return f"{violation.get('metric_name', '')} ({violation.get('facet', '')}={violation.get('facet_value', '')})"[:256]
 
 
+def _facets(doc: Any) -> Mapping[str, list[dict[str, Any]]]:
+    return ((doc or {}).get("post_training_bias_metrics") or {}).get("facets") or {}
+
+
 def _bias_points(rep: Mapping[str, Any]) -> list[kinds.Point]:
-    """Each post-training bias metric per facet group (SageMaker's analysis.json)."""
-    facets = ((rep.get("analysis") or {}).get("post_training_bias_metrics") or {}).get("facets") or {}
-    return [kinds.Point(f"{m['name']} ({col}={group.get('value_or_threshold')})", float(m["value"]))
-            for col, groups in facets.items() for group in groups for m in group.get("metrics", [])
-            if isinstance(m.get("value"), int | float) and not isinstance(m.get("value"), bool)]
+    """Each post-training bias metric per facet group (SageMaker's analysis.json), with the baseline's value of it
+    as the line (a run breaches when that value lies outside the window's 95% interval) and breached as the run's
+    constraint_violations.json says."""
+    base = _facets(rep.get("baseline_analysis"))
+    found = {(str(v.get("facet")), str(v.get("facet_value")), str(v.get("metric_name")))
+             for v in (rep.get("violations") or {}).get("violations") or [] if isinstance(v, dict)}
+    points = []
+    for col, groups in _facets(rep.get("analysis")).items():
+        for i, group in enumerate(groups):
+            then = matching_group(base.get(col) or [], group, i, len(groups))
+            before = {m.get("name"): m.get("value") for m in (then or {}).get("metrics", [])}
+            value = group.get("value_or_threshold")
+            points += [kinds.Point(f"{m['name']} ({col}={value})", float(m["value"]), number(before.get(m["name"])),
+                                   breached=(col, str(value), str(m["name"])) in found)
+                       for m in group.get("metrics", []) if number(m.get("value")) is not None]
+    return points
 
 
 def _attribution_points(rep: Mapping[str, Any]) -> list[kinds.Point]:
@@ -120,10 +137,17 @@ def _attribution_points(rep: Mapping[str, Any]) -> list[kinds.Point]:
                      if isinstance(v, int | float) and not isinstance(v, bool)]
 
 
+BIAS_LINE = kinds.Line(
+    "baseline value", "drifted", "drifted: the baseline's value lay outside the window's interval",
+    "the dashed line is the baseline's value of each metric; a run breaches when it lies outside the window's 95% "
+    "bootstrap interval")
+"""Bias drift has no threshold: the baseline's value is judged against each window's interval."""
 MODEL_BIAS = kinds.MonitorKind(name="ModelBias", create_baseline=_bias_baseline, run_window=_bias_window,
                                checks=("bias_drift_check",), report=monitors.bias_report, render=report.bias_drift,
                                subject=_bias_subject, fits_endpoint=_bias_fits, points=_bias_points,
-                               charted=(("analysis", "analysis.json"),))
+                               charted=(("analysis", "analysis.json"), ("violations", "constraint_violations.json")),
+                               charted_baseline=(("baseline_analysis", "analysis.json"),),
+                               line=BIAS_LINE)
 MODEL_EXPLAINABILITY = kinds.MonitorKind(name="ModelExplainability", create_baseline=_explainability_baseline,
                                          run_window=_attribution_window,
                                          checks=("feature_attribution_drift_check",),

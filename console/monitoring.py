@@ -64,7 +64,7 @@ def overview(request: Request, session: SessionDep, user: Viewer) -> HTMLRespons
 
 STYLE: dict[str, dict[str, Any]] = {"estimated": {"color": "#b25e09"}, "band lower": {"color": "#9aa4b2", "dash": True},
          "band upper": {"color": "#9aa4b2", "dash": True}, kinds.NOT_JUDGED: {"color": "#6b7280", "dots": True}}
-BEYOND = "beyond threshold"
+BEYOND = kinds.THRESHOLD.beyond
 BREACH = {"color": "#b42318", "dots": True, "fill": "#b42318"}
 """A run that judged a value beyond its threshold: the point again, filled red, as a series of its own (which way is
 beyond is the kind's to say: a distance above, an accuracy below)."""
@@ -73,7 +73,8 @@ PALETTE = ("#1f5fbf", "#0f8a6f", "#8e3fb5", "#c2410c", "#4b5563", "#b8860b", "#0
 from each other and from the threshold's red; the first is the one-series charts' blue."""
 
 
-def _charts(name: str, runs: list[tuple[Any, list[kinds.Point]]], root: str) -> list[dict[str, Any]]:
+def _charts(name: str, runs: list[tuple[Any, list[kinds.Point]]], root: str,
+            line: kinds.Line = kinds.THRESHOLD) -> list[dict[str, Any]]:
     """One chart per series, or per group of series a kind draws together (a metric realised, estimated and its
     band): values per execution, the threshold as a line (a step where an edit of the constraints changed it between
     runs: each run is drawn against its own), each point linking to the execution's report."""
@@ -108,16 +109,16 @@ def _charts(name: str, runs: list[tuple[Any, list[kinds.Point]]], root: str) -> 
                 style, unstyled = {"color": PALETTE[unstyled % len(PALETTE)]}, unstyled + 1
             lines.append({"label": series, "values": values, **style})
             if any(v is not None for v in breached):
-                beyond.append({"label": f"{series} {BEYOND}", "values": breached, **BREACH})
+                beyond.append({"label": f"{series} {line.beyond}", "values": breached, **BREACH})
             if series == title or last is None:   # the latest run's, even when it has none (an infinite bias
                 last = values[-1] if values else None   # metric): an older value shown as latest read as a pass
         chart: dict[str, Any] = {"x": x, "links": links, "series": lines + beyond}
         known = [v for v in limits if v is not None]
         threshold = known[-1] if known else None
         if len(set(known)) == 1:
-            chart["lines"] = [{"label": "threshold", "value": threshold}]
+            chart["lines"] = [{"label": line.label, "value": threshold}]
         elif known:   # the thresholds were edited between runs: each run's own, as a step
-            chart["lines"] = [{"label": "threshold", "values": limits}]
+            chart["lines"] = [{"label": line.label, "values": limits}]
         # a chart of several series named for none of them says each one's latest value
         each = [(s["label"], s["values"][-1] if s["values"] else None) for s in lines] \
             if title not in members and title + kinds.NOT_JUDGED not in members else []
@@ -136,7 +137,8 @@ def schedule(request: Request, name: Name, session: SessionDep, store: StoreDep,
     sched = schedules.get(session, name)
     execs, total = schedules.executions(session, name, PAGE, offset)
     runs = schedules.trends(session, store, name, TREND_RUNS)
-    charts = _charts(name, runs, request.scope.get("root_path", ""))
+    line = kinds.get(sched.type).line if sched.type in kinds.names() else kinds.THRESHOLD
+    charts = _charts(name, runs, request.scope.get("root_path", ""), line)
     alerts, _ = schedules.list_alerts(session, status="open", schedule=name, model_group=None, limit=100, offset=0)
     flagged = {a.subject for a in alerts}
     # charts of what is alerting first, then the rest; ``chart`` filters by name
@@ -146,7 +148,7 @@ def schedule(request: Request, name: Name, session: SessionDep, store: StoreDep,
     return render(request, user, "schedule.html", title=f"Schedule {name}", s=sched, executions=execs,
                   pager=page_of(offset, PAGE, total), charts=shown, chart_filter=chart, chart_total=len(charts),
                   alerts=alerts, runs=len(runs), unjudged=any(s.endswith(kinds.NOT_JUDGED) for s in labels),
-                  breached=any(s.endswith(BEYOND) for s in labels))
+                  breached=any(s.endswith(line.beyond) for s in labels), line=line)
 
 
 @router.get("/monitoring/analyses/{analysis_id}", response_class=HTMLResponse)

@@ -52,6 +52,19 @@ class Point(NamedTuple):
     breached: bool = False           # the run judged it beyond its threshold (the direction is the kind's to know)
 
 
+class Line(NamedTuple):
+    """What a kind's trend charts draw as the dashed line (a Point's ``threshold``) and how they name a breach."""
+
+    label: str = "threshold"
+    beyond: str = "beyond threshold"          # the red series' suffix
+    judged: str = "beyond the threshold"      # "Points filled red were judged ..."
+    note: str = ("the dashed line is the threshold each value is judged against (for p-value tests drift is below "
+                 "it)")
+
+
+THRESHOLD = Line()
+
+
 def feature_or_metric(violation: Violation) -> str:
     """The subject of a SageMaker violation: its feature (data quality) or its metric (model quality)."""
     return str(violation.get("feature_name") or violation.get("metric_name") or "")[:256]
@@ -96,6 +109,8 @@ class MonitorKind:
     trend charts read them (`series`)."""
     charted: tuple[tuple[str, str], ...] = ()
     """The parts of the report ``points`` reads: (report key, file) in the analysis's folder; a missing file is None."""
+    line: Line = THRESHOLD
+    """What the dashed line of its trend charts stands for."""
     charted_baseline: tuple[tuple[str, str], ...] = ()
     """Likewise, files of the analysis's baseline, for a part the analysis's own folder lacks (read once per baseline
     by `series`, not once per analysis): a run from before runs kept their own copy."""

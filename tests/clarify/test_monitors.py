@@ -12,7 +12,8 @@ import pandas as pd
 import skops.io as sio
 from sklearn.ensemble import GradientBoostingClassifier
 
-from tests.helpers import assert_problem, create_group
+from monitor import kinds, service
+from tests.helpers import assert_problem, create_group, signed_in
 from tests.monitor.test_api import record
 
 FEATURES = [{"name": "age", "type": "Fractional"}, {"name": "income", "type": "Fractional"},
@@ -65,7 +66,7 @@ def capture(client, keys, df: pd.DataFrame, start: dt.datetime, seed: int, label
         client.post("/api/v1/endpoints/credit-prod/ground-truth", json=gts, headers=keys("ingest"))
 
 
-def test_bias_drift_schedule(client, keys):
+def test_bias_drift_schedule(client, keys, app, db):
     setup(client, keys)
     cfg = {"label": "label", "label_values_or_threshold": [1], "predicted_label": "prediction",
            "facet": [{"name_or_index": "sex", "value_or_threshold": ["f"]}],
@@ -108,6 +109,18 @@ def test_bias_drift_schedule(client, keys):
                         json={"start": t2.isoformat(), "end": (t2 + dt.timedelta(hours=1)).isoformat()}).json()
     assert small["status"] in ("Completed", "CompletedWithViolations")
     assert small["violation_count"] <= bad["violation_count"]
+    # the trend charts: each metric against the baseline's value of it, red where the run found it drifted (bias
+    # points carried no line and no verdict, so a chart of DPPL showed nothing to judge it by)
+    with db.session_scope() as s:
+        points = kinds.series(s, app.state.get_store(), [
+            service.get_analysis(s, run["analysis_id"]) for run in (ok, bad)])
+        base_doc = json.loads(app.state.get_store().get(f"{service.get_baseline(s, bid).prefix}/analysis.json"))
+    dppl = [next(p for p in run if p.series == "DPPL (sex=f)") for run in points]
+    [base_dppl] = [m["value"] for g in base_doc["post_training_bias_metrics"]["facets"]["sex"]
+                   for m in g["metrics"] if m["name"] == "DPPL"]
+    assert [(p.threshold, p.breached) for p in dppl] == [(base_dppl, False), (base_dppl, True)]
+    page = signed_in(app, keys.plain["viewer"]).get("/console/monitoring/schedules/credit-bias").text
+    assert "the dashed line is the baseline&#39;s value of each metric" in page and "baseline value" in page
 
 
 def test_attribution_drift_schedule(client, keys):
