@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from clarify import report
-from clarify.metrics.drift import matching_group
+from clarify.metrics.drift import NOT_DRIFT_CHECKED, allowed_range, matching_group
 from clarify.service import monitors
 from mlgov import inputs
 from mlgov.auth import Principal
@@ -105,9 +105,10 @@ def _facets(doc: Any) -> Mapping[str, list[dict[str, Any]]]:
 
 
 def _bias_points(rep: Mapping[str, Any]) -> list[kinds.Point]:
-    """Each post-training bias metric per facet group (SageMaker's analysis.json), with the baseline's value of it
-    as the line (a run breaches when that value lies outside the window's 95% interval) and breached as the run's
-    constraint_violations.json says."""
+    """Each post-training bias metric per facet group (SageMaker's analysis.json), breached as the run's
+    constraint_violations.json says, drawn between the bounds of its allowed range (parity ± the baseline's distance
+    from it, `allowed_range`): a run breaches when the window's whole 95% interval lies outside them. FT and CDDPL
+    are never judged, so they get no bounds."""
     base = _facets(rep.get("baseline_analysis"))
     found = {(str(v.get("facet")), str(v.get("facet_value")), str(v.get("metric_name")))
              for v in (rep.get("violations") or {}).get("violations") or [] if isinstance(v, dict)}
@@ -115,11 +116,18 @@ def _bias_points(rep: Mapping[str, Any]) -> list[kinds.Point]:
     for col, groups in _facets(rep.get("analysis")).items():
         for i, group in enumerate(groups):
             then = matching_group(base.get(col) or [], group, i, len(groups))
-            before = {m.get("name"): m.get("value") for m in (then or {}).get("metrics", [])}
+            before = {m.get("name"): number(m.get("value")) for m in (then or {}).get("metrics", [])}
             value = group.get("value_or_threshold")
-            points += [kinds.Point(f"{m['name']} ({col}={value})", float(m["value"]), number(before.get(m["name"])),
-                                   breached=(col, str(value), str(m["name"])) in found)
-                       for m in group.get("metrics", []) if number(m.get("value")) is not None]
+            for m in group.get("metrics", []):
+                name, now = str(m.get("name")), number(m.get("value"))
+                if now is None:
+                    continue
+                series = f"{name} ({col}={value})"
+                points.append(kinds.Point(series, now, None, series, (col, str(value), name) in found))
+                then_value = before.get(name)
+                if then_value is not None and name not in NOT_DRIFT_CHECKED:
+                    points += [kinds.Point(f"{series} {suffix}", bound, None, series)
+                               for suffix, bound in zip(kinds.BOUNDS, allowed_range(name, then_value), strict=True)]
     return points
 
 
@@ -138,10 +146,10 @@ def _attribution_points(rep: Mapping[str, Any]) -> list[kinds.Point]:
 
 
 BIAS_LINE = kinds.Line(
-    "baseline value", "drifted", "drifted: the baseline's value lay outside the window's interval",
-    "the dashed line is the baseline's value of each metric; a run breaches when it lies outside the window's 95% "
-    "bootstrap interval")
-"""Bias drift has no threshold: the baseline's value is judged against each window's interval."""
+    "allowed range", "drifted", "drifted: the window's whole 95% interval lay outside the allowed range",
+    "a bias metric's dashed lines bound its allowed range: no farther from parity (0; 1 for DI) than the baseline's "
+    "value; a run breaches when the window's whole 95% bootstrap interval lies outside them")
+"""Bias drift has no threshold: each window's interval is judged against the range the baseline allows."""
 MODEL_BIAS = kinds.MonitorKind(name="ModelBias", create_baseline=_bias_baseline, run_window=_bias_window,
                                checks=("bias_drift_check",), report=monitors.bias_report, render=report.bias_drift,
                                subject=_bias_subject, fits_endpoint=_bias_fits, points=_bias_points,

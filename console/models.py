@@ -148,21 +148,47 @@ def _href(ent: Any, live: set[tuple[str, int]]) -> str:
 def _layered(level: dict[str, int], edges: list[tuple[str, str, str]]) -> dict[str, int]:
     """Columns by the longest path from the start, not the shortest: a schedule and the alerts it raised both lie
     two steps from an endpoint, and in one column their edges ran down it through the nodes and labels between.
-    Downstream each edge's target sits right of its source, upstream each source left of its target (a cycle
-    stops after as many passes as there are nodes)."""
+    Downstream each edge's target sits right of its source, upstream each source left of its target. Links can
+    form cycles (two user links in opposite directions): each side is walked depth first from the start and an
+    edge back into the walk is left out, so a cycle costs one column, not one per pass."""
     out = dict(level)
-    for _ in range(len(out)):
-        moved = False
+    for sign in (1, -1):
+        side = {n for n, c in level.items() if c * sign > 0}
+        away: dict[str, list[str]] = {}
         for src, dst, _type in edges:
-            if src not in out or dst not in out:
-                continue
-            if out[dst] > 0 and out[src] >= 0 and out[dst] <= out[src]:
-                out[dst], moved = out[src] + 1, True
-            elif out[src] < 0 and out[dst] <= 0 and out[src] >= out[dst]:
-                out[src], moved = out[dst] - 1, True
-        if not moved:
-            break
+            near, far = (src, dst) if sign > 0 else (dst, src)
+            if far in side and (near in side or level.get(near) == 0):
+                away.setdefault(near, []).append(far)
+        order = _walk([n for n, c in level.items() if c == 0] + sorted(side, key=lambda n: (abs(level[n]), n)), away)
+        rank = {n: i for i, n in enumerate(order)}
+        for near in order:
+            for far in away.get(near, []):
+                if rank[far] > rank[near] and abs(out[far]) <= abs(out[near]):
+                    out[far] = out[near] + sign
     return out
+
+
+def _walk(roots: list[str], away: dict[str, list[str]]) -> list[str]:
+    """Reverse post-order of a depth-first walk from ``roots``: every edge goes forward in it, except the edges
+    that close a cycle."""
+    seen: set[str] = set()
+    post: list[str] = []
+    for root in roots:
+        if root in seen:
+            continue
+        seen.add(root)
+        stack = [(root, iter(away.get(root, [])))]
+        while stack:
+            node, ahead = stack[-1]
+            for nxt in ahead:
+                if nxt not in seen:
+                    seen.add(nxt)
+                    stack.append((nxt, iter(away.get(nxt, []))))
+                    break
+            else:
+                stack.pop()
+                post.append(node)
+    return post[::-1]
 
 
 def _rows(level: dict[str, int], edges: list[tuple[str, str, str]], tie: Callable[[str], Any]) -> dict[str, int]:
@@ -200,7 +226,9 @@ def graph_of(session: Session, start: str) -> dict[str, Any]:
     for node_id in sorted(level, key=lambda i: (level[i], rows[i])):
         ent = ents[node_id]
         shown = ent.name or ent.uri or ""
-        shown = shown if len(shown) <= 64 else "…" + shown[-63:]   # the end says most (a file, a version)
+        # the end says most (a file, a version); a label wraps only at spaces, so a URI is cut to what fits a column
+        most = 64 if " " in shown else 40
+        shown = shown if len(shown) <= most else "…" + shown[1 - most:]
         nodes.append({"id": node_id, "label": f"{ent.type}\n{shown}",
                       "kind": ent.kind, "type": ent.type, "cls": _CLASS.get(ent.type, "action" if ent.kind == "action"
                                                                           else "data"),

@@ -64,6 +64,10 @@ class Line(NamedTuple):
 
 THRESHOLD = Line()
 
+BOUNDS = ("allowed low", "allowed high")
+"""Suffixes of the series that bound another on its chart, where a kind judges against a range, not a threshold
+(drawn dashed like the threshold)."""
+
 
 def feature_or_metric(violation: Violation) -> str:
     """The subject of a SageMaker violation: its feature (data quality) or its metric (model quality)."""
@@ -109,11 +113,11 @@ class MonitorKind:
     trend charts read them (`series`)."""
     charted: tuple[tuple[str, str], ...] = ()
     """The parts of the report ``points`` reads: (report key, file) in the analysis's folder; a missing file is None."""
-    line: Line = THRESHOLD
-    """What the dashed line of its trend charts stands for."""
     charted_baseline: tuple[tuple[str, str], ...] = ()
     """Likewise, files of the analysis's baseline, for a part the analysis's own folder lacks (read once per baseline
     by `series`, not once per analysis): a run from before runs kept their own copy."""
+    line: Line = THRESHOLD
+    """What the dashed line of its trend charts stands for."""
 
 
 _KINDS: dict[str, MonitorKind] = {}

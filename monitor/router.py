@@ -357,8 +357,11 @@ def analysis_evidently_snapshot(analysis_id: str, session: SessionDep, store: St
 
 @router.get("/analyses/{analysis_id}/{name}", response_model=None)
 def analysis_file(analysis_id: str,
-                  name: Literal["constraint_violations.json", "statistics.json", "drift.json", "expectations.json"],
+                  name: Literal["constraint_violations.json", "statistics.json", "drift.json", "expectations.json",
+                                "constraints.json"],
                   session: SessionDep, store: StoreDep, _: Reader) -> Response:
+    """A result file of the analysis; ``constraints.json``: the constraints a model-quality run was judged against
+    (its copy of its baseline's, as it read them)."""
     row = service.get_analysis(session, analysis_id)
     if row.status == "Failed" and name != "constraint_violations.json":
         raise Invalid(f"analysis {analysis_id} failed ({row.failure_reason}); it has no {name}",

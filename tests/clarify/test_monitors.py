@@ -109,18 +109,20 @@ def test_bias_drift_schedule(client, keys, app, db):
                         json={"start": t2.isoformat(), "end": (t2 + dt.timedelta(hours=1)).isoformat()}).json()
     assert small["status"] in ("Completed", "CompletedWithViolations")
     assert small["violation_count"] <= bad["violation_count"]
-    # the trend charts: each metric against the baseline's value of it, red where the run found it drifted (bias
-    # points carried no line and no verdict, so a chart of DPPL showed nothing to judge it by)
+    # the trend charts: each metric between the bounds of the range its baseline allows, red where the run found it
+    # drifted (bias points carried no line and no verdict, so a chart of DPPL showed nothing to judge it by)
     with db.session_scope() as s:
         points = kinds.series(s, app.state.get_store(), [
             service.get_analysis(s, run["analysis_id"]) for run in (ok, bad)])
         base_doc = json.loads(app.state.get_store().get(f"{service.get_baseline(s, bid).prefix}/analysis.json"))
-    dppl = [next(p for p in run if p.series == "DPPL (sex=f)") for run in points]
+    dppl = [{p.series.removeprefix("DPPL (sex=f)"): p for p in run if p.chart == "DPPL (sex=f)"} for run in points]
     [base_dppl] = [m["value"] for g in base_doc["post_training_bias_metrics"]["facets"]["sex"]
                    for m in g["metrics"] if m["name"] == "DPPL"]
-    assert [(p.threshold, p.breached) for p in dppl] == [(base_dppl, False), (base_dppl, True)]
+    assert [run[""].breached for run in dppl] == [False, True]
+    assert all((run[" allowed low"].value, run[" allowed high"].value) == (-abs(base_dppl), abs(base_dppl))
+               for run in dppl)
     page = signed_in(app, keys.plain["viewer"]).get("/console/monitoring/schedules/credit-bias").text
-    assert "the dashed line is the baseline&#39;s value of each metric" in page and "baseline value" in page
+    assert "dashed lines bound its allowed range" in page and "judged drifted: the window&#39;s whole 95%" in page
 
 
 def test_attribution_drift_schedule(client, keys):

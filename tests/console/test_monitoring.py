@@ -282,7 +282,8 @@ def test_estimated_metric_and_band_share_the_realised_chart() -> None:
 
 def test_a_threshold_edited_between_runs_is_drawn_as_each_run_judged() -> None:
     """One dashed line at the latest threshold drew every earlier run against a threshold it never met: a
-    threshold that changed between runs is now a step of each run's own (a run without one keeps the last)."""
+    threshold that changed between runs is now a step of each run's own (held over a run with no value on the
+    chart; a gap at a run judged without one)."""
     from types import SimpleNamespace
 
     from console.monitoring import _charts
@@ -293,17 +294,41 @@ def test_a_threshold_edited_between_runs_is_drawn_as_each_run_judged() -> None:
 
     [auc] = _charts("s", [run(0, [Point("auc", 0.7, 0.8, "auc", True)]), run(1, []),
                           run(2, [Point("auc", 0.7, 0.6, "auc")])], "")
-    assert auc["spec"]["lines"] == [{"label": "threshold", "values": [0.8, None, 0.6]}] and auc["threshold"] == 0.6
+    assert auc["spec"]["lines"] == [{"label": "threshold", "values": [0.8, 0.8, 0.6]}] and auc["threshold"] == 0.6
+    [some] = _charts("s", [run(0, [Point("auc", 0.7, None, "auc")]), run(1, [Point("auc", 0.7, 0.8, "auc")])], "")
+    assert some["spec"]["lines"] == [{"label": "threshold", "values": [None, 0.8]}]
     [same] = _charts("s", [run(0, [Point("auc", 0.7, 0.8, "auc")]), run(1, [Point("auc", 0.9, 0.8, "auc")])], "")
     assert same["spec"]["lines"] == [{"label": "threshold", "value": 0.8}]
     [none] = _charts("s", [run(0, [Point("x", 1.0)])], "")
     assert "lines" not in none["spec"] and none["threshold"] is None
 
 
+def test_lineage_columns_follow_the_longest_path_and_survive_cycles() -> None:
+    """A schedule's alert stands right of the schedule (the endpoint's own edge to it no longer pulls it into the
+    schedule's column); a cycle of two user links stays one column apart, where each pass over it moved both."""
+    from console.models import _layered, _rows
+
+    def edges(*pairs: tuple[str, str]) -> list[tuple[str, str, str]]:
+        return [(a, b, "AssociatedWith") for a, b in pairs]
+
+    assert _layered({"v": 0, "e": 1, "s": 2, "al": 2}, edges(("v", "e"), ("e", "s"), ("s", "al"), ("e", "al"))) == \
+        {"v": 0, "e": 1, "s": 2, "al": 3}
+    many = {f"c{i}": 1 for i in range(300)}
+    out = _layered({"v": 0, "a": 1, "b": 2, **many}, edges(("v", "a"), ("a", "b"), ("b", "a"),
+                                                        *[("v", c) for c in many]))
+    assert (out["a"], out["b"]) == (1, 2) and set(out.values()) == {0, 1, 2}
+    assert _layered({"s": 0, "a": -1, "b": -2}, edges(("a", "s"), ("b", "a"), ("a", "b"))) == \
+        {"s": 0, "a": -1, "b": -2}
+    # rows: a node sits in order of its neighbours' rows (the alerts of the second schedule below the first's)
+    level = {"e": 0, "s1": 1, "s2": 1, "a2": 2, "a1": 2}
+    rows = _rows(level, edges(("e", "s1"), ("e", "s2"), ("s1", "a1"), ("s2", "a2")), lambda i: i)
+    assert (rows["s1"], rows["s2"], rows["a1"], rows["a2"]) == (0, 1, 0, 1)
+
+
 def test_points_are_breached_as_each_kind_judges() -> None:
     """Drift: the method's verdict (never for an unjudged feature); model quality: the constraint's operator, for
     the realised and the estimated metric alike; attribution drift: an nDCG below its threshold."""
-    from clarify.kinds import _attribution_points
+    from clarify.kinds import _attribution_points, _bias_points
     from monitor.kinds import _drift_points, _quality_points
 
     drift = _drift_points({"drift": {"features": [
@@ -332,6 +357,22 @@ def test_points_are_breached_as_each_kind_judges() -> None:
     assert [p.series for p in _quality_points(run) if p.breached] == ["accuracy", "accuracy estimated"]
     [ndcg] = _attribution_points({"analysis": {"ndcg": 0.88, "ndcg_threshold": 0.9}})
     assert ndcg.breached
+    # bias: the run's constraint_violations.json, drawn between the bounds of the allowed range (parity ± the
+    # baseline's distance from it; DI's parity is 1); FT is never judged, so it has none
+    def facets(values: dict[str, float]) -> dict:
+        return {"post_training_bias_metrics": {"facets": {"sex": [{"value_or_threshold": "f", "metrics": [
+            {"name": k, "value": v} for k, v in values.items()]}]}}}
+
+    bias = _bias_points({"analysis": facets({"DPPL": -0.3, "DI": 1.5, "FT": 0.2}),
+                         "baseline_analysis": facets({"DPPL": 0.1, "DI": 0.8, "FT": 0.1}),
+                         "violations": {"violations": [{"facet": "sex", "facet_value": "f", "metric_name": "DPPL",
+                                                        "constraint_check_type": "bias_drift_check"}]}})
+    assert [(p.series, p.value, p.breached) for p in bias] == [
+        ("DPPL (sex=f)", -0.3, True), ("DPPL (sex=f) allowed low", -0.1, False),
+        ("DPPL (sex=f) allowed high", 0.1, False), ("DI (sex=f)", 1.5, False),
+        ("DI (sex=f) allowed low", pytest.approx(0.8), False), ("DI (sex=f) allowed high", pytest.approx(1.2), False),
+        ("FT (sex=f)", 0.2, False)]
+    assert {p.chart for p in bias} == {"DPPL (sex=f)", "DI (sex=f)", "FT (sex=f)"}
 
 
 def daily_schedule_beside_churn_dq(console: Console, name: str) -> Any:

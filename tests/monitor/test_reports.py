@@ -220,6 +220,8 @@ def test_a_run_keeps_the_constraints_it_was_judged_against(client, keys, app, db
     assert rep["constraints"]["binary_classification_constraints"]["auc"]["threshold"] == old
     assert rep["constraints_of_run"] is True and f"≥ {old:.4g}" in row and "breached" in row
     assert "≥ 0.2" in row2 and "met" in row2 and rep2["constraints"] == cons
+    kept = client.get(f"/api/v1/analyses/{before}/constraints.json", headers=keys("viewer"))
+    assert kept.status_code == 200 and kept.json() == rep["constraints"]
     # the trend points: each run against its own threshold
     with db.session_scope() as s:
         rows = [service.get_analysis(s, a) for a in (before, after)]
@@ -232,4 +234,4 @@ def test_a_run_keeps_the_constraints_it_was_judged_against(client, keys, app, db
     rep, row = report(before)
     assert rep["constraints_of_run"] is False and "≥ 0.2" in row
     html = client.get(f"/api/v1/analyses/{before}/report", headers=pub).text
-    assert "the baseline&#39;s current ones" in html or "the baseline's current ones" in html
+    assert "the baseline&#39;s current constraints" in html or "the baseline's current constraints" in html

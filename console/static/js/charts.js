@@ -37,9 +37,11 @@
     });
     (spec.lines || []).forEach(function (l) {
       var line = {label: l.label, stroke: l.color || "#b42318", width: 1, dash: [6, 4], points: {show: false}};
-      if (l.values) {   // a run's threshold holds until the next run's: a step, over runs without one
-        line.spanGaps = true;
-        line.paths = uPlot.paths.stepped({align: 1});
+      if (l.values) {   // a run's threshold holds until the next run's (a step, marked at each run); a run
+        // judged without one is a gap
+        line.spanGaps = false;
+        line.paths = uPlot.paths.stepped({align: 1, extend: true});
+        line.points = {show: true, size: 4, fill: line.stroke};
       }
       data.push(l.values || spec.x.map(function () { return l.value; }));
       series.push(line);
