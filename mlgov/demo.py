@@ -82,6 +82,12 @@ CONTRACTS = ("month-to-month", "one-year", "two-year")
 FEATURES = ("tenure", "monthly_charges", "contract", "support_calls")
 
 
+BIAS_CONFIG = {"label": "churned", "label_values_or_threshold": [1], "predicted_label": "churn",
+               "facet": [{"name_or_index": "contract", "value_or_threshold": ["month-to-month"]}],
+               "methods": {"post_training_bias": {"methods": ["DPPL", "DI", "AD", "DAR"]}}}
+"""SageMaker's analysis_config.json of the demo's bias monitor."""
+
+
 def _customers(rng: np.random.Generator, n: int, *, drifted: bool) -> pd.DataFrame:
     """Customers, the model's churn probability and call, and whether each churned (the ground truth)."""
     mix = (0.8, 0.12, 0.08) if drifted else (0.55, 0.25, 0.2)
@@ -159,8 +165,15 @@ def _monitoring(s: Session, store: ObjectStore, publisher: Principal) -> str:
              for name, m in margin.items()}
     monitor.update_constraints(s, store, mq.id, json.dumps({**suggested, "binary_classification_constraints": tuned})
                                .encode(), publisher)
+    # bias: does the model treat month-to-month customers differently from the rest, and more so than it did on
+    # the validation set? (their predicted churn rate, acceptance and accuracy against the others')
+    bias = kinds.get("ModelBias").create_baseline(
+        s, store, {"file": (_csv(validation[["contract", "churned", "churn"]]), "churn-validation.csv"),
+                   "config": (json.dumps(BIAS_CONFIG).encode(), "analysis_config.json")},
+        "churn validation set: month-to-month customers", publisher).record(s)
     for name, kind, base in ((f"{ENDPOINT}-data-quality", "DataQuality", dq),
-                             (f"{ENDPOINT}-model-quality", "ModelQuality", mq)):
+                             (f"{ENDPOINT}-model-quality", "ModelQuality", mq),
+                             (f"{ENDPOINT}-bias", "ModelBias", bias)):
         schedules.create(s, name=name, endpoint=ENDPOINT, monitoring_type=kind, expression="hourly",
                          baseline_id=base.id, window_start="-PT1H", window_end="PT0S", drift=None, alerting=None,
                          actor=publisher)
@@ -173,7 +186,7 @@ def _monitoring(s: Session, store: ObjectStore, publisher: Principal) -> str:
         monitor.ingest_ground_truth(s, store, ENDPOINT, _labels_body(df, ids), "application/x-ndjson",
                                     actor=publisher)
     verdicts = []
-    for name in (f"{ENDPOINT}-data-quality", f"{ENDPOINT}-model-quality"):
+    for name in (f"{ENDPOINT}-data-quality", f"{ENDPOINT}-model-quality", f"{ENDPOINT}-bias"):
         runs = [schedules.run_now(s, store, name, start, start + dt.timedelta(hours=1), publisher) for start in hours]
         schedules.set_status(s, name, "Stopped", publisher)
         verdicts.append(f"{name}: {sum(r.status == 'CompletedWithViolations' for r in runs)} of {len(runs)} hours "
