@@ -22,10 +22,11 @@ PARITY = {"DI": 1.0}   # the value of a metric when the groups are treated alike
 
 
 def allowed_range(metric: str, baseline: float) -> tuple[float, float]:
-    """parity ± |baseline − parity|: values no farther from parity than the baseline's."""
+    """parity ± |baseline − parity|: values no farther from parity than the baseline's. DI, a ratio of rates, is
+    never negative: its range starts at 0 at the lowest (a chart drew it from −6.4 for a baseline DI of 8.4)."""
     parity = PARITY.get(metric, 0.0)
     bound = abs(baseline - parity)
-    return parity - bound, parity + bound
+    return (max(parity - bound, 0.0) if metric == "DI" else parity - bound), parity + bound
 
 
 def matching_group(baseline_groups: list[dict[str, Any]], group: dict[str, Any], index: int,

@@ -28,6 +28,7 @@ def test_disparate_impact_is_judged_from_parity_one():
     assert bias_violation(0.92, 0.40, metric="DI") and bias_violation(0.92, 0.40, (0.35, 0.45), metric="DI")
     assert not bias_violation(0.92, 1.05, metric="DI") and not bias_violation(0.92, 0.40, (0.3, 0.95), metric="DI")
     assert allowed_range("DPPL", -0.2) == (-0.2, 0.2)
+    assert allowed_range("DI", 8.4) == pytest.approx((0.0, 8.4))      # a ratio: never below 0
 
 
 def test_bootstrap_interval_quiets_small_windows():
