@@ -65,7 +65,6 @@ def overview(request: Request, session: SessionDep, user: Viewer) -> HTMLRespons
 STYLE: dict[str, dict[str, Any]] = {"estimated": {"color": "#b25e09"}, "band lower": {"color": "#9aa4b2", "dash": True},
          "band upper": {"color": "#9aa4b2", "dash": True}, kinds.NOT_JUDGED: {"color": "#6b7280", "dots": True},
          **{bound: {"color": "#b42318", "dash": True} for bound in kinds.BOUNDS}}
-BEYOND = kinds.THRESHOLD.beyond
 BREACH = {"color": "#b42318", "dots": True, "fill": "#b42318"}
 """A run that judged a value beyond its threshold: the point again, filled red, as a series of its own (which way is
 beyond is the kind's to say: a distance above, an accuracy below)."""
@@ -114,17 +113,16 @@ def _charts(name: str, runs: list[tuple[Any, list[kinds.Point]]], root: str,
             if series == title or last is None:   # the latest run's, even when it has none (an infinite bias
                 last = values[-1] if values else None   # metric): an older value shown as latest read as a pass
         chart: dict[str, Any] = {"x": x, "links": links, "series": lines + beyond}
-        judged = [limits[i] for i, (_, points) in enumerate(runs)
-                  if any(p.series in members for p in points)]   # the runs with a value on this chart
+        valued = [any(p.series in members for p in points) for _, points in runs]   # a value on this chart
+        judged = [limit for limit, v in zip(limits, valued, strict=True) if v]
         known = [v for v in judged if v is not None]
         threshold = known[-1] if known else None
         if known and len(set(judged)) == 1:
             chart["lines"] = [{"label": line.label, "value": threshold}]
         elif known:   # edited between runs, or set for some runs only: each run's own, held over runs without a
             held: list[float | None] = []   # value on this chart; a gap where a run had none
-            for i, (_, points) in enumerate(runs):
-                valued = any(p.series in members for p in points)
-                held.append(limits[i] if valued or not held else held[-1])
+            for limit, v in zip(limits, valued, strict=True):
+                held.append(limit if v or not held else held[-1])
             chart["lines"] = [{"label": line.label, "values": held}]
         # a chart of several series named for none of them says each one's latest value
         each = [(s["label"], s["values"][-1] if s["values"] else None) for s in lines] \
