@@ -123,8 +123,8 @@ def test_series_read_what_each_kind_charts() -> None:
         ("true_negative_rate band upper", 0.72, None, "true_negative_rate")]
     bias = kinds.get("ModelBias").points({"analysis": {"post_training_bias_metrics": {"facets": {"sex": [
         {"value_or_threshold": "f", "metrics": [{"name": "DPPL", "value": 0.12}, {"name": "DI", "value": None}]}]}}}})
-    assert [p[:4] for p in bias] == [
-        ("DPPL (sex=f)", 0.12, None, "")]
+    assert [p[:4] for p in bias] == [   # its chart by name: the bounds of its allowed range join it (none without
+        ("DPPL (sex=f)", 0.12, None, "DPPL (sex=f)")]   # a baseline analysis)
     attr = kinds.get("ModelExplainability").points({"analysis": {   # it charted nothing: "no completed execution"
         "ndcg": 0.8988, "ndcg_threshold": 0.9,
         "explanations": {"kernel_shap": {"label0": {"global_shap_values": {"age": 0.3, "income": 0.1}}}}}})
