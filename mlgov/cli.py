@@ -232,10 +232,8 @@ def audit_reanchor(reason: Annotated[str, typer.Option(help="why: the backup res
 def demo_seed(if_empty: Annotated[bool, typer.Option("--if-empty", help="do nothing if groups exist")] = False) -> None:
     """Seed a small demo: groups, versions, a four-eyes approval, a production stage, and an endpoint with a few
     hours of captured, labelled traffic, its baselines and the data-quality, model-quality and bias runs over it."""
-    from clarify import kinds as clarify_kinds
     from mlgov.demo import seed
 
-    clarify_kinds.register()   # the demo's bias monitor
     db = database()
     typer.echo(seed(db, open_store(get_settings()), if_empty=if_empty))
 

@@ -20,6 +20,7 @@ import pandas as pd
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from clarify import kinds as clarify_kinds
 from mlgov import auth
 from mlgov.auth import Principal, Role
 from mlgov.db import Database, utcnow
@@ -167,13 +168,14 @@ def _monitoring(s: Session, store: ObjectStore, publisher: Principal) -> str:
                                .encode(), publisher)
     # bias: does the model treat month-to-month customers differently from the rest, and more so than it did on
     # the validation set? (their predicted churn rate, acceptance and accuracy against the others')
+    clarify_kinds.register()   # ModelBias, beside monitor's own kinds (as the app and the scheduler do)
     bias = kinds.get("ModelBias").create_baseline(
         s, store, {"file": (_csv(validation[["contract", "churned", "churn"]]), "churn-validation.csv"),
                    "config": (json.dumps(BIAS_CONFIG).encode(), "analysis_config.json")},
         "churn validation set: month-to-month customers", publisher).record(s)
-    for name, kind, base in ((f"{ENDPOINT}-data-quality", "DataQuality", dq),
-                             (f"{ENDPOINT}-model-quality", "ModelQuality", mq),
-                             (f"{ENDPOINT}-bias", "ModelBias", bias)):
+    monitors = ((f"{ENDPOINT}-data-quality", "DataQuality", dq), (f"{ENDPOINT}-model-quality", "ModelQuality", mq),
+                (f"{ENDPOINT}-bias", "ModelBias", bias))
+    for name, kind, base in monitors:
         schedules.create(s, name=name, endpoint=ENDPOINT, monitoring_type=kind, expression="hourly",
                          baseline_id=base.id, window_start="-PT1H", window_end="PT0S", drift=None, alerting=None,
                          actor=publisher)
@@ -186,7 +188,7 @@ def _monitoring(s: Session, store: ObjectStore, publisher: Principal) -> str:
         monitor.ingest_ground_truth(s, store, ENDPOINT, _labels_body(df, ids), "application/x-ndjson",
                                     actor=publisher)
     verdicts = []
-    for name in (f"{ENDPOINT}-data-quality", f"{ENDPOINT}-model-quality", f"{ENDPOINT}-bias"):
+    for name, _, _ in monitors:
         runs = [schedules.run_now(s, store, name, start, start + dt.timedelta(hours=1), publisher) for start in hours]
         schedules.set_status(s, name, "Stopped", publisher)
         verdicts.append(f"{name}: {sum(r.status == 'CompletedWithViolations' for r in runs)} of {len(runs)} hours "

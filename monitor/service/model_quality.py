@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from mlgov import inputs
 from mlgov.auth import Principal
 from mlgov.db import new_id
-from mlgov.errors import Invalid
+from mlgov.errors import Invalid, NotFound
 from mlgov.storage import ObjectStore
 from monitor import capture, compute, documents, layout
 from monitor.engine import quality, quality_partition
@@ -378,7 +378,8 @@ RUN_CONSTRAINTS = "constraints.json"
 def run_constraints(store: ObjectStore, run_prefix: str, baseline_prefix: str) -> dict[str, Any]:
     """The constraints a run was judged against (``constraints``), and whether they are its own copy
     (``constraints_of_run``): a run from before runs kept one shows the baseline's current constraints."""
-    key = f"{run_prefix}/{RUN_CONSTRAINTS}"
-    own = store.exists(key)
-    return {"constraints": json.loads(store.get(key if own else f"{baseline_prefix}/constraints.json")),
-            "constraints_of_run": own}
+    try:
+        return {"constraints": json.loads(store.get(f"{run_prefix}/{RUN_CONSTRAINTS}")), "constraints_of_run": True}
+    except NotFound:   # one read where the copy exists, as it does for every run since
+        return {"constraints": json.loads(store.get(f"{baseline_prefix}/constraints.json")),
+                "constraints_of_run": False}
