@@ -3,9 +3,11 @@ on SQLite and PostgreSQL with the local store; ``--profile`` prints cProfile's t
 
 Runs what the capture route runs: the body guard's check (`inputs.screen`), `prepare_capture` on a read session,
 `commit_capture` in a write session, committed; and single records 8 at a time through the route's group commit
-(`monitor.group_commit`). Every record has a fresh eventId.
+(`monitor.group_commit`). Every record has a fresh eventId. Then how long a ground-truth upload of ``--labels``
+labels holds the write turn capture waits for (wall ms, beside its read).
 
-    .venv/bin/python benchmarks/capture_cpu.py [--db sqlite,pg] [--batches 40] [--singles 400] [--profile]
+    .venv/bin/python benchmarks/capture_cpu.py [--db sqlite,pg] [--batches 40] [--singles 400] [--labels 10000]
+        [--profile]
 """
 
 from __future__ import annotations
@@ -100,11 +102,31 @@ def measure(db: Database, store: LocalStore, size: int, count: int) -> float:
     return (time.process_time() - t) * 1000 / count
 
 
+def labels(db: Database, store: LocalStore, count: int) -> tuple[float, float]:
+    """Wall ms of a ``count``-label ground-truth upload's read (on a read session) and its write turn (which every
+    capture ingest waits for), the labels keyed by inference ids captured before."""
+    for k in range(0, count, 500):
+        one(db, store, body(min(500, count - k), f"gt{k}"))
+    raw = json.dumps([{"groundTruthData": {"data": str(i % 2), "encoding": "CSV"},
+                       "eventMetadata": {"eventId": f"igt{k}-{i}"}, "eventVersion": "0"}
+                      for k in range(0, count, 500) for i in range(min(500, count - k))]).encode()
+    t0 = time.perf_counter()
+    with db.session_scope(write=False) as s:
+        prep = service.prepare_ground_truth(s, "bench", raw, "application/json")
+    t1 = time.perf_counter()
+    with db.session_scope() as s:
+        out = service.commit_ground_truth(s, store, prep)
+    t2 = time.perf_counter()
+    assert out["accepted"] == count and out["unmatched"] == 0, out
+    return (t1 - t0) * 1000, (t2 - t1) * 1000
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--db", default="sqlite,pg")
     ap.add_argument("--batches", type=int, default=40)
     ap.add_argument("--singles", type=int, default=400)
+    ap.add_argument("--labels", type=int, default=10_000, help="labels in the ground-truth upload measured")
     ap.add_argument("--profile", action="store_true")
     a = ap.parse_args()
     print(f"load: {os.getloadavg()[0]:.2f}")
@@ -132,6 +154,8 @@ def main() -> None:
                 print(f"{kind}: batch of 500 {batch:.1f} CPU-ms ({500 / batch * 1000:,.0f} records/s per core); "
                       f"single record {single:.2f} CPU-ms alone, {together:.2f} CPU-ms when 8 arrive together "
                       f"(group commit)")
+                read, write = labels(db, store, a.labels)
+                print(f"{kind}: ground truth, {a.labels:,} labels: read {read:.0f} ms, write turn {write:.0f} ms")
             db.dispose()
 
 

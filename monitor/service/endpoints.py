@@ -30,6 +30,7 @@ from mlgov.db import (
     advisory_xact_lock,
     as_utc,
     chunks,
+    ids_from,
     is_postgres,
     is_unique_violation,
     keys_present,
@@ -316,10 +317,7 @@ def index_capture(session: Session, store: ObjectStore, prep: PreparedCapture) -
 
 
 def _insert_index(session: Session, prep: PreparedCapture, batches: list[_Batch]) -> None:
-    """One statement per table and no ORM object per record. An event row's id is its batch's
-    id with the record's position in place of the last 8 hex digits: unique (ids of a batch differ in position,
-    batch ids in their first 24 hex digits, 90 random bits), one uuid per batch instead of one per record, and the
-    primary key grows in runs rather than at a random place per row."""
+    """One statement per table and no ORM object per record; the event rows' ids are `ids_from` their batch's."""
     now = utcnow()
     batch_rows: list[dict[str, Any]] = []
     event_rows: list[tuple[Any, ...]] = []
@@ -329,9 +327,8 @@ def _insert_index(session: Session, prep: PreparedCapture, batches: list[_Batch]
                            "jsonl_key": b.keys[0], "parquet_key": b.keys[1],
                            "records": len(b.records), "first_time": min(times), "last_time": max(times),
                            "created_at": now})
-        stem = b.id[:24]
-        event_rows += [(f"{stem}{i:08x}", r.event_id, r.inference_id, r.inference_time, b.id)
-                       for i, r in enumerate(b.records)]
+        event_rows += [(pk, r.event_id, r.inference_id, r.inference_time, b.id)
+                       for pk, r in zip(ids_from(b.id, len(b.records)), b.records, strict=True)]
     session.execute(insert(cast(Table, CaptureBatch.__table__)), batch_rows)
     _EVENT_ROWS.execute(session, event_rows, endpoint_id=prep.endpoint_id)
 
