@@ -108,7 +108,8 @@ def _bias_points(rep: Mapping[str, Any]) -> list[kinds.Point]:
     """Each post-training bias metric per facet group (SageMaker's analysis.json), breached as the run's
     constraint_violations.json says, drawn between the bounds of its allowed range (parity ± the baseline's distance
     from it, `allowed_range`): a run breaches when the window's whole 95% interval lies outside them. FT and CDDPL
-    are never judged, so they get no bounds."""
+    are never judged, so they get no bounds. A metric that drifted to infinite or undefined (DI when the rest of
+    the window never got the positive outcome) is kept without a value, so the chart still marks the breach."""
     base = _facets(rep.get("baseline_analysis"))
     found = {(str(v.get("facet")), str(v.get("facet_value")), str(v.get("metric_name")))
              for v in (rep.get("violations") or {}).get("violations") or [] if isinstance(v, dict)}
@@ -120,10 +121,11 @@ def _bias_points(rep: Mapping[str, Any]) -> list[kinds.Point]:
             value = group.get("value_or_threshold")
             for m in group.get("metrics", []):
                 name, now = str(m.get("name")), number(m.get("value"))
-                if now is None:
-                    continue
                 series = f"{name} ({col}={value})"
-                points.append(kinds.Point(series, now, None, series, (col, str(value), name) in found))
+                flagged = (col, str(value), name) in found
+                if now is None and not flagged:   # undefined or infinite, and not judged drifted: nothing to draw
+                    continue
+                points.append(kinds.Point(series, now, None, series, flagged))
                 then_value = before.get(name)
                 if then_value is not None and name not in NOT_DRIFT_CHECKED:
                     points += [kinds.Point(f"{series} {suffix}", bound, None, series)

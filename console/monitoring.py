@@ -68,6 +68,10 @@ STYLE: dict[str, dict[str, Any]] = {"estimated": {"color": "#b25e09"}, "band low
 BREACH = {"color": "#b42318", "dots": True, "fill": "#b42318"}
 """A run that judged a value beyond its threshold: the point again, filled red, as a series of its own (which way is
 beyond is the kind's to say: a distance above, an accuracy below)."""
+EDGE = 1.0
+UNDRAWABLE = " (infinite or undefined)"
+"""A breached value that is not a finite number (a bias ratio over a zero rate) has no height: its red point is
+drawn at ``EDGE`` on a scale of its own whose top that is (charts.js), and its series named with this suffix."""
 PALETTE = ("#1f5fbf", "#0f8a6f", "#8e3fb5", "#c2410c", "#4b5563", "#b8860b", "#0e7490", "#be185d")
 """Colours of the series a chart draws together without a style of their own (global SHAP per feature), told apart
 from each other and from the threshold's red; the first is the one-series charts' blue."""
@@ -98,10 +102,12 @@ def _charts(name: str, runs: list[tuple[Any, list[kinds.Point]]], root: str,
         for series in members:
             values: list[float | None] = []
             breached: list[float | None] = []
+            undrawable: list[float | None] = []   # breached with no finite value: marked on the plot's top edge
             for i, (_, points) in enumerate(runs):
                 hit = next((p for p in points if p.series == series), None)
                 values.append(hit.value if hit else None)
                 breached.append(hit.value if hit and hit.breached else None)
+                undrawable.append(EDGE if hit and hit.breached and hit.value is None else None)
                 if hit and hit.threshold is not None and limits[i] is None:
                     limits[i] = hit.threshold
             style = next((v for k, v in STYLE.items() if series.endswith(k)), None)
@@ -110,6 +116,9 @@ def _charts(name: str, runs: list[tuple[Any, list[kinds.Point]]], root: str,
             lines.append({"label": series, "values": values, **style})
             if any(v is not None for v in breached):
                 beyond.append({"label": f"{series} {line.beyond}", "values": breached, **BREACH})
+            if any(v is not None for v in undrawable):
+                beyond.append({"label": f"{series} {line.beyond}{UNDRAWABLE}", "values": undrawable, "edge": True,
+                               **BREACH})
             if series == title or last is None:   # the latest run's, even when it has none (an infinite bias
                 last = values[-1] if values else None   # metric): an older value shown as latest read as a pass
         chart: dict[str, Any] = {"x": x, "links": links, "series": lines + beyond}
@@ -153,7 +162,8 @@ def schedule(request: Request, name: Name, session: SessionDep, store: StoreDep,
     return render(request, user, "schedule.html", title=f"Schedule {name}", s=sched, executions=execs,
                   pager=page_of(offset, PAGE, total), charts=shown, chart_filter=chart, chart_total=len(charts),
                   alerts=alerts, runs=len(runs), unjudged=any(s.endswith(kinds.NOT_JUDGED) for s in labels),
-                  breached=any(s.endswith(line.beyond) for s in labels), line=line)
+                  breached=any(s.endswith(line.beyond) for s in labels),
+                  undrawable=any(s.endswith(UNDRAWABLE) for s in labels), line=line)
 
 
 @router.get("/monitoring/analyses/{analysis_id}", response_class=HTMLResponse)

@@ -373,6 +373,38 @@ def test_points_are_breached_as_each_kind_judges() -> None:
         ("DI (sex=f) allowed low", pytest.approx(0.8), False), ("DI (sex=f) allowed high", pytest.approx(1.2), False),
         ("FT (sex=f)", 0.2, False)]
     assert {p.chart for p in bias} == {"DPPL (sex=f)", "DI (sex=f)", "FT (sex=f)"}
+    # a metric gone infinite or undefined (stored as null): kept without a value when the run flagged it, so its
+    # chart can still mark the breach; left out when it was not flagged
+    undefined = _bias_points({"analysis": facets({"DI": None, "AD": None}),
+                              "baseline_analysis": facets({"DI": 0.8, "AD": 0.1}),
+                              "violations": {"violations": [{"facet": "sex", "facet_value": "f", "metric_name": "DI",
+                                                             "constraint_check_type": "bias_drift_check"}]}})
+    assert [(p.series, p.value, p.breached) for p in undefined] == [
+        ("DI (sex=f)", None, True), ("DI (sex=f) allowed low", pytest.approx(0.8), False),
+        ("DI (sex=f) allowed high", pytest.approx(1.2), False)]
+
+
+def test_a_breach_with_no_finite_value_is_marked_on_the_top_edge() -> None:
+    """A bias metric that drifted to infinite had no point at all: nothing on its chart said the run breached. It
+    is now a red point of its own series, on a scale whose top it is (charts.js draws ``edge`` series so)."""
+    from types import SimpleNamespace
+
+    from clarify.kinds import BIAS_LINE
+    from console.monitoring import EDGE, _charts
+    from monitor.kinds import Point
+
+    def run(hour: int, points: list[Point]) -> tuple[SimpleNamespace, list[Point]]:
+        return SimpleNamespace(window_start=HOUR + dt.timedelta(hours=hour), analysis_id=f"a{hour}"), points
+
+    [di] = _charts("s", [run(0, [Point("DI", 0.9, None, "DI"), Point("DI allowed high", 1.2, None, "DI")]),
+                         run(1, [Point("DI", None, None, "DI", True), Point("DI allowed high", 1.2, None, "DI")]),
+                         run(2, [Point("DI", None, None, "DI", False)])], "", BIAS_LINE)
+    series = {s["label"]: s for s in di["spec"]["series"]}
+    assert series["DI"]["values"] == [0.9, None, None]
+    edge = series["DI drifted (infinite or undefined)"]
+    assert edge["values"] == [None, EDGE, None] and edge["edge"] and edge["fill"] == "#b42318"
+    assert "DI drifted" not in series   # no finite breach to draw
+    assert di["last"] is None            # the latest run's value, not the older finite one
 
 
 def daily_schedule_beside_churn_dq(console: Console, name: str) -> Any:

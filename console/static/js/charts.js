@@ -4,7 +4,8 @@
 //
 // chart = {"title": "...", "x": [epoch seconds...],
 //          "series": [{"label": "psi", "values": [... or null], "color": "#1f5fbf", "dash": false, "dots": false,
-//                      "fill": "#b42318"}],                                    // dots' fill (default white: hollow)
+//                      "fill": "#b42318",                                      // dots' fill (default white: hollow)
+//                      "edge": true}],            // values are 1: drawn at the plot's top edge (no finite height)
 //          "lines": [{"label": "threshold", "value": 0.2, "color": "#b42318"}],   // horizontal lines (optional);
 //                    or "values": [... per run, or null] for a threshold that changed between runs (a step)
 //          "links": ["/console/...", ...],                                      // click a point → open (optional)
@@ -33,6 +34,7 @@
         line.paths = function () { return null; };
         line.points = {show: true, size: 7, fill: s.fill || "#ffffff", width: 2};
       }
+      if (s.edge) { line.scale = "edge"; }   // a value with no height (infinite): at the top edge, on its own scale
       series.push(line);
     });
     (spec.lines || []).forEach(function (l) {
@@ -56,7 +58,7 @@
       scales: {x: {time: true, range: function (u, min, max) {
         var pad = Math.max((max - min) * 0.04, 60);
         return [min - pad, max + pad];
-      }}},
+      }}, edge: {auto: false, range: [0, 1.03]}},   // "edge" series are 1: just inside the top
     };
     if (spec.compact) {   // a sparkline: the line only
       opts.legend = {show: false};
