@@ -150,7 +150,8 @@ class GroundTruthResult(BaseModel):
     duplicates: int = Field(description="ids already labelled (with replace=true: with the same label), or repeated "
                                         "in the upload")
     rejected: list[dict[str, Any]]
-    unmatched: int = Field(description="labels whose id matches no captured request yet (kept, not dropped)")
+    unmatched: int = Field(description="labels whose id matched no captured request when the upload was read (kept, "
+                                       "not dropped: joined once the capture arrives)")
     unmatched_ids: list[str]
 
 

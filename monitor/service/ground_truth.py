@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from mlgov import audit
 from mlgov.auth import Principal
-from mlgov.db import BulkRows, chunks, ids_from, keys_present, new_id, present_keys, utcnow
+from mlgov.db import BulkRows, check_column_value, chunks, ids_from, keys_present, new_id, present_keys, utcnow
 from mlgov.errors import Invalid
 from mlgov.storage import ObjectStore
 from monitor import capture, compute
@@ -133,6 +133,10 @@ def prepare_ground_truth(session: Session, endpoint: str, body: bytes, content_t
             eid, label = _gt_label(item)
             for problem in problems:
                 _readable_as(label, problem)
+            try:   # what the row cannot hold (a NUL): this record refused, not the upload after its file is written
+                check_column_value("label", GroundTruth.label.type, label)
+            except Invalid as exc:
+                raise capture.RecordError(str(exc)) from None
             good.append((eid, label, json.dumps(item, separators=(",", ":"))))
         except capture.RecordError as exc:
             rejected.append({"index": i, "reason": str(exc)})

@@ -151,6 +151,26 @@ def test_labels_are_stored_in_the_write_turn_without_an_object_each(client, keys
         r["eventMetadata"]["eventId"] for r in labels)
 
 
+def test_a_label_no_row_can_hold_is_its_record_refused_not_the_upload(client, keys, app):
+    """A NUL in a label (BASE64 lets one through the body's screen) failed the whole upload with a 422 after its file
+    was written, leaving the file behind; it is now that record's rejection, read before anything is stored."""
+    import base64
+
+    ep = _endpoint(client, keys)
+    nul = {**gt_record("bad", ""), "groundTruthData": {"data": base64.b64encode(b"a\x00b").decode(),
+                                                       "encoding": "BASE64"}}
+    out = client.post(f"/api/v1/endpoints/{ep['name']}/ground-truth", json=[gt_record("good", "1"), nul],
+                      headers=keys("ingest")).json()
+    assert out["accepted"] == 1 and [r["index"] for r in out["rejected"]] == [1], out
+    assert "NUL" in out["rejected"][0]["reason"]
+    store = app.state.get_store()
+    assert len([k for k, _ in store.listed(f"groundtruth/{ep['name']}/")]) == 1   # the good label's file only
+    only = assert_problem(client.post(f"/api/v1/endpoints/{ep['name']}/ground-truth", json=[nul],
+                                      headers=keys("ingest")), 422, "rejected")
+    assert only["rejected"][0]["index"] == 0
+    assert len([k for k, _ in store.listed(f"groundtruth/{ep['name']}/")]) == 1
+
+
 @pytest.mark.parametrize("stale", [False, True], ids=["stats-as-they-are", "analyzed-while-empty"])
 def test_known_event_lookup_probes_the_unique_index_on_postgres(client, keys, db, stale):
     """The duplicate check asks the unique (endpoint, event id) index once per id, whatever the statistics: the
