@@ -14,7 +14,7 @@ cannot be read or profiled is a Failed job with the reason, not an error.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import select
@@ -55,6 +55,37 @@ def output_key(store: ObjectStore, uri: str, what: str) -> str:
                       fix=f"write to a folder of your own under {store.root_uri}, outside "
                           + ", ".join(f"{f}/" for f in sorted(SYSTEM_FOLDERS)))
     return key
+
+
+def label_key(store: ObjectStore, uri: str, what: str) -> str:
+    """`store_key` of a folder the user uploads ground-truth files to: never one of mlgov's own folders, whose files
+    are not labels (and whose ``groundtruth/`` copies mlgov writes itself)."""
+    key = store_key(store, uri, what)
+    if (folder := system_folder(key)) is not None:
+        raise Invalid(f"{what} {uri} lies in {folder}/, where mlgov keeps its own files, not labels you upload",
+                      fix=f"upload ground truth to a folder of your own under {store.root_uri}")
+    return key
+
+
+def ground_truth_prefix(spec: Mapping[str, Any]) -> str | None:
+    """The ``GroundTruthS3Input.S3Uri`` of a job definition as SageMaker's API gave it (ModelQuality and ModelBias
+    job inputs have one), or None."""
+    for member, value in spec.items():
+        if member.endswith("JobInput") and isinstance(value, Mapping):
+            uri = (value.get("GroundTruthS3Input") or {}).get("S3Uri")
+            if uri:
+                return str(uri)
+    return None
+
+
+def ground_truth_source(session: Session, store: ObjectStore, sched: Schedule) -> tuple[str, str] | None:
+    """(endpoint, store folder) a schedule made from a job definition reads uploaded label files from, as SageMaker's
+    merge job reads them from ``GroundTruthS3Input``; None for a schedule without one."""
+    if not sched.job_definition:
+        return None
+    row = session.scalar(select(JobDefinition).where(JobDefinition.name == sched.job_definition))
+    uri = ground_truth_prefix(row.spec or {}) if row is not None else None
+    return None if uri is None else (sched.endpoint, label_key(store, uri, "GroundTruthS3Input.S3Uri"))
 
 
 def read_objects(store: ObjectStore, uri: str, what: str) -> list[bytes]:

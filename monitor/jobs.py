@@ -41,10 +41,10 @@ from sqlalchemy.exc import IntegrityError
 from mlgov import workers
 from mlgov.auth import SYSTEM
 from mlgov.db import Database, new_id, utcnow
-from mlgov.errors import NotFound
+from mlgov.errors import DomainError, NotFound
 from mlgov.settings import Settings
 from mlgov.storage import ObjectStore
-from monitor import recurrence, schedules
+from monitor import definitions, recurrence, schedules, service
 from monitor.errors import PartitionGone
 from monitor.orm import CaptureBatch, Endpoint, Execution, Schedule
 from monitor.service import compaction
@@ -292,6 +292,25 @@ def _remove_stale(tree: Path, exported: set[Path]) -> int:
     return removed
 
 
+def import_labels(db: Database, store: ObjectStore, schedule_id: str, since: dt.datetime) -> int:
+    """The ground-truth files uploaded to the schedule's GroundTruthS3Input since ``since`` (its window's start),
+    each read on a read session and stored in a short write turn as an upload through the API is; labels already
+    stored are duplicates. The number of labels stored; DomainError naming a file no label could be read from."""
+    with db.session_scope(write=False) as s:
+        sched = s.get(Schedule, schedule_id)
+        source = definitions.ground_truth_source(s, store, sched) if sched is not None else None
+    if source is None:
+        return 0
+    endpoint, folder = source
+    stored = 0
+    for key in service.label_files(store, folder, since):
+        with db.session_scope(write=False) as s:
+            prep = service.read_label_file(s, store, endpoint, key)
+        with db.session_scope() as s:
+            stored += service.commit_ground_truth(s, store, prep)["accepted"]
+    return stored
+
+
 def run_claimed(db: Database, store: ObjectStore, schedule_id: str, execution_id: str,
                 worker: str | None = None) -> bool:
     """Execute a claimed execution: compute it on a read session (minutes, perhaps, holding no write turn), then
@@ -303,12 +322,22 @@ def run_claimed(db: Database, store: ObjectStore, schedule_id: str, execution_id
     claimer = worker   # the claim this run holds: read from the row below when not given
     try:
         with db.session_scope(write=False) as s:
+            ex = s.get(Execution, execution_id)
+            since = ex.window_start if ex is not None else None
+        unread = None   # why the uploaded labels could not be read: the run's failure
+        if since is not None:
+            try:
+                import_labels(db, store, schedule_id, since)
+            except DomainError as exc:
+                unread = schedules.failure_reason(exc)
+        with db.session_scope(write=False) as s:
             sched = s.get(Schedule, schedule_id)
             ex = s.get(Execution, execution_id)
             if sched is None or ex is None or ex.status != "Pending" or (worker and ex.worker != worker):
                 return False
             claimer = ex.worker
-            ran = schedules.compute_run(s, store, sched, ex, SYSTEM)
+            ran = schedules.compute_run(s, store, sched, ex, SYSTEM) if unread is None else \
+                schedules.Ran(utcnow(), (sched.type, sched.baseline_id), None, unread)
         with db.session_scope() as s:
             sched = s.get(Schedule, schedule_id)
             ex = s.get(Execution, execution_id, with_for_update=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from typing import Annotated, Any, Literal
 
@@ -35,7 +36,7 @@ from mlgov.outbound import OutboundDep
 from mlgov.secrets import SecretsDep
 from mlgov.storage import ObjectStore, StoreDep
 from mlgov.web import Router
-from monitor import group_commit, kinds, schedules, service
+from monitor import definitions, group_commit, kinds, schedules, service
 from monitor.engine.analysis import DriftConfig
 from monitor.orm import Alert, Analysis
 from monitor.schemas import (
@@ -495,6 +496,16 @@ def delete_schedule(name: str, session: SessionDep, actor: Writer) -> Response:
 async def run_schedule(name: str, body: RunWindow, session: ReadSessionDep, store: StoreDep, actor: ReadingWriter,
                        request: Request) -> Any:
     start, end = as_utc(body.start) or body.start, as_utc(body.end) or body.end
+    # the labels uploaded to its job definition's GroundTruthS3Input first, as a scheduled run reads them
+    # (`jobs.import_labels`): each file read on the read session and stored in a write turn of its own
+    source = await run_in_threadpool(
+        lambda: definitions.ground_truth_source(session, store, schedules.runnable(session, name, actor)))
+    if source is not None:
+        endpoint, folder = source
+        for key in await run_in_threadpool(service.label_files, store, folder, start):
+            await computed_then_recorded(
+                request, session, functools.partial(service.read_label_file, session, store, endpoint, key),
+                lambda writer, prep: service.commit_ground_truth(writer, store, prep))
     return await computed_then_recorded(
         request, session, lambda: schedules.compute_now(session, store, name, start, end, actor),
         lambda writer, done: schedules.record_now(writer, store, name, *done, actor))

@@ -166,6 +166,8 @@ def register_job_definitions(api: AwsService, kind: DefinitionKind) -> None:
         if not endpoint:
             raise validation(f"{kind.member('JobInput')}.EndpointInput is required: mlgov monitors the traffic of "
                              "its endpoints (create the endpoint with POST /api/v1/endpoints first)")
+        if (labels := definitions.ground_truth_prefix(p)) is not None:   # read by every run (`jobs.import_labels`)
+            definitions.label_key(_store(call), labels, f"{kind.member('JobInput')}.GroundTruthS3Input.S3Uri")
         output = p[kind.member("JobOutputConfig")]
         require_absent(output, ["KmsKeyId"], "the object store's own encryption applies")
         outputs = output["MonitoringOutputs"]
@@ -236,12 +238,20 @@ def _model_quality_baseline(call: Call, p: dict[str, Any]) -> str:
     """SageMaker's model-quality constraints.json (and the statistics.json beside it) in the object store; the
     endpoint input names the captured prediction and probability columns."""
     cfg = p.get("ModelQualityBaselineConfig") or {}
-    require_absent(cfg, ["BaseliningJobName"], "mlgov's analyzer runs data-quality baselining jobs; give "
-                   "ConstraintsResource, the constraints.json of ModelQualityMonitor.suggest_baseline")
     uri = (cfg.get("ConstraintsResource") or {}).get("S3Uri")
+    if cfg.get("BaseliningJobName"):
+        job = definitions.get_processing_job(call.session, cfg["BaseliningJobName"])   # or ResourceNotFound
+        # The SageMaker SDK names the baselining job beside its constraints (create_monitoring_schedule after
+        # suggest_baseline on the same monitor), as for data quality: the file named is what runs are judged by.
+        if not uri:
+            if job.status != "Completed":
+                raise validation(f"baselining job {job.name!r} is {job.status}, so it wrote no constraints.json"
+                                 + (f" ({job.failure_reason})" if job.failure_reason else ""))
+            uri = f"{job.output_uri.rstrip('/')}/constraints.json"
     if not uri:
         raise validation("mlgov judges every run against a baseline: give ModelQualityBaselineConfig."
-                         "ConstraintsResource.S3Uri (statistics.json is read from beside it)")
+                         "ConstraintsResource.S3Uri (statistics.json is read from beside it) or the "
+                         "BaseliningJobName of ModelQualityMonitor.suggest_baseline")
     problem = p["ModelQualityAppSpecification"].get("ProblemType")
     if not problem:
         raise validation("ModelQualityAppSpecification.ProblemType is required")

@@ -595,6 +595,13 @@ def _retrain(session: Session, store: ObjectStore, alert: Alert, sched: Schedule
                  subject_id=alert.model_group or "", after={"alert": alert.id, "schedule": sched.name})
 
 
+def runnable(session: Session, name: str, actor: Principal) -> Schedule:
+    """The schedule ``actor`` may run by hand (its creator's, or an admin's)."""
+    sched = get(session, name)
+    _mine(session, sched, actor, "run it")
+    return sched
+
+
 def run_now(session: Session, store: ObjectStore, name: str, start: dt.datetime, end: dt.datetime,
             actor: Principal) -> Execution:
     """A manual run of the schedule over [start, end), computed and recorded in the caller's transaction (the API
@@ -614,8 +621,7 @@ def compute_now(session: Session, store: ObjectStore, name: str, start: dt.datet
         raise Invalid(f"the window starts at {start.isoformat()}, after now ({utcnow().isoformat(timespec='seconds')}):"
                       " nothing is captured there yet", fix="run a window that has begun; the schedule itself runs "
                       "each window once it has ended")
-    sched = get(session, name)
-    _mine(session, sched, actor, "run it")
+    sched = runnable(session, name, actor)
     ex = Execution(id=new_id(), schedule_id=sched.id, scheduled_for=utcnow(), trigger="manual", status="Pending",
                    window_start=start, window_end=end, worker=f"api:{os.getpid()}", created_at=utcnow())
     return ex, compute_run(session, store, sched, ex, actor)
@@ -624,8 +630,7 @@ def compute_now(session: Session, store: ObjectStore, name: str, start: dt.datet
 def record_now(session: Session, store: ObjectStore, name: str, ex: Execution, ran: Ran,
                actor: Principal) -> Execution:
     """Record a manual run `compute_now` computed, if its schedule is still the one it ran for."""
-    sched = get(session, name)
-    _mine(session, sched, actor, "run it")
+    sched = runnable(session, name, actor)
     if sched.id != ex.schedule_id:
         raise Conflict(f"schedule {name!r} was deleted and created again while the run computed",
                        fix="run the window again")

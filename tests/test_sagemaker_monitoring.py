@@ -14,6 +14,7 @@ import httpx
 import numpy as np
 import pytest
 from botocore.exceptions import ClientError
+from sqlalchemy import func, select
 
 from clarify import sagemaker as clarify_sagemaker
 from mlgov.aws import AwsService, botocore_model
@@ -319,11 +320,9 @@ def _all_checked(operations: set[str]) -> None:
     assert not missing, f"operations whose answers were never checked against botocore's shapes: {missing}"
 
 
-def test_model_quality_job_definition_judges_captured_predictions_against_ground_truth(sm: SageMaker) -> None:
-    _conform.seen.clear()  # type: ignore[attr-defined]
-    pat, vic = sm.client("pat"), sm.client("vic")
-    _endpoint(sm)
-    # the files ModelQualityMonitor.suggest_baseline writes (mlgov's engine computes the same format)
+def _model_quality_request(sm: SageMaker) -> dict[str, Any]:
+    """A ModelQuality job definition on churn-prod, its baseline the files ModelQualityMonitor.suggest_baseline
+    writes (mlgov's engine computes the same format), its ground truth uploaded under mq/ground-truth."""
     rng = np.random.default_rng(7)
     y = rng.integers(0, 2, 500)
     prob = np.clip(y * 0.8 + rng.normal(0.1, 0.05, 500), 0, 1)
@@ -331,7 +330,7 @@ def test_model_quality_job_definition_judges_captured_predictions_against_ground
     sm.store.put("mq/baseline/statistics.json", json.dumps(stats).encode())
     sm.store.put("mq/baseline/constraints.json", json.dumps(quality.suggest_constraints(stats)).encode())
     reports = sm.store.uri("mq/reports")
-    request = {
+    return {
         "JobDefinitionName": "churn-mq", "RoleArn": ROLE, "JobResources": {"ClusterConfig": CLUSTER},
         "ModelQualityBaselineConfig": {"ConstraintsResource": {"S3Uri": sm.store.uri("mq/baseline/constraints.json")}},
         "ModelQualityAppSpecification": {"ImageUri": ANALYZER, "ProblemType": "BinaryClassification"},
@@ -342,6 +341,13 @@ def test_model_quality_job_definition_judges_captured_predictions_against_ground
             "GroundTruthS3Input": {"S3Uri": sm.store.uri("mq/ground-truth")}},
         "ModelQualityJobOutputConfig": {"MonitoringOutputs": [{"S3Output": {
             "S3Uri": reports, "LocalPath": "/opt/ml/processing/output", "S3UploadMode": "EndOfJob"}}]}}
+
+
+def test_model_quality_job_definition_judges_captured_predictions_against_ground_truth(sm: SageMaker) -> None:
+    _conform.seen.clear()  # type: ignore[attr-defined]
+    pat, vic = sm.client("pat"), sm.client("vic")
+    _endpoint(sm)
+    request = _model_quality_request(sm)
     with pytest.raises(ClientError) as exc:
         pat.create_model_quality_job_definition(**{**request, "ModelQualityJobInput": {
             **request["ModelQualityJobInput"], "EndpointInput": {
@@ -386,6 +392,106 @@ def test_model_quality_job_definition_judges_captured_predictions_against_ground
     pat.delete_monitoring_schedule(MonitoringScheduleName="churn-quality")
     pat.delete_model_quality_job_definition(JobDefinitionName="churn-mq")
     _all_checked(MODEL_QUALITY_OPERATIONS)
+
+
+def test_a_model_quality_definition_may_name_its_baselining_job(sm: SageMaker) -> None:
+    """create_monitoring_schedule after suggest_baseline on one ModelQualityMonitor sends BaseliningJobName beside
+    ConstraintsResource, which was refused ("mlgov's analyzer runs data-quality baselining jobs") although mlgov runs
+    model-quality ones. The job's constraints are read when no file is named; a job that failed is refused."""
+    import pandas as pd
+
+    pat, vic = sm.client("pat"), sm.client("vic")
+    _endpoint(sm)
+    rng = np.random.default_rng(3)
+    label = rng.integers(0, 2, 400)
+    prob = np.clip(label * 0.4 + rng.random(400) * 0.6, 0, 1).round(4)
+    data, _ = sm.model_file("mqjob/labelled.csv", pd.DataFrame({"label": label, "prob": prob}).to_csv(
+        index=False).encode())
+    env = {"analysis_type": "MODEL_QUALITY", "problem_type": "BinaryClassification", "ground_truth_attribute": "label",
+           "probability_attribute": "prob"}
+    for name, dataset in (("mq-job", data), ("mq-broken", sm.model_file("mqjob/empty.csv", b"")[0])):
+        req = _baselining_request(name, dataset, sm.store.uri(f"mqjob/{name}"))
+        pat.create_processing_job(**{**req, "Environment": {**req["Environment"], **env}})
+    assert vic.describe_processing_job(ProcessingJobName="mq-broken")["ProcessingJobStatus"] == "Failed"
+    request = _model_quality_request(sm)
+    for job, constraints in (("mq-job", False), ("mq-job", True)):
+        cfg = {"BaseliningJobName": job, **({"ConstraintsResource": request["ModelQualityBaselineConfig"][
+            "ConstraintsResource"]} if constraints else {})}
+        name = f"mq-{'both' if constraints else 'job'}"
+        pat.create_model_quality_job_definition(**{**request, "JobDefinitionName": name,
+                                                   "ModelQualityBaselineConfig": cfg})
+        assert vic.describe_model_quality_job_definition(JobDefinitionName=name)["ModelQualityBaselineConfig"] == cfg
+    with pytest.raises(ClientError) as exc:
+        pat.create_model_quality_job_definition(**{**request, "JobDefinitionName": "mq-failed",
+                                                   "ModelQualityBaselineConfig": {"BaseliningJobName": "mq-broken"}})
+    assert _code(exc) == "ValidationException" and "Failed" in str(exc.value)
+    with pytest.raises(ClientError) as exc:
+        pat.create_model_quality_job_definition(**{**request, "JobDefinitionName": "mq-none",
+                                                   "ModelQualityBaselineConfig": {"BaseliningJobName": "never-ran"}})
+    assert _code(exc) == "ValidationException" and "never-ran" in str(exc.value)   # the operation's model has no
+    # ResourceNotFound
+
+
+def _labels(first: int, count: int) -> bytes:
+    """SageMaker ground-truth records as JSON Lines (labels 0, 1, 0, … by inference id)."""
+    return b"".join(json.dumps({"groundTruthData": {"data": str(i % 2), "encoding": "CSV"},
+                                "eventMetadata": {"eventId": f"inf-{i}"}, "eventVersion": "0"}).encode() + b"\n"
+                    for i in range(first, first + count))
+
+
+def test_ground_truth_uploaded_to_the_definitions_s3_input_is_read_by_every_run(sm: SageMaker,
+                                                                                live_db: Database) -> None:
+    """A SageMaker team's ground-truth upload (JSON Lines into GroundTruthS3Input's hour folders) went unread: mlgov
+    took labels only through its own API. Each run, scheduled or manual, now stores the files written there since
+    its window began, as uploads through the API are stored (files read before are duplicates); a file with no usable
+    label fails the run naming it. The folder must lie in the store, outside mlgov's own folders."""
+    pat = sm.client("pat")
+    _endpoint(sm)
+    request = _model_quality_request(sm)
+    job_input = request["ModelQualityJobInput"]
+    for uri, said in ((sm.store.uri("groundtruth/churn"), "groundtruth/"), ("s3://elsewhere/labels", "outside")):
+        with pytest.raises(ClientError) as exc:
+            pat.create_model_quality_job_definition(**{**request, "ModelQualityJobInput": {
+                **job_input, "GroundTruthS3Input": {"S3Uri": uri}}})
+        assert _code(exc) == "ValidationException" and said in str(exc.value), str(exc.value)
+    pat.create_model_quality_job_definition(**request)
+    pat.create_monitoring_schedule(MonitoringScheduleName="churn-quality", MonitoringScheduleConfig={
+        "ScheduleConfig": {"ScheduleExpression": "cron(0 * ? * * *)"}, "MonitoringJobDefinitionName": "churn-mq",
+        "MonitoringType": "ModelQuality"})
+    t0 = dt.datetime(2026, 11, 20, 10, 0, tzinfo=dt.UTC)
+    _capture(sm, _ingest_key(sm), t0, shift=0.0, seed=8, first=0)   # every prediction is 0.7: class 1
+    sm.store.put("mq/ground-truth/2026/11/20/11/part-a.jsonl", _labels(0, 150))   # as a SageMaker user uploads
+    sm.store.put("mq/ground-truth/2026/11/20/12/part-b.jsonl", _labels(150, 150))
+
+    # a scheduled run (the scheduler's path) reads both files, then judges the window
+    with live_db.session_scope(write=False) as s:
+        from monitor.orm import GroundTruth, Schedule
+        sid = s.scalar(select(Schedule.id).where(Schedule.name == "churn-quality"))
+    ex_id = jobs.claim(live_db, sid, t0 + dt.timedelta(hours=1), t0, t0 + dt.timedelta(hours=1), "schedule")
+    assert ex_id is not None and jobs.run_claimed(live_db, sm.store, sid, ex_id)
+    ex = httpx.get(f"{sm.url}/api/v1/monitoring-schedules/churn-quality/executions", headers=sm.headers["pat"],
+                   timeout=60).json()["items"][0]
+    assert ex["status"] == "CompletedWithViolations", ex
+    stats = httpx.get(f"{sm.url}/api/v1/analyses/{ex['analysis_id']}/statistics.json", headers=sm.headers["pat"],
+                      timeout=60).json()
+    assert stats["binary_classification_metrics"]["accuracy"]["value"] == 0.5
+    with live_db.session_scope(write=False) as s:
+        assert s.scalar(select(func.count()).select_from(GroundTruth)) == 300
+
+    # a manual run reads them again (duplicates: nothing changes), and a file with no usable label is named
+    assert _run(sm, "churn-quality", "2026-11-20T10:00:00Z", "2026-11-20T11:00:00Z")["status"] == \
+        "CompletedWithViolations"
+    sm.store.put("mq/ground-truth/2026/11/20/13/broken.jsonl", b'{"eventMetadata": {}}\n')
+    r = httpx.post(f"{sm.url}/api/v1/monitoring-schedules/churn-quality/run", headers=sm.headers["pat"], timeout=60,
+                   json={"start": "2026-11-20T10:00:00Z", "end": "2026-11-20T11:00:00Z"})
+    assert r.status_code == 422 and "broken.jsonl" in r.json()["detail"], r.text
+    ex_id = jobs.claim(live_db, sid, t0 + dt.timedelta(hours=2), t0, t0 + dt.timedelta(hours=1), "schedule")
+    assert ex_id is not None and jobs.run_claimed(live_db, sm.store, sid, ex_id)
+    [failed] = [e for e in httpx.get(f"{sm.url}/api/v1/monitoring-schedules/churn-quality/executions",
+                                     headers=sm.headers["pat"], timeout=60).json()["items"] if e["id"] == ex_id]
+    assert failed["status"] == "Failed" and "broken.jsonl" in failed["failure_reason"], failed
+    with live_db.session_scope(write=False) as s:
+        assert s.scalar(select(func.count()).select_from(GroundTruth)) == 300
 
 
 def test_a_baselining_job_that_cannot_profile_its_data_fails_with_the_reason(sm: SageMaker) -> None:

@@ -427,3 +427,59 @@ def test_sdk_model_quality_monitor_suggest_baseline(sdk: Sdk) -> None:
     assert got["metrics"]["accuracy"]["value"] == pytest.approx(accuracy_score(frame.label, frame.pred))
     assert got["metrics"]["auc"]["value"] == pytest.approx(roc_auc_score(frame.label, frame.prob))
     assert {"accuracy", "auc", "f1"} <= set(got["constraints"])
+
+
+def test_sdk_model_quality_schedule_reads_ground_truth_uploaded_to_s3(sdk: Sdk) -> None:
+    """A SageMaker team's model-quality loop kept whole: suggest_baseline, create_monitoring_schedule with
+    ground_truth_input, and labels uploaded with the SDK's S3Uploader into that folder's hour partitions (as AWS's
+    examples do), never through mlgov's own API. The run reads them and judges the captured predictions."""
+    import numpy as np
+    import pandas as pd
+
+    from tests.test_sagemaker_monitoring import _capture, _endpoint, _ingest_key, _run
+
+    sm = sdk.sm
+    _endpoint(sm)
+    rng = np.random.default_rng(5)
+    label = rng.integers(0, 2, 600)
+    prob = np.clip(label * 0.35 + rng.random(600) * 0.65, 0, 1).round(4)
+    frame = pd.DataFrame({"label": label, "prob": prob})
+    data_uri, _ = sm.model_file("sdk-gt/labelled.csv", frame.to_csv(index=False).encode())
+    root, truth = sm.store.uri("sdk-gt"), sm.store.uri("sdk-gt/ground-truth")
+    labels = "\n".join(json.dumps({"groundTruthData": {"data": str(i % 2), "encoding": "CSV"},
+                                   "eventMetadata": {"eventId": f"inf-{i}"}, "eventVersion": "0"})
+                       for i in range(300))
+    got = sdk.run(f'''
+        from sagemaker.model_monitor import CronExpressionGenerator, EndpointInput, ModelQualityMonitor
+        from sagemaker.model_monitor.dataset_format import DatasetFormat
+        from sagemaker.s3 import S3Uploader
+        sess = session("pat")
+        monitor = ModelQualityMonitor(role="arn:aws:iam::123456789012:role/monitor", instance_count=1,
+                                      instance_type="ml.m5.xlarge", sagemaker_session=sess)
+        monitor.suggest_baseline(baseline_dataset={data_uri!r}, dataset_format=DatasetFormat.csv(header=True),
+                                 problem_type="BinaryClassification", probability_attribute="prob",
+                                 ground_truth_attribute="label",
+                                 output_s3_uri={root + "/baseline"!r}, job_name="sdk-gt-baseline", wait=True,
+                                 logs=False)
+        monitor.create_monitoring_schedule(
+            monitor_schedule_name="sdk-gt-hourly", problem_type="BinaryClassification",
+            endpoint_input=EndpointInput(endpoint_name="churn-prod", destination="/opt/ml/processing/input/endpoint",
+                                         probability_attribute="prediction", probability_threshold_attribute=0.5,
+                                         start_time_offset="-PT1H", end_time_offset="PT0S"),
+            ground_truth_input={truth!r}, output_s3_uri={root + "/reports"!r},
+            constraints=monitor.suggested_constraints(), schedule_cron_expression=CronExpressionGenerator.hourly(),
+            enable_cloudwatch_metrics=False)
+        S3Uploader.upload_string_as_file_body({labels!r}, desired_s3_uri={truth + "/2026/11/20/11/labels.jsonl"!r},
+                                              sagemaker_session=sess)
+        OUT["definition_truth"] = sess.sagemaker_client.describe_model_quality_job_definition(
+            JobDefinitionName=monitor.job_definition_name)["ModelQualityJobInput"]["GroundTruthS3Input"]["S3Uri"]
+    ''')
+    assert got["definition_truth"] == truth
+    assert {"sagemaker.CreateModelQualityJobDefinition", "sagemaker.CreateMonitoringSchedule", "s3.PutObject"} <= \
+        set(got["calls"])
+    _capture(sm, _ingest_key(sm), dt.datetime(2026, 11, 20, 10, 0, tzinfo=dt.UTC), shift=0.0, seed=8, first=0)
+    ran = _run(sm, "sdk-gt-hourly", "2026-11-20T10:00:00Z", "2026-11-20T11:00:00Z")
+    assert ran["status"] in ("Completed", "CompletedWithViolations"), ran
+    stats = httpx.get(f"{sm.url}/api/v1/analyses/{ran['analysis_id']}/statistics.json", headers=sm.headers["pat"],
+                      timeout=60).json()
+    assert stats["binary_classification_metrics"]["accuracy"]["value"] == 0.5   # every prediction 1, half the labels

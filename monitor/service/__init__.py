@@ -71,9 +71,11 @@ from monitor.service.ground_truth import (
     PreparedLabels,
     commit_ground_truth,
     ingest_ground_truth,
+    label_files,
     labelled_summary,
     labelled_window,
     prepare_ground_truth,
+    read_label_file,
 )
 from monitor.service.model_quality import (
     RUN_CONSTRAINTS,
@@ -125,6 +127,7 @@ __all__ = [
     "import_quality_baseline",
     "ingest",
     "ingest_ground_truth",
+    "label_files",
     "labelled_summary",
     "labelled_window",
     "last_capture_hour",
@@ -140,6 +143,7 @@ __all__ = [
     "quality_window",
     "read_capture",
     "read_dataset_uri",
+    "read_label_file",
     "reference_kinds",
     "run_analysis",
     "run_quality_analysis",

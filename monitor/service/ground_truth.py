@@ -147,6 +147,32 @@ def prepare_ground_truth(session: Session, endpoint: str, body: bytes, content_t
     return PreparedLabels(ep.name, good, rejected, frozenset(captured))
 
 
+LABEL_FILE_MAX = 64 * 1024 * 1024
+"""The largest uploaded ground-truth file a run reads (it is read whole); SageMaker's hour folders hold files far
+smaller."""
+
+
+def label_files(store: ObjectStore, folder: str, since: dt.datetime) -> list[str]:
+    """The files under ``folder`` (a job definition's GroundTruthS3Input) written at or after ``since``, oldest
+    first. A run reads those written since its window began: a label comes after its prediction, and files read
+    before are answered as duplicates, so no file is tracked as read."""
+    found = [(when, key) for key, when in store.listed(f"{folder}/" if folder else "") if when >= since]
+    return [key for _, key in sorted(found)]
+
+
+def read_label_file(session: Session, store: ObjectStore, endpoint: str, key: str) -> PreparedLabels:
+    """An uploaded ground-truth file (SageMaker's JSON Lines) read as an upload through the API is
+    (`prepare_ground_truth`); Invalid naming the file when it is too large or holds no usable label."""
+    body = store.get(key)
+    if len(body) > LABEL_FILE_MAX:
+        raise Invalid(f"ground-truth file {store.uri(key)} holds {len(body):,} bytes, more than the "
+                      f"{LABEL_FILE_MAX:,} a run reads", fix="split it into smaller files in the same folder")
+    try:
+        return prepare_ground_truth(session, endpoint, body, "application/x-ndjson")
+    except Invalid as exc:
+        raise Invalid(f"ground-truth file {store.uri(key)}: {exc.detail}", fix=exc.fix) from None
+
+
 def commit_ground_truth(session: Session, store: ObjectStore, prep: PreparedLabels, *, replace: bool = False,
                         actor: Principal | None = None) -> dict[str, Any]:
     """Store a prepared upload's new (and, with ``replace``, corrected) labels: its file and its rows."""

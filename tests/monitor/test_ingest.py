@@ -437,3 +437,26 @@ def test_the_route_trusts_only_what_the_guard_checked(client, keys, app):
                       headers=keys("viewer")).json()["records"] == 0
     r = _post(app, keys, ep["name"], (good[1:-1] + "\n").encode(), ["Application/X-NDJSON"])
     assert r.status_code == 200 and r.json()["accepted"] == 1, r.text
+
+
+def test_a_run_reads_the_label_files_written_since_its_window_began(tmp_path, monkeypatch):
+    """Files of the GroundTruthS3Input folder are read oldest first, only those written since the window's start (a
+    label comes after its prediction; older files were read by earlier runs), and one larger than a run reads whole
+    is refused naming it."""
+    import os
+
+    from mlgov.errors import Invalid
+    from mlgov.storage import LocalStore
+    from monitor.service import ground_truth
+
+    store = LocalStore(tmp_path / "store")
+    start = dt.datetime(2026, 11, 20, 10, tzinfo=dt.UTC)
+    for name, hours in (("gt/2026/11/20/09/old.jsonl", -1), ("gt/2026/11/20/12/b.jsonl", 2),
+                        ("gt/2026/11/20/11/a.jsonl", 1), ("gt-other/x.jsonl", 3)):
+        store.put(name, b"{}\n")
+        when = (start + dt.timedelta(hours=hours)).timestamp()
+        os.utime(store.root / name, (when, when))
+    assert ground_truth.label_files(store, "gt", start) == ["gt/2026/11/20/11/a.jsonl", "gt/2026/11/20/12/b.jsonl"]
+    monkeypatch.setattr(ground_truth, "LABEL_FILE_MAX", 2)
+    with pytest.raises(Invalid, match=r"a\.jsonl holds 3 bytes"):
+        ground_truth.read_label_file(None, store, "ep", "gt/2026/11/20/11/a.jsonl")  # type: ignore[arg-type]
