@@ -68,6 +68,10 @@ class ObjectStore(ABC):
     @abstractmethod
     def exists(self, key: str) -> bool: ...
 
+    @abstractmethod
+    def size(self, key: str) -> int:
+        """The object's length in bytes, without reading it (NotFound when there is none)."""
+
     def get_named(self, folder: str, name: str, owner: str) -> bytes:
         """One of the files a stored result (``owner``: "ModelQuality analysis 1f2e…") keeps in ``folder``. A name it
         never had is a 404 naming the ones it has, not a store path the caller never gave."""
@@ -157,6 +161,14 @@ class LocalStore(ObjectStore):
                 raise
             raise NotFound(f"object {key!r} does not exist in the store", fix=_GONE_FIX) from None
 
+    def size(self, key: str) -> int:
+        try:
+            return self._path(key).stat().st_size
+        except OSError as exc:
+            if not isinstance(exc, FileNotFoundError) and exc.errno not in _NO_SUCH_PATH:
+                raise
+            raise NotFound(f"object {key!r} does not exist in the store", fix=_GONE_FIX) from None
+
     def exists(self, key: str) -> bool:
         try:
             return self._path(key).is_file()
@@ -208,16 +220,25 @@ class S3Store(ObjectStore):
             raise NotFound(f"object {key!r} does not exist in s3://{self.bucket}/{self.prefix}",
                            fix=_GONE_FIX) from None
 
-    def exists(self, key: str) -> bool:
+    def _head(self, key: str) -> dict[str, Any] | None:
         from botocore.exceptions import ClientError
 
         try:
-            self.client.head_object(Bucket=self.bucket, Key=self._k(key))
-            return True
+            head: dict[str, Any] = self.client.head_object(Bucket=self.bucket, Key=self._k(key))
+            return head
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
-                return False
+                return None
             raise
+
+    def exists(self, key: str) -> bool:
+        return self._head(key) is not None
+
+    def size(self, key: str) -> int:
+        head = self._head(key)
+        if head is None:
+            raise NotFound(f"object {key!r} does not exist in s3://{self.bucket}/{self.prefix}", fix=_GONE_FIX)
+        return int(head["ContentLength"])
 
     def listed(self, prefix: str = "", *, unfinished: bool = False) -> Iterator[tuple[str, dt.datetime]]:
         base = f"{self.prefix}/" if self.prefix else ""

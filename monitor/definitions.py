@@ -67,6 +67,17 @@ def label_key(store: ObjectStore, uri: str, what: str) -> str:
     return key
 
 
+def check_label_source(session: Session, store: ObjectStore, uri: str, endpoint: str, actor: Principal,
+                       what: str) -> None:
+    """A job definition's GroundTruthS3Input: a folder of labels (`label_key`), and ``actor`` may feed labels to the
+    endpoint. Every run stores that folder's labels on the endpoint, and a planted label makes the true one a
+    duplicate, so a publisher may read labels only into an endpoint they created (an admin into any); uploads
+    through the API need the ingest role."""
+    label_key(store, uri, what)
+    auth.require_creator(session, service.get_endpoint(session, endpoint).created_by, actor,
+                         f"endpoint {endpoint!r}", f"read its ground truth from {what}")
+
+
 def ground_truth_prefix(spec: Mapping[str, Any]) -> str | None:
     """The ``GroundTruthS3Input.S3Uri`` of a job definition as SageMaker's API gave it (ModelQuality and ModelBias
     job inputs have one), or None."""

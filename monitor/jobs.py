@@ -295,19 +295,25 @@ def _remove_stale(tree: Path, exported: set[Path]) -> int:
 def import_labels(db: Database, store: ObjectStore, schedule_id: str, since: dt.datetime) -> int:
     """The ground-truth files uploaded to the schedule's GroundTruthS3Input since ``since`` (its window's start),
     each read on a read session and stored in a short write turn as an upload through the API is; labels already
-    stored are duplicates. The number of labels stored; DomainError naming a file no label could be read from."""
+    stored are duplicates. The number of labels stored; Invalid naming the files no label could be read from, once
+    every other file was read (a broken file must not hide the good ones after it)."""
     with db.session_scope(write=False) as s:
         sched = s.get(Schedule, schedule_id)
         source = definitions.ground_truth_source(s, store, sched) if sched is not None else None
     if source is None:
         return 0
     endpoint, folder = source
-    stored = 0
+    stored, failures = 0, []
     for key in service.label_files(store, folder, since):
-        with db.session_scope(write=False) as s:
-            prep = service.read_label_file(s, store, endpoint, key)
-        with db.session_scope() as s:
-            stored += service.commit_ground_truth(s, store, prep)["accepted"]
+        try:
+            with db.session_scope(write=False) as s:
+                prep = service.read_label_file(s, store, endpoint, key)
+            with db.session_scope() as s:
+                stored += service.commit_ground_truth(s, store, prep)["accepted"]
+        except DomainError as exc:   # this file only: the next ones are still read
+            failures.append(exc)
+    if failures:
+        raise service.unreadable_labels(failures)
     return stored
 
 

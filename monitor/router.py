@@ -30,7 +30,7 @@ from mlgov.auth import (
     require_reading,
 )
 from mlgov.db import as_utc
-from mlgov.errors import Invalid, NotFound
+from mlgov.errors import DomainError, Invalid, NotFound
 from mlgov.openapi import BINARY, alternatives, model_schema, request_body
 from mlgov.outbound import OutboundDep
 from mlgov.secrets import SecretsDep
@@ -502,10 +502,16 @@ async def run_schedule(name: str, body: RunWindow, session: ReadSessionDep, stor
         lambda: definitions.ground_truth_source(session, store, schedules.runnable(session, name, actor)))
     if source is not None:
         endpoint, folder = source
+        failures = []
         for key in await run_in_threadpool(service.label_files, store, folder, start):
-            await computed_then_recorded(
-                request, session, functools.partial(service.read_label_file, session, store, endpoint, key),
-                lambda writer, prep: service.commit_ground_truth(writer, store, prep))
+            try:
+                await computed_then_recorded(
+                    request, session, functools.partial(service.read_label_file, session, store, endpoint, key),
+                    lambda writer, prep: service.commit_ground_truth(writer, store, prep))
+            except DomainError as exc:   # this file only: the next ones are still read
+                failures.append(exc)
+        if failures:
+            raise service.unreadable_labels(failures)
     return await computed_then_recorded(
         request, session, lambda: schedules.compute_now(session, store, name, start, end, actor),
         lambda writer, done: schedules.record_now(writer, store, name, *done, actor))

@@ -167,7 +167,8 @@ def register_job_definitions(api: AwsService, kind: DefinitionKind) -> None:
             raise validation(f"{kind.member('JobInput')}.EndpointInput is required: mlgov monitors the traffic of "
                              "its endpoints (create the endpoint with POST /api/v1/endpoints first)")
         if (labels := definitions.ground_truth_prefix(p)) is not None:   # read by every run (`jobs.import_labels`)
-            definitions.label_key(_store(call), labels, f"{kind.member('JobInput')}.GroundTruthS3Input.S3Uri")
+            definitions.check_label_source(call.session, _store(call), labels, endpoint["EndpointName"],
+                                           call.principal, f"{kind.member('JobInput')}.GroundTruthS3Input.S3Uri")
         output = p[kind.member("JobOutputConfig")]
         require_absent(output, ["KmsKeyId"], "the object store's own encryption applies")
         outputs = output["MonitoringOutputs"]

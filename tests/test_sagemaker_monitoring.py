@@ -454,6 +454,16 @@ def test_ground_truth_uploaded_to_the_definitions_s3_input_is_read_by_every_run(
             pat.create_model_quality_job_definition(**{**request, "ModelQualityJobInput": {
                 **job_input, "GroundTruthS3Input": {"S3Uri": uri}}})
         assert _code(exc) == "ValidationException" and said in str(exc.value), str(exc.value)
+    # another publisher may not feed labels to pat's endpoint through a folder (the API's uploads need the ingest
+    # role; a planted label would make the true one a duplicate)
+    r = httpx.post(f"{sm.url}/api/v1/keys", headers=sm.headers["root"], timeout=60,
+                   json={"name": "mallory", "role": "publisher", "aws_credentials": True}).json()
+    sm.creds["mallory"] = (r["aws_access_key_id"], r["aws_secret_access_key"])
+    with pytest.raises(ClientError) as exc:
+        sm.client("mallory").create_model_quality_job_definition(**{
+            **request, "JobDefinitionName": "planted",
+            "ModelQualityJobInput": {**job_input, "GroundTruthS3Input": {"S3Uri": sm.store.uri("mal/gt")}}})
+    assert _code(exc) == "AccessDeniedException" and "churn-prod" in str(exc.value), str(exc.value)
     pat.create_model_quality_job_definition(**request)
     pat.create_monitoring_schedule(MonitoringScheduleName="churn-quality", MonitoringScheduleConfig={
         "ScheduleConfig": {"ScheduleExpression": "cron(0 * ? * * *)"}, "MonitoringJobDefinitionName": "churn-mq",
@@ -462,6 +472,8 @@ def test_ground_truth_uploaded_to_the_definitions_s3_input_is_read_by_every_run(
     _capture(sm, _ingest_key(sm), t0, shift=0.0, seed=8, first=0)   # every prediction is 0.7: class 1
     sm.store.put("mq/ground-truth/2026/11/20/11/part-a.jsonl", _labels(0, 150))   # as a SageMaker user uploads
     sm.store.put("mq/ground-truth/2026/11/20/12/part-b.jsonl", _labels(150, 150))
+    s3 = sm.store.client  # type: ignore[attr-defined]   # a "folder" an S3 console made: no labels, no failure
+    s3.put_object(Bucket=sm.store.bucket, Key=f"{sm.store.prefix}/mq/ground-truth/2026/", Body=b"")  # type: ignore[attr-defined]
 
     # a scheduled run (the scheduler's path) reads both files, then judges the window
     with live_db.session_scope(write=False) as s:
@@ -482,6 +494,7 @@ def test_ground_truth_uploaded_to_the_definitions_s3_input_is_read_by_every_run(
     assert _run(sm, "churn-quality", "2026-11-20T10:00:00Z", "2026-11-20T11:00:00Z")["status"] == \
         "CompletedWithViolations"
     sm.store.put("mq/ground-truth/2026/11/20/13/broken.jsonl", b'{"eventMetadata": {}}\n')
+    sm.store.put("mq/ground-truth/2026/11/20/14/later.jsonl", _labels(300, 10))   # not hidden by the broken one
     r = httpx.post(f"{sm.url}/api/v1/monitoring-schedules/churn-quality/run", headers=sm.headers["pat"], timeout=60,
                    json={"start": "2026-11-20T10:00:00Z", "end": "2026-11-20T11:00:00Z"})
     assert r.status_code == 422 and "broken.jsonl" in r.json()["detail"], r.text
@@ -491,7 +504,7 @@ def test_ground_truth_uploaded_to_the_definitions_s3_input_is_read_by_every_run(
                                      headers=sm.headers["pat"], timeout=60).json()["items"] if e["id"] == ex_id]
     assert failed["status"] == "Failed" and "broken.jsonl" in failed["failure_reason"], failed
     with live_db.session_scope(write=False) as s:
-        assert s.scalar(select(func.count()).select_from(GroundTruth)) == 300
+        assert s.scalar(select(func.count()).select_from(GroundTruth)) == 310
 
 
 def test_a_baselining_job_that_cannot_profile_its_data_fails_with_the_reason(sm: SageMaker) -> None:

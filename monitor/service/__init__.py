@@ -76,6 +76,7 @@ from monitor.service.ground_truth import (
     labelled_window,
     prepare_ground_truth,
     read_label_file,
+    unreadable_labels,
 )
 from monitor.service.model_quality import (
     RUN_CONSTRAINTS,
@@ -147,6 +148,7 @@ __all__ = [
     "reference_kinds",
     "run_analysis",
     "run_quality_analysis",
+    "unreadable_labels",
     "update_constraints",
     "version_baseline",
     "violations_of",

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from mlgov import audit
 from mlgov.auth import Principal
 from mlgov.db import BulkRows, check_column_value, chunks, ids_from, keys_present, new_id, present_keys, utcnow
-from mlgov.errors import Invalid
+from mlgov.errors import DomainError, Invalid
 from mlgov.storage import ObjectStore
 from monitor import capture, compute
 from monitor.errors import PartitionGone
@@ -156,21 +156,30 @@ def label_files(store: ObjectStore, folder: str, since: dt.datetime) -> list[str
     """The files under ``folder`` (a job definition's GroundTruthS3Input) written at or after ``since``, oldest
     first. A run reads those written since its window began: a label comes after its prediction, and files read
     before are answered as duplicates, so no file is tracked as read."""
-    found = [(when, key) for key, when in store.listed(f"{folder}/" if folder else "") if when >= since]
+    found = [(when, key) for key, when in store.listed(f"{folder}/" if folder else "")
+             if when >= since and not key.endswith("/")]   # a "folder" marker (S3 consoles make them) holds no label
     return [key for _, key in sorted(found)]
 
 
 def read_label_file(session: Session, store: ObjectStore, endpoint: str, key: str) -> PreparedLabels:
     """An uploaded ground-truth file (SageMaker's JSON Lines) read as an upload through the API is
     (`prepare_ground_truth`); Invalid naming the file when it is too large or holds no usable label."""
-    body = store.get(key)
-    if len(body) > LABEL_FILE_MAX:
-        raise Invalid(f"ground-truth file {store.uri(key)} holds {len(body):,} bytes, more than the "
+    if (size := store.size(key)) > LABEL_FILE_MAX:
+        raise Invalid(f"ground-truth file {store.uri(key)} holds {size:,} bytes, more than the "
                       f"{LABEL_FILE_MAX:,} a run reads", fix="split it into smaller files in the same folder")
     try:
-        return prepare_ground_truth(session, endpoint, body, "application/x-ndjson")
+        return prepare_ground_truth(session, endpoint, store.get(key), "application/x-ndjson")
     except Invalid as exc:
         raise Invalid(f"ground-truth file {store.uri(key)}: {exc.detail}", fix=exc.fix) from None
+
+
+def unreadable_labels(failures: list[DomainError]) -> Invalid:
+    """The error of a run some of whose ground-truth files could not be read (the others were stored): a file that
+    fails does not keep the files after it from being read."""
+    shown = "; ".join(f.detail for f in failures[:3])
+    return Invalid(f"{len(failures)} ground-truth file(s) could not be read: {shown}",
+                   fix="correct or remove the files named (SageMaker's JSON Lines: groundTruthData and "
+                       "eventMetadata.eventId per line); the others were stored")
 
 
 def commit_ground_truth(session: Session, store: ObjectStore, prep: PreparedLabels, *, replace: bool = False,
