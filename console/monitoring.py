@@ -113,7 +113,10 @@ def _charts(name: str, runs: list[tuple[Any, list[kinds.Point]]], root: str,
             style = next((v for k, v in STYLE.items() if series.endswith(k)), None)
             if style is None:
                 style, unstyled = {"color": PALETTE[unstyled % len(PALETTE)]}, unstyled + 1
-            lines.append({"label": series, "values": values, **style})
+            # a line joins the runs either side of one with no value, except where that run breached with none:
+            # drawn through it, the line passed inside the range under the red point that says it left it
+            breaks = {"gaps": True} if any(v is not None for v in undrawable) else {}
+            lines.append({"label": series, "values": values, **style, **breaks})
             if any(v is not None for v in breached):
                 beyond.append({"label": f"{series} {line.beyond}", "values": breached, **BREACH})
             if any(v is not None for v in undrawable):

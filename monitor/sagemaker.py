@@ -248,6 +248,10 @@ def _model_quality_baseline(call: Call, p: dict[str, Any]) -> str:
             if job.status != "Completed":
                 raise validation(f"baselining job {job.name!r} is {job.status}, so it wrote no constraints.json"
                                  + (f" ({job.failure_reason})" if job.failure_reason else ""))
+            if ((job.spec or {}).get("Environment") or {}).get("analysis_type") != "MODEL_QUALITY":
+                raise validation(f"baselining job {job.name!r} profiled data quality (DefaultModelMonitor's "
+                                 "suggest_baseline): name ModelQualityMonitor's baselining job, or its "
+                                 "constraints.json as ConstraintsResource")
             uri = f"{job.output_uri.rstrip('/')}/constraints.json"
     if not uri:
         raise validation("mlgov judges every run against a baseline: give ModelQualityBaselineConfig."

@@ -397,7 +397,8 @@ def test_model_quality_job_definition_judges_captured_predictions_against_ground
 def test_a_model_quality_definition_may_name_its_baselining_job(sm: SageMaker) -> None:
     """create_monitoring_schedule after suggest_baseline on one ModelQualityMonitor sends BaseliningJobName beside
     ConstraintsResource, which was refused ("mlgov's analyzer runs data-quality baselining jobs") although mlgov runs
-    model-quality ones. The job's constraints are read when no file is named; a job that failed is refused."""
+    model-quality ones. The job's constraints are read when no file is named; a job that failed, or a data-quality
+    one, is refused."""
     import pandas as pd
 
     pat, vic = sm.client("pat"), sm.client("vic")
@@ -413,6 +414,7 @@ def test_a_model_quality_definition_may_name_its_baselining_job(sm: SageMaker) -
         req = _baselining_request(name, dataset, sm.store.uri(f"mqjob/{name}"))
         pat.create_processing_job(**{**req, "Environment": {**req["Environment"], **env}})
     assert vic.describe_processing_job(ProcessingJobName="mq-broken")["ProcessingJobStatus"] == "Failed"
+    pat.create_processing_job(**_baselining_request("dq-job", data, sm.store.uri("mqjob/dq-job")))   # data quality
     request = _model_quality_request(sm)
     for job, constraints in (("mq-job", False), ("mq-job", True)):
         cfg = {"BaseliningJobName": job, **({"ConstraintsResource": request["ModelQualityBaselineConfig"][
@@ -425,6 +427,10 @@ def test_a_model_quality_definition_may_name_its_baselining_job(sm: SageMaker) -
         pat.create_model_quality_job_definition(**{**request, "JobDefinitionName": "mq-failed",
                                                    "ModelQualityBaselineConfig": {"BaseliningJobName": "mq-broken"}})
     assert _code(exc) == "ValidationException" and "Failed" in str(exc.value)
+    with pytest.raises(ClientError) as exc:
+        pat.create_model_quality_job_definition(**{**request, "JobDefinitionName": "mq-dq",
+                                                   "ModelQualityBaselineConfig": {"BaseliningJobName": "dq-job"}})
+    assert _code(exc) == "ValidationException" and "profiled data quality" in str(exc.value)
     with pytest.raises(ClientError) as exc:
         pat.create_model_quality_job_definition(**{**request, "JobDefinitionName": "mq-none",
                                                    "ModelQualityBaselineConfig": {"BaseliningJobName": "never-ran"}})

@@ -400,7 +400,8 @@ def test_a_breach_with_no_finite_value_is_marked_on_the_top_edge() -> None:
                          run(1, [Point("DI", None, None, "DI", True), Point("DI allowed high", 1.2, None, "DI")]),
                          run(2, [Point("DI", None, None, "DI", False)])], "", BIAS_LINE)
     series = {s["label"]: s for s in di["spec"]["series"]}
-    assert series["DI"]["values"] == [0.9, None, None]
+    assert series["DI"]["values"] == [0.9, None, None] and series["DI"]["gaps"]   # not joined under the red point
+    assert "gaps" not in series["DI allowed high"]
     edge = series["DI drifted (infinite or undefined)"]
     assert edge["values"] == [None, EDGE, None] and edge["edge"] and edge["fill"] == "#b42318"
     assert "DI drifted" not in series   # no finite breach to draw

@@ -5,7 +5,8 @@
 // chart = {"title": "...", "x": [epoch seconds...],
 //          "series": [{"label": "psi", "values": [... or null], "color": "#1f5fbf", "dash": false, "dots": false,
 //                      "fill": "#b42318",                                      // dots' fill (default white: hollow)
-//                      "edge": true}],            // values are 1: drawn at the plot's top edge (no finite height)
+//                      "edge": true,              // values are 1: drawn at the plot's top edge (no finite height)
+//                      "gaps": true}],            // a run without a value breaks the line (default: joined across)
 //          "lines": [{"label": "threshold", "value": 0.2, "color": "#b42318"}],   // horizontal lines (optional);
 //                    or "values": [... per run, or null] for a threshold that changed between runs (a step)
 //          "links": ["/console/...", ...],                                      // click a point → open (optional)
@@ -28,7 +29,7 @@
     var series = [{}];
     (spec.series || []).forEach(function (s) {
       data.push(s.values);
-      var line = {label: s.label, stroke: s.color || "#1f5fbf", width: s.dash ? 1 : 2, spanGaps: true,
+      var line = {label: s.label, stroke: s.color || "#1f5fbf", width: s.dash ? 1 : 2, spanGaps: !s.gaps,
                   dash: s.dash ? [3, 3] : undefined, points: {show: !s.dash, size: 5}};
       if (s.dots) {   // points only, hollow: values of runs that are not joined to the series' line
         line.paths = function () { return null; };
