@@ -292,14 +292,16 @@ def _remove_stale(tree: Path, exported: set[Path]) -> int:
     return removed
 
 
-def import_labels(db: Database, store: ObjectStore, schedule_id: str, since: dt.datetime) -> int:
-    """The ground-truth files uploaded to the schedule's GroundTruthS3Input since ``since`` (its window's start),
+def import_labels(db: Database, store: ObjectStore, schedule_id: str, execution_id: str) -> int:
+    """The ground-truth files uploaded to the schedule's GroundTruthS3Input since the execution's window began,
     each read on a read session and stored in a short write turn as an upload through the API is; labels already
     stored are duplicates. The number of labels stored; Invalid naming the files no label could be read from, once
     every other file was read (a broken file must not hide the good ones after it)."""
     with db.session_scope(write=False) as s:
-        sched = s.get(Schedule, schedule_id)
-        source = definitions.ground_truth_source(s, store, sched) if sched is not None else None
+        sched, ex = s.get(Schedule, schedule_id), s.get(Execution, execution_id)
+        if sched is None or ex is None:
+            return 0
+        source, since = definitions.ground_truth_source(s, store, sched), ex.window_start
     if source is None:
         return 0
     endpoint, folder = source
@@ -327,15 +329,11 @@ def run_claimed(db: Database, store: ObjectStore, schedule_id: str, execution_id
     worker took the claim over. Logs the outcome: one line per run."""
     claimer = worker   # the claim this run holds: read from the row below when not given
     try:
-        with db.session_scope(write=False) as s:
-            ex = s.get(Execution, execution_id)
-            since = ex.window_start if ex is not None else None
         unread = None   # why the uploaded labels could not be read: the run's failure
-        if since is not None:
-            try:
-                import_labels(db, store, schedule_id, since)
-            except DomainError as exc:
-                unread = schedules.failure_reason(exc)
+        try:
+            import_labels(db, store, schedule_id, execution_id)
+        except DomainError as exc:
+            unread = schedules.failure_reason(exc)
         with db.session_scope(write=False) as s:
             sched = s.get(Schedule, schedule_id)
             ex = s.get(Execution, execution_id)

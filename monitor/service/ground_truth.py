@@ -99,7 +99,7 @@ class PreparedLabels:
     endpoint: str
     good: list[tuple[str, str, str]]   # (event id, label, the record as sent, as its line of the stored JSONL)
     rejected: list[dict[str, Any]]
-    captured: frozenset[str] = frozenset()
+    captured: frozenset[str]
     """The ids of ``good`` a capture was indexed under when the upload was read. Only the answer's ``unmatched``
     reads it (a label may come before its capture, and is joined when both are there), so it is probed here
     rather than in the write turn."""
@@ -156,7 +156,7 @@ def label_files(store: ObjectStore, folder: str, since: dt.datetime) -> list[str
     """The files under ``folder`` (a job definition's GroundTruthS3Input) written at or after ``since``, oldest
     first. A run reads those written since its window began: a label comes after its prediction, and files read
     before are answered as duplicates, so no file is tracked as read."""
-    found = [(when, key) for key, when in store.listed(f"{folder}/" if folder else "")
+    found = [(when, key) for key, when in store.listed(f"{folder}/")
              if when >= since and not key.endswith("/")]   # a "folder" marker (S3 consoles make them) holds no label
     return [key for _, key in sorted(found)]
 
