@@ -31,6 +31,7 @@ import importlib.util
 import json
 import os
 import random
+import secrets
 import shutil
 import statistics
 import subprocess
@@ -265,6 +266,9 @@ def main() -> None:
     ap.add_argument("--raw", help=argparse.SUPPRESS)   # the child py-spy runs: loop one call
     a = ap.parse_args()
     import psycopg
+
+    # one audit key for the seeding and the app (a writer refuses to extend a chain signed with another key)
+    os.environ.setdefault("MLGOV_AUDIT_KEY", secrets.token_hex(32))
 
     home = Path(tempfile.mkdtemp(prefix="mlgov-registry-cpu-"))
     with psycopg.connect(a.pg_admin, autocommit=True) as admin:
