@@ -15,14 +15,15 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from mlgov import audit, auth
 from mlgov.auth import Principal
-from mlgov.db import icontains, new_id, paginate, sort_order, utcnow
+from mlgov.db import as_utc, icontains, new_id, paginate, sort_order, utcnow
 from mlgov.errors import Conflict, DomainError, Invalid, NotFound
 from mlgov.storage import SYSTEM_FOLDERS, ObjectStore, system_folder, unclean_segment
 from monitor import schedules, service
@@ -97,6 +98,51 @@ def ground_truth_source(session: Session, store: ObjectStore, sched: Schedule) -
     row = session.scalar(select(JobDefinition).where(JobDefinition.name == sched.job_definition))
     uri = ground_truth_prefix(row.spec or {}) if row is not None else None
     return None if uri is None else (sched.endpoint, label_key(store, uri, "GroundTruthS3Input.S3Uri"))
+
+
+LABELS_SETTLE = dt.timedelta(minutes=15)
+"""A listing may miss a file whose upload began before it and ended after (S3 dates an object by the start of its
+upload) and the store's clock may differ from this one: the next import starts this much before the last listing
+began (the files read twice are duplicates)."""
+
+
+@dataclass(frozen=True)
+class LabelImport:
+    """What one run reads from its schedule's GroundTruthS3Input: the files of ``folder`` written at or after
+    ``since``; ``began`` is when the listing began (taken before it)."""
+
+    schedule_id: str
+    endpoint: str
+    folder: str
+    since: dt.datetime
+    began: dt.datetime
+
+
+def label_import(session: Session, store: ObjectStore, sched: Schedule,
+                 window_start: dt.datetime) -> LabelImport | None:
+    """The files a run of ``sched`` over a window beginning at ``window_start`` reads (None: no GroundTruthS3Input).
+    From where the schedule's last import of the folder left off, or from the window's start if that is earlier
+    (a backfill) or the folder was never read: files written while the schedule was stopped are read too, and a
+    long window's files are not all read again by each run."""
+    source = ground_truth_source(session, store, sched)
+    if source is None:
+        return None
+    endpoint, folder = source
+    since = window_start
+    if sched.labels_folder == folder and sched.labels_read_through is not None:
+        since = min(since, as_utc(sched.labels_read_through) or since)
+    return LabelImport(sched.id, endpoint, folder, since, utcnow())
+
+
+def labels_imported(session: Session, done: LabelImport) -> None:
+    """Remember where the schedule's next import starts: `LABELS_SETTLE` before ``done``'s listing began (never
+    moved back by a run that began earlier and ended later). A file that failed is not read again unless written
+    again (its run failed naming it)."""
+    through = done.began - LABELS_SETTLE
+    behind = or_(Schedule.labels_folder.is_(None), Schedule.labels_folder != done.folder,
+                 Schedule.labels_read_through.is_(None), Schedule.labels_read_through < through)
+    session.execute(update(Schedule).where(Schedule.id == done.schedule_id, behind)
+                    .values(labels_folder=done.folder, labels_read_through=through))
 
 
 def read_objects(store: ObjectStore, uri: str, what: str) -> list[bytes]:

@@ -293,27 +293,28 @@ def _remove_stale(tree: Path, exported: set[Path]) -> int:
 
 
 def import_labels(db: Database, store: ObjectStore, schedule_id: str, execution_id: str) -> int:
-    """The ground-truth files uploaded to the schedule's GroundTruthS3Input since the execution's window began,
-    each read on a read session and stored in a short write turn as an upload through the API is; labels already
-    stored are duplicates. The number of labels stored; Invalid naming the files no label could be read from, once
-    every other file was read (a broken file must not hide the good ones after it)."""
+    """The ground-truth files uploaded to the schedule's GroundTruthS3Input that its earlier runs have not read
+    (`definitions.label_import`), each read on a read session and stored in a short write turn as an upload through
+    the API is; labels already stored are duplicates. The number of labels stored; Invalid naming the files no
+    label could be read from, once every other file was read (a broken file must not hide the good ones after it)."""
     with db.session_scope(write=False) as s:
         sched, ex = s.get(Schedule, schedule_id), s.get(Execution, execution_id)
         if sched is None or ex is None:
             return 0
-        source, since = definitions.ground_truth_source(s, store, sched), ex.window_start
-    if source is None:
+        todo = definitions.label_import(s, store, sched, ex.window_start)
+    if todo is None:
         return 0
-    endpoint, folder = source
     stored, failures = 0, []
-    for key in service.label_files(store, folder, since):
+    for key in service.label_files(store, todo.folder, todo.since):
         try:
             with db.session_scope(write=False) as s:
-                prep = service.read_label_file(s, store, endpoint, key)
+                prep = service.read_label_file(s, store, todo.endpoint, key)
             with db.session_scope() as s:
                 stored += service.commit_ground_truth(s, store, prep)["accepted"]
         except DomainError as exc:   # this file only: the next ones are still read
             failures.append(exc)
+    with db.session_scope() as s:
+        definitions.labels_imported(s, todo)
     if failures:
         raise service.unreadable_labels(failures)
     return stored

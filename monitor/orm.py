@@ -155,6 +155,9 @@ class Schedule(Base):
     job_definition: Mapped[str | None] = mapped_column(String(63), nullable=True)   # the JobDefinition it runs
     next_run_at: Mapped[dt.datetime] = mapped_column(index=True)
     last_run_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
+    # where the next import of the job definition's GroundTruthS3Input starts, and the folder it was read from
+    labels_folder: Mapped[str | None] = mapped_column(String(2048), nullable=True)
+    labels_read_through: Mapped[dt.datetime | None] = mapped_column(nullable=True)
     created_by: Mapped[str] = mapped_column(String(128))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

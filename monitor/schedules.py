@@ -602,6 +602,17 @@ def runnable(session: Session, name: str, actor: Principal) -> Schedule:
     return sched
 
 
+def check_run_window(start: dt.datetime, end: dt.datetime) -> None:
+    """A manual run's window. One that has not begun is refused: nothing can be captured there yet, and its Failed
+    run would only stand in the timeline (a window under way is a partial one, and runs)."""
+    if end <= start:
+        raise Invalid("end is not after start", fix="give an ISO-8601 window with start < end")
+    if start >= utcnow():
+        raise Invalid(f"the window starts at {start.isoformat()}, after now ({utcnow().isoformat(timespec='seconds')}):"
+                      " nothing is captured there yet", fix="run a window that has begun; the schedule itself runs "
+                      "each window once it has ended")
+
+
 def run_now(session: Session, store: ObjectStore, name: str, start: dt.datetime, end: dt.datetime,
             actor: Principal) -> Execution:
     """A manual run of the schedule over [start, end), computed and recorded in the caller's transaction (the API
@@ -612,15 +623,8 @@ def run_now(session: Session, store: ObjectStore, name: str, start: dt.datetime,
 
 def compute_now(session: Session, store: ObjectStore, name: str, start: dt.datetime, end: dt.datetime,
                 actor: Principal) -> tuple[Execution, Ran]:
-    """A manual run's execution (not yet added to any session) and its computed run. A window that has not begun
-    is refused: nothing can be captured there yet, and its Failed run would only stand in the timeline (a window
-    under way is a partial one, and runs)."""
-    if end <= start:
-        raise Invalid("end is not after start", fix="give an ISO-8601 window with start < end")
-    if start >= utcnow():
-        raise Invalid(f"the window starts at {start.isoformat()}, after now ({utcnow().isoformat(timespec='seconds')}):"
-                      " nothing is captured there yet", fix="run a window that has begun; the schedule itself runs "
-                      "each window once it has ended")
+    """A manual run's execution (not yet added to any session) and its computed run."""
+    check_run_window(start, end)
     sched = runnable(session, name, actor)
     ex = Execution(id=new_id(), schedule_id=sched.id, scheduled_for=utcnow(), trigger="manual", status="Pending",
                    window_start=start, window_end=end, worker=f"api:{os.getpid()}", created_at=utcnow())

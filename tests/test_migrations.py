@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import pytest
+import sqlalchemy as sa
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect
 
-from mlgov.db import Base, Database, SchemaNotAtHead, alembic_config, check_at_head, make_engine
+from mlgov.db import Base, Database, SchemaNotAtHead, UTCDateTime, alembic_config, check_at_head, make_engine
 from mlgov.metadata import load_all_models
 from tests.infra import fresh_database
 
@@ -228,9 +229,15 @@ def test_0025_drops_alert_rules_the_reader_cannot_read(kind, tmp_path):
         with Session(engine) as s:
             s.add(Baseline(id="b1", source="computed", prefix="baselines/b1", created_by="t"))
             s.flush()
-            s.add_all([Schedule(name=name, endpoint="ep", type="DataQuality", expression="0 * * * *",
-                                baseline_id="b1", alerting=alerting, next_run_at=now, created_by="t")
-                       for name, alerting in stored.items()])
+            # the table as it was at 0024 (the ORM's Schedule has columns added later)
+            s.execute(sa.table("monitor_schedules", *(sa.column(c) for c in (
+                "id", "name", "endpoint", "type", "expression", "window_start", "window_end", "baseline_id",
+                "status", "created_by")), sa.column("alerting", sa.JSON), sa.column("next_run_at", UTCDateTime()),
+                sa.column("created_at", UTCDateTime()), sa.column("updated_at", UTCDateTime())).insert(), [
+                {"id": f"s-{name}", "name": name, "endpoint": "ep", "type": "DataQuality", "expression": "0 * * * *",
+                 "window_start": "-PT1H", "window_end": "PT0S", "baseline_id": "b1", "status": "Scheduled",
+                 "created_by": "t", "alerting": alerting, "next_run_at": now, "created_at": now, "updated_at": now}
+                for name, alerting in stored.items()])
             s.commit()
         upgrade(url)
         with Session(engine) as s:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import time
 from typing import Any
 
 import httpx
@@ -19,8 +20,9 @@ from sqlalchemy import func, select
 from clarify import sagemaker as clarify_sagemaker
 from mlgov.aws import AwsService, botocore_model
 from mlgov.db import Database
-from monitor import jobs
+from monitor import definitions, jobs
 from monitor import sagemaker as monitor_sagemaker
+from monitor import service as monitor_service
 from monitor.engine import quality
 from monitor.sagemaker import ANALYZER_IMAGES
 from tests import test_sagemaker_api
@@ -445,12 +447,13 @@ def _labels(first: int, count: int) -> bytes:
                     for i in range(first, first + count))
 
 
-def test_ground_truth_uploaded_to_the_definitions_s3_input_is_read_by_every_run(sm: SageMaker,
-                                                                                live_db: Database) -> None:
+def test_ground_truth_uploaded_to_the_definitions_s3_input_is_read_by_every_run(sm: SageMaker, live_db: Database,
+                                                                                monkeypatch: Any) -> None:
     """A SageMaker team's ground-truth upload (JSON Lines into GroundTruthS3Input's hour folders) went unread: mlgov
     took labels only through its own API. Each run, scheduled or manual, now stores the files written there since
     its window began, as uploads through the API are stored (files read before are duplicates); a file with no usable
     label fails the run naming it. The folder must lie in the store, outside mlgov's own folders."""
+    monkeypatch.setattr(definitions, "LABELS_SETTLE", dt.timedelta(0))   # the margin a next import re-reads
     pat = sm.client("pat")
     _endpoint(sm)
     request = _model_quality_request(sm)
@@ -511,6 +514,29 @@ def test_ground_truth_uploaded_to_the_definitions_s3_input_is_read_by_every_run(
     assert failed["status"] == "Failed" and "broken.jsonl" in failed["failure_reason"], failed
     with live_db.session_scope(write=False) as s:
         assert s.scalar(select(func.count()).select_from(GroundTruth)) == 310
+
+    # A run reads from where the schedule's last listing began (less LABELS_SETTLE, 0 here), not from its own
+    # window's start: a file written while the schedule was stopped, before its next window began, was never read;
+    # the files read before are not read again. A manual run's window is checked before any label is read.
+    read: list[str] = []
+    real_read = monitor_service.read_label_file
+    monkeypatch.setattr(monitor_service, "read_label_file",
+                        lambda s, store, ep, key: (read.append(key.rsplit("/", 1)[1]), real_read(s, store, ep, key))[1])
+    time.sleep(1.1)   # S3 dates an object to the second: after the last listing's second
+    httpx.post(f"{sm.url}/api/v1/monitoring-schedules/churn-quality/stop", headers=sm.headers["pat"], timeout=60)
+    sm.store.put("mq/ground-truth/2026/11/20/15/while-stopped.jsonl", _labels(310, 5))
+    r = httpx.post(f"{sm.url}/api/v1/monitoring-schedules/churn-quality/run", headers=sm.headers["pat"], timeout=60,
+                   json={"start": "2026-11-20T12:00:00Z", "end": "2026-11-20T11:00:00Z"})
+    assert r.status_code == 422 and "end is not after start" in r.json()["detail"], r.text
+    with live_db.session_scope(write=False) as s:
+        assert s.scalar(select(func.count()).select_from(GroundTruth)) == 310   # nothing read for that window
+    httpx.post(f"{sm.url}/api/v1/monitoring-schedules/churn-quality/start", headers=sm.headers["pat"], timeout=60)
+    began = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=1)   # a window beginning after the upload
+    ex_id = jobs.claim(live_db, sid, began + dt.timedelta(hours=1), began, began + dt.timedelta(hours=1), "schedule")
+    assert ex_id is not None and jobs.run_claimed(live_db, sm.store, sid, ex_id)
+    assert read == ["while-stopped.jsonl"]
+    with live_db.session_scope(write=False) as s:
+        assert s.scalar(select(func.count()).select_from(GroundTruth)) == 315
 
 
 def test_a_baselining_job_that_cannot_profile_its_data_fails_with_the_reason(sm: SageMaker) -> None:

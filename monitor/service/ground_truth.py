@@ -154,8 +154,7 @@ smaller."""
 
 def label_files(store: ObjectStore, folder: str, since: dt.datetime) -> list[str]:
     """The files under ``folder`` (a job definition's GroundTruthS3Input) written at or after ``since``, oldest
-    first. A run reads those written since its window began: a label comes after its prediction, and files read
-    before are answered as duplicates, so no file is tracked as read."""
+    first (``since``: `definitions.label_import`; a file read twice is answered as duplicates)."""
     found = [(when, key) for key, when in store.listed(f"{folder}/")
              if when >= since and not key.endswith("/")]   # a "folder" marker (S3 consoles make them) holds no label
     return [key for _, key in sorted(found)]
