@@ -76,7 +76,7 @@ async def form_parts(request: Request) -> dict[str, Any]:
             out[key] = (await value.read(), getattr(value, "filename", None)) if hasattr(value, "read") else value
         return out
     if ctype.startswith("application/json") or not ctype:
-        body = inputs.loads(await request.body() or b"{}", "body")
+        body = inputs.body_document(request, await request.body() or b"{}", "body")
         if not isinstance(body, dict):
             raise Invalid("the JSON body must be an object", fix='send {"baseline_id": …, …}')
         return {"__json__": body}

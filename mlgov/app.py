@@ -145,6 +145,7 @@ class JsonGuardMiddleware:
                     await run_in_threadpool(inputs.check_unique_keys, body, "the request body")
                 else:
                     inputs.check_unique_keys(body, "the request body")
+                scope.setdefault("state", {})[inputs.KEYS_CHECKED] = True
         except DomainError as exc:
             await problem(exc.status, exc.title, exc.detail, fix=exc.fix, **exc.extra)(scope, receive, send)
             return

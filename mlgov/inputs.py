@@ -245,6 +245,9 @@ another line's values from a whole-body check): `split_body` checks that before 
 PARSED_BODY = "mlgov_parsed_body"
 """Where the body guard leaves what `screen` returned for the body in the request's state (``request.state``)."""
 
+KEYS_CHECKED = "mlgov_keys_checked"
+"""Set in the request's state when the body guard also refused repeated keys in the body (`check_unique_keys`)."""
+
 _WELL_FORMED = msgspec.json.Decoder(msgspec.Raw)
 
 
@@ -252,6 +255,15 @@ def parsed_body(request: Request) -> Any:
     """What the guard's `screen` returned for the request body: CLEAN, the parsed and checked document (a suspect
     one), or NOT_PARSED (JSON Lines, not JSON, no guard)."""
     return getattr(request.state, PARSED_BODY, NOT_PARSED)
+
+
+def body_document(request: Request, raw: bytes, what: str) -> Any:
+    """The value of a JSON request body, checked under the policy once: what the body guard screened (and refused
+    repeated keys in) is only parsed, by the fast parser; any other body goes through `loads`."""
+    screened = parsed_body(request)
+    if screened is NOT_PARSED or screened is CLEAN_LINES or not getattr(request.state, KEYS_CHECKED, False):
+        return loads(raw, what)
+    return document(raw, screened)
 
 
 def _malformed(what: str, exc: BaseException) -> MalformedJSON:

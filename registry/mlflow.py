@@ -267,7 +267,7 @@ async def _fields(request: Request) -> dict[str, Any]:
         raise Invalid("Bad Request. Content-Type must be application/json",
                       fix="send the request message as JSON with Content-Type: application/json")
     raw = await request.body()
-    body = inputs.loads(raw or b"{}", "body")
+    body = inputs.body_document(request, raw or b"{}", "body")
     if not isinstance(body, dict):
         raise Invalid("the request body must be a JSON object", fix="send the fields of the MLflow request message")
     return body

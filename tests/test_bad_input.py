@@ -373,6 +373,26 @@ def test_too_many_columns(client: Any, app: Any, db: Any, world: dict[str, Any])
     assert snapshot(db, app) == before
 
 
+def test_a_json_body_the_guard_screened_is_not_screened_again(client: Any, monkeypatch: Any,
+                                                               world: dict[str, Any]) -> None:
+    """The MLflow adapter and the native JSON routes scanned and parsed a body the guard had screened, and looked
+    for repeated keys in it a second time (one more parse of every body): the guard's screening stands now."""
+    from mlgov import inputs
+
+    seen: list[bytes] = []
+    real = inputs.check_unique_keys
+    monkeypatch.setattr(inputs, "check_unique_keys", lambda raw, what: (seen.append(raw), real(raw, what))[1])
+    r = client.post("/api/2.0/mlflow/registered-models/create", headers=world["pub"], json={"name": "once"})
+    assert r.status_code == 200, r.text
+    r = client.post(f"{API}/analyses", headers=world["pub"], json={"baseline_id": world["baseline"],
+                                                                 "data": [{"age": 30}]})
+    assert len(seen) == 2, seen   # one check per body, by the guard
+    # a body the guard does not screen (a DELETE's) is still checked where it is read
+    r = client.request("DELETE", "/api/2.0/mlflow/registered-models/delete-tag", headers={
+        **world["pub"], "content-type": "application/json"}, content=b'{"name": "once", "key": "a", "key": "b"}')
+    assert r.status_code == 400 and "repeats the key 'key'" in r.json()["message"], r.text
+
+
 def test_a_repeated_key_is_refused_not_read_as_its_last_value(client: Any, app: Any, db: Any, keys: Any,
                                                               world: dict[str, Any]) -> None:
     """{"status": "Rejected", …, "status": "Approved"} approved the version: the parser took the last value, where
