@@ -118,26 +118,41 @@ class LabelImport:
     began: dt.datetime
 
 
-def label_import(session: Session, store: ObjectStore, sched: Schedule,
-                 window_start: dt.datetime) -> LabelImport | None:
-    """The files a run of ``sched`` over a window beginning at ``window_start`` reads (None: no GroundTruthS3Input).
-    From where the schedule's last import of the folder left off, or from the window's start if that is earlier
-    (a backfill) or the folder was never read: files written while the schedule was stopped are read too, and a
-    long window's files are not all read again by each run."""
+def label_import(session: Session, store: ObjectStore, sched: Schedule, window_start: dt.datetime, *,
+                 manual: bool = False) -> LabelImport | None:
+    """The files a run of ``sched`` over a window beginning at ``window_start`` reads (None: no GroundTruthS3Input):
+    from where the schedule's last import of its folder left off, so files written while the schedule was stopped
+    are read and a window longer than the schedule's period (or a delayed one) does not read its files again on
+    each run. From the window's start when the folder was never read, and for a ``manual`` run whose window begins
+    earlier (a backfill reads what its window may need)."""
     source = ground_truth_source(session, store, sched)
     if source is None:
         return None
     endpoint, folder = source
     since = window_start
     if sched.labels_folder == folder and sched.labels_read_through is not None:
-        since = min(since, as_utc(sched.labels_read_through) or since)
+        through = as_utc(sched.labels_read_through) or since
+        since = min(since, through) if manual else through
     return LabelImport(sched.id, endpoint, folder, since, utcnow())
 
 
-def labels_imported(session: Session, done: LabelImport) -> None:
-    """Remember where the schedule's next import starts: `LABELS_SETTLE` before ``done``'s listing began (never
-    moved back by a run that began earlier and ended later). A file that failed is not read again unless written
-    again (its run failed naming it)."""
+def manual_label_import(session: Session, store: ObjectStore, name: str, start: dt.datetime, end: dt.datetime,
+                        actor: Principal) -> LabelImport | None:
+    """What a manual run of schedule ``name`` over [start, end) reads first; its window checked before."""
+    sched = schedules.runnable(session, name, actor)
+    schedules.check_run_window(start, end)
+    return label_import(session, store, sched, start, manual=True)
+
+
+def labels_imported(session: Session, store: ObjectStore, done: LabelImport) -> None:
+    """Remember where the schedule's next import starts: `LABELS_SETTLE` before ``done``'s listing began. Never
+    moved back by a run that began earlier and ended later, and not at all when the schedule reads another folder
+    by now (a slow run of the former folder would make the next one read the new folder from its window's start,
+    skipping what was written there meanwhile). A file that failed is read again only by a run whose reach it is
+    in (the margin, a backfill)."""
+    sched = session.get(Schedule, done.schedule_id)
+    if sched is None or (source := ground_truth_source(session, store, sched)) is None or source[1] != done.folder:
+        return
     through = done.began - LABELS_SETTLE
     behind = or_(Schedule.labels_folder.is_(None), Schedule.labels_folder != done.folder,
                  Schedule.labels_read_through.is_(None), Schedule.labels_read_through < through)

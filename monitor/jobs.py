@@ -314,7 +314,7 @@ def import_labels(db: Database, store: ObjectStore, schedule_id: str, execution_
         except DomainError as exc:   # this file only: the next ones are still read
             failures.append(exc)
     with db.session_scope() as s:
-        definitions.labels_imported(s, todo)
+        definitions.labels_imported(s, store, todo)
     if failures:
         raise service.unreadable_labels(failures)
     return stored

@@ -496,11 +496,9 @@ def delete_schedule(name: str, session: SessionDep, actor: Writer) -> Response:
 async def run_schedule(name: str, body: RunWindow, session: ReadSessionDep, store: StoreDep, actor: ReadingWriter,
                        request: Request) -> Any:
     start, end = as_utc(body.start) or body.start, as_utc(body.end) or body.end
-    schedules.check_run_window(start, end)   # before any label is read for it
     # the labels uploaded to its job definition's GroundTruthS3Input first, as a scheduled run reads them
     # (`jobs.import_labels`): each file read on the read session and stored in a write turn of its own
-    todo = await run_in_threadpool(
-        lambda: definitions.label_import(session, store, schedules.runnable(session, name, actor), start))
+    todo = await run_in_threadpool(definitions.manual_label_import, session, store, name, start, end, actor)
     if todo is not None:
         failures = []
         for key in await run_in_threadpool(service.label_files, store, todo.folder, todo.since):
@@ -511,7 +509,7 @@ async def run_schedule(name: str, body: RunWindow, session: ReadSessionDep, stor
             except DomainError as exc:   # this file only: the next ones are still read
                 failures.append(exc)
         await computed_then_recorded(request, session, lambda: todo,
-                                     lambda writer, done: definitions.labels_imported(writer, done))
+                                     lambda writer, done: definitions.labels_imported(writer, store, done))
         if failures:
             raise service.unreadable_labels(failures)
     return await computed_then_recorded(

@@ -451,8 +451,9 @@ def test_ground_truth_uploaded_to_the_definitions_s3_input_is_read_by_every_run(
                                                                                 monkeypatch: Any) -> None:
     """A SageMaker team's ground-truth upload (JSON Lines into GroundTruthS3Input's hour folders) went unread: mlgov
     took labels only through its own API. Each run, scheduled or manual, now stores the files written there since
-    its window began, as uploads through the API are stored (files read before are duplicates); a file with no usable
-    label fails the run naming it. The folder must lie in the store, outside mlgov's own folders."""
+    the schedule last listed the folder (its window's start the first time, or a manual run's earlier window), as
+    uploads through the API are stored (files read twice are duplicates); a file with no usable label fails the run
+    naming it. The folder must lie in the store, outside mlgov's own folders."""
     monkeypatch.setattr(definitions, "LABELS_SETTLE", dt.timedelta(0))   # the margin a next import re-reads
     pat = sm.client("pat")
     _endpoint(sm)
@@ -502,16 +503,18 @@ def test_ground_truth_uploaded_to_the_definitions_s3_input_is_read_by_every_run(
     # a manual run reads them again (duplicates: nothing changes), and a file with no usable label is named
     assert _run(sm, "churn-quality", "2026-11-20T10:00:00Z", "2026-11-20T11:00:00Z")["status"] == \
         "CompletedWithViolations"
+    time.sleep(1.1)   # S3 dates an object to the second: after the last listing's second
     sm.store.put("mq/ground-truth/2026/11/20/13/broken.jsonl", b'{"eventMetadata": {}}\n')
     sm.store.put("mq/ground-truth/2026/11/20/14/later.jsonl", _labels(300, 10))   # not hidden by the broken one
-    r = httpx.post(f"{sm.url}/api/v1/monitoring-schedules/churn-quality/run", headers=sm.headers["pat"], timeout=60,
-                   json={"start": "2026-11-20T10:00:00Z", "end": "2026-11-20T11:00:00Z"})
-    assert r.status_code == 422 and "broken.jsonl" in r.json()["detail"], r.text
     ex_id = jobs.claim(live_db, sid, t0 + dt.timedelta(hours=2), t0, t0 + dt.timedelta(hours=1), "schedule")
     assert ex_id is not None and jobs.run_claimed(live_db, sm.store, sid, ex_id)
     [failed] = [e for e in httpx.get(f"{sm.url}/api/v1/monitoring-schedules/churn-quality/executions",
                                      headers=sm.headers["pat"], timeout=60).json()["items"] if e["id"] == ex_id]
     assert failed["status"] == "Failed" and "broken.jsonl" in failed["failure_reason"], failed
+    # a manual run of an earlier window (a backfill) reads the folder from that window's start
+    r = httpx.post(f"{sm.url}/api/v1/monitoring-schedules/churn-quality/run", headers=sm.headers["pat"], timeout=60,
+                   json={"start": "2026-11-20T10:00:00Z", "end": "2026-11-20T11:00:00Z"})
+    assert r.status_code == 422 and "broken.jsonl" in r.json()["detail"], r.text
     with live_db.session_scope(write=False) as s:
         assert s.scalar(select(func.count()).select_from(GroundTruth)) == 310
 
@@ -537,6 +540,25 @@ def test_ground_truth_uploaded_to_the_definitions_s3_input_is_read_by_every_run(
     assert read == ["while-stopped.jsonl"]
     with live_db.session_scope(write=False) as s:
         assert s.scalar(select(func.count()).select_from(GroundTruth)) == 315
+    # a scheduled window that began long before (a delayed or long one) reads from there too, not its whole span
+    time.sleep(1.1)
+    sm.store.put("mq/ground-truth/2026/11/20/16/later-still.jsonl", _labels(315, 5))
+    ex_id = jobs.claim(live_db, sid, t0 + dt.timedelta(hours=3), t0, t0 + dt.timedelta(hours=1), "schedule")
+    assert ex_id is not None and jobs.run_claimed(live_db, sm.store, sid, ex_id)
+    assert read == ["while-stopped.jsonl", "later-still.jsonl"]
+    # where the next import starts never moves back, and a run of a folder the schedule no longer reads leaves it
+    with live_db.session_scope(write=False) as s:
+        kept = s.get(Schedule, sid)
+        assert kept is not None and kept.labels_folder is not None and kept.labels_read_through is not None
+        folder, through = kept.labels_folder, kept.labels_read_through
+    now = dt.datetime.now(dt.UTC)
+    for stale in (definitions.LabelImport(sid, "churn-prod", folder, t0, through - dt.timedelta(seconds=5)),
+                  definitions.LabelImport(sid, "churn-prod", "mq/elsewhere", t0, now)):
+        with live_db.session_scope() as s:
+            definitions.labels_imported(s, sm.store, stale)
+        with live_db.session_scope(write=False) as s:
+            kept = s.get(Schedule, sid)
+            assert kept is not None and (kept.labels_folder, kept.labels_read_through) == (folder, through)
 
 
 def test_a_baselining_job_that_cannot_profile_its_data_fails_with_the_reason(sm: SageMaker) -> None:
