@@ -95,9 +95,10 @@ from registry.schemas import (
 )
 
 PREFIX = "/api/2.0/mlflow"
-MAX_PAGE = {"models": 1000, "versions": 10_000}   # rows per page: MlflowClient's own default for versions (10,000)
-# fits in one, since MlflowClient.search_model_versions does not follow next_page_token (mlflow.search_… does)
-MAX_RESULTS = {"models": 1000, "versions": 200_000}   # MLflow's own thresholds: beyond them is an error
+# rows per page: MlflowClient's own default for versions (10,000) fits in one, since
+# MlflowClient.search_model_versions does not follow next_page_token (mlflow.search_… does)
+MAX_PAGE = {"models": 1000, "versions": 10_000, "webhooks": 1000}
+MAX_RESULTS = {"models": 1000, "versions": 200_000, "webhooks": 1000}   # MLflow's own thresholds: beyond, an error
 MAX_OFFSET = 2**31 - 1
 MLFLOW_WIRE = "mlflow"
 PROMPT_TAG = "mlflow.prompt.is_prompt"
@@ -414,12 +415,17 @@ def _group_create(name: str, description: str | None, tags: dict[str, str]) -> G
 
 # --- pagination and search -----------------------------------------------------------------------------
 
-def _page(search: Search, kind: Literal["models", "versions"], default: int) -> tuple[int, int]:
+def _page(search: Search, kind: Literal["models", "versions", "webhooks"], default: int) -> tuple[int, int]:
     """(page size, offset) from max_results and page_token. Sizes up to MLflow's thresholds are accepted and
-    served in pages of at most MAX_PAGE (the client follows next_page_token); larger ones are refused."""
+    served in pages of at most MAX_PAGE (the client follows next_page_token); larger ones are refused. A size of 0
+    as MLflow's server takes it: an empty page of models (with a next_page_token when one follows), the default
+    number of webhooks, and an error for versions."""
     wanted = default if search.max_results is None else search.max_results
-    if not 1 <= wanted <= MAX_RESULTS[kind]:
-        raise Invalid(f"invalid value {wanted} for parameter 'max_results': it must be between 1 and "
+    if wanted == 0 and kind == "webhooks":
+        wanted = default
+    low = 0 if kind == "models" else 1
+    if not low <= wanted <= MAX_RESULTS[kind]:
+        raise Invalid(f"invalid value {wanted} for parameter 'max_results': it must be between {low} and "
                       f"{MAX_RESULTS[kind]}", fix="ask for fewer results and follow next_page_token")
     offset = 0
     if search.page_token:
@@ -1065,7 +1071,7 @@ def create_webhook(fields: Fields, session: SessionDep, principal: Admin, policy
 @router.get("/webhooks")
 def list_webhooks(fields: Fields, session: SessionDep, _: Admin) -> dict[str, Any]:
     m = _parse(Search, fields)
-    size, offset = _page(m, "models", 100)
+    size, offset = _page(m, "webhooks", 100)
     hooks = events.list_webhooks(session, wire_format=MLFLOW_WIRE, limit=size + 1, offset=offset)
     out: dict[str, Any] = {"webhooks": [_webhook(h) for h in hooks[:size]]}
     if len(hooks) > size:

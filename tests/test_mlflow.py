@@ -257,6 +257,13 @@ def test_search_filters_and_page_tokens(world: World) -> None:
                                           page_token=page.token)
         names += [m.name for m in page]
     assert names == [f"churn-{i}" for i in (4, 3, 2, 1, 0)]
+    # MLflow's server answers max_results=0 with an empty page and the token of the next (it was refused)
+    page = c.search_registered_models("name LIKE 'churn-%'", max_results=0, order_by=["name DESC"])
+    assert list(page) == [] and page.token
+    page = c.search_registered_models("name LIKE 'churn-%'", max_results=1, page_token=page.token,
+                                      order_by=["name DESC"])
+    assert [m.name for m in page] == ["churn-4"]
+    assert not c.search_registered_models("name = 'none'", max_results=0).token
     assert {m.name for m in c.search_registered_models("tags.team = 'growth'")} == {"churn-1", "churn-3"}
     assert [m.name for m in c.search_registered_models("name = 'other'")] == ["other"]
     versions = c.search_model_versions("run_id = 'run-1'")    # the client's default max_results is 10,000
@@ -887,6 +894,8 @@ def test_mlflow_webhooks_signed_as_mlflow_documents(world: World) -> None:
                 name="ci", url=f"http://127.0.0.1:{port}/hook", secret=secret,
                 events=[WebhookEvent("model_version", "created"), WebhookEvent("model_version_alias", "created")])
             assert [h.webhook_id for h in world.client.list_webhooks()] == [hook.webhook_id]
+            # 0 is MLflow's default page (its store reads `max_results or 100`): it was refused
+            assert [h.webhook_id for h in world.client.list_webhooks(max_results=0)] == [hook.webhook_id]
         world.client.create_registered_model("churn")
         world.client.create_model_version("churn", "s3://m/1", tags={"k": "v"})
         world.client.set_registered_model_alias("churn", "candidate", "1")
