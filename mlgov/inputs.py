@@ -263,7 +263,10 @@ def body_document(request: Request, raw: bytes, what: str) -> Any:
     screened = parsed_body(request)
     if screened is NOT_PARSED or screened is CLEAN_LINES or not getattr(request.state, KEYS_CHECKED, False):
         return loads(raw, what)
-    return document(raw, screened)
+    try:   # ``raw`` must be the bytes the guard screened (the request's own body)
+        return document(raw, screened)
+    except (ValueError, RecursionError) as exc:   # a text the guard's syntax check passed and the parser refuses
+        raise _malformed(what, exc) from None
 
 
 def _malformed(what: str, exc: BaseException) -> MalformedJSON:

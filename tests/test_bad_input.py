@@ -391,6 +391,10 @@ def test_a_json_body_the_guard_screened_is_not_screened_again(client: Any, monke
     r = client.request("DELETE", "/api/2.0/mlflow/registered-models/delete-tag", headers={
         **world["pub"], "content-type": "application/json"}, content=b'{"name": "once", "key": "a", "key": "b"}')
     assert r.status_code == 400 and "repeats the key 'key'" in r.json()["message"], r.text
+    # a text the guard's syntax check passed and the route's parser refuses is a 400 as from `loads`, never a 500
+    monkeypatch.setattr(inputs, "_parse", lambda raw, clean=False: (_ for _ in ()).throw(ValueError("refused")))
+    r = client.post("/api/2.0/mlflow/registered-models/create", headers=world["pub"], json={"name": "twice"})
+    assert r.status_code == 400 and "not valid JSON" in r.text, r.text
 
 
 def test_a_repeated_key_is_refused_not_read_as_its_last_value(client: Any, app: Any, db: Any, keys: Any,
