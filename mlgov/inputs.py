@@ -261,7 +261,7 @@ def body_document(request: Request, raw: bytes, what: str) -> Any:
     """The value of a JSON request body, checked under the policy once: what the body guard screened (and refused
     repeated keys in) is only parsed, by the fast parser; any other body goes through `loads`."""
     screened = parsed_body(request)
-    if screened is NOT_PARSED or screened is CLEAN_LINES or not getattr(request.state, KEYS_CHECKED, False):
+    if screened is NOT_PARSED or not getattr(request.state, KEYS_CHECKED, False):   # (never set for JSON Lines)
         return loads(raw, what)
     try:   # ``raw`` must be the bytes the guard screened (the request's own body)
         return document(raw, screened)

@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 
 from mlgov import audit, auth
 from mlgov.auth import Principal
-from mlgov.db import as_utc, icontains, new_id, paginate, sort_order, utcnow
+from mlgov.db import icontains, new_id, paginate, sort_order, utcnow
 from mlgov.errors import Conflict, DomainError, Invalid, NotFound
 from mlgov.storage import SYSTEM_FOLDERS, ObjectStore, system_folder, unclean_segment
 from monitor import schedules, service
@@ -131,7 +131,7 @@ def label_import(session: Session, store: ObjectStore, sched: Schedule, window_s
     endpoint, folder = source
     since = window_start
     if sched.labels_folder == folder and sched.labels_read_through is not None:
-        through = as_utc(sched.labels_read_through) or since
+        through = sched.labels_read_through   # UTC-aware as read (UTCDateTime)
         since = min(since, through) if manual else through
     return LabelImport(sched.id, endpoint, folder, since, utcnow())
 
